@@ -1,0 +1,84 @@
+//! Content-addressed blob storage.
+//!
+//! One narrow trait, [`BlobStore`], in the spirit of CNCF distribution's storage driver: upload
+//! staging (append-only, all-or-nothing per call), an atomic commit under the blob's digest, and
+//! reads. It knows nothing of repositories: which repository may see which blob is metadata.
+//! Every backend runs the same behaviour suite, [`testsuite::run_all`].
+//!
+//! Invariant: a blob is readable under a digest only after `commit` was called with that digest,
+//! and the caller only commits after it verified the data hashes to that digest.
+
+pub mod fs;
+pub mod testsuite;
+
+use std::io;
+use std::ops::Range;
+
+use async_trait::async_trait;
+use berth_spec::Digest;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+pub use fs::FsBlobStore;
+
+/// A stream of blob bytes, as received from a client or as served to one.
+pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("upload {0} does not exist")]
+    UploadNotFound(String),
+    #[error("upload is at offset {current}, not at the requested offset")]
+    OffsetMismatch { current: u64 },
+    #[error("blob {0} does not exist")]
+    BlobNotFound(Digest),
+    #[error("range is not satisfiable for a blob of {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
+    /// The client's body failed mid-stream (disconnect, truncated chunk); nothing was kept.
+    #[error("request body failed: {0}")]
+    Body(io::Error),
+    #[error("storage I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Called with each chunk exactly once, in order, after it was written: lets the caller hash
+/// while streaming without a second pass over the data.
+pub type ChunkObserver<'a> = &'a mut (dyn FnMut(&[u8]) + Send);
+
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Creates an empty upload staging area named `upload` (an id the caller made unique).
+    async fn create_upload(&self, upload: &str) -> Result<(), StoreError>;
+
+    /// Appends `data` at `offset`, which must equal the upload's current length. All or nothing:
+    /// if the stream or a write fails, the upload is truncated back to `offset`. Returns the new length.
+    async fn append(
+        &self,
+        upload: &str,
+        offset: u64,
+        data: ByteStream,
+        observe: ChunkObserver<'_>,
+    ) -> Result<u64, StoreError>;
+
+    /// Current length of an upload, `None` if it does not exist.
+    async fn upload_len(&self, upload: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Reads an upload back (to hash it with another algorithm, or after a restart lost the hash state).
+    async fn read_upload(&self, upload: &str) -> Result<ByteStream, StoreError>;
+
+    /// Durably moves a verified upload to its content address. If the blob already exists the
+    /// upload is simply dropped (content addressing makes both copies identical).
+    async fn commit(&self, upload: &str, digest: &Digest) -> Result<(), StoreError>;
+
+    /// Removes an upload's staged data; removing a missing upload is not an error.
+    async fn abort(&self, upload: &str) -> Result<(), StoreError>;
+
+    /// Size of a committed blob, `None` if absent.
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StoreError>;
+
+    /// Reads a committed blob, or the byte `range` of it (already clamped by the caller to the size).
+    async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<ByteStream, StoreError>;
+
+    /// Deletes a committed blob's data; deleting a missing blob is not an error.
+    async fn delete(&self, digest: &Digest) -> Result<(), StoreError>;
+}
