@@ -1,1 +1,107 @@
+//! The registry service: every operation of the OCI and ECR planes, over [`BlobStore`] and
+//! [`MetadataStore`]. HTTP layers translate requests into calls here and [`RegistryError`]s into
+//! their wire format; they hold no storage logic.
 
+mod blobs;
+mod error;
+mod manifests;
+mod pulls;
+pub mod settings;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use berth_meta::{MetadataStore, Millis, Repository};
+use berth_spec::RepositoryName;
+use berth_storage::BlobStore;
+
+pub use blobs::{BlobBody, ByteRange, MountOutcome, UploadStatus};
+pub use error::RegistryError;
+pub use manifests::{PutManifestOutcome, Referrer};
+pub use settings::RepositorySettings;
+
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// A push to a repository that does not exist creates it (ECR's create-on-push).
+    pub create_on_push: bool,
+    /// Upload sessions untouched for this long are removed with their data.
+    pub upload_expiry: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig { create_on_push: true, upload_expiry: Duration::from_secs(24 * 3600) }
+    }
+}
+
+pub struct Registry {
+    blobs: Arc<dyn BlobStore>,
+    meta: Arc<dyn MetadataStore>,
+    config: RegistryConfig,
+    uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<blobs::UploadHashState>>>>,
+    pulls: pulls::PullRecorder,
+}
+
+pub fn now_millis() -> Millis {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
+}
+
+impl Registry {
+    pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetadataStore>, config: RegistryConfig) -> Registry {
+        Registry { blobs, meta, config, uploads: Mutex::default(), pulls: pulls::PullRecorder::default() }
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.meta
+    }
+
+    /// The repository, or `NameUnknown`.
+    pub async fn repository(&self, name: &RepositoryName) -> Result<Repository> {
+        self.meta.get_repository(name).await?.ok_or_else(|| RegistryError::NameUnknown(name.to_string()))
+    }
+
+    /// The repository a push goes to, created if missing and create-on-push is on.
+    async fn push_target(&self, name: &RepositoryName) -> Result<Repository> {
+        if self.config.create_on_push {
+            let settings = RepositorySettings::default().to_json();
+            Ok(self.meta.ensure_repository(name, &settings, now_millis()).await?)
+        } else {
+            self.repository(name).await
+        }
+    }
+
+    /// Repository names sorted, after `last`, at most `n` (and whether more remain).
+    pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<(Vec<String>, bool)> {
+        let limit = n.unwrap_or(usize::MAX / 2);
+        let mut repos = self.meta.list_repositories(last, limit.saturating_add(1)).await?;
+        let more = repos.len() > limit;
+        repos.truncate(limit);
+        Ok((repos.into_iter().map(|r| r.name).collect(), more))
+    }
+
+    /// Periodic housekeeping: expire abandoned uploads, flush recorded pull times.
+    /// Call from a background task; it never fails the process, errors are logged.
+    pub async fn maintain(&self) {
+        if let Err(e) = self.expire_uploads().await {
+            tracing::warn!(error = %e, "expiring stale uploads failed");
+        }
+        self.flush_pulls().await;
+    }
+
+    /// Writes buffered pull times (also called on shutdown).
+    pub async fn flush_pulls(&self) {
+        let batch = self.pulls.drain();
+        if !batch.is_empty() {
+            if let Err(e) = self.meta.record_pulls(&batch).await {
+                tracing::warn!(error = %e, "recording pull times failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Service errors as OCI error responses: `{"errors":[{"code","message","detail"}]}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_registry::RegistryError;
+
+/// An error on the `/v2/` plane.
+#[derive(Debug)]
+pub struct OciError(pub RegistryError);
+
+impl From<RegistryError> for OciError {
+    fn from(e: RegistryError) -> Self {
+        OciError(e)
+    }
+}
+
+impl OciError {
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use RegistryError::*;
+        match &self.0 {
+            NameInvalid(_) => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
+            NameUnknown(_) => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
+            RepositoryExists(_) | RepositoryNotEmpty(_) => (StatusCode::CONFLICT, "DENIED"),
+            BlobUnknown(_) => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+            BlobUploadUnknown => (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
+            BlobUploadInvalid(_) => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
+            DigestInvalid(_) => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
+            RangeInvalid { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID"),
+            ManifestInvalid(_) => (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
+            ManifestUnknown(_) => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+            ManifestChildUnknown(_) => (StatusCode::BAD_REQUEST, "MANIFEST_UNKNOWN"),
+            ManifestBlobUnknown(_) => (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
+            ManifestReferenced { .. } => (StatusCode::CONFLICT, "DENIED"),
+            ManifestTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
+            TagImmutable { .. } => (StatusCode::BAD_REQUEST, "TAG_INVALID"),
+            Denied(_) => (StatusCode::FORBIDDEN, "DENIED"),
+            Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+        }
+    }
+}
+
+/// Builds an OCI error body.
+pub fn error_body(code: &str, message: &str) -> String {
+    serde_json::json!({ "errors": [{ "code": code, "message": message, "detail": null }] }).to_string()
+}
+
+impl IntoResponse for OciError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self.0, "request failed");
+        }
+        let mut response = (status, error_body(code, &self.0.to_string())).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let RegistryError::RangeInvalid { size } = self.0 {
+            // Lets a client resume an upload, and says how large a blob is for ranged reads.
+            headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"));
+        }
+        response
+    }
+}

@@ -1,0 +1,377 @@
+//! One handler per endpoint and method.
+
+use std::collections::HashMap;
+use std::io;
+
+use axum::body::Body;
+use axum::extract::{Query, Request};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_registry::{ByteRange, MountOutcome, Registry, RegistryError, UploadStatus};
+use berth_spec::manifest::MAX_MANIFEST_BYTES;
+use berth_spec::{Digest, Reference, RepositoryName, media};
+use berth_storage::ByteStream;
+use futures::{StreamExt, TryStreamExt};
+use http_body_util::BodyExt;
+
+use crate::endpoint::Endpoint;
+use crate::error::{OciError, error_body};
+use crate::{Action, AppState, Principal};
+
+type HandlerResult = Result<Response, OciError>;
+
+const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
+const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
+const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
+const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
+
+pub(crate) async fn handle(state: AppState, request: Request) -> Response {
+    let method = request.method().clone();
+    let mut response = match Endpoint::parse(request.uri().path()) {
+        Some(endpoint) => route(state, endpoint, request).await.unwrap_or_else(IntoResponse::into_response),
+        None => plain_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "no such registry endpoint"),
+    };
+    response.headers_mut().insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+    if method == Method::HEAD {
+        // Keep Content-Length (the size of what GET would send), drop the body.
+        *response.body_mut() = Body::empty();
+    }
+    response
+}
+
+fn plain_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], error_body(code, message)).into_response()
+}
+
+/// The endpoint's access requirement and repository, checked before any work is done.
+fn requirement(endpoint: &Endpoint, method: &Method) -> (Action, Option<String>) {
+    let write = |name: &String| {
+        let action = if method == Method::DELETE { Action::Delete } else { Action::Push };
+        (action, Some(name.clone()))
+    };
+    match endpoint {
+        Endpoint::Base => (Action::Login, None),
+        Endpoint::Catalog => (Action::Catalog, None),
+        Endpoint::Tags { name } | Endpoint::Referrers { name, .. } => (Action::Pull, Some(name.clone())),
+        Endpoint::Manifest { name, .. } | Endpoint::Blob { name, .. } => {
+            if matches!(*method, Method::GET | Method::HEAD) { (Action::Pull, Some(name.clone())) } else { write(name) }
+        }
+        Endpoint::UploadStart { name } => (Action::Push, Some(name.clone())),
+        Endpoint::Upload { name, .. } => {
+            (if *method == Method::DELETE { Action::Push } else { write(name).0 }, Some(name.clone()))
+        }
+    }
+}
+
+async fn route(state: AppState, endpoint: Endpoint, request: Request) -> HandlerResult {
+    let method = request.method().clone();
+    let (action, repo) = requirement(&endpoint, &method);
+    let principal = match state.access.check(request.headers(), action, repo.as_deref()) {
+        Ok(p) => p,
+        Err(response) => return Ok(response),
+    };
+    let registry = &*state.registry;
+    let query = query_params(&request);
+    match (endpoint, method) {
+        (Endpoint::Base, Method::GET | Method::HEAD) => Ok(json_response(StatusCode::OK, "{}".into())),
+        (Endpoint::Catalog, Method::GET | Method::HEAD) => catalog(registry, &query).await,
+        (Endpoint::Tags { name }, Method::GET | Method::HEAD) => tags(registry, &name, &query).await,
+        (Endpoint::Manifest { name, reference }, m @ (Method::GET | Method::HEAD)) => {
+            get_manifest(registry, &name, &reference, m == Method::GET).await
+        }
+        (Endpoint::Manifest { name, reference }, Method::PUT) => put_manifest(registry, &name, &reference, request).await,
+        (Endpoint::Manifest { name, reference }, Method::DELETE) => {
+            let name = Registry::parse_name(&name)?;
+            registry.delete_manifest(&name, &parse_reference(&reference)?).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Endpoint::Blob { name, digest }, Method::HEAD) => head_blob(registry, &name, &digest).await,
+        (Endpoint::Blob { name, digest }, Method::GET) => get_blob(registry, &name, &digest, request.headers()).await,
+        (Endpoint::Blob { name, digest }, Method::DELETE) => {
+            registry.delete_blob(&Registry::parse_name(&name)?, &parse_digest(&digest)?).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Endpoint::UploadStart { name }, Method::POST) => start_upload(state.clone(), &principal, &name, &query, request).await,
+        (Endpoint::Upload { name, id }, Method::GET) => {
+            let name = Registry::parse_name(&name)?;
+            let status = registry.upload_status(&name, &id).await?;
+            Ok(upload_response(StatusCode::NO_CONTENT, &name, &status))
+        }
+        (Endpoint::Upload { name, id }, Method::PATCH) => patch_upload(registry, &name, &id, request).await,
+        (Endpoint::Upload { name, id }, Method::PUT) => finish_upload(registry, &name, &id, &query, request).await,
+        (Endpoint::Upload { name, id }, Method::DELETE) => {
+            registry.cancel_upload(&Registry::parse_name(&name)?, &id).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (Endpoint::Referrers { name, digest }, Method::GET | Method::HEAD) => referrers(registry, &name, &digest, &query).await,
+        (_, method) => Err(RegistryError::Unsupported(format!("method {method} is not supported on this endpoint")).into()),
+    }
+}
+
+fn query_params(request: &Request) -> HashMap<String, String> {
+    Query::<HashMap<String, String>>::try_from_uri(request.uri()).map(|q| q.0).unwrap_or_default()
+}
+
+fn parse_digest(s: &str) -> Result<Digest, OciError> {
+    Ok(s.parse::<Digest>().map_err(RegistryError::from)?)
+}
+
+fn parse_reference(s: &str) -> Result<Reference, OciError> {
+    s.parse::<Reference>().map_err(|e| match e {
+        berth_spec::NameError::Tag(t) => OciError(RegistryError::ManifestInvalid(format!("invalid tag {t:?}"))),
+        other => OciError(RegistryError::from(other)),
+    })
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn request_body(request: Request) -> ByteStream {
+    TryStreamExt::map_err(request.into_body().into_data_stream(), io::Error::other).boxed()
+}
+
+/// `n` and `last` for paginated lists; `Link` points at the next page.
+fn pagination(query: &HashMap<String, String>) -> Result<(Option<usize>, Option<String>), OciError> {
+    let n = match query.get("n") {
+        None => None,
+        Some(v) => Some(v.parse::<usize>().map_err(|_| {
+            RegistryError::Unsupported(format!("pagination parameter n={v:?} is not a non-negative number"))
+        })?),
+    };
+    Ok((n, query.get("last").cloned()))
+}
+
+fn next_link(path: &str, n: usize, last: Option<&String>) -> HeaderValue {
+    header_value(&format!("<{path}?n={n}&last={}>; rel=\"next\"", last.map(String::as_str).unwrap_or("")))
+}
+
+async fn catalog(registry: &Registry, query: &HashMap<String, String>) -> HandlerResult {
+    let (n, last) = pagination(query)?;
+    let (repos, more) = if n == Some(0) { (vec![], false) } else { registry.catalog(n, last.as_deref()).await? };
+    let mut response = json_response(StatusCode::OK, serde_json::json!({ "repositories": repos }).to_string());
+    if let (true, Some(n)) = (more, n) {
+        response.headers_mut().insert(header::LINK, next_link("/v2/_catalog", n, repos.last()));
+    }
+    Ok(response)
+}
+
+async fn tags(registry: &Registry, name: &str, query: &HashMap<String, String>) -> HandlerResult {
+    let repo = Registry::parse_name(name)?;
+    let (n, last) = pagination(query)?;
+    let (tags, more) = if n == Some(0) {
+        registry.repository(&repo).await?;
+        (vec![], false)
+    } else {
+        registry.list_tags(&repo, n, last.as_deref()).await?
+    };
+    let mut response = json_response(StatusCode::OK, serde_json::json!({ "name": name, "tags": tags }).to_string());
+    if let (true, Some(n)) = (more, n) {
+        response.headers_mut().insert(header::LINK, next_link(&format!("/v2/{name}/tags/list"), n, tags.last()));
+    }
+    Ok(response)
+}
+
+async fn get_manifest(registry: &Registry, name: &str, reference: &str, is_get: bool) -> HandlerResult {
+    let repo = Registry::parse_name(name)?;
+    let reference = parse_reference(reference)?;
+    let manifest = registry.get_manifest(&repo, &reference, is_get).await?;
+    let headers = [
+        (header::CONTENT_TYPE, header_value(&manifest.media_type)),
+        (CONTENT_DIGEST, header_value(manifest.digest.as_str())),
+        (header::ETAG, header_value(&format!("\"{}\"", manifest.digest))),
+        (header::CONTENT_LENGTH, HeaderValue::from(manifest.content.len())),
+    ];
+    Ok((StatusCode::OK, headers, manifest.content).into_response())
+}
+
+async fn put_manifest(registry: &Registry, name: &str, reference: &str, request: Request) -> HandlerResult {
+    let repo = Registry::parse_name(name)?;
+    let reference = parse_reference(reference)?;
+    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let limited = http_body_util::Limited::new(request.into_body(), MAX_MANIFEST_BYTES);
+    let content = match limited.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(RegistryError::ManifestTooLarge { limit: MAX_MANIFEST_BYTES }.into());
+        }
+        Err(e) => return Err(RegistryError::ManifestInvalid(format!("reading the manifest failed: {e}")).into()),
+    };
+    let outcome = registry.put_manifest(&repo, &reference, content_type.as_deref(), &content).await?;
+    let mut response = StatusCode::CREATED.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, header_value(&format!("/v2/{name}/manifests/{}", outcome.digest)));
+    headers.insert(CONTENT_DIGEST, header_value(outcome.digest.as_str()));
+    if let Some(subject) = outcome.subject {
+        headers.insert(OCI_SUBJECT, header_value(subject.as_str()));
+    }
+    Ok(response)
+}
+
+async fn head_blob(registry: &Registry, name: &str, digest: &str) -> HandlerResult {
+    let repo = Registry::parse_name(name)?;
+    let digest = parse_digest(digest)?;
+    let size = registry.stat_blob(&repo, &digest).await?;
+    Ok(blob_response(StatusCode::OK, &digest, size, Body::empty()))
+}
+
+fn blob_response(status: StatusCode, digest: &Digest, length: u64, body: Body) -> Response {
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
+        (CONTENT_DIGEST, header_value(digest.as_str())),
+        (header::CONTENT_LENGTH, HeaderValue::from(length)),
+        (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+    ];
+    (status, headers, body).into_response()
+}
+
+async fn get_blob(registry: &Registry, name: &str, digest: &str, headers: &HeaderMap) -> HandlerResult {
+    let repo = Registry::parse_name(name)?;
+    let digest = parse_digest(digest)?;
+    // An unparsable Range is ignored, as RFC 9110 says; a parsable but unsatisfiable one is a 416.
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(ByteRange::parse);
+    let blob = registry.get_blob(&repo, &digest, range).await?;
+    let body = Body::from_stream(blob.stream);
+    Ok(match blob.range {
+        None => blob_response(StatusCode::OK, &digest, blob.size, body),
+        Some(r) => {
+            let content_range = header_value(&format!("bytes {}-{}/{}", r.start, r.end - 1, blob.size));
+            let mut response = blob_response(StatusCode::PARTIAL_CONTENT, &digest, r.end - r.start, body);
+            response.headers_mut().insert(header::CONTENT_RANGE, content_range);
+            response
+        }
+    })
+}
+
+fn upload_response(status: StatusCode, name: &RepositoryName, upload: &UploadStatus) -> Response {
+    let mut response = status.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, header_value(&format!("/v2/{name}/blobs/uploads/{}", upload.id)));
+    headers.insert(header::RANGE, header_value(&format!("0-{}", upload.offset.saturating_sub(1))));
+    headers.insert(UPLOAD_UUID, header_value(&upload.id));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    response
+}
+
+fn blob_created(name: &RepositoryName, digest: &Digest) -> Response {
+    let mut response = StatusCode::CREATED.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, header_value(&format!("/v2/{name}/blobs/{digest}")));
+    headers.insert(CONTENT_DIGEST, header_value(digest.as_str()));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    response
+}
+
+async fn start_upload(
+    state: AppState,
+    principal: &Principal,
+    name: &str,
+    query: &HashMap<String, String>,
+    request: Request,
+) -> HandlerResult {
+    let registry = &*state.registry;
+    let repo = Registry::parse_name(name)?;
+    if let Some(mount) = query.get("mount") {
+        let digest = parse_digest(mount)?;
+        // A malformed `from` cannot hold the blob: fall back to a plain upload like a missing one.
+        let from = query.get("from").and_then(|f| f.parse::<RepositoryName>().ok());
+        let headers = request.headers();
+        let may_read = |source: &str| {
+            principal.can_pull_everywhere || state.access.check(headers, Action::Pull, Some(source)).is_ok()
+        };
+        return Ok(match registry.mount_blob(&repo, &digest, from.as_ref(), &may_read).await? {
+            MountOutcome::Mounted { digest } => blob_created(&repo, &digest),
+            MountOutcome::Upload(status) => upload_response(StatusCode::ACCEPTED, &repo, &status),
+        });
+    }
+    if let Some(digest) = query.get("digest") {
+        let digest = parse_digest(digest)?;
+        registry.upload_monolithic(&repo, &digest, request_body(request)).await?;
+        return Ok(blob_created(&repo, &digest));
+    }
+    let status = registry.start_upload(&repo).await?;
+    Ok(upload_response(StatusCode::ACCEPTED, &repo, &status))
+}
+
+/// The start offset of a `Content-Range` (`a-b`, `bytes a-b/n` or `bytes=a-b`).
+fn content_range_start(headers: &HeaderMap) -> Result<Option<u64>, OciError> {
+    let Some(value) = headers.get(header::CONTENT_RANGE) else { return Ok(None) };
+    let text = value.to_str().unwrap_or("");
+    let spec = text.trim().trim_start_matches("bytes").trim_start_matches(['=', ' ']);
+    let spec = spec.split('/').next().unwrap_or("");
+    spec.split_once('-')
+        .and_then(|(a, _)| a.trim().parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| RegistryError::BlobUploadInvalid(format!("malformed Content-Range {text:?}")).into())
+}
+
+async fn patch_upload(registry: &Registry, name: &str, id: &str, request: Request) -> HandlerResult {
+    let repo = Registry::parse_name(name)?;
+    let start = content_range_start(request.headers())?;
+    match registry.append_upload(&repo, id, start, request_body(request)).await {
+        Ok(status) => Ok(upload_response(StatusCode::ACCEPTED, &repo, &status)),
+        Err(RegistryError::RangeInvalid { size }) => {
+            // The session is intact: tell the client where it stands so it can resume.
+            let status = UploadStatus { id: id.to_owned(), offset: size };
+            let mut response = OciError(RegistryError::RangeInvalid { size }).into_response();
+            let resume = upload_response(StatusCode::RANGE_NOT_SATISFIABLE, &repo, &status);
+            for name in [header::LOCATION, header::RANGE, UPLOAD_UUID] {
+                if let Some(v) = resume.headers().get(&name) {
+                    response.headers_mut().insert(name, v.clone());
+                }
+            }
+            Ok(response)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn finish_upload(
+    registry: &Registry,
+    name: &str,
+    id: &str,
+    query: &HashMap<String, String>,
+    request: Request,
+) -> HandlerResult {
+    let repo = Registry::parse_name(name)?;
+    let digest = query
+        .get("digest")
+        .ok_or_else(|| RegistryError::DigestInvalid("the digest query parameter is required to finish an upload".into()))?;
+    let digest = parse_digest(digest)?;
+    let start = content_range_start(request.headers())?;
+    let empty = request.headers().get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0");
+    let chunk = (!empty).then(|| request_body(request));
+    let digest = registry.finish_upload(&repo, id, &digest, start, chunk).await?;
+    Ok(blob_created(&repo, &digest))
+}
+
+async fn referrers(registry: &Registry, name: &str, digest: &str, query: &HashMap<String, String>) -> HandlerResult {
+    let repo = Registry::parse_name(name)?;
+    let subject = parse_digest(digest)?;
+    let filter = query.get("artifactType").map(String::as_str);
+    let referrers = registry.referrers(&repo, &subject, filter).await?;
+    let manifests: Vec<serde_json::Value> = referrers
+        .into_iter()
+        .map(|r| {
+            let mut d = serde_json::json!({ "mediaType": r.media_type, "digest": r.digest, "size": r.size });
+            if let Some(t) = r.artifact_type {
+                d["artifactType"] = t.into();
+            }
+            if let Some(a) = r.annotations {
+                d["annotations"] = serde_json::to_value(a).expect("annotations serialize");
+            }
+            d
+        })
+        .collect();
+    let body = serde_json::json!({ "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests });
+    let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, media::OCI_INDEX)], body.to_string()).into_response();
+    if filter.is_some() {
+        response.headers_mut().insert(OCI_FILTERS_APPLIED, HeaderValue::from_static("artifactType"));
+    }
+    Ok(response)
+}

@@ -1,0 +1,304 @@
+//! Blob reads and the upload state machine.
+//!
+//! Uploads are hashed (SHA-256) while they stream in; the hash state lives in memory next to the
+//! session, so finishing a sha256 upload never re-reads it. A sha512 finish, or a session that
+//! outlived a restart, re-reads the staged data once.
+
+use std::sync::Arc;
+
+use berth_meta::UploadSession;
+use berth_spec::{Algorithm, Digest, Digester, RepositoryName};
+use berth_storage::ByteStream;
+use futures::StreamExt;
+
+use crate::{Registry, RegistryError, Result, now_millis};
+
+/// Hash state of an upload; `hashed_len` says how many bytes `hasher` has seen.
+pub(crate) struct UploadHashState {
+    hasher: Digester,
+    hashed_len: u64,
+}
+
+impl Default for UploadHashState {
+    fn default() -> Self {
+        UploadHashState { hasher: Digester::new(Algorithm::Sha256), hashed_len: 0 }
+    }
+}
+
+/// A byte range request: `bytes=a-b`, `bytes=a-` or `bytes=-n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    FromTo(u64, u64),
+    From(u64),
+    Last(u64),
+}
+
+impl ByteRange {
+    /// Parses a `Range` header value; `None` if it is not a single bytes range.
+    pub fn parse(header: &str) -> Option<ByteRange> {
+        let spec = header.trim().strip_prefix("bytes=")?;
+        let (a, b) = spec.split_once('-')?;
+        let num = |s: &str| s.trim().parse::<u64>().ok();
+        match (a.trim().is_empty(), b.trim().is_empty()) {
+            (true, false) => Some(ByteRange::Last(num(b)?)),
+            (false, true) => Some(ByteRange::From(num(a)?)),
+            (false, false) => Some(ByteRange::FromTo(num(a)?, num(b)?)),
+            (true, true) => None,
+        }
+    }
+
+    /// The half-open range to serve from a blob of `size` bytes, ends clamped as RFC 9110 says.
+    fn resolve(self, size: u64) -> Option<std::ops::Range<u64>> {
+        let r = match self {
+            ByteRange::FromTo(a, b) if a <= b && a < size => a..(b.min(size - 1) + 1),
+            ByteRange::From(a) if a < size => a..size,
+            ByteRange::Last(n) if n > 0 && size > 0 => size.saturating_sub(n)..size,
+            _ => return None,
+        };
+        Some(r)
+    }
+}
+
+pub struct BlobBody {
+    pub size: u64,
+    /// The served part when a range was requested (half-open).
+    pub range: Option<std::ops::Range<u64>>,
+    pub stream: ByteStream,
+}
+
+pub enum MountOutcome {
+    Mounted { digest: Digest },
+    /// The blob could not be mounted; a normal upload session was started instead.
+    Upload(UploadStatus),
+}
+
+#[derive(Debug, Clone)]
+pub struct UploadStatus {
+    pub id: String,
+    /// Bytes received so far.
+    pub offset: u64,
+}
+
+impl Registry {
+    /// Size of a blob visible in `repo`.
+    pub async fn stat_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<u64> {
+        self.meta.linked_blob(repo, digest).await?.ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+    }
+
+    pub async fn get_blob(&self, repo: &RepositoryName, digest: &Digest, range: Option<ByteRange>) -> Result<BlobBody> {
+        let size = self.stat_blob(repo, digest).await?;
+        let range = match range {
+            None => None,
+            Some(r) => Some(r.resolve(size).ok_or(RegistryError::RangeInvalid { size })?),
+        };
+        let stream = self.blobs.read(digest, range.clone()).await?;
+        Ok(BlobBody { size, range, stream })
+    }
+
+    /// Removes the blob from `repo`. The data stays: deleting it here would race with a
+    /// concurrent upload of the same content; reclaiming unlinked data is garbage collection's job.
+    pub async fn delete_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
+        self.repository(repo).await?;
+        if !self.meta.unlink_blob(repo, digest).await? {
+            return Err(RegistryError::BlobUnknown(digest.clone()));
+        }
+        Ok(())
+    }
+
+    pub async fn start_upload(&self, repo: &RepositoryName) -> Result<UploadStatus> {
+        self.push_target(repo).await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = now_millis();
+        self.meta
+            .create_upload(&UploadSession { id: id.clone(), repo: repo.to_string(), created_at: now, updated_at: now })
+            .await?;
+        self.blobs.create_upload(&id).await?;
+        self.upload_state(&id);
+        Ok(UploadStatus { id, offset: 0 })
+    }
+
+    /// Cross-repository mount. `from: None` takes the blob from any repository that has it;
+    /// `may_read` says whether the caller may read a given source repository.
+    pub async fn mount_blob(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        from: Option<&RepositoryName>,
+        may_read: &(dyn Fn(&str) -> bool + Send + Sync),
+    ) -> Result<MountOutcome> {
+        let source_size = match from {
+            Some(from) if may_read(from.as_str()) => self.meta.linked_blob(from, digest).await?,
+            Some(_) => None,
+            None => {
+                let mut size = None;
+                for candidate in self.meta.repositories_with_blob(digest).await? {
+                    if may_read(&candidate) {
+                        if let Ok(name) = candidate.parse::<RepositoryName>() {
+                            size = self.meta.linked_blob(&name, digest).await?;
+                            break;
+                        }
+                    }
+                }
+                size
+            }
+        };
+        match source_size {
+            Some(size) => {
+                self.push_target(repo).await?;
+                self.meta.link_blob(repo, digest, size, now_millis()).await?;
+                Ok(MountOutcome::Mounted { digest: digest.clone() })
+            }
+            None => Ok(MountOutcome::Upload(self.start_upload(repo).await?)),
+        }
+    }
+
+    async fn session(&self, repo: &RepositoryName, id: &str) -> Result<UploadSession> {
+        match self.meta.get_upload(id).await? {
+            Some(s) if s.repo == repo.as_str() => Ok(s),
+            _ => Err(RegistryError::BlobUploadUnknown),
+        }
+    }
+
+    fn upload_state(&self, id: &str) -> Arc<tokio::sync::Mutex<UploadHashState>> {
+        let mut map = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id.to_owned()).or_default().clone()
+    }
+
+    fn forget_upload_state(&self, id: &str) {
+        self.uploads.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    pub async fn upload_status(&self, repo: &RepositoryName, id: &str) -> Result<UploadStatus> {
+        self.session(repo, id).await?;
+        let offset = self.blobs.upload_len(id).await?.ok_or(RegistryError::BlobUploadUnknown)?;
+        Ok(UploadStatus { id: id.to_owned(), offset })
+    }
+
+    /// Appends a chunk. `start` (from `Content-Range`) must equal the bytes received so far,
+    /// else `RangeInvalid` and the session is left as it was.
+    pub async fn append_upload(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        start: Option<u64>,
+        body: ByteStream,
+    ) -> Result<UploadStatus> {
+        self.session(repo, id).await?;
+        let state = self.upload_state(id);
+        let mut state = state.lock().await;
+        let offset = self.blobs.upload_len(id).await?.ok_or(RegistryError::BlobUploadUnknown)?;
+        if start.is_some_and(|s| s != offset) {
+            return Err(RegistryError::RangeInvalid { size: offset });
+        }
+        let hashing = state.hashed_len == offset;
+        let mut hasher = state.hasher.clone();
+        let len = self
+            .blobs
+            .append(id, offset, body, &mut |chunk| {
+                if hashing {
+                    hasher.update(chunk)
+                }
+            })
+            .await?;
+        if hashing {
+            *state = UploadHashState { hasher, hashed_len: len };
+        }
+        self.meta.touch_upload(id, now_millis()).await?;
+        Ok(UploadStatus { id: id.to_owned(), offset: len })
+    }
+
+    /// Completes an upload with an optional final chunk: verifies the digest, commits the data
+    /// under it and links it into the repository. On a digest mismatch nothing becomes visible.
+    pub async fn finish_upload(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        digest: &Digest,
+        start: Option<u64>,
+        final_chunk: Option<ByteStream>,
+    ) -> Result<Digest> {
+        if let Some(chunk) = final_chunk {
+            self.append_upload(repo, id, start, chunk).await?;
+        } else {
+            self.session(repo, id).await?;
+        }
+        let state = self.upload_state(id);
+        let state = state.lock().await;
+        let len = self.blobs.upload_len(id).await?.ok_or(RegistryError::BlobUploadUnknown)?;
+        let actual = if digest.algorithm() == Algorithm::Sha256 && state.hashed_len == len {
+            state.hasher.clone().finish()
+        } else {
+            let mut hasher = Digester::new(digest.algorithm());
+            let mut data = self.blobs.read_upload(id).await?;
+            while let Some(chunk) = data.next().await {
+                hasher.update(&chunk.map_err(|e| RegistryError::Internal(format!("reading upload: {e}")))?);
+            }
+            hasher.finish()
+        };
+        if &actual != digest {
+            return Err(RegistryError::DigestInvalid(format!(
+                "uploaded content has digest {actual}, not the {digest} given"
+            )));
+        }
+        self.blobs.commit(id, digest).await?;
+        self.meta.link_blob(repo, digest, len, now_millis()).await?;
+        self.meta.delete_upload(id).await?;
+        drop(state);
+        self.forget_upload_state(id);
+        Ok(actual)
+    }
+
+    /// Single-request upload (`POST ?digest=`).
+    pub async fn upload_monolithic(&self, repo: &RepositoryName, digest: &Digest, body: ByteStream) -> Result<Digest> {
+        let status = self.start_upload(repo).await?;
+        let result = self.finish_upload(repo, &status.id, digest, None, Some(body)).await;
+        if result.is_err() {
+            self.cancel_upload(repo, &status.id).await.ok();
+        }
+        result
+    }
+
+    pub async fn cancel_upload(&self, repo: &RepositoryName, id: &str) -> Result<()> {
+        self.session(repo, id).await?;
+        self.meta.delete_upload(id).await?;
+        self.blobs.abort(id).await?;
+        self.forget_upload_state(id);
+        Ok(())
+    }
+
+    /// Stores a small blob from memory (the OCI empty config), as if uploaded.
+    pub(crate) async fn put_small_blob(&self, repo: &RepositoryName, data: &'static [u8]) -> Result<Digest> {
+        let digest = Digest::sha256_of(data);
+        let body: ByteStream = futures::stream::once(async move { Ok(bytes::Bytes::from_static(data)) }).boxed();
+        self.upload_monolithic(repo, &digest, body).await
+    }
+
+    pub(crate) async fn expire_uploads(&self) -> Result<()> {
+        let before = now_millis() - self.config.upload_expiry.as_millis() as i64;
+        for session in self.meta.stale_uploads(before).await? {
+            tracing::info!(upload = %session.id, repo = %session.repo, "expiring abandoned upload");
+            self.meta.delete_upload(&session.id).await?;
+            self.blobs.abort(&session.id).await?;
+            self.forget_upload_state(&session.id);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ByteRange;
+
+    #[test]
+    fn ranges_resolve_like_rfc9110() {
+        assert_eq!(ByteRange::parse("bytes=0-9").unwrap().resolve(100), Some(0..10));
+        assert_eq!(ByteRange::parse("bytes=-500").unwrap().resolve(1000), Some(500..1000));
+        assert_eq!(ByteRange::parse("bytes=-500").unwrap().resolve(100), Some(0..100));
+        assert_eq!(ByteRange::parse("bytes=500-").unwrap().resolve(1000), Some(500..1000));
+        assert_eq!(ByteRange::parse("bytes=10-5000").unwrap().resolve(100), Some(10..100));
+        assert_eq!(ByteRange::parse("bytes=500-0").unwrap().resolve(1000), None);
+        assert_eq!(ByteRange::parse("bytes=100-").unwrap().resolve(100), None);
+        assert_eq!(ByteRange::parse("items=0-1"), None);
+        assert_eq!(ByteRange::parse("bytes=-"), None);
+    }
+}

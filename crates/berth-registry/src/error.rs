@@ -1,0 +1,102 @@
+//! The service's one error type. Each HTTP plane maps it to its wire format exactly once
+//! (OCI error codes on /v2/, `__type` names on the ECR plane).
+
+use berth_meta::MetaError;
+use berth_spec::{Digest, DigestError, ManifestError, NameError};
+use berth_storage::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{0}")]
+    NameInvalid(String),
+    #[error("repository {0} is not known to this registry")]
+    NameUnknown(String),
+    #[error("repository {0} already exists")]
+    RepositoryExists(String),
+    #[error("repository {0} still contains images; delete them first or use force")]
+    RepositoryNotEmpty(String),
+    #[error("blob {0} is not in this repository")]
+    BlobUnknown(Digest),
+    #[error("upload session is not known to this registry")]
+    BlobUploadUnknown,
+    #[error("{0}")]
+    BlobUploadInvalid(String),
+    #[error("{0}")]
+    DigestInvalid(String),
+    /// The requested byte range cannot be served; `size` is the blob or upload length.
+    #[error("requested range is not satisfiable (size {size})")]
+    RangeInvalid { size: u64 },
+    #[error("{0}")]
+    ManifestInvalid(String),
+    #[error("manifest {0} is not in this repository")]
+    ManifestUnknown(String),
+    /// An index being pushed lists a child that is not in the repository.
+    #[error("manifest references manifest {0}, which is not in this repository")]
+    ManifestChildUnknown(Digest),
+    #[error("manifest references blob {0}, which is not in this repository")]
+    ManifestBlobUnknown(Digest),
+    #[error("manifest is referenced by index {index} in this repository; delete the index first")]
+    ManifestReferenced { index: Digest },
+    #[error("manifest is larger than the {limit} bytes this registry accepts")]
+    ManifestTooLarge { limit: usize },
+    #[error("tag {tag} is immutable and already points at {current}")]
+    TagImmutable { tag: String, current: Digest },
+    #[error("{0}")]
+    Denied(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<MetaError> for RegistryError {
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::RepositoryNotFound(n) => RegistryError::NameUnknown(n),
+            MetaError::RepositoryExists(n) => RegistryError::RepositoryExists(n),
+            MetaError::RepositoryNotEmpty(n) => RegistryError::RepositoryNotEmpty(n),
+            MetaError::BlobUnknown(d) => RegistryError::ManifestBlobUnknown(d),
+            MetaError::ManifestUnknown(d) => RegistryError::ManifestChildUnknown(d),
+            MetaError::ManifestReferenced { index } => RegistryError::ManifestReferenced { index },
+            MetaError::TagImmutable { tag, current } => RegistryError::TagImmutable { tag, current },
+            e @ (MetaError::UserExists(_) | MetaError::Backend(_)) => RegistryError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for RegistryError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UploadNotFound(_) => RegistryError::BlobUploadUnknown,
+            StoreError::OffsetMismatch { current } => RegistryError::RangeInvalid { size: current },
+            StoreError::BlobNotFound(d) => RegistryError::BlobUnknown(d),
+            StoreError::RangeNotSatisfiable { size } => RegistryError::RangeInvalid { size },
+            StoreError::Body(e) => RegistryError::BlobUploadInvalid(format!("request body ended early: {e}")),
+            StoreError::Io(e) => RegistryError::Internal(format!("storage: {e}")),
+        }
+    }
+}
+
+impl From<NameError> for RegistryError {
+    fn from(e: NameError) -> Self {
+        match e {
+            NameError::Digest(d) => RegistryError::DigestInvalid(d.to_string()),
+            other => RegistryError::NameInvalid(other.to_string()),
+        }
+    }
+}
+
+impl From<DigestError> for RegistryError {
+    fn from(e: DigestError) -> Self {
+        RegistryError::DigestInvalid(e.to_string())
+    }
+}
+
+impl From<ManifestError> for RegistryError {
+    fn from(e: ManifestError) -> Self {
+        match e {
+            ManifestError::TooLarge => RegistryError::ManifestTooLarge { limit: berth_spec::manifest::MAX_MANIFEST_BYTES },
+            other => RegistryError::ManifestInvalid(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Manifest push, pull, delete, tags and referrers.
+
+use std::collections::BTreeMap;
+
+use berth_meta::{ManifestRecord, PutManifest};
+use berth_spec::{Digest, Manifest, ManifestKind, Reference, RepositoryName, Tag, media};
+
+use crate::{Registry, RegistryError, RepositorySettings, Result, now_millis};
+
+#[derive(Debug, Clone)]
+pub struct PutManifestOutcome {
+    pub digest: Digest,
+    /// The manifest's subject, echoed as `OCI-Subject` so clients know referrers are indexed.
+    pub subject: Option<Digest>,
+    pub manifest_created: bool,
+}
+
+/// One entry of a referrers index.
+#[derive(Debug, Clone)]
+pub struct Referrer {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+impl Registry {
+    /// Validates and stores a manifest under `reference` (a tag, or the digest the bytes must have).
+    pub async fn put_manifest(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        content: &[u8],
+    ) -> Result<PutManifestOutcome> {
+        let manifest = Manifest::parse(content, content_type)?;
+        let (digest, tag) = match reference {
+            Reference::Digest(expected) => {
+                let actual = Digest::of(expected.algorithm(), content);
+                if &actual != expected {
+                    return Err(RegistryError::DigestInvalid(format!(
+                        "manifest content has digest {actual}, not {expected} as the reference says"
+                    )));
+                }
+                (actual, None)
+            }
+            Reference::Tag(tag) => (Digest::sha256_of(content), Some(tag)),
+        };
+        let repository = self.push_target(repo).await?;
+        let settings = RepositorySettings::from_json(&repository.settings);
+        let blobs = self.required_blobs(repo, &manifest).await?;
+        let children: Vec<Digest> = match manifest.kind {
+            ManifestKind::Index => manifest.manifests.iter().map(|d| d.digest.clone()).collect(),
+            ManifestKind::Image => vec![],
+        };
+        let annotations = (!manifest.annotations.is_empty())
+            .then(|| serde_json::to_string(&manifest.annotations).expect("annotations serialize"));
+        let outcome = self
+            .meta
+            .put_manifest(PutManifest {
+                repo,
+                digest: &digest,
+                media_type: &manifest.media_type,
+                content,
+                artifact_type: manifest.effective_artifact_type(),
+                annotations: annotations.as_deref(),
+                subject: manifest.subject.as_ref().map(|s| &s.digest),
+                blobs: &blobs,
+                children: &children,
+                tag,
+                tag_immutable: tag.is_some_and(|t| settings.tag_is_immutable(t.as_str())),
+                now: now_millis(),
+            })
+            .await?;
+        Ok(PutManifestOutcome {
+            digest,
+            subject: manifest.subject.map(|s| s.digest),
+            manifest_created: outcome.manifest_created,
+        })
+    }
+
+    /// The blobs a manifest needs with their sizes. The OCI empty config (`{}`) is provided by the
+    /// registry itself, so artifact pushes need not upload two bytes first.
+    async fn required_blobs(&self, repo: &RepositoryName, manifest: &Manifest) -> Result<Vec<(Digest, u64)>> {
+        let empty = Digest::sha256_of(media::EMPTY_JSON);
+        let mut blobs = Vec::new();
+        for d in manifest.required_blobs() {
+            if d.digest == empty && self.meta.linked_blob(repo, &empty).await?.is_none() {
+                self.put_small_blob(repo, media::EMPTY_JSON).await?;
+            }
+            blobs.push((d.digest.clone(), d.size));
+        }
+        Ok(blobs)
+    }
+
+    /// Resolves a manifest, `NameUnknown`/`ManifestUnknown` when absent. `record_pull` marks it
+    /// pulled for ECR's `lastRecordedPullTime` (GET, not HEAD).
+    pub async fn get_manifest(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+        record_pull: bool,
+    ) -> Result<ManifestRecord> {
+        match self.meta.get_manifest(repo, reference).await? {
+            Some(m) => {
+                if record_pull {
+                    self.pulls.record(repo, &m.digest, now_millis());
+                }
+                Ok(m)
+            }
+            None => {
+                self.repository(repo).await?;
+                Err(RegistryError::ManifestUnknown(reference.to_string()))
+            }
+        }
+    }
+
+    /// Deleting by tag removes only the tag; by digest, the manifest and every tag on it.
+    pub async fn delete_manifest(&self, repo: &RepositoryName, reference: &Reference) -> Result<()> {
+        self.repository(repo).await?;
+        match reference {
+            Reference::Tag(tag) => match self.meta.delete_tag(repo, tag).await? {
+                Some(_) => Ok(()),
+                None => Err(RegistryError::ManifestUnknown(tag.to_string())),
+            },
+            Reference::Digest(digest) => self.meta.delete_manifest(repo, digest).await.map_err(|e| match e {
+                berth_meta::MetaError::ManifestUnknown(d) => RegistryError::ManifestUnknown(d.to_string()),
+                other => other.into(),
+            }),
+        }
+    }
+
+    /// Tags sorted byte-wise after `last`, at most `n` (and whether more remain).
+    pub async fn list_tags(&self, repo: &RepositoryName, n: Option<usize>, last: Option<&str>) -> Result<(Vec<String>, bool)> {
+        self.repository(repo).await?;
+        let mut tags = self.meta.list_tags(repo, last, n.map(|n| n.saturating_add(1))).await?;
+        let more = n.is_some_and(|n| tags.len() > n);
+        if let Some(n) = n {
+            tags.truncate(n);
+        }
+        Ok((tags, more))
+    }
+
+    /// Manifests whose subject is `subject`, optionally only those of `artifact_type`. A repository
+    /// or subject that does not exist simply has no referrers.
+    pub async fn referrers(
+        &self,
+        repo: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
+        let records = self.meta.referrers(repo, subject).await?;
+        Ok(records
+            .into_iter()
+            .filter(|m| artifact_type.is_none_or(|t| m.artifact_type.as_deref() == Some(t)))
+            .map(|m| Referrer {
+                size: m.content.len() as u64,
+                annotations: m.annotations.as_deref().and_then(|a| serde_json::from_str(a).ok()),
+                media_type: m.media_type,
+                digest: m.digest,
+                artifact_type: m.artifact_type,
+            })
+            .collect())
+    }
+
+    /// Parses a `<name>` from a URL or request into a repository name.
+    pub fn parse_name(name: &str) -> Result<RepositoryName> {
+        name.parse().map_err(RegistryError::from)
+    }
+
+    pub fn parse_tag(tag: &str) -> Result<Tag> {
+        tag.parse().map_err(RegistryError::from)
+    }
+}

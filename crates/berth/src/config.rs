@@ -1,0 +1,73 @@
+//! Server configuration: command-line flags, then environment, then an optional TOML file, then
+//! defaults — the first that sets a value wins.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:5000]
+    #[arg(long, env = "BERTH_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory for metadata and blobs [default: ./berth-data]
+    #[arg(long, env = "BERTH_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML file with any of the settings below (flags and environment override it).
+    #[arg(long, env = "BERTH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Turn authentication off entirely (refused unless listening on loopback only).
+    #[arg(long)]
+    pub no_auth: bool,
+    /// Refuse pushes to repositories that do not exist yet (create them through the ECR API).
+    #[arg(long)]
+    no_create_on_push: bool,
+    /// Hours after which an untouched upload session is removed [default: 24]
+    #[arg(long, env = "BERTH_UPLOAD_EXPIRY_HOURS")]
+    upload_expiry_hours: Option<f64>,
+}
+
+/// The TOML file's keys, all optional.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    create_on_push: Option<bool>,
+    upload_expiry_hours: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub no_auth: bool,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub create_on_push: bool,
+    pub upload_expiry: Duration,
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+impl ServeArgs {
+    pub fn resolve(self) -> anyhow::Result<ServeConfig> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let hours = self.upload_expiry_hours.or(file.upload_expiry_hours).unwrap_or(24.0);
+        anyhow::ensure!(hours.is_finite() && hours > 0.0, "upload expiry must be a positive number of hours");
+        Ok(ServeConfig {
+            no_auth: self.no_auth,
+            listen: self.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:5000".parse().expect("valid")),
+            data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("berth-data")),
+            create_on_push: !self.no_create_on_push && file.create_on_push.unwrap_or(true),
+            upload_expiry: Duration::from_secs_f64(hours * 3600.0),
+        })
+    }
+}

@@ -1,0 +1,63 @@
+# Helpers shared by scripts/test and tests/clients/*.sh (sourced, not run).
+
+PASS_N=${PASS_N:-0}; FAIL_N=${FAIL_N:-0}
+BERTH_BIN=${BERTH_BIN:-$ROOT/target/release/berth}
+
+section() { printf '\n=== %s\n' "$*"; }
+
+# step DESC CMD...: runs CMD, counts it as one passed or failed step.
+step() {
+  local desc=$1; shift
+  local start=$SECONDS
+  if "$@"; then PASS_N=$((PASS_N + 1)); echo "STEP PASS: $desc ($((SECONDS - start)) s)"
+  else FAIL_N=$((FAIL_N + 1)); echo "STEP FAIL: $desc ($((SECONDS - start)) s)"; fi
+}
+
+finish() {
+  echo
+  echo "$PASS_N passed, $FAIL_N failed"
+  [[ $FAIL_N -eq 0 ]]
+  exit $?
+}
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  ((${#missing[@]})) || return 0
+  if [[ $(id -u) -ne 0 ]]; then echo "missing packages ${missing[*]} and not root: install them first" >&2; return 1; fi
+  if [[ ! -f /tmp/.berth-apt-updated ]]; then apt-get update -qq && touch /tmp/.berth-apt-updated; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_test_tools() {
+  apt_install skopeo jq curl ca-certificates
+  have docker || apt_install docker.io
+  python3 -c 'import boto3, awscli' 2>/dev/null || pip install -q awscli boto3
+}
+
+# start_berth DATA_DIR [ARGS...]: starts `berth serve` on a free loopback port in the background;
+# sets BERTH_PID and BERTH_ADDR (host:port). Logs go to DATA_DIR.log.
+start_berth() {
+  local data=$1; shift
+  local out; out=$(mktemp)
+  "$BERTH_BIN" serve --listen 127.0.0.1:0 --data-dir "$data" "$@" >"$out" 2>"$data.log" &
+  BERTH_PID=$!
+  for _ in $(seq 1 300); do
+    if grep -q 'listening on http://' "$out" 2>/dev/null; then
+      BERTH_ADDR=$(sed -n 's#.*listening on http://\([^ ]*\).*#\1#p' "$out" | head -1)
+      rm -f "$out"; return 0
+    fi
+    kill -0 "$BERTH_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "berth did not start; log:" >&2; cat "$data.log" >&2; rm -f "$out"; return 1
+}
+
+stop_berth() {
+  [[ -n ${BERTH_PID:-} ]] || return 0
+  kill -TERM "$BERTH_PID" 2>/dev/null || true
+  wait "$BERTH_PID" 2>/dev/null || true
+  BERTH_PID=
+}
