@@ -22,6 +22,18 @@ pub struct ServeArgs {
     /// Turn authentication off entirely (refused unless listening on loopback only).
     #[arg(long)]
     pub no_auth: bool,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "BERTH_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "BERTH_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a self-signed certificate generated for the listen host (kept under the data dir).
+    #[arg(long, conflicts_with = "tls_cert")]
+    tls_self_signed: bool,
+    /// Allow plain HTTP on a non-loopback address (credentials then cross the network in clear).
+    #[arg(long)]
+    insecure_http: bool,
     /// Refuse pushes to repositories that do not exist yet (create them through the ECR API).
     #[arg(long)]
     no_create_on_push: bool,
@@ -41,7 +53,17 @@ struct FileConfig {
 }
 
 #[derive(Debug, Clone)]
+pub enum Tls {
+    Off,
+    Files { cert: PathBuf, key: PathBuf },
+    SelfSigned,
+}
+
+#[derive(Debug, Clone)]
 pub struct ServeConfig {
+    pub tls: Tls,
+    /// Plain HTTP is served: always on loopback, elsewhere only with --insecure-http.
+    pub plain_http: bool,
     pub no_auth: bool,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -62,9 +84,26 @@ impl ServeArgs {
         };
         let hours = self.upload_expiry_hours.or(file.upload_expiry_hours).unwrap_or(24.0);
         anyhow::ensure!(hours.is_finite() && hours > 0.0, "upload expiry must be a positive number of hours");
+        let listen = self.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:5000".parse().expect("valid"));
+        let loopback = listen.ip().is_loopback();
+        anyhow::ensure!(
+            !self.no_auth || loopback,
+            "--no-auth is only allowed when listening on a loopback address, not {listen}"
+        );
+        let tls = match (self.tls_cert, self.tls_key, self.tls_self_signed) {
+            (Some(cert), Some(key), _) => Tls::Files { cert, key },
+            (_, _, true) => Tls::SelfSigned,
+            _ => Tls::Off,
+        };
+        anyhow::ensure!(
+            loopback || self.insecure_http || !matches!(tls, Tls::Off),
+            "refusing plain HTTP on {listen}: configure TLS (--tls-cert/--tls-key or --tls-self-signed) or pass --insecure-http"
+        );
         Ok(ServeConfig {
+            tls,
+            plain_http: loopback || self.insecure_http,
             no_auth: self.no_auth,
-            listen: self.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:5000".parse().expect("valid")),
+            listen,
             data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("berth-data")),
             create_on_push: !self.no_create_on_push && file.create_on_push.unwrap_or(true),
             upload_expiry: Duration::from_secs_f64(hours * 3600.0),

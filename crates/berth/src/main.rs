@@ -1,6 +1,7 @@
 //! `berth`: the registry server and its command-line tools.
 
 mod config;
+mod listener;
 mod serve;
 
 use clap::{Parser, Subcommand};

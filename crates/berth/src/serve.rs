@@ -12,7 +12,8 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::config::ServeConfig;
+use crate::config::{ServeConfig, Tls};
+use crate::listener;
 
 /// How often abandoned uploads are expired and buffered pull times written.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(10);
@@ -23,6 +24,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| "info,tower_http=info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     std::fs::create_dir_all(&config.data_dir)
@@ -41,13 +43,35 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http());
 
-    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
-    let local = listener.local_addr()?;
-    tracing::info!(data_dir = %config.data_dir.display(), "serving");
+    let tls = match &config.tls {
+        Tls::Off => None,
+        Tls::Files { cert, key } => Some(listener::load_tls(cert, key)?),
+        Tls::SelfSigned => {
+            let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+            if !config.listen.ip().is_unspecified() {
+                hosts.push(config.listen.ip().to_string());
+            }
+            let (cert, key) = listener::self_signed(&config.data_dir.join("tls"), hosts)?;
+            println!("berth: self-signed TLS certificate at {} (trust it with --cacert / --cert-dir)", cert.display());
+            Some(listener::load_tls(&cert, &key)?)
+        }
+    };
+    if config.plain_http && !config.listen.ip().is_loopback() {
+        tracing::warn!(listen = %config.listen, "serving plain HTTP on a non-loopback address (--insecure-http)");
+    }
+
+    let tcp = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    let local = tcp.local_addr()?;
+    tracing::info!(data_dir = %config.data_dir.display(), tls = tls.is_some(), plain_http = config.plain_http, "serving");
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        writeln!(out, "berth listening on http://{local}")?;
+        if config.plain_http {
+            writeln!(out, "berth listening on http://{local}")?;
+        }
+        if tls.is_some() {
+            writeln!(out, "berth listening on https://{local}")?;
+        }
         out.flush()?;
     }
 
@@ -62,7 +86,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
     });
 
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving")?;
+    let server = listener::Listener { tls, plain_http: config.plain_http };
+    server.serve(tcp, app, shutdown_signal()).await?;
     maintenance.abort();
     registry.flush_pulls().await;
     meta.close().await;
