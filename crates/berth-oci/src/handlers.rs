@@ -187,7 +187,7 @@ async fn get_manifest(registry: &Registry, name: &str, reference: &str, is_get: 
         (header::ETAG, header_value(&format!("\"{}\"", manifest.digest))),
         (header::CONTENT_LENGTH, HeaderValue::from(manifest.content.len())),
     ];
-    Ok((StatusCode::OK, headers, manifest.content).into_response())
+    Ok((StatusCode::OK, headers, manifest.content.clone()).into_response())
 }
 
 async fn put_manifest(registry: &Registry, name: &str, reference: &str, request: Request) -> HandlerResult {

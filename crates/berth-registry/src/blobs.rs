@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use berth_meta::UploadSession;
+use berth_meta::{Millis, UploadSession};
 use berth_spec::{Algorithm, Digest, Digester, RepositoryName};
 use berth_storage::ByteStream;
 use futures::StreamExt;
@@ -17,13 +17,18 @@ use crate::{Registry, RegistryError, Result, now_millis};
 pub(crate) struct UploadHashState {
     hasher: Digester,
     hashed_len: u64,
+    /// When the session row was last touched; expiry needs minutes, not a write per PATCH.
+    touched_at: Millis,
 }
 
 impl Default for UploadHashState {
     fn default() -> Self {
-        UploadHashState { hasher: Digester::new(Algorithm::Sha256), hashed_len: 0 }
+        UploadHashState { hasher: Digester::new(Algorithm::Sha256), hashed_len: 0, touched_at: 0 }
     }
 }
+
+/// Session rows are touched at most this often (milliseconds).
+const TOUCH_INTERVAL: Millis = 60_000;
 
 /// A byte range request: `bytes=a-b`, `bytes=a-` or `bytes=-n`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,9 +206,14 @@ impl Registry {
             })
             .await?;
         if hashing {
-            *state = UploadHashState { hasher, hashed_len: len };
+            state.hasher = hasher;
+            state.hashed_len = len;
         }
-        self.meta.touch_upload(id, now_millis()).await?;
+        let now = now_millis();
+        if now - state.touched_at > TOUCH_INTERVAL {
+            self.meta.touch_upload(id, now).await?;
+            state.touched_at = now;
+        }
         Ok(UploadStatus { id: id.to_owned(), offset: len })
     }
 

@@ -3,6 +3,7 @@
 //! their wire format; they hold no storage logic.
 
 mod blobs;
+mod cache;
 mod error;
 mod manifests;
 mod pulls;
@@ -43,6 +44,7 @@ pub struct Registry {
     config: RegistryConfig,
     uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<blobs::UploadHashState>>>>,
     pulls: pulls::PullRecorder,
+    manifests: cache::ManifestCache,
 }
 
 pub fn now_millis() -> Millis {
@@ -51,7 +53,7 @@ pub fn now_millis() -> Millis {
 
 impl Registry {
     pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetadataStore>, config: RegistryConfig) -> Registry {
-        Registry { blobs, meta, config, uploads: Mutex::default(), pulls: pulls::PullRecorder::default() }
+        Registry { blobs, meta, config, uploads: Mutex::default(), pulls: pulls::PullRecorder::default(), manifests: cache::ManifestCache::default() }
     }
 
     pub fn config(&self) -> &RegistryConfig {

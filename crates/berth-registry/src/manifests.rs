@@ -1,6 +1,7 @@
 //! Manifest push, pull, delete, tags and referrers.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use berth_meta::{ManifestRecord, PutManifest};
 use berth_spec::{Digest, Manifest, ManifestKind, Reference, RepositoryName, Tag, media};
@@ -72,7 +73,9 @@ impl Registry {
                 tag_immutable: tag.is_some_and(|t| settings.tag_is_immutable(t.as_str())),
                 now: now_millis(),
             })
-            .await?;
+            .await;
+        self.manifests.invalidate_repo(repo);
+        let outcome = outcome?;
         Ok(PutManifestOutcome {
             digest,
             subject: manifest.subject.map(|s| s.digest),
@@ -101,8 +104,19 @@ impl Registry {
         repo: &RepositoryName,
         reference: &Reference,
         record_pull: bool,
-    ) -> Result<ManifestRecord> {
-        match self.meta.get_manifest(repo, reference).await? {
+    ) -> Result<Arc<ManifestRecord>> {
+        let cached = match self.manifests.get(repo, reference) {
+            Some(hit) => Some(hit),
+            None => {
+                let generation = self.manifests.generation();
+                let found = self.meta.get_manifest(repo, reference).await?.map(Arc::new);
+                if let Some(m) = &found {
+                    self.manifests.fill(generation, repo, reference, m.clone());
+                }
+                found
+            }
+        };
+        match cached {
             Some(m) => {
                 if record_pull {
                     self.pulls.record(repo, &m.digest, now_millis());
@@ -119,6 +133,12 @@ impl Registry {
     /// Deleting by tag removes only the tag; by digest, the manifest and every tag on it.
     pub async fn delete_manifest(&self, repo: &RepositoryName, reference: &Reference) -> Result<()> {
         self.repository(repo).await?;
+        let result = self.delete_manifest_uncached(repo, reference).await;
+        self.manifests.invalidate_repo(repo);
+        result
+    }
+
+    async fn delete_manifest_uncached(&self, repo: &RepositoryName, reference: &Reference) -> Result<()> {
         match reference {
             Reference::Tag(tag) => match self.meta.delete_tag(repo, tag).await? {
                 Some(_) => Ok(()),

@@ -1,0 +1,101 @@
+//! In-memory cache of manifests and tag resolutions, so hot manifest GET/HEAD requests are served
+//! without a database round trip.
+//!
+//! Correctness rests on one rule: every write path goes through `Registry`, which calls
+//! [`ManifestCache::invalidate_repo`] after its transaction committed. A reader fills the cache only
+//! if no invalidation happened since it started reading (a generation counter checked under the
+//! lock), so a read that raced with a write can never plant a stale entry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use berth_meta::ManifestRecord;
+use berth_spec::{Reference, RepositoryName};
+
+/// Cached manifest bytes are bounded; past this the cache starts over (simple, and hot
+/// entries come right back).
+const BYTE_BUDGET: usize = 32 * 1024 * 1024;
+
+#[derive(Default)]
+pub(crate) struct ManifestCache {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    generation: u64,
+    bytes: usize,
+    entries: HashMap<RepositoryName, HashMap<Reference, Arc<ManifestRecord>>>,
+}
+
+impl ManifestCache {
+    pub(crate) fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    pub(crate) fn get(&self, repo: &RepositoryName, reference: &Reference) -> Option<Arc<ManifestRecord>> {
+        self.lock().entries.get(repo)?.get(reference).cloned()
+    }
+
+    /// Stores what a read that started at `generation` found, unless a write intervened.
+    pub(crate) fn fill(&self, generation: u64, repo: &RepositoryName, reference: &Reference, record: Arc<ManifestRecord>) {
+        let mut inner = self.lock();
+        if inner.generation != generation {
+            return;
+        }
+        if inner.bytes + record.content.len() > BYTE_BUDGET {
+            inner.entries.clear();
+            inner.bytes = 0;
+        }
+        inner.bytes += record.content.len();
+        inner.entries.entry(repo.clone()).or_default().insert(reference.clone(), record);
+    }
+
+    /// Drops everything cached for `repo`; call after any committed write to it.
+    pub(crate) fn invalidate_repo(&self, repo: &RepositoryName) {
+        let mut inner = self.lock();
+        inner.generation += 1;
+        if let Some(removed) = inner.entries.remove(repo) {
+            inner.bytes -= removed.values().map(|r| r.content.len()).sum::<usize>();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_spec::Digest;
+
+    fn record() -> Arc<ManifestRecord> {
+        Arc::new(ManifestRecord {
+            digest: Digest::sha256_of(b"m"),
+            media_type: "x".into(),
+            content: b"m".to_vec(),
+            artifact_type: None,
+            subject: None,
+            annotations: None,
+            image_size: 0,
+            pushed_at: 0,
+            last_pulled_at: None,
+        })
+    }
+
+    #[test]
+    fn a_read_racing_a_write_does_not_fill() {
+        let cache = ManifestCache::default();
+        let repo: RepositoryName = "r".parse().unwrap();
+        let tag: Reference = "t".parse().unwrap();
+        let before = cache.generation();
+        cache.invalidate_repo(&repo);
+        cache.fill(before, &repo, &tag, record());
+        assert!(cache.get(&repo, &tag).is_none());
+        cache.fill(cache.generation(), &repo, &tag, record());
+        assert!(cache.get(&repo, &tag).is_some());
+        cache.invalidate_repo(&repo);
+        assert!(cache.get(&repo, &tag).is_none());
+    }
+}
