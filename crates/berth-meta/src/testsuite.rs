@@ -1,1 +1,774 @@
+//! Behaviour every [`MetadataStore`] backend must show; each backend's tests call [`run_all`].
+//!
+//! Every check works in repositories, users and upload ids with names unique to the run, so the
+//! suite also runs against a shared database (PostgreSQL) that already holds data.
 
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use berth_spec::{Digest, Reference, RepositoryName, Tag};
+use futures::future::join_all;
+
+use crate::{ManifestRecord, MetaError, MetadataStore, PutManifest, PutOutcome, UploadSession, UserRecord};
+
+pub async fn run_all(store: &dyn MetadataStore) {
+    repositories(store).await;
+    repository_listing(store).await;
+    repository_deletion(store).await;
+    blob_links(store).await;
+    image_manifests(store).await;
+    failed_puts_change_nothing(store).await;
+    tag_immutability(store).await;
+    indexes_and_children(store).await;
+    manifest_deletion(store).await;
+    referrers_and_subjects(store).await;
+    tag_listing(store).await;
+    images(store).await;
+    pulls(store).await;
+    upload_sessions(store).await;
+    users(store).await;
+    concurrent_pushes_of_one_tag(store).await;
+}
+
+/// A name unique to this run and call, usable as a repository name, tag or user name.
+fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+fn repo_name(s: &str) -> RepositoryName {
+    s.parse().unwrap()
+}
+
+fn tag(s: &str) -> Tag {
+    s.parse().unwrap()
+}
+
+fn by_tag(s: &str) -> Reference {
+    Reference::Tag(tag(s))
+}
+
+fn by_digest(d: &Digest) -> Reference {
+    Reference::Digest(d.clone())
+}
+
+fn blob(s: &str) -> Digest {
+    Digest::sha256_of(s.as_bytes())
+}
+
+async fn new_repo(store: &dyn MetadataStore, prefix: &str) -> RepositoryName {
+    let name = repo_name(&unique(prefix));
+    store.create_repository(&name, "{}", 1).await.unwrap();
+    name
+}
+
+/// Manifest bytes and their digest; the store never parses them.
+fn manifest_bytes(label: &str) -> (Vec<u8>, Digest) {
+    let content = format!("{{\"schemaVersion\":2,\"label\":\"{label}\"}}").into_bytes();
+    let digest = Digest::sha256_of(&content);
+    (content, digest)
+}
+
+const IMAGE: &str = "application/vnd.oci.image.manifest.v1+json";
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+fn image_put<'a>(
+    repo: &'a RepositoryName,
+    digest: &'a Digest,
+    content: &'a [u8],
+    blobs: &'a [(Digest, u64)],
+    tag: Option<&'a Tag>,
+    now: i64,
+) -> PutManifest<'a> {
+    PutManifest {
+        repo,
+        digest,
+        media_type: IMAGE,
+        content,
+        artifact_type: None,
+        annotations: None,
+        subject: None,
+        blobs,
+        children: &[],
+        tag,
+        tag_immutable: false,
+        now,
+    }
+}
+
+/// Links two blobs and pushes an image made of them, returning its digest.
+async fn push_image(
+    store: &dyn MetadataStore,
+    repo: &RepositoryName,
+    label: &str,
+    size: u64,
+    tag: Option<&Tag>,
+) -> Digest {
+    let (content, digest) = manifest_bytes(label);
+    let blobs = [(blob(&format!("{label}-config")), 10), (blob(&format!("{label}-layer")), size)];
+    for (d, s) in &blobs {
+        store.link_blob(repo, d, *s, 1).await.unwrap();
+    }
+    store.put_manifest(image_put(repo, &digest, &content, &blobs, tag, 100)).await.unwrap();
+    digest
+}
+
+async fn push_index(
+    store: &dyn MetadataStore,
+    repo: &RepositoryName,
+    label: &str,
+    children: &[Digest],
+) -> Result<Digest, MetaError> {
+    let (content, digest) = manifest_bytes(label);
+    store
+        .put_manifest(PutManifest { media_type: INDEX, children, ..image_put(repo, &digest, &content, &[], None, 200) })
+        .await?;
+    Ok(digest)
+}
+
+async fn repositories(store: &dyn MetadataStore) {
+    let name = repo_name(&unique("repos"));
+    assert_eq!(store.get_repository(&name).await.unwrap(), None);
+    let created = store.create_repository(&name, r#"{"mutable":true}"#, 5).await.unwrap();
+    assert_eq!(
+        (created.name.as_str(), created.created_at, created.settings.as_str()),
+        (name.as_str(), 5, r#"{"mutable":true}"#)
+    );
+    assert_eq!(store.get_repository(&name).await.unwrap(), Some(created.clone()));
+
+    let err = store.create_repository(&name, "{}", 6).await.unwrap_err();
+    assert!(matches!(&err, MetaError::RepositoryExists(n) if n == name.as_str()), "{err:?}");
+
+    let ensured = store.ensure_repository(&name, "{\"other\":1}", 9).await.unwrap();
+    assert_eq!(ensured, created, "ensure keeps an existing repository as it is");
+
+    let fresh = repo_name(&unique("ensured"));
+    let ensured = store.ensure_repository(&fresh, "{\"new\":1}", 9).await.unwrap();
+    assert_eq!((ensured.created_at, ensured.settings.as_str()), (9, "{\"new\":1}"));
+    assert_eq!(store.get_repository(&fresh).await.unwrap(), Some(ensured));
+
+    store.set_repository_settings(&name, "{\"mutable\":false}").await.unwrap();
+    let updated = store.get_repository(&name).await.unwrap().unwrap();
+    assert_eq!((updated.created_at, updated.settings.as_str()), (5, "{\"mutable\":false}"));
+
+    let missing = repo_name(&unique("missing"));
+    let err = store.set_repository_settings(&missing, "{}").await.unwrap_err();
+    assert!(matches!(&err, MetaError::RepositoryNotFound(n) if n == missing.as_str()), "{err:?}");
+    assert_eq!(store.get_repository(&missing).await.unwrap(), None, "a failed update creates nothing");
+}
+
+async fn repository_listing(store: &dyn MetadataStore) {
+    let prefix = unique("list");
+    let names: Vec<String> = ["a", "b", "c"].iter().map(|s| format!("{prefix}/{s}")).collect();
+    for n in names.iter().rev() {
+        store.create_repository(&repo_name(n), "{}", 1).await.unwrap();
+    }
+    let listed = |page: Vec<crate::Repository>| page.into_iter().map(|r| r.name).collect::<Vec<_>>();
+
+    assert_eq!(listed(store.list_repositories(Some(&prefix), 2).await.unwrap()), names[..2]);
+    let next = listed(store.list_repositories(Some(&names[1]), 2).await.unwrap());
+    assert_eq!(next[0], names[2]);
+    assert!(next.get(1).is_none_or(|n| !n.starts_with(&prefix)), "{next:?}");
+    assert_eq!(listed(store.list_repositories(Some(&prefix), 3).await.unwrap()), names, "exact page");
+    let after_last = listed(store.list_repositories(Some(&names[2]), 10).await.unwrap());
+    assert!(after_last.iter().all(|n| n.as_str() > names[2].as_str() && !n.starts_with(&prefix)), "{after_last:?}");
+    assert!(store.list_repositories(Some(&prefix), 0).await.unwrap().is_empty());
+
+    let all = listed(store.list_repositories(None, usize::MAX).await.unwrap());
+    let ours: Vec<_> = all.iter().filter(|n| n.starts_with(&prefix)).cloned().collect();
+    assert_eq!(ours, names, "an unbounded list from the start holds everything, sorted");
+    assert!(all.windows(2).all(|w| w[0] < w[1]), "sorted by name");
+}
+
+async fn repository_deletion(store: &dyn MetadataStore) {
+    let missing = repo_name(&unique("gone"));
+    let err = store.delete_repository(&missing, true).await.unwrap_err();
+    assert!(matches!(&err, MetaError::RepositoryNotFound(n) if n == missing.as_str()), "{err:?}");
+
+    // Blob links alone do not make a repository non-empty.
+    let empty = new_repo(store, "empty").await;
+    store.link_blob(&empty, &blob("lonely"), 3, 1).await.unwrap();
+    let removed = store.delete_repository(&empty, false).await.unwrap();
+    assert_eq!(removed.name, empty.as_str());
+    assert_eq!(store.get_repository(&empty).await.unwrap(), None);
+    assert!(!store.repositories_with_blob(&blob("lonely")).await.unwrap().contains(&empty.to_string()));
+
+    let full = new_repo(store, "full").await;
+    let t = tag("v1");
+    let label = unique("del-repo-img");
+    let image = push_image(store, &full, &label, 20, Some(&t)).await;
+    let layer = blob(&format!("{label}-layer"));
+    assert_eq!(store.repositories_with_blob(&layer).await.unwrap(), vec![full.to_string()]);
+    let index = push_index(store, &full, &unique("del-repo-idx"), std::slice::from_ref(&image)).await.unwrap();
+    let upload_id = unique("del-repo-upload");
+    store
+        .create_upload(&UploadSession { id: upload_id.clone(), repo: full.to_string(), created_at: 1, updated_at: 1 })
+        .await
+        .unwrap();
+    let err = store.delete_repository(&full, false).await.unwrap_err();
+    assert!(matches!(&err, MetaError::RepositoryNotEmpty(n) if n == full.as_str()), "{err:?}");
+    assert!(store.get_manifest(&full, &by_tag("v1")).await.unwrap().is_some(), "refused delete keeps content");
+
+    let removed = store.delete_repository(&full, true).await.unwrap();
+    assert_eq!(removed.name, full.as_str());
+    assert_eq!(store.get_repository(&full).await.unwrap(), None);
+    assert_eq!(store.get_upload(&upload_id).await.unwrap(), None, "uploads go with the repository");
+
+    // Recreating the name must not resurrect anything.
+    store.create_repository(&full, "{}", 2).await.unwrap();
+    assert_eq!(store.get_manifest(&full, &by_digest(&image)).await.unwrap(), None);
+    assert_eq!(store.get_manifest(&full, &by_digest(&index)).await.unwrap(), None);
+    assert_eq!(store.get_manifest(&full, &by_tag("v1")).await.unwrap(), None);
+    assert!(store.list_tags(&full, None, None).await.unwrap().is_empty());
+    assert!(store.list_images(&full, None, 10).await.unwrap().is_empty());
+    assert!(store.parents(&full, &image).await.unwrap().is_empty());
+    assert_eq!(store.linked_blob(&full, &layer).await.unwrap(), None);
+    assert!(store.repositories_with_blob(&layer).await.unwrap().is_empty(), "blob links go with the repository");
+    store.delete_repository(&full, false).await.unwrap();
+}
+
+async fn blob_links(store: &dyn MetadataStore) {
+    let d = blob(&unique("linked"));
+    let missing = repo_name(&unique("nolink"));
+    let err = store.link_blob(&missing, &d, 1, 1).await.unwrap_err();
+    assert!(matches!(&err, MetaError::RepositoryNotFound(n) if n == missing.as_str()), "{err:?}");
+
+    let (first, second) = (new_repo(store, "links-b").await, new_repo(store, "links-a").await);
+    assert_eq!(store.linked_blob(&first, &d).await.unwrap(), None);
+    assert!(store.repositories_with_blob(&d).await.unwrap().is_empty());
+    store.link_blob(&first, &d, 1234, 1).await.unwrap();
+    store.link_blob(&first, &d, 1234, 2).await.unwrap();
+    assert_eq!(store.linked_blob(&first, &d).await.unwrap(), Some(1234));
+    assert_eq!(store.linked_blob(&second, &d).await.unwrap(), None, "links are per repository");
+    store.link_blob(&second, &d, 1234, 3).await.unwrap();
+    let mut both = vec![first.to_string(), second.to_string()];
+    both.sort();
+    assert_eq!(store.repositories_with_blob(&d).await.unwrap(), both);
+
+    assert!(store.unlink_blob(&first, &d).await.unwrap());
+    assert!(!store.unlink_blob(&first, &d).await.unwrap());
+    assert_eq!(store.linked_blob(&first, &d).await.unwrap(), None);
+    assert_eq!(store.repositories_with_blob(&d).await.unwrap(), vec![second.to_string()]);
+
+    let big = blob(&unique("big"));
+    store.link_blob(&second, &big, 5 << 40, 1).await.unwrap();
+    assert_eq!(store.linked_blob(&second, &big).await.unwrap(), Some(5 << 40), "sizes beyond 32 bits");
+}
+
+async fn image_manifests(store: &dyn MetadataStore) {
+    let repo = new_repo(store, "images").await;
+    let (content, digest) = manifest_bytes(&unique("image"));
+    let blobs = [(blob("img-config"), 300), (blob("img-layer-1"), 4000), (blob("img-layer-2"), 50000)];
+    for (d, s) in &blobs {
+        store.link_blob(&repo, d, *s, 1).await.unwrap();
+    }
+    let subject = blob("some-subject");
+    let latest = tag("latest");
+    let put = PutManifest {
+        artifact_type: Some("application/vnd.example.config+json"),
+        annotations: Some(r#"{"org.opencontainers.image.title":"x"}"#),
+        subject: Some(&subject),
+        ..image_put(&repo, &digest, &content, &blobs, Some(&latest), 1000)
+    };
+    let outcome = store.put_manifest(put.clone()).await.unwrap();
+    assert_eq!(outcome, PutOutcome { manifest_created: true, previous_tag_target: None });
+
+    let expected = ManifestRecord {
+        digest: digest.clone(),
+        media_type: IMAGE.to_owned(),
+        content: content.clone(),
+        artifact_type: Some("application/vnd.example.config+json".to_owned()),
+        subject: Some(subject.clone()),
+        annotations: Some(r#"{"org.opencontainers.image.title":"x"}"#.to_owned()),
+        image_size: 54300,
+        pushed_at: 1000,
+        last_pulled_at: None,
+    };
+    assert_eq!(store.get_manifest(&repo, &by_tag("latest")).await.unwrap(), Some(expected.clone()));
+    assert_eq!(store.get_manifest(&repo, &by_digest(&digest)).await.unwrap(), Some(expected.clone()));
+    assert_eq!(store.get_manifest(&repo, &by_tag("other")).await.unwrap(), None);
+    let elsewhere = new_repo(store, "images-elsewhere").await;
+    assert_eq!(
+        store.get_manifest(&elsewhere, &by_digest(&digest)).await.unwrap(),
+        None,
+        "manifests are per repository"
+    );
+
+    // Re-pushing the same bytes later keeps the first push time.
+    let again = store.put_manifest(PutManifest { now: 2000, ..put.clone() }).await.unwrap();
+    assert_eq!(again, PutOutcome { manifest_created: false, previous_tag_target: Some(digest.clone()) });
+    assert_eq!(store.get_manifest(&repo, &by_digest(&digest)).await.unwrap(), Some(expected.clone()));
+
+    // Re-pushing under a new tag adds the tag only.
+    let stable = tag("stable");
+    let outcome = store.put_manifest(PutManifest { tag: Some(&stable), now: 3000, ..put.clone() }).await.unwrap();
+    assert_eq!(outcome, PutOutcome { manifest_created: false, previous_tag_target: None });
+    assert_eq!(store.get_manifest(&repo, &by_tag("stable")).await.unwrap(), Some(expected.clone()));
+
+    // Moving a tag reports where it pointed; the old manifest stays reachable by digest.
+    let (content2, digest2) = manifest_bytes(&unique("image2"));
+    let outcome =
+        store.put_manifest(image_put(&repo, &digest2, &content2, &blobs[..1], Some(&latest), 4000)).await.unwrap();
+    assert_eq!(outcome, PutOutcome { manifest_created: true, previous_tag_target: Some(digest.clone()) });
+    let moved = store.get_manifest(&repo, &by_tag("latest")).await.unwrap().unwrap();
+    assert_eq!(
+        (moved.digest, moved.image_size, moved.artifact_type, moved.subject),
+        (digest2.clone(), 300, None, None)
+    );
+    assert_eq!(store.get_manifest(&repo, &by_digest(&digest)).await.unwrap(), Some(expected));
+
+    // A manifest with no blobs (e.g. an empty artifact) is fine and has size 0.
+    let (content3, digest3) = manifest_bytes(&unique("image3"));
+    store.put_manifest(image_put(&repo, &digest3, &content3, &[], None, 5000)).await.unwrap();
+    assert_eq!(store.get_manifest(&repo, &by_digest(&digest3)).await.unwrap().unwrap().image_size, 0);
+}
+
+async fn failed_puts_change_nothing(store: &dyn MetadataStore) {
+    let missing = repo_name(&unique("noput"));
+    let (content, digest) = manifest_bytes(&unique("orphan"));
+    let t = tag("t");
+    let err = store.put_manifest(image_put(&missing, &digest, &content, &[], Some(&t), 1)).await.unwrap_err();
+    assert!(matches!(&err, MetaError::RepositoryNotFound(n) if n == missing.as_str()), "{err:?}");
+    assert_eq!(store.get_repository(&missing).await.unwrap(), None, "put_manifest does not create repositories");
+
+    let repo = new_repo(store, "failing").await;
+    let present = blob(&unique("present"));
+    let (absent1, absent2) = (blob(&unique("absent1")), blob(&unique("absent2")));
+    store.link_blob(&repo, &present, 10, 1).await.unwrap();
+    let foreign = new_repo(store, "failing-foreign").await;
+    store.link_blob(&foreign, &absent1, 10, 1).await.unwrap();
+    let blobs = [(present.clone(), 10), (absent1.clone(), 20), (absent2, 30)];
+    let err = store.put_manifest(image_put(&repo, &digest, &content, &blobs, Some(&t), 1)).await.unwrap_err();
+    assert!(
+        matches!(&err, MetaError::BlobUnknown(d) if *d == absent1),
+        "first missing blob, even if linked elsewhere: {err:?}"
+    );
+    assert_eq!(store.get_manifest(&repo, &by_digest(&digest)).await.unwrap(), None);
+    assert!(store.list_tags(&repo, None, None).await.unwrap().is_empty(), "no tag from a failed put");
+
+    let ghost = manifest_bytes(&unique("ghost")).1;
+    let err = push_index(store, &repo, &unique("bad-index"), &[ghost.clone()]).await.unwrap_err();
+    assert!(matches!(&err, MetaError::ManifestUnknown(d) if *d == ghost), "{err:?}");
+}
+
+async fn tag_immutability(store: &dyn MetadataStore) {
+    let repo = new_repo(store, "immutable").await;
+    let release = tag("release");
+    let first = push_image(store, &repo, &unique("imm1"), 1, Some(&release)).await;
+    let (content, second) = manifest_bytes(&unique("imm2"));
+    let immutable =
+        |digest, tag| PutManifest { tag_immutable: true, ..image_put(&repo, digest, &content, &[], tag, 50) };
+
+    let err = store.put_manifest(immutable(&second, Some(&release))).await.unwrap_err();
+    match &err {
+        MetaError::TagImmutable { tag, current } => assert_eq!((tag.as_str(), current), ("release", &first)),
+        other => panic!("expected TagImmutable, got {other:?}"),
+    }
+    assert_eq!(
+        store.get_manifest(&repo, &by_digest(&second)).await.unwrap(),
+        None,
+        "the refused manifest is not stored"
+    );
+    assert_eq!(store.get_manifest(&repo, &by_tag("release")).await.unwrap().unwrap().digest, first);
+
+    // Pushing without a tag, with a new tag, or the same digest under the tag is allowed.
+    assert!(store.put_manifest(immutable(&second, None)).await.unwrap().manifest_created);
+    let fresh = tag("fresh");
+    assert_eq!(store.put_manifest(immutable(&second, Some(&fresh))).await.unwrap().previous_tag_target, None);
+    let first_content = store.get_manifest(&repo, &by_digest(&first)).await.unwrap().unwrap().content;
+    let same = PutManifest { tag_immutable: true, ..image_put(&repo, &first, &first_content, &[], Some(&release), 60) };
+    assert_eq!(
+        store.put_manifest(same).await.unwrap(),
+        PutOutcome { manifest_created: false, previous_tag_target: Some(first.clone()) }
+    );
+
+    // Mutable pushes may move it.
+    let outcome = store.put_manifest(image_put(&repo, &second, &content, &[], Some(&release), 70)).await.unwrap();
+    assert_eq!(outcome.previous_tag_target, Some(first));
+}
+
+async fn indexes_and_children(store: &dyn MetadataStore) {
+    let repo = new_repo(store, "indexes").await;
+    let amd64 = push_image(store, &repo, &unique("amd64"), 5000, None).await;
+    let arm64 = push_image(store, &repo, &unique("arm64"), 7000, None).await;
+    let ghost = manifest_bytes(&unique("never-pushed")).1;
+
+    let err =
+        push_index(store, &repo, &unique("idx-missing"), &[amd64.clone(), ghost.clone(), blob("x")]).await.unwrap_err();
+    assert!(matches!(&err, MetaError::ManifestUnknown(d) if *d == ghost), "first missing child: {err:?}");
+
+    let other = new_repo(store, "indexes-other").await;
+    let foreign = push_image(store, &other, &unique("foreign"), 1, None).await;
+    let err = push_index(store, &repo, &unique("idx-foreign"), &[foreign.clone()]).await.unwrap_err();
+    assert!(
+        matches!(&err, MetaError::ManifestUnknown(d) if *d == foreign),
+        "children must be in the same repository: {err:?}"
+    );
+
+    let index_a = push_index(store, &repo, &unique("idx-a"), &[amd64.clone(), arm64.clone()]).await.unwrap();
+    let index_b = push_index(store, &repo, &unique("idx-b"), &[arm64.clone()]).await.unwrap();
+    let record = store.get_manifest(&repo, &by_digest(&index_a)).await.unwrap().unwrap();
+    assert_eq!(
+        (record.media_type.as_str(), record.image_size),
+        (INDEX, 7010),
+        "an index is as large as its largest child"
+    );
+
+    // An index of indexes takes the largest grandchild size through its children.
+    let nested = push_index(store, &repo, &unique("idx-nested"), &[index_b.clone()]).await.unwrap();
+    assert_eq!(store.get_manifest(&repo, &by_digest(&nested)).await.unwrap().unwrap().image_size, 7010);
+
+    let mut both = vec![index_a.clone(), index_b.clone()];
+    both.sort();
+    assert_eq!(store.parents(&repo, &arm64).await.unwrap(), both);
+    assert_eq!(store.parents(&repo, &amd64).await.unwrap(), vec![index_a.clone()]);
+    assert_eq!(store.parents(&repo, &index_b).await.unwrap(), vec![nested.clone()]);
+    assert!(store.parents(&repo, &index_a).await.unwrap().is_empty());
+    assert!(store.parents(&other, &arm64).await.unwrap().is_empty());
+
+    let err = store.delete_manifest(&repo, &arm64).await.unwrap_err();
+    assert!(matches!(&err, MetaError::ManifestReferenced { index } if *index == both[0]), "smallest parent: {err:?}");
+    assert!(store.get_manifest(&repo, &by_digest(&arm64)).await.unwrap().is_some());
+
+    // Deleting an index removes its own child edges, releasing its children.
+    store.delete_manifest(&repo, &index_a).await.unwrap();
+    assert!(store.parents(&repo, &amd64).await.unwrap().is_empty());
+    store.delete_manifest(&repo, &amd64).await.unwrap();
+    let err = store.delete_manifest(&repo, &arm64).await.unwrap_err();
+    assert!(matches!(&err, MetaError::ManifestReferenced { index } if *index == index_b), "{err:?}");
+    let err = store.delete_manifest(&repo, &index_b).await.unwrap_err();
+    assert!(matches!(&err, MetaError::ManifestReferenced { index } if *index == nested), "{err:?}");
+    store.delete_manifest(&repo, &nested).await.unwrap();
+    store.delete_manifest(&repo, &index_b).await.unwrap();
+    store.delete_manifest(&repo, &arm64).await.unwrap();
+    assert!(store.list_images(&repo, None, 10).await.unwrap().is_empty());
+
+    // Re-pushing an index after its children were re-pushed rebuilds the edges.
+    let amd64 = push_image(store, &repo, &unique("amd64-again"), 10, None).await;
+    let index = push_index(store, &repo, &unique("idx-again"), &[amd64.clone()]).await.unwrap();
+    assert_eq!(store.parents(&repo, &amd64).await.unwrap(), vec![index]);
+}
+
+async fn manifest_deletion(store: &dyn MetadataStore) {
+    let repo = new_repo(store, "deletion").await;
+    let (v1, v2) = (tag("v1"), tag("v2"));
+    let image = push_image(store, &repo, &unique("doomed"), 1, Some(&v1)).await;
+    let content = store.get_manifest(&repo, &by_digest(&image)).await.unwrap().unwrap().content;
+    store.put_manifest(image_put(&repo, &image, &content, &[], Some(&v2), 9)).await.unwrap();
+    let keeper = push_image(store, &repo, &unique("keeper"), 1, Some(&tag("keep"))).await;
+
+    let ghost = manifest_bytes(&unique("absent")).1;
+    let err = store.delete_manifest(&repo, &ghost).await.unwrap_err();
+    assert!(matches!(&err, MetaError::ManifestUnknown(d) if *d == ghost), "{err:?}");
+    let err = store.delete_manifest(&new_repo(store, "deletion-other").await, &image).await.unwrap_err();
+    assert!(matches!(&err, MetaError::ManifestUnknown(d) if *d == image), "{err:?}");
+
+    store.delete_manifest(&repo, &image).await.unwrap();
+    assert_eq!(store.get_manifest(&repo, &by_digest(&image)).await.unwrap(), None);
+    assert_eq!(store.get_manifest(&repo, &by_tag("v1")).await.unwrap(), None, "its tags go with it");
+    assert_eq!(store.list_tags(&repo, None, None).await.unwrap(), vec!["keep"]);
+    assert_eq!(store.get_manifest(&repo, &by_digest(&keeper)).await.unwrap().unwrap().digest, keeper);
+    let err = store.delete_manifest(&repo, &image).await.unwrap_err();
+    assert!(matches!(err, MetaError::ManifestUnknown(_)), "{err:?}");
+
+    // Deleting a tag leaves the manifest.
+    assert_eq!(store.delete_tag(&repo, &tag("keep")).await.unwrap(), Some(keeper.clone()));
+    assert_eq!(store.delete_tag(&repo, &tag("keep")).await.unwrap(), None);
+    assert!(store.list_tags(&repo, None, None).await.unwrap().is_empty());
+    assert!(store.get_manifest(&repo, &by_digest(&keeper)).await.unwrap().is_some());
+}
+
+async fn referrers_and_subjects(store: &dyn MetadataStore) {
+    let repo = new_repo(store, "referrers").await;
+    let subject = push_image(store, &repo, &unique("subject"), 1, Some(&tag("app"))).await;
+    let other_subject = push_image(store, &repo, &unique("other-subject"), 1, None).await;
+    let mut pushed = Vec::new();
+    for (label, artifact_type) in [
+        ("sig", "application/vnd.dev.cosign.sig"),
+        ("sbom", "application/spdx+json"),
+        ("scan", "application/sarif+json"),
+    ] {
+        let (content, digest) = manifest_bytes(&unique(label));
+        let put = PutManifest {
+            artifact_type: Some(artifact_type),
+            subject: Some(&subject),
+            annotations: Some(r#"{"kind":"referrer"}"#),
+            ..image_put(&repo, &digest, &content, &[], None, 10)
+        };
+        store.put_manifest(put).await.unwrap();
+        pushed.push((digest, artifact_type));
+    }
+    pushed.sort();
+    let found = store.referrers(&repo, &subject).await.unwrap();
+    let found: Vec<_> =
+        found.iter().map(|m| (m.digest.clone(), m.artifact_type.as_deref().unwrap(), m.subject.as_ref())).collect();
+    let expected: Vec<_> = pushed.iter().map(|(d, t)| (d.clone(), *t, Some(&subject))).collect();
+    assert_eq!(found, expected, "sorted by digest");
+    assert!(store.referrers(&repo, &other_subject).await.unwrap().is_empty());
+    assert!(store.referrers(&new_repo(store, "referrers-other").await, &subject).await.unwrap().is_empty());
+
+    // A referrer may come before its subject, and a subject may go before its referrers.
+    let unborn = manifest_bytes(&unique("later-subject")).1;
+    let (content, early) = manifest_bytes(&unique("early-referrer"));
+    store
+        .put_manifest(PutManifest { subject: Some(&unborn), ..image_put(&repo, &early, &content, &[], None, 10) })
+        .await
+        .unwrap();
+    assert_eq!(store.referrers(&repo, &unborn).await.unwrap().len(), 1);
+    store.delete_manifest(&repo, &subject).await.unwrap();
+    assert_eq!(store.referrers(&repo, &subject).await.unwrap().len(), 3);
+}
+
+async fn tag_listing(store: &dyn MetadataStore) {
+    let repo = new_repo(store, "tags").await;
+    assert!(store.list_tags(&repo, None, None).await.unwrap().is_empty(), "empty repository");
+    let absent = repo_name(&unique("tagless"));
+    assert!(store.list_tags(&absent, None, None).await.unwrap().is_empty(), "unknown repository");
+
+    let names = ["b", "B", "a", "A", "_x", "1", "a.b", "a-b", "a_b", "Z9", "z"];
+    let image = push_image(store, &repo, &unique("tagged"), 1, None).await;
+    let content = store.get_manifest(&repo, &by_digest(&image)).await.unwrap().unwrap().content;
+    for n in names {
+        store.put_manifest(image_put(&repo, &image, &content, &[], Some(&tag(n)), 5)).await.unwrap();
+    }
+    let mut bytewise: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    bytewise.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    assert_eq!(bytewise, ["1", "A", "B", "Z9", "_x", "a", "a-b", "a.b", "a_b", "b", "z"]);
+    assert_eq!(store.list_tags(&repo, None, None).await.unwrap(), bytewise);
+
+    assert_eq!(store.list_tags(&repo, None, Some(3)).await.unwrap(), bytewise[..3]);
+    assert_eq!(store.list_tags(&repo, Some("B"), Some(3)).await.unwrap(), bytewise[3..6], "`last` is exclusive");
+    assert_eq!(store.list_tags(&repo, Some("a-b"), None).await.unwrap(), bytewise[7..]);
+    assert_eq!(store.list_tags(&repo, Some("Z"), Some(2)).await.unwrap(), ["Z9", "_x"], "`last` need not be a tag");
+    assert_eq!(store.list_tags(&repo, None, Some(names.len())).await.unwrap(), bytewise, "exact page");
+    assert_eq!(store.list_tags(&repo, Some("a_b"), Some(5)).await.unwrap(), ["b", "z"], "short last page");
+    assert!(store.list_tags(&repo, Some("z"), Some(5)).await.unwrap().is_empty(), "after the last tag");
+    assert!(store.list_tags(&repo, None, Some(0)).await.unwrap().is_empty());
+}
+
+async fn images(store: &dyn MetadataStore) {
+    let repo = new_repo(store, "listing").await;
+    assert!(store.list_images(&repo, None, 10).await.unwrap().is_empty());
+    let mut pushed = Vec::new();
+    for i in 0..5 {
+        pushed.push(push_image(store, &repo, &unique(&format!("list-img{i}")), i, None).await);
+    }
+    let tagged = pushed[2].clone();
+    let content = store.get_manifest(&repo, &by_digest(&tagged)).await.unwrap().unwrap().content;
+    for t in ["zeta", "Alpha", "mid"] {
+        store.put_manifest(image_put(&repo, &tagged, &content, &[], Some(&tag(t)), 5)).await.unwrap();
+    }
+    pushed.sort();
+
+    let first = store.list_images(&repo, None, 2).await.unwrap();
+    let second = store.list_images(&repo, Some(&first[1].manifest.digest), 2).await.unwrap();
+    let third = store.list_images(&repo, Some(&second[1].manifest.digest), 2).await.unwrap();
+    assert_eq!(third.len(), 1, "short last page");
+    let all: Vec<_> = first.iter().chain(&second).chain(&third).collect();
+    assert_eq!(all.iter().map(|i| i.manifest.digest.clone()).collect::<Vec<_>>(), pushed, "sorted by digest, no gaps");
+    for image in &all {
+        let want: Vec<String> =
+            if image.manifest.digest == tagged { vec!["Alpha".into(), "mid".into(), "zeta".into()] } else { vec![] };
+        assert_eq!(image.tags, want, "{}", image.manifest.digest);
+        assert_eq!(
+            image.manifest.content,
+            store.get_manifest(&repo, &by_digest(&image.manifest.digest)).await.unwrap().unwrap().content
+        );
+    }
+    assert_eq!(store.list_images(&repo, None, 5).await.unwrap().len(), 5, "exact page");
+    assert!(store.list_images(&repo, Some(&pushed[4]), 5).await.unwrap().is_empty(), "after the last image");
+    assert!(store.list_images(&repo, None, 0).await.unwrap().is_empty());
+
+    let one = store.get_image(&repo, &tagged).await.unwrap().unwrap();
+    assert_eq!(one.tags, ["Alpha", "mid", "zeta"]);
+    assert_eq!(one.manifest, store.get_manifest(&repo, &by_digest(&tagged)).await.unwrap().unwrap());
+    let untagged = pushed.iter().find(|d| **d != tagged).unwrap();
+    assert_eq!(store.get_image(&repo, untagged).await.unwrap().unwrap().tags, Vec::<String>::new());
+    assert_eq!(store.get_image(&repo, &blob("no such image")).await.unwrap(), None);
+}
+
+async fn pulls(store: &dyn MetadataStore) {
+    let repo = new_repo(store, "pulls").await;
+    let (a, b) = (
+        push_image(store, &repo, &unique("pull-a"), 1, None).await,
+        push_image(store, &repo, &unique("pull-b"), 1, None).await,
+    );
+    let last_pull = |d: &Digest| {
+        let d = d.clone();
+        let repo = repo.clone();
+        async move { store.get_manifest(&repo, &by_digest(&d)).await.unwrap().unwrap().last_pulled_at }
+    };
+    assert_eq!(last_pull(&a).await, None);
+
+    let elsewhere = repo_name(&unique("pulls-missing"));
+    let gone = manifest_bytes(&unique("never")).1;
+    store
+        .record_pulls(&[
+            (repo.clone(), a.clone(), 500),
+            (repo.clone(), a.clone(), 300),
+            (repo.clone(), b.clone(), 100),
+            (repo.clone(), gone, 900),
+            (elsewhere, b.clone(), 900),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(last_pull(&a).await, Some(500), "the latest of a batch wins whatever the order");
+    assert_eq!(last_pull(&b).await, Some(100), "pulls of other repositories' manifests do not leak");
+
+    store.record_pulls(&[(repo.clone(), a.clone(), 400), (repo.clone(), b.clone(), 700)]).await.unwrap();
+    assert_eq!(last_pull(&a).await, Some(500), "an older pull never moves the time back");
+    assert_eq!(last_pull(&b).await, Some(700));
+    store.record_pulls(&[]).await.unwrap();
+    assert_eq!(store.get_image(&repo, &b).await.unwrap().unwrap().manifest.last_pulled_at, Some(700));
+}
+
+async fn upload_sessions(store: &dyn MetadataStore) {
+    let repo = new_repo(store, "uploads").await;
+    let session =
+        |id: &str, at| UploadSession { id: id.to_owned(), repo: repo.to_string(), created_at: at, updated_at: at };
+    let (old, young) = (unique("old-upload"), unique("young-upload"));
+    assert_eq!(store.get_upload(&old).await.unwrap(), None);
+
+    let missing = repo_name(&unique("upload-nowhere"));
+    let stray = UploadSession { repo: missing.to_string(), ..session(&unique("stray"), 1) };
+    let err = store.create_upload(&stray).await.unwrap_err();
+    assert!(matches!(&err, MetaError::RepositoryNotFound(n) if n == missing.as_str()), "{err:?}");
+    assert_eq!(store.get_upload(&stray.id).await.unwrap(), None);
+
+    store.create_upload(&session(&old, 1_000)).await.unwrap();
+    store.create_upload(&session(&young, 1_000)).await.unwrap();
+    assert_eq!(store.get_upload(&old).await.unwrap(), Some(session(&old, 1_000)));
+
+    store.touch_upload(&young, 5_000).await.unwrap();
+    assert_eq!(
+        store.get_upload(&young).await.unwrap(),
+        Some(UploadSession { updated_at: 5_000, ..session(&young, 1_000) })
+    );
+
+    let ours = |list: Vec<UploadSession>| list.into_iter().filter(|s| s.id == old || s.id == young).collect::<Vec<_>>();
+    assert!(ours(store.stale_uploads(1_000).await.unwrap()).is_empty(), "`before` is exclusive");
+    assert_eq!(ours(store.stale_uploads(1_001).await.unwrap()), vec![session(&old, 1_000)]);
+    assert_eq!(
+        ours(store.stale_uploads(4_000).await.unwrap()),
+        vec![session(&old, 1_000)],
+        "touching keeps a session fresh"
+    );
+    assert_eq!(ours(store.stale_uploads(6_000).await.unwrap()).len(), 2);
+
+    assert!(store.delete_upload(&old).await.unwrap());
+    assert!(!store.delete_upload(&old).await.unwrap());
+    assert_eq!(store.get_upload(&old).await.unwrap(), None);
+    store.touch_upload(&old, 9_000).await.unwrap();
+    assert_eq!(store.get_upload(&old).await.unwrap(), None, "touching a finished session does not revive it");
+    assert_eq!(
+        ours(store.stale_uploads(i64::MAX).await.unwrap()).iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        vec![young]
+    );
+}
+
+async fn users(store: &dyn MetadataStore) {
+    let user = |name: &str, key: &str| UserRecord {
+        name: name.to_owned(),
+        access_key_id: key.to_owned(),
+        secret_ciphertext: format!("sealed:{key}").into_bytes(),
+        created_at: 42,
+    };
+    let (zed, amy) = (unique("zed"), unique("amy"));
+    let (zed_key, amy_key) = (unique("AKZED"), unique("AKAMY"));
+    let generation = store.credentials_generation().await.unwrap();
+
+    store.create_user(&user(&zed, &zed_key)).await.unwrap();
+    let after_create = store.credentials_generation().await.unwrap();
+    assert_ne!(after_create, generation);
+    store.create_user(&user(&amy, &amy_key)).await.unwrap();
+    let after_second = store.credentials_generation().await.unwrap();
+    assert_ne!(after_second, after_create);
+
+    for clash in [user(&zed, &unique("AKOTHER")), user(&unique("other"), &amy_key)] {
+        let err = store.create_user(&clash).await.unwrap_err();
+        assert!(matches!(&err, MetaError::UserExists(n) if *n == clash.name), "{err:?}");
+        assert_eq!(
+            store.user_by_access_key(&clash.access_key_id).await.unwrap().map(|u| u.name),
+            (clash.access_key_id == amy_key).then(|| amy.clone())
+        );
+    }
+    assert_eq!(store.credentials_generation().await.unwrap(), after_second, "failed creates change nothing");
+
+    assert_eq!(store.user_by_name(&zed).await.unwrap(), Some(user(&zed, &zed_key)));
+    assert_eq!(store.user_by_access_key(&amy_key).await.unwrap(), Some(user(&amy, &amy_key)));
+    assert_eq!(store.user_by_name(&unique("nobody")).await.unwrap(), None);
+    assert_eq!(store.user_by_access_key(&unique("AKNONE")).await.unwrap(), None);
+
+    let listed: Vec<String> =
+        store.list_users().await.unwrap().into_iter().map(|u| u.name).filter(|n| *n == zed || *n == amy).collect();
+    assert_eq!(listed, vec![amy.clone(), zed.clone()], "sorted by name");
+    let everyone: Vec<String> = store.list_users().await.unwrap().into_iter().map(|u| u.name).collect();
+    assert!(everyone.windows(2).all(|w| w[0] < w[1]));
+
+    assert!(store.delete_user(&zed).await.unwrap());
+    let after_delete = store.credentials_generation().await.unwrap();
+    assert_ne!(after_delete, after_second);
+    assert!(!store.delete_user(&zed).await.unwrap());
+    assert_eq!(store.credentials_generation().await.unwrap(), after_delete, "deleting nobody changes nothing");
+    assert_eq!(store.user_by_name(&zed).await.unwrap(), None);
+    assert_eq!(store.user_by_access_key(&zed_key).await.unwrap(), None);
+
+    // The name and the key are free again.
+    store.create_user(&user(&zed, &zed_key)).await.unwrap();
+    assert!(store.delete_user(&zed).await.unwrap());
+    assert!(store.delete_user(&amy).await.unwrap());
+}
+
+/// Many pushes racing for one tag all succeed, one after the other: every push sees where the
+/// previous one left the tag, so the reported previous targets chain through all of them.
+async fn concurrent_pushes_of_one_tag(store: &dyn MetadataStore) {
+    const PUSHERS: usize = 20;
+    let repo = new_repo(store, "race").await;
+    let layer = blob("race-layer");
+    store.link_blob(&repo, &layer, 77, 1).await.unwrap();
+    let blobs = [(layer, 77)];
+    let hot = tag("hot");
+    let manifests: Vec<(Vec<u8>, Digest)> =
+        (0..PUSHERS).map(|i| manifest_bytes(&unique(&format!("race{i}")))).collect();
+
+    let (repo_ref, hot_ref) = (&repo, by_tag("hot"));
+    let hot_ref = &hot_ref;
+    let pushes = manifests.iter().enumerate().map(|(i, (content, digest))| {
+        let put = image_put(repo_ref, digest, content, &blobs, Some(&hot), i as i64);
+        async move {
+            // Readers run alongside the writers and must never fail either.
+            let (outcome, read) = tokio::join!(store.put_manifest(put), store.get_manifest(repo_ref, hot_ref));
+            read.unwrap();
+            outcome.unwrap()
+        }
+    });
+    let outcomes = join_all(pushes).await;
+    assert!(outcomes.iter().all(|o| o.manifest_created));
+    let previous: Vec<&Digest> = outcomes.iter().filter_map(|o| o.previous_tag_target.as_ref()).collect();
+    assert_eq!(previous.len(), PUSHERS - 1, "exactly one push found the tag absent");
+    let current = store.get_manifest(&repo, &by_tag("hot")).await.unwrap().unwrap().digest;
+    let mut seen: BTreeSet<&Digest> = previous.into_iter().collect();
+    assert!(seen.insert(&current), "the final target was nobody's previous target");
+    let all: BTreeSet<&Digest> = manifests.iter().map(|(_, d)| d).collect();
+    assert_eq!(seen, all, "the previous targets chain through every push");
+
+    // The same manifest from many clients at once is created exactly once.
+    let (content, digest) = &manifests[0];
+    let same = (0..PUSHERS)
+        .map(|i| store.put_manifest(image_put(&repo, digest, content, &blobs, Some(&hot), 1000 + i as i64)));
+    let outcomes: Vec<PutOutcome> = join_all(same).await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(outcomes.iter().filter(|o| o.manifest_created).count(), 0, "it already existed");
+    assert_eq!(
+        outcomes.iter().filter(|o| o.previous_tag_target.as_ref() != Some(digest)).count(),
+        1,
+        "one push moved the tag"
+    );
+    assert_eq!(store.get_manifest(&repo, &by_tag("hot")).await.unwrap().unwrap().digest, *digest);
+
+    let fresh = manifest_bytes(&unique("race-fresh"));
+    let racers = (0..PUSHERS).map(|i| store.put_manifest(image_put(&repo, &fresh.1, &fresh.0, &blobs, None, i as i64)));
+    let created = join_all(racers).await.into_iter().map(Result::unwrap).filter(|o| o.manifest_created).count();
+    assert_eq!(created, 1, "a new manifest pushed concurrently is created exactly once");
+    assert_eq!(store.list_images(&repo, None, 100).await.unwrap().len(), PUSHERS + 1);
+}
