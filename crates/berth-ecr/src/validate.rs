@@ -1,0 +1,1050 @@
+//! The constraints of the model that botocore does not check client-side (it checks only
+//! `required`, `min` and types): `max`, `pattern`, `enum`, numeric ranges, and ECR's
+//! cross-member rules. Failures are `InvalidParameterException` in ECR's wording,
+//! `Invalid parameter at '<member>' failed to satisfy constraint: '<constraint>'`, with list
+//! members addressed as `imageIds.1.member.imageTag` like AWS's validator does.
+//!
+//! Per-item problems of batch operations (a malformed digest in `BatchGetImage.imageIds`, an
+//! identifier with neither tag nor digest, ...) are not request errors: ECR reports them in
+//! `failures`, so they are left to the backend.
+
+use std::fmt;
+use std::str::FromStr;
+
+use berth_spec::{RepositoryName, Tag as OciTag};
+
+use crate::error::EcrError;
+use crate::shapes::*;
+
+/// `RepositoryName` in the current model (the OCI distribution name grammar).
+pub const REPOSITORY_NAME_PATTERN: &str =
+    r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*";
+const REGISTRY_ID_PATTERN: &str = "[0-9]{12}";
+const LAYER_DIGEST_PATTERN: &str = "[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+";
+const UPLOAD_ID_PATTERN: &str =
+    "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}";
+const EXCLUSION_FILTER_PATTERN: &str = "^[0-9a-zA-Z._*-]{1,128}$";
+const OCI_TAG_PATTERN: &str = "[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}";
+
+pub const MAX_RESULTS: i64 = 1000;
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+pub const MAX_REFERRER_RESULTS: i64 = 50;
+pub const MAX_MANIFEST_BYTES: usize = 4_194_304;
+pub const MAX_LAYER_PART_BYTES: usize = 20_971_520;
+pub const MAX_RESOURCE_TAGS: usize = 50;
+const MAX_TAG_KEY_LEN: usize = 128;
+const MAX_TAG_VALUE_LEN: usize = 256;
+
+/// Checks a deserialised request before it reaches the backend.
+pub trait Validate {
+    fn validate(&self) -> Result<(), EcrError>;
+}
+
+fn invalid(member: &str, constraint: impl fmt::Display) -> EcrError {
+    EcrError::invalid_parameter(member, &constraint.to_string())
+}
+
+fn element(list: &str, index: usize, member: &str) -> String {
+    format!(
+        "{list}.{}.member{}{member}",
+        index + 1,
+        if member.is_empty() { "" } else { "." }
+    )
+}
+
+fn length(member: &str, value: &str, min: usize, max: usize) -> Result<(), EcrError> {
+    let len = value.chars().count();
+    if len < min {
+        return Err(invalid(
+            member,
+            format!("Member must have length greater than or equal to {min}"),
+        ));
+    }
+    if len > max {
+        return Err(invalid(
+            member,
+            format!("Member must have length less than or equal to {max}"),
+        ));
+    }
+    Ok(())
+}
+
+fn list_length<T>(member: &str, list: &[T], min: usize, max: usize) -> Result<(), EcrError> {
+    if list.len() < min {
+        return Err(invalid(
+            member,
+            format!("Member must have length greater than or equal to {min}"),
+        ));
+    }
+    if list.len() > max {
+        return Err(invalid(
+            member,
+            format!("Member must have length less than or equal to {max}"),
+        ));
+    }
+    Ok(())
+}
+
+fn range(member: &str, value: i64, min: i64, max: i64) -> Result<(), EcrError> {
+    if value < min {
+        return Err(invalid(
+            member,
+            format!("Member must have value greater than or equal to {min}"),
+        ));
+    }
+    if value > max {
+        return Err(invalid(
+            member,
+            format!("Member must have value less than or equal to {max}"),
+        ));
+    }
+    Ok(())
+}
+
+fn pattern(member: &str, matches: bool, regex: &str) -> Result<(), EcrError> {
+    if matches {
+        Ok(())
+    } else {
+        Err(invalid(
+            member,
+            format!("Member must satisfy regular expression pattern: {regex}"),
+        ))
+    }
+}
+
+fn enum_value(member: &str, unrecognized: bool, values: &[&str]) -> Result<(), EcrError> {
+    if unrecognized {
+        Err(invalid(
+            member,
+            format!(
+                "Member must satisfy enum value set: [{}]",
+                values.join(", ")
+            ),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn registry_id(member: &str, id: &str) -> Result<(), EcrError> {
+    pattern(
+        member,
+        id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()),
+        REGISTRY_ID_PATTERN,
+    )
+}
+
+fn optional_registry_id(id: &Option<String>) -> Result<(), EcrError> {
+    id.as_deref()
+        .map_or(Ok(()), |id| registry_id("registryId", id))
+}
+
+fn repository_name(member: &str, name: &str) -> Result<(), EcrError> {
+    length(member, name, 2, 256)?;
+    if RepositoryName::from_str(name).is_err() {
+        // ECR's own wording for this member.
+        return Err(invalid(
+            member,
+            format!("must satisfy regular expression '{REPOSITORY_NAME_PATTERN}'"),
+        ));
+    }
+    Ok(())
+}
+
+fn max_results(value: Option<i64>, max: i64) -> Result<(), EcrError> {
+    value.map_or(Ok(()), |n| range("maxResults", n, 1, max))
+}
+
+fn is_layer_digest(digest: &str) -> bool {
+    let Some((algorithm, hex)) = digest.split_once(':') else {
+        return false;
+    };
+    !algorithm.is_empty()
+        && algorithm
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'.'))
+        && !hex.is_empty()
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn is_upload_id(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn image_ids(ids: &[ImageIdentifier]) -> Result<(), EcrError> {
+    list_length("imageIds", ids, 1, 100)?;
+    for (i, id) in ids.iter().enumerate() {
+        if let Some(tag) = &id.image_tag {
+            length(&element("imageIds", i, "imageTag"), tag, 1, 300)?;
+        }
+    }
+    Ok(())
+}
+
+fn images_filter(filter: &Option<ImagesFilter>) -> Result<(), EcrError> {
+    let Some(filter) = filter else { return Ok(()) };
+    if let Some(status) = filter.tag_status {
+        enum_value(
+            "filter.tagStatus",
+            status == TagStatus::Unrecognized,
+            TagStatus::VALUES,
+        )?;
+    }
+    if let Some(status) = filter.image_status {
+        enum_value(
+            "filter.imageStatus",
+            status == ImageStatusFilter::Unrecognized,
+            ImageStatusFilter::VALUES,
+        )?;
+    }
+    Ok(())
+}
+
+/// `nextToken`/`maxResults` page through everything; they cannot be combined with a list of
+/// named items.
+fn no_paging_with(
+    list_member: &str,
+    listed: bool,
+    next_token: &Option<String>,
+    max: Option<i64>,
+) -> Result<(), EcrError> {
+    if listed && (next_token.is_some() || max.is_some()) {
+        return Err(EcrError::InvalidParameter(format!(
+            "Invalid parameter: nextToken and maxResults cannot be used when {list_member} is specified"
+        )));
+    }
+    Ok(())
+}
+
+fn mutability(
+    value: ImageTagMutability,
+    filters: &Option<Vec<ImageTagMutabilityExclusionFilter>>,
+) -> Result<(), EcrError> {
+    const MEMBER: &str = "imageTagMutabilityExclusionFilters";
+    enum_value(
+        "imageTagMutability",
+        value == ImageTagMutability::Unrecognized,
+        ImageTagMutability::VALUES,
+    )?;
+    let wire = value.as_str();
+    match filters {
+        None if value.has_exclusions() => Err(invalid(
+            MEMBER,
+            format!(
+                "ImageTagMutabilityExclusionFilters can't be null when imageTagMutability is set as {wire}"
+            ),
+        )),
+        Some(_) if !value.has_exclusions() => Err(invalid(
+            MEMBER,
+            format!(
+                "ImageTagMutabilityExclusionFilters can only be set when imageTagMutability is IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION, not {wire}"
+            ),
+        )),
+        None => Ok(()),
+        Some(filters) => {
+            list_length(MEMBER, filters, 1, 5)?;
+            for (i, f) in filters.iter().enumerate() {
+                enum_value(
+                    &element(MEMBER, i, "filterType"),
+                    f.filter_type == ImageTagMutabilityExclusionFilterType::Unrecognized,
+                    ImageTagMutabilityExclusionFilterType::VALUES,
+                )?;
+                let member = element(MEMBER, i, "filter");
+                length(&member, &f.filter, 1, 128)?;
+                let ok = f
+                    .filter
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'*' | b'-'));
+                pattern(&member, ok, EXCLUSION_FILTER_PATTERN)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn resource_tags(member: &str, tags: &[Tag]) -> Result<(), EcrError> {
+    if tags.len() > MAX_RESOURCE_TAGS {
+        return Err(EcrError::TooManyTags(format!(
+            "The list of tags on the repository is over the limit. The maximum number of tags that can be applied to a repository is {MAX_RESOURCE_TAGS}."
+        )));
+    }
+    for (i, tag) in tags.iter().enumerate() {
+        tag_key(&element(member, i, "Key"), &tag.key)?;
+        if tag.value.chars().count() > MAX_TAG_VALUE_LEN {
+            return Err(EcrError::InvalidTagParameter(format!(
+                "Invalid parameter at '{}' failed to satisfy constraint: 'Member must have length less than or equal to {MAX_TAG_VALUE_LEN}'",
+                element(member, i, "Value")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn tag_key(member: &str, key: &str) -> Result<(), EcrError> {
+    let len = key.chars().count();
+    if len == 0 || len > MAX_TAG_KEY_LEN {
+        return Err(EcrError::InvalidTagParameter(format!(
+            "Invalid parameter at '{member}' failed to satisfy constraint: 'Member must have length between 1 and {MAX_TAG_KEY_LEN}'"
+        )));
+    }
+    if key.starts_with("aws:") {
+        return Err(EcrError::InvalidTagParameter(format!(
+            "Invalid parameter at '{member}' failed to satisfy constraint: 'Tag keys starting with aws: are reserved for AWS use'"
+        )));
+    }
+    Ok(())
+}
+
+/// A repository ARN, `arn:<partition>:ecr:<region>:<registryId>:repository/<name>`, the only
+/// resource the tagging operations take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryArn {
+    pub partition: String,
+    pub region: String,
+    pub registry_id: String,
+    pub repository_name: String,
+}
+
+impl RepositoryArn {
+    pub fn new(region: &str, registry_id: &str, repository_name: &str) -> Self {
+        RepositoryArn {
+            partition: "aws".into(),
+            region: region.into(),
+            registry_id: registry_id.into(),
+            repository_name: repository_name.into(),
+        }
+    }
+}
+
+impl FromStr for RepositoryArn {
+    type Err = EcrError;
+
+    fn from_str(arn: &str) -> Result<Self, EcrError> {
+        let bad = || invalid("resourceArn", "Invalid ARN");
+        let mut parts = arn.splitn(6, ':');
+        let (
+            Some("arn"),
+            Some(partition),
+            Some("ecr"),
+            Some(region),
+            Some(account),
+            Some(resource),
+        ) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        )
+        else {
+            return Err(bad());
+        };
+        let name = resource.strip_prefix("repository/").ok_or_else(bad)?;
+        let region_ok = !region.is_empty()
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !partition.starts_with("aws")
+            || !region_ok
+            || registry_id("resourceArn", account).is_err()
+        {
+            return Err(bad());
+        }
+        repository_name("resourceArn", name).map_err(|_| bad())?;
+        Ok(RepositoryArn {
+            partition: partition.into(),
+            region: region.into(),
+            registry_id: account.into(),
+            repository_name: name.into(),
+        })
+    }
+}
+
+impl fmt::Display for RepositoryArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "arn:{}:ecr:{}:{}:repository/{}",
+            self.partition, self.region, self.registry_id, self.repository_name
+        )
+    }
+}
+
+// ---- page sizes, once validated
+
+impl DescribeRepositoriesRequest {
+    pub fn page_size(&self) -> usize {
+        self.max_results
+            .map_or(DEFAULT_PAGE_SIZE, |n| n.clamp(1, MAX_RESULTS) as usize)
+    }
+}
+
+impl DescribeImagesRequest {
+    pub fn page_size(&self) -> usize {
+        self.max_results
+            .map_or(DEFAULT_PAGE_SIZE, |n| n.clamp(1, MAX_RESULTS) as usize)
+    }
+}
+
+impl ListImagesRequest {
+    pub fn page_size(&self) -> usize {
+        self.max_results
+            .map_or(DEFAULT_PAGE_SIZE, |n| n.clamp(1, MAX_RESULTS) as usize)
+    }
+}
+
+impl ListImageReferrersRequest {
+    pub fn page_size(&self) -> usize {
+        self.max_results.map_or(MAX_REFERRER_RESULTS as usize, |n| {
+            n.clamp(1, MAX_REFERRER_RESULTS) as usize
+        })
+    }
+}
+
+// ---- one impl per request
+
+impl Validate for GetAuthorizationTokenRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        if let Some(ids) = &self.registry_ids {
+            list_length("registryIds", ids, 1, 10)?;
+            for (i, id) in ids.iter().enumerate() {
+                registry_id(&element("registryIds", i, ""), id)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Validate for CreateRepositoryRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)?;
+        if let Some(tags) = &self.tags {
+            resource_tags("tags", tags)?;
+        }
+        mutability(
+            self.image_tag_mutability
+                .unwrap_or(ImageTagMutability::Mutable),
+            &self.image_tag_mutability_exclusion_filters,
+        )?;
+        if let Some(encryption) = &self.encryption_configuration {
+            enum_value(
+                "encryptionConfiguration.encryptionType",
+                encryption.encryption_type == EncryptionType::Unrecognized,
+                EncryptionType::VALUES,
+            )?;
+            if let Some(key) = &encryption.kms_key {
+                length("encryptionConfiguration.kmsKey", key, 1, 2048)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Validate for DescribeRepositoriesRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        if let Some(names) = &self.repository_names {
+            list_length("repositoryNames", names, 1, 100)?;
+            for (i, name) in names.iter().enumerate() {
+                repository_name(&element("repositoryNames", i, ""), name)?;
+            }
+        }
+        max_results(self.max_results, MAX_RESULTS)?;
+        no_paging_with(
+            "repositoryNames",
+            self.repository_names.is_some(),
+            &self.next_token,
+            self.max_results,
+        )
+    }
+}
+
+impl Validate for DeleteRepositoryRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)
+    }
+}
+
+impl Validate for DescribeImagesRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)?;
+        if let Some(ids) = &self.image_ids {
+            image_ids(ids)?;
+        }
+        max_results(self.max_results, MAX_RESULTS)?;
+        images_filter(&self.filter)?;
+        no_paging_with(
+            "imageIds",
+            self.image_ids.is_some(),
+            &self.next_token,
+            self.max_results,
+        )
+    }
+}
+
+impl Validate for ListImagesRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)?;
+        max_results(self.max_results, MAX_RESULTS)?;
+        images_filter(&self.filter)
+    }
+}
+
+impl Validate for BatchGetImageRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)?;
+        image_ids(&self.image_ids)?;
+        if let Some(types) = &self.accepted_media_types {
+            list_length("acceptedMediaTypes", types, 1, 100)?;
+        }
+        Ok(())
+    }
+}
+
+impl Validate for PutImageRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)?;
+        if self.image_manifest.is_empty() {
+            return Err(invalid(
+                "imageManifest",
+                "Member must have length greater than or equal to 1",
+            ));
+        }
+        if self.image_manifest.len() > MAX_MANIFEST_BYTES {
+            return Err(invalid(
+                "imageManifest",
+                format!("Member must have length less than or equal to {MAX_MANIFEST_BYTES}"),
+            ));
+        }
+        if let Some(tag) = &self.image_tag {
+            length("imageTag", tag, 1, 300)?;
+            // Stricter than the model: a tag outside the OCI grammar could never be pulled
+            // through /v2/, which shares the tags.
+            if OciTag::from_str(tag).is_err() {
+                return Err(invalid(
+                    "imageTag",
+                    format!("must satisfy regular expression '{OCI_TAG_PATTERN}'"),
+                ));
+            }
+        }
+        if let Some(digest) = &self.image_digest {
+            pattern("imageDigest", is_layer_digest(digest), LAYER_DIGEST_PATTERN)?;
+        }
+        Ok(())
+    }
+}
+
+impl Validate for BatchDeleteImageRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)?;
+        image_ids(&self.image_ids)
+    }
+}
+
+impl Validate for BatchCheckLayerAvailabilityRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)?;
+        list_length("layerDigests", &self.layer_digests, 1, 100)?;
+        for (i, digest) in self.layer_digests.iter().enumerate() {
+            length(&element("layerDigests", i, ""), digest, 0, 1000)?;
+        }
+        Ok(())
+    }
+}
+
+impl Validate for InitiateLayerUploadRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)
+    }
+}
+
+impl Validate for UploadLayerPartRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)?;
+        pattern("uploadId", is_upload_id(&self.upload_id), UPLOAD_ID_PATTERN)?;
+        range("partFirstByte", self.part_first_byte, 0, i64::MAX)?;
+        range("partLastByte", self.part_last_byte, 0, i64::MAX)?;
+        if self.layer_part_blob.len() > MAX_LAYER_PART_BYTES {
+            return Err(invalid(
+                "layerPartBlob",
+                format!("Member must have length less than or equal to {MAX_LAYER_PART_BYTES}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Validate for CompleteLayerUploadRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)?;
+        pattern("uploadId", is_upload_id(&self.upload_id), UPLOAD_ID_PATTERN)?;
+        list_length("layerDigests", &self.layer_digests, 1, 100)?;
+        for (i, digest) in self.layer_digests.iter().enumerate() {
+            pattern(
+                &element("layerDigests", i, ""),
+                is_layer_digest(digest),
+                LAYER_DIGEST_PATTERN,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Validate for GetDownloadUrlForLayerRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)?;
+        pattern(
+            "layerDigest",
+            is_layer_digest(&self.layer_digest),
+            LAYER_DIGEST_PATTERN,
+        )
+    }
+}
+
+impl Validate for TagResourceRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        RepositoryArn::from_str(&self.resource_arn)?;
+        resource_tags("tags", &self.tags)
+    }
+}
+
+impl Validate for UntagResourceRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        RepositoryArn::from_str(&self.resource_arn)?;
+        for (i, key) in self.tag_keys.iter().enumerate() {
+            tag_key(&element("tagKeys", i, ""), key)?;
+        }
+        Ok(())
+    }
+}
+
+impl Validate for ListTagsForResourceRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        RepositoryArn::from_str(&self.resource_arn).map(drop)
+    }
+}
+
+impl Validate for DescribeRegistryRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        Ok(())
+    }
+}
+
+impl Validate for ListImageReferrersRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)?;
+        pattern(
+            "subjectId.imageDigest",
+            is_layer_digest(&self.subject_id.image_digest),
+            LAYER_DIGEST_PATTERN,
+        )?;
+        if let Some(filter) = &self.filter {
+            if let Some(types) = &filter.artifact_types {
+                list_length("filter.artifactTypes", types, 0, 5)?;
+                for (i, artifact_type) in types.iter().enumerate() {
+                    length(
+                        &element("filter.artifactTypes", i, ""),
+                        artifact_type,
+                        1,
+                        255,
+                    )?;
+                }
+            }
+            if let Some(status) = filter.artifact_status {
+                enum_value(
+                    "filter.artifactStatus",
+                    status == ArtifactStatusFilter::Unrecognized,
+                    ArtifactStatusFilter::VALUES,
+                )?;
+            }
+        }
+        max_results(self.max_results, MAX_REFERRER_RESULTS)
+    }
+}
+
+impl Validate for PutImageTagMutabilityRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)?;
+        mutability(
+            self.image_tag_mutability,
+            &self.image_tag_mutability_exclusion_filters,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::DeserializeOwned;
+    use serde_json::{Value, json};
+
+    fn check<T: DeserializeOwned + Validate>(request: Value) -> Result<(), (String, String)> {
+        let request: T = serde_json::from_value(request).expect("test request deserialises");
+        request
+            .validate()
+            .map_err(|e| (e.wire_type().to_owned(), e.to_string()))
+    }
+
+    fn rejected<T: DeserializeOwned + Validate>(request: Value) -> String {
+        let (wire_type, message) =
+            check::<T>(request.clone()).expect_err(&format!("{request} is rejected"));
+        assert_eq!(wire_type, "InvalidParameterException", "{message}");
+        message
+    }
+
+    #[test]
+    fn repository_names_follow_the_model_grammar_and_length() {
+        for ok in ["ab", "team/app", "a.b_c__d---e/f0", &"a".repeat(256)] {
+            assert_eq!(
+                check::<DeleteRepositoryRequest>(json!({"repositoryName": ok})),
+                Ok(()),
+                "{ok}"
+            );
+        }
+        assert_eq!(
+            rejected::<DeleteRepositoryRequest>(json!({"repositoryName": "Team/App"})),
+            format!(
+                "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression '{REPOSITORY_NAME_PATTERN}''"
+            )
+        );
+        for bad in [
+            "a", "/app", "app/", "a//b", "a..b", "a-", "-a", "a___b", "a b",
+        ] {
+            rejected::<DeleteRepositoryRequest>(json!({"repositoryName": bad}));
+        }
+        assert_eq!(
+            rejected::<DeleteRepositoryRequest>(json!({"repositoryName": "a".repeat(257)})),
+            "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'Member must have length less than or equal to 256'"
+        );
+        assert_eq!(
+            rejected::<DescribeRepositoriesRequest>(json!({"repositoryNames": ["ok", "NO"]})),
+            format!(
+                "Invalid parameter at 'repositoryNames.2.member' failed to satisfy constraint: 'must satisfy regular expression '{REPOSITORY_NAME_PATTERN}''"
+            )
+        );
+    }
+
+    #[test]
+    fn registry_ids_are_twelve_digits() {
+        assert_eq!(
+            check::<InitiateLayerUploadRequest>(
+                json!({"repositoryName": "app", "registryId": "000000000000"})
+            ),
+            Ok(())
+        );
+        for bad in ["00000000000", "0000000000000", "00000000000a", ""] {
+            assert_eq!(
+                rejected::<InitiateLayerUploadRequest>(
+                    json!({"repositoryName": "app", "registryId": bad})
+                ),
+                "Invalid parameter at 'registryId' failed to satisfy constraint: 'Member must satisfy regular expression pattern: [0-9]{12}'"
+            );
+        }
+        rejected::<GetAuthorizationTokenRequest>(json!({"registryIds": ["123"]}));
+        rejected::<GetAuthorizationTokenRequest>(json!({"registryIds": vec!["000000000000"; 11]}));
+    }
+
+    #[test]
+    fn max_results_ranges_differ_per_operation() {
+        for op_ok in [1, 1000] {
+            assert_eq!(
+                check::<ListImagesRequest>(json!({"repositoryName": "app", "maxResults": op_ok})),
+                Ok(())
+            );
+        }
+        assert_eq!(
+            rejected::<ListImagesRequest>(json!({"repositoryName": "app", "maxResults": 1001})),
+            "Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value less than or equal to 1000'"
+        );
+        assert_eq!(
+            rejected::<DescribeImagesRequest>(json!({"repositoryName": "app", "maxResults": 0})),
+            "Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value greater than or equal to 1'"
+        );
+        let referrers = |max: i64| json!({"repositoryName": "app", "subjectId": {"imageDigest": format!("sha256:{}", "a".repeat(64))}, "maxResults": max});
+        assert_eq!(check::<ListImageReferrersRequest>(referrers(50)), Ok(()));
+        rejected::<ListImageReferrersRequest>(referrers(51));
+
+        let request: ListImageReferrersRequest = serde_json::from_value(referrers(7)).unwrap();
+        assert_eq!(request.page_size(), 7);
+        let request: DescribeRepositoriesRequest = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(request.page_size(), DEFAULT_PAGE_SIZE);
+    }
+
+    #[test]
+    fn paging_cannot_be_combined_with_named_items() {
+        rejected::<DescribeRepositoriesRequest>(
+            json!({"repositoryNames": ["app"], "maxResults": 5}),
+        );
+        rejected::<DescribeImagesRequest>(
+            json!({"repositoryName": "app", "imageIds": [{"imageTag": "v1"}], "nextToken": "x"}),
+        );
+        assert_eq!(
+            check::<DescribeImagesRequest>(
+                json!({"repositoryName": "app", "imageIds": [{"imageTag": "v1"}]})
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn image_ids_need_one_to_hundred_entries_and_bounded_tags() {
+        assert_eq!(
+            rejected::<BatchDeleteImageRequest>(json!({"repositoryName": "app", "imageIds": []})),
+            "Invalid parameter at 'imageIds' failed to satisfy constraint: 'Member must have length greater than or equal to 1'"
+        );
+        rejected::<BatchGetImageRequest>(
+            json!({"repositoryName": "app", "imageIds": vec![json!({"imageTag": "v"}); 101]}),
+        );
+        assert_eq!(
+            rejected::<BatchGetImageRequest>(
+                json!({"repositoryName": "app", "imageIds": [{"imageTag": "v1"}, {"imageTag": "x".repeat(301)}]})
+            ),
+            "Invalid parameter at 'imageIds.2.member.imageTag' failed to satisfy constraint: 'Member must have length less than or equal to 300'"
+        );
+        // Malformed digests and empty identifiers are per-item failures, not request errors.
+        assert_eq!(
+            check::<BatchDeleteImageRequest>(
+                json!({"repositoryName": "app", "imageIds": [{"imageDigest": "nope"}, {}]})
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn enums_accept_exactly_the_model_values() {
+        for status in ["TAGGED", "UNTAGGED", "ANY"] {
+            assert_eq!(
+                check::<ListImagesRequest>(
+                    json!({"repositoryName": "app", "filter": {"tagStatus": status}})
+                ),
+                Ok(())
+            );
+        }
+        assert_eq!(
+            rejected::<ListImagesRequest>(
+                json!({"repositoryName": "app", "filter": {"tagStatus": "tagged"}})
+            ),
+            "Invalid parameter at 'filter.tagStatus' failed to satisfy constraint: 'Member must satisfy enum value set: [TAGGED, UNTAGGED, ANY]'"
+        );
+        rejected::<DescribeImagesRequest>(
+            json!({"repositoryName": "app", "filter": {"imageStatus": "GONE"}}),
+        );
+        rejected::<CreateRepositoryRequest>(
+            json!({"repositoryName": "app", "encryptionConfiguration": {"encryptionType": "ROT13"}}),
+        );
+    }
+
+    #[test]
+    fn tag_mutability_has_four_modes_and_exclusion_filters_go_with_two() {
+        let put = |mode: &str, filters: Option<Value>| {
+            let mut request = json!({"repositoryName": "app", "imageTagMutability": mode});
+            if let Some(filters) = filters {
+                request["imageTagMutabilityExclusionFilters"] = filters;
+            }
+            check::<PutImageTagMutabilityRequest>(request)
+        };
+        let dev = json!([{"filterType": "WILDCARD", "filter": "dev-*"}, {"filterType": "WILDCARD", "filter": "*.rc_1"}]);
+        assert_eq!(put("MUTABLE", None), Ok(()));
+        assert_eq!(put("IMMUTABLE", None), Ok(()));
+        assert_eq!(put("IMMUTABLE_WITH_EXCLUSION", Some(dev.clone())), Ok(()));
+        assert_eq!(put("MUTABLE_WITH_EXCLUSION", Some(dev.clone())), Ok(()));
+
+        let (_, message) = put("SOMETIMES", None).unwrap_err();
+        assert_eq!(
+            message,
+            "Invalid parameter at 'imageTagMutability' failed to satisfy constraint: 'Member must satisfy enum value set: [MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION, MUTABLE_WITH_EXCLUSION]'"
+        );
+        let (_, message) = put("IMMUTABLE_WITH_EXCLUSION", None).unwrap_err();
+        assert_eq!(
+            message,
+            "Invalid parameter at 'imageTagMutabilityExclusionFilters' failed to satisfy constraint: 'ImageTagMutabilityExclusionFilters can't be null when imageTagMutability is set as IMMUTABLE_WITH_EXCLUSION'"
+        );
+        assert!(put("IMMUTABLE", Some(dev)).is_err());
+        assert!(put("MUTABLE_WITH_EXCLUSION", Some(json!([]))).is_err());
+        assert!(
+            put(
+                "MUTABLE_WITH_EXCLUSION",
+                Some(json!(vec![
+                    json!({"filterType": "WILDCARD", "filter": "a*"});
+                    6
+                ]))
+            )
+            .is_err()
+        );
+        assert!(
+            put(
+                "MUTABLE_WITH_EXCLUSION",
+                Some(json!([{"filterType": "REGEX", "filter": "a*"}]))
+            )
+            .is_err()
+        );
+        let (_, message) = put(
+            "MUTABLE_WITH_EXCLUSION",
+            Some(json!([{"filterType": "WILDCARD", "filter": "dev/*"}])),
+        )
+        .unwrap_err();
+        assert_eq!(
+            message,
+            "Invalid parameter at 'imageTagMutabilityExclusionFilters.1.member.filter' failed to satisfy constraint: 'Member must satisfy regular expression pattern: ^[0-9a-zA-Z._*-]{1,128}$'"
+        );
+        assert!(
+            put(
+                "MUTABLE_WITH_EXCLUSION",
+                Some(json!([{"filterType": "WILDCARD", "filter": "a".repeat(129)}]))
+            )
+            .is_err()
+        );
+
+        // CreateRepository: absent mode is MUTABLE, which takes no filters.
+        assert!(check::<CreateRepositoryRequest>(json!({"repositoryName": "app", "imageTagMutabilityExclusionFilters": [{"filterType": "WILDCARD", "filter": "x"}]})).is_err());
+    }
+
+    #[test]
+    fn put_image_bounds_the_manifest_and_the_tag() {
+        let put = |extra: Value| {
+            let mut request = json!({"repositoryName": "app", "imageManifest": "{}"});
+            request
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            check::<PutImageRequest>(request)
+        };
+        assert_eq!(
+            put(
+                json!({"imageTag": "v1.0_rc-1", "imageDigest": format!("sha256:{}", "ab".repeat(32))})
+            ),
+            Ok(())
+        );
+        assert!(put(json!({"imageManifest": ""})).is_err());
+        assert!(put(json!({"imageManifest": " ".repeat(MAX_MANIFEST_BYTES + 1)})).is_err());
+        assert!(put(json!({"imageTag": ""})).is_err());
+        let (_, message) = put(json!({"imageTag": "v1:latest"})).unwrap_err();
+        assert_eq!(
+            message,
+            format!(
+                "Invalid parameter at 'imageTag' failed to satisfy constraint: 'must satisfy regular expression '{OCI_TAG_PATTERN}''"
+            )
+        );
+        assert!(put(json!({"imageTag": "x".repeat(129)})).is_err());
+        assert!(put(json!({"imageDigest": "sha256"})).is_err());
+    }
+
+    #[test]
+    fn layer_requests_check_digests_upload_ids_and_part_bounds() {
+        let upload = "5f0bd0a4-40b8-4a5f-a1d3-7dbe0b8f3d3a";
+        let digest = format!("sha256:{}", "0".repeat(64));
+        assert_eq!(
+            check::<GetDownloadUrlForLayerRequest>(
+                json!({"repositoryName": "app", "layerDigest": digest})
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            rejected::<GetDownloadUrlForLayerRequest>(
+                json!({"repositoryName": "app", "layerDigest": "sha256:xyz"})
+            ),
+            "Invalid parameter at 'layerDigest' failed to satisfy constraint: 'Member must satisfy regular expression pattern: [a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'"
+        );
+        assert_eq!(
+            check::<CompleteLayerUploadRequest>(
+                json!({"repositoryName": "app", "uploadId": upload, "layerDigests": [digest]})
+            ),
+            Ok(())
+        );
+        rejected::<CompleteLayerUploadRequest>(
+            json!({"repositoryName": "app", "uploadId": "not-a-uuid", "layerDigests": [digest]}),
+        );
+        rejected::<CompleteLayerUploadRequest>(
+            json!({"repositoryName": "app", "uploadId": upload, "layerDigests": ["nope"]}),
+        );
+        // BatchCheckLayerAvailability reports malformed digests as failures; only length is checked.
+        assert_eq!(
+            check::<BatchCheckLayerAvailabilityRequest>(
+                json!({"repositoryName": "app", "layerDigests": ["nope"]})
+            ),
+            Ok(())
+        );
+        rejected::<BatchCheckLayerAvailabilityRequest>(
+            json!({"repositoryName": "app", "layerDigests": ["x".repeat(1001)]}),
+        );
+
+        let part = |first: i64, last: i64| json!({"repositoryName": "app", "uploadId": upload, "partFirstByte": first, "partLastByte": last, "layerPartBlob": "aGk="});
+        assert_eq!(check::<UploadLayerPartRequest>(part(0, 1)), Ok(()));
+        assert_eq!(
+            rejected::<UploadLayerPartRequest>(part(-1, 1)),
+            "Invalid parameter at 'partFirstByte' failed to satisfy constraint: 'Member must have value greater than or equal to 0'"
+        );
+    }
+
+    #[test]
+    fn resource_tags_and_arns() {
+        let arn = "arn:aws:ecr:us-east-1:000000000000:repository/team/app";
+        let parsed: RepositoryArn = arn.parse().unwrap();
+        assert_eq!(
+            parsed,
+            RepositoryArn::new("us-east-1", "000000000000", "team/app")
+        );
+        assert_eq!(parsed.to_string(), arn);
+        for bad in [
+            "arn:aws:ecs:us-east-1:000000000000:repository/app",
+            "arn:aws:ecr:us-east-1:0000:repository/app",
+            "arn:aws:ecr:us-east-1:000000000000:registry/app",
+            "arn:aws:ecr:us-east-1:000000000000:repository/App",
+            "team/app",
+        ] {
+            assert_eq!(
+                rejected::<ListTagsForResourceRequest>(json!({"resourceArn": bad})),
+                "Invalid parameter at 'resourceArn' failed to satisfy constraint: 'Invalid ARN'"
+            );
+        }
+
+        let tag = |key: &str, value: &str| json!({"Key": key, "Value": value});
+        assert_eq!(
+            check::<TagResourceRequest>(
+                json!({"resourceArn": arn, "tags": [tag("team", "web"), tag("empty", "")]})
+            ),
+            Ok(())
+        );
+        let (wire_type, message) = check::<TagResourceRequest>(
+            json!({"resourceArn": arn, "tags": [tag(&"k".repeat(129), "v")]}),
+        )
+        .unwrap_err();
+        assert_eq!(wire_type, "InvalidTagParameterException");
+        assert!(message.contains("'tags.1.member.Key'"), "{message}");
+        let (wire_type, _) = check::<TagResourceRequest>(
+            json!({"resourceArn": arn, "tags": [tag("k", &"v".repeat(257))]}),
+        )
+        .unwrap_err();
+        assert_eq!(wire_type, "InvalidTagParameterException");
+        let (wire_type, _) = check::<UntagResourceRequest>(
+            json!({"resourceArn": arn, "tagKeys": ["aws:cloudformation:stack-name"]}),
+        )
+        .unwrap_err();
+        assert_eq!(wire_type, "InvalidTagParameterException");
+        let many: Vec<Value> = (0..51).map(|i| tag(&format!("k{i}"), "v")).collect();
+        let (wire_type, _) =
+            check::<CreateRepositoryRequest>(json!({"repositoryName": "app", "tags": many}))
+                .unwrap_err();
+        assert_eq!(wire_type, "TooManyTagsException");
+    }
+}

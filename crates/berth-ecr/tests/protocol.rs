@@ -1,0 +1,547 @@
+//! PROTOCOL TESTS of the ECR front door: signature checking, target routing, body decoding,
+//! validation and error encoding, driven by the real boto3 and aws CLI where possible.
+//!
+//! The backend here is an in-test double that records which calls got through and answers a few
+//! of them; it exists only to observe the protocol layer. Whether the operations behave like ECR
+//! is tested against the real registry service, not here.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use berth_ecr::shapes::*;
+use berth_ecr::{
+    Authentication, EcrBackend, EcrError, EcrService, Principal, SecretLookup, handle, router,
+};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+
+const AKID: &str = "AKIABERTHPROTOCOL001";
+const SECRET: &str = "protocol/test+secret0123456789abcdefghij";
+const REGISTRY: &str = "000000000000";
+
+#[derive(Default)]
+struct ProtocolBackend {
+    /// `<Operation> by <access key>@<region>` for every call that reached the backend.
+    calls: Mutex<Vec<String>>,
+}
+
+impl ProtocolBackend {
+    fn record(&self, operation: &str, principal: &Principal) {
+        let call = format!(
+            "{operation} by {}@{}",
+            principal.access_key_id, principal.region
+        );
+        self.calls.lock().unwrap().push(call);
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn repository(
+        name: &str,
+        mutability: ImageTagMutability,
+        filters: Option<Vec<ImageTagMutabilityExclusionFilter>>,
+    ) -> Repository {
+        Repository {
+            repository_arn: format!("arn:aws:ecr:eu-west-1:{REGISTRY}:repository/{name}"),
+            registry_id: REGISTRY.into(),
+            repository_name: name.into(),
+            repository_uri: format!("127.0.0.1:5000/{name}"),
+            created_at: Timestamp::from_millis(1_700_043_200_500),
+            image_tag_mutability: mutability,
+            image_tag_mutability_exclusion_filters: filters,
+            image_scanning_configuration: ImageScanningConfiguration::default(),
+            encryption_configuration: EncryptionConfiguration {
+                encryption_type: EncryptionType::Aes256,
+                kms_key: None,
+            },
+        }
+    }
+}
+
+/// Implements `EcrBackend` with the given methods; the operations the protocol tests never reach
+/// answer with a client error naming themselves. (`#[async_trait]` sits inside the macro so it
+/// sees the generated methods.)
+macro_rules! protocol_backend {
+    ({ $($exercised:tt)* } $($method:ident($request:ty) -> $response:ty;)*) => {
+        #[async_trait]
+        impl EcrBackend for ProtocolBackend {
+            $($exercised)*
+
+            $(async fn $method(&self, principal: &Principal, _: $request) -> Result<$response, EcrError> {
+                self.record(stringify!($method), principal);
+                Err(EcrError::Validation(format!("{} is not part of the protocol tests", stringify!($method))))
+            })*
+        }
+    };
+}
+
+protocol_backend! {{
+    async fn describe_repositories(
+        &self,
+        principal: &Principal,
+        request: DescribeRepositoriesRequest,
+    ) -> Result<DescribeRepositoriesResponse, EcrError> {
+        self.record("DescribeRepositories", principal);
+        if let Some(missing) = request.repository_names.iter().flatten().find(|name| *name == "missing") {
+            return Err(EcrError::repository_not_found(missing, REGISTRY));
+        }
+        Ok(DescribeRepositoriesResponse {
+            repositories: vec![Self::repository("team/app", ImageTagMutability::Mutable, None)],
+            next_token: None,
+        })
+    }
+
+    async fn create_repository(
+        &self,
+        principal: &Principal,
+        request: CreateRepositoryRequest,
+    ) -> Result<CreateRepositoryResponse, EcrError> {
+        self.record("CreateRepository", principal);
+        let mutability = request.image_tag_mutability.unwrap_or(ImageTagMutability::Mutable);
+        let filters = request.image_tag_mutability_exclusion_filters;
+        Ok(CreateRepositoryResponse { repository: Self::repository(&request.repository_name, mutability, filters) })
+    }
+
+    async fn upload_layer_part(
+        &self,
+        principal: &Principal,
+        request: UploadLayerPartRequest,
+    ) -> Result<UploadLayerPartResponse, EcrError> {
+        self.record("UploadLayerPart", principal);
+        assert_eq!(&request.layer_part_blob[..], b"hello", "botocore's base64 blob arrives decoded");
+        Ok(UploadLayerPartResponse {
+            registry_id: REGISTRY.into(),
+            repository_name: request.repository_name,
+            upload_id: request.upload_id,
+            last_byte_received: request.part_first_byte + request.layer_part_blob.len() as i64 - 1,
+        })
+    }
+
+    async fn batch_get_image(
+        &self,
+        principal: &Principal,
+        request: BatchGetImageRequest,
+    ) -> Result<BatchGetImageResponse, EcrError> {
+        self.record("BatchGetImage", principal);
+        let failures = request
+            .image_ids
+            .into_iter()
+            .map(|image_id| ImageFailure {
+                image_id,
+                failure_code: ImageFailureCode::ImageNotFound,
+                failure_reason: "Requested image not found".into(),
+            })
+            .collect();
+        Ok(BatchGetImageResponse { images: vec![], failures })
+    }
+}
+        get_authorization_token(GetAuthorizationTokenRequest) -> GetAuthorizationTokenResponse;
+        delete_repository(DeleteRepositoryRequest) -> DeleteRepositoryResponse;
+        describe_images(DescribeImagesRequest) -> DescribeImagesResponse;
+        list_images(ListImagesRequest) -> ListImagesResponse;
+        put_image(PutImageRequest) -> PutImageResponse;
+        batch_delete_image(BatchDeleteImageRequest) -> BatchDeleteImageResponse;
+        batch_check_layer_availability(BatchCheckLayerAvailabilityRequest) -> BatchCheckLayerAvailabilityResponse;
+        initiate_layer_upload(InitiateLayerUploadRequest) -> InitiateLayerUploadResponse;
+        complete_layer_upload(CompleteLayerUploadRequest) -> CompleteLayerUploadResponse;
+        get_download_url_for_layer(GetDownloadUrlForLayerRequest) -> GetDownloadUrlForLayerResponse;
+        tag_resource(TagResourceRequest) -> TagResourceResponse;
+        untag_resource(UntagResourceRequest) -> UntagResourceResponse;
+        list_tags_for_resource(ListTagsForResourceRequest) -> ListTagsForResourceResponse;
+        describe_registry(DescribeRegistryRequest) -> DescribeRegistryResponse;
+        list_image_referrers(ListImageReferrersRequest) -> ListImageReferrersResponse;
+        put_image_tag_mutability(PutImageTagMutabilityRequest) -> PutImageTagMutabilityResponse;
+}
+
+fn secrets() -> Arc<dyn SecretLookup> {
+    Arc::new(|id: &str| (id == AKID).then(|| SECRET.to_owned()))
+}
+
+/// Serves the protocol layer on a loopback port; returns its endpoint URL.
+async fn serve(backend: Arc<ProtocolBackend>) -> String {
+    let app = router(EcrService::new(backend, Authentication::SigV4(secrets())));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    endpoint
+}
+
+fn python_has_boto3() -> bool {
+    Command::new("python3")
+        .args(["-c", "import boto3"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn assert_error(results: &Value, case: &str, code: &str, status: u16) -> String {
+    let result = &results[case];
+    assert_eq!(result["error"], code, "{case}: {result}");
+    assert_eq!(result["status"], status, "{case}: {result}");
+    assert_eq!(
+        result["headers"]["content-type"], "application/x-amz-json-1.1",
+        "{case}"
+    );
+    assert!(
+        result["headers"]["x-amzn-requestid"]
+            .as_str()
+            .is_some_and(|id| id.len() == 36),
+        "{case}: {result}"
+    );
+    result["message"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_boto3_round_trips_signatures_errors_and_shapes() {
+    if !python_has_boto3() {
+        eprintln!("SKIPPED: python3 with boto3 is not installed");
+        return;
+    }
+    let backend = Arc::new(ProtocolBackend::default());
+    let endpoint = serve(backend.clone()).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/boto3_protocol.py"
+    );
+    let output = tokio::process::Command::new("python3")
+        .arg(script)
+        .args([&endpoint, AKID, SECRET])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    // Success: signature accepted, timestamps parsed by botocore as datetimes, ids echoed.
+    let describe = &results["describe"];
+    assert_eq!(
+        describe["ok"]["repositories"][0]["createdAt"], 1_700_043_200.5,
+        "{describe}"
+    );
+    assert_eq!(
+        describe["ok"]["repositories"][0]["repositoryArn"],
+        format!("arn:aws:ecr:eu-west-1:{REGISTRY}:repository/team/app")
+    );
+    assert_eq!(
+        describe["headers"]["content-type"],
+        "application/x-amz-json-1.1"
+    );
+    assert_eq!(
+        describe["request_id"],
+        describe["headers"]["x-amzn-requestid"]
+    );
+    assert!(
+        results["session_token"]["ok"]["repositories"].is_array(),
+        "{}",
+        results["session_token"]
+    );
+
+    let created = &results["create_exclusion"]["ok"]["repository"];
+    assert_eq!(
+        created["imageTagMutability"], "IMMUTABLE_WITH_EXCLUSION",
+        "{created}"
+    );
+    assert_eq!(
+        created["imageTagMutabilityExclusionFilters"],
+        json!([{"filterType": "WILDCARD", "filter": "dev-*"}])
+    );
+    assert_eq!(
+        created["encryptionConfiguration"],
+        json!({"encryptionType": "AES256"})
+    );
+    assert_eq!(results["upload_part"]["ok"]["lastByteReceived"], 4);
+    assert_eq!(
+        results["batch_get"]["ok"],
+        json!({"images": [], "failures": [{"imageId": {"imageTag": "nope"}, "failureCode": "ImageNotFound", "failureReason": "Requested image not found"}]})
+    );
+
+    // Modeled errors reach boto3 as their exception classes.
+    let message = assert_error(
+        &results,
+        "describe_missing",
+        "RepositoryNotFoundException",
+        400,
+    );
+    assert_eq!(
+        message,
+        format!(
+            "The repository with name 'missing' does not exist in the registry with id '{REGISTRY}'"
+        )
+    );
+    assert_eq!(
+        results["describe_missing"]["modeled"],
+        "RepositoryNotFoundException"
+    );
+    let message = assert_error(
+        &results,
+        "create_bad_name",
+        "InvalidParameterException",
+        400,
+    );
+    assert!(
+        message.starts_with("Invalid parameter at 'repositoryName' failed to satisfy constraint"),
+        "{message}"
+    );
+    let message = assert_error(
+        &results,
+        "create_bad_mutability",
+        "InvalidParameterException",
+        400,
+    );
+    assert!(message.contains("Member must satisfy enum value set: [MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION, MUTABLE_WITH_EXCLUSION]"), "{message}");
+    assert_error(&results, "list_too_many", "InvalidParameterException", 400);
+
+    // A known operation Berth does not serve: 501, which no SDK retries.
+    let message = assert_error(
+        &results,
+        "not_implemented",
+        "UnsupportedOperationException",
+        501,
+    );
+    assert_eq!(
+        message,
+        "Berth does not implement the StartImageScan operation"
+    );
+    assert_eq!(results["not_implemented"]["retries"], 0);
+
+    // Authentication failures.
+    assert_error(&results, "wrong_secret", "InvalidSignatureException", 400);
+    let message = assert_error(&results, "unknown_key", "UnrecognizedClientException", 400);
+    assert_eq!(
+        message,
+        "The security token included in the request is invalid."
+    );
+    let message = assert_error(
+        &results,
+        "unsigned",
+        "MissingAuthenticationTokenException",
+        400,
+    );
+    assert_eq!(message, "Missing Authentication Token");
+
+    // Bodies boto3 cannot produce.
+    let raw = |case: &str| {
+        (
+            results[case]["status"].as_u64().unwrap(),
+            results[case]["body"]["__type"].as_str().unwrap().to_owned(),
+        )
+    };
+    assert_eq!(
+        raw("raw_malformed_json"),
+        (400, "SerializationException".into())
+    );
+    assert_eq!(
+        raw("raw_wrong_type"),
+        (400, "SerializationException".into())
+    );
+    assert_eq!(
+        raw("raw_missing_member"),
+        (400, "InvalidParameterException".into())
+    );
+    assert_eq!(
+        results["raw_missing_member"]["body"]["message"],
+        "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'Member must not be null'"
+    );
+    assert_eq!(
+        raw("raw_unknown_operation"),
+        (400, "UnknownOperationException".into())
+    );
+    assert_eq!(
+        results["raw_unknown_operation"]["content_type"],
+        "application/x-amz-json-1.1"
+    );
+
+    // Only signed, well-formed, valid calls of served operations reached the backend.
+    let by = format!("by {AKID}@eu-west-1");
+    let mut expected: Vec<String> = ["DescribeRepositories"; 3]
+        .iter()
+        .chain(&["CreateRepository", "UploadLayerPart", "BatchGetImage"])
+        .map(|op| format!("{op} {by}"))
+        .collect();
+    let mut calls = backend.calls();
+    expected.sort();
+    calls.sort();
+    assert_eq!(calls, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_aws_cli_prints_modeled_errors_and_responses() {
+    if Command::new("aws").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: the aws CLI is not installed");
+        return;
+    }
+    let backend = Arc::new(ProtocolBackend::default());
+    let endpoint = serve(backend).await;
+    let aws = |args: &[&str]| {
+        let mut command = tokio::process::Command::new("aws");
+        command
+            .args([
+                "ecr",
+                "--endpoint-url",
+                &endpoint,
+                "--region",
+                "us-west-2",
+                "--output",
+                "json",
+            ])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", AKID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE");
+        async move { command.output().await.unwrap() }
+    };
+
+    let missing = aws(&["describe-repositories", "--repository-names", "missing"]).await;
+    assert_eq!(missing.status.code(), Some(255));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains(
+            "An error occurred (RepositoryNotFoundException) when calling the DescribeRepositories operation: The repository with name 'missing' does not exist in the registry with id '000000000000'"
+        ),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+
+    let created = aws(&[
+        "create-repository",
+        "--repository-name",
+        "team/app",
+        "--image-tag-mutability",
+        "MUTABLE_WITH_EXCLUSION",
+        "--image-tag-mutability-exclusion-filters",
+        "filterType=WILDCARD,filter=release-*",
+    ])
+    .await;
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let created: Value = serde_json::from_slice(&created.stdout).unwrap();
+    assert_eq!(
+        created["repository"]["imageTagMutabilityExclusionFilters"][0]["filter"],
+        "release-*"
+    );
+
+    let bad = aws(&[
+        "list-images",
+        "--repository-name",
+        "app",
+        "--filter",
+        "tagStatus=SOMETIMES",
+        "--no-paginate",
+    ])
+    .await;
+    assert_eq!(bad.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("(InvalidParameterException)"));
+}
+
+async fn call(
+    service: EcrService,
+    target: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &'static str,
+) -> (StatusCode, Value, Option<Principal>) {
+    let mut request = Request::post("/").body(Body::from(body)).unwrap();
+    if let Some(target) = target {
+        let value =
+            HeaderValue::from_str(&format!("AmazonEC2ContainerRegistry_V20150921.{target}"))
+                .unwrap();
+        request.headers_mut().insert("x-amz-target", value);
+    }
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    let response = handle(State(service), request).await;
+    let principal = response.extensions().get::<Principal>().cloned();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap(), principal)
+}
+
+#[tokio::test]
+async fn protocol_front_door_limits_and_disabled_authentication() {
+    let backend = Arc::new(ProtocolBackend::default());
+    let signed = EcrService::new(backend.clone(), Authentication::SigV4(secrets()));
+
+    let (status, body, _) = call(signed.clone(), None, &[], "{}").await;
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("UnknownOperationException"))
+    );
+
+    let too_big = (berth_ecr::router::MAX_BODY_BYTES + 1).to_string();
+    let (status, body, _) = call(
+        signed.clone(),
+        Some("UploadLayerPart"),
+        &[("content-length", &too_big)],
+        "{}",
+    )
+    .await;
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some("RequestEntityTooLargeException")
+        )
+    );
+    assert!(backend.calls().is_empty());
+
+    // With authentication off, unsigned calls run as "anonymous" and signed ones as their claimed key.
+    let open = EcrService::new(backend.clone(), Authentication::Disabled);
+    let (status, body, principal) = call(open.clone(), Some("DescribeRepositories"), &[], "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(principal.unwrap().access_key_id, "anonymous");
+    let claimed = "AWS4-HMAC-SHA256 Credential=AKIACLAIMED/20261127/us-east-1/ecr/aws4_request, SignedHeaders=host, Signature=00";
+    let (status, _, principal) = call(
+        open,
+        Some("DescribeRepositories"),
+        &[
+            ("authorization", claimed),
+            ("x-amz-date", "20261127T000000Z"),
+        ],
+        "{}",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        principal,
+        Some(Principal {
+            access_key_id: "AKIACLAIMED".into(),
+            region: "us-east-1".into()
+        })
+    );
+    let calls: BTreeMap<String, usize> =
+        backend
+            .calls()
+            .into_iter()
+            .fold(BTreeMap::new(), |mut m, c| {
+                *m.entry(c).or_default() += 1;
+                m
+            });
+    assert_eq!(
+        calls,
+        BTreeMap::from([
+            (
+                "DescribeRepositories by AKIACLAIMED@us-east-1".to_owned(),
+                1
+            ),
+            ("DescribeRepositories by anonymous@".to_owned(), 1),
+        ])
+    );
+}
