@@ -7,5 +7,8 @@ SHARED=${BERTH_SHARED_DIR:-$ROOT/../shared}
 source "$ROOT/scripts/lib.sh"
 T=$(mktemp -d); trap 'stop_berth; rm -rf "$T"' EXIT
 
-start_berth "$T/data" --no-auth
-CROSS_REPO=1 OCI=1 bash "$SHARED/e2e/multiarch-flow.sh" "$BERTH_ADDR"
+# Auth on (the default): docker login -u AWS with a registry token, as `aws ecr get-login-password` gives.
+export BERTH_ROOT_ACCESS_KEY_ID=AKIAMULTIARCHFLOW001 BERTH_ROOT_SECRET_ACCESS_KEY=multiarch-flow-secret-0123456789abcdefghij
+start_berth "$T/data"
+TOKEN=$("$BERTH_BIN" token --data-dir "$T/data")
+CROSS_REPO=1 OCI=1 bash "$SHARED/e2e/multiarch-flow.sh" "$BERTH_ADDR" AWS "$TOKEN"

@@ -233,6 +233,66 @@ impl EcrError {
         ))
     }
 
+    /// A `registryId` other than this registry's, where no repository name applies.
+    pub fn registry_not_found(registry_id: &str) -> Self {
+        EcrError::RepositoryNotFound(format!("The registry with id '{registry_id}' does not exist"))
+    }
+
+    pub fn layers_not_found(digest: &str, name: &str, registry_id: &str) -> Self {
+        EcrError::LayersNotFound(format!(
+            "Layers with digests '[{digest}]' required for pushing image into repository with name '{name}' in the registry with id '{registry_id}' do not exist"
+        ))
+    }
+
+    pub fn layer_not_found(digest: &str, name: &str, registry_id: &str) -> Self {
+        EcrError::LayersNotFound(format!(
+            "The layer with digest '{digest}' does not exist in the repository with name '{name}' in the registry with id '{registry_id}'"
+        ))
+    }
+
+    pub fn referenced_images_not_found(digest: &str, name: &str) -> Self {
+        EcrError::ReferencedImagesNotFound(format!(
+            "The manifest list is referencing an image that does not exist: image with digest '{digest}' is not in the repository with name '{name}'"
+        ))
+    }
+
+    pub fn image_digest_does_not_match(expected: &str, actual: &str) -> Self {
+        EcrError::ImageDigestDoesNotMatch(format!(
+            "The image digest '{expected}' does not match the digest '{actual}' of the image manifest"
+        ))
+    }
+
+    pub fn layer_inaccessible(digest: &str, name: &str) -> Self {
+        EcrError::LayerInaccessible(format!(
+            "The layer with digest '{digest}' is not associated with an image in the repository with name '{name}'. Unassociated image layers may be cleaned up at any time."
+        ))
+    }
+
+    pub fn layer_already_exists(digest: &str, name: &str, registry_id: &str) -> Self {
+        EcrError::LayerAlreadyExists(format!(
+            "Layer with digest '{digest}' already exists in the repository with name '{name}' in registry with id '{registry_id}'"
+        ))
+    }
+
+    pub fn empty_upload(upload_id: &str, name: &str) -> Self {
+        EcrError::EmptyUpload(format!(
+            "The upload with id '{upload_id}' in the repository with name '{name}' contains no layer parts"
+        ))
+    }
+
+    pub fn layer_part_too_small(min_bytes: u64) -> Self {
+        EcrError::LayerPartTooSmall(format!(
+            "Layer parts must be at least {} MiB in size, except the last part",
+            min_bytes / (1024 * 1024)
+        ))
+    }
+
+    pub fn too_many_tags(limit: usize) -> Self {
+        EcrError::TooManyTags(format!(
+            "The list of tags on the repository is over the limit. The maximum number of tags that can be applied to a repository is {limit}."
+        ))
+    }
+
     /// `Invalid parameter at '<member>' failed to satisfy constraint: '<constraint>'`, the form
     /// ECR uses for every request-validation failure.
     pub fn invalid_parameter(member: &str, constraint: &str) -> Self {

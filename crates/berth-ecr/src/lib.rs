@@ -2,22 +2,29 @@
 //! `X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.<Operation>`), so the real `aws ecr`
 //! CLI and the AWS SDKs work unmodified.
 //!
-//! This crate is the protocol layer only: SigV4 verification ([`sigv4`]), operation routing
+//! The protocol layer: SigV4 verification ([`sigv4`]), operation routing
 //! ([`endpoint`]), the model's members ([`shapes`]) and constraints ([`validate`]), errors on the
 //! wire ([`error`]), pagination tokens ([`pagination`]) and the handler ([`router`]). The
-//! operations themselves are an [`EcrBackend`] implemented over the registry service.
+//! operations are [`RegistryBackend`], an [`EcrBackend`] over the registry service
+//! ([`service`]); the layer URLs it hands out are served by [`download::router`].
 
 pub mod backend;
+pub mod download;
 pub mod endpoint;
 pub mod error;
+mod mapping;
 pub mod pagination;
 pub mod router;
+pub mod service;
 pub mod shapes;
 pub mod sigv4;
+pub mod tokens;
 pub mod validate;
 
 pub use backend::EcrBackend;
 pub use endpoint::Endpoint;
 pub use error::EcrError;
 pub use router::{Authentication, EcrService, handle, router};
+pub use service::{EcrConfig, RegistryBackend};
+pub use tokens::{AuthDisabledTokens, IssuedToken, TokenIssuer};
 pub use sigv4::{Principal, SecretLookup};

@@ -23,12 +23,7 @@ pub fn encode_token(endpoint: Endpoint, scope: &str, last_key: &[&str]) -> Strin
 /// Decodes a token made by [`encode_token`] with the same `endpoint` and `scope`, returning the
 /// sort key to resume after.
 pub fn decode_token(token: &str, endpoint: Endpoint, scope: &str) -> Result<Vec<String>, EcrError> {
-    let invalid = || {
-        EcrError::invalid_parameter(
-            "nextToken",
-            "Invalid token: pass the nextToken of the previous response to the same request",
-        )
-    };
+    let invalid = invalid_token;
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
     let fields: Vec<String> = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
     match fields.as_slice() {
@@ -42,6 +37,15 @@ pub fn decode_token(token: &str, endpoint: Endpoint, scope: &str) -> Result<Vec<
         }
         _ => Err(invalid()),
     }
+}
+
+/// The error for a token this server did not make for this request (also for a well-formed
+/// token whose key no longer parses).
+pub fn invalid_token() -> EcrError {
+    EcrError::invalid_parameter(
+        "nextToken",
+        "Invalid token: pass the nextToken of the previous response to the same request",
+    )
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_REFERRER_RESULTS: i64 = 50;
 pub const MAX_MANIFEST_BYTES: usize = 4_194_304;
 pub const MAX_LAYER_PART_BYTES: usize = 20_971_520;
-pub const MAX_RESOURCE_TAGS: usize = 50;
+pub use berth_registry::settings::MAX_RESOURCE_TAGS;
 const MAX_TAG_KEY_LEN: usize = 128;
 const MAX_TAG_VALUE_LEN: usize = 256;
 
@@ -269,9 +269,7 @@ fn mutability(
 
 fn resource_tags(member: &str, tags: &[Tag]) -> Result<(), EcrError> {
     if tags.len() > MAX_RESOURCE_TAGS {
-        return Err(EcrError::TooManyTags(format!(
-            "The list of tags on the repository is over the limit. The maximum number of tags that can be applied to a repository is {MAX_RESOURCE_TAGS}."
-        )));
+        return Err(EcrError::too_many_tags(MAX_RESOURCE_TAGS));
     }
     for (i, tag) in tags.iter().enumerate() {
         tag_key(&element(member, i, "Key"), &tag.key)?;

@@ -10,12 +10,15 @@
 //! - a manifest that an index in the same repository lists as a child cannot be deleted;
 //! - a tag always points at a manifest that exists in its repository.
 
+pub mod postgres;
+mod sql;
 pub mod sqlite;
 pub mod testsuite;
 
 use async_trait::async_trait;
 use berth_spec::{Digest, Reference, RepositoryName, Tag};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Milliseconds since the Unix epoch.

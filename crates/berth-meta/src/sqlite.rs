@@ -5,10 +5,6 @@
 //! second process on the same file (the `berth user` CLI next to a server) waits in
 //! `busy_timeout` instead of failing on a read→write lock upgrade. Reads use their own pool and,
 //! thanks to WAL, never wait for the writer.
-//!
-//! The SQL sticks to what PostgreSQL accepts too (`$n` parameters, `ON CONFLICT`, `RETURNING`,
-//! keyset pagination), so the PostgreSQL backend can share the statements; only connection
-//! setup and the schema's column types are SQLite-specific.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,13 +15,14 @@ use berth_spec::{Digest, Reference, RepositoryName, Tag};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, Transaction};
 
+use crate::sql::{
+    ManifestRow, RepositoryRow, UploadRow, UserRow, check_schema_version, checked_tag_move, image_size, limit_param,
+    parse_digest, select_manifest, size_param, stored_size,
+};
 use crate::{
     ImageRecord, ManifestRecord, MetaError, MetadataStore, Millis, PutManifest, PutOutcome, Repository, Result,
     UploadSession, UserRecord,
 };
-
-/// Bumped whenever the schema changes; a database written by a newer version is refused.
-const SCHEMA_VERSION: i64 = 1;
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -111,17 +108,6 @@ CREATE TABLE IF NOT EXISTS users (
 );
 "#;
 
-/// The columns [`ManifestRow`] reads, qualified with the alias `m`.
-macro_rules! select_manifest {
-    ($rest:literal) => {
-        concat!(
-            "SELECT m.digest, m.media_type, m.content, m.artifact_type, m.subject, m.annotations, ",
-            "m.image_size, m.pushed_at, m.last_pulled_at FROM manifests m ",
-            $rest
-        )
-    };
-}
-
 pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
@@ -157,116 +143,9 @@ async fn migrate(writer: &SqlitePool) -> Result<()> {
     sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
     let version: i64 =
         sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'schema_version'").fetch_one(&mut *tx).await?;
-    if version > SCHEMA_VERSION {
-        return Err(MetaError::Backend(format!(
-            "the metadata database has schema version {version}, newer than this build's {SCHEMA_VERSION}; \
-             upgrade berth"
-        )));
-    }
+    check_schema_version(version)?;
     tx.commit().await?;
     Ok(())
-}
-
-/// Every sqlx failure (I/O, constraint, pool closed) is a backend error to the caller; the
-/// expected conditions are checked explicitly and reported with their own variants.
-impl From<sqlx::Error> for MetaError {
-    fn from(e: sqlx::Error) -> Self {
-        MetaError::Backend(e.to_string())
-    }
-}
-
-fn parse_digest(text: &str) -> Result<Digest> {
-    text.parse().map_err(|e| MetaError::Backend(format!("stored digest {text:?} is invalid: {e}")))
-}
-
-fn stored_size(value: i64) -> Result<u64> {
-    u64::try_from(value).map_err(|_| MetaError::Backend(format!("stored size {value} is negative")))
-}
-
-/// SQLite integers are signed 64-bit; no real blob comes near the limit.
-fn size_param(size: u64) -> Result<i64> {
-    i64::try_from(size).map_err(|_| MetaError::Backend(format!("size {size} does not fit in 63 bits")))
-}
-
-fn limit_param(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
-}
-
-#[derive(sqlx::FromRow)]
-struct RepositoryRow {
-    name: String,
-    created_at: i64,
-    settings: String,
-}
-
-impl From<RepositoryRow> for Repository {
-    fn from(r: RepositoryRow) -> Self {
-        Repository { name: r.name, created_at: r.created_at, settings: r.settings }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct ManifestRow {
-    digest: String,
-    media_type: String,
-    content: Vec<u8>,
-    artifact_type: Option<String>,
-    subject: Option<String>,
-    annotations: Option<String>,
-    image_size: i64,
-    pushed_at: i64,
-    last_pulled_at: Option<i64>,
-}
-
-impl TryFrom<ManifestRow> for ManifestRecord {
-    type Error = MetaError;
-
-    fn try_from(r: ManifestRow) -> Result<Self> {
-        Ok(ManifestRecord {
-            digest: parse_digest(&r.digest)?,
-            media_type: r.media_type,
-            content: r.content,
-            artifact_type: r.artifact_type,
-            subject: r.subject.as_deref().map(parse_digest).transpose()?,
-            annotations: r.annotations,
-            image_size: stored_size(r.image_size)?,
-            pushed_at: r.pushed_at,
-            last_pulled_at: r.last_pulled_at,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct UploadRow {
-    id: String,
-    repo: String,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl From<UploadRow> for UploadSession {
-    fn from(r: UploadRow) -> Self {
-        UploadSession { id: r.id, repo: r.repo, created_at: r.created_at, updated_at: r.updated_at }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct UserRow {
-    name: String,
-    access_key_id: String,
-    secret_ciphertext: Vec<u8>,
-    created_at: i64,
-}
-
-impl From<UserRow> for UserRecord {
-    fn from(r: UserRow) -> Self {
-        UserRecord {
-            name: r.name,
-            access_key_id: r.access_key_id,
-            secret_ciphertext: r.secret_ciphertext,
-            created_at: r.created_at,
-        }
-    }
 }
 
 async fn repository_exists(tx: &mut Transaction<'_, Sqlite>, name: &str) -> Result<bool> {
@@ -426,8 +305,7 @@ impl MetadataStore for SqliteStore {
             return Err(MetaError::RepositoryNotFound(repo.to_owned()));
         }
 
-        let mut image_size: u64 = 0;
-        for (digest, size) in put.blobs {
+        for (digest, _) in put.blobs {
             let linked: Option<i64> = sqlx::query_scalar("SELECT 1 FROM blob_links WHERE repo = $1 AND digest = $2")
                 .bind(repo)
                 .bind(digest.as_str())
@@ -436,12 +314,8 @@ impl MetadataStore for SqliteStore {
             if linked.is_none() {
                 return Err(MetaError::BlobUnknown(digest.clone()));
             }
-            image_size = image_size.saturating_add(*size);
         }
-        if !put.children.is_empty() {
-            // ECR reports an index as large as its largest child.
-            image_size = 0;
-        }
+        let mut child_sizes = Vec::with_capacity(put.children.len());
         for child in put.children {
             let child_size: Option<i64> =
                 sqlx::query_scalar("SELECT image_size FROM manifests WHERE repo = $1 AND digest = $2")
@@ -452,8 +326,9 @@ impl MetadataStore for SqliteStore {
             let Some(child_size) = child_size else {
                 return Err(MetaError::ManifestUnknown(child.clone()));
             };
-            image_size = image_size.max(stored_size(child_size)?);
+            child_sizes.push(stored_size(child_size)?);
         }
+        let image_size = image_size(put.blobs, &child_sizes);
 
         let previous_tag_target = match put.tag {
             None => None,
@@ -464,14 +339,7 @@ impl MetadataStore for SqliteStore {
                         .bind(tag.as_str())
                         .fetch_optional(&mut *tx)
                         .await?;
-                let current = current.as_deref().map(parse_digest).transpose()?;
-                if let Some(current) = &current
-                    && put.tag_immutable
-                    && current != put.digest
-                {
-                    return Err(MetaError::TagImmutable { tag: tag.to_string(), current: current.clone() });
-                }
-                current
+                checked_tag_move(&put, current)?
             }
         };
 
@@ -584,7 +452,7 @@ impl MetadataStore for SqliteStore {
 
     async fn list_tags(&self, repo: &RepositoryName, last: Option<&str>, limit: Option<usize>) -> Result<Vec<String>> {
         // SQLite's default BINARY collation compares bytes, which is the order the distribution
-        // spec asks for; PostgreSQL needs `ORDER BY tag COLLATE "C"` (and the same on `>`).
+        // spec asks for.
         Ok(sqlx::query_scalar("SELECT tag FROM tags WHERE repo = $1 AND tag > $2 ORDER BY tag LIMIT $3")
             .bind(repo.as_str())
             .bind(last.unwrap_or(""))
@@ -818,6 +686,7 @@ impl MetadataStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::SCHEMA_VERSION;
 
     #[tokio::test]
     async fn conformance() {

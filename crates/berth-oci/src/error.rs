@@ -33,6 +33,13 @@ impl OciError {
             ManifestReferenced { .. } => (StatusCode::CONFLICT, "DENIED"),
             ManifestTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
             TagImmutable { .. } => (StatusCode::BAD_REQUEST, "TAG_INVALID"),
+            PaginationInvalid(_) => (StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID"),
+            // Raised only by ECR API operations; mapped here so every error has an OCI form.
+            ImageDigestMismatch { .. } | LayerInvalid(_) => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
+            TagDigestMismatch { .. } => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+            LayerInaccessible(_) => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+            LayerPartInvalid { .. } | LayerPartTooSmall { .. } | EmptyUpload => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
+            ImageAlreadyExists { .. } | LayerAlreadyExists(_) | TooManyTags { .. } => (StatusCode::CONFLICT, "DENIED"),
             Denied(_) => (StatusCode::FORBIDDEN, "DENIED"),
             Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Query, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use berth_registry::{ByteRange, MountOutcome, Registry, RegistryError, UploadStatus};
+use berth_registry::{ByteRange, ChunkRange, MountOutcome, Registry, RegistryError, UploadStatus};
 use berth_spec::manifest::MAX_MANIFEST_BYTES;
 use berth_spec::{Digest, Reference, RepositoryName, media};
 use berth_storage::ByteStream;
@@ -16,7 +16,8 @@ use http_body_util::BodyExt;
 
 use crate::endpoint::Endpoint;
 use crate::error::{OciError, error_body};
-use crate::{Action, AppState, Principal};
+use crate::AppState;
+use berth_auth::{Action, Principal};
 
 type HandlerResult = Result<Response, OciError>;
 
@@ -44,33 +45,40 @@ fn plain_error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], error_body(code, message)).into_response()
 }
 
-/// The endpoint's access requirement and repository, checked before any work is done.
-fn requirement(endpoint: &Endpoint, method: &Method) -> (Action, Option<String>) {
-    let write = |name: &String| {
-        let action = if method == Method::DELETE { Action::Delete } else { Action::Push };
-        (action, Some(name.clone()))
-    };
+/// What the request needs to be allowed, checked before any work is done.
+fn required_action(endpoint: &Endpoint, method: &Method) -> Action {
+    let reads = matches!(*method, Method::GET | Method::HEAD);
     match endpoint {
-        Endpoint::Base => (Action::Login, None),
-        Endpoint::Catalog => (Action::Catalog, None),
-        Endpoint::Tags { name } | Endpoint::Referrers { name, .. } => (Action::Pull, Some(name.clone())),
-        Endpoint::Manifest { name, .. } | Endpoint::Blob { name, .. } => {
-            if matches!(*method, Method::GET | Method::HEAD) { (Action::Pull, Some(name.clone())) } else { write(name) }
-        }
-        Endpoint::UploadStart { name } => (Action::Push, Some(name.clone())),
-        Endpoint::Upload { name, .. } => {
-            (if *method == Method::DELETE { Action::Push } else { write(name).0 }, Some(name.clone()))
+        Endpoint::Base => Action::Ping,
+        Endpoint::Catalog => Action::Catalog,
+        Endpoint::Tags { .. } | Endpoint::Referrers { .. } => Action::Pull,
+        Endpoint::Manifest { .. } | Endpoint::Blob { .. } if reads => Action::Pull,
+        Endpoint::Manifest { .. } | Endpoint::Blob { .. } if *method == Method::DELETE => Action::Delete,
+        // Cancelling one's own upload is part of pushing.
+        Endpoint::Manifest { .. } | Endpoint::Blob { .. } | Endpoint::UploadStart { .. } | Endpoint::Upload { .. } => {
+            Action::Push
         }
     }
 }
 
 async fn route(state: AppState, endpoint: Endpoint, request: Request) -> HandlerResult {
     let method = request.method().clone();
-    let (action, repo) = requirement(&endpoint, &method);
-    let principal = match state.access.check(request.headers(), action, repo.as_deref()) {
+    let principal = match state.auth.check(request.headers(), required_action(&endpoint, &method)).await {
         Ok(p) => p,
-        Err(response) => return Ok(response),
+        Err(denied) => return Ok(denied.into_response()),
     };
+    let mut response = route_authorized(&state, endpoint, method, &principal, request).await?;
+    response.extensions_mut().insert(principal);
+    Ok(response)
+}
+
+async fn route_authorized(
+    state: &AppState,
+    endpoint: Endpoint,
+    method: Method,
+    principal: &Principal,
+    request: Request,
+) -> HandlerResult {
     let registry = &*state.registry;
     let query = query_params(&request);
     match (endpoint, method) {
@@ -92,7 +100,7 @@ async fn route(state: AppState, endpoint: Endpoint, request: Request) -> Handler
             registry.delete_blob(&Registry::parse_name(&name)?, &parse_digest(&digest)?).await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
-        (Endpoint::UploadStart { name }, Method::POST) => start_upload(state.clone(), &principal, &name, &query, request).await,
+        (Endpoint::UploadStart { name }, Method::POST) => start_upload(state, principal, &name, &query, request).await,
         (Endpoint::Upload { name, id }, Method::GET) => {
             let name = Registry::parse_name(&name)?;
             let status = registry.upload_status(&name, &id).await?;
@@ -141,7 +149,7 @@ fn pagination(query: &HashMap<String, String>) -> Result<(Option<usize>, Option<
     let n = match query.get("n") {
         None => None,
         Some(v) => Some(v.parse::<usize>().map_err(|_| {
-            RegistryError::Unsupported(format!("pagination parameter n={v:?} is not a non-negative number"))
+            RegistryError::PaginationInvalid(format!("pagination parameter n={v:?} is not a non-negative number"))
         })?),
     };
     Ok((n, query.get("last").cloned()))
@@ -268,7 +276,7 @@ fn blob_created(name: &RepositoryName, digest: &Digest) -> Response {
 }
 
 async fn start_upload(
-    state: AppState,
+    state: &AppState,
     principal: &Principal,
     name: &str,
     query: &HashMap<String, String>,
@@ -278,12 +286,19 @@ async fn start_upload(
     let repo = Registry::parse_name(name)?;
     if let Some(mount) = query.get("mount") {
         let digest = parse_digest(mount)?;
-        // A malformed `from` cannot hold the blob: fall back to a plain upload like a missing one.
-        let from = query.get("from").and_then(|f| f.parse::<RepositoryName>().ok());
-        let headers = request.headers();
-        let may_read = |source: &str| {
-            principal.can_pull_everywhere || state.access.check(headers, Action::Pull, Some(source)).is_ok()
+        let from = match query.get("from").map(|f| f.parse::<RepositoryName>()) {
+            // A malformed `from` cannot hold the blob: a plain upload, as for a missing blob.
+            Some(Err(_)) => {
+                let status = registry.start_upload(&repo).await?;
+                return Ok(upload_response(StatusCode::ACCEPTED, &repo, &status));
+            }
+            Some(Ok(from)) => Some(from),
+            None => None,
         };
+        // Pull rights are registry-wide (no repository policies yet), so any source repository
+        // is readable exactly when the caller may pull at all.
+        let can_pull = state.auth.authorize(principal, Action::Pull).is_ok();
+        let may_read = |_source: &str| can_pull;
         return Ok(match registry.mount_blob(&repo, &digest, from.as_ref(), &may_read).await? {
             MountOutcome::Mounted { digest } => blob_created(&repo, &digest),
             MountOutcome::Upload(status) => upload_response(StatusCode::ACCEPTED, &repo, &status),
@@ -298,35 +313,44 @@ async fn start_upload(
     Ok(upload_response(StatusCode::ACCEPTED, &repo, &status))
 }
 
-/// The start offset of a `Content-Range` (`a-b`, `bytes a-b/n` or `bytes=a-b`).
-fn content_range_start(headers: &HeaderMap) -> Result<Option<u64>, OciError> {
+/// A chunk's `Content-Range` (`a-b`, `bytes a-b/n` or `bytes=a-b`, inclusive), which must agree
+/// with `Content-Length`. `Err` when it is malformed or inconsistent (a 416, as the spec says).
+fn chunk_range(headers: &HeaderMap) -> Result<Option<ChunkRange>, ()> {
     let Some(value) = headers.get(header::CONTENT_RANGE) else { return Ok(None) };
-    let text = value.to_str().unwrap_or("");
+    let text = value.to_str().map_err(|_| ())?;
     let spec = text.trim().trim_start_matches("bytes").trim_start_matches(['=', ' ']);
     let spec = spec.split('/').next().unwrap_or("");
-    spec.split_once('-')
-        .and_then(|(a, _)| a.trim().parse::<u64>().ok())
-        .map(Some)
-        .ok_or_else(|| RegistryError::BlobUploadInvalid(format!("malformed Content-Range {text:?}")).into())
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (start, end) = (a.trim().parse::<u64>().map_err(|_| ())?, b.trim().parse::<u64>().map_err(|_| ())?);
+    let content_length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if start > end || content_length.is_some_and(|l| l != end - start + 1) {
+        return Err(());
+    }
+    Ok(Some(ChunkRange { start, len: end - start + 1 }))
+}
+
+/// The 416 answer to a chunk that does not continue the upload, with where the upload stands so
+/// the client can resume; the session is left as it was.
+async fn range_not_satisfiable(registry: &Registry, repo: &RepositoryName, id: &str) -> HandlerResult {
+    let status = registry.upload_status(repo, id).await?;
+    let mut response = OciError(RegistryError::RangeInvalid { size: status.offset }).into_response();
+    let resume = upload_response(StatusCode::RANGE_NOT_SATISFIABLE, repo, &status);
+    for name in [header::LOCATION, header::RANGE, UPLOAD_UUID] {
+        if let Some(v) = resume.headers().get(&name) {
+            response.headers_mut().insert(name, v.clone());
+        }
+    }
+    Ok(response)
 }
 
 async fn patch_upload(registry: &Registry, name: &str, id: &str, request: Request) -> HandlerResult {
     let repo = Registry::parse_name(name)?;
-    let start = content_range_start(request.headers())?;
-    match registry.append_upload(&repo, id, start, request_body(request)).await {
+    let Ok(range) = chunk_range(request.headers()) else {
+        return range_not_satisfiable(registry, &repo, id).await;
+    };
+    match registry.append_upload(&repo, id, range, request_body(request)).await {
         Ok(status) => Ok(upload_response(StatusCode::ACCEPTED, &repo, &status)),
-        Err(RegistryError::RangeInvalid { size }) => {
-            // The session is intact: tell the client where it stands so it can resume.
-            let status = UploadStatus { id: id.to_owned(), offset: size };
-            let mut response = OciError(RegistryError::RangeInvalid { size }).into_response();
-            let resume = upload_response(StatusCode::RANGE_NOT_SATISFIABLE, &repo, &status);
-            for name in [header::LOCATION, header::RANGE, UPLOAD_UUID] {
-                if let Some(v) = resume.headers().get(&name) {
-                    response.headers_mut().insert(name, v.clone());
-                }
-            }
-            Ok(response)
-        }
+        Err(RegistryError::RangeInvalid { .. }) => range_not_satisfiable(registry, &repo, id).await,
         Err(e) => Err(e.into()),
     }
 }
@@ -343,10 +367,12 @@ async fn finish_upload(
         .get("digest")
         .ok_or_else(|| RegistryError::DigestInvalid("the digest query parameter is required to finish an upload".into()))?;
     let digest = parse_digest(digest)?;
-    let start = content_range_start(request.headers())?;
+    let Ok(range) = chunk_range(request.headers()) else {
+        return range_not_satisfiable(registry, &repo, id).await;
+    };
     let empty = request.headers().get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0");
     let chunk = (!empty).then(|| request_body(request));
-    let digest = registry.finish_upload(&repo, id, &digest, start, chunk).await?;
+    let digest = registry.finish_upload(&repo, id, &digest, range, chunk).await?;
     Ok(blob_created(&repo, &digest))
 }
 

@@ -4,6 +4,7 @@
 //! session, so finishing a sha256 upload never re-reads it. A sha512 finish, or a session that
 //! outlived a restart, re-reads the staged data once.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use berth_meta::{Millis, UploadSession};
@@ -19,11 +20,13 @@ pub(crate) struct UploadHashState {
     hashed_len: u64,
     /// When the session row was last touched; expiry needs minutes, not a write per PATCH.
     touched_at: Millis,
+    /// ECR layer-API parts received, length by first byte (see `layers.rs`); empty for /v2/ uploads.
+    pub(crate) parts: BTreeMap<u64, u64>,
 }
 
 impl Default for UploadHashState {
     fn default() -> Self {
-        UploadHashState { hasher: Digester::new(Algorithm::Sha256), hashed_len: 0, touched_at: 0 }
+        UploadHashState { hasher: Digester::new(Algorithm::Sha256), hashed_len: 0, touched_at: 0, parts: BTreeMap::new() }
     }
 }
 
@@ -75,6 +78,46 @@ pub enum MountOutcome {
     Mounted { digest: Digest },
     /// The blob could not be mounted; a normal upload session was started instead.
     Upload(UploadStatus),
+}
+
+/// Where a chunk claims to go (`Content-Range`): it must start where the upload ends and carry
+/// exactly `len` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRange {
+    pub start: u64,
+    pub len: u64,
+}
+
+/// Fails the stream (so the store rolls the append back) when it carries more or fewer bytes
+/// than its `Content-Range` announced.
+fn exact_length(body: ByteStream, expected: u64) -> ByteStream {
+    let mismatch = move |what: &str| {
+        std::io::Error::other(format!("chunk is {what} than the {expected} bytes its Content-Range announced"))
+    };
+    futures::stream::unfold((body, 0u64, false), move |(mut body, seen, done)| async move {
+        if done {
+            return None;
+        }
+        match body.next().await {
+            Some(Ok(chunk)) => {
+                let seen = seen + chunk.len() as u64;
+                if seen > expected {
+                    Some((Err(mismatch("longer")), (body, seen, true)))
+                } else {
+                    Some((Ok(chunk), (body, seen, false)))
+                }
+            }
+            Some(Err(e)) => Some((Err(e), (body, seen, true))),
+            None if seen < expected => Some((Err(mismatch("shorter")), (body, seen, true))),
+            None => None,
+        }
+    })
+    .boxed()
+}
+
+/// A body already in memory, as a stream.
+pub(crate) fn byte_stream(data: bytes::Bytes) -> ByteStream {
+    futures::stream::once(async move { Ok(data) }).boxed()
 }
 
 #[derive(Debug, Clone)]
@@ -164,7 +207,7 @@ impl Registry {
         }
     }
 
-    fn upload_state(&self, id: &str) -> Arc<tokio::sync::Mutex<UploadHashState>> {
+    pub(crate) fn upload_state(&self, id: &str) -> Arc<tokio::sync::Mutex<UploadHashState>> {
         let mut map = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(id.to_owned()).or_default().clone()
     }
@@ -179,22 +222,24 @@ impl Registry {
         Ok(UploadStatus { id: id.to_owned(), offset })
     }
 
-    /// Appends a chunk. `start` (from `Content-Range`) must equal the bytes received so far,
-    /// else `RangeInvalid` and the session is left as it was.
+    /// Appends a chunk. A `range` (from `Content-Range`) must start at the bytes received so far
+    /// (else `RangeInvalid`) and match the body's length; on any failure the session is left as it was.
     pub async fn append_upload(
         &self,
         repo: &RepositoryName,
         id: &str,
-        start: Option<u64>,
+        range: Option<ChunkRange>,
         body: ByteStream,
     ) -> Result<UploadStatus> {
         self.session(repo, id).await?;
         let state = self.upload_state(id);
         let mut state = state.lock().await;
         let offset = self.blobs.upload_len(id).await?.ok_or(RegistryError::BlobUploadUnknown)?;
-        if start.is_some_and(|s| s != offset) {
-            return Err(RegistryError::RangeInvalid { size: offset });
-        }
+        let body = match range {
+            Some(r) if r.start != offset => return Err(RegistryError::RangeInvalid { size: offset }),
+            Some(r) => exact_length(body, r.len),
+            None => body,
+        };
         let hashing = state.hashed_len == offset;
         let mut hasher = state.hasher.clone();
         let len = self
@@ -224,11 +269,11 @@ impl Registry {
         repo: &RepositoryName,
         id: &str,
         digest: &Digest,
-        start: Option<u64>,
+        range: Option<ChunkRange>,
         final_chunk: Option<ByteStream>,
     ) -> Result<Digest> {
         if let Some(chunk) = final_chunk {
-            self.append_upload(repo, id, start, chunk).await?;
+            self.append_upload(repo, id, range, chunk).await?;
         } else {
             self.session(repo, id).await?;
         }
@@ -279,8 +324,7 @@ impl Registry {
     /// Stores a small blob from memory (the OCI empty config), as if uploaded.
     pub(crate) async fn put_small_blob(&self, repo: &RepositoryName, data: &'static [u8]) -> Result<Digest> {
         let digest = Digest::sha256_of(data);
-        let body: ByteStream = futures::stream::once(async move { Ok(bytes::Bytes::from_static(data)) }).boxed();
-        self.upload_monolithic(repo, &digest, body).await
+        self.upload_monolithic(repo, &digest, byte_stream(bytes::Bytes::from_static(data))).await
     }
 
     pub(crate) async fn expire_uploads(&self) -> Result<()> {

@@ -42,6 +42,33 @@ pub enum RegistryError {
     #[error("tag {tag} is immutable and already points at {current}")]
     TagImmutable { tag: String, current: Digest },
     #[error("{0}")]
+    PaginationInvalid(String),
+    /// PutImage changed nothing: this digest already carries this tag (ECR refuses the no-op).
+    #[error("image {digest} already has tag {tag}")]
+    ImageAlreadyExists { digest: Digest, tag: String },
+    /// The digest a client announced for a manifest is not the digest of its bytes.
+    #[error("manifest content has digest {actual}, not {expected}")]
+    ImageDigestMismatch { expected: Digest, actual: Digest },
+    /// An image was named by both tag and digest, and the tag is not on that digest.
+    #[error("tag {tag} does not point at {digest}")]
+    TagDigestMismatch { tag: String, digest: Digest },
+    /// A layer part does not continue the upload where it ends, or its length is not its range's.
+    #[error("layer part is not valid: {reason}; the last valid byte received is {last_valid_byte}")]
+    LayerPartInvalid { last_valid_byte: i64, reason: String },
+    #[error("layer parts must be at least {min} bytes, except the last")]
+    LayerPartTooSmall { min: u64 },
+    #[error("the upload received no data")]
+    EmptyUpload,
+    #[error("uploaded layer is not valid: {0}")]
+    LayerInvalid(String),
+    #[error("layer {0} already exists in this repository")]
+    LayerAlreadyExists(Digest),
+    /// The blob is in the repository but no image of it references it.
+    #[error("layer {0} is not referenced by any image in this repository")]
+    LayerInaccessible(Digest),
+    #[error("a repository can have at most {limit} resource tags")]
+    TooManyTags { limit: usize },
+    #[error("{0}")]
     Denied(String),
     #[error("{0}")]
     Unsupported(String),

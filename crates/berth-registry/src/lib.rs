@@ -4,9 +4,13 @@
 
 mod blobs;
 mod cache;
+mod downloads;
 mod error;
+mod images;
+mod layers;
 mod manifests;
 mod pulls;
+mod repositories;
 pub mod settings;
 
 use std::collections::HashMap;
@@ -17,9 +21,14 @@ use berth_meta::{MetadataStore, Millis, Repository};
 use berth_spec::RepositoryName;
 use berth_storage::BlobStore;
 
-pub use blobs::{BlobBody, ByteRange, MountOutcome, UploadStatus};
+pub use blobs::{BlobBody, ByteRange, ChunkRange, MountOutcome, UploadStatus};
+pub use berth_meta::{ImageRecord, ManifestRecord};
+pub use downloads::UrlSigningKey;
 pub use error::RegistryError;
+pub use images::{DeletedImage, ImageId, ImageSelector, PutImage, TagStatus};
+pub use layers::MIN_LAYER_PART_BYTES;
 pub use manifests::{PutManifestOutcome, Referrer};
+pub use repositories::RepositoryInfo;
 pub use settings::RepositorySettings;
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
@@ -30,11 +39,17 @@ pub struct RegistryConfig {
     pub create_on_push: bool,
     /// Upload sessions untouched for this long are removed with their data.
     pub upload_expiry: Duration,
+    /// Signs the time-limited layer download URLs of the ECR API.
+    pub url_signing_key: UrlSigningKey,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        RegistryConfig { create_on_push: true, upload_expiry: Duration::from_secs(24 * 3600) }
+        RegistryConfig {
+            create_on_push: true,
+            upload_expiry: Duration::from_secs(24 * 3600),
+            url_signing_key: UrlSigningKey::random(),
+        }
     }
 }
 
@@ -45,6 +60,8 @@ pub struct Registry {
     uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<blobs::UploadHashState>>>>,
     pulls: pulls::PullRecorder,
     manifests: cache::ManifestCache,
+    /// Serialises read-modify-write of repository settings documents within this process.
+    settings_writes: tokio::sync::Mutex<()>,
 }
 
 pub fn now_millis() -> Millis {
@@ -53,7 +70,15 @@ pub fn now_millis() -> Millis {
 
 impl Registry {
     pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetadataStore>, config: RegistryConfig) -> Registry {
-        Registry { blobs, meta, config, uploads: Mutex::default(), pulls: pulls::PullRecorder::default(), manifests: cache::ManifestCache::default() }
+        Registry {
+            blobs,
+            meta,
+            config,
+            uploads: Mutex::default(),
+            pulls: pulls::PullRecorder::default(),
+            manifests: cache::ManifestCache::default(),
+            settings_writes: tokio::sync::Mutex::default(),
+        }
     }
 
     pub fn config(&self) -> &RegistryConfig {
@@ -81,11 +106,8 @@ impl Registry {
 
     /// Repository names sorted, after `last`, at most `n` (and whether more remain).
     pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<(Vec<String>, bool)> {
-        let limit = n.unwrap_or(usize::MAX / 2);
-        let mut repos = self.meta.list_repositories(last, limit.saturating_add(1)).await?;
-        let more = repos.len() > limit;
-        repos.truncate(limit);
-        Ok((repos.into_iter().map(|r| r.name).collect(), more))
+        let (repos, more) = self.list_repositories(last, n.unwrap_or(usize::MAX / 2)).await?;
+        Ok((repos.into_iter().map(|r| r.name.to_string()).collect(), more))
     }
 
     /// Periodic housekeeping: expire abandoned uploads, flush recorded pull times.

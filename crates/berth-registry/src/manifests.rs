@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use berth_meta::{ManifestRecord, PutManifest};
+use berth_meta::{ManifestRecord, PutManifest, PutOutcome};
 use berth_spec::{Digest, Manifest, ManifestKind, Reference, RepositoryName, Tag, media};
 
 use crate::{Registry, RegistryError, RepositorySettings, Result, now_millis};
@@ -48,9 +48,27 @@ impl Registry {
             }
             Reference::Tag(tag) => (Digest::sha256_of(content), Some(tag)),
         };
-        let repository = self.push_target(repo).await?;
-        let settings = RepositorySettings::from_json(&repository.settings);
-        let blobs = self.required_blobs(repo, &manifest).await?;
+        let settings = RepositorySettings::from_json(&self.push_target(repo).await?.settings);
+        let outcome = self.store_manifest(repo, &settings, &manifest, content, &digest, tag).await?;
+        Ok(PutManifestOutcome {
+            digest,
+            subject: manifest.subject.map(|s| s.digest),
+            manifest_created: outcome.manifest_created,
+        })
+    }
+
+    /// Stores parsed, digest-checked manifest bytes under `digest` (and moves `tag` to it) in
+    /// `repo`, applying its tag-mutability `settings`; shared by both planes' pushes.
+    pub(crate) async fn store_manifest(
+        &self,
+        repo: &RepositoryName,
+        settings: &RepositorySettings,
+        manifest: &Manifest,
+        content: &[u8],
+        digest: &Digest,
+        tag: Option<&Tag>,
+    ) -> Result<PutOutcome> {
+        let blobs = self.required_blobs(repo, manifest).await?;
         let children: Vec<Digest> = match manifest.kind {
             ManifestKind::Index => manifest.manifests.iter().map(|d| d.digest.clone()).collect(),
             ManifestKind::Image => vec![],
@@ -61,7 +79,7 @@ impl Registry {
             .meta
             .put_manifest(PutManifest {
                 repo,
-                digest: &digest,
+                digest,
                 media_type: &manifest.media_type,
                 content,
                 artifact_type: manifest.effective_artifact_type(),
@@ -75,12 +93,7 @@ impl Registry {
             })
             .await;
         self.manifests.invalidate_repo(repo);
-        let outcome = outcome?;
-        Ok(PutManifestOutcome {
-            digest,
-            subject: manifest.subject.map(|s| s.digest),
-            manifest_created: outcome.manifest_created,
-        })
+        Ok(outcome?)
     }
 
     /// The blobs a manifest needs with their sizes. The OCI empty config (`{}`) is provided by the

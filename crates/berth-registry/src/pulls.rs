@@ -18,6 +18,12 @@ impl PullRecorder {
         pending.insert((repo.clone(), digest.clone()), at);
     }
 
+    /// A pull recorded since the last flush, so reads can show it before it is written.
+    pub(crate) fn pending(&self, repo: &RepositoryName, digest: &Digest) -> Option<Millis> {
+        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.get(&(repo.clone(), digest.clone())).copied()
+    }
+
     pub(crate) fn drain(&self) -> Vec<(RepositoryName, Digest, Millis)> {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.drain().map(|((r, d), t)| (r, d, t)).collect()

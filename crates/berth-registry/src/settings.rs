@@ -3,6 +3,20 @@
 
 use serde::{Deserialize, Serialize};
 
+/// ECR's resource-tag limit per repository.
+pub const MAX_RESOURCE_TAGS: usize = 50;
+
+/// ECR's four tag-mutability modes; the JSON spelling is the wire value (`IMMUTABLE_WITH_EXCLUSION`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TagMutability {
+    #[default]
+    Mutable,
+    Immutable,
+    ImmutableWithExclusion,
+    MutableWithExclusion,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TagMutabilityFilter {
@@ -10,18 +24,43 @@ pub struct TagMutabilityFilter {
     pub filter: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct RepositorySettings {
-    /// MUTABLE, IMMUTABLE, MUTABLE_WITH_EXCLUSION or IMMUTABLE_WITH_EXCLUSION.
-    pub image_tag_mutability: String,
-    pub image_tag_mutability_exclusion_filters: Vec<TagMutabilityFilter>,
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EncryptionType {
+    #[default]
+    #[serde(rename = "AES256")]
+    Aes256,
+    #[serde(rename = "KMS")]
+    Kms,
+    #[serde(rename = "KMS_DSSE")]
+    KmsDsse,
 }
 
-impl Default for RepositorySettings {
-    fn default() -> Self {
-        RepositorySettings { image_tag_mutability: "MUTABLE".into(), image_tag_mutability_exclusion_filters: vec![] }
-    }
+/// The encryption configuration a repository was created with. Berth records and echoes it;
+/// encryption at rest is the storage backend's (disk or object store), there is no KMS.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Encryption {
+    pub encryption_type: EncryptionType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_key: Option<String>,
+}
+
+/// A resource tag (`Key`/`Value` on the ECR wire), kept in the order keys were first added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceTag {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RepositorySettings {
+    pub image_tag_mutability: TagMutability,
+    pub image_tag_mutability_exclusion_filters: Vec<TagMutabilityFilter>,
+    /// ECR's deprecated per-repository scanning switch; recorded and echoed (Berth does not scan).
+    pub scan_on_push: bool,
+    pub encryption: Encryption,
+    pub resource_tags: Vec<ResourceTag>,
 }
 
 impl RepositorySettings {
@@ -41,12 +80,34 @@ impl RepositorySettings {
     /// Whether pushing `tag` may not move it once it exists.
     pub fn tag_is_immutable(&self, tag: &str) -> bool {
         let excluded = || self.image_tag_mutability_exclusion_filters.iter().any(|f| wildcard_match(&f.filter, tag));
-        match self.image_tag_mutability.as_str() {
-            "IMMUTABLE" => true,
-            "IMMUTABLE_WITH_EXCLUSION" => !excluded(),
-            "MUTABLE_WITH_EXCLUSION" => excluded(),
-            _ => false,
+        match self.image_tag_mutability {
+            TagMutability::Immutable => true,
+            TagMutability::ImmutableWithExclusion => !excluded(),
+            TagMutability::MutableWithExclusion => excluded(),
+            TagMutability::Mutable => false,
         }
+    }
+
+    /// Adds or overwrites `tags` (later duplicates win); `false`, and nothing changed, if the
+    /// repository would end up with more than [`MAX_RESOURCE_TAGS`].
+    pub fn merge_resource_tags(&mut self, tags: &[ResourceTag]) -> bool {
+        let mut merged = self.resource_tags.clone();
+        for tag in tags {
+            match merged.iter_mut().find(|t| t.key == tag.key) {
+                Some(existing) => existing.value = tag.value.clone(),
+                None => merged.push(tag.clone()),
+            }
+        }
+        if merged.len() > MAX_RESOURCE_TAGS {
+            return false;
+        }
+        self.resource_tags = merged;
+        true
+    }
+
+    /// Removes the tags with these keys; absent keys are ignored, as in ECR.
+    pub fn remove_resource_tags(&mut self, keys: &[String]) {
+        self.resource_tags.retain(|t| !keys.contains(&t.key));
     }
 }
 
@@ -91,15 +152,44 @@ mod tests {
     fn mutability_modes() {
         let mut s = RepositorySettings::default();
         assert!(!s.tag_is_immutable("latest"));
-        s.image_tag_mutability = "IMMUTABLE".into();
+        s.image_tag_mutability = TagMutability::Immutable;
         assert!(s.tag_is_immutable("latest"));
-        s.image_tag_mutability = "IMMUTABLE_WITH_EXCLUSION".into();
+        s.image_tag_mutability = TagMutability::ImmutableWithExclusion;
         s.image_tag_mutability_exclusion_filters = vec![TagMutabilityFilter { filter_type: "WILDCARD".into(), filter: "dev-*".into() }];
         assert!(s.tag_is_immutable("v1"));
         assert!(!s.tag_is_immutable("dev-1"));
-        s.image_tag_mutability = "MUTABLE_WITH_EXCLUSION".into();
+        s.image_tag_mutability = TagMutability::MutableWithExclusion;
         assert!(!s.tag_is_immutable("v1"));
         assert!(s.tag_is_immutable("dev-1"));
         assert_eq!(RepositorySettings::from_json("{not json"), RepositorySettings::default());
+    }
+
+    #[test]
+    fn documents_of_the_first_version_still_load() {
+        let old = r#"{"imageTagMutability":"IMMUTABLE_WITH_EXCLUSION","imageTagMutabilityExclusionFilters":[{"filterType":"WILDCARD","filter":"dev-*"}]}"#;
+        let s = RepositorySettings::from_json(old);
+        assert_eq!(s.image_tag_mutability, TagMutability::ImmutableWithExclusion);
+        assert_eq!(s.encryption.encryption_type, EncryptionType::Aes256);
+        assert!(s.resource_tags.is_empty());
+        let round = RepositorySettings::from_json(&s.to_json());
+        assert_eq!(round, s);
+        assert!(s.to_json().contains(r#""encryptionType":"AES256""#), "{}", s.to_json());
+    }
+
+    #[test]
+    fn resource_tags_merge_and_stay_within_the_limit() {
+        let tag = |k: &str, v: &str| ResourceTag { key: k.into(), value: v.into() };
+        let mut s = RepositorySettings::default();
+        assert!(s.merge_resource_tags(&[tag("team", "web"), tag("env", "dev")]));
+        assert!(s.merge_resource_tags(&[tag("env", "prod"), tag("cost", "42")]));
+        assert_eq!(s.resource_tags, vec![tag("team", "web"), tag("env", "prod"), tag("cost", "42")]);
+        let many: Vec<ResourceTag> = (0..48).map(|i| tag(&format!("k{i}"), "v")).collect();
+        assert!(!s.merge_resource_tags(&many), "3 + 48 > 50");
+        assert_eq!(s.resource_tags.len(), 3, "a refused merge changes nothing");
+        assert!(s.merge_resource_tags(&many[..47]));
+        assert_eq!(s.resource_tags.len(), MAX_RESOURCE_TAGS);
+        s.remove_resource_tags(&["team".into(), "absent".into()]);
+        assert_eq!(s.resource_tags.len(), MAX_RESOURCE_TAGS - 1);
+        assert!(!s.resource_tags.iter().any(|t| t.key == "team"));
     }
 }

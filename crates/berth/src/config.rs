@@ -34,12 +34,28 @@ pub struct ServeArgs {
     /// Allow plain HTTP on a non-loopback address (credentials then cross the network in clear).
     #[arg(long)]
     insecure_http: bool,
+    /// Let anyone pull without credentials (pushes and deletes still need them).
+    #[arg(long, env = "BERTH_ANONYMOUS_PULL")]
+    anonymous_pull: bool,
+    /// Lifetime of registry tokens (docker login passwords) in seconds [default: 43200, ECR's 12 hours]
+    #[arg(long, env = "BERTH_TOKEN_LIFETIME_SECS")]
+    token_lifetime_secs: Option<u64>,
     /// Refuse pushes to repositories that do not exist yet (create them through the ECR API).
     #[arg(long)]
     no_create_on_push: bool,
     /// Hours after which an untouched upload session is removed [default: 24]
     #[arg(long, env = "BERTH_UPLOAD_EXPIRY_HOURS")]
     upload_expiry_hours: Option<f64>,
+    /// The 12-digit account id the ECR API answers as (ARNs, registryId) [default: 000000000000]
+    #[arg(long, env = "BERTH_REGISTRY_ID")]
+    registry_id: Option<String>,
+    /// The region in repository ARNs [default: us-east-1]
+    #[arg(long, env = "BERTH_REGION")]
+    region: Option<String>,
+    /// URL clients reach this server at: repository URIs, the docker login endpoint, layer
+    /// download URLs [default: http://<listen address> (https:// when serving TLS only)]
+    #[arg(long, env = "BERTH_PUBLIC_URL")]
+    public_url: Option<String>,
 }
 
 /// The TOML file's keys, all optional.
@@ -50,6 +66,11 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     create_on_push: Option<bool>,
     upload_expiry_hours: Option<f64>,
+    anonymous_pull: Option<bool>,
+    token_lifetime_secs: Option<u64>,
+    registry_id: Option<String>,
+    region: Option<String>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,9 +86,15 @@ pub struct ServeConfig {
     /// Plain HTTP is served: always on loopback, elsewhere only with --insecure-http.
     pub plain_http: bool,
     pub no_auth: bool,
+    pub anonymous_pull: bool,
+    pub token_lifetime: Duration,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub create_on_push: bool,
+    pub registry_id: String,
+    pub region: String,
+    /// `None`: derived from the address actually bound.
+    pub public_url: Option<String>,
     pub upload_expiry: Duration,
 }
 
@@ -99,14 +126,39 @@ impl ServeArgs {
             loopback || self.insecure_http || !matches!(tls, Tls::Off),
             "refusing plain HTTP on {listen}: configure TLS (--tls-cert/--tls-key or --tls-self-signed) or pass --insecure-http"
         );
+        let registry_id = self.registry_id.or(file.registry_id).unwrap_or_else(|| "000000000000".into());
+        anyhow::ensure!(
+            registry_id.len() == 12 && registry_id.bytes().all(|b| b.is_ascii_digit()),
+            "the registry id must be 12 digits (an AWS account id), not {registry_id:?}"
+        );
+        let region = self.region.or(file.region).unwrap_or_else(|| "us-east-1".into());
+        anyhow::ensure!(
+            !region.is_empty() && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            "the region must be lowercase letters, digits and '-' (like us-east-1), not {region:?}"
+        );
+        let public_url = self.public_url.or(file.public_url).map(|url| url.trim_end_matches('/').to_owned());
+        if let Some(url) = &public_url {
+            let host = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+            anyhow::ensure!(
+                host.is_some_and(|h| !h.is_empty() && !h.contains(['/', '?', '#']) && !h.contains(char::is_whitespace)),
+                "the public URL must be http(s)://host[:port] without a path, not {url:?}"
+            );
+        }
         Ok(ServeConfig {
             tls,
             plain_http: loopback || self.insecure_http,
             no_auth: self.no_auth,
+            anonymous_pull: self.anonymous_pull || file.anonymous_pull.unwrap_or(false),
+            token_lifetime: Duration::from_secs(
+                self.token_lifetime_secs.or(file.token_lifetime_secs).unwrap_or(berth_auth::DEFAULT_TOKEN_LIFETIME.as_secs()),
+            ),
             listen,
             data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("berth-data")),
             create_on_push: !self.no_create_on_push && file.create_on_push.unwrap_or(true),
             upload_expiry: Duration::from_secs_f64(hours * 3600.0),
+            registry_id,
+            region,
+            public_url,
         })
     }
 }

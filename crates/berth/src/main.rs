@@ -1,6 +1,8 @@
 //! `berth`: the registry server and its command-line tools.
 
+mod admin;
 mod config;
+mod ecr_auth;
 mod listener;
 mod serve;
 
@@ -17,6 +19,11 @@ struct Cli {
 enum Command {
     /// Run the registry (OCI /v2/ API and ECR API on one port).
     Serve(config::ServeArgs),
+    /// Manage users and their access keys.
+    #[command(subcommand)]
+    User(admin::UserCommand),
+    /// Print a registry token (a docker login password for user AWS), valid 12 hours.
+    Token(admin::TokenArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -24,5 +31,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args.resolve()?)),
+        Command::User(command) => runtime.block_on(admin::user(command)),
+        Command::Token(args) => runtime.block_on(admin::token(args)),
     }
 }

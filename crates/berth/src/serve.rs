@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_meta::{MetadataStore, SqliteStore};
-use berth_oci::OpenAccess;
-use berth_registry::{Registry, RegistryConfig};
+use berth_auth::{AuthMode, Authenticator, Identities, MasterKey, Principal, RootBootstrap, RootKeys, TokenIssuer};
+use berth_registry::{Registry, RegistryConfig, UrlSigningKey};
 use berth_storage::{BlobStore, FsBlobStore};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::config::{ServeConfig, Tls};
+use crate::ecr_auth::EcrIdentities;
 use crate::listener;
 
 /// How often abandoned uploads are expired and buffered pull times written.
@@ -21,7 +21,7 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(10);
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| "info,tower_http=info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -33,15 +33,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         SqliteStore::open(&config.data_dir.join("metadata.db")).await.context("opening the metadata database")?,
     );
     let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&config.data_dir).await.context("opening blob storage")?);
+    let url_signing_key = UrlSigningKey::load_or_create(&config.data_dir.join("keys").join("url-signing.key"))
+        .context("loading the download-URL signing key")?;
     let registry = Arc::new(Registry::new(
         blobs,
         meta.clone(),
-        RegistryConfig { create_on_push: config.create_on_push, upload_expiry: config.upload_expiry },
+        RegistryConfig { create_on_push: config.create_on_push, upload_expiry: config.upload_expiry, url_signing_key },
     ));
-
-    let app = berth_oci::router(registry.clone(), Arc::new(OpenAccess))
-        .layer(CatchPanicLayer::new())
-        .layer(TraceLayer::new_for_http());
+    let auth = Arc::new(authentication(&config, meta.clone()).await?);
 
     let tls = match &config.tls {
         Tls::Off => None,
@@ -75,6 +74,25 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         out.flush()?;
     }
 
+    let ecr_config = berth_ecr::EcrConfig {
+        registry_id: config.registry_id.clone(),
+        region: config.region.clone(),
+        public_url: config.public_url.clone().unwrap_or_else(|| default_public_url(local, config.plain_http)),
+    };
+    let (authentication, tokens): (berth_ecr::Authentication, Arc<dyn berth_ecr::TokenIssuer>) = if config.no_auth {
+        (berth_ecr::Authentication::Disabled, Arc::new(berth_ecr::AuthDisabledTokens))
+    } else {
+        let identities = Arc::new(EcrIdentities(auth.clone()));
+        (berth_ecr::Authentication::SigV4(identities.clone()), identities)
+    };
+    let ecr_backend = berth_ecr::RegistryBackend::new(registry.clone(), ecr_config, tokens);
+    let ecr = berth_ecr::router(berth_ecr::EcrService::new(Arc::new(ecr_backend), authentication));
+    let app = berth_oci::router(registry.clone(), auth.clone())
+        .merge(ecr)
+        .merge(berth_ecr::download::router(registry.clone()))
+        .layer(axum::middleware::from_fn(access_log))
+        .layer(CatchPanicLayer::new());
+
     let maintenance = tokio::spawn({
         let registry = registry.clone();
         async move {
@@ -93,6 +111,65 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     meta.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the identities, makes sure a root user exists (printing generated keys once) and
+/// builds the per-request authenticator.
+async fn authentication(config: &ServeConfig, meta: Arc<dyn MetadataStore>) -> anyhow::Result<Authenticator> {
+    let master_key = MasterKey::load_or_create(&config.data_dir).context("loading the master key")?;
+    let identities = Arc::new(Identities::new(meta, &master_key));
+    let root_keys = RootKeys::from_env().context("reading BERTH_ROOT_ACCESS_KEY_ID / BERTH_ROOT_SECRET_ACCESS_KEY")?;
+    if let RootBootstrap::Generated { credentials, file } =
+        identities.bootstrap_root(&config.data_dir, root_keys).await.context("setting up the root user")?
+    {
+        println!(
+            "berth: generated root credentials (shown once; also in {}): {}",
+            file.display(),
+            serde_json::to_string(&credentials)?
+        );
+    }
+    let mode = if config.no_auth {
+        tracing::warn!("authentication is off (--no-auth): anyone who can reach this port can push and delete");
+        AuthMode::Disabled
+    } else if config.anonymous_pull {
+        AuthMode::AnonymousPull
+    } else {
+        AuthMode::Required
+    };
+    Ok(Authenticator::new(identities, TokenIssuer::new(&master_key, config.token_lifetime), mode))
+}
+
+/// One line per request, attributed to the authenticated user (`-` when anonymous).
+async fn access_log(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let extensions = response.extensions();
+    let user = match (extensions.get::<Principal>(), extensions.get::<berth_ecr::Principal>()) {
+        (Some(registry_user), _) => registry_user.to_string(),
+        (None, Some(signer)) => signer.access_key_id.clone(),
+        (None, None) => "-".to_owned(),
+    };
+    tracing::info!(
+        target: "berth::access",
+        %method,
+        path,
+        status = response.status().as_u16(),
+        user,
+        micros = started.elapsed().as_micros() as u64,
+    );
+    response
+}
+
+/// Where clients reach this server unless `--public-url` says: the bound address, with a
+/// loopback address standing in for "all interfaces" so the URL works from this machine.
+fn default_public_url(local: std::net::SocketAddr, plain_http: bool) -> String {
+    let mut addr = local;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    format!("{}://{addr}", if plain_http { "http" } else { "https" })
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,409 @@
+//! The per-request decision: who is calling ([`Authenticator::authenticate`]) and may they do
+//! this ([`Authenticator::authorize`]).
+//!
+//! Accepted credentials, in the `Authorization` header:
+//! - `Basic` with user `AWS` and a registry token as password — what
+//!   `aws ecr get-login-password | docker login -u AWS --password-stdin` produces;
+//! - `Basic` with an access key id and its secret;
+//! - `Bearer` with a registry token.
+//!
+//! Presented-but-wrong credentials are always a 401, never a silent fall back to anonymous.
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use subtle::ConstantTimeEq;
+
+use crate::Error;
+use crate::token::{IssuedToken, TokenError, TokenIssuer};
+use crate::users::Identities;
+
+macro_rules! realm {
+    () => {
+        "Berth"
+    };
+}
+
+/// The realm of the Basic challenge; docker stores credentials per registry host, not per realm.
+pub const REALM: &str = realm!();
+/// The `WWW-Authenticate` value of every 401.
+pub const CHALLENGE: &str = concat!("Basic realm=\"", realm!(), "\"");
+/// The Basic user name that marks the password as a registry token, as in ECR.
+pub const TOKEN_USER: &str = "AWS";
+
+/// Clients disagree on padding in Basic credentials; accept both.
+const BASIC_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// Every request needs valid credentials (the default).
+    #[default]
+    Required,
+    /// Anonymous requests may pull; everything else needs credentials (`--anonymous-pull`).
+    AnonymousPull,
+    /// No checks at all (`--no-auth`, loopback only — the caller enforces that).
+    Disabled,
+}
+
+/// What a request wants to do; the router maps routes onto these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `GET /v2/`, the version check clients start with.
+    Ping,
+    /// Reading manifests, blobs, tag lists and referrers.
+    Pull,
+    /// Listing repositories (`/v2/_catalog`).
+    Catalog,
+    /// Uploads, mounts and manifest or tag writes.
+    Push,
+    Delete,
+}
+
+impl AuthMode {
+    /// Any authenticated user may do anything (users carry no permissions yet). With anonymous
+    /// pulls on, the `/v2/` ping still demands credentials: `docker login` only sends its
+    /// credentials (and so only checks them) after that ping answered with a Basic challenge.
+    pub fn allows(self, principal: &Principal, action: Action) -> bool {
+        match (self, principal) {
+            (AuthMode::Disabled, _) | (_, Principal::User { .. }) => true,
+            (AuthMode::AnonymousPull, Principal::Anonymous) => action == Action::Pull,
+            (AuthMode::Required, Principal::Anonymous) => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    Token,
+    AccessKey,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Anonymous,
+    User { name: String, via: CredentialKind },
+}
+
+impl Principal {
+    pub fn user_name(&self) -> Option<&str> {
+        match self {
+            Principal::Anonymous => None,
+            Principal::User { name, .. } => Some(name),
+        }
+    }
+}
+
+/// The user name for access logs, `-` when anonymous.
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.user_name().unwrap_or("-"))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("authentication required")]
+    CredentialsRequired,
+    #[error("malformed Authorization header: {0}")]
+    MalformedHeader(&'static str),
+    #[error("unsupported authorization scheme; use Basic")]
+    UnsupportedScheme,
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("the authorization token has expired; log in again")]
+    TokenExpired,
+    /// The credential store failed; not the client's fault, so a 503 rather than a 401.
+    #[error("authentication is temporarily unavailable")]
+    Unavailable(#[source] Error),
+}
+
+impl AuthError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+/// A 401 with the Basic challenge and an OCI error body (`UNAUTHORIZED`), or a 503 `UNAVAILABLE`.
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let code = if let AuthError::Unavailable(cause) = &self {
+            tracing::error!(error = %cause, "credential lookup failed");
+            "UNAVAILABLE"
+        } else {
+            "UNAUTHORIZED"
+        };
+        let body = serde_json::json!({"errors": [{"code": code, "message": self.to_string(), "detail": null}]});
+        let mut response = (status, [(CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
+        }
+        response
+    }
+}
+
+pub struct Authenticator {
+    identities: Arc<Identities>,
+    tokens: TokenIssuer,
+    mode: AuthMode,
+}
+
+impl Authenticator {
+    pub fn new(identities: Arc<Identities>, tokens: TokenIssuer, mode: AuthMode) -> Self {
+        Authenticator { identities, tokens, mode }
+    }
+
+    /// For SigV4 verification, which needs the secrets.
+    pub fn identities(&self) -> &Arc<Identities> {
+        &self.identities
+    }
+
+    /// A registry token for an existing user, with this authenticator's lifetime.
+    pub async fn issue_token(&self, user_name: &str) -> Result<IssuedToken, Error> {
+        self.identities.issue_token(&self.tokens, user_name).await
+    }
+
+    /// [`authenticate`](Self::authenticate) then [`authorize`](Self::authorize).
+    pub async fn check(&self, headers: &HeaderMap, action: Action) -> Result<Principal, AuthError> {
+        let principal = self.authenticate(headers).await?;
+        self.authorize(&principal, action)?;
+        Ok(principal)
+    }
+
+    /// Who sent the request: `Anonymous` without credentials (or with auth disabled), an error
+    /// for credentials that do not check out. Failures are logged without secrets or tokens.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+        if self.mode == AuthMode::Disabled {
+            return Ok(Principal::Anonymous);
+        }
+        let Some(header) = headers.get(AUTHORIZATION) else {
+            return Ok(Principal::Anonymous);
+        };
+        match parse_authorization(header)? {
+            Presented::Nothing => Ok(Principal::Anonymous),
+            Presented::Basic { user, password } if user == TOKEN_USER => self.with_token(&password).await,
+            Presented::Basic { user, password } => self.with_access_key(&user, &password).await,
+            Presented::Bearer(token) => self.with_token(&token).await,
+        }
+    }
+
+    pub fn authorize(&self, principal: &Principal, action: Action) -> Result<(), AuthError> {
+        if self.mode.allows(principal, action) { Ok(()) } else { Err(AuthError::CredentialsRequired) }
+    }
+
+    async fn with_token(&self, token: &str) -> Result<Principal, AuthError> {
+        let verified = match self.tokens.verify(token) {
+            Ok(verified) => verified,
+            Err(TokenError::Expired { user_name }) => {
+                tracing::warn!(user = %user_name, "login failed: registry token expired");
+                return Err(AuthError::TokenExpired);
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "login failed: invalid registry token");
+                return Err(AuthError::InvalidCredentials);
+            }
+        };
+        let user = self.identities.user(&verified.user_name).await.map_err(AuthError::Unavailable)?;
+        // A user removed and re-added under the same name does not get its old tokens back.
+        match user {
+            Some(user) if user.created_at == verified.user_created_at => {
+                Ok(Principal::User { name: user.name, via: CredentialKind::Token })
+            }
+            _ => {
+                tracing::warn!(user = %verified.user_name, "login failed: token of a removed user");
+                Err(AuthError::InvalidCredentials)
+            }
+        }
+    }
+
+    async fn with_access_key(&self, access_key_id: &str, secret: &str) -> Result<Principal, AuthError> {
+        let Some(key) = self.identities.access_key(access_key_id).await.map_err(AuthError::Unavailable)? else {
+            tracing::warn!(access_key_id = ?loggable(access_key_id), "login failed: unknown access key id");
+            return Err(AuthError::InvalidCredentials);
+        };
+        if bool::from(key.secret_access_key.as_bytes().ct_eq(secret.as_bytes())) {
+            Ok(Principal::User { name: key.user_name, via: CredentialKind::AccessKey })
+        } else {
+            tracing::warn!(access_key_id, user = %key.user_name, "login failed: wrong secret access key");
+            Err(AuthError::InvalidCredentials)
+        }
+    }
+}
+
+/// Unknown ids come from the client: bounded, and logged with `Debug` so control characters are
+/// escaped.
+fn loggable(untrusted: &str) -> &str {
+    match untrusted.char_indices().nth(128) {
+        Some((end, _)) => &untrusted[..end],
+        None => untrusted,
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Presented {
+    /// `Basic` with an empty user and password, which some clients (containers/image) send when
+    /// they have no credentials.
+    Nothing,
+    Basic {
+        user: String,
+        password: String,
+    },
+    Bearer(String),
+}
+
+fn parse_authorization(header: &HeaderValue) -> Result<Presented, AuthError> {
+    let value = header.to_str().map_err(|_| AuthError::MalformedHeader("not ASCII"))?.trim();
+    let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
+    let credentials = credentials.trim();
+    if scheme.eq_ignore_ascii_case("Basic") {
+        let decoded = BASIC_BASE64
+            .decode(credentials)
+            .map_err(|_| AuthError::MalformedHeader("Basic credentials are not base64"))?;
+        let decoded =
+            String::from_utf8(decoded).map_err(|_| AuthError::MalformedHeader("Basic credentials are not UTF-8"))?;
+        let (user, password) = decoded
+            .split_once(':')
+            .ok_or(AuthError::MalformedHeader("Basic credentials lack the colon between user and password"))?;
+        if user.is_empty() && password.is_empty() {
+            return Ok(Presented::Nothing);
+        }
+        Ok(Presented::Basic { user: user.to_owned(), password: password.to_owned() })
+    } else if scheme.eq_ignore_ascii_case("Bearer") {
+        if credentials.is_empty() {
+            return Err(AuthError::MalformedHeader("empty Bearer token"));
+        }
+        Ok(Presented::Bearer(credentials.to_owned()))
+    } else {
+        Err(AuthError::UnsupportedScheme)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::engine::general_purpose::STANDARD;
+
+    use super::*;
+
+    fn parse(value: &str) -> Result<Presented, AuthError> {
+        parse_authorization(&HeaderValue::from_str(value).unwrap())
+    }
+
+    fn basic(user_and_password: &str) -> String {
+        format!("Basic {}", STANDARD.encode(user_and_password))
+    }
+
+    #[test]
+    fn basic_credentials_are_split_at_the_first_colon() {
+        assert_eq!(
+            parse(&basic("AKIAEXAMPLE:se:cr/et+")).unwrap(),
+            Presented::Basic { user: "AKIAEXAMPLE".into(), password: "se:cr/et+".into() }
+        );
+        assert_eq!(
+            parse(&basic("AWS:tok.en")).unwrap(),
+            Presented::Basic { user: "AWS".into(), password: "tok.en".into() }
+        );
+    }
+
+    #[test]
+    fn scheme_is_case_insensitive_and_padding_optional() {
+        let encoded = STANDARD.encode("user:pw");
+        let unpadded = encoded.trim_end_matches('=');
+        assert_ne!(encoded, unpadded, "the example needs padding");
+        for header in [format!("basic {encoded}"), format!("BASIC  {unpadded}")] {
+            assert_eq!(parse(&header).unwrap(), Presented::Basic { user: "user".into(), password: "pw".into() });
+        }
+        assert_eq!(parse("bearer abc.def").unwrap(), Presented::Bearer("abc.def".into()));
+    }
+
+    #[test]
+    fn empty_basic_credentials_mean_anonymous() {
+        assert_eq!(parse(&basic(":")).unwrap(), Presented::Nothing);
+    }
+
+    #[test]
+    fn malformed_headers_are_rejected() {
+        for header in ["Basic !!!not-base64!!!", "Basic", "Bearer", "Bearer   "] {
+            assert!(matches!(parse(header), Err(AuthError::MalformedHeader(_))), "{header}");
+        }
+        assert!(matches!(parse(&basic("no-colon-here")), Err(AuthError::MalformedHeader(m)) if m.contains("colon")));
+        let not_utf8 = format!("Basic {}", STANDARD.encode([0xff, 0xfe, b':', b'x']));
+        assert!(matches!(parse(&not_utf8), Err(AuthError::MalformedHeader(m)) if m.contains("UTF-8")));
+        let not_ascii = HeaderValue::from_bytes(b"Basic \xe9t\xe9").unwrap();
+        assert!(matches!(parse_authorization(&not_ascii), Err(AuthError::MalformedHeader(_))));
+    }
+
+    #[test]
+    fn other_schemes_are_unsupported() {
+        for header in ["Digest username=\"x\"", "AWS4-HMAC-SHA256 Credential=AKIA/x", "Negotiate abc", "token"] {
+            assert!(matches!(parse(header), Err(AuthError::UnsupportedScheme)), "{header}");
+        }
+    }
+
+    #[test]
+    fn authorization_by_mode() {
+        let user = Principal::User { name: "alice".into(), via: CredentialKind::Token };
+        let all = [Action::Ping, Action::Pull, Action::Catalog, Action::Push, Action::Delete];
+        for action in all {
+            assert!(AuthMode::Required.allows(&user, action));
+            assert!(AuthMode::AnonymousPull.allows(&user, action));
+            assert!(AuthMode::Disabled.allows(&user, action));
+            assert!(!AuthMode::Required.allows(&Principal::Anonymous, action));
+            assert!(AuthMode::Disabled.allows(&Principal::Anonymous, action));
+            assert_eq!(
+                AuthMode::AnonymousPull.allows(&Principal::Anonymous, action),
+                action == Action::Pull,
+                "{action:?}"
+            );
+        }
+        assert_eq!(AuthMode::default(), AuthMode::Required);
+    }
+
+    #[test]
+    fn challenge_names_the_realm() {
+        assert_eq!(CHALLENGE, format!("Basic realm=\"{REALM}\""));
+    }
+
+    #[tokio::test]
+    async fn auth_errors_become_401_with_challenge_and_oci_body() {
+        let response = AuthError::InvalidCredentials.into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()[WWW_AUTHENTICATE], CHALLENGE);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"errors": [{"code": "UNAUTHORIZED", "message": "invalid username or password", "detail": null}]})
+        );
+    }
+
+    #[tokio::test]
+    async fn store_failures_become_503_without_challenge() {
+        let cause = Error::Meta(berth_meta::MetaError::Backend("database is locked".into()));
+        let response = AuthError::Unavailable(cause).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().get(WWW_AUTHENTICATE).is_none());
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
+        assert!(!body.to_string().contains("database is locked"), "internal details stay in the log");
+    }
+
+    #[test]
+    fn long_untrusted_ids_are_cut_for_logs() {
+        assert_eq!(loggable("AKIA"), "AKIA");
+        assert_eq!(loggable(&"é".repeat(200)).chars().count(), 128);
+    }
+}

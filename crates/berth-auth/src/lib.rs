@@ -1,0 +1,53 @@
+//! Who may talk to the registry: users and their access keys ([`Identities`]), secrets encrypted
+//! at rest under a master key kept outside the database ([`MasterKey`]), ECR-style registry tokens
+//! ([`TokenIssuer`]) and the per-request decision ([`Authenticator`]).
+//!
+//! Knows nothing about OCI routes: the router maps each request to an [`Action`] and asks
+//! [`Authenticator::check`]; an [`AuthError`] is already the 401 response clients expect.
+
+pub mod authn;
+pub mod cli;
+pub mod keys;
+pub mod token;
+pub mod users;
+
+use std::path::PathBuf;
+
+use berth_meta::{MetaError, Millis};
+
+pub use authn::{Action, AuthError, AuthMode, Authenticator, CHALLENGE, CredentialKind, Principal, REALM, TOKEN_USER};
+pub use keys::MasterKey;
+pub use token::{DEFAULT_TOKEN_LIFETIME, IssuedToken, TokenError, TokenIssuer, VerifiedToken};
+pub use users::{
+    AccessKey, Credentials, Identities, REVALIDATE_INTERVAL, ROOT_CREDENTIALS_FILE, ROOT_USER, RootBootstrap, RootKeys,
+    User,
+};
+
+/// Failures of identity management (the CLI, bootstrap, lookups).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("{context}: {error}")]
+    Io { context: String, error: std::io::Error },
+    #[error("master key {}: {problem}", path.display())]
+    MasterKey { path: PathBuf, problem: String },
+    #[error("invalid user name {0:?}: use 1 to 64 letters, digits or any of +=,.@_-")]
+    InvalidUserName(String),
+    #[error("user {0} does not exist")]
+    UserNotFound(String),
+    #[error("invalid root credentials: {0}")]
+    InvalidRootKeys(String),
+}
+
+impl Error {
+    pub(crate) fn io(context: String, error: std::io::Error) -> Self {
+        Error::Io { context, error }
+    }
+}
+
+pub(crate) fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| Millis::try_from(elapsed.as_millis()).unwrap_or(Millis::MAX))
+}

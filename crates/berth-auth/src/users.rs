@@ -1,0 +1,428 @@
+//! Users and their access keys over any [`MetadataStore`], plus the root user's bootstrap.
+//!
+//! Every authenticated request looks a user up, so lookups read an in-memory snapshot of all users
+//! (secrets already decrypted). At most once per [`REVALIDATE_INTERVAL`] (one second) a lookup
+//! asks the store for `credentials_generation()` — a counter every user change bumps, whichever
+//! process made it — and reloads the snapshot when it moved. So `berth user add/remove` run
+//! against the data dir of a running server takes effect within about a second (well inside the
+//! promised five); changes made through the same [`Identities`] take effect at once.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use berth_meta::{MetadataStore, Millis, UserRecord};
+use serde::Serialize;
+
+use crate::keys::{MasterKey, SecretCipher, random_bytes, replace_private_file};
+use crate::token::{IssuedToken, TokenIssuer};
+use crate::{Error, now_millis};
+
+pub const REVALIDATE_INTERVAL: Duration = Duration::from_secs(1);
+pub const ROOT_USER: &str = "root";
+pub const ROOT_ACCESS_KEY_ID_ENV: &str = "BERTH_ROOT_ACCESS_KEY_ID";
+pub const ROOT_SECRET_ACCESS_KEY_ENV: &str = "BERTH_ROOT_SECRET_ACCESS_KEY";
+/// Where generated root credentials are written, under the data dir (mode 0600).
+pub const ROOT_CREDENTIALS_FILE: &str = "root-credentials.json";
+
+/// A user as everyone may see it (no secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub access_key_id: String,
+    pub created_at: Millis,
+}
+
+/// A new user's keys, shown once (`berth user add`, generated root credentials).
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Credentials {
+    pub user_name: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user_name", &self.user_name)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    fn generate(user_name: &str) -> Self {
+        Credentials {
+            user_name: user_name.to_owned(),
+            access_key_id: new_access_key_id(),
+            secret_access_key: new_secret_access_key(),
+        }
+    }
+}
+
+/// An access key with its plaintext secret, for HTTP Basic and SigV4 verification.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    pub user_name: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKey")
+            .field("user_name", &self.user_name)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Root keys chosen by the operator (`BERTH_ROOT_ACCESS_KEY_ID` / `BERTH_ROOT_SECRET_ACCESS_KEY`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RootKeys {
+    access_key_id: String,
+    secret_access_key: String,
+}
+
+impl std::fmt::Debug for RootKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RootKeys").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+    }
+}
+
+impl RootKeys {
+    /// The access key id must be 3 to 128 letters or digits (and not `AWS`, the token user name);
+    /// the secret 8 to 128 printable ASCII characters without spaces.
+    pub fn new(access_key_id: &str, secret_access_key: &str) -> Result<Self, Error> {
+        let id_ok = (3..=128).contains(&access_key_id.len())
+            && access_key_id.bytes().all(|b| b.is_ascii_alphanumeric())
+            && access_key_id != crate::authn::TOKEN_USER;
+        if !id_ok {
+            return Err(Error::InvalidRootKeys(format!(
+                "{ROOT_ACCESS_KEY_ID_ENV} must be 3 to 128 letters or digits and not {:?}",
+                crate::authn::TOKEN_USER
+            )));
+        }
+        let secret_ok =
+            (8..=128).contains(&secret_access_key.len()) && secret_access_key.bytes().all(|b| b.is_ascii_graphic());
+        if !secret_ok {
+            return Err(Error::InvalidRootKeys(format!(
+                "{ROOT_SECRET_ACCESS_KEY_ENV} must be 8 to 128 printable ASCII characters without spaces"
+            )));
+        }
+        Ok(RootKeys { access_key_id: access_key_id.to_owned(), secret_access_key: secret_access_key.to_owned() })
+    }
+
+    /// Both variables set (non-empty) gives keys, neither gives `None`, one alone is an error.
+    pub fn from_env() -> Result<Option<Self>, Error> {
+        let read = |name: &str| match std::env::var(name) {
+            Ok(value) if value.is_empty() => Ok(None),
+            Ok(value) => Ok(Some(value)),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(Error::InvalidRootKeys(format!("{name} is not valid UTF-8"))),
+        };
+        match (read(ROOT_ACCESS_KEY_ID_ENV)?, read(ROOT_SECRET_ACCESS_KEY_ENV)?) {
+            (Some(id), Some(secret)) => Self::new(&id, &secret).map(Some),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(Error::InvalidRootKeys(format!(
+                "{ROOT_ACCESS_KEY_ID_ENV} is set without {ROOT_SECRET_ACCESS_KEY_ENV}"
+            ))),
+            (None, Some(_)) => Err(Error::InvalidRootKeys(format!(
+                "{ROOT_SECRET_ACCESS_KEY_ENV} is set without {ROOT_ACCESS_KEY_ID_ENV}"
+            ))),
+        }
+    }
+}
+
+/// What [`Identities::bootstrap_root`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootBootstrap {
+    /// No keys in the environment and a root user already exists: left as it is.
+    Existing,
+    /// The root user holds the environment's keys; `changed` if it was created or its keys replaced.
+    FromEnvironment { changed: bool },
+    /// First start without keys in the environment: new keys, also written to `file`. Print them
+    /// once; they are not shown again.
+    Generated { credentials: Credentials, file: PathBuf },
+}
+
+pub struct Identities {
+    store: Arc<dyn MetadataStore>,
+    cipher: SecretCipher,
+    cache: RwLock<Cache>,
+    /// Held while revalidating, so concurrent lookups wait for one reload instead of each doing one.
+    refresh: tokio::sync::Mutex<()>,
+}
+
+struct Cache {
+    snapshot: Arc<Snapshot>,
+    /// When the generation was last compared; `None` forces a check on the next lookup.
+    checked_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Snapshot {
+    generation: Option<i64>,
+    users: HashMap<String, User>,
+    /// Only keys whose secret decrypted.
+    access_keys: HashMap<String, AccessKey>,
+}
+
+impl Identities {
+    pub fn new(store: Arc<dyn MetadataStore>, master_key: &MasterKey) -> Self {
+        Identities {
+            store,
+            cipher: master_key.secret_cipher(),
+            cache: RwLock::new(Cache { snapshot: Arc::default(), checked_at: None }),
+            refresh: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Creates a user with a fresh access key. The secret is returned here and never again.
+    pub async fn create_user(&self, name: &str) -> Result<Credentials, Error> {
+        validate_user_name(name)?;
+        let credentials = Credentials::generate(name);
+        self.insert(&credentials).await?;
+        Ok(credentials)
+    }
+
+    /// Removes a user, which also revokes its access key and tokens.
+    pub async fn remove_user(&self, name: &str) -> Result<(), Error> {
+        let removed = self.store.delete_user(name).await;
+        self.invalidate().await;
+        if removed? { Ok(()) } else { Err(Error::UserNotFound(name.to_owned())) }
+    }
+
+    pub async fn user(&self, name: &str) -> Result<Option<User>, Error> {
+        Ok(self.snapshot().await?.users.get(name).cloned())
+    }
+
+    /// The plaintext secret behind an access key id (HTTP Basic, SigV4).
+    pub async fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, Error> {
+        Ok(self.snapshot().await?.access_keys.get(access_key_id).cloned())
+    }
+
+    /// Mints a token for an existing user (`GetAuthorizationToken`, `berth token`).
+    pub async fn issue_token(&self, issuer: &TokenIssuer, user_name: &str) -> Result<IssuedToken, Error> {
+        let user = self.user(user_name).await?.ok_or_else(|| Error::UserNotFound(user_name.to_owned()))?;
+        Ok(issuer.mint(&user))
+    }
+
+    /// Makes sure the `root` user exists. Keys from the environment win and replace root's keys
+    /// whenever they differ, so changing the variables and restarting takes effect. Without them,
+    /// an existing root user is kept; on first start new keys are generated and written to
+    /// `<data_dir>/root-credentials.json` (0600) before the user is stored, so they cannot be lost.
+    pub async fn bootstrap_root(&self, data_dir: &Path, from_env: Option<RootKeys>) -> Result<RootBootstrap, Error> {
+        let existing = self.store.user_by_name(ROOT_USER).await?;
+        let credentials_file = data_dir.join(ROOT_CREDENTIALS_FILE);
+        let Some(keys) = from_env else {
+            if existing.is_some() {
+                return Ok(RootBootstrap::Existing);
+            }
+            let credentials = Credentials::generate(ROOT_USER);
+            std::fs::create_dir_all(data_dir).map_err(|e| Error::io(format!("creating {}", data_dir.display()), e))?;
+            let json = serde_json::to_vec_pretty(&credentials).expect("credentials serialize");
+            replace_private_file(&credentials_file, &json)?;
+            self.insert(&credentials).await?;
+            return Ok(RootBootstrap::Generated { credentials, file: credentials_file });
+        };
+
+        if let Some(root) = &existing
+            && root.access_key_id == keys.access_key_id
+            && self.cipher.open(&root.access_key_id, &root.secret_ciphertext).as_deref()
+                == Some(keys.secret_access_key.as_str())
+        {
+            return Ok(RootBootstrap::FromEnvironment { changed: false });
+        }
+        if let Some(owner) = self.store.user_by_access_key(&keys.access_key_id).await?
+            && owner.name != ROOT_USER
+        {
+            return Err(Error::InvalidRootKeys(format!(
+                "{ROOT_ACCESS_KEY_ID_ENV} is already the access key of user {}",
+                owner.name
+            )));
+        }
+        if existing.is_some() {
+            self.store.delete_user(ROOT_USER).await?;
+        }
+        self.insert(&Credentials {
+            user_name: ROOT_USER.to_owned(),
+            access_key_id: keys.access_key_id,
+            secret_access_key: keys.secret_access_key,
+        })
+        .await?;
+        // Generated keys written earlier no longer work; leaving them would mislead.
+        match std::fs::remove_file(&credentials_file) {
+            Ok(()) => tracing::info!(file = %credentials_file.display(), "removed stale generated root credentials"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", credentials_file.display()), e)),
+        }
+        Ok(RootBootstrap::FromEnvironment { changed: true })
+    }
+
+    async fn insert(&self, credentials: &Credentials) -> Result<(), Error> {
+        let record = UserRecord {
+            name: credentials.user_name.clone(),
+            access_key_id: credentials.access_key_id.clone(),
+            secret_ciphertext: self.cipher.seal(&credentials.access_key_id, &credentials.secret_access_key),
+            created_at: now_millis(),
+        };
+        let created = self.store.create_user(&record).await;
+        self.invalidate().await;
+        Ok(created?)
+    }
+
+    /// Forces the next lookup to revalidate. Waits for a reload in progress, which may have read
+    /// the users before this process's own change.
+    async fn invalidate(&self) {
+        let _refreshing = self.refresh.lock().await;
+        self.write_cache().checked_at = None;
+    }
+
+    async fn snapshot(&self) -> Result<Arc<Snapshot>, Error> {
+        if let Some(snapshot) = self.fresh_snapshot() {
+            return Ok(snapshot);
+        }
+        let _refreshing = self.refresh.lock().await;
+        if let Some(snapshot) = self.fresh_snapshot() {
+            return Ok(snapshot);
+        }
+        let generation = self.store.credentials_generation().await?;
+        let current = self.read_cache().snapshot.clone();
+        // Reading the generation before the users means a change in between is seen again on the
+        // next check, never missed.
+        let snapshot =
+            if current.generation == Some(generation) { current } else { Arc::new(self.load(generation).await?) };
+        *self.write_cache() = Cache { snapshot: snapshot.clone(), checked_at: Some(Instant::now()) };
+        Ok(snapshot)
+    }
+
+    fn fresh_snapshot(&self) -> Option<Arc<Snapshot>> {
+        let cache = self.read_cache();
+        let fresh = cache.checked_at.is_some_and(|checked| checked.elapsed() < REVALIDATE_INTERVAL);
+        fresh.then(|| cache.snapshot.clone())
+    }
+
+    async fn load(&self, generation: i64) -> Result<Snapshot, Error> {
+        let mut snapshot = Snapshot { generation: Some(generation), ..Snapshot::default() };
+        for record in self.store.list_users().await? {
+            match self.cipher.open(&record.access_key_id, &record.secret_ciphertext) {
+                Some(secret) => {
+                    snapshot.access_keys.insert(
+                        record.access_key_id.clone(),
+                        AccessKey {
+                            user_name: record.name.clone(),
+                            access_key_id: record.access_key_id.clone(),
+                            secret_access_key: secret,
+                        },
+                    );
+                }
+                None => tracing::error!(
+                    user = %record.name,
+                    access_key_id = %record.access_key_id,
+                    "stored secret does not decrypt with this master key; the access key is disabled"
+                ),
+            }
+            snapshot.users.insert(record.name.clone(), user_from_record(record));
+        }
+        Ok(snapshot)
+    }
+
+    // The critical sections only swap an `Arc` or a timestamp, so a poisoned lock holds consistent data.
+    fn read_cache(&self) -> RwLockReadGuard<'_, Cache> {
+        self.cache.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_cache(&self) -> RwLockWriteGuard<'_, Cache> {
+        self.cache.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn user_from_record(record: UserRecord) -> User {
+    User { name: record.name, access_key_id: record.access_key_id, created_at: record.created_at }
+}
+
+/// IAM's rule for user names.
+fn validate_user_name(name: &str) -> Result<(), Error> {
+    let valid =
+        (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+    if valid { Ok(()) } else { Err(Error::InvalidUserName(name.to_owned())) }
+}
+
+/// `AKIA` and 16 base32 characters, like an AWS access key id (80 random bits).
+fn new_access_key_id() -> String {
+    const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut bits = [0u8; 16];
+    bits[6..].copy_from_slice(&random_bytes::<10>());
+    let bits = u128::from_be_bytes(bits);
+    let mut id = String::with_capacity(20);
+    id.push_str("AKIA");
+    id.extend((0..16).rev().map(|group| BASE32[((bits >> (group * 5)) & 31) as usize] as char));
+    id
+}
+
+/// 40 base64 characters (240 random bits), like an AWS secret access key.
+fn new_secret_access_key() -> String {
+    STANDARD.encode(random_bytes::<30>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_key_ids_look_like_aws_ones() {
+        let ids: Vec<String> = (0..50).map(|_| new_access_key_id()).collect();
+        for id in &ids {
+            assert_eq!(id.len(), 20, "{id}");
+            assert!(id.starts_with("AKIA"), "{id}");
+            assert!(id[4..].bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)), "{id}");
+        }
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+    }
+
+    #[test]
+    fn secrets_are_40_base64_characters() {
+        let secret = new_secret_access_key();
+        assert_eq!(secret.len(), 40);
+        assert!(secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/'), "{secret}");
+        assert_ne!(secret, new_secret_access_key());
+    }
+
+    #[test]
+    fn user_names_follow_iam_rules() {
+        for good in ["alice", "ci-bot", "a.b@example.com", "x", &"n".repeat(64)] {
+            assert!(validate_user_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "with space", "slash/", "colon:", "émile", &"n".repeat(65)] {
+            assert!(matches!(validate_user_name(bad), Err(Error::InvalidUserName(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn root_keys_are_validated() {
+        assert!(RootKeys::new("AKIAROOT", "supersecret").is_ok());
+        for (id, secret) in [
+            ("AWS", "supersecret"),
+            ("ab", "supersecret"),
+            ("has:colon", "supersecret"),
+            ("AKIAROOT", "short"),
+            ("AKIAROOT", "has space inside"),
+        ] {
+            assert!(matches!(RootKeys::new(id, secret), Err(Error::InvalidRootKeys(_))), "{id} {secret}");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let credentials = Credentials::generate("alice");
+        assert!(!format!("{credentials:?}").contains(&credentials.secret_access_key));
+        let keys = RootKeys::new("AKIAROOT", "supersecret").unwrap();
+        assert!(!format!("{keys:?}").contains("supersecret"));
+    }
+}

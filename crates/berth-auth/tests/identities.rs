@@ -1,0 +1,296 @@
+//! `Identities` and `Authenticator` over a real SQLite store in a temporary data dir.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, HeaderValue};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use berth_auth::{
+    Action, AuthError, AuthMode, Authenticator, CredentialKind, Credentials, DEFAULT_TOKEN_LIFETIME, Error, Identities,
+    MasterKey, Principal, ROOT_CREDENTIALS_FILE, RootBootstrap, RootKeys, TokenIssuer, cli,
+};
+use berth_meta::{MetaError, MetadataStore, SqliteStore};
+
+async fn open_store(data_dir: &Path) -> Arc<dyn MetadataStore> {
+    Arc::new(SqliteStore::open(&data_dir.join("meta.db")).await.unwrap())
+}
+
+/// The pieces `berth serve` wires together.
+async fn server(data_dir: &Path, mode: AuthMode, lifetime: Duration) -> (Arc<dyn MetadataStore>, Authenticator) {
+    let store = open_store(data_dir).await;
+    let key = MasterKey::load_or_create(data_dir).unwrap();
+    let identities = Arc::new(Identities::new(store.clone(), &key));
+    (store, Authenticator::new(identities, TokenIssuer::new(&key, lifetime), mode))
+}
+
+fn headers(authorization: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(AUTHORIZATION, HeaderValue::from_str(authorization).unwrap());
+    headers
+}
+
+fn basic(user: &str, password: &str) -> HeaderMap {
+    headers(&format!("Basic {}", STANDARD.encode(format!("{user}:{password}"))))
+}
+
+fn access_key_login(credentials: &Credentials) -> HeaderMap {
+    basic(&credentials.access_key_id, &credentials.secret_access_key)
+}
+
+fn user(name: &str, via: CredentialKind) -> Principal {
+    Principal::User { name: name.into(), via }
+}
+
+#[tokio::test]
+async fn access_keys_and_tokens_work_until_the_user_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, auth) = server(dir.path(), AuthMode::Required, DEFAULT_TOKEN_LIFETIME).await;
+    let alice = auth.identities().create_user("alice").await.unwrap();
+    assert_eq!(alice.user_name, "alice");
+
+    // The database holds the secret only encrypted.
+    let row = store.user_by_name("alice").await.unwrap().unwrap();
+    assert_eq!(row.access_key_id, alice.access_key_id);
+    let secret = alice.secret_access_key.as_bytes();
+    assert!(!row.secret_ciphertext.windows(secret.len()).any(|w| w == secret));
+    // ...and gives it back for SigV4.
+    let key = auth.identities().access_key(&alice.access_key_id).await.unwrap().unwrap();
+    assert_eq!((key.user_name.as_str(), key.secret_access_key.as_str()), ("alice", alice.secret_access_key.as_str()));
+
+    assert_eq!(
+        auth.check(&access_key_login(&alice), Action::Push).await.unwrap(),
+        user("alice", CredentialKind::AccessKey)
+    );
+    let wrong_secret = basic(&alice.access_key_id, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
+    assert!(matches!(auth.authenticate(&wrong_secret).await, Err(AuthError::InvalidCredentials)));
+    let unknown_key = basic("AKIAUNKNOWNUNKNOWNXX", &alice.secret_access_key);
+    assert!(matches!(auth.authenticate(&unknown_key).await, Err(AuthError::InvalidCredentials)));
+
+    let token = auth.issue_token("alice").await.unwrap();
+    assert_eq!(
+        auth.check(&basic("AWS", &token.token), Action::Delete).await.unwrap(),
+        user("alice", CredentialKind::Token)
+    );
+    let bearer = headers(&format!("Bearer {}", token.token));
+    assert_eq!(auth.authenticate(&bearer).await.unwrap(), user("alice", CredentialKind::Token));
+    // The token is the password of user AWS only, not of the access key id.
+    assert!(matches!(
+        auth.authenticate(&basic(&alice.access_key_id, &token.token)).await,
+        Err(AuthError::InvalidCredentials)
+    ));
+
+    // No credentials: anonymous, which may do nothing in the default mode.
+    assert_eq!(auth.authenticate(&HeaderMap::new()).await.unwrap(), Principal::Anonymous);
+    for action in [Action::Ping, Action::Pull, Action::Push] {
+        assert!(matches!(auth.check(&HeaderMap::new(), action).await, Err(AuthError::CredentialsRequired)));
+    }
+
+    auth.identities().remove_user("alice").await.unwrap();
+    assert!(matches!(auth.authenticate(&basic("AWS", &token.token)).await, Err(AuthError::InvalidCredentials)));
+    assert!(matches!(auth.authenticate(&access_key_login(&alice)).await, Err(AuthError::InvalidCredentials)));
+    assert!(matches!(auth.identities().remove_user("alice").await, Err(Error::UserNotFound(_))));
+    assert!(matches!(auth.issue_token("alice").await, Err(Error::UserNotFound(_))));
+
+    // A new user under the old name does not revive the old token.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let alice_again = auth.identities().create_user("alice").await.unwrap();
+    assert!(matches!(auth.authenticate(&basic("AWS", &token.token)).await, Err(AuthError::InvalidCredentials)));
+    assert!(auth.authenticate(&access_key_login(&alice_again)).await.is_ok());
+
+    assert!(matches!(auth.identities().create_user("alice").await, Err(Error::Meta(MetaError::UserExists(_)))));
+    assert!(matches!(auth.identities().create_user("bad name").await, Err(Error::InvalidUserName(_))));
+}
+
+#[tokio::test]
+async fn expired_and_foreign_tokens_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, auth) = server(dir.path(), AuthMode::Required, Duration::ZERO).await;
+    auth.identities().create_user("alice").await.unwrap();
+    let expired = auth.issue_token("alice").await.unwrap();
+    assert!(matches!(auth.authenticate(&basic("AWS", &expired.token)).await, Err(AuthError::TokenExpired)));
+
+    // A token from another Berth (another master key) for a user of the same name.
+    let other_dir = tempfile::tempdir().unwrap();
+    let (_other_store, other) = server(other_dir.path(), AuthMode::Required, DEFAULT_TOKEN_LIFETIME).await;
+    other.identities().create_user("alice").await.unwrap();
+    let foreign = other.issue_token("alice").await.unwrap();
+    assert!(matches!(auth.authenticate(&basic("AWS", &foreign.token)).await, Err(AuthError::InvalidCredentials)));
+    assert!(matches!(auth.authenticate(&basic("AWS", "not-a-token")).await, Err(AuthError::InvalidCredentials)));
+}
+
+#[tokio::test]
+async fn anonymous_pull_and_disabled_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, open) = server(dir.path(), AuthMode::AnonymousPull, DEFAULT_TOKEN_LIFETIME).await;
+    let alice = open.identities().create_user("alice").await.unwrap();
+
+    assert_eq!(open.check(&HeaderMap::new(), Action::Pull).await.unwrap(), Principal::Anonymous);
+    // What containers/image sends when it has no credentials.
+    assert_eq!(open.check(&basic("", ""), Action::Pull).await.unwrap(), Principal::Anonymous);
+    for action in [Action::Ping, Action::Catalog, Action::Push, Action::Delete] {
+        assert!(
+            matches!(open.check(&HeaderMap::new(), action).await, Err(AuthError::CredentialsRequired)),
+            "{action:?}"
+        );
+    }
+    // Wrong credentials are not quietly downgraded to anonymous.
+    let wrong = basic(&alice.access_key_id, "nope-nope-nope");
+    assert!(matches!(open.check(&wrong, Action::Pull).await, Err(AuthError::InvalidCredentials)));
+    assert!(open.check(&access_key_login(&alice), Action::Push).await.is_ok());
+
+    let key = MasterKey::load_or_create(dir.path()).unwrap();
+    let identities = Arc::new(Identities::new(store, &key));
+    let disabled = Authenticator::new(identities, TokenIssuer::new(&key, DEFAULT_TOKEN_LIFETIME), AuthMode::Disabled);
+    assert_eq!(disabled.check(&HeaderMap::new(), Action::Delete).await.unwrap(), Principal::Anonymous);
+    assert_eq!(disabled.check(&headers("Digest whatever"), Action::Push).await.unwrap(), Principal::Anonymous);
+}
+
+/// Polls `condition` every 50 ms; returns how long it took, or panics after `limit`.
+async fn within(limit: Duration, what: &str, mut condition: impl AsyncFnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        if condition().await {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn changes_through_another_store_show_up_within_the_cache_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, auth) = server(dir.path(), AuthMode::Required, DEFAULT_TOKEN_LIFETIME).await;
+    // `berth user add/remove` in another process: its own connection pool and Identities.
+    let cli_store = open_store(dir.path()).await;
+    let cli_identities = Identities::new(cli_store, &MasterKey::load_or_create(dir.path()).unwrap());
+
+    // The server caches the user list before the change...
+    assert!(auth.identities().user("bob").await.unwrap().is_none());
+    let bob = cli_identities.create_user("bob").await.unwrap();
+    let login = access_key_login(&bob);
+    let took =
+        within(Duration::from_secs(5), "new user visible", async || auth.authenticate(&login).await.is_ok()).await;
+    assert!(took <= berth_auth::REVALIDATE_INTERVAL + Duration::from_millis(1500), "took {took:?}");
+
+    let token = auth.issue_token("bob").await.unwrap();
+    let token_login = basic("AWS", &token.token);
+    assert!(auth.authenticate(&token_login).await.is_ok());
+
+    cli_identities.remove_user("bob").await.unwrap();
+    within(Duration::from_secs(5), "removed user's access key rejected", async || {
+        matches!(auth.authenticate(&login).await, Err(AuthError::InvalidCredentials))
+    })
+    .await;
+    assert!(matches!(auth.authenticate(&token_login).await, Err(AuthError::InvalidCredentials)));
+}
+
+#[tokio::test]
+async fn root_user_bootstrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir(&data_dir).unwrap();
+    let (_store, auth) = server(&data_dir, AuthMode::Required, DEFAULT_TOKEN_LIFETIME).await;
+    let identities = auth.identities();
+
+    // First start without keys in the environment: generated, stored, returned once.
+    let RootBootstrap::Generated { credentials: generated, file } =
+        identities.bootstrap_root(&data_dir, None).await.unwrap()
+    else {
+        panic!("expected generated root credentials");
+    };
+    assert_eq!(file, data_dir.join(ROOT_CREDENTIALS_FILE));
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(written, serde_json::to_value(&generated).unwrap());
+    assert_eq!(written["userName"], "root");
+    assert!(generated.access_key_id.starts_with("AKIA"));
+    assert_eq!(
+        auth.authenticate(&access_key_login(&generated)).await.unwrap(),
+        user("root", CredentialKind::AccessKey)
+    );
+
+    // Later starts keep it.
+    assert_eq!(identities.bootstrap_root(&data_dir, None).await.unwrap(), RootBootstrap::Existing);
+    assert!(auth.authenticate(&access_key_login(&generated)).await.is_ok());
+
+    // Keys from the environment replace the generated ones (and their now useless file).
+    let env_keys = RootKeys::new("AKIAROOTFROMENV", "root-secret-from-env").unwrap();
+    let outcome = identities.bootstrap_root(&data_dir, Some(env_keys.clone())).await.unwrap();
+    assert_eq!(outcome, RootBootstrap::FromEnvironment { changed: true });
+    assert!(!file.exists());
+    assert!(matches!(auth.authenticate(&access_key_login(&generated)).await, Err(AuthError::InvalidCredentials)));
+    assert!(auth.authenticate(&basic("AKIAROOTFROMENV", "root-secret-from-env")).await.is_ok());
+
+    let outcome = identities.bootstrap_root(&data_dir, Some(env_keys)).await.unwrap();
+    assert_eq!(outcome, RootBootstrap::FromEnvironment { changed: false });
+
+    // A changed secret takes effect on the next start.
+    let rotated = RootKeys::new("AKIAROOTFROMENV", "rotated-root-secret").unwrap();
+    let outcome = identities.bootstrap_root(&data_dir, Some(rotated)).await.unwrap();
+    assert_eq!(outcome, RootBootstrap::FromEnvironment { changed: true });
+    assert!(auth.authenticate(&basic("AKIAROOTFROMENV", "root-secret-from-env")).await.is_err());
+    assert!(auth.authenticate(&basic("AKIAROOTFROMENV", "rotated-root-secret")).await.is_ok());
+
+    // Someone else's access key id cannot become root's.
+    let alice = identities.create_user("alice").await.unwrap();
+    let stolen = RootKeys::new(&alice.access_key_id, "whatever-secret").unwrap();
+    assert!(matches!(identities.bootstrap_root(&data_dir, Some(stolen)).await, Err(Error::InvalidRootKeys(_))));
+    assert!(auth.authenticate(&basic("AKIAROOTFROMENV", "rotated-root-secret")).await.is_ok());
+}
+
+#[tokio::test]
+async fn cli_helpers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path();
+    let store = open_store(data_dir).await;
+
+    let mut out = Vec::new();
+    cli::user_add(store.clone(), data_dir, "ci-bot", &mut out).await.unwrap();
+    let added: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(added["userName"], "ci-bot");
+    let access_key_id = added["accessKeyId"].as_str().unwrap();
+    let secret = added["secretAccessKey"].as_str().unwrap();
+    assert_eq!((access_key_id.len(), secret.len()), (20, 40));
+
+    assert!(matches!(
+        cli::user_add(store.clone(), data_dir, "ci-bot", &mut Vec::new()).await,
+        Err(Error::Meta(MetaError::UserExists(_)))
+    ));
+    assert!(matches!(
+        cli::user_add(store.clone(), data_dir, "", &mut Vec::new()).await,
+        Err(Error::InvalidUserName(_))
+    ));
+
+    let mut out = Vec::new();
+    cli::user_list(store.clone(), &mut out).await.unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["userName"], "ci-bot");
+    assert_eq!(listed[0]["accessKeyId"], access_key_id);
+    assert!(listed[0]["createdAt"].as_f64().unwrap() > 1.7e9);
+    assert!(!String::from_utf8(out).unwrap().contains(secret));
+
+    // A server on the same data dir accepts the printed keys and the printed token.
+    let (_server_store, auth) = server(data_dir, AuthMode::Required, DEFAULT_TOKEN_LIFETIME).await;
+    assert!(auth.authenticate(&basic(access_key_id, secret)).await.is_ok());
+    let mut out = Vec::new();
+    cli::token(store.clone(), data_dir, Some("ci-bot"), &mut out).await.unwrap();
+    let token = String::from_utf8(out).unwrap();
+    let token = token.strip_suffix('\n').unwrap();
+    assert_eq!(auth.authenticate(&basic("AWS", token)).await.unwrap(), user("ci-bot", CredentialKind::Token));
+    assert!(
+        matches!(cli::token(store.clone(), data_dir, None, &mut Vec::new()).await, Err(Error::UserNotFound(n)) if n == "root")
+    );
+
+    cli::user_remove(store.clone(), "ci-bot").await.unwrap();
+    assert!(matches!(cli::user_remove(store.clone(), "ci-bot").await, Err(Error::UserNotFound(_))));
+    let mut out = Vec::new();
+    cli::user_list(store, &mut out).await.unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), "[]\n");
+}

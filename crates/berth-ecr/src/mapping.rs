@@ -1,0 +1,128 @@
+//! The one translation of registry-service outcomes into ECR's: [`RegistryError`] to the
+//! exception a whole call fails with, or to the `failures[]` entry of a batch item; and ECR's
+//! image identifiers into the service's selectors.
+
+use berth_registry::{ImageSelector, RegistryError};
+use berth_spec::{Digest, Tag};
+
+use crate::error::EcrError;
+use crate::shapes::{ImageFailure, ImageFailureCode, ImageIdentifier};
+
+/// What a call was about, for the messages ECR puts in its errors.
+pub(crate) struct Scope<'a> {
+    pub registry_id: &'a str,
+    pub repository: &'a str,
+    pub upload_id: Option<&'a str>,
+}
+
+/// The exception a whole call fails with.
+pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
+    use RegistryError::*;
+    let Scope { registry_id, repository, upload_id } = *scope;
+    match err {
+        NameUnknown(name) => EcrError::repository_not_found(&name, registry_id),
+        RepositoryExists(name) => EcrError::repository_already_exists(&name, registry_id),
+        RepositoryNotEmpty(name) => EcrError::repository_not_empty(&name, registry_id),
+        BlobUploadUnknown => EcrError::upload_not_found(upload_id.unwrap_or_default(), repository, registry_id),
+        BlobUnknown(digest) => EcrError::layer_not_found(digest.as_str(), repository, registry_id),
+        ManifestBlobUnknown(digest) => EcrError::layers_not_found(digest.as_str(), repository, registry_id),
+        ManifestChildUnknown(digest) => EcrError::referenced_images_not_found(digest.as_str(), repository),
+        ManifestUnknown(reference) => {
+            let id = match reference.parse::<Digest>() {
+                Ok(_) => ImageIdentifier { image_digest: Some(reference), image_tag: None },
+                Err(_) => ImageIdentifier { image_digest: None, image_tag: Some(reference) },
+            };
+            EcrError::image_not_found(&id, repository, registry_id)
+        }
+        TagDigestMismatch { tag, digest } => EcrError::image_not_found(
+            &ImageIdentifier { image_digest: Some(digest.to_string()), image_tag: Some(tag) },
+            repository,
+            registry_id,
+        ),
+        ImageAlreadyExists { digest, tag } => {
+            EcrError::image_already_exists(digest.as_str(), &tag, repository, registry_id)
+        }
+        TagImmutable { tag, .. } => EcrError::image_tag_already_exists(&tag, repository),
+        ImageDigestMismatch { expected, actual } => {
+            EcrError::image_digest_does_not_match(expected.as_str(), actual.as_str())
+        }
+        LayerPartInvalid { last_valid_byte, reason } => EcrError::InvalidLayerPart {
+            message: format!("The layer part size is not valid, or the first byte specified is not consecutive to the last byte of a previous layer part upload: {reason}"),
+            registry_id: registry_id.into(),
+            repository_name: repository.into(),
+            upload_id: upload_id.unwrap_or_default().into(),
+            last_valid_byte_received: last_valid_byte,
+        },
+        LayerPartTooSmall { min } => EcrError::layer_part_too_small(min),
+        EmptyUpload => EcrError::empty_upload(upload_id.unwrap_or_default(), repository),
+        LayerInvalid(reason) => EcrError::InvalidLayer(reason),
+        LayerAlreadyExists(digest) => EcrError::layer_already_exists(digest.as_str(), repository, registry_id),
+        LayerInaccessible(digest) => EcrError::layer_inaccessible(digest.as_str(), repository),
+        TooManyTags { limit } => EcrError::too_many_tags(limit),
+        ManifestInvalid(reason) => EcrError::invalid_parameter("imageManifest", &reason),
+        ManifestTooLarge { limit } => EcrError::invalid_parameter(
+            "imageManifest",
+            &format!("Member must have length less than or equal to {limit}"),
+        ),
+        ManifestReferenced { index } => EcrError::InvalidParameter(format!(
+            "The image is referenced by the manifest list '{index}' in the repository with name '{repository}'"
+        )),
+        e @ (NameInvalid(_) | DigestInvalid(_) | BlobUploadInvalid(_) | RangeInvalid { .. } | PaginationInvalid(_)
+        | Unsupported(_) | Denied(_)) => EcrError::InvalidParameter(e.to_string()),
+        Internal(reason) => EcrError::Server(reason),
+    }
+}
+
+/// The `failures[]` entry for a batch item, or the exception for a problem that is not about
+/// the item (the repository vanished, the store failed).
+pub(crate) fn image_failure(image_id: ImageIdentifier, err: RegistryError, scope: &Scope) -> Result<ImageFailure, EcrError> {
+    let (failure_code, failure_reason) = match err {
+        RegistryError::ManifestUnknown(_) => (ImageFailureCode::ImageNotFound, "Requested image not found".to_owned()),
+        RegistryError::TagDigestMismatch { .. } => (
+            ImageFailureCode::ImageTagDoesNotMatchDigest,
+            "Invalid request parameters: image tag does not match the image digest".to_owned(),
+        ),
+        RegistryError::ManifestReferenced { index } => (
+            ImageFailureCode::ImageReferencedByManifestList,
+            format!("Requested image referenced by manifest list: [{index}]"),
+        ),
+        other => return Err(ecr_error(other, scope)),
+    };
+    Ok(ImageFailure { image_id, failure_code, failure_reason })
+}
+
+/// An identifier as a selector, or the failure ECR reports for it.
+pub(crate) fn image_selector(id: &ImageIdentifier) -> Result<ImageSelector, ImageFailure> {
+    let failure = |failure_code, failure_reason: &str| ImageFailure {
+        image_id: id.clone(),
+        failure_code,
+        failure_reason: failure_reason.to_owned(),
+    };
+    let digest = match &id.image_digest {
+        None => None,
+        Some(digest) => Some(digest.parse::<Digest>().map_err(|_| {
+            failure(
+                ImageFailureCode::InvalidImageDigest,
+                "Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'",
+            )
+        })?),
+    };
+    let tag = match &id.image_tag {
+        None => None,
+        Some(tag) => Some(tag.parse::<Tag>().map_err(|_| {
+            failure(
+                ImageFailureCode::InvalidImageTag,
+                "Invalid request parameters: image tag should satisfy the regex '[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}'",
+            )
+        })?),
+    };
+    match (tag, digest) {
+        (Some(tag), Some(digest)) => Ok(ImageSelector::TagAndDigest(tag, digest)),
+        (Some(tag), None) => Ok(ImageSelector::Tag(tag)),
+        (None, Some(digest)) => Ok(ImageSelector::Digest(digest)),
+        (None, None) => Err(failure(
+            ImageFailureCode::MissingDigestAndTag,
+            "Invalid request parameters: both tag and digest cannot be null",
+        )),
+    }
+}

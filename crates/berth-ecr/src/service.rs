@@ -1,0 +1,749 @@
+//! [`EcrBackend`] over the registry service: requests in ECR's shapes become service calls, and
+//! the results ECR's shapes again. No storage logic lives here; errors are translated in
+//! `mapping.rs` only.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use berth_registry::settings::{
+    Encryption, EncryptionType as StoredEncryption, ResourceTag, TagMutability, TagMutabilityFilter,
+};
+use berth_registry::{
+    ImageId, ImageRecord, ImageSelector, PutImage, Registry, RegistryError, RepositoryInfo, RepositorySettings,
+    TagStatus as Status,
+};
+use berth_spec::{Digest, RepositoryName, Tag as OciTag};
+
+use crate::backend::EcrBackend;
+use crate::download;
+use crate::endpoint::Endpoint;
+use crate::error::EcrError;
+use crate::mapping::{Scope, ecr_error, image_failure, image_selector};
+use crate::pagination::{decode_token, encode_token, invalid_token};
+use crate::shapes::*;
+use crate::sigv4::Principal;
+use crate::tokens::TokenIssuer;
+use crate::validate::RepositoryArn;
+
+/// The part size InitiateLayerUpload advertises (ECR's quota table; parts up to 20 MiB pass).
+pub const ADVERTISED_PART_SIZE: u64 = 10 * 1024 * 1024;
+
+/// How long a GetDownloadUrlForLayer URL works.
+pub const DOWNLOAD_URL_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// Who this registry is to ECR clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcrConfig {
+    /// The 12-digit account id in ARNs and `registryId` members.
+    pub registry_id: String,
+    pub region: String,
+    /// How clients reach this server, `http(s)://host[:port]` without a trailing slash: the
+    /// `proxyEndpoint` of tokens, the host of repository URIs, the base of download URLs.
+    pub public_url: String,
+}
+
+impl EcrConfig {
+    /// `host[:port]`, what repository URIs (and `docker login`) use.
+    pub fn registry_host(&self) -> &str {
+        self.public_url.split_once("://").map_or(&self.public_url, |(_, host)| host)
+    }
+}
+
+pub struct RegistryBackend {
+    registry: Arc<Registry>,
+    config: EcrConfig,
+    tokens: Arc<dyn TokenIssuer>,
+}
+
+impl RegistryBackend {
+    pub fn new(registry: Arc<Registry>, config: EcrConfig, tokens: Arc<dyn TokenIssuer>) -> Self {
+        RegistryBackend { registry, config, tokens }
+    }
+
+    fn scope<'a>(&'a self, repository: &'a str) -> Scope<'a> {
+        Scope { registry_id: &self.config.registry_id, repository, upload_id: None }
+    }
+
+    /// Translates service errors of a call about `repository`.
+    fn fail<'a>(&'a self, repository: &'a str) -> impl Fn(RegistryError) -> EcrError + 'a {
+        move |err| ecr_error(err, &self.scope(repository))
+    }
+
+    /// The repository a request names, if it is in this registry: any other `registryId` is a
+    /// repository that does not exist.
+    fn repository(&self, registry_id: &Option<String>, name: &str) -> Result<RepositoryName, EcrError> {
+        if registry_id.as_ref().is_some_and(|id| *id != self.config.registry_id) {
+            return Err(EcrError::repository_not_found(name, registry_id.as_deref().unwrap_or_default()));
+        }
+        name.parse().map_err(|e: berth_spec::NameError| EcrError::invalid_parameter("repositoryName", &e.to_string()))
+    }
+
+    /// The repository an ARN names, if it is one of this registry's.
+    fn repository_of_arn(&self, arn: &str) -> Result<RepositoryName, EcrError> {
+        let arn: RepositoryArn = arn.parse()?;
+        if arn.registry_id != self.config.registry_id || arn.region != self.config.region {
+            return Err(EcrError::repository_not_found(&arn.repository_name, &arn.registry_id));
+        }
+        self.repository(&None, &arn.repository_name)
+    }
+
+    fn repository_shape(&self, info: &RepositoryInfo) -> Repository {
+        let name = info.name.as_str();
+        let settings = &info.settings;
+        let filters = &settings.image_tag_mutability_exclusion_filters;
+        Repository {
+            repository_arn: RepositoryArn::new(&self.config.region, &self.config.registry_id, name).to_string(),
+            registry_id: self.config.registry_id.clone(),
+            repository_name: name.into(),
+            repository_uri: format!("{}/{name}", self.config.registry_host()),
+            created_at: Timestamp::from_millis(info.created_at),
+            image_tag_mutability: wire_mutability(settings.image_tag_mutability),
+            image_tag_mutability_exclusion_filters: (!filters.is_empty())
+                .then(|| filters.iter().map(wire_filter).collect()),
+            image_scanning_configuration: ImageScanningConfiguration { scan_on_push: settings.scan_on_push },
+            encryption_configuration: EncryptionConfiguration {
+                encryption_type: match settings.encryption.encryption_type {
+                    StoredEncryption::Aes256 => EncryptionType::Aes256,
+                    StoredEncryption::Kms => EncryptionType::Kms,
+                    StoredEncryption::KmsDsse => EncryptionType::KmsDsse,
+                },
+                kms_key: settings.encryption.kms_key.clone(),
+            },
+        }
+    }
+
+    fn image_detail(&self, repository: &str, image: ImageRecord) -> ImageDetail {
+        let manifest = image.manifest;
+        ImageDetail {
+            registry_id: self.config.registry_id.clone(),
+            repository_name: repository.into(),
+            image_digest: manifest.digest.to_string(),
+            image_tags: image.tags,
+            image_size_in_bytes: Some(manifest.image_size),
+            image_pushed_at: Some(Timestamp::from_millis(manifest.pushed_at)),
+            image_manifest_media_type: Some(manifest.media_type),
+            artifact_media_type: manifest.artifact_type,
+            last_recorded_pull_time: manifest.last_pulled_at.map(Timestamp::from_millis),
+            subject_manifest_digest: manifest.subject.map(|d| d.to_string()),
+            image_status: Some(ImageStatus::Active),
+        }
+    }
+
+}
+
+/// The selectors of the identifiers that parse, and per identifier the failure if it did not.
+fn selectors(ids: &[ImageIdentifier]) -> (Vec<ImageSelector>, Vec<Option<ImageFailure>>) {
+    let mut selectors = Vec::new();
+    let failures = ids.iter().map(|id| image_selector(id).map(|s| selectors.push(s)).err()).collect();
+    (selectors, failures)
+}
+
+/// One outcome per identifier, in order: its parse failure, or the service's result for its
+/// selector (`results` holds one per selector, in selector order).
+fn outcomes<T>(
+    failures: Vec<Option<ImageFailure>>,
+    results: Vec<Result<T, RegistryError>>,
+) -> impl Iterator<Item = Result<Result<T, RegistryError>, ImageFailure>> {
+    let mut results = results.into_iter();
+    failures.into_iter().map(move |failure| match failure {
+        Some(failure) => Err(failure),
+        None => Ok(results.next().unwrap_or_else(|| Err(RegistryError::Internal("a lookup result is missing".into())))),
+    })
+}
+
+fn wire_mutability(mutability: TagMutability) -> ImageTagMutability {
+    match mutability {
+        TagMutability::Mutable => ImageTagMutability::Mutable,
+        TagMutability::Immutable => ImageTagMutability::Immutable,
+        TagMutability::ImmutableWithExclusion => ImageTagMutability::ImmutableWithExclusion,
+        TagMutability::MutableWithExclusion => ImageTagMutability::MutableWithExclusion,
+    }
+}
+
+/// Validation let only the model's values through.
+fn stored_mutability(mutability: ImageTagMutability) -> TagMutability {
+    match mutability {
+        ImageTagMutability::Immutable => TagMutability::Immutable,
+        ImageTagMutability::ImmutableWithExclusion => TagMutability::ImmutableWithExclusion,
+        ImageTagMutability::MutableWithExclusion => TagMutability::MutableWithExclusion,
+        ImageTagMutability::Mutable | ImageTagMutability::Unrecognized => TagMutability::Mutable,
+    }
+}
+
+fn wire_filter(filter: &TagMutabilityFilter) -> ImageTagMutabilityExclusionFilter {
+    ImageTagMutabilityExclusionFilter {
+        filter_type: ImageTagMutabilityExclusionFilterType::Wildcard,
+        filter: filter.filter.clone(),
+    }
+}
+
+fn stored_filters(filters: Option<Vec<ImageTagMutabilityExclusionFilter>>) -> Vec<TagMutabilityFilter> {
+    filters
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| TagMutabilityFilter { filter_type: f.filter_type.as_str().into(), filter: f.filter })
+        .collect()
+}
+
+fn tag_status(filter: &Option<ImagesFilter>) -> (TagStatus, ImageStatusFilter) {
+    let filter = filter.clone().unwrap_or_default();
+    (filter.tag_status.unwrap_or(TagStatus::Any), filter.image_status.unwrap_or(ImageStatusFilter::Active))
+}
+
+fn service_status(status: TagStatus) -> Status {
+    match status {
+        TagStatus::Tagged => Status::Tagged,
+        TagStatus::Untagged => Status::Untagged,
+        TagStatus::Any | TagStatus::Unrecognized => Status::Any,
+    }
+}
+
+/// Every image is ACTIVE: Berth has no archive tier, so ARCHIVED and ACTIVATING select nothing.
+fn selects_active(status: ImageStatusFilter) -> bool {
+    matches!(status, ImageStatusFilter::Active | ImageStatusFilter::Any)
+}
+
+fn resource_tags(tags: &[Tag]) -> Vec<ResourceTag> {
+    tags.iter().map(|t| ResourceTag { key: t.key.clone(), value: t.value.clone() }).collect()
+}
+
+fn parse_digest(member: &str, digest: &str) -> Result<Digest, EcrError> {
+    digest.parse().map_err(|e: berth_spec::DigestError| EcrError::invalid_parameter(member, &e.to_string()))
+}
+
+/// A token's key as a digest; a key that does not parse means the token was not ours.
+fn token_digest(key: &str) -> Result<Digest, EcrError> {
+    key.parse().map_err(|_| invalid_token())
+}
+
+#[async_trait]
+impl EcrBackend for RegistryBackend {
+    async fn get_authorization_token(
+        &self,
+        principal: &Principal,
+        request: GetAuthorizationTokenRequest,
+    ) -> Result<GetAuthorizationTokenResponse, EcrError> {
+        let token = self.tokens.issue(principal).await?;
+        let data = AuthorizationData {
+            authorization_token: BASE64.encode(format!("AWS:{}", token.password)),
+            expires_at: token.expires_at.into(),
+            proxy_endpoint: self.config.public_url.clone(),
+        };
+        // registryIds is deprecated: one token serves every registry, one entry per id asked for.
+        let entries = request.registry_ids.map_or(1, |ids| ids.len());
+        Ok(GetAuthorizationTokenResponse { authorization_data: vec![data; entries] })
+    }
+
+    async fn create_repository(
+        &self,
+        _: &Principal,
+        request: CreateRepositoryRequest,
+    ) -> Result<CreateRepositoryResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let encryption = match request.encryption_configuration {
+            None => Encryption::default(),
+            Some(config) => {
+                let encryption_type = match config.encryption_type {
+                    EncryptionType::Kms => StoredEncryption::Kms,
+                    EncryptionType::KmsDsse => StoredEncryption::KmsDsse,
+                    EncryptionType::Aes256 | EncryptionType::Unrecognized => StoredEncryption::Aes256,
+                };
+                if encryption_type == StoredEncryption::Aes256 && config.kms_key.is_some() {
+                    return Err(EcrError::invalid_parameter(
+                        "encryptionConfiguration.kmsKey",
+                        "kmsKey can only be specified when encryptionType is KMS or KMS_DSSE",
+                    ));
+                }
+                if encryption_type != StoredEncryption::Aes256 {
+                    // Accepted and echoed so infrastructure code written for ECR applies without
+                    // drift; the data is protected by the storage backend's encryption, not KMS.
+                    tracing::warn!(repository = %name, kms_key = config.kms_key, "KMS encryption requested: recorded, but Berth has no KMS; data at rest is encrypted (or not) by its storage backend");
+                }
+                Encryption { encryption_type, kms_key: config.kms_key }
+            }
+        };
+        let mut settings = RepositorySettings {
+            image_tag_mutability: stored_mutability(request.image_tag_mutability.unwrap_or(ImageTagMutability::Mutable)),
+            image_tag_mutability_exclusion_filters: stored_filters(request.image_tag_mutability_exclusion_filters),
+            scan_on_push: request.image_scanning_configuration.is_some_and(|c| c.scan_on_push),
+            encryption,
+            resource_tags: vec![],
+        };
+        if !settings.merge_resource_tags(&resource_tags(request.tags.as_deref().unwrap_or_default())) {
+            return Err(EcrError::too_many_tags(berth_registry::settings::MAX_RESOURCE_TAGS));
+        }
+        let info = self.registry.create_repository(&name, &settings).await.map_err(self.fail(name.as_str()))?;
+        Ok(CreateRepositoryResponse { repository: self.repository_shape(&info) })
+    }
+
+    async fn describe_repositories(
+        &self,
+        _: &Principal,
+        request: DescribeRepositoriesRequest,
+    ) -> Result<DescribeRepositoriesResponse, EcrError> {
+        if let Some(id) = request.registry_id.as_ref().filter(|id| **id != self.config.registry_id) {
+            return Err(match request.repository_names.as_deref() {
+                Some([first, ..]) => EcrError::repository_not_found(first, id),
+                _ => EcrError::registry_not_found(id),
+            });
+        }
+        if let Some(names) = &request.repository_names {
+            let mut seen = HashSet::new();
+            let mut repositories = Vec::new();
+            for name in names.iter().filter(|name| seen.insert(name.as_str())) {
+                let repo = self.repository(&None, name)?;
+                let info = self.registry.describe_repository(&repo).await.map_err(self.fail(name))?;
+                repositories.push(self.repository_shape(&info));
+            }
+            return Ok(DescribeRepositoriesResponse { repositories, next_token: None });
+        }
+        let scope = &self.config.registry_id;
+        let after = match &request.next_token {
+            Some(token) => decode_token(token, Endpoint::DescribeRepositories, scope)?.pop(),
+            None => None,
+        };
+        let (infos, more) = self
+            .registry
+            .list_repositories(after.as_deref(), request.page_size())
+            .await
+            .map_err(self.fail(""))?;
+        let next_token = match infos.last() {
+            Some(last) if more => Some(encode_token(Endpoint::DescribeRepositories, scope, &[last.name.as_str()])),
+            _ => None,
+        };
+        Ok(DescribeRepositoriesResponse {
+            repositories: infos.iter().map(|info| self.repository_shape(info)).collect(),
+            next_token,
+        })
+    }
+
+    async fn delete_repository(
+        &self,
+        _: &Principal,
+        request: DeleteRepositoryRequest,
+    ) -> Result<DeleteRepositoryResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let info = self.registry.delete_repository(&name, request.force).await.map_err(self.fail(name.as_str()))?;
+        Ok(DeleteRepositoryResponse { repository: self.repository_shape(&info) })
+    }
+
+    async fn describe_images(
+        &self,
+        _: &Principal,
+        request: DescribeImagesRequest,
+    ) -> Result<DescribeImagesResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let repo = name.as_str();
+        if let Some(ids) = &request.image_ids {
+            let (selectors, failures) = selectors(ids);
+            let found = self.registry.resolve_images(&name, &selectors, false).await.map_err(self.fail(repo))?;
+            let mut seen = HashSet::new();
+            let mut image_details = Vec::new();
+            for (id, outcome) in ids.iter().zip(outcomes(failures, found)) {
+                let outcome = outcome.map_err(|failure| EcrError::InvalidParameter(failure.failure_reason))?;
+                let image = match outcome {
+                    Ok(image) => image,
+                    Err(RegistryError::ManifestUnknown(_) | RegistryError::TagDigestMismatch { .. }) => {
+                        return Err(EcrError::image_not_found(id, repo, &self.config.registry_id));
+                    }
+                    Err(other) => return Err(self.fail(repo)(other)),
+                };
+                if seen.insert(image.manifest.digest.clone()) {
+                    image_details.push(self.image_detail(repo, image));
+                }
+            }
+            return Ok(DescribeImagesResponse { image_details, next_token: None });
+        }
+        let (tag_status, image_status) = tag_status(&request.filter);
+        if !selects_active(image_status) {
+            return Ok(DescribeImagesResponse { image_details: vec![], next_token: None });
+        }
+        let scope = format!("{repo}|{}", tag_status.as_str());
+        let after = match &request.next_token {
+            Some(token) => {
+                let key = decode_token(token, Endpoint::DescribeImages, &scope)?;
+                Some(token_digest(&key[0])?)
+            }
+            None => None,
+        };
+        let (images, more) = self
+            .registry
+            .list_images(&name, after.as_ref(), request.page_size(), service_status(tag_status))
+            .await
+            .map_err(self.fail(repo))?;
+        let next_token = match images.last() {
+            Some(last) if more => Some(encode_token(Endpoint::DescribeImages, &scope, &[last.manifest.digest.as_str()])),
+            _ => None,
+        };
+        Ok(DescribeImagesResponse {
+            image_details: images.into_iter().map(|image| self.image_detail(repo, image)).collect(),
+            next_token,
+        })
+    }
+
+    async fn list_images(&self, _: &Principal, request: ListImagesRequest) -> Result<ListImagesResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let repo = name.as_str();
+        let (tag_status, image_status) = tag_status(&request.filter);
+        if !selects_active(image_status) {
+            return Ok(ListImagesResponse { image_ids: vec![], next_token: None });
+        }
+        let scope = format!("{repo}|{}", tag_status.as_str());
+        let after = match &request.next_token {
+            Some(token) => {
+                let mut key = decode_token(token, Endpoint::ListImages, &scope)?.into_iter();
+                let digest = token_digest(&key.next().unwrap_or_default())?;
+                Some(ImageId { digest, tag: key.next() })
+            }
+            None => None,
+        };
+        let (ids, more) = self
+            .registry
+            .list_image_ids(&name, after.as_ref(), request.page_size(), service_status(tag_status))
+            .await
+            .map_err(self.fail(repo))?;
+        let next_token = match ids.last() {
+            Some(last) if more => {
+                let mut key = vec![last.digest.as_str()];
+                key.extend(last.tag.as_deref());
+                Some(encode_token(Endpoint::ListImages, &scope, &key))
+            }
+            _ => None,
+        };
+        let image_ids = ids
+            .into_iter()
+            .map(|id| ImageIdentifier { image_digest: Some(id.digest.to_string()), image_tag: id.tag })
+            .collect();
+        Ok(ListImagesResponse { image_ids, next_token })
+    }
+
+    async fn batch_get_image(
+        &self,
+        _: &Principal,
+        request: BatchGetImageRequest,
+    ) -> Result<BatchGetImageResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let repo = name.as_str();
+        let (selectors, failures) = selectors(&request.image_ids);
+        // acceptedMediaTypes is not a filter: Berth never converts between formats and returns
+        // the exact bytes pushed, which is what retagging with PutImage needs.
+        let found = self.registry.resolve_images(&name, &selectors, true).await.map_err(self.fail(repo))?;
+        let mut response = BatchGetImageResponse { images: vec![], failures: vec![] };
+        for (id, outcome) in request.image_ids.into_iter().zip(outcomes(failures, found)) {
+            match outcome {
+                Err(failure) => response.failures.push(failure),
+                Ok(Ok(image)) => {
+                    let manifest = image.manifest;
+                    response.images.push(Image {
+                        registry_id: self.config.registry_id.clone(),
+                        repository_name: repo.into(),
+                        image_id: ImageIdentifier { image_digest: Some(manifest.digest.to_string()), image_tag: id.image_tag },
+                        image_manifest: String::from_utf8_lossy(&manifest.content).into_owned(),
+                        image_manifest_media_type: Some(manifest.media_type),
+                    });
+                }
+                Ok(Err(err)) => response.failures.push(image_failure(id, err, &self.scope(repo))?),
+            }
+        }
+        Ok(response)
+    }
+
+    async fn put_image(&self, _: &Principal, request: PutImageRequest) -> Result<PutImageResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let repo = name.as_str();
+        // ECR's own checks, before the manifest grammar: JSON at all, and a media type from the
+        // manifest or the request (the /v2/ plane would infer one from the shape instead).
+        let json: serde_json::Value = serde_json::from_str(&request.image_manifest)
+            .map_err(|_| EcrError::invalid_parameter("ImageManifest", "Invalid JSON syntax"))?;
+        if json.get("mediaType").is_none() && request.image_manifest_media_type.is_none() {
+            return Err(EcrError::invalid_parameter(
+                "imageManifestMediaType",
+                "If you push an image manifest that does not contain the mediaType field, you must specify the imageManifestMediaType in the request",
+            ));
+        }
+        let tag = match &request.image_tag {
+            Some(tag) => Some(
+                tag.parse::<OciTag>()
+                    .map_err(|e: berth_spec::NameError| EcrError::invalid_parameter("imageTag", &e.to_string()))?,
+            ),
+            None => None,
+        };
+        let digest = request.image_digest.as_deref().map(|d| parse_digest("imageDigest", d)).transpose()?;
+        let put = PutImage {
+            content: request.image_manifest.as_bytes(),
+            media_type: request.image_manifest_media_type.as_deref(),
+            tag: tag.as_ref(),
+            digest: digest.as_ref(),
+        };
+        let (digest, media_type) = self.registry.put_image(&name, put).await.map_err(self.fail(repo))?;
+        Ok(PutImageResponse {
+            image: Image {
+                registry_id: self.config.registry_id.clone(),
+                repository_name: repo.into(),
+                image_id: ImageIdentifier { image_digest: Some(digest.to_string()), image_tag: request.image_tag },
+                image_manifest: request.image_manifest,
+                image_manifest_media_type: Some(media_type),
+            },
+        })
+    }
+
+    async fn batch_delete_image(
+        &self,
+        _: &Principal,
+        request: BatchDeleteImageRequest,
+    ) -> Result<BatchDeleteImageResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let repo = name.as_str();
+        let (selectors, failures) = selectors(&request.image_ids);
+        let deleted = self.registry.delete_images(&name, &selectors).await.map_err(self.fail(repo))?;
+        let mut response = BatchDeleteImageResponse { image_ids: vec![], failures: vec![] };
+        for (id, outcome) in request.image_ids.into_iter().zip(outcomes(failures, deleted)) {
+            match outcome {
+                Err(failure) => response.failures.push(failure),
+                Ok(Ok(image)) if image.tags.is_empty() => response
+                    .image_ids
+                    .push(ImageIdentifier { image_digest: Some(image.digest.to_string()), image_tag: None }),
+                Ok(Ok(image)) => response.image_ids.extend(image.tags.into_iter().map(|tag| ImageIdentifier {
+                    image_digest: Some(image.digest.to_string()),
+                    image_tag: Some(tag),
+                })),
+                Ok(Err(err)) => response.failures.push(image_failure(id, err, &self.scope(repo))?),
+            }
+        }
+        Ok(response)
+    }
+
+    async fn batch_check_layer_availability(
+        &self,
+        _: &Principal,
+        request: BatchCheckLayerAvailabilityRequest,
+    ) -> Result<BatchCheckLayerAvailabilityResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let repo = name.as_str();
+        self.registry.describe_repository(&name).await.map_err(self.fail(repo))?;
+        let mut response = BatchCheckLayerAvailabilityResponse { layers: vec![], failures: vec![] };
+        for layer_digest in request.layer_digests {
+            let Ok(digest) = layer_digest.parse::<Digest>() else {
+                response.failures.push(LayerFailure {
+                    failure_reason: format!("Invalid layer digest '{layer_digest}'"),
+                    layer_digest,
+                    failure_code: LayerFailureCode::InvalidLayerDigest,
+                });
+                continue;
+            };
+            match self.registry.stat_blob(&name, &digest).await {
+                Ok(size) => response.layers.push(Layer {
+                    layer_digest,
+                    layer_availability: LayerAvailability::Available,
+                    layer_size: Some(size),
+                    media_type: None,
+                }),
+                Err(RegistryError::BlobUnknown(_)) => response.failures.push(LayerFailure {
+                    failure_reason: format!("Layer digest '{layer_digest}' could not be found"),
+                    layer_digest,
+                    failure_code: LayerFailureCode::MissingLayerDigest,
+                }),
+                Err(other) => return Err(self.fail(repo)(other)),
+            }
+        }
+        Ok(response)
+    }
+
+    async fn initiate_layer_upload(
+        &self,
+        _: &Principal,
+        request: InitiateLayerUploadRequest,
+    ) -> Result<InitiateLayerUploadResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let upload = self.registry.initiate_layer_upload(&name).await.map_err(self.fail(name.as_str()))?;
+        Ok(InitiateLayerUploadResponse { upload_id: upload.id, part_size: ADVERTISED_PART_SIZE })
+    }
+
+    async fn upload_layer_part(
+        &self,
+        _: &Principal,
+        request: UploadLayerPartRequest,
+    ) -> Result<UploadLayerPartResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let scope = Scope { upload_id: Some(&request.upload_id), ..self.scope(name.as_str()) };
+        let last = self
+            .registry
+            .upload_layer_part(
+                &name,
+                &request.upload_id,
+                request.part_first_byte as u64,
+                request.part_last_byte as u64,
+                request.layer_part_blob,
+            )
+            .await
+            .map_err(|e| ecr_error(e, &scope))?;
+        Ok(UploadLayerPartResponse {
+            registry_id: self.config.registry_id.clone(),
+            repository_name: request.repository_name,
+            upload_id: request.upload_id,
+            last_byte_received: last as i64,
+        })
+    }
+
+    async fn complete_layer_upload(
+        &self,
+        _: &Principal,
+        request: CompleteLayerUploadRequest,
+    ) -> Result<CompleteLayerUploadResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let [layer_digest] = request.layer_digests.as_slice() else {
+            return Err(EcrError::invalid_parameter(
+                "layerDigests",
+                "An upload is one layer: give exactly one digest",
+            ));
+        };
+        let digest = parse_digest("layerDigests.1.member", layer_digest)?;
+        let scope = Scope { upload_id: Some(&request.upload_id), ..self.scope(name.as_str()) };
+        let digest = self
+            .registry
+            .complete_layer_upload(&name, &request.upload_id, &digest)
+            .await
+            .map_err(|e| ecr_error(e, &scope))?;
+        Ok(CompleteLayerUploadResponse {
+            registry_id: self.config.registry_id.clone(),
+            repository_name: request.repository_name,
+            upload_id: request.upload_id,
+            layer_digest: digest.to_string(),
+        })
+    }
+
+    async fn get_download_url_for_layer(
+        &self,
+        _: &Principal,
+        request: GetDownloadUrlForLayerRequest,
+    ) -> Result<GetDownloadUrlForLayerResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let digest = parse_digest("layerDigest", &request.layer_digest)?;
+        let expires_at = Timestamp::from(SystemTime::now() + DOWNLOAD_URL_LIFETIME).millis() / 1000;
+        let signature = self
+            .registry
+            .sign_layer_download(&name, &digest, expires_at)
+            .await
+            .map_err(self.fail(name.as_str()))?;
+        Ok(GetDownloadUrlForLayerResponse {
+            download_url: download::url(&self.config.public_url, &name, &digest, expires_at, &signature),
+            layer_digest: request.layer_digest,
+        })
+    }
+
+    async fn tag_resource(&self, _: &Principal, request: TagResourceRequest) -> Result<TagResourceResponse, EcrError> {
+        let name = self.repository_of_arn(&request.resource_arn)?;
+        self.registry.tag_repository(&name, &resource_tags(&request.tags)).await.map_err(self.fail(name.as_str()))?;
+        Ok(TagResourceResponse {})
+    }
+
+    async fn untag_resource(
+        &self,
+        _: &Principal,
+        request: UntagResourceRequest,
+    ) -> Result<UntagResourceResponse, EcrError> {
+        let name = self.repository_of_arn(&request.resource_arn)?;
+        self.registry.untag_repository(&name, &request.tag_keys).await.map_err(self.fail(name.as_str()))?;
+        Ok(UntagResourceResponse {})
+    }
+
+    async fn list_tags_for_resource(
+        &self,
+        _: &Principal,
+        request: ListTagsForResourceRequest,
+    ) -> Result<ListTagsForResourceResponse, EcrError> {
+        let name = self.repository_of_arn(&request.resource_arn)?;
+        let info = self.registry.describe_repository(&name).await.map_err(self.fail(name.as_str()))?;
+        let tags = info.settings.resource_tags.into_iter().map(|t| Tag { key: t.key, value: t.value }).collect();
+        Ok(ListTagsForResourceResponse { tags })
+    }
+
+    async fn describe_registry(
+        &self,
+        _: &Principal,
+        _: DescribeRegistryRequest,
+    ) -> Result<DescribeRegistryResponse, EcrError> {
+        Ok(DescribeRegistryResponse {
+            registry_id: self.config.registry_id.clone(),
+            replication_configuration: ReplicationConfiguration::default(),
+        })
+    }
+
+    async fn list_image_referrers(
+        &self,
+        _: &Principal,
+        request: ListImageReferrersRequest,
+    ) -> Result<ListImageReferrersResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let repo = name.as_str();
+        let subject = parse_digest("subjectId.imageDigest", &request.subject_id.image_digest)?;
+        self.registry.describe_repository(&name).await.map_err(self.fail(repo))?;
+        let filter = request.filter.clone().unwrap_or_default();
+        if !matches!(filter.artifact_status, None | Some(ArtifactStatusFilter::Active | ArtifactStatusFilter::Any)) {
+            return Ok(ListImageReferrersResponse { referrers: vec![], next_token: None });
+        }
+        let types = filter.artifact_types.unwrap_or_default();
+        let scope = format!("{repo}|{subject}|{}", types.join(","));
+        let after = match &request.next_token {
+            Some(token) => Some(token_digest(&decode_token(token, Endpoint::ListImageReferrers, &scope)?[0])?),
+            None => None,
+        };
+        let limit = request.page_size();
+        let mut referrers: Vec<_> = self
+            .registry
+            .referrers(&name, &subject, None)
+            .await
+            .map_err(self.fail(repo))?
+            .into_iter()
+            .filter(|r| after.as_ref().is_none_or(|after| &r.digest > after))
+            .filter(|r| types.is_empty() || r.artifact_type.as_ref().is_some_and(|t| types.contains(t)))
+            .take(limit + 1)
+            .collect();
+        let more = referrers.len() > limit;
+        referrers.truncate(limit);
+        let next_token = match referrers.last() {
+            Some(last) if more => Some(encode_token(Endpoint::ListImageReferrers, &scope, &[last.digest.as_str()])),
+            _ => None,
+        };
+        let referrers = referrers
+            .into_iter()
+            .map(|r| ImageReferrer {
+                digest: r.digest.to_string(),
+                media_type: r.media_type,
+                artifact_type: r.artifact_type,
+                size: r.size,
+                annotations: r.annotations,
+                artifact_status: Some(ArtifactStatus::Active),
+            })
+            .collect();
+        Ok(ListImageReferrersResponse { referrers, next_token })
+    }
+
+    async fn put_image_tag_mutability(
+        &self,
+        _: &Principal,
+        request: PutImageTagMutabilityRequest,
+    ) -> Result<PutImageTagMutabilityResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let info = self
+            .registry
+            .set_tag_mutability(
+                &name,
+                stored_mutability(request.image_tag_mutability),
+                stored_filters(request.image_tag_mutability_exclusion_filters),
+            )
+            .await
+            .map_err(self.fail(name.as_str()))?;
+        let shape = self.repository_shape(&info);
+        Ok(PutImageTagMutabilityResponse {
+            registry_id: shape.registry_id,
+            repository_name: shape.repository_name,
+            image_tag_mutability: shape.image_tag_mutability,
+            image_tag_mutability_exclusion_filters: shape.image_tag_mutability_exclusion_filters,
+        })
+    }
+}

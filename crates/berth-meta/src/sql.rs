@@ -1,0 +1,174 @@
+//! What the SQLite and PostgreSQL backends share: the rows both read and how they become
+//! records, and the rules both apply around their SQL. The statements, transactions and locking
+//! stay in each backend, since that is where the two databases differ.
+
+use berth_spec::Digest;
+
+use crate::{ManifestRecord, MetaError, PutManifest, Repository, Result, UploadSession, UserRecord};
+
+/// Bumped whenever the schema changes; a database written by a newer version is refused.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// Every sqlx failure (I/O, constraint, pool closed) is a backend error to the caller; the
+/// expected conditions are checked explicitly and reported with their own variants.
+impl From<sqlx::Error> for MetaError {
+    fn from(e: sqlx::Error) -> Self {
+        MetaError::Backend(e.to_string())
+    }
+}
+
+pub(crate) fn check_schema_version(version: i64) -> Result<()> {
+    if version > SCHEMA_VERSION {
+        return Err(MetaError::Backend(format!(
+            "the metadata database has schema version {version}, newer than this build's {SCHEMA_VERSION}; \
+             upgrade berth"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn parse_digest(text: &str) -> Result<Digest> {
+    text.parse().map_err(|e| MetaError::Backend(format!("stored digest {text:?} is invalid: {e}")))
+}
+
+pub(crate) fn stored_size(value: i64) -> Result<u64> {
+    u64::try_from(value).map_err(|_| MetaError::Backend(format!("stored size {value} is negative")))
+}
+
+/// Both databases store integers as signed 64-bit; no real blob comes near the limit.
+pub(crate) fn size_param(size: u64) -> Result<i64> {
+    i64::try_from(size).map_err(|_| MetaError::Backend(format!("size {size} does not fit in 63 bits")))
+}
+
+pub(crate) fn limit_param(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// The size ECR reports: an image is as large as its config and layers together, an index as its
+/// largest child (`child_sizes` is empty for an image).
+pub(crate) fn image_size(blobs: &[(Digest, u64)], child_sizes: &[u64]) -> u64 {
+    match child_sizes.iter().max() {
+        Some(largest) => *largest,
+        None => blobs.iter().fold(0, |sum, (_, size)| sum.saturating_add(*size)),
+    }
+}
+
+/// Where `put.tag` points now (`current`, as stored), refusing to move an immutable tag elsewhere.
+pub(crate) fn checked_tag_move(put: &PutManifest<'_>, current: Option<String>) -> Result<Option<Digest>> {
+    let current = current.as_deref().map(parse_digest).transpose()?;
+    if let (Some(tag), Some(current)) = (put.tag, &current)
+        && put.tag_immutable
+        && current != put.digest
+    {
+        return Err(MetaError::TagImmutable { tag: tag.to_string(), current: current.clone() });
+    }
+    Ok(current)
+}
+
+/// The columns [`ManifestRow`] reads, from `manifests` under the alias `m`.
+macro_rules! manifest_columns {
+    () => {
+        "m.digest, m.media_type, m.content, m.artifact_type, m.subject, m.annotations, m.image_size, \
+         m.pushed_at, m.last_pulled_at"
+    };
+}
+pub(crate) use manifest_columns;
+
+/// A query for [`ManifestRow`]s, `$rest` following `FROM manifests m`.
+macro_rules! select_manifest {
+    ($rest:literal) => {
+        concat!("SELECT ", $crate::sql::manifest_columns!(), " FROM manifests m ", $rest)
+    };
+}
+pub(crate) use select_manifest;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct RepositoryRow {
+    name: String,
+    created_at: i64,
+    settings: String,
+}
+
+impl From<RepositoryRow> for Repository {
+    fn from(r: RepositoryRow) -> Self {
+        Repository { name: r.name, created_at: r.created_at, settings: r.settings }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ManifestRow {
+    pub(crate) digest: String,
+    media_type: String,
+    content: Vec<u8>,
+    artifact_type: Option<String>,
+    subject: Option<String>,
+    annotations: Option<String>,
+    image_size: i64,
+    pushed_at: i64,
+    last_pulled_at: Option<i64>,
+}
+
+impl TryFrom<ManifestRow> for ManifestRecord {
+    type Error = MetaError;
+
+    fn try_from(r: ManifestRow) -> Result<Self> {
+        Ok(ManifestRecord {
+            digest: parse_digest(&r.digest)?,
+            media_type: r.media_type,
+            content: r.content,
+            artifact_type: r.artifact_type,
+            subject: r.subject.as_deref().map(parse_digest).transpose()?,
+            annotations: r.annotations,
+            image_size: stored_size(r.image_size)?,
+            pushed_at: r.pushed_at,
+            last_pulled_at: r.last_pulled_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UploadRow {
+    id: String,
+    repo: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<UploadRow> for UploadSession {
+    fn from(r: UploadRow) -> Self {
+        UploadSession { id: r.id, repo: r.repo, created_at: r.created_at, updated_at: r.updated_at }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    name: String,
+    access_key_id: String,
+    secret_ciphertext: Vec<u8>,
+    created_at: i64,
+}
+
+impl From<UserRow> for UserRecord {
+    fn from(r: UserRow) -> Self {
+        UserRecord {
+            name: r.name,
+            access_key_id: r.access_key_id,
+            secret_ciphertext: r.secret_ciphertext,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_size_sums_blobs_or_takes_the_largest_child() {
+        let blobs = [(Digest::sha256_of(b"config"), 10), (Digest::sha256_of(b"layer"), 32)];
+        assert_eq!(image_size(&blobs, &[]), 42);
+        assert_eq!(image_size(&[], &[]), 0);
+        assert_eq!(image_size(&[], &[7, 90, 3]), 90);
+        assert_eq!(image_size(&[(Digest::sha256_of(b"huge"), u64::MAX), blobs[0].clone()], &[]), u64::MAX);
+    }
+}

@@ -1,0 +1,282 @@
+//! Images as the ECR API sees them: one per manifest digest, with the tags on it. Listing with
+//! tag filters in keyset pages, lookups and deletes with a result per requested image, PutImage.
+//!
+//! The `/v2/` plane writes the same manifests and tags, so an image pushed there is listed here
+//! at once and an image put here pulls there.
+
+use berth_meta::{ImageRecord, ManifestRecord, MetaError};
+use berth_spec::{Digest, Manifest, Reference, RepositoryName, Tag};
+
+use crate::{Registry, RegistryError, Result, now_millis};
+
+/// How a request names an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSelector {
+    Tag(Tag),
+    Digest(Digest),
+    /// Both given: the tag must be on that digest.
+    TagAndDigest(Tag, Digest),
+}
+
+/// ECR's `tagStatus` filter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TagStatus {
+    Tagged,
+    Untagged,
+    #[default]
+    Any,
+}
+
+impl TagStatus {
+    fn admits(self, image: &ImageRecord) -> bool {
+        match self {
+            TagStatus::Tagged => !image.tags.is_empty(),
+            TagStatus::Untagged => image.tags.is_empty(),
+            TagStatus::Any => true,
+        }
+    }
+}
+
+/// One ListImages entry: a (digest, tag) pair, or the digest alone for an untagged image.
+/// Ordered by digest, then tag, the untagged entry first.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ImageId {
+    pub digest: Digest,
+    pub tag: Option<String>,
+}
+
+/// What a delete removed: the image's digest and the tags that went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletedImage {
+    pub digest: Digest,
+    pub tags: Vec<String>,
+}
+
+/// An ECR PutImage: exact manifest bytes, the media type the client declared, and optionally the
+/// tag to move and the digest the client expects.
+#[derive(Debug, Clone, Copy)]
+pub struct PutImage<'a> {
+    pub content: &'a [u8],
+    pub media_type: Option<&'a str>,
+    pub tag: Option<&'a Tag>,
+    pub digest: Option<&'a Digest>,
+}
+
+/// Images read per store round trip when a filter may drop some.
+const SCAN_BATCH: usize = 100;
+
+impl Registry {
+    /// Images sorted by digest, strictly after `after`, that pass `status`; at most `limit` (and
+    /// whether more remain).
+    pub async fn list_images(
+        &self,
+        repo: &RepositoryName,
+        after: Option<&Digest>,
+        limit: usize,
+        status: TagStatus,
+    ) -> Result<(Vec<ImageRecord>, bool)> {
+        self.repository(repo).await?;
+        let mut found = Vec::new();
+        let mut cursor = after.cloned();
+        loop {
+            let wanted = limit + 1 - found.len();
+            let batch = if status == TagStatus::Any { wanted } else { wanted.max(SCAN_BATCH) };
+            let page = self.meta.list_images(repo, cursor.as_ref(), batch).await?;
+            let exhausted = page.len() < batch;
+            cursor = page.last().map(|image| image.manifest.digest.clone());
+            found.extend(page.into_iter().filter(|image| status.admits(image)));
+            if found.len() > limit || exhausted {
+                break;
+            }
+        }
+        let more = found.len() > limit;
+        found.truncate(limit);
+        for image in &mut found {
+            self.merge_pending_pull(repo, &mut image.manifest);
+        }
+        Ok((found, more))
+    }
+
+    /// ListImages entries strictly after `after` that pass `status`; at most `limit` (and whether
+    /// more remain).
+    pub async fn list_image_ids(
+        &self,
+        repo: &RepositoryName,
+        after: Option<&ImageId>,
+        limit: usize,
+        status: TagStatus,
+    ) -> Result<(Vec<ImageId>, bool)> {
+        self.repository(repo).await?;
+        let mut ids = Vec::new();
+        if let Some(after) = after
+            && let Some(image) = self.meta.get_image(repo, &after.digest).await?
+        {
+            // The cursor's own image may have tags after the cursor's tag.
+            ids.extend(image_ids(&image, status).into_iter().filter(|id| id > after));
+        }
+        let mut cursor = after.map(|id| id.digest.clone());
+        while ids.len() <= limit {
+            let batch = (limit + 1).max(SCAN_BATCH);
+            let page = self.meta.list_images(repo, cursor.as_ref(), batch).await?;
+            let exhausted = page.len() < batch;
+            cursor = page.last().map(|image| image.manifest.digest.clone());
+            ids.extend(page.iter().flat_map(|image| image_ids(image, status)));
+            if exhausted {
+                break;
+            }
+        }
+        let more = ids.len() > limit;
+        ids.truncate(limit);
+        Ok((ids, more))
+    }
+
+    /// Looks each selector up, one result per selector (ECR's BatchGetImage and DescribeImages
+    /// with `imageIds`). `record_pull` counts the found images as pulled.
+    pub async fn resolve_images(
+        &self,
+        repo: &RepositoryName,
+        selectors: &[ImageSelector],
+        record_pull: bool,
+    ) -> Result<Vec<Result<ImageRecord>>> {
+        self.repository(repo).await?;
+        let mut results = Vec::with_capacity(selectors.len());
+        for selector in selectors {
+            let mut result = self.resolve_image(repo, selector).await;
+            if let Ok(image) = &mut result {
+                if record_pull {
+                    self.pulls.record(repo, &image.manifest.digest, now_millis());
+                }
+                self.merge_pending_pull(repo, &mut image.manifest);
+            }
+            results.push(result);
+        }
+        Ok(results)
+    }
+
+    async fn resolve_image(&self, repo: &RepositoryName, selector: &ImageSelector) -> Result<ImageRecord> {
+        let (digest, tag) = match selector {
+            ImageSelector::Digest(digest) => (digest.clone(), None),
+            ImageSelector::TagAndDigest(tag, digest) => (digest.clone(), Some(tag)),
+            ImageSelector::Tag(tag) => match self.meta.get_manifest(repo, &Reference::Tag(tag.clone())).await? {
+                Some(manifest) => (manifest.digest, None),
+                None => return Err(RegistryError::ManifestUnknown(tag.to_string())),
+            },
+        };
+        let image = self
+            .meta
+            .get_image(repo, &digest)
+            .await?
+            .ok_or_else(|| RegistryError::ManifestUnknown(digest.to_string()))?;
+        if let Some(tag) = tag
+            && !image.tags.iter().any(|t| t == tag.as_str())
+        {
+            return Err(RegistryError::TagDigestMismatch { tag: tag.to_string(), digest });
+        }
+        Ok(image)
+    }
+
+    /// ECR's BatchDeleteImage, one result per selector. By digest: the image and all its tags
+    /// (refused while an index in the repository lists it). By tag, or tag and digest: the tag,
+    /// and the image with it when that was its last tag and no index lists it — so the
+    /// identifiers ListImages returns can be deleted pair by pair.
+    pub async fn delete_images(
+        &self,
+        repo: &RepositoryName,
+        selectors: &[ImageSelector],
+    ) -> Result<Vec<Result<DeletedImage>>> {
+        self.repository(repo).await?;
+        let mut results = Vec::with_capacity(selectors.len());
+        for selector in selectors {
+            let result = match selector {
+                ImageSelector::Digest(digest) => self.delete_image(repo, digest).await,
+                ImageSelector::Tag(tag) => self.untag_image(repo, tag, None).await,
+                ImageSelector::TagAndDigest(tag, digest) => self.untag_image(repo, tag, Some(digest)).await,
+            };
+            self.manifests.invalidate_repo(repo);
+            results.push(result);
+        }
+        Ok(results)
+    }
+
+    async fn delete_image(&self, repo: &RepositoryName, digest: &Digest) -> Result<DeletedImage> {
+        let image = self
+            .meta
+            .get_image(repo, digest)
+            .await?
+            .ok_or_else(|| RegistryError::ManifestUnknown(digest.to_string()))?;
+        self.meta.delete_manifest(repo, digest).await.map_err(|e| match e {
+            MetaError::ManifestUnknown(d) => RegistryError::ManifestUnknown(d.to_string()),
+            other => other.into(),
+        })?;
+        Ok(DeletedImage { digest: digest.clone(), tags: image.tags })
+    }
+
+    /// Removes `tag` (which must be on `expected`, if given). Tag and image are two writes: a
+    /// push that re-tags the image in between can lose that tag (the store has no conditional
+    /// delete).
+    async fn untag_image(&self, repo: &RepositoryName, tag: &Tag, expected: Option<&Digest>) -> Result<DeletedImage> {
+        let unknown = || RegistryError::ManifestUnknown(tag.to_string());
+        let current = self.meta.get_manifest(repo, &Reference::Tag(tag.clone())).await?.ok_or_else(unknown)?.digest;
+        if let Some(expected) = expected
+            && expected != &current
+        {
+            return Err(RegistryError::TagDigestMismatch { tag: tag.to_string(), digest: expected.clone() });
+        }
+        let digest = self.meta.delete_tag(repo, tag).await?.ok_or_else(unknown)?;
+        let now_untagged = self.meta.get_image(repo, &digest).await?.is_some_and(|image| image.tags.is_empty());
+        if now_untagged && self.meta.parents(repo, &digest).await?.is_empty() {
+            match self.meta.delete_manifest(repo, &digest).await {
+                // Gone already, or an index listing it arrived meanwhile: it stays, untagged.
+                Ok(()) | Err(MetaError::ManifestUnknown(_) | MetaError::ManifestReferenced { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(DeletedImage { digest, tags: vec![tag.to_string()] })
+    }
+
+    /// ECR's PutImage: stores the exact bytes in an existing repository. Unlike a `/v2/` push it
+    /// never creates the repository, and re-putting a digest under a tag it already has is
+    /// `ImageAlreadyExists`. Returns the digest and the manifest's media type.
+    pub async fn put_image(&self, repo: &RepositoryName, put: PutImage<'_>) -> Result<(Digest, String)> {
+        let repository = self.describe_repository(repo).await?;
+        let manifest = Manifest::parse(put.content, put.media_type)?;
+        let digest = match put.digest {
+            Some(expected) => {
+                let actual = Digest::of(expected.algorithm(), put.content);
+                if &actual != expected {
+                    return Err(RegistryError::ImageDigestMismatch { expected: expected.clone(), actual });
+                }
+                actual
+            }
+            None => Digest::sha256_of(put.content),
+        };
+        let outcome =
+            self.store_manifest(repo, &repository.settings, &manifest, put.content, &digest, put.tag).await?;
+        if let Some(tag) = put.tag
+            && !outcome.manifest_created
+            && outcome.previous_tag_target.as_ref() == Some(&digest)
+        {
+            return Err(RegistryError::ImageAlreadyExists { digest, tag: tag.to_string() });
+        }
+        Ok((digest, manifest.media_type))
+    }
+
+    /// Shows a pull that is still buffered in memory (see `pulls.rs`).
+    fn merge_pending_pull(&self, repo: &RepositoryName, manifest: &mut ManifestRecord) {
+        if let Some(at) = self.pulls.pending(repo, &manifest.digest) {
+            manifest.last_pulled_at = Some(manifest.last_pulled_at.map_or(at, |stored| stored.max(at)));
+        }
+    }
+}
+
+/// An image's ListImages entries that pass `status`, in order.
+fn image_ids(image: &ImageRecord, status: TagStatus) -> Vec<ImageId> {
+    if !status.admits(image) {
+        return vec![];
+    }
+    let digest = &image.manifest.digest;
+    if image.tags.is_empty() {
+        return vec![ImageId { digest: digest.clone(), tag: None }];
+    }
+    image.tags.iter().map(|tag| ImageId { digest: digest.clone(), tag: Some(tag.clone()) }).collect()
+}

@@ -1,0 +1,144 @@
+//! Blob reads (HEAD, GET, Range), visibility per repository and blob DELETE.
+
+mod common;
+
+use common::*;
+
+#[tokio::test]
+async fn head_and_get() {
+    let srv = Server::start();
+    let data = random_bytes(12_345);
+    let digest = push_blob(&srv, "lib/blobs", &data).await;
+
+    let h = send(srv.head(&format!("/v2/lib/blobs/blobs/{digest}"))).await;
+    h.expect_status(200);
+    assert!(h.body.is_empty());
+    assert_eq!(h.header("content-length"), Some("12345"), "{}", h.describe());
+    assert_eq!(h.header("docker-content-digest"), Some(digest.as_str()));
+
+    let g = send(srv.get(&format!("/v2/lib/blobs/blobs/{digest}"))).await;
+    g.expect_status(200);
+    assert_eq!(g.header("content-length"), Some("12345"));
+    assert_eq!(g.header("docker-content-digest"), Some(digest.as_str()));
+    assert_eq!(sha256_digest(&g.body), digest);
+}
+
+async fn get_range(srv: &Server, path: &str, range: &str) -> Resp {
+    send(srv.get(path).header("range", range)).await
+}
+
+#[tokio::test]
+async fn range_requests() {
+    let srv = Server::start();
+    let data = random_bytes(1000);
+    let digest = push_blob(&srv, "ranges", &data).await;
+    let path = format!("/v2/ranges/blobs/{digest}");
+
+    let cases: [(&str, usize, usize); 5] = [
+        ("bytes=0-9", 0, 9),
+        ("bytes=-500", 500, 999),
+        ("bytes=500-", 500, 999),
+        ("bytes=990-5000", 990, 999),
+        ("bytes=999-999", 999, 999),
+    ];
+    for (range, first, last) in cases {
+        let r = get_range(&srv, &path, range).await;
+        r.expect_status(206);
+        assert_eq!(
+            r.header("content-range"),
+            Some(format!("bytes {first}-{last}/1000").as_str()),
+            "{range}: {}",
+            r.describe()
+        );
+        assert_eq!(r.header("content-length"), Some((last - first + 1).to_string().as_str()), "{range}");
+        assert!(r.body == data[first..=last], "{range}: wrong bytes");
+    }
+
+    for range in ["bytes=500-0", "bytes=1000-", "bytes=5000-6000"] {
+        let r = get_range(&srv, &path, range).await;
+        r.expect_status(416);
+        if let Some(cr) = r.header("content-range") {
+            assert_eq!(cr, "bytes */1000", "{range}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn unknown_blob() {
+    let srv = Server::start();
+    push_blob(&srv, "known", b"present").await;
+    let digest = sha256_digest(b"absent");
+    let h = send(srv.head(&format!("/v2/known/blobs/{digest}"))).await;
+    h.expect_status(404);
+    assert!(h.body.is_empty());
+    send(srv.get(&format!("/v2/known/blobs/{digest}"))).await.expect_error(404, "BLOB_UNKNOWN");
+
+    // In a repository that does not exist.
+    send(srv.head(&format!("/v2/nothing/here/blobs/{digest}"))).await.expect_status(404);
+    let r = send(srv.get(&format!("/v2/nothing/here/blobs/{digest}"))).await;
+    r.expect_status(404);
+    r.expect_error_code_in(&["BLOB_UNKNOWN", "NAME_UNKNOWN"]);
+}
+
+#[tokio::test]
+async fn malformed_blob_digest() {
+    let srv = Server::start();
+    push_blob(&srv, "known", b"present").await;
+    for bad in ["sha256:abc", "latest", "sha256:ZZZZ"] {
+        let r = send(srv.get(&format!("/v2/known/blobs/{bad}"))).await;
+        r.expect_4xx();
+        r.expect_error_code_in(&["DIGEST_INVALID", "BLOB_UNKNOWN"]);
+        send(srv.head(&format!("/v2/known/blobs/{bad}"))).await.expect_4xx();
+    }
+}
+
+#[tokio::test]
+async fn blobs_are_visible_only_in_repositories_they_were_pushed_or_mounted_into() {
+    let srv = Server::start();
+    let data = random_bytes(777);
+    let digest = push_blob(&srv, "repo/a", &data).await;
+    push_blob(&srv, "repo/b", b"b has something").await;
+
+    send(srv.head(&format!("/v2/repo/b/blobs/{digest}"))).await.expect_status(404);
+    send(srv.get(&format!("/v2/repo/b/blobs/{digest}"))).await.expect_error(404, "BLOB_UNKNOWN");
+
+    let r = send(srv.post(&format!("/v2/repo/b/blobs/uploads/?mount={digest}&from=repo/a"))).await;
+    expect_blob_created(&srv, &r, "repo/b", &digest);
+    expect_blob(&srv, "repo/b", &digest, &data).await;
+}
+
+#[tokio::test]
+async fn delete_blob() {
+    let srv = Server::start();
+    let data = random_bytes(2000);
+    let digest = push_blob(&srv, "del/a", &data).await;
+    push_blob(&srv, "del/b", &data).await;
+
+    send(srv.delete(&format!("/v2/del/a/blobs/{digest}"))).await.expect_status(202);
+    send(srv.head(&format!("/v2/del/a/blobs/{digest}"))).await.expect_status(404);
+    send(srv.get(&format!("/v2/del/a/blobs/{digest}"))).await.expect_error(404, "BLOB_UNKNOWN");
+    send(srv.delete(&format!("/v2/del/a/blobs/{digest}"))).await.expect_error(404, "BLOB_UNKNOWN");
+
+    // The same content linked into another repository is unaffected.
+    expect_blob(&srv, "del/b", &digest, &data).await;
+
+    // And it can be pushed again.
+    push_blob(&srv, "del/a", &data).await;
+    expect_blob(&srv, "del/a", &digest, &data).await;
+}
+
+#[tokio::test]
+async fn repository_names_that_contain_route_words() {
+    let srv = Server::start();
+    for repo in ["blobs", "manifests/blobs", "a/blobs/uploads", "tags/list", "x/referrers"] {
+        let data = random_bytes(100);
+        let digest = push_blob(&srv, repo, &data).await;
+        expect_blob(&srv, repo, &digest, &data).await;
+        let img = push_image(&srv, repo, Some("v1")).await;
+        expect_manifest(&srv, repo, "v1", OCI_MANIFEST, &img.manifest, &img.digest).await;
+        let tags = send(srv.get(&format!("/v2/{repo}/tags/list"))).await;
+        tags.expect_status(200);
+        assert_eq!(tags.json()["name"], repo);
+        assert_eq!(tags.json()["tags"], serde_json::json!(["v1"]));
+    }
+}

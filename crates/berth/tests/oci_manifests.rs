@@ -1,0 +1,647 @@
+//! Manifest PUT/GET/HEAD/DELETE for every manifest kind, and PUT validation.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn put_by_tag_and_get_by_tag_and_digest() {
+    let srv = Server::start();
+    let img = push_image(&srv, "app/web", Some("v1.0")).await;
+    expect_manifest(&srv, "app/web", "v1.0", OCI_MANIFEST, &img.manifest, &img.digest).await;
+    expect_manifest(&srv, "app/web", &img.digest, OCI_MANIFEST, &img.manifest, &img.digest).await;
+}
+
+#[tokio::test]
+async fn put_by_digest() {
+    let srv = Server::start();
+    let img = push_image(&srv, "bydigest", None).await;
+    expect_manifest(&srv, "bydigest", &img.digest, OCI_MANIFEST, &img.manifest, &img.digest).await;
+    let tags = send(srv.get("/v2/bydigest/tags/list")).await;
+    tags.expect_status(200);
+    let listed = tags.json()["tags"].as_array().cloned().unwrap_or_default();
+    assert!(listed.is_empty(), "a push by digest creates no tag: {listed:?}");
+}
+
+#[tokio::test]
+async fn tag_moves_to_the_latest_push() {
+    let srv = Server::start();
+    let first = push_image(&srv, "moving", Some("latest")).await;
+    let second = push_image(&srv, "moving", Some("latest")).await;
+    expect_manifest(&srv, "moving", "latest", OCI_MANIFEST, &second.manifest, &second.digest).await;
+    // The old manifest stays reachable by digest.
+    expect_manifest(&srv, "moving", &first.digest, OCI_MANIFEST, &first.manifest, &first.digest).await;
+}
+
+#[tokio::test]
+async fn identical_re_put_under_the_same_tag_is_201() {
+    let srv = Server::start();
+    let img = push_image(&srv, "again", Some("stable")).await;
+    for _ in 0..2 {
+        let r = put_manifest(&srv, "again", "stable", OCI_MANIFEST, &img.manifest).await;
+        r.expect_status(201);
+        assert_eq!(r.header("docker-content-digest"), Some(img.digest.as_str()));
+    }
+    let r = put_manifest(&srv, "again", &img.digest, OCI_MANIFEST, &img.manifest).await;
+    r.expect_status(201);
+}
+
+#[tokio::test]
+async fn oci_index() {
+    let srv = Server::start();
+    let amd = push_image_arch(&srv, "multi", None, "amd64").await;
+    let arm = push_image_arch(&srv, "multi", None, "arm64").await;
+    let index = index_json(
+        OCI_INDEX,
+        &[platform_entry(OCI_MANIFEST, &amd.manifest, "amd64"), platform_entry(OCI_MANIFEST, &arm.manifest, "arm64")],
+    );
+    let digest = push_manifest(&srv, "multi", "latest", OCI_INDEX, &index).await;
+    expect_manifest(&srv, "multi", "latest", OCI_INDEX, &index, &digest).await;
+    expect_manifest(&srv, "multi", &digest, OCI_INDEX, &index, &digest).await;
+}
+
+#[tokio::test]
+async fn empty_index() {
+    let srv = Server::start();
+    let index = index_json(OCI_INDEX, &[]);
+    let digest = push_manifest(&srv, "emptyindex", "index", OCI_INDEX, &index).await;
+    expect_manifest(&srv, "emptyindex", "index", OCI_INDEX, &index, &digest).await;
+}
+
+#[tokio::test]
+async fn nested_index() {
+    let srv = Server::start();
+    let mut inner = Vec::new();
+    for _ in 0..2 {
+        let amd = push_image_arch(&srv, "nested", None, "amd64").await;
+        let arm = push_image_arch(&srv, "nested", None, "arm64").await;
+        let index = index_json(
+            OCI_INDEX,
+            &[platform_entry(OCI_MANIFEST, &amd.manifest, "amd64"), platform_entry(OCI_MANIFEST, &arm.manifest, "arm64")],
+        );
+        push_manifest(&srv, "nested", &sha256_digest(&index), OCI_INDEX, &index).await;
+        inner.push(descriptor(OCI_INDEX, &index));
+    }
+    let outer = index_json(OCI_INDEX, &inner);
+    let digest = push_manifest(&srv, "nested", "index-of-index", OCI_INDEX, &outer).await;
+    expect_manifest(&srv, "nested", "index-of-index", OCI_INDEX, &outer, &digest).await;
+}
+
+/// Pushes a Docker v2 schema 2 image (config + one layer) by digest.
+async fn push_docker_image(srv: &Server, repo: &str, arch: &str) -> Vec<u8> {
+    let config = config_json(arch);
+    let layer = random_bytes(512);
+    push_blob(srv, repo, &config).await;
+    push_blob(srv, repo, &layer).await;
+    let manifest = serde_json::to_vec_pretty(&json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": descriptor(DOCKER_CONFIG, &config),
+        "layers": [descriptor(DOCKER_LAYER, &layer)],
+    }))
+    .unwrap();
+    push_manifest(srv, repo, &sha256_digest(&manifest), DOCKER_MANIFEST, &manifest).await;
+    manifest
+}
+
+#[tokio::test]
+async fn docker_v2_manifest_and_manifest_list() {
+    let srv = Server::start();
+    let amd = push_docker_image(&srv, "docker/img", "amd64").await;
+    let arm = push_docker_image(&srv, "docker/img", "arm64").await;
+    let d = sha256_digest(&amd);
+    expect_manifest(&srv, "docker/img", &d, DOCKER_MANIFEST, &amd, &d).await;
+    let r = put_manifest(&srv, "docker/img", "single", DOCKER_MANIFEST, &amd).await;
+    r.expect_status(201);
+    expect_manifest(&srv, "docker/img", "single", DOCKER_MANIFEST, &amd, &d).await;
+
+    let list = index_json(
+        DOCKER_LIST,
+        &[platform_entry(DOCKER_MANIFEST, &amd, "amd64"), platform_entry(DOCKER_MANIFEST, &arm, "arm64")],
+    );
+    let digest = push_manifest(&srv, "docker/img", "latest", DOCKER_LIST, &list).await;
+    expect_manifest(&srv, "docker/img", "latest", DOCKER_LIST, &list, &digest).await;
+}
+
+#[tokio::test]
+async fn mixed_indexes() {
+    let srv = Server::start();
+    let docker = push_docker_image(&srv, "mixed", "amd64").await;
+    let oci = push_image_arch(&srv, "mixed", None, "arm64").await;
+    // Podman's default: an OCI index holding Docker manifests.
+    let index = index_json(
+        OCI_INDEX,
+        &[platform_entry(DOCKER_MANIFEST, &docker, "amd64"), platform_entry(OCI_MANIFEST, &oci.manifest, "arm64")],
+    );
+    let digest = push_manifest(&srv, "mixed", "oci-of-docker", OCI_INDEX, &index).await;
+    expect_manifest(&srv, "mixed", "oci-of-docker", OCI_INDEX, &index, &digest).await;
+    // docker manifest create with mixed inputs: a Docker list holding an OCI manifest.
+    let list = index_json(
+        DOCKER_LIST,
+        &[platform_entry(DOCKER_MANIFEST, &docker, "amd64"), platform_entry(OCI_MANIFEST, &oci.manifest, "arm64")],
+    );
+    let digest = push_manifest(&srv, "mixed", "docker-of-oci", DOCKER_LIST, &list).await;
+    expect_manifest(&srv, "mixed", "docker-of-oci", DOCKER_LIST, &list, &digest).await;
+}
+
+#[tokio::test]
+async fn artifact_with_empty_config() {
+    let srv = Server::start();
+    let empty = b"{}".to_vec();
+    let payload = random_bytes(300);
+    push_blob(&srv, "artifacts", &empty).await;
+    push_blob(&srv, "artifacts", &payload).await;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.example.sbom.v1",
+        "config": descriptor(OCI_EMPTY, &empty),
+        "layers": [descriptor("application/vnd.example.sbom.v1", &payload)],
+        "annotations": {"org.opencontainers.image.created": "2024-01-01T00:00:00Z"},
+    }))
+    .unwrap();
+    let digest = push_manifest(&srv, "artifacts", "sbom", OCI_MANIFEST, &manifest).await;
+    expect_manifest(&srv, "artifacts", "sbom", OCI_MANIFEST, &manifest, &digest).await;
+
+    // Artifact without layers: the empty descriptor as the only layer.
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.example.marker",
+        "config": descriptor(OCI_EMPTY, &empty),
+        "layers": [descriptor(OCI_EMPTY, &empty)],
+    }))
+    .unwrap();
+    let digest = push_manifest(&srv, "artifacts", "marker", OCI_MANIFEST, &manifest).await;
+    expect_manifest(&srv, "artifacts", "marker", OCI_MANIFEST, &manifest, &digest).await;
+}
+
+#[tokio::test]
+async fn image_without_layers() {
+    let srv = Server::start();
+    let config = config_json("amd64");
+    push_blob(&srv, "nolayers", &config).await;
+    let manifest = oci_manifest(&descriptor(OCI_CONFIG, &config), &[]);
+    let digest = push_manifest(&srv, "nolayers", "v1", OCI_MANIFEST, &manifest).await;
+    expect_manifest(&srv, "nolayers", "v1", OCI_MANIFEST, &manifest, &digest).await;
+}
+
+#[tokio::test]
+async fn data_field_and_annotations() {
+    let srv = Server::start();
+    let config = config_json("amd64");
+    let layer = random_bytes(64);
+    push_blob(&srv, "datafield", &config).await;
+    push_blob(&srv, "datafield", &layer).await;
+    let mut config_desc = descriptor(OCI_CONFIG, &config);
+    config_desc["data"] = json!(base64(&config));
+    let mut layer_desc = descriptor(OCI_LAYER, &layer);
+    layer_desc["data"] = json!(base64(&layer));
+    layer_desc["annotations"] = json!({"org.example.layer": "first"});
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config_desc,
+        "layers": [layer_desc],
+        "annotations": {"org.opencontainers.image.title": "data", "com.example.n": "1"},
+    }))
+    .unwrap();
+    let digest = push_manifest(&srv, "datafield", "data-field", OCI_MANIFEST, &manifest).await;
+    expect_manifest(&srv, "datafield", "data-field", OCI_MANIFEST, &manifest, &digest).await;
+}
+
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn unknown_fields_and_formatting_are_preserved_byte_for_byte() {
+    let srv = Server::start();
+    let config = config_json("amd64");
+    let layer = random_bytes(64);
+    push_blob(&srv, "custom", &config).await;
+    push_blob(&srv, "custom", &layer).await;
+    // Unusual field order, whitespace, unknown fields at every level, escaped unicode.
+    let text = format!(
+        "{{\n  \"layers\" : [ {{\"size\":{}, \"digest\":\"{}\",\"x-custom\":{{\"nested\":[1,2,3]}},\"mediaType\":\"{OCI_LAYER}\"}} ],\n\t\"config\":{{\"digest\":\"{}\",\"mediaType\":\"{OCI_CONFIG}\",\"size\":{}}},\n  \"mediaType\": \"{OCI_MANIFEST}\",\n  \"schemaVersion\":2,\n  \"com.example.unknown\": \"caf\\u00e9\",\n  \"zz\": null\n}}\n",
+        layer.len(),
+        sha256_digest(&layer),
+        sha256_digest(&config),
+        config.len()
+    );
+    let manifest = text.into_bytes();
+    let digest = push_manifest(&srv, "custom", "custom-fields", OCI_MANIFEST, &manifest).await;
+    expect_manifest(&srv, "custom", "custom-fields", OCI_MANIFEST, &manifest, &digest).await;
+
+    // An index with an unknown field on an entry.
+    let img = push_image(&srv, "custom", None).await;
+    let mut entry = platform_entry(OCI_MANIFEST, &img.manifest, "amd64");
+    entry["org.example.extra"] = json!({"keep": true});
+    let mut index: Value = serde_json::from_slice(&index_json(OCI_INDEX, &[entry])).unwrap();
+    index["extraTopLevel"] = json!([1, "two"]);
+    let index = serde_json::to_vec_pretty(&index).unwrap();
+    let digest = push_manifest(&srv, "custom", "custom-index", OCI_INDEX, &index).await;
+    expect_manifest(&srv, "custom", "custom-index", OCI_INDEX, &index, &digest).await;
+}
+
+#[tokio::test]
+async fn non_distributable_layers_need_no_blob() {
+    let srv = Server::start();
+    let config = config_json("amd64");
+    let layer = random_bytes(256);
+    push_blob(&srv, "nondist", &config).await;
+    push_blob(&srv, "nondist", &layer).await;
+    let foreign = sha256_digest(&random_bytes(32));
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(OCI_CONFIG, &config),
+        "layers": [
+            {"mediaType": OCI_LAYER_ND, "digest": foreign, "size": 123456,
+             "urls": [format!("https://store.example.com/blobs/sha256/{}", &foreign[7..])]},
+            {"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar",
+             "digest": sha256_digest(&random_bytes(32)), "size": 12345},
+            descriptor(OCI_LAYER, &layer),
+        ],
+    }))
+    .unwrap();
+    let digest = push_manifest(&srv, "nondist", "non-distributable-image", OCI_MANIFEST, &manifest).await;
+    expect_manifest(&srv, "nondist", "non-distributable-image", OCI_MANIFEST, &manifest, &digest).await;
+
+    // Docker's foreign layers (Windows base images) are the same idea.
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": descriptor(DOCKER_CONFIG, &config),
+        "layers": [
+            {"mediaType": DOCKER_FOREIGN_LAYER, "digest": sha256_digest(&random_bytes(32)), "size": 99,
+             "urls": ["https://mcr.microsoft.com/v2/windows/blobs/x"]},
+            descriptor(DOCKER_LAYER, &layer),
+        ],
+    }))
+    .unwrap();
+    push_manifest(&srv, "nondist", "windows", DOCKER_MANIFEST, &manifest).await;
+}
+
+#[tokio::test]
+async fn sha512_manifest_reference() {
+    let srv = Server::start();
+    let img = push_image(&srv, "sha512m", None).await;
+    let digest512 = sha512_digest(&img.manifest);
+    let r = put_manifest(&srv, "sha512m", &digest512, OCI_MANIFEST, &img.manifest).await;
+    r.expect_status(201);
+    assert_eq!(r.header("docker-content-digest"), Some(digest512.as_str()), "{}", r.describe());
+    expect_manifest(&srv, "sha512m", &digest512, OCI_MANIFEST, &img.manifest, &digest512).await;
+
+    // A sha512 reference that does not match the bytes.
+    let other = sha512_digest(b"other");
+    put_manifest(&srv, "sha512m", &other, OCI_MANIFEST, &img.manifest).await.expect_error(400, "DIGEST_INVALID");
+}
+
+#[tokio::test]
+async fn manifest_without_media_type_takes_the_content_type() {
+    let srv = Server::start();
+    let config = config_json("amd64");
+    push_blob(&srv, "nomt", &config).await;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "config": descriptor(OCI_CONFIG, &config),
+        "layers": [],
+    }))
+    .unwrap();
+    let digest = push_manifest(&srv, "nomt", "v1", OCI_MANIFEST, &manifest).await;
+    expect_manifest(&srv, "nomt", "v1", OCI_MANIFEST, &manifest, &digest).await;
+}
+
+#[tokio::test]
+async fn content_type_parameters_are_ignored() {
+    let srv = Server::start();
+    let config = config_json("amd64");
+    push_blob(&srv, "ctparams", &config).await;
+    let manifest = oci_manifest(&descriptor(OCI_CONFIG, &config), &[]);
+    let r = put_manifest(&srv, "ctparams", "v1", &format!("{OCI_MANIFEST}; charset=utf-8"), &manifest).await;
+    r.expect_status(201);
+    let g = send(srv.get("/v2/ctparams/manifests/v1")).await;
+    g.expect_status(200);
+    assert!(g.header("content-type").unwrap().starts_with(OCI_MANIFEST), "{}", g.describe());
+}
+
+#[tokio::test]
+async fn content_type_and_media_type_mismatch() {
+    let srv = Server::start();
+    let img = push_image(&srv, "mismatch", None).await;
+    for ct in [OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST] {
+        put_manifest(&srv, "mismatch", "bad", ct, &img.manifest).await.expect_error(400, "MANIFEST_INVALID");
+    }
+    send(srv.get("/v2/mismatch/manifests/bad")).await.expect_error(404, "MANIFEST_UNKNOWN");
+}
+
+#[tokio::test]
+async fn missing_blob_is_manifest_blob_unknown() {
+    let srv = Server::start();
+    let config = config_json("amd64");
+    let layer = random_bytes(100);
+    push_blob(&srv, "missing", &config).await;
+    // Layer missing.
+    let manifest = oci_manifest(&descriptor(OCI_CONFIG, &config), &[descriptor(OCI_LAYER, &layer)]);
+    put_manifest(&srv, "missing", "v1", OCI_MANIFEST, &manifest).await.expect_error(400, "MANIFEST_BLOB_UNKNOWN");
+    // Config missing.
+    let other_config = config_json("arm64");
+    push_blob(&srv, "missing", &layer).await;
+    let manifest = oci_manifest(&descriptor(OCI_CONFIG, &other_config), &[descriptor(OCI_LAYER, &layer)]);
+    put_manifest(&srv, "missing", "v1", OCI_MANIFEST, &manifest).await.expect_error(400, "MANIFEST_BLOB_UNKNOWN");
+    // Present only in another repository.
+    push_blob(&srv, "other", &other_config).await;
+    put_manifest(&srv, "missing", "v1", OCI_MANIFEST, &manifest).await.expect_error(400, "MANIFEST_BLOB_UNKNOWN");
+    send(srv.get("/v2/missing/manifests/v1")).await.expect_error(404, "MANIFEST_UNKNOWN");
+    // Once mounted, the same manifest goes in.
+    let r = send(srv.post(&format!("/v2/missing/blobs/uploads/?mount={}&from=other", sha256_digest(&other_config)))).await;
+    r.expect_status(201);
+    push_manifest(&srv, "missing", "v1", OCI_MANIFEST, &manifest).await;
+}
+
+#[tokio::test]
+async fn missing_child_is_manifest_unknown_naming_the_digest() {
+    let srv = Server::start();
+    let present = push_image(&srv, "children", None).await;
+    // A manifest that exists only in another repository.
+    let elsewhere = push_image(&srv, "elsewhere", None).await;
+    let index = index_json(
+        OCI_INDEX,
+        &[platform_entry(OCI_MANIFEST, &present.manifest, "amd64"), platform_entry(OCI_MANIFEST, &elsewhere.manifest, "arm64")],
+    );
+    let r = put_manifest(&srv, "children", "latest", OCI_INDEX, &index).await;
+    r.expect_error(400, "MANIFEST_UNKNOWN");
+    assert!(r.text().contains(&elsewhere.digest), "error does not name {}:\n{}", elsewhere.digest, r.describe());
+    send(srv.get("/v2/children/manifests/latest")).await.expect_error(404, "MANIFEST_UNKNOWN");
+}
+
+#[tokio::test]
+async fn digest_reference_must_match_the_bytes() {
+    let srv = Server::start();
+    let img = push_image(&srv, "digestref", None).await;
+    let wrong = sha256_digest(b"not this manifest");
+    put_manifest(&srv, "digestref", &wrong, OCI_MANIFEST, &img.manifest).await.expect_error(400, "DIGEST_INVALID");
+    send(srv.get(&format!("/v2/digestref/manifests/{wrong}"))).await.expect_error(404, "MANIFEST_UNKNOWN");
+}
+
+#[tokio::test]
+async fn invalid_manifests_are_manifest_invalid() {
+    let srv = Server::start();
+    let config = config_json("amd64");
+    push_blob(&srv, "invalid", &config).await;
+    let cfg = descriptor(OCI_CONFIG, &config);
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("not json", b"{this is not json".to_vec()),
+        ("empty body", Vec::new()),
+        ("json array", b"[1,2,3]".to_vec()),
+        ("layers not an array", serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg, "layers": "x"})).unwrap()),
+        ("no config", serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": []})).unwrap()),
+        ("bad layer digest", serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg,
+            "layers": [{"mediaType": OCI_LAYER, "digest": "sha256:nothex", "size": 1}]})).unwrap()),
+        ("negative size", serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg,
+            "layers": [{"mediaType": OCI_LAYER, "digest": sha256_digest(b"x"), "size": -1}]})).unwrap()),
+        ("schemaVersion 3", serde_json::to_vec(&json!({"schemaVersion": 3, "mediaType": OCI_MANIFEST, "config": cfg, "layers": []})).unwrap()),
+    ];
+    for (what, body) in bodies {
+        let r = put_manifest(&srv, "invalid", "v1", OCI_MANIFEST, &body).await;
+        assert_eq!(r.status(), 400, "{what}: {}", r.describe());
+        r.expect_error_code_in(&["MANIFEST_INVALID"]);
+    }
+    // An index whose manifests field is not a list.
+    let r = put_manifest(&srv, "invalid", "v1", OCI_INDEX, &serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": {}})).unwrap()).await;
+    r.expect_error(400, "MANIFEST_INVALID");
+    send(srv.get("/v2/invalid/manifests/v1")).await.expect_error(404, "MANIFEST_UNKNOWN");
+}
+
+#[tokio::test]
+async fn docker_schema1_is_rejected() {
+    let srv = Server::start();
+    let schema1 = serde_json::to_vec_pretty(&json!({
+        "schemaVersion": 1,
+        "name": "schema1",
+        "tag": "latest",
+        "architecture": "amd64",
+        "fsLayers": [{"blobSum": sha256_digest(b"a")}],
+        "history": [{"v1Compatibility": "{}"}],
+        "signatures": [{"header": {"alg": "ES256"}, "signature": "x", "protected": "y"}],
+    }))
+    .unwrap();
+    for ct in [DOCKER_SCHEMA1_SIGNED, "application/vnd.docker.distribution.manifest.v1+json", "application/json"] {
+        let r = put_manifest(&srv, "schema1", "latest", ct, &schema1).await;
+        r.expect_4xx();
+        r.expect_error_code_in(&["MANIFEST_INVALID", "UNSUPPORTED"]);
+    }
+    send(srv.get("/v2/schema1/manifests/latest")).await.expect_status(404);
+}
+
+#[tokio::test]
+async fn unknown_content_type_is_rejected() {
+    let srv = Server::start();
+    let img = push_image(&srv, "ctype", None).await;
+    let r = put_manifest(&srv, "ctype", "x", "text/plain", &img.manifest).await;
+    r.expect_4xx();
+}
+
+/// A manifest padded with annotations to `size` bytes.
+async fn padded_manifest(srv: &Server, repo: &str, size: usize) -> Vec<u8> {
+    let config = config_json("amd64");
+    push_blob(srv, repo, &config).await;
+    let mut annotations = serde_json::Map::new();
+    let mut i = 0;
+    let base = oci_manifest(&descriptor(OCI_CONFIG, &config), &[]).len() + 20;
+    let mut total = base;
+    while total + 10_100 < size {
+        annotations.insert(format!("large-annotation-{i}"), json!("A".repeat(10_000)));
+        total += 10_000 + 30;
+        i += 1;
+    }
+    let mut m = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor(OCI_CONFIG, &config), "layers": [], "annotations": annotations});
+    let mut bytes = serde_json::to_vec(&m).unwrap();
+    let pad = size.saturating_sub(bytes.len() + 12);
+    m["annotations"]["pad"] = json!("P".repeat(pad));
+    bytes = serde_json::to_vec(&m).unwrap();
+    bytes
+}
+
+#[tokio::test]
+async fn large_manifest_just_under_4_mib_is_accepted() {
+    let srv = Server::start();
+    let manifest = padded_manifest(&srv, "large", 4 * 1024 * 1024 - 1024).await;
+    assert!(manifest.len() <= 4 * 1024 * 1024 && manifest.len() > 4 * 1024 * 1024 - 2048, "{}", manifest.len());
+    let digest = push_manifest(&srv, "large", "large-manifest", OCI_MANIFEST, &manifest).await;
+    expect_manifest(&srv, "large", "large-manifest", OCI_MANIFEST, &manifest, &digest).await;
+}
+
+#[tokio::test]
+async fn manifest_over_4_mib_is_rejected() {
+    let srv = Server::start();
+    let manifest = padded_manifest(&srv, "huge", 4 * 1024 * 1024 + 4096).await;
+    assert!(manifest.len() > 4 * 1024 * 1024);
+    let put = srv.put("/v2/huge/manifests/too-big").header("content-type", OCI_MANIFEST).body(manifest);
+    // A server may answer before reading the whole body and close the connection; the client
+    // then sees the reset instead of the 4xx. Either way nothing may be stored.
+    match try_send(put).await {
+        Ok(r) => {
+            r.expect_4xx();
+            if r.status() != 413 {
+                eprintln!("note: oversized manifest answered {} (413 preferred)", r.status());
+            }
+        }
+        Err(e) => eprintln!("note: oversized manifest PUT ended with a transport error: {e}"),
+    }
+    send(srv.get("/v2/huge/manifests/too-big")).await.expect_status(404);
+}
+
+#[tokio::test]
+async fn unknown_manifests() {
+    let srv = Server::start();
+    push_image(&srv, "known", Some("v1")).await;
+    let missing = sha256_digest(b"no such manifest");
+    send(srv.get("/v2/known/manifests/nope")).await.expect_error(404, "MANIFEST_UNKNOWN");
+    send(srv.get(&format!("/v2/known/manifests/{missing}"))).await.expect_error(404, "MANIFEST_UNKNOWN");
+    let h = send(srv.head("/v2/known/manifests/nope")).await;
+    h.expect_status(404);
+    assert!(h.body.is_empty());
+    // In a repository that does not exist.
+    let r = send(srv.get("/v2/no/such/repo/manifests/latest")).await;
+    r.expect_status(404);
+    r.expect_error_code_in(&["MANIFEST_UNKNOWN", "NAME_UNKNOWN"]);
+    send(srv.head("/v2/no/such/repo/manifests/latest")).await.expect_status(404);
+}
+
+#[tokio::test]
+async fn invalid_tags_are_rejected() {
+    let srv = Server::start();
+    let img = push_image(&srv, "tags", None).await;
+    for tag in ["-leading-dash", ".dot", &"t".repeat(129)] {
+        let r = put_manifest(&srv, "tags", tag, OCI_MANIFEST, &img.manifest).await;
+        r.expect_4xx();
+    }
+    let r = put_manifest(&srv, "tags", &"t".repeat(128), OCI_MANIFEST, &img.manifest).await;
+    r.expect_status(201);
+}
+
+#[tokio::test]
+async fn delete_by_digest_removes_the_manifest_and_its_tags() {
+    let srv = Server::start();
+    let img = push_image(&srv, "delete/me", Some("one")).await;
+    put_manifest(&srv, "delete/me", "two", OCI_MANIFEST, &img.manifest).await.expect_status(201);
+    let keep = push_image(&srv, "delete/me", Some("keep")).await;
+
+    send(srv.delete(&format!("/v2/delete/me/manifests/{}", img.digest))).await.expect_status(202);
+    send(srv.get(&format!("/v2/delete/me/manifests/{}", img.digest))).await.expect_error(404, "MANIFEST_UNKNOWN");
+    send(srv.head(&format!("/v2/delete/me/manifests/{}", img.digest))).await.expect_status(404);
+    send(srv.get("/v2/delete/me/manifests/one")).await.expect_error(404, "MANIFEST_UNKNOWN");
+    send(srv.get("/v2/delete/me/manifests/two")).await.expect_error(404, "MANIFEST_UNKNOWN");
+    let tags = send(srv.get("/v2/delete/me/tags/list")).await;
+    tags.expect_status(200);
+    assert_eq!(tags.json()["tags"], json!(["keep"]));
+    expect_manifest(&srv, "delete/me", "keep", OCI_MANIFEST, &keep.manifest, &keep.digest).await;
+
+    // Deleting again: gone.
+    let r = send(srv.delete(&format!("/v2/delete/me/manifests/{}", img.digest))).await;
+    r.expect_error(404, "MANIFEST_UNKNOWN");
+    // Pushing it again brings it back.
+    push_manifest(&srv, "delete/me", "one", OCI_MANIFEST, &img.manifest).await;
+}
+
+#[tokio::test]
+async fn delete_by_tag_removes_only_the_tag() {
+    let srv = Server::start();
+    let img = push_image(&srv, "untag", Some("v1")).await;
+    put_manifest(&srv, "untag", "v2", OCI_MANIFEST, &img.manifest).await.expect_status(201);
+
+    send(srv.delete("/v2/untag/manifests/v1")).await.expect_status(202);
+    send(srv.get("/v2/untag/manifests/v1")).await.expect_error(404, "MANIFEST_UNKNOWN");
+    expect_manifest(&srv, "untag", &img.digest, OCI_MANIFEST, &img.manifest, &img.digest).await;
+    expect_manifest(&srv, "untag", "v2", OCI_MANIFEST, &img.manifest, &img.digest).await;
+    let tags = send(srv.get("/v2/untag/tags/list")).await;
+    assert_eq!(tags.json()["tags"], json!(["v2"]));
+    send(srv.delete("/v2/untag/manifests/v1")).await.expect_error(404, "MANIFEST_UNKNOWN");
+}
+
+#[tokio::test]
+async fn a_child_of_an_index_cannot_be_deleted_before_the_index() {
+    let srv = Server::start();
+    let child = push_image(&srv, "guarded", None).await;
+    let index = index_json(OCI_INDEX, &[platform_entry(OCI_MANIFEST, &child.manifest, "amd64")]);
+    let index_digest = push_manifest(&srv, "guarded", "latest", OCI_INDEX, &index).await;
+
+    let r = send(srv.delete(&format!("/v2/guarded/manifests/{}", child.digest))).await;
+    r.expect_error(409, "DENIED");
+    assert!(r.text().contains(&index_digest), "409 must name the index {index_digest}:\n{}", r.describe());
+    expect_manifest(&srv, "guarded", &child.digest, OCI_MANIFEST, &child.manifest, &child.digest).await;
+
+    send(srv.delete(&format!("/v2/guarded/manifests/{index_digest}"))).await.expect_status(202);
+    send(srv.delete(&format!("/v2/guarded/manifests/{}", child.digest))).await.expect_status(202);
+    send(srv.get(&format!("/v2/guarded/manifests/{}", child.digest))).await.expect_error(404, "MANIFEST_UNKNOWN");
+}
+
+#[tokio::test]
+async fn a_child_shared_by_two_indexes_needs_both_gone() {
+    let srv = Server::start();
+    let child = push_image(&srv, "shared", None).await;
+    let extra = push_image(&srv, "shared", None).await;
+    let a = index_json(OCI_INDEX, &[platform_entry(OCI_MANIFEST, &child.manifest, "amd64")]);
+    let b = index_json(
+        OCI_INDEX,
+        &[platform_entry(OCI_MANIFEST, &child.manifest, "amd64"), platform_entry(OCI_MANIFEST, &extra.manifest, "arm64")],
+    );
+    let a = push_manifest(&srv, "shared", "a", OCI_INDEX, &a).await;
+    let b = push_manifest(&srv, "shared", "b", OCI_INDEX, &b).await;
+    send(srv.delete(&format!("/v2/shared/manifests/{a}"))).await.expect_status(202);
+    let r = send(srv.delete(&format!("/v2/shared/manifests/{}", child.digest))).await;
+    r.expect_error(409, "DENIED");
+    assert!(r.text().contains(&b), "{}", r.describe());
+    send(srv.delete(&format!("/v2/shared/manifests/{b}"))).await.expect_status(202);
+    send(srv.delete(&format!("/v2/shared/manifests/{}", child.digest))).await.expect_status(202);
+}
+
+#[tokio::test]
+async fn a_subject_may_be_deleted_before_its_referrer() {
+    let srv = Server::start();
+    let subject = push_image(&srv, "subj", Some("v1")).await;
+    let empty = b"{}".to_vec();
+    push_blob(&srv, "subj", &empty).await;
+    let referrer = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.example.signature",
+        "config": descriptor(OCI_EMPTY, &empty),
+        "layers": [descriptor(OCI_EMPTY, &empty)],
+        "subject": subject.descriptor(),
+    }))
+    .unwrap();
+    let referrer_digest = push_manifest(&srv, "subj", &sha256_digest(&referrer), OCI_MANIFEST, &referrer).await;
+
+    send(srv.delete(&format!("/v2/subj/manifests/{}", subject.digest))).await.expect_status(202);
+    send(srv.get(&format!("/v2/subj/manifests/{}", subject.digest))).await.expect_error(404, "MANIFEST_UNKNOWN");
+    expect_manifest(&srv, "subj", &referrer_digest, OCI_MANIFEST, &referrer, &referrer_digest).await;
+    send(srv.delete(&format!("/v2/subj/manifests/{referrer_digest}"))).await.expect_status(202);
+}
+
+#[tokio::test]
+async fn manifests_are_scoped_to_their_repository() {
+    let srv = Server::start();
+    let img = push_image(&srv, "scope/a", Some("v1")).await;
+    push_image(&srv, "scope/b", Some("other")).await;
+    send(srv.get(&format!("/v2/scope/b/manifests/{}", img.digest))).await.expect_error(404, "MANIFEST_UNKNOWN");
+    send(srv.get("/v2/scope/b/manifests/v1")).await.expect_error(404, "MANIFEST_UNKNOWN");
+    // Pushing the manifest into b without its blobs fails; it does not borrow a's.
+    put_manifest(&srv, "scope/b", "v1", OCI_MANIFEST, &img.manifest).await.expect_error(400, "MANIFEST_BLOB_UNKNOWN");
+}

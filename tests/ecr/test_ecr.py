@@ -1,0 +1,772 @@
+"""Every ECR operation Berth serves, through boto3 against a real `berth serve` (auth off): happy
+paths, the documented errors, pagination, and the one model shared with /v2/."""
+
+import base64
+import json
+import os
+import re
+import time
+import uuid
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import (DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, REGION,
+                      REGISTRY_ID, Images, digest_of, error_code)
+
+MIB = 1024 * 1024
+
+
+def raises(ecr, exception, call, **kwargs):
+    with pytest.raises(ClientError) as excinfo:
+        call(**kwargs)
+    assert error_code(excinfo) == exception, excinfo.value.response["Error"]
+    assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    return excinfo.value.response["Error"]["Message"]
+
+
+def arn(name):
+    return f"arn:aws:ecr:{REGION}:{REGISTRY_ID}:repository/{name}"
+
+
+# ---- GetAuthorizationToken, DescribeRegistry
+
+
+def test_authorization_token_is_aws_colon_password_for_12_hours(ecr, addr, http):
+    data = ecr.get_authorization_token()["authorizationData"]
+    assert len(data) == 1
+    user, password = base64.b64decode(data[0]["authorizationToken"]).decode().split(":")
+    assert user == "AWS" and password and not re.search(r"\s", password)
+    assert data[0]["proxyEndpoint"] == f"http://{addr}"
+    remaining = data[0]["expiresAt"].timestamp() - time.time()
+    assert 12 * 3600 - 120 < remaining <= 12 * 3600
+    # The password is usable as Basic credentials on /v2/ (auth is off here, so any would be).
+    basic = base64.b64encode(f"AWS:{password}".encode()).decode()
+    status, headers, _ = http.request("GET", "/v2/", headers={"Authorization": f"Basic {basic}"})
+    assert status == 200 and headers.get("docker-distribution-api-version") == "registry/2.0"
+    two = ecr.get_authorization_token(registryIds=[REGISTRY_ID, "123456789012"])["authorizationData"]
+    assert len(two) == 2
+
+
+def test_describe_registry(ecr):
+    registry = ecr.describe_registry()
+    assert registry["registryId"] == REGISTRY_ID
+    assert registry["replicationConfiguration"] == {"rules": []}
+
+
+# ---- repositories
+
+
+def test_create_repository_echoes_ecr_defaults(ecr, addr):
+    name = f"pytest/create-{uuid.uuid4().hex[:8]}"
+    repo = ecr.create_repository(repositoryName=name, tags=[{"Key": "team", "Value": "web"}])["repository"]
+    try:
+        assert repo["repositoryArn"] == arn(name)
+        assert repo["registryId"] == REGISTRY_ID
+        assert repo["repositoryUri"] == f"{addr}/{name}"
+        assert repo["imageTagMutability"] == "MUTABLE"
+        assert repo["imageScanningConfiguration"] == {"scanOnPush": False}
+        assert repo["encryptionConfiguration"] == {"encryptionType": "AES256"}
+        assert abs(repo["createdAt"].timestamp() - time.time()) < 60
+        assert ecr.list_tags_for_resource(resourceArn=arn(name))["tags"] == [{"Key": "team", "Value": "web"}]
+        raises(ecr, "RepositoryAlreadyExistsException", ecr.create_repository, repositoryName=name)
+        described = ecr.describe_repositories(repositoryNames=[name])["repositories"]
+        assert described == [repo]
+    finally:
+        ecr.delete_repository(repositoryName=name)
+
+
+def test_create_repository_settings_and_kms(ecr):
+    name = f"pytest/settings-{uuid.uuid4().hex[:8]}"
+    key = "arn:aws:kms:us-east-1:000000000000:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    repo = ecr.create_repository(
+        repositoryName=name,
+        imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+        imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": "dev-*"}],
+        imageScanningConfiguration={"scanOnPush": True},
+        encryptionConfiguration={"encryptionType": "KMS", "kmsKey": key},
+    )["repository"]
+    try:
+        assert repo["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
+        assert repo["imageTagMutabilityExclusionFilters"] == [{"filterType": "WILDCARD", "filter": "dev-*"}]
+        assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+        # KMS is recorded and echoed (infrastructure code sees no drift); Berth has no KMS.
+        assert repo["encryptionConfiguration"] == {"encryptionType": "KMS", "kmsKey": key}
+        assert ecr.describe_repositories(repositoryNames=[name])["repositories"][0] == repo
+    finally:
+        ecr.delete_repository(repositoryName=name)
+    message = raises(ecr, "InvalidParameterException", ecr.create_repository, repositoryName=f"{name}-x",
+                     encryptionConfiguration={"encryptionType": "AES256", "kmsKey": key})
+    assert "kmsKey" in message
+
+
+def test_create_repository_rejects_bad_input(ecr):
+    for bad in ["Upper/Case", "trailing-", "a//b", "x" * 257]:
+        message = raises(ecr, "InvalidParameterException", ecr.create_repository, repositoryName=bad)
+        assert "repositoryName" in message
+    raises(ecr, "InvalidParameterException", ecr.create_repository, repositoryName="pytest/x",
+           imageTagMutability="SOMETIMES")
+    message = raises(ecr, "InvalidParameterException", ecr.create_repository, repositoryName="pytest/x",
+                     imageTagMutability="MUTABLE_WITH_EXCLUSION")
+    assert "imageTagMutabilityExclusionFilters" in message
+    raises(ecr, "TooManyTagsException", ecr.create_repository, repositoryName="pytest/x",
+           tags=[{"Key": f"k{i}", "Value": "v"} for i in range(51)])
+    raises(ecr, "InvalidTagParameterException", ecr.create_repository, repositoryName="pytest/x",
+           tags=[{"Key": "aws:reserved", "Value": "v"}])
+    raises(ecr, "RepositoryNotFoundException", ecr.create_repository, repositoryName="pytest/x",
+           registryId="123456789012")
+    raises(ecr, "InvalidParameterException", ecr.create_repository, repositoryName="pytest/x", registryId="12345")
+    with pytest.raises(ecr.exceptions.RepositoryNotFoundException):
+        ecr.describe_repositories(repositoryNames=["pytest/x"])
+
+
+def test_describe_repositories_by_name(ecr, repo):
+    other = f"{repo}-b"
+    ecr.create_repository(repositoryName=other)
+    try:
+        found = ecr.describe_repositories(repositoryNames=[other, repo])["repositories"]
+        assert [r["repositoryName"] for r in found] == [other, repo]
+        message = raises(ecr, "RepositoryNotFoundException", ecr.describe_repositories,
+                         repositoryNames=[repo, "pytest/absent"])
+        assert message == ("The repository with name 'pytest/absent' does not exist in the registry with id "
+                           f"'{REGISTRY_ID}'")
+        raises(ecr, "InvalidParameterException", ecr.describe_repositories, repositoryNames=[repo], maxResults=5)
+        raises(ecr, "RepositoryNotFoundException", ecr.describe_repositories, repositoryNames=[repo],
+               registryId="123456789012")
+    finally:
+        ecr.delete_repository(repositoryName=other)
+
+
+def test_describe_repositories_pages_stably(ecr):
+    prefix = f"pytest/page-{uuid.uuid4().hex[:8]}"
+    names = [f"{prefix}/r{i}" for i in (1, 3, 5, 7, 9)]
+    for name in names:
+        ecr.create_repository(repositoryName=name)
+    added = []
+    try:
+        everything = [r["repositoryName"] for r in ecr.describe_repositories(maxResults=1000)["repositories"]]
+        assert everything == sorted(everything)
+        assert set(names) <= set(everything)
+        # Page with 2 per page; after the first page that reaches our repositories, add one before
+        # the cursor and one after it.
+        seen, token, inserted = [], None, False
+        while True:
+            page = ecr.describe_repositories(maxResults=2, **({"nextToken": token} if token else {}))
+            assert len(page["repositories"]) <= 2
+            seen += [r["repositoryName"] for r in page["repositories"]]
+            token = page.get("nextToken")
+            if not inserted and any(n.startswith(prefix) for n in seen):
+                for extra in (f"{prefix}/r0", f"{prefix}/r99"):
+                    ecr.create_repository(repositoryName=extra)
+                    added.append(extra)
+                inserted = True
+            if not token:
+                break
+        assert len(seen) == len(set(seen)), "no repository twice"
+        assert set(everything) <= set(seen), "no repository skipped"
+        assert f"{prefix}/r99" in seen and f"{prefix}/r0" not in seen
+        # The paginator of boto3 (what `aws ecr describe-repositories --page-size` does).
+        paged = [r["repositoryName"] for p in ecr.get_paginator("describe_repositories").paginate(
+            PaginationConfig={"PageSize": 3}) for r in p["repositories"]]
+        assert [n for n in paged if n.startswith(prefix)] == sorted(names + added)
+        raises(ecr, "InvalidParameterException", ecr.describe_repositories, nextToken="not-a-token")
+    finally:
+        for name in names + added:
+            ecr.delete_repository(repositoryName=name)
+
+
+def test_delete_repository(ecr, images):
+    name = f"pytest/delete-{uuid.uuid4().hex[:8]}"
+    created = ecr.create_repository(repositoryName=name)["repository"]
+    images.image(name, "v1")
+    message = raises(ecr, "RepositoryNotEmptyException", ecr.delete_repository, repositoryName=name)
+    assert message == (f"The repository with name '{name}' in registry with id '{REGISTRY_ID}' cannot be deleted "
+                       "because it still contains images")
+    deleted = ecr.delete_repository(repositoryName=name, force=True)["repository"]
+    assert deleted == created
+    raises(ecr, "RepositoryNotFoundException", ecr.delete_repository, repositoryName=name)
+    raises(ecr, "RepositoryNotFoundException", ecr.describe_images, repositoryName=name)
+
+
+# ---- PutImage, DescribeImages, BatchGetImage
+
+
+def test_put_image_and_describe(ecr, repo, images, http):
+    config, layer = images.blobs(repo)
+    manifest = images.manifest(config, layer)
+    digest = images.put(repo, manifest, "v1")
+    [detail] = ecr.describe_images(repositoryName=repo)["imageDetails"]
+    assert detail["imageDigest"] == digest
+    assert detail["imageTags"] == ["v1"]
+    assert detail["registryId"] == REGISTRY_ID and detail["repositoryName"] == repo
+    assert detail["imageSizeInBytes"] == config["size"] + layer["size"]
+    assert detail["imageManifestMediaType"] == OCI_MANIFEST
+    assert detail["artifactMediaType"] == OCI_CONFIG
+    assert detail["imageStatus"] == "ACTIVE"
+    assert abs(detail["imagePushedAt"].timestamp() - time.time()) < 60
+    assert "lastRecordedPullTime" not in detail
+    # A pull through either plane shows up at once (buffered in memory, flushed later).
+    status, _, body = http.get_manifest(repo, "v1")
+    assert status == 200 and body == manifest.encode()
+    [detail] = ecr.describe_images(repositoryName=repo, imageIds=[{"imageTag": "v1"}])["imageDetails"]
+    assert abs(detail["lastRecordedPullTime"].timestamp() - time.time()) < 60
+    # Re-putting the same digest under a new tag keeps the first push time.
+    images.put(repo, manifest, "v2")
+    [again] = ecr.describe_images(repositoryName=repo)["imageDetails"]
+    assert again["imageTags"] == ["v1", "v2"] and again["imagePushedAt"] == detail["imagePushedAt"]
+
+
+def test_put_image_errors(ecr, repo, images):
+    config, layer = images.blobs(repo)
+    manifest = images.manifest(config, layer)
+    digest = images.put(repo, manifest, "v1")
+    message = raises(ecr, "ImageAlreadyExistsException", ecr.put_image, repositoryName=repo,
+                     imageManifest=manifest, imageTag="v1")
+    assert message == (f"Image with digest '{digest}' and tag 'v1' already exists in the repository with name "
+                       f"'{repo}' in registry with id '{REGISTRY_ID}'")
+    # Without a tag, re-putting a known digest is a no-op that succeeds.
+    assert images.put(repo, manifest) == digest
+    raises(ecr, "ImageDigestDoesNotMatchException", ecr.put_image, repositoryName=repo, imageManifest=manifest,
+           imageDigest="sha256:" + "0" * 64)
+    assert images.put(repo, manifest, "v3", imageDigest=digest) == digest
+    missing = {"mediaType": OCI_CONFIG, "digest": digest_of(b"never uploaded"), "size": 14}
+    message = raises(ecr, "LayersNotFoundException", ecr.put_image, repositoryName=repo,
+                     imageManifest=images.manifest(missing, layer), imageTag="broken")
+    assert missing["digest"] in message
+    message = raises(ecr, "InvalidParameterException", ecr.put_image, repositoryName=repo,
+                     imageManifest="{not json", imageTag="bad")
+    assert message == "Invalid parameter at 'ImageManifest' failed to satisfy constraint: 'Invalid JSON syntax'"
+    no_media_type = json.dumps({"schemaVersion": 2, "config": config, "layers": [layer]})
+    message = raises(ecr, "InvalidParameterException", ecr.put_image, repositoryName=repo,
+                     imageManifest=no_media_type)
+    assert "imageManifestMediaType" in message
+    put = ecr.put_image(repositoryName=repo, imageManifest=no_media_type, imageManifestMediaType=OCI_MANIFEST)
+    assert put["image"]["imageManifestMediaType"] == OCI_MANIFEST
+    raises(ecr, "InvalidParameterException", ecr.put_image, repositoryName=repo, imageManifest=manifest,
+           imageTag="bad:tag")
+    raises(ecr, "InvalidParameterException", ecr.put_image, repositoryName=repo, imageManifest=manifest,
+           imageManifestMediaType=DOCKER_MANIFEST)
+    raises(ecr, "RepositoryNotFoundException", ecr.put_image, repositoryName=f"{repo}-absent",
+           imageManifest=manifest)
+
+
+def test_docker_v2_manifest_by_ecr_api(ecr, repo, images):
+    config = json.dumps({"architecture": "arm64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
+    config_digest = images.upload_layer(repo, config.encode())
+    layer = os.urandom(300)
+    layer_digest = images.upload_layer(repo, layer)
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+                           "config": {"mediaType": DOCKER_CONFIG, "size": len(config), "digest": config_digest},
+                           "layers": [{"mediaType": DOCKER_LAYER, "size": len(layer), "digest": layer_digest}]})
+    images.put(repo, manifest, "docker")
+    [detail] = ecr.describe_images(repositoryName=repo)["imageDetails"]
+    assert detail["imageManifestMediaType"] == DOCKER_MANIFEST
+    assert detail["artifactMediaType"] == DOCKER_CONFIG
+
+
+def test_batch_get_image_and_the_retag_idiom(ecr, repo, images):
+    digest, manifest, _, _ = images.image(repo, "v1")
+    got = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "v1"}], acceptedMediaTypes=[OCI_MANIFEST])
+    assert got["failures"] == []
+    [image] = got["images"]
+    assert image["imageManifest"] == manifest, "the exact stored bytes"
+    assert image["imageId"] == {"imageDigest": digest, "imageTag": "v1"}
+    assert image["imageManifestMediaType"] == OCI_MANIFEST
+    # Retag: batch-get-image then put-image with the same bytes under another tag.
+    put = ecr.put_image(repositoryName=repo, imageManifest=image["imageManifest"], imageTag="release",
+                        imageManifestMediaType=image["imageManifestMediaType"])
+    assert put["image"]["imageId"] == {"imageDigest": digest, "imageTag": "release"}
+    [detail] = ecr.describe_images(repositoryName=repo)["imageDetails"]
+    assert detail["imageTags"] == ["release", "v1"]
+
+    other_digest, _, _, _ = images.image(repo, "other")
+    got = ecr.batch_get_image(repositoryName=repo, imageIds=[
+        {"imageDigest": digest},
+        {"imageDigest": digest, "imageTag": "release"},
+        {"imageTag": "absent"},
+        {},
+        {"imageDigest": "sha256:nothex"},
+        {"imageDigest": digest, "imageTag": "other"},
+        {"imageDigest": "sha256:" + "a" * 64},
+    ])
+    assert [i["imageId"] for i in got["images"]] == [
+        {"imageDigest": digest}, {"imageDigest": digest, "imageTag": "release"}]
+    codes = [(f["imageId"], f["failureCode"]) for f in got["failures"]]
+    assert codes == [
+        ({"imageTag": "absent"}, "ImageNotFound"),
+        ({}, "MissingDigestAndTag"),
+        ({"imageDigest": "sha256:nothex"}, "InvalidImageDigest"),
+        ({"imageDigest": digest, "imageTag": "other"}, "ImageTagDoesNotMatchDigest"),
+        ({"imageDigest": "sha256:" + "a" * 64}, "ImageNotFound"),
+    ]
+    assert all(f["failureReason"] for f in got["failures"])
+    assert other_digest != digest
+    raises(ecr, "RepositoryNotFoundException", ecr.batch_get_image, repositoryName=f"{repo}-absent",
+           imageIds=[{"imageTag": "v1"}])
+
+
+def test_describe_images_by_id_fails_whole_call_on_a_missing_one(ecr, repo, images):
+    digest, _, _, _ = images.image(repo, "v1")
+    found = ecr.describe_images(repositoryName=repo, imageIds=[{"imageTag": "v1"}, {"imageDigest": digest}])
+    assert [d["imageDigest"] for d in found["imageDetails"]] == [digest], "one detail per digest"
+    message = raises(ecr, "ImageNotFoundException", ecr.describe_images, repositoryName=repo,
+                     imageIds=[{"imageTag": "v1"}, {"imageTag": "nope"}])
+    assert message == (f"The image with imageId {{imageDigest:'null', imageTag:'nope'}} does not exist within the "
+                       f"repository with name '{repo}' in the registry with id '{REGISTRY_ID}'")
+    raises(ecr, "InvalidParameterException", ecr.describe_images, repositoryName=repo,
+           imageIds=[{"imageTag": "v1"}], maxResults=10)
+    raises(ecr, "InvalidParameterException", ecr.describe_images, repositoryName=repo, imageIds=[{}])
+    raises(ecr, "InvalidParameterException", ecr.describe_images, repositoryName=repo,
+           filter={"tagStatus": "tagged"})
+    raises(ecr, "RepositoryNotFoundException", ecr.describe_images, repositoryName=repo, registryId="123456789012")
+
+
+# ---- multi-arch: indexes and their children
+
+
+def test_index_children_sizes_and_protection(ecr, repo, images):
+    amd = images.image(repo, arch="amd64")
+    arm = images.image(repo, arch="arm64")
+    index = Images.index([(amd[0], amd[1], "amd64"), (arm[0], arm[1], "arm64")])
+    index_digest = images.put(repo, index, "multi")
+    details = {d["imageDigest"]: d for d in ecr.describe_images(repositoryName=repo)["imageDetails"]}
+    assert details[index_digest]["imageManifestMediaType"] == OCI_INDEX
+    assert details[index_digest]["imageSizeInBytes"] == max(details[amd[0]]["imageSizeInBytes"],
+                                                            details[arm[0]]["imageSizeInBytes"])
+    assert "artifactMediaType" not in details[index_digest]
+    assert "imageTags" not in details[amd[0]], "children are untagged"
+    untagged = ecr.list_images(repositoryName=repo, filter={"tagStatus": "UNTAGGED"})["imageIds"]
+    assert sorted(i["imageDigest"] for i in untagged) == sorted([amd[0], arm[0]])
+    assert all("imageTag" not in i for i in untagged)
+    tagged = ecr.describe_images(repositoryName=repo, filter={"tagStatus": "TAGGED"})["imageDetails"]
+    assert [d["imageDigest"] for d in tagged] == [index_digest]
+
+    gone = {"mediaType": OCI_MANIFEST, "digest": "sha256:" + "b" * 64, "size": 10, "platform": {
+        "architecture": "s390x", "os": "linux"}}
+    broken = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [gone]})
+    raises(ecr, "ReferencedImagesNotFoundException", ecr.put_image, repositoryName=repo, imageManifest=broken)
+
+    refused = ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageDigest": amd[0]}])
+    assert refused["imageIds"] == []
+    [failure] = refused["failures"]
+    assert failure["failureCode"] == "ImageReferencedByManifestList"
+    assert index_digest in failure["failureReason"]
+    # Deleting the index's last tag deletes the index; then the children can go.
+    deleted = ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": "multi"}])
+    assert deleted == {"imageIds": [{"imageDigest": index_digest, "imageTag": "multi"}], "failures": [],
+                       "ResponseMetadata": deleted["ResponseMetadata"]}
+    deleted = ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageDigest": amd[0]},
+                                                                     {"imageDigest": arm[0]}])
+    assert deleted["failures"] == [] and len(deleted["imageIds"]) == 2
+    assert ecr.describe_images(repositoryName=repo)["imageDetails"] == []
+
+
+# ---- BatchDeleteImage
+
+
+def test_batch_delete_untags_and_deletes(ecr, repo, images):
+    digest, manifest, _, _ = images.image(repo, "a")
+    images.put(repo, manifest, "b")
+    images.put(repo, manifest, "c")
+    untag = ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": "a"}])
+    assert untag["imageIds"] == [{"imageDigest": digest, "imageTag": "a"}] and untag["failures"] == []
+    [detail] = ecr.describe_images(repositoryName=repo)["imageDetails"]
+    assert detail["imageTags"] == ["b", "c"], "other tags stay"
+    # The pairs ListImages returns delete one by one; the image goes with its last tag.
+    pairs = ecr.list_images(repositoryName=repo)["imageIds"]
+    assert pairs == [{"imageDigest": digest, "imageTag": "b"}, {"imageDigest": digest, "imageTag": "c"}]
+    out = ecr.batch_delete_image(repositoryName=repo, imageIds=pairs + [{"imageTag": "zzz"}, {}])
+    assert out["imageIds"] == pairs
+    assert [(f["imageId"], f["failureCode"]) for f in out["failures"]] == [
+        ({"imageTag": "zzz"}, "ImageNotFound"), ({}, "MissingDigestAndTag")]
+    assert ecr.describe_images(repositoryName=repo)["imageDetails"] == []
+
+    digest, manifest, _, _ = images.image(repo, "x")
+    images.put(repo, manifest, "y")
+    other, _, _, _ = images.image(repo, "z")
+    out = ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageDigest": digest, "imageTag": "z"},
+                                                                 {"imageDigest": digest}])
+    assert out["failures"][0]["failureCode"] == "ImageTagDoesNotMatchDigest"
+    assert out["imageIds"] == [{"imageDigest": digest, "imageTag": "x"}, {"imageDigest": digest, "imageTag": "y"}]
+    assert [d["imageDigest"] for d in ecr.describe_images(repositoryName=repo)["imageDetails"]] == [other]
+
+
+# ---- ListImages / DescribeImages pagination
+
+
+def many_images(images, repo, count):
+    """`count` tagged images sharing one config and layer (they differ by an annotation)."""
+    config, layer = images.blobs(repo)
+    digests = {}
+    for i in range(count):
+        digests[images.put(repo, images.manifest(config, layer, {"n": str(i)}), f"t{i:02d}")] = f"t{i:02d}"
+    return config, layer, digests
+
+
+def insert_around(images, repo, config, layer, cursor):
+    """Puts one image whose digest sorts before `cursor` and one after; returns their digests."""
+    before = after = None
+    while before is None or after is None:
+        manifest = images.manifest(config, layer, {"extra": uuid.uuid4().hex})
+        digest = digest_of(manifest.encode())
+        if digest < cursor and before is None:
+            before = images.put(repo, manifest, "before")
+        elif digest > cursor and after is None:
+            after = images.put(repo, manifest, "after")
+    return before, after
+
+
+def test_list_images_pages_are_stable_under_inserts(ecr, repo, images):
+    config, layer, digests = many_images(images, repo, 7)
+    untagged = images.put(repo, images.manifest(config, layer, {"untagged": "yes"}))
+    images.put(repo, images.manifest(config, layer, {"n": "0"}), "t00-second")
+    expected = sorted([(d, t) for d, t in digests.items()] + [(untagged, None)]
+                      + [(k, "t00-second") for k, t in digests.items() if t == "t00"])
+    listed = ecr.list_images(repositoryName=repo, maxResults=1000)["imageIds"]
+    assert [(i["imageDigest"], i.get("imageTag")) for i in listed] == expected
+
+    first = ecr.list_images(repositoryName=repo, maxResults=3)
+    assert len(first["imageIds"]) == 3 and first["nextToken"]
+    cursor = first["imageIds"][-1]["imageDigest"]
+    before, after = insert_around(images, repo, config, layer, cursor)
+    seen, token = list(first["imageIds"]), first["nextToken"]
+    while token:
+        page = ecr.list_images(repositoryName=repo, maxResults=3, nextToken=token)
+        assert len(page["imageIds"]) <= 3
+        seen += page["imageIds"]
+        token = page.get("nextToken")
+    pairs = [(i["imageDigest"], i.get("imageTag")) for i in seen]
+    assert len(pairs) == len(set(pairs))
+    assert set(expected) <= set(pairs)
+    assert (after, "after") in pairs and (before, "before") not in pairs
+
+    tagged = [i for p in ecr.get_paginator("list_images").paginate(
+        repositoryName=repo, filter={"tagStatus": "TAGGED"}, PaginationConfig={"PageSize": 2}) for i in p["imageIds"]]
+    assert all("imageTag" in i for i in tagged) and len(tagged) == len(expected) + 1  # +2 inserted, -1 untagged
+    only_untagged = ecr.list_images(repositoryName=repo, filter={"tagStatus": "UNTAGGED"})["imageIds"]
+    assert only_untagged == [{"imageDigest": untagged}]
+    assert ecr.list_images(repositoryName=repo, filter={"imageStatus": "ARCHIVED"})["imageIds"] == []
+    # A token is bound to its request: another filter refuses it.
+    raises(ecr, "InvalidParameterException", ecr.list_images, repositoryName=repo, nextToken=first["nextToken"],
+           filter={"tagStatus": "TAGGED"})
+    raises(ecr, "InvalidParameterException", ecr.list_images, repositoryName=repo, maxResults=1001)
+
+
+def test_describe_images_pages_are_stable_under_inserts(ecr, repo, images):
+    config, layer, digests = many_images(images, repo, 5)
+    first = ecr.describe_images(repositoryName=repo, maxResults=2)
+    assert [d["imageDigest"] for d in first["imageDetails"]] == sorted(digests)[:2]
+    before, after = insert_around(images, repo, config, layer, first["imageDetails"][-1]["imageDigest"])
+    seen, token = [d["imageDigest"] for d in first["imageDetails"]], first["nextToken"]
+    while token:
+        page = ecr.describe_images(repositoryName=repo, maxResults=2, nextToken=token)
+        seen += [d["imageDigest"] for d in page["imageDetails"]]
+        token = page.get("nextToken")
+    assert seen == sorted(seen) and len(seen) == len(set(seen))
+    assert set(digests) <= set(seen) and after in seen and before not in seen
+    everything = [d for p in ecr.get_paginator("describe_images").paginate(repositoryName=repo,
+                  PaginationConfig={"PageSize": 4}) for d in p["imageDetails"]]
+    assert len(everything) == 7
+    last = ecr.describe_images(repositoryName=repo, maxResults=7)
+    assert len(last["imageDetails"]) == 7 and "nextToken" not in last, "no token when nothing remains"
+
+
+# ---- layers
+
+
+def test_layer_upload_in_parts(ecr, repo, images, http):
+    data = os.urandom(5 * MIB + 1234)
+    upload = ecr.initiate_layer_upload(repositoryName=repo)
+    assert upload["partSize"] == 10 * MIB
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", upload["uploadId"])
+    uid = upload["uploadId"]
+    part = ecr.upload_layer_part(repositoryName=repo, uploadId=uid, partFirstByte=0, partLastByte=5 * MIB - 1,
+                                 layerPartBlob=data[:5 * MIB])
+    assert part["lastByteReceived"] == 5 * MIB - 1 and part["uploadId"] == uid
+    with pytest.raises(ClientError) as excinfo:
+        ecr.upload_layer_part(repositoryName=repo, uploadId=uid, partFirstByte=5 * MIB + 10,
+                              partLastByte=5 * MIB + 20, layerPartBlob=b"x" * 11)
+    assert error_code(excinfo) == "InvalidLayerPartException"
+    assert excinfo.value.response["lastValidByteReceived"] == 5 * MIB - 1
+    raises(ecr, "InvalidLayerPartException", ecr.upload_layer_part, repositoryName=repo, uploadId=uid,
+           partFirstByte=5 * MIB, partLastByte=5 * MIB + 99, layerPartBlob=b"short")
+    ecr.upload_layer_part(repositoryName=repo, uploadId=uid, partFirstByte=5 * MIB, partLastByte=len(data) - 1,
+                          layerPartBlob=data[5 * MIB:])
+    raises(ecr, "InvalidLayerException", ecr.complete_layer_upload, repositoryName=repo, uploadId=uid,
+           layerDigests=["sha256:" + "c" * 64])
+    digest = digest_of(data)
+    done = ecr.complete_layer_upload(repositoryName=repo, uploadId=uid, layerDigests=[digest])
+    assert done == {"registryId": REGISTRY_ID, "repositoryName": repo, "uploadId": uid, "layerDigest": digest,
+                    "ResponseMetadata": done["ResponseMetadata"]}
+    raises(ecr, "UploadNotFoundException", ecr.complete_layer_upload, repositoryName=repo, uploadId=uid,
+           layerDigests=[digest])
+    # The layer is an ordinary blob of the repository on /v2/ too.
+    status, _, body = http.request("GET", f"/v2/{repo}/blobs/{digest}")
+    assert status == 200 and body == data
+    again = ecr.initiate_layer_upload(repositoryName=repo)["uploadId"]
+    ecr.upload_layer_part(repositoryName=repo, uploadId=again, partFirstByte=0, partLastByte=len(data) - 1,
+                          layerPartBlob=data)
+    raises(ecr, "LayerAlreadyExistsException", ecr.complete_layer_upload, repositoryName=repo, uploadId=again,
+           layerDigests=[digest])
+
+
+def test_layer_upload_errors(ecr, repo):
+    uid = ecr.initiate_layer_upload(repositoryName=repo)["uploadId"]
+    raises(ecr, "EmptyUploadException", ecr.complete_layer_upload, repositoryName=repo, uploadId=uid,
+           layerDigests=[digest_of(b"")])
+    small, rest = os.urandom(MIB), os.urandom(100)
+    ecr.upload_layer_part(repositoryName=repo, uploadId=uid, partFirstByte=0, partLastByte=MIB - 1,
+                          layerPartBlob=small)
+    ecr.upload_layer_part(repositoryName=repo, uploadId=uid, partFirstByte=MIB, partLastByte=MIB + 99,
+                          layerPartBlob=rest)
+    message = raises(ecr, "LayerPartTooSmallException", ecr.complete_layer_upload, repositoryName=repo,
+                     uploadId=uid, layerDigests=[digest_of(small + rest)])
+    assert "5 MiB" in message
+    unknown = str(uuid.uuid4())
+    message = raises(ecr, "UploadNotFoundException", ecr.upload_layer_part, repositoryName=repo, uploadId=unknown,
+                     partFirstByte=0, partLastByte=0, layerPartBlob=b"x")
+    assert unknown in message
+    raises(ecr, "InvalidParameterException", ecr.upload_layer_part, repositoryName=repo, uploadId="not-a-uuid",
+           partFirstByte=0, partLastByte=0, layerPartBlob=b"x")
+    raises(ecr, "RepositoryNotFoundException", ecr.initiate_layer_upload, repositoryName=f"{repo}-absent")
+    # An upload belongs to its repository.
+    other = f"{repo}-other"
+    ecr.create_repository(repositoryName=other)
+    try:
+        raises(ecr, "UploadNotFoundException", ecr.complete_layer_upload, repositoryName=other, uploadId=uid,
+               layerDigests=[digest_of(small + rest)])
+    finally:
+        ecr.delete_repository(repositoryName=other, force=True)
+
+
+def test_batch_check_layer_availability(ecr, repo, images):
+    config, layer = images.blobs(repo)
+    missing = digest_of(b"absent")
+    out = ecr.batch_check_layer_availability(repositoryName=repo, layerDigests=[
+        layer["digest"], missing, "nope", config["digest"]])
+    assert out["layers"] == [
+        {"layerDigest": layer["digest"], "layerAvailability": "AVAILABLE", "layerSize": layer["size"]},
+        {"layerDigest": config["digest"], "layerAvailability": "AVAILABLE", "layerSize": config["size"]}]
+    assert [(f["layerDigest"], f["failureCode"]) for f in out["failures"]] == [
+        (missing, "MissingLayerDigest"), ("nope", "InvalidLayerDigest")]
+    raises(ecr, "RepositoryNotFoundException", ecr.batch_check_layer_availability,
+           repositoryName=f"{repo}-absent", layerDigests=[missing])
+
+
+def test_download_url_for_layer(ecr, repo, images, http, addr):
+    digest, manifest, config, layer = images.image(repo, "v1")
+    out = ecr.get_download_url_for_layer(repositoryName=repo, layerDigest=layer["digest"])
+    assert out["layerDigest"] == layer["digest"]
+    url = out["downloadUrl"]
+    assert url.startswith(f"http://{addr}/") and "signature=" in url and "expires=" in url
+    status, headers, body = http.request("GET", "", url=url)
+    assert status == 200 and digest_of(body) == layer["digest"]
+    status, _, body = http.request("GET", "", url=url, headers={"Range": "bytes=0-9"})
+    assert status == 206 and len(body) == 10
+    # The config blob is part of the image too.
+    config_url = ecr.get_download_url_for_layer(repositoryName=repo, layerDigest=config["digest"])["downloadUrl"]
+    assert http.request("GET", "", url=config_url)[0] == 200
+    tampered_signature = re.sub(r"signature=(.)", lambda m: "signature=" + ("0" if m[1] != "0" else "1"), url)
+    assert http.request("GET", "", url=tampered_signature)[0] == 403
+    longer = re.sub(r"expires=(\d+)", lambda m: f"expires={int(m[1]) + 3600}", url)
+    assert http.request("GET", "", url=longer)[0] == 403
+    other_blob = url.replace(layer["digest"], config["digest"])
+    assert http.request("GET", "", url=other_blob)[0] == 403
+    assert http.request("GET", "", url=url.split("?")[0])[0] == 403
+
+    unreferenced = images.upload_layer(repo, b"uploaded but in no image")
+    message = raises(ecr, "LayerInaccessibleException", ecr.get_download_url_for_layer, repositoryName=repo,
+                     layerDigest=unreferenced)
+    assert unreferenced in message
+    raises(ecr, "LayersNotFoundException", ecr.get_download_url_for_layer, repositoryName=repo,
+           layerDigest=digest_of(b"never"))
+    raises(ecr, "InvalidParameterException", ecr.get_download_url_for_layer, repositoryName=repo,
+           layerDigest="sha256:xyz")
+
+
+# ---- resource tags
+
+
+def test_resource_tags(ecr, repo):
+    resource = arn(repo)
+    assert ecr.list_tags_for_resource(resourceArn=resource)["tags"] == []
+    ecr.tag_resource(resourceArn=resource, tags=[{"Key": "team", "Value": "web"}, {"Key": "env", "Value": "dev"}])
+    ecr.tag_resource(resourceArn=resource, tags=[{"Key": "env", "Value": "prod"}])
+    assert ecr.list_tags_for_resource(resourceArn=resource)["tags"] == [
+        {"Key": "team", "Value": "web"}, {"Key": "env", "Value": "prod"}]
+    ecr.untag_resource(resourceArn=resource, tagKeys=["team", "absent"])
+    assert ecr.list_tags_for_resource(resourceArn=resource)["tags"] == [{"Key": "env", "Value": "prod"}]
+    ecr.tag_resource(resourceArn=resource, tags=[{"Key": f"k{i}", "Value": "v"} for i in range(49)])
+    raises(ecr, "TooManyTagsException", ecr.tag_resource, resourceArn=resource, tags=[{"Key": "one", "Value": "2"}])
+    assert len(ecr.list_tags_for_resource(resourceArn=resource)["tags"]) == 50
+    message = raises(ecr, "InvalidParameterException", ecr.list_tags_for_resource, resourceArn="arn:aws:s3:::x")
+    assert message == "Invalid parameter at 'resourceArn' failed to satisfy constraint: 'Invalid ARN'"
+    raises(ecr, "RepositoryNotFoundException", ecr.list_tags_for_resource,
+           resourceArn=resource.replace(REGISTRY_ID, "123456789012"))
+    raises(ecr, "RepositoryNotFoundException", ecr.tag_resource, resourceArn=arn(f"{repo}-absent"),
+           tags=[{"Key": "a", "Value": "b"}])
+    raises(ecr, "InvalidTagParameterException", ecr.tag_resource, resourceArn=resource,
+           tags=[{"Key": "k" * 129, "Value": "v"}])
+
+
+# ---- tag mutability, enforced on both planes
+
+
+def test_tag_mutability_modes_on_both_planes(ecr, repo, images, http):
+    config, layer = images.blobs(repo)
+    one = images.manifest(config, layer, {"n": "1"})
+    two = images.manifest(config, layer, {"n": "2"})
+    out = ecr.put_image_tag_mutability(repositoryName=repo, imageTagMutability="IMMUTABLE")
+    assert (out["imageTagMutability"], out["registryId"], out["repositoryName"]) == ("IMMUTABLE", REGISTRY_ID, repo)
+    images.put(repo, one, "v1")
+    message = raises(ecr, "ImageTagAlreadyExistsException", ecr.put_image, repositoryName=repo, imageManifest=two,
+                     imageTag="v1")
+    assert "'v1'" in message
+    raises(ecr, "ImageAlreadyExistsException", ecr.put_image, repositoryName=repo, imageManifest=one, imageTag="v1")
+    status, _, body = http.put_manifest(repo, "v1", two.encode(), OCI_MANIFEST)
+    error = json.loads(body)["errors"][0]
+    assert 400 <= status < 500 and error["code"] == "TAG_INVALID" and "v1" in error["message"]
+    assert http.put_manifest(repo, "v1", one.encode(), OCI_MANIFEST)[0] == 201, "same digest is not a move"
+
+    ecr.put_image_tag_mutability(repositoryName=repo, imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+                                 imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": "dev-*"}])
+    images.put(repo, one, "dev-1")
+    images.put(repo, two, "dev-1")
+    raises(ecr, "ImageTagAlreadyExistsException", ecr.put_image, repositoryName=repo, imageManifest=two,
+           imageTag="v1")
+
+    out = ecr.put_image_tag_mutability(repositoryName=repo, imageTagMutability="MUTABLE_WITH_EXCLUSION",
+                                       imageTagMutabilityExclusionFilters=[
+                                           {"filterType": "WILDCARD", "filter": "release-*"}])
+    assert out["imageTagMutabilityExclusionFilters"] == [{"filterType": "WILDCARD", "filter": "release-*"}]
+    images.put(repo, two, "v1")
+    images.put(repo, one, "release-1")
+    status, _, body = http.put_manifest(repo, "release-1", two.encode(), OCI_MANIFEST)
+    assert status == 400 and b"TAG_INVALID" in body and b"release-1" in body
+    assert http.put_manifest(repo, "latest", two.encode(), OCI_MANIFEST)[0] == 201
+    assert http.put_manifest(repo, "latest", one.encode(), OCI_MANIFEST)[0] == 201
+
+    ecr.put_image_tag_mutability(repositoryName=repo, imageTagMutability="MUTABLE")
+    images.put(repo, two, "release-1")
+    [described] = ecr.describe_repositories(repositoryNames=[repo])["repositories"]
+    assert described["imageTagMutability"] == "MUTABLE"
+    assert "imageTagMutabilityExclusionFilters" not in described
+    # Deleting a tag is allowed whatever the mode.
+    ecr.put_image_tag_mutability(repositoryName=repo, imageTagMutability="IMMUTABLE")
+    assert ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": "dev-1"}])["failures"] == []
+    raises(ecr, "InvalidParameterException", ecr.put_image_tag_mutability, repositoryName=repo,
+           imageTagMutability="IMMUTABLE", imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD",
+                                                                               "filter": "x"}])
+    raises(ecr, "RepositoryNotFoundException", ecr.put_image_tag_mutability, repositoryName=f"{repo}-absent",
+           imageTagMutability="MUTABLE")
+
+
+# ---- one model for both planes
+
+
+def test_v2_push_shows_in_ecr_and_ecr_put_pulls_from_v2(ecr, http, images):
+    name = f"pytest/v2-{uuid.uuid4().hex[:8]}"
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
+    layer = os.urandom(1000)
+    cfg = {"mediaType": OCI_CONFIG, "digest": http.push_blob(name, config.encode()), "size": len(config)}
+    lay = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": http.push_blob(name, layer),
+           "size": len(layer)}
+    manifest = Images.manifest(cfg, lay)
+    status, headers, _ = http.put_manifest(name, "pushed", manifest.encode(), OCI_MANIFEST)
+    assert status == 201
+    try:
+        # The repository created by the push, and its image, at once.
+        [repository] = ecr.describe_repositories(repositoryNames=[name])["repositories"]
+        assert repository["imageTagMutability"] == "MUTABLE"
+        [detail] = ecr.describe_images(repositoryName=name)["imageDetails"]
+        assert detail["imageDigest"] == headers["docker-content-digest"] == digest_of(manifest.encode())
+        assert detail["imageTags"] == ["pushed"] and detail["imageSizeInBytes"] == len(config) + len(layer)
+        got = ecr.batch_get_image(repositoryName=name, imageIds=[{"imageTag": "pushed"}])["images"][0]
+        assert got["imageManifest"] == manifest
+        url = ecr.get_download_url_for_layer(repositoryName=name, layerDigest=lay["digest"])["downloadUrl"]
+        assert http.request("GET", "", url=url)[2] == layer
+
+        # The other way: layer API + PutImage, pulled through /v2/.
+        digest, put_manifest, put_config, put_layer = images.image(name, "from-ecr")
+        status, headers, body = http.get_manifest(name, "from-ecr")
+        assert status == 200 and body == put_manifest.encode() and headers["docker-content-digest"] == digest
+        assert headers["content-type"] == OCI_MANIFEST
+        status, _, body = http.request("GET", f"/v2/{name}/blobs/{put_layer['digest']}")
+        assert status == 200 and digest_of(body) == put_layer["digest"]
+        status, _, body = http.request("GET", f"/v2/{name}/tags/list")
+        assert json.loads(body)["tags"] == ["from-ecr", "pushed"]
+        # Deleting through ECR is seen by /v2/.
+        ecr.batch_delete_image(repositoryName=name, imageIds=[{"imageTag": "from-ecr"}])
+        assert http.get_manifest(name, "from-ecr")[0] == 404
+    finally:
+        ecr.delete_repository(repositoryName=name, force=True)
+    assert http.get_manifest(name, "pushed")[0] == 404
+
+
+# ---- referrers
+
+
+def test_list_image_referrers(ecr, repo, images):
+    digest, manifest, config, layer = images.image(repo, "v1")
+    subject = {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest.encode())}
+    sbom = images.put(repo, images.manifest(config, layer, {"kind": "sbom"}, subject, "application/spdx+json"))
+    sig = images.put(repo, images.manifest(config, layer, {"kind": "sig"}, subject,
+                                           "application/vnd.dev.cosign.artifact.sig.v1+json"))
+    out = ecr.list_image_referrers(repositoryName=repo, subjectId={"imageDigest": digest})
+    refs = {r["digest"]: r for r in out["referrers"]}
+    assert set(refs) == {sbom, sig} and "nextToken" not in out
+    assert refs[sbom]["artifactType"] == "application/spdx+json"
+    assert refs[sbom]["mediaType"] == OCI_MANIFEST and refs[sbom]["artifactStatus"] == "ACTIVE"
+    assert refs[sbom]["annotations"] == {"kind": "sbom"} and refs[sbom]["size"] > 0
+    only = ecr.list_image_referrers(repositoryName=repo, subjectId={"imageDigest": digest},
+                                    filter={"artifactTypes": ["application/spdx+json"]})["referrers"]
+    assert [r["digest"] for r in only] == [sbom]
+    page = ecr.list_image_referrers(repositoryName=repo, subjectId={"imageDigest": digest}, maxResults=1)
+    rest = ecr.list_image_referrers(repositoryName=repo, subjectId={"imageDigest": digest}, maxResults=1,
+                                    nextToken=page["nextToken"])
+    assert [r["digest"] for r in page["referrers"] + rest["referrers"]] == sorted([sbom, sig])
+    assert "nextToken" not in rest
+    details = {d["imageDigest"]: d for d in ecr.describe_images(repositoryName=repo)["imageDetails"]}
+    assert details[sbom]["subjectManifestDigest"] == digest
+    assert details[sbom]["artifactMediaType"] == "application/spdx+json"
+    raises(ecr, "InvalidParameterException", ecr.list_image_referrers, repositoryName=repo,
+           subjectId={"imageDigest": digest}, maxResults=51)
+
+
+# ---- the front door: unknown operations and bad input are 4xx, never 500
+
+
+def test_unknown_operation(http):
+    status, body = http.ecr_raw("MakeCoffee", b"{}")
+    assert status == 400 and body["__type"] == "UnknownOperationException"
+
+
+@pytest.mark.parametrize("operation,body", [
+    ("DescribeImages", b"{not json"),
+    ("DescribeImages", b'{"repositoryName": 42}'),
+    ("DescribeImages", b'{"repositoryName": "pytest/x", "maxResults": "many"}'),
+    ("DescribeImages", b'{"repositoryName": "pytest/x", "maxResults": 0}'),
+    ("ListImages", b'{"repositoryName": "pytest/x", "nextToken": "%%%"}'),
+    ("PutImage", b'{"repositoryName": "pytest/x"}'),
+    ("PutImage", b'{"repositoryName": "pytest/x", "imageManifest": "[]"}'),
+    ("UploadLayerPart", b'{"repositoryName": "pytest/x", "uploadId": "00000000-0000-0000-0000-000000000000", '
+                        b'"partFirstByte": -1, "partLastByte": 0, "layerPartBlob": "aGk="}'),
+    ("UploadLayerPart", b'{"repositoryName": "pytest/x", "uploadId": "00000000-0000-0000-0000-000000000000", '
+                        b'"partFirstByte": 0, "partLastByte": 0, "layerPartBlob": "!!"}'),
+    ("CompleteLayerUpload", b'{"repositoryName": "pytest/x", "uploadId": "00000000-0000-0000-0000-000000000000", '
+                            b'"layerDigests": ["md5:abc"]}'),
+    ("BatchDeleteImage", b'{"repositoryName": "pytest/x", "imageIds": []}'),
+    ("TagResource", b'{"resourceArn": "arn:aws:ecr:us-east-1:000000000000:repository/", "tags": []}'),
+    ("CreateRepository", b'{"repositoryName": "pytest/x", "encryptionConfiguration": {"encryptionType": "ROT13"}}'),
+    ("PutImageTagMutability", b'{"repositoryName": "pytest/x", "imageTagMutability": "MUTABLE", '
+                              b'"imageTagMutabilityExclusionFilters": [{"filterType": "REGEX", "filter": "x"}]}'),
+    ("ListImageReferrers", b'{"repositoryName": "pytest/x", "subjectId": {"imageDigest": "sha1:abc"}}'),
+    ("GetDownloadUrlForLayer", b'{"repositoryName": "pytest/x", "layerDigest": "sha256:' + b"0" * 63 + b'"}'),
+    ("DescribeRepositories", b"[]"),
+])
+def test_bad_input_is_a_client_error(http, operation, body):
+    status, payload = http.ecr_raw(operation, body)
+    assert 400 <= status < 500, (status, payload)
+    assert payload["__type"] in {"InvalidParameterException", "SerializationException",
+                                 "RepositoryNotFoundException"}, payload
+    assert payload["message"]
