@@ -1,5 +1,5 @@
-//! In-memory cache of manifests and tag resolutions, so hot manifest GET/HEAD requests are served
-//! without a database round trip.
+//! In-memory cache of manifests, tag resolutions and tag lists, so hot manifest GET/HEAD and
+//! tags/list requests are served without a database round trip.
 //!
 //! Correctness rests on one rule: every write path goes through `Registry`, which calls
 //! [`ManifestCache::invalidate_repo`] after its transaction committed. A reader fills the cache only
@@ -26,6 +26,24 @@ struct Inner {
     generation: u64,
     bytes: usize,
     entries: HashMap<RepositoryName, HashMap<Reference, Arc<ManifestRecord>>>,
+    /// Each repository's tags, sorted byte-wise.
+    tag_lists: HashMap<RepositoryName, Arc<Vec<String>>>,
+}
+
+impl Inner {
+    /// Makes room for `more` bytes, starting over when the budget would be exceeded.
+    fn reserve(&mut self, more: usize) {
+        if self.bytes + more > BYTE_BUDGET {
+            self.entries.clear();
+            self.tag_lists.clear();
+            self.bytes = 0;
+        }
+        self.bytes += more;
+    }
+}
+
+fn tag_list_bytes(tags: &[String]) -> usize {
+    tags.iter().map(|t| t.len() + std::mem::size_of::<String>()).sum()
 }
 
 impl ManifestCache {
@@ -43,12 +61,22 @@ impl ManifestCache {
         if inner.generation != generation {
             return;
         }
-        if inner.bytes + record.content.len() > BYTE_BUDGET {
-            inner.entries.clear();
-            inner.bytes = 0;
-        }
-        inner.bytes += record.content.len();
+        inner.reserve(record.content.len());
         inner.entries.entry(repo.clone()).or_default().insert(reference.clone(), record);
+    }
+
+    pub(crate) fn tags(&self, repo: &RepositoryName) -> Option<Arc<Vec<String>>> {
+        self.lock().tag_lists.get(repo).cloned()
+    }
+
+    /// Stores a repository's full tag list read at `generation`, unless a write intervened.
+    pub(crate) fn fill_tags(&self, generation: u64, repo: &RepositoryName, tags: Arc<Vec<String>>) {
+        let mut inner = self.lock();
+        if inner.generation != generation {
+            return;
+        }
+        inner.reserve(tag_list_bytes(&tags));
+        inner.tag_lists.insert(repo.clone(), tags);
     }
 
     /// Drops everything cached for `repo`; call after any committed write to it.
@@ -57,6 +85,9 @@ impl ManifestCache {
         inner.generation += 1;
         if let Some(removed) = inner.entries.remove(repo) {
             inner.bytes -= removed.values().map(|r| r.content.len()).sum::<usize>();
+        }
+        if let Some(removed) = inner.tag_lists.remove(repo) {
+            inner.bytes -= tag_list_bytes(&removed);
         }
     }
 
@@ -97,5 +128,19 @@ mod tests {
         assert!(cache.get(&repo, &tag).is_some());
         cache.invalidate_repo(&repo);
         assert!(cache.get(&repo, &tag).is_none());
+    }
+
+    #[test]
+    fn tag_lists_follow_the_same_rule() {
+        let cache = ManifestCache::default();
+        let repo: RepositoryName = "r".parse().unwrap();
+        let before = cache.generation();
+        cache.invalidate_repo(&repo);
+        cache.fill_tags(before, &repo, Arc::new(vec!["a".into()]));
+        assert!(cache.tags(&repo).is_none());
+        cache.fill_tags(cache.generation(), &repo, Arc::new(vec!["a".into()]));
+        assert_eq!(cache.tags(&repo).unwrap().as_slice(), ["a".to_string()]);
+        cache.invalidate_repo(&repo);
+        assert!(cache.tags(&repo).is_none());
     }
 }

@@ -166,13 +166,19 @@ impl Registry {
 
     /// Tags sorted byte-wise after `last`, at most `n` (and whether more remain).
     pub async fn list_tags(&self, repo: &RepositoryName, n: Option<usize>, last: Option<&str>) -> Result<(Vec<String>, bool)> {
-        self.repository(repo).await?;
-        let mut tags = self.meta.list_tags(repo, last, n.map(|n| n.saturating_add(1))).await?;
-        let more = n.is_some_and(|n| tags.len() > n);
-        if let Some(n) = n {
-            tags.truncate(n);
-        }
-        Ok((tags, more))
+        let all = match self.manifests.tags(repo) {
+            Some(cached) => cached,
+            None => {
+                let generation = self.manifests.generation();
+                self.repository(repo).await?;
+                let all = Arc::new(self.meta.list_tags(repo, None, None).await?);
+                self.manifests.fill_tags(generation, repo, all.clone());
+                all
+            }
+        };
+        let start = last.map_or(0, |last| all.partition_point(|t| t.as_str() <= last));
+        let end = n.map_or(all.len(), |n| start.saturating_add(n).min(all.len()));
+        Ok((all[start..end].to_vec(), end < all.len()))
     }
 
     /// Manifests whose subject is `subject`, optionally only those of `artifact_type`. A repository
