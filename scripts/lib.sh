@@ -1,7 +1,7 @@
 # Helpers shared by scripts/test and tests/clients/*.sh (sourced, not run).
 
 PASS_N=${PASS_N:-0}; FAIL_N=${FAIL_N:-0}
-BERTH_BIN=${BERTH_BIN:-$ROOT/target/release/berth}
+BERTH_BIN=${BERTH_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/berth}
 
 section() { printf '\n=== %s\n' "$*"; }
 
