@@ -1,18 +1,16 @@
 #!/usr/bin/env bash
-# The real `aws ecr` CLI against berth (auth off, dummy keys): every served operation with its
-# happy path and main errors, skopeo and curl on /v2/ for the shared model, then the shared
-# multi-arch flow with its ECR hook.
+# The real `aws ecr` CLI against berth: every served operation with its happy path and main errors
+# (auth off, dummy keys), skopeo and curl on /v2/ for the shared model; then with authentication
+# (root keys from the environment): get-login-password as curl/docker credentials, SigV4
+# failures, and the shared multi-arch flow with its ECR hook.
 set -Eeuo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SHARED=${BERTH_SHARED_DIR:-$ROOT/../shared}
 source "$ROOT/scripts/lib.sh"
 python3 -c 'import awscli' 2>/dev/null || pip install -q awscli
 T=$(mktemp -d); trap 'stop_berth; rm -rf "$T"' EXIT
+source "$ROOT/tests/clients/lib/common.bash"
 MKIMG="$SHARED/e2e/multiarch-flow.sh"
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "PASS: $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-expect() { if [[ "$2" == "$3" ]]; then ok "$1"; else bad "$1 (got '$2', want '$3')"; fi; }
 
 start_berth "$T/data" --no-auth
 REG=$BERTH_ADDR
@@ -112,9 +110,9 @@ upload_layer() {  # upload_layer FILE... -> digest of their concatenation (one p
   ecr complete-layer-upload --repository-name "$R" --upload-id "$id" --layer-digests "$digest" | jq -r .layerDigest
 }
 CFG=$(upload_layer "$T/config.json"); LAYER=$(upload_layer "$T/part1" "$T/part2")
-expect "two-part layer upload completes" "$LAYER" "sha256:$(sha256sum <"$T/layer.bin" | cut -c1-64)"
+expect "two-part layer upload completes" "$LAYER" "$(sha256_of "$T/layer.bin")"
 printf '%s' "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"$CFG\",\"size\":$(stat -c %s "$T/config.json")},\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"$LAYER\",\"size\":$(stat -c %s "$T/layer.bin")}]}" >"$T/manifest.json"
-MDIG=sha256:$(sha256sum <"$T/manifest.json" | cut -c1-64)
+MDIG=$(sha256_of "$T/manifest.json")
 ecr_ok "put-image --image-tag from-api" put-image --repository-name "$R" --image-tag from-api --image-manifest "file://$T/manifest.json"
 expect "put-image digest is sha256 of the bytes" "$(j .image.imageId.imageDigest)" "$MDIG"
 expect "skopeo inspect --raw returns the exact bytes" \
@@ -198,7 +196,7 @@ printf '%s' "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.mani
 ecr_ok "put-image of an SBOM referring to from-api" put-image --repository-name "$R" --image-manifest "file://$T/sbom.json"
 ecr_ok "list-image-referrers" list-image-referrers --repository-name "$R" --subject-id "imageDigest=$MDIG"
 expect "the SBOM is listed" "$(j -r '.referrers[0] | .artifactType + " " + .digest')" \
-  "application/spdx+json sha256:$(sha256sum <"$T/sbom.json" | cut -c1-64)"
+  "application/spdx+json $(sha256_of "$T/sbom.json")"
 
 section "delete-repository"
 ecr_err "delete-repository of a non-empty repository" RepositoryNotEmptyException delete-repository --repository-name "$R"
@@ -206,19 +204,38 @@ ecr_ok "delete-repository --force" delete-repository --repository-name "$R" --fo
 expect "/v2/ no longer has it" "$(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/$R/tags/list")" 404
 ecr_err "describe-images after the delete" RepositoryNotFoundException describe-images --repository-name "$R"
 
-section "the shared multi-arch flow with its ECR hook"
-# Auth is off until the auth layer is wired into the ECR API, so the flow's four checks that
-# expect /v2/ to demand credentials fail; any other failure fails this step.
-AUTH_EXPECTATIONS='anonymous GET /v2/ is rejected with 401|401 carries WWW-Authenticate|docker login with a wrong password fails|anonymous skopeo push is rejected'
-ECR_ENDPOINT="http://$REG" CONTINUE_ON_FAIL=1 bash "$SHARED/e2e/multiarch-flow.sh" "$REG" >"$T/flow.log" 2>&1 || true
-grep -E '^(PASS|FAIL):|== 12' "$T/flow.log" | grep -E 'ecr|ECR' | sed 's/^/    /'
-unexpected=$(grep '^FAIL:' "$T/flow.log" | grep -Ev "$AUTH_EXPECTATIONS" || true)
-flow_passed=$(grep -c '^PASS:' "$T/flow.log" || true)
-if [[ -z $unexpected ]] && grep -q 'describe-images --repository-name my-web-app' "$T/flow.log" && (( flow_passed > 100 )); then
-  ok "multiarch-flow.sh with ECR_ENDPOINT: $(tail -1 "$T/flow.log") (only the auth expectations fail)"
+section "--no-create-on-push: repositories come from create-repository"
+stop_berth
+start_berth "$T/strict" --no-auth --no-create-on-push
+REG=$BERTH_ADDR
+if "${SK[@]}" copy -q --dest-tls-verify=false "dir:$T/amd64" "docker://$REG/strict/app:v1" 2>"$T/err"; then
+  bad "a push to an unknown repository must fail"
 else
-  bad "multiarch-flow.sh with ECR_ENDPOINT"; echo "$unexpected" | sed 's/^/    /'; tail -5 "$T/flow.log"
+  grep -q 'NAME_UNKNOWN\|name unknown' "$T/err" && ok "push to an unknown repository fails with NAME_UNKNOWN" || bad "push error: $(head -c 300 "$T/err")"
 fi
+ecr_ok "create-repository strict/app" create-repository --repository-name strict/app
+"${SK[@]}" copy -q --dest-tls-verify=false "dir:$T/amd64" "docker://$REG/strict/app:v1" && ok "then the push works" || bad "push after create-repository"
+ecr_ok "describe-images" describe-images --repository-name strict/app
+expect "the pushed image is listed" "$(j -c '[.imageDetails[].imageTags]')" '[["v1"]]'
+ecr_err "initiate-layer-upload never creates a repository" RepositoryNotFoundException initiate-layer-upload --repository-name strict/other
 
-echo; echo "ecr-cli: $pass passed, $fail failed"
-[[ $fail -eq 0 ]]
+section "with authentication: get-login-password, SigV4 and the shared multi-arch flow"
+stop_berth
+export BERTH_ROOT_ACCESS_KEY_ID=AKIABERTHECRCLI${nonce:0:4} BERTH_ROOT_SECRET_ACCESS_KEY=ecr-cli-secret/$nonce
+start_berth "$T/auth"
+REG=$BERTH_ADDR
+export AWS_ACCESS_KEY_ID=$BERTH_ROOT_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$BERTH_ROOT_SECRET_ACCESS_KEY
+pw=$(ecr get-login-password)
+expect "curl -u AWS:<get-login-password> gets /v2/" "$(curl -s -o /dev/null -w '%{http_code}' -u "AWS:$pw" "http://$REG/v2/")" 200
+expect "without credentials /v2/ is 401" "$(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/")" 401
+expect "a wrong password is 401" "$(curl -s -o /dev/null -w '%{http_code}' -u "AWS:${pw}x" "http://$REG/v2/")" 401
+AWS_SECRET_ACCESS_KEY=wrong-secret ecr_err "a wrong secret key" InvalidSignatureException describe-repositories
+AWS_ACCESS_KEY_ID=AKIANOBODY0000000000 ecr_err "an unknown access key" UnrecognizedClientException describe-repositories
+if ECR_ENDPOINT="http://$REG" bash "$SHARED/e2e/multiarch-flow.sh" "$REG" >"$T/flow.log" 2>&1; then
+  ok "multiarch-flow.sh with ECR_ENDPOINT: $(tail -1 "$T/flow.log")"
+else
+  bad "multiarch-flow.sh with ECR_ENDPOINT"; grep -E '^FAIL' "$T/flow.log" | sed 's/^/    /'; tail -3 "$T/flow.log"
+fi
+grep -E '^PASS:.*(ecr|ECR)' "$T/flow.log" | sed 's/^/    /'
+
+summary ecr-cli

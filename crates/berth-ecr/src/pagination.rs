@@ -39,6 +39,29 @@ pub fn decode_token(token: &str, endpoint: Endpoint, scope: &str) -> Result<Vec<
     }
 }
 
+/// One paginated listing, binding its tokens to the operation and the scope.
+pub struct Pager<'a> {
+    endpoint: Endpoint,
+    scope: &'a str,
+}
+
+impl<'a> Pager<'a> {
+    pub fn new(endpoint: Endpoint, scope: &'a str) -> Self {
+        Pager { endpoint, scope }
+    }
+
+    /// The sort key to resume after, if the request carried a token.
+    pub fn resume(&self, token: Option<&str>) -> Result<Option<Vec<String>>, EcrError> {
+        token.map(|t| decode_token(t, self.endpoint, self.scope)).transpose()
+    }
+
+    /// The token for the page after `page`: only when more items remain.
+    pub fn next_token<T>(&self, more: bool, page: &[T], key: impl FnOnce(&T) -> Vec<String>) -> Option<String> {
+        let key = key(page.last().filter(|_| more)?);
+        Some(encode_token(self.endpoint, self.scope, &key.iter().map(String::as_str).collect::<Vec<_>>()))
+    }
+}
+
 /// The error for a token this server did not make for this request (also for a well-formed
 /// token whose key no longer parses).
 pub fn invalid_token() -> EcrError {

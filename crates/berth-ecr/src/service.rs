@@ -23,7 +23,7 @@ use crate::download;
 use crate::endpoint::Endpoint;
 use crate::error::EcrError;
 use crate::mapping::{Scope, ecr_error, image_failure, image_selector};
-use crate::pagination::{decode_token, encode_token, invalid_token};
+use crate::pagination::{Pager, invalid_token};
 use crate::shapes::*;
 use crate::sigv4::Principal;
 use crate::tokens::TokenIssuer;
@@ -189,7 +189,8 @@ fn stored_filters(filters: Option<Vec<ImageTagMutabilityExclusionFilter>>) -> Ve
         .collect()
 }
 
-fn tag_status(filter: &Option<ImagesFilter>) -> (TagStatus, ImageStatusFilter) {
+/// A listing filter's two members with ECR's defaults (ANY tags, ACTIVE images).
+fn image_filters(filter: &Option<ImagesFilter>) -> (TagStatus, ImageStatusFilter) {
     let filter = filter.clone().unwrap_or_default();
     (filter.tag_status.unwrap_or(TagStatus::Any), filter.image_status.unwrap_or(ImageStatusFilter::Active))
 }
@@ -301,23 +302,16 @@ impl EcrBackend for RegistryBackend {
             }
             return Ok(DescribeRepositoriesResponse { repositories, next_token: None });
         }
-        let scope = &self.config.registry_id;
-        let after = match &request.next_token {
-            Some(token) => decode_token(token, Endpoint::DescribeRepositories, scope)?.pop(),
-            None => None,
-        };
+        let pager = Pager::new(Endpoint::DescribeRepositories, &self.config.registry_id);
+        let after = pager.resume(request.next_token.as_deref())?.and_then(|mut key| key.pop());
         let (infos, more) = self
             .registry
             .list_repositories(after.as_deref(), request.page_size())
             .await
             .map_err(self.fail(""))?;
-        let next_token = match infos.last() {
-            Some(last) if more => Some(encode_token(Endpoint::DescribeRepositories, scope, &[last.name.as_str()])),
-            _ => None,
-        };
         Ok(DescribeRepositoriesResponse {
+            next_token: pager.next_token(more, &infos, |last| vec![last.name.to_string()]),
             repositories: infos.iter().map(|info| self.repository_shape(info)).collect(),
-            next_token,
         })
     }
 
@@ -338,6 +332,7 @@ impl EcrBackend for RegistryBackend {
     ) -> Result<DescribeImagesResponse, EcrError> {
         let name = self.repository(&request.registry_id, &request.repository_name)?;
         let repo = name.as_str();
+        // Images named by id are described whatever the filter says (it selects what a listing shows).
         if let Some(ids) = &request.image_ids {
             let (selectors, failures) = selectors(ids);
             let found = self.registry.resolve_images(&name, &selectors, false).await.map_err(self.fail(repo))?;
@@ -358,44 +353,36 @@ impl EcrBackend for RegistryBackend {
             }
             return Ok(DescribeImagesResponse { image_details, next_token: None });
         }
-        let (tag_status, image_status) = tag_status(&request.filter);
+        let (tag_status, image_status) = image_filters(&request.filter);
         if !selects_active(image_status) {
             return Ok(DescribeImagesResponse { image_details: vec![], next_token: None });
         }
         let scope = format!("{repo}|{}", tag_status.as_str());
-        let after = match &request.next_token {
-            Some(token) => {
-                let key = decode_token(token, Endpoint::DescribeImages, &scope)?;
-                Some(token_digest(&key[0])?)
-            }
-            None => None,
-        };
+        let pager = Pager::new(Endpoint::DescribeImages, &scope);
+        let after = pager.resume(request.next_token.as_deref())?.map(|key| token_digest(&key[0])).transpose()?;
         let (images, more) = self
             .registry
             .list_images(&name, after.as_ref(), request.page_size(), service_status(tag_status))
             .await
             .map_err(self.fail(repo))?;
-        let next_token = match images.last() {
-            Some(last) if more => Some(encode_token(Endpoint::DescribeImages, &scope, &[last.manifest.digest.as_str()])),
-            _ => None,
-        };
         Ok(DescribeImagesResponse {
+            next_token: pager.next_token(more, &images, |last| vec![last.manifest.digest.to_string()]),
             image_details: images.into_iter().map(|image| self.image_detail(repo, image)).collect(),
-            next_token,
         })
     }
 
     async fn list_images(&self, _: &Principal, request: ListImagesRequest) -> Result<ListImagesResponse, EcrError> {
         let name = self.repository(&request.registry_id, &request.repository_name)?;
         let repo = name.as_str();
-        let (tag_status, image_status) = tag_status(&request.filter);
+        let (tag_status, image_status) = image_filters(&request.filter);
         if !selects_active(image_status) {
             return Ok(ListImagesResponse { image_ids: vec![], next_token: None });
         }
         let scope = format!("{repo}|{}", tag_status.as_str());
-        let after = match &request.next_token {
-            Some(token) => {
-                let mut key = decode_token(token, Endpoint::ListImages, &scope)?.into_iter();
+        let pager = Pager::new(Endpoint::ListImages, &scope);
+        let after = match pager.resume(request.next_token.as_deref())? {
+            Some(key) => {
+                let mut key = key.into_iter();
                 let digest = token_digest(&key.next().unwrap_or_default())?;
                 Some(ImageId { digest, tag: key.next() })
             }
@@ -406,14 +393,9 @@ impl EcrBackend for RegistryBackend {
             .list_image_ids(&name, after.as_ref(), request.page_size(), service_status(tag_status))
             .await
             .map_err(self.fail(repo))?;
-        let next_token = match ids.last() {
-            Some(last) if more => {
-                let mut key = vec![last.digest.as_str()];
-                key.extend(last.tag.as_deref());
-                Some(encode_token(Endpoint::ListImages, &scope, &key))
-            }
-            _ => None,
-        };
+        let next_token = pager.next_token(more, &ids, |last| {
+            std::iter::once(last.digest.to_string()).chain(last.tag.clone()).collect()
+        });
         let image_ids = ids
             .into_iter()
             .map(|id| ImageIdentifier { image_digest: Some(id.digest.to_string()), image_tag: id.tag })
@@ -688,10 +670,8 @@ impl EcrBackend for RegistryBackend {
         }
         let types = filter.artifact_types.unwrap_or_default();
         let scope = format!("{repo}|{subject}|{}", types.join(","));
-        let after = match &request.next_token {
-            Some(token) => Some(token_digest(&decode_token(token, Endpoint::ListImageReferrers, &scope)?[0])?),
-            None => None,
-        };
+        let pager = Pager::new(Endpoint::ListImageReferrers, &scope);
+        let after = pager.resume(request.next_token.as_deref())?.map(|key| token_digest(&key[0])).transpose()?;
         let limit = request.page_size();
         let mut referrers: Vec<_> = self
             .registry
@@ -705,10 +685,7 @@ impl EcrBackend for RegistryBackend {
             .collect();
         let more = referrers.len() > limit;
         referrers.truncate(limit);
-        let next_token = match referrers.last() {
-            Some(last) if more => Some(encode_token(Endpoint::ListImageReferrers, &scope, &[last.digest.as_str()])),
-            _ => None,
-        };
+        let next_token = pager.next_token(more, &referrers, |last| vec![last.digest.to_string()]);
         let referrers = referrers
             .into_iter()
             .map(|r| ImageReferrer {

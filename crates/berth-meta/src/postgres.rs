@@ -24,8 +24,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use crate::sql::{
-    ManifestRow, RepositoryRow, UploadRow, UserRow, check_schema_version, checked_tag_move, image_size, limit_param,
-    manifest_columns, parse_digest, select_manifest, size_param, stored_size,
+    ManifestRow, RepositoryRow, Statements, check_schema_version, checked_tag_move, image_size, limit_param,
+    manifest_columns, stored_size,
 };
 use crate::{
     ImageRecord, ManifestRecord, MetaError, MetadataStore, Millis, PutManifest, PutOutcome, Repository, Result,
@@ -169,6 +169,9 @@ async fn migrate(pool: &PgPool) -> Result<()> {
     Ok(())
 }
 
+/// The statements PostgreSQL runs like SQLite.
+type Shared = Statements<Postgres>;
+
 /// How strongly a transaction holds its repository (see the module doc).
 #[derive(Clone, Copy)]
 enum RepositoryLock {
@@ -186,15 +189,6 @@ async fn lock_repository(tx: &mut Transaction<'_, Postgres>, name: &str, lock: R
     };
     let found: Option<bool> = sqlx::query_scalar(statement).bind(name).fetch_optional(&mut **tx).await?;
     Ok(found.is_some())
-}
-
-/// Comes first in every credential change: its row lock makes other servers' changes wait, and
-/// a refused change rolls the bump back with the rest.
-async fn bump_credentials_generation(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
-    sqlx::query("UPDATE store_meta SET value = value + 1 WHERE key = 'credentials_generation'")
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }
 
 #[derive(sqlx::FromRow)]
@@ -215,63 +209,26 @@ impl TryFrom<ImageRow> for ImageRecord {
 #[async_trait]
 impl MetadataStore for PostgresStore {
     async fn create_repository(&self, name: &RepositoryName, settings: &str, now: Millis) -> Result<Repository> {
-        let created: Option<RepositoryRow> = sqlx::query_as(
-            "INSERT INTO repositories (name, created_at, settings) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING \
-             RETURNING name, created_at, settings",
-        )
-        .bind(name.as_str())
-        .bind(now)
-        .bind(settings)
-        .fetch_optional(&self.pool)
-        .await?;
-        created.map(Into::into).ok_or_else(|| MetaError::RepositoryExists(name.to_string()))
+        Shared::create_repository(&self.pool, name, settings, now).await
     }
 
     async fn ensure_repository(&self, name: &RepositoryName, settings: &str, now: Millis) -> Result<Repository> {
-        // Most pushes go to existing repositories: a plain read, no write, no lock.
-        if let Some(existing) = self.get_repository(name).await? {
-            return Ok(existing);
-        }
-        match self.create_repository(name, settings, now).await {
-            // Another server created it since our read.
-            Err(MetaError::RepositoryExists(_)) => {
-                self.get_repository(name).await?.ok_or_else(|| MetaError::RepositoryNotFound(name.to_string()))
-            }
-            created => created,
-        }
+        let mut tx = self.pool.begin().await?;
+        let repository = Shared::ensure_repository(&mut tx, name, settings, now).await?;
+        tx.commit().await?;
+        Ok(repository)
     }
 
     async fn get_repository(&self, name: &RepositoryName) -> Result<Option<Repository>> {
-        let row: Option<RepositoryRow> =
-            sqlx::query_as("SELECT name, created_at, settings FROM repositories WHERE name = $1")
-                .bind(name.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(Into::into))
+        Shared::repository(&self.pool, name.as_str()).await
     }
 
     async fn set_repository_settings(&self, name: &RepositoryName, settings: &str) -> Result<()> {
-        let updated = sqlx::query("UPDATE repositories SET settings = $1 WHERE name = $2")
-            .bind(settings)
-            .bind(name.as_str())
-            .execute(&self.pool)
-            .await?;
-        if updated.rows_affected() == 0 {
-            return Err(MetaError::RepositoryNotFound(name.to_string()));
-        }
-        Ok(())
+        Shared::set_repository_settings(&self.pool, name, settings).await
     }
 
     async fn list_repositories(&self, after: Option<&str>, limit: usize) -> Result<Vec<Repository>> {
-        // Names are never empty, so "" sorts before all of them.
-        let rows: Vec<RepositoryRow> = sqlx::query_as(
-            "SELECT name, created_at, settings FROM repositories WHERE name > $1 ORDER BY name LIMIT $2",
-        )
-        .bind(after.unwrap_or(""))
-        .bind(limit_param(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        Shared::list_repositories(&self.pool, after, limit).await
     }
 
     async fn delete_repository(&self, name: &RepositoryName, force: bool) -> Result<Repository> {
@@ -305,49 +262,27 @@ impl MetadataStore for PostgresStore {
         if !lock_repository(&mut tx, repo.as_str(), RepositoryLock::AddRows).await? {
             return Err(MetaError::RepositoryNotFound(repo.to_string()));
         }
-        sqlx::query(
-            "INSERT INTO blob_links (repo, digest, size, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (repo, digest) DO NOTHING",
-        )
-        .bind(repo.as_str())
-        .bind(digest.as_str())
-        .bind(size_param(size)?)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        Shared::link_blob(&mut *tx, repo, digest, size, now).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn linked_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
-        let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blob_links WHERE repo = $1 AND digest = $2")
-            .bind(repo.as_str())
-            .bind(digest.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        size.map(stored_size).transpose()
+        Shared::linked_blob(&self.pool, repo, digest).await
     }
 
     async fn unlink_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
-        let deleted = sqlx::query("DELETE FROM blob_links WHERE repo = $1 AND digest = $2")
-            .bind(repo.as_str())
-            .bind(digest.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(deleted.rows_affected() > 0)
+        Shared::unlink_blob(&self.pool, repo, digest).await
     }
 
     async fn repositories_with_blob(&self, digest: &Digest) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT repo FROM blob_links WHERE digest = $1 ORDER BY repo")
-            .bind(digest.as_str())
-            .fetch_all(&self.pool)
-            .await?)
+        Shared::repositories_with_blob(&self.pool, digest).await
     }
 
     async fn put_manifest(&self, put: PutManifest<'_>) -> Result<PutOutcome> {
         let repo = put.repo.as_str();
         let mut tx = self.pool.begin().await?;
-        if !lock_repository(&mut tx, repo, RepositoryLock::AddRows).await? {
+        if !lock_repository(&mut tx, repo, RepositoryLock::ChangeContent).await? {
             return Err(MetaError::RepositoryNotFound(repo.to_owned()));
         }
 
@@ -397,142 +332,39 @@ impl MetadataStore for PostgresStore {
             }
         };
 
-        // A re-push keeps the first pushed_at, as ECR reports it.
-        let inserted = sqlx::query(
-            "INSERT INTO manifests (repo, digest, media_type, content, artifact_type, subject, annotations, \
-             image_size, pushed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (repo, digest) DO NOTHING",
-        )
-        .bind(repo)
-        .bind(put.digest.as_str())
-        .bind(put.media_type)
-        .bind(put.content)
-        .bind(put.artifact_type)
-        .bind(put.subject.map(Digest::as_str))
-        .bind(put.annotations)
-        .bind(size_param(image_size)?)
-        .bind(put.now)
-        .execute(&mut *tx)
-        .await?;
-        let manifest_created = inserted.rows_affected() > 0;
-        if manifest_created && !children.is_empty() {
-            sqlx::query(
-                "INSERT INTO manifest_children (repo, parent, child) SELECT $1, $2, child FROM unnest($3::text[]) \
-                 AS child ON CONFLICT (repo, parent, child) DO NOTHING",
-            )
-            .bind(repo)
-            .bind(put.digest.as_str())
-            .bind(&children)
-            .execute(&mut *tx)
-            .await?;
-        }
-
-        if let Some(tag) = put.tag
-            && previous_tag_target.as_ref() != Some(put.digest)
-        {
-            sqlx::query(
-                "INSERT INTO tags (repo, tag, digest, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
-            )
-            .bind(repo)
-            .bind(tag.as_str())
-            .bind(put.digest.as_str())
-            .bind(put.now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let manifest_created = Shared::store_manifest(&mut tx, &put, image_size, previous_tag_target.as_ref()).await?;
         tx.commit().await?;
         Ok(PutOutcome { manifest_created, previous_tag_target })
     }
 
     async fn get_manifest(&self, repo: &RepositoryName, reference: &Reference) -> Result<Option<ManifestRecord>> {
-        let row: Option<ManifestRow> = match reference {
-            Reference::Digest(digest) => {
-                sqlx::query_as(select_manifest!("WHERE m.repo = $1 AND m.digest = $2"))
-                    .bind(repo.as_str())
-                    .bind(digest.as_str())
-                    .fetch_optional(&self.pool)
-                    .await?
-            }
-            Reference::Tag(tag) => {
-                sqlx::query_as(select_manifest!(
-                    "JOIN tags t ON t.repo = m.repo AND t.digest = m.digest WHERE t.repo = $1 AND t.tag = $2"
-                ))
-                .bind(repo.as_str())
-                .bind(tag.as_str())
-                .fetch_optional(&self.pool)
-                .await?
-            }
-        };
-        row.map(TryInto::try_into).transpose()
+        Shared::manifest(&self.pool, repo, reference).await
     }
 
     async fn delete_manifest(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        // Serialised with pushes, which could otherwise list it as a child meanwhile.
         if !lock_repository(&mut tx, repo.as_str(), RepositoryLock::ChangeContent).await? {
             return Err(MetaError::ManifestUnknown(digest.clone()));
         }
-        let parent: Option<String> = sqlx::query_scalar(
-            "SELECT parent FROM manifest_children WHERE repo = $1 AND child = $2 ORDER BY parent LIMIT 1",
-        )
-        .bind(repo.as_str())
-        .bind(digest.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(parent) = parent {
-            return Err(MetaError::ManifestReferenced { index: parse_digest(&parent)? });
-        }
-        // Cascades to its tags and its own child edges.
-        let deleted = sqlx::query("DELETE FROM manifests WHERE repo = $1 AND digest = $2")
-            .bind(repo.as_str())
-            .bind(digest.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if deleted.rows_affected() == 0 {
-            return Err(MetaError::ManifestUnknown(digest.clone()));
-        }
+        Shared::delete_manifest(&mut tx, repo, digest).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn delete_tag(&self, repo: &RepositoryName, tag: &Tag) -> Result<Option<Digest>> {
-        let digest: Option<String> =
-            sqlx::query_scalar("DELETE FROM tags WHERE repo = $1 AND tag = $2 RETURNING digest")
-                .bind(repo.as_str())
-                .bind(tag.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-        digest.as_deref().map(parse_digest).transpose()
+        Shared::delete_tag(&self.pool, repo, tag).await
     }
 
     async fn list_tags(&self, repo: &RepositoryName, last: Option<&str>, limit: Option<usize>) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT tag FROM tags WHERE repo = $1 AND tag > $2 ORDER BY tag LIMIT $3")
-            .bind(repo.as_str())
-            .bind(last.unwrap_or(""))
-            .bind(limit.map_or(i64::MAX, limit_param))
-            .fetch_all(&self.pool)
-            .await?)
+        Shared::list_tags(&self.pool, repo, last, limit).await
     }
 
     async fn referrers(&self, repo: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>> {
-        let rows: Vec<ManifestRow> =
-            sqlx::query_as(select_manifest!("WHERE m.repo = $1 AND m.subject = $2 ORDER BY m.digest"))
-                .bind(repo.as_str())
-                .bind(subject.as_str())
-                .fetch_all(&self.pool)
-                .await?;
-        rows.into_iter().map(TryInto::try_into).collect()
+        Shared::referrers(&self.pool, repo, subject).await
     }
 
     async fn parents(&self, repo: &RepositoryName, child: &Digest) -> Result<Vec<Digest>> {
-        let parents: Vec<String> =
-            sqlx::query_scalar("SELECT parent FROM manifest_children WHERE repo = $1 AND child = $2 ORDER BY parent")
-                .bind(repo.as_str())
-                .bind(child.as_str())
-                .fetch_all(&self.pool)
-                .await?;
-        parents.iter().map(|p| parse_digest(p)).collect()
+        Shared::parents(&self.pool, repo, child).await
     }
 
     async fn list_images(
@@ -602,83 +434,45 @@ impl MetadataStore for PostgresStore {
         if !lock_repository(&mut tx, &session.repo, RepositoryLock::AddRows).await? {
             return Err(MetaError::RepositoryNotFound(session.repo.clone()));
         }
-        sqlx::query("INSERT INTO uploads (id, repo, created_at, updated_at) VALUES ($1, $2, $3, $4)")
-            .bind(&session.id)
-            .bind(&session.repo)
-            .bind(session.created_at)
-            .bind(session.updated_at)
-            .execute(&mut *tx)
-            .await?;
+        Shared::create_upload(&mut *tx, session).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn get_upload(&self, id: &str) -> Result<Option<UploadSession>> {
-        let row: Option<UploadRow> =
-            sqlx::query_as("SELECT id, repo, created_at, updated_at FROM uploads WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(Into::into))
+        Shared::upload(&self.pool, id).await
     }
 
     async fn touch_upload(&self, id: &str, now: Millis) -> Result<()> {
-        // A session that vanished meanwhile (cancelled, expired) has nothing left to keep alive.
-        sqlx::query("UPDATE uploads SET updated_at = $1 WHERE id = $2").bind(now).bind(id).execute(&self.pool).await?;
-        Ok(())
+        Shared::touch_upload(&self.pool, id, now).await
     }
 
     async fn delete_upload(&self, id: &str) -> Result<bool> {
-        let deleted = sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.pool).await?;
-        Ok(deleted.rows_affected() > 0)
+        Shared::delete_upload(&self.pool, id).await
     }
 
     async fn stale_uploads(&self, before: Millis) -> Result<Vec<UploadSession>> {
-        let rows: Vec<UploadRow> = sqlx::query_as(
-            "SELECT id, repo, created_at, updated_at FROM uploads WHERE updated_at < $1 ORDER BY updated_at, id",
-        )
-        .bind(before)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        Shared::stale_uploads(&self.pool, before).await
     }
 
     async fn create_user(&self, user: &UserRecord) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        bump_credentials_generation(&mut tx).await?;
-        // Every other server's change committed or waits now, so this check sees them all.
-        let clash: Option<bool> = sqlx::query_scalar("SELECT TRUE FROM users WHERE name = $1 OR access_key_id = $2")
-            .bind(&user.name)
-            .bind(&user.access_key_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if clash.is_some() {
-            return Err(MetaError::UserExists(user.name.clone()));
-        }
-        sqlx::query("INSERT INTO users (name, access_key_id, secret_ciphertext, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&user.name)
-            .bind(&user.access_key_id)
-            .bind(&user.secret_ciphertext)
-            .bind(user.created_at)
-            .execute(&mut *tx)
-            .await?;
+        // First: every other server's change has committed or waits now, so the clash check
+        // inside sees them all.
+        Shared::bump_credentials_generation(&mut *tx).await?;
+        Shared::create_user(&mut tx, user).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn list_users(&self) -> Result<Vec<UserRecord>> {
-        let rows: Vec<UserRow> =
-            sqlx::query_as("SELECT name, access_key_id, secret_ciphertext, created_at FROM users ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        Shared::list_users(&self.pool).await
     }
 
     async fn delete_user(&self, name: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        bump_credentials_generation(&mut tx).await?;
-        let deleted = sqlx::query("DELETE FROM users WHERE name = $1").bind(name).execute(&mut *tx).await?;
-        if deleted.rows_affected() == 0 {
+        Shared::bump_credentials_generation(&mut *tx).await?;
+        if !Shared::delete_user(&mut *tx, name).await? {
             tx.rollback().await?;
             return Ok(false);
         }
@@ -687,28 +481,15 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn user_by_access_key(&self, access_key_id: &str) -> Result<Option<UserRecord>> {
-        let row: Option<UserRow> = sqlx::query_as(
-            "SELECT name, access_key_id, secret_ciphertext, created_at FROM users WHERE access_key_id = $1",
-        )
-        .bind(access_key_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(Into::into))
+        Shared::user_by_access_key(&self.pool, access_key_id).await
     }
 
     async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
-        let row: Option<UserRow> =
-            sqlx::query_as("SELECT name, access_key_id, secret_ciphertext, created_at FROM users WHERE name = $1")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(Into::into))
+        Shared::user_by_name(&self.pool, name).await
     }
 
     async fn credentials_generation(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'credentials_generation'")
-            .fetch_one(&self.pool)
-            .await?)
+        Shared::credentials_generation(&self.pool).await
     }
 
     async fn close(&self) {
@@ -774,7 +555,9 @@ mod tests {
 
     #[tokio::test]
     async fn conformance() {
-        let Some(scratch) = Scratch::new().await else { return };
+        let Some(scratch) = Scratch::new().await else {
+            return;
+        };
         let store = scratch.store().await;
         crate::testsuite::run_all(&store).await;
         store.close().await;
@@ -787,9 +570,14 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn servers_starting_together_create_the_schema_once() {
-        let Some(scratch) = Scratch::new().await else { return };
-        let stores: Vec<PostgresStore> =
-            join_all((0..6).map(|_| PostgresStore::connect(&scratch.url))).await.into_iter().map(Result::unwrap).collect();
+        let Some(scratch) = Scratch::new().await else {
+            return;
+        };
+        let stores: Vec<PostgresStore> = join_all((0..6).map(|_| PostgresStore::connect(&scratch.url)))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
         stores[0].create_repository(&name("seen/everywhere"), "{}", 1).await.unwrap();
         for store in &stores {
             assert!(store.get_repository(&name("seen/everywhere")).await.unwrap().is_some());
@@ -800,7 +588,9 @@ mod tests {
 
     #[tokio::test]
     async fn newer_schema_is_refused() {
-        let Some(scratch) = Scratch::new().await else { return };
+        let Some(scratch) = Scratch::new().await else {
+            return;
+        };
         scratch.store().await.close().await;
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "UPDATE {}.store_meta SET value = {} WHERE key = 'schema_version'",
@@ -815,32 +605,17 @@ mod tests {
         scratch.drop_schema().await;
     }
 
-    /// Two servers (two stores, two pools) push one tag, flush overlapping pull batches in
-    /// opposite orders and delete a repository those batches touch, all at once: every operation
-    /// succeeds (no deadlock or serialization error reaches the caller) and the tag moves form one
-    /// chain through every push.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn two_servers_move_one_tag() {
-        const PUSHES: usize = 40;
-        let Some(scratch) = Scratch::new().await else { return };
-        let servers = [scratch.store().await, scratch.store().await];
-        let [a, b] = &servers;
-        let repo = name("shared/app");
-        let doomed = name("shared/doomed");
-        a.create_repository(&repo, "{}", 1).await.unwrap();
-        b.create_repository(&doomed, "{}", 1).await.unwrap();
-        let layer = Digest::sha256_of(b"layer");
-        b.link_blob(&repo, &layer, 5, 1).await.unwrap();
-        let blobs = [(layer, 5)];
+    /// Manifest bytes and their digest.
+    type Manifest = (Vec<u8>, Digest);
 
-        let manifests: Vec<(Vec<u8>, Digest)> = (0..PUSHES)
-            .map(|i| {
-                let content = format!("{{\"schemaVersion\":2,\"n\":{i}}}").into_bytes();
-                let digest = Digest::sha256_of(&content);
-                (content, digest)
-            })
-            .collect();
-        let put = |repo, (content, digest): &'static (Vec<u8>, Digest), tag, now| PutManifest {
+    fn manifest(label: &str) -> Manifest {
+        let content = format!("{{\"schemaVersion\":2,\"label\":\"{label}\"}}").into_bytes();
+        let digest = Digest::sha256_of(&content);
+        (content, digest)
+    }
+
+    fn put<'a>(repo: &'a RepositoryName, (content, digest): &'a Manifest, tag: Option<&'a Tag>) -> PutManifest<'a> {
+        PutManifest {
             repo,
             digest,
             media_type: "application/vnd.oci.image.manifest.v1+json",
@@ -852,50 +627,83 @@ mod tests {
             children: &[],
             tag,
             tag_immutable: false,
-            now,
-        };
-        let manifests: &'static [(Vec<u8>, Digest)] = manifests.leak();
-        // The doomed repository's manifests, pulled by both servers while it is deleted.
-        for (i, manifest) in manifests.iter().enumerate() {
-            a.put_manifest(put(&doomed, manifest, None, i as i64)).await.unwrap();
+            now: 1,
         }
-        let pulls: Vec<(RepositoryName, Digest, Millis)> = manifests
+    }
+
+    /// Pushes every manifest under `tag` at once, alternating between the servers, and checks
+    /// that the moves form one chain: each push saw where the previous one left the tag.
+    async fn push_all_to_one_tag(
+        servers: &[PostgresStore; 2],
+        repo: &RepositoryName,
+        tag: &Tag,
+        manifests: &[Manifest],
+    ) {
+        let pushes = manifests.iter().enumerate().map(|(i, m)| servers[i % 2].put_manifest(put(repo, m, Some(tag))));
+        let outcomes: Vec<PutOutcome> = join_all(pushes).await.into_iter().map(Result::unwrap).collect();
+        assert!(outcomes.iter().all(|o| o.manifest_created));
+        let previous: Vec<&Digest> = outcomes.iter().filter_map(|o| o.previous_tag_target.as_ref()).collect();
+        assert_eq!(previous.len(), manifests.len() - 1, "exactly one push found {tag} absent");
+        let current = servers[1].get_manifest(repo, &Reference::Tag(tag.clone())).await.unwrap().unwrap().digest;
+        let mut chain: HashSet<&Digest> = previous.into_iter().collect();
+        assert!(chain.insert(&current), "the final target was nobody's previous target");
+        assert_eq!(chain.len(), manifests.len(), "the previous targets chain through every push");
+    }
+
+    /// Two servers (two stores, two pools) move tags of one repository all at once, while they
+    /// also flush overlapping pull batches in opposite orders and delete a repository those
+    /// batches touch: every operation succeeds (no deadlock or serialization error reaches the
+    /// caller) and every tag's moves form one chain.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_servers_move_tags_of_one_repository() {
+        const PUSHES: usize = 20;
+        let Some(scratch) = Scratch::new().await else {
+            return;
+        };
+        let servers = [scratch.store().await, scratch.store().await];
+        let (repo, doomed) = (name("shared/app"), name("shared/doomed"));
+        servers[0].create_repository(&repo, "{}", 1).await.unwrap();
+        servers[1].create_repository(&doomed, "{}", 1).await.unwrap();
+
+        let rounds: Vec<(Tag, Vec<Manifest>)> = (0..3)
+            .map(|round| {
+                let manifests = (0..PUSHES).map(|i| manifest(&format!("{round}-{i}"))).collect();
+                (format!("hot{round}").parse().unwrap(), manifests)
+            })
+            .collect();
+        for (tag, manifests) in &rounds[..2] {
+            push_all_to_one_tag(&servers, &repo, tag, manifests).await;
+        }
+
+        // The last round races pull batches over both repositories and the doomed one's deletion.
+        let (last_tag, last_manifests) = &rounds[2];
+        for m in last_manifests {
+            servers[0].put_manifest(put(&doomed, m, None)).await.unwrap();
+        }
+        let pulls: Vec<(RepositoryName, Digest, Millis)> = rounds
             .iter()
+            .flat_map(|(_, manifests)| manifests)
             .flat_map(|(_, d)| [(repo.clone(), d.clone(), 50), (doomed.clone(), d.clone(), 60)])
             .collect();
         let reversed: Vec<_> = pulls.iter().rev().cloned().collect();
-
-        let hot: Tag = "hot".parse().unwrap();
-        let pushes = manifests.iter().enumerate().map(|(i, manifest)| {
-            let server = &servers[i % 2];
-            let put = PutManifest { blobs: &blobs, ..put(&repo, manifest, Some(&hot), i as i64) };
-            async move { server.put_manifest(put).await.unwrap() }
-        });
-        let (outcomes, pulled_a, pulled_b, deleted) = tokio::join!(
-            join_all(pushes),
-            a.record_pulls(&pulls),
-            b.record_pulls(&reversed),
-            b.delete_repository(&doomed, true),
+        let (_, pulled_a, pulled_b, deleted) = tokio::join!(
+            push_all_to_one_tag(&servers, &repo, last_tag, last_manifests),
+            servers[0].record_pulls(&pulls),
+            servers[1].record_pulls(&reversed),
+            servers[1].delete_repository(&doomed, true),
         );
         pulled_a.unwrap();
         pulled_b.unwrap();
-        deleted.unwrap();
+        assert_eq!(deleted.unwrap().name, doomed.as_str());
+        assert_eq!(servers[0].get_repository(&doomed).await.unwrap(), None);
 
-        assert!(outcomes.iter().all(|o| o.manifest_created));
-        let previous: Vec<&Digest> = outcomes.iter().filter_map(|o| o.previous_tag_target.as_ref()).collect();
-        assert_eq!(previous.len(), PUSHES - 1, "exactly one push found the tag absent");
-        let current = b.get_manifest(&repo, &Reference::Tag(hot.clone())).await.unwrap().unwrap().digest;
-        let mut chain: HashSet<&Digest> = previous.into_iter().collect();
-        assert!(chain.insert(&current), "the final target was nobody's previous target");
-        assert_eq!(chain.len(), PUSHES, "the previous targets chain through every push");
-
-        // Pull times of manifests that existed when the batches ran were recorded; the pushes
-        // may have come after them, so a manifest has either the pull time or none yet.
-        for (_, digest) in manifests {
-            let pulled = a.get_image(&repo, digest).await.unwrap().unwrap().manifest.last_pulled_at;
-            assert!(matches!(pulled, None | Some(50)), "{pulled:?}");
+        // The batches ran after the first rounds, perhaps before some of the last round's pushes.
+        for (round, (_, manifests)) in rounds.iter().enumerate() {
+            for (_, digest) in manifests {
+                let pulled = servers[0].get_image(&repo, digest).await.unwrap().unwrap().manifest.last_pulled_at;
+                assert!(pulled == Some(50) || (round == 2 && pulled.is_none()), "{pulled:?}");
+            }
         }
-        assert_eq!(a.get_repository(&doomed).await.unwrap(), None);
         for server in &servers {
             server.close().await;
         }
@@ -905,7 +713,9 @@ mod tests {
     /// Users made through one server are seen by the other, and its generation counter moves.
     #[tokio::test]
     async fn credentials_generation_spans_servers() {
-        let Some(scratch) = Scratch::new().await else { return };
+        let Some(scratch) = Scratch::new().await else {
+            return;
+        };
         let (a, b) = (scratch.store().await, scratch.store().await);
         let before = b.credentials_generation().await.unwrap();
         let user = UserRecord {

@@ -16,8 +16,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Sqlite, Transaction};
 
 use crate::sql::{
-    ManifestRow, RepositoryRow, UploadRow, UserRow, check_schema_version, checked_tag_move, image_size, limit_param,
-    parse_digest, select_manifest, size_param, stored_size,
+    ManifestRow, Statements, check_schema_version, checked_tag_move, image_size, limit_param, select_manifest,
+    stored_size,
 };
 use crate::{
     ImageRecord, ManifestRecord, MetaError, MetadataStore, Millis, PutManifest, PutOutcome, Repository, Result,
@@ -148,95 +148,41 @@ async fn migrate(writer: &SqlitePool) -> Result<()> {
     Ok(())
 }
 
-async fn repository_exists(tx: &mut Transaction<'_, Sqlite>, name: &str) -> Result<bool> {
-    let found: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM repositories WHERE name = $1").bind(name).fetch_optional(&mut **tx).await?;
-    Ok(found.is_some())
-}
+/// The statements SQLite runs like PostgreSQL.
+type Shared = Statements<Sqlite>;
 
-async fn bump_credentials_generation(tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
-    sqlx::query("UPDATE store_meta SET value = value + 1 WHERE key = 'credentials_generation'")
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+async fn repository_exists(tx: &mut Transaction<'_, Sqlite>, name: &str) -> Result<bool> {
+    Ok(Shared::repository(&mut **tx, name).await?.is_some())
 }
 
 #[async_trait]
 impl MetadataStore for SqliteStore {
     async fn create_repository(&self, name: &RepositoryName, settings: &str, now: Millis) -> Result<Repository> {
-        let inserted = sqlx::query(
-            "INSERT INTO repositories (name, created_at, settings) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name.as_str())
-        .bind(now)
-        .bind(settings)
-        .execute(&self.writer)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            return Err(MetaError::RepositoryExists(name.to_string()));
-        }
-        Ok(Repository { name: name.to_string(), created_at: now, settings: settings.to_owned() })
+        Shared::create_repository(&self.writer, name, settings, now).await
     }
 
     async fn ensure_repository(&self, name: &RepositoryName, settings: &str, now: Millis) -> Result<Repository> {
         let mut tx = self.write().await?;
-        sqlx::query(
-            "INSERT INTO repositories (name, created_at, settings) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name.as_str())
-        .bind(now)
-        .bind(settings)
-        .execute(&mut *tx)
-        .await?;
-        let row: RepositoryRow = sqlx::query_as("SELECT name, created_at, settings FROM repositories WHERE name = $1")
-            .bind(name.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
+        let repository = Shared::ensure_repository(&mut tx, name, settings, now).await?;
         tx.commit().await?;
-        Ok(row.into())
+        Ok(repository)
     }
 
     async fn get_repository(&self, name: &RepositoryName) -> Result<Option<Repository>> {
-        let row: Option<RepositoryRow> =
-            sqlx::query_as("SELECT name, created_at, settings FROM repositories WHERE name = $1")
-                .bind(name.as_str())
-                .fetch_optional(&self.readers)
-                .await?;
-        Ok(row.map(Into::into))
+        Shared::repository(&self.readers, name.as_str()).await
     }
 
     async fn set_repository_settings(&self, name: &RepositoryName, settings: &str) -> Result<()> {
-        let updated = sqlx::query("UPDATE repositories SET settings = $1 WHERE name = $2")
-            .bind(settings)
-            .bind(name.as_str())
-            .execute(&self.writer)
-            .await?;
-        if updated.rows_affected() == 0 {
-            return Err(MetaError::RepositoryNotFound(name.to_string()));
-        }
-        Ok(())
+        Shared::set_repository_settings(&self.writer, name, settings).await
     }
 
     async fn list_repositories(&self, after: Option<&str>, limit: usize) -> Result<Vec<Repository>> {
-        // Names are never empty, so "" sorts before all of them.
-        let rows: Vec<RepositoryRow> = sqlx::query_as(
-            "SELECT name, created_at, settings FROM repositories WHERE name > $1 ORDER BY name LIMIT $2",
-        )
-        .bind(after.unwrap_or(""))
-        .bind(limit_param(limit))
-        .fetch_all(&self.readers)
-        .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        Shared::list_repositories(&self.readers, after, limit).await
     }
 
     async fn delete_repository(&self, name: &RepositoryName, force: bool) -> Result<Repository> {
         let mut tx = self.write().await?;
-        let row: Option<RepositoryRow> =
-            sqlx::query_as("SELECT name, created_at, settings FROM repositories WHERE name = $1")
-                .bind(name.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(row) = row else {
+        let Some(repository) = Shared::repository(&mut *tx, name.as_str()).await? else {
             return Err(MetaError::RepositoryNotFound(name.to_string()));
         };
         if !force {
@@ -251,7 +197,7 @@ impl MetadataStore for SqliteStore {
         // Cascades to blob links, manifests (and so tags and child edges) and uploads.
         sqlx::query("DELETE FROM repositories WHERE name = $1").bind(name.as_str()).execute(&mut *tx).await?;
         tx.commit().await?;
-        Ok(row.into())
+        Ok(repository)
     }
 
     async fn link_blob(&self, repo: &RepositoryName, digest: &Digest, size: u64, now: Millis) -> Result<()> {
@@ -259,47 +205,26 @@ impl MetadataStore for SqliteStore {
         if !repository_exists(&mut tx, repo.as_str()).await? {
             return Err(MetaError::RepositoryNotFound(repo.to_string()));
         }
-        sqlx::query(
-            "INSERT INTO blob_links (repo, digest, size, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (repo, digest) DO NOTHING",
-        )
-        .bind(repo.as_str())
-        .bind(digest.as_str())
-        .bind(size_param(size)?)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        Shared::link_blob(&mut *tx, repo, digest, size, now).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn linked_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
-        let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blob_links WHERE repo = $1 AND digest = $2")
-            .bind(repo.as_str())
-            .bind(digest.as_str())
-            .fetch_optional(&self.readers)
-            .await?;
-        size.map(stored_size).transpose()
+        Shared::linked_blob(&self.readers, repo, digest).await
     }
 
     async fn unlink_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
-        let deleted = sqlx::query("DELETE FROM blob_links WHERE repo = $1 AND digest = $2")
-            .bind(repo.as_str())
-            .bind(digest.as_str())
-            .execute(&self.writer)
-            .await?;
-        Ok(deleted.rows_affected() > 0)
+        Shared::unlink_blob(&self.writer, repo, digest).await
     }
 
     async fn repositories_with_blob(&self, digest: &Digest) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT repo FROM blob_links WHERE digest = $1 ORDER BY repo")
-            .bind(digest.as_str())
-            .fetch_all(&self.readers)
-            .await?)
+        Shared::repositories_with_blob(&self.readers, digest).await
     }
 
     async fn put_manifest(&self, put: PutManifest<'_>) -> Result<PutOutcome> {
         let repo = put.repo.as_str();
+        // The write lock, taken at BEGIN, serialises pushes from every process on the file.
         let mut tx = self.write().await?;
         if !repository_exists(&mut tx, repo).await? {
             return Err(MetaError::RepositoryNotFound(repo.to_owned()));
@@ -328,7 +253,6 @@ impl MetadataStore for SqliteStore {
             };
             child_sizes.push(stored_size(child_size)?);
         }
-        let image_size = image_size(put.blobs, &child_sizes);
 
         let previous_tag_target = match put.tag {
             None => None,
@@ -343,142 +267,37 @@ impl MetadataStore for SqliteStore {
             }
         };
 
-        // A re-push keeps the first pushed_at, as ECR reports it.
-        let inserted = sqlx::query(
-            "INSERT INTO manifests (repo, digest, media_type, content, artifact_type, subject, annotations, \
-             image_size, pushed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (repo, digest) DO NOTHING",
-        )
-        .bind(repo)
-        .bind(put.digest.as_str())
-        .bind(put.media_type)
-        .bind(put.content)
-        .bind(put.artifact_type)
-        .bind(put.subject.map(Digest::as_str))
-        .bind(put.annotations)
-        .bind(size_param(image_size)?)
-        .bind(put.now)
-        .execute(&mut *tx)
-        .await?;
-        let manifest_created = inserted.rows_affected() > 0;
-        if manifest_created {
-            for child in put.children {
-                sqlx::query(
-                    "INSERT INTO manifest_children (repo, parent, child) VALUES ($1, $2, $3) \
-                     ON CONFLICT (repo, parent, child) DO NOTHING",
-                )
-                .bind(repo)
-                .bind(put.digest.as_str())
-                .bind(child.as_str())
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-
-        if let Some(tag) = put.tag
-            && previous_tag_target.as_ref() != Some(put.digest)
-        {
-            sqlx::query(
-                "INSERT INTO tags (repo, tag, digest, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
-            )
-            .bind(repo)
-            .bind(tag.as_str())
-            .bind(put.digest.as_str())
-            .bind(put.now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let image_size = image_size(put.blobs, &child_sizes);
+        let manifest_created = Shared::store_manifest(&mut tx, &put, image_size, previous_tag_target.as_ref()).await?;
         tx.commit().await?;
         Ok(PutOutcome { manifest_created, previous_tag_target })
     }
 
     async fn get_manifest(&self, repo: &RepositoryName, reference: &Reference) -> Result<Option<ManifestRecord>> {
-        let row: Option<ManifestRow> = match reference {
-            Reference::Digest(digest) => {
-                sqlx::query_as(select_manifest!("WHERE m.repo = $1 AND m.digest = $2"))
-                    .bind(repo.as_str())
-                    .bind(digest.as_str())
-                    .fetch_optional(&self.readers)
-                    .await?
-            }
-            Reference::Tag(tag) => {
-                sqlx::query_as(select_manifest!(
-                    "JOIN tags t ON t.repo = m.repo AND t.digest = m.digest WHERE t.repo = $1 AND t.tag = $2"
-                ))
-                .bind(repo.as_str())
-                .bind(tag.as_str())
-                .fetch_optional(&self.readers)
-                .await?
-            }
-        };
-        row.map(TryInto::try_into).transpose()
+        Shared::manifest(&self.readers, repo, reference).await
     }
 
     async fn delete_manifest(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
         let mut tx = self.write().await?;
-        let parent: Option<String> = sqlx::query_scalar(
-            "SELECT parent FROM manifest_children WHERE repo = $1 AND child = $2 ORDER BY parent LIMIT 1",
-        )
-        .bind(repo.as_str())
-        .bind(digest.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(parent) = parent {
-            return Err(MetaError::ManifestReferenced { index: parse_digest(&parent)? });
-        }
-        // Cascades to its tags and its own child edges.
-        let deleted = sqlx::query("DELETE FROM manifests WHERE repo = $1 AND digest = $2")
-            .bind(repo.as_str())
-            .bind(digest.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if deleted.rows_affected() == 0 {
-            return Err(MetaError::ManifestUnknown(digest.clone()));
-        }
+        Shared::delete_manifest(&mut tx, repo, digest).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn delete_tag(&self, repo: &RepositoryName, tag: &Tag) -> Result<Option<Digest>> {
-        let digest: Option<String> =
-            sqlx::query_scalar("DELETE FROM tags WHERE repo = $1 AND tag = $2 RETURNING digest")
-                .bind(repo.as_str())
-                .bind(tag.as_str())
-                .fetch_optional(&self.writer)
-                .await?;
-        digest.as_deref().map(parse_digest).transpose()
+        Shared::delete_tag(&self.writer, repo, tag).await
     }
 
     async fn list_tags(&self, repo: &RepositoryName, last: Option<&str>, limit: Option<usize>) -> Result<Vec<String>> {
-        // SQLite's default BINARY collation compares bytes, which is the order the distribution
-        // spec asks for.
-        Ok(sqlx::query_scalar("SELECT tag FROM tags WHERE repo = $1 AND tag > $2 ORDER BY tag LIMIT $3")
-            .bind(repo.as_str())
-            .bind(last.unwrap_or(""))
-            .bind(limit.map_or(i64::MAX, limit_param))
-            .fetch_all(&self.readers)
-            .await?)
+        Shared::list_tags(&self.readers, repo, last, limit).await
     }
 
     async fn referrers(&self, repo: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>> {
-        let rows: Vec<ManifestRow> =
-            sqlx::query_as(select_manifest!("WHERE m.repo = $1 AND m.subject = $2 ORDER BY m.digest"))
-                .bind(repo.as_str())
-                .bind(subject.as_str())
-                .fetch_all(&self.readers)
-                .await?;
-        rows.into_iter().map(TryInto::try_into).collect()
+        Shared::referrers(&self.readers, repo, subject).await
     }
 
     async fn parents(&self, repo: &RepositoryName, child: &Digest) -> Result<Vec<Digest>> {
-        let parents: Vec<String> =
-            sqlx::query_scalar("SELECT parent FROM manifest_children WHERE repo = $1 AND child = $2 ORDER BY parent")
-                .bind(repo.as_str())
-                .bind(child.as_str())
-                .fetch_all(&self.readers)
-                .await?;
-        parents.iter().map(|p| parse_digest(p)).collect()
+        Shared::parents(&self.readers, repo, child).await
     }
 
     async fn list_images(
@@ -522,12 +341,7 @@ impl MetadataStore for SqliteStore {
 
     async fn get_image(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<ImageRecord>> {
         let mut tx = self.readers.begin().await?;
-        let row: Option<ManifestRow> = sqlx::query_as(select_manifest!("WHERE m.repo = $1 AND m.digest = $2"))
-            .bind(repo.as_str())
-            .bind(digest.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
+        let Some(manifest) = Shared::manifest(&mut *tx, repo, &Reference::Digest(digest.clone())).await? else {
             return Ok(None);
         };
         let tags: Vec<String> = sqlx::query_scalar("SELECT tag FROM tags WHERE repo = $1 AND digest = $2 ORDER BY tag")
@@ -536,7 +350,7 @@ impl MetadataStore for SqliteStore {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Some(ImageRecord { manifest: row.try_into()?, tags }))
+        Ok(Some(ImageRecord { manifest, tags }))
     }
 
     async fn record_pulls(&self, pulls: &[(RepositoryName, Digest, Millis)]) -> Result<()> {
@@ -565,115 +379,59 @@ impl MetadataStore for SqliteStore {
         if !repository_exists(&mut tx, &session.repo).await? {
             return Err(MetaError::RepositoryNotFound(session.repo.clone()));
         }
-        sqlx::query("INSERT INTO uploads (id, repo, created_at, updated_at) VALUES ($1, $2, $3, $4)")
-            .bind(&session.id)
-            .bind(&session.repo)
-            .bind(session.created_at)
-            .bind(session.updated_at)
-            .execute(&mut *tx)
-            .await?;
+        Shared::create_upload(&mut *tx, session).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn get_upload(&self, id: &str) -> Result<Option<UploadSession>> {
-        let row: Option<UploadRow> =
-            sqlx::query_as("SELECT id, repo, created_at, updated_at FROM uploads WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.readers)
-                .await?;
-        Ok(row.map(Into::into))
+        Shared::upload(&self.readers, id).await
     }
 
     async fn touch_upload(&self, id: &str, now: Millis) -> Result<()> {
-        // A session that vanished meanwhile (cancelled, expired) has nothing left to keep alive.
-        sqlx::query("UPDATE uploads SET updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        Shared::touch_upload(&self.writer, id, now).await
     }
 
     async fn delete_upload(&self, id: &str) -> Result<bool> {
-        let deleted = sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.writer).await?;
-        Ok(deleted.rows_affected() > 0)
+        Shared::delete_upload(&self.writer, id).await
     }
 
     async fn stale_uploads(&self, before: Millis) -> Result<Vec<UploadSession>> {
-        let rows: Vec<UploadRow> = sqlx::query_as(
-            "SELECT id, repo, created_at, updated_at FROM uploads WHERE updated_at < $1 ORDER BY updated_at, id",
-        )
-        .bind(before)
-        .fetch_all(&self.readers)
-        .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        Shared::stale_uploads(&self.readers, before).await
     }
 
     async fn create_user(&self, user: &UserRecord) -> Result<()> {
         let mut tx = self.write().await?;
-        let clash: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE name = $1 OR access_key_id = $2")
-            .bind(&user.name)
-            .bind(&user.access_key_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if clash.is_some() {
-            return Err(MetaError::UserExists(user.name.clone()));
-        }
-        sqlx::query("INSERT INTO users (name, access_key_id, secret_ciphertext, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&user.name)
-            .bind(&user.access_key_id)
-            .bind(&user.secret_ciphertext)
-            .bind(user.created_at)
-            .execute(&mut *tx)
-            .await?;
-        bump_credentials_generation(&mut tx).await?;
+        Shared::create_user(&mut tx, user).await?;
+        Shared::bump_credentials_generation(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn list_users(&self) -> Result<Vec<UserRecord>> {
-        let rows: Vec<UserRow> =
-            sqlx::query_as("SELECT name, access_key_id, secret_ciphertext, created_at FROM users ORDER BY name")
-                .fetch_all(&self.readers)
-                .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        Shared::list_users(&self.readers).await
     }
 
     async fn delete_user(&self, name: &str) -> Result<bool> {
         let mut tx = self.write().await?;
-        let deleted = sqlx::query("DELETE FROM users WHERE name = $1").bind(name).execute(&mut *tx).await?;
-        let existed = deleted.rows_affected() > 0;
+        let existed = Shared::delete_user(&mut *tx, name).await?;
         if existed {
-            bump_credentials_generation(&mut tx).await?;
+            Shared::bump_credentials_generation(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(existed)
     }
 
     async fn user_by_access_key(&self, access_key_id: &str) -> Result<Option<UserRecord>> {
-        let row: Option<UserRow> = sqlx::query_as(
-            "SELECT name, access_key_id, secret_ciphertext, created_at FROM users WHERE access_key_id = $1",
-        )
-        .bind(access_key_id)
-        .fetch_optional(&self.readers)
-        .await?;
-        Ok(row.map(Into::into))
+        Shared::user_by_access_key(&self.readers, access_key_id).await
     }
 
     async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
-        let row: Option<UserRow> =
-            sqlx::query_as("SELECT name, access_key_id, secret_ciphertext, created_at FROM users WHERE name = $1")
-                .bind(name)
-                .fetch_optional(&self.readers)
-                .await?;
-        Ok(row.map(Into::into))
+        Shared::user_by_name(&self.readers, name).await
     }
 
     async fn credentials_generation(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'credentials_generation'")
-            .fetch_one(&self.readers)
-            .await?)
+        Shared::credentials_generation(&self.readers).await
     }
 
     async fn close(&self) {

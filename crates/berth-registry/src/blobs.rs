@@ -5,6 +5,7 @@
 //! outlived a restart, re-reads the staged data once.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use berth_meta::{Millis, UploadSession};
@@ -161,7 +162,7 @@ impl Registry {
             .create_upload(&UploadSession { id: id.clone(), repo: repo.to_string(), created_at: now, updated_at: now })
             .await?;
         self.blobs.create_upload(&id).await?;
-        self.upload_state(&id);
+        self.live_sessions().insert(id.clone(), repo.clone());
         Ok(UploadStatus { id, offset: 0 })
     }
 
@@ -200,11 +201,25 @@ impl Registry {
         }
     }
 
-    async fn session(&self, repo: &RepositoryName, id: &str) -> Result<UploadSession> {
-        match self.meta.get_upload(id).await? {
-            Some(s) if s.repo == repo.as_str() => Ok(s),
-            _ => Err(RegistryError::BlobUploadUnknown),
+    /// Checks that upload `id` exists and belongs to `repo`. Sessions this process created or
+    /// already confirmed are known in memory; others (after a restart) are read from the database.
+    async fn session(&self, repo: &RepositoryName, id: &str) -> Result<()> {
+        let known = self.live_sessions().get(id).map(|owner| owner == repo);
+        match known {
+            Some(true) => Ok(()),
+            Some(false) => Err(RegistryError::BlobUploadUnknown),
+            None => match self.meta.get_upload(id).await? {
+                Some(s) if s.repo == repo.as_str() => {
+                    self.live_sessions().insert(id.to_owned(), repo.clone());
+                    Ok(())
+                }
+                _ => Err(RegistryError::BlobUploadUnknown),
+            },
         }
+    }
+
+    fn live_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, RepositoryName>> {
+        self.live_sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn upload_state(&self, id: &str) -> Arc<tokio::sync::Mutex<UploadHashState>> {
@@ -214,6 +229,7 @@ impl Registry {
 
     fn forget_upload_state(&self, id: &str) {
         self.uploads.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.live_sessions().remove(id);
     }
 
     pub async fn upload_status(&self, repo: &RepositoryName, id: &str) -> Result<UploadStatus> {

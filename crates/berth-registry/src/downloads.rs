@@ -12,12 +12,10 @@ use berth_spec::{Digest, Manifest, RepositoryName};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use crate::images::SCAN_BATCH;
 use crate::{BlobBody, ByteRange, Registry, RegistryError, Result, now_millis};
 
 const KEY_LEN: usize = 32;
-
-/// Images read per store round trip while looking for one that references a layer.
-const SCAN_BATCH: usize = 100;
 
 /// The key download URLs are signed with. Every server answering a URL must hold the same key,
 /// so servers sharing a data directory share it through [`UrlSigningKey::load_or_create`].
@@ -56,7 +54,7 @@ impl UrlSigningKey {
         match linked {
             Ok(()) => Ok(key),
             // Another server created it first: use theirs.
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Self::read(path)?.ok_or_else(|| e),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Self::read(path)?.ok_or(e),
             Err(e) => Err(e),
         }
     }
@@ -118,19 +116,13 @@ impl Registry {
     /// keeps no blob-to-manifest index, so this reads the repository's manifests until it finds
     /// one: fine for GetDownloadUrlForLayer, which clients rarely call.
     async fn layer_is_referenced(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
-        let mut cursor = None;
-        loop {
-            let page = self.meta.list_images(repo, cursor.as_ref(), SCAN_BATCH).await?;
-            let references = |content: &[u8], media_type: &str| {
-                Manifest::parse(content, Some(media_type)).is_ok_and(|m| m.required_blobs().any(|d| &d.digest == digest))
-            };
-            if page.iter().any(|image| references(&image.manifest.content, &image.manifest.media_type)) {
-                return Ok(true);
-            }
-            if page.len() < SCAN_BATCH {
-                return Ok(false);
-            }
-            cursor = page.last().map(|image| image.manifest.digest.clone());
-        }
+        let mut referenced = false;
+        self.scan_images(repo, None, SCAN_BATCH, |image| {
+            let manifest = Manifest::parse(&image.manifest.content, Some(&image.manifest.media_type));
+            referenced = manifest.is_ok_and(|m| m.required_blobs().any(|d| &d.digest == digest));
+            !referenced
+        })
+        .await?;
+        Ok(referenced)
     }
 }

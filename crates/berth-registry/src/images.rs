@@ -62,8 +62,8 @@ pub struct PutImage<'a> {
     pub digest: Option<&'a Digest>,
 }
 
-/// Images read per store round trip when a filter may drop some.
-const SCAN_BATCH: usize = 100;
+/// Images read per store round trip when not all of them are kept.
+pub(crate) const SCAN_BATCH: usize = 100;
 
 impl Registry {
     /// Images sorted by digest, strictly after `after`, that pass `status`; at most `limit` (and
@@ -77,18 +77,14 @@ impl Registry {
     ) -> Result<(Vec<ImageRecord>, bool)> {
         self.repository(repo).await?;
         let mut found = Vec::new();
-        let mut cursor = after.cloned();
-        loop {
-            let wanted = limit + 1 - found.len();
-            let batch = if status == TagStatus::Any { wanted } else { wanted.max(SCAN_BATCH) };
-            let page = self.meta.list_images(repo, cursor.as_ref(), batch).await?;
-            let exhausted = page.len() < batch;
-            cursor = page.last().map(|image| image.manifest.digest.clone());
-            found.extend(page.into_iter().filter(|image| status.admits(image)));
-            if found.len() > limit || exhausted {
-                break;
+        let batch = if status == TagStatus::Any { limit + 1 } else { (limit + 1).max(SCAN_BATCH) };
+        self.scan_images(repo, after, batch, |image| {
+            if status.admits(&image) {
+                found.push(image);
             }
-        }
+            found.len() <= limit
+        })
+        .await?;
         let more = found.len() > limit;
         found.truncate(limit);
         for image in &mut found {
@@ -114,20 +110,41 @@ impl Registry {
             // The cursor's own image may have tags after the cursor's tag.
             ids.extend(image_ids(&image, status).into_iter().filter(|id| id > after));
         }
-        let mut cursor = after.map(|id| id.digest.clone());
-        while ids.len() <= limit {
-            let batch = (limit + 1).max(SCAN_BATCH);
-            let page = self.meta.list_images(repo, cursor.as_ref(), batch).await?;
-            let exhausted = page.len() < batch;
-            cursor = page.last().map(|image| image.manifest.digest.clone());
-            ids.extend(page.iter().flat_map(|image| image_ids(image, status)));
-            if exhausted {
-                break;
-            }
+        if ids.len() <= limit {
+            self.scan_images(repo, after.map(|id| &id.digest), (limit + 1).max(SCAN_BATCH), |image| {
+                ids.extend(image_ids(&image, status));
+                ids.len() <= limit
+            })
+            .await?;
         }
         let more = ids.len() > limit;
         ids.truncate(limit);
         Ok((ids, more))
+    }
+
+    /// Reads the images after `after` in digest order, `batch` per store round trip, handing each
+    /// to `visit` until it returns false or the images run out.
+    pub(crate) async fn scan_images(
+        &self,
+        repo: &RepositoryName,
+        after: Option<&Digest>,
+        batch: usize,
+        mut visit: impl FnMut(ImageRecord) -> bool,
+    ) -> Result<()> {
+        let mut cursor = after.cloned();
+        loop {
+            let page = self.meta.list_images(repo, cursor.as_ref(), batch).await?;
+            let exhausted = page.len() < batch;
+            cursor = page.last().map(|image| image.manifest.digest.clone());
+            for image in page {
+                if !visit(image) {
+                    return Ok(());
+                }
+            }
+            if exhausted {
+                return Ok(());
+            }
+        }
     }
 
     /// Looks each selector up, one result per selector (ECR's BatchGetImage and DescribeImages

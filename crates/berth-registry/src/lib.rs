@@ -62,6 +62,8 @@ pub struct Registry {
     manifests: cache::ManifestCache,
     /// Serialises read-modify-write of repository settings documents within this process.
     settings_writes: tokio::sync::Mutex<()>,
+    /// Upload sessions known to exist, with their repository (saves a read per chunk).
+    live_sessions: Mutex<HashMap<String, RepositoryName>>,
 }
 
 pub fn now_millis() -> Millis {
@@ -77,6 +79,7 @@ impl Registry {
             uploads: Mutex::default(),
             pulls: pulls::PullRecorder::default(),
             manifests: cache::ManifestCache::default(),
+            live_sessions: Mutex::default(),
             settings_writes: tokio::sync::Mutex::default(),
         }
     }
@@ -96,11 +99,15 @@ impl Registry {
 
     /// The repository a push goes to, created if missing and create-on-push is on.
     async fn push_target(&self, name: &RepositoryName) -> Result<Repository> {
+        // A read first: the repository almost always exists, and a read never waits for the writer.
+        if let Some(repository) = self.meta.get_repository(name).await? {
+            return Ok(repository);
+        }
         if self.config.create_on_push {
             let settings = RepositorySettings::default().to_json();
             Ok(self.meta.ensure_repository(name, &settings, now_millis()).await?)
         } else {
-            self.repository(name).await
+            Err(RegistryError::NameUnknown(name.to_string()))
         }
     }
 

@@ -1,16 +1,20 @@
 //! Harness for the integration tests: runs the real `berth` binary on a loopback port with a
 //! private data directory and drives it over HTTP with plain reqwest.
 //!
+//! [`Server::start`] and friends run with `--no-auth`, so the registry tests need no credentials;
+//! [`Launch`] starts it the way production does (auth on, optional TLS, extra flags and env).
+//!
 //! Every response that goes through [`send`] is checked for a 5xx: bad input must never make the
 //! server fail, so any test that triggers one fails right there, naming the request.
 
 #![allow(dead_code)] // each test binary uses a different subset of the helpers
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::HeaderMap;
@@ -35,6 +39,18 @@ pub const OCTET_STREAM: &str = "application/octet-stream";
 const READY_PREFIX: &str = "berth listening on ";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Variables `berth serve` reads that must not leak in from the environment running the tests.
+const SERVE_ENV: &[&str] = &[
+    "BERTH_LISTEN",
+    "BERTH_DATA_DIR",
+    "BERTH_CONFIG",
+    "BERTH_ROOT_ACCESS_KEY_ID",
+    "BERTH_ROOT_SECRET_ACCESS_KEY",
+    "BERTH_ANONYMOUS_PULL",
+    "BERTH_TOKEN_LIFETIME_SECS",
+    "BERTH_TLS_CERT",
+    "BERTH_TLS_KEY",
+];
 
 /// A running `berth serve` with its own temporary data directory. Dropping it kills the process.
 pub struct Server {
@@ -42,9 +58,109 @@ pub struct Server {
     /// Holds `data/` and `server.log`; removed when the server is dropped.
     root: tempfile::TempDir,
     data_dir: PathBuf,
-    extra_args: Vec<String>,
+    launch: Launch,
     base: String,
+    /// `https://127.0.0.1:<port>` when the server serves TLS.
+    https_base: Option<String>,
+    /// Everything the current process printed on stdout so far.
+    stdout: Arc<Mutex<Vec<String>>>,
+    /// Authenticated as root (a registry token) when auth is on; plain otherwise.
     pub client: reqwest::Client,
+}
+
+/// How to start `berth serve` with authentication on (the default): listen address, extra
+/// flags and environment. `Server::start*` are the `--no-auth` shorthands.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    listen: String,
+    auth: bool,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Launch { listen: "127.0.0.1:0".into(), auth: true, args: Vec::new(), env: Vec::new() }
+    }
+}
+
+impl Launch {
+    pub fn new() -> Launch {
+        Launch::default()
+    }
+
+    pub fn listen(mut self, addr: &str) -> Launch {
+        self.listen = addr.into();
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Launch {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Launch {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Root keys from the environment, so the test knows them.
+    pub fn root_keys(self, access_key_id: &str, secret: &str) -> Launch {
+        self.env("BERTH_ROOT_ACCESS_KEY_ID", access_key_id).env("BERTH_ROOT_SECRET_ACCESS_KEY", secret)
+    }
+
+    fn serves_tls(&self) -> bool {
+        self.args.iter().any(|a| a == "--tls-self-signed" || a == "--tls-cert")
+    }
+
+    fn serves_plain_http(&self) -> bool {
+        let loopback = self.listen.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
+        loopback || self.args.iter().any(|a| a == "--insecure-http")
+    }
+
+    fn command(&self, data_dir: &Path) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command.arg("serve").args(["--listen", &self.listen, "--data-dir"]).arg(data_dir);
+        if !self.auth {
+            command.arg("--no-auth");
+        }
+        command.args(&self.args);
+        for name in SERVE_ENV {
+            command.env_remove(name);
+        }
+        command.envs(self.env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null());
+        command
+    }
+
+    /// Starts the server on a fresh data directory and waits until it listens. With auth on,
+    /// `client` carries a root registry token from `berth token`.
+    pub fn start(self) -> Server {
+        let root = tempfile::Builder::new().prefix("berth-test-").tempdir().expect("temp dir");
+        let data_dir = root.path().join("data");
+        std::fs::create_dir_all(&data_dir).expect("create data dir");
+        Server::start_in(root, data_dir, self)
+    }
+
+    /// Starts the server on `data_dir` expecting it to refuse to start: returns its output
+    /// after it exited, or fails the test if it is still running after a few seconds.
+    pub fn start_refused(self, data_dir: &Path) -> Output {
+        let mut child =
+            self.command(data_dir).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn berth");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().expect("wait berth").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let output = child.wait_with_output().expect("reap berth");
+                panic!(
+                    "berth serve {self:?} kept running instead of refusing to start; stdout:\n{}\nstderr:\n{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().expect("collect berth output")
+    }
 }
 
 impl Server {
@@ -52,37 +168,89 @@ impl Server {
         Server::start_with(&[])
     }
 
-    /// Starts with extra `berth serve` arguments appended after the standard ones.
+    /// Starts (auth off) with extra `berth serve` arguments appended after the standard ones.
     pub fn start_with(args: &[&str]) -> Server {
-        let root = tempfile::Builder::new().prefix("berth-test-").tempdir().expect("temp dir");
-        let data_dir = root.path().join("data");
-        std::fs::create_dir_all(&data_dir).expect("create data dir");
-        Server::start_in(root, data_dir, args)
+        Launch { auth: false, ..Launch::default() }.args(args).start()
     }
 
     /// Starts on a data directory path that does not exist yet (the server must create it).
     pub fn start_with_missing_data_dir() -> Server {
         let root = tempfile::Builder::new().prefix("berth-test-").tempdir().expect("temp dir");
         let data_dir = root.path().join("not").join("yet").join("there");
-        Server::start_in(root, data_dir, &[])
+        Server::start_in(root, data_dir, Launch { auth: false, ..Launch::default() })
     }
 
-    fn start_in(root: tempfile::TempDir, data_dir: PathBuf, args: &[&str]) -> Server {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .pool_max_idle_per_host(32)
-            .build()
-            .expect("reqwest client");
+    fn start_in(root: tempfile::TempDir, data_dir: PathBuf, launch: Launch) -> Server {
         let mut server = Server {
             child: None,
             root,
             data_dir,
-            extra_args: args.iter().map(|s| s.to_string()).collect(),
+            launch,
             base: String::new(),
-            client,
+            https_base: None,
+            stdout: Arc::default(),
+            client: http_client(None),
         };
         server.spawn();
+        server.log_in_as_root();
         server
+    }
+
+    /// With auth on, points `client` at a fresh root registry token from `berth token`.
+    fn log_in_as_root(&mut self) {
+        if self.launch.auth {
+            let token = self.cli(&["token"]);
+            self.client = http_client(Some(&basic("AWS", token.trim())));
+        }
+    }
+
+    /// Graceful stop, then a start on the same data directory with another launch (flags, env).
+    pub fn restart_with(&mut self, launch: Launch) {
+        let status = self.stop();
+        assert!(status.success(), "berth exited with {status} on SIGTERM; log:\n{}", self.log_tail());
+        self.launch = launch;
+        self.spawn();
+        self.log_in_as_root();
+    }
+
+    /// Runs `berth <args> --data-dir <this server's data dir>` as a separate process (as an
+    /// operator would while the server runs), asserts it succeeded and returns its stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = self.cli_output(args);
+        assert!(
+            output.status.success(),
+            "berth {args:?} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("berth printed UTF-8")
+    }
+
+    /// Like [`cli`](Self::cli) without the success check.
+    pub fn cli_output(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env_remove("BERTH_DATA_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run berth")
+    }
+
+    /// What the server printed on stdout since it last started.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// `https://127.0.0.1:<port>` when the server serves TLS.
+    pub fn https_base(&self) -> &str {
+        self.https_base.as_deref().expect("the server does not serve TLS")
+    }
+
+    /// The bound port (the same for plain HTTP and TLS).
+    pub fn port(&self) -> u16 {
+        Url::parse(&self.base).expect("base url").port().expect("base url has a port")
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -99,37 +267,39 @@ impl Server {
             .append(true)
             .open(self.log_path())
             .expect("open server log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&self.data_dir)
-            .arg("--no-auth")
-            .args(&self.extra_args)
-            .env_remove("BERTH_LISTEN")
-            .env_remove("BERTH_DATA_DIR")
-            .stdin(Stdio::null())
+        let mut child = self
+            .launch
+            .command(&self.data_dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn berth");
         let stdout = child.stdout.take().expect("child stdout");
         let (ready_tx, ready_rx) = mpsc::channel::<String>();
-        // Keeps draining stdout after the ready line so the child never blocks on a full pipe.
+        let printed = Arc::new(Mutex::new(Vec::new()));
+        self.stdout = printed.clone();
+        // Keeps draining stdout after the ready lines so the child never blocks on a full pipe.
         std::thread::spawn(move || {
-            let mut ready_tx = Some(ready_tx);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                printed.lock().unwrap().push(line.clone());
                 if let Some(url) = line.strip_prefix(READY_PREFIX) {
-                    if let Some(tx) = ready_tx.take() {
-                        let _ = tx.send(url.trim().to_string());
-                    }
+                    let _ = ready_tx.send(url.trim().to_string());
                 }
             }
         });
+        // One ready line per scheme served; wait for all of them.
+        let (want_http, want_https) = (self.launch.serves_plain_http(), self.launch.serves_tls());
+        let (mut http, mut https) = (None, None);
         let deadline = Instant::now() + READY_TIMEOUT;
-        let base = loop {
+        loop {
+            if (http.is_some() || !want_http) && (https.is_some() || !want_https) {
+                break;
+            }
             match ready_rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(url) => break url,
+                Ok(url) if url.starts_with("http://") => http = Some(loopback_url(&url)),
+                Ok(url) if url.starts_with("https://") => https = Some(loopback_url(&url)),
+                Ok(url) => panic!("unexpected ready line url {url:?}"),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = child.wait().ok();
@@ -147,12 +317,11 @@ impl Server {
                 let _ = child.wait();
                 panic!("berth did not print its ready line within {READY_TIMEOUT:?}; log:\n{}", self.log_tail());
             }
-        };
-        assert!(
-            base.starts_with("http://127.0.0.1:"),
-            "unexpected ready line url {base:?}"
-        );
-        self.base = base.trim_end_matches('/').to_string();
+        }
+        let base = http.or(https.clone()).expect("berth serves at least one scheme");
+        assert!(base.contains("://127.0.0.1:"), "unexpected ready line url {base:?}");
+        self.base = base;
+        self.https_base = https;
         self.child = Some(child);
     }
 
@@ -269,6 +438,11 @@ impl Server {
             .expect("VmHWM in /proc/<pid>/status")
     }
 
+    /// The whole server log (stderr) so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
     pub fn log_tail(&self) -> String {
         let mut text = String::new();
         if let Ok(mut f) = std::fs::File::open(self.log_path()) {
@@ -289,6 +463,55 @@ impl Drop for Server {
             eprintln!("---- berth server log (tail) ----\n{}\n---- end ----", self.log_tail());
         }
     }
+}
+
+/// The ready line's URL without a trailing slash, with "all interfaces" replaced by the loopback
+/// address clients on this machine use.
+fn loopback_url(url: &str) -> String {
+    let mut url = Url::parse(url).unwrap_or_else(|e| panic!("unparsable ready line url {url:?}: {e}"));
+    if url.host_str() == Some("0.0.0.0") {
+        url.set_host(Some("127.0.0.1")).expect("loopback host");
+    }
+    url.as_str().trim_end_matches('/').to_string()
+}
+
+/// A reqwest client (no proxy) that sends `authorization` as the `Authorization` header of
+/// every request, or none.
+pub fn http_client(authorization: Option<&str>) -> reqwest::Client {
+    let mut headers = HeaderMap::new();
+    if let Some(value) = authorization {
+        let mut value = reqwest::header::HeaderValue::from_str(value).expect("valid header value");
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(32)
+        .default_headers(headers)
+        .build()
+        .expect("reqwest client")
+}
+
+/// An HTTP Basic `Authorization` value.
+pub fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))
+}
+
+/// Standard base64 with padding (RFC 4648), for Basic credentials.
+pub fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let bits = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(bits >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// A fully read response.

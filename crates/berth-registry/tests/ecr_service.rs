@@ -1,0 +1,182 @@
+//! The ECR operations of the registry service over the real SQLite and filesystem backends, for
+//! what the client suites (tests/ecr, tests/clients/ecr-*.sh) cannot reach through the wire:
+//! expired download URLs, a signing key shared by two servers, listings that scan past the
+//! store's batch size, and ECR's untag-then-delete rule next to an index.
+
+use std::sync::Arc;
+
+use berth_meta::SqliteStore;
+use berth_registry::{
+    ImageId, ImageSelector, PutImage, Registry, RegistryConfig, RegistryError, RepositorySettings, TagStatus,
+    UrlSigningKey,
+};
+use berth_spec::{Digest, RepositoryName, Tag};
+use berth_storage::FsBlobStore;
+use bytes::Bytes;
+use futures::StreamExt;
+
+async fn open_registry(dir: &std::path::Path, url_signing_key: UrlSigningKey) -> Registry {
+    let meta = SqliteStore::open(&dir.join("metadata.db")).await.unwrap();
+    let blobs = FsBlobStore::open(dir).await.unwrap();
+    Registry::new(Arc::new(blobs), Arc::new(meta), RegistryConfig { url_signing_key, ..RegistryConfig::default() })
+}
+
+fn name(s: &str) -> RepositoryName {
+    s.parse().unwrap()
+}
+
+async fn blob(registry: &Registry, repo: &RepositoryName, data: &'static [u8]) -> Digest {
+    let digest = Digest::sha256_of(data);
+    let body = futures::stream::once(async move { Ok(Bytes::from_static(data)) }).boxed();
+    registry.upload_monolithic(repo, &digest, body).await.unwrap()
+}
+
+/// An OCI image manifest over `config` and `layer`, made unique by `n`.
+fn manifest(config: &Digest, layer: &Digest, n: usize) -> String {
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":5}}],"annotations":{{"n":"{n}"}}}}"#
+    )
+}
+
+async fn put(registry: &Registry, repo: &RepositoryName, content: &str, tag: Option<&str>) -> Digest {
+    let tag: Option<Tag> = tag.map(|t| t.parse().unwrap());
+    let put = PutImage { content: content.as_bytes(), media_type: None, tag: tag.as_ref(), digest: None };
+    registry.put_image(repo, put).await.unwrap().0
+}
+
+fn now_secs() -> i64 {
+    berth_registry::now_millis() / 1000
+}
+
+#[tokio::test]
+async fn signed_downloads_expire_and_verify_on_any_server_with_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("keys").join("url-signing.key");
+    let key = UrlSigningKey::load_or_create(&key_path).unwrap();
+    let registry = open_registry(dir.path(), key).await;
+    let repo = name("team/app");
+    registry.create_repository(&repo, &RepositorySettings::default()).await.unwrap();
+    let config = blob(&registry, &repo, b"{}").await;
+    let layer = blob(&registry, &repo, b"hello").await;
+    put(&registry, &repo, &manifest(&config, &layer, 0), Some("v1")).await;
+
+    let expires = now_secs() + 60;
+    let signature = registry.sign_layer_download(&repo, &layer, expires).await.unwrap();
+    let body = registry.open_signed_layer(&repo, &layer, expires, &signature, None).await.unwrap();
+    assert_eq!(body.size, 5);
+
+    let expired = now_secs() - 1;
+    let old = registry.sign_layer_download(&repo, &layer, expired).await.unwrap();
+    let err = registry.open_signed_layer(&repo, &layer, expired, &old, None).await.err().unwrap();
+    assert!(matches!(err, RegistryError::Denied(ref m) if m.contains("expired")), "{err}");
+    let other = name("team/other");
+    assert!(matches!(
+        registry.open_signed_layer(&other, &layer, expires, &signature, None).await,
+        Err(RegistryError::Denied(_))
+    ));
+    assert!(matches!(
+        registry.open_signed_layer(&repo, &config, expires, &signature, None).await,
+        Err(RegistryError::Denied(_))
+    ));
+
+    // A second server (over the same stores) reading the same key file accepts the URL; one
+    // with another key does not.
+    let shared = UrlSigningKey::load_or_create(&key_path).unwrap();
+    let second = open_registry(dir.path(), shared).await;
+    assert!(second.open_signed_layer(&repo, &layer, expires, &signature, None).await.is_ok());
+    let stranger = open_registry(dir.path(), UrlSigningKey::random()).await;
+    assert!(matches!(
+        stranger.open_signed_layer(&repo, &layer, expires, &signature, None).await,
+        Err(RegistryError::Denied(_))
+    ));
+
+    // Only layers of images are handed out.
+    let orphan = blob(&registry, &repo, b"orphan").await;
+    assert!(matches!(
+        registry.sign_layer_download(&repo, &orphan, expires).await,
+        Err(RegistryError::LayerInaccessible(_))
+    ));
+    let absent = Digest::sha256_of(b"absent");
+    assert!(matches!(registry.sign_layer_download(&repo, &absent, expires).await, Err(RegistryError::BlobUnknown(_))));
+}
+
+#[tokio::test]
+async fn filtered_listings_scan_past_the_store_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
+    let repo = name("many");
+    registry.create_repository(&repo, &RepositorySettings::default()).await.unwrap();
+    let config = blob(&registry, &repo, b"{}").await;
+    let layer = blob(&registry, &repo, b"hello").await;
+    let mut tagged = Vec::new();
+    let mut untagged = Vec::new();
+    // Few untagged images spread over several store batches (of 100).
+    for n in 0..260 {
+        let content = manifest(&config, &layer, n);
+        if n % 37 == 0 {
+            untagged.push(put(&registry, &repo, &content, None).await);
+        } else {
+            tagged.push((put(&registry, &repo, &content, Some(&format!("t{n}"))).await, format!("t{n}")));
+        }
+    }
+    untagged.sort();
+    tagged.sort();
+
+    let mut seen = Vec::new();
+    let mut after: Option<Digest> = None;
+    loop {
+        let (page, more) = registry.list_images(&repo, after.as_ref(), 3, TagStatus::Untagged).await.unwrap();
+        assert!(page.len() <= 3 && page.iter().all(|i| i.tags.is_empty()));
+        seen.extend(page.iter().map(|i| i.manifest.digest.clone()));
+        after = page.last().map(|i| i.manifest.digest.clone());
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(seen, untagged);
+
+    let mut pairs = Vec::new();
+    let mut after: Option<ImageId> = None;
+    loop {
+        let (page, more) = registry.list_image_ids(&repo, after.as_ref(), 7, TagStatus::Tagged).await.unwrap();
+        assert!(page.len() <= 7);
+        pairs.extend(page.iter().map(|id| (id.digest.clone(), id.tag.clone().unwrap())));
+        after = page.last().cloned();
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(pairs, tagged);
+    let (all, more) = registry.list_image_ids(&repo, None, 1000, TagStatus::Any).await.unwrap();
+    assert_eq!((all.len(), more), (260, false));
+}
+
+#[tokio::test]
+async fn the_last_tag_takes_the_image_unless_an_index_lists_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
+    let repo = name("multi");
+    registry.create_repository(&repo, &RepositorySettings::default()).await.unwrap();
+    let config = blob(&registry, &repo, b"{}").await;
+    let layer = blob(&registry, &repo, b"hello").await;
+    let child_manifest = manifest(&config, &layer, 1);
+    let child = put(&registry, &repo, &child_manifest, Some("child")).await;
+    let alone = put(&registry, &repo, &manifest(&config, &layer, 2), Some("alone")).await;
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{child}","size":{}}}]}}"#,
+        child_manifest.len()
+    );
+    put(&registry, &repo, &index, Some("multi")).await;
+
+    let by_tag = |t: &str| ImageSelector::Tag(t.parse().unwrap());
+    let results = registry.delete_images(&repo, &[by_tag("child"), by_tag("alone")]).await.unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let found = registry.resolve_images(&repo, &[ImageSelector::Digest(child.clone()), ImageSelector::Digest(alone)], false)
+        .await
+        .unwrap();
+    let child_image = found[0].as_ref().expect("the child stays, untagged, while the index lists it");
+    assert!(child_image.tags.is_empty());
+    assert!(matches!(found[1], Err(RegistryError::ManifestUnknown(_))), "the lone image went with its tag");
+    let refused = registry.delete_images(&repo, &[ImageSelector::Digest(child)]).await.unwrap();
+    assert!(matches!(refused[0], Err(RegistryError::ManifestReferenced { .. })));
+}
