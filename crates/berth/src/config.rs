@@ -16,6 +16,9 @@ pub struct ServeArgs {
     /// Directory for metadata and blobs [default: ./berth-data]
     #[arg(long, env = "BERTH_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL URL for shared metadata (several servers, one database); default: embedded SQLite in the data dir.
+    #[arg(long, env = "BERTH_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// TOML file with any of the settings below (flags and environment override it).
     #[arg(long, env = "BERTH_CONFIG")]
     config: Option<PathBuf>,
@@ -71,6 +74,7 @@ struct FileConfig {
     registry_id: Option<String>,
     region: Option<String>,
     public_url: Option<String>,
+    database_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +92,8 @@ pub struct ServeConfig {
     pub no_auth: bool,
     pub anonymous_pull: bool,
     pub token_lifetime: Duration,
+    /// `None`: SQLite in the data directory.
+    pub database_url: Option<String>,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub create_on_push: bool,
@@ -149,6 +155,7 @@ impl ServeArgs {
             plain_http: loopback || self.insecure_http,
             no_auth: self.no_auth,
             anonymous_pull: self.anonymous_pull || file.anonymous_pull.unwrap_or(false),
+            database_url: self.database_url.or(file.database_url),
             token_lifetime: Duration::from_secs(
                 self.token_lifetime_secs.or(file.token_lifetime_secs).unwrap_or(berth_auth::DEFAULT_TOKEN_LIFETIME.as_secs()),
             ),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use berth_meta::{MetadataStore, SqliteStore};
+use berth_meta::{MetadataStore, PostgresStore, SqliteStore};
 use berth_auth::{AuthMode, Authenticator, Identities, MasterKey, Principal, RootBootstrap, RootKeys, TokenIssuer};
 use berth_registry::{Registry, RegistryConfig, UrlSigningKey};
 use berth_storage::{BlobStore, FsBlobStore};
@@ -29,9 +29,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let meta: Arc<dyn MetadataStore> = Arc::new(
-        SqliteStore::open(&config.data_dir.join("metadata.db")).await.context("opening the metadata database")?,
-    );
+    let meta: Arc<dyn MetadataStore> = match &config.database_url {
+        Some(url) => Arc::new(PostgresStore::connect(url).await.context("connecting to the PostgreSQL metadata database")?),
+        None => Arc::new(
+            SqliteStore::open(&config.data_dir.join("metadata.db")).await.context("opening the metadata database")?,
+        ),
+    };
     let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&config.data_dir).await.context("opening blob storage")?);
     let url_signing_key = UrlSigningKey::load_or_create(&config.data_dir.join("keys").join("url-signing.key"))
         .context("loading the download-URL signing key")?;
