@@ -32,7 +32,7 @@ apt_install() {
 }
 
 install_test_tools() {
-  apt_install skopeo jq curl ca-certificates podman buildah containerd
+  apt_install skopeo jq curl ca-certificates podman buildah containerd docker-registry
   have docker || apt_install docker.io
   python3 -c 'import boto3, awscli' 2>/dev/null || pip install -q awscli boto3
 }
