@@ -16,8 +16,9 @@ use berth_spec::{Reference, RepositoryName};
 /// entries come right back).
 const BYTE_BUDGET: usize = 32 * 1024 * 1024;
 
-#[derive(Default)]
 pub(crate) struct ManifestCache {
+    /// Off when other processes write the same metadata: their writes never invalidate ours.
+    enabled: bool,
     inner: Mutex<Inner>,
 }
 
@@ -47,6 +48,10 @@ fn tag_list_bytes(tags: &[String]) -> usize {
 }
 
 impl ManifestCache {
+    pub(crate) fn new(enabled: bool) -> ManifestCache {
+        ManifestCache { enabled, inner: Mutex::default() }
+    }
+
     pub(crate) fn generation(&self) -> u64 {
         self.lock().generation
     }
@@ -58,7 +63,7 @@ impl ManifestCache {
     /// Stores what a read that started at `generation` found, unless a write intervened.
     pub(crate) fn fill(&self, generation: u64, repo: &RepositoryName, reference: &Reference, record: Arc<ManifestRecord>) {
         let mut inner = self.lock();
-        if inner.generation != generation {
+        if !self.enabled || inner.generation != generation {
             return;
         }
         inner.reserve(record.content.len());
@@ -72,7 +77,7 @@ impl ManifestCache {
     /// Stores a repository's full tag list read at `generation`, unless a write intervened.
     pub(crate) fn fill_tags(&self, generation: u64, repo: &RepositoryName, tags: Arc<Vec<String>>) {
         let mut inner = self.lock();
-        if inner.generation != generation {
+        if !self.enabled || inner.generation != generation {
             return;
         }
         inner.reserve(tag_list_bytes(&tags));
@@ -117,7 +122,7 @@ mod tests {
 
     #[test]
     fn a_read_racing_a_write_does_not_fill() {
-        let cache = ManifestCache::default();
+        let cache = ManifestCache::new(true);
         let repo: RepositoryName = "r".parse().unwrap();
         let tag: Reference = "t".parse().unwrap();
         let before = cache.generation();
@@ -132,7 +137,7 @@ mod tests {
 
     #[test]
     fn tag_lists_follow_the_same_rule() {
-        let cache = ManifestCache::default();
+        let cache = ManifestCache::new(true);
         let repo: RepositoryName = "r".parse().unwrap();
         let before = cache.generation();
         cache.invalidate_repo(&repo);
@@ -141,6 +146,16 @@ mod tests {
         cache.fill_tags(cache.generation(), &repo, Arc::new(vec!["a".into()]));
         assert_eq!(cache.tags(&repo).unwrap().as_slice(), ["a".to_string()]);
         cache.invalidate_repo(&repo);
+        assert!(cache.tags(&repo).is_none());
+    }
+
+    #[test]
+    fn a_disabled_cache_never_fills() {
+        let cache = ManifestCache::new(false);
+        let repo: RepositoryName = "r".parse().unwrap();
+        cache.fill(cache.generation(), &repo, &"t".parse().unwrap(), record());
+        cache.fill_tags(cache.generation(), &repo, Arc::new(vec!["t".into()]));
+        assert!(cache.get(&repo, &"t".parse().unwrap()).is_none());
         assert!(cache.tags(&repo).is_none());
     }
 }

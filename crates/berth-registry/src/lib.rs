@@ -41,6 +41,9 @@ pub struct RegistryConfig {
     pub upload_expiry: Duration,
     /// Signs the time-limited layer download URLs of the ECR API.
     pub url_signing_key: UrlSigningKey,
+    /// Other servers write to the same metadata (PostgreSQL): this process cannot see their
+    /// writes, so it must not serve manifests or tag lists from its in-memory cache.
+    pub shared_metadata: bool,
 }
 
 impl Default for RegistryConfig {
@@ -49,6 +52,7 @@ impl Default for RegistryConfig {
             create_on_push: true,
             upload_expiry: Duration::from_secs(24 * 3600),
             url_signing_key: UrlSigningKey::random(),
+            shared_metadata: false,
         }
     }
 }
@@ -75,10 +79,10 @@ impl Registry {
         Registry {
             blobs,
             meta,
+            manifests: cache::ManifestCache::new(!config.shared_metadata),
             config,
             uploads: Mutex::default(),
             pulls: pulls::PullRecorder::default(),
-            manifests: cache::ManifestCache::default(),
             live_sessions: Mutex::default(),
             settings_writes: tokio::sync::Mutex::default(),
         }

@@ -41,7 +41,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let registry = Arc::new(Registry::new(
         blobs,
         meta.clone(),
-        RegistryConfig { create_on_push: config.create_on_push, upload_expiry: config.upload_expiry, url_signing_key },
+        RegistryConfig {
+            create_on_push: config.create_on_push,
+            upload_expiry: config.upload_expiry,
+            url_signing_key,
+            shared_metadata: config.database_url.is_some(),
+        },
     ));
     let auth = Arc::new(authentication(&config, meta.clone()).await?);
 
