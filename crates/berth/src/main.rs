@@ -27,23 +27,11 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    limit_malloc_arenas();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args.resolve()?)),
         Command::User(command) => runtime.block_on(admin::user(command)),
         Command::Token(args) => runtime.block_on(admin::token(args)),
-    }
-}
-
-/// glibc gives each thread that allocates its own malloc arena (up to 8 per core), and each
-/// arena keeps freed memory around: two arenas keep an idle server's RSS small at no measurable
-/// cost on two cores.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only adjusts allocator tuning; called before any thread is started.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
