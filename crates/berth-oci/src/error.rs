@@ -41,6 +41,8 @@ impl OciError {
             LayerPartInvalid { .. } | LayerPartTooSmall { .. } | EmptyUpload => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
             ImageAlreadyExists { .. } | LayerAlreadyExists(_) | TooManyTags { .. } => (StatusCode::CONFLICT, "DENIED"),
             Denied(_) => (StatusCode::FORBIDDEN, "DENIED"),
+            // ECR-plane operations only; never raised on /v2/.
+            PolicyInvalid { .. } | PolicyNotFound(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         }

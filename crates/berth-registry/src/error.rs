@@ -68,12 +68,35 @@ pub enum RegistryError {
     LayerInaccessible(Digest),
     #[error("a repository can have at most {limit} resource tags")]
     TooManyTags { limit: usize },
+    /// A lifecycle or repository policy text that does not pass validation.
+    #[error("invalid {kind} policy: {reason}")]
+    PolicyInvalid { kind: PolicyKind, reason: String },
+    #[error("the repository has no {0}")]
+    PolicyNotFound(PolicyKind),
     #[error("{0}")]
     Denied(String),
     #[error("{0}")]
     Unsupported(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// The per-repository documents of ECR's governance operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    Lifecycle,
+    LifecyclePreview,
+    Repository,
+}
+
+impl std::fmt::Display for PolicyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PolicyKind::Lifecycle => "lifecycle policy",
+            PolicyKind::LifecyclePreview => "lifecycle policy preview",
+            PolicyKind::Repository => "repository policy",
+        })
+    }
 }
 
 impl From<MetaError> for RegistryError {

@@ -8,9 +8,12 @@ mod downloads;
 mod error;
 mod images;
 mod layers;
+pub mod lifecycle;
 mod manifests;
+mod policies;
 mod pulls;
 mod repositories;
+pub mod repository_policy;
 pub mod settings;
 
 use std::collections::HashMap;
@@ -27,7 +30,9 @@ pub use downloads::UrlSigningKey;
 pub use error::RegistryError;
 pub use images::{DeletedImage, ImageId, ImageSelector, PutImage, TagStatus};
 pub use layers::MIN_LAYER_PART_BYTES;
+pub use error::PolicyKind;
 pub use manifests::{PutManifestOutcome, Referrer};
+pub use policies::{LifecyclePolicyInfo, LifecyclePreviewOutcome, PreviewResult};
 pub use repositories::RepositoryInfo;
 pub use settings::RepositorySettings;
 
@@ -44,6 +49,8 @@ pub struct RegistryConfig {
     /// Other servers write to the same metadata (PostgreSQL): this process cannot see their
     /// writes, so it must not serve manifests or tag lists from its in-memory cache.
     pub shared_metadata: bool,
+    /// How often lifecycle policies run (they also run right after one is put).
+    pub lifecycle_interval: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -53,6 +60,7 @@ impl Default for RegistryConfig {
             upload_expiry: Duration::from_secs(24 * 3600),
             url_signing_key: UrlSigningKey::random(),
             shared_metadata: false,
+            lifecycle_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -68,6 +76,9 @@ pub struct Registry {
     settings_writes: tokio::sync::Mutex<()>,
     /// Upload sessions known to exist, with their repository (saves a read per chunk).
     live_sessions: Mutex<HashMap<String, RepositoryName>>,
+    /// Finished uploads whose session rows await deletion in one batch (see `maintain`).
+    finished_uploads: Mutex<Vec<String>>,
+    lifecycle: policies::LifecycleSchedule,
 }
 
 pub fn now_millis() -> Millis {
@@ -84,7 +95,9 @@ impl Registry {
             uploads: Mutex::default(),
             pulls: pulls::PullRecorder::default(),
             live_sessions: Mutex::default(),
+            finished_uploads: Mutex::default(),
             settings_writes: tokio::sync::Mutex::default(),
+            lifecycle: policies::LifecycleSchedule::default(),
         }
     }
 
@@ -121,13 +134,18 @@ impl Registry {
         Ok((repos.into_iter().map(|r| r.name.to_string()).collect(), more))
     }
 
-    /// Periodic housekeeping: expire abandoned uploads, flush recorded pull times.
+    /// Periodic housekeeping: expire abandoned uploads, flush recorded pull times, run
+    /// lifecycle policies when due.
     /// Call from a background task; it never fails the process, errors are logged.
     pub async fn maintain(&self) {
+        if let Err(e) = self.flush_finished_uploads().await {
+            tracing::warn!(error = %e, "deleting finished upload sessions failed");
+        }
         if let Err(e) = self.expire_uploads().await {
             tracing::warn!(error = %e, "expiring stale uploads failed");
         }
         self.flush_pulls().await;
+        self.lifecycle_if_due().await;
     }
 
     /// Writes buffered pull times (also called on shutdown).

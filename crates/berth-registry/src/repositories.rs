@@ -96,7 +96,7 @@ impl Registry {
     /// Read-modify-write of a settings document. The metadata store has no compare-and-set, so
     /// concurrent updates are serialised in this process; two servers sharing one database could
     /// still interleave (the later write wins).
-    async fn update_settings(
+    pub(crate) async fn update_settings(
         &self,
         name: &RepositoryName,
         change: impl FnOnce(&mut RepositorySettings) -> Result<()>,

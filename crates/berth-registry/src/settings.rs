@@ -1,6 +1,7 @@
 //! Per-repository settings (ECR's repository configuration), stored as one JSON document so the
 //! metadata backends need no schema change when the ECR plane grows.
 
+use berth_meta::Millis;
 use serde::{Deserialize, Serialize};
 
 /// ECR's resource-tag limit per repository.
@@ -61,6 +62,28 @@ pub struct RepositorySettings {
     pub scan_on_push: bool,
     pub encryption: Encryption,
     pub resource_tags: Vec<ResourceTag>,
+    /// The lifecycle policy text exactly as put (ECR returns it verbatim).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifecycle_policy: Option<String>,
+    /// When the lifecycle policy last ran (ECR's `lastEvaluatedAt`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifecycle_evaluated_at: Option<Millis>,
+    /// The last lifecycle preview started; its results are computed when read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifecycle_preview: Option<LifecyclePreview>,
+    /// The repository policy text exactly as set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository_policy: Option<String>,
+}
+
+/// A lifecycle preview: the policy it tries and when it started. Reading it evaluates that
+/// policy over the images pushed before the start, at the start time, so every page of the
+/// results agrees and no result set is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecyclePreview {
+    pub policy_text: String,
+    pub started_at: Millis,
 }
 
 impl RepositorySettings {

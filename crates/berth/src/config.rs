@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// Hours after which an untouched upload session is removed [default: 24]
     #[arg(long, env = "BERTH_UPLOAD_EXPIRY_HOURS")]
     upload_expiry_hours: Option<f64>,
+    /// Seconds between lifecycle-policy runs; they also run right after a policy is put [default: 3600]
+    #[arg(long, env = "BERTH_LIFECYCLE_INTERVAL_SECS")]
+    lifecycle_interval_secs: Option<u64>,
     /// The 12-digit account id the ECR API answers as (ARNs, registryId) [default: 000000000000]
     #[arg(long, env = "BERTH_REGISTRY_ID")]
     registry_id: Option<String>,
@@ -69,6 +72,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     create_on_push: Option<bool>,
     upload_expiry_hours: Option<f64>,
+    lifecycle_interval_secs: Option<u64>,
     anonymous_pull: Option<bool>,
     token_lifetime_secs: Option<u64>,
     registry_id: Option<String>,
@@ -102,6 +106,7 @@ pub struct ServeConfig {
     /// `None`: derived from the address actually bound.
     pub public_url: Option<String>,
     pub upload_expiry: Duration,
+    pub lifecycle_interval: Duration,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -117,6 +122,8 @@ impl ServeArgs {
         };
         let hours = self.upload_expiry_hours.or(file.upload_expiry_hours).unwrap_or(24.0);
         anyhow::ensure!(hours.is_finite() && hours > 0.0, "upload expiry must be a positive number of hours");
+        let lifecycle_interval_secs = self.lifecycle_interval_secs.or(file.lifecycle_interval_secs).unwrap_or(3600);
+        anyhow::ensure!(lifecycle_interval_secs > 0, "the lifecycle interval must be at least 1 second");
         let listen = self.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:5000".parse().expect("valid"));
         let loopback = listen.ip().is_loopback();
         anyhow::ensure!(
@@ -163,6 +170,7 @@ impl ServeArgs {
             data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("berth-data")),
             create_on_push: !self.no_create_on_push && file.create_on_push.unwrap_or(true),
             upload_expiry: Duration::from_secs_f64(hours * 3600.0),
+            lifecycle_interval: Duration::from_secs(lifecycle_interval_secs),
             registry_id,
             region,
             public_url,

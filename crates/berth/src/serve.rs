@@ -46,6 +46,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             upload_expiry: config.upload_expiry,
             url_signing_key,
             shared_metadata: config.database_url.is_some(),
+            lifecycle_interval: config.lifecycle_interval,
         },
     ));
     let auth = Arc::new(authentication(&config, meta.clone()).await?);

@@ -1,0 +1,274 @@
+//! ECR's per-repository policies as service operations: lifecycle policies (put, get, delete,
+//! preview, and their periodic execution) and repository policies (stored, not enforced).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use berth_meta::{ImageRecord, MetaError, Millis};
+use berth_spec::{Digest, Manifest, ManifestKind, RepositoryName};
+
+use crate::error::PolicyKind;
+use crate::lifecycle::{self, LifecycleImage, LifecyclePolicy, PolicyError};
+use crate::settings::LifecyclePreview;
+use crate::{Registry, RegistryError, Result, images::SCAN_BATCH, now_millis, repository_policy};
+
+/// A repository's lifecycle policy and when it last ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecyclePolicyInfo {
+    pub text: String,
+    pub last_evaluated_at: Option<Millis>,
+}
+
+/// One image a lifecycle preview expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviewResult {
+    pub digest: Digest,
+    pub tags: Vec<String>,
+    pub pushed_at: Millis,
+    pub rule_priority: u32,
+}
+
+/// A preview's policy and every image it expires, sorted by digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecyclePreviewOutcome {
+    pub policy_text: String,
+    pub results: Vec<PreviewResult>,
+}
+
+/// When lifecycle policies run: every `interval`, and at the next maintenance after a policy is put.
+#[derive(Debug, Default)]
+pub(crate) struct LifecycleSchedule {
+    requested: AtomicBool,
+    last_run: Mutex<Option<Instant>>,
+}
+
+fn invalid(kind: PolicyKind) -> impl Fn(PolicyError) -> RegistryError {
+    move |e| RegistryError::PolicyInvalid { kind, reason: e.0 }
+}
+
+impl Registry {
+    /// Sets the lifecycle policy (validated as ECR does); it first runs at the next maintenance.
+    pub async fn put_lifecycle_policy(&self, repo: &RepositoryName, text: &str) -> Result<()> {
+        LifecyclePolicy::parse(text).map_err(invalid(PolicyKind::Lifecycle))?;
+        self.update_settings(repo, |settings| {
+            settings.lifecycle_policy = Some(text.to_owned());
+            settings.lifecycle_evaluated_at = None;
+            Ok(())
+        })
+        .await?;
+        self.lifecycle.requested.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub async fn lifecycle_policy(&self, repo: &RepositoryName) -> Result<LifecyclePolicyInfo> {
+        let settings = self.describe_repository(repo).await?.settings;
+        match settings.lifecycle_policy {
+            Some(text) => Ok(LifecyclePolicyInfo { text, last_evaluated_at: settings.lifecycle_evaluated_at }),
+            None => Err(RegistryError::PolicyNotFound(PolicyKind::Lifecycle)),
+        }
+    }
+
+    /// Removes the lifecycle policy, returning it.
+    pub async fn delete_lifecycle_policy(&self, repo: &RepositoryName) -> Result<LifecyclePolicyInfo> {
+        let mut removed = None;
+        self.update_settings(repo, |settings| {
+            let text = settings.lifecycle_policy.take().ok_or(RegistryError::PolicyNotFound(PolicyKind::Lifecycle))?;
+            removed = Some(LifecyclePolicyInfo { text, last_evaluated_at: settings.lifecycle_evaluated_at.take() });
+            Ok(())
+        })
+        .await?;
+        removed.ok_or_else(|| RegistryError::Internal("the removed lifecycle policy went missing".into()))
+    }
+
+    /// Starts a preview of `text`, or of the repository's policy; returns the text previewed.
+    /// The preview is complete at once: its results are evaluated when read.
+    pub async fn start_lifecycle_preview(&self, repo: &RepositoryName, text: Option<&str>) -> Result<String> {
+        if let Some(text) = text {
+            LifecyclePolicy::parse(text).map_err(invalid(PolicyKind::Lifecycle))?;
+        }
+        let mut previewed = String::new();
+        self.update_settings(repo, |settings| {
+            previewed = match text {
+                Some(text) => text.to_owned(),
+                None => {
+                    settings.lifecycle_policy.clone().ok_or(RegistryError::PolicyNotFound(PolicyKind::Lifecycle))?
+                }
+            };
+            settings.lifecycle_preview =
+                Some(LifecyclePreview { policy_text: previewed.clone(), started_at: now_millis() });
+            Ok(())
+        })
+        .await?;
+        Ok(previewed)
+    }
+
+    /// The last preview's policy and the images it expires: the images that were pushed when
+    /// it started and still exist, judged at its start time.
+    pub async fn lifecycle_preview(&self, repo: &RepositoryName) -> Result<LifecyclePreviewOutcome> {
+        let preview = self
+            .describe_repository(repo)
+            .await?
+            .settings
+            .lifecycle_preview
+            .ok_or(RegistryError::PolicyNotFound(PolicyKind::LifecyclePreview))?;
+        let policy = LifecyclePolicy::parse(&preview.policy_text).map_err(invalid(PolicyKind::Lifecycle))?;
+        let images = self.lifecycle_images(repo, Some(preview.started_at)).await?;
+        let by_digest: HashMap<&Digest, &LifecycleImage> = images.iter().map(|i| (&i.digest, i)).collect();
+        let mut results: Vec<PreviewResult> = lifecycle::evaluate(&policy, &images, preview.started_at)
+            .into_iter()
+            .filter_map(|expiry| {
+                let image = by_digest.get(&expiry.digest)?;
+                Some(PreviewResult {
+                    digest: expiry.digest,
+                    tags: image.tags.clone(),
+                    pushed_at: image.pushed_at,
+                    rule_priority: expiry.rule_priority,
+                })
+            })
+            .collect();
+        results.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(LifecyclePreviewOutcome { policy_text: preview.policy_text, results })
+    }
+
+    /// The repository's images as the lifecycle evaluator sees them, only those pushed at or
+    /// before `pushed_by` if given.
+    async fn lifecycle_images(&self, repo: &RepositoryName, pushed_by: Option<Millis>) -> Result<Vec<LifecycleImage>> {
+        self.repository(repo).await?;
+        let mut images = Vec::new();
+        self.scan_images(repo, None, SCAN_BATCH, |image| {
+            if pushed_by.is_none_or(|limit| image.manifest.pushed_at <= limit) {
+                images.push(lifecycle_image(image));
+            }
+            true
+        })
+        .await?;
+        Ok(images)
+    }
+
+    /// Runs every repository's lifecycle policy if one is due: at the first maintenance, after
+    /// a policy was put, and every `lifecycle_interval`.
+    pub(crate) async fn lifecycle_if_due(&self) {
+        let requested = self.lifecycle.requested.swap(false, Ordering::Relaxed);
+        {
+            let mut last_run = self.lifecycle.last_run.lock().unwrap_or_else(|e| e.into_inner());
+            let due = requested || last_run.is_none_or(|at| at.elapsed() >= self.config.lifecycle_interval);
+            if !due {
+                return;
+            }
+            *last_run = Some(Instant::now());
+        }
+        if let Err(e) = self.run_lifecycle_policies().await {
+            tracing::warn!(error = %e, "running lifecycle policies failed");
+        }
+    }
+
+    /// Applies every repository's lifecycle policy now; returns how many images expired.
+    pub async fn run_lifecycle_policies(&self) -> Result<usize> {
+        let mut expired = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let (page, more) = self.list_repositories(after.as_deref(), SCAN_BATCH).await?;
+            for info in &page {
+                let Some(text) = &info.settings.lifecycle_policy else { continue };
+                match self.apply_lifecycle_policy(&info.name, text).await {
+                    Ok(n) => expired += n,
+                    Err(e) => tracing::warn!(repository = %info.name, error = %e, "lifecycle policy run failed"),
+                }
+            }
+            match (more, page.last()) {
+                (true, Some(last)) => after = Some(last.name.to_string()),
+                _ => return Ok(expired),
+            }
+        }
+    }
+
+    /// Expires what `text` selects in `repo`, through the ordinary manifest delete (an index
+    /// before what it lists), and records the run. An image whose tags changed since it was
+    /// judged is left for the next run.
+    async fn apply_lifecycle_policy(&self, repo: &RepositoryName, text: &str) -> Result<usize> {
+        let policy = LifecyclePolicy::parse(text).map_err(invalid(PolicyKind::Lifecycle))?;
+        let images = self.lifecycle_images(repo, None).await?;
+        let by_digest: HashMap<&Digest, &LifecycleImage> = images.iter().map(|i| (&i.digest, i)).collect();
+        let now = now_millis();
+        let mut expired = 0;
+        for expiry in lifecycle::evaluate(&policy, &images, now) {
+            let Some(judged) = by_digest.get(&expiry.digest) else { continue };
+            let Some(current) = self.meta.get_image(repo, &expiry.digest).await? else { continue };
+            let tags = |list: &[String]| list.iter().cloned().collect::<HashSet<_>>();
+            if tags(&current.tags) != tags(&judged.tags) {
+                tracing::info!(repository = %repo, digest = %expiry.digest, "lifecycle: tags changed since evaluation; left for the next run");
+                continue;
+            }
+            match self.meta.delete_manifest(repo, &expiry.digest).await {
+                Ok(()) => {
+                    expired += 1;
+                    tracing::info!(repository = %repo, digest = %expiry.digest, tags = ?judged.tags, rule = expiry.rule_priority, "lifecycle: image expired");
+                }
+                // Deleted meanwhile, or an index listing it was pushed meanwhile: it stays.
+                Err(MetaError::ManifestUnknown(_) | MetaError::ManifestReferenced { .. }) => {}
+                Err(e) => {
+                    self.manifests.invalidate_repo(repo);
+                    return Err(e.into());
+                }
+            }
+        }
+        self.manifests.invalidate_repo(repo);
+        self.update_settings(repo, |settings| {
+            if settings.lifecycle_policy.as_deref() == Some(text) {
+                settings.lifecycle_evaluated_at = Some(now);
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(expired)
+    }
+
+    /// Sets the repository policy after checking its structure.
+    pub async fn set_repository_policy(&self, repo: &RepositoryName, text: &str) -> Result<()> {
+        repository_policy::validate(text).map_err(invalid(PolicyKind::Repository))?;
+        self.update_settings(repo, |settings| {
+            settings.repository_policy = Some(text.to_owned());
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn repository_policy(&self, repo: &RepositoryName) -> Result<String> {
+        self.describe_repository(repo)
+            .await?
+            .settings
+            .repository_policy
+            .ok_or(RegistryError::PolicyNotFound(PolicyKind::Repository))
+    }
+
+    /// Removes the repository policy, returning it.
+    pub async fn delete_repository_policy(&self, repo: &RepositoryName) -> Result<String> {
+        let mut removed = None;
+        self.update_settings(repo, |settings| {
+            removed =
+                Some(settings.repository_policy.take().ok_or(RegistryError::PolicyNotFound(PolicyKind::Repository))?);
+            Ok(())
+        })
+        .await?;
+        removed.ok_or_else(|| RegistryError::Internal("the removed repository policy went missing".into()))
+    }
+}
+
+/// An image's facts for the evaluator; an index's children come from its stored bytes.
+fn lifecycle_image(image: ImageRecord) -> LifecycleImage {
+    let manifest = image.manifest;
+    let children = match Manifest::parse(&manifest.content, Some(&manifest.media_type)) {
+        Ok(parsed) if parsed.kind == ManifestKind::Index => parsed.manifests.into_iter().map(|d| d.digest).collect(),
+        _ => vec![],
+    };
+    LifecycleImage {
+        digest: manifest.digest,
+        tags: image.tags,
+        pushed_at: manifest.pushed_at,
+        children,
+        subject: manifest.subject,
+    }
+}
