@@ -9,6 +9,7 @@
 //! and the caller only commits after it verified the data hashes to that digest.
 
 pub mod fs;
+pub mod s3;
 pub mod testsuite;
 
 use std::io;
@@ -20,6 +21,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub use fs::FsBlobStore;
+pub use s3::{S3BlobStore, S3Config};
 
 /// A stream of blob bytes, as received from a client or as served to one.
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
