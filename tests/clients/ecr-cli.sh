@@ -219,6 +219,94 @@ ecr_ok "describe-images" describe-images --repository-name strict/app
 expect "the pushed image is listed" "$(j -c '[.imageDetails[].imageTags]')" '[["v1"]]'
 ecr_err "initiate-layer-upload never creates a repository" RepositoryNotFoundException initiate-layer-upload --repository-name strict/other
 
+section "lifecycle policies: preview, expiry (--lifecycle-interval-secs 5), multi-arch kept whole; repository policies"
+stop_berth
+start_berth "$T/life" --no-auth --lifecycle-interval-secs 5
+REG=$BERTH_ADDR
+L=cli/life
+ecr_ok "create-repository $L" create-repository --repository-name "$L"
+life_push() {  # life_push NAME REF: a fresh amd64 image pushed by skopeo as $L:REF (or @digest); prints its digest
+  bash "$MKIMG" --mkimg "$T/life-$1" amd64 oci "$nonce-$1" >"$T/life-$1.json"
+  local ref=$2; [[ -n $ref ]] || ref=@$(jq -r .digest "$T/life-$1.json")
+  [[ $ref == @* ]] || ref=:$ref
+  "${SK[@]}" copy -q --dest-tls-verify=false --preserve-digests "dir:$T/life-$1" "docker://$REG/$L$ref" >&2
+  jq -r .digest "$T/life-$1.json"
+}
+declare -A LD
+for v in v1 v2 v3; do LD[$v]=$(life_push "$v" "$v"); done
+for arch in amd64 arm64; do
+  "${SK[@]}" copy -q --dest-tls-verify=false --preserve-digests "dir:$T/$arch" "docker://$REG/$L@$(jq -r .digest "$T/$arch.json")"
+  LD[$arch]=$(jq -r .digest "$T/$arch.json")
+done
+ecr_ok "put-image of a multi-arch index" put-image --repository-name "$L" --image-tag multi --image-manifest "$idx"
+LD[multi]=$(j .image.imageId.imageDigest)
+for o in o1 o2; do LD[$o]=$(life_push "$o" ""); done
+names_of() { local d n out=(); for d in "$@"; do for n in "${!LD[@]}"; do [[ ${LD[$n]} == "$d" ]] && out+=("$n"); done; done; printf '%s\n' "${out[@]}" | sort | paste -sd,; }
+cat >"$T/lp.json" <<'EOF_LP'
+{"rules": [
+  {"rulePriority": 1, "description": "keep the newest v* image",
+   "selection": {"tagStatus": "tagged", "tagPrefixList": ["v"], "countType": "imageCountMoreThan", "countNumber": 1},
+   "action": {"type": "expire"}},
+  {"rulePriority": 2, "description": "keep one untagged image that no index lists",
+   "selection": {"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 1},
+   "action": {"type": "expire"}}
+]}
+EOF_LP
+ecr_err "get-lifecycle-policy without one" LifecyclePolicyNotFoundException get-lifecycle-policy --repository-name "$L"
+ecr_err "delete-lifecycle-policy without one" LifecyclePolicyNotFoundException delete-lifecycle-policy --repository-name "$L"
+ecr_err "get-lifecycle-policy-preview before any" LifecyclePolicyPreviewNotFoundException get-lifecycle-policy-preview --repository-name "$L"
+ecr_err "start-lifecycle-policy-preview without text or policy" LifecyclePolicyNotFoundException start-lifecycle-policy-preview --repository-name "$L"
+ecr_ok "start-lifecycle-policy-preview --lifecycle-policy-text" start-lifecycle-policy-preview --repository-name "$L" --lifecycle-policy-text "file://$T/lp.json"
+expect "preview status" "$(j .status)" COMPLETE
+ecr wait lifecycle-policy-preview-complete --repository-name "$L" && ok "aws ecr wait lifecycle-policy-preview-complete" || bad "wait lifecycle-policy-preview-complete"
+ecr_ok "get-lifecycle-policy-preview" get-lifecycle-policy-preview --repository-name "$L"
+expect "preview expires v1 v2 by rule 1 and the older orphan by rule 2; the index and its untagged children stay" \
+  "$(names_of $(j -r '.previewResults[].imageDigest'))" "o1,v1,v2"
+expect "appliedRulePriority per image" "$(j -r '[.previewResults[] | (.imageTags // ["-"] | join("+")) + ":" + (.appliedRulePriority | tostring)] | sort | join(" ")')" "-:2 v1:1 v2:1"
+expect "summary.expiringImageTotalCount" "$(j .summary.expiringImageTotalCount)" 3
+expect "action EXPIRE" "$(j -r '[.previewResults[].action.type] | unique | join(",")')" EXPIRE
+ecr_ok "get-lifecycle-policy-preview --page-size 1 (follows nextToken)" get-lifecycle-policy-preview --repository-name "$L" --page-size 1
+expect "same 3 results over pages of 1" "$(j '.previewResults | length')" 3
+ecr_ok "describe-images" describe-images --repository-name "$L"
+expect "a preview deletes nothing" "$(j '.imageDetails | length')" 8
+printf '{"rules":[{"rulePriority":1,"description":"tagged needs a prefix or pattern list here","selection":{"tagStatus":"tagged","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}' >"$T/bad-lp.json"
+ecr_err "put-lifecycle-policy of an invalid policy" InvalidParameterException put-lifecycle-policy --repository-name "$L" --lifecycle-policy-text "file://$T/bad-lp.json"
+grep -q "Lifecycle policy validation failure: .*requires tagPrefixList or tagPatternList" "$T/err" && ok "the message says why" || bad "message: $(cat "$T/err")"
+ecr_ok "put-lifecycle-policy" put-lifecycle-policy --repository-name "$L" --lifecycle-policy-text "file://$T/lp.json"
+ecr_ok "get-lifecycle-policy" get-lifecycle-policy --repository-name "$L"
+expect "the text as put" "$(j -r .lifecyclePolicyText)" "$(cat "$T/lp.json")"
+survivors() { ecr describe-images --repository-name "$L" | jq -r '.imageDetails[].imageDigest'; }
+for _ in $(seq 1 40); do [[ $(names_of $(survivors)) == "amd64,arm64,multi,o2,v3" ]] && break; sleep 1; done
+expect "describe-images after the run: v1, v2, o1 expired; the index and both children kept" "$(names_of $(survivors))" "amd64,arm64,multi,o2,v3"
+ecr_ok "get-lifecycle-policy" get-lifecycle-policy --repository-name "$L"
+[[ $(j '.lastEvaluatedAt | floor') -gt $(( $(date +%s) - 120 )) ]] && ok "lastEvaluatedAt is recent" || bad "lastEvaluatedAt: $(j .lastEvaluatedAt)"
+"${SK[@]}" copy -q --all --src-tls-verify=false "docker://$REG/$L:multi" "dir:$T/life-pulled" && ok "skopeo copy --all of the kept index works" || bad "skopeo copy --all $L:multi"
+LD[v4]=$(life_push v4 v4)
+for _ in $(seq 1 40); do [[ $(names_of $(survivors)) == "amd64,arm64,multi,o2,v4" ]] && break; sleep 1; done
+expect "the next periodic run (no new put) expires v3 after v4 arrives" "$(names_of $(survivors))" "amd64,arm64,multi,o2,v4"
+ecr_ok "delete-lifecycle-policy" delete-lifecycle-policy --repository-name "$L"
+expect "returns the deleted text" "$(j -r .lifecyclePolicyText)" "$(cat "$T/lp.json")"
+ecr_err "get-lifecycle-policy after the delete" LifecyclePolicyNotFoundException get-lifecycle-policy --repository-name "$L"
+ecr_err "put-lifecycle-policy to a missing repository" RepositoryNotFoundException put-lifecycle-policy --repository-name cli/none --lifecycle-policy-text "file://$T/lp.json"
+
+cat >"$T/policy.json" <<'EOF_POLICY'
+{"Version": "2012-10-17", "Statement": [{"Sid": "ci-pull", "Effect": "Allow",
+  "Principal": {"AWS": ["arn:aws:iam::000000000000:user/ci"]}, "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]}]}
+EOF_POLICY
+ecr_err "get-repository-policy without one" RepositoryPolicyNotFoundException get-repository-policy --repository-name "$L"
+ecr_err "delete-repository-policy without one" RepositoryPolicyNotFoundException delete-repository-policy --repository-name "$L"
+ecr_ok "set-repository-policy" set-repository-policy --repository-name "$L" --policy-text "file://$T/policy.json"
+expect "echoed text" "$(j -r .policyText)" "$(cat "$T/policy.json")"
+ecr_ok "get-repository-policy" get-repository-policy --repository-name "$L"
+expect "the text as set" "$(j -r .policyText)" "$(cat "$T/policy.json")"
+ecr_err "set-repository-policy of invalid JSON" InvalidParameterException set-repository-policy --repository-name "$L" --policy-text '{"Statement": ['
+grep -q "Invalid repository policy provided: the policy is not valid JSON" "$T/err" && ok "the message says why" || bad "message: $(cat "$T/err")"
+ecr_ok "set-repository-policy --force" set-repository-policy --repository-name "$L" --force \
+  --policy-text '{"Statement": {"Effect": "Deny", "Principal": "*", "Action": "ecr:DeleteRepository"}}'
+ecr_ok "delete-repository-policy" delete-repository-policy --repository-name "$L"
+expect "returns the deleted text" "$(j -r .policyText)" '{"Statement": {"Effect": "Deny", "Principal": "*", "Action": "ecr:DeleteRepository"}}'
+ecr_err "get-repository-policy after the delete" RepositoryPolicyNotFoundException get-repository-policy --repository-name "$L"
+
 section "with authentication: get-login-password, SigV4 and the shared multi-arch flow"
 stop_berth
 export BERTH_ROOT_ACCESS_KEY_ID=AKIABERTHECRCLI${nonce:0:4} BERTH_ROOT_SECRET_ACCESS_KEY=ecr-cli-secret/$nonce

@@ -763,6 +763,13 @@ def test_unknown_operation(http):
     ("ListImageReferrers", b'{"repositoryName": "pytest/x", "subjectId": {"imageDigest": "sha1:abc"}}'),
     ("GetDownloadUrlForLayer", b'{"repositoryName": "pytest/x", "layerDigest": "sha256:' + b"0" * 63 + b'"}'),
     ("DescribeRepositories", b"[]"),
+    ("PutLifecyclePolicy", b'{"repositoryName": "pytest/x"}'),
+    ("PutLifecyclePolicy", b'{"repositoryName": "pytest/x", "lifecyclePolicyText": 42}'),
+    ("GetLifecyclePolicyPreview", b'{"repositoryName": "pytest/x", "maxResults": 0}'),
+    ("GetLifecyclePolicyPreview", b'{"repositoryName": "pytest/x", "filter": {"tagStatus": "SOME"}}'),
+    ("GetLifecyclePolicyPreview", b'{"repositoryName": "pytest/x", "imageIds": [{"imageTag": "a"}], "maxResults": 5}'),
+    ("SetRepositoryPolicy", b'{"repositoryName": "pytest/x"}'),
+    ("GetRepositoryPolicy", b'{"repositoryName": "Pytest/X"}'),
 ])
 def test_bad_input_is_a_client_error(http, operation, body):
     status, payload = http.ecr_raw(operation, body)
@@ -770,3 +777,200 @@ def test_bad_input_is_a_client_error(http, operation, body):
     assert payload["__type"] in {"InvalidParameterException", "SerializationException",
                                  "RepositoryNotFoundException"}, payload
     assert payload["message"]
+
+
+# ---- lifecycle policies
+
+
+def lifecycle_text(*rules):
+    """A policy document; `rules` are (tagStatus, selection extras, countType, countNumber)."""
+    return json.dumps({"rules": [
+        {"rulePriority": priority, "description": f"rule {priority} of a Berth test policy",
+         "selection": {"tagStatus": status, **extra, "countType": count_type, "countNumber": number,
+                       **({"countUnit": "days"} if count_type == "sinceImagePushed" else {})},
+         "action": {"type": "expire"}}
+        for priority, (status, extra, count_type, number) in enumerate(rules, start=1)]})
+
+
+# rule 1 keeps the newest v* image, rule 2 the newest multi* index, rule 3 the newest untagged orphan.
+GOVERNED = lifecycle_text(("tagged", {"tagPrefixList": ["v"]}, "imageCountMoreThan", 1),
+                          ("tagged", {"tagPatternList": ["multi*"]}, "imageCountMoreThan", 1),
+                          ("untagged", {}, "imageCountMoreThan", 1))
+# What GOVERNED expires in the repository `governed_images` builds, with the rule that does it.
+GOVERNED_EXPIRES = {"v1": 1, "v2": 1, "sig-of-v1": 1, "multi1": 2, "amd1": 2, "u1": 3}
+
+
+def governed_images(images, repo):
+    """Tagged v1..v3 (v1 with an untagged signature), two multi-arch indexes that share their arm64
+    child, and two untagged orphans, pushed in that order; returns name -> digest."""
+    made = {}
+    for tag in ("v1", "v2", "v3"):
+        digest, manifest, config, layer = images.image(repo, tag)
+        made[tag] = digest
+        if tag == "v1":
+            subject = {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest.encode())}
+            made["sig-of-v1"] = images.put(repo, images.manifest(
+                config, layer, {"kind": "sig"}, subject, "application/vnd.dev.cosign.artifact.sig.v1+json"))
+    children = {name: images.image(repo, arch=arch) for name, arch in
+                (("amd1", "amd64"), ("amd2", "amd64"), ("arm", "arm64"))}
+    made.update({name: child[0] for name, child in children.items()})
+    for index, amd in (("multi1", "amd1"), ("multi2", "amd2")):
+        made[index] = images.put(repo, Images.index([(children[amd][0], children[amd][1], "amd64"),
+                                                     (children["arm"][0], children["arm"][1], "arm64")]), index)
+    for orphan in ("u1", "u2"):
+        made[orphan] = images.image(repo)[0]
+    return made
+
+
+def test_lifecycle_policy_put_get_delete(ecr, repo):
+    raises(ecr, "LifecyclePolicyNotFoundException", ecr.get_lifecycle_policy, repositoryName=repo)
+    message = raises(ecr, "LifecyclePolicyNotFoundException", ecr.delete_lifecycle_policy, repositoryName=repo)
+    assert message == f"Lifecycle policy does not exist for the repository with name '{repo}' in the registry " \
+                      f"with id '{REGISTRY_ID}'"
+    put = ecr.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=GOVERNED)
+    assert (put["registryId"], put["repositoryName"], put["lifecyclePolicyText"]) == (REGISTRY_ID, repo, GOVERNED)
+    got = ecr.get_lifecycle_policy(repositoryName=repo)
+    assert got["lifecyclePolicyText"] == GOVERNED and got["repositoryName"] == repo
+    other = lifecycle_text(("any", {}, "sinceImagePushed", 365))
+    ecr.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=other)
+    deleted = ecr.delete_lifecycle_policy(repositoryName=repo)
+    assert deleted["lifecyclePolicyText"] == other
+    raises(ecr, "LifecyclePolicyNotFoundException", ecr.get_lifecycle_policy, repositoryName=repo)
+    raises(ecr, "RepositoryNotFoundException", ecr.put_lifecycle_policy, repositoryName="pytest/none",
+           lifecyclePolicyText=GOVERNED)
+    raises(ecr, "RepositoryNotFoundException", ecr.get_lifecycle_policy, repositoryName="pytest/none")
+
+
+@pytest.mark.parametrize("policy,says", [
+    ('{"rules": [ ' + " " * 100 + "]", "not valid JSON"),
+    (json.dumps({"rules": "x" * 100}), "does not match the required type array"),
+    (json.dumps({"rules": [], "pad": "x" * 100}), "not allowed by the schema"),
+    (json.dumps({"rules": [{"rulePriority": 1, "description": "x" * 80, "selection": {"tagStatus": "untagged",
+                 "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}}] * 2}),
+     "rulePriority must be unique"),
+    (lifecycle_text(("tagged", {}, "imageCountMoreThan", 1)), "requires tagPrefixList or tagPatternList"),
+    (lifecycle_text(("tagged", {"tagPrefixList": ["v"], "tagPatternList": ["v*"]}, "imageCountMoreThan", 1)),
+     "cannot both be specified"),
+    (lifecycle_text(("tagged", {"tagPrefixList": ["v*"]}, "imageCountMoreThan", 1)), "wildcards are only allowed"),
+    (lifecycle_text(("tagged", {"tagPatternList": ["*a*b*c*d*"]}, "imageCountMoreThan", 1)), "more than 4 wildcards"),
+    (lifecycle_text(("untagged", {"tagPrefixList": ["v"]}, "imageCountMoreThan", 1)), "only allowed with tagStatus"),
+    (lifecycle_text(("TAGGED", {"tagPrefixList": ["v"]}, "imageCountMoreThan", 1)), "not found in enum"),
+    (lifecycle_text(("untagged", {}, "imageCountMoreThan", 0)), "minimum: 1, found: 0"),
+    (lifecycle_text(("untagged", {}, "imageCountMoreThan", 1), ("untagged", {}, "sinceImagePushed", 1)),
+     "only one rule is allowed to select untagged images"),
+    (lifecycle_text(("any", {}, "imageCountMoreThan", 5), ("untagged", {}, "imageCountMoreThan", 1)),
+     "must have the highest rulePriority"),
+    (lifecycle_text(("untagged", {"countUnit": "days"}, "imageCountMoreThan", 1)), "countUnit is only allowed"),
+    (lifecycle_text(("untagged", {}, "sinceImagePulled", 1)), "not found in enum"),
+])
+def test_lifecycle_policy_validation(ecr, repo, policy, says):
+    assert len(policy) >= 100, "botocore refuses shorter texts itself"
+    message = raises(ecr, "InvalidParameterException", ecr.put_lifecycle_policy, repositoryName=repo,
+                     lifecyclePolicyText=policy)
+    assert message.startswith("Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: "
+                              "'Lifecycle policy validation failure: "), message
+    assert says in message, message
+    raises(ecr, "InvalidParameterException", ecr.start_lifecycle_policy_preview, repositoryName=repo,
+           lifecyclePolicyText=policy)
+    raises(ecr, "LifecyclePolicyNotFoundException", ecr.get_lifecycle_policy, repositoryName=repo)
+
+
+def test_lifecycle_policy_text_length_is_checked_by_the_server(http, repo):
+    for text, constraint in (("{}", "greater than or equal to 100"), ("x" * 30721, "less than or equal to 30720")):
+        status, body = http.ecr_raw("PutLifecyclePolicy", json.dumps(
+            {"repositoryName": repo, "lifecyclePolicyText": text}).encode())
+        assert status == 400 and body["__type"] == "InvalidParameterException", body
+        assert constraint in body["message"], body
+
+
+def test_lifecycle_preview_keeps_multi_arch_images_whole(ecr, repo, images):
+    raises(ecr, "LifecyclePolicyPreviewNotFoundException", ecr.get_lifecycle_policy_preview, repositoryName=repo)
+    raises(ecr, "LifecyclePolicyNotFoundException", ecr.start_lifecycle_policy_preview, repositoryName=repo)
+    made = governed_images(images, repo)
+    name_of = {digest: name for name, digest in made.items()}
+    started = ecr.start_lifecycle_policy_preview(repositoryName=repo, lifecyclePolicyText=GOVERNED)
+    assert started["status"] in ("IN_PROGRESS", "COMPLETE") and started["lifecyclePolicyText"] == GOVERNED
+    ecr.get_waiter("lifecycle_policy_preview_complete").wait(repositoryName=repo)
+    preview = ecr.get_lifecycle_policy_preview(repositoryName=repo)
+    assert preview["status"] == "COMPLETE" and preview["lifecyclePolicyText"] == GOVERNED
+    results = preview["previewResults"]
+    assert {name_of[r["imageDigest"]]: r["appliedRulePriority"] for r in results} == GOVERNED_EXPIRES
+    assert preview["summary"]["expiringImageTotalCount"] == len(GOVERNED_EXPIRES)
+    by_name = {name_of[r["imageDigest"]]: r for r in results}
+    assert by_name["v1"]["imageTags"] == ["v1"] and by_name["multi1"]["imageTags"] == ["multi1"]
+    assert "imageTags" not in by_name["amd1"] and "imageTags" not in by_name["sig-of-v1"]
+    assert all(r["action"] == {"type": "EXPIRE"} for r in results)
+    pushed = {d["imageDigest"]: d["imagePushedAt"] for d in ecr.describe_images(repositoryName=repo)["imageDetails"]}
+    assert all(r["imagePushedAt"] == pushed[r["imageDigest"]] for r in results)
+    # A preview changes nothing.
+    assert len(pushed) == len(made)
+
+    paged = [r for page in ecr.get_paginator("get_lifecycle_policy_preview").paginate(
+        repositoryName=repo, PaginationConfig={"PageSize": 2}) for r in page["previewResults"]]
+    assert [r["imageDigest"] for r in paged] == [r["imageDigest"] for r in results]
+    untagged = ecr.get_lifecycle_policy_preview(repositoryName=repo, filter={"tagStatus": "UNTAGGED"})
+    assert sorted(name_of[r["imageDigest"]] for r in untagged["previewResults"]) == ["amd1", "sig-of-v1", "u1"]
+    named = ecr.get_lifecycle_policy_preview(repositoryName=repo, imageIds=[{"imageTag": "v2"},
+                                                                            {"imageDigest": made["u1"]},
+                                                                            {"imageTag": "v3"}])
+    assert sorted(name_of[r["imageDigest"]] for r in named["previewResults"]) == ["u1", "v2"]
+    raises(ecr, "InvalidParameterException", ecr.get_lifecycle_policy_preview, repositoryName=repo, maxResults=101)
+
+    # Without a text, the preview tries the repository's policy.
+    keep_all = lifecycle_text(("any", {}, "imageCountMoreThan", 1000))
+    ecr.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=keep_all)
+    assert ecr.start_lifecycle_policy_preview(repositoryName=repo)["lifecyclePolicyText"] == keep_all
+    preview = ecr.get_lifecycle_policy_preview(repositoryName=repo)
+    assert preview["previewResults"] == [] and preview["summary"]["expiringImageTotalCount"] == 0
+
+
+def test_lifecycle_policy_expires_images_in_the_background(ecr, repo, images, http):
+    made = governed_images(images, repo)
+    ecr.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=GOVERNED)
+    survivors = {digest for name, digest in made.items() if name not in GOVERNED_EXPIRES}
+    deadline = time.time() + 40  # the policy runs at the next maintenance tick (every 10 s)
+    while True:
+        left = {d["imageDigest"] for d in ecr.describe_images(repositoryName=repo)["imageDetails"]}
+        if left == survivors or time.time() > deadline:
+            break
+        time.sleep(1)
+    name_of = {digest: name for name, digest in made.items()}
+    assert sorted(name_of[d] for d in left) == sorted(name_of[d] for d in survivors)
+    assert "lastEvaluatedAt" in ecr.get_lifecycle_policy(repositoryName=repo)
+    assert abs(ecr.get_lifecycle_policy(repositoryName=repo)["lastEvaluatedAt"].timestamp() - time.time()) < 60
+    # The kept index still pulls whole, including the child it shared with the expired one.
+    status, _, body = http.get_manifest(repo, "multi2")
+    assert status == 200
+    for child in json.loads(body)["manifests"]:
+        assert http.get_manifest(repo, child["digest"])[0] == 200
+
+
+def test_repository_policy(ecr, repo):
+    raises(ecr, "RepositoryPolicyNotFoundException", ecr.get_repository_policy, repositoryName=repo)
+    message = raises(ecr, "RepositoryPolicyNotFoundException", ecr.delete_repository_policy, repositoryName=repo)
+    assert message == f"Repository policy does not exist for the repository with name '{repo}' in the registry " \
+                      f"with id '{REGISTRY_ID}'"
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "pull", "Effect": "Allow", "Principal": {"AWS": [f"arn:aws:iam::{REGISTRY_ID}:user/ci"]},
+        "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]}]}, indent=2)
+    out = ecr.set_repository_policy(repositoryName=repo, policyText=policy)
+    assert (out["registryId"], out["repositoryName"], out["policyText"]) == (REGISTRY_ID, repo, policy)
+    assert ecr.get_repository_policy(repositoryName=repo)["policyText"] == policy
+    deny = json.dumps({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "ecr:DeleteRepository"}})
+    assert ecr.set_repository_policy(repositoryName=repo, policyText=deny, force=True)["policyText"] == deny
+    for bad, says in (("{not json", "not valid JSON"), ('{"Statement": []}', "must not be empty"),
+                      ('{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*"}]}',
+                       "Principal")):
+        message = raises(ecr, "InvalidParameterException", ecr.set_repository_policy, repositoryName=repo,
+                         policyText=bad)
+        assert message.startswith("Invalid parameter at 'PolicyText' failed to satisfy constraint: "
+                                  "'Invalid repository policy provided"), message
+        assert says in message, message
+    message = raises(ecr, "InvalidParameterException", ecr.set_repository_policy, repositoryName=repo,
+                     policyText=json.dumps({"Statement": [], "Sid": "x" * 10240}))
+    assert "Member must have length less than or equal to 10240" in message
+    assert ecr.get_repository_policy(repositoryName=repo)["policyText"] == deny, "refused sets change nothing"
+    assert ecr.delete_repository_policy(repositoryName=repo)["policyText"] == deny
+    raises(ecr, "RepositoryPolicyNotFoundException", ecr.get_repository_policy, repositoryName=repo)
+    raises(ecr, "RepositoryNotFoundException", ecr.set_repository_policy, repositoryName="pytest/none",
+           policyText=policy)

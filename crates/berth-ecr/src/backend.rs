@@ -130,4 +130,52 @@ pub trait EcrBackend: Send + Sync + 'static {
         principal: &Principal,
         request: PutImageTagMutabilityRequest,
     ) -> Result<PutImageTagMutabilityResponse, EcrError>;
+
+    async fn put_lifecycle_policy(
+        &self,
+        principal: &Principal,
+        request: PutLifecyclePolicyRequest,
+    ) -> Result<PutLifecyclePolicyResponse, EcrError>;
+
+    async fn get_lifecycle_policy(
+        &self,
+        principal: &Principal,
+        request: GetLifecyclePolicyRequest,
+    ) -> Result<GetLifecyclePolicyResponse, EcrError>;
+
+    async fn delete_lifecycle_policy(
+        &self,
+        principal: &Principal,
+        request: DeleteLifecyclePolicyRequest,
+    ) -> Result<DeleteLifecyclePolicyResponse, EcrError>;
+
+    async fn start_lifecycle_policy_preview(
+        &self,
+        principal: &Principal,
+        request: StartLifecyclePolicyPreviewRequest,
+    ) -> Result<StartLifecyclePolicyPreviewResponse, EcrError>;
+
+    async fn get_lifecycle_policy_preview(
+        &self,
+        principal: &Principal,
+        request: GetLifecyclePolicyPreviewRequest,
+    ) -> Result<GetLifecyclePolicyPreviewResponse, EcrError>;
+
+    async fn set_repository_policy(
+        &self,
+        principal: &Principal,
+        request: SetRepositoryPolicyRequest,
+    ) -> Result<SetRepositoryPolicyResponse, EcrError>;
+
+    async fn get_repository_policy(
+        &self,
+        principal: &Principal,
+        request: GetRepositoryPolicyRequest,
+    ) -> Result<GetRepositoryPolicyResponse, EcrError>;
+
+    async fn delete_repository_policy(
+        &self,
+        principal: &Principal,
+        request: DeleteRepositoryPolicyRequest,
+    ) -> Result<DeleteRepositoryPolicyResponse, EcrError>;
 }

@@ -64,6 +64,8 @@ pub enum EcrError {
     #[error("{0}")]
     LifecyclePolicyNotFound(String),
     #[error("{0}")]
+    LifecyclePolicyPreviewNotFound(String),
+    #[error("{0}")]
     TooManyTags(String),
     #[error("{0}")]
     InvalidTagParameter(String),
@@ -132,6 +134,7 @@ impl EcrError {
             EcrError::LayerAlreadyExists(_) => "LayerAlreadyExistsException",
             EcrError::RepositoryPolicyNotFound(_) => "RepositoryPolicyNotFoundException",
             EcrError::LifecyclePolicyNotFound(_) => "LifecyclePolicyNotFoundException",
+            EcrError::LifecyclePolicyPreviewNotFound(_) => "LifecyclePolicyPreviewNotFoundException",
             EcrError::TooManyTags(_) => "TooManyTagsException",
             EcrError::InvalidTagParameter(_) => "InvalidTagParameterException",
             EcrError::LimitExceeded(_) => "LimitExceededException",
@@ -290,6 +293,24 @@ impl EcrError {
     pub fn too_many_tags(limit: usize) -> Self {
         EcrError::TooManyTags(format!(
             "The list of tags on the repository is over the limit. The maximum number of tags that can be applied to a repository is {limit}."
+        ))
+    }
+
+    pub fn lifecycle_policy_not_found(name: &str, registry_id: &str) -> Self {
+        EcrError::LifecyclePolicyNotFound(format!(
+            "Lifecycle policy does not exist for the repository with name '{name}' in the registry with id '{registry_id}'"
+        ))
+    }
+
+    pub fn lifecycle_policy_preview_not_found(name: &str, registry_id: &str) -> Self {
+        EcrError::LifecyclePolicyPreviewNotFound(format!(
+            "Lifecycle policy preview request does not exist for the repository with name '{name}' in the registry with id '{registry_id}'"
+        ))
+    }
+
+    pub fn repository_policy_not_found(name: &str, registry_id: &str) -> Self {
+        EcrError::RepositoryPolicyNotFound(format!(
+            "Repository policy does not exist for the repository with name '{name}' in the registry with id '{registry_id}'"
         ))
     }
 

@@ -2,7 +2,7 @@
 //! exception a whole call fails with, or to the `failures[]` entry of a batch item; and ECR's
 //! image identifiers into the service's selectors.
 
-use berth_registry::{ImageSelector, RegistryError};
+use berth_registry::{ImageSelector, PolicyKind, RegistryError};
 use berth_spec::{Digest, Tag};
 
 use crate::error::EcrError;
@@ -67,6 +67,19 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
         ManifestReferenced { index } => EcrError::InvalidParameter(format!(
             "The image is referenced by the manifest list '{index}' in the repository with name '{repository}'"
         )),
+        PolicyInvalid { kind: PolicyKind::Repository, reason } => EcrError::invalid_parameter(
+            "PolicyText",
+            &format!("Invalid repository policy provided: {reason}"),
+        ),
+        PolicyInvalid { reason, .. } => EcrError::invalid_parameter(
+            "LifecyclePolicyText",
+            &format!("Lifecycle policy validation failure: {reason}"),
+        ),
+        PolicyNotFound(PolicyKind::Lifecycle) => EcrError::lifecycle_policy_not_found(repository, registry_id),
+        PolicyNotFound(PolicyKind::LifecyclePreview) => {
+            EcrError::lifecycle_policy_preview_not_found(repository, registry_id)
+        }
+        PolicyNotFound(PolicyKind::Repository) => EcrError::repository_policy_not_found(repository, registry_id),
         e @ (NameInvalid(_) | DigestInvalid(_) | BlobUploadInvalid(_) | RangeInvalid { .. } | PaginationInvalid(_)
         | Unsupported(_) | Denied(_)) => EcrError::InvalidParameter(e.to_string()),
         Internal(reason) => EcrError::Server(reason),

@@ -239,5 +239,13 @@ async fn dispatch(
         DescribeRegistry => describe_registry,
         ListImageReferrers => list_image_referrers,
         PutImageTagMutability => put_image_tag_mutability,
+        PutLifecyclePolicy => put_lifecycle_policy,
+        GetLifecyclePolicy => get_lifecycle_policy,
+        DeleteLifecyclePolicy => delete_lifecycle_policy,
+        StartLifecyclePolicyPreview => start_lifecycle_policy_preview,
+        GetLifecyclePolicyPreview => get_lifecycle_policy_preview,
+        SetRepositoryPolicy => set_repository_policy,
+        GetRepositoryPolicy => get_repository_policy,
+        DeleteRepositoryPolicy => delete_repository_policy,
     )
 }

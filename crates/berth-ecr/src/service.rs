@@ -13,7 +13,7 @@ use berth_registry::settings::{
     Encryption, EncryptionType as StoredEncryption, ResourceTag, TagMutability, TagMutabilityFilter,
 };
 use berth_registry::{
-    ImageId, ImageRecord, ImageSelector, PutImage, Registry, RegistryError, RepositoryInfo, RepositorySettings,
+    ImageId, ImageRecord, ImageSelector, LifecyclePolicyInfo, PreviewResult, PutImage, Registry, RegistryError, RepositoryInfo, RepositorySettings,
     TagStatus as Status,
 };
 use berth_spec::{Digest, RepositoryName, Tag as OciTag};
@@ -114,6 +114,19 @@ impl RegistryBackend {
                 kms_key: settings.encryption.kms_key.clone(),
             },
         }
+    }
+
+    fn lifecycle_policy_shape(&self, repository_name: String, policy: LifecyclePolicyInfo) -> LifecyclePolicyResponse {
+        LifecyclePolicyResponse {
+            registry_id: self.config.registry_id.clone(),
+            repository_name,
+            lifecycle_policy_text: policy.text,
+            last_evaluated_at: policy.last_evaluated_at.map(Timestamp::from_millis),
+        }
+    }
+
+    fn repository_policy_shape(&self, repository_name: String, policy_text: String) -> RepositoryPolicyResponse {
+        RepositoryPolicyResponse { registry_id: self.config.registry_id.clone(), repository_name, policy_text }
     }
 
     fn image_detail(&self, repository: &str, image: ImageRecord) -> ImageDetail {
@@ -272,7 +285,7 @@ impl EcrBackend for RegistryBackend {
             image_tag_mutability_exclusion_filters: stored_filters(request.image_tag_mutability_exclusion_filters),
             scan_on_push: request.image_scanning_configuration.is_some_and(|c| c.scan_on_push),
             encryption,
-            resource_tags: vec![],
+            ..RepositorySettings::default()
         };
         if !settings.merge_resource_tags(&resource_tags(request.tags.as_deref().unwrap_or_default())) {
             return Err(EcrError::too_many_tags(berth_registry::settings::MAX_RESOURCE_TAGS));
@@ -722,5 +735,149 @@ impl EcrBackend for RegistryBackend {
             image_tag_mutability: shape.image_tag_mutability,
             image_tag_mutability_exclusion_filters: shape.image_tag_mutability_exclusion_filters,
         })
+    }
+
+    async fn put_lifecycle_policy(
+        &self,
+        _: &Principal,
+        request: PutLifecyclePolicyRequest,
+    ) -> Result<PutLifecyclePolicyResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        self.registry
+            .put_lifecycle_policy(&name, &request.lifecycle_policy_text)
+            .await
+            .map_err(self.fail(name.as_str()))?;
+        Ok(PutLifecyclePolicyResponse {
+            registry_id: self.config.registry_id.clone(),
+            repository_name: request.repository_name,
+            lifecycle_policy_text: request.lifecycle_policy_text,
+        })
+    }
+
+    async fn get_lifecycle_policy(
+        &self,
+        _: &Principal,
+        request: GetLifecyclePolicyRequest,
+    ) -> Result<GetLifecyclePolicyResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let policy = self.registry.lifecycle_policy(&name).await.map_err(self.fail(name.as_str()))?;
+        Ok(self.lifecycle_policy_shape(request.repository_name, policy))
+    }
+
+    async fn delete_lifecycle_policy(
+        &self,
+        _: &Principal,
+        request: DeleteLifecyclePolicyRequest,
+    ) -> Result<DeleteLifecyclePolicyResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let policy = self.registry.delete_lifecycle_policy(&name).await.map_err(self.fail(name.as_str()))?;
+        Ok(self.lifecycle_policy_shape(request.repository_name, policy))
+    }
+
+    async fn start_lifecycle_policy_preview(
+        &self,
+        _: &Principal,
+        request: StartLifecyclePolicyPreviewRequest,
+    ) -> Result<StartLifecyclePolicyPreviewResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let text = self
+            .registry
+            .start_lifecycle_preview(&name, request.lifecycle_policy_text.as_deref())
+            .await
+            .map_err(self.fail(name.as_str()))?;
+        Ok(StartLifecyclePolicyPreviewResponse {
+            registry_id: self.config.registry_id.clone(),
+            repository_name: request.repository_name,
+            lifecycle_policy_text: text,
+            status: LifecyclePolicyPreviewStatus::Complete,
+        })
+    }
+
+    async fn get_lifecycle_policy_preview(
+        &self,
+        _: &Principal,
+        request: GetLifecyclePolicyPreviewRequest,
+    ) -> Result<GetLifecyclePolicyPreviewResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let repo = name.as_str();
+        let preview = self.registry.lifecycle_preview(&name).await.map_err(self.fail(repo))?;
+        let expiring_image_total_count = preview.results.len();
+        let tag_status = request.filter.as_ref().and_then(|f| f.tag_status).unwrap_or(TagStatus::Any);
+        let scope = format!("{repo}|{}", tag_status.as_str());
+        let pager = Pager::new(Endpoint::GetLifecyclePolicyPreview, &scope);
+        let after = pager.resume(request.next_token.as_deref())?.map(|key| token_digest(&key[0])).transpose()?;
+        let named = |result: &PreviewResult| {
+            request.image_ids.as_ref().is_none_or(|ids| {
+                ids.iter().any(|id| {
+                    id.image_digest.as_ref().is_none_or(|d| *d == result.digest.to_string())
+                        && id.image_tag.as_ref().is_none_or(|t| result.tags.contains(t))
+                        && (id.image_digest.is_some() || id.image_tag.is_some())
+                })
+            })
+        };
+        let limit = request.page_size();
+        let mut page: Vec<PreviewResult> = preview
+            .results
+            .into_iter()
+            .filter(|r| after.as_ref().is_none_or(|after| &r.digest > after))
+            .filter(|r| match tag_status {
+                TagStatus::Tagged => !r.tags.is_empty(),
+                TagStatus::Untagged => r.tags.is_empty(),
+                TagStatus::Any | TagStatus::Unrecognized => true,
+            })
+            .filter(named)
+            .take(limit + 1)
+            .collect();
+        let more = page.len() > limit;
+        page.truncate(limit);
+        Ok(GetLifecyclePolicyPreviewResponse {
+            registry_id: self.config.registry_id.clone(),
+            repository_name: request.repository_name,
+            lifecycle_policy_text: preview.policy_text,
+            status: LifecyclePolicyPreviewStatus::Complete,
+            next_token: pager.next_token(more, &page, |last| vec![last.digest.to_string()]),
+            preview_results: page
+                .into_iter()
+                .map(|result| LifecyclePolicyPreviewResult {
+                    image_tags: result.tags,
+                    image_digest: result.digest.to_string(),
+                    image_pushed_at: Timestamp::from_millis(result.pushed_at),
+                    action: LifecyclePolicyRuleAction { action_type: ImageActionType::Expire },
+                    applied_rule_priority: result.rule_priority,
+                    storage_class: LifecyclePolicyStorageClass::Standard,
+                })
+                .collect(),
+            summary: LifecyclePolicyPreviewSummary { expiring_image_total_count },
+        })
+    }
+
+    async fn set_repository_policy(
+        &self,
+        _: &Principal,
+        request: SetRepositoryPolicyRequest,
+    ) -> Result<SetRepositoryPolicyResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        self.registry.set_repository_policy(&name, &request.policy_text).await.map_err(self.fail(name.as_str()))?;
+        Ok(self.repository_policy_shape(request.repository_name, request.policy_text))
+    }
+
+    async fn get_repository_policy(
+        &self,
+        _: &Principal,
+        request: GetRepositoryPolicyRequest,
+    ) -> Result<GetRepositoryPolicyResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let text = self.registry.repository_policy(&name).await.map_err(self.fail(name.as_str()))?;
+        Ok(self.repository_policy_shape(request.repository_name, text))
+    }
+
+    async fn delete_repository_policy(
+        &self,
+        _: &Principal,
+        request: DeleteRepositoryPolicyRequest,
+    ) -> Result<DeleteRepositoryPolicyResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let text = self.registry.delete_repository_policy(&name).await.map_err(self.fail(name.as_str()))?;
+        Ok(self.repository_policy_shape(request.repository_name, text))
     }
 }

@@ -144,6 +144,18 @@ response_enum!(LayerFailureCode { InvalidLayerDigest = "InvalidLayerDigest", Mis
 
 response_enum!(RepositoryFilterType { PrefixMatch = "PREFIX_MATCH" });
 
+response_enum!(
+    /// Previews finish within the call that starts them, so COMPLETE is the only status Berth sends.
+    LifecyclePolicyPreviewStatus { Complete = "COMPLETE" }
+);
+
+response_enum!(
+    /// Berth has no archive tier: EXPIRE is the only lifecycle action, STANDARD the only class.
+    ImageActionType { Expire = "EXPIRE" }
+);
+
+response_enum!(LifecyclePolicyStorageClass { Standard = "STANDARD" });
+
 // ---- structures shared by several operations
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -337,6 +349,37 @@ pub struct ImageReferrer {
     pub artifact_status: Option<ArtifactStatus>,
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecyclePolicyPreviewFilter {
+    pub tag_status: Option<TagStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LifecyclePolicyRuleAction {
+    #[serde(rename = "type")]
+    pub action_type: ImageActionType,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecyclePolicyPreviewResult {
+    /// Left out for an untagged image, as in `ImageDetail`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub image_tags: Vec<String>,
+    pub image_digest: String,
+    pub image_pushed_at: Timestamp,
+    pub action: LifecyclePolicyRuleAction,
+    pub applied_rule_priority: u32,
+    pub storage_class: LifecyclePolicyStorageClass,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecyclePolicyPreviewSummary {
+    pub expiring_image_total_count: usize,
+}
+
 // ---- requests (one per served operation)
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -513,6 +556,67 @@ pub struct PutImageTagMutabilityRequest {
     pub image_tag_mutability_exclusion_filters: Option<Vec<ImageTagMutabilityExclusionFilter>>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PutLifecyclePolicyRequest {
+    pub registry_id: Option<String>,
+    pub repository_name: String,
+    pub lifecycle_policy_text: String,
+}
+
+/// GetLifecyclePolicy and DeleteLifecyclePolicy take the same members.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecyclePolicyRequest {
+    pub registry_id: Option<String>,
+    pub repository_name: String,
+}
+
+pub type GetLifecyclePolicyRequest = LifecyclePolicyRequest;
+pub type DeleteLifecyclePolicyRequest = LifecyclePolicyRequest;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartLifecyclePolicyPreviewRequest {
+    pub registry_id: Option<String>,
+    pub repository_name: String,
+    /// Absent: preview the repository's policy.
+    pub lifecycle_policy_text: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetLifecyclePolicyPreviewRequest {
+    pub registry_id: Option<String>,
+    pub repository_name: String,
+    pub image_ids: Option<Vec<ImageIdentifier>>,
+    pub next_token: Option<String>,
+    pub max_results: Option<i64>,
+    pub filter: Option<LifecyclePolicyPreviewFilter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SetRepositoryPolicyRequest {
+    pub registry_id: Option<String>,
+    pub repository_name: String,
+    pub policy_text: String,
+    /// Overrides ECR's lock-out check; Berth does not enforce policies, so it has nothing to override.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// GetRepositoryPolicy and DeleteRepositoryPolicy take the same members.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryPolicyRequest {
+    pub registry_id: Option<String>,
+    pub repository_name: String,
+}
+
+pub type GetRepositoryPolicyRequest = RepositoryPolicyRequest;
+pub type DeleteRepositoryPolicyRequest = RepositoryPolicyRequest;
+
 // ---- responses
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -653,6 +757,64 @@ pub struct PutImageTagMutabilityResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_tag_mutability_exclusion_filters: Option<Vec<ImageTagMutabilityExclusionFilter>>,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PutLifecyclePolicyResponse {
+    pub registry_id: String,
+    pub repository_name: String,
+    pub lifecycle_policy_text: String,
+}
+
+/// GetLifecyclePolicy's answer; DeleteLifecyclePolicy returns the policy it removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecyclePolicyResponse {
+    pub registry_id: String,
+    pub repository_name: String,
+    pub lifecycle_policy_text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_evaluated_at: Option<Timestamp>,
+}
+
+pub type GetLifecyclePolicyResponse = LifecyclePolicyResponse;
+pub type DeleteLifecyclePolicyResponse = LifecyclePolicyResponse;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartLifecyclePolicyPreviewResponse {
+    pub registry_id: String,
+    pub repository_name: String,
+    pub lifecycle_policy_text: String,
+    pub status: LifecyclePolicyPreviewStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetLifecyclePolicyPreviewResponse {
+    pub registry_id: String,
+    pub repository_name: String,
+    pub lifecycle_policy_text: String,
+    pub status: LifecyclePolicyPreviewStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+    pub preview_results: Vec<LifecyclePolicyPreviewResult>,
+    pub summary: LifecyclePolicyPreviewSummary,
+}
+
+/// The answer of SetRepositoryPolicy, GetRepositoryPolicy and DeleteRepositoryPolicy (the
+/// policy removed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryPolicyResponse {
+    pub registry_id: String,
+    pub repository_name: String,
+    pub policy_text: String,
+}
+
+pub type SetRepositoryPolicyResponse = RepositoryPolicyResponse;
+pub type GetRepositoryPolicyResponse = RepositoryPolicyResponse;
+pub type DeleteRepositoryPolicyResponse = RepositoryPolicyResponse;
 
 /// Decodes straight from the JSON text, without an intermediate `String` of up to 28 MiB.
 fn base64_blob<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {

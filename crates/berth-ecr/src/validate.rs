@@ -11,6 +11,10 @@
 use std::fmt;
 use std::str::FromStr;
 
+use berth_registry::lifecycle::{
+    MAX_POLICY_LENGTH as MAX_LIFECYCLE_POLICY_LENGTH, MIN_POLICY_LENGTH as MIN_LIFECYCLE_POLICY_LENGTH,
+};
+use berth_registry::repository_policy::MAX_POLICY_LENGTH as MAX_REPOSITORY_POLICY_LENGTH;
 use berth_spec::{RepositoryName, Tag as OciTag};
 
 use crate::error::EcrError;
@@ -29,6 +33,7 @@ const OCI_TAG_PATTERN: &str = "[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}";
 pub const MAX_RESULTS: i64 = 1000;
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_REFERRER_RESULTS: i64 = 50;
+pub const MAX_PREVIEW_RESULTS: i64 = 100;
 pub const MAX_MANIFEST_BYTES: usize = 4_194_304;
 pub const MAX_LAYER_PART_BYTES: usize = 20_971_520;
 pub use berth_registry::settings::MAX_RESOURCE_TAGS;
@@ -397,6 +402,12 @@ impl ListImagesRequest {
     }
 }
 
+impl GetLifecyclePolicyPreviewRequest {
+    pub fn page_size(&self) -> usize {
+        self.max_results.map_or(MAX_PREVIEW_RESULTS as usize, |n| n.clamp(1, MAX_PREVIEW_RESULTS) as usize)
+    }
+}
+
 impl ListImageReferrersRequest {
     pub fn page_size(&self) -> usize {
         self.max_results.map_or(MAX_REFERRER_RESULTS as usize, |n| {
@@ -687,6 +698,63 @@ impl Validate for PutImageTagMutabilityRequest {
             self.image_tag_mutability,
             &self.image_tag_mutability_exclusion_filters,
         )
+    }
+}
+
+fn lifecycle_policy_text(text: &str) -> Result<(), EcrError> {
+    length("lifecyclePolicyText", text, MIN_LIFECYCLE_POLICY_LENGTH, MAX_LIFECYCLE_POLICY_LENGTH)
+}
+
+impl Validate for PutLifecyclePolicyRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)?;
+        lifecycle_policy_text(&self.lifecycle_policy_text)
+    }
+}
+
+impl Validate for LifecyclePolicyRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)
+    }
+}
+
+impl Validate for StartLifecyclePolicyPreviewRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)?;
+        self.lifecycle_policy_text.as_deref().map_or(Ok(()), lifecycle_policy_text)
+    }
+}
+
+impl Validate for GetLifecyclePolicyPreviewRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)?;
+        if let Some(ids) = &self.image_ids {
+            image_ids(ids)?;
+        }
+        max_results(self.max_results, MAX_PREVIEW_RESULTS)?;
+        if let Some(status) = self.filter.as_ref().and_then(|f| f.tag_status) {
+            enum_value("filter.tagStatus", status == TagStatus::Unrecognized, TagStatus::VALUES)?;
+        }
+        no_paging_with("imageIds", self.image_ids.is_some(), &self.next_token, self.max_results)
+    }
+}
+
+impl Validate for SetRepositoryPolicyRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)?;
+        length("policyText", &self.policy_text, 0, MAX_REPOSITORY_POLICY_LENGTH)
+    }
+}
+
+impl Validate for RepositoryPolicyRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)
     }
 }
 

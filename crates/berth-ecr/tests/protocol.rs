@@ -158,6 +158,14 @@ protocol_backend! {{
         describe_registry(DescribeRegistryRequest) -> DescribeRegistryResponse;
         list_image_referrers(ListImageReferrersRequest) -> ListImageReferrersResponse;
         put_image_tag_mutability(PutImageTagMutabilityRequest) -> PutImageTagMutabilityResponse;
+        put_lifecycle_policy(PutLifecyclePolicyRequest) -> PutLifecyclePolicyResponse;
+        get_lifecycle_policy(GetLifecyclePolicyRequest) -> GetLifecyclePolicyResponse;
+        delete_lifecycle_policy(DeleteLifecyclePolicyRequest) -> DeleteLifecyclePolicyResponse;
+        start_lifecycle_policy_preview(StartLifecyclePolicyPreviewRequest) -> StartLifecyclePolicyPreviewResponse;
+        get_lifecycle_policy_preview(GetLifecyclePolicyPreviewRequest) -> GetLifecyclePolicyPreviewResponse;
+        set_repository_policy(SetRepositoryPolicyRequest) -> SetRepositoryPolicyResponse;
+        get_repository_policy(GetRepositoryPolicyRequest) -> GetRepositoryPolicyResponse;
+        delete_repository_policy(DeleteRepositoryPolicyRequest) -> DeleteRepositoryPolicyResponse;
 }
 
 fn secrets() -> Arc<dyn SecretLookup> {
