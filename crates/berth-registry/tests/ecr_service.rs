@@ -180,3 +180,53 @@ async fn the_last_tag_takes_the_image_unless_an_index_lists_it() {
     let refused = registry.delete_images(&repo, &[ImageSelector::Digest(child)]).await.unwrap();
     assert!(matches!(refused[0], Err(RegistryError::ManifestReferenced { .. })));
 }
+
+/// An OCI index listing `children` (digest, exact bytes, media type).
+fn index(children: &[(&Digest, &str, &str)]) -> String {
+    let entries: Vec<String> = children
+        .iter()
+        .map(|(digest, content, media_type)| {
+            format!(r#"{{"mediaType":"{media_type}","digest":"{digest}","size":{}}}"#, content.len())
+        })
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{}]}}"#,
+        entries.join(",")
+    )
+}
+
+#[tokio::test]
+async fn lifecycle_runs_delete_nested_indexes_outermost_first_and_record_the_run() {
+    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
+    let repo = name("team/life");
+    registry.create_repository(&repo, &RepositorySettings::default()).await.unwrap();
+    let config = blob(&registry, &repo, b"{}").await;
+    let layer = blob(&registry, &repo, b"hello").await;
+    let child = manifest(&config, &layer, 1);
+    let child_digest = put(&registry, &repo, &child, None).await;
+    let inner = index(&[(&child_digest, &child, MANIFEST)]);
+    let inner_digest = put(&registry, &repo, &inner, None).await;
+    let outer = index(&[(&inner_digest, &inner, INDEX)]);
+    put(&registry, &repo, &outer, Some("release-1")).await;
+    let newest = put(&registry, &repo, &manifest(&config, &layer, 2), Some("release-2")).await;
+
+    let policy = r#"{"rules":[{"rulePriority":1,"description":"keep the newest release","selection":{"tagStatus":"tagged","tagPrefixList":["release"],"countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#;
+    assert!(matches!(registry.run_lifecycle_policies().await, Ok(0)), "no policy, nothing expires");
+    registry.start_lifecycle_preview(&repo, Some(policy)).await.unwrap();
+    let preview = registry.lifecycle_preview(&repo).await.unwrap();
+    assert_eq!(preview.results.len(), 3, "the release-1 index, the index it lists and that one's child");
+    assert!(preview.results.iter().all(|r| r.rule_priority == 1));
+
+    registry.put_lifecycle_policy(&repo, policy).await.unwrap();
+    assert_eq!(registry.lifecycle_policy(&repo).await.unwrap().last_evaluated_at, None);
+    // The store refuses to delete a manifest an index lists, so this only succeeds in order.
+    assert_eq!(registry.run_lifecycle_policies().await.unwrap(), 3);
+    let (left, _) = registry.list_images(&repo, None, 10, TagStatus::Any).await.unwrap();
+    assert_eq!(left.iter().map(|i| i.manifest.digest.clone()).collect::<Vec<_>>(), vec![newest]);
+    let evaluated = registry.lifecycle_policy(&repo).await.unwrap().last_evaluated_at.unwrap();
+    assert!((berth_registry::now_millis() - evaluated).abs() < 60_000);
+    assert_eq!(registry.run_lifecycle_policies().await.unwrap(), 0, "a second run finds nothing more");
+}
