@@ -35,6 +35,7 @@ install_test_tools() {
   apt_install skopeo jq curl ca-certificates podman buildah containerd docker-registry
   have docker || apt_install docker.io
   python3 -c 'import boto3, awscli' 2>/dev/null || pip install -q awscli boto3
+  have moto_server || pip install -q 'moto[server]'
 }
 
 # start_berth DATA_DIR [ARGS...]: starts `berth serve` on a free loopback port in the background;

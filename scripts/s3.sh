@@ -7,9 +7,10 @@
 #   bash scripts/s3.sh start|stop          # the same from outside; start prints the exports
 #
 # Idempotent: starting again reuses the server still answering from $BERTH_S3_DIR, stopping
-# what is not running does nothing. moto accepts any credentials; clients still need some (the
-# S3 client otherwise asks the EC2 instance metadata service), so berth_s3_start exports
-# AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY test values when none are set.
+# what is not running does nothing. moto accepts any credentials, but clients must send some
+# (without any, the S3 client asks the EC2 instance metadata service): set AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY for the berth processes (not exported here: they would leak into the
+# ECR client suites' environment).
 
 BERTH_S3_DIR=${BERTH_S3_DIR:-${TMPDIR:-/tmp}/berth-s3-$(id -u)}
 BERTH_S3_BUCKET=berth-test
@@ -55,7 +56,6 @@ _berth_s3_free_port() {
 _berth_s3_export() {
   export BERTH_TEST_S3_ENDPOINT BERTH_TEST_S3_BUCKET=$BERTH_S3_BUCKET
   BERTH_TEST_S3_ENDPOINT=$(_berth_s3_endpoint) || return 1
-  export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-berth-test} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-berth-test}
   echo "export BERTH_TEST_S3_ENDPOINT=$BERTH_TEST_S3_ENDPOINT BERTH_TEST_S3_BUCKET=$BERTH_TEST_S3_BUCKET"
 }
 

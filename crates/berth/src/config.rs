@@ -19,6 +19,21 @@ pub struct ServeArgs {
     /// PostgreSQL URL for shared metadata (several servers, one database); default: embedded SQLite in the data dir.
     #[arg(long, env = "BERTH_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Keep blobs in this S3 bucket (shared by several servers) instead of the data dir.
+    #[arg(long, env = "BERTH_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// URL of an S3-compatible server (MinIO, Ceph, ...) [default: AWS S3]
+    #[arg(long, env = "BERTH_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// The bucket's region [default: AWS_REGION / AWS_DEFAULT_REGION, else us-east-1]
+    #[arg(long, env = "BERTH_S3_REGION")]
+    s3_region: Option<String>,
+    /// Key prefix for Berth's objects, so one bucket can serve several registries.
+    #[arg(long, env = "BERTH_S3_PREFIX")]
+    s3_prefix: Option<String>,
+    /// Allow an http:// S3 endpoint.
+    #[arg(long, env = "BERTH_S3_ALLOW_HTTP")]
+    s3_allow_http: bool,
     /// TOML file with any of the settings below (flags and environment override it).
     #[arg(long, env = "BERTH_CONFIG")]
     config: Option<PathBuf>,
@@ -79,6 +94,15 @@ struct FileConfig {
     region: Option<String>,
     public_url: Option<String>,
     database_url: Option<String>,
+    s3_bucket: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_prefix: Option<String>,
+    s3_allow_http: Option<bool>,
+    /// Explicit S3 credentials; otherwise the standard AWS environment variables (kept out of
+    /// flags so they never show in a process listing).
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +122,8 @@ pub struct ServeConfig {
     pub token_lifetime: Duration,
     /// `None`: SQLite in the data directory.
     pub database_url: Option<String>,
+    /// `None`: blobs on the filesystem under the data directory.
+    pub s3: Option<berth_storage::S3Config>,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub create_on_push: bool,
@@ -157,14 +183,39 @@ impl ServeArgs {
                 "the public URL must be http(s)://host[:port] without a path, not {url:?}"
             );
         }
+        let s3 = match self.s3_bucket.or(file.s3_bucket) {
+            Some(bucket) => Some(berth_storage::S3Config {
+                bucket,
+                endpoint: self.s3_endpoint.or(file.s3_endpoint),
+                region: self.s3_region.or(file.s3_region),
+                prefix: self.s3_prefix.or(file.s3_prefix),
+                allow_http: self.s3_allow_http || file.s3_allow_http.unwrap_or(false),
+                access_key_id: file.s3_access_key_id,
+                secret_access_key: file.s3_secret_access_key,
+            }),
+            None => {
+                let s3_flags = self.s3_endpoint.is_some()
+                    || self.s3_region.is_some()
+                    || self.s3_prefix.is_some()
+                    || self.s3_allow_http;
+                anyhow::ensure!(
+                    !s3_flags,
+                    "the S3 settings need a bucket: --s3-bucket (or BERTH_S3_BUCKET, s3_bucket)"
+                );
+                None
+            }
+        };
         Ok(ServeConfig {
             tls,
             plain_http: loopback || self.insecure_http,
             no_auth: self.no_auth,
             anonymous_pull: self.anonymous_pull || file.anonymous_pull.unwrap_or(false),
             database_url: self.database_url.or(file.database_url),
+            s3,
             token_lifetime: Duration::from_secs(
-                self.token_lifetime_secs.or(file.token_lifetime_secs).unwrap_or(berth_auth::DEFAULT_TOKEN_LIFETIME.as_secs()),
+                self.token_lifetime_secs
+                    .or(file.token_lifetime_secs)
+                    .unwrap_or(berth_auth::DEFAULT_TOKEN_LIFETIME.as_secs()),
             ),
             listen,
             data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("berth-data")),

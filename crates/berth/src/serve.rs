@@ -7,7 +7,7 @@ use anyhow::Context;
 use berth_meta::{MetadataStore, PostgresStore, SqliteStore};
 use berth_auth::{AuthMode, Authenticator, Identities, MasterKey, Principal, RootBootstrap, RootKeys, TokenIssuer};
 use berth_registry::{Registry, RegistryConfig, UrlSigningKey};
-use berth_storage::{BlobStore, FsBlobStore};
+use berth_storage::{BlobStore, FsBlobStore, S3BlobStore};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -35,7 +35,13 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             SqliteStore::open(&config.data_dir.join("metadata.db")).await.context("opening the metadata database")?,
         ),
     };
-    let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&config.data_dir).await.context("opening blob storage")?);
+    let blobs: Arc<dyn BlobStore> = match &config.s3 {
+        Some(s3) => {
+            tracing::info!(bucket = s3.bucket, prefix = s3.prefix, endpoint = s3.endpoint, "blobs in S3");
+            Arc::new(S3BlobStore::open(s3.clone()).await.context("opening S3 blob storage")?)
+        }
+        None => Arc::new(FsBlobStore::open(&config.data_dir).await.context("opening blob storage")?),
+    };
     let url_signing_key = UrlSigningKey::load_or_create(&config.data_dir.join("keys").join("url-signing.key"))
         .context("loading the download-URL signing key")?;
     let registry = Arc::new(Registry::new(
