@@ -208,11 +208,6 @@ impl LifecyclePolicy {
         }
         Ok(LifecyclePolicy { rules: parsed })
     }
-
-    /// The priorities of the rules, ascending.
-    pub fn priorities(&self) -> impl Iterator<Item = u32> + '_ {
-        self.rules.iter().map(|r| r.priority)
-    }
 }
 
 impl Rule {
@@ -541,13 +536,13 @@ mod tests {
             ),
             rule(9, serde_json::json!({"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 100})),
         ]));
-        assert_eq!(p.priorities().collect::<Vec<_>>(), vec![1, 2, 5, 9]);
+        assert_eq!(p.rules.iter().map(|r| r.priority).collect::<Vec<_>>(), vec![1, 2, 5, 9]);
         // Priorities need not be sequential nor listed in order.
         let p = policy(serde_json::json!([
             rule(20, serde_json::json!({"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1})),
             rule(3, serde_json::json!({"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 1})),
         ]));
-        assert_eq!(p.priorities().collect::<Vec<_>>(), vec![3, 20]);
+        assert_eq!(p.rules.iter().map(|r| r.priority).collect::<Vec<_>>(), vec![3, 20]);
     }
 
     #[test]
