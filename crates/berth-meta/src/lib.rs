@@ -188,6 +188,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn touch_upload(&self, id: &str, now: Millis) -> Result<()>;
     /// Returns whether it existed.
     async fn delete_upload(&self, id: &str) -> Result<bool>;
+    /// Deletes finished sessions in one write (one commit for many; missing ids are skipped).
+    async fn delete_uploads(&self, ids: &[String]) -> Result<()>;
     /// Sessions not updated since `before`.
     async fn stale_uploads(&self, before: Millis) -> Result<Vec<UploadSession>>;
 

@@ -451,6 +451,11 @@ impl MetadataStore for PostgresStore {
         Shared::delete_upload(&self.pool, id).await
     }
 
+    async fn delete_uploads(&self, ids: &[String]) -> Result<()> {
+        sqlx::query("DELETE FROM uploads WHERE id = ANY($1)").bind(ids).execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn stale_uploads(&self, before: Millis) -> Result<Vec<UploadSession>> {
         Shared::stale_uploads(&self.pool, before).await
     }

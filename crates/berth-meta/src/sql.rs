@@ -20,6 +20,15 @@ impl From<sqlx::Error> for MetaError {
     }
 }
 
+/// Maps a foreign-key violation of a row naming `repo` to `RepositoryNotFound`: lets a
+/// single-statement write skip the existence read (one statement, one round trip to the database).
+pub(crate) fn repository_gone(repo: &str) -> impl FnOnce(sqlx::Error) -> MetaError + '_ {
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => MetaError::RepositoryNotFound(repo.to_owned()),
+        _ => e.into(),
+    }
+}
+
 pub(crate) fn check_schema_version(version: i64) -> Result<()> {
     if version > SCHEMA_VERSION {
         return Err(MetaError::Backend(format!(
@@ -286,7 +295,8 @@ where
         .bind(size_param(size)?)
         .bind(now)
         .execute(db)
-        .await?;
+        .await
+        .map_err(repository_gone(repo.as_str()))?;
         Ok(())
     }
 
@@ -506,7 +516,8 @@ where
             .bind(session.created_at)
             .bind(session.updated_at)
             .execute(db)
-            .await?;
+            .await
+            .map_err(repository_gone(&session.repo))?;
         Ok(())
     }
 

@@ -16,8 +16,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Sqlite, Transaction};
 
 use crate::sql::{
-    ManifestRow, Statements, check_schema_version, checked_tag_move, image_size, limit_param, select_manifest,
-    stored_size,
+    ManifestRow, Statements, check_schema_version, checked_tag_move, image_size, limit_param, parse_digest,
+    select_manifest, stored_size,
 };
 use crate::{
     ImageRecord, ManifestRecord, MetaError, MetadataStore, Millis, PutManifest, PutOutcome, Repository, Result,
@@ -148,6 +148,11 @@ async fn migrate(writer: &SqlitePool) -> Result<()> {
     Ok(())
 }
 
+/// `items` as a JSON array for `json_each`; digests need no escaping, but serde makes that moot.
+fn json_list(items: &[&str]) -> String {
+    serde_json::to_string(items).expect("a list of strings serializes")
+}
+
 /// The statements SQLite runs like PostgreSQL.
 type Shared = Statements<Sqlite>;
 
@@ -201,13 +206,8 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn link_blob(&self, repo: &RepositoryName, digest: &Digest, size: u64, now: Millis) -> Result<()> {
-        let mut tx = self.write().await?;
-        if !repository_exists(&mut tx, repo.as_str()).await? {
-            return Err(MetaError::RepositoryNotFound(repo.to_string()));
-        }
-        Shared::link_blob(&mut *tx, repo, digest, size, now).await?;
-        tx.commit().await?;
-        Ok(())
+        // One autocommit statement; the foreign key says whether the repository exists.
+        Shared::link_blob(&self.writer, repo, digest, size, now).await
     }
 
     async fn linked_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
@@ -226,33 +226,43 @@ impl MetadataStore for SqliteStore {
         let repo = put.repo.as_str();
         // The write lock, taken at BEGIN, serialises pushes from every process on the file.
         let mut tx = self.write().await?;
-        if !repository_exists(&mut tx, repo).await? {
+        // Each check is one statement over the whole list (json_each), not one per digest.
+        let blobs: Vec<&str> = put.blobs.iter().map(|(digest, _)| digest.as_str()).collect();
+        let missing_blob: Option<String> = sqlx::query_scalar(
+            "SELECT j.value FROM json_each($2) j WHERE NOT EXISTS \
+             (SELECT 1 FROM blob_links b WHERE b.repo = $1 AND b.digest = j.value) ORDER BY j.key LIMIT 1",
+        )
+        .bind(repo)
+        .bind(json_list(&blobs))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let children: Vec<&str> = put.children.iter().map(Digest::as_str).collect();
+        let child_rows: Vec<(String, Option<i64>)> = if children.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(
+                "SELECT j.value, m.image_size FROM json_each($2) j \
+                 LEFT JOIN manifests m ON m.repo = $1 AND m.digest = j.value ORDER BY j.key",
+            )
+            .bind(repo)
+            .bind(json_list(&children))
+            .fetch_all(&mut *tx)
+            .await?
+        };
+        let missing_child = child_rows.iter().find(|(_, size)| size.is_none());
+        // Linked blobs and present children prove the repository exists (their rows cascade from
+        // it); only a failed check, or a manifest needing nothing, has to look the repository up.
+        let proven = (missing_blob.is_none() && !blobs.is_empty()) || (missing_child.is_none() && !children.is_empty());
+        if !proven && !repository_exists(&mut tx, repo).await? {
             return Err(MetaError::RepositoryNotFound(repo.to_owned()));
         }
-
-        for (digest, _) in put.blobs {
-            let linked: Option<i64> = sqlx::query_scalar("SELECT 1 FROM blob_links WHERE repo = $1 AND digest = $2")
-                .bind(repo)
-                .bind(digest.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if linked.is_none() {
-                return Err(MetaError::BlobUnknown(digest.clone()));
-            }
+        if let Some(digest) = missing_blob {
+            return Err(MetaError::BlobUnknown(parse_digest(&digest)?));
         }
-        let mut child_sizes = Vec::with_capacity(put.children.len());
-        for child in put.children {
-            let child_size: Option<i64> =
-                sqlx::query_scalar("SELECT image_size FROM manifests WHERE repo = $1 AND digest = $2")
-                    .bind(repo)
-                    .bind(child.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let Some(child_size) = child_size else {
-                return Err(MetaError::ManifestUnknown(child.clone()));
-            };
-            child_sizes.push(stored_size(child_size)?);
+        if let Some((digest, _)) = missing_child {
+            return Err(MetaError::ManifestUnknown(parse_digest(digest)?));
         }
+        let child_sizes = child_rows.iter().map(|(_, size)| stored_size(size.unwrap_or(0))).collect::<Result<Vec<_>>>()?;
 
         let previous_tag_target = match put.tag {
             None => None,
@@ -375,13 +385,8 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn create_upload(&self, session: &UploadSession) -> Result<()> {
-        let mut tx = self.write().await?;
-        if !repository_exists(&mut tx, &session.repo).await? {
-            return Err(MetaError::RepositoryNotFound(session.repo.clone()));
-        }
-        Shared::create_upload(&mut *tx, session).await?;
-        tx.commit().await?;
-        Ok(())
+        // One autocommit statement; the foreign key says whether the repository exists.
+        Shared::create_upload(&self.writer, session).await
     }
 
     async fn get_upload(&self, id: &str) -> Result<Option<UploadSession>> {
@@ -394,6 +399,15 @@ impl MetadataStore for SqliteStore {
 
     async fn delete_upload(&self, id: &str) -> Result<bool> {
         Shared::delete_upload(&self.writer, id).await
+    }
+
+    async fn delete_uploads(&self, ids: &[String]) -> Result<()> {
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        sqlx::query("DELETE FROM uploads WHERE id IN (SELECT value FROM json_each($1))")
+            .bind(json_list(&ids))
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     async fn stale_uploads(&self, before: Millis) -> Result<Vec<UploadSession>> {

@@ -663,8 +663,20 @@ async fn upload_sessions(store: &dyn MetadataStore) {
     assert_eq!(store.get_upload(&old).await.unwrap(), None, "touching a finished session does not revive it");
     assert_eq!(
         ours(store.stale_uploads(i64::MAX).await.unwrap()).iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
-        vec![young]
+        vec![young.clone()]
     );
+
+    let (done_a, done_b, kept) = (unique("done-a"), unique("done-b"), unique("kept"));
+    for id in [&done_a, &done_b, &kept] {
+        store.create_upload(&session(id, 1_000)).await.unwrap();
+    }
+    store.delete_uploads(&[done_a.clone(), old.clone(), done_b.clone(), young.clone()]).await.unwrap();
+    for gone in [&done_a, &done_b, &young] {
+        assert_eq!(store.get_upload(gone).await.unwrap(), None, "{gone} is deleted in the batch");
+    }
+    assert_eq!(store.get_upload(&kept).await.unwrap(), Some(session(&kept, 1_000)), "an unlisted session stays");
+    store.delete_uploads(&[]).await.unwrap();
+    assert!(store.delete_upload(&kept).await.unwrap());
 }
 
 async fn users(store: &dyn MetadataStore) {

@@ -218,6 +218,24 @@ impl Registry {
         }
     }
 
+    fn finished_uploads(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.finished_uploads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Deletes the session rows of uploads finished since the last call, in one write (also
+    /// called on shutdown).
+    pub async fn flush_finished_uploads(&self) -> Result<()> {
+        let finished = std::mem::take(&mut *self.finished_uploads());
+        if finished.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.meta.delete_uploads(&finished).await {
+            self.finished_uploads().extend(finished);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
     fn live_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, RepositoryName>> {
         self.live_sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -313,9 +331,11 @@ impl Registry {
         }
         self.blobs.commit(id, digest).await?;
         self.meta.link_blob(repo, digest, len, now_millis()).await?;
-        self.meta.delete_upload(id).await?;
         drop(state);
         self.forget_upload_state(id);
+        // The session row goes in the next batch: with its data committed away, the session
+        // answers "unknown" already, and one commit per batch beats one per blob.
+        self.finished_uploads().push(id.to_owned());
         Ok(actual)
     }
 

@@ -123,6 +123,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     server.serve(tcp, app, shutdown_signal()).await?;
     maintenance.abort();
     registry.flush_pulls().await;
+    if let Err(e) = registry.flush_finished_uploads().await {
+        tracing::warn!(error = %e, "deleting finished upload sessions failed");
+    }
     meta.close().await;
     tracing::info!("stopped");
     Ok(())
