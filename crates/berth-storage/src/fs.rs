@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use berth_spec::Digest;
 use futures::StreamExt;
-use tokio::fs::{self, File, OpenOptions};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use futures::stream::BoxStream;
+use tokio::fs::{self, File};
+use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
 use crate::{BlobStore, ByteStream, ChunkObserver, StoreError};
@@ -54,8 +55,41 @@ fn not_found_as_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
     }
 }
 
-async fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir).await?.sync_all().await
+/// `len` bytes from `file`'s position, in `READ_CHUNK` pieces each read straight into the buffer
+/// that goes out (tokio's `File` would copy every byte once more through its own buffer).
+fn file_chunks(file: std::fs::File, len: u64) -> ByteStream {
+    futures::stream::try_unfold((file, len), |(file, remaining)| async move {
+        if remaining == 0 {
+            return Ok(None);
+        }
+        let want = remaining.min(READ_CHUNK as u64);
+        let (file, chunk) = tokio::task::spawn_blocking(move || -> io::Result<(std::fs::File, Vec<u8>)> {
+            let mut chunk = Vec::with_capacity(want as usize);
+            std::io::Read::read_to_end(&mut std::io::Read::take(&file, want), &mut chunk)?;
+            Ok((file, chunk))
+        })
+        .await
+        .map_err(io::Error::other)??;
+        if chunk.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob file is shorter than its size"));
+        }
+        let read = chunk.len() as u64;
+        Ok(Some((bytes::Bytes::from(chunk), (file, remaining - read))))
+    })
+    .boxed()
+}
+
+/// fsync(file) → rename → fsync(dir); an existing blob makes the staged copy redundant.
+fn commit_file(from: &Path, to: &Path) -> io::Result<()> {
+    if to.try_exists()? {
+        std::fs::remove_file(from).ok();
+        return Ok(());
+    }
+    std::fs::File::open(from)?.sync_all()?;
+    let dir = to.parent().expect("blob path has a parent");
+    std::fs::create_dir_all(dir)?;
+    std::fs::rename(from, to)?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[async_trait]
@@ -74,12 +108,17 @@ impl BlobStore for FsBlobStore {
         observe: ChunkObserver<'_>,
     ) -> Result<u64, StoreError> {
         let path = self.upload_path(upload)?;
-        let mut file = match OpenOptions::new().write(true).open(&path).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::UploadNotFound(upload.to_owned())),
-            Err(e) => return Err(e.into()),
-        };
-        let current = file.metadata().await?.len();
+        // Open, check the length and seek in one blocking task (one thread hand-off, not three).
+        let opened = tokio::task::spawn_blocking(move || -> io::Result<(std::fs::File, u64)> {
+            let mut file = std::fs::OpenOptions::new().write(true).open(&path)?;
+            let current = file.metadata()?.len();
+            std::io::Seek::seek(&mut file, SeekFrom::Start(offset))?;
+            Ok((file, current))
+        })
+        .await
+        .map_err(io::Error::other)?;
+        let (file, current) =
+            not_found_as_none(opened)?.ok_or_else(|| StoreError::UploadNotFound(upload.to_owned()))?;
         if current != offset {
             return Err(StoreError::OffsetMismatch { current });
         }
@@ -110,25 +149,18 @@ impl BlobStore for FsBlobStore {
 
     async fn read_upload(&self, upload: &str) -> Result<ByteStream, StoreError> {
         let path = self.upload_path(upload)?;
-        let file = not_found_as_none(File::open(&path).await)?.ok_or_else(|| StoreError::UploadNotFound(upload.to_owned()))?;
+        let file =
+            not_found_as_none(File::open(&path).await)?.ok_or_else(|| StoreError::UploadNotFound(upload.to_owned()))?;
         Ok(ReaderStream::with_capacity(file, READ_CHUNK).boxed())
     }
 
     async fn commit(&self, upload: &str, digest: &Digest) -> Result<(), StoreError> {
         let from = self.upload_path(upload)?;
         let to = self.blob_path(digest);
-        if fs::try_exists(&to).await? {
-            fs::remove_file(&from).await.ok();
-            return Ok(());
-        }
-        let file = not_found_as_none(File::open(&from).await)?.ok_or_else(|| StoreError::UploadNotFound(upload.to_owned()))?;
-        file.sync_all().await?;
-        drop(file);
-        let dir = to.parent().expect("blob path has a parent");
-        fs::create_dir_all(dir).await?;
-        fs::rename(&from, &to).await?;
-        sync_dir(dir).await?;
-        Ok(())
+        // One blocking task for the whole sequence: each tokio::fs call is a thread hand-off, and
+        // small pushes are dominated by such per-call costs, not by the bytes.
+        let committed = tokio::task::spawn_blocking(move || commit_file(&from, &to)).await.map_err(io::Error::other)?;
+        not_found_as_none(committed)?.ok_or_else(|| StoreError::UploadNotFound(upload.to_owned()))
     }
 
     async fn abort(&self, upload: &str) -> Result<(), StoreError> {
@@ -142,19 +174,26 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<ByteStream, StoreError> {
-        let mut file = not_found_as_none(File::open(self.blob_path(digest)).await)?
-            .ok_or_else(|| StoreError::BlobNotFound(digest.clone()))?;
-        match range {
-            None => Ok(ReaderStream::with_capacity(file, READ_CHUNK).boxed()),
-            Some(r) => {
-                let size = file.metadata().await?.len();
-                if r.start > r.end || r.end > size {
-                    return Err(StoreError::RangeNotSatisfiable { size });
+        let path = self.blob_path(digest);
+        // Open, size and seek in one blocking task.
+        let opened = tokio::task::spawn_blocking(move || -> io::Result<(std::fs::File, Result<u64, u64>)> {
+            let mut file = std::fs::File::open(&path)?;
+            let size = file.metadata()?.len();
+            let span = match range {
+                None => Ok(size),
+                Some(r) if r.start > r.end || r.end > size => Err(size),
+                Some(r) => {
+                    std::io::Seek::seek(&mut file, SeekFrom::Start(r.start))?;
+                    Ok(r.end - r.start)
                 }
-                file.seek(SeekFrom::Start(r.start)).await?;
-                Ok(ReaderStream::with_capacity(file.take(r.end - r.start), READ_CHUNK).boxed())
-            }
-        }
+            };
+            Ok((file, span))
+        })
+        .await
+        .map_err(io::Error::other)?;
+        let (file, span) = not_found_as_none(opened)?.ok_or_else(|| StoreError::BlobNotFound(digest.clone()))?;
+        let len = span.map_err(|size| StoreError::RangeNotSatisfiable { size })?;
+        Ok(file_chunks(file, len))
     }
 
     async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
