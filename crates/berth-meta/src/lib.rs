@@ -10,6 +10,7 @@
 //! - a manifest that an index in the same repository lists as a child cannot be deleted;
 //! - a tag always points at a manifest that exists in its repository.
 
+mod gc;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -192,6 +193,28 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn delete_uploads(&self, ids: &[String]) -> Result<()>;
     /// Sessions not updated since `before`.
     async fn stale_uploads(&self, before: Millis) -> Result<Vec<UploadSession>>;
+
+    // ---- garbage collection (ARCHITECTURE.md, "Garbage collection")
+    /// Removes blob links that no manifest of their repository needs and that no push touched
+    /// since `before`; links released by a manifest delete are first stamped with `now` (their
+    /// grace period starts when GC first sees them). Returns how many went. With `dry_run`, only
+    /// counts the links past their grace period.
+    async fn release_unreferenced_links(&self, before: Millis, now: Millis, dry_run: bool) -> Result<u64>;
+    /// Of `digests` (blobs found in storage), returns those no repository links, and (unless
+    /// `dry_run`) makes each a collection candidate as of `now` if it is not one already.
+    async fn note_unlinked_blobs(&self, digests: &[Digest], now: Millis, dry_run: bool) -> Result<Vec<Digest>>;
+    /// Candidates noted before `before`, and deletions begun before `stalled_before` (their GC died).
+    async fn due_blob_candidates(&self, before: Millis, stalled_before: Millis) -> Result<Vec<Digest>>;
+    /// Marks a due candidate (see `due_blob_candidates`) as being deleted, as of `now`, and
+    /// returns true: the caller then deletes the data and calls `finish_blob_deletion` with the
+    /// same `now`. False if it is not due, or is linked again (which ends its candidacy).
+    async fn begin_blob_deletion(&self, digest: &Digest, before: Millis, stalled_before: Millis, now: Millis)
+    -> Result<bool>;
+    async fn finish_blob_deletion(&self, digest: &Digest, started: Millis) -> Result<()>;
+    /// A push is about to link `digest` (its data is in storage, or about to be): ends any
+    /// candidacy, so GC cannot delete the data under the push. False while a GC is deleting the
+    /// data: the caller waits for that to finish and asks again, then writes the data anew.
+    async fn cancel_blob_collection(&self, digest: &Digest) -> Result<bool>;
 
     // ---- credentials
     /// Fails with `UserExists` (same name or same access key id).

@@ -165,6 +165,10 @@ async fn migrate(pool: &PgPool) -> Result<()> {
     let version: i64 =
         sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'schema_version'").fetch_one(&mut *tx).await?;
     check_schema_version(version)?;
+    if version < 2 {
+        sqlx::raw_sql(crate::gc::POSTGRES_V2).execute(&mut *tx).await?;
+        Shared::backfill_manifest_blobs(&mut tx).await?;
+    }
     tx.commit().await?;
     Ok(())
 }
@@ -495,6 +499,89 @@ impl MetadataStore for PostgresStore {
 
     async fn credentials_generation(&self) -> Result<i64> {
         Shared::credentials_generation(&self.pool).await
+    }
+
+    async fn release_unreferenced_links(&self, before: Millis, now: Millis, dry_run: bool) -> Result<u64> {
+        if dry_run {
+            return Shared::count_releasable_links(&self.pool, before).await;
+        }
+        let mut released = 0;
+        for repo in Shared::repositories_with_releasable_links(&self.pool, before).await? {
+            let mut tx = self.pool.begin().await?;
+            // As a push would: put_manifest checks links under this lock, so a link cannot go
+            // between its check and its commit.
+            if lock_repository(&mut tx, &repo, RepositoryLock::ChangeContent).await? {
+                released += Shared::release_links(&mut tx, &repo, before, now).await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(released)
+    }
+
+    async fn note_unlinked_blobs(&self, digests: &[Digest], now: Millis, dry_run: bool) -> Result<Vec<Digest>> {
+        let mut unlinked = Vec::new();
+        for digest in digests {
+            if !Shared::is_linked_anywhere(&self.pool, digest.as_str()).await? {
+                unlinked.push(digest.clone());
+            }
+        }
+        if !dry_run && !unlinked.is_empty() {
+            // In digest order, so two servers noting overlapping batches cannot deadlock.
+            let mut sorted: Vec<&Digest> = unlinked.iter().collect();
+            sorted.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            let mut tx = self.pool.begin().await?;
+            for digest in sorted {
+                Shared::note_candidate(&mut *tx, digest.as_str(), now).await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(unlinked)
+    }
+
+    async fn due_blob_candidates(&self, before: Millis, stalled_before: Millis) -> Result<Vec<Digest>> {
+        Shared::due_candidates(&self.pool, before, stalled_before).await
+    }
+
+    async fn begin_blob_deletion(
+        &self,
+        digest: &Digest,
+        before: Millis,
+        stalled_before: Millis,
+        now: Millis,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        // The row lock orders this against a push's cancel_blob_collection on any server.
+        let due: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM blob_candidates WHERE digest = $1 \
+             AND ((deleting_at IS NULL AND since < $2) OR deleting_at < $3) FOR UPDATE",
+        )
+        .bind(digest.as_str())
+        .bind(before)
+        .bind(stalled_before)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if due.is_none() {
+            return Ok(false);
+        }
+        let claimed = Shared::claim_candidate(&mut tx, digest, now).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn finish_blob_deletion(&self, digest: &Digest, started: Millis) -> Result<()> {
+        Shared::finish_blob_deletion(&self.pool, digest, started).await
+    }
+
+    async fn cancel_blob_collection(&self, digest: &Digest) -> Result<bool> {
+        // Almost every blob a push links is no candidate: a read settles it.
+        // A candidate noted after this read is protected by its grace period.
+        if Shared::candidate_state(&self.pool, digest).await?.is_none() {
+            return Ok(true);
+        }
+        let mut tx = self.pool.begin().await?;
+        let cancelled = Shared::cancel_candidate(&mut tx, digest).await?;
+        tx.commit().await?;
+        Ok(cancelled)
     }
 
     async fn close(&self) {

@@ -10,7 +10,7 @@ use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 use crate::{ManifestRecord, MetaError, Millis, PutManifest, Repository, Result, UploadSession, UserRecord};
 
 /// Bumped whenever the schema changes; a database written by a newer version is refused.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// Every sqlx failure (I/O, constraint, pool closed) is a backend error to the caller; the
 /// expected conditions are checked explicitly and reported with their own variants.
@@ -287,8 +287,9 @@ where
         now: Millis,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO blob_links (repo, digest, size, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (repo, digest) DO NOTHING",
+            // Re-linking restarts the link's grace period: the push is about to reference it.
+            "INSERT INTO blob_links (repo, digest, size, created_at, touched_at) VALUES ($1, $2, $3, $4, $4) \
+             ON CONFLICT (repo, digest) DO UPDATE SET touched_at = excluded.touched_at",
         )
         .bind(repo.as_str())
         .bind(digest.as_str())
@@ -378,6 +379,7 @@ where
                 .execute(&mut *conn)
                 .await?;
             }
+            Self::record_manifest_blobs(&mut *conn, put).await?;
         }
         if let Some(tag) = put.tag
             && previous_tag_target != Some(put.digest)
@@ -438,7 +440,8 @@ where
         if let Some(parent) = parent {
             return Err(MetaError::ManifestReferenced { index: parse_digest(&parent)? });
         }
-        // Cascades to its tags and its own child edges.
+        Self::release_manifest_blobs(&mut *conn, repo, digest).await?;
+        // Cascades to its tags, its own child edges and its blob references.
         let deleted: Option<String> =
             sqlx::query_scalar("DELETE FROM manifests WHERE repo = $1 AND digest = $2 RETURNING digest")
                 .bind(repo.as_str())

@@ -144,6 +144,10 @@ async fn migrate(writer: &SqlitePool) -> Result<()> {
     let version: i64 =
         sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'schema_version'").fetch_one(&mut *tx).await?;
     check_schema_version(version)?;
+    if version < 2 {
+        sqlx::raw_sql(crate::gc::SQLITE_V2).execute(&mut *tx).await?;
+        Shared::backfill_manifest_blobs(&mut tx).await?;
+    }
     tx.commit().await?;
     Ok(())
 }
@@ -448,6 +452,82 @@ impl MetadataStore for SqliteStore {
         Shared::credentials_generation(&self.readers).await
     }
 
+    async fn release_unreferenced_links(&self, before: Millis, now: Millis, dry_run: bool) -> Result<u64> {
+        if dry_run {
+            return Shared::count_releasable_links(&self.readers, before).await;
+        }
+        let mut released = 0;
+        // A transaction per repository keeps each hold on the writer short.
+        for repo in Shared::repositories_with_releasable_links(&self.readers, before).await? {
+            let mut tx = self.write().await?;
+            released += Shared::release_links(&mut tx, &repo, before, now).await?;
+            tx.commit().await?;
+        }
+        Ok(released)
+    }
+
+    async fn note_unlinked_blobs(&self, digests: &[Digest], now: Millis, dry_run: bool) -> Result<Vec<Digest>> {
+        let mut unlinked = Vec::new();
+        for digest in digests {
+            if !Shared::is_linked_anywhere(&self.readers, digest.as_str()).await? {
+                unlinked.push(digest.clone());
+            }
+        }
+        if !dry_run && !unlinked.is_empty() {
+            let mut tx = self.write().await?;
+            for digest in &unlinked {
+                Shared::note_candidate(&mut *tx, digest.as_str(), now).await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(unlinked)
+    }
+
+    async fn due_blob_candidates(&self, before: Millis, stalled_before: Millis) -> Result<Vec<Digest>> {
+        Shared::due_candidates(&self.readers, before, stalled_before).await
+    }
+
+    async fn begin_blob_deletion(
+        &self,
+        digest: &Digest,
+        before: Millis,
+        stalled_before: Millis,
+        now: Millis,
+    ) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM blob_candidates WHERE digest = $1 \
+             AND ((deleting_at IS NULL AND since < $2) OR deleting_at < $3)",
+        )
+        .bind(digest.as_str())
+        .bind(before)
+        .bind(stalled_before)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if due.is_none() {
+            return Ok(false);
+        }
+        let claimed = Shared::claim_candidate(&mut tx, digest, now).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn finish_blob_deletion(&self, digest: &Digest, started: Millis) -> Result<()> {
+        Shared::finish_blob_deletion(&self.writer, digest, started).await
+    }
+
+    async fn cancel_blob_collection(&self, digest: &Digest) -> Result<bool> {
+        // Almost every blob a push links is no candidate: a read settles it without the writer.
+        // A candidate noted after this read is protected by its grace period.
+        if Shared::candidate_state(&self.readers, digest).await?.is_none() {
+            return Ok(true);
+        }
+        let mut tx = self.write().await?;
+        let cancelled = Shared::cancel_candidate(&mut tx, digest).await?;
+        tx.commit().await?;
+        Ok(cancelled)
+    }
+
     async fn close(&self) {
         self.readers.close().await;
         // Closing the last connection checkpoints the WAL into the main file.
@@ -542,6 +622,42 @@ mod tests {
         let found =
             store.get_manifest(&repo, &Reference::Tag(latest)).await.unwrap().expect("acknowledged put is lost");
         assert_eq!((found.digest, found.content.as_slice()), (digest, content));
+        store.close().await;
+    }
+
+    /// A database from before GC (schema 1) learns which blobs its manifests need, so its first
+    /// GC pass releases only links no manifest needs.
+    #[tokio::test]
+    async fn schema_1_database_learns_manifest_references() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let [config, layer, spare] = [b"config".as_slice(), b"layer", b"spare"].map(Digest::sha256_of);
+        let content = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":6}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":5}}]}}"#
+        );
+        let old = SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path).create_if_missing(true))
+            .await
+            .unwrap();
+        sqlx::raw_sql(SCHEMA).execute(&old).await.unwrap();
+        sqlx::query("INSERT INTO repositories VALUES ('old', 1, '{}')").execute(&old).await.unwrap();
+        for d in [&config, &layer, &spare] {
+            sqlx::query("INSERT INTO blob_links VALUES ('old', $1, 5, 1)").bind(d.as_str()).execute(&old).await.unwrap();
+        }
+        sqlx::query("INSERT INTO manifests (repo, digest, media_type, content, image_size, pushed_at) VALUES ('old', $1, $2, $3, 11, 1)")
+            .bind(Digest::sha256_of(content.as_bytes()).as_str())
+            .bind("application/vnd.oci.image.manifest.v1+json")
+            .bind(content.as_bytes())
+            .execute(&old)
+            .await
+            .unwrap();
+        old.close().await;
+
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(store.release_unreferenced_links(i64::MAX, 10, false).await.unwrap(), 1);
+        let repo = name("old");
+        assert_eq!(store.linked_blob(&repo, &spare).await.unwrap(), None);
+        assert!(store.linked_blob(&repo, &config).await.unwrap().is_some());
+        assert!(store.linked_blob(&repo, &layer).await.unwrap().is_some());
         store.close().await;
     }
 

@@ -28,6 +28,7 @@ pub async fn run_all(store: &dyn MetadataStore) {
     upload_sessions(store).await;
     users(store).await;
     concurrent_pushes_of_one_tag(store).await;
+    garbage_collection(store).await;
 }
 
 /// A name unique to this run and call, usable as a repository name, tag or user name.
@@ -783,4 +784,84 @@ async fn concurrent_pushes_of_one_tag(store: &dyn MetadataStore) {
     let created = join_all(racers).await.into_iter().map(Result::unwrap).filter(|o| o.manifest_created).count();
     assert_eq!(created, 1, "a new manifest pushed concurrently is created exactly once");
     assert_eq!(store.list_images(&repo, None, 100).await.unwrap().len(), PUSHERS + 1);
+}
+
+/// The bookkeeping of online GC (ARCHITECTURE.md, "Garbage collection"). Times start far above
+/// the other checks' and every digest is unique to the run, so what earlier checks and runs left
+/// in the store changes nothing asserted here.
+async fn garbage_collection(store: &dyn MetadataStore) {
+    const T: i64 = 1_000_000_000;
+    let (repo, other) = (new_repo(store, "gc").await, new_repo(store, "gc-other").await);
+    let label = unique("gc");
+    let [used, spare, shared, relinked] = ["used", "spare", "shared", "relinked"].map(|s| blob(&format!("{label}-{s}")));
+    for d in [&used, &spare, &shared, &relinked] {
+        store.link_blob(&repo, d, 5, T).await.unwrap();
+    }
+    store.link_blob(&other, &shared, 5, T).await.unwrap();
+    let (content, manifest) = manifest_bytes(&label);
+    store.put_manifest(image_put(&repo, &manifest, &content, &[(used.clone(), 5)], None, T)).await.unwrap();
+    let (other_content, other_manifest) = manifest_bytes(&format!("{label}-other"));
+    let other_blobs = [(shared.clone(), 5)];
+    store.put_manifest(image_put(&other, &other_manifest, &other_content, &other_blobs, None, T)).await.unwrap();
+    let linked = async |r: &RepositoryName, d: &Digest| store.linked_blob(r, d).await.unwrap().is_some();
+
+    // Links no manifest of their repository needs go once untouched for the grace period.
+    assert!(store.release_unreferenced_links(T + 10, T + 10, true).await.unwrap() >= 3);
+    assert!(linked(&repo, &spare).await, "a dry run removes nothing");
+    store.link_blob(&repo, &relinked, 5, T + 20).await.unwrap();
+    store.release_unreferenced_links(T + 10, T + 30, false).await.unwrap();
+    assert!(linked(&repo, &used).await, "a manifest needs it");
+    assert!(!linked(&repo, &spare).await && !linked(&repo, &shared).await, "nothing needs them");
+    assert!(linked(&other, &shared).await, "needed by a manifest of its own repository");
+    assert!(linked(&repo, &relinked).await, "re-linking restarts the grace period");
+
+    // A manifest delete releases its blobs; their grace period starts when GC first sees them.
+    store.delete_manifest(&repo, &manifest).await.unwrap();
+    store.release_unreferenced_links(T + 100, T + 100, false).await.unwrap();
+    store.release_unreferenced_links(T + 100, T + 200, false).await.unwrap();
+    assert!(linked(&repo, &used).await, "released at T+100, not before it");
+    store.release_unreferenced_links(T + 101, T + 300, false).await.unwrap();
+    assert!(!linked(&repo, &used).await);
+
+    // Blobs found in storage without a link become candidates, due after the grace period.
+    let found = [used.clone(), shared.clone(), spare.clone()];
+    assert_eq!(store.note_unlinked_blobs(&found, T + 400, true).await.unwrap(), vec![used.clone(), spare.clone()]);
+    assert!(!store.due_blob_candidates(i64::MAX, 0).await.unwrap().contains(&used), "a dry run notes nothing");
+    assert_eq!(store.note_unlinked_blobs(&found, T + 400, false).await.unwrap(), vec![used.clone(), spare.clone()]);
+    store.note_unlinked_blobs(&found, T + 500, false).await.unwrap();
+    let watched = [used.clone(), spare.clone(), shared.clone()];
+    let due = async |before: i64, stalled_before: i64| {
+        let due = store.due_blob_candidates(before, stalled_before).await.unwrap();
+        watched.clone().map(|d| due.contains(&d))
+    };
+    assert_eq!(due(T + 400, 0).await, [false, false, false], "grace period not over");
+    assert_eq!(due(T + 401, 0).await, [true, true, false], "noting again keeps the first sighting");
+
+    // A push about to link a blob ends its candidacy.
+    assert!(store.cancel_blob_collection(&spare).await.unwrap());
+    assert!(store.cancel_blob_collection(&blob(&unique("never-seen"))).await.unwrap());
+    assert_eq!(due(T + 401, 0).await, [true, false, false]);
+    assert!(!store.begin_blob_deletion(&spare, T + 401, 0, T + 600).await.unwrap());
+
+    // While GC deletes a blob's data, pushes of it wait; a deletion whose GC died is due again.
+    assert!(!store.begin_blob_deletion(&used, T + 400, 0, T + 600).await.unwrap(), "not due yet");
+    assert!(store.begin_blob_deletion(&used, T + 401, 0, T + 600).await.unwrap());
+    assert!(!store.begin_blob_deletion(&used, T + 401, 0, T + 601).await.unwrap(), "already being deleted");
+    assert!(!store.cancel_blob_collection(&used).await.unwrap(), "a push must wait for the deletion");
+    assert_eq!(due(T + 401, T + 600).await, [false, false, false]);
+    assert_eq!(due(T + 401, T + 601).await, [true, false, false], "stalled deletion");
+    store.finish_blob_deletion(&used, T + 600).await.unwrap();
+    assert!(store.cancel_blob_collection(&used).await.unwrap(), "deleted: the push writes the data anew");
+    assert_eq!(due(i64::MAX, i64::MAX).await, [false, false, false]);
+
+    // A candidate linked again stops being one when GC would begin deleting it.
+    store.note_unlinked_blobs(std::slice::from_ref(&spare), T + 700, false).await.unwrap();
+    store.link_blob(&other, &spare, 5, T + 710).await.unwrap();
+    assert!(!store.begin_blob_deletion(&spare, T + 800, 0, T + 800).await.unwrap());
+    assert_eq!(due(i64::MAX, i64::MAX).await, [false, false, false]);
+
+    // Deleting a repository unlinks everything it held.
+    store.delete_repository(&other, true).await.unwrap();
+    assert_eq!(store.note_unlinked_blobs(&[shared.clone(), spare.clone()], T + 900, true).await.unwrap().len(), 2);
+    store.delete_repository(&repo, true).await.unwrap();
 }

@@ -194,6 +194,7 @@ impl Registry {
         match source_size {
             Some(size) => {
                 self.push_target(repo).await?;
+                self.keep_from_collection(digest).await?;
                 self.meta.link_blob(repo, digest, size, now_millis()).await?;
                 Ok(MountOutcome::Mounted { digest: digest.clone() })
             }
@@ -329,6 +330,7 @@ impl Registry {
                 "uploaded content has digest {actual}, not the {digest} given"
             )));
         }
+        self.keep_from_collection(digest).await?;
         self.blobs.commit(id, digest).await?;
         self.meta.link_blob(repo, digest, len, now_millis()).await?;
         drop(state);

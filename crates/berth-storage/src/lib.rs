@@ -83,4 +83,10 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Deletes a committed blob's data; deleting a missing blob is not an error.
     async fn delete(&self, digest: &Digest) -> Result<(), StoreError>;
+
+    /// Every committed blob with its size, in no particular order, read lazily. Garbage
+    /// collection compares it with the metadata: it also finds data no metadata knows (committed
+    /// just before a crash, never linked). Blobs committed or deleted while it runs may or may
+    /// not appear.
+    fn list_blobs(&self) -> BoxStream<'static, Result<(Digest, u64), StoreError>>;
 }

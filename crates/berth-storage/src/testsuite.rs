@@ -35,6 +35,7 @@ pub async fn run_all(store: &dyn BlobStore) {
     ranges(store).await;
     missing_things(store).await;
     commit_of_existing_blob_is_idempotent(store).await;
+    listing_finds_committed_blobs(store).await;
 }
 
 async fn chunked_upload_commit_and_read(store: &dyn BlobStore) {
@@ -115,4 +116,33 @@ async fn commit_of_existing_blob_is_idempotent(store: &dyn BlobStore) {
     }
     assert_eq!(collect(store.read(&digest, None).await.unwrap()).await, b"same");
     store.delete(&digest).await.unwrap();
+}
+
+async fn listing_finds_committed_blobs(store: &dyn BlobStore) {
+    let contents = [unique("listed-a"), unique("listed-bb")];
+    let mut digests = Vec::new();
+    for content in &contents {
+        let digest = Digest::sha256_of(content.as_bytes());
+        let id = unique("list");
+        store.create_upload(&id).await.unwrap();
+        store.append(&id, 0, body(&[content.as_bytes()]), &mut |_| {}).await.unwrap();
+        store.commit(&id, &digest).await.unwrap();
+        digests.push(digest);
+    }
+    let staged = unique("staged-only");
+    store.create_upload(&staged).await.unwrap();
+    store.append(&staged, 0, body(&[staged.as_bytes()]), &mut |_| {}).await.unwrap();
+
+    let listed: Vec<(Digest, u64)> = store.list_blobs().try_collect().await.unwrap();
+    for (digest, content) in digests.iter().zip(&contents) {
+        assert!(listed.contains(&(digest.clone(), content.len() as u64)), "{digest} is listed with its size");
+    }
+    assert!(!listed.iter().any(|(d, _)| *d == Digest::sha256_of(staged.as_bytes())), "uploads are not blobs");
+
+    store.delete(&digests[0]).await.unwrap();
+    let listed: Vec<(Digest, u64)> = store.list_blobs().try_collect().await.unwrap();
+    assert!(!listed.iter().any(|(d, _)| *d == digests[0]), "deleted blobs are not listed");
+    assert!(listed.iter().any(|(d, _)| *d == digests[1]));
+    store.delete(&digests[1]).await.unwrap();
+    store.abort(&staged).await.unwrap();
 }
