@@ -514,6 +514,26 @@ mod tests {
         (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8).collect()
     }
 
+    /// The chain needs no server: it stops at a gap and before an offset two chunks claim.
+    #[test]
+    fn chain_follows_offsets_and_stops_at_gaps_and_contests() {
+        let chunk = |offset: u64, size: u64, nonce: &str| Chunk {
+            offset,
+            size,
+            location: Path::from(format!("uploads/u/{CHUNK_PREFIX}{offset:020}-{nonce}")),
+        };
+        let staging = |chunks: Vec<Chunk>| Staging { exists: true, chunks };
+        assert_eq!(staging(vec![]).len(), 0);
+        assert_eq!(staging(vec![chunk(0, 3, "a"), chunk(3, 4, "b"), chunk(7, 1, "c")]).len(), 8);
+        assert_eq!(staging(vec![chunk(0, 3, "a"), chunk(5, 4, "stray")]).len(), 3, "a gap ends the chain");
+        let contested = staging(vec![chunk(0, 3, "a"), chunk(3, 4, "b"), chunk(3, 2, "c"), chunk(7, 1, "d")]);
+        assert_eq!(contested.len(), 3, "two chunks at one offset end the chain before them");
+        assert!(contested.contested(3, &chunk(3, 4, "b").location));
+        assert!(!contested.contested(0, &chunk(0, 3, "a").location));
+        assert_eq!(chunk_offset(&format!("{CHUNK_PREFIX}{:020}-abc", 42)), Some(42));
+        assert_eq!(chunk_offset(MARKER), None);
+    }
+
     #[tokio::test]
     async fn conformance() {
         let prefix = unique_prefix("conformance");
