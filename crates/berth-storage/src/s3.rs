@@ -36,6 +36,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_spec::{Digest, Digester};
 use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt, stream};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
@@ -454,6 +455,28 @@ impl BlobStore for S3BlobStore {
             Err(e) if !is_not_found(&e) => Err(store_error(e)),
             _ => Ok(()),
         }
+    }
+
+    fn list_blobs(&self) -> BoxStream<'static, Result<(Digest, u64), StoreError>> {
+        let blobs = self.key("blobs");
+        let below = format!("{blobs}/");
+        self.store
+            .list(Some(&blobs))
+            .map_err(store_error)
+            .try_filter_map(move |object| {
+                let key = object.location.as_ref();
+                // blobs/<alg>/<hh>/<hex>, anything else is not Berth's.
+                let digest =
+                    key.strip_prefix(below.as_str()).and_then(|rest| match rest.split('/').collect::<Vec<_>>()[..] {
+                        [alg, hh, hex] if hex.starts_with(hh) => format!("{alg}:{hex}").parse::<Digest>().ok(),
+                        _ => None,
+                    });
+                if digest.is_none() {
+                    tracing::warn!(key, "not a blob; left alone");
+                }
+                futures::future::ready(Ok(digest.map(|d| (d, object.size))))
+            })
+            .boxed()
     }
 }
 
