@@ -278,7 +278,7 @@ where
 
     // ---- blob links
 
-    /// Only after checking (and, where it matters, locking) that the repository exists.
+    /// A missing repository is `RepositoryNotFound` (by its foreign key) unless locked first.
     pub(crate) async fn link_blob<'c>(
         db: impl Executor<'c, Database = DB>,
         repo: &RepositoryName,
@@ -511,7 +511,7 @@ where
 
     // ---- upload sessions
 
-    /// Only after checking (and, where it matters, locking) that the repository exists.
+    /// A missing repository is `RepositoryNotFound` (by its foreign key) unless locked first.
     pub(crate) async fn create_upload<'c>(db: impl Executor<'c, Database = DB>, session: &UploadSession) -> Result<()> {
         sqlx::query("INSERT INTO uploads (id, repo, created_at, updated_at) VALUES ($1, $2, $3, $4)")
             .bind(session.id.as_str())

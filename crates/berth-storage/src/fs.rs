@@ -12,7 +12,6 @@ use berth_spec::Digest;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::fs::{self, File};
-use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
 use crate::{BlobStore, ByteStream, ChunkObserver, StoreError};
@@ -52,6 +51,60 @@ fn not_found_as_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// Bytes gathered per blocking write: few thread hand-offs per GB, little memory per upload.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// Writes an upload's chunks as they arrive, without copying them: chunks gather into a batch
+/// that one blocking task writes while the next batch is received (and hashed) meanwhile.
+struct BatchWriter {
+    /// The file, when no write is in flight.
+    file: Option<std::fs::File>,
+    in_flight: Option<tokio::task::JoinHandle<(std::fs::File, io::Result<()>)>>,
+    batch: Vec<bytes::Bytes>,
+    batch_len: usize,
+}
+
+impl BatchWriter {
+    async fn push(&mut self, chunk: bytes::Bytes) -> io::Result<()> {
+        self.batch_len += chunk.len();
+        self.batch.push(chunk);
+        if self.batch_len >= WRITE_BATCH { self.start_write().await } else { Ok(()) }
+    }
+
+    /// Waits for the write in flight, then hands the current batch to a new one.
+    async fn start_write(&mut self) -> io::Result<()> {
+        self.settle().await?;
+        let Some(mut file) = self.file.take() else { return Err(io::Error::other("upload file lost")) };
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_len = 0;
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            let result = batch.iter().try_for_each(|chunk| std::io::Write::write_all(&mut file, chunk));
+            (file, result)
+        }));
+        Ok(())
+    }
+
+    /// Waits for the write in flight (if any); the file is back in `self.file` unless the task died.
+    async fn settle(&mut self) -> io::Result<()> {
+        let Some(task) = self.in_flight.take() else { return Ok(()) };
+        let (file, result) = task.await.map_err(io::Error::other)?;
+        self.file = Some(file);
+        result
+    }
+
+    /// Writes what is left when `complete` (else drops it) and waits for every write.
+    async fn finish(mut self, complete: bool) -> (Option<std::fs::File>, io::Result<()>) {
+        let mut result = self.settle().await;
+        if complete && result.is_ok() && !self.batch.is_empty() {
+            result = self.start_write().await;
+            if result.is_ok() {
+                result = self.settle().await;
+            }
+        }
+        (self.file, result)
     }
 }
 
@@ -122,21 +175,30 @@ impl BlobStore for FsBlobStore {
         if current != offset {
             return Err(StoreError::OffsetMismatch { current });
         }
-        file.seek(SeekFrom::Start(offset)).await?;
+        let mut writer = BatchWriter { file: Some(file), in_flight: None, batch: Vec::new(), batch_len: 0 };
         let mut written = offset;
-        let result: Result<(), StoreError> = async {
-            while let Some(chunk) = data.next().await {
-                let chunk = chunk.map_err(StoreError::Body)?;
-                file.write_all(&chunk).await?;
-                observe(&chunk);
-                written += chunk.len() as u64;
+        let mut received: Result<(), StoreError> = Ok(());
+        while let Some(chunk) = data.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    received = Err(StoreError::Body(e));
+                    break;
+                }
+            };
+            observe(&chunk);
+            written += chunk.len() as u64;
+            if let Err(e) = writer.push(chunk).await {
+                received = Err(e.into());
+                break;
             }
-            file.flush().await?;
-            Ok(())
         }
-        .await;
-        if let Err(e) = result {
-            file.set_len(offset).await?;
+        // Always wait for the write in flight: the file must be quiet before it is cut back.
+        let (file, stored) = writer.finish(received.is_ok()).await;
+        if let Err(e) = received.and(stored.map_err(StoreError::from)) {
+            if let Some(file) = file {
+                tokio::task::spawn_blocking(move || file.set_len(offset)).await.map_err(io::Error::other)??;
+            }
             return Err(e);
         }
         Ok(written)
@@ -199,6 +261,53 @@ impl BlobStore for FsBlobStore {
     async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
         not_found_as_none(fs::remove_file(self.blob_path(digest)).await)?;
         Ok(())
+    }
+
+    fn list_blobs(&self) -> BoxStream<'static, Result<(Digest, u64), StoreError>> {
+        let walk = BlobWalk { pending: vec![(self.root.join("blobs"), Vec::new())], current: None };
+        futures::stream::try_unfold(walk, BlobWalk::next).boxed()
+    }
+}
+
+/// A depth-first walk of `blobs/<alg>/<hh>/<hex>`, one directory open at a time.
+struct BlobWalk {
+    /// Directories still to read, with the path components below `blobs/` that lead to them.
+    pending: Vec<(PathBuf, Vec<String>)>,
+    current: Option<(fs::ReadDir, Vec<String>)>,
+}
+
+impl BlobWalk {
+    async fn next(mut self) -> Result<Option<((Digest, u64), BlobWalk)>, StoreError> {
+        loop {
+            let Some((dir, components)) = &mut self.current else {
+                let Some((path, components)) = self.pending.pop() else {
+                    return Ok(None);
+                };
+                self.current = not_found_as_none(fs::read_dir(&path).await)?.map(|dir| (dir, components));
+                continue;
+            };
+            let Some(entry) = dir.next_entry().await? else {
+                self.current = None;
+                continue;
+            };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Deleted since it was listed: not a blob any more.
+            let Some(metadata) = not_found_as_none(entry.metadata().await)? else {
+                continue;
+            };
+            if components.len() < 2 {
+                if metadata.is_dir() {
+                    let mut below = components.clone();
+                    below.push(name);
+                    self.pending.push((entry.path(), below));
+                }
+                continue;
+            }
+            match format!("{}:{name}", components[0]).parse::<Digest>() {
+                Ok(digest) if metadata.is_file() => return Ok(Some(((digest, metadata.len()), self))),
+                _ => tracing::warn!(path = %entry.path().display(), "not a blob; left alone"),
+            }
+        }
     }
 }
 

@@ -43,8 +43,8 @@ pub enum StoreError {
     Io(#[from] io::Error),
 }
 
-/// Called with each chunk exactly once, in order, after it was written: lets the caller hash
-/// while streaming without a second pass over the data.
+/// Called with each chunk exactly once, in order, as it streams in: lets the caller hash while
+/// the data is written, without a second pass. What it saw counts only if `append` succeeds.
 pub type ChunkObserver<'a> = &'a mut (dyn FnMut(&[u8]) + Send);
 
 #[async_trait]
