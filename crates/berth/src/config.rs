@@ -67,6 +67,13 @@ pub struct ServeArgs {
     /// Seconds between lifecycle-policy runs; they also run right after a policy is put [default: 3600]
     #[arg(long, env = "BERTH_LIFECYCLE_INTERVAL_SECS")]
     lifecycle_interval_secs: Option<u64>,
+    /// Seconds between garbage-collection passes; 0 turns them off (`berth gc` still works) [default: 3600]
+    #[arg(long, env = "BERTH_GC_INTERVAL_SECS")]
+    gc_interval_secs: Option<u64>,
+    /// Seconds a blob link or blob must stay unused before GC removes it; longer than any push
+    /// takes from uploading a layer to pushing its manifest, and than clock skew between servers [default: 3600]
+    #[arg(long, env = "BERTH_GC_GRACE_SECS")]
+    gc_grace_secs: Option<u64>,
     /// The 12-digit account id the ECR API answers as (ARNs, registryId) [default: 000000000000]
     #[arg(long, env = "BERTH_REGISTRY_ID")]
     registry_id: Option<String>,
@@ -88,6 +95,8 @@ struct FileConfig {
     create_on_push: Option<bool>,
     upload_expiry_hours: Option<f64>,
     lifecycle_interval_secs: Option<u64>,
+    gc_interval_secs: Option<u64>,
+    gc_grace_secs: Option<u64>,
     anonymous_pull: Option<bool>,
     token_lifetime_secs: Option<u64>,
     registry_id: Option<String>,
@@ -133,6 +142,9 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     pub upload_expiry: Duration,
     pub lifecycle_interval: Duration,
+    /// `None`: no automatic garbage collection.
+    pub gc_interval: Option<Duration>,
+    pub gc_grace: Duration,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -150,6 +162,10 @@ impl ServeArgs {
         anyhow::ensure!(hours.is_finite() && hours > 0.0, "upload expiry must be a positive number of hours");
         let lifecycle_interval_secs = self.lifecycle_interval_secs.or(file.lifecycle_interval_secs).unwrap_or(3600);
         anyhow::ensure!(lifecycle_interval_secs > 0, "the lifecycle interval must be at least 1 second");
+        let gc_interval_secs = self.gc_interval_secs.or(file.gc_interval_secs).unwrap_or(3600);
+        let gc_grace_secs = self.gc_grace_secs.or(file.gc_grace_secs).unwrap_or(3600);
+        // A push relies on the grace period between ending a blob's candidacy and linking it.
+        anyhow::ensure!(gc_grace_secs > 0, "the GC grace period must be at least 1 second");
         let listen = self.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:5000".parse().expect("valid"));
         let loopback = listen.ip().is_loopback();
         anyhow::ensure!(
@@ -222,6 +238,8 @@ impl ServeArgs {
             create_on_push: !self.no_create_on_push && file.create_on_push.unwrap_or(true),
             upload_expiry: Duration::from_secs_f64(hours * 3600.0),
             lifecycle_interval: Duration::from_secs(lifecycle_interval_secs),
+            gc_interval: (gc_interval_secs > 0).then(|| Duration::from_secs(gc_interval_secs)),
+            gc_grace: Duration::from_secs(gc_grace_secs),
             registry_id,
             region,
             public_url,

@@ -3,6 +3,7 @@
 mod admin;
 mod config;
 mod ecr_auth;
+mod gc;
 mod listener;
 mod serve;
 
@@ -24,6 +25,9 @@ enum Command {
     User(admin::UserCommand),
     /// Print a registry token (a docker login password for user AWS), valid 12 hours.
     Token(admin::TokenArgs),
+    /// Reclaim blob data no image needs: one garbage-collection pass, safe while servers run.
+    /// Takes the server's flags or config file, to find its stores.
+    Gc(gc::GcArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +37,6 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => runtime.block_on(serve::run(args.resolve()?)),
         Command::User(command) => runtime.block_on(admin::user(command)),
         Command::Token(args) => runtime.block_on(admin::token(args)),
+        Command::Gc(args) => runtime.block_on(gc::run(args)),
     }
 }

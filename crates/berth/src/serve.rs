@@ -18,19 +18,14 @@ use crate::listener;
 /// How often abandoned uploads are expired and buffered pull times written.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(10);
 
-pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-
+/// The metadata and blob stores `config` names; `berth gc` opens them the same way.
+pub async fn open_stores(config: &ServeConfig) -> anyhow::Result<(Arc<dyn MetadataStore>, Arc<dyn BlobStore>)> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let meta: Arc<dyn MetadataStore> = match &config.database_url {
-        Some(url) => Arc::new(PostgresStore::connect(url).await.context("connecting to the PostgreSQL metadata database")?),
+        Some(url) => {
+            Arc::new(PostgresStore::connect(url).await.context("connecting to the PostgreSQL metadata database")?)
+        }
         None => Arc::new(
             SqliteStore::open(&config.data_dir.join("metadata.db")).await.context("opening the metadata database")?,
         ),
@@ -42,6 +37,17 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
         None => Arc::new(FsBlobStore::open(&config.data_dir).await.context("opening blob storage")?),
     };
+    Ok((meta, blobs))
+}
+
+pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let (meta, blobs) = open_stores(&config).await?;
     let url_signing_key = UrlSigningKey::load_or_create(&config.data_dir.join("keys").join("url-signing.key"))
         .context("loading the download-URL signing key")?;
     let registry = Arc::new(Registry::new(
@@ -120,9 +126,28 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     });
 
     let server = listener::Listener { tls, plain_http: config.plain_http };
+    // Its own task: a pass lists all of storage, which must not hold up the maintenance tick.
+    let gc = config.gc_interval.map(|interval| {
+        let (registry, grace) = (registry.clone(), config.gc_grace);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match registry.collect_garbage(grace, false).await {
+                    Ok(report) => tracing::info!(?report, "garbage collection pass"),
+                    Err(e) => tracing::warn!(error = %e, "garbage collection pass failed"),
+                }
+            }
+        })
+    });
+
     server.serve(tcp, app, shutdown_signal()).await?;
     maintenance.abort();
     registry.flush_pulls().await;
+    if let Some(gc) = gc {
+        gc.abort();
+    }
     if let Err(e) = registry.flush_finished_uploads().await {
         tracing::warn!(error = %e, "deleting finished upload sessions failed");
     }

@@ -1,0 +1,36 @@
+//! `berth gc [--dry-run]`: one garbage-collection pass over the stores a server with the same
+//! flags or config file uses. Safe next to running servers: GC's protocol is the same as their
+//! own passes' (ARCHITECTURE.md, "Garbage collection").
+
+use berth_registry::{GcReport, Registry, RegistryConfig};
+
+use crate::config::ServeArgs;
+use crate::serve;
+
+#[derive(clap::Args)]
+pub struct GcArgs {
+    /// Report what a pass would reclaim now, changing nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    server: ServeArgs,
+}
+
+pub async fn run(args: GcArgs) -> anyhow::Result<()> {
+    let config = args.server.resolve()?;
+    let (meta, blobs) = serve::open_stores(&config).await?;
+    let registry = Registry::new(blobs, meta.clone(), RegistryConfig::default());
+    let result = registry.collect_garbage(config.gc_grace, args.dry_run).await;
+    meta.close().await;
+    println!("{}", summary(&result?, args.dry_run));
+    Ok(())
+}
+
+fn summary(report: &GcReport, dry_run: bool) -> String {
+    let (release, delete) = if dry_run { ("would release", "would delete") } else { ("released", "deleted") };
+    format!(
+        "{release} {} blob links no manifest needs; {delete} {} blobs ({} bytes); {} unlinked blobs ({} bytes) \
+         are in their grace period",
+        report.links_released, report.blobs_deleted, report.bytes_deleted, report.blobs_waiting, report.bytes_waiting
+    )
+}
