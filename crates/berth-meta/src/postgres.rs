@@ -802,6 +802,35 @@ mod tests {
         scratch.drop_schema().await;
     }
 
+    /// GC on one server begins deleting blobs while pushes on another end their candidacy, all at
+    /// once: for every blob exactly one side wins. A deletion that began makes the push wait
+    /// (false); a push that came first leaves GC nothing to begin.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn gc_and_pushes_on_two_servers_never_both_win_a_blob() {
+        const BLOBS: usize = 40;
+        let Some(scratch) = Scratch::new().await else {
+            return;
+        };
+        let (gc, pusher) = (scratch.store().await, scratch.store().await);
+        let digests: Vec<Digest> = (0..BLOBS).map(|i| Digest::sha256_of(format!("gc-race-{i}").as_bytes())).collect();
+        assert_eq!(gc.note_unlinked_blobs(&digests, 10, false).await.unwrap().len(), BLOBS);
+        let deletions = join_all(digests.iter().map(|d| gc.begin_blob_deletion(d, 100, 0, 200)));
+        let pushes = join_all(digests.iter().rev().map(|d| pusher.cancel_blob_collection(d)));
+        let (deletions, mut pushes) = tokio::join!(deletions, pushes);
+        pushes.reverse();
+        for (deletion, push) in deletions.into_iter().zip(pushes) {
+            let (deletion, push) = (deletion.unwrap(), push.unwrap());
+            assert!(deletion != push, "deletion began: {deletion}, push went ahead: {push}");
+        }
+        for (i, d) in digests.iter().enumerate() {
+            let being_deleted = gc.cancel_blob_collection(d).await.unwrap();
+            assert_eq!(!being_deleted, gc.due_blob_candidates(100, 201).await.unwrap().contains(d), "blob {i}");
+        }
+        gc.close().await;
+        pusher.close().await;
+        scratch.drop_schema().await;
+    }
+
     /// Users made through one server are seen by the other, and its generation counter moves.
     #[tokio::test]
     async fn credentials_generation_spans_servers() {

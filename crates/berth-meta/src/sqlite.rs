@@ -641,7 +641,11 @@ mod tests {
         sqlx::raw_sql(SCHEMA).execute(&old).await.unwrap();
         sqlx::query("INSERT INTO repositories VALUES ('old', 1, '{}')").execute(&old).await.unwrap();
         for d in [&config, &layer, &spare] {
-            sqlx::query("INSERT INTO blob_links VALUES ('old', $1, 5, 1)").bind(d.as_str()).execute(&old).await.unwrap();
+            sqlx::query("INSERT INTO blob_links VALUES ('old', $1, 5, 1)")
+                .bind(d.as_str())
+                .execute(&old)
+                .await
+                .unwrap();
         }
         sqlx::query("INSERT INTO manifests (repo, digest, media_type, content, image_size, pushed_at) VALUES ('old', $1, $2, $3, 11, 1)")
             .bind(Digest::sha256_of(content.as_bytes()).as_str())

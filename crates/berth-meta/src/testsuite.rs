@@ -793,7 +793,8 @@ async fn garbage_collection(store: &dyn MetadataStore) {
     const T: i64 = 1_000_000_000;
     let (repo, other) = (new_repo(store, "gc").await, new_repo(store, "gc-other").await);
     let label = unique("gc");
-    let [used, spare, shared, relinked] = ["used", "spare", "shared", "relinked"].map(|s| blob(&format!("{label}-{s}")));
+    let [used, spare, shared, relinked] =
+        ["used", "spare", "shared", "relinked"].map(|s| blob(&format!("{label}-{s}")));
     for d in [&used, &spare, &shared, &relinked] {
         store.link_blob(&repo, d, 5, T).await.unwrap();
     }
