@@ -78,6 +78,9 @@ pub enum EcrError {
     Validation(String),
     #[error("{0}")]
     UnsupportedImageType(String),
+    /// An explicit deny in a repository policy (AWS's common front-end error, HTTP 400).
+    #[error("{0}")]
+    AccessDenied(String),
 
     // ---- authentication (AWS's common front-end errors)
     #[error("{0}")]
@@ -125,6 +128,7 @@ impl EcrError {
             EcrError::LayersNotFound(_) => "LayersNotFoundException",
             EcrError::ReferencedImagesNotFound(_) => "ReferencedImagesNotFoundException",
             EcrError::InvalidParameter(_) => "InvalidParameterException",
+            EcrError::AccessDenied(_) => "AccessDeniedException",
             EcrError::LayerPartTooSmall(_) => "LayerPartTooSmallException",
             EcrError::InvalidLayerPart { .. } => "InvalidLayerPartException",
             EcrError::UploadNotFound(_) => "UploadNotFoundException",

@@ -11,6 +11,7 @@ use crate::shapes::{ImageFailure, ImageFailureCode, ImageIdentifier};
 /// What a call was about, for the messages ECR puts in its errors.
 pub(crate) struct Scope<'a> {
     pub registry_id: &'a str,
+    pub region: &'a str,
     pub repository: &'a str,
     pub upload_id: Option<&'a str>,
 }
@@ -18,7 +19,7 @@ pub(crate) struct Scope<'a> {
 /// The exception a whole call fails with.
 pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
     use RegistryError::*;
-    let Scope { registry_id, repository, upload_id } = *scope;
+    let Scope { registry_id, region, repository, upload_id } = *scope;
     match err {
         NameUnknown(name) => EcrError::repository_not_found(&name, registry_id),
         RepositoryExists(name) => EcrError::repository_already_exists(&name, registry_id),
@@ -47,7 +48,9 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
             EcrError::image_digest_does_not_match(expected.as_str(), actual.as_str())
         }
         LayerPartInvalid { last_valid_byte, reason } => EcrError::InvalidLayerPart {
-            message: format!("The layer part size is not valid, or the first byte specified is not consecutive to the last byte of a previous layer part upload: {reason}"),
+            message: format!(
+                "The layer part size is not valid, or the first byte specified is not consecutive to the last byte of a previous layer part upload: {reason}"
+            ),
             registry_id: registry_id.into(),
             repository_name: repository.into(),
             upload_id: upload_id.unwrap_or_default().into(),
@@ -67,10 +70,9 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
         ManifestReferenced { index } => EcrError::InvalidParameter(format!(
             "The image is referenced by the manifest list '{index}' in the repository with name '{repository}'"
         )),
-        PolicyInvalid { kind: PolicyKind::Repository, reason } => EcrError::invalid_parameter(
-            "PolicyText",
-            &format!("Invalid repository policy provided: {reason}"),
-        ),
+        PolicyInvalid { kind: PolicyKind::Repository, reason } => {
+            EcrError::invalid_parameter("PolicyText", &format!("Invalid repository policy provided: {reason}"))
+        }
         PolicyInvalid { reason, .. } => EcrError::invalid_parameter(
             "LifecyclePolicyText",
             &format!("Lifecycle policy validation failure: {reason}"),
@@ -80,15 +82,27 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
             EcrError::lifecycle_policy_preview_not_found(repository, registry_id)
         }
         PolicyNotFound(PolicyKind::Repository) => EcrError::repository_policy_not_found(repository, registry_id),
-        e @ (NameInvalid(_) | DigestInvalid(_) | BlobUploadInvalid(_) | RangeInvalid { .. } | PaginationInvalid(_)
-        | Unsupported(_) | Denied(_)) => EcrError::InvalidParameter(e.to_string()),
+        e @ (NameInvalid(_)
+        | DigestInvalid(_)
+        | BlobUploadInvalid(_)
+        | RangeInvalid { .. }
+        | PaginationInvalid(_)
+        | Unsupported(_)
+        | Denied(_)) => EcrError::InvalidParameter(e.to_string()),
+        AccessDenied { caller, action, repository } => EcrError::AccessDenied(format!(
+            "User: {caller} is not authorized to perform: {action} on resource: arn:aws:ecr:{region}:{registry_id}:repository/{repository} with an explicit deny in a resource-based policy"
+        )),
         Internal(reason) => EcrError::Server(reason),
     }
 }
 
 /// The `failures[]` entry for a batch item, or the exception for a problem that is not about
 /// the item (the repository vanished, the store failed).
-pub(crate) fn image_failure(image_id: ImageIdentifier, err: RegistryError, scope: &Scope) -> Result<ImageFailure, EcrError> {
+pub(crate) fn image_failure(
+    image_id: ImageIdentifier,
+    err: RegistryError,
+    scope: &Scope,
+) -> Result<ImageFailure, EcrError> {
     let (failure_code, failure_reason) = match err {
         RegistryError::ManifestUnknown(_) => (ImageFailureCode::ImageNotFound, "Requested image not found".to_owned()),
         RegistryError::TagDigestMismatch { .. } => (

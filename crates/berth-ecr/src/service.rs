@@ -65,7 +65,7 @@ impl RegistryBackend {
     }
 
     fn scope<'a>(&'a self, repository: &'a str) -> Scope<'a> {
-        Scope { registry_id: &self.config.registry_id, repository, upload_id: None }
+        Scope { registry_id: &self.config.registry_id, region: &self.config.region, repository, upload_id: None }
     }
 
     /// Translates service errors of a call about `repository`.
@@ -80,6 +80,26 @@ impl RegistryBackend {
             return Err(EcrError::repository_not_found(name, registry_id.as_deref().unwrap_or_default()));
         }
         name.parse().map_err(|e: berth_spec::NameError| EcrError::invalid_parameter("repositoryName", &e.to_string()))
+    }
+
+    /// The repository a request names, once its policy lets the caller perform `operation` on it.
+    async fn authorized(
+        &self,
+        principal: &Principal,
+        operation: Endpoint,
+        registry_id: &Option<String>,
+        name: &str,
+    ) -> Result<RepositoryName, EcrError> {
+        let repo = self.repository(registry_id, name)?;
+        self.authorize(principal, operation, &repo).await?;
+        Ok(repo)
+    }
+
+    /// `AccessDeniedException` if `repo`'s policy denies the caller `ecr:<operation>`.
+    async fn authorize(&self, principal: &Principal, operation: Endpoint, repo: &RepositoryName) -> Result<(), EcrError> {
+        let caller = self.tokens.caller(principal).await?;
+        let action = format!("ecr:{}", operation.name());
+        self.registry.authorize(repo, &caller, &[&action]).await.map_err(self.fail(repo.as_str()))
     }
 
     /// The repository an ARN names, if it is one of this registry's.
@@ -254,10 +274,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn create_repository(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: CreateRepositoryRequest,
     ) -> Result<CreateRepositoryResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let name = self.authorized(principal, Endpoint::CreateRepository, &request.registry_id, &request.repository_name).await?;
         let encryption = match request.encryption_configuration {
             None => Encryption::default(),
             Some(config) => {
@@ -296,7 +316,7 @@ impl EcrBackend for RegistryBackend {
 
     async fn describe_repositories(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: DescribeRepositoriesRequest,
     ) -> Result<DescribeRepositoriesResponse, EcrError> {
         if let Some(id) = request.registry_id.as_ref().filter(|id| **id != self.config.registry_id) {
@@ -309,7 +329,7 @@ impl EcrBackend for RegistryBackend {
             let mut seen = HashSet::new();
             let mut repositories = Vec::new();
             for name in names.iter().filter(|name| seen.insert(name.as_str())) {
-                let repo = self.repository(&None, name)?;
+                let repo = self.authorized(principal, Endpoint::DescribeRepositories, &None, name).await?;
                 let info = self.registry.describe_repository(&repo).await.map_err(self.fail(name))?;
                 repositories.push(self.repository_shape(&info));
             }
@@ -330,20 +350,20 @@ impl EcrBackend for RegistryBackend {
 
     async fn delete_repository(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: DeleteRepositoryRequest,
     ) -> Result<DeleteRepositoryResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let name = self.authorized(principal, Endpoint::DeleteRepository, &request.registry_id, &request.repository_name).await?;
         let info = self.registry.delete_repository(&name, request.force).await.map_err(self.fail(name.as_str()))?;
         Ok(DeleteRepositoryResponse { repository: self.repository_shape(&info) })
     }
 
     async fn describe_images(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: DescribeImagesRequest,
     ) -> Result<DescribeImagesResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let name = self.authorized(principal, Endpoint::DescribeImages, &request.registry_id, &request.repository_name).await?;
         let repo = name.as_str();
         // Images named by id are described whatever the filter says (it selects what a listing shows).
         if let Some(ids) = &request.image_ids {
@@ -384,8 +404,8 @@ impl EcrBackend for RegistryBackend {
         })
     }
 
-    async fn list_images(&self, _: &Principal, request: ListImagesRequest) -> Result<ListImagesResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+    async fn list_images(&self, principal: &Principal, request: ListImagesRequest) -> Result<ListImagesResponse, EcrError> {
+        let name = self.authorized(principal, Endpoint::ListImages, &request.registry_id, &request.repository_name).await?;
         let repo = name.as_str();
         let (tag_status, image_status) = image_filters(&request.filter);
         if !selects_active(image_status) {
@@ -418,10 +438,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn batch_get_image(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: BatchGetImageRequest,
     ) -> Result<BatchGetImageResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let name = self.authorized(principal, Endpoint::BatchGetImage, &request.registry_id, &request.repository_name).await?;
         let repo = name.as_str();
         let (selectors, failures) = selectors(&request.image_ids);
         // acceptedMediaTypes is not a filter: Berth never converts between formats and returns
@@ -447,8 +467,8 @@ impl EcrBackend for RegistryBackend {
         Ok(response)
     }
 
-    async fn put_image(&self, _: &Principal, request: PutImageRequest) -> Result<PutImageResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+    async fn put_image(&self, principal: &Principal, request: PutImageRequest) -> Result<PutImageResponse, EcrError> {
+        let name = self.authorized(principal, Endpoint::PutImage, &request.registry_id, &request.repository_name).await?;
         let repo = name.as_str();
         // ECR's own checks, before the manifest grammar: JSON at all, and a media type from the
         // manifest or the request (the /v2/ plane would infer one from the shape instead).
@@ -488,10 +508,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn batch_delete_image(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: BatchDeleteImageRequest,
     ) -> Result<BatchDeleteImageResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let name = self.authorized(principal, Endpoint::BatchDeleteImage, &request.registry_id, &request.repository_name).await?;
         let repo = name.as_str();
         let (selectors, failures) = selectors(&request.image_ids);
         let deleted = self.registry.delete_images(&name, &selectors).await.map_err(self.fail(repo))?;
@@ -514,10 +534,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn batch_check_layer_availability(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: BatchCheckLayerAvailabilityRequest,
     ) -> Result<BatchCheckLayerAvailabilityResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let name = self.authorized(principal, Endpoint::BatchCheckLayerAvailability, &request.registry_id, &request.repository_name).await?;
         let repo = name.as_str();
         self.registry.describe_repository(&name).await.map_err(self.fail(repo))?;
         let mut response = BatchCheckLayerAvailabilityResponse { layers: vec![], failures: vec![] };
@@ -550,20 +570,20 @@ impl EcrBackend for RegistryBackend {
 
     async fn initiate_layer_upload(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: InitiateLayerUploadRequest,
     ) -> Result<InitiateLayerUploadResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let name = self.authorized(principal, Endpoint::InitiateLayerUpload, &request.registry_id, &request.repository_name).await?;
         let upload = self.registry.initiate_layer_upload(&name).await.map_err(self.fail(name.as_str()))?;
         Ok(InitiateLayerUploadResponse { upload_id: upload.id, part_size: ADVERTISED_PART_SIZE })
     }
 
     async fn upload_layer_part(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: UploadLayerPartRequest,
     ) -> Result<UploadLayerPartResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let name = self.authorized(principal, Endpoint::UploadLayerPart, &request.registry_id, &request.repository_name).await?;
         let scope = Scope { upload_id: Some(&request.upload_id), ..self.scope(name.as_str()) };
         let last = self
             .registry
@@ -586,10 +606,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn complete_layer_upload(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: CompleteLayerUploadRequest,
     ) -> Result<CompleteLayerUploadResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let name = self.authorized(principal, Endpoint::CompleteLayerUpload, &request.registry_id, &request.repository_name).await?;
         let [layer_digest] = request.layer_digests.as_slice() else {
             return Err(EcrError::invalid_parameter(
                 "layerDigests",
@@ -613,10 +633,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn get_download_url_for_layer(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: GetDownloadUrlForLayerRequest,
     ) -> Result<GetDownloadUrlForLayerResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let name = self.authorized(principal, Endpoint::GetDownloadUrlForLayer, &request.registry_id, &request.repository_name).await?;
         let digest = parse_digest("layerDigest", &request.layer_digest)?;
         let expires_at = Timestamp::from(SystemTime::now() + DOWNLOAD_URL_LIFETIME).millis() / 1000;
         let signature = self
@@ -630,28 +650,31 @@ impl EcrBackend for RegistryBackend {
         })
     }
 
-    async fn tag_resource(&self, _: &Principal, request: TagResourceRequest) -> Result<TagResourceResponse, EcrError> {
+    async fn tag_resource(&self, principal: &Principal, request: TagResourceRequest) -> Result<TagResourceResponse, EcrError> {
         let name = self.repository_of_arn(&request.resource_arn)?;
+        self.authorize(principal, Endpoint::TagResource, &name).await?;
         self.registry.tag_repository(&name, &resource_tags(&request.tags)).await.map_err(self.fail(name.as_str()))?;
         Ok(TagResourceResponse {})
     }
 
     async fn untag_resource(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: UntagResourceRequest,
     ) -> Result<UntagResourceResponse, EcrError> {
         let name = self.repository_of_arn(&request.resource_arn)?;
+        self.authorize(principal, Endpoint::UntagResource, &name).await?;
         self.registry.untag_repository(&name, &request.tag_keys).await.map_err(self.fail(name.as_str()))?;
         Ok(UntagResourceResponse {})
     }
 
     async fn list_tags_for_resource(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: ListTagsForResourceRequest,
     ) -> Result<ListTagsForResourceResponse, EcrError> {
         let name = self.repository_of_arn(&request.resource_arn)?;
+        self.authorize(principal, Endpoint::ListTagsForResource, &name).await?;
         let info = self.registry.describe_repository(&name).await.map_err(self.fail(name.as_str()))?;
         let tags = info.settings.resource_tags.into_iter().map(|t| Tag { key: t.key, value: t.value }).collect();
         Ok(ListTagsForResourceResponse { tags })
@@ -670,10 +693,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn list_image_referrers(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: ListImageReferrersRequest,
     ) -> Result<ListImageReferrersResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let name = self.authorized(principal, Endpoint::ListImageReferrers, &request.registry_id, &request.repository_name).await?;
         let repo = name.as_str();
         let subject = parse_digest("subjectId.imageDigest", &request.subject_id.image_digest)?;
         self.registry.describe_repository(&name).await.map_err(self.fail(repo))?;
@@ -715,10 +738,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn put_image_tag_mutability(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: PutImageTagMutabilityRequest,
     ) -> Result<PutImageTagMutabilityResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let name = self.authorized(principal, Endpoint::PutImageTagMutability, &request.registry_id, &request.repository_name).await?;
         let info = self
             .registry
             .set_tag_mutability(
@@ -739,10 +762,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn put_lifecycle_policy(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: PutLifecyclePolicyRequest,
     ) -> Result<PutLifecyclePolicyResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let name = self.authorized(principal, Endpoint::PutLifecyclePolicy, &request.registry_id, &request.repository_name).await?;
         self.registry
             .put_lifecycle_policy(&name, &request.lifecycle_policy_text)
             .await
@@ -756,30 +779,30 @@ impl EcrBackend for RegistryBackend {
 
     async fn get_lifecycle_policy(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: GetLifecyclePolicyRequest,
     ) -> Result<GetLifecyclePolicyResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let name = self.authorized(principal, Endpoint::GetLifecyclePolicy, &request.registry_id, &request.repository_name).await?;
         let policy = self.registry.lifecycle_policy(&name).await.map_err(self.fail(name.as_str()))?;
         Ok(self.lifecycle_policy_shape(request.repository_name, policy))
     }
 
     async fn delete_lifecycle_policy(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: DeleteLifecyclePolicyRequest,
     ) -> Result<DeleteLifecyclePolicyResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let name = self.authorized(principal, Endpoint::DeleteLifecyclePolicy, &request.registry_id, &request.repository_name).await?;
         let policy = self.registry.delete_lifecycle_policy(&name).await.map_err(self.fail(name.as_str()))?;
         Ok(self.lifecycle_policy_shape(request.repository_name, policy))
     }
 
     async fn start_lifecycle_policy_preview(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: StartLifecyclePolicyPreviewRequest,
     ) -> Result<StartLifecyclePolicyPreviewResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let name = self.authorized(principal, Endpoint::StartLifecyclePolicyPreview, &request.registry_id, &request.repository_name).await?;
         let text = self
             .registry
             .start_lifecycle_preview(&name, request.lifecycle_policy_text.as_deref())
@@ -795,10 +818,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn get_lifecycle_policy_preview(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: GetLifecyclePolicyPreviewRequest,
     ) -> Result<GetLifecyclePolicyPreviewResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let name = self.authorized(principal, Endpoint::GetLifecyclePolicyPreview, &request.registry_id, &request.repository_name).await?;
         let repo = name.as_str();
         let preview = self.registry.lifecycle_preview(&name).await.map_err(self.fail(repo))?;
         let expiring_image_total_count = preview.results.len();
@@ -853,30 +876,30 @@ impl EcrBackend for RegistryBackend {
 
     async fn set_repository_policy(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: SetRepositoryPolicyRequest,
     ) -> Result<SetRepositoryPolicyResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let name = self.authorized(principal, Endpoint::SetRepositoryPolicy, &request.registry_id, &request.repository_name).await?;
         self.registry.set_repository_policy(&name, &request.policy_text).await.map_err(self.fail(name.as_str()))?;
         Ok(self.repository_policy_shape(request.repository_name, request.policy_text))
     }
 
     async fn get_repository_policy(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: GetRepositoryPolicyRequest,
     ) -> Result<GetRepositoryPolicyResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let name = self.authorized(principal, Endpoint::GetRepositoryPolicy, &request.registry_id, &request.repository_name).await?;
         let text = self.registry.repository_policy(&name).await.map_err(self.fail(name.as_str()))?;
         Ok(self.repository_policy_shape(request.repository_name, text))
     }
 
     async fn delete_repository_policy(
         &self,
-        _: &Principal,
+        principal: &Principal,
         request: DeleteRepositoryPolicyRequest,
     ) -> Result<DeleteRepositoryPolicyResponse, EcrError> {
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let name = self.authorized(principal, Endpoint::DeleteRepositoryPolicy, &request.registry_id, &request.repository_name).await?;
         let text = self.registry.delete_repository_policy(&name).await.map_err(self.fail(name.as_str()))?;
         Ok(self.repository_policy_shape(request.repository_name, text))
     }

@@ -5,6 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use berth_registry::Caller;
 
 use crate::error::EcrError;
 use crate::sigv4::Principal;
@@ -21,9 +22,13 @@ pub struct IssuedToken {
     pub expires_at: SystemTime,
 }
 
+/// The identities behind the ECR plane: who a verified signer is, and their registry passwords.
 #[async_trait]
 pub trait TokenIssuer: Send + Sync + 'static {
     async fn issue(&self, principal: &Principal) -> Result<IssuedToken, EcrError>;
+
+    /// The signer as repository policies name it.
+    async fn caller(&self, principal: &Principal) -> Result<Caller, EcrError>;
 }
 
 /// For `--no-auth`: clients call GetAuthorizationToken unconditionally (`get-login-password`,
@@ -37,9 +42,11 @@ pub const AUTH_DISABLED_PASSWORD: &str = "berth-auth-disabled";
 #[async_trait]
 impl TokenIssuer for AuthDisabledTokens {
     async fn issue(&self, _: &Principal) -> Result<IssuedToken, EcrError> {
-        Ok(IssuedToken {
-            password: AUTH_DISABLED_PASSWORD.into(),
-            expires_at: SystemTime::now() + TOKEN_LIFETIME,
-        })
+        Ok(IssuedToken { password: AUTH_DISABLED_PASSWORD.into(), expires_at: SystemTime::now() + TOKEN_LIFETIME })
+    }
+
+    /// Unverified signers are anonymous, as on the `/v2/` plane with authentication off.
+    async fn caller(&self, _: &Principal) -> Result<Caller, EcrError> {
+        Ok(Caller::Anonymous)
     }
 }

@@ -40,7 +40,7 @@ impl OciError {
             LayerInaccessible(_) => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
             LayerPartInvalid { .. } | LayerPartTooSmall { .. } | EmptyUpload => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
             ImageAlreadyExists { .. } | LayerAlreadyExists(_) | TooManyTags { .. } => (StatusCode::CONFLICT, "DENIED"),
-            Denied(_) => (StatusCode::FORBIDDEN, "DENIED"),
+            Denied(_) | AccessDenied { .. } => (StatusCode::FORBIDDEN, "DENIED"),
             // ECR-plane operations only; never raised on /v2/.
             PolicyInvalid { .. } | PolicyNotFound(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),

@@ -7,17 +7,17 @@ use axum::body::Body;
 use axum::extract::{Query, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use berth_registry::{ByteRange, ChunkRange, MountOutcome, Registry, RegistryError, UploadStatus};
+use berth_registry::{ByteRange, Caller, ChunkRange, MountOutcome, Registry, RegistryError, UploadStatus};
 use berth_spec::manifest::MAX_MANIFEST_BYTES;
 use berth_spec::{Digest, Reference, RepositoryName, media};
 use berth_storage::ByteStream;
 use futures::{StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
 
+use crate::AppState;
 use crate::endpoint::Endpoint;
 use crate::error::{OciError, error_body};
-use crate::AppState;
-use berth_auth::{Action, Principal};
+use berth_auth::{Action, Principal, ROOT_USER};
 
 type HandlerResult = Result<Response, OciError>;
 
@@ -67,16 +67,86 @@ async fn route(state: AppState, endpoint: Endpoint, request: Request) -> Handler
         Ok(p) => p,
         Err(denied) => return Ok(denied.into_response()),
     };
-    let mut response = route_authorized(&state, endpoint, method, &principal, request).await?;
+    let caller = caller(&principal);
+    let allowed = match repository_actions(&endpoint, &method, &request) {
+        Some((name, actions)) => check_repository_policy(&state.registry, name, actions, &caller).await,
+        None => Ok(()),
+    };
+    let outcome = match allowed {
+        Ok(()) => route_authorized(&state, endpoint, method, &caller, request).await,
+        Err(denied) => Err(denied),
+    };
+    let mut response = outcome.unwrap_or_else(IntoResponse::into_response);
     response.extensions_mut().insert(principal);
     Ok(response)
+}
+
+/// The caller as repository policies name it.
+fn caller(principal: &Principal) -> Caller {
+    match principal {
+        Principal::Anonymous => Caller::Anonymous,
+        Principal::User { name, .. } if name == ROOT_USER => Caller::Root,
+        Principal::User { name, .. } => Caller::User(name.clone()),
+    }
+}
+
+/// The repository a request is about and the ECR actions it performs (AWS's mapping for ECR's
+/// Docker API); `None` for the registry-wide endpoints.
+fn repository_actions<'a>(
+    endpoint: &'a Endpoint,
+    method: &Method,
+    request: &Request,
+) -> Option<(&'a str, &'static [&'static str])> {
+    use berth_registry::repository_policy::actions::*;
+    let query = || query_params(request);
+    Some(match (endpoint, method) {
+        (Endpoint::Base | Endpoint::Catalog, _) => return None,
+        (Endpoint::Tags { name }, _) => (name, &[LIST_IMAGES]),
+        (Endpoint::Referrers { name, .. }, _) => (name, &[BATCH_GET_IMAGE]),
+        (Endpoint::Manifest { name, .. }, &Method::PUT) => (name, &[PUT_IMAGE]),
+        (Endpoint::Manifest { name, .. } | Endpoint::Blob { name, .. }, &Method::DELETE) => {
+            (name, &[BATCH_DELETE_IMAGE])
+        }
+        (Endpoint::Manifest { name, .. }, _) => (name, &[BATCH_GET_IMAGE]),
+        // A client checks whether a blob exists before pushing it; pulls GET.
+        (Endpoint::Blob { name, .. }, &Method::HEAD) => (name, &[BATCH_CHECK_LAYER_AVAILABILITY]),
+        (Endpoint::Blob { name, .. }, _) => (name, &[GET_DOWNLOAD_URL_FOR_LAYER]),
+        (Endpoint::UploadStart { name }, _) if query().contains_key("digest") => {
+            (name, &[INITIATE_LAYER_UPLOAD, UPLOAD_LAYER_PART, COMPLETE_LAYER_UPLOAD])
+        }
+        (Endpoint::UploadStart { name }, _) if query().contains_key("mount") => {
+            (name, &[INITIATE_LAYER_UPLOAD, COMPLETE_LAYER_UPLOAD])
+        }
+        (Endpoint::UploadStart { name }, _) => (name, &[INITIATE_LAYER_UPLOAD]),
+        (Endpoint::Upload { name, .. }, &Method::PUT) if !has_empty_body(request.headers()) => {
+            (name, &[UPLOAD_LAYER_PART, COMPLETE_LAYER_UPLOAD])
+        }
+        (Endpoint::Upload { name, .. }, &Method::PUT) => (name, &[COMPLETE_LAYER_UPLOAD]),
+        // PATCH, and a session's status or cancellation: part of uploading.
+        (Endpoint::Upload { name, .. }, _) => (name, &[UPLOAD_LAYER_PART]),
+    })
+}
+
+/// Asks the repository's policy; a name that does not parse is left for the handler to reject.
+async fn check_repository_policy(
+    registry: &Registry,
+    name: &str,
+    actions: &[&str],
+    caller: &Caller,
+) -> Result<(), OciError> {
+    let Ok(repo) = name.parse::<RepositoryName>() else { return Ok(()) };
+    Ok(registry.authorize(&repo, caller, actions).await?)
+}
+
+fn has_empty_body(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0")
 }
 
 async fn route_authorized(
     state: &AppState,
     endpoint: Endpoint,
     method: Method,
-    principal: &Principal,
+    caller: &Caller,
     request: Request,
 ) -> HandlerResult {
     let registry = &*state.registry;
@@ -88,7 +158,9 @@ async fn route_authorized(
         (Endpoint::Manifest { name, reference }, m @ (Method::GET | Method::HEAD)) => {
             get_manifest(registry, &name, &reference, m == Method::GET).await
         }
-        (Endpoint::Manifest { name, reference }, Method::PUT) => put_manifest(registry, &name, &reference, request).await,
+        (Endpoint::Manifest { name, reference }, Method::PUT) => {
+            put_manifest(registry, &name, &reference, request).await
+        }
         (Endpoint::Manifest { name, reference }, Method::DELETE) => {
             let name = Registry::parse_name(&name)?;
             registry.delete_manifest(&name, &parse_reference(&reference)?).await?;
@@ -100,7 +172,7 @@ async fn route_authorized(
             registry.delete_blob(&Registry::parse_name(&name)?, &parse_digest(&digest)?).await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
-        (Endpoint::UploadStart { name }, Method::POST) => start_upload(state, principal, &name, &query, request).await,
+        (Endpoint::UploadStart { name }, Method::POST) => start_upload(registry, caller, &name, &query, request).await,
         (Endpoint::Upload { name, id }, Method::GET) => {
             let name = Registry::parse_name(&name)?;
             let status = registry.upload_status(&name, &id).await?;
@@ -112,8 +184,12 @@ async fn route_authorized(
             registry.cancel_upload(&Registry::parse_name(&name)?, &id).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        (Endpoint::Referrers { name, digest }, Method::GET | Method::HEAD) => referrers(registry, &name, &digest, &query).await,
-        (_, method) => Err(RegistryError::Unsupported(format!("method {method} is not supported on this endpoint")).into()),
+        (Endpoint::Referrers { name, digest }, Method::GET | Method::HEAD) => {
+            referrers(registry, &name, &digest, &query).await
+        }
+        (_, method) => {
+            Err(RegistryError::Unsupported(format!("method {method} is not supported on this endpoint")).into())
+        }
     }
 }
 
@@ -276,13 +352,12 @@ fn blob_created(name: &RepositoryName, digest: &Digest) -> Response {
 }
 
 async fn start_upload(
-    state: &AppState,
-    principal: &Principal,
+    registry: &Registry,
+    caller: &Caller,
     name: &str,
     query: &HashMap<String, String>,
     request: Request,
 ) -> HandlerResult {
-    let registry = &*state.registry;
     let repo = Registry::parse_name(name)?;
     if let Some(mount) = query.get("mount") {
         let digest = parse_digest(mount)?;
@@ -295,11 +370,8 @@ async fn start_upload(
             Some(Ok(from)) => Some(from),
             None => None,
         };
-        // Pull rights are registry-wide (no repository policies yet), so any source repository
-        // is readable exactly when the caller may pull at all.
-        let can_pull = state.auth.authorize(principal, Action::Pull).is_ok();
-        let may_read = |_source: &str| can_pull;
-        return Ok(match registry.mount_blob(&repo, &digest, from.as_ref(), &may_read).await? {
+        // Anyone allowed to push may pull too; the source repository's policy still applies.
+        return Ok(match registry.mount_blob(&repo, &digest, from.as_ref(), caller).await? {
             MountOutcome::Mounted { digest } => blob_created(&repo, &digest),
             MountOutcome::Upload(status) => upload_response(StatusCode::ACCEPTED, &repo, &status),
         });
@@ -363,15 +435,14 @@ async fn finish_upload(
     request: Request,
 ) -> HandlerResult {
     let repo = Registry::parse_name(name)?;
-    let digest = query
-        .get("digest")
-        .ok_or_else(|| RegistryError::DigestInvalid("the digest query parameter is required to finish an upload".into()))?;
+    let digest = query.get("digest").ok_or_else(|| {
+        RegistryError::DigestInvalid("the digest query parameter is required to finish an upload".into())
+    })?;
     let digest = parse_digest(digest)?;
     let Ok(range) = chunk_range(request.headers()) else {
         return range_not_satisfiable(registry, &repo, id).await;
     };
-    let empty = request.headers().get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0");
-    let chunk = (!empty).then(|| request_body(request));
+    let chunk = (!has_empty_body(request.headers())).then(|| request_body(request));
     let digest = registry.finish_upload(&repo, id, &digest, range, chunk).await?;
     Ok(blob_created(&repo, &digest))
 }

@@ -13,6 +13,7 @@ use berth_spec::{Algorithm, Digest, Digester, RepositoryName};
 use berth_storage::ByteStream;
 use futures::StreamExt;
 
+use crate::repository_policy::{Caller, actions};
 use crate::{Registry, RegistryError, Result, now_millis};
 
 /// Hash state of an upload; `hashed_len` says how many bytes `hasher` has seen.
@@ -166,26 +167,26 @@ impl Registry {
         Ok(UploadStatus { id, offset: 0 })
     }
 
-    /// Cross-repository mount. `from: None` takes the blob from any repository that has it;
-    /// `may_read` says whether the caller may read a given source repository.
+    /// Cross-repository mount. `from: None` takes the blob from any repository that has it.
+    /// Only a source whose policy lets `reader` download layers is used; otherwise (or if no
+    /// source has the blob) an ordinary upload starts, as the spec says.
     pub async fn mount_blob(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
         from: Option<&RepositoryName>,
-        may_read: &(dyn Fn(&str) -> bool + Send + Sync),
+        reader: &Caller,
     ) -> Result<MountOutcome> {
         let source_size = match from {
-            Some(from) if may_read(from.as_str()) => self.meta.linked_blob(from, digest).await?,
+            Some(from) if self.may_read_layers(from, reader).await? => self.meta.linked_blob(from, digest).await?,
             Some(_) => None,
             None => {
                 let mut size = None;
                 for candidate in self.meta.repositories_with_blob(digest).await? {
-                    if may_read(&candidate) {
-                        if let Ok(name) = candidate.parse::<RepositoryName>() {
-                            size = self.meta.linked_blob(&name, digest).await?;
-                            break;
-                        }
+                    let Ok(name) = candidate.parse::<RepositoryName>() else { continue };
+                    if self.may_read_layers(&name, reader).await? {
+                        size = self.meta.linked_blob(&name, digest).await?;
+                        break;
                     }
                 }
                 size
@@ -199,6 +200,14 @@ impl Registry {
                 Ok(MountOutcome::Mounted { digest: digest.clone() })
             }
             None => Ok(MountOutcome::Upload(self.start_upload(repo).await?)),
+        }
+    }
+
+    async fn may_read_layers(&self, source: &RepositoryName, reader: &Caller) -> Result<bool> {
+        match self.authorize(source, reader, &[actions::GET_DOWNLOAD_URL_FOR_LAYER]).await {
+            Ok(()) => Ok(true),
+            Err(RegistryError::AccessDenied { .. }) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 

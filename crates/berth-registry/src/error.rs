@@ -75,6 +75,9 @@ pub enum RegistryError {
     PolicyNotFound(PolicyKind),
     #[error("{0}")]
     Denied(String),
+    /// An explicit deny in the repository's policy; `caller` is the caller's IAM ARN.
+    #[error("User: {caller} is not authorized to perform: {action} on repository {repository} with an explicit deny in its repository policy")]
+    AccessDenied { caller: String, action: String, repository: String },
     #[error("{0}")]
     Unsupported(String),
     #[error("internal error: {0}")]

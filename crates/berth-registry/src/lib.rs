@@ -2,6 +2,7 @@
 //! [`MetadataStore`]. HTTP layers translate requests into calls here and [`RegistryError`]s into
 //! their wire format; they hold no storage logic.
 
+mod access;
 mod blobs;
 mod cache;
 mod downloads;
@@ -36,6 +37,7 @@ pub use error::PolicyKind;
 pub use manifests::{PutManifestOutcome, Referrer};
 pub use policies::{LifecyclePolicyInfo, LifecyclePreviewOutcome, PreviewResult};
 pub use repositories::RepositoryInfo;
+pub use repository_policy::Caller;
 pub use settings::RepositorySettings;
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
@@ -53,6 +55,8 @@ pub struct RegistryConfig {
     pub shared_metadata: bool,
     /// How often lifecycle policies run (they also run right after one is put).
     pub lifecycle_interval: Duration,
+    /// The registry's AWS account id: repository policies name its users by ARN in it.
+    pub account_id: String,
 }
 
 impl Default for RegistryConfig {
@@ -63,6 +67,7 @@ impl Default for RegistryConfig {
             url_signing_key: UrlSigningKey::random(),
             shared_metadata: false,
             lifecycle_interval: Duration::from_secs(3600),
+            account_id: "000000000000".into(),
         }
     }
 }
@@ -81,6 +86,8 @@ pub struct Registry {
     /// Finished uploads whose session rows await deletion in one batch (see `maintain`).
     finished_uploads: Mutex<Vec<String>>,
     lifecycle: policies::LifecycleSchedule,
+    /// Enforced repository policies by repository.
+    policies: access::PolicyCache,
 }
 
 pub fn now_millis() -> Millis {
@@ -93,6 +100,7 @@ impl Registry {
             blobs,
             meta,
             manifests: cache::ManifestCache::new(!config.shared_metadata),
+            policies: access::PolicyCache::new(config.shared_metadata),
             config,
             uploads: Mutex::default(),
             pulls: pulls::PullRecorder::default(),

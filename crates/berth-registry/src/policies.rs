@@ -1,5 +1,5 @@
 //! ECR's per-repository policies as service operations: lifecycle policies (put, get, delete,
-//! preview, and their periodic execution) and repository policies (stored, not enforced).
+//! preview, and their periodic execution) and repository policies (stored; enforced in `access.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;

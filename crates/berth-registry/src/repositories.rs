@@ -55,6 +55,7 @@ impl Registry {
     pub async fn delete_repository(&self, name: &RepositoryName, force: bool) -> Result<RepositoryInfo> {
         let deleted = self.meta.delete_repository(name, force).await;
         self.manifests.invalidate_repo(name);
+        self.policies.invalidate(name);
         deleted?.try_into()
     }
 
@@ -104,7 +105,9 @@ impl Registry {
         let _guard = self.settings_writes.lock().await;
         let mut info = self.describe_repository(name).await?;
         change(&mut info.settings)?;
-        self.meta.set_repository_settings(name, &info.settings.to_json()).await?;
+        let written = self.meta.set_repository_settings(name, &info.settings.to_json()).await;
+        self.policies.invalidate(name);
+        written?;
         Ok(info)
     }
 }

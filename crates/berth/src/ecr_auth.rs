@@ -1,12 +1,14 @@
 //! Connects the ECR plane to the identities: SigV4 looks secrets up through them, and
-//! `GetAuthorizationToken` mints registry tokens for the signer's user.
+//! `GetAuthorizationToken` mints registry tokens for the signer's user, and repository policies
+//! see the signer as that user.
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use berth_auth::Authenticator;
+use berth_auth::{Authenticator, ROOT_USER};
 use berth_ecr::{EcrError, IssuedToken, Principal, SecretLookup, TokenIssuer};
+use berth_registry::Caller;
 
 pub struct EcrIdentities(pub Arc<Authenticator>);
 
@@ -34,6 +36,17 @@ impl TokenIssuer for EcrIdentities {
         Ok(IssuedToken {
             password: token.token,
             expires_at: UNIX_EPOCH + Duration::from_millis(u64::try_from(token.expires_at).unwrap_or(0)),
+        })
+    }
+
+    async fn caller(&self, principal: &Principal) -> Result<Caller, EcrError> {
+        let key = self.0.identities().access_key(&principal.access_key_id).await;
+        let key = key.map_err(|e| EcrError::Server(format!("looking up the signer failed: {e}")))?;
+        Ok(match key {
+            Some(key) if key.user_name == ROOT_USER => Caller::Root,
+            Some(key) => Caller::User(key.user_name),
+            // Removed since its signature was verified: it names nobody any more.
+            None => Caller::Anonymous,
         })
     }
 }

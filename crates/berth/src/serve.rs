@@ -59,6 +59,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             url_signing_key,
             shared_metadata: config.database_url.is_some(),
             lifecycle_interval: config.lifecycle_interval,
+            account_id: config.registry_id.clone(),
         },
     ));
     let auth = Arc::new(authentication(&config, meta.clone()).await?);
