@@ -71,7 +71,8 @@ pub struct ServeArgs {
     #[arg(long, env = "BERTH_GC_INTERVAL_SECS")]
     gc_interval_secs: Option<u64>,
     /// Seconds a blob link or blob must stay unused before GC removes it; longer than any push
-    /// takes from uploading a layer to pushing its manifest, and than clock skew between servers [default: 3600]
+    /// takes from uploading a layer to pushing its manifest (clients may skip a layer they saw
+    /// hours ago), and than clock skew between servers [default: 86400]
     #[arg(long, env = "BERTH_GC_GRACE_SECS")]
     gc_grace_secs: Option<u64>,
     /// The 12-digit account id the ECR API answers as (ARNs, registryId) [default: 000000000000]
@@ -163,7 +164,7 @@ impl ServeArgs {
         let lifecycle_interval_secs = self.lifecycle_interval_secs.or(file.lifecycle_interval_secs).unwrap_or(3600);
         anyhow::ensure!(lifecycle_interval_secs > 0, "the lifecycle interval must be at least 1 second");
         let gc_interval_secs = self.gc_interval_secs.or(file.gc_interval_secs).unwrap_or(3600);
-        let gc_grace_secs = self.gc_grace_secs.or(file.gc_grace_secs).unwrap_or(3600);
+        let gc_grace_secs = self.gc_grace_secs.or(file.gc_grace_secs).unwrap_or(24 * 3600);
         // A push relies on the grace period between ending a blob's candidacy and linking it.
         anyhow::ensure!(gc_grace_secs > 0, "the GC grace period must be at least 1 second");
         let listen = self.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:5000".parse().expect("valid"));
