@@ -2,7 +2,8 @@
 # The real `aws ecr` CLI against berth: every served operation with its happy path and main errors
 # (auth off, dummy keys), skopeo and curl on /v2/ for the shared model; then with authentication
 # (root keys from the environment): get-login-password as curl/docker credentials, SigV4
-# failures, and the shared multi-arch flow with its ECR hook.
+# failures, the shared multi-arch flow with its ECR hook, and a repository policy denying one user's
+# pushes (skopeo and put-image refused, pulls and other users unaffected).
 set -Eeuo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SHARED=${BERTH_SHARED_DIR:-$ROOT/../shared}
@@ -325,5 +326,37 @@ else
   bad "multiarch-flow.sh with ECR_ENDPOINT"; grep -E '^FAIL' "$T/flow.log" | sed 's/^/    /'; tail -3 "$T/flow.log"
 fi
 grep -E '^PASS:.*(ecr|ECR)' "$T/flow.log" | sed 's/^/    /'
+
+
+section "a repository policy's explicit Deny refuses one user's pushes on /v2/ (skopeo) and the ECR API"
+G=cli/guarded
+ci=$("$BERTH_BIN" user add ci --data-dir "$T/auth")
+CI_ID=$(jq -r .accessKeyId <<<"$ci") CI_SECRET=$(jq -r .secretAccessKey <<<"$ci")
+for _ in $(seq 1 50); do [[ $(curl -s -o /dev/null -w '%{http_code}' -u "$CI_ID:$CI_SECRET" "http://$REG/v2/") == 200 ]] && break; sleep 0.1; done
+ROOT_CREDS="$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"
+"${SK[@]}" copy -q --dest-tls-verify=false --dest-creds "$ROOT_CREDS" "dir:$T/amd64" "docker://$REG/$G:v1" \
+  && ok "root pushes $G:v1" || bad "root push of $G:v1"
+cat >"$T/deny-ci.json" <<'EOF_POLICY'
+{"Version": "2012-10-17", "Statement": [{"Sid": "NoPushForCi", "Effect": "Deny",
+  "Principal": {"AWS": "arn:aws:iam::000000000000:user/ci"},
+  "Action": ["ecr:PutImage", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload"]}]}
+EOF_POLICY
+ecr_ok "set-repository-policy denying ci's pushes" set-repository-policy --repository-name "$G" --policy-text "file://$T/deny-ci.json"
+if "${SK[@]}" copy -q --dest-tls-verify=false --dest-creds "$CI_ID:$CI_SECRET" "dir:$T/arm64" "docker://$REG/$G:ci" 2>"$T/err"; then
+  bad "skopeo push by ci must be refused"
+else
+  grep -qi "denied" "$T/err" && ok "skopeo push by ci is refused (denied)" || bad "skopeo push by ci failed otherwise: $(head -c 300 "$T/err")"
+fi
+AWS_ACCESS_KEY_ID=$CI_ID AWS_SECRET_ACCESS_KEY=$CI_SECRET ecr_err "put-image by ci" AccessDeniedException \
+  put-image --repository-name "$G" --image-tag ci --image-manifest "file://$T/amd64/manifest.json"
+grep -q "User: arn:aws:iam::000000000000:user/ci is not authorized to perform: ecr:PutImage on resource: arn:aws:ecr:us-east-1:000000000000:repository/$G with an explicit deny" "$T/err" \
+  && ok "the message names user, action and repository as AWS does" || bad "message: $(cat "$T/err")"
+"${SK[@]}" copy -q --src-tls-verify=false --src-creds "$CI_ID:$CI_SECRET" "docker://$REG/$G:v1" "dir:$T/ci-pulled" \
+  && ok "ci still pulls $G:v1" || bad "skopeo pull by ci"
+"${SK[@]}" copy -q --dest-tls-verify=false --dest-creds "$ROOT_CREDS" "dir:$T/arm64" "docker://$REG/$G:root" \
+  && ok "root, not named by the policy, still pushes" || bad "root push under ci's deny"
+ecr_ok "delete-repository-policy" delete-repository-policy --repository-name "$G"
+"${SK[@]}" copy -q --dest-tls-verify=false --dest-creds "$CI_ID:$CI_SECRET" "dir:$T/arm64" "docker://$REG/$G:ci" \
+  && ok "without the policy ci pushes again" || bad "skopeo push by ci after the policy was deleted"
 
 summary ecr-cli

@@ -13,8 +13,8 @@ use berth_registry::settings::{
     Encryption, EncryptionType as StoredEncryption, ResourceTag, TagMutability, TagMutabilityFilter,
 };
 use berth_registry::{
-    ImageId, ImageRecord, ImageSelector, LifecyclePolicyInfo, PreviewResult, PutImage, Registry, RegistryError, RepositoryInfo, RepositorySettings,
-    TagStatus as Status,
+    ImageId, ImageRecord, ImageSelector, LifecyclePolicyInfo, PreviewResult, PutImage, Registry, RegistryError,
+    RepositoryInfo, RepositorySettings, TagStatus as Status,
 };
 use berth_spec::{Digest, RepositoryName, Tag as OciTag};
 
@@ -96,7 +96,12 @@ impl RegistryBackend {
     }
 
     /// `AccessDeniedException` if `repo`'s policy denies the caller `ecr:<operation>`.
-    async fn authorize(&self, principal: &Principal, operation: Endpoint, repo: &RepositoryName) -> Result<(), EcrError> {
+    async fn authorize(
+        &self,
+        principal: &Principal,
+        operation: Endpoint,
+        repo: &RepositoryName,
+    ) -> Result<(), EcrError> {
         let caller = self.tokens.caller(principal).await?;
         let action = format!("ecr:{}", operation.name());
         self.registry.authorize(repo, &caller, &[&action]).await.map_err(self.fail(repo.as_str()))
@@ -165,7 +170,6 @@ impl RegistryBackend {
             image_status: Some(ImageStatus::Active),
         }
     }
-
 }
 
 /// The selectors of the identifiers that parse, and per identifier the failure if it did not.
@@ -277,7 +281,9 @@ impl EcrBackend for RegistryBackend {
         principal: &Principal,
         request: CreateRepositoryRequest,
     ) -> Result<CreateRepositoryResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::CreateRepository, &request.registry_id, &request.repository_name).await?;
+        let name = self
+            .authorized(principal, Endpoint::CreateRepository, &request.registry_id, &request.repository_name)
+            .await?;
         let encryption = match request.encryption_configuration {
             None => Encryption::default(),
             Some(config) => {
@@ -301,7 +307,9 @@ impl EcrBackend for RegistryBackend {
             }
         };
         let mut settings = RepositorySettings {
-            image_tag_mutability: stored_mutability(request.image_tag_mutability.unwrap_or(ImageTagMutability::Mutable)),
+            image_tag_mutability: stored_mutability(
+                request.image_tag_mutability.unwrap_or(ImageTagMutability::Mutable),
+            ),
             image_tag_mutability_exclusion_filters: stored_filters(request.image_tag_mutability_exclusion_filters),
             scan_on_push: request.image_scanning_configuration.is_some_and(|c| c.scan_on_push),
             encryption,
@@ -337,11 +345,8 @@ impl EcrBackend for RegistryBackend {
         }
         let pager = Pager::new(Endpoint::DescribeRepositories, &self.config.registry_id);
         let after = pager.resume(request.next_token.as_deref())?.and_then(|mut key| key.pop());
-        let (infos, more) = self
-            .registry
-            .list_repositories(after.as_deref(), request.page_size())
-            .await
-            .map_err(self.fail(""))?;
+        let (infos, more) =
+            self.registry.list_repositories(after.as_deref(), request.page_size()).await.map_err(self.fail(""))?;
         Ok(DescribeRepositoriesResponse {
             next_token: pager.next_token(more, &infos, |last| vec![last.name.to_string()]),
             repositories: infos.iter().map(|info| self.repository_shape(info)).collect(),
@@ -353,7 +358,9 @@ impl EcrBackend for RegistryBackend {
         principal: &Principal,
         request: DeleteRepositoryRequest,
     ) -> Result<DeleteRepositoryResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::DeleteRepository, &request.registry_id, &request.repository_name).await?;
+        let name = self
+            .authorized(principal, Endpoint::DeleteRepository, &request.registry_id, &request.repository_name)
+            .await?;
         let info = self.registry.delete_repository(&name, request.force).await.map_err(self.fail(name.as_str()))?;
         Ok(DeleteRepositoryResponse { repository: self.repository_shape(&info) })
     }
@@ -363,7 +370,9 @@ impl EcrBackend for RegistryBackend {
         principal: &Principal,
         request: DescribeImagesRequest,
     ) -> Result<DescribeImagesResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::DescribeImages, &request.registry_id, &request.repository_name).await?;
+        let name = self
+            .authorized(principal, Endpoint::DescribeImages, &request.registry_id, &request.repository_name)
+            .await?;
         let repo = name.as_str();
         // Images named by id are described whatever the filter says (it selects what a listing shows).
         if let Some(ids) = &request.image_ids {
@@ -404,8 +413,13 @@ impl EcrBackend for RegistryBackend {
         })
     }
 
-    async fn list_images(&self, principal: &Principal, request: ListImagesRequest) -> Result<ListImagesResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::ListImages, &request.registry_id, &request.repository_name).await?;
+    async fn list_images(
+        &self,
+        principal: &Principal,
+        request: ListImagesRequest,
+    ) -> Result<ListImagesResponse, EcrError> {
+        let name =
+            self.authorized(principal, Endpoint::ListImages, &request.registry_id, &request.repository_name).await?;
         let repo = name.as_str();
         let (tag_status, image_status) = image_filters(&request.filter);
         if !selects_active(image_status) {
@@ -426,9 +440,8 @@ impl EcrBackend for RegistryBackend {
             .list_image_ids(&name, after.as_ref(), request.page_size(), service_status(tag_status))
             .await
             .map_err(self.fail(repo))?;
-        let next_token = pager.next_token(more, &ids, |last| {
-            std::iter::once(last.digest.to_string()).chain(last.tag.clone()).collect()
-        });
+        let next_token = pager
+            .next_token(more, &ids, |last| std::iter::once(last.digest.to_string()).chain(last.tag.clone()).collect());
         let image_ids = ids
             .into_iter()
             .map(|id| ImageIdentifier { image_digest: Some(id.digest.to_string()), image_tag: id.tag })
@@ -441,7 +454,8 @@ impl EcrBackend for RegistryBackend {
         principal: &Principal,
         request: BatchGetImageRequest,
     ) -> Result<BatchGetImageResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::BatchGetImage, &request.registry_id, &request.repository_name).await?;
+        let name =
+            self.authorized(principal, Endpoint::BatchGetImage, &request.registry_id, &request.repository_name).await?;
         let repo = name.as_str();
         let (selectors, failures) = selectors(&request.image_ids);
         // acceptedMediaTypes is not a filter: Berth never converts between formats and returns
@@ -456,7 +470,10 @@ impl EcrBackend for RegistryBackend {
                     response.images.push(Image {
                         registry_id: self.config.registry_id.clone(),
                         repository_name: repo.into(),
-                        image_id: ImageIdentifier { image_digest: Some(manifest.digest.to_string()), image_tag: id.image_tag },
+                        image_id: ImageIdentifier {
+                            image_digest: Some(manifest.digest.to_string()),
+                            image_tag: id.image_tag,
+                        },
                         image_manifest: String::from_utf8_lossy(&manifest.content).into_owned(),
                         image_manifest_media_type: Some(manifest.media_type),
                     });
@@ -468,7 +485,8 @@ impl EcrBackend for RegistryBackend {
     }
 
     async fn put_image(&self, principal: &Principal, request: PutImageRequest) -> Result<PutImageResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::PutImage, &request.registry_id, &request.repository_name).await?;
+        let name =
+            self.authorized(principal, Endpoint::PutImage, &request.registry_id, &request.repository_name).await?;
         let repo = name.as_str();
         // ECR's own checks, before the manifest grammar: JSON at all, and a media type from the
         // manifest or the request (the /v2/ plane would infer one from the shape instead).
@@ -511,7 +529,9 @@ impl EcrBackend for RegistryBackend {
         principal: &Principal,
         request: BatchDeleteImageRequest,
     ) -> Result<BatchDeleteImageResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::BatchDeleteImage, &request.registry_id, &request.repository_name).await?;
+        let name = self
+            .authorized(principal, Endpoint::BatchDeleteImage, &request.registry_id, &request.repository_name)
+            .await?;
         let repo = name.as_str();
         let (selectors, failures) = selectors(&request.image_ids);
         let deleted = self.registry.delete_images(&name, &selectors).await.map_err(self.fail(repo))?;
@@ -522,10 +542,12 @@ impl EcrBackend for RegistryBackend {
                 Ok(Ok(image)) if image.tags.is_empty() => response
                     .image_ids
                     .push(ImageIdentifier { image_digest: Some(image.digest.to_string()), image_tag: None }),
-                Ok(Ok(image)) => response.image_ids.extend(image.tags.into_iter().map(|tag| ImageIdentifier {
-                    image_digest: Some(image.digest.to_string()),
-                    image_tag: Some(tag),
-                })),
+                Ok(Ok(image)) => {
+                    response.image_ids.extend(image.tags.into_iter().map(|tag| ImageIdentifier {
+                        image_digest: Some(image.digest.to_string()),
+                        image_tag: Some(tag),
+                    }))
+                }
                 Ok(Err(err)) => response.failures.push(image_failure(id, err, &self.scope(repo))?),
             }
         }
@@ -537,7 +559,14 @@ impl EcrBackend for RegistryBackend {
         principal: &Principal,
         request: BatchCheckLayerAvailabilityRequest,
     ) -> Result<BatchCheckLayerAvailabilityResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::BatchCheckLayerAvailability, &request.registry_id, &request.repository_name).await?;
+        let name = self
+            .authorized(
+                principal,
+                Endpoint::BatchCheckLayerAvailability,
+                &request.registry_id,
+                &request.repository_name,
+            )
+            .await?;
         let repo = name.as_str();
         self.registry.describe_repository(&name).await.map_err(self.fail(repo))?;
         let mut response = BatchCheckLayerAvailabilityResponse { layers: vec![], failures: vec![] };
@@ -573,7 +602,9 @@ impl EcrBackend for RegistryBackend {
         principal: &Principal,
         request: InitiateLayerUploadRequest,
     ) -> Result<InitiateLayerUploadResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::InitiateLayerUpload, &request.registry_id, &request.repository_name).await?;
+        let name = self
+            .authorized(principal, Endpoint::InitiateLayerUpload, &request.registry_id, &request.repository_name)
+            .await?;
         let upload = self.registry.initiate_layer_upload(&name).await.map_err(self.fail(name.as_str()))?;
         Ok(InitiateLayerUploadResponse { upload_id: upload.id, part_size: ADVERTISED_PART_SIZE })
     }
@@ -583,7 +614,9 @@ impl EcrBackend for RegistryBackend {
         principal: &Principal,
         request: UploadLayerPartRequest,
     ) -> Result<UploadLayerPartResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::UploadLayerPart, &request.registry_id, &request.repository_name).await?;
+        let name = self
+            .authorized(principal, Endpoint::UploadLayerPart, &request.registry_id, &request.repository_name)
+            .await?;
         let scope = Scope { upload_id: Some(&request.upload_id), ..self.scope(name.as_str()) };
         let last = self
             .registry
@@ -609,12 +642,11 @@ impl EcrBackend for RegistryBackend {
         principal: &Principal,
         request: CompleteLayerUploadRequest,
     ) -> Result<CompleteLayerUploadResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::CompleteLayerUpload, &request.registry_id, &request.repository_name).await?;
+        let name = self
+            .authorized(principal, Endpoint::CompleteLayerUpload, &request.registry_id, &request.repository_name)
+            .await?;
         let [layer_digest] = request.layer_digests.as_slice() else {
-            return Err(EcrError::invalid_parameter(
-                "layerDigests",
-                "An upload is one layer: give exactly one digest",
-            ));
+            return Err(EcrError::invalid_parameter("layerDigests", "An upload is one layer: give exactly one digest"));
         };
         let digest = parse_digest("layerDigests.1.member", layer_digest)?;
         let scope = Scope { upload_id: Some(&request.upload_id), ..self.scope(name.as_str()) };
@@ -636,21 +668,24 @@ impl EcrBackend for RegistryBackend {
         principal: &Principal,
         request: GetDownloadUrlForLayerRequest,
     ) -> Result<GetDownloadUrlForLayerResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::GetDownloadUrlForLayer, &request.registry_id, &request.repository_name).await?;
+        let name = self
+            .authorized(principal, Endpoint::GetDownloadUrlForLayer, &request.registry_id, &request.repository_name)
+            .await?;
         let digest = parse_digest("layerDigest", &request.layer_digest)?;
         let expires_at = Timestamp::from(SystemTime::now() + DOWNLOAD_URL_LIFETIME).millis() / 1000;
-        let signature = self
-            .registry
-            .sign_layer_download(&name, &digest, expires_at)
-            .await
-            .map_err(self.fail(name.as_str()))?;
+        let signature =
+            self.registry.sign_layer_download(&name, &digest, expires_at).await.map_err(self.fail(name.as_str()))?;
         Ok(GetDownloadUrlForLayerResponse {
             download_url: download::url(&self.config.public_url, &name, &digest, expires_at, &signature),
             layer_digest: request.layer_digest,
         })
     }
 
-    async fn tag_resource(&self, principal: &Principal, request: TagResourceRequest) -> Result<TagResourceResponse, EcrError> {
+    async fn tag_resource(
+        &self,
+        principal: &Principal,
+        request: TagResourceRequest,
+    ) -> Result<TagResourceResponse, EcrError> {
         let name = self.repository_of_arn(&request.resource_arn)?;
         self.authorize(principal, Endpoint::TagResource, &name).await?;
         self.registry.tag_repository(&name, &resource_tags(&request.tags)).await.map_err(self.fail(name.as_str()))?;
@@ -696,7 +731,9 @@ impl EcrBackend for RegistryBackend {
         principal: &Principal,
         request: ListImageReferrersRequest,
     ) -> Result<ListImageReferrersResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::ListImageReferrers, &request.registry_id, &request.repository_name).await?;
+        let name = self
+            .authorized(principal, Endpoint::ListImageReferrers, &request.registry_id, &request.repository_name)
+            .await?;
         let repo = name.as_str();
         let subject = parse_digest("subjectId.imageDigest", &request.subject_id.image_digest)?;
         self.registry.describe_repository(&name).await.map_err(self.fail(repo))?;
@@ -741,7 +778,9 @@ impl EcrBackend for RegistryBackend {
         principal: &Principal,
         request: PutImageTagMutabilityRequest,
     ) -> Result<PutImageTagMutabilityResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::PutImageTagMutability, &request.registry_id, &request.repository_name).await?;
+        let name = self
+            .authorized(principal, Endpoint::PutImageTagMutability, &request.registry_id, &request.repository_name)
+            .await?;
         let info = self
             .registry
             .set_tag_mutability(
@@ -765,7 +804,9 @@ impl EcrBackend for RegistryBackend {
         principal: &Principal,
         request: PutLifecyclePolicyRequest,
     ) -> Result<PutLifecyclePolicyResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::PutLifecyclePolicy, &request.registry_id, &request.repository_name).await?;
+        let name = self
+            .authorized(principal, Endpoint::PutLifecyclePolicy, &request.registry_id, &request.repository_name)
+            .await?;
         self.registry
             .put_lifecycle_policy(&name, &request.lifecycle_policy_text)
             .await
@@ -782,7 +823,9 @@ impl EcrBackend for RegistryBackend {
         principal: &Principal,
         request: GetLifecyclePolicyRequest,
     ) -> Result<GetLifecyclePolicyResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::GetLifecyclePolicy, &request.registry_id, &request.repository_name).await?;
+        let name = self
+            .authorized(principal, Endpoint::GetLifecyclePolicy, &request.registry_id, &request.repository_name)
+            .await?;
         let policy = self.registry.lifecycle_policy(&name).await.map_err(self.fail(name.as_str()))?;
         Ok(self.lifecycle_policy_shape(request.repository_name, policy))
     }
@@ -792,7 +835,9 @@ impl EcrBackend for RegistryBackend {
         principal: &Principal,
         request: DeleteLifecyclePolicyRequest,
     ) -> Result<DeleteLifecyclePolicyResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::DeleteLifecyclePolicy, &request.registry_id, &request.repository_name).await?;
+        let name = self
+            .authorized(principal, Endpoint::DeleteLifecyclePolicy, &request.registry_id, &request.repository_name)
+            .await?;
         let policy = self.registry.delete_lifecycle_policy(&name).await.map_err(self.fail(name.as_str()))?;
         Ok(self.lifecycle_policy_shape(request.repository_name, policy))
     }
@@ -802,7 +847,14 @@ impl EcrBackend for RegistryBackend {
         principal: &Principal,
         request: StartLifecyclePolicyPreviewRequest,
     ) -> Result<StartLifecyclePolicyPreviewResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::StartLifecyclePolicyPreview, &request.registry_id, &request.repository_name).await?;
+        let name = self
+            .authorized(
+                principal,
+                Endpoint::StartLifecyclePolicyPreview,
+                &request.registry_id,
+                &request.repository_name,
+            )
+            .await?;
         let text = self
             .registry
             .start_lifecycle_preview(&name, request.lifecycle_policy_text.as_deref())
@@ -821,7 +873,9 @@ impl EcrBackend for RegistryBackend {
         principal: &Principal,
         request: GetLifecyclePolicyPreviewRequest,
     ) -> Result<GetLifecyclePolicyPreviewResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::GetLifecyclePolicyPreview, &request.registry_id, &request.repository_name).await?;
+        let name = self
+            .authorized(principal, Endpoint::GetLifecyclePolicyPreview, &request.registry_id, &request.repository_name)
+            .await?;
         let repo = name.as_str();
         let preview = self.registry.lifecycle_preview(&name).await.map_err(self.fail(repo))?;
         let expiring_image_total_count = preview.results.len();
@@ -879,7 +933,9 @@ impl EcrBackend for RegistryBackend {
         principal: &Principal,
         request: SetRepositoryPolicyRequest,
     ) -> Result<SetRepositoryPolicyResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::SetRepositoryPolicy, &request.registry_id, &request.repository_name).await?;
+        let name = self
+            .authorized(principal, Endpoint::SetRepositoryPolicy, &request.registry_id, &request.repository_name)
+            .await?;
         self.registry.set_repository_policy(&name, &request.policy_text).await.map_err(self.fail(name.as_str()))?;
         Ok(self.repository_policy_shape(request.repository_name, request.policy_text))
     }
@@ -889,7 +945,9 @@ impl EcrBackend for RegistryBackend {
         principal: &Principal,
         request: GetRepositoryPolicyRequest,
     ) -> Result<GetRepositoryPolicyResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::GetRepositoryPolicy, &request.registry_id, &request.repository_name).await?;
+        let name = self
+            .authorized(principal, Endpoint::GetRepositoryPolicy, &request.registry_id, &request.repository_name)
+            .await?;
         let text = self.registry.repository_policy(&name).await.map_err(self.fail(name.as_str()))?;
         Ok(self.repository_policy_shape(request.repository_name, text))
     }
@@ -899,7 +957,9 @@ impl EcrBackend for RegistryBackend {
         principal: &Principal,
         request: DeleteRepositoryPolicyRequest,
     ) -> Result<DeleteRepositoryPolicyResponse, EcrError> {
-        let name = self.authorized(principal, Endpoint::DeleteRepositoryPolicy, &request.registry_id, &request.repository_name).await?;
+        let name = self
+            .authorized(principal, Endpoint::DeleteRepositoryPolicy, &request.registry_id, &request.repository_name)
+            .await?;
         let text = self.registry.delete_repository_policy(&name).await.map_err(self.fail(name.as_str()))?;
         Ok(self.repository_policy_shape(request.repository_name, text))
     }

@@ -880,3 +880,161 @@ fn test_helpers_match_known_vectors() {
     assert_eq!(amz_date(UNIX_EPOCH + Duration::from_secs(1_700_000_000)), "20231114T221320Z");
     assert_eq!(amz_date(UNIX_EPOCH + Duration::from_secs(951_782_400)), "20000229T000000Z");
 }
+
+// Repository policies: explicit denies enforced on both planes.
+
+const ACCOUNT: &str = "123456789012";
+
+/// A user made by `berth user add`, once the server accepts its key: (access key id, secret).
+async fn add_user(srv: &Server, name: &str) -> (String, String) {
+    let user: Value = serde_json::from_str(&srv.cli(&["user", "add", name])).expect("user add prints JSON");
+    let keys =
+        (user["accessKeyId"].as_str().unwrap().to_string(), user["secretAccessKey"].as_str().unwrap().to_string());
+    wait_for_ping_status(srv, &client_with(&basic(&keys.0, &keys.1)), 200, name).await;
+    keys
+}
+
+fn ecr_json(r: &Resp, status: u16, error_type: Option<&str>) -> Value {
+    assert_eq!(r.status(), status, "{}", r.describe());
+    let body = r.json();
+    if let Some(error_type) = error_type {
+        assert_eq!(body["__type"], error_type, "{}", r.describe());
+    }
+    body
+}
+
+fn put_image_body(repo: &str, tag: &str, manifest: &[u8]) -> String {
+    serde_json::json!({
+        "repositoryName": repo,
+        "imageTag": tag,
+        "imageManifest": String::from_utf8(manifest.to_vec()).unwrap(),
+    })
+    .to_string()
+}
+
+async fn set_policy(srv: &Server, repo: &str, policy: &Value) {
+    let body = serde_json::json!({ "repositoryName": repo, "policyText": policy.to_string() }).to_string();
+    ecr_json(&ecr_call(srv, ROOT_KEY_ID, ROOT_SECRET, "SetRepositoryPolicy", &body).await, 200, None);
+}
+
+#[tokio::test]
+async fn repository_policy_deny_stops_one_users_pushes_on_both_planes() {
+    let mut srv = Launch::new().root_keys(ROOT_KEY_ID, ROOT_SECRET).args(&["--registry-id", ACCOUNT]).start();
+    let image = push_image(&srv, "policy/app", Some("v1")).await;
+    let (ci_id, ci_secret) = add_user(&srv, "ci").await;
+    let (alice_id, alice_secret) = add_user(&srv, "alice").await;
+    set_policy(
+        &srv,
+        "policy/app",
+        &serde_json::json!({"Version": "2012-10-17", "Statement": [{
+            "Sid": "NoPushForCi", "Effect": "Deny",
+            "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:user/ci")},
+            "Action": ["ecr:PutImage", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload"],
+        }]}),
+    )
+    .await;
+
+    // ci: every step of a /v2/ push is refused with DENIED, and nothing lands.
+    srv.client = client_with(&basic(&ci_id, &ci_secret));
+    let blob = b"ci may not push this";
+    let digest = sha256_digest(blob);
+    send(srv.post("/v2/policy/app/blobs/uploads/")).await.expect_error(403, "DENIED");
+    let r = send(srv.post(&format!("/v2/policy/app/blobs/uploads/?digest={digest}")).body(blob.to_vec())).await;
+    r.expect_error(403, "DENIED");
+    assert!(r.text().contains("ecr:InitiateLayerUpload"), "{}", r.describe());
+    put_manifest(&srv, "policy/app", "v2", OCI_MANIFEST, &image.manifest).await.expect_error(403, "DENIED");
+    send(srv.head("/v2/policy/app/manifests/v2")).await.expect_status(404);
+    // Pulls are not denied, nor are pushes to other repositories.
+    expect_manifest(&srv, "policy/app", "v1", OCI_MANIFEST, &image.manifest, &image.digest).await;
+    expect_blob(&srv, "policy/app", &sha256_digest(&image.layers[0]), &image.layers[0]).await;
+    push_image(&srv, "policy/ci-own", Some("v1")).await;
+
+    // The ECR API refuses ci the same way, as AWS words it.
+    let r = ecr_call(&srv, &ci_id, &ci_secret, "PutImage", &put_image_body("policy/app", "v2", &image.manifest)).await;
+    let body = ecr_json(&r, 400, Some("AccessDeniedException"));
+    assert_eq!(
+        body["message"],
+        format!(
+            "User: arn:aws:iam::{ACCOUNT}:user/ci is not authorized to perform: ecr:PutImage on resource: \
+             arn:aws:ecr:us-east-1:{ACCOUNT}:repository/policy/app with an explicit deny in a resource-based policy"
+        )
+    );
+    let initiate = r#"{"repositoryName":"policy/app"}"#;
+    ecr_json(
+        &ecr_call(&srv, &ci_id, &ci_secret, "InitiateLayerUpload", initiate).await,
+        400,
+        Some("AccessDeniedException"),
+    );
+    let get = r#"{"repositoryName":"policy/app","imageIds":[{"imageTag":"v1"}]}"#;
+    let body = ecr_json(&ecr_call(&srv, &ci_id, &ci_secret, "BatchGetImage", get).await, 200, None);
+    assert_eq!(body["images"][0]["imageId"]["imageDigest"], image.digest.as_str());
+
+    // Another user is unaffected on both planes.
+    srv.client = client_with(&basic(&alice_id, &alice_secret));
+    push_image(&srv, "policy/app", Some("alice")).await;
+    let r = ecr_call(&srv, &alice_id, &alice_secret, "PutImage", &put_image_body("policy/app", "v2", &image.manifest))
+        .await;
+    ecr_json(&r, 200, None);
+
+    // Deleting the policy gives ci its pushes back.
+    let delete = r#"{"repositoryName":"policy/app"}"#;
+    ecr_json(&ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "DeleteRepositoryPolicy", delete).await, 200, None);
+    srv.client = client_with(&basic(&ci_id, &ci_secret));
+    push_image(&srv, "policy/app", Some("ci")).await;
+    let r = ecr_call(&srv, &ci_id, &ci_secret, "PutImage", &put_image_body("policy/app", "v3", &image.manifest)).await;
+    ecr_json(&r, 200, None);
+}
+
+#[tokio::test]
+async fn repository_policy_guards_mount_sources_and_never_locks_out_the_root() {
+    let mut srv = Launch::new().root_keys(ROOT_KEY_ID, ROOT_SECRET).args(&["--registry-id", ACCOUNT]).start();
+    let image = push_image(&srv, "policy/secret", Some("v1")).await;
+    let layer = sha256_digest(&image.layers[0]);
+    let (ci_id, ci_secret) = add_user(&srv, "ci").await;
+    // Deny the whole account (ci included) reading layers of policy/secret, with a wildcard.
+    set_policy(
+        &srv,
+        "policy/secret",
+        &serde_json::json!({"Statement": {"Effect": "Deny", "Principal": {"AWS": ACCOUNT}, "Action": "ecr:GetDownload*"}}),
+    )
+    .await;
+    srv.client = client_with(&basic(&ci_id, &ci_secret));
+    send(srv.get(&format!("/v2/policy/secret/blobs/{layer}"))).await.expect_error(403, "DENIED");
+    // A mount from it, named or found by digest, becomes an ordinary upload instead.
+    for query in [format!("mount={layer}&from=policy/secret"), format!("mount={layer}")] {
+        let r = send(srv.post(&format!("/v2/ci/own/blobs/uploads/?{query}"))).await;
+        r.expect_status(202);
+    }
+    send(srv.head(&format!("/v2/ci/own/blobs/{layer}"))).await.expect_4xx();
+
+    // Deny everything to everyone: the root still reads, replaces and deletes the policy.
+    let lockout = serde_json::json!({"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "ecr:*"}]});
+    set_policy(&srv, "policy/secret", &lockout).await;
+    srv.client = client_with(&basic(ROOT_KEY_ID, ROOT_SECRET));
+    send(srv.get("/v2/policy/secret/manifests/v1")).await.expect_error(403, "DENIED");
+    let repo = r#"{"repositoryName":"policy/secret"}"#;
+    let describe = r#"{"repositoryNames":["policy/secret"]}"#;
+    ecr_json(
+        &ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "DescribeRepositories", describe).await,
+        400,
+        Some("AccessDeniedException"),
+    );
+    ecr_json(&ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "GetRepositoryPolicy", repo).await, 200, None);
+    set_policy(&srv, "policy/secret", &lockout).await;
+    ecr_json(
+        &ecr_call(&srv, &ci_id, &ci_secret, "DeleteRepositoryPolicy", repo).await,
+        400,
+        Some("AccessDeniedException"),
+    );
+    ecr_json(&ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "DeleteRepositoryPolicy", repo).await, 200, None);
+    expect_manifest(&srv, "policy/secret", "v1", OCI_MANIFEST, &image.manifest, &image.digest).await;
+
+    // A Deny with a Condition cannot be evaluated, so it is refused rather than guessed at.
+    let conditional = serde_json::json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "ecr:PutImage",
+        "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}});
+    let body =
+        serde_json::json!({ "repositoryName": "policy/secret", "policyText": conditional.to_string() }).to_string();
+    let r = ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "SetRepositoryPolicy", &body).await;
+    let body = ecr_json(&r, 400, Some("InvalidParameterException"));
+    assert!(body["message"].as_str().unwrap().contains("Condition"), "{body}");
+}
