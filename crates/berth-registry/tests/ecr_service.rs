@@ -1,13 +1,14 @@
 //! The ECR operations of the registry service over the real SQLite and filesystem backends, for
 //! what the client suites (tests/ecr, tests/clients/ecr-*.sh) cannot reach through the wire:
 //! expired download URLs, a signing key shared by two servers, listings that scan past the
-//! store's batch size, and ECR's untag-then-delete rule next to an index.
+//! store's batch size, ECR's untag-then-delete rule next to an index, and repository policies
+//! taking effect (and going) at once through the service's policy cache.
 
 use std::sync::Arc;
 
 use berth_meta::SqliteStore;
 use berth_registry::{
-    ImageId, ImageSelector, PutImage, Registry, RegistryConfig, RegistryError, RepositorySettings, TagStatus,
+    Caller, ImageId, ImageSelector, PutImage, Registry, RegistryConfig, RegistryError, RepositorySettings, TagStatus,
     UrlSigningKey,
 };
 use berth_spec::{Digest, RepositoryName, Tag};
@@ -171,7 +172,8 @@ async fn the_last_tag_takes_the_image_unless_an_index_lists_it() {
     let by_tag = |t: &str| ImageSelector::Tag(t.parse().unwrap());
     let results = registry.delete_images(&repo, &[by_tag("child"), by_tag("alone")]).await.unwrap();
     assert!(results.iter().all(Result::is_ok), "{results:?}");
-    let found = registry.resolve_images(&repo, &[ImageSelector::Digest(child.clone()), ImageSelector::Digest(alone)], false)
+    let found = registry
+        .resolve_images(&repo, &[ImageSelector::Digest(child.clone()), ImageSelector::Digest(alone)], false)
         .await
         .unwrap();
     let child_image = found[0].as_ref().expect("the child stays, untagged, while the index lists it");
@@ -229,4 +231,46 @@ async fn lifecycle_runs_delete_nested_indexes_outermost_first_and_record_the_run
     let evaluated = registry.lifecycle_policy(&repo).await.unwrap().last_evaluated_at.unwrap();
     assert!((berth_registry::now_millis() - evaluated).abs() < 60_000);
     assert_eq!(registry.run_lifecycle_policies().await.unwrap(), 0, "a second run finds nothing more");
+}
+
+#[tokio::test]
+async fn repository_policies_take_effect_at_once_and_go_with_their_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
+    let repo = name("policy/app");
+    let ci = Caller::User("ci".into());
+    let push = ["ecr:InitiateLayerUpload", "ecr:PutImage"];
+    registry.authorize(&repo, &ci, &push).await.expect("a missing repository has no policy");
+    registry.create_repository(&repo, &RepositorySettings::default()).await.unwrap();
+    registry.authorize(&repo, &ci, &push).await.expect("no policy yet (and now cached as such)");
+
+    let deny_ci = r#"{"Statement":[{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:user/ci"},"Action":"ecr:PutImage"}]}"#;
+    registry.set_repository_policy(&repo, deny_ci).await.unwrap();
+    let err = registry.authorize(&repo, &ci, &push).await.unwrap_err();
+    let RegistryError::AccessDenied { caller, action, repository } = &err else { panic!("{err:?}") };
+    assert_eq!(
+        (caller.as_str(), action.as_str(), repository.as_str()),
+        ("arn:aws:iam::000000000000:user/ci", "ecr:PutImage", "policy/app")
+    );
+    registry.authorize(&repo, &ci, &["ecr:BatchGetImage"]).await.unwrap();
+    registry.authorize(&repo, &Caller::User("alice".into()), &push).await.unwrap();
+
+    // The policy goes with its repository: one created again under the name starts without it.
+    registry.delete_repository(&repo, true).await.unwrap();
+    registry.create_repository(&repo, &RepositorySettings::default()).await.unwrap();
+    registry.authorize(&repo, &ci, &push).await.unwrap();
+
+    // A stored policy Berth cannot enforce (written by an older version) denies everything but
+    // the root's repair of it.
+    let conditional = r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"ecr:PutImage","Condition":{"Bool":{"aws:SecureTransport":"false"}}}]}"#;
+    let settings = RepositorySettings { repository_policy: Some(conditional.into()), ..RepositorySettings::default() };
+    registry.metadata().set_repository_settings(&repo, &settings.to_json()).await.unwrap();
+    let restarted = open_registry(dir.path(), UrlSigningKey::random()).await;
+    for caller in [ci.clone(), Caller::Root] {
+        let err = restarted.authorize(&repo, &caller, &["ecr:BatchGetImage"]).await.unwrap_err();
+        assert!(matches!(err, RegistryError::AccessDenied { .. }), "{caller:?}: {err:?}");
+    }
+    restarted.authorize(&repo, &Caller::Root, &["ecr:DeleteRepositoryPolicy"]).await.unwrap();
+    restarted.delete_repository_policy(&repo).await.unwrap();
+    restarted.authorize(&repo, &ci, &["ecr:BatchGetImage"]).await.unwrap();
 }
