@@ -1038,3 +1038,24 @@ async fn repository_policy_guards_mount_sources_and_never_locks_out_the_root() {
     let body = ecr_json(&r, 400, Some("InvalidParameterException"));
     assert!(body["message"].as_str().unwrap().contains("Condition"), "{body}");
 }
+
+#[tokio::test]
+async fn anonymous_pulls_are_denied_only_by_policies_naming_everyone() {
+    let srv =
+        Launch::new().root_keys(ROOT_KEY_ID, ROOT_SECRET).args(&["--anonymous-pull", "--registry-id", ACCOUNT]).start();
+    let image = push_image(&srv, "policy/public", Some("v1")).await;
+    let layer = srv.url(&format!("/v2/policy/public/blobs/{}", sha256_digest(&image.layers[0])));
+    let manifest = srv.url("/v2/policy/public/manifests/v1");
+    let (anon, root) = (anonymous(), client_with(&basic(ROOT_KEY_ID, ROOT_SECRET)));
+    // Anonymous callers are not of the account: a deny for the whole account leaves them be.
+    let account = serde_json::json!({"Statement": {"Effect": "Deny", "Principal": {"AWS": ACCOUNT}, "Action": "ecr:BatchGetImage"}});
+    set_policy(&srv, "policy/public", &account).await;
+    send(anon.get(&manifest).header("accept", OCI_MANIFEST)).await.expect_status(200);
+    send(root.get(&manifest).header("accept", OCI_MANIFEST)).await.expect_error(403, "DENIED");
+    // "*" names them too; only the denied action is refused.
+    let everyone =
+        serde_json::json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "ecr:BatchGetImage"}});
+    set_policy(&srv, "policy/public", &everyone).await;
+    send(anon.get(&manifest).header("accept", OCI_MANIFEST)).await.expect_error(403, "DENIED");
+    send(anon.get(&layer)).await.expect_status(200);
+}
