@@ -73,7 +73,9 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
 
 pub async fn token(args: TokenArgs) -> anyhow::Result<()> {
     let store = open(&args.dir).await?;
-    let result = berth_auth::cli::token(store.clone(), &args.dir.data_dir, args.user.as_deref(), &mut std::io::stdout().lock()).await;
+    let result =
+        berth_auth::cli::token(store.clone(), &args.dir.data_dir, args.user.as_deref(), &mut std::io::stdout().lock())
+            .await;
     store.close().await;
     Ok(result?)
 }

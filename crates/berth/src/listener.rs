@@ -69,7 +69,12 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 
 impl Listener {
     /// Serves `app` until `shutdown` resolves, then drains in-flight connections.
-    pub async fn serve(self, listener: TcpListener, app: Router, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        app: Router,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         let this = Arc::new(self);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);

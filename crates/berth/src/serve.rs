@@ -126,7 +126,6 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
     });
 
-    let server = listener::Listener { tls, plain_http: config.plain_http };
     // Its own task: a pass lists all of storage, which must not hold up the maintenance tick.
     let gc = config.gc_interval.map(|interval| {
         let (registry, grace) = (registry.clone(), config.gc_grace);
@@ -143,12 +142,13 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         })
     });
 
+    let server = listener::Listener { tls, plain_http: config.plain_http };
     server.serve(tcp, app, shutdown_signal()).await?;
     maintenance.abort();
-    registry.flush_pulls().await;
     if let Some(gc) = gc {
         gc.abort();
     }
+    registry.flush_pulls().await;
     if let Err(e) = registry.flush_finished_uploads().await {
         tracing::warn!(error = %e, "deleting finished upload sessions failed");
     }
