@@ -69,6 +69,24 @@ async fn append_is_all_or_nothing(store: &dyn BlobStore) {
     let err = store.append(&id, 3, failing, &mut |_| {}).await.unwrap_err();
     assert!(matches!(err, StoreError::Body(_)), "{err:?}");
     assert_eq!(store.upload_len(&id).await.unwrap(), Some(3));
+
+    // A body that fails after far more than any write buffer: what was written is cut back too.
+    let piece = Bytes::from(vec![7u8; 100_000]);
+    let mut pieces: Vec<io::Result<Bytes>> = (0..12).map(|_| Ok(piece.clone())).collect();
+    pieces.push(Err(io::Error::other("client went away")));
+    let err = store.append(&id, 3, stream::iter(pieces).boxed(), &mut |_| {}).await.unwrap_err();
+    assert!(matches!(err, StoreError::Body(_)), "{err:?}");
+    assert_eq!(store.upload_len(&id).await.unwrap(), Some(3));
+    assert_eq!(collect(store.read_upload(&id).await.unwrap()).await, b"abc");
+
+    // And a large body of odd-sized chunks arrives whole and in order.
+    let chunks: Vec<Bytes> = (0..40u8).map(|i| Bytes::from(vec![i; 33_333 + usize::from(i)])).collect();
+    let expected: Vec<u8> = b"abc".iter().copied().chain(chunks.iter().flat_map(|c| c.iter().copied())).collect();
+    let mut seen = 3u64;
+    let body: ByteStream = stream::iter(chunks.into_iter().map(Ok)).boxed();
+    let len = store.append(&id, 3, body, &mut |c| seen += c.len() as u64).await.unwrap();
+    assert_eq!((len, seen), (expected.len() as u64, expected.len() as u64));
+    assert_eq!(collect(store.read_upload(&id).await.unwrap()).await, expected);
     store.abort(&id).await.unwrap();
     assert_eq!(store.upload_len(&id).await.unwrap(), None);
     store.abort(&id).await.unwrap();
