@@ -349,7 +349,7 @@ async fn failed_puts_change_nothing(store: &dyn MetadataStore) {
     assert!(store.list_tags(&repo, None, None).await.unwrap().is_empty(), "no tag from a failed put");
 
     let ghost = manifest_bytes(&unique("ghost")).1;
-    let err = push_index(store, &repo, &unique("bad-index"), &[ghost.clone()]).await.unwrap_err();
+    let err = push_index(store, &repo, &unique("bad-index"), std::slice::from_ref(&ghost)).await.unwrap_err();
     assert!(matches!(&err, MetaError::ManifestUnknown(d) if *d == ghost), "{err:?}");
 }
 
@@ -401,14 +401,14 @@ async fn indexes_and_children(store: &dyn MetadataStore) {
 
     let other = new_repo(store, "indexes-other").await;
     let foreign = push_image(store, &other, &unique("foreign"), 1, None).await;
-    let err = push_index(store, &repo, &unique("idx-foreign"), &[foreign.clone()]).await.unwrap_err();
+    let err = push_index(store, &repo, &unique("idx-foreign"), std::slice::from_ref(&foreign)).await.unwrap_err();
     assert!(
         matches!(&err, MetaError::ManifestUnknown(d) if *d == foreign),
         "children must be in the same repository: {err:?}"
     );
 
     let index_a = push_index(store, &repo, &unique("idx-a"), &[amd64.clone(), arm64.clone()]).await.unwrap();
-    let index_b = push_index(store, &repo, &unique("idx-b"), &[arm64.clone()]).await.unwrap();
+    let index_b = push_index(store, &repo, &unique("idx-b"), std::slice::from_ref(&arm64)).await.unwrap();
     let record = store.get_manifest(&repo, &by_digest(&index_a)).await.unwrap().unwrap();
     assert_eq!(
         (record.media_type.as_str(), record.image_size),
@@ -417,7 +417,7 @@ async fn indexes_and_children(store: &dyn MetadataStore) {
     );
 
     // An index of indexes takes the largest grandchild size through its children.
-    let nested = push_index(store, &repo, &unique("idx-nested"), &[index_b.clone()]).await.unwrap();
+    let nested = push_index(store, &repo, &unique("idx-nested"), std::slice::from_ref(&index_b)).await.unwrap();
     assert_eq!(store.get_manifest(&repo, &by_digest(&nested)).await.unwrap().unwrap().image_size, 7010);
 
     let mut both = vec![index_a.clone(), index_b.clone()];
@@ -447,7 +447,7 @@ async fn indexes_and_children(store: &dyn MetadataStore) {
 
     // Re-pushing an index after its children were re-pushed rebuilds the edges.
     let amd64 = push_image(store, &repo, &unique("amd64-again"), 10, None).await;
-    let index = push_index(store, &repo, &unique("idx-again"), &[amd64.clone()]).await.unwrap();
+    let index = push_index(store, &repo, &unique("idx-again"), std::slice::from_ref(&amd64)).await.unwrap();
     assert_eq!(store.parents(&repo, &amd64).await.unwrap(), vec![index]);
 }
 

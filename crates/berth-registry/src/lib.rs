@@ -161,10 +161,10 @@ impl Registry {
     /// Writes buffered pull times (also called on shutdown).
     pub async fn flush_pulls(&self) {
         let batch = self.pulls.drain();
-        if !batch.is_empty() {
-            if let Err(e) = self.meta.record_pulls(&batch).await {
-                tracing::warn!(error = %e, "recording pull times failed");
-            }
+        if !batch.is_empty()
+            && let Err(e) = self.meta.record_pulls(&batch).await
+        {
+            tracing::warn!(error = %e, "recording pull times failed");
         }
     }
 }

@@ -71,7 +71,7 @@ impl Descriptor {
     /// True when the registry must hold this layer's blob: foreign/non-distributable layers are
     /// fetched by clients from their `urls`.
     pub fn requires_blob(&self) -> bool {
-        !(media::is_non_distributable(&self.media_type) || !self.urls.is_empty())
+        !media::is_non_distributable(&self.media_type) && self.urls.is_empty()
     }
 }
 
