@@ -14,6 +14,7 @@
 use serde_json::Value;
 
 use crate::lifecycle::PolicyError;
+use crate::settings::glob;
 
 pub const MAX_POLICY_LENGTH: usize = 10_240;
 
@@ -208,7 +209,8 @@ pub fn decide(policy: &RepositoryPolicy, caller: &Caller, account: &str, action:
 
 impl Actions {
     fn matches(&self, action: &str) -> bool {
-        self.patterns.iter().any(|p| glob(p.as_bytes(), action.as_bytes())) != self.negated
+        // IAM's action wildcards: `*` any run of characters, `?` any one character.
+        self.patterns.iter().any(|p| glob(p.as_bytes(), action.as_bytes(), Some(b'?'))) != self.negated
     }
 }
 
@@ -264,28 +266,6 @@ fn strings(value: &Value) -> Option<Vec<String>> {
         Value::Array(_) => None,
         other => one(other).map(|s| vec![s]),
     }
-}
-
-/// IAM's action wildcards: `*` any run of characters, `?` any one character.
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut pi, mut ti) = (0, 0);
-    let mut backtrack: Option<(usize, usize)> = None;
-    while ti < text.len() {
-        if pi < pattern.len() && pattern[pi] == b'*' {
-            backtrack = Some((pi, ti));
-            pi += 1;
-        } else if pi < pattern.len() && (pattern[pi] == b'?' || pattern[pi] == text[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if let Some((bp, bt)) = backtrack {
-            pi = bp + 1;
-            ti = bt + 1;
-            backtrack = Some((bp, bt + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[pi..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]

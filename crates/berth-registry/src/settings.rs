@@ -136,14 +136,19 @@ impl RepositorySettings {
 
 /// ECR's tag filters: `*` matches any run of characters, everything else is literal.
 pub fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    glob(pattern.as_bytes(), text.as_bytes(), None)
+}
+
+/// `*` matches any run of characters, `any_one` (IAM's `?`) any one character, the rest is
+/// literal. Greedy with one backtrack point: linear in practice, no recursion.
+pub(crate) fn glob(pattern: &[u8], text: &[u8], any_one: Option<u8>) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let mut backtrack: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == b'*' {
+    while ti < text.len() {
+        if pi < pattern.len() && pattern[pi] == b'*' {
             backtrack = Some((pi, ti));
             pi += 1;
-        } else if pi < p.len() && p[pi] == t[ti] {
+        } else if pi < pattern.len() && (Some(pattern[pi]) == any_one || pattern[pi] == text[ti]) {
             pi += 1;
             ti += 1;
         } else if let Some((bp, bt)) = backtrack {
@@ -154,7 +159,7 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == b'*')
+    pattern[pi..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
@@ -178,7 +183,8 @@ mod tests {
         s.image_tag_mutability = TagMutability::Immutable;
         assert!(s.tag_is_immutable("latest"));
         s.image_tag_mutability = TagMutability::ImmutableWithExclusion;
-        s.image_tag_mutability_exclusion_filters = vec![TagMutabilityFilter { filter_type: "WILDCARD".into(), filter: "dev-*".into() }];
+        s.image_tag_mutability_exclusion_filters =
+            vec![TagMutabilityFilter { filter_type: "WILDCARD".into(), filter: "dev-*".into() }];
         assert!(s.tag_is_immutable("v1"));
         assert!(!s.tag_is_immutable("dev-1"));
         s.image_tag_mutability = TagMutability::MutableWithExclusion;
