@@ -78,6 +78,20 @@ ecr_ok "list-tags-for-resource" list-tags-for-resource --resource-arn "$ARN"
 expect "tags merged then removed" "$(j -c .tags)" '[{"Key":"team","Value":"platform"}]'
 ecr_err "tag-resource with a bad ARN" InvalidParameterException tag-resource --resource-arn arn:aws:ecr:us-east-1:0:repo --tags Key=a,Value=b
 
+section "scanning configuration (Berth runs no scanner: BASIC, no registry rules, scanOnPush as stored)"
+ecr_ok "get-registry-scanning-configuration" get-registry-scanning-configuration
+expect "BASIC with no rules" "$(j -c '[.registryId, .scanningConfiguration]')" '["000000000000",{"scanType":"BASIC","rules":[]}]'
+ecr create-repository --repository-name cli/scanned --image-scanning-configuration scanOnPush=true >/dev/null
+ecr_ok "batch-get-repository-scanning-configuration (one scan-on-push repository, one missing)" \
+  batch-get-repository-scanning-configuration --repository-names cli/scanned cli/none
+expect "cli/scanned scans on push" "$(j -c '.scanningConfigurations')" \
+  '[{"repositoryArn":"arn:aws:ecr:us-east-1:000000000000:repository/cli/scanned","repositoryName":"cli/scanned","scanOnPush":true,"scanFrequency":"SCAN_ON_PUSH","appliedScanFilters":[]}]'
+expect "cli/none is a REPOSITORY_NOT_FOUND failure" "$(j -r '.failures[] | .repositoryName + " " + .failureCode')" \
+  "cli/none REPOSITORY_NOT_FOUND"
+ecr_err "batch-get-repository-scanning-configuration of 26 names" InvalidParameterException \
+  batch-get-repository-scanning-configuration --repository-names $(printf 'cli/r%s ' {1..26})
+ecr delete-repository --repository-name cli/scanned >/dev/null
+
 section "a /v2/ push (skopeo) seen by the ECR API"
 bash "$MKIMG" --mkimg "$T/amd64" amd64 oci "$nonce" >"$T/amd64.json"
 bash "$MKIMG" --mkimg "$T/arm64" arm64 oci "$nonce" v8 >"$T/arm64.json"
@@ -198,6 +212,27 @@ ecr_ok "put-image of an SBOM referring to from-api" put-image --repository-name 
 ecr_ok "list-image-referrers" list-image-referrers --repository-name "$R" --subject-id "imageDigest=$MDIG"
 expect "the SBOM is listed" "$(j -r '.referrers[0] | .artifactType + " " + .digest')" \
   "application/spdx+json $(sha256_of "$T/sbom.json")"
+SIGTYPE=application/vnd.dev.cosign.artifact.sig.v1+json
+printf '%s' "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"artifactType\":\"$SIGTYPE\",\"config\":{\"mediaType\":\"application/vnd.oci.empty.v1+json\",\"digest\":\"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\",\"size\":2},\"layers\":[{\"mediaType\":\"$SIGTYPE\",\"digest\":\"$ORPHAN\",\"size\":$(stat -c %s "$T/orphan")}],\"subject\":{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"$MDIG\",\"size\":$(stat -c %s "$T/manifest.json")},\"annotations\":{\"pushed-by\":\"curl\"}}" >"$T/sig.json"
+SIG=$(sha256_of "$T/sig.json")
+expect "curl PUT /v2/ of a signature referring to from-api" "$(curl -s -o /dev/null -w '%{http_code}' -X PUT \
+  -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary "@$T/sig.json" "http://$REG/v2/$R/manifests/$SIG")" 201
+ecr_ok "list-image-referrers after the /v2/ push" list-image-referrers --repository-name "$R" --subject-id "imageDigest=$MDIG"
+expect "the same referrers as GET /v2/.../referrers" "$(j -c '[.referrers[].digest] | sort')" \
+  "$(curl -s "http://$REG/v2/$R/referrers/$MDIG" | jq -c '[.manifests[].digest] | sort')"
+ecr_ok "list-image-referrers --filter artifactTypes=<signature>" list-image-referrers --repository-name "$R" \
+  --subject-id "imageDigest=$MDIG" --filter "artifactTypes=$SIGTYPE"
+expect "only the curl-pushed signature, ACTIVE, with its annotations" \
+  "$(j -c '[.referrers[] | [.digest, .artifactType, .artifactStatus, .annotations."pushed-by"]]')" "[[\"$SIG\",\"$SIGTYPE\",\"ACTIVE\",\"curl\"]]"
+ecr_ok "list-image-referrers --max-results 1" list-image-referrers --repository-name "$R" \
+  --subject-id "imageDigest=$MDIG" --max-results 1
+first=$(j '.referrers[0].digest')
+ecr_ok "list-image-referrers --next-token" list-image-referrers --repository-name "$R" \
+  --subject-id "imageDigest=$MDIG" --max-results 1 --next-token "$(j .nextToken)"
+expect "the second page holds the other referrer and ends the listing" "$(j -c '[(.referrers | length), .referrers[0].digest != "'"$first"'", has("nextToken")]')" \
+  "[1,true,false]"
+ecr_err "list-image-referrers in a missing repository" RepositoryNotFoundException list-image-referrers \
+  --repository-name cli/none --subject-id "imageDigest=$MDIG"
 
 section "delete-repository"
 ecr_err "delete-repository of a non-empty repository" RepositoryNotEmptyException delete-repository --repository-name "$R"

@@ -54,6 +54,45 @@ def test_describe_registry(ecr):
     assert registry["replicationConfiguration"] == {"rules": []}
 
 
+def test_registry_scanning_configuration_is_basic_without_rules(ecr):
+    out = ecr.get_registry_scanning_configuration()
+    assert out["registryId"] == REGISTRY_ID
+    assert out["scanningConfiguration"] == {"scanType": "BASIC", "rules": []}
+
+
+def test_batch_get_repository_scanning_configuration(ecr, repo):
+    scanned = f"pytest/scan-{uuid.uuid4().hex[:8]}"
+    missing = f"pytest/none-{uuid.uuid4().hex[:8]}"
+    ecr.create_repository(repositoryName=scanned, imageScanningConfiguration={"scanOnPush": True})
+    try:
+        out = ecr.batch_get_repository_scanning_configuration(repositoryNames=[scanned, repo, missing, scanned])
+        assert out["scanningConfigurations"] == [
+            {"repositoryArn": arn(scanned), "repositoryName": scanned, "scanOnPush": True,
+             "scanFrequency": "SCAN_ON_PUSH", "appliedScanFilters": []},
+            {"repositoryArn": arn(repo), "repositoryName": repo, "scanOnPush": False,
+             "scanFrequency": "MANUAL", "appliedScanFilters": []},
+        ]
+        assert out["failures"] == [{
+            "repositoryName": missing, "failureCode": "REPOSITORY_NOT_FOUND",
+            "failureReason": f"The repository with name '{missing}' does not exist in the registry with id "
+                             f"'{REGISTRY_ID}'"}]
+        # The repository's policy is asked for ecr:BatchGetRepositoryScanningConfiguration.
+        deny = json.dumps({"Statement": {"Effect": "Deny", "Principal": "*",
+                                         "Action": "ecr:BatchGetRepositoryScanningConfiguration"}})
+        ecr.set_repository_policy(repositoryName=scanned, policyText=deny)
+        message = raises(ecr, "AccessDeniedException", ecr.batch_get_repository_scanning_configuration,
+                         repositoryNames=[repo, scanned])
+        assert "ecr:BatchGetRepositoryScanningConfiguration" in message, message
+    finally:
+        ecr.delete_repository(repositoryName=scanned)
+    message = raises(ecr, "InvalidParameterException", ecr.batch_get_repository_scanning_configuration,
+                     repositoryNames=[f"pytest/r{i}" for i in range(26)])
+    assert "Member must have length less than or equal to 25" in message
+    message = raises(ecr, "InvalidParameterException", ecr.batch_get_repository_scanning_configuration,
+                     repositoryNames=[repo, "Not/Lower"])
+    assert message.startswith("Invalid parameter at 'repositoryNames.2.member'"), message
+
+
 # ---- repositories
 
 
@@ -770,6 +809,8 @@ def test_unknown_operation(http):
     ("GetLifecyclePolicyPreview", b'{"repositoryName": "pytest/x", "imageIds": [{"imageTag": "a"}], "maxResults": 5}'),
     ("SetRepositoryPolicy", b'{"repositoryName": "pytest/x"}'),
     ("GetRepositoryPolicy", b'{"repositoryName": "Pytest/X"}'),
+    ("BatchGetRepositoryScanningConfiguration", b'{"repositoryNames": []}'),
+    ("BatchGetRepositoryScanningConfiguration", b'{}'),
 ])
 def test_bad_input_is_a_client_error(http, operation, body):
     status, payload = http.ecr_raw(operation, body)

@@ -119,6 +119,18 @@ pub trait EcrBackend: Send + Sync + 'static {
         request: DescribeRegistryRequest,
     ) -> Result<DescribeRegistryResponse, EcrError>;
 
+    async fn get_registry_scanning_configuration(
+        &self,
+        principal: &Principal,
+        request: GetRegistryScanningConfigurationRequest,
+    ) -> Result<GetRegistryScanningConfigurationResponse, EcrError>;
+
+    async fn batch_get_repository_scanning_configuration(
+        &self,
+        principal: &Principal,
+        request: BatchGetRepositoryScanningConfigurationRequest,
+    ) -> Result<BatchGetRepositoryScanningConfigurationResponse, EcrError>;
+
     async fn list_image_referrers(
         &self,
         principal: &Principal,

@@ -6,7 +6,10 @@ use berth_registry::{ImageSelector, PolicyKind, RegistryError};
 use berth_spec::{Digest, Tag};
 
 use crate::error::EcrError;
-use crate::shapes::{ImageFailure, ImageFailureCode, ImageIdentifier};
+use crate::shapes::{
+    ImageFailure, ImageFailureCode, ImageIdentifier, RepositoryScanningConfigurationFailure,
+    ScanningConfigurationFailureCode,
+};
 
 /// What a call was about, for the messages ECR puts in its errors.
 pub(crate) struct Scope<'a> {
@@ -116,6 +119,25 @@ pub(crate) fn image_failure(
         other => return Err(ecr_error(other, scope)),
     };
     Ok(ImageFailure { image_id, failure_code, failure_reason })
+}
+
+/// The `failures[]` entry for a repository a scanning-configuration batch names, or the exception
+/// for a problem that is not about the repository's existence.
+pub(crate) fn scanning_failure(
+    err: RegistryError,
+    scope: &Scope,
+) -> Result<RepositoryScanningConfigurationFailure, EcrError> {
+    match err {
+        RegistryError::NameUnknown(name) => Ok(RepositoryScanningConfigurationFailure {
+            failure_reason: format!(
+                "The repository with name '{name}' does not exist in the registry with id '{}'",
+                scope.registry_id
+            ),
+            repository_name: name,
+            failure_code: ScanningConfigurationFailureCode::RepositoryNotFound,
+        }),
+        other => Err(ecr_error(other, scope)),
+    }
 }
 
 /// An identifier as a selector, or the failure ECR reports for it.

@@ -237,6 +237,8 @@ async fn dispatch(
         UntagResource => untag_resource,
         ListTagsForResource => list_tags_for_resource,
         DescribeRegistry => describe_registry,
+        GetRegistryScanningConfiguration => get_registry_scanning_configuration,
+        BatchGetRepositoryScanningConfiguration => batch_get_repository_scanning_configuration,
         ListImageReferrers => list_image_referrers,
         PutImageTagMutability => put_image_tag_mutability,
         PutLifecyclePolicy => put_lifecycle_policy,

@@ -22,7 +22,7 @@ use crate::backend::EcrBackend;
 use crate::download;
 use crate::endpoint::Endpoint;
 use crate::error::EcrError;
-use crate::mapping::{Scope, ecr_error, image_failure, image_selector};
+use crate::mapping::{Scope, ecr_error, image_failure, image_selector, scanning_failure};
 use crate::pagination::{Pager, invalid_token};
 use crate::shapes::*;
 use crate::sigv4::Principal;
@@ -715,6 +715,8 @@ impl EcrBackend for RegistryBackend {
         Ok(ListTagsForResourceResponse { tags })
     }
 
+    /// Berth does not replicate (PutReplicationConfiguration is unsupported), so the registry's
+    /// replication configuration is always the one a fresh ECR account has: no rules.
     async fn describe_registry(
         &self,
         _: &Principal,
@@ -724,6 +726,50 @@ impl EcrBackend for RegistryBackend {
             registry_id: self.config.registry_id.clone(),
             replication_configuration: ReplicationConfiguration::default(),
         })
+    }
+
+    /// Berth has no registry-level scanning settings (PutRegistryScanningConfiguration is
+    /// unsupported), so this is what a fresh ECR account answers: BASIC with no rules. Whether a
+    /// repository scans on push is its own `scanOnPush`, as BatchGetRepositoryScanningConfiguration
+    /// reports.
+    async fn get_registry_scanning_configuration(
+        &self,
+        _: &Principal,
+        _: GetRegistryScanningConfigurationRequest,
+    ) -> Result<GetRegistryScanningConfigurationResponse, EcrError> {
+        Ok(GetRegistryScanningConfigurationResponse {
+            registry_id: self.config.registry_id.clone(),
+            scanning_configuration: RegistryScanningConfiguration { scan_type: ScanType::Basic, rules: vec![] },
+        })
+    }
+
+    async fn batch_get_repository_scanning_configuration(
+        &self,
+        principal: &Principal,
+        request: BatchGetRepositoryScanningConfigurationRequest,
+    ) -> Result<BatchGetRepositoryScanningConfigurationResponse, EcrError> {
+        let mut seen = HashSet::new();
+        let mut scanning_configurations = Vec::new();
+        let mut failures = Vec::new();
+        for name in request.repository_names.iter().filter(|name| seen.insert(name.as_str())) {
+            let repo =
+                self.authorized(principal, Endpoint::BatchGetRepositoryScanningConfiguration, &None, name).await?;
+            match self.registry.describe_repository(&repo).await {
+                Ok(info) => {
+                    let scan_on_push = info.settings.scan_on_push;
+                    scanning_configurations.push(RepositoryScanningConfiguration {
+                        repository_arn: RepositoryArn::new(&self.config.region, &self.config.registry_id, name)
+                            .to_string(),
+                        repository_name: name.clone(),
+                        scan_on_push,
+                        scan_frequency: if scan_on_push { ScanFrequency::ScanOnPush } else { ScanFrequency::Manual },
+                        applied_scan_filters: vec![],
+                    });
+                }
+                Err(err) => failures.push(scanning_failure(err, &self.scope(name))?),
+            }
+        }
+        Ok(BatchGetRepositoryScanningConfigurationResponse { scanning_configurations, failures })
     }
 
     async fn list_image_referrers(

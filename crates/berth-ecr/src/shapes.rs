@@ -156,6 +156,20 @@ response_enum!(
 
 response_enum!(LifecyclePolicyStorageClass { Standard = "STANDARD" });
 
+response_enum!(
+    /// Berth runs no scanner, so the registry's scan type is always BASIC.
+    ScanType { Basic = "BASIC" }
+);
+
+response_enum!(
+    /// A repository's effective frequency: SCAN_ON_PUSH when its `scanOnPush` is set, else MANUAL.
+    ScanFrequency { ScanOnPush = "SCAN_ON_PUSH", Manual = "MANUAL" }
+);
+
+response_enum!(ScanningRepositoryFilterType { Wildcard = "WILDCARD" });
+
+response_enum!(ScanningConfigurationFailureCode { RepositoryNotFound = "REPOSITORY_NOT_FOUND" });
+
 // ---- structures shared by several operations
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -320,6 +334,45 @@ pub struct ReplicationDestination {
 pub struct RepositoryFilter {
     pub filter: String,
     pub filter_type: RepositoryFilterType,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryScanningConfiguration {
+    pub scan_type: ScanType,
+    pub rules: Vec<RegistryScanningRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryScanningRule {
+    pub scan_frequency: ScanFrequency,
+    pub repository_filters: Vec<ScanningRepositoryFilter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanningRepositoryFilter {
+    pub filter: String,
+    pub filter_type: ScanningRepositoryFilterType,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryScanningConfiguration {
+    pub repository_arn: String,
+    pub repository_name: String,
+    pub scan_on_push: bool,
+    pub scan_frequency: ScanFrequency,
+    pub applied_scan_filters: Vec<ScanningRepositoryFilter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryScanningConfigurationFailure {
+    pub repository_name: String,
+    pub failure_code: ScanningConfigurationFailureCode,
+    pub failure_reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -536,6 +589,15 @@ pub struct ListTagsForResourceRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct DescribeRegistryRequest {}
 
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct GetRegistryScanningConfigurationRequest {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchGetRepositoryScanningConfigurationRequest {
+    pub repository_names: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListImageReferrersRequest {
@@ -738,6 +800,20 @@ pub struct ListTagsForResourceResponse {
 pub struct DescribeRegistryResponse {
     pub registry_id: String,
     pub replication_configuration: ReplicationConfiguration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetRegistryScanningConfigurationResponse {
+    pub registry_id: String,
+    pub scanning_configuration: RegistryScanningConfiguration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchGetRepositoryScanningConfigurationResponse {
+    pub scanning_configurations: Vec<RepositoryScanningConfiguration>,
+    pub failures: Vec<RepositoryScanningConfigurationFailure>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -657,6 +657,22 @@ impl Validate for DescribeRegistryRequest {
     }
 }
 
+impl Validate for GetRegistryScanningConfigurationRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        Ok(())
+    }
+}
+
+impl Validate for BatchGetRepositoryScanningConfigurationRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        list_length("repositoryNames", &self.repository_names, 1, 25)?;
+        for (i, name) in self.repository_names.iter().enumerate() {
+            repository_name(&element("repositoryNames", i, ""), name)?;
+        }
+        Ok(())
+    }
+}
+
 impl Validate for ListImageReferrersRequest {
     fn validate(&self) -> Result<(), EcrError> {
         optional_registry_id(&self.registry_id)?;
@@ -807,6 +823,26 @@ mod tests {
             format!(
                 "Invalid parameter at 'repositoryNames.2.member' failed to satisfy constraint: 'must satisfy regular expression '{REPOSITORY_NAME_PATTERN}''"
             )
+        );
+    }
+
+    #[test]
+    fn scanning_configuration_batches_name_one_to_twenty_five_repositories() {
+        let names = |n: usize| json!({"repositoryNames": (0..n).map(|i| format!("team/r{i}")).collect::<Vec<_>>()});
+        type Batch = BatchGetRepositoryScanningConfigurationRequest;
+        assert_eq!(check::<Batch>(names(1)), Ok(()));
+        assert_eq!(check::<Batch>(names(25)), Ok(()));
+        assert_eq!(
+            rejected::<Batch>(names(0)),
+            "Invalid parameter at 'repositoryNames' failed to satisfy constraint: 'Member must have length greater than or equal to 1'"
+        );
+        assert_eq!(
+            rejected::<Batch>(names(26)),
+            "Invalid parameter at 'repositoryNames' failed to satisfy constraint: 'Member must have length less than or equal to 25'"
+        );
+        assert!(
+            rejected::<Batch>(json!({"repositoryNames": ["team/ok", "Team/No"]}))
+                .starts_with("Invalid parameter at 'repositoryNames.2.member'")
         );
     }
 

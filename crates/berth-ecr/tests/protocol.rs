@@ -156,6 +156,8 @@ protocol_backend! {{
         untag_resource(UntagResourceRequest) -> UntagResourceResponse;
         list_tags_for_resource(ListTagsForResourceRequest) -> ListTagsForResourceResponse;
         describe_registry(DescribeRegistryRequest) -> DescribeRegistryResponse;
+        get_registry_scanning_configuration(GetRegistryScanningConfigurationRequest) -> GetRegistryScanningConfigurationResponse;
+        batch_get_repository_scanning_configuration(BatchGetRepositoryScanningConfigurationRequest) -> BatchGetRepositoryScanningConfigurationResponse;
         list_image_referrers(ListImageReferrersRequest) -> ListImageReferrersResponse;
         put_image_tag_mutability(PutImageTagMutabilityRequest) -> PutImageTagMutabilityResponse;
         put_lifecycle_policy(PutLifecyclePolicyRequest) -> PutLifecyclePolicyResponse;
