@@ -88,6 +88,12 @@ expect "cli/scanned scans on push" "$(j -c '.scanningConfigurations')" \
   '[{"repositoryArn":"arn:aws:ecr:us-east-1:000000000000:repository/cli/scanned","repositoryName":"cli/scanned","scanOnPush":true,"scanFrequency":"SCAN_ON_PUSH","appliedScanFilters":[]}]'
 expect "cli/none is a REPOSITORY_NOT_FOUND failure" "$(j -r '.failures[] | .repositoryName + " " + .failureCode')" \
   "cli/none REPOSITORY_NOT_FOUND"
+ecr_ok "put-image-scanning-configuration scanOnPush=false" put-image-scanning-configuration \
+  --repository-name cli/scanned --image-scanning-configuration scanOnPush=false
+expect "echoed" "$(j -c .imageScanningConfiguration)" '{"scanOnPush":false}'
+ecr_ok "batch-get-repository-scanning-configuration after the change" \
+  batch-get-repository-scanning-configuration --repository-names cli/scanned
+expect "cli/scanned is MANUAL now" "$(j -r '.scanningConfigurations[] | (.scanOnPush | tostring) + " " + .scanFrequency')" "false MANUAL"
 ecr_err "batch-get-repository-scanning-configuration of 26 names" InvalidParameterException \
   batch-get-repository-scanning-configuration --repository-names $(printf 'cli/r%s ' {1..26})
 ecr delete-repository --repository-name cli/scanned >/dev/null

@@ -76,6 +76,16 @@ def test_batch_get_repository_scanning_configuration(ecr, repo):
             "repositoryName": missing, "failureCode": "REPOSITORY_NOT_FOUND",
             "failureReason": f"The repository with name '{missing}' does not exist in the registry with id "
                              f"'{REGISTRY_ID}'"}]
+        # PutImageScanningConfiguration changes what both reads report.
+        put = ecr.put_image_scanning_configuration(repositoryName=repo, imageScanningConfiguration={"scanOnPush": True})
+        assert put == {**put, "registryId": REGISTRY_ID, "repositoryName": repo,
+                       "imageScanningConfiguration": {"scanOnPush": True}}
+        assert ecr.describe_repositories(repositoryNames=[repo])["repositories"][0]["imageScanningConfiguration"] == \
+            {"scanOnPush": True}
+        again = ecr.batch_get_repository_scanning_configuration(repositoryNames=[repo])["scanningConfigurations"]
+        assert [(c["scanOnPush"], c["scanFrequency"]) for c in again] == [(True, "SCAN_ON_PUSH")]
+        raises(ecr, "RepositoryNotFoundException", ecr.put_image_scanning_configuration, repositoryName=missing,
+               imageScanningConfiguration={"scanOnPush": True})
         # The repository's policy is asked for ecr:BatchGetRepositoryScanningConfiguration.
         deny = json.dumps({"Statement": {"Effect": "Deny", "Principal": "*",
                                          "Action": "ecr:BatchGetRepositoryScanningConfiguration"}})

@@ -119,6 +119,12 @@ pub trait EcrBackend: Send + Sync + 'static {
         request: DescribeRegistryRequest,
     ) -> Result<DescribeRegistryResponse, EcrError>;
 
+    async fn put_image_scanning_configuration(
+        &self,
+        principal: &Principal,
+        request: PutImageScanningConfigurationRequest,
+    ) -> Result<PutImageScanningConfigurationResponse, EcrError>;
+
     async fn get_registry_scanning_configuration(
         &self,
         principal: &Principal,

@@ -237,6 +237,7 @@ async fn dispatch(
         UntagResource => untag_resource,
         ListTagsForResource => list_tags_for_resource,
         DescribeRegistry => describe_registry,
+        PutImageScanningConfiguration => put_image_scanning_configuration,
         GetRegistryScanningConfiguration => get_registry_scanning_configuration,
         BatchGetRepositoryScanningConfiguration => batch_get_repository_scanning_configuration,
         ListImageReferrers => list_image_referrers,

@@ -728,6 +728,28 @@ impl EcrBackend for RegistryBackend {
         })
     }
 
+    async fn put_image_scanning_configuration(
+        &self,
+        principal: &Principal,
+        request: PutImageScanningConfigurationRequest,
+    ) -> Result<PutImageScanningConfigurationResponse, EcrError> {
+        let name = self
+            .authorized(
+                principal,
+                Endpoint::PutImageScanningConfiguration,
+                &request.registry_id,
+                &request.repository_name,
+            )
+            .await?;
+        let scan_on_push = request.image_scanning_configuration.scan_on_push;
+        let info = self.registry.set_scan_on_push(&name, scan_on_push).await.map_err(self.fail(name.as_str()))?;
+        Ok(PutImageScanningConfigurationResponse {
+            registry_id: self.config.registry_id.clone(),
+            repository_name: info.name.to_string(),
+            image_scanning_configuration: ImageScanningConfiguration { scan_on_push: info.settings.scan_on_push },
+        })
+    }
+
     /// Berth has no registry-level scanning settings (PutRegistryScanningConfiguration is
     /// unsupported), so this is what a fresh ECR account answers: BASIC with no rules. Whether a
     /// repository scans on push is its own `scanOnPush`, as BatchGetRepositoryScanningConfiguration

@@ -594,6 +594,14 @@ pub struct GetRegistryScanningConfigurationRequest {}
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
+pub struct PutImageScanningConfigurationRequest {
+    pub registry_id: Option<String>,
+    pub repository_name: String,
+    pub image_scanning_configuration: ImageScanningConfiguration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BatchGetRepositoryScanningConfigurationRequest {
     pub repository_names: Vec<String>,
 }
@@ -800,6 +808,14 @@ pub struct ListTagsForResourceResponse {
 pub struct DescribeRegistryResponse {
     pub registry_id: String,
     pub replication_configuration: ReplicationConfiguration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PutImageScanningConfigurationResponse {
+    pub registry_id: String,
+    pub repository_name: String,
+    pub image_scanning_configuration: ImageScanningConfiguration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -657,6 +657,13 @@ impl Validate for DescribeRegistryRequest {
     }
 }
 
+impl Validate for PutImageScanningConfigurationRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)
+    }
+}
+
 impl Validate for GetRegistryScanningConfigurationRequest {
     fn validate(&self) -> Result<(), EcrError> {
         Ok(())

@@ -156,6 +156,7 @@ protocol_backend! {{
         untag_resource(UntagResourceRequest) -> UntagResourceResponse;
         list_tags_for_resource(ListTagsForResourceRequest) -> ListTagsForResourceResponse;
         describe_registry(DescribeRegistryRequest) -> DescribeRegistryResponse;
+        put_image_scanning_configuration(PutImageScanningConfigurationRequest) -> PutImageScanningConfigurationResponse;
         get_registry_scanning_configuration(GetRegistryScanningConfigurationRequest) -> GetRegistryScanningConfigurationResponse;
         batch_get_repository_scanning_configuration(BatchGetRepositoryScanningConfigurationRequest) -> BatchGetRepositoryScanningConfigurationResponse;
         list_image_referrers(ListImageReferrersRequest) -> ListImageReferrersResponse;

@@ -74,6 +74,16 @@ impl Registry {
         .await
     }
 
+    /// Records whether images pushed to the repository are to be scanned (Berth runs no scanner;
+    /// the setting is kept so ECR clients read back what they set).
+    pub async fn set_scan_on_push(&self, name: &RepositoryName, scan_on_push: bool) -> Result<RepositoryInfo> {
+        self.update_settings(name, |settings| {
+            settings.scan_on_push = scan_on_push;
+            Ok(())
+        })
+        .await
+    }
+
     /// Adds or overwrites resource tags; `TooManyTags` if the repository would exceed the limit.
     pub async fn tag_repository(&self, name: &RepositoryName, tags: &[ResourceTag]) -> Result<RepositoryInfo> {
         self.update_settings(name, |settings| {

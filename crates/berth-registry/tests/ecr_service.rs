@@ -1,12 +1,14 @@
 //! The ECR operations of the registry service over the real SQLite and filesystem backends, for
 //! what the client suites (tests/ecr, tests/clients/ecr-*.sh) cannot reach through the wire:
 //! expired download URLs, a signing key shared by two servers, listings that scan past the
-//! store's batch size, ECR's untag-then-delete rule next to an index, and repository policies
-//! taking effect (and going) at once through the service's policy cache.
+//! store's batch size, ECR's untag-then-delete rule next to an index, repository policies
+//! taking effect (and going) at once through the service's policy cache, and scanOnPush kept
+//! across a restart.
 
 use std::sync::Arc;
 
 use berth_meta::SqliteStore;
+use berth_registry::settings::ResourceTag;
 use berth_registry::{
     Caller, ImageId, ImageSelector, PutImage, Registry, RegistryConfig, RegistryError, RepositorySettings, TagStatus,
     UrlSigningKey,
@@ -273,4 +275,26 @@ async fn repository_policies_take_effect_at_once_and_go_with_their_repository() 
     restarted.authorize(&repo, &Caller::Root, &["ecr:DeleteRepositoryPolicy"]).await.unwrap();
     restarted.delete_repository_policy(&repo).await.unwrap();
     restarted.authorize(&repo, &ci, &["ecr:BatchGetImage"]).await.unwrap();
+}
+
+#[tokio::test]
+async fn scan_on_push_is_stored_with_the_other_settings_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = name("scan/app");
+    {
+        let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
+        registry.create_repository(&repo, &RepositorySettings::default()).await.unwrap();
+        let team = ResourceTag { key: "team".into(), value: "web".into() };
+        registry.tag_repository(&repo, &[team]).await.unwrap();
+        let info = registry.set_scan_on_push(&repo, true).await.unwrap();
+        assert!(info.settings.scan_on_push);
+        let err = registry.set_scan_on_push(&name("scan/none"), true).await.unwrap_err();
+        assert!(matches!(err, RegistryError::NameUnknown(ref n) if n == "scan/none"), "{err:?}");
+    }
+    let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
+    let settings = registry.describe_repository(&repo).await.unwrap().settings;
+    assert!(settings.scan_on_push);
+    assert_eq!(settings.resource_tags.len(), 1, "other settings are kept");
+    registry.set_scan_on_push(&repo, false).await.unwrap();
+    assert!(!registry.describe_repository(&repo).await.unwrap().settings.scan_on_push);
 }
