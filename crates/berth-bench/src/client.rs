@@ -34,10 +34,7 @@ pub struct Client {
 impl Client {
     /// `authority` is `host:port`; nothing connects until the first request.
     pub fn new(authority: &str) -> Self {
-        Self {
-            authority: authority.to_owned(),
-            sender: None,
-        }
+        Self { authority: authority.to_owned(), sender: None }
     }
 
     /// Drops the connection, e.g. after abandoning a request whose answer may still arrive on it.
@@ -69,10 +66,7 @@ impl Client {
         headers: &[(header::HeaderName, &str)],
         body: Body,
     ) -> anyhow::Result<Response<Incoming>> {
-        let mut request = Request::builder()
-            .method(method.clone())
-            .uri(path)
-            .header(header::HOST, &self.authority);
+        let mut request = Request::builder().method(method.clone()).uri(path).header(header::HOST, &self.authority);
         for (name, value) in headers {
             request = request.header(name, *value);
         }
@@ -95,11 +89,8 @@ impl Client {
     ) -> anyhow::Result<(Response<()>, Bytes)> {
         let response = self.send(method.clone(), path, headers, body).await?;
         let (parts, body) = response.into_parts();
-        let bytes = body
-            .collect()
-            .await
-            .with_context(|| format!("reading the response to {method} {path}"))?
-            .to_bytes();
+        let bytes =
+            body.collect().await.with_context(|| format!("reading the response to {method} {path}"))?.to_bytes();
         Ok((Response::from_parts(parts, ()), bytes))
     }
 
@@ -124,31 +115,15 @@ impl Client {
     }
 
     /// Uploads a blob in two or three requests and checks the digest the registry reports.
-    pub async fn upload_blob(
-        &mut self,
-        repo: &str,
-        digest: &str,
-        body: Body,
-        mode: UploadMode,
-    ) -> anyhow::Result<()> {
+    pub async fn upload_blob(&mut self, repo: &str, digest: &str, body: Body, mode: UploadMode) -> anyhow::Result<()> {
         let start = format!("/v2/{repo}/blobs/uploads/");
-        let (response, _) = self
-            .expect(StatusCode::ACCEPTED, Method::POST, &start, &[], Body::Empty)
-            .await?;
+        let (response, _) = self.expect(StatusCode::ACCEPTED, Method::POST, &start, &[], Body::Empty).await?;
         let mut location = upload_location(&response)?;
         let final_body = match mode {
             UploadMode::Put => body,
             UploadMode::Patch => {
                 let octets = [(header::CONTENT_TYPE, "application/octet-stream")];
-                let (response, _) = self
-                    .expect(
-                        StatusCode::ACCEPTED,
-                        Method::PATCH,
-                        &location,
-                        &octets,
-                        body,
-                    )
-                    .await?;
+                let (response, _) = self.expect(StatusCode::ACCEPTED, Method::PATCH, &location, &octets, body).await?;
                 location = upload_location(&response)?;
                 Body::Empty
             }
@@ -156,15 +131,7 @@ impl Client {
         let separator = if location.contains('?') { '&' } else { '?' };
         let finish = format!("{location}{separator}digest={digest}");
         let octets = [(header::CONTENT_TYPE, "application/octet-stream")];
-        let (response, _) = self
-            .expect(
-                StatusCode::CREATED,
-                Method::PUT,
-                &finish,
-                &octets,
-                final_body,
-            )
-            .await?;
+        let (response, _) = self.expect(StatusCode::CREATED, Method::PUT, &finish, &octets, final_body).await?;
         check_digest_header(&response, digest)
     }
 
@@ -177,34 +144,17 @@ impl Client {
     ) -> anyhow::Result<()> {
         let path = format!("/v2/{repo}/manifests/{reference}");
         let content_type = [(header::CONTENT_TYPE, MANIFEST_TYPE)];
-        let (response, _) = self
-            .expect(
-                StatusCode::CREATED,
-                Method::PUT,
-                &path,
-                &content_type,
-                Body::Full(Some(manifest)),
-            )
-            .await?;
+        let (response, _) =
+            self.expect(StatusCode::CREATED, Method::PUT, &path, &content_type, Body::Full(Some(manifest))).await?;
         check_digest_header(&response, digest)
     }
 
     /// Fetches a manifest and checks it is byte for byte the one pushed.
-    pub async fn get_manifest(
-        &mut self,
-        repo: &str,
-        reference: &str,
-        expected: &[u8],
-    ) -> anyhow::Result<()> {
+    pub async fn get_manifest(&mut self, repo: &str, reference: &str, expected: &[u8]) -> anyhow::Result<()> {
         let path = format!("/v2/{repo}/manifests/{reference}");
         let accept = [(header::ACCEPT, MANIFEST_ACCEPT)];
-        let (_, body) = self
-            .expect(StatusCode::OK, Method::GET, &path, &accept, Body::Empty)
-            .await?;
-        ensure!(
-            body == expected,
-            "GET {path} returned a different manifest than was pushed"
-        );
+        let (_, body) = self.expect(StatusCode::OK, Method::GET, &path, &accept, Body::Empty).await?;
+        ensure!(body == expected, "GET {path} returned a different manifest than was pushed");
         Ok(())
     }
 }
@@ -221,20 +171,13 @@ fn upload_location(response: &Response<()>) -> anyhow::Result<String> {
         Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
         None => location,
     };
-    ensure!(
-        path.starts_with('/'),
-        "unsupported relative upload Location {location:?}"
-    );
+    ensure!(path.starts_with('/'), "unsupported relative upload Location {location:?}");
     Ok(path.to_owned())
 }
 
 /// A registry that reports a digest must report the one the client computed.
 fn check_digest_header(response: &Response<()>, digest: &str) -> anyhow::Result<()> {
-    match response
-        .headers()
-        .get(DIGEST_HEADER)
-        .map(HeaderValue::to_str)
-    {
+    match response.headers().get(DIGEST_HEADER).map(HeaderValue::to_str) {
         None => Ok(()),
         Some(Ok(reported)) if reported == digest => Ok(()),
         Some(reported) => bail!("registry reported digest {reported:?}, expected {digest}"),
@@ -246,33 +189,21 @@ mod tests {
     use super::*;
 
     fn with_location(location: &str) -> Response<()> {
-        Response::builder()
-            .header(header::LOCATION, location)
-            .body(())
-            .unwrap()
+        Response::builder().header(header::LOCATION, location).body(()).unwrap()
     }
 
     #[test]
     fn upload_location_keeps_path_and_query_of_absolute_urls() {
         let response = with_location("http://127.0.0.1:5000/v2/a/blobs/uploads/u1?_state=x");
-        assert_eq!(
-            upload_location(&response).unwrap(),
-            "/v2/a/blobs/uploads/u1?_state=x"
-        );
+        assert_eq!(upload_location(&response).unwrap(), "/v2/a/blobs/uploads/u1?_state=x");
         let response = with_location("/v2/a/blobs/uploads/u2");
-        assert_eq!(
-            upload_location(&response).unwrap(),
-            "/v2/a/blobs/uploads/u2"
-        );
+        assert_eq!(upload_location(&response).unwrap(), "/v2/a/blobs/uploads/u2");
         assert!(upload_location(&with_location("uploads/u3")).is_err());
     }
 
     #[test]
     fn digest_header_mismatch_is_an_error() {
-        let ok = Response::builder()
-            .header(DIGEST_HEADER, "sha256:ab")
-            .body(())
-            .unwrap();
+        let ok = Response::builder().header(DIGEST_HEADER, "sha256:ab").body(()).unwrap();
         assert!(check_digest_header(&ok, "sha256:ab").is_ok());
         assert!(check_digest_header(&ok, "sha256:cd").is_err());
         assert!(check_digest_header(&Response::new(()), "sha256:cd").is_ok());

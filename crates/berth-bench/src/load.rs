@@ -30,40 +30,18 @@ pub struct LoadRequest {
 
 impl LoadRequest {
     async fn send_once(&self, client: &mut Client) -> anyhow::Result<()> {
-        let accept: Vec<(HeaderName, &str)> = self
-            .accept
-            .map(|value| (header::ACCEPT, value))
-            .into_iter()
-            .collect();
-        let exchange = client.expect(
-            StatusCode::OK,
-            self.method.clone(),
-            &self.path,
-            &accept,
-            Body::Empty,
-        );
+        let accept: Vec<(HeaderName, &str)> = self.accept.map(|value| (header::ACCEPT, value)).into_iter().collect();
+        let exchange = client.expect(StatusCode::OK, self.method.clone(), &self.path, &accept, Body::Empty);
         let Ok(answer) = tokio::time::timeout(REQUEST_TIMEOUT, exchange).await else {
             client.disconnect();
-            anyhow::bail!(
-                "{} {}: no answer within {REQUEST_TIMEOUT:?}",
-                self.method,
-                self.path
-            );
+            anyhow::bail!("{} {}: no answer within {REQUEST_TIMEOUT:?}", self.method, self.path);
         };
         let (response, body) = answer?;
         if let Some(expected) = &self.body {
-            anyhow::ensure!(
-                body == *expected,
-                "{} {}: unexpected body",
-                self.method,
-                self.path
-            );
+            anyhow::ensure!(body == *expected, "{} {}: unexpected body", self.method, self.path);
         }
         if let Some(digest) = &self.digest {
-            let reported = response
-                .headers()
-                .get(DIGEST_HEADER)
-                .and_then(|v| v.to_str().ok());
+            let reported = response.headers().get(DIGEST_HEADER).and_then(|v| v.to_str().ok());
             anyhow::ensure!(
                 reported == Some(digest.as_str()),
                 "{} {}: {DIGEST_HEADER} {reported:?}, expected {digest}",
@@ -92,19 +70,14 @@ impl LoadResult {
     /// CPU seconds per 1,000 successful requests of (server, client).
     pub fn cpu_seconds_per_thousand(&self) -> (Option<f64>, Option<f64>) {
         let per_thousand = |cpu: Option<f64>| cpu.map(|cpu| cpu * 1000.0 / self.ok as f64);
-        (
-            per_thousand(self.window.server_cpu),
-            per_thousand(self.window.client_cpu),
-        )
+        (per_thousand(self.window.server_cpu), per_thousand(self.window.client_cpu))
     }
 
     /// Latency percentile in milliseconds (nearest rank).
     pub fn percentile_ms(&self, fraction: f64) -> Option<f64> {
         let rank = (fraction * self.latencies_us.len() as f64).ceil() as usize;
         let index = rank.clamp(1, self.latencies_us.len().max(1)) - 1;
-        self.latencies_us
-            .get(index)
-            .map(|&us| f64::from(us) / 1000.0)
+        self.latencies_us.get(index).map(|&us| f64::from(us) / 1000.0)
     }
 }
 
@@ -134,17 +107,8 @@ pub async fn run(
             // Connect and warm up outside the measured window.
             let warmup = request.send_once(&mut client).await;
             ready.wait().await;
-            let deadline = start_signal
-                .wait_for(Option::is_some)
-                .await
-                .ok()
-                .and_then(|d| *d);
-            let mut outcome = WorkerOutcome {
-                ok: 0,
-                errors: 0,
-                first_error: None,
-                latencies_us: Vec::new(),
-            };
+            let deadline = start_signal.wait_for(Option::is_some).await.ok().and_then(|d| *d);
+            let mut outcome = WorkerOutcome { ok: 0, errors: 0, first_error: None, latencies_us: Vec::new() };
             if let Err(error) = warmup {
                 outcome.errors += 1;
                 outcome.first_error = Some(format!("{error:#}"));
@@ -158,15 +122,11 @@ pub async fn run(
                     Ok(()) => {
                         outcome.ok += 1;
                         let us = sent.elapsed().as_micros();
-                        outcome
-                            .latencies_us
-                            .push(u32::try_from(us).unwrap_or(u32::MAX));
+                        outcome.latencies_us.push(u32::try_from(us).unwrap_or(u32::MAX));
                     }
                     Err(error) => {
                         outcome.errors += 1;
-                        outcome
-                            .first_error
-                            .get_or_insert_with(|| format!("{error:#}"));
+                        outcome.first_error.get_or_insert_with(|| format!("{error:#}"));
                     }
                 }
                 progress.inc(1);
@@ -188,13 +148,7 @@ pub async fn run(
     }
     let window = clocks.stop(target);
     latencies_us.sort_unstable();
-    Ok(LoadResult {
-        ok,
-        errors,
-        first_error,
-        window,
-        latencies_us,
-    })
+    Ok(LoadResult { ok, errors, first_error, window, latencies_us })
 }
 
 #[cfg(test)]
@@ -203,11 +157,7 @@ mod tests {
 
     #[test]
     fn percentiles_use_nearest_rank() {
-        let window = Window {
-            elapsed: Duration::from_secs(1),
-            server_cpu: Some(0.2),
-            client_cpu: None,
-        };
+        let window = Window { elapsed: Duration::from_secs(1), server_cpu: Some(0.2), client_cpu: None };
         let result = LoadResult {
             ok: 100,
             errors: 0,
@@ -219,10 +169,7 @@ mod tests {
         assert_eq!(result.percentile_ms(0.99), Some(99.0));
         assert_eq!(result.requests_per_second(), 100.0);
         assert_eq!(result.cpu_seconds_per_thousand(), (Some(2.0), None));
-        let empty = LoadResult {
-            latencies_us: Vec::new(),
-            ..result
-        };
+        let empty = LoadResult { latencies_us: Vec::new(), ..result };
         assert_eq!(empty.percentile_ms(0.5), None);
     }
 }

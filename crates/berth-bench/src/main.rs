@@ -114,12 +114,8 @@ const SMALL_LAYER_BYTES: usize = 1024;
 
 impl Settings {
     fn from_cli(cli: &Cli) -> anyhow::Result<Self> {
-        let pick = |value: Option<u64>, full: u64, smoke: u64| {
-            value.unwrap_or(if cli.smoke { smoke } else { full })
-        };
-        let duration_secs = cli
-            .duration_secs
-            .unwrap_or(if cli.smoke { 1.0 } else { 10.0 });
+        let pick = |value: Option<u64>, full: u64, smoke: u64| value.unwrap_or(if cli.smoke { smoke } else { full });
+        let duration_secs = cli.duration_secs.unwrap_or(if cli.smoke { 1.0 } else { 10.0 });
         anyhow::ensure!(duration_secs > 0.0, "--duration-secs must be positive");
         anyhow::ensure!(cli.concurrency > 0, "--concurrency must be at least 1");
         let settings = Settings {
@@ -132,17 +128,9 @@ impl Settings {
             tags: pick(cli.tags.map(|n| n as u64), 100, 10).max(1) as usize,
             upload: cli.upload,
             ceiling_sizes: if cli.smoke {
-                CeilingSizes {
-                    sha256: 16 << 20,
-                    disk: 16 << 20,
-                    loopback: 64 << 20,
-                }
+                CeilingSizes { sha256: 16 << 20, disk: 16 << 20, loopback: 64 << 20 }
             } else {
-                CeilingSizes {
-                    sha256: 256 << 20,
-                    disk: 512 << 20,
-                    loopback: 2 << 30,
-                }
+                CeilingSizes { sha256: 256 << 20, disk: 512 << 20, loopback: 2 << 30 }
             },
         };
         anyhow::ensure!(settings.rounds > 0, "--rounds must be at least 1");
@@ -195,27 +183,16 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
         .prefix("berth-bench-")
         .tempdir_in(&parent)
         .with_context(|| format!("creating a work directory in {}", parent.display()))?;
-    let binaries = Binaries {
-        berth: cli.berth_bin.clone(),
-        docker_registry: cli.docker_registry_bin.clone(),
-    };
+    let binaries = Binaries { berth: cli.berth_bin.clone(), docker_registry: cli.docker_registry_bin.clone() };
     let targets: Pair<Target> = [
         Target::start("A", &cli.a, cli.a_pid, &binaries, work.path()).await?,
         Target::start("B", &cli.b, cli.b_pid, &binaries, work.path()).await?,
     ];
     let mut results = Results::default();
-    let skopeo = if cli.no_skopeo {
-        None
-    } else {
-        skopeo::version().await
-    };
+    let skopeo = if cli.no_skopeo { None } else { skopeo::version().await };
     match (&skopeo, cli.no_skopeo) {
-        (_, true) => results
-            .notes
-            .push("skopeo phases skipped (--no-skopeo)".into()),
-        (None, false) => results
-            .notes
-            .push("skopeo not found: skopeo phases skipped".into()),
+        (_, true) => results.notes.push("skopeo phases skipped (--no-skopeo)".into()),
+        (None, false) => results.notes.push("skopeo not found: skopeo phases skipped".into()),
         (Some(_), false) => {}
     }
 
@@ -231,8 +208,7 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
     progress.step("measuring machine ceilings".into(), Detail::Spinner);
     let ceilings = {
         let (sizes, dir) = (settings.ceiling_sizes.clone(), work.path().to_owned());
-        tokio::task::spawn_blocking(move || ceilings::measure(&sizes, &dir, &mut Seeds::from_os()?))
-            .await??
+        tokio::task::spawn_blocking(move || ceilings::measure(&sizes, &dir, &mut Seeds::from_os()?)).await??
     };
     progress.done(format!(
         "ceilings: SHA-256 one core {:.0} MB/s, durable disk write {:.0} MB/s, loopback one stream {:.0} MB/s",
@@ -245,10 +221,7 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
             results.add(Metric(Phase::Memory, Measure::IdleRss), side, rss);
         }
         if target.pid.is_some() && !target.reset_peak_memory() {
-            results.notes.push(format!(
-                "{}: could not reset peak RSS; it counts from process start",
-                target.label
-            ));
+            results.notes.push(format!("{}: could not reset peak RSS; it counts from process start", target.label));
         }
     }
 
@@ -257,18 +230,12 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
     let mut hot: Pair<Option<HotRepo>> = [None, None];
     for (side, target) in targets.iter().enumerate() {
         let repo = format!("{namespace}/hot-{}", target.label.to_lowercase());
-        progress.step(
-            format!("{}: preparing {repo}", target.label),
-            Detail::Spinner,
-        );
+        progress.step(format!("{}: preparing {repo}", target.label), Detail::Spinner);
         let image = SmallImage::generate(&mut seeds, &repo, "latest".into(), SMALL_LAYER_BYTES);
         match HotRepo::create(target, &repo, &image, settings.tags).await {
             Ok(created) => {
                 hot[side] = Some(created);
-                progress.done(format!(
-                    "{}: {repo} ready with {} tags",
-                    target.label, settings.tags
-                ));
+                progress.done(format!("{}: {repo} ready with {} tags", target.label, settings.tags));
             }
             Err(error) => {
                 let title = format!("{}: preparing {repo}", target.label);
@@ -298,8 +265,7 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
         ctx.small(&mut seeds, &mut results).await;
         ctx.request_rates(&hot, &mut results).await;
         if skopeo.is_some() {
-            ctx.large_skopeo(&mut seeds, work.path(), &mut results)
-                .await?;
+            ctx.large_skopeo(&mut seeds, work.path(), &mut results).await?;
         }
     }
 
@@ -328,15 +294,7 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
         }
     }
     if let Some(path) = &cli.json {
-        let document = report_json(
-            cli,
-            &settings,
-            &targets,
-            &ceilings,
-            skopeo.as_deref(),
-            &results,
-            machine,
-        );
+        let document = report_json(cli, &settings, &targets, &ceilings, skopeo.as_deref(), &results, machine);
         std::fs::write(path, serde_json::to_string_pretty(&document)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
@@ -354,12 +312,7 @@ fn fail(
 ) {
     let message = format!("{error:#}").trim_end().to_owned();
     progress.done(format!("{title}: FAILED: {message}"));
-    results.failures.push(Failure {
-        registry,
-        phase: phase.to_owned(),
-        round,
-        message,
-    });
+    results.failures.push(Failure { registry, phase: phase.to_owned(), round, message });
 }
 
 /// Records (server, client) CPU per unit of work and describes it for the progress log.
@@ -371,10 +324,7 @@ fn record_cpu(
     unit: &str,
 ) -> String {
     let mut text = String::new();
-    for (measure, value, who) in [
-        (Measure::Cpu, server, "server"),
-        (Measure::ClientCpu, client, "client"),
-    ] {
+    for (measure, value, who) in [(Measure::Cpu, server, "server"), (Measure::ClientCpu, client, "client")] {
         if let Some(value) = value {
             results.add(Metric(phase, measure), side, value);
             text += &format!(", {who} CPU {value:.3} {unit}");
@@ -395,58 +345,27 @@ struct RoundContext<'a> {
 
 impl RoundContext<'_> {
     fn title(&self, side: usize, what: &str) -> String {
-        format!(
-            "round {}/{} {} {what}",
-            self.round, self.settings.rounds, self.targets[side].label
-        )
+        format!("round {}/{} {} {what}", self.round, self.settings.rounds, self.targets[side].label)
     }
 
-    fn record_transfer(
-        &self,
-        results: &mut Results,
-        phase: Phase,
-        side: usize,
-        transfer: &Transfer,
-    ) {
+    fn record_transfer(&self, results: &mut Results, phase: Phase, side: usize, transfer: &Transfer) {
         results.add(Metric(phase, Measure::Rate), side, transfer.mb_per_second());
-        let line = format!(
-            "{}: {:.0} MB/s",
-            self.title(side, phase.label()),
-            transfer.mb_per_second()
-        );
+        let line = format!("{}: {:.0} MB/s", self.title(side, phase.label()), transfer.mb_per_second());
         let cpu = transfer.cpu_seconds_per_gb();
-        self.progress
-            .done(line + &record_cpu(results, phase, side, cpu, "s/GB"));
+        self.progress.done(line + &record_cpu(results, phase, side, cpu, "s/GB"));
     }
 
     fn failed(&self, results: &mut Results, side: usize, phase: Phase, error: anyhow::Error) {
         let what = (self.title(side, phase.label()), phase.label());
-        fail(
-            results,
-            self.progress,
-            self.targets[side].label,
-            what,
-            Some(self.round),
-            error,
-        );
+        fail(results, self.progress, self.targets[side].label, what, Some(self.round), error);
     }
 
     async fn large_lean(&self, seeds: &mut Seeds, results: &mut Results) -> anyhow::Result<()> {
         let settings = self.settings;
-        self.progress.step(
-            format!(
-                "round {}: generating and hashing fresh large images",
-                self.round
-            ),
-            Detail::Spinner,
-        );
+        self.progress.step(format!("round {}: generating and hashing fresh large images", self.round), Detail::Spinner);
         let mut images = Vec::new();
         for side in [0, 1] {
-            let tag = format!(
-                "r{}-{}",
-                self.round,
-                self.targets[side].label.to_lowercase()
-            );
+            let tag = format!("r{}-{}", self.round, self.targets[side].label.to_lowercase());
             images.push(
                 LargeImage::generate(
                     seeds,
@@ -458,17 +377,12 @@ impl RoundContext<'_> {
                 .await?,
             );
         }
-        self.progress
-            .done(format!("round {}: large images ready", self.round));
+        self.progress.done(format!("round {}: large images ready", self.round));
         let mut pushed = [false, false];
         for side in self.order {
             let title = self.title(side, Phase::LargePush.label());
-            let bar = self
-                .progress
-                .step(title, Detail::Bytes(settings.large_bytes));
-            match phases::push_large(&self.targets[side], &images[side], settings.upload, &bar)
-                .await
-            {
+            let bar = self.progress.step(title, Detail::Bytes(settings.large_bytes));
+            match phases::push_large(&self.targets[side], &images[side], settings.upload, &bar).await {
                 Ok(transfer) => {
                     pushed[side] = true;
                     self.record_transfer(results, Phase::LargePush, side, &transfer);
@@ -478,14 +392,9 @@ impl RoundContext<'_> {
         }
         for side in self.order {
             let title = self.title(side, Phase::LargePull.label());
-            let bar = self
-                .progress
-                .step(title, Detail::Bytes(settings.large_bytes));
+            let bar = self.progress.step(title, Detail::Bytes(settings.large_bytes));
             if !pushed[side] {
-                self.progress.done(format!(
-                    "{}: skipped, the push failed",
-                    self.title(side, Phase::LargePull.label())
-                ));
+                self.progress.done(format!("{}: skipped, the push failed", self.title(side, Phase::LargePull.label())));
                 continue;
             }
             match phases::pull_large(&self.targets[side], &images[side], &bar).await {
@@ -500,38 +409,18 @@ impl RoundContext<'_> {
         let count = self.settings.small_count;
         for side in self.order {
             let repo = format!("{}/small-r{}", self.namespace, self.round);
-            let images: Vec<_> = (0..count)
-                .map(|i| SmallImage::generate(seeds, &repo, format!("i{i:05}"), SMALL_LAYER_BYTES))
-                .collect();
-            let bar = self.progress.step(
-                self.title(side, Phase::SmallPush.label()),
-                Detail::Items(count as u64),
-            );
+            let images: Vec<_> =
+                (0..count).map(|i| SmallImage::generate(seeds, &repo, format!("i{i:05}"), SMALL_LAYER_BYTES)).collect();
+            let bar = self.progress.step(self.title(side, Phase::SmallPush.label()), Detail::Items(count as u64));
             let target = &self.targets[side];
-            match phases::push_small(
-                target,
-                &repo,
-                Arc::new(images),
-                self.settings.concurrency,
-                &bar,
-            )
-            .await
-            {
+            match phases::push_small(target, &repo, Arc::new(images), self.settings.concurrency, &bar).await {
                 Ok(window) => {
                     let rate = count as f64 / window.elapsed.as_secs_f64();
                     results.add(Metric(Phase::SmallPush, Measure::Rate), side, rate);
-                    let line = format!(
-                        "{}: {rate:.0} images/s",
-                        self.title(side, Phase::SmallPush.label())
-                    );
-                    let per_image_ms =
-                        |cpu: Option<f64>| cpu.map(|cpu| cpu * 1000.0 / count as f64);
-                    let cpu = (
-                        per_image_ms(window.server_cpu),
-                        per_image_ms(window.client_cpu),
-                    );
-                    self.progress
-                        .done(line + &record_cpu(results, Phase::SmallPush, side, cpu, "ms/image"));
+                    let line = format!("{}: {rate:.0} images/s", self.title(side, Phase::SmallPush.label()));
+                    let per_image_ms = |cpu: Option<f64>| cpu.map(|cpu| cpu * 1000.0 / count as f64);
+                    let cpu = (per_image_ms(window.server_cpu), per_image_ms(window.client_cpu));
+                    self.progress.done(line + &record_cpu(results, Phase::SmallPush, side, cpu, "ms/image"));
                 }
                 Err(error) => self.failed(results, side, Phase::SmallPush, error),
             }
@@ -548,43 +437,33 @@ impl RoundContext<'_> {
         for (phase, request) in phases {
             for side in self.order {
                 let target = &self.targets[side];
-                let bar = self
-                    .progress
-                    .step(self.title(side, phase.label()), Detail::Requests);
+                let bar = self.progress.step(self.title(side, phase.label()), Detail::Requests);
                 let Some(repo) = &hot[side] else {
-                    self.progress.done(format!(
-                        "{}: skipped, setup failed",
-                        self.title(side, phase.label())
-                    ));
+                    self.progress.done(format!("{}: skipped, setup failed", self.title(side, phase.label())));
                     continue;
                 };
                 let (concurrency, duration) = (self.settings.concurrency, self.settings.duration);
-                let outcome =
-                    load::run(target, Arc::new(request(repo)), concurrency, duration, &bar).await;
+                let outcome = load::run(target, Arc::new(request(repo)), concurrency, duration, &bar).await;
                 match outcome {
                     Ok(load) if load.errors == 0 && load.ok > 0 => {
                         let rps = load.requests_per_second();
                         results.add(Metric(phase, Measure::Rate), side, rps);
                         let (p50, p99) = (load.percentile_ms(0.50), load.percentile_ms(0.99));
-                        let mut line =
-                            format!("{}: {rps:.0} req/s", self.title(side, phase.label()));
+                        let mut line = format!("{}: {rps:.0} req/s", self.title(side, phase.label()));
                         if let (Some(p50), Some(p99)) = (p50, p99) {
                             results.add(Metric(phase, Measure::P50), side, p50);
                             results.add(Metric(phase, Measure::P99), side, p99);
                             line += &format!(", p50 {p50:.2} ms, p99 {p99:.2} ms");
                         }
                         let cpu = load.cpu_seconds_per_thousand();
-                        self.progress
-                            .done(line + &record_cpu(results, phase, side, cpu, "s/1k req"));
+                        self.progress.done(line + &record_cpu(results, phase, side, cpu, "s/1k req"));
                     }
                     Ok(load) => {
                         let error = anyhow::anyhow!(
                             "{} of {} requests failed; first: {}",
                             load.errors,
                             load.ok + load.errors,
-                            load.first_error
-                                .as_deref()
-                                .unwrap_or("no request completed")
+                            load.first_error.as_deref().unwrap_or("no request completed")
                         );
                         self.failed(results, side, phase, error);
                     }
@@ -603,20 +482,14 @@ impl RoundContext<'_> {
         results: &mut Results,
     ) -> anyhow::Result<()> {
         let settings = self.settings;
-        self.progress.step(
-            format!("round {}: writing the skopeo source image", self.round),
-            Detail::Spinner,
-        );
+        self.progress.step(format!("round {}: writing the skopeo source image", self.round), Detail::Spinner);
         let blobs = split_blobs(seeds, settings.large_bytes, settings.large_layers);
-        let layout =
-            skopeo::Layout::write(work_dir, blobs, format!("skopeo round {}", self.round)).await?;
-        self.progress
-            .done(format!("round {}: skopeo source image ready", self.round));
+        let layout = skopeo::Layout::write(work_dir, blobs, format!("skopeo round {}", self.round)).await?;
+        self.progress.done(format!("round {}: skopeo source image ready", self.round));
         let reference = format!("{}/skopeo:r{}", self.namespace, self.round);
         let mut pushed = [false, false];
         for side in self.order {
-            self.progress
-                .step(self.title(side, Phase::SkopeoPush.label()), Detail::Spinner);
+            self.progress.step(self.title(side, Phase::SkopeoPush.label()), Detail::Spinner);
             match layout.push(&self.targets[side], &reference).await {
                 Ok(transfer) => {
                     pushed[side] = true;
@@ -626,13 +499,10 @@ impl RoundContext<'_> {
             }
         }
         for side in self.order {
-            self.progress
-                .step(self.title(side, Phase::SkopeoPull.label()), Detail::Spinner);
+            self.progress.step(self.title(side, Phase::SkopeoPull.label()), Detail::Spinner);
             if !pushed[side] {
-                self.progress.done(format!(
-                    "{}: skipped, the push failed",
-                    self.title(side, Phase::SkopeoPull.label())
-                ));
+                self.progress
+                    .done(format!("{}: skipped, the push failed", self.title(side, Phase::SkopeoPull.label())));
                 continue;
             }
             match layout.pull(&self.targets[side], &reference, work_dir).await {

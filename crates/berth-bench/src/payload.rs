@@ -79,10 +79,7 @@ pub struct Chunks {
 
 impl Chunks {
     pub fn new(blob: RandomBlob) -> Self {
-        Self {
-            rng: Xoshiro256PlusPlus::seed_from_u64(blob.seed),
-            remaining: blob.len,
-        }
+        Self { rng: Xoshiro256PlusPlus::seed_from_u64(blob.seed), remaining: blob.len }
     }
 
     /// Replaces `buf` with the next piece; false once the blob is exhausted.
@@ -102,20 +99,12 @@ impl Chunks {
 pub enum Body {
     Empty,
     Full(Option<Bytes>),
-    Random {
-        chunks: Chunks,
-        remaining: u64,
-        progress: ProgressBar,
-    },
+    Random { chunks: Chunks, remaining: u64, progress: ProgressBar },
 }
 
 impl Body {
     pub fn random(blob: RandomBlob, progress: ProgressBar) -> Self {
-        Body::Random {
-            chunks: Chunks::new(blob),
-            remaining: blob.len,
-            progress,
-        }
+        Body::Random { chunks: Chunks::new(blob), remaining: blob.len, progress }
     }
 }
 
@@ -123,18 +112,11 @@ impl hyper::body::Body for Body {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let frame = match self.get_mut() {
             Body::Empty => None,
             Body::Full(data) => data.take(),
-            Body::Random {
-                chunks,
-                remaining,
-                progress,
-            } => {
+            Body::Random { chunks, remaining, progress } => {
                 let mut buf = Vec::with_capacity(CHUNK);
                 chunks.fill_next(&mut buf).then(|| {
                     *remaining -= buf.len() as u64;
@@ -174,13 +156,7 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(blob: RandomBlob) -> Self {
-        Self {
-            chunks: Chunks::new(blob),
-            expected: Vec::new(),
-            pos: 0,
-            received: 0,
-            len: blob.len,
-        }
+        Self { chunks: Chunks::new(blob), expected: Vec::new(), pos: 0, received: 0, len: blob.len }
     }
 
     pub fn update(&mut self, mut data: &[u8]) -> anyhow::Result<()> {
@@ -195,10 +171,7 @@ impl Verifier {
             }
             let n = data.len().min(self.expected.len() - self.pos);
             if data[..n] != self.expected[self.pos..self.pos + n] {
-                anyhow::bail!(
-                    "blob content differs from what was pushed near byte {}",
-                    self.received
-                );
+                anyhow::bail!("blob content differs from what was pushed near byte {}", self.received);
             }
             self.pos += n;
             self.received += n as u64;
@@ -208,12 +181,7 @@ impl Verifier {
     }
 
     pub fn finish(self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            self.received == self.len,
-            "blob truncated: {} of {} bytes",
-            self.received,
-            self.len
-        );
+        anyhow::ensure!(self.received == self.len, "blob truncated: {} of {} bytes", self.received, self.len);
         Ok(())
     }
 }
@@ -258,12 +226,7 @@ impl ImageDocs {
         }))
         .expect("serializing a JSON value cannot fail");
         let manifest_digest = sha256_digest(&manifest);
-        Self {
-            config: config.into(),
-            config_digest,
-            manifest: manifest.into(),
-            manifest_digest,
-        }
+        Self { config: config.into(), config_digest, manifest: manifest.into(), manifest_digest }
     }
 }
 
@@ -285,28 +248,14 @@ impl LargeImage {
         layer_count: u32,
     ) -> anyhow::Result<Self> {
         let blobs = split_blobs(seeds, total, layer_count);
-        let hashing: Vec<_> = blobs
-            .iter()
-            .map(|&b| tokio::task::spawn_blocking(move || b.digest()))
-            .collect();
+        let hashing: Vec<_> = blobs.iter().map(|&b| tokio::task::spawn_blocking(move || b.digest())).collect();
         let mut layers = Vec::with_capacity(blobs.len());
         for (blob, task) in blobs.into_iter().zip(hashing) {
             layers.push((blob, task.await?));
         }
-        let descriptors: Vec<_> = layers
-            .iter()
-            .map(|(b, d)| Descriptor {
-                digest: d.clone(),
-                size: b.len,
-            })
-            .collect();
+        let descriptors: Vec<_> = layers.iter().map(|(b, d)| Descriptor { digest: d.clone(), size: b.len }).collect();
         let docs = ImageDocs::new(&descriptors, &format!("{repo}:{tag}"));
-        Ok(Self {
-            repo,
-            tag,
-            layers,
-            docs,
-        })
+        Ok(Self { repo, tag, layers, docs })
     }
 
     pub fn layer_bytes(&self) -> u64 {
@@ -319,14 +268,7 @@ pub fn split_blobs(seeds: &mut Seeds, total: u64, count: u32) -> Vec<RandomBlob>
     let count = u64::from(count.max(1));
     let each = total / count;
     (0..count)
-        .map(|i| RandomBlob {
-            seed: seeds.next(),
-            len: if i + 1 == count {
-                total - each * (count - 1)
-            } else {
-                each
-            },
-        })
+        .map(|i| RandomBlob { seed: seeds.next(), len: if i + 1 == count { total - each * (count - 1) } else { each } })
         .collect()
 }
 
@@ -342,17 +284,9 @@ impl SmallImage {
     pub fn generate(seeds: &mut Seeds, repo: &str, tag: String, layer_len: usize) -> Self {
         let layer = seeds.bytes(layer_len);
         let layer_digest = sha256_digest(&layer);
-        let descriptor = Descriptor {
-            digest: layer_digest.clone(),
-            size: layer.len() as u64,
-        };
+        let descriptor = Descriptor { digest: layer_digest.clone(), size: layer.len() as u64 };
         let docs = ImageDocs::new(&[descriptor], &format!("{repo}:{tag}"));
-        Self {
-            tag,
-            layer,
-            layer_digest,
-            docs,
-        }
+        Self { tag, layer, layer_digest, docs }
     }
 }
 
@@ -362,10 +296,7 @@ mod tests {
 
     #[test]
     fn verifier_accepts_the_regenerated_stream_in_any_framing() {
-        let blob = RandomBlob {
-            seed: 7,
-            len: (CHUNK as u64) * 2 + 12_345,
-        };
+        let blob = RandomBlob { seed: 7, len: (CHUNK as u64) * 2 + 12_345 };
         let mut chunks = Chunks::new(blob);
         let mut whole = Vec::new();
         let mut buf = Vec::new();
@@ -410,10 +341,7 @@ mod tests {
 
     #[test]
     fn manifest_references_config_and_layers_by_digest() {
-        let layer = Descriptor {
-            digest: sha256_digest(b"layer"),
-            size: 5,
-        };
+        let layer = Descriptor { digest: sha256_digest(b"layer"), size: 5 };
         let docs = ImageDocs::new(std::slice::from_ref(&layer), "note");
         let manifest: serde_json::Value = serde_json::from_slice(&docs.manifest).unwrap();
         assert_eq!(manifest["config"]["digest"], docs.config_digest.as_str());

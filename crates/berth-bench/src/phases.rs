@@ -30,18 +30,12 @@ impl Transfer {
     /// CPU seconds per GB of (server, client).
     pub fn cpu_seconds_per_gb(&self) -> (Option<f64>, Option<f64>) {
         let per_gb = |cpu: Option<f64>| cpu.map(|cpu| cpu / (self.bytes as f64 / 1e9));
-        (
-            per_gb(self.window.server_cpu),
-            per_gb(self.window.client_cpu),
-        )
+        (per_gb(self.window.server_cpu), per_gb(self.window.client_cpu))
     }
 }
 
 /// Runs `work` with the wall clock and both CPU clocks around it.
-pub async fn measured(
-    target: &Target,
-    work: impl Future<Output = anyhow::Result<()>>,
-) -> anyhow::Result<Window> {
+pub async fn measured(target: &Target, work: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<Window> {
     let clocks = Clocks::start(target);
     work.await?;
     Ok(clocks.stop(target))
@@ -51,9 +45,7 @@ pub async fn measured(
 /// would penalise whichever registry goes second after one that does not fsync.
 pub async fn settle_disks() {
     // SAFETY: sync(2) has no preconditions.
-    tokio::task::spawn_blocking(|| unsafe { libc::sync() })
-        .await
-        .ok();
+    tokio::task::spawn_blocking(|| unsafe { libc::sync() }).await.ok();
 }
 
 pub async fn push_large(
@@ -66,64 +58,30 @@ pub async fn push_large(
     let window = measured(target, async {
         let mut client = Client::new(&target.authority);
         for (blob, digest) in &image.layers {
-            client
-                .upload_blob(
-                    &image.repo,
-                    digest,
-                    Body::random(*blob, progress.clone()),
-                    mode,
-                )
-                .await?;
+            client.upload_blob(&image.repo, digest, Body::random(*blob, progress.clone()), mode).await?;
         }
         let docs = &image.docs;
         let config = Body::Full(Some(docs.config.clone()));
-        client
-            .upload_blob(&image.repo, &docs.config_digest, config, UploadMode::Put)
-            .await?;
-        client
-            .put_manifest(
-                &image.repo,
-                &image.tag,
-                docs.manifest.clone(),
-                &docs.manifest_digest,
-            )
-            .await
+        client.upload_blob(&image.repo, &docs.config_digest, config, UploadMode::Put).await?;
+        client.put_manifest(&image.repo, &image.tag, docs.manifest.clone(), &docs.manifest_digest).await
     })
     .await?;
-    Ok(Transfer {
-        bytes: image.layer_bytes(),
-        window,
-    })
+    Ok(Transfer { bytes: image.layer_bytes(), window })
 }
 
 /// Pulls like a client would (manifest by tag, config, layers) and checks every byte.
-pub async fn pull_large(
-    target: &Target,
-    image: &LargeImage,
-    progress: &ProgressBar,
-) -> anyhow::Result<Transfer> {
+pub async fn pull_large(target: &Target, image: &LargeImage, progress: &ProgressBar) -> anyhow::Result<Transfer> {
     let window = measured(target, async {
         let mut client = Client::new(&target.authority);
         let docs = &image.docs;
-        client
-            .get_manifest(&image.repo, &image.tag, &docs.manifest)
-            .await?;
+        client.get_manifest(&image.repo, &image.tag, &docs.manifest).await?;
         let config_path = format!("/v2/{}/blobs/{}", image.repo, docs.config_digest);
-        let (_, config) = client
-            .expect(StatusCode::OK, Method::GET, &config_path, &[], Body::Empty)
-            .await?;
-        ensure!(
-            config == docs.config,
-            "GET {config_path} returned a different config than was pushed"
-        );
+        let (_, config) = client.expect(StatusCode::OK, Method::GET, &config_path, &[], Body::Empty).await?;
+        ensure!(config == docs.config, "GET {config_path} returned a different config than was pushed");
         for (blob, digest) in &image.layers {
             let path = format!("/v2/{}/blobs/{digest}", image.repo);
             let response = client.send(Method::GET, &path, &[], Body::Empty).await?;
-            ensure!(
-                response.status() == StatusCode::OK,
-                "GET {path}: {}",
-                response.status()
-            );
+            ensure!(response.status() == StatusCode::OK, "GET {path}: {}", response.status());
             let headers = response.headers();
             if let Some(length) = headers.get(header::CONTENT_LENGTH) {
                 ensure!(
@@ -133,18 +91,13 @@ pub async fn pull_large(
                 );
             }
             if let Some(reported) = headers.get(DIGEST_HEADER) {
-                ensure!(
-                    reported == digest.as_str(),
-                    "GET {path}: {DIGEST_HEADER} {reported:?}"
-                );
+                ensure!(reported == digest.as_str(), "GET {path}: {DIGEST_HEADER} {reported:?}");
             }
             let mut verifier = Verifier::new(*blob);
             let mut body = response.into_body();
             while let Some(frame) = body.frame().await {
                 if let Some(data) = frame.with_context(|| format!("reading {path}"))?.data_ref() {
-                    verifier
-                        .update(data)
-                        .with_context(|| format!("GET {path}"))?;
+                    verifier.update(data).with_context(|| format!("GET {path}"))?;
                     progress.inc(data.len() as u64);
                 }
             }
@@ -153,35 +106,17 @@ pub async fn pull_large(
         Ok(())
     })
     .await?;
-    Ok(Transfer {
-        bytes: image.layer_bytes(),
-        window,
-    })
+    Ok(Transfer { bytes: image.layer_bytes(), window })
 }
 
 /// Layer blob, config blob, manifest: five requests, as a client pushing a tiny image makes.
-async fn push_small_image(
-    client: &mut Client,
-    repo: &str,
-    image: &SmallImage,
-) -> anyhow::Result<()> {
+async fn push_small_image(client: &mut Client, repo: &str, image: &SmallImage) -> anyhow::Result<()> {
     let layer = Body::Full(Some(image.layer.clone()));
-    client
-        .upload_blob(repo, &image.layer_digest, layer, UploadMode::Put)
-        .await?;
+    client.upload_blob(repo, &image.layer_digest, layer, UploadMode::Put).await?;
     let docs = &image.docs;
     let config = Body::Full(Some(docs.config.clone()));
-    client
-        .upload_blob(repo, &docs.config_digest, config, UploadMode::Put)
-        .await?;
-    client
-        .put_manifest(
-            repo,
-            &image.tag,
-            docs.manifest.clone(),
-            &docs.manifest_digest,
-        )
-        .await
+    client.upload_blob(repo, &docs.config_digest, config, UploadMode::Put).await?;
+    client.put_manifest(repo, &image.tag, docs.manifest.clone(), &docs.manifest_digest).await
 }
 
 /// Pushes all images with `concurrency` workers, one connection each.
@@ -226,33 +161,20 @@ pub struct HotRepo {
 }
 
 impl HotRepo {
-    pub async fn create(
-        target: &Target,
-        repo: &str,
-        image: &SmallImage,
-        tag_count: usize,
-    ) -> anyhow::Result<Self> {
+    pub async fn create(target: &Target, repo: &str, image: &SmallImage, tag_count: usize) -> anyhow::Result<Self> {
         let mut client = Client::new(&target.authority);
         let mut tags = vec!["latest".to_owned()];
         tags.extend((1..tag_count).map(|i| format!("t{i:04}")));
         let docs = &image.docs;
         push_small_image(&mut client, repo, image).await?;
         for tag in &tags[1..] {
-            client
-                .put_manifest(repo, tag, docs.manifest.clone(), &docs.manifest_digest)
-                .await?;
+            client.put_manifest(repo, tag, docs.manifest.clone(), &docs.manifest_digest).await?;
         }
         let path = format!("/v2/{repo}/tags/list");
-        let (_, tags_list) = client
-            .expect(StatusCode::OK, Method::GET, &path, &[], Body::Empty)
-            .await?;
+        let (_, tags_list) = client.expect(StatusCode::OK, Method::GET, &path, &[], Body::Empty).await?;
         let listed: serde_json::Value =
             serde_json::from_slice(&tags_list).with_context(|| format!("GET {path}: not JSON"))?;
-        ensure!(
-            listed["name"] == repo,
-            "GET {path}: name {}",
-            listed["name"]
-        );
+        ensure!(listed["name"] == repo, "GET {path}: name {}", listed["name"]);
         let mut listed_tags: Vec<&str> = listed["tags"]
             .as_array()
             .with_context(|| format!("GET {path}: no tags array"))?
@@ -261,12 +183,7 @@ impl HotRepo {
             .collect();
         listed_tags.sort_unstable();
         tags.sort_unstable();
-        ensure!(
-            listed_tags == tags,
-            "GET {path}: listed {} tags, pushed {}",
-            listed_tags.len(),
-            tags.len()
-        );
+        ensure!(listed_tags == tags, "GET {path}: listed {} tags, pushed {}", listed_tags.len(), tags.len());
         client.get_manifest(repo, "latest", &docs.manifest).await?;
         Ok(Self {
             repo: repo.to_owned(),
@@ -314,15 +231,8 @@ mod tests {
 
     #[test]
     fn transfer_rates_use_decimal_units() {
-        let window = Window {
-            elapsed: std::time::Duration::from_secs(4),
-            server_cpu: Some(3.0),
-            client_cpu: None,
-        };
-        let transfer = Transfer {
-            bytes: 2_000_000_000,
-            window,
-        };
+        let window = Window { elapsed: std::time::Duration::from_secs(4), server_cpu: Some(3.0), client_cpu: None };
+        let transfer = Transfer { bytes: 2_000_000_000, window };
         assert_eq!(transfer.mb_per_second(), 500.0);
         assert_eq!(transfer.cpu_seconds_per_gb(), (Some(1.5), None));
     }

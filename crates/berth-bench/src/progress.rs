@@ -31,11 +31,7 @@ impl Progress {
         let detail = multi.add(ProgressBar::new(0));
         overall.enable_steady_tick(Duration::from_millis(200));
         detail.enable_steady_tick(Duration::from_millis(200));
-        Self {
-            multi,
-            overall,
-            detail,
-        }
+        Self { multi, overall, detail }
     }
 
     /// Starts a step and returns the bar its work should advance.

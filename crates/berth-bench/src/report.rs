@@ -75,9 +75,7 @@ impl Phase {
 
     fn kind(self) -> Kind {
         match self {
-            Phase::LargePush | Phase::LargePull | Phase::SkopeoPush | Phase::SkopeoPull => {
-                Kind::Transfer
-            }
+            Phase::LargePush | Phase::LargePull | Phase::SkopeoPush | Phase::SkopeoPull => Kind::Transfer,
             Phase::SmallPush => Kind::Images,
             Phase::ManifestGet | Phase::ManifestHead | Phase::TagsList => Kind::Requests,
             Phase::Memory => Kind::Memory,
@@ -192,18 +190,10 @@ impl Results {
     /// What a run produced, laid out for people; `names` describe A and B.
     pub fn table(&self, names: [&str; 2], ceilings: &Ceilings) -> String {
         let mut out = String::new();
-        let header = [
-            "metric", "unit", "A", "B", "B/A", "A of max", "B of max", "better",
-        ];
+        let header = ["metric", "unit", "A", "B", "B/A", "A of max", "B of max", "better"];
         let widths = [26, 10, 10, 10, 6, 9, 9, 7];
         let line = |cells: [&str; 8]| {
-            let mut row = format!(
-                "{:<w0$} {:<w1$}",
-                cells[0],
-                cells[1],
-                w0 = widths[0],
-                w1 = widths[1]
-            );
+            let mut row = format!("{:<w0$} {:<w1$}", cells[0], cells[1], w0 = widths[0], w1 = widths[1]);
             for (cell, width) in cells[2..].iter().zip(&widths[2..]) {
                 write!(row, " {cell:>width$}").unwrap();
             }
@@ -240,16 +230,8 @@ impl Results {
             writeln!(out, "note: {note}").unwrap();
         }
         for failure in &self.failures {
-            let round = failure
-                .round
-                .map(|r| format!(" round {r}"))
-                .unwrap_or_default();
-            writeln!(
-                out,
-                "FAILED {} {}{round}: {}",
-                failure.registry, failure.phase, failure.message
-            )
-            .unwrap();
+            let round = failure.round.map(|r| format!(" round {r}")).unwrap_or_default();
+            writeln!(out, "FAILED {} {}{round}: {}", failure.registry, failure.phase, failure.message).unwrap();
         }
         out
     }
@@ -257,8 +239,7 @@ impl Results {
     pub fn metrics_json(&self, ceilings: &Ceilings) -> Value {
         let mut metrics = serde_json::Map::new();
         for (&metric, sides) in &self.samples {
-            let side =
-                |samples: &Vec<f64>| json!({ "median": median(samples), "samples": samples });
+            let side = |samples: &Vec<f64>| json!({ "median": median(samples), "samples": samples });
             let (a, b) = (median(&sides[0]), median(&sides[1]));
             let mut entry = json!({
                 "label": metric.label().trim(),
@@ -313,11 +294,7 @@ mod tests {
 
     #[test]
     fn table_and_json_carry_medians_ratios_and_ceilings() {
-        let ceilings = Ceilings {
-            sha256: 1000.0,
-            disk_durable_write: 200.0,
-            loopback: 2000.0,
-        };
+        let ceilings = Ceilings { sha256: 1000.0, disk_durable_write: 200.0, loopback: 2000.0 };
         let mut results = Results::default();
         for (a, b) in [(100.0, 150.0), (120.0, 170.0), (110.0, 160.0)] {
             results.add(Metric(Phase::LargePush, Measure::Rate), 0, a);
@@ -337,17 +314,8 @@ mod tests {
         assert_eq!(json["idle_rss_mib"]["better"], "lower");
 
         let table = results.table(["ref", "new"], &ceilings);
-        let push_row = table
-            .lines()
-            .find(|l| l.starts_with("large push, lean client"))
-            .unwrap();
-        assert!(
-            push_row.contains(" 110 ") && push_row.contains(" 160 "),
-            "{push_row}"
-        );
-        assert!(
-            push_row.contains("1.45") && push_row.contains("55%") && push_row.contains("80%"),
-            "{push_row}"
-        );
+        let push_row = table.lines().find(|l| l.starts_with("large push, lean client")).unwrap();
+        assert!(push_row.contains(" 110 ") && push_row.contains(" 160 "), "{push_row}");
+        assert!(push_row.contains("1.45") && push_row.contains("55%") && push_row.contains("80%"), "{push_row}");
     }
 }

@@ -16,15 +16,8 @@ use crate::target::Target;
 
 /// `skopeo --version`, or None when it is not installed.
 pub async fn version() -> Option<String> {
-    let output = Command::new("skopeo")
-        .arg("--version")
-        .output()
-        .await
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    let output = Command::new("skopeo").arg("--version").output().await.ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 /// An OCI image layout on disk, tagged `latest`.
@@ -36,14 +29,8 @@ pub struct Layout {
 
 impl Layout {
     /// Writes fresh layers (hashing while writing) plus config, manifest and index.
-    pub async fn write(
-        parent: &Path,
-        blobs: Vec<RandomBlob>,
-        note: String,
-    ) -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("skopeo-src-")
-            .tempdir_in(parent)?;
+    pub async fn write(parent: &Path, blobs: Vec<RandomBlob>, note: String) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("skopeo-src-").tempdir_in(parent)?;
         let root = dir.path().to_owned();
         let (layer_bytes, manifest) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let blob_dir = root.join("blobs/sha256");
@@ -56,18 +43,14 @@ impl Layout {
             let mut layers = Vec::new();
             for blob in &blobs {
                 let mut file = tempfile::NamedTempFile::new_in(&blob_dir)?;
-                let (mut chunks, mut buf, mut hasher) =
-                    (Chunks::new(*blob), Vec::new(), Sha256::new());
+                let (mut chunks, mut buf, mut hasher) = (Chunks::new(*blob), Vec::new(), Sha256::new());
                 while chunks.fill_next(&mut buf) {
                     hasher.update(&buf);
                     file.write_all(&buf)?;
                 }
                 let hex = hex::encode(hasher.finalize());
                 file.persist(blob_dir.join(&hex))?;
-                layers.push(Descriptor {
-                    digest: format!("sha256:{hex}"),
-                    size: blob.len,
-                });
+                layers.push(Descriptor { digest: format!("sha256:{hex}"), size: blob.len });
             }
             let docs = ImageDocs::new(&layers, &note);
             write_blob(&docs.config)?;
@@ -82,18 +65,11 @@ impl Layout {
                 }],
             });
             std::fs::write(root.join("index.json"), serde_json::to_vec(&index)?)?;
-            std::fs::write(
-                root.join("oci-layout"),
-                br#"{"imageLayoutVersion":"1.0.0"}"#,
-            )?;
+            std::fs::write(root.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
             Ok((layers.iter().map(|l| l.size).sum(), docs.manifest))
         })
         .await??;
-        Ok(Self {
-            dir,
-            layer_bytes,
-            manifest,
-        })
+        Ok(Self { dir, layer_bytes, manifest })
     }
 
     /// `--preserve-digests` keeps skopeo from gzipping the (uncompressed) layers on the way,
@@ -102,49 +78,20 @@ impl Layout {
         settle_disks().await;
         let source = format!("oci:{}:latest", self.dir.path().display());
         let destination = format!("docker://{}/{reference}", target.authority);
-        let window = measured(
-            target,
-            copy(&[
-                "--preserve-digests",
-                "--dest-tls-verify=false",
-                &source,
-                &destination,
-            ]),
-        )
-        .await?;
-        Ok(Transfer {
-            bytes: self.layer_bytes,
-            window,
-        })
+        let window =
+            measured(target, copy(&["--preserve-digests", "--dest-tls-verify=false", &source, &destination])).await?;
+        Ok(Transfer { bytes: self.layer_bytes, window })
     }
 
     /// Pulls into a scratch `dir:` copy (skopeo checks every blob digest) and compares the manifest.
-    pub async fn pull(
-        &self,
-        target: &Target,
-        reference: &str,
-        scratch: &Path,
-    ) -> anyhow::Result<Transfer> {
-        let into = tempfile::Builder::new()
-            .prefix("skopeo-pull-")
-            .tempdir_in(scratch)?;
+    pub async fn pull(&self, target: &Target, reference: &str, scratch: &Path) -> anyhow::Result<Transfer> {
+        let into = tempfile::Builder::new().prefix("skopeo-pull-").tempdir_in(scratch)?;
         let source = format!("docker://{}/{reference}", target.authority);
         let destination = format!("dir:{}", into.path().display());
-        let window = measured(
-            target,
-            copy(&["--src-tls-verify=false", &source, &destination]),
-        )
-        .await?;
-        let pulled =
-            std::fs::read(into.path().join("manifest.json")).context("pulled manifest.json")?;
-        ensure!(
-            pulled == self.manifest,
-            "skopeo pulled a different manifest from {reference}"
-        );
-        Ok(Transfer {
-            bytes: self.layer_bytes,
-            window,
-        })
+        let window = measured(target, copy(&["--src-tls-verify=false", &source, &destination])).await?;
+        let pulled = std::fs::read(into.path().join("manifest.json")).context("pulled manifest.json")?;
+        ensure!(pulled == self.manifest, "skopeo pulled a different manifest from {reference}");
+        Ok(Transfer { bytes: self.layer_bytes, window })
     }
 }
 

@@ -29,15 +29,11 @@ impl FromStr for Spec {
         match value {
             "berth" => Ok(Spec::Berth),
             "docker-registry" => Ok(Spec::DockerRegistry),
-            url if url.starts_with("http://") => {
-                Ok(Spec::Url(url.trim_end_matches('/').to_owned()))
-            }
+            url if url.starts_with("http://") => Ok(Spec::Url(url.trim_end_matches('/').to_owned())),
             url if url.starts_with("https://") => {
                 Err("the benchmark client speaks plain HTTP only; give an http:// URL".into())
             }
-            other => Err(format!(
-                "expected `berth`, `docker-registry` or an http:// URL, got {other:?}"
-            )),
+            other => Err(format!("expected `berth`, `docker-registry` or an http:// URL, got {other:?}")),
         }
     }
 }
@@ -86,15 +82,7 @@ impl Target {
                 let authority = url.trim_start_matches("http://");
                 let authority = authority.split('/').next().unwrap_or_default().to_owned();
                 ensure!(!authority.is_empty(), "no host in {url}");
-                Target {
-                    label,
-                    name: url.clone(),
-                    version: None,
-                    authority,
-                    pid,
-                    log: None,
-                    child: None,
-                }
+                Target { label, name: url.clone(), version: None, authority, pid, log: None, child: None }
             }
             Spec::Berth => {
                 let data = work_dir.join(format!("{}-berth", label.to_lowercase()));
@@ -118,14 +106,7 @@ impl Target {
                 std::fs::write(&config, docker_registry_config(&data, port))?;
                 let mut command = Command::new(&binaries.docker_registry);
                 command.arg("serve").arg(&config);
-                Self::spawn(
-                    label,
-                    "docker-registry",
-                    &binaries.docker_registry,
-                    command,
-                    port,
-                    work_dir,
-                )?
+                Self::spawn(label, "docker-registry", &binaries.docker_registry, command, port, work_dir)?
             }
         };
         target.wait_ready().await?;
@@ -154,10 +135,7 @@ impl Target {
             .and_then(|text| text.lines().next().map(str::to_owned));
         let log = work_dir.join(format!("{}-{name}.log", label.to_lowercase()));
         let out = File::create(&log)?;
-        command
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out);
+        command.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
         // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
         unsafe {
             command.pre_exec(|| {
@@ -168,9 +146,7 @@ impl Target {
                 Ok(())
             });
         }
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+        let child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
         Ok(Target {
             label,
             name: name.to_owned(),
@@ -191,18 +167,12 @@ impl Target {
             if let Some(child) = &mut self.child
                 && let Some(status) = child.try_wait()?
             {
-                bail!(
-                    "{} exited during startup ({status}){}",
-                    self.name,
-                    self.log_tail()
-                );
+                bail!("{} exited during startup ({status}){}", self.name, self.log_tail());
             }
             let mut client = Client::new(&self.authority);
             match client.fetch(Method::GET, "/v2/", &[], Body::Empty).await {
                 // 401 is a live registry that wants credentials; the phases will say so clearly.
-                Ok((response, _))
-                    if response.status().as_u16() == 200 || response.status().as_u16() == 401 =>
-                {
+                Ok((response, _)) if response.status().as_u16() == 200 || response.status().as_u16() == 401 => {
                     return Ok(());
                 }
                 Ok((response, _)) => {
@@ -228,24 +198,16 @@ impl Target {
 
     /// The last lines the server wrote, for error reports (empty when it was not started here).
     pub fn log_tail(&self) -> String {
-        let Some(text) = self
-            .log
-            .as_ref()
-            .and_then(|log| std::fs::read_to_string(log).ok())
-        else {
+        let Some(text) = self.log.as_ref().and_then(|log| std::fs::read_to_string(log).ok()) else {
             return String::new();
         };
         let lines: Vec<&str> = text.lines().collect();
-        format!(
-            "\n--- last lines of its log ---\n{}",
-            lines[lines.len().saturating_sub(15)..].join("\n")
-        )
+        format!("\n--- last lines of its log ---\n{}", lines[lines.len().saturating_sub(15)..].join("\n"))
     }
 
     /// Server CPU seconds (user + system, all threads) so far.
     pub fn cpu_seconds(&self) -> Option<f64> {
-        self.pid
-            .and_then(|pid| cpu_seconds(&format!("/proc/{pid}/stat"), false).ok())
+        self.pid.and_then(|pid| cpu_seconds(&format!("/proc/{pid}/stat"), false).ok())
     }
 
     /// (current RSS, peak RSS) in MiB.
@@ -253,12 +215,7 @@ impl Target {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
         let field = |name: &str| -> Option<f64> {
             let line = status.lines().find(|line| line.starts_with(name))?;
-            let kib: f64 = line[name.len()..]
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse()
-                .ok()?;
+            let kib: f64 = line[name.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
             Some(kib / 1024.0)
         };
         Some((field("VmRSS:")?, field("VmHWM:")?))
@@ -266,8 +223,7 @@ impl Target {
 
     /// Restarts the peak-RSS count so it covers the benchmark only (matters for `--a-pid`).
     pub fn reset_peak_memory(&self) -> bool {
-        self.pid
-            .is_some_and(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok())
+        self.pid.is_some_and(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok())
     }
 
     pub fn describe(&self) -> String {
@@ -277,12 +233,7 @@ impl Target {
         }
         match self.pid {
             Some(pid) => text += &format!(" at {}, pid {pid}", self.authority),
-            None => {
-                text += &format!(
-                    " at {}, no pid: CPU and memory not measured",
-                    self.authority
-                )
-            }
+            None => text += &format!(" at {}, no pid: CPU and memory not measured", self.authority),
         }
         text
     }
@@ -292,20 +243,12 @@ impl Target {
 fn cpu_seconds(stat_path: &str, with_children: bool) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(stat_path)?;
     // The command name may contain spaces and parentheses; fields resume after the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("malformed stat")?
-        .1
-        .split_whitespace()
-        .collect();
+    let fields: Vec<&str> = stat.rsplit_once(')').context("malformed stat")?.1.split_whitespace().collect();
     // utime, stime, cutime, cstime are fields 14 to 17 of stat(5), 11 to 14 after the name.
     let last = if with_children { 14 } else { 12 };
     let mut ticks = 0.0;
     for index in 11..=last {
-        ticks += fields
-            .get(index)
-            .context("short stat line")?
-            .parse::<f64>()?;
+        ticks += fields.get(index).context("short stat line")?.parse::<f64>()?;
     }
     Ok(ticks / clock_ticks_per_second())
 }
@@ -332,11 +275,7 @@ pub struct Clocks {
 
 impl Clocks {
     pub fn start(target: &Target) -> Self {
-        Self {
-            server: target.cpu_seconds(),
-            client: client_cpu_seconds(),
-            start: Instant::now(),
-        }
+        Self { server: target.cpu_seconds(), client: client_cpu_seconds(), start: Instant::now() }
     }
 
     pub fn stop(self, target: &Target) -> Window {
@@ -358,9 +297,7 @@ fn clock_ticks_per_second() -> f64 {
 
 /// A loopback port free right now; the registry binds it moments later.
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Filesystem storage, loopback only, no access log, no redis or notifications, no health poller:
@@ -396,13 +333,8 @@ mod tests {
     #[test]
     fn spec_parses_names_and_http_urls_only() {
         assert!(matches!("berth".parse::<Spec>(), Ok(Spec::Berth)));
-        assert!(matches!(
-            "docker-registry".parse::<Spec>(),
-            Ok(Spec::DockerRegistry)
-        ));
-        assert!(
-            matches!("http://127.0.0.1:5000/".parse::<Spec>(), Ok(Spec::Url(u)) if u == "http://127.0.0.1:5000")
-        );
+        assert!(matches!("docker-registry".parse::<Spec>(), Ok(Spec::DockerRegistry)));
+        assert!(matches!("http://127.0.0.1:5000/".parse::<Spec>(), Ok(Spec::Url(u)) if u == "http://127.0.0.1:5000"));
         assert!("https://example.com".parse::<Spec>().is_err());
         assert!("quay".parse::<Spec>().is_err());
     }

@@ -53,11 +53,7 @@ pub trait EcrBackend: Send + Sync + 'static {
         request: BatchGetImageRequest,
     ) -> Result<BatchGetImageResponse, EcrError>;
 
-    async fn put_image(
-        &self,
-        principal: &Principal,
-        request: PutImageRequest,
-    ) -> Result<PutImageResponse, EcrError>;
+    async fn put_image(&self, principal: &Principal, request: PutImageRequest) -> Result<PutImageResponse, EcrError>;
 
     async fn batch_delete_image(
         &self,

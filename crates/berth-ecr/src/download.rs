@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
 use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -68,7 +68,11 @@ async fn download(
     };
     let (status, length, content_range) = match &blob.range {
         None => (StatusCode::OK, blob.size, None),
-        Some(r) => (StatusCode::PARTIAL_CONTENT, r.end - r.start, Some(format!("bytes {}-{}/{}", r.start, r.end - 1, blob.size))),
+        Some(r) => (
+            StatusCode::PARTIAL_CONTENT,
+            r.end - r.start,
+            Some(format!("bytes {}-{}/{}", r.start, r.end - 1, blob.size)),
+        ),
     };
     let mut response = (status, Body::from_stream(blob.stream)).into_response();
     let headers = response.headers_mut();

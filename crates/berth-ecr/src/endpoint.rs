@@ -104,13 +104,11 @@ impl Endpoint {
     /// (HTTP 400), which is how AWS's JSON front end answers an unroutable target.
     pub fn from_headers(headers: &HeaderMap) -> Result<Endpoint, EcrError> {
         let Some(value) = headers.get(TARGET_HEADER) else {
-            return Err(EcrError::UnknownOperation(
-                "Missing X-Amz-Target header".into(),
-            ));
+            return Err(EcrError::UnknownOperation("Missing X-Amz-Target header".into()));
         };
-        let target = value.to_str().map_err(|_| {
-            EcrError::UnknownOperation("X-Amz-Target is not a valid ASCII header value".into())
-        })?;
+        let target = value
+            .to_str()
+            .map_err(|_| EcrError::UnknownOperation("X-Amz-Target is not a valid ASCII header value".into()))?;
         target
             .split_once('.')
             .filter(|(prefix, _)| *prefix == TARGET_PREFIX)
@@ -133,8 +131,7 @@ mod tests {
     #[test]
     fn every_operation_round_trips_through_its_target() {
         for &endpoint in Endpoint::ALL {
-            let parsed =
-                Endpoint::from_headers(&target(&format!("{TARGET_PREFIX}.{}", endpoint.name())));
+            let parsed = Endpoint::from_headers(&target(&format!("{TARGET_PREFIX}.{}", endpoint.name())));
             assert_eq!(parsed, Ok(endpoint));
         }
     }
@@ -165,21 +162,14 @@ import botocore.session
 model = botocore.session.get_session().get_service_model('ecr')
 print('\n'.join(sorted(model.operation_names)))
 "#;
-        let output = match std::process::Command::new("python3")
-            .args(["-c", script])
-            .output()
-        {
+        let output = match std::process::Command::new("python3").args(["-c", script]).output() {
             Ok(output) if output.status.success() => output,
             _ => {
                 eprintln!("SKIPPED: python3 with botocore is not available to read the ECR model");
                 return;
             }
         };
-        let model: Vec<String> = String::from_utf8(output.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect();
+        let model: Vec<String> = String::from_utf8(output.stdout).unwrap().lines().map(str::to_owned).collect();
         let mut ours: Vec<String> = Endpoint::ALL.iter().map(|e| e.name().to_owned()).collect();
         ours.sort();
         assert_eq!(ours, model);

@@ -163,20 +163,13 @@ impl EcrError {
         body.insert("__type".into(), self.wire_type().into());
         body.insert("message".into(), self.to_string().into());
         if let EcrError::InvalidLayerPart {
-            registry_id,
-            repository_name,
-            upload_id,
-            last_valid_byte_received,
-            ..
+            registry_id, repository_name, upload_id, last_valid_byte_received, ..
         } = self
         {
             body.insert("registryId".into(), registry_id.as_str().into());
             body.insert("repositoryName".into(), repository_name.as_str().into());
             body.insert("uploadId".into(), upload_id.as_str().into());
-            body.insert(
-                "lastValidByteReceived".into(),
-                (*last_valid_byte_received).into(),
-            );
+            body.insert("lastValidByteReceived".into(), (*last_valid_byte_received).into());
         }
         Value::Object(body)
     }
@@ -343,24 +336,16 @@ mod tests {
         let response = err.into_response();
         let (parts, body) = response.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes();
-        (
-            parts.status,
-            parts.headers,
-            serde_json::from_slice(&bytes).unwrap(),
-        )
+        (parts.status, parts.headers, serde_json::from_slice(&bytes).unwrap())
     }
 
     #[tokio::test]
     async fn client_errors_are_400_json_with_type_message_and_request_id() {
-        let (status, headers, body) =
-            parts(EcrError::repository_not_found("team/app", "000000000000")).await;
+        let (status, headers, body) = parts(EcrError::repository_not_found("team/app", "000000000000")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(headers[header::CONTENT_TYPE], CONTENT_TYPE);
         let id = headers[REQUEST_ID_HEADER].to_str().unwrap();
-        assert!(
-            uuid::Uuid::parse_str(id).is_ok(),
-            "request id {id:?} is a uuid"
-        );
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "request id {id:?} is a uuid");
         assert_eq!(body["__type"], "RepositoryNotFoundException");
         assert_eq!(
             body["message"],
@@ -370,10 +355,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_server_exception_is_a_500() {
-        assert_eq!(
-            parts(EcrError::Server("disk gone".into())).await.0,
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
+        assert_eq!(parts(EcrError::Server("disk gone".into())).await.0, StatusCode::INTERNAL_SERVER_ERROR);
         for err in [
             EcrError::MissingAuthenticationToken("Missing Authentication Token".into()),
             EcrError::InvalidSignature("x".into()),
@@ -384,10 +366,7 @@ mod tests {
         }
         let (status, _, body) = parts(EcrError::NotImplemented(Endpoint::StartImageScan)).await;
         assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
-        assert_eq!(
-            body["message"],
-            "Berth does not implement the StartImageScan operation"
-        );
+        assert_eq!(body["message"], "Berth does not implement the StartImageScan operation");
     }
 
     #[tokio::test]

@@ -26,5 +26,5 @@ pub use endpoint::Endpoint;
 pub use error::EcrError;
 pub use router::{Authentication, EcrService, handle, router};
 pub use service::{EcrConfig, RegistryBackend};
-pub use tokens::{AuthDisabledTokens, IssuedToken, TokenIssuer};
 pub use sigv4::{Principal, SecretLookup};
+pub use tokens::{AuthDisabledTokens, IssuedToken, TokenIssuer};

@@ -28,10 +28,7 @@ pub fn decode_token(token: &str, endpoint: Endpoint, scope: &str) -> Result<Vec<
     let fields: Vec<String> = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
     match fields.as_slice() {
         [version, op, token_scope, key @ ..]
-            if version == VERSION
-                && op == endpoint.name()
-                && token_scope == scope
-                && !key.is_empty() =>
+            if version == VERSION && op == endpoint.name() && token_scope == scope && !key.is_empty() =>
         {
             Ok(key.to_vec())
         }
@@ -79,12 +76,7 @@ mod tests {
     fn tokens_round_trip_within_their_operation_and_scope() {
         let digest = format!("sha256:{}", "ab".repeat(32));
         let token = encode_token(Endpoint::ListImages, "team/app|TAGGED", &[&digest, "v1"]);
-        assert!(
-            token
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
-            "{token}"
-        );
+        assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{token}");
         assert_eq!(
             decode_token(&token, Endpoint::ListImages, "team/app|TAGGED"),
             Ok(vec![digest.clone(), "v1".to_owned()])
@@ -101,19 +93,10 @@ mod tests {
 
     #[test]
     fn garbage_tokens_are_invalid_parameters() {
-        for garbage in [
-            "",
-            "!!!",
-            "bm90IGpzb24",
-            "WyJiMSJd",
-            "WyJiMSIsIkxpc3RJbWFnZXMiLCJ4Il0",
-        ] {
+        for garbage in ["", "!!!", "bm90IGpzb24", "WyJiMSJd", "WyJiMSIsIkxpc3RJbWFnZXMiLCJ4Il0"] {
             let err = decode_token(garbage, Endpoint::ListImages, "x").unwrap_err();
             assert_eq!(err.wire_type(), "InvalidParameterException", "{garbage:?}");
-            assert!(
-                err.to_string()
-                    .starts_with("Invalid parameter at 'nextToken'")
-            );
+            assert!(err.to_string().starts_with("Invalid parameter at 'nextToken'"));
         }
     }
 }

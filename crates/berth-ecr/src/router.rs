@@ -47,10 +47,7 @@ pub struct EcrService {
 
 impl EcrService {
     pub fn new(backend: Arc<dyn EcrBackend>, authentication: Authentication) -> Self {
-        EcrService {
-            backend,
-            authentication,
-        }
+        EcrService { backend, authentication }
     }
 }
 
@@ -84,21 +81,9 @@ pub async fn handle(State(service): State<EcrService>, request: Request) -> Resp
         }
         Err(err) => {
             if matches!(err, EcrError::Server(_)) {
-                tracing::warn!(
-                    request_id,
-                    operation,
-                    access_key_id,
-                    error = err.wire_type(),
-                    "{err}"
-                );
+                tracing::warn!(request_id, operation, access_key_id, error = err.wire_type(), "{err}");
             } else {
-                tracing::info!(
-                    request_id,
-                    operation,
-                    access_key_id,
-                    error = err.wire_type(),
-                    "{err}"
-                );
+                tracing::info!(request_id, operation, access_key_id, error = err.wire_type(), "{err}");
             }
             err.into_response_with_id(&request_id)
         }
@@ -122,55 +107,35 @@ async fn serve(
     };
     let principal = match &service.authentication {
         Authentication::SigV4(secrets) => {
-            let signed = SignedRequest {
-                method: &parts.method,
-                uri: &parts.uri,
-                headers: &parts.headers,
-                body: &body,
-            };
+            let signed = SignedRequest { method: &parts.method, uri: &parts.uri, headers: &parts.headers, body: &body };
             match sigv4::verify(&signed, SystemTime::now(), secrets.as_ref()).await {
                 Ok(principal) => principal,
                 Err(err) => return (None, Err(err)),
             }
         }
-        Authentication::Disabled => {
-            sigv4::claimed_principal(&parts.headers).unwrap_or_else(|| Principal {
-                access_key_id: ANONYMOUS.into(),
-                region: String::new(),
-            })
-        }
+        Authentication::Disabled => sigv4::claimed_principal(&parts.headers)
+            .unwrap_or_else(|| Principal { access_key_id: ANONYMOUS.into(), region: String::new() }),
     };
     let outcome = dispatch(service.backend.as_ref(), &principal, endpoint, &body).await;
     (Some(principal), outcome)
 }
 
 async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, EcrError> {
-    let too_large = || {
-        EcrError::RequestTooLarge(format!(
-            "Request body is larger than {MAX_BODY_BYTES} bytes"
-        ))
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || EcrError::RequestTooLarge(format!("Request body is larger than {MAX_BODY_BYTES} bytes"));
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
     match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(err) => Err(EcrError::Serialization(format!(
-            "Could not read the request body: {err}"
-        ))),
+        Err(err) => Err(EcrError::Serialization(format!("Could not read the request body: {err}"))),
     }
 }
 
 /// Deserialises, validates, runs and serialises one operation.
-async fn call<Req, Resp, Fut>(
-    body: &[u8],
-    run: impl FnOnce(Req) -> Fut,
-) -> Result<Vec<u8>, EcrError>
+async fn call<Req, Resp, Fut>(body: &[u8], run: impl FnOnce(Req) -> Fut) -> Result<Vec<u8>, EcrError>
 where
     Req: DeserializeOwned + Validate,
     Resp: Serialize,
@@ -179,24 +144,16 @@ where
     let request: Req = decode(body)?;
     request.validate()?;
     let response = run(request).await?;
-    serde_json::to_vec(&response)
-        .map_err(|e| EcrError::Server(format!("Could not encode the response: {e}")))
+    serde_json::to_vec(&response).map_err(|e| EcrError::Server(format!("Could not encode the response: {e}")))
 }
 
 /// A malformed body is `SerializationException`, as AWS answers; a missing required member is
 /// reported like the other constraint failures.
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, EcrError> {
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        body
-    };
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
     serde_json::from_slice(body).map_err(|err| {
         let message = err.to_string();
-        match message
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split_once('`'))
-        {
+        match message.strip_prefix("missing field `").and_then(|rest| rest.split_once('`')) {
             Some((member, _)) => EcrError::invalid_parameter(member, "Member must not be null"),
             None => EcrError::Serialization(message),
         }

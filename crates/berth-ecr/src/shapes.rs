@@ -93,10 +93,7 @@ request_enum!(ImageTagMutability {
 impl ImageTagMutability {
     /// The two modes whose exclusion filters are required (and the only ones that allow them).
     pub fn has_exclusions(self) -> bool {
-        matches!(
-            self,
-            ImageTagMutability::ImmutableWithExclusion | ImageTagMutability::MutableWithExclusion
-        )
+        matches!(self, ImageTagMutability::ImmutableWithExclusion | ImageTagMutability::MutableWithExclusion)
     }
 }
 
@@ -937,16 +934,10 @@ mod tests {
 
     #[test]
     fn timestamps_are_epoch_seconds_with_fraction() {
-        assert_eq!(
-            serde_json::to_value(Timestamp::from_millis(1_700_043_200_500)).unwrap(),
-            json!(1_700_043_200.5)
-        );
+        assert_eq!(serde_json::to_value(Timestamp::from_millis(1_700_043_200_500)).unwrap(), json!(1_700_043_200.5));
         let whole = serde_json::to_string(&Timestamp::from_millis(1_700_043_200_000)).unwrap();
         assert_eq!(whole, "1700043200.0");
-        assert_eq!(
-            Timestamp::from(UNIX_EPOCH + std::time::Duration::from_millis(1234)).millis(),
-            1234
-        );
+        assert_eq!(Timestamp::from(UNIX_EPOCH + std::time::Duration::from_millis(1234)).millis(), 1234);
     }
 
     #[test]
@@ -976,20 +967,9 @@ mod tests {
                 "imageStatus": "ACTIVE",
             })
         );
-        let tags = ListTagsForResourceResponse {
-            tags: vec![Tag {
-                key: "team".into(),
-                value: "web".into(),
-            }],
-        };
-        assert_eq!(
-            serde_json::to_value(tags).unwrap(),
-            json!({"tags": [{"Key": "team", "Value": "web"}]})
-        );
-        assert_eq!(
-            serde_json::to_value(TagResourceResponse {}).unwrap(),
-            json!({})
-        );
+        let tags = ListTagsForResourceResponse { tags: vec![Tag { key: "team".into(), value: "web".into() }] };
+        assert_eq!(serde_json::to_value(tags).unwrap(), json!({"tags": [{"Key": "team", "Value": "web"}]}));
+        assert_eq!(serde_json::to_value(TagResourceResponse {}).unwrap(), json!({}));
     }
 
     #[test]
@@ -999,20 +979,14 @@ mod tests {
             "imageTagMutability": "SOMETIMES",
         }))
         .unwrap();
-        assert_eq!(
-            request.image_tag_mutability,
-            ImageTagMutability::Unrecognized
-        );
+        assert_eq!(request.image_tag_mutability, ImageTagMutability::Unrecognized);
         let request: PutImageTagMutabilityRequest = serde_json::from_value(json!({
             "repositoryName": "app",
             "imageTagMutability": "IMMUTABLE_WITH_EXCLUSION",
             "imageTagMutabilityExclusionFilters": [{"filterType": "WILDCARD", "filter": "dev-*"}],
         }))
         .unwrap();
-        assert_eq!(
-            request.image_tag_mutability,
-            ImageTagMutability::ImmutableWithExclusion
-        );
+        assert_eq!(request.image_tag_mutability, ImageTagMutability::ImmutableWithExclusion);
         assert_eq!(
             request.image_tag_mutability_exclusion_filters.unwrap()[0].filter_type,
             ImageTagMutabilityExclusionFilterType::Wildcard
@@ -1034,10 +1008,6 @@ mod tests {
             "repositoryName": "app", "uploadId": "u", "partFirstByte": 0, "partLastByte": 4,
             "layerPartBlob": "not base64!",
         }));
-        assert!(
-            bad.unwrap_err()
-                .to_string()
-                .contains("layerPartBlob is not valid base64")
-        );
+        assert!(bad.unwrap_err().to_string().contains("layerPartBlob is not valid base64"));
     }
 }

@@ -70,26 +70,12 @@ pub async fn verify(
     let secret = secrets
         .secret_for(auth.access_key_id)
         .await
-        .ok_or_else(|| {
-            EcrError::UnrecognizedClient(
-                "The security token included in the request is invalid.".into(),
-            )
-        })?;
+        .ok_or_else(|| EcrError::UnrecognizedClient("The security token included in the request is invalid.".into()))?;
     check_clock_skew(request_time, unix_seconds(now))?;
     let canonical = canonical_request(request, &auth.signed_headers);
-    let expected = signature(
-        &secret,
-        auth.amz_date,
-        auth.date,
-        auth.region,
-        auth.service,
-        &canonical,
-    );
+    let expected = signature(&secret, auth.amz_date, auth.date, auth.region, auth.service, &canonical);
     if bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) {
-        Ok(Principal {
-            access_key_id: auth.access_key_id.to_owned(),
-            region: auth.region.to_owned(),
-        })
+        Ok(Principal { access_key_id: auth.access_key_id.to_owned(), region: auth.region.to_owned() })
     } else {
         Err(EcrError::InvalidSignature(SIGNATURE_MISMATCH.into()))
     }
@@ -98,10 +84,7 @@ pub async fn verify(
 /// The principal a request claims, unchecked: for a server running with authentication off.
 pub fn claimed_principal(headers: &HeaderMap) -> Option<Principal> {
     let auth = Authorization::from_headers(headers).ok()?;
-    Some(Principal {
-        access_key_id: auth.access_key_id.to_owned(),
-        region: auth.region.to_owned(),
-    })
+    Some(Principal { access_key_id: auth.access_key_id.to_owned(), region: auth.region.to_owned() })
 }
 
 /// A parsed `Authorization: AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`.
@@ -120,19 +103,12 @@ struct Authorization<'a> {
 impl<'a> Authorization<'a> {
     fn from_headers(headers: &'a HeaderMap) -> Result<Self, EcrError> {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Err(EcrError::MissingAuthenticationToken(
-                "Missing Authentication Token".into(),
-            ));
+            return Err(EcrError::MissingAuthenticationToken("Missing Authentication Token".into()));
         };
         let header = value.to_str().map_err(|_| {
-            EcrError::IncompleteSignature(
-                "The Authorization header is not a valid ASCII header value.".into(),
-            )
+            EcrError::IncompleteSignature("The Authorization header is not a valid ASCII header value.".into())
         })?;
-        let Some(params) = header
-            .strip_prefix(ALGORITHM)
-            .filter(|rest| rest.starts_with(' '))
-        else {
+        let Some(params) = header.strip_prefix(ALGORITHM).filter(|rest| rest.starts_with(' ')) else {
             // Never echo a non-AWS4 header back: it may hold a password or a bearer token.
             return Err(EcrError::IncompleteSignature(format!(
                 "Unsupported Authorization type: requests must be signed with {ALGORITHM} (AWS Signature Version 4)."
@@ -140,11 +116,7 @@ impl<'a> Authorization<'a> {
         };
 
         let (mut credential, mut signed_headers, mut signature) = (None, None, None);
-        for part in params
-            .split(',')
-            .map(str::trim)
-            .filter(|part| !part.is_empty())
-        {
+        for part in params.split(',').map(str::trim).filter(|part| !part.is_empty()) {
             let Some((key, value)) = part.split_once('=') else {
                 return Err(EcrError::IncompleteSignature(format!(
                     "'{part}' not a valid key=value pair (missing equal-sign) in Authorization header: '{header}'."
@@ -157,10 +129,8 @@ impl<'a> Authorization<'a> {
                 _ => {}
             }
         }
-        let amz_date = headers
-            .get("x-amz-date")
-            .or_else(|| headers.get(header::DATE))
-            .and_then(|value| value.to_str().ok());
+        let amz_date =
+            headers.get("x-amz-date").or_else(|| headers.get(header::DATE)).and_then(|value| value.to_str().ok());
 
         let mut missing = Vec::new();
         if credential.is_none() {
@@ -178,10 +148,7 @@ impl<'a> Authorization<'a> {
         let (Some(credential), Some(signed_headers), Some(signature), Some(amz_date)) =
             (credential, signed_headers, signature, amz_date)
         else {
-            return Err(EcrError::IncompleteSignature(format!(
-                "{} Authorization={header}",
-                missing.join(" ")
-            )));
+            return Err(EcrError::IncompleteSignature(format!("{} Authorization={header}", missing.join(" "))));
         };
 
         let scope: Vec<&str> = credential.split('/').collect();
@@ -220,9 +187,7 @@ impl<'a> Authorization<'a> {
             )));
         }
         if self.region.is_empty() {
-            return Err(EcrError::InvalidSignature(
-                "Credential should be scoped to a valid region, not ''. ".into(),
-            ));
+            return Err(EcrError::InvalidSignature("Credential should be scoped to a valid region, not ''. ".into()));
         }
         if self.service != SERVICE {
             return Err(EcrError::InvalidSignature(format!(
@@ -236,9 +201,7 @@ impl<'a> Authorization<'a> {
             )));
         }
         if self.access_key_id.is_empty() {
-            return Err(EcrError::UnrecognizedClient(
-                "The security token included in the request is invalid.".into(),
-            ));
+            return Err(EcrError::UnrecognizedClient("The security token included in the request is invalid.".into()));
         }
         if !self.signed_headers.contains(&"host") {
             return Err(EcrError::IncompleteSignature(format!(
@@ -250,13 +213,9 @@ impl<'a> Authorization<'a> {
     }
 }
 
-fn check_signed_headers_present(
-    request: &SignedRequest<'_>,
-    signed_headers: &[&str],
-) -> Result<(), EcrError> {
+fn check_signed_headers_present(request: &SignedRequest<'_>, signed_headers: &[&str]) -> Result<(), EcrError> {
     for name in signed_headers {
-        let present = request.headers.contains_key(*name)
-            || (*name == "host" && request.uri.authority().is_some());
+        let present = request.headers.contains_key(*name) || (*name == "host" && request.uri.authority().is_some());
         if !present {
             return Err(EcrError::IncompleteSignature(format!(
                 "'{name}' is named as a SignedHeader, but it does not exist in the HTTP request."
@@ -316,20 +275,11 @@ fn canonical_header_value(request: &SignedRequest<'_>, name: &str) -> String {
         .headers
         .get_all(name)
         .iter()
-        .map(|value| {
-            String::from_utf8_lossy(value.as_bytes())
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).split_whitespace().collect::<Vec<_>>().join(" "))
         .collect();
     if values.is_empty() && name == "host" {
         // HTTP/2 carries the host as `:authority`, which lands in the URI.
-        return request
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .unwrap_or_default();
+        return request.uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_default();
     }
     values.join(",")
 }
@@ -362,27 +312,18 @@ fn canonical_query(query: &str) -> String {
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (
-                uri_encode(&percent_decode(key), true),
-                uri_encode(&percent_decode(value), true),
-            )
+            (uri_encode(&percent_decode(key), true), uri_encode(&percent_decode(value), true))
         })
         .collect();
     pairs.sort();
-    pairs
-        .iter()
-        .map(|(key, value)| format!("{key}={value}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    pairs.iter().map(|(key, value)| format!("{key}={value}")).collect::<Vec<_>>().join("&")
 }
 
 /// RFC 3986 encoding of everything but the unreserved characters (and '/' in paths).
 fn uri_encode(input: &[u8], encode_slash: bool) -> String {
     let mut out = String::with_capacity(input.len());
     for &byte in input {
-        if byte.is_ascii_alphanumeric()
-            || matches!(byte, b'-' | b'_' | b'.' | b'~')
-            || (byte == b'/' && !encode_slash)
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') || (byte == b'/' && !encode_slash)
         {
             out.push(byte as char);
         } else {
@@ -417,14 +358,7 @@ fn percent_decode(input: &str) -> Vec<u8> {
     out
 }
 
-fn signature(
-    secret: &str,
-    amz_date: &str,
-    date: &str,
-    region: &str,
-    service: &str,
-    canonical: &str,
-) -> String {
+fn signature(secret: &str, amz_date: &str, date: &str, region: &str, service: &str, canonical: &str) -> String {
     let string_to_sign = format!(
         "{ALGORITHM}\n{amz_date}\n{date}/{region}/{service}/{TERMINATOR}\n{}",
         hex::encode(Sha256::digest(canonical.as_bytes()))
@@ -437,8 +371,7 @@ fn signature(
 }
 
 fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(data);
     mac.finalize().into_bytes().into()
 }
@@ -458,10 +391,7 @@ fn parse_amz_date(value: &str) -> Option<i64> {
     }
     let digits = |range: std::ops::Range<usize>| -> Option<i64> {
         let part = &value[range];
-        part.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| part.parse().ok())
-            .flatten()
+        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok()).flatten()
     };
     let (year, month, day) = (digits(0..4)?, digits(4..6)?, digits(6..8)?);
     let (hour, minute, second) = (digits(9..11)?, digits(11..13)?, digits(13..15)?);
@@ -475,12 +405,7 @@ fn parse_amz_date(value: &str) -> Option<i64> {
 fn format_amz_date(seconds: i64) -> String {
     let (days, rem) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 fn days_in_month(year: i64, month: i64) -> i64 {
@@ -539,12 +464,7 @@ mod tests {
 
     impl Captured {
         fn request(&self) -> SignedRequest<'_> {
-            SignedRequest {
-                method: &self.method,
-                uri: &self.uri,
-                headers: &self.headers,
-                body: &self.body,
-            }
+            SignedRequest { method: &self.method, uri: &self.uri, headers: &self.headers, body: &self.body }
         }
 
         fn signed_at(&self) -> SystemTime {
@@ -558,10 +478,7 @@ mod tests {
     fn botocore_sign(cases: Value) -> Option<Vec<Captured>> {
         use std::io::Write;
         use std::process::{Command, Stdio};
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/support/botocore_sign.py"
-        );
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/botocore_sign.py");
         let mut child = Command::new("python3")
             .arg(script)
             .stdin(Stdio::piped())
@@ -569,19 +486,11 @@ mod tests {
             .stderr(Stdio::piped())
             .spawn()
             .ok()?;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(cases.to_string().as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(cases.to_string().as_bytes()).unwrap();
         let output = child.wait_with_output().unwrap();
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            assert!(
-                stderr.contains("No module named"),
-                "botocore_sign.py failed: {stderr}"
-            );
+            assert!(stderr.contains("No module named"), "botocore_sign.py failed: {stderr}");
             return None;
         }
         let signed: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
@@ -623,7 +532,9 @@ mod tests {
             match botocore_sign($cases) {
                 Some(signed) => signed,
                 None => {
-                    eprintln!("SKIPPED: python3 with botocore is not installed; SigV4 is not checked against a real signer");
+                    eprintln!(
+                        "SKIPPED: python3 with botocore is not installed; SigV4 is not checked against a real signer"
+                    );
                     return;
                 }
             }
@@ -639,11 +550,7 @@ mod tests {
         let mut with_token = ecr_case("http://127.0.0.1:5000/", "us-east-1", "{}");
         with_token["token"] = json!("FwoGZXIvYXdzEBYaDH session token");
         let signed = signed_or_skip!(json!([
-            ecr_case(
-                "http://127.0.0.1:5000/",
-                "us-east-1",
-                r#"{"repositoryNames":["team/app"]}"#
-            ),
+            ecr_case("http://127.0.0.1:5000/", "us-east-1", r#"{"repositoryNames":["team/app"]}"#),
             with_token,
             ecr_case("http://registry.example:5000/", "eu-west-3", "{}"),
             // An endpoint URL with a path prefix, dot segments, encoded characters and a query.
@@ -654,22 +561,12 @@ mod tests {
             ),
         ]));
         let token_headers = signed[1].headers["authorization"].to_str().unwrap();
-        assert!(
-            token_headers.contains("x-amz-security-token"),
-            "{token_headers}"
-        );
-        for (captured, region) in
-            signed
-                .iter()
-                .zip(["us-east-1", "us-east-1", "eu-west-3", "ap-southeast-2"])
-        {
+        assert!(token_headers.contains("x-amz-security-token"), "{token_headers}");
+        for (captured, region) in signed.iter().zip(["us-east-1", "us-east-1", "eu-west-3", "ap-southeast-2"]) {
             let principal = check(captured, captured.signed_at()).await;
             assert_eq!(
                 principal,
-                Ok(Principal {
-                    access_key_id: AKID.into(),
-                    region: region.into()
-                }),
+                Ok(Principal { access_key_id: AKID.into(), region: region.into() }),
                 "{} {}",
                 captured.method,
                 captured.uri
@@ -679,75 +576,42 @@ mod tests {
 
     #[tokio::test]
     async fn rejects_tampering_wrong_secrets_and_unknown_keys() {
-        let signed = signed_or_skip!(json!([ecr_case(
-            "http://127.0.0.1:5000/",
-            "us-east-1",
-            r#"{"force":false}"#
-        )]));
+        let signed = signed_or_skip!(json!([ecr_case("http://127.0.0.1:5000/", "us-east-1", r#"{"force":false}"#)]));
         let original = &signed[0];
         let now = original.signed_at();
 
-        let tampered_body = Captured {
-            body: br#"{"force":true}"#.to_vec(),
-            ..clone(original)
-        };
+        let tampered_body = Captured { body: br#"{"force":true}"#.to_vec(), ..clone(original) };
         let err = check(&tampered_body, now).await.unwrap_err();
-        assert_eq!(
-            (err.wire_type(), err.to_string().as_str()),
-            ("InvalidSignatureException", SIGNATURE_MISMATCH)
-        );
+        assert_eq!((err.wire_type(), err.to_string().as_str()), ("InvalidSignatureException", SIGNATURE_MISMATCH));
 
         let mut retargeted = clone(original);
-        retargeted.headers.insert(
-            "x-amz-target",
-            HeaderValue::from_static("AmazonEC2ContainerRegistry_V20150921.DeleteRepository"),
-        );
-        assert_eq!(
-            check(&retargeted, now).await.unwrap_err().wire_type(),
-            "InvalidSignatureException"
-        );
+        retargeted
+            .headers
+            .insert("x-amz-target", HeaderValue::from_static("AmazonEC2ContainerRegistry_V20150921.DeleteRepository"));
+        assert_eq!(check(&retargeted, now).await.unwrap_err().wire_type(), "InvalidSignatureException");
 
         let mut other_host = clone(original);
-        other_host
-            .headers
-            .insert(header::HOST, HeaderValue::from_static("127.0.0.1:5001"));
-        assert_eq!(
-            check(&other_host, now).await.unwrap_err().wire_type(),
-            "InvalidSignatureException"
-        );
+        other_host.headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:5001"));
+        assert_eq!(check(&other_host, now).await.unwrap_err().wire_type(), "InvalidSignatureException");
 
-        let other_path = Captured {
-            uri: Uri::from_static("/other"),
-            ..clone(original)
-        };
-        assert_eq!(
-            check(&other_path, now).await.unwrap_err().wire_type(),
-            "InvalidSignatureException"
-        );
+        let other_path = Captured { uri: Uri::from_static("/other"), ..clone(original) };
+        assert_eq!(check(&other_path, now).await.unwrap_err().wire_type(), "InvalidSignatureException");
 
         let wrong_secret = |_: &str| Some("not-the-secret".to_owned());
-        let err = verify(&original.request(), now, &wrong_secret)
-            .await
-            .unwrap_err();
+        let err = verify(&original.request(), now, &wrong_secret).await.unwrap_err();
         assert_eq!(err.wire_type(), "InvalidSignatureException");
 
         let nobody = |_: &str| None;
         let err = verify(&original.request(), now, &nobody).await.unwrap_err();
         assert_eq!(err.wire_type(), "UnrecognizedClientException");
-        assert_eq!(
-            err.to_string(),
-            "The security token included in the request is invalid."
-        );
+        assert_eq!(err.to_string(), "The security token included in the request is invalid.");
 
         let mut unsigned = clone(original);
         unsigned.headers.remove(header::AUTHORIZATION);
         let err = check(&unsigned, now).await.unwrap_err();
         assert_eq!(
             (err.wire_type(), err.to_string().as_str()),
-            (
-                "MissingAuthenticationTokenException",
-                "Missing Authentication Token"
-            )
+            ("MissingAuthenticationTokenException", "Missing Authentication Token")
         );
 
         let mut missing_signed_header = clone(original);
@@ -762,11 +626,7 @@ mod tests {
 
     #[tokio::test]
     async fn bounds_clock_skew_to_fifteen_minutes_with_aws_messages() {
-        let signed = signed_or_skip!(json!([ecr_case(
-            "http://127.0.0.1:5000/",
-            "us-east-1",
-            "{}"
-        )]));
+        let signed = signed_or_skip!(json!([ecr_case("http://127.0.0.1:5000/", "us-east-1", "{}")]));
         let captured = &signed[0];
         let signed_at = captured.signed_at();
         let minutes = |m: u64| Duration::from_secs(m * 60);
@@ -809,40 +669,23 @@ mod tests {
         let signed = signed_or_skip!(json!([for_ecs]));
         let err = check(&signed[0], signed[0].signed_at()).await.unwrap_err();
         assert_eq!(err.wire_type(), "InvalidSignatureException");
-        assert_eq!(
-            err.to_string(),
-            "Credential should be scoped to correct service: 'ecr'. "
-        );
+        assert_eq!(err.to_string(), "Credential should be scoped to correct service: 'ecr'. ");
     }
 
     fn clone(c: &Captured) -> Captured {
-        Captured {
-            method: c.method.clone(),
-            uri: c.uri.clone(),
-            headers: c.headers.clone(),
-            body: c.body.clone(),
-        }
+        Captured { method: c.method.clone(), uri: c.uri.clone(), headers: c.headers.clone(), body: c.body.clone() }
     }
 
     async fn auth_error(authorization: &str, amz_date: Option<&str>) -> EcrError {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_str(authorization).unwrap(),
-        );
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(authorization).unwrap());
         headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:5000"));
         if let Some(date) = amz_date {
             headers.insert("x-amz-date", HeaderValue::from_str(date).unwrap());
         }
         let uri = Uri::from_static("/");
-        let request = SignedRequest {
-            method: &Method::POST,
-            uri: &uri,
-            headers: &headers,
-            body: b"{}",
-        };
-        let now =
-            UNIX_EPOCH + Duration::from_secs(parse_amz_date("20261127T175853Z").unwrap() as u64);
+        let request = SignedRequest { method: &Method::POST, uri: &uri, headers: &headers, body: b"{}" };
+        let now = UNIX_EPOCH + Duration::from_secs(parse_amz_date("20261127T175853Z").unwrap() as u64);
         verify(&request, now, &lookup).await.unwrap_err()
     }
 
@@ -853,46 +696,37 @@ mod tests {
 
         let err = auth_error("Basic QVdTOnNlY3JldA==", Some("20261127T175853Z")).await;
         assert_eq!(err.wire_type(), "IncompleteSignatureException");
-        assert!(
-            !err.to_string().contains("QVdTOnNlY3JldA"),
-            "credentials are not echoed: {err}"
-        );
+        assert!(!err.to_string().contains("QVdTOnNlY3JldA"), "credentials are not echoed: {err}");
 
-        let err = auth_error(
-            &format!("AWS4-HMAC-SHA256 {ok_cred}, Signature={sig}"),
-            None,
-        )
-        .await;
+        let err = auth_error(&format!("AWS4-HMAC-SHA256 {ok_cred}, Signature={sig}"), None).await;
         assert_eq!(err.wire_type(), "IncompleteSignatureException");
         assert!(err.to_string().starts_with(
             "Authorization header requires 'SignedHeaders' parameter. Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
         ));
 
-        let err = auth_error(&format!("AWS4-HMAC-SHA256 {AKID}/20261127/us-east-1/ecr/aws4_request, SignedHeaders=host, Signature={sig}"), Some("20261127T175853Z")).await;
-        assert!(
-            err.to_string()
-                .contains("not a valid key=value pair (missing equal-sign)"),
-            "{err}"
-        );
+        let err = auth_error(
+            &format!(
+                "AWS4-HMAC-SHA256 {AKID}/20261127/us-east-1/ecr/aws4_request, SignedHeaders=host, Signature={sig}"
+            ),
+            Some("20261127T175853Z"),
+        )
+        .await;
+        assert!(err.to_string().contains("not a valid key=value pair (missing equal-sign)"), "{err}");
 
-        let err = auth_error(&format!("AWS4-HMAC-SHA256 Credential={AKID}/20261127/ecr, SignedHeaders=host, Signature={sig}"), Some("20261127T175853Z")).await;
+        let err = auth_error(
+            &format!("AWS4-HMAC-SHA256 Credential={AKID}/20261127/ecr, SignedHeaders=host, Signature={sig}"),
+            Some("20261127T175853Z"),
+        )
+        .await;
         assert_eq!(err.wire_type(), "IncompleteSignatureException");
-        assert!(
-            err.to_string()
-                .starts_with("Credential must have exactly 5 slash-delimited elements"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("Credential must have exactly 5 slash-delimited elements"), "{err}");
 
         let err = auth_error(
             &format!("AWS4-HMAC-SHA256 {ok_cred}, SignedHeaders=host, Signature={sig}"),
             Some("2026-11-27T17:58:53Z"),
         )
         .await;
-        assert!(
-            err.to_string()
-                .starts_with("Date must be in ISO-8601 'basic format'"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("Date must be in ISO-8601 'basic format'"), "{err}");
 
         let err = auth_error(
             &format!("AWS4-HMAC-SHA256 {ok_cred}, SignedHeaders=host, Signature={sig}"),
@@ -900,11 +734,7 @@ mod tests {
         )
         .await;
         assert_eq!(err.wire_type(), "InvalidSignatureException");
-        assert!(
-            err.to_string()
-                .starts_with("Date in Credential scope does not match"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("Date in Credential scope does not match"), "{err}");
 
         let err = auth_error(&format!("AWS4-HMAC-SHA256 Credential={AKID}/20261127/us-east-1/ecr/aws5_request, SignedHeaders=host, Signature={sig}"), Some("20261127T175853Z")).await;
         assert_eq!(
@@ -917,49 +747,27 @@ mod tests {
             Some("20261127T175853Z"),
         )
         .await;
-        assert!(
-            err.to_string()
-                .starts_with("'Host' or ':authority' must be a 'SignedHeader'"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("'Host' or ':authority' must be a 'SignedHeader'"), "{err}");
 
         let err = auth_error(
             &format!("AWS4-HMAC-SHA256 {ok_cred}, SignedHeaders=host;x-amz-date, Signature={sig}"),
             Some("20261127T175853Z"),
         )
         .await;
-        assert_eq!(
-            (err.wire_type(), err.to_string().as_str()),
-            ("InvalidSignatureException", SIGNATURE_MISMATCH)
-        );
+        assert_eq!((err.wire_type(), err.to_string().as_str()), ("InvalidSignatureException", SIGNATURE_MISMATCH));
     }
 
     /// The `get-vanilla` case of AWS's SigV4 test suite.
     #[test]
     fn matches_the_aws_test_suite_vanilla_signature() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::HOST,
-            HeaderValue::from_static("example.amazonaws.com"),
-        );
+        headers.insert(header::HOST, HeaderValue::from_static("example.amazonaws.com"));
         headers.insert("x-amz-date", HeaderValue::from_static("20150830T123600Z"));
         let uri = Uri::from_static("/");
-        let request = SignedRequest {
-            method: &Method::GET,
-            uri: &uri,
-            headers: &headers,
-            body: b"",
-        };
+        let request = SignedRequest { method: &Method::GET, uri: &uri, headers: &headers, body: b"" };
         let canonical = canonical_request(&request, &["host", "x-amz-date"]);
         assert_eq!(
-            signature(
-                SECRET,
-                "20150830T123600Z",
-                "20150830",
-                "us-east-1",
-                "service",
-                &canonical
-            ),
+            signature(SECRET, "20150830T123600Z", "20150830", "us-east-1", "service", &canonical),
             "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
         );
     }
@@ -971,30 +779,16 @@ mod tests {
         assert_eq!(canonical_uri("/a/./b/../c//d/"), "/a/c/d/");
         assert_eq!(canonical_uri("/../.."), "/");
         assert_eq!(canonical_uri("/ecr%20api"), "/ecr%2520api");
-        assert_eq!(
-            canonical_query("b=2&a=1&a=0&flag&c=x%2Fy+z"),
-            "a=0&a=1&b=2&c=x%2Fy%2Bz&flag="
-        );
+        assert_eq!(canonical_query("b=2&a=1&a=0&flag&c=x%2Fy+z"), "a=0&a=1&b=2&c=x%2Fy%2Bz&flag=");
     }
 
     #[test]
     fn amz_dates_round_trip_through_unix_seconds() {
-        for date in [
-            "19700101T000000Z",
-            "20000229T235959Z",
-            "20261127T175853Z",
-            "21000301T120000Z",
-        ] {
+        for date in ["19700101T000000Z", "20000229T235959Z", "20261127T175853Z", "21000301T120000Z"] {
             assert_eq!(format_amz_date(parse_amz_date(date).unwrap()), date);
         }
         assert_eq!(parse_amz_date("20261127T175853Z"), Some(1_795_802_333));
-        for bad in [
-            "20260230T000000Z",
-            "20261127T245853Z",
-            "20261127 175853Z",
-            "2026112T175853Z",
-            "+0261127T175853Z",
-        ] {
+        for bad in ["20260230T000000Z", "20261127T245853Z", "20261127 175853Z", "2026112T175853Z", "+0261127T175853Z"] {
             assert_eq!(parse_amz_date(bad), None, "{bad}");
         }
     }

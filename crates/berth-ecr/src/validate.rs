@@ -21,12 +21,10 @@ use crate::error::EcrError;
 use crate::shapes::*;
 
 /// `RepositoryName` in the current model (the OCI distribution name grammar).
-pub const REPOSITORY_NAME_PATTERN: &str =
-    r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*";
+pub const REPOSITORY_NAME_PATTERN: &str = r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*";
 const REGISTRY_ID_PATTERN: &str = "[0-9]{12}";
 const LAYER_DIGEST_PATTERN: &str = "[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+";
-const UPLOAD_ID_PATTERN: &str =
-    "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}";
+const UPLOAD_ID_PATTERN: &str = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}";
 const EXCLUSION_FILTER_PATTERN: &str = "^[0-9a-zA-Z._*-]{1,128}$";
 const OCI_TAG_PATTERN: &str = "[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}";
 
@@ -50,58 +48,36 @@ fn invalid(member: &str, constraint: impl fmt::Display) -> EcrError {
 }
 
 fn element(list: &str, index: usize, member: &str) -> String {
-    format!(
-        "{list}.{}.member{}{member}",
-        index + 1,
-        if member.is_empty() { "" } else { "." }
-    )
+    format!("{list}.{}.member{}{member}", index + 1, if member.is_empty() { "" } else { "." })
 }
 
 fn length(member: &str, value: &str, min: usize, max: usize) -> Result<(), EcrError> {
     let len = value.chars().count();
     if len < min {
-        return Err(invalid(
-            member,
-            format!("Member must have length greater than or equal to {min}"),
-        ));
+        return Err(invalid(member, format!("Member must have length greater than or equal to {min}")));
     }
     if len > max {
-        return Err(invalid(
-            member,
-            format!("Member must have length less than or equal to {max}"),
-        ));
+        return Err(invalid(member, format!("Member must have length less than or equal to {max}")));
     }
     Ok(())
 }
 
 fn list_length<T>(member: &str, list: &[T], min: usize, max: usize) -> Result<(), EcrError> {
     if list.len() < min {
-        return Err(invalid(
-            member,
-            format!("Member must have length greater than or equal to {min}"),
-        ));
+        return Err(invalid(member, format!("Member must have length greater than or equal to {min}")));
     }
     if list.len() > max {
-        return Err(invalid(
-            member,
-            format!("Member must have length less than or equal to {max}"),
-        ));
+        return Err(invalid(member, format!("Member must have length less than or equal to {max}")));
     }
     Ok(())
 }
 
 fn range(member: &str, value: i64, min: i64, max: i64) -> Result<(), EcrError> {
     if value < min {
-        return Err(invalid(
-            member,
-            format!("Member must have value greater than or equal to {min}"),
-        ));
+        return Err(invalid(member, format!("Member must have value greater than or equal to {min}")));
     }
     if value > max {
-        return Err(invalid(
-            member,
-            format!("Member must have value less than or equal to {max}"),
-        ));
+        return Err(invalid(member, format!("Member must have value less than or equal to {max}")));
     }
     Ok(())
 }
@@ -110,48 +86,31 @@ fn pattern(member: &str, matches: bool, regex: &str) -> Result<(), EcrError> {
     if matches {
         Ok(())
     } else {
-        Err(invalid(
-            member,
-            format!("Member must satisfy regular expression pattern: {regex}"),
-        ))
+        Err(invalid(member, format!("Member must satisfy regular expression pattern: {regex}")))
     }
 }
 
 fn enum_value(member: &str, unrecognized: bool, values: &[&str]) -> Result<(), EcrError> {
     if unrecognized {
-        Err(invalid(
-            member,
-            format!(
-                "Member must satisfy enum value set: [{}]",
-                values.join(", ")
-            ),
-        ))
+        Err(invalid(member, format!("Member must satisfy enum value set: [{}]", values.join(", "))))
     } else {
         Ok(())
     }
 }
 
 fn registry_id(member: &str, id: &str) -> Result<(), EcrError> {
-    pattern(
-        member,
-        id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()),
-        REGISTRY_ID_PATTERN,
-    )
+    pattern(member, id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()), REGISTRY_ID_PATTERN)
 }
 
 fn optional_registry_id(id: &Option<String>) -> Result<(), EcrError> {
-    id.as_deref()
-        .map_or(Ok(()), |id| registry_id("registryId", id))
+    id.as_deref().map_or(Ok(()), |id| registry_id("registryId", id))
 }
 
 fn repository_name(member: &str, name: &str) -> Result<(), EcrError> {
     length(member, name, 2, 256)?;
     if RepositoryName::from_str(name).is_err() {
         // ECR's own wording for this member.
-        return Err(invalid(
-            member,
-            format!("must satisfy regular expression '{REPOSITORY_NAME_PATTERN}'"),
-        ));
+        return Err(invalid(member, format!("must satisfy regular expression '{REPOSITORY_NAME_PATTERN}'")));
     }
     Ok(())
 }
@@ -165,9 +124,7 @@ fn is_layer_digest(digest: &str) -> bool {
         return false;
     };
     !algorithm.is_empty()
-        && algorithm
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'.'))
+        && algorithm.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'.'))
         && !hex.is_empty()
         && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -194,18 +151,10 @@ fn image_ids(ids: &[ImageIdentifier]) -> Result<(), EcrError> {
 fn images_filter(filter: &Option<ImagesFilter>) -> Result<(), EcrError> {
     let Some(filter) = filter else { return Ok(()) };
     if let Some(status) = filter.tag_status {
-        enum_value(
-            "filter.tagStatus",
-            status == TagStatus::Unrecognized,
-            TagStatus::VALUES,
-        )?;
+        enum_value("filter.tagStatus", status == TagStatus::Unrecognized, TagStatus::VALUES)?;
     }
     if let Some(status) = filter.image_status {
-        enum_value(
-            "filter.imageStatus",
-            status == ImageStatusFilter::Unrecognized,
-            ImageStatusFilter::VALUES,
-        )?;
+        enum_value("filter.imageStatus", status == ImageStatusFilter::Unrecognized, ImageStatusFilter::VALUES)?;
     }
     Ok(())
 }
@@ -231,18 +180,12 @@ fn mutability(
     filters: &Option<Vec<ImageTagMutabilityExclusionFilter>>,
 ) -> Result<(), EcrError> {
     const MEMBER: &str = "imageTagMutabilityExclusionFilters";
-    enum_value(
-        "imageTagMutability",
-        value == ImageTagMutability::Unrecognized,
-        ImageTagMutability::VALUES,
-    )?;
+    enum_value("imageTagMutability", value == ImageTagMutability::Unrecognized, ImageTagMutability::VALUES)?;
     let wire = value.as_str();
     match filters {
         None if value.has_exclusions() => Err(invalid(
             MEMBER,
-            format!(
-                "ImageTagMutabilityExclusionFilters can't be null when imageTagMutability is set as {wire}"
-            ),
+            format!("ImageTagMutabilityExclusionFilters can't be null when imageTagMutability is set as {wire}"),
         )),
         Some(_) if !value.has_exclusions() => Err(invalid(
             MEMBER,
@@ -261,10 +204,7 @@ fn mutability(
                 )?;
                 let member = element(MEMBER, i, "filter");
                 length(&member, &f.filter, 1, 128)?;
-                let ok = f
-                    .filter
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'*' | b'-'));
+                let ok = f.filter.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'*' | b'-'));
                 pattern(&member, ok, EXCLUSION_FILTER_PATTERN)?;
             }
             Ok(())
@@ -330,33 +270,15 @@ impl FromStr for RepositoryArn {
     fn from_str(arn: &str) -> Result<Self, EcrError> {
         let bad = || invalid("resourceArn", "Invalid ARN");
         let mut parts = arn.splitn(6, ':');
-        let (
-            Some("arn"),
-            Some(partition),
-            Some("ecr"),
-            Some(region),
-            Some(account),
-            Some(resource),
-        ) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        )
+        let (Some("arn"), Some(partition), Some("ecr"), Some(region), Some(account), Some(resource)) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(bad());
         };
         let name = resource.strip_prefix("repository/").ok_or_else(bad)?;
-        let region_ok = !region.is_empty()
-            && region
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !partition.starts_with("aws")
-            || !region_ok
-            || registry_id("resourceArn", account).is_err()
-        {
+        let region_ok =
+            !region.is_empty() && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !partition.starts_with("aws") || !region_ok || registry_id("resourceArn", account).is_err() {
             return Err(bad());
         }
         repository_name("resourceArn", name).map_err(|_| bad())?;
@@ -371,11 +293,7 @@ impl FromStr for RepositoryArn {
 
 impl fmt::Display for RepositoryArn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "arn:{}:ecr:{}:{}:repository/{}",
-            self.partition, self.region, self.registry_id, self.repository_name
-        )
+        write!(f, "arn:{}:ecr:{}:{}:repository/{}", self.partition, self.region, self.registry_id, self.repository_name)
     }
 }
 
@@ -383,22 +301,19 @@ impl fmt::Display for RepositoryArn {
 
 impl DescribeRepositoriesRequest {
     pub fn page_size(&self) -> usize {
-        self.max_results
-            .map_or(DEFAULT_PAGE_SIZE, |n| n.clamp(1, MAX_RESULTS) as usize)
+        self.max_results.map_or(DEFAULT_PAGE_SIZE, |n| n.clamp(1, MAX_RESULTS) as usize)
     }
 }
 
 impl DescribeImagesRequest {
     pub fn page_size(&self) -> usize {
-        self.max_results
-            .map_or(DEFAULT_PAGE_SIZE, |n| n.clamp(1, MAX_RESULTS) as usize)
+        self.max_results.map_or(DEFAULT_PAGE_SIZE, |n| n.clamp(1, MAX_RESULTS) as usize)
     }
 }
 
 impl ListImagesRequest {
     pub fn page_size(&self) -> usize {
-        self.max_results
-            .map_or(DEFAULT_PAGE_SIZE, |n| n.clamp(1, MAX_RESULTS) as usize)
+        self.max_results.map_or(DEFAULT_PAGE_SIZE, |n| n.clamp(1, MAX_RESULTS) as usize)
     }
 }
 
@@ -410,9 +325,7 @@ impl GetLifecyclePolicyPreviewRequest {
 
 impl ListImageReferrersRequest {
     pub fn page_size(&self) -> usize {
-        self.max_results.map_or(MAX_REFERRER_RESULTS as usize, |n| {
-            n.clamp(1, MAX_REFERRER_RESULTS) as usize
-        })
+        self.max_results.map_or(MAX_REFERRER_RESULTS as usize, |n| n.clamp(1, MAX_REFERRER_RESULTS) as usize)
     }
 }
 
@@ -438,8 +351,7 @@ impl Validate for CreateRepositoryRequest {
             resource_tags("tags", tags)?;
         }
         mutability(
-            self.image_tag_mutability
-                .unwrap_or(ImageTagMutability::Mutable),
+            self.image_tag_mutability.unwrap_or(ImageTagMutability::Mutable),
             &self.image_tag_mutability_exclusion_filters,
         )?;
         if let Some(encryption) = &self.encryption_configuration {
@@ -466,12 +378,7 @@ impl Validate for DescribeRepositoriesRequest {
             }
         }
         max_results(self.max_results, MAX_RESULTS)?;
-        no_paging_with(
-            "repositoryNames",
-            self.repository_names.is_some(),
-            &self.next_token,
-            self.max_results,
-        )
+        no_paging_with("repositoryNames", self.repository_names.is_some(), &self.next_token, self.max_results)
     }
 }
 
@@ -491,12 +398,7 @@ impl Validate for DescribeImagesRequest {
         }
         max_results(self.max_results, MAX_RESULTS)?;
         images_filter(&self.filter)?;
-        no_paging_with(
-            "imageIds",
-            self.image_ids.is_some(),
-            &self.next_token,
-            self.max_results,
-        )
+        no_paging_with("imageIds", self.image_ids.is_some(), &self.next_token, self.max_results)
     }
 }
 
@@ -526,10 +428,7 @@ impl Validate for PutImageRequest {
         optional_registry_id(&self.registry_id)?;
         repository_name("repositoryName", &self.repository_name)?;
         if self.image_manifest.is_empty() {
-            return Err(invalid(
-                "imageManifest",
-                "Member must have length greater than or equal to 1",
-            ));
+            return Err(invalid("imageManifest", "Member must have length greater than or equal to 1"));
         }
         if self.image_manifest.len() > MAX_MANIFEST_BYTES {
             return Err(invalid(
@@ -542,10 +441,7 @@ impl Validate for PutImageRequest {
             // Stricter than the model: a tag outside the OCI grammar could never be pulled
             // through /v2/, which shares the tags.
             if OciTag::from_str(tag).is_err() {
-                return Err(invalid(
-                    "imageTag",
-                    format!("must satisfy regular expression '{OCI_TAG_PATTERN}'"),
-                ));
+                return Err(invalid("imageTag", format!("must satisfy regular expression '{OCI_TAG_PATTERN}'")));
             }
         }
         if let Some(digest) = &self.image_digest {
@@ -606,11 +502,7 @@ impl Validate for CompleteLayerUploadRequest {
         pattern("uploadId", is_upload_id(&self.upload_id), UPLOAD_ID_PATTERN)?;
         list_length("layerDigests", &self.layer_digests, 1, 100)?;
         for (i, digest) in self.layer_digests.iter().enumerate() {
-            pattern(
-                &element("layerDigests", i, ""),
-                is_layer_digest(digest),
-                LAYER_DIGEST_PATTERN,
-            )?;
+            pattern(&element("layerDigests", i, ""), is_layer_digest(digest), LAYER_DIGEST_PATTERN)?;
         }
         Ok(())
     }
@@ -620,11 +512,7 @@ impl Validate for GetDownloadUrlForLayerRequest {
     fn validate(&self) -> Result<(), EcrError> {
         optional_registry_id(&self.registry_id)?;
         repository_name("repositoryName", &self.repository_name)?;
-        pattern(
-            "layerDigest",
-            is_layer_digest(&self.layer_digest),
-            LAYER_DIGEST_PATTERN,
-        )
+        pattern("layerDigest", is_layer_digest(&self.layer_digest), LAYER_DIGEST_PATTERN)
     }
 }
 
@@ -684,21 +572,12 @@ impl Validate for ListImageReferrersRequest {
     fn validate(&self) -> Result<(), EcrError> {
         optional_registry_id(&self.registry_id)?;
         repository_name("repositoryName", &self.repository_name)?;
-        pattern(
-            "subjectId.imageDigest",
-            is_layer_digest(&self.subject_id.image_digest),
-            LAYER_DIGEST_PATTERN,
-        )?;
+        pattern("subjectId.imageDigest", is_layer_digest(&self.subject_id.image_digest), LAYER_DIGEST_PATTERN)?;
         if let Some(filter) = &self.filter {
             if let Some(types) = &filter.artifact_types {
                 list_length("filter.artifactTypes", types, 0, 5)?;
                 for (i, artifact_type) in types.iter().enumerate() {
-                    length(
-                        &element("filter.artifactTypes", i, ""),
-                        artifact_type,
-                        1,
-                        255,
-                    )?;
+                    length(&element("filter.artifactTypes", i, ""), artifact_type, 1, 255)?;
                 }
             }
             if let Some(status) = filter.artifact_status {
@@ -717,10 +596,7 @@ impl Validate for PutImageTagMutabilityRequest {
     fn validate(&self) -> Result<(), EcrError> {
         optional_registry_id(&self.registry_id)?;
         repository_name("repositoryName", &self.repository_name)?;
-        mutability(
-            self.image_tag_mutability,
-            &self.image_tag_mutability_exclusion_filters,
-        )
+        mutability(self.image_tag_mutability, &self.image_tag_mutability_exclusion_filters)
     }
 }
 
@@ -789,14 +665,11 @@ mod tests {
 
     fn check<T: DeserializeOwned + Validate>(request: Value) -> Result<(), (String, String)> {
         let request: T = serde_json::from_value(request).expect("test request deserialises");
-        request
-            .validate()
-            .map_err(|e| (e.wire_type().to_owned(), e.to_string()))
+        request.validate().map_err(|e| (e.wire_type().to_owned(), e.to_string()))
     }
 
     fn rejected<T: DeserializeOwned + Validate>(request: Value) -> String {
-        let (wire_type, message) =
-            check::<T>(request.clone()).expect_err(&format!("{request} is rejected"));
+        let (wire_type, message) = check::<T>(request.clone()).expect_err(&format!("{request} is rejected"));
         assert_eq!(wire_type, "InvalidParameterException", "{message}");
         message
     }
@@ -804,11 +677,7 @@ mod tests {
     #[test]
     fn repository_names_follow_the_model_grammar_and_length() {
         for ok in ["ab", "team/app", "a.b_c__d---e/f0", &"a".repeat(256)] {
-            assert_eq!(
-                check::<DeleteRepositoryRequest>(json!({"repositoryName": ok})),
-                Ok(()),
-                "{ok}"
-            );
+            assert_eq!(check::<DeleteRepositoryRequest>(json!({"repositoryName": ok})), Ok(()), "{ok}");
         }
         assert_eq!(
             rejected::<DeleteRepositoryRequest>(json!({"repositoryName": "Team/App"})),
@@ -816,9 +685,7 @@ mod tests {
                 "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression '{REPOSITORY_NAME_PATTERN}''"
             )
         );
-        for bad in [
-            "a", "/app", "app/", "a//b", "a..b", "a-", "-a", "a___b", "a b",
-        ] {
+        for bad in ["a", "/app", "app/", "a//b", "a..b", "a-", "-a", "a___b", "a b"] {
             rejected::<DeleteRepositoryRequest>(json!({"repositoryName": bad}));
         }
         assert_eq!(
@@ -856,16 +723,12 @@ mod tests {
     #[test]
     fn registry_ids_are_twelve_digits() {
         assert_eq!(
-            check::<InitiateLayerUploadRequest>(
-                json!({"repositoryName": "app", "registryId": "000000000000"})
-            ),
+            check::<InitiateLayerUploadRequest>(json!({"repositoryName": "app", "registryId": "000000000000"})),
             Ok(())
         );
         for bad in ["00000000000", "0000000000000", "00000000000a", ""] {
             assert_eq!(
-                rejected::<InitiateLayerUploadRequest>(
-                    json!({"repositoryName": "app", "registryId": bad})
-                ),
+                rejected::<InitiateLayerUploadRequest>(json!({"repositoryName": "app", "registryId": bad})),
                 "Invalid parameter at 'registryId' failed to satisfy constraint: 'Member must satisfy regular expression pattern: [0-9]{12}'"
             );
         }
@@ -876,10 +739,7 @@ mod tests {
     #[test]
     fn max_results_ranges_differ_per_operation() {
         for op_ok in [1, 1000] {
-            assert_eq!(
-                check::<ListImagesRequest>(json!({"repositoryName": "app", "maxResults": op_ok})),
-                Ok(())
-            );
+            assert_eq!(check::<ListImagesRequest>(json!({"repositoryName": "app", "maxResults": op_ok})), Ok(()));
         }
         assert_eq!(
             rejected::<ListImagesRequest>(json!({"repositoryName": "app", "maxResults": 1001})),
@@ -901,16 +761,12 @@ mod tests {
 
     #[test]
     fn paging_cannot_be_combined_with_named_items() {
-        rejected::<DescribeRepositoriesRequest>(
-            json!({"repositoryNames": ["app"], "maxResults": 5}),
-        );
+        rejected::<DescribeRepositoriesRequest>(json!({"repositoryNames": ["app"], "maxResults": 5}));
         rejected::<DescribeImagesRequest>(
             json!({"repositoryName": "app", "imageIds": [{"imageTag": "v1"}], "nextToken": "x"}),
         );
         assert_eq!(
-            check::<DescribeImagesRequest>(
-                json!({"repositoryName": "app", "imageIds": [{"imageTag": "v1"}]})
-            ),
+            check::<DescribeImagesRequest>(json!({"repositoryName": "app", "imageIds": [{"imageTag": "v1"}]})),
             Ok(())
         );
     }
@@ -943,21 +799,15 @@ mod tests {
     fn enums_accept_exactly_the_model_values() {
         for status in ["TAGGED", "UNTAGGED", "ANY"] {
             assert_eq!(
-                check::<ListImagesRequest>(
-                    json!({"repositoryName": "app", "filter": {"tagStatus": status}})
-                ),
+                check::<ListImagesRequest>(json!({"repositoryName": "app", "filter": {"tagStatus": status}})),
                 Ok(())
             );
         }
         assert_eq!(
-            rejected::<ListImagesRequest>(
-                json!({"repositoryName": "app", "filter": {"tagStatus": "tagged"}})
-            ),
+            rejected::<ListImagesRequest>(json!({"repositoryName": "app", "filter": {"tagStatus": "tagged"}})),
             "Invalid parameter at 'filter.tagStatus' failed to satisfy constraint: 'Member must satisfy enum value set: [TAGGED, UNTAGGED, ANY]'"
         );
-        rejected::<DescribeImagesRequest>(
-            json!({"repositoryName": "app", "filter": {"imageStatus": "GONE"}}),
-        );
+        rejected::<DescribeImagesRequest>(json!({"repositoryName": "app", "filter": {"imageStatus": "GONE"}}));
         rejected::<CreateRepositoryRequest>(
             json!({"repositoryName": "app", "encryptionConfiguration": {"encryptionType": "ROT13"}}),
         );
@@ -972,7 +822,8 @@ mod tests {
             }
             check::<PutImageTagMutabilityRequest>(request)
         };
-        let dev = json!([{"filterType": "WILDCARD", "filter": "dev-*"}, {"filterType": "WILDCARD", "filter": "*.rc_1"}]);
+        let dev =
+            json!([{"filterType": "WILDCARD", "filter": "dev-*"}, {"filterType": "WILDCARD", "filter": "*.rc_1"}]);
         assert_eq!(put("MUTABLE", None), Ok(()));
         assert_eq!(put("IMMUTABLE", None), Ok(()));
         assert_eq!(put("IMMUTABLE_WITH_EXCLUSION", Some(dev.clone())), Ok(()));
@@ -991,37 +842,19 @@ mod tests {
         assert!(put("IMMUTABLE", Some(dev)).is_err());
         assert!(put("MUTABLE_WITH_EXCLUSION", Some(json!([]))).is_err());
         assert!(
-            put(
-                "MUTABLE_WITH_EXCLUSION",
-                Some(json!(vec![
-                    json!({"filterType": "WILDCARD", "filter": "a*"});
-                    6
-                ]))
-            )
-            .is_err()
+            put("MUTABLE_WITH_EXCLUSION", Some(json!(vec![json!({"filterType": "WILDCARD", "filter": "a*"}); 6])))
+                .is_err()
         );
-        assert!(
-            put(
-                "MUTABLE_WITH_EXCLUSION",
-                Some(json!([{"filterType": "REGEX", "filter": "a*"}]))
-            )
-            .is_err()
-        );
-        let (_, message) = put(
-            "MUTABLE_WITH_EXCLUSION",
-            Some(json!([{"filterType": "WILDCARD", "filter": "dev/*"}])),
-        )
-        .unwrap_err();
+        assert!(put("MUTABLE_WITH_EXCLUSION", Some(json!([{"filterType": "REGEX", "filter": "a*"}]))).is_err());
+        let (_, message) =
+            put("MUTABLE_WITH_EXCLUSION", Some(json!([{"filterType": "WILDCARD", "filter": "dev/*"}]))).unwrap_err();
         assert_eq!(
             message,
             "Invalid parameter at 'imageTagMutabilityExclusionFilters.1.member.filter' failed to satisfy constraint: 'Member must satisfy regular expression pattern: ^[0-9a-zA-Z._*-]{1,128}$'"
         );
         assert!(
-            put(
-                "MUTABLE_WITH_EXCLUSION",
-                Some(json!([{"filterType": "WILDCARD", "filter": "a".repeat(129)}]))
-            )
-            .is_err()
+            put("MUTABLE_WITH_EXCLUSION", Some(json!([{"filterType": "WILDCARD", "filter": "a".repeat(129)}])))
+                .is_err()
         );
 
         // CreateRepository: absent mode is MUTABLE, which takes no filters.
@@ -1032,18 +865,10 @@ mod tests {
     fn put_image_bounds_the_manifest_and_the_tag() {
         let put = |extra: Value| {
             let mut request = json!({"repositoryName": "app", "imageManifest": "{}"});
-            request
-                .as_object_mut()
-                .unwrap()
-                .extend(extra.as_object().unwrap().clone());
+            request.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
             check::<PutImageRequest>(request)
         };
-        assert_eq!(
-            put(
-                json!({"imageTag": "v1.0_rc-1", "imageDigest": format!("sha256:{}", "ab".repeat(32))})
-            ),
-            Ok(())
-        );
+        assert_eq!(put(json!({"imageTag": "v1.0_rc-1", "imageDigest": format!("sha256:{}", "ab".repeat(32))})), Ok(()));
         assert!(put(json!({"imageManifest": ""})).is_err());
         assert!(put(json!({"imageManifest": " ".repeat(MAX_MANIFEST_BYTES + 1)})).is_err());
         assert!(put(json!({"imageTag": ""})).is_err());
@@ -1063,15 +888,11 @@ mod tests {
         let upload = "5f0bd0a4-40b8-4a5f-a1d3-7dbe0b8f3d3a";
         let digest = format!("sha256:{}", "0".repeat(64));
         assert_eq!(
-            check::<GetDownloadUrlForLayerRequest>(
-                json!({"repositoryName": "app", "layerDigest": digest})
-            ),
+            check::<GetDownloadUrlForLayerRequest>(json!({"repositoryName": "app", "layerDigest": digest})),
             Ok(())
         );
         assert_eq!(
-            rejected::<GetDownloadUrlForLayerRequest>(
-                json!({"repositoryName": "app", "layerDigest": "sha256:xyz"})
-            ),
+            rejected::<GetDownloadUrlForLayerRequest>(json!({"repositoryName": "app", "layerDigest": "sha256:xyz"})),
             "Invalid parameter at 'layerDigest' failed to satisfy constraint: 'Member must satisfy regular expression pattern: [a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'"
         );
         assert_eq!(
@@ -1088,9 +909,7 @@ mod tests {
         );
         // BatchCheckLayerAvailability reports malformed digests as failures; only length is checked.
         assert_eq!(
-            check::<BatchCheckLayerAvailabilityRequest>(
-                json!({"repositoryName": "app", "layerDigests": ["nope"]})
-            ),
+            check::<BatchCheckLayerAvailabilityRequest>(json!({"repositoryName": "app", "layerDigests": ["nope"]})),
             Ok(())
         );
         rejected::<BatchCheckLayerAvailabilityRequest>(
@@ -1109,10 +928,7 @@ mod tests {
     fn resource_tags_and_arns() {
         let arn = "arn:aws:ecr:us-east-1:000000000000:repository/team/app";
         let parsed: RepositoryArn = arn.parse().unwrap();
-        assert_eq!(
-            parsed,
-            RepositoryArn::new("us-east-1", "000000000000", "team/app")
-        );
+        assert_eq!(parsed, RepositoryArn::new("us-east-1", "000000000000", "team/app"));
         assert_eq!(parsed.to_string(), arn);
         for bad in [
             "arn:aws:ecs:us-east-1:000000000000:repository/app",
@@ -1129,31 +945,23 @@ mod tests {
 
         let tag = |key: &str, value: &str| json!({"Key": key, "Value": value});
         assert_eq!(
-            check::<TagResourceRequest>(
-                json!({"resourceArn": arn, "tags": [tag("team", "web"), tag("empty", "")]})
-            ),
+            check::<TagResourceRequest>(json!({"resourceArn": arn, "tags": [tag("team", "web"), tag("empty", "")]})),
             Ok(())
         );
-        let (wire_type, message) = check::<TagResourceRequest>(
-            json!({"resourceArn": arn, "tags": [tag(&"k".repeat(129), "v")]}),
-        )
-        .unwrap_err();
+        let (wire_type, message) =
+            check::<TagResourceRequest>(json!({"resourceArn": arn, "tags": [tag(&"k".repeat(129), "v")]})).unwrap_err();
         assert_eq!(wire_type, "InvalidTagParameterException");
         assert!(message.contains("'tags.1.member.Key'"), "{message}");
-        let (wire_type, _) = check::<TagResourceRequest>(
-            json!({"resourceArn": arn, "tags": [tag("k", &"v".repeat(257))]}),
-        )
-        .unwrap_err();
+        let (wire_type, _) =
+            check::<TagResourceRequest>(json!({"resourceArn": arn, "tags": [tag("k", &"v".repeat(257))]})).unwrap_err();
         assert_eq!(wire_type, "InvalidTagParameterException");
-        let (wire_type, _) = check::<UntagResourceRequest>(
-            json!({"resourceArn": arn, "tagKeys": ["aws:cloudformation:stack-name"]}),
-        )
-        .unwrap_err();
+        let (wire_type, _) =
+            check::<UntagResourceRequest>(json!({"resourceArn": arn, "tagKeys": ["aws:cloudformation:stack-name"]}))
+                .unwrap_err();
         assert_eq!(wire_type, "InvalidTagParameterException");
         let many: Vec<Value> = (0..51).map(|i| tag(&format!("k{i}"), "v")).collect();
         let (wire_type, _) =
-            check::<CreateRepositoryRequest>(json!({"repositoryName": "app", "tags": many}))
-                .unwrap_err();
+            check::<CreateRepositoryRequest>(json!({"repositoryName": "app", "tags": many})).unwrap_err();
         assert_eq!(wire_type, "TooManyTagsException");
     }
 }

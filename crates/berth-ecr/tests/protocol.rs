@@ -14,9 +14,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use berth_ecr::shapes::*;
-use berth_ecr::{
-    Authentication, EcrBackend, EcrError, EcrService, Principal, SecretLookup, handle, router,
-};
+use berth_ecr::{Authentication, EcrBackend, EcrError, EcrService, Principal, SecretLookup, handle, router};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
@@ -32,10 +30,7 @@ struct ProtocolBackend {
 
 impl ProtocolBackend {
     fn record(&self, operation: &str, principal: &Principal) {
-        let call = format!(
-            "{operation} by {}@{}",
-            principal.access_key_id, principal.region
-        );
+        let call = format!("{operation} by {}@{}", principal.access_key_id, principal.region);
         self.calls.lock().unwrap().push(call);
     }
 
@@ -185,26 +180,15 @@ async fn serve(backend: Arc<ProtocolBackend>) -> String {
 }
 
 fn python_has_boto3() -> bool {
-    Command::new("python3")
-        .args(["-c", "import boto3"])
-        .output()
-        .is_ok_and(|o| o.status.success())
+    Command::new("python3").args(["-c", "import boto3"]).output().is_ok_and(|o| o.status.success())
 }
 
 fn assert_error(results: &Value, case: &str, code: &str, status: u16) -> String {
     let result = &results[case];
     assert_eq!(result["error"], code, "{case}: {result}");
     assert_eq!(result["status"], status, "{case}: {result}");
-    assert_eq!(
-        result["headers"]["content-type"], "application/x-amz-json-1.1",
-        "{case}"
-    );
-    assert!(
-        result["headers"]["x-amzn-requestid"]
-            .as_str()
-            .is_some_and(|id| id.len() == 36),
-        "{case}: {result}"
-    );
+    assert_eq!(result["headers"]["content-type"], "application/x-amz-json-1.1", "{case}");
+    assert!(result["headers"]["x-amzn-requestid"].as_str().is_some_and(|id| id.len() == 36), "{case}: {result}");
     result["message"].as_str().unwrap().to_owned()
 }
 
@@ -216,60 +200,27 @@ async fn protocol_boto3_round_trips_signatures_errors_and_shapes() {
     }
     let backend = Arc::new(ProtocolBackend::default());
     let endpoint = serve(backend.clone()).await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/support/boto3_protocol.py"
-    );
-    let output = tokio::process::Command::new("python3")
-        .arg(script)
-        .args([&endpoint, AKID, SECRET])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/boto3_protocol.py");
+    let output =
+        tokio::process::Command::new("python3").arg(script).args([&endpoint, AKID, SECRET]).output().await.unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let results: Value = serde_json::from_slice(&output.stdout).unwrap();
 
     // Success: signature accepted, timestamps parsed by botocore as datetimes, ids echoed.
     let describe = &results["describe"];
-    assert_eq!(
-        describe["ok"]["repositories"][0]["createdAt"], 1_700_043_200.5,
-        "{describe}"
-    );
+    assert_eq!(describe["ok"]["repositories"][0]["createdAt"], 1_700_043_200.5, "{describe}");
     assert_eq!(
         describe["ok"]["repositories"][0]["repositoryArn"],
         format!("arn:aws:ecr:eu-west-1:{REGISTRY}:repository/team/app")
     );
-    assert_eq!(
-        describe["headers"]["content-type"],
-        "application/x-amz-json-1.1"
-    );
-    assert_eq!(
-        describe["request_id"],
-        describe["headers"]["x-amzn-requestid"]
-    );
-    assert!(
-        results["session_token"]["ok"]["repositories"].is_array(),
-        "{}",
-        results["session_token"]
-    );
+    assert_eq!(describe["headers"]["content-type"], "application/x-amz-json-1.1");
+    assert_eq!(describe["request_id"], describe["headers"]["x-amzn-requestid"]);
+    assert!(results["session_token"]["ok"]["repositories"].is_array(), "{}", results["session_token"]);
 
     let created = &results["create_exclusion"]["ok"]["repository"];
-    assert_eq!(
-        created["imageTagMutability"], "IMMUTABLE_WITH_EXCLUSION",
-        "{created}"
-    );
-    assert_eq!(
-        created["imageTagMutabilityExclusionFilters"],
-        json!([{"filterType": "WILDCARD", "filter": "dev-*"}])
-    );
-    assert_eq!(
-        created["encryptionConfiguration"],
-        json!({"encryptionType": "AES256"})
-    );
+    assert_eq!(created["imageTagMutability"], "IMMUTABLE_WITH_EXCLUSION", "{created}");
+    assert_eq!(created["imageTagMutabilityExclusionFilters"], json!([{"filterType": "WILDCARD", "filter": "dev-*"}]));
+    assert_eq!(created["encryptionConfiguration"], json!({"encryptionType": "AES256"}));
     assert_eq!(results["upload_part"]["ok"]["lastByteReceived"], 4);
     assert_eq!(
         results["batch_get"]["ok"],
@@ -277,100 +228,48 @@ async fn protocol_boto3_round_trips_signatures_errors_and_shapes() {
     );
 
     // Modeled errors reach boto3 as their exception classes.
-    let message = assert_error(
-        &results,
-        "describe_missing",
-        "RepositoryNotFoundException",
-        400,
-    );
+    let message = assert_error(&results, "describe_missing", "RepositoryNotFoundException", 400);
     assert_eq!(
         message,
-        format!(
-            "The repository with name 'missing' does not exist in the registry with id '{REGISTRY}'"
-        )
+        format!("The repository with name 'missing' does not exist in the registry with id '{REGISTRY}'")
     );
-    assert_eq!(
-        results["describe_missing"]["modeled"],
-        "RepositoryNotFoundException"
-    );
-    let message = assert_error(
-        &results,
-        "create_bad_name",
-        "InvalidParameterException",
-        400,
-    );
+    assert_eq!(results["describe_missing"]["modeled"], "RepositoryNotFoundException");
+    let message = assert_error(&results, "create_bad_name", "InvalidParameterException", 400);
+    assert!(message.starts_with("Invalid parameter at 'repositoryName' failed to satisfy constraint"), "{message}");
+    let message = assert_error(&results, "create_bad_mutability", "InvalidParameterException", 400);
     assert!(
-        message.starts_with("Invalid parameter at 'repositoryName' failed to satisfy constraint"),
+        message.contains(
+            "Member must satisfy enum value set: [MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION, MUTABLE_WITH_EXCLUSION]"
+        ),
         "{message}"
     );
-    let message = assert_error(
-        &results,
-        "create_bad_mutability",
-        "InvalidParameterException",
-        400,
-    );
-    assert!(message.contains("Member must satisfy enum value set: [MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION, MUTABLE_WITH_EXCLUSION]"), "{message}");
     assert_error(&results, "list_too_many", "InvalidParameterException", 400);
 
     // A known operation Berth does not serve: 501, which no SDK retries.
-    let message = assert_error(
-        &results,
-        "not_implemented",
-        "UnsupportedOperationException",
-        501,
-    );
-    assert_eq!(
-        message,
-        "Berth does not implement the StartImageScan operation"
-    );
+    let message = assert_error(&results, "not_implemented", "UnsupportedOperationException", 501);
+    assert_eq!(message, "Berth does not implement the StartImageScan operation");
     assert_eq!(results["not_implemented"]["retries"], 0);
 
     // Authentication failures.
     assert_error(&results, "wrong_secret", "InvalidSignatureException", 400);
     let message = assert_error(&results, "unknown_key", "UnrecognizedClientException", 400);
-    assert_eq!(
-        message,
-        "The security token included in the request is invalid."
-    );
-    let message = assert_error(
-        &results,
-        "unsigned",
-        "MissingAuthenticationTokenException",
-        400,
-    );
+    assert_eq!(message, "The security token included in the request is invalid.");
+    let message = assert_error(&results, "unsigned", "MissingAuthenticationTokenException", 400);
     assert_eq!(message, "Missing Authentication Token");
 
     // Bodies boto3 cannot produce.
     let raw = |case: &str| {
-        (
-            results[case]["status"].as_u64().unwrap(),
-            results[case]["body"]["__type"].as_str().unwrap().to_owned(),
-        )
+        (results[case]["status"].as_u64().unwrap(), results[case]["body"]["__type"].as_str().unwrap().to_owned())
     };
-    assert_eq!(
-        raw("raw_malformed_json"),
-        (400, "SerializationException".into())
-    );
-    assert_eq!(
-        raw("raw_wrong_type"),
-        (400, "SerializationException".into())
-    );
-    assert_eq!(
-        raw("raw_missing_member"),
-        (400, "InvalidParameterException".into())
-    );
+    assert_eq!(raw("raw_malformed_json"), (400, "SerializationException".into()));
+    assert_eq!(raw("raw_wrong_type"), (400, "SerializationException".into()));
+    assert_eq!(raw("raw_missing_member"), (400, "InvalidParameterException".into()));
     assert_eq!(
         results["raw_missing_member"]["body"]["message"],
         "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'Member must not be null'"
     );
-    assert_eq!(
-        raw("raw_unknown_operation"),
-        (400, "UnknownOperationException".into())
-    );
-    assert_eq!(
-        results["raw_unknown_operation"]["content_type"],
-        "application/x-amz-json-1.1"
-    );
+    assert_eq!(raw("raw_unknown_operation"), (400, "UnknownOperationException".into()));
+    assert_eq!(results["raw_unknown_operation"]["content_type"], "application/x-amz-json-1.1");
 
     // Only signed, well-formed, valid calls of served operations reached the backend.
     let by = format!("by {AKID}@eu-west-1");
@@ -396,15 +295,7 @@ async fn protocol_aws_cli_prints_modeled_errors_and_responses() {
     let aws = |args: &[&str]| {
         let mut command = tokio::process::Command::new("aws");
         command
-            .args([
-                "ecr",
-                "--endpoint-url",
-                &endpoint,
-                "--region",
-                "us-west-2",
-                "--output",
-                "json",
-            ])
+            .args(["ecr", "--endpoint-url", &endpoint, "--region", "us-west-2", "--output", "json"])
             .args(args)
             .env("AWS_ACCESS_KEY_ID", AKID)
             .env("AWS_SECRET_ACCESS_KEY", SECRET)
@@ -435,26 +326,12 @@ async fn protocol_aws_cli_prints_modeled_errors_and_responses() {
         "filterType=WILDCARD,filter=release-*",
     ])
     .await;
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let created: Value = serde_json::from_slice(&created.stdout).unwrap();
-    assert_eq!(
-        created["repository"]["imageTagMutabilityExclusionFilters"][0]["filter"],
-        "release-*"
-    );
+    assert_eq!(created["repository"]["imageTagMutabilityExclusionFilters"][0]["filter"], "release-*");
 
-    let bad = aws(&[
-        "list-images",
-        "--repository-name",
-        "app",
-        "--filter",
-        "tagStatus=SOMETIMES",
-        "--no-paginate",
-    ])
-    .await;
+    let bad =
+        aws(&["list-images", "--repository-name", "app", "--filter", "tagStatus=SOMETIMES", "--no-paginate"]).await;
     assert_eq!(bad.status.code(), Some(255));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("(InvalidParameterException)"));
 }
@@ -467,16 +344,13 @@ async fn call(
 ) -> (StatusCode, Value, Option<Principal>) {
     let mut request = Request::post("/").body(Body::from(body)).unwrap();
     if let Some(target) = target {
-        let value =
-            HeaderValue::from_str(&format!("AmazonEC2ContainerRegistry_V20150921.{target}"))
-                .unwrap();
+        let value = HeaderValue::from_str(&format!("AmazonEC2ContainerRegistry_V20150921.{target}")).unwrap();
         request.headers_mut().insert("x-amz-target", value);
     }
     for (name, value) in headers {
-        request.headers_mut().insert(
-            HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            HeaderValue::from_str(value).unwrap(),
-        );
+        request
+            .headers_mut()
+            .insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
     }
     let response = handle(State(service), request).await;
     let principal = response.extensions().get::<Principal>().cloned();
@@ -491,25 +365,13 @@ async fn protocol_front_door_limits_and_disabled_authentication() {
     let signed = EcrService::new(backend.clone(), Authentication::SigV4(secrets()));
 
     let (status, body, _) = call(signed.clone(), None, &[], "{}").await;
-    assert_eq!(
-        (status, body["__type"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("UnknownOperationException"))
-    );
+    assert_eq!((status, body["__type"].as_str()), (StatusCode::BAD_REQUEST, Some("UnknownOperationException")));
 
     let too_big = (berth_ecr::router::MAX_BODY_BYTES + 1).to_string();
-    let (status, body, _) = call(
-        signed.clone(),
-        Some("UploadLayerPart"),
-        &[("content-length", &too_big)],
-        "{}",
-    )
-    .await;
+    let (status, body, _) = call(signed.clone(), Some("UploadLayerPart"), &[("content-length", &too_big)], "{}").await;
     assert_eq!(
         (status, body["__type"].as_str()),
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Some("RequestEntityTooLargeException")
-        )
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("RequestEntityTooLargeException"))
     );
     assert!(backend.calls().is_empty());
 
@@ -518,40 +380,25 @@ async fn protocol_front_door_limits_and_disabled_authentication() {
     let (status, body, principal) = call(open.clone(), Some("DescribeRepositories"), &[], "").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(principal.unwrap().access_key_id, "anonymous");
-    let claimed = "AWS4-HMAC-SHA256 Credential=AKIACLAIMED/20261127/us-east-1/ecr/aws4_request, SignedHeaders=host, Signature=00";
+    let claimed =
+        "AWS4-HMAC-SHA256 Credential=AKIACLAIMED/20261127/us-east-1/ecr/aws4_request, SignedHeaders=host, Signature=00";
     let (status, _, principal) = call(
         open,
         Some("DescribeRepositories"),
-        &[
-            ("authorization", claimed),
-            ("x-amz-date", "20261127T000000Z"),
-        ],
+        &[("authorization", claimed), ("x-amz-date", "20261127T000000Z")],
         "{}",
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        principal,
-        Some(Principal {
-            access_key_id: "AKIACLAIMED".into(),
-            region: "us-east-1".into()
-        })
-    );
-    let calls: BTreeMap<String, usize> =
-        backend
-            .calls()
-            .into_iter()
-            .fold(BTreeMap::new(), |mut m, c| {
-                *m.entry(c).or_default() += 1;
-                m
-            });
+    assert_eq!(principal, Some(Principal { access_key_id: "AKIACLAIMED".into(), region: "us-east-1".into() }));
+    let calls: BTreeMap<String, usize> = backend.calls().into_iter().fold(BTreeMap::new(), |mut m, c| {
+        *m.entry(c).or_default() += 1;
+        m
+    });
     assert_eq!(
         calls,
         BTreeMap::from([
-            (
-                "DescribeRepositories by AKIACLAIMED@us-east-1".to_owned(),
-                1
-            ),
+            ("DescribeRepositories by AKIACLAIMED@us-east-1".to_owned(), 1),
             ("DescribeRepositories by anonymous@".to_owned(), 1),
         ])
     );

@@ -177,7 +177,12 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Digests of indexes in `repo` that list `child`, sorted.
     async fn parents(&self, repo: &RepositoryName, child: &Digest) -> Result<Vec<Digest>>;
     /// Images sorted by digest, strictly after `after`, at most `limit`.
-    async fn list_images(&self, repo: &RepositoryName, after: Option<&Digest>, limit: usize) -> Result<Vec<ImageRecord>>;
+    async fn list_images(
+        &self,
+        repo: &RepositoryName,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<ImageRecord>>;
     /// One image with its tags.
     async fn get_image(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<ImageRecord>>;
     /// Records pull times in one batch (the pull path buffers them in memory).
@@ -208,8 +213,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Marks a due candidate (see `due_blob_candidates`) as being deleted, as of `now`, and
     /// returns true: the caller then deletes the data and calls `finish_blob_deletion` with the
     /// same `now`. False if it is not due, or is linked again (which ends its candidacy).
-    async fn begin_blob_deletion(&self, digest: &Digest, before: Millis, stalled_before: Millis, now: Millis)
-    -> Result<bool>;
+    async fn begin_blob_deletion(
+        &self,
+        digest: &Digest,
+        before: Millis,
+        stalled_before: Millis,
+        now: Millis,
+    ) -> Result<bool>;
     async fn finish_blob_deletion(&self, digest: &Digest, started: Millis) -> Result<()>;
     /// A push is about to link `digest` (its data is in storage, or about to be): ends any
     /// candidacy, so GC cannot delete the data under the push. False while a GC is deleting the

@@ -266,7 +266,8 @@ impl MetadataStore for SqliteStore {
         if let Some((digest, _)) = missing_child {
             return Err(MetaError::ManifestUnknown(parse_digest(digest)?));
         }
-        let child_sizes = child_rows.iter().map(|(_, size)| stored_size(size.unwrap_or(0))).collect::<Result<Vec<_>>>()?;
+        let child_sizes =
+            child_rows.iter().map(|(_, size)| stored_size(size.unwrap_or(0))).collect::<Result<Vec<_>>>()?;
 
         let previous_tag_target = match put.tag {
             None => None,

@@ -38,7 +38,9 @@ impl OciError {
             ImageDigestMismatch { .. } | LayerInvalid(_) => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
             TagDigestMismatch { .. } => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
             LayerInaccessible(_) => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
-            LayerPartInvalid { .. } | LayerPartTooSmall { .. } | EmptyUpload => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
+            LayerPartInvalid { .. } | LayerPartTooSmall { .. } | EmptyUpload => {
+                (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID")
+            }
             ImageAlreadyExists { .. } | LayerAlreadyExists(_) | TooManyTags { .. } => (StatusCode::CONFLICT, "DENIED"),
             Denied(_) | AccessDenied { .. } => (StatusCode::FORBIDDEN, "DENIED"),
             // ECR-plane operations only; never raised on /v2/.

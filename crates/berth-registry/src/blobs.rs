@@ -28,7 +28,12 @@ pub(crate) struct UploadHashState {
 
 impl Default for UploadHashState {
     fn default() -> Self {
-        UploadHashState { hasher: Digester::new(Algorithm::Sha256), hashed_len: 0, touched_at: 0, parts: BTreeMap::new() }
+        UploadHashState {
+            hasher: Digester::new(Algorithm::Sha256),
+            hashed_len: 0,
+            touched_at: 0,
+            parts: BTreeMap::new(),
+        }
     }
 }
 
@@ -77,7 +82,9 @@ pub struct BlobBody {
 }
 
 pub enum MountOutcome {
-    Mounted { digest: Digest },
+    Mounted {
+        digest: Digest,
+    },
     /// The blob could not be mounted; a normal upload session was started instead.
     Upload(UploadStatus),
 }

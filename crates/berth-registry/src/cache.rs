@@ -61,7 +61,13 @@ impl ManifestCache {
     }
 
     /// Stores what a read that started at `generation` found, unless a write intervened.
-    pub(crate) fn fill(&self, generation: u64, repo: &RepositoryName, reference: &Reference, record: Arc<ManifestRecord>) {
+    pub(crate) fn fill(
+        &self,
+        generation: u64,
+        repo: &RepositoryName,
+        reference: &Reference,
+        record: Arc<ManifestRecord>,
+    ) {
         let mut inner = self.lock();
         if !self.enabled || inner.generation != generation {
             return;

@@ -66,7 +66,10 @@ impl UrlSigningKey {
             Err(e) => return Err(e),
         };
         let key = bytes.try_into().map_err(|_| {
-            std::io::Error::new(ErrorKind::InvalidData, format!("{} does not hold a {KEY_LEN}-byte key", path.display()))
+            std::io::Error::new(
+                ErrorKind::InvalidData,
+                format!("{} does not hold a {KEY_LEN}-byte key", path.display()),
+            )
         })?;
         Ok(Some(UrlSigningKey(key)))
     }

@@ -76,7 +76,9 @@ pub enum RegistryError {
     #[error("{0}")]
     Denied(String),
     /// An explicit deny in the repository's policy; `caller` is the caller's IAM ARN.
-    #[error("User: {caller} is not authorized to perform: {action} on repository {repository} with an explicit deny in its repository policy")]
+    #[error(
+        "User: {caller} is not authorized to perform: {action} on repository {repository} with an explicit deny in its repository policy"
+    )]
     AccessDenied { caller: String, action: String, repository: String },
     #[error("{0}")]
     Unsupported(String),
@@ -148,7 +150,9 @@ impl From<DigestError> for RegistryError {
 impl From<ManifestError> for RegistryError {
     fn from(e: ManifestError) -> Self {
         match e {
-            ManifestError::TooLarge => RegistryError::ManifestTooLarge { limit: berth_spec::manifest::MAX_MANIFEST_BYTES },
+            ManifestError::TooLarge => {
+                RegistryError::ManifestTooLarge { limit: berth_spec::manifest::MAX_MANIFEST_BYTES }
+            }
             other => RegistryError::ManifestInvalid(other.to_string()),
         }
     }

@@ -267,8 +267,7 @@ impl Registry {
             }
             None => Digest::sha256_of(put.content),
         };
-        let outcome =
-            self.store_manifest(repo, &repository.settings, &manifest, put.content, &digest, put.tag).await?;
+        let outcome = self.store_manifest(repo, &repository.settings, &manifest, put.content, &digest, put.tag).await?;
         if let Some(tag) = put.tag
             && !outcome.manifest_created
             && outcome.previous_tag_target.as_ref() == Some(&digest)

@@ -36,21 +36,24 @@ impl Registry {
             reason,
         };
         if first != received {
-            return Err(invalid(received, format!("the part starts at byte {first}, the upload continues at byte {received}")));
+            return Err(invalid(
+                received,
+                format!("the part starts at byte {first}, the upload continues at byte {received}"),
+            ));
         }
         let len = data.len() as u64;
         if last < first || last - first + 1 != len {
             return Err(invalid(received, format!("the part claims bytes {first}-{last} but carries {len} bytes")));
         }
-        self.append_upload(repo, id, Some(ChunkRange { start: first, len }), byte_stream(data))
-            .await
-            .map_err(|e| match e {
+        self.append_upload(repo, id, Some(ChunkRange { start: first, len }), byte_stream(data)).await.map_err(|e| {
+            match e {
                 // Another part of the same upload got in first.
                 RegistryError::RangeInvalid { size } => {
                     invalid(size, format!("the part starts at byte {first}, the upload continues at byte {size}"))
                 }
                 other => other,
-            })?;
+            }
+        })?;
         self.upload_state(id).lock().await.parts.insert(first, len);
         Ok(last)
     }

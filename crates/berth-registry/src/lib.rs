@@ -26,14 +26,14 @@ use berth_meta::{MetadataStore, Millis, Repository};
 use berth_spec::RepositoryName;
 use berth_storage::BlobStore;
 
-pub use blobs::{BlobBody, ByteRange, ChunkRange, MountOutcome, UploadStatus};
 pub use berth_meta::{ImageRecord, ManifestRecord};
+pub use blobs::{BlobBody, ByteRange, ChunkRange, MountOutcome, UploadStatus};
 pub use downloads::UrlSigningKey;
+pub use error::PolicyKind;
 pub use error::RegistryError;
 pub use gc::GcReport;
 pub use images::{DeletedImage, ImageId, ImageSelector, PutImage, TagStatus};
 pub use layers::MIN_LAYER_PART_BYTES;
-pub use error::PolicyKind;
 pub use manifests::{PutManifestOutcome, Referrer};
 pub use policies::{LifecyclePolicyInfo, LifecyclePreviewOutcome, PreviewResult};
 pub use repositories::RepositoryInfo;

@@ -165,7 +165,12 @@ impl Registry {
     }
 
     /// Tags sorted byte-wise after `last`, at most `n` (and whether more remain).
-    pub async fn list_tags(&self, repo: &RepositoryName, n: Option<usize>, last: Option<&str>) -> Result<(Vec<String>, bool)> {
+    pub async fn list_tags(
+        &self,
+        repo: &RepositoryName,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<(Vec<String>, bool)> {
         let all = match self.manifests.tags(repo) {
             Some(cached) => cached,
             None => {

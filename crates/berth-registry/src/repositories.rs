@@ -33,7 +33,11 @@ impl TryFrom<Repository> for RepositoryInfo {
 
 impl Registry {
     /// Creates a repository; `RepositoryExists` if it is there already.
-    pub async fn create_repository(&self, name: &RepositoryName, settings: &RepositorySettings) -> Result<RepositoryInfo> {
+    pub async fn create_repository(
+        &self,
+        name: &RepositoryName,
+        settings: &RepositorySettings,
+    ) -> Result<RepositoryInfo> {
         self.meta.create_repository(name, &settings.to_json(), now_millis()).await?.try_into()
     }
 

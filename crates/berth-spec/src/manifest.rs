@@ -138,7 +138,9 @@ impl Manifest {
         };
         let missing = |field| ManifestError::MissingField { media_type: media_type.clone(), field };
         let (config, layers, manifests) = match kind {
-            ManifestKind::Image => (Some(raw.config.ok_or_else(|| missing("config"))?), raw.layers.unwrap_or_default(), vec![]),
+            ManifestKind::Image => {
+                (Some(raw.config.ok_or_else(|| missing("config"))?), raw.layers.unwrap_or_default(), vec![])
+            }
             ManifestKind::Index => (None, vec![], raw.manifests.ok_or_else(|| missing("manifests"))?),
         };
         Ok(Manifest {
@@ -198,12 +200,18 @@ mod tests {
     #[test]
     fn media_type_agreement() {
         let body = image(media::OCI_MANIFEST);
-        assert!(Manifest::parse(body.as_bytes(), Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8")).is_ok());
+        assert!(
+            Manifest::parse(body.as_bytes(), Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8")).is_ok()
+        );
         assert!(matches!(
             Manifest::parse(body.as_bytes(), Some(media::DOCKER_MANIFEST)),
             Err(ManifestError::MediaTypeMismatch { .. })
         ));
-        let no_mt = format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"{}","size":1}}]}}"#, media::OCI_MANIFEST, d('e'));
+        let no_mt = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"{}","size":1}}]}}"#,
+            media::OCI_MANIFEST,
+            d('e')
+        );
         assert_eq!(Manifest::parse(no_mt.as_bytes(), None).unwrap().media_type, media::OCI_INDEX);
         assert_eq!(Manifest::parse(no_mt.as_bytes(), Some(media::DOCKER_LIST)).unwrap().media_type, media::DOCKER_LIST);
     }
@@ -217,7 +225,8 @@ mod tests {
             Manifest::parse(format!(r#"{{"schemaVersion":2,"mediaType":"{}"}}"#, media::OCI_INDEX).as_bytes(), None),
             Err(ManifestError::MissingField { field: "manifests", .. })
         ));
-        let bad_digest = r#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:nothex","size":1},"layers":[]}"#;
+        let bad_digest =
+            r#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:nothex","size":1},"layers":[]}"#;
         assert!(matches!(Manifest::parse(bad_digest.as_bytes(), None), Err(ManifestError::Json(_))));
     }
 }

@@ -11,7 +11,9 @@ pub const MAX_TAG_LEN: usize = 128;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
-    #[error("invalid repository name {0:?}: components are lowercase alphanumerics joined by '.', '_', '__' or '-', separated by '/'")]
+    #[error(
+        "invalid repository name {0:?}: components are lowercase alphanumerics joined by '.', '_', '__' or '-', separated by '/'"
+    )]
     Repository(String),
     #[error("repository name is longer than {MAX_NAME_LEN} characters")]
     TooLong,

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use berth_meta::{MetadataStore, PostgresStore, SqliteStore};
 use berth_auth::{AuthMode, Authenticator, Identities, MasterKey, Principal, RootBootstrap, RootKeys, TokenIssuer};
+use berth_meta::{MetadataStore, PostgresStore, SqliteStore};
 use berth_registry::{Registry, RegistryConfig, UrlSigningKey};
 use berth_storage::{BlobStore, FsBlobStore, S3BlobStore};
 use tokio::net::TcpListener;
@@ -211,7 +211,11 @@ async fn access_log(request: axum::extract::Request, next: axum::middleware::Nex
 fn default_public_url(local: std::net::SocketAddr, plain_http: bool) -> String {
     let mut addr = local;
     if addr.ip().is_unspecified() {
-        addr.set_ip(if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
     }
     format!("{}://{addr}", if plain_http { "http" } else { "https" })
 }

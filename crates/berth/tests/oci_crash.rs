@@ -97,7 +97,9 @@ async fn kill_9_during_concurrent_pushes_loses_nothing_acknowledged() {
         }
     }
     assert!(interrupted > 0 && acks_at_kill < TOTAL_ACKS, "the kill did not interrupt any push");
-    println!("killed after {acks_at_kill} of {TOTAL_ACKS} acknowledged writes; {interrupted} of {TASKS} pushers cut off");
+    println!(
+        "killed after {acks_at_kill} of {TOTAL_ACKS} acknowledged writes; {interrupted} of {TASKS} pushers cut off"
+    );
 
     let mut srv = Arc::try_unwrap(srv).ok().expect("server still shared");
     srv.start_again();
@@ -137,7 +139,9 @@ async fn kill_9_during_concurrent_pushes_loses_nothing_acknowledged() {
     let tags = send(srv.get("/v2/crash/app/tags/list")).await;
     tags.expect_status(200);
     for tag in tags.json()["tags"].as_array().cloned().unwrap_or_default() {
-        let r = send(srv.get(&format!("/v2/crash/app/manifests/{}", tag.as_str().unwrap())).header("accept", OCI_MANIFEST)).await;
+        let r =
+            send(srv.get(&format!("/v2/crash/app/manifests/{}", tag.as_str().unwrap())).header("accept", OCI_MANIFEST))
+                .await;
         r.expect_status(200);
         let m: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         for d in std::iter::once(&m["config"]).chain(m["layers"].as_array().unwrap()) {
@@ -172,13 +176,7 @@ async fn an_upload_session_continues_after_a_restart() {
     let data = random_bytes(200_000);
     let digest = sha256_digest(&data);
     let upload = start_upload(&srv, "resume").await;
-    let r = send(
-        srv.client
-            .patch(upload)
-            .header("content-range", "0-99999")
-            .body(data[..100_000].to_vec()),
-    )
-    .await;
+    let r = send(srv.client.patch(upload).header("content-range", "0-99999").body(data[..100_000].to_vec())).await;
     r.expect_status(202);
     // The port changes on restart: keep only path and query of the session URL.
     let session = r.location_path(&srv);
@@ -221,7 +219,8 @@ async fn an_upload_session_is_consistent_after_kill_9() {
         s => panic!("upload status after kill -9 answered {s}"),
     }
     let range = status.must_header("range");
-    let end: i64 = range.strip_prefix("0-").and_then(|e| e.parse().ok()).unwrap_or_else(|| panic!("bad Range {range:?}"));
+    let end: i64 =
+        range.strip_prefix("0-").and_then(|e| e.parse().ok()).unwrap_or_else(|| panic!("bad Range {range:?}"));
     // `0-0` is an empty session; otherwise `0-N` means N+1 bytes are stored.
     let stored = if end == 0 { 0 } else { end as usize + 1 };
     assert!(stored <= 150_000, "session claims {stored} bytes, only 150000 were sent");

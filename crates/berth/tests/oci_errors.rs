@@ -191,11 +191,7 @@ async fn garbage_headers_are_4xx_not_5xx() {
     // Unparseable Range on a blob GET: ignore (200) or refuse (416/400).
     for range in ["bytes=abc", "bytes=", "items=0-1", "bytes=0-1,5-6", "bytes=--1"] {
         let r = send(srv.get(&format!("/v2/hdrs/blobs/{digest}")).header("range", range)).await;
-        assert!(
-            [200, 206, 400, 416].contains(&r.status()),
-            "Range {range}: {}",
-            r.describe()
-        );
+        assert!([200, 206, 400, 416].contains(&r.status()), "Range {range}: {}", r.describe());
         if r.status() == 200 {
             assert!(r.body == data);
         }
@@ -213,7 +209,9 @@ async fn pushes_to_new_repositories_can_be_refused() {
     r.expect_error_code_in(&["NAME_UNKNOWN", "DENIED"]);
     let r = send(srv.post(&format!("/v2/brand/new/blobs/uploads/?digest={}", sha256_digest(b"x"))).body("x")).await;
     r.expect_4xx();
-    let r = send(srv.put("/v2/brand/new/manifests/v1").header("content-type", OCI_INDEX).body(index_json(OCI_INDEX, &[]))).await;
+    let r =
+        send(srv.put("/v2/brand/new/manifests/v1").header("content-type", OCI_INDEX).body(index_json(OCI_INDEX, &[])))
+            .await;
     r.expect_4xx();
     r.expect_error_code_in(&["NAME_UNKNOWN", "DENIED"]);
     let r = send(srv.get("/v2/_catalog")).await;

@@ -78,7 +78,10 @@ async fn nested_index() {
         let arm = push_image_arch(&srv, "nested", None, "arm64").await;
         let index = index_json(
             OCI_INDEX,
-            &[platform_entry(OCI_MANIFEST, &amd.manifest, "amd64"), platform_entry(OCI_MANIFEST, &arm.manifest, "arm64")],
+            &[
+                platform_entry(OCI_MANIFEST, &amd.manifest, "amd64"),
+                platform_entry(OCI_MANIFEST, &arm.manifest, "arm64"),
+            ],
         );
         push_manifest(&srv, "nested", &sha256_digest(&index), OCI_INDEX, &index).await;
         inner.push(descriptor(OCI_INDEX, &index));
@@ -369,7 +372,8 @@ async fn missing_blob_is_manifest_blob_unknown() {
     put_manifest(&srv, "missing", "v1", OCI_MANIFEST, &manifest).await.expect_error(400, "MANIFEST_BLOB_UNKNOWN");
     send(srv.get("/v2/missing/manifests/v1")).await.expect_error(404, "MANIFEST_UNKNOWN");
     // Once mounted, the same manifest goes in.
-    let r = send(srv.post(&format!("/v2/missing/blobs/uploads/?mount={}&from=other", sha256_digest(&other_config)))).await;
+    let r =
+        send(srv.post(&format!("/v2/missing/blobs/uploads/?mount={}&from=other", sha256_digest(&other_config)))).await;
     r.expect_status(201);
     push_manifest(&srv, "missing", "v1", OCI_MANIFEST, &manifest).await;
 }
@@ -382,7 +386,10 @@ async fn missing_child_is_manifest_unknown_naming_the_digest() {
     let elsewhere = push_image(&srv, "elsewhere", None).await;
     let index = index_json(
         OCI_INDEX,
-        &[platform_entry(OCI_MANIFEST, &present.manifest, "amd64"), platform_entry(OCI_MANIFEST, &elsewhere.manifest, "arm64")],
+        &[
+            platform_entry(OCI_MANIFEST, &present.manifest, "amd64"),
+            platform_entry(OCI_MANIFEST, &elsewhere.manifest, "arm64"),
+        ],
     );
     let r = put_manifest(&srv, "children", "latest", OCI_INDEX, &index).await;
     r.expect_error(400, "MANIFEST_UNKNOWN");
@@ -409,13 +416,32 @@ async fn invalid_manifests_are_manifest_invalid() {
         ("not json", b"{this is not json".to_vec()),
         ("empty body", Vec::new()),
         ("json array", b"[1,2,3]".to_vec()),
-        ("layers not an array", serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg, "layers": "x"})).unwrap()),
-        ("no config", serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": []})).unwrap()),
-        ("bad layer digest", serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg,
-            "layers": [{"mediaType": OCI_LAYER, "digest": "sha256:nothex", "size": 1}]})).unwrap()),
-        ("negative size", serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg,
-            "layers": [{"mediaType": OCI_LAYER, "digest": sha256_digest(b"x"), "size": -1}]})).unwrap()),
-        ("schemaVersion 3", serde_json::to_vec(&json!({"schemaVersion": 3, "mediaType": OCI_MANIFEST, "config": cfg, "layers": []})).unwrap()),
+        (
+            "layers not an array",
+            serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg, "layers": "x"}))
+                .unwrap(),
+        ),
+        (
+            "no config",
+            serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": []})).unwrap(),
+        ),
+        (
+            "bad layer digest",
+            serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg,
+            "layers": [{"mediaType": OCI_LAYER, "digest": "sha256:nothex", "size": 1}]}))
+            .unwrap(),
+        ),
+        (
+            "negative size",
+            serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg,
+            "layers": [{"mediaType": OCI_LAYER, "digest": sha256_digest(b"x"), "size": -1}]}))
+            .unwrap(),
+        ),
+        (
+            "schemaVersion 3",
+            serde_json::to_vec(&json!({"schemaVersion": 3, "mediaType": OCI_MANIFEST, "config": cfg, "layers": []}))
+                .unwrap(),
+        ),
     ];
     for (what, body) in bodies {
         let r = put_manifest(&srv, "invalid", "v1", OCI_MANIFEST, &body).await;
@@ -423,7 +449,14 @@ async fn invalid_manifests_are_manifest_invalid() {
         r.expect_error_code_in(&["MANIFEST_INVALID"]);
     }
     // An index whose manifests field is not a list.
-    let r = put_manifest(&srv, "invalid", "v1", OCI_INDEX, &serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": {}})).unwrap()).await;
+    let r = put_manifest(
+        &srv,
+        "invalid",
+        "v1",
+        OCI_INDEX,
+        &serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": {}})).unwrap(),
+    )
+    .await;
     r.expect_error(400, "MANIFEST_INVALID");
     send(srv.get("/v2/invalid/manifests/v1")).await.expect_error(404, "MANIFEST_UNKNOWN");
 }
@@ -600,7 +633,10 @@ async fn a_child_shared_by_two_indexes_needs_both_gone() {
     let a = index_json(OCI_INDEX, &[platform_entry(OCI_MANIFEST, &child.manifest, "amd64")]);
     let b = index_json(
         OCI_INDEX,
-        &[platform_entry(OCI_MANIFEST, &child.manifest, "amd64"), platform_entry(OCI_MANIFEST, &extra.manifest, "arm64")],
+        &[
+            platform_entry(OCI_MANIFEST, &child.manifest, "amd64"),
+            platform_entry(OCI_MANIFEST, &extra.manifest, "arm64"),
+        ],
     );
     let a = push_manifest(&srv, "shared", "a", OCI_INDEX, &a).await;
     let b = push_manifest(&srv, "shared", "b", OCI_INDEX, &b).await;

@@ -97,14 +97,18 @@ async fn referrers_list_every_referrer_with_its_descriptor() {
     let subject_desc = subject.descriptor();
     let ann = json!({"org.opencontainers.conformance": "hello conformance test", "org.example.n": "1"});
 
-    let (sbom, sbom_d) = push_artifact(&srv, "refs", &subject_desc, Some(SBOM), OCI_EMPTY, Some(ann.clone()), Some("tagged-artifact1")).await;
+    let (sbom, sbom_d) =
+        push_artifact(&srv, "refs", &subject_desc, Some(SBOM), OCI_EMPTY, Some(ann.clone()), Some("tagged-artifact1"))
+            .await;
     let (sig, sig_d) = push_artifact(&srv, "refs", &subject_desc, Some(SIGNATURE), OCI_EMPTY, None, None).await;
     // No artifactType: falls back to the config media type.
     let (legacy, legacy_d) = push_artifact(&srv, "refs", &subject_desc, None, CUSTOM_CONFIG, None, None).await;
 
     // An index can be a referrer too.
     let child = push_image(&srv, "refs", None).await;
-    let mut index: Value = serde_json::from_slice(&index_json(OCI_INDEX, &[platform_entry(OCI_MANIFEST, &child.manifest, "amd64")])).unwrap();
+    let mut index: Value =
+        serde_json::from_slice(&index_json(OCI_INDEX, &[platform_entry(OCI_MANIFEST, &child.manifest, "amd64")]))
+            .unwrap();
     index["artifactType"] = json!(SBOM);
     index["subject"] = subject_desc.clone();
     index["annotations"] = json!({"kind": "index-referrer"});
@@ -201,7 +205,8 @@ async fn invalid_digest_is_400() {
 async fn referrer_to_a_missing_subject_is_accepted_and_listed() {
     let srv = Server::start();
     let missing = json!({"mediaType": OCI_MANIFEST, "size": 123, "digest": sha256_digest(b"missing content")});
-    let (_, d) = push_artifact(&srv, "missing-subject", &missing, Some(SBOM), OCI_EMPTY, None, Some("tagged-artifact")).await;
+    let (_, d) =
+        push_artifact(&srv, "missing-subject", &missing, Some(SBOM), OCI_EMPTY, None, Some("tagged-artifact")).await;
     let r = referrers(&srv, "missing-subject", missing["digest"].as_str().unwrap(), None).await;
     let list = r.json();
     assert_eq!(list["manifests"].as_array().unwrap().len(), 1, "{list}");
@@ -218,18 +223,21 @@ async fn deleted_referrers_disappear_and_lists_are_per_repository() {
     // The same subject digest referenced from another repository.
     let r = send(srv.post(&format!("/v2/two/blobs/uploads/?mount={}&from=one", sha256_digest(&subject.config)))).await;
     r.expect_status(201);
-    let r = send(srv.post(&format!("/v2/two/blobs/uploads/?mount={}&from=one", sha256_digest(&subject.layers[0])))).await;
+    let r =
+        send(srv.post(&format!("/v2/two/blobs/uploads/?mount={}&from=one", sha256_digest(&subject.layers[0])))).await;
     r.expect_status(201);
     push_manifest(&srv, "two", "image", OCI_MANIFEST, &subject.manifest).await;
     let (_, other) = push_artifact(&srv, "two", &subject.descriptor(), Some(SBOM), OCI_EMPTY, None, None).await;
 
     send(srv.delete(&format!("/v2/one/manifests/{gone}"))).await.expect_status(202);
     let list = referrers(&srv, "one", &subject.digest, None).await.json();
-    let digests: Vec<&str> = list["manifests"].as_array().unwrap().iter().map(|e| e["digest"].as_str().unwrap()).collect();
+    let digests: Vec<&str> =
+        list["manifests"].as_array().unwrap().iter().map(|e| e["digest"].as_str().unwrap()).collect();
     assert_eq!(digests, vec![keep.as_str()]);
 
     let list = referrers(&srv, "two", &subject.digest, None).await.json();
-    let digests: Vec<&str> = list["manifests"].as_array().unwrap().iter().map(|e| e["digest"].as_str().unwrap()).collect();
+    let digests: Vec<&str> =
+        list["manifests"].as_array().unwrap().iter().map(|e| e["digest"].as_str().unwrap()).collect();
     assert_eq!(digests, vec![other.as_str()]);
 }
 

@@ -11,7 +11,10 @@ async fn post_then_put_monolithic() {
     let digest = sha256_digest(&data);
     let upload = start_upload(&srv, "mono/app").await;
 
-    let r = send(srv.client.put(with_query(&upload, "digest", &digest)).header("content-type", OCTET_STREAM).body(data.clone())).await;
+    let r = send(
+        srv.client.put(with_query(&upload, "digest", &digest)).header("content-type", OCTET_STREAM).body(data.clone()),
+    )
+    .await;
     expect_blob_created(&srv, &r, "mono/app", &digest);
     expect_blob(&srv, "mono/app", &digest, &data).await;
 
@@ -407,7 +410,8 @@ async fn chunked_transfer_encoding_bodies() {
     let data = random_bytes(200_000);
     let digest = sha256_digest(&data);
     let upload = start_upload(&srv, "te/chunked").await;
-    let r = send(srv.client.put(with_query(&upload, "digest", &digest)).body(chunked_body(dir.path(), &data).await)).await;
+    let r =
+        send(srv.client.put(with_query(&upload, "digest", &digest)).body(chunked_body(dir.path(), &data).await)).await;
     expect_blob_created(&srv, &r, "te/chunked", &digest);
     expect_blob(&srv, "te/chunked", &digest, &data).await;
 }
