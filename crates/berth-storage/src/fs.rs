@@ -12,7 +12,6 @@ use berth_spec::Digest;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::fs::{self, File};
-use tokio_util::io::ReaderStream;
 
 use crate::{BlobStore, ByteStream, ChunkObserver, StoreError};
 
@@ -106,6 +105,27 @@ impl BatchWriter {
         }
         (self.file, result)
     }
+}
+
+/// Opens `path` (`None` if missing) positioned at `range`'s start, in one blocking task, with the
+/// length to read: the range's, the whole file's, or `Err(size)` if the range does not fit.
+async fn open_span(path: PathBuf, range: Option<Range<u64>>) -> io::Result<Option<(std::fs::File, Result<u64, u64>)>> {
+    let opened = tokio::task::spawn_blocking(move || -> io::Result<(std::fs::File, Result<u64, u64>)> {
+        let mut file = std::fs::File::open(&path)?;
+        let size = file.metadata()?.len();
+        let span = match range {
+            None => Ok(size),
+            Some(r) if r.start > r.end || r.end > size => Err(size),
+            Some(r) => {
+                std::io::Seek::seek(&mut file, SeekFrom::Start(r.start))?;
+                Ok(r.end - r.start)
+            }
+        };
+        Ok((file, span))
+    })
+    .await
+    .map_err(io::Error::other)?;
+    not_found_as_none(opened)
 }
 
 /// `len` bytes from `file`'s position, in `READ_CHUNK` pieces each read straight into the buffer
@@ -210,10 +230,11 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn read_upload(&self, upload: &str) -> Result<ByteStream, StoreError> {
-        let path = self.upload_path(upload)?;
-        let file =
-            not_found_as_none(File::open(&path).await)?.ok_or_else(|| StoreError::UploadNotFound(upload.to_owned()))?;
-        Ok(ReaderStream::with_capacity(file, READ_CHUNK).boxed())
+        let (file, span) = open_span(self.upload_path(upload)?, None)
+            .await?
+            .ok_or_else(|| StoreError::UploadNotFound(upload.to_owned()))?;
+        let len = span.map_err(|size| StoreError::RangeNotSatisfiable { size })?;
+        Ok(file_chunks(file, len))
     }
 
     async fn commit(&self, upload: &str, digest: &Digest) -> Result<(), StoreError> {
@@ -236,24 +257,8 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<ByteStream, StoreError> {
-        let path = self.blob_path(digest);
-        // Open, size and seek in one blocking task.
-        let opened = tokio::task::spawn_blocking(move || -> io::Result<(std::fs::File, Result<u64, u64>)> {
-            let mut file = std::fs::File::open(&path)?;
-            let size = file.metadata()?.len();
-            let span = match range {
-                None => Ok(size),
-                Some(r) if r.start > r.end || r.end > size => Err(size),
-                Some(r) => {
-                    std::io::Seek::seek(&mut file, SeekFrom::Start(r.start))?;
-                    Ok(r.end - r.start)
-                }
-            };
-            Ok((file, span))
-        })
-        .await
-        .map_err(io::Error::other)?;
-        let (file, span) = not_found_as_none(opened)?.ok_or_else(|| StoreError::BlobNotFound(digest.clone()))?;
+        let (file, span) =
+            open_span(self.blob_path(digest), range).await?.ok_or_else(|| StoreError::BlobNotFound(digest.clone()))?;
         let len = span.map_err(|size| StoreError::RangeNotSatisfiable { size })?;
         Ok(file_chunks(file, len))
     }
