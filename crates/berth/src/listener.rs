@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use berth_iam::ConnectionInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -19,6 +20,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use tower::Layer;
 
 const TLS_HANDSHAKE: u8 = 0x16;
 /// In-flight requests get this long to finish after a shutdown signal.
@@ -116,10 +118,12 @@ impl Listener {
         watcher: hyper_util::server::graceful::Watcher,
     ) -> anyhow::Result<()> {
         stream.set_nodelay(true)?;
-        let service = TowerToHyperService::new(app);
         let builder = auto::Builder::new(TokioExecutor::new());
         let mut first = [0u8; 1];
         let is_tls = stream.peek(&mut first).await? == 1 && first[0] == TLS_HANDSHAKE;
+        // Every request learns its peer and transport here, for its RequestContext.
+        let info = ConnectionInfo { peer, tls: is_tls && self.tls.is_some() };
+        let service = TowerToHyperService::new(axum::Extension(info).layer(app));
         match (&self.tls, is_tls) {
             (Some(acceptor), true) => {
                 let tls = acceptor.accept(stream).await.context("TLS handshake")?;

@@ -1,0 +1,109 @@
+//! The request context: made once at the edge of each plane, passed to wherever the service
+//! authorizes or records.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::SystemTime;
+
+/// What the listener knows about a connection; it puts one in every request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The TCP peer (a proxy's address when behind one; see [`RequestContext::source_ip`]).
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// How an identity proved itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// A registry token (`docker login -u AWS`, `Bearer`).
+    Token,
+    /// An access key id and its secret as HTTP Basic credentials.
+    AccessKey,
+    /// A SigV4 signature by an access key (the ECR API).
+    SigV4,
+    /// A console session cookie.
+    Session,
+}
+
+/// Who is calling, resolved once when the request is authenticated; nothing later looks the
+/// caller up again, so a key removed mid-request cannot turn its signer into someone else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// No credentials (anonymous pulls, `--no-auth`).
+    Anonymous,
+    /// The account's root user: always allowed.
+    Root { access_key_id: String, via: CredentialKind },
+    /// An IAM user of the registry's account.
+    User { name: String, access_key_id: String, via: CredentialKind },
+    /// The server itself, doing work no request asked for (lifecycle expiry, GC, replication,
+    /// cache fills): `task` names it in recorded events. Allowed like the root.
+    Server { task: String },
+}
+
+/// The user name IAM gives the account root in `aws:username`-style places.
+pub const ROOT_USER: &str = "root";
+
+impl Identity {
+    /// The name access logs and audit records show (`root` for the root user), `None` when anonymous.
+    pub fn user_name(&self) -> Option<&str> {
+        match self {
+            Identity::Anonymous => None,
+            Identity::Root { .. } => Some(ROOT_USER),
+            Identity::User { name, .. } => Some(name),
+            Identity::Server { task } => Some(task),
+        }
+    }
+
+    pub fn access_key_id(&self) -> Option<&str> {
+        match self {
+            Identity::Anonymous | Identity::Server { .. } => None,
+            Identity::Root { access_key_id, .. } | Identity::User { access_key_id, .. } => Some(access_key_id),
+        }
+    }
+
+    /// The root user, or the server itself: never denied.
+    pub fn is_root(&self) -> bool {
+        matches!(self, Identity::Root { .. } | Identity::Server { .. })
+    }
+
+    /// The ARN IAM names this caller by in `account`: `arn:aws:iam::<account>:root` or
+    /// `arn:aws:iam::<account>:user/<name>`; `anonymous` for no caller.
+    pub fn arn(&self, account: &str) -> String {
+        match self {
+            Identity::Anonymous => "anonymous".into(),
+            Identity::Root { .. } | Identity::Server { .. } => format!("arn:aws:iam::{account}:root"),
+            Identity::User { name, .. } => format!("arn:aws:iam::{account}:user/{name}"),
+        }
+    }
+}
+
+/// One request, as every authorization decision and recorded event sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestContext {
+    /// A UUID; the ECR plane returns it as `x-amzn-RequestId`, access and audit logs carry it.
+    pub request_id: String,
+    pub received_at: SystemTime,
+    /// The client's address: the TCP peer, or the address a trusted proxy reported in
+    /// `X-Forwarded-For`. `None` for work not started by a request (lifecycle, GC, replication).
+    pub source_ip: Option<IpAddr>,
+    /// Whether the client reached the server over TLS (`aws:SecureTransport`).
+    pub secure_transport: bool,
+    pub user_agent: Option<String>,
+    pub identity: Identity,
+}
+
+impl RequestContext {
+    /// The context of work the server does on its own (lifecycle expiry, GC, replication):
+    /// `task` names the subsystem in recorded events, `request_id` identifies this run of it.
+    pub fn server(task: &str, request_id: String) -> RequestContext {
+        RequestContext {
+            request_id,
+            received_at: SystemTime::now(),
+            source_ip: None,
+            secure_transport: false,
+            user_agent: None,
+            identity: Identity::Server { task: task.to_owned() },
+        }
+    }
+}
