@@ -1,195 +1,195 @@
 //! What the ECR API needs from the registry service: one method per served operation.
 //!
 //! Requests arrive deserialised and validated (see [`crate::validate`]); enum members never
-//! hold `Unrecognized`. The principal is the verified signer.
+//! hold `Unrecognized`. The context names the verified signer.
 
 use async_trait::async_trait;
 
 use crate::error::EcrError;
 use crate::shapes::*;
-use crate::sigv4::Principal;
+use berth_iam::RequestContext;
 
 #[async_trait]
 pub trait EcrBackend: Send + Sync + 'static {
     async fn get_authorization_token(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: GetAuthorizationTokenRequest,
     ) -> Result<GetAuthorizationTokenResponse, EcrError>;
 
     async fn create_repository(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: CreateRepositoryRequest,
     ) -> Result<CreateRepositoryResponse, EcrError>;
 
     async fn describe_repositories(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: DescribeRepositoriesRequest,
     ) -> Result<DescribeRepositoriesResponse, EcrError>;
 
     async fn delete_repository(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: DeleteRepositoryRequest,
     ) -> Result<DeleteRepositoryResponse, EcrError>;
 
     async fn describe_images(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: DescribeImagesRequest,
     ) -> Result<DescribeImagesResponse, EcrError>;
 
     async fn list_images(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: ListImagesRequest,
     ) -> Result<ListImagesResponse, EcrError>;
 
     async fn batch_get_image(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: BatchGetImageRequest,
     ) -> Result<BatchGetImageResponse, EcrError>;
 
-    async fn put_image(&self, principal: &Principal, request: PutImageRequest) -> Result<PutImageResponse, EcrError>;
+    async fn put_image(&self, ctx: &RequestContext, request: PutImageRequest) -> Result<PutImageResponse, EcrError>;
 
     async fn batch_delete_image(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: BatchDeleteImageRequest,
     ) -> Result<BatchDeleteImageResponse, EcrError>;
 
     async fn batch_check_layer_availability(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: BatchCheckLayerAvailabilityRequest,
     ) -> Result<BatchCheckLayerAvailabilityResponse, EcrError>;
 
     async fn initiate_layer_upload(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: InitiateLayerUploadRequest,
     ) -> Result<InitiateLayerUploadResponse, EcrError>;
 
     async fn upload_layer_part(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: UploadLayerPartRequest,
     ) -> Result<UploadLayerPartResponse, EcrError>;
 
     async fn complete_layer_upload(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: CompleteLayerUploadRequest,
     ) -> Result<CompleteLayerUploadResponse, EcrError>;
 
     async fn get_download_url_for_layer(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: GetDownloadUrlForLayerRequest,
     ) -> Result<GetDownloadUrlForLayerResponse, EcrError>;
 
     async fn tag_resource(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: TagResourceRequest,
     ) -> Result<TagResourceResponse, EcrError>;
 
     async fn untag_resource(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: UntagResourceRequest,
     ) -> Result<UntagResourceResponse, EcrError>;
 
     async fn list_tags_for_resource(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: ListTagsForResourceRequest,
     ) -> Result<ListTagsForResourceResponse, EcrError>;
 
     async fn describe_registry(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: DescribeRegistryRequest,
     ) -> Result<DescribeRegistryResponse, EcrError>;
 
     async fn put_image_scanning_configuration(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: PutImageScanningConfigurationRequest,
     ) -> Result<PutImageScanningConfigurationResponse, EcrError>;
 
     async fn get_registry_scanning_configuration(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: GetRegistryScanningConfigurationRequest,
     ) -> Result<GetRegistryScanningConfigurationResponse, EcrError>;
 
     async fn batch_get_repository_scanning_configuration(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: BatchGetRepositoryScanningConfigurationRequest,
     ) -> Result<BatchGetRepositoryScanningConfigurationResponse, EcrError>;
 
     async fn list_image_referrers(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: ListImageReferrersRequest,
     ) -> Result<ListImageReferrersResponse, EcrError>;
 
     async fn put_image_tag_mutability(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: PutImageTagMutabilityRequest,
     ) -> Result<PutImageTagMutabilityResponse, EcrError>;
 
     async fn put_lifecycle_policy(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: PutLifecyclePolicyRequest,
     ) -> Result<PutLifecyclePolicyResponse, EcrError>;
 
     async fn get_lifecycle_policy(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: GetLifecyclePolicyRequest,
     ) -> Result<GetLifecyclePolicyResponse, EcrError>;
 
     async fn delete_lifecycle_policy(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: DeleteLifecyclePolicyRequest,
     ) -> Result<DeleteLifecyclePolicyResponse, EcrError>;
 
     async fn start_lifecycle_policy_preview(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: StartLifecyclePolicyPreviewRequest,
     ) -> Result<StartLifecyclePolicyPreviewResponse, EcrError>;
 
     async fn get_lifecycle_policy_preview(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: GetLifecyclePolicyPreviewRequest,
     ) -> Result<GetLifecyclePolicyPreviewResponse, EcrError>;
 
     async fn set_repository_policy(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: SetRepositoryPolicyRequest,
     ) -> Result<SetRepositoryPolicyResponse, EcrError>;
 
     async fn get_repository_policy(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: GetRepositoryPolicyRequest,
     ) -> Result<GetRepositoryPolicyResponse, EcrError>;
 
     async fn delete_repository_policy(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: DeleteRepositoryPolicyRequest,
     ) -> Result<DeleteRepositoryPolicyResponse, EcrError>;
 }

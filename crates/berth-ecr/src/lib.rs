@@ -26,5 +26,5 @@ pub use endpoint::Endpoint;
 pub use error::EcrError;
 pub use router::{Authentication, EcrService, handle, router};
 pub use service::{EcrConfig, RegistryBackend};
-pub use sigv4::{Principal, SecretLookup};
+pub use sigv4::{Principal, SecretLookup, SigningKey};
 pub use tokens::{AuthDisabledTokens, IssuedToken, TokenIssuer};

@@ -18,6 +18,8 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use berth_iam::{ConnectionInfo, Identity, RequestContext};
+
 use crate::backend::EcrBackend;
 use crate::endpoint::Endpoint;
 use crate::error::{CONTENT_TYPE, EcrError, REQUEST_ID_HEADER};
@@ -64,7 +66,7 @@ pub async fn handle(State(service): State<EcrService>, request: Request) -> Resp
     let endpoint = Endpoint::from_headers(request.headers());
     let operation = endpoint.as_ref().ok().map(|e| e.name());
     let (principal, outcome) = match endpoint {
-        Ok(endpoint) => serve(&service, endpoint, request).await,
+        Ok(endpoint) => serve(&service, &request_id, endpoint, request).await,
         Err(err) => (None, Err(err)),
     };
     let access_key_id = principal.as_ref().map(|p| p.access_key_id.as_str());
@@ -97,9 +99,11 @@ pub async fn handle(State(service): State<EcrService>, request: Request) -> Resp
 /// Authenticates and runs the call; the principal is returned once known, even on failure.
 async fn serve(
     service: &EcrService,
+    request_id: &str,
     endpoint: Endpoint,
     request: Request,
 ) -> (Option<Principal>, Result<Vec<u8>, EcrError>) {
+    let received_at = SystemTime::now();
     let (parts, body) = request.into_parts();
     let body = match read_body(&parts.headers, body).await {
         Ok(body) => body,
@@ -113,10 +117,21 @@ async fn serve(
                 Err(err) => return (None, Err(err)),
             }
         }
-        Authentication::Disabled => sigv4::claimed_principal(&parts.headers)
-            .unwrap_or_else(|| Principal { access_key_id: ANONYMOUS.into(), region: String::new() }),
+        Authentication::Disabled => sigv4::claimed_principal(&parts.headers).unwrap_or_else(|| Principal {
+            access_key_id: ANONYMOUS.into(),
+            region: String::new(),
+            identity: Identity::Anonymous,
+        }),
     };
-    let outcome = dispatch(service.backend.as_ref(), &principal, endpoint, &body).await;
+    let ctx = RequestContext {
+        request_id: request_id.to_owned(),
+        received_at,
+        source_ip: parts.extensions.get::<ConnectionInfo>().map(|c| c.peer.ip()),
+        secure_transport: parts.extensions.get::<ConnectionInfo>().is_some_and(|c| c.tls),
+        user_agent: parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        identity: principal.identity.clone(),
+    };
+    let outcome = dispatch(service.backend.as_ref(), &ctx, endpoint, &body).await;
     (Some(principal), outcome)
 }
 
@@ -161,9 +176,9 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, EcrError> {
 }
 
 macro_rules! dispatch_table {
-    ($endpoint:expr, $body:expr, $backend:expr, $principal:expr; $($op:ident => $method:ident),* $(,)?) => {
+    ($endpoint:expr, $body:expr, $backend:expr, $ctx:expr; $($op:ident => $method:ident),* $(,)?) => {
         match $endpoint {
-            $(Endpoint::$op => call($body, |request| $backend.$method($principal, request)).await,)*
+            $(Endpoint::$op => call($body, |request| $backend.$method($ctx, request)).await,)*
             other => Err(EcrError::NotImplemented(other)),
         }
     };
@@ -171,11 +186,11 @@ macro_rules! dispatch_table {
 
 async fn dispatch(
     backend: &dyn EcrBackend,
-    principal: &Principal,
+    ctx: &RequestContext,
     endpoint: Endpoint,
     body: &[u8],
 ) -> Result<Vec<u8>, EcrError> {
-    dispatch_table!(endpoint, body, backend, principal;
+    dispatch_table!(endpoint, body, backend, ctx;
         GetAuthorizationToken => get_authorization_token,
         CreateRepository => create_repository,
         DescribeRepositories => describe_repositories,

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use berth_iam::RequestContext;
 use berth_registry::settings::{
     Encryption, EncryptionType as StoredEncryption, ResourceTag, TagMutability, TagMutabilityFilter,
 };
@@ -25,7 +26,6 @@ use crate::error::EcrError;
 use crate::mapping::{Scope, ecr_error, image_failure, image_selector, scanning_failure};
 use crate::pagination::{Pager, invalid_token};
 use crate::shapes::*;
-use crate::sigv4::Principal;
 use crate::tokens::TokenIssuer;
 use crate::validate::RepositoryArn;
 
@@ -85,26 +85,25 @@ impl RegistryBackend {
     /// The repository a request names, once its policy lets the caller perform `operation` on it.
     async fn authorized(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         operation: Endpoint,
         registry_id: &Option<String>,
         name: &str,
     ) -> Result<RepositoryName, EcrError> {
         let repo = self.repository(registry_id, name)?;
-        self.authorize(principal, operation, &repo).await?;
+        self.authorize(ctx, operation, &repo).await?;
         Ok(repo)
     }
 
     /// `AccessDeniedException` if `repo`'s policy denies the caller `ecr:<operation>`.
     async fn authorize(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         operation: Endpoint,
         repo: &RepositoryName,
     ) -> Result<(), EcrError> {
-        let caller = self.tokens.caller(principal).await?;
         let action = format!("ecr:{}", operation.name());
-        self.registry.authorize(repo, &caller, &[&action]).await.map_err(self.fail(repo.as_str()))
+        self.registry.authorize(ctx, repo, &[&action]).await.map_err(self.fail(repo.as_str()))
     }
 
     /// The repository an ARN names, if it is one of this registry's.
@@ -262,10 +261,10 @@ fn token_digest(key: &str) -> Result<Digest, EcrError> {
 impl EcrBackend for RegistryBackend {
     async fn get_authorization_token(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: GetAuthorizationTokenRequest,
     ) -> Result<GetAuthorizationTokenResponse, EcrError> {
-        let token = self.tokens.issue(principal).await?;
+        let token = self.tokens.issue(&ctx.identity).await?;
         let data = AuthorizationData {
             authorization_token: BASE64.encode(format!("AWS:{}", token.password)),
             expires_at: token.expires_at.into(),
@@ -278,12 +277,11 @@ impl EcrBackend for RegistryBackend {
 
     async fn create_repository(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: CreateRepositoryRequest,
     ) -> Result<CreateRepositoryResponse, EcrError> {
-        let name = self
-            .authorized(principal, Endpoint::CreateRepository, &request.registry_id, &request.repository_name)
-            .await?;
+        let name =
+            self.authorized(ctx, Endpoint::CreateRepository, &request.registry_id, &request.repository_name).await?;
         let encryption = match request.encryption_configuration {
             None => Encryption::default(),
             Some(config) => {
@@ -318,13 +316,13 @@ impl EcrBackend for RegistryBackend {
         if !settings.merge_resource_tags(&resource_tags(request.tags.as_deref().unwrap_or_default())) {
             return Err(EcrError::too_many_tags(berth_registry::settings::MAX_RESOURCE_TAGS));
         }
-        let info = self.registry.create_repository(&name, &settings).await.map_err(self.fail(name.as_str()))?;
+        let info = self.registry.create_repository(ctx, &name, &settings).await.map_err(self.fail(name.as_str()))?;
         Ok(CreateRepositoryResponse { repository: self.repository_shape(&info) })
     }
 
     async fn describe_repositories(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: DescribeRepositoriesRequest,
     ) -> Result<DescribeRepositoriesResponse, EcrError> {
         if let Some(id) = request.registry_id.as_ref().filter(|id| **id != self.config.registry_id) {
@@ -337,7 +335,7 @@ impl EcrBackend for RegistryBackend {
             let mut seen = HashSet::new();
             let mut repositories = Vec::new();
             for name in names.iter().filter(|name| seen.insert(name.as_str())) {
-                let repo = self.authorized(principal, Endpoint::DescribeRepositories, &None, name).await?;
+                let repo = self.authorized(ctx, Endpoint::DescribeRepositories, &None, name).await?;
                 let info = self.registry.describe_repository(&repo).await.map_err(self.fail(name))?;
                 repositories.push(self.repository_shape(&info));
             }
@@ -355,24 +353,23 @@ impl EcrBackend for RegistryBackend {
 
     async fn delete_repository(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: DeleteRepositoryRequest,
     ) -> Result<DeleteRepositoryResponse, EcrError> {
-        let name = self
-            .authorized(principal, Endpoint::DeleteRepository, &request.registry_id, &request.repository_name)
-            .await?;
-        let info = self.registry.delete_repository(&name, request.force).await.map_err(self.fail(name.as_str()))?;
+        let name =
+            self.authorized(ctx, Endpoint::DeleteRepository, &request.registry_id, &request.repository_name).await?;
+        let info =
+            self.registry.delete_repository(ctx, &name, request.force).await.map_err(self.fail(name.as_str()))?;
         Ok(DeleteRepositoryResponse { repository: self.repository_shape(&info) })
     }
 
     async fn describe_images(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: DescribeImagesRequest,
     ) -> Result<DescribeImagesResponse, EcrError> {
-        let name = self
-            .authorized(principal, Endpoint::DescribeImages, &request.registry_id, &request.repository_name)
-            .await?;
+        let name =
+            self.authorized(ctx, Endpoint::DescribeImages, &request.registry_id, &request.repository_name).await?;
         let repo = name.as_str();
         // Images named by id are described whatever the filter says (it selects what a listing shows).
         if let Some(ids) = &request.image_ids {
@@ -415,11 +412,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn list_images(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: ListImagesRequest,
     ) -> Result<ListImagesResponse, EcrError> {
-        let name =
-            self.authorized(principal, Endpoint::ListImages, &request.registry_id, &request.repository_name).await?;
+        let name = self.authorized(ctx, Endpoint::ListImages, &request.registry_id, &request.repository_name).await?;
         let repo = name.as_str();
         let (tag_status, image_status) = image_filters(&request.filter);
         if !selects_active(image_status) {
@@ -451,11 +447,11 @@ impl EcrBackend for RegistryBackend {
 
     async fn batch_get_image(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: BatchGetImageRequest,
     ) -> Result<BatchGetImageResponse, EcrError> {
         let name =
-            self.authorized(principal, Endpoint::BatchGetImage, &request.registry_id, &request.repository_name).await?;
+            self.authorized(ctx, Endpoint::BatchGetImage, &request.registry_id, &request.repository_name).await?;
         let repo = name.as_str();
         let (selectors, failures) = selectors(&request.image_ids);
         // acceptedMediaTypes is not a filter: Berth never converts between formats and returns
@@ -484,9 +480,8 @@ impl EcrBackend for RegistryBackend {
         Ok(response)
     }
 
-    async fn put_image(&self, principal: &Principal, request: PutImageRequest) -> Result<PutImageResponse, EcrError> {
-        let name =
-            self.authorized(principal, Endpoint::PutImage, &request.registry_id, &request.repository_name).await?;
+    async fn put_image(&self, ctx: &RequestContext, request: PutImageRequest) -> Result<PutImageResponse, EcrError> {
+        let name = self.authorized(ctx, Endpoint::PutImage, &request.registry_id, &request.repository_name).await?;
         let repo = name.as_str();
         // ECR's own checks, before the manifest grammar: JSON at all, and a media type from the
         // manifest or the request (the /v2/ plane would infer one from the shape instead).
@@ -512,7 +507,7 @@ impl EcrBackend for RegistryBackend {
             tag: tag.as_ref(),
             digest: digest.as_ref(),
         };
-        let (digest, media_type) = self.registry.put_image(&name, put).await.map_err(self.fail(repo))?;
+        let (digest, media_type) = self.registry.put_image(ctx, &name, put).await.map_err(self.fail(repo))?;
         Ok(PutImageResponse {
             image: Image {
                 registry_id: self.config.registry_id.clone(),
@@ -526,15 +521,14 @@ impl EcrBackend for RegistryBackend {
 
     async fn batch_delete_image(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: BatchDeleteImageRequest,
     ) -> Result<BatchDeleteImageResponse, EcrError> {
-        let name = self
-            .authorized(principal, Endpoint::BatchDeleteImage, &request.registry_id, &request.repository_name)
-            .await?;
+        let name =
+            self.authorized(ctx, Endpoint::BatchDeleteImage, &request.registry_id, &request.repository_name).await?;
         let repo = name.as_str();
         let (selectors, failures) = selectors(&request.image_ids);
-        let deleted = self.registry.delete_images(&name, &selectors).await.map_err(self.fail(repo))?;
+        let deleted = self.registry.delete_images(ctx, &name, &selectors).await.map_err(self.fail(repo))?;
         let mut response = BatchDeleteImageResponse { image_ids: vec![], failures: vec![] };
         for (id, outcome) in request.image_ids.into_iter().zip(outcomes(failures, deleted)) {
             match outcome {
@@ -556,16 +550,11 @@ impl EcrBackend for RegistryBackend {
 
     async fn batch_check_layer_availability(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: BatchCheckLayerAvailabilityRequest,
     ) -> Result<BatchCheckLayerAvailabilityResponse, EcrError> {
         let name = self
-            .authorized(
-                principal,
-                Endpoint::BatchCheckLayerAvailability,
-                &request.registry_id,
-                &request.repository_name,
-            )
+            .authorized(ctx, Endpoint::BatchCheckLayerAvailability, &request.registry_id, &request.repository_name)
             .await?;
         let repo = name.as_str();
         self.registry.describe_repository(&name).await.map_err(self.fail(repo))?;
@@ -599,24 +588,22 @@ impl EcrBackend for RegistryBackend {
 
     async fn initiate_layer_upload(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: InitiateLayerUploadRequest,
     ) -> Result<InitiateLayerUploadResponse, EcrError> {
-        let name = self
-            .authorized(principal, Endpoint::InitiateLayerUpload, &request.registry_id, &request.repository_name)
-            .await?;
-        let upload = self.registry.initiate_layer_upload(&name).await.map_err(self.fail(name.as_str()))?;
+        let name =
+            self.authorized(ctx, Endpoint::InitiateLayerUpload, &request.registry_id, &request.repository_name).await?;
+        let upload = self.registry.initiate_layer_upload(ctx, &name).await.map_err(self.fail(name.as_str()))?;
         Ok(InitiateLayerUploadResponse { upload_id: upload.id, part_size: ADVERTISED_PART_SIZE })
     }
 
     async fn upload_layer_part(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: UploadLayerPartRequest,
     ) -> Result<UploadLayerPartResponse, EcrError> {
-        let name = self
-            .authorized(principal, Endpoint::UploadLayerPart, &request.registry_id, &request.repository_name)
-            .await?;
+        let name =
+            self.authorized(ctx, Endpoint::UploadLayerPart, &request.registry_id, &request.repository_name).await?;
         let scope = Scope { upload_id: Some(&request.upload_id), ..self.scope(name.as_str()) };
         let last = self
             .registry
@@ -639,12 +626,11 @@ impl EcrBackend for RegistryBackend {
 
     async fn complete_layer_upload(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: CompleteLayerUploadRequest,
     ) -> Result<CompleteLayerUploadResponse, EcrError> {
-        let name = self
-            .authorized(principal, Endpoint::CompleteLayerUpload, &request.registry_id, &request.repository_name)
-            .await?;
+        let name =
+            self.authorized(ctx, Endpoint::CompleteLayerUpload, &request.registry_id, &request.repository_name).await?;
         let [layer_digest] = request.layer_digests.as_slice() else {
             return Err(EcrError::invalid_parameter("layerDigests", "An upload is one layer: give exactly one digest"));
         };
@@ -665,11 +651,11 @@ impl EcrBackend for RegistryBackend {
 
     async fn get_download_url_for_layer(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: GetDownloadUrlForLayerRequest,
     ) -> Result<GetDownloadUrlForLayerResponse, EcrError> {
         let name = self
-            .authorized(principal, Endpoint::GetDownloadUrlForLayer, &request.registry_id, &request.repository_name)
+            .authorized(ctx, Endpoint::GetDownloadUrlForLayer, &request.registry_id, &request.repository_name)
             .await?;
         let digest = parse_digest("layerDigest", &request.layer_digest)?;
         let expires_at = Timestamp::from(SystemTime::now() + DOWNLOAD_URL_LIFETIME).millis() / 1000;
@@ -683,33 +669,36 @@ impl EcrBackend for RegistryBackend {
 
     async fn tag_resource(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: TagResourceRequest,
     ) -> Result<TagResourceResponse, EcrError> {
         let name = self.repository_of_arn(&request.resource_arn)?;
-        self.authorize(principal, Endpoint::TagResource, &name).await?;
-        self.registry.tag_repository(&name, &resource_tags(&request.tags)).await.map_err(self.fail(name.as_str()))?;
+        self.authorize(ctx, Endpoint::TagResource, &name).await?;
+        self.registry
+            .tag_repository(ctx, &name, &resource_tags(&request.tags))
+            .await
+            .map_err(self.fail(name.as_str()))?;
         Ok(TagResourceResponse {})
     }
 
     async fn untag_resource(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: UntagResourceRequest,
     ) -> Result<UntagResourceResponse, EcrError> {
         let name = self.repository_of_arn(&request.resource_arn)?;
-        self.authorize(principal, Endpoint::UntagResource, &name).await?;
-        self.registry.untag_repository(&name, &request.tag_keys).await.map_err(self.fail(name.as_str()))?;
+        self.authorize(ctx, Endpoint::UntagResource, &name).await?;
+        self.registry.untag_repository(ctx, &name, &request.tag_keys).await.map_err(self.fail(name.as_str()))?;
         Ok(UntagResourceResponse {})
     }
 
     async fn list_tags_for_resource(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: ListTagsForResourceRequest,
     ) -> Result<ListTagsForResourceResponse, EcrError> {
         let name = self.repository_of_arn(&request.resource_arn)?;
-        self.authorize(principal, Endpoint::ListTagsForResource, &name).await?;
+        self.authorize(ctx, Endpoint::ListTagsForResource, &name).await?;
         let info = self.registry.describe_repository(&name).await.map_err(self.fail(name.as_str()))?;
         let tags = info.settings.resource_tags.into_iter().map(|t| Tag { key: t.key, value: t.value }).collect();
         Ok(ListTagsForResourceResponse { tags })
@@ -719,7 +708,7 @@ impl EcrBackend for RegistryBackend {
     /// replication configuration is always the one a fresh ECR account has: no rules.
     async fn describe_registry(
         &self,
-        _: &Principal,
+        _: &RequestContext,
         _: DescribeRegistryRequest,
     ) -> Result<DescribeRegistryResponse, EcrError> {
         Ok(DescribeRegistryResponse {
@@ -730,19 +719,14 @@ impl EcrBackend for RegistryBackend {
 
     async fn put_image_scanning_configuration(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: PutImageScanningConfigurationRequest,
     ) -> Result<PutImageScanningConfigurationResponse, EcrError> {
         let name = self
-            .authorized(
-                principal,
-                Endpoint::PutImageScanningConfiguration,
-                &request.registry_id,
-                &request.repository_name,
-            )
+            .authorized(ctx, Endpoint::PutImageScanningConfiguration, &request.registry_id, &request.repository_name)
             .await?;
         let scan_on_push = request.image_scanning_configuration.scan_on_push;
-        let info = self.registry.set_scan_on_push(&name, scan_on_push).await.map_err(self.fail(name.as_str()))?;
+        let info = self.registry.set_scan_on_push(ctx, &name, scan_on_push).await.map_err(self.fail(name.as_str()))?;
         Ok(PutImageScanningConfigurationResponse {
             registry_id: self.config.registry_id.clone(),
             repository_name: info.name.to_string(),
@@ -756,7 +740,7 @@ impl EcrBackend for RegistryBackend {
     /// reports.
     async fn get_registry_scanning_configuration(
         &self,
-        _: &Principal,
+        _: &RequestContext,
         _: GetRegistryScanningConfigurationRequest,
     ) -> Result<GetRegistryScanningConfigurationResponse, EcrError> {
         Ok(GetRegistryScanningConfigurationResponse {
@@ -767,15 +751,14 @@ impl EcrBackend for RegistryBackend {
 
     async fn batch_get_repository_scanning_configuration(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: BatchGetRepositoryScanningConfigurationRequest,
     ) -> Result<BatchGetRepositoryScanningConfigurationResponse, EcrError> {
         let mut seen = HashSet::new();
         let mut scanning_configurations = Vec::new();
         let mut failures = Vec::new();
         for name in request.repository_names.iter().filter(|name| seen.insert(name.as_str())) {
-            let repo =
-                self.authorized(principal, Endpoint::BatchGetRepositoryScanningConfiguration, &None, name).await?;
+            let repo = self.authorized(ctx, Endpoint::BatchGetRepositoryScanningConfiguration, &None, name).await?;
             match self.registry.describe_repository(&repo).await {
                 Ok(info) => {
                     let scan_on_push = info.settings.scan_on_push;
@@ -796,12 +779,11 @@ impl EcrBackend for RegistryBackend {
 
     async fn list_image_referrers(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: ListImageReferrersRequest,
     ) -> Result<ListImageReferrersResponse, EcrError> {
-        let name = self
-            .authorized(principal, Endpoint::ListImageReferrers, &request.registry_id, &request.repository_name)
-            .await?;
+        let name =
+            self.authorized(ctx, Endpoint::ListImageReferrers, &request.registry_id, &request.repository_name).await?;
         let repo = name.as_str();
         let subject = parse_digest("subjectId.imageDigest", &request.subject_id.image_digest)?;
         self.registry.describe_repository(&name).await.map_err(self.fail(repo))?;
@@ -843,15 +825,16 @@ impl EcrBackend for RegistryBackend {
 
     async fn put_image_tag_mutability(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: PutImageTagMutabilityRequest,
     ) -> Result<PutImageTagMutabilityResponse, EcrError> {
         let name = self
-            .authorized(principal, Endpoint::PutImageTagMutability, &request.registry_id, &request.repository_name)
+            .authorized(ctx, Endpoint::PutImageTagMutability, &request.registry_id, &request.repository_name)
             .await?;
         let info = self
             .registry
             .set_tag_mutability(
+                ctx,
                 &name,
                 stored_mutability(request.image_tag_mutability),
                 stored_filters(request.image_tag_mutability_exclusion_filters),
@@ -869,14 +852,13 @@ impl EcrBackend for RegistryBackend {
 
     async fn put_lifecycle_policy(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: PutLifecyclePolicyRequest,
     ) -> Result<PutLifecyclePolicyResponse, EcrError> {
-        let name = self
-            .authorized(principal, Endpoint::PutLifecyclePolicy, &request.registry_id, &request.repository_name)
-            .await?;
+        let name =
+            self.authorized(ctx, Endpoint::PutLifecyclePolicy, &request.registry_id, &request.repository_name).await?;
         self.registry
-            .put_lifecycle_policy(&name, &request.lifecycle_policy_text)
+            .put_lifecycle_policy(ctx, &name, &request.lifecycle_policy_text)
             .await
             .map_err(self.fail(name.as_str()))?;
         Ok(PutLifecyclePolicyResponse {
@@ -888,44 +870,38 @@ impl EcrBackend for RegistryBackend {
 
     async fn get_lifecycle_policy(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: GetLifecyclePolicyRequest,
     ) -> Result<GetLifecyclePolicyResponse, EcrError> {
-        let name = self
-            .authorized(principal, Endpoint::GetLifecyclePolicy, &request.registry_id, &request.repository_name)
-            .await?;
+        let name =
+            self.authorized(ctx, Endpoint::GetLifecyclePolicy, &request.registry_id, &request.repository_name).await?;
         let policy = self.registry.lifecycle_policy(&name).await.map_err(self.fail(name.as_str()))?;
         Ok(self.lifecycle_policy_shape(request.repository_name, policy))
     }
 
     async fn delete_lifecycle_policy(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: DeleteLifecyclePolicyRequest,
     ) -> Result<DeleteLifecyclePolicyResponse, EcrError> {
         let name = self
-            .authorized(principal, Endpoint::DeleteLifecyclePolicy, &request.registry_id, &request.repository_name)
+            .authorized(ctx, Endpoint::DeleteLifecyclePolicy, &request.registry_id, &request.repository_name)
             .await?;
-        let policy = self.registry.delete_lifecycle_policy(&name).await.map_err(self.fail(name.as_str()))?;
+        let policy = self.registry.delete_lifecycle_policy(ctx, &name).await.map_err(self.fail(name.as_str()))?;
         Ok(self.lifecycle_policy_shape(request.repository_name, policy))
     }
 
     async fn start_lifecycle_policy_preview(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: StartLifecyclePolicyPreviewRequest,
     ) -> Result<StartLifecyclePolicyPreviewResponse, EcrError> {
         let name = self
-            .authorized(
-                principal,
-                Endpoint::StartLifecyclePolicyPreview,
-                &request.registry_id,
-                &request.repository_name,
-            )
+            .authorized(ctx, Endpoint::StartLifecyclePolicyPreview, &request.registry_id, &request.repository_name)
             .await?;
         let text = self
             .registry
-            .start_lifecycle_preview(&name, request.lifecycle_policy_text.as_deref())
+            .start_lifecycle_preview(ctx, &name, request.lifecycle_policy_text.as_deref())
             .await
             .map_err(self.fail(name.as_str()))?;
         Ok(StartLifecyclePolicyPreviewResponse {
@@ -938,11 +914,11 @@ impl EcrBackend for RegistryBackend {
 
     async fn get_lifecycle_policy_preview(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: GetLifecyclePolicyPreviewRequest,
     ) -> Result<GetLifecyclePolicyPreviewResponse, EcrError> {
         let name = self
-            .authorized(principal, Endpoint::GetLifecyclePolicyPreview, &request.registry_id, &request.repository_name)
+            .authorized(ctx, Endpoint::GetLifecyclePolicyPreview, &request.registry_id, &request.repository_name)
             .await?;
         let repo = name.as_str();
         let preview = self.registry.lifecycle_preview(&name).await.map_err(self.fail(repo))?;
@@ -998,37 +974,38 @@ impl EcrBackend for RegistryBackend {
 
     async fn set_repository_policy(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: SetRepositoryPolicyRequest,
     ) -> Result<SetRepositoryPolicyResponse, EcrError> {
-        let name = self
-            .authorized(principal, Endpoint::SetRepositoryPolicy, &request.registry_id, &request.repository_name)
-            .await?;
-        self.registry.set_repository_policy(&name, &request.policy_text).await.map_err(self.fail(name.as_str()))?;
+        let name =
+            self.authorized(ctx, Endpoint::SetRepositoryPolicy, &request.registry_id, &request.repository_name).await?;
+        self.registry
+            .set_repository_policy(ctx, &name, &request.policy_text)
+            .await
+            .map_err(self.fail(name.as_str()))?;
         Ok(self.repository_policy_shape(request.repository_name, request.policy_text))
     }
 
     async fn get_repository_policy(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: GetRepositoryPolicyRequest,
     ) -> Result<GetRepositoryPolicyResponse, EcrError> {
-        let name = self
-            .authorized(principal, Endpoint::GetRepositoryPolicy, &request.registry_id, &request.repository_name)
-            .await?;
+        let name =
+            self.authorized(ctx, Endpoint::GetRepositoryPolicy, &request.registry_id, &request.repository_name).await?;
         let text = self.registry.repository_policy(&name).await.map_err(self.fail(name.as_str()))?;
         Ok(self.repository_policy_shape(request.repository_name, text))
     }
 
     async fn delete_repository_policy(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         request: DeleteRepositoryPolicyRequest,
     ) -> Result<DeleteRepositoryPolicyResponse, EcrError> {
         let name = self
-            .authorized(principal, Endpoint::DeleteRepositoryPolicy, &request.registry_id, &request.repository_name)
+            .authorized(ctx, Endpoint::DeleteRepositoryPolicy, &request.registry_id, &request.repository_name)
             .await?;
-        let text = self.registry.delete_repository_policy(&name).await.map_err(self.fail(name.as_str()))?;
+        let text = self.registry.delete_repository_policy(ctx, &name).await.map_err(self.fail(name.as_str()))?;
         Ok(self.repository_policy_shape(request.repository_name, text))
     }
 }

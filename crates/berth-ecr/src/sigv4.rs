@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use axum::http::{HeaderMap, Method, Uri, header};
+use berth_iam::Identity;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
@@ -29,21 +30,30 @@ pub struct Principal {
     pub access_key_id: String,
     /// The region of the credential scope: ECR accepts any, and ARNs can echo it.
     pub region: String,
+    /// Whom the key belongs to, resolved by the same lookup that found its secret.
+    pub identity: Identity,
 }
 
-/// Finds the plaintext secret for an access key id, keeping the verifier apart from the user
-/// store. Any `Fn(&str) -> Option<String>` closure is one.
+/// An access key's plaintext secret and the identity it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    pub secret: String,
+    pub identity: Identity,
+}
+
+/// Finds the plaintext secret (and owner) of an access key id, keeping the verifier apart from
+/// the user store. Any `Fn(&str) -> Option<SigningKey>` closure is one.
 #[async_trait]
 pub trait SecretLookup: Send + Sync {
-    async fn secret_for(&self, access_key_id: &str) -> Option<String>;
+    async fn secret_for(&self, access_key_id: &str) -> Option<SigningKey>;
 }
 
 #[async_trait]
 impl<F> SecretLookup for F
 where
-    F: Fn(&str) -> Option<String> + Send + Sync,
+    F: Fn(&str) -> Option<SigningKey> + Send + Sync,
 {
-    async fn secret_for(&self, access_key_id: &str) -> Option<String> {
+    async fn secret_for(&self, access_key_id: &str) -> Option<SigningKey> {
         self(access_key_id)
     }
 }
@@ -67,24 +77,33 @@ pub async fn verify(
     let auth = Authorization::from_headers(request.headers)?;
     let request_time = auth.check_scope()?;
     check_signed_headers_present(request, &auth.signed_headers)?;
-    let secret = secrets
+    let key = secrets
         .secret_for(auth.access_key_id)
         .await
         .ok_or_else(|| EcrError::UnrecognizedClient("The security token included in the request is invalid.".into()))?;
     check_clock_skew(request_time, unix_seconds(now))?;
     let canonical = canonical_request(request, &auth.signed_headers);
-    let expected = signature(&secret, auth.amz_date, auth.date, auth.region, auth.service, &canonical);
+    let expected = signature(&key.secret, auth.amz_date, auth.date, auth.region, auth.service, &canonical);
     if bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) {
-        Ok(Principal { access_key_id: auth.access_key_id.to_owned(), region: auth.region.to_owned() })
+        Ok(Principal {
+            access_key_id: auth.access_key_id.to_owned(),
+            region: auth.region.to_owned(),
+            identity: key.identity,
+        })
     } else {
         Err(EcrError::InvalidSignature(SIGNATURE_MISMATCH.into()))
     }
 }
 
-/// The principal a request claims, unchecked: for a server running with authentication off.
+/// The principal a request claims, unchecked: for a server running with authentication off,
+/// where every caller is anonymous.
 pub fn claimed_principal(headers: &HeaderMap) -> Option<Principal> {
     let auth = Authorization::from_headers(headers).ok()?;
-    Some(Principal { access_key_id: auth.access_key_id.to_owned(), region: auth.region.to_owned() })
+    Some(Principal {
+        access_key_id: auth.access_key_id.to_owned(),
+        region: auth.region.to_owned(),
+        identity: Identity::Anonymous,
+    })
 }
 
 /// A parsed `Authorization: AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`.
@@ -450,8 +469,12 @@ mod tests {
     const AKID: &str = "AKIABERTHTEST0000001";
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
-    fn lookup(id: &str) -> Option<String> {
-        (id == AKID).then(|| SECRET.to_owned())
+    fn signer() -> Identity {
+        Identity::User { name: "ci".into(), access_key_id: AKID.into(), via: berth_iam::CredentialKind::SigV4 }
+    }
+
+    fn lookup(id: &str) -> Option<SigningKey> {
+        (id == AKID).then(|| SigningKey { secret: SECRET.to_owned(), identity: signer() })
     }
 
     /// A request as botocore signed it: what an HTTP client puts on the wire.
@@ -566,7 +589,7 @@ mod tests {
             let principal = check(captured, captured.signed_at()).await;
             assert_eq!(
                 principal,
-                Ok(Principal { access_key_id: AKID.into(), region: region.into() }),
+                Ok(Principal { access_key_id: AKID.into(), region: region.into(), identity: signer() }),
                 "{} {}",
                 captured.method,
                 captured.uri
@@ -597,7 +620,7 @@ mod tests {
         let other_path = Captured { uri: Uri::from_static("/other"), ..clone(original) };
         assert_eq!(check(&other_path, now).await.unwrap_err().wire_type(), "InvalidSignatureException");
 
-        let wrong_secret = |_: &str| Some("not-the-secret".to_owned());
+        let wrong_secret = |_: &str| Some(SigningKey { secret: "not-the-secret".to_owned(), identity: signer() });
         let err = verify(&original.request(), now, &wrong_secret).await.unwrap_err();
         assert_eq!(err.wire_type(), "InvalidSignatureException");
 

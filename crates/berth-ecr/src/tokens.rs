@@ -5,15 +5,14 @@
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use berth_registry::Caller;
+use berth_iam::Identity;
 
 use crate::error::EcrError;
-use crate::sigv4::Principal;
 
 /// ECR's authorization tokens are valid for 12 hours.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
-/// A registry password for `principal` and when it stops working.
+/// A registry password and when it stops working.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedToken {
     /// Sent as the password of user `AWS`. Must not contain `:` or whitespace: the aws CLI
@@ -22,13 +21,10 @@ pub struct IssuedToken {
     pub expires_at: SystemTime,
 }
 
-/// The identities behind the ECR plane: who a verified signer is, and their registry passwords.
+/// Registry passwords for the identities behind the ECR plane.
 #[async_trait]
 pub trait TokenIssuer: Send + Sync + 'static {
-    async fn issue(&self, principal: &Principal) -> Result<IssuedToken, EcrError>;
-
-    /// The signer as repository policies name it.
-    async fn caller(&self, principal: &Principal) -> Result<Caller, EcrError>;
+    async fn issue(&self, identity: &Identity) -> Result<IssuedToken, EcrError>;
 }
 
 /// For `--no-auth`: clients call GetAuthorizationToken unconditionally (`get-login-password`,
@@ -41,12 +37,7 @@ pub const AUTH_DISABLED_PASSWORD: &str = "berth-auth-disabled";
 
 #[async_trait]
 impl TokenIssuer for AuthDisabledTokens {
-    async fn issue(&self, _: &Principal) -> Result<IssuedToken, EcrError> {
+    async fn issue(&self, _: &Identity) -> Result<IssuedToken, EcrError> {
         Ok(IssuedToken { password: AUTH_DISABLED_PASSWORD.into(), expires_at: SystemTime::now() + TOKEN_LIFETIME })
-    }
-
-    /// Unverified signers are anonymous, as on the `/v2/` plane with authentication off.
-    async fn caller(&self, _: &Principal) -> Result<Caller, EcrError> {
-        Ok(Caller::Anonymous)
     }
 }

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Query, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use berth_registry::{ByteRange, Caller, ChunkRange, MountOutcome, Registry, RegistryError, UploadStatus};
+use berth_registry::{ByteRange, ChunkRange, MountOutcome, Registry, RegistryError, UploadStatus};
 use berth_spec::manifest::MAX_MANIFEST_BYTES;
 use berth_spec::{Digest, Reference, RepositoryName, media};
 use berth_storage::ByteStream;
@@ -17,7 +17,8 @@ use http_body_util::BodyExt;
 use crate::AppState;
 use crate::endpoint::Endpoint;
 use crate::error::{OciError, error_body};
-use berth_auth::{Action, Principal, ROOT_USER};
+use berth_auth::{Action, CredentialKind, Principal, ROOT_USER};
+use berth_iam::{ConnectionInfo, Identity, RequestContext};
 
 type HandlerResult = Result<Response, OciError>;
 
@@ -67,13 +68,13 @@ async fn route(state: AppState, endpoint: Endpoint, request: Request) -> Handler
         Ok(p) => p,
         Err(denied) => return Ok(denied.into_response()),
     };
-    let caller = caller(&principal);
+    let ctx = request_context(&request, &principal);
     let allowed = match repository_actions(&endpoint, &method, &request) {
-        Some((name, actions)) => check_repository_policy(&state.registry, name, actions, &caller).await,
+        Some((name, actions)) => check_repository_policy(&state.registry, &ctx, name, actions).await,
         None => Ok(()),
     };
     let outcome = match allowed {
-        Ok(()) => route_authorized(&state, endpoint, method, &caller, request).await,
+        Ok(()) => route_authorized(&state, endpoint, method, &ctx, request).await,
         Err(denied) => Err(denied),
     };
     let mut response = outcome.unwrap_or_else(IntoResponse::into_response);
@@ -81,12 +82,29 @@ async fn route(state: AppState, endpoint: Endpoint, request: Request) -> Handler
     Ok(response)
 }
 
-/// The caller as repository policies name it.
-fn caller(principal: &Principal) -> Caller {
-    match principal {
-        Principal::Anonymous => Caller::Anonymous,
-        Principal::User { name, .. } if name == ROOT_USER => Caller::Root,
-        Principal::User { name, .. } => Caller::User(name.clone()),
+/// The request as authorization and recorded events see it.
+fn request_context(request: &Request, principal: &Principal) -> RequestContext {
+    let connection = request.extensions().get::<ConnectionInfo>();
+    let via = |kind| match kind {
+        CredentialKind::Token => berth_iam::CredentialKind::Token,
+        CredentialKind::AccessKey => berth_iam::CredentialKind::AccessKey,
+    };
+    RequestContext {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        received_at: std::time::SystemTime::now(),
+        source_ip: connection.map(|c| c.peer.ip()),
+        secure_transport: connection.is_some_and(|c| c.tls),
+        user_agent: request.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        // The access key id is not known here yet: the authenticator reports names only.
+        identity: match principal {
+            Principal::Anonymous => Identity::Anonymous,
+            Principal::User { name, via: kind } if name == ROOT_USER => {
+                Identity::Root { access_key_id: String::new(), via: via(*kind) }
+            }
+            Principal::User { name, via: kind } => {
+                Identity::User { name: name.clone(), access_key_id: String::new(), via: via(*kind) }
+            }
+        },
     }
 }
 
@@ -130,12 +148,12 @@ fn repository_actions<'a>(
 /// Asks the repository's policy; a name that does not parse is left for the handler to reject.
 async fn check_repository_policy(
     registry: &Registry,
+    ctx: &RequestContext,
     name: &str,
     actions: &[&str],
-    caller: &Caller,
 ) -> Result<(), OciError> {
     let Ok(repo) = name.parse::<RepositoryName>() else { return Ok(()) };
-    Ok(registry.authorize(&repo, caller, actions).await?)
+    Ok(registry.authorize(ctx, &repo, actions).await?)
 }
 
 fn has_empty_body(headers: &HeaderMap) -> bool {
@@ -146,7 +164,7 @@ async fn route_authorized(
     state: &AppState,
     endpoint: Endpoint,
     method: Method,
-    caller: &Caller,
+    ctx: &RequestContext,
     request: Request,
 ) -> HandlerResult {
     let registry = &*state.registry;
@@ -159,20 +177,20 @@ async fn route_authorized(
             get_manifest(registry, &name, &reference, m == Method::GET).await
         }
         (Endpoint::Manifest { name, reference }, Method::PUT) => {
-            put_manifest(registry, &name, &reference, request).await
+            put_manifest(registry, ctx, &name, &reference, request).await
         }
         (Endpoint::Manifest { name, reference }, Method::DELETE) => {
             let name = Registry::parse_name(&name)?;
-            registry.delete_manifest(&name, &parse_reference(&reference)?).await?;
+            registry.delete_manifest(ctx, &name, &parse_reference(&reference)?).await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Endpoint::Blob { name, digest }, Method::HEAD) => head_blob(registry, &name, &digest).await,
         (Endpoint::Blob { name, digest }, Method::GET) => get_blob(registry, &name, &digest, request.headers()).await,
         (Endpoint::Blob { name, digest }, Method::DELETE) => {
-            registry.delete_blob(&Registry::parse_name(&name)?, &parse_digest(&digest)?).await?;
+            registry.delete_blob(ctx, &Registry::parse_name(&name)?, &parse_digest(&digest)?).await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
-        (Endpoint::UploadStart { name }, Method::POST) => start_upload(registry, caller, &name, &query, request).await,
+        (Endpoint::UploadStart { name }, Method::POST) => start_upload(registry, ctx, &name, &query, request).await,
         (Endpoint::Upload { name, id }, Method::GET) => {
             let name = Registry::parse_name(&name)?;
             let status = registry.upload_status(&name, &id).await?;
@@ -274,7 +292,13 @@ async fn get_manifest(registry: &Registry, name: &str, reference: &str, is_get: 
     Ok((StatusCode::OK, headers, manifest.content.clone()).into_response())
 }
 
-async fn put_manifest(registry: &Registry, name: &str, reference: &str, request: Request) -> HandlerResult {
+async fn put_manifest(
+    registry: &Registry,
+    ctx: &RequestContext,
+    name: &str,
+    reference: &str,
+    request: Request,
+) -> HandlerResult {
     let repo = Registry::parse_name(name)?;
     let reference = parse_reference(reference)?;
     let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -286,7 +310,7 @@ async fn put_manifest(registry: &Registry, name: &str, reference: &str, request:
         }
         Err(e) => return Err(RegistryError::ManifestInvalid(format!("reading the manifest failed: {e}")).into()),
     };
-    let outcome = registry.put_manifest(&repo, &reference, content_type.as_deref(), &content).await?;
+    let outcome = registry.put_manifest(ctx, &repo, &reference, content_type.as_deref(), &content).await?;
     let mut response = StatusCode::CREATED.into_response();
     let headers = response.headers_mut();
     headers.insert(header::LOCATION, header_value(&format!("/v2/{name}/manifests/{}", outcome.digest)));
@@ -353,7 +377,7 @@ fn blob_created(name: &RepositoryName, digest: &Digest) -> Response {
 
 async fn start_upload(
     registry: &Registry,
-    caller: &Caller,
+    ctx: &RequestContext,
     name: &str,
     query: &HashMap<String, String>,
     request: Request,
@@ -364,24 +388,24 @@ async fn start_upload(
         let from = match query.get("from").map(|f| f.parse::<RepositoryName>()) {
             // A malformed `from` cannot hold the blob: a plain upload, as for a missing blob.
             Some(Err(_)) => {
-                let status = registry.start_upload(&repo).await?;
+                let status = registry.start_upload(ctx, &repo).await?;
                 return Ok(upload_response(StatusCode::ACCEPTED, &repo, &status));
             }
             Some(Ok(from)) => Some(from),
             None => None,
         };
         // Anyone allowed to push may pull too; the source repository's policy still applies.
-        return Ok(match registry.mount_blob(&repo, &digest, from.as_ref(), caller).await? {
+        return Ok(match registry.mount_blob(ctx, &repo, &digest, from.as_ref()).await? {
             MountOutcome::Mounted { digest } => blob_created(&repo, &digest),
             MountOutcome::Upload(status) => upload_response(StatusCode::ACCEPTED, &repo, &status),
         });
     }
     if let Some(digest) = query.get("digest") {
         let digest = parse_digest(digest)?;
-        registry.upload_monolithic(&repo, &digest, request_body(request)).await?;
+        registry.upload_monolithic(ctx, &repo, &digest, request_body(request)).await?;
         return Ok(blob_created(&repo, &digest));
     }
-    let status = registry.start_upload(&repo).await?;
+    let status = registry.start_upload(ctx, &repo).await?;
     Ok(upload_response(StatusCode::ACCEPTED, &repo, &status))
 }
 

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use berth_spec::RepositoryName;
 
-use crate::repository_policy::{self, Caller, Decision, RepositoryPolicy};
+use berth_iam::RequestContext;
+
+use crate::repository_policy::{self, Decision, RepositoryPolicy};
 use crate::{Registry, RegistryError, RepositorySettings, Result};
 
 /// With shared metadata another server may change a policy unseen: its entries are re-read
@@ -78,10 +80,11 @@ fn enforced_policy(repo: &RepositoryName, settings: &RepositorySettings) -> Opti
 }
 
 impl Registry {
-    /// `AccessDenied` if `repo`'s policy explicitly denies `caller` any of `actions`
+    /// `AccessDenied` if `repo`'s policy explicitly denies the caller any of `actions`
     /// (`ecr:<Operation>` names). A repository that does not exist has no policy: the operation
     /// itself then reports it missing (or creates it on push).
-    pub async fn authorize(&self, repo: &RepositoryName, caller: &Caller, actions: &[&str]) -> Result<()> {
+    pub async fn authorize(&self, ctx: &RequestContext, repo: &RepositoryName, actions: &[&str]) -> Result<()> {
+        let caller = &ctx.identity;
         let (cached, generation) = self.policies.get(repo);
         let policy = match cached {
             Some(policy) => policy,

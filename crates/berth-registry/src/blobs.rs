@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use berth_iam::RequestContext;
 use berth_meta::{Millis, UploadSession};
 use berth_spec::{Algorithm, Digest, Digester, RepositoryName};
 use berth_storage::ByteStream;
 use futures::StreamExt;
 
-use crate::repository_policy::{Caller, actions};
+use crate::repository_policy::actions;
 use crate::{Registry, RegistryError, Result, now_millis};
 
 /// Hash state of an upload; `hashed_len` says how many bytes `hasher` has seen.
@@ -154,7 +155,7 @@ impl Registry {
 
     /// Removes the blob from `repo`. The data stays: deleting it here would race with a
     /// concurrent upload of the same content; reclaiming unlinked data is garbage collection's job.
-    pub async fn delete_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
+    pub async fn delete_blob(&self, _ctx: &RequestContext, repo: &RepositoryName, digest: &Digest) -> Result<()> {
         self.repository(repo).await?;
         if !self.meta.unlink_blob(repo, digest).await? {
             return Err(RegistryError::BlobUnknown(digest.clone()));
@@ -162,8 +163,8 @@ impl Registry {
         Ok(())
     }
 
-    pub async fn start_upload(&self, repo: &RepositoryName) -> Result<UploadStatus> {
-        self.push_target(repo).await?;
+    pub async fn start_upload(&self, ctx: &RequestContext, repo: &RepositoryName) -> Result<UploadStatus> {
+        self.push_target(ctx, repo).await?;
         let id = uuid::Uuid::new_v4().to_string();
         let now = now_millis();
         self.meta
@@ -175,23 +176,23 @@ impl Registry {
     }
 
     /// Cross-repository mount. `from: None` takes the blob from any repository that has it.
-    /// Only a source whose policy lets `reader` download layers is used; otherwise (or if no
+    /// Only a source whose policy lets the caller download layers is used; otherwise (or if no
     /// source has the blob) an ordinary upload starts, as the spec says.
     pub async fn mount_blob(
         &self,
+        ctx: &RequestContext,
         repo: &RepositoryName,
         digest: &Digest,
         from: Option<&RepositoryName>,
-        reader: &Caller,
     ) -> Result<MountOutcome> {
         let source_size = match from {
-            Some(from) if self.may_read_layers(from, reader).await? => self.meta.linked_blob(from, digest).await?,
+            Some(from) if self.may_read_layers(ctx, from).await? => self.meta.linked_blob(from, digest).await?,
             Some(_) => None,
             None => {
                 let mut size = None;
                 for candidate in self.meta.repositories_with_blob(digest).await? {
                     let Ok(name) = candidate.parse::<RepositoryName>() else { continue };
-                    if self.may_read_layers(&name, reader).await? {
+                    if self.may_read_layers(ctx, &name).await? {
                         size = self.meta.linked_blob(&name, digest).await?;
                         break;
                     }
@@ -201,17 +202,17 @@ impl Registry {
         };
         match source_size {
             Some(size) => {
-                self.push_target(repo).await?;
+                self.push_target(ctx, repo).await?;
                 self.keep_from_collection(digest).await?;
                 self.meta.link_blob(repo, digest, size, now_millis()).await?;
                 Ok(MountOutcome::Mounted { digest: digest.clone() })
             }
-            None => Ok(MountOutcome::Upload(self.start_upload(repo).await?)),
+            None => Ok(MountOutcome::Upload(self.start_upload(ctx, repo).await?)),
         }
     }
 
-    async fn may_read_layers(&self, source: &RepositoryName, reader: &Caller) -> Result<bool> {
-        match self.authorize(source, reader, &[actions::GET_DOWNLOAD_URL_FOR_LAYER]).await {
+    async fn may_read_layers(&self, ctx: &RequestContext, source: &RepositoryName) -> Result<bool> {
+        match self.authorize(ctx, source, &[actions::GET_DOWNLOAD_URL_FOR_LAYER]).await {
             Ok(()) => Ok(true),
             Err(RegistryError::AccessDenied { .. }) => Ok(false),
             Err(e) => Err(e),
@@ -358,8 +359,14 @@ impl Registry {
     }
 
     /// Single-request upload (`POST ?digest=`).
-    pub async fn upload_monolithic(&self, repo: &RepositoryName, digest: &Digest, body: ByteStream) -> Result<Digest> {
-        let status = self.start_upload(repo).await?;
+    pub async fn upload_monolithic(
+        &self,
+        ctx: &RequestContext,
+        repo: &RepositoryName,
+        digest: &Digest,
+        body: ByteStream,
+    ) -> Result<Digest> {
+        let status = self.start_upload(ctx, repo).await?;
         let result = self.finish_upload(repo, &status.id, digest, None, Some(body)).await;
         if result.is_err() {
             self.cancel_upload(repo, &status.id).await.ok();
@@ -376,9 +383,14 @@ impl Registry {
     }
 
     /// Stores a small blob from memory (the OCI empty config), as if uploaded.
-    pub(crate) async fn put_small_blob(&self, repo: &RepositoryName, data: &'static [u8]) -> Result<Digest> {
+    pub(crate) async fn put_small_blob(
+        &self,
+        ctx: &RequestContext,
+        repo: &RepositoryName,
+        data: &'static [u8],
+    ) -> Result<Digest> {
         let digest = Digest::sha256_of(data);
-        self.upload_monolithic(repo, &digest, byte_stream(bytes::Bytes::from_static(data))).await
+        self.upload_monolithic(ctx, repo, &digest, byte_stream(bytes::Bytes::from_static(data))).await
     }
 
     pub(crate) async fn expire_uploads(&self) -> Result<()> {

@@ -4,9 +4,11 @@
 //! The `/v2/` plane writes the same manifests and tags, so an image pushed there is listed here
 //! at once and an image put here pulls there.
 
+use berth_iam::RequestContext;
 use berth_meta::{ImageRecord, ManifestRecord, MetaError};
 use berth_spec::{Digest, Manifest, Reference, RepositoryName, Tag};
 
+use crate::manifests::PushedManifest;
 use crate::{Registry, RegistryError, Result, now_millis};
 
 /// How a request names an image.
@@ -198,6 +200,7 @@ impl Registry {
     /// identifiers ListImages returns can be deleted pair by pair.
     pub async fn delete_images(
         &self,
+        ctx: &RequestContext,
         repo: &RepositoryName,
         selectors: &[ImageSelector],
     ) -> Result<Vec<Result<DeletedImage>>> {
@@ -205,9 +208,9 @@ impl Registry {
         let mut results = Vec::with_capacity(selectors.len());
         for selector in selectors {
             let result = match selector {
-                ImageSelector::Digest(digest) => self.delete_image(repo, digest).await,
-                ImageSelector::Tag(tag) => self.untag_image(repo, tag, None).await,
-                ImageSelector::TagAndDigest(tag, digest) => self.untag_image(repo, tag, Some(digest)).await,
+                ImageSelector::Digest(digest) => self.delete_image(ctx, repo, digest).await,
+                ImageSelector::Tag(tag) => self.untag_image(ctx, repo, tag, None).await,
+                ImageSelector::TagAndDigest(tag, digest) => self.untag_image(ctx, repo, tag, Some(digest)).await,
             };
             self.manifests.invalidate_repo(repo);
             results.push(result);
@@ -215,7 +218,12 @@ impl Registry {
         Ok(results)
     }
 
-    async fn delete_image(&self, repo: &RepositoryName, digest: &Digest) -> Result<DeletedImage> {
+    async fn delete_image(
+        &self,
+        _ctx: &RequestContext,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<DeletedImage> {
         let image = self
             .meta
             .get_image(repo, digest)
@@ -231,7 +239,13 @@ impl Registry {
     /// Removes `tag` (which must be on `expected`, if given). Tag and image are two writes: a
     /// push that re-tags the image in between can lose that tag (the store has no conditional
     /// delete).
-    async fn untag_image(&self, repo: &RepositoryName, tag: &Tag, expected: Option<&Digest>) -> Result<DeletedImage> {
+    async fn untag_image(
+        &self,
+        _ctx: &RequestContext,
+        repo: &RepositoryName,
+        tag: &Tag,
+        expected: Option<&Digest>,
+    ) -> Result<DeletedImage> {
         let unknown = || RegistryError::ManifestUnknown(tag.to_string());
         let current = self.meta.get_manifest(repo, &Reference::Tag(tag.clone())).await?.ok_or_else(unknown)?.digest;
         if let Some(expected) = expected
@@ -254,7 +268,12 @@ impl Registry {
     /// ECR's PutImage: stores the exact bytes in an existing repository. Unlike a `/v2/` push it
     /// never creates the repository, and re-putting a digest under a tag it already has is
     /// `ImageAlreadyExists`. Returns the digest and the manifest's media type.
-    pub async fn put_image(&self, repo: &RepositoryName, put: PutImage<'_>) -> Result<(Digest, String)> {
+    pub async fn put_image(
+        &self,
+        ctx: &RequestContext,
+        repo: &RepositoryName,
+        put: PutImage<'_>,
+    ) -> Result<(Digest, String)> {
         let repository = self.describe_repository(repo).await?;
         let manifest = Manifest::parse(put.content, put.media_type)?;
         let digest = match put.digest {
@@ -267,7 +286,8 @@ impl Registry {
             }
             None => Digest::sha256_of(put.content),
         };
-        let outcome = self.store_manifest(repo, &repository.settings, &manifest, put.content, &digest, put.tag).await?;
+        let pushed = PushedManifest { parsed: &manifest, content: put.content, digest: &digest };
+        let outcome = self.store_manifest(ctx, repo, &repository.settings, pushed, put.tag).await?;
         if let Some(tag) = put.tag
             && !outcome.manifest_created
             && outcome.previous_tag_target.as_ref() == Some(&digest)

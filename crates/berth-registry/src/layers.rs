@@ -2,6 +2,7 @@
 //! same upload sessions as `/v2/` uploads, with ECR's stricter rules on parts. A layer uploaded
 //! here is an ordinary blob of the repository, so `/v2/` serves it too.
 
+use berth_iam::RequestContext;
 use berth_spec::{Digest, RepositoryName};
 use bytes::Bytes;
 
@@ -14,9 +15,9 @@ pub const MIN_LAYER_PART_BYTES: u64 = 5 * 1024 * 1024;
 
 impl Registry {
     /// Starts an upload in an existing repository (the ECR API never creates repositories).
-    pub async fn initiate_layer_upload(&self, repo: &RepositoryName) -> Result<UploadStatus> {
+    pub async fn initiate_layer_upload(&self, ctx: &RequestContext, repo: &RepositoryName) -> Result<UploadStatus> {
         self.repository(repo).await?;
-        self.start_upload(repo).await
+        self.start_upload(ctx, repo).await
     }
 
     /// Appends one part, bytes `first..=last`: it must start at the first byte not received yet

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use berth_iam::RequestContext;
 use berth_meta::{MetadataStore, Millis, Repository};
 use berth_spec::RepositoryName;
 use berth_storage::BlobStore;
@@ -37,7 +38,6 @@ pub use layers::MIN_LAYER_PART_BYTES;
 pub use manifests::{PutManifestOutcome, Referrer};
 pub use policies::{LifecyclePolicyInfo, LifecyclePreviewOutcome, PreviewResult};
 pub use repositories::RepositoryInfo;
-pub use repository_policy::Caller;
 pub use settings::RepositorySettings;
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
@@ -125,7 +125,7 @@ impl Registry {
     }
 
     /// The repository a push goes to, created if missing and create-on-push is on.
-    async fn push_target(&self, name: &RepositoryName) -> Result<Repository> {
+    async fn push_target(&self, _ctx: &RequestContext, name: &RepositoryName) -> Result<Repository> {
         // A read first: the repository almost always exists, and a read never waits for the writer.
         if let Some(repository) = self.meta.get_repository(name).await? {
             return Ok(repository);

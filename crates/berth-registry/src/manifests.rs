@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use berth_iam::RequestContext;
 use berth_meta::{ManifestRecord, PutManifest, PutOutcome};
 use berth_spec::{Digest, Manifest, ManifestKind, Reference, RepositoryName, Tag, media};
 
@@ -26,10 +27,19 @@ pub struct Referrer {
     pub annotations: Option<BTreeMap<String, String>>,
 }
 
+/// Manifest bytes as pushed, parsed, with the digest they were checked to have.
+#[derive(Clone, Copy)]
+pub(crate) struct PushedManifest<'a> {
+    pub parsed: &'a Manifest,
+    pub content: &'a [u8],
+    pub digest: &'a Digest,
+}
+
 impl Registry {
     /// Validates and stores a manifest under `reference` (a tag, or the digest the bytes must have).
     pub async fn put_manifest(
         &self,
+        ctx: &RequestContext,
         repo: &RepositoryName,
         reference: &Reference,
         content_type: Option<&str>,
@@ -48,8 +58,9 @@ impl Registry {
             }
             Reference::Tag(tag) => (Digest::sha256_of(content), Some(tag)),
         };
-        let settings = RepositorySettings::from_json(&self.push_target(repo).await?.settings);
-        let outcome = self.store_manifest(repo, &settings, &manifest, content, &digest, tag).await?;
+        let settings = RepositorySettings::from_json(&self.push_target(ctx, repo).await?.settings);
+        let pushed = PushedManifest { parsed: &manifest, content, digest: &digest };
+        let outcome = self.store_manifest(ctx, repo, &settings, pushed, tag).await?;
         Ok(PutManifestOutcome {
             digest,
             subject: manifest.subject.map(|s| s.digest),
@@ -57,18 +68,18 @@ impl Registry {
         })
     }
 
-    /// Stores parsed, digest-checked manifest bytes under `digest` (and moves `tag` to it) in
-    /// `repo`, applying its tag-mutability `settings`; shared by both planes' pushes.
+    /// Stores a pushed manifest (and moves `tag` to it) in `repo`, applying its tag-mutability
+    /// `settings`; shared by both planes' pushes.
     pub(crate) async fn store_manifest(
         &self,
+        ctx: &RequestContext,
         repo: &RepositoryName,
         settings: &RepositorySettings,
-        manifest: &Manifest,
-        content: &[u8],
-        digest: &Digest,
+        pushed: PushedManifest<'_>,
         tag: Option<&Tag>,
     ) -> Result<PutOutcome> {
-        let blobs = self.required_blobs(repo, manifest).await?;
+        let PushedManifest { parsed: manifest, content, digest } = pushed;
+        let blobs = self.required_blobs(ctx, repo, manifest).await?;
         let children: Vec<Digest> = match manifest.kind {
             ManifestKind::Index => manifest.manifests.iter().map(|d| d.digest.clone()).collect(),
             ManifestKind::Image => vec![],
@@ -98,12 +109,17 @@ impl Registry {
 
     /// The blobs a manifest needs with their sizes. The OCI empty config (`{}`) is provided by the
     /// registry itself, so artifact pushes need not upload two bytes first.
-    async fn required_blobs(&self, repo: &RepositoryName, manifest: &Manifest) -> Result<Vec<(Digest, u64)>> {
+    async fn required_blobs(
+        &self,
+        ctx: &RequestContext,
+        repo: &RepositoryName,
+        manifest: &Manifest,
+    ) -> Result<Vec<(Digest, u64)>> {
         let empty = Digest::sha256_of(media::EMPTY_JSON);
         let mut blobs = Vec::new();
         for d in manifest.required_blobs() {
             if d.digest == empty && self.meta.linked_blob(repo, &empty).await?.is_none() {
-                self.put_small_blob(repo, media::EMPTY_JSON).await?;
+                self.put_small_blob(ctx, repo, media::EMPTY_JSON).await?;
             }
             blobs.push((d.digest.clone(), d.size));
         }
@@ -144,14 +160,24 @@ impl Registry {
     }
 
     /// Deleting by tag removes only the tag; by digest, the manifest and every tag on it.
-    pub async fn delete_manifest(&self, repo: &RepositoryName, reference: &Reference) -> Result<()> {
+    pub async fn delete_manifest(
+        &self,
+        ctx: &RequestContext,
+        repo: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<()> {
         self.repository(repo).await?;
-        let result = self.delete_manifest_uncached(repo, reference).await;
+        let result = self.delete_manifest_uncached(ctx, repo, reference).await;
         self.manifests.invalidate_repo(repo);
         result
     }
 
-    async fn delete_manifest_uncached(&self, repo: &RepositoryName, reference: &Reference) -> Result<()> {
+    async fn delete_manifest_uncached(
+        &self,
+        _ctx: &RequestContext,
+        repo: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<()> {
         match reference {
             Reference::Tag(tag) => match self.meta.delete_tag(repo, tag).await? {
                 Some(_) => Ok(()),

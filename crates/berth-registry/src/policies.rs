@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use berth_iam::RequestContext;
 use berth_meta::{ImageRecord, MetaError, Millis};
 use berth_spec::{Digest, Manifest, ManifestKind, RepositoryName};
 
@@ -50,9 +51,9 @@ fn invalid(kind: PolicyKind) -> impl Fn(PolicyError) -> RegistryError {
 
 impl Registry {
     /// Sets the lifecycle policy (validated as ECR does); it first runs at the next maintenance.
-    pub async fn put_lifecycle_policy(&self, repo: &RepositoryName, text: &str) -> Result<()> {
+    pub async fn put_lifecycle_policy(&self, ctx: &RequestContext, repo: &RepositoryName, text: &str) -> Result<()> {
         LifecyclePolicy::parse(text).map_err(invalid(PolicyKind::Lifecycle))?;
-        self.update_settings(repo, |settings| {
+        self.update_settings(ctx, repo, |settings| {
             settings.lifecycle_policy = Some(text.to_owned());
             settings.lifecycle_evaluated_at = None;
             Ok(())
@@ -71,9 +72,13 @@ impl Registry {
     }
 
     /// Removes the lifecycle policy, returning it.
-    pub async fn delete_lifecycle_policy(&self, repo: &RepositoryName) -> Result<LifecyclePolicyInfo> {
+    pub async fn delete_lifecycle_policy(
+        &self,
+        ctx: &RequestContext,
+        repo: &RepositoryName,
+    ) -> Result<LifecyclePolicyInfo> {
         let mut removed = None;
-        self.update_settings(repo, |settings| {
+        self.update_settings(ctx, repo, |settings| {
             let text = settings.lifecycle_policy.take().ok_or(RegistryError::PolicyNotFound(PolicyKind::Lifecycle))?;
             removed = Some(LifecyclePolicyInfo { text, last_evaluated_at: settings.lifecycle_evaluated_at.take() });
             Ok(())
@@ -84,12 +89,17 @@ impl Registry {
 
     /// Starts a preview of `text`, or of the repository's policy; returns the text previewed.
     /// The preview is complete at once: its results are evaluated when read.
-    pub async fn start_lifecycle_preview(&self, repo: &RepositoryName, text: Option<&str>) -> Result<String> {
+    pub async fn start_lifecycle_preview(
+        &self,
+        ctx: &RequestContext,
+        repo: &RepositoryName,
+        text: Option<&str>,
+    ) -> Result<String> {
         if let Some(text) = text {
             LifecyclePolicy::parse(text).map_err(invalid(PolicyKind::Lifecycle))?;
         }
         let mut previewed = String::new();
-        self.update_settings(repo, |settings| {
+        self.update_settings(ctx, repo, |settings| {
             previewed = match text {
                 Some(text) => text.to_owned(),
                 None => {
@@ -166,13 +176,14 @@ impl Registry {
 
     /// Applies every repository's lifecycle policy now; returns how many images expired.
     pub async fn run_lifecycle_policies(&self) -> Result<usize> {
+        let ctx = RequestContext::server("lifecycle", uuid::Uuid::new_v4().to_string());
         let mut expired = 0;
         let mut after: Option<String> = None;
         loop {
             let (page, more) = self.list_repositories(after.as_deref(), SCAN_BATCH).await?;
             for info in &page {
                 let Some(text) = &info.settings.lifecycle_policy else { continue };
-                match self.apply_lifecycle_policy(&info.name, text).await {
+                match self.apply_lifecycle_policy(&ctx, &info.name, text).await {
                     Ok(n) => expired += n,
                     Err(e) => tracing::warn!(repository = %info.name, error = %e, "lifecycle policy run failed"),
                 }
@@ -187,7 +198,7 @@ impl Registry {
     /// Expires what `text` selects in `repo`, through the ordinary manifest delete (an index
     /// before what it lists), and records the run. An image whose tags changed since it was
     /// judged is left for the next run.
-    async fn apply_lifecycle_policy(&self, repo: &RepositoryName, text: &str) -> Result<usize> {
+    async fn apply_lifecycle_policy(&self, ctx: &RequestContext, repo: &RepositoryName, text: &str) -> Result<usize> {
         let policy = LifecyclePolicy::parse(text).map_err(invalid(PolicyKind::Lifecycle))?;
         let images = self.lifecycle_images(repo, None).await?;
         let by_digest: HashMap<&Digest, &LifecycleImage> = images.iter().map(|i| (&i.digest, i)).collect();
@@ -215,7 +226,7 @@ impl Registry {
             }
         }
         self.manifests.invalidate_repo(repo);
-        self.update_settings(repo, |settings| {
+        self.update_settings(ctx, repo, |settings| {
             if settings.lifecycle_policy.as_deref() == Some(text) {
                 settings.lifecycle_evaluated_at = Some(now);
             }
@@ -226,9 +237,9 @@ impl Registry {
     }
 
     /// Sets the repository policy after checking its structure.
-    pub async fn set_repository_policy(&self, repo: &RepositoryName, text: &str) -> Result<()> {
+    pub async fn set_repository_policy(&self, ctx: &RequestContext, repo: &RepositoryName, text: &str) -> Result<()> {
         repository_policy::validate(text).map_err(invalid(PolicyKind::Repository))?;
-        self.update_settings(repo, |settings| {
+        self.update_settings(ctx, repo, |settings| {
             settings.repository_policy = Some(text.to_owned());
             Ok(())
         })
@@ -245,9 +256,9 @@ impl Registry {
     }
 
     /// Removes the repository policy, returning it.
-    pub async fn delete_repository_policy(&self, repo: &RepositoryName) -> Result<String> {
+    pub async fn delete_repository_policy(&self, ctx: &RequestContext, repo: &RepositoryName) -> Result<String> {
         let mut removed = None;
-        self.update_settings(repo, |settings| {
+        self.update_settings(ctx, repo, |settings| {
             removed =
                 Some(settings.repository_policy.take().ok_or(RegistryError::PolicyNotFound(PolicyKind::Repository))?);
             Ok(())

@@ -1,6 +1,7 @@
 //! Repositories as the ECR API manages them: explicit creation with settings, listing, deletion
 //! (with `force`), tag mutability and resource tags.
 
+use berth_iam::RequestContext;
 use berth_meta::{Millis, Repository};
 use berth_spec::RepositoryName;
 
@@ -35,6 +36,7 @@ impl Registry {
     /// Creates a repository; `RepositoryExists` if it is there already.
     pub async fn create_repository(
         &self,
+        _ctx: &RequestContext,
         name: &RepositoryName,
         settings: &RepositorySettings,
     ) -> Result<RepositoryInfo> {
@@ -56,7 +58,12 @@ impl Registry {
 
     /// Deletes a repository; with `force` also its images, otherwise `RepositoryNotEmpty` while it
     /// has any. Blob data stays for garbage collection (other repositories may share it).
-    pub async fn delete_repository(&self, name: &RepositoryName, force: bool) -> Result<RepositoryInfo> {
+    pub async fn delete_repository(
+        &self,
+        _ctx: &RequestContext,
+        name: &RepositoryName,
+        force: bool,
+    ) -> Result<RepositoryInfo> {
         let deleted = self.meta.delete_repository(name, force).await;
         self.manifests.invalidate_repo(name);
         self.policies.invalidate(name);
@@ -66,11 +73,12 @@ impl Registry {
     /// Sets the tag mutability mode (and its exclusion filters); it applies to pushes on both planes.
     pub async fn set_tag_mutability(
         &self,
+        ctx: &RequestContext,
         name: &RepositoryName,
         mutability: TagMutability,
         exclusion_filters: Vec<TagMutabilityFilter>,
     ) -> Result<RepositoryInfo> {
-        self.update_settings(name, |settings| {
+        self.update_settings(ctx, name, |settings| {
             settings.image_tag_mutability = mutability;
             settings.image_tag_mutability_exclusion_filters = exclusion_filters;
             Ok(())
@@ -80,8 +88,13 @@ impl Registry {
 
     /// Records whether images pushed to the repository are to be scanned (Berth runs no scanner;
     /// the setting is kept so ECR clients read back what they set).
-    pub async fn set_scan_on_push(&self, name: &RepositoryName, scan_on_push: bool) -> Result<RepositoryInfo> {
-        self.update_settings(name, |settings| {
+    pub async fn set_scan_on_push(
+        &self,
+        ctx: &RequestContext,
+        name: &RepositoryName,
+        scan_on_push: bool,
+    ) -> Result<RepositoryInfo> {
+        self.update_settings(ctx, name, |settings| {
             settings.scan_on_push = scan_on_push;
             Ok(())
         })
@@ -89,8 +102,13 @@ impl Registry {
     }
 
     /// Adds or overwrites resource tags; `TooManyTags` if the repository would exceed the limit.
-    pub async fn tag_repository(&self, name: &RepositoryName, tags: &[ResourceTag]) -> Result<RepositoryInfo> {
-        self.update_settings(name, |settings| {
+    pub async fn tag_repository(
+        &self,
+        ctx: &RequestContext,
+        name: &RepositoryName,
+        tags: &[ResourceTag],
+    ) -> Result<RepositoryInfo> {
+        self.update_settings(ctx, name, |settings| {
             if settings.merge_resource_tags(tags) {
                 Ok(())
             } else {
@@ -100,8 +118,13 @@ impl Registry {
         .await
     }
 
-    pub async fn untag_repository(&self, name: &RepositoryName, keys: &[String]) -> Result<RepositoryInfo> {
-        self.update_settings(name, |settings| {
+    pub async fn untag_repository(
+        &self,
+        ctx: &RequestContext,
+        name: &RepositoryName,
+        keys: &[String],
+    ) -> Result<RepositoryInfo> {
+        self.update_settings(ctx, name, |settings| {
             settings.remove_resource_tags(keys);
             Ok(())
         })
@@ -113,6 +136,7 @@ impl Registry {
     /// still interleave (the later write wins).
     pub(crate) async fn update_settings(
         &self,
+        _ctx: &RequestContext,
         name: &RepositoryName,
         change: impl FnOnce(&mut RepositorySettings) -> Result<()>,
     ) -> Result<RepositoryInfo> {

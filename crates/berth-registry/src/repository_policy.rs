@@ -11,6 +11,7 @@
 //!   context IAM conditions read (source VPC, IP, MFA, tags), and guessing either way would be
 //!   wrong. `Allow` statements may carry conditions (they grant nothing either way).
 
+use berth_iam::Identity;
 use serde_json::Value;
 
 use crate::lifecycle::PolicyError;
@@ -39,28 +40,6 @@ pub mod actions {
 
 fn fail<T>(detail: impl Into<String>) -> Result<T, PolicyError> {
     Err(PolicyError(detail.into()))
-}
-
-/// Who is asking, as IAM would name them in the registry's account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// No credentials (anonymous pulls, `--no-auth`): matched only by the principal `*`.
-    Anonymous,
-    /// The account root user (`arn:aws:iam::<account>:root`).
-    Root,
-    /// An IAM user of the account (`arn:aws:iam::<account>:user/<name>`).
-    User(String),
-}
-
-impl Caller {
-    /// The ARN IAM would put in an access-denied message.
-    pub fn arn(&self, account: &str) -> String {
-        match self {
-            Caller::Anonymous => "anonymous".into(),
-            Caller::Root => format!("arn:aws:iam::{account}:root"),
-            Caller::User(name) => format!("arn:aws:iam::{account}:user/{name}"),
-        }
-    }
 }
 
 /// The outcome for one request.
@@ -195,8 +174,8 @@ impl RepositoryPolicy {
 
 /// IAM's verdict on `caller` (of account `account`) performing `action` (`ecr:<Operation>`)
 /// under `policy`: denied if a `Deny` statement matches both, allowed otherwise.
-pub fn decide(policy: &RepositoryPolicy, caller: &Caller, account: &str, action: &str) -> Decision {
-    if *caller == Caller::Root && ROOT_ALWAYS_ALLOWED.iter().any(|a| a.eq_ignore_ascii_case(action)) {
+pub fn decide(policy: &RepositoryPolicy, caller: &Identity, account: &str, action: &str) -> Decision {
+    if caller.is_root() && ROOT_ALWAYS_ALLOWED.iter().any(|a| a.eq_ignore_ascii_case(action)) {
         return Decision::Allow;
     }
     let action = action.to_ascii_lowercase();
@@ -215,7 +194,7 @@ impl Actions {
 }
 
 impl Principals {
-    fn matches(&self, caller: &Caller, account: &str) -> bool {
+    fn matches(&self, caller: &Identity, account: &str) -> bool {
         self.listed.iter().any(|p| p.matches(caller, account)) != self.negated
     }
 }
@@ -223,11 +202,11 @@ impl Principals {
 impl PrincipalPattern {
     /// An account id or the account root ARN stands for every principal of the account (that is
     /// how IAM reads them in a resource policy); a user ARN for that user only.
-    fn matches(&self, caller: &Caller, account: &str) -> bool {
+    fn matches(&self, caller: &Identity, account: &str) -> bool {
         let PrincipalPattern::Aws(principal) = self else {
             return *self == PrincipalPattern::Everyone;
         };
-        if *caller == Caller::Anonymous {
+        if *caller == Identity::Anonymous {
             return false;
         }
         let whole_account = principal == account
@@ -271,18 +250,27 @@ fn strings(value: &Value) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_iam::CredentialKind;
+
+    fn user(name: &str) -> Identity {
+        Identity::User { name: name.into(), access_key_id: format!("AKIA{name}"), via: CredentialKind::SigV4 }
+    }
+
+    fn root() -> Identity {
+        Identity::Root { access_key_id: "AKIAROOT".into(), via: CredentialKind::SigV4 }
+    }
 
     const ACCOUNT: &str = "123456789012";
 
-    fn ci() -> Caller {
-        Caller::User("ci".into())
+    fn ci() -> Identity {
+        user("ci")
     }
 
-    fn verdict(policy: &str, caller: &Caller, action: &str) -> Decision {
+    fn verdict(policy: &str, caller: &Identity, action: &str) -> Decision {
         decide(&RepositoryPolicy::parse(policy).expect(policy), caller, ACCOUNT, action)
     }
 
-    fn denied(policy: &str, caller: &Caller, action: &str) -> bool {
+    fn denied(policy: &str, caller: &Identity, action: &str) -> bool {
         matches!(verdict(policy, caller, action), Decision::Deny { .. })
     }
 
@@ -349,7 +337,7 @@ mod tests {
         {
             assert_eq!(verdict(NO_PUSH_FOR_CI, &ci(), action), Decision::Allow, "{action}");
         }
-        for other in [Caller::User("alice".into()), Caller::User("CI".into()), Caller::Root, Caller::Anonymous] {
+        for other in [user("alice"), user("CI"), root(), Identity::Anonymous] {
             assert_eq!(verdict(NO_PUSH_FOR_CI, &other, "ecr:PutImage"), Decision::Allow, "{other:?}");
         }
     }
@@ -377,17 +365,17 @@ mod tests {
         let policy = |principal: &str| {
             format!(r#"{{"Statement":[{{"Effect":"Deny","Principal":{principal},"Action":"ecr:PutImage"}}]}}"#)
         };
-        let alice = Caller::User("alice".into());
+        let alice = user("alice");
         for everyone in [r#""*""#, r#"{"AWS":"*"}"#, r#"{"AWS":["arn:aws:iam::111111111111:root","*"]}"#] {
-            for caller in [ci(), alice.clone(), Caller::Root, Caller::Anonymous] {
+            for caller in [ci(), alice.clone(), root(), Identity::Anonymous] {
                 assert!(denied(&policy(everyone), &caller, "ecr:PutImage"), "{everyone} {caller:?}");
             }
         }
         for account in [r#"{"AWS":"123456789012"}"#, r#"{"AWS":"arn:aws:iam::123456789012:root"}"#] {
-            for caller in [ci(), alice.clone(), Caller::Root] {
+            for caller in [ci(), alice.clone(), root()] {
                 assert!(denied(&policy(account), &caller, "ecr:PutImage"), "{account} {caller:?}");
             }
-            assert!(!denied(&policy(account), &Caller::Anonymous, "ecr:PutImage"), "anonymous is not of the account");
+            assert!(!denied(&policy(account), &Identity::Anonymous, "ecr:PutImage"), "anonymous is not of the account");
         }
         for elsewhere in [
             r#"{"AWS":"111111111111"}"#,
@@ -404,8 +392,8 @@ mod tests {
     fn not_principal_and_not_action_invert_the_match() {
         let all_but_ci = r#"{"Statement":[{"Effect":"Deny","NotPrincipal":{"AWS":"arn:aws:iam::123456789012:user/ci"},"Action":"ecr:PutImage"}]}"#;
         assert!(!denied(all_but_ci, &ci(), "ecr:PutImage"));
-        assert!(denied(all_but_ci, &Caller::User("alice".into()), "ecr:PutImage"));
-        assert!(denied(all_but_ci, &Caller::Anonymous, "ecr:PutImage"));
+        assert!(denied(all_but_ci, &user("alice"), "ecr:PutImage"));
+        assert!(denied(all_but_ci, &Identity::Anonymous, "ecr:PutImage"));
         let read_only = r#"{"Statement":[{"Effect":"Deny","Principal":"*","NotAction":["ecr:BatchGetImage","ecr:GetDownloadUrlForLayer"]}]}"#;
         assert!(!denied(read_only, &ci(), "ecr:BatchGetImage"));
         assert!(!denied(read_only, &ci(), "ECR:GetDownloadUrlForLayer"));
@@ -433,16 +421,16 @@ mod tests {
             "ecr:GetRepositoryPolicy",
             "ecr:deleterepositorypolicy",
         ] {
-            assert_eq!(verdict(lockout, &Caller::Root, action), Decision::Allow, "{action}");
+            assert_eq!(verdict(lockout, &root(), action), Decision::Allow, "{action}");
             assert!(denied(lockout, &ci(), action), "{action}");
         }
-        assert!(denied(lockout, &Caller::Root, "ecr:PutImage"), "root is subject to other denies");
+        assert!(denied(lockout, &root(), "ecr:PutImage"), "root is subject to other denies");
     }
 
     #[test]
     fn callers_have_iam_arns() {
         assert_eq!(ci().arn(ACCOUNT), "arn:aws:iam::123456789012:user/ci");
-        assert_eq!(Caller::Root.arn(ACCOUNT), "arn:aws:iam::123456789012:root");
-        assert_eq!(Caller::Anonymous.arn(ACCOUNT), "anonymous");
+        assert_eq!(root().arn(ACCOUNT), "arn:aws:iam::123456789012:root");
+        assert_eq!(Identity::Anonymous.arn(ACCOUNT), "anonymous");
     }
 }

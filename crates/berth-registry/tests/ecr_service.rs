@@ -10,13 +10,32 @@ use std::sync::Arc;
 use berth_meta::SqliteStore;
 use berth_registry::settings::ResourceTag;
 use berth_registry::{
-    Caller, ImageId, ImageSelector, PutImage, Registry, RegistryConfig, RegistryError, RepositorySettings, TagStatus,
+    ImageId, ImageSelector, PutImage, Registry, RegistryConfig, RegistryError, RepositorySettings, TagStatus,
     UrlSigningKey,
 };
 use berth_spec::{Digest, RepositoryName, Tag};
 use berth_storage::FsBlobStore;
 use bytes::Bytes;
 use futures::StreamExt;
+
+/// A request by the root user, as the planes would describe it.
+fn ctx() -> RequestContext {
+    as_ctx(root())
+}
+
+fn as_ctx(identity: Identity) -> RequestContext {
+    RequestContext { identity, ..RequestContext::server("test", "test-request".into()) }
+}
+
+fn user(name: &str) -> Identity {
+    Identity::User { name: name.into(), access_key_id: format!("AKIA{name}"), via: CredentialKind::SigV4 }
+}
+
+fn root() -> Identity {
+    Identity::Root { access_key_id: "AKIAROOT".into(), via: CredentialKind::SigV4 }
+}
+
+use berth_iam::{CredentialKind, Identity, RequestContext};
 
 async fn open_registry(dir: &std::path::Path, url_signing_key: UrlSigningKey) -> Registry {
     let meta = SqliteStore::open(&dir.join("metadata.db")).await.unwrap();
@@ -31,7 +50,7 @@ fn name(s: &str) -> RepositoryName {
 async fn blob(registry: &Registry, repo: &RepositoryName, data: &'static [u8]) -> Digest {
     let digest = Digest::sha256_of(data);
     let body = futures::stream::once(async move { Ok(Bytes::from_static(data)) }).boxed();
-    registry.upload_monolithic(repo, &digest, body).await.unwrap()
+    registry.upload_monolithic(&ctx(), repo, &digest, body).await.unwrap()
 }
 
 /// An OCI image manifest over `config` and `layer`, made unique by `n`.
@@ -44,7 +63,7 @@ fn manifest(config: &Digest, layer: &Digest, n: usize) -> String {
 async fn put(registry: &Registry, repo: &RepositoryName, content: &str, tag: Option<&str>) -> Digest {
     let tag: Option<Tag> = tag.map(|t| t.parse().unwrap());
     let put = PutImage { content: content.as_bytes(), media_type: None, tag: tag.as_ref(), digest: None };
-    registry.put_image(repo, put).await.unwrap().0
+    registry.put_image(&ctx(), repo, put).await.unwrap().0
 }
 
 fn now_secs() -> i64 {
@@ -58,7 +77,7 @@ async fn signed_downloads_expire_and_verify_on_any_server_with_the_key() {
     let key = UrlSigningKey::load_or_create(&key_path).unwrap();
     let registry = open_registry(dir.path(), key).await;
     let repo = name("team/app");
-    registry.create_repository(&repo, &RepositorySettings::default()).await.unwrap();
+    registry.create_repository(&ctx(), &repo, &RepositorySettings::default()).await.unwrap();
     let config = blob(&registry, &repo, b"{}").await;
     let layer = blob(&registry, &repo, b"hello").await;
     put(&registry, &repo, &manifest(&config, &layer, 0), Some("v1")).await;
@@ -108,7 +127,7 @@ async fn filtered_listings_scan_past_the_store_batch() {
     let dir = tempfile::tempdir().unwrap();
     let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
     let repo = name("many");
-    registry.create_repository(&repo, &RepositorySettings::default()).await.unwrap();
+    registry.create_repository(&ctx(), &repo, &RepositorySettings::default()).await.unwrap();
     let config = blob(&registry, &repo, b"{}").await;
     let layer = blob(&registry, &repo, b"hello").await;
     let mut tagged = Vec::new();
@@ -159,7 +178,7 @@ async fn the_last_tag_takes_the_image_unless_an_index_lists_it() {
     let dir = tempfile::tempdir().unwrap();
     let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
     let repo = name("multi");
-    registry.create_repository(&repo, &RepositorySettings::default()).await.unwrap();
+    registry.create_repository(&ctx(), &repo, &RepositorySettings::default()).await.unwrap();
     let config = blob(&registry, &repo, b"{}").await;
     let layer = blob(&registry, &repo, b"hello").await;
     let child_manifest = manifest(&config, &layer, 1);
@@ -172,7 +191,7 @@ async fn the_last_tag_takes_the_image_unless_an_index_lists_it() {
     put(&registry, &repo, &index, Some("multi")).await;
 
     let by_tag = |t: &str| ImageSelector::Tag(t.parse().unwrap());
-    let results = registry.delete_images(&repo, &[by_tag("child"), by_tag("alone")]).await.unwrap();
+    let results = registry.delete_images(&ctx(), &repo, &[by_tag("child"), by_tag("alone")]).await.unwrap();
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     let found = registry
         .resolve_images(&repo, &[ImageSelector::Digest(child.clone()), ImageSelector::Digest(alone)], false)
@@ -181,7 +200,7 @@ async fn the_last_tag_takes_the_image_unless_an_index_lists_it() {
     let child_image = found[0].as_ref().expect("the child stays, untagged, while the index lists it");
     assert!(child_image.tags.is_empty());
     assert!(matches!(found[1], Err(RegistryError::ManifestUnknown(_))), "the lone image went with its tag");
-    let refused = registry.delete_images(&repo, &[ImageSelector::Digest(child)]).await.unwrap();
+    let refused = registry.delete_images(&ctx(), &repo, &[ImageSelector::Digest(child)]).await.unwrap();
     assert!(matches!(refused[0], Err(RegistryError::ManifestReferenced { .. })));
 }
 
@@ -206,7 +225,7 @@ async fn lifecycle_runs_delete_nested_indexes_outermost_first_and_record_the_run
     let dir = tempfile::tempdir().unwrap();
     let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
     let repo = name("team/life");
-    registry.create_repository(&repo, &RepositorySettings::default()).await.unwrap();
+    registry.create_repository(&ctx(), &repo, &RepositorySettings::default()).await.unwrap();
     let config = blob(&registry, &repo, b"{}").await;
     let layer = blob(&registry, &repo, b"hello").await;
     let child = manifest(&config, &layer, 1);
@@ -219,12 +238,12 @@ async fn lifecycle_runs_delete_nested_indexes_outermost_first_and_record_the_run
 
     let policy = r#"{"rules":[{"rulePriority":1,"description":"keep the newest release","selection":{"tagStatus":"tagged","tagPrefixList":["release"],"countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#;
     assert!(matches!(registry.run_lifecycle_policies().await, Ok(0)), "no policy, nothing expires");
-    registry.start_lifecycle_preview(&repo, Some(policy)).await.unwrap();
+    registry.start_lifecycle_preview(&ctx(), &repo, Some(policy)).await.unwrap();
     let preview = registry.lifecycle_preview(&repo).await.unwrap();
     assert_eq!(preview.results.len(), 3, "the release-1 index, the index it lists and that one's child");
     assert!(preview.results.iter().all(|r| r.rule_priority == 1));
 
-    registry.put_lifecycle_policy(&repo, policy).await.unwrap();
+    registry.put_lifecycle_policy(&ctx(), &repo, policy).await.unwrap();
     assert_eq!(registry.lifecycle_policy(&repo).await.unwrap().last_evaluated_at, None);
     // The store refuses to delete a manifest an index lists, so this only succeeds in order.
     assert_eq!(registry.run_lifecycle_policies().await.unwrap(), 3);
@@ -240,27 +259,27 @@ async fn repository_policies_take_effect_at_once_and_go_with_their_repository() 
     let dir = tempfile::tempdir().unwrap();
     let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
     let repo = name("policy/app");
-    let ci = Caller::User("ci".into());
+    let ci = as_ctx(user("ci"));
     let push = ["ecr:InitiateLayerUpload", "ecr:PutImage"];
-    registry.authorize(&repo, &ci, &push).await.expect("a missing repository has no policy");
-    registry.create_repository(&repo, &RepositorySettings::default()).await.unwrap();
-    registry.authorize(&repo, &ci, &push).await.expect("no policy yet (and now cached as such)");
+    registry.authorize(&ci, &repo, &push).await.expect("a missing repository has no policy");
+    registry.create_repository(&ctx(), &repo, &RepositorySettings::default()).await.unwrap();
+    registry.authorize(&ci, &repo, &push).await.expect("no policy yet (and now cached as such)");
 
     let deny_ci = r#"{"Statement":[{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:user/ci"},"Action":"ecr:PutImage"}]}"#;
-    registry.set_repository_policy(&repo, deny_ci).await.unwrap();
-    let err = registry.authorize(&repo, &ci, &push).await.unwrap_err();
+    registry.set_repository_policy(&ctx(), &repo, deny_ci).await.unwrap();
+    let err = registry.authorize(&ci, &repo, &push).await.unwrap_err();
     let RegistryError::AccessDenied { caller, action, repository } = &err else { panic!("{err:?}") };
     assert_eq!(
         (caller.as_str(), action.as_str(), repository.as_str()),
         ("arn:aws:iam::000000000000:user/ci", "ecr:PutImage", "policy/app")
     );
-    registry.authorize(&repo, &ci, &["ecr:BatchGetImage"]).await.unwrap();
-    registry.authorize(&repo, &Caller::User("alice".into()), &push).await.unwrap();
+    registry.authorize(&ci, &repo, &["ecr:BatchGetImage"]).await.unwrap();
+    registry.authorize(&as_ctx(user("alice")), &repo, &push).await.unwrap();
 
     // The policy goes with its repository: one created again under the name starts without it.
-    registry.delete_repository(&repo, true).await.unwrap();
-    registry.create_repository(&repo, &RepositorySettings::default()).await.unwrap();
-    registry.authorize(&repo, &ci, &push).await.unwrap();
+    registry.delete_repository(&ctx(), &repo, true).await.unwrap();
+    registry.create_repository(&ctx(), &repo, &RepositorySettings::default()).await.unwrap();
+    registry.authorize(&ci, &repo, &push).await.unwrap();
 
     // A stored policy Berth cannot enforce (written by an older version) denies everything but
     // the root's repair of it.
@@ -268,13 +287,13 @@ async fn repository_policies_take_effect_at_once_and_go_with_their_repository() 
     let settings = RepositorySettings { repository_policy: Some(conditional.into()), ..RepositorySettings::default() };
     registry.metadata().set_repository_settings(&repo, &settings.to_json()).await.unwrap();
     let restarted = open_registry(dir.path(), UrlSigningKey::random()).await;
-    for caller in [ci.clone(), Caller::Root] {
-        let err = restarted.authorize(&repo, &caller, &["ecr:BatchGetImage"]).await.unwrap_err();
+    for caller in [ci.clone(), ctx()] {
+        let err = restarted.authorize(&caller, &repo, &["ecr:BatchGetImage"]).await.unwrap_err();
         assert!(matches!(err, RegistryError::AccessDenied { .. }), "{caller:?}: {err:?}");
     }
-    restarted.authorize(&repo, &Caller::Root, &["ecr:DeleteRepositoryPolicy"]).await.unwrap();
-    restarted.delete_repository_policy(&repo).await.unwrap();
-    restarted.authorize(&repo, &ci, &["ecr:BatchGetImage"]).await.unwrap();
+    restarted.authorize(&ctx(), &repo, &["ecr:DeleteRepositoryPolicy"]).await.unwrap();
+    restarted.delete_repository_policy(&ctx(), &repo).await.unwrap();
+    restarted.authorize(&ci, &repo, &["ecr:BatchGetImage"]).await.unwrap();
 }
 
 #[tokio::test]
@@ -283,18 +302,18 @@ async fn scan_on_push_is_stored_with_the_other_settings_and_survives_a_restart()
     let repo = name("scan/app");
     {
         let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
-        registry.create_repository(&repo, &RepositorySettings::default()).await.unwrap();
+        registry.create_repository(&ctx(), &repo, &RepositorySettings::default()).await.unwrap();
         let team = ResourceTag { key: "team".into(), value: "web".into() };
-        registry.tag_repository(&repo, &[team]).await.unwrap();
-        let info = registry.set_scan_on_push(&repo, true).await.unwrap();
+        registry.tag_repository(&ctx(), &repo, &[team]).await.unwrap();
+        let info = registry.set_scan_on_push(&ctx(), &repo, true).await.unwrap();
         assert!(info.settings.scan_on_push);
-        let err = registry.set_scan_on_push(&name("scan/none"), true).await.unwrap_err();
+        let err = registry.set_scan_on_push(&ctx(), &name("scan/none"), true).await.unwrap_err();
         assert!(matches!(err, RegistryError::NameUnknown(ref n) if n == "scan/none"), "{err:?}");
     }
     let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
     let settings = registry.describe_repository(&repo).await.unwrap().settings;
     assert!(settings.scan_on_push);
     assert_eq!(settings.resource_tags.len(), 1, "other settings are kept");
-    registry.set_scan_on_push(&repo, false).await.unwrap();
+    registry.set_scan_on_push(&ctx(), &repo, false).await.unwrap();
     assert!(!registry.describe_repository(&repo).await.unwrap().settings.scan_on_push);
 }

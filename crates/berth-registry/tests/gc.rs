@@ -13,6 +13,21 @@ use berth_storage::{BlobStore, FsBlobStore};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
+/// A request by the root user, as the planes would describe it.
+fn ctx() -> RequestContext {
+    as_ctx(root())
+}
+
+fn as_ctx(identity: Identity) -> RequestContext {
+    RequestContext { identity, ..RequestContext::server("test", "test-request".into()) }
+}
+
+fn root() -> Identity {
+    Identity::Root { access_key_id: "AKIAROOT".into(), via: CredentialKind::SigV4 }
+}
+
+use berth_iam::{CredentialKind, Identity, RequestContext};
+
 async fn open(dir: &std::path::Path) -> (Registry, Arc<FsBlobStore>) {
     let meta = SqliteStore::open(&dir.join("metadata.db")).await.unwrap();
     let blobs = Arc::new(FsBlobStore::open(dir).await.unwrap());
@@ -22,7 +37,7 @@ async fn open(dir: &std::path::Path) -> (Registry, Arc<FsBlobStore>) {
 async fn upload(registry: &Registry, repo: &RepositoryName, data: &'static [u8]) -> Result<Digest, String> {
     let digest = Digest::sha256_of(data);
     let body = futures::stream::once(async move { Ok(Bytes::from_static(data)) }).boxed();
-    registry.upload_monolithic(repo, &digest, body).await.map_err(|e| e.to_string())
+    registry.upload_monolithic(&ctx(), repo, &digest, body).await.map_err(|e| e.to_string())
 }
 
 async fn read(registry: &Registry, repo: &RepositoryName, digest: &Digest) -> Vec<u8> {
@@ -40,7 +55,7 @@ async fn reference(registry: &Registry, repo: &RepositoryName, layer: &Digest, s
     );
     let tag = Reference::Tag("latest".parse().unwrap());
     registry
-        .put_manifest(repo, &tag, Some("application/vnd.oci.image.manifest.v1+json"), manifest.as_bytes())
+        .put_manifest(&ctx(), repo, &tag, Some("application/vnd.oci.image.manifest.v1+json"), manifest.as_bytes())
         .await
         .unwrap();
 }
@@ -60,7 +75,7 @@ async fn a_push_during_a_deletion_waits_and_writes_the_data_anew() {
     let registry = Arc::new(registry);
     let repo: RepositoryName = "app".parse().unwrap();
     let digest = upload(&registry, &repo, DATA).await.unwrap();
-    registry.delete_blob(&repo, &digest).await.unwrap();
+    registry.delete_blob(&ctx(), &repo, &digest).await.unwrap();
     let first = registry.collect_garbage(GRACE, false).await.unwrap();
     assert_eq!((first.blobs_waiting, first.bytes_waiting), (1, DATA.len() as u64), "{first:?}");
     after_grace().await;
