@@ -1,5 +1,6 @@
 //! IAM action names: one constant per ECR operation (the names IAM policies use, `ecr:<Operation>`),
-//! the single source for both planes. The `/v2/` plane maps its requests onto them as AWS documents
+//! plus the permission-only actions (`BatchImportUpstreamImage` for pull-through cache imports,
+//! `ReplicateImage` for replication); the single source for both planes. The `/v2/` plane maps its requests onto them as AWS documents
 //! for ECR's Docker Registry API: manifest GET/HEAD and referrers → [`BATCH_GET_IMAGE`], blob GET →
 //! [`GET_DOWNLOAD_URL_FOR_LAYER`], blob HEAD → [`BATCH_CHECK_LAYER_AVAILABILITY`], upload
 //! POST/PATCH/PUT → [`INITIATE_LAYER_UPLOAD`]/[`UPLOAD_LAYER_PART`]/[`COMPLETE_LAYER_UPLOAD`],

@@ -51,7 +51,10 @@ enum SetOperator {
 /// What one request value is compared with, by operator family; the policy's values are parsed.
 #[derive(Debug, Clone, PartialEq)]
 enum Check {
-    StringEquals { ignore_case: bool, values: Box<[Text]> },
+    StringEquals {
+        ignore_case: bool,
+        values: Box<[Text]>,
+    },
     StringLike(Box<[Pattern]>),
     /// `ArnEquals` and `ArnLike` are the same operator in IAM.
     Arn(Box<[Pattern]>),
@@ -188,10 +191,14 @@ impl Condition {
                     return Err(PolicyError::new(&at, "the key appears twice under this operator"));
                 }
                 if !key.split_once(':').is_some_and(|(vendor, name)| !vendor.is_empty() && !name.is_empty()) {
-                    return Err(PolicyError::new(&at, "a condition key is prefixed by its service, like \"aws:SourceIp\""));
+                    return Err(PolicyError::new(
+                        &at,
+                        "a condition key is prefixed by its service, like \"aws:SourceIp\"",
+                    ));
                 }
                 let values = scalars(values).map_err(|problem| PolicyError::new(&at, problem))?;
-                let check = check(operator.family, &values, variables).map_err(|problem| PolicyError::new(&at, problem))?;
+                let check =
+                    check(operator.family, &values, variables).map_err(|problem| PolicyError::new(&at, problem))?;
                 tests.push(Test {
                     key: key.to_ascii_lowercase().into_boxed_str(),
                     set: operator.set,
@@ -256,7 +263,9 @@ fn check(family: Family, values: &[&str], variables: bool) -> Result<Check, Stri
             })?,
         ),
         Family::Bool => Check::Bool(each(values, boolean)?),
-        Family::Ip => Check::Ip(each(values, |v| parse_net(v).ok_or_else(|| format!("{v:?} is not an IP address or CIDR block")))?),
+        Family::Ip => Check::Ip(each(values, |v| {
+            parse_net(v).ok_or_else(|| format!("{v:?} is not an IP address or CIDR block"))
+        })?),
         Family::Null => Check::Null(each(values, boolean)?),
     })
 }
@@ -269,7 +278,7 @@ impl Test {
         }
         let absent = value.is_absent();
         if let Check::Null(expected) = &self.check {
-            return expected.iter().any(|absent_expected| *absent_expected == absent).into();
+            return expected.contains(&absent).into();
         }
         if absent {
             return (self.if_exists
@@ -519,7 +528,10 @@ mod tests {
     #[test]
     fn operator_names() {
         let op = operator("ForAllValues:StringNotEqualsIfExists").unwrap();
-        assert_eq!((op.set, op.family, op.negated, op.if_exists), (Some(SetOperator::ForAllValues), Family::StringEquals { ignore_case: false }, true, true));
+        assert_eq!(
+            (op.set, op.family, op.negated, op.if_exists),
+            (Some(SetOperator::ForAllValues), Family::StringEquals { ignore_case: false }, true, true)
+        );
         assert_eq!(operator("StringEq").err().unwrap(), "unknown operator \"StringEq\"");
         assert!(operator("stringequals").is_err(), "operator names are case-sensitive");
         assert!(operator("NullIfExists").unwrap_err().contains("Null takes no"));

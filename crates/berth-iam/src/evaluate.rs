@@ -155,7 +155,10 @@ impl Decision {
             }
         };
         let user = request.keys.identity().arn(request.keys.account());
-        Some(format!("User: {user} is not authorized to perform: {} on resource: {} {reason}", request.action, request.resource))
+        Some(format!(
+            "User: {user} is not authorized to perform: {} on resource: {} {reason}",
+            request.action, request.resource
+        ))
     }
 }
 
@@ -213,4 +216,3 @@ pub fn evaluate(request: &AuthzRequest, policies: &PolicySet) -> Decision {
         Decision { outcome: Outcome::ImplicitDeny, statements: SmallVec::new() }
     }
 }
-

@@ -33,19 +33,13 @@ impl Tag for (&str, &str) {
     }
 }
 
-/// A set of tags (a repository's, or those a request sets); implemented for `Vec`s and arrays of
-/// [`Tag`]s so `&settings.resource_tags` can be passed as it is.
+/// A set of tags (a repository's, or those a request sets); implemented for every `Vec` of
+/// [`Tag`]s, so `&settings.resource_tags` can be passed as it is.
 pub trait Tags {
     fn tag_at(&self, index: usize) -> Option<(&str, &str)>;
 }
 
 impl<T: Tag> Tags for Vec<T> {
-    fn tag_at(&self, index: usize) -> Option<(&str, &str)> {
-        self.get(index).map(|t| (t.key(), t.value()))
-    }
-}
-
-impl<T: Tag, const N: usize> Tags for [T; N] {
     fn tag_at(&self, index: usize) -> Option<(&str, &str)> {
         self.get(index).map(|t| (t.key(), t.value()))
     }
@@ -202,10 +196,6 @@ impl<'a> ConditionKeys<'a> {
         self
     }
 
-    pub fn context(&self) -> &'a RequestContext {
-        self.context
-    }
-
     pub fn identity(&self) -> &'a Identity {
         &self.context.identity
     }
@@ -274,6 +264,8 @@ impl<'a> ConditionKeys<'a> {
 /// same caller on the same repository (whose tags change only with its settings): such policies
 /// make decisions that cannot be cached per (user, repository).
 pub(crate) fn varies_per_request(key: &str) -> bool {
-    matches!(key, "aws:sourceip" | "aws:securetransport" | "aws:currenttime" | "aws:epochtime" | "aws:useragent" | "aws:tagkeys")
-        || key.starts_with("aws:requesttag/")
+    matches!(
+        key,
+        "aws:sourceip" | "aws:securetransport" | "aws:currenttime" | "aws:epochtime" | "aws:useragent" | "aws:tagkeys"
+    ) || key.starts_with("aws:requesttag/")
 }

@@ -43,7 +43,11 @@ impl PolicyError {
 
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        if self.location.is_empty() { f.write_str(&self.problem) } else { write!(f, "{}: {}", self.location, self.problem) }
+        if self.location.is_empty() {
+            f.write_str(&self.problem)
+        } else {
+            write!(f, "{}: {}", self.location, self.problem)
+        }
     }
 }
 
@@ -218,12 +222,13 @@ impl Policy {
             return Err(PolicyError::new(
                 "",
                 format!(
-                    "character {at} is U+{:04X}; IAM policies may contain only tab, line feed, carriage return and U+0020 to U+00FF",
+                    "the character at offset {at} is U+{:04X}; IAM policies may contain only tab, line feed, carriage return and U+0020 to U+00FF",
                     c as u32
                 ),
             ));
         }
-        let document = Json::parse(text).map_err(|e| PolicyError::new("", format!("the policy is not valid JSON: {e}")))?;
+        let document =
+            Json::parse(text).map_err(|e| PolicyError::new("", format!("the policy is not valid JSON: {e}")))?;
         let Json::Object(members) = &document else {
             return Err(PolicyError::new("", format!("the policy must be a JSON object, not {}", document.kind())));
         };
@@ -246,7 +251,9 @@ impl Policy {
         let variables = version == Some(VERSION_WITH_VARIABLES);
         let listed: Vec<(String, &Json)> = match member(members, "Statement") {
             None => return Err(PolicyError::new("", "the policy has no Statement")),
-            Some(Json::Array(list)) if list.is_empty() => return Err(PolicyError::new("Statement", "must not be empty")),
+            Some(Json::Array(list)) if list.is_empty() => {
+                return Err(PolicyError::new("Statement", "must not be empty"));
+            }
             Some(Json::Array(list)) => list.iter().enumerate().map(|(i, s)| (format!("Statement[{i}]"), s)).collect(),
             Some(one @ Json::Object(_)) => vec![("Statement".to_owned(), one)],
             Some(other) => {
@@ -319,7 +326,8 @@ fn describe(json: &Json) -> String {
 
 /// A string, or a non-empty array of strings.
 fn strings<'j>(json: &'j Json, at: &str) -> Result<Vec<&'j str>, PolicyError> {
-    let problem = || PolicyError::new(at, format!("must be a string or a non-empty array of strings, not {}", json.kind()));
+    let problem =
+        || PolicyError::new(at, format!("must be a string or a non-empty array of strings, not {}", json.kind()));
     match json {
         Json::String(s) => Ok(vec![s]),
         Json::Array(items) if !items.is_empty() => items
@@ -365,7 +373,9 @@ impl Statement {
                 }
                 Some(Arc::from(sid.as_str()))
             }
-            Some(other) => return Err(PolicyError::new(&format!("{at}.Sid"), format!("must be a string, not {}", other.kind()))),
+            Some(other) => {
+                return Err(PolicyError::new(&format!("{at}.Sid"), format!("must be a string, not {}", other.kind())));
+            }
         };
         let effect = match member(members, "Effect") {
             Some(Json::String(e)) if e == "Allow" => Effect::Allow,
@@ -468,7 +478,10 @@ fn principals(json: &Json, at: &str) -> Result<Box<[PrincipalPattern]>, PolicyEr
         _ => {
             return Err(PolicyError::new(
                 at,
-                format!("must be \"*\" or an object like {{\"AWS\": \"arn:aws:iam::123456789012:user/ci\"}}, not {}", describe(json)),
+                format!(
+                    "must be \"*\" or an object like {{\"AWS\": \"arn:aws:iam::123456789012:user/ci\"}}, not {}",
+                    describe(json)
+                ),
             ));
         }
     };
@@ -479,7 +492,9 @@ fn principals(json: &Json, at: &str) -> Result<Box<[PrincipalPattern]>, PolicyEr
         for name in strings(names, &at)? {
             listed.push(match kind.as_str() {
                 "AWS" if name == "*" => PrincipalPattern::Everyone,
-                "AWS" if name.len() == 12 && name.bytes().all(|b| b.is_ascii_digit()) => PrincipalPattern::Account(name.into()),
+                "AWS" if name.len() == 12 && name.bytes().all(|b| b.is_ascii_digit()) => {
+                    PrincipalPattern::Account(name.into())
+                }
                 "AWS" if name.starts_with("arn:") => PrincipalPattern::Arn(name.into()),
                 "AWS" => {
                     return Err(PolicyError::new(
@@ -505,7 +520,9 @@ fn action(text: &str, at: &str) -> Result<ActionPattern, PolicyError> {
         _ => {
             return Err(PolicyError::new(
                 at,
-                format!("{text:?} is not an action: write \"service:Action\" (\"ecr:PutImage\", \"ecr:Batch*\") or \"*\""),
+                format!(
+                    "{text:?} is not an action: write \"service:Action\" (\"ecr:PutImage\", \"ecr:Batch*\") or \"*\""
+                ),
             ));
         }
     }
@@ -521,7 +538,9 @@ fn resource(text: &str, at: &str, variables: bool) -> Result<Pattern, PolicyErro
     if text != "*" && !text.starts_with("arn:") {
         return Err(PolicyError::new(
             at,
-            format!("{text:?} is not a resource: write an ARN (\"arn:aws:ecr:<region>:<account>:repository/<name>\") or \"*\""),
+            format!(
+                "{text:?} is not a resource: write an ARN (\"arn:aws:ecr:<region>:<account>:repository/<name>\") or \"*\""
+            ),
         ));
     }
     Pattern::compile(text, variables).map_err(|problem| PolicyError::new(at, problem))

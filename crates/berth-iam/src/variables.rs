@@ -247,13 +247,10 @@ mod tests {
             parse("${ aws:ResourceTag/team , 'it''s' }x", true).unwrap(),
             [var("aws:resourcetag/team", Some("it's")), Part::Raw("x".into())]
         );
-        assert_eq!(parse("a${*}b${?}${$}", true).unwrap(), [
-            Part::Raw("a".into()),
-            Part::Literal('*'),
-            Part::Raw("b".into()),
-            Part::Literal('?'),
-            Part::Literal('$'),
-        ]);
+        assert_eq!(
+            parse("a${*}b${?}${$}", true).unwrap(),
+            [Part::Raw("a".into()), Part::Literal('*'), Part::Raw("b".into()), Part::Literal('?'), Part::Literal('$'),]
+        );
         assert_eq!(parse("${aws:username}", false).unwrap(), [Part::Raw("${aws:username}".into())]);
         for bad in ["${aws:username", "${}", "${a, default}", "${a, 'x}", "${a, 'x' b}", "${"] {
             assert!(parse(bad, true).is_err(), "{bad}");

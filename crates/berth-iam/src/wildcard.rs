@@ -203,7 +203,10 @@ mod tests {
         ] {
             assert_eq!(arn(pattern, repo), expected, "{pattern}");
         }
-        assert!(!arn("arn:aws:ecr:us-east-1:123456789012:repository/team-a/*", "arn:aws:ecr:us-east-1:123456789012:repository/team-ab"));
+        assert!(!arn(
+            "arn:aws:ecr:us-east-1:123456789012:repository/team-a/*",
+            "arn:aws:ecr:us-east-1:123456789012:repository/team-ab"
+        ));
         assert!(arn("arn:aws:logs:r:1:log-group:x:*", "arn:aws:logs:r:1:log-group:x:stream"));
         // Registry-wide calls name the resource `*`: only `*` (or a pattern that is all
         // wildcards) matches it, not an ARN pattern.
