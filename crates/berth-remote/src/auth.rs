@@ -180,6 +180,10 @@ impl Auth {
         Auth { credentials, scheme: Mutex::new(Scheme::Unknown), tokens: Mutex::default() }
     }
 
+    pub(crate) fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
     fn scheme(&self) -> Scheme {
         self.scheme.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }

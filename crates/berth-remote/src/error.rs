@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use berth_spec::Digest;
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +75,9 @@ impl Error {
         }
         match status {
             StatusCode::NOT_FOUND => Error::NotFound { code, message },
+            // A token that authenticated but does not cover the request, after a fresh token was
+            // fetched for it: the credentials lack the permission.
+            StatusCode::UNAUTHORIZED if insufficient_scope(headers) => Error::Denied { message },
             StatusCode::UNAUTHORIZED => Error::Unauthorized { message },
             StatusCode::FORBIDDEN => Error::Denied { message },
             _ => Error::Upstream { status: status.as_u16(), code, message },
@@ -93,6 +96,14 @@ impl Error {
         }
         Error::Transport(message)
     }
+}
+
+fn insufficient_scope(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("error=\"insufficient_scope\"") || v.contains("error=insufficient_scope"))
 }
 
 #[derive(Deserialize)]
@@ -168,6 +179,14 @@ mod tests {
         assert_eq!(
             Error::from_response(StatusCode::UNAUTHORIZED, &none, unauthorized),
             Error::Unauthorized { message: "authentication required".into() }
+        );
+        let scoped = headers(&[(
+            "www-authenticate",
+            r#"Bearer realm="https://auth.example/token",scope="repository:a:push",error="insufficient_scope""#,
+        )]);
+        assert_eq!(
+            Error::from_response(StatusCode::UNAUTHORIZED, &scoped, unauthorized),
+            Error::Denied { message: "authentication required".into() }
         );
         assert_eq!(
             Error::from_response(StatusCode::FORBIDDEN, &none, b"<html>nope</html>"),

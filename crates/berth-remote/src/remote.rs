@@ -48,6 +48,21 @@ struct RemoteInner {
     auth: Auth,
 }
 
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("endpoint", &self.inner.endpoint)
+            .field("credentials", self.inner.auth.credentials())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("config", &self.transport.config).finish_non_exhaustive()
+    }
+}
+
 /// A request body: replayable (sent again after a 401 challenge) or a one-shot upload stream.
 pub(crate) enum Body {
     Empty,
