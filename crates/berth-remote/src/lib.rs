@@ -8,7 +8,8 @@
 //!
 //! Invariants:
 //! - Credentials and tokens never reach logs or error messages, and go only to the registry's
-//!   own origin and its token realm, never to a redirect target (S3, a CDN).
+//!   own origin (scheme, host, port) and its token realm: never to another origin a redirect
+//!   or `Location` leads to (S3, a CDN).
 //! - Content is verified: a manifest fetched by digest (or announced with one) must hash to it;
 //!   a whole blob's stream ends in [`Error::DigestMismatch`] rather than cleanly if it does not.
 //! - Blobs stream both ways; memory per transfer is bounded by the pieces in flight.

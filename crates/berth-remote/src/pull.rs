@@ -65,12 +65,12 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
     header(headers, CONTENT_LENGTH.as_str())?.parse().ok()
 }
 
-/// `Content-Type` of a manifest answer, unless it is a generic one some registries send
-/// (then the manifest's own `mediaType` decides, see [`media_type_of`]).
+/// `Content-Type` of a manifest answer if it names a manifest type (`application/vnd.…`); a
+/// generic one (`application/json`, none) leaves it to the manifest's own `mediaType`, see
+/// [`media_type_of`].
 fn specific_content_type(headers: &HeaderMap) -> Option<String> {
     let essence = media::essence(header(headers, CONTENT_TYPE.as_str())?);
-    let generic = ["", "application/json", "text/plain", "application/octet-stream"];
-    (!generic.contains(&essence)).then(|| essence.to_owned())
+    essence.starts_with("application/vnd.").then(|| essence.to_owned())
 }
 
 fn media_type_of(headers: &HeaderMap, bytes: &[u8]) -> Result<String> {
@@ -85,7 +85,7 @@ fn media_type_of(headers: &HeaderMap, bytes: &[u8]) -> Result<String> {
     serde_json::from_slice::<MediaTypeField>(bytes)
         .ok()
         .and_then(|m| m.media_type)
-        .ok_or_else(|| Error::InvalidResponse("a manifest without media type (no Content-Type, no mediaType)".into()))
+        .ok_or_else(|| Error::InvalidResponse("not a manifest: no manifest Content-Type, no mediaType".into()))
 }
 
 /// `Docker-Content-Digest`, if present and well-formed.

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, LOCATION};
 use reqwest::{Method, Response, StatusCode, Url};
 
-use crate::auth::{Auth, Scope};
+use crate::auth::{Auth, Authorization, Scope};
 use crate::config::ClientConfig;
 use crate::credentials::Credentials;
 use crate::endpoint::Endpoint;
@@ -149,23 +149,33 @@ impl Remote {
                 return Ok(response);
             }
             if follow_redirects && response.status().is_redirection() {
-                return self.follow_redirects(&method, headers, response).await;
+                return self.follow_redirects(&method, headers, response, authorization.as_ref()).await;
             }
             return Ok(response);
         }
     }
 
-    /// Follows `response`'s redirect chain. The hops never carry the registry's credentials:
-    /// Docker Hub, ECR and GHCR send blobs to S3 / a CDN with a signed URL, which must not see
-    /// them (and S3 refuses a request with two kinds of authentication).
-    async fn follow_redirects(&self, method: &Method, headers: HeaderMap, mut response: Response) -> Result<Response> {
+    /// Follows `response`'s redirect chain. Hops to another origin never carry the registry's
+    /// credentials: Docker Hub, ECR and GHCR send blobs to S3 / a CDN with a signed URL, which
+    /// must not see them (and S3 refuses a request with two kinds of authentication).
+    async fn follow_redirects(
+        &self,
+        method: &Method,
+        headers: HeaderMap,
+        mut response: Response,
+        authorization: Option<&Authorization>,
+    ) -> Result<Response> {
         for _ in 0..MAX_REDIRECTS {
             if !response.status().is_redirection() || response.status() == StatusCode::NOT_MODIFIED {
                 return Ok(response);
             }
             let next = self.location(&response)?;
             tracing::debug!(registry = %self.endpoint(), host = next.host_str().unwrap_or(""), "following a redirect");
-            let request = self.transport().http.request(method.clone(), next).headers(headers.clone());
+            let same_origin = self.endpoint().is_same_origin(&next);
+            let mut request = self.transport().http.request(method.clone(), next).headers(headers.clone());
+            if same_origin {
+                request = self.inner.auth.apply(request, authorization);
+            }
             response = self.transport().execute(request.build().map_err(Error::transport)?, None).await?;
         }
         Err(Error::InvalidResponse(format!("more than {MAX_REDIRECTS} redirects")))
