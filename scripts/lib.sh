@@ -32,7 +32,8 @@ apt_install() {
 }
 
 install_test_tools() {
-  apt_install skopeo jq curl ca-certificates podman buildah containerd docker-registry
+  # apache2-utils: htpasswd, for the docker-registry with Basic auth that berth-remote's tests pull from.
+  apt_install skopeo jq curl ca-certificates podman buildah containerd docker-registry apache2-utils
   have docker || apt_install docker.io
   python3 -c 'import boto3, awscli' 2>/dev/null || pip install -q awscli boto3
   have moto_server || pip install -q 'moto[server]'
