@@ -59,11 +59,6 @@ impl Endpoint {
         Ok(Endpoint { base: url, docker_hub })
     }
 
-    /// `scheme://host[:port]/`.
-    pub fn url(&self) -> &Url {
-        &self.base
-    }
-
     pub fn is_docker_hub(&self) -> bool {
         self.docker_hub
     }
