@@ -71,8 +71,12 @@ fn challenges(headers: &HeaderMap) -> Vec<Challenge> {
 /// value. A parameter is `name=token` or `name="quoted string"` (Bearer scopes hold commas).
 fn parse_challenges(value: &str) -> Vec<Challenge> {
     let mut found = Vec::new();
-    let mut rest = value.trim_start();
-    while !rest.is_empty() {
+    let mut rest = value;
+    loop {
+        rest = rest.trim_start_matches([' ', ',']);
+        if rest.is_empty() {
+            return found;
+        }
         let scheme_end = rest.find([' ', ',']).unwrap_or(rest.len());
         let scheme = &rest[..scheme_end];
         rest = &rest[scheme_end..];
@@ -120,11 +124,7 @@ fn parse_challenges(value: &str) -> Vec<Challenge> {
                 error: params.remove("error"),
             });
         }
-        if scheme.is_empty() {
-            break;
-        }
     }
-    found
 }
 
 /// What the registry wants, learned from its first challenge.
@@ -414,6 +414,23 @@ mod tests {
         assert_eq!(parse_challenges(r#"Bearer service="x""#), vec![]);
         assert_eq!(parse_challenges(r#"Negotiate abc=, Basic realm="r""#), vec![Challenge::Basic]);
         assert_eq!(parse_challenges(""), vec![]);
+        assert_eq!(parse_challenges(", Basic realm=x"), vec![Challenge::Basic]);
+        assert_eq!(parse_challenges("Negotiate YIIB, Basic"), vec![Challenge::Basic]);
+    }
+
+    #[test]
+    fn any_header_value_parses_without_panicking() {
+        const ALPHABET: [&str; 10] = ["Bearer", "Basic", " ", ",", "=", "\"", "\\", "realm", "é", "x"];
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..5000 {
+            let mut value = String::new();
+            for _ in 0..(state % 24) {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                value.push_str(ALPHABET[(state >> 33) as usize % ALPHABET.len()]);
+            }
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            parse_challenges(&value);
+        }
     }
 
     #[test]
