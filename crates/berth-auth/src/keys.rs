@@ -12,7 +12,8 @@
 //!   stored in front of the ciphertext, the access key id as associated data (a ciphertext copied
 //!   into another user's row does not decrypt);
 //! - the registry-token signing key (see [`crate::token`]), so tokens and stored secrets never
-//!   share a key, and a token forged or leaked tells nothing about the encryption key.
+//!   share a key, and a token forged or leaked tells nothing about the encryption key;
+//! - the console's session key (`berth-console`), so a session cookie is never a registry token.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -32,6 +33,7 @@ const NONCE_LEN: usize = 24;
 const SEALED_FORMAT_V1: u8 = 1;
 const SECRET_ENCRYPTION_LABEL: &[u8] = b"berth/v1/access-key-secret-encryption";
 const TOKEN_SIGNING_LABEL: &[u8] = b"berth/v1/registry-token-signing";
+const CONSOLE_SESSION_LABEL: &[u8] = b"berth/v1/console-session";
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 
@@ -94,6 +96,12 @@ impl MasterKey {
 
     pub(crate) fn token_signing_key(&self) -> [u8; KEY_LEN] {
         self.derive(TOKEN_SIGNING_LABEL)
+    }
+
+    /// The key the web console signs its session cookies and CSRF tokens with: every server
+    /// sharing the master key accepts the same sessions, and they survive restarts.
+    pub fn console_session_key(&self) -> [u8; KEY_LEN] {
+        self.derive(CONSOLE_SESSION_LABEL)
     }
 }
 
@@ -259,6 +267,8 @@ mod tests {
         assert_ne!(signing, key.bytes);
         assert_ne!(signing, key.derive(SECRET_ENCRYPTION_LABEL));
         assert_eq!(signing, key.token_signing_key());
+        let session = key.console_session_key();
+        assert!(![key.bytes, signing, key.derive(SECRET_ENCRYPTION_LABEL)].contains(&session));
     }
 
     #[test]

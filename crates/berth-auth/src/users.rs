@@ -197,6 +197,13 @@ impl Identities {
         if removed? { Ok(()) } else { Err(Error::UserNotFound(name.to_owned())) }
     }
 
+    /// Every user, sorted by name.
+    pub async fn users(&self) -> Result<Vec<User>, Error> {
+        let mut users: Vec<User> = self.snapshot().await?.users.values().cloned().collect();
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(users)
+    }
+
     pub async fn user(&self, name: &str) -> Result<Option<User>, Error> {
         Ok(self.snapshot().await?.users.get(name).cloned())
     }

@@ -101,6 +101,11 @@ async fn access_keys_and_tokens_work_until_the_user_is_removed() {
     assert!(matches!(auth.authenticate(&basic("AWS", &token.token)).await, Err(AuthError::InvalidCredentials)));
     assert!(auth.authenticate(&access_key_login(&alice_again)).await.is_ok());
 
+    let bob = auth.identities().create_user("bob").await.unwrap();
+    let listed: Vec<(String, String)> =
+        auth.identities().users().await.unwrap().into_iter().map(|u| (u.name, u.access_key_id)).collect();
+    assert_eq!(listed, [("alice".into(), alice_again.access_key_id.clone()), ("bob".into(), bob.access_key_id)]);
+
     assert!(matches!(auth.identities().create_user("alice").await, Err(Error::Meta(MetaError::UserExists(_)))));
     assert!(matches!(auth.identities().create_user("bad name").await, Err(Error::InvalidUserName(_))));
 }

@@ -45,6 +45,14 @@ impl Registry {
     /// One garbage-collection pass with `grace` (how long a link or blob must stay unused before
     /// it goes). `dry_run` changes nothing and reports what a pass would reclaim now.
     pub async fn collect_garbage(&self, grace: Duration, dry_run: bool) -> Result<GcReport> {
+        let outcome = self.gc_pass(grace, dry_run).await;
+        if !dry_run {
+            self.status.record(|status| status.last_gc = Some(crate::status::finished(&outcome)));
+        }
+        outcome
+    }
+
+    async fn gc_pass(&self, grace: Duration, dry_run: bool) -> Result<GcReport> {
         let millis = |d: Duration| Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX);
         let now = now_millis();
         let before = now.saturating_sub(millis(grace));

@@ -17,6 +17,7 @@ mod pulls;
 mod repositories;
 pub mod repository_policy;
 pub mod settings;
+mod status;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,9 +37,10 @@ pub use gc::GcReport;
 pub use images::{DeletedImage, ImageId, ImageSelector, PutImage, TagStatus};
 pub use layers::MIN_LAYER_PART_BYTES;
 pub use manifests::{PutManifestOutcome, Referrer};
-pub use policies::{LifecyclePolicyInfo, LifecyclePreviewOutcome, PreviewResult};
+pub use policies::{LifecycleExplanation, LifecyclePolicyInfo, LifecyclePreviewOutcome, PreviewResult};
 pub use repositories::RepositoryInfo;
 pub use settings::RepositorySettings;
+pub use status::{Finished, MaintenanceStatus};
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
@@ -88,6 +90,8 @@ pub struct Registry {
     lifecycle: policies::LifecycleSchedule,
     /// Enforced repository policies by repository.
     policies: access::PolicyCache,
+    /// The last GC pass and lifecycle run, for the console.
+    status: status::StatusLog,
 }
 
 pub fn now_millis() -> Millis {
@@ -108,6 +112,7 @@ impl Registry {
             finished_uploads: Mutex::default(),
             settings_writes: tokio::sync::Mutex::default(),
             lifecycle: policies::LifecycleSchedule::default(),
+            status: status::StatusLog::default(),
         }
     }
 

@@ -326,9 +326,40 @@ impl Rule {
     }
 }
 
+/// Why an image a policy does not expire stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeptBecause {
+    /// Judged on its own and no rule expires it.
+    NotSelected,
+    /// An index that stays lists it.
+    ListedBy(Digest),
+    /// An untagged referrer whose subject stays.
+    ReferrerOf(Digest),
+}
+
+/// One image a policy keeps: why, and the rule that selected it when a parent overruled that rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub digest: Digest,
+    pub because: KeptBecause,
+    pub selected_by: Option<u32>,
+}
+
+/// Everything [`explain`] found: what expires (in deletion order) and why the rest stays.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evaluation {
+    pub expired: Vec<Expiry>,
+    pub kept: Vec<Kept>,
+}
+
 /// The images `policy` expires among `images` (one repository) at `now`, in an order in which
 /// they can be deleted: an index before the manifests it lists.
 pub fn evaluate(policy: &LifecyclePolicy, images: &[LifecycleImage], now: Millis) -> Vec<Expiry> {
+    explain(policy, images, now).expired
+}
+
+/// [`evaluate`], plus the reason each other image stays: what the console draws on an image list.
+pub fn explain(policy: &LifecyclePolicy, images: &[LifecycleImage], now: Millis) -> Evaluation {
     let position: HashMap<&Digest, usize> = images.iter().enumerate().map(|(i, image)| (&image.digest, i)).collect();
     // Edges within the repository: parent -> dependants (index -> child, subject -> referrer).
     let mut listed_by: Vec<Vec<usize>> = vec![vec![]; images.len()];
@@ -435,13 +466,31 @@ pub fn evaluate(policy: &LifecyclePolicy, images: &[LifecycleImage], now: Millis
     let mut order: Vec<(usize, usize)> =
         expired.iter().map(|&i| (depth_of(i, &listed_by, &survives, &mut depth), i)).collect();
     order.sort();
-    order
+    let expired = order
         .into_iter()
         .filter_map(|(_, i)| {
             // Every expired image has a cause: it was selected, or all its parents expired.
             cause.get(&i).map(|&rule_priority| Expiry { digest: images[i].digest.clone(), rule_priority })
         })
-        .collect()
+        .collect();
+
+    // A survivor is a root or was reached from a surviving parent: an index listing it, or the
+    // subject of an untagged referrer.
+    let mut is_root = vec![false; images.len()];
+    roots.iter().for_each(|&i| is_root[i] = true);
+    let kept = (0..images.len())
+        .filter(|&i| survives[i])
+        .map(|i| {
+            let because = match (listed_by[i].iter().find(|&&p| survives[p]), subject_of(i)) {
+                _ if is_root[i] => KeptBecause::NotSelected,
+                (Some(&index), _) => KeptBecause::ListedBy(images[index].digest.clone()),
+                (None, Some(subject)) => KeptBecause::ReferrerOf(images[subject].digest.clone()),
+                (None, None) => KeptBecause::NotSelected,
+            };
+            Kept { digest: images[i].digest.clone(), because, selected_by: selected.get(&i).copied() }
+        })
+        .collect();
+    Evaluation { expired, kept }
 }
 
 #[cfg(test)]
@@ -800,6 +849,35 @@ mod tests {
         let result = expired(&p, &images);
         assert_eq!(result[0], ("idx".to_owned(), 1), "the index goes first: {result:?}");
         assert_eq!(sorted(result), names(&[("a0", 1), ("a1", 1), ("idx", 1)]));
+    }
+
+    #[test]
+    fn explain_says_why_each_survivor_stays() {
+        let p = policy(serde_json::json!([rule(
+            1,
+            serde_json::json!({"tagStatus": "tagged", "tagPatternList": ["*-amd64"], "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 1})
+        )]));
+        let images = [
+            image("amd", &["v1-amd64"], 10.0),
+            image("arm", &[], 10.0),
+            index("idx", &["v1"], 10.0, &["amd", "arm"]),
+            referrer("sig", &[], 10.0, "idx"),
+            image("a0", &["old-amd64"], 10.0),
+        ];
+        let evaluation = explain(&p, &images, NOW);
+        assert_eq!(evaluation.expired, evaluate(&p, &images, NOW), "evaluate is explain's expiries");
+        assert_eq!(evaluation.expired, vec![Expiry { digest: digest("a0"), rule_priority: 1 }]);
+        let why = |name: &str| evaluation.kept.iter().find(|k| k.digest == digest(name)).cloned();
+        assert_eq!(
+            why("amd"),
+            Some(Kept { digest: digest("amd"), because: KeptBecause::ListedBy(digest("idx")), selected_by: Some(1) }),
+            "a rule selected it, the index overrules"
+        );
+        assert_eq!(why("arm").map(|k| (k.because, k.selected_by)), Some((KeptBecause::ListedBy(digest("idx")), None)));
+        assert_eq!(why("idx").map(|k| (k.because, k.selected_by)), Some((KeptBecause::NotSelected, None)));
+        assert_eq!(why("sig").map(|k| k.because), Some(KeptBecause::ReferrerOf(digest("idx"))));
+        assert_eq!(why("a0"), None, "expired images are not kept");
+        assert_eq!(evaluation.kept.len() + evaluation.expired.len(), images.len(), "every image has one verdict");
     }
 
     #[test]

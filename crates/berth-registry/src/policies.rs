@@ -38,6 +38,15 @@ pub struct LifecyclePreviewOutcome {
     pub results: Vec<PreviewResult>,
 }
 
+/// A repository's lifecycle policy judged over all its images at `evaluated_at`: what a run
+/// would expire now, and why the rest stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleExplanation {
+    pub policy: LifecyclePolicyInfo,
+    pub evaluated_at: Millis,
+    pub evaluation: lifecycle::Evaluation,
+}
+
 /// When lifecycle policies run: every `interval`, and at the next maintenance after a policy is put.
 #[derive(Debug, Default)]
 pub(crate) struct LifecycleSchedule {
@@ -142,6 +151,17 @@ impl Registry {
         Ok(LifecyclePreviewOutcome { policy_text: preview.policy_text, results })
     }
 
+    /// What the repository's lifecycle policy would do if it ran now (read-only: the console's
+    /// preview, judged by the same evaluator as expiry and `GetLifecyclePolicyPreview`).
+    pub async fn explain_lifecycle_policy(&self, repo: &RepositoryName) -> Result<LifecycleExplanation> {
+        let policy = self.lifecycle_policy(repo).await?;
+        let parsed = LifecyclePolicy::parse(&policy.text).map_err(invalid(PolicyKind::Lifecycle))?;
+        let images = self.lifecycle_images(repo, None).await?;
+        let evaluated_at = now_millis();
+        let evaluation = lifecycle::explain(&parsed, &images, evaluated_at);
+        Ok(LifecycleExplanation { policy, evaluated_at, evaluation })
+    }
+
     /// The repository's images as the lifecycle evaluator sees them, only those pushed at or
     /// before `pushed_by` if given.
     async fn lifecycle_images(&self, repo: &RepositoryName, pushed_by: Option<Millis>) -> Result<Vec<LifecycleImage>> {
@@ -169,9 +189,11 @@ impl Registry {
             }
             *last_run = Some(Instant::now());
         }
-        if let Err(e) = self.run_lifecycle_policies().await {
+        let outcome = self.run_lifecycle_policies().await;
+        if let Err(e) = &outcome {
             tracing::warn!(error = %e, "running lifecycle policies failed");
         }
+        self.status.record(|status| status.last_lifecycle_run = Some(crate::status::finished(&outcome)));
     }
 
     /// Applies every repository's lifecycle policy now; returns how many images expired.

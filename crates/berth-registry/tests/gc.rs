@@ -138,3 +138,17 @@ async fn data_never_linked_is_collected_after_the_grace_period() {
     assert_eq!(blobs.stat(&orphan).await.unwrap(), None);
     assert_eq!(read(&registry, &repo, &kept).await, b"needed by a manifest, so never collected");
 }
+
+#[tokio::test]
+async fn the_last_pass_that_could_delete_is_reported_for_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let (registry, _blobs) = open(dir.path()).await;
+    assert_eq!(registry.maintenance_status().last_gc, None, "no pass yet");
+    registry.collect_garbage(GRACE, true).await.unwrap();
+    assert_eq!(registry.maintenance_status().last_gc, None, "dry runs are not recorded");
+    let before = now_millis();
+    let report = registry.collect_garbage(GRACE, false).await.unwrap();
+    let last = registry.maintenance_status().last_gc.expect("the pass is recorded");
+    assert_eq!(last.outcome, Ok(report));
+    assert!(last.at >= before, "{} < {before}", last.at);
+}
