@@ -126,16 +126,11 @@ impl Registry {
     /// The last preview's policy and the images it expires: the images that were pushed when
     /// it started and still exist, judged at its start time.
     pub async fn lifecycle_preview(&self, repo: &RepositoryName) -> Result<LifecyclePreviewOutcome> {
-        let preview = self
-            .describe_repository(repo)
-            .await?
-            .settings
-            .lifecycle_preview
-            .ok_or(RegistryError::PolicyNotFound(PolicyKind::LifecyclePreview))?;
-        let policy = LifecyclePolicy::parse(&preview.policy_text).map_err(invalid(PolicyKind::Lifecycle))?;
-        let images = self.lifecycle_images(repo, Some(preview.started_at)).await?;
+        let (explanation, images) = self.preview_evaluation(repo).await?;
         let by_digest: HashMap<&Digest, &LifecycleImage> = images.iter().map(|i| (&i.digest, i)).collect();
-        let mut results: Vec<PreviewResult> = lifecycle::evaluate(&policy, &images, preview.started_at)
+        let mut results: Vec<PreviewResult> = explanation
+            .evaluation
+            .expired
             .into_iter()
             .filter_map(|expiry| {
                 let image = by_digest.get(&expiry.digest)?;
@@ -148,7 +143,27 @@ impl Registry {
             })
             .collect();
         results.sort_by(|a, b| a.digest.cmp(&b.digest));
-        Ok(LifecyclePreviewOutcome { policy_text: preview.policy_text, results })
+        Ok(LifecyclePreviewOutcome { policy_text: explanation.policy.text, results })
+    }
+
+    /// The last preview with the reason each image stays: what the console draws for
+    /// `GetLifecyclePolicyPreview`, from the same evaluation.
+    pub async fn explain_lifecycle_preview(&self, repo: &RepositoryName) -> Result<LifecycleExplanation> {
+        Ok(self.preview_evaluation(repo).await?.0)
+    }
+
+    async fn preview_evaluation(&self, repo: &RepositoryName) -> Result<(LifecycleExplanation, Vec<LifecycleImage>)> {
+        let preview = self
+            .describe_repository(repo)
+            .await?
+            .settings
+            .lifecycle_preview
+            .ok_or(RegistryError::PolicyNotFound(PolicyKind::LifecyclePreview))?;
+        let policy = LifecyclePolicy::parse(&preview.policy_text).map_err(invalid(PolicyKind::Lifecycle))?;
+        let images = self.lifecycle_images(repo, Some(preview.started_at)).await?;
+        let evaluation = lifecycle::explain(&policy, &images, preview.started_at);
+        let policy = LifecyclePolicyInfo { text: preview.policy_text, last_evaluated_at: None };
+        Ok((LifecycleExplanation { policy, evaluated_at: preview.started_at, evaluation }, images))
     }
 
     /// What the repository's lifecycle policy would do if it ran now (read-only: the console's

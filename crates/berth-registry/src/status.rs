@@ -34,7 +34,11 @@ impl StatusLog {
 }
 
 pub(crate) fn finished<T: Clone, E: std::fmt::Display>(outcome: &Result<T, E>) -> Finished<T> {
-    Finished { at: now_millis(), outcome: outcome.as_ref().map(T::clone).map_err(E::to_string) }
+    let outcome = match outcome {
+        Ok(value) => Ok(value.clone()),
+        Err(error) => Err(error.to_string()),
+    };
+    Finished { at: now_millis(), outcome }
 }
 
 impl Registry {
