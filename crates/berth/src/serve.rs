@@ -107,11 +107,24 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         let identities = Arc::new(EcrIdentities(auth.clone()));
         (berth_ecr::Authentication::SigV4(identities.clone()), identities)
     };
+    let console = berth_console::router(
+        registry.clone(),
+        auth.clone(),
+        berth_console::ConsoleConfig {
+            public_url: ecr_config.public_url.clone(),
+            auth_disabled: config.no_auth,
+            session_key: MasterKey::load_or_create(&config.data_dir)?.console_session_key(),
+            session_lifetime: config.token_lifetime,
+            gc_interval: config.gc_interval,
+            gc_grace: config.gc_grace,
+        },
+    );
     let ecr_backend = berth_ecr::RegistryBackend::new(registry.clone(), ecr_config, tokens);
     let ecr = berth_ecr::router(berth_ecr::EcrService::new(Arc::new(ecr_backend), authentication));
     let app = berth_oci::router(registry.clone(), auth.clone())
         .merge(ecr)
         .merge(berth_ecr::download::router(registry.clone()))
+        .merge(console)
         .layer(axum::middleware::from_fn(access_log))
         .layer(CatchPanicLayer::new());
 

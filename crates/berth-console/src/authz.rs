@@ -1,0 +1,123 @@
+//! The console's one authorization point. Every page and every action asks [`authorize`] (or
+//! [`allowed`], the same decision as a yes/no for showing a button), which asks the service's
+//! authorization — the function both APIs use — with the ECR actions the page or action performs,
+//! so a user denied an action through the API is denied it here too, and never sees its button.
+
+use berth_iam::{RequestContext, actions};
+use berth_registry::Registry;
+use berth_spec::RepositoryName;
+
+use crate::error::ConsoleError;
+
+/// What a decision is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    Repository(&'a RepositoryName),
+    /// Users and their keys, and the server's maintenance: the account root's alone until IAM
+    /// identity policies give `iam:*` actions a meaning in Berth.
+    Administration,
+}
+
+/// Listing a repository among the others.
+pub const LIST_REPOSITORY: &[&str] = &[actions::DESCRIBE_REPOSITORIES];
+/// A repository's images with their tags.
+pub const LIST_IMAGES: &[&str] = &[actions::DESCRIBE_IMAGES, actions::LIST_IMAGES];
+/// An image's manifest and config (what a pull reads).
+pub const READ_IMAGE: &[&str] = &[actions::BATCH_GET_IMAGE, actions::GET_DOWNLOAD_URL_FOR_LAYER];
+pub const READ_LIFECYCLE: &[&str] = &[actions::GET_LIFECYCLE_POLICY, actions::GET_LIFECYCLE_POLICY_PREVIEW];
+pub const READ_REPOSITORY_POLICY: &[&str] = &[actions::GET_REPOSITORY_POLICY];
+pub const DELETE_IMAGE: &[&str] = &[actions::BATCH_DELETE_IMAGE];
+/// Adding a tag puts the image's manifest again under the new tag, as ECR's PutImage does.
+pub const ADD_TAG: &[&str] = &[actions::PUT_IMAGE];
+pub const REMOVE_TAG: &[&str] = &[actions::BATCH_DELETE_IMAGE];
+pub const SET_TAG_MUTABILITY: &[&str] = &[actions::PUT_IMAGE_TAG_MUTABILITY];
+/// What `docker pull` performs on the `/v2/` plane.
+pub const PULL: &[&str] = &[actions::BATCH_GET_IMAGE, actions::GET_DOWNLOAD_URL_FOR_LAYER];
+/// What `docker push` performs on the `/v2/` plane.
+pub const PUSH: &[&str] = &[
+    actions::BATCH_CHECK_LAYER_AVAILABILITY,
+    actions::INITIATE_LAYER_UPLOAD,
+    actions::UPLOAD_LAYER_PART,
+    actions::COMPLETE_LAYER_UPLOAD,
+    actions::PUT_IMAGE,
+];
+/// Changing the repository's policies and settings.
+pub const MANAGE: &[&str] =
+    &[actions::SET_REPOSITORY_POLICY, actions::PUT_LIFECYCLE_POLICY, actions::PUT_IMAGE_TAG_MUTABILITY];
+
+/// `Denied` unless the caller may perform every one of `actions` in `scope`.
+pub async fn authorize(
+    registry: &Registry,
+    ctx: &RequestContext,
+    scope: Scope<'_>,
+    actions: &[&str],
+) -> Result<(), ConsoleError> {
+    match scope {
+        Scope::Repository(repo) => registry.authorize(ctx, repo, actions).await.map_err(ConsoleError::from),
+        Scope::Administration if ctx.identity.is_root() => Ok(()),
+        Scope::Administration => Err(ConsoleError::Denied(
+            "Only the root user may manage users and see the server's maintenance status.".into(),
+        )),
+    }
+}
+
+/// [`authorize`] as a yes or no; other failures (the store) are still errors.
+pub async fn allowed(
+    registry: &Registry,
+    ctx: &RequestContext,
+    scope: Scope<'_>,
+    actions: &[&str],
+) -> Result<bool, ConsoleError> {
+    match authorize(registry, ctx, scope, actions).await {
+        Ok(()) => Ok(true),
+        Err(ConsoleError::Denied(_)) => Ok(false),
+        Err(other) => Err(other),
+    }
+}
+
+/// Why an allowed request is allowed, in words, as far as today's model can say.
+pub const WHY_ALLOWED: &str =
+    "Allowed: Berth users hold every permission and no Deny statement of the repository policy matches.";
+
+/// The reason [`authorize`] gave for a denial, for the permissions page.
+pub async fn decision(
+    registry: &Registry,
+    ctx: &RequestContext,
+    repo: &RepositoryName,
+    actions: &[&str],
+) -> Result<Result<(), String>, ConsoleError> {
+    match authorize(registry, ctx, Scope::Repository(repo), actions).await {
+        Ok(()) => Ok(Ok(())),
+        Err(ConsoleError::Denied(reason)) => Ok(Err(reason)),
+        Err(other) => Err(other),
+    }
+}
+
+/// What a caller may do in one repository: which parts of a page to show, which buttons to draw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub list_images: bool,
+    pub read_image: bool,
+    pub read_lifecycle: bool,
+    pub read_policy: bool,
+    pub delete_image: bool,
+    pub add_tag: bool,
+    pub remove_tag: bool,
+    pub set_tag_mutability: bool,
+}
+
+impl Capabilities {
+    pub async fn of(registry: &Registry, ctx: &RequestContext, repo: &RepositoryName) -> Result<Self, ConsoleError> {
+        let may = async |actions| allowed(registry, ctx, Scope::Repository(repo), actions).await;
+        Ok(Capabilities {
+            list_images: may(LIST_IMAGES).await?,
+            read_image: may(READ_IMAGE).await?,
+            read_lifecycle: may(READ_LIFECYCLE).await?,
+            read_policy: may(READ_REPOSITORY_POLICY).await?,
+            delete_image: may(DELETE_IMAGE).await?,
+            add_tag: may(ADD_TAG).await?,
+            remove_tag: may(REMOVE_TAG).await?,
+            set_tag_mutability: may(SET_TAG_MUTABILITY).await?,
+        })
+    }
+}

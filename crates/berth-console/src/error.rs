@@ -1,0 +1,118 @@
+//! The console's one error type, and the one place service errors become console errors. Each
+//! renders as a page with its status (see `lib.rs`); nothing a failed request asked for changed.
+
+use axum::http::StatusCode;
+use berth_registry::RegistryError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("{0}")]
+    NotFound(String),
+    /// The authorization said no (403).
+    #[error("{0}")]
+    Denied(String),
+    /// A form without a valid CSRF token, or posted from another site (403).
+    #[error("{0}")]
+    Forged(&'static str),
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request conflicts with the registry's state (an index still lists the image, an
+    /// immutable tag, a tag that moved): nothing changed.
+    #[error("{0}")]
+    Conflict(String),
+    /// No valid session: the visitor goes to the sign-in page and comes back to `next`.
+    #[error("sign in first")]
+    SignInRequired { next: String },
+    /// The credential store failed; the visitor should retry.
+    #[error("the registry cannot check credentials right now; try again shortly")]
+    Unavailable,
+    /// Logged with its detail; the page shows no internals.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ConsoleError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ConsoleError::NotFound(_) => StatusCode::NOT_FOUND,
+            ConsoleError::Denied(_) | ConsoleError::Forged(_) => StatusCode::FORBIDDEN,
+            ConsoleError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ConsoleError::Conflict(_) => StatusCode::CONFLICT,
+            ConsoleError::SignInRequired { .. } => StatusCode::SEE_OTHER,
+            ConsoleError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ConsoleError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The page's heading.
+    pub fn title(&self) -> &'static str {
+        match self {
+            ConsoleError::NotFound(_) => "Not found",
+            ConsoleError::Denied(_) => "Not allowed",
+            ConsoleError::Forged(_) => "Form refused",
+            ConsoleError::BadRequest(_) => "Not accepted",
+            ConsoleError::Conflict(_) => "Refused",
+            ConsoleError::SignInRequired { .. } => "Sign in",
+            ConsoleError::Unavailable => "Temporarily unavailable",
+            ConsoleError::Internal(_) => "Something went wrong",
+        }
+    }
+
+    /// What the page tells the visitor.
+    pub fn message(&self) -> String {
+        match self {
+            ConsoleError::Internal(_) => "The registry failed to answer; the error is in its log.".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<RegistryError> for ConsoleError {
+    fn from(error: RegistryError) -> Self {
+        let message = error.to_string();
+        match error {
+            RegistryError::NameUnknown(_)
+            | RegistryError::ManifestUnknown(_)
+            | RegistryError::BlobUnknown(_)
+            | RegistryError::BlobUploadUnknown
+            | RegistryError::PolicyNotFound(_) => ConsoleError::NotFound(message),
+            RegistryError::AccessDenied { .. } | RegistryError::Denied(_) => ConsoleError::Denied(message),
+            RegistryError::ManifestReferenced { .. }
+            | RegistryError::TagImmutable { .. }
+            | RegistryError::ImageAlreadyExists { .. }
+            | RegistryError::TagDigestMismatch { .. }
+            | RegistryError::RepositoryExists(_)
+            | RegistryError::RepositoryNotEmpty(_)
+            | RegistryError::LayerAlreadyExists(_) => ConsoleError::Conflict(message),
+            RegistryError::NameInvalid(_)
+            | RegistryError::DigestInvalid(_)
+            | RegistryError::ManifestInvalid(_)
+            | RegistryError::ManifestChildUnknown(_)
+            | RegistryError::ManifestBlobUnknown(_)
+            | RegistryError::ManifestTooLarge { .. }
+            | RegistryError::PaginationInvalid(_)
+            | RegistryError::ImageDigestMismatch { .. }
+            | RegistryError::BlobUploadInvalid(_)
+            | RegistryError::RangeInvalid { .. }
+            | RegistryError::LayerPartInvalid { .. }
+            | RegistryError::LayerPartTooSmall { .. }
+            | RegistryError::EmptyUpload
+            | RegistryError::LayerInvalid(_)
+            | RegistryError::LayerInaccessible(_)
+            | RegistryError::TooManyTags { .. }
+            | RegistryError::PolicyInvalid { .. }
+            | RegistryError::Unsupported(_) => ConsoleError::BadRequest(message),
+            RegistryError::Internal(_) => ConsoleError::Internal(message),
+        }
+    }
+}
+
+impl From<berth_auth::Error> for ConsoleError {
+    fn from(error: berth_auth::Error) -> Self {
+        match error {
+            berth_auth::Error::InvalidUserName(_) => ConsoleError::BadRequest(error.to_string()),
+            berth_auth::Error::UserNotFound(_) => ConsoleError::NotFound(error.to_string()),
+            other => ConsoleError::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The admin page (the root user's): users and their access keys — create, delete — and what the
+//! server's background work last did. Deactivating a key needs a key state the credential store
+//! does not keep yet; deleting the user is the way to revoke a key today.
+
+use askama::Template;
+use axum::extract::Request;
+use axum::http::Uri;
+use axum::response::Response;
+use berth_auth::ROOT_USER;
+use berth_registry::{Finished, GcReport};
+use serde::Deserialize;
+
+use super::actions::ConfirmPage;
+use super::{redirect, render};
+use crate::authz::{self, Scope};
+use crate::view::{self, Layout};
+use crate::{Console, ConsoleError, HasCsrf, Visitor, paths};
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct UserForm {
+    csrf: String,
+    name: String,
+    confirmed: String,
+}
+
+impl HasCsrf for UserForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+struct UserRow {
+    name: String,
+    access_key_id: String,
+    created: String,
+    /// Neither the root user nor the visitor can be deleted here.
+    deletable: bool,
+}
+
+/// A new user's keys: shown on this one page, never again.
+struct CreatedUser {
+    name: String,
+    access_key_id: String,
+    secret_access_key: String,
+}
+
+struct Run {
+    when: String,
+    outcome: String,
+    failed: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin.html")]
+struct AdminPage {
+    layout: Layout,
+    users: Vec<UserRow>,
+    created: Option<CreatedUser>,
+    notice: Option<&'static str>,
+    gc_schedule: String,
+    last_gc: Option<Run>,
+    upload_expiry: String,
+    lifecycle_schedule: String,
+    last_lifecycle: Option<Run>,
+}
+
+fn gc_outcome(report: &GcReport) -> String {
+    format!(
+        "released {} links, deleted {} blobs ({}); {} unused blobs ({}) wait out the grace period",
+        report.links_released,
+        report.blobs_deleted,
+        view::size(report.bytes_deleted),
+        report.blobs_waiting,
+        view::size(report.bytes_waiting)
+    )
+}
+
+fn run<T>(finished: Option<Finished<T>>, describe: impl Fn(&T) -> String) -> Option<Run> {
+    finished.map(|f| Run {
+        when: view::time(f.at),
+        failed: f.outcome.is_err(),
+        outcome: match &f.outcome {
+            Ok(value) => describe(value),
+            Err(error) => format!("failed: {error}"),
+        },
+    })
+}
+
+async fn admin_page(
+    console: &Console,
+    visitor: &Visitor,
+    created: Option<CreatedUser>,
+    notice: Option<&'static str>,
+) -> Result<Response, ConsoleError> {
+    let me = visitor.session.user_name.as_deref();
+    let users = console
+        .auth
+        .identities()
+        .users()
+        .await
+        .map_err(|_| ConsoleError::Unavailable)?
+        .into_iter()
+        .map(|u| UserRow {
+            deletable: u.name != ROOT_USER && Some(u.name.as_str()) != me,
+            created: view::time(u.created_at),
+            name: u.name,
+            access_key_id: u.access_key_id,
+        })
+        .collect();
+    let status = console.registry.maintenance_status();
+    let config = console.registry.config();
+    Ok(render(&AdminPage {
+        layout: visitor.layout().in_section("admin"),
+        users,
+        created,
+        notice,
+        gc_schedule: match console.config.gc_interval {
+            Some(interval) => format!(
+                "Every {}; blobs unused for {} are reclaimed.",
+                view::duration(interval),
+                view::duration(console.config.gc_grace)
+            ),
+            None => "Off (--gc-interval-secs 0): run berth gc by hand.".into(),
+        },
+        last_gc: run(status.last_gc, gc_outcome),
+        upload_expiry: view::duration(config.upload_expiry),
+        lifecycle_schedule: format!(
+            "Every {}, and right after a lifecycle policy is put.",
+            view::duration(config.lifecycle_interval)
+        ),
+        last_lifecycle: run(status.last_lifecycle_run, |expired| match expired {
+            1 => "expired 1 image".into(),
+            n => format!("expired {n} images"),
+        }),
+    }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Query {
+    done: String,
+}
+
+pub async fn page(console: &Console, visitor: &Visitor, uri: &Uri) -> Result<Response, ConsoleError> {
+    authz::authorize(&console.registry, &visitor.ctx, Scope::Administration, &[]).await?;
+    let query = axum::extract::Query::<Query>::try_from_uri(uri).map(|q| q.0).unwrap_or_default();
+    let notice =
+        (query.done == "user-deleted").then_some("The user was deleted; its access key and sessions no longer work.");
+    admin_page(console, visitor, None, notice).await
+}
+
+pub async fn create_user(console: &Console, visitor: &Visitor, request: Request) -> Result<Response, ConsoleError> {
+    let form: UserForm = console.form(visitor, request).await?;
+    authz::authorize(&console.registry, &visitor.ctx, Scope::Administration, &[]).await?;
+    let name = form.name.trim();
+    let identities = console.auth.identities();
+    if identities.user(name).await.map_err(|_| ConsoleError::Unavailable)?.is_some() {
+        return Err(ConsoleError::Conflict(format!("A user named {name} exists already.")));
+    }
+    let credentials = identities.create_user(name).await?;
+    tracing::info!(user = %credentials.user_name, by = ?visitor.session.user_name, "console: user created");
+    let created = CreatedUser {
+        name: credentials.user_name.clone(),
+        access_key_id: credentials.access_key_id.clone(),
+        secret_access_key: credentials.secret_access_key.clone(),
+    };
+    admin_page(console, visitor, Some(created), Some("The user was created.")).await
+}
+
+pub async fn delete_user(console: &Console, visitor: &Visitor, request: Request) -> Result<Response, ConsoleError> {
+    let form: UserForm = console.form(visitor, request).await?;
+    authz::authorize(&console.registry, &visitor.ctx, Scope::Administration, &[]).await?;
+    let name = form.name.trim().to_owned();
+    if name == ROOT_USER || Some(name.as_str()) == visitor.session.user_name.as_deref() {
+        return Err(ConsoleError::BadRequest(
+            "The root user and the signed-in user cannot be deleted from the console.".into(),
+        ));
+    }
+    if form.confirmed != "yes" {
+        return Ok(render(&ConfirmPage {
+            layout: visitor.layout().in_section("admin"),
+            title: "Delete user?",
+            message: format!(
+                "Delete user {name}? Its access key, registry tokens and console sessions stop working at once."
+            ),
+            action: format!("{}/admin/users/delete", paths::ROOT),
+            fields: vec![("name", name)],
+            button: "Delete user",
+            danger: true,
+            cancel: format!("{}/admin", paths::ROOT),
+        }));
+    }
+    console.auth.identities().remove_user(&name).await?;
+    tracing::info!(user = %name, by = ?visitor.session.user_name, "console: user deleted");
+    Ok(redirect(&format!("{}/admin?done=user-deleted", paths::ROOT)))
+}

@@ -1,0 +1,233 @@
+//! Signing in and out. Credentials go through the registry's own authenticator, exactly as a
+//! `docker login` would present them, so whatever the registry accepts (and logs) the console
+//! accepts; nothing of them is kept but the session cookie.
+
+use askama::Template;
+use axum::extract::{FromRequest, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use berth_auth::{AuthError, Principal, TOKEN_USER};
+use serde::Deserialize;
+
+use super::{redirect, render};
+use crate::session::{self, CsrfBinding, SESSION_COOKIE, SIGN_IN_COOKIE, SIGN_IN_LIFETIME, SignedInWith};
+use crate::view::{self, Layout};
+use crate::{Console, ConsoleError, HasCsrf, Visitor, now_millis, paths};
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+struct SignInPage {
+    layout: Layout,
+    csrf: String,
+    next: String,
+    access_key_id: String,
+    error: Option<&'static str>,
+    lifetime: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SignInForm {
+    csrf: String,
+    next: String,
+    access_key_id: String,
+    secret_access_key: String,
+    token: String,
+}
+
+impl HasCsrf for SignInForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CsrfOnly {
+    csrf: String,
+}
+
+impl HasCsrf for CsrfOnly {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+fn tls(request: &Parts) -> bool {
+    request.extensions.get::<berth_iam::ConnectionInfo>().is_some_and(|c| c.tls)
+}
+
+fn append_cookie(response: &mut Response, cookie: String) {
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+/// Signs `user` in: the session cookie, the sign-in nonce dropped, and on to `next`.
+fn start_session(
+    console: &Console,
+    user: Option<&berth_auth::User>,
+    via: SignedInWith,
+    next: &str,
+    tls: bool,
+) -> Response {
+    let session = console.keys.start(user.map(|u| (u.name.as_str(), u.created_at)), via, now_millis());
+    let mut response = redirect(&paths::safe_next(Some(next)));
+    append_cookie(
+        &mut response,
+        session::set_cookie(SESSION_COOKIE, &console.keys.seal(&session), console.keys.lifetime(), tls),
+    );
+    append_cookie(&mut response, session::set_cookie(SIGN_IN_COOKIE, "", std::time::Duration::ZERO, tls));
+    response
+}
+
+/// The sign-in form, with a fresh nonce cookie its CSRF token is bound to. With authentication
+/// off there is nobody to be: an anonymous session starts at once.
+pub async fn form(console: &Console, request: &Parts) -> Response {
+    let query = axum::extract::Query::<NextQuery>::try_from_uri(&request.uri).map(|q| q.0).unwrap_or_default();
+    let next = paths::safe_next(query.next.as_deref());
+    if console.config.auth_disabled {
+        return start_session(console, None, SignedInWith::Nothing, &next, tls(request));
+    }
+    if console.visitor(request).await.is_ok() {
+        return redirect(&next);
+    }
+    let nonce = session::random_id();
+    let mut response = sign_in_page(console, &nonce, next, String::new(), None);
+    append_cookie(&mut response, session::set_cookie(SIGN_IN_COOKIE, &nonce, SIGN_IN_LIFETIME, tls(request)));
+    response
+}
+
+fn sign_in_page(
+    console: &Console,
+    nonce: &str,
+    next: String,
+    access_key_id: String,
+    error: Option<&'static str>,
+) -> Response {
+    render(&SignInPage {
+        layout: Layout::new(None, false, String::new(), &console.registry_host),
+        csrf: console.keys.csrf_token(CsrfBinding::SignIn(nonce)),
+        next,
+        access_key_id,
+        error,
+        lifetime: view::duration(console.keys.lifetime()),
+    })
+}
+
+/// Checks the form came from this site's sign-in page, then the credentials.
+pub async fn submit(console: &Console, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let tls = tls(&parts);
+    let origin = crate::request_origin(&parts, tls);
+    let nonce = parts
+        .headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| session::cookie(c, SIGN_IN_COOKIE))
+        .unwrap_or("")
+        .to_owned();
+    if let Err(error) = console.same_origin(&parts.headers, origin.as_deref()) {
+        return console.error_page(error, None);
+    }
+    let form = match axum::Form::<SignInForm>::from_request(Request::from_parts(parts, body), &()).await {
+        Ok(axum::Form(form)) => form,
+        Err(rejection) => {
+            return console
+                .error_page(ConsoleError::BadRequest(format!("The form could not be read: {rejection}")), None);
+        }
+    };
+    if nonce.is_empty() || !console.keys.csrf_valid(CsrfBinding::SignIn(&nonce), form.csrf()) {
+        return console.error_page(
+            ConsoleError::Forged("The sign-in form expired or came from another site. Open the sign-in page again."),
+            None,
+        );
+    }
+    let (user, password) = if !form.token.trim().is_empty() {
+        (TOKEN_USER, form.token.trim())
+    } else if !form.access_key_id.trim().is_empty() && !form.secret_access_key.is_empty() {
+        (form.access_key_id.trim(), form.secret_access_key.as_str())
+    } else {
+        let mut page = sign_in_page(
+            console,
+            &nonce,
+            form.next,
+            form.access_key_id,
+            Some("Enter an access key ID and its secret, or a registry token."),
+        );
+        *page.status_mut() = StatusCode::BAD_REQUEST;
+        return page;
+    };
+    // The registry's authenticator reads HTTP Basic credentials: present them as a client would.
+    let mut headers = HeaderMap::new();
+    let basic = format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
+    let Ok(value) = HeaderValue::from_str(&basic) else {
+        let mut page = sign_in_page(
+            console,
+            &nonce,
+            form.next,
+            form.access_key_id,
+            Some("The credentials contain characters no key or token has."),
+        );
+        *page.status_mut() = StatusCode::BAD_REQUEST;
+        return page;
+    };
+    headers.insert(header::AUTHORIZATION, value);
+    let failed = |status: StatusCode, message: &'static str| {
+        let mut page = sign_in_page(console, &nonce, form.next.clone(), form.access_key_id.clone(), Some(message));
+        *page.status_mut() = status;
+        page
+    };
+    let (name, via) = match console.auth.authenticate(&headers).await {
+        Ok(Principal::User { name, via }) => (name, via),
+        Ok(Principal::Anonymous) | Err(AuthError::InvalidCredentials | AuthError::MalformedHeader(_)) => {
+            return failed(StatusCode::UNAUTHORIZED, "The access key, secret or token is not valid.");
+        }
+        Err(AuthError::TokenExpired) => {
+            return failed(StatusCode::UNAUTHORIZED, "The token has expired; get a new one.");
+        }
+        Err(AuthError::Unavailable(_)) => {
+            return failed(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The registry cannot check credentials right now; try again shortly.",
+            );
+        }
+        Err(AuthError::CredentialsRequired | AuthError::UnsupportedScheme) => {
+            return failed(StatusCode::UNAUTHORIZED, "The access key, secret or token is not valid.");
+        }
+    };
+    let user = match console.auth.identities().user(&name).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return failed(StatusCode::UNAUTHORIZED, "The access key, secret or token is not valid."),
+        Err(_) => {
+            return failed(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The registry cannot check credentials right now; try again shortly.",
+            );
+        }
+    };
+    let via = match via {
+        berth_auth::CredentialKind::AccessKey => SignedInWith::AccessKey,
+        berth_auth::CredentialKind::Token => SignedInWith::Token,
+    };
+    tracing::info!(user = %user.name, ?via, "console sign-in");
+    start_session(console, Some(&user), via, &form.next, tls)
+}
+
+/// Ends the session in this browser. Sessions are stateless: a copied cookie stays valid until
+/// it expires or its user is removed.
+pub async fn sign_out(console: &Console, visitor: &Visitor, request: Request) -> Result<Response, ConsoleError> {
+    console.form::<CsrfOnly>(visitor, request).await?;
+    let mut response = redirect(&format!("{}/sign-in", paths::ROOT));
+    append_cookie(&mut response, session::set_cookie(SESSION_COOKIE, "", std::time::Duration::ZERO, visitor.tls));
+    Ok(response)
+}

@@ -1,0 +1,417 @@
+//! The console router over a real registry (SQLite + filesystem) and the real authenticator,
+//! driven request by request: sign-in, sessions, CSRF and origin checks, and that every action
+//! goes through the same authorization as the APIs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use berth_auth::{AuthMode, Authenticator, Credentials, Identities, MasterKey, RootKeys, TokenIssuer};
+use berth_console::{ConsoleConfig, router};
+use berth_iam::{ConnectionInfo, CredentialKind, Identity, RequestContext};
+use berth_meta::SqliteStore;
+use berth_registry::{Registry, RegistryConfig};
+use berth_spec::{Digest, Reference, RepositoryName};
+use berth_storage::FsBlobStore;
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const ROOT_KEY: &str = "AKIACONSOLETEST00001";
+const ROOT_SECRET: &str = "console-test-secret-0123456789abcdefghij";
+const ORIGIN: &str = "http://registry.test";
+
+struct Server {
+    dir: tempfile::TempDir,
+    registry: Arc<Registry>,
+    auth: Arc<Authenticator>,
+    app: Router,
+    reader: Credentials,
+}
+
+async fn app(dir: &std::path::Path, auth_disabled: bool) -> (Arc<Registry>, Arc<Authenticator>, Router) {
+    let meta = Arc::new(SqliteStore::open(&dir.join("metadata.db")).await.unwrap());
+    let blobs = Arc::new(FsBlobStore::open(dir).await.unwrap());
+    let registry = Arc::new(Registry::new(blobs, meta.clone(), RegistryConfig::default()));
+    let key = MasterKey::load_or_create(dir).unwrap();
+    let identities = Arc::new(Identities::new(meta, &key));
+    identities.bootstrap_root(dir, Some(RootKeys::new(ROOT_KEY, ROOT_SECRET).unwrap())).await.unwrap();
+    let mode = if auth_disabled { AuthMode::Disabled } else { AuthMode::Required };
+    let auth = Arc::new(Authenticator::new(identities, TokenIssuer::new(&key, Duration::from_secs(3600)), mode));
+    let config = ConsoleConfig {
+        public_url: ORIGIN.into(),
+        auth_disabled,
+        session_key: key.console_session_key(),
+        session_lifetime: Duration::from_secs(12 * 3600),
+        gc_interval: None,
+        gc_grace: Duration::from_secs(86_400),
+    };
+    let app = router(registry.clone(), auth.clone(), config);
+    (registry, auth, app)
+}
+
+async fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let (registry, auth, app) = app(dir.path(), false).await;
+    let reader = auth.identities().create_user("reader").await.unwrap();
+    Server { dir, registry, auth, app, reader }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    /// `name=value` of a cookie this reply sets.
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.set_cookie(name).map(|c| c.split(';').next().unwrap().to_owned())
+    }
+
+    fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|c| c.starts_with(&format!("{name}=")))
+    }
+
+    fn location(&self) -> &str {
+        self.headers.get(header::LOCATION).map_or("", |v| v.to_str().unwrap())
+    }
+
+    /// The first form's CSRF token on the page.
+    fn csrf(&self) -> String {
+        let at =
+            self.body.find(r#"name="csrf" value=""#).expect("the page has a form") + r#"name="csrf" value=""#.len();
+        self.body[at..].split('"').next().unwrap().to_owned()
+    }
+}
+
+async fn send(app: &Router, request: Request<Body>) -> Reply {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    Reply { status, headers, body }
+}
+
+fn get(path: &str, cookie: &str) -> Request<Body> {
+    Request::get(path).header(header::HOST, "registry.test").header(header::COOKIE, cookie).body(Body::empty()).unwrap()
+}
+
+fn post(path: &str, cookie: &str) -> axum::http::request::Builder {
+    Request::post(path)
+        .header(header::HOST, "registry.test")
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+}
+
+fn form(fields: &[(&str, &str)]) -> Body {
+    let encoded: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| {
+            let escape = |s: &str| {
+                s.bytes()
+                    .map(|b| match b {
+                        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+                        other => format!("%{other:02X}"),
+                    })
+                    .collect::<String>()
+            };
+            format!("{}={}", escape(k), escape(v))
+        })
+        .collect();
+    Body::from(encoded.join("&"))
+}
+
+async fn submit(app: &Router, path: &str, cookie: &str, fields: &[(&str, &str)]) -> Reply {
+    send(app, post(path, cookie).body(form(fields)).unwrap()).await
+}
+
+/// Signs in through the form; returns the session cookie (`berth_console=...`).
+async fn sign_in(app: &Router, user: &str, secret: &str) -> Result<String, Reply> {
+    let page = send(app, get("/console/sign-in", "")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let nonce = page.cookie("berth_console_sign_in").expect("the sign-in page sets its nonce cookie");
+    let csrf = page.csrf();
+    let reply = submit(
+        app,
+        "/console/sign-in",
+        &nonce,
+        &[("csrf", &csrf), ("next", "/console/repositories"), ("access_key_id", user), ("secret_access_key", secret)],
+    )
+    .await;
+    match reply.cookie("berth_console") {
+        Some(cookie) if reply.status == StatusCode::SEE_OTHER => Ok(cookie),
+        _ => Err(reply),
+    }
+}
+
+fn root_ctx() -> RequestContext {
+    RequestContext {
+        identity: Identity::Root { access_key_id: ROOT_KEY.into(), via: CredentialKind::AccessKey },
+        ..RequestContext::server("test", "test-request".into())
+    }
+}
+
+/// Pushes a one-layer image tagged `tag` into `repo`; returns its digest.
+async fn push_image(registry: &Registry, repo: &RepositoryName, tag: &str) -> Digest {
+    let ctx = root_ctx();
+    let upload = async |data: Vec<u8>| {
+        let digest = Digest::sha256_of(&data);
+        let size = data.len();
+        let body = futures::stream::once(async move { Ok(Bytes::from(data)) }).boxed();
+        registry.upload_monolithic(&ctx, repo, &digest, body).await.unwrap();
+        (digest, size)
+    };
+    let (config, config_size) = upload(
+        br#"{"architecture":"amd64","os":"linux","config":{"Entrypoint":["/app"],"Env":["A=1"]},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec(),
+    )
+    .await;
+    let (layer, layer_size) = upload(format!("layer of {tag}").into_bytes()).await;
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":{config_size}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":{layer_size}}}]}}"#
+    );
+    let reference = Reference::Tag(tag.parse().unwrap());
+    registry.put_manifest(&ctx, repo, &reference, None, manifest.as_bytes()).await.unwrap().digest
+}
+
+async fn exists(registry: &Registry, repo: &RepositoryName, digest: &Digest) -> bool {
+    registry.get_manifest(repo, &Reference::Digest(digest.clone()), false).await.is_ok()
+}
+
+#[tokio::test]
+async fn sign_in_starts_a_strict_http_only_session() {
+    let server = server().await;
+    let page = send(&server.app, get("/console/repositories", "")).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "no session: to the sign-in page");
+    assert_eq!(page.location(), "/console/sign-in?next=/console/repositories");
+
+    let signed_in = send(&server.app, get("/console/sign-in", "")).await;
+    let nonce = signed_in.set_cookie("berth_console_sign_in").unwrap();
+    assert!(nonce.contains("HttpOnly") && nonce.contains("SameSite=Strict") && !nonce.contains("Secure"), "{nonce}");
+    assert_eq!(
+        signed_in.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().split(';').next(),
+        Some("default-src 'none'")
+    );
+    assert_eq!(signed_in.headers[header::X_FRAME_OPTIONS], "DENY");
+
+    let cookie = sign_in(&server.app, ROOT_KEY, ROOT_SECRET).await.unwrap();
+    let page = send(&server.app, get("/console/repositories", &cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Signed in as <strong>root</strong>"));
+    assert_eq!(page.headers[header::CACHE_CONTROL], "no-store", "pages are never cached");
+
+    let wrong = sign_in(&server.app, ROOT_KEY, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY").await.unwrap_err();
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("not valid") && !wrong.body.contains("wJalrXUtnFEMI"), "the secret is not echoed");
+    let unknown = sign_in(&server.app, "AKIAUNKNOWNUNKNOWN00", ROOT_SECRET).await.unwrap_err();
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+
+    // A registry token signs in too.
+    let token = server.auth.issue_token("reader").await.unwrap().token;
+    let page = send(&server.app, get("/console/sign-in", "")).await;
+    let nonce = page.cookie("berth_console_sign_in").unwrap();
+    let reply = submit(&server.app, "/console/sign-in", &nonce, &[("csrf", &page.csrf()), ("token", &token)]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let session = reply.set_cookie("berth_console").unwrap();
+    assert!(session.contains("Max-Age=43200") && session.contains("Path=/console"), "{session}");
+    let page = send(&server.app, get("/console/repositories", session.split(';').next().unwrap())).await;
+    assert!(page.body.contains("Signed in as <strong>reader</strong>"));
+}
+
+#[tokio::test]
+async fn the_sign_in_form_needs_its_nonce_and_this_origin() {
+    let server = server().await;
+    let page = send(&server.app, get("/console/sign-in", "")).await;
+    let nonce = page.cookie("berth_console_sign_in").unwrap();
+    let csrf = page.csrf();
+    let fields = [("csrf", csrf.as_str()), ("access_key_id", ROOT_KEY), ("secret_access_key", ROOT_SECRET)];
+    let without_nonce = submit(&server.app, "/console/sign-in", "", &fields).await;
+    assert_eq!(without_nonce.status, StatusCode::FORBIDDEN, "login CSRF: a form not from this browser's sign-in page");
+    let other = send(&server.app, get("/console/sign-in", "")).await.cookie("berth_console_sign_in").unwrap();
+    assert_eq!(submit(&server.app, "/console/sign-in", &other, &fields).await.status, StatusCode::FORBIDDEN);
+    let cross =
+        post("/console/sign-in", &nonce).header(header::ORIGIN, "http://evil.test").body(form(&fields)).unwrap();
+    assert_eq!(send(&server.app, cross).await.status, StatusCode::FORBIDDEN);
+    let same = post("/console/sign-in", &nonce).header(header::ORIGIN, ORIGIN).body(form(&fields)).unwrap();
+    assert_eq!(send(&server.app, same).await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn over_tls_the_cookies_are_secure() {
+    let server = server().await;
+    let mut request = get("/console/sign-in", "");
+    request.extensions_mut().insert(ConnectionInfo { peer: "127.0.0.1:40000".parse().unwrap(), tls: true });
+    let page = send(&server.app, request).await;
+    assert!(page.set_cookie("berth_console_sign_in").unwrap().ends_with("; Secure"));
+}
+
+#[tokio::test]
+async fn sessions_survive_a_restart_and_end_with_their_user() {
+    let server = server().await;
+    let cookie =
+        sign_in(&server.app, server.reader.access_key_id.as_str(), &server.reader.secret_access_key).await.unwrap();
+    // Another server (or a restart) on the same data dir and master key accepts the session.
+    let (_, _, restarted) = app(server.dir.path(), false).await;
+    let page = send(&restarted, get("/console/repositories", &cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Signed in as <strong>reader</strong>"));
+
+    // A changed byte breaks the signature.
+    let tampered = format!("{}A", &cookie[..cookie.len() - 1]);
+    let tampered = if tampered == cookie { format!("{}B", &cookie[..cookie.len() - 1]) } else { tampered };
+    assert_eq!(send(&server.app, get("/console/repositories", &tampered)).await.status, StatusCode::SEE_OTHER);
+
+    // Removing the user ends its sessions, and re-creating the name does not revive them.
+    server.auth.identities().remove_user("reader").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    server.auth.identities().create_user("reader").await.unwrap();
+    let page = send(&server.app, get("/console/repositories", &cookie)).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert!(page.location().starts_with("/console/sign-in"));
+}
+
+#[tokio::test]
+async fn forms_need_the_session_token_and_this_origin_and_a_confirmation() {
+    let server = server().await;
+    let repo: RepositoryName = "app".parse().unwrap();
+    let digest = push_image(&server.registry, &repo, "v1").await;
+    let cookie = sign_in(&server.app, ROOT_KEY, ROOT_SECRET).await.unwrap();
+    let page = send(&server.app, get("/console/repositories/app", &cookie)).await;
+    assert!(page.body.contains("delete-image"), "root sees the delete button");
+    let csrf = page.csrf();
+    let path = "/console/repositories/app/-/delete-image";
+    let digest_text = digest.to_string();
+
+    let missing = submit(&server.app, path, &cookie, &[("digest", &digest_text), ("confirmed", "yes")]).await;
+    assert_eq!(missing.status, StatusCode::FORBIDDEN, "no CSRF token");
+    let other_session = sign_in(&server.app, ROOT_KEY, ROOT_SECRET).await.unwrap();
+    let other_csrf = send(&server.app, get("/console/repositories/app", &other_session)).await.csrf();
+    assert_ne!(other_csrf, csrf);
+    let fields = [("csrf", other_csrf.as_str()), ("digest", &digest_text), ("confirmed", "yes")];
+    assert_eq!(
+        submit(&server.app, path, &cookie, &fields).await.status,
+        StatusCode::FORBIDDEN,
+        "another session's token"
+    );
+    let fields = [("csrf", csrf.as_str()), ("digest", &digest_text), ("confirmed", "yes")];
+    for (name, value) in [
+        ("origin", "http://evil.test"),
+        ("origin", "null"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+    ] {
+        let request = post(path, &cookie).header(name, value).body(form(&fields)).unwrap();
+        assert_eq!(send(&server.app, request).await.status, StatusCode::FORBIDDEN, "{name}: {value}");
+    }
+    assert!(exists(&server.registry, &repo, &digest).await, "nothing was deleted by a refused form");
+
+    let unconfirmed = submit(&server.app, path, &cookie, &[("csrf", &csrf), ("digest", &digest_text)]).await;
+    assert_eq!(unconfirmed.status, StatusCode::OK);
+    assert!(unconfirmed.body.contains("Delete image?") && unconfirmed.body.contains(r#"name="confirmed" value="yes""#));
+    assert!(exists(&server.registry, &repo, &digest).await, "a confirmation page deletes nothing");
+
+    let request = post(path, &cookie)
+        .header(header::ORIGIN, "http://registry.test")
+        .header("sec-fetch-site", "same-origin")
+        .body(form(&fields))
+        .unwrap();
+    let done = send(&server.app, request).await;
+    assert_eq!((done.status, done.location()), (StatusCode::SEE_OTHER, "/console/repositories/app?done=deleted"));
+    assert!(!exists(&server.registry, &repo, &digest).await);
+}
+
+#[tokio::test]
+async fn a_denied_action_has_no_button_and_a_forged_post_changes_nothing() {
+    let server = server().await;
+    let repo: RepositoryName = "app".parse().unwrap();
+    let digest = push_image(&server.registry, &repo, "v1").await;
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Sid":"NoDeletes","Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:user/reader"},"Action":["ecr:BatchDeleteImage","ecr:PutImageTagMutability"]}]}"#;
+    server.registry.set_repository_policy(&root_ctx(), &repo, policy).await.unwrap();
+    let cookie = sign_in(&server.app, &server.reader.access_key_id, &server.reader.secret_access_key).await.unwrap();
+
+    let page = send(&server.app, get("/console/repositories/app", &cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(&digest.to_string()), "the reader sees the image");
+    assert!(!page.body.contains("delete-image"), "but no delete button");
+    assert!(!page.body.contains("chip-remove"), "nor tag-remove buttons");
+    assert!(!page.body.contains("toggle-mutability"), "nor the mutability toggle");
+    assert!(page.body.contains("add-tag"), "PutImage is not denied: adding tags is offered");
+
+    let csrf = page.csrf();
+    let digest_text = digest.to_string();
+    for (action, extra) in
+        [("delete-image", ("tag", "")), ("remove-tag", ("tag", "v1")), ("tag-mutability", ("mutability", "IMMUTABLE"))]
+    {
+        let fields = [("csrf", csrf.as_str()), ("digest", digest_text.as_str()), extra, ("confirmed", "yes")];
+        let reply = submit(&server.app, &format!("/console/repositories/app/-/{action}"), &cookie, &fields).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{action}");
+        assert!(reply.body.contains("explicit deny"), "{action}: the service's reason: {}", reply.body);
+    }
+    assert!(exists(&server.registry, &repo, &digest).await, "nothing deleted");
+    let tags = server.registry.list_tags(&repo, None, None).await.unwrap().0;
+    assert_eq!(tags, ["v1"], "the tag stays");
+    let settings = server.registry.describe_repository(&repo).await.unwrap().settings;
+    assert!(!settings.tag_is_immutable("v1"), "mutability unchanged");
+
+    let admin = send(&server.app, get("/console/admin", &cookie)).await;
+    assert_eq!(admin.status, StatusCode::FORBIDDEN, "only the root administers");
+    let create = submit(&server.app, "/console/admin/users", &cookie, &[("csrf", &csrf), ("name", "mallory")]).await;
+    assert_eq!(create.status, StatusCode::FORBIDDEN);
+    assert!(server.auth.identities().user("mallory").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn every_page_renders_for_the_root() {
+    let server = server().await;
+    let repo: RepositoryName = "team/app".parse().unwrap();
+    let digest = push_image(&server.registry, &repo, "v1").await;
+    let cookie = sign_in(&server.app, ROOT_KEY, ROOT_SECRET).await.unwrap();
+    for path in [
+        "/console/repositories".to_owned(),
+        "/console/repositories?q=team".to_owned(),
+        "/console/repositories/team/app".to_owned(),
+        format!("/console/repositories/team/app/-/images/{digest}"),
+        "/console/repositories/team/app/-/lifecycle".to_owned(),
+        "/console/repositories/team/app/-/permissions".to_owned(),
+        "/console/admin".to_owned(),
+    ] {
+        let page = send(&server.app, get(&path, &cookie)).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+        assert!(page.body.starts_with("<!doctype html>"), "{path}");
+    }
+    let image = send(&server.app, get(&format!("/console/repositories/team/app/-/images/{digest}"), &cookie)).await;
+    assert!(image.body.contains("<code>/app</code>"), "the entrypoint from the config");
+    for (path, status) in [
+        ("/console/repositories/team/other".to_owned(), StatusCode::NOT_FOUND),
+        (format!("/console/repositories/team/app/-/images/{}", Digest::sha256_of(b"nothing")), StatusCode::NOT_FOUND),
+        ("/console/nowhere".to_owned(), StatusCode::NOT_FOUND),
+    ] {
+        assert_eq!(send(&server.app, get(&path, &cookie)).await.status, status, "{path}");
+    }
+    let css = send(&server.app, get("/console/assets/console.css", "")).await;
+    assert_eq!(
+        (css.status, css.headers[header::CONTENT_TYPE].to_str().unwrap()),
+        (StatusCode::OK, "text/css; charset=utf-8")
+    );
+}
+
+#[tokio::test]
+async fn with_authentication_off_visitors_browse_anonymously() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, app) = app(dir.path(), true).await;
+    let start = send(&app, get("/console/sign-in", "")).await;
+    assert_eq!(start.status, StatusCode::SEE_OTHER);
+    let cookie = start.cookie("berth_console").expect("an anonymous session");
+    let page = send(&app, get("/console/repositories", &cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Signed in as <strong>anonymous</strong>"));
+    assert_eq!(send(&app, get("/console/admin", &cookie)).await.status, StatusCode::FORBIDDEN);
+}
