@@ -37,6 +37,9 @@ install_test_tools() {
   have docker || apt_install docker.io
   python3 -c 'import boto3, awscli' 2>/dev/null || pip install -q awscli boto3
   have moto_server || pip install -q 'moto[server]'
+  # The console's browser tests: Debian's Chromium and its WebDriver, Selenium from PyPI.
+  apt_install chromium chromium-driver fonts-dejavu-core
+  python3 -c 'import selenium' 2>/dev/null || pip install -q selenium
 }
 
 # start_berth DATA_DIR [ARGS...]: starts `berth serve` on a free loopback port in the background;
