@@ -200,6 +200,7 @@ impl Registry {
     /// judged is left for the next run.
     async fn apply_lifecycle_policy(&self, ctx: &RequestContext, repo: &RepositoryName, text: &str) -> Result<usize> {
         let policy = LifecyclePolicy::parse(text).map_err(invalid(PolicyKind::Lifecycle))?;
+        let origin = self.origin(ctx);
         let images = self.lifecycle_images(repo, None).await?;
         let by_digest: HashMap<&Digest, &LifecycleImage> = images.iter().map(|i| (&i.digest, i)).collect();
         let now = now_millis();
@@ -212,7 +213,7 @@ impl Registry {
                 tracing::info!(repository = %repo, digest = %expiry.digest, "lifecycle: tags changed since evaluation; left for the next run");
                 continue;
             }
-            match self.meta.delete_manifest(repo, &expiry.digest).await {
+            match self.meta.delete_manifest(&origin, repo, &expiry.digest).await {
                 Ok(()) => {
                     expired += 1;
                     tracing::info!(repository = %repo, digest = %expiry.digest, tags = ?judged.tags, rule = expiry.rule_priority, "lifecycle: image expired");

@@ -1,8 +1,11 @@
 //! Per-repository settings (ECR's repository configuration), stored as one JSON document so the
 //! metadata backends need no schema change when the ECR plane grows.
 
+use std::collections::BTreeSet;
+
 use berth_meta::Millis;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// ECR's resource-tag limit per repository.
 pub const MAX_RESOURCE_TAGS: usize = 50;
@@ -98,6 +101,20 @@ impl RepositorySettings {
 
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("settings serialize")
+    }
+
+    /// The fields (by their names in the document) whose values differ in `after`, sorted.
+    pub fn changed_fields(&self, after: &RepositorySettings) -> Vec<String> {
+        let (before, after) = (self.to_object(), after.to_object());
+        let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+        names.into_iter().filter(|name| before.get(*name) != after.get(*name)).cloned().collect()
+    }
+
+    fn to_object(&self) -> Map<String, Value> {
+        match serde_json::to_value(self).expect("settings serialize") {
+            Value::Object(fields) => fields,
+            other => unreachable!("settings serialize as an object, not {other}"),
+        }
     }
 
     /// Whether pushing `tag` may not move it once it exists.
