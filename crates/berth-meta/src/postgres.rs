@@ -108,20 +108,20 @@ impl Dialect for Postgres {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, HashSet};
     use std::io::Write;
-
-    use futures::future::join_all;
-
-    use std::collections::HashSet;
+    use std::sync::Mutex;
+    use std::time::Duration;
 
     use berth_spec::{Digest, Reference, RepositoryName, Tag};
+    use futures::future::join_all;
     use sqlx::PgPool;
 
     use super::*;
     use crate::migrations::fixtures;
     use crate::{
-        CredentialStore, GcStore, ManifestStore, Origin, PutManifest, PutOutcome, PutTag, RepositoryStore, Shutdown,
-        UserRecord,
+        BlobLinkStore, CredentialStore, EventStore, GcStore, ManifestStore, MetaError, Origin, PutManifest, PutOutcome,
+        PutTag, RepositoryStore, SettingsUpdate, Shutdown, UserRecord,
     };
 
     const URL_VAR: &str = "BERTH_TEST_POSTGRES_URL";
@@ -169,6 +169,11 @@ mod tests {
 
     fn name(s: &str) -> RepositoryName {
         s.parse().unwrap()
+    }
+
+    /// Another handle on the same server's pool, for a task of its own.
+    fn same_server(store: &PostgresStore) -> PostgresStore {
+        SqlStore { readers: store.readers.clone(), writer: store.writer.clone() }
     }
 
     #[tokio::test]
@@ -364,6 +369,150 @@ mod tests {
         }
         gc.close().await;
         pusher.close().await;
+        scratch.drop_schema().await;
+    }
+
+    /// Two servers claim one consumer's events at once, many small batches each: every event is
+    /// delivered exactly once, and each repository's events are handled in the order they were
+    /// recorded (a repository is never leased to both at a time).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_servers_claiming_at_once_share_no_event_and_keep_each_repository_in_order() {
+        const REPOS: usize = 8;
+        const CHANGES: i64 = 6;
+        let Some(scratch) = Scratch::new().await else {
+            return;
+        };
+        let servers = [scratch.store().await, scratch.store().await];
+        servers[0].register_consumer("replication", 1).await.unwrap();
+        let repos: Vec<RepositoryName> = (0..REPOS).map(|i| name(&format!("claims/r{i}"))).collect();
+        for repo in &repos {
+            servers[1].create_repository(&ORIGIN, repo, "{}", 1).await.unwrap();
+        }
+        // Interleaved across repositories, from both servers.
+        for n in 0..CHANGES {
+            join_all(repos.iter().enumerate().map(|(i, repo)| {
+                let update = SettingsUpdate { settings: "{}", expected_version: n, changed: &["n"] };
+                servers[i % 2].set_repository_settings(&ORIGIN, repo, update)
+            }))
+            .await
+            .into_iter()
+            .for_each(|r| {
+                r.unwrap();
+            });
+        }
+        let handled: Mutex<Vec<(String, i64)>> = Mutex::default();
+        let claimer = |server: &'static str, store: &PostgresStore| {
+            let handled = &handled;
+            let store = same_server(store);
+            async move {
+                let mut round = 0;
+                loop {
+                    round += 1;
+                    let token = format!("{server}-{round}");
+                    let claimed = store.claim_events("replication", &token, 3, 10, i64::MAX).await.unwrap();
+                    if claimed.is_empty() {
+                        return;
+                    }
+                    handled.lock().unwrap().extend(claimed.iter().map(|c| (c.event.repository.clone(), c.event.id)));
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    let ids: Vec<i64> = claimed.iter().map(|c| c.event.id).collect();
+                    assert_eq!(store.ack_events("replication", &token, &ids).await.unwrap(), ids.len() as u64);
+                }
+            }
+        };
+        tokio::join!(claimer("a", &servers[0]), claimer("b", &servers[1]));
+        let handled = handled.into_inner().unwrap();
+        let unique: HashSet<i64> = handled.iter().map(|(_, id)| *id).collect();
+        assert_eq!(unique.len(), handled.len(), "an event was delivered twice");
+        assert_eq!(handled.len(), REPOS * (1 + CHANGES as usize), "every event once");
+        let mut by_repo: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        for (repo, id) in &handled {
+            by_repo.entry(repo).or_default().push(*id);
+        }
+        for (repo, ids) in by_repo {
+            assert!(ids.windows(2).all(|w| w[0] < w[1]), "{repo} out of order: {ids:?}");
+        }
+        for server in &servers {
+            server.close().await;
+        }
+        scratch.drop_schema().await;
+    }
+
+    /// A claimer on one server dies holding a lease: once it runs out, the other server's claim
+    /// gets the events, and the dead claimer's late acknowledgement counts nothing.
+    #[tokio::test]
+    async fn an_expired_lease_passes_to_the_other_server() {
+        let Some(scratch) = Scratch::new().await else {
+            return;
+        };
+        let (a, b) = (scratch.store().await, scratch.store().await);
+        a.register_consumer("webhooks", 1).await.unwrap();
+        b.create_repository(&ORIGIN, &name("leased/app"), "{}", 1).await.unwrap();
+        let held = a.claim_events("webhooks", "a", 10, 100, 200).await.unwrap();
+        assert_eq!(held.len(), 1);
+        assert!(b.claim_events("webhooks", "b", 10, 199, 300).await.unwrap().is_empty(), "still leased");
+        let taken = b.claim_events("webhooks", "b", 10, 200, 300).await.unwrap();
+        assert_eq!((taken[0].event.id, taken[0].attempt), (held[0].event.id, 2));
+        assert_eq!(a.ack_events("webhooks", "a", &[held[0].event.id]).await.unwrap(), 0);
+        assert_eq!(b.ack_events("webhooks", "b", &[held[0].event.id]).await.unwrap(), 1);
+        a.close().await;
+        b.close().await;
+        scratch.drop_schema().await;
+    }
+
+    /// A blob delete arriving while a push that needs the blob is between its link check and its
+    /// commit waits for the push (both hold the repository row), then finds the manifest and
+    /// refuses: the image never loses its layer.
+    #[tokio::test]
+    async fn a_blob_delete_waits_for_a_push_in_flight() {
+        let Some(scratch) = Scratch::new().await else {
+            return;
+        };
+        let store = scratch.store().await;
+        let repo = name("racing/app");
+        store.create_repository(&ORIGIN, &repo, "{}", 1).await.unwrap();
+        let layer = Digest::sha256_of(b"racing layer");
+        store.link_blob(&repo, &layer, 12, 1).await.unwrap();
+        let (content, digest) = manifest("racing");
+
+        // The push, stopped after its checks: it holds the repository row as put_manifest does
+        // and has written its manifest and blob references, uncommitted.
+        let push = PgPool::connect(&scratch.url).await.unwrap();
+        let mut in_flight = push.begin().await.unwrap();
+        sqlx::query("SELECT name FROM repositories WHERE name = $1 FOR NO KEY UPDATE")
+            .bind(repo.as_str())
+            .execute(&mut *in_flight)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO manifests (repo, digest, media_type, content, image_size, pushed_at)              VALUES ($1, $2, 'application/vnd.oci.image.manifest.v1+json', $3, 12, 1)",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .bind(content.as_slice())
+        .execute(&mut *in_flight)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO manifest_blobs (repo, manifest, digest) VALUES ($1, $2, $3)")
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .bind(layer.as_str())
+            .execute(&mut *in_flight)
+            .await
+            .unwrap();
+
+        let delete = tokio::spawn({
+            let (store, repo, layer) = (same_server(&store), repo.clone(), layer.clone());
+            async move { store.unlink_blob(&ORIGIN, &repo, &layer).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!delete.is_finished(), "the delete must wait for the push's commit");
+        in_flight.commit().await.unwrap();
+        let err = delete.await.unwrap().unwrap_err();
+        assert!(matches!(&err, MetaError::BlobInUse { manifest, .. } if *manifest == digest), "{err:?}");
+        assert_eq!(store.linked_blob(&repo, &layer).await.unwrap(), Some(12));
+        push.close().await;
+        store.close().await;
         scratch.drop_schema().await;
     }
 

@@ -11,8 +11,8 @@ use berth_spec::{Digest, Reference, RepositoryName, Tag};
 use futures::future::join_all;
 
 use crate::{
-    ManifestRecord, MetaError, MetadataStore, Origin, PutManifest, PutOutcome, PutTag, SettingsUpdate, UploadSession,
-    UserRecord,
+    Event, EventKind, ManifestRecord, MetaError, MetadataStore, Origin, PutManifest, PutOutcome, PutTag,
+    SettingsUpdate, UploadSession, UserRecord,
 };
 
 pub async fn run_all(store: &dyn MetadataStore) {
@@ -33,6 +33,12 @@ pub async fn run_all(store: &dyn MetadataStore) {
     users(store).await;
     concurrent_pushes_of_one_tag(store).await;
     garbage_collection(store).await;
+    blobs_needed_by_manifests(store).await;
+    declared_sizes_must_match(store).await;
+    tags_move_together(store).await;
+    every_change_records_its_events(store).await;
+    failed_changes_record_nothing(store).await;
+    event_claims(store).await;
 }
 
 /// A name unique to this run and call, usable as a repository name, tag or user name.
@@ -911,4 +917,303 @@ async fn garbage_collection(store: &dyn MetadataStore) {
     store.delete_repository(&ORIGIN, &other, true).await.unwrap();
     assert_eq!(store.note_unlinked_blobs(&[shared.clone(), spare.clone()], T + 900, true).await.unwrap().len(), 2);
     store.delete_repository(&ORIGIN, &repo, true).await.unwrap();
+}
+
+/// A blob's link stays while a manifest of its repository needs it.
+async fn blobs_needed_by_manifests(store: &dyn MetadataStore) {
+    let repo = new_repo(store, "needed").await;
+    let label = unique("needed");
+    let image = push_image(store, &repo, &label, 7, None).await;
+    let (layer, spare) = (blob(&format!("{label}-layer")), blob(&unique("spare")));
+    store.link_blob(&repo, &spare, 3, 1).await.unwrap();
+    assert_eq!(store.manifest_needing_blob(&repo, &layer).await.unwrap(), Some(image.clone()));
+    assert_eq!(store.manifest_needing_blob(&repo, &spare).await.unwrap(), None);
+    let elsewhere = new_repo(store, "needed-elsewhere").await;
+    assert_eq!(store.manifest_needing_blob(&elsewhere, &layer).await.unwrap(), None, "per repository");
+
+    let err = store.unlink_blob(&ORIGIN, &repo, &layer).await.unwrap_err();
+    assert!(
+        matches!(&err, MetaError::BlobInUse { digest, manifest } if *digest == layer && *manifest == image),
+        "{err:?}"
+    );
+    assert_eq!(store.linked_blob(&repo, &layer).await.unwrap(), Some(7), "a refused unlink changes nothing");
+    assert!(store.unlink_blob(&ORIGIN, &repo, &spare).await.unwrap(), "a blob no manifest needs goes");
+
+    store.delete_manifest(&ORIGIN, &repo, &image).await.unwrap();
+    assert_eq!(store.manifest_needing_blob(&repo, &layer).await.unwrap(), None);
+    assert!(store.unlink_blob(&ORIGIN, &repo, &layer).await.unwrap());
+}
+
+/// A descriptor's size is the size of the blob it names, or the manifest is refused.
+async fn declared_sizes_must_match(store: &dyn MetadataStore) {
+    let repo = new_repo(store, "sizes").await;
+    let layer = blob(&unique("sized-layer"));
+    store.link_blob(&repo, &layer, 1000, 1).await.unwrap();
+    let (content, digest) = manifest_bytes(&unique("size-liar"));
+    let t = tag("liar");
+    for declared in [0, 999, 1001] {
+        let blobs = [(layer.clone(), declared)];
+        let err =
+            store.put_manifest(&ORIGIN, image_put(&repo, &digest, &content, &blobs, Some(&t), 1)).await.unwrap_err();
+        assert!(
+            matches!(&err, MetaError::BlobSizeMismatch { digest: d, declared: n, stored: 1000 } if *d == layer && *n == declared),
+            "{err:?}"
+        );
+    }
+    assert_eq!(store.get_manifest(&repo, &by_digest(&digest)).await.unwrap(), None);
+    assert!(store.list_tags(&repo, None, None).await.unwrap().is_empty());
+    let blobs = [(layer, 1000)];
+    store.put_manifest(&ORIGIN, image_put(&repo, &digest, &content, &blobs, Some(&t), 1)).await.unwrap();
+    assert_eq!(store.get_manifest(&repo, &by_tag("liar")).await.unwrap().unwrap().image_size, 1000);
+}
+
+/// A push sets all its tags or none.
+async fn tags_move_together(store: &dyn MetadataStore) {
+    let repo = new_repo(store, "tags-together").await;
+    let (a, b, c) = (tag("a"), tag("b"), tag("c"));
+    let first = push_image(store, &repo, &unique("together-1"), 1, Some(&a)).await;
+    let content = store.get_manifest(&repo, &by_digest(&first)).await.unwrap().unwrap().content;
+    store.put_manifest(&ORIGIN, image_put(&repo, &first, &content, &[], Some(&b), 2)).await.unwrap();
+    let (second_content, second) = manifest_bytes(&unique("together-2"));
+    let mutable = |tag| PutTag { tag, immutable: false };
+
+    let refused = PutManifest {
+        tags: vec![mutable(&a), PutTag { tag: &b, immutable: true }],
+        ..image_put(&repo, &second, &second_content, &[], None, 3)
+    };
+    let err = store.put_manifest(&ORIGIN, refused).await.unwrap_err();
+    assert!(matches!(&err, MetaError::TagImmutable { tag, current } if tag == "b" && *current == first), "{err:?}");
+    assert_eq!(store.get_manifest(&repo, &by_tag("a")).await.unwrap().unwrap().digest, first, "a did not move");
+    assert_eq!(store.get_manifest(&repo, &by_digest(&second)).await.unwrap(), None);
+
+    let both = PutManifest {
+        tags: vec![mutable(&a), mutable(&c), mutable(&a)],
+        ..image_put(&repo, &second, &second_content, &[], None, 4)
+    };
+    let outcome = store.put_manifest(&ORIGIN, both).await.unwrap();
+    assert_eq!(outcome.previous_tag_targets, vec![Some(first.clone()), None, Some(first.clone())]);
+    for moved in ["a", "c"] {
+        assert_eq!(store.get_manifest(&repo, &by_tag(moved)).await.unwrap().unwrap().digest, second);
+    }
+    assert_eq!(store.get_manifest(&repo, &by_tag("b")).await.unwrap().unwrap().digest, first);
+}
+
+/// A consumer registered for one check, whose events it claims and acknowledges at once.
+struct Watcher<'s> {
+    store: &'s dyn MetadataStore,
+    consumer: String,
+}
+
+/// What a check compares of an event: kind, repository, digest, tag, previous digest.
+type Seen = (EventKind, String, Option<Digest>, Option<String>, Option<Digest>);
+
+fn seen(event: &Event) -> Seen {
+    (event.kind, event.repository.clone(), event.digest.clone(), event.tag.clone(), event.previous_digest.clone())
+}
+
+impl<'s> Watcher<'s> {
+    async fn new(store: &'s dyn MetadataStore) -> Watcher<'s> {
+        let consumer = unique("watcher");
+        assert!(store.register_consumer(&consumer, 1).await.unwrap());
+        assert!(!store.register_consumer(&consumer, 2).await.unwrap(), "registered once");
+        Watcher { store, consumer }
+    }
+
+    /// Every event recorded since the last call for the repositories in `repos`, in order.
+    async fn take(&self, repos: &[&RepositoryName]) -> Vec<Event> {
+        let token = unique("take");
+        let claimed = self.store.claim_events(&self.consumer, &token, 10_000, 1, 2).await.unwrap();
+        let ids: Vec<i64> = claimed.iter().map(|c| c.event.id).collect();
+        assert_eq!(self.store.ack_events(&self.consumer, &token, &ids).await.unwrap(), ids.len() as u64);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "in event order");
+        let names: Vec<&str> = repos.iter().map(|r| r.as_str()).collect();
+        claimed.into_iter().map(|c| c.event).filter(|e| names.contains(&e.repository.as_str())).collect()
+    }
+
+    async fn finish(self) {
+        assert!(self.store.unregister_consumer(&self.consumer).await.unwrap());
+    }
+}
+
+/// Every change records exactly its events, with who made it; a change that changes nothing
+/// records none.
+async fn every_change_records_its_events(store: &dyn MetadataStore) {
+    let watcher = Watcher::new(store).await;
+    let (repo, pushed_to) = (repo_name(&unique("events")), repo_name(&unique("events-on-push")));
+    let e = |kind, repo: &RepositoryName, digest: Option<&Digest>, tag: Option<&str>, previous: Option<&Digest>| {
+        (kind, repo.to_string(), digest.cloned(), tag.map(str::to_owned), previous.cloned())
+    };
+
+    store.create_repository(&ORIGIN, &repo, "{}", 1).await.unwrap();
+    store.ensure_repository(&ORIGIN, &repo, "{}", 1).await.unwrap();
+    store.ensure_repository(&ORIGIN, &pushed_to, "{}", 1).await.unwrap();
+    let update = SettingsUpdate { settings: "{\"x\":1}", expected_version: 0, changed: &["x", "y"] };
+    store.set_repository_settings(&ORIGIN, &repo, update).await.unwrap();
+    let events = watcher.take(&[&repo, &pushed_to]).await;
+    assert_eq!(
+        events.iter().map(seen).collect::<Vec<_>>(),
+        [
+            e(EventKind::RepositoryCreated, &repo, None, None, None),
+            e(EventKind::RepositoryCreated, &pushed_to, None, None, None),
+            e(EventKind::SettingsChanged, &repo, None, None, None),
+        ]
+    );
+    assert_eq!(events[2].detail.as_deref(), Some(r#"{"changed":["x","y"]}"#));
+    for event in &events {
+        assert_eq!(
+            (event.actor.as_str(), event.access_key_id.as_ref(), event.request_id.as_str()),
+            (ORIGIN.actor.as_str(), ORIGIN.access_key_id.as_ref(), ORIGIN.request_id.as_str())
+        );
+    }
+
+    let (layer, spare) = (blob(&unique("event-layer")), blob(&unique("event-spare")));
+    store.link_blob(&repo, &layer, 4, 1).await.unwrap();
+    store.link_blob(&repo, &spare, 4, 1).await.unwrap();
+    let blobs = [(layer.clone(), 4)];
+    let ((c1, m1), (c2, m2)) = (manifest_bytes(&unique("event-m1")), manifest_bytes(&unique("event-m2")));
+    let (v1, latest) = (tag("v1"), tag("latest"));
+    let both = vec![PutTag { tag: &v1, immutable: false }, PutTag { tag: &latest, immutable: false }];
+    let put = PutManifest { artifact_type: Some("application/x.kind"), ..image_put(&repo, &m1, &c1, &blobs, None, 2) };
+    store.put_manifest(&ORIGIN, PutManifest { tags: both, ..put.clone() }).await.unwrap();
+    store.put_manifest(&ORIGIN, image_put(&repo, &m2, &c2, &blobs, Some(&latest), 3)).await.unwrap();
+    store.put_manifest(&ORIGIN, image_put(&repo, &m2, &c2, &blobs, Some(&latest), 4)).await.unwrap();
+    store
+        .put_manifest(&ORIGIN, PutManifest { tags: vec![PutTag { tag: &v1, immutable: false }], ..put })
+        .await
+        .unwrap();
+    let events = watcher.take(&[&repo]).await;
+    assert_eq!(
+        events.iter().map(seen).collect::<Vec<_>>(),
+        [
+            e(EventKind::ManifestPushed, &repo, Some(&m1), None, None),
+            e(EventKind::TagSet, &repo, Some(&m1), Some("v1"), None),
+            e(EventKind::TagSet, &repo, Some(&m1), Some("latest"), None),
+            e(EventKind::ManifestPushed, &repo, Some(&m2), None, None),
+            e(EventKind::TagSet, &repo, Some(&m2), Some("latest"), Some(&m1)),
+        ],
+        "re-pushing what is there already records nothing"
+    );
+    assert_eq!(
+        (events[0].media_type.as_deref(), events[0].artifact_type.as_deref()),
+        (Some(IMAGE), Some("application/x.kind"))
+    );
+    assert_eq!(events[2].artifact_type.as_deref(), Some("application/x.kind"), "a tag event describes its image");
+
+    store.delete_tag(&ORIGIN, &repo, &v1).await.unwrap();
+    store.delete_manifest(&ORIGIN, &repo, &m1).await.unwrap();
+    store.delete_manifest(&ORIGIN, &repo, &m2).await.unwrap();
+    store.unlink_blob(&ORIGIN, &repo, &spare).await.unwrap();
+    store.delete_repository(&ORIGIN, &repo, true).await.unwrap();
+    store.delete_repository(&ORIGIN, &pushed_to, false).await.unwrap();
+    let events = watcher.take(&[&repo, &pushed_to]).await;
+    assert_eq!(
+        events.iter().map(seen).collect::<Vec<_>>(),
+        [
+            e(EventKind::TagDeleted, &repo, Some(&m1), Some("v1"), None),
+            e(EventKind::ManifestDeleted, &repo, Some(&m1), None, None),
+            e(EventKind::ManifestDeleted, &repo, Some(&m2), None, None),
+            e(EventKind::BlobDeleted, &repo, Some(&spare), None, None),
+            e(EventKind::RepositoryDeleted, &repo, None, None, None),
+            e(EventKind::RepositoryDeleted, &pushed_to, None, None, None),
+        ]
+    );
+    assert_eq!(events[1].detail.as_deref(), Some(r#"{"tags":[]}"#));
+    assert_eq!(events[2].detail.as_deref(), Some(r#"{"tags":["latest"]}"#), "the tags that went with it");
+    assert_eq!(events[2].media_type.as_deref(), Some(IMAGE));
+    watcher.finish().await;
+}
+
+/// A change that fails changes nothing, so it records nothing either.
+async fn failed_changes_record_nothing(store: &dyn MetadataStore) {
+    let repo = new_repo(store, "failing-events").await;
+    let watcher = Watcher::new(store).await;
+    let label = unique("failing-events");
+    let image = push_image(store, &repo, &label, 3, Some(&tag("fixed"))).await;
+    let index = push_index(store, &repo, &unique("failing-index"), std::slice::from_ref(&image)).await.unwrap();
+    let setup = watcher.take(&[&repo]).await;
+    assert_eq!(setup.len(), 3, "pushed, tagged, index pushed: {setup:?}");
+
+    assert!(store.create_repository(&ORIGIN, &repo, "{}", 1).await.is_err());
+    let (content, digest) = manifest_bytes(&unique("failing-put"));
+    let ghost = [(blob(&unique("ghost")), 1)];
+    let fixed = tag("fixed");
+    assert!(store.put_manifest(&ORIGIN, image_put(&repo, &digest, &content, &ghost, None, 1)).await.is_err());
+    let moved = immutable_tags(image_put(&repo, &digest, &content, &[], Some(&fixed), 1));
+    assert!(store.put_manifest(&ORIGIN, moved).await.is_err());
+    assert!(store.delete_manifest(&ORIGIN, &repo, &image).await.is_err(), "the index lists it");
+    assert!(store.delete_manifest(&ORIGIN, &repo, &digest).await.is_err(), "never stored");
+    assert_eq!(store.delete_tag(&ORIGIN, &repo, &tag("absent")).await.unwrap(), None);
+    let stale = SettingsUpdate { settings: "{}", expected_version: 41, changed: &["x"] };
+    assert!(store.set_repository_settings(&ORIGIN, &repo, stale).await.is_err());
+    let layer = blob(&format!("{label}-layer"));
+    assert!(store.unlink_blob(&ORIGIN, &repo, &layer).await.is_err(), "the image needs it");
+    assert!(!store.unlink_blob(&ORIGIN, &repo, &blob(&unique("unlinked"))).await.unwrap());
+    assert!(store.delete_repository(&ORIGIN, &repo, false).await.is_err(), "not empty");
+    assert!(watcher.take(&[&repo]).await.is_empty());
+
+    store.delete_manifest(&ORIGIN, &repo, &index).await.unwrap();
+    assert_eq!(watcher.take(&[&repo]).await.len(), 1);
+    watcher.finish().await;
+}
+
+/// Claims lease a consumer's events to one claimer at a time per repository, in order; an
+/// acknowledgement or release counts only under the claim's own token; a lease that runs out
+/// hands the events to the next claim; a release makes them due again later.
+async fn event_claims(store: &dyn MetadataStore) {
+    let consumer = unique("claims");
+    store.register_consumer(&consumer, 1).await.unwrap();
+    let (r1, r2) = (repo_name(&unique("claims-a")), repo_name(&unique("claims-b")));
+    let settings = |n: i64| SettingsUpdate { settings: "{}", expected_version: n, changed: &["n"] };
+    store.create_repository(&ORIGIN, &r1, "{}", 1).await.unwrap();
+    store.create_repository(&ORIGIN, &r2, "{}", 1).await.unwrap();
+    for n in 0..2 {
+        store.set_repository_settings(&ORIGIN, &r1, settings(n)).await.unwrap();
+        store.set_repository_settings(&ORIGIN, &r2, settings(n)).await.unwrap();
+    }
+    let ids = |claimed: &[crate::ClaimedEvent]| claimed.iter().map(|c| c.event.id).collect::<Vec<_>>();
+    let repos = |claimed: &[crate::ClaimedEvent]| {
+        claimed.iter().map(|c| c.event.repository.clone()).collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>()
+    };
+
+    // One claimer takes r1's oldest event; another may not overtake it with r1's later ones.
+    let a = store.claim_events(&consumer, "a", 1, 10, 20).await.unwrap();
+    assert_eq!((repos(&a), a[0].event.kind, a[0].attempt), (vec![r1.to_string()], EventKind::RepositoryCreated, 1));
+    let b = store.claim_events(&consumer, "b", 100, 10, 20).await.unwrap();
+    assert_eq!(repos(&b), vec![r2.to_string()], "r1 is leased to a");
+    assert_eq!(b.len(), 3, "r2's events, all of them: {b:?}");
+    assert!(store.claim_events(&consumer, "c", 100, 10, 20).await.unwrap().is_empty(), "everything is leased");
+
+    assert_eq!(store.ack_events(&consumer, "b", &ids(&a)).await.unwrap(), 0, "not b's");
+    assert_eq!(store.ack_events(&consumer, "a", &ids(&a)).await.unwrap(), 1);
+    assert_eq!(store.ack_events(&consumer, "b", &ids(&b)).await.unwrap(), 3);
+
+    // A released event is due again at its retry time, with the ones after it.
+    let c = store.claim_events(&consumer, "c", 100, 10, 20).await.unwrap();
+    assert_eq!((repos(&c), c.len()), (vec![r1.to_string()], 2));
+    assert_eq!(store.release_events(&consumer, "c", &ids(&c), 50).await.unwrap(), 2);
+    assert!(store.claim_events(&consumer, "d", 100, 49, 60).await.unwrap().is_empty(), "not due before 50");
+    let d = store.claim_events(&consumer, "d", 100, 50, 60).await.unwrap();
+    assert_eq!((ids(&d), d[0].attempt), (ids(&c), 2));
+
+    // d's lease runs out at 60 (its claimer died): e gets the events, d's late ack counts nothing.
+    assert!(store.claim_events(&consumer, "e", 100, 59, 90).await.unwrap().is_empty());
+    let e = store.claim_events(&consumer, "e", 100, 60, 90).await.unwrap();
+    assert_eq!((ids(&e), e[0].attempt), (ids(&c), 3));
+    assert_eq!(store.ack_events(&consumer, "d", &ids(&d)).await.unwrap(), 0);
+    assert_eq!(store.release_events(&consumer, "d", &ids(&d), 0).await.unwrap(), 0);
+    assert_eq!(store.ack_events(&consumer, "e", &ids(&e)).await.unwrap(), 2);
+    assert!(store.claim_events(&consumer, "f", 100, i64::MAX, i64::MAX).await.unwrap().is_empty());
+
+    // Delivered events can be pruned; one a consumer has not acknowledged stays.
+    let other = unique("claims-other");
+    store.register_consumer(&other, 1).await.unwrap();
+    store.delete_repository(&ORIGIN, &r1, true).await.unwrap();
+    store.prune_events(i64::MAX).await.unwrap();
+    let pending = store.claim_events(&other, "g", 100, 1, 2).await.unwrap();
+    assert_eq!(pending.iter().map(|c| c.event.kind).collect::<Vec<_>>(), [EventKind::RepositoryDeleted]);
+    assert!(store.unregister_consumer(&other).await.unwrap());
+    assert!(!store.unregister_consumer(&other).await.unwrap());
+    assert!(store.unregister_consumer(&consumer).await.unwrap());
+    assert!(store.claim_events(&consumer, "h", 100, 1, 2).await.unwrap().is_empty(), "gone with its consumer");
+    store.delete_repository(&ORIGIN, &r2, true).await.unwrap();
 }
