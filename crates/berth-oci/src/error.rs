@@ -44,7 +44,8 @@ impl OciError {
                 (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID")
             }
             ImageAlreadyExists { .. } | LayerAlreadyExists(_) | TooManyTags { .. } => (StatusCode::CONFLICT, "DENIED"),
-            Denied(_) | AccessDenied { .. } => (StatusCode::FORBIDDEN, "DENIED"),
+            // Unreadable settings deny all but the root's repair, as an unreadable policy does.
+            Denied(_) | AccessDenied { .. } | SettingsUnreadable { .. } => (StatusCode::FORBIDDEN, "DENIED"),
             // ECR-plane operations only; never raised on /v2/.
             PolicyInvalid { .. } | PolicyNotFound(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),

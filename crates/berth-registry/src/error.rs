@@ -69,6 +69,11 @@ pub enum RegistryError {
     /// The blob is in the repository but no image of it references it.
     #[error("layer {0} is not referenced by any image in this repository")]
     LayerInaccessible(Digest),
+    /// The repository's stored settings do not parse; nothing relies on or overwrites them.
+    #[error(
+        "the settings of repository {repository} cannot be read ({reason}); Berth neither applies nor changes them until they are repaired in the metadata database"
+    )]
+    SettingsUnreadable { repository: String, reason: String },
     #[error("a repository can have at most {limit} resource tags")]
     TooManyTags { limit: usize },
     /// A lifecycle or repository policy text that does not pass validation.

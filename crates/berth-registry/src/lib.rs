@@ -152,8 +152,12 @@ impl Registry {
 
     /// Repository names sorted, after `last`, at most `n` (and whether more remain).
     pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<(Vec<String>, bool)> {
-        let (repos, more) = self.list_repositories(last, n.unwrap_or(usize::MAX / 2)).await?;
-        Ok((repos.into_iter().map(|r| r.name.to_string()).collect(), more))
+        let limit = n.unwrap_or(usize::MAX / 2);
+        let mut names: Vec<String> =
+            self.meta.list_repositories(last, limit.saturating_add(1)).await?.into_iter().map(|r| r.name).collect();
+        let more = names.len() > limit;
+        names.truncate(limit);
+        Ok((names, more))
     }
 
     /// Periodic housekeeping: expire abandoned uploads, flush recorded pull times, run

@@ -7,7 +7,7 @@ use berth_iam::RequestContext;
 use berth_meta::{ManifestRecord, PutManifest, PutOutcome, PutTag};
 use berth_spec::{Digest, Manifest, ManifestKind, Reference, RepositoryName, Tag, media};
 
-use crate::{Registry, RegistryError, RepositorySettings, Result, now_millis};
+use crate::{Registry, RegistryError, RepositoryInfo, RepositorySettings, Result, now_millis};
 
 #[derive(Debug, Clone)]
 pub struct PutManifestOutcome {
@@ -58,7 +58,7 @@ impl Registry {
             }
             Reference::Tag(tag) => (Digest::sha256_of(content), Some(tag)),
         };
-        let settings = RepositorySettings::from_json(&self.push_target(ctx, repo).await?.settings);
+        let settings = RepositoryInfo::try_from(self.push_target(ctx, repo).await?)?.settings;
         let pushed = PushedManifest { parsed: &manifest, content, digest: &digest };
         let outcome = self
             .store_manifest(ctx, repo, &settings, pushed, tag.map(std::slice::from_ref).unwrap_or_default())

@@ -13,7 +13,7 @@ use berth_spec::{Digest, Manifest, ManifestKind, RepositoryName};
 use crate::error::PolicyKind;
 use crate::lifecycle::{self, LifecycleImage, LifecyclePolicy, PolicyError};
 use crate::settings::LifecyclePreview;
-use crate::{Registry, RegistryError, Result, images::SCAN_BATCH, now_millis, repository_policy};
+use crate::{Registry, RegistryError, RepositoryInfo, Result, images::SCAN_BATCH, now_millis, repository_policy};
 
 /// A repository's lifecycle policy and when it last ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,16 +180,25 @@ impl Registry {
         let mut expired = 0;
         let mut after: Option<String> = None;
         loop {
-            let (page, more) = self.list_repositories(after.as_deref(), SCAN_BATCH).await?;
-            for info in &page {
+            let page = self.meta.list_repositories(after.as_deref(), SCAN_BATCH).await?;
+            for repository in &page {
+                let name = repository.name.clone();
+                // One repository's unreadable settings stop only its own policy.
+                let info = match RepositoryInfo::try_from(repository.clone()) {
+                    Ok(info) => info,
+                    Err(e) => {
+                        tracing::warn!(repository = name, error = %e, "lifecycle policy not run");
+                        continue;
+                    }
+                };
                 let Some(text) = &info.settings.lifecycle_policy else { continue };
                 match self.apply_lifecycle_policy(&ctx, &info.name, text).await {
                     Ok(n) => expired += n,
-                    Err(e) => tracing::warn!(repository = %info.name, error = %e, "lifecycle policy run failed"),
+                    Err(e) => tracing::warn!(repository = name, error = %e, "lifecycle policy run failed"),
                 }
             }
-            match (more, page.last()) {
-                (true, Some(last)) => after = Some(last.name.to_string()),
+            match page.last() {
+                Some(last) if page.len() == SCAN_BATCH => after = Some(last.name.clone()),
                 _ => return Ok(expired),
             }
         }

@@ -28,11 +28,10 @@ impl TryFrom<Repository> for RepositoryInfo {
             .name
             .parse()
             .map_err(|e| RegistryError::Internal(format!("stored repository name {:?}: {e}", repository.name)))?;
-        Ok(RepositoryInfo {
-            name,
-            created_at: repository.created_at,
-            settings: RepositorySettings::from_json(&repository.settings),
-        })
+        let settings = RepositorySettings::from_json(&repository.settings).map_err(|e| {
+            RegistryError::SettingsUnreadable { repository: repository.name.clone(), reason: e.to_string() }
+        })?;
+        Ok(RepositoryInfo { name, created_at: repository.created_at, settings })
     }
 }
 
@@ -68,6 +67,9 @@ impl Registry {
         name: &RepositoryName,
         force: bool,
     ) -> Result<RepositoryInfo> {
+        // Read first: the answer describes the repository, and settings that cannot be read
+        // refuse the deletion before anything changed.
+        self.describe_repository(name).await?;
         let deleted = self.meta.delete_repository(&self.origin(ctx), name, force).await;
         self.manifests.invalidate_repo(name);
         self.policies.invalidate(name);
