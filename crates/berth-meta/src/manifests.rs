@@ -56,17 +56,22 @@ where
     async fn checked_references(conn: &mut DB::Connection, put: &PutManifest<'_>) -> Result<Vec<u64>> {
         let repo = put.repo.as_str();
         let blobs: Vec<&str> = put.blobs.iter().map(|(digest, _)| digest.as_str()).collect();
+        let children: Vec<&str> = put.children.iter().map(Digest::as_str).collect();
         let sql = format!(
             "SELECT digest, size FROM blob_links WHERE repo = $1 AND digest IN (SELECT value FROM {})",
             DB::list(2)
         );
-        let linked: HashMap<String, i64> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(repo)
-            .bind(DB::text_list(&blobs))
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .collect();
+        let linked: HashMap<String, i64> = if blobs.is_empty() {
+            HashMap::new()
+        } else {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(repo)
+                .bind(DB::text_list(&blobs))
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .collect()
+        };
         for (digest, declared) in put.blobs {
             let stored = linked.get(digest.as_str()).ok_or_else(|| MetaError::BlobUnknown(digest.clone()))?;
             let stored = stored_size(*stored)?;
@@ -74,7 +79,9 @@ where
                 return Err(MetaError::BlobSizeMismatch { digest: digest.clone(), declared: *declared, stored });
             }
         }
-        let children: Vec<&str> = put.children.iter().map(Digest::as_str).collect();
+        if children.is_empty() {
+            return Ok(Vec::new());
+        }
         let sql = format!(
             "SELECT digest, image_size FROM manifests WHERE repo = $1 AND digest IN (SELECT value FROM {})",
             DB::list(2)

@@ -82,6 +82,22 @@ macro_rules! select_manifest {
 }
 pub(crate) use select_manifest;
 
+/// A query for [`RepositoryRow`]s, `$rest` following `FROM repositories`.
+macro_rules! select_repository {
+    ($rest:literal) => {
+        concat!("SELECT name, created_at, settings, settings_version FROM repositories ", $rest)
+    };
+}
+pub(crate) use select_repository;
+
+/// A query for [`UserRow`]s, `$rest` following `FROM users`.
+macro_rules! select_user {
+    ($rest:literal) => {
+        concat!("SELECT name, access_key_id, secret_ciphertext, created_at FROM users ", $rest)
+    };
+}
+pub(crate) use select_user;
+
 /// Images with their tags in one statement, so both come from one snapshot: `$filter` selects
 /// manifests `m`, `$tail` orders and limits the groups. Tags never contain a space.
 macro_rules! select_images {

@@ -24,7 +24,8 @@ use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, Pool, Type};
 use crate::dialect::{Dialect, RowLock};
 use crate::events::NewEvent;
 use crate::sql::{
-    RepositoryRow, UploadRow, UserRow, limit_param, parse_digest, repository_gone, size_param, stored_size,
+    RepositoryRow, UploadRow, UserRow, limit_param, parse_digest, repository_gone, select_repository, select_user,
+    size_param, stored_size,
 };
 use crate::{
     BlobLinkStore, CredentialStore, EventKind, MetaError, Millis, Origin, Repository, RepositoryStore, Result,
@@ -37,8 +38,6 @@ pub struct SqlStore<DB: sqlx::Database> {
     pub(crate) readers: Pool<DB>,
     pub(crate) writer: Pool<DB>,
 }
-
-const REPOSITORY_COLUMNS: &str = "SELECT name, created_at, settings, settings_version FROM repositories";
 
 impl<DB> SqlStore<DB>
 where
@@ -67,8 +66,8 @@ where
     }
 
     pub(crate) async fn repository<'c>(db: impl Executor<'c, Database = DB>, name: &str) -> Result<Option<Repository>> {
-        let sql = format!("{REPOSITORY_COLUMNS} WHERE name = $1");
-        let row: Option<RepositoryRow> = sqlx::query_as(AssertSqlSafe(sql)).bind(name).fetch_optional(db).await?;
+        let row: Option<RepositoryRow> =
+            sqlx::query_as(select_repository!("WHERE name = $1")).bind(name).fetch_optional(db).await?;
         Ok(row.map(Into::into))
     }
 
@@ -211,8 +210,7 @@ where
 
     async fn list_repositories(&self, after: Option<&str>, limit: usize) -> Result<Vec<Repository>> {
         // Names are never empty, so "" sorts before all of them.
-        let sql = format!("{REPOSITORY_COLUMNS} WHERE name > $1 ORDER BY name LIMIT $2");
-        let rows: Vec<RepositoryRow> = sqlx::query_as(AssertSqlSafe(sql))
+        let rows: Vec<RepositoryRow> = sqlx::query_as(select_repository!("WHERE name > $1 ORDER BY name LIMIT $2"))
             .bind(after.unwrap_or(""))
             .bind(limit_param(limit))
             .fetch_all(&self.readers)
@@ -397,8 +395,6 @@ where
     }
 }
 
-const USER_COLUMNS: &str = "SELECT name, access_key_id, secret_ciphertext, created_at FROM users";
-
 #[async_trait]
 impl<DB> CredentialStore for SqlStore<DB>
 where
@@ -439,8 +435,7 @@ where
     }
 
     async fn list_users(&self) -> Result<Vec<UserRecord>> {
-        let sql = format!("{USER_COLUMNS} ORDER BY name");
-        let rows: Vec<UserRow> = sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.readers).await?;
+        let rows: Vec<UserRow> = sqlx::query_as(select_user!("ORDER BY name")).fetch_all(&self.readers).await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
@@ -461,15 +456,16 @@ where
     }
 
     async fn user_by_access_key(&self, access_key_id: &str) -> Result<Option<UserRecord>> {
-        let sql = format!("{USER_COLUMNS} WHERE access_key_id = $1");
-        let row: Option<UserRow> =
-            sqlx::query_as(AssertSqlSafe(sql)).bind(access_key_id).fetch_optional(&self.readers).await?;
+        let row: Option<UserRow> = sqlx::query_as(select_user!("WHERE access_key_id = $1"))
+            .bind(access_key_id)
+            .fetch_optional(&self.readers)
+            .await?;
         Ok(row.map(Into::into))
     }
 
     async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
-        let sql = format!("{USER_COLUMNS} WHERE name = $1");
-        let row: Option<UserRow> = sqlx::query_as(AssertSqlSafe(sql)).bind(name).fetch_optional(&self.readers).await?;
+        let row: Option<UserRow> =
+            sqlx::query_as(select_user!("WHERE name = $1")).bind(name).fetch_optional(&self.readers).await?;
         Ok(row.map(Into::into))
     }
 
