@@ -76,14 +76,17 @@ impl From<RegistryError> for ConsoleError {
             | RegistryError::BlobUnknown(_)
             | RegistryError::BlobUploadUnknown
             | RegistryError::PolicyNotFound(_) => ConsoleError::NotFound(message),
-            RegistryError::AccessDenied { .. } | RegistryError::Denied(_) => ConsoleError::Denied(message),
+            RegistryError::AccessDenied { .. }
+            | RegistryError::Denied(_)
+            | RegistryError::SettingsUnreadable { .. } => ConsoleError::Denied(message),
             RegistryError::ManifestReferenced { .. }
             | RegistryError::TagImmutable { .. }
             | RegistryError::ImageAlreadyExists { .. }
             | RegistryError::TagDigestMismatch { .. }
             | RegistryError::RepositoryExists(_)
             | RegistryError::RepositoryNotEmpty(_)
-            | RegistryError::LayerAlreadyExists(_) => ConsoleError::Conflict(message),
+            | RegistryError::LayerAlreadyExists(_)
+            | RegistryError::BlobInUse { .. } => ConsoleError::Conflict(message),
             RegistryError::NameInvalid(_)
             | RegistryError::DigestInvalid(_)
             | RegistryError::ManifestInvalid(_)

@@ -91,10 +91,12 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
         | RangeInvalid { .. }
         | PaginationInvalid(_)
         | Unsupported(_)
+        | BlobInUse { .. }
         | Denied(_)) => EcrError::InvalidParameter(e.to_string()),
         AccessDenied { caller, action, repository } => EcrError::AccessDenied(format!(
             "User: {caller} is not authorized to perform: {action} on resource: arn:aws:ecr:{region}:{registry_id}:repository/{repository} with an explicit deny in a resource-based policy"
         )),
+        e @ SettingsUnreadable { .. } => EcrError::AccessDenied(e.to_string()),
         Internal(reason) => EcrError::Server(reason),
     }
 }

@@ -1,5 +1,5 @@
-//! The bookkeeping online garbage collection needs, shared by both backends (the protocol is in
-//! ARCHITECTURE.md, "Garbage collection").
+//! The bookkeeping online garbage collection needs (the protocol is in ARCHITECTURE.md,
+//! "Garbage collection"; the tables are schema 2).
 //!
 //! - `manifest_blobs` says which blobs each manifest needs, so a link no manifest of its
 //!   repository references can be found. Written with the manifest, gone with it (cascade).
@@ -11,51 +11,15 @@
 //!   blob removes its row first (or waits while it is being deleted), which is what keeps GC
 //!   from deleting data a push is about to reference.
 
+use std::collections::HashSet;
+
+use async_trait::async_trait;
 use berth_spec::{Digest, Manifest, RepositoryName};
-use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
+use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, Type};
 
-use crate::sql::{Statements, parse_digest};
-use crate::{Millis, PutManifest, Result};
-
-/// Schema version 2: the GC tables. Fresh databases get version 1 from the schema script and
-/// then run this, so there is one path. `touched_at` starts as the link's creation time.
-pub(crate) const SQLITE_V2: &str = r#"
-ALTER TABLE blob_links ADD COLUMN touched_at INTEGER;
-UPDATE blob_links SET touched_at = created_at;
-CREATE TABLE manifest_blobs (
-    repo     TEXT NOT NULL,
-    manifest TEXT NOT NULL,
-    digest   TEXT NOT NULL,
-    PRIMARY KEY (repo, manifest, digest),
-    FOREIGN KEY (repo, manifest) REFERENCES manifests (repo, digest) ON DELETE CASCADE
-);
-CREATE INDEX manifest_blobs_by_digest ON manifest_blobs (repo, digest);
-CREATE TABLE blob_candidates (
-    digest      TEXT PRIMARY KEY,
-    since       INTEGER NOT NULL,
-    deleting_at INTEGER
-);
-UPDATE store_meta SET value = 2 WHERE key = 'schema_version';
-"#;
-
-pub(crate) const POSTGRES_V2: &str = r#"
-ALTER TABLE blob_links ADD COLUMN touched_at BIGINT;
-UPDATE blob_links SET touched_at = created_at;
-CREATE TABLE manifest_blobs (
-    repo     TEXT COLLATE "C" NOT NULL,
-    manifest TEXT COLLATE "C" NOT NULL,
-    digest   TEXT COLLATE "C" NOT NULL,
-    PRIMARY KEY (repo, manifest, digest),
-    FOREIGN KEY (repo, manifest) REFERENCES manifests (repo, digest) ON DELETE CASCADE
-);
-CREATE INDEX manifest_blobs_by_digest ON manifest_blobs (repo, digest);
-CREATE TABLE blob_candidates (
-    digest      TEXT COLLATE "C" PRIMARY KEY,
-    since       BIGINT NOT NULL,
-    deleting_at BIGINT
-);
-UPDATE store_meta SET value = 2 WHERE key = 'schema_version';
-"#;
+use crate::dialect::{Dialect, RowLock};
+use crate::sql::parse_digest;
+use crate::{GcStore, Millis, PutManifest, Result, SqlStore};
 
 /// Links that no manifest of their repository needs, from `blob_links` under the alias `l`.
 macro_rules! unreferenced {
@@ -65,25 +29,28 @@ macro_rules! unreferenced {
 }
 
 #[derive(sqlx::FromRow)]
-pub(crate) struct StoredManifest {
+struct StoredManifest {
     repo: String,
     digest: String,
     media_type: String,
     content: Vec<u8>,
 }
 
-/// Only the migration reads whole stored manifests.
-impl<DB: Database> Statements<DB>
+impl<DB> SqlStore<DB>
 where
-    DB::Arguments: IntoArguments<DB>,
+    DB: Dialect,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
-    (String,): for<'r> FromRow<'r, DB::Row>,
-    (i64,): for<'r> FromRow<'r, DB::Row>,
-    StoredManifest: for<'r> FromRow<'r, DB::Row>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
 {
-    /// Fills `manifest_blobs` for manifests stored before version 2, in the migration's
+    /// Fills `manifest_blobs` for manifests stored before schema 2, in the migration's
     /// transaction. Every stored manifest parsed when it was pushed; should one not parse now,
     /// every link of its repository counts as referenced by it, so nothing it needs is collected.
     pub(crate) async fn backfill_manifest_blobs(conn: &mut DB::Connection) -> Result<()> {
@@ -107,24 +74,8 @@ where
         }
         Ok(())
     }
-}
 
-/// A subset of the main `impl Statements` bounds in `sql.rs`, so its statements can call these.
-impl<DB: Database> Statements<DB>
-where
-    DB::Arguments: IntoArguments<DB>,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-    (String,): for<'r> FromRow<'r, DB::Row>,
-    (i64,): for<'r> FromRow<'r, DB::Row>,
-{
-    pub(crate) async fn insert_manifest_blob(
-        conn: &mut DB::Connection,
-        repo: &str,
-        manifest: &str,
-        blob: &str,
-    ) -> Result<()> {
+    async fn insert_manifest_blob(conn: &mut DB::Connection, repo: &str, manifest: &str, blob: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO manifest_blobs (repo, manifest, digest) VALUES ($1, $2, $3) \
              ON CONFLICT (repo, manifest, digest) DO NOTHING",
@@ -163,137 +114,8 @@ where
         Ok(())
     }
 
-    /// Repositories holding links a GC pass would stamp or release.
-    pub(crate) async fn repositories_with_releasable_links<'c>(
-        db: impl Executor<'c, Database = DB>,
-        before: Millis,
-    ) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(concat!(
-            "SELECT DISTINCT l.repo FROM blob_links l WHERE (l.touched_at IS NULL OR l.touched_at < $1) AND ",
-            unreferenced!(),
-            " ORDER BY l.repo"
-        ))
-        .bind(before)
-        .fetch_all(db)
-        .await?)
-    }
-
-    pub(crate) async fn count_releasable_links<'c>(
-        db: impl Executor<'c, Database = DB>,
-        before: Millis,
-    ) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(concat!(
-            "SELECT COUNT(*) FROM blob_links l WHERE l.touched_at < $1 AND ",
-            unreferenced!()
-        ))
-        .bind(before)
-        .fetch_one(db)
-        .await?;
-        Ok(n.unsigned_abs())
-    }
-
-    /// In a transaction that keeps the repository's manifests from changing: stamps links
-    /// released by manifest deletes with `now`, then removes unreferenced links untouched since
-    /// `before`. Returns how many it removed.
-    pub(crate) async fn release_links(
-        conn: &mut DB::Connection,
-        repo: &str,
-        before: Millis,
-        now: Millis,
-    ) -> Result<u64> {
-        sqlx::query("UPDATE blob_links SET touched_at = $1 WHERE repo = $2 AND touched_at IS NULL")
-            .bind(now)
-            .bind(repo)
-            .execute(&mut *conn)
-            .await?;
-        let released: Vec<String> = sqlx::query_scalar(concat!(
-            "DELETE FROM blob_links AS l WHERE l.repo = $1 AND l.touched_at < $2 AND ",
-            unreferenced!(),
-            " RETURNING digest"
-        ))
-        .bind(repo)
-        .bind(before)
-        .fetch_all(&mut *conn)
-        .await?;
-        Ok(released.len() as u64)
-    }
-
-    pub(crate) async fn is_linked_anywhere<'c>(db: impl Executor<'c, Database = DB>, digest: &str) -> Result<bool> {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM blob_links WHERE digest = $1 LIMIT 1")
-                .bind(digest)
-                .fetch_optional(db)
-                .await?;
-        Ok(found.is_some())
-    }
-
-    pub(crate) async fn note_candidate<'c>(
-        db: impl Executor<'c, Database = DB>,
-        digest: &str,
-        now: Millis,
-    ) -> Result<()> {
-        sqlx::query("INSERT INTO blob_candidates (digest, since) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING")
-            .bind(digest)
-            .bind(now)
-            .execute(db)
-            .await?;
-        Ok(())
-    }
-
-    /// Candidates whose grace period is over, and deletions that stalled (their GC died).
-    pub(crate) async fn due_candidates<'c>(
-        db: impl Executor<'c, Database = DB>,
-        before: Millis,
-        stalled_before: Millis,
-    ) -> Result<Vec<Digest>> {
-        let digests: Vec<String> = sqlx::query_scalar(
-            "SELECT digest FROM blob_candidates WHERE (deleting_at IS NULL AND since < $1) OR deleting_at < $2 \
-             ORDER BY digest",
-        )
-        .bind(before)
-        .bind(stalled_before)
-        .fetch_all(db)
-        .await?;
-        digests.iter().map(|d| parse_digest(d)).collect()
-    }
-
-    /// The part of `begin_blob_deletion` after the backend locked the candidate row (`due` says
-    /// whether it is due): marks it as being deleted, unless a link appeared, which ends its
-    /// candidacy.
-    pub(crate) async fn claim_candidate(conn: &mut DB::Connection, digest: &Digest, now: Millis) -> Result<bool> {
-        if Self::is_linked_anywhere(&mut *conn, digest.as_str()).await? {
-            sqlx::query("DELETE FROM blob_candidates WHERE digest = $1")
-                .bind(digest.as_str())
-                .execute(&mut *conn)
-                .await?;
-            return Ok(false);
-        }
-        sqlx::query("UPDATE blob_candidates SET deleting_at = $1 WHERE digest = $2")
-            .bind(now)
-            .bind(digest.as_str())
-            .execute(&mut *conn)
-            .await?;
-        Ok(true)
-    }
-
-    pub(crate) async fn finish_blob_deletion<'c>(
-        db: impl Executor<'c, Database = DB>,
-        digest: &Digest,
-        started: Millis,
-    ) -> Result<()> {
-        sqlx::query("DELETE FROM blob_candidates WHERE digest = $1 AND deleting_at = $2")
-            .bind(digest.as_str())
-            .bind(started)
-            .execute(db)
-            .await?;
-        Ok(())
-    }
-
     /// 1 if GC is deleting the blob's data, 0 if it is a candidate, `None` if it is neither.
-    pub(crate) async fn candidate_state<'c>(
-        db: impl Executor<'c, Database = DB>,
-        digest: &Digest,
-    ) -> Result<Option<i64>> {
+    async fn candidate_state<'c>(db: impl Executor<'c, Database = DB>, digest: &Digest) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
             "SELECT CAST(CASE WHEN deleting_at IS NULL THEN 0 ELSE 1 END AS BIGINT) FROM blob_candidates \
              WHERE digest = $1",
@@ -303,14 +125,180 @@ where
         .await?)
     }
 
-    /// The write half of `cancel_blob_collection`: drops the candidate unless it is being
-    /// deleted (then a row lock makes this wait for the deleting transaction). True if the blob
-    /// is no candidate afterwards.
-    pub(crate) async fn cancel_candidate(conn: &mut DB::Connection, digest: &Digest) -> Result<bool> {
+    async fn is_linked_anywhere<'c>(db: impl Executor<'c, Database = DB>, digest: &str) -> Result<bool> {
+        let found: Option<String> = sqlx::query_scalar("SELECT digest FROM blob_links WHERE digest = $1 LIMIT 1")
+            .bind(digest)
+            .fetch_optional(db)
+            .await?;
+        Ok(found.is_some())
+    }
+}
+
+#[async_trait]
+impl<DB> GcStore for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    async fn release_unreferenced_links(&self, before: Millis, now: Millis, dry_run: bool) -> Result<u64> {
+        if dry_run {
+            let n: i64 = sqlx::query_scalar(concat!(
+                "SELECT COUNT(*) FROM blob_links l WHERE l.touched_at < $1 AND ",
+                unreferenced!()
+            ))
+            .bind(before)
+            .fetch_one(&self.readers)
+            .await?;
+            return Ok(n.unsigned_abs());
+        }
+        let repos: Vec<String> = sqlx::query_scalar(concat!(
+            "SELECT DISTINCT l.repo FROM blob_links l WHERE (l.touched_at IS NULL OR l.touched_at < $1) AND ",
+            unreferenced!(),
+            " ORDER BY l.repo"
+        ))
+        .bind(before)
+        .fetch_all(&self.readers)
+        .await?;
+        let mut released = 0;
+        // A transaction per repository keeps each hold on the writer short.
+        for repo in repos {
+            let mut tx = self.begin_write().await?;
+            // As a push would: put_manifest checks links under this lock, so a link cannot go
+            // between its check and its commit.
+            if Self::lock_repository(&mut tx, &repo, RowLock::ChangeContent).await? {
+                // Links released by manifest deletes start their grace period now.
+                sqlx::query("UPDATE blob_links SET touched_at = $1 WHERE repo = $2 AND touched_at IS NULL")
+                    .bind(now)
+                    .bind(repo.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                let gone: Vec<String> = sqlx::query_scalar(concat!(
+                    "DELETE FROM blob_links AS l WHERE l.repo = $1 AND l.touched_at < $2 AND ",
+                    unreferenced!(),
+                    " RETURNING digest"
+                ))
+                .bind(repo.as_str())
+                .bind(before)
+                .fetch_all(&mut *tx)
+                .await?;
+                released += gone.len() as u64;
+            }
+            tx.commit().await?;
+        }
+        Ok(released)
+    }
+
+    async fn note_unlinked_blobs(&self, digests: &[Digest], now: Millis, dry_run: bool) -> Result<Vec<Digest>> {
+        let all: Vec<&str> = digests.iter().map(Digest::as_str).collect();
+        let sql = format!("SELECT DISTINCT digest FROM blob_links WHERE digest IN (SELECT value FROM {})", DB::list(1));
+        let linked: HashSet<String> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(DB::text_list(&all))
+            .fetch_all(&self.readers)
+            .await?
+            .into_iter()
+            .collect();
+        let unlinked: Vec<Digest> = digests.iter().filter(|d| !linked.contains(d.as_str())).cloned().collect();
+        if !dry_run && !unlinked.is_empty() {
+            // In digest order, so two servers noting overlapping batches cannot deadlock.
+            let mut sorted: Vec<&str> = unlinked.iter().map(Digest::as_str).collect();
+            sorted.sort_unstable();
+            // `WHERE true`: SQLite would read `ON CONFLICT` as a join constraint without it.
+            let sql = format!(
+                "INSERT INTO blob_candidates (digest, since) SELECT value, $2 FROM {} WHERE true \
+                 ON CONFLICT (digest) DO NOTHING",
+                DB::list(1)
+            );
+            sqlx::query(AssertSqlSafe(sql)).bind(DB::text_list(&sorted)).bind(now).execute(&self.writer).await?;
+        }
+        Ok(unlinked)
+    }
+
+    async fn due_blob_candidates(&self, before: Millis, stalled_before: Millis) -> Result<Vec<Digest>> {
+        let digests: Vec<String> = sqlx::query_scalar(
+            "SELECT digest FROM blob_candidates WHERE (deleting_at IS NULL AND since < $1) OR deleting_at < $2 \
+             ORDER BY digest",
+        )
+        .bind(before)
+        .bind(stalled_before)
+        .fetch_all(&self.readers)
+        .await?;
+        digests.iter().map(|d| parse_digest(d)).collect()
+    }
+
+    async fn begin_blob_deletion(
+        &self,
+        digest: &Digest,
+        before: Millis,
+        stalled_before: Millis,
+        now: Millis,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        // The row lock orders this against a push's cancel_blob_collection on any server.
+        let due = format!(
+            "SELECT digest FROM blob_candidates WHERE digest = $1 \
+             AND ((deleting_at IS NULL AND since < $2) OR deleting_at < $3){}",
+            DB::row_lock(RowLock::Exclusive)
+        );
+        let due: Option<String> = sqlx::query_scalar(AssertSqlSafe(due))
+            .bind(digest.as_str())
+            .bind(before)
+            .bind(stalled_before)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if due.is_none() {
+            return Ok(false);
+        }
+        // A link that appeared meanwhile ends the candidacy instead.
+        let claimed = !Self::is_linked_anywhere(&mut *tx, digest.as_str()).await?;
+        if claimed {
+            sqlx::query("UPDATE blob_candidates SET deleting_at = $1 WHERE digest = $2")
+                .bind(now)
+                .bind(digest.as_str())
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query("DELETE FROM blob_candidates WHERE digest = $1")
+                .bind(digest.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn finish_blob_deletion(&self, digest: &Digest, started: Millis) -> Result<()> {
+        sqlx::query("DELETE FROM blob_candidates WHERE digest = $1 AND deleting_at = $2")
+            .bind(digest.as_str())
+            .bind(started)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn cancel_blob_collection(&self, digest: &Digest) -> Result<bool> {
+        // Almost every blob a push links is no candidate: a read settles it without the writer.
+        // A candidate noted after this read is protected by its grace period.
+        if Self::candidate_state(&self.readers, digest).await?.is_none() {
+            return Ok(true);
+        }
+        let mut tx = self.begin_write().await?;
+        // Drops the candidate unless it is being deleted (then the row lock makes this wait for
+        // the deleting transaction).
         sqlx::query("DELETE FROM blob_candidates WHERE digest = $1 AND deleting_at IS NULL")
             .bind(digest.as_str())
-            .execute(&mut *conn)
+            .execute(&mut *tx)
             .await?;
-        Ok(Self::candidate_state(&mut *conn, digest).await?.is_none())
+        let cancelled = Self::candidate_state(&mut *tx, digest).await?.is_none();
+        tx.commit().await?;
+        Ok(cancelled)
     }
 }

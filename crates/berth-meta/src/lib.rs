@@ -1,26 +1,42 @@
 //! Registry metadata: repositories, per-repository blob links, manifests (exact pushed bytes),
-//! tags, index → child and subject → referrer edges, upload sessions and credentials.
+//! tags, index → child and subject → referrer edges, upload sessions, credentials and the event
+//! log.
 //!
-//! [`MetadataStore`] is the one trait every backend implements (SQLite embedded, PostgreSQL for
-//! scale-out); [`testsuite::run_all`] is the behaviour every backend must show.
+//! [`MetadataStore`] is the whole store: one trait per area ([`RepositoryStore`],
+//! [`BlobLinkStore`], [`ManifestStore`], [`UploadStore`], [`GcStore`], [`CredentialStore`],
+//! [`EventStore`], [`Shutdown`]) and a blanket impl, so `Arc<dyn MetadataStore>` offers them all.
+//! There is one implementation, [`SqlStore`], over two SQL dialects: [`SqliteStore`] (embedded)
+//! and [`PostgresStore`] (scale-out). [`testsuite::run_all`] is the behaviour both must show.
 //!
 //! Invariants every backend keeps, each inside one transaction:
-//! - a manifest is stored only if every blob it needs is linked in its repository and every
-//!   child of an index is a manifest in the same repository;
-//! - a manifest that an index in the same repository lists as a child cannot be deleted;
-//! - a tag always points at a manifest that exists in its repository.
+//! - a manifest is stored only if every blob it needs is linked in its repository with the size
+//!   its descriptor states, and every child of an index is a manifest in the same repository;
+//! - a manifest that an index in the same repository lists as a child cannot be deleted, nor
+//!   can the link of a blob a manifest of the repository needs;
+//! - a tag always points at a manifest that exists in its repository;
+//! - every change to a repository, its settings, images, tags or blob links made through an
+//!   [`Origin`]-taking method commits its event rows in the same transaction (none when it
+//!   changed nothing or failed).
 
+mod dialect;
+mod events;
 mod gc;
+mod manifests;
+mod migrations;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
+mod store;
 pub mod testsuite;
 
 use async_trait::async_trait;
 use berth_spec::{Digest, Reference, RepositoryName, Tag};
 
+pub use dialect::Dialect;
+pub use events::{ClaimedEvent, Event, EventKind};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use store::SqlStore;
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
@@ -36,6 +52,12 @@ pub enum MetaError {
     /// A blob a manifest needs is not linked in the repository.
     #[error("blob {0} is not in the repository")]
     BlobUnknown(Digest),
+    /// A manifest's descriptor states another size than the linked blob has.
+    #[error("the manifest says blob {digest} has {declared} bytes, but it has {stored}")]
+    BlobSizeMismatch { digest: Digest, declared: u64, stored: u64 },
+    /// The blob's link cannot go: this manifest of the repository needs the blob.
+    #[error("blob {digest} is needed by manifest {manifest}")]
+    BlobInUse { digest: Digest, manifest: Digest },
     /// A child an index lists is not a manifest in the repository.
     #[error("manifest {0} is not in the repository")]
     ManifestUnknown(Digest),
@@ -45,6 +67,9 @@ pub enum MetaError {
     /// The tag is immutable and already points at `current`.
     #[error("tag {tag} is immutable and already points at {current}")]
     TagImmutable { tag: String, current: Digest },
+    /// A compare-and-set of the repository's settings found another version than expected.
+    #[error("the settings of repository {0} changed meanwhile")]
+    SettingsConflict(String),
     #[error("user {0} already exists")]
     UserExists(String),
     #[error("metadata backend error: {0}")]
@@ -53,6 +78,16 @@ pub enum MetaError {
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
 
+/// Who made a change, in which request; recorded with the change's events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The caller's IAM ARN, `anonymous`, or `berth:<task>` for work the server does on its own
+    /// (lifecycle expiry).
+    pub actor: String,
+    pub access_key_id: Option<String>,
+    pub request_id: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repository {
     pub name: String,
@@ -60,6 +95,18 @@ pub struct Repository {
     /// ECR settings (tag mutability, scanning, encryption, policies, resource tags) as a JSON
     /// document owned by the registry service; opaque to the store.
     pub settings: String,
+    /// Bumped by every settings write: what a compare-and-set expects.
+    pub settings_version: i64,
+}
+
+/// A compare-and-set of a repository's settings document.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingsUpdate<'a> {
+    pub settings: &'a str,
+    /// The version the new document was derived from; another fails with `SettingsConflict`.
+    pub expected_version: i64,
+    /// Which parts of the document changed (the event says so; the store does not parse it).
+    pub changed: &'a [&'a str],
 }
 
 /// A stored manifest with its exact bytes.
@@ -87,6 +134,13 @@ pub struct ImageRecord {
     pub tags: Vec<String>,
 }
 
+/// A tag a push sets, and whether it is immutable (moving it elsewhere fails with `TagImmutable`).
+#[derive(Debug, Clone, Copy)]
+pub struct PutTag<'a> {
+    pub tag: &'a Tag,
+    pub immutable: bool,
+}
+
 /// Everything `put_manifest` needs; the service parsed and validated the bytes already.
 #[derive(Debug, Clone)]
 pub struct PutManifest<'a> {
@@ -97,14 +151,13 @@ pub struct PutManifest<'a> {
     pub artifact_type: Option<&'a str>,
     pub annotations: Option<&'a str>,
     pub subject: Option<&'a Digest>,
-    /// Blobs (config, distributable layers) that must be linked in `repo`; their sizes add up to
-    /// the image size.
+    /// Blobs (config, distributable layers) that must be linked in `repo` with these sizes;
+    /// their sizes add up to the image size.
     pub blobs: &'a [(Digest, u64)],
     /// Child manifests (of an index) that must exist in `repo`.
     pub children: &'a [Digest],
-    pub tag: Option<&'a Tag>,
-    /// When set, moving an existing `tag` to another digest fails with `TagImmutable`.
-    pub tag_immutable: bool,
+    /// Tags moved to the manifest with it, all or none.
+    pub tags: Vec<PutTag<'a>>,
     pub now: Millis,
 }
 
@@ -112,8 +165,8 @@ pub struct PutManifest<'a> {
 pub struct PutOutcome {
     /// False when a manifest with this digest already was in the repository.
     pub manifest_created: bool,
-    /// Where `tag` pointed before, if it existed.
-    pub previous_tag_target: Option<Digest>,
+    /// Where each of `tags` pointed before (in the same order), if it existed.
+    pub previous_tag_targets: Vec<Option<Digest>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,42 +187,66 @@ pub struct UserRecord {
 }
 
 #[async_trait]
-pub trait MetadataStore: Send + Sync + 'static {
-    // ---- repositories
+pub trait RepositoryStore: Send + Sync {
     /// Fails with `RepositoryExists`.
-    async fn create_repository(&self, name: &RepositoryName, settings: &str, now: Millis) -> Result<Repository>;
+    async fn create_repository(
+        &self,
+        origin: &Origin,
+        name: &RepositoryName,
+        settings: &str,
+        now: Millis,
+    ) -> Result<Repository>;
     /// Returns the repository, creating it with `settings` if missing (create-on-push).
-    async fn ensure_repository(&self, name: &RepositoryName, settings: &str, now: Millis) -> Result<Repository>;
+    async fn ensure_repository(
+        &self,
+        origin: &Origin,
+        name: &RepositoryName,
+        settings: &str,
+        now: Millis,
+    ) -> Result<Repository>;
     async fn get_repository(&self, name: &RepositoryName) -> Result<Option<Repository>>;
-    /// Fails with `RepositoryNotFound`.
-    async fn set_repository_settings(&self, name: &RepositoryName, settings: &str) -> Result<()>;
+    /// Replaces the settings document if its version is still `expected_version` (else
+    /// `SettingsConflict`), returning the new version. Fails with `RepositoryNotFound`.
+    async fn set_repository_settings(
+        &self,
+        origin: &Origin,
+        name: &RepositoryName,
+        update: SettingsUpdate<'_>,
+    ) -> Result<i64>;
     /// Repositories sorted by name, strictly after `after`, at most `limit`.
     async fn list_repositories(&self, after: Option<&str>, limit: usize) -> Result<Vec<Repository>>;
     /// Deletes a repository with its tags, manifests, blob links and uploads. Without `force`,
     /// fails with `RepositoryNotEmpty` if it holds manifests. Returns the removed repository.
-    async fn delete_repository(&self, name: &RepositoryName, force: bool) -> Result<Repository>;
+    async fn delete_repository(&self, origin: &Origin, name: &RepositoryName, force: bool) -> Result<Repository>;
+}
 
-    // ---- blob links
+#[async_trait]
+pub trait BlobLinkStore: Send + Sync {
     /// Links a committed blob into a repository (which must exist); linking twice is a no-op.
     async fn link_blob(&self, repo: &RepositoryName, digest: &Digest, size: u64, now: Millis) -> Result<()>;
     /// Size of the blob if it is linked in `repo`.
     async fn linked_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<u64>>;
-    /// Removes the link; returns whether it existed.
-    async fn unlink_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool>;
+    /// Removes the link; returns whether it existed. `BlobInUse` while a manifest of the
+    /// repository needs the blob.
+    async fn unlink_blob(&self, origin: &Origin, repo: &RepositoryName, digest: &Digest) -> Result<bool>;
     /// Repositories (sorted) in which the blob is linked, for mounts without `from` and for GC.
     async fn repositories_with_blob(&self, digest: &Digest) -> Result<Vec<String>>;
+    /// A manifest of `repo` that needs the blob (as config or layer), the smallest digest first.
+    async fn manifest_needing_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<Digest>>;
+}
 
-    // ---- manifests and tags
-    /// Stores a manifest (and moves `tag` to it) in one transaction, enforcing the invariants
+#[async_trait]
+pub trait ManifestStore: Send + Sync {
+    /// Stores a manifest (and moves its tags to it) in one transaction, enforcing the invariants
     /// above. Re-putting identical bytes is fine (`manifest_created: false`).
-    async fn put_manifest(&self, put: PutManifest<'_>) -> Result<PutOutcome>;
+    async fn put_manifest(&self, origin: &Origin, put: PutManifest<'_>) -> Result<PutOutcome>;
     /// Resolves a tag or digest in `repo`.
     async fn get_manifest(&self, repo: &RepositoryName, reference: &Reference) -> Result<Option<ManifestRecord>>;
     /// Deletes a manifest, its tags and its child edges. `ManifestUnknown` if absent,
     /// `ManifestReferenced` if an index in the repository lists it.
-    async fn delete_manifest(&self, repo: &RepositoryName, digest: &Digest) -> Result<()>;
+    async fn delete_manifest(&self, origin: &Origin, repo: &RepositoryName, digest: &Digest) -> Result<()>;
     /// Removes a tag (not the manifest); returns the digest it pointed at.
-    async fn delete_tag(&self, repo: &RepositoryName, tag: &Tag) -> Result<Option<Digest>>;
+    async fn delete_tag(&self, origin: &Origin, repo: &RepositoryName, tag: &Tag) -> Result<Option<Digest>>;
     /// Tags sorted byte-wise, strictly after `last`, at most `limit`.
     async fn list_tags(&self, repo: &RepositoryName, last: Option<&str>, limit: Option<usize>) -> Result<Vec<String>>;
     /// Manifests in `repo` whose `subject` is `subject`, sorted by digest.
@@ -187,8 +264,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn get_image(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<ImageRecord>>;
     /// Records pull times in one batch (the pull path buffers them in memory).
     async fn record_pulls(&self, pulls: &[(RepositoryName, Digest, Millis)]) -> Result<()>;
+}
 
-    // ---- upload sessions
+#[async_trait]
+pub trait UploadStore: Send + Sync {
     async fn create_upload(&self, session: &UploadSession) -> Result<()>;
     async fn get_upload(&self, id: &str) -> Result<Option<UploadSession>>;
     async fn touch_upload(&self, id: &str, now: Millis) -> Result<()>;
@@ -198,8 +277,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn delete_uploads(&self, ids: &[String]) -> Result<()>;
     /// Sessions not updated since `before`.
     async fn stale_uploads(&self, before: Millis) -> Result<Vec<UploadSession>>;
+}
 
-    // ---- garbage collection (ARCHITECTURE.md, "Garbage collection")
+/// The bookkeeping of online garbage collection (ARCHITECTURE.md, "Garbage collection").
+#[async_trait]
+pub trait GcStore: Send + Sync {
     /// Removes blob links that no manifest of their repository needs and that no push touched
     /// since `before`; links released by a manifest delete are first stamped with `now` (their
     /// grace period starts when GC first sees them). Returns how many went. With `dry_run`, only
@@ -225,8 +307,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// candidacy, so GC cannot delete the data under the push. False while a GC is deleting the
     /// data: the caller waits for that to finish and asks again, then writes the data anew.
     async fn cancel_blob_collection(&self, digest: &Digest) -> Result<bool>;
+}
 
-    // ---- credentials
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
     /// Fails with `UserExists` (same name or same access key id).
     async fn create_user(&self, user: &UserRecord) -> Result<()>;
     /// Users sorted by name.
@@ -237,7 +321,66 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>>;
     /// A counter that changes whenever users change, so caches in other processes can notice.
     async fn credentials_generation(&self) -> Result<i64>;
+}
 
+/// Consumers of the event log (ARCHITECTURE.md, "Event log"). Each registered consumer gets its
+/// own delivery of every event committed after it registered; a claim leases deliveries to one
+/// claimer (`token`) until `lease_until`, and the claimer acknowledges them or releases them for
+/// a retry. Within a repository a consumer sees events in commit order: a repository's deliveries
+/// are claimed only from its oldest undelivered one on, by one claimer at a time.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Returns false if the consumer was registered already (nothing changes).
+    async fn register_consumer(&self, name: &str, now: Millis) -> Result<bool>;
+    /// Drops the consumer with its undelivered events; returns whether it existed.
+    async fn unregister_consumer(&self, name: &str) -> Result<bool>;
+    /// Leases up to `limit` of `consumer`'s deliveries that are due at `now` to the claimer
+    /// `token`, in event order. Leases that ran out (their claimer crashed) are claimable again.
+    async fn claim_events(
+        &self,
+        consumer: &str,
+        token: &str,
+        limit: usize,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Vec<ClaimedEvent>>;
+    /// Marks delivered those of `ids` still leased to `token`; returns how many.
+    async fn ack_events(&self, consumer: &str, token: &str, ids: &[i64]) -> Result<u64>;
+    /// Gives back those of `ids` still leased to `token`, due again at `retry_at`; returns how many.
+    async fn release_events(&self, consumer: &str, token: &str, ids: &[i64], retry_at: Millis) -> Result<u64>;
+    /// Deletes events recorded before `before` that every consumer has acknowledged.
+    async fn prune_events(&self, before: Millis) -> Result<u64>;
+}
+
+#[async_trait]
+pub trait Shutdown: Send + Sync {
     /// Flushes and closes connections (graceful shutdown).
     async fn close(&self);
+}
+
+/// The whole metadata store, as the service and the CLI hold it.
+pub trait MetadataStore:
+    RepositoryStore
+    + BlobLinkStore
+    + ManifestStore
+    + UploadStore
+    + GcStore
+    + CredentialStore
+    + EventStore
+    + Shutdown
+    + 'static
+{
+}
+
+impl<T> MetadataStore for T where
+    T: RepositoryStore
+        + BlobLinkStore
+        + ManifestStore
+        + UploadStore
+        + GcStore
+        + CredentialStore
+        + EventStore
+        + Shutdown
+        + 'static
+{
 }

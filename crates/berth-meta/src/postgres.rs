@@ -1,36 +1,17 @@
 //! The scale-out backend: several `berth serve` processes share one PostgreSQL database.
 //!
-//! Transactions run at READ COMMITTED, and writers that can meet take row locks in one fixed
-//! order, so they queue behind each other instead of failing with deadlock or serialization
-//! errors, whichever server they run in:
-//! 1. the repository row: `FOR NO KEY UPDATE` by whatever changes its manifests or tags (one such
-//!    writer per repository at a time), `FOR KEY SHARE` by what only adds rows under it (blob
-//!    links, upload sessions: they must not race its deletion), `FOR UPDATE` by its deletion;
-//! 2. manifest rows, in (repository, digest) order: pull times, repository deletion;
-//! 3. the row of the tag a push moves.
-//!
-//! Credential changes start by bumping the credentials generation, whose row lock serialises
-//! them across servers.
-//!
-//! Text keys are `COLLATE "C"`, so comparisons and `ORDER BY` are byte-wise, the order the
-//! distribution spec asks for, whatever the database's locale.
+//! One pool serves reads and writes; transactions run at READ COMMITTED and writers that can
+//! meet take row locks in the fixed order `SqlStore` documents, so they queue behind each other
+//! instead of failing with deadlock or serialization errors, whichever server they run in.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use berth_spec::{Digest, Reference, RepositoryName, Tag};
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Pool, Postgres};
 
-use crate::sql::{
-    ManifestRow, RepositoryRow, Statements, check_schema_version, checked_tag_move, image_size, limit_param,
-    manifest_columns, stored_size,
-};
-use crate::{
-    ImageRecord, ManifestRecord, MetaError, MetadataStore, Millis, PutManifest, PutOutcome, Repository, Result,
-    UploadSession, UserRecord,
-};
+use crate::dialect::{Dialect, RowLock};
+use crate::migrations::Migration;
+use crate::{MetaError, Millis, Result, SqlStore};
 
 /// Connections per server; the servers share the database's `max_connections` (100 by default).
 const POOL_SIZE: u32 = 16;
@@ -38,112 +19,12 @@ const POOL_SIZE: u32 = 16;
 /// How long an operation waits for a free connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The advisory lock held while creating the schema ("berth" in ASCII; any constant would do).
-const SCHEMA_LOCK: i64 = 0x62_65_72_74_68;
+/// The metadata store in a PostgreSQL database.
+pub type PostgresStore = SqlStore<Postgres>;
 
-/// Idempotent, so it runs at every start. The same tables as the SQLite backend, with the same
-/// cascades: deleting a manifest drops its tags and its own child edges, deleting a repository
-/// drops all it holds, and nothing can orphan an index's child.
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS store_meta (
-    key   TEXT COLLATE "C" PRIMARY KEY,
-    value BIGINT NOT NULL
-);
--- Every database starts at version 1; later migrations run after this script and bump it.
-INSERT INTO store_meta (key, value) VALUES ('schema_version', 1), ('credentials_generation', 0)
-    ON CONFLICT (key) DO NOTHING;
-
-CREATE TABLE IF NOT EXISTS repositories (
-    name       TEXT COLLATE "C" PRIMARY KEY,
-    created_at BIGINT NOT NULL,
-    settings   TEXT NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS blob_links (
-    repo       TEXT COLLATE "C" NOT NULL REFERENCES repositories (name) ON DELETE CASCADE,
-    digest     TEXT COLLATE "C" NOT NULL,
-    size       BIGINT NOT NULL,
-    created_at BIGINT NOT NULL,
-    PRIMARY KEY (repo, digest)
-);
-CREATE INDEX IF NOT EXISTS blob_links_by_digest ON blob_links (digest);
-
-CREATE TABLE IF NOT EXISTS manifests (
-    repo           TEXT COLLATE "C" NOT NULL REFERENCES repositories (name) ON DELETE CASCADE,
-    digest         TEXT COLLATE "C" NOT NULL,
-    media_type     TEXT NOT NULL,
-    content        BYTEA NOT NULL,
-    artifact_type  TEXT,
-    subject        TEXT COLLATE "C",
-    annotations    TEXT,
-    image_size     BIGINT NOT NULL,
-    pushed_at      BIGINT NOT NULL,
-    last_pulled_at BIGINT,
-    PRIMARY KEY (repo, digest)
-);
-CREATE INDEX IF NOT EXISTS manifests_by_subject ON manifests (repo, subject);
-
-CREATE TABLE IF NOT EXISTS tags (
-    repo       TEXT COLLATE "C" NOT NULL,
-    tag        TEXT COLLATE "C" NOT NULL,
-    digest     TEXT COLLATE "C" NOT NULL,
-    updated_at BIGINT NOT NULL,
-    PRIMARY KEY (repo, tag),
-    FOREIGN KEY (repo, digest) REFERENCES manifests (repo, digest) ON DELETE CASCADE
-);
-CREATE INDEX IF NOT EXISTS tags_by_digest ON tags (repo, digest);
-
-CREATE TABLE IF NOT EXISTS manifest_children (
-    repo   TEXT COLLATE "C" NOT NULL,
-    parent TEXT COLLATE "C" NOT NULL,
-    child  TEXT COLLATE "C" NOT NULL,
-    PRIMARY KEY (repo, parent, child),
-    FOREIGN KEY (repo, parent) REFERENCES manifests (repo, digest) ON DELETE CASCADE,
-    -- Checked at commit: deleting a repository cascades to manifests and to these edges in
-    -- no set order, and an edge only goes once its parent manifest does.
-    FOREIGN KEY (repo, child) REFERENCES manifests (repo, digest) DEFERRABLE INITIALLY DEFERRED
-);
-CREATE INDEX IF NOT EXISTS manifest_children_by_child ON manifest_children (repo, child);
-
-CREATE TABLE IF NOT EXISTS uploads (
-    id         TEXT COLLATE "C" PRIMARY KEY,
-    repo       TEXT COLLATE "C" NOT NULL REFERENCES repositories (name) ON DELETE CASCADE,
-    created_at BIGINT NOT NULL,
-    updated_at BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS uploads_by_updated_at ON uploads (updated_at);
-
-CREATE TABLE IF NOT EXISTS users (
-    name              TEXT COLLATE "C" PRIMARY KEY,
-    access_key_id     TEXT COLLATE "C" NOT NULL UNIQUE,
-    secret_ciphertext BYTEA NOT NULL,
-    created_at        BIGINT NOT NULL
-);
-"#;
-
-/// Images with their tags in one statement, so both come from one snapshot: `$filter` selects
-/// manifests `m`, `$tail` orders and limits the groups.
-macro_rules! select_images {
-    ($filter:literal, $tail:literal) => {
-        concat!(
-            "SELECT ",
-            manifest_columns!(),
-            ", COALESCE(array_agg(t.tag ORDER BY t.tag) FILTER (WHERE t.tag IS NOT NULL), '{}') AS tags ",
-            "FROM manifests m LEFT JOIN tags t ON t.repo = m.repo AND t.digest = m.digest ",
-            $filter,
-            " GROUP BY m.repo, m.digest ",
-            $tail
-        )
-    };
-}
-
-pub struct PostgresStore {
-    pool: PgPool,
-}
-
-impl PostgresStore {
-    /// Connects to the database at `url` (`postgres://user:password@host:port/db`) and creates
-    /// the schema if it is missing.
+impl SqlStore<Postgres> {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/db`) and brings its
+    /// schema up to date.
     pub async fn connect(url: &str) -> Result<PostgresStore> {
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
@@ -151,265 +32,56 @@ impl PostgresStore {
             .connect(url)
             .await
             .map_err(|e| MetaError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
-        migrate(&pool).await?;
-        Ok(PostgresStore { pool })
+        Self::migrate(&pool).await?;
+        Ok(SqlStore { readers: pool.clone(), writer: pool })
     }
 }
 
-async fn migrate(pool: &PgPool) -> Result<()> {
-    let mut tx = pool.begin().await?;
-    // `CREATE TABLE IF NOT EXISTS` is not safe against a concurrent creator: servers starting
-    // together would fail on each other's half-made tables.
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SCHEMA_LOCK).execute(&mut *tx).await?;
-    sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
-    let version: i64 =
-        sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'schema_version'").fetch_one(&mut *tx).await?;
-    check_schema_version(version)?;
-    if version < 2 {
-        sqlx::raw_sql(crate::gc::POSTGRES_V2).execute(&mut *tx).await?;
-        Shared::backfill_manifest_blobs(&mut tx).await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
+impl Dialect for Postgres {
+    type TextList = Vec<String>;
+    type IdList = Vec<i64>;
 
-/// The statements PostgreSQL runs like SQLite.
-type Shared = Statements<Postgres>;
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    const STORE_META: &'static str =
+        r#"CREATE TABLE IF NOT EXISTS store_meta (key TEXT COLLATE "C" PRIMARY KEY, value BIGINT NOT NULL)"#;
+    /// `CREATE TABLE` is not safe against a concurrent creator: servers starting together would
+    /// fail on each other's half-made tables. The key is "berth" in ASCII (0x6265727468).
+    const MIGRATION_LOCK: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(422608794728)");
+    /// Conflicts with the `ROW EXCLUSIVE` lock every insert into `events` takes.
+    const EVENT_LOG_LOCK: Option<&'static str> = Some("LOCK TABLE events IN SHARE MODE");
 
-/// How strongly a transaction holds its repository (see the module doc).
-#[derive(Clone, Copy)]
-enum RepositoryLock {
-    /// Adding rows under it: only its deletion has to wait.
-    AddRows,
-    /// Changing its manifests or tags: one such writer at a time.
-    ChangeContent,
-}
-
-/// Locks the repository row; false if there is no such repository.
-async fn lock_repository(tx: &mut Transaction<'_, Postgres>, name: &str, lock: RepositoryLock) -> Result<bool> {
-    let statement = match lock {
-        RepositoryLock::AddRows => "SELECT TRUE FROM repositories WHERE name = $1 FOR KEY SHARE",
-        RepositoryLock::ChangeContent => "SELECT TRUE FROM repositories WHERE name = $1 FOR NO KEY UPDATE",
-    };
-    let found: Option<bool> = sqlx::query_scalar(statement).bind(name).fetch_optional(&mut **tx).await?;
-    Ok(found.is_some())
-}
-
-#[derive(sqlx::FromRow)]
-struct ImageRow {
-    #[sqlx(flatten)]
-    manifest: ManifestRow,
-    tags: Vec<String>,
-}
-
-impl TryFrom<ImageRow> for ImageRecord {
-    type Error = MetaError;
-
-    fn try_from(row: ImageRow) -> Result<Self> {
-        Ok(ImageRecord { manifest: row.manifest.try_into()?, tags: row.tags })
-    }
-}
-
-#[async_trait]
-impl MetadataStore for PostgresStore {
-    async fn create_repository(&self, name: &RepositoryName, settings: &str, now: Millis) -> Result<Repository> {
-        Shared::create_repository(&self.pool, name, settings, now).await
+    fn text_list(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
     }
 
-    async fn ensure_repository(&self, name: &RepositoryName, settings: &str, now: Millis) -> Result<Repository> {
-        let mut tx = self.pool.begin().await?;
-        let repository = Shared::ensure_repository(&mut tx, name, settings, now).await?;
-        tx.commit().await?;
-        Ok(repository)
+    fn id_list(ids: &[i64]) -> Vec<i64> {
+        ids.to_vec()
     }
 
-    async fn get_repository(&self, name: &RepositoryName) -> Result<Option<Repository>> {
-        Shared::repository(&self.pool, name.as_str()).await
+    fn list(param: u8) -> String {
+        format!("unnest(${param}) AS list (value)")
     }
 
-    async fn set_repository_settings(&self, name: &RepositoryName, settings: &str) -> Result<()> {
-        Shared::set_repository_settings(&self.pool, name, settings).await
-    }
-
-    async fn list_repositories(&self, after: Option<&str>, limit: usize) -> Result<Vec<Repository>> {
-        Shared::list_repositories(&self.pool, after, limit).await
-    }
-
-    async fn delete_repository(&self, name: &RepositoryName, force: bool) -> Result<Repository> {
-        let mut tx = self.pool.begin().await?;
-        let row: Option<RepositoryRow> =
-            sqlx::query_as("SELECT name, created_at, settings FROM repositories WHERE name = $1 FOR UPDATE")
-                .bind(name.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(row) = row else {
-            return Err(MetaError::RepositoryNotFound(name.to_string()));
-        };
-        // Locked in digest order before the cascade deletes them in no particular order, which
-        // could deadlock with a batch of pull times locking them in digest order.
-        let manifests: Vec<bool> =
-            sqlx::query_scalar("SELECT TRUE FROM manifests WHERE repo = $1 ORDER BY digest FOR UPDATE")
-                .bind(name.as_str())
-                .fetch_all(&mut *tx)
-                .await?;
-        if !force && !manifests.is_empty() {
-            return Err(MetaError::RepositoryNotEmpty(name.to_string()));
+    fn row_lock(lock: RowLock) -> &'static str {
+        match lock {
+            RowLock::ChangeContent => " FOR NO KEY UPDATE",
+            RowLock::Exclusive => " FOR UPDATE",
+            RowLock::ExclusiveSkipLocked => " FOR UPDATE SKIP LOCKED",
         }
-        // Cascades to blob links, manifests (and so tags and child edges) and uploads.
-        sqlx::query("DELETE FROM repositories WHERE name = $1").bind(name.as_str()).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(row.into())
     }
 
-    async fn link_blob(&self, repo: &RepositoryName, digest: &Digest, size: u64, now: Millis) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        if !lock_repository(&mut tx, repo.as_str(), RepositoryLock::AddRows).await? {
-            return Err(MetaError::RepositoryNotFound(repo.to_string()));
-        }
-        Shared::link_blob(&mut *tx, repo, digest, size, now).await?;
-        tx.commit().await?;
-        Ok(())
+    fn migration_sql(migration: &Migration) -> &'static str {
+        migration.postgres
     }
 
-    async fn linked_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
-        Shared::linked_blob(&self.pool, repo, digest).await
-    }
-
-    async fn unlink_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
-        Shared::unlink_blob(&self.pool, repo, digest).await
-    }
-
-    async fn repositories_with_blob(&self, digest: &Digest) -> Result<Vec<String>> {
-        Shared::repositories_with_blob(&self.pool, digest).await
-    }
-
-    async fn put_manifest(&self, put: PutManifest<'_>) -> Result<PutOutcome> {
-        let repo = put.repo.as_str();
-        let mut tx = self.pool.begin().await?;
-        if !lock_repository(&mut tx, repo, RepositoryLock::ChangeContent).await? {
-            return Err(MetaError::RepositoryNotFound(repo.to_owned()));
-        }
-
-        // One round trip each for the blobs and the children, however many there are.
-        let blobs: Vec<&str> = put.blobs.iter().map(|(digest, _)| digest.as_str()).collect();
-        let linked: HashSet<String> =
-            sqlx::query_scalar("SELECT digest FROM blob_links WHERE repo = $1 AND digest = ANY($2)")
-                .bind(repo)
-                .bind(&blobs)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
-        if let Some((missing, _)) = put.blobs.iter().find(|(digest, _)| !linked.contains(digest.as_str())) {
-            return Err(MetaError::BlobUnknown(missing.clone()));
-        }
-        let children: Vec<&str> = put.children.iter().map(Digest::as_str).collect();
-        let found_children: HashMap<String, i64> =
-            sqlx::query_as("SELECT digest, image_size FROM manifests WHERE repo = $1 AND digest = ANY($2)")
-                .bind(repo)
-                .bind(&children)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
-        let child_sizes = put
-            .children
-            .iter()
-            .map(|child| match found_children.get(child.as_str()) {
-                Some(size) => stored_size(*size),
-                None => Err(MetaError::ManifestUnknown(child.clone())),
-            })
-            .collect::<Result<Vec<u64>>>()?;
-        let image_size = image_size(put.blobs, &child_sizes);
-
-        let previous_tag_target = match put.tag {
-            None => None,
-            Some(tag) => {
-                // The row lock makes a concurrent delete_tag wait for this push.
-                let current: Option<String> =
-                    sqlx::query_scalar("SELECT digest FROM tags WHERE repo = $1 AND tag = $2 FOR UPDATE")
-                        .bind(repo)
-                        .bind(tag.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                checked_tag_move(&put, current)?
-            }
-        };
-
-        let manifest_created = Shared::store_manifest(&mut tx, &put, image_size, previous_tag_target.as_ref()).await?;
-        tx.commit().await?;
-        Ok(PutOutcome { manifest_created, previous_tag_target })
-    }
-
-    async fn get_manifest(&self, repo: &RepositoryName, reference: &Reference) -> Result<Option<ManifestRecord>> {
-        Shared::manifest(&self.pool, repo, reference).await
-    }
-
-    async fn delete_manifest(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        if !lock_repository(&mut tx, repo.as_str(), RepositoryLock::ChangeContent).await? {
-            return Err(MetaError::ManifestUnknown(digest.clone()));
-        }
-        Shared::delete_manifest(&mut tx, repo, digest).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn delete_tag(&self, repo: &RepositoryName, tag: &Tag) -> Result<Option<Digest>> {
-        Shared::delete_tag(&self.pool, repo, tag).await
-    }
-
-    async fn list_tags(&self, repo: &RepositoryName, last: Option<&str>, limit: Option<usize>) -> Result<Vec<String>> {
-        Shared::list_tags(&self.pool, repo, last, limit).await
-    }
-
-    async fn referrers(&self, repo: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>> {
-        Shared::referrers(&self.pool, repo, subject).await
-    }
-
-    async fn parents(&self, repo: &RepositoryName, child: &Digest) -> Result<Vec<Digest>> {
-        Shared::parents(&self.pool, repo, child).await
-    }
-
-    async fn list_images(
-        &self,
-        repo: &RepositoryName,
-        after: Option<&Digest>,
-        limit: usize,
-    ) -> Result<Vec<ImageRecord>> {
-        let rows: Vec<ImageRow> =
-            sqlx::query_as(select_images!("WHERE m.repo = $1 AND m.digest > $2", "ORDER BY m.digest LIMIT $3"))
-                .bind(repo.as_str())
-                .bind(after.map_or("", Digest::as_str))
-                .bind(limit_param(limit))
-                .fetch_all(&self.pool)
-                .await?;
-        rows.into_iter().map(TryInto::try_into).collect()
-    }
-
-    async fn get_image(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<ImageRecord>> {
-        let row: Option<ImageRow> = sqlx::query_as(select_images!("WHERE m.repo = $1 AND m.digest = $2", ""))
-            .bind(repo.as_str())
-            .bind(digest.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(TryInto::try_into).transpose()
-    }
-
-    async fn record_pulls(&self, pulls: &[(RepositoryName, Digest, Millis)]) -> Result<()> {
-        // The latest time per manifest, in (repository, digest) order.
-        let mut latest: BTreeMap<(&str, &str), Millis> = BTreeMap::new();
-        for (repo, digest, at) in pulls {
-            let time = latest.entry((repo.as_str(), digest.as_str())).or_insert(*at);
-            *time = (*time).max(*at);
-        }
-        if latest.is_empty() {
-            return Ok(());
-        }
-        let ((repos, digests), times): ((Vec<&str>, Vec<&str>), Vec<Millis>) = latest.into_iter().unzip();
-        let mut tx = self.pool.begin().await?;
-        // Locked in order first: an UPDATE locks rows in whatever order its plan visits them, and
-        // two servers flushing overlapping batches would deadlock.
+    /// Two statements for the whole batch, the rows locked in order first: an `UPDATE` locks
+    /// rows in whatever order its plan visits them, and two servers flushing overlapping batches
+    /// would deadlock.
+    async fn record_pulls(writer: &Pool<Postgres>, latest: &[(&str, &str, Millis)]) -> Result<()> {
+        let repos: Vec<&str> = latest.iter().map(|(repo, _, _)| *repo).collect();
+        let digests: Vec<&str> = latest.iter().map(|(_, digest, _)| *digest).collect();
+        let times: Vec<Millis> = latest.iter().map(|(_, _, at)| *at).collect();
+        let mut tx = writer.begin().await?;
         sqlx::query(
             "SELECT TRUE FROM manifests m JOIN unnest($1::text[], $2::text[]) AS p (repo, digest) \
              ON m.repo = p.repo AND m.digest = p.digest ORDER BY m.repo, m.digest FOR NO KEY UPDATE OF m",
@@ -432,171 +104,25 @@ impl MetadataStore for PostgresStore {
         tx.commit().await?;
         Ok(())
     }
-
-    async fn create_upload(&self, session: &UploadSession) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        if !lock_repository(&mut tx, &session.repo, RepositoryLock::AddRows).await? {
-            return Err(MetaError::RepositoryNotFound(session.repo.clone()));
-        }
-        Shared::create_upload(&mut *tx, session).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn get_upload(&self, id: &str) -> Result<Option<UploadSession>> {
-        Shared::upload(&self.pool, id).await
-    }
-
-    async fn touch_upload(&self, id: &str, now: Millis) -> Result<()> {
-        Shared::touch_upload(&self.pool, id, now).await
-    }
-
-    async fn delete_upload(&self, id: &str) -> Result<bool> {
-        Shared::delete_upload(&self.pool, id).await
-    }
-
-    async fn delete_uploads(&self, ids: &[String]) -> Result<()> {
-        sqlx::query("DELETE FROM uploads WHERE id = ANY($1)").bind(ids).execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn stale_uploads(&self, before: Millis) -> Result<Vec<UploadSession>> {
-        Shared::stale_uploads(&self.pool, before).await
-    }
-
-    async fn create_user(&self, user: &UserRecord) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        // First: every other server's change has committed or waits now, so the clash check
-        // inside sees them all.
-        Shared::bump_credentials_generation(&mut *tx).await?;
-        Shared::create_user(&mut tx, user).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn list_users(&self) -> Result<Vec<UserRecord>> {
-        Shared::list_users(&self.pool).await
-    }
-
-    async fn delete_user(&self, name: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        Shared::bump_credentials_generation(&mut *tx).await?;
-        if !Shared::delete_user(&mut *tx, name).await? {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn user_by_access_key(&self, access_key_id: &str) -> Result<Option<UserRecord>> {
-        Shared::user_by_access_key(&self.pool, access_key_id).await
-    }
-
-    async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
-        Shared::user_by_name(&self.pool, name).await
-    }
-
-    async fn credentials_generation(&self) -> Result<i64> {
-        Shared::credentials_generation(&self.pool).await
-    }
-
-    async fn release_unreferenced_links(&self, before: Millis, now: Millis, dry_run: bool) -> Result<u64> {
-        if dry_run {
-            return Shared::count_releasable_links(&self.pool, before).await;
-        }
-        let mut released = 0;
-        for repo in Shared::repositories_with_releasable_links(&self.pool, before).await? {
-            let mut tx = self.pool.begin().await?;
-            // As a push would: put_manifest checks links under this lock, so a link cannot go
-            // between its check and its commit.
-            if lock_repository(&mut tx, &repo, RepositoryLock::ChangeContent).await? {
-                released += Shared::release_links(&mut tx, &repo, before, now).await?;
-            }
-            tx.commit().await?;
-        }
-        Ok(released)
-    }
-
-    async fn note_unlinked_blobs(&self, digests: &[Digest], now: Millis, dry_run: bool) -> Result<Vec<Digest>> {
-        let mut unlinked = Vec::new();
-        for digest in digests {
-            if !Shared::is_linked_anywhere(&self.pool, digest.as_str()).await? {
-                unlinked.push(digest.clone());
-            }
-        }
-        if !dry_run && !unlinked.is_empty() {
-            // In digest order, so two servers noting overlapping batches cannot deadlock.
-            let mut sorted: Vec<&Digest> = unlinked.iter().collect();
-            sorted.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-            let mut tx = self.pool.begin().await?;
-            for digest in sorted {
-                Shared::note_candidate(&mut *tx, digest.as_str(), now).await?;
-            }
-            tx.commit().await?;
-        }
-        Ok(unlinked)
-    }
-
-    async fn due_blob_candidates(&self, before: Millis, stalled_before: Millis) -> Result<Vec<Digest>> {
-        Shared::due_candidates(&self.pool, before, stalled_before).await
-    }
-
-    async fn begin_blob_deletion(
-        &self,
-        digest: &Digest,
-        before: Millis,
-        stalled_before: Millis,
-        now: Millis,
-    ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        // The row lock orders this against a push's cancel_blob_collection on any server.
-        let due: Option<i32> = sqlx::query_scalar(
-            "SELECT 1 FROM blob_candidates WHERE digest = $1 \
-             AND ((deleting_at IS NULL AND since < $2) OR deleting_at < $3) FOR UPDATE",
-        )
-        .bind(digest.as_str())
-        .bind(before)
-        .bind(stalled_before)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if due.is_none() {
-            return Ok(false);
-        }
-        let claimed = Shared::claim_candidate(&mut tx, digest, now).await?;
-        tx.commit().await?;
-        Ok(claimed)
-    }
-
-    async fn finish_blob_deletion(&self, digest: &Digest, started: Millis) -> Result<()> {
-        Shared::finish_blob_deletion(&self.pool, digest, started).await
-    }
-
-    async fn cancel_blob_collection(&self, digest: &Digest) -> Result<bool> {
-        // Almost every blob a push links is no candidate: a read settles it.
-        // A candidate noted after this read is protected by its grace period.
-        if Shared::candidate_state(&self.pool, digest).await?.is_none() {
-            return Ok(true);
-        }
-        let mut tx = self.pool.begin().await?;
-        let cancelled = Shared::cancel_candidate(&mut tx, digest).await?;
-        tx.commit().await?;
-        Ok(cancelled)
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, HashSet};
     use std::io::Write;
+    use std::sync::Mutex;
+    use std::time::Duration;
 
+    use berth_spec::{Digest, Reference, RepositoryName, Tag};
     use futures::future::join_all;
+    use sqlx::PgPool;
 
     use super::*;
-    use crate::sql::SCHEMA_VERSION;
+    use crate::migrations::fixtures;
+    use crate::{
+        BlobLinkStore, CredentialStore, EventStore, GcStore, ManifestStore, MetaError, Origin, PutManifest, PutOutcome,
+        PutTag, RepositoryStore, SettingsUpdate, Shutdown, UserRecord,
+    };
 
     const URL_VAR: &str = "BERTH_TEST_POSTGRES_URL";
 
@@ -645,6 +171,11 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Another handle on the same server's pool, for a task of its own.
+    fn same_server(store: &PostgresStore) -> PostgresStore {
+        SqlStore { readers: store.readers.clone(), writer: store.writer.clone() }
+    }
+
     #[tokio::test]
     async fn conformance() {
         let Some(scratch) = Scratch::new().await else {
@@ -670,7 +201,7 @@ mod tests {
             .into_iter()
             .map(Result::unwrap)
             .collect();
-        stores[0].create_repository(&name("seen/everywhere"), "{}", 1).await.unwrap();
+        stores[0].create_repository(&ORIGIN, &name("seen/everywhere"), "{}", 1).await.unwrap();
         for store in &stores {
             assert!(store.get_repository(&name("seen/everywhere")).await.unwrap().is_some());
             store.close().await;
@@ -683,18 +214,25 @@ mod tests {
         let Some(scratch) = Scratch::new().await else {
             return;
         };
-        scratch.store().await.close().await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "UPDATE {}.store_meta SET value = {} WHERE key = 'schema_version'",
-            scratch.schema,
-            SCHEMA_VERSION + 1
-        )))
-        .execute(&scratch.admin)
-        .await
-        .unwrap();
-        let err = PostgresStore::connect(&scratch.url).await.err().expect("newer schema must be refused");
-        assert!(matches!(&err, MetaError::Backend(m) if m.contains("schema version")), "{err:?}");
+        let store = scratch.store().await;
+        sqlx::raw_sql(fixtures::BUMP_SCHEMA_VERSION).execute(&store.writer).await.unwrap();
+        store.close().await;
+        fixtures::assert_newer_schema_refused(PostgresStore::connect(&scratch.url).await);
         scratch.drop_schema().await;
+    }
+
+    /// Databases written by the builds of schema 1 (before GC) and 2 open, keep their data, learn
+    /// which blobs their manifests need, and gain what later schemas add.
+    #[tokio::test]
+    async fn older_schemas_upgrade_in_place() {
+        for version in [1, 2] {
+            let Some(scratch) = Scratch::new().await else {
+                return;
+            };
+            let old = PgPool::connect(&scratch.url).await.unwrap();
+            PostgresStore::check_upgrade_from(version, old, PostgresStore::connect(&scratch.url)).await;
+            scratch.drop_schema().await;
+        }
     }
 
     /// Manifest bytes and their digest.
@@ -705,6 +243,9 @@ mod tests {
         let digest = Digest::sha256_of(&content);
         (content, digest)
     }
+
+    static ORIGIN: std::sync::LazyLock<Origin> =
+        std::sync::LazyLock::new(|| Origin { actor: "test".into(), access_key_id: None, request_id: "test".into() });
 
     fn put<'a>(repo: &'a RepositoryName, (content, digest): &'a Manifest, tag: Option<&'a Tag>) -> PutManifest<'a> {
         PutManifest {
@@ -717,8 +258,7 @@ mod tests {
             subject: None,
             blobs: &[],
             children: &[],
-            tag,
-            tag_immutable: false,
+            tags: tag.map(|tag| PutTag { tag, immutable: false }).into_iter().collect(),
             now: 1,
         }
     }
@@ -731,10 +271,11 @@ mod tests {
         tag: &Tag,
         manifests: &[Manifest],
     ) {
-        let pushes = manifests.iter().enumerate().map(|(i, m)| servers[i % 2].put_manifest(put(repo, m, Some(tag))));
+        let pushes =
+            manifests.iter().enumerate().map(|(i, m)| servers[i % 2].put_manifest(&ORIGIN, put(repo, m, Some(tag))));
         let outcomes: Vec<PutOutcome> = join_all(pushes).await.into_iter().map(Result::unwrap).collect();
         assert!(outcomes.iter().all(|o| o.manifest_created));
-        let previous: Vec<&Digest> = outcomes.iter().filter_map(|o| o.previous_tag_target.as_ref()).collect();
+        let previous: Vec<&Digest> = outcomes.iter().filter_map(|o| o.previous_tag_targets[0].as_ref()).collect();
         assert_eq!(previous.len(), manifests.len() - 1, "exactly one push found {tag} absent");
         let current = servers[1].get_manifest(repo, &Reference::Tag(tag.clone())).await.unwrap().unwrap().digest;
         let mut chain: HashSet<&Digest> = previous.into_iter().collect();
@@ -754,8 +295,8 @@ mod tests {
         };
         let servers = [scratch.store().await, scratch.store().await];
         let (repo, doomed) = (name("shared/app"), name("shared/doomed"));
-        servers[0].create_repository(&repo, "{}", 1).await.unwrap();
-        servers[1].create_repository(&doomed, "{}", 1).await.unwrap();
+        servers[0].create_repository(&ORIGIN, &repo, "{}", 1).await.unwrap();
+        servers[1].create_repository(&ORIGIN, &doomed, "{}", 1).await.unwrap();
 
         let rounds: Vec<(Tag, Vec<Manifest>)> = (0..3)
             .map(|round| {
@@ -770,7 +311,7 @@ mod tests {
         // The last round races pull batches over both repositories and the doomed one's deletion.
         let (last_tag, last_manifests) = &rounds[2];
         for m in last_manifests {
-            servers[0].put_manifest(put(&doomed, m, None)).await.unwrap();
+            servers[0].put_manifest(&ORIGIN, put(&doomed, m, None)).await.unwrap();
         }
         let pulls: Vec<(RepositoryName, Digest, Millis)> = rounds
             .iter()
@@ -782,7 +323,7 @@ mod tests {
             push_all_to_one_tag(&servers, &repo, last_tag, last_manifests),
             servers[0].record_pulls(&pulls),
             servers[1].record_pulls(&reversed),
-            servers[1].delete_repository(&doomed, true),
+            servers[1].delete_repository(&ORIGIN, &doomed, true),
         );
         pulled_a.unwrap();
         pulled_b.unwrap();
@@ -828,6 +369,150 @@ mod tests {
         }
         gc.close().await;
         pusher.close().await;
+        scratch.drop_schema().await;
+    }
+
+    /// Two servers claim one consumer's events at once, many small batches each: every event is
+    /// delivered exactly once, and each repository's events are handled in the order they were
+    /// recorded (a repository is never leased to both at a time).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_servers_claiming_at_once_share_no_event_and_keep_each_repository_in_order() {
+        const REPOS: usize = 8;
+        const CHANGES: i64 = 6;
+        let Some(scratch) = Scratch::new().await else {
+            return;
+        };
+        let servers = [scratch.store().await, scratch.store().await];
+        servers[0].register_consumer("replication", 1).await.unwrap();
+        let repos: Vec<RepositoryName> = (0..REPOS).map(|i| name(&format!("claims/r{i}"))).collect();
+        for repo in &repos {
+            servers[1].create_repository(&ORIGIN, repo, "{}", 1).await.unwrap();
+        }
+        // Interleaved across repositories, from both servers.
+        for n in 0..CHANGES {
+            join_all(repos.iter().enumerate().map(|(i, repo)| {
+                let update = SettingsUpdate { settings: "{}", expected_version: n, changed: &["n"] };
+                servers[i % 2].set_repository_settings(&ORIGIN, repo, update)
+            }))
+            .await
+            .into_iter()
+            .for_each(|r| {
+                r.unwrap();
+            });
+        }
+        let handled: Mutex<Vec<(String, i64)>> = Mutex::default();
+        let claimer = |server: &'static str, store: &PostgresStore| {
+            let handled = &handled;
+            let store = same_server(store);
+            async move {
+                let mut round = 0;
+                loop {
+                    round += 1;
+                    let token = format!("{server}-{round}");
+                    let claimed = store.claim_events("replication", &token, 3, 10, i64::MAX).await.unwrap();
+                    if claimed.is_empty() {
+                        return;
+                    }
+                    handled.lock().unwrap().extend(claimed.iter().map(|c| (c.event.repository.clone(), c.event.id)));
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    let ids: Vec<i64> = claimed.iter().map(|c| c.event.id).collect();
+                    assert_eq!(store.ack_events("replication", &token, &ids).await.unwrap(), ids.len() as u64);
+                }
+            }
+        };
+        tokio::join!(claimer("a", &servers[0]), claimer("b", &servers[1]));
+        let handled = handled.into_inner().unwrap();
+        let unique: HashSet<i64> = handled.iter().map(|(_, id)| *id).collect();
+        assert_eq!(unique.len(), handled.len(), "an event was delivered twice");
+        assert_eq!(handled.len(), REPOS * (1 + CHANGES as usize), "every event once");
+        let mut by_repo: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        for (repo, id) in &handled {
+            by_repo.entry(repo).or_default().push(*id);
+        }
+        for (repo, ids) in by_repo {
+            assert!(ids.windows(2).all(|w| w[0] < w[1]), "{repo} out of order: {ids:?}");
+        }
+        for server in &servers {
+            server.close().await;
+        }
+        scratch.drop_schema().await;
+    }
+
+    /// A claimer on one server dies holding a lease: once it runs out, the other server's claim
+    /// gets the events, and the dead claimer's late acknowledgement counts nothing.
+    #[tokio::test]
+    async fn an_expired_lease_passes_to_the_other_server() {
+        let Some(scratch) = Scratch::new().await else {
+            return;
+        };
+        let (a, b) = (scratch.store().await, scratch.store().await);
+        a.register_consumer("webhooks", 1).await.unwrap();
+        b.create_repository(&ORIGIN, &name("leased/app"), "{}", 1).await.unwrap();
+        let held = a.claim_events("webhooks", "a", 10, 100, 200).await.unwrap();
+        assert_eq!(held.len(), 1);
+        assert!(b.claim_events("webhooks", "b", 10, 199, 300).await.unwrap().is_empty(), "still leased");
+        let taken = b.claim_events("webhooks", "b", 10, 200, 300).await.unwrap();
+        assert_eq!((taken[0].event.id, taken[0].attempt), (held[0].event.id, 2));
+        assert_eq!(a.ack_events("webhooks", "a", &[held[0].event.id]).await.unwrap(), 0);
+        assert_eq!(b.ack_events("webhooks", "b", &[held[0].event.id]).await.unwrap(), 1);
+        a.close().await;
+        b.close().await;
+        scratch.drop_schema().await;
+    }
+
+    /// A blob delete arriving while a push that needs the blob is between its link check and its
+    /// commit waits for the push (both hold the repository row), then finds the manifest and
+    /// refuses: the image never loses its layer.
+    #[tokio::test]
+    async fn a_blob_delete_waits_for_a_push_in_flight() {
+        let Some(scratch) = Scratch::new().await else {
+            return;
+        };
+        let store = scratch.store().await;
+        let repo = name("racing/app");
+        store.create_repository(&ORIGIN, &repo, "{}", 1).await.unwrap();
+        let layer = Digest::sha256_of(b"racing layer");
+        store.link_blob(&repo, &layer, 12, 1).await.unwrap();
+        let (content, digest) = manifest("racing");
+
+        // The push, stopped after its checks: it holds the repository row as put_manifest does
+        // and has written its manifest and blob references, uncommitted.
+        let push = PgPool::connect(&scratch.url).await.unwrap();
+        let mut in_flight = push.begin().await.unwrap();
+        sqlx::query("SELECT name FROM repositories WHERE name = $1 FOR NO KEY UPDATE")
+            .bind(repo.as_str())
+            .execute(&mut *in_flight)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO manifests (repo, digest, media_type, content, image_size, pushed_at)              VALUES ($1, $2, 'application/vnd.oci.image.manifest.v1+json', $3, 12, 1)",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .bind(content.as_slice())
+        .execute(&mut *in_flight)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO manifest_blobs (repo, manifest, digest) VALUES ($1, $2, $3)")
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .bind(layer.as_str())
+            .execute(&mut *in_flight)
+            .await
+            .unwrap();
+
+        let delete = tokio::spawn({
+            let (store, repo, layer) = (same_server(&store), repo.clone(), layer.clone());
+            async move { store.unlink_blob(&ORIGIN, &repo, &layer).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!delete.is_finished(), "the delete must wait for the push's commit");
+        in_flight.commit().await.unwrap();
+        let err = delete.await.unwrap().unwrap_err();
+        assert!(matches!(&err, MetaError::BlobInUse { manifest, .. } if *manifest == digest), "{err:?}");
+        assert_eq!(store.linked_blob(&repo, &layer).await.unwrap(), Some(12));
+        push.close().await;
+        store.close().await;
         scratch.drop_schema().await;
     }
 

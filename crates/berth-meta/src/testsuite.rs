@@ -4,12 +4,16 @@
 //! suite also runs against a shared database (PostgreSQL) that already holds data.
 
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use berth_spec::{Digest, Reference, RepositoryName, Tag};
 use futures::future::join_all;
 
-use crate::{ManifestRecord, MetaError, MetadataStore, PutManifest, PutOutcome, UploadSession, UserRecord};
+use crate::{
+    Event, EventKind, ManifestRecord, MetaError, MetadataStore, Origin, PutManifest, PutOutcome, PutTag,
+    SettingsUpdate, UploadSession, UserRecord,
+};
 
 pub async fn run_all(store: &dyn MetadataStore) {
     repositories(store).await;
@@ -29,6 +33,12 @@ pub async fn run_all(store: &dyn MetadataStore) {
     users(store).await;
     concurrent_pushes_of_one_tag(store).await;
     garbage_collection(store).await;
+    blobs_needed_by_manifests(store).await;
+    declared_sizes_must_match(store).await;
+    tags_move_together(store).await;
+    every_change_records_its_events(store).await;
+    failed_changes_record_nothing(store).await;
+    event_claims(store).await;
 }
 
 /// A name unique to this run and call, usable as a repository name, tag or user name.
@@ -60,7 +70,7 @@ fn blob(s: &str) -> Digest {
 
 async fn new_repo(store: &dyn MetadataStore, prefix: &str) -> RepositoryName {
     let name = repo_name(&unique(prefix));
-    store.create_repository(&name, "{}", 1).await.unwrap();
+    store.create_repository(&ORIGIN, &name, "{}", 1).await.unwrap();
     name
 }
 
@@ -92,11 +102,23 @@ fn image_put<'a>(
         subject: None,
         blobs,
         children: &[],
-        tag,
-        tag_immutable: false,
+        tags: tag.map(|tag| PutTag { tag, immutable: false }).into_iter().collect(),
         now,
     }
 }
+
+/// The same push with every tag immutable.
+fn immutable_tags(put: PutManifest<'_>) -> PutManifest<'_> {
+    let tags = put.tags.iter().map(|t| PutTag { immutable: true, ..*t }).collect();
+    PutManifest { tags, ..put }
+}
+
+/// Who the suite's changes are by.
+static ORIGIN: LazyLock<Origin> = LazyLock::new(|| Origin {
+    actor: "arn:aws:iam::000000000000:user/suite".into(),
+    access_key_id: Some("AKIASUITE".into()),
+    request_id: "suite-request".into(),
+});
 
 /// Links two blobs and pushes an image made of them, returning its digest.
 async fn push_image(
@@ -111,7 +133,7 @@ async fn push_image(
     for (d, s) in &blobs {
         store.link_blob(repo, d, *s, 1).await.unwrap();
     }
-    store.put_manifest(image_put(repo, &digest, &content, &blobs, tag, 100)).await.unwrap();
+    store.put_manifest(&ORIGIN, image_put(repo, &digest, &content, &blobs, tag, 100)).await.unwrap();
     digest
 }
 
@@ -123,7 +145,10 @@ async fn push_index(
 ) -> Result<Digest, MetaError> {
     let (content, digest) = manifest_bytes(label);
     store
-        .put_manifest(PutManifest { media_type: INDEX, children, ..image_put(repo, &digest, &content, &[], None, 200) })
+        .put_manifest(
+            &ORIGIN,
+            PutManifest { media_type: INDEX, children, ..image_put(repo, &digest, &content, &[], None, 200) },
+        )
         .await?;
     Ok(digest)
 }
@@ -131,30 +156,39 @@ async fn push_index(
 async fn repositories(store: &dyn MetadataStore) {
     let name = repo_name(&unique("repos"));
     assert_eq!(store.get_repository(&name).await.unwrap(), None);
-    let created = store.create_repository(&name, r#"{"mutable":true}"#, 5).await.unwrap();
+    let created = store.create_repository(&ORIGIN, &name, r#"{"mutable":true}"#, 5).await.unwrap();
     assert_eq!(
         (created.name.as_str(), created.created_at, created.settings.as_str()),
         (name.as_str(), 5, r#"{"mutable":true}"#)
     );
     assert_eq!(store.get_repository(&name).await.unwrap(), Some(created.clone()));
 
-    let err = store.create_repository(&name, "{}", 6).await.unwrap_err();
+    let err = store.create_repository(&ORIGIN, &name, "{}", 6).await.unwrap_err();
     assert!(matches!(&err, MetaError::RepositoryExists(n) if n == name.as_str()), "{err:?}");
 
-    let ensured = store.ensure_repository(&name, "{\"other\":1}", 9).await.unwrap();
+    let ensured = store.ensure_repository(&ORIGIN, &name, "{\"other\":1}", 9).await.unwrap();
     assert_eq!(ensured, created, "ensure keeps an existing repository as it is");
 
     let fresh = repo_name(&unique("ensured"));
-    let ensured = store.ensure_repository(&fresh, "{\"new\":1}", 9).await.unwrap();
+    let ensured = store.ensure_repository(&ORIGIN, &fresh, "{\"new\":1}", 9).await.unwrap();
     assert_eq!((ensured.created_at, ensured.settings.as_str()), (9, "{\"new\":1}"));
     assert_eq!(store.get_repository(&fresh).await.unwrap(), Some(ensured));
 
-    store.set_repository_settings(&name, "{\"mutable\":false}").await.unwrap();
+    // Settings change by compare-and-set: a write based on an older version changes nothing.
+    let update = |settings, expected_version| SettingsUpdate { settings, expected_version, changed: &["mutable"] };
+    assert_eq!(store.set_repository_settings(&ORIGIN, &name, update("{\"mutable\":false}", 0)).await.unwrap(), 1);
     let updated = store.get_repository(&name).await.unwrap().unwrap();
-    assert_eq!((updated.created_at, updated.settings.as_str()), (5, "{\"mutable\":false}"));
+    assert_eq!(
+        (updated.created_at, updated.settings.as_str(), updated.settings_version),
+        (5, "{\"mutable\":false}", 1)
+    );
+    let err = store.set_repository_settings(&ORIGIN, &name, update("{\"stale\":1}", 0)).await.unwrap_err();
+    assert!(matches!(&err, MetaError::SettingsConflict(n) if n == name.as_str()), "{err:?}");
+    assert_eq!(store.get_repository(&name).await.unwrap(), Some(updated));
+    assert_eq!(store.set_repository_settings(&ORIGIN, &name, update("{}", 1)).await.unwrap(), 2);
 
     let missing = repo_name(&unique("missing"));
-    let err = store.set_repository_settings(&missing, "{}").await.unwrap_err();
+    let err = store.set_repository_settings(&ORIGIN, &missing, update("{}", 0)).await.unwrap_err();
     assert!(matches!(&err, MetaError::RepositoryNotFound(n) if n == missing.as_str()), "{err:?}");
     assert_eq!(store.get_repository(&missing).await.unwrap(), None, "a failed update creates nothing");
 }
@@ -163,7 +197,7 @@ async fn repository_listing(store: &dyn MetadataStore) {
     let prefix = unique("list");
     let names: Vec<String> = ["a", "b", "c"].iter().map(|s| format!("{prefix}/{s}")).collect();
     for n in names.iter().rev() {
-        store.create_repository(&repo_name(n), "{}", 1).await.unwrap();
+        store.create_repository(&ORIGIN, &repo_name(n), "{}", 1).await.unwrap();
     }
     let listed = |page: Vec<crate::Repository>| page.into_iter().map(|r| r.name).collect::<Vec<_>>();
 
@@ -184,13 +218,13 @@ async fn repository_listing(store: &dyn MetadataStore) {
 
 async fn repository_deletion(store: &dyn MetadataStore) {
     let missing = repo_name(&unique("gone"));
-    let err = store.delete_repository(&missing, true).await.unwrap_err();
+    let err = store.delete_repository(&ORIGIN, &missing, true).await.unwrap_err();
     assert!(matches!(&err, MetaError::RepositoryNotFound(n) if n == missing.as_str()), "{err:?}");
 
     // Blob links alone do not make a repository non-empty.
     let empty = new_repo(store, "empty").await;
     store.link_blob(&empty, &blob("lonely"), 3, 1).await.unwrap();
-    let removed = store.delete_repository(&empty, false).await.unwrap();
+    let removed = store.delete_repository(&ORIGIN, &empty, false).await.unwrap();
     assert_eq!(removed.name, empty.as_str());
     assert_eq!(store.get_repository(&empty).await.unwrap(), None);
     assert!(!store.repositories_with_blob(&blob("lonely")).await.unwrap().contains(&empty.to_string()));
@@ -207,17 +241,17 @@ async fn repository_deletion(store: &dyn MetadataStore) {
         .create_upload(&UploadSession { id: upload_id.clone(), repo: full.to_string(), created_at: 1, updated_at: 1 })
         .await
         .unwrap();
-    let err = store.delete_repository(&full, false).await.unwrap_err();
+    let err = store.delete_repository(&ORIGIN, &full, false).await.unwrap_err();
     assert!(matches!(&err, MetaError::RepositoryNotEmpty(n) if n == full.as_str()), "{err:?}");
     assert!(store.get_manifest(&full, &by_tag("v1")).await.unwrap().is_some(), "refused delete keeps content");
 
-    let removed = store.delete_repository(&full, true).await.unwrap();
+    let removed = store.delete_repository(&ORIGIN, &full, true).await.unwrap();
     assert_eq!(removed.name, full.as_str());
     assert_eq!(store.get_repository(&full).await.unwrap(), None);
     assert_eq!(store.get_upload(&upload_id).await.unwrap(), None, "uploads go with the repository");
 
     // Recreating the name must not resurrect anything.
-    store.create_repository(&full, "{}", 2).await.unwrap();
+    store.create_repository(&ORIGIN, &full, "{}", 2).await.unwrap();
     assert_eq!(store.get_manifest(&full, &by_digest(&image)).await.unwrap(), None);
     assert_eq!(store.get_manifest(&full, &by_digest(&index)).await.unwrap(), None);
     assert_eq!(store.get_manifest(&full, &by_tag("v1")).await.unwrap(), None);
@@ -226,7 +260,7 @@ async fn repository_deletion(store: &dyn MetadataStore) {
     assert!(store.parents(&full, &image).await.unwrap().is_empty());
     assert_eq!(store.linked_blob(&full, &layer).await.unwrap(), None);
     assert!(store.repositories_with_blob(&layer).await.unwrap().is_empty(), "blob links go with the repository");
-    store.delete_repository(&full, false).await.unwrap();
+    store.delete_repository(&ORIGIN, &full, false).await.unwrap();
 }
 
 async fn blob_links(store: &dyn MetadataStore) {
@@ -247,8 +281,8 @@ async fn blob_links(store: &dyn MetadataStore) {
     both.sort();
     assert_eq!(store.repositories_with_blob(&d).await.unwrap(), both);
 
-    assert!(store.unlink_blob(&first, &d).await.unwrap());
-    assert!(!store.unlink_blob(&first, &d).await.unwrap());
+    assert!(store.unlink_blob(&ORIGIN, &first, &d).await.unwrap());
+    assert!(!store.unlink_blob(&ORIGIN, &first, &d).await.unwrap());
     assert_eq!(store.linked_blob(&first, &d).await.unwrap(), None);
     assert_eq!(store.repositories_with_blob(&d).await.unwrap(), vec![second.to_string()]);
 
@@ -272,8 +306,8 @@ async fn image_manifests(store: &dyn MetadataStore) {
         subject: Some(&subject),
         ..image_put(&repo, &digest, &content, &blobs, Some(&latest), 1000)
     };
-    let outcome = store.put_manifest(put.clone()).await.unwrap();
-    assert_eq!(outcome, PutOutcome { manifest_created: true, previous_tag_target: None });
+    let outcome = store.put_manifest(&ORIGIN, put.clone()).await.unwrap();
+    assert_eq!(outcome, PutOutcome { manifest_created: true, previous_tag_targets: vec![None] });
 
     let expected = ManifestRecord {
         digest: digest.clone(),
@@ -297,21 +331,29 @@ async fn image_manifests(store: &dyn MetadataStore) {
     );
 
     // Re-pushing the same bytes later keeps the first push time.
-    let again = store.put_manifest(PutManifest { now: 2000, ..put.clone() }).await.unwrap();
-    assert_eq!(again, PutOutcome { manifest_created: false, previous_tag_target: Some(digest.clone()) });
+    let again = store.put_manifest(&ORIGIN, PutManifest { now: 2000, ..put.clone() }).await.unwrap();
+    assert_eq!(again, PutOutcome { manifest_created: false, previous_tag_targets: vec![Some(digest.clone())] });
     assert_eq!(store.get_manifest(&repo, &by_digest(&digest)).await.unwrap(), Some(expected.clone()));
 
     // Re-pushing under a new tag adds the tag only.
     let stable = tag("stable");
-    let outcome = store.put_manifest(PutManifest { tag: Some(&stable), now: 3000, ..put.clone() }).await.unwrap();
-    assert_eq!(outcome, PutOutcome { manifest_created: false, previous_tag_target: None });
+    let outcome = store
+        .put_manifest(
+            &ORIGIN,
+            PutManifest { tags: vec![PutTag { tag: &stable, immutable: false }], now: 3000, ..put.clone() },
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, PutOutcome { manifest_created: false, previous_tag_targets: vec![None] });
     assert_eq!(store.get_manifest(&repo, &by_tag("stable")).await.unwrap(), Some(expected.clone()));
 
     // Moving a tag reports where it pointed; the old manifest stays reachable by digest.
     let (content2, digest2) = manifest_bytes(&unique("image2"));
-    let outcome =
-        store.put_manifest(image_put(&repo, &digest2, &content2, &blobs[..1], Some(&latest), 4000)).await.unwrap();
-    assert_eq!(outcome, PutOutcome { manifest_created: true, previous_tag_target: Some(digest.clone()) });
+    let outcome = store
+        .put_manifest(&ORIGIN, image_put(&repo, &digest2, &content2, &blobs[..1], Some(&latest), 4000))
+        .await
+        .unwrap();
+    assert_eq!(outcome, PutOutcome { manifest_created: true, previous_tag_targets: vec![Some(digest.clone())] });
     let moved = store.get_manifest(&repo, &by_tag("latest")).await.unwrap().unwrap();
     assert_eq!(
         (moved.digest, moved.image_size, moved.artifact_type, moved.subject),
@@ -321,7 +363,7 @@ async fn image_manifests(store: &dyn MetadataStore) {
 
     // A manifest with no blobs (e.g. an empty artifact) is fine and has size 0.
     let (content3, digest3) = manifest_bytes(&unique("image3"));
-    store.put_manifest(image_put(&repo, &digest3, &content3, &[], None, 5000)).await.unwrap();
+    store.put_manifest(&ORIGIN, image_put(&repo, &digest3, &content3, &[], None, 5000)).await.unwrap();
     assert_eq!(store.get_manifest(&repo, &by_digest(&digest3)).await.unwrap().unwrap().image_size, 0);
 }
 
@@ -329,7 +371,7 @@ async fn failed_puts_change_nothing(store: &dyn MetadataStore) {
     let missing = repo_name(&unique("noput"));
     let (content, digest) = manifest_bytes(&unique("orphan"));
     let t = tag("t");
-    let err = store.put_manifest(image_put(&missing, &digest, &content, &[], Some(&t), 1)).await.unwrap_err();
+    let err = store.put_manifest(&ORIGIN, image_put(&missing, &digest, &content, &[], Some(&t), 1)).await.unwrap_err();
     assert!(matches!(&err, MetaError::RepositoryNotFound(n) if n == missing.as_str()), "{err:?}");
     assert_eq!(store.get_repository(&missing).await.unwrap(), None, "put_manifest does not create repositories");
 
@@ -340,7 +382,7 @@ async fn failed_puts_change_nothing(store: &dyn MetadataStore) {
     let foreign = new_repo(store, "failing-foreign").await;
     store.link_blob(&foreign, &absent1, 10, 1).await.unwrap();
     let blobs = [(present.clone(), 10), (absent1.clone(), 20), (absent2, 30)];
-    let err = store.put_manifest(image_put(&repo, &digest, &content, &blobs, Some(&t), 1)).await.unwrap_err();
+    let err = store.put_manifest(&ORIGIN, image_put(&repo, &digest, &content, &blobs, Some(&t), 1)).await.unwrap_err();
     assert!(
         matches!(&err, MetaError::BlobUnknown(d) if *d == absent1),
         "first missing blob, even if linked elsewhere: {err:?}"
@@ -358,10 +400,9 @@ async fn tag_immutability(store: &dyn MetadataStore) {
     let release = tag("release");
     let first = push_image(store, &repo, &unique("imm1"), 1, Some(&release)).await;
     let (content, second) = manifest_bytes(&unique("imm2"));
-    let immutable =
-        |digest, tag| PutManifest { tag_immutable: true, ..image_put(&repo, digest, &content, &[], tag, 50) };
+    let immutable = |digest, tag| immutable_tags(image_put(&repo, digest, &content, &[], tag, 50));
 
-    let err = store.put_manifest(immutable(&second, Some(&release))).await.unwrap_err();
+    let err = store.put_manifest(&ORIGIN, immutable(&second, Some(&release))).await.unwrap_err();
     match &err {
         MetaError::TagImmutable { tag, current } => assert_eq!((tag.as_str(), current), ("release", &first)),
         other => panic!("expected TagImmutable, got {other:?}"),
@@ -374,19 +415,23 @@ async fn tag_immutability(store: &dyn MetadataStore) {
     assert_eq!(store.get_manifest(&repo, &by_tag("release")).await.unwrap().unwrap().digest, first);
 
     // Pushing without a tag, with a new tag, or the same digest under the tag is allowed.
-    assert!(store.put_manifest(immutable(&second, None)).await.unwrap().manifest_created);
+    assert!(store.put_manifest(&ORIGIN, immutable(&second, None)).await.unwrap().manifest_created);
     let fresh = tag("fresh");
-    assert_eq!(store.put_manifest(immutable(&second, Some(&fresh))).await.unwrap().previous_tag_target, None);
-    let first_content = store.get_manifest(&repo, &by_digest(&first)).await.unwrap().unwrap().content;
-    let same = PutManifest { tag_immutable: true, ..image_put(&repo, &first, &first_content, &[], Some(&release), 60) };
     assert_eq!(
-        store.put_manifest(same).await.unwrap(),
-        PutOutcome { manifest_created: false, previous_tag_target: Some(first.clone()) }
+        store.put_manifest(&ORIGIN, immutable(&second, Some(&fresh))).await.unwrap().previous_tag_targets,
+        vec![None]
+    );
+    let first_content = store.get_manifest(&repo, &by_digest(&first)).await.unwrap().unwrap().content;
+    let same = immutable_tags(image_put(&repo, &first, &first_content, &[], Some(&release), 60));
+    assert_eq!(
+        store.put_manifest(&ORIGIN, same).await.unwrap(),
+        PutOutcome { manifest_created: false, previous_tag_targets: vec![Some(first.clone())] }
     );
 
     // Mutable pushes may move it.
-    let outcome = store.put_manifest(image_put(&repo, &second, &content, &[], Some(&release), 70)).await.unwrap();
-    assert_eq!(outcome.previous_tag_target, Some(first));
+    let outcome =
+        store.put_manifest(&ORIGIN, image_put(&repo, &second, &content, &[], Some(&release), 70)).await.unwrap();
+    assert_eq!(outcome.previous_tag_targets, vec![Some(first)]);
 }
 
 async fn indexes_and_children(store: &dyn MetadataStore) {
@@ -428,21 +473,21 @@ async fn indexes_and_children(store: &dyn MetadataStore) {
     assert!(store.parents(&repo, &index_a).await.unwrap().is_empty());
     assert!(store.parents(&other, &arm64).await.unwrap().is_empty());
 
-    let err = store.delete_manifest(&repo, &arm64).await.unwrap_err();
+    let err = store.delete_manifest(&ORIGIN, &repo, &arm64).await.unwrap_err();
     assert!(matches!(&err, MetaError::ManifestReferenced { index } if *index == both[0]), "smallest parent: {err:?}");
     assert!(store.get_manifest(&repo, &by_digest(&arm64)).await.unwrap().is_some());
 
     // Deleting an index removes its own child edges, releasing its children.
-    store.delete_manifest(&repo, &index_a).await.unwrap();
+    store.delete_manifest(&ORIGIN, &repo, &index_a).await.unwrap();
     assert!(store.parents(&repo, &amd64).await.unwrap().is_empty());
-    store.delete_manifest(&repo, &amd64).await.unwrap();
-    let err = store.delete_manifest(&repo, &arm64).await.unwrap_err();
+    store.delete_manifest(&ORIGIN, &repo, &amd64).await.unwrap();
+    let err = store.delete_manifest(&ORIGIN, &repo, &arm64).await.unwrap_err();
     assert!(matches!(&err, MetaError::ManifestReferenced { index } if *index == index_b), "{err:?}");
-    let err = store.delete_manifest(&repo, &index_b).await.unwrap_err();
+    let err = store.delete_manifest(&ORIGIN, &repo, &index_b).await.unwrap_err();
     assert!(matches!(&err, MetaError::ManifestReferenced { index } if *index == nested), "{err:?}");
-    store.delete_manifest(&repo, &nested).await.unwrap();
-    store.delete_manifest(&repo, &index_b).await.unwrap();
-    store.delete_manifest(&repo, &arm64).await.unwrap();
+    store.delete_manifest(&ORIGIN, &repo, &nested).await.unwrap();
+    store.delete_manifest(&ORIGIN, &repo, &index_b).await.unwrap();
+    store.delete_manifest(&ORIGIN, &repo, &arm64).await.unwrap();
     assert!(store.list_images(&repo, None, 10).await.unwrap().is_empty());
 
     // Re-pushing an index after its children were re-pushed rebuilds the edges.
@@ -456,26 +501,26 @@ async fn manifest_deletion(store: &dyn MetadataStore) {
     let (v1, v2) = (tag("v1"), tag("v2"));
     let image = push_image(store, &repo, &unique("doomed"), 1, Some(&v1)).await;
     let content = store.get_manifest(&repo, &by_digest(&image)).await.unwrap().unwrap().content;
-    store.put_manifest(image_put(&repo, &image, &content, &[], Some(&v2), 9)).await.unwrap();
+    store.put_manifest(&ORIGIN, image_put(&repo, &image, &content, &[], Some(&v2), 9)).await.unwrap();
     let keeper = push_image(store, &repo, &unique("keeper"), 1, Some(&tag("keep"))).await;
 
     let ghost = manifest_bytes(&unique("absent")).1;
-    let err = store.delete_manifest(&repo, &ghost).await.unwrap_err();
+    let err = store.delete_manifest(&ORIGIN, &repo, &ghost).await.unwrap_err();
     assert!(matches!(&err, MetaError::ManifestUnknown(d) if *d == ghost), "{err:?}");
-    let err = store.delete_manifest(&new_repo(store, "deletion-other").await, &image).await.unwrap_err();
+    let err = store.delete_manifest(&ORIGIN, &new_repo(store, "deletion-other").await, &image).await.unwrap_err();
     assert!(matches!(&err, MetaError::ManifestUnknown(d) if *d == image), "{err:?}");
 
-    store.delete_manifest(&repo, &image).await.unwrap();
+    store.delete_manifest(&ORIGIN, &repo, &image).await.unwrap();
     assert_eq!(store.get_manifest(&repo, &by_digest(&image)).await.unwrap(), None);
     assert_eq!(store.get_manifest(&repo, &by_tag("v1")).await.unwrap(), None, "its tags go with it");
     assert_eq!(store.list_tags(&repo, None, None).await.unwrap(), vec!["keep"]);
     assert_eq!(store.get_manifest(&repo, &by_digest(&keeper)).await.unwrap().unwrap().digest, keeper);
-    let err = store.delete_manifest(&repo, &image).await.unwrap_err();
+    let err = store.delete_manifest(&ORIGIN, &repo, &image).await.unwrap_err();
     assert!(matches!(err, MetaError::ManifestUnknown(_)), "{err:?}");
 
     // Deleting a tag leaves the manifest.
-    assert_eq!(store.delete_tag(&repo, &tag("keep")).await.unwrap(), Some(keeper.clone()));
-    assert_eq!(store.delete_tag(&repo, &tag("keep")).await.unwrap(), None);
+    assert_eq!(store.delete_tag(&ORIGIN, &repo, &tag("keep")).await.unwrap(), Some(keeper.clone()));
+    assert_eq!(store.delete_tag(&ORIGIN, &repo, &tag("keep")).await.unwrap(), None);
     assert!(store.list_tags(&repo, None, None).await.unwrap().is_empty());
     assert!(store.get_manifest(&repo, &by_digest(&keeper)).await.unwrap().is_some());
 }
@@ -497,7 +542,7 @@ async fn referrers_and_subjects(store: &dyn MetadataStore) {
             annotations: Some(r#"{"kind":"referrer"}"#),
             ..image_put(&repo, &digest, &content, &[], None, 10)
         };
-        store.put_manifest(put).await.unwrap();
+        store.put_manifest(&ORIGIN, put).await.unwrap();
         pushed.push((digest, artifact_type));
     }
     pushed.sort();
@@ -513,11 +558,14 @@ async fn referrers_and_subjects(store: &dyn MetadataStore) {
     let unborn = manifest_bytes(&unique("later-subject")).1;
     let (content, early) = manifest_bytes(&unique("early-referrer"));
     store
-        .put_manifest(PutManifest { subject: Some(&unborn), ..image_put(&repo, &early, &content, &[], None, 10) })
+        .put_manifest(
+            &ORIGIN,
+            PutManifest { subject: Some(&unborn), ..image_put(&repo, &early, &content, &[], None, 10) },
+        )
         .await
         .unwrap();
     assert_eq!(store.referrers(&repo, &unborn).await.unwrap().len(), 1);
-    store.delete_manifest(&repo, &subject).await.unwrap();
+    store.delete_manifest(&ORIGIN, &repo, &subject).await.unwrap();
     assert_eq!(store.referrers(&repo, &subject).await.unwrap().len(), 3);
 }
 
@@ -531,7 +579,7 @@ async fn tag_listing(store: &dyn MetadataStore) {
     let image = push_image(store, &repo, &unique("tagged"), 1, None).await;
     let content = store.get_manifest(&repo, &by_digest(&image)).await.unwrap().unwrap().content;
     for n in names {
-        store.put_manifest(image_put(&repo, &image, &content, &[], Some(&tag(n)), 5)).await.unwrap();
+        store.put_manifest(&ORIGIN, image_put(&repo, &image, &content, &[], Some(&tag(n)), 5)).await.unwrap();
     }
     let mut bytewise: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     bytewise.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
@@ -558,7 +606,7 @@ async fn images(store: &dyn MetadataStore) {
     let tagged = pushed[2].clone();
     let content = store.get_manifest(&repo, &by_digest(&tagged)).await.unwrap().unwrap().content;
     for t in ["zeta", "Alpha", "mid"] {
-        store.put_manifest(image_put(&repo, &tagged, &content, &[], Some(&tag(t)), 5)).await.unwrap();
+        store.put_manifest(&ORIGIN, image_put(&repo, &tagged, &content, &[], Some(&tag(t)), 5)).await.unwrap();
     }
     pushed.sort();
 
@@ -751,14 +799,14 @@ async fn concurrent_pushes_of_one_tag(store: &dyn MetadataStore) {
         let put = image_put(repo_ref, digest, content, &blobs, Some(&hot), i as i64);
         async move {
             // Readers run alongside the writers and must never fail either.
-            let (outcome, read) = tokio::join!(store.put_manifest(put), store.get_manifest(repo_ref, hot_ref));
+            let (outcome, read) = tokio::join!(store.put_manifest(&ORIGIN, put), store.get_manifest(repo_ref, hot_ref));
             read.unwrap();
             outcome.unwrap()
         }
     });
     let outcomes = join_all(pushes).await;
     assert!(outcomes.iter().all(|o| o.manifest_created));
-    let previous: Vec<&Digest> = outcomes.iter().filter_map(|o| o.previous_tag_target.as_ref()).collect();
+    let previous: Vec<&Digest> = outcomes.iter().filter_map(|o| o.previous_tag_targets[0].as_ref()).collect();
     assert_eq!(previous.len(), PUSHERS - 1, "exactly one push found the tag absent");
     let current = store.get_manifest(&repo, &by_tag("hot")).await.unwrap().unwrap().digest;
     let mut seen: BTreeSet<&Digest> = previous.into_iter().collect();
@@ -769,18 +817,19 @@ async fn concurrent_pushes_of_one_tag(store: &dyn MetadataStore) {
     // The same manifest from many clients at once is created exactly once.
     let (content, digest) = &manifests[0];
     let same = (0..PUSHERS)
-        .map(|i| store.put_manifest(image_put(&repo, digest, content, &blobs, Some(&hot), 1000 + i as i64)));
+        .map(|i| store.put_manifest(&ORIGIN, image_put(&repo, digest, content, &blobs, Some(&hot), 1000 + i as i64)));
     let outcomes: Vec<PutOutcome> = join_all(same).await.into_iter().map(Result::unwrap).collect();
     assert_eq!(outcomes.iter().filter(|o| o.manifest_created).count(), 0, "it already existed");
     assert_eq!(
-        outcomes.iter().filter(|o| o.previous_tag_target.as_ref() != Some(digest)).count(),
+        outcomes.iter().filter(|o| o.previous_tag_targets[0].as_ref() != Some(digest)).count(),
         1,
         "one push moved the tag"
     );
     assert_eq!(store.get_manifest(&repo, &by_tag("hot")).await.unwrap().unwrap().digest, *digest);
 
     let fresh = manifest_bytes(&unique("race-fresh"));
-    let racers = (0..PUSHERS).map(|i| store.put_manifest(image_put(&repo, &fresh.1, &fresh.0, &blobs, None, i as i64)));
+    let racers =
+        (0..PUSHERS).map(|i| store.put_manifest(&ORIGIN, image_put(&repo, &fresh.1, &fresh.0, &blobs, None, i as i64)));
     let created = join_all(racers).await.into_iter().map(Result::unwrap).filter(|o| o.manifest_created).count();
     assert_eq!(created, 1, "a new manifest pushed concurrently is created exactly once");
     assert_eq!(store.list_images(&repo, None, 100).await.unwrap().len(), PUSHERS + 1);
@@ -800,10 +849,13 @@ async fn garbage_collection(store: &dyn MetadataStore) {
     }
     store.link_blob(&other, &shared, 5, T).await.unwrap();
     let (content, manifest) = manifest_bytes(&label);
-    store.put_manifest(image_put(&repo, &manifest, &content, &[(used.clone(), 5)], None, T)).await.unwrap();
+    store.put_manifest(&ORIGIN, image_put(&repo, &manifest, &content, &[(used.clone(), 5)], None, T)).await.unwrap();
     let (other_content, other_manifest) = manifest_bytes(&format!("{label}-other"));
     let other_blobs = [(shared.clone(), 5)];
-    store.put_manifest(image_put(&other, &other_manifest, &other_content, &other_blobs, None, T)).await.unwrap();
+    store
+        .put_manifest(&ORIGIN, image_put(&other, &other_manifest, &other_content, &other_blobs, None, T))
+        .await
+        .unwrap();
     let linked = async |r: &RepositoryName, d: &Digest| store.linked_blob(r, d).await.unwrap().is_some();
 
     // Links no manifest of their repository needs go once untouched for the grace period.
@@ -817,7 +869,7 @@ async fn garbage_collection(store: &dyn MetadataStore) {
     assert!(linked(&repo, &relinked).await, "re-linking restarts the grace period");
 
     // A manifest delete releases its blobs; their grace period starts when GC first sees them.
-    store.delete_manifest(&repo, &manifest).await.unwrap();
+    store.delete_manifest(&ORIGIN, &repo, &manifest).await.unwrap();
     store.release_unreferenced_links(T + 100, T + 100, false).await.unwrap();
     store.release_unreferenced_links(T + 100, T + 200, false).await.unwrap();
     assert!(linked(&repo, &used).await, "released at T+100, not before it");
@@ -862,7 +914,306 @@ async fn garbage_collection(store: &dyn MetadataStore) {
     assert_eq!(due(i64::MAX, i64::MAX).await, [false, false, false]);
 
     // Deleting a repository unlinks everything it held.
-    store.delete_repository(&other, true).await.unwrap();
+    store.delete_repository(&ORIGIN, &other, true).await.unwrap();
     assert_eq!(store.note_unlinked_blobs(&[shared.clone(), spare.clone()], T + 900, true).await.unwrap().len(), 2);
-    store.delete_repository(&repo, true).await.unwrap();
+    store.delete_repository(&ORIGIN, &repo, true).await.unwrap();
+}
+
+/// A blob's link stays while a manifest of its repository needs it.
+async fn blobs_needed_by_manifests(store: &dyn MetadataStore) {
+    let repo = new_repo(store, "needed").await;
+    let label = unique("needed");
+    let image = push_image(store, &repo, &label, 7, None).await;
+    let (layer, spare) = (blob(&format!("{label}-layer")), blob(&unique("spare")));
+    store.link_blob(&repo, &spare, 3, 1).await.unwrap();
+    assert_eq!(store.manifest_needing_blob(&repo, &layer).await.unwrap(), Some(image.clone()));
+    assert_eq!(store.manifest_needing_blob(&repo, &spare).await.unwrap(), None);
+    let elsewhere = new_repo(store, "needed-elsewhere").await;
+    assert_eq!(store.manifest_needing_blob(&elsewhere, &layer).await.unwrap(), None, "per repository");
+
+    let err = store.unlink_blob(&ORIGIN, &repo, &layer).await.unwrap_err();
+    assert!(
+        matches!(&err, MetaError::BlobInUse { digest, manifest } if *digest == layer && *manifest == image),
+        "{err:?}"
+    );
+    assert_eq!(store.linked_blob(&repo, &layer).await.unwrap(), Some(7), "a refused unlink changes nothing");
+    assert!(store.unlink_blob(&ORIGIN, &repo, &spare).await.unwrap(), "a blob no manifest needs goes");
+
+    store.delete_manifest(&ORIGIN, &repo, &image).await.unwrap();
+    assert_eq!(store.manifest_needing_blob(&repo, &layer).await.unwrap(), None);
+    assert!(store.unlink_blob(&ORIGIN, &repo, &layer).await.unwrap());
+}
+
+/// A descriptor's size is the size of the blob it names, or the manifest is refused.
+async fn declared_sizes_must_match(store: &dyn MetadataStore) {
+    let repo = new_repo(store, "sizes").await;
+    let layer = blob(&unique("sized-layer"));
+    store.link_blob(&repo, &layer, 1000, 1).await.unwrap();
+    let (content, digest) = manifest_bytes(&unique("size-liar"));
+    let t = tag("liar");
+    for declared in [0, 999, 1001] {
+        let blobs = [(layer.clone(), declared)];
+        let err =
+            store.put_manifest(&ORIGIN, image_put(&repo, &digest, &content, &blobs, Some(&t), 1)).await.unwrap_err();
+        assert!(
+            matches!(&err, MetaError::BlobSizeMismatch { digest: d, declared: n, stored: 1000 } if *d == layer && *n == declared),
+            "{err:?}"
+        );
+    }
+    assert_eq!(store.get_manifest(&repo, &by_digest(&digest)).await.unwrap(), None);
+    assert!(store.list_tags(&repo, None, None).await.unwrap().is_empty());
+    let blobs = [(layer, 1000)];
+    store.put_manifest(&ORIGIN, image_put(&repo, &digest, &content, &blobs, Some(&t), 1)).await.unwrap();
+    assert_eq!(store.get_manifest(&repo, &by_tag("liar")).await.unwrap().unwrap().image_size, 1000);
+}
+
+/// A push sets all its tags or none.
+async fn tags_move_together(store: &dyn MetadataStore) {
+    let repo = new_repo(store, "tags-together").await;
+    let (a, b, c) = (tag("a"), tag("b"), tag("c"));
+    let first = push_image(store, &repo, &unique("together-1"), 1, Some(&a)).await;
+    let content = store.get_manifest(&repo, &by_digest(&first)).await.unwrap().unwrap().content;
+    store.put_manifest(&ORIGIN, image_put(&repo, &first, &content, &[], Some(&b), 2)).await.unwrap();
+    let (second_content, second) = manifest_bytes(&unique("together-2"));
+    let mutable = |tag| PutTag { tag, immutable: false };
+
+    let refused = PutManifest {
+        tags: vec![mutable(&a), PutTag { tag: &b, immutable: true }],
+        ..image_put(&repo, &second, &second_content, &[], None, 3)
+    };
+    let err = store.put_manifest(&ORIGIN, refused).await.unwrap_err();
+    assert!(matches!(&err, MetaError::TagImmutable { tag, current } if tag == "b" && *current == first), "{err:?}");
+    assert_eq!(store.get_manifest(&repo, &by_tag("a")).await.unwrap().unwrap().digest, first, "a did not move");
+    assert_eq!(store.get_manifest(&repo, &by_digest(&second)).await.unwrap(), None);
+
+    let both = PutManifest {
+        tags: vec![mutable(&a), mutable(&c), mutable(&a)],
+        ..image_put(&repo, &second, &second_content, &[], None, 4)
+    };
+    let outcome = store.put_manifest(&ORIGIN, both).await.unwrap();
+    assert_eq!(outcome.previous_tag_targets, vec![Some(first.clone()), None, Some(first.clone())]);
+    for moved in ["a", "c"] {
+        assert_eq!(store.get_manifest(&repo, &by_tag(moved)).await.unwrap().unwrap().digest, second);
+    }
+    assert_eq!(store.get_manifest(&repo, &by_tag("b")).await.unwrap().unwrap().digest, first);
+}
+
+/// A consumer registered for one check, whose events it claims and acknowledges at once.
+struct Watcher<'s> {
+    store: &'s dyn MetadataStore,
+    consumer: String,
+}
+
+/// What a check compares of an event: kind, repository, digest, tag, previous digest.
+type Seen = (EventKind, String, Option<Digest>, Option<String>, Option<Digest>);
+
+fn seen(event: &Event) -> Seen {
+    (event.kind, event.repository.clone(), event.digest.clone(), event.tag.clone(), event.previous_digest.clone())
+}
+
+impl<'s> Watcher<'s> {
+    async fn new(store: &'s dyn MetadataStore) -> Watcher<'s> {
+        let consumer = unique("watcher");
+        assert!(store.register_consumer(&consumer, 1).await.unwrap());
+        assert!(!store.register_consumer(&consumer, 2).await.unwrap(), "registered once");
+        Watcher { store, consumer }
+    }
+
+    /// Every event recorded since the last call for the repositories in `repos`, in order.
+    async fn take(&self, repos: &[&RepositoryName]) -> Vec<Event> {
+        let token = unique("take");
+        let claimed = self.store.claim_events(&self.consumer, &token, 10_000, 1, 2).await.unwrap();
+        let ids: Vec<i64> = claimed.iter().map(|c| c.event.id).collect();
+        assert_eq!(self.store.ack_events(&self.consumer, &token, &ids).await.unwrap(), ids.len() as u64);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "in event order");
+        let names: Vec<&str> = repos.iter().map(|r| r.as_str()).collect();
+        claimed.into_iter().map(|c| c.event).filter(|e| names.contains(&e.repository.as_str())).collect()
+    }
+
+    async fn finish(self) {
+        assert!(self.store.unregister_consumer(&self.consumer).await.unwrap());
+    }
+}
+
+/// Every change records exactly its events, with who made it; a change that changes nothing
+/// records none.
+async fn every_change_records_its_events(store: &dyn MetadataStore) {
+    let watcher = Watcher::new(store).await;
+    let (repo, pushed_to) = (repo_name(&unique("events")), repo_name(&unique("events-on-push")));
+    let e = |kind, repo: &RepositoryName, digest: Option<&Digest>, tag: Option<&str>, previous: Option<&Digest>| {
+        (kind, repo.to_string(), digest.cloned(), tag.map(str::to_owned), previous.cloned())
+    };
+
+    store.create_repository(&ORIGIN, &repo, "{}", 1).await.unwrap();
+    store.ensure_repository(&ORIGIN, &repo, "{}", 1).await.unwrap();
+    store.ensure_repository(&ORIGIN, &pushed_to, "{}", 1).await.unwrap();
+    let update = SettingsUpdate { settings: "{\"x\":1}", expected_version: 0, changed: &["x", "y"] };
+    store.set_repository_settings(&ORIGIN, &repo, update).await.unwrap();
+    let events = watcher.take(&[&repo, &pushed_to]).await;
+    assert_eq!(
+        events.iter().map(seen).collect::<Vec<_>>(),
+        [
+            e(EventKind::RepositoryCreated, &repo, None, None, None),
+            e(EventKind::RepositoryCreated, &pushed_to, None, None, None),
+            e(EventKind::SettingsChanged, &repo, None, None, None),
+        ]
+    );
+    assert_eq!(events[2].detail.as_deref(), Some(r#"{"changed":["x","y"]}"#));
+    for event in &events {
+        assert_eq!(
+            (event.actor.as_str(), event.access_key_id.as_ref(), event.request_id.as_str()),
+            (ORIGIN.actor.as_str(), ORIGIN.access_key_id.as_ref(), ORIGIN.request_id.as_str())
+        );
+    }
+
+    let (layer, spare) = (blob(&unique("event-layer")), blob(&unique("event-spare")));
+    store.link_blob(&repo, &layer, 4, 1).await.unwrap();
+    store.link_blob(&repo, &spare, 4, 1).await.unwrap();
+    let blobs = [(layer.clone(), 4)];
+    let ((c1, m1), (c2, m2)) = (manifest_bytes(&unique("event-m1")), manifest_bytes(&unique("event-m2")));
+    let (v1, latest) = (tag("v1"), tag("latest"));
+    let both = vec![PutTag { tag: &v1, immutable: false }, PutTag { tag: &latest, immutable: false }];
+    let put = PutManifest { artifact_type: Some("application/x.kind"), ..image_put(&repo, &m1, &c1, &blobs, None, 2) };
+    store.put_manifest(&ORIGIN, PutManifest { tags: both, ..put.clone() }).await.unwrap();
+    store.put_manifest(&ORIGIN, image_put(&repo, &m2, &c2, &blobs, Some(&latest), 3)).await.unwrap();
+    store.put_manifest(&ORIGIN, image_put(&repo, &m2, &c2, &blobs, Some(&latest), 4)).await.unwrap();
+    store
+        .put_manifest(&ORIGIN, PutManifest { tags: vec![PutTag { tag: &v1, immutable: false }], ..put })
+        .await
+        .unwrap();
+    let events = watcher.take(&[&repo]).await;
+    assert_eq!(
+        events.iter().map(seen).collect::<Vec<_>>(),
+        [
+            e(EventKind::ManifestPushed, &repo, Some(&m1), None, None),
+            e(EventKind::TagSet, &repo, Some(&m1), Some("v1"), None),
+            e(EventKind::TagSet, &repo, Some(&m1), Some("latest"), None),
+            e(EventKind::ManifestPushed, &repo, Some(&m2), None, None),
+            e(EventKind::TagSet, &repo, Some(&m2), Some("latest"), Some(&m1)),
+        ],
+        "re-pushing what is there already records nothing"
+    );
+    assert_eq!(
+        (events[0].media_type.as_deref(), events[0].artifact_type.as_deref()),
+        (Some(IMAGE), Some("application/x.kind"))
+    );
+    assert_eq!(events[2].artifact_type.as_deref(), Some("application/x.kind"), "a tag event describes its image");
+
+    store.delete_tag(&ORIGIN, &repo, &v1).await.unwrap();
+    store.delete_manifest(&ORIGIN, &repo, &m1).await.unwrap();
+    store.delete_manifest(&ORIGIN, &repo, &m2).await.unwrap();
+    store.unlink_blob(&ORIGIN, &repo, &spare).await.unwrap();
+    store.delete_repository(&ORIGIN, &repo, true).await.unwrap();
+    store.delete_repository(&ORIGIN, &pushed_to, false).await.unwrap();
+    let events = watcher.take(&[&repo, &pushed_to]).await;
+    assert_eq!(
+        events.iter().map(seen).collect::<Vec<_>>(),
+        [
+            e(EventKind::TagDeleted, &repo, Some(&m1), Some("v1"), None),
+            e(EventKind::ManifestDeleted, &repo, Some(&m1), None, None),
+            e(EventKind::ManifestDeleted, &repo, Some(&m2), None, None),
+            e(EventKind::BlobDeleted, &repo, Some(&spare), None, None),
+            e(EventKind::RepositoryDeleted, &repo, None, None, None),
+            e(EventKind::RepositoryDeleted, &pushed_to, None, None, None),
+        ]
+    );
+    assert_eq!(events[1].detail.as_deref(), Some(r#"{"tags":[]}"#));
+    assert_eq!(events[2].detail.as_deref(), Some(r#"{"tags":["latest"]}"#), "the tags that went with it");
+    assert_eq!(events[2].media_type.as_deref(), Some(IMAGE));
+    watcher.finish().await;
+}
+
+/// A change that fails changes nothing, so it records nothing either.
+async fn failed_changes_record_nothing(store: &dyn MetadataStore) {
+    let repo = new_repo(store, "failing-events").await;
+    let watcher = Watcher::new(store).await;
+    let label = unique("failing-events");
+    let image = push_image(store, &repo, &label, 3, Some(&tag("fixed"))).await;
+    let index = push_index(store, &repo, &unique("failing-index"), std::slice::from_ref(&image)).await.unwrap();
+    let setup = watcher.take(&[&repo]).await;
+    assert_eq!(setup.len(), 3, "pushed, tagged, index pushed: {setup:?}");
+
+    assert!(store.create_repository(&ORIGIN, &repo, "{}", 1).await.is_err());
+    let (content, digest) = manifest_bytes(&unique("failing-put"));
+    let ghost = [(blob(&unique("ghost")), 1)];
+    let fixed = tag("fixed");
+    assert!(store.put_manifest(&ORIGIN, image_put(&repo, &digest, &content, &ghost, None, 1)).await.is_err());
+    let moved = immutable_tags(image_put(&repo, &digest, &content, &[], Some(&fixed), 1));
+    assert!(store.put_manifest(&ORIGIN, moved).await.is_err());
+    assert!(store.delete_manifest(&ORIGIN, &repo, &image).await.is_err(), "the index lists it");
+    assert!(store.delete_manifest(&ORIGIN, &repo, &digest).await.is_err(), "never stored");
+    assert_eq!(store.delete_tag(&ORIGIN, &repo, &tag("absent")).await.unwrap(), None);
+    let stale = SettingsUpdate { settings: "{}", expected_version: 41, changed: &["x"] };
+    assert!(store.set_repository_settings(&ORIGIN, &repo, stale).await.is_err());
+    let layer = blob(&format!("{label}-layer"));
+    assert!(store.unlink_blob(&ORIGIN, &repo, &layer).await.is_err(), "the image needs it");
+    assert!(!store.unlink_blob(&ORIGIN, &repo, &blob(&unique("unlinked"))).await.unwrap());
+    assert!(store.delete_repository(&ORIGIN, &repo, false).await.is_err(), "not empty");
+    assert!(watcher.take(&[&repo]).await.is_empty());
+
+    store.delete_manifest(&ORIGIN, &repo, &index).await.unwrap();
+    assert_eq!(watcher.take(&[&repo]).await.len(), 1);
+    watcher.finish().await;
+}
+
+/// Claims lease a consumer's events to one claimer at a time per repository, in order; an
+/// acknowledgement or release counts only under the claim's own token; a lease that runs out
+/// hands the events to the next claim; a release makes them due again later.
+async fn event_claims(store: &dyn MetadataStore) {
+    let consumer = unique("claims");
+    store.register_consumer(&consumer, 1).await.unwrap();
+    let (r1, r2) = (repo_name(&unique("claims-a")), repo_name(&unique("claims-b")));
+    let settings = |n: i64| SettingsUpdate { settings: "{}", expected_version: n, changed: &["n"] };
+    store.create_repository(&ORIGIN, &r1, "{}", 1).await.unwrap();
+    store.create_repository(&ORIGIN, &r2, "{}", 1).await.unwrap();
+    for n in 0..2 {
+        store.set_repository_settings(&ORIGIN, &r1, settings(n)).await.unwrap();
+        store.set_repository_settings(&ORIGIN, &r2, settings(n)).await.unwrap();
+    }
+    let ids = |claimed: &[crate::ClaimedEvent]| claimed.iter().map(|c| c.event.id).collect::<Vec<_>>();
+    let repos = |claimed: &[crate::ClaimedEvent]| {
+        claimed.iter().map(|c| c.event.repository.clone()).collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>()
+    };
+
+    // One claimer takes r1's oldest event; another may not overtake it with r1's later ones.
+    let a = store.claim_events(&consumer, "a", 1, 10, 20).await.unwrap();
+    assert_eq!((repos(&a), a[0].event.kind, a[0].attempt), (vec![r1.to_string()], EventKind::RepositoryCreated, 1));
+    let b = store.claim_events(&consumer, "b", 100, 10, 20).await.unwrap();
+    assert_eq!(repos(&b), vec![r2.to_string()], "r1 is leased to a");
+    assert_eq!(b.len(), 3, "r2's events, all of them: {b:?}");
+    assert!(store.claim_events(&consumer, "c", 100, 10, 20).await.unwrap().is_empty(), "everything is leased");
+
+    assert_eq!(store.ack_events(&consumer, "b", &ids(&a)).await.unwrap(), 0, "not b's");
+    assert_eq!(store.ack_events(&consumer, "a", &ids(&a)).await.unwrap(), 1);
+    assert_eq!(store.ack_events(&consumer, "b", &ids(&b)).await.unwrap(), 3);
+
+    // A released event is due again at its retry time, with the ones after it.
+    let c = store.claim_events(&consumer, "c", 100, 10, 20).await.unwrap();
+    assert_eq!((repos(&c), c.len()), (vec![r1.to_string()], 2));
+    assert_eq!(store.release_events(&consumer, "c", &ids(&c), 50).await.unwrap(), 2);
+    assert!(store.claim_events(&consumer, "d", 100, 49, 60).await.unwrap().is_empty(), "not due before 50");
+    let d = store.claim_events(&consumer, "d", 100, 50, 60).await.unwrap();
+    assert_eq!((ids(&d), d[0].attempt), (ids(&c), 2));
+
+    // d's lease runs out at 60 (its claimer died): e gets the events, d's late ack counts nothing.
+    assert!(store.claim_events(&consumer, "e", 100, 59, 90).await.unwrap().is_empty());
+    let e = store.claim_events(&consumer, "e", 100, 60, 90).await.unwrap();
+    assert_eq!((ids(&e), e[0].attempt), (ids(&c), 3));
+    assert_eq!(store.ack_events(&consumer, "d", &ids(&d)).await.unwrap(), 0);
+    assert_eq!(store.release_events(&consumer, "d", &ids(&d), 0).await.unwrap(), 0);
+    assert_eq!(store.ack_events(&consumer, "e", &ids(&e)).await.unwrap(), 2);
+    assert!(store.claim_events(&consumer, "f", 100, i64::MAX, i64::MAX).await.unwrap().is_empty());
+
+    // Delivered events can be pruned; one a consumer has not acknowledged stays.
+    let other = unique("claims-other");
+    store.register_consumer(&other, 1).await.unwrap();
+    store.delete_repository(&ORIGIN, &r1, true).await.unwrap();
+    store.prune_events(i64::MAX).await.unwrap();
+    let pending = store.claim_events(&other, "g", 100, 1, 2).await.unwrap();
+    assert_eq!(pending.iter().map(|c| c.event.kind).collect::<Vec<_>>(), [EventKind::RepositoryDeleted]);
+    assert!(store.unregister_consumer(&other).await.unwrap());
+    assert!(!store.unregister_consumer(&other).await.unwrap());
+    assert!(store.unregister_consumer(&consumer).await.unwrap());
+    assert!(store.claim_events(&consumer, "h", 100, 1, 2).await.unwrap().is_empty(), "gone with its consumer");
+    store.delete_repository(&ORIGIN, &r2, true).await.unwrap();
 }

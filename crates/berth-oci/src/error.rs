@@ -22,6 +22,8 @@ impl OciError {
             NameUnknown(_) => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
             RepositoryExists(_) | RepositoryNotEmpty(_) => (StatusCode::CONFLICT, "DENIED"),
             BlobUnknown(_) => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+            // A manifest needs the blob: deleting it would break the image (the spec allows 405).
+            BlobInUse { .. } => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             BlobUploadUnknown => (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
             BlobUploadInvalid(_) => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
             DigestInvalid(_) => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
@@ -42,7 +44,8 @@ impl OciError {
                 (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID")
             }
             ImageAlreadyExists { .. } | LayerAlreadyExists(_) | TooManyTags { .. } => (StatusCode::CONFLICT, "DENIED"),
-            Denied(_) | AccessDenied { .. } => (StatusCode::FORBIDDEN, "DENIED"),
+            // Unreadable settings deny all but the root's repair, as an unreadable policy does.
+            Denied(_) | AccessDenied { .. } | SettingsUnreadable { .. } => (StatusCode::FORBIDDEN, "DENIED"),
             // ECR-plane operations only; never raised on /v2/.
             PolicyInvalid { .. } | PolicyNotFound(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),

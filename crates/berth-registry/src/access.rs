@@ -11,7 +11,7 @@ use berth_spec::RepositoryName;
 use berth_iam::RequestContext;
 
 use crate::repository_policy::{self, Decision, RepositoryPolicy};
-use crate::{Registry, RegistryError, RepositorySettings, Result};
+use crate::{Registry, RegistryError, Result, settings};
 
 /// With shared metadata another server may change a policy unseen: its entries are re-read
 /// after this long, so a change there takes effect here within this time.
@@ -69,10 +69,14 @@ impl PolicyCache {
     }
 }
 
-/// The policy a settings document enforces.
-fn enforced_policy(repo: &RepositoryName, settings: &RepositorySettings) -> Option<Arc<RepositoryPolicy>> {
-    let text = settings.repository_policy.as_deref()?;
-    let policy = RepositoryPolicy::parse(text).unwrap_or_else(|e| {
+/// The policy a stored settings document enforces; one that cannot be read enforces as an
+/// unenforceable policy.
+fn enforced_policy(repo: &RepositoryName, document: &str) -> Option<Arc<RepositoryPolicy>> {
+    let text = settings::repository_policy_in_force(document).unwrap_or_else(|e| {
+        tracing::warn!(repository = %repo, error = %e, "repository settings are unreadable; denying all but the root's repair");
+        Some(UNREADABLE_POLICY.to_owned())
+    })?;
+    let policy = RepositoryPolicy::parse(&text).unwrap_or_else(|e| {
         tracing::warn!(repository = %repo, error = %e, "stored repository policy is not enforceable; denying all but its repair");
         RepositoryPolicy::parse(UNREADABLE_POLICY).expect("the fallback policy parses")
     });
@@ -90,7 +94,7 @@ impl Registry {
             Some(policy) => policy,
             None => {
                 let Some(repository) = self.meta.get_repository(repo).await? else { return Ok(()) };
-                let policy = enforced_policy(repo, &RepositorySettings::from_json(&repository.settings));
+                let policy = enforced_policy(repo, &repository.settings);
                 self.policies.fill(repo, policy.clone(), generation);
                 policy
             }

@@ -155,9 +155,9 @@ impl Registry {
 
     /// Removes the blob from `repo`. The data stays: deleting it here would race with a
     /// concurrent upload of the same content; reclaiming unlinked data is garbage collection's job.
-    pub async fn delete_blob(&self, _ctx: &RequestContext, repo: &RepositoryName, digest: &Digest) -> Result<()> {
+    pub async fn delete_blob(&self, ctx: &RequestContext, repo: &RepositoryName, digest: &Digest) -> Result<()> {
         self.repository(repo).await?;
-        if !self.meta.unlink_blob(repo, digest).await? {
+        if !self.meta.unlink_blob(&self.origin(ctx), repo, digest).await? {
             return Err(RegistryError::BlobUnknown(digest.clone()));
         }
         Ok(())

@@ -8,11 +8,10 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
-use berth_spec::{Digest, Manifest, RepositoryName};
+use berth_spec::{Digest, RepositoryName};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::images::SCAN_BATCH;
 use crate::{BlobBody, ByteRange, Registry, RegistryError, Result, now_millis};
 
 const KEY_LEN: usize = 32;
@@ -115,17 +114,9 @@ impl Registry {
         self.get_blob(repo, digest, range).await
     }
 
-    /// Whether an image manifest in `repo` lists `digest` as its config or a layer. The store
-    /// keeps no blob-to-manifest index, so this reads the repository's manifests until it finds
-    /// one: fine for GetDownloadUrlForLayer, which clients rarely call.
+    /// Whether an image manifest in `repo` lists `digest` as its config or a layer: one indexed
+    /// read of the references stored with each manifest, not a parse of every manifest.
     async fn layer_is_referenced(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
-        let mut referenced = false;
-        self.scan_images(repo, None, SCAN_BATCH, |image| {
-            let manifest = Manifest::parse(&image.manifest.content, Some(&image.manifest.media_type));
-            referenced = manifest.is_ok_and(|m| m.required_blobs().any(|d| &d.digest == digest));
-            !referenced
-        })
-        .await?;
-        Ok(referenced)
+        Ok(self.meta.manifest_needing_blob(repo, digest).await?.is_some())
     }
 }

@@ -35,6 +35,9 @@ pub enum RegistryError {
     ManifestChildUnknown(Digest),
     #[error("manifest references blob {0}, which is not in this repository")]
     ManifestBlobUnknown(Digest),
+    /// A blob delete refused: the manifest needs the blob (ECR offers no blob delete at all).
+    #[error("blob {digest} is needed by manifest {manifest} in this repository; delete the manifest first")]
+    BlobInUse { digest: Digest, manifest: Digest },
     #[error("manifest is referenced by index {index} in this repository; delete the index first")]
     ManifestReferenced { index: Digest },
     #[error("manifest is larger than the {limit} bytes this registry accepts")]
@@ -66,6 +69,11 @@ pub enum RegistryError {
     /// The blob is in the repository but no image of it references it.
     #[error("layer {0} is not referenced by any image in this repository")]
     LayerInaccessible(Digest),
+    /// The repository's stored settings do not parse; nothing relies on or overwrites them.
+    #[error(
+        "the settings of repository {repository} cannot be read ({reason}); Berth neither applies nor changes them until they are repaired in the metadata database"
+    )]
+    SettingsUnreadable { repository: String, reason: String },
     #[error("a repository can have at most {limit} resource tags")]
     TooManyTags { limit: usize },
     /// A lifecycle or repository policy text that does not pass validation.
@@ -114,7 +122,11 @@ impl From<MetaError> for RegistryError {
             MetaError::ManifestUnknown(d) => RegistryError::ManifestChildUnknown(d),
             MetaError::ManifestReferenced { index } => RegistryError::ManifestReferenced { index },
             MetaError::TagImmutable { tag, current } => RegistryError::TagImmutable { tag, current },
-            e @ (MetaError::UserExists(_) | MetaError::Backend(_)) => RegistryError::Internal(e.to_string()),
+            e @ MetaError::BlobSizeMismatch { .. } => RegistryError::ManifestInvalid(e.to_string()),
+            MetaError::BlobInUse { digest, manifest } => RegistryError::BlobInUse { digest, manifest },
+            e @ (MetaError::UserExists(_) | MetaError::SettingsConflict(_) | MetaError::Backend(_)) => {
+                RegistryError::Internal(e.to_string())
+            }
         }
     }
 }

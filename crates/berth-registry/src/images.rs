@@ -218,18 +218,13 @@ impl Registry {
         Ok(results)
     }
 
-    async fn delete_image(
-        &self,
-        _ctx: &RequestContext,
-        repo: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<DeletedImage> {
+    async fn delete_image(&self, ctx: &RequestContext, repo: &RepositoryName, digest: &Digest) -> Result<DeletedImage> {
         let image = self
             .meta
             .get_image(repo, digest)
             .await?
             .ok_or_else(|| RegistryError::ManifestUnknown(digest.to_string()))?;
-        self.meta.delete_manifest(repo, digest).await.map_err(|e| match e {
+        self.meta.delete_manifest(&self.origin(ctx), repo, digest).await.map_err(|e| match e {
             MetaError::ManifestUnknown(d) => RegistryError::ManifestUnknown(d.to_string()),
             other => other.into(),
         })?;
@@ -241,7 +236,7 @@ impl Registry {
     /// delete).
     async fn untag_image(
         &self,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         repo: &RepositoryName,
         tag: &Tag,
         expected: Option<&Digest>,
@@ -253,10 +248,11 @@ impl Registry {
         {
             return Err(RegistryError::TagDigestMismatch { tag: tag.to_string(), digest: expected.clone() });
         }
-        let digest = self.meta.delete_tag(repo, tag).await?.ok_or_else(unknown)?;
+        let origin = self.origin(ctx);
+        let digest = self.meta.delete_tag(&origin, repo, tag).await?.ok_or_else(unknown)?;
         let now_untagged = self.meta.get_image(repo, &digest).await?.is_some_and(|image| image.tags.is_empty());
         if now_untagged && self.meta.parents(repo, &digest).await?.is_empty() {
-            match self.meta.delete_manifest(repo, &digest).await {
+            match self.meta.delete_manifest(&origin, repo, &digest).await {
                 // Gone already, or an index listing it arrived meanwhile: it stays, untagged.
                 Ok(()) | Err(MetaError::ManifestUnknown(_) | MetaError::ManifestReferenced { .. }) => {}
                 Err(e) => return Err(e.into()),
@@ -287,10 +283,11 @@ impl Registry {
             None => Digest::sha256_of(put.content),
         };
         let pushed = PushedManifest { parsed: &manifest, content: put.content, digest: &digest };
-        let outcome = self.store_manifest(ctx, repo, &repository.settings, pushed, put.tag).await?;
+        let tags = put.tag.map(std::slice::from_ref).unwrap_or_default();
+        let outcome = self.store_manifest(ctx, repo, &repository.settings, pushed, tags).await?;
         if let Some(tag) = put.tag
             && !outcome.manifest_created
-            && outcome.previous_tag_target.as_ref() == Some(&digest)
+            && outcome.previous_tag_targets.first() == Some(&Some(digest.clone()))
         {
             return Err(RegistryError::ImageAlreadyExists { digest, tag: tag.to_string() });
         }

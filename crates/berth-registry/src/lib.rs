@@ -7,6 +7,7 @@ mod blobs;
 mod cache;
 mod downloads;
 mod error;
+pub mod events;
 mod gc;
 mod images;
 mod layers;
@@ -21,10 +22,10 @@ mod status;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use berth_iam::RequestContext;
-use berth_meta::{MetadataStore, Millis, Repository};
+use berth_meta::{MetadataStore, Millis, Origin, Repository};
 use berth_spec::RepositoryName;
 use berth_storage::BlobStore;
 
@@ -92,7 +93,12 @@ pub struct Registry {
     policies: access::PolicyCache,
     /// The last GC pass and lifecycle run, for the console.
     status: status::StatusLog,
+    /// When maintenance last pruned delivered events.
+    events_pruned_at: Mutex<Option<Instant>>,
 }
+
+/// How often maintenance prunes the event log.
+const EVENT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 pub fn now_millis() -> Millis {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
@@ -113,6 +119,7 @@ impl Registry {
             settings_writes: tokio::sync::Mutex::default(),
             lifecycle: policies::LifecycleSchedule::default(),
             status: status::StatusLog::default(),
+            events_pruned_at: Mutex::default(),
         }
     }
 
@@ -129,15 +136,20 @@ impl Registry {
         self.meta.get_repository(name).await?.ok_or_else(|| RegistryError::NameUnknown(name.to_string()))
     }
 
+    /// Who made a change in `ctx`, as its events record it.
+    fn origin(&self, ctx: &RequestContext) -> Origin {
+        events::origin(ctx, &self.config.account_id)
+    }
+
     /// The repository a push goes to, created if missing and create-on-push is on.
-    async fn push_target(&self, _ctx: &RequestContext, name: &RepositoryName) -> Result<Repository> {
+    async fn push_target(&self, ctx: &RequestContext, name: &RepositoryName) -> Result<Repository> {
         // A read first: the repository almost always exists, and a read never waits for the writer.
         if let Some(repository) = self.meta.get_repository(name).await? {
             return Ok(repository);
         }
         if self.config.create_on_push {
             let settings = RepositorySettings::default().to_json();
-            Ok(self.meta.ensure_repository(name, &settings, now_millis()).await?)
+            Ok(self.meta.ensure_repository(&self.origin(ctx), name, &settings, now_millis()).await?)
         } else {
             Err(RegistryError::NameUnknown(name.to_string()))
         }
@@ -145,12 +157,16 @@ impl Registry {
 
     /// Repository names sorted, after `last`, at most `n` (and whether more remain).
     pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<(Vec<String>, bool)> {
-        let (repos, more) = self.list_repositories(last, n.unwrap_or(usize::MAX / 2)).await?;
-        Ok((repos.into_iter().map(|r| r.name.to_string()).collect(), more))
+        let limit = n.unwrap_or(usize::MAX / 2);
+        let mut names: Vec<String> =
+            self.meta.list_repositories(last, limit.saturating_add(1)).await?.into_iter().map(|r| r.name).collect();
+        let more = names.len() > limit;
+        names.truncate(limit);
+        Ok((names, more))
     }
 
     /// Periodic housekeeping: expire abandoned uploads, flush recorded pull times, run
-    /// lifecycle policies when due.
+    /// lifecycle policies when due, prune delivered events.
     /// Call from a background task; it never fails the process, errors are logged.
     pub async fn maintain(&self) {
         if let Err(e) = self.flush_finished_uploads().await {
@@ -161,6 +177,23 @@ impl Registry {
         }
         self.flush_pulls().await;
         self.lifecycle_if_due().await;
+        self.prune_events_if_due().await;
+    }
+
+    async fn prune_events_if_due(&self) {
+        {
+            let mut last = self.events_pruned_at.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|at| at.elapsed() < EVENT_PRUNE_INTERVAL) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let log = events::EventLog::new(self.meta.clone());
+        match log.prune(events::RETENTION).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "pruned delivered events"),
+            Err(e) => tracing::warn!(error = %e, "pruning the event log failed"),
+        }
     }
 
     /// Writes buffered pull times (also called on shutdown).

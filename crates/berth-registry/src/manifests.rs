@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use berth_iam::RequestContext;
-use berth_meta::{ManifestRecord, PutManifest, PutOutcome};
+use berth_meta::{ManifestRecord, PutManifest, PutOutcome, PutTag};
 use berth_spec::{Digest, Manifest, ManifestKind, Reference, RepositoryName, Tag, media};
 
-use crate::{Registry, RegistryError, RepositorySettings, Result, now_millis};
+use crate::{Registry, RegistryError, RepositoryInfo, RepositorySettings, Result, now_millis};
 
 #[derive(Debug, Clone)]
 pub struct PutManifestOutcome {
@@ -58,9 +58,11 @@ impl Registry {
             }
             Reference::Tag(tag) => (Digest::sha256_of(content), Some(tag)),
         };
-        let settings = RepositorySettings::from_json(&self.push_target(ctx, repo).await?.settings);
+        let settings = RepositoryInfo::try_from(self.push_target(ctx, repo).await?)?.settings;
         let pushed = PushedManifest { parsed: &manifest, content, digest: &digest };
-        let outcome = self.store_manifest(ctx, repo, &settings, pushed, tag).await?;
+        let outcome = self
+            .store_manifest(ctx, repo, &settings, pushed, tag.map(std::slice::from_ref).unwrap_or_default())
+            .await?;
         Ok(PutManifestOutcome {
             digest,
             subject: manifest.subject.map(|s| s.digest),
@@ -68,15 +70,15 @@ impl Registry {
         })
     }
 
-    /// Stores a pushed manifest (and moves `tag` to it) in `repo`, applying its tag-mutability
-    /// `settings`; shared by both planes' pushes.
+    /// Stores a pushed manifest (and moves `tags` to it, all or none) in `repo`, applying its
+    /// tag-mutability `settings`; shared by both planes' pushes.
     pub(crate) async fn store_manifest(
         &self,
         ctx: &RequestContext,
         repo: &RepositoryName,
         settings: &RepositorySettings,
         pushed: PushedManifest<'_>,
-        tag: Option<&Tag>,
+        tags: &[Tag],
     ) -> Result<PutOutcome> {
         let PushedManifest { parsed: manifest, content, digest } = pushed;
         let blobs = self.required_blobs(ctx, repo, manifest).await?;
@@ -86,22 +88,25 @@ impl Registry {
         };
         let annotations = (!manifest.annotations.is_empty())
             .then(|| serde_json::to_string(&manifest.annotations).expect("annotations serialize"));
+        let tags = tags.iter().map(|tag| PutTag { tag, immutable: settings.tag_is_immutable(tag.as_str()) }).collect();
         let outcome = self
             .meta
-            .put_manifest(PutManifest {
-                repo,
-                digest,
-                media_type: &manifest.media_type,
-                content,
-                artifact_type: manifest.effective_artifact_type(),
-                annotations: annotations.as_deref(),
-                subject: manifest.subject.as_ref().map(|s| &s.digest),
-                blobs: &blobs,
-                children: &children,
-                tag,
-                tag_immutable: tag.is_some_and(|t| settings.tag_is_immutable(t.as_str())),
-                now: now_millis(),
-            })
+            .put_manifest(
+                &self.origin(ctx),
+                PutManifest {
+                    repo,
+                    digest,
+                    media_type: &manifest.media_type,
+                    content,
+                    artifact_type: manifest.effective_artifact_type(),
+                    annotations: annotations.as_deref(),
+                    subject: manifest.subject.as_ref().map(|s| &s.digest),
+                    blobs: &blobs,
+                    children: &children,
+                    tags,
+                    now: now_millis(),
+                },
+            )
             .await;
         self.manifests.invalidate_repo(repo);
         Ok(outcome?)
@@ -174,16 +179,17 @@ impl Registry {
 
     async fn delete_manifest_uncached(
         &self,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         repo: &RepositoryName,
         reference: &Reference,
     ) -> Result<()> {
+        let origin = self.origin(ctx);
         match reference {
-            Reference::Tag(tag) => match self.meta.delete_tag(repo, tag).await? {
+            Reference::Tag(tag) => match self.meta.delete_tag(&origin, repo, tag).await? {
                 Some(_) => Ok(()),
                 None => Err(RegistryError::ManifestUnknown(tag.to_string())),
             },
-            Reference::Digest(digest) => self.meta.delete_manifest(repo, digest).await.map_err(|e| match e {
+            Reference::Digest(digest) => self.meta.delete_manifest(&origin, repo, digest).await.map_err(|e| match e {
                 berth_meta::MetaError::ManifestUnknown(d) => RegistryError::ManifestUnknown(d.to_string()),
                 other => other.into(),
             }),

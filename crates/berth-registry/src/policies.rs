@@ -13,7 +13,7 @@ use berth_spec::{Digest, Manifest, ManifestKind, RepositoryName};
 use crate::error::PolicyKind;
 use crate::lifecycle::{self, LifecycleImage, LifecyclePolicy, PolicyError};
 use crate::settings::LifecyclePreview;
-use crate::{Registry, RegistryError, Result, images::SCAN_BATCH, now_millis, repository_policy};
+use crate::{Registry, RegistryError, RepositoryInfo, Result, images::SCAN_BATCH, now_millis, repository_policy};
 
 /// A repository's lifecycle policy and when it last ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,16 +217,25 @@ impl Registry {
         let mut expired = 0;
         let mut after: Option<String> = None;
         loop {
-            let (page, more) = self.list_repositories(after.as_deref(), SCAN_BATCH).await?;
-            for info in &page {
+            let page = self.meta.list_repositories(after.as_deref(), SCAN_BATCH).await?;
+            for repository in &page {
+                let name = repository.name.clone();
+                // One repository's unreadable settings stop only its own policy.
+                let info = match RepositoryInfo::try_from(repository.clone()) {
+                    Ok(info) => info,
+                    Err(e) => {
+                        tracing::warn!(repository = name, error = %e, "lifecycle policy not run");
+                        continue;
+                    }
+                };
                 let Some(text) = &info.settings.lifecycle_policy else { continue };
                 match self.apply_lifecycle_policy(&ctx, &info.name, text).await {
                     Ok(n) => expired += n,
-                    Err(e) => tracing::warn!(repository = %info.name, error = %e, "lifecycle policy run failed"),
+                    Err(e) => tracing::warn!(repository = name, error = %e, "lifecycle policy run failed"),
                 }
             }
-            match (more, page.last()) {
-                (true, Some(last)) => after = Some(last.name.to_string()),
+            match page.last() {
+                Some(last) if page.len() == SCAN_BATCH => after = Some(last.name.clone()),
                 _ => return Ok(expired),
             }
         }
@@ -237,6 +246,7 @@ impl Registry {
     /// judged is left for the next run.
     async fn apply_lifecycle_policy(&self, ctx: &RequestContext, repo: &RepositoryName, text: &str) -> Result<usize> {
         let policy = LifecyclePolicy::parse(text).map_err(invalid(PolicyKind::Lifecycle))?;
+        let origin = self.origin(ctx);
         let images = self.lifecycle_images(repo, None).await?;
         let by_digest: HashMap<&Digest, &LifecycleImage> = images.iter().map(|i| (&i.digest, i)).collect();
         let now = now_millis();
@@ -249,7 +259,7 @@ impl Registry {
                 tracing::info!(repository = %repo, digest = %expiry.digest, "lifecycle: tags changed since evaluation; left for the next run");
                 continue;
             }
-            match self.meta.delete_manifest(repo, &expiry.digest).await {
+            match self.meta.delete_manifest(&origin, repo, &expiry.digest).await {
                 Ok(()) => {
                     expired += 1;
                     tracing::info!(repository = %repo, digest = %expiry.digest, tags = ?judged.tags, rule = expiry.rule_priority, "lifecycle: image expired");

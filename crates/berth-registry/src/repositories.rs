@@ -2,11 +2,15 @@
 //! (with `force`), tag mutability and resource tags.
 
 use berth_iam::RequestContext;
-use berth_meta::{Millis, Repository};
+use berth_meta::{MetaError, Millis, Repository, SettingsUpdate};
 use berth_spec::RepositoryName;
 
 use crate::settings::{MAX_RESOURCE_TAGS, ResourceTag, TagMutability, TagMutabilityFilter};
 use crate::{Registry, RegistryError, RepositorySettings, Result, now_millis};
+
+/// How often a settings change is applied before giving up on a document that other servers keep
+/// changing meanwhile.
+const SETTINGS_ATTEMPTS: usize = 8;
 
 /// A repository with its settings parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,11 +28,10 @@ impl TryFrom<Repository> for RepositoryInfo {
             .name
             .parse()
             .map_err(|e| RegistryError::Internal(format!("stored repository name {:?}: {e}", repository.name)))?;
-        Ok(RepositoryInfo {
-            name,
-            created_at: repository.created_at,
-            settings: RepositorySettings::from_json(&repository.settings),
-        })
+        let settings = RepositorySettings::from_json(&repository.settings).map_err(|e| {
+            RegistryError::SettingsUnreadable { repository: repository.name.clone(), reason: e.to_string() }
+        })?;
+        Ok(RepositoryInfo { name, created_at: repository.created_at, settings })
     }
 }
 
@@ -36,11 +39,11 @@ impl Registry {
     /// Creates a repository; `RepositoryExists` if it is there already.
     pub async fn create_repository(
         &self,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         name: &RepositoryName,
         settings: &RepositorySettings,
     ) -> Result<RepositoryInfo> {
-        self.meta.create_repository(name, &settings.to_json(), now_millis()).await?.try_into()
+        self.meta.create_repository(&self.origin(ctx), name, &settings.to_json(), now_millis()).await?.try_into()
     }
 
     pub async fn describe_repository(&self, name: &RepositoryName) -> Result<RepositoryInfo> {
@@ -60,11 +63,14 @@ impl Registry {
     /// has any. Blob data stays for garbage collection (other repositories may share it).
     pub async fn delete_repository(
         &self,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         name: &RepositoryName,
         force: bool,
     ) -> Result<RepositoryInfo> {
-        let deleted = self.meta.delete_repository(name, force).await;
+        // Read first: the answer describes the repository, and settings that cannot be read
+        // refuse the deletion before anything changed.
+        self.describe_repository(name).await?;
+        let deleted = self.meta.delete_repository(&self.origin(ctx), name, force).await;
         self.manifests.invalidate_repo(name);
         self.policies.invalidate(name);
         deleted?.try_into()
@@ -80,7 +86,7 @@ impl Registry {
     ) -> Result<RepositoryInfo> {
         self.update_settings(ctx, name, |settings| {
             settings.image_tag_mutability = mutability;
-            settings.image_tag_mutability_exclusion_filters = exclusion_filters;
+            settings.image_tag_mutability_exclusion_filters = exclusion_filters.clone();
             Ok(())
         })
         .await
@@ -131,21 +137,39 @@ impl Registry {
         .await
     }
 
-    /// Read-modify-write of a settings document. The metadata store has no compare-and-set, so
-    /// concurrent updates are serialised in this process; two servers sharing one database could
-    /// still interleave (the later write wins).
+    /// Read-modify-write of a settings document by compare-and-set: when another server wrote
+    /// the document in between, it is read again and `change` applied anew (a bounded number of
+    /// times), so no concurrent change is lost. Writes nothing when `change` changes nothing.
     pub(crate) async fn update_settings(
         &self,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         name: &RepositoryName,
-        change: impl FnOnce(&mut RepositorySettings) -> Result<()>,
+        mut change: impl FnMut(&mut RepositorySettings) -> Result<()>,
     ) -> Result<RepositoryInfo> {
+        // Writers in this process take turns; the compare-and-set orders them against other servers.
         let _guard = self.settings_writes.lock().await;
-        let mut info = self.describe_repository(name).await?;
-        change(&mut info.settings)?;
-        let written = self.meta.set_repository_settings(name, &info.settings.to_json()).await;
-        self.policies.invalidate(name);
-        written?;
-        Ok(info)
+        let origin = self.origin(ctx);
+        for _ in 0..SETTINGS_ATTEMPTS {
+            let repository = self.repository(name).await?;
+            let expected_version = repository.settings_version;
+            let mut info = RepositoryInfo::try_from(repository)?;
+            let before = info.settings.clone();
+            change(&mut info.settings)?;
+            let changed = before.changed_fields(&info.settings);
+            if changed.is_empty() {
+                return Ok(info);
+            }
+            let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
+            let settings = info.settings.to_json();
+            let update = SettingsUpdate { settings: &settings, expected_version, changed: &changed };
+            let written = self.meta.set_repository_settings(&origin, name, update).await;
+            self.policies.invalidate(name);
+            match written {
+                Ok(_) => return Ok(info),
+                Err(MetaError::SettingsConflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RegistryError::Internal(format!("the settings of repository {name} kept changing under this update")))
     }
 }

@@ -1,8 +1,11 @@
 //! Per-repository settings (ECR's repository configuration), stored as one JSON document so the
 //! metadata backends need no schema change when the ECR plane grows.
 
+use std::collections::BTreeSet;
+
 use berth_meta::Millis;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// ECR's resource-tag limit per repository.
 pub const MAX_RESOURCE_TAGS: usize = 50;
@@ -74,6 +77,24 @@ pub struct RepositorySettings {
     /// The repository policy text exactly as set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repository_policy: Option<String>,
+    /// Fields this version does not know (a newer version wrote them), kept as they are so a
+    /// write here does not drop them.
+    #[serde(flatten)]
+    pub unknown_fields: Map<String, Value>,
+}
+
+/// A stored settings document this version cannot read. Nothing falls back to defaults (no
+/// policy, mutable tags): pushes and settings writes are refused, and authorization treats it as
+/// an unenforceable repository policy, "deny all but the root's repair".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsUnreadable(String);
+
+/// The repository policy a stored settings document puts in force, for authorization: `Ok(None)`
+/// when it has none, `Err` when the document itself is unreadable (enforce that as an
+/// unenforceable policy).
+pub fn repository_policy_in_force(document: &str) -> Result<Option<String>, SettingsUnreadable> {
+    RepositorySettings::from_json(document).map(|settings| settings.repository_policy)
 }
 
 /// A lifecycle preview: the policy it tries and when it started. Reading it evaluates that
@@ -87,17 +108,28 @@ pub struct LifecyclePreview {
 }
 
 impl RepositorySettings {
-    /// Settings written by an older or newer version still load: unknown fields are ignored and
-    /// an unreadable document falls back to the defaults (mutable), logged.
-    pub fn from_json(json: &str) -> RepositorySettings {
-        serde_json::from_str(json).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "unreadable repository settings; using defaults");
-            RepositorySettings::default()
-        })
+    /// Reads a stored document. Fields a newer version added load as [`Self::unknown_fields`];
+    /// a document that does not parse is [`SettingsUnreadable`], never the defaults.
+    pub fn from_json(json: &str) -> Result<RepositorySettings, SettingsUnreadable> {
+        serde_json::from_str(json).map_err(|e| SettingsUnreadable(e.to_string()))
     }
 
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("settings serialize")
+    }
+
+    /// The fields (by their names in the document) whose values differ in `after`, sorted.
+    pub fn changed_fields(&self, after: &RepositorySettings) -> Vec<String> {
+        let (before, after) = (self.to_object(), after.to_object());
+        let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+        names.into_iter().filter(|name| before.get(*name) != after.get(*name)).cloned().collect()
+    }
+
+    fn to_object(&self) -> Map<String, Value> {
+        match serde_json::to_value(self).expect("settings serialize") {
+            Value::Object(fields) => fields,
+            other => unreachable!("settings serialize as an object, not {other}"),
+        }
     }
 
     /// Whether pushing `tag` may not move it once it exists.
@@ -190,19 +222,34 @@ mod tests {
         s.image_tag_mutability = TagMutability::MutableWithExclusion;
         assert!(!s.tag_is_immutable("v1"));
         assert!(s.tag_is_immutable("dev-1"));
-        assert_eq!(RepositorySettings::from_json("{not json"), RepositorySettings::default());
+        assert!(RepositorySettings::from_json("{not json").is_err());
+        assert!(RepositorySettings::from_json(r#"{"imageTagMutability":"SOMETIMES"}"#).is_err());
     }
 
     #[test]
     fn documents_of_the_first_version_still_load() {
         let old = r#"{"imageTagMutability":"IMMUTABLE_WITH_EXCLUSION","imageTagMutabilityExclusionFilters":[{"filterType":"WILDCARD","filter":"dev-*"}]}"#;
-        let s = RepositorySettings::from_json(old);
+        let s = RepositorySettings::from_json(old).unwrap();
         assert_eq!(s.image_tag_mutability, TagMutability::ImmutableWithExclusion);
         assert_eq!(s.encryption.encryption_type, EncryptionType::Aes256);
         assert!(s.resource_tags.is_empty());
-        let round = RepositorySettings::from_json(&s.to_json());
+        let round = RepositorySettings::from_json(&s.to_json()).unwrap();
         assert_eq!(round, s);
         assert!(s.to_json().contains(r#""encryptionType":"AES256""#), "{}", s.to_json());
+    }
+
+    #[test]
+    fn fields_of_a_newer_version_survive_a_write_and_count_as_changes() {
+        let newer = r#"{"imageTagMutability":"IMMUTABLE","replication":{"to":["eu"]},"scanOnPush":true}"#;
+        let mut s = RepositorySettings::from_json(newer).unwrap();
+        assert_eq!(s.image_tag_mutability, TagMutability::Immutable);
+        let before = s.clone();
+        s.repository_policy = Some("{}".into());
+        let written: Value = serde_json::from_str(&s.to_json()).unwrap();
+        assert_eq!(written["replication"], serde_json::json!({"to":["eu"]}));
+        assert_eq!(before.changed_fields(&s), ["repositoryPolicy"]);
+        s.unknown_fields.clear();
+        assert_eq!(before.changed_fields(&s), ["replication", "repositoryPolicy"]);
     }
 
     #[test]

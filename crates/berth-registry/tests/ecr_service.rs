@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use berth_meta::SqliteStore;
+use berth_meta::{Origin, SettingsUpdate, SqliteStore};
 use berth_registry::settings::ResourceTag;
 use berth_registry::{
     ImageId, ImageSelector, PutImage, Registry, RegistryConfig, RegistryError, RepositorySettings, TagStatus,
@@ -64,6 +64,16 @@ async fn put(registry: &Registry, repo: &RepositoryName, content: &str, tag: Opt
     let tag: Option<Tag> = tag.map(|t| t.parse().unwrap());
     let put = PutImage { content: content.as_bytes(), media_type: None, tag: tag.as_ref(), digest: None };
     registry.put_image(&ctx(), repo, put).await.unwrap().0
+}
+
+/// Replaces a repository's settings document behind the service's back, as another version of
+/// Berth (or a damaged database) might have written it.
+async fn write_settings(registry: &Registry, repo: &RepositoryName, document: &str) {
+    let store = registry.metadata();
+    let expected_version = store.get_repository(repo).await.unwrap().unwrap().settings_version;
+    let origin = Origin { actor: "test".into(), access_key_id: None, request_id: "test".into() };
+    let update = SettingsUpdate { settings: document, expected_version, changed: &["test"] };
+    store.set_repository_settings(&origin, repo, update).await.unwrap();
 }
 
 fn now_secs() -> i64 {
@@ -285,7 +295,7 @@ async fn repository_policies_take_effect_at_once_and_go_with_their_repository() 
     // the root's repair of it.
     let conditional = r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"ecr:PutImage","Condition":{"Bool":{"aws:SecureTransport":"false"}}}]}"#;
     let settings = RepositorySettings { repository_policy: Some(conditional.into()), ..RepositorySettings::default() };
-    registry.metadata().set_repository_settings(&repo, &settings.to_json()).await.unwrap();
+    write_settings(&registry, &repo, &settings.to_json()).await;
     let restarted = open_registry(dir.path(), UrlSigningKey::random()).await;
     for caller in [ci.clone(), ctx()] {
         let err = restarted.authorize(&caller, &repo, &["ecr:BatchGetImage"]).await.unwrap_err();

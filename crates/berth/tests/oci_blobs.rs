@@ -1,4 +1,5 @@
-//! Blob reads (HEAD, GET, Range), visibility per repository and blob DELETE.
+//! Blob reads (HEAD, GET, Range), visibility per repository and blob DELETE (refused while a
+//! manifest of the repository needs the blob).
 
 mod common;
 
@@ -125,6 +126,28 @@ async fn delete_blob() {
     // And it can be pushed again.
     push_blob(&srv, "del/a", &data).await;
     expect_blob(&srv, "del/a", &digest, &data).await;
+}
+
+/// Deleting a layer an image of the repository needs would leave the image unpullable (and GC
+/// would then delete the data for good): refused with 405 UNSUPPORTED naming the manifest, and
+/// nothing changes. Once the image is gone the blob can go.
+#[tokio::test]
+async fn delete_blob_a_manifest_needs() {
+    let srv = Server::start();
+    let image = push_image(&srv, "del/image", Some("v1")).await;
+    let layer = sha256_digest(&image.layers[0]);
+    let config = sha256_digest(&image.config);
+    for needed in [&layer, &config] {
+        let r = send(srv.delete(&format!("/v2/del/image/blobs/{needed}"))).await;
+        r.expect_error(405, "UNSUPPORTED");
+        assert!(r.text().contains(&image.digest), "the message names the manifest: {}", r.describe());
+    }
+    expect_blob(&srv, "del/image", &layer, &image.layers[0]).await;
+    expect_manifest(&srv, "del/image", "v1", OCI_MANIFEST, &image.manifest, &image.digest).await;
+
+    send(srv.delete(&format!("/v2/del/image/manifests/{}", image.digest))).await.expect_status(202);
+    send(srv.delete(&format!("/v2/del/image/blobs/{layer}"))).await.expect_status(202);
+    send(srv.get(&format!("/v2/del/image/blobs/{layer}"))).await.expect_error(404, "BLOB_UNKNOWN");
 }
 
 #[tokio::test]

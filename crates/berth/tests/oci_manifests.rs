@@ -378,6 +378,26 @@ async fn missing_blob_is_manifest_blob_unknown() {
     push_manifest(&srv, "missing", "v1", OCI_MANIFEST, &manifest).await;
 }
 
+/// A descriptor must state the size of the blob it names: a manifest claiming 0 bytes for a
+/// 1,000-byte layer (which would make image sizes lie) is MANIFEST_INVALID and stores nothing.
+#[tokio::test]
+async fn descriptor_size_must_be_the_blob_size() {
+    let srv = Server::start();
+    let config = config_json("amd64");
+    let layer = random_bytes(1000);
+    push_blob(&srv, "sizes", &config).await;
+    push_blob(&srv, "sizes", &layer).await;
+    let mut lying = descriptor(OCI_LAYER, &layer);
+    lying["size"] = 0.into();
+    let manifest = oci_manifest(&descriptor(OCI_CONFIG, &config), &[lying]);
+    let r = put_manifest(&srv, "sizes", "v1", OCI_MANIFEST, &manifest).await;
+    r.expect_error(400, "MANIFEST_INVALID");
+    assert!(r.text().contains(&sha256_digest(&layer)), "names the blob: {}", r.describe());
+    send(srv.get("/v2/sizes/manifests/v1")).await.expect_error(404, "MANIFEST_UNKNOWN");
+    let honest = oci_manifest(&descriptor(OCI_CONFIG, &config), &[descriptor(OCI_LAYER, &layer)]);
+    push_manifest(&srv, "sizes", "v1", OCI_MANIFEST, &honest).await;
+}
+
 #[tokio::test]
 async fn missing_child_is_manifest_unknown_naming_the_digest() {
     let srv = Server::start();

@@ -1,0 +1,17 @@
+-- Schema 2: the bookkeeping of online garbage collection (src/gc.rs). touched_at starts as
+-- the link's creation time; manifest_blobs is filled from the stored manifests (backfill).
+ALTER TABLE blob_links ADD COLUMN touched_at INTEGER;
+UPDATE blob_links SET touched_at = created_at;
+CREATE TABLE manifest_blobs (
+    repo     TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    digest   TEXT NOT NULL,
+    PRIMARY KEY (repo, manifest, digest),
+    FOREIGN KEY (repo, manifest) REFERENCES manifests (repo, digest) ON DELETE CASCADE
+);
+CREATE INDEX manifest_blobs_by_digest ON manifest_blobs (repo, digest);
+CREATE TABLE blob_candidates (
+    digest      TEXT PRIMARY KEY,
+    since       INTEGER NOT NULL,
+    deleting_at INTEGER
+);

@@ -1,0 +1,240 @@
+//! The schema's history: one ordered list of migrations, each with its SQLite and PostgreSQL
+//! script (`migrations/<dialect>/<version>-<name>.sql`) and an optional backfill, run in one loop
+//! in one transaction at every open. A database is at the version of the last migration it ran
+//! (`store_meta.schema_version`); one written by a newer build is refused.
+
+use sqlx::{ColumnIndex, Decode, Encode, Executor, Pool, Type};
+
+use crate::dialect::Dialect;
+use crate::{MetaError, Result, SqlStore};
+
+/// Work a migration does beyond its script, in the same transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backfill {
+    /// Which blobs each stored manifest needs (`manifest_blobs`), from its bytes.
+    ManifestBlobs,
+}
+
+/// One step of the schema's history.
+#[derive(Debug)]
+pub struct Migration {
+    pub(crate) version: i64,
+    pub(crate) sqlite: &'static str,
+    pub(crate) postgres: &'static str,
+    pub(crate) backfill: Option<Backfill>,
+}
+
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sqlite: include_str!("../migrations/sqlite/1-schema.sql"),
+        postgres: include_str!("../migrations/postgres/1-schema.sql"),
+        backfill: None,
+    },
+    Migration {
+        version: 2,
+        sqlite: include_str!("../migrations/sqlite/2-gc.sql"),
+        postgres: include_str!("../migrations/postgres/2-gc.sql"),
+        backfill: Some(Backfill::ManifestBlobs),
+    },
+    Migration {
+        version: 3,
+        sqlite: include_str!("../migrations/sqlite/3-events.sql"),
+        postgres: include_str!("../migrations/postgres/3-events.sql"),
+        backfill: None,
+    },
+];
+
+/// The version this build writes.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
+impl<DB> SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    /// Brings the database up to [`SCHEMA_VERSION`]: every migration it has not run, in order,
+    /// in one transaction (all or nothing), under the dialect's migration lock.
+    pub(crate) async fn migrate(writer: &Pool<DB>) -> Result<()> {
+        Self::migrate_to(writer, SCHEMA_VERSION).await
+    }
+
+    /// Runs the migrations up to `target` only: what an older build made, for upgrade tests.
+    pub(crate) async fn migrate_to(writer: &Pool<DB>, target: i64) -> Result<()> {
+        let mut tx = writer.begin_with(DB::BEGIN_WRITE).await?;
+        if let Some(lock) = DB::MIGRATION_LOCK {
+            sqlx::query(lock).execute(&mut *tx).await?;
+        }
+        sqlx::raw_sql(DB::STORE_META).execute(&mut *tx).await?;
+        let version: Option<i64> = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'schema_version'")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let version = version.unwrap_or(0);
+        if version > SCHEMA_VERSION {
+            return Err(MetaError::Backend(format!(
+                "the metadata database has schema version {version}, newer than this build's {SCHEMA_VERSION}; \
+                 upgrade berth"
+            )));
+        }
+        for migration in MIGRATIONS.iter().filter(|m| m.version > version && m.version <= target) {
+            sqlx::raw_sql(DB::migration_sql(migration)).execute(&mut *tx).await?;
+            match migration.backfill {
+                Some(Backfill::ManifestBlobs) => Self::backfill_manifest_blobs(&mut tx).await?,
+                None => {}
+            }
+            sqlx::query(
+                "INSERT INTO store_meta (key, value) VALUES ('schema_version', $1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(migration.version)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes a database as the build of schema `version` (1 or 2) left it, through `old`, then
+    /// opens it with `open` (this build) and checks what [`fixtures::check_upgraded`] checks.
+    #[cfg(test)]
+    pub(crate) async fn check_upgrade_from(
+        version: i64,
+        old: Pool<DB>,
+        open: impl std::future::Future<Output = Result<SqlStore<DB>>>,
+    ) {
+        Self::migrate_to(&old, version).await.unwrap();
+        for (sql, bytes) in fixtures::old_data(version) {
+            let statement = sqlx::query(sql);
+            match &bytes {
+                Some(bytes) => statement.bind(bytes.as_slice()),
+                None => statement,
+            }
+            .execute(&old)
+            .await
+            .unwrap();
+        }
+        old.close().await;
+        let store = open.await.unwrap();
+        fixtures::check_upgraded(&store).await;
+        crate::Shutdown::close(&store).await;
+    }
+}
+
+/// What the backends' upgrade tests share: the data an older build wrote, and what must hold
+/// once this build has opened it.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use berth_spec::{Digest, Reference};
+    use sqlx::AssertSqlSafe;
+
+    use crate::{MetaError, MetadataStore, Origin, SettingsUpdate};
+
+    pub(crate) const BUMP_SCHEMA_VERSION: &str = "UPDATE store_meta SET value = value + 1 WHERE key = 'schema_version'";
+
+    const SETTINGS: &str = r#"{"imageTagMutability":"IMMUTABLE"}"#;
+
+    fn blobs() -> [Digest; 3] {
+        [b"config".as_slice(), b"layer", b"spare"].map(Digest::sha256_of)
+    }
+
+    fn manifest() -> String {
+        let [config, layer, _] = blobs();
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":6}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":5}}]}}"#
+        )
+    }
+
+    /// A repository `old` with a tagged image, a link no manifest needs, and a user, as the build
+    /// of schema `version` (1 or 2) wrote them: statements, each with the bytes it binds as `$1`.
+    pub(crate) fn old_data(version: i64) -> Vec<(AssertSqlSafe<String>, Option<Vec<u8>>)> {
+        let [config, layer, spare] = blobs();
+        let manifest = manifest();
+        let digest = Digest::sha256_of(manifest.as_bytes());
+        let (touched, at) = if version >= 2 { (", touched_at", ", 1") } else { ("", "") };
+        let mut statements = vec![
+            (format!("INSERT INTO repositories (name, created_at, settings) VALUES ('old', 1, '{SETTINGS}')"), None),
+            (
+                format!(
+                    "INSERT INTO blob_links (repo, digest, size, created_at{touched}) VALUES \
+                     ('old', '{config}', 6, 1{at}), ('old', '{layer}', 5, 1{at}), ('old', '{spare}', 5, 1{at})"
+                ),
+                None,
+            ),
+            (
+                format!(
+                    "INSERT INTO manifests (repo, digest, media_type, content, image_size, pushed_at) VALUES \
+                     ('old', '{digest}', 'application/vnd.oci.image.manifest.v1+json', $1, 11, 1)"
+                ),
+                Some(manifest.into_bytes()),
+            ),
+            (format!("INSERT INTO tags (repo, tag, digest, updated_at) VALUES ('old', 'v1', '{digest}', 1)"), None),
+            (
+                "INSERT INTO users (name, access_key_id, secret_ciphertext, created_at) VALUES ('ops', 'AKOPS', $1, 1)"
+                    .to_owned(),
+                Some(b"sealed".to_vec()),
+            ),
+        ];
+        if version >= 2 {
+            statements.push((
+                format!(
+                    "INSERT INTO manifest_blobs (repo, manifest, digest) VALUES \
+                     ('old', '{digest}', '{config}'), ('old', '{digest}', '{layer}')"
+                ),
+                None,
+            ));
+        }
+        statements.into_iter().map(|(sql, bytes)| (AssertSqlSafe(sql), bytes)).collect()
+    }
+
+    /// The old data reads as it was written, GC knows which blobs the image needs, and what the
+    /// newer schema adds works on it.
+    pub(crate) async fn check_upgraded(store: &dyn MetadataStore) {
+        let repo = "old".parse().unwrap();
+        let found = store.get_repository(&repo).await.unwrap().expect("the repository survives");
+        assert_eq!((found.settings.as_str(), found.settings_version), (SETTINGS, 0));
+        let image = store.get_manifest(&repo, &Reference::Tag("v1".parse().unwrap())).await.unwrap().unwrap();
+        assert_eq!(image.content, manifest().as_bytes());
+        assert_eq!(store.user_by_access_key("AKOPS").await.unwrap().unwrap().name, "ops");
+
+        let [config, layer, spare] = blobs();
+        assert_eq!(store.release_unreferenced_links(i64::MAX, 10, false).await.unwrap(), 1);
+        assert_eq!(store.linked_blob(&repo, &spare).await.unwrap(), None);
+        assert!(store.linked_blob(&repo, &config).await.unwrap().is_some());
+        assert!(store.linked_blob(&repo, &layer).await.unwrap().is_some());
+
+        let origin = Origin { actor: "upgrade".into(), access_key_id: None, request_id: "upgrade".into() };
+        let update = SettingsUpdate { settings: "{}", expected_version: 0, changed: &["imageTagMutability"] };
+        assert_eq!(store.set_repository_settings(&origin, &repo, update).await.unwrap(), 1);
+        assert!(store.register_consumer("upgrade-check", 1).await.unwrap());
+        store.delete_tag(&origin, &repo, &"v1".parse().unwrap()).await.unwrap();
+        let claimed = store.claim_events("upgrade-check", "t", 10, 1, 2).await.unwrap();
+        assert_eq!(claimed.len(), 1, "{claimed:?}");
+        assert_eq!(claimed[0].event.digest, Some(image.digest));
+    }
+
+    pub(crate) fn assert_newer_schema_refused<T>(opened: Result<T, MetaError>) {
+        let err = opened.err().expect("newer schema must be refused");
+        assert!(matches!(&err, MetaError::Backend(m) if m.contains("schema version")), "{err:?}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_count_up_from_one() {
+        for (i, migration) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(migration.version, i as i64 + 1);
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! The one store: every operation written once over a [`Dialect`], for SQLite and PostgreSQL.
+//!
+//! Reads go to `readers`, writes to `writer` (on SQLite a pool of exactly one connection, so
+//! write transactions in this process queue in the pool instead of fighting over the file's lock;
+//! on PostgreSQL the same pool). Transactions run at READ COMMITTED on PostgreSQL, and writers
+//! that can meet take row locks in one fixed order, so they queue behind each other instead of
+//! failing with deadlock or serialization errors, whichever server they run in:
+//! 1. the repository row ([`RowLock`]): `ChangeContent` by whatever changes its manifests, tags,
+//!    links or settings (one such writer per repository at a time, which also makes a
+//!    repository's events commit in id order), `Exclusive` by its deletion;
+//! 2. manifest rows, in (repository, digest) order: pull times, repository deletion.
+//!
+//! Credential changes start by bumping the credentials generation, whose row lock serialises
+//! them across servers.
+//!
+//! sqlx code generic over the database has to spell out what it binds and reads, and Rust does
+//! not carry such bounds from a trait to its users (rust-lang/rust#20671): every generic impl
+//! block of the store repeats the same list, and both drivers meet it.
+
+use async_trait::async_trait;
+use berth_spec::{Digest, RepositoryName};
+use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, Pool, Type};
+
+use crate::dialect::{Dialect, RowLock};
+use crate::events::NewEvent;
+use crate::sql::{
+    RepositoryRow, UploadRow, UserRow, limit_param, parse_digest, repository_gone, select_repository, select_user,
+    size_param, stored_size,
+};
+use crate::{
+    BlobLinkStore, CredentialStore, EventKind, MetaError, Millis, Origin, Repository, RepositoryStore, Result,
+    SettingsUpdate, Shutdown, UploadSession, UploadStore, UserRecord,
+};
+
+/// The metadata store over one SQL database; see [`crate::SqliteStore`] and
+/// [`crate::PostgresStore`] for how each is opened.
+pub struct SqlStore<DB: sqlx::Database> {
+    pub(crate) readers: Pool<DB>,
+    pub(crate) writer: Pool<DB>,
+}
+
+impl<DB> SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, DB>> {
+        Ok(self.writer.begin_with(DB::BEGIN_WRITE).await?)
+    }
+
+    /// Takes `lock` on the repository's row (see the module doc); false if there is no such
+    /// repository.
+    pub(crate) async fn lock_repository(conn: &mut DB::Connection, name: &str, lock: RowLock) -> Result<bool> {
+        let sql = format!("SELECT name FROM repositories WHERE name = $1{}", DB::row_lock(lock));
+        let found: Option<String> = sqlx::query_scalar(AssertSqlSafe(sql)).bind(name).fetch_optional(conn).await?;
+        Ok(found.is_some())
+    }
+
+    pub(crate) async fn repository<'c>(db: impl Executor<'c, Database = DB>, name: &str) -> Result<Option<Repository>> {
+        let row: Option<RepositoryRow> =
+            sqlx::query_as(select_repository!("WHERE name = $1")).bind(name).fetch_optional(db).await?;
+        Ok(row.map(Into::into))
+    }
+
+    /// Inserts a repository unless one has the name; returns it if this call created it.
+    async fn insert_repository(
+        conn: &mut DB::Connection,
+        origin: &Origin,
+        name: &RepositoryName,
+        settings: &str,
+        now: Millis,
+    ) -> Result<Option<Repository>> {
+        // Where another server inserts it at the same time, this waits for it and does nothing.
+        let inserted: Option<String> = sqlx::query_scalar(
+            "INSERT INTO repositories (name, created_at, settings) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING \
+             RETURNING name",
+        )
+        .bind(name.as_str())
+        .bind(now)
+        .bind(settings)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if inserted.is_none() {
+            return Ok(None);
+        }
+        Self::record_event(conn, origin, NewEvent::new(EventKind::RepositoryCreated, name.as_str())).await?;
+        Ok(Some(Repository {
+            name: name.to_string(),
+            created_at: now,
+            settings: settings.to_owned(),
+            settings_version: 0,
+        }))
+    }
+
+    /// The smallest digest of a manifest of `repo` that needs the blob.
+    async fn manifest_needing_blob<'c>(
+        db: impl Executor<'c, Database = DB>,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<Digest>> {
+        let manifest: Option<String> = sqlx::query_scalar(
+            "SELECT manifest FROM manifest_blobs WHERE repo = $1 AND digest = $2 ORDER BY manifest LIMIT 1",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(db)
+        .await?;
+        manifest.as_deref().map(parse_digest).transpose()
+    }
+
+    /// Bumps the credentials generation: first in every credential change, so its row lock
+    /// orders the changes of all servers and a rollback takes the bump back.
+    async fn bump_credentials_generation(conn: &mut DB::Connection) -> Result<()> {
+        sqlx::query("UPDATE store_meta SET value = value + 1 WHERE key = 'credentials_generation'")
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<DB> RepositoryStore for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    async fn create_repository(
+        &self,
+        origin: &Origin,
+        name: &RepositoryName,
+        settings: &str,
+        now: Millis,
+    ) -> Result<Repository> {
+        let mut tx = self.begin_write().await?;
+        let created = Self::insert_repository(&mut tx, origin, name, settings, now).await?;
+        let created = created.ok_or_else(|| MetaError::RepositoryExists(name.to_string()))?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn ensure_repository(
+        &self,
+        origin: &Origin,
+        name: &RepositoryName,
+        settings: &str,
+        now: Millis,
+    ) -> Result<Repository> {
+        let mut tx = self.begin_write().await?;
+        let repository = match Self::insert_repository(&mut tx, origin, name, settings, now).await? {
+            Some(created) => created,
+            // In the transaction, or a repository deleted at the wrong moment is reported missing.
+            None => Self::repository(&mut *tx, name.as_str())
+                .await?
+                .ok_or_else(|| MetaError::RepositoryNotFound(name.to_string()))?,
+        };
+        tx.commit().await?;
+        Ok(repository)
+    }
+
+    async fn get_repository(&self, name: &RepositoryName) -> Result<Option<Repository>> {
+        Self::repository(&self.readers, name.as_str()).await
+    }
+
+    async fn set_repository_settings(
+        &self,
+        origin: &Origin,
+        name: &RepositoryName,
+        update: SettingsUpdate<'_>,
+    ) -> Result<i64> {
+        let mut tx = self.begin_write().await?;
+        let version: Option<i64> = sqlx::query_scalar(
+            "UPDATE repositories SET settings = $1, settings_version = settings_version + 1 \
+             WHERE name = $2 AND settings_version = $3 RETURNING settings_version",
+        )
+        .bind(update.settings)
+        .bind(name.as_str())
+        .bind(update.expected_version)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(version) = version else {
+            return Err(match Self::repository(&mut *tx, name.as_str()).await? {
+                Some(_) => MetaError::SettingsConflict(name.to_string()),
+                None => MetaError::RepositoryNotFound(name.to_string()),
+            });
+        };
+        let changed = serde_json::json!({ "changed": update.changed }).to_string();
+        let event = NewEvent { detail: Some(&changed), ..NewEvent::new(EventKind::SettingsChanged, name.as_str()) };
+        Self::record_event(&mut tx, origin, event).await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    async fn list_repositories(&self, after: Option<&str>, limit: usize) -> Result<Vec<Repository>> {
+        // Names are never empty, so "" sorts before all of them.
+        let rows: Vec<RepositoryRow> = sqlx::query_as(select_repository!("WHERE name > $1 ORDER BY name LIMIT $2"))
+            .bind(after.unwrap_or(""))
+            .bind(limit_param(limit))
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn delete_repository(&self, origin: &Origin, name: &RepositoryName, force: bool) -> Result<Repository> {
+        let mut tx = self.begin_write().await?;
+        if !Self::lock_repository(&mut tx, name.as_str(), RowLock::Exclusive).await? {
+            return Err(MetaError::RepositoryNotFound(name.to_string()));
+        }
+        let repository = Self::repository(&mut *tx, name.as_str())
+            .await?
+            .ok_or_else(|| MetaError::RepositoryNotFound(name.to_string()))?;
+        // Locked in digest order before the cascade deletes them in no particular order, which
+        // could deadlock with a batch of pull times locking them in digest order.
+        let sql =
+            format!("SELECT digest FROM manifests WHERE repo = $1 ORDER BY digest{}", DB::row_lock(RowLock::Exclusive));
+        let manifests: Vec<String> =
+            sqlx::query_scalar(AssertSqlSafe(sql)).bind(name.as_str()).fetch_all(&mut *tx).await?;
+        if !force && !manifests.is_empty() {
+            return Err(MetaError::RepositoryNotEmpty(name.to_string()));
+        }
+        // Cascades to blob links, manifests (and so tags and child edges) and uploads.
+        sqlx::query("DELETE FROM repositories WHERE name = $1").bind(name.as_str()).execute(&mut *tx).await?;
+        Self::record_event(&mut tx, origin, NewEvent::new(EventKind::RepositoryDeleted, name.as_str())).await?;
+        tx.commit().await?;
+        Ok(repository)
+    }
+}
+
+#[async_trait]
+impl<DB> BlobLinkStore for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    async fn link_blob(&self, repo: &RepositoryName, digest: &Digest, size: u64, now: Millis) -> Result<()> {
+        // One autocommit statement: the foreign key says whether the repository exists, and its
+        // check holds off the repository's deletion until this commits.
+        sqlx::query(
+            // Re-linking restarts the link's grace period: the push is about to reference it.
+            "INSERT INTO blob_links (repo, digest, size, created_at, touched_at) VALUES ($1, $2, $3, $4, $4) \
+             ON CONFLICT (repo, digest) DO UPDATE SET touched_at = excluded.touched_at",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .bind(size_param(size)?)
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .map_err(repository_gone(repo.as_str()))?;
+        Ok(())
+    }
+
+    async fn linked_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
+        let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blob_links WHERE repo = $1 AND digest = $2")
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .fetch_optional(&self.readers)
+            .await?;
+        size.map(stored_size).transpose()
+    }
+
+    async fn unlink_blob(&self, origin: &Origin, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        // As a push would: put_manifest checks links under this lock, so a link cannot go
+        // between its check and its commit, and a manifest committed first is seen here.
+        if !Self::lock_repository(&mut tx, repo.as_str(), RowLock::ChangeContent).await? {
+            return Ok(false);
+        }
+        if let Some(manifest) = Self::manifest_needing_blob(&mut *tx, repo, digest).await? {
+            return Err(MetaError::BlobInUse { digest: digest.clone(), manifest });
+        }
+        let deleted: Option<String> =
+            sqlx::query_scalar("DELETE FROM blob_links WHERE repo = $1 AND digest = $2 RETURNING digest")
+                .bind(repo.as_str())
+                .bind(digest.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if deleted.is_none() {
+            return Ok(false);
+        }
+        let event = NewEvent { digest: Some(digest.as_str()), ..NewEvent::new(EventKind::BlobDeleted, repo.as_str()) };
+        Self::record_event(&mut tx, origin, event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn repositories_with_blob(&self, digest: &Digest) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT repo FROM blob_links WHERE digest = $1 ORDER BY repo")
+            .bind(digest.as_str())
+            .fetch_all(&self.readers)
+            .await?)
+    }
+
+    async fn manifest_needing_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<Digest>> {
+        Self::manifest_needing_blob(&self.readers, repo, digest).await
+    }
+}
+
+#[async_trait]
+impl<DB> UploadStore for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    async fn create_upload(&self, session: &UploadSession) -> Result<()> {
+        // One autocommit statement; the foreign key says whether the repository exists.
+        sqlx::query("INSERT INTO uploads (id, repo, created_at, updated_at) VALUES ($1, $2, $3, $4)")
+            .bind(session.id.as_str())
+            .bind(session.repo.as_str())
+            .bind(session.created_at)
+            .bind(session.updated_at)
+            .execute(&self.writer)
+            .await
+            .map_err(repository_gone(&session.repo))?;
+        Ok(())
+    }
+
+    async fn get_upload(&self, id: &str) -> Result<Option<UploadSession>> {
+        let row: Option<UploadRow> =
+            sqlx::query_as("SELECT id, repo, created_at, updated_at FROM uploads WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.readers)
+                .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn touch_upload(&self, id: &str, now: Millis) -> Result<()> {
+        // A session that vanished meanwhile (cancelled, expired) has nothing left to keep alive.
+        sqlx::query("UPDATE uploads SET updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<bool> {
+        let deleted: Option<String> = sqlx::query_scalar("DELETE FROM uploads WHERE id = $1 RETURNING id")
+            .bind(id)
+            .fetch_optional(&self.writer)
+            .await?;
+        Ok(deleted.is_some())
+    }
+
+    async fn delete_uploads(&self, ids: &[String]) -> Result<()> {
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let sql = format!("DELETE FROM uploads WHERE id IN (SELECT value FROM {})", DB::list(1));
+        sqlx::query(AssertSqlSafe(sql)).bind(DB::text_list(&ids)).execute(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn stale_uploads(&self, before: Millis) -> Result<Vec<UploadSession>> {
+        let rows: Vec<UploadRow> = sqlx::query_as(
+            "SELECT id, repo, created_at, updated_at FROM uploads WHERE updated_at < $1 ORDER BY updated_at, id",
+        )
+        .bind(before)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+}
+
+#[async_trait]
+impl<DB> CredentialStore for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    async fn create_user(&self, user: &UserRecord) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        // First: every other server's change has committed or waits now, so the clash check
+        // below sees them all.
+        Self::bump_credentials_generation(&mut tx).await?;
+        let clash: Option<String> = sqlx::query_scalar("SELECT name FROM users WHERE name = $1 OR access_key_id = $2")
+            .bind(user.name.as_str())
+            .bind(user.access_key_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if clash.is_some() {
+            return Err(MetaError::UserExists(user.name.clone()));
+        }
+        sqlx::query("INSERT INTO users (name, access_key_id, secret_ciphertext, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(user.name.as_str())
+            .bind(user.access_key_id.as_str())
+            .bind(user.secret_ciphertext.as_slice())
+            .bind(user.created_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>> {
+        let rows: Vec<UserRow> = sqlx::query_as(select_user!("ORDER BY name")).fetch_all(&self.readers).await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn delete_user(&self, name: &str) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        Self::bump_credentials_generation(&mut tx).await?;
+        let deleted: Option<String> = sqlx::query_scalar("DELETE FROM users WHERE name = $1 RETURNING name")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if deleted.is_none() {
+            // Takes the bump back: deleting nobody changes nothing.
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn user_by_access_key(&self, access_key_id: &str) -> Result<Option<UserRecord>> {
+        let row: Option<UserRow> = sqlx::query_as(select_user!("WHERE access_key_id = $1"))
+            .bind(access_key_id)
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
+        let row: Option<UserRow> =
+            sqlx::query_as(select_user!("WHERE name = $1")).bind(name).fetch_optional(&self.readers).await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn credentials_generation(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'credentials_generation'")
+            .fetch_one(&self.readers)
+            .await?)
+    }
+}
+
+#[async_trait]
+impl<DB: sqlx::Database> Shutdown for SqlStore<DB> {
+    async fn close(&self) {
+        self.readers.close().await;
+        // Closing SQLite's last connection checkpoints the WAL into the main file.
+        self.writer.close().await;
+    }
+}

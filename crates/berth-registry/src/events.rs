@@ -1,0 +1,98 @@
+//! The event log as the rest of the server sees it (ARCHITECTURE.md, "Event log"): every change
+//! made through [`Registry`](crate::Registry) records its events in its own transaction, with the
+//! caller and the request; consumers (webhooks, replication, audit) register once by name and
+//! then claim, acknowledge or release batches through an [`EventLog`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_iam::{Identity, RequestContext};
+use berth_meta::{EventStore, Millis, Origin};
+
+pub use berth_meta::{ClaimedEvent, Event, EventKind};
+
+use crate::{Result, now_millis};
+
+/// Delivered events are kept this long (for audit reads) before maintenance prunes them.
+pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Who made a change, as its events record it: the caller's IAM ARN in `account`, `anonymous`,
+/// or `berth:<task>` for work the server does on its own.
+pub(crate) fn origin(ctx: &RequestContext, account: &str) -> Origin {
+    let actor = match &ctx.identity {
+        Identity::Server { task } => format!("berth:{task}"),
+        identity => identity.arn(account),
+    };
+    Origin { actor, access_key_id: ctx.identity.access_key_id().map(str::to_owned), request_id: ctx.request_id.clone() }
+}
+
+fn millis(d: Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+}
+
+/// A batch of events leased to one claimer.
+#[derive(Debug)]
+pub struct Claim {
+    pub consumer: String,
+    /// Identifies this claim; acknowledgements after its lease ran out (and someone else
+    /// claimed the events) count nothing.
+    pub token: String,
+    /// In event order; within a repository, in the order the changes committed.
+    pub events: Vec<ClaimedEvent>,
+}
+
+impl Claim {
+    pub fn ids(&self) -> Vec<i64> {
+        self.events.iter().map(|e| e.event.id).collect()
+    }
+}
+
+/// Claims and acknowledges events for named consumers. Any number of servers may claim for one
+/// consumer at once: they never get the same event, and never two events of one repository.
+#[derive(Clone)]
+pub struct EventLog {
+    store: Arc<dyn EventStore>,
+}
+
+impl EventLog {
+    pub fn new(store: Arc<dyn EventStore>) -> EventLog {
+        EventLog { store }
+    }
+
+    /// Registers `consumer`; from then on it gets every event committed after this. False if it
+    /// was registered already.
+    pub async fn register(&self, consumer: &str) -> Result<bool> {
+        Ok(self.store.register_consumer(consumer, now_millis()).await?)
+    }
+
+    /// Drops `consumer` and what it has not acknowledged.
+    pub async fn unregister(&self, consumer: &str) -> Result<bool> {
+        Ok(self.store.unregister_consumer(consumer).await?)
+    }
+
+    /// Leases up to `limit` due events of `consumer` for `lease`; a claimer that does not
+    /// acknowledge or release them in time is presumed dead and they go to the next claim.
+    pub async fn claim(&self, consumer: &str, limit: usize, lease: Duration) -> Result<Claim> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let now = now_millis();
+        let events = self.store.claim_events(consumer, &token, limit, now, now.saturating_add(millis(lease))).await?;
+        Ok(Claim { consumer: consumer.to_owned(), token, events })
+    }
+
+    /// Marks `ids` of the claim delivered; returns how many still were leased to it.
+    pub async fn ack(&self, claim: &Claim, ids: &[i64]) -> Result<u64> {
+        Ok(self.store.ack_events(&claim.consumer, &claim.token, ids).await?)
+    }
+
+    /// Gives `ids` of the claim back, due again after `retry_after`. To keep a repository's
+    /// events in order, release a failed event together with the later ones of its repository.
+    pub async fn release(&self, claim: &Claim, ids: &[i64], retry_after: Duration) -> Result<u64> {
+        let retry_at = now_millis().saturating_add(millis(retry_after));
+        Ok(self.store.release_events(&claim.consumer, &claim.token, ids, retry_at).await?)
+    }
+
+    /// Deletes events older than `retention` that every consumer has acknowledged.
+    pub async fn prune(&self, retention: Duration) -> Result<u64> {
+        Ok(self.store.prune_events(now_millis().saturating_sub(millis(retention))).await?)
+    }
+}
