@@ -27,6 +27,7 @@ use berth_meta::{MetadataStore, Millis, Repository};
 use berth_spec::RepositoryName;
 use berth_storage::BlobStore;
 
+pub use access::{AnonymousAccess, Authorizer, Resource};
 pub use berth_meta::{ImageRecord, ManifestRecord};
 pub use blobs::{BlobBody, ByteRange, ChunkRange, MountOutcome, UploadStatus};
 pub use downloads::UrlSigningKey;
@@ -57,6 +58,10 @@ pub struct RegistryConfig {
     pub lifecycle_interval: Duration,
     /// The registry's AWS account id: repository policies name its users by ARN in it.
     pub account_id: String,
+    /// The region in repository ARNs.
+    pub region: String,
+    /// What callers without credentials may do.
+    pub anonymous_access: AnonymousAccess,
 }
 
 impl Default for RegistryConfig {
@@ -68,6 +73,8 @@ impl Default for RegistryConfig {
             shared_metadata: false,
             lifecycle_interval: Duration::from_secs(3600),
             account_id: "000000000000".into(),
+            region: "us-east-1".into(),
+            anonymous_access: AnonymousAccess::default(),
         }
     }
 }
@@ -86,8 +93,8 @@ pub struct Registry {
     /// Finished uploads whose session rows await deletion in one batch (see `maintain`).
     finished_uploads: Mutex<Vec<String>>,
     lifecycle: policies::LifecycleSchedule,
-    /// Enforced repository policies by repository.
-    policies: access::PolicyCache,
+    /// Authorization decisions, with the repository policies they read.
+    authorizer: access::Authorizer,
 }
 
 pub fn now_millis() -> Millis {
@@ -96,11 +103,12 @@ pub fn now_millis() -> Millis {
 
 impl Registry {
     pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetadataStore>, config: RegistryConfig) -> Registry {
+        let authorizer = access::Authorizer::new(meta.clone(), &config);
         Registry {
             blobs,
             meta,
             manifests: cache::ManifestCache::new(!config.shared_metadata),
-            policies: access::PolicyCache::new(config.shared_metadata),
+            authorizer,
             config,
             uploads: Mutex::default(),
             pulls: pulls::PullRecorder::default(),
@@ -138,9 +146,17 @@ impl Registry {
         }
     }
 
-    /// Repository names sorted, after `last`, at most `n` (and whether more remain).
-    pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<(Vec<String>, bool)> {
-        let (repos, more) = self.list_repositories(last, n.unwrap_or(usize::MAX / 2)).await?;
+    /// The names of the repositories the caller may describe, sorted, after `last`, at most `n`
+    /// (and whether more remain).
+    pub async fn catalog(
+        &self,
+        ctx: &RequestContext,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<(Vec<String>, bool)> {
+        let limit = n.unwrap_or(usize::MAX / 2);
+        let (repos, more) =
+            self.list_repositories_for(ctx, repository_policy::actions::DESCRIBE_REPOSITORIES, last, limit).await?;
         Ok((repos.into_iter().map(|r| r.name.to_string()).collect(), more))
     }
 

@@ -66,7 +66,7 @@ impl Registry {
     ) -> Result<RepositoryInfo> {
         let deleted = self.meta.delete_repository(name, force).await;
         self.manifests.invalidate_repo(name);
-        self.policies.invalidate(name);
+        self.authorizer.invalidate(name);
         deleted?.try_into()
     }
 
@@ -144,7 +144,7 @@ impl Registry {
         let mut info = self.describe_repository(name).await?;
         change(&mut info.settings)?;
         let written = self.meta.set_repository_settings(name, &info.settings.to_json()).await;
-        self.policies.invalidate(name);
+        self.authorizer.invalidate(name);
         written?;
         Ok(info)
     }

@@ -25,7 +25,8 @@ const VERSIONS: [&str; 2] = ["2012-10-17", "2008-10-17"];
 const ROOT_ALWAYS_ALLOWED: [&str; 3] =
     ["ecr:GetRepositoryPolicy", "ecr:SetRepositoryPolicy", "ecr:DeleteRepositoryPolicy"];
 
-/// The ECR actions the `/v2/` plane's requests perform, as AWS documents for ECR's Docker API.
+/// The ECR actions the `/v2/` plane's requests perform, as AWS documents for ECR's Docker API
+/// (`_catalog` lists repositories: `DescribeRepositories`).
 pub mod actions {
     pub const BATCH_GET_IMAGE: &str = "ecr:BatchGetImage";
     pub const GET_DOWNLOAD_URL_FOR_LAYER: &str = "ecr:GetDownloadUrlForLayer";
@@ -36,6 +37,7 @@ pub mod actions {
     pub const PUT_IMAGE: &str = "ecr:PutImage";
     pub const BATCH_DELETE_IMAGE: &str = "ecr:BatchDeleteImage";
     pub const LIST_IMAGES: &str = "ecr:ListImages";
+    pub const DESCRIBE_REPOSITORIES: &str = "ecr:DescribeRepositories";
 }
 
 fn fail<T>(detail: impl Into<String>) -> Result<T, PolicyError> {

@@ -268,10 +268,11 @@ async fn repository_policies_take_effect_at_once_and_go_with_their_repository() 
     let deny_ci = r#"{"Statement":[{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:user/ci"},"Action":"ecr:PutImage"}]}"#;
     registry.set_repository_policy(&ctx(), &repo, deny_ci).await.unwrap();
     let err = registry.authorize(&ci, &repo, &push).await.unwrap_err();
-    let RegistryError::AccessDenied { caller, action, repository } = &err else { panic!("{err:?}") };
+    let RegistryError::AccessDenied { message, explicit: true } = &err else { panic!("{err:?}") };
     assert_eq!(
-        (caller.as_str(), action.as_str(), repository.as_str()),
-        ("arn:aws:iam::000000000000:user/ci", "ecr:PutImage", "policy/app")
+        message,
+        "User: arn:aws:iam::000000000000:user/ci is not authorized to perform: ecr:PutImage on resource: \
+         arn:aws:ecr:us-east-1:000000000000:repository/policy/app with an explicit deny in a resource-based policy"
     );
     registry.authorize(&ci, &repo, &["ecr:BatchGetImage"]).await.unwrap();
     registry.authorize(&as_ctx(user("alice")), &repo, &push).await.unwrap();

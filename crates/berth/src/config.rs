@@ -1,11 +1,12 @@
 //! Server configuration: command-line flags, then environment, then an optional TOML file, then
 //! defaults — the first that sets a value wins.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use ipnet::IpNet;
 use serde::Deserialize;
 
 #[derive(clap::Args, Debug, Default)]
@@ -85,6 +86,17 @@ pub struct ServeArgs {
     /// download URLs [default: http://<listen address> (https:// when serving TLS only)]
     #[arg(long, env = "BERTH_PUBLIC_URL")]
     public_url: Option<String>,
+    /// A reverse proxy (address or CIDR block) whose X-Forwarded-For names the client; repeat for
+    /// several. Requests from anywhere else are attributed to their TCP peer. [default: none]
+    #[arg(long = "trusted-proxy", value_name = "CIDR", env = "BERTH_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
+    trusted_proxies: Vec<IpNet>,
+}
+
+/// A CIDR block, or one address (a /32 or /128).
+fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR block like 10.0.0.0/8"))
 }
 
 /// The TOML file's keys, all optional.
@@ -113,6 +125,7 @@ struct FileConfig {
     /// flags so they never show in a process listing).
     s3_access_key_id: Option<String>,
     s3_secret_access_key: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +159,8 @@ pub struct ServeConfig {
     /// `None`: no automatic garbage collection.
     pub gc_interval: Option<Duration>,
     pub gc_grace: Duration,
+    /// Peers whose X-Forwarded-For is believed.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -222,7 +237,14 @@ impl ServeArgs {
                 None
             }
         };
+        let trusted_proxies = if self.trusted_proxies.is_empty() {
+            let listed = file.trusted_proxies.unwrap_or_default();
+            listed.iter().map(|cidr| parse_cidr(cidr)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?
+        } else {
+            self.trusted_proxies
+        };
         Ok(ServeConfig {
+            trusted_proxies,
             tls,
             plain_http: loopback || self.insecure_http,
             no_auth: self.no_auth,
