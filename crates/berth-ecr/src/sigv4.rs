@@ -686,6 +686,61 @@ mod tests {
         );
     }
 
+    /// Issue 15, finding 5: a request signed without its target cannot be replayed as another
+    /// operation with the same body shape (BatchGetImage → BatchDeleteImage).
+    #[tokio::test]
+    async fn an_unsigned_target_cannot_retarget_a_captured_request() {
+        let body = r#"{"repositoryName":"app","imageIds":[{"imageTag":"v1"}]}"#;
+        let mut without_target = ecr_case("http://127.0.0.1:5000/", "us-east-1", body);
+        without_target["headers"] = json!({"Content-Type": "application/x-amz-json-1.1"});
+        let signed = signed_or_skip!(json!([without_target, ecr_case("http://127.0.0.1:5000/", "us-east-1", body)]));
+        let (captured, signed_target) = (&signed[0], &signed[1]);
+        let now = captured.signed_at();
+        for operation in ["BatchGetImage", "BatchDeleteImage"] {
+            let mut replayed = clone(captured);
+            let target = format!("AmazonEC2ContainerRegistry_V20150921.{operation}");
+            replayed.headers.insert(TARGET, HeaderValue::from_str(&target).unwrap());
+            let err = check(&replayed, now).await.unwrap_err();
+            assert_eq!(err.wire_type(), "IncompleteSignatureException", "{operation}");
+            assert!(err.to_string().starts_with("'x-amz-target' is not named in SignedHeaders"), "{err}");
+        }
+        // Any other x-amz-* header must be signed too; the signed original passes.
+        let mut extra = clone(signed_target);
+        extra.headers.insert("x-amz-security-token", HeaderValue::from_static("injected"));
+        let err = check(&extra, now).await.unwrap_err();
+        assert!(err.to_string().starts_with("'x-amz-security-token' is not named"), "{err}");
+        assert_eq!(check(signed_target, now).await, Ok(signer()));
+    }
+
+    #[tokio::test]
+    async fn a_declared_payload_hash_must_be_the_bodys() {
+        let body = r#"{"repositoryNames":["app"]}"#;
+        let mut declared = ecr_case("http://127.0.0.1:5000/", "us-east-1", body);
+        declared["headers"]["X-Amz-Content-SHA256"] = json!(hex::encode(Sha256::digest(body.as_bytes())));
+        let signed = signed_or_skip!(json!([declared]));
+        let now = signed[0].signed_at();
+        assert_eq!(check(&signed[0], now).await, Ok(signer()));
+        let other_body = Captured { body: br#"{"repositoryNames":["bpp"]}"#.to_vec(), ..clone(&signed[0]) };
+        let err = check(&other_body, now).await.unwrap_err();
+        assert_eq!((err.wire_type(), err.to_string().as_str()), ("InvalidSignatureException", PAYLOAD_HASH_MISMATCH));
+    }
+
+    /// The header checks need no body: unknown keys and stale dates are refused before one is read.
+    #[tokio::test]
+    async fn step_one_refuses_without_the_body() {
+        let signed = signed_or_skip!(json!([ecr_case("http://127.0.0.1:5000/", "us-east-1", "{}")]));
+        let now = signed[0].signed_at();
+        let nobody = |_: &str| None;
+        let err = authenticate(signed[0].head(), now, &nobody).await.err().unwrap();
+        assert_eq!(err.wire_type(), "UnrecognizedClientException");
+        let late = now + Duration::from_secs(3600);
+        let err = authenticate(signed[0].head(), late, &lookup).await.err().unwrap();
+        assert!(err.to_string().starts_with("Signature expired"), "{err}");
+        let pending = authenticate(signed[0].head(), now, &lookup).await.unwrap();
+        assert_eq!(pending.access_key_id(), AKID);
+        assert_eq!(pending.verify(b"{}"), Ok(signer()));
+    }
+
     #[tokio::test]
     async fn bounds_clock_skew_to_fifteen_minutes_with_aws_messages() {
         let signed = signed_or_skip!(json!([ecr_case("http://127.0.0.1:5000/", "us-east-1", "{}")]));
@@ -754,6 +809,13 @@ mod tests {
     async fn malformed_authorization_headers_get_aws_errors() {
         let sig = "0".repeat(64);
         let ok_cred = format!("Credential={AKID}/20261127/us-east-1/ecr/aws4_request");
+
+        // A huge header is echoed only in part (issue 15, finding 8: 390 KB echoed per request).
+        let huge = format!("AWS4-HMAC-SHA256 {ok_cred}, Signature={sig}, {}", "x".repeat(400_000));
+        let err = auth_error(&huge, None).await;
+        assert_eq!(err.wire_type(), "IncompleteSignatureException");
+        assert!(err.to_string().len() < 1000, "{} bytes echoed", err.to_string().len());
+        assert!(err.to_string().contains("(400"), "says how long the header was: {err}");
 
         let err = auth_error("Basic QVdTOnNlY3JldA==", Some("20261127T175853Z")).await;
         assert_eq!(err.wire_type(), "IncompleteSignatureException");
