@@ -188,6 +188,8 @@ mod tests {
     fn actions_are_the_operations_in_iams_namespace() {
         assert_eq!(Endpoint::PutImage.action(), "ecr:PutImage");
         assert!(Endpoint::ALL.iter().all(|e| e.action().strip_prefix("ecr:") == Some(e.name())));
+        // berth-iam, which policies are evaluated with, knows every one of them.
+        assert!(Endpoint::ALL.iter().all(|e| berth_iam::actions::ALL_ECR.contains(&e.action())));
     }
 
     #[test]

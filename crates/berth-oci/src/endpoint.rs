@@ -9,8 +9,8 @@
 //! declaration once, before dispatch, so no operation can run without its check.
 
 use axum::http::Method;
+use berth_iam::actions::*;
 use berth_registry::Resource;
-use berth_registry::repository_policy::actions::*;
 
 /// A `/v2/` endpoint, before method dispatch. Names and references are unvalidated text here;
 /// handlers validate them with `berth_spec` so errors carry the right code.

@@ -2,26 +2,36 @@
 //! this resource? Both planes ask it once per request, before dispatch, with the actions their
 //! endpoint declares ([`Authorizer::authorize`]); the service asks it for the decisions only it
 //! can make (a mount's source repository); listings ask it per repository to show only what the
-//! caller may see. Repository policies are read through a small cache, so a repository without
-//! one costs a map lookup, not a database read.
+//! caller may see. The decision is berth-iam's `evaluate`, IAM's rules, over:
+//! - the caller's identity policies: every user holds `AmazonEC2ContainerRegistryFullAccess`
+//!   (until users carry their own policies); anonymous callers what the server grants them
+//!   (nothing, Berth's pull policy with `--anonymous-pull`, everything with `--no-auth`);
+//! - the repository's policy as the resource policy.
+//!
+//! Policies are read through a cache per repository (invalidated by every settings write; with
+//! shared metadata re-read after a few seconds), and allowed decisions are kept in it per caller
+//! and action unless a policy in force reads per-request keys, so a repeated request costs two
+//! map lookups.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use berth_iam::{Identity, RequestContext};
+use berth_iam::{
+    AuthzRequest, ConditionKeys, Identity, NamedPolicy, Outcome, Policy, PolicySet, RequestContext, SizeLimit, arn,
+    evaluate, managed,
+};
 use berth_meta::MetadataStore;
 use berth_spec::RepositoryName;
 
-use crate::repository_policy::{self, Decision, RepositoryPolicy, actions};
 use crate::{Registry, RegistryConfig, RegistryError, RepositoryInfo, RepositorySettings, Result};
 
 /// With shared metadata another server may change a policy unseen: its entries are re-read
 /// after this long, so a change there takes effect here within this time.
 const SHARED_POLICY_TTL: Duration = Duration::from_secs(5);
 
-/// What a stored policy that no longer parses (say, a `Deny` with a `Condition` set by an
-/// older version) is enforced as: everything denied, except the root's repair of the policy.
+/// What a stored policy that no longer parses is enforced as: everything denied to everyone
+/// but the root (who may always repair it).
 const UNREADABLE_POLICY: &str = r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"*"}]}"#;
 
 /// What callers without credentials may do, besides what repository policies grant or deny them.
@@ -35,14 +45,6 @@ pub enum AnonymousAccess {
     /// Everything: what `--no-auth` grants.
     Everything,
 }
-
-/// The actions a pull performs on `/v2/` (manifests and referrers, blobs, blob checks, tag lists).
-const PULL_ACTIONS: [&str; 4] = [
-    actions::BATCH_GET_IMAGE,
-    actions::GET_DOWNLOAD_URL_FOR_LAYER,
-    actions::BATCH_CHECK_LAYER_AVAILABILITY,
-    actions::LIST_IMAGES,
-];
 
 /// What a request touches, as IAM names resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,146 +63,188 @@ pub struct Authorizer {
     meta: Arc<dyn MetadataStore>,
     account: String,
     region: String,
-    anonymous: AnonymousAccess,
-    policies: PolicyCache,
+    /// The identity policies of every user.
+    users: Box<[NamedPolicy]>,
+    /// What the server grants callers without credentials.
+    anonymous: Box<[NamedPolicy]>,
+    repositories: RepositoryCache,
 }
 
 impl Authorizer {
     pub(crate) fn new(meta: Arc<dyn MetadataStore>, config: &RegistryConfig) -> Authorizer {
+        let full_access = managed::by_name(managed::FULL_ACCESS).expect("FullAccess is a managed policy");
+        let full_access =
+            Policy::parse_identity(full_access, SizeLimit::MANAGED_POLICY).expect("managed policies parse");
+        let anonymous = match config.anonymous_access {
+            AnonymousAccess::Nothing => vec![],
+            AnonymousAccess::Pull => vec![NamedPolicy::new("BerthAnonymousPull", Arc::new(managed::anonymous_pull()))],
+            AnonymousAccess::Everything => vec![NamedPolicy::new("BerthNoAuth", Arc::new(managed::no_auth()))],
+        };
         Authorizer {
             meta,
             account: config.account_id.clone(),
             region: config.region.clone(),
-            anonymous: config.anonymous_access,
-            policies: PolicyCache::new(config.shared_metadata),
+            users: Box::new([NamedPolicy::new(managed::FULL_ACCESS, Arc::new(full_access))]),
+            anonymous: anonymous.into_boxed_slice(),
+            repositories: RepositoryCache::new(config.shared_metadata),
         }
     }
 
-    /// The resource's ARN, as access-denied messages and policies name it.
+    /// The resource's ARN, as policies and access-denied messages name it.
     pub fn arn(&self, resource: Resource<'_>) -> String {
         match resource {
-            Resource::Registry => "*".to_owned(),
-            Resource::AllRepositories => self.repository_arn("*"),
-            Resource::Repository(name) => self.repository_arn(name),
+            Resource::Registry => arn::ANY_RESOURCE.to_owned(),
+            Resource::AllRepositories => arn::all_repositories_arn(&self.region, &self.account),
+            Resource::Repository(name) => arn::repository_arn(&self.region, &self.account, name),
         }
-    }
-
-    fn repository_arn(&self, name: &str) -> String {
-        format!("arn:aws:ecr:{}:{}:repository/{name}", self.region, self.account)
     }
 
     /// `AccessDenied` (with IAM's message) unless the caller may perform every one of `actions`
     /// (`ecr:<Operation>` names) on `resource`.
-    pub async fn authorize(&self, ctx: &RequestContext, actions: &[&str], resource: Resource<'_>) -> Result<()> {
-        let policy = match resource {
+    pub async fn authorize(
+        &self,
+        ctx: &RequestContext,
+        actions: &[&'static str],
+        resource: Resource<'_>,
+    ) -> Result<()> {
+        let repository = match resource {
             Resource::Repository(name) => match name.parse::<RepositoryName>() {
-                Ok(repo) => self.policy(&repo, None).await?,
+                Ok(repo) => Some(self.repository(&repo, None).await?),
                 Err(_) => None,
             },
             Resource::Registry | Resource::AllRepositories => None,
         };
         for action in actions {
-            self.decide(ctx, action, resource, policy.as_deref())?;
+            self.decide(ctx, action, resource, repository.as_deref())?;
         }
         Ok(())
     }
 
     /// Whether the caller may perform `action` on a repository just listed: the listing's copy
     /// of its settings stands in for a read of them.
-    pub(crate) async fn allows_listed(&self, ctx: &RequestContext, action: &str, info: &RepositoryInfo) -> bool {
-        let policy = self.policy(&info.name, Some(&info.settings)).await.ok().flatten();
-        self.decide(ctx, action, Resource::Repository(info.name.as_str()), policy.as_deref()).is_ok()
+    pub(crate) async fn allows_listed(
+        &self,
+        ctx: &RequestContext,
+        action: &'static str,
+        info: &RepositoryInfo,
+    ) -> bool {
+        match self.repository(&info.name, Some(&info.settings)).await {
+            Ok(repository) => {
+                self.decide(ctx, action, Resource::Repository(info.name.as_str()), Some(&repository)).is_ok()
+            }
+            Err(_) => false,
+        }
     }
 
-    /// Today's rules: users and the root may do everything (they hold every permission),
-    /// anonymous callers what the server grants them; an explicit `Deny` in the repository policy
-    /// overrides both, except the root's access to the policy itself.
     fn decide(
         &self,
         ctx: &RequestContext,
-        action: &str,
+        action: &'static str,
         resource: Resource<'_>,
-        policy: Option<&RepositoryPolicy>,
+        repository: Option<&RepositoryAccess>,
     ) -> Result<()> {
-        let identity = &ctx.identity;
-        let granted = match (identity, self.anonymous) {
-            (Identity::Anonymous, AnonymousAccess::Everything) => true,
-            (Identity::Anonymous, AnonymousAccess::Pull) => {
-                matches!(resource, Resource::Repository(_))
-                    && PULL_ACTIONS.iter().any(|a| a.eq_ignore_ascii_case(action))
-            }
-            (Identity::Anonymous, AnonymousAccess::Nothing) => false,
-            _ => true,
+        let caller = match &ctx.identity {
+            Identity::Anonymous => "",
+            Identity::User { name, .. } => name,
+            // The root and the server's own work are always allowed.
+            Identity::Root { .. } | Identity::Server { .. } => return Ok(()),
         };
-        let denied_by = match policy.map(|policy| repository_policy::decide(policy, identity, &self.account, action)) {
-            Some(Decision::Deny { sid }) => Some(sid),
-            _ => None,
-        };
-        if granted && denied_by.is_none() {
+        if repository.is_some_and(|r| r.allowed(caller, action)) {
             return Ok(());
         }
-        let caller = identity.arn(&self.account);
-        let resource = self.arn(resource);
-        let reason = match &denied_by {
-            Some(_) => "with an explicit deny in a resource-based policy".to_owned(),
-            None => format!("because no identity-based policy allows the {action} action"),
+        let identity = match &ctx.identity {
+            Identity::Anonymous => &self.anonymous,
+            _ => &self.users,
         };
-        tracing::debug!(
-            request_id = ctx.request_id,
-            caller,
-            action,
-            resource,
-            explicit_deny = denied_by.is_some(),
-            sid = denied_by.as_ref().and_then(Option::as_deref),
-            "access denied"
-        );
-        Err(RegistryError::AccessDenied {
-            message: format!("User: {caller} is not authorized to perform: {action} on resource: {resource} {reason}"),
-            explicit: denied_by.is_some(),
-        })
+        let policies = PolicySet { identity, repository: repository.and_then(|r| r.policy.as_ref()), registry: None };
+        let resource_arn = self.arn(resource);
+        let mut keys = ConditionKeys::new(ctx, &self.account).requested_region(&self.region);
+        if let Some(tags) = repository.map(|r| &r.tags).filter(|tags| !tags.is_empty()) {
+            keys = keys.resource_tags(tags);
+        }
+        let request = AuthzRequest { action, resource: &resource_arn, keys: &keys };
+        let decision = evaluate(&request, &policies);
+        if decision.is_allowed() {
+            if let Some(repository) = repository.filter(|_| !policies.varies_per_request()) {
+                repository.remember(caller, action);
+            }
+            return Ok(());
+        }
+        let message = decision.denial_message(&request).unwrap_or_default();
+        tracing::debug!(request_id = ctx.request_id, "{message}: {decision}");
+        Err(RegistryError::AccessDenied { message, explicit: decision.outcome == Outcome::ExplicitDeny })
     }
 
-    /// The enforced policy of `repo` (`None`: none that denies anything), from the cache or the
-    /// settings: `listed` if the caller just read them, else the store's.
-    async fn policy(
+    /// What is known about `repo`'s access, from the cache or its settings: `listed` if the
+    /// caller just read them, else the store's. A repository that does not exist has no policy:
+    /// the operation itself then reports it missing (or creates it on push).
+    async fn repository(
         &self,
         repo: &RepositoryName,
         listed: Option<&RepositorySettings>,
-    ) -> Result<Option<Arc<RepositoryPolicy>>> {
-        let (cached, generation) = self.policies.get(repo);
-        if let Some(policy) = cached {
-            return Ok(policy);
+    ) -> Result<Arc<RepositoryAccess>> {
+        let (cached, generation) = self.repositories.get(repo);
+        if let Some(access) = cached {
+            return Ok(access);
         }
-        let policy = match listed {
-            Some(settings) => enforced_policy(repo, settings),
+        let access = Arc::new(match listed {
+            Some(settings) => RepositoryAccess::new(repo, settings),
             None => match self.meta.get_repository(repo).await? {
-                Some(repository) => enforced_policy(repo, &RepositorySettings::from_json(&repository.settings)),
-                // A repository that does not exist has no policy: the operation itself then
-                // reports it missing (or creates it on push).
-                None => return Ok(None),
+                Some(repository) => RepositoryAccess::new(repo, &RepositorySettings::from_json(&repository.settings)),
+                // Not cached: creating a repository writes no settings, so nothing would
+                // invalidate the entry.
+                None => return Ok(Arc::default()),
             },
-        };
-        self.policies.fill(repo, policy.clone(), generation);
-        Ok(policy)
+        });
+        self.repositories.fill(repo, access.clone(), generation);
+        Ok(access)
     }
 
     /// Forgets what is cached about `repo`; every write of its settings calls it.
     pub(crate) fn invalidate(&self, repo: &RepositoryName) {
-        self.policies.invalidate(repo);
+        self.repositories.invalidate(repo);
     }
 }
 
-/// The policy a settings document enforces.
-fn enforced_policy(repo: &RepositoryName, settings: &RepositorySettings) -> Option<Arc<RepositoryPolicy>> {
-    let text = settings.repository_policy.as_deref()?;
-    let policy = RepositoryPolicy::parse(text).unwrap_or_else(|e| {
-        tracing::warn!(repository = %repo, error = %e, "stored repository policy is not enforceable; denying all but its repair");
-        RepositoryPolicy::parse(UNREADABLE_POLICY).expect("the fallback policy parses")
-    });
-    (!policy.is_permissive()).then(|| Arc::new(policy))
+/// A repository's part in decisions, and the decisions made under it.
+#[derive(Default)]
+struct RepositoryAccess {
+    /// Its policy, the resource policy of requests about it.
+    policy: Option<NamedPolicy>,
+    /// Its resource tags (`ecr:ResourceTag/<key>`).
+    tags: Vec<(String, String)>,
+    /// The actions each caller (user name; `""` for anonymous callers) was allowed, while no
+    /// policy in force reads per-request keys.
+    allowed: Mutex<HashMap<String, Vec<&'static str>>>,
 }
 
-struct PolicyCache {
+impl RepositoryAccess {
+    fn new(repo: &RepositoryName, settings: &RepositorySettings) -> RepositoryAccess {
+        let policy = settings.repository_policy.as_deref().map(|text| {
+            let policy = Policy::parse_resource(text, SizeLimit::REPOSITORY_POLICY).unwrap_or_else(|e| {
+                tracing::warn!(repository = %repo, error = %e, "stored repository policy does not parse; denying all but the root");
+                Policy::parse_resource(UNREADABLE_POLICY, SizeLimit::REPOSITORY_POLICY).expect("the fallback policy parses")
+            });
+            NamedPolicy::new(&format!("repository/{repo}"), Arc::new(policy))
+        });
+        let tags = settings.resource_tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
+        RepositoryAccess { policy, tags, allowed: Mutex::default() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<&'static str>>> {
+        self.allowed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn allowed(&self, caller: &str, action: &str) -> bool {
+        self.lock().get(caller).is_some_and(|actions| actions.contains(&action))
+    }
+
+    fn remember(&self, caller: &str, action: &'static str) {
+        self.lock().entry(caller.to_owned()).or_default().push(action);
+    }
+}
+
+struct RepositoryCache {
     /// `None`: entries hold until invalidated (this process makes every settings write).
     ttl: Option<Duration>,
     inner: Mutex<Inner>,
@@ -210,34 +254,33 @@ struct PolicyCache {
 struct Inner {
     /// Bumped by every invalidation, so a read that raced with a write never plants its result.
     generation: u64,
-    /// Each existing repository's enforced policy; `None` when it has none that denies anything.
-    entries: HashMap<RepositoryName, (Option<Arc<RepositoryPolicy>>, Instant)>,
+    entries: HashMap<RepositoryName, (Arc<RepositoryAccess>, Instant)>,
 }
 
-impl PolicyCache {
-    fn new(shared_metadata: bool) -> PolicyCache {
-        PolicyCache { ttl: shared_metadata.then_some(SHARED_POLICY_TTL), inner: Mutex::default() }
+impl RepositoryCache {
+    fn new(shared_metadata: bool) -> RepositoryCache {
+        RepositoryCache { ttl: shared_metadata.then_some(SHARED_POLICY_TTL), inner: Mutex::default() }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The cached policy (outer `None`: not cached or stale) and the generation to fill with.
-    fn get(&self, repo: &RepositoryName) -> (Option<Option<Arc<RepositoryPolicy>>>, u64) {
+    /// The cached entry (`None`: not cached or stale) and the generation to fill with.
+    fn get(&self, repo: &RepositoryName) -> (Option<Arc<RepositoryAccess>>, u64) {
         let inner = self.lock();
         let fresh = inner
             .entries
             .get(repo)
             .filter(|(_, loaded)| self.ttl.is_none_or(|ttl| loaded.elapsed() < ttl))
-            .map(|(policy, _)| policy.clone());
+            .map(|(access, _)| access.clone());
         (fresh, inner.generation)
     }
 
-    fn fill(&self, repo: &RepositoryName, policy: Option<Arc<RepositoryPolicy>>, generation: u64) {
+    fn fill(&self, repo: &RepositoryName, access: Arc<RepositoryAccess>, generation: u64) {
         let mut inner = self.lock();
         if inner.generation == generation {
-            inner.entries.insert(repo.clone(), (policy, Instant::now()));
+            inner.entries.insert(repo.clone(), (access, Instant::now()));
         }
     }
 
@@ -256,7 +299,7 @@ impl Registry {
 
     /// The service's own hook, for decisions only it can make (a mount's source repository):
     /// `AccessDenied` unless the caller may perform every one of `actions` on `repo`.
-    pub async fn authorize(&self, ctx: &RequestContext, repo: &RepositoryName, actions: &[&str]) -> Result<()> {
+    pub async fn authorize(&self, ctx: &RequestContext, repo: &RepositoryName, actions: &[&'static str]) -> Result<()> {
         self.authorizer.authorize(ctx, actions, Resource::Repository(repo.as_str())).await
     }
 
@@ -267,7 +310,7 @@ impl Registry {
     pub async fn list_repositories_for(
         &self,
         ctx: &RequestContext,
-        action: &str,
+        action: &'static str,
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<RepositoryInfo>, bool)> {

@@ -15,7 +15,6 @@ mod manifests;
 mod policies;
 mod pulls;
 mod repositories;
-pub mod repository_policy;
 pub mod settings;
 
 use std::collections::HashMap;
@@ -156,7 +155,7 @@ impl Registry {
     ) -> Result<(Vec<String>, bool)> {
         let limit = n.unwrap_or(usize::MAX / 2);
         let (repos, more) =
-            self.list_repositories_for(ctx, repository_policy::actions::DESCRIBE_REPOSITORIES, last, limit).await?;
+            self.list_repositories_for(ctx, berth_iam::actions::DESCRIBE_REPOSITORIES, last, limit).await?;
         Ok((repos.into_iter().map(|r| r.name.to_string()).collect(), more))
     }
 

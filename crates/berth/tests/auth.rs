@@ -941,33 +941,43 @@ async fn repository_policy_guards_mount_sources_and_never_locks_out_the_root() {
     }
     send(srv.head(&format!("/v2/ci/own/blobs/{layer}"))).await.expect_4xx();
 
-    // Deny everything to everyone: the root still reads, replaces and deletes the policy.
+    // Deny everything to everyone: users are locked out, the root is never denied (IAM's rule),
+    // so it reads, replaces and deletes the policy.
     let lockout = serde_json::json!({"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "ecr:*"}]});
     set_policy(&srv, "policy/secret", &lockout).await;
-    srv.client = client_with(&basic(ROOT_KEY_ID, ROOT_SECRET));
     send(srv.get("/v2/policy/secret/manifests/v1")).await.expect_error(403, "DENIED");
     let repo = r#"{"repositoryName":"policy/secret"}"#;
     let describe = r#"{"repositoryNames":["policy/secret"]}"#;
     ecr_json(
-        &ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "DescribeRepositories", describe).await,
+        &ecr_call(&srv, &ci_id, &ci_secret, "DescribeRepositories", describe).await,
         400,
         Some("AccessDeniedException"),
     );
-    ecr_json(&ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "GetRepositoryPolicy", repo).await, 200, None);
-    set_policy(&srv, "policy/secret", &lockout).await;
     ecr_json(
         &ecr_call(&srv, &ci_id, &ci_secret, "DeleteRepositoryPolicy", repo).await,
         400,
         Some("AccessDeniedException"),
     );
+    ecr_json(&ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "DescribeRepositories", describe).await, 200, None);
+    ecr_json(&ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "GetRepositoryPolicy", repo).await, 200, None);
+    set_policy(&srv, "policy/secret", &lockout).await;
     ecr_json(&ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "DeleteRepositoryPolicy", repo).await, 200, None);
     expect_manifest(&srv, "policy/secret", "v1", OCI_MANIFEST, &image.manifest, &image.digest).await;
 
-    // A Deny with a Condition cannot be evaluated, so it is refused rather than guessed at.
-    let conditional = serde_json::json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "ecr:PutImage",
-        "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}});
-    let body =
-        serde_json::json!({ "repositoryName": "policy/secret", "policyText": conditional.to_string() }).to_string();
+    // A Deny with a Condition is evaluated against the request: from 127.0.0.0/8 (this test),
+    // ci's pushes are refused; the same policy for another range leaves them be.
+    let deny_from = |cidr: &str| {
+        serde_json::json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "ecr:PutImage",
+            "Condition": {"IpAddress": {"aws:SourceIp": cidr}}}})
+    };
+    set_policy(&srv, "policy/secret", &deny_from("127.0.0.0/8")).await;
+    put_manifest(&srv, "policy/secret", "v2", OCI_MANIFEST, &image.manifest).await.expect_error(403, "DENIED");
+    set_policy(&srv, "policy/secret", &deny_from("10.0.0.0/8")).await;
+    put_manifest(&srv, "policy/secret", "v2", OCI_MANIFEST, &image.manifest).await.expect_status(201);
+    // A policy Berth could only guess at is refused, saying where.
+    let unknown = serde_json::json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "ecr:PutImage",
+        "Condition": {"IpAddressish": {"aws:SourceIp": "10.0.0.0/8"}}}});
+    let body = serde_json::json!({ "repositoryName": "policy/secret", "policyText": unknown.to_string() }).to_string();
     let r = ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "SetRepositoryPolicy", &body).await;
     let body = ecr_json(&r, 400, Some("InvalidParameterException"));
     assert!(body["message"].as_str().unwrap().contains("Condition"), "{body}");
@@ -980,12 +990,13 @@ async fn anonymous_pulls_are_denied_only_by_policies_naming_everyone() {
     let image = push_image(&srv, "policy/public", Some("v1")).await;
     let layer = srv.url(&format!("/v2/policy/public/blobs/{}", sha256_digest(&image.layers[0])));
     let manifest = srv.url("/v2/policy/public/manifests/v1");
-    let (anon, root) = (anonymous(), client_with(&basic(ROOT_KEY_ID, ROOT_SECRET)));
+    let (ci_id, ci_secret) = add_user(&srv, "ci").await;
+    let (anon, ci) = (anonymous(), client_with(&basic(&ci_id, &ci_secret)));
     // Anonymous callers are not of the account: a deny for the whole account leaves them be.
     let account = serde_json::json!({"Statement": {"Effect": "Deny", "Principal": {"AWS": ACCOUNT}, "Action": "ecr:BatchGetImage"}});
     set_policy(&srv, "policy/public", &account).await;
     send(anon.get(&manifest).header("accept", OCI_MANIFEST)).await.expect_status(200);
-    send(root.get(&manifest).header("accept", OCI_MANIFEST)).await.expect_error(403, "DENIED");
+    send(ci.get(&manifest).header("accept", OCI_MANIFEST)).await.expect_error(403, "DENIED");
     // "*" names them too; only the denied action is refused.
     let everyone =
         serde_json::json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "ecr:BatchGetImage"}});

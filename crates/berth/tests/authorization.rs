@@ -205,9 +205,14 @@ async fn every_endpoint_of_both_planes_is_blocked_by_a_deny_of_its_declared_acti
         ("InitiateLayerUpload", repository.clone()),
         (
             "UploadLayerPart",
-            with(json!({"uploadId": "00000000-0000-4000-8000-000000000000", "partFirstByte": 0, "partLastByte": 4, "layerPartBlob": base64(b"hello")})),
+            with(
+                json!({"uploadId": "00000000-0000-4000-8000-000000000000", "partFirstByte": 0, "partLastByte": 4, "layerPartBlob": base64(b"hello")}),
+            ),
         ),
-        ("CompleteLayerUpload", with(json!({"uploadId": "00000000-0000-4000-8000-000000000000", "layerDigests": [layer]}))),
+        (
+            "CompleteLayerUpload",
+            with(json!({"uploadId": "00000000-0000-4000-8000-000000000000", "layerDigests": [layer]})),
+        ),
         ("GetDownloadUrlForLayer", with(json!({"layerDigest": layer}))),
         ("TagResource", json!({"resourceArn": arn, "tags": [{"Key": "team", "Value": "ci"}]})),
         ("UntagResource", json!({"resourceArn": arn, "tagKeys": ["team"]})),
