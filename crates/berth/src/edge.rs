@@ -43,23 +43,23 @@ impl Edge {
     /// The client's address: the TCP peer, unless the peer is a trusted proxy; then the
     /// right-most `X-Forwarded-For` hop that is not itself a trusted proxy (the left-most if all
     /// are). Hops left of the first untrusted one are whatever the client claimed, so they are
-    /// never used. `None` when a trusted proxy forwarded an address that does not parse.
-    pub fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
+    /// never used. A hop that does not parse ends the walk at the trusted hop that reported it:
+    /// trusted proxies write addresses, so only a client inside a trusted range can be there.
+    pub fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let mut client = peer.to_canonical();
         if !self.trusts(client) {
-            return Some(client);
+            return client;
         }
-        let mut hops = Vec::new();
-        for value in headers.get_all(FORWARDED_FOR) {
-            hops.extend(value.to_str().ok()?.split(',').map(str::trim));
-        }
+        let values = headers.get_all(FORWARDED_FOR).iter().map(|v| v.to_str().unwrap_or(""));
+        let hops: Vec<&str> = values.flat_map(|v| v.split(',')).map(str::trim).collect();
         for hop in hops.into_iter().rev() {
-            client = parse_hop(hop)?;
+            let Some(address) = parse_hop(hop) else { break };
+            client = address;
             if !self.trusts(client) {
                 break;
             }
         }
-        Some(client)
+        client
     }
 }
 
@@ -77,7 +77,7 @@ pub async fn serve_request(State(edge): State<Arc<Edge>>, mut request: Request, 
     let ctx = RequestContext {
         request_id: uuid::Uuid::new_v4().to_string(),
         received_at: SystemTime::now(),
-        source_ip: connection.and_then(|c| edge.client_address(c.peer.ip(), headers)),
+        source_ip: connection.map(|c| edge.client_address(c.peer.ip(), headers)),
         secure_transport: connection.is_some_and(|c| c.tls),
         user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
         identity: Identity::Anonymous,
@@ -170,25 +170,27 @@ mod tests {
         let edge = edge(&["10.0.0.0/8", "fd00::/8"]);
         let spoofed = forwarded(&["6.6.6.6"]);
         // An untrusted peer is the client, whatever it claims.
-        assert_eq!(edge.client_address(ip("203.0.113.9"), &spoofed), Some(ip("203.0.113.9")));
+        assert_eq!(edge.client_address(ip("203.0.113.9"), &spoofed), ip("203.0.113.9"));
         // A trusted proxy's report is believed...
-        assert_eq!(edge.client_address(ip("10.1.1.1"), &spoofed), Some(ip("6.6.6.6")));
+        assert_eq!(edge.client_address(ip("10.1.1.1"), &spoofed), ip("6.6.6.6"));
         // ...up to the right-most hop no trusted proxy vouches for: what the client put left of
         // it is ignored, and trusted hops are skipped.
         let chain = forwarded(&["1.1.1.1, 198.51.100.7", "10.2.2.2"]);
-        assert_eq!(edge.client_address(ip("10.1.1.1"), &chain), Some(ip("198.51.100.7")));
+        assert_eq!(edge.client_address(ip("10.1.1.1"), &chain), ip("198.51.100.7"));
         let all_trusted = forwarded(&["10.3.3.3, 10.2.2.2"]);
-        assert_eq!(edge.client_address(ip("10.1.1.1"), &all_trusted), Some(ip("10.3.3.3")));
+        assert_eq!(edge.client_address(ip("10.1.1.1"), &all_trusted), ip("10.3.3.3"));
         // A proxy that reported nothing: the proxy itself.
-        assert_eq!(edge.client_address(ip("10.1.1.1"), &HeaderMap::new()), Some(ip("10.1.1.1")));
+        assert_eq!(edge.client_address(ip("10.1.1.1"), &HeaderMap::new()), ip("10.1.1.1"));
         // Ports, IPv6, and IPv4 peers seen through an IPv6 socket.
         let ported = forwarded(&["[2001:db8::1]:4711, 192.0.2.1:80"]);
-        assert_eq!(edge.client_address(ip("fd00::1"), &ported), Some(ip("192.0.2.1")));
-        assert_eq!(edge.client_address(ip("::ffff:10.1.1.1"), &spoofed), Some(ip("6.6.6.6")));
-        // Garbage from a trusted proxy: unknown, never the proxy's own address.
-        assert_eq!(edge.client_address(ip("10.1.1.1"), &forwarded(&["not-an-ip"])), None);
+        assert_eq!(edge.client_address(ip("fd00::1"), &ported), ip("192.0.2.1"));
+        assert_eq!(edge.client_address(ip("::ffff:10.1.1.1"), &spoofed), ip("6.6.6.6"));
+        // Garbage reported by a trusted hop: that hop is the best-known client.
+        assert_eq!(edge.client_address(ip("10.1.1.1"), &forwarded(&["not-an-ip"])), ip("10.1.1.1"));
+        let behind_trusted = forwarded(&["6.6.6.6, garbage", "10.2.2.2"]);
+        assert_eq!(edge.client_address(ip("10.1.1.1"), &behind_trusted), ip("10.2.2.2"));
         // Nobody trusted: the peer, always.
-        assert_eq!(super::Edge::new(vec![]).client_address(ip("10.1.1.1"), &spoofed), Some(ip("10.1.1.1")));
+        assert_eq!(super::Edge::new(vec![]).client_address(ip("10.1.1.1"), &spoofed), ip("10.1.1.1"));
     }
 
     /// Collects what the fmt subscriber writes.
