@@ -348,6 +348,33 @@ async fn request_ids_reach_responses_and_the_access_log_and_forwarded_addresses_
     assert!(line.contains("client=\"203.0.113.5\""), "{line}");
     let r = send(srv.get("/v2/")).await;
     assert!(access_line(&srv, r.must_header("x-request-id")).contains("client=\"127.0.0.1\""));
+
+    // The forwarded address is what policies see as aws:SourceIp.
+    let image = push_image(&srv, REPO, Some("v1")).await;
+    let (ci_id, ci_secret) = add_user(&srv, "ci").await;
+    let policy = json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "ecr:BatchGetImage",
+        "Condition": {"IpAddress": {"aws:SourceIp": "203.0.113.0/24"}}}});
+    let body = json!({"repositoryName": REPO, "policyText": policy.to_string()});
+    root_call(&srv, "SetRepositoryPolicy", &body).await.expect_status(200);
+    let ci = http_client(Some(&basic(&ci_id, &ci_secret)));
+    let manifest = srv.url(&format!("/v2/{REPO}/manifests/v1"));
+    let from = |address: &str| ci.get(&manifest).header("accept", OCI_MANIFEST).header("x-forwarded-for", address);
+    send(from("203.0.113.5")).await.expect_error(403, "DENIED");
+    assert_eq!(send(from("198.51.100.1")).await.expect_status(200).body, image.manifest);
+    drop(srv);
+    // Without a trusted proxy the same header is the client's own claim, and ignored.
+    let mut srv = launch().start();
+    let image = push_image(&srv, REPO, Some("v1")).await;
+    root_call(&srv, "SetRepositoryPolicy", &body).await.expect_status(200);
+    let (ci_id, ci_secret) = add_user(&srv, "ci").await;
+    srv.client = http_client(Some(&basic(&ci_id, &ci_secret)));
+    let r = send(
+        srv.get(&format!("/v2/{REPO}/manifests/v1"))
+            .header("accept", OCI_MANIFEST)
+            .header("x-forwarded-for", "203.0.113.5"),
+    )
+    .await;
+    assert_eq!(r.expect_status(200).body, image.manifest);
 }
 
 #[tokio::test]
