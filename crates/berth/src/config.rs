@@ -269,3 +269,40 @@ impl ServeArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn resolve(args: &[&str]) -> anyhow::Result<ServeConfig> {
+        Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied()))?.serve.resolve()
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_flags_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.toml");
+        std::fs::write(&file, "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"fd00::/8\"]\n").unwrap();
+        let config = file.to_str().unwrap();
+        let nets: Vec<IpNet> = ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"].iter().map(|n| n.parse().unwrap()).collect();
+        assert_eq!(resolve(&["--config", config]).unwrap().trusted_proxies, nets);
+        // Flags replace the file's list; a bare address is one host.
+        let flags = resolve(&["--config", config, "--trusted-proxy", "127.0.0.1", "--trusted-proxy", "::1"]).unwrap();
+        let hosts: Vec<IpNet> = ["127.0.0.1/32", "::1/128"].iter().map(|n| n.parse().unwrap()).collect();
+        assert_eq!(flags.trusted_proxies, hosts);
+        assert!(resolve(&[]).unwrap().trusted_proxies.is_empty());
+        let err = resolve(&["--trusted-proxy", "10.0.0.0/33"]).err().unwrap().to_string();
+        assert!(err.contains("neither an IP address nor a CIDR block"), "{err}");
+        std::fs::write(&file, "trusted_proxies = [\"proxy.internal\"]\n").unwrap();
+        let err = resolve(&["--config", config]).err().unwrap().to_string();
+        assert!(err.contains("\"proxy.internal\""), "{err}");
+    }
+}
