@@ -64,9 +64,8 @@ pub async fn handle(State(service): State<EcrService>, request: Request) -> Resp
     let mut ctx = request_context(&mut parts);
     let endpoint = Endpoint::from_headers(&parts.headers);
     let operation = endpoint.as_ref().ok().map(|e| e.name());
-    let mut authenticated = false;
     let outcome = match endpoint {
-        Ok(endpoint) => serve(&service, &mut ctx, &mut authenticated, endpoint, parts, body).await,
+        Ok(endpoint) => serve(&service, &mut ctx, endpoint, parts, body).await,
         Err(err) => Err(err),
     };
     let request_id = ctx.request_id.as_str();
@@ -89,8 +88,8 @@ pub async fn handle(State(service): State<EcrService>, request: Request) -> Resp
                 .into_response_with_id(request_id)
         }
         Err(err) => {
-            // Before authentication anyone can cause these, as often as they like: not at INFO.
-            if authenticated {
+            // Without a verified signer anyone can cause these, as often as they like: not at INFO.
+            if ctx.identity != Identity::Anonymous {
                 tracing::info!(request_id, operation, access_key_id, error = err.wire_type(), "{err}");
             } else {
                 tracing::debug!(request_id, operation, error = err.wire_type(), "{err}");
@@ -119,12 +118,10 @@ fn request_context(parts: &mut Parts) -> RequestContext {
     }
 }
 
-/// Authenticates and runs the call, setting the context's identity (and `authenticated`) once
-/// the signature is verified.
+/// Authenticates and runs the call, setting the context's identity once the signature is verified.
 async fn serve(
     service: &EcrService,
     ctx: &mut RequestContext,
-    authenticated: &mut bool,
     endpoint: Endpoint,
     parts: Parts,
     body: Body,
@@ -139,7 +136,6 @@ async fn serve(
             }
             let body = read_body(&parts.headers, body, limit).await?;
             ctx.identity = pending.verify(&body)?;
-            *authenticated = true;
             body
         }
         Authentication::Disabled => {
