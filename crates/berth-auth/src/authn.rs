@@ -1,5 +1,6 @@
-//! The per-request decision: who is calling ([`Authenticator::authenticate`]) and may they do
-//! this ([`Authenticator::authorize`]).
+//! Who is calling ([`Authenticator::authenticate`]): the one [`Identity`] a request carries from
+//! here on. Whether that identity may do what it asks is not decided here but by the registry's
+//! authorizer, against the ECR actions each endpoint declares.
 //!
 //! Accepted credentials, in the `Authorization` header:
 //! - `Basic` with user `AWS` and a registry token as password — what
@@ -9,7 +10,6 @@
 //!
 //! Presented-but-wrong credentials are always a 401, never a silent fall back to anonymous.
 
-use std::fmt;
 use std::sync::Arc;
 
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -18,11 +18,12 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use berth_iam::{CredentialKind, Identity};
 use subtle::ConstantTimeEq;
 
 use crate::Error;
 use crate::token::{IssuedToken, TokenError, TokenIssuer};
-use crate::users::Identities;
+use crate::users::{Identities, ROOT_USER};
 
 macro_rules! realm {
     () => {
@@ -48,64 +49,35 @@ pub enum AuthMode {
     /// Every request needs valid credentials (the default).
     #[default]
     Required,
-    /// Anonymous requests may pull; everything else needs credentials (`--anonymous-pull`).
+    /// Requests without credentials go on as anonymous, to whatever the server grants anonymous
+    /// callers (pulls); everything else needs credentials (`--anonymous-pull`).
     AnonymousPull,
-    /// No checks at all (`--no-auth`, loopback only — the caller enforces that).
+    /// Credentials are ignored and every caller is anonymous (`--no-auth`, loopback only — the
+    /// caller enforces that).
     Disabled,
 }
 
-/// What a request wants to do; the router maps routes onto these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// `GET /v2/`, the version check clients start with.
-    Ping,
-    /// Reading manifests, blobs, tag lists and referrers.
-    Pull,
-    /// Listing repositories (`/v2/_catalog`).
-    Catalog,
-    /// Uploads, mounts and manifest or tag writes.
-    Push,
-    Delete,
-}
-
 impl AuthMode {
-    /// Any authenticated user may do anything (users carry no permissions yet). With anonymous
-    /// pulls on, the `/v2/` ping still demands credentials: `docker login` only sends its
-    /// credentials (and so only checks them) after that ping answered with a Basic challenge.
-    pub fn allows(self, principal: &Principal, action: Action) -> bool {
-        match (self, principal) {
-            (AuthMode::Disabled, _) | (_, Principal::User { .. }) => true,
-            (AuthMode::AnonymousPull, Principal::Anonymous) => action == Action::Pull,
-            (AuthMode::Required, Principal::Anonymous) => false,
-        }
+    /// Whether a caller without credentials is let through to authorization at all; if not, it is
+    /// asked to log in (401 with the Basic challenge).
+    pub fn admits_anonymous(self) -> bool {
+        self != AuthMode::Required
+    }
+
+    /// Whether credentials would be looked at: then a caller without them who is refused
+    /// something is asked to log in (401) rather than refused outright (403).
+    pub fn reads_credentials(self) -> bool {
+        self != AuthMode::Disabled
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CredentialKind {
-    Token,
-    AccessKey,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    Anonymous,
-    User { name: String, via: CredentialKind },
-}
-
-impl Principal {
-    pub fn user_name(&self) -> Option<&str> {
-        match self {
-            Principal::Anonymous => None,
-            Principal::User { name, .. } => Some(name),
-        }
-    }
-}
-
-/// The user name for access logs, `-` when anonymous.
-impl fmt::Display for Principal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.user_name().unwrap_or("-"))
+/// The identity an access key's owner acts as: the root user, or an IAM user of the account.
+pub fn identity_of(user_name: &str, access_key_id: &str, via: CredentialKind) -> Identity {
+    let access_key_id = access_key_id.to_owned();
+    if user_name == ROOT_USER {
+        Identity::Root { access_key_id, via }
+    } else {
+        Identity::User { name: user_name.to_owned(), access_key_id, via }
     }
 }
 
@@ -175,35 +147,30 @@ impl Authenticator {
         self.identities.issue_token(&self.tokens, user_name).await
     }
 
-    /// [`authenticate`](Self::authenticate) then [`authorize`](Self::authorize).
-    pub async fn check(&self, headers: &HeaderMap, action: Action) -> Result<Principal, AuthError> {
-        let principal = self.authenticate(headers).await?;
-        self.authorize(&principal, action)?;
-        Ok(principal)
+    pub fn mode(&self) -> AuthMode {
+        self.mode
     }
 
-    /// Who sent the request: `Anonymous` without credentials (or with auth disabled), an error
-    /// for credentials that do not check out. Failures are logged without secrets or tokens.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+    /// Who sent the request: `Anonymous` without credentials (always, with auth disabled), an
+    /// error for credentials that do not check out. Failures are logged without secrets or tokens.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, AuthError> {
         if self.mode == AuthMode::Disabled {
-            return Ok(Principal::Anonymous);
+            return Ok(Identity::Anonymous);
         }
         let Some(header) = headers.get(AUTHORIZATION) else {
-            return Ok(Principal::Anonymous);
+            return Ok(Identity::Anonymous);
         };
         match parse_authorization(header)? {
-            Presented::Nothing => Ok(Principal::Anonymous),
+            Presented::Nothing => Ok(Identity::Anonymous),
             Presented::Basic { user, password } if user == TOKEN_USER => self.with_token(&password).await,
             Presented::Basic { user, password } => self.with_access_key(&user, &password).await,
             Presented::Bearer(token) => self.with_token(&token).await,
         }
     }
 
-    pub fn authorize(&self, principal: &Principal, action: Action) -> Result<(), AuthError> {
-        if self.mode.allows(principal, action) { Ok(()) } else { Err(AuthError::CredentialsRequired) }
-    }
-
-    async fn with_token(&self, token: &str) -> Result<Principal, AuthError> {
+    /// A token names its user; the identity carries that user's access key id, as a signed
+    /// request would.
+    async fn with_token(&self, token: &str) -> Result<Identity, AuthError> {
         let verified = match self.tokens.verify(token) {
             Ok(verified) => verified,
             Err(TokenError::Expired { user_name }) => {
@@ -219,7 +186,7 @@ impl Authenticator {
         // A user removed and re-added under the same name does not get its old tokens back.
         match user {
             Some(user) if user.created_at == verified.user_created_at => {
-                Ok(Principal::User { name: user.name, via: CredentialKind::Token })
+                Ok(identity_of(&user.name, &user.access_key_id, CredentialKind::Token))
             }
             _ => {
                 tracing::warn!(user = %verified.user_name, "login failed: token of a removed user");
@@ -228,13 +195,13 @@ impl Authenticator {
         }
     }
 
-    async fn with_access_key(&self, access_key_id: &str, secret: &str) -> Result<Principal, AuthError> {
+    async fn with_access_key(&self, access_key_id: &str, secret: &str) -> Result<Identity, AuthError> {
         let Some(key) = self.identities.access_key(access_key_id).await.map_err(AuthError::Unavailable)? else {
             tracing::warn!(access_key_id = ?loggable(access_key_id), "login failed: unknown access key id");
             return Err(AuthError::InvalidCredentials);
         };
         if bool::from(key.secret_access_key.as_bytes().ct_eq(secret.as_bytes())) {
-            Ok(Principal::User { name: key.user_name, via: CredentialKind::AccessKey })
+            Ok(identity_of(&key.user_name, &key.access_key_id, CredentialKind::AccessKey))
         } else {
             tracing::warn!(access_key_id, user = %key.user_name, "login failed: wrong secret access key");
             Err(AuthError::InvalidCredentials)
@@ -352,22 +319,24 @@ mod tests {
     }
 
     #[test]
-    fn authorization_by_mode() {
-        let user = Principal::User { name: "alice".into(), via: CredentialKind::Token };
-        let all = [Action::Ping, Action::Pull, Action::Catalog, Action::Push, Action::Delete];
-        for action in all {
-            assert!(AuthMode::Required.allows(&user, action));
-            assert!(AuthMode::AnonymousPull.allows(&user, action));
-            assert!(AuthMode::Disabled.allows(&user, action));
-            assert!(!AuthMode::Required.allows(&Principal::Anonymous, action));
-            assert!(AuthMode::Disabled.allows(&Principal::Anonymous, action));
-            assert_eq!(
-                AuthMode::AnonymousPull.allows(&Principal::Anonymous, action),
-                action == Action::Pull,
-                "{action:?}"
-            );
-        }
+    fn only_required_mode_turns_anonymous_callers_away() {
+        assert!(!AuthMode::Required.admits_anonymous());
+        assert!(AuthMode::AnonymousPull.admits_anonymous());
+        assert!(AuthMode::Disabled.admits_anonymous());
+        assert!(AuthMode::Required.reads_credentials() && AuthMode::AnonymousPull.reads_credentials());
+        assert!(!AuthMode::Disabled.reads_credentials());
         assert_eq!(AuthMode::default(), AuthMode::Required);
+    }
+
+    #[test]
+    fn the_root_users_keys_act_as_the_root() {
+        let root = identity_of(ROOT_USER, "AKIAROOT", CredentialKind::Token);
+        assert_eq!(root, Identity::Root { access_key_id: "AKIAROOT".into(), via: CredentialKind::Token });
+        let ci = identity_of("ci", "AKIACI", CredentialKind::AccessKey);
+        assert_eq!(
+            ci,
+            Identity::User { name: "ci".into(), access_key_id: "AKIACI".into(), via: CredentialKind::AccessKey }
+        );
     }
 
     #[test]

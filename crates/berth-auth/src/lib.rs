@@ -2,8 +2,9 @@
 //! at rest under a master key kept outside the database ([`MasterKey`]), ECR-style registry tokens
 //! ([`TokenIssuer`]) and the per-request decision ([`Authenticator`]).
 //!
-//! Knows nothing about OCI routes: the router maps each request to an [`Action`] and asks
-//! [`Authenticator::check`]; an [`AuthError`] is already the 401 response clients expect.
+//! Knows nothing about routes or permissions: a router asks [`Authenticator::authenticate`] who
+//! is calling and gets an [`berth_iam::Identity`]; an [`AuthError`] is already the 401 response
+//! clients expect.
 
 pub mod authn;
 pub mod cli;
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 
 use berth_meta::{MetaError, Millis};
 
-pub use authn::{Action, AuthError, AuthMode, Authenticator, CHALLENGE, CredentialKind, Principal, REALM, TOKEN_USER};
+pub use authn::{AuthError, AuthMode, Authenticator, CHALLENGE, REALM, TOKEN_USER, identity_of};
 pub use keys::MasterKey;
 pub use token::{DEFAULT_TOKEN_LIFETIME, IssuedToken, TokenError, TokenIssuer, VerifiedToken};
 pub use users::{

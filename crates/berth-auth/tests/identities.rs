@@ -10,9 +10,10 @@ use axum::http::{HeaderMap, HeaderValue};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use berth_auth::{
-    Action, AuthError, AuthMode, Authenticator, CredentialKind, Credentials, DEFAULT_TOKEN_LIFETIME, Error, Identities,
-    MasterKey, Principal, ROOT_CREDENTIALS_FILE, RootBootstrap, RootKeys, TokenIssuer, cli,
+    AuthError, AuthMode, Authenticator, Credentials, DEFAULT_TOKEN_LIFETIME, Error, Identities, MasterKey,
+    ROOT_CREDENTIALS_FILE, RootBootstrap, RootKeys, TokenIssuer, cli,
 };
+use berth_iam::{CredentialKind, Identity};
 use berth_meta::{MetaError, MetadataStore, SqliteStore};
 
 async fn open_store(data_dir: &Path) -> Arc<dyn MetadataStore> {
@@ -41,8 +42,9 @@ fn access_key_login(credentials: &Credentials) -> HeaderMap {
     basic(&credentials.access_key_id, &credentials.secret_access_key)
 }
 
-fn user(name: &str, via: CredentialKind) -> Principal {
-    Principal::User { name: name.into(), via }
+/// The identity `credentials` act as when presented `via` (a token carries its user's key id too).
+fn user(credentials: &Credentials, via: CredentialKind) -> Identity {
+    berth_auth::identity_of(&credentials.user_name, &credentials.access_key_id, via)
 }
 
 #[tokio::test]
@@ -62,8 +64,12 @@ async fn access_keys_and_tokens_work_until_the_user_is_removed() {
     assert_eq!((key.user_name.as_str(), key.secret_access_key.as_str()), ("alice", alice.secret_access_key.as_str()));
 
     assert_eq!(
-        auth.check(&access_key_login(&alice), Action::Push).await.unwrap(),
-        user("alice", CredentialKind::AccessKey)
+        auth.authenticate(&access_key_login(&alice)).await.unwrap(),
+        Identity::User {
+            name: "alice".into(),
+            access_key_id: alice.access_key_id.clone(),
+            via: CredentialKind::AccessKey
+        }
     );
     let wrong_secret = basic(&alice.access_key_id, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
     assert!(matches!(auth.authenticate(&wrong_secret).await, Err(AuthError::InvalidCredentials)));
@@ -71,23 +77,18 @@ async fn access_keys_and_tokens_work_until_the_user_is_removed() {
     assert!(matches!(auth.authenticate(&unknown_key).await, Err(AuthError::InvalidCredentials)));
 
     let token = auth.issue_token("alice").await.unwrap();
-    assert_eq!(
-        auth.check(&basic("AWS", &token.token), Action::Delete).await.unwrap(),
-        user("alice", CredentialKind::Token)
-    );
+    assert_eq!(auth.authenticate(&basic("AWS", &token.token)).await.unwrap(), user(&alice, CredentialKind::Token));
     let bearer = headers(&format!("Bearer {}", token.token));
-    assert_eq!(auth.authenticate(&bearer).await.unwrap(), user("alice", CredentialKind::Token));
+    assert_eq!(auth.authenticate(&bearer).await.unwrap(), user(&alice, CredentialKind::Token));
     // The token is the password of user AWS only, not of the access key id.
     assert!(matches!(
         auth.authenticate(&basic(&alice.access_key_id, &token.token)).await,
         Err(AuthError::InvalidCredentials)
     ));
 
-    // No credentials: anonymous, which may do nothing in the default mode.
-    assert_eq!(auth.authenticate(&HeaderMap::new()).await.unwrap(), Principal::Anonymous);
-    for action in [Action::Ping, Action::Pull, Action::Push] {
-        assert!(matches!(auth.check(&HeaderMap::new(), action).await, Err(AuthError::CredentialsRequired)));
-    }
+    // No credentials: anonymous, which the default mode turns away.
+    assert_eq!(auth.authenticate(&HeaderMap::new()).await.unwrap(), Identity::Anonymous);
+    assert!(!auth.mode().admits_anonymous());
 
     auth.identities().remove_user("alice").await.unwrap();
     assert!(matches!(auth.authenticate(&basic("AWS", &token.token)).await, Err(AuthError::InvalidCredentials)));
@@ -133,25 +134,22 @@ async fn anonymous_pull_and_disabled_modes() {
     let (store, open) = server(dir.path(), AuthMode::AnonymousPull, DEFAULT_TOKEN_LIFETIME).await;
     let alice = open.identities().create_user("alice").await.unwrap();
 
-    assert_eq!(open.check(&HeaderMap::new(), Action::Pull).await.unwrap(), Principal::Anonymous);
+    assert!(open.mode().admits_anonymous());
+    assert_eq!(open.authenticate(&HeaderMap::new()).await.unwrap(), Identity::Anonymous);
     // What containers/image sends when it has no credentials.
-    assert_eq!(open.check(&basic("", ""), Action::Pull).await.unwrap(), Principal::Anonymous);
-    for action in [Action::Ping, Action::Catalog, Action::Push, Action::Delete] {
-        assert!(
-            matches!(open.check(&HeaderMap::new(), action).await, Err(AuthError::CredentialsRequired)),
-            "{action:?}"
-        );
-    }
+    assert_eq!(open.authenticate(&basic("", "")).await.unwrap(), Identity::Anonymous);
     // Wrong credentials are not quietly downgraded to anonymous.
     let wrong = basic(&alice.access_key_id, "nope-nope-nope");
-    assert!(matches!(open.check(&wrong, Action::Pull).await, Err(AuthError::InvalidCredentials)));
-    assert!(open.check(&access_key_login(&alice), Action::Push).await.is_ok());
+    assert!(matches!(open.authenticate(&wrong).await, Err(AuthError::InvalidCredentials)));
+    assert_eq!(open.authenticate(&access_key_login(&alice)).await.unwrap(), user(&alice, CredentialKind::AccessKey));
 
     let key = MasterKey::load_or_create(dir.path()).unwrap();
     let identities = Arc::new(Identities::new(store, &key));
     let disabled = Authenticator::new(identities, TokenIssuer::new(&key, DEFAULT_TOKEN_LIFETIME), AuthMode::Disabled);
-    assert_eq!(disabled.check(&HeaderMap::new(), Action::Delete).await.unwrap(), Principal::Anonymous);
-    assert_eq!(disabled.check(&headers("Digest whatever"), Action::Push).await.unwrap(), Principal::Anonymous);
+    // Credentials, even broken or valid ones, are ignored.
+    assert_eq!(disabled.authenticate(&HeaderMap::new()).await.unwrap(), Identity::Anonymous);
+    assert_eq!(disabled.authenticate(&headers("Digest whatever")).await.unwrap(), Identity::Anonymous);
+    assert_eq!(disabled.authenticate(&access_key_login(&alice)).await.unwrap(), Identity::Anonymous);
 }
 
 /// Polls `condition` every 50 ms; returns how long it took, or panics after `limit`.
@@ -216,7 +214,7 @@ async fn root_user_bootstrap() {
     assert!(generated.access_key_id.starts_with("AKIA"));
     assert_eq!(
         auth.authenticate(&access_key_login(&generated)).await.unwrap(),
-        user("root", CredentialKind::AccessKey)
+        Identity::Root { access_key_id: generated.access_key_id.clone(), via: CredentialKind::AccessKey }
     );
 
     // Later starts keep it.
@@ -288,7 +286,11 @@ async fn cli_helpers() {
     cli::token(store.clone(), data_dir, Some("ci-bot"), &mut out).await.unwrap();
     let token = String::from_utf8(out).unwrap();
     let token = token.strip_suffix('\n').unwrap();
-    assert_eq!(auth.authenticate(&basic("AWS", token)).await.unwrap(), user("ci-bot", CredentialKind::Token));
+    let ci_bot = auth.identities().user("ci-bot").await.unwrap().unwrap();
+    assert_eq!(
+        auth.authenticate(&basic("AWS", token)).await.unwrap(),
+        Identity::User { name: "ci-bot".into(), access_key_id: ci_bot.access_key_id, via: CredentialKind::Token }
+    );
     assert!(
         matches!(cli::token(store.clone(), data_dir, None, &mut Vec::new()).await, Err(Error::UserNotFound(n)) if n == "root")
     );

@@ -50,7 +50,7 @@ pub async fn authorize(
     registry: &Registry,
     ctx: &RequestContext,
     scope: Scope<'_>,
-    actions: &[&str],
+    actions: &[&'static str],
 ) -> Result<(), ConsoleError> {
     match scope {
         Scope::Repository(repo) => registry.authorize(ctx, repo, actions).await.map_err(ConsoleError::from),
@@ -66,7 +66,7 @@ pub async fn allowed(
     registry: &Registry,
     ctx: &RequestContext,
     scope: Scope<'_>,
-    actions: &[&str],
+    actions: &[&'static str],
 ) -> Result<bool, ConsoleError> {
     match authorize(registry, ctx, scope, actions).await {
         Ok(()) => Ok(true),
@@ -84,7 +84,7 @@ pub async fn decision(
     registry: &Registry,
     ctx: &RequestContext,
     repo: &RepositoryName,
-    actions: &[&str],
+    actions: &[&'static str],
 ) -> Result<Result<(), String>, ConsoleError> {
     match authorize(registry, ctx, Scope::Repository(repo), actions).await {
         Ok(()) => Ok(Ok(())),

@@ -32,7 +32,7 @@ use serde::de::DeserializeOwned;
 pub use error::ConsoleError;
 pub use paths::ConsolePath;
 
-use crate::session::{CsrfBinding, SESSION_COOKIE, Session, SessionKeys, SignedInWith};
+use crate::session::{CsrfBinding, SESSION_COOKIE, Session, SessionKeys};
 use crate::view::Layout;
 
 /// What `berth serve` tells the console.
@@ -134,9 +134,8 @@ async fn handle(console: &Console, request: Request) -> Response {
         (_, _) => Err(ConsoleError::BadRequest("This page does not accept that method.".into())),
     };
     let mut response = outcome.unwrap_or_else(|error| console.error_page(error, Some(&visitor)));
-    if let Some(principal) = visitor.principal() {
-        response.extensions_mut().insert(principal);
-    }
+    // The access log reads who was served from the response.
+    response.extensions_mut().insert(visitor.ctx);
     response
 }
 
@@ -153,16 +152,6 @@ pub(crate) struct Visitor {
 impl Visitor {
     pub fn layout(&self) -> Layout {
         self.layout.clone()
-    }
-
-    /// The access log's view of the visitor.
-    fn principal(&self) -> Option<berth_auth::Principal> {
-        let via = match self.session.via {
-            SignedInWith::AccessKey => berth_auth::CredentialKind::AccessKey,
-            SignedInWith::Token => berth_auth::CredentialKind::Token,
-            SignedInWith::Nothing => return None,
-        };
-        Some(berth_auth::Principal::User { name: self.session.user_name.clone()?, via })
     }
 }
 

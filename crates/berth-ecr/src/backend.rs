@@ -1,16 +1,27 @@
 //! What the ECR API needs from the registry service: one method per served operation.
 //!
-//! Requests arrive deserialised and validated (see [`crate::validate`]); enum members never
-//! hold `Unrecognized`. The context names the verified signer.
+//! Requests arrive deserialised, validated (see [`crate::validate`]) and authorized; enum members
+//! never hold `Unrecognized`. The context names the verified signer.
 
 use async_trait::async_trait;
 
+use crate::authorization::Resources;
 use crate::error::EcrError;
 use crate::shapes::*;
 use berth_iam::RequestContext;
 
 #[async_trait]
 pub trait EcrBackend: Send + Sync + 'static {
+    /// `AccessDeniedException` unless the caller may perform `action` on `resources`; the router
+    /// asks before every operation. Also the errors an operation gives for resources that cannot
+    /// be this registry's (another `registryId`, a malformed name or ARN), as it would give them.
+    async fn authorize(
+        &self,
+        ctx: &RequestContext,
+        action: &'static str,
+        resources: Resources<'_>,
+    ) -> Result<(), EcrError>;
+
     async fn get_authorization_token(
         &self,
         ctx: &RequestContext,

@@ -2,7 +2,9 @@
 //! `GET /_berth/layer/<repository>/<digest>?expires=<epoch seconds>&signature=<hex>`.
 //!
 //! Like an S3 pre-signed URL the query is the credential, so this route must be mounted outside
-//! any authentication layer; a URL that is expired or was altered gets 403.
+//! any authentication layer; a URL that is expired or was altered gets 403. Errors are JSON in
+//! the ECR plane's shape (`{"__type", "message"}`); a server-side failure's detail stays in the
+//! log, and the client gets the request id to quote.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,11 +13,14 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use berth_iam::RequestContext;
 use berth_registry::{ByteRange, Registry, RegistryError};
 use berth_spec::{Digest, RepositoryName};
+
+use crate::error::REQUEST_ID_HEADER;
 
 const PREFIX: &str = "/_berth/layer";
 
@@ -29,13 +34,28 @@ pub fn router(registry: Arc<Registry>) -> Router {
     Router::new().route(&format!("{PREFIX}/{{*path}}"), get(download)).with_state(registry)
 }
 
+/// An error answer: a status, ECR's JSON body, and the request id.
+fn failure(status: StatusCode, wire_type: &str, message: &str, request_id: &str) -> Response {
+    let body = serde_json::json!({ "__type": wire_type, "message": message }).to_string();
+    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, id);
+    }
+    response
+}
+
 async fn download(
     State(registry): State<Arc<Registry>>,
     Path(path): Path<String>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
+    extensions: Extensions,
 ) -> Response {
-    let forbidden = |message: &str| (StatusCode::FORBIDDEN, message.to_owned()).into_response();
+    let request_id = match extensions.get::<RequestContext>() {
+        Some(ctx) => ctx.request_id.clone(),
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let forbidden = |message: &str| failure(StatusCode::FORBIDDEN, "AccessDeniedException", message, &request_id);
     // Anything that does not parse cannot be a URL this server signed.
     let Some((repo, digest)) = path.rsplit_once('/') else {
         return forbidden("not a layer download URL");
@@ -53,17 +73,26 @@ async fn download(
     let blob = match registry.open_signed_layer(&repo, &digest, expires_at, signature, range).await {
         Ok(blob) => blob,
         Err(err) => {
-            let status = match err {
-                RegistryError::Denied(_) => StatusCode::FORBIDDEN,
-                RegistryError::BlobUnknown(_) | RegistryError::NameUnknown(_) => StatusCode::NOT_FOUND,
-                RegistryError::RangeInvalid { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-                RegistryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                _ => StatusCode::BAD_REQUEST,
+            let (status, wire_type) = match err {
+                RegistryError::Denied(_) => (StatusCode::FORBIDDEN, "AccessDeniedException"),
+                RegistryError::NameUnknown(_) => (StatusCode::NOT_FOUND, "RepositoryNotFoundException"),
+                RegistryError::BlobUnknown(_) => (StatusCode::NOT_FOUND, "LayersNotFoundException"),
+                RegistryError::RangeInvalid { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "InvalidParameterException"),
+                RegistryError::Internal(_) => {
+                    tracing::error!(request_id, error = %err, "layer download failed");
+                    let message = format!("Internal server error; request id {request_id}");
+                    return failure(StatusCode::INTERNAL_SERVER_ERROR, "ServerException", &message, &request_id);
+                }
+                _ => (StatusCode::BAD_REQUEST, "InvalidParameterException"),
             };
-            if status.is_server_error() {
-                tracing::error!(error = %err, "layer download failed");
+            let mut response = failure(status, wire_type, &err.to_string(), &request_id);
+            if let RegistryError::RangeInvalid { size } = err {
+                // Says how large the layer is, as for ranged reads on /v2/.
+                if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    response.headers_mut().insert(header::CONTENT_RANGE, value);
+                }
             }
-            return (status, err.to_string()).into_response();
+            return response;
         }
     };
     let (status, length, content_range) = match &blob.range {

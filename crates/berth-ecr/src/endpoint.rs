@@ -6,6 +6,7 @@
 use axum::http::HeaderMap;
 
 use crate::error::EcrError;
+use crate::validate::{MAX_LAYER_PART_BYTES, MAX_MANIFEST_BYTES};
 
 pub const TARGET_HEADER: &str = "x-amz-target";
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921";
@@ -24,6 +25,13 @@ macro_rules! endpoints {
             pub fn name(self) -> &'static str {
                 match self {
                     $(Endpoint::$op => stringify!($op),)*
+                }
+            }
+
+            /// The IAM action of the operation, `ecr:<Operation>`.
+            pub fn action(self) -> &'static str {
+                match self {
+                    $(Endpoint::$op => concat!("ecr:", stringify!($op)),)*
                 }
             }
 
@@ -98,7 +106,29 @@ endpoints! {
     ValidatePullThroughCacheRule,
 }
 
+/// Room for the members around the large one (names, ids, offsets) and JSON syntax.
+const ENVELOPE_BYTES: usize = 64 * 1024;
+
+/// The largest body an operation can legitimately have, from the model's member limits at their
+/// worst JSON encoding. `UploadLayerPart`: a 20 MiB part in base64 (4 bytes per 3, never escaped)
+/// ≈ 26.7 MiB. `PutImage`: a 4 MiB manifest as a JSON string, where each character may become a
+/// 6-byte `\uXXXX` escape (botocore escapes all non-ASCII) = 24 MiB. Every other operation: 1 MiB,
+/// above the largest of them (`BatchCheckLayerAvailability`: 100 digests of up to 1,000
+/// characters, each escaped, ≈ 600 KB; lifecycle policies: 30,720 characters ≈ 184 KB).
+pub const UPLOAD_LAYER_PART_BODY_BYTES: usize = MAX_LAYER_PART_BYTES.div_ceil(3) * 4 + ENVELOPE_BYTES;
+pub const PUT_IMAGE_BODY_BYTES: usize = MAX_MANIFEST_BYTES * 6 + ENVELOPE_BYTES;
+pub const SMALL_BODY_BYTES: usize = 1024 * 1024;
+
 impl Endpoint {
+    /// The largest request body the operation accepts (see [`UPLOAD_LAYER_PART_BODY_BYTES`]).
+    pub fn max_body_bytes(self) -> usize {
+        match self {
+            Endpoint::UploadLayerPart => UPLOAD_LAYER_PART_BODY_BYTES,
+            Endpoint::PutImage => PUT_IMAGE_BODY_BYTES,
+            _ => SMALL_BODY_BYTES,
+        }
+    }
+
     /// Parses `X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.<Operation>`. A missing header,
     /// another service's prefix or an operation the model lacks is `UnknownOperationException`
     /// (HTTP 400), which is how AWS's JSON front end answers an unroutable target.
@@ -152,6 +182,21 @@ mod tests {
         }
         let missing = Endpoint::from_headers(&HeaderMap::new()).unwrap_err();
         assert_eq!(missing.wire_type(), "UnknownOperationException");
+    }
+
+    #[test]
+    fn actions_are_the_operations_in_iams_namespace() {
+        assert_eq!(Endpoint::PutImage.action(), "ecr:PutImage");
+        assert!(Endpoint::ALL.iter().all(|e| e.action().strip_prefix("ecr:") == Some(e.name())));
+        // berth-iam, which policies are evaluated with, knows every one of them.
+        assert!(Endpoint::ALL.iter().all(|e| berth_iam::actions::ALL_ECR.contains(&e.action())));
+    }
+
+    #[test]
+    fn body_limits_follow_the_largest_members() {
+        assert_eq!(UPLOAD_LAYER_PART_BODY_BYTES, 27_962_028 + 65_536);
+        assert_eq!(PUT_IMAGE_BODY_BYTES, 25_165_824 + 65_536);
+        assert_eq!(Endpoint::DescribeImages.max_body_bytes(), SMALL_BODY_BYTES);
     }
 
     /// The enum must list exactly the operations of the model shipped with the installed botocore.

@@ -3,11 +3,13 @@
 //! CLI and the AWS SDKs work unmodified.
 //!
 //! The protocol layer: SigV4 verification ([`sigv4`]), operation routing
-//! ([`endpoint`]), the model's members ([`shapes`]) and constraints ([`validate`]), errors on the
-//! wire ([`error`]), pagination tokens ([`pagination`]) and the handler ([`router`]). The
+//! ([`endpoint`]), the model's members ([`shapes`]) and constraints ([`validate`]), the resources
+//! each request touches ([`authorization`]), errors on the wire ([`error`]), pagination tokens
+//! ([`pagination`]) and the handler ([`router`]). The
 //! operations are [`RegistryBackend`], an [`EcrBackend`] over the registry service
 //! ([`service`]); the layer URLs it hands out are served by [`download::router`].
 
+pub mod authorization;
 pub mod backend;
 pub mod download;
 pub mod endpoint;
@@ -21,10 +23,11 @@ pub mod sigv4;
 pub mod tokens;
 pub mod validate;
 
+pub use authorization::{Resources, Scoped};
 pub use backend::EcrBackend;
 pub use endpoint::Endpoint;
 pub use error::EcrError;
 pub use router::{Authentication, EcrService, handle, router};
 pub use service::{EcrConfig, RegistryBackend};
-pub use sigv4::{Principal, SecretLookup, SigningKey};
+pub use sigv4::{SecretLookup, SigningKey};
 pub use tokens::{AuthDisabledTokens, IssuedToken, TokenIssuer};

@@ -14,7 +14,6 @@ use crate::shapes::{
 /// What a call was about, for the messages ECR puts in its errors.
 pub(crate) struct Scope<'a> {
     pub registry_id: &'a str,
-    pub region: &'a str,
     pub repository: &'a str,
     pub upload_id: Option<&'a str>,
 }
@@ -22,7 +21,7 @@ pub(crate) struct Scope<'a> {
 /// The exception a whole call fails with.
 pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
     use RegistryError::*;
-    let Scope { registry_id, region, repository, upload_id } = *scope;
+    let Scope { registry_id, repository, upload_id } = *scope;
     match err {
         NameUnknown(name) => EcrError::repository_not_found(&name, registry_id),
         RepositoryExists(name) => EcrError::repository_already_exists(&name, registry_id),
@@ -93,9 +92,7 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
         | Unsupported(_)
         | BlobInUse { .. }
         | Denied(_)) => EcrError::InvalidParameter(e.to_string()),
-        AccessDenied { caller, action, repository } => EcrError::AccessDenied(format!(
-            "User: {caller} is not authorized to perform: {action} on resource: arn:aws:ecr:{region}:{registry_id}:repository/{repository} with an explicit deny in a resource-based policy"
-        )),
+        AccessDenied { message, .. } => EcrError::AccessDenied(message),
         e @ SettingsUnreadable { .. } => EcrError::AccessDenied(e.to_string()),
         Internal(reason) => EcrError::Server(reason),
     }

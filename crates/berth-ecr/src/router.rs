@@ -1,8 +1,11 @@
 //! The front of the ECR API: `POST` with `X-Amz-Target`, answered in JSON 1.1.
 //!
-//! Order of checks, as AWS's front end does it: the target names an operation, the signature
-//! covers the request, the body is JSON of the operation's input, the input satisfies the model;
-//! only then does the backend run.
+//! Order of checks, as AWS's front end does it, and so that an unauthenticated client cannot make
+//! the server read (let alone buffer) a body: the target names an operation; the signature's
+//! headers check out (scope, signed headers, clock skew, a known key); the operation is one Berth
+//! serves; the body, bounded by the operation's own limit, is read; the signature covers it; the
+//! body is JSON of the operation's input and satisfies the model; the caller may perform the
+//! operation's action on the resources it names; only then does the backend run.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -10,7 +13,7 @@ use std::time::SystemTime;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
@@ -20,24 +23,18 @@ use serde::de::DeserializeOwned;
 
 use berth_iam::{ConnectionInfo, Identity, RequestContext};
 
+use crate::authorization::Scoped;
 use crate::backend::EcrBackend;
 use crate::endpoint::Endpoint;
 use crate::error::{CONTENT_TYPE, EcrError, REQUEST_ID_HEADER};
-use crate::sigv4::{self, Principal, SecretLookup, SignedRequest};
+use crate::sigv4::{self, RequestHead, SecretLookup};
 use crate::validate::Validate;
-
-/// Largest request body read: an `UploadLayerPart` of 20 MiB is ~28 MiB of base64 in JSON.
-pub const MAX_BODY_BYTES: usize = 30 * 1024 * 1024;
-
-/// The principal recorded for requests when authentication is off and none is claimed.
-pub const ANONYMOUS: &str = "anonymous";
 
 #[derive(Clone)]
 pub enum Authentication {
     /// Every request must carry a valid SigV4 signature by a known access key.
     SigV4(Arc<dyn SecretLookup>),
-    /// Signatures are not checked (`--no-auth` on loopback); the claimed access key id, if any,
-    /// still names the principal.
+    /// Signatures are not checked (`--no-auth` on loopback): every caller is anonymous.
     Disabled,
 }
 
@@ -59,105 +56,129 @@ pub fn router(service: EcrService) -> Router {
     Router::new().route("/", post(handle)).with_state(service)
 }
 
-/// Serves one ECR API call. The response carries the verified [`Principal`] in its extensions
-/// so an access log around the router can attribute the request.
+/// Serves one ECR API call. It takes the request's [`RequestContext`] from the request's
+/// extensions (the server's edge puts one there) and returns it, with the verified signer as its
+/// identity, in the response's extensions for the access log.
 pub async fn handle(State(service): State<EcrService>, request: Request) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let endpoint = Endpoint::from_headers(request.headers());
+    let (mut parts, body) = request.into_parts();
+    let mut ctx = request_context(&mut parts);
+    let endpoint = Endpoint::from_headers(&parts.headers);
     let operation = endpoint.as_ref().ok().map(|e| e.name());
-    let (principal, outcome) = match endpoint {
-        Ok(endpoint) => serve(&service, &request_id, endpoint, request).await,
-        Err(err) => (None, Err(err)),
+    let outcome = match endpoint {
+        Ok(endpoint) => serve(&service, &mut ctx, endpoint, parts, body).await,
+        Err(err) => Err(err),
     };
-    let access_key_id = principal.as_ref().map(|p| p.access_key_id.as_str());
+    let request_id = ctx.request_id.as_str();
+    let access_key_id = ctx.identity.access_key_id();
     let mut response = match outcome {
         Ok(body) => {
             tracing::debug!(request_id, operation, access_key_id, "ECR call");
             let mut response = (StatusCode::OK, body).into_response();
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-            if let Ok(id) = HeaderValue::from_str(&request_id) {
+            if let Ok(id) = HeaderValue::from_str(request_id) {
                 headers.insert(REQUEST_ID_HEADER, id);
             }
             response
         }
+        Err(EcrError::Server(detail)) => {
+            // The detail (a store's or backend's error) stays in the log; the client gets the id.
+            tracing::warn!(request_id, operation, access_key_id, error = "ServerException", "{detail}");
+            EcrError::Server(format!("Internal server error; request id {request_id}"))
+                .into_response_with_id(request_id)
+        }
         Err(err) => {
-            if matches!(err, EcrError::Server(_)) {
-                tracing::warn!(request_id, operation, access_key_id, error = err.wire_type(), "{err}");
-            } else {
+            // Without a verified signer anyone can cause these, as often as they like: not at INFO.
+            if ctx.identity != Identity::Anonymous {
                 tracing::info!(request_id, operation, access_key_id, error = err.wire_type(), "{err}");
+            } else {
+                tracing::debug!(request_id, operation, error = err.wire_type(), "{err}");
             }
-            err.into_response_with_id(&request_id)
+            err.into_response_with_id(request_id)
         }
     };
-    if let Some(principal) = principal {
-        response.extensions_mut().insert(principal);
-    }
+    response.extensions_mut().insert(ctx);
     response
 }
 
-/// Authenticates and runs the call; the principal is returned once known, even on failure.
-async fn serve(
-    service: &EcrService,
-    request_id: &str,
-    endpoint: Endpoint,
-    request: Request,
-) -> (Option<Principal>, Result<Vec<u8>, EcrError>) {
-    let received_at = SystemTime::now();
-    let (parts, body) = request.into_parts();
-    let body = match read_body(&parts.headers, body).await {
-        Ok(body) => body,
-        Err(err) => return (None, Err(err)),
-    };
-    let principal = match &service.authentication {
-        Authentication::SigV4(secrets) => {
-            let signed = SignedRequest { method: &parts.method, uri: &parts.uri, headers: &parts.headers, body: &body };
-            match sigv4::verify(&signed, SystemTime::now(), secrets.as_ref()).await {
-                Ok(principal) => principal,
-                Err(err) => return (None, Err(err)),
-            }
-        }
-        Authentication::Disabled => sigv4::claimed_principal(&parts.headers).unwrap_or_else(|| Principal {
-            access_key_id: ANONYMOUS.into(),
-            region: String::new(),
-            identity: Identity::Anonymous,
-        }),
-    };
-    let ctx = RequestContext {
-        request_id: request_id.to_owned(),
-        received_at,
-        source_ip: parts.extensions.get::<ConnectionInfo>().map(|c| c.peer.ip()),
-        secure_transport: parts.extensions.get::<ConnectionInfo>().is_some_and(|c| c.tls),
+/// The context the server's edge made for this request (request id, client address, transport),
+/// or one from the connection alone when the router runs without that edge.
+fn request_context(parts: &mut Parts) -> RequestContext {
+    if let Some(ctx) = parts.extensions.remove::<RequestContext>() {
+        return ctx;
+    }
+    let connection = parts.extensions.get::<ConnectionInfo>();
+    RequestContext {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        received_at: SystemTime::now(),
+        source_ip: connection.map(|c| c.peer.ip()),
+        secure_transport: connection.is_some_and(|c| c.tls),
         user_agent: parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
-        identity: principal.identity.clone(),
-    };
-    let outcome = dispatch(service.backend.as_ref(), &ctx, endpoint, &body).await;
-    (Some(principal), outcome)
+        identity: Identity::Anonymous,
+    }
 }
 
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, EcrError> {
-    let too_large = || EcrError::RequestTooLarge(format!("Request body is larger than {MAX_BODY_BYTES} bytes"));
+/// Authenticates and runs the call, setting the context's identity once the signature is verified.
+async fn serve(
+    service: &EcrService,
+    ctx: &mut RequestContext,
+    endpoint: Endpoint,
+    parts: Parts,
+    body: Body,
+) -> Result<Vec<u8>, EcrError> {
+    let limit = endpoint.max_body_bytes();
+    let body = match &service.authentication {
+        Authentication::SigV4(secrets) => {
+            let head = RequestHead { method: &parts.method, uri: &parts.uri, headers: &parts.headers };
+            let pending = sigv4::authenticate(head, SystemTime::now(), secrets.as_ref()).await?;
+            if !served(endpoint) {
+                return Err(EcrError::NotImplemented(endpoint));
+            }
+            let body = read_body(&parts.headers, body, limit).await?;
+            ctx.identity = pending.verify(&body)?;
+            body
+        }
+        Authentication::Disabled => {
+            if !served(endpoint) {
+                return Err(EcrError::NotImplemented(endpoint));
+            }
+            read_body(&parts.headers, body, limit).await?
+        }
+    };
+    dispatch(service.backend.as_ref(), ctx, endpoint, &body).await
+}
+
+/// At most `limit` bytes of body; a larger declared length is refused before any is read.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, EcrError> {
+    let too_large = || EcrError::RequestTooLarge(format!("Request body is larger than {limit} bytes"));
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+    if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+    match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
         Err(err) => Err(EcrError::Serialization(format!("Could not read the request body: {err}"))),
     }
 }
 
-/// Deserialises, validates, runs and serialises one operation.
-async fn call<Req, Resp, Fut>(body: &[u8], run: impl FnOnce(Req) -> Fut) -> Result<Vec<u8>, EcrError>
+/// Deserialises, validates, authorizes, runs and serialises one operation.
+async fn call<Req, Resp, Fut>(
+    backend: &dyn EcrBackend,
+    ctx: &RequestContext,
+    endpoint: Endpoint,
+    body: &[u8],
+    run: impl FnOnce(Req) -> Fut,
+) -> Result<Vec<u8>, EcrError>
 where
-    Req: DeserializeOwned + Validate,
+    Req: DeserializeOwned + Validate + Scoped,
     Resp: Serialize,
     Fut: Future<Output = Result<Resp, EcrError>>,
 {
     let request: Req = decode(body)?;
     request.validate()?;
+    backend.authorize(ctx, endpoint.action(), request.resources()).await?;
     let response = run(request).await?;
     serde_json::to_vec(&response).map_err(|e| EcrError::Server(format!("Could not encode the response: {e}")))
 }
@@ -175,22 +196,28 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, EcrError> {
     })
 }
 
+/// The served operations and their backend methods: [`served`] and [`dispatch`].
 macro_rules! dispatch_table {
-    ($endpoint:expr, $body:expr, $backend:expr, $ctx:expr; $($op:ident => $method:ident),* $(,)?) => {
-        match $endpoint {
-            $(Endpoint::$op => call($body, |request| $backend.$method($ctx, request)).await,)*
-            other => Err(EcrError::NotImplemented(other)),
+    ($($op:ident => $method:ident),* $(,)?) => {
+        fn served(endpoint: Endpoint) -> bool {
+            matches!(endpoint, $(Endpoint::$op)|*)
+        }
+
+        async fn dispatch(
+            backend: &dyn EcrBackend,
+            ctx: &RequestContext,
+            endpoint: Endpoint,
+            body: &[u8],
+        ) -> Result<Vec<u8>, EcrError> {
+            match endpoint {
+                $(Endpoint::$op => call(backend, ctx, endpoint, body, |request| backend.$method(ctx, request)).await,)*
+                other => Err(EcrError::NotImplemented(other)),
+            }
         }
     };
 }
 
-async fn dispatch(
-    backend: &dyn EcrBackend,
-    ctx: &RequestContext,
-    endpoint: Endpoint,
-    body: &[u8],
-) -> Result<Vec<u8>, EcrError> {
-    dispatch_table!(endpoint, body, backend, ctx;
+dispatch_table!(
         GetAuthorizationToken => get_authorization_token,
         CreateRepository => create_repository,
         DescribeRepositories => describe_repositories,
@@ -221,6 +248,5 @@ async fn dispatch(
         GetLifecyclePolicyPreview => get_lifecycle_policy_preview,
         SetRepositoryPolicy => set_repository_policy,
         GetRepositoryPolicy => get_repository_policy,
-        DeleteRepositoryPolicy => delete_repository_policy,
-    )
-}
+    DeleteRepositoryPolicy => delete_repository_policy,
+);

@@ -15,10 +15,11 @@ use berth_registry::settings::{
 };
 use berth_registry::{
     ImageId, ImageRecord, ImageSelector, LifecyclePolicyInfo, PreviewResult, PutImage, Registry, RegistryError,
-    RepositoryInfo, RepositorySettings, TagStatus as Status,
+    RepositoryInfo, RepositorySettings, Resource, TagStatus as Status,
 };
 use berth_spec::{Digest, RepositoryName, Tag as OciTag};
 
+use crate::authorization::Resources;
 use crate::backend::EcrBackend;
 use crate::download;
 use crate::endpoint::Endpoint;
@@ -65,7 +66,7 @@ impl RegistryBackend {
     }
 
     fn scope<'a>(&'a self, repository: &'a str) -> Scope<'a> {
-        Scope { registry_id: &self.config.registry_id, region: &self.config.region, repository, upload_id: None }
+        Scope { registry_id: &self.config.registry_id, repository, upload_id: None }
     }
 
     /// Translates service errors of a call about `repository`.
@@ -80,30 +81,6 @@ impl RegistryBackend {
             return Err(EcrError::repository_not_found(name, registry_id.as_deref().unwrap_or_default()));
         }
         name.parse().map_err(|e: berth_spec::NameError| EcrError::invalid_parameter("repositoryName", &e.to_string()))
-    }
-
-    /// The repository a request names, once its policy lets the caller perform `operation` on it.
-    async fn authorized(
-        &self,
-        ctx: &RequestContext,
-        operation: Endpoint,
-        registry_id: &Option<String>,
-        name: &str,
-    ) -> Result<RepositoryName, EcrError> {
-        let repo = self.repository(registry_id, name)?;
-        self.authorize(ctx, operation, &repo).await?;
-        Ok(repo)
-    }
-
-    /// `AccessDeniedException` if `repo`'s policy denies the caller `ecr:<operation>`.
-    async fn authorize(
-        &self,
-        ctx: &RequestContext,
-        operation: Endpoint,
-        repo: &RepositoryName,
-    ) -> Result<(), EcrError> {
-        let action = format!("ecr:{}", operation.name());
-        self.registry.authorize(ctx, repo, &[&action]).await.map_err(self.fail(repo.as_str()))
     }
 
     /// The repository an ARN names, if it is one of this registry's.
@@ -259,6 +236,44 @@ fn token_digest(key: &str) -> Result<Digest, EcrError> {
 
 #[async_trait]
 impl EcrBackend for RegistryBackend {
+    async fn authorize(
+        &self,
+        ctx: &RequestContext,
+        action: &'static str,
+        resources: Resources<'_>,
+    ) -> Result<(), EcrError> {
+        let authorizer = self.registry.authorizer();
+        let actions = [action];
+        match resources {
+            Resources::Registry => authorizer.authorize(ctx, &actions, Resource::Registry).await.map_err(self.fail("")),
+            Resources::AllRepositories { registry_id } => {
+                if let Some(id) = registry_id.filter(|id| *id != self.config.registry_id) {
+                    return Err(EcrError::registry_not_found(id));
+                }
+                authorizer.authorize(ctx, &actions, Resource::AllRepositories).await.map_err(self.fail(""))
+            }
+            Resources::Repository { registry_id, name } => {
+                let repo = self.repository(&registry_id.map(str::to_owned), name)?;
+                let resource = Resource::Repository(repo.as_str());
+                authorizer.authorize(ctx, &actions, resource).await.map_err(self.fail(name))
+            }
+            Resources::Repositories { registry_id, names } => {
+                let registry_id = registry_id.map(str::to_owned);
+                for name in names {
+                    let repo = self.repository(&registry_id, name)?;
+                    let resource = Resource::Repository(repo.as_str());
+                    authorizer.authorize(ctx, &actions, resource).await.map_err(self.fail(name))?;
+                }
+                Ok(())
+            }
+            Resources::RepositoryArn(arn) => {
+                let repo = self.repository_of_arn(arn)?;
+                let resource = Resource::Repository(repo.as_str());
+                authorizer.authorize(ctx, &actions, resource).await.map_err(self.fail(repo.as_str()))
+            }
+        }
+    }
+
     async fn get_authorization_token(
         &self,
         ctx: &RequestContext,
@@ -280,8 +295,7 @@ impl EcrBackend for RegistryBackend {
         ctx: &RequestContext,
         request: CreateRepositoryRequest,
     ) -> Result<CreateRepositoryResponse, EcrError> {
-        let name =
-            self.authorized(ctx, Endpoint::CreateRepository, &request.registry_id, &request.repository_name).await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let encryption = match request.encryption_configuration {
             None => Encryption::default(),
             Some(config) => {
@@ -335,7 +349,7 @@ impl EcrBackend for RegistryBackend {
             let mut seen = HashSet::new();
             let mut repositories = Vec::new();
             for name in names.iter().filter(|name| seen.insert(name.as_str())) {
-                let repo = self.authorized(ctx, Endpoint::DescribeRepositories, &None, name).await?;
+                let repo = self.repository(&None, name)?;
                 let info = self.registry.describe_repository(&repo).await.map_err(self.fail(name))?;
                 repositories.push(self.repository_shape(&info));
             }
@@ -343,8 +357,14 @@ impl EcrBackend for RegistryBackend {
         }
         let pager = Pager::new(Endpoint::DescribeRepositories, &self.config.registry_id);
         let after = pager.resume(request.next_token.as_deref())?.and_then(|mut key| key.pop());
-        let (infos, more) =
-            self.registry.list_repositories(after.as_deref(), request.page_size()).await.map_err(self.fail(""))?;
+        // Only the repositories the caller may describe, as on ECR.
+        let (listed, more) = self
+            .registry
+            .list_repositories_for(ctx, Endpoint::DescribeRepositories.action(), after.as_deref(), request.page_size())
+            .await
+            .map_err(self.fail(""))?;
+        let infos =
+            listed.into_iter().map(RepositoryInfo::try_from).collect::<Result<Vec<_>, _>>().map_err(self.fail(""))?;
         Ok(DescribeRepositoriesResponse {
             next_token: pager.next_token(more, &infos, |last| vec![last.name.to_string()]),
             repositories: infos.iter().map(|info| self.repository_shape(info)).collect(),
@@ -356,8 +376,7 @@ impl EcrBackend for RegistryBackend {
         ctx: &RequestContext,
         request: DeleteRepositoryRequest,
     ) -> Result<DeleteRepositoryResponse, EcrError> {
-        let name =
-            self.authorized(ctx, Endpoint::DeleteRepository, &request.registry_id, &request.repository_name).await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let info =
             self.registry.delete_repository(ctx, &name, request.force).await.map_err(self.fail(name.as_str()))?;
         Ok(DeleteRepositoryResponse { repository: self.repository_shape(&info) })
@@ -365,11 +384,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn describe_images(
         &self,
-        ctx: &RequestContext,
+        _: &RequestContext,
         request: DescribeImagesRequest,
     ) -> Result<DescribeImagesResponse, EcrError> {
-        let name =
-            self.authorized(ctx, Endpoint::DescribeImages, &request.registry_id, &request.repository_name).await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let repo = name.as_str();
         // Images named by id are described whatever the filter says (it selects what a listing shows).
         if let Some(ids) = &request.image_ids {
@@ -412,10 +430,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn list_images(
         &self,
-        ctx: &RequestContext,
+        _: &RequestContext,
         request: ListImagesRequest,
     ) -> Result<ListImagesResponse, EcrError> {
-        let name = self.authorized(ctx, Endpoint::ListImages, &request.registry_id, &request.repository_name).await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let repo = name.as_str();
         let (tag_status, image_status) = image_filters(&request.filter);
         if !selects_active(image_status) {
@@ -447,11 +465,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn batch_get_image(
         &self,
-        ctx: &RequestContext,
+        _: &RequestContext,
         request: BatchGetImageRequest,
     ) -> Result<BatchGetImageResponse, EcrError> {
-        let name =
-            self.authorized(ctx, Endpoint::BatchGetImage, &request.registry_id, &request.repository_name).await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let repo = name.as_str();
         let (selectors, failures) = selectors(&request.image_ids);
         // acceptedMediaTypes is not a filter: Berth never converts between formats and returns
@@ -481,7 +498,7 @@ impl EcrBackend for RegistryBackend {
     }
 
     async fn put_image(&self, ctx: &RequestContext, request: PutImageRequest) -> Result<PutImageResponse, EcrError> {
-        let name = self.authorized(ctx, Endpoint::PutImage, &request.registry_id, &request.repository_name).await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let repo = name.as_str();
         // ECR's own checks, before the manifest grammar: JSON at all, and a media type from the
         // manifest or the request (the /v2/ plane would infer one from the shape instead).
@@ -524,8 +541,7 @@ impl EcrBackend for RegistryBackend {
         ctx: &RequestContext,
         request: BatchDeleteImageRequest,
     ) -> Result<BatchDeleteImageResponse, EcrError> {
-        let name =
-            self.authorized(ctx, Endpoint::BatchDeleteImage, &request.registry_id, &request.repository_name).await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let repo = name.as_str();
         let (selectors, failures) = selectors(&request.image_ids);
         let deleted = self.registry.delete_images(ctx, &name, &selectors).await.map_err(self.fail(repo))?;
@@ -550,12 +566,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn batch_check_layer_availability(
         &self,
-        ctx: &RequestContext,
+        _: &RequestContext,
         request: BatchCheckLayerAvailabilityRequest,
     ) -> Result<BatchCheckLayerAvailabilityResponse, EcrError> {
-        let name = self
-            .authorized(ctx, Endpoint::BatchCheckLayerAvailability, &request.registry_id, &request.repository_name)
-            .await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let repo = name.as_str();
         self.registry.describe_repository(&name).await.map_err(self.fail(repo))?;
         let mut response = BatchCheckLayerAvailabilityResponse { layers: vec![], failures: vec![] };
@@ -591,19 +605,17 @@ impl EcrBackend for RegistryBackend {
         ctx: &RequestContext,
         request: InitiateLayerUploadRequest,
     ) -> Result<InitiateLayerUploadResponse, EcrError> {
-        let name =
-            self.authorized(ctx, Endpoint::InitiateLayerUpload, &request.registry_id, &request.repository_name).await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let upload = self.registry.initiate_layer_upload(ctx, &name).await.map_err(self.fail(name.as_str()))?;
         Ok(InitiateLayerUploadResponse { upload_id: upload.id, part_size: ADVERTISED_PART_SIZE })
     }
 
     async fn upload_layer_part(
         &self,
-        ctx: &RequestContext,
+        _: &RequestContext,
         request: UploadLayerPartRequest,
     ) -> Result<UploadLayerPartResponse, EcrError> {
-        let name =
-            self.authorized(ctx, Endpoint::UploadLayerPart, &request.registry_id, &request.repository_name).await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let scope = Scope { upload_id: Some(&request.upload_id), ..self.scope(name.as_str()) };
         let last = self
             .registry
@@ -626,11 +638,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn complete_layer_upload(
         &self,
-        ctx: &RequestContext,
+        _: &RequestContext,
         request: CompleteLayerUploadRequest,
     ) -> Result<CompleteLayerUploadResponse, EcrError> {
-        let name =
-            self.authorized(ctx, Endpoint::CompleteLayerUpload, &request.registry_id, &request.repository_name).await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let [layer_digest] = request.layer_digests.as_slice() else {
             return Err(EcrError::invalid_parameter("layerDigests", "An upload is one layer: give exactly one digest"));
         };
@@ -651,12 +662,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn get_download_url_for_layer(
         &self,
-        ctx: &RequestContext,
+        _: &RequestContext,
         request: GetDownloadUrlForLayerRequest,
     ) -> Result<GetDownloadUrlForLayerResponse, EcrError> {
-        let name = self
-            .authorized(ctx, Endpoint::GetDownloadUrlForLayer, &request.registry_id, &request.repository_name)
-            .await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let digest = parse_digest("layerDigest", &request.layer_digest)?;
         let expires_at = Timestamp::from(SystemTime::now() + DOWNLOAD_URL_LIFETIME).millis() / 1000;
         let signature =
@@ -673,7 +682,6 @@ impl EcrBackend for RegistryBackend {
         request: TagResourceRequest,
     ) -> Result<TagResourceResponse, EcrError> {
         let name = self.repository_of_arn(&request.resource_arn)?;
-        self.authorize(ctx, Endpoint::TagResource, &name).await?;
         self.registry
             .tag_repository(ctx, &name, &resource_tags(&request.tags))
             .await
@@ -687,18 +695,16 @@ impl EcrBackend for RegistryBackend {
         request: UntagResourceRequest,
     ) -> Result<UntagResourceResponse, EcrError> {
         let name = self.repository_of_arn(&request.resource_arn)?;
-        self.authorize(ctx, Endpoint::UntagResource, &name).await?;
         self.registry.untag_repository(ctx, &name, &request.tag_keys).await.map_err(self.fail(name.as_str()))?;
         Ok(UntagResourceResponse {})
     }
 
     async fn list_tags_for_resource(
         &self,
-        ctx: &RequestContext,
+        _: &RequestContext,
         request: ListTagsForResourceRequest,
     ) -> Result<ListTagsForResourceResponse, EcrError> {
         let name = self.repository_of_arn(&request.resource_arn)?;
-        self.authorize(ctx, Endpoint::ListTagsForResource, &name).await?;
         let info = self.registry.describe_repository(&name).await.map_err(self.fail(name.as_str()))?;
         let tags = info.settings.resource_tags.into_iter().map(|t| Tag { key: t.key, value: t.value }).collect();
         Ok(ListTagsForResourceResponse { tags })
@@ -722,9 +728,7 @@ impl EcrBackend for RegistryBackend {
         ctx: &RequestContext,
         request: PutImageScanningConfigurationRequest,
     ) -> Result<PutImageScanningConfigurationResponse, EcrError> {
-        let name = self
-            .authorized(ctx, Endpoint::PutImageScanningConfiguration, &request.registry_id, &request.repository_name)
-            .await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let scan_on_push = request.image_scanning_configuration.scan_on_push;
         let info = self.registry.set_scan_on_push(ctx, &name, scan_on_push).await.map_err(self.fail(name.as_str()))?;
         Ok(PutImageScanningConfigurationResponse {
@@ -751,14 +755,14 @@ impl EcrBackend for RegistryBackend {
 
     async fn batch_get_repository_scanning_configuration(
         &self,
-        ctx: &RequestContext,
+        _: &RequestContext,
         request: BatchGetRepositoryScanningConfigurationRequest,
     ) -> Result<BatchGetRepositoryScanningConfigurationResponse, EcrError> {
         let mut seen = HashSet::new();
         let mut scanning_configurations = Vec::new();
         let mut failures = Vec::new();
         for name in request.repository_names.iter().filter(|name| seen.insert(name.as_str())) {
-            let repo = self.authorized(ctx, Endpoint::BatchGetRepositoryScanningConfiguration, &None, name).await?;
+            let repo = self.repository(&None, name)?;
             match self.registry.describe_repository(&repo).await {
                 Ok(info) => {
                     let scan_on_push = info.settings.scan_on_push;
@@ -779,11 +783,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn list_image_referrers(
         &self,
-        ctx: &RequestContext,
+        _: &RequestContext,
         request: ListImageReferrersRequest,
     ) -> Result<ListImageReferrersResponse, EcrError> {
-        let name =
-            self.authorized(ctx, Endpoint::ListImageReferrers, &request.registry_id, &request.repository_name).await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let repo = name.as_str();
         let subject = parse_digest("subjectId.imageDigest", &request.subject_id.image_digest)?;
         self.registry.describe_repository(&name).await.map_err(self.fail(repo))?;
@@ -828,9 +831,7 @@ impl EcrBackend for RegistryBackend {
         ctx: &RequestContext,
         request: PutImageTagMutabilityRequest,
     ) -> Result<PutImageTagMutabilityResponse, EcrError> {
-        let name = self
-            .authorized(ctx, Endpoint::PutImageTagMutability, &request.registry_id, &request.repository_name)
-            .await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let info = self
             .registry
             .set_tag_mutability(
@@ -855,8 +856,7 @@ impl EcrBackend for RegistryBackend {
         ctx: &RequestContext,
         request: PutLifecyclePolicyRequest,
     ) -> Result<PutLifecyclePolicyResponse, EcrError> {
-        let name =
-            self.authorized(ctx, Endpoint::PutLifecyclePolicy, &request.registry_id, &request.repository_name).await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         self.registry
             .put_lifecycle_policy(ctx, &name, &request.lifecycle_policy_text)
             .await
@@ -870,11 +870,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn get_lifecycle_policy(
         &self,
-        ctx: &RequestContext,
+        _: &RequestContext,
         request: GetLifecyclePolicyRequest,
     ) -> Result<GetLifecyclePolicyResponse, EcrError> {
-        let name =
-            self.authorized(ctx, Endpoint::GetLifecyclePolicy, &request.registry_id, &request.repository_name).await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let policy = self.registry.lifecycle_policy(&name).await.map_err(self.fail(name.as_str()))?;
         Ok(self.lifecycle_policy_shape(request.repository_name, policy))
     }
@@ -884,9 +883,7 @@ impl EcrBackend for RegistryBackend {
         ctx: &RequestContext,
         request: DeleteLifecyclePolicyRequest,
     ) -> Result<DeleteLifecyclePolicyResponse, EcrError> {
-        let name = self
-            .authorized(ctx, Endpoint::DeleteLifecyclePolicy, &request.registry_id, &request.repository_name)
-            .await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let policy = self.registry.delete_lifecycle_policy(ctx, &name).await.map_err(self.fail(name.as_str()))?;
         Ok(self.lifecycle_policy_shape(request.repository_name, policy))
     }
@@ -896,9 +893,7 @@ impl EcrBackend for RegistryBackend {
         ctx: &RequestContext,
         request: StartLifecyclePolicyPreviewRequest,
     ) -> Result<StartLifecyclePolicyPreviewResponse, EcrError> {
-        let name = self
-            .authorized(ctx, Endpoint::StartLifecyclePolicyPreview, &request.registry_id, &request.repository_name)
-            .await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let text = self
             .registry
             .start_lifecycle_preview(ctx, &name, request.lifecycle_policy_text.as_deref())
@@ -914,12 +909,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn get_lifecycle_policy_preview(
         &self,
-        ctx: &RequestContext,
+        _: &RequestContext,
         request: GetLifecyclePolicyPreviewRequest,
     ) -> Result<GetLifecyclePolicyPreviewResponse, EcrError> {
-        let name = self
-            .authorized(ctx, Endpoint::GetLifecyclePolicyPreview, &request.registry_id, &request.repository_name)
-            .await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let repo = name.as_str();
         let preview = self.registry.lifecycle_preview(&name).await.map_err(self.fail(repo))?;
         let expiring_image_total_count = preview.results.len();
@@ -977,8 +970,7 @@ impl EcrBackend for RegistryBackend {
         ctx: &RequestContext,
         request: SetRepositoryPolicyRequest,
     ) -> Result<SetRepositoryPolicyResponse, EcrError> {
-        let name =
-            self.authorized(ctx, Endpoint::SetRepositoryPolicy, &request.registry_id, &request.repository_name).await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         self.registry
             .set_repository_policy(ctx, &name, &request.policy_text)
             .await
@@ -988,11 +980,10 @@ impl EcrBackend for RegistryBackend {
 
     async fn get_repository_policy(
         &self,
-        ctx: &RequestContext,
+        _: &RequestContext,
         request: GetRepositoryPolicyRequest,
     ) -> Result<GetRepositoryPolicyResponse, EcrError> {
-        let name =
-            self.authorized(ctx, Endpoint::GetRepositoryPolicy, &request.registry_id, &request.repository_name).await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let text = self.registry.repository_policy(&name).await.map_err(self.fail(name.as_str()))?;
         Ok(self.repository_policy_shape(request.repository_name, text))
     }
@@ -1002,9 +993,7 @@ impl EcrBackend for RegistryBackend {
         ctx: &RequestContext,
         request: DeleteRepositoryPolicyRequest,
     ) -> Result<DeleteRepositoryPolicyResponse, EcrError> {
-        let name = self
-            .authorized(ctx, Endpoint::DeleteRepositoryPolicy, &request.registry_id, &request.repository_name)
-            .await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
         let text = self.registry.delete_repository_policy(ctx, &name).await.map_err(self.fail(name.as_str()))?;
         Ok(self.repository_policy_shape(request.repository_name, text))
     }

@@ -14,7 +14,6 @@ use std::str::FromStr;
 use berth_registry::lifecycle::{
     MAX_POLICY_LENGTH as MAX_LIFECYCLE_POLICY_LENGTH, MIN_POLICY_LENGTH as MIN_LIFECYCLE_POLICY_LENGTH,
 };
-use berth_registry::repository_policy::MAX_POLICY_LENGTH as MAX_REPOSITORY_POLICY_LENGTH;
 use berth_spec::{RepositoryName, Tag as OciTag};
 
 use crate::error::EcrError;
@@ -646,7 +645,7 @@ impl Validate for SetRepositoryPolicyRequest {
     fn validate(&self) -> Result<(), EcrError> {
         optional_registry_id(&self.registry_id)?;
         repository_name("repositoryName", &self.repository_name)?;
-        length("policyText", &self.policy_text, 0, MAX_REPOSITORY_POLICY_LENGTH)
+        length("policyText", &self.policy_text, 0, berth_iam::SizeLimit::REPOSITORY_POLICY.max())
     }
 }
 

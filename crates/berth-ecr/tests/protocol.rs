@@ -15,7 +15,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use berth_ecr::shapes::*;
 use berth_ecr::{
-    Authentication, EcrBackend, EcrError, EcrService, Principal, SecretLookup, SigningKey, handle, router,
+    Authentication, EcrBackend, EcrError, EcrService, Resources, SecretLookup, SigningKey, handle, router,
 };
 use berth_iam::{CredentialKind, Identity, RequestContext};
 use http_body_util::BodyExt;
@@ -29,6 +29,10 @@ const REGISTRY: &str = "000000000000";
 struct ProtocolBackend {
     /// `<Operation> by <caller>` for every call that reached the backend.
     calls: Mutex<Vec<String>>,
+    /// `<action> on <resources>` for every authorization the router asked for.
+    authorizations: Mutex<Vec<String>>,
+    /// The action this backend refuses.
+    denied_action: Option<&'static str>,
 }
 
 impl ProtocolBackend {
@@ -81,6 +85,19 @@ macro_rules! protocol_backend {
 }
 
 protocol_backend! {{
+    async fn authorize(
+        &self,
+        _: &RequestContext,
+        action: &'static str,
+        resources: Resources<'_>,
+    ) -> Result<(), EcrError> {
+        self.authorizations.lock().unwrap().push(format!("{action} on {resources:?}"));
+        if self.denied_action == Some(action) {
+            return Err(EcrError::AccessDenied(format!("not allowed: {action}")));
+        }
+        Ok(())
+    }
+
     async fn describe_repositories(
         &self,
         ctx: &RequestContext,
@@ -290,6 +307,18 @@ async fn protocol_boto3_round_trips_signatures_errors_and_shapes() {
     expected.sort();
     calls.sort();
     assert_eq!(calls, expected);
+
+    // Each of them was authorized first, with its operation's action on the resources its
+    // request names.
+    let mut authorizations = backend.authorizations.lock().unwrap().clone();
+    authorizations.sort();
+    let describe = r#"ecr:DescribeRepositories on Repositories { registry_id: None, names: ["missing"] }"#;
+    assert!(authorizations.contains(&describe.to_owned()), "{authorizations:?}");
+    assert!(
+        authorizations.contains(&r#"ecr:UploadLayerPart on Repository { registry_id: None, name: "app" }"#.to_owned()),
+        "{authorizations:?}"
+    );
+    assert_eq!(authorizations.len(), calls.len(), "{authorizations:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -349,7 +378,7 @@ async fn call(
     target: Option<&str>,
     headers: &[(&str, &str)],
     body: &'static str,
-) -> (StatusCode, Value, Option<Principal>) {
+) -> (StatusCode, Value, Option<RequestContext>) {
     let mut request = Request::post("/").body(Body::from(body)).unwrap();
     if let Some(target) = target {
         let value = HeaderValue::from_str(&format!("AmazonEC2ContainerRegistry_V20150921.{target}")).unwrap();
@@ -361,10 +390,10 @@ async fn call(
             .insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
     }
     let response = handle(State(service), request).await;
-    let principal = response.extensions().get::<Principal>().cloned();
+    let ctx = response.extensions().get::<RequestContext>().cloned();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap(), principal)
+    (status, serde_json::from_slice(&bytes).unwrap(), ctx)
 }
 
 #[tokio::test]
@@ -375,22 +404,30 @@ async fn protocol_front_door_limits_and_disabled_authentication() {
     let (status, body, _) = call(signed.clone(), None, &[], "{}").await;
     assert_eq!((status, body["__type"].as_str()), (StatusCode::BAD_REQUEST, Some("UnknownOperationException")));
 
-    let too_big = (berth_ecr::router::MAX_BODY_BYTES + 1).to_string();
-    let (status, body, _) = call(signed.clone(), Some("UploadLayerPart"), &[("content-length", &too_big)], "{}").await;
-    assert_eq!(
-        (status, body["__type"].as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, Some("RequestEntityTooLargeException"))
-    );
+    // Each operation's body limit applies before a byte is read.
+    let open = EcrService::new(backend.clone(), Authentication::Disabled);
+    for (operation, limit) in [
+        ("UploadLayerPart", berth_ecr::endpoint::UPLOAD_LAYER_PART_BODY_BYTES),
+        ("PutImage", berth_ecr::endpoint::PUT_IMAGE_BODY_BYTES),
+        ("DescribeImages", berth_ecr::endpoint::SMALL_BODY_BYTES),
+    ] {
+        let too_big = (limit + 1).to_string();
+        let (status, body, _) = call(open.clone(), Some(operation), &[("content-length", &too_big)], "{}").await;
+        assert_eq!(
+            (status, body["__type"].as_str()),
+            (StatusCode::PAYLOAD_TOO_LARGE, Some("RequestEntityTooLargeException")),
+            "{operation}"
+        );
+    }
     assert!(backend.calls().is_empty());
 
-    // With authentication off, unsigned calls run as "anonymous" and signed ones as their claimed key.
-    let open = EcrService::new(backend.clone(), Authentication::Disabled);
-    let (status, body, principal) = call(open.clone(), Some("DescribeRepositories"), &[], "").await;
+    // With authentication off every caller is anonymous, whatever key it claims.
+    let (status, body, ctx) = call(open.clone(), Some("DescribeRepositories"), &[], "").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(principal.unwrap().access_key_id, "anonymous");
+    assert_eq!(ctx.unwrap().identity, Identity::Anonymous);
     let claimed =
         "AWS4-HMAC-SHA256 Credential=AKIACLAIMED/20261127/us-east-1/ecr/aws4_request, SignedHeaders=host, Signature=00";
-    let (status, _, principal) = call(
+    let (status, _, ctx) = call(
         open,
         Some("DescribeRepositories"),
         &[("authorization", claimed), ("x-amz-date", "20261127T000000Z")],
@@ -398,15 +435,33 @@ async fn protocol_front_door_limits_and_disabled_authentication() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let principal = principal.unwrap();
-    assert_eq!((principal.access_key_id.as_str(), principal.identity), ("AKIACLAIMED", Identity::Anonymous));
+    assert_eq!(ctx.unwrap().identity, Identity::Anonymous);
     let calls: BTreeMap<String, usize> = backend.calls().into_iter().fold(BTreeMap::new(), |mut m, c| {
         *m.entry(c).or_default() += 1;
         m
     });
+    assert_eq!(calls, BTreeMap::from([("DescribeRepositories by anonymous".to_owned(), 2)]));
+}
+
+#[tokio::test]
+async fn protocol_denied_calls_never_reach_the_backend() {
+    let backend = Arc::new(ProtocolBackend { denied_action: Some("ecr:CreateRepository"), ..Default::default() });
+    let open = EcrService::new(backend.clone(), Authentication::Disabled);
+    let (status, body, _) = call(open.clone(), Some("CreateRepository"), &[], r#"{"repositoryName":"app"}"#).await;
+    assert_eq!((status, body["__type"].as_str()), (StatusCode::BAD_REQUEST, Some("AccessDeniedException")));
+    // Malformed input is refused before authorization; unserved operations before either.
+    let (_, body, _) = call(open.clone(), Some("CreateRepository"), &[], r#"{"repositoryName":"A B"}"#).await;
+    assert_eq!(body["__type"], "InvalidParameterException");
+    let (status, _, _) = call(open.clone(), Some("StartImageScan"), &[], "{}").await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    let (status, _, _) = call(open, Some("DescribeRepositories"), &[], "{}").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(backend.calls(), ["DescribeRepositories by anonymous"]);
     assert_eq!(
-        calls,
-        // With authentication off every caller is anonymous, claimed key or not.
-        BTreeMap::from([("DescribeRepositories by anonymous".to_owned(), 2)])
+        *backend.authorizations.lock().unwrap(),
+        [
+            r#"ecr:CreateRepository on Repository { registry_id: None, name: "app" }"#,
+            "ecr:DescribeRepositories on AllRepositories { registry_id: None }"
+        ]
     );
 }

@@ -1,7 +1,16 @@
-//! Parsing `/v2/...` paths into typed endpoints.
+//! Parsing `/v2/...` paths into typed endpoints, and what each served operation needs to be
+//! allowed.
 //!
 //! The raw (still percent-encoded) path is used: an encoded `/` or `.` in a name is not
 //! decoded into something the grammar would then accept.
+//!
+//! Every [`Operation`] declares the ECR actions it performs and the resource it touches
+//! ([`Operation::access`]), as AWS documents for ECR's Docker Registry API; the router checks that
+//! declaration once, before dispatch, so no operation can run without its check.
+
+use axum::http::Method;
+use berth_iam::actions::*;
+use berth_registry::Resource;
 
 /// A `/v2/` endpoint, before method dispatch. Names and references are unvalidated text here;
 /// handlers validate them with `berth_spec` so errors carry the right code.
@@ -60,9 +69,154 @@ impl Endpoint {
     }
 }
 
+/// A request the `/v2/` plane serves: an endpoint and a method. Names and references are
+/// still unvalidated text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// `GET|HEAD /v2/`, the version check clients start with.
+    Ping,
+    Catalog,
+    ListTags {
+        name: String,
+    },
+    /// `GET` (`body`) or `HEAD` of a manifest.
+    GetManifest {
+        name: String,
+        reference: String,
+        body: bool,
+    },
+    PutManifest {
+        name: String,
+        reference: String,
+    },
+    DeleteManifest {
+        name: String,
+        reference: String,
+    },
+    HeadBlob {
+        name: String,
+        digest: String,
+    },
+    GetBlob {
+        name: String,
+        digest: String,
+    },
+    DeleteBlob {
+        name: String,
+        digest: String,
+    },
+    /// `POST /blobs/uploads/`: a session, a monolithic upload (`?digest=`) or a mount (`?mount=`).
+    StartUpload {
+        name: String,
+    },
+    UploadStatus {
+        name: String,
+        id: String,
+    },
+    PatchUpload {
+        name: String,
+        id: String,
+    },
+    FinishUpload {
+        name: String,
+        id: String,
+    },
+    CancelUpload {
+        name: String,
+        id: String,
+    },
+    Referrers {
+        name: String,
+        digest: String,
+    },
+}
+
+/// How a `POST /blobs/uploads/` starts (from its query).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadKind {
+    Session,
+    /// `?digest=`: the whole blob in this request.
+    Monolithic,
+    /// `?mount=`: link a blob from another repository (or upload it if that cannot be done).
+    Mount,
+}
+
+/// What an operation needs to be allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access<'a> {
+    /// Any caller who logged in (the version check: `docker login` sends its credentials only
+    /// after this answered with a challenge).
+    LoggedIn,
+    /// Every one of these ECR actions on this resource.
+    Actions(&'static [&'static str], Resource<'a>),
+}
+
+impl Operation {
+    /// `None` for a method the endpoint does not serve.
+    pub fn new(endpoint: Endpoint, method: &Method) -> Option<Operation> {
+        use Endpoint as E;
+        let read = *method == Method::GET || *method == Method::HEAD;
+        Some(match (endpoint, method.clone()) {
+            (E::Base, _) if read => Operation::Ping,
+            (E::Catalog, _) if read => Operation::Catalog,
+            (E::Tags { name }, _) if read => Operation::ListTags { name },
+            (E::Manifest { name, reference }, m) if read => {
+                Operation::GetManifest { name, reference, body: m == Method::GET }
+            }
+            (E::Manifest { name, reference }, Method::PUT) => Operation::PutManifest { name, reference },
+            (E::Manifest { name, reference }, Method::DELETE) => Operation::DeleteManifest { name, reference },
+            (E::Blob { name, digest }, Method::HEAD) => Operation::HeadBlob { name, digest },
+            (E::Blob { name, digest }, Method::GET) => Operation::GetBlob { name, digest },
+            (E::Blob { name, digest }, Method::DELETE) => Operation::DeleteBlob { name, digest },
+            (E::UploadStart { name }, Method::POST) => Operation::StartUpload { name },
+            (E::Upload { name, id }, Method::GET) => Operation::UploadStatus { name, id },
+            (E::Upload { name, id }, Method::PATCH) => Operation::PatchUpload { name, id },
+            (E::Upload { name, id }, Method::PUT) => Operation::FinishUpload { name, id },
+            (E::Upload { name, id }, Method::DELETE) => Operation::CancelUpload { name, id },
+            (E::Referrers { name, digest }, _) if read => Operation::Referrers { name, digest },
+            _ => return None,
+        })
+    }
+
+    /// The ECR actions and resource the operation needs: AWS's mapping for ECR's Docker API.
+    /// `start` says how an upload starts; `finish_has_chunk` whether a finishing PUT carries data.
+    pub fn access(&self, start: UploadKind, finish_has_chunk: bool) -> Access<'_> {
+        fn on<'a>(name: &'a str, actions: &'static [&'static str]) -> Access<'a> {
+            Access::Actions(actions, Resource::Repository(name))
+        }
+        match self {
+            Operation::Ping => Access::LoggedIn,
+            Operation::Catalog => Access::Actions(&[DESCRIBE_REPOSITORIES], Resource::AllRepositories),
+            Operation::ListTags { name } => on(name, &[LIST_IMAGES]),
+            Operation::GetManifest { name, .. } | Operation::Referrers { name, .. } => on(name, &[BATCH_GET_IMAGE]),
+            Operation::PutManifest { name, .. } => on(name, &[PUT_IMAGE]),
+            Operation::DeleteManifest { name, .. } | Operation::DeleteBlob { name, .. } => {
+                on(name, &[BATCH_DELETE_IMAGE])
+            }
+            // A client checks whether a blob exists before pushing it; pulls GET.
+            Operation::HeadBlob { name, .. } => on(name, &[BATCH_CHECK_LAYER_AVAILABILITY]),
+            Operation::GetBlob { name, .. } => on(name, &[GET_DOWNLOAD_URL_FOR_LAYER]),
+            Operation::StartUpload { name } => match start {
+                UploadKind::Session => on(name, &[INITIATE_LAYER_UPLOAD]),
+                UploadKind::Monolithic => on(name, &[INITIATE_LAYER_UPLOAD, UPLOAD_LAYER_PART, COMPLETE_LAYER_UPLOAD]),
+                UploadKind::Mount => on(name, &[INITIATE_LAYER_UPLOAD, COMPLETE_LAYER_UPLOAD]),
+            },
+            Operation::FinishUpload { name, .. } if finish_has_chunk => {
+                on(name, &[UPLOAD_LAYER_PART, COMPLETE_LAYER_UPLOAD])
+            }
+            Operation::FinishUpload { name, .. } => on(name, &[COMPLETE_LAYER_UPLOAD]),
+            // A session's chunks, its status and its cancellation are all part of uploading.
+            Operation::PatchUpload { name, .. }
+            | Operation::UploadStatus { name, .. }
+            | Operation::CancelUpload { name, .. } => on(name, &[UPLOAD_LAYER_PART]),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Endpoint::{self, *};
+    use super::*;
 
     fn p(s: &str) -> Option<Endpoint> {
         Endpoint::parse(s)
@@ -85,6 +239,46 @@ mod tests {
     fn names_may_contain_marker_words() {
         assert_eq!(p("/v2/x/blobs/manifests/v1"), Some(Manifest { name: "x/blobs".into(), reference: "v1".into() }));
         assert_eq!(p("/v2/manifests/blobs/d"), Some(Blob { name: "manifests".into(), digest: "d".into() }));
+    }
+
+    /// Every endpoint × method is either an operation that declares an action on its repository
+    /// (or the catalog, or the version check), or not served at all.
+    #[test]
+    fn every_served_operation_declares_its_access() {
+        let endpoints = [
+            Base,
+            Catalog,
+            Tags { name: "r".into() },
+            Manifest { name: "r".into(), reference: "t".into() },
+            Blob { name: "r".into(), digest: "d".into() },
+            UploadStart { name: "r".into() },
+            Upload { name: "r".into(), id: "u".into() },
+            Referrers { name: "r".into(), digest: "d".into() },
+        ];
+        let methods =
+            [Method::GET, Method::HEAD, Method::PUT, Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS];
+        let mut served = 0;
+        for endpoint in endpoints {
+            for method in &methods {
+                let Some(operation) = Operation::new(endpoint.clone(), method) else { continue };
+                served += 1;
+                for start in [UploadKind::Session, UploadKind::Monolithic, UploadKind::Mount] {
+                    for chunk in [false, true] {
+                        match (operation.access(start, chunk), &endpoint) {
+                            (Access::LoggedIn, Base) | (Access::Actions(_, Resource::AllRepositories), Catalog) => {}
+                            (Access::Actions(actions, Resource::Repository("r")), _) => {
+                                assert!(!actions.is_empty(), "{operation:?}");
+                                assert!(actions.iter().all(|a| a.starts_with("ecr:")), "{operation:?}");
+                            }
+                            (access, _) => panic!("{operation:?} declares {access:?}"),
+                        }
+                    }
+                }
+            }
+        }
+        // GET and HEAD of the version check, catalog, tags, manifests, blobs and referrers; manifest
+        // PUT and DELETE; blob DELETE; upload POST; upload GET, PATCH, PUT and DELETE.
+        assert_eq!(served, 20);
     }
 
     #[test]

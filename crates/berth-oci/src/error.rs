@@ -59,11 +59,31 @@ pub fn error_body(code: &str, message: &str) -> String {
     serde_json::json!({ "errors": [{ "code": code, "message": message, "detail": null }] }).to_string()
 }
 
+impl OciError {
+    /// The response to request `request_id`. A server-side failure's detail (a store's or
+    /// backend's error) is logged with the id and never sent: the client gets the id to quote.
+    pub fn into_response_with_id(self, request_id: &str) -> Response {
+        if self.status_and_code().0.is_server_error() {
+            tracing::error!(request_id, error = %self.0, "request failed");
+            return self.internal(&format!("internal server error; request id {request_id}"));
+        }
+        self.into_response()
+    }
+
+    fn internal(&self, message: &str) -> Response {
+        let (status, code) = self.status_and_code();
+        let mut response = (status, error_body(code, message)).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    }
+}
+
 impl IntoResponse for OciError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         if status.is_server_error() {
             tracing::error!(error = %self.0, "request failed");
+            return self.internal("internal server error");
         }
         let mut response = (status, error_body(code, &self.0.to_string())).into_response();
         let headers = response.headers_mut();

@@ -15,9 +15,9 @@ use futures::{StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
 
 use crate::AppState;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Access, Endpoint, Operation, UploadKind};
 use crate::error::{OciError, error_body};
-use berth_auth::{Action, CredentialKind, Principal, ROOT_USER};
+use berth_auth::AuthError;
 use berth_iam::{ConnectionInfo, Identity, RequestContext};
 
 type HandlerResult = Result<Response, OciError>;
@@ -31,7 +31,7 @@ const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-app
 pub(crate) async fn handle(state: AppState, request: Request) -> Response {
     let method = request.method().clone();
     let mut response = match Endpoint::parse(request.uri().path()) {
-        Some(endpoint) => route(state, endpoint, request).await.unwrap_or_else(IntoResponse::into_response),
+        Some(endpoint) => route(state, endpoint, request).await,
         None => plain_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "no such registry endpoint"),
     };
     response.headers_mut().insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
@@ -46,168 +46,121 @@ fn plain_error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], error_body(code, message)).into_response()
 }
 
-/// What the request needs to be allowed, checked before any work is done.
-fn required_action(endpoint: &Endpoint, method: &Method) -> Action {
-    let reads = matches!(*method, Method::GET | Method::HEAD);
-    match endpoint {
-        Endpoint::Base => Action::Ping,
-        Endpoint::Catalog => Action::Catalog,
-        Endpoint::Tags { .. } | Endpoint::Referrers { .. } => Action::Pull,
-        Endpoint::Manifest { .. } | Endpoint::Blob { .. } if reads => Action::Pull,
-        Endpoint::Manifest { .. } | Endpoint::Blob { .. } if *method == Method::DELETE => Action::Delete,
-        // Cancelling one's own upload is part of pushing.
-        Endpoint::Manifest { .. } | Endpoint::Blob { .. } | Endpoint::UploadStart { .. } | Endpoint::Upload { .. } => {
-            Action::Push
-        }
+/// Authenticates, checks the operation's declared access, then dispatches. The response carries
+/// the request's context (with the caller's identity) for the access log.
+async fn route(state: AppState, endpoint: Endpoint, mut request: Request) -> Response {
+    let mut ctx = request_context(&mut request);
+    let outcome = authorize_and_dispatch(&state, &mut ctx, endpoint, request).await;
+    let mut response = outcome.unwrap_or_else(|err| err.into_response_with_id(&ctx.request_id));
+    response.extensions_mut().insert(ctx);
+    response
+}
+
+/// The context the server's edge made for this request (request id, client address, transport),
+/// or one from the connection alone when the router runs without that edge.
+fn request_context(request: &mut Request) -> RequestContext {
+    if let Some(ctx) = request.extensions_mut().remove::<RequestContext>() {
+        return ctx;
     }
-}
-
-async fn route(state: AppState, endpoint: Endpoint, request: Request) -> HandlerResult {
-    let method = request.method().clone();
-    let principal = match state.auth.check(request.headers(), required_action(&endpoint, &method)).await {
-        Ok(p) => p,
-        Err(denied) => return Ok(denied.into_response()),
-    };
-    let ctx = request_context(&request, &principal);
-    let allowed = match repository_actions(&endpoint, &method, &request) {
-        Some((name, actions)) => check_repository_policy(&state.registry, &ctx, name, actions).await,
-        None => Ok(()),
-    };
-    let outcome = match allowed {
-        Ok(()) => route_authorized(&state, endpoint, method, &ctx, request).await,
-        Err(denied) => Err(denied),
-    };
-    let mut response = outcome.unwrap_or_else(IntoResponse::into_response);
-    response.extensions_mut().insert(principal);
-    Ok(response)
-}
-
-/// The request as authorization and recorded events see it.
-fn request_context(request: &Request, principal: &Principal) -> RequestContext {
     let connection = request.extensions().get::<ConnectionInfo>();
-    let via = |kind| match kind {
-        CredentialKind::Token => berth_iam::CredentialKind::Token,
-        CredentialKind::AccessKey => berth_iam::CredentialKind::AccessKey,
-    };
     RequestContext {
         request_id: uuid::Uuid::new_v4().to_string(),
         received_at: std::time::SystemTime::now(),
         source_ip: connection.map(|c| c.peer.ip()),
         secure_transport: connection.is_some_and(|c| c.tls),
         user_agent: request.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
-        // The access key id is not known here yet: the authenticator reports names only.
-        identity: match principal {
-            Principal::Anonymous => Identity::Anonymous,
-            Principal::User { name, via: kind } if name == ROOT_USER => {
-                Identity::Root { access_key_id: String::new(), via: via(*kind) }
-            }
-            Principal::User { name, via: kind } => {
-                Identity::User { name: name.clone(), access_key_id: String::new(), via: via(*kind) }
-            }
-        },
+        identity: Identity::Anonymous,
     }
 }
 
-/// The repository a request is about and the ECR actions it performs (AWS's mapping for ECR's
-/// Docker API); `None` for the registry-wide endpoints.
-fn repository_actions<'a>(
-    endpoint: &'a Endpoint,
-    method: &Method,
-    request: &Request,
-) -> Option<(&'a str, &'static [&'static str])> {
-    use berth_registry::repository_policy::actions::*;
-    let query = || query_params(request);
-    Some(match (endpoint, method) {
-        (Endpoint::Base | Endpoint::Catalog, _) => return None,
-        (Endpoint::Tags { name }, _) => (name, &[LIST_IMAGES]),
-        (Endpoint::Referrers { name, .. }, _) => (name, &[BATCH_GET_IMAGE]),
-        (Endpoint::Manifest { name, .. }, &Method::PUT) => (name, &[PUT_IMAGE]),
-        (Endpoint::Manifest { name, .. } | Endpoint::Blob { name, .. }, &Method::DELETE) => {
-            (name, &[BATCH_DELETE_IMAGE])
+async fn authorize_and_dispatch(
+    state: &AppState,
+    ctx: &mut RequestContext,
+    endpoint: Endpoint,
+    request: Request,
+) -> HandlerResult {
+    ctx.identity = match state.auth.authenticate(request.headers()).await {
+        Ok(identity) => identity,
+        Err(refused) => return Ok(refused.into_response()),
+    };
+    let mode = state.auth.mode();
+    let anonymous = ctx.identity == Identity::Anonymous;
+    // A caller who could log in but did not is asked to, rather than refused.
+    let log_in = || Ok(AuthError::CredentialsRequired.into_response());
+    if anonymous && !mode.admits_anonymous() {
+        return log_in();
+    }
+    let Some(operation) = Operation::new(endpoint, request.method()) else {
+        if anonymous && mode.reads_credentials() {
+            return log_in();
         }
-        (Endpoint::Manifest { name, .. }, _) => (name, &[BATCH_GET_IMAGE]),
-        // A client checks whether a blob exists before pushing it; pulls GET.
-        (Endpoint::Blob { name, .. }, &Method::HEAD) => (name, &[BATCH_CHECK_LAYER_AVAILABILITY]),
-        (Endpoint::Blob { name, .. }, _) => (name, &[GET_DOWNLOAD_URL_FOR_LAYER]),
-        (Endpoint::UploadStart { name }, _) if query().contains_key("digest") => {
-            (name, &[INITIATE_LAYER_UPLOAD, UPLOAD_LAYER_PART, COMPLETE_LAYER_UPLOAD])
-        }
-        (Endpoint::UploadStart { name }, _) if query().contains_key("mount") => {
-            (name, &[INITIATE_LAYER_UPLOAD, COMPLETE_LAYER_UPLOAD])
-        }
-        (Endpoint::UploadStart { name }, _) => (name, &[INITIATE_LAYER_UPLOAD]),
-        (Endpoint::Upload { name, .. }, &Method::PUT) if !has_empty_body(request.headers()) => {
-            (name, &[UPLOAD_LAYER_PART, COMPLETE_LAYER_UPLOAD])
-        }
-        (Endpoint::Upload { name, .. }, &Method::PUT) => (name, &[COMPLETE_LAYER_UPLOAD]),
-        // PATCH, and a session's status or cancellation: part of uploading.
-        (Endpoint::Upload { name, .. }, _) => (name, &[UPLOAD_LAYER_PART]),
-    })
-}
-
-/// Asks the repository's policy; a name that does not parse is left for the handler to reject.
-async fn check_repository_policy(
-    registry: &Registry,
-    ctx: &RequestContext,
-    name: &str,
-    actions: &[&str],
-) -> Result<(), OciError> {
-    let Ok(repo) = name.parse::<RepositoryName>() else { return Ok(()) };
-    Ok(registry.authorize(ctx, &repo, actions).await?)
+        let method = request.method();
+        return Err(RegistryError::Unsupported(format!("method {method} is not supported on this endpoint")).into());
+    };
+    let query = query_params(&request);
+    let start = if query.contains_key("digest") {
+        UploadKind::Monolithic
+    } else if query.contains_key("mount") {
+        UploadKind::Mount
+    } else {
+        UploadKind::Session
+    };
+    let allowed = match operation.access(start, !has_empty_body(request.headers())) {
+        Access::LoggedIn if anonymous && mode.reads_credentials() => return log_in(),
+        Access::LoggedIn => Ok(()),
+        Access::Actions(actions, resource) => state.registry.authorizer().authorize(ctx, actions, resource).await,
+    };
+    match allowed {
+        Ok(()) => dispatch(state, operation, ctx, query, request).await,
+        // Unless a policy denied it explicitly, credentials might get the caller in.
+        Err(RegistryError::AccessDenied { explicit: false, .. }) if anonymous && mode.reads_credentials() => log_in(),
+        Err(denied) => Err(denied.into()),
+    }
 }
 
 fn has_empty_body(headers: &HeaderMap) -> bool {
     headers.get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0")
 }
 
-async fn route_authorized(
+/// Runs an operation whose access was checked.
+async fn dispatch(
     state: &AppState,
-    endpoint: Endpoint,
-    method: Method,
+    operation: Operation,
     ctx: &RequestContext,
+    query: HashMap<String, String>,
     request: Request,
 ) -> HandlerResult {
     let registry = &*state.registry;
-    let query = query_params(&request);
-    match (endpoint, method) {
-        (Endpoint::Base, Method::GET | Method::HEAD) => Ok(json_response(StatusCode::OK, "{}".into())),
-        (Endpoint::Catalog, Method::GET | Method::HEAD) => catalog(registry, &query).await,
-        (Endpoint::Tags { name }, Method::GET | Method::HEAD) => tags(registry, &name, &query).await,
-        (Endpoint::Manifest { name, reference }, m @ (Method::GET | Method::HEAD)) => {
-            get_manifest(registry, &name, &reference, m == Method::GET).await
-        }
-        (Endpoint::Manifest { name, reference }, Method::PUT) => {
-            put_manifest(registry, ctx, &name, &reference, request).await
-        }
-        (Endpoint::Manifest { name, reference }, Method::DELETE) => {
+    match operation {
+        Operation::Ping => Ok(json_response(StatusCode::OK, "{}".into())),
+        Operation::Catalog => catalog(registry, ctx, &query).await,
+        Operation::ListTags { name } => tags(registry, &name, &query).await,
+        Operation::GetManifest { name, reference, body } => get_manifest(registry, &name, &reference, body).await,
+        Operation::PutManifest { name, reference } => put_manifest(registry, ctx, &name, &reference, request).await,
+        Operation::DeleteManifest { name, reference } => {
             let name = Registry::parse_name(&name)?;
             registry.delete_manifest(ctx, &name, &parse_reference(&reference)?).await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
-        (Endpoint::Blob { name, digest }, Method::HEAD) => head_blob(registry, &name, &digest).await,
-        (Endpoint::Blob { name, digest }, Method::GET) => get_blob(registry, &name, &digest, request.headers()).await,
-        (Endpoint::Blob { name, digest }, Method::DELETE) => {
+        Operation::HeadBlob { name, digest } => head_blob(registry, &name, &digest).await,
+        Operation::GetBlob { name, digest } => get_blob(registry, &name, &digest, request.headers()).await,
+        Operation::DeleteBlob { name, digest } => {
             registry.delete_blob(ctx, &Registry::parse_name(&name)?, &parse_digest(&digest)?).await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
-        (Endpoint::UploadStart { name }, Method::POST) => start_upload(registry, ctx, &name, &query, request).await,
-        (Endpoint::Upload { name, id }, Method::GET) => {
+        Operation::StartUpload { name } => start_upload(registry, ctx, &name, &query, request).await,
+        Operation::UploadStatus { name, id } => {
             let name = Registry::parse_name(&name)?;
             let status = registry.upload_status(&name, &id).await?;
             Ok(upload_response(StatusCode::NO_CONTENT, &name, &status))
         }
-        (Endpoint::Upload { name, id }, Method::PATCH) => patch_upload(registry, &name, &id, request).await,
-        (Endpoint::Upload { name, id }, Method::PUT) => finish_upload(registry, &name, &id, &query, request).await,
-        (Endpoint::Upload { name, id }, Method::DELETE) => {
+        Operation::PatchUpload { name, id } => patch_upload(registry, &name, &id, request).await,
+        Operation::FinishUpload { name, id } => finish_upload(registry, &name, &id, &query, request).await,
+        Operation::CancelUpload { name, id } => {
             registry.cancel_upload(&Registry::parse_name(&name)?, &id).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        (Endpoint::Referrers { name, digest }, Method::GET | Method::HEAD) => {
-            referrers(registry, &name, &digest, &query).await
-        }
-        (_, method) => {
-            Err(RegistryError::Unsupported(format!("method {method} is not supported on this endpoint")).into())
-        }
+        Operation::Referrers { name, digest } => referrers(registry, &name, &digest, &query).await,
     }
 }
 
@@ -253,9 +206,9 @@ fn next_link(path: &str, n: usize, last: Option<&String>) -> HeaderValue {
     header_value(&format!("<{path}?n={n}&last={}>; rel=\"next\"", last.map(String::as_str).unwrap_or("")))
 }
 
-async fn catalog(registry: &Registry, query: &HashMap<String, String>) -> HandlerResult {
+async fn catalog(registry: &Registry, ctx: &RequestContext, query: &HashMap<String, String>) -> HandlerResult {
     let (n, last) = pagination(query)?;
-    let (repos, more) = if n == Some(0) { (vec![], false) } else { registry.catalog(n, last.as_deref()).await? };
+    let (repos, more) = if n == Some(0) { (vec![], false) } else { registry.catalog(ctx, n, last.as_deref()).await? };
     let mut response = json_response(StatusCode::OK, serde_json::json!({ "repositories": repos }).to_string());
     if let (true, Some(n)) = (more, n) {
         response.headers_mut().insert(header::LINK, next_link("/v2/_catalog", n, repos.last()));

@@ -26,8 +26,9 @@ pub(crate) struct AppState {
     pub auth: Arc<Authenticator>,
 }
 
-/// The `/v2/` router. Mount it at the root of the server. Responses carry the caller's
-/// [`berth_auth::Principal`] in their extensions, for the access log.
+/// The `/v2/` router. Mount it at the root of the server. It takes the request's
+/// [`berth_iam::RequestContext`] from the request's extensions (the server's edge puts one there)
+/// and returns it, with the caller's identity, in the response's extensions for the access log.
 pub fn router(registry: Arc<Registry>, auth: Arc<Authenticator>) -> Router {
     let state = AppState { registry, auth };
     Router::new()

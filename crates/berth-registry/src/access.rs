@@ -1,27 +1,258 @@
-//! Enforcing repository policies: both planes ask [`Registry::authorize`] before an operation on
-//! a repository, naming the caller and the ECR actions the request performs. Policies are read
-//! through a small cache, so a repository without one costs a map lookup, not a database read.
+//! The one authorization decision: may this request's identity perform these ECR actions on
+//! this resource? Both planes ask it once per request, before dispatch, with the actions their
+//! endpoint declares ([`Authorizer::authorize`]); the service asks it for the decisions only it
+//! can make (a mount's source repository); listings ask it per repository to show only what the
+//! caller may see. The decision is berth-iam's `evaluate`, IAM's rules, over:
+//! - the caller's identity policies: every user holds `AmazonEC2ContainerRegistryFullAccess`
+//!   (until users carry their own policies); anonymous callers what the server grants them
+//!   (nothing, Berth's pull policy with `--anonymous-pull`, everything with `--no-auth`);
+//! - the repository's policy as the resource policy.
+//!
+//! Policies are read through a cache per repository (invalidated by every settings write; with
+//! shared metadata re-read after a few seconds), and allowed decisions are kept in it per caller
+//! and action unless a policy in force reads per-request keys, so a repeated request costs two
+//! map lookups.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use berth_iam::{
+    AuthzRequest, ConditionKeys, Identity, NamedPolicy, Outcome, Policy, PolicySet, RequestContext, SizeLimit, arn,
+    evaluate, managed,
+};
+use berth_meta::MetadataStore;
 use berth_spec::RepositoryName;
 
-use berth_iam::RequestContext;
+use berth_meta::Repository;
 
-use crate::repository_policy::{self, Decision, RepositoryPolicy};
-use crate::{Registry, RegistryError, Result, settings};
+use crate::{Registry, RegistryConfig, RegistryError, RepositorySettings, Result};
 
 /// With shared metadata another server may change a policy unseen: its entries are re-read
 /// after this long, so a change there takes effect here within this time.
 const SHARED_POLICY_TTL: Duration = Duration::from_secs(5);
 
-/// What a stored policy that no longer parses (say, a `Deny` with a `Condition` set by an
-/// older version) is enforced as: everything denied, except the root's repair of the policy.
+/// What a stored policy that no longer parses, or a settings document that cannot be read, is
+/// enforced as: everything denied to everyone but the root.
 const UNREADABLE_POLICY: &str = r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"*"}]}"#;
 
-pub(crate) struct PolicyCache {
+/// What callers without credentials may do, besides what repository policies grant or deny them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AnonymousAccess {
+    /// Nothing (the default: every request needs credentials).
+    #[default]
+    Nothing,
+    /// Pull from any repository: what `--anonymous-pull` grants.
+    Pull,
+    /// Everything: what `--no-auth` grants.
+    Everything,
+}
+
+/// What a request touches, as IAM names resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource<'a> {
+    /// Registry-wide calls (`GetAuthorizationToken`, `DescribeRegistry`): IAM's `*`.
+    Registry,
+    /// Listings over every repository (`_catalog`, `DescribeRepositories` without names):
+    /// `arn:aws:ecr:<region>:<account>:repository/*`.
+    AllRepositories,
+    /// One repository, named as the request spells it: it need not exist (its policy then is
+    /// none) nor be a valid name (the operation reports that after authorization).
+    Repository(&'a str),
+}
+
+pub struct Authorizer {
+    meta: Arc<dyn MetadataStore>,
+    account: String,
+    region: String,
+    /// The identity policies of every user.
+    users: Box<[NamedPolicy]>,
+    /// What the server grants callers without credentials.
+    anonymous: Box<[NamedPolicy]>,
+    repositories: RepositoryCache,
+}
+
+impl Authorizer {
+    pub(crate) fn new(meta: Arc<dyn MetadataStore>, config: &RegistryConfig) -> Authorizer {
+        let full_access = managed::by_name(managed::FULL_ACCESS).expect("FullAccess is a managed policy");
+        let full_access =
+            Policy::parse_identity(full_access, SizeLimit::MANAGED_POLICY).expect("managed policies parse");
+        let anonymous = match config.anonymous_access {
+            AnonymousAccess::Nothing => vec![],
+            AnonymousAccess::Pull => vec![NamedPolicy::new("BerthAnonymousPull", Arc::new(managed::anonymous_pull()))],
+            AnonymousAccess::Everything => vec![NamedPolicy::new("BerthNoAuth", Arc::new(managed::no_auth()))],
+        };
+        Authorizer {
+            meta,
+            account: config.account_id.clone(),
+            region: config.region.clone(),
+            users: Box::new([NamedPolicy::new(managed::FULL_ACCESS, Arc::new(full_access))]),
+            anonymous: anonymous.into_boxed_slice(),
+            repositories: RepositoryCache::new(config.shared_metadata),
+        }
+    }
+
+    /// The resource's ARN, as policies and access-denied messages name it.
+    pub fn arn(&self, resource: Resource<'_>) -> String {
+        match resource {
+            Resource::Registry => arn::ANY_RESOURCE.to_owned(),
+            Resource::AllRepositories => arn::all_repositories_arn(&self.region, &self.account),
+            Resource::Repository(name) => arn::repository_arn(&self.region, &self.account, name),
+        }
+    }
+
+    /// `AccessDenied` (with IAM's message) unless the caller may perform every one of `actions`
+    /// (`ecr:<Operation>` names) on `resource`.
+    pub async fn authorize(
+        &self,
+        ctx: &RequestContext,
+        actions: &[&'static str],
+        resource: Resource<'_>,
+    ) -> Result<()> {
+        let repository = match resource {
+            Resource::Repository(name) => match name.parse::<RepositoryName>() {
+                Ok(repo) => Some(self.repository(&repo, None).await?),
+                Err(_) => None,
+            },
+            Resource::Registry | Resource::AllRepositories => None,
+        };
+        for action in actions {
+            self.decide(ctx, action, resource, repository.as_deref())?;
+        }
+        Ok(())
+    }
+
+    /// Whether the caller may perform `action` on a repository just listed: the listing's copy
+    /// of its settings stands in for a read of them.
+    pub(crate) async fn allows_listed(&self, ctx: &RequestContext, action: &'static str, listed: &Repository) -> bool {
+        let Ok(name) = listed.name.parse::<RepositoryName>() else { return false };
+        match self.repository(&name, Some(&listed.settings)).await {
+            Ok(repository) => self.decide(ctx, action, Resource::Repository(&listed.name), Some(&repository)).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    fn decide(
+        &self,
+        ctx: &RequestContext,
+        action: &'static str,
+        resource: Resource<'_>,
+        repository: Option<&RepositoryAccess>,
+    ) -> Result<()> {
+        let caller = match &ctx.identity {
+            Identity::Anonymous => "",
+            Identity::User { name, .. } => name,
+            // The root and the server's own work are always allowed.
+            Identity::Root { .. } | Identity::Server { .. } => return Ok(()),
+        };
+        if repository.is_some_and(|r| r.allowed(caller, action)) {
+            return Ok(());
+        }
+        let identity = match &ctx.identity {
+            Identity::Anonymous => &self.anonymous,
+            _ => &self.users,
+        };
+        let policies = PolicySet { identity, repository: repository.and_then(|r| r.policy.as_ref()), registry: None };
+        let resource_arn = self.arn(resource);
+        let mut keys = ConditionKeys::new(ctx, &self.account).requested_region(&self.region);
+        if let Some(tags) = repository.map(|r| &r.tags).filter(|tags| !tags.is_empty()) {
+            keys = keys.resource_tags(tags);
+        }
+        let request = AuthzRequest { action, resource: &resource_arn, keys: &keys };
+        let decision = evaluate(&request, &policies);
+        if decision.is_allowed() {
+            if let Some(repository) = repository.filter(|_| !policies.varies_per_request()) {
+                repository.remember(caller, action);
+            }
+            return Ok(());
+        }
+        let message = decision.denial_message(&request).unwrap_or_default();
+        tracing::debug!(request_id = ctx.request_id, "{message}: {decision}");
+        Err(RegistryError::AccessDenied { message, explicit: decision.outcome == Outcome::ExplicitDeny })
+    }
+
+    /// What is known about `repo`'s access, from the cache or its settings: `listed` if the
+    /// caller just read them, else the store's. A repository that does not exist has no policy:
+    /// the operation itself then reports it missing (or creates it on push).
+    async fn repository(&self, repo: &RepositoryName, listed: Option<&str>) -> Result<Arc<RepositoryAccess>> {
+        let (cached, generation) = self.repositories.get(repo);
+        if let Some(access) = cached {
+            return Ok(access);
+        }
+        let document = match listed {
+            Some(document) => document.to_owned(),
+            None => match self.meta.get_repository(repo).await? {
+                Some(repository) => repository.settings,
+                // Not cached: creating a repository writes no settings, so nothing would
+                // invalidate the entry.
+                None => return Ok(Arc::default()),
+            },
+        };
+        let access = Arc::new(match RepositorySettings::from_json(&document) {
+            Ok(settings) => RepositoryAccess::new(repo, &settings),
+            Err(e) => {
+                tracing::warn!(repository = %repo, error = %e, "repository settings are unreadable; denying all but the root");
+                RepositoryAccess::unreadable(repo)
+            }
+        });
+        self.repositories.fill(repo, access.clone(), generation);
+        Ok(access)
+    }
+
+    /// Forgets what is cached about `repo`; every write of its settings calls it.
+    pub(crate) fn invalidate(&self, repo: &RepositoryName) {
+        self.repositories.invalidate(repo);
+    }
+}
+
+/// A repository's part in decisions, and the decisions made under it.
+#[derive(Default)]
+struct RepositoryAccess {
+    /// Its policy, the resource policy of requests about it.
+    policy: Option<NamedPolicy>,
+    /// Its resource tags (`ecr:ResourceTag/<key>`).
+    tags: Vec<(String, String)>,
+    /// The actions each caller (user name; `""` for anonymous callers) was allowed, while no
+    /// policy in force reads per-request keys.
+    allowed: Mutex<HashMap<String, Vec<&'static str>>>,
+}
+
+impl RepositoryAccess {
+    fn new(repo: &RepositoryName, settings: &RepositorySettings) -> RepositoryAccess {
+        let policy = settings.repository_policy.as_deref().map(|text| {
+            let policy = Policy::parse_resource(text, SizeLimit::REPOSITORY_POLICY).unwrap_or_else(|e| {
+                tracing::warn!(repository = %repo, error = %e, "stored repository policy does not parse; denying all but the root");
+                Policy::parse_resource(UNREADABLE_POLICY, SizeLimit::REPOSITORY_POLICY).expect("the fallback policy parses")
+            });
+            NamedPolicy::new(&format!("repository/{repo}"), Arc::new(policy))
+        });
+        let tags = settings.resource_tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
+        RepositoryAccess { policy, tags, allowed: Mutex::default() }
+    }
+
+    /// A repository whose settings document cannot be read: fail closed, as for a policy that
+    /// does not parse.
+    fn unreadable(repo: &RepositoryName) -> RepositoryAccess {
+        let policy = Policy::parse_resource(UNREADABLE_POLICY, SizeLimit::REPOSITORY_POLICY)
+            .expect("the fallback policy parses");
+        let policy = NamedPolicy::new(&format!("repository/{repo}"), Arc::new(policy));
+        RepositoryAccess { policy: Some(policy), tags: Vec::new(), allowed: Mutex::default() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<&'static str>>> {
+        self.allowed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn allowed(&self, caller: &str, action: &str) -> bool {
+        self.lock().get(caller).is_some_and(|actions| actions.contains(&action))
+    }
+
+    fn remember(&self, caller: &str, action: &'static str) {
+        self.lock().entry(caller.to_owned()).or_default().push(action);
+    }
+}
+
+struct RepositoryCache {
     /// `None`: entries hold until invalidated (this process makes every settings write).
     ttl: Option<Duration>,
     inner: Mutex<Inner>,
@@ -31,86 +262,91 @@ pub(crate) struct PolicyCache {
 struct Inner {
     /// Bumped by every invalidation, so a read that raced with a write never plants its result.
     generation: u64,
-    /// Each existing repository's enforced policy; `None` when it has none that denies anything.
-    entries: HashMap<RepositoryName, (Option<Arc<RepositoryPolicy>>, Instant)>,
+    entries: HashMap<RepositoryName, (Arc<RepositoryAccess>, Instant)>,
 }
 
-impl PolicyCache {
-    pub(crate) fn new(shared_metadata: bool) -> PolicyCache {
-        PolicyCache { ttl: shared_metadata.then_some(SHARED_POLICY_TTL), inner: Mutex::default() }
+impl RepositoryCache {
+    fn new(shared_metadata: bool) -> RepositoryCache {
+        RepositoryCache { ttl: shared_metadata.then_some(SHARED_POLICY_TTL), inner: Mutex::default() }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The cached policy (outer `None`: not cached or stale) and the generation to fill with.
-    fn get(&self, repo: &RepositoryName) -> (Option<Option<Arc<RepositoryPolicy>>>, u64) {
+    /// The cached entry (`None`: not cached or stale) and the generation to fill with.
+    fn get(&self, repo: &RepositoryName) -> (Option<Arc<RepositoryAccess>>, u64) {
         let inner = self.lock();
         let fresh = inner
             .entries
             .get(repo)
             .filter(|(_, loaded)| self.ttl.is_none_or(|ttl| loaded.elapsed() < ttl))
-            .map(|(policy, _)| policy.clone());
+            .map(|(access, _)| access.clone());
         (fresh, inner.generation)
     }
 
-    fn fill(&self, repo: &RepositoryName, policy: Option<Arc<RepositoryPolicy>>, generation: u64) {
+    fn fill(&self, repo: &RepositoryName, access: Arc<RepositoryAccess>, generation: u64) {
         let mut inner = self.lock();
         if inner.generation == generation {
-            inner.entries.insert(repo.clone(), (policy, Instant::now()));
+            inner.entries.insert(repo.clone(), (access, Instant::now()));
         }
     }
 
-    pub(crate) fn invalidate(&self, repo: &RepositoryName) {
+    fn invalidate(&self, repo: &RepositoryName) {
         let mut inner = self.lock();
         inner.generation += 1;
         inner.entries.remove(repo);
     }
 }
 
-/// The policy a stored settings document enforces; one that cannot be read enforces as an
-/// unenforceable policy.
-fn enforced_policy(repo: &RepositoryName, document: &str) -> Option<Arc<RepositoryPolicy>> {
-    let text = settings::repository_policy_in_force(document).unwrap_or_else(|e| {
-        tracing::warn!(repository = %repo, error = %e, "repository settings are unreadable; denying all but the root's repair");
-        Some(UNREADABLE_POLICY.to_owned())
-    })?;
-    let policy = RepositoryPolicy::parse(&text).unwrap_or_else(|e| {
-        tracing::warn!(repository = %repo, error = %e, "stored repository policy is not enforceable; denying all but its repair");
-        RepositoryPolicy::parse(UNREADABLE_POLICY).expect("the fallback policy parses")
-    });
-    (!policy.is_permissive()).then(|| Arc::new(policy))
-}
-
 impl Registry {
-    /// `AccessDenied` if `repo`'s policy explicitly denies the caller any of `actions`
-    /// (`ecr:<Operation>` names). A repository that does not exist has no policy: the operation
-    /// itself then reports it missing (or creates it on push).
-    pub async fn authorize(&self, ctx: &RequestContext, repo: &RepositoryName, actions: &[&str]) -> Result<()> {
-        let caller = &ctx.identity;
-        let (cached, generation) = self.policies.get(repo);
-        let policy = match cached {
-            Some(policy) => policy,
-            None => {
-                let Some(repository) = self.meta.get_repository(repo).await? else { return Ok(()) };
-                let policy = enforced_policy(repo, &repository.settings);
-                self.policies.fill(repo, policy.clone(), generation);
-                policy
+    /// The decision both planes ask before dispatch.
+    pub fn authorizer(&self) -> &Authorizer {
+        &self.authorizer
+    }
+
+    /// The service's own hook, for decisions only it can make (a mount's source repository):
+    /// `AccessDenied` unless the caller may perform every one of `actions` on `repo`.
+    pub async fn authorize(&self, ctx: &RequestContext, repo: &RepositoryName, actions: &[&'static str]) -> Result<()> {
+        self.authorizer.authorize(ctx, actions, Resource::Repository(repo.as_str())).await
+    }
+
+    /// A page of the repositories the caller may perform `action` on (`ecr:DescribeRepositories`
+    /// for `_catalog` and `DescribeRepositories`), sorted by name, strictly after `after`, at most
+    /// `limit` (and whether more remain). Pages skip what the caller may not see, so a page may
+    /// take several reads of the store; each repository's decision uses the listing's settings.
+    /// Records come as stored: one whose settings cannot be read is listed (to the root) all the
+    /// same, and the caller decides what showing it needs.
+    pub async fn list_repositories_for(
+        &self,
+        ctx: &RequestContext,
+        action: &'static str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Repository>, bool)> {
+        // One visible repository beyond the page says whether more remain.
+        let wanted = limit.saturating_add(1);
+        let mut visible = Vec::new();
+        let mut cursor = after.map(str::to_owned);
+        loop {
+            let asked = wanted - visible.len();
+            let page = self.meta.list_repositories(cursor.as_deref(), asked).await?;
+            let more = page.len() == asked;
+            cursor = page.last().map(|listed| listed.name.clone());
+            for info in page {
+                if self.authorizer.allows_listed(ctx, action, &info).await {
+                    visible.push(info);
+                    if visible.len() == wanted {
+                        break;
+                    }
+                }
             }
-        };
-        let Some(policy) = policy else { return Ok(()) };
-        let account = &self.config.account_id;
-        for action in actions {
-            if let Decision::Deny { sid } = repository_policy::decide(&policy, caller, account, action) {
-                tracing::info!(repository = %repo, caller = %caller.arn(account), action, sid, "denied by the repository policy");
-                return Err(RegistryError::AccessDenied {
-                    caller: caller.arn(account),
-                    action: (*action).to_owned(),
-                    repository: repo.to_string(),
-                });
+            if visible.len() == wanted || !more {
+                break;
             }
         }
-        Ok(())
+        let more = visible.len() > limit;
+        visible.truncate(limit);
+        Ok((visible, more))
     }
 }

@@ -14,8 +14,8 @@ use berth_spec::{Algorithm, Digest, Digester, RepositoryName};
 use berth_storage::ByteStream;
 use futures::StreamExt;
 
-use crate::repository_policy::actions;
 use crate::{Registry, RegistryError, Result, now_millis};
+use berth_iam::actions;
 
 /// Hash state of an upload; `hashed_len` says how many bytes `hasher` has seen.
 pub(crate) struct UploadHashState {

@@ -83,11 +83,10 @@ pub enum RegistryError {
     PolicyNotFound(PolicyKind),
     #[error("{0}")]
     Denied(String),
-    /// An explicit deny in the repository's policy; `caller` is the caller's IAM ARN.
-    #[error(
-        "User: {caller} is not authorized to perform: {action} on repository {repository} with an explicit deny in its repository policy"
-    )]
-    AccessDenied { caller: String, action: String, repository: String },
+    /// The caller may not perform the request, in IAM's words (caller and action, the resource's
+    /// ARN and why): `explicit` when a policy denied it, not when nothing allowed it.
+    #[error("{message}")]
+    AccessDenied { message: String, explicit: bool },
     #[error("{0}")]
     Unsupported(String),
     #[error("internal error: {0}")]

@@ -16,7 +16,6 @@ mod manifests;
 mod policies;
 mod pulls;
 mod repositories;
-pub mod repository_policy;
 pub mod settings;
 mod status;
 
@@ -29,6 +28,7 @@ use berth_meta::{MetadataStore, Millis, Origin, Repository};
 use berth_spec::RepositoryName;
 use berth_storage::BlobStore;
 
+pub use access::{AnonymousAccess, Authorizer, Resource};
 pub use berth_meta::{ImageRecord, ManifestRecord};
 pub use blobs::{BlobBody, ByteRange, ChunkRange, MountOutcome, UploadStatus};
 pub use downloads::UrlSigningKey;
@@ -60,6 +60,10 @@ pub struct RegistryConfig {
     pub lifecycle_interval: Duration,
     /// The registry's AWS account id: repository policies name its users by ARN in it.
     pub account_id: String,
+    /// The region in repository ARNs.
+    pub region: String,
+    /// What callers without credentials may do.
+    pub anonymous_access: AnonymousAccess,
 }
 
 impl Default for RegistryConfig {
@@ -71,6 +75,8 @@ impl Default for RegistryConfig {
             shared_metadata: false,
             lifecycle_interval: Duration::from_secs(3600),
             account_id: "000000000000".into(),
+            region: "us-east-1".into(),
+            anonymous_access: AnonymousAccess::default(),
         }
     }
 }
@@ -89,8 +95,8 @@ pub struct Registry {
     /// Finished uploads whose session rows await deletion in one batch (see `maintain`).
     finished_uploads: Mutex<Vec<String>>,
     lifecycle: policies::LifecycleSchedule,
-    /// Enforced repository policies by repository.
-    policies: access::PolicyCache,
+    /// Authorization decisions, with the repository policies they read.
+    authorizer: access::Authorizer,
     /// The last GC pass and lifecycle run, for the console.
     status: status::StatusLog,
     /// When maintenance last pruned delivered events.
@@ -106,11 +112,12 @@ pub fn now_millis() -> Millis {
 
 impl Registry {
     pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetadataStore>, config: RegistryConfig) -> Registry {
+        let authorizer = access::Authorizer::new(meta.clone(), &config);
         Registry {
             blobs,
             meta,
             manifests: cache::ManifestCache::new(!config.shared_metadata),
-            policies: access::PolicyCache::new(config.shared_metadata),
+            authorizer,
             config,
             uploads: Mutex::default(),
             pulls: pulls::PullRecorder::default(),
@@ -155,14 +162,18 @@ impl Registry {
         }
     }
 
-    /// Repository names sorted, after `last`, at most `n` (and whether more remain).
-    pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<(Vec<String>, bool)> {
+    /// The names of the repositories the caller may describe, sorted, after `last`, at most `n`
+    /// (and whether more remain).
+    pub async fn catalog(
+        &self,
+        ctx: &RequestContext,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<(Vec<String>, bool)> {
         let limit = n.unwrap_or(usize::MAX / 2);
-        let mut names: Vec<String> =
-            self.meta.list_repositories(last, limit.saturating_add(1)).await?.into_iter().map(|r| r.name).collect();
-        let more = names.len() > limit;
-        names.truncate(limit);
-        Ok((names, more))
+        let (repos, more) =
+            self.list_repositories_for(ctx, berth_iam::actions::DESCRIBE_REPOSITORIES, last, limit).await?;
+        Ok((repos.into_iter().map(|r| r.name).collect(), more))
     }
 
     /// Periodic housekeeping: expire abandoned uploads, flush recorded pull times, run

@@ -13,7 +13,7 @@ use berth_spec::{Digest, Manifest, ManifestKind, RepositoryName};
 use crate::error::PolicyKind;
 use crate::lifecycle::{self, LifecycleImage, LifecyclePolicy, PolicyError};
 use crate::settings::LifecyclePreview;
-use crate::{Registry, RegistryError, RepositoryInfo, Result, images::SCAN_BATCH, now_millis, repository_policy};
+use crate::{Registry, RegistryError, RepositoryInfo, Result, images::SCAN_BATCH, now_millis};
 
 /// A repository's lifecycle policy and when it last ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,9 +283,11 @@ impl Registry {
         Ok(expired)
     }
 
-    /// Sets the repository policy after checking its structure.
+    /// Sets the repository policy once it parses as an IAM resource policy Berth can evaluate
+    /// (conditions included).
     pub async fn set_repository_policy(&self, ctx: &RequestContext, repo: &RepositoryName, text: &str) -> Result<()> {
-        repository_policy::validate(text).map_err(invalid(PolicyKind::Repository))?;
+        berth_iam::Policy::parse_resource(text, berth_iam::SizeLimit::REPOSITORY_POLICY)
+            .map_err(|e| RegistryError::PolicyInvalid { kind: PolicyKind::Repository, reason: e.to_string() })?;
         self.update_settings(ctx, repo, |settings| {
             settings.repository_policy = Some(text.to_owned());
             Ok(())

@@ -72,7 +72,7 @@ impl Registry {
         self.describe_repository(name).await?;
         let deleted = self.meta.delete_repository(&self.origin(ctx), name, force).await;
         self.manifests.invalidate_repo(name);
-        self.policies.invalidate(name);
+        self.authorizer.invalidate(name);
         deleted?.try_into()
     }
 
@@ -163,7 +163,7 @@ impl Registry {
             let settings = info.settings.to_json();
             let update = SettingsUpdate { settings: &settings, expected_version, changed: &changed };
             let written = self.meta.set_repository_settings(&origin, name, update).await;
-            self.policies.invalidate(name);
+            self.authorizer.invalidate(name);
             match written {
                 Ok(_) => return Ok(info),
                 Err(MetaError::SettingsConflict(_)) => continue,

@@ -90,13 +90,6 @@ pub struct RepositorySettings {
 #[error("{0}")]
 pub struct SettingsUnreadable(String);
 
-/// The repository policy a stored settings document puts in force, for authorization: `Ok(None)`
-/// when it has none, `Err` when the document itself is unreadable (enforce that as an
-/// unenforceable policy).
-pub fn repository_policy_in_force(document: &str) -> Result<Option<String>, SettingsUnreadable> {
-    RepositorySettings::from_json(document).map(|settings| settings.repository_policy)
-}
-
 /// A lifecycle preview: the policy it tries and when it started. Reading it evaluates that
 /// policy over the images pushed before the start, at the start time, so every page of the
 /// results agrees and no result set is stored.
@@ -166,21 +159,17 @@ impl RepositorySettings {
     }
 }
 
-/// ECR's tag filters: `*` matches any run of characters, everything else is literal.
+/// ECR's tag filters: `*` matches any run of characters, everything else is literal. Greedy with
+/// one backtrack point: linear in practice, no recursion.
 pub fn wildcard_match(pattern: &str, text: &str) -> bool {
-    glob(pattern.as_bytes(), text.as_bytes(), None)
-}
-
-/// `*` matches any run of characters, `any_one` (IAM's `?`) any one character, the rest is
-/// literal. Greedy with one backtrack point: linear in practice, no recursion.
-pub(crate) fn glob(pattern: &[u8], text: &[u8], any_one: Option<u8>) -> bool {
+    let (pattern, text) = (pattern.as_bytes(), text.as_bytes());
     let (mut pi, mut ti) = (0, 0);
     let mut backtrack: Option<(usize, usize)> = None;
     while ti < text.len() {
         if pi < pattern.len() && pattern[pi] == b'*' {
             backtrack = Some((pi, ti));
             pi += 1;
-        } else if pi < pattern.len() && (Some(pattern[pi]) == any_one || pattern[pi] == text[ti]) {
+        } else if pi < pattern.len() && pattern[pi] == text[ti] {
             pi += 1;
             ti += 1;
         } else if let Some((bp, bt)) = backtrack {

@@ -2,7 +2,8 @@
 //! what the client suites (tests/ecr, tests/clients/ecr-*.sh) cannot reach through the wire:
 //! expired download URLs, a signing key shared by two servers, listings that scan past the
 //! store's batch size, ECR's untag-then-delete rule next to an index, repository policies
-//! taking effect (and going) at once through the service's policy cache, and scanOnPush kept
+//! (conditions included) taking effect (and going) at once through the service's policy cache,
+//! and scanOnPush kept
 //! across a restart.
 
 use std::sync::Arc;
@@ -278,10 +279,11 @@ async fn repository_policies_take_effect_at_once_and_go_with_their_repository() 
     let deny_ci = r#"{"Statement":[{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:user/ci"},"Action":"ecr:PutImage"}]}"#;
     registry.set_repository_policy(&ctx(), &repo, deny_ci).await.unwrap();
     let err = registry.authorize(&ci, &repo, &push).await.unwrap_err();
-    let RegistryError::AccessDenied { caller, action, repository } = &err else { panic!("{err:?}") };
+    let RegistryError::AccessDenied { message, explicit: true } = &err else { panic!("{err:?}") };
     assert_eq!(
-        (caller.as_str(), action.as_str(), repository.as_str()),
-        ("arn:aws:iam::000000000000:user/ci", "ecr:PutImage", "policy/app")
+        message,
+        "User: arn:aws:iam::000000000000:user/ci is not authorized to perform: ecr:PutImage on resource: \
+         arn:aws:ecr:us-east-1:000000000000:repository/policy/app with an explicit deny in a resource-based policy"
     );
     registry.authorize(&ci, &repo, &["ecr:BatchGetImage"]).await.unwrap();
     registry.authorize(&as_ctx(user("alice")), &repo, &push).await.unwrap();
@@ -291,17 +293,24 @@ async fn repository_policies_take_effect_at_once_and_go_with_their_repository() 
     registry.create_repository(&ctx(), &repo, &RepositorySettings::default()).await.unwrap();
     registry.authorize(&ci, &repo, &push).await.unwrap();
 
-    // A stored policy Berth cannot enforce (written by an older version) denies everything but
-    // the root's repair of it.
+    // Conditions are evaluated against the request's context: a Deny of plain-HTTP pushes
+    // applies to a request without TLS only.
     let conditional = r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"ecr:PutImage","Condition":{"Bool":{"aws:SecureTransport":"false"}}}]}"#;
-    let settings = RepositorySettings { repository_policy: Some(conditional.into()), ..RepositorySettings::default() };
+    registry.set_repository_policy(&ctx(), &repo, conditional).await.unwrap();
+    let err = registry.authorize(&ci, &repo, &["ecr:PutImage"]).await.unwrap_err();
+    assert!(matches!(err, RegistryError::AccessDenied { explicit: true, .. }), "{err:?}");
+    let over_tls = RequestContext { secure_transport: true, ..ci.clone() };
+    registry.authorize(&over_tls, &repo, &["ecr:PutImage"]).await.unwrap();
+
+    // A stored policy that no longer parses denies everything to everyone but the root, who
+    // may always repair it (and is never denied).
+    let unparsable = r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"ecr:PutImage","Condition":{"NoSuchOperator":{"aws:username":"x"}}}]}"#;
+    let settings = RepositorySettings { repository_policy: Some(unparsable.into()), ..RepositorySettings::default() };
     write_settings(&registry, &repo, &settings.to_json()).await;
     let restarted = open_registry(dir.path(), UrlSigningKey::random()).await;
-    for caller in [ci.clone(), ctx()] {
-        let err = restarted.authorize(&caller, &repo, &["ecr:BatchGetImage"]).await.unwrap_err();
-        assert!(matches!(err, RegistryError::AccessDenied { .. }), "{caller:?}: {err:?}");
-    }
-    restarted.authorize(&ctx(), &repo, &["ecr:DeleteRepositoryPolicy"]).await.unwrap();
+    let err = restarted.authorize(&ci, &repo, &["ecr:BatchGetImage"]).await.unwrap_err();
+    assert!(matches!(err, RegistryError::AccessDenied { explicit: true, .. }), "{err:?}");
+    restarted.authorize(&ctx(), &repo, &["ecr:BatchGetImage", "ecr:DeleteRepositoryPolicy"]).await.unwrap();
     restarted.delete_repository_policy(&ctx(), &repo).await.unwrap();
     restarted.authorize(&ci, &repo, &["ecr:BatchGetImage"]).await.unwrap();
 }

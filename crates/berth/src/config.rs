@@ -1,11 +1,12 @@
 //! Server configuration: command-line flags, then environment, then an optional TOML file, then
 //! defaults — the first that sets a value wins.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use ipnet::IpNet;
 use serde::Deserialize;
 
 #[derive(clap::Args, Debug, Default)]
@@ -85,6 +86,17 @@ pub struct ServeArgs {
     /// download URLs [default: http://<listen address> (https:// when serving TLS only)]
     #[arg(long, env = "BERTH_PUBLIC_URL")]
     public_url: Option<String>,
+    /// A reverse proxy (address or CIDR block) whose X-Forwarded-For names the client; repeat for
+    /// several. Requests from anywhere else are attributed to their TCP peer. [default: none]
+    #[arg(long = "trusted-proxy", value_name = "CIDR", env = "BERTH_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
+    trusted_proxies: Vec<IpNet>,
+}
+
+/// A CIDR block, or one address (a /32 or /128).
+fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR block like 10.0.0.0/8"))
 }
 
 /// The TOML file's keys, all optional.
@@ -113,6 +125,7 @@ struct FileConfig {
     /// flags so they never show in a process listing).
     s3_access_key_id: Option<String>,
     s3_secret_access_key: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +159,8 @@ pub struct ServeConfig {
     /// `None`: no automatic garbage collection.
     pub gc_interval: Option<Duration>,
     pub gc_grace: Duration,
+    /// Peers whose X-Forwarded-For is believed.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -222,7 +237,14 @@ impl ServeArgs {
                 None
             }
         };
+        let trusted_proxies = if self.trusted_proxies.is_empty() {
+            let listed = file.trusted_proxies.unwrap_or_default();
+            listed.iter().map(|cidr| parse_cidr(cidr)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?
+        } else {
+            self.trusted_proxies
+        };
         Ok(ServeConfig {
+            trusted_proxies,
             tls,
             plain_http: loopback || self.insecure_http,
             no_auth: self.no_auth,
@@ -245,5 +267,42 @@ impl ServeArgs {
             region,
             public_url,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn resolve(args: &[&str]) -> anyhow::Result<ServeConfig> {
+        Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied()))?.serve.resolve()
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_flags_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.toml");
+        std::fs::write(&file, "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"fd00::/8\"]\n").unwrap();
+        let config = file.to_str().unwrap();
+        let nets: Vec<IpNet> = ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"].iter().map(|n| n.parse().unwrap()).collect();
+        assert_eq!(resolve(&["--config", config]).unwrap().trusted_proxies, nets);
+        // Flags replace the file's list; a bare address is one host.
+        let flags = resolve(&["--config", config, "--trusted-proxy", "127.0.0.1", "--trusted-proxy", "::1"]).unwrap();
+        let hosts: Vec<IpNet> = ["127.0.0.1/32", "::1/128"].iter().map(|n| n.parse().unwrap()).collect();
+        assert_eq!(flags.trusted_proxies, hosts);
+        assert!(resolve(&[]).unwrap().trusted_proxies.is_empty());
+        let err = resolve(&["--trusted-proxy", "10.0.0.0/33"]).err().unwrap().to_string();
+        assert!(err.contains("neither an IP address nor a CIDR block"), "{err}");
+        std::fs::write(&file, "trusted_proxies = [\"proxy.internal\"]\n").unwrap();
+        let err = resolve(&["--config", config]).err().unwrap().to_string();
+        assert!(err.contains("\"proxy.internal\""), "{err}");
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use berth_auth::{Authenticator, ROOT_USER};
+use berth_auth::{Authenticator, identity_of};
 use berth_ecr::{EcrError, IssuedToken, SecretLookup, SigningKey, TokenIssuer};
 use berth_iam::{CredentialKind, Identity};
 
@@ -15,14 +15,9 @@ pub struct EcrIdentities(pub Arc<Authenticator>);
 impl SecretLookup for EcrIdentities {
     async fn secret_for(&self, access_key_id: &str) -> Option<SigningKey> {
         match self.0.identities().access_key(access_key_id).await {
-            Ok(key) => key.map(|key| {
-                let access_key_id = key.access_key_id;
-                let identity = if key.user_name == ROOT_USER {
-                    Identity::Root { access_key_id, via: CredentialKind::SigV4 }
-                } else {
-                    Identity::User { name: key.user_name, access_key_id, via: CredentialKind::SigV4 }
-                };
-                SigningKey { secret: key.secret_access_key, identity }
+            Ok(key) => key.map(|key| SigningKey {
+                identity: identity_of(&key.user_name, &key.access_key_id, CredentialKind::SigV4),
+                secret: key.secret_access_key,
             }),
             Err(e) => {
                 tracing::error!(error = %e, "looking up an access key failed");

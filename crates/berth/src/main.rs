@@ -3,6 +3,7 @@
 mod admin;
 mod config;
 mod ecr_auth;
+mod edge;
 mod gc;
 mod listener;
 mod serve;

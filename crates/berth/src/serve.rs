@@ -4,15 +4,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use berth_auth::{AuthMode, Authenticator, Identities, MasterKey, Principal, RootBootstrap, RootKeys, TokenIssuer};
+use berth_auth::{AuthMode, Authenticator, Identities, MasterKey, RootBootstrap, RootKeys, TokenIssuer};
 use berth_meta::{MetadataStore, PostgresStore, SqliteStore};
-use berth_registry::{Registry, RegistryConfig, UrlSigningKey};
+use berth_registry::{AnonymousAccess, Registry, RegistryConfig, UrlSigningKey};
 use berth_storage::{BlobStore, FsBlobStore, S3BlobStore};
 use tokio::net::TcpListener;
-use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::{ServeConfig, Tls};
 use crate::ecr_auth::EcrIdentities;
+use crate::edge::{self, Edge};
 use crate::listener;
 
 /// How often abandoned uploads are expired and buffered pull times written.
@@ -46,6 +46,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    std::panic::set_hook(Box::new(edge::log_panic));
 
     let (meta, blobs) = open_stores(&config).await?;
     let url_signing_key = UrlSigningKey::load_or_create(&config.data_dir.join("keys").join("url-signing.key"))
@@ -60,6 +61,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             shared_metadata: config.database_url.is_some(),
             lifecycle_interval: config.lifecycle_interval,
             account_id: config.registry_id.clone(),
+            region: config.region.clone(),
+            anonymous_access: anonymous_access(&config),
         },
     ));
     let auth = Arc::new(authentication(&config, meta.clone()).await?);
@@ -121,12 +124,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     );
     let ecr_backend = berth_ecr::RegistryBackend::new(registry.clone(), ecr_config, tokens);
     let ecr = berth_ecr::router(berth_ecr::EcrService::new(Arc::new(ecr_backend), authentication));
+    // The edge is the outermost layer: every request gets its context (and id) there, and a
+    // panic anywhere inside is answered and logged with that id.
+    let edge = Arc::new(Edge::new(config.trusted_proxies.clone()));
     let app = berth_oci::router(registry.clone(), auth.clone())
         .merge(ecr)
         .merge(berth_ecr::download::router(registry.clone()))
         .merge(console)
-        .layer(axum::middleware::from_fn(access_log))
-        .layer(CatchPanicLayer::new());
+        .layer(axum::middleware::from_fn_with_state(edge, edge::serve_request));
 
     let maintenance = tokio::spawn({
         let registry = registry.clone();
@@ -170,6 +175,18 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What callers without credentials may do: pull with `--anonymous-pull`, everything with
+/// `--no-auth`, nothing otherwise.
+fn anonymous_access(config: &ServeConfig) -> AnonymousAccess {
+    if config.no_auth {
+        AnonymousAccess::Everything
+    } else if config.anonymous_pull {
+        AnonymousAccess::Pull
+    } else {
+        AnonymousAccess::Nothing
+    }
+}
+
 /// Opens the identities, makes sure a root user exists (printing generated keys once) and
 /// builds the per-request authenticator.
 async fn authentication(config: &ServeConfig, meta: Arc<dyn MetadataStore>) -> anyhow::Result<Authenticator> {
@@ -194,29 +211,6 @@ async fn authentication(config: &ServeConfig, meta: Arc<dyn MetadataStore>) -> a
         AuthMode::Required
     };
     Ok(Authenticator::new(identities, TokenIssuer::new(&master_key, config.token_lifetime), mode))
-}
-
-/// One line per request, attributed to the authenticated user (`-` when anonymous).
-async fn access_log(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    let started = std::time::Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
-    let extensions = response.extensions();
-    let user = match (extensions.get::<Principal>(), extensions.get::<berth_ecr::Principal>()) {
-        (Some(registry_user), _) => registry_user.to_string(),
-        (None, Some(signer)) => signer.access_key_id.clone(),
-        (None, None) => "-".to_owned(),
-    };
-    tracing::info!(
-        target: "berth::access",
-        %method,
-        path,
-        status = response.status().as_u16(),
-        user,
-        micros = started.elapsed().as_micros() as u64,
-    );
-    response
 }
 
 /// Where clients reach this server unless `--public-url` says: the bound address, with a

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::*;
 use reqwest::{Method, Url};
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 
 const CHALLENGE: &str = "Basic realm=\"Berth\"";
 /// How soon `berth user add|remove` on a running server's data dir must take effect.
@@ -797,71 +796,6 @@ async fn get_authorization_token(srv: &Server, access_key_id: &str, secret: &str
     }
 }
 
-/// One ECR JSON 1.1 call, SigV4-signed (service `ecr`, region us-east-1) as the AWS SDKs do.
-async fn ecr_call(srv: &Server, access_key_id: &str, secret: &str, operation: &str, body: &str) -> Resp {
-    let host = srv.base().trim_start_matches("http://").to_string();
-    let amz_date = amz_date(SystemTime::now());
-    let date = &amz_date[..8];
-    let target = format!("AmazonEC2ContainerRegistry_V20150921.{operation}");
-    let content_type = "application/x-amz-json-1.1";
-    let signed_headers = "content-type;host;x-amz-date;x-amz-target";
-    let canonical = format!(
-        "POST\n/\n\ncontent-type:{content_type}\nhost:{host}\nx-amz-date:{amz_date}\nx-amz-target:{target}\n\n{signed_headers}\n{}",
-        hex::encode(Sha256::digest(body.as_bytes()))
-    );
-    let scope = format!("{date}/us-east-1/ecr/aws4_request");
-    let string_to_sign =
-        format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
-    let mut key = hmac_sha256(format!("AWS4{secret}").as_bytes(), date.as_bytes());
-    for part in ["us-east-1", "ecr", "aws4_request"] {
-        key = hmac_sha256(&key, part.as_bytes());
-    }
-    let signature = hex::encode(hmac_sha256(&key, string_to_sign.as_bytes()));
-    let authorization = format!(
-        "AWS4-HMAC-SHA256 Credential={access_key_id}/{scope}, SignedHeaders={signed_headers}, Signature={signature}"
-    );
-    send(
-        anonymous()
-            .post(srv.url("/"))
-            .header("content-type", content_type)
-            .header("x-amz-date", &amz_date)
-            .header("x-amz-target", target)
-            .header("authorization", authorization)
-            .body(body.to_string()),
-    )
-    .await
-}
-
-/// HMAC-SHA256 (RFC 2104), small enough to spell out rather than add a dev-dependency.
-fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
-    const BLOCK: usize = 64;
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
-    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
-    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().to_vec()
-}
-
-/// `YYYYMMDD'T'HHMMSS'Z'` in UTC (civil-from-days, Howard Hinnant's algorithm).
-fn amz_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 #[test]
 fn test_helpers_match_known_vectors() {
     // RFC 4231 test case 2 and RFC 4648 examples keep the hand-written helpers honest.
@@ -1007,33 +941,43 @@ async fn repository_policy_guards_mount_sources_and_never_locks_out_the_root() {
     }
     send(srv.head(&format!("/v2/ci/own/blobs/{layer}"))).await.expect_4xx();
 
-    // Deny everything to everyone: the root still reads, replaces and deletes the policy.
+    // Deny everything to everyone: users are locked out, the root is never denied (IAM's rule),
+    // so it reads, replaces and deletes the policy.
     let lockout = serde_json::json!({"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "ecr:*"}]});
     set_policy(&srv, "policy/secret", &lockout).await;
-    srv.client = client_with(&basic(ROOT_KEY_ID, ROOT_SECRET));
     send(srv.get("/v2/policy/secret/manifests/v1")).await.expect_error(403, "DENIED");
     let repo = r#"{"repositoryName":"policy/secret"}"#;
     let describe = r#"{"repositoryNames":["policy/secret"]}"#;
     ecr_json(
-        &ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "DescribeRepositories", describe).await,
+        &ecr_call(&srv, &ci_id, &ci_secret, "DescribeRepositories", describe).await,
         400,
         Some("AccessDeniedException"),
     );
-    ecr_json(&ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "GetRepositoryPolicy", repo).await, 200, None);
-    set_policy(&srv, "policy/secret", &lockout).await;
     ecr_json(
         &ecr_call(&srv, &ci_id, &ci_secret, "DeleteRepositoryPolicy", repo).await,
         400,
         Some("AccessDeniedException"),
     );
+    ecr_json(&ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "DescribeRepositories", describe).await, 200, None);
+    ecr_json(&ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "GetRepositoryPolicy", repo).await, 200, None);
+    set_policy(&srv, "policy/secret", &lockout).await;
     ecr_json(&ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "DeleteRepositoryPolicy", repo).await, 200, None);
     expect_manifest(&srv, "policy/secret", "v1", OCI_MANIFEST, &image.manifest, &image.digest).await;
 
-    // A Deny with a Condition cannot be evaluated, so it is refused rather than guessed at.
-    let conditional = serde_json::json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "ecr:PutImage",
-        "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}});
-    let body =
-        serde_json::json!({ "repositoryName": "policy/secret", "policyText": conditional.to_string() }).to_string();
+    // A Deny with a Condition is evaluated against the request: from 127.0.0.0/8 (this test),
+    // ci's pushes are refused; the same policy for another range leaves them be.
+    let deny_from = |cidr: &str| {
+        serde_json::json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "ecr:PutImage",
+            "Condition": {"IpAddress": {"aws:SourceIp": cidr}}}})
+    };
+    set_policy(&srv, "policy/secret", &deny_from("127.0.0.0/8")).await;
+    put_manifest(&srv, "policy/secret", "v2", OCI_MANIFEST, &image.manifest).await.expect_error(403, "DENIED");
+    set_policy(&srv, "policy/secret", &deny_from("10.0.0.0/8")).await;
+    put_manifest(&srv, "policy/secret", "v2", OCI_MANIFEST, &image.manifest).await.expect_status(201);
+    // A policy Berth could only guess at is refused, saying where.
+    let unknown = serde_json::json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "ecr:PutImage",
+        "Condition": {"IpAddressish": {"aws:SourceIp": "10.0.0.0/8"}}}});
+    let body = serde_json::json!({ "repositoryName": "policy/secret", "policyText": unknown.to_string() }).to_string();
     let r = ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "SetRepositoryPolicy", &body).await;
     let body = ecr_json(&r, 400, Some("InvalidParameterException"));
     assert!(body["message"].as_str().unwrap().contains("Condition"), "{body}");
@@ -1046,12 +990,13 @@ async fn anonymous_pulls_are_denied_only_by_policies_naming_everyone() {
     let image = push_image(&srv, "policy/public", Some("v1")).await;
     let layer = srv.url(&format!("/v2/policy/public/blobs/{}", sha256_digest(&image.layers[0])));
     let manifest = srv.url("/v2/policy/public/manifests/v1");
-    let (anon, root) = (anonymous(), client_with(&basic(ROOT_KEY_ID, ROOT_SECRET)));
+    let (ci_id, ci_secret) = add_user(&srv, "ci").await;
+    let (anon, ci) = (anonymous(), client_with(&basic(&ci_id, &ci_secret)));
     // Anonymous callers are not of the account: a deny for the whole account leaves them be.
     let account = serde_json::json!({"Statement": {"Effect": "Deny", "Principal": {"AWS": ACCOUNT}, "Action": "ecr:BatchGetImage"}});
     set_policy(&srv, "policy/public", &account).await;
     send(anon.get(&manifest).header("accept", OCI_MANIFEST)).await.expect_status(200);
-    send(root.get(&manifest).header("accept", OCI_MANIFEST)).await.expect_error(403, "DENIED");
+    send(ci.get(&manifest).header("accept", OCI_MANIFEST)).await.expect_error(403, "DENIED");
     // "*" names them too; only the denied action is refused.
     let everyone =
         serde_json::json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "ecr:BatchGetImage"}});

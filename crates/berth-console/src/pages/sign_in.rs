@@ -9,7 +9,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use berth_auth::{AuthError, Principal, TOKEN_USER};
+use berth_auth::{AuthError, TOKEN_USER};
+use berth_iam::{CredentialKind, Identity};
 use serde::Deserialize;
 
 use super::{redirect, render};
@@ -188,8 +189,11 @@ pub async fn submit(console: &Console, request: Request) -> Response {
         page
     };
     let (name, via) = match console.auth.authenticate(&headers).await {
-        Ok(Principal::User { name, via }) => (name, via),
-        Ok(Principal::Anonymous) | Err(AuthError::InvalidCredentials | AuthError::MalformedHeader(_)) => {
+        Ok(identity @ (Identity::User { via, .. } | Identity::Root { via, .. })) => {
+            (identity.user_name().unwrap_or_default().to_owned(), via)
+        }
+        Ok(Identity::Anonymous | Identity::Server { .. })
+        | Err(AuthError::InvalidCredentials | AuthError::MalformedHeader(_)) => {
             return failed(StatusCode::UNAUTHORIZED, "The access key, secret or token is not valid.");
         }
         Err(AuthError::TokenExpired) => {
@@ -216,8 +220,8 @@ pub async fn submit(console: &Console, request: Request) -> Response {
         }
     };
     let via = match via {
-        berth_auth::CredentialKind::AccessKey => SignedInWith::AccessKey,
-        berth_auth::CredentialKind::Token => SignedInWith::Token,
+        CredentialKind::Token => SignedInWith::Token,
+        _ => SignedInWith::AccessKey,
     };
     tracing::info!(user = %user.name, ?via, "console sign-in");
     start_session(console, Some(&user), via, &form.next, tls)

@@ -1,0 +1,95 @@
+//! What each operation touches, read from its typed request: the router authorizes the
+//! operation's action (`ecr:<Operation>`) on these resources after the request decoded and
+//! validated, and before the backend runs. Every request shape the router dispatches must
+//! implement [`Scoped`], so no served operation can skip the check.
+
+use crate::shapes::*;
+
+/// The resources of one request, as it names them (names and ARNs not yet resolved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resources<'a> {
+    /// Registry-wide calls: IAM's `*`.
+    Registry,
+    /// A listing over every repository of a registry (`…:repository/*`); the backend then shows
+    /// only the repositories the caller may see.
+    AllRepositories { registry_id: Option<&'a str> },
+    /// One repository of a registry.
+    Repository { registry_id: Option<&'a str>, name: &'a str },
+    /// Several repositories of a registry; the caller must be allowed on each.
+    Repositories { registry_id: Option<&'a str>, names: &'a [String] },
+    /// A repository named by its ARN (the tagging operations).
+    RepositoryArn(&'a str),
+}
+
+/// Implemented by every request shape the router dispatches.
+pub trait Scoped {
+    fn resources(&self) -> Resources<'_>;
+}
+
+macro_rules! scoped {
+    (registry: $($shape:ty),* $(,)?) => {
+        $(impl Scoped for $shape {
+            fn resources(&self) -> Resources<'_> {
+                Resources::Registry
+            }
+        })*
+    };
+    (repository: $($shape:ty),* $(,)?) => {
+        $(impl Scoped for $shape {
+            fn resources(&self) -> Resources<'_> {
+                Resources::Repository { registry_id: self.registry_id.as_deref(), name: &self.repository_name }
+            }
+        })*
+    };
+    (arn: $($shape:ty),* $(,)?) => {
+        $(impl Scoped for $shape {
+            fn resources(&self) -> Resources<'_> {
+                Resources::RepositoryArn(&self.resource_arn)
+            }
+        })*
+    };
+}
+
+scoped!(registry: GetAuthorizationTokenRequest, DescribeRegistryRequest, GetRegistryScanningConfigurationRequest);
+
+scoped!(repository:
+    CreateRepositoryRequest,
+    DeleteRepositoryRequest,
+    DescribeImagesRequest,
+    ListImagesRequest,
+    BatchGetImageRequest,
+    PutImageRequest,
+    BatchDeleteImageRequest,
+    BatchCheckLayerAvailabilityRequest,
+    InitiateLayerUploadRequest,
+    UploadLayerPartRequest,
+    CompleteLayerUploadRequest,
+    GetDownloadUrlForLayerRequest,
+    PutImageScanningConfigurationRequest,
+    ListImageReferrersRequest,
+    PutImageTagMutabilityRequest,
+    PutLifecyclePolicyRequest,
+    LifecyclePolicyRequest,
+    StartLifecyclePolicyPreviewRequest,
+    GetLifecyclePolicyPreviewRequest,
+    SetRepositoryPolicyRequest,
+    RepositoryPolicyRequest,
+);
+
+scoped!(arn: TagResourceRequest, UntagResourceRequest, ListTagsForResourceRequest);
+
+impl Scoped for DescribeRepositoriesRequest {
+    fn resources(&self) -> Resources<'_> {
+        let registry_id = self.registry_id.as_deref();
+        match &self.repository_names {
+            Some(names) => Resources::Repositories { registry_id, names },
+            None => Resources::AllRepositories { registry_id },
+        }
+    }
+}
+
+impl Scoped for BatchGetRepositoryScanningConfigurationRequest {
+    fn resources(&self) -> Resources<'_> {
+        Resources::Repositories { registry_id: None, names: &self.repository_names }
+    }
+}

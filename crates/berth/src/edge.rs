@@ -1,0 +1,261 @@
+//! The edge every request passes first: it makes the request's [`RequestContext`] (request id,
+//! client address — through trusted proxies only —, transport, user agent), returns the id as
+//! `X-Request-Id`, answers a handler's panic with a 500 naming that id, and writes the access
+//! log line, attributed to whoever the plane authenticated.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use berth_iam::{ConnectionInfo, Identity, RequestContext};
+use futures::FutureExt;
+use ipnet::IpNet;
+
+/// Every response carries its request's id (the ECR API also as `x-amzn-RequestId`).
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+tokio::task_local! {
+    /// The id of the request being served, for the panic hook.
+    static REQUEST_ID: String;
+}
+
+pub struct Edge {
+    /// Peers whose `X-Forwarded-For` is believed (reverse proxies, load balancers).
+    trusted_proxies: Vec<IpNet>,
+}
+
+impl Edge {
+    pub fn new(trusted_proxies: Vec<IpNet>) -> Edge {
+        Edge { trusted_proxies }
+    }
+
+    fn trusts(&self, hop: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&hop))
+    }
+
+    /// The client's address: the TCP peer, unless the peer is a trusted proxy; then the
+    /// right-most `X-Forwarded-For` hop that is not itself a trusted proxy (the left-most if all
+    /// are). Hops left of the first untrusted one are whatever the client claimed, so they are
+    /// never used. A hop that does not parse ends the walk at the trusted hop that reported it:
+    /// trusted proxies write addresses, so only a client inside a trusted range can be there.
+    pub fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let mut client = peer.to_canonical();
+        if !self.trusts(client) {
+            return client;
+        }
+        let values = headers.get_all(FORWARDED_FOR).iter().map(|v| v.to_str().unwrap_or(""));
+        let hops: Vec<&str> = values.flat_map(|v| v.split(',')).map(str::trim).collect();
+        for hop in hops.into_iter().rev() {
+            let Some(address) = parse_hop(hop) else { break };
+            client = address;
+            if !self.trusts(client) {
+                break;
+            }
+        }
+        client
+    }
+}
+
+/// An address in `X-Forwarded-For`: bare, or with a port as some proxies write it.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let address = hop.parse::<IpAddr>().or_else(|_| hop.parse::<std::net::SocketAddr>().map(|a| a.ip())).ok()?;
+    Some(address.to_canonical())
+}
+
+/// The middleware (see the module docs).
+pub async fn serve_request(State(edge): State<Arc<Edge>>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let connection = request.extensions().get::<ConnectionInfo>().copied();
+    let headers = request.headers();
+    let ctx = RequestContext {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        received_at: SystemTime::now(),
+        source_ip: connection.map(|c| edge.client_address(c.peer.ip(), headers)),
+        secure_transport: connection.is_some_and(|c| c.tls),
+        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        identity: Identity::Anonymous,
+    };
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    request.extensions_mut().insert(ctx.clone());
+    let mut response = catch_panic(ctx.request_id.clone(), next.run(request)).await.unwrap_or_else(|()| {
+        // The panic hook logged what happened, with the request id; the client gets only the id.
+        internal_error(&path, &ctx.request_id)
+    });
+    if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, id);
+    }
+    // The plane returns the context with the caller it authenticated.
+    let served = response.extensions().get::<RequestContext>().unwrap_or(&ctx);
+    tracing::info!(
+        target: "berth::access",
+        request_id = ctx.request_id,
+        %method,
+        path,
+        status = response.status().as_u16(),
+        user = served.identity.user_name().unwrap_or("-"),
+        access_key_id = served.identity.access_key_id(),
+        client = ctx.source_ip.map(|ip| ip.to_string()),
+        micros = started.elapsed().as_micros() as u64,
+    );
+    response
+}
+
+/// Runs `handler` with its request id visible to the panic hook; `Err` if it panicked.
+async fn catch_panic(request_id: String, handler: impl Future<Output = Response>) -> Result<Response, ()> {
+    REQUEST_ID.scope(request_id, AssertUnwindSafe(handler).catch_unwind()).await.map_err(|_| ())
+}
+
+/// A 500 in the shape of the plane the path belongs to, naming the request id and nothing else.
+fn internal_error(path: &str, request_id: &str) -> Response {
+    let message = format!("internal server error; request id {request_id}");
+    let (content_type, body) = if path.starts_with("/v2") {
+        ("application/json", serde_json::json!({"errors": [{"code": "UNKNOWN", "message": message, "detail": null}]}))
+    } else {
+        ("application/x-amz-json-1.1", serde_json::json!({"__type": "ServerException", "message": message}))
+    };
+    (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, content_type)], body.to_string()).into_response()
+}
+
+/// The process's panic hook: one error line through the log, with the request id when a
+/// request's handler panicked (replacing the default hook's unstructured stderr text).
+pub fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let request_id = REQUEST_ID.try_with(String::clone).ok();
+    let location = info.location().map(ToString::to_string);
+    let message = info
+        .payload()
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| info.payload().downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into());
+    let backtrace = std::backtrace::Backtrace::capture();
+    tracing::error!(request_id, location, %backtrace, "panic: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Mutex;
+
+    use axum::Router;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn edge(trusted: &[&str]) -> Edge {
+        Edge::new(trusted.iter().map(|net| net.parse().unwrap()).collect())
+    }
+
+    fn forwarded(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(FORWARDED_FOR, HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let edge = edge(&["10.0.0.0/8", "fd00::/8"]);
+        let spoofed = forwarded(&["6.6.6.6"]);
+        // An untrusted peer is the client, whatever it claims.
+        assert_eq!(edge.client_address(ip("203.0.113.9"), &spoofed), ip("203.0.113.9"));
+        // A trusted proxy's report is believed...
+        assert_eq!(edge.client_address(ip("10.1.1.1"), &spoofed), ip("6.6.6.6"));
+        // ...up to the right-most hop no trusted proxy vouches for: what the client put left of
+        // it is ignored, and trusted hops are skipped.
+        let chain = forwarded(&["1.1.1.1, 198.51.100.7", "10.2.2.2"]);
+        assert_eq!(edge.client_address(ip("10.1.1.1"), &chain), ip("198.51.100.7"));
+        let all_trusted = forwarded(&["10.3.3.3, 10.2.2.2"]);
+        assert_eq!(edge.client_address(ip("10.1.1.1"), &all_trusted), ip("10.3.3.3"));
+        // A proxy that reported nothing: the proxy itself.
+        assert_eq!(edge.client_address(ip("10.1.1.1"), &HeaderMap::new()), ip("10.1.1.1"));
+        // Ports, IPv6, and IPv4 peers seen through an IPv6 socket.
+        let ported = forwarded(&["[2001:db8::1]:4711, 192.0.2.1:80"]);
+        assert_eq!(edge.client_address(ip("fd00::1"), &ported), ip("192.0.2.1"));
+        assert_eq!(edge.client_address(ip("::ffff:10.1.1.1"), &spoofed), ip("6.6.6.6"));
+        // Garbage reported by a trusted hop: that hop is the best-known client.
+        assert_eq!(edge.client_address(ip("10.1.1.1"), &forwarded(&["not-an-ip"])), ip("10.1.1.1"));
+        let behind_trusted = forwarded(&["6.6.6.6, garbage", "10.2.2.2"]);
+        assert_eq!(edge.client_address(ip("10.1.1.1"), &behind_trusted), ip("10.2.2.2"));
+        // Nobody trusted: the peer, always.
+        assert_eq!(super::Edge::new(vec![]).client_address(ip("10.1.1.1"), &spoofed), ip("10.1.1.1"));
+    }
+
+    /// Collects what the fmt subscriber writes.
+    #[derive(Clone, Default)]
+    struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogBuffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    async fn boom() -> &'static str {
+        panic!("handler bug")
+    }
+
+    /// The edge wraps the handlers, so a panic in one is answered (500, with the request id)
+    /// and logged once with that id — by the panic hook — plus the access line.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_panicking_handler_gets_a_500_with_its_request_id_and_one_log_line() {
+        let logs = LogBuffer::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let previous_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(log_panic));
+
+        let app = Router::new()
+            .route("/v2/boom", axum::routing::get(boom))
+            .route("/v2/", axum::routing::get(|| async { "{}" }))
+            .layer(axum::middleware::from_fn_with_state(Arc::new(edge(&[])), serve_request));
+        let request = |path: &str| {
+            let mut request = Request::get(path).body(Body::empty()).unwrap();
+            let peer: SocketAddr = "192.0.2.10:5555".parse().unwrap();
+            request.extensions_mut().insert(ConnectionInfo { peer, tls: false });
+            request
+        };
+        let response = app.clone().oneshot(request("/v2/boom")).await.unwrap();
+        std::panic::set_hook(previous_hook);
+
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let id = response.headers()[REQUEST_ID_HEADER].to_str().unwrap().to_owned();
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["errors"][0]["code"], "UNKNOWN");
+        assert!(body["errors"][0]["message"].as_str().unwrap().contains(&id), "{body}");
+        assert!(!body.to_string().contains("handler bug"), "the panic message stays in the log");
+
+        let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let panics: Vec<&str> = logs.lines().filter(|l| l.contains("panic: handler bug")).collect();
+        assert_eq!(panics.len(), 1, "{logs}");
+        assert!(panics[0].contains(&id) && panics[0].contains("ERROR"), "{logs}");
+        let access: Vec<&str> = logs.lines().filter(|l| l.contains("berth::access")).collect();
+        assert_eq!(access.len(), 1, "{logs}");
+        assert!(access[0].contains(&id) && access[0].contains("status=500"), "{logs}");
+        assert!(access[0].contains("client=\"192.0.2.10\""), "{logs}");
+
+        // An ordinary request carries its (different) id too.
+        let ok = app.oneshot(request("/v2/")).await.unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert_ne!(ok.headers()[REQUEST_ID_HEADER], id.as_str());
+    }
+}
