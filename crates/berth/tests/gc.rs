@@ -97,8 +97,9 @@ fn pause(min_ms: u64, max_ms: u64) -> Duration {
 /// after round, while the server's GC runs every second with a one-second grace period. After
 /// each round's deletes the layers are garbage: GC notes them within a second and deletes them
 /// one to two seconds later, while the workers upload them again 1.5 to 4 seconds after the
-/// deletes, so some uploads land before, during and after a deletion. Every acknowledged image
-/// must pull intact until the test deletes it, and GC must in fact have collected the layers.
+/// deletes, so some uploads land before, during and after a deletion; after the last round they
+/// wait long enough for a collection to finish. Every acknowledged image must pull intact until
+/// the test deletes it, and GC must in fact have collected the layers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pushes_racing_gc_never_lose_an_acknowledged_image() {
     const WORKERS: usize = 3;
@@ -122,7 +123,11 @@ async fn pushes_racing_gc_never_lose_an_acknowledged_image() {
                         send(srv.delete(&format!("/v2/{repo}/blobs/{}", sha256_digest(blob)))).await.expect_status(202);
                     }
                     round_over.wait().await;
-                    tokio::time::sleep(pause(1500, 4000)).await;
+                    // After the last round every worker waits out a whole collection (a pass
+                    // notes the layers, the next one past the grace period deletes them), so GC
+                    // certainly collects them once; the earlier rounds race it.
+                    let last_round = round + 1 == ROUNDS;
+                    tokio::time::sleep(if last_round { pause(4500, 5000) } else { pause(1500, 4000) }).await;
                 }
                 // The last image stays: it must outlive the passes that follow.
                 push_with_layers(&srv, &repo, "last", &layers).await;
