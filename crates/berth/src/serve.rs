@@ -50,7 +50,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let (meta, blobs) = open_stores(&config).await?;
     let url_signing_key = UrlSigningKey::load_or_create(&config.data_dir.join("keys").join("url-signing.key"))
         .context("loading the download-URL signing key")?;
-    let registry = Arc::new(Registry::new(
+    let registry = Registry::new(
         blobs,
         meta.clone(),
         RegistryConfig {
@@ -61,7 +61,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             lifecycle_interval: config.lifecycle_interval,
             account_id: config.registry_id.clone(),
         },
-    ));
+    );
     let auth = Arc::new(authentication(&config, meta.clone()).await?);
 
     let tls = match &config.tls {
