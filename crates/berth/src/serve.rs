@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use berth_auth::{AuthMode, Authenticator, Identities, MasterKey, Principal, RootBootstrap, RootKeys, TokenIssuer};
 use berth_meta::{MetadataStore, PostgresStore, SqliteStore};
 use berth_registry::{Registry, RegistryConfig, UrlSigningKey};
@@ -112,8 +114,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let app = berth_oci::router(registry.clone(), auth.clone())
         .merge(ecr)
         .merge(berth_ecr::download::router(registry.clone()))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
         .layer(axum::middleware::from_fn(access_log))
-        .layer(CatchPanicLayer::new());
+        .layer(CatchPanicLayer::custom(panicked));
 
     let maintenance = tokio::spawn({
         let registry = registry.clone();
@@ -142,7 +146,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         })
     });
 
-    let server = listener::Listener { tls, plain_http: config.plain_http };
+    let server = listener::Listener { tls, plain_http: config.plain_http, limits: config.limits.clone() };
     server.serve(tcp, app, shutdown_signal()).await?;
     maintenance.abort();
     if let Some(gc) = gc {
@@ -204,6 +208,42 @@ async fn access_log(request: axum::extract::Request, next: axum::middleware::Nex
         micros = started.elapsed().as_micros() as u64,
     );
     response
+}
+
+/// A path no API serves: an OCI error (the plane that answers any path but `POST /`).
+async fn not_found() -> Response {
+    oci_error(
+        StatusCode::NOT_FOUND,
+        "UNSUPPORTED",
+        "no such endpoint: Berth serves the OCI API under /v2/ and the ECR API at POST /",
+    )
+}
+
+/// A method the route does not serve, in its plane's error shape: ECR's for `/`, OCI's elsewhere.
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    if uri.path() == "/" {
+        let error = berth_ecr::EcrError::UnknownOperation(format!(
+            "the ECR API takes POST requests with an X-Amz-Target header, not {method}"
+        ));
+        let content_type = [(header::CONTENT_TYPE, berth_ecr::error::CONTENT_TYPE)];
+        return (StatusCode::METHOD_NOT_ALLOWED, content_type, error.body().to_string()).into_response();
+    }
+    oci_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "UNSUPPORTED",
+        &format!("method {method} is not supported on this endpoint"),
+    )
+}
+
+/// A handler panicked (a bug): logged, and answered like any other server error.
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic.downcast_ref::<String>().map(String::as_str).or_else(|| panic.downcast_ref::<&str>().copied());
+    tracing::error!(panic = message.unwrap_or("(not a string)"), "request handler panicked");
+    oci_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", "internal error")
+}
+
+fn oci_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], berth_oci::error_body(code, message)).into_response()
 }
 
 /// Where clients reach this server unless `--public-url` says: the bound address, with a

@@ -553,7 +553,7 @@ async fn plain_http_off_loopback_needs_insecure_http() {
     assert!(!tls.stdout_lines().iter().any(|l| l.contains("listening on http://")), "{:?}", tls.stdout_lines());
     let port = tls.port();
     let r = send(anonymous().get(format!("http://127.0.0.1:{port}/v2/"))).await;
-    r.expect_status(400);
+    r.expect_error(400, "UNSUPPORTED");
     assert!(r.text().contains("HTTPS"), "{}", r.describe());
     let cert = tls.data_dir().join("tls/cert.pem");
     let token = tls.cli(&["token"]);
