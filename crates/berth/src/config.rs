@@ -14,6 +14,8 @@ pub use crate::listener::Limits;
 /// any real client's headers (Go's servers default to it).
 const MIN_HEADER_BYTES: usize = 8 * 1024;
 const MAX_HEADER_BYTES: usize = 1024 * 1024;
+/// Far above what one process's file descriptors allow anyway.
+const MAX_CONNECTIONS: usize = 1_000_000;
 
 #[derive(clap::Args, Debug, Default)]
 pub struct ServeArgs {
@@ -213,7 +215,10 @@ impl ServeArgs {
             body_timeout: secs(self.body_timeout_secs, file.body_timeout_secs, defaults.body_timeout, "body timeout")?,
             max_header_bytes: self.max_header_bytes.or(file.max_header_bytes).unwrap_or(defaults.max_header_bytes),
         };
-        anyhow::ensure!(limits.max_connections > 0, "the connection limit must be at least 1");
+        anyhow::ensure!(
+            (1..=MAX_CONNECTIONS).contains(&limits.max_connections),
+            "the connection limit must be between 1 and {MAX_CONNECTIONS}"
+        );
         anyhow::ensure!(
             (MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&limits.max_header_bytes),
             "the header size limit must be between {MIN_HEADER_BYTES} and {MAX_HEADER_BYTES} bytes"

@@ -338,8 +338,12 @@ mod h2 {
     pub const DATA: u8 = 0;
     pub const HEADERS: u8 = 1;
     pub const SETTINGS: u8 = 4;
+    pub const RST_STREAM: u8 = 3;
     pub const PING: u8 = 6;
     pub const GOAWAY: u8 = 7;
+    pub const WINDOW_UPDATE: u8 = 8;
+    /// RST_STREAM's error code when a client gives up on a request (RFC 9113, 7).
+    pub const CANCEL: u32 = 0x8;
 
     pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
         let len = payload.len() as u32;
@@ -366,13 +370,86 @@ mod h2 {
     /// A GET request header block in HPACK, from the static table and literals only.
     pub fn get(path: &str, authority: &str) -> Vec<u8> {
         let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
-        block.push(0x04); // :path, literal without indexing
-        block.push(path.len() as u8);
-        block.extend_from_slice(path.as_bytes());
-        block.push(0x01); // :authority, literal without indexing
-        block.push(authority.len() as u8);
-        block.extend_from_slice(authority.as_bytes());
+        literal(&mut block, &[0x04], path); // :path
+        literal(&mut block, &[0x01], authority); // :authority
         block
+    }
+
+    /// A request header block with a body of `length` bytes.
+    pub fn with_body(method: &str, path: &str, authority: &str, length: usize) -> Vec<u8> {
+        let mut block = Vec::new();
+        literal(&mut block, &[0x02], method); // :method
+        block.push(0x86); // :scheme http
+        literal(&mut block, &[0x04], path);
+        literal(&mut block, &[0x01], authority);
+        literal(&mut block, &[0x0f, 0x0d], &length.to_string()); // content-length (static index 28)
+        block
+    }
+
+    /// A literal header field without indexing, its name from the static table (RFC 7541, 6.2.2).
+    fn literal(block: &mut Vec<u8>, name_index: &[u8], value: &str) {
+        assert!(value.len() < 127, "a longer value needs a multi-byte length");
+        block.extend_from_slice(name_index);
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+
+    /// A client connection: preface and settings exchanged.
+    pub async fn handshake(stream: &mut TcpStream) -> Vec<(u16, u32)> {
+        stream.write_all(PREFACE).await.unwrap();
+        stream.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+        let (kind, _, _, payload) = read_frame(stream, Duration::from_secs(5)).await.expect("server SETTINGS");
+        assert_eq!(kind, SETTINGS);
+        stream.write_all(&frame(SETTINGS, 1, 0, &[])).await.unwrap();
+        parse_settings(&payload)
+    }
+
+    /// Sends `data` on stream `id` as DATA frames within the server's flow-control windows:
+    /// `settings` are the server's first, later ones may change the streams' window (RFC 9113,
+    /// 6.9.2); pings and settings are answered meanwhile. The stream is not ended.
+    pub async fn send_data(stream: &mut TcpStream, id: u32, data: &[u8], settings: &[(u16, u32)]) {
+        const INITIAL_WINDOW_SIZE: u16 = 0x4;
+        let window_setting = |settings: &[(u16, u32)]| {
+            settings.iter().rev().find(|(s, _)| *s == INITIAL_WINDOW_SIZE).map(|(_, v)| i64::from(*v))
+        };
+        let mut initial = window_setting(settings).unwrap_or(65_535);
+        let (mut connection, mut own) = (65_535i64, initial);
+        let mut sent = 0;
+        while sent < data.len() {
+            let n = (data.len() - sent).min(16_384).min(connection.min(own).max(0) as usize);
+            if n > 0 {
+                stream.write_all(&frame(DATA, 0, id, &data[sent..sent + n])).await.unwrap();
+                (sent, connection, own) = (sent + n, connection - n as i64, own - n as i64);
+                continue;
+            }
+            let (kind, flags, on, payload) = read_frame(stream, Duration::from_secs(10)).await.expect("WINDOW_UPDATE");
+            match kind {
+                WINDOW_UPDATE => {
+                    let increment = i64::from(u32::from_be_bytes(payload[..4].try_into().unwrap()) & 0x7fff_ffff);
+                    if on == 0 {
+                        connection += increment
+                    } else if on == id {
+                        own += increment
+                    }
+                }
+                PING if flags & 0x1 == 0 => stream.write_all(&frame(PING, 0x1, 0, &payload)).await.unwrap(),
+                SETTINGS if flags & 0x1 == 0 => {
+                    if let Some(window) = window_setting(&parse_settings(&payload)) {
+                        own += window - initial;
+                        initial = window;
+                    }
+                    stream.write_all(&frame(SETTINGS, 1, 0, &[])).await.unwrap();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub fn parse_settings(payload: &[u8]) -> Vec<(u16, u32)> {
+        payload
+            .chunks(6)
+            .map(|s| (u16::from_be_bytes([s[0], s[1]]), u32::from_be_bytes([s[2], s[3], s[4], s[5]])))
+            .collect()
     }
 }
 
@@ -380,20 +457,12 @@ mod h2 {
 async fn http2_announces_its_limits_serves_and_closes_when_idle() {
     let srv = Server::start_with(&["--idle-timeout-secs", "1"]);
     let mut stream = connect(&srv).await;
-    stream.write_all(h2::PREFACE).await.unwrap();
-    stream.write_all(&h2::frame(h2::SETTINGS, 0, 0, &[])).await.unwrap();
-    let (kind, _, _, payload) = h2::read_frame(&mut stream, Duration::from_secs(5)).await.expect("server SETTINGS");
-    assert_eq!(kind, h2::SETTINGS);
-    let settings: Vec<(u16, u32)> = payload
-        .chunks(6)
-        .map(|s| (u16::from_be_bytes([s[0], s[1]]), u32::from_be_bytes([s[2], s[3], s[4], s[5]])))
-        .collect();
+    let settings = h2::handshake(&mut stream).await;
     let setting = |id: u16| settings.iter().find(|(i, _)| *i == id).map(|(_, v)| *v);
     assert_eq!(setting(0x3), Some(100), "MAX_CONCURRENT_STREAMS in {settings:?}");
     assert!(setting(0x4).is_none_or(|w| w <= 65_535), "INITIAL_WINDOW_SIZE in {settings:?}");
     assert!(setting(0x5).is_none_or(|f| f == 16_384), "MAX_FRAME_SIZE in {settings:?}");
     assert_eq!(setting(0x6), Some(16_384), "MAX_HEADER_LIST_SIZE in {settings:?}");
-    stream.write_all(&h2::frame(h2::SETTINGS, 1, 0, &[])).await.unwrap();
 
     let block = h2::get("/v2/", &addr(&srv));
     stream.write_all(&h2::frame(h2::HEADERS, 0x4 | 0x1, 1, &block)).await.unwrap();
@@ -420,4 +489,47 @@ async fn http2_announces_its_limits_serves_and_closes_when_idle() {
         }
     }
     assert!(goaway, "the idle HTTP/2 connection closed without a GOAWAY");
+}
+
+/// Starts a request with a body of `length` bytes on a fresh HTTP/2 connection, sends `sent`
+/// of them, then cancels the stream (RST_STREAM), as an HTTP/2 client does when it gives up.
+async fn h2_request_cancelled_mid_body(srv: &Server, method: &str, path: &str, length: usize, sent: &[u8]) {
+    let mut stream = connect(srv).await;
+    let settings = h2::handshake(&mut stream).await;
+    let block = h2::with_body(method, path, &addr(srv), length);
+    stream.write_all(&h2::frame(h2::HEADERS, 0x4, 1, &block)).await.unwrap();
+    h2::send_data(&mut stream, 1, sent, &settings).await;
+    stream.write_all(&h2::frame(h2::RST_STREAM, 0, 1, &h2::CANCEL.to_be_bytes())).await.unwrap();
+    // The connection stays open: only the request was given up.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn an_http2_patch_cancelled_mid_body_leaves_no_partial_append() {
+    let srv = Server::start();
+    let upload = start_upload(&srv, "h2gone").await;
+    h2_request_cancelled_mid_body(&srv, "PATCH", upload.path(), 5_000_000, &random_bytes(2_000_000)).await;
+
+    let data = random_bytes(3);
+    let r = send(srv.client.patch(upload.clone()).body(data.clone())).await;
+    r.expect_status(202);
+    assert_eq!(r.header("range"), Some("0-2"), "part of the cancelled append stayed:\n{}", r.describe());
+    let digest = sha256_digest(&data);
+    let r = send(srv.client.put(with_query(&r.location(&srv), "digest", &digest))).await;
+    expect_blob_created(&srv, &r, "h2gone", &digest);
+}
+
+#[tokio::test]
+async fn an_http2_monolithic_post_cancelled_mid_body_is_cleaned_up_at_once() {
+    let srv = Server::start();
+    let staging = srv.data_dir().join("uploads");
+    let data = random_bytes(5_000_000);
+    let path = format!("/v2/h2mono/blobs/uploads/?digest={}", sha256_digest(&data));
+    h2_request_cancelled_mid_body(&srv, "POST", &path, data.len(), &data[..2_000_000]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&staging).unwrap().count() > 0 {
+        assert!(Instant::now() < deadline, "the cancelled upload's staging file is still there");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    send(srv.head(&format!("/v2/h2mono/blobs/{}", sha256_digest(&data)))).await.expect_status(404);
 }
