@@ -220,7 +220,8 @@ async fn wrong_credentials_get_401_and_change_nothing() {
 async fn garbled_authorization_headers_get_401_never_500() {
     let srv = Launch::new().start();
     let image = push_image(&srv, "auth/garbage", Some("v1")).await;
-    let long = "A".repeat(16 * 1024);
+    // Long, yet within the 16 KiB header limit (above it hyper answers 431: connections.rs).
+    let long = "A".repeat(4 * 1024);
     let headers: Vec<Vec<u8>> = [
         "Basic !!!not-base64!!!".to_string(),
         "Basic".to_string(),
