@@ -44,7 +44,8 @@ const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 const H2_MAX_STREAMS: u32 = 100;
 /// HTTP/2 frame payloads the server accepts: the protocol's minimum.
 const H2_MAX_FRAME: u32 = 16 * 1024;
-/// File descriptors kept for everything but client sockets (database, listener, blocking I/O).
+/// File descriptors kept for everything but client sockets (database, listener, blocking I/O);
+/// at most half of a very low limit.
 const RESERVED_FDS: u64 = 64;
 /// Warnings about accept failures or a full connection table: at most one per interval.
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
@@ -52,7 +53,7 @@ const WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// Connection-level limits and timeouts; every one has a flag and a TOML key (README, "Limits").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Connections served at once.
+    /// Connections served at once (as configured; `connection_cap` fits it to the open-file limit).
     pub max_connections: usize,
     /// From accept to the first byte, and again for the TLS handshake.
     pub handshake_timeout: Duration,
@@ -134,7 +135,7 @@ impl Listener {
         app: Router,
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
-        let max_connections = connection_cap(self.limits.max_connections);
+        let max_connections = self.limits.max_connections;
         let slots = Arc::new(Semaphore::new(max_connections));
         let (closing, closing_rx) = watch::channel(false);
         let http = Arc::new(Http::new(&self.limits));
@@ -363,7 +364,7 @@ impl Http {
 
 /// The connection cap: `configured`, lowered so that client sockets plus one open file each
 /// stay within the open-file limit (raised to its hard maximum first, as Go's runtime does).
-fn connection_cap(configured: usize) -> usize {
+pub fn connection_cap(configured: usize) -> usize {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     let files = match (limit.current, limit.maximum) {
@@ -379,7 +380,7 @@ fn connection_cap(configured: usize) -> usize {
         (current, _) => current,
     };
     let Some(files) = files else { return configured };
-    let affordable = (files.saturating_sub(RESERVED_FDS) / 2).max(1) as usize;
+    let affordable = (files.saturating_sub(RESERVED_FDS.min(files / 2)) / 2).max(1) as usize;
     if affordable < configured {
         tracing::warn!(
             open_file_limit = files,

@@ -83,6 +83,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         tracing::warn!(listen = %config.listen, "serving plain HTTP on a non-loopback address (--insecure-http)");
     }
 
+    // Before the ready line: once it is printed, the server is as it will serve.
+    let limits = listener::Limits {
+        max_connections: listener::connection_cap(config.limits.max_connections),
+        ..config.limits.clone()
+    };
     let tcp = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
     let local = tcp.local_addr()?;
     tracing::info!(data_dir = %config.data_dir.display(), tls = tls.is_some(), plain_http = config.plain_http, "serving");
@@ -146,7 +151,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         })
     });
 
-    let server = listener::Listener { tls, plain_http: config.plain_http, limits: config.limits.clone() };
+    let server = listener::Listener { tls, plain_http: config.plain_http, limits };
     server.serve(tcp, app, shutdown_signal()).await?;
     maintenance.abort();
     if let Some(gc) = gc {
