@@ -35,7 +35,7 @@ struct Server {
 async fn app(dir: &std::path::Path, auth_disabled: bool) -> (Arc<Registry>, Arc<Authenticator>, Router) {
     let meta = Arc::new(SqliteStore::open(&dir.join("metadata.db")).await.unwrap());
     let blobs = Arc::new(FsBlobStore::open(dir).await.unwrap());
-    let registry = Arc::new(Registry::new(blobs, meta.clone(), RegistryConfig::default()));
+    let registry = Registry::new(blobs, meta.clone(), RegistryConfig::default());
     let key = MasterKey::load_or_create(dir).unwrap();
     let identities = Arc::new(Identities::new(meta, &key));
     identities.bootstrap_root(dir, Some(RootKeys::new(ROOT_KEY, ROOT_SECRET).unwrap())).await.unwrap();

@@ -18,7 +18,7 @@ use berth_auth::Authenticator;
 use berth_registry::Registry;
 
 pub use endpoint::Endpoint;
-pub use error::OciError;
+pub use error::{OciError, error_body};
 
 #[derive(Clone)]
 pub(crate) struct AppState {

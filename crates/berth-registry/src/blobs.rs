@@ -13,6 +13,7 @@ use berth_meta::{Millis, UploadSession};
 use berth_spec::{Algorithm, Digest, Digester, RepositoryName};
 use berth_storage::ByteStream;
 use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::{Registry, RegistryError, Result, now_millis};
 use berth_iam::actions;
@@ -36,6 +37,14 @@ impl Default for UploadHashState {
             parts: BTreeMap::new(),
         }
     }
+}
+
+/// One upload's in-memory side: the hash state behind the lock every append and finish holds,
+/// and the cancellation a `DELETE` signals without waiting for that lock.
+#[derive(Clone, Default)]
+pub(crate) struct UploadHandle {
+    pub(crate) state: Arc<tokio::sync::Mutex<UploadHashState>>,
+    cancelled: CancellationToken,
 }
 
 /// Session rows are touched at most this often (milliseconds).
@@ -120,6 +129,23 @@ fn exact_length(body: ByteStream, expected: u64) -> ByteStream {
             Some(Err(e)) => Some((Err(e), (body, seen, true))),
             None if seen < expected => Some((Err(mismatch("shorter")), (body, seen, true))),
             None => None,
+        }
+    })
+    .boxed()
+}
+
+/// Fails the stream (so the store rolls the append back) as soon as the upload is cancelled,
+/// instead of waiting for a client that may be slow, or stalled until the body timeout.
+fn until_cancelled(body: ByteStream, cancelled: CancellationToken) -> ByteStream {
+    let cancelled = Box::pin(cancelled.cancelled_owned());
+    futures::stream::unfold((body, cancelled, false), |(mut body, mut cancelled, done)| async move {
+        if done {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            () = &mut cancelled => Some((Err(std::io::Error::other("the upload was cancelled")), (body, cancelled, true))),
+            item = body.next() => item.map(|item| (item, (body, cancelled, false))),
         }
     })
     .boxed()
@@ -258,9 +284,13 @@ impl Registry {
         self.live_sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn upload_state(&self, id: &str) -> Arc<tokio::sync::Mutex<UploadHashState>> {
+    fn upload_handle(&self, id: &str) -> UploadHandle {
         let mut map = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(id.to_owned()).or_default().clone()
+    }
+
+    pub(crate) fn upload_state(&self, id: &str) -> Arc<tokio::sync::Mutex<UploadHashState>> {
+        self.upload_handle(id).state
     }
 
     fn forget_upload_state(&self, id: &str) {
@@ -268,14 +298,20 @@ impl Registry {
         self.live_sessions().remove(id);
     }
 
+    /// Bytes received so far. Waits for an append in progress, so it never reports bytes an
+    /// append may still roll back.
     pub async fn upload_status(&self, repo: &RepositoryName, id: &str) -> Result<UploadStatus> {
         self.session(repo, id).await?;
+        let state = self.upload_state(id);
+        let _appends_done = state.lock().await;
         let offset = self.blobs.upload_len(id).await?.ok_or(RegistryError::BlobUploadUnknown)?;
         Ok(UploadStatus { id: id.to_owned(), offset })
     }
 
     /// Appends a chunk. A `range` (from `Content-Range`) must start at the bytes received so far
-    /// (else `RangeInvalid`) and match the body's length; on any failure the session is left as it was.
+    /// (else `RangeInvalid`) and match the body's length; on any failure the session is left as it
+    /// was. The append runs on a task of its own: a client that disconnects mid-body ends it
+    /// through its failing body (rolled back), never by dropping it half-way.
     pub async fn append_upload(
         &self,
         repo: &RepositoryName,
@@ -283,25 +319,46 @@ impl Registry {
         range: Option<ChunkRange>,
         body: ByteStream,
     ) -> Result<UploadStatus> {
+        let (repo, id) = (repo.clone(), id.to_owned());
+        self.detached(move |registry| async move { registry.append_attached(&repo, &id, range, body).await }).await
+    }
+
+    /// [`Registry::append_upload`] on the caller's task: only for work already detached.
+    async fn append_attached(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        range: Option<ChunkRange>,
+        body: ByteStream,
+    ) -> Result<UploadStatus> {
         self.session(repo, id).await?;
-        let state = self.upload_state(id);
-        let mut state = state.lock().await;
+        let handle = self.upload_handle(id);
+        let mut state = handle.state.lock().await;
+        if handle.cancelled.is_cancelled() {
+            return Err(RegistryError::BlobUploadUnknown);
+        }
         let offset = self.blobs.upload_len(id).await?.ok_or(RegistryError::BlobUploadUnknown)?;
         let body = match range {
             Some(r) if r.start != offset => return Err(RegistryError::RangeInvalid { size: offset }),
             Some(r) => exact_length(body, r.len),
             None => body,
         };
+        let body = until_cancelled(body, handle.cancelled.clone());
         let hashing = state.hashed_len == offset;
         let mut hasher = state.hasher.clone();
-        let len = self
+        let appended = self
             .blobs
             .append(id, offset, body, &mut |chunk| {
                 if hashing {
                     hasher.update(chunk)
                 }
             })
-            .await?;
+            .await;
+        // Cancelled while appending: whatever the store did, the upload is going away.
+        if handle.cancelled.is_cancelled() {
+            return Err(RegistryError::BlobUploadUnknown);
+        }
+        let len = appended?;
         if hashing {
             state.hasher = hasher;
             state.hashed_len = len;
@@ -316,6 +373,8 @@ impl Registry {
 
     /// Completes an upload with an optional final chunk: verifies the digest, commits the data
     /// under it and links it into the repository. On a digest mismatch nothing becomes visible.
+    /// Runs on a task of its own, like an append, so a disconnect cannot stop it between commit
+    /// and link.
     pub async fn finish_upload(
         &self,
         repo: &RepositoryName,
@@ -324,8 +383,23 @@ impl Registry {
         range: Option<ChunkRange>,
         final_chunk: Option<ByteStream>,
     ) -> Result<Digest> {
+        let (repo, id, digest) = (repo.clone(), id.to_owned(), digest.clone());
+        self.detached(
+            move |registry| async move { registry.finish_attached(&repo, &id, &digest, range, final_chunk).await },
+        )
+        .await
+    }
+
+    async fn finish_attached(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        digest: &Digest,
+        range: Option<ChunkRange>,
+        final_chunk: Option<ByteStream>,
+    ) -> Result<Digest> {
         if let Some(chunk) = final_chunk {
-            self.append_upload(repo, id, range, chunk).await?;
+            self.append_attached(repo, id, range, chunk).await?;
         } else {
             self.session(repo, id).await?;
         }
@@ -358,7 +432,8 @@ impl Registry {
         Ok(actual)
     }
 
-    /// Single-request upload (`POST ?digest=`).
+    /// Single-request upload (`POST ?digest=`), on a task of its own: a client that disconnects
+    /// mid-body leaves no session or staged data behind (they go at once, not at expiry).
     pub async fn upload_monolithic(
         &self,
         ctx: &RequestContext,
@@ -366,18 +441,32 @@ impl Registry {
         digest: &Digest,
         body: ByteStream,
     ) -> Result<Digest> {
-        let status = self.start_upload(ctx, repo).await?;
-        let result = self.finish_upload(repo, &status.id, digest, None, Some(body)).await;
-        if result.is_err() {
-            self.cancel_upload(repo, &status.id).await.ok();
-        }
-        result
+        let (ctx, repo, digest) = (ctx.clone(), repo.clone(), digest.clone());
+        self.detached(move |registry| async move {
+            let status = registry.start_upload(&ctx, &repo).await?;
+            let result = registry.finish_attached(&repo, &status.id, &digest, None, Some(body)).await;
+            if result.is_err() {
+                registry.cancel_upload(&repo, &status.id).await.ok();
+            }
+            result
+        })
+        .await
     }
 
+    /// Cancels an upload. An append in progress is stopped and rolled back (its request gets
+    /// `BlobUploadUnknown`); a finish in progress completes first, and then the upload is gone
+    /// already (`BlobUploadUnknown` here).
     pub async fn cancel_upload(&self, repo: &RepositoryName, id: &str) -> Result<()> {
         self.session(repo, id).await?;
+        let handle = self.upload_handle(id);
+        handle.cancelled.cancel();
+        let state = handle.state.lock().await;
+        if self.blobs.upload_len(id).await?.is_none() {
+            return Err(RegistryError::BlobUploadUnknown);
+        }
         self.meta.delete_upload(id).await?;
         self.blobs.abort(id).await?;
+        drop(state);
         self.forget_upload_state(id);
         Ok(())
     }
@@ -396,9 +485,13 @@ impl Registry {
     pub(crate) async fn expire_uploads(&self) -> Result<()> {
         let before = now_millis() - self.config.upload_expiry.as_millis() as i64;
         for session in self.meta.stale_uploads(before).await? {
+            let handle = self.upload_handle(&session.id);
+            // An append in progress (it touches the row when it ends): not abandoned.
+            let Ok(state) = handle.state.try_lock() else { continue };
             tracing::info!(upload = %session.id, repo = %session.repo, "expiring abandoned upload");
             self.meta.delete_upload(&session.id).await?;
             self.blobs.abort(&session.id).await?;
+            drop(state);
             self.forget_upload_state(&session.id);
         }
         Ok(())

@@ -20,7 +20,7 @@ pub mod settings;
 mod status;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use berth_iam::RequestContext;
@@ -82,10 +82,13 @@ impl Default for RegistryConfig {
 }
 
 pub struct Registry {
+    /// This registry itself, for work that must outlive the request that started it (see
+    /// [`Registry::detached`]); a `Registry` only ever lives in the `Arc` [`Registry::new`] returns.
+    me: Weak<Registry>,
     blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetadataStore>,
     config: RegistryConfig,
-    uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<blobs::UploadHashState>>>>,
+    uploads: Mutex<HashMap<String, blobs::UploadHandle>>,
     pulls: pulls::PullRecorder,
     manifests: cache::ManifestCache,
     /// Serialises read-modify-write of repository settings documents within this process.
@@ -111,9 +114,10 @@ pub fn now_millis() -> Millis {
 }
 
 impl Registry {
-    pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetadataStore>, config: RegistryConfig) -> Registry {
+    pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetadataStore>, config: RegistryConfig) -> Arc<Registry> {
         let authorizer = access::Authorizer::new(meta.clone(), &config);
-        Registry {
+        Arc::new_cyclic(|me| Registry {
+            me: me.clone(),
             blobs,
             meta,
             manifests: cache::ManifestCache::new(!config.shared_metadata),
@@ -127,7 +131,19 @@ impl Registry {
             lifecycle: policies::LifecycleSchedule::default(),
             status: status::StatusLog::default(),
             events_pruned_at: Mutex::default(),
-        }
+        })
+    }
+
+    /// Runs `work` on a task of its own and waits for it. A request's future is dropped when its
+    /// client disconnects; work that must not stop half-way (an append, an upload's finish) runs
+    /// here, so it completes, or fails and cleans up, either way.
+    async fn detached<T, F>(&self, work: impl FnOnce(Arc<Registry>) -> F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
+        let this = self.me.upgrade().expect("a Registry lives in the Arc that Registry::new returned");
+        tokio::spawn(work(this)).await.map_err(|e| RegistryError::Internal(format!("upload task failed: {e}")))?
     }
 
     pub fn config(&self) -> &RegistryConfig {

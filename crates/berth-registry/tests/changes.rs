@@ -36,7 +36,7 @@ fn name(s: &str) -> RepositoryName {
     s.parse().unwrap()
 }
 
-async fn sqlite_registry(dir: &std::path::Path) -> Registry {
+async fn sqlite_registry(dir: &std::path::Path) -> Arc<Registry> {
     let meta = SqliteStore::open(&dir.join("metadata.db")).await.unwrap();
     let blobs = FsBlobStore::open(dir).await.unwrap();
     Registry::new(Arc::new(blobs), Arc::new(meta), RegistryConfig::default())

@@ -38,7 +38,7 @@ fn root() -> Identity {
 
 use berth_iam::{CredentialKind, Identity, RequestContext};
 
-async fn open_registry(dir: &std::path::Path, url_signing_key: UrlSigningKey) -> Registry {
+async fn open_registry(dir: &std::path::Path, url_signing_key: UrlSigningKey) -> Arc<Registry> {
     let meta = SqliteStore::open(&dir.join("metadata.db")).await.unwrap();
     let blobs = FsBlobStore::open(dir).await.unwrap();
     Registry::new(Arc::new(blobs), Arc::new(meta), RegistryConfig { url_signing_key, ..RegistryConfig::default() })

@@ -28,7 +28,7 @@ fn root() -> Identity {
 
 use berth_iam::{CredentialKind, Identity, RequestContext};
 
-async fn open(dir: &std::path::Path) -> (Registry, Arc<FsBlobStore>) {
+async fn open(dir: &std::path::Path) -> (Arc<Registry>, Arc<FsBlobStore>) {
     let meta = SqliteStore::open(&dir.join("metadata.db")).await.unwrap();
     let blobs = Arc::new(FsBlobStore::open(dir).await.unwrap());
     (Registry::new(blobs.clone(), Arc::new(meta), RegistryConfig::default()), blobs)
@@ -72,7 +72,6 @@ async fn a_push_during_a_deletion_waits_and_writes_the_data_anew() {
     const DATA: &[u8] = b"layer pushed again while GC deletes it";
     let dir = tempfile::tempdir().unwrap();
     let (registry, blobs) = open(dir.path()).await;
-    let registry = Arc::new(registry);
     let repo: RepositoryName = "app".parse().unwrap();
     let digest = upload(&registry, &repo, DATA).await.unwrap();
     registry.delete_blob(&ctx(), &repo, &digest).await.unwrap();

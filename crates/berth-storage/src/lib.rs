@@ -54,6 +54,8 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Appends `data` at `offset`, which must equal the upload's current length. All or nothing:
     /// if the stream or a write fails, the upload is truncated back to `offset`. Returns the new length.
+    /// The rollback runs in this future, so it must be polled to the end: a caller whose own
+    /// future may be dropped (a request whose client went away) runs it on a task of its own.
     async fn append(
         &self,
         upload: &str,

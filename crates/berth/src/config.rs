@@ -9,6 +9,15 @@ use anyhow::Context;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub use crate::listener::Limits;
+
+/// The header size limit's bounds: hyper needs at least 8 KiB of buffer, and 1 MiB is far above
+/// any real client's headers (Go's servers default to it).
+const MIN_HEADER_BYTES: usize = 8 * 1024;
+const MAX_HEADER_BYTES: usize = 1024 * 1024;
+/// Far above what one process's file descriptors allow anyway.
+const MAX_CONNECTIONS: usize = 1_000_000;
+
 #[derive(clap::Args, Debug, Default)]
 pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:5000]
@@ -90,6 +99,26 @@ pub struct ServeArgs {
     /// several. Requests from anywhere else are attributed to their TCP peer. [default: none]
     #[arg(long = "trusted-proxy", value_name = "CIDR", env = "BERTH_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
     trusted_proxies: Vec<IpNet>,
+    /// Connections served at once; more wait until one closes. Lowered to fit the open-file
+    /// limit [default: 4096]
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Seconds a new connection has to send its first byte, and then to finish a TLS handshake [default: 10]
+    #[arg(long, env = "BERTH_HANDSHAKE_TIMEOUT_SECS")]
+    handshake_timeout_secs: Option<u64>,
+    /// Seconds a client has to send a complete request header [default: 30]
+    #[arg(long, env = "BERTH_HEADER_TIMEOUT_SECS")]
+    header_timeout_secs: Option<u64>,
+    /// Seconds a connection with no request in flight stays open [default: 120]
+    #[arg(long, env = "BERTH_IDLE_TIMEOUT_SECS")]
+    idle_timeout_secs: Option<u64>,
+    /// Seconds in which a request body must bring at least 1 KiB, and after which a client that
+    /// reads none of a response is dropped [default: 60]
+    #[arg(long, env = "BERTH_BODY_TIMEOUT_SECS")]
+    body_timeout_secs: Option<u64>,
+    /// Largest request header in bytes (HTTP/1 request line and headers; HTTP/2 header list) [default: 16384]
+    #[arg(long, env = "BERTH_MAX_HEADER_BYTES")]
+    max_header_bytes: Option<usize>,
 }
 
 /// A CIDR block, or one address (a /32 or /128).
@@ -126,6 +155,12 @@ struct FileConfig {
     s3_access_key_id: Option<String>,
     s3_secret_access_key: Option<String>,
     trusted_proxies: Option<Vec<String>>,
+    max_connections: Option<usize>,
+    handshake_timeout_secs: Option<u64>,
+    header_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
+    max_header_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -161,6 +196,7 @@ pub struct ServeConfig {
     pub gc_grace: Duration,
     /// Peers whose X-Forwarded-For is believed.
     pub trusted_proxies: Vec<IpNet>,
+    pub limits: Limits,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -169,11 +205,48 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
 }
 
 impl ServeArgs {
+    fn limits(&self, file: &FileConfig) -> anyhow::Result<Limits> {
+        let defaults = Limits::default();
+        let secs = |flag: Option<u64>, key: Option<u64>, default: Duration, what: &str| {
+            let secs = flag.or(key).unwrap_or(default.as_secs());
+            anyhow::ensure!(secs > 0, "the {what} must be at least 1 second");
+            Ok(Duration::from_secs(secs))
+        };
+        let limits = Limits {
+            max_connections: self.max_connections.or(file.max_connections).unwrap_or(defaults.max_connections),
+            handshake_timeout: secs(
+                self.handshake_timeout_secs,
+                file.handshake_timeout_secs,
+                defaults.handshake_timeout,
+                "handshake timeout",
+            )?,
+            header_timeout: secs(
+                self.header_timeout_secs,
+                file.header_timeout_secs,
+                defaults.header_timeout,
+                "header timeout",
+            )?,
+            idle_timeout: secs(self.idle_timeout_secs, file.idle_timeout_secs, defaults.idle_timeout, "idle timeout")?,
+            body_timeout: secs(self.body_timeout_secs, file.body_timeout_secs, defaults.body_timeout, "body timeout")?,
+            max_header_bytes: self.max_header_bytes.or(file.max_header_bytes).unwrap_or(defaults.max_header_bytes),
+        };
+        anyhow::ensure!(
+            (1..=MAX_CONNECTIONS).contains(&limits.max_connections),
+            "the connection limit must be between 1 and {MAX_CONNECTIONS}"
+        );
+        anyhow::ensure!(
+            (MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&limits.max_header_bytes),
+            "the header size limit must be between {MIN_HEADER_BYTES} and {MAX_HEADER_BYTES} bytes"
+        );
+        Ok(limits)
+    }
+
     pub fn resolve(self) -> anyhow::Result<ServeConfig> {
         let file = match &self.config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let limits = self.limits(&file)?;
         let hours = self.upload_expiry_hours.or(file.upload_expiry_hours).unwrap_or(24.0);
         anyhow::ensure!(hours.is_finite() && hours > 0.0, "upload expiry must be a positive number of hours");
         let lifecycle_interval_secs = self.lifecycle_interval_secs.or(file.lifecycle_interval_secs).unwrap_or(3600);
@@ -245,6 +318,7 @@ impl ServeArgs {
         };
         Ok(ServeConfig {
             trusted_proxies,
+            limits,
             tls,
             plain_http: loopback || self.insecure_http,
             no_auth: self.no_auth,

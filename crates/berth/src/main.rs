@@ -2,6 +2,7 @@
 
 mod admin;
 mod config;
+mod connection;
 mod ecr_auth;
 mod edge;
 mod gc;

@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use berth_auth::{AuthMode, Authenticator, Identities, MasterKey, RootBootstrap, RootKeys, TokenIssuer};
 use berth_meta::{MetadataStore, PostgresStore, SqliteStore};
 use berth_registry::{AnonymousAccess, Registry, RegistryConfig, UrlSigningKey};
@@ -51,7 +53,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let (meta, blobs) = open_stores(&config).await?;
     let url_signing_key = UrlSigningKey::load_or_create(&config.data_dir.join("keys").join("url-signing.key"))
         .context("loading the download-URL signing key")?;
-    let registry = Arc::new(Registry::new(
+    let registry = Registry::new(
         blobs,
         meta.clone(),
         RegistryConfig {
@@ -64,7 +66,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             region: config.region.clone(),
             anonymous_access: anonymous_access(&config),
         },
-    ));
+    );
     let auth = Arc::new(authentication(&config, meta.clone()).await?);
 
     let tls = match &config.tls {
@@ -84,6 +86,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         tracing::warn!(listen = %config.listen, "serving plain HTTP on a non-loopback address (--insecure-http)");
     }
 
+    // Before the ready line: once it is printed, the server is as it will serve.
+    let limits = listener::Limits {
+        max_connections: listener::connection_cap(config.limits.max_connections),
+        ..config.limits.clone()
+    };
     let tcp = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
     let local = tcp.local_addr()?;
     tracing::info!(data_dir = %config.data_dir.display(), tls = tls.is_some(), plain_http = config.plain_http, "serving");
@@ -131,6 +138,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .merge(ecr)
         .merge(berth_ecr::download::router(registry.clone()))
         .merge(console)
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(edge, edge::serve_request));
 
     let maintenance = tokio::spawn({
@@ -160,7 +169,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         })
     });
 
-    let server = listener::Listener { tls, plain_http: config.plain_http };
+    let server = listener::Listener { tls, plain_http: config.plain_http, limits };
     server.serve(tcp, app, shutdown_signal()).await?;
     maintenance.abort();
     if let Some(gc) = gc {
@@ -211,6 +220,35 @@ async fn authentication(config: &ServeConfig, meta: Arc<dyn MetadataStore>) -> a
         AuthMode::Required
     };
     Ok(Authenticator::new(identities, TokenIssuer::new(&master_key, config.token_lifetime), mode))
+}
+
+/// A path no API serves: an OCI error (the plane that answers any path but `POST /`).
+async fn not_found() -> Response {
+    oci_error(
+        StatusCode::NOT_FOUND,
+        "UNSUPPORTED",
+        "no such endpoint: Berth serves the OCI API under /v2/ and the ECR API at POST /",
+    )
+}
+
+/// A method the route does not serve, in its plane's error shape: ECR's for `/`, OCI's elsewhere.
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    if uri.path() == "/" {
+        let error = berth_ecr::EcrError::UnknownOperation(format!(
+            "the ECR API takes POST requests with an X-Amz-Target header, not {method}"
+        ));
+        let content_type = [(header::CONTENT_TYPE, berth_ecr::error::CONTENT_TYPE)];
+        return (StatusCode::METHOD_NOT_ALLOWED, content_type, error.body().to_string()).into_response();
+    }
+    oci_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "UNSUPPORTED",
+        &format!("method {method} is not supported on this endpoint"),
+    )
+}
+
+fn oci_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], berth_oci::error_body(code, message)).into_response()
 }
 
 /// Where clients reach this server unless `--public-url` says: the bound address, with a

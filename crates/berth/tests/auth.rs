@@ -219,7 +219,8 @@ async fn wrong_credentials_get_401_and_change_nothing() {
 async fn garbled_authorization_headers_get_401_never_500() {
     let srv = Launch::new().start();
     let image = push_image(&srv, "auth/garbage", Some("v1")).await;
-    let long = "A".repeat(16 * 1024);
+    // Long, yet within the 16 KiB header limit (above it hyper answers 431: connections.rs).
+    let long = "A".repeat(4 * 1024);
     let headers: Vec<Vec<u8>> = [
         "Basic !!!not-base64!!!".to_string(),
         "Basic".to_string(),
@@ -552,7 +553,7 @@ async fn plain_http_off_loopback_needs_insecure_http() {
     assert!(!tls.stdout_lines().iter().any(|l| l.contains("listening on http://")), "{:?}", tls.stdout_lines());
     let port = tls.port();
     let r = send(anonymous().get(format!("http://127.0.0.1:{port}/v2/"))).await;
-    r.expect_status(400);
+    r.expect_error(400, "UNSUPPORTED");
     assert!(r.text().contains("HTTPS"), "{}", r.describe());
     let cert = tls.data_dir().join("tls/cert.pem");
     let token = tls.cli(&["token"]);

@@ -76,11 +76,13 @@ pub struct Launch {
     auth: bool,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Run under `prlimit --nofile=N:N`.
+    open_files: Option<u64>,
 }
 
 impl Default for Launch {
     fn default() -> Self {
-        Launch { listen: "127.0.0.1:0".into(), auth: true, args: Vec::new(), env: Vec::new() }
+        Launch { listen: "127.0.0.1:0".into(), auth: true, args: Vec::new(), env: Vec::new(), open_files: None }
     }
 }
 
@@ -104,6 +106,18 @@ impl Launch {
         self
     }
 
+    /// Authentication off (`--no-auth`), as the `Server::start*` shorthands run.
+    pub fn no_auth(mut self) -> Launch {
+        self.auth = false;
+        self
+    }
+
+    /// At most `files` open files (soft and hard limit), as with a low `ulimit -n`.
+    pub fn open_file_limit(mut self, files: u64) -> Launch {
+        self.open_files = Some(files);
+        self
+    }
+
     /// Root keys from the environment, so the test knows them.
     pub fn root_keys(self, access_key_id: &str, secret: &str) -> Launch {
         self.env("BERTH_ROOT_ACCESS_KEY_ID", access_key_id).env("BERTH_ROOT_SECRET_ACCESS_KEY", secret)
@@ -119,7 +133,15 @@ impl Launch {
     }
 
     fn command(&self, data_dir: &Path) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        let mut command = match self.open_files {
+            // prlimit sets the limit and execs berth: the child is still berth itself.
+            Some(files) => {
+                let mut command = Command::new("prlimit");
+                command.arg(format!("--nofile={files}:{files}")).arg(env!("CARGO_BIN_EXE_berth"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_berth")),
+        };
         command.arg("serve").args(["--listen", &self.listen, "--data-dir"]).arg(data_dir);
         if !self.auth {
             command.arg("--no-auth");

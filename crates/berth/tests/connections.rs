@@ -1,0 +1,535 @@
+//! The listener against clients that hold connections without making progress: silent sockets,
+//! slow headers, stalled bodies, idle keep-alive, more sockets than the open-file limit allows,
+//! clients that disconnect or half-close mid-request; and the error bodies of requests no route
+//! serves. Timeouts are set to a second or two through the serve flags.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout};
+
+fn addr(srv: &Server) -> String {
+    srv.base().trim_start_matches("http://").to_string()
+}
+
+async fn connect(srv: &Server) -> TcpStream {
+    TcpStream::connect(addr(srv)).await.expect("connect")
+}
+
+/// Whether the server closed `stream` within `within` (whatever it sent before is discarded).
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    loop {
+        match timeout(deadline.saturating_duration_since(Instant::now()), stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// An HTTP/1.1 response read off a raw socket.
+#[derive(Debug)]
+struct RawResponse {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl RawResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:?}"))
+    }
+
+    /// The status and the OCI error code of the body.
+    #[track_caller]
+    fn expect_oci_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.header("content-type"), Some("application/json"), "{self:?}");
+        assert_eq!(self.json()["errors"][0]["code"], code, "{self:?}");
+    }
+}
+
+/// Reads one response (with a Content-Length body) within `within`.
+async fn read_response(stream: &mut TcpStream, within: Duration) -> RawResponse {
+    let deadline = Instant::now() + within;
+    let mut data = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).into_owned();
+            let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
+            let mut response = RawResponse { status, head, body: data[end + 4..].to_vec() };
+            let length: usize = response.header("content-length").map_or(0, |l| l.parse().expect("content-length"));
+            while response.body.len() < length {
+                let n = timeout(deadline.saturating_duration_since(Instant::now()), stream.read(&mut buf))
+                    .await
+                    .expect("response body in time")
+                    .expect("read response body");
+                assert!(n > 0, "connection closed mid-body: {response:?}");
+                response.body.extend_from_slice(&buf[..n]);
+            }
+            return response;
+        }
+        let n = timeout(deadline.saturating_duration_since(Instant::now()), stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no response within {within:?}; got {:?}", String::from_utf8_lossy(&data)))
+            .expect("read response");
+        assert!(n > 0, "connection closed without a response; got {:?}", String::from_utf8_lossy(&data));
+        data.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Sends a request head (`Host` added) on a raw socket.
+async fn send_head(stream: &mut TcpStream, srv: &Server, request_line: &str, headers: &[&str]) {
+    let mut head = format!("{request_line}\r\nHost: {}\r\n", addr(srv));
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.expect("send request head");
+}
+
+/// Opens `n` connections that never send a byte.
+async fn silent_sockets(srv: &Server, n: usize) -> Vec<TcpStream> {
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 0..n {
+        // A connection the server cannot accept yet waits in the kernel's queue; one the queue
+        // has no room for may not connect at all, which is as silent.
+        if let Ok(Ok(s)) = timeout(Duration::from_secs(2), TcpStream::connect(addr(srv))).await {
+            sockets.push(s);
+        }
+    }
+    sockets
+}
+
+#[tokio::test]
+async fn silent_connections_are_closed_while_other_clients_are_served() {
+    let srv = Server::start_with(&["--handshake-timeout-secs", "1"]);
+    let mut silent = silent_sockets(&srv, 250).await;
+    assert_eq!(silent.len(), 250);
+    let started = Instant::now();
+    let r = timeout(Duration::from_secs(5), send(srv.get("/v2/"))).await.expect("a client waited behind silent ones");
+    r.expect_status(200);
+    assert!(started.elapsed() < Duration::from_secs(1), "served only after {:?}", started.elapsed());
+    for (i, socket) in silent.iter_mut().enumerate() {
+        assert!(closed_within(socket, Duration::from_secs(5)).await, "silent connection {i} is still open");
+    }
+}
+
+#[tokio::test]
+async fn silent_connections_cannot_starve_a_server_short_of_file_descriptors() {
+    // 128 files: the server sizes its connection cap to fit (the rest wait in the kernel's queue).
+    let srv = Launch::new().no_auth().open_file_limit(128).args(&["--handshake-timeout-secs", "1"]).start();
+    let _silent = silent_sockets(&srv, 200).await;
+    let r = timeout(Duration::from_secs(30), send(srv.get("/v2/")))
+        .await
+        .expect("a legitimate request was not served within 30 s");
+    r.expect_status(200);
+    assert!(srv.log().contains("open-file limit lowers the connection cap"), "{}", srv.log_tail());
+    assert!(!srv.log().contains("accept failed"), "the cap did not keep accept within the limit:\n{}", srv.log_tail());
+}
+
+#[tokio::test]
+async fn accept_failures_are_survived_and_logged_sparingly() {
+    let srv = Server::start_with(&["--handshake-timeout-secs", "1"]);
+    // The open-file limit drops under the server while it runs: accept starts failing (EMFILE).
+    let pid = srv.pid().to_string();
+    let status = std::process::Command::new("prlimit").args(["--pid", &pid, "--nofile=64:64"]).status().unwrap();
+    assert!(status.success(), "prlimit --pid failed");
+    let _silent = silent_sockets(&srv, 150).await;
+    let r = timeout(Duration::from_secs(30), send(srv.get("/v2/")))
+        .await
+        .expect("a legitimate request was not served within 30 s");
+    r.expect_status(200);
+    let warnings = srv.log().matches("accept failed").count();
+    assert!((1..=4).contains(&warnings), "{warnings} accept warnings:\n{}", srv.log_tail());
+}
+
+#[tokio::test]
+async fn a_header_sent_slowly_is_cut_off() {
+    let srv = Server::start_with(&["--header-timeout-secs", "1"]);
+    let mut stream = connect(&srv).await;
+    stream.write_all(format!("GET /v2/ HTTP/1.1\r\nHost: {}\r\n", addr(&srv)).as_bytes()).await.unwrap();
+    let started = Instant::now();
+    // One header line every 200 ms, never the blank line that ends the header.
+    let closed = loop {
+        if stream.write_all(b"X-Slow: y\r\n").await.is_err() {
+            break true;
+        }
+        let mut buf = [0u8; 1024];
+        if let Ok(Ok(0) | Err(_)) = timeout(Duration::from_millis(200), stream.read(&mut buf)).await {
+            break true;
+        }
+        if started.elapsed() > Duration::from_secs(6) {
+            break false;
+        }
+    };
+    assert!(closed, "a header trickled in for 6 s and the connection is still open");
+    assert!(started.elapsed() < Duration::from_secs(4), "cut off only after {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn idle_keep_alive_outlasts_the_header_timeout_and_then_closes() {
+    let srv = Server::start_with(&["--header-timeout-secs", "1", "--idle-timeout-secs", "3"]);
+    let mut stream = connect(&srv).await;
+    send_head(&mut stream, &srv, "GET /v2/ HTTP/1.1", &[]).await;
+    assert_eq!(read_response(&mut stream, Duration::from_secs(5)).await.status, 200);
+    // Idle longer than the header timeout: still open, and serves the next request.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    send_head(&mut stream, &srv, "GET /v2/ HTTP/1.1", &[]).await;
+    assert_eq!(read_response(&mut stream, Duration::from_secs(5)).await.status, 200);
+    let idle_since = Instant::now();
+    assert!(closed_within(&mut stream, Duration::from_secs(6)).await, "an idle connection stayed open");
+    let idle = idle_since.elapsed();
+    assert!(idle >= Duration::from_millis(2500), "closed after {idle:?} idle, before the idle timeout");
+}
+
+#[tokio::test]
+async fn a_stalled_patch_body_times_out_releases_the_upload_and_rolls_back() {
+    let srv = Server::start_with(&["--body-timeout-secs", "1"]);
+    let upload = start_upload(&srv, "stalled").await;
+    let mut stream = connect(&srv).await;
+    send_head(&mut stream, &srv, &format!("PATCH {} HTTP/1.1", upload.path()), &["Content-Length: 1048576"]).await;
+    stream.write_all(&random_bytes(100 * 1024)).await.unwrap();
+    // The client stops sending: the server answers and lets go of the upload.
+    let r = read_response(&mut stream, Duration::from_secs(10)).await;
+    r.expect_oci_error(400, "BLOB_UPLOAD_INVALID");
+    let r = timeout(Duration::from_secs(10), send(srv.client.patch(upload.clone()).body(&b"abc"[..])))
+        .await
+        .expect("the upload stayed locked by the stalled body");
+    r.expect_status(202);
+    assert_eq!(r.header("range"), Some("0-2"), "the stalled append was not rolled back:\n{}", r.describe());
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_patch_leaves_no_partial_append() {
+    let srv = Server::start();
+    let upload = start_upload(&srv, "gone").await;
+    let mut stream = connect(&srv).await;
+    send_head(&mut stream, &srv, &format!("PATCH {} HTTP/1.1", upload.path()), &["Content-Length: 5000000"]).await;
+    stream.write_all(&random_bytes(4_766_437)).await.unwrap();
+    drop(stream);
+
+    let data = random_bytes(3);
+    let r = send(srv.client.patch(upload.clone()).body(data.clone())).await;
+    r.expect_status(202);
+    assert_eq!(r.header("range"), Some("0-2"), "part of the interrupted append stayed:\n{}", r.describe());
+    let digest = sha256_digest(&data);
+    let r = send(srv.client.put(with_query(&r.location(&srv), "digest", &digest))).await;
+    expect_blob_created(&srv, &r, "gone", &digest);
+    expect_blob(&srv, "gone", &digest, &data).await;
+}
+
+#[tokio::test]
+async fn a_monolithic_post_whose_client_disconnects_is_cleaned_up_at_once() {
+    let srv = Server::start();
+    let staging = srv.data_dir().join("uploads");
+    let data = random_bytes(5_000_000);
+    let mut stream = connect(&srv).await;
+    let target = format!("POST /v2/mono/blobs/uploads/?digest={} HTTP/1.1", sha256_digest(&data));
+    send_head(&mut stream, &srv, &target, &["Content-Length: 5000000"]).await;
+    stream.write_all(&data[..2_000_000]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&staging).unwrap().count() == 0 {
+        assert!(Instant::now() < deadline, "the upload never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(stream);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&staging).unwrap().count() > 0 {
+        assert!(Instant::now() < deadline, "the abandoned upload's staging file is still there");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    send(srv.head(&format!("/v2/mono/blobs/{}", sha256_digest(&data)))).await.expect_status(404);
+}
+
+#[tokio::test]
+async fn a_cancel_during_a_patch_stops_it_and_the_patch_gets_upload_unknown() {
+    let srv = Server::start();
+    let upload = start_upload(&srv, "cancelled").await;
+    let mut stream = connect(&srv).await;
+    send_head(&mut stream, &srv, &format!("PATCH {} HTTP/1.1", upload.path()), &["Content-Length: 10485760"]).await;
+    stream.write_all(&random_bytes(1024 * 1024)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let r = timeout(Duration::from_secs(10), send(srv.client.delete(upload.clone())))
+        .await
+        .expect("the cancel waited for the slow PATCH");
+    r.expect_status(204);
+    read_response(&mut stream, Duration::from_secs(10)).await.expect_oci_error(404, "BLOB_UPLOAD_UNKNOWN");
+    send(srv.client.get(upload)).await.expect_error(404, "BLOB_UPLOAD_UNKNOWN");
+}
+
+#[tokio::test]
+async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
+    let srv = Server::start();
+    let data = random_bytes(1024 * 1024);
+    let digest = sha256_digest(&data);
+    let mut stream = connect(&srv).await;
+    let target = format!("POST /v2/halfclosed/blobs/uploads/?digest={digest} HTTP/1.1");
+    send_head(&mut stream, &srv, &target, &[&format!("Content-Length: {}", data.len())]).await;
+    stream.write_all(&data).await.unwrap();
+    stream.shutdown().await.unwrap();
+    assert_eq!(read_response(&mut stream, Duration::from_secs(10)).await.status, 201);
+    expect_blob(&srv, "halfclosed", &digest, &data).await;
+}
+
+#[tokio::test]
+async fn requests_no_route_serves_get_json_errors_in_their_planes_shape() {
+    let srv = Server::start();
+    for (method, path) in [("GET", "/nothing/here"), ("PUT", "/v3/"), ("GET", "/favicon.ico")] {
+        let mut stream = connect(&srv).await;
+        send_head(&mut stream, &srv, &format!("{method} {path} HTTP/1.1"), &["Content-Length: 0"]).await;
+        read_response(&mut stream, Duration::from_secs(5)).await.expect_oci_error(404, "UNSUPPORTED");
+    }
+    // The ECR API lives at POST /.
+    for method in ["GET", "PUT", "DELETE"] {
+        let mut stream = connect(&srv).await;
+        send_head(&mut stream, &srv, &format!("{method} / HTTP/1.1"), &["Content-Length: 0"]).await;
+        let r = read_response(&mut stream, Duration::from_secs(5)).await;
+        assert_eq!(r.status, 405, "{r:?}");
+        assert_eq!(r.header("content-type"), Some("application/x-amz-json-1.1"), "{r:?}");
+        assert_eq!(r.json()["__type"], "UnknownOperationException", "{r:?}");
+        assert!(r.json()["message"].is_string(), "{r:?}");
+    }
+    let digest = sha256_digest(b"x");
+    let mut stream = connect(&srv).await;
+    send_head(&mut stream, &srv, &format!("DELETE /_berth/layer/r/{digest} HTTP/1.1"), &["Content-Length: 0"]).await;
+    read_response(&mut stream, Duration::from_secs(5)).await.expect_oci_error(405, "UNSUPPORTED");
+}
+
+#[tokio::test]
+async fn a_header_over_the_limit_is_refused_without_buffering_it() {
+    let srv = Server::start_with(&["--max-header-bytes", "8192"]);
+    let mut stream = connect(&srv).await;
+    let big = format!("X-Big: {}", "a".repeat(9000));
+    send_head(&mut stream, &srv, "GET /v2/ HTTP/1.1", &[&big]).await;
+    // hyper answers this itself, before any handler: a status without a body (ARCHITECTURE.md).
+    assert_eq!(read_response(&mut stream, Duration::from_secs(5)).await.status, 431);
+    assert!(closed_within(&mut stream, Duration::from_secs(5)).await);
+    // Just under the limit is fine.
+    let mut stream = connect(&srv).await;
+    let fits = format!("X-Big: {}", "a".repeat(7000));
+    send_head(&mut stream, &srv, "GET /v2/ HTTP/1.1", &[&fits]).await;
+    assert_eq!(read_response(&mut stream, Duration::from_secs(5)).await.status, 200);
+}
+
+/// HTTP/2 frames, written and read by hand (RFC 9113, 4.1).
+mod h2 {
+    use super::*;
+
+    pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    pub const DATA: u8 = 0;
+    pub const HEADERS: u8 = 1;
+    pub const SETTINGS: u8 = 4;
+    pub const RST_STREAM: u8 = 3;
+    pub const PING: u8 = 6;
+    pub const GOAWAY: u8 = 7;
+    pub const WINDOW_UPDATE: u8 = 8;
+    /// RST_STREAM's error code when a client gives up on a request (RFC 9113, 7).
+    pub const CANCEL: u32 = 0x8;
+
+    pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// Reads one frame: (type, flags, stream, payload); `None` once the connection is closed.
+    pub async fn read_frame(stream: &mut TcpStream, within: Duration) -> Option<(u8, u8, u32, Vec<u8>)> {
+        let mut head = [0u8; 9];
+        match timeout(within, stream.read_exact(&mut head)).await.expect("a frame or EOF in time") {
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).await.ok()?;
+        let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        Some((head[3], head[4], id, payload))
+    }
+
+    /// A GET request header block in HPACK, from the static table and literals only.
+    pub fn get(path: &str, authority: &str) -> Vec<u8> {
+        let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
+        literal(&mut block, &[0x04], path); // :path
+        literal(&mut block, &[0x01], authority); // :authority
+        block
+    }
+
+    /// A request header block with a body of `length` bytes.
+    pub fn with_body(method: &str, path: &str, authority: &str, length: usize) -> Vec<u8> {
+        let mut block = Vec::new();
+        literal(&mut block, &[0x02], method); // :method
+        block.push(0x86); // :scheme http
+        literal(&mut block, &[0x04], path);
+        literal(&mut block, &[0x01], authority);
+        literal(&mut block, &[0x0f, 0x0d], &length.to_string()); // content-length (static index 28)
+        block
+    }
+
+    /// A literal header field without indexing, its name from the static table (RFC 7541, 6.2.2).
+    fn literal(block: &mut Vec<u8>, name_index: &[u8], value: &str) {
+        assert!(value.len() < 127, "a longer value needs a multi-byte length");
+        block.extend_from_slice(name_index);
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+
+    /// A client connection: preface and settings exchanged.
+    pub async fn handshake(stream: &mut TcpStream) -> Vec<(u16, u32)> {
+        stream.write_all(PREFACE).await.unwrap();
+        stream.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+        let (kind, _, _, payload) = read_frame(stream, Duration::from_secs(5)).await.expect("server SETTINGS");
+        assert_eq!(kind, SETTINGS);
+        stream.write_all(&frame(SETTINGS, 1, 0, &[])).await.unwrap();
+        parse_settings(&payload)
+    }
+
+    /// Sends `data` on stream `id` as DATA frames within the server's flow-control windows:
+    /// `settings` are the server's first, later ones may change the streams' window (RFC 9113,
+    /// 6.9.2); pings and settings are answered meanwhile. The stream is not ended.
+    pub async fn send_data(stream: &mut TcpStream, id: u32, data: &[u8], settings: &[(u16, u32)]) {
+        const INITIAL_WINDOW_SIZE: u16 = 0x4;
+        let window_setting = |settings: &[(u16, u32)]| {
+            settings.iter().rev().find(|(s, _)| *s == INITIAL_WINDOW_SIZE).map(|(_, v)| i64::from(*v))
+        };
+        let mut initial = window_setting(settings).unwrap_or(65_535);
+        let (mut connection, mut own) = (65_535i64, initial);
+        let mut sent = 0;
+        while sent < data.len() {
+            let n = (data.len() - sent).min(16_384).min(connection.min(own).max(0) as usize);
+            if n > 0 {
+                stream.write_all(&frame(DATA, 0, id, &data[sent..sent + n])).await.unwrap();
+                (sent, connection, own) = (sent + n, connection - n as i64, own - n as i64);
+                continue;
+            }
+            let (kind, flags, on, payload) = read_frame(stream, Duration::from_secs(10)).await.expect("WINDOW_UPDATE");
+            match kind {
+                WINDOW_UPDATE => {
+                    let increment = i64::from(u32::from_be_bytes(payload[..4].try_into().unwrap()) & 0x7fff_ffff);
+                    if on == 0 {
+                        connection += increment
+                    } else if on == id {
+                        own += increment
+                    }
+                }
+                PING if flags & 0x1 == 0 => stream.write_all(&frame(PING, 0x1, 0, &payload)).await.unwrap(),
+                SETTINGS if flags & 0x1 == 0 => {
+                    if let Some(window) = window_setting(&parse_settings(&payload)) {
+                        own += window - initial;
+                        initial = window;
+                    }
+                    stream.write_all(&frame(SETTINGS, 1, 0, &[])).await.unwrap();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub fn parse_settings(payload: &[u8]) -> Vec<(u16, u32)> {
+        payload
+            .chunks(6)
+            .map(|s| (u16::from_be_bytes([s[0], s[1]]), u32::from_be_bytes([s[2], s[3], s[4], s[5]])))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn http2_announces_its_limits_serves_and_closes_when_idle() {
+    let srv = Server::start_with(&["--idle-timeout-secs", "1"]);
+    let mut stream = connect(&srv).await;
+    let settings = h2::handshake(&mut stream).await;
+    let setting = |id: u16| settings.iter().find(|(i, _)| *i == id).map(|(_, v)| *v);
+    assert_eq!(setting(0x3), Some(100), "MAX_CONCURRENT_STREAMS in {settings:?}");
+    assert!(setting(0x4).is_none_or(|w| w <= 65_535), "INITIAL_WINDOW_SIZE in {settings:?}");
+    assert!(setting(0x5).is_none_or(|f| f == 16_384), "MAX_FRAME_SIZE in {settings:?}");
+    assert_eq!(setting(0x6), Some(16_384), "MAX_HEADER_LIST_SIZE in {settings:?}");
+
+    let block = h2::get("/v2/", &addr(&srv));
+    stream.write_all(&h2::frame(h2::HEADERS, 0x4 | 0x1, 1, &block)).await.unwrap();
+    let mut status = None;
+    let mut ended = false;
+    while !ended {
+        let (kind, flags, id, payload) = h2::read_frame(&mut stream, Duration::from_secs(5)).await.expect("response");
+        if id == 1 && kind == h2::HEADERS {
+            status = payload.first().copied();
+        }
+        ended = id == 1 && (kind == h2::HEADERS || kind == h2::DATA) && flags & 0x1 != 0;
+    }
+    assert_eq!(status, Some(0x88), "expected :status 200 (HPACK static index 8)");
+
+    // Idle: GOAWAY, then the connection closes (pings answered meanwhile, as a client must).
+    let mut goaway = false;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Some((kind, flags, _, payload)) =
+        h2::read_frame(&mut stream, deadline.saturating_duration_since(Instant::now())).await
+    {
+        goaway |= kind == h2::GOAWAY;
+        if kind == h2::PING && flags & 0x1 == 0 {
+            stream.write_all(&h2::frame(h2::PING, 0x1, 0, &payload)).await.ok();
+        }
+    }
+    assert!(goaway, "the idle HTTP/2 connection closed without a GOAWAY");
+}
+
+/// Starts a request with a body of `length` bytes on a fresh HTTP/2 connection, sends `sent`
+/// of them, then cancels the stream (RST_STREAM), as an HTTP/2 client does when it gives up.
+async fn h2_request_cancelled_mid_body(srv: &Server, method: &str, path: &str, length: usize, sent: &[u8]) {
+    let mut stream = connect(srv).await;
+    let settings = h2::handshake(&mut stream).await;
+    let block = h2::with_body(method, path, &addr(srv), length);
+    stream.write_all(&h2::frame(h2::HEADERS, 0x4, 1, &block)).await.unwrap();
+    h2::send_data(&mut stream, 1, sent, &settings).await;
+    stream.write_all(&h2::frame(h2::RST_STREAM, 0, 1, &h2::CANCEL.to_be_bytes())).await.unwrap();
+    // The connection stays open: only the request was given up.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn an_http2_patch_cancelled_mid_body_leaves_no_partial_append() {
+    let srv = Server::start();
+    let upload = start_upload(&srv, "h2gone").await;
+    h2_request_cancelled_mid_body(&srv, "PATCH", upload.path(), 5_000_000, &random_bytes(2_000_000)).await;
+
+    let data = random_bytes(3);
+    let r = send(srv.client.patch(upload.clone()).body(data.clone())).await;
+    r.expect_status(202);
+    assert_eq!(r.header("range"), Some("0-2"), "part of the cancelled append stayed:\n{}", r.describe());
+    let digest = sha256_digest(&data);
+    let r = send(srv.client.put(with_query(&r.location(&srv), "digest", &digest))).await;
+    expect_blob_created(&srv, &r, "h2gone", &digest);
+}
+
+#[tokio::test]
+async fn an_http2_monolithic_post_cancelled_mid_body_is_cleaned_up_at_once() {
+    let srv = Server::start();
+    let staging = srv.data_dir().join("uploads");
+    let data = random_bytes(5_000_000);
+    let path = format!("/v2/h2mono/blobs/uploads/?digest={}", sha256_digest(&data));
+    h2_request_cancelled_mid_body(&srv, "POST", &path, data.len(), &data[..2_000_000]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&staging).unwrap().count() > 0 {
+        assert!(Instant::now() < deadline, "the cancelled upload's staging file is still there");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    send(srv.head(&format!("/v2/h2mono/blobs/{}", sha256_digest(&data)))).await.expect_status(404);
+}
