@@ -345,7 +345,8 @@ def check_permissions(driver):
     expect("reader may not delete images (the repository policy)", table.get("reader", {}).get("Delete images"), "✗ denied")
     expect("root may do everything", set(table.get("root", {}).values()), {"✓ allowed"})
     why = one(driver, '#permissions tr[data-user="reader"] .why').text
-    expect("the reason names the action and the policy", "ecr:BatchDeleteImage" in why and "repository policy" in why, True)
+    # IAM's own wording, as the aws CLI prints it: a repository policy is a resource-based policy.
+    expect("the reason names the action and the policy", "ecr:BatchDeleteImage" in why and "explicit deny in a resource-based policy" in why, True)
     sids = [r.find_elements(By.TAG_NAME, "td")[0].text for r in all_of(driver, "#statements tbody tr")]
     expect("the policy's statements are shown", sids, ["ReaderMayNotDelete"])
     shot(driver, "06-permissions")
