@@ -148,7 +148,10 @@ mod tests {
         assert_eq!(ByteRange::parse(huge), Some(ByteRange::FromTo(0, u64::MAX)));
         assert_eq!(ByteRange::parse(huge).unwrap().resolve(10), Some(0..10));
         assert_eq!(ByteRange::parse("bytes=18446744073709551615-").unwrap().resolve(u64::MAX), None);
-        assert_eq!(ByteRange::parse("bytes=18446744073709551614-").unwrap().resolve(u64::MAX), Some(u64::MAX - 1..u64::MAX));
+        assert_eq!(
+            ByteRange::parse("bytes=18446744073709551614-").unwrap().resolve(u64::MAX),
+            Some(u64::MAX - 1..u64::MAX)
+        );
         assert_eq!(ByteRange::parse("bytes=-99999999999999999999999").unwrap().resolve(7), Some(0..7));
         assert_eq!(ByteRange::parse("bytes=0-18446744073709551615").unwrap().resolve(u64::MAX), Some(0..u64::MAX));
     }
@@ -177,7 +180,9 @@ mod tests {
         assert_eq!(ChunkRange::parse("0-4"), Ok(ChunkRange { start: 0, len: 5 }));
         assert_eq!(ChunkRange::parse("20000-24999"), Ok(ChunkRange { start: 20000, len: 5000 }));
         assert_eq!(ChunkRange::parse("7-7"), Ok(ChunkRange { start: 7, len: 1 }));
-        for bad in ["0-4/3", "0 - 4", " 0-4", "bytes 0-4/5", "bytes=0-4", "0-", "-4", "+0-4", "0-+4", "a-b", "0-4-5", ""] {
+        for bad in
+            ["0-4/3", "0 - 4", " 0-4", "bytes 0-4/5", "bytes=0-4", "0-", "-4", "+0-4", "0-+4", "a-b", "0-4-5", ""]
+        {
             assert_eq!(ChunkRange::parse(bad), Err(ContentRangeError::Malformed(bad.into())), "{bad}");
         }
         assert_eq!(ChunkRange::parse("10-5"), Err(ContentRangeError::Backwards("10-5".into())));
