@@ -6,19 +6,19 @@
 //! parser may panic, and what a parser accepts must hold the invariants its callers rely on.
 
 mod ecr;
+mod iam_policy;
 mod lifecycle;
 mod manifest;
 mod names;
 mod ranges;
-mod repository_policy;
 mod sigv4;
 
 pub use ecr::ecr_json;
+pub use iam_policy::iam_policy;
 pub use lifecycle::lifecycle;
 pub use manifest::manifest;
 pub use names::names;
 pub use ranges::ranges;
-pub use repository_policy::repository_policy;
 pub use sigv4::sigv4;
 
 /// A property over one fuzzer input; it panics when the property does not hold.
@@ -32,7 +32,7 @@ pub const TARGETS: [(&str, Check); 7] = [
     ("sigv4", sigv4),
     ("ecr_json", ecr_json),
     ("lifecycle", lifecycle),
-    ("repository_policy", repository_policy),
+    ("iam_policy", iam_policy),
 ];
 
 /// Structured values drawn from unstructured fuzzer bytes; an exhausted input yields zeros, so

@@ -28,7 +28,8 @@ const EXTRA_HEADERS: [&str; 5] = ["content-type", "x-amz-target", "x-amz-securit
 /// empty line, the body) that must not make the verifier panic, and that it accepts only when
 /// signed by the one key it knows. An odd first byte: a request drawn from the bytes is signed
 /// here, independently of the verifier, following AWS's SigV4 description; the verifier must
-/// accept it, and refuse it once its body or signature changes.
+/// accept it (unless its `x-amz-content-sha256` is not the body's), and refuse it once its body
+/// or signature changes.
 pub fn sigv4(data: &[u8]) {
     match data.split_first() {
         Some((mode, rest)) if !mode.is_multiple_of(2) => signed_round_trip(rest),
@@ -80,6 +81,17 @@ fn raw_request(data: &[u8]) {
     }
 }
 
+/// What a drawn request says in `x-amz-content-sha256` (signed like every header).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DeclaredHash {
+    /// No such header, as ECR clients send.
+    Absent,
+    /// The body's SHA-256, in upper case (the verifier compares case-insensitively).
+    Body,
+    /// The SHA-256 of something else: the signature is right, yet the request must be refused.
+    Other,
+}
+
 /// A request drawn from the bytes, as (method, path, query pairs, extra headers, region, body).
 struct Drawn {
     method: Method,
@@ -87,6 +99,7 @@ struct Drawn {
     query: Vec<(String, String)>,
     headers: Vec<(&'static str, String)>,
     region: String,
+    declared: DeclaredHash,
     body: Vec<u8>,
 }
 
@@ -104,7 +117,17 @@ fn draw(data: &[u8]) -> Drawn {
         headers.push((EXTRA_HEADERS[d.below(EXTRA_HEADERS.len())], d.text(HEADER_TEXT, 0, 24)));
     }
     let region = d.text(REGION, 1, 14);
-    Drawn { method, path, query, headers, region, body: d.rest().to_vec() }
+    let declared = [DeclaredHash::Absent, DeclaredHash::Body, DeclaredHash::Other][d.below(3)];
+    let body = d.rest().to_vec();
+    match declared {
+        DeclaredHash::Absent => {}
+        DeclaredHash::Body => headers.push(("x-amz-content-sha256", hex::encode_upper(Sha256::digest(&body)))),
+        DeclaredHash::Other => {
+            let other: Vec<u8> = body.iter().copied().chain([0]).collect();
+            headers.push(("x-amz-content-sha256", hex::encode(Sha256::digest(&other))));
+        }
+    }
+    Drawn { method, path, query, headers, region, declared, body }
 }
 
 fn signed_round_trip(data: &[u8]) {
@@ -123,7 +146,9 @@ fn signed_round_trip(data: &[u8]) {
     headers.insert("authorization", HeaderValue::from_str(&authorization).expect("ASCII"));
 
     match verify(&drawn.method, &uri, &headers, &drawn.body) {
+        Ok(_) if drawn.declared == DeclaredHash::Other => panic!("a wrong x-amz-content-sha256 was accepted"),
         Ok(identity) => assert_eq!(identity, signer()),
+        Err(_) if drawn.declared == DeclaredHash::Other => {}
         Err(e) => panic!(
             "a correctly signed request was refused: {e}\ncanonical request:\n{}",
             canonical_request(&drawn, &all)

@@ -29,7 +29,7 @@ fn replay(target: &str) {
 #[test]
 fn every_target_has_a_test_here() {
     let names: Vec<&str> = berth_fuzz_checks::TARGETS.iter().map(|(name, _)| *name).collect();
-    assert_eq!(names, ["manifest", "names", "ranges", "sigv4", "ecr_json", "lifecycle", "repository_policy"]);
+    assert_eq!(names, ["manifest", "names", "ranges", "sigv4", "ecr_json", "lifecycle", "iam_policy"]);
 }
 
 #[test]
@@ -63,6 +63,6 @@ fn lifecycle() {
 }
 
 #[test]
-fn repository_policy() {
-    replay("repository_policy");
+fn iam_policy() {
+    replay("iam_policy");
 }

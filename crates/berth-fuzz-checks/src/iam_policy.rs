@@ -51,7 +51,7 @@ fn context(identity: Identity, secure: bool) -> RequestContext {
 /// statements, an allow only `Allow`s, an implicit deny none); the root and the server are
 /// always allowed; no policy turns another's `Deny` into an allow; and a repository policy next
 /// to an identity policy that allows everything can only allow or explicitly deny.
-pub fn repository_policy(data: &[u8]) {
+pub fn iam_policy(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let allow_all =
         NamedPolicy::new("allow-all", Arc::new(Policy::parse_identity(ALLOW_ALL, SizeLimit::MANAGED_POLICY).unwrap()));
