@@ -299,6 +299,30 @@ def test_put_image_errors(ecr, repo, images):
            imageManifest=manifest)
 
 
+@pytest.mark.parametrize("what,edit,says", [
+    ("a layer size of 2^63", lambda doc, text: text.replace('"size": %d' % doc["layers"][0]["size"], '"size": %d' % 2**63),
+     "2^63-1"),
+    ("sizes summing past 2^63",
+     lambda doc, text: json.dumps({**doc, "layers": [dict(doc["layers"][0], size=2**62)] * 2}), "total more than"),
+    ("no layers", lambda doc, text: json.dumps({k: v for k, v in doc.items() if k != "layers"}), "layers"),
+    ("a duplicate key", lambda doc, text: text.replace('"layers":', '"layers": [], "layers":', 1), "twice"),
+    ("a duplicate annotation", lambda doc, text: json.dumps({**doc, "annotations": {"a": "1"}})[:-2] + ', "a": "2"}}',
+     "twice"),
+    ("nesting 100 levels deep",
+     lambda doc, text: json.dumps({**doc, "x": 0}).replace('"x": 0', '"x": ' + "[" * 100 + "]" * 100), "deeper than 64"),
+])
+def test_put_image_refuses_what_clients_would_read_differently(ecr, repo, images, what, edit, says):
+    """Client mistakes are InvalidParameterException (SDKs do not retry it), never a ServerException."""
+    config, layer = images.blobs(repo)
+    manifest = images.manifest(config, layer)
+    bad = edit(json.loads(manifest), manifest)
+    assert bad != manifest, what
+    message = raises(ecr, "InvalidParameterException", ecr.put_image, repositoryName=repo, imageManifest=bad,
+                     imageTag="bad")
+    assert says in message, (what, message)
+    assert ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "bad"}])["images"] == []
+
+
 def test_docker_v2_manifest_by_ecr_api(ecr, repo, images):
     config = json.dumps({"architecture": "arm64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
     config_digest = images.upload_layer(repo, config.encode())

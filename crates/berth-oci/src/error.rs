@@ -4,20 +4,57 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_registry::RegistryError;
 
-/// An error on the `/v2/` plane.
+/// An error on the `/v2/` plane: the service's, or one in the request's own shape.
 #[derive(Debug)]
-pub struct OciError(pub RegistryError);
+pub enum OciError {
+    Registry(RegistryError),
+    /// A single-valued query parameter given more than once (see `query.rs`).
+    RepeatedParameter(String),
+    /// A PATCH whose `Content-Range` is malformed or disagrees with its body; `offset` is where
+    /// the upload stands, so the client can resume.
+    ChunkRangeInvalid {
+        reason: String,
+        offset: u64,
+    },
+}
 
 impl From<RegistryError> for OciError {
     fn from(e: RegistryError) -> Self {
-        OciError(e)
+        OciError::Registry(e)
+    }
+}
+
+impl std::fmt::Display for OciError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OciError::Registry(e) => e.fmt(f),
+            OciError::RepeatedParameter(key) => {
+                write!(f, "query parameter {key:?} was given more than once; it takes one value")
+            }
+            OciError::ChunkRangeInvalid { reason, offset } => write!(f, "{reason}; the upload holds {offset} bytes"),
+        }
     }
 }
 
 impl OciError {
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         use RegistryError::*;
-        match &self.0 {
+        let service_error = match self {
+            OciError::Registry(e) => e,
+            // The code of the parameter's own kind of mistake, so clients see a familiar one.
+            OciError::RepeatedParameter(key) => {
+                let code = match key.as_str() {
+                    "n" | "last" => "PAGINATION_NUMBER_INVALID",
+                    "digest" | "mount" => "DIGEST_INVALID",
+                    "from" => "NAME_INVALID",
+                    _ => "UNSUPPORTED",
+                };
+                return (StatusCode::BAD_REQUEST, code);
+            }
+            // The distribution spec answers a chunk that does not fit the upload with a 416.
+            OciError::ChunkRangeInvalid { .. } => return (StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID"),
+        };
+        match service_error {
             NameInvalid(_) => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
             NameUnknown(_) => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
             RepositoryExists(_) | RepositoryNotEmpty(_) => (StatusCode::CONFLICT, "DENIED"),
@@ -64,7 +101,7 @@ impl OciError {
     /// backend's error) is logged with the id and never sent: the client gets the id to quote.
     pub fn into_response_with_id(self, request_id: &str) -> Response {
         if self.status_and_code().0.is_server_error() {
-            tracing::error!(request_id, error = %self.0, "request failed");
+            tracing::error!(request_id, error = %self, "request failed");
             return self.internal(&format!("internal server error; request id {request_id}"));
         }
         self.into_response()
@@ -82,13 +119,15 @@ impl IntoResponse for OciError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         if status.is_server_error() {
-            tracing::error!(error = %self.0, "request failed");
+            tracing::error!(error = %self, "request failed");
             return self.internal("internal server error");
         }
-        let mut response = (status, error_body(code, &self.0.to_string())).into_response();
+        let mut response = (status, error_body(code, &self.to_string())).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let RegistryError::RangeInvalid { size } = self.0 {
+        if let OciError::Registry(RegistryError::RangeInvalid { size })
+        | OciError::ChunkRangeInvalid { offset: size, .. } = self
+        {
             // Lets a client resume an upload, and says how large a blob is for ranged reads.
             headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"));
         }

@@ -1,15 +1,14 @@
 //! One handler per endpoint and method.
 
-use std::collections::HashMap;
 use std::io;
 
 use axum::body::Body;
-use axum::extract::{Query, Request};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_registry::{ByteRange, ChunkRange, MountOutcome, Registry, RegistryError, UploadStatus};
 use berth_spec::manifest::MAX_MANIFEST_BYTES;
-use berth_spec::{Digest, Reference, RepositoryName, media};
+use berth_spec::{Digest, NameError, Reference, RepositoryName, media};
 use berth_storage::ByteStream;
 use futures::{StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
@@ -17,6 +16,7 @@ use http_body_util::BodyExt;
 use crate::AppState;
 use crate::endpoint::{Access, Endpoint, Operation, UploadKind};
 use crate::error::{OciError, error_body};
+use crate::query::QueryParams;
 use berth_auth::AuthError;
 use berth_iam::{ConnectionInfo, Identity, RequestContext};
 
@@ -98,9 +98,9 @@ async fn authorize_and_dispatch(
         return Err(RegistryError::Unsupported(format!("method {method} is not supported on this endpoint")).into());
     };
     let query = query_params(&request);
-    let start = if query.contains_key("digest") {
+    let start = if query.contains("digest") {
         UploadKind::Monolithic
-    } else if query.contains_key("mount") {
+    } else if query.contains("mount") {
         UploadKind::Mount
     } else {
         UploadKind::Session
@@ -127,7 +127,7 @@ async fn dispatch(
     state: &AppState,
     operation: Operation,
     ctx: &RequestContext,
-    query: HashMap<String, String>,
+    query: QueryParams,
     request: Request,
 ) -> HandlerResult {
     let registry = &*state.registry;
@@ -139,7 +139,8 @@ async fn dispatch(
         Operation::PutManifest { name, reference } => put_manifest(registry, ctx, &name, &reference, request).await,
         Operation::DeleteManifest { name, reference } => {
             let name = Registry::parse_name(&name)?;
-            registry.delete_manifest(ctx, &name, &parse_reference(&reference)?).await?;
+            let reference = existing_reference(registry, &name, &reference).await?;
+            registry.delete_manifest(ctx, &name, &reference).await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         Operation::HeadBlob { name, digest } => head_blob(registry, &name, &digest).await,
@@ -164,19 +165,35 @@ async fn dispatch(
     }
 }
 
-fn query_params(request: &Request) -> HashMap<String, String> {
-    Query::<HashMap<String, String>>::try_from_uri(request.uri()).map(|q| q.0).unwrap_or_default()
+fn query_params(request: &Request) -> QueryParams {
+    QueryParams::parse(request.uri().query())
 }
 
 fn parse_digest(s: &str) -> Result<Digest, OciError> {
     Ok(s.parse::<Digest>().map_err(RegistryError::from)?)
 }
 
+/// The reference of a manifest PUT: a malformed tag is an invalid manifest push.
 fn parse_reference(s: &str) -> Result<Reference, OciError> {
     s.parse::<Reference>().map_err(|e| match e {
-        berth_spec::NameError::Tag(t) => OciError(RegistryError::ManifestInvalid(format!("invalid tag {t:?}"))),
-        other => OciError(RegistryError::from(other)),
+        NameError::Tag(t) => RegistryError::ManifestInvalid(format!("invalid tag {t:?}")).into(),
+        other => RegistryError::from(other).into(),
     })
+}
+
+/// The reference of a manifest GET, HEAD or DELETE. Nothing can be stored under a string that
+/// is not a tag, so it names an unknown manifest (404, as the distribution spec's conformance
+/// suite expects for `.INVALID_MANIFEST_NAME`) once the repository is known to exist; a
+/// malformed digest stays a `DIGEST_INVALID`, which tells the client its digest is broken.
+async fn existing_reference(registry: &Registry, repo: &RepositoryName, s: &str) -> Result<Reference, OciError> {
+    match s.parse::<Reference>() {
+        Ok(reference) => Ok(reference),
+        Err(NameError::Tag(_)) => {
+            registry.repository(repo).await?;
+            Err(RegistryError::ManifestUnknown(s.to_owned()).into())
+        }
+        Err(other) => Err(RegistryError::from(other).into()),
+    }
 }
 
 fn header_value(s: &str) -> HeaderValue {
@@ -192,21 +209,21 @@ fn request_body(request: Request) -> ByteStream {
 }
 
 /// `n` and `last` for paginated lists; `Link` points at the next page.
-fn pagination(query: &HashMap<String, String>) -> Result<(Option<usize>, Option<String>), OciError> {
-    let n = match query.get("n") {
+fn pagination(query: &QueryParams) -> Result<(Option<usize>, Option<String>), OciError> {
+    let n = match query.single("n")? {
         None => None,
         Some(v) => Some(v.parse::<usize>().map_err(|_| {
             RegistryError::PaginationInvalid(format!("pagination parameter n={v:?} is not a non-negative number"))
         })?),
     };
-    Ok((n, query.get("last").cloned()))
+    Ok((n, query.single("last")?.map(str::to_owned)))
 }
 
 fn next_link(path: &str, n: usize, last: Option<&String>) -> HeaderValue {
     header_value(&format!("<{path}?n={n}&last={}>; rel=\"next\"", last.map(String::as_str).unwrap_or("")))
 }
 
-async fn catalog(registry: &Registry, ctx: &RequestContext, query: &HashMap<String, String>) -> HandlerResult {
+async fn catalog(registry: &Registry, ctx: &RequestContext, query: &QueryParams) -> HandlerResult {
     let (n, last) = pagination(query)?;
     let (repos, more) = if n == Some(0) { (vec![], false) } else { registry.catalog(ctx, n, last.as_deref()).await? };
     let mut response = json_response(StatusCode::OK, serde_json::json!({ "repositories": repos }).to_string());
@@ -216,7 +233,7 @@ async fn catalog(registry: &Registry, ctx: &RequestContext, query: &HashMap<Stri
     Ok(response)
 }
 
-async fn tags(registry: &Registry, name: &str, query: &HashMap<String, String>) -> HandlerResult {
+async fn tags(registry: &Registry, name: &str, query: &QueryParams) -> HandlerResult {
     let repo = Registry::parse_name(name)?;
     let (n, last) = pagination(query)?;
     let (tags, more) = if n == Some(0) {
@@ -234,7 +251,7 @@ async fn tags(registry: &Registry, name: &str, query: &HashMap<String, String>) 
 
 async fn get_manifest(registry: &Registry, name: &str, reference: &str, is_get: bool) -> HandlerResult {
     let repo = Registry::parse_name(name)?;
-    let reference = parse_reference(reference)?;
+    let reference = existing_reference(registry, &repo, reference).await?;
     let manifest = registry.get_manifest(&repo, &reference, is_get).await?;
     let headers = [
         (header::CONTENT_TYPE, header_value(&manifest.media_type)),
@@ -332,13 +349,13 @@ async fn start_upload(
     registry: &Registry,
     ctx: &RequestContext,
     name: &str,
-    query: &HashMap<String, String>,
+    query: &QueryParams,
     request: Request,
 ) -> HandlerResult {
     let repo = Registry::parse_name(name)?;
-    if let Some(mount) = query.get("mount") {
+    if let Some(mount) = query.single("mount")? {
         let digest = parse_digest(mount)?;
-        let from = match query.get("from").map(|f| f.parse::<RepositoryName>()) {
+        let from = match query.single("from")?.map(|f| f.parse::<RepositoryName>()) {
             // A malformed `from` cannot hold the blob: a plain upload, as for a missing blob.
             Some(Err(_)) => {
                 let status = registry.start_upload(ctx, &repo).await?;
@@ -353,7 +370,7 @@ async fn start_upload(
             MountOutcome::Upload(status) => upload_response(StatusCode::ACCEPTED, &repo, &status),
         });
     }
-    if let Some(digest) = query.get("digest") {
+    if let Some(digest) = query.single("digest")? {
         let digest = parse_digest(digest)?;
         registry.upload_monolithic(ctx, &repo, &digest, request_body(request)).await?;
         return Ok(blob_created(&repo, &digest));
@@ -362,27 +379,36 @@ async fn start_upload(
     Ok(upload_response(StatusCode::ACCEPTED, &repo, &status))
 }
 
-/// A chunk's `Content-Range` (`a-b`, `bytes a-b/n` or `bytes=a-b`, inclusive), which must agree
-/// with `Content-Length`. `Err` when it is malformed or inconsistent (a 416, as the spec says).
-fn chunk_range(headers: &HeaderMap) -> Result<Option<ChunkRange>, ()> {
+/// A chunk's `Content-Range` (exactly `<start>-<end>`, inclusive: see [`ChunkRange::parse`]),
+/// which must agree with `Content-Length`. `Err` says why it is malformed or inconsistent.
+fn chunk_range(headers: &HeaderMap) -> Result<Option<ChunkRange>, String> {
     let Some(value) = headers.get(header::CONTENT_RANGE) else { return Ok(None) };
-    let text = value.to_str().map_err(|_| ())?;
-    let spec = text.trim().trim_start_matches("bytes").trim_start_matches(['=', ' ']);
-    let spec = spec.split('/').next().unwrap_or("");
-    let (a, b) = spec.split_once('-').ok_or(())?;
-    let (start, end) = (a.trim().parse::<u64>().map_err(|_| ())?, b.trim().parse::<u64>().map_err(|_| ())?);
+    let text = value.to_str().map_err(|_| "Content-Range is not a visible ASCII header value".to_owned())?;
+    let range = ChunkRange::parse(text).map_err(|e| e.to_string())?;
     let content_length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if start > end || content_length.is_some_and(|l| l != end - start + 1) {
-        return Err(());
+    match content_length {
+        Some(length) if length != range.len => {
+            Err(format!("Content-Range {text:?} announces {} bytes but Content-Length is {length}", range.len))
+        }
+        _ => Ok(Some(range)),
     }
-    Ok(Some(ChunkRange { start, len: end - start + 1 }))
 }
 
-/// The 416 answer to a chunk that does not continue the upload, with where the upload stands so
-/// the client can resume; the session is left as it was.
-async fn range_not_satisfiable(registry: &Registry, repo: &RepositoryName, id: &str) -> HandlerResult {
+/// The 416 answer to a chunk that does not continue the upload (or whose `Content-Range` is
+/// unusable: `reason`), with where the upload stands so the client can resume; the session is
+/// left as it was.
+async fn range_not_satisfiable(
+    registry: &Registry,
+    repo: &RepositoryName,
+    id: &str,
+    reason: Option<String>,
+) -> HandlerResult {
     let status = registry.upload_status(repo, id).await?;
-    let mut response = OciError(RegistryError::RangeInvalid { size: status.offset }).into_response();
+    let error = match reason {
+        Some(reason) => OciError::ChunkRangeInvalid { reason, offset: status.offset },
+        None => RegistryError::RangeInvalid { size: status.offset }.into(),
+    };
+    let mut response = error.into_response();
     let resume = upload_response(StatusCode::RANGE_NOT_SATISFIABLE, repo, &status);
     for name in [header::LOCATION, header::RANGE, UPLOAD_UUID] {
         if let Some(v) = resume.headers().get(&name) {
@@ -394,12 +420,13 @@ async fn range_not_satisfiable(registry: &Registry, repo: &RepositoryName, id: &
 
 async fn patch_upload(registry: &Registry, name: &str, id: &str, request: Request) -> HandlerResult {
     let repo = Registry::parse_name(name)?;
-    let Ok(range) = chunk_range(request.headers()) else {
-        return range_not_satisfiable(registry, &repo, id).await;
+    let range = match chunk_range(request.headers()) {
+        Ok(range) => range,
+        Err(reason) => return range_not_satisfiable(registry, &repo, id, Some(reason)).await,
     };
     match registry.append_upload(&repo, id, range, request_body(request)).await {
         Ok(status) => Ok(upload_response(StatusCode::ACCEPTED, &repo, &status)),
-        Err(RegistryError::RangeInvalid { .. }) => range_not_satisfiable(registry, &repo, id).await,
+        Err(RegistryError::RangeInvalid { .. }) => range_not_satisfiable(registry, &repo, id, None).await,
         Err(e) => Err(e.into()),
     }
 }
@@ -408,26 +435,27 @@ async fn finish_upload(
     registry: &Registry,
     name: &str,
     id: &str,
-    query: &HashMap<String, String>,
+    query: &QueryParams,
     request: Request,
 ) -> HandlerResult {
     let repo = Registry::parse_name(name)?;
-    let digest = query.get("digest").ok_or_else(|| {
+    let digest = query.single("digest")?.ok_or_else(|| {
         RegistryError::DigestInvalid("the digest query parameter is required to finish an upload".into())
     })?;
     let digest = parse_digest(digest)?;
-    let Ok(range) = chunk_range(request.headers()) else {
-        return range_not_satisfiable(registry, &repo, id).await;
+    let range = match chunk_range(request.headers()) {
+        Ok(range) => range,
+        Err(reason) => return range_not_satisfiable(registry, &repo, id, Some(reason)).await,
     };
     let chunk = (!has_empty_body(request.headers())).then(|| request_body(request));
     let digest = registry.finish_upload(&repo, id, &digest, range, chunk).await?;
     Ok(blob_created(&repo, &digest))
 }
 
-async fn referrers(registry: &Registry, name: &str, digest: &str, query: &HashMap<String, String>) -> HandlerResult {
+async fn referrers(registry: &Registry, name: &str, digest: &str, query: &QueryParams) -> HandlerResult {
     let repo = Registry::parse_name(name)?;
     let subject = parse_digest(digest)?;
-    let filter = query.get("artifactType").map(String::as_str);
+    let filter = query.single("artifactType")?;
     let referrers = registry.referrers(&repo, &subject, filter).await?;
     let manifests: Vec<serde_json::Value> = referrers
         .into_iter()

@@ -7,6 +7,7 @@
 mod endpoint;
 mod error;
 mod handlers;
+mod query;
 
 use std::sync::Arc;
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use berth_iam::RequestContext;
 use berth_meta::{Millis, UploadSession};
-use berth_spec::{Algorithm, Digest, Digester, RepositoryName};
+use berth_spec::{Algorithm, ByteRange, ChunkRange, Digest, Digester, RepositoryName};
 use berth_storage::ByteStream;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -50,40 +50,6 @@ pub(crate) struct UploadHandle {
 /// Session rows are touched at most this often (milliseconds).
 const TOUCH_INTERVAL: Millis = 60_000;
 
-/// A byte range request: `bytes=a-b`, `bytes=a-` or `bytes=-n`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ByteRange {
-    FromTo(u64, u64),
-    From(u64),
-    Last(u64),
-}
-
-impl ByteRange {
-    /// Parses a `Range` header value; `None` if it is not a single bytes range.
-    pub fn parse(header: &str) -> Option<ByteRange> {
-        let spec = header.trim().strip_prefix("bytes=")?;
-        let (a, b) = spec.split_once('-')?;
-        let num = |s: &str| s.trim().parse::<u64>().ok();
-        match (a.trim().is_empty(), b.trim().is_empty()) {
-            (true, false) => Some(ByteRange::Last(num(b)?)),
-            (false, true) => Some(ByteRange::From(num(a)?)),
-            (false, false) => Some(ByteRange::FromTo(num(a)?, num(b)?)),
-            (true, true) => None,
-        }
-    }
-
-    /// The half-open range to serve from a blob of `size` bytes, ends clamped as RFC 9110 says.
-    fn resolve(self, size: u64) -> Option<std::ops::Range<u64>> {
-        let r = match self {
-            ByteRange::FromTo(a, b) if a <= b && a < size => a..(b.min(size - 1) + 1),
-            ByteRange::From(a) if a < size => a..size,
-            ByteRange::Last(n) if n > 0 && size > 0 => size.saturating_sub(n)..size,
-            _ => return None,
-        };
-        Some(r)
-    }
-}
-
 pub struct BlobBody {
     pub size: u64,
     /// The served part when a range was requested (half-open).
@@ -97,14 +63,6 @@ pub enum MountOutcome {
     },
     /// The blob could not be mounted; a normal upload session was started instead.
     Upload(UploadStatus),
-}
-
-/// Where a chunk claims to go (`Content-Range`): it must start where the upload ends and carry
-/// exactly `len` bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChunkRange {
-    pub start: u64,
-    pub len: u64,
 }
 
 /// Fails the stream (so the store rolls the append back) when it carries more or fewer bytes
@@ -495,23 +453,5 @@ impl Registry {
             self.forget_upload_state(&session.id);
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ByteRange;
-
-    #[test]
-    fn ranges_resolve_like_rfc9110() {
-        assert_eq!(ByteRange::parse("bytes=0-9").unwrap().resolve(100), Some(0..10));
-        assert_eq!(ByteRange::parse("bytes=-500").unwrap().resolve(1000), Some(500..1000));
-        assert_eq!(ByteRange::parse("bytes=-500").unwrap().resolve(100), Some(0..100));
-        assert_eq!(ByteRange::parse("bytes=500-").unwrap().resolve(1000), Some(500..1000));
-        assert_eq!(ByteRange::parse("bytes=10-5000").unwrap().resolve(100), Some(10..100));
-        assert_eq!(ByteRange::parse("bytes=500-0").unwrap().resolve(1000), None);
-        assert_eq!(ByteRange::parse("bytes=100-").unwrap().resolve(100), None);
-        assert_eq!(ByteRange::parse("items=0-1"), None);
-        assert_eq!(ByteRange::parse("bytes=-"), None);
     }
 }

@@ -30,7 +30,8 @@ use berth_storage::BlobStore;
 
 pub use access::{AnonymousAccess, Authorizer, Resource};
 pub use berth_meta::{ImageRecord, ManifestRecord};
-pub use blobs::{BlobBody, ByteRange, ChunkRange, MountOutcome, UploadStatus};
+pub use berth_spec::{ByteRange, ChunkRange};
+pub use blobs::{BlobBody, MountOutcome, UploadStatus};
 pub use downloads::UrlSigningKey;
 pub use error::PolicyKind;
 pub use error::RegistryError;

@@ -1,16 +1,33 @@
 //! Manifest parsing. A manifest is stored and served as the exact bytes that were pushed; parsing
 //! only validates it and extracts what the registry must track: the blobs it needs, the child
 //! manifests of an index, its subject, and what the referrers API reports about it.
+//!
+//! Because the bytes are served verbatim to clients that each parse them their own way, the
+//! JSON must mean one thing to all of them: no key appears twice in an object (Go keeps the
+//! last, some parsers the first, some refuse), nesting stays shallow, and every size fits the
+//! int64 the image spec and Go clients use.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
 
 use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::digest::Digest;
 use crate::media;
 
 /// The distribution spec lets a registry bound manifest size; 4 MiB is what distribution and ECR use.
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// Deepest nesting of JSON arrays and objects accepted. Real manifests nest at most 5 levels
+/// (index → manifests → descriptor → platform → features); 64 leaves ample room for extension
+/// fields while keeping the check's recursion shallow, and stays below serde_json's own limit
+/// (128), so clients get this error rather than a parser's. Go's encoding/json stops at 10,000.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Descriptor sizes are int64 in the image spec (and in every Go client); the registry also
+/// stores them, and an image's total, as signed 64-bit integers.
+pub const MAX_DESCRIPTOR_SIZE: u64 = i64::MAX as u64;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {
@@ -30,6 +47,14 @@ pub enum ManifestError {
     MissingField { media_type: String, field: &'static str },
     #[error("manifest is larger than {MAX_MANIFEST_BYTES} bytes")]
     TooLarge,
+    #[error("manifest JSON has the key {key:?} twice in the object at {at:?}; each key may appear once")]
+    DuplicateKey { key: String, at: String },
+    #[error("manifest JSON nests arrays and objects deeper than {MAX_JSON_DEPTH} levels (at {at:?})")]
+    TooDeep { at: String },
+    #[error("descriptor {at} has size {size}, larger than the largest size a descriptor may have, 2^63-1")]
+    SizeTooLarge { at: String, size: u64 },
+    #[error("the descriptors of the manifest total more than 2^63-1 bytes")]
+    TotalSizeTooLarge,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +138,7 @@ impl Manifest {
         if header.is_some_and(is_schema1) {
             return Err(ManifestError::Schema1);
         }
+        check_json(bytes)?;
         let raw: Raw = serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
         if raw.media_type.as_deref().is_some_and(is_schema1) || raw.schema_version == Some(1) {
             return Err(ManifestError::Schema1);
@@ -137,12 +163,17 @@ impl Manifest {
             other => return Err(ManifestError::UnsupportedMediaType(other.to_owned())),
         };
         let missing = |field| ManifestError::MissingField { media_type: media_type.clone(), field };
+        // The image spec requires `layers` (an artifact may list none, `[]`, but must say so);
+        // Docker's schema 2 has it in every manifest its clients write.
         let (config, layers, manifests) = match kind {
-            ManifestKind::Image => {
-                (Some(raw.config.ok_or_else(|| missing("config"))?), raw.layers.unwrap_or_default(), vec![])
-            }
+            ManifestKind::Image => (
+                Some(raw.config.ok_or_else(|| missing("config"))?),
+                raw.layers.ok_or_else(|| missing("layers"))?,
+                vec![],
+            ),
             ManifestKind::Index => (None, vec![], raw.manifests.ok_or_else(|| missing("manifests"))?),
         };
+        check_sizes(config.as_ref(), &layers, &manifests, raw.subject.as_ref())?;
         Ok(Manifest {
             media_type,
             kind,
@@ -169,6 +200,156 @@ impl Manifest {
 
 fn is_schema1(media_type: &str) -> bool {
     media_type == media::DOCKER_SCHEMA1 || media_type == media::DOCKER_SCHEMA1_SIGNED
+}
+
+/// Every descriptor's size fits int64, and so does the sum of what the manifest lists (the
+/// registry records an image's size as that sum).
+fn check_sizes(
+    config: Option<&Descriptor>,
+    layers: &[Descriptor],
+    manifests: &[Descriptor],
+    subject: Option<&Descriptor>,
+) -> Result<(), ManifestError> {
+    let fits = |at: &dyn Fn() -> String, d: &Descriptor| {
+        if d.size > MAX_DESCRIPTOR_SIZE {
+            Err(ManifestError::SizeTooLarge { at: at(), size: d.size })
+        } else {
+            Ok(d.size)
+        }
+    };
+    if let Some(subject) = subject {
+        fits(&|| "subject".to_owned(), subject)?;
+    }
+    let mut total = match config {
+        Some(config) => fits(&|| "config".to_owned(), config)?,
+        None => 0,
+    };
+    for (field, list) in [("layers", layers), ("manifests", manifests)] {
+        for (i, d) in list.iter().enumerate() {
+            // Each term is below 2^63, so the sum of two cannot overflow a u64 before the check.
+            total += fits(&|| format!("{field}[{i}]"), d)?;
+            if total > MAX_DESCRIPTOR_SIZE {
+                return Err(ManifestError::TotalSizeTooLarge);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One pass over the JSON that refuses what typed parsing would let through silently: a key
+/// twice in an object (serde keeps the last, and ignores repeats of unknown fields entirely)
+/// and nesting beyond [`MAX_JSON_DEPTH`] (serde skips unknown fields without a depth limit).
+fn check_json(bytes: &[u8]) -> Result<(), ManifestError> {
+    let mut state = JsonCheck { path: Vec::new(), problem: None };
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let outcome = CheckValue { state: &mut state }.deserialize(&mut deserializer).and_then(|()| deserializer.end());
+    match (state.problem, outcome) {
+        (Some(problem), _) => Err(problem),
+        (None, Err(e)) => Err(ManifestError::Json(e.to_string())),
+        (None, Ok(())) => Ok(()),
+    }
+}
+
+/// Where the check is (JSON Pointer segments) and the problem it found, if any; a problem also
+/// stops the parse with a placeholder serde error, which `check_json` replaces.
+struct JsonCheck {
+    path: Vec<String>,
+    problem: Option<ManifestError>,
+}
+
+impl JsonCheck {
+    /// The current location as a JSON Pointer (RFC 6901), `""` for the document.
+    fn pointer(&self) -> String {
+        self.path.iter().map(|segment| format!("/{}", segment.replace('~', "~0").replace('/', "~1"))).collect()
+    }
+
+    fn fail<E: serde::de::Error>(&mut self, problem: ManifestError) -> E {
+        let message = problem.to_string();
+        self.problem = Some(problem);
+        E::custom(message)
+    }
+
+    /// Enters an array or object; refuses to go deeper than the limit.
+    fn descend<E: serde::de::Error>(&mut self) -> Result<(), E> {
+        if self.path.len() >= MAX_JSON_DEPTH {
+            return Err(self.fail(ManifestError::TooDeep { at: self.pointer() }));
+        }
+        Ok(())
+    }
+}
+
+struct CheckValue<'a> {
+    state: &'a mut JsonCheck,
+}
+
+impl<'de> DeserializeSeed<'de> for CheckValue<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CheckValue<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.state.descend()?;
+        let mut index = 0usize;
+        loop {
+            self.state.path.push(index.to_string());
+            let element = seq.next_element_seed(CheckValue { state: &mut *self.state })?;
+            self.state.path.pop();
+            if element.is_none() {
+                return Ok(());
+            }
+            index += 1;
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.state.descend()?;
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                let at = self.state.pointer();
+                return Err(self.state.fail(ManifestError::DuplicateKey { key, at }));
+            }
+            self.state.path.push(key.clone());
+            map.next_value_seed(CheckValue { state: &mut *self.state })?;
+            self.state.path.pop();
+            seen.insert(key);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -228,5 +409,111 @@ mod tests {
         let bad_digest =
             r#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:nothex","size":1},"layers":[]}"#;
         assert!(matches!(Manifest::parse(bad_digest.as_bytes(), None), Err(ManifestError::Json(_))));
+    }
+
+    fn with_layer_sizes(sizes: &[u64]) -> String {
+        let layers: Vec<String> = sizes
+            .iter()
+            .map(|size| {
+                format!(
+                    r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{size}}}"#,
+                    d('b')
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":2}},"layers":[{}]}}"#,
+            media::OCI_MANIFEST,
+            d('a'),
+            layers.join(",")
+        )
+    }
+
+    #[test]
+    fn sizes_must_fit_int64() {
+        assert!(Manifest::parse(with_layer_sizes(&[MAX_DESCRIPTOR_SIZE - 2]).as_bytes(), None).is_ok());
+        assert_eq!(
+            Manifest::parse(with_layer_sizes(&[1, 1 << 63]).as_bytes(), None),
+            Err(ManifestError::SizeTooLarge { at: "layers[1]".into(), size: 1 << 63 })
+        );
+        assert_eq!(
+            Manifest::parse(with_layer_sizes(&[1 << 62, 1 << 62]).as_bytes(), None),
+            Err(ManifestError::TotalSizeTooLarge)
+        );
+        // Many terms: the running total is checked before it could wrap.
+        let many = vec![MAX_DESCRIPTOR_SIZE; 5];
+        assert_eq!(Manifest::parse(with_layer_sizes(&many).as_bytes(), None), Err(ManifestError::TotalSizeTooLarge));
+        let huge_subject = image(media::OCI_MANIFEST).replace(
+            r#""extra""#,
+            &format!(r#""subject":{{"mediaType":"x","digest":"{}","size":18446744073709551615}},"extra""#, d('f')),
+        );
+        assert!(matches!(
+            Manifest::parse(huge_subject.as_bytes(), None),
+            Err(ManifestError::SizeTooLarge { ref at, .. }) if at == "subject"
+        ));
+    }
+
+    #[test]
+    fn image_manifests_must_list_layers() {
+        let config =
+            format!(r#""config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{}","size":2}}"#, d('a'));
+        for mt in [media::OCI_MANIFEST, media::DOCKER_MANIFEST] {
+            let without = format!(r#"{{"schemaVersion":2,"mediaType":"{mt}",{config}}}"#);
+            assert!(matches!(
+                Manifest::parse(without.as_bytes(), None),
+                Err(ManifestError::MissingField { field: "layers", .. })
+            ));
+            let null = format!(r#"{{"schemaVersion":2,"mediaType":"{mt}",{config},"layers":null}}"#);
+            assert!(matches!(Manifest::parse(null.as_bytes(), None), Err(ManifestError::MissingField { .. })));
+        }
+        // An artifact with no layers says so.
+        let artifact = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","artifactType":"application/x.sig",{config},"layers":[]}}"#,
+            media::OCI_MANIFEST
+        );
+        assert_eq!(Manifest::parse(artifact.as_bytes(), None).unwrap().layers, vec![]);
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_anywhere() {
+        let body = image(media::OCI_MANIFEST);
+        let cases = [
+            (body.replacen(r#""layers""#, r#""layers":[],"layers""#, 1), "layers", ""),
+            (body.replacen(r#""extra":{"kept":true}"#, r#""extra":{"kept":true,"kept":false}"#, 1), "kept", "/extra"),
+            (body.replacen(r#""size":3"#, r#""size":3,"size":4"#, 1), "size", "/layers/0"),
+            (body.replacen(r#""extra""#, r#""annotations":{"a":"1","a":"2"},"extra""#, 1), "a", "/annotations"),
+            (body.replacen(r#""extra""#, r#""x":[{"a/b":{"k":1,"k":2}}],"extra""#, 1), "k", "/x/0/a~1b"),
+        ];
+        for (text, key, at) in cases {
+            assert_eq!(
+                Manifest::parse(text.as_bytes(), None),
+                Err(ManifestError::DuplicateKey { key: key.into(), at: at.into() }),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let nested = |levels: usize| {
+            // The document itself is the first level.
+            let inner = format!("{}{}", "[".repeat(levels - 1), "]".repeat(levels - 1));
+            image(media::OCI_MANIFEST).replacen(r#""extra""#, &format!(r#""deep":{inner},"extra""#), 1)
+        };
+        assert!(Manifest::parse(nested(MAX_JSON_DEPTH).as_bytes(), None).is_ok());
+        assert!(matches!(
+            Manifest::parse(nested(MAX_JSON_DEPTH + 1).as_bytes(), None),
+            Err(ManifestError::TooDeep { .. })
+        ));
+        // 100k levels: refused without exhausting the stack.
+        assert!(matches!(Manifest::parse(nested(100_000).as_bytes(), None), Err(ManifestError::TooDeep { .. })));
+        let objects = format!("{}{}", r#"{"a":"#.repeat(100_000), "}".repeat(100_000));
+        assert!(matches!(Manifest::parse(objects.as_bytes(), None), Err(ManifestError::TooDeep { .. })));
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let body = format!("{} {{}}", image(media::OCI_MANIFEST));
+        assert!(matches!(Manifest::parse(body.as_bytes(), None), Err(ManifestError::Json(_))));
     }
 }

@@ -64,6 +64,35 @@ async fn range_requests() {
     }
 }
 
+/// `Range` numbers are digits only and never overflow: one past `u64::MAX` means "to the end"
+/// as RFC 9110's clamping says (it used to fail to parse, so the whole blob came back), and a
+/// first position that large is unsatisfiable. A malformed header (spaces, signs, several
+/// ranges) is ignored, as RFC 9110 allows: the whole blob, 200.
+#[tokio::test]
+async fn range_numbers_are_strict_and_overflow_safe() {
+    let srv = Server::start();
+    let data = random_bytes(1000);
+    let digest = push_blob(&srv, "bigranges", &data).await;
+    let path = format!("/v2/bigranges/blobs/{digest}");
+    for range in ["bytes=0-18446744073709551616", "bytes=0-99999999999999999999999999", "bytes=-18446744073709551616"] {
+        let r = get_range(&srv, &path, range).await;
+        r.expect_status(206);
+        assert_eq!(r.header("content-range"), Some("bytes 0-999/1000"), "{range}: {}", r.describe());
+        assert!(r.body == data, "{range}");
+    }
+    for range in ["bytes=18446744073709551616-", "bytes=18446744073709551615-18446744073709551616"] {
+        let r = get_range(&srv, &path, range).await;
+        r.expect_error(416, "RANGE_INVALID");
+        assert_eq!(r.header("content-range"), Some("bytes */1000"), "{range}");
+    }
+    for range in ["bytes= 0 - 9", "bytes=+0-+9", "bytes=0-9,20-29", "bytes=0x0-9", "pages=0-9"] {
+        let r = get_range(&srv, &path, range).await;
+        r.expect_status(200);
+        assert!(r.header("content-range").is_none(), "{range}: {}", r.describe());
+        assert!(r.body == data, "{range}");
+    }
+}
+
 #[tokio::test]
 async fn unknown_blob() {
     let srv = Server::start();

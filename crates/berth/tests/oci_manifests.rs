@@ -701,3 +701,75 @@ async fn manifests_are_scoped_to_their_repository() {
     // Pushing the manifest into b without its blobs fails; it does not borrow a's.
     put_manifest(&srv, "scope/b", "v1", OCI_MANIFEST, &img.manifest).await.expect_error(400, "MANIFEST_BLOB_UNKNOWN");
 }
+
+/// Manifests that Go clients would read differently from Berth, or that overflow the sizes a
+/// registry records, are the client's mistake: 400 `MANIFEST_INVALID` naming the problem, and
+/// nothing is stored.
+#[tokio::test]
+async fn ambiguous_or_oversized_manifests_are_client_errors() {
+    let srv = Server::start();
+    let img = push_image(&srv, "hostile", Some("good")).await;
+    let config = descriptor(OCI_CONFIG, &img.config);
+    let layer = descriptor(OCI_LAYER, &img.layers[0]);
+    let sized = |sizes: &[u64]| {
+        let layers: Vec<Value> = sizes
+            .iter()
+            .map(|size| {
+                let mut l = layer.clone();
+                l["size"] = json!(size);
+                l
+            })
+            .collect();
+        oci_manifest(&config, &layers)
+    };
+    let good = String::from_utf8(img.manifest.clone()).unwrap();
+    let deep = format!(r#"{{"schemaVersion":2,"x":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("a size of 2^63", sized(&[1 << 63]), "2^63-1"),
+        ("sizes summing past 2^63", sized(&[1 << 62, 1 << 62]), "total more than 2^63-1"),
+        ("sizes summing past 2^64", sized(&[i64::MAX as u64, i64::MAX as u64, i64::MAX as u64]), "total"),
+        (
+            "no layers",
+            serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config})).unwrap(),
+            "required field",
+        ),
+        ("a duplicate top-level key", good.replacen("\"layers\"", "\"layers\":[],\"layers\"", 1).into_bytes(), "twice"),
+        ("a duplicate nested key", good.replacen("\"size\"", "\"size\":1,\"size\"", 1).into_bytes(), "twice"),
+        ("100,000 levels of nesting", deep.into_bytes(), "deeper than 64"),
+    ];
+    for (what, body, says) in cases {
+        let r = put_manifest(&srv, "hostile", "bad", OCI_MANIFEST, &body).await;
+        r.expect_error(400, "MANIFEST_INVALID");
+        assert!(r.text().contains(says), "{what}: {}", r.describe());
+    }
+    send(srv.get("/v2/hostile/manifests/bad")).await.expect_error(404, "MANIFEST_UNKNOWN");
+    let r = send(srv.get("/v2/hostile/tags/list")).await;
+    assert_eq!(r.json()["tags"], json!(["good"]));
+    // An artifact with an explicitly empty layer list is fine.
+    let artifact = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/x.test", "config": config, "layers": []
+    }))
+    .unwrap();
+    push_manifest(&srv, "hostile", "artifact", OCI_MANIFEST, &artifact).await;
+}
+
+/// What the distribution spec's conformance suite expects: a reference that is not a valid tag
+/// names no manifest, so reading or deleting it is 404 `MANIFEST_UNKNOWN` (pushing to it stays
+/// a 400), once the repository exists.
+#[tokio::test]
+async fn an_invalid_reference_names_an_unknown_manifest() {
+    let srv = Server::start();
+    let img = push_image(&srv, "refs", Some("v1")).await;
+    for reference in [".INVALID_MANIFEST_NAME", "-dash", "a".repeat(129).as_str()] {
+        let path = format!("/v2/refs/manifests/{reference}");
+        send(srv.get(&path)).await.expect_error(404, "MANIFEST_UNKNOWN");
+        let h = send(srv.head(&path)).await;
+        h.expect_status(404);
+        assert!(h.body.is_empty());
+        send(srv.delete(&path)).await.expect_error(404, "MANIFEST_UNKNOWN");
+        put_manifest(&srv, "refs", reference, OCI_MANIFEST, &img.manifest).await.expect_error(400, "MANIFEST_INVALID");
+    }
+    send(srv.get("/v2/no/such/repo/manifests/.INVALID_MANIFEST_NAME")).await.expect_error(404, "NAME_UNKNOWN");
+    send(srv.get("/v2/refs/manifests/sha256:zz")).await.expect_error(400, "DIGEST_INVALID");
+    expect_manifest(&srv, "refs", "v1", OCI_MANIFEST, &img.manifest, &img.digest).await;
+}

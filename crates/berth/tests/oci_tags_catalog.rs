@@ -162,3 +162,37 @@ async fn a_repository_with_only_untagged_manifests_has_an_empty_tag_list() {
     assert_eq!(r.json()["name"], "untagged");
     assert!(r.json()["tags"].as_array().is_none_or(|t| t.is_empty()), "{}", r.describe());
 }
+
+/// A single-valued parameter given twice is refused (400, in the code of that parameter's kind
+/// of mistake) rather than guessed at — before, axum's query map failed and every parameter
+/// was silently dropped, so `?n=1&n=2` listed everything.
+#[tokio::test]
+async fn repeated_query_parameters_are_refused() {
+    let srv = Server::start();
+    push_image(&srv, "twice", Some("a")).await;
+    push_image(&srv, "twice", Some("b")).await;
+    let img = push_image(&srv, "twice", Some("c")).await;
+    for (path, code) in [
+        ("/v2/twice/tags/list?n=1&n=2", "PAGINATION_NUMBER_INVALID"),
+        ("/v2/twice/tags/list?n=1&last=a&last=b", "PAGINATION_NUMBER_INVALID"),
+        ("/v2/_catalog?n=1&n=1", "PAGINATION_NUMBER_INVALID"),
+    ] {
+        let r = send(srv.get(path)).await;
+        r.expect_error(400, code);
+        assert!(r.text().contains("more than once"), "{path}: {}", r.describe());
+    }
+    let digest = sha256_digest(b"x");
+    let r = send(srv.post(&format!("/v2/twice/blobs/uploads/?digest={digest}&digest={digest}")).body("x")).await;
+    r.expect_error(400, "DIGEST_INVALID");
+    let mount = format!("/v2/other/blobs/uploads/?mount={digest}&mount={digest}&from=twice");
+    send(srv.post(&mount)).await.expect_error(400, "DIGEST_INVALID");
+    let from = format!("/v2/other/blobs/uploads/?mount={digest}&from=twice&from=twice");
+    send(srv.post(&from)).await.expect_error(400, "NAME_INVALID");
+    let referrers = format!("/v2/twice/referrers/{}?artifactType=a%2Fb&artifactType=c%2Fd", img.digest);
+    send(srv.get(&referrers)).await.expect_error(400, "UNSUPPORTED");
+    // Nothing was uploaded or mounted, and one value still works.
+    send(srv.head(&format!("/v2/twice/blobs/{digest}"))).await.expect_status(404);
+    assert_eq!(send(srv.get("/v2/_catalog")).await.json()["repositories"], json!(["twice"]));
+    let r = send(srv.get("/v2/twice/tags/list?n=1")).await;
+    assert_eq!(r.json()["tags"], json!(["a"]));
+}

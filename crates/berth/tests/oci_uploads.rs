@@ -535,3 +535,42 @@ async fn abandoned_upload_sessions_expire_and_their_data_is_removed() {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
+
+/// `Content-Range` is exactly `<start>-<end>` (the distribution spec's `^[0-9]+-[0-9]+$`): no
+/// total, no spaces, no unit, and never an arithmetic overflow (a debug build would panic). Each
+/// refusal is a 416 that names the problem and says where the upload stands; nothing is appended.
+#[tokio::test]
+async fn content_range_is_parsed_strictly() {
+    let srv = Server::start();
+    let upload = start_upload(&srv, "strictrange").await;
+    let cases = [
+        ("0-4/3", 5, "not of the form"),
+        ("0 - 4", 5, "not of the form"),
+        ("bytes 0-4/5", 5, "not of the form"),
+        ("bytes=0-4", 5, "not of the form"),
+        ("+0-4", 5, "not of the form"),
+        ("0-18446744073709551615", 5, "more bytes than any chunk"),
+        ("0-18446744073709551616", 5, "not of the form"),
+        ("18446744073709551615-18446744073709551615", 1, "not satisfiable"),
+        ("4-0", 5, "ends before it starts"),
+        ("0-9", 5, "Content-Length is 5"),
+    ];
+    for (content_range, len, says) in cases {
+        let r =
+            send(srv.client.patch(upload.clone()).header("content-range", content_range).body(random_bytes(len))).await;
+        r.expect_error(416, "RANGE_INVALID");
+        assert!(r.text().contains(says), "{content_range}: {}", r.describe());
+        assert_eq!(r.header("range"), Some("0-0"), "{content_range}: {}", r.describe());
+        assert!(r.header("location").is_some(), "{content_range}: {}", r.describe());
+    }
+    let status = send(srv.client.get(upload.clone())).await;
+    status.expect_status(204);
+    assert_eq!(status.header("range"), Some("0-0"), "{}", status.describe());
+    // The well-formed chunk still goes through.
+    let data = random_bytes(5);
+    let r = send(srv.client.patch(upload).header("content-range", "0-4").body(data.clone())).await;
+    r.expect_status(202);
+    assert_eq!(r.header("range"), Some("0-4"));
+    let r = send(srv.client.put(with_query(&r.location(&srv), "digest", &sha256_digest(&data)))).await;
+    expect_blob_created(&srv, &r, "strictrange", &sha256_digest(&data));
+}
