@@ -13,6 +13,9 @@ use crate::keys::MasterKey;
 use crate::token::{DEFAULT_TOKEN_LIFETIME, TokenIssuer};
 use crate::users::{Identities, ROOT_USER};
 
+/// The environment variable naming a shared master key file, for `berth serve` and the CLI alike.
+const MASTER_KEY_FILE_ENV: &str = "BERTH_MASTER_KEY_FILE";
+
 /// `berth user add NAME`: prints `{"userName":..,"accessKeyId":..,"secretAccessKey":..}`, the
 /// only time the secret is shown.
 pub async fn user_add(
@@ -21,7 +24,7 @@ pub async fn user_add(
     name: &str,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    let master_key = MasterKey::load_or_create(data_dir)?;
+    let master_key = master_key(data_dir)?;
     let credentials = Identities::new(store, &master_key).create_user(name).await?;
     print_json(out, &serde_json::to_value(&credentials).expect("credentials serialize"))
 }
@@ -57,10 +60,17 @@ pub async fn token(
     user: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    let master_key = MasterKey::load_or_create(data_dir)?;
+    let master_key = master_key(data_dir)?;
     let issuer = TokenIssuer::new(&master_key, DEFAULT_TOKEN_LIFETIME);
     let issued = Identities::new(store, &master_key).issue_token(&issuer, user.unwrap_or(ROOT_USER)).await?;
     writeln!(out, "{}", issued.token).map_err(|e| Error::io("writing the token".into(), e))
+}
+
+/// The key the server uses: `BERTH_MASTER_KEY_FILE` when set (as `berth serve` reads it), else
+/// the data dir's.
+fn master_key(data_dir: &Path) -> Result<MasterKey, Error> {
+    let file = std::env::var_os(MASTER_KEY_FILE_ENV).map(std::path::PathBuf::from);
+    MasterKey::load(data_dir, file.as_deref())
 }
 
 fn print_json(out: &mut dyn Write, value: &serde_json::Value) -> Result<(), Error> {

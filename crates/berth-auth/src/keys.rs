@@ -53,6 +53,21 @@ impl MasterKey {
         data_dir.join("keys").join("master.key")
     }
 
+    /// The key every server of a cluster must share: `file` when given (`--master-key-file`,
+    /// `BERTH_MASTER_KEY_FILE`; it must exist — Berth never invents a key several nodes are meant
+    /// to share), else the data dir's own, created on first use.
+    pub fn load(data_dir: &Path, file: Option<&Path>) -> Result<Self, Error> {
+        match file {
+            Some(path) => read_key(path)?.ok_or_else(|| {
+                key_error(
+                    path,
+                    format!("does not exist; create it once with `head -c {KEY_LEN} /dev/urandom > FILE && chmod 600 FILE` and give every server the same file"),
+                )
+            }),
+            None => Self::load_or_create(data_dir),
+        }
+    }
+
     /// Reads the key, creating it on first use. Refuses a key file other users can read, like
     /// ssh does, rather than keep using a key that may have leaked.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, Error> {

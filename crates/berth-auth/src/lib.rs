@@ -33,6 +33,11 @@ pub enum Error {
     Io { context: String, error: std::io::Error },
     #[error("master key {}: {problem}", path.display())]
     MasterKey { path: PathBuf, problem: String },
+    #[error(
+        "the stored access keys of {} were sealed with another master key; give this server the key the others use (copy <data-dir>/keys/master.key from the first server, or point every server at one file with --master-key-file / BERTH_MASTER_KEY_FILE)",
+        users.join(", ")
+    )]
+    MasterKeyMismatch { users: Vec<String> },
     #[error("invalid user name {0:?}: use 1 to 64 letters, digits or any of +=,.@_-")]
     InvalidUserName(String),
     #[error("user {0} does not exist")]

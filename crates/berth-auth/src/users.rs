@@ -314,6 +314,19 @@ impl Identities {
         fresh.then(|| cache.snapshot.clone())
     }
 
+    /// Refuses a master key other than the one the store's secrets were sealed with: a server
+    /// started with the wrong key would otherwise run with every access key disabled, and a
+    /// root bootstrap could overwrite the root's secret for the servers holding the right key.
+    pub async fn check_master_key(&self) -> Result<(), Error> {
+        let users = self.store.list_users().await?;
+        let sealed_elsewhere: Vec<String> = users
+            .into_iter()
+            .filter(|record| self.cipher.open(&record.access_key_id, &record.secret_ciphertext).is_none())
+            .map(|record| record.name)
+            .collect();
+        if sealed_elsewhere.is_empty() { Ok(()) } else { Err(Error::MasterKeyMismatch { users: sealed_elsewhere }) }
+    }
+
     async fn load(&self, generation: i64) -> Result<Snapshot, Error> {
         let mut snapshot = Snapshot { generation: Some(generation), ..Snapshot::default() };
         for record in self.store.list_users().await? {

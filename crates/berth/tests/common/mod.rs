@@ -50,6 +50,7 @@ const SERVE_ENV: &[&str] = &[
     "BERTH_TOKEN_LIFETIME_SECS",
     "BERTH_TLS_CERT",
     "BERTH_TLS_KEY",
+    "BERTH_MASTER_KEY_FILE",
 ];
 
 /// A running `berth serve` with its own temporary data directory. Dropping it kills the process.
@@ -429,6 +430,14 @@ impl Server {
             let _ = old.kill();
             let _ = old.wait();
         }
+        self.spawn();
+    }
+
+    /// Starts a stopped server again on the same data directory with another launch; `client`
+    /// is left as it was.
+    pub fn start_again_with(&mut self, launch: Launch) {
+        assert!(self.child.is_none(), "the server is still running");
+        self.launch = launch;
         self.spawn();
     }
 
