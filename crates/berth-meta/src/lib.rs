@@ -154,8 +154,12 @@ pub struct PutManifest<'a> {
     /// Blobs (config, distributable layers) that must be linked in `repo` with these sizes;
     /// their sizes add up to the image size.
     pub blobs: &'a [(Digest, u64)],
-    /// Child manifests (of an index) that must exist in `repo`.
+    /// Child manifests (of an index) that must exist in `repo`, unless `sparse`.
     pub children: &'a [Digest],
+    /// Children absent from `repo` are allowed (a sparse index, as mirroring tools copy a subset
+    /// of platforms): they count nothing towards the image size and become protected children
+    /// when they are pushed.
+    pub sparse: bool,
     /// Tags moved to the manifest with it, all or none.
     pub tags: Vec<PutTag<'a>>,
     pub now: Millis,

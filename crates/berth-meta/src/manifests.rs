@@ -97,6 +97,7 @@ where
             .iter()
             .map(|child| match found.get(child.as_str()) {
                 Some(size) => stored_size(*size),
+                None if put.sparse => Ok(0),
                 None => Err(MetaError::ManifestUnknown(child.clone())),
             })
             .collect()
@@ -154,8 +155,11 @@ where
         let created = inserted.is_some();
         if created {
             for child in put.children {
+                // A sparse index's absent child waits in manifest_absent_children; every other
+                // child exists (checked_references) and is protected at once.
                 sqlx::query(
-                    "INSERT INTO manifest_children (repo, parent, child) VALUES ($1, $2, $3) \
+                    "INSERT INTO manifest_children (repo, parent, child) \
+                     SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM manifests WHERE repo = $1 AND digest = $3) \
                      ON CONFLICT (repo, parent, child) DO NOTHING",
                 )
                 .bind(repo)
@@ -163,7 +167,35 @@ where
                 .bind(child.as_str())
                 .execute(&mut *conn)
                 .await?;
+                if put.sparse {
+                    sqlx::query(
+                        "INSERT INTO manifest_absent_children (repo, parent, child) \
+                         SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM manifests WHERE repo = $1 AND digest = $3) \
+                         ON CONFLICT (repo, parent, child) DO NOTHING",
+                    )
+                    .bind(repo)
+                    .bind(put.digest.as_str())
+                    .bind(child.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+                }
             }
+            // This manifest may be the absent child of sparse indexes pushed earlier: from now on
+            // it is their child like any other (it cannot be deleted while they list it).
+            sqlx::query(
+                "INSERT INTO manifest_children (repo, parent, child) \
+                 SELECT repo, parent, child FROM manifest_absent_children WHERE repo = $1 AND child = $2 \
+                 ON CONFLICT (repo, parent, child) DO NOTHING",
+            )
+            .bind(repo)
+            .bind(put.digest.as_str())
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query("DELETE FROM manifest_absent_children WHERE repo = $1 AND child = $2")
+                .bind(repo)
+                .bind(put.digest.as_str())
+                .execute(&mut *conn)
+                .await?;
             Self::record_manifest_blobs(&mut *conn, put).await?;
             Self::record_event(&mut *conn, origin, pushed).await?;
         }

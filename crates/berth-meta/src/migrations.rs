@@ -43,6 +43,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/3-events.sql"),
         backfill: None,
     },
+    Migration {
+        version: 8,
+        sqlite: include_str!("../migrations/sqlite/8-sparse.sql"),
+        postgres: include_str!("../migrations/postgres/8-sparse.sql"),
+        backfill: None,
+    },
 ];
 
 /// The version this build writes.

@@ -258,6 +258,7 @@ mod tests {
             subject: None,
             blobs: &[],
             children: &[],
+            sparse: false,
             tags: tag.map(|tag| PutTag { tag, immutable: false }).into_iter().collect(),
             now: 1,
         }

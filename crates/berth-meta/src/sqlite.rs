@@ -182,6 +182,7 @@ mod tests {
                 subject: None,
                 blobs: &[],
                 children: &[],
+                sparse: false,
                 tags: vec![PutTag { tag: &latest, immutable: false }],
                 now: 2,
             };

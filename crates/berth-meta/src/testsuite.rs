@@ -24,6 +24,7 @@ pub async fn run_all(store: &dyn MetadataStore) {
     failed_puts_change_nothing(store).await;
     tag_immutability(store).await;
     indexes_and_children(store).await;
+    sparse_indexes(store).await;
     manifest_deletion(store).await;
     referrers_and_subjects(store).await;
     tag_listing(store).await;
@@ -102,6 +103,7 @@ fn image_put<'a>(
         subject: None,
         blobs,
         children: &[],
+        sparse: false,
         tags: tag.map(|tag| PutTag { tag, immutable: false }).into_iter().collect(),
         now,
     }
@@ -494,6 +496,53 @@ async fn indexes_and_children(store: &dyn MetadataStore) {
     let amd64 = push_image(store, &repo, &unique("amd64-again"), 10, None).await;
     let index = push_index(store, &repo, &unique("idx-again"), std::slice::from_ref(&amd64)).await.unwrap();
     assert_eq!(store.parents(&repo, &amd64).await.unwrap(), vec![index]);
+}
+
+/// A sparse index lists children its repository does not hold; each becomes a protected child
+/// once pushed, and nothing of the index is left when it is deleted.
+async fn sparse_indexes(store: &dyn MetadataStore) {
+    let repo = new_repo(store, "sparse").await;
+    let present = push_image(store, &repo, &unique("present"), 3000, None).await;
+    let later_label = unique("later");
+    let later = manifest_bytes(&later_label).1;
+    let (content, index) = manifest_bytes(&unique("sparse-idx"));
+    let children = [present.clone(), later.clone()];
+    let put =
+        || PutManifest { media_type: INDEX, children: &children, ..image_put(&repo, &index, &content, &[], None, 300) };
+    let err = store.put_manifest(&ORIGIN, put()).await.unwrap_err();
+    assert!(matches!(&err, MetaError::ManifestUnknown(d) if *d == later), "not sparse: {err:?}");
+    assert!(store.get_manifest(&repo, &by_digest(&index)).await.unwrap().is_none());
+
+    assert!(store.put_manifest(&ORIGIN, PutManifest { sparse: true, ..put() }).await.unwrap().manifest_created);
+    let record = store.get_manifest(&repo, &by_digest(&index)).await.unwrap().unwrap();
+    assert_eq!(record.image_size, 3010, "absent children count nothing");
+    assert_eq!(store.parents(&repo, &present).await.unwrap(), vec![index.clone()]);
+
+    // The absent child arrives: from now on the index protects it.
+    let pushed = push_image(store, &repo, &later_label, 10, None).await;
+    assert_eq!(pushed, later);
+    assert_eq!(store.parents(&repo, &later).await.unwrap(), vec![index.clone()]);
+    let err = store.delete_manifest(&ORIGIN, &repo, &later).await.unwrap_err();
+    assert!(matches!(&err, MetaError::ManifestReferenced { index: i } if *i == index), "{err:?}");
+
+    store.delete_manifest(&ORIGIN, &repo, &index).await.unwrap();
+    store.delete_manifest(&ORIGIN, &repo, &later).await.unwrap();
+    store.delete_manifest(&ORIGIN, &repo, &present).await.unwrap();
+    // An index deleted while its child is still absent leaves no record behind: the child,
+    // pushed afterwards, is no one's.
+    let ghost_label = unique("ghost");
+    let ghost = [manifest_bytes(&ghost_label).1];
+    let (content, gone) = manifest_bytes(&unique("gone-idx"));
+    let put = PutManifest {
+        media_type: INDEX,
+        children: &ghost,
+        sparse: true,
+        ..image_put(&repo, &gone, &content, &[], None, 400)
+    };
+    store.put_manifest(&ORIGIN, put).await.unwrap();
+    store.delete_manifest(&ORIGIN, &repo, &gone).await.unwrap();
+    push_image(store, &repo, &ghost_label, 10, None).await;
+    assert!(store.parents(&repo, &ghost[0]).await.unwrap().is_empty());
 }
 
 async fn manifest_deletion(store: &dyn MetadataStore) {

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use berth_registry::{ByteRange, ChunkRange, MountOutcome, Registry, RegistryError, UploadStatus};
 use berth_spec::manifest::MAX_MANIFEST_BYTES;
-use berth_spec::{Digest, NameError, Reference, RepositoryName, media};
+use berth_spec::{Digest, NameError, Reference, RepositoryName, Tag, media};
 use berth_storage::ByteStream;
 use futures::{StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
@@ -26,6 +26,8 @@ const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+/// Each tag a `PUT .../manifests/<digest>?tag=` applied (distribution spec, tag parameters).
+const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
 const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
 
 pub(crate) async fn handle(state: AppState, request: Request) -> Response {
@@ -136,7 +138,9 @@ async fn dispatch(
         Operation::Catalog => catalog(registry, ctx, &query).await,
         Operation::ListTags { name } => tags(registry, &name, &query).await,
         Operation::GetManifest { name, reference, body } => get_manifest(registry, &name, &reference, body).await,
-        Operation::PutManifest { name, reference } => put_manifest(registry, ctx, &name, &reference, request).await,
+        Operation::PutManifest { name, reference } => {
+            put_manifest(registry, ctx, &name, &reference, &query, request).await
+        }
         Operation::DeleteManifest { name, reference } => {
             let name = Registry::parse_name(&name)?;
             let reference = existing_reference(registry, &name, &reference).await?;
@@ -267,10 +271,15 @@ async fn put_manifest(
     ctx: &RequestContext,
     name: &str,
     reference: &str,
+    query: &QueryParams,
     request: Request,
 ) -> HandlerResult {
     let repo = Registry::parse_name(name)?;
     let reference = parse_reference(reference)?;
+    let extra_tags = query
+        .all("tag")
+        .map(|t| t.parse::<Tag>().map_err(|_| RegistryError::ManifestInvalid(format!("invalid tag {t:?} in ?tag="))))
+        .collect::<Result<Vec<_>, _>>()?;
     let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let limited = http_body_util::Limited::new(request.into_body(), MAX_MANIFEST_BYTES);
     let content = match limited.collect().await {
@@ -280,9 +289,16 @@ async fn put_manifest(
         }
         Err(e) => return Err(RegistryError::ManifestInvalid(format!("reading the manifest failed: {e}")).into()),
     };
-    let outcome = registry.put_manifest(ctx, &repo, &reference, content_type.as_deref(), &content).await?;
+    let outcome =
+        registry.put_manifest_with_tags(ctx, &repo, &reference, &extra_tags, content_type.as_deref(), &content).await?;
     let mut response = StatusCode::CREATED.into_response();
     let headers = response.headers_mut();
+    // The distribution spec's answer to `?tag=`: one `OCI-Tag` line per tag applied.
+    if !extra_tags.is_empty() {
+        for tag in &outcome.tags {
+            headers.append(OCI_TAG, header_value(tag.as_str()));
+        }
+    }
     headers.insert(header::LOCATION, header_value(&format!("/v2/{name}/manifests/{}", outcome.digest)));
     headers.insert(CONTENT_DIGEST, header_value(outcome.digest.as_str()));
     if let Some(subject) = outcome.subject {

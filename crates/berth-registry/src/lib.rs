@@ -41,7 +41,7 @@ pub use layers::MIN_LAYER_PART_BYTES;
 pub use manifests::{PutManifestOutcome, Referrer};
 pub use policies::{LifecycleExplanation, LifecyclePolicyInfo, LifecyclePreviewOutcome, PreviewResult};
 pub use repositories::RepositoryInfo;
-pub use settings::RepositorySettings;
+pub use settings::{RepositorySettings, SPARSE_INDEXES_TAG};
 pub use status::{Finished, MaintenanceStatus};
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
@@ -65,6 +65,9 @@ pub struct RegistryConfig {
     pub region: String,
     /// What callers without credentials may do.
     pub anonymous_access: AnonymousAccess,
+    /// Whether an index may list children its repository does not hold (a sparse index), unless
+    /// the repository's [`SPARSE_INDEXES_TAG`] says otherwise. ECR refuses them.
+    pub sparse_indexes: bool,
 }
 
 impl Default for RegistryConfig {
@@ -78,6 +81,7 @@ impl Default for RegistryConfig {
             account_id: "000000000000".into(),
             region: "us-east-1".into(),
             anonymous_access: AnonymousAccess::default(),
+            sparse_indexes: false,
         }
     }
 }

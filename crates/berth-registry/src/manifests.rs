@@ -15,6 +15,8 @@ pub struct PutManifestOutcome {
     /// The manifest's subject, echoed as `OCI-Subject` so clients know referrers are indexed.
     pub subject: Option<Digest>,
     pub manifest_created: bool,
+    /// Every tag now naming the manifest by this push, sorted.
+    pub tags: Vec<Tag>,
 }
 
 /// One entry of a referrers index.
@@ -45,6 +47,20 @@ impl Registry {
         content_type: Option<&str>,
         content: &[u8],
     ) -> Result<PutManifestOutcome> {
+        self.put_manifest_with_tags(ctx, repo, reference, &[], content_type, content).await
+    }
+
+    /// [`put_manifest`](Self::put_manifest) that also moves `extra_tags` (the distribution spec's
+    /// `?tag=` parameters) to the manifest in the same transaction: all of them or none.
+    pub async fn put_manifest_with_tags(
+        &self,
+        ctx: &RequestContext,
+        repo: &RepositoryName,
+        reference: &Reference,
+        extra_tags: &[Tag],
+        content_type: Option<&str>,
+        content: &[u8],
+    ) -> Result<PutManifestOutcome> {
         let manifest = Manifest::parse(content, content_type)?;
         let (digest, tag) = match reference {
             Reference::Digest(expected) => {
@@ -58,15 +74,17 @@ impl Registry {
             }
             Reference::Tag(tag) => (Digest::sha256_of(content), Some(tag)),
         };
+        let mut tags: Vec<Tag> = tag.into_iter().chain(extra_tags).cloned().collect();
+        tags.sort();
+        tags.dedup();
         let settings = RepositoryInfo::try_from(self.push_target(ctx, repo).await?)?.settings;
         let pushed = PushedManifest { parsed: &manifest, content, digest: &digest };
-        let outcome = self
-            .store_manifest(ctx, repo, &settings, pushed, tag.map(std::slice::from_ref).unwrap_or_default())
-            .await?;
+        let outcome = self.store_manifest(ctx, repo, &settings, pushed, &tags).await?;
         Ok(PutManifestOutcome {
             digest,
             subject: manifest.subject.map(|s| s.digest),
             manifest_created: outcome.manifest_created,
+            tags,
         })
     }
 
@@ -103,6 +121,7 @@ impl Registry {
                     subject: manifest.subject.as_ref().map(|s| &s.digest),
                     blobs: &blobs,
                     children: &children,
+                    sparse: settings.allows_sparse_indexes(self.config.sparse_indexes),
                     tags,
                     now: now_millis(),
                 },

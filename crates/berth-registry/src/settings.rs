@@ -56,6 +56,10 @@ pub struct ResourceTag {
     pub value: String,
 }
 
+/// The resource tag that turns sparse indexes on (`true`) or off (`false`) for one repository,
+/// settable with `aws ecr tag-resource` or at `create-repository`, overriding `--sparse-indexes`.
+pub const SPARSE_INDEXES_TAG: &str = "berth:sparse-indexes";
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RepositorySettings {
@@ -122,6 +126,16 @@ impl RepositorySettings {
         match serde_json::to_value(self).expect("settings serialize") {
             Value::Object(fields) => fields,
             other => unreachable!("settings serialize as an object, not {other}"),
+        }
+    }
+
+    /// Whether an index pushed here may list children the repository does not hold: the
+    /// [`SPARSE_INDEXES_TAG`] resource tag (`true`/`false`) when set, else `server_default`.
+    pub fn allows_sparse_indexes(&self, server_default: bool) -> bool {
+        match self.resource_tags.iter().rev().find(|t| t.key == SPARSE_INDEXES_TAG) {
+            Some(tag) if tag.value.eq_ignore_ascii_case("true") => true,
+            Some(tag) if tag.value.eq_ignore_ascii_case("false") => false,
+            _ => server_default,
         }
     }
 

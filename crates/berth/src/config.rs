@@ -116,6 +116,15 @@ pub struct ServeArgs {
     /// reads none of a response is dropped [default: 60]
     #[arg(long, env = "BERTH_BODY_TIMEOUT_SECS")]
     body_timeout_secs: Option<u64>,
+    /// Accept indexes whose children the repository does not hold (mirroring a subset of
+    /// platforms under the original digest); a repository's `berth:sparse-indexes` tag
+    /// overrides it. Off by default, as on ECR.
+    #[arg(long, env = "BERTH_SPARSE_INDEXES")]
+    sparse_indexes: bool,
+    /// A 32-byte key file every server sharing one database uses to seal access keys and sign
+    /// tokens [default: <data-dir>/keys/master.key, created on first start]
+    #[arg(long, env = "BERTH_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
     /// Largest request header in bytes (HTTP/1 request line and headers; HTTP/2 header list) [default: 16384]
     #[arg(long, env = "BERTH_MAX_HEADER_BYTES")]
     max_header_bytes: Option<usize>,
@@ -161,6 +170,8 @@ struct FileConfig {
     idle_timeout_secs: Option<u64>,
     body_timeout_secs: Option<u64>,
     max_header_bytes: Option<usize>,
+    master_key_file: Option<PathBuf>,
+    sparse_indexes: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +208,9 @@ pub struct ServeConfig {
     /// Peers whose X-Forwarded-For is believed.
     pub trusted_proxies: Vec<IpNet>,
     pub limits: Limits,
+    /// `None`: the data dir's own key.
+    pub master_key_file: Option<PathBuf>,
+    pub sparse_indexes: bool,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -317,6 +331,8 @@ impl ServeArgs {
             self.trusted_proxies
         };
         Ok(ServeConfig {
+            master_key_file: self.master_key_file.or(file.master_key_file),
+            sparse_indexes: self.sparse_indexes || file.sparse_indexes.unwrap_or(false),
             trusted_proxies,
             limits,
             tls,

@@ -65,6 +65,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             account_id: config.registry_id.clone(),
             region: config.region.clone(),
             anonymous_access: anonymous_access(&config),
+            sparse_indexes: config.sparse_indexes,
         },
     );
     let auth = Arc::new(authentication(&config, meta.clone()).await?);
@@ -199,8 +200,10 @@ fn anonymous_access(config: &ServeConfig) -> AnonymousAccess {
 /// Opens the identities, makes sure a root user exists (printing generated keys once) and
 /// builds the per-request authenticator.
 async fn authentication(config: &ServeConfig, meta: Arc<dyn MetadataStore>) -> anyhow::Result<Authenticator> {
-    let master_key = MasterKey::load_or_create(&config.data_dir).context("loading the master key")?;
+    let master_key =
+        MasterKey::load(&config.data_dir, config.master_key_file.as_deref()).context("loading the master key")?;
     let identities = Arc::new(Identities::new(meta, &master_key));
+    identities.check_master_key().await.context("checking the master key against the stored access keys")?;
     let root_keys = RootKeys::from_env().context("reading BERTH_ROOT_ACCESS_KEY_ID / BERTH_ROOT_SECRET_ACCESS_KEY")?;
     if let RootBootstrap::Generated { credentials, file } =
         identities.bootstrap_root(&config.data_dir, root_keys).await.context("setting up the root user")?

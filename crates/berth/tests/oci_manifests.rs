@@ -24,6 +24,39 @@ async fn put_by_digest() {
     assert!(listed.is_empty(), "a push by digest creates no tag: {listed:?}");
 }
 
+/// `PUT /v2/<name>/manifests/<digest>?tag=a&tag=b` (the distribution spec's tag parameters):
+/// every tag lands with the manifest and is echoed as an `OCI-Tag` line, for sha256 and sha512.
+#[tokio::test]
+async fn put_by_digest_with_tag_parameters() {
+    let srv = Server::start();
+    for (repo, algorithm) in [("tagparam/sha256", "sha256"), ("tagparam/sha512", "sha512")] {
+        let img = push_image(&srv, repo, None).await;
+        let digest = if algorithm == "sha512" { sha512_digest(&img.manifest) } else { img.digest.clone() };
+        let r = send(
+            srv.put(&format!("/v2/{repo}/manifests/{digest}?tag=blue&tag=green&tag=blue"))
+                .header("content-type", OCI_MANIFEST)
+                .body(img.manifest.clone()),
+        )
+        .await;
+        r.expect_status(201);
+        let echoed: Vec<&str> = r.headers.get_all("oci-tag").iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(echoed, ["blue", "green"], "{}", r.describe());
+        for tag in ["blue", "green"] {
+            expect_manifest(&srv, repo, tag, OCI_MANIFEST, &img.manifest, &digest).await;
+        }
+    }
+    // A bad tag among them refuses the whole push.
+    let img = push_image(&srv, "tagparam/bad", None).await;
+    let r = send(
+        srv.put(&format!("/v2/tagparam/bad/manifests/{}?tag=ok&tag=-bad", img.digest))
+            .header("content-type", OCI_MANIFEST)
+            .body(img.manifest.clone()),
+    )
+    .await;
+    r.expect_error(400, "MANIFEST_INVALID");
+    send(srv.get("/v2/tagparam/bad/manifests/ok")).await.expect_status(404);
+}
+
 #[tokio::test]
 async fn tag_moves_to_the_latest_push() {
     let srv = Server::start();
@@ -59,6 +92,40 @@ async fn oci_index() {
     let digest = push_manifest(&srv, "multi", "latest", OCI_INDEX, &index).await;
     expect_manifest(&srv, "multi", "latest", OCI_INDEX, &index, &digest).await;
     expect_manifest(&srv, "multi", &digest, OCI_INDEX, &index, &digest).await;
+}
+
+/// A sparse index (children absent, as mirroring tools copy a subset of platforms) is refused by
+/// default, as on ECR, and stored under its original digest with `--sparse-indexes`; a child
+/// pushed afterwards is protected by it.
+#[tokio::test]
+async fn sparse_indexes_only_when_allowed() {
+    // The arm64 image exists only on the test's side: its bytes are what the index lists.
+    let elsewhere = Server::start();
+    let arm = push_image_arch(&elsewhere, "sparse", None, "arm64").await;
+    for (srv, allowed) in [(Server::start(), false), (Server::start_with(&["--sparse-indexes"]), true)] {
+        let amd = push_image_arch(&srv, "sparse", None, "amd64").await;
+        let index = index_json(
+            OCI_INDEX,
+            &[platform_entry(OCI_MANIFEST, &amd.manifest, "amd64"), platform_entry(OCI_MANIFEST, &arm.manifest, "arm64")],
+        );
+        if !allowed {
+            let r = put_manifest(&srv, "sparse", "latest", OCI_INDEX, &index).await;
+            r.expect_error(400, "MANIFEST_UNKNOWN");
+            send(srv.get("/v2/sparse/manifests/latest")).await.expect_status(404);
+            continue;
+        }
+        let digest = push_manifest(&srv, "sparse", "latest", OCI_INDEX, &index).await;
+        expect_manifest(&srv, "sparse", "latest", OCI_INDEX, &index, &digest).await;
+        send(srv.get(&format!("/v2/sparse/manifests/{}", arm.digest))).await.expect_status(404);
+        // The absent platform arrives later: the index now protects it like any child.
+        for blob in [&arm.config, &arm.layers[0]] {
+            push_blob(&srv, "sparse", blob).await;
+        }
+        push_manifest(&srv, "sparse", &arm.digest, OCI_MANIFEST, &arm.manifest).await;
+        send(srv.delete(&format!("/v2/sparse/manifests/{}", arm.digest))).await.expect_status(409);
+        send(srv.delete(&format!("/v2/sparse/manifests/{digest}"))).await.expect_status(202);
+        send(srv.delete(&format!("/v2/sparse/manifests/{}", arm.digest))).await.expect_status(202);
+    }
 }
 
 #[tokio::test]
