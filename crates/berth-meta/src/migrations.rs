@@ -43,6 +43,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/3-events.sql"),
         backfill: None,
     },
+    // 4, 5 and 7 are other branches' (merged in number order).
+    Migration {
+        version: 6,
+        sqlite: include_str!("../migrations/sqlite/6-replication.sql"),
+        postgres: include_str!("../migrations/postgres/6-replication.sql"),
+        backfill: None,
+    },
 ];
 
 /// The version this build writes.
