@@ -15,6 +15,7 @@ pub mod lifecycle;
 mod manifests;
 mod policies;
 mod pulls;
+pub mod replication;
 mod repositories;
 pub mod settings;
 mod status;
@@ -65,6 +66,9 @@ pub struct RegistryConfig {
     pub region: String,
     /// What callers without credentials may do.
     pub anonymous_access: AnonymousAccess,
+    /// The replication destinations the server's configuration maps to registries: the only
+    /// ones a replication configuration may name.
+    pub replication_destinations: Vec<replication::DestinationId>,
 }
 
 impl Default for RegistryConfig {
@@ -78,6 +82,7 @@ impl Default for RegistryConfig {
             account_id: "000000000000".into(),
             region: "us-east-1".into(),
             anonymous_access: AnonymousAccess::default(),
+            replication_destinations: Vec::new(),
         }
     }
 }
