@@ -89,4 +89,22 @@ expect "dev/web is not replicated (no status)" \
 code=$(curl -s -o /dev/null -w '%{http_code}' -u "$B_CREDS" "http://$B/v2/dev/web/manifests/v1")
 expect "B has no dev/web" "$code" 404
 
+section "scanning and signing: honest answers, no fake results"
+# ecr_err DESC EXCEPTION ARGS...: the CLI fails (exit 255) naming EXCEPTION.
+ecr_err() {
+  local desc=$1 want=$2; shift 2
+  local rc=0; ecr "$@" >"$T/out.json" 2>"$T/err" || rc=$?
+  if [[ $rc -eq 255 ]] && grep -q "An error occurred ($want)" "$T/err"; then ok "$desc -> $want"
+  else bad "$desc -> $want (exit $rc: $(head -c 300 "$T/err"))"; fi
+}
+ecr_err "start-image-scan (no scanner)" ValidationException start-image-scan --repository-name prod/web --image-id imageTag=v1
+ecr_err "describe-image-scan-findings (no scan ran)" ScanNotFoundException \
+  describe-image-scan-findings --repository-name prod/web --image-id imageTag=v1
+expect "put-registry-scanning-configuration BASIC without rules is echoed" \
+  "$(ecr put-registry-scanning-configuration --scan-type BASIC | jq -c .registryScanningConfiguration)" '{"scanType":"BASIC","rules":[]}'
+ecr_err "put-registry-scanning-configuration ENHANCED" ValidationException put-registry-scanning-configuration --scan-type ENHANCED
+ecr_err "get-signing-configuration" SigningConfigurationNotFoundException get-signing-configuration
+expect "describe-image-signing-status of an unsigned image" \
+  "$(ecr describe-image-signing-status --repository-name prod/web --image-id imageTag=v1 | jq -c .signingStatuses)" '[]'
+
 summary replication
