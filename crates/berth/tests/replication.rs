@@ -207,6 +207,12 @@ async fn replicates_prod_images_to_two_registries_across_outages_and_bad_keys() 
     let dev = push_image(&a, "dev/app", Some("v1")).await;
 
     expect_replica(&b, "prod/app", "v1", &index, &children, &signature).await;
+    // The signature referrer is what DescribeImageSigningStatus reports (Berth signs nothing).
+    let signing =
+        ecr(&a, "DescribeImageSigningStatus", json!({"repositoryName": "prod/app", "imageId": {"imageTag": "v1"}}));
+    assert_eq!(signing.await["signingStatuses"], json!([{"status": "COMPLETE"}]));
+    let unsigned = json!({"repositoryName": "prod/app", "imageId": {"imageDigest": children[0].digest}});
+    assert_eq!(ecr(&a, "DescribeImageSigningStatus", unsigned).await["signingStatuses"], json!([]));
     wait_for_status(&a, "prod/app", &index_digest, "eu-west-1", "COMPLETE").await;
     // The first image sent (a platform) fails; the rest of the repository waits behind it.
     let failure = wait_for_status(&a, "prod/app", &children[0].digest, "eu-west-2", "FAILED").await;
