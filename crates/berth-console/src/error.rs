@@ -104,6 +104,7 @@ impl From<RegistryError> for ConsoleError {
             | RegistryError::LayerInaccessible(_)
             | RegistryError::TooManyTags { .. }
             | RegistryError::PolicyInvalid { .. }
+            | RegistryError::ReplicationConfigurationInvalid(_)
             | RegistryError::Unsupported(_) => ConsoleError::BadRequest(message),
             RegistryError::Internal(_) => ConsoleError::Internal(message),
         }

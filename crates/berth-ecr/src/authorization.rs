@@ -50,7 +50,15 @@ macro_rules! scoped {
     };
 }
 
-scoped!(registry: GetAuthorizationTokenRequest, DescribeRegistryRequest, GetRegistryScanningConfigurationRequest);
+scoped!(registry:
+    GetAuthorizationTokenRequest,
+    DescribeRegistryRequest,
+    GetRegistryScanningConfigurationRequest,
+    PutReplicationConfigurationRequest,
+    PutRegistryScanningConfigurationRequest,
+    PutSigningConfigurationRequest,
+    SigningConfigurationRequest,
+);
 
 scoped!(repository:
     CreateRepositoryRequest,
@@ -67,6 +75,7 @@ scoped!(repository:
     GetDownloadUrlForLayerRequest,
     PutImageScanningConfigurationRequest,
     ListImageReferrersRequest,
+    ImageRequest,
     PutImageTagMutabilityRequest,
     PutLifecyclePolicyRequest,
     LifecyclePolicyRequest,

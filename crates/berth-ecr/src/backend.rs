@@ -120,6 +120,56 @@ pub trait EcrBackend: Send + Sync + 'static {
         request: ListTagsForResourceRequest,
     ) -> Result<ListTagsForResourceResponse, EcrError>;
 
+    async fn put_replication_configuration(
+        &self,
+        ctx: &RequestContext,
+        request: PutReplicationConfigurationRequest,
+    ) -> Result<PutReplicationConfigurationResponse, EcrError>;
+
+    async fn describe_image_replication_status(
+        &self,
+        ctx: &RequestContext,
+        request: ImageRequest,
+    ) -> Result<DescribeImageReplicationStatusResponse, EcrError>;
+
+    async fn put_registry_scanning_configuration(
+        &self,
+        ctx: &RequestContext,
+        request: PutRegistryScanningConfigurationRequest,
+    ) -> Result<PutRegistryScanningConfigurationResponse, EcrError>;
+
+    async fn start_image_scan(&self, ctx: &RequestContext, request: ImageRequest) -> Result<Refused, EcrError>;
+
+    async fn describe_image_scan_findings(
+        &self,
+        ctx: &RequestContext,
+        request: ImageRequest,
+    ) -> Result<Refused, EcrError>;
+
+    async fn put_signing_configuration(
+        &self,
+        ctx: &RequestContext,
+        request: PutSigningConfigurationRequest,
+    ) -> Result<Refused, EcrError>;
+
+    async fn get_signing_configuration(
+        &self,
+        ctx: &RequestContext,
+        request: SigningConfigurationRequest,
+    ) -> Result<Refused, EcrError>;
+
+    async fn delete_signing_configuration(
+        &self,
+        ctx: &RequestContext,
+        request: SigningConfigurationRequest,
+    ) -> Result<Refused, EcrError>;
+
+    async fn describe_image_signing_status(
+        &self,
+        ctx: &RequestContext,
+        request: ImageRequest,
+    ) -> Result<DescribeImageSigningStatusResponse, EcrError>;
+
     async fn describe_registry(
         &self,
         ctx: &RequestContext,

@@ -78,6 +78,10 @@ pub enum EcrError {
     Validation(String),
     #[error("{0}")]
     UnsupportedImageType(String),
+    #[error("{0}")]
+    ScanNotFound(String),
+    #[error("{0}")]
+    SigningConfigurationNotFound(String),
     /// An explicit deny in a repository policy (AWS's common front-end error, HTTP 400).
     #[error("{0}")]
     AccessDenied(String),
@@ -145,6 +149,8 @@ impl EcrError {
             EcrError::Server(_) => "ServerException",
             EcrError::Validation(_) => "ValidationException",
             EcrError::UnsupportedImageType(_) => "UnsupportedImageTypeException",
+            EcrError::ScanNotFound(_) => "ScanNotFoundException",
+            EcrError::SigningConfigurationNotFound(_) => "SigningConfigurationNotFoundException",
             EcrError::MissingAuthenticationToken(_) => "MissingAuthenticationTokenException",
             EcrError::UnrecognizedClient(_) => "UnrecognizedClientException",
             EcrError::InvalidSignature(_) => "InvalidSignatureException",

@@ -92,6 +92,7 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
         | Unsupported(_)
         | BlobInUse { .. }
         | Denied(_)) => EcrError::InvalidParameter(e.to_string()),
+        ReplicationConfigurationInvalid(reason) => EcrError::invalid_parameter("replicationConfiguration", &reason),
         AccessDenied { message, .. } => EcrError::AccessDenied(message),
         e @ SettingsUnreadable { .. } => EcrError::AccessDenied(e.to_string()),
         Internal(reason) => EcrError::Server(reason),

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use berth_iam::RequestContext;
+use berth_registry::replication;
 use berth_registry::settings::{
     Encryption, EncryptionType as StoredEncryption, ResourceTag, TagMutability, TagMutabilityFilter,
 };
@@ -60,7 +61,40 @@ pub struct RegistryBackend {
     tokens: Arc<dyn TokenIssuer>,
 }
 
+/// Why the scanning operations cannot do what they ask.
+const NO_SCANNER: &str = "Berth has no vulnerability scanner: images are not scanned (BASIC scanning without rules is \
+                          the only configuration it accepts)";
+/// Why managed signing is refused.
+const NO_SIGNER: &str = "Berth has no managed signing (AWS Signer): sign images with cosign or notation and push the \
+                         signature as a referrer; DescribeImageSigningStatus reports it";
+/// Artifact types of signatures: cosign's and Notary Project's.
+const SIGNATURE_TYPES: &[&str] =
+    &["application/vnd.dev.cosign.artifact.sig.v1+json", "application/vnd.cncf.notary.signature"];
+
 impl RegistryBackend {
+    /// The digest of the image a request names (`ImageNotFoundException` if it is not there).
+    async fn image_digest(&self, request: &ImageRequest) -> Result<Digest, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let repo = request.repository_name.as_str();
+        let selector =
+            image_selector(&request.image_id).map_err(|failure| EcrError::InvalidParameter(failure.failure_reason))?;
+        let found = self.registry.resolve_images(&name, &[selector], false).await.map_err(self.fail(repo))?;
+        match found.into_iter().next() {
+            Some(Ok(image)) => Ok(image.manifest.digest),
+            Some(Err(RegistryError::ManifestUnknown(_) | RegistryError::TagDigestMismatch { .. })) | None => {
+                Err(EcrError::image_not_found(&request.image_id, repo, &self.config.registry_id))
+            }
+            Some(Err(other)) => Err(self.fail(repo)(other)),
+        }
+    }
+
+    fn no_signing_configuration(&self) -> EcrError {
+        EcrError::SigningConfigurationNotFound(format!(
+            "The registry with id '{}' has no signing configuration; {NO_SIGNER}",
+            self.config.registry_id
+        ))
+    }
+
     pub fn new(registry: Arc<Registry>, config: EcrConfig, tokens: Arc<dyn TokenIssuer>) -> Self {
         RegistryBackend { registry, config, tokens }
     }
@@ -710,16 +744,170 @@ impl EcrBackend for RegistryBackend {
         Ok(ListTagsForResourceResponse { tags })
     }
 
-    /// Berth does not replicate (PutReplicationConfiguration is unsupported), so the registry's
-    /// replication configuration is always the one a fresh ECR account has: no rules.
+    /// BASIC without rules is what is in force (Berth does not scan): accepted and echoed.
+    /// Anything else asks for scans Berth cannot run.
+    async fn put_registry_scanning_configuration(
+        &self,
+        _: &RequestContext,
+        request: PutRegistryScanningConfigurationRequest,
+    ) -> Result<PutRegistryScanningConfigurationResponse, EcrError> {
+        if matches!(request.scan_type, Some(ScanTypeInput::Enhanced)) || request.rules.is_some_and(|r| !r.is_empty()) {
+            return Err(EcrError::Validation(NO_SCANNER.into()));
+        }
+        Ok(PutRegistryScanningConfigurationResponse {
+            registry_scanning_configuration: RegistryScanningConfiguration {
+                scan_type: ScanType::Basic,
+                rules: vec![],
+            },
+        })
+    }
+
+    async fn start_image_scan(&self, _: &RequestContext, request: ImageRequest) -> Result<Refused, EcrError> {
+        self.image_digest(&request).await?;
+        Err(EcrError::Validation(NO_SCANNER.into()))
+    }
+
+    /// No scan ever ran, so there are no findings: `ScanNotFoundException`, as ECR answers for an
+    /// image it has not scanned.
+    async fn describe_image_scan_findings(
+        &self,
+        _: &RequestContext,
+        request: ImageRequest,
+    ) -> Result<Refused, EcrError> {
+        let digest = self.image_digest(&request).await?;
+        Err(EcrError::ScanNotFound(format!(
+            "Image scan does not exist for the image with '{{imageDigest:'{digest}', imageTag:'{}'}}' in the repository \
+             with name '{}' in the registry with id '{}'; {NO_SCANNER}",
+            request.image_id.image_tag.as_deref().unwrap_or("null"),
+            request.repository_name,
+            self.config.registry_id
+        )))
+    }
+
+    async fn put_signing_configuration(
+        &self,
+        _: &RequestContext,
+        _: PutSigningConfigurationRequest,
+    ) -> Result<Refused, EcrError> {
+        Err(EcrError::Validation(NO_SIGNER.into()))
+    }
+
+    async fn get_signing_configuration(
+        &self,
+        _: &RequestContext,
+        _: SigningConfigurationRequest,
+    ) -> Result<Refused, EcrError> {
+        Err(self.no_signing_configuration())
+    }
+
+    async fn delete_signing_configuration(
+        &self,
+        _: &RequestContext,
+        _: SigningConfigurationRequest,
+    ) -> Result<Refused, EcrError> {
+        Err(self.no_signing_configuration())
+    }
+
+    /// One COMPLETE entry per signature (cosign or Notary v2) attached to the image through the
+    /// referrers API; Berth does not verify them.
+    async fn describe_image_signing_status(
+        &self,
+        _: &RequestContext,
+        request: ImageRequest,
+    ) -> Result<DescribeImageSigningStatusResponse, EcrError> {
+        let digest = self.image_digest(&request).await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let referrers =
+            self.registry.referrers(&name, &digest, None).await.map_err(self.fail(&request.repository_name))?;
+        let signing_statuses = referrers
+            .iter()
+            .filter(|r| r.artifact_type.as_deref().is_some_and(|t| SIGNATURE_TYPES.contains(&t)))
+            .map(|_| ImageSigningStatus { status: SigningStatus::Complete })
+            .collect();
+        Ok(DescribeImageSigningStatusResponse {
+            repository_name: request.repository_name,
+            image_id: ImageIdentifier { image_digest: Some(digest.to_string()), image_tag: request.image_id.image_tag },
+            registry_id: self.config.registry_id.clone(),
+            signing_statuses,
+        })
+    }
+
     async fn describe_registry(
         &self,
         _: &RequestContext,
         _: DescribeRegistryRequest,
     ) -> Result<DescribeRegistryResponse, EcrError> {
+        let stored = self.registry.replication_configuration().await.map_err(self.fail(""))?;
         Ok(DescribeRegistryResponse {
             registry_id: self.config.registry_id.clone(),
-            replication_configuration: ReplicationConfiguration::default(),
+            replication_configuration: replication_to_wire(stored),
+        })
+    }
+
+    async fn put_replication_configuration(
+        &self,
+        _: &RequestContext,
+        request: PutReplicationConfigurationRequest,
+    ) -> Result<PutReplicationConfigurationResponse, EcrError> {
+        let rules = request
+            .replication_configuration
+            .rules
+            .into_iter()
+            .map(|rule| replication::ReplicationRule {
+                destinations: rule
+                    .destinations
+                    .into_iter()
+                    .map(|d| replication::DestinationId { region: d.region, registry_id: d.registry_id })
+                    .collect(),
+                // PREFIX_MATCH is the only filter type (validation refused any other).
+                repository_prefixes: rule
+                    .repository_filters
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|f| f.filter)
+                    .collect(),
+            })
+            .collect();
+        let stored = self
+            .registry
+            .put_replication_configuration(replication::ReplicationConfiguration { rules })
+            .await
+            .map_err(self.fail(""))?;
+        Ok(PutReplicationConfigurationResponse { replication_configuration: replication_to_wire(stored) })
+    }
+
+    /// Statuses of the destinations the image was sent to (none before the first attempt, and
+    /// none for an image no rule sends anywhere).
+    async fn describe_image_replication_status(
+        &self,
+        _: &RequestContext,
+        request: ImageRequest,
+    ) -> Result<DescribeImageReplicationStatusResponse, EcrError> {
+        let digest = self.image_digest(&request).await?;
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let repo = request.repository_name.as_str();
+        let statuses = self.registry.replication_statuses(&name, &digest).await.map_err(self.fail(repo))?;
+        let replication_statuses = statuses
+            .into_iter()
+            .filter_map(|s| {
+                let status = match s.status.as_str() {
+                    "IN_PROGRESS" => ReplicationStatus::InProgress,
+                    "COMPLETE" => ReplicationStatus::Complete,
+                    "FAILED" => ReplicationStatus::Failed,
+                    _ => return None,
+                };
+                Some(ImageReplicationStatus {
+                    region: s.region,
+                    registry_id: s.registry_id,
+                    status,
+                    failure_code: s.failure_code,
+                })
+            })
+            .collect();
+        Ok(DescribeImageReplicationStatusResponse {
+            repository_name: request.repository_name,
+            image_id: ImageIdentifier { image_digest: Some(digest.to_string()), image_tag: request.image_id.image_tag },
+            replication_statuses,
         })
     }
 
@@ -997,4 +1185,26 @@ impl EcrBackend for RegistryBackend {
         let text = self.registry.delete_repository_policy(ctx, &name).await.map_err(self.fail(name.as_str()))?;
         Ok(self.repository_policy_shape(request.repository_name, text))
     }
+}
+
+/// The stored replication configuration in ECR's shape.
+fn replication_to_wire(stored: replication::ReplicationConfiguration) -> ReplicationConfiguration {
+    let rules = stored
+        .rules
+        .into_iter()
+        .map(|rule| ReplicationRule {
+            destinations: rule
+                .destinations
+                .into_iter()
+                .map(|d| ReplicationDestination { region: d.region, registry_id: d.registry_id })
+                .collect(),
+            repository_filters: (!rule.repository_prefixes.is_empty()).then(|| {
+                rule.repository_prefixes
+                    .into_iter()
+                    .map(|filter| RepositoryFilter { filter, filter_type: RepositoryFilterType::PrefixMatch })
+                    .collect()
+            }),
+        })
+        .collect();
+    ReplicationConfiguration { rules }
 }

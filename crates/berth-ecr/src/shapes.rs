@@ -139,7 +139,14 @@ response_enum!(LayerAvailability { Available = "AVAILABLE", Unavailable = "UNAVA
 
 response_enum!(LayerFailureCode { InvalidLayerDigest = "InvalidLayerDigest", MissingLayerDigest = "MissingLayerDigest" });
 
-response_enum!(RepositoryFilterType { PrefixMatch = "PREFIX_MATCH" });
+request_enum!(RepositoryFilterType { PrefixMatch = "PREFIX_MATCH" });
+
+response_enum!(
+    /// Berth reports signatures that exist; it signs nothing, so nothing is ever in progress.
+    SigningStatus { Complete = "COMPLETE" }
+);
+
+response_enum!(ReplicationStatus { InProgress = "IN_PROGRESS", Complete = "COMPLETE", Failed = "FAILED" });
 
 response_enum!(
     /// Previews finish within the call that starts them, so COMPLETE is the only status Berth sends.
@@ -305,13 +312,13 @@ pub struct AuthorizationData {
     pub proxy_endpoint: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicationConfiguration {
     pub rules: Vec<ReplicationRule>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicationRule {
     pub destinations: Vec<ReplicationDestination>,
@@ -319,14 +326,14 @@ pub struct ReplicationRule {
     pub repository_filters: Option<Vec<RepositoryFilter>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicationDestination {
     pub region: String,
     pub registry_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RepositoryFilter {
     pub filter: String,
@@ -589,6 +596,49 @@ pub struct DescribeRegistryRequest {}
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct GetRegistryScanningConfigurationRequest {}
 
+/// StartImageScan, DescribeImageScanFindings, DescribeImageSigningStatus and
+/// DescribeImageReplicationStatus: one image.
+/// (DescribeImageScanFindings' `nextToken`/`maxResults` are not read: it never has findings.)
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageRequest {
+    pub registry_id: Option<String>,
+    pub repository_name: String,
+    pub image_id: ImageIdentifier,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PutRegistryScanningConfigurationRequest {
+    pub scan_type: Option<ScanTypeInput>,
+    /// Only their number is checked: Berth refuses any rule (it does not scan).
+    pub rules: Option<Vec<serde_json::Value>>,
+}
+
+request_enum!(ScanTypeInput { Basic = "BASIC", Enhanced = "ENHANCED" });
+
+/// PutSigningConfiguration's body; Berth refuses it whole (it has no signer).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PutSigningConfigurationRequest {
+    pub signing_configuration: serde_json::Value,
+}
+
+/// GetSigningConfiguration and DeleteSigningConfiguration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct SigningConfigurationRequest {}
+
+/// What an operation Berth always refuses answers: no value exists, so the type system rules
+/// out a made-up result (a fake scan or signature).
+#[derive(Debug, Serialize)]
+pub enum Refused {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PutReplicationConfigurationRequest {
+    pub replication_configuration: ReplicationConfiguration,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PutImageScanningConfigurationRequest {
@@ -798,6 +848,53 @@ pub struct UntagResourceResponse {}
 #[serde(rename_all = "camelCase")]
 pub struct ListTagsForResourceResponse {
     pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PutRegistryScanningConfigurationResponse {
+    pub registry_scanning_configuration: RegistryScanningConfiguration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeImageSigningStatusResponse {
+    pub repository_name: String,
+    pub image_id: ImageIdentifier,
+    pub registry_id: String,
+    pub signing_statuses: Vec<ImageSigningStatus>,
+}
+
+/// A signature found among the image's referrers. Berth has no signing profiles, so
+/// `signingProfileArn` is left out; COMPLETE means "a signature is attached", not "verified".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSigningStatus {
+    pub status: SigningStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PutReplicationConfigurationResponse {
+    pub replication_configuration: ReplicationConfiguration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeImageReplicationStatusResponse {
+    pub repository_name: String,
+    pub image_id: ImageIdentifier,
+    pub replication_statuses: Vec<ImageReplicationStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageReplicationStatus {
+    pub region: String,
+    pub registry_id: String,
+    pub status: ReplicationStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_code: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

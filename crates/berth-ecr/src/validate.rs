@@ -551,6 +551,86 @@ impl Validate for PutImageScanningConfigurationRequest {
     }
 }
 
+/// The model's `ReplicationConfiguration` constraints; ECR's further rules (limits, no
+/// replication to itself) are the registry's.
+impl Validate for PutReplicationConfigurationRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        let rules = &self.replication_configuration.rules;
+        list_length("replicationConfiguration.rules", rules, 0, 10)?;
+        for (i, rule) in rules.iter().enumerate() {
+            let at = |member: &str| element("replicationConfiguration.rules", i, member);
+            list_length(&at(".destinations"), &rule.destinations, 0, 100)?;
+            for (j, destination) in rule.destinations.iter().enumerate() {
+                let member = format!("{}.region", element(&at(".destinations"), j, ""));
+                length(&member, &destination.region, 2, 25)?;
+                let ok = destination.region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                pattern(&member, ok, "[0-9a-z-]{2,25}")?;
+                registry_id(&format!("{}.registryId", element(&at(".destinations"), j, "")), &destination.registry_id)?;
+            }
+            if let Some(filters) = &rule.repository_filters {
+                list_length(&at(".repositoryFilters"), filters, 1, 100)?;
+                for (j, filter) in filters.iter().enumerate() {
+                    let base = element(&at(".repositoryFilters"), j, "");
+                    length(&format!("{base}.filter"), &filter.filter, 2, 256)?;
+                    pattern(
+                        &format!("{base}.filter"),
+                        is_repository_filter(&filter.filter),
+                        "^(?:[a-z0-9]+(?:[._-][a-z0-9]*)*/)*[a-z0-9]*(?:[._-][a-z0-9]*)*$",
+                    )?;
+                    enum_value(
+                        &format!("{base}.filterType"),
+                        filter.filter_type == RepositoryFilterType::Unrecognized,
+                        RepositoryFilterType::VALUES,
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `RepositoryFilterValue`: a repository name prefix, which may end in the middle of a component
+/// or after a separator.
+fn is_repository_filter(filter: &str) -> bool {
+    let components: Vec<&str> = filter.split('/').collect();
+    let (last, whole) = components.split_last().expect("split yields at least one item");
+    let component = |c: &str, complete: bool| {
+        let starts_alnum = c.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        (starts_alnum || (!complete && c.is_empty()))
+            && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    whole.iter().all(|c| component(c, true)) && component(last, false)
+}
+
+impl Validate for ImageRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)?;
+        image_ids(std::slice::from_ref(&self.image_id))
+    }
+}
+
+impl Validate for PutRegistryScanningConfigurationRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        if let Some(scan_type) = self.scan_type {
+            enum_value("scanType", scan_type == ScanTypeInput::Unrecognized, ScanTypeInput::VALUES)?;
+        }
+        list_length("rules", self.rules.as_deref().unwrap_or_default(), 0, 2)
+    }
+}
+
+impl Validate for PutSigningConfigurationRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        Ok(())
+    }
+}
+
+impl Validate for SigningConfigurationRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        Ok(())
+    }
+}
+
 impl Validate for GetRegistryScanningConfigurationRequest {
     fn validate(&self) -> Result<(), EcrError> {
         Ok(())

@@ -171,6 +171,15 @@ protocol_backend! {{
         untag_resource(UntagResourceRequest) -> UntagResourceResponse;
         list_tags_for_resource(ListTagsForResourceRequest) -> ListTagsForResourceResponse;
         describe_registry(DescribeRegistryRequest) -> DescribeRegistryResponse;
+        put_replication_configuration(PutReplicationConfigurationRequest) -> PutReplicationConfigurationResponse;
+        describe_image_replication_status(ImageRequest) -> DescribeImageReplicationStatusResponse;
+        put_registry_scanning_configuration(PutRegistryScanningConfigurationRequest) -> PutRegistryScanningConfigurationResponse;
+        start_image_scan(ImageRequest) -> Refused;
+        describe_image_scan_findings(ImageRequest) -> Refused;
+        put_signing_configuration(PutSigningConfigurationRequest) -> Refused;
+        get_signing_configuration(SigningConfigurationRequest) -> Refused;
+        delete_signing_configuration(SigningConfigurationRequest) -> Refused;
+        describe_image_signing_status(ImageRequest) -> DescribeImageSigningStatusResponse;
         put_image_scanning_configuration(PutImageScanningConfigurationRequest) -> PutImageScanningConfigurationResponse;
         get_registry_scanning_configuration(GetRegistryScanningConfigurationRequest) -> GetRegistryScanningConfigurationResponse;
         batch_get_repository_scanning_configuration(BatchGetRepositoryScanningConfigurationRequest) -> BatchGetRepositoryScanningConfigurationResponse;
@@ -272,7 +281,7 @@ async fn protocol_boto3_round_trips_signatures_errors_and_shapes() {
 
     // A known operation Berth does not serve: 501, which no SDK retries.
     let message = assert_error(&results, "not_implemented", "UnsupportedOperationException", 501);
-    assert_eq!(message, "Berth does not implement the StartImageScan operation");
+    assert_eq!(message, "Berth does not implement the UpdateImageStorageClass operation");
     assert_eq!(results["not_implemented"]["retries"], 0);
 
     // Authentication failures.
@@ -452,7 +461,7 @@ async fn protocol_denied_calls_never_reach_the_backend() {
     // Malformed input is refused before authorization; unserved operations before either.
     let (_, body, _) = call(open.clone(), Some("CreateRepository"), &[], r#"{"repositoryName":"A B"}"#).await;
     assert_eq!(body["__type"], "InvalidParameterException");
-    let (status, _, _) = call(open.clone(), Some("StartImageScan"), &[], "{}").await;
+    let (status, _, _) = call(open.clone(), Some("UpdateImageStorageClass"), &[], "{}").await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
     let (status, _, _) = call(open, Some("DescribeRepositories"), &[], "{}").await;
     assert_eq!(status, StatusCode::OK);

@@ -4,7 +4,7 @@
 //!
 //! [`MetadataStore`] is the whole store: one trait per area ([`RepositoryStore`],
 //! [`BlobLinkStore`], [`ManifestStore`], [`UploadStore`], [`GcStore`], [`CredentialStore`],
-//! [`EventStore`], [`Shutdown`]) and a blanket impl, so `Arc<dyn MetadataStore>` offers them all.
+//! [`EventStore`], [`ReplicationStore`], [`Shutdown`]) and a blanket impl, so `Arc<dyn MetadataStore>` offers them all.
 //! There is one implementation, [`SqlStore`], over two SQL dialects: [`SqliteStore`] (embedded)
 //! and [`PostgresStore`] (scale-out). [`testsuite::run_all`] is the behaviour both must show.
 //!
@@ -24,6 +24,7 @@ mod gc;
 mod manifests;
 mod migrations;
 pub mod postgres;
+mod replication;
 mod sql;
 pub mod sqlite;
 mod store;
@@ -35,6 +36,7 @@ use berth_spec::{Digest, Reference, RepositoryName, Tag};
 pub use dialect::Dialect;
 pub use events::{ClaimedEvent, Event, EventKind};
 pub use postgres::PostgresStore;
+pub use replication::ReplicationStatusRecord;
 pub use sqlite::SqliteStore;
 pub use store::SqlStore;
 
@@ -356,6 +358,19 @@ pub trait EventStore: Send + Sync {
     async fn prune_events(&self, before: Millis) -> Result<u64>;
 }
 
+/// Replication's configuration document and per-image, per-destination status (the work itself
+/// comes from the event log).
+#[async_trait]
+pub trait ReplicationStore: Send + Sync {
+    /// The JSON document `put_replication_configuration` stored last, if any.
+    async fn replication_configuration(&self) -> Result<Option<String>>;
+    async fn put_replication_configuration(&self, document: &str, now: Millis) -> Result<()>;
+    /// Records (replaces) where `digest` of `repo` stands at the status's destination.
+    async fn set_replication_status(&self, repo: &str, digest: &str, status: &ReplicationStatusRecord) -> Result<()>;
+    /// Every destination's status of `digest` in `repo`.
+    async fn replication_statuses(&self, repo: &str, digest: &str) -> Result<Vec<ReplicationStatusRecord>>;
+}
+
 #[async_trait]
 pub trait Shutdown: Send + Sync {
     /// Flushes and closes connections (graceful shutdown).
@@ -371,6 +386,7 @@ pub trait MetadataStore:
     + GcStore
     + CredentialStore
     + EventStore
+    + ReplicationStore
     + Shutdown
     + 'static
 {
@@ -384,6 +400,7 @@ impl<T> MetadataStore for T where
         + GcStore
         + CredentialStore
         + EventStore
+        + ReplicationStore
         + Shutdown
         + 'static
 {

@@ -44,6 +44,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         backfill: None,
     },
     Migration {
+        version: 6,
+        sqlite: include_str!("../migrations/sqlite/6-replication.sql"),
+        postgres: include_str!("../migrations/postgres/6-replication.sql"),
+        backfill: None,
+    },
+    Migration {
         version: 8,
         sqlite: include_str!("../migrations/sqlite/8-sparse.sql"),
         postgres: include_str!("../migrations/postgres/8-sparse.sql"),

@@ -89,6 +89,10 @@ pub enum RegistryError {
     AccessDenied { message: String, explicit: bool },
     #[error("{0}")]
     Unsupported(String),
+    /// A replication configuration ECR would refuse, or one naming a destination the server's
+    /// configuration file does not map to a registry.
+    #[error("invalid replication configuration: {0}")]
+    ReplicationConfigurationInvalid(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -15,6 +15,7 @@ pub mod lifecycle;
 mod manifests;
 mod policies;
 mod pulls;
+pub mod replication;
 mod repositories;
 pub mod settings;
 mod status;
@@ -68,6 +69,9 @@ pub struct RegistryConfig {
     /// Whether an index may list children its repository does not hold (a sparse index), unless
     /// the repository's [`SPARSE_INDEXES_TAG`] says otherwise. ECR refuses them.
     pub sparse_indexes: bool,
+    /// The replication destinations the server's configuration maps to registries: the only
+    /// ones a replication configuration may name.
+    pub replication_destinations: Vec<replication::DestinationId>,
 }
 
 impl Default for RegistryConfig {
@@ -82,6 +86,7 @@ impl Default for RegistryConfig {
             region: "us-east-1".into(),
             anonymous_access: AnonymousAccess::default(),
             sparse_indexes: false,
+            replication_destinations: Vec::new(),
         }
     }
 }

@@ -172,6 +172,48 @@ struct FileConfig {
     max_header_bytes: Option<usize>,
     master_key_file: Option<PathBuf>,
     sparse_indexes: Option<bool>,
+    replication: Option<ReplicationFile>,
+}
+
+/// `[replication]`: where the destinations a replication configuration may name are.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct ReplicationFile {
+    #[serde(default)]
+    destinations: Vec<ReplicationDestination>,
+}
+
+/// One `[[replication.destinations]]`: the (region, registry id) ECR's rules name, mapped to a
+/// registry URL (another Berth, or any OCI registry) and the access key pushed with (sent as
+/// HTTP Basic credentials: a Berth access key id and secret, or a registry's user and password).
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationDestination {
+    pub region: String,
+    pub registry_id: String,
+    pub url: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for ReplicationDestination {
+    /// Without the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicationDestination")
+            .field("region", &self.region)
+            .field("registry_id", &self.registry_id)
+            .field("url", &self.url)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_region(region: &str) -> bool {
+    !region.is_empty() && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn is_registry_id(id: &str) -> bool {
+    id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +253,9 @@ pub struct ServeConfig {
     /// `None`: the data dir's own key.
     pub master_key_file: Option<PathBuf>,
     pub sparse_indexes: bool,
+    /// `[[replication.destinations]]`, each checked: region and registry id in ECR's form, a
+    /// registry URL that is https or loopback, no destination twice.
+    pub replication_destinations: Vec<ReplicationDestination>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -286,12 +331,12 @@ impl ServeArgs {
         );
         let registry_id = self.registry_id.or(file.registry_id).unwrap_or_else(|| "000000000000".into());
         anyhow::ensure!(
-            registry_id.len() == 12 && registry_id.bytes().all(|b| b.is_ascii_digit()),
+            is_registry_id(&registry_id),
             "the registry id must be 12 digits (an AWS account id), not {registry_id:?}"
         );
         let region = self.region.or(file.region).unwrap_or_else(|| "us-east-1".into());
         anyhow::ensure!(
-            !region.is_empty() && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            is_region(&region),
             "the region must be lowercase letters, digits and '-' (like us-east-1), not {region:?}"
         );
         let public_url = self.public_url.or(file.public_url).map(|url| url.trim_end_matches('/').to_owned());
@@ -330,9 +375,32 @@ impl ServeArgs {
         } else {
             self.trusted_proxies
         };
+        let replication_destinations = file.replication.map(|r| r.destinations).unwrap_or_default();
+        for (i, d) in replication_destinations.iter().enumerate() {
+            anyhow::ensure!(
+                is_region(&d.region),
+                "replication destination {i}: the region {:?} is not like us-east-1",
+                d.region
+            );
+            anyhow::ensure!(
+                is_registry_id(&d.registry_id),
+                "replication destination {i}: the registry id must be 12 digits, not {:?}",
+                d.registry_id
+            );
+            let endpoint = berth_remote::Endpoint::parse(&d.url)
+                .map_err(|e| anyhow::anyhow!("replication destination {i}: {e}"))?;
+            endpoint.require_tls_unless_loopback().map_err(|e| anyhow::anyhow!("replication destination {i}: {e}"))?;
+            anyhow::ensure!(
+                !replication_destinations[..i].iter().any(|o| o.region == d.region && o.registry_id == d.registry_id),
+                "replication destination {}/{} is listed twice",
+                d.region,
+                d.registry_id
+            );
+        }
         Ok(ServeConfig {
             master_key_file: self.master_key_file.or(file.master_key_file),
             sparse_indexes: self.sparse_indexes || file.sparse_indexes.unwrap_or(false),
+            replication_destinations,
             trusted_proxies,
             limits,
             tls,

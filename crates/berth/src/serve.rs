@@ -8,6 +8,7 @@ use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use berth_auth::{AuthMode, Authenticator, Identities, MasterKey, RootBootstrap, RootKeys, TokenIssuer};
 use berth_meta::{MetadataStore, PostgresStore, SqliteStore};
+use berth_registry::replication::{Destination, DestinationId, Replicator};
 use berth_registry::{AnonymousAccess, Registry, RegistryConfig, UrlSigningKey};
 use berth_storage::{BlobStore, FsBlobStore, S3BlobStore};
 use tokio::net::TcpListener;
@@ -66,6 +67,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             region: config.region.clone(),
             anonymous_access: anonymous_access(&config),
             sparse_indexes: config.sparse_indexes,
+            replication_destinations: config
+                .replication_destinations
+                .iter()
+                .map(|d| DestinationId { region: d.region.clone(), registry_id: d.registry_id.clone() })
+                .collect(),
         },
     );
     let auth = Arc::new(authentication(&config, meta.clone()).await?);
@@ -170,8 +176,19 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         })
     });
 
+    let stop_replication = tokio_util::sync::CancellationToken::new();
+    let replicators = start_replication(&registry, &config, stop_replication.clone()).await?;
+
     let server = listener::Listener { tls, plain_http: config.plain_http, limits };
     server.serve(tcp, app, shutdown_signal()).await?;
+    // Replicators give back what they claimed, so the next start (or another server) resumes
+    // at once rather than after the lease.
+    stop_replication.cancel();
+    for task in replicators {
+        if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
+            tracing::warn!("a replicator did not stop within 10 s; its claim returns when its lease ends");
+        }
+    }
     maintenance.abort();
     if let Some(gc) = gc {
         gc.abort();
@@ -183,6 +200,36 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     meta.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts a replicator per configured destination (none without `[[replication.destinations]]`).
+async fn start_replication(
+    registry: &Arc<Registry>,
+    config: &ServeConfig,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    if config.replication_destinations.is_empty() {
+        return Ok(Vec::new());
+    }
+    let client =
+        berth_remote::Client::new(berth_remote::ClientConfig::default()).context("building the replication client")?;
+    let destinations = config
+        .replication_destinations
+        .iter()
+        .map(|d| {
+            let endpoint = berth_remote::Endpoint::parse(&d.url).context("a replication destination's URL")?;
+            let credentials = berth_remote::Credentials::basic(&d.access_key_id, &d.secret_access_key);
+            Ok(Destination {
+                id: DestinationId { region: d.region.clone(), registry_id: d.registry_id.clone() },
+                remote: client.remote(endpoint, credentials),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    tracing::info!(destinations = destinations.len(), "replicating");
+    Ok(Replicator::new(registry.clone())
+        .start(destinations, stop)
+        .await
+        .context("registering replication consumers")?)
 }
 
 /// What callers without credentials may do: pull with `--anonymous-pull`, everything with

@@ -1,0 +1,552 @@
+//! Replication to other registries (ARCHITECTURE.md, "Replication").
+//!
+//! The registry's replication configuration (ECR's rules: destinations by region and registry id,
+//! repository filters by prefix) is one document in the metadata store. The server's
+//! configuration file maps each destination to a registry URL and an access key
+//! ([`Destination`]); a configuration naming an unmapped destination is refused, because Berth
+//! could never deliver to it.
+//!
+//! The work comes from the event log: each destination is a consumer of its own
+//! (`replication/<region>/<registry id>`), so a destination that is down or refuses holds up only
+//! itself, and servers sharing PostgreSQL never send the same event twice at once. A
+//! [`Replicator`] claims a destination's events and, for every `manifest.pushed` and `tag.set` in
+//! a repository a rule sends there, pushes the image in a pullable order: a referrer's subject
+//! first, an index's children first, a manifest's blobs first (skipped when the destination has
+//! them: HEAD, else a cross-repository mount from a repository replicated there too), then the
+//! manifest by digest and finally the tag. Everything is keyed by digest, so a repeated delivery
+//! (after a crash or an expired lease) changes nothing at the destination. A failed event is
+//! released with the later events of its repository and retried with exponential backoff; the
+//! image's status at the destination reads FAILED with the reason until a retry succeeds.
+//! Deletes are not replicated, as on ECR.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_meta::ReplicationStatusRecord;
+use berth_spec::{Descriptor, Digest, Manifest, Reference, RepositoryName, Tag};
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{ClaimedEvent, EventKind, EventLog};
+use crate::{Registry, RegistryError, Result, now_millis};
+
+/// ECR's limits: rules per configuration, destinations per rule, unique destinations in all,
+/// filters per rule.
+const MAX_RULES: usize = 10;
+const MAX_DESTINATIONS_PER_RULE: usize = 100;
+const MAX_UNIQUE_DESTINATIONS: usize = 25;
+const MAX_FILTERS_PER_RULE: usize = 100;
+
+/// Events claimed at once per destination, and how long a claim may take before another
+/// server presumes this one dead and sends them again (harmless: pushes are idempotent).
+/// A server that crashes holds its claim until the lease ends; one that stops gives it back.
+const CLAIM_BATCH: usize = 8;
+const LEASE: Duration = Duration::from_secs(120);
+/// How often an idle destination looks for new events.
+const POLL: Duration = Duration::from_millis(500);
+/// Retry backoff: doubles from the first to the cap.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(30);
+/// Subject and index nesting followed at most (a subject's subject, an index of indexes).
+const MAX_DEPTH: usize = 8;
+
+/// A destination as ECR names it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationId {
+    pub region: String,
+    pub registry_id: String,
+}
+
+impl std::fmt::Display for DestinationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.region, self.registry_id)
+    }
+}
+
+/// The registry's replication configuration, as stored (ECR's JSON shape, camelCase).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationConfiguration {
+    pub rules: Vec<ReplicationRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationRule {
+    pub destinations: Vec<DestinationId>,
+    /// Repository name prefixes (ECR's `PREFIX_MATCH`, its only filter type); none = every
+    /// repository.
+    #[serde(default)]
+    pub repository_prefixes: Vec<String>,
+}
+
+impl ReplicationRule {
+    pub fn matches(&self, repository: &str) -> bool {
+        self.repository_prefixes.is_empty() || self.repository_prefixes.iter().any(|p| repository.starts_with(p))
+    }
+}
+
+impl ReplicationConfiguration {
+    /// Where images of `repository` go: every destination of every rule that matches it.
+    pub fn destinations_for(&self, repository: &str) -> BTreeSet<&DestinationId> {
+        self.rules.iter().filter(|r| r.matches(repository)).flat_map(|r| &r.destinations).collect()
+    }
+
+    /// ECR's rules beyond the model's member constraints: at most 10 rules, 100 destinations per
+    /// rule and 25 unique destinations, 1 to 100 filters when given, no destination that is this
+    /// registry itself; and Berth's own: every destination must be one `known` maps to a registry.
+    fn validate(&self, this: &DestinationId, known: &[DestinationId]) -> Result<()> {
+        let invalid = |reason: String| Err(RegistryError::ReplicationConfigurationInvalid(reason));
+        if self.rules.len() > MAX_RULES {
+            return invalid(format!("a replication configuration has at most {MAX_RULES} rules"));
+        }
+        let mut unique = HashSet::new();
+        for rule in &self.rules {
+            if rule.destinations.len() > MAX_DESTINATIONS_PER_RULE {
+                return invalid(format!("a rule has at most {MAX_DESTINATIONS_PER_RULE} destinations"));
+            }
+            if rule.repository_prefixes.len() > MAX_FILTERS_PER_RULE {
+                return invalid(format!("a rule has at most {MAX_FILTERS_PER_RULE} repository filters"));
+            }
+            for destination in &rule.destinations {
+                if destination == this {
+                    return invalid(format!(
+                        "destination {destination} is this registry itself: replication needs another region or \
+                         registry"
+                    ));
+                }
+                if !known.contains(destination) {
+                    return invalid(format!(
+                        "destination {destination} has no registry URL and credentials in this server's \
+                         [[replication.destinations]] configuration"
+                    ));
+                }
+                unique.insert(destination);
+            }
+        }
+        if unique.len() > MAX_UNIQUE_DESTINATIONS {
+            return invalid(format!("a replication configuration has at most {MAX_UNIQUE_DESTINATIONS} destinations"));
+        }
+        Ok(())
+    }
+}
+
+/// Where an image stands at a destination (ECR's `ReplicationStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicationState {
+    InProgress,
+    Complete,
+    Failed,
+}
+
+impl ReplicationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicationState::InProgress => "IN_PROGRESS",
+            ReplicationState::Complete => "COMPLETE",
+            ReplicationState::Failed => "FAILED",
+        }
+    }
+}
+
+impl Registry {
+    /// The stored configuration, or no rules (a fresh ECR registry's).
+    pub async fn replication_configuration(&self) -> Result<ReplicationConfiguration> {
+        match self.meta.replication_configuration().await? {
+            None => Ok(ReplicationConfiguration::default()),
+            Some(document) => serde_json::from_str(&document).map_err(|e| {
+                RegistryError::Internal(format!("the stored replication configuration does not parse: {e}"))
+            }),
+        }
+    }
+
+    /// Validates and stores `configuration` (replacing the previous one); images pushed from now
+    /// on are replicated by it.
+    pub async fn put_replication_configuration(
+        &self,
+        configuration: ReplicationConfiguration,
+    ) -> Result<ReplicationConfiguration> {
+        let this = DestinationId { region: self.config.region.clone(), registry_id: self.config.account_id.clone() };
+        configuration.validate(&this, &self.config.replication_destinations)?;
+        let document = serde_json::to_string(&configuration)
+            .map_err(|e| RegistryError::Internal(format!("encoding the replication configuration: {e}")))?;
+        self.meta.put_replication_configuration(&document, now_millis()).await?;
+        Ok(configuration)
+    }
+
+    /// Where `digest` of `repository` stands at each destination it was sent to.
+    pub async fn replication_statuses(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Vec<ReplicationStatusRecord>> {
+        Ok(self.meta.replication_statuses(repository.as_str(), digest.as_str()).await?)
+    }
+}
+
+/// A destination registry: its ECR name and a client for it.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub id: DestinationId,
+    pub remote: berth_remote::Remote,
+}
+
+/// What an event asks to send to a destination: an image, and maybe a tag on it.
+struct Target {
+    repository: RepositoryName,
+    digest: Digest,
+    tag: Option<Tag>,
+}
+
+impl Target {
+    /// `None` when the event sends nothing there: deletes and settings (not replicated, as on
+    /// ECR) and repositories no rule sends to the destination.
+    fn of(
+        configuration: &ReplicationConfiguration,
+        destination: &Destination,
+        claimed: &ClaimedEvent,
+    ) -> Option<Target> {
+        let event = &claimed.event;
+        let tag = match event.kind {
+            EventKind::ManifestPushed => None,
+            EventKind::TagSet => Some(event.tag.as_deref()?.parse::<Tag>().ok()?),
+            _ => return None,
+        };
+        if !configuration.destinations_for(&event.repository).contains(&destination.id) {
+            return None;
+        }
+        Some(Target { repository: event.repository.parse().ok()?, digest: event.digest.clone()?, tag })
+    }
+}
+
+/// Sends events to destinations in the background (see the module's documentation).
+pub struct Replicator {
+    registry: Arc<Registry>,
+    log: EventLog,
+}
+
+/// Why an attempt failed: a short code and the detail, as `failureCode` shows them.
+struct Failure(String);
+
+impl From<RegistryError> for Failure {
+    fn from(e: RegistryError) -> Self {
+        Failure(format!("SOURCE_ERROR: {e}"))
+    }
+}
+
+impl From<berth_remote::Error> for Failure {
+    fn from(e: berth_remote::Error) -> Self {
+        use berth_remote::Error::*;
+        let code = match &e {
+            Unauthorized { .. } => "DESTINATION_UNAUTHORIZED",
+            Denied { .. } => "DESTINATION_ACCESS_DENIED",
+            TooManyRequests { .. } => "DESTINATION_THROTTLED",
+            e if e.is_unavailable() => "DESTINATION_UNAVAILABLE",
+            _ => "DESTINATION_REFUSED",
+        };
+        Failure(format!("{code}: {e}"))
+    }
+}
+
+impl Replicator {
+    pub fn new(registry: Arc<Registry>) -> Replicator {
+        let log = EventLog::new(registry.meta.clone());
+        Replicator { registry, log }
+    }
+
+    /// The event-log consumer that feeds `destination`.
+    pub fn consumer(destination: &DestinationId) -> String {
+        format!("replication/{}/{}", destination.region, destination.registry_id)
+    }
+
+    /// Registers each destination's consumer (so nothing committed from now on is missed) and
+    /// then replicates to every destination, each on a task of its own, until `stop` is
+    /// cancelled: then each task gives back what it had claimed and ends.
+    pub async fn start(
+        self,
+        destinations: Vec<Destination>,
+        stop: CancellationToken,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+        for destination in &destinations {
+            self.log.register(&Self::consumer(&destination.id)).await?;
+        }
+        let this = Arc::new(self);
+        Ok(destinations
+            .into_iter()
+            .map(|destination| {
+                let (this, stop) = (this.clone(), stop.clone());
+                tokio::spawn(async move { this.serve(destination, stop).await })
+            })
+            .collect())
+    }
+
+    async fn serve(&self, destination: Destination, stop: CancellationToken) {
+        let consumer = Self::consumer(&destination.id);
+        while !stop.is_cancelled() {
+            let pause = match self.round(&consumer, &destination, &stop).await {
+                Ok(true) => continue,
+                Ok(false) => POLL,
+                Err(e) => {
+                    tracing::warn!(destination = %destination.id, error = %e, "replication round failed");
+                    MAX_RETRY
+                }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Claims and handles one batch; false when there was nothing to do.
+    async fn round(&self, consumer: &str, destination: &Destination, stop: &CancellationToken) -> Result<bool> {
+        let claim = self.log.claim(consumer, CLAIM_BATCH, LEASE).await?;
+        if claim.events.is_empty() {
+            return Ok(false);
+        }
+        let configuration = self.registry.replication_configuration().await?;
+        let mut delivered = Vec::new();
+        let mut retry = Vec::new();
+        let mut stopped: HashSet<String> = HashSet::new();
+        let mut backoff = Duration::ZERO;
+        for claimed in &claim.events {
+            let event = &claimed.event;
+            let Some(target) = Target::of(&configuration, destination, claimed) else {
+                delivered.push(event.id);
+                continue;
+            };
+            // A repository's later events wait behind its failed one, in order.
+            if stopped.contains(&event.repository) || stop.is_cancelled() {
+                if claimed.attempt == 1 {
+                    self.set_status(&target, &destination.id, ReplicationState::InProgress, None).await;
+                }
+                retry.push(event.id);
+                continue;
+            }
+            let outcome = tokio::select! {
+                outcome = self.handle(destination, claimed.attempt, &target) => Some(outcome),
+                _ = stop.cancelled() => None,
+            };
+            match outcome {
+                Some(Ok(())) => delivered.push(event.id),
+                Some(Err(Failure(reason))) => {
+                    tracing::info!(destination = %destination.id, repository = %event.repository, event = event.id,
+                        attempt = claimed.attempt, %reason, "replication failed; will retry");
+                    stopped.insert(event.repository.clone());
+                    retry.push(event.id);
+                    backoff = backoff.max(retry_delay(claimed.attempt));
+                }
+                // Stopping: given back at once, for the next server or start.
+                None => retry.push(event.id),
+            }
+        }
+        if !delivered.is_empty() {
+            self.log.ack(&claim, &delivered).await?;
+        }
+        if !retry.is_empty() {
+            self.log.release(&claim, &retry, backoff).await?;
+        }
+        Ok(true)
+    }
+
+    /// Sends what one event asks for, recording the image's status at the destination.
+    async fn handle(&self, destination: &Destination, attempt: u32, target: &Target) -> Result<(), Failure> {
+        if attempt == 1 {
+            self.set_status(target, &destination.id, ReplicationState::InProgress, None).await;
+        }
+        let outcome = self.send(destination, &target.repository, &target.digest, target.tag.as_ref()).await;
+        match &outcome {
+            Ok(()) => self.set_status(target, &destination.id, ReplicationState::Complete, None).await,
+            Err(Failure(reason)) => {
+                self.set_status(target, &destination.id, ReplicationState::Failed, Some(reason)).await
+            }
+        }
+        outcome
+    }
+
+    async fn send(
+        &self,
+        destination: &Destination,
+        repository: &RepositoryName,
+        digest: &Digest,
+        tag: Option<&Tag>,
+    ) -> Result<(), Failure> {
+        let Some((bytes, media_type)) = self.push_manifest(destination, repository, digest, 0).await? else {
+            // Deleted here since: nothing left to send (deletes are not replicated).
+            return Ok(());
+        };
+        if let Some(tag) = tag {
+            // Where the tag pointed then; if it moved on since, its later event follows.
+            destination.remote.put_manifest(repository, &Reference::Tag(tag.clone()), &media_type, bytes).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes `digest` (with everything it needs) exist at the destination; returns its bytes and
+    /// media type, or `None` if this registry no longer has it.
+    fn push_manifest<'a>(
+        &'a self,
+        destination: &'a Destination,
+        repository: &'a RepositoryName,
+        digest: &'a Digest,
+        depth: usize,
+    ) -> BoxFuture<'a, Result<Option<(Bytes, String)>, Failure>> {
+        async move {
+            let record = match self.registry.get_manifest(repository, &Reference::Digest(digest.clone()), false).await {
+                Ok(record) => record,
+                Err(RegistryError::ManifestUnknown(_) | RegistryError::NameUnknown(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let bytes = Bytes::copy_from_slice(&record.content);
+            let media_type = record.media_type.clone();
+            let reference = Reference::Digest(digest.clone());
+            // Present there: by the destination's own invariants, so is everything it needs.
+            if destination.remote.head_manifest(repository, &reference).await.is_ok() {
+                return Ok(Some((bytes, media_type)));
+            }
+            if depth > MAX_DEPTH {
+                return Err(Failure(format!("SOURCE_ERROR: manifests nest deeper than {MAX_DEPTH} levels")));
+            }
+            let manifest = Manifest::parse(&record.content, Some(&record.media_type))
+                .map_err(|e| Failure(format!("SOURCE_ERROR: stored manifest {digest} does not parse: {e}")))?;
+            if let Some(subject) = &manifest.subject {
+                // A referrer after its subject (which may have been deleted here: then it goes alone).
+                self.push_manifest(destination, repository, &subject.digest, depth + 1).await?;
+            }
+            for child in &manifest.manifests {
+                self.push_manifest(destination, repository, &child.digest, depth + 1).await?;
+            }
+            for blob in manifest.required_blobs() {
+                self.push_blob(destination, repository, blob).await?;
+            }
+            destination.remote.put_manifest(repository, &reference, &media_type, bytes.clone()).await?;
+            Ok(Some((bytes, media_type)))
+        }
+        .boxed()
+    }
+
+    /// Makes the blob exist in `repository` at the destination: already there, mounted from
+    /// another repository replicated to the same destination, or uploaded.
+    async fn push_blob(
+        &self,
+        destination: &Destination,
+        repository: &RepositoryName,
+        blob: &Descriptor,
+    ) -> Result<(), Failure> {
+        let remote = &destination.remote;
+        if remote.head_blob(repository, &blob.digest).await?.is_some() {
+            return Ok(());
+        }
+        let mut session = None;
+        let configuration = self.registry.replication_configuration().await?;
+        let sources = self.registry.meta.repositories_with_blob(&blob.digest).await.map_err(RegistryError::from)?;
+        let other = sources
+            .iter()
+            .filter(|name| name.as_str() != repository.as_str())
+            .find(|name| configuration.destinations_for(name).contains(&destination.id));
+        if let Some(from) = other.and_then(|name| name.parse::<RepositoryName>().ok()) {
+            match remote.mount_blob(repository, &blob.digest, &from).await? {
+                berth_remote::Mount::Mounted => return Ok(()),
+                berth_remote::Mount::Upload(opened) => session = Some(opened),
+            }
+        }
+        let body = self.registry.get_blob(repository, &blob.digest, None).await?;
+        remote.push_blob(repository, &blob.digest, body.size, body.stream, session).await?;
+        Ok(())
+    }
+
+    /// Records the image's status; a failure to record is logged, not fatal (the next attempt
+    /// records again).
+    async fn set_status(
+        &self,
+        target: &Target,
+        destination: &DestinationId,
+        state: ReplicationState,
+        failure: Option<&str>,
+    ) {
+        let (repository, digest) = (&target.repository, &target.digest);
+        let record = ReplicationStatusRecord {
+            region: destination.region.clone(),
+            registry_id: destination.registry_id.clone(),
+            status: state.as_str().to_owned(),
+            failure_code: failure.map(str::to_owned),
+            updated_at: now_millis(),
+        };
+        if let Err(e) = self.registry.meta.set_replication_status(repository.as_str(), digest.as_str(), &record).await {
+            tracing::warn!(error = %e, %destination, "recording a replication status failed");
+        }
+    }
+}
+
+/// The wait before attempt `attempt + 1`: 1 s, 2 s, 4 s, ... up to 30 s.
+fn retry_delay(attempt: u32) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(16);
+    FIRST_RETRY.saturating_mul(1 << doublings).min(MAX_RETRY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dest(region: &str, id: &str) -> DestinationId {
+        DestinationId { region: region.into(), registry_id: id.into() }
+    }
+
+    fn rule(destinations: &[DestinationId], prefixes: &[&str]) -> ReplicationRule {
+        ReplicationRule {
+            destinations: destinations.to_vec(),
+            repository_prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn prefix_filters_choose_destinations() {
+        let (b, c) = (dest("eu-west-1", "111111111111"), dest("eu-west-2", "222222222222"));
+        let config = ReplicationConfiguration {
+            rules: vec![rule(std::slice::from_ref(&b), &["prod/"]), rule(&[b.clone(), c.clone()], &["prod/web"])],
+        };
+        assert_eq!(config.destinations_for("prod/api").into_iter().collect::<Vec<_>>(), vec![&b]);
+        assert_eq!(config.destinations_for("prod/web").into_iter().collect::<Vec<_>>(), vec![&b, &c]);
+        assert!(config.destinations_for("dev/web").is_empty());
+        let everything = ReplicationConfiguration { rules: vec![rule(std::slice::from_ref(&c), &[])] };
+        assert_eq!(everything.destinations_for("dev/web").len(), 1);
+    }
+
+    #[test]
+    fn validation_follows_ecr_and_the_configured_destinations() {
+        let this = dest("us-east-1", "000000000000");
+        let b = dest("eu-west-1", "111111111111");
+        let known = vec![b.clone()];
+        let ok = ReplicationConfiguration { rules: vec![rule(std::slice::from_ref(&b), &["prod"])] };
+        assert!(ok.validate(&this, &known).is_ok());
+        assert!(ReplicationConfiguration::default().validate(&this, &known).is_ok());
+        let to_self = ReplicationConfiguration { rules: vec![rule(std::slice::from_ref(&this), &[])] };
+        let unknown = ReplicationConfiguration { rules: vec![rule(&[dest("ap-south-1", "333333333333")], &[])] };
+        let too_many_rules = ReplicationConfiguration { rules: vec![rule(std::slice::from_ref(&b), &[]); 11] };
+        let many: Vec<DestinationId> = (0..26).map(|i| dest("eu-west-1", &format!("{i:012}"))).collect();
+        let too_many_destinations = ReplicationConfiguration { rules: vec![rule(&many, &[])] };
+        for (bad, known) in [
+            (to_self, known.clone()),
+            (unknown, known.clone()),
+            (too_many_rules, known.clone()),
+            (too_many_destinations, many.clone()),
+        ] {
+            let err = bad.validate(&this, &known).unwrap_err();
+            assert!(matches!(err, RegistryError::ReplicationConfigurationInvalid(_)), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_to_a_cap() {
+        assert_eq!(retry_delay(1), Duration::from_secs(1));
+        assert_eq!(retry_delay(2), Duration::from_secs(2));
+        assert_eq!(retry_delay(4), Duration::from_secs(8));
+        assert_eq!(retry_delay(10), MAX_RETRY);
+        assert_eq!(retry_delay(u32::MAX), MAX_RETRY);
+    }
+}

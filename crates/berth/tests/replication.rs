@@ -1,0 +1,253 @@
+//! Replication between three real `berth serve` processes on loopback: A replicates `prod/*`
+//! to B and C (`[[replication.destinations]]` in A's config file, a rule put through the ECR
+//! API). A multi-arch image with a signature referrer pushed to A arrives whole on B and C with
+//! identical digests; C, stopped during the push, catches up when it starts again; `dev/*` stays
+//! on A; a destination that refuses A's key shows FAILED with the reason and recovers once the
+//! key is fixed (A restarted with the right one: the outbox kept the work).
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+const A_KEY: &str = "AKIAREPLICATIONA0001";
+const A_SECRET: &str = "replication-a-secret-0123456789abcdefghij";
+const B_KEY: &str = "AKIAREPLICATIONB0001";
+const B_SECRET: &str = "replication-b-secret-0123456789abcdefghij";
+const C_KEY: &str = "AKIAREPLICATIONC0001";
+const C_SECRET: &str = "replication-c-secret-0123456789abcdefghij";
+const B_ID: &str = "111111111111";
+const C_ID: &str = "222222222222";
+const SIGNATURE_TYPE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+const WAIT: Duration = Duration::from_secs(90);
+
+/// Two distinct loopback ports nothing listens on now (the servers bind them right after).
+fn free_ports() -> (u16, u16) {
+    let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let second = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    (first.local_addr().unwrap().port(), second.local_addr().unwrap().port())
+}
+
+fn destination_server(port: u16, key: &str, secret: &str) -> Server {
+    Launch::new().listen(&format!("127.0.0.1:{port}")).root_keys(key, secret).start()
+}
+
+/// A's config file: B and C as destinations, C with `c_secret`.
+fn write_config(path: &Path, b_port: u16, c_port: u16, c_secret: &str) {
+    let text = format!(
+        r#"
+[[replication.destinations]]
+region = "eu-west-1"
+registry_id = "{B_ID}"
+url = "http://127.0.0.1:{b_port}"
+access_key_id = "{B_KEY}"
+secret_access_key = "{B_SECRET}"
+
+[[replication.destinations]]
+region = "eu-west-2"
+registry_id = "{C_ID}"
+url = "http://127.0.0.1:{c_port}"
+access_key_id = "{C_KEY}"
+secret_access_key = "{c_secret}"
+"#
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+fn source_launch(config: &Path) -> Launch {
+    Launch::new().root_keys(A_KEY, A_SECRET).args(&["--config", config.to_str().unwrap()])
+}
+
+async fn ecr(srv: &Server, operation: &str, body: Value) -> Value {
+    let r = ecr_call(srv, A_KEY, A_SECRET, operation, &body.to_string()).await;
+    r.expect_status(200);
+    r.json()
+}
+
+/// Each destination's `(status, failureCode)` of the image, by region.
+async fn statuses(a: &Server, repo: &str, digest: &str) -> Vec<(String, String, Option<String>)> {
+    let body = json!({"repositoryName": repo, "imageId": {"imageDigest": digest}});
+    let out = ecr(a, "DescribeImageReplicationStatus", body).await;
+    assert_eq!(out["imageId"]["imageDigest"], digest);
+    out["replicationStatuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["region"].as_str().unwrap().to_owned(),
+                s["status"].as_str().unwrap().to_owned(),
+                s["failureCode"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+async fn wait_for_status(a: &Server, repo: &str, digest: &str, region: &str, status: &str) -> Option<String> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let all = statuses(a, repo, digest).await;
+        if let Some((_, _, failure)) = all.iter().find(|(r, s, _)| r == region && s == status) {
+            return failure.clone();
+        }
+        assert!(Instant::now() < deadline, "{repo}@{digest} never reached {status} at {region}: {all:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until `srv` serves the manifest `reference` of `repo`; returns its digest.
+async fn wait_for_manifest(srv: &Server, repo: &str, reference: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = send(srv.get(&format!("/v2/{repo}/manifests/{reference}")).header("accept", ALL_MANIFEST_TYPES)).await;
+        if r.status() == 200 {
+            return r.must_header("docker-content-digest").to_owned();
+        }
+        assert!(Instant::now() < deadline, "{repo}:{reference} never arrived at {}", srv.base());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A two-platform index tagged `tag`, with a signature referring to the index. Returns
+/// (index bytes, index digest, child images, signature digest).
+async fn push_signed_multi_arch(a: &Server, repo: &str, tag: &str) -> (Vec<u8>, String, Vec<Image>, String) {
+    let amd64 = push_image_arch(a, repo, None, "amd64").await;
+    let arm64 = push_image_arch(a, repo, None, "arm64").await;
+    let index = index_json(
+        OCI_INDEX,
+        &[
+            platform_entry(OCI_MANIFEST, &amd64.manifest, "amd64"),
+            platform_entry(OCI_MANIFEST, &arm64.manifest, "arm64"),
+        ],
+    );
+    let index_digest = push_manifest(a, repo, tag, OCI_INDEX, &index).await;
+    let signature_layer = random_bytes(300);
+    push_blob(a, repo, b"{}").await;
+    push_blob(a, repo, &signature_layer).await;
+    let signature = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": SIGNATURE_TYPE,
+        "config": descriptor(OCI_EMPTY, b"{}"),
+        "layers": [descriptor(SIGNATURE_TYPE, &signature_layer)],
+        "subject": descriptor(OCI_INDEX, &index),
+    }))
+    .unwrap();
+    let signature_digest = sha256_digest(&signature);
+    push_manifest(a, repo, &signature_digest, OCI_MANIFEST, &signature).await;
+    (index, index_digest, vec![amd64, arm64], signature_digest)
+}
+
+/// Everything of the image is at `srv`, byte for byte: index by tag, each platform's manifest
+/// and blobs, and the signature through the referrers API.
+async fn expect_replica(srv: &Server, repo: &str, tag: &str, index: &[u8], children: &[Image], signature: &str) {
+    let digest = sha256_digest(index);
+    assert_eq!(wait_for_manifest(srv, repo, tag).await, digest);
+    expect_manifest(srv, repo, tag, OCI_INDEX, index, &digest).await;
+    for child in children {
+        expect_manifest(srv, repo, &child.digest, OCI_MANIFEST, &child.manifest, &child.digest).await;
+        expect_blob(srv, repo, &sha256_digest(&child.config), &child.config).await;
+        for layer in &child.layers {
+            expect_blob(srv, repo, &sha256_digest(layer), layer).await;
+        }
+    }
+    assert_eq!(wait_for_manifest(srv, repo, signature).await, signature);
+    let referrers = send(srv.get(&format!("/v2/{repo}/referrers/{digest}"))).await;
+    referrers.expect_status(200);
+    let listed: Vec<String> = referrers.json()["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, vec![signature.to_owned()], "referrers of {repo}@{digest} at {}", srv.base());
+}
+
+#[tokio::test]
+async fn replicates_prod_images_to_two_registries_across_outages_and_bad_keys() {
+    let (b_port, c_port) = free_ports();
+    let b = destination_server(b_port, B_KEY, B_SECRET);
+    let mut c = destination_server(c_port, C_KEY, C_SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("a.toml");
+    write_config(&config, b_port, c_port, C_SECRET);
+    let mut a = source_launch(&config).start();
+
+    // The configuration: validated as ECR does, plus "only destinations this server can reach".
+    let rule = |destinations: Value| {
+        json!({"replicationConfiguration": {"rules": [{
+            "destinations": destinations,
+            "repositoryFilters": [{"filter": "prod/", "filterType": "PREFIX_MATCH"}],
+        }]}})
+    };
+    let unknown = rule(json!([{"region": "ap-south-1", "registryId": "333333333333"}]));
+    let r = ecr_call(&a, A_KEY, A_SECRET, "PutReplicationConfiguration", &unknown.to_string()).await;
+    r.expect_status(400);
+    assert_eq!(r.json()["__type"], "InvalidParameterException", "{}", r.describe());
+    assert!(r.text().contains("[[replication.destinations]]"), "{}", r.describe());
+    let to_self = rule(json!([{"region": "us-east-1", "registryId": "000000000000"}]));
+    ecr_call(&a, A_KEY, A_SECRET, "PutReplicationConfiguration", &to_self.to_string()).await.expect_status(400);
+    let bad_filter = json!({"replicationConfiguration": {"rules": [{
+        "destinations": [{"region": "eu-west-1", "registryId": B_ID}],
+        "repositoryFilters": [{"filter": "prod/", "filterType": "WILDCARD"}],
+    }]}});
+    ecr_call(&a, A_KEY, A_SECRET, "PutReplicationConfiguration", &bad_filter.to_string()).await.expect_status(400);
+    let both = rule(json!([{"region": "eu-west-1", "registryId": B_ID}, {"region": "eu-west-2", "registryId": C_ID}]));
+    let put = ecr(&a, "PutReplicationConfiguration", both.clone()).await;
+    assert_eq!(put, both);
+    let described = ecr(&a, "DescribeRegistry", json!({})).await;
+    assert_eq!(described["replicationConfiguration"], both["replicationConfiguration"]);
+
+    // C is down while the image is pushed.
+    assert!(c.stop().success());
+    let (index, index_digest, children, signature) = push_signed_multi_arch(&a, "prod/app", "v1").await;
+    let dev = push_image(&a, "dev/app", Some("v1")).await;
+
+    expect_replica(&b, "prod/app", "v1", &index, &children, &signature).await;
+    // The signature referrer is what DescribeImageSigningStatus reports (Berth signs nothing).
+    let signing =
+        ecr(&a, "DescribeImageSigningStatus", json!({"repositoryName": "prod/app", "imageId": {"imageTag": "v1"}}));
+    assert_eq!(signing.await["signingStatuses"], json!([{"status": "COMPLETE"}]));
+    let unsigned = json!({"repositoryName": "prod/app", "imageId": {"imageDigest": children[0].digest}});
+    assert_eq!(ecr(&a, "DescribeImageSigningStatus", unsigned).await["signingStatuses"], json!([]));
+    wait_for_status(&a, "prod/app", &index_digest, "eu-west-1", "COMPLETE").await;
+    // The first image sent (a platform) fails; the rest of the repository waits behind it.
+    let failure = wait_for_status(&a, "prod/app", &children[0].digest, "eu-west-2", "FAILED").await;
+    assert!(failure.as_deref().is_some_and(|f| f.starts_with("DESTINATION_UNAVAILABLE")), "{failure:?}");
+    wait_for_status(&a, "prod/app", &index_digest, "eu-west-2", "IN_PROGRESS").await;
+    // dev/* matches no rule: never sent anywhere, no status.
+    assert!(statuses(&a, "dev/app", &dev.digest).await.is_empty());
+    send(b.get("/v2/dev/app/manifests/v1")).await.expect_status(404);
+
+    // C comes back and catches up from the outbox.
+    c.start_again();
+    expect_replica(&c, "prod/app", "v1", &index, &children, &signature).await;
+    wait_for_status(&a, "prod/app", &index_digest, "eu-west-2", "COMPLETE").await;
+    send(c.get("/v2/dev/app/manifests/v1")).await.expect_status(404);
+
+    // A's key for C goes bad: FAILED with the reason, B unaffected.
+    write_config(&config, b_port, c_port, "not-the-secret-0123456789abcdefghijklmn");
+    a.restart_with(source_launch(&config));
+    let v2 = push_image(&a, "prod/app", Some("v2")).await;
+    assert_eq!(wait_for_manifest(&b, "prod/app", "v2").await, v2.digest);
+    let failure = wait_for_status(&a, "prod/app", &v2.digest, "eu-west-2", "FAILED").await;
+    assert!(failure.as_deref().is_some_and(|f| f.starts_with("DESTINATION_UNAUTHORIZED")), "{failure:?}");
+    send(c.get("/v2/prod/app/manifests/v2")).await.expect_status(404);
+
+    // Fixed: the work kept in A's outbox goes through.
+    write_config(&config, b_port, c_port, C_SECRET);
+    a.restart_with(source_launch(&config));
+    assert_eq!(wait_for_manifest(&c, "prod/app", "v2").await, v2.digest);
+    expect_manifest(&c, "prod/app", "v2", OCI_MANIFEST, &v2.manifest, &v2.digest).await;
+    wait_for_status(&a, "prod/app", &v2.digest, "eu-west-2", "COMPLETE").await;
+    assert_eq!(
+        statuses(&a, "prod/app", &v2.digest).await,
+        vec![
+            ("eu-west-1".to_owned(), "COMPLETE".to_owned(), None),
+            ("eu-west-2".to_owned(), "COMPLETE".to_owned(), None)
+        ]
+    );
+}
