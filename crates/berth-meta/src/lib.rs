@@ -352,6 +352,26 @@ pub trait EventStore: Send + Sync {
     async fn prune_events(&self, before: Millis) -> Result<u64>;
 }
 
+/// What the store holds in all, for the operator's gauges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreTotals {
+    /// Distinct blobs some repository links, and their bytes (each blob counted once).
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    /// Upload sessions not yet finished, cancelled or expired.
+    pub uploads: u64,
+}
+
+/// Readiness and totals for health probes and metrics.
+#[async_trait]
+pub trait Health: Send + Sync {
+    /// One round trip to the database: an error when it cannot be reached.
+    async fn ping(&self) -> Result<()>;
+    /// Counts over the whole store: one scan of the blob links' digest index, so callers run it
+    /// periodically, not per request.
+    async fn totals(&self) -> Result<StoreTotals>;
+}
+
 #[async_trait]
 pub trait Shutdown: Send + Sync {
     /// Flushes and closes connections (graceful shutdown).
@@ -367,6 +387,7 @@ pub trait MetadataStore:
     + GcStore
     + CredentialStore
     + EventStore
+    + Health
     + Shutdown
     + 'static
 {
@@ -380,6 +401,7 @@ impl<T> MetadataStore for T where
         + GcStore
         + CredentialStore
         + EventStore
+        + Health
         + Shutdown
         + 'static
 {

@@ -394,8 +394,7 @@ async fn a_request_signed_without_its_target_cannot_be_replayed_as_another_opera
     assert_eq!(r.json()["images"][0]["imageId"]["imageDigest"], image.digest.as_str());
     // Unauthenticated failures are not logged at INFO, and a large header (just under the
     // server's 16 KiB header limit; beyond it the answer is 431) is not echoed.
-    let huge =
-        format!("AWS4-HMAC-SHA256 Credential=AKIAX/20261127/us-east-1/ecr/aws4_request, {}", "x".repeat(14_000));
+    let huge = format!("AWS4-HMAC-SHA256 Credential=AKIAX/20261127/us-east-1/ecr/aws4_request, {}", "x".repeat(14_000));
     let r = send(
         http_client(None)
             .post(srv.url("/"))
