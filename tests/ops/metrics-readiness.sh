@@ -8,7 +8,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SHARED=${BERTH_SHARED_DIR:-$ROOT/../shared}
 source "$ROOT/scripts/lib.sh"
 T=$(mktemp -d)
-export BERTH_POSTGRES_DIR="$T/pg"
+# Its own cluster, outside $T (mode 700, which the postgres user cannot enter).
+export BERTH_POSTGRES_DIR="${TMPDIR:-/tmp}/berth-postgres-ops-$$"
 source "$ROOT/scripts/postgres.sh"
 trap 'stop_berth; berth_postgres_stop; rm -rf "$T"' EXIT
 pass=0; fail=0
