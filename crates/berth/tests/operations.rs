@@ -106,7 +106,14 @@ async fn probes_metrics_and_the_audit_trail() {
     let user: Value = serde_json::from_str(&srv.cli(&["user", "add", "ci"])).unwrap();
     let (ci_key, ci_secret) = (user["accessKeyId"].as_str().unwrap(), user["secretAccessKey"].as_str().unwrap());
     let ci = http_client(Some(&basic(ci_key, ci_secret)));
-    send(ci.get(srv.url("/metrics"))).await.expect_status(403);
+    // A user added on a running server is known within a second or so.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut refused = send(ci.get(srv.url("/metrics"))).await;
+    while refused.status() == 401 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        refused = send(ci.get(srv.url("/metrics"))).await;
+    }
+    refused.expect_status(403);
 
     // The audit trail: the wrong secret, the user's refusal, every mutating request of the push
     // and the delete; no probe, pull or scrape.
