@@ -59,11 +59,11 @@ async fn route(state: AppState, endpoint: Endpoint, mut request: Request) -> Res
     let outcome = authorize_and_dispatch(&state, &mut ctx, &mut served, operation, request).await;
     let mut response = outcome.unwrap_or_else(|err| {
         let code = err.status_and_code().1;
-        if matches!(err.0, RegistryError::AccessDenied { .. } | RegistryError::Denied(_)) {
+        if matches!(err, OciError::Registry(RegistryError::AccessDenied { .. } | RegistryError::Denied(_))) {
             served.auth_failure = Some("access_denied");
         }
         let message =
-            if err.status_and_code().0.is_server_error() { "internal error".to_owned() } else { err.0.to_string() };
+            if err.status_and_code().0.is_server_error() { "internal error".to_owned() } else { err.to_string() };
         served.error = Some((code, message));
         err.into_response_with_id(&ctx.request_id)
     });
