@@ -40,6 +40,7 @@ install_test_tools() {
   # The console's browser tests: Debian's Chromium and its WebDriver, Selenium from PyPI.
   apt_install chromium chromium-driver fonts-dejavu-core
   python3 -c 'import selenium' 2>/dev/null || pip install -q selenium
+  python3 -c 'import prometheus_client' 2>/dev/null || pip install -q prometheus_client
 }
 
 # start_berth DATA_DIR [ARGS...]: starts `berth serve` on a free loopback port in the background;

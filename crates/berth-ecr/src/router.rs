@@ -21,7 +21,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use berth_iam::{ConnectionInfo, Identity, RequestContext};
+use berth_iam::{ConnectionInfo, Identity, RequestContext, Served};
 
 use crate::authorization::Scoped;
 use crate::backend::EcrBackend;
@@ -64,10 +64,24 @@ pub async fn handle(State(service): State<EcrService>, request: Request) -> Resp
     let mut ctx = request_context(&mut parts);
     let endpoint = Endpoint::from_headers(&parts.headers);
     let operation = endpoint.as_ref().ok().map(|e| e.name());
+    let mut served = match operation {
+        Some(name) => Served::new(name, name, mutates(name)),
+        None => Served::new("Unknown", "Unknown", false),
+    };
     let outcome = match endpoint {
-        Ok(endpoint) => serve(&service, &mut ctx, endpoint, parts, body).await,
+        Ok(endpoint) => serve(&service, &mut ctx, &mut served, endpoint, parts, body).await,
         Err(err) => Err(err),
     };
+    if let Err(err) = &outcome {
+        served.auth_failure = auth_failure(err);
+        // What authentication errors echo of the Authorization header stays out of the audit trail.
+        let message = match (served.auth_failure, err) {
+            (_, EcrError::Server(_)) => "internal error".to_owned(),
+            (Some(reason), _) if reason != "access_denied" => format!("authentication failed: {reason}"),
+            _ => err.to_string(),
+        };
+        served.error = Some((err.wire_type(), message));
+    }
     let request_id = ctx.request_id.as_str();
     let access_key_id = ctx.identity.access_key_id();
     let mut response = match outcome {
@@ -98,7 +112,71 @@ pub async fn handle(State(service): State<EcrService>, request: Request) -> Resp
         }
     };
     response.extensions_mut().insert(ctx);
+    response.extensions_mut().insert(served);
     response
+}
+
+/// Whether an operation changes anything (so is audited): all but the reads.
+fn mutates(operation: &str) -> bool {
+    const READS: [&str; 5] = ["Get", "Describe", "List", "BatchGet", "BatchCheck"];
+    !READS.iter().any(|prefix| operation.starts_with(prefix))
+}
+
+/// Why the caller was refused, for metrics and the audit trail.
+fn auth_failure(err: &EcrError) -> Option<&'static str> {
+    Some(match err {
+        EcrError::MissingAuthenticationToken(_) => "missing_authentication_token",
+        EcrError::UnrecognizedClient(_) => "unrecognized_client",
+        EcrError::InvalidSignature(_) => "invalid_signature",
+        EcrError::IncompleteSignature(_) => "incomplete_signature",
+        EcrError::AccessDenied(_) => "access_denied",
+        _ => return None,
+    })
+}
+
+/// The members of a request body the audit trail records: names, references and settings, never
+/// layer bytes, manifests or policy documents.
+#[derive(serde::Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct AuditedParameters {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registry_id: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repository_name: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repository_names: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_ids: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_tag: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_digest: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_manifest_media_type: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upload_id: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layer_digests: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    part_first_byte: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    part_last_byte: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_tag_mutability: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    force: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_arn: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tag_keys: Option<serde_json::Value>,
+}
+
+fn audited_parameters(body: &[u8]) -> serde_json::Map<String, serde_json::Value> {
+    let parameters: AuditedParameters = serde_json::from_slice(body).unwrap_or_default();
+    match serde_json::to_value(parameters) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    }
 }
 
 /// The context the server's edge made for this request (request id, client address, transport),
@@ -122,6 +200,7 @@ fn request_context(parts: &mut Parts) -> RequestContext {
 async fn serve(
     service: &EcrService,
     ctx: &mut RequestContext,
+    audit: &mut Served,
     endpoint: Endpoint,
     parts: Parts,
     body: Body,
@@ -145,6 +224,9 @@ async fn serve(
             read_body(&parts.headers, body, limit).await?
         }
     };
+    if audit.mutating {
+        audit.parameters = audited_parameters(&body);
+    }
     dispatch(service.backend.as_ref(), ctx, endpoint, &body).await
 }
 

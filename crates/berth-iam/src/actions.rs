@@ -79,6 +79,9 @@ ecr_actions! {
     VALIDATE_PULL_THROUGH_CACHE_RULE = ValidatePullThroughCacheRule,
 }
 
+/// Scraping `/metrics` on the registry's port (Berth's own action; the root user always may).
+pub const GET_METRICS: &str = "berth:GetMetrics";
+
 /// The IAM action of ECR operation `operation` (`"PutImage"` → `"ecr:PutImage"`), without
 /// allocating: the ECR plane resolves its `X-Amz-Target` operation once per request.
 pub fn ecr_action(operation: &str) -> Option<&'static str> {

@@ -107,3 +107,30 @@ impl RequestContext {
         }
     }
 }
+
+/// What a plane served, put on its response next to the [`RequestContext`]: the edge's request
+/// metrics and the audit trail read it there, so neither needs to know either plane's routes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Served {
+    /// The operation as metrics label it: the ECR operation on the ECR plane (`PutImage`), the
+    /// `/v2/` operation on the OCI plane (`PutManifest`, `GetBlob`, …).
+    pub operation: &'static str,
+    /// The ECR operation CloudTrail records for it (on `/v2/` as ECR maps its Docker API: a
+    /// manifest PUT is `PutImage`), and whether it changes anything (then it is audited).
+    pub event_name: &'static str,
+    pub mutating: bool,
+    /// The names and references the request gave (never a body's content or a credential): the
+    /// audit record's `requestParameters`.
+    pub parameters: serde_json::Map<String, serde_json::Value>,
+    /// The error code and message the client got, if the request failed.
+    pub error: Option<(&'static str, String)>,
+    /// Why the caller was refused, when credentials were rejected (`invalid_credentials`,
+    /// `invalid_signature`, …) or a policy denied the request (`access_denied`).
+    pub auth_failure: Option<&'static str>,
+}
+
+impl Served {
+    pub fn new(operation: &'static str, event_name: &'static str, mutating: bool) -> Served {
+        Served { operation, event_name, mutating, parameters: serde_json::Map::new(), error: None, auth_failure: None }
+    }
+}

@@ -369,6 +369,24 @@ pub trait ReplicationStore: Send + Sync {
     async fn set_replication_status(&self, repo: &str, digest: &str, status: &ReplicationStatusRecord) -> Result<()>;
     /// Every destination's status of `digest` in `repo`.
     async fn replication_statuses(&self, repo: &str, digest: &str) -> Result<Vec<ReplicationStatusRecord>>;
+/// What the store holds in all, for the operator's gauges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreTotals {
+    /// Distinct blobs some repository links, and their bytes (each blob counted once).
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    /// Upload sessions not yet finished, cancelled or expired.
+    pub uploads: u64,
+}
+
+/// Readiness and totals for health probes and metrics.
+#[async_trait]
+pub trait Health: Send + Sync {
+    /// One round trip to the database: an error when it cannot be reached.
+    async fn ping(&self) -> Result<()>;
+    /// Counts over the whole store: one scan of the blob links' digest index, so callers run it
+    /// periodically, not per request.
+    async fn totals(&self) -> Result<StoreTotals>;
 }
 
 #[async_trait]
@@ -387,6 +405,7 @@ pub trait MetadataStore:
     + CredentialStore
     + EventStore
     + ReplicationStore
+    + Health
     + Shutdown
     + 'static
 {
@@ -401,6 +420,7 @@ impl<T> MetadataStore for T where
         + CredentialStore
         + EventStore
         + ReplicationStore
+        + Health
         + Shutdown
         + 'static
 {

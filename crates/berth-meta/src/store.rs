@@ -28,8 +28,8 @@ use crate::sql::{
     size_param, stored_size,
 };
 use crate::{
-    BlobLinkStore, CredentialStore, EventKind, MetaError, Millis, Origin, Repository, RepositoryStore, Result,
-    SettingsUpdate, Shutdown, UploadSession, UploadStore, UserRecord,
+    BlobLinkStore, CredentialStore, EventKind, Health, MetaError, Millis, Origin, Repository, RepositoryStore, Result,
+    SettingsUpdate, Shutdown, StoreTotals, UploadSession, UploadStore, UserRecord,
 };
 
 /// The metadata store over one SQL database; see [`crate::SqliteStore`] and
@@ -473,6 +473,32 @@ where
         Ok(sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'credentials_generation'")
             .fetch_one(&self.readers)
             .await?)
+    }
+}
+
+#[async_trait]
+impl<DB> Health for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    async fn totals(&self) -> Result<StoreTotals> {
+        let (blobs, blob_bytes): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) \
+             FROM (SELECT digest, MAX(size) AS size FROM blob_links GROUP BY digest) AS linked",
+        )
+        .fetch_one(&self.readers)
+        .await?;
+        let uploads: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM uploads").fetch_one(&self.readers).await?;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(StoreTotals { blobs: count(blobs), blob_bytes: count(blob_bytes), uploads: count(uploads) })
     }
 }
 

@@ -9,6 +9,7 @@
 //! declaration once, before dispatch, so no operation can run without its check.
 
 use axum::http::Method;
+use berth_iam::Served;
 use berth_iam::actions::*;
 use berth_registry::Resource;
 
@@ -210,6 +211,63 @@ impl Operation {
             | Operation::UploadStatus { name, .. }
             | Operation::CancelUpload { name, .. } => on(name, &[UPLOAD_LAYER_PART]),
         }
+    }
+}
+
+impl Operation {
+    /// What metrics and the audit trail call this operation (see [`Served`]), with the names
+    /// and references it was given.
+    pub fn served(&self) -> Served {
+        use Operation as O;
+        let (operation, event_name, mutating) = match self {
+            O::Ping => ("Ping", "Ping", false),
+            O::Catalog => ("Catalog", "DescribeRepositories", false),
+            O::ListTags { .. } => ("ListTags", "ListImages", false),
+            O::GetManifest { body: true, .. } => ("GetManifest", "BatchGetImage", false),
+            O::GetManifest { body: false, .. } => ("HeadManifest", "BatchGetImage", false),
+            O::PutManifest { .. } => ("PutManifest", "PutImage", true),
+            O::DeleteManifest { .. } => ("DeleteManifest", "BatchDeleteImage", true),
+            O::HeadBlob { .. } => ("HeadBlob", "BatchCheckLayerAvailability", false),
+            O::GetBlob { .. } => ("GetBlob", "GetDownloadUrlForLayer", false),
+            O::DeleteBlob { .. } => ("DeleteBlob", "BatchDeleteImage", true),
+            O::StartUpload { .. } => ("StartUpload", "InitiateLayerUpload", true),
+            O::UploadStatus { .. } => ("UploadStatus", "UploadLayerPart", false),
+            O::PatchUpload { .. } => ("PatchUpload", "UploadLayerPart", true),
+            O::FinishUpload { .. } => ("FinishUpload", "CompleteLayerUpload", true),
+            O::CancelUpload { .. } => ("CancelUpload", "UploadLayerPart", true),
+            O::Referrers { .. } => ("Referrers", "ListImageReferrers", false),
+        };
+        let mut served = Served::new(operation, event_name, mutating);
+        let mut set = |key: &str, value: &str| {
+            served.parameters.insert(key.to_owned(), value.into());
+        };
+        match self {
+            O::Ping | O::Catalog => {}
+            O::ListTags { name } => set("repositoryName", name),
+            O::GetManifest { name, reference, .. }
+            | O::PutManifest { name, reference }
+            | O::DeleteManifest { name, reference } => {
+                set("repositoryName", name);
+                set(if reference.contains(':') { "imageDigest" } else { "imageTag" }, reference);
+            }
+            O::HeadBlob { name, digest } | O::GetBlob { name, digest } | O::DeleteBlob { name, digest } => {
+                set("repositoryName", name);
+                set("layerDigest", digest);
+            }
+            O::StartUpload { name } => set("repositoryName", name),
+            O::UploadStatus { name, id }
+            | O::PatchUpload { name, id }
+            | O::FinishUpload { name, id }
+            | O::CancelUpload { name, id } => {
+                set("repositoryName", name);
+                set("uploadId", id);
+            }
+            O::Referrers { name, digest } => {
+                set("repositoryName", name);
+                set("imageDigest", digest);
+            }
+        }
+        served
     }
 }
 

@@ -18,7 +18,7 @@ use crate::endpoint::{Access, Endpoint, Operation, UploadKind};
 use crate::error::{OciError, error_body};
 use crate::query::QueryParams;
 use berth_auth::AuthError;
-use berth_iam::{ConnectionInfo, Identity, RequestContext};
+use berth_iam::{ConnectionInfo, Identity, RequestContext, Served};
 
 type HandlerResult = Result<Response, OciError>;
 
@@ -49,12 +49,28 @@ fn plain_error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// Authenticates, checks the operation's declared access, then dispatches. The response carries
-/// the request's context (with the caller's identity) for the access log.
+/// the request's context (with the caller's identity) and what was served, for the edge's access
+/// log, metrics and audit trail.
 async fn route(state: AppState, endpoint: Endpoint, mut request: Request) -> Response {
     let mut ctx = request_context(&mut request);
-    let outcome = authorize_and_dispatch(&state, &mut ctx, endpoint, request).await;
-    let mut response = outcome.unwrap_or_else(|err| err.into_response_with_id(&ctx.request_id));
+    let operation = Operation::new(endpoint, request.method());
+    let mut served = match &operation {
+        Some(operation) => operation.served(),
+        None => Served::new("Unsupported", "Unsupported", false),
+    };
+    let outcome = authorize_and_dispatch(&state, &mut ctx, &mut served, operation, request).await;
+    let mut response = outcome.unwrap_or_else(|err| {
+        let code = err.status_and_code().1;
+        if matches!(err, OciError::Registry(RegistryError::AccessDenied { .. } | RegistryError::Denied(_))) {
+            served.auth_failure = Some("access_denied");
+        }
+        let message =
+            if err.status_and_code().0.is_server_error() { "internal error".to_owned() } else { err.to_string() };
+        served.error = Some((code, message));
+        err.into_response_with_id(&ctx.request_id)
+    });
     response.extensions_mut().insert(ctx);
+    response.extensions_mut().insert(served);
     response
 }
 
@@ -75,15 +91,31 @@ fn request_context(request: &mut Request) -> RequestContext {
     }
 }
 
+/// Why presented credentials were refused (`None`: none were presented, or the store failed).
+fn auth_failure(refused: &AuthError) -> Option<&'static str> {
+    match refused {
+        AuthError::CredentialsRequired | AuthError::Unavailable(_) => None,
+        AuthError::MalformedHeader(_) => Some("malformed_header"),
+        AuthError::UnsupportedScheme => Some("unsupported_scheme"),
+        AuthError::InvalidCredentials => Some("invalid_credentials"),
+        AuthError::TokenExpired => Some("token_expired"),
+    }
+}
+
 async fn authorize_and_dispatch(
     state: &AppState,
     ctx: &mut RequestContext,
-    endpoint: Endpoint,
+    served: &mut Served,
+    operation: Option<Operation>,
     request: Request,
 ) -> HandlerResult {
     ctx.identity = match state.auth.authenticate(request.headers()).await {
         Ok(identity) => identity,
-        Err(refused) => return Ok(refused.into_response()),
+        Err(refused) => {
+            served.auth_failure = auth_failure(&refused);
+            served.error = Some(("UNAUTHORIZED", refused.to_string()));
+            return Ok(refused.into_response());
+        }
     };
     let mode = state.auth.mode();
     let anonymous = ctx.identity == Identity::Anonymous;
@@ -92,7 +124,7 @@ async fn authorize_and_dispatch(
     if anonymous && !mode.admits_anonymous() {
         return log_in();
     }
-    let Some(operation) = Operation::new(endpoint, request.method()) else {
+    let Some(operation) = operation else {
         if anonymous && mode.reads_credentials() {
             return log_in();
         }

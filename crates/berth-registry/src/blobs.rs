@@ -440,8 +440,10 @@ impl Registry {
         self.upload_monolithic(ctx, repo, &digest, byte_stream(bytes::Bytes::from_static(data))).await
     }
 
-    pub(crate) async fn expire_uploads(&self) -> Result<()> {
+    /// Removes sessions untouched for the expiry period; returns how many.
+    pub(crate) async fn expire_uploads(&self) -> Result<u64> {
         let before = now_millis() - self.config.upload_expiry.as_millis() as i64;
+        let mut expired = 0;
         for session in self.meta.stale_uploads(before).await? {
             let handle = self.upload_handle(&session.id);
             // An append in progress (it touches the row when it ends): not abandoned.
@@ -451,7 +453,8 @@ impl Registry {
             self.blobs.abort(&session.id).await?;
             drop(state);
             self.forget_upload_state(&session.id);
+            expired += 1;
         }
-        Ok(())
+        Ok(expired)
     }
 }

@@ -45,8 +45,10 @@ impl Registry {
     /// One garbage-collection pass with `grace` (how long a link or blob must stay unused before
     /// it goes). `dry_run` changes nothing and reports what a pass would reclaim now.
     pub async fn collect_garbage(&self, grace: Duration, dry_run: bool) -> Result<GcReport> {
+        let started = std::time::Instant::now();
         let outcome = self.gc_pass(grace, dry_run).await;
         if !dry_run {
+            crate::status::record_run("gc", started, &outcome, |report| report.blobs_deleted);
             self.status.record(|status| status.last_gc = Some(crate::status::finished(&outcome)));
         }
         outcome

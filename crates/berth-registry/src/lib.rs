@@ -209,7 +209,10 @@ impl Registry {
         if let Err(e) = self.flush_finished_uploads().await {
             tracing::warn!(error = %e, "deleting finished upload sessions failed");
         }
-        if let Err(e) = self.expire_uploads().await {
+        let started = Instant::now();
+        let expiry = self.expire_uploads().await;
+        status::record_run("upload_expiry", started, &expiry, |expired| *expired);
+        if let Err(e) = expiry {
             tracing::warn!(error = %e, "expiring stale uploads failed");
         }
         self.flush_pulls().await;

@@ -204,7 +204,9 @@ impl Registry {
             }
             *last_run = Some(Instant::now());
         }
+        let started = Instant::now();
         let outcome = self.run_lifecycle_policies().await;
+        crate::status::record_run("lifecycle", started, &outcome, |expired| *expired as u64);
         if let Err(e) = &outcome {
             tracing::warn!(error = %e, "running lifecycle policies failed");
         }

@@ -2,6 +2,7 @@
 //! the garbage collector and the lifecycle runner. Nothing here is persisted.
 
 use std::sync::Mutex;
+use std::time::Instant;
 
 use berth_meta::Millis;
 
@@ -30,6 +31,23 @@ pub(crate) struct StatusLog(Mutex<MaintenanceStatus>);
 impl StatusLog {
     pub(crate) fn record(&self, update: impl FnOnce(&mut MaintenanceStatus)) {
         update(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+/// Records one maintenance run as metrics: `berth_maintenance_runs_total{task,outcome}`,
+/// `berth_maintenance_duration_seconds{task}` and `berth_maintenance_items_total{task}` (uploads
+/// expired, images expired, blobs deleted). The server's exporter renders them.
+pub(crate) fn record_run<T, E>(
+    task: &'static str,
+    started: Instant,
+    outcome: &Result<T, E>,
+    items: impl Fn(&T) -> u64,
+) {
+    let outcome_label = if outcome.is_ok() { "success" } else { "failure" };
+    metrics::counter!("berth_maintenance_runs_total", "task" => task, "outcome" => outcome_label).increment(1);
+    metrics::histogram!("berth_maintenance_duration_seconds", "task" => task).record(started.elapsed().as_secs_f64());
+    if let Ok(value) = outcome {
+        metrics::counter!("berth_maintenance_items_total", "task" => task).increment(items(value));
     }
 }
 

@@ -128,6 +128,47 @@ pub struct ServeArgs {
     /// Largest request header in bytes (HTTP/1 request line and headers; HTTP/2 header list) [default: 16384]
     #[arg(long, env = "BERTH_MAX_HEADER_BYTES")]
     max_header_bytes: Option<usize>,
+    /// Also serve /metrics here, without authentication (e.g. 127.0.0.1:9100) [default: off]
+    #[arg(long, env = "BERTH_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Write the audit trail (CloudTrail-shaped JSON lines) to this file, or `-` for stdout [default: off]
+    #[arg(long, env = "BERTH_AUDIT_LOG")]
+    audit_log: Option<PathBuf>,
+    /// Rotate the audit file when it would pass this many bytes; 5 rotated files are kept [default: 104857600]
+    #[arg(long, env = "BERTH_AUDIT_LOG_MAX_BYTES")]
+    audit_log_max_bytes: Option<u64>,
+    /// Log line format: `text` (for people) or `json` (one object per line) [default: text]
+    #[arg(long, env = "BERTH_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(clap::ValueEnum, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `http(s)://host[:port]` without a path, as ECR shows URIs: a trailing `/` and the scheme's
+/// default port are dropped (`https://host:443` → `https://host`), so repository URIs, the login
+/// endpoint and what docker stores after `docker login` agree.
+fn normalise_public_url(url: &str) -> anyhow::Result<String> {
+    let url = url.trim_end_matches('/');
+    let (scheme, host) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(host), _) => ("https", host),
+        (None, Some(host)) => ("http", host),
+        (None, None) => ("", ""),
+    };
+    anyhow::ensure!(
+        !host.is_empty() && !host.contains(['/', '?', '#', '@']) && !host.contains(char::is_whitespace),
+        "the public URL must be http(s)://host[:port] without a path, not {url:?}"
+    );
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    // `[::1]:443` ends with the port too; a bare IPv6 literal is bracketed, so a trailing `:443`
+    // after `]` or a host name is always a port.
+    let host = host.strip_suffix(default_port).unwrap_or(host);
+    Ok(format!("{scheme}://{host}"))
 }
 
 /// A CIDR block, or one address (a /32 or /128).
@@ -214,6 +255,10 @@ fn is_region(region: &str) -> bool {
 
 fn is_registry_id(id: &str) -> bool {
     id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
+    metrics_listen: Option<SocketAddr>,
+    audit_log: Option<PathBuf>,
+    audit_log_max_bytes: Option<u64>,
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Clone)]
@@ -256,6 +301,10 @@ pub struct ServeConfig {
     /// `[[replication.destinations]]`, each checked: region and registry id in ECR's form, a
     /// registry URL that is https or loopback, no destination twice.
     pub replication_destinations: Vec<ReplicationDestination>,
+    /// The anonymous metrics listener, if any.
+    pub metrics_listen: Option<SocketAddr>,
+    pub audit: Option<crate::audit::AuditTarget>,
+    pub log_format: LogFormat,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -339,14 +388,16 @@ impl ServeArgs {
             is_region(&region),
             "the region must be lowercase letters, digits and '-' (like us-east-1), not {region:?}"
         );
-        let public_url = self.public_url.or(file.public_url).map(|url| url.trim_end_matches('/').to_owned());
-        if let Some(url) = &public_url {
-            let host = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
-            anyhow::ensure!(
-                host.is_some_and(|h| !h.is_empty() && !h.contains(['/', '?', '#']) && !h.contains(char::is_whitespace)),
-                "the public URL must be http(s)://host[:port] without a path, not {url:?}"
-            );
-        }
+        let public_url = self.public_url.or(file.public_url).map(|url| normalise_public_url(&url)).transpose()?;
+        let audit = match self.audit_log.or(file.audit_log) {
+            None => None,
+            Some(path) if path.as_os_str() == "-" => Some(crate::audit::AuditTarget::Stdout),
+            Some(path) => {
+                let max_bytes = self.audit_log_max_bytes.or(file.audit_log_max_bytes).unwrap_or(100 * 1024 * 1024);
+                anyhow::ensure!(max_bytes >= 4096, "the audit log size limit must be at least 4096 bytes");
+                Some(crate::audit::AuditTarget::File { path, max_bytes })
+            }
+        };
         let s3 = match self.s3_bucket.or(file.s3_bucket) {
             Some(bucket) => Some(berth_storage::S3Config {
                 bucket,
@@ -401,6 +452,9 @@ impl ServeArgs {
             master_key_file: self.master_key_file.or(file.master_key_file),
             sparse_indexes: self.sparse_indexes || file.sparse_indexes.unwrap_or(false),
             replication_destinations,
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            audit,
+            log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             trusted_proxies,
             limits,
             tls,
@@ -442,6 +496,20 @@ mod tests {
 
     fn resolve(args: &[&str]) -> anyhow::Result<ServeConfig> {
         Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied()))?.serve.resolve()
+    }
+
+    #[test]
+    fn public_urls_drop_default_ports_and_trailing_slashes() {
+        let url = |u: &str| resolve(&["--public-url", u]).map(|c| c.public_url.unwrap());
+        assert_eq!(url("https://registry.example.com:443").unwrap(), "https://registry.example.com");
+        assert_eq!(url("http://registry.example.com:80/").unwrap(), "http://registry.example.com");
+        assert_eq!(url("https://[2001:db8::1]:443").unwrap(), "https://[2001:db8::1]");
+        assert_eq!(url("https://registry.example.com:8443").unwrap(), "https://registry.example.com:8443");
+        assert_eq!(url("http://127.0.0.1:443").unwrap(), "http://127.0.0.1:443", "443 is not http's default");
+        assert_eq!(url("https://host:4430").unwrap(), "https://host:4430");
+        for bad in ["registry.example.com", "https://host/path", "https://", "https://user@host"] {
+            assert!(url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

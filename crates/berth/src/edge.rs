@@ -9,13 +9,20 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use berth_iam::{ConnectionInfo, Identity, RequestContext};
+use berth_iam::{ConnectionInfo, Identity, RequestContext, Served};
+use bytes::Bytes;
 use futures::FutureExt;
+use http_body_util::BodyExt;
+use hyper::body::Frame;
 use ipnet::IpNet;
+
+use crate::audit::AuditLog;
+use crate::health;
 
 /// Every response carries its request's id (the ECR API also as `x-amzn-RequestId`).
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -29,11 +36,13 @@ tokio::task_local! {
 pub struct Edge {
     /// Peers whose `X-Forwarded-For` is believed (reverse proxies, load balancers).
     trusted_proxies: Vec<IpNet>,
+    /// Where mutating and refused requests are recorded (`--audit-log`).
+    audit: Option<AuditLog>,
 }
 
 impl Edge {
-    pub fn new(trusted_proxies: Vec<IpNet>) -> Edge {
-        Edge { trusted_proxies }
+    pub fn new(trusted_proxies: Vec<IpNet>, audit: Option<AuditLog>) -> Edge {
+        Edge { trusted_proxies, audit }
     }
 
     fn trusts(&self, hop: IpAddr) -> bool {
@@ -83,6 +92,13 @@ pub async fn serve_request(State(edge): State<Arc<Edge>>, mut request: Request, 
         identity: Identity::Anonymous,
     };
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    // Probes are polled constantly: no info line and no series of their own.
+    let probe = health::PATHS.contains(&path.as_str());
+    let plane = plane(&method, &path);
+    if !probe {
+        let received = metrics::counter!("berth_http_received_bytes_total", "plane" => plane);
+        request = request.map(|body| Body::new(body.map_frame(move |frame| count(frame, &received))));
+    }
     request.extensions_mut().insert(ctx.clone());
     let mut response = catch_panic(ctx.request_id.clone(), next.run(request)).await.unwrap_or_else(|()| {
         // The panic hook logged what happened, with the request id; the client gets only the id.
@@ -91,20 +107,71 @@ pub async fn serve_request(State(edge): State<Arc<Edge>>, mut request: Request, 
     if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, id);
     }
-    // The plane returns the context with the caller it authenticated.
+    let status = response.status();
+    let elapsed = started.elapsed();
+    // The plane returns the context with the caller it authenticated, and what it served.
     let served = response.extensions().get::<RequestContext>().unwrap_or(&ctx);
+    let operation = response.extensions().get::<Served>();
+    let (user, access_key_id) = (served.identity.user_name().unwrap_or("-"), served.identity.access_key_id());
+    let client = ctx.source_ip.map(|ip| ip.to_string());
+    let micros = elapsed.as_micros() as u64;
+    if probe {
+        tracing::debug!(target: "berth::access", request_id = ctx.request_id, %method, path, status = status.as_u16(), micros);
+        return response;
+    }
     tracing::info!(
         target: "berth::access",
         request_id = ctx.request_id,
         %method,
         path,
-        status = response.status().as_u16(),
-        user = served.identity.user_name().unwrap_or("-"),
-        access_key_id = served.identity.access_key_id(),
-        client = ctx.source_ip.map(|ip| ip.to_string()),
-        micros = started.elapsed().as_micros() as u64,
+        status = status.as_u16(),
+        user,
+        access_key_id,
+        client,
+        micros,
     );
-    response
+    let method = crate::metrics::method_label(&method);
+    let operation_label = operation.map_or("none", |o| o.operation);
+    let labels = [("plane", plane), ("operation", operation_label), ("method", method)];
+    let class = crate::metrics::status_class(status);
+    let counted = [labels[0], labels[1], labels[2], ("status", class)];
+    metrics::counter!("berth_http_requests_total", &counted).increment(1);
+    metrics::histogram!("berth_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    if let Some(operation) = operation {
+        if let Some(reason) = operation.auth_failure {
+            metrics::counter!("berth_auth_failures_total", "plane" => plane, "reason" => reason).increment(1);
+        }
+        if let Some(audit) = &edge.audit {
+            audit.record(served, operation, status);
+        }
+    }
+    let sent = metrics::counter!("berth_http_sent_bytes_total", "plane" => plane);
+    response.map(|body| Body::new(body.map_frame(move |frame| count(frame, &sent))))
+}
+
+/// Counts a data frame's bytes.
+fn count(frame: Frame<Bytes>, counter: &metrics::Counter) -> Frame<Bytes> {
+    if let Some(data) = frame.data_ref() {
+        counter.increment(data.len() as u64);
+    }
+    frame
+}
+
+/// Which API a request is for, as the metrics label it.
+fn plane(method: &axum::http::Method, path: &str) -> &'static str {
+    if path == "/v2" || path.starts_with("/v2/") {
+        "oci"
+    } else if path == "/" && method == axum::http::Method::POST {
+        "ecr"
+    } else if path.starts_with("/console") {
+        "console"
+    } else if path.starts_with("/_berth/layer/") {
+        "download"
+    } else if path == "/metrics" {
+        "metrics"
+    } else {
+        "other"
+    }
 }
 
 /// Runs `handler` with its request id visible to the panic hook; `Err` if it panicked.
@@ -150,7 +217,7 @@ mod tests {
     use super::*;
 
     fn edge(trusted: &[&str]) -> Edge {
-        Edge::new(trusted.iter().map(|net| net.parse().unwrap()).collect())
+        Edge::new(trusted.iter().map(|net| net.parse().unwrap()).collect(), None)
     }
 
     fn forwarded(values: &[&str]) -> HeaderMap {
@@ -190,7 +257,7 @@ mod tests {
         let behind_trusted = forwarded(&["6.6.6.6, garbage", "10.2.2.2"]);
         assert_eq!(edge.client_address(ip("10.1.1.1"), &behind_trusted), ip("10.2.2.2"));
         // Nobody trusted: the peer, always.
-        assert_eq!(super::Edge::new(vec![]).client_address(ip("10.1.1.1"), &spoofed), ip("10.1.1.1"));
+        assert_eq!(super::Edge::new(vec![], None).client_address(ip("10.1.1.1"), &spoofed), ip("10.1.1.1"));
     }
 
     /// Collects what the fmt subscriber writes.

@@ -1,12 +1,15 @@
 //! `berth`: the registry server and its command-line tools.
 
 mod admin;
+mod audit;
 mod config;
 mod connection;
 mod ecr_auth;
 mod edge;
 mod gc;
+mod health;
 mod listener;
+mod metrics;
 mod serve;
 
 use clap::{Parser, Subcommand};

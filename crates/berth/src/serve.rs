@@ -13,10 +13,12 @@ use berth_registry::{AnonymousAccess, Registry, RegistryConfig, UrlSigningKey};
 use berth_storage::{BlobStore, FsBlobStore, S3BlobStore};
 use tokio::net::TcpListener;
 
-use crate::config::{ServeConfig, Tls};
+use crate::audit::AuditLog;
+use crate::config::{LogFormat, ServeConfig, Tls};
 use crate::ecr_auth::EcrIdentities;
 use crate::edge::{self, Edge};
-use crate::listener;
+use crate::metrics::{self, Metrics};
+use crate::{health, listener};
 
 /// How often abandoned uploads are expired and buffered pull times written.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(10);
@@ -44,14 +46,18 @@ pub async fn open_stores(config: &ServeConfig) -> anyhow::Result<(Arc<dyn Metada
 }
 
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).init(),
+    }
     std::panic::set_hook(Box::new(edge::log_panic));
+    let metrics = Metrics::install()?;
 
     let (meta, blobs) = open_stores(&config).await?;
+    let health = health::router(meta.clone(), blobs.clone());
     let url_signing_key = UrlSigningKey::load_or_create(&config.data_dir.join("keys").join("url-signing.key"))
         .context("loading the download-URL signing key")?;
     let registry = Registry::new(
@@ -140,14 +146,36 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let ecr = berth_ecr::router(berth_ecr::EcrService::new(Arc::new(ecr_backend), authentication));
     // The edge is the outermost layer: every request gets its context (and id) there, and a
     // panic anywhere inside is answered and logged with that id.
-    let edge = Arc::new(Edge::new(config.trusted_proxies.clone()));
+    let audit = match &config.audit {
+        Some(target) => Some(
+            AuditLog::open(target.clone(), config.registry_id.clone(), config.region.clone())
+                .context("opening the audit log")?,
+        ),
+        None => None,
+    };
+    let edge = Arc::new(Edge::new(config.trusted_proxies.clone(), audit));
+    let metrics_route =
+        metrics::MetricsRoute { metrics: metrics.clone(), registry: registry.clone(), auth: auth.clone() };
     let app = berth_oci::router(registry.clone(), auth.clone())
         .merge(ecr)
+        .merge(health)
+        .merge(metrics::authorized_router(metrics_route))
         .merge(berth_ecr::download::router(registry.clone()))
         .merge(console)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(edge, edge::serve_request));
+
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => {
+            let tcp = TcpListener::bind(addr).await.with_context(|| format!("listening for metrics on {addr}"))?;
+            tracing::info!(listen = %tcp.local_addr()?, "serving /metrics without authentication");
+            let router = metrics::anonymous_router(metrics.clone());
+            Some(tokio::spawn(async move { axum::serve(tcp, router).await }))
+        }
+        None => None,
+    };
+    let totals = tokio::spawn(metrics.clone().maintain(meta.clone()));
 
     let maintenance = tokio::spawn({
         let registry = registry.clone();
@@ -190,6 +218,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
     }
     maintenance.abort();
+    totals.abort();
+    if let Some(listener) = metrics_listener {
+        listener.abort();
+    }
     if let Some(gc) = gc {
         gc.abort();
     }

@@ -1,0 +1,221 @@
+//! The audit trail: one JSON line per mutating operation (both planes) and per refused
+//! authentication or denied request, shaped like a CloudTrail record so SIEMs that read
+//! CloudTrail read it. Records are built from what the plane reported ([`Served`]): names and
+//! references, never bodies, secrets, tokens or `Authorization` values.
+//!
+//! Lines go through a channel to a writer thread, so a slow disk never holds a request; the file
+//! rotates by size (`PATH` → `PATH.1` → … → `PATH.<KEEP>`).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::SystemTime;
+
+use axum::http::StatusCode;
+use berth_iam::{Identity, RequestContext, Served};
+use serde_json::{Value, json};
+
+/// Rotated files kept besides the current one.
+const KEEP: usize = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    Stdout,
+    File { path: PathBuf, max_bytes: u64 },
+}
+
+pub struct AuditLog {
+    lines: mpsc::Sender<String>,
+    account: String,
+    region: String,
+}
+
+impl AuditLog {
+    /// Opens the target (a file is created, appended to) and starts its writer thread.
+    pub fn open(target: AuditTarget, account: String, region: String) -> anyhow::Result<AuditLog> {
+        let (lines, received) = mpsc::channel::<String>();
+        let mut sink = Sink::open(target)?;
+        std::thread::Builder::new().name("berth-audit".into()).spawn(move || {
+            for line in received {
+                if let Err(e) = sink.write(&line) {
+                    tracing::error!(error = %e, "writing the audit log failed");
+                }
+            }
+        })?;
+        Ok(AuditLog { lines, account, region })
+    }
+
+    /// Records the request if it changed something or was refused for its credentials or by a
+    /// policy.
+    pub fn record(&self, ctx: &RequestContext, served: &Served, status: StatusCode) {
+        if !served.mutating && served.auth_failure.is_none() {
+            return;
+        }
+        let record = self.record_of(ctx, served, status, SystemTime::now());
+        // The writer thread lives as long as the process.
+        let _ = self.lines.send(record.to_string());
+    }
+
+    fn record_of(&self, ctx: &RequestContext, served: &Served, status: StatusCode, now: SystemTime) -> Value {
+        let time_format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+        let event_time = time::OffsetDateTime::from(now).format(&time_format).unwrap_or_default();
+        let mut record = json!({
+            "eventVersion": "1.08",
+            "userIdentity": self.user_identity(&ctx.identity),
+            "eventTime": event_time,
+            "eventSource": "ecr.amazonaws.com",
+            "eventName": served.event_name,
+            "awsRegion": self.region,
+            "sourceIPAddress": ctx.source_ip.map(|ip| ip.to_string()),
+            "userAgent": ctx.user_agent,
+            "requestParameters": if served.parameters.is_empty() { Value::Null } else { Value::Object(served.parameters.clone()) },
+            "responseElements": Value::Null,
+            "requestID": ctx.request_id,
+            "eventID": uuid::Uuid::new_v4().to_string(),
+            "readOnly": !served.mutating,
+            "eventType": "AwsApiCall",
+            "managementEvent": true,
+            "recipientAccountId": self.account,
+            "additionalEventData": {"operation": served.operation, "httpStatus": status.as_u16()},
+        });
+        if let Some((code, message)) = &served.error {
+            record["errorCode"] = json!(code);
+            record["errorMessage"] = json!(message);
+        }
+        record
+    }
+
+    fn user_identity(&self, identity: &Identity) -> Value {
+        let account = &self.account;
+        match identity {
+            Identity::Anonymous => json!({"type": "Anonymous"}),
+            Identity::Root { access_key_id, .. } => json!({
+                "type": "Root", "principalId": account, "arn": identity.arn(account),
+                "accountId": account, "accessKeyId": access_key_id, "userName": identity.user_name(),
+            }),
+            Identity::User { name, access_key_id, .. } => json!({
+                "type": "IAMUser", "arn": identity.arn(account),
+                "accountId": account, "accessKeyId": access_key_id, "userName": name,
+            }),
+            Identity::Server { task } => json!({"type": "AWSService", "invokedBy": format!("berth.{task}")}),
+        }
+    }
+}
+
+/// Where lines are written; a file rotates when a line would take it past `max_bytes`.
+enum Sink {
+    Stdout,
+    File { path: PathBuf, max_bytes: u64, file: File, size: u64 },
+}
+
+impl Sink {
+    fn open(target: AuditTarget) -> anyhow::Result<Sink> {
+        Ok(match target {
+            AuditTarget::Stdout => Sink::Stdout,
+            AuditTarget::File { path, max_bytes } => {
+                let file = open_append(&path)?;
+                let size = file.metadata()?.len();
+                Sink::File { path, max_bytes, file, size }
+            }
+        })
+    }
+
+    fn write(&mut self, line: &str) -> std::io::Result<()> {
+        match self {
+            Sink::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(line.as_bytes())?;
+                out.write_all(b"\n")?;
+                out.flush()
+            }
+            Sink::File { path, max_bytes, file, size } => {
+                let len = line.len() as u64 + 1;
+                if *size > 0 && *size + len > *max_bytes {
+                    rotate(path)?;
+                    *file = open_append(path)?;
+                    *size = 0;
+                }
+                file.write_all(format!("{line}\n").as_bytes())?;
+                *size += len;
+                Ok(())
+            }
+        }
+    }
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// `PATH.<KEEP-1>` → `PATH.<KEEP>`, …, `PATH` → `PATH.1` (the oldest is overwritten).
+fn rotate(path: &Path) -> std::io::Result<()> {
+    let numbered = |n: usize| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".{n}"));
+        PathBuf::from(name)
+    };
+    for n in (1..KEEP).rev() {
+        match std::fs::rename(numbered(n), numbered(n + 1)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    std::fs::rename(path, numbered(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_rotate_by_size_and_keep_every_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let mut sink = Sink::open(AuditTarget::File { path: path.clone(), max_bytes: 100 }).unwrap();
+        let line = "x".repeat(39); // 40 bytes with its newline: two lines per file
+        for _ in 0..7 {
+            sink.write(&line).unwrap();
+        }
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+        assert_eq!(read(&path).lines().count(), 1);
+        for n in 1..=3 {
+            let rotated = read(&dir.path().join(format!("audit.log.{n}")));
+            assert_eq!(rotated.lines().count(), 2, "audit.log.{n}");
+            assert!(rotated.lines().all(|l| l == line));
+        }
+        assert!(!dir.path().join("audit.log.4").exists());
+    }
+
+    #[test]
+    fn records_are_cloudtrail_shaped_and_skip_reads() {
+        let (lines, received) = mpsc::channel();
+        let log = AuditLog { lines, account: "123456789012".into(), region: "eu-west-1".into() };
+        let mut ctx = RequestContext::server("test", "req-1".into());
+        ctx.identity = Identity::User {
+            name: "ci".into(),
+            access_key_id: "AKIAEXAMPLE".into(),
+            via: berth_iam::CredentialKind::AccessKey,
+        };
+        ctx.source_ip = Some("192.0.2.1".parse().unwrap());
+        log.record(&ctx, &Served::new("GetManifest", "BatchGetImage", false), StatusCode::OK);
+        let mut put = Served::new("PutManifest", "PutImage", true);
+        put.parameters.insert("repositoryName".into(), "app".into());
+        put.error = Some(("TAG_INVALID", "tag v1 is immutable".into()));
+        log.record(&ctx, &put, StatusCode::BAD_REQUEST);
+        let line = received.try_recv().unwrap();
+        assert!(received.try_recv().is_err(), "a successful read is not audited");
+        let record: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(record["eventName"], "PutImage");
+        assert_eq!(record["eventSource"], "ecr.amazonaws.com");
+        assert_eq!(record["userIdentity"]["userName"], "ci");
+        assert_eq!(record["userIdentity"]["accessKeyId"], "AKIAEXAMPLE");
+        assert_eq!(record["userIdentity"]["type"], "IAMUser");
+        assert_eq!(record["sourceIPAddress"], "192.0.2.1");
+        assert_eq!(record["requestParameters"]["repositoryName"], "app");
+        assert_eq!(record["errorCode"], "TAG_INVALID");
+        assert_eq!(record["requestID"], "req-1");
+        assert_eq!(record["awsRegion"], "eu-west-1");
+        assert!(record["eventTime"].as_str().unwrap().ends_with('Z'));
+    }
+}

@@ -1,0 +1,149 @@
+//! What an operator points at a running server: the health probes, `/metrics` (who may scrape
+//! it, that the counters move with requests, the anonymous `--metrics-listen`), and the audit
+//! trail (one CloudTrail-shaped record per mutating request and per refused caller, no secrets).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const ROOT_KEY_ID: &str = "AKIAOPSTESTROOT00001";
+const ROOT_SECRET: &str = "ops-test-root-secret-0123456789abcdefghijk";
+
+/// The value of the series `name{labels…}` whose label set contains every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+fn audit_records(path: &std::path::Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().map(|line| serde_json::from_str(line).expect("each audit line is one JSON object")).collect()
+}
+
+/// Waits for the writer thread to catch up with `count` records.
+async fn audit_with(path: &std::path::Path, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let records = audit_records(path);
+        if records.len() >= count || Instant::now() > deadline {
+            return records;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn probes_metrics_and_the_audit_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let srv = Launch::new()
+        .root_keys(ROOT_KEY_ID, ROOT_SECRET)
+        .args(&["--audit-log", audit.to_str().unwrap(), "--metrics-listen", &metrics_addr])
+        .start();
+    let anonymous = http_client(None);
+
+    // Probes: anonymous, JSON, and not in the access log at info.
+    let healthz = send(anonymous.get(srv.url("/healthz"))).await;
+    healthz.expect_status(200);
+    assert_eq!(healthz.json()["status"], "ok");
+    let readyz = send(anonymous.get(srv.url("/readyz"))).await;
+    readyz.expect_status(200);
+    assert_eq!(readyz.json()["status"], "ready");
+
+    // /metrics on the registry port: credentials first, then berth:GetMetrics (root has it).
+    send(anonymous.get(srv.url("/metrics"))).await.expect_status(401);
+    send(http_client(Some(&basic(ROOT_KEY_ID, "wrong-secret"))).get(srv.url("/metrics"))).await.expect_status(401);
+    let before = send(srv.client.get(srv.url("/metrics"))).await;
+    before.expect_status(200);
+    assert!(before.header("content-type").unwrap().starts_with("text/plain"), "{}", before.describe());
+    let before = before.text();
+
+    let image = push_image(&srv, "ops/app", Some("v1")).await;
+    let pulled = send(srv.client.get(srv.url(&format!("/v2/ops/app/blobs/{}", sha256_digest(&image.layers[0]))))).await;
+    pulled.expect_status(200);
+    send(srv.client.delete(srv.url(&format!("/v2/ops/app/manifests/{}", image.digest)))).await.expect_status(202);
+    let wrong = http_client(Some(&basic(ROOT_KEY_ID, "wrong-secret")));
+    send(wrong.get(srv.url("/v2/ops/app/tags/list"))).await.expect_status(401);
+
+    // The anonymous listener serves the same registry without credentials.
+    let after = send(anonymous.get(format!("http://{metrics_addr}/metrics"))).await;
+    after.expect_status(200);
+    let after = after.text();
+    let put = ["plane=\"oci\"", "operation=\"PutManifest\"", "method=\"PUT\"", "status=\"2xx\""];
+    assert_eq!(
+        sample(&after, "berth_http_requests_total", &put) - sample(&before, "berth_http_requests_total", &put),
+        1.0
+    );
+    let get_blob = ["operation=\"GetBlob\"", "status=\"2xx\""];
+    assert_eq!(sample(&after, "berth_http_requests_total", &get_blob), 1.0);
+    let histogram = ["operation=\"PutManifest\""];
+    assert_eq!(sample(&after, "berth_http_request_duration_seconds_count", &histogram), 1.0);
+    assert!(
+        sample(&after, "berth_http_request_duration_seconds_bucket", &["operation=\"PutManifest\"", "le=\"+Inf\""])
+            >= 1.0
+    );
+    let received = sample(&after, "berth_http_received_bytes_total", &["plane=\"oci\""]);
+    assert!(received >= (image.layers[0].len() + image.manifest.len()) as f64, "{received}");
+    assert!(sample(&after, "berth_http_sent_bytes_total", &["plane=\"oci\""]) >= image.layers[0].len() as f64);
+    assert_eq!(sample(&after, "berth_auth_failures_total", &["reason=\"invalid_credentials\""]), 1.0);
+    assert!(sample(&after, "process_resident_memory_bytes", &[]) > 0.0, "process metrics are exported");
+    assert!(
+        !after.contains("/healthz")
+            && !after.contains("operation=\"none\",method=\"GET\",status=\"2xx\",plane=\"other\"")
+    );
+
+    // A user without berth:GetMetrics is refused on the registry port (and not audited: only
+    // the planes' requests are).
+    let user: Value = serde_json::from_str(&srv.cli(&["user", "add", "ci"])).unwrap();
+    let (ci_key, ci_secret) = (user["accessKeyId"].as_str().unwrap(), user["secretAccessKey"].as_str().unwrap());
+    let ci = http_client(Some(&basic(ci_key, ci_secret)));
+    // A user added on a running server is known within a second or so.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut refused = send(ci.get(srv.url("/metrics"))).await;
+    while refused.status() == 401 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        refused = send(ci.get(srv.url("/metrics"))).await;
+    }
+    refused.expect_status(403);
+
+    // The audit trail: the wrong secret, the user's refusal, every mutating request of the push
+    // and the delete; no probe, pull or scrape.
+    let records = audit_with(&audit, 8).await;
+    let names: Vec<&str> = records.iter().map(|r| r["eventName"].as_str().unwrap()).collect();
+    let pushes = names.iter().filter(|n| **n == "PutImage").count();
+    assert_eq!(pushes, 1, "{names:?}");
+    assert_eq!(names.iter().filter(|n| **n == "BatchDeleteImage").count(), 1, "{names:?}");
+    assert!(names.iter().filter(|n| **n == "InitiateLayerUpload").count() >= 2, "{names:?}");
+    assert!(!names.contains(&"GetDownloadUrlForLayer") && !names.contains(&"Ping"), "{names:?}");
+    let put = records.iter().find(|r| r["eventName"] == "PutImage").unwrap();
+    assert_eq!(put["eventSource"], "ecr.amazonaws.com");
+    assert_eq!(put["userIdentity"]["userName"], "root");
+    assert_eq!(put["userIdentity"]["accessKeyId"], ROOT_KEY_ID);
+    assert_eq!(put["requestParameters"]["repositoryName"], "ops/app");
+    assert_eq!(put["requestParameters"]["imageTag"], "v1");
+    assert_eq!(put["sourceIPAddress"], "127.0.0.1");
+    assert!(put.get("errorCode").is_none());
+    let refused: Vec<&Value> = records.iter().filter(|r| r.get("errorCode").is_some()).collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["errorCode"], "UNAUTHORIZED");
+    assert_eq!(refused[0]["eventName"], "ListImages");
+    assert_eq!(refused[0]["userIdentity"]["type"], "Anonymous");
+    let text = std::fs::read_to_string(&audit).unwrap();
+    for secret in [ROOT_SECRET, ci_secret, "wrong-secret", "Basic ", "Bearer "] {
+        assert!(!text.contains(secret), "the audit log holds {secret:?}");
+    }
+    let token = srv.cli(&["token"]);
+    assert!(!text.contains(token.trim()), "the audit log holds the registry token");
+
+    // Probes stay out of the info-level access log.
+    assert!(!srv.log().contains("path=\"/healthz\""), "probes are logged at debug only");
+}
