@@ -50,9 +50,9 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         backfill: None,
     },
     Migration {
-        version: 8,
-        sqlite: include_str!("../migrations/sqlite/8-sparse.sql"),
-        postgres: include_str!("../migrations/postgres/8-sparse.sql"),
+        version: 7,
+        sqlite: include_str!("../migrations/sqlite/7-sparse.sql"),
+        postgres: include_str!("../migrations/postgres/7-sparse.sql"),
         backfill: None,
     },
 ];
