@@ -50,7 +50,16 @@ macro_rules! scoped {
     };
 }
 
-scoped!(registry: GetAuthorizationTokenRequest, DescribeRegistryRequest, GetRegistryScanningConfigurationRequest);
+scoped!(registry:
+    GetAuthorizationTokenRequest,
+    DescribeRegistryRequest,
+    GetRegistryScanningConfigurationRequest,
+    PutRegistryPolicyRequest,
+    GetRegistryPolicyRequest,
+    DeleteRegistryPolicyRequest,
+    GetAccountSettingRequest,
+    PutAccountSettingRequest,
+);
 
 scoped!(repository:
     CreateRepositoryRequest,

@@ -84,7 +84,9 @@ impl OciError {
             // Unreadable settings deny all but the root's repair, as an unreadable policy does.
             Denied(_) | AccessDenied { .. } | SettingsUnreadable { .. } => (StatusCode::FORBIDDEN, "DENIED"),
             // ECR-plane operations only; never raised on /v2/.
-            PolicyInvalid { .. } | PolicyNotFound(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
+            PolicyInvalid { .. } | PolicyNotFound(_) | SettingInvalid { .. } => {
+                (StatusCode::BAD_REQUEST, "UNSUPPORTED")
+            }
             Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         }

@@ -24,7 +24,9 @@ fn launch() -> Launch {
 
 /// A user made by `berth user add`, once the server accepts its key: (access key id, secret).
 async fn add_user(srv: &Server, name: &str) -> (String, String) {
-    let user: Value = serde_json::from_str(&srv.cli(&["user", "add", name])).expect("user add prints JSON");
+    let user: Value =
+        serde_json::from_str(&srv.cli(&["user", "add", name, "--policy", "AmazonEC2ContainerRegistryFullAccess"]))
+            .expect("user add prints JSON");
     let keys = (user["accessKeyId"].as_str().unwrap().to_owned(), user["secretAccessKey"].as_str().unwrap().to_owned());
     let client = http_client(Some(&basic(&keys.0, &keys.1)));
     for _ in 0..100 {
@@ -394,8 +396,7 @@ async fn a_request_signed_without_its_target_cannot_be_replayed_as_another_opera
     assert_eq!(r.json()["images"][0]["imageId"]["imageDigest"], image.digest.as_str());
     // Unauthenticated failures are not logged at INFO, and a large header (just under the
     // server's 16 KiB header limit; beyond it the answer is 431) is not echoed.
-    let huge =
-        format!("AWS4-HMAC-SHA256 Credential=AKIAX/20261127/us-east-1/ecr/aws4_request, {}", "x".repeat(14_000));
+    let huge = format!("AWS4-HMAC-SHA256 Credential=AKIAX/20261127/us-east-1/ecr/aws4_request, {}", "x".repeat(14_000));
     let r = send(
         http_client(None)
             .post(srv.url("/"))
