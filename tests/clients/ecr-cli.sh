@@ -371,7 +371,7 @@ grep -E '^PASS:.*(ecr|ECR)' "$T/flow.log" | sed 's/^/    /'
 
 section "a repository policy's explicit Deny refuses one user's pushes on /v2/ (skopeo) and the ECR API"
 G=cli/guarded
-ci=$("$BERTH_BIN" user add ci --data-dir "$T/auth")
+ci=$("$BERTH_BIN" user add ci --policy AmazonEC2ContainerRegistryFullAccess --data-dir "$T/auth")
 CI_ID=$(jq -r .accessKeyId <<<"$ci") CI_SECRET=$(jq -r .secretAccessKey <<<"$ci")
 for _ in $(seq 1 50); do [[ $(curl -s -o /dev/null -w '%{http_code}' -u "$CI_ID:$CI_SECRET" "http://$REG/v2/") == 200 ]] && break; sleep 0.1; done
 ROOT_CREDS="$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"

@@ -344,7 +344,10 @@ def check_permissions(driver):
     expect("reader may pull", table.get("reader", {}).get("Pull"), "✓ allowed")
     expect("reader may not delete images (the repository policy)", table.get("reader", {}).get("Delete images"), "✗ denied")
     expect("root may do everything", set(table.get("root", {}).values()), {"✓ allowed"})
-    why = one(driver, '#permissions tr[data-user="reader"] .why').text
+    why = one(driver, '#permissions tr[data-user="reader"] .decision.deny + .why').text
+    allowed_why = one(driver, '#permissions tr[data-user="reader"] .decision.allow + .why').text
+    expect("an allowed cell names the identity policy that allowed it",
+           "AmazonEC2ContainerRegistryFullAccess" in allowed_why and "ecr:BatchGetImage" in allowed_why, True)
     # IAM's own wording, as the aws CLI prints it: a repository policy is a resource-based policy.
     expect("the reason names the action and the policy", "ecr:BatchDeleteImage" in why and "explicit deny in a resource-based policy" in why, True)
     sids = [r.find_elements(By.TAG_NAME, "td")[0].text for r in all_of(driver, "#statements tbody tr")]

@@ -21,7 +21,7 @@ ROOT_AUTH="$BERTH_ROOT_ACCESS_KEY_ID:$BERTH_ROOT_SECRET_ACCESS_KEY"
 export AWS_ACCESS_KEY_ID=$BERTH_ROOT_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$BERTH_ROOT_SECRET_ACCESS_KEY \
   AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 ecr() { aws --endpoint-url "http://$REG" --output json ecr "$@"; }
-"$BERTH_BIN" user add reader --data-dir "$T/data" >"$T/reader.json"
+"$BERTH_BIN" user add reader --policy AmazonEC2ContainerRegistryFullAccess --data-dir "$T/data" >"$T/reader.json"
 ok "berth user add reader"
 
 section "a multi-arch image through the shared flow (docker manifest create/push, skopeo)"

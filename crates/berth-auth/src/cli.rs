@@ -6,7 +6,8 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use berth_meta::MetadataStore;
+use berth_iam::{Policy, SizeLimit, managed};
+use berth_meta::{MetaError, MetadataStore, UserPolicy};
 
 use crate::Error;
 use crate::keys::MasterKey;
@@ -16,35 +17,136 @@ use crate::users::{Identities, ROOT_USER};
 /// The environment variable naming a shared master key file, for `berth serve` and the CLI alike.
 const MASTER_KEY_FILE_ENV: &str = "BERTH_MASTER_KEY_FILE";
 
-/// `berth user add NAME`: prints `{"userName":..,"accessKeyId":..,"secretAccessKey":..}`, the
-/// only time the secret is shown.
+/// `berth user add NAME [--policy P]...`: prints `{"userName":..,"accessKeyId":..,
+/// "secretAccessKey":..}`, the only time the secret is shown. Every policy is checked (see
+/// [`resolve_policy`]) before the user is created with them, in one transaction.
 pub async fn user_add(
     store: Arc<dyn MetadataStore>,
     data_dir: &Path,
     name: &str,
+    policies: &[String],
     out: &mut dyn Write,
 ) -> Result<(), Error> {
+    let policies = policies.iter().map(|p| resolve_policy(p)).collect::<Result<Vec<_>, _>>()?;
     let master_key = master_key(data_dir)?;
-    let credentials = Identities::new(store, &master_key).create_user(name).await?;
+    let credentials = Identities::new(store, &master_key).create_user(name, &policies).await?;
     print_json(out, &serde_json::to_value(&credentials).expect("credentials serialize"))
 }
 
-/// `berth user list`: a JSON array of `{"userName","accessKeyId","createdAt"}` (seconds since the
-/// epoch, as the ECR API writes times), sorted by name. Needs no key: nothing secret is read.
+/// `berth user list`: a JSON array of `{"userName","accessKeyId","createdAt","policies"}`
+/// (seconds since the epoch, as the ECR API writes times; policy names), sorted by name. Needs
+/// no key: nothing secret is read.
 pub async fn user_list(store: Arc<dyn MetadataStore>, out: &mut dyn Write) -> Result<(), Error> {
+    let mut policies: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    for (user, policy) in store.list_user_policies().await? {
+        policies.entry(user).or_default().push(policy.name);
+    }
     let users: Vec<serde_json::Value> = store
         .list_users()
         .await?
         .into_iter()
         .map(|user| {
+            let attached = policies.remove(&user.name).unwrap_or_default();
             serde_json::json!({
                 "userName": user.name,
                 "accessKeyId": user.access_key_id,
                 "createdAt": user.created_at as f64 / 1000.0,
+                "policies": attached,
             })
         })
         .collect();
     print_json(out, &serde_json::Value::Array(users))
+}
+
+/// A `--policy` argument: the name (or ARN) of one of AWS's managed ECR policies, else the path
+/// of a JSON identity-policy document, named after its file (`ci-push.json` → `ci-push`), which
+/// must parse as IAM would accept it.
+pub fn resolve_policy(argument: &str) -> Result<UserPolicy, Error> {
+    if managed::by_name(argument).is_some() {
+        let name = argument.rsplit('/').next().unwrap_or(argument);
+        return Ok(UserPolicy { name: name.to_owned(), document: None });
+    }
+    let path = Path::new(argument);
+    let document = std::fs::read_to_string(path).map_err(|e| {
+        let names: Vec<&str> = managed::ALL.iter().map(|(name, _)| *name).collect();
+        Error::InvalidPolicy(format!(
+            "{argument} is neither a managed policy ({}) nor a readable policy file: {e}",
+            names.join(", ")
+        ))
+    })?;
+    Policy::parse_identity(&document, SizeLimit::MANAGED_POLICY)
+        .map_err(|e| Error::InvalidPolicy(format!("{argument} is not a valid identity policy: {e}")))?;
+    let name = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default();
+    // IAM's rule for policy names.
+    let valid =
+        (1..=128).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+    if !valid || managed::by_name(name).is_some() {
+        return Err(Error::InvalidPolicy(format!(
+            "{argument}: the file's name {name:?} names the policy; use 1 to 128 letters, digits or +=,.@_- \
+             and not a managed policy's name"
+        )));
+    }
+    Ok(UserPolicy { name: name.to_owned(), document: Some(document) })
+}
+
+/// `berth user policy attach NAME P`: attaches (or replaces, by name) a policy; prints the user's
+/// policies as `policy list` does.
+pub async fn policy_attach(
+    store: Arc<dyn MetadataStore>,
+    user: &str,
+    policy: &str,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let policy = resolve_policy(policy)?;
+    store.attach_user_policy(user, &policy).await.map_err(unknown_user)?;
+    policy_list(store, user, out).await
+}
+
+/// `berth user policy detach NAME P` (a policy's name, or the file or managed policy it was
+/// attached as); prints the user's remaining policies.
+pub async fn policy_detach(
+    store: Arc<dyn MetadataStore>,
+    user: &str,
+    policy: &str,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let name = resolve_policy(policy).map(|p| p.name).unwrap_or_else(|_| policy.to_owned());
+    if !store.detach_user_policy(user, &name).await.map_err(unknown_user)? {
+        return Err(Error::PolicyNotAttached { user: user.to_owned(), policy: name });
+    }
+    policy_list(store, user, out).await
+}
+
+/// `berth user policy list NAME`: `{"userName","policies":[{"policyName","policyArn"} for a
+/// managed policy, {"policyName","policyDocument"} for the user's own]}`.
+pub async fn policy_list(store: Arc<dyn MetadataStore>, user: &str, out: &mut dyn Write) -> Result<(), Error> {
+    if store.user_by_name(user).await?.is_none() {
+        return Err(Error::UserNotFound(user.to_owned()));
+    }
+    let policies: Vec<serde_json::Value> = store
+        .list_user_policies()
+        .await?
+        .into_iter()
+        .filter(|(owner, _)| owner == user)
+        .map(|(_, policy)| match policy.document {
+            None => serde_json::json!({
+                "policyName": policy.name,
+                "policyArn": format!("arn:aws:iam::aws:policy/{}", policy.name),
+            }),
+            Some(document) => serde_json::json!({
+                "policyName": policy.name,
+                "policyDocument": serde_json::from_str::<serde_json::Value>(&document).unwrap_or(document.into()),
+            }),
+        })
+        .collect();
+    print_json(out, &serde_json::json!({ "userName": user, "policies": policies }))
+}
+
+fn unknown_user(e: MetaError) -> Error {
+    match e {
+        MetaError::UserUnknown(name) => Error::UserNotFound(name),
+        other => other.into(),
+    }
 }
 
 /// `berth user remove NAME`: fails with [`Error::UserNotFound`] if there is no such user.

@@ -17,6 +17,8 @@ use std::path::PathBuf;
 use berth_meta::{MetaError, Millis};
 
 pub use authn::{AuthError, AuthMode, Authenticator, CHALLENGE, REALM, TOKEN_USER, identity_of};
+/// The identity policies users hold are stored with them.
+pub use berth_meta::UserPolicy;
 pub use keys::MasterKey;
 pub use token::{DEFAULT_TOKEN_LIFETIME, IssuedToken, TokenError, TokenIssuer, VerifiedToken};
 pub use users::{
@@ -42,6 +44,10 @@ pub enum Error {
     InvalidUserName(String),
     #[error("user {0} does not exist")]
     UserNotFound(String),
+    #[error("{0}")]
+    InvalidPolicy(String),
+    #[error("policy {policy} is not attached to user {user}")]
+    PolicyNotAttached { user: String, policy: String },
     #[error("invalid root credentials: {0}")]
     InvalidRootKeys(String),
 }

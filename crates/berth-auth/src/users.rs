@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use berth_meta::{MetadataStore, Millis, UserRecord};
+use berth_meta::{MetadataStore, Millis, UserPolicy, UserRecord};
 use serde::Serialize;
 
 use crate::keys::{MasterKey, SecretCipher, random_bytes, replace_private_file};
@@ -182,11 +182,12 @@ impl Identities {
         }
     }
 
-    /// Creates a user with a fresh access key. The secret is returned here and never again.
-    pub async fn create_user(&self, name: &str) -> Result<Credentials, Error> {
+    /// Creates a user with a fresh access key and these identity policies (none: the user may do
+    /// nothing, as in IAM). The secret is returned here and never again.
+    pub async fn create_user(&self, name: &str, policies: &[UserPolicy]) -> Result<Credentials, Error> {
         validate_user_name(name)?;
         let credentials = Credentials::generate(name);
-        self.insert(&credentials).await?;
+        self.insert(&credentials, policies).await?;
         Ok(credentials)
     }
 
@@ -234,7 +235,7 @@ impl Identities {
             std::fs::create_dir_all(data_dir).map_err(|e| Error::io(format!("creating {}", data_dir.display()), e))?;
             let json = serde_json::to_vec_pretty(&credentials).expect("credentials serialize");
             replace_private_file(&credentials_file, &json)?;
-            self.insert(&credentials).await?;
+            self.insert(&credentials, &[]).await?;
             return Ok(RootBootstrap::Generated { credentials, file: credentials_file });
         };
 
@@ -256,11 +257,14 @@ impl Identities {
         if existing.is_some() {
             self.store.delete_user(ROOT_USER).await?;
         }
-        self.insert(&Credentials {
-            user_name: ROOT_USER.to_owned(),
-            access_key_id: keys.access_key_id,
-            secret_access_key: keys.secret_access_key,
-        })
+        self.insert(
+            &Credentials {
+                user_name: ROOT_USER.to_owned(),
+                access_key_id: keys.access_key_id,
+                secret_access_key: keys.secret_access_key,
+            },
+            &[],
+        )
         .await?;
         // Generated keys written earlier no longer work; leaving them would mislead.
         match std::fs::remove_file(&credentials_file) {
@@ -271,14 +275,15 @@ impl Identities {
         Ok(RootBootstrap::FromEnvironment { changed: true })
     }
 
-    async fn insert(&self, credentials: &Credentials) -> Result<(), Error> {
+    /// Stores a new user (the root is given no policies: it is always allowed).
+    async fn insert(&self, credentials: &Credentials, policies: &[UserPolicy]) -> Result<(), Error> {
         let record = UserRecord {
             name: credentials.user_name.clone(),
             access_key_id: credentials.access_key_id.clone(),
             secret_ciphertext: self.cipher.seal(&credentials.access_key_id, &credentials.secret_access_key),
             created_at: now_millis(),
         };
-        let created = self.store.create_user(&record).await;
+        let created = self.store.create_user(&record, policies).await;
         self.invalidate().await;
         Ok(created?)
     }

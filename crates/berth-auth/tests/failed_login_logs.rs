@@ -49,7 +49,7 @@ async fn failed_logins_are_logged_without_secrets_or_tokens() {
 
     let dir = tempfile::tempdir().unwrap();
     let auth = server(dir.path()).await;
-    let alice = auth.identities().create_user("alice").await.unwrap();
+    let alice = auth.identities().create_user("alice", &[]).await.unwrap();
     let token = auth.issue_token("alice").await.unwrap();
     let wrong_secret = "Wrong/Secret+For/Alice0000000000000000000";
     assert!(auth.authenticate(&basic(&alice.access_key_id, wrong_secret)).await.is_err());

@@ -51,7 +51,7 @@ fn user(credentials: &Credentials, via: CredentialKind) -> Identity {
 async fn access_keys_and_tokens_work_until_the_user_is_removed() {
     let dir = tempfile::tempdir().unwrap();
     let (store, auth) = server(dir.path(), AuthMode::Required, DEFAULT_TOKEN_LIFETIME).await;
-    let alice = auth.identities().create_user("alice").await.unwrap();
+    let alice = auth.identities().create_user("alice", &[]).await.unwrap();
     assert_eq!(alice.user_name, "alice");
 
     // The database holds the secret only encrypted.
@@ -98,31 +98,31 @@ async fn access_keys_and_tokens_work_until_the_user_is_removed() {
 
     // A new user under the old name does not revive the old token.
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let alice_again = auth.identities().create_user("alice").await.unwrap();
+    let alice_again = auth.identities().create_user("alice", &[]).await.unwrap();
     assert!(matches!(auth.authenticate(&basic("AWS", &token.token)).await, Err(AuthError::InvalidCredentials)));
     assert!(auth.authenticate(&access_key_login(&alice_again)).await.is_ok());
 
-    let bob = auth.identities().create_user("bob").await.unwrap();
+    let bob = auth.identities().create_user("bob", &[]).await.unwrap();
     let listed: Vec<(String, String)> =
         auth.identities().users().await.unwrap().into_iter().map(|u| (u.name, u.access_key_id)).collect();
     assert_eq!(listed, [("alice".into(), alice_again.access_key_id.clone()), ("bob".into(), bob.access_key_id)]);
 
-    assert!(matches!(auth.identities().create_user("alice").await, Err(Error::Meta(MetaError::UserExists(_)))));
-    assert!(matches!(auth.identities().create_user("bad name").await, Err(Error::InvalidUserName(_))));
+    assert!(matches!(auth.identities().create_user("alice", &[]).await, Err(Error::Meta(MetaError::UserExists(_)))));
+    assert!(matches!(auth.identities().create_user("bad name", &[]).await, Err(Error::InvalidUserName(_))));
 }
 
 #[tokio::test]
 async fn expired_and_foreign_tokens_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let (_store, auth) = server(dir.path(), AuthMode::Required, Duration::ZERO).await;
-    auth.identities().create_user("alice").await.unwrap();
+    auth.identities().create_user("alice", &[]).await.unwrap();
     let expired = auth.issue_token("alice").await.unwrap();
     assert!(matches!(auth.authenticate(&basic("AWS", &expired.token)).await, Err(AuthError::TokenExpired)));
 
     // A token from another Berth (another master key) for a user of the same name.
     let other_dir = tempfile::tempdir().unwrap();
     let (_other_store, other) = server(other_dir.path(), AuthMode::Required, DEFAULT_TOKEN_LIFETIME).await;
-    other.identities().create_user("alice").await.unwrap();
+    other.identities().create_user("alice", &[]).await.unwrap();
     let foreign = other.issue_token("alice").await.unwrap();
     assert!(matches!(auth.authenticate(&basic("AWS", &foreign.token)).await, Err(AuthError::InvalidCredentials)));
     assert!(matches!(auth.authenticate(&basic("AWS", "not-a-token")).await, Err(AuthError::InvalidCredentials)));
@@ -132,7 +132,7 @@ async fn expired_and_foreign_tokens_are_rejected() {
 async fn anonymous_pull_and_disabled_modes() {
     let dir = tempfile::tempdir().unwrap();
     let (store, open) = server(dir.path(), AuthMode::AnonymousPull, DEFAULT_TOKEN_LIFETIME).await;
-    let alice = open.identities().create_user("alice").await.unwrap();
+    let alice = open.identities().create_user("alice", &[]).await.unwrap();
 
     assert!(open.mode().admits_anonymous());
     assert_eq!(open.authenticate(&HeaderMap::new()).await.unwrap(), Identity::Anonymous);
@@ -174,7 +174,7 @@ async fn changes_through_another_store_show_up_within_the_cache_window() {
 
     // The server caches the user list before the change...
     assert!(auth.identities().user("bob").await.unwrap().is_none());
-    let bob = cli_identities.create_user("bob").await.unwrap();
+    let bob = cli_identities.create_user("bob", &[]).await.unwrap();
     let login = access_key_login(&bob);
     let took =
         within(Duration::from_secs(5), "new user visible", async || auth.authenticate(&login).await.is_ok()).await;
@@ -240,7 +240,7 @@ async fn root_user_bootstrap() {
     assert!(auth.authenticate(&basic("AKIAROOTFROMENV", "rotated-root-secret")).await.is_ok());
 
     // Someone else's access key id cannot become root's.
-    let alice = identities.create_user("alice").await.unwrap();
+    let alice = identities.create_user("alice", &[]).await.unwrap();
     let stolen = RootKeys::new(&alice.access_key_id, "whatever-secret").unwrap();
     assert!(matches!(identities.bootstrap_root(&data_dir, Some(stolen)).await, Err(Error::InvalidRootKeys(_))));
     assert!(auth.authenticate(&basic("AKIAROOTFROMENV", "rotated-root-secret")).await.is_ok());
@@ -253,7 +253,8 @@ async fn cli_helpers() {
     let store = open_store(data_dir).await;
 
     let mut out = Vec::new();
-    cli::user_add(store.clone(), data_dir, "ci-bot", &mut out).await.unwrap();
+    let policies = ["AmazonEC2ContainerRegistryPullOnly".to_owned()];
+    cli::user_add(store.clone(), data_dir, "ci-bot", &policies, &mut out).await.unwrap();
     let added: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(added["userName"], "ci-bot");
     let access_key_id = added["accessKeyId"].as_str().unwrap();
@@ -261,11 +262,11 @@ async fn cli_helpers() {
     assert_eq!((access_key_id.len(), secret.len()), (20, 40));
 
     assert!(matches!(
-        cli::user_add(store.clone(), data_dir, "ci-bot", &mut Vec::new()).await,
+        cli::user_add(store.clone(), data_dir, "ci-bot", &[], &mut Vec::new()).await,
         Err(Error::Meta(MetaError::UserExists(_)))
     ));
     assert!(matches!(
-        cli::user_add(store.clone(), data_dir, "", &mut Vec::new()).await,
+        cli::user_add(store.clone(), data_dir, "", &[], &mut Vec::new()).await,
         Err(Error::InvalidUserName(_))
     ));
 
@@ -277,6 +278,7 @@ async fn cli_helpers() {
     assert_eq!(listed[0]["userName"], "ci-bot");
     assert_eq!(listed[0]["accessKeyId"], access_key_id);
     assert!(listed[0]["createdAt"].as_f64().unwrap() > 1.7e9);
+    assert_eq!(listed[0]["policies"], serde_json::json!(["AmazonEC2ContainerRegistryPullOnly"]));
     assert!(!String::from_utf8(out).unwrap().contains(secret));
 
     // A server on the same data dir accepts the printed keys and the printed token.

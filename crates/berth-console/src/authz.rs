@@ -4,7 +4,7 @@
 //! so a user denied an action through the API is denied it here too, and never sees its button.
 
 use berth_iam::{RequestContext, actions};
-use berth_registry::Registry;
+use berth_registry::{Registry, Resource};
 use berth_spec::RepositoryName;
 
 use crate::error::ConsoleError;
@@ -75,22 +75,41 @@ pub async fn allowed(
     }
 }
 
-/// Why an allowed request is allowed, in words, as far as today's model can say.
-pub const WHY_ALLOWED: &str =
-    "Allowed: Berth users hold every permission and no Deny statement of the repository policy matches.";
+/// A decision on a page's actions, with why: what the permissions page shows in a cell.
+pub struct Verdict {
+    pub allowed: bool,
+    /// For a denial, the service's denial text and the statements that denied; else the
+    /// statements that allowed (or that the root is always allowed).
+    pub why: String,
+}
 
-/// The reason [`authorize`] gave for a denial, for the permissions page.
-pub async fn decision(
+/// The decision on `actions` in `repo`, from the service's own evaluator (what [`authorize`]
+/// enforces), explained: the first denied action decides a denial.
+pub async fn explain(
     registry: &Registry,
     ctx: &RequestContext,
     repo: &RepositoryName,
     actions: &[&'static str],
-) -> Result<Result<(), String>, ConsoleError> {
-    match authorize(registry, ctx, Scope::Repository(repo), actions).await {
-        Ok(()) => Ok(Ok(())),
-        Err(ConsoleError::Denied(reason)) => Ok(Err(reason)),
-        Err(other) => Err(other),
+) -> Result<Verdict, ConsoleError> {
+    let mut reasons: Vec<String> = Vec::new();
+    for action in actions {
+        let explanation = registry.authorizer().explain(ctx, action, Resource::Repository(repo.as_str())).await?;
+        let statements = explanation.decision.to_string();
+        if let Some(message) = explanation.message {
+            return Ok(Verdict { allowed: false, why: format!("{message}. {}", one_line(&statements)) });
+        }
+        let reason = format!("{action}: {}", one_line(&statements));
+        reasons.push(reason);
     }
+    Ok(Verdict { allowed: true, why: reasons.join("; ") })
+}
+
+/// A decision's lines (outcome, then one per statement) as one sentence.
+fn one_line(text: &str) -> String {
+    let mut lines = text.lines().map(str::trim);
+    let head = lines.next().unwrap_or_default().to_owned();
+    let rest: Vec<&str> = lines.collect();
+    if rest.is_empty() { head } else { format!("{head}: {}", rest.join(", ")) }
 }
 
 /// What a caller may do in one repository: which parts of a page to show, which buttons to draw.

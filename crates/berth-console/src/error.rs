@@ -105,6 +105,7 @@ impl From<RegistryError> for ConsoleError {
             | RegistryError::TooManyTags { .. }
             | RegistryError::PolicyInvalid { .. }
             | RegistryError::ReplicationConfigurationInvalid(_)
+            | RegistryError::SettingInvalid { .. }
             | RegistryError::Unsupported(_) => ConsoleError::BadRequest(message),
             RegistryError::Internal(_) => ConsoleError::Internal(message),
         }
@@ -114,7 +115,9 @@ impl From<RegistryError> for ConsoleError {
 impl From<berth_auth::Error> for ConsoleError {
     fn from(error: berth_auth::Error) -> Self {
         match error {
-            berth_auth::Error::InvalidUserName(_) => ConsoleError::BadRequest(error.to_string()),
+            berth_auth::Error::InvalidUserName(_) | berth_auth::Error::InvalidPolicy(_) => {
+                ConsoleError::BadRequest(error.to_string())
+            }
             berth_auth::Error::UserNotFound(_) => ConsoleError::NotFound(error.to_string()),
             other => ConsoleError::Internal(other.to_string()),
         }

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, Request, StatusCode, header};
 use berth_auth::{AuthMode, Authenticator, Credentials, Identities, MasterKey, RootKeys, TokenIssuer};
 use berth_console::{ConsoleConfig, router};
 use berth_iam::{ConnectionInfo, CredentialKind, Identity, RequestContext};
-use berth_meta::SqliteStore;
+use berth_meta::{SqliteStore, UserPolicy};
 use berth_registry::{Registry, RegistryConfig};
 use berth_spec::{Digest, Reference, RepositoryName};
 use berth_storage::FsBlobStore;
@@ -53,10 +53,15 @@ async fn app(dir: &std::path::Path, auth_disabled: bool) -> (Arc<Registry>, Arc<
     (registry, auth, app)
 }
 
+/// What every user held before identity policies existed, and what these tests assume.
+fn full_access() -> UserPolicy {
+    UserPolicy { name: berth_iam::managed::FULL_ACCESS.into(), document: None }
+}
+
 async fn server() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let (registry, auth, app) = app(dir.path(), false).await;
-    let reader = auth.identities().create_user("reader").await.unwrap();
+    let reader = auth.identities().create_user("reader", &[full_access()]).await.unwrap();
     Server { dir, registry, auth, app, reader }
 }
 
@@ -272,7 +277,7 @@ async fn sessions_survive_a_restart_and_end_with_their_user() {
     // Removing the user ends its sessions, and re-creating the name does not revive them.
     server.auth.identities().remove_user("reader").await.unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
-    server.auth.identities().create_user("reader").await.unwrap();
+    server.auth.identities().create_user("reader", &[full_access()]).await.unwrap();
     let page = send(&server.app, get("/console/repositories", &cookie)).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
     assert!(page.location().starts_with("/console/sign-in"));

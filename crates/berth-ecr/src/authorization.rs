@@ -58,6 +58,11 @@ scoped!(registry:
     PutRegistryScanningConfigurationRequest,
     PutSigningConfigurationRequest,
     SigningConfigurationRequest,
+    PutRegistryPolicyRequest,
+    GetRegistryPolicyRequest,
+    DeleteRegistryPolicyRequest,
+    GetAccountSettingRequest,
+    PutAccountSettingRequest,
 );
 
 scoped!(repository:

@@ -188,6 +188,36 @@ pub trait EcrBackend: Send + Sync + 'static {
         request: GetRegistryScanningConfigurationRequest,
     ) -> Result<GetRegistryScanningConfigurationResponse, EcrError>;
 
+    async fn put_registry_policy(
+        &self,
+        ctx: &RequestContext,
+        request: PutRegistryPolicyRequest,
+    ) -> Result<RegistryPolicyResponse, EcrError>;
+
+    async fn get_registry_policy(
+        &self,
+        ctx: &RequestContext,
+        request: GetRegistryPolicyRequest,
+    ) -> Result<RegistryPolicyResponse, EcrError>;
+
+    async fn delete_registry_policy(
+        &self,
+        ctx: &RequestContext,
+        request: DeleteRegistryPolicyRequest,
+    ) -> Result<RegistryPolicyResponse, EcrError>;
+
+    async fn get_account_setting(
+        &self,
+        ctx: &RequestContext,
+        request: GetAccountSettingRequest,
+    ) -> Result<AccountSettingResponse, EcrError>;
+
+    async fn put_account_setting(
+        &self,
+        ctx: &RequestContext,
+        request: PutAccountSettingRequest,
+    ) -> Result<AccountSettingResponse, EcrError>;
+
     async fn batch_get_repository_scanning_configuration(
         &self,
         ctx: &RequestContext,

@@ -62,6 +62,8 @@ pub enum EcrError {
     #[error("{0}")]
     RepositoryPolicyNotFound(String),
     #[error("{0}")]
+    RegistryPolicyNotFound(String),
+    #[error("{0}")]
     LifecyclePolicyNotFound(String),
     #[error("{0}")]
     LifecyclePolicyPreviewNotFound(String),
@@ -141,6 +143,7 @@ impl EcrError {
             EcrError::EmptyUpload(_) => "EmptyUploadException",
             EcrError::LayerAlreadyExists(_) => "LayerAlreadyExistsException",
             EcrError::RepositoryPolicyNotFound(_) => "RepositoryPolicyNotFoundException",
+            EcrError::RegistryPolicyNotFound(_) => "RegistryPolicyNotFoundException",
             EcrError::LifecyclePolicyNotFound(_) => "LifecyclePolicyNotFoundException",
             EcrError::LifecyclePolicyPreviewNotFound(_) => "LifecyclePolicyPreviewNotFoundException",
             EcrError::TooManyTags(_) => "TooManyTagsException",
@@ -308,6 +311,12 @@ impl EcrError {
     pub fn lifecycle_policy_preview_not_found(name: &str, registry_id: &str) -> Self {
         EcrError::LifecyclePolicyPreviewNotFound(format!(
             "Lifecycle policy preview request does not exist for the repository with name '{name}' in the registry with id '{registry_id}'"
+        ))
+    }
+
+    pub fn registry_policy_not_found(registry_id: &str) -> Self {
+        EcrError::RegistryPolicyNotFound(format!(
+            "Registry policy does not exist in the registry with id '{registry_id}'"
         ))
     }
 

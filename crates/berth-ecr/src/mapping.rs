@@ -72,6 +72,11 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
         ManifestReferenced { index } => EcrError::InvalidParameter(format!(
             "The image is referenced by the manifest list '{index}' in the repository with name '{repository}'"
         )),
+        PolicyInvalid { kind: PolicyKind::Registry, reason } => {
+            EcrError::invalid_parameter("PolicyText", &format!("Invalid registry policy provided: {reason}"))
+        }
+        PolicyNotFound(PolicyKind::Registry) => EcrError::registry_policy_not_found(registry_id),
+        SettingInvalid { member, reason } => EcrError::invalid_parameter(member, &reason),
         PolicyInvalid { kind: PolicyKind::Repository, reason } => {
             EcrError::invalid_parameter("PolicyText", &format!("Invalid repository policy provided: {reason}"))
         }

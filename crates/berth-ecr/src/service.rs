@@ -941,6 +941,52 @@ impl EcrBackend for RegistryBackend {
         })
     }
 
+    async fn put_registry_policy(
+        &self,
+        _: &RequestContext,
+        request: PutRegistryPolicyRequest,
+    ) -> Result<RegistryPolicyResponse, EcrError> {
+        let policy_text = self.registry.put_registry_policy(&request.policy_text).await.map_err(self.fail(""))?;
+        Ok(RegistryPolicyResponse { registry_id: self.config.registry_id.clone(), policy_text })
+    }
+
+    async fn get_registry_policy(
+        &self,
+        _: &RequestContext,
+        _: GetRegistryPolicyRequest,
+    ) -> Result<RegistryPolicyResponse, EcrError> {
+        let policy_text = self.registry.registry_policy().await.map_err(self.fail(""))?;
+        Ok(RegistryPolicyResponse { registry_id: self.config.registry_id.clone(), policy_text })
+    }
+
+    async fn delete_registry_policy(
+        &self,
+        _: &RequestContext,
+        _: DeleteRegistryPolicyRequest,
+    ) -> Result<RegistryPolicyResponse, EcrError> {
+        let policy_text = self.registry.delete_registry_policy().await.map_err(self.fail(""))?;
+        Ok(RegistryPolicyResponse { registry_id: self.config.registry_id.clone(), policy_text })
+    }
+
+    async fn get_account_setting(
+        &self,
+        _: &RequestContext,
+        request: GetAccountSettingRequest,
+    ) -> Result<AccountSettingResponse, EcrError> {
+        let (setting, value) = self.registry.account_setting(&request.name).await.map_err(self.fail(""))?;
+        Ok(AccountSettingResponse { name: setting.name().to_owned(), value })
+    }
+
+    async fn put_account_setting(
+        &self,
+        _: &RequestContext,
+        request: PutAccountSettingRequest,
+    ) -> Result<AccountSettingResponse, EcrError> {
+        let (setting, value) =
+            self.registry.put_account_setting(&request.name, &request.value).await.map_err(self.fail(""))?;
+        Ok(AccountSettingResponse { name: setting.name().to_owned(), value })
+    }
+
     async fn batch_get_repository_scanning_configuration(
         &self,
         _: &RequestContext,

@@ -641,6 +641,44 @@ pub struct PutReplicationConfigurationRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
+pub struct PutRegistryPolicyRequest {
+    pub policy_text: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct GetRegistryPolicyRequest {}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct DeleteRegistryPolicyRequest {}
+
+/// Get-, Put- and DeleteRegistryPolicy all answer the registry and the policy text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryPolicyResponse {
+    pub registry_id: String,
+    pub policy_text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct GetAccountSettingRequest {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PutAccountSettingRequest {
+    pub name: String,
+    pub value: String,
+}
+
+/// Get- and PutAccountSetting both answer the setting's name and value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountSettingResponse {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PutImageScanningConfigurationRequest {
     pub registry_id: Option<String>,
     pub repository_name: String,

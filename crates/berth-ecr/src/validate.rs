@@ -637,6 +637,53 @@ impl Validate for GetRegistryScanningConfigurationRequest {
     }
 }
 
+impl Validate for GetRegistryPolicyRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        Ok(())
+    }
+}
+
+impl Validate for DeleteRegistryPolicyRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        Ok(())
+    }
+}
+
+/// The model's `RegistryPolicyText`: at most 10,240 characters (the policy itself is checked by
+/// the service).
+impl Validate for PutRegistryPolicyRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        if self.policy_text.chars().count() > 10_240 {
+            return Err(EcrError::invalid_parameter(
+                "policyText",
+                "Member must have length less than or equal to 10240",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The model's `AccountSettingName`: 1 to 64 characters (which names exist is the service's).
+fn account_setting_name(name: &str) -> Result<(), EcrError> {
+    if (1..=64).contains(&name.chars().count()) {
+        Ok(())
+    } else {
+        Err(EcrError::invalid_parameter("name", "Member must have length between 1 and 64"))
+    }
+}
+
+impl Validate for GetAccountSettingRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        account_setting_name(&self.name)
+    }
+}
+
+impl Validate for PutAccountSettingRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        account_setting_name(&self.name)
+    }
+}
+
 impl Validate for BatchGetRepositoryScanningConfigurationRequest {
     fn validate(&self) -> Result<(), EcrError> {
         list_length("repositoryNames", &self.repository_names, 1, 25)?;

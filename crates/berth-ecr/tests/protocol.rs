@@ -182,6 +182,11 @@ protocol_backend! {{
         describe_image_signing_status(ImageRequest) -> DescribeImageSigningStatusResponse;
         put_image_scanning_configuration(PutImageScanningConfigurationRequest) -> PutImageScanningConfigurationResponse;
         get_registry_scanning_configuration(GetRegistryScanningConfigurationRequest) -> GetRegistryScanningConfigurationResponse;
+        put_registry_policy(PutRegistryPolicyRequest) -> RegistryPolicyResponse;
+        get_registry_policy(GetRegistryPolicyRequest) -> RegistryPolicyResponse;
+        delete_registry_policy(DeleteRegistryPolicyRequest) -> RegistryPolicyResponse;
+        get_account_setting(GetAccountSettingRequest) -> AccountSettingResponse;
+        put_account_setting(PutAccountSettingRequest) -> AccountSettingResponse;
         batch_get_repository_scanning_configuration(BatchGetRepositoryScanningConfigurationRequest) -> BatchGetRepositoryScanningConfigurationResponse;
         list_image_referrers(ListImageReferrersRequest) -> ListImageReferrersResponse;
         put_image_tag_mutability(PutImageTagMutabilityRequest) -> PutImageTagMutabilityResponse;

@@ -4,7 +4,8 @@
 //!
 //! [`MetadataStore`] is the whole store: one trait per area ([`RepositoryStore`],
 //! [`BlobLinkStore`], [`ManifestStore`], [`UploadStore`], [`GcStore`], [`CredentialStore`],
-//! [`EventStore`], [`ReplicationStore`], [`Shutdown`]) and a blanket impl, so `Arc<dyn MetadataStore>` offers them all.
+//! [`RegistrySettingStore`], [`EventStore`], [`ReplicationStore`], [`Health`], [`Shutdown`]) and a
+//! blanket impl, so `Arc<dyn MetadataStore>` offers them all.
 //! There is one implementation, [`SqlStore`], over two SQL dialects: [`SqliteStore`] (embedded)
 //! and [`PostgresStore`] (scale-out). [`testsuite::run_all`] is the behaviour both must show.
 //!
@@ -74,6 +75,8 @@ pub enum MetaError {
     SettingsConflict(String),
     #[error("user {0} already exists")]
     UserExists(String),
+    #[error("user {0} does not exist")]
+    UserUnknown(String),
     #[error("metadata backend error: {0}")]
     Backend(String),
 }
@@ -190,6 +193,15 @@ pub struct UserRecord {
     /// The secret access key, encrypted by the auth layer (SigV4 needs the plaintext back).
     pub secret_ciphertext: Vec<u8>,
     pub created_at: Millis,
+}
+
+/// An identity policy attached to a user (ARCHITECTURE.md, "Authorization").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPolicy {
+    /// An AWS managed policy's name, or the name the operator gave the user's own document.
+    pub name: String,
+    /// The user's own document; `None` for an AWS managed policy (Berth keeps those as data).
+    pub document: Option<String>,
 }
 
 #[async_trait]
@@ -317,16 +329,37 @@ pub trait GcStore: Send + Sync {
 
 #[async_trait]
 pub trait CredentialStore: Send + Sync {
-    /// Fails with `UserExists` (same name or same access key id).
-    async fn create_user(&self, user: &UserRecord) -> Result<()>;
+    /// Creates the user with its identity policies, in one transaction. Fails with `UserExists`
+    /// (same name or same access key id).
+    async fn create_user(&self, user: &UserRecord, policies: &[UserPolicy]) -> Result<()>;
     /// Users sorted by name.
     async fn list_users(&self) -> Result<Vec<UserRecord>>;
     /// Returns whether it existed.
     async fn delete_user(&self, name: &str) -> Result<bool>;
     async fn user_by_access_key(&self, access_key_id: &str) -> Result<Option<UserRecord>>;
     async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>>;
-    /// A counter that changes whenever users change, so caches in other processes can notice.
+    /// Attaches a policy to a user, replacing the document of one attached under the same name.
+    /// Fails with `UserUnknown`.
+    async fn attach_user_policy(&self, user: &str, policy: &UserPolicy) -> Result<()>;
+    /// Returns whether the policy was attached. Fails with `UserUnknown`.
+    async fn detach_user_policy(&self, user: &str, policy_name: &str) -> Result<bool>;
+    /// Every user's policies as (user name, policy), sorted by user and policy name.
+    async fn list_user_policies(&self) -> Result<Vec<(String, UserPolicy)>>;
+    /// A counter that changes whenever users or their policies change, so caches in other
+    /// processes can notice.
     async fn credentials_generation(&self) -> Result<i64>;
+}
+
+/// The registry's own settings by name (the registry policy, ECR's account settings).
+#[async_trait]
+pub trait RegistrySettingStore: Send + Sync {
+    /// Every setting as (name, value), sorted by name.
+    async fn registry_settings(&self) -> Result<Vec<(String, String)>>;
+    /// Sets (`Some`) or removes (`None`) a setting; returns its previous value. A change moves
+    /// [`RegistrySettingStore::registry_settings_generation`]; removing nothing changes nothing.
+    async fn put_registry_setting(&self, name: &str, value: Option<&str>) -> Result<Option<String>>;
+    /// A counter that changes whenever a setting changes, so caches in other processes can notice.
+    async fn registry_settings_generation(&self) -> Result<i64>;
 }
 
 /// Consumers of the event log (ARCHITECTURE.md, "Event log"). Each registered consumer gets its
@@ -403,6 +436,7 @@ pub trait MetadataStore:
     + UploadStore
     + GcStore
     + CredentialStore
+    + RegistrySettingStore
     + EventStore
     + ReplicationStore
     + Health
@@ -418,6 +452,7 @@ impl<T> MetadataStore for T where
         + UploadStore
         + GcStore
         + CredentialStore
+        + RegistrySettingStore
         + EventStore
         + ReplicationStore
         + Health

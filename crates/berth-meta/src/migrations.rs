@@ -44,6 +44,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         backfill: None,
     },
     Migration {
+        version: 4,
+        sqlite: include_str!("../migrations/sqlite/4-user-policies.sql"),
+        postgres: include_str!("../migrations/postgres/4-user-policies.sql"),
+        backfill: None,
+    },
+    Migration {
         version: 6,
         sqlite: include_str!("../migrations/sqlite/6-replication.sql"),
         postgres: include_str!("../migrations/postgres/6-replication.sql"),
@@ -115,7 +121,7 @@ where
         Ok(())
     }
 
-    /// Writes a database as the build of schema `version` (1 or 2) left it, through `old`, then
+    /// Writes a database as the build of schema `version` (1 to 3) left it, through `old`, then
     /// opens it with `open` (this build) and checks what [`fixtures::check_upgraded`] checks.
     #[cfg(test)]
     pub(crate) async fn check_upgrade_from(
@@ -148,7 +154,7 @@ pub(crate) mod fixtures {
     use berth_spec::{Digest, Reference};
     use sqlx::AssertSqlSafe;
 
-    use crate::{MetaError, MetadataStore, Origin, SettingsUpdate};
+    use crate::{MetaError, MetadataStore, Origin, SettingsUpdate, UserPolicy};
 
     pub(crate) const BUMP_SCHEMA_VERSION: &str = "UPDATE store_meta SET value = value + 1 WHERE key = 'schema_version'";
 
@@ -166,7 +172,7 @@ pub(crate) mod fixtures {
     }
 
     /// A repository `old` with a tagged image, a link no manifest needs, and a user, as the build
-    /// of schema `version` (1 or 2) wrote them: statements, each with the bytes it binds as `$1`.
+    /// of schema `version` (1 to 3) wrote them: statements, each with the bytes it binds as `$1`.
     pub(crate) fn old_data(version: i64) -> Vec<(AssertSqlSafe<String>, Option<Vec<u8>>)> {
         let [config, layer, spare] = blobs();
         let manifest = manifest();
@@ -216,6 +222,9 @@ pub(crate) mod fixtures {
         let image = store.get_manifest(&repo, &Reference::Tag("v1".parse().unwrap())).await.unwrap().unwrap();
         assert_eq!(image.content, manifest().as_bytes());
         assert_eq!(store.user_by_access_key("AKOPS").await.unwrap().unwrap().name, "ops");
+        // Users from before identity policies keep every permission.
+        let full_access = UserPolicy { name: "AmazonEC2ContainerRegistryFullAccess".into(), document: None };
+        assert_eq!(store.list_user_policies().await.unwrap(), vec![("ops".to_owned(), full_access)]);
 
         let [config, layer, spare] = blobs();
         assert_eq!(store.release_unreferenced_links(i64::MAX, 10, false).await.unwrap(), 1);

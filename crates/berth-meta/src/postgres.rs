@@ -225,7 +225,7 @@ mod tests {
     /// which blobs their manifests need, and gain what later schemas add.
     #[tokio::test]
     async fn older_schemas_upgrade_in_place() {
-        for version in [1, 2] {
+        for version in [1, 2, 3] {
             let Some(scratch) = Scratch::new().await else {
                 return;
             };
@@ -531,11 +531,11 @@ mod tests {
             secret_ciphertext: vec![1, 2, 3],
             created_at: 9,
         };
-        a.create_user(&user).await.unwrap();
+        a.create_user(&user, &[]).await.unwrap();
         let after_create = b.credentials_generation().await.unwrap();
         assert_ne!(after_create, before);
         assert_eq!(b.user_by_access_key("AKOPS").await.unwrap(), Some(user.clone()));
-        let err = b.create_user(&user).await.unwrap_err();
+        let err = b.create_user(&user, &[]).await.unwrap_err();
         assert!(matches!(&err, MetaError::UserExists(n) if n == "ops"), "{err:?}");
         assert!(b.delete_user("ops").await.unwrap());
         assert_ne!(a.credentials_generation().await.unwrap(), after_create);

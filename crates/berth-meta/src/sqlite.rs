@@ -212,7 +212,7 @@ mod tests {
     /// which blobs their manifests need, and gain what later schemas add.
     #[tokio::test]
     async fn older_schemas_upgrade_in_place() {
-        for version in [1, 2] {
+        for version in [1, 2, 3] {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("meta.db");
             SqliteStore::check_upgrade_from(version, writer_pool(&path).await.unwrap(), SqliteStore::open(&path)).await;
@@ -245,7 +245,7 @@ mod tests {
         };
         let writes = (0..25).flat_map(|n| {
             [(&a, user("a", n)), (&b, user("b", n))].map(|(store, user)| async move {
-                store.create_user(&user).await?;
+                store.create_user(&user, &[]).await?;
                 store.ensure_repository(&origin(), &name(&format!("shared{}", n % 3)), "{}", 0).await.map(drop)
             })
         });

@@ -28,8 +28,8 @@ use crate::sql::{
     size_param, stored_size,
 };
 use crate::{
-    BlobLinkStore, CredentialStore, EventKind, Health, MetaError, Millis, Origin, Repository, RepositoryStore, Result,
-    SettingsUpdate, Shutdown, StoreTotals, UploadSession, UploadStore, UserRecord,
+    BlobLinkStore, CredentialStore, EventKind, Health, MetaError, Millis, Origin, RegistrySettingStore, Repository,
+    RepositoryStore, Result, SettingsUpdate, Shutdown, StoreTotals, UploadSession, UploadStore, UserPolicy, UserRecord,
 };
 
 /// The metadata store over one SQL database; see [`crate::SqliteStore`] and
@@ -115,6 +115,27 @@ where
         .fetch_optional(db)
         .await?;
         manifest.as_deref().map(parse_digest).transpose()
+    }
+
+    /// `UserUnknown` unless the user exists (a credential change holds the generation's row lock,
+    /// so the user cannot go before the change commits).
+    async fn require_user(conn: &mut DB::Connection, user: &str) -> Result<()> {
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT name FROM users WHERE name = $1").bind(user).fetch_optional(conn).await?;
+        found.map(drop).ok_or_else(|| MetaError::UserUnknown(user.to_owned()))
+    }
+
+    async fn upsert_user_policy(conn: &mut DB::Connection, user: &str, policy: &UserPolicy) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO user_policies (user_name, policy_name, document) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_name, policy_name) DO UPDATE SET document = excluded.document",
+        )
+        .bind(user)
+        .bind(policy.name.as_str())
+        .bind(policy.document.as_deref())
+        .execute(conn)
+        .await?;
+        Ok(())
     }
 
     /// Bumps the credentials generation: first in every credential change, so its row lock
@@ -410,7 +431,7 @@ where
     usize: ColumnIndex<DB::Row>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
-    async fn create_user(&self, user: &UserRecord) -> Result<()> {
+    async fn create_user(&self, user: &UserRecord, policies: &[UserPolicy]) -> Result<()> {
         let mut tx = self.begin_write().await?;
         // First: every other server's change has committed or waits now, so the clash check
         // below sees them all.
@@ -430,8 +451,49 @@ where
             .bind(user.created_at)
             .execute(&mut *tx)
             .await?;
+        for policy in policies {
+            Self::upsert_user_policy(&mut tx, &user.name, policy).await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn attach_user_policy(&self, user: &str, policy: &UserPolicy) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        Self::bump_credentials_generation(&mut tx).await?;
+        Self::require_user(&mut tx, user).await?;
+        Self::upsert_user_policy(&mut tx, user, policy).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn detach_user_policy(&self, user: &str, policy_name: &str) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        Self::bump_credentials_generation(&mut tx).await?;
+        Self::require_user(&mut tx, user).await?;
+        let detached: Option<String> = sqlx::query_scalar(
+            "DELETE FROM user_policies WHERE user_name = $1 AND policy_name = $2 RETURNING policy_name",
+        )
+        .bind(user)
+        .bind(policy_name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if detached.is_none() {
+            // Takes the bump back: detaching nothing changes nothing.
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn list_user_policies(&self) -> Result<Vec<(String, UserPolicy)>> {
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT user_name, policy_name, document FROM user_policies ORDER BY user_name, policy_name",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows.into_iter().map(|(user, name, document)| (user, UserPolicy { name, document })).collect())
     }
 
     async fn list_users(&self) -> Result<Vec<UserRecord>> {
@@ -499,6 +561,65 @@ where
         let uploads: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM uploads").fetch_one(&self.readers).await?;
         let count = |n: i64| u64::try_from(n).unwrap_or(0);
         Ok(StoreTotals { blobs: count(blobs), blob_bytes: count(blob_bytes), uploads: count(uploads) })
+    }
+}
+
+impl<DB> RegistrySettingStore for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    async fn registry_settings(&self) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as("SELECT name, value FROM registry_settings ORDER BY name").fetch_all(&self.readers).await?)
+    }
+
+    async fn put_registry_setting(&self, name: &str, value: Option<&str>) -> Result<Option<String>> {
+        let mut tx = self.begin_write().await?;
+        // First, as for credentials: the row lock orders the changes of all servers.
+        sqlx::query("UPDATE store_meta SET value = value + 1 WHERE key = 'registry_settings_generation'")
+            .execute(&mut *tx)
+            .await?;
+        let previous: Option<String> = sqlx::query_scalar("SELECT value FROM registry_settings WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match value {
+            Some(value) => {
+                sqlx::query(
+                    "INSERT INTO registry_settings (name, value) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                )
+                .bind(name)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None if previous.is_none() => {
+                // Takes the bump back: removing nothing changes nothing.
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            None => {
+                sqlx::query("DELETE FROM registry_settings WHERE name = $1").bind(name).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(previous)
+    }
+
+    async fn registry_settings_generation(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'registry_settings_generation'")
+            .fetch_one(&self.readers)
+            .await?)
     }
 }
 

@@ -12,7 +12,7 @@ use futures::future::join_all;
 
 use crate::{
     Event, EventKind, ManifestRecord, MetaError, MetadataStore, Origin, PutManifest, PutOutcome, PutTag,
-    SettingsUpdate, UploadSession, UserRecord,
+    SettingsUpdate, UploadSession, UserPolicy, UserRecord,
 };
 
 pub async fn run_all(store: &dyn MetadataStore) {
@@ -32,6 +32,8 @@ pub async fn run_all(store: &dyn MetadataStore) {
     pulls(store).await;
     upload_sessions(store).await;
     users(store).await;
+    user_policies(store).await;
+    registry_settings(store).await;
     concurrent_pushes_of_one_tag(store).await;
     garbage_collection(store).await;
     blobs_needed_by_manifests(store).await;
@@ -788,15 +790,15 @@ async fn users(store: &dyn MetadataStore) {
     let (zed_key, amy_key) = (unique("AKZED"), unique("AKAMY"));
     let generation = store.credentials_generation().await.unwrap();
 
-    store.create_user(&user(&zed, &zed_key)).await.unwrap();
+    store.create_user(&user(&zed, &zed_key), &[]).await.unwrap();
     let after_create = store.credentials_generation().await.unwrap();
     assert_ne!(after_create, generation);
-    store.create_user(&user(&amy, &amy_key)).await.unwrap();
+    store.create_user(&user(&amy, &amy_key), &[]).await.unwrap();
     let after_second = store.credentials_generation().await.unwrap();
     assert_ne!(after_second, after_create);
 
     for clash in [user(&zed, &unique("AKOTHER")), user(&unique("other"), &amy_key)] {
-        let err = store.create_user(&clash).await.unwrap_err();
+        let err = store.create_user(&clash, &[managed("P")]).await.unwrap_err();
         assert!(matches!(&err, MetaError::UserExists(n) if *n == clash.name), "{err:?}");
         assert_eq!(
             store.user_by_access_key(&clash.access_key_id).await.unwrap().map(|u| u.name),
@@ -825,9 +827,74 @@ async fn users(store: &dyn MetadataStore) {
     assert_eq!(store.user_by_access_key(&zed_key).await.unwrap(), None);
 
     // The name and the key are free again.
-    store.create_user(&user(&zed, &zed_key)).await.unwrap();
+    store.create_user(&user(&zed, &zed_key), &[]).await.unwrap();
     assert!(store.delete_user(&zed).await.unwrap());
     assert!(store.delete_user(&amy).await.unwrap());
+}
+
+/// Registry settings: set, replaced, removed; each change moves the generation, a no-op does not.
+/// (Settings are registry-wide, so this check uses names of its own and removes them again.)
+async fn registry_settings(store: &dyn MetadataStore) {
+    let name = unique("setting");
+    let of = async || store.registry_settings().await.unwrap().into_iter().find(|(n, _)| *n == name).map(|(_, v)| v);
+    let before = store.registry_settings_generation().await.unwrap();
+    assert_eq!(store.put_registry_setting(&name, Some("V1")).await.unwrap(), None);
+    assert_eq!(store.put_registry_setting(&name, Some("V2")).await.unwrap(), Some("V1".into()));
+    assert_eq!(of().await, Some("V2".into()));
+    let after_put = store.registry_settings_generation().await.unwrap();
+    assert_ne!(after_put, before);
+    assert_eq!(store.put_registry_setting(&name, None).await.unwrap(), Some("V2".into()));
+    let after_delete = store.registry_settings_generation().await.unwrap();
+    assert_ne!(after_delete, after_put);
+    assert_eq!(store.put_registry_setting(&name, None).await.unwrap(), None);
+    assert_eq!(store.registry_settings_generation().await.unwrap(), after_delete, "removing nothing changes nothing");
+    assert_eq!(of().await, None);
+}
+
+fn managed(name: &str) -> UserPolicy {
+    UserPolicy { name: name.to_owned(), document: None }
+}
+
+/// A user's identity policies: created with the user, attached (replacing one of the same name),
+/// detached, gone with the user; every change moves the credentials generation.
+async fn user_policies(store: &dyn MetadataStore) {
+    let name = unique("pol");
+    let record = UserRecord {
+        name: name.clone(),
+        access_key_id: unique("AKPOL"),
+        secret_ciphertext: b"sealed".to_vec(),
+        created_at: 1,
+    };
+    let own = |document: &str| UserPolicy { name: "team-a".into(), document: Some(document.to_owned()) };
+    let of = async |name: &str| -> Vec<UserPolicy> {
+        let all = store.list_user_policies().await.unwrap();
+        all.into_iter().filter(|(user, _)| user == name).map(|(_, policy)| policy).collect()
+    };
+    store.create_user(&record, &[managed("PullOnly"), own("{\"v\":1}")]).await.unwrap();
+    assert_eq!(of(&name).await, vec![managed("PullOnly"), own("{\"v\":1}")]);
+
+    let before = store.credentials_generation().await.unwrap();
+    store.attach_user_policy(&name, &own("{\"v\":2}")).await.unwrap();
+    store.attach_user_policy(&name, &managed("Admin")).await.unwrap();
+    assert_eq!(of(&name).await, vec![managed("Admin"), managed("PullOnly"), own("{\"v\":2}")], "sorted, replaced");
+    let after_attach = store.credentials_generation().await.unwrap();
+    assert_ne!(after_attach, before);
+
+    assert!(store.detach_user_policy(&name, "PullOnly").await.unwrap());
+    assert!(!store.detach_user_policy(&name, "PullOnly").await.unwrap());
+    let after_detach = store.credentials_generation().await.unwrap();
+    assert_ne!(after_detach, after_attach);
+    assert_eq!(of(&name).await, vec![managed("Admin"), own("{\"v\":2}")]);
+
+    let nobody = unique("nobody");
+    let err = store.attach_user_policy(&nobody, &managed("Admin")).await.unwrap_err();
+    assert!(matches!(&err, MetaError::UserUnknown(n) if *n == nobody), "{err:?}");
+    let err = store.detach_user_policy(&nobody, "Admin").await.unwrap_err();
+    assert!(matches!(&err, MetaError::UserUnknown(_)), "{err:?}");
+    assert_eq!(store.credentials_generation().await.unwrap(), after_detach, "failed changes change nothing");
+
+    assert!(store.delete_user(&name).await.unwrap());
+    assert!(of(&name).await.is_empty(), "a user's policies go with it");
 }
 
 /// Many pushes racing for one tag all succeed, one after the other: every push sees where the

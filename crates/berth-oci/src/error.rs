@@ -84,7 +84,7 @@ impl OciError {
             // Unreadable settings deny all but the root's repair, as an unreadable policy does.
             Denied(_) | AccessDenied { .. } | SettingsUnreadable { .. } => (StatusCode::FORBIDDEN, "DENIED"),
             // ECR-plane operations only; never raised on /v2/.
-            PolicyInvalid { .. } | PolicyNotFound(_) | ReplicationConfigurationInvalid(_) => {
+            PolicyInvalid { .. } | PolicyNotFound(_) | ReplicationConfigurationInvalid(_) | SettingInvalid { .. } => {
                 (StatusCode::BAD_REQUEST, "UNSUPPORTED")
             }
             Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),

@@ -3,29 +3,32 @@
 //! endpoint declares ([`Authorizer::authorize`]); the service asks it for the decisions only it
 //! can make (a mount's source repository); listings ask it per repository to show only what the
 //! caller may see. The decision is berth-iam's `evaluate`, IAM's rules, over:
-//! - the caller's identity policies: every user holds `AmazonEC2ContainerRegistryFullAccess`
-//!   (until users carry their own policies); anonymous callers what the server grants them
-//!   (nothing, Berth's pull policy with `--anonymous-pull`, everything with `--no-auth`);
+//! - the caller's identity policies: a user's own, as stored with it (none: nothing is allowed);
+//!   anonymous callers what the server grants them (nothing, Berth's pull policy with
+//!   `--anonymous-pull`, everything with `--no-auth`);
 //! - the repository's policy as the resource policy.
 //!
-//! Policies are read through a cache per repository (invalidated by every settings write; with
-//! shared metadata re-read after a few seconds), and allowed decisions are kept in it per caller
-//! and action unless a policy in force reads per-request keys, so a repeated request costs two
-//! map lookups.
+//! Users' policies are read as one snapshot, compared with the store's credentials generation at
+//! most once a second (so a change by `berth user policy`, or by another server on shared
+//! PostgreSQL, applies within a second). Repository policies are read through a cache per
+//! repository (invalidated by every settings write; with shared metadata re-read after a few
+//! seconds), and allowed decisions are kept in it per caller, users' generation and action unless
+//! a policy in force reads per-request keys, so a repeated request costs a few map lookups.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use berth_iam::{
-    AuthzRequest, ConditionKeys, Identity, NamedPolicy, Outcome, Policy, PolicySet, RequestContext, SizeLimit, arn,
-    evaluate, managed,
+    AuthzRequest, ConditionKeys, Decision, Identity, NamedPolicy, Outcome, Policy, PolicySet, RequestContext,
+    SizeLimit, arn, evaluate, managed,
 };
 use berth_meta::MetadataStore;
 use berth_spec::RepositoryName;
 
 use berth_meta::Repository;
 
+use crate::registry_settings::{self, AccountSetting, RegistrySettings};
 use crate::{Registry, RegistryConfig, RegistryError, RepositorySettings, Result};
 
 /// With shared metadata another server may change a policy unseen: its entries are re-read
@@ -35,6 +38,14 @@ const SHARED_POLICY_TTL: Duration = Duration::from_secs(5);
 /// What a stored policy that no longer parses, or a settings document that cannot be read, is
 /// enforced as: everything denied to everyone but the root.
 const UNREADABLE_POLICY: &str = r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"*"}]}"#;
+
+/// What a user's stored policy that no longer parses (or names no managed policy) is enforced
+/// as: everything denied to that user.
+const UNREADABLE_USER_POLICY: &str = r#"{"Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}"#;
+
+/// How often the users' policies are compared with the store: a change made by another process
+/// takes effect here within this time.
+const USER_POLICIES_REVALIDATE: Duration = Duration::from_secs(1);
 
 /// What callers without credentials may do, besides what repository policies grant or deny them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,18 +76,16 @@ pub struct Authorizer {
     meta: Arc<dyn MetadataStore>,
     account: String,
     region: String,
-    /// The identity policies of every user.
-    users: Box<[NamedPolicy]>,
+    /// The identity policies of every user and the registry's settings.
+    users: SnapshotCache,
     /// What the server grants callers without credentials.
     anonymous: Box<[NamedPolicy]>,
     repositories: RepositoryCache,
 }
 
 impl Authorizer {
-    pub(crate) fn new(meta: Arc<dyn MetadataStore>, config: &RegistryConfig) -> Authorizer {
-        let full_access = managed::by_name(managed::FULL_ACCESS).expect("FullAccess is a managed policy");
-        let full_access =
-            Policy::parse_identity(full_access, SizeLimit::MANAGED_POLICY).expect("managed policies parse");
+    /// The authorizer the registry over `meta` uses (also for offline decisions: `berth policy simulate`).
+    pub fn new(meta: Arc<dyn MetadataStore>, config: &RegistryConfig) -> Authorizer {
         let anonymous = match config.anonymous_access {
             AnonymousAccess::Nothing => vec![],
             AnonymousAccess::Pull => vec![NamedPolicy::new("BerthAnonymousPull", Arc::new(managed::anonymous_pull()))],
@@ -86,7 +95,7 @@ impl Authorizer {
             meta,
             account: config.account_id.clone(),
             region: config.region.clone(),
-            users: Box::new([NamedPolicy::new(managed::FULL_ACCESS, Arc::new(full_access))]),
+            users: SnapshotCache::default(),
             anonymous: anonymous.into_boxed_slice(),
             repositories: RepositoryCache::new(config.shared_metadata),
         }
@@ -109,50 +118,96 @@ impl Authorizer {
         actions: &[&'static str],
         resource: Resource<'_>,
     ) -> Result<()> {
-        let repository = match resource {
-            Resource::Repository(name) => match name.parse::<RepositoryName>() {
-                Ok(repo) => Some(self.repository(&repo, None).await?),
-                Err(_) => None,
-            },
-            Resource::Registry | Resource::AllRepositories => None,
-        };
+        if is_always_allowed(ctx) {
+            return Ok(());
+        }
+        let users = self.users.snapshot(&*self.meta).await?;
+        let repository = self.repository_of(resource).await?;
         for action in actions {
-            self.decide(ctx, action, resource, repository.as_deref())?;
+            self.decide(ctx, &users, action, resource, repository.as_deref())?;
         }
         Ok(())
+    }
+
+    /// The decision on `action` with the statements that made it, as [`Authorizer::authorize`]
+    /// would enforce it, uncached: what `berth policy simulate` and the console's permissions page
+    /// show.
+    pub async fn explain(&self, ctx: &RequestContext, action: &str, resource: Resource<'_>) -> Result<Explanation> {
+        let users = self.users.snapshot(&*self.meta).await?;
+        let repository = self.repository_of(resource).await?;
+        let (decision, message, _) = self.evaluate(ctx, &users, action, resource, repository.as_deref());
+        Ok(Explanation { decision, message })
     }
 
     /// Whether the caller may perform `action` on a repository just listed: the listing's copy
     /// of its settings stands in for a read of them.
     pub(crate) async fn allows_listed(&self, ctx: &RequestContext, action: &'static str, listed: &Repository) -> bool {
+        if is_always_allowed(ctx) {
+            return true;
+        }
         let Ok(name) = listed.name.parse::<RepositoryName>() else { return false };
+        let Ok(users) = self.users.snapshot(&*self.meta).await else { return false };
         match self.repository(&name, Some(&listed.settings)).await {
-            Ok(repository) => self.decide(ctx, action, Resource::Repository(&listed.name), Some(&repository)).is_ok(),
+            Ok(repository) => {
+                self.decide(ctx, &users, action, Resource::Repository(&listed.name), Some(&repository)).is_ok()
+            }
             Err(_) => false,
         }
+    }
+
+    async fn repository_of(&self, resource: Resource<'_>) -> Result<Option<Arc<RepositoryAccess>>> {
+        Ok(match resource {
+            Resource::Repository(name) => match name.parse::<RepositoryName>() {
+                Ok(repo) => Some(self.repository(&repo, None).await?),
+                Err(_) => None,
+            },
+            Resource::Registry | Resource::AllRepositories => None,
+        })
     }
 
     fn decide(
         &self,
         ctx: &RequestContext,
+        users: &AccessSnapshot,
         action: &'static str,
         resource: Resource<'_>,
         repository: Option<&RepositoryAccess>,
     ) -> Result<()> {
-        let caller = match &ctx.identity {
-            Identity::Anonymous => "",
-            Identity::User { name, .. } => name,
-            // The root and the server's own work are always allowed.
-            Identity::Root { .. } | Identity::Server { .. } => return Ok(()),
-        };
-        if repository.is_some_and(|r| r.allowed(caller, action)) {
+        let caller = caller_key(ctx);
+        if repository.is_some_and(|r| r.allowed(caller, users.generation, action)) {
             return Ok(());
         }
-        let identity = match &ctx.identity {
+        let (decision, message, varies) = self.evaluate(ctx, users, action, resource, repository);
+        if decision.is_allowed() {
+            if let Some(repository) = repository.filter(|_| !varies) {
+                repository.remember(caller, users.generation, action);
+            }
+            return Ok(());
+        }
+        let message = message.unwrap_or_default();
+        tracing::debug!(request_id = ctx.request_id, "{message}: {decision}");
+        Err(RegistryError::AccessDenied { message, explicit: decision.outcome == Outcome::ExplicitDeny })
+    }
+
+    /// IAM's decision, its denial message, and whether the policies read per-request keys.
+    fn evaluate(
+        &self,
+        ctx: &RequestContext,
+        users: &AccessSnapshot,
+        action: &str,
+        resource: Resource<'_>,
+        repository: Option<&RepositoryAccess>,
+    ) -> (Decision, Option<String>, bool) {
+        let identity: &[NamedPolicy] = match &ctx.identity {
             Identity::Anonymous => &self.anonymous,
-            _ => &self.users,
+            Identity::User { name, .. } => users.of(name),
+            Identity::Root { .. } | Identity::Server { .. } => &[],
         };
-        let policies = PolicySet { identity, repository: repository.and_then(|r| r.policy.as_ref()), registry: None };
+        let policies = PolicySet {
+            identity,
+            repository: repository.and_then(|r| r.policy.as_ref()),
+            registry: users.registry_policy_for(action),
+        };
         let resource_arn = self.arn(resource);
         let mut keys = ConditionKeys::new(ctx, &self.account).requested_region(&self.region);
         if let Some(tags) = repository.map(|r| &r.tags).filter(|tags| !tags.is_empty()) {
@@ -160,15 +215,8 @@ impl Authorizer {
         }
         let request = AuthzRequest { action, resource: &resource_arn, keys: &keys };
         let decision = evaluate(&request, &policies);
-        if decision.is_allowed() {
-            if let Some(repository) = repository.filter(|_| !policies.varies_per_request()) {
-                repository.remember(caller, action);
-            }
-            return Ok(());
-        }
-        let message = decision.denial_message(&request).unwrap_or_default();
-        tracing::debug!(request_id = ctx.request_id, "{message}: {decision}");
-        Err(RegistryError::AccessDenied { message, explicit: decision.outcome == Outcome::ExplicitDeny })
+        let message = decision.denial_message(&request);
+        (decision, message, policies.varies_per_request())
     }
 
     /// What is known about `repo`'s access, from the cache or its settings: `listed` if the
@@ -199,9 +247,157 @@ impl Authorizer {
         Ok(access)
     }
 
+    /// Whether `/v2/` cross-repository mounts may link blobs (`BLOB_MOUNTING`).
+    pub(crate) async fn blob_mounting(&self) -> Result<bool> {
+        Ok(self.users.snapshot(&*self.meta).await?.blob_mounting)
+    }
+
+    /// Re-reads the users' policies and the registry's settings on the next request: every
+    /// write of the registry's settings by this process calls it.
+    pub(crate) async fn invalidate_registry(&self) {
+        self.users.invalidate().await;
+    }
+
     /// Forgets what is cached about `repo`; every write of its settings calls it.
     pub(crate) fn invalidate(&self, repo: &RepositoryName) {
         self.repositories.invalidate(repo);
+    }
+}
+
+/// A decision with the statements that made it ([`Authorizer::explain`]).
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub decision: Decision,
+    /// The access-denied message the APIs would answer; `None` when allowed.
+    pub message: Option<String>,
+}
+
+/// The root and the server's own work are always allowed.
+fn is_always_allowed(ctx: &RequestContext) -> bool {
+    matches!(ctx.identity, Identity::Root { .. } | Identity::Server { .. })
+}
+
+/// Whose decisions a cache entry holds: a user's name, `""` for anonymous callers.
+fn caller_key(ctx: &RequestContext) -> &str {
+    match &ctx.identity {
+        Identity::User { name, .. } => name,
+        _ => "",
+    }
+}
+
+/// What decisions read besides a repository's own policy: every user's compiled identity
+/// policies and the registry's settings, as of one credentials and one registry-settings
+/// generation.
+#[derive(Default)]
+struct AccessSnapshot {
+    /// The store's (credentials, registry settings) generations they were read at (`None`: never).
+    generation: Option<(i64, i64)>,
+    users: HashMap<String, Box<[NamedPolicy]>>,
+    /// The registry policy, as a resource policy.
+    registry_policy: Option<NamedPolicy>,
+    /// `REGISTRY_POLICY_SCOPE` is V2 (the registry policy governs every action), not V1
+    /// (replication and pull-through-cache actions only).
+    registry_policy_everywhere: bool,
+    /// `BLOB_MOUNTING` is ENABLED.
+    blob_mounting: bool,
+}
+
+impl AccessSnapshot {
+    fn of(&self, user: &str) -> &[NamedPolicy] {
+        self.users.get(user).map_or(&[], |policies| policies)
+    }
+
+    /// Whether the registry policy takes part in decisions on `action`.
+    fn registry_policy_for(&self, action: &str) -> Option<&NamedPolicy> {
+        let applies = self.registry_policy_everywhere
+            || registry_settings::V1_SCOPE_ACTIONS.iter().any(|a| a.eq_ignore_ascii_case(action));
+        self.registry_policy.as_ref().filter(|_| applies)
+    }
+
+    async fn load(meta: &dyn MetadataStore, generation: (i64, i64)) -> Result<AccessSnapshot> {
+        let mut users: HashMap<String, Vec<NamedPolicy>> = HashMap::new();
+        for (user, stored) in meta.list_user_policies().await? {
+            let text = match &stored.document {
+                Some(document) => Some(document.as_str()),
+                None => managed::by_name(&stored.name),
+            };
+            let parsed = match text {
+                Some(text) => Policy::parse_identity(text, SizeLimit::MANAGED_POLICY).map_err(|e| e.to_string()),
+                None => Err("no managed policy has this name".to_owned()),
+            };
+            let policy = parsed.unwrap_or_else(|e| {
+                tracing::warn!(
+                    user,
+                    policy = stored.name,
+                    error = e,
+                    "stored user policy is unusable; denying the user everything"
+                );
+                Policy::parse_identity(UNREADABLE_USER_POLICY, SizeLimit::MANAGED_POLICY)
+                    .expect("the fallback policy parses")
+            });
+            users.entry(user).or_default().push(NamedPolicy::new(&stored.name, Arc::new(policy)));
+        }
+        let users = users.into_iter().map(|(user, policies)| (user, policies.into_boxed_slice())).collect();
+        let settings = RegistrySettings::from_store(meta.registry_settings().await?);
+        let registry_policy = settings.policy.as_deref().map(|text| {
+            let policy = Policy::parse_resource(text, SizeLimit::REGISTRY_POLICY).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "the stored registry policy does not parse; denying all but the root");
+                Policy::parse_resource(UNREADABLE_POLICY, SizeLimit::REGISTRY_POLICY)
+                    .expect("the fallback policy parses")
+            });
+            NamedPolicy::new("registry", Arc::new(policy))
+        });
+        Ok(AccessSnapshot {
+            generation: Some(generation),
+            users,
+            registry_policy,
+            registry_policy_everywhere: settings.value(AccountSetting::RegistryPolicyScope) == "V2",
+            blob_mounting: settings.value(AccountSetting::BlobMounting) == "ENABLED",
+        })
+    }
+}
+
+#[derive(Default)]
+struct SnapshotCache {
+    /// The snapshot and when its generation was last compared with the store's.
+    current: RwLock<(Arc<AccessSnapshot>, Option<Instant>)>,
+    /// Held while revalidating, so concurrent requests wait for one reload instead of each doing one.
+    refresh: tokio::sync::Mutex<()>,
+}
+
+impl SnapshotCache {
+    fn fresh(&self) -> Option<Arc<AccessSnapshot>> {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        let fresh = current.1.is_some_and(|checked| checked.elapsed() < USER_POLICIES_REVALIDATE);
+        fresh.then(|| current.0.clone())
+    }
+
+    async fn snapshot(&self, meta: &dyn MetadataStore) -> Result<Arc<AccessSnapshot>> {
+        if let Some(snapshot) = self.fresh() {
+            return Ok(snapshot);
+        }
+        let _refreshing = self.refresh.lock().await;
+        if let Some(snapshot) = self.fresh() {
+            return Ok(snapshot);
+        }
+        // The generations are read before the policies, so a change in between is seen again on
+        // the next check, never missed.
+        let generation = (meta.credentials_generation().await?, meta.registry_settings_generation().await?);
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner()).0.clone();
+        let snapshot = if current.generation == Some(generation) {
+            current
+        } else {
+            Arc::new(AccessSnapshot::load(meta, generation).await?)
+        };
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = (snapshot.clone(), Some(Instant::now()));
+        Ok(snapshot)
+    }
+
+    /// Makes the next request re-read the store: this process changed it. Waits for a reload in
+    /// progress, which may have read the store before the change.
+    async fn invalidate(&self) {
+        let _refreshing = self.refresh.lock().await;
+        self.current.write().unwrap_or_else(|e| e.into_inner()).1 = None;
     }
 }
 
@@ -212,9 +408,9 @@ struct RepositoryAccess {
     policy: Option<NamedPolicy>,
     /// Its resource tags (`ecr:ResourceTag/<key>`).
     tags: Vec<(String, String)>,
-    /// The actions each caller (user name; `""` for anonymous callers) was allowed, while no
-    /// policy in force reads per-request keys.
-    allowed: Mutex<HashMap<String, Vec<&'static str>>>,
+    /// The actions each caller (user name; `""` for anonymous callers) was allowed under the
+    /// users' policies of one generation, while no policy in force reads per-request keys.
+    allowed: Mutex<HashMap<String, (Option<(i64, i64)>, Vec<&'static str>)>>,
 }
 
 impl RepositoryAccess {
@@ -239,16 +435,22 @@ impl RepositoryAccess {
         RepositoryAccess { policy: Some(policy), tags: Vec::new(), allowed: Mutex::default() }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<&'static str>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, (Option<(i64, i64)>, Vec<&'static str>)>> {
         self.allowed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn allowed(&self, caller: &str, action: &str) -> bool {
-        self.lock().get(caller).is_some_and(|actions| actions.contains(&action))
+    fn allowed(&self, caller: &str, generation: Option<(i64, i64)>, action: &str) -> bool {
+        self.lock().get(caller).is_some_and(|(at, actions)| *at == generation && actions.contains(&action))
     }
 
-    fn remember(&self, caller: &str, action: &'static str) {
-        self.lock().entry(caller.to_owned()).or_default().push(action);
+    fn remember(&self, caller: &str, generation: Option<(i64, i64)>, action: &'static str) {
+        let mut allowed = self.lock();
+        let (at, actions) = allowed.entry(caller.to_owned()).or_default();
+        if *at != generation {
+            *at = generation;
+            actions.clear();
+        }
+        actions.push(action);
     }
 }
 

@@ -161,7 +161,8 @@ impl Registry {
 
     /// Cross-repository mount. `from: None` takes the blob from any repository that has it.
     /// Only a source whose policy lets the caller download layers is used; otherwise (or if no
-    /// source has the blob) an ordinary upload starts, as the spec says.
+    /// source has the blob, or the account setting `BLOB_MOUNTING` is DISABLED) an ordinary
+    /// upload starts, as the spec says.
     pub async fn mount_blob(
         &self,
         ctx: &RequestContext,
@@ -169,6 +170,9 @@ impl Registry {
         digest: &Digest,
         from: Option<&RepositoryName>,
     ) -> Result<MountOutcome> {
+        if !self.authorizer.blob_mounting().await? {
+            return Ok(MountOutcome::Upload(self.start_upload(ctx, repo).await?));
+        }
         let source_size = match from {
             Some(from) if self.may_read_layers(ctx, from).await? => self.meta.linked_blob(from, digest).await?,
             Some(_) => None,

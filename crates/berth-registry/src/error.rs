@@ -81,6 +81,9 @@ pub enum RegistryError {
     PolicyInvalid { kind: PolicyKind, reason: String },
     #[error("the repository has no {0}")]
     PolicyNotFound(PolicyKind),
+    /// A registry setting's name or value that ECR does not know; `member` names the field.
+    #[error("invalid {member}: {reason}")]
+    SettingInvalid { member: &'static str, reason: String },
     #[error("{0}")]
     Denied(String),
     /// The caller may not perform the request, in IAM's words (caller and action, the resource's
@@ -103,6 +106,8 @@ pub enum PolicyKind {
     Lifecycle,
     LifecyclePreview,
     Repository,
+    /// The registry's policy (not per repository).
+    Registry,
 }
 
 impl std::fmt::Display for PolicyKind {
@@ -111,6 +116,7 @@ impl std::fmt::Display for PolicyKind {
             PolicyKind::Lifecycle => "lifecycle policy",
             PolicyKind::LifecyclePreview => "lifecycle policy preview",
             PolicyKind::Repository => "repository policy",
+            PolicyKind::Registry => "registry policy",
         })
     }
 }
@@ -127,9 +133,10 @@ impl From<MetaError> for RegistryError {
             MetaError::TagImmutable { tag, current } => RegistryError::TagImmutable { tag, current },
             e @ MetaError::BlobSizeMismatch { .. } => RegistryError::ManifestInvalid(e.to_string()),
             MetaError::BlobInUse { digest, manifest } => RegistryError::BlobInUse { digest, manifest },
-            e @ (MetaError::UserExists(_) | MetaError::SettingsConflict(_) | MetaError::Backend(_)) => {
-                RegistryError::Internal(e.to_string())
-            }
+            e @ (MetaError::UserExists(_)
+            | MetaError::UserUnknown(_)
+            | MetaError::SettingsConflict(_)
+            | MetaError::Backend(_)) => RegistryError::Internal(e.to_string()),
         }
     }
 }

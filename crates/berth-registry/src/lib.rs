@@ -16,6 +16,7 @@ mod manifests;
 mod policies;
 mod pulls;
 pub mod replication;
+mod registry_settings;
 mod repositories;
 pub mod settings;
 mod status;
@@ -29,7 +30,7 @@ use berth_meta::{MetadataStore, Millis, Origin, Repository};
 use berth_spec::RepositoryName;
 use berth_storage::BlobStore;
 
-pub use access::{AnonymousAccess, Authorizer, Resource};
+pub use access::{AnonymousAccess, Authorizer, Explanation, Resource};
 pub use berth_meta::{ImageRecord, ManifestRecord};
 pub use berth_spec::{ByteRange, ChunkRange};
 pub use blobs::{BlobBody, MountOutcome, UploadStatus};
@@ -41,6 +42,7 @@ pub use images::{DeletedImage, ImageId, ImageSelector, PutImage, TagStatus};
 pub use layers::MIN_LAYER_PART_BYTES;
 pub use manifests::{PutManifestOutcome, Referrer};
 pub use policies::{LifecycleExplanation, LifecyclePolicyInfo, LifecyclePreviewOutcome, PreviewResult};
+pub use registry_settings::AccountSetting;
 pub use repositories::RepositoryInfo;
 pub use settings::{RepositorySettings, SPARSE_INDEXES_TAG};
 pub use status::{Finished, MaintenanceStatus};
@@ -174,13 +176,15 @@ impl Registry {
         events::origin(ctx, &self.config.account_id)
     }
 
-    /// The repository a push goes to, created if missing and create-on-push is on.
+    /// The repository a push goes to, created if missing, create-on-push is on and the caller
+    /// may `ecr:CreateRepository` it (as on ECR).
     async fn push_target(&self, ctx: &RequestContext, name: &RepositoryName) -> Result<Repository> {
         // A read first: the repository almost always exists, and a read never waits for the writer.
         if let Some(repository) = self.meta.get_repository(name).await? {
             return Ok(repository);
         }
         if self.config.create_on_push {
+            self.authorize(ctx, name, &[berth_iam::actions::CREATE_REPOSITORY]).await?;
             let settings = RepositorySettings::default().to_json();
             Ok(self.meta.ensure_repository(&self.origin(ctx), name, &settings, now_millis()).await?)
         } else {

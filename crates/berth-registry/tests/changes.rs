@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_iam::{CredentialKind, Identity, RequestContext};
-use berth_meta::{EventKind, Origin, PostgresStore, SettingsUpdate, SqliteStore};
+use berth_meta::{
+    CredentialStore, EventKind, Origin, PostgresStore, SettingsUpdate, SqliteStore, UserPolicy, UserRecord,
+};
 use berth_registry::events::EventLog;
 use berth_registry::settings::ResourceTag;
 use berth_registry::{PutImage, Registry, RegistryConfig, RegistryError, RepositorySettings};
@@ -36,8 +38,21 @@ fn name(s: &str) -> RepositoryName {
     s.parse().unwrap()
 }
 
+/// A registry whose users `alice` and `ci` hold AmazonEC2ContainerRegistryFullAccess.
 async fn sqlite_registry(dir: &std::path::Path) -> Arc<Registry> {
     let meta = SqliteStore::open(&dir.join("metadata.db")).await.unwrap();
+    for user in ["alice", "ci"] {
+        if meta.user_by_name(user).await.unwrap().is_none() {
+            let record = UserRecord {
+                name: user.into(),
+                access_key_id: format!("AKIA{user}"),
+                secret_ciphertext: vec![],
+                created_at: 1,
+            };
+            let full_access = UserPolicy { name: berth_iam::managed::FULL_ACCESS.into(), document: None };
+            meta.create_user(&record, &[full_access]).await.unwrap();
+        }
+    }
     let blobs = FsBlobStore::open(dir).await.unwrap();
     Registry::new(Arc::new(blobs), Arc::new(meta), RegistryConfig::default())
 }

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use berth_meta::{Origin, SettingsUpdate, SqliteStore};
+use berth_meta::{CredentialStore, Origin, SettingsUpdate, SqliteStore, UserPolicy, UserRecord};
 use berth_registry::settings::ResourceTag;
 use berth_registry::{
     ImageId, ImageSelector, PutImage, Registry, RegistryConfig, RegistryError, RepositorySettings, TagStatus,
@@ -38,8 +38,17 @@ fn root() -> Identity {
 
 use berth_iam::{CredentialKind, Identity, RequestContext};
 
+/// A registry whose users `ci` and `alice` hold AmazonEC2ContainerRegistryFullAccess.
 async fn open_registry(dir: &std::path::Path, url_signing_key: UrlSigningKey) -> Arc<Registry> {
     let meta = SqliteStore::open(&dir.join("metadata.db")).await.unwrap();
+    for user in ["ci", "alice"] {
+        if meta.user_by_name(user).await.unwrap().is_none() {
+            let access_key_id = format!("AKIA{user}");
+            let record = UserRecord { name: user.into(), access_key_id, secret_ciphertext: vec![], created_at: 1 };
+            let full_access = UserPolicy { name: berth_iam::managed::FULL_ACCESS.into(), document: None };
+            meta.create_user(&record, &[full_access]).await.unwrap();
+        }
+    }
     let blobs = FsBlobStore::open(dir).await.unwrap();
     Registry::new(Arc::new(blobs), Arc::new(meta), RegistryConfig { url_signing_key, ..RegistryConfig::default() })
 }

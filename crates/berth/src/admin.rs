@@ -1,5 +1,6 @@
-//! `berth user ...` and `berth token`: identity management on a data directory, safe to run
-//! while a server uses it (SQLite serialises the writers; the server notices within a second).
+//! `berth user ...`, `berth token` and `berth policy simulate`: identity management on a data
+//! directory, safe to run while a server uses it (SQLite serialises the writers; the server
+//! notices within a second), and IAM's policy simulator over the same store, offline.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,9 +23,17 @@ pub enum UserCommand {
     /// Create a user with a fresh access key; prints {"userName","accessKeyId","secretAccessKey"}.
     Add {
         name: String,
+        /// An identity policy for the user: a managed policy's name (AmazonEC2ContainerRegistryFullAccess,
+        /// …PowerUser, …ReadOnly, …PullOnly) or a JSON policy file (named after the file). Repeatable;
+        /// without any the user may do nothing.
+        #[arg(long = "policy", value_name = "FILE|MANAGED_NAME")]
+        policies: Vec<String>,
         #[command(flatten)]
         dir: DataDir,
     },
+    /// Attach, detach and list a user's identity policies (prints the user's policies as JSON).
+    #[command(subcommand)]
+    Policy(UserPolicyCommand),
     /// List users (no secrets).
     List {
         #[command(flatten)]
@@ -36,6 +45,64 @@ pub enum UserCommand {
         #[command(flatten)]
         dir: DataDir,
     },
+}
+
+#[derive(clap::Subcommand)]
+pub enum UserPolicyCommand {
+    /// Attach a managed policy or a policy file (replacing the user's policy of the same name).
+    Attach {
+        name: String,
+        #[arg(value_name = "FILE|MANAGED_NAME")]
+        policy: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Detach a policy, by its name (or the file or managed name it was attached as).
+    Detach {
+        name: String,
+        policy: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    List {
+        name: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum PolicyCommand {
+    /// Decide one request offline as the server would, and print the decision (allowed, explicit
+    /// deny, implicit deny) with the statements that made it.
+    Simulate(SimulateArgs),
+}
+
+#[derive(clap::Args)]
+pub struct SimulateArgs {
+    /// The user making the request (`root` is always allowed).
+    #[arg(long)]
+    user: String,
+    /// The ECR action, e.g. ecr:PutImage.
+    #[arg(long)]
+    action: String,
+    /// The repository the request is about; without it, the registry (`*`).
+    #[arg(long)]
+    repository: Option<String>,
+    /// The client address (`aws:SourceIp`).
+    #[arg(long)]
+    source_ip: Option<std::net::IpAddr>,
+    /// Whether the request came over TLS (`aws:SecureTransport`).
+    #[arg(long)]
+    secure_transport: bool,
+    /// The server's --registry-id (the account in ARNs) [default: 000000000000]
+    #[arg(long, env = "BERTH_REGISTRY_ID")]
+    registry_id: Option<String>,
+    /// The server's --region [default: us-east-1]
+    #[arg(long, env = "BERTH_REGION")]
+    region: Option<String>,
+    #[command(flatten)]
+    dir: DataDir,
 }
 
 #[derive(clap::Args)]
@@ -58,17 +125,89 @@ async fn open(dir: &DataDir) -> anyhow::Result<Arc<dyn MetadataStore>> {
 }
 
 pub async fn user(command: UserCommand) -> anyhow::Result<()> {
+    use UserPolicyCommand::{Attach, Detach, List};
+    use berth_auth::cli;
     let mut out = std::io::stdout().lock();
     let store = match &command {
-        UserCommand::Add { dir, .. } | UserCommand::List { dir } | UserCommand::Remove { dir, .. } => open(dir).await?,
+        UserCommand::Add { dir, .. }
+        | UserCommand::List { dir }
+        | UserCommand::Remove { dir, .. }
+        | UserCommand::Policy(Attach { dir, .. } | Detach { dir, .. } | List { dir, .. }) => open(dir).await?,
     };
     let result = match &command {
-        UserCommand::Add { name, dir } => berth_auth::cli::user_add(store.clone(), &dir.data_dir, name, &mut out).await,
-        UserCommand::List { .. } => berth_auth::cli::user_list(store.clone(), &mut out).await,
-        UserCommand::Remove { name, .. } => berth_auth::cli::user_remove(store.clone(), name).await,
+        UserCommand::Add { name, policies, dir } => {
+            if policies.is_empty() {
+                eprintln!(
+                    "warning: user {name} has no policy and may do nothing; attach one with \
+                     `berth user policy attach {name} AmazonEC2ContainerRegistryReadOnly` (or another)"
+                );
+            }
+            cli::user_add(store.clone(), &dir.data_dir, name, policies, &mut out).await
+        }
+        UserCommand::List { .. } => cli::user_list(store.clone(), &mut out).await,
+        UserCommand::Remove { name, .. } => cli::user_remove(store.clone(), name).await,
+        UserCommand::Policy(Attach { name, policy, .. }) => {
+            cli::policy_attach(store.clone(), name, policy, &mut out).await
+        }
+        UserCommand::Policy(Detach { name, policy, .. }) => {
+            cli::policy_detach(store.clone(), name, policy, &mut out).await
+        }
+        UserCommand::Policy(List { name, .. }) => cli::policy_list(store.clone(), name, &mut out).await,
     };
     store.close().await;
     Ok(result?)
+}
+
+/// `berth policy simulate`: the server's own authorizer over the store, for one request.
+pub async fn policy(command: PolicyCommand) -> anyhow::Result<()> {
+    let PolicyCommand::Simulate(args) = command;
+    let store = open(&args.dir).await?;
+    let result = simulate(store.clone(), &args).await;
+    store.close().await;
+    let text = result?;
+    println!("{text}");
+    Ok(())
+}
+
+async fn simulate(store: Arc<dyn MetadataStore>, args: &SimulateArgs) -> anyhow::Result<String> {
+    use berth_iam::{CredentialKind, Identity, RequestContext};
+    use berth_registry::{Authorizer, RegistryConfig, Resource};
+
+    let mut config = RegistryConfig::default();
+    if let Some(id) = &args.registry_id {
+        config.account_id.clone_from(id);
+    }
+    if let Some(region) = &args.region {
+        config.region.clone_from(region);
+    }
+    let user = store.user_by_name(&args.user).await?.with_context(|| format!("user {} does not exist", args.user))?;
+    let (access_key_id, via) = (user.access_key_id, CredentialKind::AccessKey);
+    let identity = if user.name == berth_auth::ROOT_USER {
+        Identity::Root { access_key_id, via }
+    } else {
+        Identity::User { name: user.name, access_key_id, via }
+    };
+    let ctx = RequestContext {
+        source_ip: args.source_ip,
+        secure_transport: args.secure_transport,
+        identity,
+        ..RequestContext::server("simulate", "simulate".into())
+    };
+    let action = match args.action.split_once(':') {
+        Some((service, name)) if service.eq_ignore_ascii_case("ecr") => format!("ecr:{name}"),
+        _ => anyhow::bail!("--action must be an ECR action such as ecr:PutImage, not {:?}", args.action),
+    };
+    let resource = match &args.repository {
+        Some(repository) => Resource::Repository(repository),
+        None => Resource::Registry,
+    };
+    let authorizer = Authorizer::new(store, &config);
+    let explanation = authorizer.explain(&ctx, &action, resource).await?;
+    let mut text = format!("{}\n{action} on {}\n{}", args.user, authorizer.arn(resource), explanation.decision);
+    if let Some(message) = explanation.message {
+        text.push_str(&format!("\nthe API answers: {message}"));
+    }
+    Ok(text)
 }
 
 pub async fn token(args: TokenArgs) -> anyhow::Result<()> {

@@ -28,6 +28,9 @@ enum Command {
     /// Manage users and their access keys.
     #[command(subcommand)]
     User(admin::UserCommand),
+    /// Explain authorization decisions offline (IAM's policy simulator).
+    #[command(subcommand)]
+    Policy(admin::PolicyCommand),
     /// Print a registry token (a docker login password for user AWS), valid 12 hours.
     Token(admin::TokenArgs),
     /// Reclaim blob data no image needs: one garbage-collection pass, safe while servers run.
@@ -42,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => runtime.block_on(serve::run(args.resolve()?)),
         Command::User(command) => runtime.block_on(admin::user(command)),
         Command::Token(args) => runtime.block_on(admin::token(args)),
+        Command::Policy(command) => runtime.block_on(admin::policy(command)),
         Command::Gc(args) => runtime.block_on(gc::run(args)),
     }
 }

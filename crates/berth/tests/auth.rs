@@ -277,7 +277,9 @@ async fn access_key_basic_auth_pushes_and_pulls() {
     assert_eq!(r.json()["repositories"], serde_json::json!(["auth/keys"]));
 
     // A user made by `berth user add` pushes with its own keys and reads root's image.
-    let alice: Value = serde_json::from_str(&srv.cli(&["user", "add", "alice"])).expect("user add prints JSON");
+    let alice: Value =
+        serde_json::from_str(&srv.cli(&["user", "add", "alice", "--policy", "AmazonEC2ContainerRegistryFullAccess"]))
+            .expect("user add prints JSON");
     assert_eq!(alice["userName"], "alice");
     let (id, secret) = (alice["accessKeyId"].as_str().unwrap(), alice["secretAccessKey"].as_str().unwrap());
     srv.client = client_with(&basic(id, secret));
@@ -302,7 +304,9 @@ async fn removed_user_is_locked_out_and_new_user_let_in_within_5_seconds() {
     let manifest_path = "/v2/auth/users/manifests/v1";
 
     // Added while the server runs, by a separate process on the same data dir.
-    let bob: Value = serde_json::from_str(&srv.cli(&["user", "add", "bob"])).expect("user add prints JSON");
+    let bob: Value =
+        serde_json::from_str(&srv.cli(&["user", "add", "bob", "--policy", "AmazonEC2ContainerRegistryFullAccess"]))
+            .expect("user add prints JSON");
     let (id, secret) =
         (bob["accessKeyId"].as_str().unwrap().to_string(), bob["secretAccessKey"].as_str().unwrap().to_string());
     let with_key = client_with(&basic(&id, &secret));
@@ -344,7 +348,9 @@ async fn removed_user_is_locked_out_and_new_user_let_in_within_5_seconds() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("bob"), "{again:?}");
 
     // The same name added again is a new identity: the old token and key stay dead.
-    let bob2: Value = serde_json::from_str(&srv.cli(&["user", "add", "bob"])).unwrap();
+    let bob2: Value =
+        serde_json::from_str(&srv.cli(&["user", "add", "bob", "--policy", "AmazonEC2ContainerRegistryFullAccess"]))
+            .unwrap();
     let fresh = client_with(&basic(bob2["accessKeyId"].as_str().unwrap(), bob2["secretAccessKey"].as_str().unwrap()));
     wait_for_ping_status(&srv, &fresh, 200, "the re-added user's new key").await;
     expect_unauthorized(&send(with_token.get(srv.url("/v2/"))).await);
@@ -822,7 +828,9 @@ const ACCOUNT: &str = "123456789012";
 
 /// A user made by `berth user add`, once the server accepts its key: (access key id, secret).
 async fn add_user(srv: &Server, name: &str) -> (String, String) {
-    let user: Value = serde_json::from_str(&srv.cli(&["user", "add", name])).expect("user add prints JSON");
+    let user: Value =
+        serde_json::from_str(&srv.cli(&["user", "add", name, "--policy", "AmazonEC2ContainerRegistryFullAccess"]))
+            .expect("user add prints JSON");
     let keys =
         (user["accessKeyId"].as_str().unwrap().to_string(), user["secretAccessKey"].as_str().unwrap().to_string());
     wait_for_ping_status(srv, &client_with(&basic(&keys.0, &keys.1)), 200, name).await;

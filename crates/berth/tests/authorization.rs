@@ -24,7 +24,9 @@ fn launch() -> Launch {
 
 /// A user made by `berth user add`, once the server accepts its key: (access key id, secret).
 async fn add_user(srv: &Server, name: &str) -> (String, String) {
-    let user: Value = serde_json::from_str(&srv.cli(&["user", "add", name])).expect("user add prints JSON");
+    let user: Value =
+        serde_json::from_str(&srv.cli(&["user", "add", name, "--policy", "AmazonEC2ContainerRegistryFullAccess"]))
+            .expect("user add prints JSON");
     let keys = (user["accessKeyId"].as_str().unwrap().to_owned(), user["secretAccessKey"].as_str().unwrap().to_owned());
     let client = http_client(Some(&basic(&keys.0, &keys.1)));
     for _ in 0..100 {

@@ -22,6 +22,9 @@ pub struct UserForm {
     csrf: String,
     name: String,
     confirmed: String,
+    /// The managed policy a new user gets; empty: none (the user may do nothing).
+    #[serde(default)]
+    policy: String,
 }
 
 impl HasCsrf for UserForm {
@@ -63,6 +66,8 @@ struct AdminPage {
     upload_expiry: String,
     lifecycle_schedule: String,
     last_lifecycle: Option<Run>,
+    /// What a new user may be given, FullAccess first (the form's default).
+    managed_policies: Vec<&'static str>,
 }
 
 fn gc_outcome(report: &GcReport) -> String {
@@ -112,6 +117,7 @@ async fn admin_page(
     let config = console.registry.config();
     Ok(render(&AdminPage {
         layout: visitor.layout().in_section("admin"),
+        managed_policies: berth_iam::managed::ALL.iter().map(|(name, _)| *name).collect(),
         users,
         created,
         notice,
@@ -158,7 +164,14 @@ pub async fn create_user(console: &Console, visitor: &Visitor, request: Request)
     if identities.user(name).await.map_err(|_| ConsoleError::Unavailable)?.is_some() {
         return Err(ConsoleError::Conflict(format!("A user named {name} exists already.")));
     }
-    let credentials = identities.create_user(name).await?;
+    let policies = match form.policy.as_str() {
+        "" => vec![],
+        name if berth_iam::managed::by_name(name).is_some() => {
+            vec![berth_auth::UserPolicy { name: name.to_owned(), document: None }]
+        }
+        other => return Err(ConsoleError::BadRequest(format!("{other} is not a managed policy."))),
+    };
+    let credentials = identities.create_user(name, &policies).await?;
     tracing::info!(user = %credentials.user_name, by = ?visitor.session.user_name, "console: user created");
     let created = CreatedUser {
         name: credentials.user_name.clone(),

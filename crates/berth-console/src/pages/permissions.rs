@@ -1,7 +1,7 @@
 //! The permissions page: who may pull, push, delete and manage this repository, and why. Every
-//! cell is a decision of the console's one authorization function for that user, so the page
-//! shows what the APIs would answer, not a second reading of the policy. The statements of the
-//! repository policy are listed beside it for the "why".
+//! cell is the service's own decision for that user (its identity policies and the repository
+//! policy), with the statements that made it, so the page shows what the APIs would answer, not
+//! a second reading of the policies. The repository policy's statements are listed beside it.
 
 use askama::Template;
 use axum::response::Response;
@@ -131,10 +131,8 @@ pub async fn page(console: &Console, visitor: &Visitor, repo: &RepositoryName) -
     for (user, ctx) in subjects {
         let mut cells = Vec::with_capacity(COLUMNS.len());
         for (_, actions) in COLUMNS {
-            cells.push(match authz::decision(registry, &ctx, repo, actions).await? {
-                Ok(()) => Cell { allowed: true, why: authz::WHY_ALLOWED.into() },
-                Err(reason) => Cell { allowed: false, why: reason },
-            });
+            let verdict = authz::explain(registry, &ctx, repo, actions).await?;
+            cells.push(Cell { allowed: verdict.allowed, why: verdict.why });
         }
         rows.push(UserRow { user, cells });
     }

@@ -1,0 +1,408 @@
+//! Least privilege against the real `berth serve`: a user may do exactly what its identity
+//! policies (and the repository policy) allow, on `/v2/` and on the ECR API alike; nothing is
+//! allowed unless a policy allows it, an explicit `Deny` anywhere wins, the root is never denied,
+//! and `berth user policy attach|detach` on a running server's data dir applies within a second.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+const ACCOUNT: &str = "123456789012";
+const ROOT_KEY_ID: &str = "AKIALEASTPRIVROOT001";
+const ROOT_SECRET: &str = "least-privilege-root-secret-0123456789ab";
+const FULL: &str = "AmazonEC2ContainerRegistryFullAccess";
+const POWER: &str = "AmazonEC2ContainerRegistryPowerUser";
+const READ_ONLY: &str = "AmazonEC2ContainerRegistryReadOnly";
+const PULL_ONLY: &str = "AmazonEC2ContainerRegistryPullOnly";
+
+fn launch() -> Launch {
+    Launch::new().root_keys(ROOT_KEY_ID, ROOT_SECRET).args(&["--registry-id", ACCOUNT])
+}
+
+/// A user's keys and an HTTP Basic client for `/v2/`.
+struct User {
+    name: String,
+    key: String,
+    secret: String,
+    v2: reqwest::Client,
+}
+
+impl User {
+    async fn ecr(&self, srv: &Server, operation: &str, body: &Value) -> Resp {
+        ecr_call(srv, &self.key, &self.secret, operation, &body.to_string()).await
+    }
+
+    async fn pull(&self, srv: &Server, repo: &str, reference: &str) -> u16 {
+        let url = srv.url(&format!("/v2/{repo}/manifests/{reference}"));
+        send(self.v2.get(url).header("accept", ALL_MANIFEST_TYPES)).await.status()
+    }
+
+    /// Starts an upload (what a push does first): the response.
+    async fn start_push(&self, srv: &Server, repo: &str) -> Resp {
+        send(self.v2.post(srv.url(&format!("/v2/{repo}/blobs/uploads/")))).await
+    }
+}
+
+/// `berth user add NAME --policy P...`, once the server accepts the key.
+async fn add_user(srv: &Server, name: &str, policies: &[&str]) -> User {
+    let mut args = vec!["user", "add", name];
+    for policy in policies {
+        args.extend(["--policy", policy]);
+    }
+    let output = srv.cli_output(&args);
+    assert!(output.status.success(), "user add: {}", String::from_utf8_lossy(&output.stderr));
+    let warned = String::from_utf8_lossy(&output.stderr).contains("may do nothing");
+    assert_eq!(warned, policies.is_empty(), "stderr warns exactly when no policy is given");
+    let created: Value = serde_json::from_slice(&output.stdout).expect("user add prints JSON");
+    let key = created["accessKeyId"].as_str().unwrap().to_owned();
+    let secret = created["secretAccessKey"].as_str().unwrap().to_owned();
+    let v2 = http_client(Some(&basic(&key, &secret)));
+    for _ in 0..100 {
+        if send(v2.get(srv.url("/v2/"))).await.status() == 200 {
+            return User { name: name.to_owned(), key, secret, v2 };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("user {name} was not let in");
+}
+
+/// Polls `check` until it returns true, for at most 3 s (changes by the CLI apply within 1 s).
+async fn eventually<F: AsyncFn() -> bool>(what: &str, check: F) {
+    for _ in 0..60 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not happen within 3 s");
+}
+
+fn denied(r: &Resp) -> bool {
+    r.status() == 400 && r.json()["__type"] == "AccessDeniedException"
+}
+
+#[tokio::test]
+async fn each_managed_policy_allows_exactly_its_actions_on_both_planes() {
+    let srv = launch().start();
+    push_image(&srv, "team/app", Some("v1")).await;
+    let full = add_user(&srv, "full", &[FULL]).await;
+    let power = add_user(&srv, "power", &[POWER]).await;
+    let read_only = add_user(&srv, "reader", &[READ_ONLY]).await;
+    let pull_only = add_user(&srv, "node", &[PULL_ONLY]).await;
+    let nobody = add_user(&srv, "nobody", &[]).await;
+    let repo = json!({"repositoryName": "team/app"});
+
+    // Pull: all but the user without policies.
+    for user in [&full, &power, &read_only, &pull_only] {
+        assert_eq!(user.pull(&srv, "team/app", "v1").await, 200, "{} pulls", user.name);
+        user.ecr(&srv, "GetAuthorizationToken", &json!({})).await.expect_status(200);
+        user.ecr(&srv, "BatchGetImage", &json!({"repositoryName": "team/app", "imageIds": [{"imageTag": "v1"}]}))
+            .await
+            .expect_status(200);
+    }
+    assert_eq!(nobody.pull(&srv, "team/app", "v1").await, 403);
+    let token = nobody.ecr(&srv, "GetAuthorizationToken", &json!({})).await;
+    assert!(denied(&token), "a user without policies gets no token: {}", token.describe());
+    assert!(token.json()["message"].as_str().unwrap().contains(&format!(
+        "User: arn:aws:iam::{ACCOUNT}:user/nobody is not authorized to perform: ecr:GetAuthorizationToken on resource: * \
+         because no identity-based policy allows the ecr:GetAuthorizationToken action"
+    )));
+
+    // Describe and list: not PullOnly.
+    for user in [&full, &power, &read_only] {
+        user.ecr(&srv, "DescribeImages", &repo).await.expect_status(200);
+        let catalog = send(user.v2.get(srv.url("/v2/_catalog"))).await;
+        assert_eq!(catalog.json()["repositories"], json!(["team/app"]), "{}", user.name);
+    }
+    let described = pull_only.ecr(&srv, "DescribeImages", &repo).await;
+    assert!(denied(&described), "PullOnly cannot describe-images: {}", described.describe());
+    send(pull_only.v2.get(srv.url("/v2/_catalog"))).await.expect_error(403, "DENIED");
+    let tags = send(pull_only.v2.get(srv.url("/v2/team/app/tags/list"))).await;
+    tags.expect_error(403, "DENIED");
+
+    // Push into an existing repository: FullAccess and PowerUser.
+    for user in [&full, &power] {
+        user.start_push(&srv, "team/app").await.expect_status(202);
+    }
+    for user in [&read_only, &pull_only, &nobody] {
+        user.start_push(&srv, "team/app").await.expect_error(403, "DENIED");
+    }
+
+    // Create-on-push needs ecr:CreateRepository on the new repository: PowerUser lacks it.
+    power.start_push(&srv, "team/new").await.expect_error(403, "DENIED");
+    let described = full.ecr(&srv, "DescribeRepositories", &json!({"repositoryNames": ["team/new"]})).await;
+    assert_eq!(described.json()["__type"], "RepositoryNotFoundException", "nothing was created");
+    full.start_push(&srv, "team/new").await.expect_status(202);
+    full.ecr(&srv, "DescribeRepositories", &json!({"repositoryNames": ["team/new"]})).await.expect_status(200);
+
+    // Administration: FullAccess alone.
+    let policy = json!({"repositoryName": "team/app", "lifecyclePolicyText": r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":5},"action":{"type":"expire"}}]}"#});
+    for user in [&power, &read_only, &pull_only, &nobody] {
+        assert!(denied(&user.ecr(&srv, "PutLifecyclePolicy", &policy).await), "{}", user.name);
+        let deleted = send(user.v2.delete(srv.url("/v2/team/app/manifests/v1"))).await;
+        deleted.expect_error(403, "DENIED");
+    }
+    full.ecr(&srv, "PutLifecyclePolicy", &policy).await.expect_status(200);
+    assert_eq!(full.pull(&srv, "team/app", "v1").await, 200, "denied deletes changed nothing");
+}
+
+#[tokio::test]
+async fn custom_wildcard_policies_and_deny_precedence_across_identity_and_repository_policies() {
+    let srv = launch().start();
+    for repo in ["team-a/app", "team-a/prod", "team-b/app"] {
+        push_image(&srv, repo, Some("v1")).await;
+    }
+    let team_a = format!("arn:aws:ecr:us-east-1:{ACCOUNT}:repository/team-a/*");
+    let document = json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Login", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:DescribeRepositories"], "Resource": "*"},
+        {"Sid": "TeamA", "Effect": "Allow", "Action": "ecr:*", "Resource": team_a},
+        {"Sid": "KeepProd", "Effect": "Deny", "Action": "ecr:BatchDeleteImage",
+         "Resource": format!("arn:aws:ecr:us-east-1:{ACCOUNT}:repository/team-a/prod")},
+        {"Sid": "HideB", "Effect": "Deny", "Action": "ecr:DescribeRepositories",
+         "Resource": format!("arn:aws:ecr:us-east-1:{ACCOUNT}:repository/team-b/*")},
+    ]});
+    let file = srv.data_dir().join("ci-team-a.json");
+    std::fs::write(&file, document.to_string()).unwrap();
+    let ci = add_user(&srv, "ci", &[file.to_str().unwrap()]).await;
+    let listed = srv.cli(&["user", "policy", "list", "ci"]);
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["policies"][0]["policyName"], "ci-team-a");
+    assert_eq!(listed["policies"][0]["policyDocument"], document);
+
+    // The wildcard covers every team-a repository, including new ones (create-on-push).
+    assert_eq!(ci.pull(&srv, "team-a/app", "v1").await, 200);
+    ci.start_push(&srv, "team-a/app").await.expect_status(202);
+    ci.start_push(&srv, "team-a/fresh").await.expect_status(202);
+    assert_eq!(ci.pull(&srv, "team-b/app", "v1").await, 403);
+    ci.start_push(&srv, "team-b/app").await.expect_error(403, "DENIED");
+    ci.start_push(&srv, "team-b/fresh").await.expect_error(403, "DENIED");
+
+    // Listings show only what the caller may describe.
+    let catalog = send(ci.v2.get(srv.url("/v2/_catalog"))).await.json();
+    assert_eq!(catalog["repositories"], json!(["team-a/app", "team-a/fresh", "team-a/prod"]));
+    let described = ci.ecr(&srv, "DescribeRepositories", &json!({})).await.json();
+    let names: Vec<&str> =
+        described["repositories"].as_array().unwrap().iter().map(|r| r["repositoryName"].as_str().unwrap()).collect();
+    assert_eq!(names, ["team-a/app", "team-a/fresh", "team-a/prod"]);
+
+    // An identity policy's Deny beats its own Allow.
+    let delete = json!({"repositoryName": "team-a/prod", "imageIds": [{"imageTag": "v1"}]});
+    let refused = ci.ecr(&srv, "BatchDeleteImage", &delete).await;
+    assert!(denied(&refused), "{}", refused.describe());
+    assert!(refused.json()["message"].as_str().unwrap().ends_with("with an explicit deny in an identity-based policy"));
+    assert_eq!(ci.pull(&srv, "team-a/prod", "v1").await, 200, "nothing changed");
+
+    // A repository policy's Deny beats an identity Allow; its Allow grants a user that has no
+    // identity policy for the repository.
+    let repository_policy = json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "NoPushByCi", "Effect": "Deny", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:user/ci")}, "Action": "ecr:PutImage"},
+        {"Sid": "ReaderPulls", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:user/outsider")},
+         "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]},
+    ]});
+    let body = json!({"repositoryName": "team-a/app", "policyText": repository_policy.to_string()});
+    ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "SetRepositoryPolicy", &body.to_string()).await.expect_status(200);
+    let image = push_image(&srv, "team-a/app", Some("v2")).await;
+    let put = send(
+        ci.v2
+            .put(srv.url("/v2/team-a/app/manifests/v3"))
+            .header("content-type", OCI_MANIFEST)
+            .body(image.manifest.clone()),
+    )
+    .await;
+    put.expect_error(403, "DENIED");
+    assert_eq!(ci.pull(&srv, "team-a/app", "v3").await, 404, "the denied push changed nothing");
+    let outsider = add_user(&srv, "outsider", &[]).await;
+    assert_eq!(outsider.pull(&srv, "team-a/app", "v2").await, 200);
+    assert_eq!(outsider.pull(&srv, "team-a/prod", "v1").await, 403);
+
+    // `berth policy simulate` names the deciding statements.
+    let simulate = |user: &str, action: &str, repo: &str| {
+        srv.cli(&[
+            "policy",
+            "simulate",
+            "--user",
+            user,
+            "--action",
+            action,
+            "--repository",
+            repo,
+            "--registry-id",
+            ACCOUNT,
+        ])
+    };
+    let explained = simulate("ci", "ecr:BatchDeleteImage", "team-a/prod");
+    assert!(explained.contains("explicit deny"), "{explained}");
+    assert!(explained.contains(r#"(Sid "KeepProd") of identity policy "ci-team-a""#), "{explained}");
+    let explained = simulate("ci", "ecr:PutImage", "team-a/app");
+    assert!(explained.contains(r#"(Sid "NoPushByCi") of repository policy"#), "{explained}");
+    let explained = simulate("ci", "ecr:BatchGetImage", "team-a/app");
+    assert!(
+        explained
+            .starts_with("ci\necr:BatchGetImage on arn:aws:ecr:us-east-1:123456789012:repository/team-a/app\nallowed")
+    );
+    assert!(explained.contains(r#"(Sid "TeamA")"#), "{explained}");
+    let explained = simulate("ci", "ecr:BatchGetImage", "team-b/app");
+    assert!(explained.contains("implicit deny"), "{explained}");
+    assert!(simulate("root", "ecr:DeleteRepository", "team-a/prod").contains("the root user is always allowed"));
+}
+
+#[tokio::test]
+async fn policy_changes_on_a_running_server_take_effect_at_once() {
+    let srv = launch().start();
+    push_image(&srv, "app", Some("v1")).await;
+    let late = add_user(&srv, "late", &[]).await;
+    assert_eq!(late.pull(&srv, "app", "v1").await, 403);
+
+    let attached: Value = serde_json::from_str(&srv.cli(&["user", "policy", "attach", "late", PULL_ONLY])).unwrap();
+    assert_eq!(
+        attached["policies"],
+        json!([{"policyName": PULL_ONLY, "policyArn": format!("arn:aws:iam::aws:policy/{PULL_ONLY}")}])
+    );
+    eventually("the attached policy allowing the pull", async || late.pull(&srv, "app", "v1").await == 200).await;
+    // The allowed decision was cached; detaching must still take effect.
+    assert_eq!(late.pull(&srv, "app", "v1").await, 200);
+    srv.cli(&["user", "policy", "detach", "late", PULL_ONLY]);
+    eventually("the detached policy no longer allowing the pull", async || late.pull(&srv, "app", "v1").await == 403)
+        .await;
+
+    let users: Value = serde_json::from_str(&srv.cli(&["user", "list"])).unwrap();
+    let late_listed = users.as_array().unwrap().iter().find(|u| u["userName"] == "late").unwrap();
+    assert_eq!(late_listed["policies"], json!([]));
+    srv.cli(&["user", "policy", "attach", "late", READ_ONLY]);
+    let users: Value = serde_json::from_str(&srv.cli(&["user", "list"])).unwrap();
+    let late_listed = users.as_array().unwrap().iter().find(|u| u["userName"] == "late").unwrap();
+    assert_eq!(late_listed["policies"], json!([READ_ONLY]));
+
+    // Bad input is refused with a clear message and changes nothing.
+    let refused = srv.cli_output(&["user", "policy", "attach", "late", "AmazonEC2ContainerRegistryEverything"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("neither a managed policy"));
+    let bad = srv.data_dir().join("bad.json");
+    std::fs::write(&bad, r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*"}]}"#).unwrap();
+    let refused = srv.cli_output(&["user", "add", "badpolicy", "--policy", bad.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a valid identity policy"));
+    let users: Value = serde_json::from_str(&srv.cli(&["user", "list"])).unwrap();
+    assert!(users.as_array().unwrap().iter().all(|u| u["userName"] != "badpolicy"), "no user was created");
+    let refused = srv.cli_output(&["user", "policy", "detach", "late", PULL_ONLY]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is not attached"));
+    let refused = srv.cli_output(&["user", "policy", "attach", "ghost", READ_ONLY]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("user ghost does not exist"));
+}
+
+async fn root(srv: &Server, operation: &str, body: &Value) -> Resp {
+    ecr_call(srv, ROOT_KEY_ID, ROOT_SECRET, operation, &body.to_string()).await
+}
+
+#[tokio::test]
+async fn the_registry_policy_governs_every_repository_under_its_scope() {
+    let srv = launch().start();
+    for repo in ["one/app", "two/app"] {
+        push_image(&srv, repo, Some("v1")).await;
+    }
+    let ci = add_user(&srv, "ci", &[FULL]).await;
+    let guest = add_user(&srv, "guest", &[]).await;
+
+    let missing = root(&srv, "GetRegistryPolicy", &json!({})).await;
+    missing.expect_status(400);
+    assert_eq!(missing.json()["__type"], "RegistryPolicyNotFoundException");
+    assert_eq!(
+        missing.json()["message"],
+        format!("Registry policy does not exist in the registry with id '{ACCOUNT}'")
+    );
+    let invalid =
+        root(&srv, "PutRegistryPolicy", &json!({"policyText": r#"{"Statement":[{"Effect":"Allow"}]}"#})).await;
+    assert_eq!(invalid.json()["__type"], "InvalidParameterException", "{}", invalid.describe());
+
+    let everywhere = format!("arn:aws:ecr:us-east-1:{ACCOUNT}:repository/*");
+    let policy = json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "CiNeverDeletes", "Effect": "Deny", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:user/ci")},
+         "Action": "ecr:BatchDeleteImage", "Resource": everywhere},
+        {"Sid": "GuestPulls", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:user/guest")},
+         "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], "Resource": everywhere},
+    ]})
+    .to_string();
+    let put = root(&srv, "PutRegistryPolicy", &json!({"policyText": policy})).await;
+    put.expect_status(200);
+    assert_eq!(put.json(), json!({"registryId": ACCOUNT, "policyText": policy}));
+    assert_eq!(root(&srv, "GetRegistryPolicy", &json!({})).await.json()["policyText"], policy);
+
+    // Scope V2 (the default): its Deny beats FullAccess in every repository, its Allow grants.
+    for repo in ["one/app", "two/app"] {
+        let delete = json!({"repositoryName": repo, "imageIds": [{"imageTag": "v1"}]});
+        let refused = ci.ecr(&srv, "BatchDeleteImage", &delete).await;
+        assert!(denied(&refused), "{}", refused.describe());
+        assert!(
+            refused.json()["message"].as_str().unwrap().ends_with("with an explicit deny in a resource-based policy")
+        );
+        send(ci.v2.delete(srv.url(&format!("/v2/{repo}/manifests/v1")))).await.expect_error(403, "DENIED");
+        assert_eq!(guest.pull(&srv, repo, "v1").await, 200, "the registry policy lets guest pull {repo}");
+        assert_eq!(ci.pull(&srv, repo, "v1").await, 200, "nothing was deleted");
+    }
+    let explained = srv.cli(&[
+        "policy",
+        "simulate",
+        "--user",
+        "ci",
+        "--action",
+        "ecr:BatchDeleteImage",
+        "--repository",
+        "one/app",
+        "--registry-id",
+        ACCOUNT,
+    ]);
+    assert!(explained.contains(r#"(Sid "CiNeverDeletes") of registry policy"#), "{explained}");
+
+    // Scope V1: the registry policy governs replication and pull-through actions only.
+    let scope = root(&srv, "PutAccountSetting", &json!({"name": "REGISTRY_POLICY_SCOPE", "value": "V1"})).await;
+    assert_eq!(scope.json(), json!({"name": "REGISTRY_POLICY_SCOPE", "value": "V1"}));
+    assert_eq!(guest.pull(&srv, "one/app", "v1").await, 403);
+    ci.ecr(&srv, "BatchDeleteImage", &json!({"repositoryName": "two/app", "imageIds": [{"imageTag": "v1"}]}))
+        .await
+        .expect_status(200);
+    root(&srv, "PutAccountSetting", &json!({"name": "REGISTRY_POLICY_SCOPE", "value": "V2"})).await.expect_status(200);
+    assert_eq!(guest.pull(&srv, "one/app", "v1").await, 200);
+
+    let deleted = root(&srv, "DeleteRegistryPolicy", &json!({})).await;
+    assert_eq!(deleted.json(), json!({"registryId": ACCOUNT, "policyText": policy}));
+    assert_eq!(guest.pull(&srv, "one/app", "v1").await, 403, "the grant went with the policy");
+    let again = root(&srv, "DeleteRegistryPolicy", &json!({})).await;
+    assert_eq!(again.json()["__type"], "RegistryPolicyNotFoundException");
+    let token = guest.ecr(&srv, "PutRegistryPolicy", &json!({"policyText": policy})).await;
+    assert!(denied(&token), "a user without policies may not set the registry policy");
+}
+
+#[tokio::test]
+async fn account_settings_are_stored_and_blob_mounting_is_honoured_on_v2() {
+    let srv = launch().start();
+    let image = push_image(&srv, "source/app", Some("v1")).await;
+    let layer = sha256_digest(&image.layers[0]);
+    let get = async |name: &str| root(&srv, "GetAccountSetting", &json!({"name": name})).await.json();
+    assert_eq!(get("BLOB_MOUNTING").await, json!({"name": "BLOB_MOUNTING", "value": "ENABLED"}));
+    assert_eq!(get("REGISTRY_POLICY_SCOPE").await["value"], "V2");
+    assert_eq!(get("BASIC_SCAN_TYPE_VERSION").await["value"], "AWS_NATIVE");
+
+    let mount = async |target: &str| {
+        send(srv.post(&format!("/v2/{target}/blobs/uploads/?mount={layer}&from=source/app"))).await.status()
+    };
+    assert_eq!(mount("first/app").await, 201, "mounted");
+    root(&srv, "PutAccountSetting", &json!({"name": "BLOB_MOUNTING", "value": "DISABLED"})).await.expect_status(200);
+    assert_eq!(mount("second/app").await, 202, "an upload session instead of a mount");
+    send(srv.head(&format!("/v2/second/app/blobs/{layer}"))).await.expect_status(404);
+    root(&srv, "PutAccountSetting", &json!({"name": "BLOB_MOUNTING", "value": "ENABLED"})).await.expect_status(200);
+    assert_eq!(mount("third/app").await, 201);
+
+    let echoed = root(&srv, "PutAccountSetting", &json!({"name": "BASIC_SCAN_TYPE_VERSION", "value": "CLAIR"})).await;
+    assert_eq!(echoed.json(), json!({"name": "BASIC_SCAN_TYPE_VERSION", "value": "CLAIR"}));
+    assert_eq!(get("BASIC_SCAN_TYPE_VERSION").await["value"], "CLAIR");
+
+    let bad_value = root(&srv, "PutAccountSetting", &json!({"name": "BLOB_MOUNTING", "value": "SOMETIMES"})).await;
+    assert_eq!(bad_value.json()["__type"], "InvalidParameterException");
+    assert!(bad_value.json()["message"].as_str().unwrap().contains("[ENABLED, DISABLED]"));
+    let bad_name = root(&srv, "GetAccountSetting", &json!({"name": "NO_SUCH_SETTING"})).await;
+    assert_eq!(bad_name.json()["__type"], "InvalidParameterException");
+    assert_eq!(get("BLOB_MOUNTING").await["value"], "ENABLED", "refused writes changed nothing");
+}
