@@ -104,7 +104,8 @@ impl From<RegistryError> for ConsoleError {
             | RegistryError::LayerInaccessible(_)
             | RegistryError::TooManyTags { .. }
             | RegistryError::PolicyInvalid { .. }
-            | RegistryError::Unsupported(_) => ConsoleError::BadRequest(message),
+            | RegistryError::Unsupported(_)
+            | RegistryError::PullThrough(_) => ConsoleError::BadRequest(message),
             RegistryError::Internal(_) => ConsoleError::Internal(message),
         }
     }

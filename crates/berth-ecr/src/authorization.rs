@@ -50,7 +50,15 @@ macro_rules! scoped {
     };
 }
 
-scoped!(registry: GetAuthorizationTokenRequest, DescribeRegistryRequest, GetRegistryScanningConfigurationRequest);
+scoped!(registry:
+    GetAuthorizationTokenRequest,
+    DescribeRegistryRequest,
+    GetRegistryScanningConfigurationRequest,
+    CreatePullThroughCacheRuleRequest,
+    DescribePullThroughCacheRulesRequest,
+    UpdatePullThroughCacheRuleRequest,
+    PullThroughCacheRuleRequest,
+);
 
 scoped!(repository:
     CreateRepositoryRequest,

@@ -78,6 +78,18 @@ pub enum EcrError {
     Validation(String),
     #[error("{0}")]
     UnsupportedImageType(String),
+    #[error("{0}")]
+    PullThroughCacheRuleAlreadyExists(String),
+    #[error("{0}")]
+    PullThroughCacheRuleNotFound(String),
+    #[error("{0}")]
+    SecretNotFound(String),
+    #[error("{0}")]
+    UnableToAccessSecret(String),
+    #[error("{0}")]
+    UnableToDecryptSecretValue(String),
+    #[error("{0}")]
+    UnsupportedUpstreamRegistry(String),
     /// An explicit deny in a repository policy (AWS's common front-end error, HTTP 400).
     #[error("{0}")]
     AccessDenied(String),
@@ -129,6 +141,12 @@ impl EcrError {
             EcrError::ReferencedImagesNotFound(_) => "ReferencedImagesNotFoundException",
             EcrError::InvalidParameter(_) => "InvalidParameterException",
             EcrError::AccessDenied(_) => "AccessDeniedException",
+            EcrError::PullThroughCacheRuleAlreadyExists(_) => "PullThroughCacheRuleAlreadyExistsException",
+            EcrError::PullThroughCacheRuleNotFound(_) => "PullThroughCacheRuleNotFoundException",
+            EcrError::SecretNotFound(_) => "SecretNotFoundException",
+            EcrError::UnableToAccessSecret(_) => "UnableToAccessSecretException",
+            EcrError::UnableToDecryptSecretValue(_) => "UnableToDecryptSecretValueException",
+            EcrError::UnsupportedUpstreamRegistry(_) => "UnsupportedUpstreamRegistryException",
             EcrError::LayerPartTooSmall(_) => "LayerPartTooSmallException",
             EcrError::InvalidLayerPart { .. } => "InvalidLayerPartException",
             EcrError::UploadNotFound(_) => "UploadNotFoundException",

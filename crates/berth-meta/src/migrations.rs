@@ -43,6 +43,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/3-events.sql"),
         backfill: None,
     },
+    Migration {
+        version: 5,
+        sqlite: include_str!("../migrations/sqlite/5-pull-through.sql"),
+        postgres: include_str!("../migrations/postgres/5-pull-through.sql"),
+        backfill: None,
+    },
 ];
 
 /// The version this build writes.

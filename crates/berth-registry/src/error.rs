@@ -89,6 +89,9 @@ pub enum RegistryError {
     AccessDenied { message: String, explicit: bool },
     #[error("{0}")]
     Unsupported(String),
+    /// A pull-through cache rule, its secret or its upstream (`crate::pull_through`).
+    #[error(transparent)]
+    PullThrough(#[from] crate::pull_through::PullThroughError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -123,9 +126,11 @@ impl From<MetaError> for RegistryError {
             MetaError::TagImmutable { tag, current } => RegistryError::TagImmutable { tag, current },
             e @ MetaError::BlobSizeMismatch { .. } => RegistryError::ManifestInvalid(e.to_string()),
             MetaError::BlobInUse { digest, manifest } => RegistryError::BlobInUse { digest, manifest },
-            e @ (MetaError::UserExists(_) | MetaError::SettingsConflict(_) | MetaError::Backend(_)) => {
-                RegistryError::Internal(e.to_string())
-            }
+            e @ (MetaError::UserExists(_)
+            | MetaError::SettingsConflict(_)
+            | MetaError::CacheRuleExists(_)
+            | MetaError::CacheRuleNotFound(_)
+            | MetaError::Backend(_)) => RegistryError::Internal(e.to_string()),
         }
     }
 }

@@ -27,6 +27,9 @@ enum Command {
     User(admin::UserCommand),
     /// Print a registry token (a docker login password for user AWS), valid 12 hours.
     Token(admin::TokenArgs),
+    /// Credentials for upstream registries (pull-through cache rules' credentialArn).
+    #[command(subcommand)]
+    Secret(admin::SecretCommand),
     /// Reclaim blob data no image needs: one garbage-collection pass, safe while servers run.
     /// Takes the server's flags or config file, to find its stores.
     Gc(gc::GcArgs),
@@ -39,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => runtime.block_on(serve::run(args.resolve()?)),
         Command::User(command) => runtime.block_on(admin::user(command)),
         Command::Token(args) => runtime.block_on(admin::token(args)),
+        Command::Secret(command) => runtime.block_on(admin::secret(command)),
         Command::Gc(args) => runtime.block_on(gc::run(args)),
     }
 }

@@ -6,8 +6,11 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use berth_auth::{AuthMode, Authenticator, Identities, MasterKey, RootBootstrap, RootKeys, TokenIssuer};
+use berth_auth::{
+    AuthMode, Authenticator, Identities, MasterKey, RootBootstrap, RootKeys, TokenIssuer, UpstreamSecrets,
+};
 use berth_meta::{MetadataStore, PostgresStore, SqliteStore};
+use berth_registry::pull_through::{SecretOpener, Secrets, UpstreamLogin};
 use berth_registry::{AnonymousAccess, Registry, RegistryConfig, UrlSigningKey};
 use berth_storage::{BlobStore, FsBlobStore, S3BlobStore};
 use tokio::net::TcpListener;
@@ -51,6 +54,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     std::panic::set_hook(Box::new(edge::log_panic));
 
     let (meta, blobs) = open_stores(&config).await?;
+    let master_key = MasterKey::load_or_create(&config.data_dir).context("loading the master key")?;
     let url_signing_key = UrlSigningKey::load_or_create(&config.data_dir.join("keys").join("url-signing.key"))
         .context("loading the download-URL signing key")?;
     let registry = Registry::new(
@@ -65,6 +69,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             account_id: config.registry_id.clone(),
             region: config.region.clone(),
             anonymous_access: anonymous_access(&config),
+            secrets: Secrets(Some(Arc::new(SealedUpstreamSecrets(UpstreamSecrets::new(&master_key))))),
         },
     );
     let auth = Arc::new(authentication(&config, meta.clone()).await?);
@@ -198,6 +203,16 @@ fn anonymous_access(config: &ServeConfig) -> AnonymousAccess {
 
 /// Opens the identities, makes sure a root user exists (printing generated keys once) and
 /// builds the per-request authenticator.
+/// The registry opens upstream credentials (`berth secret put`) with the auth layer's key.
+struct SealedUpstreamSecrets(UpstreamSecrets);
+
+impl SecretOpener for SealedUpstreamSecrets {
+    fn open(&self, name: &str, sealed: &[u8]) -> Option<UpstreamLogin> {
+        let login = self.0.open(name, sealed)?;
+        Some(UpstreamLogin { username: login.username, password: login.password })
+    }
+}
+
 async fn authentication(config: &ServeConfig, meta: Arc<dyn MetadataStore>) -> anyhow::Result<Authenticator> {
     let master_key = MasterKey::load_or_create(&config.data_dir).context("loading the master key")?;
     let identities = Arc::new(Identities::new(meta, &master_key));
