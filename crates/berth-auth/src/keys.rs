@@ -13,7 +13,9 @@
 //!   into another user's row does not decrypt);
 //! - the registry-token signing key (see [`crate::token`]), so tokens and stored secrets never
 //!   share a key, and a token forged or leaked tells nothing about the encryption key;
-//! - the console's session key (`berth-console`), so a session cookie is never a registry token.
+//! - the console's session key (`berth-console`), so a session cookie is never a registry token;
+//! - the upstream-secret key (`crate::upstream`): credentials for other registries, sealed the
+//!   same way with the secret's name as associated data.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -34,6 +36,7 @@ const SEALED_FORMAT_V1: u8 = 1;
 const SECRET_ENCRYPTION_LABEL: &[u8] = b"berth/v1/access-key-secret-encryption";
 const TOKEN_SIGNING_LABEL: &[u8] = b"berth/v1/registry-token-signing";
 const CONSOLE_SESSION_LABEL: &[u8] = b"berth/v1/console-session";
+const UPSTREAM_SECRET_LABEL: &[u8] = b"berth/v1/upstream-secret-encryption";
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 
@@ -106,6 +109,13 @@ impl MasterKey {
 
     pub(crate) fn secret_cipher(&self) -> SecretCipher {
         let key = self.derive(SECRET_ENCRYPTION_LABEL);
+        SecretCipher { aead: XChaCha20Poly1305::new(&key.into()) }
+    }
+
+    /// Seals the credentials of upstream registries (`crate::upstream`); its own subkey, so an
+    /// access-key ciphertext never opens as an upstream secret or the other way round.
+    pub(crate) fn upstream_secret_cipher(&self) -> SecretCipher {
+        let key = self.derive(UPSTREAM_SECRET_LABEL);
         SecretCipher { aead: XChaCha20Poly1305::new(&key.into()) }
     }
 
@@ -199,6 +209,7 @@ pub(crate) struct SecretCipher {
 }
 
 impl SecretCipher {
+    /// Seals `secret`; `access_key_id` (for upstream secrets: their name) is the associated data.
     pub(crate) fn seal(&self, access_key_id: &str, secret: &str) -> Vec<u8> {
         let nonce_bytes: [u8; NONCE_LEN] = random_bytes();
         let nonce = XNonce::from(nonce_bytes);

@@ -10,6 +10,7 @@ pub mod authn;
 pub mod cli;
 pub mod keys;
 pub mod token;
+pub mod upstream;
 pub mod users;
 
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ pub use authn::{AuthError, AuthMode, Authenticator, CHALLENGE, REALM, TOKEN_USER
 pub use berth_meta::UserPolicy;
 pub use keys::MasterKey;
 pub use token::{DEFAULT_TOKEN_LIFETIME, IssuedToken, TokenError, TokenIssuer, VerifiedToken};
+pub use upstream::{UpstreamLogin, UpstreamSecrets};
 pub use users::{
     AccessKey, Credentials, Identities, REVALIDATE_INTERVAL, ROOT_CREDENTIALS_FILE, ROOT_USER, RootBootstrap, RootKeys,
     User,
@@ -42,6 +44,8 @@ pub enum Error {
     MasterKeyMismatch { users: Vec<String> },
     #[error("invalid user name {0:?}: use 1 to 64 letters, digits or any of +=,.@_-")]
     InvalidUserName(String),
+    #[error("invalid secret name {0:?}: use letters, digits or any of /_+=.@-")]
+    InvalidSecretName(String),
     #[error("user {0} does not exist")]
     UserNotFound(String),
     #[error("{0}")]

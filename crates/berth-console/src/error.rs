@@ -107,6 +107,8 @@ impl From<RegistryError> for ConsoleError {
             | RegistryError::ReplicationConfigurationInvalid(_)
             | RegistryError::SettingInvalid { .. }
             | RegistryError::Unsupported(_) => ConsoleError::BadRequest(message),
+            | RegistryError::Unsupported(_)
+            | RegistryError::PullThrough(_) => ConsoleError::BadRequest(message),
             RegistryError::Internal(_) => ConsoleError::Internal(message),
         }
     }

@@ -63,6 +63,10 @@ scoped!(registry:
     DeleteRegistryPolicyRequest,
     GetAccountSettingRequest,
     PutAccountSettingRequest,
+    CreatePullThroughCacheRuleRequest,
+    DescribePullThroughCacheRulesRequest,
+    UpdatePullThroughCacheRuleRequest,
+    PullThroughCacheRuleRequest,
 );
 
 scoped!(repository:

@@ -283,4 +283,34 @@ pub trait EcrBackend: Send + Sync + 'static {
         ctx: &RequestContext,
         request: DeleteRepositoryPolicyRequest,
     ) -> Result<DeleteRepositoryPolicyResponse, EcrError>;
+
+    async fn create_pull_through_cache_rule(
+        &self,
+        ctx: &RequestContext,
+        request: CreatePullThroughCacheRuleRequest,
+    ) -> Result<CreatePullThroughCacheRuleResponse, EcrError>;
+
+    async fn describe_pull_through_cache_rules(
+        &self,
+        ctx: &RequestContext,
+        request: DescribePullThroughCacheRulesRequest,
+    ) -> Result<DescribePullThroughCacheRulesResponse, EcrError>;
+
+    async fn update_pull_through_cache_rule(
+        &self,
+        ctx: &RequestContext,
+        request: UpdatePullThroughCacheRuleRequest,
+    ) -> Result<UpdatePullThroughCacheRuleResponse, EcrError>;
+
+    async fn delete_pull_through_cache_rule(
+        &self,
+        ctx: &RequestContext,
+        request: DeletePullThroughCacheRuleRequest,
+    ) -> Result<DeletePullThroughCacheRuleResponse, EcrError>;
+
+    async fn validate_pull_through_cache_rule(
+        &self,
+        ctx: &RequestContext,
+        request: ValidatePullThroughCacheRuleRequest,
+    ) -> Result<ValidatePullThroughCacheRuleResponse, EcrError>;
 }

@@ -84,6 +84,17 @@ pub enum EcrError {
     ScanNotFound(String),
     #[error("{0}")]
     SigningConfigurationNotFound(String),
+    PullThroughCacheRuleAlreadyExists(String),
+    #[error("{0}")]
+    PullThroughCacheRuleNotFound(String),
+    #[error("{0}")]
+    SecretNotFound(String),
+    #[error("{0}")]
+    UnableToAccessSecret(String),
+    #[error("{0}")]
+    UnableToDecryptSecretValue(String),
+    #[error("{0}")]
+    UnsupportedUpstreamRegistry(String),
     /// An explicit deny in a repository policy (AWS's common front-end error, HTTP 400).
     #[error("{0}")]
     AccessDenied(String),
@@ -135,6 +146,12 @@ impl EcrError {
             EcrError::ReferencedImagesNotFound(_) => "ReferencedImagesNotFoundException",
             EcrError::InvalidParameter(_) => "InvalidParameterException",
             EcrError::AccessDenied(_) => "AccessDeniedException",
+            EcrError::PullThroughCacheRuleAlreadyExists(_) => "PullThroughCacheRuleAlreadyExistsException",
+            EcrError::PullThroughCacheRuleNotFound(_) => "PullThroughCacheRuleNotFoundException",
+            EcrError::SecretNotFound(_) => "SecretNotFoundException",
+            EcrError::UnableToAccessSecret(_) => "UnableToAccessSecretException",
+            EcrError::UnableToDecryptSecretValue(_) => "UnableToDecryptSecretValueException",
+            EcrError::UnsupportedUpstreamRegistry(_) => "UnsupportedUpstreamRegistryException",
             EcrError::LayerPartTooSmall(_) => "LayerPartTooSmallException",
             EcrError::InvalidLayerPart { .. } => "InvalidLayerPartException",
             EcrError::UploadNotFound(_) => "UploadNotFoundException",

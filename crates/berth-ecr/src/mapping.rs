@@ -2,6 +2,7 @@
 //! exception a whole call fails with, or to the `failures[]` entry of a batch item; and ECR's
 //! image identifiers into the service's selectors.
 
+use berth_registry::pull_through::PullThroughError;
 use berth_registry::{ImageSelector, PolicyKind, RegistryError};
 use berth_spec::{Digest, Tag};
 
@@ -100,6 +101,17 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
         ReplicationConfigurationInvalid(reason) => EcrError::invalid_parameter("replicationConfiguration", &reason),
         AccessDenied { message, .. } => EcrError::AccessDenied(message),
         e @ SettingsUnreadable { .. } => EcrError::AccessDenied(e.to_string()),
+        PullThrough(e) => {
+            let message = e.to_string();
+            match e {
+                PullThroughError::RuleExists(_) => EcrError::PullThroughCacheRuleAlreadyExists(message),
+                PullThroughError::RuleNotFound(_) => EcrError::PullThroughCacheRuleNotFound(message),
+                PullThroughError::SecretNotFound(_) => EcrError::SecretNotFound(message),
+                PullThroughError::SecretInaccessible(_) => EcrError::UnableToAccessSecret(message),
+                PullThroughError::SecretUndecryptable(_) => EcrError::UnableToDecryptSecretValue(message),
+                PullThroughError::UpstreamUnsupported(_) => EcrError::UnsupportedUpstreamRegistry(message),
+            }
+        }
         Internal(reason) => EcrError::Server(reason),
     }
 }

@@ -345,6 +345,11 @@ dispatch_table!(
         SetRepositoryPolicy => set_repository_policy,
         GetRepositoryPolicy => get_repository_policy,
     DeleteRepositoryPolicy => delete_repository_policy,
+    CreatePullThroughCacheRule => create_pull_through_cache_rule,
+    DescribePullThroughCacheRules => describe_pull_through_cache_rules,
+    UpdatePullThroughCacheRule => update_pull_through_cache_rule,
+    DeletePullThroughCacheRule => delete_pull_through_cache_rule,
+    ValidatePullThroughCacheRule => validate_pull_through_cache_rule,
 );
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use berth_iam::RequestContext;
 use berth_registry::replication;
+use berth_registry::pull_through::{CacheRule, PullThroughError, ROOT_PREFIX, UpstreamSettings, normalize_prefix};
 use berth_registry::settings::{
     Encryption, EncryptionType as StoredEncryption, ResourceTag, TagMutability, TagMutabilityFilter,
 };
@@ -29,7 +30,7 @@ use crate::mapping::{Scope, ecr_error, image_failure, image_selector, scanning_f
 use crate::pagination::{Pager, invalid_token};
 use crate::shapes::*;
 use crate::tokens::TokenIssuer;
-use crate::validate::RepositoryArn;
+use crate::validate::{DEFAULT_PAGE_SIZE, RepositoryArn};
 
 /// The part size InitiateLayerUpload advertises (ECR's quota table; parts up to 20 MiB pass).
 pub const ADVERTISED_PART_SIZE: u64 = 10 * 1024 * 1024;
@@ -1230,6 +1231,142 @@ impl EcrBackend for RegistryBackend {
         let name = self.repository(&request.registry_id, &request.repository_name)?;
         let text = self.registry.delete_repository_policy(ctx, &name).await.map_err(self.fail(name.as_str()))?;
         Ok(self.repository_policy_shape(request.repository_name, text))
+    }
+
+    async fn create_pull_through_cache_rule(
+        &self,
+        _: &RequestContext,
+        request: CreatePullThroughCacheRuleRequest,
+    ) -> Result<CreatePullThroughCacheRuleResponse, EcrError> {
+        self.own_registry(&request.registry_id)?;
+        let upstream = UpstreamSettings {
+            upstream_registry_url: request.upstream_registry_url,
+            upstream_registry: request.upstream_registry.map(|r| r.as_str().to_owned()),
+            upstream_repository_prefix: request
+                .upstream_repository_prefix
+                .map_or_else(|| ROOT_PREFIX.to_owned(), |p| normalize_prefix(&p).to_owned()),
+            credential_arn: request.credential_arn,
+            custom_role_arn: request.custom_role_arn,
+        };
+        let rule =
+            self.registry.create_cache_rule(&request.ecr_repository_prefix, upstream).await.map_err(self.fail(""))?;
+        Ok(self.cache_rule_shape(rule))
+    }
+
+    async fn describe_pull_through_cache_rules(
+        &self,
+        _: &RequestContext,
+        request: DescribePullThroughCacheRulesRequest,
+    ) -> Result<DescribePullThroughCacheRulesResponse, EcrError> {
+        self.own_registry(&request.registry_id)?;
+        let rules = self.registry.cache_rules().await.map_err(self.fail(""))?;
+        if let Some(named) = &request.ecr_repository_prefixes {
+            let mut found = Vec::with_capacity(named.len());
+            for prefix in named {
+                let prefix = normalize_prefix(prefix);
+                match rules.iter().find(|r| r.ecr_repository_prefix == prefix) {
+                    Some(rule) => found.push(self.cache_rule_shape(rule.clone())),
+                    None => {
+                        return Err(ecr_error(
+                            PullThroughError::RuleNotFound(prefix.to_owned()).into(),
+                            &self.scope(""),
+                        ));
+                    }
+                }
+            }
+            return Ok(DescribePullThroughCacheRulesResponse { pull_through_cache_rules: found, next_token: None });
+        }
+        let pager = Pager::new(Endpoint::DescribePullThroughCacheRules, &self.config.registry_id);
+        let after = pager.resume(request.next_token.as_deref())?.and_then(|mut key| key.pop());
+        let page_size = request.max_results.map_or(DEFAULT_PAGE_SIZE, |n| n as usize);
+        let remaining: Vec<_> =
+            rules.into_iter().filter(|r| after.as_ref().is_none_or(|a| r.ecr_repository_prefix > *a)).collect();
+        let more = remaining.len() > page_size;
+        let page: Vec<_> = remaining.into_iter().take(page_size).collect();
+        Ok(DescribePullThroughCacheRulesResponse {
+            next_token: pager.next_token(more, &page, |last| vec![last.ecr_repository_prefix.clone()]),
+            pull_through_cache_rules: page.into_iter().map(|rule| self.cache_rule_shape(rule)).collect(),
+        })
+    }
+
+    async fn update_pull_through_cache_rule(
+        &self,
+        _: &RequestContext,
+        request: UpdatePullThroughCacheRuleRequest,
+    ) -> Result<UpdatePullThroughCacheRuleResponse, EcrError> {
+        self.own_registry(&request.registry_id)?;
+        let rule = self
+            .registry
+            .update_cache_rule(&request.ecr_repository_prefix, request.credential_arn, request.custom_role_arn)
+            .await
+            .map_err(self.fail(""))?;
+        Ok(UpdatePullThroughCacheRuleResponse {
+            ecr_repository_prefix: rule.ecr_repository_prefix,
+            registry_id: self.config.registry_id.clone(),
+            updated_at: Timestamp::from_millis(rule.updated_at),
+            credential_arn: rule.upstream.credential_arn,
+            custom_role_arn: rule.upstream.custom_role_arn,
+            upstream_repository_prefix: rule.upstream.upstream_repository_prefix,
+        })
+    }
+
+    async fn delete_pull_through_cache_rule(
+        &self,
+        _: &RequestContext,
+        request: DeletePullThroughCacheRuleRequest,
+    ) -> Result<DeletePullThroughCacheRuleResponse, EcrError> {
+        self.own_registry(&request.registry_id)?;
+        let rule = self.registry.delete_cache_rule(&request.ecr_repository_prefix).await.map_err(self.fail(""))?;
+        Ok(self.cache_rule_shape(rule))
+    }
+
+    async fn validate_pull_through_cache_rule(
+        &self,
+        ctx: &RequestContext,
+        request: ValidatePullThroughCacheRuleRequest,
+    ) -> Result<ValidatePullThroughCacheRuleResponse, EcrError> {
+        self.own_registry(&request.registry_id)?;
+        let validation =
+            self.registry.validate_cache_rule(ctx, &request.ecr_repository_prefix).await.map_err(self.fail(""))?;
+        let upstream = validation.rule.upstream;
+        Ok(ValidatePullThroughCacheRuleResponse {
+            ecr_repository_prefix: validation.rule.ecr_repository_prefix,
+            registry_id: self.config.registry_id.clone(),
+            upstream_registry_url: upstream.upstream_registry_url,
+            credential_arn: upstream.credential_arn,
+            custom_role_arn: upstream.custom_role_arn,
+            upstream_repository_prefix: upstream.upstream_repository_prefix,
+            is_valid: validation.failure.is_none(),
+            failure: validation.failure,
+        })
+    }
+}
+
+impl RegistryBackend {
+    /// Registry-wide configuration exists for this registry only; another `registryId` is refused.
+    fn own_registry(&self, registry_id: &Option<String>) -> Result<(), EcrError> {
+        match registry_id {
+            Some(id) if *id != self.config.registry_id => Err(EcrError::InvalidParameter(format!(
+                "Invalid parameter: registryId '{id}' is not this registry ({})",
+                self.config.registry_id
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn cache_rule_shape(&self, rule: CacheRule) -> PullThroughCacheRule {
+        let upstream = rule.upstream;
+        PullThroughCacheRule {
+            ecr_repository_prefix: rule.ecr_repository_prefix,
+            upstream_registry_url: upstream.upstream_registry_url,
+            created_at: Timestamp::from_millis(rule.created_at),
+            registry_id: self.config.registry_id.clone(),
+            credential_arn: upstream.credential_arn,
+            custom_role_arn: upstream.custom_role_arn,
+            upstream_repository_prefix: upstream.upstream_repository_prefix,
+            upstream_registry: upstream.upstream_registry,
+            updated_at: Timestamp::from_millis(rule.updated_at),
+        }
     }
 }
 

@@ -174,6 +174,18 @@ response_enum!(ScanningRepositoryFilterType { Wildcard = "WILDCARD" });
 
 response_enum!(ScanningConfigurationFailureCode { RepositoryNotFound = "REPOSITORY_NOT_FOUND" });
 
+request_enum!(UpstreamRegistry {
+    Ecr = "ecr",
+    EcrPublic = "ecr-public",
+    Quay = "quay",
+    K8s = "k8s",
+    DockerHub = "docker-hub",
+    GithubContainerRegistry = "github-container-registry",
+    AzureContainerRegistry = "azure-container-registry",
+    GitlabContainerRegistry = "gitlab-container-registry",
+    Chainguard = "chainguard",
+});
+
 // ---- structures shared by several operations
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -772,6 +784,46 @@ pub struct RepositoryPolicyRequest {
 pub type GetRepositoryPolicyRequest = RepositoryPolicyRequest;
 pub type DeleteRepositoryPolicyRequest = RepositoryPolicyRequest;
 
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatePullThroughCacheRuleRequest {
+    pub registry_id: Option<String>,
+    pub ecr_repository_prefix: String,
+    pub upstream_registry_url: String,
+    pub upstream_registry: Option<UpstreamRegistry>,
+    pub credential_arn: Option<String>,
+    pub custom_role_arn: Option<String>,
+    pub upstream_repository_prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribePullThroughCacheRulesRequest {
+    pub registry_id: Option<String>,
+    pub ecr_repository_prefixes: Option<Vec<String>>,
+    pub next_token: Option<String>,
+    pub max_results: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdatePullThroughCacheRuleRequest {
+    pub registry_id: Option<String>,
+    pub ecr_repository_prefix: String,
+    pub credential_arn: Option<String>,
+    pub custom_role_arn: Option<String>,
+}
+
+/// DeletePullThroughCacheRule and ValidatePullThroughCacheRule take the same members.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullThroughCacheRuleRequest {
+    pub registry_id: Option<String>,
+    pub ecr_repository_prefix: String,
+}
+pub type DeletePullThroughCacheRuleRequest = PullThroughCacheRuleRequest;
+pub type ValidatePullThroughCacheRuleRequest = PullThroughCacheRuleRequest;
+
 // ---- responses
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -988,6 +1040,65 @@ pub struct PutLifecyclePolicyResponse {
     pub registry_id: String,
     pub repository_name: String,
     pub lifecycle_policy_text: String,
+}
+
+/// A rule as Create, Describe and Delete answer it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullThroughCacheRule {
+    pub ecr_repository_prefix: String,
+    pub upstream_registry_url: String,
+    pub created_at: Timestamp,
+    pub registry_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_role_arn: Option<String>,
+    pub upstream_repository_prefix: String,
+    /// As the rule was created with it (a value of `UpstreamRegistry`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_registry: Option<String>,
+    pub updated_at: Timestamp,
+}
+
+pub type CreatePullThroughCacheRuleResponse = PullThroughCacheRule;
+pub type DeletePullThroughCacheRuleResponse = PullThroughCacheRule;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribePullThroughCacheRulesResponse {
+    pub pull_through_cache_rules: Vec<PullThroughCacheRule>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdatePullThroughCacheRuleResponse {
+    pub ecr_repository_prefix: String,
+    pub registry_id: String,
+    pub updated_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_role_arn: Option<String>,
+    pub upstream_repository_prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidatePullThroughCacheRuleResponse {
+    pub ecr_repository_prefix: String,
+    pub registry_id: String,
+    pub upstream_registry_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_role_arn: Option<String>,
+    pub upstream_repository_prefix: String,
+    pub is_valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// GetLifecyclePolicy's answer; DeleteLifecyclePolicy returns the policy it removed.

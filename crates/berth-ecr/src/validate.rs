@@ -783,11 +783,121 @@ impl Validate for RepositoryPolicyRequest {
     }
 }
 
+/// `PullThroughCacheRuleRepositoryPrefix`: a repository-name prefix (an optional trailing `/`)
+/// or `ROOT`, 2 to 30 characters.
+const CACHE_PREFIX_PATTERN: &str =
+    r"^([a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*\/?|ROOT)$";
+const CREDENTIAL_ARN_PATTERN: &str =
+    r"^arn:aws(-\w+)*:secretsmanager:[a-zA-Z0-9-:]+:secret:ecr\-pullthroughcache\/[a-zA-Z0-9\/_+=.@-]+$";
+
+fn cache_prefix(member: &str, prefix: &str) -> Result<(), EcrError> {
+    length(member, prefix, 2, 30)?;
+    let name = prefix.strip_suffix('/').unwrap_or(prefix);
+    pattern(member, prefix == "ROOT" || RepositoryName::from_str(name).is_ok(), CACHE_PREFIX_PATTERN)
+}
+
+/// `CREDENTIAL_ARN_PATTERN`, spelled out.
+fn is_credential_arn(arn: &str) -> bool {
+    let word = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let Some((head, name)) = arn.split_once(":secret:ecr-pullthroughcache/") else { return false };
+    let Some((partition, scope)) = head.split_once(":secretsmanager:") else { return false };
+    let partition_ok = partition
+        .strip_prefix("arn:aws")
+        .is_some_and(|rest| rest.is_empty() || rest.strip_prefix('-').is_some_and(|r| r.split('-').all(word)));
+    partition_ok
+        && !scope.is_empty()
+        && scope.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b':')
+        && !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b))
+}
+
+fn credential_arn(arn: &Option<String>) -> Result<(), EcrError> {
+    let Some(arn) = arn else { return Ok(()) };
+    length("credentialArn", arn, 50, 612)?;
+    pattern("credentialArn", is_credential_arn(arn), CREDENTIAL_ARN_PATTERN)
+}
+
+fn custom_role_arn(arn: &Option<String>) -> Result<(), EcrError> {
+    arn.as_deref().map_or(Ok(()), |arn| length("customRoleArn", arn, 0, 2048))
+}
+
+impl Validate for CreatePullThroughCacheRuleRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        cache_prefix("ecrRepositoryPrefix", &self.ecr_repository_prefix)?;
+        if let Some(upstream) = self.upstream_registry {
+            enum_value("upstreamRegistry", upstream == UpstreamRegistry::Unrecognized, UpstreamRegistry::VALUES)?;
+        }
+        credential_arn(&self.credential_arn)?;
+        custom_role_arn(&self.custom_role_arn)?;
+        if let Some(prefix) = &self.upstream_repository_prefix {
+            cache_prefix("upstreamRepositoryPrefix", prefix)?;
+        }
+        if self.upstream_registry_url.is_empty() {
+            return Err(invalid("upstreamRegistryUrl", "Member must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+impl Validate for DescribePullThroughCacheRulesRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        if let Some(prefixes) = &self.ecr_repository_prefixes {
+            list_length("ecrRepositoryPrefixes", prefixes, 1, 100)?;
+            for (i, prefix) in prefixes.iter().enumerate() {
+                cache_prefix(&element("ecrRepositoryPrefixes", i, ""), prefix)?;
+            }
+        }
+        no_paging_with(
+            "ecrRepositoryPrefixes",
+            self.ecr_repository_prefixes.is_some(),
+            &self.next_token,
+            self.max_results,
+        )?;
+        max_results(self.max_results, MAX_RESULTS)
+    }
+}
+
+impl Validate for UpdatePullThroughCacheRuleRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        cache_prefix("ecrRepositoryPrefix", &self.ecr_repository_prefix)?;
+        credential_arn(&self.credential_arn)?;
+        custom_role_arn(&self.custom_role_arn)
+    }
+}
+
+impl Validate for PullThroughCacheRuleRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        cache_prefix("ecrRepositoryPrefix", &self.ecr_repository_prefix)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde::de::DeserializeOwned;
     use serde_json::{Value, json};
+
+    #[test]
+    fn pull_through_cache_members_follow_the_model() {
+        let arn = "arn:aws:secretsmanager:us-east-1:000000000000:secret:ecr-pullthroughcache/hub";
+        assert!(is_credential_arn(arn));
+        assert!(is_credential_arn("arn:aws-us-gov:secretsmanager:us-gov-west-1:1:secret:ecr-pullthroughcache/a/b"));
+        for bad in [
+            "arn:aws:secretsmanager:us-east-1:000000000000:secret:other/hub",
+            "arn:aws:secretsmanager:us-east-1:000000000000:secret:ecr-pullthroughcache/",
+            "arn:awsx:secretsmanager:us-east-1:000000000000:secret:ecr-pullthroughcache/hub",
+            "arn:aws:secretsmanager:us-east-1:000000000000:secret:ecr-pullthroughcache/h ub",
+        ] {
+            assert!(!is_credential_arn(bad), "{bad}");
+        }
+        let ok = |prefix: &str| cache_prefix("ecrRepositoryPrefix", prefix).is_ok();
+        assert!(ok("ROOT") && ok("docker-hub") && ok("quay/") && ok("a/b"));
+        assert!(!ok("a") && !ok("Hub") && !ok("/hub") && !ok(&"a".repeat(31)));
+    }
 
     fn check<T: DeserializeOwned + Validate>(request: Value) -> Result<(), (String, String)> {
         let request: T = serde_json::from_value(request).expect("test request deserialises");

@@ -198,6 +198,11 @@ protocol_backend! {{
         set_repository_policy(SetRepositoryPolicyRequest) -> SetRepositoryPolicyResponse;
         get_repository_policy(GetRepositoryPolicyRequest) -> GetRepositoryPolicyResponse;
         delete_repository_policy(DeleteRepositoryPolicyRequest) -> DeleteRepositoryPolicyResponse;
+    create_pull_through_cache_rule(CreatePullThroughCacheRuleRequest) -> CreatePullThroughCacheRuleResponse;
+    describe_pull_through_cache_rules(DescribePullThroughCacheRulesRequest) -> DescribePullThroughCacheRulesResponse;
+    update_pull_through_cache_rule(UpdatePullThroughCacheRuleRequest) -> UpdatePullThroughCacheRuleResponse;
+    delete_pull_through_cache_rule(DeletePullThroughCacheRuleRequest) -> DeletePullThroughCacheRuleResponse;
+    validate_pull_through_cache_rule(ValidatePullThroughCacheRuleRequest) -> ValidatePullThroughCacheRuleResponse;
 }
 
 fn secrets() -> Arc<dyn SecretLookup> {

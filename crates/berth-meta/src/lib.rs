@@ -4,8 +4,8 @@
 //!
 //! [`MetadataStore`] is the whole store: one trait per area ([`RepositoryStore`],
 //! [`BlobLinkStore`], [`ManifestStore`], [`UploadStore`], [`GcStore`], [`CredentialStore`],
-//! [`RegistrySettingStore`], [`EventStore`], [`ReplicationStore`], [`Health`], [`Shutdown`]) and a
-//! blanket impl, so `Arc<dyn MetadataStore>` offers them all.
+//! [`RegistrySettingStore`], [`EventStore`], [`ReplicationStore`], [`PullThroughStore`], [`Health`],
+//! [`Shutdown`]) and a blanket impl, so `Arc<dyn MetadataStore>` offers them all.
 //! There is one implementation, [`SqlStore`], over two SQL dialects: [`SqliteStore`] (embedded)
 //! and [`PostgresStore`] (scale-out). [`testsuite::run_all`] is the behaviour both must show.
 //!
@@ -26,6 +26,7 @@ mod manifests;
 mod migrations;
 pub mod postgres;
 mod replication;
+mod pull_through;
 mod sql;
 pub mod sqlite;
 mod store;
@@ -77,6 +78,10 @@ pub enum MetaError {
     UserExists(String),
     #[error("user {0} does not exist")]
     UserUnknown(String),
+    #[error("a pull-through cache rule for prefix {0} already exists")]
+    CacheRuleExists(String),
+    #[error("there is no pull-through cache rule for prefix {0}")]
+    CacheRuleNotFound(String),
     #[error("metadata backend error: {0}")]
     Backend(String),
 }
@@ -360,6 +365,31 @@ pub trait RegistrySettingStore: Send + Sync {
     async fn put_registry_setting(&self, name: &str, value: Option<&str>) -> Result<Option<String>>;
     /// A counter that changes whenever a setting changes, so caches in other processes can notice.
     async fn registry_settings_generation(&self) -> Result<i64>;
+/// A pull-through cache rule as stored: the service owns the document's format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheRuleRecord {
+    /// The ECR repository prefix the rule serves (`ROOT`: every repository).
+    pub prefix: String,
+    pub document: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// The pull-through cache's configuration: its rules, and the upstream credentials
+/// (`berth secret put`) they name, sealed by the auth layer before they get here.
+#[async_trait]
+pub trait PullThroughStore: Send + Sync {
+    /// Creates or replaces the sealed credentials stored under `name`.
+    async fn put_upstream_secret(&self, name: &str, ciphertext: &[u8], now: Millis) -> Result<()>;
+    async fn upstream_secret(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// Fails with `CacheRuleExists`.
+    async fn create_cache_rule(&self, prefix: &str, document: &str, now: Millis) -> Result<CacheRuleRecord>;
+    /// Replaces the rule's document; fails with `CacheRuleNotFound`.
+    async fn update_cache_rule(&self, prefix: &str, document: &str, now: Millis) -> Result<CacheRuleRecord>;
+    /// Every rule, sorted by prefix.
+    async fn cache_rules(&self) -> Result<Vec<CacheRuleRecord>>;
+    /// Returns the rule it removed; fails with `CacheRuleNotFound`.
+    async fn delete_cache_rule(&self, prefix: &str) -> Result<CacheRuleRecord>;
 }
 
 /// Consumers of the event log (ARCHITECTURE.md, "Event log"). Each registered consumer gets its
@@ -440,6 +470,7 @@ pub trait MetadataStore:
     + EventStore
     + ReplicationStore
     + Health
+    + PullThroughStore
     + Shutdown
     + 'static
 {
@@ -456,6 +487,7 @@ impl<T> MetadataStore for T where
         + EventStore
         + ReplicationStore
         + Health
+        + PullThroughStore
         + Shutdown
         + 'static
 {

@@ -50,6 +50,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         backfill: None,
     },
     Migration {
+        version: 5,
+        sqlite: include_str!("../migrations/sqlite/5-pull-through.sql"),
+        postgres: include_str!("../migrations/postgres/5-pull-through.sql"),
+        backfill: None,
+    },
+    Migration {
         version: 6,
         sqlite: include_str!("../migrations/sqlite/6-replication.sql"),
         postgres: include_str!("../migrations/postgres/6-replication.sql"),

@@ -42,6 +42,7 @@ pub async fn run_all(store: &dyn MetadataStore) {
     every_change_records_its_events(store).await;
     failed_changes_record_nothing(store).await;
     event_claims(store).await;
+    pull_through_configuration(store).await;
 }
 
 /// A name unique to this run and call, usable as a repository name, tag or user name.
@@ -1332,4 +1333,30 @@ async fn event_claims(store: &dyn MetadataStore) {
     assert!(store.unregister_consumer(&consumer).await.unwrap());
     assert!(store.claim_events(&consumer, "h", 100, 1, 2).await.unwrap().is_empty(), "gone with its consumer");
     store.delete_repository(&ORIGIN, &r2, true).await.unwrap();
+}
+
+/// Cache rules are created once, updated and deleted by prefix, listed sorted; secrets are
+/// replaced in place.
+async fn pull_through_configuration(store: &dyn MetadataStore) {
+    let (a, b) = (unique("ptc-b"), unique("ptc-a"));
+    let created = store.create_cache_rule(&a, r#"{"v":1}"#, 10).await.unwrap();
+    assert_eq!((created.created_at, created.updated_at, created.document.as_str()), (10, 10, r#"{"v":1}"#));
+    assert!(matches!(store.create_cache_rule(&a, "{}", 11).await, Err(MetaError::CacheRuleExists(p)) if p == a));
+    store.create_cache_rule(&b, "{}", 12).await.unwrap();
+    let updated = store.update_cache_rule(&a, r#"{"v":2}"#, 20).await.unwrap();
+    assert_eq!((updated.created_at, updated.updated_at, updated.document.as_str()), (10, 20, r#"{"v":2}"#));
+    let missing = unique("ptc-missing");
+    assert!(matches!(store.update_cache_rule(&missing, "{}", 1).await, Err(MetaError::CacheRuleNotFound(_))));
+    let listed: Vec<String> =
+        store.cache_rules().await.unwrap().into_iter().map(|r| r.prefix).filter(|p| *p == a || *p == b).collect();
+    assert_eq!(listed, vec![b.clone(), a.clone()], "sorted by prefix");
+    assert_eq!(store.delete_cache_rule(&a).await.unwrap().document, r#"{"v":2}"#);
+    assert!(matches!(store.delete_cache_rule(&a).await, Err(MetaError::CacheRuleNotFound(_))));
+    store.delete_cache_rule(&b).await.unwrap();
+
+    let name = unique("secret");
+    assert_eq!(store.upstream_secret(&name).await.unwrap(), None);
+    store.put_upstream_secret(&name, b"one", 1).await.unwrap();
+    store.put_upstream_secret(&name, b"two", 2).await.unwrap();
+    assert_eq!(store.upstream_secret(&name).await.unwrap().as_deref(), Some(&b"two"[..]));
 }

@@ -88,6 +88,8 @@ impl OciError {
                 (StatusCode::BAD_REQUEST, "UNSUPPORTED")
             }
             Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+            // Pull-through cache rule management is on the ECR plane only.
+            PullThrough(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         }
     }

@@ -96,6 +96,9 @@ pub enum RegistryError {
     /// configuration file does not map to a registry.
     #[error("invalid replication configuration: {0}")]
     ReplicationConfigurationInvalid(String),
+    /// A pull-through cache rule, its secret or its upstream (`crate::pull_through`).
+    #[error(transparent)]
+    PullThrough(#[from] crate::pull_through::PullThroughError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -136,6 +139,9 @@ impl From<MetaError> for RegistryError {
             e @ (MetaError::UserExists(_)
             | MetaError::UserUnknown(_)
             | MetaError::SettingsConflict(_)
+            | MetaError::SettingsConflict(_)
+            | MetaError::CacheRuleExists(_)
+            | MetaError::CacheRuleNotFound(_)
             | MetaError::Backend(_)) => RegistryError::Internal(e.to_string()),
         }
     }

@@ -14,6 +14,7 @@ mod layers;
 pub mod lifecycle;
 mod manifests;
 mod policies;
+pub mod pull_through;
 mod pulls;
 pub mod replication;
 mod registry_settings;
@@ -74,6 +75,8 @@ pub struct RegistryConfig {
     /// The replication destinations the server's configuration maps to registries: the only
     /// ones a replication configuration may name.
     pub replication_destinations: Vec<replication::DestinationId>,
+    /// Opens the upstream credentials pull-through cache rules name.
+    pub secrets: pull_through::Secrets,
 }
 
 impl Default for RegistryConfig {
@@ -89,6 +92,7 @@ impl Default for RegistryConfig {
             anonymous_access: AnonymousAccess::default(),
             sparse_indexes: false,
             replication_destinations: Vec::new(),
+            secrets: pull_through::Secrets::default(),
         }
     }
 }
@@ -116,6 +120,8 @@ pub struct Registry {
     status: status::StatusLog,
     /// When maintenance last pruned delivered events.
     events_pruned_at: Mutex<Option<Instant>>,
+    /// The connection pool to upstream registries, made on first use.
+    remote_client: std::sync::OnceLock<berth_remote::Client>,
 }
 
 /// How often maintenance prunes the event log.
@@ -143,6 +149,7 @@ impl Registry {
             lifecycle: policies::LifecycleSchedule::default(),
             status: status::StatusLog::default(),
             events_pruned_at: Mutex::default(),
+            remote_client: std::sync::OnceLock::new(),
         })
     }
 
@@ -156,6 +163,16 @@ impl Registry {
     {
         let this = self.me.upgrade().expect("a Registry lives in the Arc that Registry::new returned");
         tokio::spawn(work(this)).await.map_err(|e| RegistryError::Internal(format!("upload task failed: {e}")))?
+    }
+
+    /// The client for other registries (pull-through cache upstreams).
+    fn remote_client(&self) -> Result<&berth_remote::Client> {
+        if let Some(client) = self.remote_client.get() {
+            return Ok(client);
+        }
+        let client = berth_remote::Client::new(berth_remote::ClientConfig::default())
+            .map_err(|e| RegistryError::Internal(format!("cannot make the upstream registry client: {e}")))?;
+        Ok(self.remote_client.get_or_init(|| client))
     }
 
     pub fn config(&self) -> &RegistryConfig {

@@ -218,3 +218,44 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<()> {
     store.close().await;
     Ok(result?)
 }
+
+#[derive(clap::Subcommand)]
+pub enum SecretCommand {
+    /// Store (or replace) credentials for an upstream registry, sealed under the master key;
+    /// prints the ARN a pull-through cache rule's credentialArn names them by.
+    Put {
+        /// The secret's name: the ARN ends in `secret:ecr-pullthroughcache/NAME`.
+        name: String,
+        /// The user name at the upstream registry.
+        #[arg(long)]
+        username: String,
+        /// Read the password (or access token) from standard input; required, so it never shows
+        /// in the process list or shell history.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// The 12-digit account id in the ARN: the server's --registry-id [default: 000000000000]
+        #[arg(long, env = "BERTH_REGISTRY_ID", default_value = "000000000000")]
+        registry_id: String,
+        /// The region in the ARN: the server's --region [default: us-east-1]
+        #[arg(long, env = "BERTH_REGION", default_value = "us-east-1")]
+        region: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+pub async fn secret(command: SecretCommand) -> anyhow::Result<()> {
+    let SecretCommand::Put { name, username, password_stdin: _, registry_id, region, dir } = command;
+    let mut password = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut password).context("reading the password")?;
+    let password = password.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&password);
+    anyhow::ensure!(!password.is_empty(), "the password on standard input is empty");
+    let master_key = berth_auth::MasterKey::load_or_create(&dir.data_dir)?;
+    let store = open(&dir).await?;
+    let login = berth_auth::UpstreamLogin { username, password: password.to_owned() };
+    let result =
+        berth_auth::upstream::put_secret(store.clone(), &master_key, &name, &login, &region, &registry_id).await;
+    store.close().await;
+    println!("{}", result?);
+    Ok(())
+}

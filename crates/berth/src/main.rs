@@ -33,6 +33,9 @@ enum Command {
     Policy(admin::PolicyCommand),
     /// Print a registry token (a docker login password for user AWS), valid 12 hours.
     Token(admin::TokenArgs),
+    /// Credentials for upstream registries (pull-through cache rules' credentialArn).
+    #[command(subcommand)]
+    Secret(admin::SecretCommand),
     /// Reclaim blob data no image needs: one garbage-collection pass, safe while servers run.
     /// Takes the server's flags or config file, to find its stores.
     Gc(gc::GcArgs),
@@ -46,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         Command::User(command) => runtime.block_on(admin::user(command)),
         Command::Token(args) => runtime.block_on(admin::token(args)),
         Command::Policy(command) => runtime.block_on(admin::policy(command)),
+        Command::Secret(command) => runtime.block_on(admin::secret(command)),
         Command::Gc(args) => runtime.block_on(gc::run(args)),
     }
 }

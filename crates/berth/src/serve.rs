@@ -6,9 +6,12 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use berth_auth::{AuthMode, Authenticator, Identities, MasterKey, RootBootstrap, RootKeys, TokenIssuer};
+use berth_auth::{
+    AuthMode, Authenticator, Identities, MasterKey, RootBootstrap, RootKeys, TokenIssuer, UpstreamSecrets,
+};
 use berth_meta::{MetadataStore, PostgresStore, SqliteStore};
 use berth_registry::replication::{Destination, DestinationId, Replicator};
+use berth_registry::pull_through::{SecretOpener, Secrets, UpstreamLogin};
 use berth_registry::{AnonymousAccess, Registry, RegistryConfig, UrlSigningKey};
 use berth_storage::{BlobStore, FsBlobStore, S3BlobStore};
 use tokio::net::TcpListener;
@@ -58,6 +61,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 
     let (meta, blobs) = open_stores(&config).await?;
     let health = health::router(meta.clone(), blobs.clone());
+    let master_key =
+        MasterKey::load(&config.data_dir, config.master_key_file.as_deref()).context("loading the master key")?;
     let url_signing_key = UrlSigningKey::load_or_create(&config.data_dir.join("keys").join("url-signing.key"))
         .context("loading the download-URL signing key")?;
     let registry = Registry::new(
@@ -78,9 +83,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
                 .iter()
                 .map(|d| DestinationId { region: d.region.clone(), registry_id: d.registry_id.clone() })
                 .collect(),
+            secrets: Secrets(Some(Arc::new(SealedUpstreamSecrets(UpstreamSecrets::new(&master_key))))),
         },
     );
-    let auth = Arc::new(authentication(&config, meta.clone()).await?);
+    let auth = Arc::new(authentication(&config, meta.clone(), &master_key).await?);
 
     let tls = match &config.tls {
         Tls::Off => None,
@@ -136,7 +142,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         berth_console::ConsoleConfig {
             public_url: ecr_config.public_url.clone(),
             auth_disabled: config.no_auth,
-            session_key: MasterKey::load_or_create(&config.data_dir)?.console_session_key(),
+            session_key: master_key.console_session_key(),
             session_lifetime: config.token_lifetime,
             gc_interval: config.gc_interval,
             gc_grace: config.gc_grace,
@@ -278,10 +284,22 @@ fn anonymous_access(config: &ServeConfig) -> AnonymousAccess {
 
 /// Opens the identities, makes sure a root user exists (printing generated keys once) and
 /// builds the per-request authenticator.
-async fn authentication(config: &ServeConfig, meta: Arc<dyn MetadataStore>) -> anyhow::Result<Authenticator> {
-    let master_key =
-        MasterKey::load(&config.data_dir, config.master_key_file.as_deref()).context("loading the master key")?;
-    let identities = Arc::new(Identities::new(meta, &master_key));
+/// The registry opens upstream credentials (`berth secret put`) with the auth layer's key.
+struct SealedUpstreamSecrets(UpstreamSecrets);
+
+impl SecretOpener for SealedUpstreamSecrets {
+    fn open(&self, name: &str, sealed: &[u8]) -> Option<UpstreamLogin> {
+        let login = self.0.open(name, sealed)?;
+        Some(UpstreamLogin { username: login.username, password: login.password })
+    }
+}
+
+async fn authentication(
+    config: &ServeConfig,
+    meta: Arc<dyn MetadataStore>,
+    master_key: &MasterKey,
+) -> anyhow::Result<Authenticator> {
+    let identities = Arc::new(Identities::new(meta, master_key));
     identities.check_master_key().await.context("checking the master key against the stored access keys")?;
     let root_keys = RootKeys::from_env().context("reading BERTH_ROOT_ACCESS_KEY_ID / BERTH_ROOT_SECRET_ACCESS_KEY")?;
     if let RootBootstrap::Generated { credentials, file } =
@@ -301,7 +319,7 @@ async fn authentication(config: &ServeConfig, meta: Arc<dyn MetadataStore>) -> a
     } else {
         AuthMode::Required
     };
-    Ok(Authenticator::new(identities, TokenIssuer::new(&master_key, config.token_lifetime), mode))
+    Ok(Authenticator::new(identities, TokenIssuer::new(master_key, config.token_lifetime), mode))
 }
 
 /// A path no API serves: an OCI error (the plane that answers any path but `POST /`).

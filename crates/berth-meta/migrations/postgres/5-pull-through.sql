@@ -1,0 +1,18 @@
+-- Schema 5: the pull-through cache's rules and the upstream credentials they name.
+
+-- `berth secret put`: credentials sealed by the auth layer under the master key (never plaintext).
+CREATE TABLE upstream_secrets (
+    name       TEXT COLLATE "C" PRIMARY KEY,
+    ciphertext BYTEA NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+
+-- One rule per ECR repository prefix (`ROOT` for the whole registry); the rule itself is a JSON
+-- document owned by the registry service, like repository settings.
+CREATE TABLE pull_through_cache_rules (
+    prefix     TEXT COLLATE "C" PRIMARY KEY,
+    document   TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);

@@ -1,0 +1,97 @@
+//! [`PullThroughStore`]: cache rules and sealed upstream credentials, written once for both
+//! dialects. Each change is a single statement, so it needs no explicit transaction.
+
+use async_trait::async_trait;
+use sqlx::{ColumnIndex, Decode, Encode, Executor, Type};
+
+use crate::dialect::Dialect;
+use crate::{CacheRuleRecord, MetaError, Millis, PullThroughStore, Result, SqlStore};
+
+type RuleRow = (String, String, i64, i64);
+
+fn record((prefix, document, created_at, updated_at): RuleRow) -> CacheRuleRecord {
+    CacheRuleRecord { prefix, document, created_at, updated_at }
+}
+
+const RULE_COLUMNS: &str = "prefix, document, created_at, updated_at";
+
+#[async_trait]
+impl<DB> PullThroughStore for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    async fn put_upstream_secret(&self, name: &str, ciphertext: &[u8], now: Millis) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO upstream_secrets (name, ciphertext, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+             ON CONFLICT (name) DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(ciphertext)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn upstream_secret(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar("SELECT ciphertext FROM upstream_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.readers)
+            .await?)
+    }
+
+    async fn create_cache_rule(&self, prefix: &str, document: &str, now: Millis) -> Result<CacheRuleRecord> {
+        let row: Option<RuleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO pull_through_cache_rules ({RULE_COLUMNS}) VALUES ($1, $2, $3, $3) \
+             ON CONFLICT (prefix) DO NOTHING RETURNING {RULE_COLUMNS}"
+        )))
+        .bind(prefix)
+        .bind(document)
+        .bind(now)
+        .fetch_optional(&self.writer)
+        .await?;
+        row.map(record).ok_or_else(|| MetaError::CacheRuleExists(prefix.to_owned()))
+    }
+
+    async fn update_cache_rule(&self, prefix: &str, document: &str, now: Millis) -> Result<CacheRuleRecord> {
+        let row: Option<RuleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE pull_through_cache_rules SET document = $2, updated_at = $3 WHERE prefix = $1 \
+             RETURNING {RULE_COLUMNS}"
+        )))
+        .bind(prefix)
+        .bind(document)
+        .bind(now)
+        .fetch_optional(&self.writer)
+        .await?;
+        row.map(record).ok_or_else(|| MetaError::CacheRuleNotFound(prefix.to_owned()))
+    }
+
+    async fn cache_rules(&self) -> Result<Vec<CacheRuleRecord>> {
+        let rows: Vec<RuleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {RULE_COLUMNS} FROM pull_through_cache_rules ORDER BY prefix"
+        )))
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows.into_iter().map(record).collect())
+    }
+
+    async fn delete_cache_rule(&self, prefix: &str) -> Result<CacheRuleRecord> {
+        let row: Option<RuleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM pull_through_cache_rules WHERE prefix = $1 RETURNING {RULE_COLUMNS}"
+        )))
+        .bind(prefix)
+        .fetch_optional(&self.writer)
+        .await?;
+        row.map(record).ok_or_else(|| MetaError::CacheRuleNotFound(prefix.to_owned()))
+    }
+}

@@ -1,0 +1,255 @@
+//! The pull-through cache's configuration: rules (`<prefix>/…` in Berth caches
+//! `<upstream>/<upstream prefix>/…`) and the upstream credentials they name.
+//!
+//! A rule is a JSON document in the metadata store (like repository settings: the store does not
+//! parse it). Credentials are sealed by the auth layer, which alone holds the master key; the
+//! service reads the sealed bytes and asks a [`SecretOpener`] to open them, so no plaintext secret
+//! is ever stored, logged or returned.
+
+use std::sync::Arc;
+
+use berth_iam::RequestContext;
+use berth_meta::{CacheRuleRecord, MetaError, Millis};
+use berth_remote::{Credentials, Endpoint};
+use serde::{Deserialize, Serialize};
+
+use crate::{Registry, RegistryError, Result, now_millis};
+
+/// The `ecrRepositoryPrefix` that makes a rule serve every repository.
+pub const ROOT_PREFIX: &str = "ROOT";
+/// The ARN prefix a `credentialArn` must start with after `…:secret:` (ECR's own rule).
+const SECRET_NAME_PREFIX: &str = "ecr-pullthroughcache/";
+
+/// Opens sealed upstream credentials: implemented by the auth layer over the master key.
+pub trait SecretOpener: Send + Sync {
+    /// The login sealed under `name`, or `None` if the bytes were not sealed for that name with
+    /// this master key.
+    fn open(&self, name: &str, sealed: &[u8]) -> Option<UpstreamLogin>;
+}
+
+/// A user name and password (or access token) for an upstream registry.
+pub struct UpstreamLogin {
+    pub username: String,
+    pub password: String,
+}
+
+/// The registry's [`SecretOpener`], if the server has a master key.
+#[derive(Clone, Default)]
+pub struct Secrets(pub Option<Arc<dyn SecretOpener>>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Secrets(..)" } else { "Secrets(none)" })
+    }
+}
+
+/// Why a pull-through cache request failed; each plane maps it once.
+#[derive(Debug, thiserror::Error)]
+pub enum PullThroughError {
+    #[error("A pull through cache rule with the ecrRepositoryPrefix '{0}' already exists")]
+    RuleExists(String),
+    #[error("The pull through cache rule with the ecrRepositoryPrefix '{0}' does not exist")]
+    RuleNotFound(String),
+    #[error("The secret {0} does not exist; store it with `berth secret put`")]
+    SecretNotFound(String),
+    #[error("{0}")]
+    SecretInaccessible(String),
+    #[error("The secret {0} cannot be decrypted with this server's master key")]
+    SecretUndecryptable(String),
+    #[error("{0}")]
+    UpstreamUnsupported(String),
+}
+
+/// A rule as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheRule {
+    /// `ROOT` or a repository-name prefix without its trailing `/`.
+    pub ecr_repository_prefix: String,
+    pub upstream: UpstreamSettings,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// What a rule says about its upstream: the stored document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamSettings {
+    /// As given: a bare host (https) or a URL with its scheme.
+    pub upstream_registry_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_registry: Option<String>,
+    /// `ROOT` or a prefix of the upstream's repository names that replaces the rule's prefix.
+    pub upstream_repository_prefix: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_role_arn: Option<String>,
+}
+
+/// The outcome of `ValidatePullThroughCacheRule`.
+#[derive(Debug, Clone)]
+pub struct RuleValidation {
+    pub rule: CacheRule,
+    /// Why the upstream could not be used with the rule's credentials, if it could not.
+    pub failure: Option<String>,
+}
+
+/// A prefix without its optional trailing `/` (ECR accepts both spellings for one rule).
+pub fn normalize_prefix(prefix: &str) -> &str {
+    if prefix == ROOT_PREFIX { prefix } else { prefix.strip_suffix('/').unwrap_or(prefix) }
+}
+
+fn rule_from_record(record: CacheRuleRecord) -> Result<CacheRule> {
+    let upstream = serde_json::from_str(&record.document).map_err(|e| {
+        RegistryError::Internal(format!("the pull-through cache rule {} does not parse: {e}", record.prefix))
+    })?;
+    Ok(CacheRule {
+        ecr_repository_prefix: record.prefix,
+        upstream,
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+    })
+}
+
+fn meta_error(e: MetaError) -> RegistryError {
+    match e {
+        MetaError::CacheRuleExists(p) => PullThroughError::RuleExists(p).into(),
+        MetaError::CacheRuleNotFound(p) => PullThroughError::RuleNotFound(p).into(),
+        other => other.into(),
+    }
+}
+
+/// The upstream a URL names, if Berth may use it: https, or http only on loopback.
+pub fn upstream_endpoint(url: &str) -> Result<Endpoint> {
+    let unsupported = |reason: String| PullThroughError::UpstreamUnsupported(reason);
+    let endpoint = Endpoint::parse(url)
+        .map_err(|e| unsupported(format!("The upstream registry URL '{url}' is not valid: {e}")))?;
+    endpoint
+        .require_tls_unless_loopback()
+        .map_err(|e| unsupported(format!("The upstream registry URL '{url}': {e}")))?;
+    Ok(endpoint)
+}
+
+impl Registry {
+    /// The secret name a `credentialArn` of this registry's account and region names.
+    fn secret_name<'a>(&self, arn: &'a str) -> Result<&'a str> {
+        let expected = format!(
+            "arn:aws:secretsmanager:{}:{}:secret:{SECRET_NAME_PREFIX}",
+            self.config.region, self.config.account_id
+        );
+        arn.strip_prefix(&expected).filter(|name| !name.is_empty()).ok_or_else(|| {
+            PullThroughError::SecretInaccessible(format!(
+                "Unable to access the secret {arn}: Berth keeps secrets for its own account and region only, \
+                 named {expected}<name>"
+            ))
+            .into()
+        })
+    }
+
+    /// The credentials a rule's `credentialArn` names (anonymous without one).
+    async fn upstream_credentials(&self, credential_arn: Option<&str>) -> Result<Credentials> {
+        let Some(arn) = credential_arn else {
+            return Ok(Credentials::Anonymous);
+        };
+        let name = self.secret_name(arn)?;
+        let sealed =
+            self.meta.upstream_secret(name).await?.ok_or_else(|| PullThroughError::SecretNotFound(arn.to_owned()))?;
+        let opener =
+            self.config.secrets.0.as_ref().ok_or_else(|| PullThroughError::SecretUndecryptable(arn.to_owned()))?;
+        let login = opener.open(name, &sealed).ok_or_else(|| PullThroughError::SecretUndecryptable(arn.to_owned()))?;
+        Ok(Credentials::basic(login.username, login.password))
+    }
+
+    /// `CreatePullThroughCacheRule`: the upstream URL must be usable and the secret must exist
+    /// and open; the upstream itself is not contacted (`ValidatePullThroughCacheRule` does).
+    pub async fn create_cache_rule(&self, prefix: &str, upstream: UpstreamSettings) -> Result<CacheRule> {
+        upstream_endpoint(&upstream.upstream_registry_url)?;
+        self.upstream_credentials(upstream.credential_arn.as_deref()).await?;
+        let document = serde_json::to_string(&upstream).expect("settings serialize");
+        let record =
+            self.meta.create_cache_rule(normalize_prefix(prefix), &document, now_millis()).await.map_err(meta_error)?;
+        rule_from_record(record)
+    }
+
+    /// Every rule, sorted by prefix.
+    pub async fn cache_rules(&self) -> Result<Vec<CacheRule>> {
+        self.meta.cache_rules().await?.into_iter().map(rule_from_record).collect()
+    }
+
+    /// The rule for exactly `prefix`.
+    pub async fn cache_rule(&self, prefix: &str) -> Result<CacheRule> {
+        let prefix = normalize_prefix(prefix);
+        self.cache_rules()
+            .await?
+            .into_iter()
+            .find(|r| r.ecr_repository_prefix == prefix)
+            .ok_or_else(|| PullThroughError::RuleNotFound(prefix.to_owned()).into())
+    }
+
+    /// `UpdatePullThroughCacheRule`: replaces the credentials (and role) of a rule.
+    pub async fn update_cache_rule(
+        &self,
+        prefix: &str,
+        credential_arn: Option<String>,
+        custom_role_arn: Option<String>,
+    ) -> Result<CacheRule> {
+        let mut rule = self.cache_rule(prefix).await?;
+        self.upstream_credentials(credential_arn.as_deref()).await?;
+        rule.upstream.credential_arn = credential_arn;
+        rule.upstream.custom_role_arn = custom_role_arn;
+        let document = serde_json::to_string(&rule.upstream).expect("settings serialize");
+        let record = self
+            .meta
+            .update_cache_rule(&rule.ecr_repository_prefix, &document, now_millis())
+            .await
+            .map_err(meta_error)?;
+        rule_from_record(record)
+    }
+
+    /// `DeletePullThroughCacheRule`: the rule goes; what it cached stays, as on ECR.
+    pub async fn delete_cache_rule(&self, prefix: &str) -> Result<CacheRule> {
+        rule_from_record(self.meta.delete_cache_rule(normalize_prefix(prefix)).await.map_err(meta_error)?)
+    }
+
+    /// `ValidatePullThroughCacheRule`: asks the upstream's `/v2/` with the rule's credentials
+    /// (for Bearer registries that includes getting a token) and says why that failed, if it did.
+    pub async fn validate_cache_rule(&self, _ctx: &RequestContext, prefix: &str) -> Result<RuleValidation> {
+        let rule = self.cache_rule(prefix).await?;
+        let failure = match self.upstream_remote(&rule.upstream).await {
+            Err(RegistryError::PullThrough(e)) => Some(e.to_string()),
+            Err(other) => return Err(other),
+            Ok(remote) => remote.ping().await.err().map(|e| {
+                tracing::info!(prefix = rule.ecr_repository_prefix, error = %e, "pull-through cache rule failed validation");
+                format!("The upstream registry {} did not accept the rule: {e}", rule.upstream.upstream_registry_url)
+            }),
+        };
+        Ok(RuleValidation { rule, failure })
+    }
+
+    /// A client of the rule's upstream with the rule's credentials.
+    async fn upstream_remote(&self, upstream: &UpstreamSettings) -> Result<berth_remote::Remote> {
+        let endpoint = upstream_endpoint(&upstream.upstream_registry_url)?;
+        let credentials = self.upstream_credentials(upstream.credential_arn.as_deref()).await?;
+        Ok(self.remote_client()?.remote(endpoint, credentials))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_kept_without_their_trailing_slash() {
+        assert_eq!(normalize_prefix("docker-hub/"), "docker-hub");
+        assert_eq!(normalize_prefix("quay"), "quay");
+        assert_eq!(normalize_prefix("ROOT"), "ROOT");
+    }
+
+    #[test]
+    fn upstreams_are_https_or_loopback_http() {
+        assert!(upstream_endpoint("registry-1.docker.io").is_ok());
+        assert!(upstream_endpoint("http://127.0.0.1:5001").is_ok());
+        let err = upstream_endpoint("http://registry.example.com").unwrap_err();
+        assert!(matches!(err, RegistryError::PullThrough(PullThroughError::UpstreamUnsupported(_))), "{err}");
+    }
+}
