@@ -170,7 +170,7 @@ pub async fn token(
 
 /// The key the server uses: `BERTH_MASTER_KEY_FILE` when set (as `berth serve` reads it), else
 /// the data dir's.
-fn master_key(data_dir: &Path) -> Result<MasterKey, Error> {
+pub fn master_key(data_dir: &Path) -> Result<MasterKey, Error> {
     let file = std::env::var_os(MASTER_KEY_FILE_ENV).map(std::path::PathBuf::from);
     MasterKey::load(data_dir, file.as_deref())
 }

@@ -106,7 +106,6 @@ impl From<RegistryError> for ConsoleError {
             | RegistryError::PolicyInvalid { .. }
             | RegistryError::ReplicationConfigurationInvalid(_)
             | RegistryError::SettingInvalid { .. }
-            | RegistryError::Unsupported(_) => ConsoleError::BadRequest(message),
             | RegistryError::Unsupported(_)
             | RegistryError::PullThrough(_) => ConsoleError::BadRequest(message),
             RegistryError::Internal(_) => ConsoleError::Internal(message),

@@ -84,6 +84,7 @@ pub enum EcrError {
     ScanNotFound(String),
     #[error("{0}")]
     SigningConfigurationNotFound(String),
+    #[error("{0}")]
     PullThroughCacheRuleAlreadyExists(String),
     #[error("{0}")]
     PullThroughCacheRuleNotFound(String),

@@ -356,27 +356,16 @@ dispatch_table!(
 mod tests {
     use super::*;
 
-    /// Every operation of the model has a real answer, except those other work in progress brings
-    /// (pull-through cache rules, repository creation templates, registry policy, account
-    /// settings) and those still missing here (archive storage class, pull-time exclusions).
+    /// Every operation of the model has a real answer except these, still missing: repository
+    /// creation templates, the archive storage class and pull-time update exclusions.
     #[test]
     fn only_the_listed_operations_answer_not_implemented() {
         use Endpoint::*;
         let pending = [
-            CreatePullThroughCacheRule,
-            DeletePullThroughCacheRule,
-            DescribePullThroughCacheRules,
-            UpdatePullThroughCacheRule,
-            ValidatePullThroughCacheRule,
             CreateRepositoryCreationTemplate,
             DeleteRepositoryCreationTemplate,
             DescribeRepositoryCreationTemplates,
             UpdateRepositoryCreationTemplate,
-            PutRegistryPolicy,
-            GetRegistryPolicy,
-            DeleteRegistryPolicy,
-            GetAccountSetting,
-            PutAccountSetting,
             UpdateImageStorageClass,
             RegisterPullTimeUpdateExclusion,
             DeregisterPullTimeUpdateExclusion,

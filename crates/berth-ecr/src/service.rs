@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use berth_iam::RequestContext;
-use berth_registry::replication;
 use berth_registry::pull_through::{CacheRule, PullThroughError, ROOT_PREFIX, UpstreamSettings, normalize_prefix};
+use berth_registry::replication;
 use berth_registry::settings::{
     Encryption, EncryptionType as StoredEncryption, ResourceTag, TagMutability, TagMutabilityFilter,
 };

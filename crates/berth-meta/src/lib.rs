@@ -25,8 +25,8 @@ mod gc;
 mod manifests;
 mod migrations;
 pub mod postgres;
-mod replication;
 mod pull_through;
+mod replication;
 mod sql;
 pub mod sqlite;
 mod store;
@@ -365,6 +365,8 @@ pub trait RegistrySettingStore: Send + Sync {
     async fn put_registry_setting(&self, name: &str, value: Option<&str>) -> Result<Option<String>>;
     /// A counter that changes whenever a setting changes, so caches in other processes can notice.
     async fn registry_settings_generation(&self) -> Result<i64>;
+}
+
 /// A pull-through cache rule as stored: the service owns the document's format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheRuleRecord {
@@ -432,6 +434,8 @@ pub trait ReplicationStore: Send + Sync {
     async fn set_replication_status(&self, repo: &str, digest: &str, status: &ReplicationStatusRecord) -> Result<()>;
     /// Every destination's status of `digest` in `repo`.
     async fn replication_statuses(&self, repo: &str, digest: &str) -> Result<Vec<ReplicationStatusRecord>>;
+}
+
 /// What the store holds in all, for the operator's gauges.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreTotals {

@@ -564,6 +564,7 @@ where
     }
 }
 
+#[async_trait]
 impl<DB> RegistrySettingStore for SqlStore<DB>
 where
     DB: Dialect,

@@ -139,7 +139,6 @@ impl From<MetaError> for RegistryError {
             e @ (MetaError::UserExists(_)
             | MetaError::UserUnknown(_)
             | MetaError::SettingsConflict(_)
-            | MetaError::SettingsConflict(_)
             | MetaError::CacheRuleExists(_)
             | MetaError::CacheRuleNotFound(_)
             | MetaError::Backend(_)) => RegistryError::Internal(e.to_string()),

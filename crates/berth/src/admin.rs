@@ -250,7 +250,7 @@ pub async fn secret(command: SecretCommand) -> anyhow::Result<()> {
     std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut password).context("reading the password")?;
     let password = password.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&password);
     anyhow::ensure!(!password.is_empty(), "the password on standard input is empty");
-    let master_key = berth_auth::MasterKey::load_or_create(&dir.data_dir)?;
+    let master_key = berth_auth::cli::master_key(&dir.data_dir)?;
     let store = open(&dir).await?;
     let login = berth_auth::UpstreamLogin { username, password: password.to_owned() };
     let result =

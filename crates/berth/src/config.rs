@@ -214,6 +214,10 @@ struct FileConfig {
     master_key_file: Option<PathBuf>,
     sparse_indexes: Option<bool>,
     replication: Option<ReplicationFile>,
+    metrics_listen: Option<SocketAddr>,
+    audit_log: Option<PathBuf>,
+    audit_log_max_bytes: Option<u64>,
+    log_format: Option<LogFormat>,
 }
 
 /// `[replication]`: where the destinations a replication configuration may name are.
@@ -255,10 +259,6 @@ fn is_region(region: &str) -> bool {
 
 fn is_registry_id(id: &str) -> bool {
     id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
-    metrics_listen: Option<SocketAddr>,
-    audit_log: Option<PathBuf>,
-    audit_log_max_bytes: Option<u64>,
-    log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Clone)]

@@ -10,8 +10,8 @@ use berth_auth::{
     AuthMode, Authenticator, Identities, MasterKey, RootBootstrap, RootKeys, TokenIssuer, UpstreamSecrets,
 };
 use berth_meta::{MetadataStore, PostgresStore, SqliteStore};
-use berth_registry::replication::{Destination, DestinationId, Replicator};
 use berth_registry::pull_through::{SecretOpener, Secrets, UpstreamLogin};
+use berth_registry::replication::{Destination, DestinationId, Replicator};
 use berth_registry::{AnonymousAccess, Registry, RegistryConfig, UrlSigningKey};
 use berth_storage::{BlobStore, FsBlobStore, S3BlobStore};
 use tokio::net::TcpListener;

@@ -106,7 +106,10 @@ async fn sparse_indexes_only_when_allowed() {
         let amd = push_image_arch(&srv, "sparse", None, "amd64").await;
         let index = index_json(
             OCI_INDEX,
-            &[platform_entry(OCI_MANIFEST, &amd.manifest, "amd64"), platform_entry(OCI_MANIFEST, &arm.manifest, "arm64")],
+            &[
+                platform_entry(OCI_MANIFEST, &amd.manifest, "amd64"),
+                platform_entry(OCI_MANIFEST, &arm.manifest, "arm64"),
+            ],
         );
         if !allowed {
             let r = put_manifest(&srv, "sparse", "latest", OCI_INDEX, &index).await;
