@@ -364,12 +364,12 @@ mod tests {
         let pending = [
             CreateRepositoryCreationTemplate,
             DeleteRepositoryCreationTemplate,
-            DescribeRepositoryCreationTemplates,
-            UpdateRepositoryCreationTemplate,
-            UpdateImageStorageClass,
-            RegisterPullTimeUpdateExclusion,
             DeregisterPullTimeUpdateExclusion,
+            DescribeRepositoryCreationTemplates,
             ListPullTimeUpdateExclusions,
+            RegisterPullTimeUpdateExclusion,
+            UpdateImageStorageClass,
+            UpdateRepositoryCreationTemplate,
         ];
         let unserved: Vec<Endpoint> = Endpoint::ALL.iter().copied().filter(|e| !served(*e)).collect();
         assert_eq!(unserved, pending);

@@ -161,14 +161,15 @@ pub struct PutManifest<'a> {
     pub artifact_type: Option<&'a str>,
     pub annotations: Option<&'a str>,
     pub subject: Option<&'a Digest>,
-    /// Blobs (config, distributable layers) that must be linked in `repo` with these sizes;
-    /// their sizes add up to the image size.
+    /// Blobs (config, distributable layers) that must be linked in `repo` with these sizes
+    /// (unless `sparse`); their sizes add up to the image size.
     pub blobs: &'a [(Digest, u64)],
     /// Child manifests (of an index) that must exist in `repo`, unless `sparse`.
     pub children: &'a [Digest],
-    /// Children absent from `repo` are allowed (a sparse index, as mirroring tools copy a subset
-    /// of platforms): they count nothing towards the image size and become protected children
-    /// when they are pushed.
+    /// A sparse manifest: blobs and children absent from `repo` are allowed (mirroring tools
+    /// copy a subset of platforms, or manifests without their layers). An absent child counts
+    /// nothing towards the image size and becomes a protected child when pushed; an absent
+    /// blob is still recorded as needed, so once pushed it cannot be deleted under the manifest.
     pub sparse: bool,
     /// Tags moved to the manifest with it, all or none.
     pub tags: Vec<PutTag<'a>>,

@@ -531,6 +531,15 @@ async fn sparse_indexes(store: &dyn MetadataStore) {
     store.delete_manifest(&ORIGIN, &repo, &index).await.unwrap();
     store.delete_manifest(&ORIGIN, &repo, &later).await.unwrap();
     store.delete_manifest(&ORIGIN, &repo, &present).await.unwrap();
+    // A sparse image may name blobs the repository does not hold; a non-sparse one may not.
+    let (content, image) = manifest_bytes(&unique("layerless"));
+    let absent = [(blob(&unique("absent-layer")), 1234)];
+    let put = image_put(&repo, &image, &content, &absent, None, 350);
+    let err = store.put_manifest(&ORIGIN, put.clone()).await.unwrap_err();
+    assert!(matches!(&err, MetaError::BlobUnknown(d) if *d == absent[0].0), "not sparse: {err:?}");
+    store.put_manifest(&ORIGIN, PutManifest { sparse: true, ..put }).await.unwrap();
+    assert_eq!(store.get_manifest(&repo, &by_digest(&image)).await.unwrap().unwrap().image_size, 1234);
+
     // An index deleted while its child is still absent leaves no record behind: the child,
     // pushed afterwards, is no one's.
     let ghost_label = unique("ghost");

@@ -17,7 +17,6 @@ use axum::response::{IntoResponse, Response};
 use berth_iam::{ConnectionInfo, Identity, RequestContext, Served};
 use bytes::Bytes;
 use futures::FutureExt;
-use http_body_util::BodyExt;
 use hyper::body::Frame;
 use ipnet::IpNet;
 
@@ -97,7 +96,7 @@ pub async fn serve_request(State(edge): State<Arc<Edge>>, mut request: Request, 
     let plane = plane(&method, &path);
     if !probe {
         let received = metrics::counter!("berth_http_received_bytes_total", "plane" => plane);
-        request = request.map(|body| Body::new(body.map_frame(move |frame| count(frame, &received))));
+        request = request.map(|body| Body::new(Counted { inner: body, counter: received }));
     }
     request.extensions_mut().insert(ctx.clone());
     let mut response = catch_panic(ctx.request_id.clone(), next.run(request)).await.unwrap_or_else(|()| {
@@ -146,15 +145,40 @@ pub async fn serve_request(State(edge): State<Arc<Edge>>, mut request: Request, 
         }
     }
     let sent = metrics::counter!("berth_http_sent_bytes_total", "plane" => plane);
-    response.map(|body| Body::new(body.map_frame(move |frame| count(frame, &sent))))
+    response.map(|body| Body::new(Counted { inner: body, counter: sent }))
 }
 
-/// Counts a data frame's bytes.
-fn count(frame: Frame<Bytes>, counter: &metrics::Counter) -> Frame<Bytes> {
-    if let Some(data) = frame.data_ref() {
-        counter.increment(data.len() as u64);
+/// A body that counts its data bytes and otherwise is its inner body: its size hint passes
+/// through, so a response keeps its `Content-Length` (a mapped body would turn it chunked).
+struct Counted {
+    inner: Body,
+    counter: metrics::Counter,
+}
+
+impl hyper::body::Body for Counted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = hyper::body::Body::poll_frame(std::pin::Pin::new(&mut self.inner), cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.counter.increment(data.len() as u64);
+            }
+        }
+        polled
     }
-    frame
+
+    fn is_end_stream(&self) -> bool {
+        hyper::body::Body::is_end_stream(&self.inner)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::Body::size_hint(&self.inner)
+    }
 }
 
 /// Which API a request is for, as the metrics label it.
