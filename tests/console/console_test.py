@@ -250,6 +250,8 @@ def check_repositories(driver):
     search = one(driver, "#q")
     search.send_keys("lifecycle")
     one(driver, ".search button").click()
+    # The results are a new page: wait for it, not for the old one's rows.
+    wait(driver, lambda d: "q=lifecycle" in d.current_url and d.execute_script("return document.readyState") == "complete")
     found = [r.get_attribute("data-repository") for r in all_of(driver, "#repositories tbody tr")]
     expect("searching 'lifecycle' finds only that repository", found, [LC])
 
