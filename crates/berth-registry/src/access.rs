@@ -410,8 +410,12 @@ struct RepositoryAccess {
     tags: Vec<(String, String)>,
     /// The actions each caller (user name; `""` for anonymous callers) was allowed under the
     /// users' policies of one generation, while no policy in force reads per-request keys.
-    allowed: Mutex<HashMap<String, (Option<(i64, i64)>, Vec<&'static str>)>>,
+    allowed: Mutex<AllowedActions>,
 }
+
+/// Per caller: the (users, registry settings) generations the actions were allowed under, and
+/// the actions.
+type AllowedActions = HashMap<String, (Option<(i64, i64)>, Vec<&'static str>)>;
 
 impl RepositoryAccess {
     fn new(repo: &RepositoryName, settings: &RepositorySettings) -> RepositoryAccess {
@@ -435,7 +439,7 @@ impl RepositoryAccess {
         RepositoryAccess { policy: Some(policy), tags: Vec::new(), allowed: Mutex::default() }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, (Option<(i64, i64)>, Vec<&'static str>)>> {
+    fn lock(&self) -> MutexGuard<'_, AllowedActions> {
         self.allowed.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -264,10 +264,7 @@ async fn start_replication(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     tracing::info!(destinations = destinations.len(), "replicating");
-    Ok(Replicator::new(registry.clone())
-        .start(destinations, stop)
-        .await
-        .context("registering replication consumers")?)
+    Replicator::new(registry.clone()).start(destinations, stop).await.context("registering replication consumers")
 }
 
 /// What callers without credentials may do: pull with `--anonymous-pull`, everything with
