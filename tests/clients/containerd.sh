@@ -12,39 +12,16 @@ SHARED=${BERTH_SHARED_DIR:-$ROOT/../shared}
 source "$ROOT/scripts/lib.sh"
 apt_install containerd jq curl
 T=$(mktemp -d)
-CTRD_PID=
 cleanup() {
   local m
   for m in "$T"/mnt-*; do if mountpoint -q "$m" 2>/dev/null; then umount "$m" || true; fi; done
-  if [[ -n $CTRD_PID ]]; then kill "$CTRD_PID" 2>/dev/null || true; wait "$CTRD_PID" 2>/dev/null || true; fi
+  stop_containerd
   stop_proxy; stop_berth; rm -rf "$T"
 }
 trap cleanup EXIT
 source "$ROOT/tests/clients/lib/common.bash"
 
-# A containerd of our own: everything under $T, no CRI plugin, and content not shared between
-# namespaces, so every namespace below has to fetch its blobs from berth.
-mkdir -p "$T/ctrd"
-cat >"$T/ctrd/config.toml" <<EOF
-version = 2
-root = "$T/ctrd/root"
-state = "$T/ctrd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$T/ctrd/containerd.sock"
-[ttrpc]
-  address = "$T/ctrd/containerd-ttrpc.sock"
-[plugins."io.containerd.metadata.v1.bolt"]
-  content_sharing_policy = "isolated"
-EOF
-containerd --config "$T/ctrd/config.toml" >"$T/ctrd.log" 2>&1 &
-CTRD_PID=$!
-CTR=(ctr --address "$T/ctrd/containerd.sock")
-for _ in $(seq 1 100); do "${CTR[@]}" version >/dev/null 2>&1 && break; sleep 0.1; done
-if ! "${CTR[@]}" version >/dev/null 2>&1; then echo "containerd did not start:"; tail -20 "$T/ctrd.log"; exit 1; fi
-# Unpacking needs a snapshotter: overlayfs where the kernel allows it, else the copying one.
-SNAP=native
-if grep -Eq 'snapshotter.v1 +overlayfs .* ok' <<<"$("${CTR[@]}" plugins ls)"; then SNAP=overlayfs; fi
+start_containerd
 
 start_berth "$T/data" --no-auth
 REG=$BERTH_ADDR

@@ -2,7 +2,7 @@
 # Least privilege with real clients: users made by `berth user add --policy` can do exactly what
 # their policies say. A PullOnly user logs in with `docker login` (password from the aws CLI's
 # get-login-password under its own keys), reads with `docker manifest inspect` and pulls with
-# skopeo, but cannot push (skopeo), describe images or list repositories (aws CLI); a user with a
+# skopeo and containerd, but cannot push (skopeo, ctr), describe images or list repositories (aws CLI); a user with a
 # custom wildcard policy pushes only to its team's repositories; a user without policies gets no
 # token; attaching and detaching a policy on the running server applies at once; boto3 sees the
 # same decisions, the registry policy and the account settings; `berth policy simulate` explains.
@@ -11,7 +11,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SHARED=${BERTH_SHARED_DIR:-$ROOT/../shared}
 source "$ROOT/scripts/lib.sh"
 python3 -c 'import awscli, boto3' 2>/dev/null || pip install -q awscli boto3
-T=$(mktemp -d); trap 'stop_berth; rm -rf "$T"' EXIT
+apt_install containerd
+T=$(mktemp -d); trap 'stop_containerd; stop_berth; rm -rf "$T"' EXIT
 source "$ROOT/tests/clients/lib/common.bash"
 MKIMG="$SHARED/e2e/multiarch-flow.sh"
 ACCOUNT=000000000000
@@ -92,6 +93,18 @@ grep -q "User: arn:aws:iam::$ACCOUNT:user/node is not authorized to perform: ecr
   && ok "the message names user, action, repository and why, as AWS does" || bad "message: $(cat "$T/err")"
 denied "describe-repositories as node" node describe-repositories
 expect "GET /v2/_catalog as node is 403" "$(curl -s -o /dev/null -w '%{http_code}' -u "AWS:$pw" "http://$REG/v2/_catalog")" 403
+
+section "PullOnly on a node: containerd pulls with the node's token and cannot push"
+start_containerd
+check "ctr images pull lp/app:v1 as node (AWS + token)" "${CTR[@]}" -n node images pull --plain-http \
+  --snapshotter "$SNAP" --platform linux/amd64 --user "AWS:$pw" "$REG/lp/app:v1" || true
+expect "containerd holds the pushed layer" "$("${CTR[@]}" -n node content ls -q | grep -c "$(jq -r .layer_digest "$T/img.json")")" 1
+if "${CTR[@]}" -n node images push --plain-http --user "AWS:$pw" "$REG/lp/app:ctr" "$REG/lp/app:v1" >"$T/err" 2>&1; then
+  bad "ctr push as node (PullOnly) must be refused"
+else
+  grep -qiE "denied|forbidden|403" "$T/err" && ok "ctr push as node is refused (denied)" || bad "ctr push failed otherwise: $(head -c 300 "$T/err")"
+fi
+expect "and lp/app:ctr was not stored" "$(curl -s -o /dev/null -w '%{http_code}' -u "$ROOT_CREDS" "http://$REG/v2/lp/app/manifests/ctr")" 404
 
 section "a custom wildcard policy: team-a/* only, including create-on-push"
 check "skopeo push team-a/web:v1 as teama (a new repository)" "${SK[@]}" copy -q --dest-tls-verify=false \

@@ -96,3 +96,34 @@ stop_proxy() {
   [[ -n ${PROXY_PID:-} ]] || return 0
   kill "$PROXY_PID" 2>/dev/null || true; wait "$PROXY_PID" 2>/dev/null || true; PROXY_PID=
 }
+
+# start_containerd: a containerd of our own, everything under $T/ctrd, no CRI plugin, and content
+# not shared between namespaces, so every namespace has to fetch its blobs from the registry.
+# Sets CTR (the ctr command line for it) and SNAP (a snapshotter that works here).
+CTRD_PID=
+start_containerd() {
+  mkdir -p "$T/ctrd"
+  cat >"$T/ctrd/config.toml" <<EOF2
+version = 2
+root = "$T/ctrd/root"
+state = "$T/ctrd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$T/ctrd/containerd.sock"
+[ttrpc]
+  address = "$T/ctrd/containerd-ttrpc.sock"
+[plugins."io.containerd.metadata.v1.bolt"]
+  content_sharing_policy = "isolated"
+EOF2
+  containerd --config "$T/ctrd/config.toml" >"$T/ctrd.log" 2>&1 &
+  CTRD_PID=$!
+  CTR=(ctr --address "$T/ctrd/containerd.sock")
+  for _ in $(seq 1 100); do "${CTR[@]}" version >/dev/null 2>&1 && break; sleep 0.1; done
+  if ! "${CTR[@]}" version >/dev/null 2>&1; then echo "containerd did not start:"; tail -20 "$T/ctrd.log"; exit 1; fi
+  # Unpacking needs a snapshotter: overlayfs where the kernel allows it, else the copying one.
+  SNAP=native
+  if grep -Eq 'snapshotter.v1 +overlayfs .* ok' <<<"$("${CTR[@]}" plugins ls)"; then SNAP=overlayfs; fi
+}
+stop_containerd() {
+  if [[ -n $CTRD_PID ]]; then kill "$CTRD_PID" 2>/dev/null || true; wait "$CTRD_PID" 2>/dev/null || true; fi
+}
