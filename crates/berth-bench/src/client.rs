@@ -4,6 +4,7 @@
 //! request is just the request, and the load generator stays far below the servers' cost.
 
 use anyhow::{Context as _, bail, ensure};
+use base64::prelude::{BASE64_STANDARD, Engine as _};
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
@@ -28,13 +29,17 @@ pub enum UploadMode {
 
 pub struct Client {
     authority: String,
+    /// `Basic …` for the access key every request signs in with, as `docker login` makes clients do.
+    authorization: Option<String>,
     sender: Option<SendRequest<Body>>,
 }
 
 impl Client {
     /// `authority` is `host:port`; nothing connects until the first request.
-    pub fn new(authority: &str) -> Self {
-        Self { authority: authority.to_owned(), sender: None }
+    pub fn new(authority: &str, credentials: Option<(&str, &str)>) -> Self {
+        let authorization =
+            credentials.map(|(id, secret)| format!("Basic {}", BASE64_STANDARD.encode(format!("{id}:{secret}"))));
+        Self { authority: authority.to_owned(), authorization, sender: None }
     }
 
     /// Drops the connection, e.g. after abandoning a request whose answer may still arrive on it.
@@ -67,6 +72,9 @@ impl Client {
         body: Body,
     ) -> anyhow::Result<Response<Incoming>> {
         let mut request = Request::builder().method(method.clone()).uri(path).header(header::HOST, &self.authority);
+        if let Some(authorization) = &self.authorization {
+            request = request.header(header::AUTHORIZATION, authorization);
+        }
         for (name, value) in headers {
             request = request.header(name, *value);
         }

@@ -102,7 +102,7 @@ pub async fn run(
     for _ in 0..concurrency {
         let (ready, mut start_signal) = (ready.clone(), start_signal.clone());
         let (request, progress) = (request.clone(), progress.clone());
-        let mut client = Client::new(&target.authority);
+        let mut client = target.client();
         workers.spawn(async move {
             // Connect and warm up outside the measured window.
             let warmup = request.send_once(&mut client).await;

@@ -41,7 +41,9 @@ const MIB: u64 = 1 << 20;
              request rates, server CPU per operation and memory, against the machine's ceilings."
 )]
 struct Cli {
-    /// Registry A: `docker-registry`, `berth` (both started here), or the http:// URL of a running one.
+    /// Registry A: `docker-registry`, `berth` (no auth), `berth-root` (every request signed in as
+    /// root), `berth-user` (as a user with a least-privilege policy) — all started here — or the
+    /// http:// URL of a running one.
     #[arg(long, default_value = "docker-registry")]
     a: Spec,
     /// Registry B, as for --a. Ratios are B/A.

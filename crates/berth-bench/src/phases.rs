@@ -56,7 +56,7 @@ pub async fn push_large(
 ) -> anyhow::Result<Transfer> {
     settle_disks().await;
     let window = measured(target, async {
-        let mut client = Client::new(&target.authority);
+        let mut client = target.client();
         for (blob, digest) in &image.layers {
             client.upload_blob(&image.repo, digest, Body::random(*blob, progress.clone()), mode).await?;
         }
@@ -72,7 +72,7 @@ pub async fn push_large(
 /// Pulls like a client would (manifest by tag, config, layers) and checks every byte.
 pub async fn pull_large(target: &Target, image: &LargeImage, progress: &ProgressBar) -> anyhow::Result<Transfer> {
     let window = measured(target, async {
-        let mut client = Client::new(&target.authority);
+        let mut client = target.client();
         let docs = &image.docs;
         client.get_manifest(&image.repo, &image.tag, &docs.manifest).await?;
         let config_path = format!("/v2/{}/blobs/{}", image.repo, docs.config_digest);
@@ -132,7 +132,7 @@ pub async fn push_small(
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..concurrency {
             let (next, images, progress) = (next.clone(), images.clone(), progress.clone());
-            let (mut client, repo) = (Client::new(&target.authority), repo.to_owned());
+            let (mut client, repo) = (target.client(), repo.to_owned());
             workers.spawn(async move {
                 loop {
                     let Some(image) = images.get(next.fetch_add(1, Ordering::Relaxed)) else {
@@ -162,7 +162,7 @@ pub struct HotRepo {
 
 impl HotRepo {
     pub async fn create(target: &Target, repo: &str, image: &SmallImage, tag_count: usize) -> anyhow::Result<Self> {
-        let mut client = Client::new(&target.authority);
+        let mut client = target.client();
         let mut tags = vec!["latest".to_owned()];
         tags.extend((1..tag_count).map(|i| format!("t{i:04}")));
         let docs = &image.docs;

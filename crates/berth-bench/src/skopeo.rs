@@ -78,8 +78,12 @@ impl Layout {
         settle_disks().await;
         let source = format!("oci:{}:latest", self.dir.path().display());
         let destination = format!("docker://{}/{reference}", target.authority);
-        let window =
-            measured(target, copy(&["--preserve-digests", "--dest-tls-verify=false", &source, &destination])).await?;
+        let creds = target.credentials.as_ref().map(|(id, secret)| format!("{id}:{secret}"));
+        let mut args = vec!["--preserve-digests", "--dest-tls-verify=false"];
+        if let Some(creds) = &creds {
+            args.extend(["--dest-creds", creds]);
+        }
+        let window = measured(target, copy(&[&args[..], &[&source, &destination]].concat())).await?;
         Ok(Transfer { bytes: self.layer_bytes, window })
     }
 
@@ -88,7 +92,12 @@ impl Layout {
         let into = tempfile::Builder::new().prefix("skopeo-pull-").tempdir_in(scratch)?;
         let source = format!("docker://{}/{reference}", target.authority);
         let destination = format!("dir:{}", into.path().display());
-        let window = measured(target, copy(&["--src-tls-verify=false", &source, &destination])).await?;
+        let creds = target.credentials.as_ref().map(|(id, secret)| format!("{id}:{secret}"));
+        let mut args = vec!["--src-tls-verify=false"];
+        if let Some(creds) = &creds {
+            args.extend(["--src-creds", creds]);
+        }
+        let window = measured(target, copy(&[&args[..], &[&source, &destination]].concat())).await?;
         let pulled = std::fs::read(into.path().join("manifest.json")).context("pulled manifest.json")?;
         ensure!(pulled == self.manifest, "skopeo pulled a different manifest from {reference}");
         Ok(Transfer { bytes: self.layer_bytes, window })

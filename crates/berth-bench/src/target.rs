@@ -16,7 +16,13 @@ use crate::payload::Body;
 /// What `--a` / `--b` name.
 #[derive(Clone, Debug)]
 pub enum Spec {
+    /// Berth without authentication (`--no-auth`): the data plane's own cost.
     Berth,
+    /// Berth with every request signed in as the root user (HTTP Basic with the root keys).
+    BerthRoot,
+    /// Berth with every request signed in as a user whose own least-privilege policy allows the
+    /// bench's repositories: the cost of evaluating identity policies on each request.
+    BerthUser,
     DockerRegistry,
     /// `http://host:port` of a registry someone else runs.
     Url(String),
@@ -28,12 +34,56 @@ impl FromStr for Spec {
     fn from_str(value: &str) -> Result<Self, String> {
         match value {
             "berth" => Ok(Spec::Berth),
+            "berth-root" => Ok(Spec::BerthRoot),
+            "berth-user" => Ok(Spec::BerthUser),
             "docker-registry" => Ok(Spec::DockerRegistry),
             url if url.starts_with("http://") => Ok(Spec::Url(url.trim_end_matches('/').to_owned())),
             url if url.starts_with("https://") => {
                 Err("the benchmark client speaks plain HTTP only; give an http:// URL".into())
             }
-            other => Err(format!("expected `berth`, `docker-registry` or an http:// URL, got {other:?}")),
+            other => Err(format!(
+                "expected `berth`, `berth-root`, `berth-user`, `docker-registry` or an http:// URL, got {other:?}"
+            )),
+        }
+    }
+}
+
+/// The root keys berth is started with for `berth-root` and `berth-user`.
+const ROOT_KEY: (&str, &str) = ("AKIABERTHBENCHROOT01", "berth-bench-root-secret-0123456789abcdef");
+
+/// What a CI job that builds and pushes images is given: push and pull on the bench's
+/// repositories (created on push) and nothing else, with a Deny the evaluator must also check.
+const BENCH_USER_POLICY: &str = r#"{"Version": "2012-10-17", "Statement": [
+  {"Sid": "Login", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+  {"Sid": "PushPull", "Effect": "Allow", "Action": ["ecr:CreateRepository", "ecr:BatchCheckLayerAvailability",
+    "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage", "ecr:DescribeImages", "ecr:ListImages",
+    "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage"],
+   "Resource": "arn:aws:ecr:*:*:repository/bench-*"},
+  {"Sid": "NoDeletes", "Effect": "Deny", "Action": ["ecr:BatchDeleteImage", "ecr:DeleteRepository"], "Resource": "*"}]}"#;
+
+/// Adds the bench's user with `berth user add --policy` and returns its keys.
+fn add_policy_user(berth: &Path, data: &Path, work_dir: &Path) -> anyhow::Result<(String, String)> {
+    let policy = work_dir.join("bench-user-policy.json");
+    std::fs::write(&policy, BENCH_USER_POLICY)?;
+    let output = Command::new(berth)
+        .args(["user", "add", "bench-ci", "--policy"])
+        .arg(&policy)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .context("running berth user add")?;
+    ensure!(output.status.success(), "berth user add failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    let keys: serde_json::Value = serde_json::from_slice(&output.stdout).context("berth user add printed no JSON")?;
+    let field = |name: &str| keys[name].as_str().map(str::to_owned).with_context(|| format!("no {name} in {keys}"));
+    Ok((field("accessKeyId")?, field("secretAccessKey")?))
+}
+
+impl Spec {
+    fn berth_name(&self) -> &'static str {
+        match self {
+            Spec::BerthRoot => "berth (root)",
+            Spec::BerthUser => "berth (policy user)",
+            _ => "berth",
         }
     }
 }
@@ -52,6 +102,8 @@ pub struct Target {
     pub version: Option<String>,
     /// `host:port` to connect to.
     pub authority: String,
+    /// Access key id and secret every request signs in with (HTTP Basic); none for anonymous.
+    pub credentials: Option<(String, String)>,
     /// Present when /proc can be read for it (started here, or `--a-pid` / `--b-pid`).
     pub pid: Option<u32>,
     /// Server output, kept for diagnosing a failed start.
@@ -82,21 +134,41 @@ impl Target {
                 let authority = url.trim_start_matches("http://");
                 let authority = authority.split('/').next().unwrap_or_default().to_owned();
                 ensure!(!authority.is_empty(), "no host in {url}");
-                Target { label, name: url.clone(), version: None, authority, pid, log: None, child: None }
+                Target {
+                    label,
+                    name: url.clone(),
+                    version: None,
+                    authority,
+                    credentials: None,
+                    pid,
+                    log: None,
+                    child: None,
+                }
             }
-            Spec::Berth => {
-                let data = work_dir.join(format!("{}-berth", label.to_lowercase()));
+            Spec::Berth | Spec::BerthRoot | Spec::BerthUser => {
+                let (name, data) = (spec.berth_name(), work_dir.join(format!("{}-berth", label.to_lowercase())));
                 std::fs::create_dir_all(&data)?;
                 let port = free_port()?;
                 let mut command = Command::new(&binaries.berth);
-                command
-                    .arg("serve")
-                    .arg("--listen")
-                    .arg(format!("127.0.0.1:{port}"))
-                    .arg("--data-dir")
-                    .arg(&data)
-                    .arg("--no-auth");
-                Self::spawn(label, "berth", &binaries.berth, command, port, work_dir)?
+                command.arg("serve").arg("--listen").arg(format!("127.0.0.1:{port}")).arg("--data-dir").arg(&data);
+                match spec {
+                    Spec::Berth => {
+                        command.arg("--no-auth");
+                    }
+                    _ => {
+                        command
+                            .env("BERTH_ROOT_ACCESS_KEY_ID", ROOT_KEY.0)
+                            .env("BERTH_ROOT_SECRET_ACCESS_KEY", ROOT_KEY.1);
+                    }
+                }
+                let mut target = Self::spawn(label, name, &binaries.berth, command, port, work_dir)?;
+                target.wait_ready().await?;
+                target.credentials = match spec {
+                    Spec::BerthRoot => Some((ROOT_KEY.0.to_owned(), ROOT_KEY.1.to_owned())),
+                    Spec::BerthUser => Some(add_policy_user(&binaries.berth, &data, work_dir)?),
+                    _ => None,
+                };
+                target
             }
             Spec::DockerRegistry => {
                 let data = work_dir.join(format!("{}-docker-registry", label.to_lowercase()));
@@ -110,7 +182,33 @@ impl Target {
             }
         };
         target.wait_ready().await?;
+        if target.credentials.is_some() {
+            // `berth user add` writes to the store the server reads; wait until the key works.
+            target.wait_signed_in().await?;
+        }
         Ok(target)
+    }
+
+    /// A client for this target, signed in when the target has credentials.
+    pub fn client(&self) -> Client {
+        Client::new(&self.authority, self.credentials.as_ref().map(|(id, secret)| (id.as_str(), secret.as_str())))
+    }
+
+    async fn wait_signed_in(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (response, _) = self.client().fetch(Method::GET, "/v2/", &[], Body::Empty).await?;
+            if response.status().is_success() {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{}: the bench's credentials were refused ({})",
+                self.name,
+                response.status()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn spawn(
@@ -152,6 +250,7 @@ impl Target {
             name: name.to_owned(),
             version,
             authority: format!("127.0.0.1:{port}"),
+            credentials: None,
             pid: Some(child.id()),
             log: Some(log),
             child: Some(child),
@@ -169,7 +268,7 @@ impl Target {
             {
                 bail!("{} exited during startup ({status}){}", self.name, self.log_tail());
             }
-            let mut client = Client::new(&self.authority);
+            let mut client = Client::new(&self.authority, None);
             match client.fetch(Method::GET, "/v2/", &[], Body::Empty).await {
                 // 401 is a live registry that wants credentials; the phases will say so clearly.
                 Ok((response, _)) if response.status().as_u16() == 200 || response.status().as_u16() == 401 => {
