@@ -59,6 +59,8 @@ pub enum MetaError {
     /// A manifest's descriptor states another size than the linked blob has.
     #[error("the manifest says blob {digest} has {declared} bytes, but it has {stored}")]
     BlobSizeMismatch { digest: Digest, declared: u64, stored: u64 },
+    #[error("the index says manifest {digest} has {declared} bytes, but it has {stored}")]
+    ChildSizeMismatch { digest: Digest, declared: u64, stored: u64 },
     /// The blob's link cannot go: this manifest of the repository needs the blob.
     #[error("blob {digest} is needed by manifest {manifest}")]
     BlobInUse { digest: Digest, manifest: Digest },
@@ -164,8 +166,9 @@ pub struct PutManifest<'a> {
     /// Blobs (config, distributable layers) that must be linked in `repo` with these sizes
     /// (unless `sparse`); their sizes add up to the image size.
     pub blobs: &'a [(Digest, u64)],
-    /// Child manifests (of an index) that must exist in `repo`, unless `sparse`.
-    pub children: &'a [Digest],
+    /// Child manifests (of an index) that must exist in `repo` (unless `sparse`) with these
+    /// sizes in bytes, as their descriptors state.
+    pub children: &'a [(Digest, u64)],
     /// A sparse manifest: blobs and children absent from `repo` are allowed (mirroring tools
     /// copy a subset of platforms, or manifests without their layers). An absent child counts
     /// nothing towards the image size and becomes a protected child when pushed; an absent

@@ -56,7 +56,7 @@ where
     async fn checked_references(conn: &mut DB::Connection, put: &PutManifest<'_>) -> Result<Vec<u64>> {
         let repo = put.repo.as_str();
         let blobs: Vec<&str> = put.blobs.iter().map(|(digest, _)| digest.as_str()).collect();
-        let children: Vec<&str> = put.children.iter().map(Digest::as_str).collect();
+        let children: Vec<&str> = put.children.iter().map(|(digest, _)| digest.as_str()).collect();
         let sql = format!(
             "SELECT digest, size FROM blob_links WHERE repo = $1 AND digest IN (SELECT value FROM {})",
             DB::list(2)
@@ -87,21 +87,33 @@ where
         if children.is_empty() {
             return Ok(Vec::new());
         }
+        // length() of a BLOB (SQLite) or BYTEA (PostgreSQL) is its size in bytes.
         let sql = format!(
-            "SELECT digest, image_size FROM manifests WHERE repo = $1 AND digest IN (SELECT value FROM {})",
+            "SELECT digest, image_size, CAST(length(content) AS BIGINT) FROM manifests WHERE repo = $1 AND digest IN (SELECT value FROM {})",
             DB::list(2)
         );
-        let found: HashMap<String, i64> = sqlx::query_as(AssertSqlSafe(sql))
+        let found: HashMap<String, (i64, i64)> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(repo)
             .bind(DB::text_list(&children))
             .fetch_all(&mut *conn)
             .await?
             .into_iter()
+            .map(|(digest, image_size, length): (String, i64, i64)| (digest, (image_size, length)))
             .collect();
         put.children
             .iter()
-            .map(|child| match found.get(child.as_str()) {
-                Some(size) => stored_size(*size),
+            .map(|(child, declared)| match found.get(child.as_str()) {
+                Some((image_size, length)) => {
+                    let stored = stored_size(*length)?;
+                    if stored != *declared {
+                        return Err(MetaError::ChildSizeMismatch {
+                            digest: child.clone(),
+                            declared: *declared,
+                            stored,
+                        });
+                    }
+                    stored_size(*image_size)
+                }
                 None if put.sparse => Ok(0),
                 None => Err(MetaError::ManifestUnknown(child.clone())),
             })
@@ -159,7 +171,7 @@ where
         };
         let created = inserted.is_some();
         if created {
-            for child in put.children {
+            for (child, _) in put.children {
                 // A sparse index's absent child waits in manifest_absent_children; every other
                 // child exists (checked_references) and is protected at once.
                 sqlx::query(

@@ -142,11 +142,26 @@ async fn push_image(
     digest
 }
 
+/// Pushes an index of `children`, each declared with its stored size (0 when absent).
 async fn push_index(
     store: &dyn MetadataStore,
     repo: &RepositoryName,
     label: &str,
     children: &[Digest],
+) -> Result<Digest, MetaError> {
+    let mut sized = Vec::new();
+    for child in children {
+        let stored = store.get_manifest(repo, &by_digest(child)).await.unwrap();
+        sized.push((child.clone(), stored.map_or(0, |m| m.content.len() as u64)));
+    }
+    push_index_sized(store, repo, label, &sized).await
+}
+
+async fn push_index_sized(
+    store: &dyn MetadataStore,
+    repo: &RepositoryName,
+    label: &str,
+    children: &[(Digest, u64)],
 ) -> Result<Digest, MetaError> {
     let (content, digest) = manifest_bytes(label);
     store
@@ -457,6 +472,16 @@ async fn indexes_and_children(store: &dyn MetadataStore) {
         "children must be in the same repository: {err:?}"
     );
 
+    // A child must have the size its descriptor states, as blobs must.
+    let amd64_size = store.get_manifest(&repo, &by_digest(&amd64)).await.unwrap().unwrap().content.len() as u64;
+    let lying = unique("idx-lying");
+    let err = push_index_sized(store, &repo, &lying, &[(amd64.clone(), amd64_size + 1)]).await.unwrap_err();
+    assert!(
+        matches!(&err, MetaError::ChildSizeMismatch { digest, declared, stored } if *digest == amd64 && *declared == amd64_size + 1 && *stored == amd64_size),
+        "{err:?}"
+    );
+    assert!(store.get_manifest(&repo, &by_digest(&manifest_bytes(&lying).1)).await.unwrap().is_none());
+
     let index_a = push_index(store, &repo, &unique("idx-a"), &[amd64.clone(), arm64.clone()]).await.unwrap();
     let index_b = push_index(store, &repo, &unique("idx-b"), std::slice::from_ref(&arm64)).await.unwrap();
     let record = store.get_manifest(&repo, &by_digest(&index_a)).await.unwrap().unwrap();
@@ -505,11 +530,13 @@ async fn indexes_and_children(store: &dyn MetadataStore) {
 /// once pushed, and nothing of the index is left when it is deleted.
 async fn sparse_indexes(store: &dyn MetadataStore) {
     let repo = new_repo(store, "sparse").await;
-    let present = push_image(store, &repo, &unique("present"), 3000, None).await;
+    let present_label = unique("present");
+    let present = push_image(store, &repo, &present_label, 3000, None).await;
     let later_label = unique("later");
     let later = manifest_bytes(&later_label).1;
     let (content, index) = manifest_bytes(&unique("sparse-idx"));
-    let children = [present.clone(), later.clone()];
+    let size = |label: &str| manifest_bytes(label).0.len() as u64;
+    let children = [(present.clone(), size(&present_label)), (later.clone(), size(&later_label))];
     let put =
         || PutManifest { media_type: INDEX, children: &children, ..image_put(&repo, &index, &content, &[], None, 300) };
     let err = store.put_manifest(&ORIGIN, put()).await.unwrap_err();
@@ -543,7 +570,7 @@ async fn sparse_indexes(store: &dyn MetadataStore) {
     // An index deleted while its child is still absent leaves no record behind: the child,
     // pushed afterwards, is no one's.
     let ghost_label = unique("ghost");
-    let ghost = [manifest_bytes(&ghost_label).1];
+    let ghost = [(manifest_bytes(&ghost_label).1, manifest_bytes(&ghost_label).0.len() as u64)];
     let (content, gone) = manifest_bytes(&unique("gone-idx"));
     let put = PutManifest {
         media_type: INDEX,
@@ -554,7 +581,7 @@ async fn sparse_indexes(store: &dyn MetadataStore) {
     store.put_manifest(&ORIGIN, put).await.unwrap();
     store.delete_manifest(&ORIGIN, &repo, &gone).await.unwrap();
     push_image(store, &repo, &ghost_label, 10, None).await;
-    assert!(store.parents(&repo, &ghost[0]).await.unwrap().is_empty());
+    assert!(store.parents(&repo, &ghost[0].0).await.unwrap().is_empty());
 }
 
 async fn manifest_deletion(store: &dyn MetadataStore) {

@@ -134,7 +134,9 @@ impl From<MetaError> for RegistryError {
             MetaError::ManifestUnknown(d) => RegistryError::ManifestChildUnknown(d),
             MetaError::ManifestReferenced { index } => RegistryError::ManifestReferenced { index },
             MetaError::TagImmutable { tag, current } => RegistryError::TagImmutable { tag, current },
-            e @ MetaError::BlobSizeMismatch { .. } => RegistryError::ManifestInvalid(e.to_string()),
+            e @ (MetaError::BlobSizeMismatch { .. } | MetaError::ChildSizeMismatch { .. }) => {
+                RegistryError::ManifestInvalid(e.to_string())
+            }
             MetaError::BlobInUse { digest, manifest } => RegistryError::BlobInUse { digest, manifest },
             e @ (MetaError::UserExists(_)
             | MetaError::UserUnknown(_)

@@ -100,8 +100,8 @@ impl Registry {
     ) -> Result<PutOutcome> {
         let PushedManifest { parsed: manifest, content, digest } = pushed;
         let blobs = self.required_blobs(ctx, repo, manifest).await?;
-        let children: Vec<Digest> = match manifest.kind {
-            ManifestKind::Index => manifest.manifests.iter().map(|d| d.digest.clone()).collect(),
+        let children: Vec<(Digest, u64)> = match manifest.kind {
+            ManifestKind::Index => manifest.manifests.iter().map(|d| (d.digest.clone(), d.size)).collect(),
             ManifestKind::Image => vec![],
         };
         let annotations = (!manifest.annotations.is_empty())

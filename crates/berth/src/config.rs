@@ -15,6 +15,9 @@ pub use crate::listener::Limits;
 /// any real client's headers (Go's servers default to it).
 const MIN_HEADER_BYTES: usize = 8 * 1024;
 const MAX_HEADER_BYTES: usize = 1024 * 1024;
+/// Enough for a person mistyping and for a CI fleet behind one NAT address with a stale secret,
+/// far too few to guess a 40-character secret.
+const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 30;
 /// Far above what one process's file descriptors allow anyway.
 const MAX_CONNECTIONS: usize = 1_000_000;
 
@@ -116,6 +119,11 @@ pub struct ServeArgs {
     /// reads none of a response is dropped [default: 60]
     #[arg(long, env = "BERTH_BODY_TIMEOUT_SECS")]
     body_timeout_secs: Option<u64>,
+    /// Failed sign-ins (wrong key, secret, token or signature) a client address may make in a
+    /// burst and regains per minute; after that its credentialed requests get 429
+    /// TOOMANYREQUESTS / ThrottlingException until one is regained. 0 turns throttling off [default: 30]
+    #[arg(long, env = "BERTH_AUTH_FAILURES_PER_MINUTE")]
+    auth_failures_per_minute: Option<u32>,
     /// Accept indexes whose children the repository does not hold (mirroring a subset of
     /// platforms under the original digest); a repository's `berth:sparse-indexes` tag
     /// overrides it. Off by default, as on ECR.
@@ -213,6 +221,7 @@ struct FileConfig {
     max_header_bytes: Option<usize>,
     master_key_file: Option<PathBuf>,
     sparse_indexes: Option<bool>,
+    auth_failures_per_minute: Option<u32>,
     replication: Option<ReplicationFile>,
     metrics_listen: Option<SocketAddr>,
     audit_log: Option<PathBuf>,
@@ -298,6 +307,8 @@ pub struct ServeConfig {
     /// `None`: the data dir's own key.
     pub master_key_file: Option<PathBuf>,
     pub sparse_indexes: bool,
+    /// 0: failed sign-ins are not throttled.
+    pub auth_failures_per_minute: u32,
     /// `[[replication.destinations]]`, each checked: region and registry id in ECR's form, a
     /// registry URL that is https or loopback, no destination twice.
     pub replication_destinations: Vec<ReplicationDestination>,
@@ -451,6 +462,10 @@ impl ServeArgs {
         Ok(ServeConfig {
             master_key_file: self.master_key_file.or(file.master_key_file),
             sparse_indexes: self.sparse_indexes || file.sparse_indexes.unwrap_or(false),
+            auth_failures_per_minute: self
+                .auth_failures_per_minute
+                .or(file.auth_failures_per_minute)
+                .unwrap_or(DEFAULT_AUTH_FAILURES_PER_MINUTE),
             replication_destinations,
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
             audit,

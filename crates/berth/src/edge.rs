@@ -22,6 +22,7 @@ use ipnet::IpNet;
 
 use crate::audit::AuditLog;
 use crate::health;
+use crate::throttle::LoginThrottle;
 
 /// Every response carries its request's id (the ECR API also as `x-amzn-RequestId`).
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -37,11 +38,23 @@ pub struct Edge {
     trusted_proxies: Vec<IpNet>,
     /// Where mutating and refused requests are recorded (`--audit-log`).
     audit: Option<AuditLog>,
+    /// Failed sign-ins per client address (`--auth-failures-per-minute`); `None`: off.
+    throttle: Option<LoginThrottle>,
 }
 
 impl Edge {
-    pub fn new(trusted_proxies: Vec<IpNet>, audit: Option<AuditLog>) -> Edge {
-        Edge { trusted_proxies, audit }
+    pub fn new(trusted_proxies: Vec<IpNet>, audit: Option<AuditLog>, throttle: Option<LoginThrottle>) -> Edge {
+        Edge { trusted_proxies, audit, throttle }
+    }
+
+    /// How long the client must wait when it has spent its failed sign-ins and presents
+    /// credentials again.
+    fn throttled(&self, client: Option<IpAddr>, headers: &HeaderMap, now: Instant) -> Option<std::time::Duration> {
+        let (throttle, client) = (self.throttle.as_ref()?, client?);
+        if !headers.contains_key(header::AUTHORIZATION) {
+            return None;
+        }
+        throttle.refused(client, now)
     }
 
     fn trusts(&self, hop: IpAddr) -> bool {
@@ -99,10 +112,17 @@ pub async fn serve_request(State(edge): State<Arc<Edge>>, mut request: Request, 
         request = request.map(|body| Body::new(Counted { inner: body, counter: received }));
     }
     request.extensions_mut().insert(ctx.clone());
-    let mut response = catch_panic(ctx.request_id.clone(), next.run(request)).await.unwrap_or_else(|()| {
-        // The panic hook logged what happened, with the request id; the client gets only the id.
-        internal_error(&path, &ctx.request_id)
-    });
+    let throttled = edge.throttled(ctx.source_ip, request.headers(), started);
+    let mut response = match throttled {
+        Some(retry_after) => {
+            metrics::counter!("berth_auth_failures_total", "plane" => plane, "reason" => "throttled").increment(1);
+            too_many_failures(plane, retry_after)
+        }
+        None => catch_panic(ctx.request_id.clone(), next.run(request)).await.unwrap_or_else(|()| {
+            // The panic hook logged what happened, with the request id; the client gets only the id.
+            internal_error(&path, &ctx.request_id)
+        }),
+    };
     if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, id);
     }
@@ -139,6 +159,11 @@ pub async fn serve_request(State(edge): State<Arc<Edge>>, mut request: Request, 
     if let Some(operation) = operation {
         if let Some(reason) = operation.auth_failure {
             metrics::counter!("berth_auth_failures_total", "plane" => plane, "reason" => reason).increment(1);
+            if let (Some(throttle), Some(client)) = (&edge.throttle, ctx.source_ip)
+                && LoginThrottle::counts(reason)
+            {
+                throttle.record_failure(client, started);
+            }
         }
         if let Some(audit) = &edge.audit {
             audit.record(served, operation, status);
@@ -214,6 +239,29 @@ fn internal_error(path: &str, request_id: &str) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, content_type)], body.to_string()).into_response()
 }
 
+/// The refusal of a client that spent its failed sign-ins, in its plane's shape: the OCI
+/// distribution spec's `429 TOOMANYREQUESTS`, ECR's `ThrottlingException` (which SDKs retry with
+/// backoff), both with `Retry-After`.
+fn too_many_failures(plane: &str, retry_after: std::time::Duration) -> Response {
+    let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let message = format!("too many failed sign-ins from this address; retry in {seconds} s");
+    let (status, content_type, body) = if plane == "ecr" {
+        (
+            StatusCode::BAD_REQUEST,
+            "application/x-amz-json-1.1",
+            serde_json::json!({"__type": "ThrottlingException", "message": message}),
+        )
+    } else {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            "application/json",
+            serde_json::json!({"errors": [{"code": "TOOMANYREQUESTS", "message": message, "detail": null}]}),
+        )
+    };
+    let headers = [(header::CONTENT_TYPE, content_type.to_owned()), (header::RETRY_AFTER, seconds.to_string())];
+    (status, headers, body.to_string()).into_response()
+}
+
 /// The process's panic hook: one error line through the log, with the request id when a
 /// request's handler panicked (replacing the default hook's unstructured stderr text).
 pub fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
@@ -241,7 +289,7 @@ mod tests {
     use super::*;
 
     fn edge(trusted: &[&str]) -> Edge {
-        Edge::new(trusted.iter().map(|net| net.parse().unwrap()).collect(), None)
+        Edge::new(trusted.iter().map(|net| net.parse().unwrap()).collect(), None, None)
     }
 
     fn forwarded(values: &[&str]) -> HeaderMap {
@@ -281,7 +329,7 @@ mod tests {
         let behind_trusted = forwarded(&["6.6.6.6, garbage", "10.2.2.2"]);
         assert_eq!(edge.client_address(ip("10.1.1.1"), &behind_trusted), ip("10.2.2.2"));
         // Nobody trusted: the peer, always.
-        assert_eq!(super::Edge::new(vec![], None).client_address(ip("10.1.1.1"), &spoofed), ip("10.1.1.1"));
+        assert_eq!(super::Edge::new(vec![], None, None).client_address(ip("10.1.1.1"), &spoofed), ip("10.1.1.1"));
     }
 
     /// Collects what the fmt subscriber writes.

@@ -11,6 +11,7 @@ mod health;
 mod listener;
 mod metrics;
 mod serve;
+mod throttle;
 
 use clap::{Parser, Subcommand};
 

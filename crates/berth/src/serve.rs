@@ -159,7 +159,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let edge = Arc::new(Edge::new(config.trusted_proxies.clone(), audit));
+    let throttle = crate::throttle::LoginThrottle::new(config.auth_failures_per_minute);
+    let edge = Arc::new(Edge::new(config.trusted_proxies.clone(), audit, throttle));
     let metrics_route =
         metrics::MetricsRoute { metrics: metrics.clone(), registry: registry.clone(), auth: auth.clone() };
     let app = berth_oci::router(registry.clone(), auth.clone())

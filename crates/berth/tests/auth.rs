@@ -166,7 +166,9 @@ async fn requests_without_credentials_get_401_with_challenge_and_change_nothing(
 
 #[tokio::test]
 async fn wrong_credentials_get_401_and_change_nothing() {
-    let srv = Launch::new().root_keys(ROOT_KEY_ID, ROOT_SECRET).start();
+    // Far more failures than an address may make in a minute: throttling (tested on its own
+    // below) would answer most of them before their credentials were looked at.
+    let srv = Launch::new().root_keys(ROOT_KEY_ID, ROOT_SECRET).args(&["--auth-failures-per-minute", "0"]).start();
     let token = srv.cli(&["token"]).trim().to_string();
     let (payload, signature) = token.split_once('.').expect("a token is payload.signature");
     // Changing the first character changes the first signature byte (the last one holds padding bits).
@@ -1012,4 +1014,40 @@ async fn anonymous_pulls_are_denied_only_by_policies_naming_everyone() {
     set_policy(&srv, "policy/public", &everyone).await;
     send(anon.get(&manifest).header("accept", OCI_MANIFEST)).await.expect_error(403, "DENIED");
     send(anon.get(&layer)).await.expect_status(200);
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_throttled_per_address_on_both_planes() {
+    let srv = Launch::new().root_keys(ROOT_KEY_ID, ROOT_SECRET).args(&["--auth-failures-per-minute", "6"]).start();
+    let good = client_with(&basic(ROOT_KEY_ID, ROOT_SECRET));
+    let guess = client_with(&basic(ROOT_KEY_ID, "a-guessed-secret-0123456789abcdefghijkl"));
+    for _ in 0..6 {
+        expect_unauthorized(&send(guess.get(srv.url("/v2/"))).await);
+    }
+    // Refused before the credentials are looked at: the right ones too, from this address.
+    for client in [&guess, &good] {
+        let r = send(client.get(srv.url("/v2/"))).await;
+        r.expect_status(429);
+        r.expect_error_code_in(&["TOOMANYREQUESTS"]);
+        let retry_after: u64 = r.header("retry-after").expect("Retry-After").parse().expect("seconds");
+        assert!((1..=10).contains(&retry_after), "one failure is regained every 10 s, not {retry_after}");
+    }
+    let r = ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "DescribeRepositories", "{}").await;
+    r.expect_status(400);
+    assert_eq!(r.json()["__type"], "ThrottlingException", "{}", r.describe());
+    // A request without credentials cannot guess, so it is answered as usual.
+    expect_unauthorized(&send(anonymous().get(srv.url("/v2/"))).await);
+    // One failure comes back after 60/6 s: the right key works again and the refusals were counted.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let scrape = send(good.get(srv.url("/metrics"))).await;
+    scrape.expect_status(200);
+    let throttled = scrape
+        .text()
+        .lines()
+        .find(|l| l.starts_with("berth_auth_failures_total") && l.contains("reason=\"throttled\"") && l.contains("oci"))
+        .map(|l| l.rsplit(' ').next().unwrap().to_string());
+    assert_eq!(throttled.as_deref(), Some("2"), "the two throttled /v2/ requests are counted");
+    // A new guess spends the regained failure again.
+    expect_unauthorized(&send(guess.get(srv.url("/v2/"))).await);
+    send(good.get(srv.url("/v2/"))).await.expect_status(429);
 }

@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""The soak workload: a mixed load on two Berth servers that share their stores, for MINUTES.
+
+    workload.py MINUTES ADDR_A PID_A ADDR_B PID_B REPORT_JSON
+
+Writers push small images through A (monolithic blob uploads, then the manifest); readers pull
+through B whatever was pushed (manifest by tag, then its layer, checking the bytes); a deleter
+removes older images by digest; a lifecycle policy keeps each repository small; both servers run
+GC on their own. Every 5 s it samples each server's RSS and open file descriptors from /proc and
+each operation's latencies. The report has per-minute p99s, the samples and every error; the exit
+status says whether memory and descriptors stayed flat after warm-up and nothing failed.
+"""
+
+import hashlib
+import json
+import os
+import random
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+MINUTES = float(sys.argv[1])
+SERVERS = {"a": (sys.argv[2], int(sys.argv[3])), "b": (sys.argv[4], int(sys.argv[5]))}
+REPORT = sys.argv[6]
+REPOS = [f"soak/app{i}" for i in range(4)]
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+lock = threading.Lock()
+pushed = {repo: [] for repo in REPOS}  # (tag, digest, layer) of acknowledged pushes
+latencies = {}  # (minute, operation) -> [seconds]
+errors = []
+counts = {}
+stop = threading.Event()
+started = time.monotonic()
+
+
+def request(server, method, path, body=None, headers=None):
+    req = urllib.request.Request(f"http://{SERVERS[server][0]}{path}", data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def timed(operation, expected, server, method, path, body=None, headers=None):
+    t0 = time.monotonic()
+    status, response_headers, data = request(server, method, path, body, headers)
+    elapsed = time.monotonic() - t0
+    minute = int((t0 - started) // 60)
+    with lock:
+        latencies.setdefault((minute, operation), []).append(elapsed)
+        counts[operation] = counts.get(operation, 0) + 1
+        if status not in expected:
+            errors.append(f"{operation} {method} {path}: {status} {data[:200]!r}")
+    return status, response_headers, data
+
+
+def blob(server, repo, data):
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    timed("blob push", (201,), server, "POST", f"/v2/{repo}/blobs/uploads/?digest={digest}", data,
+          {"Content-Type": "application/octet-stream"})
+    return {"digest": digest, "size": len(data)}
+
+
+def writer(seed):
+    rng = random.Random(seed)
+    n = 0
+    while not stop.is_set():
+        repo = rng.choice(REPOS)
+        layer = rng.randbytes(rng.randint(1000, 200_000))
+        config = json.dumps({"architecture": "amd64", "os": "linux", "seed": seed, "n": n}).encode()
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": MANIFEST,
+            "config": dict(blob("a", repo, config), mediaType="application/vnd.oci.image.config.v1+json"),
+            "layers": [dict(blob("a", repo, layer), mediaType="application/vnd.oci.image.layer.v1.tar")],
+        }).encode()
+        tag = f"w{seed}-{n}"
+        status, _, _ = timed("manifest push", (201,), "a", "PUT", f"/v2/{repo}/manifests/{tag}", manifest,
+                             {"Content-Type": MANIFEST})
+        if status == 201:
+            digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+            with lock:
+                pushed[repo].append((tag, digest, layer))
+        n += 1
+
+
+def reader(seed):
+    rng = random.Random(seed)
+    while not stop.is_set():
+        repo = rng.choice(REPOS)
+        with lock:
+            images = list(pushed[repo][-20:])
+        if not images:
+            time.sleep(0.05)
+            continue
+        tag, digest, layer = rng.choice(images)
+        # The image may have been deleted or expired meanwhile: 404 is a fine answer, a wrong body is not.
+        status, _, data = timed("manifest pull", (200, 404), "b", "GET", f"/v2/{repo}/manifests/{tag}",
+                                headers={"Accept": MANIFEST})
+        if status != 200:
+            continue
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            with lock:
+                errors.append(f"{repo}:{tag} pulled a different manifest")
+            continue
+        layer_digest = json.loads(data)["layers"][0]["digest"]
+        status, _, got = timed("blob pull", (200, 404), "b", "GET", f"/v2/{repo}/blobs/{layer_digest}")
+        if status == 200 and got != layer:
+            with lock:
+                errors.append(f"{repo}:{tag} layer bytes differ")
+
+
+def deleter():
+    rng = random.Random(99)
+    while not stop.wait(1.0):
+        repo = rng.choice(REPOS)
+        with lock:
+            victim = pushed[repo].pop(0) if len(pushed[repo]) > 30 else None
+        if victim:
+            timed("manifest delete", (202, 404), rng.choice("ab"), "DELETE", f"/v2/{repo}/manifests/{victim[1]}")
+        timed("tags list", (200,), "b", "GET", f"/v2/{repo}/tags/list")
+
+
+def proc(pid):
+    with open(f"/proc/{pid}/status") as f:
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return rss // 1024, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+samples = []
+
+
+def sampler():
+    while True:
+        now = time.monotonic() - started
+        samples.append({"t": round(now, 1), **{f"{name}_{k}": v for name, (_, pid) in SERVERS.items()
+                                                  for k, v in zip(("rss_mib", "fds"), proc(pid))}})
+        if stop.wait(5.0):
+            break
+
+
+threads = [threading.Thread(target=writer, args=(i,)) for i in range(3)]
+threads += [threading.Thread(target=reader, args=(10 + i,)) for i in range(4)]
+threads += [threading.Thread(target=deleter), threading.Thread(target=sampler)]
+for t in threads:
+    t.start()
+time.sleep(MINUTES * 60)
+stop.set()
+for t in threads:
+    t.join()
+
+p99 = {}
+for (minute, operation), values in sorted(latencies.items()):
+    values.sort()
+    p99.setdefault(operation, []).append(round(values[int(len(values) * 0.99) - 1 if len(values) > 1 else 0] * 1000, 1))
+warm = [s for s in samples if s["t"] >= MINUTES * 60 / 3]
+first, rest = warm[: max(1, len(warm) // 3)], warm[max(1, len(warm) // 3):] or warm
+verdicts = []
+for name in SERVERS:
+    rss_warm = max(s[f"{name}_rss_mib"] for s in first)
+    rss_end = max(s[f"{name}_rss_mib"] for s in rest)
+    fds_warm = max(s[f"{name}_fds"] for s in first)
+    fds_end = max(s[f"{name}_fds"] for s in rest)
+    # Flat: after warm-up, memory grows by at most a quarter plus 16 MiB (allocator noise), and
+    # descriptors by at most the connections a burst may hold open.
+    verdicts.append({"server": name, "rss_warm_mib": rss_warm, "rss_end_mib": rss_end, "fds_warm": fds_warm,
+                     "fds_end": fds_end, "flat": rss_end <= rss_warm * 1.25 + 16 and fds_end <= fds_warm + 32})
+report = {"minutes": MINUTES, "operations": counts, "p99_ms_per_minute": p99, "errors": errors[:50],
+          "error_count": len(errors), "servers": verdicts, "samples": samples}
+with open(REPORT, "w") as f:
+    json.dump(report, f, indent=1)
+print(json.dumps({k: report[k] for k in ("operations", "p99_ms_per_minute", "error_count", "servers")}, indent=1))
+sys.exit(0 if not errors and all(v["flat"] for v in verdicts) else 1)
