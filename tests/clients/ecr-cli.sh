@@ -246,6 +246,63 @@ ecr_ok "delete-repository --force" delete-repository --repository-name "$R" --fo
 expect "/v2/ no longer has it" "$(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/$R/tags/list")" 404
 ecr_err "describe-images after the delete" RepositoryNotFoundException describe-images --repository-name "$R"
 
+section "repository creation templates: create-on-push (skopeo) applies the most specific one"
+cat >"$T/tpl-life.json" <<'EOF_JSON'
+{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":5},"action":{"type":"expire"}}]}
+EOF_JSON
+cat >"$T/tpl-policy.json" <<'EOF_JSON'
+{"Version":"2012-10-17","Statement":[{"Sid":"PullForAll","Effect":"Allow","Principal":"*","Action":["ecr:BatchGetImage"]}]}
+EOF_JSON
+ecr_ok "create-repository-creation-template ROOT" create-repository-creation-template --prefix ROOT \
+  --applied-for CREATE_ON_PUSH --resource-tags Key=from,Value=root
+expect "registryId and prefix" "$(j '.registryId + " " + .repositoryCreationTemplate.prefix')" "000000000000 ROOT"
+ecr_ok "create-repository-creation-template tpl/ (all settings)" create-repository-creation-template --prefix tpl/ \
+  --description "team template" --applied-for CREATE_ON_PUSH REPLICATION \
+  --image-tag-mutability IMMUTABLE_WITH_EXCLUSION --image-tag-mutability-exclusion-filters filterType=WILDCARD,filter=latest \
+  --resource-tags Key=team,Value=tpl --lifecycle-policy "file://$T/tpl-life.json" \
+  --repository-policy "file://$T/tpl-policy.json" --encryption-configuration encryptionType=AES256
+expect "prefix without its slash, appliedFor" "$(j -c '[.repositoryCreationTemplate.prefix, .repositoryCreationTemplate.appliedFor]')" \
+  '["tpl",["CREATE_ON_PUSH","REPLICATION"]]'
+ecr_err "the same prefix again" TemplateAlreadyExistsException create-repository-creation-template --prefix tpl --applied-for CREATE_ON_PUSH
+ecr_err "an upper-case prefix" InvalidParameterException create-repository-creation-template --prefix Tpl --applied-for CREATE_ON_PUSH
+ecr_err "a lifecycle policy that does not validate" InvalidParameterException create-repository-creation-template \
+  --prefix tpl/bad --applied-for CREATE_ON_PUSH --lifecycle-policy '{"rules":[]}'
+ecr_err "an unknown appliedFor" InvalidParameterException create-repository-creation-template --prefix tpl/bad --applied-for SOMETIMES
+"${SK[@]}" copy -q --dest-tls-verify=false "dir:$T/amd64" "docker://$REG/tpl/app:v1" && ok "skopeo pushes tpl/app:v1 (create-on-push)" || bad "skopeo push tpl/app"
+ecr_ok "describe-repositories tpl/app" describe-repositories --repository-names tpl/app
+expect "tag mutability from the template" "$(j -c '.repositories[0] | [.imageTagMutability, .imageTagMutabilityExclusionFilters]')" \
+  '["IMMUTABLE_WITH_EXCLUSION",[{"filterType":"WILDCARD","filter":"latest"}]]'
+ecr_ok "get-lifecycle-policy tpl/app" get-lifecycle-policy --repository-name tpl/app
+expect "lifecycle policy from the template" "$(j -r .lifecyclePolicyText)" "$(cat "$T/tpl-life.json")"
+ecr_ok "get-repository-policy tpl/app" get-repository-policy --repository-name tpl/app
+expect "repository policy from the template" "$(j -r .policyText)" "$(cat "$T/tpl-policy.json")"
+ecr_ok "list-tags-for-resource tpl/app" list-tags-for-resource --resource-arn arn:aws:ecr:us-east-1:000000000000:repository/tpl/app
+expect "resource tags of the most specific template only" "$(j -c .tags)" '[{"Key":"team","Value":"tpl"}]'
+"${SK[@]}" copy -q --dest-tls-verify=false "dir:$T/amd64" "docker://$REG/elsewhere/app:v1" && ok "skopeo pushes elsewhere/app:v1" || bad "skopeo push elsewhere/app"
+ecr_ok "list-tags-for-resource elsewhere/app" list-tags-for-resource --resource-arn arn:aws:ecr:us-east-1:000000000000:repository/elsewhere/app
+expect "ROOT's tags where no other template matches" "$(j -c .tags)" '[{"Key":"from","Value":"root"}]'
+ecr_err "elsewhere/app has no lifecycle policy" LifecyclePolicyNotFoundException get-lifecycle-policy --repository-name elsewhere/app
+ecr_ok "update-repository-creation-template tpl" update-repository-creation-template --prefix tpl --description renamed --applied-for REPLICATION
+expect "updated members, the rest kept" "$(j -c '.repositoryCreationTemplate | [.description, .appliedFor, .imageTagMutability]')" \
+  '["renamed",["REPLICATION"],"IMMUTABLE_WITH_EXCLUSION"]'
+ecr_err "update of a missing template" TemplateNotFoundException update-repository-creation-template --prefix nothing --description x
+"${SK[@]}" copy -q --dest-tls-verify=false "dir:$T/amd64" "docker://$REG/tpl/later:v1" && ok "skopeo pushes tpl/later:v1" || bad "skopeo push tpl/later"
+ecr_ok "list-tags-for-resource tpl/later" list-tags-for-resource --resource-arn arn:aws:ecr:us-east-1:000000000000:repository/tpl/later
+expect "tpl now serves replication only: ROOT applies to pushes" "$(j -c .tags)" '[{"Key":"from","Value":"root"}]'
+ecr_ok "describe-repository-creation-templates" describe-repository-creation-templates
+expect "both, by prefix" "$(j -c '[.repositoryCreationTemplates[].prefix]')" '["ROOT","tpl"]'
+ecr_ok "describe-repository-creation-templates --prefixes tpl" describe-repository-creation-templates --prefixes tpl
+expect "the one named" "$(j -r '.repositoryCreationTemplates[0].description')" renamed
+ecr_ok "delete-repository-creation-template tpl" delete-repository-creation-template --prefix tpl
+expect "answers the deleted template" "$(j -r .repositoryCreationTemplate.prefix)" tpl
+ecr_ok "delete-repository-creation-template ROOT" delete-repository-creation-template --prefix ROOT
+ecr_err "delete again" TemplateNotFoundException delete-repository-creation-template --prefix ROOT
+ecr_ok "describe-repository-creation-templates (none left)" describe-repository-creation-templates
+expect "no templates" "$(j -c .repositoryCreationTemplates)" '[]'
+ecr_ok "tpl/app keeps its settings" describe-repositories --repository-names tpl/app
+expect "still IMMUTABLE_WITH_EXCLUSION" "$(j -r '.repositories[0].imageTagMutability')" IMMUTABLE_WITH_EXCLUSION
+for r in tpl/app tpl/later elsewhere/app; do ecr delete-repository --repository-name "$r" --force >/dev/null; done
+
 section "--no-create-on-push: repositories come from create-repository"
 stop_berth
 start_berth "$T/strict" --no-auth --no-create-on-push
@@ -399,5 +456,28 @@ grep -q "User: arn:aws:iam::000000000000:user/ci is not authorized to perform: e
 ecr_ok "delete-repository-policy" delete-repository-policy --repository-name "$G"
 "${SK[@]}" copy -q --dest-tls-verify=false --dest-creds "$CI_ID:$CI_SECRET" "dir:$T/arm64" "docker://$REG/$G:ci" \
   && ok "without the policy ci pushes again" || bad "skopeo push by ci after the policy was deleted"
+
+section "pull-time update exclusions: ci's pulls leave lastRecordedPullTime alone"
+P=cli/pulltime
+"${SK[@]}" copy -q --dest-tls-verify=false --dest-creds "$ROOT_CREDS" "dir:$T/amd64" "docker://$REG/$P:v1" \
+  && ok "root pushes $P:v1" || bad "root push of $P:v1"
+CI_ARN=arn:aws:iam::000000000000:user/ci
+ecr_ok "register-pull-time-update-exclusion ci" register-pull-time-update-exclusion --principal-arn "$CI_ARN"
+expect "principalArn echoed with createdAt" "$(j -r '.principalArn + " " + (.createdAt | type)')" "$CI_ARN number"
+ecr_err "register it again" ExclusionAlreadyExistsException register-pull-time-update-exclusion --principal-arn "$CI_ARN"
+ecr_err "the root is no user or role" InvalidParameterException register-pull-time-update-exclusion --principal-arn arn:aws:iam::000000000000:root
+ecr_ok "list-pull-time-update-exclusions" list-pull-time-update-exclusions
+expect "ci listed" "$(j -c .pullTimeUpdateExclusions)" "[\"$CI_ARN\"]"
+"${SK[@]}" copy -q --src-tls-verify=false --src-creds "$CI_ID:$CI_SECRET" "docker://$REG/$P:v1" "dir:$T/pt1" \
+  && ok "ci pulls $P:v1" || bad "skopeo pull by ci"
+ecr_ok "describe-images $P" describe-images --repository-name "$P"
+expect "no lastRecordedPullTime after ci's pull" "$(j -r '.imageDetails[0].lastRecordedPullTime // "none"')" none
+ecr_ok "deregister-pull-time-update-exclusion ci" deregister-pull-time-update-exclusion --principal-arn "$CI_ARN"
+ecr_err "deregister again" ExclusionNotFoundException deregister-pull-time-update-exclusion --principal-arn "$CI_ARN"
+"${SK[@]}" copy -q --src-tls-verify=false --src-creds "$CI_ID:$CI_SECRET" "docker://$REG/$P:v1" "dir:$T/pt2" \
+  && ok "ci pulls $P:v1 again" || bad "skopeo pull by ci"
+ecr_ok "describe-images $P" describe-images --repository-name "$P"
+[[ $(j -r '.imageDetails[0].lastRecordedPullTime | type') == number ]] && ok "ci's pull is recorded once the exclusion is gone" \
+  || bad "lastRecordedPullTime: $(j -c '.imageDetails[0]')"
 
 summary ecr-cli

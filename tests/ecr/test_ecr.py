@@ -1049,3 +1049,110 @@ def test_repository_policy(ecr, repo):
     raises(ecr, "RepositoryPolicyNotFoundException", ecr.get_repository_policy, repositoryName=repo)
     raises(ecr, "RepositoryNotFoundException", ecr.set_repository_policy, repositoryName="pytest/none",
            policyText=policy)
+
+
+# ---- repository creation templates, pull-time update exclusions
+
+
+def _v2_push(http, name, tag):
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
+    layer = os.urandom(100)
+    cfg = {"mediaType": OCI_CONFIG, "digest": http.push_blob(name, config.encode()), "size": len(config)}
+    lay = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": http.push_blob(name, layer),
+           "size": len(layer)}
+    status, _, body = http.put_manifest(name, tag, Images.manifest(cfg, lay).encode(), OCI_MANIFEST)
+    assert status == 201, body
+
+
+def test_creation_templates_apply_the_most_specific_on_push(ecr, http):
+    base = f"pytest/tpl-{uuid.uuid4().hex[:8]}"
+    lifecycle = json.dumps({"rules": [{"rulePriority": 1, "selection": {
+        "tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 3}, "action": {"type": "expire"}}]})
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Pull", "Effect": "Allow", "Principal": "*", "Action": ["ecr:BatchGetImage"]}]})
+    created = ecr.create_repository_creation_template(
+        prefix=base + "/", description="outer", appliedFor=["CREATE_ON_PUSH"],
+        resourceTags=[{"Key": "level", "Value": "outer"}])
+    assert created["registryId"] == REGISTRY_ID
+    outer = created["repositoryCreationTemplate"]
+    assert outer["prefix"] == base and outer["appliedFor"] == ["CREATE_ON_PUSH"]
+    assert outer["imageTagMutability"] == "MUTABLE"
+    assert outer["encryptionConfiguration"] == {"encryptionType": "AES256"}
+    assert outer["createdAt"] == outer["updatedAt"]
+    inner = ecr.create_repository_creation_template(
+        prefix=f"{base}/team", appliedFor=["CREATE_ON_PUSH", "REPLICATION"], lifecyclePolicy=lifecycle,
+        repositoryPolicy=policy, imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+        imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": "latest"}],
+        resourceTags=[{"Key": "level", "Value": "inner"}], customRoleArn="arn:aws:iam::000000000000:role/ecr",
+    )["repositoryCreationTemplate"]
+    assert inner["lifecyclePolicy"] == lifecycle and inner["repositoryPolicy"] == policy
+    assert inner["customRoleArn"] == "arn:aws:iam::000000000000:role/ecr"
+    try:
+        raises(ecr, "TemplateAlreadyExistsException", ecr.create_repository_creation_template, prefix=base,
+               appliedFor=["CREATE_ON_PUSH"])
+        raises(ecr, "InvalidParameterException", ecr.create_repository_creation_template, prefix=f"{base}/x",
+               appliedFor=["CREATE_ON_PUSH"], lifecyclePolicy='{"rules": []}')
+        raises(ecr, "InvalidParameterException", ecr.create_repository_creation_template, prefix=f"{base}/x",
+               appliedFor=["CREATE_ON_PUSH"], imageTagMutability="IMMUTABLE_WITH_EXCLUSION")
+        assert not [t for t in ecr.describe_repository_creation_templates()["repositoryCreationTemplates"]
+                    if t["prefix"] == f"{base}/x"], "a refused template is not stored"
+
+        # The inner template wins under team/, the outer elsewhere under the base.
+        _v2_push(http, f"{base}/team/app", "v1")
+        [repository] = ecr.describe_repositories(repositoryNames=[f"{base}/team/app"])["repositories"]
+        assert repository["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
+        assert repository["imageTagMutabilityExclusionFilters"] == [{"filterType": "WILDCARD", "filter": "latest"}]
+        assert ecr.get_lifecycle_policy(repositoryName=f"{base}/team/app")["lifecyclePolicyText"] == lifecycle
+        assert ecr.get_repository_policy(repositoryName=f"{base}/team/app")["policyText"] == policy
+        tags = ecr.list_tags_for_resource(resourceArn=repository["repositoryArn"])["tags"]
+        assert tags == [{"Key": "level", "Value": "inner"}]
+        _v2_push(http, f"{base}/other", "v1")
+        tags = ecr.list_tags_for_resource(resourceArn=arn(f"{base}/other"))["tags"]
+        assert tags == [{"Key": "level", "Value": "outer"}]
+        raises(ecr, "LifecyclePolicyNotFoundException", ecr.get_lifecycle_policy, repositoryName=f"{base}/other")
+
+        # Update replaces what it names and keeps the rest; Describe pages by prefix.
+        updated = ecr.update_repository_creation_template(prefix=base, description="renamed")
+        assert updated["repositoryCreationTemplate"]["description"] == "renamed"
+        assert updated["repositoryCreationTemplate"]["resourceTags"] == [{"Key": "level", "Value": "outer"}]
+        raises(ecr, "TemplateNotFoundException", ecr.update_repository_creation_template, prefix=f"{base}/none",
+               description="x")
+        named = ecr.describe_repository_creation_templates(prefixes=[f"{base}/team", f"{base}/none"])
+        assert [t["prefix"] for t in named["repositoryCreationTemplates"]] == [f"{base}/team"]
+        paged = ecr.get_paginator("describe_repository_creation_templates").paginate(
+            PaginationConfig={"PageSize": 1})
+        prefixes = [t["prefix"] for page in paged for t in page["repositoryCreationTemplates"]]
+        assert [p for p in prefixes if p.startswith(base)] == [base, f"{base}/team"]
+    finally:
+        for prefix in (f"{base}/team", base):
+            ecr.delete_repository_creation_template(prefix=prefix)
+        for name in (f"{base}/team/app", f"{base}/other"):
+            try:
+                ecr.delete_repository(repositoryName=name, force=True)
+            except ClientError:
+                pass
+    raises(ecr, "TemplateNotFoundException", ecr.delete_repository_creation_template, prefix=base)
+    # Without templates a pushed repository gets the defaults again.
+    _v2_push(http, f"{base}/team/later", "v1")
+    try:
+        [repository] = ecr.describe_repositories(repositoryNames=[f"{base}/team/later"])["repositories"]
+        assert repository["imageTagMutability"] == "MUTABLE"
+    finally:
+        ecr.delete_repository(repositoryName=f"{base}/team/later", force=True)
+
+
+def test_pull_time_update_exclusions_round_trip(ecr):
+    principal = f"arn:aws:iam::{REGISTRY_ID}:user/pytest-{uuid.uuid4().hex[:8]}"
+    registered = ecr.register_pull_time_update_exclusion(principalArn=principal)
+    assert registered["principalArn"] == principal and registered["createdAt"].timestamp() > time.time() - 60
+    try:
+        raises(ecr, "ExclusionAlreadyExistsException", ecr.register_pull_time_update_exclusion,
+               principalArn=principal)
+        raises(ecr, "InvalidParameterException", ecr.register_pull_time_update_exclusion,
+               principalArn=f"arn:aws:iam::{REGISTRY_ID}:root")
+        assert principal in ecr.list_pull_time_update_exclusions()["pullTimeUpdateExclusions"]
+    finally:
+        deregistered = ecr.deregister_pull_time_update_exclusion(principalArn=principal)
+    assert deregistered["principalArn"] == principal
+    raises(ecr, "ExclusionNotFoundException", ecr.deregister_pull_time_update_exclusion, principalArn=principal)
+    assert principal not in ecr.list_pull_time_update_exclusions()["pullTimeUpdateExclusions"]

@@ -107,7 +107,9 @@ impl From<RegistryError> for ConsoleError {
             | RegistryError::ReplicationConfigurationInvalid(_)
             | RegistryError::SettingInvalid { .. }
             | RegistryError::Unsupported(_)
-            | RegistryError::PullThrough(_) => ConsoleError::BadRequest(message),
+            | RegistryError::PullThrough(_)
+            | RegistryError::Template(_)
+            | RegistryError::PullExclusion(_) => ConsoleError::BadRequest(message),
             RegistryError::Internal(_) => ConsoleError::Internal(message),
         }
     }

@@ -188,7 +188,7 @@ async fn push_image(registry: &Registry, repo: &RepositoryName, tag: &str) -> Di
 }
 
 async fn exists(registry: &Registry, repo: &RepositoryName, digest: &Digest) -> bool {
-    registry.get_manifest(repo, &Reference::Digest(digest.clone()), false).await.is_ok()
+    registry.get_manifest(repo, &Reference::Digest(digest.clone()), None).await.is_ok()
 }
 
 #[tokio::test]

@@ -67,6 +67,12 @@ scoped!(registry:
     DescribePullThroughCacheRulesRequest,
     UpdatePullThroughCacheRuleRequest,
     PullThroughCacheRuleRequest,
+    CreateRepositoryCreationTemplateRequest,
+    UpdateRepositoryCreationTemplateRequest,
+    DescribeRepositoryCreationTemplatesRequest,
+    DeleteRepositoryCreationTemplateRequest,
+    PullTimeUpdateExclusionRequest,
+    ListPullTimeUpdateExclusionsRequest,
 );
 
 scoped!(repository:

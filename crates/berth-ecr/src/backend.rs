@@ -313,4 +313,46 @@ pub trait EcrBackend: Send + Sync + 'static {
         ctx: &RequestContext,
         request: ValidatePullThroughCacheRuleRequest,
     ) -> Result<ValidatePullThroughCacheRuleResponse, EcrError>;
+
+    async fn create_repository_creation_template(
+        &self,
+        ctx: &RequestContext,
+        request: CreateRepositoryCreationTemplateRequest,
+    ) -> Result<RepositoryCreationTemplateResponse, EcrError>;
+
+    async fn describe_repository_creation_templates(
+        &self,
+        ctx: &RequestContext,
+        request: DescribeRepositoryCreationTemplatesRequest,
+    ) -> Result<DescribeRepositoryCreationTemplatesResponse, EcrError>;
+
+    async fn update_repository_creation_template(
+        &self,
+        ctx: &RequestContext,
+        request: UpdateRepositoryCreationTemplateRequest,
+    ) -> Result<RepositoryCreationTemplateResponse, EcrError>;
+
+    async fn delete_repository_creation_template(
+        &self,
+        ctx: &RequestContext,
+        request: DeleteRepositoryCreationTemplateRequest,
+    ) -> Result<RepositoryCreationTemplateResponse, EcrError>;
+
+    async fn register_pull_time_update_exclusion(
+        &self,
+        ctx: &RequestContext,
+        request: PullTimeUpdateExclusionRequest,
+    ) -> Result<RegisterPullTimeUpdateExclusionResponse, EcrError>;
+
+    async fn deregister_pull_time_update_exclusion(
+        &self,
+        ctx: &RequestContext,
+        request: PullTimeUpdateExclusionRequest,
+    ) -> Result<DeregisterPullTimeUpdateExclusionResponse, EcrError>;
+
+    async fn list_pull_time_update_exclusions(
+        &self,
+        ctx: &RequestContext,
+        request: ListPullTimeUpdateExclusionsRequest,
+    ) -> Result<ListPullTimeUpdateExclusionsResponse, EcrError>;
 }

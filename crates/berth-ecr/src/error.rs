@@ -96,6 +96,14 @@ pub enum EcrError {
     UnableToDecryptSecretValue(String),
     #[error("{0}")]
     UnsupportedUpstreamRegistry(String),
+    #[error("{0}")]
+    TemplateAlreadyExists(String),
+    #[error("{0}")]
+    TemplateNotFound(String),
+    #[error("{0}")]
+    ExclusionAlreadyExists(String),
+    #[error("{0}")]
+    ExclusionNotFound(String),
     /// An explicit deny in a repository policy (AWS's common front-end error, HTTP 400).
     #[error("{0}")]
     AccessDenied(String),
@@ -153,6 +161,10 @@ impl EcrError {
             EcrError::UnableToAccessSecret(_) => "UnableToAccessSecretException",
             EcrError::UnableToDecryptSecretValue(_) => "UnableToDecryptSecretValueException",
             EcrError::UnsupportedUpstreamRegistry(_) => "UnsupportedUpstreamRegistryException",
+            EcrError::TemplateAlreadyExists(_) => "TemplateAlreadyExistsException",
+            EcrError::TemplateNotFound(_) => "TemplateNotFoundException",
+            EcrError::ExclusionAlreadyExists(_) => "ExclusionAlreadyExistsException",
+            EcrError::ExclusionNotFound(_) => "ExclusionNotFoundException",
             EcrError::LayerPartTooSmall(_) => "LayerPartTooSmallException",
             EcrError::InvalidLayerPart { .. } => "InvalidLayerPartException",
             EcrError::UploadNotFound(_) => "UploadNotFoundException",

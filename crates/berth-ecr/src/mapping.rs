@@ -3,6 +3,8 @@
 //! image identifiers into the service's selectors.
 
 use berth_registry::pull_through::PullThroughError;
+use berth_registry::pulls::ExclusionError;
+use berth_registry::templates::TemplateError;
 use berth_registry::{ImageSelector, PolicyKind, RegistryError};
 use berth_spec::{Digest, Tag};
 
@@ -110,6 +112,23 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
                 PullThroughError::SecretInaccessible(_) => EcrError::UnableToAccessSecret(message),
                 PullThroughError::SecretUndecryptable(_) => EcrError::UnableToDecryptSecretValue(message),
                 PullThroughError::UpstreamUnsupported(_) => EcrError::UnsupportedUpstreamRegistry(message),
+            }
+        }
+        Template(e) => {
+            let message = e.to_string();
+            match e {
+                TemplateError::Exists(_) => EcrError::TemplateAlreadyExists(message),
+                TemplateError::NotFound(_) => EcrError::TemplateNotFound(message),
+                // A stored template that does not parse refuses what it would apply to, as
+                // unreadable repository settings do.
+                TemplateError::Unusable(_) => EcrError::AccessDenied(message),
+            }
+        }
+        PullExclusion(e) => {
+            let message = e.to_string();
+            match e {
+                ExclusionError::Exists(_) => EcrError::ExclusionAlreadyExists(message),
+                ExclusionError::NotFound(_) => EcrError::ExclusionNotFound(message),
             }
         }
         Internal(reason) => EcrError::Server(reason),

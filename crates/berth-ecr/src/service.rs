@@ -15,6 +15,7 @@ use berth_registry::replication;
 use berth_registry::settings::{
     Encryption, EncryptionType as StoredEncryption, ResourceTag, TagMutability, TagMutabilityFilter,
 };
+use berth_registry::templates::{AppliedFor, CreationTemplate, TemplateSettings, TemplateUpdate};
 use berth_registry::{
     ImageId, ImageRecord, ImageSelector, LifecyclePolicyInfo, PreviewResult, PutImage, Registry, RegistryError,
     RepositoryInfo, RepositorySettings, Resource, TagStatus as Status,
@@ -79,7 +80,7 @@ impl RegistryBackend {
         let repo = request.repository_name.as_str();
         let selector =
             image_selector(&request.image_id).map_err(|failure| EcrError::InvalidParameter(failure.failure_reason))?;
-        let found = self.registry.resolve_images(&name, &[selector], false).await.map_err(self.fail(repo))?;
+        let found = self.registry.resolve_images(&name, &[selector], None).await.map_err(self.fail(repo))?;
         match found.into_iter().next() {
             Some(Ok(image)) => Ok(image.manifest.digest),
             Some(Err(RegistryError::ManifestUnknown(_) | RegistryError::TagDigestMismatch { .. })) | None => {
@@ -141,14 +142,7 @@ impl RegistryBackend {
             image_tag_mutability_exclusion_filters: (!filters.is_empty())
                 .then(|| filters.iter().map(wire_filter).collect()),
             image_scanning_configuration: ImageScanningConfiguration { scan_on_push: settings.scan_on_push },
-            encryption_configuration: EncryptionConfiguration {
-                encryption_type: match settings.encryption.encryption_type {
-                    StoredEncryption::Aes256 => EncryptionType::Aes256,
-                    StoredEncryption::Kms => EncryptionType::Kms,
-                    StoredEncryption::KmsDsse => EncryptionType::KmsDsse,
-                },
-                kms_key: settings.encryption.kms_key.clone(),
-            },
+            encryption_configuration: wire_encryption(&settings.encryption),
         }
     }
 
@@ -209,6 +203,57 @@ fn wire_mutability(mutability: TagMutability) -> ImageTagMutability {
         TagMutability::Immutable => ImageTagMutability::Immutable,
         TagMutability::ImmutableWithExclusion => ImageTagMutability::ImmutableWithExclusion,
         TagMutability::MutableWithExclusion => ImageTagMutability::MutableWithExclusion,
+    }
+}
+
+/// An encryption configuration as stored (Berth records KMS settings and has no KMS; see
+/// CreateRepository); a `kmsKey` with AES256 is refused as ECR refuses it.
+fn stored_encryption(config: EncryptionConfiguration) -> Result<Encryption, EcrError> {
+    let encryption_type = match config.encryption_type {
+        EncryptionType::Kms => StoredEncryption::Kms,
+        EncryptionType::KmsDsse => StoredEncryption::KmsDsse,
+        EncryptionType::Aes256 | EncryptionType::Unrecognized => StoredEncryption::Aes256,
+    };
+    if encryption_type == StoredEncryption::Aes256 && config.kms_key.as_deref().is_some_and(|k| !k.is_empty()) {
+        return Err(EcrError::invalid_parameter(
+            "encryptionConfiguration.kmsKey",
+            "kmsKey can only be specified when encryptionType is KMS or KMS_DSSE",
+        ));
+    }
+    Ok(Encryption { encryption_type, kms_key: config.kms_key.filter(|k| !k.is_empty()) })
+}
+
+fn wire_encryption(encryption: &Encryption) -> EncryptionConfiguration {
+    EncryptionConfiguration {
+        encryption_type: match encryption.encryption_type {
+            StoredEncryption::Aes256 => EncryptionType::Aes256,
+            StoredEncryption::Kms => EncryptionType::Kms,
+            StoredEncryption::KmsDsse => EncryptionType::KmsDsse,
+        },
+        kms_key: encryption.kms_key.clone(),
+    }
+}
+
+fn stored_applied_for(values: &[RctAppliedFor]) -> Vec<AppliedFor> {
+    let mut stored = Vec::new();
+    for value in values {
+        let purpose = match value {
+            RctAppliedFor::Replication => AppliedFor::Replication,
+            RctAppliedFor::PullThroughCache => AppliedFor::PullThroughCache,
+            RctAppliedFor::CreateOnPush | RctAppliedFor::Unrecognized => AppliedFor::CreateOnPush,
+        };
+        if !stored.contains(&purpose) {
+            stored.push(purpose);
+        }
+    }
+    stored
+}
+
+fn wire_applied_for(purpose: AppliedFor) -> RctAppliedFor {
+    match purpose {
+        AppliedFor::Replication => RctAppliedFor::Replication,
+        AppliedFor::PullThroughCache => RctAppliedFor::PullThroughCache,
+        AppliedFor::CreateOnPush => RctAppliedFor::CreateOnPush,
     }
 }
 
@@ -334,23 +379,13 @@ impl EcrBackend for RegistryBackend {
         let encryption = match request.encryption_configuration {
             None => Encryption::default(),
             Some(config) => {
-                let encryption_type = match config.encryption_type {
-                    EncryptionType::Kms => StoredEncryption::Kms,
-                    EncryptionType::KmsDsse => StoredEncryption::KmsDsse,
-                    EncryptionType::Aes256 | EncryptionType::Unrecognized => StoredEncryption::Aes256,
-                };
-                if encryption_type == StoredEncryption::Aes256 && config.kms_key.is_some() {
-                    return Err(EcrError::invalid_parameter(
-                        "encryptionConfiguration.kmsKey",
-                        "kmsKey can only be specified when encryptionType is KMS or KMS_DSSE",
-                    ));
-                }
-                if encryption_type != StoredEncryption::Aes256 {
+                let encryption = stored_encryption(config)?;
+                if encryption.encryption_type != StoredEncryption::Aes256 {
                     // Accepted and echoed so infrastructure code written for ECR applies without
                     // drift; the data is protected by the storage backend's encryption, not KMS.
-                    tracing::warn!(repository = %name, kms_key = config.kms_key, "KMS encryption requested: recorded, but Berth has no KMS; data at rest is encrypted (or not) by its storage backend");
+                    tracing::warn!(repository = %name, kms_key = encryption.kms_key, "KMS encryption requested: recorded, but Berth has no KMS; data at rest is encrypted (or not) by its storage backend");
                 }
-                Encryption { encryption_type, kms_key: config.kms_key }
+                encryption
             }
         };
         let mut settings = RepositorySettings {
@@ -427,7 +462,7 @@ impl EcrBackend for RegistryBackend {
         // Images named by id are described whatever the filter says (it selects what a listing shows).
         if let Some(ids) = &request.image_ids {
             let (selectors, failures) = selectors(ids);
-            let found = self.registry.resolve_images(&name, &selectors, false).await.map_err(self.fail(repo))?;
+            let found = self.registry.resolve_images(&name, &selectors, None).await.map_err(self.fail(repo))?;
             let mut seen = HashSet::new();
             let mut image_details = Vec::new();
             for (id, outcome) in ids.iter().zip(outcomes(failures, found)) {
@@ -500,7 +535,7 @@ impl EcrBackend for RegistryBackend {
 
     async fn batch_get_image(
         &self,
-        _: &RequestContext,
+        ctx: &RequestContext,
         request: BatchGetImageRequest,
     ) -> Result<BatchGetImageResponse, EcrError> {
         let name = self.repository(&request.registry_id, &request.repository_name)?;
@@ -508,7 +543,7 @@ impl EcrBackend for RegistryBackend {
         let (selectors, failures) = selectors(&request.image_ids);
         // acceptedMediaTypes is not a filter: Berth never converts between formats and returns
         // the exact bytes pushed, which is what retagging with PutImage needs.
-        let found = self.registry.resolve_images(&name, &selectors, true).await.map_err(self.fail(repo))?;
+        let found = self.registry.resolve_images(&name, &selectors, Some(ctx)).await.map_err(self.fail(repo))?;
         let mut response = BatchGetImageResponse { images: vec![], failures: vec![] };
         for (id, outcome) in request.image_ids.into_iter().zip(outcomes(failures, found)) {
             match outcome {
@@ -1340,9 +1375,165 @@ impl EcrBackend for RegistryBackend {
             failure: validation.failure,
         })
     }
+    async fn create_repository_creation_template(
+        &self,
+        _: &RequestContext,
+        request: CreateRepositoryCreationTemplateRequest,
+    ) -> Result<RepositoryCreationTemplateResponse, EcrError> {
+        let settings = TemplateSettings {
+            description: request.description,
+            encryption: request.encryption_configuration.map(stored_encryption).transpose()?.unwrap_or_default(),
+            resource_tags: resource_tags(request.resource_tags.as_deref().unwrap_or_default()),
+            image_tag_mutability: stored_mutability(
+                request.image_tag_mutability.unwrap_or(ImageTagMutability::Mutable),
+            ),
+            image_tag_mutability_exclusion_filters: stored_filters(request.image_tag_mutability_exclusion_filters),
+            repository_policy: request.repository_policy,
+            lifecycle_policy: request.lifecycle_policy,
+            applied_for: stored_applied_for(&request.applied_for),
+            custom_role_arn: request.custom_role_arn,
+        };
+        let template = self.registry.create_template(&request.prefix, settings).await.map_err(self.fail(""))?;
+        Ok(self.template_response(template))
+    }
+
+    async fn describe_repository_creation_templates(
+        &self,
+        _: &RequestContext,
+        request: DescribeRepositoryCreationTemplatesRequest,
+    ) -> Result<DescribeRepositoryCreationTemplatesResponse, EcrError> {
+        let templates = self.registry.templates().await.map_err(self.fail(""))?;
+        let named: Option<Vec<&str>> = request
+            .prefixes
+            .as_ref()
+            .map(|prefixes| prefixes.iter().map(|p| berth_registry::pull_through::normalize_prefix(p)).collect());
+        // Named prefixes that have no template are left out, as ECR does.
+        let templates: Vec<CreationTemplate> = templates
+            .into_iter()
+            .filter(|t| named.as_ref().is_none_or(|named| named.contains(&t.prefix.as_str())))
+            .collect();
+        let pager = Pager::new(Endpoint::DescribeRepositoryCreationTemplates, &self.config.registry_id);
+        let after = pager.resume(request.next_token.as_deref())?.and_then(|mut key| key.pop());
+        let page_size = request.max_results.map_or(DEFAULT_PAGE_SIZE, |n| n as usize);
+        let remaining: Vec<_> =
+            templates.into_iter().filter(|t| after.as_ref().is_none_or(|a| t.prefix > *a)).collect();
+        let more = remaining.len() > page_size;
+        let page: Vec<_> = remaining.into_iter().take(page_size).collect();
+        Ok(DescribeRepositoryCreationTemplatesResponse {
+            registry_id: self.config.registry_id.clone(),
+            next_token: pager.next_token(more, &page, |last| vec![last.prefix.clone()]),
+            repository_creation_templates: page.into_iter().map(template_shape).collect(),
+        })
+    }
+
+    async fn update_repository_creation_template(
+        &self,
+        _: &RequestContext,
+        request: UpdateRepositoryCreationTemplateRequest,
+    ) -> Result<RepositoryCreationTemplateResponse, EcrError> {
+        let mutability = match (request.image_tag_mutability, request.image_tag_mutability_exclusion_filters) {
+            (None, None) => None,
+            (mode, filters) => {
+                Some((stored_mutability(mode.unwrap_or(ImageTagMutability::Mutable)), stored_filters(filters)))
+            }
+        };
+        let update = TemplateUpdate {
+            description: request.description,
+            encryption: request.encryption_configuration.map(stored_encryption).transpose()?,
+            resource_tags: request.resource_tags.as_deref().map(resource_tags),
+            image_tag_mutability: mutability,
+            repository_policy: request.repository_policy,
+            lifecycle_policy: request.lifecycle_policy,
+            applied_for: request.applied_for.as_deref().map(stored_applied_for),
+            custom_role_arn: request.custom_role_arn,
+        };
+        let template = self.registry.update_template(&request.prefix, update).await.map_err(self.fail(""))?;
+        Ok(self.template_response(template))
+    }
+
+    async fn delete_repository_creation_template(
+        &self,
+        _: &RequestContext,
+        request: DeleteRepositoryCreationTemplateRequest,
+    ) -> Result<RepositoryCreationTemplateResponse, EcrError> {
+        let template = self.registry.delete_template(&request.prefix).await.map_err(self.fail(""))?;
+        Ok(self.template_response(template))
+    }
+
+    async fn register_pull_time_update_exclusion(
+        &self,
+        _: &RequestContext,
+        request: PullTimeUpdateExclusionRequest,
+    ) -> Result<RegisterPullTimeUpdateExclusionResponse, EcrError> {
+        let created_at = self.registry.register_pull_exclusion(&request.principal_arn).await.map_err(self.fail(""))?;
+        Ok(RegisterPullTimeUpdateExclusionResponse {
+            principal_arn: request.principal_arn,
+            created_at: Timestamp::from_millis(created_at),
+        })
+    }
+
+    async fn deregister_pull_time_update_exclusion(
+        &self,
+        _: &RequestContext,
+        request: PullTimeUpdateExclusionRequest,
+    ) -> Result<DeregisterPullTimeUpdateExclusionResponse, EcrError> {
+        self.registry.deregister_pull_exclusion(&request.principal_arn).await.map_err(self.fail(""))?;
+        Ok(DeregisterPullTimeUpdateExclusionResponse { principal_arn: request.principal_arn })
+    }
+
+    async fn list_pull_time_update_exclusions(
+        &self,
+        _: &RequestContext,
+        request: ListPullTimeUpdateExclusionsRequest,
+    ) -> Result<ListPullTimeUpdateExclusionsResponse, EcrError> {
+        let exclusions = self.registry.pull_exclusions().await.map_err(self.fail(""))?;
+        let pager = Pager::new(Endpoint::ListPullTimeUpdateExclusions, &self.config.registry_id);
+        let after = pager.resume(request.next_token.as_deref())?.and_then(|mut key| key.pop());
+        let page_size = request.max_results.map_or(DEFAULT_PAGE_SIZE, |n| n as usize);
+        let remaining: Vec<String> =
+            exclusions.into_iter().map(|(arn, _)| arn).filter(|arn| after.as_ref().is_none_or(|a| arn > a)).collect();
+        let more = remaining.len() > page_size;
+        let page: Vec<String> = remaining.into_iter().take(page_size).collect();
+        Ok(ListPullTimeUpdateExclusionsResponse {
+            next_token: pager.next_token(more, &page, |last| vec![last.clone()]),
+            pull_time_update_exclusions: page,
+        })
+    }
+}
+
+/// A template in ECR's shape.
+fn template_shape(template: CreationTemplate) -> RepositoryCreationTemplate {
+    let settings = template.settings;
+    let filters = &settings.image_tag_mutability_exclusion_filters;
+    RepositoryCreationTemplate {
+        prefix: template.prefix,
+        description: settings.description,
+        encryption_configuration: wire_encryption(&settings.encryption),
+        resource_tags: settings
+            .resource_tags
+            .iter()
+            .map(|t| Tag { key: t.key.clone(), value: t.value.clone() })
+            .collect(),
+        image_tag_mutability: wire_mutability(settings.image_tag_mutability),
+        image_tag_mutability_exclusion_filters: (!filters.is_empty())
+            .then(|| filters.iter().map(wire_filter).collect()),
+        repository_policy: settings.repository_policy,
+        lifecycle_policy: settings.lifecycle_policy,
+        applied_for: settings.applied_for.into_iter().map(wire_applied_for).collect(),
+        custom_role_arn: settings.custom_role_arn,
+        created_at: Timestamp::from_millis(template.created_at),
+        updated_at: Timestamp::from_millis(template.updated_at),
+    }
 }
 
 impl RegistryBackend {
+    fn template_response(&self, template: CreationTemplate) -> RepositoryCreationTemplateResponse {
+        RepositoryCreationTemplateResponse {
+            registry_id: self.config.registry_id.clone(),
+            repository_creation_template: template_shape(template),
+        }
+    }
+
     /// Registry-wide configuration exists for this registry only; another `registryId` is refused.
     fn own_registry(&self, registry_id: &Option<String>) -> Result<(), EcrError> {
         match registry_id {

@@ -824,6 +824,72 @@ pub struct PullThroughCacheRuleRequest {
 pub type DeletePullThroughCacheRuleRequest = PullThroughCacheRuleRequest;
 pub type ValidatePullThroughCacheRuleRequest = PullThroughCacheRuleRequest;
 
+request_enum!(RctAppliedFor {
+    Replication = "REPLICATION",
+    PullThroughCache = "PULL_THROUGH_CACHE",
+    CreateOnPush = "CREATE_ON_PUSH",
+});
+
+/// CreateRepositoryCreationTemplate; UpdateRepositoryCreationTemplate has the same members, with
+/// only `prefix` required.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateRepositoryCreationTemplateRequest {
+    pub prefix: String,
+    pub description: Option<String>,
+    pub encryption_configuration: Option<EncryptionConfiguration>,
+    pub resource_tags: Option<Vec<Tag>>,
+    pub image_tag_mutability: Option<ImageTagMutability>,
+    pub image_tag_mutability_exclusion_filters: Option<Vec<ImageTagMutabilityExclusionFilter>>,
+    pub repository_policy: Option<String>,
+    pub lifecycle_policy: Option<String>,
+    pub applied_for: Vec<RctAppliedFor>,
+    pub custom_role_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateRepositoryCreationTemplateRequest {
+    pub prefix: String,
+    pub description: Option<String>,
+    pub encryption_configuration: Option<EncryptionConfiguration>,
+    pub resource_tags: Option<Vec<Tag>>,
+    pub image_tag_mutability: Option<ImageTagMutability>,
+    pub image_tag_mutability_exclusion_filters: Option<Vec<ImageTagMutabilityExclusionFilter>>,
+    pub repository_policy: Option<String>,
+    pub lifecycle_policy: Option<String>,
+    pub applied_for: Option<Vec<RctAppliedFor>>,
+    pub custom_role_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeRepositoryCreationTemplatesRequest {
+    pub prefixes: Option<Vec<String>>,
+    pub next_token: Option<String>,
+    pub max_results: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteRepositoryCreationTemplateRequest {
+    pub prefix: String,
+}
+
+/// RegisterPullTimeUpdateExclusion and DeregisterPullTimeUpdateExclusion take the same member.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullTimeUpdateExclusionRequest {
+    pub principal_arn: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListPullTimeUpdateExclusionsRequest {
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+}
+
 // ---- responses
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -1150,6 +1216,66 @@ pub struct RepositoryPolicyResponse {
 pub type SetRepositoryPolicyResponse = RepositoryPolicyResponse;
 pub type GetRepositoryPolicyResponse = RepositoryPolicyResponse;
 pub type DeleteRepositoryPolicyResponse = RepositoryPolicyResponse;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryCreationTemplate {
+    pub prefix: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub encryption_configuration: EncryptionConfiguration,
+    pub resource_tags: Vec<Tag>,
+    pub image_tag_mutability: ImageTagMutability,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_tag_mutability_exclusion_filters: Option<Vec<ImageTagMutabilityExclusionFilter>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository_policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifecycle_policy: Option<String>,
+    pub applied_for: Vec<RctAppliedFor>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_role_arn: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What Create, Update and Delete answer: the template (as it is now, or as it was deleted).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryCreationTemplateResponse {
+    pub registry_id: String,
+    pub repository_creation_template: RepositoryCreationTemplate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeRepositoryCreationTemplatesResponse {
+    pub registry_id: String,
+    pub repository_creation_templates: Vec<RepositoryCreationTemplate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterPullTimeUpdateExclusionResponse {
+    pub principal_arn: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeregisterPullTimeUpdateExclusionResponse {
+    pub principal_arn: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListPullTimeUpdateExclusionsResponse {
+    pub pull_time_update_exclusions: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
 
 /// Decodes straight from the JSON text, without an intermediate `String` of up to 28 MiB.
 fn base64_blob<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {

@@ -875,9 +875,179 @@ impl Validate for PullThroughCacheRuleRequest {
     }
 }
 
+/// `Prefix` of a creation template: a repository-name prefix (an optional trailing `/`) or
+/// `ROOT`, 1 to 256 characters.
+fn template_prefix(member: &str, prefix: &str) -> Result<(), EcrError> {
+    length(member, prefix, 1, 256)?;
+    let name = prefix.strip_suffix('/').unwrap_or(prefix);
+    pattern(member, prefix == "ROOT" || RepositoryName::from_str(name).is_ok(), CACHE_PREFIX_PATTERN)
+}
+
+/// The members Create and Update share; `applied_for` is checked by the caller.
+#[allow(clippy::too_many_arguments)]
+fn template_members(
+    prefix: &str,
+    description: &Option<String>,
+    encryption: &Option<EncryptionConfiguration>,
+    tags: &Option<Vec<Tag>>,
+    mutability_value: Option<ImageTagMutability>,
+    filters: &Option<Vec<ImageTagMutabilityExclusionFilter>>,
+    repository_policy: &Option<String>,
+    lifecycle_policy: &Option<String>,
+    role: &Option<String>,
+) -> Result<(), EcrError> {
+    template_prefix("prefix", prefix)?;
+    if let Some(description) = description {
+        length("description", description, 0, 256)?;
+    }
+    if let Some(encryption) = encryption {
+        enum_value(
+            "encryptionConfiguration.encryptionType",
+            encryption.encryption_type == EncryptionType::Unrecognized,
+            EncryptionType::VALUES,
+        )?;
+        if let Some(key) = &encryption.kms_key {
+            length("encryptionConfiguration.kmsKey", key, 0, 2048)?;
+        }
+    }
+    if let Some(tags) = tags {
+        resource_tags("resourceTags", tags)?;
+    }
+    match mutability_value {
+        Some(value) => mutability(value, filters)?,
+        None if filters.is_some() => mutability(ImageTagMutability::Mutable, filters)?,
+        None => {}
+    }
+    if let Some(text) = repository_policy {
+        length("repositoryPolicy", text, 0, berth_iam::SizeLimit::REPOSITORY_POLICY.max())?;
+    }
+    if let Some(text) = lifecycle_policy {
+        length("lifecyclePolicy", text, 0, 30720)?;
+    }
+    if let Some(role) = role {
+        length("customRoleArn", role, 0, 2048)?;
+    }
+    Ok(())
+}
+
+fn applied_for(values: &[RctAppliedFor]) -> Result<(), EcrError> {
+    for (i, value) in values.iter().enumerate() {
+        enum_value(&element("appliedFor", i, ""), *value == RctAppliedFor::Unrecognized, RctAppliedFor::VALUES)?;
+    }
+    Ok(())
+}
+
+impl Validate for CreateRepositoryCreationTemplateRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        template_members(
+            &self.prefix,
+            &self.description,
+            &self.encryption_configuration,
+            &self.resource_tags,
+            self.image_tag_mutability,
+            &self.image_tag_mutability_exclusion_filters,
+            &self.repository_policy,
+            &self.lifecycle_policy,
+            &self.custom_role_arn,
+        )?;
+        applied_for(&self.applied_for)
+    }
+}
+
+impl Validate for UpdateRepositoryCreationTemplateRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        template_members(
+            &self.prefix,
+            &self.description,
+            &self.encryption_configuration,
+            &self.resource_tags,
+            self.image_tag_mutability,
+            &self.image_tag_mutability_exclusion_filters,
+            &self.repository_policy,
+            &self.lifecycle_policy,
+            &self.custom_role_arn,
+        )?;
+        self.applied_for.as_deref().map_or(Ok(()), applied_for)
+    }
+}
+
+impl Validate for DescribeRepositoryCreationTemplatesRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        if let Some(prefixes) = &self.prefixes {
+            for (i, prefix) in prefixes.iter().enumerate() {
+                template_prefix(&element("prefixes", i, ""), prefix)?;
+            }
+        }
+        max_results(self.max_results, MAX_RESULTS)
+    }
+}
+
+impl Validate for DeleteRepositoryCreationTemplateRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        template_prefix("prefix", &self.prefix)
+    }
+}
+
+/// `PrincipalArn`: an IAM user or role of some account.
+const PRINCIPAL_ARN_PATTERN: &str = r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:(role|user)/[\w+=,.@-]+(/[\w+=,.@-]+)*$";
+
+/// `PRINCIPAL_ARN_PATTERN`, spelled out.
+fn is_principal_arn(arn: &str) -> bool {
+    let Some(rest) = arn.strip_prefix("arn:aws") else { return false };
+    let Some((partition, rest)) = rest.split_once(":iam::") else { return false };
+    let partition_ok = partition.split('-').skip(1).all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && (partition.is_empty() || partition.starts_with('-'));
+    let Some((account, path)) = rest.split_once(':') else { return false };
+    let Some(path) = path.strip_prefix("user/").or_else(|| path.strip_prefix("role/")) else { return false };
+    let word = |b: u8| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b);
+    partition_ok
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && path.split('/').all(|part| !part.is_empty() && part.bytes().all(word))
+}
+
+impl Validate for PullTimeUpdateExclusionRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        length("principalArn", &self.principal_arn, 0, 200)?;
+        pattern("principalArn", is_principal_arn(&self.principal_arn), PRINCIPAL_ARN_PATTERN)
+    }
+}
+
+impl Validate for ListPullTimeUpdateExclusionsRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        max_results(self.max_results, MAX_RESULTS)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn principal_arns_are_iam_users_or_roles() {
+        for ok in ["arn:aws:iam::123456789012:user/ci", "arn:aws-cn:iam::123456789012:role/path/to/Role_1+x"] {
+            assert!(is_principal_arn(ok), "{ok}");
+        }
+        for bad in [
+            "arn:aws:iam::123456789012:root",
+            "arn:aws:iam::12345678901:user/ci",
+            "arn:aws:iam::123456789012:user/",
+            "arn:aws:iam::123456789012:group/ci",
+            "arn:aws-:iam::123456789012:user/ci",
+            "arn:aws:iam::123456789012:user/c i",
+        ] {
+            assert!(!is_principal_arn(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn template_prefixes_are_names_or_root() {
+        assert!(template_prefix("prefix", "ROOT").is_ok());
+        assert!(template_prefix("prefix", "prod/").is_ok());
+        assert!(template_prefix("prefix", "p").is_ok());
+        assert!(template_prefix("prefix", "Prod").is_err());
+        assert!(template_prefix("prefix", "").is_err());
+    }
     use serde::de::DeserializeOwned;
     use serde_json::{Value, json};
 

@@ -203,6 +203,13 @@ protocol_backend! {{
     update_pull_through_cache_rule(UpdatePullThroughCacheRuleRequest) -> UpdatePullThroughCacheRuleResponse;
     delete_pull_through_cache_rule(DeletePullThroughCacheRuleRequest) -> DeletePullThroughCacheRuleResponse;
     validate_pull_through_cache_rule(ValidatePullThroughCacheRuleRequest) -> ValidatePullThroughCacheRuleResponse;
+    create_repository_creation_template(CreateRepositoryCreationTemplateRequest) -> RepositoryCreationTemplateResponse;
+    describe_repository_creation_templates(DescribeRepositoryCreationTemplatesRequest) -> DescribeRepositoryCreationTemplatesResponse;
+    update_repository_creation_template(UpdateRepositoryCreationTemplateRequest) -> RepositoryCreationTemplateResponse;
+    delete_repository_creation_template(DeleteRepositoryCreationTemplateRequest) -> RepositoryCreationTemplateResponse;
+    register_pull_time_update_exclusion(PullTimeUpdateExclusionRequest) -> RegisterPullTimeUpdateExclusionResponse;
+    deregister_pull_time_update_exclusion(PullTimeUpdateExclusionRequest) -> DeregisterPullTimeUpdateExclusionResponse;
+    list_pull_time_update_exclusions(ListPullTimeUpdateExclusionsRequest) -> ListPullTimeUpdateExclusionsResponse;
 }
 
 fn secrets() -> Arc<dyn SecretLookup> {

@@ -30,6 +30,7 @@ mod replication;
 mod sql;
 pub mod sqlite;
 mod store;
+mod templates;
 pub mod testsuite;
 
 use async_trait::async_trait;
@@ -84,6 +85,17 @@ pub enum MetaError {
     CacheRuleExists(String),
     #[error("there is no pull-through cache rule for prefix {0}")]
     CacheRuleNotFound(String),
+    #[error("a repository creation template for prefix {0} already exists")]
+    TemplateExists(String),
+    #[error("there is no repository creation template for prefix {0}")]
+    TemplateNotFound(String),
+    /// The chosen template cannot be applied; nothing was created.
+    #[error("{0}")]
+    TemplateUnusable(String),
+    #[error("a pull-time update exclusion for {0} already exists")]
+    ExclusionExists(String),
+    #[error("there is no pull-time update exclusion for {0}")]
+    ExclusionNotFound(String),
     #[error("metadata backend error: {0}")]
     Backend(String),
 }
@@ -398,6 +410,54 @@ pub trait PullThroughStore: Send + Sync {
     async fn delete_cache_rule(&self, prefix: &str) -> Result<CacheRuleRecord>;
 }
 
+/// A repository creation template as stored: the service owns the document's format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateRecord {
+    /// The repository prefix the template serves (`ROOT`: every repository).
+    pub prefix: String,
+    pub document: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// Chooses, from every stored template, the settings document of a repository being created
+/// implicitly; `Err` (a reason) refuses the creation. Runs inside the creating transaction.
+pub type TemplateChooser<'a> = &'a (dyn Fn(&[TemplateRecord]) -> std::result::Result<String, String> + Send + Sync);
+
+/// Repository creation templates, and repositories created by them.
+#[async_trait]
+pub trait TemplateStore: Send + Sync {
+    /// Fails with `TemplateExists`.
+    async fn create_template(&self, prefix: &str, document: &str, now: Millis) -> Result<TemplateRecord>;
+    /// Replaces the template's document; fails with `TemplateNotFound`.
+    async fn update_template(&self, prefix: &str, document: &str, now: Millis) -> Result<TemplateRecord>;
+    /// Every template, sorted by prefix.
+    async fn templates(&self) -> Result<Vec<TemplateRecord>>;
+    /// Returns the template it removed; fails with `TemplateNotFound`.
+    async fn delete_template(&self, prefix: &str) -> Result<TemplateRecord>;
+    /// Returns the repository, creating it if missing with the settings `choose` makes from the
+    /// templates read in the same transaction (so the repository never exists without them),
+    /// and whether this call created it.
+    async fn ensure_repository_from_templates(
+        &self,
+        origin: &Origin,
+        name: &RepositoryName,
+        choose: TemplateChooser<'_>,
+        now: Millis,
+    ) -> Result<(Repository, bool)>;
+}
+
+/// Principals whose pulls leave `lastRecordedPullTime` alone (ECR's pull-time update exclusions).
+#[async_trait]
+pub trait PullExclusionStore: Send + Sync {
+    /// Fails with `ExclusionExists`; returns when it was registered.
+    async fn register_pull_exclusion(&self, principal_arn: &str, now: Millis) -> Result<Millis>;
+    /// Fails with `ExclusionNotFound`.
+    async fn deregister_pull_exclusion(&self, principal_arn: &str) -> Result<()>;
+    /// Every exclusion with its registration time, sorted by ARN.
+    async fn pull_exclusions(&self) -> Result<Vec<(String, Millis)>>;
+}
+
 /// Consumers of the event log (ARCHITECTURE.md, "Event log"). Each registered consumer gets its
 /// own delivery of every event committed after it registered; a claim leases deliveries to one
 /// claimer (`token`) until `lease_until`, and the claimer acknowledges them or releases them for
@@ -479,6 +539,8 @@ pub trait MetadataStore:
     + ReplicationStore
     + Health
     + PullThroughStore
+    + TemplateStore
+    + PullExclusionStore
     + Shutdown
     + 'static
 {
@@ -496,6 +558,8 @@ impl<T> MetadataStore for T where
         + ReplicationStore
         + Health
         + PullThroughStore
+        + TemplateStore
+        + PullExclusionStore
         + Shutdown
         + 'static
 {

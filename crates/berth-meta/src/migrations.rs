@@ -67,6 +67,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/7-sparse.sql"),
         backfill: None,
     },
+    Migration {
+        version: 8,
+        sqlite: include_str!("../migrations/sqlite/8-templates.sql"),
+        postgres: include_str!("../migrations/postgres/8-templates.sql"),
+        backfill: None,
+    },
 ];
 
 /// The version this build writes.

@@ -72,7 +72,7 @@ where
     }
 
     /// Inserts a repository unless one has the name; returns it if this call created it.
-    async fn insert_repository(
+    pub(crate) async fn insert_repository(
         conn: &mut DB::Connection,
         origin: &Origin,
         name: &RepositoryName,

@@ -43,6 +43,8 @@ pub async fn run_all(store: &dyn MetadataStore) {
     failed_changes_record_nothing(store).await;
     event_claims(store).await;
     pull_through_configuration(store).await;
+    creation_templates(store).await;
+    pull_time_exclusions(store).await;
 }
 
 /// A name unique to this run and call, usable as a repository name, tag or user name.
@@ -1395,4 +1397,64 @@ async fn pull_through_configuration(store: &dyn MetadataStore) {
     store.put_upstream_secret(&name, b"one", 1).await.unwrap();
     store.put_upstream_secret(&name, b"two", 2).await.unwrap();
     assert_eq!(store.upstream_secret(&name).await.unwrap().as_deref(), Some(&b"two"[..]));
+}
+
+async fn creation_templates(store: &dyn MetadataStore) {
+    let (a, b) = (unique("rct-b"), unique("rct-a"));
+    let created = store.create_template(&a, r#"{"v":1}"#, 10).await.unwrap();
+    assert_eq!((created.created_at, created.updated_at, created.document.as_str()), (10, 10, r#"{"v":1}"#));
+    assert!(matches!(store.create_template(&a, "{}", 11).await, Err(MetaError::TemplateExists(p)) if p == a));
+    store.create_template(&b, "{}", 12).await.unwrap();
+    let updated = store.update_template(&a, r#"{"v":2}"#, 20).await.unwrap();
+    assert_eq!((updated.created_at, updated.updated_at, updated.document.as_str()), (10, 20, r#"{"v":2}"#));
+    let missing = unique("rct-missing");
+    assert!(matches!(store.update_template(&missing, "{}", 1).await, Err(MetaError::TemplateNotFound(_))));
+    let listed: Vec<String> =
+        store.templates().await.unwrap().into_iter().map(|t| t.prefix).filter(|p| *p == a || *p == b).collect();
+    assert_eq!(listed, vec![b.clone(), a.clone()], "sorted by prefix");
+
+    // The chooser sees the stored templates, in the creating transaction, and its document is
+    // the new repository's settings; the creation is recorded like any other.
+    let watcher = Watcher::new(store).await;
+    let repo = repo_name(&format!("{a}/app"));
+    let chooser = |templates: &[crate::TemplateRecord]| -> Result<String, String> {
+        let chosen = templates.iter().find(|t| repo_name(&format!("{}/app", t.prefix)) == repo).ok_or("none")?;
+        Ok(chosen.document.clone())
+    };
+    let (repository, fresh) = store.ensure_repository_from_templates(&ORIGIN, &repo, &chooser, 30).await.unwrap();
+    assert!(fresh);
+    assert_eq!((repository.settings.as_str(), repository.created_at), (r#"{"v":2}"#, 30));
+    assert_eq!(store.get_repository(&repo).await.unwrap().unwrap().settings, r#"{"v":2}"#);
+    let events: Vec<Seen> = watcher.take(&[&repo]).await.iter().map(seen).collect();
+    assert_eq!(events, [(EventKind::RepositoryCreated, repo.to_string(), None, None, None)]);
+    // An existing repository is returned as it is, whatever the templates say now.
+    store.update_template(&a, r#"{"v":3}"#, 40).await.unwrap();
+    let (again, fresh) = store.ensure_repository_from_templates(&ORIGIN, &repo, &chooser, 41).await.unwrap();
+    assert!(!fresh);
+    assert_eq!(again.settings, r#"{"v":2}"#);
+    // A chooser that refuses creates nothing.
+    let refused = repo_name(&unique("rct-refused"));
+    let refuse = |_: &[crate::TemplateRecord]| -> Result<String, String> { Err("unusable".into()) };
+    let err = store.ensure_repository_from_templates(&ORIGIN, &refused, &refuse, 50).await.unwrap_err();
+    assert!(matches!(err, MetaError::TemplateUnusable(ref reason) if reason == "unusable"), "{err}");
+    assert!(store.get_repository(&refused).await.unwrap().is_none());
+
+    assert_eq!(store.delete_template(&a).await.unwrap().document, r#"{"v":3}"#);
+    assert!(matches!(store.delete_template(&a).await, Err(MetaError::TemplateNotFound(_))));
+    store.delete_template(&b).await.unwrap();
+    store.delete_repository(&ORIGIN, &repo, true).await.unwrap();
+}
+
+async fn pull_time_exclusions(store: &dyn MetadataStore) {
+    let (a, b) = (unique("arn:aws:iam::123456789012:user/z"), unique("arn:aws:iam::123456789012:role/y"));
+    assert_eq!(store.register_pull_exclusion(&a, 5).await.unwrap(), 5);
+    assert!(matches!(store.register_pull_exclusion(&a, 6).await, Err(MetaError::ExclusionExists(p)) if p == a));
+    store.register_pull_exclusion(&b, 7).await.unwrap();
+    let listed: Vec<(String, i64)> =
+        store.pull_exclusions().await.unwrap().into_iter().filter(|(p, _)| *p == a || *p == b).collect();
+    assert_eq!(listed, vec![(b.clone(), 7), (a.clone(), 5)], "sorted by ARN");
+    store.deregister_pull_exclusion(&a).await.unwrap();
+    assert!(matches!(store.deregister_pull_exclusion(&a).await, Err(MetaError::ExclusionNotFound(_))));
+    store.deregister_pull_exclusion(&b).await.unwrap();
+    assert!(store.pull_exclusions().await.unwrap().iter().all(|(p, _)| *p != a && *p != b));
 }

@@ -3,6 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_registry::RegistryError;
+use berth_registry::templates::TemplateError;
 
 /// An error on the `/v2/` plane: the service's, or one in the request's own shape.
 #[derive(Debug)]
@@ -90,6 +91,10 @@ impl OciError {
             Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             // Pull-through cache rule management is on the ECR plane only.
             PullThrough(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
+            // A push whose creation template does not parse creates nothing, as unreadable
+            // settings refuse pushes; template management itself is on the ECR plane only.
+            Template(TemplateError::Unusable(_)) => (StatusCode::FORBIDDEN, "DENIED"),
+            Template(_) | PullExclusion(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         }
     }

@@ -169,7 +169,7 @@ async fn dispatch(
         Operation::Ping => Ok(json_response(StatusCode::OK, "{}".into())),
         Operation::Catalog => catalog(registry, ctx, &query).await,
         Operation::ListTags { name } => tags(registry, &name, &query).await,
-        Operation::GetManifest { name, reference, body } => get_manifest(registry, &name, &reference, body).await,
+        Operation::GetManifest { name, reference, body } => get_manifest(registry, ctx, &name, &reference, body).await,
         Operation::PutManifest { name, reference } => {
             put_manifest(registry, ctx, &name, &reference, &query, request).await
         }
@@ -285,10 +285,16 @@ async fn tags(registry: &Registry, name: &str, query: &QueryParams) -> HandlerRe
     Ok(response)
 }
 
-async fn get_manifest(registry: &Registry, name: &str, reference: &str, is_get: bool) -> HandlerResult {
+async fn get_manifest(
+    registry: &Registry,
+    ctx: &RequestContext,
+    name: &str,
+    reference: &str,
+    is_get: bool,
+) -> HandlerResult {
     let repo = Registry::parse_name(name)?;
     let reference = existing_reference(registry, &repo, reference).await?;
-    let manifest = registry.get_manifest(&repo, &reference, is_get).await?;
+    let manifest = registry.get_manifest(&repo, &reference, is_get.then_some(ctx)).await?;
     let headers = [
         (header::CONTENT_TYPE, header_value(&manifest.media_type)),
         (CONTENT_DIGEST, header_value(manifest.digest.as_str())),

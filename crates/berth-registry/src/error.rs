@@ -99,6 +99,10 @@ pub enum RegistryError {
     /// A pull-through cache rule, its secret or its upstream (`crate::pull_through`).
     #[error(transparent)]
     PullThrough(#[from] crate::pull_through::PullThroughError),
+    #[error(transparent)]
+    Template(#[from] crate::templates::TemplateError),
+    #[error(transparent)]
+    PullExclusion(#[from] crate::pulls::ExclusionError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -144,6 +148,11 @@ impl From<MetaError> for RegistryError {
             | MetaError::CacheRuleExists(_)
             | MetaError::CacheRuleNotFound(_)
             | MetaError::Backend(_)) => RegistryError::Internal(e.to_string()),
+            MetaError::TemplateExists(p) => crate::templates::TemplateError::Exists(p).into(),
+            MetaError::TemplateNotFound(p) => crate::templates::TemplateError::NotFound(p).into(),
+            MetaError::TemplateUnusable(reason) => crate::templates::TemplateError::Unusable(reason).into(),
+            MetaError::ExclusionExists(arn) => crate::pulls::ExclusionError::Exists(arn).into(),
+            MetaError::ExclusionNotFound(arn) => crate::pulls::ExclusionError::NotFound(arn).into(),
         }
     }
 }

@@ -9,7 +9,7 @@ use berth_meta::{ImageRecord, ManifestRecord, MetaError};
 use berth_spec::{Digest, Manifest, Reference, RepositoryName, Tag};
 
 use crate::manifests::PushedManifest;
-use crate::{Registry, RegistryError, Result, now_millis};
+use crate::{Registry, RegistryError, Result};
 
 /// How a request names an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,20 +150,20 @@ impl Registry {
     }
 
     /// Looks each selector up, one result per selector (ECR's BatchGetImage and DescribeImages
-    /// with `imageIds`). `record_pull` counts the found images as pulled.
+    /// with `imageIds`). `pulled_by` counts the found images as pulled by that caller.
     pub async fn resolve_images(
         &self,
         repo: &RepositoryName,
         selectors: &[ImageSelector],
-        record_pull: bool,
+        pulled_by: Option<&RequestContext>,
     ) -> Result<Vec<Result<ImageRecord>>> {
         self.repository(repo).await?;
         let mut results = Vec::with_capacity(selectors.len());
         for selector in selectors {
             let mut result = self.resolve_image(repo, selector).await;
             if let Ok(image) = &mut result {
-                if record_pull {
-                    self.pulls.record(repo, &image.manifest.digest, now_millis());
+                if let Some(ctx) = pulled_by {
+                    self.record_pull(ctx, repo, &image.manifest.digest);
                 }
                 self.merge_pending_pull(repo, &mut image.manifest);
             }

@@ -15,12 +15,13 @@ pub mod lifecycle;
 mod manifests;
 mod policies;
 pub mod pull_through;
-mod pulls;
+pub mod pulls;
 mod registry_settings;
 pub mod replication;
 mod repositories;
 pub mod settings;
 mod status;
+pub mod templates;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -201,9 +202,16 @@ impl Registry {
             return Ok(repository);
         }
         if self.config.create_on_push {
+            // Another Berth's replication (it says so) needs `ecr:ReplicateImage` too, as ECR's
+            // destination registry policy grants it, and gets the REPLICATION template; the
+            // claim only ever adds a permission to check.
+            if replication::is_replication(ctx) {
+                let actions = [berth_iam::actions::CREATE_REPOSITORY, berth_iam::actions::REPLICATE_IMAGE];
+                self.authorize(ctx, name, &actions).await?;
+                return self.create_implicitly(ctx, name, templates::AppliedFor::Replication).await;
+            }
             self.authorize(ctx, name, &[berth_iam::actions::CREATE_REPOSITORY]).await?;
-            let settings = RepositorySettings::default().to_json();
-            Ok(self.meta.ensure_repository(&self.origin(ctx), name, &settings, now_millis()).await?)
+            self.create_implicitly(ctx, name, templates::AppliedFor::CreateOnPush).await
         } else {
             Err(RegistryError::NameUnknown(name.to_string()))
         }
@@ -259,6 +267,9 @@ impl Registry {
 
     /// Writes buffered pull times (also called on shutdown).
     pub async fn flush_pulls(&self) {
+        if let Err(e) = self.refresh_pull_exclusions().await {
+            tracing::warn!(error = %e, "reading the pull-time update exclusions failed");
+        }
         let batch = self.pulls.drain();
         if !batch.is_empty()
             && let Err(e) = self.meta.record_pulls(&batch).await

@@ -150,13 +150,13 @@ impl Registry {
         Ok(blobs)
     }
 
-    /// Resolves a manifest, `NameUnknown`/`ManifestUnknown` when absent. `record_pull` marks it
-    /// pulled for ECR's `lastRecordedPullTime` (GET, not HEAD).
+    /// Resolves a manifest, `NameUnknown`/`ManifestUnknown` when absent. `pulled_by` marks it
+    /// pulled by that caller for ECR's `lastRecordedPullTime` (GET, not HEAD).
     pub async fn get_manifest(
         &self,
         repo: &RepositoryName,
         reference: &Reference,
-        record_pull: bool,
+        pulled_by: Option<&RequestContext>,
     ) -> Result<Arc<ManifestRecord>> {
         let cached = match self.manifests.get(repo, reference) {
             Some(hit) => Some(hit),
@@ -171,8 +171,8 @@ impl Registry {
         };
         match cached {
             Some(m) => {
-                if record_pull {
-                    self.pulls.record(repo, &m.digest, now_millis());
+                if let Some(ctx) = pulled_by {
+                    self.record_pull(ctx, repo, &m.digest);
                 }
                 Ok(m)
             }

@@ -50,7 +50,7 @@ pub struct LifecycleExplanation {
 /// When lifecycle policies run: every `interval`, and at the next maintenance after a policy is put.
 #[derive(Debug, Default)]
 pub(crate) struct LifecycleSchedule {
-    requested: AtomicBool,
+    pub(crate) requested: AtomicBool,
     last_run: Mutex<Option<Instant>>,
 }
 

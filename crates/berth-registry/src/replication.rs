@@ -34,6 +34,16 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{ClaimedEvent, EventKind, EventLog};
 use crate::{Registry, RegistryError, Result, now_millis};
 
+/// The `User-Agent` of replication pushes. A destination Berth treats a push that sends it as
+/// replication: it must be allowed `ecr:ReplicateImage` as well, and a repository it creates gets
+/// the REPLICATION creation template (see `Registry::push_purpose`).
+pub const REPLICATION_USER_AGENT: &str = concat!("berth-replication/", env!("CARGO_PKG_VERSION"));
+
+/// Whether a request says it is another Berth's replication.
+pub fn is_replication(ctx: &berth_iam::RequestContext) -> bool {
+    ctx.user_agent.as_deref().is_some_and(|agent| agent.starts_with("berth-replication/"))
+}
+
 /// ECR's limits: rules per configuration, destinations per rule, unique destinations in all,
 /// filters per rule.
 const MAX_RULES: usize = 10;
@@ -397,7 +407,7 @@ impl Replicator {
         depth: usize,
     ) -> BoxFuture<'a, Result<Option<(Bytes, String)>, Failure>> {
         async move {
-            let record = match self.registry.get_manifest(repository, &Reference::Digest(digest.clone()), false).await {
+            let record = match self.registry.get_manifest(repository, &Reference::Digest(digest.clone()), None).await {
                 Ok(record) => record,
                 Err(RegistryError::ManifestUnknown(_) | RegistryError::NameUnknown(_)) => return Ok(None),
                 Err(e) => return Err(e.into()),

@@ -214,7 +214,7 @@ async fn the_last_tag_takes_the_image_unless_an_index_lists_it() {
     let results = registry.delete_images(&ctx(), &repo, &[by_tag("child"), by_tag("alone")]).await.unwrap();
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     let found = registry
-        .resolve_images(&repo, &[ImageSelector::Digest(child.clone()), ImageSelector::Digest(alone)], false)
+        .resolve_images(&repo, &[ImageSelector::Digest(child.clone()), ImageSelector::Digest(alone)], None)
         .await
         .unwrap();
     let child_image = found[0].as_ref().expect("the child stays, untagged, while the index lists it");

@@ -250,8 +250,12 @@ async fn start_replication(
     if config.replication_destinations.is_empty() {
         return Ok(Vec::new());
     }
-    let client =
-        berth_remote::Client::new(berth_remote::ClientConfig::default()).context("building the replication client")?;
+    // The destination recognises replication by its user agent (REPLICATION creation templates).
+    let client_config = berth_remote::ClientConfig {
+        user_agent: berth_registry::replication::REPLICATION_USER_AGENT.to_owned(),
+        ..berth_remote::ClientConfig::default()
+    };
+    let client = berth_remote::Client::new(client_config).context("building the replication client")?;
     let destinations = config
         .replication_destinations
         .iter()

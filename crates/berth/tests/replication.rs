@@ -176,6 +176,19 @@ async fn replicates_prod_images_to_two_registries_across_outages_and_bad_keys() 
     write_config(&config, b_port, c_port, C_SECRET);
     let mut a = source_launch(&config).start();
 
+    // B creates replicated repositories from its REPLICATION template, not its push one.
+    let on_b = |operation: &'static str, body: Value| {
+        let b = &b;
+        async move {
+            let r = ecr_call(b, B_KEY, B_SECRET, operation, &body.to_string()).await;
+            r.expect_status(200);
+            r.json()
+        }
+    };
+    let template = |prefix: &str, applied_for: &str, via: &str| json!({"prefix": prefix, "appliedFor": [applied_for], "resourceTags": [{"Key": "via", "Value": via}]});
+    on_b("CreateRepositoryCreationTemplate", template("prod", "REPLICATION", "replication")).await;
+    on_b("CreateRepositoryCreationTemplate", template("ROOT", "CREATE_ON_PUSH", "push")).await;
+
     // The configuration: validated as ECR does, plus "only destinations this server can reach".
     let rule = |destinations: Value| {
         json!({"replicationConfiguration": {"rules": [{
@@ -207,6 +220,10 @@ async fn replicates_prod_images_to_two_registries_across_outages_and_bad_keys() 
     let dev = push_image(&a, "dev/app", Some("v1")).await;
 
     expect_replica(&b, "prod/app", "v1", &index, &children, &signature).await;
+    let described = on_b("DescribeRepositories", json!({"repositoryNames": ["prod/app"]})).await;
+    let arn = described["repositories"][0]["repositoryArn"].clone();
+    let tags = on_b("ListTagsForResource", json!({"resourceArn": arn})).await;
+    assert_eq!(tags["tags"], json!([{"Key": "via", "Value": "replication"}]));
     // The signature referrer is what DescribeImageSigningStatus reports (Berth signs nothing).
     let signing =
         ecr(&a, "DescribeImageSigningStatus", json!({"repositoryName": "prod/app", "imageId": {"imageTag": "v1"}}));

@@ -106,7 +106,7 @@ pub async fn submit(
                 let fields = vec![("digest", digest.to_string()), ("tag", tag.to_string())];
                 return confirm("Add tag?", message, fields, "Add tag", false);
             }
-            let manifest = registry.get_manifest(repo, &Reference::Digest(digest.clone()), false).await?;
+            let manifest = registry.get_manifest(repo, &Reference::Digest(digest.clone()), None).await?;
             let put = PutImage {
                 content: &manifest.content,
                 media_type: Some(&manifest.media_type),
@@ -129,7 +129,7 @@ pub async fn submit(
             }
             // The tag must still be on the image the visitor saw it on.
             let selector = ImageSelector::TagAndDigest(tag.clone(), digest);
-            let found = registry.resolve_images(repo, &[selector], false).await?;
+            let found = registry.resolve_images(repo, &[selector], None).await?;
             found.into_iter().next().ok_or_else(|| ConsoleError::Internal("no result for the lookup".into()))??;
             registry.delete_manifest(ctx, repo, &Reference::Tag(tag)).await?;
             Ok(redirect(&format!("{back}?done=tag-removed")))

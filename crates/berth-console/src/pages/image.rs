@@ -214,7 +214,7 @@ pub async fn page(
     let registry = &console.registry;
     authz::authorize(registry, &visitor.ctx, Scope::Repository(repo), authz::READ_IMAGE).await?;
     let info: RepositoryInfo = registry.describe_repository(repo).await?;
-    let found = registry.resolve_images(repo, &[ImageSelector::Digest(digest.clone())], false).await?;
+    let found = registry.resolve_images(repo, &[ImageSelector::Digest(digest.clone())], None).await?;
     let record = found.into_iter().next().ok_or_else(|| ConsoleError::NotFound(format!("no image {digest}")))??;
     // Children and referrers need the rest of the repository; listing it needs its own permission.
     let inventory = if authz::allowed(registry, &visitor.ctx, Scope::Repository(repo), authz::LIST_IMAGES).await? {

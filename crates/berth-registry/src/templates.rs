@@ -1,0 +1,313 @@
+//! Repository creation templates (ECR's `CreateRepositoryCreationTemplate` …): the settings a
+//! repository gets when Berth creates it without a `CreateRepository` — a push to a missing
+//! repository (create-on-push), replication into this registry, a pull-through cache fill.
+//!
+//! Every such creation goes through [`Registry::create_implicitly`], which applies the most
+//! specific template for its purpose (the longest matching prefix; `ROOT` matches every name and
+//! is the least specific) in the transaction that creates the repository, so a repository never
+//! exists, even for a moment, without its template's policies, tags and tag mutability.
+
+use std::sync::atomic::Ordering;
+
+use berth_iam::{RequestContext, SizeLimit};
+use berth_meta::{MetaError, Millis, Repository, TemplateRecord};
+use berth_spec::RepositoryName;
+use serde::{Deserialize, Serialize};
+
+use crate::lifecycle::LifecyclePolicy;
+use crate::pull_through::{ROOT_PREFIX, normalize_prefix};
+use crate::settings::{Encryption, EncryptionType, MAX_RESOURCE_TAGS, ResourceTag, TagMutability, TagMutabilityFilter};
+use crate::{PolicyKind, Registry, RegistryError, RepositorySettings, Result, now_millis};
+
+/// Why Berth creates a repository implicitly: the template's `appliedFor` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AppliedFor {
+    Replication,
+    PullThroughCache,
+    CreateOnPush,
+}
+
+/// What a template says, as stored (the store does not parse it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TemplateSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Recorded and applied as `CreateRepository` records it (Berth has no KMS).
+    pub encryption: Encryption,
+    pub resource_tags: Vec<ResourceTag>,
+    pub image_tag_mutability: TagMutability,
+    pub image_tag_mutability_exclusion_filters: Vec<TagMutabilityFilter>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository_policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifecycle_policy: Option<String>,
+    pub applied_for: Vec<AppliedFor>,
+    /// Echoed only: Berth assumes no roles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_role_arn: Option<String>,
+}
+
+/// `UpdateRepositoryCreationTemplate`: the members given replace the stored ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateUpdate {
+    pub description: Option<String>,
+    pub encryption: Option<Encryption>,
+    pub resource_tags: Option<Vec<ResourceTag>>,
+    /// The mode with its exclusion filters (none unless the mode has them).
+    pub image_tag_mutability: Option<(TagMutability, Vec<TagMutabilityFilter>)>,
+    pub repository_policy: Option<String>,
+    pub lifecycle_policy: Option<String>,
+    pub applied_for: Option<Vec<AppliedFor>>,
+    pub custom_role_arn: Option<String>,
+}
+
+/// A template as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreationTemplate {
+    /// `ROOT` or a repository-name prefix without its trailing `/`.
+    pub prefix: String,
+    pub settings: TemplateSettings,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// Why a template request failed; each plane maps it once.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("A repository creation template with the prefix '{0}' already exists")]
+    Exists(String),
+    #[error("The repository creation template with the prefix '{0}' does not exist")]
+    NotFound(String),
+    /// A stored template does not parse: implicit creations it could apply to are refused rather
+    /// than made without it.
+    #[error("{0}")]
+    Unusable(String),
+}
+
+impl TemplateSettings {
+    /// What ECR checks of a template's content beyond the model: policies that parse, tags
+    /// within the limit, at least one purpose.
+    fn check(&self) -> Result<()> {
+        if let Some(text) = &self.lifecycle_policy {
+            LifecyclePolicy::parse(text)
+                .map_err(|e| RegistryError::PolicyInvalid { kind: PolicyKind::Lifecycle, reason: e.to_string() })?;
+        }
+        if let Some(text) = &self.repository_policy {
+            berth_iam::Policy::parse_resource(text, SizeLimit::REPOSITORY_POLICY)
+                .map_err(|e| RegistryError::PolicyInvalid { kind: PolicyKind::Repository, reason: e.to_string() })?;
+        }
+        if self.resource_tags.len() > MAX_RESOURCE_TAGS {
+            return Err(RegistryError::TooManyTags { limit: MAX_RESOURCE_TAGS });
+        }
+        if self.applied_for.is_empty() {
+            return Err(RegistryError::SettingInvalid {
+                member: "appliedFor",
+                reason: "a template applies to at least one of REPLICATION, PULL_THROUGH_CACHE, CREATE_ON_PUSH".into(),
+            });
+        }
+        if self.encryption.encryption_type != EncryptionType::Aes256 {
+            tracing::warn!(
+                kms_key = self.encryption.kms_key,
+                "KMS encryption in a repository creation template: recorded, but Berth has no KMS; data at rest is encrypted (or not) by its storage backend"
+            );
+        }
+        Ok(())
+    }
+
+    /// The settings of a repository created from this template.
+    pub fn repository_settings(&self) -> RepositorySettings {
+        let mut settings = RepositorySettings {
+            image_tag_mutability: self.image_tag_mutability,
+            image_tag_mutability_exclusion_filters: self.image_tag_mutability_exclusion_filters.clone(),
+            encryption: self.encryption.clone(),
+            lifecycle_policy: self.lifecycle_policy.clone(),
+            repository_policy: self.repository_policy.clone(),
+            ..RepositorySettings::default()
+        };
+        settings.merge_resource_tags(&self.resource_tags);
+        settings
+    }
+}
+
+/// Whether a template's prefix covers a repository name: `ROOT` every name, `prod` the names
+/// under `prod/`.
+pub fn prefix_matches(prefix: &str, name: &str) -> bool {
+    prefix == ROOT_PREFIX || name.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The most specific template for `purpose` that covers `name`, or `None`.
+fn most_specific<'t>(
+    templates: &'t [CreationTemplate],
+    name: &str,
+    purpose: AppliedFor,
+) -> Option<&'t CreationTemplate> {
+    templates
+        .iter()
+        .filter(|t| t.settings.applied_for.contains(&purpose) && prefix_matches(&t.prefix, name))
+        .max_by_key(|t| if t.prefix == ROOT_PREFIX { 0 } else { t.prefix.len() })
+}
+
+/// The settings of a repository created implicitly: the most specific template's, or the
+/// defaults when none applies. A template that does not parse refuses the creation.
+fn settings_from(records: &[TemplateRecord], name: &str, purpose: AppliedFor) -> std::result::Result<String, String> {
+    let covering: Vec<TemplateRecord> = records.iter().filter(|r| prefix_matches(&r.prefix, name)).cloned().collect();
+    let templates: Vec<CreationTemplate> =
+        covering.into_iter().map(template_from_record).collect::<Result<_>>().map_err(|e| e.to_string())?;
+    let settings = most_specific(&templates, name, purpose)
+        .map_or_else(RepositorySettings::default, |t| t.settings.repository_settings());
+    Ok(settings.to_json())
+}
+
+fn template_from_record(record: TemplateRecord) -> Result<CreationTemplate> {
+    let settings = serde_json::from_str(&record.document).map_err(|e| {
+        TemplateError::Unusable(format!("the repository creation template {} does not parse: {e}", record.prefix))
+    })?;
+    Ok(CreationTemplate {
+        prefix: record.prefix,
+        settings,
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+    })
+}
+
+fn meta_error(e: MetaError) -> RegistryError {
+    match e {
+        MetaError::TemplateExists(p) => TemplateError::Exists(p).into(),
+        MetaError::TemplateNotFound(p) => TemplateError::NotFound(p).into(),
+        MetaError::TemplateUnusable(reason) => TemplateError::Unusable(reason).into(),
+        other => other.into(),
+    }
+}
+
+impl Registry {
+    /// Creates `name` if missing, with the most specific template for `purpose` applied in the
+    /// same metadata transaction. The caller has authorized the creation. Returns the repository
+    /// (created now or found).
+    pub async fn create_implicitly(
+        &self,
+        ctx: &RequestContext,
+        name: &RepositoryName,
+        purpose: AppliedFor,
+    ) -> Result<Repository> {
+        let choose = |records: &[TemplateRecord]| settings_from(records, name.as_str(), purpose);
+        let (repository, created) = self
+            .meta
+            .ensure_repository_from_templates(&self.origin(ctx), name, &choose, now_millis())
+            .await
+            .map_err(meta_error)?;
+        let has_lifecycle =
+            || RepositorySettings::from_json(&repository.settings).is_ok_and(|s| s.lifecycle_policy.is_some());
+        if created && has_lifecycle() {
+            // As after a PutLifecyclePolicy: the policy runs at the next maintenance tick.
+            self.lifecycle.requested.store(true, Ordering::Relaxed);
+        }
+        Ok(repository)
+    }
+
+    /// `CreateRepositoryCreationTemplate`.
+    pub async fn create_template(&self, prefix: &str, settings: TemplateSettings) -> Result<CreationTemplate> {
+        settings.check()?;
+        let document = serde_json::to_string(&settings).expect("template serializes");
+        let record =
+            self.meta.create_template(normalize_prefix(prefix), &document, now_millis()).await.map_err(meta_error)?;
+        template_from_record(record)
+    }
+
+    /// Every template, sorted by prefix.
+    pub async fn templates(&self) -> Result<Vec<CreationTemplate>> {
+        self.meta.templates().await?.into_iter().map(template_from_record).collect()
+    }
+
+    /// `UpdateRepositoryCreationTemplate`: the members given replace the stored ones.
+    pub async fn update_template(&self, prefix: &str, update: TemplateUpdate) -> Result<CreationTemplate> {
+        let prefix = normalize_prefix(prefix);
+        let mut template = self
+            .templates()
+            .await?
+            .into_iter()
+            .find(|t| t.prefix == prefix)
+            .ok_or_else(|| TemplateError::NotFound(prefix.to_owned()))?;
+        let settings = &mut template.settings;
+        let TemplateUpdate {
+            description,
+            encryption,
+            resource_tags,
+            image_tag_mutability,
+            repository_policy,
+            lifecycle_policy,
+            applied_for,
+            custom_role_arn,
+        } = update;
+        settings.description = description.or(settings.description.take());
+        settings.encryption = encryption.unwrap_or(settings.encryption.clone());
+        settings.resource_tags = resource_tags.unwrap_or(std::mem::take(&mut settings.resource_tags));
+        if let Some((mode, filters)) = image_tag_mutability {
+            settings.image_tag_mutability = mode;
+            settings.image_tag_mutability_exclusion_filters = filters;
+        }
+        settings.repository_policy = repository_policy.or(settings.repository_policy.take());
+        settings.lifecycle_policy = lifecycle_policy.or(settings.lifecycle_policy.take());
+        settings.applied_for = applied_for.unwrap_or(std::mem::take(&mut settings.applied_for));
+        settings.custom_role_arn = custom_role_arn.or(settings.custom_role_arn.take());
+        settings.check()?;
+        let document = serde_json::to_string(settings).expect("template serializes");
+        template_from_record(self.meta.update_template(prefix, &document, now_millis()).await.map_err(meta_error)?)
+    }
+
+    /// `DeleteRepositoryCreationTemplate`: repositories created from it keep their settings.
+    pub async fn delete_template(&self, prefix: &str) -> Result<CreationTemplate> {
+        template_from_record(self.meta.delete_template(normalize_prefix(prefix)).await.map_err(meta_error)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(prefix: &str, applied_for: &[AppliedFor], tag: &str) -> CreationTemplate {
+        let settings = TemplateSettings {
+            applied_for: applied_for.to_vec(),
+            resource_tags: vec![ResourceTag { key: "from".into(), value: tag.into() }],
+            ..TemplateSettings::default()
+        };
+        CreationTemplate { prefix: prefix.into(), settings, created_at: 0, updated_at: 0 }
+    }
+
+    #[test]
+    fn prefixes_cover_whole_components() {
+        assert!(prefix_matches("prod", "prod/app"));
+        assert!(prefix_matches("prod/team", "prod/team/app"));
+        assert!(!prefix_matches("prod", "production/app"));
+        assert!(!prefix_matches("prod", "prod"));
+        assert!(prefix_matches("ROOT", "anything"));
+    }
+
+    #[test]
+    fn the_longest_matching_prefix_for_the_purpose_wins() {
+        use AppliedFor::*;
+        let templates = [
+            template("ROOT", &[CreateOnPush, Replication], "root"),
+            template("prod", &[CreateOnPush], "prod"),
+            template("prod/team", &[Replication], "team"),
+        ];
+        let chosen = |name, purpose| most_specific(&templates, name, purpose).map(|t| t.prefix.as_str());
+        assert_eq!(chosen("prod/team/app", CreateOnPush), Some("prod"));
+        assert_eq!(chosen("prod/team/app", Replication), Some("prod/team"));
+        assert_eq!(chosen("dev/app", CreateOnPush), Some("ROOT"));
+        assert_eq!(chosen("dev/app", PullThroughCache), None);
+    }
+
+    #[test]
+    fn a_template_that_does_not_parse_refuses_the_creation() {
+        let records =
+            [TemplateRecord { prefix: "prod".into(), document: "{not json".into(), created_at: 0, updated_at: 0 }];
+        assert!(settings_from(&records, "prod/app", AppliedFor::CreateOnPush).is_err());
+        // One that does not cover the name is not read.
+        assert_eq!(
+            settings_from(&records, "dev/app", AppliedFor::CreateOnPush).unwrap(),
+            RepositorySettings::default().to_json()
+        );
+    }
+}
