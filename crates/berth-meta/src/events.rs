@@ -361,4 +361,12 @@ where
         .await?;
         Ok(pruned.len() as u64)
     }
+
+    async fn pending_events(&self, consumer: &str) -> Result<u64> {
+        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM event_deliveries WHERE consumer = $1")
+            .bind(consumer)
+            .fetch_one(&self.readers)
+            .await?;
+        Ok(u64::try_from(pending).unwrap_or(0))
+    }
 }

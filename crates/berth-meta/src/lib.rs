@@ -485,6 +485,8 @@ pub trait EventStore: Send + Sync {
     async fn release_events(&self, consumer: &str, token: &str, ids: &[i64], retry_at: Millis) -> Result<u64>;
     /// Deletes events recorded before `before` that every consumer has acknowledged.
     async fn prune_events(&self, before: Millis) -> Result<u64>;
+    /// How many events `consumer` has not acknowledged yet (leased or not).
+    async fn pending_events(&self, consumer: &str) -> Result<u64>;
 }
 
 /// Replication's configuration document and per-image, per-destination status (the work itself

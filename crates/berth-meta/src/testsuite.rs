@@ -1331,7 +1331,9 @@ async fn event_claims(store: &dyn MetadataStore) {
     };
 
     // One claimer takes r1's oldest event; another may not overtake it with r1's later ones.
+    assert_eq!(store.pending_events(&consumer).await.unwrap(), 6, "two creations, four settings changes");
     let a = store.claim_events(&consumer, "a", 1, 10, 20).await.unwrap();
+    assert_eq!(store.pending_events(&consumer).await.unwrap(), 6, "a leased event is still pending");
     assert_eq!((repos(&a), a[0].event.kind, a[0].attempt), (vec![r1.to_string()], EventKind::RepositoryCreated, 1));
     let b = store.claim_events(&consumer, "b", 100, 10, 20).await.unwrap();
     assert_eq!(repos(&b), vec![r2.to_string()], "r1 is leased to a");
@@ -1341,6 +1343,7 @@ async fn event_claims(store: &dyn MetadataStore) {
     assert_eq!(store.ack_events(&consumer, "b", &ids(&a)).await.unwrap(), 0, "not b's");
     assert_eq!(store.ack_events(&consumer, "a", &ids(&a)).await.unwrap(), 1);
     assert_eq!(store.ack_events(&consumer, "b", &ids(&b)).await.unwrap(), 3);
+    assert_eq!(store.pending_events(&consumer).await.unwrap(), 2);
 
     // A released event is due again at its retry time, with the ones after it.
     let c = store.claim_events(&consumer, "c", 100, 10, 20).await.unwrap();

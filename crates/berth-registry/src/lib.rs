@@ -22,6 +22,7 @@ mod repositories;
 pub mod settings;
 mod status;
 pub mod templates;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};

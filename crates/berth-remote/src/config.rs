@@ -58,6 +58,20 @@ pub enum TrustRoots {
     OnlyPem(Vec<u8>),
 }
 
+/// A plain HTTP client with the trust roots, connect timeout and user agent of `config` and no
+/// redirects, for endpoints that are not registries (webhook receivers): one TLS stack for all
+/// of Berth's outgoing traffic.
+pub fn http_client(config: &ClientConfig) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls_config(&config.trust)?)
+        .connect_timeout(config.connect_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(&config.user_agent)
+        .http1_only()
+        .build()
+        .map_err(|e| Error::Config(format!("HTTP client: {}", e.without_url())))
+}
+
 fn parse_pem_bundle(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<std::result::Result<Vec<_>, _>>()

@@ -27,7 +27,7 @@ mod push;
 mod remote;
 mod transport;
 
-pub use config::{ClientConfig, TrustRoots};
+pub use config::{ClientConfig, TrustRoots, http_client};
 pub use credentials::{Credentials, Secret};
 pub use endpoint::{Endpoint, EndpointError};
 pub use error::{Error, Result};

@@ -25,15 +25,7 @@ pub(crate) struct Transport {
 
 impl Transport {
     pub(crate) fn new(config: ClientConfig) -> Result<Transport> {
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(crate::config::tls_config(&config.trust)?)
-            .connect_timeout(config.connect_timeout)
-            // Redirects are followed by `Remote` itself: it decides which hop gets credentials.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(&config.user_agent)
-            .http1_only()
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {}", e.without_url())))?;
+        let http = crate::config::http_client(&config)?;
         Ok(Transport { http, config })
     }
 

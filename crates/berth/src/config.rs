@@ -223,6 +223,8 @@ struct FileConfig {
     sparse_indexes: Option<bool>,
     auth_failures_per_minute: Option<u32>,
     replication: Option<ReplicationFile>,
+    #[serde(default)]
+    webhooks: Vec<WebhookFile>,
     metrics_listen: Option<SocketAddr>,
     audit_log: Option<PathBuf>,
     audit_log_max_bytes: Option<u64>,
@@ -260,6 +262,63 @@ impl std::fmt::Debug for ReplicationDestination {
             .field("access_key_id", &self.access_key_id)
             .finish_non_exhaustive()
     }
+}
+
+/// One `[[webhooks]]`: where image events go (README, "Webhooks").
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookFile {
+    /// Names its position in the event log: renaming a webhook starts it afresh.
+    name: String,
+    url: String,
+    secret: String,
+    #[serde(default)]
+    repository_prefixes: Vec<String>,
+    /// `PUSH` and/or `DELETE`; all when absent.
+    #[serde(default)]
+    actions: Vec<String>,
+    timeout_secs: Option<u64>,
+}
+
+impl std::fmt::Debug for WebhookFile {
+    /// Without the secret or the URL (which may hold a token).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookFile").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// How long a webhook delivery may take unless its `timeout_secs` says otherwise.
+const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn webhook(i: usize, file: WebhookFile) -> anyhow::Result<berth_registry::webhooks::Webhook> {
+    use berth_registry::webhooks::{ImageAction, Webhook, parse_url};
+    let valid_name =
+        |n: &str| (1..=64).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    anyhow::ensure!(
+        valid_name(&file.name),
+        "webhook {i}: the name must be 1 to 64 letters, digits, '-', '_' or '.', not {:?}",
+        file.name
+    );
+    let url = parse_url(&file.url).map_err(|e| anyhow::anyhow!("webhook {}: {e}", file.name))?;
+    anyhow::ensure!(!file.secret.is_empty(), "webhook {}: the secret must not be empty", file.name);
+    let actions = file
+        .actions
+        .iter()
+        .map(|a| {
+            ImageAction::parse(a)
+                .ok_or_else(|| anyhow::anyhow!("webhook {}: action {a:?} is not PUSH or DELETE", file.name))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let timeout = file.timeout_secs.map_or(DEFAULT_WEBHOOK_TIMEOUT, Duration::from_secs);
+    anyhow::ensure!(!timeout.is_zero(), "webhook {}: the timeout must be at least 1 second", file.name);
+    Ok(Webhook {
+        name: file.name,
+        url,
+        secret: file.secret,
+        repository_prefixes: file.repository_prefixes,
+        actions,
+        timeout,
+    })
 }
 
 fn is_region(region: &str) -> bool {
@@ -312,6 +371,8 @@ pub struct ServeConfig {
     /// `[[replication.destinations]]`, each checked: region and registry id in ECR's form, a
     /// registry URL that is https or loopback, no destination twice.
     pub replication_destinations: Vec<ReplicationDestination>,
+    /// `[[webhooks]]`, each checked, no name twice.
+    pub webhooks: Vec<berth_registry::webhooks::Webhook>,
     /// The anonymous metrics listener, if any.
     pub metrics_listen: Option<SocketAddr>,
     pub audit: Option<crate::audit::AuditTarget>,
@@ -459,7 +520,13 @@ impl ServeArgs {
                 d.registry_id
             );
         }
+        let webhooks =
+            file.webhooks.into_iter().enumerate().map(|(i, w)| webhook(i, w)).collect::<anyhow::Result<Vec<_>>>()?;
+        for (i, w) in webhooks.iter().enumerate() {
+            anyhow::ensure!(!webhooks[..i].iter().any(|o| o.name == w.name), "webhook {} is listed twice", w.name);
+        }
         Ok(ServeConfig {
+            webhooks,
             master_key_file: self.master_key_file.or(file.master_key_file),
             sparse_indexes: self.sparse_indexes || file.sparse_indexes.unwrap_or(false),
             auth_failures_per_minute: self

@@ -12,6 +12,7 @@ use berth_auth::{
 use berth_meta::{MetadataStore, PostgresStore, SqliteStore};
 use berth_registry::pull_through::{SecretOpener, Secrets, UpstreamLogin};
 use berth_registry::replication::{Destination, DestinationId, Replicator};
+use berth_registry::webhooks::WebhookSender;
 use berth_registry::{AnonymousAccess, Registry, RegistryConfig, UrlSigningKey};
 use berth_storage::{BlobStore, FsBlobStore, S3BlobStore};
 use tokio::net::TcpListener;
@@ -211,17 +212,18 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         })
     });
 
-    let stop_replication = tokio_util::sync::CancellationToken::new();
-    let replicators = start_replication(&registry, &config, stop_replication.clone()).await?;
+    let stop_consumers = tokio_util::sync::CancellationToken::new();
+    let mut consumers = start_replication(&registry, &config, stop_consumers.clone()).await?;
+    consumers.extend(start_webhooks(&registry, &config, stop_consumers.clone()).await?);
 
     let server = listener::Listener { tls, plain_http: config.plain_http, limits };
     server.serve(tcp, app, shutdown_signal()).await?;
-    // Replicators give back what they claimed, so the next start (or another server) resumes
+    // Replicators and webhook senders give back what they claimed, so the next start (or another server) resumes
     // at once rather than after the lease.
-    stop_replication.cancel();
-    for task in replicators {
+    stop_consumers.cancel();
+    for task in consumers {
         if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
-            tracing::warn!("a replicator did not stop within 10 s; its claim returns when its lease ends");
+            tracing::warn!("an event consumer did not stop within 10 s; its claim returns when its lease ends");
         }
     }
     maintenance.abort();
@@ -270,6 +272,24 @@ async fn start_replication(
         .collect::<anyhow::Result<Vec<_>>>()?;
     tracing::info!(destinations = destinations.len(), "replicating");
     Replicator::new(registry.clone()).start(destinations, stop).await.context("registering replication consumers")
+}
+
+/// Starts a sender per `[[webhooks]]` entry.
+async fn start_webhooks(
+    registry: &Arc<Registry>,
+    config: &ServeConfig,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    if config.webhooks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let http =
+        berth_remote::http_client(&berth_remote::ClientConfig::default()).context("building the webhook client")?;
+    tracing::info!(webhooks = config.webhooks.len(), "sending image events");
+    WebhookSender::new(registry.clone(), http)
+        .start(config.webhooks.clone(), stop)
+        .await
+        .context("registering webhook consumers")
 }
 
 /// What callers without credentials may do: pull with `--anonymous-pull`, everything with
