@@ -44,6 +44,20 @@ impl ConsoleError {
         }
     }
 
+    /// The error code the audit trail records (ECR's exception names where one fits).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConsoleError::NotFound(_) => "NotFoundException",
+            ConsoleError::Denied(_) => "AccessDeniedException",
+            ConsoleError::Forged(_) => "ForgedRequest",
+            ConsoleError::BadRequest(_) => "InvalidParameterException",
+            ConsoleError::Conflict(_) => "ConflictException",
+            ConsoleError::SignInRequired { .. } => "SignInRequired",
+            ConsoleError::Unavailable => "ServiceUnavailableException",
+            ConsoleError::Internal(_) => "ServerException",
+        }
+    }
+
     /// The page's heading.
     pub fn title(&self) -> &'static str {
         match self {

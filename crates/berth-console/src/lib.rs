@@ -25,7 +25,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_auth::{Authenticator, ROOT_USER};
-use berth_iam::{ConnectionInfo, CredentialKind, Identity, RequestContext};
+use berth_iam::{ConnectionInfo, CredentialKind, Identity, RequestContext, Served};
 use berth_registry::Registry;
 use serde::de::DeserializeOwned;
 
@@ -117,6 +117,8 @@ async fn handle(console: &Console, request: Request) -> Response {
     };
     let uri = parts.uri.clone();
     let posted = || Request::from_parts(parts, body);
+    // What a state-changing action did, for the audit trail: as the equivalent API call.
+    let mut audited: Option<Served> = None;
     let outcome = match (path, method) {
         (ConsolePath::Home, Method::GET) => Ok(pages::redirect(&paths::href_repositories())),
         (ConsolePath::SignOut, Method::POST) => pages::sign_in::sign_out(console, &visitor, posted()).await,
@@ -126,16 +128,34 @@ async fn handle(console: &Console, request: Request) -> Response {
         (ConsolePath::Lifecycle(repo), Method::GET) => pages::lifecycle::page(console, &visitor, &repo, &uri).await,
         (ConsolePath::Permissions(repo), Method::GET) => pages::permissions::page(console, &visitor, &repo).await,
         (ConsolePath::Action(repo, action), Method::POST) => {
-            pages::actions::submit(console, &visitor, &repo, action, posted()).await
+            let served = audited.insert(pages::actions::served(&repo, action));
+            pages::actions::submit(console, &visitor, &repo, action, posted(), served).await
         }
         (ConsolePath::Admin, Method::GET) => pages::admin::page(console, &visitor, &uri).await,
-        (ConsolePath::CreateUser, Method::POST) => pages::admin::create_user(console, &visitor, posted()).await,
-        (ConsolePath::DeleteUser, Method::POST) => pages::admin::delete_user(console, &visitor, posted()).await,
+        (ConsolePath::CreateUser, Method::POST) => {
+            let served = audited.insert(pages::admin::served("CreateUser"));
+            pages::admin::create_user(console, &visitor, posted(), served).await
+        }
+        (ConsolePath::DeleteUser, Method::POST) => {
+            let served = audited.insert(pages::admin::served("DeleteUser"));
+            pages::admin::delete_user(console, &visitor, posted(), served).await
+        }
         (_, _) => Err(ConsoleError::BadRequest("This page does not accept that method.".into())),
     };
+    if let (Some(served), Err(error)) = (&mut audited, &outcome) {
+        served.error = Some((error.code(), error.message()));
+        served.auth_failure = match error {
+            ConsoleError::Denied(_) => Some("access_denied"),
+            ConsoleError::Forged(_) => Some("forged_request"),
+            _ => None,
+        };
+    }
     let mut response = outcome.unwrap_or_else(|error| console.error_page(error, Some(&visitor)));
-    // The access log reads who was served from the response.
+    // The access log and the audit trail read who was served, and what, from the response.
     response.extensions_mut().insert(visitor.ctx);
+    if let Some(served) = audited {
+        response.extensions_mut().insert(served);
+    }
     response
 }
 
@@ -191,10 +211,13 @@ impl Console {
         };
         let connection = request.extensions.get::<ConnectionInfo>().copied();
         let tls = connection.is_some_and(|c| c.tls);
+        // The edge's request id and client address (trusted proxies applied), so the access log,
+        // the audit trail and the events of a change agree.
+        let edge = request.extensions.get::<RequestContext>();
         let ctx = RequestContext {
-            request_id: uuid::Uuid::new_v4().to_string(),
+            request_id: edge.map_or_else(|| uuid::Uuid::new_v4().to_string(), |e| e.request_id.clone()),
             received_at: SystemTime::now(),
-            source_ip: connection.map(|c| c.peer.ip()),
+            source_ip: edge.and_then(|e| e.source_ip).or(connection.map(|c| c.peer.ip())),
             secure_transport: tls,
             user_agent: header_text(&request.headers, header::USER_AGENT),
             identity,

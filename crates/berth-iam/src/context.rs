@@ -118,6 +118,9 @@ pub struct Served {
     /// The ECR operation CloudTrail records for it (on `/v2/` as ECR maps its Docker API: a
     /// manifest PUT is `PutImage`), and whether it changes anything (then it is audited).
     pub event_name: &'static str,
+    /// The service CloudTrail would name (`ecr.amazonaws.com`; `iam.amazonaws.com` for user and
+    /// access-key changes made in the console).
+    pub event_source: &'static str,
     pub mutating: bool,
     /// The names and references the request gave (never a body's content or a credential): the
     /// audit record's `requestParameters`.
@@ -131,6 +134,14 @@ pub struct Served {
 
 impl Served {
     pub fn new(operation: &'static str, event_name: &'static str, mutating: bool) -> Served {
-        Served { operation, event_name, mutating, parameters: serde_json::Map::new(), error: None, auth_failure: None }
+        Served {
+            operation,
+            event_name,
+            event_source: "ecr.amazonaws.com",
+            mutating,
+            parameters: serde_json::Map::new(),
+            error: None,
+            auth_failure: None,
+        }
     }
 }

@@ -64,7 +64,7 @@ impl AuditLog {
             "eventVersion": "1.08",
             "userIdentity": self.user_identity(&ctx.identity),
             "eventTime": event_time,
-            "eventSource": "ecr.amazonaws.com",
+            "eventSource": served.event_source,
             "eventName": served.event_name,
             "awsRegion": self.region,
             "sourceIPAddress": ctx.source_ip.map(|ip| ip.to_string()),

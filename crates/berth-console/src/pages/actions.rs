@@ -7,10 +7,12 @@
 use askama::Template;
 use axum::extract::Request;
 use axum::response::Response;
+use berth_iam::Served;
 use berth_registry::settings::TagMutability;
 use berth_registry::{ImageSelector, PutImage, Registry};
 use berth_spec::{Digest, Reference, RepositoryName};
 use serde::Deserialize;
+use serde_json::{Value, json};
 
 use super::{redirect, render};
 use crate::authz::{self, Scope};
@@ -56,14 +58,47 @@ fn tag(form: &ActionForm) -> Result<berth_spec::Tag, ConsoleError> {
     Registry::parse_tag(form.tag.trim()).map_err(ConsoleError::from)
 }
 
+/// What the audit trail records for `action`: the ECR operation the API would call.
+pub fn served(repo: &RepositoryName, action: RepositoryAction) -> Served {
+    let (operation, event_name) = match action {
+        RepositoryAction::DeleteImage => ("ConsoleDeleteImage", "BatchDeleteImage"),
+        RepositoryAction::AddTag => ("ConsoleAddTag", "PutImage"),
+        RepositoryAction::RemoveTag => ("ConsoleRemoveTag", "BatchDeleteImage"),
+        RepositoryAction::TagMutability => ("ConsoleTagMutability", "PutImageTagMutability"),
+    };
+    let mut served = Served::new(operation, event_name, true);
+    served.parameters.insert("repositoryName".into(), json!(repo.as_str()));
+    served
+}
+
+/// The request parameters the API call would carry (names and references only).
+fn record_parameters(served: &mut Served, action: RepositoryAction, form: &ActionForm) {
+    let mut parameters = |pairs: &[(&str, Value)]| {
+        for (name, value) in pairs {
+            served.parameters.insert((*name).into(), value.clone());
+        }
+    };
+    let (digest, tag) = (form.digest.trim(), form.tag.trim());
+    match action {
+        RepositoryAction::DeleteImage => parameters(&[("imageIds", json!([{"imageDigest": digest}]))]),
+        RepositoryAction::AddTag => parameters(&[("imageTag", json!(tag)), ("imageDigest", json!(digest))]),
+        RepositoryAction::RemoveTag => parameters(&[("imageIds", json!([{"imageTag": tag}]))]),
+        RepositoryAction::TagMutability => parameters(&[("imageTagMutability", json!(form.mutability))]),
+    }
+}
+
+/// Runs `action` from its posted form. `served` is what the audit trail records: nothing
+/// changed (not audited) while the action only asks for confirmation.
 pub async fn submit(
     console: &Console,
     visitor: &Visitor,
     repo: &RepositoryName,
     action: RepositoryAction,
     request: Request,
+    served: &mut Served,
 ) -> Result<Response, ConsoleError> {
     let form: ActionForm = console.form(visitor, request).await?;
+    record_parameters(served, action, &form);
     let required = match action {
         RepositoryAction::DeleteImage => authz::DELETE_IMAGE,
         RepositoryAction::AddTag => authz::ADD_TAG,
@@ -87,6 +122,7 @@ pub async fn submit(
         }))
     };
     let confirmed = form.confirmed == "yes";
+    served.mutating = confirmed;
     match action {
         RepositoryAction::DeleteImage => {
             let digest = digest(&form)?;

@@ -7,6 +7,7 @@ use axum::extract::Request;
 use axum::http::Uri;
 use axum::response::Response;
 use berth_auth::ROOT_USER;
+use berth_iam::Served;
 use berth_registry::{Finished, GcReport};
 use serde::Deserialize;
 
@@ -156,8 +157,26 @@ pub async fn page(console: &Console, visitor: &Visitor, uri: &Uri) -> Result<Res
     admin_page(console, visitor, None, notice).await
 }
 
-pub async fn create_user(console: &Console, visitor: &Visitor, request: Request) -> Result<Response, ConsoleError> {
+/// What the audit trail records for a user change: IAM's operation, as CloudTrail names it.
+pub fn served(event_name: &'static str) -> Served {
+    let operation = match event_name {
+        "CreateUser" => "ConsoleCreateUser",
+        "DeleteUser" => "ConsoleDeleteUser",
+        _ => "ConsoleUpdateAccessKey",
+    };
+    let mut served = Served::new(operation, event_name, true);
+    served.event_source = "iam.amazonaws.com";
+    served
+}
+
+pub async fn create_user(
+    console: &Console,
+    visitor: &Visitor,
+    request: Request,
+    served: &mut Served,
+) -> Result<Response, ConsoleError> {
     let form: UserForm = console.form(visitor, request).await?;
+    served.parameters.insert("userName".into(), form.name.trim().into());
     authz::authorize(&console.registry, &visitor.ctx, Scope::Administration, &[]).await?;
     let name = form.name.trim();
     let identities = console.auth.identities();
@@ -181,8 +200,14 @@ pub async fn create_user(console: &Console, visitor: &Visitor, request: Request)
     admin_page(console, visitor, Some(created), Some("The user was created.")).await
 }
 
-pub async fn delete_user(console: &Console, visitor: &Visitor, request: Request) -> Result<Response, ConsoleError> {
+pub async fn delete_user(
+    console: &Console,
+    visitor: &Visitor,
+    request: Request,
+    served: &mut Served,
+) -> Result<Response, ConsoleError> {
     let form: UserForm = console.form(visitor, request).await?;
+    served.parameters.insert("userName".into(), form.name.trim().into());
     authz::authorize(&console.registry, &visitor.ctx, Scope::Administration, &[]).await?;
     let name = form.name.trim().to_owned();
     if name == ROOT_USER || Some(name.as_str()) == visitor.session.user_name.as_deref() {
@@ -191,6 +216,7 @@ pub async fn delete_user(console: &Console, visitor: &Visitor, request: Request)
         ));
     }
     if form.confirmed != "yes" {
+        served.mutating = false;
         return Ok(render(&ConfirmPage {
             layout: visitor.layout().in_section("admin"),
             title: "Delete user?",
