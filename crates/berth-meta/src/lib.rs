@@ -520,6 +520,19 @@ pub trait Health: Send + Sync {
     /// Counts over the whole store: one scan of the blob links' digest index, so callers run it
     /// periodically, not per request.
     async fn totals(&self) -> Result<StoreTotals>;
+    /// This process's connection pools as they are now (no I/O).
+    fn pools(&self) -> Vec<PoolStatus>;
+}
+
+/// One connection pool of this process, for the operator's gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// `readers` or `writer`.
+    pub name: &'static str,
+    /// Connections open, idle among them, and the most the pool opens.
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
 }
 
 #[async_trait]

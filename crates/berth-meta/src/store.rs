@@ -28,8 +28,9 @@ use crate::sql::{
     size_param, stored_size,
 };
 use crate::{
-    BlobLinkStore, CredentialStore, EventKind, Health, MetaError, Millis, Origin, RegistrySettingStore, Repository,
-    RepositoryStore, Result, SettingsUpdate, Shutdown, StoreTotals, UploadSession, UploadStore, UserPolicy, UserRecord,
+    BlobLinkStore, CredentialStore, EventKind, Health, MetaError, Millis, Origin, PoolStatus, RegistrySettingStore,
+    Repository, RepositoryStore, Result, SettingsUpdate, Shutdown, StoreTotals, UploadSession, UploadStore, UserPolicy,
+    UserRecord,
 };
 
 /// The metadata store over one SQL database; see [`crate::SqliteStore`] and
@@ -561,6 +562,16 @@ where
         let uploads: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM uploads").fetch_one(&self.readers).await?;
         let count = |n: i64| u64::try_from(n).unwrap_or(0);
         Ok(StoreTotals { blobs: count(blobs), blob_bytes: count(blob_bytes), uploads: count(uploads) })
+    }
+
+    fn pools(&self) -> Vec<PoolStatus> {
+        let status = |name, pool: &Pool<DB>| PoolStatus {
+            name,
+            open: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        };
+        vec![status("readers", &self.readers), status("writer", &self.writer)]
     }
 }
 

@@ -45,6 +45,16 @@ pub async fn run_all(store: &dyn MetadataStore) {
     pull_through_configuration(store).await;
     creation_templates(store).await;
     pull_time_exclusions(store).await;
+    connection_pools(store);
+}
+
+/// Both pools report themselves, within their limits (the metrics read this).
+fn connection_pools(store: &dyn MetadataStore) {
+    let pools = store.pools();
+    assert_eq!(pools.iter().map(|p| p.name).collect::<Vec<_>>(), ["readers", "writer"]);
+    for pool in pools {
+        assert!(pool.max >= 1 && pool.open <= pool.max && pool.idle <= pool.open, "{pool:?}");
+    }
 }
 
 /// A name unique to this run and call, usable as a repository name, tag or user name.

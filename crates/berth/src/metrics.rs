@@ -59,6 +59,13 @@ impl Metrics {
         loop {
             tick.tick().await;
             self.handle.run_upkeep();
+            for pool in meta.pools() {
+                let name = pool.name;
+                metrics::gauge!("berth_metadata_pool_connections", "pool" => name, "state" => "idle").set(pool.idle);
+                let busy = pool.open.saturating_sub(pool.idle);
+                metrics::gauge!("berth_metadata_pool_connections", "pool" => name, "state" => "in_use").set(busy);
+                metrics::gauge!("berth_metadata_pool_max_connections", "pool" => name).set(pool.max);
+            }
             match meta.totals().await {
                 Ok(totals) => {
                     metrics::gauge!("berth_blobs_stored").set(totals.blobs as f64);
@@ -95,6 +102,11 @@ fn describe() {
         "What maintenance removed: expired uploads, expired images, deleted blobs"
     );
     describe_counter!("berth_store_errors_total", "Failed store calls outside requests, by store");
+    describe_gauge!(
+        "berth_metadata_pool_connections",
+        "Metadata connections of this process, by pool and state (every 15 s)"
+    );
+    describe_gauge!("berth_metadata_pool_max_connections", "The most connections each metadata pool opens");
 }
 
 /// The status class label: `2xx` … `5xx`.

@@ -96,6 +96,11 @@ async fn probes_metrics_and_the_audit_trail() {
     assert!(sample(&after, "berth_http_sent_bytes_total", &["plane=\"oci\""]) >= image.layers[0].len() as f64);
     assert_eq!(sample(&after, "berth_auth_failures_total", &["reason=\"invalid_credentials\""]), 1.0);
     assert!(sample(&after, "process_resident_memory_bytes", &[]) > 0.0, "process metrics are exported");
+    for pool in ["readers", "writer"] {
+        let label = format!("pool=\"{pool}\"");
+        assert!(sample(&after, "berth_metadata_pool_max_connections", &[&label]) >= 1.0, "{pool}: {after}");
+        assert!(after.contains(&format!("berth_metadata_pool_connections{{{label},state=\"idle\"}}")), "{after}");
+    }
     assert!(
         !after.contains("/healthz")
             && !after.contains("operation=\"none\",method=\"GET\",status=\"2xx\",plane=\"other\"")
