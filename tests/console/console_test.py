@@ -245,7 +245,9 @@ def check_repositories(driver):
     expect(f"{WEB} counts one image (the index; platforms and referrers hang below it)", rows[WEB].find_elements(By.TAG_NAME, "td")[0].text.split()[0], "1")
     expect(f"{WEB} has the repository-policy badge", "repository policy" in web, True)
     expect(f"{WEB} has the lifecycle-policy badge", "lifecycle policy" in web, True)
-    expect(f"{LC} has no badges (a preview is not a policy)", rows[LC].find_elements(By.CSS_SELECTOR, ".badge"), [])
+    badges = lambda row: [b.text for b in row.find_elements(By.CSS_SELECTOR, ".badge")]
+    expect(f"{WEB} shows the cache rule's upstream", "cache: public.ecr.aws" in badges(rows[WEB]), True)
+    expect(f"{LC} has only the cache-rule badge (a preview is not a policy)", badges(rows[LC]), ["cache: public.ecr.aws"])
     shot(driver, "02-repositories")
     search = one(driver, "#q")
     search.send_keys("lifecycle")
@@ -254,6 +256,10 @@ def check_repositories(driver):
     wait(driver, lambda d: "q=lifecycle" in d.current_url and d.execute_script("return document.readyState") == "complete")
     found = [r.get_attribute("data-repository") for r in all_of(driver, "#repositories tbody tr")]
     expect("searching 'lifecycle' finds only that repository", found, [LC])
+    driver.get(BASE + "/console/repositories/" + WEB)
+    cache = one(driver, ".badge.cache")
+    expect(f"{WEB}'s page shows the cache-rule badge naming the upstream", cache.text, "cache: public.ecr.aws")
+    expect("its title names the rule", "rule console" in cache.get_attribute("title"), True)
 
 
 def check_platform_matrix(driver):

@@ -109,6 +109,10 @@ jq -n --arg p "arn:aws:iam::$ACCOUNT:user/reader" '{Version:"2012-10-17", Statem
   Principal:{AWS:[$p]}, Action:["ecr:BatchDeleteImage"]}]}' >"$T/repo-policy.json"
 check "aws ecr set-repository-policy $WEB" ecr set-repository-policy --repository-name "$WEB" --policy-text "file://$T/repo-policy.json" || true
 
+section "a pull-through cache rule over console/ (the badge names its upstream)"
+check "aws ecr create-pull-through-cache-rule console -> public.ecr.aws" \
+  ecr create-pull-through-cache-rule --ecr-repository-prefix console --upstream-registry-url public.ecr.aws || true
+
 # The browser checks compare against what the steps above produced: without them they mean nothing.
 if [[ $fail -ne 0 ]]; then summary console; exit 1; fi
 

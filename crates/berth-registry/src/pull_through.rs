@@ -94,6 +94,19 @@ pub struct RuleValidation {
     pub failure: Option<String>,
 }
 
+/// The rule a repository is under: the longest prefix it starts with (`prefix/...`), else a
+/// `ROOT` rule.
+pub fn rule_for<'a>(rules: &'a [CacheRule], repository: &str) -> Option<&'a CacheRule> {
+    let under = |rule: &&CacheRule| {
+        repository.strip_prefix(rule.ecr_repository_prefix.as_str()).is_some_and(|rest| rest.starts_with('/'))
+    };
+    rules
+        .iter()
+        .filter(under)
+        .max_by_key(|rule| rule.ecr_repository_prefix.len())
+        .or_else(|| rules.iter().find(|rule| rule.ecr_repository_prefix == ROOT_PREFIX))
+}
+
 /// A prefix without its optional trailing `/` (ECR accepts both spellings for one rule).
 pub fn normalize_prefix(prefix: &str) -> &str {
     if prefix == ROOT_PREFIX { prefix } else { prefix.strip_suffix('/').unwrap_or(prefix) }
@@ -243,6 +256,28 @@ mod tests {
         assert_eq!(normalize_prefix("docker-hub/"), "docker-hub");
         assert_eq!(normalize_prefix("quay"), "quay");
         assert_eq!(normalize_prefix("ROOT"), "ROOT");
+    }
+
+    #[test]
+    fn a_repository_is_under_its_longest_prefix_rule_else_root() {
+        let rule = |prefix: &str| CacheRule {
+            ecr_repository_prefix: prefix.into(),
+            upstream: UpstreamSettings {
+                upstream_registry_url: format!("{prefix}.example"),
+                upstream_registry: None,
+                upstream_repository_prefix: ROOT_PREFIX.into(),
+                credential_arn: None,
+                custom_role_arn: None,
+            },
+            created_at: 0,
+            updated_at: 0,
+        };
+        let rules = [rule("hub"), rule("hub/library"), rule("ROOT")];
+        let prefix = |repo| rule_for(&rules, repo).map(|r| r.ecr_repository_prefix.as_str());
+        assert_eq!(prefix("hub/library/alpine"), Some("hub/library"));
+        assert_eq!(prefix("hub/nginx"), Some("hub"));
+        assert_eq!(prefix("hubble/app"), Some("ROOT"), "a prefix is a whole path component");
+        assert_eq!(rule_for(&rules[..2], "team/app"), None);
     }
 
     #[test]

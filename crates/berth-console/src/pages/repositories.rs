@@ -5,6 +5,7 @@ use askama::Template;
 use axum::http::Uri;
 use axum::response::Response;
 use berth_registry::RepositoryInfo;
+use berth_registry::pull_through::{self, CacheRule};
 use berth_registry::settings::TagMutability;
 use serde::Deserialize;
 
@@ -27,13 +28,14 @@ struct Query {
 }
 
 pub struct Badge {
-    pub label: &'static str,
+    /// What the badge says (a cache rule's names its upstream).
+    pub label: String,
     pub class: &'static str,
     pub title: String,
 }
 
-/// A repository's settings as badges (no pull-through cache rule: Berth has none yet).
-pub fn badges(info: &RepositoryInfo) -> Vec<Badge> {
+/// A repository's settings as badges, and the pull-through cache rule it is under (of `rules`).
+pub fn badges(info: &RepositoryInfo, rules: &[CacheRule]) -> Vec<Badge> {
     let settings = &info.settings;
     let mut badges = Vec::new();
     let filters = || {
@@ -42,33 +44,41 @@ pub fn badges(info: &RepositoryInfo) -> Vec<Badge> {
     match settings.image_tag_mutability {
         TagMutability::Mutable => {}
         TagMutability::Immutable => badges.push(Badge {
-            label: "immutable tags",
+            label: "immutable tags".into(),
             class: "immutable",
             title: "Tags cannot be moved once pushed.".into(),
         }),
         TagMutability::ImmutableWithExclusion => badges.push(Badge {
-            label: "immutable tags*",
+            label: "immutable tags*".into(),
             class: "immutable",
             title: format!("Tags cannot be moved, except those matching: {}", filters()),
         }),
         TagMutability::MutableWithExclusion => badges.push(Badge {
-            label: "some immutable tags",
+            label: "some immutable tags".into(),
             class: "immutable",
             title: format!("Tags matching these filters cannot be moved: {}", filters()),
         }),
     }
     if settings.lifecycle_policy.is_some() {
         badges.push(Badge {
-            label: "lifecycle policy",
+            label: "lifecycle policy".into(),
             class: "lifecycle",
             title: "Old images expire by rule.".into(),
         });
     }
     if settings.repository_policy.is_some() {
         badges.push(Badge {
-            label: "repository policy",
+            label: "repository policy".into(),
             class: "policy",
             title: "A repository policy narrows who may do what here.".into(),
+        });
+    }
+    if let Some(rule) = pull_through::rule_for(rules, info.name.as_str()) {
+        let upstream = &rule.upstream.upstream_registry_url;
+        badges.push(Badge {
+            label: format!("cache: {upstream}"),
+            class: "cache",
+            title: format!("Pull-through cache rule {}: images come from {upstream}", rule.ecr_repository_prefix),
         });
     }
     badges
@@ -122,6 +132,7 @@ pub async fn page(console: &Console, visitor: &Visitor, uri: &Uri) -> Result<Res
             break;
         }
     }
+    let rules = registry.cache_rules().await?;
     let mut rows = Vec::with_capacity(shown.len());
     for info in &shown {
         let listed = authz::allowed(registry, &visitor.ctx, Scope::Repository(&info.name), authz::LIST_IMAGES).await?;
@@ -140,7 +151,7 @@ pub async fn page(console: &Console, visitor: &Visitor, uri: &Uri) -> Result<Res
                 format!("{} bytes of configs and layers, each counted once", i.stored_bytes())
             }),
             last_push: inventory.as_ref().map_or_else(not_allowed, |i| view::time_or_never(i.last_push())),
-            badges: badges(info),
+            badges: badges(info, &rules),
         });
     }
     let next = more_after_page.then(|| {

@@ -332,7 +332,7 @@ pub async fn page(
         layout: visitor.layout(),
         name: repo.to_string(),
         uri: format!("{}/{repo}", console.registry_host),
-        badges: badges(&info),
+        badges: badges(&info, &console.registry.cache_rules().await?),
         tabs: Tabs::new(repo, "images"),
         caps,
         actions: ActionLinks::new(repo),
