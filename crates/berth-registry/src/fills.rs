@@ -39,7 +39,7 @@ use crate::{Registry, RegistryError, RepositoryInfo, Result, now_millis};
 /// hold up the fill everyone else waits on.
 const TEE_STALL: Duration = Duration::from_secs(30);
 /// Pieces buffered per tee.
-const TEE_BUFFER: usize = 64;
+const TEE_BUFFER: usize = 16;
 /// After a failed upstream check of a cached tag, the next is tried no sooner than this.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
