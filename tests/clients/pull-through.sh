@@ -261,10 +261,12 @@ loc=$(curl -sf -D - -o /dev/null -X POST "$IMAGES/v2/library/big/blobs/uploads/"
 sep='?'; [[ $loc == *\?* ]] && sep='&'
 curl -sf -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' --data-binary @"$T/big" "$loc${sep}digest=$BIG" \
   || bad "pushing the 64 MiB layer upstream"
+pulls=()
 for i in $(seq 1 20); do
   curl -s -w '%{http_code}' -o "$T/big-$i" "http://$REG/v2/cache/big/blobs/$BIG" >"$T/big-$i.code" &
+  pulls+=($!)
 done
-wait
+wait "${pulls[@]}"
 n=0; for i in $(seq 1 20); do
   [[ $(cat "$T/big-$i.code") == 200 && sha256:$(sha256sum <"$T/big-$i" | cut -c1-64) == "$BIG" ]] && n=$((n + 1))
 done
@@ -289,6 +291,7 @@ code=$(curl -s -o "$T/out.json" -w '%{http_code}' -H 'Accept: application/vnd.oc
 expect "upstream down: an uncached tag -> 404" "$code" 404
 jq -r '.errors[0].code' "$T/out.json" | grep -q MANIFEST_UNKNOWN && grep -q "not cached" "$T/out.json" \
   && ok "...MANIFEST_UNKNOWN saying it is not cached and why" || bad "uncached: $(cat "$T/out.json")"
+grep -q "pull-through cache upstream failed" "$T/data.log" && ok "the upstream failure is logged" || bad "no warning logged"
 
 section "berth cache status"
 stop_berth
