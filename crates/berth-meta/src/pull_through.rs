@@ -24,9 +24,6 @@ where
     for<'q> Option<&'q str>: Encode<'q, DB>,
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Encode<'q, DB>,
-    for<'r> Option<i64>: Decode<'r, DB>,
-    for<'r> Option<String>: Decode<'r, DB>,
     for<'r> String: Decode<'r, DB> + Type<DB>,
     for<'r> i64: Decode<'r, DB>,
     for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
@@ -91,51 +88,50 @@ where
     async fn add_cache_stats(&self, deltas: &[(String, CacheStatsDelta)]) -> Result<()> {
         let mut tx = self.writer.begin_with(DB::BEGIN_WRITE).await?;
         for (prefix, delta) in deltas {
-            let (error_at, error) = match &delta.last_error {
-                Some((at, message)) => (Some(*at), Some(message.as_str())),
-                None => (None, None),
-            };
             sqlx::query(
-                "INSERT INTO pull_through_cache_stats \
-                 (prefix, hits, misses, bytes_from_cache, bytes_from_upstream, last_error_at, last_error) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (prefix) DO UPDATE SET \
+                "INSERT INTO pull_through_cache_stats (prefix, hits, misses, bytes_from_cache, bytes_from_upstream) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (prefix) DO UPDATE SET \
                  hits = pull_through_cache_stats.hits + excluded.hits, \
                  misses = pull_through_cache_stats.misses + excluded.misses, \
                  bytes_from_cache = pull_through_cache_stats.bytes_from_cache + excluded.bytes_from_cache, \
-                 bytes_from_upstream = pull_through_cache_stats.bytes_from_upstream + excluded.bytes_from_upstream, \
-                 last_error_at = CASE WHEN excluded.last_error_at IS NOT NULL AND \
-                   (pull_through_cache_stats.last_error_at IS NULL OR excluded.last_error_at >= pull_through_cache_stats.last_error_at) \
-                   THEN excluded.last_error_at ELSE pull_through_cache_stats.last_error_at END, \
-                 last_error = CASE WHEN excluded.last_error_at IS NOT NULL AND \
-                   (pull_through_cache_stats.last_error_at IS NULL OR excluded.last_error_at >= pull_through_cache_stats.last_error_at) \
-                   THEN excluded.last_error ELSE pull_through_cache_stats.last_error END",
+                 bytes_from_upstream = pull_through_cache_stats.bytes_from_upstream + excluded.bytes_from_upstream",
             )
             .bind(prefix.as_str())
             .bind(delta.hits)
             .bind(delta.misses)
             .bind(delta.bytes_from_cache)
             .bind(delta.bytes_from_upstream)
-            .bind(error_at)
-            .bind(error)
             .execute(&mut *tx)
             .await?;
+            if let Some((at, message)) = &delta.last_error {
+                // Another server may have flushed a later failure already: keep the latest.
+                sqlx::query(
+                    "UPDATE pull_through_cache_stats SET last_error_at = $2, last_error = $3 \
+                     WHERE prefix = $1 AND (last_error_at IS NULL OR last_error_at <= $2)",
+                )
+                .bind(prefix.as_str())
+                .bind(*at)
+                .bind(message.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(())
     }
 
     async fn cache_stats(&self) -> Result<Vec<(String, CacheStatsDelta)>> {
-        type StatsRow = (String, i64, i64, i64, i64, Option<i64>, Option<String>);
+        type StatsRow = (String, i64, i64, i64, i64, i64, String);
         let rows: Vec<StatsRow> = sqlx::query_as(
-            "SELECT prefix, hits, misses, bytes_from_cache, bytes_from_upstream, last_error_at, last_error \
-             FROM pull_through_cache_stats ORDER BY prefix",
+            "SELECT prefix, hits, misses, bytes_from_cache, bytes_from_upstream, \
+             COALESCE(last_error_at, -1), COALESCE(last_error, '') FROM pull_through_cache_stats ORDER BY prefix",
         )
         .fetch_all(&self.readers)
         .await?;
         Ok(rows
             .into_iter()
             .map(|(prefix, hits, misses, bytes_from_cache, bytes_from_upstream, error_at, error)| {
-                let last_error = error_at.zip(error);
+                let last_error = (error_at >= 0).then_some((error_at, error));
                 (prefix, CacheStatsDelta { hits, misses, bytes_from_cache, bytes_from_upstream, last_error })
             })
             .collect())
