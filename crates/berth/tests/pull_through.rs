@@ -3,6 +3,15 @@
 //! key across restarts, rules survive them, and validation asks the upstream with them.
 
 mod common;
+// The Bearer token service of berth-remote's tests (Docker Hub's flow), in front of an upstream.
+#[allow(dead_code)] // what only berth-remote's own tests use
+#[path = "../../berth-remote/tests/common/token_server.rs"]
+mod token_server;
+
+/// What the token service's own reqwest client needs (it calls `super::install_tls_provider`).
+fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -389,4 +398,27 @@ async fn a_wrong_secret_is_reported_by_validation_and_caches_nothing() {
         .expect_status(200);
     expect_manifest(&srv, "up/app", "v1", OCI_MANIFEST, &image.manifest, &image.digest).await;
     expect_blob(&srv, "up/app", &sha256_digest(&image.layers[0]), &image.layers[0]).await;
+}
+
+#[tokio::test]
+async fn an_upstream_behind_a_bearer_token_challenge_is_pulled_through() {
+    let upstream = Server::start();
+    let image = push_image(&upstream, "lib/app", Some("v1")).await;
+    let gate = token_server::TokenServer::start(upstream.base(), token_server::Config::default()).await;
+    let srv = Launch::new().root_keys(ROOT_KEY, ROOT_SECRET).start();
+    let arn = secret_put(&srv, "hub-token", "alice", "alice-secret-pw");
+    let r = call(
+        &srv,
+        "CreatePullThroughCacheRule",
+        json!({"ecrRepositoryPrefix": "tok", "upstreamRegistryUrl": gate.url, "credentialArn": arn,
+               "upstreamRepositoryPrefix": "lib"}),
+    )
+    .await;
+    r.expect_status(200);
+    expect_manifest(&srv, "tok/app", "v1", OCI_MANIFEST, &image.manifest, &image.digest).await;
+    expect_blob(&srv, "tok/app", &sha256_digest(&image.layers[0]), &image.layers[0]).await;
+    expect_blob(&srv, "tok/app", &sha256_digest(&image.config), &image.config).await;
+    let scopes = gate.gate.requested_scopes.lock().unwrap().clone();
+    assert!(scopes.iter().flatten().any(|s| s == "repository:lib/app:pull"), "a pull token was asked for: {scopes:?}");
+    assert_eq!(gate.gate.token_requests(), 1, "the token is reused for the manifest and both blobs");
 }
