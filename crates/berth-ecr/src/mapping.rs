@@ -112,6 +112,9 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
                 PullThroughError::SecretInaccessible(_) => EcrError::UnableToAccessSecret(message),
                 PullThroughError::SecretUndecryptable(_) => EcrError::UnableToDecryptSecretValue(message),
                 PullThroughError::UpstreamUnsupported(_) => EcrError::UnsupportedUpstreamRegistry(message),
+                PullThroughError::PushIntoCache { .. } => EcrError::InvalidParameter(message),
+                PullThroughError::ManifestNotCached(_) => EcrError::ImageNotFound(message),
+                PullThroughError::BlobNotCached(_) => EcrError::LayerInaccessible(message),
             }
         }
         Template(e) => {

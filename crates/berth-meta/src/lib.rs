@@ -393,6 +393,19 @@ pub struct CacheRuleRecord {
     pub updated_at: Millis,
 }
 
+/// Counts of one rule's pulls since the last flush (added to the stored totals), or the totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheStatsDelta {
+    /// Pulls answered from what the cache holds.
+    pub hits: i64,
+    /// Pulls that fetched from the upstream.
+    pub misses: i64,
+    pub bytes_from_cache: i64,
+    pub bytes_from_upstream: i64,
+    /// The latest upstream failure: when (ms) and what.
+    pub last_error: Option<(Millis, String)>,
+}
+
 /// The pull-through cache's configuration: its rules, and the upstream credentials
 /// (`berth secret put`) they name, sealed by the auth layer before they get here.
 #[async_trait]
@@ -408,6 +421,10 @@ pub trait PullThroughStore: Send + Sync {
     async fn cache_rules(&self) -> Result<Vec<CacheRuleRecord>>;
     /// Returns the rule it removed; fails with `CacheRuleNotFound`.
     async fn delete_cache_rule(&self, prefix: &str) -> Result<CacheRuleRecord>;
+    /// Adds each rule's counts to its stored totals (a newer last error replaces an older one).
+    async fn add_cache_stats(&self, deltas: &[(String, CacheStatsDelta)]) -> Result<()>;
+    /// Every rule prefix's totals, sorted by prefix (also of rules deleted since).
+    async fn cache_stats(&self) -> Result<Vec<(String, CacheStatsDelta)>>;
 }
 
 /// A repository creation template as stored: the service owns the document's format.

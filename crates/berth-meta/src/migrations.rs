@@ -73,6 +73,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/8-templates.sql"),
         backfill: None,
     },
+    Migration {
+        version: 9,
+        sqlite: include_str!("../migrations/sqlite/9-cache-stats.sql"),
+        postgres: include_str!("../migrations/postgres/9-cache-stats.sql"),
+        backfill: None,
+    },
 ];
 
 /// The version this build writes.

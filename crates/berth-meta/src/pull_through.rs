@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Type};
 
 use crate::dialect::Dialect;
-use crate::{CacheRuleRecord, MetaError, Millis, PullThroughStore, Result, SqlStore};
+use crate::{CacheRuleRecord, CacheStatsDelta, MetaError, Millis, PullThroughStore, Result, SqlStore};
 
 type RuleRow = (String, String, i64, i64);
 
@@ -83,6 +83,58 @@ where
         .fetch_all(&self.readers)
         .await?;
         Ok(rows.into_iter().map(record).collect())
+    }
+
+    async fn add_cache_stats(&self, deltas: &[(String, CacheStatsDelta)]) -> Result<()> {
+        let mut tx = self.writer.begin_with(DB::BEGIN_WRITE).await?;
+        for (prefix, delta) in deltas {
+            sqlx::query(
+                "INSERT INTO pull_through_cache_stats (prefix, hits, misses, bytes_from_cache, bytes_from_upstream) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (prefix) DO UPDATE SET \
+                 hits = pull_through_cache_stats.hits + excluded.hits, \
+                 misses = pull_through_cache_stats.misses + excluded.misses, \
+                 bytes_from_cache = pull_through_cache_stats.bytes_from_cache + excluded.bytes_from_cache, \
+                 bytes_from_upstream = pull_through_cache_stats.bytes_from_upstream + excluded.bytes_from_upstream",
+            )
+            .bind(prefix.as_str())
+            .bind(delta.hits)
+            .bind(delta.misses)
+            .bind(delta.bytes_from_cache)
+            .bind(delta.bytes_from_upstream)
+            .execute(&mut *tx)
+            .await?;
+            if let Some((at, message)) = &delta.last_error {
+                // Another server may have flushed a later failure already: keep the latest.
+                sqlx::query(
+                    "UPDATE pull_through_cache_stats SET last_error_at = $2, last_error = $3 \
+                     WHERE prefix = $1 AND (last_error_at IS NULL OR last_error_at <= $2)",
+                )
+                .bind(prefix.as_str())
+                .bind(*at)
+                .bind(message.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn cache_stats(&self) -> Result<Vec<(String, CacheStatsDelta)>> {
+        type StatsRow = (String, i64, i64, i64, i64, i64, String);
+        let rows: Vec<StatsRow> = sqlx::query_as(
+            "SELECT prefix, hits, misses, bytes_from_cache, bytes_from_upstream, \
+             COALESCE(last_error_at, -1), COALESCE(last_error, '') FROM pull_through_cache_stats ORDER BY prefix",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(prefix, hits, misses, bytes_from_cache, bytes_from_upstream, error_at, error)| {
+                let last_error = (error_at >= 0).then_some((error_at, error));
+                (prefix, CacheStatsDelta { hits, misses, bytes_from_cache, bytes_from_upstream, last_error })
+            })
+            .collect())
     }
 
     async fn delete_cache_rule(&self, prefix: &str) -> Result<CacheRuleRecord> {

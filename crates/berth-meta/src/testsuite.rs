@@ -1410,6 +1410,29 @@ async fn pull_through_configuration(store: &dyn MetadataStore) {
     store.put_upstream_secret(&name, b"one", 1).await.unwrap();
     store.put_upstream_secret(&name, b"two", 2).await.unwrap();
     assert_eq!(store.upstream_secret(&name).await.unwrap().as_deref(), Some(&b"two"[..]));
+
+    // Counters add up across flushes (and servers); the latest upstream error stays.
+    let rule = unique("ptc-stats");
+    let flush = |hits, error: Option<(crate::Millis, &str)>| {
+        let delta = crate::CacheStatsDelta {
+            hits,
+            misses: 1,
+            bytes_from_cache: 10,
+            bytes_from_upstream: 100,
+            last_error: error.map(|(at, m)| (at, m.to_owned())),
+        };
+        vec![(rule.clone(), delta)]
+    };
+    store.add_cache_stats(&flush(2, Some((50, "later")))).await.unwrap();
+    store.add_cache_stats(&flush(3, Some((40, "earlier, flushed late")))).await.unwrap();
+    store.add_cache_stats(&flush(0, None)).await.unwrap();
+    let stats = store.cache_stats().await.unwrap().into_iter().find(|(p, _)| *p == rule).unwrap().1;
+    assert_eq!(
+        (stats.hits, stats.misses, stats.bytes_from_cache, stats.bytes_from_upstream),
+        (5, 3, 30, 300),
+        "increments add up"
+    );
+    assert_eq!(stats.last_error, Some((50, "later".to_owned())));
 }
 
 async fn creation_templates(store: &dyn MetadataStore) {

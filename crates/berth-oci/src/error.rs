@@ -3,6 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_registry::RegistryError;
+use berth_registry::pull_through::PullThroughError;
 use berth_registry::templates::TemplateError;
 
 /// An error on the `/v2/` plane: the service's, or one in the request's own shape.
@@ -89,6 +90,11 @@ impl OciError {
                 (StatusCode::BAD_REQUEST, "UNSUPPORTED")
             }
             Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+            // What is neither cached nor obtainable upstream is unknown, as distribution's proxy
+            // answers; the message says why (never a 5xx: the upstream's trouble is not ours).
+            PullThrough(PullThroughError::ManifestNotCached(_)) => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+            PullThrough(PullThroughError::BlobNotCached(_)) => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+            PullThrough(PullThroughError::PushIntoCache { .. }) => (StatusCode::FORBIDDEN, "DENIED"),
             // Pull-through cache rule management is on the ECR plane only.
             PullThrough(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             // A push whose creation template does not parse creates nothing, as unreadable

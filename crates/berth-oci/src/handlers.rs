@@ -179,8 +179,8 @@ async fn dispatch(
             registry.delete_manifest(ctx, &name, &reference).await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
-        Operation::HeadBlob { name, digest } => head_blob(registry, &name, &digest).await,
-        Operation::GetBlob { name, digest } => get_blob(registry, &name, &digest, request.headers()).await,
+        Operation::HeadBlob { name, digest } => head_blob(registry, ctx, &name, &digest).await,
+        Operation::GetBlob { name, digest } => get_blob(registry, ctx, &name, &digest, request.headers()).await,
         Operation::DeleteBlob { name, digest } => {
             registry.delete_blob(ctx, &Registry::parse_name(&name)?, &parse_digest(&digest)?).await?;
             Ok(StatusCode::ACCEPTED.into_response())
@@ -294,7 +294,7 @@ async fn get_manifest(
 ) -> HandlerResult {
     let repo = Registry::parse_name(name)?;
     let reference = existing_reference(registry, &repo, reference).await?;
-    let manifest = registry.get_manifest(&repo, &reference, is_get.then_some(ctx)).await?;
+    let manifest = registry.pull_manifest(ctx, &repo, &reference, is_get).await?;
     let headers = [
         (header::CONTENT_TYPE, header_value(&manifest.media_type)),
         (CONTENT_DIGEST, header_value(manifest.digest.as_str())),
@@ -345,10 +345,10 @@ async fn put_manifest(
     Ok(response)
 }
 
-async fn head_blob(registry: &Registry, name: &str, digest: &str) -> HandlerResult {
+async fn head_blob(registry: &Registry, ctx: &RequestContext, name: &str, digest: &str) -> HandlerResult {
     let repo = Registry::parse_name(name)?;
     let digest = parse_digest(digest)?;
-    let size = registry.stat_blob(&repo, &digest).await?;
+    let size = registry.pull_blob_size(ctx, &repo, &digest).await?;
     Ok(blob_response(StatusCode::OK, &digest, size, Body::empty()))
 }
 
@@ -362,12 +362,18 @@ fn blob_response(status: StatusCode, digest: &Digest, length: u64, body: Body) -
     (status, headers, body).into_response()
 }
 
-async fn get_blob(registry: &Registry, name: &str, digest: &str, headers: &HeaderMap) -> HandlerResult {
+async fn get_blob(
+    registry: &Registry,
+    ctx: &RequestContext,
+    name: &str,
+    digest: &str,
+    headers: &HeaderMap,
+) -> HandlerResult {
     let repo = Registry::parse_name(name)?;
     let digest = parse_digest(digest)?;
     // An unparsable Range is ignored, as RFC 9110 says; a parsable but unsatisfiable one is a 416.
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(ByteRange::parse);
-    let blob = registry.get_blob(&repo, &digest, range).await?;
+    let blob = registry.pull_blob(ctx, &repo, &digest, range).await?;
     let body = Body::from_stream(blob.stream);
     Ok(match blob.range {
         None => blob_response(StatusCode::OK, &digest, blob.size, body),

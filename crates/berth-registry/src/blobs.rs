@@ -224,7 +224,7 @@ impl Registry {
         }
     }
 
-    fn finished_uploads(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+    pub(crate) fn finished_uploads(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
         self.finished_uploads.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -270,6 +270,7 @@ impl Registry {
         repo: &RepositoryName,
         put: PutImage<'_>,
     ) -> Result<(Digest, String)> {
+        self.refuse_push_into_cache(repo).await?;
         let repository = self.describe_repository(repo).await?;
         let manifest = Manifest::parse(put.content, put.media_type)?;
         let digest = match put.digest {

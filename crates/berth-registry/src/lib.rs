@@ -5,9 +5,11 @@
 mod access;
 mod blobs;
 mod cache;
+pub mod cache_stats;
 mod downloads;
 mod error;
 pub mod events;
+mod fills;
 mod gc;
 mod images;
 mod layers;
@@ -79,6 +81,9 @@ pub struct RegistryConfig {
     pub replication_destinations: Vec<replication::DestinationId>,
     /// Opens the upstream credentials pull-through cache rules name.
     pub secrets: pull_through::Secrets,
+    /// How long a cached tag is served before the cache asks its upstream (a HEAD) whether
+    /// the tag moved. ECR: 24 hours.
+    pub cache_tag_recheck: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -95,6 +100,7 @@ impl Default for RegistryConfig {
             sparse_indexes: false,
             replication_destinations: Vec::new(),
             secrets: pull_through::Secrets::default(),
+            cache_tag_recheck: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -124,6 +130,8 @@ pub struct Registry {
     events_pruned_at: Mutex<Option<Instant>>,
     /// The connection pool to upstream registries, made on first use.
     remote_client: std::sync::OnceLock<berth_remote::Client>,
+    /// The pull-through cache's rules, fills in progress and counters.
+    pull_through: pull_through::CacheState,
 }
 
 /// How often maintenance prunes the event log.
@@ -152,6 +160,7 @@ impl Registry {
             status: status::StatusLog::default(),
             events_pruned_at: Mutex::default(),
             remote_client: std::sync::OnceLock::new(),
+            pull_through: pull_through::CacheState::default(),
         })
     }
 
@@ -196,8 +205,9 @@ impl Registry {
     }
 
     /// The repository a push goes to, created if missing, create-on-push is on and the caller
-    /// may `ecr:CreateRepository` it (as on ECR).
+    /// may `ecr:CreateRepository` it (as on ECR). Never one a pull-through cache rule covers.
     async fn push_target(&self, ctx: &RequestContext, name: &RepositoryName) -> Result<Repository> {
+        self.refuse_push_into_cache(name).await?;
         // A read first: the repository almost always exists, and a read never waits for the writer.
         if let Some(repository) = self.meta.get_repository(name).await? {
             return Ok(repository);
@@ -246,6 +256,7 @@ impl Registry {
             tracing::warn!(error = %e, "expiring stale uploads failed");
         }
         self.flush_pulls().await;
+        self.flush_cache_stats().await;
         self.lifecycle_if_due().await;
         self.prune_events_if_due().await;
     }

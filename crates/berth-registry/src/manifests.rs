@@ -98,8 +98,25 @@ impl Registry {
         pushed: PushedManifest<'_>,
         tags: &[Tag],
     ) -> Result<PutOutcome> {
+        let blobs = self.required_blobs(ctx, repo, pushed.parsed).await?;
+        let sparse = settings.allows_sparse_indexes(self.config.sparse_indexes);
+        self.commit_manifest(ctx, repo, settings, pushed, &blobs, sparse, tags).await
+    }
+
+    /// Writes a parsed manifest needing `blobs` (invariant 4; absent ones allowed if `sparse`)
+    /// and moves `tags` to it, all or none: the one write of pushes and cache fills alike.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn commit_manifest(
+        &self,
+        ctx: &RequestContext,
+        repo: &RepositoryName,
+        settings: &RepositorySettings,
+        pushed: PushedManifest<'_>,
+        blobs: &[(Digest, u64)],
+        sparse: bool,
+        tags: &[Tag],
+    ) -> Result<PutOutcome> {
         let PushedManifest { parsed: manifest, content, digest } = pushed;
-        let blobs = self.required_blobs(ctx, repo, manifest).await?;
         let children: Vec<(Digest, u64)> = match manifest.kind {
             ManifestKind::Index => manifest.manifests.iter().map(|d| (d.digest.clone(), d.size)).collect(),
             ManifestKind::Image => vec![],
@@ -119,9 +136,9 @@ impl Registry {
                     artifact_type: manifest.effective_artifact_type(),
                     annotations: annotations.as_deref(),
                     subject: manifest.subject.as_ref().map(|s| &s.digest),
-                    blobs: &blobs,
+                    blobs,
                     children: &children,
-                    sparse: settings.allows_sparse_indexes(self.config.sparse_indexes),
+                    sparse,
                     tags,
                     now: now_millis(),
                 },

@@ -6,11 +6,14 @@
 //! service reads the sealed bytes and asks a [`SecretOpener`] to open them, so no plaintext secret
 //! is ever stored, logged or returned.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use berth_iam::RequestContext;
 use berth_meta::{CacheRuleRecord, MetaError, Millis};
 use berth_remote::{Credentials, Endpoint};
+use berth_spec::RepositoryName;
 use serde::{Deserialize, Serialize};
 
 use crate::{Registry, RegistryError, Result, now_millis};
@@ -58,6 +61,18 @@ pub enum PullThroughError {
     SecretUndecryptable(String),
     #[error("{0}")]
     UpstreamUnsupported(String),
+    /// A push into a repository a rule covers: its images come from the upstream only.
+    #[error(
+        "The repository {repository} is under the pull through cache rule with the ecrRepositoryPrefix '{prefix}': \
+         its images are pulled from the upstream registry, pushing into it is not allowed"
+    )]
+    PushIntoCache { repository: String, prefix: String },
+    /// A manifest neither cached nor obtainable from the upstream now (down, refusing, absent).
+    #[error("{0}")]
+    ManifestNotCached(String),
+    /// A blob neither cached nor obtainable from the upstream now.
+    #[error("{0}")]
+    BlobNotCached(String),
 }
 
 /// A rule as the API shows it.
@@ -112,7 +127,7 @@ pub fn normalize_prefix(prefix: &str) -> &str {
     if prefix == ROOT_PREFIX { prefix } else { prefix.strip_suffix('/').unwrap_or(prefix) }
 }
 
-fn rule_from_record(record: CacheRuleRecord) -> Result<CacheRule> {
+pub(crate) fn rule_from_record(record: CacheRuleRecord) -> Result<CacheRule> {
     let upstream = serde_json::from_str(&record.document).map_err(|e| {
         RegistryError::Internal(format!("the pull-through cache rule {} does not parse: {e}", record.prefix))
     })?;
@@ -130,6 +145,42 @@ fn meta_error(e: MetaError) -> RegistryError {
         MetaError::CacheRuleNotFound(p) => PullThroughError::RuleNotFound(p).into(),
         other => other.into(),
     }
+}
+
+/// How long the rules read from the store are used before they are read again (other servers
+/// may have changed them; this process drops them at once when it changes one).
+const RULES_TTL: Duration = Duration::from_secs(2);
+
+/// The cache's in-memory side: the rules, a client per upstream (it keeps that upstream's
+/// tokens), fills in progress, when each cached tag was last checked upstream, and counters.
+#[derive(Default)]
+pub(crate) struct CacheState {
+    rules: Mutex<Option<(Instant, Arc<Vec<CacheRule>>)>>,
+    remotes: Mutex<HashMap<String, (Millis, berth_remote::Remote)>>,
+    pub(crate) fills: crate::fills::Fills,
+    pub(crate) stats: crate::cache_stats::CacheStats,
+}
+
+/// The rule covering a repository and the name the repository has upstream.
+#[derive(Debug, Clone)]
+pub(crate) struct CachedRepository {
+    pub rule: CacheRule,
+    pub upstream_name: RepositoryName,
+}
+
+/// The rule with the longest prefix covering `name` (`ROOT` covers all), and `name` upstream:
+/// the rule's prefix replaced by its upstream prefix (dropped for `ROOT`).
+fn covering_rule(rules: &[CacheRule], name: &RepositoryName) -> Option<CachedRepository> {
+    let rule = rule_for(rules, name.as_str())?;
+    let path = match rule.ecr_repository_prefix.as_str() {
+        ROOT_PREFIX => name.as_str().to_owned(),
+        prefix => name.as_str().strip_prefix(prefix)?.strip_prefix('/')?.to_owned(),
+    };
+    let upstream = match rule.upstream.upstream_repository_prefix.as_str() {
+        ROOT_PREFIX => path,
+        prefix => format!("{}/{path}", prefix.trim_end_matches('/')),
+    };
+    Some(CachedRepository { rule: rule.clone(), upstream_name: upstream.parse().ok()? })
 }
 
 /// The upstream a URL names, if Berth may use it: https, or http only on loopback.
@@ -180,8 +231,9 @@ impl Registry {
         self.upstream_credentials(upstream.credential_arn.as_deref()).await?;
         let document = serde_json::to_string(&upstream).expect("settings serialize");
         let record =
-            self.meta.create_cache_rule(normalize_prefix(prefix), &document, now_millis()).await.map_err(meta_error)?;
-        rule_from_record(record)
+            self.meta.create_cache_rule(normalize_prefix(prefix), &document, now_millis()).await.map_err(meta_error);
+        self.forget_cache_rules();
+        rule_from_record(record?)
     }
 
     /// Every rule, sorted by prefix.
@@ -211,17 +263,17 @@ impl Registry {
         rule.upstream.credential_arn = credential_arn;
         rule.upstream.custom_role_arn = custom_role_arn;
         let document = serde_json::to_string(&rule.upstream).expect("settings serialize");
-        let record = self
-            .meta
-            .update_cache_rule(&rule.ecr_repository_prefix, &document, now_millis())
-            .await
-            .map_err(meta_error)?;
-        rule_from_record(record)
+        let record =
+            self.meta.update_cache_rule(&rule.ecr_repository_prefix, &document, now_millis()).await.map_err(meta_error);
+        self.forget_cache_rules();
+        rule_from_record(record?)
     }
 
     /// `DeletePullThroughCacheRule`: the rule goes; what it cached stays, as on ECR.
     pub async fn delete_cache_rule(&self, prefix: &str) -> Result<CacheRule> {
-        rule_from_record(self.meta.delete_cache_rule(normalize_prefix(prefix)).await.map_err(meta_error)?)
+        let record = self.meta.delete_cache_rule(normalize_prefix(prefix)).await.map_err(meta_error);
+        self.forget_cache_rules();
+        rule_from_record(record?)
     }
 
     /// `ValidatePullThroughCacheRule`: asks the upstream's `/v2/` with the rule's credentials
@@ -237,6 +289,56 @@ impl Registry {
             }),
         };
         Ok(RuleValidation { rule, failure })
+    }
+
+    fn forget_cache_rules(&self) {
+        *self.pull_through.rules.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The rules, from memory when read less than [`RULES_TTL`] ago (a pull asks on every miss).
+    async fn current_cache_rules(&self) -> Result<Arc<Vec<CacheRule>>> {
+        if let Some((at, rules)) = &*self.pull_through.rules.lock().unwrap_or_else(|e| e.into_inner())
+            && at.elapsed() < RULES_TTL
+        {
+            return Ok(rules.clone());
+        }
+        let rules = Arc::new(self.cache_rules().await?);
+        *self.pull_through.rules.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), rules.clone()));
+        Ok(rules)
+    }
+
+    /// The rule covering `name`, if any, with `name` upstream.
+    pub(crate) async fn cached_repository(&self, name: &RepositoryName) -> Result<Option<CachedRepository>> {
+        Ok(covering_rule(&self.current_cache_rules().await?, name))
+    }
+
+    /// Refuses a push into a repository a cache rule covers (ECR does too).
+    pub(crate) async fn refuse_push_into_cache(&self, name: &RepositoryName) -> Result<()> {
+        match self.cached_repository(name).await? {
+            Some(cached) => Err(PullThroughError::PushIntoCache {
+                repository: name.to_string(),
+                prefix: cached.rule.ecr_repository_prefix,
+            }
+            .into()),
+            None => Ok(()),
+        }
+    }
+
+    /// The client of a rule's upstream, kept per rule (with its tokens) until the rule changes.
+    pub(crate) async fn rule_remote(&self, rule: &CacheRule) -> Result<berth_remote::Remote> {
+        let key = &rule.ecr_repository_prefix;
+        if let Some((updated_at, remote)) = self.pull_through.remotes.lock().unwrap_or_else(|e| e.into_inner()).get(key)
+            && *updated_at == rule.updated_at
+        {
+            return Ok(remote.clone());
+        }
+        let remote = self.upstream_remote(&rule.upstream).await?;
+        self.pull_through
+            .remotes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), (rule.updated_at, remote.clone()));
+        Ok(remote)
     }
 
     /// A client of the rule's upstream with the rule's credentials.
@@ -256,6 +358,35 @@ mod tests {
         assert_eq!(normalize_prefix("docker-hub/"), "docker-hub");
         assert_eq!(normalize_prefix("quay"), "quay");
         assert_eq!(normalize_prefix("ROOT"), "ROOT");
+    }
+
+    fn rule(prefix: &str, upstream_prefix: &str) -> CacheRule {
+        CacheRule {
+            ecr_repository_prefix: prefix.into(),
+            upstream: UpstreamSettings {
+                upstream_registry_url: "quay.io".into(),
+                upstream_registry: None,
+                upstream_repository_prefix: upstream_prefix.into(),
+                credential_arn: None,
+                custom_role_arn: None,
+            },
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn the_longest_prefix_covers_a_repository_and_maps_it_upstream() {
+        let rules = [rule("ROOT", "ROOT"), rule("hub", "library"), rule("hub/team", "ROOT")];
+        let covered = |name: &str| {
+            covering_rule(&rules, &name.parse().unwrap())
+                .map(|c| (c.rule.ecr_repository_prefix, c.upstream_name.to_string()))
+        };
+        assert_eq!(covered("hub/nginx"), Some(("hub".into(), "library/nginx".into())));
+        assert_eq!(covered("hub/team/app"), Some(("hub/team".into(), "app".into())));
+        assert_eq!(covered("hubx/app"), Some(("ROOT".into(), "hubx/app".into())));
+        assert_eq!(covered("hub"), Some(("ROOT".into(), "hub".into())));
+        assert_eq!(covering_rule(&rules[1..], &"hub".parse().unwrap()).map(|c| c.upstream_name), None);
     }
 
     #[test]

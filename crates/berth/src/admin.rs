@@ -259,3 +259,53 @@ pub async fn secret(command: SecretCommand) -> anyhow::Result<()> {
     println!("{}", result?);
     Ok(())
 }
+
+#[derive(clap::Subcommand)]
+pub enum CacheCommand {
+    /// Per pull-through cache rule as JSON: pulls served from the cache (hits) and from the
+    /// upstream (misses), their bytes, and the last upstream failure. Servers add their counts
+    /// every 10 seconds.
+    Status {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+pub async fn cache(command: CacheCommand) -> anyhow::Result<()> {
+    let CacheCommand::Status { dir } = command;
+    let store = open(&dir).await?;
+    let result = berth_registry::cache_stats::cache_status(&*store).await;
+    store.close().await;
+    let rules: Vec<serde_json::Value> = result?
+        .into_iter()
+        .map(|status| {
+            let stats = &status.stats;
+            let pulls = stats.hits + stats.misses;
+            serde_json::json!({
+                "ecrRepositoryPrefix": status.rule.ecr_repository_prefix,
+                "upstreamRegistryUrl": status.rule.upstream.upstream_registry_url,
+                "hits": stats.hits,
+                "misses": stats.misses,
+                "hitRatio": if pulls > 0 { Some(stats.hits as f64 / pulls as f64) } else { None },
+                "bytesFromCache": stats.bytes_from_cache,
+                "bytesFromUpstream": stats.bytes_from_upstream,
+                "lastUpstreamError": stats.last_error.as_ref().map(|(at, message)| serde_json::json!({
+                    "at": rfc3339(*at),
+                    "message": message,
+                })),
+            })
+        })
+        .collect();
+    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "rules": rules }))?);
+    Ok(())
+}
+
+/// Milliseconds since the epoch as `2026-01-31T12:00:00.123Z`.
+fn rfc3339(millis: i64) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| millis.to_string())
+}

@@ -80,6 +80,10 @@ pub struct ServeArgs {
     /// Seconds between lifecycle-policy runs; they also run right after a policy is put [default: 3600]
     #[arg(long, env = "BERTH_LIFECYCLE_INTERVAL_SECS")]
     lifecycle_interval_secs: Option<u64>,
+    /// Seconds a pull-through cache serves a cached tag before checking the upstream (a HEAD)
+    /// whether it moved [default: 86400, as on ECR]
+    #[arg(long, env = "BERTH_CACHE_TAG_RECHECK_SECS")]
+    cache_tag_recheck_secs: Option<u64>,
     /// Seconds between garbage-collection passes; 0 turns them off (`berth gc` still works) [default: 3600]
     #[arg(long, env = "BERTH_GC_INTERVAL_SECS")]
     gc_interval_secs: Option<u64>,
@@ -195,6 +199,7 @@ struct FileConfig {
     create_on_push: Option<bool>,
     upload_expiry_hours: Option<f64>,
     lifecycle_interval_secs: Option<u64>,
+    cache_tag_recheck_secs: Option<u64>,
     gc_interval_secs: Option<u64>,
     gc_grace_secs: Option<u64>,
     anonymous_pull: Option<bool>,
@@ -357,6 +362,8 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     pub upload_expiry: Duration,
     pub lifecycle_interval: Duration,
+    /// How long a cached tag is served before the upstream is asked whether it moved.
+    pub cache_tag_recheck: Duration,
     /// `None`: no automatic garbage collection.
     pub gc_interval: Option<Duration>,
     pub gc_grace: Duration,
@@ -431,6 +438,7 @@ impl ServeArgs {
         anyhow::ensure!(hours.is_finite() && hours > 0.0, "upload expiry must be a positive number of hours");
         let lifecycle_interval_secs = self.lifecycle_interval_secs.or(file.lifecycle_interval_secs).unwrap_or(3600);
         anyhow::ensure!(lifecycle_interval_secs > 0, "the lifecycle interval must be at least 1 second");
+        let cache_tag_recheck_secs = self.cache_tag_recheck_secs.or(file.cache_tag_recheck_secs).unwrap_or(24 * 3600);
         let gc_interval_secs = self.gc_interval_secs.or(file.gc_interval_secs).unwrap_or(3600);
         let gc_grace_secs = self.gc_grace_secs.or(file.gc_grace_secs).unwrap_or(24 * 3600);
         // A push relies on the grace period between ending a blob's candidacy and linking it.
@@ -555,6 +563,7 @@ impl ServeArgs {
             create_on_push: !self.no_create_on_push && file.create_on_push.unwrap_or(true),
             upload_expiry: Duration::from_secs_f64(hours * 3600.0),
             lifecycle_interval: Duration::from_secs(lifecycle_interval_secs),
+            cache_tag_recheck: Duration::from_secs(cache_tag_recheck_secs),
             gc_interval: (gc_interval_secs > 0).then(|| Duration::from_secs(gc_interval_secs)),
             gc_grace: Duration::from_secs(gc_grace_secs),
             registry_id,

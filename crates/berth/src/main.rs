@@ -37,6 +37,9 @@ enum Command {
     /// Credentials for upstream registries (pull-through cache rules' credentialArn).
     #[command(subcommand)]
     Secret(admin::SecretCommand),
+    /// The pull-through cache as the servers saw it.
+    #[command(subcommand)]
+    Cache(admin::CacheCommand),
     /// Reclaim blob data no image needs: one garbage-collection pass, safe while servers run.
     /// Takes the server's flags or config file, to find its stores.
     Gc(gc::GcArgs),
@@ -51,6 +54,7 @@ fn main() -> anyhow::Result<()> {
         Command::Token(args) => runtime.block_on(admin::token(args)),
         Command::Policy(command) => runtime.block_on(admin::policy(command)),
         Command::Secret(command) => runtime.block_on(admin::secret(command)),
+        Command::Cache(command) => runtime.block_on(admin::cache(command)),
         Command::Gc(args) => runtime.block_on(gc::run(args)),
     }
 }

@@ -85,6 +85,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
                 .map(|d| DestinationId { region: d.region.clone(), registry_id: d.registry_id.clone() })
                 .collect(),
             secrets: Secrets(Some(Arc::new(SealedUpstreamSecrets(UpstreamSecrets::new(&master_key))))),
+            cache_tag_recheck: config.cache_tag_recheck,
         },
     );
     let auth = Arc::new(authentication(&config, meta.clone(), &master_key).await?);
@@ -235,6 +236,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         gc.abort();
     }
     registry.flush_pulls().await;
+    registry.flush_cache_stats().await;
     if let Err(e) = registry.flush_finished_uploads().await {
         tracing::warn!(error = %e, "deleting finished upload sessions failed");
     }

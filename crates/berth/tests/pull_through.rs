@@ -3,6 +3,15 @@
 //! key across restarts, rules survive them, and validation asks the upstream with them.
 
 mod common;
+// The Bearer token service of berth-remote's tests (Docker Hub's flow), in front of an upstream.
+#[allow(dead_code)] // what only berth-remote's own tests use
+#[path = "../../berth-remote/tests/common/token_server.rs"]
+mod token_server;
+
+/// What the token service's own reqwest client needs (it calls `super::install_tls_provider`).
+fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -108,4 +117,308 @@ async fn rule_requests_are_validated_before_anything_is_stored() {
     }
     let r = call(&srv, "DescribePullThroughCacheRules", json!({})).await;
     assert_eq!(r.json()["pullThroughCacheRules"], json!([]), "nothing was stored: {}", r.describe());
+}
+
+/// A server caching `hub/…` from `upstream` (anonymous), tags re-checked after `recheck_secs`.
+async fn caching_server(upstream: &Server, recheck_secs: u64) -> Server {
+    let srv = Launch::new()
+        .root_keys(ROOT_KEY, ROOT_SECRET)
+        .args(&["--cache-tag-recheck-secs", &recheck_secs.to_string()])
+        .start();
+    let r = call(
+        &srv,
+        "CreatePullThroughCacheRule",
+        json!({"ecrRepositoryPrefix": "hub", "upstreamRegistryUrl": upstream.base(), "upstreamRepositoryPrefix": "lib"}),
+    )
+    .await;
+    r.expect_status(200);
+    srv
+}
+
+/// The upstream's access-log lines for `GET <path>` (each request it answered).
+fn upstream_gets(upstream: &Server, path: &str) -> usize {
+    upstream
+        .log()
+        .lines()
+        .filter(|l| l.contains("berth::access") && l.contains("method=GET") && l.contains(&format!("path=\"{path}\"")))
+        .count()
+}
+
+async fn get_manifest(srv: &Server, repo: &str, reference: &str) -> Resp {
+    let accept = format!("{OCI_MANIFEST}, {OCI_INDEX}");
+    send(srv.get(&format!("/v2/{repo}/manifests/{reference}")).header("accept", accept)).await
+}
+
+#[tokio::test]
+async fn a_multi_arch_index_is_cached_whole_and_each_platform_fills_when_pulled() {
+    let upstream = Server::start();
+    let amd = push_image_arch(&upstream, "lib/multi", None, "amd64").await;
+    let arm = push_image_arch(&upstream, "lib/multi", None, "arm64").await;
+    let index = index_json(
+        OCI_INDEX,
+        &[platform_entry(OCI_MANIFEST, &amd.manifest, "amd64"), platform_entry(OCI_MANIFEST, &arm.manifest, "arm64")],
+    );
+    let index_digest = push_manifest(&upstream, "lib/multi", "v1", OCI_INDEX, &index).await;
+    let index_path = format!("/v2/lib/multi/manifests/{index_digest}");
+    let index_gets_before = upstream_gets(&upstream, &index_path); // the push checked its Location
+    let srv = caching_server(&upstream, 3600).await;
+
+    // The index by tag: the upstream's exact bytes under the upstream's digest.
+    let r = get_manifest(&srv, "hub/multi", "v1").await;
+    r.expect_status(200);
+    assert_eq!(r.header("docker-content-digest"), Some(index_digest.as_str()), "{}", r.describe());
+    assert!(r.body == index, "the index is served byte for byte");
+    // One platform pulled: its manifest, config and layer fill; the other stays upstream.
+    expect_manifest(&srv, "hub/multi", &amd.digest, OCI_MANIFEST, &amd.manifest, &amd.digest).await;
+    expect_blob(&srv, "hub/multi", &sha256_digest(&amd.config), &amd.config).await;
+    expect_blob(&srv, "hub/multi", &sha256_digest(&amd.layers[0]), &amd.layers[0]).await;
+    let r = call(&srv, "DescribeImages", json!({"repositoryName": "hub/multi"})).await;
+    let mut digests: Vec<String> = r.json()["imageDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["imageDigest"].as_str().unwrap().into())
+        .collect();
+    digests.sort();
+    let mut want = vec![index_digest.clone(), amd.digest.clone()];
+    want.sort();
+    assert_eq!(digests, want, "the index whole and the one platform pulled: {}", r.describe());
+    // The other platform later: it fills too, and both are children the index protects.
+    expect_manifest(&srv, "hub/multi", &arm.digest, OCI_MANIFEST, &arm.manifest, &arm.digest).await;
+    expect_blob(&srv, "hub/multi", &sha256_digest(&arm.layers[0]), &arm.layers[0]).await;
+    let r = call(
+        &srv,
+        "BatchDeleteImage",
+        json!({"repositoryName": "hub/multi", "imageIds": [{"imageDigest": arm.digest}]}),
+    )
+    .await;
+    assert_eq!(r.json()["failures"].as_array().map(Vec::len), Some(1), "a child of the index: {}", r.describe());
+    // Each piece was fetched upstream once.
+    let _ = get_manifest(&srv, "hub/multi", "v1").await;
+    expect_blob(&srv, "hub/multi", &sha256_digest(&amd.layers[0]), &amd.layers[0]).await;
+    assert_eq!(upstream_gets(&upstream, &format!("/v2/lib/multi/blobs/{}", sha256_digest(&amd.layers[0]))), 1);
+    assert_eq!(upstream_gets(&upstream, &index_path), index_gets_before + 1);
+}
+
+#[tokio::test]
+async fn tags_follow_the_upstream_after_the_interval_and_the_cache_serves_while_it_is_down() {
+    let mut upstream = Server::start();
+    let first = push_image(&upstream, "lib/app", Some("v1")).await;
+    let uncached = push_image(&upstream, "lib/app", Some("other")).await;
+    let srv = caching_server(&upstream, 4).await;
+
+    let r = get_manifest(&srv, "hub/app", "v1").await;
+    assert_eq!(r.header("docker-content-digest"), Some(first.digest.as_str()), "{}", r.describe());
+    expect_blob(&srv, "hub/app", &sha256_digest(&first.layers[0]), &first.layers[0]).await;
+    // The tag moves upstream: within the interval the cache answers what it has...
+    let second = push_image(&upstream, "lib/app", Some("v1")).await;
+    let r = get_manifest(&srv, "hub/app", "v1").await;
+    assert_eq!(r.header("docker-content-digest"), Some(first.digest.as_str()), "{}", r.describe());
+    // ...and after it, follows.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let r = get_manifest(&srv, "hub/app", "v1").await;
+    assert_eq!(r.header("docker-content-digest"), Some(second.digest.as_str()), "{}", r.describe());
+    expect_blob(&srv, "hub/app", &sha256_digest(&second.layers[0]), &second.layers[0]).await;
+
+    // Upstream gone: cached content is still served (the tag's check fails and is logged)...
+    upstream.stop();
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let r = get_manifest(&srv, "hub/app", "v1").await;
+    assert_eq!(
+        (r.status(), r.header("docker-content-digest")),
+        (200, Some(second.digest.as_str())),
+        "{}",
+        r.describe()
+    );
+    expect_blob(&srv, "hub/app", &sha256_digest(&first.layers[0]), &first.layers[0]).await;
+    let r = get_manifest(&srv, "hub/app", &first.digest).await;
+    r.expect_status(200);
+    // ...and what was never cached is unknown, saying why.
+    let r = get_manifest(&srv, "hub/app", "other").await;
+    r.expect_error(404, "MANIFEST_UNKNOWN");
+    assert!(r.text().contains("not cached") && r.text().contains("cannot reach"), "{}", r.describe());
+    let r = send(srv.get(&format!("/v2/hub/app/blobs/{}", sha256_digest(&uncached.layers[0])))).await;
+    r.expect_error(404, "BLOB_UNKNOWN");
+    assert!(srv.log().contains("pull-through cache upstream failed"), "the failure is logged");
+
+    // The counters: hits, misses, bytes and the last upstream error, once flushed (at shutdown).
+    let mut srv = srv;
+    srv.stop();
+    let status: Value = serde_json::from_str(&srv.cli(&["cache", "status"])).unwrap();
+    let rule = &status["rules"][0];
+    assert_eq!(rule["ecrRepositoryPrefix"], "hub", "{status}");
+    assert!(rule["hits"].as_i64().unwrap() >= 4 && rule["misses"].as_i64().unwrap() >= 4, "{status}");
+    let layer_bytes = (first.layers[0].len() + second.layers[0].len()) as i64;
+    assert_eq!(rule["bytesFromUpstream"].as_i64(), Some(layer_bytes), "{status}");
+    assert_eq!(rule["bytesFromCache"].as_i64(), Some(first.layers[0].len() as i64), "{status}");
+    assert!(rule["lastUpstreamError"]["message"].as_str().unwrap().contains("cannot reach"), "{status}");
+}
+
+#[tokio::test]
+async fn concurrent_pulls_of_a_cold_layer_make_one_upstream_fetch_and_stream_before_it_is_stored() {
+    let upstream = Server::start();
+    let layer = random_bytes(64 << 20);
+    let layer_digest = push_blob(&upstream, "lib/big", &layer).await;
+    let config = config_json("amd64");
+    push_blob(&upstream, "lib/big", &config).await;
+    let manifest = oci_manifest(&descriptor(OCI_CONFIG, &config), &[descriptor(OCI_LAYER, &layer)]);
+    push_manifest(&upstream, "lib/big", "latest", OCI_MANIFEST, &manifest).await;
+    let srv = caching_server(&upstream, 3600).await;
+    get_manifest(&srv, "hub/big", "latest").await.expect_status(200);
+
+    // The first client reads its first bytes and stops: the fill cannot have stored the layer
+    // yet (the client holds it up, 64 MiB do not fit the buffers in between).
+    let path = format!("/v2/hub/big/blobs/{layer_digest}");
+    let mut first = srv.get(&path).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.content_length(), Some(layer.len() as u64));
+    let mut received = first.chunk().await.unwrap().expect("first bytes").to_vec();
+    assert!(!received.is_empty() && received.len() < layer.len());
+    assert!(!srv.log().contains("cached a blob"), "the first bytes arrived before the layer was stored");
+
+    // 19 more clients meanwhile; then the first reads on. All get the layer, fetched once.
+    let others: Vec<_> = (0..19)
+        .map(|_| {
+            let request = srv.get(&path);
+            tokio::spawn(async move {
+                let r = request.send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                sha256_digest(&r.bytes().await.unwrap())
+            })
+        })
+        .collect();
+    while let Some(piece) = first.chunk().await.unwrap() {
+        received.extend_from_slice(&piece);
+    }
+    assert_eq!(sha256_digest(&received), layer_digest);
+    for other in others {
+        assert_eq!(other.await.unwrap(), layer_digest);
+    }
+    assert_eq!(upstream_gets(&upstream, &format!("/v2/lib/big/blobs/{layer_digest}")), 1, "one upstream GET");
+    assert!(srv.log().contains("cached a blob"));
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_does_not_abort_the_fill() {
+    let upstream = Server::start();
+    let layer = random_bytes(16 << 20);
+    let digest = push_blob(&upstream, "lib/gone", &layer).await;
+    let srv = caching_server(&upstream, 3600).await;
+    let path = format!("/v2/hub/gone/blobs/{digest}");
+    let mut response = srv.get(&path).send().await.unwrap();
+    response.chunk().await.unwrap().expect("first bytes");
+    drop(response);
+    // The fill completes on its own: the next pull is served from the cache.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !srv.log().contains("cached a blob") {
+        assert!(std::time::Instant::now() < deadline, "the fill did not complete: {}", srv.log_tail());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    expect_blob(&srv, "hub/gone", &digest, &layer).await;
+    assert_eq!(upstream_gets(&upstream, &format!("/v2/lib/gone/blobs/{digest}")), 1);
+}
+
+#[tokio::test]
+async fn pushes_into_a_cache_namespace_are_refused_and_imports_need_their_permissions() {
+    let upstream = Server::start();
+    let image = push_image(&upstream, "lib/app", Some("v1")).await;
+    let srv = caching_server(&upstream, 3600).await;
+
+    // Pushing into the namespace: refused on both planes, naming the rule.
+    let r = send(srv.post("/v2/hub/mine/blobs/uploads/")).await;
+    r.expect_error(403, "DENIED");
+    assert!(r.text().contains("'hub'"), "{}", r.describe());
+    let r = put_manifest(&srv, "hub/app", "v2", OCI_MANIFEST, &image.manifest).await;
+    r.expect_error(403, "DENIED");
+    let r = call(&srv, "CreateRepository", json!({"repositoryName": "hub/app"})).await;
+    r.expect_status(200);
+    let manifest = String::from_utf8(image.manifest.clone()).unwrap();
+    let r =
+        call(&srv, "PutImage", json!({"repositoryName": "hub/app", "imageManifest": manifest, "imageTag": "v2"})).await;
+    assert_eq!(error_type(&r), "InvalidParameterException", "{}", r.describe());
+    assert!(r.text().contains("pull through cache rule"), "{}", r.describe());
+    call(&srv, "DeleteRepository", json!({"repositoryName": "hub/app"})).await.expect_status(200);
+
+    // A reader without ecr:BatchImportUpstreamImage / ecr:CreateRepository: denied, nothing fetched.
+    let user: Value =
+        serde_json::from_str(&srv.cli(&["user", "add", "reader", "--policy", "AmazonEC2ContainerRegistryReadOnly"]))
+            .unwrap();
+    // The server notices new users within a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let reader =
+        http_client(Some(&basic(user["accessKeyId"].as_str().unwrap(), user["secretAccessKey"].as_str().unwrap())));
+    let r = send(reader.get(srv.url("/v2/hub/app/manifests/v1")).header("accept", OCI_MANIFEST)).await;
+    r.expect_error(403, "DENIED");
+    assert_eq!(upstream_gets(&upstream, "/v2/lib/app/manifests/v1"), 0, "nothing was asked upstream");
+    let r = call(&srv, "DescribeRepositories", json!({"repositoryNames": ["hub/app"]})).await;
+    assert_eq!(error_type(&r), "RepositoryNotFoundException", "{}", r.describe());
+    // Once someone allowed to import has, the reader pulls what is cached.
+    get_manifest(&srv, "hub/app", "v1").await.expect_status(200);
+    let r = send(reader.get(srv.url("/v2/hub/app/manifests/v1")).header("accept", OCI_MANIFEST)).await;
+    r.expect_status(200);
+    assert_eq!(r.header("docker-content-digest"), Some(image.digest.as_str()));
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_reported_by_validation_and_caches_nothing() {
+    let upstream = Launch::new().start();
+    let user: Value = serde_json::from_str(&upstream.cli(&[
+        "user",
+        "add",
+        "puller",
+        "--policy",
+        "AmazonEC2ContainerRegistryReadOnly",
+    ]))
+    .unwrap();
+    let key = user["accessKeyId"].as_str().unwrap();
+    let image = push_image(&upstream, "lib/app", Some("v1")).await;
+    let srv = Launch::new().root_keys(ROOT_KEY, ROOT_SECRET).start();
+    let wrong = secret_put(&srv, "wrong", key, "not-the-secret");
+    let r = call(
+        &srv,
+        "CreatePullThroughCacheRule",
+        json!({"ecrRepositoryPrefix": "up", "upstreamRegistryUrl": upstream.base(), "credentialArn": wrong,
+               "upstreamRepositoryPrefix": "lib"}),
+    )
+    .await;
+    r.expect_status(200);
+    let r = call(&srv, "ValidatePullThroughCacheRule", json!({"ecrRepositoryPrefix": "up"})).await;
+    assert_eq!(r.json()["isValid"], false, "{}", r.describe());
+    assert!(r.json()["failure"].as_str().unwrap().contains("authentication failed"), "{}", r.describe());
+    let r = get_manifest(&srv, "up/app", "v1").await;
+    r.expect_error(404, "MANIFEST_UNKNOWN");
+    assert!(r.text().contains("authentication failed"), "{}", r.describe());
+    let r = call(&srv, "DescribeRepositories", json!({"repositoryNames": ["up/app"]})).await;
+    assert_eq!(error_type(&r), "RepositoryNotFoundException", "nothing cached: {}", r.describe());
+
+    // The right secret (Basic auth at the upstream Berth): the image is pulled through.
+    let good = secret_put(&srv, "good", key, user["secretAccessKey"].as_str().unwrap());
+    call(&srv, "UpdatePullThroughCacheRule", json!({"ecrRepositoryPrefix": "up", "credentialArn": good}))
+        .await
+        .expect_status(200);
+    expect_manifest(&srv, "up/app", "v1", OCI_MANIFEST, &image.manifest, &image.digest).await;
+    expect_blob(&srv, "up/app", &sha256_digest(&image.layers[0]), &image.layers[0]).await;
+}
+
+#[tokio::test]
+async fn an_upstream_behind_a_bearer_token_challenge_is_pulled_through() {
+    let upstream = Server::start();
+    let image = push_image(&upstream, "lib/app", Some("v1")).await;
+    let gate = token_server::TokenServer::start(upstream.base(), token_server::Config::default()).await;
+    let srv = Launch::new().root_keys(ROOT_KEY, ROOT_SECRET).start();
+    let arn = secret_put(&srv, "hub-token", "alice", "alice-secret-pw");
+    let r = call(
+        &srv,
+        "CreatePullThroughCacheRule",
+        json!({"ecrRepositoryPrefix": "tok", "upstreamRegistryUrl": gate.url, "credentialArn": arn,
+               "upstreamRepositoryPrefix": "lib"}),
+    )
+    .await;
+    r.expect_status(200);
+    expect_manifest(&srv, "tok/app", "v1", OCI_MANIFEST, &image.manifest, &image.digest).await;
+    expect_blob(&srv, "tok/app", &sha256_digest(&image.layers[0]), &image.layers[0]).await;
+    expect_blob(&srv, "tok/app", &sha256_digest(&image.config), &image.config).await;
+    let scopes = gate.gate.requested_scopes.lock().unwrap().clone();
+    assert!(scopes.iter().flatten().any(|s| s == "repository:lib/app:pull"), "a pull token was asked for: {scopes:?}");
+    assert_eq!(gate.gate.token_requests(), 1, "the token is reused for the manifest and both blobs");
 }

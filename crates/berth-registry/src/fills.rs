@@ -1,0 +1,635 @@
+//! The pull-through cache's data path: a pull of a repository a cache rule covers that misses
+//! (or finds a tag due for its upstream check) is answered from the rule's upstream while the
+//! content is stored.
+//!
+//! - **One fill per key.** Manifests are resolved under a lock per repository and reference, so
+//!   concurrent pulls wait for the first one's answer and then find it stored; blobs have one
+//!   [`BlobFill`] per digest, which every concurrent pull joins.
+//! - **Fills outlive their clients.** Both run on tasks of their own ([`Registry::detached`],
+//!   `tokio::spawn`): a client that goes away stops receiving, never the fill others wait on.
+//! - **Nothing unverified is stored or served whole.** Manifests are stored only after their bytes
+//!   hashed to the upstream digest (berth-remote checks). A blob streams to the clients that joined
+//!   before its first byte (tees) while it is written to a staged upload, one piece behind the
+//!   store; the last piece is released only after the digest matched and the blob was committed
+//!   and linked. A lying upstream ends every tee with an error before its last byte and stores
+//!   nothing. Clients that join later, or ask for a range, get the stored blob once committed.
+//! - **Indexes are stored whole** (sparse: children and blobs may be absent); each child fills
+//!   when a client pulls it by digest, and then becomes a protected child of the index.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_iam::{RequestContext, actions};
+use berth_meta::{ManifestRecord, UploadSession};
+use berth_remote::FetchedManifest;
+use berth_spec::{ByteRange, Digest, Manifest, Reference, RepositoryName, Tag};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+
+use crate::blobs::BlobBody;
+use crate::cache_stats::Served;
+use crate::manifests::PushedManifest;
+use crate::pull_through::{CachedRepository, PullThroughError};
+use crate::templates::AppliedFor;
+use crate::{Registry, RegistryError, RepositoryInfo, Result, now_millis};
+
+/// A tee whose client takes no piece for this long is dropped, so one stalled client cannot
+/// hold up the fill everyone else waits on.
+const TEE_STALL: Duration = Duration::from_secs(30);
+/// Pieces buffered per tee.
+const TEE_BUFFER: usize = 16;
+/// After a failed upstream check of a cached tag, the next is tried no sooner than this.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+
+type ManifestKey = (String, String);
+
+#[derive(Default)]
+pub(crate) struct Fills {
+    /// One lock per (repository, reference) being resolved upstream.
+    manifests: Mutex<HashMap<ManifestKey, Arc<tokio::sync::Mutex<()>>>>,
+    blobs: Mutex<HashMap<Digest, Arc<BlobFill>>>,
+    /// When each cached tag is next checked upstream.
+    tag_checks: Mutex<HashMap<ManifestKey, Instant>>,
+}
+
+fn key(repo: &RepositoryName, reference: &Reference) -> ManifestKey {
+    (repo.to_string(), reference.to_string())
+}
+
+impl Fills {
+    fn manifest_lock(&self, key: &ManifestKey) -> Arc<tokio::sync::Mutex<()>> {
+        self.manifests.lock().unwrap_or_else(|e| e.into_inner()).entry(key.clone()).or_default().clone()
+    }
+
+    fn release_manifest_lock(&self, key: &ManifestKey, lock: &Arc<tokio::sync::Mutex<()>>) {
+        let mut locks = self.manifests.lock().unwrap_or_else(|e| e.into_inner());
+        if locks.get(key).is_some_and(|held| Arc::ptr_eq(held, lock)) {
+            locks.remove(key);
+        }
+    }
+
+    /// Whether the reference may be served from the cache without asking the upstream: always
+    /// for a digest (content never changes), for a tag until its check is due.
+    fn fresh(&self, key: &ManifestKey, reference: &Reference) -> bool {
+        match reference {
+            Reference::Digest(_) => true,
+            Reference::Tag(_) => self
+                .tag_checks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(key)
+                .is_some_and(|due| Instant::now() < *due),
+        }
+    }
+
+    fn checked(&self, key: ManifestKey, next_after: Duration) {
+        self.tag_checks.lock().unwrap_or_else(|e| e.into_inner()).insert(key, Instant::now() + next_after);
+    }
+
+    /// The fill of `digest` in progress, or a new one (`true`: the caller must start it).
+    fn blob_fill(&self, digest: &Digest) -> (Arc<BlobFill>, bool) {
+        let mut fills = self.blobs.lock().unwrap_or_else(|e| e.into_inner());
+        match fills.get(digest) {
+            Some(fill) => (fill.clone(), false),
+            None => {
+                let fill = Arc::new(BlobFill::new());
+                fills.insert(digest.clone(), fill.clone());
+                (fill, true)
+            }
+        }
+    }
+
+    fn blob_fill_done(&self, digest: &Digest) {
+        self.blobs.lock().unwrap_or_else(|e| e.into_inner()).remove(digest);
+    }
+}
+
+/// Why a blob fill failed, as every client that waited on it is told.
+#[derive(Debug, Clone)]
+enum FillError {
+    /// The upstream does not have it.
+    NotFound(Digest),
+    NotCached(String),
+    Other(String),
+}
+
+impl From<FillError> for RegistryError {
+    fn from(e: FillError) -> RegistryError {
+        match e {
+            FillError::NotFound(digest) => RegistryError::BlobUnknown(digest),
+            FillError::NotCached(message) => PullThroughError::BlobNotCached(message).into(),
+            FillError::Other(message) => RegistryError::Internal(message),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    /// Asking the upstream.
+    Connecting,
+    /// Bytes are arriving; `size` from the upstream's `Content-Length`.
+    Streaming { size: Option<u64> },
+    /// Stored and linked (`Ok`), or failed.
+    Done(Result<(), FillError>),
+}
+
+type TeeSender = mpsc::Sender<std::io::Result<Bytes>>;
+
+/// One blob being fetched from upstream and stored, with the clients it streams to.
+struct BlobFill {
+    phase: watch::Sender<Phase>,
+    tees: Mutex<Tees>,
+    /// What made the upstream's stream fail, for the clients' answer.
+    upstream_error: Mutex<Option<berth_remote::Error>>,
+}
+
+#[derive(Default)]
+struct Tees {
+    /// Set when the first byte arrived: from then on a client can no longer join at byte 0.
+    started: bool,
+    senders: Vec<TeeSender>,
+    /// The piece held back until the blob is verified and committed.
+    last: Option<Bytes>,
+}
+
+impl BlobFill {
+    fn new() -> BlobFill {
+        BlobFill {
+            phase: watch::Sender::new(Phase::Connecting),
+            tees: Mutex::default(),
+            upstream_error: Mutex::default(),
+        }
+    }
+
+    fn tees(&self) -> std::sync::MutexGuard<'_, Tees> {
+        self.tees.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A stream of the blob from its first byte, if no byte has arrived yet.
+    fn join_at_start(&self) -> Option<mpsc::Receiver<std::io::Result<Bytes>>> {
+        let mut tees = self.tees();
+        if tees.started {
+            return None;
+        }
+        let (sender, receiver) = mpsc::channel(TEE_BUFFER);
+        tees.senders.push(sender);
+        Some(receiver)
+    }
+
+    /// Sends a piece to every tee; drops tees whose client is gone or stalled.
+    async fn forward(&self, piece: Bytes) {
+        let senders = self.tees().senders.clone();
+        for sender in senders {
+            if sender.send_timeout(Ok(piece.clone()), TEE_STALL).await.is_err() {
+                self.tees().senders.retain(|s| !s.same_channel(&sender));
+            }
+        }
+    }
+
+    /// Ends every tee: with the held-back last piece when the blob is stored, else with an error.
+    async fn end_tees(&self, stored: bool) {
+        let (senders, last) = {
+            let mut tees = self.tees();
+            (std::mem::take(&mut tees.senders), tees.last.take())
+        };
+        for sender in senders {
+            let end = match (&last, stored) {
+                (Some(piece), true) => Ok(piece.clone()),
+                (None, true) => continue,
+                (_, false) => Err(std::io::Error::other("the upstream blob could not be stored; it was not served")),
+            };
+            // A client that is gone or stalled misses its end; its connection is closed either way.
+            let _ = sender.send_timeout(end, TEE_STALL).await;
+        }
+    }
+}
+
+/// The upstream's stream as the store's append reads it: each piece goes to the tees when the
+/// next one has arrived (so they never run ahead of the store), the last one is kept back.
+fn teed(upstream: berth_remote::BlobStream, fill: Arc<BlobFill>) -> berth_storage::ByteStream {
+    futures::stream::unfold(Some((upstream, None::<Bytes>, fill)), |state| async move {
+        let (mut upstream, held, fill) = state?;
+        match upstream.next().await {
+            Some(Ok(piece)) => {
+                fill.tees().started = true;
+                if let Some(previous) = held {
+                    fill.forward(previous).await;
+                }
+                Some((Ok(piece.clone()), Some((upstream, Some(piece), fill))))
+            }
+            Some(Err(e)) => {
+                let message = e.to_string();
+                *fill.upstream_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                Some((Err(std::io::Error::other(message)), None))
+            }
+            None => {
+                fill.tees().last = held;
+                None
+            }
+        }
+    })
+    .boxed()
+}
+
+impl Registry {
+    /// `GET`/`HEAD /v2/<name>/manifests/<reference>` with the pull-through cache: a repository
+    /// no rule covers is read as stored.
+    pub async fn pull_manifest(
+        &self,
+        ctx: &RequestContext,
+        repo: &RepositoryName,
+        reference: &Reference,
+        record_pull: bool,
+    ) -> Result<Arc<ManifestRecord>> {
+        let Some(cached) = self.cached_repository(repo).await? else {
+            return self.get_manifest(repo, reference, record_pull.then_some(ctx)).await;
+        };
+        let key = key(repo, reference);
+        let manifest = match self.stored_manifest(repo, reference).await? {
+            Some(stored) if self.pull_through.fills.fresh(&key, reference) => {
+                self.pull_through.stats.served(&cached.rule.ecr_repository_prefix, Served::Cache { bytes: 0 });
+                stored
+            }
+            _ => {
+                let (ctx, repo, reference) = (ctx.clone(), repo.clone(), reference.clone());
+                self.detached(move |registry| async move {
+                    let lock = registry.pull_through.fills.manifest_lock(&key);
+                    let held = lock.lock().await;
+                    let result = registry.resolve_manifest(&ctx, &cached, &repo, &reference).await;
+                    drop(held);
+                    registry.pull_through.fills.release_manifest_lock(&key, &lock);
+                    result
+                })
+                .await?
+            }
+        };
+        if record_pull {
+            self.record_pull(ctx, repo, &manifest.digest);
+        }
+        Ok(manifest)
+    }
+
+    async fn stored_manifest(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Option<Arc<ManifestRecord>>> {
+        match self.get_manifest(repo, reference, None).await {
+            Ok(manifest) => Ok(Some(manifest)),
+            Err(RegistryError::ManifestUnknown(_) | RegistryError::NameUnknown(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Under the reference's lock: what is stored if still fresh (another pull just resolved
+    /// it), else what the upstream says, stored.
+    async fn resolve_manifest(
+        &self,
+        ctx: &RequestContext,
+        cached: &CachedRepository,
+        repo: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Arc<ManifestRecord>> {
+        let prefix = cached.rule.ecr_repository_prefix.as_str();
+        let key = key(repo, reference);
+        let stored = self.stored_manifest(repo, reference).await?;
+        if let Some(stored) = &stored
+            && self.pull_through.fills.fresh(&key, reference)
+        {
+            self.pull_through.stats.served(prefix, Served::Cache { bytes: 0 });
+            return Ok(stored.clone());
+        }
+        // Asking the upstream imports: without the permission to, the caller gets what is cached.
+        if let Err(denied) = self.authorize_import(ctx, repo).await {
+            return match stored {
+                Some(stored) => Ok(stored),
+                None => Err(denied),
+            };
+        }
+        let upstream = match self.rule_remote(&cached.rule).await {
+            Ok(remote) => remote,
+            Err(e) => return self.manifest_upstream_failed(cached, repo, reference, stored, UpstreamFailure::Rule(e)),
+        };
+        let target = match reference {
+            Reference::Digest(digest) => digest.clone(),
+            Reference::Tag(_) => match upstream.head_manifest(&cached.upstream_name, reference).await {
+                Ok(head) => head.digest,
+                Err(e) => {
+                    return self.manifest_upstream_failed(cached, repo, reference, stored, UpstreamFailure::Remote(e));
+                }
+            },
+        };
+        if let Some(stored) = stored.as_ref().filter(|s| s.digest == target) {
+            self.pull_through.fills.checked(key, self.config.cache_tag_recheck);
+            self.pull_through.stats.served(prefix, Served::Cache { bytes: 0 });
+            return Ok(stored.clone());
+        }
+        // A moved tag may point at a manifest stored already (by digest, or under another tag).
+        let by_digest = Reference::Digest(target.clone());
+        let fetched = match self.stored_manifest(repo, &by_digest).await? {
+            Some(known) => FetchedManifest {
+                digest: known.digest.clone(),
+                media_type: known.media_type.clone(),
+                bytes: Bytes::from(known.content.clone()),
+            },
+            None => match upstream.get_manifest(&cached.upstream_name, &by_digest).await {
+                Ok(fetched) => fetched,
+                Err(e) => {
+                    return self.manifest_upstream_failed(cached, repo, reference, stored, UpstreamFailure::Remote(e));
+                }
+            },
+        };
+        let tag = match reference {
+            Reference::Tag(tag) => Some(tag),
+            Reference::Digest(_) => None,
+        };
+        if let Err(e) = self.store_cached_manifest(ctx, repo, &fetched, tag).await {
+            let Some(stored) = stored else { return Err(e) };
+            tracing::warn!(repository = %repo, %reference, error = %e, "storing the upstream's manifest failed; serving the cached one");
+            return Ok(stored);
+        }
+        if tag.is_some() {
+            self.pull_through.fills.checked(key, self.config.cache_tag_recheck);
+        }
+        self.pull_through.stats.served(prefix, Served::Upstream { bytes: 0 });
+        tracing::info!(repository = %repo, %reference, digest = %fetched.digest, "cached a manifest from the upstream registry");
+        self.stored_manifest(repo, reference)
+            .await?
+            .ok_or_else(|| RegistryError::Internal(format!("the cached manifest {reference} of {repo} vanished")))
+    }
+
+    /// The answer when the upstream could not be asked: the cached manifest if there is one
+    /// (checked again after a short while), else why there is none.
+    fn manifest_upstream_failed(
+        &self,
+        cached: &CachedRepository,
+        repo: &RepositoryName,
+        reference: &Reference,
+        stored: Option<Arc<ManifestRecord>>,
+        failure: UpstreamFailure,
+    ) -> Result<Arc<ManifestRecord>> {
+        let prefix = cached.rule.ecr_repository_prefix.as_str();
+        if let UpstreamFailure::Remote(berth_remote::Error::NotFound { .. }) = failure {
+            return match stored {
+                // The tag is gone upstream; what was cached stays as it is, as on ECR.
+                Some(stored) => {
+                    self.pull_through.fills.checked(key(repo, reference), self.config.cache_tag_recheck);
+                    Ok(stored)
+                }
+                None => Err(RegistryError::ManifestUnknown(reference.to_string())),
+            };
+        }
+        let message = self.record_upstream_failure(cached, repo, &failure);
+        match stored {
+            Some(stored) => {
+                self.pull_through
+                    .fills
+                    .checked(key(repo, reference), RETRY_AFTER_FAILURE.min(self.config.cache_tag_recheck));
+                self.pull_through.stats.served(prefix, Served::Cache { bytes: 0 });
+                Ok(stored)
+            }
+            None => Err(PullThroughError::ManifestNotCached(format!(
+                "manifest {reference} of {repo} is not cached, and {message}"
+            ))
+            .into()),
+        }
+    }
+
+    /// Logs and counts an upstream failure; returns it as a sentence for the client.
+    fn record_upstream_failure(
+        &self,
+        cached: &CachedRepository,
+        repo: &RepositoryName,
+        failure: &UpstreamFailure,
+    ) -> String {
+        let url = &cached.rule.upstream.upstream_registry_url;
+        let message = match failure {
+            UpstreamFailure::Rule(e) => format!("the pull through cache rule cannot be used: {e}"),
+            UpstreamFailure::Remote(e) => format!("the upstream registry {url} cannot provide it: {e}"),
+        };
+        tracing::warn!(rule = cached.rule.ecr_repository_prefix, repository = %repo, upstream = url, error = %message, "pull-through cache upstream failed");
+        self.pull_through.stats.upstream_failed(&cached.rule.ecr_repository_prefix, message.clone());
+        message
+    }
+
+    /// Pulling from the upstream into `repo` needs `ecr:BatchImportUpstreamImage`, and
+    /// `ecr:CreateRepository` while the repository does not exist.
+    async fn authorize_import(&self, ctx: &RequestContext, repo: &RepositoryName) -> Result<()> {
+        if self.meta.get_repository(repo).await?.is_some() {
+            self.authorize(ctx, repo, &[actions::BATCH_IMPORT_UPSTREAM_IMAGE]).await
+        } else {
+            self.authorize(ctx, repo, &[actions::BATCH_IMPORT_UPSTREAM_IMAGE, actions::CREATE_REPOSITORY]).await
+        }
+    }
+
+    /// The cached repository, created (through the one implicit-creation path) if missing.
+    async fn cache_target(&self, ctx: &RequestContext, repo: &RepositoryName) -> Result<RepositoryInfo> {
+        let repository = match self.meta.get_repository(repo).await? {
+            Some(repository) => repository,
+            None => self.create_implicitly(ctx, repo, AppliedFor::PullThroughCache).await?,
+        };
+        repository.try_into()
+    }
+
+    /// Stores the upstream's exact bytes (verified by berth-remote against their digest) as a
+    /// sparse manifest: its blobs and an index's children fill when pulled.
+    async fn store_cached_manifest(
+        &self,
+        ctx: &RequestContext,
+        repo: &RepositoryName,
+        fetched: &FetchedManifest,
+        tag: Option<&Tag>,
+    ) -> Result<()> {
+        let manifest = Manifest::parse(&fetched.bytes, Some(&fetched.media_type)).map_err(|e| {
+            PullThroughError::ManifestNotCached(format!(
+                "the upstream's manifest {} cannot be cached: {e}",
+                fetched.digest
+            ))
+        })?;
+        let settings = self.cache_target(ctx, repo).await?.settings;
+        let blobs: Vec<(Digest, u64)> = manifest.required_blobs().map(|d| (d.digest.clone(), d.size)).collect();
+        let pushed = PushedManifest { parsed: &manifest, content: &fetched.bytes, digest: &fetched.digest };
+        let tags: Vec<Tag> = tag.cloned().into_iter().collect();
+        self.commit_manifest(ctx, repo, &settings, pushed, &blobs, true, &tags).await?;
+        Ok(())
+    }
+
+    /// `GET /v2/<name>/blobs/<digest>` with the pull-through cache.
+    pub async fn pull_blob(
+        &self,
+        ctx: &RequestContext,
+        repo: &RepositoryName,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<BlobBody> {
+        match self.get_blob(repo, digest, range).await {
+            Err(RegistryError::BlobUnknown(_)) => {}
+            other => {
+                let served = other.as_ref().ok().map(|body| body.range.as_ref().map_or(body.size, |r| r.end - r.start));
+                if let Some(bytes) = served
+                    && let Some(cached) = self.cached_repository(repo).await?
+                {
+                    self.pull_through.stats.served(&cached.rule.ecr_repository_prefix, Served::Cache { bytes });
+                }
+                return other;
+            }
+        }
+        let Some(cached) = self.cached_repository(repo).await? else {
+            return Err(RegistryError::BlobUnknown(digest.clone()));
+        };
+        self.authorize_import(ctx, repo).await?;
+        let prefix = cached.rule.ecr_repository_prefix.clone();
+        let (fill, new) = self.pull_through.fills.blob_fill(digest);
+        let mut tee = if range.is_none() { fill.join_at_start() } else { None };
+        let mut phase = fill.phase.subscribe();
+        if new {
+            let (this, fill, ctx, repo, digest) =
+                (self.me.upgrade().expect("in its Arc"), fill.clone(), ctx.clone(), repo.clone(), digest.clone());
+            tokio::spawn(async move { this.run_blob_fill(fill, &ctx, &cached, &repo, &digest).await });
+        }
+        loop {
+            let now = phase.borrow_and_update().clone();
+            match now {
+                Phase::Streaming { size: Some(size) } if tee.is_some() => {
+                    let receiver = tee.take().expect("checked");
+                    self.pull_through.stats.served(&prefix, Served::Upstream { bytes: size });
+                    let stream = tokio_stream_from(receiver);
+                    return Ok(BlobBody { size, range: None, stream });
+                }
+                // Without a length the response cannot start before the end: wait for the store.
+                Phase::Streaming { .. } => tee = None,
+                Phase::Connecting => {}
+                Phase::Done(Ok(())) => break,
+                Phase::Done(Err(e)) => return Err(e.into()),
+            }
+            if phase.changed().await.is_err() {
+                return Err(RegistryError::Internal(format!("the fill of blob {digest} ended without an outcome")));
+            }
+        }
+        // Filled, maybe for another repository (another rule with the same content): link it here.
+        if self.meta.linked_blob(repo, digest).await?.is_none() {
+            let size = self.blobs.stat(digest).await?.ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
+            self.cache_target(ctx, repo).await?;
+            self.keep_from_collection(digest).await?;
+            self.meta.link_blob(repo, digest, size, now_millis()).await?;
+        }
+        let body = self.get_blob(repo, digest, range).await?;
+        let bytes = body.range.as_ref().map_or(body.size, |r| r.end - r.start);
+        self.pull_through.stats.served(&prefix, Served::Cache { bytes });
+        Ok(body)
+    }
+
+    /// `HEAD /v2/<name>/blobs/<digest>` with the pull-through cache: a miss asks the upstream for
+    /// the size without fetching the blob.
+    pub async fn pull_blob_size(&self, ctx: &RequestContext, repo: &RepositoryName, digest: &Digest) -> Result<u64> {
+        match self.stat_blob(repo, digest).await {
+            Err(RegistryError::BlobUnknown(_)) => {}
+            other => return other,
+        }
+        let Some(cached) = self.cached_repository(repo).await? else {
+            return Err(RegistryError::BlobUnknown(digest.clone()));
+        };
+        self.authorize_import(ctx, repo).await?;
+        let failure = match self.rule_remote(&cached.rule).await {
+            Err(e) => UpstreamFailure::Rule(e),
+            Ok(remote) => match remote.head_blob(&cached.upstream_name, digest).await {
+                Ok(Some(size)) => return Ok(size),
+                Ok(None) => return Err(RegistryError::BlobUnknown(digest.clone())),
+                Err(e) => UpstreamFailure::Remote(e),
+            },
+        };
+        let message = self.record_upstream_failure(&cached, repo, &failure);
+        Err(PullThroughError::BlobNotCached(format!("blob {digest} is not cached, and {message}")).into())
+    }
+
+    /// Fetches, stores and links one blob, streaming it to the fill's tees; then tells every
+    /// waiting client how it went.
+    async fn run_blob_fill(
+        &self,
+        fill: Arc<BlobFill>,
+        ctx: &RequestContext,
+        cached: &CachedRepository,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) {
+        let outcome = self.fill_blob(&fill, ctx, cached, repo, digest).await;
+        fill.end_tees(outcome.is_ok()).await;
+        let outcome = match outcome {
+            Ok(size) => {
+                tracing::info!(repository = %repo, %digest, size, "cached a blob from the upstream registry");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        self.pull_through.fills.blob_fill_done(digest);
+        fill.phase.send_replace(Phase::Done(outcome));
+    }
+
+    async fn fill_blob(
+        &self,
+        fill: &Arc<BlobFill>,
+        ctx: &RequestContext,
+        cached: &CachedRepository,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<u64, FillError> {
+        let failed = |failure: UpstreamFailure| -> FillError {
+            if let UpstreamFailure::Remote(berth_remote::Error::NotFound { .. }) = failure {
+                return FillError::NotFound(digest.clone());
+            }
+            let message = self.record_upstream_failure(cached, repo, &failure);
+            FillError::NotCached(format!("blob {digest} is not cached, and {message}"))
+        };
+        let internal = |e: RegistryError| FillError::Other(e.to_string());
+        let remote = self.rule_remote(&cached.rule).await.map_err(|e| failed(UpstreamFailure::Rule(e)))?;
+        let upstream = remote
+            .get_blob(&cached.upstream_name, digest, None)
+            .await
+            .map_err(|e| failed(UpstreamFailure::Remote(e)))?;
+        self.cache_target(ctx, repo).await.map_err(internal)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = now_millis();
+        let session = UploadSession { id: id.clone(), repo: repo.to_string(), created_at: now, updated_at: now };
+        self.meta.create_upload(&session).await.map_err(|e| internal(e.into()))?;
+        // The session row only lets upload expiry remove staged data a crash left behind.
+        self.finished_uploads().push(id.clone());
+        self.blobs.create_upload(&id).await.map_err(|e| internal(e.into()))?;
+        fill.phase.send_replace(Phase::Streaming { size: upstream.content_length() });
+        let appended = self.blobs.append(&id, 0, teed(upstream, fill.clone()), &mut |_| {}).await;
+        let stored = async {
+            let size = appended?;
+            self.keep_from_collection(digest).await?;
+            self.blobs.commit(&id, digest).await?;
+            self.meta.link_blob(repo, digest, size, now_millis()).await?;
+            Ok::<_, RegistryError>(size)
+        }
+        .await;
+        match stored {
+            Ok(size) => Ok(size),
+            Err(e) => {
+                if let Err(abort) = self.blobs.abort(&id).await {
+                    tracing::warn!(upload = id, error = %abort, "removing a failed fill's staged data failed");
+                }
+                let upstream_error = fill.upstream_error.lock().unwrap_or_else(|e| e.into_inner()).take();
+                Err(match upstream_error {
+                    Some(e) => failed(UpstreamFailure::Remote(e)),
+                    None => internal(e),
+                })
+            }
+        }
+    }
+}
+
+/// What stopped the cache from asking its upstream.
+enum UpstreamFailure {
+    /// The rule's credentials or URL cannot be used.
+    Rule(RegistryError),
+    Remote(berth_remote::Error),
+}
+
+fn tokio_stream_from(receiver: mpsc::Receiver<std::io::Result<Bytes>>) -> berth_storage::ByteStream {
+    futures::stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) })
+        .boxed()
+}
