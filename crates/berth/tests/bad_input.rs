@@ -84,7 +84,6 @@ fn truncated(text: &str) -> String {
     }
 }
 
-const NAME_INVALID: Expect = expect(400, &["NAME_INVALID"]);
 const MANIFEST_INVALID: Expect = expect(400, &["MANIFEST_INVALID"]);
 const DIGEST_INVALID: Expect = expect(400, &["DIGEST_INVALID"]);
 const INVALID_PARAMETER: Expect = expect(400, &["InvalidParameterException"]);
