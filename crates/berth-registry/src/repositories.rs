@@ -149,7 +149,13 @@ impl Registry {
         // Writers in this process take turns; the compare-and-set orders them against other servers.
         let _guard = self.settings_writes.lock().await;
         let origin = self.origin(ctx);
-        for _ in 0..SETTINGS_ATTEMPTS {
+        for attempt in 0..SETTINGS_ATTEMPTS {
+            if attempt > 0 {
+                // Two servers retrying in lockstep could keep beating each other: back off a
+                // random, growing while (a UUID's random bits are the jitter).
+                let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 10 + 1;
+                tokio::time::sleep(std::time::Duration::from_millis(jitter * attempt as u64)).await;
+            }
             let repository = self.repository(name).await?;
             let expected_version = repository.settings_version;
             let mut info = RepositoryInfo::try_from(repository)?;
