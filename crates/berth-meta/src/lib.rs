@@ -25,6 +25,7 @@ mod gc;
 mod manifests;
 mod migrations;
 pub mod postgres;
+mod prefixed;
 mod pull_through;
 mod replication;
 mod sql;
@@ -383,15 +384,18 @@ pub trait RegistrySettingStore: Send + Sync {
     async fn registry_settings_generation(&self) -> Result<i64>;
 }
 
-/// A pull-through cache rule as stored: the service owns the document's format.
+/// A document stored under a repository prefix (`ROOT`: every repository): the service owns
+/// the document's format.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheRuleRecord {
-    /// The ECR repository prefix the rule serves (`ROOT`: every repository).
+pub struct PrefixedDocument {
     pub prefix: String,
     pub document: String,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
+
+/// A pull-through cache rule as stored.
+pub type CacheRuleRecord = PrefixedDocument;
 
 /// Counts of one rule's pulls since the last flush (added to the stored totals), or the totals.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -427,15 +431,8 @@ pub trait PullThroughStore: Send + Sync {
     async fn cache_stats(&self) -> Result<Vec<(String, CacheStatsDelta)>>;
 }
 
-/// A repository creation template as stored: the service owns the document's format.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TemplateRecord {
-    /// The repository prefix the template serves (`ROOT`: every repository).
-    pub prefix: String,
-    pub document: String,
-    pub created_at: Millis,
-    pub updated_at: Millis,
-}
+/// A repository creation template as stored.
+pub type TemplateRecord = PrefixedDocument;
 
 /// Chooses, from every stored template, the settings document of a repository being created
 /// implicitly; `Err` (a reason) refuses the creation. Runs inside the creating transaction.

@@ -7,13 +7,7 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, Type};
 use crate::dialect::Dialect;
 use crate::{CacheRuleRecord, CacheStatsDelta, MetaError, Millis, PullThroughStore, Result, SqlStore};
 
-type RuleRow = (String, String, i64, i64);
-
-fn record((prefix, document, created_at, updated_at): RuleRow) -> CacheRuleRecord {
-    CacheRuleRecord { prefix, document, created_at, updated_at }
-}
-
-const RULE_COLUMNS: &str = "prefix, document, created_at, updated_at";
+const CACHE_RULES: &str = "pull_through_cache_rules";
 
 #[async_trait]
 impl<DB> PullThroughStore for SqlStore<DB>
@@ -51,38 +45,17 @@ where
     }
 
     async fn create_cache_rule(&self, prefix: &str, document: &str, now: Millis) -> Result<CacheRuleRecord> {
-        let row: Option<RuleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO pull_through_cache_rules ({RULE_COLUMNS}) VALUES ($1, $2, $3, $3) \
-             ON CONFLICT (prefix) DO NOTHING RETURNING {RULE_COLUMNS}"
-        )))
-        .bind(prefix)
-        .bind(document)
-        .bind(now)
-        .fetch_optional(&self.writer)
-        .await?;
-        row.map(record).ok_or_else(|| MetaError::CacheRuleExists(prefix.to_owned()))
+        let created = self.insert_prefixed(CACHE_RULES, prefix, document, now).await?;
+        created.ok_or_else(|| MetaError::CacheRuleExists(prefix.to_owned()))
     }
 
     async fn update_cache_rule(&self, prefix: &str, document: &str, now: Millis) -> Result<CacheRuleRecord> {
-        let row: Option<RuleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE pull_through_cache_rules SET document = $2, updated_at = $3 WHERE prefix = $1 \
-             RETURNING {RULE_COLUMNS}"
-        )))
-        .bind(prefix)
-        .bind(document)
-        .bind(now)
-        .fetch_optional(&self.writer)
-        .await?;
-        row.map(record).ok_or_else(|| MetaError::CacheRuleNotFound(prefix.to_owned()))
+        let updated = self.update_prefixed(CACHE_RULES, prefix, document, now).await?;
+        updated.ok_or_else(|| MetaError::CacheRuleNotFound(prefix.to_owned()))
     }
 
     async fn cache_rules(&self) -> Result<Vec<CacheRuleRecord>> {
-        let rows: Vec<RuleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {RULE_COLUMNS} FROM pull_through_cache_rules ORDER BY prefix"
-        )))
-        .fetch_all(&self.readers)
-        .await?;
-        Ok(rows.into_iter().map(record).collect())
+        Self::prefixed_documents(&self.readers, CACHE_RULES).await
     }
 
     async fn add_cache_stats(&self, deltas: &[(String, CacheStatsDelta)]) -> Result<()> {
@@ -138,12 +111,7 @@ where
     }
 
     async fn delete_cache_rule(&self, prefix: &str) -> Result<CacheRuleRecord> {
-        let row: Option<RuleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM pull_through_cache_rules WHERE prefix = $1 RETURNING {RULE_COLUMNS}"
-        )))
-        .bind(prefix)
-        .fetch_optional(&self.writer)
-        .await?;
-        row.map(record).ok_or_else(|| MetaError::CacheRuleNotFound(prefix.to_owned()))
+        let deleted = self.delete_prefixed(CACHE_RULES, prefix).await?;
+        deleted.ok_or_else(|| MetaError::CacheRuleNotFound(prefix.to_owned()))
     }
 }

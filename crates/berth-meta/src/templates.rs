@@ -12,13 +12,7 @@ use crate::{
 };
 use berth_spec::RepositoryName;
 
-type TemplateRow = (String, String, i64, i64);
-
-fn record((prefix, document, created_at, updated_at): TemplateRow) -> TemplateRecord {
-    TemplateRecord { prefix, document, created_at, updated_at }
-}
-
-const TEMPLATE_COLUMNS: &str = "prefix, document, created_at, updated_at";
+const TEMPLATES: &str = "repository_creation_templates";
 
 #[async_trait]
 impl<DB> TemplateStore for SqlStore<DB>
@@ -36,48 +30,22 @@ where
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
     async fn create_template(&self, prefix: &str, document: &str, now: Millis) -> Result<TemplateRecord> {
-        let row: Option<TemplateRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO repository_creation_templates ({TEMPLATE_COLUMNS}) VALUES ($1, $2, $3, $3) \
-             ON CONFLICT (prefix) DO NOTHING RETURNING {TEMPLATE_COLUMNS}"
-        )))
-        .bind(prefix)
-        .bind(document)
-        .bind(now)
-        .fetch_optional(&self.writer)
-        .await?;
-        row.map(record).ok_or_else(|| MetaError::TemplateExists(prefix.to_owned()))
+        let created = self.insert_prefixed(TEMPLATES, prefix, document, now).await?;
+        created.ok_or_else(|| MetaError::TemplateExists(prefix.to_owned()))
     }
 
     async fn update_template(&self, prefix: &str, document: &str, now: Millis) -> Result<TemplateRecord> {
-        let row: Option<TemplateRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE repository_creation_templates SET document = $2, updated_at = $3 WHERE prefix = $1 \
-             RETURNING {TEMPLATE_COLUMNS}"
-        )))
-        .bind(prefix)
-        .bind(document)
-        .bind(now)
-        .fetch_optional(&self.writer)
-        .await?;
-        row.map(record).ok_or_else(|| MetaError::TemplateNotFound(prefix.to_owned()))
+        let updated = self.update_prefixed(TEMPLATES, prefix, document, now).await?;
+        updated.ok_or_else(|| MetaError::TemplateNotFound(prefix.to_owned()))
     }
 
     async fn templates(&self) -> Result<Vec<TemplateRecord>> {
-        let rows: Vec<TemplateRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {TEMPLATE_COLUMNS} FROM repository_creation_templates ORDER BY prefix"
-        )))
-        .fetch_all(&self.readers)
-        .await?;
-        Ok(rows.into_iter().map(record).collect())
+        Self::prefixed_documents(&self.readers, TEMPLATES).await
     }
 
     async fn delete_template(&self, prefix: &str) -> Result<TemplateRecord> {
-        let row: Option<TemplateRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM repository_creation_templates WHERE prefix = $1 RETURNING {TEMPLATE_COLUMNS}"
-        )))
-        .bind(prefix)
-        .fetch_optional(&self.writer)
-        .await?;
-        row.map(record).ok_or_else(|| MetaError::TemplateNotFound(prefix.to_owned()))
+        let deleted = self.delete_prefixed(TEMPLATES, prefix).await?;
+        deleted.ok_or_else(|| MetaError::TemplateNotFound(prefix.to_owned()))
     }
 
     async fn ensure_repository_from_templates(
@@ -93,12 +61,7 @@ where
         }
         // Read in the creating transaction: on SQLite the writer's lock holds template writes
         // off; on PostgreSQL a template changed meanwhile is one that changed after the creation.
-        let rows: Vec<TemplateRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {TEMPLATE_COLUMNS} FROM repository_creation_templates ORDER BY prefix"
-        )))
-        .fetch_all(&mut *tx)
-        .await?;
-        let templates: Vec<TemplateRecord> = rows.into_iter().map(record).collect();
+        let templates = Self::prefixed_documents(&mut *tx, TEMPLATES).await?;
         let settings = choose(&templates).map_err(MetaError::TemplateUnusable)?;
         let outcome = match Self::insert_repository(&mut tx, origin, name, &settings, now).await? {
             Some(created) => (created, true),
