@@ -1380,20 +1380,21 @@ impl EcrBackend for RegistryBackend {
         _: &RequestContext,
         request: CreateRepositoryCreationTemplateRequest,
     ) -> Result<RepositoryCreationTemplateResponse, EcrError> {
+        let members = request.members;
         let settings = TemplateSettings {
-            description: request.description,
-            encryption: request.encryption_configuration.map(stored_encryption).transpose()?.unwrap_or_default(),
-            resource_tags: resource_tags(request.resource_tags.as_deref().unwrap_or_default()),
+            description: members.description,
+            encryption: members.encryption_configuration.map(stored_encryption).transpose()?.unwrap_or_default(),
+            resource_tags: resource_tags(members.resource_tags.as_deref().unwrap_or_default()),
             image_tag_mutability: stored_mutability(
-                request.image_tag_mutability.unwrap_or(ImageTagMutability::Mutable),
+                members.image_tag_mutability.unwrap_or(ImageTagMutability::Mutable),
             ),
-            image_tag_mutability_exclusion_filters: stored_filters(request.image_tag_mutability_exclusion_filters),
-            repository_policy: request.repository_policy,
-            lifecycle_policy: request.lifecycle_policy,
+            image_tag_mutability_exclusion_filters: stored_filters(members.image_tag_mutability_exclusion_filters),
+            repository_policy: members.repository_policy,
+            lifecycle_policy: members.lifecycle_policy,
             applied_for: stored_applied_for(&request.applied_for),
-            custom_role_arn: request.custom_role_arn,
+            custom_role_arn: members.custom_role_arn,
         };
-        let template = self.registry.create_template(&request.prefix, settings).await.map_err(self.fail(""))?;
+        let template = self.registry.create_template(&members.prefix, settings).await.map_err(self.fail(""))?;
         Ok(self.template_response(template))
     }
 
@@ -1431,23 +1432,24 @@ impl EcrBackend for RegistryBackend {
         _: &RequestContext,
         request: UpdateRepositoryCreationTemplateRequest,
     ) -> Result<RepositoryCreationTemplateResponse, EcrError> {
-        let mutability = match (request.image_tag_mutability, request.image_tag_mutability_exclusion_filters) {
+        let members = request.members;
+        let mutability = match (members.image_tag_mutability, members.image_tag_mutability_exclusion_filters) {
             (None, None) => None,
             (mode, filters) => {
                 Some((stored_mutability(mode.unwrap_or(ImageTagMutability::Mutable)), stored_filters(filters)))
             }
         };
         let update = TemplateUpdate {
-            description: request.description,
-            encryption: request.encryption_configuration.map(stored_encryption).transpose()?,
-            resource_tags: request.resource_tags.as_deref().map(resource_tags),
+            description: members.description,
+            encryption: members.encryption_configuration.map(stored_encryption).transpose()?,
+            resource_tags: members.resource_tags.as_deref().map(resource_tags),
             image_tag_mutability: mutability,
-            repository_policy: request.repository_policy,
-            lifecycle_policy: request.lifecycle_policy,
+            repository_policy: members.repository_policy,
+            lifecycle_policy: members.lifecycle_policy,
             applied_for: request.applied_for.as_deref().map(stored_applied_for),
-            custom_role_arn: request.custom_role_arn,
+            custom_role_arn: members.custom_role_arn,
         };
-        let template = self.registry.update_template(&request.prefix, update).await.map_err(self.fail(""))?;
+        let template = self.registry.update_template(&members.prefix, update).await.map_err(self.fail(""))?;
         Ok(self.template_response(template))
     }
 

@@ -830,11 +830,11 @@ request_enum!(RctAppliedFor {
     CreateOnPush = "CREATE_ON_PUSH",
 });
 
-/// CreateRepositoryCreationTemplate; UpdateRepositoryCreationTemplate has the same members, with
-/// only `prefix` required.
+/// The members CreateRepositoryCreationTemplate and UpdateRepositoryCreationTemplate share; of
+/// them only `prefix` is required.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CreateRepositoryCreationTemplateRequest {
+pub struct TemplateMembers {
     pub prefix: String,
     pub description: Option<String>,
     pub encryption_configuration: Option<EncryptionConfiguration>,
@@ -843,23 +843,25 @@ pub struct CreateRepositoryCreationTemplateRequest {
     pub image_tag_mutability_exclusion_filters: Option<Vec<ImageTagMutabilityExclusionFilter>>,
     pub repository_policy: Option<String>,
     pub lifecycle_policy: Option<String>,
-    pub applied_for: Vec<RctAppliedFor>,
     pub custom_role_arn: Option<String>,
 }
 
+/// CreateRepositoryCreationTemplate: `appliedFor` is required.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateRepositoryCreationTemplateRequest {
+    #[serde(flatten)]
+    pub members: TemplateMembers,
+    pub applied_for: Vec<RctAppliedFor>,
+}
+
+/// UpdateRepositoryCreationTemplate: what is given replaces what the template holds.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateRepositoryCreationTemplateRequest {
-    pub prefix: String,
-    pub description: Option<String>,
-    pub encryption_configuration: Option<EncryptionConfiguration>,
-    pub resource_tags: Option<Vec<Tag>>,
-    pub image_tag_mutability: Option<ImageTagMutability>,
-    pub image_tag_mutability_exclusion_filters: Option<Vec<ImageTagMutabilityExclusionFilter>>,
-    pub repository_policy: Option<String>,
-    pub lifecycle_policy: Option<String>,
+    #[serde(flatten)]
+    pub members: TemplateMembers,
     pub applied_for: Option<Vec<RctAppliedFor>>,
-    pub custom_role_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

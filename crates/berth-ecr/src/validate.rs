@@ -885,17 +885,18 @@ fn template_prefix(member: &str, prefix: &str) -> Result<(), EcrError> {
 
 /// The members Create and Update share; `applied_for` is checked by the caller.
 #[allow(clippy::too_many_arguments)]
-fn template_members(
-    prefix: &str,
-    description: &Option<String>,
-    encryption: &Option<EncryptionConfiguration>,
-    tags: &Option<Vec<Tag>>,
-    mutability_value: Option<ImageTagMutability>,
-    filters: &Option<Vec<ImageTagMutabilityExclusionFilter>>,
-    repository_policy: &Option<String>,
-    lifecycle_policy: &Option<String>,
-    role: &Option<String>,
-) -> Result<(), EcrError> {
+fn template_members(members: &TemplateMembers) -> Result<(), EcrError> {
+    let TemplateMembers {
+        prefix,
+        description,
+        encryption_configuration: encryption,
+        resource_tags: tags,
+        image_tag_mutability: mutability_value,
+        image_tag_mutability_exclusion_filters: filters,
+        repository_policy,
+        lifecycle_policy,
+        custom_role_arn: role,
+    } = members;
     template_prefix("prefix", prefix)?;
     if let Some(description) = description {
         length("description", description, 0, 256)?;
@@ -913,7 +914,7 @@ fn template_members(
     if let Some(tags) = tags {
         resource_tags("resourceTags", tags)?;
     }
-    match mutability_value {
+    match *mutability_value {
         Some(value) => mutability(value, filters)?,
         None if filters.is_some() => mutability(ImageTagMutability::Mutable, filters)?,
         None => {}
@@ -939,34 +940,14 @@ fn applied_for(values: &[RctAppliedFor]) -> Result<(), EcrError> {
 
 impl Validate for CreateRepositoryCreationTemplateRequest {
     fn validate(&self) -> Result<(), EcrError> {
-        template_members(
-            &self.prefix,
-            &self.description,
-            &self.encryption_configuration,
-            &self.resource_tags,
-            self.image_tag_mutability,
-            &self.image_tag_mutability_exclusion_filters,
-            &self.repository_policy,
-            &self.lifecycle_policy,
-            &self.custom_role_arn,
-        )?;
+        template_members(&self.members)?;
         applied_for(&self.applied_for)
     }
 }
 
 impl Validate for UpdateRepositoryCreationTemplateRequest {
     fn validate(&self) -> Result<(), EcrError> {
-        template_members(
-            &self.prefix,
-            &self.description,
-            &self.encryption_configuration,
-            &self.resource_tags,
-            self.image_tag_mutability,
-            &self.image_tag_mutability_exclusion_filters,
-            &self.repository_policy,
-            &self.lifecycle_policy,
-            &self.custom_role_arn,
-        )?;
+        template_members(&self.members)?;
         self.applied_for.as_deref().map_or(Ok(()), applied_for)
     }
 }
