@@ -61,6 +61,10 @@ const BENCH_USER_POLICY: &str = r#"{"Version": "2012-10-17", "Statement": [
    "Resource": "arn:aws:ecr:*:*:repository/bench-*"},
   {"Sid": "NoDeletes", "Effect": "Deny", "Action": ["ecr:BatchDeleteImage", "ecr:DeleteRepository"], "Resource": "*"}]}"#;
 
+fn berth_data_dir(work_dir: &Path, label: &str) -> PathBuf {
+    work_dir.join(format!("{}-berth", label.to_lowercase()))
+}
+
 /// Adds the bench's user with `berth user add --policy` and returns its keys.
 fn add_policy_user(berth: &Path, data: &Path, work_dir: &Path) -> anyhow::Result<(String, String)> {
     let policy = work_dir.join("bench-user-policy.json");
@@ -146,7 +150,7 @@ impl Target {
                 }
             }
             Spec::Berth | Spec::BerthRoot | Spec::BerthUser => {
-                let (name, data) = (spec.berth_name(), work_dir.join(format!("{}-berth", label.to_lowercase())));
+                let data = berth_data_dir(work_dir, label);
                 std::fs::create_dir_all(&data)?;
                 let port = free_port()?;
                 let mut command = Command::new(&binaries.berth);
@@ -161,14 +165,7 @@ impl Target {
                             .env("BERTH_ROOT_SECRET_ACCESS_KEY", ROOT_KEY.1);
                     }
                 }
-                let mut target = Self::spawn(label, name, &binaries.berth, command, port, work_dir)?;
-                target.wait_ready().await?;
-                target.credentials = match spec {
-                    Spec::BerthRoot => Some((ROOT_KEY.0.to_owned(), ROOT_KEY.1.to_owned())),
-                    Spec::BerthUser => Some(add_policy_user(&binaries.berth, &data, work_dir)?),
-                    _ => None,
-                };
-                target
+                Self::spawn(label, spec.berth_name(), &binaries.berth, command, port, work_dir)?
             }
             Spec::DockerRegistry => {
                 let data = work_dir.join(format!("{}-docker-registry", label.to_lowercase()));
@@ -182,6 +179,11 @@ impl Target {
             }
         };
         target.wait_ready().await?;
+        target.credentials = match spec {
+            Spec::BerthRoot => Some((ROOT_KEY.0.to_owned(), ROOT_KEY.1.to_owned())),
+            Spec::BerthUser => Some(add_policy_user(&binaries.berth, &berth_data_dir(work_dir, label), work_dir)?),
+            _ => None,
+        };
         if target.credentials.is_some() {
             // `berth user add` writes to the store the server reads; wait until the key works.
             target.wait_signed_in().await?;
