@@ -378,7 +378,31 @@ def check_admin(driver):
     key, secret = [c.text for c in created.find_elements(By.CSS_SELECTOR, ".copy-line code")]
     auth = base64.b64encode(f"{key}:{secret}".encode()).decode()
     expect("the new user's keys work on /v2/", http("GET", "/v2/", headers={"Authorization": f"Basic {auth}"})[0], 200)
-    one(driver, '#users tr[data-user="temp-user"] button').click()
+    ecr_env = {**os.environ, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
+    describe = ["aws", "--endpoint-url", f"http://{REG}", "ecr", "describe-repositories"]
+    row = f'#users tr[data-user="temp-user"]'
+    expect("the new key is shown Active", one(driver, row + " .key-status").text, "Active")
+
+    one(driver, row + " button.key-toggle").click()
+    message = confirm_dialog(driver, screenshot="07-admin-deactivate")
+    expect("deactivating a key asks first", message.startswith("Deactivate the access key of temp-user?"), True)
+    wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".notice.success")))
+    expect("the key is shown Inactive", one(driver, row + " .key-status").text, "Inactive")
+    expect("a deactivated key is refused on /v2/", http("GET", "/v2/", headers={"Authorization": f"Basic {auth}"})[0], 401)
+    refused = subprocess.run(describe, env=ecr_env, capture_output=True, text=True)
+    expect("and by the aws CLI (SigV4): UnrecognizedClientException",
+           refused.returncode != 0 and "UnrecognizedClientException" in refused.stderr, True)
+    expect("berth user list agrees", subprocess.run(
+        [os.environ["BERTH_BIN"], "user", "list", "--data-dir", os.environ["DATA_DIR"]], capture_output=True, text=True
+    ).stdout.count('"status":"Inactive"'), 1)
+
+    one(driver, row + " button.key-toggle").click()
+    wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".notice.success")))
+    expect("activated again, the key is shown Active", one(driver, row + " .key-status").text, "Active")
+    expect("and works on /v2/ again", http("GET", "/v2/", headers={"Authorization": f"Basic {auth}"})[0], 200)
+    expect("and with the aws CLI", subprocess.run(describe, env=ecr_env, capture_output=True).returncode, 0)
+
+    one(driver, row + " button.delete-user").click()
     message = confirm_dialog(driver)
     expect("deleting a user asks first", message.startswith("Delete user temp-user?"), True)
     wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".notice.success")))

@@ -122,7 +122,7 @@ jq -n --arg u1 "$(jq -r .digest "$T/img/u1.json")" '{u1: $u1}' >"$T/expect/lc.js
 if BASE="http://$REG" EXPECT="$T/expect" ARTIFACTS="$ARTIFACTS" \
    ROOT_KEY=$BERTH_ROOT_ACCESS_KEY_ID ROOT_SECRET=$BERTH_ROOT_SECRET_ACCESS_KEY \
    ROOT_TOKEN=$TOKEN READER_KEY=$(jq -r .accessKeyId "$T/reader.json") READER_SECRET=$(jq -r .secretAccessKey "$T/reader.json") \
-   WEB=$WEB LC=$LC REG=$REG python3 "$ROOT/tests/console/console_test.py" >"$T/browser.log" 2>&1; then
+   BERTH_BIN="$BERTH_BIN" DATA_DIR="$T/data" WEB=$WEB LC=$LC REG=$REG python3 "$ROOT/tests/console/console_test.py" >"$T/browser.log" 2>&1; then
   ok "console_test.py ($(tail -1 "$T/browser.log"))"
 else
   bad "console_test.py"

@@ -182,14 +182,17 @@ impl Authenticator {
                 return Err(AuthError::InvalidCredentials);
             }
         };
-        let user = self.identities.user(&verified.user_name).await.map_err(AuthError::Unavailable)?;
-        // A user removed and re-added under the same name does not get its old tokens back.
+        // A user removed and re-added under the same name does not get its old tokens back, and
+        // a deactivated key's tokens stop with it.
+        let user = self
+            .identities
+            .acting_user(&verified.user_name, verified.user_created_at)
+            .await
+            .map_err(AuthError::Unavailable)?;
         match user {
-            Some(user) if user.created_at == verified.user_created_at => {
-                Ok(identity_of(&user.name, &user.access_key_id, CredentialKind::Token))
-            }
-            _ => {
-                tracing::warn!(user = %verified.user_name, "login failed: token of a removed user");
+            Some(user) => Ok(identity_of(&user.name, &user.access_key_id, CredentialKind::Token)),
+            None => {
+                tracing::warn!(user = %verified.user_name, "login failed: token of a removed user or an inactive key");
                 Err(AuthError::InvalidCredentials)
             }
         }
@@ -197,7 +200,7 @@ impl Authenticator {
 
     async fn with_access_key(&self, access_key_id: &str, secret: &str) -> Result<Identity, AuthError> {
         let Some(key) = self.identities.access_key(access_key_id).await.map_err(AuthError::Unavailable)? else {
-            tracing::warn!(access_key_id = ?loggable(access_key_id), "login failed: unknown access key id");
+            tracing::warn!(access_key_id = ?loggable(access_key_id), "login failed: unknown or inactive access key id");
             return Err(AuthError::InvalidCredentials);
         };
         if bool::from(key.secret_access_key.as_bytes().ct_eq(secret.as_bytes())) {

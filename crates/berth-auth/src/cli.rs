@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use berth_iam::{Policy, SizeLimit, managed};
-use berth_meta::{MetaError, MetadataStore, UserPolicy};
+use berth_meta::{AccessKeyStatus, MetaError, MetadataStore, UserPolicy};
 
 use crate::Error;
 use crate::keys::MasterKey;
@@ -33,7 +33,7 @@ pub async fn user_add(
     print_json(out, &serde_json::to_value(&credentials).expect("credentials serialize"))
 }
 
-/// `berth user list`: a JSON array of `{"userName","accessKeyId","createdAt","policies"}`
+/// `berth user list`: a JSON array of `{"userName","accessKeyId","status","createdAt","policies"}`
 /// (seconds since the epoch, as the ECR API writes times; policy names), sorted by name. Needs
 /// no key: nothing secret is read.
 pub async fn user_list(store: Arc<dyn MetadataStore>, out: &mut dyn Write) -> Result<(), Error> {
@@ -50,6 +50,7 @@ pub async fn user_list(store: Arc<dyn MetadataStore>, out: &mut dyn Write) -> Re
             serde_json::json!({
                 "userName": user.name,
                 "accessKeyId": user.access_key_id,
+                "status": user.key_status.as_str(),
                 "createdAt": user.created_at as f64 / 1000.0,
                 "policies": attached,
             })
@@ -147,6 +148,29 @@ fn unknown_user(e: MetaError) -> Error {
         MetaError::UserUnknown(name) => Error::UserNotFound(name),
         other => other.into(),
     }
+}
+
+/// `berth user key activate|deactivate NAME`: sets the status of the user's access key (IAM's
+/// `Active` / `Inactive`) and prints `{"userName","accessKeyId","status","previousStatus"}`. The
+/// root user's key can be deactivated too: this command, which needs only the data dir, is the
+/// way back.
+pub async fn key_status(
+    store: Arc<dyn MetadataStore>,
+    name: &str,
+    status: AccessKeyStatus,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let previous = store.set_access_key_status(name, status).await.map_err(unknown_user)?;
+    let user = store.user_by_name(name).await?.ok_or_else(|| Error::UserNotFound(name.to_owned()))?;
+    print_json(
+        out,
+        &serde_json::json!({
+            "userName": user.name,
+            "accessKeyId": user.access_key_id,
+            "status": user.key_status.as_str(),
+            "previousStatus": previous.as_str(),
+        }),
+    )
 }
 
 /// `berth user remove NAME`: fails with [`Error::UserNotFound`] if there is no such user.

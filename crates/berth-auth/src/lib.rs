@@ -18,8 +18,8 @@ use std::path::PathBuf;
 use berth_meta::{MetaError, Millis};
 
 pub use authn::{AuthError, AuthMode, Authenticator, CHALLENGE, REALM, TOKEN_USER, identity_of};
-/// The identity policies users hold are stored with them.
-pub use berth_meta::UserPolicy;
+/// The identity policies users hold, and their keys' states, are stored with them.
+pub use berth_meta::{AccessKeyStatus, UserPolicy};
 pub use keys::MasterKey;
 pub use token::{DEFAULT_TOKEN_LIFETIME, IssuedToken, TokenError, TokenIssuer, VerifiedToken};
 pub use upstream::{UpstreamLogin, UpstreamSecrets};
@@ -48,6 +48,8 @@ pub enum Error {
     InvalidSecretName(String),
     #[error("user {0} does not exist")]
     UserNotFound(String),
+    #[error("the access key of user {0} is inactive; activate it with `berth user key activate {0}`")]
+    AccessKeyInactive(String),
     #[error("{0}")]
     InvalidPolicy(String),
     #[error("policy {policy} is not attached to user {user}")]

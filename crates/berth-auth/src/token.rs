@@ -169,7 +169,12 @@ mod tests {
     }
 
     fn alice() -> User {
-        User { name: "alice".into(), access_key_id: "AKIAAAAAAAAAAAAAAAAA".into(), created_at: 1_700_000_000_000 }
+        User {
+            name: "alice".into(),
+            access_key_id: "AKIAAAAAAAAAAAAAAAAA".into(),
+            created_at: 1_700_000_000_000,
+            key_status: berth_meta::AccessKeyStatus::Active,
+        }
     }
 
     const NOW: Millis = 1_800_000_000_000;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use berth_meta::{MetadataStore, Millis, UserPolicy, UserRecord};
+use berth_meta::{AccessKeyStatus, MetadataStore, Millis, UserPolicy, UserRecord};
 use serde::Serialize;
 
 use crate::keys::{MasterKey, SecretCipher, random_bytes, replace_private_file};
@@ -34,6 +34,14 @@ pub struct User {
     pub name: String,
     pub access_key_id: String,
     pub created_at: Millis,
+    pub key_status: AccessKeyStatus,
+}
+
+impl User {
+    /// Whether the user may act: an inactive access key stops its tokens and console sessions too.
+    pub fn is_active(&self) -> bool {
+        self.key_status == AccessKeyStatus::Active
+    }
 }
 
 /// A new user's keys, shown once (`berth user add`, generated root credentials).
@@ -198,6 +206,24 @@ impl Identities {
         if removed? { Ok(()) } else { Err(Error::UserNotFound(name.to_owned())) }
     }
 
+    /// Deactivates or reactivates a user's access key (IAM's `UpdateAccessKey`); returns the
+    /// previous status. An inactive key fails HTTP Basic and SigV4 sign-ins, and the user's
+    /// registry tokens and console sessions stop working until the key is active again.
+    pub async fn set_access_key_status(&self, name: &str, status: AccessKeyStatus) -> Result<AccessKeyStatus, Error> {
+        let changed = self.store.set_access_key_status(name, status).await;
+        self.invalidate().await;
+        changed.map_err(|e| match e {
+            berth_meta::MetaError::UserUnknown(name) => Error::UserNotFound(name),
+            other => other.into(),
+        })
+    }
+
+    /// The user a token or console session names, if it may still act: the same user (not
+    /// removed and re-created since `created_at`) with an active access key.
+    pub async fn acting_user(&self, name: &str, created_at: Millis) -> Result<Option<User>, Error> {
+        Ok(self.user(name).await?.filter(|user| user.created_at == created_at && user.is_active()))
+    }
+
     /// Every user, sorted by name.
     pub async fn users(&self) -> Result<Vec<User>, Error> {
         let mut users: Vec<User> = self.snapshot().await?.users.values().cloned().collect();
@@ -209,7 +235,7 @@ impl Identities {
         Ok(self.snapshot().await?.users.get(name).cloned())
     }
 
-    /// The plaintext secret behind an access key id (HTTP Basic, SigV4).
+    /// The plaintext secret behind an active access key id (HTTP Basic, SigV4).
     pub async fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, Error> {
         Ok(self.snapshot().await?.access_keys.get(access_key_id).cloned())
     }
@@ -217,6 +243,9 @@ impl Identities {
     /// Mints a token for an existing user (`GetAuthorizationToken`, `berth token`).
     pub async fn issue_token(&self, issuer: &TokenIssuer, user_name: &str) -> Result<IssuedToken, Error> {
         let user = self.user(user_name).await?.ok_or_else(|| Error::UserNotFound(user_name.to_owned()))?;
+        if !user.is_active() {
+            return Err(Error::AccessKeyInactive(user.name));
+        }
         Ok(issuer.mint(&user))
     }
 
@@ -282,6 +311,7 @@ impl Identities {
             access_key_id: credentials.access_key_id.clone(),
             secret_ciphertext: self.cipher.seal(&credentials.access_key_id, &credentials.secret_access_key),
             created_at: now_millis(),
+            key_status: AccessKeyStatus::Active,
         };
         let created = self.store.create_user(&record, policies).await;
         self.invalidate().await;
@@ -336,6 +366,8 @@ impl Identities {
         let mut snapshot = Snapshot { generation: Some(generation), ..Snapshot::default() };
         for record in self.store.list_users().await? {
             match self.cipher.open(&record.access_key_id, &record.secret_ciphertext) {
+                // An inactive key signs nothing in; its user stays visible (lists, the console).
+                Some(_) if record.key_status == AccessKeyStatus::Inactive => {}
                 Some(secret) => {
                     snapshot.access_keys.insert(
                         record.access_key_id.clone(),
@@ -368,7 +400,12 @@ impl Identities {
 }
 
 fn user_from_record(record: UserRecord) -> User {
-    User { name: record.name, access_key_id: record.access_key_id, created_at: record.created_at }
+    User {
+        name: record.name,
+        access_key_id: record.access_key_id,
+        created_at: record.created_at,
+        key_status: record.key_status,
+    }
 }
 
 /// IAM's rule for user names.

@@ -140,6 +140,10 @@ async fn handle(console: &Console, request: Request) -> Response {
             let served = audited.insert(pages::admin::served("DeleteUser"));
             pages::admin::delete_user(console, &visitor, posted(), served).await
         }
+        (ConsolePath::UpdateAccessKey, Method::POST) => {
+            let served = audited.insert(pages::admin::served("UpdateAccessKey"));
+            pages::admin::update_access_key(console, &visitor, posted(), served).await
+        }
         (_, _) => Err(ConsoleError::BadRequest("This page does not accept that method.".into())),
     };
     if let (Some(served), Err(error)) = (&mut audited, &outcome) {
@@ -196,9 +200,15 @@ impl Console {
             None if self.config.auth_disabled => Identity::Anonymous,
             None => return Err(next()),
             Some(name) => {
-                let user = self.auth.identities().user(name).await.map_err(|_| ConsoleError::Unavailable)?;
-                // A removed (or removed and re-created) user's sessions end with it.
-                let Some(user) = user.filter(|u| u.created_at == session.user_created_at) else {
+                // A removed (or removed and re-created) user's sessions end with it, and so do
+                // those of a user whose access key was deactivated.
+                let user = self
+                    .auth
+                    .identities()
+                    .acting_user(name, session.user_created_at)
+                    .await
+                    .map_err(|_| ConsoleError::Unavailable)?;
+                let Some(user) = user else {
                     return Err(next());
                 };
                 let via = CredentialKind::Session;

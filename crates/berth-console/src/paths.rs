@@ -49,6 +49,7 @@ pub enum ConsolePath {
     Admin,
     CreateUser,
     DeleteUser,
+    UpdateAccessKey,
 }
 
 /// The embedded assets, by file name.
@@ -69,6 +70,7 @@ impl ConsolePath {
             "admin" => ConsolePath::Admin,
             "admin/users" => ConsolePath::CreateUser,
             "admin/users/delete" => ConsolePath::DeleteUser,
+            "admin/users/key" => ConsolePath::UpdateAccessKey,
             _ => {
                 if let Some(asset) = rest.strip_prefix("assets/") {
                     return ASSETS.into_iter().find(|a| *a == asset).map(ConsolePath::Asset);
@@ -171,6 +173,7 @@ mod tests {
         assert_eq!(ConsolePath::parse("/console"), Some(ConsolePath::Home));
         assert_eq!(ConsolePath::parse("/console/"), Some(ConsolePath::Home));
         assert_eq!(ConsolePath::parse("/console/admin/users"), Some(ConsolePath::CreateUser));
+        assert_eq!(ConsolePath::parse("/console/admin/users/key"), Some(ConsolePath::UpdateAccessKey));
         assert_eq!(ConsolePath::parse("/console/assets/console.css"), Some(ConsolePath::Asset("console.css")));
     }
 

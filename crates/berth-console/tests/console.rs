@@ -284,6 +284,50 @@ async fn sessions_survive_a_restart_and_end_with_their_user() {
 }
 
 #[tokio::test]
+async fn a_deactivated_key_ends_its_sessions_until_the_root_activates_it_again() {
+    let server = server().await;
+    let reader = &server.reader;
+    let reader_cookie = sign_in(&server.app, &reader.access_key_id, &reader.secret_access_key).await.unwrap();
+    let root_cookie = sign_in(&server.app, ROOT_KEY, ROOT_SECRET).await.unwrap();
+    let admin = send(&server.app, get("/console/admin", &root_cookie)).await;
+    assert!(admin.body.contains("Deactivate key"), "the root is offered the toggle");
+    let csrf = admin.csrf();
+    let path = "/console/admin/users/key";
+
+    // The reader may not change keys, not even its own.
+    let reader_csrf = send(&server.app, get("/console/repositories", &reader_cookie)).await.csrf();
+    let fields = [("csrf", reader_csrf.as_str()), ("name", "reader"), ("status", "Inactive"), ("confirmed", "yes")];
+    assert_eq!(submit(&server.app, path, &reader_cookie, &fields).await.status, StatusCode::FORBIDDEN);
+    // Nor may the root lock itself out, and a status must be IAM's.
+    let own = [("csrf", csrf.as_str()), ("name", "root"), ("status", "Inactive"), ("confirmed", "yes")];
+    assert_eq!(submit(&server.app, path, &root_cookie, &own).await.status, StatusCode::BAD_REQUEST);
+    let odd = [("csrf", csrf.as_str()), ("name", "reader"), ("status", "Paused"), ("confirmed", "yes")];
+    assert_eq!(submit(&server.app, path, &root_cookie, &odd).await.status, StatusCode::BAD_REQUEST);
+    assert!(server.auth.identities().user("reader").await.unwrap().unwrap().is_active());
+
+    // Deactivating asks first; confirmed, the reader's session and sign-in stop.
+    let ask = [("csrf", csrf.as_str()), ("name", "reader"), ("status", "Inactive")];
+    let confirm = submit(&server.app, path, &root_cookie, &ask).await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert!(confirm.body.contains("Deactivate the access key"), "{}", confirm.body);
+    assert!(server.auth.identities().user("reader").await.unwrap().unwrap().is_active(), "not before confirming");
+    let done = submit(&server.app, path, &root_cookie, &[ask.as_slice(), &[("confirmed", "yes")]].concat()).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert!(!server.auth.identities().user("reader").await.unwrap().unwrap().is_active());
+    let page = send(&server.app, get("/console/repositories", &reader_cookie)).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "the reader's session ended");
+    assert!(sign_in(&server.app, &reader.access_key_id, &reader.secret_access_key).await.is_err());
+    let admin = send(&server.app, get("/console/admin", &root_cookie)).await;
+    assert!(admin.body.contains("Activate key") && admin.body.contains("badge inactive"), "{}", admin.body);
+
+    // Activating needs no confirmation and brings the session back.
+    let activate = [("csrf", csrf.as_str()), ("name", "reader"), ("status", "Active")];
+    assert_eq!(submit(&server.app, path, &root_cookie, &activate).await.status, StatusCode::SEE_OTHER);
+    let page = send(&server.app, get("/console/repositories", &reader_cookie)).await;
+    assert_eq!(page.status, StatusCode::OK, "the session works again");
+}
+
+#[tokio::test]
 async fn forms_need_the_session_token_and_this_origin_and_a_confirmation() {
     let server = server().await;
     let repo: RepositoryName = "app".parse().unwrap();

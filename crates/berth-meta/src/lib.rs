@@ -215,6 +215,33 @@ pub struct UserRecord {
     /// The secret access key, encrypted by the auth layer (SigV4 needs the plaintext back).
     pub secret_ciphertext: Vec<u8>,
     pub created_at: Millis,
+    pub key_status: AccessKeyStatus,
+}
+
+/// IAM's access key states. Deactivating is the reversible way to stop a key (an incident, a
+/// rotation) without losing the user and its policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessKeyStatus {
+    Active,
+    Inactive,
+}
+
+impl AccessKeyStatus {
+    /// IAM's spelling, also the stored one.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessKeyStatus::Active => "Active",
+            AccessKeyStatus::Inactive => "Inactive",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "Active" => Some(AccessKeyStatus::Active),
+            "Inactive" => Some(AccessKeyStatus::Inactive),
+            _ => None,
+        }
+    }
 }
 
 /// An identity policy attached to a user (ARCHITECTURE.md, "Authorization").
@@ -360,6 +387,8 @@ pub trait CredentialStore: Send + Sync {
     async fn delete_user(&self, name: &str) -> Result<bool>;
     async fn user_by_access_key(&self, access_key_id: &str) -> Result<Option<UserRecord>>;
     async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>>;
+    /// Sets the status of a user's access key; returns the previous one. Fails with `UserUnknown`.
+    async fn set_access_key_status(&self, user: &str, status: AccessKeyStatus) -> Result<AccessKeyStatus>;
     /// Attaches a policy to a user, replacing the document of one attached under the same name.
     /// Fails with `UserUnknown`.
     async fn attach_user_policy(&self, user: &str, policy: &UserPolicy) -> Result<()>;

@@ -79,6 +79,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/9-cache-stats.sql"),
         backfill: None,
     },
+    Migration {
+        version: 10,
+        sqlite: include_str!("../migrations/sqlite/10-access-key-status.sql"),
+        postgres: include_str!("../migrations/postgres/10-access-key-status.sql"),
+        backfill: None,
+    },
 ];
 
 /// The version this build writes.

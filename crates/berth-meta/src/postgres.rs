@@ -120,8 +120,8 @@ mod tests {
     use super::*;
     use crate::migrations::fixtures;
     use crate::{
-        BlobLinkStore, CredentialStore, EventStore, GcStore, ManifestStore, MetaError, Origin, PutManifest, PutOutcome,
-        PutTag, RepositoryStore, SettingsUpdate, Shutdown, UserRecord,
+        AccessKeyStatus, BlobLinkStore, CredentialStore, EventStore, GcStore, ManifestStore, MetaError, Origin,
+        PutManifest, PutOutcome, PutTag, RepositoryStore, SettingsUpdate, Shutdown, UserRecord,
     };
 
     const URL_VAR: &str = "BERTH_TEST_POSTGRES_URL";
@@ -530,6 +530,7 @@ mod tests {
             access_key_id: "AKOPS".into(),
             secret_ciphertext: vec![1, 2, 3],
             created_at: 9,
+            key_status: AccessKeyStatus::Active,
         };
         a.create_user(&user, &[]).await.unwrap();
         let after_create = b.credentials_generation().await.unwrap();

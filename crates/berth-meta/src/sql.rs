@@ -2,7 +2,9 @@
 
 use berth_spec::Digest;
 
-use crate::{ImageRecord, ManifestRecord, MetaError, PutManifest, Repository, Result, UploadSession, UserRecord};
+use crate::{
+    AccessKeyStatus, ImageRecord, ManifestRecord, MetaError, PutManifest, Repository, Result, UploadSession, UserRecord,
+};
 
 /// Every sqlx failure (I/O, constraint, pool closed) is a backend error to the caller; the
 /// expected conditions are checked explicitly and reported with their own variants.
@@ -93,7 +95,7 @@ pub(crate) use select_repository;
 /// A query for [`UserRow`]s, `$rest` following `FROM users`.
 macro_rules! select_user {
     ($rest:literal) => {
-        concat!("SELECT name, access_key_id, secret_ciphertext, created_at FROM users ", $rest)
+        concat!("SELECT name, access_key_id, secret_ciphertext, created_at, key_status FROM users ", $rest)
     };
 }
 pub(crate) use select_user;
@@ -202,6 +204,7 @@ pub(crate) struct UserRow {
     access_key_id: String,
     secret_ciphertext: Vec<u8>,
     created_at: i64,
+    key_status: String,
 }
 
 impl From<UserRow> for UserRecord {
@@ -211,6 +214,8 @@ impl From<UserRow> for UserRecord {
             access_key_id: r.access_key_id,
             secret_ciphertext: r.secret_ciphertext,
             created_at: r.created_at,
+            // The column's CHECK allows only the two names; anything else fails safe.
+            key_status: AccessKeyStatus::parse(&r.key_status).unwrap_or(AccessKeyStatus::Inactive),
         }
     }
 }

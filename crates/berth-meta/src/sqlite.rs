@@ -112,7 +112,8 @@ mod tests {
     use super::*;
     use crate::migrations::fixtures;
     use crate::{
-        CredentialStore, EventStore, ManifestStore, Origin, PutManifest, PutTag, RepositoryStore, Shutdown, UserRecord,
+        AccessKeyStatus, CredentialStore, EventStore, ManifestStore, Origin, PutManifest, PutTag, RepositoryStore,
+        Shutdown, UserRecord,
     };
 
     #[tokio::test]
@@ -242,6 +243,7 @@ mod tests {
             access_key_id: format!("AK{store}{n}"),
             secret_ciphertext: vec![n as u8],
             created_at: n as i64,
+            key_status: AccessKeyStatus::Active,
         };
         let writes = (0..25).flat_map(|n| {
             [(&a, user("a", n)), (&b, user("b", n))].map(|(store, user)| async move {

@@ -28,9 +28,9 @@ use crate::sql::{
     size_param, stored_size,
 };
 use crate::{
-    BlobLinkStore, CredentialStore, EventKind, Health, MetaError, Millis, Origin, PoolStatus, RegistrySettingStore,
-    Repository, RepositoryStore, Result, SettingsUpdate, Shutdown, StoreTotals, UploadSession, UploadStore, UserPolicy,
-    UserRecord,
+    AccessKeyStatus, BlobLinkStore, CredentialStore, EventKind, Health, MetaError, Millis, Origin, PoolStatus,
+    RegistrySettingStore, Repository, RepositoryStore, Result, SettingsUpdate, Shutdown, StoreTotals, UploadSession,
+    UploadStore, UserPolicy, UserRecord,
 };
 
 /// The metadata store over one SQL database; see [`crate::SqliteStore`] and
@@ -445,13 +445,17 @@ where
         if clash.is_some() {
             return Err(MetaError::UserExists(user.name.clone()));
         }
-        sqlx::query("INSERT INTO users (name, access_key_id, secret_ciphertext, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(user.name.as_str())
-            .bind(user.access_key_id.as_str())
-            .bind(user.secret_ciphertext.as_slice())
-            .bind(user.created_at)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO users (name, access_key_id, secret_ciphertext, created_at, key_status) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(user.name.as_str())
+        .bind(user.access_key_id.as_str())
+        .bind(user.secret_ciphertext.as_slice())
+        .bind(user.created_at)
+        .bind(user.key_status.as_str())
+        .execute(&mut *tx)
+        .await?;
         for policy in policies {
             Self::upsert_user_policy(&mut tx, &user.name, policy).await?;
         }
@@ -530,6 +534,29 @@ where
         let row: Option<UserRow> =
             sqlx::query_as(select_user!("WHERE name = $1")).bind(name).fetch_optional(&self.readers).await?;
         Ok(row.map(Into::into))
+    }
+
+    async fn set_access_key_status(&self, user: &str, status: AccessKeyStatus) -> Result<AccessKeyStatus> {
+        let mut tx = self.begin_write().await?;
+        Self::bump_credentials_generation(&mut tx).await?;
+        let previous: Option<String> = sqlx::query_scalar("SELECT key_status FROM users WHERE name = $1")
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let previous = previous.ok_or_else(|| MetaError::UserUnknown(user.to_owned()))?;
+        let previous = AccessKeyStatus::parse(&previous).unwrap_or(AccessKeyStatus::Inactive);
+        if previous == status {
+            // Takes the bump back: setting the status a key has changes nothing.
+            tx.rollback().await?;
+            return Ok(previous);
+        }
+        sqlx::query("UPDATE users SET key_status = $1 WHERE name = $2")
+            .bind(status.as_str())
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(previous)
     }
 
     async fn credentials_generation(&self) -> Result<i64> {

@@ -11,8 +11,8 @@ use berth_spec::{Digest, Reference, RepositoryName, Tag};
 use futures::future::join_all;
 
 use crate::{
-    Event, EventKind, ManifestRecord, MetaError, MetadataStore, Origin, PutManifest, PutOutcome, PutTag,
-    SettingsUpdate, UploadSession, UserPolicy, UserRecord,
+    AccessKeyStatus, Event, EventKind, ManifestRecord, MetaError, MetadataStore, Origin, PutManifest, PutOutcome,
+    PutTag, SettingsUpdate, UploadSession, UserPolicy, UserRecord,
 };
 
 pub async fn run_all(store: &dyn MetadataStore) {
@@ -834,6 +834,7 @@ async fn users(store: &dyn MetadataStore) {
         access_key_id: key.to_owned(),
         secret_ciphertext: format!("sealed:{key}").into_bytes(),
         created_at: 42,
+        key_status: AccessKeyStatus::Active,
     };
     let (zed, amy) = (unique("zed"), unique("amy"));
     let (zed_key, amy_key) = (unique("AKZED"), unique("AKAMY"));
@@ -875,6 +876,26 @@ async fn users(store: &dyn MetadataStore) {
     assert_eq!(store.user_by_name(&zed).await.unwrap(), None);
     assert_eq!(store.user_by_access_key(&zed_key).await.unwrap(), None);
 
+    // A key is deactivated and activated again; each change moves the generation, a no-op does not.
+    let before = store.credentials_generation().await.unwrap();
+    assert_eq!(store.set_access_key_status(&amy, AccessKeyStatus::Inactive).await.unwrap(), AccessKeyStatus::Active);
+    let after_deactivate = store.credentials_generation().await.unwrap();
+    assert_ne!(after_deactivate, before);
+    let inactive = UserRecord { key_status: AccessKeyStatus::Inactive, ..user(&amy, &amy_key) };
+    assert_eq!(store.user_by_access_key(&amy_key).await.unwrap(), Some(inactive.clone()));
+    assert!(store.list_users().await.unwrap().contains(&inactive));
+    assert_eq!(store.set_access_key_status(&amy, AccessKeyStatus::Inactive).await.unwrap(), AccessKeyStatus::Inactive);
+    assert_eq!(
+        store.credentials_generation().await.unwrap(),
+        after_deactivate,
+        "setting the same status changes nothing"
+    );
+    let nobody = unique("nobody");
+    let err = store.set_access_key_status(&nobody, AccessKeyStatus::Active).await.unwrap_err();
+    assert!(matches!(&err, MetaError::UserUnknown(n) if *n == nobody), "{err:?}");
+    assert_eq!(store.set_access_key_status(&amy, AccessKeyStatus::Active).await.unwrap(), AccessKeyStatus::Inactive);
+    assert_eq!(store.user_by_name(&amy).await.unwrap(), Some(user(&amy, &amy_key)));
+
     // The name and the key are free again.
     store.create_user(&user(&zed, &zed_key), &[]).await.unwrap();
     assert!(store.delete_user(&zed).await.unwrap());
@@ -913,6 +934,7 @@ async fn user_policies(store: &dyn MetadataStore) {
         access_key_id: unique("AKPOL"),
         secret_ciphertext: b"sealed".to_vec(),
         created_at: 1,
+        key_status: AccessKeyStatus::Active,
     };
     let own = |document: &str| UserPolicy { name: "team-a".into(), document: Some(document.to_owned()) };
     let of = async |name: &str| -> Vec<UserPolicy> {

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use berth_iam::{CredentialKind, Identity, RequestContext};
 use berth_meta::{
-    CredentialStore, EventKind, Origin, PostgresStore, SettingsUpdate, SqliteStore, UserPolicy, UserRecord,
+    AccessKeyStatus, CredentialStore, EventKind, Origin, PostgresStore, SettingsUpdate, SqliteStore, UserPolicy,
+    UserRecord,
 };
 use berth_registry::events::EventLog;
 use berth_registry::settings::ResourceTag;
@@ -48,6 +49,7 @@ async fn sqlite_registry(dir: &std::path::Path) -> Arc<Registry> {
                 access_key_id: format!("AKIA{user}"),
                 secret_ciphertext: vec![],
                 created_at: 1,
+                key_status: AccessKeyStatus::Active,
             };
             let full_access = UserPolicy { name: berth_iam::managed::FULL_ACCESS.into(), document: None };
             meta.create_user(&record, &[full_access]).await.unwrap();

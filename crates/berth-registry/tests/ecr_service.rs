@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use berth_meta::{CredentialStore, Origin, SettingsUpdate, SqliteStore, UserPolicy, UserRecord};
+use berth_meta::{AccessKeyStatus, CredentialStore, Origin, SettingsUpdate, SqliteStore, UserPolicy, UserRecord};
 use berth_registry::settings::ResourceTag;
 use berth_registry::{
     ImageId, ImageSelector, PutImage, Registry, RegistryConfig, RegistryError, RepositorySettings, TagStatus,
@@ -44,7 +44,13 @@ async fn open_registry(dir: &std::path::Path, url_signing_key: UrlSigningKey) ->
     for user in ["ci", "alice"] {
         if meta.user_by_name(user).await.unwrap().is_none() {
             let access_key_id = format!("AKIA{user}");
-            let record = UserRecord { name: user.into(), access_key_id, secret_ciphertext: vec![], created_at: 1 };
+            let record = UserRecord {
+                name: user.into(),
+                access_key_id,
+                secret_ciphertext: vec![],
+                created_at: 1,
+                key_status: AccessKeyStatus::Active,
+            };
             let full_access = UserPolicy { name: berth_iam::managed::FULL_ACCESS.into(), document: None };
             meta.create_user(&record, &[full_access]).await.unwrap();
         }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use berth_meta::{MetadataStore, PostgresStore, SqliteStore};
+use berth_meta::{AccessKeyStatus, MetadataStore, PostgresStore, SqliteStore};
 
 #[derive(clap::Args)]
 pub struct DataDir {
@@ -34,6 +34,9 @@ pub enum UserCommand {
     /// Attach, detach and list a user's identity policies (prints the user's policies as JSON).
     #[command(subcommand)]
     Policy(UserPolicyCommand),
+    /// Deactivate or reactivate a user's access key (IAM's Active / Inactive).
+    #[command(subcommand)]
+    Key(UserKeyCommand),
     /// List users (no secrets).
     List {
         #[command(flatten)]
@@ -41,6 +44,23 @@ pub enum UserCommand {
     },
     /// Remove a user; its access key and registry tokens stop working.
     Remove {
+        name: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum UserKeyCommand {
+    /// Make the user's access key work again (its tokens and console sessions too).
+    Activate {
+        name: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Stop the user's access key, its registry tokens and console sessions, keeping the user and
+    /// its policies (within a second on a running server).
+    Deactivate {
         name: String,
         #[command(flatten)]
         dir: DataDir,
@@ -132,6 +152,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
         UserCommand::Add { dir, .. }
         | UserCommand::List { dir }
         | UserCommand::Remove { dir, .. }
+        | UserCommand::Key(UserKeyCommand::Activate { dir, .. } | UserKeyCommand::Deactivate { dir, .. })
         | UserCommand::Policy(Attach { dir, .. } | Detach { dir, .. } | List { dir, .. }) => open(dir).await?,
     };
     let result = match &command {
@@ -146,6 +167,12 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::List { .. } => cli::user_list(store.clone(), &mut out).await,
         UserCommand::Remove { name, .. } => cli::user_remove(store.clone(), name).await,
+        UserCommand::Key(UserKeyCommand::Activate { name, .. }) => {
+            cli::key_status(store.clone(), name, AccessKeyStatus::Active, &mut out).await
+        }
+        UserCommand::Key(UserKeyCommand::Deactivate { name, .. }) => {
+            cli::key_status(store.clone(), name, AccessKeyStatus::Inactive, &mut out).await
+        }
         UserCommand::Policy(Attach { name, policy, .. }) => {
             cli::policy_attach(store.clone(), name, policy, &mut out).await
         }

@@ -362,6 +362,73 @@ async fn removed_user_is_locked_out_and_new_user_let_in_within_5_seconds() {
 }
 
 #[tokio::test]
+async fn deactivated_access_key_is_refused_on_both_planes_until_activated() {
+    let srv = Launch::new().root_keys(ROOT_KEY_ID, ROOT_SECRET).start();
+    let image = push_image(&srv, "auth/keys", Some("v1")).await;
+    let manifest_path = "/v2/auth/keys/manifests/v1";
+    let (id, secret) = add_user(&srv, "carol").await;
+    let with_key = client_with(&basic(&id, &secret));
+    let ecr_token = get_authorization_token(&srv, &id, &secret).await;
+    let with_ecr_token = client_with(&format!("Basic {}", ecr_token.authorization_token));
+    let with_cli_token = client_with(&basic("AWS", srv.cli(&["token", "--user", "carol"]).trim()));
+    let pull =
+        async |client: &reqwest::Client| send(client.get(srv.url(manifest_path)).header("accept", OCI_MANIFEST)).await;
+    for client in [&with_key, &with_ecr_token, &with_cli_token] {
+        pull(client).await.expect_status(200);
+    }
+
+    // Deactivated by a separate process on the same data dir, as an operator would.
+    let changed: Value = serde_json::from_str(&srv.cli(&["user", "key", "deactivate", "carol"])).unwrap();
+    assert_eq!(changed["status"], "Inactive", "{changed}");
+    assert_eq!(changed["previousStatus"], "Active", "{changed}");
+    assert_eq!(changed["accessKeyId"], id.as_str(), "{changed}");
+    let took = wait_for_ping_status(&srv, &with_key, 401, "a deactivated access key").await;
+    eprintln!("deactivated key refused after {took:?}");
+    for client in [&with_key, &with_ecr_token, &with_cli_token] {
+        expect_unauthorized(&pull(client).await);
+        let r = send(
+            client
+                .put(srv.url("/v2/auth/keys/manifests/v2"))
+                .header("content-type", OCI_MANIFEST)
+                .body(image.manifest.clone()),
+        )
+        .await;
+        expect_unauthorized(&r);
+    }
+    send(srv.get("/v2/auth/keys/manifests/v2")).await.expect_status(404);
+    // SigV4 with the inactive key: refused as AWS refuses it, and no token is minted for it.
+    let r = ecr_call(&srv, &id, &secret, "GetAuthorizationToken", "{}").await;
+    ecr_json(&r, 400, Some("UnrecognizedClientException"));
+    let r = ecr_call(&srv, &id, &secret, "DescribeRepositories", "{}").await;
+    ecr_json(&r, 400, Some("UnrecognizedClientException"));
+    let token = srv.cli_output(&["token", "--user", "carol"]);
+    assert!(!token.status.success(), "berth token must refuse an inactive key's user");
+    assert!(String::from_utf8_lossy(&token.stderr).contains("inactive"), "{token:?}");
+    let listed: Value = serde_json::from_str(&srv.cli(&["user", "list"])).unwrap();
+    let carol = listed.as_array().unwrap().iter().find(|u| u["userName"] == "carol").expect("carol is still listed");
+    assert_eq!(carol["status"], "Inactive", "{listed}");
+    // Deactivating twice says so and changes nothing; an unknown user is an error.
+    let again: Value = serde_json::from_str(&srv.cli(&["user", "key", "deactivate", "carol"])).unwrap();
+    assert_eq!(again["previousStatus"], "Inactive", "{again}");
+    let nobody = srv.cli_output(&["user", "key", "deactivate", "nobody"]);
+    assert!(!nobody.status.success() && String::from_utf8_lossy(&nobody.stderr).contains("nobody"), "{nobody:?}");
+
+    // Activated again: the key, its earlier tokens and SigV4 work once more; policies were kept.
+    let changed: Value = serde_json::from_str(&srv.cli(&["user", "key", "activate", "carol"])).unwrap();
+    assert_eq!(changed["status"], "Active", "{changed}");
+    wait_for_ping_status(&srv, &with_key, 200, "a reactivated access key").await;
+    for client in [&with_key, &with_ecr_token, &with_cli_token] {
+        pull(client).await.expect_status(200);
+    }
+    let r = ecr_call(&srv, &id, &secret, "DescribeRepositories", "{}").await;
+    ecr_json(&r, 200, None);
+    let listed: Value = serde_json::from_str(&srv.cli(&["user", "list"])).unwrap();
+    let carol = listed.as_array().unwrap().iter().find(|u| u["userName"] == "carol").unwrap();
+    assert_eq!(carol["status"], "Active", "{listed}");
+    assert_eq!(carol["policies"], serde_json::json!(["AmazonEC2ContainerRegistryFullAccess"]), "{listed}");
+}
+
+#[tokio::test]
 async fn expired_token_gets_401() {
     const LIFETIME_SECS: u64 = 1;
     let srv = Launch::new()

@@ -1,12 +1,11 @@
-//! The admin page (the root user's): users and their access keys — create, delete — and what the
-//! server's background work last did. Deactivating a key needs a key state the credential store
-//! does not keep yet; deleting the user is the way to revoke a key today.
+//! The admin page (the root user's): users and their access keys — create, deactivate, activate,
+//! delete — and what the server's background work last did.
 
 use askama::Template;
 use axum::extract::Request;
 use axum::http::Uri;
 use axum::response::Response;
-use berth_auth::ROOT_USER;
+use berth_auth::{AccessKeyStatus, ROOT_USER};
 use berth_iam::Served;
 use berth_registry::{Finished, GcReport};
 use serde::Deserialize;
@@ -26,6 +25,9 @@ pub struct UserForm {
     /// The managed policy a new user gets; empty: none (the user may do nothing).
     #[serde(default)]
     policy: String,
+    /// The access key's new status (IAM's `Active` / `Inactive`).
+    #[serde(default)]
+    status: String,
 }
 
 impl HasCsrf for UserForm {
@@ -38,7 +40,8 @@ struct UserRow {
     name: String,
     access_key_id: String,
     created: String,
-    /// Neither the root user nor the visitor can be deleted here.
+    active: bool,
+    /// Neither the root user nor the visitor can be deleted or deactivated here.
     deletable: bool,
 }
 
@@ -110,6 +113,7 @@ async fn admin_page(
         .map(|u| UserRow {
             deletable: u.name != ROOT_USER && Some(u.name.as_str()) != me,
             created: view::time(u.created_at),
+            active: u.is_active(),
             name: u.name,
             access_key_id: u.access_key_id,
         })
@@ -152,8 +156,12 @@ struct Query {
 pub async fn page(console: &Console, visitor: &Visitor, uri: &Uri) -> Result<Response, ConsoleError> {
     authz::authorize(&console.registry, &visitor.ctx, Scope::Administration, &[]).await?;
     let query = axum::extract::Query::<Query>::try_from_uri(uri).map(|q| q.0).unwrap_or_default();
-    let notice =
-        (query.done == "user-deleted").then_some("The user was deleted; its access key and sessions no longer work.");
+    let notice = match query.done.as_str() {
+        "user-deleted" => Some("The user was deleted; its access key and sessions no longer work."),
+        "key-deactivated" => Some("The access key was deactivated; it, its tokens and its sessions no longer work."),
+        "key-activated" => Some("The access key was activated again."),
+        _ => None,
+    };
     admin_page(console, visitor, None, notice).await
 }
 
@@ -233,4 +241,55 @@ pub async fn delete_user(
     console.auth.identities().remove_user(&name).await?;
     tracing::info!(user = %name, by = ?visitor.session.user_name, "console: user deleted");
     Ok(redirect(&format!("{}/admin?done=user-deleted", paths::ROOT)))
+}
+
+/// Deactivates or activates a user's access key (IAM's `UpdateAccessKey`); deactivating asks for
+/// confirmation first. Like deleting, not for the root user or the visitor (no lock-out).
+pub async fn update_access_key(
+    console: &Console,
+    visitor: &Visitor,
+    request: Request,
+    served: &mut Served,
+) -> Result<Response, ConsoleError> {
+    let form: UserForm = console.form(visitor, request).await?;
+    let name = form.name.trim().to_owned();
+    served.parameters.insert("userName".into(), name.clone().into());
+    served.parameters.insert("status".into(), form.status.clone().into());
+    authz::authorize(&console.registry, &visitor.ctx, Scope::Administration, &[]).await?;
+    let Some(status) = AccessKeyStatus::parse(&form.status) else {
+        return Err(ConsoleError::BadRequest("The status must be Active or Inactive.".into()));
+    };
+    if name == ROOT_USER || Some(name.as_str()) == visitor.session.user_name.as_deref() {
+        return Err(ConsoleError::BadRequest(
+            "The keys of the root user and the signed-in user cannot be changed from the console.".into(),
+        ));
+    }
+    let identities = console.auth.identities();
+    let user = identities.user(&name).await.map_err(|_| ConsoleError::Unavailable)?;
+    let user = user.ok_or_else(|| ConsoleError::NotFound(format!("User {name} does not exist.")))?;
+    served.parameters.insert("accessKeyId".into(), user.access_key_id.clone().into());
+    if status == AccessKeyStatus::Inactive && form.confirmed != "yes" {
+        served.mutating = false;
+        return Ok(render(&ConfirmPage {
+            layout: visitor.layout().in_section("admin"),
+            title: "Deactivate access key?",
+            message: format!(
+                "Deactivate the access key {} of {name}? It, the user's registry tokens and console sessions stop \
+                 working at once; activating it again brings them back.",
+                user.access_key_id
+            ),
+            action: format!("{}/admin/users/key", paths::ROOT),
+            fields: vec![("name", name), ("status", status.as_str().to_owned())],
+            button: "Deactivate key",
+            danger: true,
+            cancel: format!("{}/admin", paths::ROOT),
+        }));
+    }
+    identities.set_access_key_status(&name, status).await?;
+    tracing::info!(user = %name, status = status.as_str(), by = ?visitor.session.user_name, "console: access key status set");
+    let done = match status {
+        AccessKeyStatus::Active => "key-activated",
+        AccessKeyStatus::Inactive => "key-deactivated",
+    };
+    Ok(redirect(&format!("{}/admin?done={done}", paths::ROOT)))
 }
