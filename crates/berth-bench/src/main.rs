@@ -11,6 +11,7 @@ mod payload;
 mod phases;
 mod progress;
 mod report;
+mod scale;
 mod skopeo;
 mod target;
 
@@ -96,6 +97,13 @@ struct Cli {
     /// Tiny sizes for CI: checks every phase works (and fails on any error) in seconds.
     #[arg(long)]
     smoke: bool,
+    /// Instead of comparing registries: how Berth's costs grow with its size (tags in one
+    /// repository, repositories, blob links under GC), each as a table with its log-log slope.
+    #[arg(long)]
+    scale: bool,
+    /// Timed runs per request and size in --scale (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    scale_samples: usize,
 }
 
 /// Sizes after applying the smoke-mode defaults.
@@ -186,6 +194,18 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
         .tempdir_in(&parent)
         .with_context(|| format!("creating a work directory in {}", parent.display()))?;
     let binaries = Binaries { berth: cli.berth_bin.clone(), docker_registry: cli.docker_registry_bin.clone() };
+    if cli.scale {
+        let curves = scale::run(&binaries, work.path(), &scale::ScaleSizes::new(cli.smoke, cli.scale_samples)).await?;
+        for curve in &curves {
+            curve.print();
+        }
+        if let Some(path) = &cli.json {
+            let document = json!({ "scale": curves.iter().map(scale::Curve::to_json).collect::<Vec<_>>() });
+            std::fs::write(path, serde_json::to_vec_pretty(&document)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        return Ok(true);
+    }
     let targets: Pair<Target> = [
         Target::start("A", &cli.a, cli.a_pid, &binaries, work.path()).await?,
         Target::start("B", &cli.b, cli.b_pid, &binaries, work.path()).await?,

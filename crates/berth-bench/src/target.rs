@@ -61,7 +61,7 @@ const BENCH_USER_POLICY: &str = r#"{"Version": "2012-10-17", "Statement": [
    "Resource": "arn:aws:ecr:*:*:repository/bench-*"},
   {"Sid": "NoDeletes", "Effect": "Deny", "Action": ["ecr:BatchDeleteImage", "ecr:DeleteRepository"], "Resource": "*"}]}"#;
 
-fn berth_data_dir(work_dir: &Path, label: &str) -> PathBuf {
+pub(crate) fn berth_data_dir(work_dir: &Path, label: &str) -> PathBuf {
     work_dir.join(format!("{}-berth", label.to_lowercase()))
 }
 
