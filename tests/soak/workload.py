@@ -45,7 +45,7 @@ HOSTILE_END = HOSTILE_START + max(10.0, MINUTES * 60 / 6)
 SETTLE = 5.0
 # What the attack may add to RSS while it lasts: the ECR plane's 64 MiB budget for bodies whose
 # signature is unchecked, plus manifests (at most 4 MiB each) of the authenticated hostile clients.
-HOSTILE_PEAK_MIB = 96
+HOSTILE_PEAK_MIB = 112
 
 lock = threading.Lock()
 pushed = {repo: [] for repo in REPOS}  # (tag, digest, layer) of acknowledged pushes
@@ -164,11 +164,11 @@ def sampler():
 
 
 def attack():
-    """The hostile phase: hostile.py's clients against both servers, the known-key forgery six
-    times over (unbudgeted, six 20 MiB bodies at once would be far past HOSTILE_PEAK_MIB)."""
+    """The hostile phase: hostile.py's clients against both servers, the known-key forgery eight
+    times over (unbudgeted, eight 20 MiB bodies at once would be far past HOSTILE_PEAK_MIB)."""
     if stop.wait(HOSTILE_START):
         return
-    attackers = [Hostile(addr, KEY_ID, f"{KEY_ID}:{SECRET}", REPOS[0], threads_per_kind=1, heavy_threads=6)
+    attackers = [Hostile(addr, KEY_ID, f"{KEY_ID}:{SECRET}", REPOS[0], threads_per_kind=1, heavy_threads=8)
                  for addr, _ in SERVERS.values()]
     for attacker in attackers:
         attacker.start()
