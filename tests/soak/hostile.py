@@ -1,5 +1,6 @@
 """Hostile clients for the soak (tests/soak/workload.py imports this; `python3 hostile.py ADDR PID
-KEY_ID USER:SECRET SECONDS` runs them alone against one server and prints RSS as it goes).
+KEY_ID KEY_ID:SECRET SECONDS [KIND]` runs them, or only the kinds whose name contains KIND, alone
+against one server and prints its RSS before, at the peak and for 10 s after).
 
 Each client is a loop over raw sockets, so it can send what an attacker would: large bodies
 without credentials, or with a known access key id and a forged signature; bodies that stop
