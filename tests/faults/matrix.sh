@@ -4,7 +4,8 @@
 #     connections and stalling on a share of requests;
 #   - PostgreSQL restarted in the middle of pushes;
 #   - the data dir's filesystem full (a small tmpfs), then freed;
-#   - kill -9 during garbage collection and during lifecycle expiry.
+#   - kill -9 during garbage collection, and in the middle of lifecycle expiry (a watcher on the
+#     database kills the server once some but not all expired images are gone).
 # After each: every push skopeo saw succeed pulls back with the same manifest digest and verified
 # blobs (never a wrong success), no tag points at anything incomplete, and the server carries on
 # by itself (new pushes work without a restart, except after kill -9, which restarts it).
@@ -216,30 +217,105 @@ left=$(find "$T/gc/blobs" -type f -size +40k | wc -l)
 expect "the deleted images' layers are gone, the kept ones stay" "$left" $((IMAGES - IMAGES / 2))
 stop_berth
 
-section "kill -9 right after a lifecycle policy is put (its expiry starts at once)"
+section "kill -9 in the middle of lifecycle expiry"
+# Enough images that expiring them takes a measurable while (one delete transaction each), so a
+# watcher reading the database can kill the server once the first are gone and the rest not.
+LC_IMAGES=$((IMAGES * 25)) LC_KEEP=3
 export BERTH_ROOT_ACCESS_KEY_ID=AKIAFAULTMATRIXROOT1 BERTH_ROOT_SECRET_ACCESS_KEY=fault-matrix-root-secret-0123456789
 export AWS_ACCESS_KEY_ID=$BERTH_ROOT_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$BERTH_ROOT_SECRET_ACCESS_KEY AWS_DEFAULT_REGION=us-east-1
 CREDS=$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY
 start_berth "$T/lc" --no-create-on-push
 python3 -c 'import awscli' 2>/dev/null || pip install -q awscli
 aws --endpoint-url "http://$BERTH_ADDR" ecr create-repository --repository-name faults/lc >/dev/null
-for i in $(seq 1 "$IMAGES"); do
-  mkimage "$T/img/lc-$i" 20000 >/dev/null
-  "${SK[@]}" copy -q --preserve-digests --dest-tls-verify=false --dest-creds "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-    "dir:$T/img/lc-$i" "docker://$BERTH_ADDR/faults/lc:t$i"
-  rm -rf "$T/img/lc-$i"
-done
+# LC_IMAGES images tagged t1…tN, pushed in order (the last few apart, so push times rank them):
+# one shared layer, a config of their own each. Prints "tag digest" per image.
+python3 - "$BERTH_ADDR" "$CREDS" "$LC_IMAGES" >"$T/lc-images" <<'PY'
+import base64, hashlib, json, os, sys, time, urllib.request
+addr, creds, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+auth = "Basic " + base64.b64encode(creds.encode()).decode()
+def call(method, path, body, content_type):
+    req = urllib.request.Request(f"http://{addr}/v2/faults/lc/{path}", data=body, method=method,
+                                 headers={"Authorization": auth, "Content-Type": content_type})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        assert r.status == 201, r.status
+def blob(data):
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    call("POST", f"blobs/uploads/?digest={digest}", data, "application/octet-stream")
+    return {"digest": digest, "size": len(data)}
+layer = dict(blob(os.urandom(50000)), mediaType="application/vnd.oci.image.layer.v1.tar")
+for i in range(1, count + 1):
+    config = dict(blob(json.dumps({"architecture": "amd64", "os": "linux", "n": i}).encode()),
+                  mediaType="application/vnd.oci.image.config.v1+json")
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": config, "layers": [layer]}).encode()
+    if i > count - 4:
+        time.sleep(0.05)
+    call("PUT", f"manifests/t{i}", manifest, "application/vnd.oci.image.manifest.v1+json")
+    print(f"t{i} sha256:{hashlib.sha256(manifest).hexdigest()}")
+PY
+expect "$LC_IMAGES images pushed" "$(wc -l <"$T/lc-images")" "$LC_IMAGES"
+# The watcher reads the server's SQLite database (WAL: a reader never blocks the writer) and
+# sends SIGKILL the moment the first image is gone.
+python3 - "$T/lc/metadata.db" "$BERTH_PID" "$LC_IMAGES" <<'PY' &
+import os, signal, sqlite3, sys, time
+db, pid, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+count = lambda: connection.execute("SELECT count(*) FROM manifests WHERE repo = 'faults/lc'").fetchone()[0]
+deadline = time.monotonic() + 120
+while count() == total and time.monotonic() < deadline:
+    time.sleep(0.002)
+os.kill(pid, signal.SIGKILL)
+PY
+WATCHER=$!
 aws --endpoint-url "http://$BERTH_ADDR" ecr put-lifecycle-policy --repository-name faults/lc --lifecycle-policy-text \
-  '{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":3},"action":{"type":"expire"}}]}' >/dev/null
-kill -9 "$BERTH_PID"; wait "$BERTH_PID" 2>/dev/null || true; BERTH_PID=
+  "{\"rules\":[{\"rulePriority\":1,\"selection\":{\"tagStatus\":\"any\",\"countType\":\"imageCountMoreThan\",\"countNumber\":$LC_KEEP},\"action\":{\"type\":\"expire\"}}]}" >/dev/null
+wait "$WATCHER"; wait "$BERTH_PID" 2>/dev/null || true; BERTH_PID=
+# What the killed server left on disk, read before a restart touches it.
+left=$(sqlite3 "$T/lc/metadata.db" "SELECT count(*) FROM manifests WHERE repo = 'faults/lc'")
+logged=$(grep -c 'lifecycle: image expired' "$T/lc.log" || true)
+echo "    killed with $left of $LC_IMAGES images left ($((LC_IMAGES - LC_KEEP)) to expire; $logged expiries logged)"
+[[ $left -lt $LC_IMAGES && $left -gt $LC_KEEP ]] && ok "the kill came in the middle of expiry" ||
+  bad "the kill did not come mid-expiry ($left of $LC_IMAGES left, $LC_KEEP to keep)"
+dangling=$(sqlite3 "$T/lc/metadata.db" "SELECT count(*) FROM tags t WHERE repo = 'faults/lc' AND NOT EXISTS
+  (SELECT 1 FROM manifests m WHERE m.repo = t.repo AND m.digest = t.digest)")
+expect "no tag outlives its image in what the kill left" "$dangling" 0
 start_berth "$T/lc" --no-create-on-push --lifecycle-interval-secs 1
 count=
-for _ in $(seq 1 100); do
+for _ in $(seq 1 150); do
   count=$(aws --endpoint-url "http://$BERTH_ADDR" ecr list-images --repository-name faults/lc --query 'length(imageIds)')
-  [[ $count == 3 ]] && break; sleep 0.2
+  [[ $count == "$LC_KEEP" ]] && break; sleep 0.2
 done
-expect "lifecycle finishes after the restart: 3 images left" "$count" 3
-no_broken_tags "kill -9 during lifecycle"
+expect "expiry finishes after the restart: $LC_KEEP images left" "$count" "$LC_KEEP"
+tail -n "$LC_KEEP" "$T/lc-images" >"$T/lc-kept"
+expect "the newest $LC_KEEP stay, every other image is gone" \
+  "$(aws --endpoint-url "http://$BERTH_ADDR" ecr list-images --repository-name faults/lc \
+      --query 'imageIds[].[imageTag,imageDigest]' --output text | sort)" "$(tr ' ' '\t' <"$T/lc-kept" | sort)"
+# pull_kept DESC: the kept images pull whole, with their pushed digests.
+pull_kept() {
+  local tag digest good=0
+  while read -r tag digest; do
+    rm -rf "$T/pulled"
+    "${SK[@]}" copy -q --src-tls-verify=false --src-creds "$CREDS" "docker://$BERTH_ADDR/faults/lc:$tag" "dir:$T/pulled" &&
+      [[ $(sha256_of "$T/pulled/manifest.json") == "$digest" ]] && good=$((good + 1))
+  done <"$T/lc-kept"
+  expect "$1: the kept images pull whole with their pushed digests" "$good" "$LC_KEEP"
+}
+pull_kept "kill -9 mid-expiry"
+no_broken_tags "kill -9 mid-expiry"
+stop_berth
+# GC keeps exactly the kept images' blobs. Three passes, a grace period apart: the first
+# releases the expired images' links (untouched for the grace period), the second sees their
+# blobs unlinked, the third deletes them.
+for phase in release mark delete; do
+  sleep 1.2
+  "$BERTH_BIN" gc --data-dir "$T/lc" --gc-grace-secs 1 >"$T/gc.out" 2>&1 ||
+    { bad "the $phase GC pass failed"; sed 's/^/    | /' "$T/gc.out"; }
+done
+sed 's/^/    gc: /' "$T/gc.out"
+expect "after GC the blobs left are the kept images' configs and their shared layer" \
+  "$(find "$T/lc/blobs" -type f | wc -l)" $((LC_KEEP + 1))
+start_berth "$T/lc" --no-create-on-push
+pull_kept "after GC"
 stop_berth
 
 summary fault-matrix

@@ -1,16 +1,25 @@
 #!/usr/bin/env python3
 """The soak workload: a mixed load on two Berth servers that share their stores, for MINUTES.
 
-    workload.py MINUTES ADDR_A PID_A ADDR_B PID_B REPORT_JSON
+    SOAK_KEY_ID=… SOAK_SECRET=… workload.py MINUTES ADDR_A PID_A ADDR_B PID_B REPORT_JSON
 
 Writers push small images through A (monolithic blob uploads, then the manifest); readers pull
 through B whatever was pushed (manifest by tag, then its layer, checking the bytes); a deleter
 removes older images by digest; a lifecycle policy keeps each repository small; both servers run
-GC on their own. Every 5 s it samples each server's RSS and open file descriptors from /proc and
-each operation's latencies. The report has per-minute p99s, the samples and every error; the exit
-status says whether memory and descriptors stayed flat after warm-up and nothing failed.
+GC on their own. All of it signs in with the access key SOAK_KEY_ID / SOAK_SECRET (HTTP Basic).
+
+In the middle sixth of the run (at least 10 s), hostile clients (hostile.py) attack both servers
+as well: large bodies without credentials or with forged signatures, oversized, junk, trickled
+and cut-off manifests, uploads abandoned mid-PATCH. Every second it samples each server's RSS and
+open file descriptors from /proc; each operation's latencies are kept. The report has per-minute
+p99s, the samples, the hostile clients' answers and every error. The run fails on any friendly
+error or wrong byte, a hostile request answered other than with its 4xx (never a 5xx), or a server
+whose memory or descriptors are not flat: after warm-up (the first third) the baseline is the
+maximum before the attack; during it RSS may rise by at most HOSTILE_PEAK_MIB over that, and
+after it (5 s to settle) must be back within a quarter plus 16 MiB of it, descriptors within 32.
 """
 
+import base64
 import hashlib
 import json
 import os
@@ -21,11 +30,22 @@ import time
 import urllib.error
 import urllib.request
 
+from hostile import Hostile
+
 MINUTES = float(sys.argv[1])
 SERVERS = {"a": (sys.argv[2], int(sys.argv[3])), "b": (sys.argv[4], int(sys.argv[5]))}
 REPORT = sys.argv[6]
 REPOS = [f"soak/app{i}" for i in range(4)]
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+KEY_ID, SECRET = os.environ["SOAK_KEY_ID"], os.environ["SOAK_SECRET"]
+AUTHORIZATION = "Basic " + base64.b64encode(f"{KEY_ID}:{SECRET}".encode()).decode()
+WARM_UP = MINUTES * 60 / 3
+HOSTILE_START = MINUTES * 60 / 2
+HOSTILE_END = HOSTILE_START + max(10.0, MINUTES * 60 / 6)
+SETTLE = 5.0
+# What the attack may add to RSS while it lasts: the ECR plane's 64 MiB budget for bodies whose
+# signature is unchecked, plus manifests (at most 4 MiB each) of the authenticated hostile clients.
+HOSTILE_PEAK_MIB = 112
 
 lock = threading.Lock()
 pushed = {repo: [] for repo in REPOS}  # (tag, digest, layer) of acknowledged pushes
@@ -37,7 +57,8 @@ started = time.monotonic()
 
 
 def request(server, method, path, body=None, headers=None):
-    req = urllib.request.Request(f"http://{SERVERS[server][0]}{path}", data=body, method=method, headers=headers or {})
+    headers = {"Authorization": AUTHORIZATION, **(headers or {})}
+    req = urllib.request.Request(f"http://{SERVERS[server][0]}{path}", data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=60) as response:
             return response.status, dict(response.headers), response.read()
@@ -138,13 +159,34 @@ def sampler():
         now = time.monotonic() - started
         samples.append({"t": round(now, 1), **{f"{name}_{k}": v for name, (_, pid) in SERVERS.items()
                                                   for k, v in zip(("rss_mib", "fds"), proc(pid))}})
-        if stop.wait(5.0):
+        if stop.wait(1.0):
             break
 
 
+def attack():
+    """The hostile phase: hostile.py's clients against both servers, the known-key forgery eight
+    times over (unbudgeted, eight 20 MiB bodies at once would be far past HOSTILE_PEAK_MIB)."""
+    if stop.wait(HOSTILE_START):
+        return
+    attackers = [Hostile(addr, KEY_ID, f"{KEY_ID}:{SECRET}", REPOS[0], threads_per_kind=1, heavy_threads=8)
+                 for addr, _ in SERVERS.values()]
+    for attacker in attackers:
+        attacker.start()
+    stop.wait(HOSTILE_END - HOSTILE_START)
+    for attacker in attackers:
+        attacker.finish()
+        with lock:
+            errors.extend(attacker.errors[:20])
+            for kind, answers in attacker.answers.items():
+                merged = hostile_answers.setdefault(kind, {})
+                for outcome, n in answers.items():
+                    merged[outcome] = merged.get(outcome, 0) + n
+
+
+hostile_answers = {}
 threads = [threading.Thread(target=writer, args=(i,)) for i in range(3)]
 threads += [threading.Thread(target=reader, args=(10 + i,)) for i in range(4)]
-threads += [threading.Thread(target=deleter), threading.Thread(target=sampler)]
+threads += [threading.Thread(target=deleter), threading.Thread(target=sampler), threading.Thread(target=attack)]
 for t in threads:
     t.start()
 time.sleep(MINUTES * 60)
@@ -156,21 +198,29 @@ p99 = {}
 for (minute, operation), values in sorted(latencies.items()):
     values.sort()
     p99.setdefault(operation, []).append(round(values[int(len(values) * 0.99) - 1 if len(values) > 1 else 0] * 1000, 1))
-warm = [s for s in samples if s["t"] >= MINUTES * 60 / 3]
-first, rest = warm[: max(1, len(warm) // 3)], warm[max(1, len(warm) // 3):] or warm
+windows = {
+    "baseline": [s for s in samples if WARM_UP <= s["t"] < HOSTILE_START],
+    "attack": [s for s in samples if HOSTILE_START <= s["t"] < HOSTILE_END],
+    "after": [s for s in samples if s["t"] >= HOSTILE_END + SETTLE],
+}
 verdicts = []
 for name in SERVERS:
-    rss_warm = max(s[f"{name}_rss_mib"] for s in first)
-    rss_end = max(s[f"{name}_rss_mib"] for s in rest)
-    fds_warm = max(s[f"{name}_fds"] for s in first)
-    fds_end = max(s[f"{name}_fds"] for s in rest)
-    # Flat: after warm-up, memory grows by at most a quarter plus 16 MiB (allocator noise), and
-    # descriptors by at most the connections a burst may hold open.
-    verdicts.append({"server": name, "rss_warm_mib": rss_warm, "rss_end_mib": rss_end, "fds_warm": fds_warm,
-                     "fds_end": fds_end, "flat": rss_end <= rss_warm * 1.25 + 16 and fds_end <= fds_warm + 32})
-report = {"minutes": MINUTES, "operations": counts, "p99_ms_per_minute": p99, "errors": errors[:50],
-          "error_count": len(errors), "servers": verdicts, "samples": samples}
+    top = {window: {k: max(s[f"{name}_{k}"] for s in chosen) for k in ("rss_mib", "fds")}
+           for window, chosen in windows.items()}
+    base, attack_peak, after = top["baseline"], top["attack"], top["after"]
+    checks = {
+        "rss bounded under attack": attack_peak["rss_mib"] <= base["rss_mib"] + HOSTILE_PEAK_MIB,
+        "rss flat after attack": after["rss_mib"] <= base["rss_mib"] * 1.25 + 16,
+        "fds flat after attack": after["fds"] <= base["fds"] + 32,
+    }
+    verdicts.append({"server": name, "rss_baseline_mib": base["rss_mib"], "rss_attack_peak_mib": attack_peak["rss_mib"],
+                     "rss_after_mib": after["rss_mib"], "fds_baseline": base["fds"], "fds_attack_peak": attack_peak["fds"],
+                     "fds_after": after["fds"], "failed": [check for check, passed in checks.items() if not passed]})
+report = {"minutes": MINUTES, "load_average": os.getloadavg(), "operations": counts, "p99_ms_per_minute": p99,
+          "hostile_window_s": [HOSTILE_START, HOSTILE_END], "hostile_answers": hostile_answers,
+          "errors": errors[:50], "error_count": len(errors), "servers": verdicts, "samples": samples}
 with open(REPORT, "w") as f:
     json.dump(report, f, indent=1)
-print(json.dumps({k: report[k] for k in ("operations", "p99_ms_per_minute", "error_count", "servers")}, indent=1))
-sys.exit(0 if not errors and all(v["flat"] for v in verdicts) else 1)
+print(json.dumps({k: report[k] for k in ("load_average", "operations", "p99_ms_per_minute", "hostile_answers", "errors",
+                                         "error_count", "servers")}, indent=1))
+sys.exit(0 if not errors and not any(v["failed"] for v in verdicts) else 1)

@@ -128,6 +128,9 @@ pub enum EcrError {
     NotImplemented(Endpoint),
     #[error("{0}")]
     RequestTooLarge(String),
+    /// Too much is in flight (AWS's common front-end error; SDKs retry it with backoff).
+    #[error("{0}")]
+    Throttling(String),
 }
 
 impl EcrError {
@@ -192,6 +195,7 @@ impl EcrError {
             EcrError::Serialization(_) => "SerializationException",
             EcrError::NotImplemented(_) => "UnsupportedOperationException",
             EcrError::RequestTooLarge(_) => "RequestEntityTooLargeException",
+            EcrError::Throttling(_) => "ThrottlingException",
         }
     }
 

@@ -6,6 +6,10 @@
 //! serves; the body, bounded by the operation's own limit, is read; the signature covers it; the
 //! body is JSON of the operation's input and satisfies the model; the caller may perform the
 //! operation's action on the resources it names; only then does the backend run.
+//!
+//! The body has to be read before its signature can be checked, so a client that knows an access
+//! key id (which is no secret) but not its secret can make the server read one. Such bodies share
+//! [`UNVERIFIED_BODY_BUDGET`] server-wide, so together they can never exhaust memory.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -16,10 +20,11 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use berth_iam::{ConnectionInfo, Identity, RequestContext, Served};
 
@@ -38,15 +43,22 @@ pub enum Authentication {
     Disabled,
 }
 
+/// Bytes of request bodies whose signature is not checked yet that the server holds at once,
+/// across all requests; past it such requests get `ThrottlingException` (SDKs retry it). Room for
+/// two of the largest (`UploadLayerPart`, about 26.7 MiB).
+pub const UNVERIFIED_BODY_BUDGET: usize = 64 << 20;
+
 #[derive(Clone)]
 pub struct EcrService {
     backend: Arc<dyn EcrBackend>,
     authentication: Authentication,
+    /// One permit per byte of [`UNVERIFIED_BODY_BUDGET`].
+    unverified_bodies: Arc<Semaphore>,
 }
 
 impl EcrService {
     pub fn new(backend: Arc<dyn EcrBackend>, authentication: Authentication) -> Self {
-        EcrService { backend, authentication }
+        EcrService { backend, authentication, unverified_bodies: Arc::new(Semaphore::new(UNVERIFIED_BODY_BUDGET)) }
     }
 }
 
@@ -213,15 +225,16 @@ async fn serve(
             if !served(endpoint) {
                 return Err(EcrError::NotImplemented(endpoint));
             }
-            let body = read_body(&parts.headers, body, limit).await?;
+            let (body, held) = read_body(&parts.headers, body, limit, Some(&service.unverified_bodies)).await?;
             ctx.identity = pending.verify(&body)?;
+            drop(held);
             body
         }
         Authentication::Disabled => {
             if !served(endpoint) {
                 return Err(EcrError::NotImplemented(endpoint));
             }
-            read_body(&parts.headers, body, limit).await?
+            read_body(&parts.headers, body, limit, None).await?.0
         }
     };
     if audit.mutating {
@@ -230,19 +243,49 @@ async fn serve(
     dispatch(service.backend.as_ref(), ctx, endpoint, &body).await
 }
 
-/// At most `limit` bytes of body; a larger declared length is refused before any is read.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, EcrError> {
+/// At most `limit` bytes of body; a larger declared length is refused before any is read. With a
+/// `budget`, every byte read takes a permit from it first, held until the caller drops the
+/// returned permit (once the signature is checked); an exhausted budget refuses the request.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    budget: Option<&Arc<Semaphore>>,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), EcrError> {
     let too_large = || EcrError::RequestTooLarge(format!("Request body is larger than {limit} bytes"));
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(err) => Err(EcrError::Serialization(format!("Could not read the request body: {err}"))),
+    // Reserved, not touched: a length that lies costs address space, not memory.
+    let mut content = BytesMut::with_capacity(declared.map_or(0, |len| len as usize));
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    let mut body = Limited::new(body, limit);
+    while let Some(frame) = body.frame().await {
+        let data = match frame {
+            Ok(frame) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue, // trailers
+            },
+            Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
+            Err(err) => return Err(EcrError::Serialization(format!("Could not read the request body: {err}"))),
+        };
+        if let Some(budget) = budget {
+            let permit = u32::try_from(data.len())
+                .ok()
+                .and_then(|bytes| budget.clone().try_acquire_many_owned(bytes).ok())
+                .ok_or_else(|| {
+                    EcrError::Throttling("Too many request bytes await signature verification; retry later".into())
+                })?;
+            match &mut held {
+                Some(held) => held.merge(permit),
+                None => held = Some(permit),
+            }
+        }
+        content.extend_from_slice(&data);
     }
+    Ok((content.freeze(), held))
 }
 
 /// Deserialises, validates, authorizes, runs and serialises one operation.
@@ -371,5 +414,28 @@ mod tests {
         let pending = [UpdateImageStorageClass];
         let unserved: Vec<Endpoint> = Endpoint::ALL.iter().copied().filter(|e| !served(*e)).collect();
         assert_eq!(unserved, pending);
+    }
+
+    /// Bodies awaiting their signature share one budget: what one holds, another cannot take,
+    /// and it comes back when the holder lets go.
+    #[tokio::test]
+    async fn unverified_bodies_share_one_budget() {
+        let budget = Arc::new(Semaphore::new(100));
+        let headers = HeaderMap::new();
+        let read = |len: usize| read_body(&headers, Body::from(vec![7u8; len]), 1000, Some(&budget));
+        let (first, held) = read(60).await.unwrap();
+        assert_eq!(first.len(), 60);
+        assert_eq!(budget.available_permits(), 40);
+        let refused = read(60).await.unwrap_err();
+        assert_eq!(refused.wire_type(), "ThrottlingException");
+        assert_eq!(budget.available_permits(), 40, "a refused body keeps nothing");
+        drop(held);
+        let (second, _held) = read(60).await.unwrap();
+        assert_eq!(second, vec![7u8; 60]);
+        // Without a budget (signatures off) only the operation's limit applies.
+        let (unbudgeted, none) = read_body(&headers, Body::from(vec![1u8; 500]), 1000, None).await.unwrap();
+        assert!(unbudgeted.len() == 500 && none.is_none());
+        let too_large = read_body(&headers, Body::from(vec![1u8; 1001]), 1000, None).await.unwrap_err();
+        assert_eq!(too_large.wire_type(), "RequestEntityTooLargeException");
     }
 }

@@ -49,6 +49,8 @@ pub enum ManifestError {
     TooLarge,
     #[error("manifest JSON has the key {key:?} twice in the object at {at:?}; each key may appear once")]
     DuplicateKey { key: String, at: String },
+    #[error("manifest JSON has the key {key:?} in the object at {at:?}; JSON libraries reserve it")]
+    ReservedKey { key: String, at: String },
     #[error("manifest JSON nests arrays and objects deeper than {MAX_JSON_DEPTH} levels (at {at:?})")]
     TooDeep { at: String },
     #[error("descriptor {at} has size {size}, larger than the largest size a descriptor may have, 2^63-1")]
@@ -236,9 +238,16 @@ fn check_sizes(
     Ok(())
 }
 
+/// The prefix of serde_json's magic keys: with its `raw_value` feature (on in Berth's build, by
+/// feature unification), an object whose key is `$serde_json::private::RawValue` is read by
+/// `serde_json::Value` as the JSON text in its value, so such a manifest would mean something
+/// else to Berth's own untyped readers (found by fuzzing).
+const SERDE_JSON_RESERVED: &str = "$serde_json::private::";
+
 /// One pass over the JSON that refuses what typed parsing would let through silently: a key
-/// twice in an object (serde keeps the last, and ignores repeats of unknown fields entirely)
-/// and nesting beyond [`MAX_JSON_DEPTH`] (serde skips unknown fields without a depth limit).
+/// twice in an object (serde keeps the last, and ignores repeats of unknown fields entirely),
+/// a key serde_json reserves, and nesting beyond [`MAX_JSON_DEPTH`] (serde skips unknown fields
+/// without a depth limit).
 fn check_json(bytes: &[u8]) -> Result<(), ManifestError> {
     let mut state = JsonCheck { path: Vec::new(), problem: None };
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
@@ -342,6 +351,10 @@ impl<'de> Visitor<'de> for CheckValue<'_> {
             if seen.contains(&key) {
                 let at = self.state.pointer();
                 return Err(self.state.fail(ManifestError::DuplicateKey { key, at }));
+            }
+            if key.starts_with(SERDE_JSON_RESERVED) {
+                let at = self.state.pointer();
+                return Err(self.state.fail(ManifestError::ReservedKey { key, at }));
             }
             self.state.path.push(key.clone());
             map.next_value_seed(CheckValue { state: &mut *self.state })?;
@@ -491,6 +504,18 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    /// serde_json's `Value` would read `{"$serde_json::private::RawValue": "[1]"}` as `[1]`.
+    #[test]
+    fn keys_serde_json_reserves_are_refused() {
+        let body = image(media::OCI_MANIFEST);
+        let key = "$serde_json::private::RawValue";
+        let text = body.replacen(r#""extra""#, &format!(r#""annotations":{{"{key}":"[1]"}},"extra""#), 1);
+        assert_eq!(
+            Manifest::parse(text.as_bytes(), None),
+            Err(ManifestError::ReservedKey { key: key.into(), at: "/annotations".into() })
+        );
     }
 
     #[test]
