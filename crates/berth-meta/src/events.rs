@@ -46,9 +46,13 @@ pub enum EventKind {
     TagDeleted,
     /// A blob's link was removed from the repository.
     BlobDeleted,
+    /// An image moved to the archive storage class (`digest`, `media_type`): it no longer pulls.
+    ImageArchived,
+    /// An archived image was restored (by `UpdateImageStorageClass` or a push of it): it pulls again.
+    ImageRestored,
 }
 
-const KINDS: [(EventKind, &str); 8] = [
+const KINDS: [(EventKind, &str); 10] = [
     (EventKind::RepositoryCreated, "repository.created"),
     (EventKind::RepositoryDeleted, "repository.deleted"),
     (EventKind::SettingsChanged, "repository.settings_changed"),
@@ -57,6 +61,8 @@ const KINDS: [(EventKind, &str); 8] = [
     (EventKind::TagSet, "tag.set"),
     (EventKind::TagDeleted, "tag.deleted"),
     (EventKind::BlobDeleted, "blob.deleted"),
+    (EventKind::ImageArchived, "image.archived"),
+    (EventKind::ImageRestored, "image.restored"),
 ];
 
 impl EventKind {
