@@ -38,7 +38,7 @@ use async_trait::async_trait;
 use berth_spec::{Digest, Reference, RepositoryName, Tag};
 
 pub use dialect::Dialect;
-pub use events::{ClaimedEvent, Event, EventKind};
+pub use events::{ClaimedEvent, ConsumerRecord, ConsumerRemoval, Event, EventKind};
 pub use postgres::PostgresStore;
 pub use replication::ReplicationStatusRecord;
 pub use sqlite::SqliteStore;
@@ -582,6 +582,12 @@ pub trait EventStore: Send + Sync {
     async fn prune_events(&self, before: Millis) -> Result<u64>;
     /// How many events `consumer` has not acknowledged yet (leased or not).
     async fn pending_events(&self, consumer: &str) -> Result<u64>;
+    /// Every registered consumer with its backlog, by name.
+    async fn list_consumers(&self) -> Result<Vec<ConsumerRecord>>;
+    /// Drops `name` with its undelivered events, unless it was registered or claimed for at or
+    /// after `active_since` (a server still has it configured). One statement: a claim racing
+    /// the removal either counts or finds the consumer gone.
+    async fn remove_idle_consumer(&self, name: &str, active_since: Millis) -> Result<ConsumerRemoval>;
 }
 
 /// Replication's configuration document and per-image, per-destination status (the work itself

@@ -43,6 +43,7 @@ pub async fn run_all(store: &dyn MetadataStore) {
     every_change_records_its_events(store).await;
     failed_changes_record_nothing(store).await;
     event_claims(store).await;
+    consumer_removal(store).await;
     pull_through_configuration(store).await;
     creation_templates(store).await;
     pull_time_exclusions(store).await;
@@ -1493,6 +1494,48 @@ async fn event_claims(store: &dyn MetadataStore) {
 
 /// Cache rules are created once, updated and deleted by prefix, listed sorted; secrets are
 /// replaced in place.
+/// A consumer that no server claims for any more can be removed, which lets the events it held
+/// back be pruned; one registered or claimed for since the cut-off is kept.
+async fn consumer_removal(store: &dyn MetadataStore) {
+    use crate::ConsumerRemoval::{Active, Removed, Unknown};
+    let witness = Watcher::new(store).await;
+    let (gone, busy) = (unique("consumer-gone"), unique("consumer-busy"));
+    assert!(store.register_consumer(&gone, 1_000).await.unwrap());
+    assert!(store.register_consumer(&busy, 1_000).await.unwrap());
+    let repo = repo_name(&unique("consumers"));
+    store.create_repository(&ORIGIN, &repo, "{}", 1).await.unwrap();
+    let far_future = i64::MAX / 2;
+
+    // A claim records itself (at most every CLAIM_RECORD_INTERVAL).
+    let now = crate::events::CLAIM_RECORD_INTERVAL * 10;
+    store.claim_events(&busy, &unique("token"), 1, now, now + 1).await.unwrap();
+    let listed = store.list_consumers().await.unwrap();
+    let record = |name: &str| listed.iter().find(|c| c.name == name).cloned().unwrap();
+    assert_eq!((record(&busy).registered_at, record(&busy).last_claimed_at), (1_000, Some(now)));
+    assert_eq!((record(&gone).last_claimed_at, record(&gone).pending), (None, 1));
+    assert!(listed.windows(2).all(|w| w[0].name < w[1].name), "by name");
+
+    assert_eq!(store.remove_idle_consumer(&busy, now).await.unwrap(), Active { last_active: now });
+    assert_eq!(store.remove_idle_consumer(&gone, 1_000).await.unwrap(), Active { last_active: 1_000 });
+    assert_eq!(store.remove_idle_consumer(&unique("never"), now).await.unwrap(), Unknown);
+
+    // Once the witness delivered it, only the two consumers hold the event back.
+    assert!(witness.take(&[&repo]).await.iter().any(|e| e.kind == EventKind::RepositoryCreated));
+    store.prune_events(far_future).await.unwrap();
+    assert_eq!(store.prune_events(far_future).await.unwrap(), 0, "held back by the two consumers");
+    assert_eq!(store.remove_idle_consumer(&gone, now).await.unwrap(), Removed);
+    assert_eq!(store.remove_idle_consumer(&busy, now + 1).await.unwrap(), Removed);
+    let left = store.list_consumers().await.unwrap();
+    assert!(left.iter().all(|c| c.name != gone && c.name != busy));
+    assert_eq!(store.pending_events(&gone).await.unwrap(), 0, "its deliveries went with it");
+    // In a database no one else uses, nothing holds the event any more (a shared one may have
+    // consumers of its own registered before it).
+    if left.iter().all(|c| c.name == witness.consumer) {
+        assert_eq!(store.prune_events(far_future).await.unwrap(), 1, "the repository's creation is pruned");
+    }
+    witness.finish().await;
+}
+
 async fn pull_through_configuration(store: &dyn MetadataStore) {
     let (a, b) = (unique("ptc-b"), unique("ptc-a"));
     let created = store.create_cache_rule(&a, r#"{"v":1}"#, 10).await.unwrap();
@@ -1584,6 +1627,7 @@ async fn creation_templates(store: &dyn MetadataStore) {
     assert!(matches!(store.delete_template(&a).await, Err(MetaError::TemplateNotFound(_))));
     store.delete_template(&b).await.unwrap();
     store.delete_repository(&ORIGIN, &repo, true).await.unwrap();
+    watcher.finish().await;
 }
 
 async fn pull_time_exclusions(store: &dyn MetadataStore) {
