@@ -266,9 +266,9 @@ async fn archived_images_are_listed_but_refused_on_pull_until_restored() {
         let pulled = registry.pull_manifest(&ctx(), &repo, &reference, true).await;
         assert!(matches!(pulled, Err(RegistryError::ImageArchived(_))), "{reference}: {pulled:?}");
     }
-    let batch = registry.resolve_images(&repo, &[tag.clone()], Some(&ctx())).await.unwrap();
+    let batch = registry.resolve_images(&repo, std::slice::from_ref(&tag), Some(&ctx())).await.unwrap();
     assert!(matches!(batch[0], Err(RegistryError::ImageArchived(_))), "BatchGetImage refuses it");
-    let described = registry.resolve_images(&repo, &[tag.clone()], None).await.unwrap();
+    let described = registry.resolve_images(&repo, std::slice::from_ref(&tag), None).await.unwrap();
     assert_eq!(described[0].as_ref().unwrap().manifest.storage_class, StorageClass::Archive, "described still");
 
     let mut both = vec![index.clone(), child.clone()];
