@@ -240,6 +240,53 @@ expect "the second page holds the other referrer and ends the listing" "$(j -c '
 ecr_err "list-image-referrers in a missing repository" RepositoryNotFoundException list-image-referrers \
   --repository-name cli/none --subject-id "imageDigest=$MDIG"
 
+section "archive storage class: update-image-storage-class, refused pulls on both planes, restore"
+# Earlier sections moved tags around: find which child carries a tag of its own.
+ecr describe-images --repository-name "$R" --image-ids "imageDigest=$(jq -r .digest "$T/amd64.json")" \
+  "imageDigest=$(jq -r .digest "$T/arm64.json")" >"$T/kids.json"
+TAGGED_CHILD=$(jq -r '[.imageDetails[] | select(.imageTags != null) | .imageDigest][0]' "$T/kids.json")
+UNTAGGED_CHILD=$(jq -r '[.imageDetails[] | select(.imageTags == null) | .imageDigest][0]' "$T/kids.json")
+[[ $TAGGED_CHILD == sha256:* && $UNTAGGED_CHILD == sha256:* ]] && ok "the index has a tagged and an untagged child" || bad "children: $TAGGED_CHILD $UNTAGGED_CHILD"
+ecr_err "archiving a child of a STANDARD index" ImageStorageClassUpdateNotSupportedException \
+  update-image-storage-class --repository-name "$R" --image-id "imageDigest=$UNTAGGED_CHILD" --target-storage-class ARCHIVE
+ecr_err "an unknown storage class" InvalidParameterException \
+  update-image-storage-class --repository-name "$R" --image-id imageTag=multi --target-storage-class GLACIER
+ecr_err "archiving a missing image" ImageNotFoundException \
+  update-image-storage-class --repository-name "$R" --image-id imageTag=none --target-storage-class ARCHIVE
+ecr_ok "update-image-storage-class ARCHIVE of the index" update-image-storage-class --repository-name "$R" \
+  --image-id imageTag=multi --target-storage-class ARCHIVE
+expect "answers ARCHIVED with the digest" "$(j '.imageStatus + " " + .imageId.imageDigest')" "ARCHIVED $IDX"
+ecr_ok "describe-images --image-ids of the archived index" describe-images --repository-name "$R" --image-ids imageTag=multi
+expect "imageStatus ARCHIVED, lastArchivedAt set" "$(j '.imageDetails[0] | .imageStatus + " " + (.lastArchivedAt != null | tostring)')" "ARCHIVED true"
+ecr_ok "describe-images --filter imageStatus=ARCHIVED" describe-images --repository-name "$R" --filter imageStatus=ARCHIVED
+expect "the index and its untagged child are archived" "$(j '[.imageDetails[].imageDigest] | sort | join(",")')" \
+  "$(printf '%s\n' "$IDX" "$UNTAGGED_CHILD" | sort | paste -sd,)"
+ecr_ok "describe-images (ACTIVE by default)" describe-images --repository-name "$R"
+expect "archived images are not among the active ones" "$(j --arg i "$IDX" --arg a "$UNTAGGED_CHILD" '[.imageDetails[] | select(.imageDigest == $i or .imageDigest == $a)] | length')" 0
+expect "the tagged child (its own image) stays ACTIVE" "$(j --arg a "$TAGGED_CHILD" '[.imageDetails[] | select(.imageDigest == $a) | .imageStatus] | join(",")')" ACTIVE
+ecr_ok "list-images --filter imageStatus=ARCHIVED,tagStatus=TAGGED" list-images --repository-name "$R" --filter imageStatus=ARCHIVED,tagStatus=TAGGED
+expect "lists the archived index by its tag" "$(j -c .imageIds)" "[{\"imageDigest\":\"$IDX\",\"imageTag\":\"multi\"}]"
+if "${SK[@]}" inspect --raw --tls-verify=false "docker://$REG/$R:multi" >"$T/out.raw" 2>"$T/err"; then
+  bad "skopeo inspect of an archived image must fail"
+else grep -q "archived" "$T/err" && ok "skopeo inspect of the archived index is refused (says archived)" \
+  || bad "skopeo inspect failed otherwise: $(head -c 300 "$T/err")"; fi
+expect "/v2/ GET of the archived index by digest: 404" "$(curl -s -o "$T/out.json" -w '%{http_code}' -H 'Accept: application/vnd.oci.image.index.v1+json' "http://$REG/v2/$R/manifests/$IDX")" 404
+expect "... MANIFEST_UNKNOWN" "$(j '.errors[0].code')" MANIFEST_UNKNOWN
+expect "/v2/ HEAD of the archived child: 404" "$(curl -s -I -o /dev/null -w '%{http_code}' "http://$REG/v2/$R/manifests/$UNTAGGED_CHILD")" 404
+expect "/v2/ of the tagged child still pulls" "$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$REG/v2/$R/manifests/$TAGGED_CHILD")" 200
+ecr_ok "batch-get-image of the archived index (HTTP 200)" batch-get-image --repository-name "$R" --image-ids imageTag=multi
+expect "failure ImageNotFound, no image" "$(j '.failures[0].failureCode + " " + (.images | length | tostring)')" "ImageNotFound 0"
+ecr_ok "update-image-storage-class ARCHIVE again (no change)" update-image-storage-class --repository-name "$R" \
+  --image-id "imageDigest=$IDX" --target-storage-class ARCHIVE
+expect "still ARCHIVED" "$(j .imageStatus)" ARCHIVED
+ecr_ok "update-image-storage-class STANDARD restores at once" update-image-storage-class --repository-name "$R" \
+  --image-id imageTag=multi --target-storage-class STANDARD
+expect "answers ACTIVE (never ACTIVATING)" "$(j .imageStatus)" ACTIVE
+"${SK[@]}" copy -q --all --src-tls-verify=false "docker://$REG/$R:multi" "dir:$T/restored" \
+  && ok "skopeo copy --all of the restored index" || bad "skopeo copy --all after the restore"
+ecr_ok "describe-images of the restored child" describe-images --repository-name "$R" --image-ids "imageDigest=$UNTAGGED_CHILD"
+expect "ACTIVE with lastArchivedAt and lastActivatedAt" "$(j '.imageDetails[0] | .imageStatus + " " + (.lastArchivedAt != null and .lastActivatedAt != null | tostring)')" "ACTIVE true"
+
 section "delete-repository"
 ecr_err "delete-repository of a non-empty repository" RepositoryNotEmptyException delete-repository --repository-name "$R"
 ecr_ok "delete-repository --force" delete-repository --repository-name "$R" --force

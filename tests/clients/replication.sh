@@ -2,7 +2,8 @@
 # Replication with the real aws CLI and skopeo: server A replicates prod/* to server B
 # ([[replication.destinations]] in A's config file, the rule put with put-replication-configuration);
 # a multi-arch index pushed to A with skopeo is tracked with describe-image-replication-status until
-# COMPLETE and then pulled per platform from B with skopeo, byte-identical; dev/* stays on A.
+# COMPLETE and then pulled per platform from B with skopeo, byte-identical; dev/* stays on A;
+# A killed -9 while an image is in flight to B finishes after a restart.
 set -Eeuo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SHARED=${BERTH_SHARED_DIR:-$ROOT/../shared}
@@ -10,7 +11,12 @@ source "$ROOT/scripts/lib.sh"
 python3 -c 'import awscli' 2>/dev/null || pip install -q awscli
 T=$(mktemp -d)
 B_PID=
-cleanup() { stop_berth; [[ -z $B_PID ]] || { kill -TERM "$B_PID" 2>/dev/null; wait "$B_PID" 2>/dev/null; } || true; rm -rf "$T"; }
+cleanup() {
+  stop_berth
+  # B may be frozen (SIGSTOP) by the kill -9 section: resume it so it can stop.
+  [[ -z $B_PID ]] || { kill -CONT "$B_PID" 2>/dev/null; kill -TERM "$B_PID" 2>/dev/null; wait "$B_PID" 2>/dev/null; } || true
+  rm -rf "$T"
+}
 trap cleanup EXIT
 source "$ROOT/tests/clients/lib/common.bash"
 MKIMG="$SHARED/e2e/multiarch-flow.sh"
@@ -88,6 +94,52 @@ expect "dev/web is not replicated (no status)" \
   "$(ecr describe-image-replication-status --repository-name dev/web --image-id imageTag=v1 | jq '.replicationStatuses | length')" 0
 code=$(curl -s -o /dev/null -w '%{http_code}' -u "$B_CREDS" "http://$B/v2/dev/web/manifests/v1")
 expect "B has no dev/web" "$code" 404
+
+section "kill -9 of A mid-replication: restarted, it finishes (B frozen so the item stays in flight)"
+# B is stopped (SIGSTOP: its socket still accepts, nothing answers), so A's replicator holds the
+# first image's claim with a request open to B. A is killed -9 then, B resumes, A restarts on the
+# same data directory and, once the dead claim's lease (120 s) ran out, delivers everything.
+kill -STOP "$B_PID"
+for arch in amd64 arm64; do
+  "${SK[@]}" copy -q --dest-tls-verify=false --dest-creds "$A_CREDS" "dir:$T/$arch" "docker://$A/prod/crash:$arch"
+done
+code=$(curl -s -o /dev/null -w '%{http_code}' -u "$A_CREDS" -X PUT -H 'Content-Type: application/vnd.oci.image.index.v1+json' \
+  --data-binary @"$T/index.json" "http://$A/v2/prod/crash/manifests/v1")
+expect "PUT the index prod/crash:v1 to A while B is frozen" "$code" 201
+replication_status() {  # replication_status REPO TAG: A's status of it at eu-west-1/111111111111
+  ecr describe-image-replication-status --repository-name "$1" --image-id "imageTag=$2" \
+    | jq -r '[.replicationStatuses[] | select(.region == "eu-west-1" and .registryId == "111111111111") | .status][0] // "NONE"'
+}
+in_flight=
+for _ in $(seq 1 100); do
+  in_flight=$(replication_status prod/crash amd64)
+  [[ $in_flight == IN_PROGRESS ]] && break
+  sleep 0.1
+done
+expect "the first image is IN_PROGRESS at the kill (in flight to B)" "$in_flight" IN_PROGRESS
+kill -KILL "$BERTH_PID"; wait "$BERTH_PID" 2>/dev/null || true; BERTH_PID=
+kill -CONT "$B_PID"
+start_berth "$T/a" --config "$T/a.toml"
+A=$BERTH_ADDR
+status=
+for _ in $(seq 1 400); do
+  status=$(replication_status prod/crash v1)
+  [[ $status == COMPLETE ]] && break
+  sleep 0.5
+done
+expect "after the restart, describe-image-replication-status of prod/crash:v1: COMPLETE" "$status" COMPLETE
+for tag in amd64 arm64; do
+  expect "prod/crash:$tag COMPLETE too" "$(replication_status prod/crash "$tag")" COMPLETE
+done
+raw=$("${SK[@]}" inspect --tls-verify=false --creds "$B_CREDS" --raw "docker://$B/prod/crash:v1" | sha256sum | cut -c1-64)
+expect "B serves the index with A's digest" "sha256:$raw" "$IDX"
+if "${SK[@]}" copy -q --all --src-tls-verify=false --src-creds "$B_CREDS" "docker://$B/prod/crash:v1" "oci:$T/crash-pulled:v1"; then
+  ok "skopeo copy --all of prod/crash:v1 from B (every child and blob is there)"
+  for arch in amd64 arm64; do
+    layer=$(jq -r .layer_digest "$T/$arch.json" | cut -c8-)
+    expect "$arch layer from B verifies" "$(sha256sum <"$T/crash-pulled/blobs/sha256/$layer" | cut -c1-64)" "$layer"
+  done
+else bad "skopeo copy --all of prod/crash:v1 from B"; fi
 
 section "scanning and signing: honest answers, no fake results"
 # ecr_err DESC EXCEPTION ARGS...: the CLI fails (exit 255) naming EXCEPTION.

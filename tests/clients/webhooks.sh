@@ -92,4 +92,39 @@ print("; ".join(problems) or "ok")
 PY
 )
 expect "every event signed, ECR-shaped, as the pushes and the delete happened" "$verdict" ok
+
+section "a webhook removed from the configuration: berth outbox consumers / remove-consumer"
+# "gone" points at a closed port, so the push to hooks/old waits for it.
+cp "$T/berth.toml" "$T/berth-receiver-only.toml"
+cat >>"$T/berth.toml" <<TOML
+[[webhooks]]
+name = "gone"
+url = "http://127.0.0.1:9/hook"
+secret = "$SECRET"
+TOML
+stop_berth
+start_berth "$T/data" --config "$T/berth.toml"
+REG=$BERTH_ADDR
+EMPTY=sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a   # the blob "{}"
+code=$(printf '{}' | curl -s -o /dev/null -w '%{http_code}' -u "AWS:$TOKEN" -X POST --data-binary @- "http://$REG/v2/hooks/old/blobs/uploads/?digest=$EMPTY")
+expect "the empty config pushed to hooks/old" "$code" 201
+artifact='{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.example.note","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"'$EMPTY'","size":2},"layers":[{"mediaType":"application/vnd.oci.empty.v1+json","digest":"'$EMPTY'","size":2}]}'
+code=$(curl -s -o /dev/null -w '%{http_code}' -u "AWS:$TOKEN" -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json'   --data-binary "$artifact" "http://$REG/v2/hooks/old/manifests/v1")
+expect "an artifact pushed to hooks/old:v1 (a PUSH event gone cannot deliver)" "$code" 201
+stop_berth
+cp "$T/berth-receiver-only.toml" "$T/berth.toml"   # "gone" leaves the configuration
+start_berth "$T/data" --config "$T/berth.toml"
+outbox() { "$BERTH_BIN" outbox "$@" --data-dir "$T/data"; }
+pending=$(outbox consumers | jq '.consumers[] | select(.name == "webhook/gone") | .pendingEvents')
+(( pending >= 1 )) && ok "berth outbox consumers: webhook/gone holds $pending events" || bad "webhook/gone pending: $pending"
+if outbox remove-consumer webhook/gone >"$T/out" 2>&1; then bad "removal within the default 600 s idle time must be refused"
+else grep -q "still has it configured" "$T/out" && ok "remove-consumer webhook/gone refused: claimed within 600 s" || bad "$(cat "$T/out")"; fi
+if outbox remove-consumer webhook/receiver --idle-secs 10 >"$T/out" 2>&1; then bad "a configured webhook must not be removable"
+else grep -q "still has it configured" "$T/out" && ok "remove-consumer of the configured webhook/receiver refused" || bad "$(cat "$T/out")"; fi
+sleep 11
+outbox remove-consumer webhook/gone --idle-secs 10 >"$T/out" 2>&1 && ok "remove-consumer webhook/gone --idle-secs 10: $(cat "$T/out")" \
+  || bad "remove-consumer webhook/gone: $(cat "$T/out")"
+expect "webhook/gone is no longer listed" "$(outbox consumers | jq -r '[.consumers[].name] | join(",")')" webhook/receiver
+if outbox remove-consumer webhook/gone --idle-secs 10 >"$T/out" 2>&1; then bad "removing it twice"
+else grep -q "no consumer is named" "$T/out" && ok "removing it again: no such consumer" || bad "$(cat "$T/out")"; fi
 summary webhooks

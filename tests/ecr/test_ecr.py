@@ -434,6 +434,63 @@ def test_index_children_sizes_and_protection(ecr, repo, images):
     assert ecr.describe_images(repositoryName=repo)["imageDetails"] == []
 
 
+# ---- UpdateImageStorageClass (the archive storage class)
+
+
+def test_archive_refuses_pulls_on_both_planes_until_restored(ecr, repo, images, http):
+    amd = images.image(repo, arch="amd64")
+    arm = images.image(repo, arch="arm64")
+    index_digest = images.put(repo, Images.index([(amd[0], amd[1], "amd64"), (arm[0], arm[1], "arm64")]), "multi")
+
+    # A child of a STANDARD index cannot go alone; a bad class is refused by the model.
+    raises(ecr, "ImageStorageClassUpdateNotSupportedException", ecr.update_image_storage_class,
+           repositoryName=repo, imageId={"imageDigest": amd[0]}, targetStorageClass="ARCHIVE")
+    raises(ecr, "InvalidParameterException", ecr.update_image_storage_class,
+           repositoryName=repo, imageId={"imageTag": "multi"}, targetStorageClass="GLACIER")
+    raises(ecr, "ImageNotFoundException", ecr.update_image_storage_class,
+           repositoryName=repo, imageId={"imageTag": "nope"}, targetStorageClass="ARCHIVE")
+
+    archived = ecr.update_image_storage_class(repositoryName=repo, imageId={"imageTag": "multi"},
+                                              targetStorageClass="ARCHIVE")
+    assert (archived["imageStatus"], archived["imageId"]) == ("ARCHIVED", {"imageDigest": index_digest,
+                                                                         "imageTag": "multi"})
+    # DescribeImages shows ACTIVE images unless asked; the index took its untagged children along.
+    assert ecr.describe_images(repositoryName=repo)["imageDetails"] == []
+    details = ecr.describe_images(repositoryName=repo, filter={"imageStatus": "ARCHIVED"})["imageDetails"]
+    assert sorted(d["imageDigest"] for d in details) == sorted([index_digest, amd[0], arm[0]])
+    assert all(d["imageStatus"] == "ARCHIVED" and "lastArchivedAt" in d and "lastActivatedAt" not in d
+               for d in details)
+    assert len(ecr.describe_images(repositoryName=repo, filter={"imageStatus": "ANY"})["imageDetails"]) == 3
+    assert ecr.describe_images(repositoryName=repo, filter={"imageStatus": "ACTIVATING"})["imageDetails"] == []
+    [by_id] = ecr.describe_images(repositoryName=repo, imageIds=[{"imageTag": "multi"}])["imageDetails"]
+    assert by_id["imageStatus"] == "ARCHIVED", "described by id whatever the filter"
+
+    # Pulls are refused: BatchGetImage with a failure, /v2/ with 404 MANIFEST_UNKNOWN.
+    got = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "multi"}])
+    assert got["images"] == [] and got["failures"][0]["failureCode"] == "ImageNotFound"
+    assert "archived" in got["failures"][0]["failureReason"]
+    for reference in ("multi", index_digest, arm[0]):
+        status, _, body = http.get_manifest(repo, reference)
+        assert status == 404, (reference, status)
+        assert json.loads(body)["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+
+    restored = ecr.update_image_storage_class(repositoryName=repo, imageId={"imageDigest": index_digest},
+                                              targetStorageClass="STANDARD")
+    assert restored["imageStatus"] == "ACTIVE", "Berth restores within the call (never ACTIVATING)"
+    for reference in ("multi", amd[0], arm[0]):
+        assert http.get_manifest(repo, reference)[0] == 200
+    got = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "multi"}])
+    assert got["failures"] == [] and got["images"][0]["imageId"]["imageDigest"] == index_digest
+    details = ecr.describe_images(repositoryName=repo)["imageDetails"]
+    assert len(details) == 3 and all(d["imageStatus"] == "ACTIVE" and "lastActivatedAt" in d for d in details)
+
+    # Pushing an archived image again restores it, as on ECR.
+    ecr.update_image_storage_class(repositoryName=repo, imageId={"imageTag": "multi"}, targetStorageClass="ARCHIVE")
+    images.put(repo, amd[1], "again")
+    [child] = ecr.describe_images(repositoryName=repo, imageIds=[{"imageDigest": amd[0]}])["imageDetails"]
+    assert child["imageStatus"] == "ACTIVE"
+
+
 # ---- BatchDeleteImage
 
 

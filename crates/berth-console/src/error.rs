@@ -87,6 +87,7 @@ impl From<RegistryError> for ConsoleError {
         match error {
             RegistryError::NameUnknown(_)
             | RegistryError::ManifestUnknown(_)
+            | RegistryError::ImageArchived(_)
             | RegistryError::BlobUnknown(_)
             | RegistryError::BlobUploadUnknown
             | RegistryError::PolicyNotFound(_) => ConsoleError::NotFound(message),
@@ -94,6 +95,7 @@ impl From<RegistryError> for ConsoleError {
             | RegistryError::Denied(_)
             | RegistryError::SettingsUnreadable { .. } => ConsoleError::Denied(message),
             RegistryError::ManifestReferenced { .. }
+            | RegistryError::ArchiveRefused { .. }
             | RegistryError::TagImmutable { .. }
             | RegistryError::ImageAlreadyExists { .. }
             | RegistryError::TagDigestMismatch { .. }

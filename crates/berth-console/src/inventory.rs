@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use berth_registry::{ImageRecord, Registry, RegistryError, TagStatus};
+use berth_registry::{ImageFilter, ImageRecord, Registry, RegistryError};
 use berth_spec::{Digest, Manifest, ManifestKind, RepositoryName};
 
 use crate::session::Millis;
@@ -45,7 +45,7 @@ impl Inventory {
         let mut records = Vec::new();
         let mut after: Option<Digest> = None;
         loop {
-            let (page, more) = registry.list_images(repo, after.as_ref(), PAGE, TagStatus::Any).await?;
+            let (page, more) = registry.list_images(repo, after.as_ref(), PAGE, ImageFilter::default()).await?;
             after = page.last().map(|image| image.manifest.digest.clone());
             records.extend(page);
             if !more {
@@ -137,6 +137,9 @@ mod tests {
                 image_size: 0,
                 pushed_at,
                 last_pulled_at: None,
+                storage_class: Default::default(),
+                last_archived_at: None,
+                last_activated_at: None,
             },
             tags: tags.iter().map(|t| t.to_string()).collect(),
         }

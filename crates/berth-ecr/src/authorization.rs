@@ -91,6 +91,7 @@ scoped!(repository:
     PutImageScanningConfigurationRequest,
     ListImageReferrersRequest,
     ImageRequest,
+    UpdateImageStorageClassRequest,
     PutImageTagMutabilityRequest,
     PutLifecyclePolicyRequest,
     LifecyclePolicyRequest,

@@ -140,6 +140,12 @@ pub trait EcrBackend: Send + Sync + 'static {
 
     async fn start_image_scan(&self, ctx: &RequestContext, request: ImageRequest) -> Result<Refused, EcrError>;
 
+    async fn update_image_storage_class(
+        &self,
+        ctx: &RequestContext,
+        request: UpdateImageStorageClassRequest,
+    ) -> Result<UpdateImageStorageClassResponse, EcrError>;
+
     async fn describe_image_scan_findings(
         &self,
         ctx: &RequestContext,

@@ -8,7 +8,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
-use crate::endpoint::Endpoint;
 use crate::shapes::ImageIdentifier;
 
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -104,6 +103,8 @@ pub enum EcrError {
     ExclusionAlreadyExists(String),
     #[error("{0}")]
     ExclusionNotFound(String),
+    #[error("{0}")]
+    ImageStorageClassUpdateNotSupported(String),
     /// An explicit deny in a repository policy (AWS's common front-end error, HTTP 400).
     #[error("{0}")]
     AccessDenied(String),
@@ -123,9 +124,6 @@ pub enum EcrError {
     UnknownOperation(String),
     #[error("{0}")]
     Serialization(String),
-    /// An operation of the ECR model that Berth does not serve.
-    #[error("Berth does not implement the {} operation", .0.name())]
-    NotImplemented(Endpoint),
     #[error("{0}")]
     RequestTooLarge(String),
     /// Too much is in flight (AWS's common front-end error; SDKs retry it with backoff).
@@ -137,8 +135,7 @@ impl EcrError {
     pub fn status(&self) -> StatusCode {
         match self {
             EcrError::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            // 501 and 413 are outside every SDK's retry list, unlike 500/502/503/504.
-            EcrError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            // 413 is outside every SDK's retry list, unlike 500/502/503/504.
             EcrError::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -168,6 +165,7 @@ impl EcrError {
             EcrError::TemplateNotFound(_) => "TemplateNotFoundException",
             EcrError::ExclusionAlreadyExists(_) => "ExclusionAlreadyExistsException",
             EcrError::ExclusionNotFound(_) => "ExclusionNotFoundException",
+            EcrError::ImageStorageClassUpdateNotSupported(_) => "ImageStorageClassUpdateNotSupportedException",
             EcrError::LayerPartTooSmall(_) => "LayerPartTooSmallException",
             EcrError::InvalidLayerPart { .. } => "InvalidLayerPartException",
             EcrError::UploadNotFound(_) => "UploadNotFoundException",
@@ -193,7 +191,6 @@ impl EcrError {
             EcrError::IncompleteSignature(_) => "IncompleteSignatureException",
             EcrError::UnknownOperation(_) => "UnknownOperationException",
             EcrError::Serialization(_) => "SerializationException",
-            EcrError::NotImplemented(_) => "UnsupportedOperationException",
             EcrError::RequestTooLarge(_) => "RequestEntityTooLargeException",
             EcrError::Throttling(_) => "ThrottlingException",
         }
@@ -413,9 +410,11 @@ mod tests {
         ] {
             assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{}", err.wire_type());
         }
-        let (status, _, body) = parts(EcrError::NotImplemented(Endpoint::StartImageScan)).await;
-        assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
-        assert_eq!(body["message"], "Berth does not implement the StartImageScan operation");
+        let (status, _, body) = parts(EcrError::RequestTooLarge("too large".into())).await;
+        assert_eq!(
+            (status, body["__type"].as_str()),
+            (StatusCode::PAYLOAD_TOO_LARGE, Some("RequestEntityTooLargeException"))
+        );
     }
 
     #[tokio::test]

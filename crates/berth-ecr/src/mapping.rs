@@ -40,6 +40,13 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
             };
             EcrError::image_not_found(&id, repository, registry_id)
         }
+        // ECR answers a pull of an archived image as if it were not there (404 on its data plane).
+        ImageArchived(reference) => EcrError::ImageNotFound(format!(
+            "The image '{reference}' in the repository with name '{repository}' is archived; restore it with UpdateImageStorageClass (targetStorageClass STANDARD) to pull it"
+        )),
+        ArchiveRefused { index } => EcrError::ImageStorageClassUpdateNotSupported(format!(
+            "The image is listed by the image index '{index}' in the repository with name '{repository}', which is not archived; archive the index instead"
+        )),
         TagDigestMismatch { tag, digest } => EcrError::image_not_found(
             &ImageIdentifier { image_digest: Some(digest.to_string()), image_tag: Some(tag) },
             repository,
@@ -147,6 +154,10 @@ pub(crate) fn image_failure(
 ) -> Result<ImageFailure, EcrError> {
     let (failure_code, failure_reason) = match err {
         RegistryError::ManifestUnknown(_) => (ImageFailureCode::ImageNotFound, "Requested image not found".to_owned()),
+        RegistryError::ImageArchived(_) => (
+            ImageFailureCode::ImageNotFound,
+            "Requested image is archived; restore it with UpdateImageStorageClass to pull it".to_owned(),
+        ),
         RegistryError::TagDigestMismatch { .. } => (
             ImageFailureCode::ImageTagDoesNotMatchDigest,
             "Invalid request parameters: image tag does not match the image digest".to_owned(),

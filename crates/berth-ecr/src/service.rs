@@ -17,8 +17,8 @@ use berth_registry::settings::{
 };
 use berth_registry::templates::{AppliedFor, CreationTemplate, TemplateSettings, TemplateUpdate};
 use berth_registry::{
-    ImageId, ImageRecord, ImageSelector, LifecyclePolicyInfo, PreviewResult, PutImage, Registry, RegistryError,
-    RepositoryInfo, RepositorySettings, Resource, TagStatus as Status,
+    ImageFilter, ImageId, ImageRecord, ImageSelector, LifecyclePolicyInfo, PreviewResult, PutImage, Registry,
+    RegistryError, RepositoryInfo, RepositorySettings, Resource, StorageClass, TagStatus as Status,
 };
 use berth_spec::{Digest, RepositoryName, Tag as OciTag};
 
@@ -172,7 +172,9 @@ impl RegistryBackend {
             artifact_media_type: manifest.artifact_type,
             last_recorded_pull_time: manifest.last_pulled_at.map(Timestamp::from_millis),
             subject_manifest_digest: manifest.subject.map(|d| d.to_string()),
-            image_status: Some(ImageStatus::Active),
+            image_status: Some(image_status(manifest.storage_class)),
+            last_archived_at: manifest.last_archived_at.map(Timestamp::from_millis),
+            last_activated_at: manifest.last_activated_at.map(Timestamp::from_millis),
         }
     }
 }
@@ -288,17 +290,28 @@ fn image_filters(filter: &Option<ImagesFilter>) -> (TagStatus, ImageStatusFilter
     (filter.tag_status.unwrap_or(TagStatus::Any), filter.image_status.unwrap_or(ImageStatusFilter::Active))
 }
 
-fn service_status(status: TagStatus) -> Status {
-    match status {
+/// The service's filter for a listing's two members; `None` for ACTIVATING, which selects
+/// nothing (Berth restores within the call).
+fn service_filter(tags: TagStatus, status: ImageStatusFilter) -> Option<ImageFilter> {
+    let tags = match tags {
         TagStatus::Tagged => Status::Tagged,
         TagStatus::Untagged => Status::Untagged,
         TagStatus::Any | TagStatus::Unrecognized => Status::Any,
-    }
+    };
+    let class = match status {
+        ImageStatusFilter::Active => Some(StorageClass::Standard),
+        ImageStatusFilter::Archived => Some(StorageClass::Archive),
+        ImageStatusFilter::Any => None,
+        ImageStatusFilter::Activating | ImageStatusFilter::Unrecognized => return None,
+    };
+    Some(ImageFilter { tags, class })
 }
 
-/// Every image is ACTIVE: Berth has no archive tier, so ARCHIVED and ACTIVATING select nothing.
-fn selects_active(status: ImageStatusFilter) -> bool {
-    matches!(status, ImageStatusFilter::Active | ImageStatusFilter::Any)
+fn image_status(class: StorageClass) -> ImageStatus {
+    match class {
+        StorageClass::Standard => ImageStatus::Active,
+        StorageClass::Archive => ImageStatus::Archived,
+    }
 }
 
 fn resource_tags(tags: &[Tag]) -> Vec<ResourceTag> {
@@ -481,15 +494,15 @@ impl EcrBackend for RegistryBackend {
             return Ok(DescribeImagesResponse { image_details, next_token: None });
         }
         let (tag_status, image_status) = image_filters(&request.filter);
-        if !selects_active(image_status) {
+        let Some(filter) = service_filter(tag_status, image_status) else {
             return Ok(DescribeImagesResponse { image_details: vec![], next_token: None });
-        }
-        let scope = format!("{repo}|{}", tag_status.as_str());
+        };
+        let scope = format!("{repo}|{}|{}", tag_status.as_str(), image_status.as_str());
         let pager = Pager::new(Endpoint::DescribeImages, &scope);
         let after = pager.resume(request.next_token.as_deref())?.map(|key| token_digest(&key[0])).transpose()?;
         let (images, more) = self
             .registry
-            .list_images(&name, after.as_ref(), request.page_size(), service_status(tag_status))
+            .list_images(&name, after.as_ref(), request.page_size(), filter)
             .await
             .map_err(self.fail(repo))?;
         Ok(DescribeImagesResponse {
@@ -506,10 +519,10 @@ impl EcrBackend for RegistryBackend {
         let name = self.repository(&request.registry_id, &request.repository_name)?;
         let repo = name.as_str();
         let (tag_status, image_status) = image_filters(&request.filter);
-        if !selects_active(image_status) {
+        let Some(filter) = service_filter(tag_status, image_status) else {
             return Ok(ListImagesResponse { image_ids: vec![], next_token: None });
-        }
-        let scope = format!("{repo}|{}", tag_status.as_str());
+        };
+        let scope = format!("{repo}|{}|{}", tag_status.as_str(), image_status.as_str());
         let pager = Pager::new(Endpoint::ListImages, &scope);
         let after = match pager.resume(request.next_token.as_deref())? {
             Some(key) => {
@@ -521,7 +534,7 @@ impl EcrBackend for RegistryBackend {
         };
         let (ids, more) = self
             .registry
-            .list_image_ids(&name, after.as_ref(), request.page_size(), service_status(tag_status))
+            .list_image_ids(&name, after.as_ref(), request.page_size(), filter)
             .await
             .map_err(self.fail(repo))?;
         let next_token = pager
@@ -795,6 +808,36 @@ impl EcrBackend for RegistryBackend {
                 scan_type: ScanType::Basic,
                 rules: vec![],
             },
+        })
+    }
+
+    /// Archives or restores at once (Berth keeps the blobs in place): the answer is ARCHIVED or
+    /// ACTIVE, never ACTIVATING. An index takes its children along (see `berth_registry::archive`).
+    async fn update_image_storage_class(
+        &self,
+        ctx: &RequestContext,
+        request: UpdateImageStorageClassRequest,
+    ) -> Result<UpdateImageStorageClassResponse, EcrError> {
+        let name = self.repository(&request.registry_id, &request.repository_name)?;
+        let repo = name.as_str();
+        let selector =
+            image_selector(&request.image_id).map_err(|failure| EcrError::InvalidParameter(failure.failure_reason))?;
+        let class = match request.target_storage_class {
+            TargetStorageClass::Archive => StorageClass::Archive,
+            TargetStorageClass::Standard | TargetStorageClass::Unrecognized => StorageClass::Standard,
+        };
+        let digest = match self.registry.update_image_storage_class(ctx, &name, &selector, class).await {
+            Ok(digest) => digest,
+            Err(RegistryError::ManifestUnknown(_) | RegistryError::TagDigestMismatch { .. }) => {
+                return Err(EcrError::image_not_found(&request.image_id, repo, &self.config.registry_id));
+            }
+            Err(other) => return Err(self.fail(repo)(other)),
+        };
+        Ok(UpdateImageStorageClassResponse {
+            registry_id: self.config.registry_id.clone(),
+            repository_name: request.repository_name,
+            image_id: ImageIdentifier { image_digest: Some(digest.to_string()), image_tag: request.image_id.image_tag },
+            image_status: image_status(class),
         })
     }
 

@@ -117,7 +117,12 @@ request_enum!(ArtifactStatusFilter {
     Any = "ANY",
 });
 
-response_enum!(ImageStatus { Active = "ACTIVE", Archived = "ARCHIVED", Activating = "ACTIVATING" });
+response_enum!(
+    /// Berth restores within the call, so ACTIVATING is never sent.
+    ImageStatus { Active = "ACTIVE", Archived = "ARCHIVED" }
+);
+
+request_enum!(TargetStorageClass { Standard = "STANDARD", Archive = "ARCHIVE" });
 
 response_enum!(ArtifactStatus { Active = "ACTIVE", Archived = "ARCHIVED", Activating = "ACTIVATING" });
 
@@ -274,6 +279,10 @@ pub struct ImageDetail {
     pub subject_manifest_digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_status: Option<ImageStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_archived_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_activated_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -617,6 +626,24 @@ pub struct ImageRequest {
     pub registry_id: Option<String>,
     pub repository_name: String,
     pub image_id: ImageIdentifier,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateImageStorageClassRequest {
+    pub registry_id: Option<String>,
+    pub repository_name: String,
+    pub image_id: ImageIdentifier,
+    pub target_storage_class: TargetStorageClass,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateImageStorageClassResponse {
+    pub registry_id: String,
+    pub repository_name: String,
+    pub image_id: ImageIdentifier,
+    pub image_status: ImageStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -1328,6 +1355,8 @@ mod tests {
             last_recorded_pull_time: None,
             subject_manifest_digest: None,
             image_status: Some(ImageStatus::Active),
+            last_archived_at: None,
+            last_activated_at: None,
         };
         assert_eq!(
             serde_json::to_value(&detail).unwrap(),

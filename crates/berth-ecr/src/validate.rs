@@ -610,6 +610,19 @@ impl Validate for ImageRequest {
     }
 }
 
+impl Validate for UpdateImageStorageClassRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)?;
+        image_ids(std::slice::from_ref(&self.image_id))?;
+        enum_value(
+            "targetStorageClass",
+            self.target_storage_class == TargetStorageClass::Unrecognized,
+            TargetStorageClass::VALUES,
+        )
+    }
+}
+
 impl Validate for PutRegistryScanningConfigurationRequest {
     fn validate(&self) -> Result<(), EcrError> {
         if let Some(scan_type) = self.scan_type {

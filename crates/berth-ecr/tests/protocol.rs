@@ -173,6 +173,7 @@ protocol_backend! {{
         describe_registry(DescribeRegistryRequest) -> DescribeRegistryResponse;
         put_replication_configuration(PutReplicationConfigurationRequest) -> PutReplicationConfigurationResponse;
         describe_image_replication_status(ImageRequest) -> DescribeImageReplicationStatusResponse;
+        update_image_storage_class(UpdateImageStorageClassRequest) -> UpdateImageStorageClassResponse;
         put_registry_scanning_configuration(PutRegistryScanningConfigurationRequest) -> PutRegistryScanningConfigurationResponse;
         start_image_scan(ImageRequest) -> Refused;
         describe_image_scan_findings(ImageRequest) -> Refused;
@@ -296,11 +297,6 @@ async fn protocol_boto3_round_trips_signatures_errors_and_shapes() {
     );
     assert_error(&results, "list_too_many", "InvalidParameterException", 400);
 
-    // A known operation Berth does not serve: 501, which no SDK retries.
-    let message = assert_error(&results, "not_implemented", "UnsupportedOperationException", 501);
-    assert_eq!(message, "Berth does not implement the UpdateImageStorageClass operation");
-    assert_eq!(results["not_implemented"]["retries"], 0);
-
     // Authentication failures.
     assert_error(&results, "wrong_secret", "InvalidSignatureException", 400);
     let message = assert_error(&results, "unknown_key", "UnrecognizedClientException", 400);
@@ -422,6 +418,35 @@ async fn call(
     (status, serde_json::from_slice(&bytes).unwrap(), ctx)
 }
 
+/// Every operation of the model is routed to its backend method: none answers 501 or
+/// `UnsupportedOperationException`. With an empty body each either reaches the backend (the
+/// operations whose members are all optional) or is refused by the model's own checks.
+#[tokio::test]
+async fn protocol_every_operation_reaches_its_handler() {
+    let backend = Arc::new(ProtocolBackend::default());
+    let open = EcrService::new(backend.clone(), Authentication::Disabled);
+    let mut reached = 0;
+    for endpoint in berth_ecr::Endpoint::ALL {
+        let calls_before = backend.calls().len();
+        let (status, body, _) = call(open.clone(), Some(endpoint.name()), &[], "{}").await;
+        let kind = body["__type"].as_str().unwrap_or_default().to_owned();
+        assert_ne!(status, StatusCode::NOT_IMPLEMENTED, "{}", endpoint.name());
+        assert_ne!(kind, "UnsupportedOperationException", "{}", endpoint.name());
+        if backend.calls().len() > calls_before {
+            reached += 1;
+        } else {
+            assert_eq!(
+                (status, kind.as_str()),
+                (StatusCode::BAD_REQUEST, "InvalidParameterException"),
+                "{} neither reached the backend nor failed the model's checks: {body}",
+                endpoint.name()
+            );
+            assert!(body["message"].as_str().unwrap().contains("Member must"), "{}: {body}", endpoint.name());
+        }
+    }
+    assert!(reached > 10, "only {reached} operations reached the backend with an empty body");
+}
+
 #[tokio::test]
 async fn protocol_front_door_limits_and_disabled_authentication() {
     let backend = Arc::new(ProtocolBackend::default());
@@ -475,11 +500,9 @@ async fn protocol_denied_calls_never_reach_the_backend() {
     let open = EcrService::new(backend.clone(), Authentication::Disabled);
     let (status, body, _) = call(open.clone(), Some("CreateRepository"), &[], r#"{"repositoryName":"app"}"#).await;
     assert_eq!((status, body["__type"].as_str()), (StatusCode::BAD_REQUEST, Some("AccessDeniedException")));
-    // Malformed input is refused before authorization; unserved operations before either.
+    // Malformed input is refused before authorization.
     let (_, body, _) = call(open.clone(), Some("CreateRepository"), &[], r#"{"repositoryName":"A B"}"#).await;
     assert_eq!(body["__type"], "InvalidParameterException");
-    let (status, _, _) = call(open.clone(), Some("UpdateImageStorageClass"), &[], "{}").await;
-    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
     let (status, _, _) = call(open, Some("DescribeRepositories"), &[], "{}").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(backend.calls(), ["DescribeRepositories by anonymous"]);

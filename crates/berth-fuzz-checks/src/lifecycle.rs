@@ -19,6 +19,7 @@ fn image(n: u8, tags: &[&str], age_days: i64, children: &[u8], subject: Option<u
         pushed_at: NOW - age_days * DAY,
         children: children.iter().map(|c| digest(*c)).collect(),
         subject: subject.map(digest),
+        archived: false,
     }
 }
 

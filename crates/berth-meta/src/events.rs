@@ -46,9 +46,13 @@ pub enum EventKind {
     TagDeleted,
     /// A blob's link was removed from the repository.
     BlobDeleted,
+    /// An image moved to the archive storage class (`digest`, `media_type`): it no longer pulls.
+    ImageArchived,
+    /// An archived image was restored (by `UpdateImageStorageClass` or a push of it): it pulls again.
+    ImageRestored,
 }
 
-const KINDS: [(EventKind, &str); 8] = [
+const KINDS: [(EventKind, &str); 10] = [
     (EventKind::RepositoryCreated, "repository.created"),
     (EventKind::RepositoryDeleted, "repository.deleted"),
     (EventKind::SettingsChanged, "repository.settings_changed"),
@@ -57,6 +61,8 @@ const KINDS: [(EventKind, &str); 8] = [
     (EventKind::TagSet, "tag.set"),
     (EventKind::TagDeleted, "tag.deleted"),
     (EventKind::BlobDeleted, "blob.deleted"),
+    (EventKind::ImageArchived, "image.archived"),
+    (EventKind::ImageRestored, "image.restored"),
 ];
 
 impl EventKind {
@@ -92,6 +98,33 @@ pub struct Event {
     pub access_key_id: Option<String>,
     pub request_id: String,
 }
+
+/// A registered consumer of the event log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    pub name: String,
+    pub registered_at: Millis,
+    /// The last claim any server made for it, recorded at most every [`CLAIM_RECORD_INTERVAL`].
+    pub last_claimed_at: Option<Millis>,
+    /// Events it has not acknowledged yet; they (and older ones) are kept for it.
+    pub pending: u64,
+}
+
+/// What `remove_idle_consumer` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerRemoval {
+    Removed,
+    /// No such consumer.
+    Unknown,
+    /// Registered or claimed for at `last_active`, after the caller's `active_since`: kept.
+    Active {
+        last_active: Millis,
+    },
+}
+
+/// How stale a consumer's `last_claimed_at` may get while servers claim for it: claims record
+/// the time only when it is older than this, so idle polling costs a write per this interval.
+pub const CLAIM_RECORD_INTERVAL: Millis = 5_000;
 
 /// An event leased to a claimer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,6 +287,16 @@ where
         lease_until: Millis,
     ) -> Result<Vec<ClaimedEvent>> {
         let mut tx = self.begin_write().await?;
+        // Servers still claiming for a consumer are what keeps it from removal.
+        sqlx::query(
+            "UPDATE event_consumers SET last_claimed_at = $2 WHERE name = $1 \
+             AND (last_claimed_at IS NULL OR last_claimed_at <= $3)",
+        )
+        .bind(consumer)
+        .bind(now)
+        .bind(now.saturating_sub(CLAIM_RECORD_INTERVAL))
+        .execute(&mut *tx)
+        .await?;
         // Heads: each repository's oldest undelivered event, if it is due and not leased.
         let heads = format!(
             "SELECT d.repo FROM event_deliveries d WHERE d.consumer = $1 AND d.available_at <= $2 \
@@ -269,6 +312,7 @@ where
             .fetch_all(&mut *tx)
             .await?;
         if repos.is_empty() {
+            tx.commit().await?;
             return Ok(Vec::new());
         }
         // Each claimed repository's run of due deliveries from its head on, oldest first.
@@ -360,6 +404,51 @@ where
         .fetch_all(&self.writer)
         .await?;
         Ok(pruned.len() as u64)
+    }
+
+    async fn list_consumers(&self) -> Result<Vec<ConsumerRecord>> {
+        let rows: Vec<(String, i64, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT c.name, c.registered_at, c.last_claimed_at, \
+             (SELECT COUNT(*) FROM event_deliveries d WHERE d.consumer = c.name) \
+             FROM event_consumers c ORDER BY c.name",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, registered_at, last_claimed_at, pending)| ConsumerRecord {
+                name,
+                registered_at,
+                last_claimed_at,
+                pending: u64::try_from(pending).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    async fn remove_idle_consumer(&self, name: &str, active_since: Millis) -> Result<ConsumerRemoval> {
+        // Cascades to its deliveries, which lets maintenance prune the events they held back.
+        let removed: Option<String> = sqlx::query_scalar(
+            "DELETE FROM event_consumers WHERE name = $1 AND registered_at < $2 \
+             AND (last_claimed_at IS NULL OR last_claimed_at < $2) RETURNING name",
+        )
+        .bind(name)
+        .bind(active_since)
+        .fetch_optional(&self.writer)
+        .await?;
+        if removed.is_some() {
+            return Ok(ConsumerRemoval::Removed);
+        }
+        let kept: Option<(i64, Option<i64>)> =
+            sqlx::query_as("SELECT registered_at, last_claimed_at FROM event_consumers WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.readers)
+                .await?;
+        Ok(match kept {
+            Some((registered_at, claimed)) => {
+                ConsumerRemoval::Active { last_active: claimed.map_or(registered_at, |c| c.max(registered_at)) }
+            }
+            None => ConsumerRemoval::Unknown,
+        })
     }
 
     async fn pending_events(&self, consumer: &str) -> Result<u64> {

@@ -38,7 +38,7 @@ use async_trait::async_trait;
 use berth_spec::{Digest, Reference, RepositoryName, Tag};
 
 pub use dialect::Dialect;
-pub use events::{ClaimedEvent, Event, EventKind};
+pub use events::{ClaimedEvent, ConsumerRecord, ConsumerRemoval, Event, EventKind};
 pub use postgres::PostgresStore;
 pub use replication::ReplicationStatusRecord;
 pub use sqlite::SqliteStore;
@@ -149,6 +149,44 @@ pub struct ManifestRecord {
     pub image_size: u64,
     pub pushed_at: Millis,
     pub last_pulled_at: Option<Millis>,
+    /// STANDARD pulls; ARCHIVE is listed and described but refused on pull until restored.
+    pub storage_class: StorageClass,
+    pub last_archived_at: Option<Millis>,
+    pub last_activated_at: Option<Millis>,
+}
+
+/// ECR's storage classes of an image. Berth keeps archived images' blobs where they are: the
+/// class decides only whether the image pulls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum StorageClass {
+    #[default]
+    Standard,
+    Archive,
+}
+
+impl StorageClass {
+    /// The stored (and ECR's wire) spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageClass::Standard => "STANDARD",
+            StorageClass::Archive => "ARCHIVE",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Result<StorageClass> {
+        match text {
+            "STANDARD" => Ok(StorageClass::Standard),
+            "ARCHIVE" => Ok(StorageClass::Archive),
+            other => Err(MetaError::Backend(format!("stored storage class {other:?} is unknown"))),
+        }
+    }
+}
+
+/// An image an `update_storage_class` moved (the image named, or a child that went with its index).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageClassChange {
+    pub digest: Digest,
+    pub media_type: String,
 }
 
 /// An image as the ECR API lists it: a manifest and the tags pointing at it.
@@ -331,6 +369,20 @@ pub trait ManifestStore: Send + Sync {
     async fn get_image(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<ImageRecord>>;
     /// Records pull times in one batch (the pull path buffers them in memory).
     async fn record_pulls(&self, pulls: &[(RepositoryName, Digest, Millis)]) -> Result<()>;
+    /// Moves the image `digest` to `class` as of `now`, in one transaction, with one
+    /// `image.archived` / `image.restored` event per image that changed (returned in digest
+    /// order; none if it was in `class` already). An index takes its children along: archiving
+    /// the untagged ones no other STANDARD index lists, restoring all of them. Archiving an image a STANDARD
+    /// index lists is `ManifestReferenced` (the index would no longer pull whole);
+    /// `ManifestUnknown` if absent.
+    async fn update_storage_class(
+        &self,
+        origin: &Origin,
+        repo: &RepositoryName,
+        digest: &Digest,
+        class: StorageClass,
+        now: Millis,
+    ) -> Result<Vec<StorageClassChange>>;
 }
 
 #[async_trait]
@@ -530,6 +582,12 @@ pub trait EventStore: Send + Sync {
     async fn prune_events(&self, before: Millis) -> Result<u64>;
     /// How many events `consumer` has not acknowledged yet (leased or not).
     async fn pending_events(&self, consumer: &str) -> Result<u64>;
+    /// Every registered consumer with its backlog, by name.
+    async fn list_consumers(&self) -> Result<Vec<ConsumerRecord>>;
+    /// Drops `name` with its undelivered events, unless it was registered or claimed for at or
+    /// after `active_since` (a server still has it configured). One statement: a claim racing
+    /// the removal either counts or finds the consumer gone.
+    async fn remove_idle_consumer(&self, name: &str, active_since: Millis) -> Result<ConsumerRemoval>;
 }
 
 /// Replication's configuration document and per-image, per-destination status (the work itself

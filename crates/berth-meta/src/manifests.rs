@@ -14,8 +14,24 @@ use crate::sql::{
 };
 use crate::{
     EventKind, ImageRecord, ManifestRecord, ManifestStore, MetaError, Millis, Origin, PutManifest, PutOutcome, Result,
-    SqlStore,
+    SqlStore, StorageClass, StorageClassChange,
 };
+
+/// Restores `$2` and every manifest it lists from the archive, as of `$3`.
+const RESTORE_IMAGE: &str = "UPDATE manifests SET storage_class = 'STANDARD', last_activated_at = $3 \
+     WHERE repo = $1 AND storage_class = 'ARCHIVE' \
+     AND (digest = $2 OR digest IN (SELECT child FROM manifest_children WHERE repo = $1 AND parent = $2)) \
+     RETURNING digest, media_type";
+
+/// Archives `$2`, as of `$3`, with the untagged manifests it lists that no other STANDARD index
+/// lists (a tagged child is an image of its own, as lifecycle policies judge it).
+const ARCHIVE_IMAGE: &str = "UPDATE manifests SET storage_class = 'ARCHIVE', last_archived_at = $3 \
+     WHERE repo = $1 AND storage_class = 'STANDARD' AND (digest = $2 OR digest IN ( \
+       SELECT c.child FROM manifest_children c WHERE c.repo = $1 AND c.parent = $2 \
+       AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = $1 AND t.digest = c.child) AND NOT EXISTS ( \
+         SELECT 1 FROM manifest_children o JOIN manifests p ON p.repo = o.repo AND p.digest = o.parent \
+         WHERE o.repo = $1 AND o.child = c.child AND o.parent <> $2 AND p.storage_class = 'STANDARD'))) \
+     RETURNING digest, media_type";
 
 impl<DB> SqlStore<DB>
 where
@@ -216,6 +232,8 @@ where
             Self::record_manifest_blobs(&mut *conn, put).await?;
             Self::record_event(&mut *conn, origin, pushed).await?;
         }
+        // Pushing an archived image (or an index listing archived ones) restores it, as on ECR.
+        Self::change_storage_class(&mut *conn, origin, repo, put.digest, StorageClass::Standard, put.now).await?;
         let mut set = Vec::new();
         for (wanted, previous) in put.tags.iter().zip(previous) {
             if previous.as_ref() == Some(put.digest) || set.contains(&wanted.tag) {
@@ -241,6 +259,31 @@ where
             Self::record_event(&mut *conn, origin, event).await?;
         }
         Ok(created)
+    }
+
+    /// The writing half of `update_storage_class`: the statement and one event per changed image.
+    async fn change_storage_class(
+        conn: &mut DB::Connection,
+        origin: &Origin,
+        repo: &str,
+        digest: &Digest,
+        class: StorageClass,
+        now: Millis,
+    ) -> Result<Vec<StorageClassChange>> {
+        let (sql, kind) = match class {
+            StorageClass::Standard => (RESTORE_IMAGE, EventKind::ImageRestored),
+            StorageClass::Archive => (ARCHIVE_IMAGE, EventKind::ImageArchived),
+        };
+        let mut changed: Vec<(String, String)> =
+            sqlx::query_as(sql).bind(repo).bind(digest.as_str()).bind(now).fetch_all(&mut *conn).await?;
+        changed.sort();
+        let mut changes = Vec::with_capacity(changed.len());
+        for (digest, media_type) in changed {
+            let event = NewEvent { digest: Some(&digest), media_type: Some(&media_type), ..NewEvent::new(kind, repo) };
+            Self::record_event(&mut *conn, origin, event).await?;
+            changes.push(StorageClassChange { digest: parse_digest(&digest)?, media_type });
+        }
+        Ok(changes)
     }
 }
 
@@ -409,5 +452,44 @@ where
         }
         let latest: Vec<(&str, &str, Millis)> = latest.into_iter().map(|((r, d), at)| (r, d, at)).collect();
         DB::record_pulls(&self.writer, &latest).await
+    }
+
+    async fn update_storage_class(
+        &self,
+        origin: &Origin,
+        repo: &RepositoryName,
+        digest: &Digest,
+        class: StorageClass,
+        now: Millis,
+    ) -> Result<Vec<StorageClassChange>> {
+        let mut tx = self.begin_write().await?;
+        // Keeps pushes and deletes of the image and its indexes out until the change committed.
+        if !Self::lock_repository(&mut tx, repo.as_str(), RowLock::ChangeContent).await? {
+            return Err(MetaError::RepositoryNotFound(repo.to_string()));
+        }
+        let exists: Option<String> = sqlx::query_scalar("SELECT digest FROM manifests WHERE repo = $1 AND digest = $2")
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(MetaError::ManifestUnknown(digest.clone()));
+        }
+        if class == StorageClass::Archive {
+            let index: Option<String> = sqlx::query_scalar(
+                "SELECT c.parent FROM manifest_children c JOIN manifests p ON p.repo = c.repo AND p.digest = c.parent \
+                 WHERE c.repo = $1 AND c.child = $2 AND p.storage_class = 'STANDARD' ORDER BY c.parent LIMIT 1",
+            )
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(index) = index {
+                return Err(MetaError::ManifestReferenced { index: parse_digest(&index)? });
+            }
+        }
+        let changes = Self::change_storage_class(&mut tx, origin, repo.as_str(), digest, class, now).await?;
+        tx.commit().await?;
+        Ok(changes)
     }
 }

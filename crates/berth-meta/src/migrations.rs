@@ -85,6 +85,18 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/10-access-key-status.sql"),
         backfill: None,
     },
+    Migration {
+        version: 11,
+        sqlite: include_str!("../migrations/sqlite/11-archive.sql"),
+        postgres: include_str!("../migrations/postgres/11-archive.sql"),
+        backfill: None,
+    },
+    Migration {
+        version: 12,
+        sqlite: include_str!("../migrations/sqlite/12-consumer-claims.sql"),
+        postgres: include_str!("../migrations/postgres/12-consumer-claims.sql"),
+        backfill: None,
+    },
 ];
 
 /// The version this build writes.

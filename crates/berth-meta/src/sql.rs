@@ -3,7 +3,8 @@
 use berth_spec::Digest;
 
 use crate::{
-    AccessKeyStatus, ImageRecord, ManifestRecord, MetaError, PutManifest, Repository, Result, UploadSession, UserRecord,
+    AccessKeyStatus, ImageRecord, ManifestRecord, MetaError, PutManifest, Repository, Result, StorageClass,
+    UploadSession, UserRecord,
 };
 
 /// Every sqlx failure (I/O, constraint, pool closed) is a backend error to the caller; the
@@ -71,7 +72,7 @@ pub(crate) fn checked_tag_moves(put: &PutManifest<'_>, current: &[(String, Strin
 macro_rules! manifest_columns {
     () => {
         "m.digest, m.media_type, m.content, m.artifact_type, m.subject, m.annotations, m.image_size, \
-         m.pushed_at, m.last_pulled_at"
+         m.pushed_at, m.last_pulled_at, m.storage_class, m.last_archived_at, m.last_activated_at"
     };
 }
 pub(crate) use manifest_columns;
@@ -147,6 +148,9 @@ pub(crate) struct ManifestRow {
     image_size: i64,
     pushed_at: i64,
     last_pulled_at: Option<i64>,
+    storage_class: String,
+    last_archived_at: Option<i64>,
+    last_activated_at: Option<i64>,
 }
 
 impl TryFrom<ManifestRow> for ManifestRecord {
@@ -163,6 +167,9 @@ impl TryFrom<ManifestRow> for ManifestRecord {
             image_size: stored_size(r.image_size)?,
             pushed_at: r.pushed_at,
             last_pulled_at: r.last_pulled_at,
+            storage_class: StorageClass::parse(&r.storage_class)?,
+            last_archived_at: r.last_archived_at,
+            last_activated_at: r.last_activated_at,
         })
     }
 }

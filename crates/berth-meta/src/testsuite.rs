@@ -12,7 +12,7 @@ use futures::future::join_all;
 
 use crate::{
     AccessKeyStatus, Event, EventKind, ManifestRecord, MetaError, MetadataStore, Origin, PutManifest, PutOutcome,
-    PutTag, SettingsUpdate, UploadSession, UserPolicy, UserRecord,
+    PutTag, SettingsUpdate, StorageClass, UploadSession, UserPolicy, UserRecord,
 };
 
 pub async fn run_all(store: &dyn MetadataStore) {
@@ -30,6 +30,7 @@ pub async fn run_all(store: &dyn MetadataStore) {
     tag_listing(store).await;
     images(store).await;
     pulls(store).await;
+    storage_classes(store).await;
     upload_sessions(store).await;
     users(store).await;
     user_policies(store).await;
@@ -42,6 +43,7 @@ pub async fn run_all(store: &dyn MetadataStore) {
     every_change_records_its_events(store).await;
     failed_changes_record_nothing(store).await;
     event_claims(store).await;
+    consumer_removal(store).await;
     pull_through_configuration(store).await;
     creation_templates(store).await;
     pull_time_exclusions(store).await;
@@ -351,6 +353,9 @@ async fn image_manifests(store: &dyn MetadataStore) {
         image_size: 54300,
         pushed_at: 1000,
         last_pulled_at: None,
+        storage_class: StorageClass::Standard,
+        last_archived_at: None,
+        last_activated_at: None,
     };
     assert_eq!(store.get_manifest(&repo, &by_tag("latest")).await.unwrap(), Some(expected.clone()));
     assert_eq!(store.get_manifest(&repo, &by_digest(&digest)).await.unwrap(), Some(expected.clone()));
@@ -770,6 +775,85 @@ async fn pulls(store: &dyn MetadataStore) {
     assert_eq!(last_pull(&b).await, Some(700));
     store.record_pulls(&[]).await.unwrap();
     assert_eq!(store.get_image(&repo, &b).await.unwrap().unwrap().manifest.last_pulled_at, Some(700));
+}
+
+/// Archiving and restoring: an index takes its children along (archiving only the untagged ones
+/// no other STANDARD index lists), a child of a STANDARD index cannot be archived alone, a push restores,
+/// and each image that changed has its event.
+async fn storage_classes(store: &dyn MetadataStore) {
+    use StorageClass::{Archive, Standard};
+    let watcher = Watcher::new(store).await;
+    let repo = new_repo(store, "archive").await;
+    let amd64 = push_image(store, &repo, &unique("amd64"), 5000, None).await;
+    let arm64 = push_image(store, &repo, &unique("arm64"), 7000, None).await;
+    let tagged = push_image(store, &repo, &unique("tagged"), 9000, Some(&tag("own"))).await;
+    let children = [amd64.clone(), arm64.clone(), tagged.clone()];
+    let index = push_index(store, &repo, &unique("idx"), &children).await.unwrap();
+    let other = push_index(store, &repo, &unique("idx-other"), std::slice::from_ref(&arm64)).await.unwrap();
+    watcher.take(&[&repo]).await;
+    let class = async |digest: &Digest| {
+        let m = store.get_manifest(&repo, &by_digest(digest)).await.unwrap().unwrap();
+        (m.storage_class, m.last_archived_at, m.last_activated_at)
+    };
+    let changed = |changes: Vec<crate::StorageClassChange>| changes.into_iter().map(|c| c.digest).collect::<Vec<_>>();
+    let sorted = |mut digests: Vec<Digest>| {
+        digests.sort();
+        digests
+    };
+
+    let err = store.update_storage_class(&ORIGIN, &repo, &amd64, Archive, 10).await.unwrap_err();
+    assert!(matches!(&err, MetaError::ManifestReferenced { index: i } if *i == index), "{err:?}");
+    assert_eq!(class(&amd64).await, (Standard, None, None), "a refused archive changes nothing");
+    let ghost = blob("never-pushed");
+    let err = store.update_storage_class(&ORIGIN, &repo, &ghost, Archive, 10).await.unwrap_err();
+    assert!(matches!(&err, MetaError::ManifestUnknown(d) if *d == ghost), "{err:?}");
+    let gone = repo_name(&unique("archive-missing"));
+    let err = store.update_storage_class(&ORIGIN, &gone, &amd64, Archive, 10).await.unwrap_err();
+    assert!(matches!(err, MetaError::RepositoryNotFound(_)), "{err:?}");
+
+    // The index goes with the child only it lists; arm64 stays for the other index.
+    let archived = store.update_storage_class(&ORIGIN, &repo, &index, Archive, 20).await.unwrap();
+    assert_eq!(changed(archived), sorted(vec![index.clone(), amd64.clone()]));
+    assert_eq!(class(&index).await, (Archive, Some(20), None));
+    assert_eq!(class(&amd64).await, (Archive, Some(20), None));
+    assert_eq!(class(&arm64).await, (Standard, None, None));
+    assert_eq!(class(&tagged).await, (Standard, None, None), "a tagged child is an image of its own");
+    assert!(store.update_storage_class(&ORIGIN, &repo, &index, Archive, 25).await.unwrap().is_empty(), "no-op");
+    let listed = store.get_image(&repo, &index).await.unwrap().unwrap();
+    assert_eq!(listed.manifest.storage_class, Archive, "listings carry the class");
+
+    // Once no STANDARD index lists it, arm64 can be archived by itself.
+    store.update_storage_class(&ORIGIN, &repo, &other, Archive, 30).await.unwrap();
+    assert_eq!(class(&arm64).await, (Archive, Some(30), None), "the other index took it along");
+
+    // Restoring an index restores everything it lists.
+    let restored = store.update_storage_class(&ORIGIN, &repo, &index, Standard, 40).await.unwrap();
+    assert_eq!(changed(restored), sorted(vec![index.clone(), amd64.clone(), arm64.clone()]));
+    assert_eq!(class(&amd64).await, (Standard, Some(20), Some(40)));
+    assert_eq!(class(&other).await, (Archive, Some(30), None), "another index stays archived");
+
+    // Pushing an archived image again restores it.
+    let (content, _) = manifest_bytes("push-restores");
+    let digest = Digest::sha256_of(&content);
+    store.put_manifest(&ORIGIN, image_put(&repo, &digest, &content, &[], None, 50)).await.unwrap();
+    store.update_storage_class(&ORIGIN, &repo, &digest, Archive, 60).await.unwrap();
+    store.put_manifest(&ORIGIN, image_put(&repo, &digest, &content, &[], None, 70)).await.unwrap();
+    assert_eq!(class(&digest).await, (Standard, Some(60), Some(70)));
+
+    let events: Vec<(EventKind, Option<Digest>)> =
+        watcher.take(&[&repo]).await.into_iter().map(|e| (e.kind, e.digest)).collect();
+    let mut expected = vec![];
+    expected
+        .extend(sorted(vec![index.clone(), amd64.clone()]).into_iter().map(|d| (EventKind::ImageArchived, Some(d))));
+    expected
+        .extend(sorted(vec![other.clone(), arm64.clone()]).into_iter().map(|d| (EventKind::ImageArchived, Some(d))));
+    let restored = sorted(vec![index.clone(), amd64.clone(), arm64.clone()]);
+    expected.extend(restored.into_iter().map(|d| (EventKind::ImageRestored, Some(d))));
+    expected.push((EventKind::ManifestPushed, Some(digest.clone())));
+    expected.push((EventKind::ImageArchived, Some(digest.clone())));
+    expected.push((EventKind::ImageRestored, Some(digest.clone())));
+    assert_eq!(events, expected);
+    watcher.finish().await;
 }
 
 async fn upload_sessions(store: &dyn MetadataStore) {
@@ -1410,6 +1494,48 @@ async fn event_claims(store: &dyn MetadataStore) {
 
 /// Cache rules are created once, updated and deleted by prefix, listed sorted; secrets are
 /// replaced in place.
+/// A consumer that no server claims for any more can be removed, which lets the events it held
+/// back be pruned; one registered or claimed for since the cut-off is kept.
+async fn consumer_removal(store: &dyn MetadataStore) {
+    use crate::ConsumerRemoval::{Active, Removed, Unknown};
+    let witness = Watcher::new(store).await;
+    let (gone, busy) = (unique("consumer-gone"), unique("consumer-busy"));
+    assert!(store.register_consumer(&gone, 1_000).await.unwrap());
+    assert!(store.register_consumer(&busy, 1_000).await.unwrap());
+    let repo = repo_name(&unique("consumers"));
+    store.create_repository(&ORIGIN, &repo, "{}", 1).await.unwrap();
+    let far_future = i64::MAX / 2;
+
+    // A claim records itself (at most every CLAIM_RECORD_INTERVAL).
+    let now = crate::events::CLAIM_RECORD_INTERVAL * 10;
+    store.claim_events(&busy, &unique("token"), 1, now, now + 1).await.unwrap();
+    let listed = store.list_consumers().await.unwrap();
+    let record = |name: &str| listed.iter().find(|c| c.name == name).cloned().unwrap();
+    assert_eq!((record(&busy).registered_at, record(&busy).last_claimed_at), (1_000, Some(now)));
+    assert_eq!((record(&gone).last_claimed_at, record(&gone).pending), (None, 1));
+    assert!(listed.windows(2).all(|w| w[0].name < w[1].name), "by name");
+
+    assert_eq!(store.remove_idle_consumer(&busy, now).await.unwrap(), Active { last_active: now });
+    assert_eq!(store.remove_idle_consumer(&gone, 1_000).await.unwrap(), Active { last_active: 1_000 });
+    assert_eq!(store.remove_idle_consumer(&unique("never"), now).await.unwrap(), Unknown);
+
+    // Once the witness delivered it, only the two consumers hold the event back.
+    assert!(witness.take(&[&repo]).await.iter().any(|e| e.kind == EventKind::RepositoryCreated));
+    store.prune_events(far_future).await.unwrap();
+    assert_eq!(store.prune_events(far_future).await.unwrap(), 0, "held back by the two consumers");
+    assert_eq!(store.remove_idle_consumer(&gone, now).await.unwrap(), Removed);
+    assert_eq!(store.remove_idle_consumer(&busy, now + 1).await.unwrap(), Removed);
+    let left = store.list_consumers().await.unwrap();
+    assert!(left.iter().all(|c| c.name != gone && c.name != busy));
+    assert_eq!(store.pending_events(&gone).await.unwrap(), 0, "its deliveries went with it");
+    // In a database no one else uses, nothing holds the event any more (a shared one may have
+    // consumers of its own registered before it).
+    if left.iter().all(|c| c.name == witness.consumer) {
+        assert_eq!(store.prune_events(far_future).await.unwrap(), 1, "the repository's creation is pruned");
+    }
+    witness.finish().await;
+}
+
 async fn pull_through_configuration(store: &dyn MetadataStore) {
     let (a, b) = (unique("ptc-b"), unique("ptc-a"));
     let created = store.create_cache_rule(&a, r#"{"v":1}"#, 10).await.unwrap();
@@ -1501,6 +1627,7 @@ async fn creation_templates(store: &dyn MetadataStore) {
     assert!(matches!(store.delete_template(&a).await, Err(MetaError::TemplateNotFound(_))));
     store.delete_template(&b).await.unwrap();
     store.delete_repository(&ORIGIN, &repo, true).await.unwrap();
+    watcher.finish().await;
 }
 
 async fn pull_time_exclusions(store: &dyn MetadataStore) {

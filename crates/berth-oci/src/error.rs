@@ -69,9 +69,13 @@ impl OciError {
             RangeInvalid { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID"),
             ManifestInvalid(_) => (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
             ManifestUnknown(_) => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+            // ECR answers a pull of an archived image 404; the message says it is archived.
+            ImageArchived(_) => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
             ManifestChildUnknown(_) => (StatusCode::BAD_REQUEST, "MANIFEST_UNKNOWN"),
             ManifestBlobUnknown(_) => (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
             ManifestReferenced { .. } => (StatusCode::CONFLICT, "DENIED"),
+            // Raised only by UpdateImageStorageClass (ECR plane).
+            ArchiveRefused { .. } => (StatusCode::CONFLICT, "DENIED"),
             ManifestTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
             TagImmutable { .. } => (StatusCode::BAD_REQUEST, "TAG_INVALID"),
             PaginationInvalid(_) => (StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID"),

@@ -123,6 +123,9 @@ mod tests {
             image_size: 0,
             pushed_at: 0,
             last_pulled_at: None,
+            storage_class: Default::default(),
+            last_archived_at: None,
+            last_activated_at: None,
         })
     }
 

@@ -40,6 +40,12 @@ pub enum RegistryError {
     BlobInUse { digest: Digest, manifest: Digest },
     #[error("manifest is referenced by index {index} in this repository; delete the index first")]
     ManifestReferenced { index: Digest },
+    /// A pull of an image in the archive storage class (`archive.rs`).
+    #[error("manifest {0} is archived; restore it (UpdateImageStorageClass to STANDARD, or push it again) to pull it")]
+    ImageArchived(String),
+    /// Archiving an image that a STANDARD index lists: the index would no longer pull whole.
+    #[error("the image is listed by index {index}, which is not archived; archive the index instead")]
+    ArchiveRefused { index: Digest },
     #[error("manifest is larger than the {limit} bytes this registry accepts")]
     ManifestTooLarge { limit: usize },
     #[error("tag {tag} is immutable and already points at {current}")]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use berth_iam::{Identity, RequestContext};
 use berth_meta::{EventStore, Millis, Origin};
 
-pub use berth_meta::{ClaimedEvent, Event, EventKind};
+pub use berth_meta::{ClaimedEvent, ConsumerRecord, ConsumerRemoval, Event, EventKind};
 
 use crate::{Result, now_millis};
 
@@ -89,6 +89,20 @@ impl EventLog {
     pub async fn release(&self, claim: &Claim, ids: &[i64], retry_after: Duration) -> Result<u64> {
         let retry_at = now_millis().saturating_add(millis(retry_after));
         Ok(self.store.release_events(&claim.consumer, &claim.token, ids, retry_at).await?)
+    }
+
+    /// Every registered consumer with its backlog (`berth outbox consumers`).
+    pub async fn consumers(&self) -> Result<Vec<ConsumerRecord>> {
+        Ok(self.store.list_consumers().await?)
+    }
+
+    /// Removes `consumer` and its backlog unless a server registered or claimed for it within
+    /// `idle` (`berth outbox remove-consumer`). Servers claim for every consumer they have
+    /// configured twice a second while idle; a delivery in progress (a slow webhook, a large
+    /// blob replicated) claims nothing until it ends, so `idle` must outlast the longest one.
+    pub async fn remove_idle(&self, consumer: &str, idle: Duration) -> Result<ConsumerRemoval> {
+        let active_since = now_millis().saturating_sub(millis(idle));
+        Ok(self.store.remove_idle_consumer(consumer, active_since).await?)
     }
 
     /// Deletes events older than `retention` that every consumer has acknowledged.

@@ -236,6 +236,7 @@ fn teed(upstream: berth_remote::BlobStream, fill: Arc<BlobFill>) -> berth_storag
 impl Registry {
     /// `GET`/`HEAD /v2/<name>/manifests/<reference>` with the pull-through cache: a repository
     /// no rule covers is read as stored.
+    /// An archived image is refused (`ImageArchived`), as ECR refuses its pulls.
     pub async fn pull_manifest(
         &self,
         ctx: &RequestContext,
@@ -243,8 +244,22 @@ impl Registry {
         reference: &Reference,
         record_pull: bool,
     ) -> Result<Arc<ManifestRecord>> {
+        let manifest = self.pull_manifest_of_any_class(ctx, repo, reference).await?;
+        crate::archive::refuse_archived(&reference.to_string(), manifest.storage_class)?;
+        if record_pull {
+            self.record_pull(ctx, repo, &manifest.digest);
+        }
+        Ok(manifest)
+    }
+
+    async fn pull_manifest_of_any_class(
+        &self,
+        ctx: &RequestContext,
+        repo: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Arc<ManifestRecord>> {
         let Some(cached) = self.cached_repository(repo).await? else {
-            return self.get_manifest(repo, reference, record_pull.then_some(ctx)).await;
+            return self.get_manifest(repo, reference, None).await;
         };
         let key = key(repo, reference);
         let manifest = match self.stored_manifest(repo, reference).await? {
@@ -265,9 +280,6 @@ impl Registry {
                 .await?
             }
         };
-        if record_pull {
-            self.record_pull(ctx, repo, &manifest.digest);
-        }
         Ok(manifest)
     }
 

@@ -5,7 +5,7 @@
 //! at once and an image put here pulls there.
 
 use berth_iam::RequestContext;
-use berth_meta::{ImageRecord, ManifestRecord, MetaError};
+use berth_meta::{ImageRecord, ManifestRecord, MetaError, StorageClass};
 use berth_spec::{Digest, Manifest, Reference, RepositoryName, Tag};
 
 use crate::manifests::PushedManifest;
@@ -39,6 +39,19 @@ impl TagStatus {
     }
 }
 
+/// ECR's `imageStatus` filter over listings: the images of one storage class, or all (`None`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImageFilter {
+    pub tags: TagStatus,
+    pub class: Option<StorageClass>,
+}
+
+impl ImageFilter {
+    fn admits(self, image: &ImageRecord) -> bool {
+        self.tags.admits(image) && self.class.is_none_or(|class| image.manifest.storage_class == class)
+    }
+}
+
 /// One ListImages entry: a (digest, tag) pair, or the digest alone for an untagged image.
 /// Ordered by digest, then tag, the untagged entry first.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -68,20 +81,20 @@ pub struct PutImage<'a> {
 pub(crate) const SCAN_BATCH: usize = 100;
 
 impl Registry {
-    /// Images sorted by digest, strictly after `after`, that pass `status`; at most `limit` (and
+    /// Images sorted by digest, strictly after `after`, that pass `filter`; at most `limit` (and
     /// whether more remain).
     pub async fn list_images(
         &self,
         repo: &RepositoryName,
         after: Option<&Digest>,
         limit: usize,
-        status: TagStatus,
+        filter: ImageFilter,
     ) -> Result<(Vec<ImageRecord>, bool)> {
         self.repository(repo).await?;
         let mut found = Vec::new();
-        let batch = if status == TagStatus::Any { limit + 1 } else { (limit + 1).max(SCAN_BATCH) };
+        let batch = if filter == ImageFilter::default() { limit + 1 } else { (limit + 1).max(SCAN_BATCH) };
         self.scan_images(repo, after, batch, |image| {
-            if status.admits(&image) {
+            if filter.admits(&image) {
                 found.push(image);
             }
             found.len() <= limit
@@ -95,14 +108,14 @@ impl Registry {
         Ok((found, more))
     }
 
-    /// ListImages entries strictly after `after` that pass `status`; at most `limit` (and whether
+    /// ListImages entries strictly after `after` that pass `filter`; at most `limit` (and whether
     /// more remain).
     pub async fn list_image_ids(
         &self,
         repo: &RepositoryName,
         after: Option<&ImageId>,
         limit: usize,
-        status: TagStatus,
+        filter: ImageFilter,
     ) -> Result<(Vec<ImageId>, bool)> {
         self.repository(repo).await?;
         let mut ids = Vec::new();
@@ -110,11 +123,11 @@ impl Registry {
             && let Some(image) = self.meta.get_image(repo, &after.digest).await?
         {
             // The cursor's own image may have tags after the cursor's tag.
-            ids.extend(image_ids(&image, status).into_iter().filter(|id| id > after));
+            ids.extend(image_ids(&image, filter).into_iter().filter(|id| id > after));
         }
         if ids.len() <= limit {
             self.scan_images(repo, after.map(|id| &id.digest), (limit + 1).max(SCAN_BATCH), |image| {
-                ids.extend(image_ids(&image, status));
+                ids.extend(image_ids(&image, filter));
                 ids.len() <= limit
             })
             .await?;
@@ -150,7 +163,8 @@ impl Registry {
     }
 
     /// Looks each selector up, one result per selector (ECR's BatchGetImage and DescribeImages
-    /// with `imageIds`). `pulled_by` counts the found images as pulled by that caller.
+    /// with `imageIds`). `pulled_by` makes it a pull: archived images are refused
+    /// (`ImageArchived`), the others counted as pulled by that caller.
     pub async fn resolve_images(
         &self,
         repo: &RepositoryName,
@@ -161,6 +175,12 @@ impl Registry {
         let mut results = Vec::with_capacity(selectors.len());
         for selector in selectors {
             let mut result = self.resolve_image(repo, selector).await;
+            if let (Ok(image), Some(_)) = (&result, pulled_by) {
+                let digest = image.manifest.digest.to_string();
+                if let Err(archived) = crate::archive::refuse_archived(&digest, image.manifest.storage_class) {
+                    result = Err(archived);
+                }
+            }
             if let Ok(image) = &mut result {
                 if let Some(ctx) = pulled_by {
                     self.record_pull(ctx, repo, &image.manifest.digest);
@@ -172,7 +192,7 @@ impl Registry {
         Ok(results)
     }
 
-    async fn resolve_image(&self, repo: &RepositoryName, selector: &ImageSelector) -> Result<ImageRecord> {
+    pub(crate) async fn resolve_image(&self, repo: &RepositoryName, selector: &ImageSelector) -> Result<ImageRecord> {
         let (digest, tag) = match selector {
             ImageSelector::Digest(digest) => (digest.clone(), None),
             ImageSelector::TagAndDigest(tag, digest) => (digest.clone(), Some(tag)),
@@ -303,9 +323,9 @@ impl Registry {
     }
 }
 
-/// An image's ListImages entries that pass `status`, in order.
-fn image_ids(image: &ImageRecord, status: TagStatus) -> Vec<ImageId> {
-    if !status.admits(image) {
+/// An image's ListImages entries that pass `filter`, in order.
+fn image_ids(image: &ImageRecord, filter: ImageFilter) -> Vec<ImageId> {
+    if !filter.admits(image) {
         return vec![];
     }
     let digest = &image.manifest.digest;

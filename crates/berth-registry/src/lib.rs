@@ -3,6 +3,7 @@
 //! their wire format; they hold no storage logic.
 
 mod access;
+mod archive;
 mod blobs;
 mod cache;
 pub mod cache_stats;
@@ -36,14 +37,14 @@ use berth_spec::RepositoryName;
 use berth_storage::BlobStore;
 
 pub use access::{AnonymousAccess, Authorizer, Explanation, Resource};
-pub use berth_meta::{ImageRecord, ManifestRecord};
+pub use berth_meta::{ImageRecord, ManifestRecord, StorageClass};
 pub use berth_spec::{ByteRange, ChunkRange};
 pub use blobs::{BlobBody, MountOutcome, UploadStatus};
 pub use downloads::UrlSigningKey;
 pub use error::PolicyKind;
 pub use error::RegistryError;
 pub use gc::GcReport;
-pub use images::{DeletedImage, ImageId, ImageSelector, PutImage, TagStatus};
+pub use images::{DeletedImage, ImageFilter, ImageId, ImageSelector, PutImage, TagStatus};
 pub use layers::MIN_LAYER_PART_BYTES;
 pub use manifests::{PutManifestOutcome, Referrer};
 pub use policies::{LifecycleExplanation, LifecyclePolicyInfo, LifecyclePreviewOutcome, PreviewResult};

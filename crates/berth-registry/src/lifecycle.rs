@@ -70,6 +70,9 @@ pub struct LifecycleImage {
     pub children: Vec<Digest>,
     /// The manifest this one refers to (OCI 1.1 `subject`).
     pub subject: Option<Digest>,
+    /// In the archive storage class: no rule selects it (rules select STANDARD images, ECR's
+    /// default `storageClass`), but it stays in the picture, so what it lists is kept.
+    pub archived: bool,
 }
 
 /// One image the policy expires, and the priority of the rule that caused it (for an image
@@ -382,7 +385,7 @@ pub fn explain(policy: &LifecyclePolicy, images: &[LifecycleImage], now: Millis)
     let mut claimed: HashSet<usize> = HashSet::new();
     for rule in &policy.rules {
         let mut matching: Vec<usize> =
-            (0..images.len()).filter(|&i| judged[i] && rule.selects(&images[i].tags)).collect();
+            (0..images.len()).filter(|&i| judged[i] && !images[i].archived && rule.selects(&images[i].tags)).collect();
         let expire: Vec<usize> = match rule.count {
             Count::MoreThan(keep) => {
                 // Newest first; equal push times in digest order, so the outcome is deterministic.
@@ -511,6 +514,7 @@ mod tests {
             pushed_at: NOW - (age_days * DAY_MILLIS as f64) as i64,
             children: vec![],
             subject: None,
+            archived: false,
         }
     }
 
@@ -978,6 +982,22 @@ mod tests {
         assert_eq!(sorted(result.clone()), names(&[("amd", 1), ("att", 1), ("idx", 1), ("sig", 1)]));
         let at = |n: &str| result.iter().position(|(name, _)| name == n).unwrap();
         assert!(at("idx") < at("amd"), "{result:?}");
+    }
+
+    #[test]
+    fn archived_images_are_never_selected_but_keep_what_they_list() {
+        let p = policy(serde_json::json!([rule(
+            1,
+            serde_json::json!({"tagStatus": "any", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 1})
+        )]));
+        let archived = |image: LifecycleImage| LifecycleImage { archived: true, ..image };
+        let images = vec![
+            archived(index("idx", &["v1"], 10.0, &["amd"])),
+            image("amd", &[], 10.0),
+            archived(image("a1", &["v0"], 10.0)),
+            image("a0", &["v2"], 10.0),
+        ];
+        assert_eq!(expired(&p, &images), names(&[("a0", 1)]));
     }
 
     #[test]

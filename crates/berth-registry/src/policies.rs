@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use berth_iam::RequestContext;
-use berth_meta::{ImageRecord, MetaError, Millis};
+use berth_meta::{ImageRecord, MetaError, Millis, StorageClass};
 use berth_spec::{Digest, Manifest, ManifestKind, RepositoryName};
 
 use crate::error::PolicyKind;
@@ -332,5 +332,6 @@ fn lifecycle_image(image: ImageRecord) -> LifecycleImage {
         pushed_at: manifest.pushed_at,
         children,
         subject: manifest.subject,
+        archived: manifest.storage_class == StorageClass::Archive,
     }
 }

@@ -214,8 +214,9 @@ struct Target {
 }
 
 impl Target {
-    /// `None` when the event sends nothing there: deletes and settings (not replicated, as on
-    /// ECR) and repositories no rule sends to the destination.
+    /// `None` when the event sends nothing there: deletes, settings and archiving (not
+    /// replicated, as on ECR) and repositories no rule sends to the destination. A restored
+    /// image is replicated like a pushed one, as ECR does.
     fn of(
         configuration: &ReplicationConfiguration,
         destination: &Destination,
@@ -223,7 +224,7 @@ impl Target {
     ) -> Option<Target> {
         let event = &claimed.event;
         let tag = match event.kind {
-            EventKind::ManifestPushed => None,
+            EventKind::ManifestPushed | EventKind::ImageRestored => None,
             EventKind::TagSet => Some(event.tag.as_deref()?.parse::<Tag>().ok()?),
             _ => return None,
         };

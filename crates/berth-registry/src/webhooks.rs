@@ -138,7 +138,9 @@ fn image_action(event: &Event) -> Option<(ImageAction, Option<String>)> {
         EventKind::RepositoryCreated
         | EventKind::RepositoryDeleted
         | EventKind::SettingsChanged
-        | EventKind::BlobDeleted => None,
+        | EventKind::BlobDeleted
+        | EventKind::ImageArchived
+        | EventKind::ImageRestored => None,
     }
 }
 

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use berth_meta::{AccessKeyStatus, CredentialStore, Origin, SettingsUpdate, SqliteStore, UserPolicy, UserRecord};
 use berth_registry::settings::ResourceTag;
 use berth_registry::{
-    ImageId, ImageSelector, PutImage, Registry, RegistryConfig, RegistryError, RepositorySettings, TagStatus,
-    UrlSigningKey,
+    ImageFilter, ImageId, ImageSelector, PutImage, Registry, RegistryConfig, RegistryError, RepositorySettings,
+    StorageClass, TagStatus, UrlSigningKey,
 };
-use berth_spec::{Digest, RepositoryName, Tag};
+use berth_spec::{Digest, Reference, RepositoryName, Tag};
 use berth_storage::FsBlobStore;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -173,7 +173,10 @@ async fn filtered_listings_scan_past_the_store_batch() {
     let mut seen = Vec::new();
     let mut after: Option<Digest> = None;
     loop {
-        let (page, more) = registry.list_images(&repo, after.as_ref(), 3, TagStatus::Untagged).await.unwrap();
+        let (page, more) = registry
+            .list_images(&repo, after.as_ref(), 3, ImageFilter { tags: TagStatus::Untagged, class: None })
+            .await
+            .unwrap();
         assert!(page.len() <= 3 && page.iter().all(|i| i.tags.is_empty()));
         seen.extend(page.iter().map(|i| i.manifest.digest.clone()));
         after = page.last().map(|i| i.manifest.digest.clone());
@@ -186,7 +189,10 @@ async fn filtered_listings_scan_past_the_store_batch() {
     let mut pairs = Vec::new();
     let mut after: Option<ImageId> = None;
     loop {
-        let (page, more) = registry.list_image_ids(&repo, after.as_ref(), 7, TagStatus::Tagged).await.unwrap();
+        let (page, more) = registry
+            .list_image_ids(&repo, after.as_ref(), 7, ImageFilter { tags: TagStatus::Tagged, class: None })
+            .await
+            .unwrap();
         assert!(page.len() <= 7);
         pairs.extend(page.iter().map(|id| (id.digest.clone(), id.tag.clone().unwrap())));
         after = page.last().cloned();
@@ -195,7 +201,8 @@ async fn filtered_listings_scan_past_the_store_batch() {
         }
     }
     assert_eq!(pairs, tagged);
-    let (all, more) = registry.list_image_ids(&repo, None, 1000, TagStatus::Any).await.unwrap();
+    let (all, more) =
+        registry.list_image_ids(&repo, None, 1000, ImageFilter { tags: TagStatus::Any, class: None }).await.unwrap();
     assert_eq!((all.len(), more), (260, false));
 }
 
@@ -228,6 +235,64 @@ async fn the_last_tag_takes_the_image_unless_an_index_lists_it() {
     assert!(matches!(found[1], Err(RegistryError::ManifestUnknown(_))), "the lone image went with its tag");
     let refused = registry.delete_images(&ctx(), &repo, &[ImageSelector::Digest(child)]).await.unwrap();
     assert!(matches!(refused[0], Err(RegistryError::ManifestReferenced { .. })));
+}
+
+/// Archiving an index archives it with its child; both are refused on pull (by tag and digest,
+/// `/v2/`'s and BatchGetImage's paths) yet still listed under ARCHIVED; the child cannot be
+/// archived alone while the index is STANDARD; a restore makes everything pull again.
+#[tokio::test]
+async fn archived_images_are_listed_but_refused_on_pull_until_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
+    let repo = name("archive");
+    registry.create_repository(&ctx(), &repo, &RepositorySettings::default()).await.unwrap();
+    let config = blob(&registry, &repo, b"{}").await;
+    let layer = blob(&registry, &repo, b"hello").await;
+    let child_manifest = manifest(&config, &layer, 1);
+    let child = put(&registry, &repo, &child_manifest, None).await;
+    let index = put(&registry, &repo, &index_of(&child, &child_manifest), Some("v1")).await;
+    let tag = ImageSelector::Tag("v1".parse().unwrap());
+
+    let refused = registry
+        .update_image_storage_class(&ctx(), &repo, &ImageSelector::Digest(child.clone()), StorageClass::Archive)
+        .await;
+    assert!(matches!(&refused, Err(RegistryError::ArchiveRefused { index: i }) if *i == index), "{refused:?}");
+    let archived = registry.update_image_storage_class(&ctx(), &repo, &tag, StorageClass::Archive).await.unwrap();
+    assert_eq!(archived, index);
+
+    for reference in
+        [Reference::Tag("v1".parse().unwrap()), Reference::Digest(index.clone()), Reference::Digest(child.clone())]
+    {
+        let pulled = registry.pull_manifest(&ctx(), &repo, &reference, true).await;
+        assert!(matches!(pulled, Err(RegistryError::ImageArchived(_))), "{reference}: {pulled:?}");
+    }
+    let batch = registry.resolve_images(&repo, std::slice::from_ref(&tag), Some(&ctx())).await.unwrap();
+    assert!(matches!(batch[0], Err(RegistryError::ImageArchived(_))), "BatchGetImage refuses it");
+    let described = registry.resolve_images(&repo, std::slice::from_ref(&tag), None).await.unwrap();
+    assert_eq!(described[0].as_ref().unwrap().manifest.storage_class, StorageClass::Archive, "described still");
+
+    let mut both = vec![index.clone(), child.clone()];
+    both.sort();
+    assert_eq!(listed(&registry, &repo, Some(StorageClass::Archive)).await, both);
+    assert!(listed(&registry, &repo, Some(StorageClass::Standard)).await.is_empty());
+    assert_eq!(listed(&registry, &repo, None).await, both);
+
+    registry.update_image_storage_class(&ctx(), &repo, &tag, StorageClass::Standard).await.unwrap();
+    for reference in [Reference::Tag("v1".parse().unwrap()), Reference::Digest(child.clone())] {
+        registry.pull_manifest(&ctx(), &repo, &reference, true).await.expect("restored images pull");
+    }
+    assert_eq!(listed(&registry, &repo, Some(StorageClass::Standard)).await, both);
+}
+
+/// The digests `list_images` shows in one storage class (`None`: all).
+async fn listed(registry: &Registry, repo: &RepositoryName, class: Option<StorageClass>) -> Vec<Digest> {
+    let filter = ImageFilter { tags: TagStatus::Any, class };
+    let (images, _) = registry.list_images(repo, None, 10, filter).await.unwrap();
+    images.into_iter().map(|i| i.manifest.digest).collect()
+}
+
+fn index_of(child: &Digest, content: &str) -> String {
+    index(&[(child, content, "application/vnd.oci.image.manifest.v1+json")])
 }
 
 /// An OCI index listing `children` (digest, exact bytes, media type).
@@ -273,7 +338,8 @@ async fn lifecycle_runs_delete_nested_indexes_outermost_first_and_record_the_run
     assert_eq!(registry.lifecycle_policy(&repo).await.unwrap().last_evaluated_at, None);
     // The store refuses to delete a manifest an index lists, so this only succeeds in order.
     assert_eq!(registry.run_lifecycle_policies().await.unwrap(), 3);
-    let (left, _) = registry.list_images(&repo, None, 10, TagStatus::Any).await.unwrap();
+    let (left, _) =
+        registry.list_images(&repo, None, 10, ImageFilter { tags: TagStatus::Any, class: None }).await.unwrap();
     assert_eq!(left.iter().map(|i| i.manifest.digest.clone()).collect::<Vec<_>>(), vec![newest]);
     let evaluated = registry.lifecycle_policy(&repo).await.unwrap().last_evaluated_at.unwrap();
     assert!((berth_registry::now_millis() - evaluated).abs() < 60_000);

@@ -327,6 +327,72 @@ pub async fn cache(command: CacheCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(clap::Subcommand)]
+pub enum OutboxCommand {
+    /// Every consumer of the event outbox as JSON: name (`webhook/<name>`,
+    /// `replication/<region>/<registry id>`), when it was registered and last claimed for by any
+    /// server, and how many events wait for it (they, and older ones, are kept until it takes them).
+    Consumers {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Removes a consumer that left every server's configuration, with its backlog, so the
+    /// outbox prunes what it held back. Refused while any server claimed for it within
+    /// `--idle-secs` (servers claim for their configured consumers twice a second while idle).
+    RemoveConsumer {
+        name: String,
+        /// How long no server may have claimed for it; must outlast the longest delivery
+        /// (a webhook's timeout, a large blob replicated) [default: 600, at least 10].
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(10..))]
+        idle_secs: u64,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+pub async fn outbox(command: OutboxCommand) -> anyhow::Result<()> {
+    use berth_registry::events::{ConsumerRemoval, EventLog};
+    match command {
+        OutboxCommand::Consumers { dir } => {
+            let store = open(&dir).await?;
+            let result = EventLog::new(store.clone()).consumers().await;
+            store.close().await;
+            let consumers: Vec<serde_json::Value> = result?
+                .into_iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "name": c.name,
+                        "registeredAt": rfc3339(c.registered_at),
+                        "lastClaimedAt": c.last_claimed_at.map(rfc3339),
+                        "pendingEvents": c.pending,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "consumers": consumers }))?);
+            Ok(())
+        }
+        OutboxCommand::RemoveConsumer { name, idle_secs, dir } => {
+            let store = open(&dir).await?;
+            let idle = std::time::Duration::from_secs(idle_secs);
+            let result = EventLog::new(store.clone()).remove_idle(&name, idle).await;
+            store.close().await;
+            match result? {
+                ConsumerRemoval::Removed => {
+                    println!("removed consumer {name}; maintenance prunes the events it held back within an hour");
+                    Ok(())
+                }
+                ConsumerRemoval::Unknown => anyhow::bail!("no consumer is named {name} (see `berth outbox consumers`)"),
+                ConsumerRemoval::Active { last_active } => anyhow::bail!(
+                    "consumer {name} was registered or claimed for by a server at {}, within the last {idle_secs} s: \
+                     a server still has it configured. Remove it from every server's configuration file and \
+                     restart them, then try again after {idle_secs} s",
+                    rfc3339(last_active)
+                ),
+            }
+        }
+    }
+}
+
 /// Milliseconds since the epoch as `2026-01-31T12:00:00.123Z`.
 fn rfc3339(millis: i64) -> String {
     let format =

@@ -40,6 +40,9 @@ enum Command {
     /// The pull-through cache as the servers saw it.
     #[command(subcommand)]
     Cache(admin::CacheCommand),
+    /// The event outbox's consumers (webhooks, replication destinations) across all servers.
+    #[command(subcommand)]
+    Outbox(admin::OutboxCommand),
     /// Reclaim blob data no image needs: one garbage-collection pass, safe while servers run.
     /// Takes the server's flags or config file, to find its stores.
     Gc(gc::GcArgs),
@@ -56,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         Command::Policy(command) => runtime.block_on(admin::policy(command)),
         Command::Secret(command) => runtime.block_on(admin::secret(command)),
         Command::Cache(command) => runtime.block_on(admin::cache(command)),
+        Command::Outbox(command) => runtime.block_on(admin::outbox(command)),
         Command::Gc(args) => runtime.block_on(gc::run(args)),
     }
 }

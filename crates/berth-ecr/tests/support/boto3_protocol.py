@@ -100,7 +100,6 @@ results = {
         repositoryName="app", uploadId=upload_id, partFirstByte=0, partLastByte=4, layerPartBlob=b"hello",
     )),
     "batch_get": outcome(lambda: ecr.batch_get_image(repositoryName="app", imageIds=[{"imageTag": "nope"}])),
-    "not_implemented": outcome(lambda: ecr.update_image_storage_class(repositoryName="app", imageId={"imageTag": "v1"}, targetStorageClass="ARCHIVE")),
     "session_token": outcome(lambda: client(token="FwoGZXIvYXdzEBYaDH").describe_repositories()),
     "wrong_secret": outcome(lambda: client(secret_key="wrong").describe_repositories()),
     "unknown_key": outcome(lambda: client(access_key="AKIANOBODY").describe_repositories()),
