@@ -143,7 +143,8 @@ pub async fn policy_list(store: Arc<dyn MetadataStore>, user: &str, out: &mut dy
     print_json(out, &serde_json::json!({ "userName": user, "policies": policies }))
 }
 
-fn unknown_user(e: MetaError) -> Error {
+/// The store's `UserUnknown` as the CLI and the identities report it.
+pub(crate) fn unknown_user(e: MetaError) -> Error {
     match e {
         MetaError::UserUnknown(name) => Error::UserNotFound(name),
         other => other.into(),

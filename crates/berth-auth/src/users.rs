@@ -212,10 +212,7 @@ impl Identities {
     pub async fn set_access_key_status(&self, name: &str, status: AccessKeyStatus) -> Result<AccessKeyStatus, Error> {
         let changed = self.store.set_access_key_status(name, status).await;
         self.invalidate().await;
-        changed.map_err(|e| match e {
-            berth_meta::MetaError::UserUnknown(name) => Error::UserNotFound(name),
-            other => other.into(),
-        })
+        changed.map_err(crate::cli::unknown_user)
     }
 
     /// The user a token or console session names, if it may still act: the same user (not

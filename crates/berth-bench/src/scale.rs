@@ -160,7 +160,7 @@ where
     for i in 0..samples.max(1) {
         let started = Instant::now();
         once(i).await?;
-        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        times.push(ms(started.elapsed()));
     }
     Ok(median(times))
 }

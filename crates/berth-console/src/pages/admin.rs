@@ -41,7 +41,7 @@ struct UserRow {
     access_key_id: String,
     created: String,
     active: bool,
-    /// Neither the root user nor the visitor can be deleted or deactivated here.
+    /// Not [`locks_out`]: the user may be deleted or deactivated here.
     deletable: bool,
 }
 
@@ -102,7 +102,6 @@ async fn admin_page(
     created: Option<CreatedUser>,
     notice: Option<&'static str>,
 ) -> Result<Response, ConsoleError> {
-    let me = visitor.session.user_name.as_deref();
     let users = console
         .auth
         .identities()
@@ -111,7 +110,7 @@ async fn admin_page(
         .map_err(|_| ConsoleError::Unavailable)?
         .into_iter()
         .map(|u| UserRow {
-            deletable: u.name != ROOT_USER && Some(u.name.as_str()) != me,
+            deletable: !locks_out(visitor, &u.name),
             created: view::time(u.created_at),
             active: u.is_active(),
             name: u.name,
@@ -163,6 +162,12 @@ pub async fn page(console: &Console, visitor: &Visitor, uri: &Uri) -> Result<Res
         _ => None,
     };
     admin_page(console, visitor, None, notice).await
+}
+
+/// Whether deleting `name` or deactivating its key could lock the console's administrator out:
+/// the root user and the visitor are not offered either.
+fn locks_out(visitor: &Visitor, name: &str) -> bool {
+    name == ROOT_USER || Some(name) == visitor.session.user_name.as_deref()
 }
 
 /// What the audit trail records for a user change: IAM's operation, as CloudTrail names it.
@@ -218,7 +223,7 @@ pub async fn delete_user(
     served.parameters.insert("userName".into(), form.name.trim().into());
     authz::authorize(&console.registry, &visitor.ctx, Scope::Administration, &[]).await?;
     let name = form.name.trim().to_owned();
-    if name == ROOT_USER || Some(name.as_str()) == visitor.session.user_name.as_deref() {
+    if locks_out(visitor, &name) {
         return Err(ConsoleError::BadRequest(
             "The root user and the signed-in user cannot be deleted from the console.".into(),
         ));
@@ -259,7 +264,7 @@ pub async fn update_access_key(
     let Some(status) = AccessKeyStatus::parse(&form.status) else {
         return Err(ConsoleError::BadRequest("The status must be Active or Inactive.".into()));
     };
-    if name == ROOT_USER || Some(name.as_str()) == visitor.session.user_name.as_deref() {
+    if locks_out(visitor, &name) {
         return Err(ConsoleError::BadRequest(
             "The keys of the root user and the signed-in user cannot be changed from the console.".into(),
         ));
