@@ -435,6 +435,52 @@ expect "returns the deleted text" "$(j -r .lifecyclePolicyText)" "$(cat "$T/lp.j
 ecr_err "get-lifecycle-policy after the delete" LifecyclePolicyNotFoundException get-lifecycle-policy --repository-name "$L"
 ecr_err "put-lifecycle-policy to a missing repository" RepositoryNotFoundException put-lifecycle-policy --repository-name cli/none --lifecycle-policy-text "file://$T/lp.json"
 
+section "lifecycle transitions to the archive: preview, run, layers ARCHIVED, restore by push"
+LD[v5]=$(life_push v5 v5)
+cat >"$T/lp-archive.json" <<'EOF_LP'
+{"rules": [
+  {"rulePriority": 1, "description": "archive every v* image but the newest",
+   "selection": {"tagStatus": "tagged", "tagPatternList": ["v*"], "countType": "imageCountMoreThan", "countNumber": 1},
+   "action": {"type": "transition", "targetStorageClass": "archive"}},
+  {"rulePriority": 2, "description": "archive what nobody pulled for a year",
+   "selection": {"tagStatus": "any", "countType": "sinceImagePulled", "countUnit": "days", "countNumber": 365},
+   "action": {"type": "transition", "targetStorageClass": "archive"}},
+  {"rulePriority": 3, "description": "delete what sat in the archive for 90 days",
+   "selection": {"tagStatus": "any", "storageClass": "archive", "countType": "sinceImageTransitioned", "countUnit": "days", "countNumber": 90},
+   "action": {"type": "expire"}}
+]}
+EOF_LP
+printf '{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"sinceImagePulled","countUnit":"days","countNumber":30},"action":{"type":"expire"}}]}' >"$T/bad-lp.json"
+ecr_err "sinceImagePulled with expire is refused" InvalidParameterException put-lifecycle-policy --repository-name "$L" --lifecycle-policy-text "file://$T/bad-lp.json"
+grep -q "sinceImagePulled' is only allowed with the action 'transition'" "$T/err" && ok "... and says why" || bad "message: $(cat "$T/err")"
+printf '{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","storageClass":"archive","countType":"sinceImageTransitioned","countUnit":"days","countNumber":30},"action":{"type":"expire"}}]}' >"$T/bad-lp.json"
+ecr_err "expiring archived images before 90 days is refused" InvalidParameterException put-lifecycle-policy --repository-name "$L" --lifecycle-policy-text "file://$T/bad-lp.json"
+ecr_ok "start-lifecycle-policy-preview of the archive policy" start-lifecycle-policy-preview --repository-name "$L" --lifecycle-policy-text "file://$T/lp-archive.json"
+ecr_ok "get-lifecycle-policy-preview" get-lifecycle-policy-preview --repository-name "$L"
+expect "v4 moves: TRANSITION to ARCHIVE from STANDARD by rule 1" \
+  "$(j -r '[.previewResults[] | (.imageTags | join("+")) + " " + .action.type + " " + .action.targetStorageClass + " " + .storageClass + " " + (.appliedRulePriority | tostring)] | join(";")')" \
+  "v4 TRANSITION ARCHIVE STANDARD 1"
+expect "summary: nothing expires, one image transitions to ARCHIVE" \
+  "$(j -c '[.summary.expiringImageTotalCount, .summary.transitioningImageTotalCounts]')" '[0,[{"targetStorageClass":"ARCHIVE","imageTotalCount":1}]]'
+ecr_ok "put-lifecycle-policy (archive policy)" put-lifecycle-policy --repository-name "$L" --lifecycle-policy-text "file://$T/lp-archive.json"
+archived_now() { ecr describe-images --repository-name "$L" --filter imageStatus=ARCHIVED | jq -r '.imageDetails[].imageDigest'; }
+for _ in $(seq 1 40); do [[ $(names_of $(archived_now)) == v4 ]] && break; sleep 1; done
+expect "the run archives v4 only" "$(names_of $(archived_now))" v4
+ecr_ok "describe-images of v4" describe-images --repository-name "$L" --image-ids imageTag=v4 --filter imageStatus=ANY
+expect "ARCHIVED with lastArchivedAt" "$(j '.imageDetails[0] | .imageStatus + " " + (.lastArchivedAt != null | tostring)')" "ARCHIVED true"
+V4_LAYER=$(jq -r .layer_digest "$T/life-v4.json"); V5_LAYER=$(jq -r .layer_digest "$T/life-v5.json")
+ecr_ok "batch-check-layer-availability of v4's and v5's layers" batch-check-layer-availability --repository-name "$L" --layer-digests "$V4_LAYER" "$V5_LAYER"
+expect "v4's layer ARCHIVED, v5's AVAILABLE" "$(j -r --arg a "$V4_LAYER" '[.layers[] | (if .layerDigest == $a then "v4" else "v5" end) + "=" + .layerAvailability] | sort | join(" ")')" "v4=ARCHIVED v5=AVAILABLE"
+expect "/v2/ GET of v4's layer: 404" "$(curl -s -o "$T/out.json" -w '%{http_code}' "http://$REG/v2/$L/blobs/$V4_LAYER")" 404
+expect "... BLOB_UNKNOWN saying archived" "$(j -r '.errors[0].code + " " + (.errors[0].message | test("archived") | tostring)')" "BLOB_UNKNOWN true"
+ecr_err "get-download-url-for-layer of v4's layer" LayerInaccessibleException get-download-url-for-layer --repository-name "$L" --layer-digest "$V4_LAYER"
+ecr_ok "delete-lifecycle-policy (archive policy), so no run archives v4 again" delete-lifecycle-policy --repository-name "$L"
+"${SK[@]}" copy -q --dest-tls-verify=false --preserve-digests "dir:$T/life-v4" "docker://$REG/$L:v4" \
+  && ok "skopeo pushes v4 again" || bad "skopeo push of v4 again"
+ecr_ok "describe-images of v4 after the push" describe-images --repository-name "$L" --image-ids imageTag=v4
+expect "pushing an archived image restores it" "$(j '.imageDetails[0].imageStatus')" ACTIVE
+expect "... and its layer pulls again" "$(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/$L/blobs/$V4_LAYER")" 200
+
 cat >"$T/policy.json" <<'EOF_POLICY'
 {"Version": "2012-10-17", "Statement": [{"Sid": "ci-pull", "Effect": "Allow",
   "Principal": {"AWS": ["arn:aws:iam::000000000000:user/ci"]}, "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]}]}

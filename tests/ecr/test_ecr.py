@@ -993,7 +993,13 @@ def test_lifecycle_policy_put_get_delete(ecr, repo):
     (lifecycle_text(("any", {}, "imageCountMoreThan", 5), ("untagged", {}, "imageCountMoreThan", 1)),
      "must have the highest rulePriority"),
     (lifecycle_text(("untagged", {"countUnit": "days"}, "imageCountMoreThan", 1)), "countUnit is only allowed"),
-    (lifecycle_text(("untagged", {}, "sinceImagePulled", 1)), "not found in enum"),
+    (lifecycle_text(("untagged", {"countUnit": "days"}, "sinceImagePulled", 1)),
+     "only allowed with the action 'transition'"),
+    (lifecycle_text(("untagged", {"countUnit": "days"}, "sinceImageTransitioned", 90)), "requires storageClass 'archive'"),
+    (lifecycle_text(("untagged", {"countUnit": "days", "storageClass": "archive"}, "sinceImageTransitioned", 30)),
+     "at least 90 days in the archive"),
+    (lifecycle_text(("untagged", {"storageClass": "archive"}, "imageCountMoreThan", 3)),
+     "only allowed with countType 'sinceImageTransitioned'"),
 ])
 def test_lifecycle_policy_validation(ecr, repo, policy, says):
     assert len(policy) >= 100, "botocore refuses shorter texts itself"
@@ -1075,6 +1081,50 @@ def test_lifecycle_policy_expires_images_in_the_background(ecr, repo, images, ht
     assert status == 200
     for child in json.loads(body)["manifests"]:
         assert http.get_manifest(repo, child["digest"])[0] == 200
+
+
+def test_lifecycle_transition_archives_in_the_background(ecr, repo, images, http):
+    """A `transition` rule archives what it selects at the next run; the archived image's layer is
+    ARCHIVED for BatchCheckLayerAvailability and refused by /v2/ until a push restores it."""
+    old, old_manifest, _, old_layer = images.image(repo, tag="v1")
+    new, _, _, new_layer = images.image(repo, tag="v2")
+    policy = json.dumps({"rules": [
+        {"rulePriority": 1, "selection": {"tagStatus": "tagged", "tagPrefixList": ["v"],
+                                          "countType": "imageCountMoreThan", "countNumber": 1},
+         "action": {"type": "transition", "targetStorageClass": "archive"}},
+        {"rulePriority": 2, "selection": {"tagStatus": "any", "storageClass": "archive",
+                                          "countType": "sinceImageTransitioned", "countUnit": "days",
+                                          "countNumber": 90},
+         "action": {"type": "expire"}}]})
+    ecr.start_lifecycle_policy_preview(repositoryName=repo, lifecyclePolicyText=policy)
+    preview = ecr.get_lifecycle_policy_preview(repositoryName=repo)
+    assert [(r["imageDigest"], r["action"], r["storageClass"], r["appliedRulePriority"])
+            for r in preview["previewResults"]] == [(old, {"type": "TRANSITION", "targetStorageClass": "ARCHIVE"},
+                                                     "STANDARD", 1)]
+    assert preview["summary"] == {"expiringImageTotalCount": 0, "transitioningImageTotalCounts": [
+        {"targetStorageClass": "ARCHIVE", "imageTotalCount": 1}]}
+
+    ecr.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=policy)
+    deadline = time.time() + 40  # the policy runs at the next maintenance tick
+    while time.time() < deadline:
+        details = ecr.describe_images(repositoryName=repo, filter={"imageStatus": "ARCHIVED"})["imageDetails"]
+        if details:
+            break
+        time.sleep(1)
+    assert [(d["imageDigest"], d["imageStatus"]) for d in details] == [(old, "ARCHIVED")]
+    layers = ecr.batch_check_layer_availability(repositoryName=repo,
+                                                layerDigests=[old_layer["digest"], new_layer["digest"]])["layers"]
+    assert {layer["layerDigest"]: layer["layerAvailability"] for layer in layers} == {
+        old_layer["digest"]: "ARCHIVED", new_layer["digest"]: "AVAILABLE"}
+    status, _, body = http.request("GET", f"/v2/{repo}/blobs/{old_layer['digest']}")
+    assert status == 404 and json.loads(body)["errors"][0]["code"] == "BLOB_UNKNOWN"
+    assert http.request("GET", f"/v2/{repo}/blobs/{new_layer['digest']}")[0] == 200
+
+    ecr.delete_lifecycle_policy(repositoryName=repo)
+    images.put(repo, old_manifest, "v1")
+    [detail] = ecr.describe_images(repositoryName=repo, imageIds=[{"imageDigest": old}])["imageDetails"]
+    assert detail["imageStatus"] == "ACTIVE", "pushing an archived image restores it"
+    assert http.request("GET", f"/v2/{repo}/blobs/{old_layer['digest']}")[0] == 200
 
 
 def test_repository_policy(ecr, repo):

@@ -88,6 +88,7 @@ impl From<RegistryError> for ConsoleError {
             RegistryError::NameUnknown(_)
             | RegistryError::ManifestUnknown(_)
             | RegistryError::ImageArchived(_)
+            | RegistryError::LayerArchived(_)
             | RegistryError::BlobUnknown(_)
             | RegistryError::BlobUploadUnknown
             | RegistryError::PolicyNotFound(_) => ConsoleError::NotFound(message),

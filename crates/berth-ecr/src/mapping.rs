@@ -73,6 +73,9 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
         LayerInvalid(reason) => EcrError::InvalidLayer(reason),
         LayerAlreadyExists(digest) => EcrError::layer_already_exists(digest.as_str(), repository, registry_id),
         LayerInaccessible(digest) => EcrError::layer_inaccessible(digest.as_str(), repository),
+        LayerArchived(digest) => EcrError::LayerInaccessible(format!(
+            "The layer with digest '{digest}' belongs only to archived images in the repository with name '{repository}'; restore an image that uses it with UpdateImageStorageClass"
+        )),
         TooManyTags { limit } => EcrError::too_many_tags(limit),
         ManifestInvalid(reason) => EcrError::invalid_parameter("imageManifest", &reason),
         ManifestTooLarge { limit } => EcrError::invalid_parameter(

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use berth_iam::RequestContext;
+use berth_registry::lifecycle::RuleAction;
 use berth_registry::pull_through::{CacheRule, PullThroughError, ROOT_PREFIX, UpstreamSettings, normalize_prefix};
 use berth_registry::replication;
 use berth_registry::settings::{
@@ -665,11 +666,14 @@ impl EcrBackend for RegistryBackend {
                 });
                 continue;
             };
-            match self.registry.stat_blob(&name, &digest).await {
-                Ok(size) => response.layers.push(Layer {
+            match self.registry.blob_link(&name, &digest).await {
+                Ok(link) => response.layers.push(Layer {
                     layer_digest,
-                    layer_availability: LayerAvailability::Available,
-                    layer_size: Some(size),
+                    layer_availability: match link.needed_by {
+                        Some(StorageClass::Archive) => LayerAvailability::Archived,
+                        Some(StorageClass::Standard) | None => LayerAvailability::Available,
+                    },
+                    layer_size: Some(link.size),
                     media_type: None,
                 }),
                 Err(RegistryError::BlobUnknown(_)) => response.failures.push(LayerFailure {
@@ -1228,7 +1232,8 @@ impl EcrBackend for RegistryBackend {
         let name = self.repository(&request.registry_id, &request.repository_name)?;
         let repo = name.as_str();
         let preview = self.registry.lifecycle_preview(&name).await.map_err(self.fail(repo))?;
-        let expiring_image_total_count = preview.results.len();
+        let transitioning = preview.results.iter().filter(|r| r.action == RuleAction::Transition).count();
+        let expiring_image_total_count = preview.results.len() - transitioning;
         let tag_status = request.filter.as_ref().and_then(|f| f.tag_status).unwrap_or(TagStatus::Any);
         let scope = format!("{repo}|{}", tag_status.as_str());
         let pager = Pager::new(Endpoint::GetLifecyclePolicyPreview, &scope);
@@ -1269,12 +1274,33 @@ impl EcrBackend for RegistryBackend {
                     image_tags: result.tags,
                     image_digest: result.digest.to_string(),
                     image_pushed_at: Timestamp::from_millis(result.pushed_at),
-                    action: LifecyclePolicyRuleAction { action_type: ImageActionType::Expire },
+                    action: match result.action {
+                        RuleAction::Expire => LifecyclePolicyRuleAction {
+                            action_type: ImageActionType::Expire,
+                            target_storage_class: None,
+                        },
+                        RuleAction::Transition => LifecyclePolicyRuleAction {
+                            action_type: ImageActionType::Transition,
+                            target_storage_class: Some(LifecyclePolicyTargetStorageClass::Archive),
+                        },
+                    },
                     applied_rule_priority: result.rule_priority,
-                    storage_class: LifecyclePolicyStorageClass::Standard,
+                    storage_class: match result.storage_class {
+                        StorageClass::Standard => LifecyclePolicyStorageClass::Standard,
+                        StorageClass::Archive => LifecyclePolicyStorageClass::Archive,
+                    },
                 })
                 .collect(),
-            summary: LifecyclePolicyPreviewSummary { expiring_image_total_count },
+            summary: LifecyclePolicyPreviewSummary {
+                expiring_image_total_count,
+                transitioning_image_total_counts: (transitioning > 0)
+                    .then_some(TransitioningImageTotalCount {
+                        target_storage_class: LifecyclePolicyTargetStorageClass::Archive,
+                        image_total_count: transitioning,
+                    })
+                    .into_iter()
+                    .collect(),
+            },
         })
     }
 

@@ -158,12 +158,14 @@ response_enum!(
     LifecyclePolicyPreviewStatus { Complete = "COMPLETE" }
 );
 
-response_enum!(
-    /// Berth has no archive tier: EXPIRE is the only lifecycle action, STANDARD the only class.
-    ImageActionType { Expire = "EXPIRE" }
-);
+response_enum!(ImageActionType { Expire = "EXPIRE", Transition = "TRANSITION" });
 
-response_enum!(LifecyclePolicyStorageClass { Standard = "STANDARD" });
+response_enum!(LifecyclePolicyStorageClass { Standard = "STANDARD", Archive = "ARCHIVE" });
+
+response_enum!(
+    /// A lifecycle transition's target: the archive is ECR's only one.
+    LifecyclePolicyTargetStorageClass { Archive = "ARCHIVE" }
+);
 
 response_enum!(
     /// Berth runs no scanner, so the registry's scan type is always BASIC.
@@ -437,6 +439,8 @@ pub struct LifecyclePolicyPreviewFilter {
 pub struct LifecyclePolicyRuleAction {
     #[serde(rename = "type")]
     pub action_type: ImageActionType,
+    #[serde(rename = "targetStorageClass", skip_serializing_if = "Option::is_none")]
+    pub target_storage_class: Option<LifecyclePolicyTargetStorageClass>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -456,6 +460,16 @@ pub struct LifecyclePolicyPreviewResult {
 #[serde(rename_all = "camelCase")]
 pub struct LifecyclePolicyPreviewSummary {
     pub expiring_image_total_count: usize,
+    /// One entry per target class with at least one image moving there.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transitioning_image_total_counts: Vec<TransitioningImageTotalCount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransitioningImageTotalCount {
+    pub target_storage_class: LifecyclePolicyTargetStorageClass,
+    pub image_total_count: usize,
 }
 
 // ---- requests (one per served operation)

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use berth_registry::lifecycle::{LifecycleImage, LifecyclePolicy, evaluate};
+use berth_registry::lifecycle::{LifecycleImage, LifecyclePolicy, explain};
 use berth_spec::Digest;
 
 const DAY: i64 = 24 * 3600 * 1000;
@@ -19,8 +19,16 @@ fn image(n: u8, tags: &[&str], age_days: i64, children: &[u8], subject: Option<u
         pushed_at: NOW - age_days * DAY,
         children: children.iter().map(|c| digest(*c)).collect(),
         subject: subject.map(digest),
+        // Every third image was pulled at some point, every fifth restored from the archive.
+        last_pulled_at: n.is_multiple_of(3).then(|| NOW - i64::from(n) * DAY),
         archived: false,
+        last_archived_at: None,
+        last_activated_at: n.is_multiple_of(5).then_some(NOW - 2 * DAY),
     }
+}
+
+fn archived(image: LifecycleImage, days: i64) -> LifecycleImage {
+    LifecycleImage { archived: true, last_archived_at: Some(NOW - days * DAY), ..image }
 }
 
 /// A repository with what the evaluator treats specially: tagged and untagged images of many
@@ -42,18 +50,24 @@ fn repository() -> Vec<LifecycleImage> {
         image(21, &["sig"], 10, &[], Some(10)),
         image(22, &[], 1, &[], Some(20)),
         image(23, &[], 200, &[], Some(99)),
+        archived(image(30, &["archived-multi"], 500, &[31], None), 200),
+        archived(image(31, &[], 500, &[], None), 200),
+        archived(image(32, &["v0.9"], 600, &[], None), 95),
+        archived(image(33, &[], 600, &[], None), 400),
     ]
 }
 
 /// The input as a policy text. Of a policy that parses, the expiries over a sample repository
 /// are distinct images of it, keep images whole as documented (nothing a surviving index lists
 /// expires; a referrer goes with its subject) and come in a deletable order (an index before
-/// what it lists).
+/// what it lists). What moves to the archive is STANDARD, survives, never splits an index that
+/// stays STANDARD, and moves an index before what it lists.
 pub fn lifecycle(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Ok(policy) = LifecyclePolicy::parse(text) else { return };
     let images = repository();
-    let expiries = evaluate(&policy, &images, NOW);
+    let evaluation = explain(&policy, &images, NOW);
+    let expiries = evaluation.expired;
 
     let mut order = HashMap::new();
     for (position, expiry) in expiries.iter().enumerate() {
@@ -73,6 +87,25 @@ pub fn lifecycle(data: &[u8]) {
             && order.contains_key(subject)
         {
             assert!(expired.is_some(), "{} outlived its subject {subject}", image.digest);
+        }
+    }
+
+    let moved: HashMap<_, _> = evaluation.transitioned.iter().enumerate().map(|(at, v)| (&v.digest, at)).collect();
+    assert_eq!(moved.len(), evaluation.transitioned.len(), "an image moves twice");
+    for image in &images {
+        let moves = moved.get(&image.digest);
+        if moves.is_some() {
+            assert!(!image.archived, "{} is archived already", image.digest);
+            assert!(!order.contains_key(&image.digest), "{} both expires and moves", image.digest);
+        }
+        for child in &image.children {
+            match (moves, moved.get(child)) {
+                (None, Some(_)) if !image.archived && !order.contains_key(&image.digest) => {
+                    panic!("{child} moved out of the STANDARD index {} that stays", image.digest)
+                }
+                (Some(index), Some(child_at)) => assert!(index < child_at, "{child} would move before its index"),
+                _ => {}
+            }
         }
     }
 }

@@ -236,6 +236,8 @@ pub struct PutOutcome {
     pub manifest_created: bool,
     /// Where each of `tags` pointed before (in the same order), if it existed.
     pub previous_tag_targets: Vec<Option<Digest>>,
+    /// The push brought the manifest (or children it lists) back from the archive.
+    pub restored: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,8 +338,18 @@ pub trait BlobLinkStore: Send + Sync {
     async fn unlink_blob(&self, origin: &Origin, repo: &RepositoryName, digest: &Digest) -> Result<bool>;
     /// Repositories (sorted) in which the blob is linked, for mounts without `from` and for GC.
     async fn repositories_with_blob(&self, digest: &Digest) -> Result<Vec<String>>;
-    /// A manifest of `repo` that needs the blob (as config or layer), the smallest digest first.
-    async fn manifest_needing_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<Digest>>;
+    /// The blob's link in `repo` and whether its manifests are archived: what a pull needs to
+    /// know (ECR refuses the layers of archived images).
+    async fn blob_link(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<BlobLink>>;
+}
+
+/// A blob linked in a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLink {
+    pub size: u64,
+    /// The storage class of the manifests of the repository that need the blob (as config or
+    /// layer): STANDARD if any of them is, ARCHIVE if all are archived, `None` if none needs it.
+    pub needed_by: Option<StorageClass>,
 }
 
 #[async_trait]

@@ -153,14 +153,14 @@ where
     }
 
     /// The writing half of `put_manifest`, once the references and tags are checked. Returns
-    /// whether the manifest is new.
+    /// whether the manifest is new and whether the push restored archived manifests.
     async fn store_manifest(
         conn: &mut DB::Connection,
         origin: &Origin,
         put: &PutManifest<'_>,
         image_size: u64,
         previous: &[Option<Digest>],
-    ) -> Result<bool> {
+    ) -> Result<(bool, bool)> {
         let repo = put.repo.as_str();
         // A re-push keeps the first pushed_at, as ECR reports it.
         let inserted: Option<String> = sqlx::query_scalar(
@@ -233,7 +233,10 @@ where
             Self::record_event(&mut *conn, origin, pushed).await?;
         }
         // Pushing an archived image (or an index listing archived ones) restores it, as on ECR.
-        Self::change_storage_class(&mut *conn, origin, repo, put.digest, StorageClass::Standard, put.now).await?;
+        let restored =
+            !Self::change_storage_class(&mut *conn, origin, repo, put.digest, StorageClass::Standard, put.now)
+                .await?
+                .is_empty();
         let mut set = Vec::new();
         for (wanted, previous) in put.tags.iter().zip(previous) {
             if previous.as_ref() == Some(put.digest) || set.contains(&wanted.tag) {
@@ -258,7 +261,7 @@ where
             };
             Self::record_event(&mut *conn, origin, event).await?;
         }
-        Ok(created)
+        Ok((created, restored))
     }
 
     /// The writing half of `update_storage_class`: the statement and one event per changed image.
@@ -310,9 +313,10 @@ where
         let child_sizes = Self::checked_references(&mut tx, &put).await?;
         let previous_tag_targets = Self::current_tag_targets(&mut tx, &put).await?;
         let image_size = image_size(put.blobs, &child_sizes);
-        let manifest_created = Self::store_manifest(&mut tx, origin, &put, image_size, &previous_tag_targets).await?;
+        let (manifest_created, restored) =
+            Self::store_manifest(&mut tx, origin, &put, image_size, &previous_tag_targets).await?;
         tx.commit().await?;
-        Ok(PutOutcome { manifest_created, previous_tag_targets })
+        Ok(PutOutcome { manifest_created, previous_tag_targets, restored })
     }
 
     async fn get_manifest(&self, repo: &RepositoryName, reference: &Reference) -> Result<Option<ManifestRecord>> {

@@ -28,9 +28,9 @@ use crate::sql::{
     size_param, stored_size,
 };
 use crate::{
-    AccessKeyStatus, BlobLinkStore, CredentialStore, EventKind, Health, MetaError, Millis, Origin, PoolStatus,
-    RegistrySettingStore, Repository, RepositoryStore, Result, SettingsUpdate, Shutdown, StoreTotals, UploadSession,
-    UploadStore, UserPolicy, UserRecord,
+    AccessKeyStatus, BlobLink, BlobLinkStore, CredentialStore, EventKind, Health, MetaError, Millis, Origin,
+    PoolStatus, RegistrySettingStore, Repository, RepositoryStore, Result, SettingsUpdate, Shutdown, StorageClass,
+    StoreTotals, UploadSession, UploadStore, UserPolicy, UserRecord,
 };
 
 /// The metadata store over one SQL database; see [`crate::SqliteStore`] and
@@ -339,8 +339,30 @@ where
             .await?)
     }
 
-    async fn manifest_needing_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<Digest>> {
-        Self::manifest_needing_blob(&self.readers, repo, digest).await
+    async fn blob_link(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<BlobLink>> {
+        // The first EXISTS stops at the first STANDARD manifest, so a base layer that thousands
+        // of images share costs one index probe, not a scan of them all.
+        let row: Option<(i64, Option<String>)> = sqlx::query_as(
+            "SELECT l.size, CASE \
+               WHEN EXISTS (SELECT 1 FROM manifest_blobs mb JOIN manifests m \
+                              ON m.repo = mb.repo AND m.digest = mb.manifest \
+                            WHERE mb.repo = l.repo AND mb.digest = l.digest AND m.storage_class = 'STANDARD') \
+                 THEN 'STANDARD' \
+               WHEN EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.repo = l.repo AND mb.digest = l.digest) \
+                 THEN 'ARCHIVE' END \
+             FROM blob_links l WHERE l.repo = $1 AND l.digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|(size, needed_by)| {
+            Ok(BlobLink {
+                size: stored_size(size)?,
+                needed_by: needed_by.as_deref().map(StorageClass::parse).transpose()?,
+            })
+        })
+        .transpose()
     }
 }
 

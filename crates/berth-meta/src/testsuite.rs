@@ -11,8 +11,8 @@ use berth_spec::{Digest, Reference, RepositoryName, Tag};
 use futures::future::join_all;
 
 use crate::{
-    AccessKeyStatus, Event, EventKind, ManifestRecord, MetaError, MetadataStore, Origin, PutManifest, PutOutcome,
-    PutTag, SettingsUpdate, StorageClass, UploadSession, UserPolicy, UserRecord,
+    AccessKeyStatus, BlobLink, Event, EventKind, ManifestRecord, MetaError, MetadataStore, Origin, PutManifest,
+    PutOutcome, PutTag, SettingsUpdate, StorageClass, UploadSession, UserPolicy, UserRecord,
 };
 
 pub async fn run_all(store: &dyn MetadataStore) {
@@ -341,7 +341,7 @@ async fn image_manifests(store: &dyn MetadataStore) {
         ..image_put(&repo, &digest, &content, &blobs, Some(&latest), 1000)
     };
     let outcome = store.put_manifest(&ORIGIN, put.clone()).await.unwrap();
-    assert_eq!(outcome, PutOutcome { manifest_created: true, previous_tag_targets: vec![None] });
+    assert_eq!(outcome, PutOutcome { manifest_created: true, previous_tag_targets: vec![None], restored: false });
 
     let expected = ManifestRecord {
         digest: digest.clone(),
@@ -369,7 +369,10 @@ async fn image_manifests(store: &dyn MetadataStore) {
 
     // Re-pushing the same bytes later keeps the first push time.
     let again = store.put_manifest(&ORIGIN, PutManifest { now: 2000, ..put.clone() }).await.unwrap();
-    assert_eq!(again, PutOutcome { manifest_created: false, previous_tag_targets: vec![Some(digest.clone())] });
+    assert_eq!(
+        again,
+        PutOutcome { manifest_created: false, previous_tag_targets: vec![Some(digest.clone())], restored: false }
+    );
     assert_eq!(store.get_manifest(&repo, &by_digest(&digest)).await.unwrap(), Some(expected.clone()));
 
     // Re-pushing under a new tag adds the tag only.
@@ -381,7 +384,7 @@ async fn image_manifests(store: &dyn MetadataStore) {
         )
         .await
         .unwrap();
-    assert_eq!(outcome, PutOutcome { manifest_created: false, previous_tag_targets: vec![None] });
+    assert_eq!(outcome, PutOutcome { manifest_created: false, previous_tag_targets: vec![None], restored: false });
     assert_eq!(store.get_manifest(&repo, &by_tag("stable")).await.unwrap(), Some(expected.clone()));
 
     // Moving a tag reports where it pointed; the old manifest stays reachable by digest.
@@ -390,7 +393,10 @@ async fn image_manifests(store: &dyn MetadataStore) {
         .put_manifest(&ORIGIN, image_put(&repo, &digest2, &content2, &blobs[..1], Some(&latest), 4000))
         .await
         .unwrap();
-    assert_eq!(outcome, PutOutcome { manifest_created: true, previous_tag_targets: vec![Some(digest.clone())] });
+    assert_eq!(
+        outcome,
+        PutOutcome { manifest_created: true, previous_tag_targets: vec![Some(digest.clone())], restored: false }
+    );
     let moved = store.get_manifest(&repo, &by_tag("latest")).await.unwrap().unwrap();
     assert_eq!(
         (moved.digest, moved.image_size, moved.artifact_type, moved.subject),
@@ -462,7 +468,7 @@ async fn tag_immutability(store: &dyn MetadataStore) {
     let same = immutable_tags(image_put(&repo, &first, &first_content, &[], Some(&release), 60));
     assert_eq!(
         store.put_manifest(&ORIGIN, same).await.unwrap(),
-        PutOutcome { manifest_created: false, previous_tag_targets: vec![Some(first.clone())] }
+        PutOutcome { manifest_created: false, previous_tag_targets: vec![Some(first.clone())], restored: false }
     );
 
     // Mutable pushes may move it.
@@ -837,8 +843,11 @@ async fn storage_classes(store: &dyn MetadataStore) {
     let digest = Digest::sha256_of(&content);
     store.put_manifest(&ORIGIN, image_put(&repo, &digest, &content, &[], None, 50)).await.unwrap();
     store.update_storage_class(&ORIGIN, &repo, &digest, Archive, 60).await.unwrap();
-    store.put_manifest(&ORIGIN, image_put(&repo, &digest, &content, &[], None, 70)).await.unwrap();
+    let again = store.put_manifest(&ORIGIN, image_put(&repo, &digest, &content, &[], None, 70)).await.unwrap();
+    assert!(again.restored && !again.manifest_created, "{again:?}");
     assert_eq!(class(&digest).await, (Standard, Some(60), Some(70)));
+    let once_more = store.put_manifest(&ORIGIN, image_put(&repo, &digest, &content, &[], None, 80)).await.unwrap();
+    assert!(!once_more.restored, "nothing left to restore");
 
     let events: Vec<(EventKind, Option<Digest>)> =
         watcher.take(&[&repo]).await.into_iter().map(|e| (e.kind, e.digest)).collect();
@@ -1190,17 +1199,29 @@ async fn garbage_collection(store: &dyn MetadataStore) {
     store.delete_repository(&ORIGIN, &repo, true).await.unwrap();
 }
 
-/// A blob's link stays while a manifest of its repository needs it.
+/// A blob's link stays while a manifest of its repository needs it; the link tells whether
+/// only archived manifests need it.
 async fn blobs_needed_by_manifests(store: &dyn MetadataStore) {
     let repo = new_repo(store, "needed").await;
     let label = unique("needed");
     let image = push_image(store, &repo, &label, 7, None).await;
     let (layer, spare) = (blob(&format!("{label}-layer")), blob(&unique("spare")));
     store.link_blob(&repo, &spare, 3, 1).await.unwrap();
-    assert_eq!(store.manifest_needing_blob(&repo, &layer).await.unwrap(), Some(image.clone()));
-    assert_eq!(store.manifest_needing_blob(&repo, &spare).await.unwrap(), None);
+    let link = |size, needed_by| Some(BlobLink { size, needed_by });
+    assert_eq!(store.blob_link(&repo, &layer).await.unwrap(), link(7, Some(StorageClass::Standard)));
+    assert_eq!(store.blob_link(&repo, &spare).await.unwrap(), link(3, None));
     let elsewhere = new_repo(store, "needed-elsewhere").await;
-    assert_eq!(store.manifest_needing_blob(&elsewhere, &layer).await.unwrap(), None, "per repository");
+    assert_eq!(store.blob_link(&elsewhere, &layer).await.unwrap(), None, "per repository");
+
+    store.update_storage_class(&ORIGIN, &repo, &image, StorageClass::Archive, 2).await.unwrap();
+    assert_eq!(store.blob_link(&repo, &layer).await.unwrap(), link(7, Some(StorageClass::Archive)));
+    // Another STANDARD image with the same layer makes it pullable again.
+    let (content, twin) = manifest_bytes(&format!("{label}-twin"));
+    let blobs = [(layer.clone(), 7)];
+    store.put_manifest(&ORIGIN, image_put(&repo, &twin, &content, &blobs, None, 100)).await.unwrap();
+    assert_eq!(store.blob_link(&repo, &layer).await.unwrap(), link(7, Some(StorageClass::Standard)));
+    store.delete_manifest(&ORIGIN, &repo, &twin).await.unwrap();
+    store.update_storage_class(&ORIGIN, &repo, &image, StorageClass::Standard, 3).await.unwrap();
 
     let err = store.unlink_blob(&ORIGIN, &repo, &layer).await.unwrap_err();
     assert!(
@@ -1211,7 +1232,7 @@ async fn blobs_needed_by_manifests(store: &dyn MetadataStore) {
     assert!(store.unlink_blob(&ORIGIN, &repo, &spare).await.unwrap(), "a blob no manifest needs goes");
 
     store.delete_manifest(&ORIGIN, &repo, &image).await.unwrap();
-    assert_eq!(store.manifest_needing_blob(&repo, &layer).await.unwrap(), None);
+    assert_eq!(store.blob_link(&repo, &layer).await.unwrap(), link(7, None));
     assert!(store.unlink_blob(&ORIGIN, &repo, &layer).await.unwrap());
 }
 

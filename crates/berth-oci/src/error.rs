@@ -82,7 +82,7 @@ impl OciError {
             // Raised only by ECR API operations; mapped here so every error has an OCI form.
             ImageDigestMismatch { .. } | LayerInvalid(_) => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
             TagDigestMismatch { .. } => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
-            LayerInaccessible(_) => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+            LayerInaccessible(_) | LayerArchived(_) => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
             LayerPartInvalid { .. } | LayerPartTooSmall { .. } | EmptyUpload => {
                 (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID")
             }

@@ -40,6 +40,15 @@ impl Registry {
     }
 }
 
+/// Refuses a pull of a blob that only archived images need: an archived image's layers do not
+/// pull by digest either, while a layer another STANDARD image shares stays pullable.
+pub(crate) fn refuse_archived_layer(digest: &Digest, needed_by: Option<StorageClass>) -> Result<()> {
+    match needed_by {
+        Some(StorageClass::Archive) => Err(RegistryError::LayerArchived(digest.clone())),
+        Some(StorageClass::Standard) | None => Ok(()),
+    }
+}
+
 /// Refuses a pull of an archived image (ECR answers such pulls 404).
 pub(crate) fn refuse_archived(reference: &str, class: StorageClass) -> Result<()> {
     match class {

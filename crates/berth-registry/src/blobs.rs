@@ -9,12 +9,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use berth_iam::RequestContext;
-use berth_meta::{Millis, UploadSession};
+use berth_meta::{BlobLink, Millis, UploadSession};
 use berth_spec::{Algorithm, ByteRange, ChunkRange, Digest, Digester, RepositoryName};
 use berth_storage::ByteStream;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::archive::refuse_archived_layer;
 use crate::{Registry, RegistryError, Result, now_millis};
 use berth_iam::actions;
 
@@ -122,9 +123,16 @@ pub struct UploadStatus {
 }
 
 impl Registry {
-    /// Size of a blob visible in `repo`.
+    /// Size of a blob `repo` serves: linked there and not needed by archived images only.
     pub async fn stat_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<u64> {
-        self.meta.linked_blob(repo, digest).await?.ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+        let link = self.blob_link(repo, digest).await?;
+        refuse_archived_layer(digest, link.needed_by)?;
+        Ok(link.size)
+    }
+
+    /// The blob's link in `repo`, archived or not (`BlobUnknown` if it has none).
+    pub async fn blob_link(&self, repo: &RepositoryName, digest: &Digest) -> Result<BlobLink> {
+        self.meta.blob_link(repo, digest).await?.ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
     }
 
     pub async fn get_blob(&self, repo: &RepositoryName, digest: &Digest, range: Option<ByteRange>) -> Result<BlobBody> {

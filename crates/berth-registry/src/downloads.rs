@@ -86,8 +86,11 @@ impl Registry {
     /// if the repository lacks the blob, `LayerInaccessible` if no image in it references it.
     pub async fn sign_layer_download(&self, repo: &RepositoryName, digest: &Digest, expires_at: i64) -> Result<String> {
         self.repository(repo).await?;
-        self.stat_blob(repo, digest).await?;
-        if !self.layer_is_referenced(repo, digest).await? {
+        // Which images reference the layer comes from one indexed read of the references stored
+        // with each manifest, not a parse of every manifest.
+        let link = self.blob_link(repo, digest).await?;
+        crate::archive::refuse_archived_layer(digest, link.needed_by)?;
+        if link.needed_by.is_none() {
             return Err(RegistryError::LayerInaccessible(digest.clone()));
         }
         Ok(hex::encode(self.config.url_signing_key.mac(repo, digest, expires_at).finalize().into_bytes()))
@@ -112,11 +115,5 @@ impl Registry {
             return Err(RegistryError::Denied("the download URL has expired".into()));
         }
         self.get_blob(repo, digest, range).await
-    }
-
-    /// Whether an image manifest in `repo` lists `digest` as its config or a layer: one indexed
-    /// read of the references stored with each manifest, not a parse of every manifest.
-    async fn layer_is_referenced(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
-        Ok(self.meta.manifest_needing_blob(repo, digest).await?.is_some())
     }
 }

@@ -75,6 +75,9 @@ pub enum RegistryError {
     /// The blob is in the repository but no image of it references it.
     #[error("layer {0} is not referenced by any image in this repository")]
     LayerInaccessible(Digest),
+    /// A pull of a blob that only archived images of the repository need (`archive.rs`).
+    #[error("layer {0} belongs only to archived images; restore one of them to pull it")]
+    LayerArchived(Digest),
     /// The repository's stored settings do not parse; nothing relies on or overwrites them.
     #[error(
         "the settings of repository {repository} cannot be read ({reason}); Berth neither applies nor changes them until they are repaired in the metadata database"

@@ -283,7 +283,7 @@ impl Registry {
 
     /// ECR's PutImage: stores the exact bytes in an existing repository. Unlike a `/v2/` push it
     /// never creates the repository, and re-putting a digest under a tag it already has is
-    /// `ImageAlreadyExists`. Returns the digest and the manifest's media type.
+    /// `ImageAlreadyExists`, unless the put restored it from the archive. Returns the digest and the manifest's media type.
     pub async fn put_image(
         &self,
         ctx: &RequestContext,
@@ -308,6 +308,7 @@ impl Registry {
         let outcome = self.store_manifest(ctx, repo, &repository.settings, pushed, tags).await?;
         if let Some(tag) = put.tag
             && !outcome.manifest_created
+            && !outcome.restored
             && outcome.previous_tag_targets.first() == Some(&Some(digest.clone()))
         {
             return Err(RegistryError::ImageAlreadyExists { digest, tag: tag.to_string() });

@@ -6,6 +6,13 @@
 //! later one, but still counts towards `imageCountMoreThan` (which keeps the newest N by push
 //! time); `sinceImagePushed` expires images older than N days.
 //!
+//! The archive tier adds a second action and two count types: `transition` moves what a rule
+//! selects to the archive storage class (`sinceImagePulled`: not pulled for N days, only with
+//! `transition`), and rules with `"storageClass": "archive"` judge archived images
+//! (`sinceImageTransitioned`: archived for N ≥ 90 days, only with `expire`). A rule judges the
+//! images of its own storage class only, so the tag-status constraints (one untagged rule, `any`
+//! last) hold per storage class, as ECR's own documented two-rule example needs.
+//!
 //! Where Berth deliberately differs from ECR, multi-arch images and referrers stay whole:
 //! - untagged children of an index and untagged referrers of a subject in the repository are not
 //!   judged by the rules (they are not orphans); they live while some parent lives;
@@ -36,11 +43,25 @@ pub struct LifecyclePolicy {
     rules: Vec<Rule>,
 }
 
+/// ECR refuses to expire an image that has been archived for fewer days than this.
+pub const MIN_ARCHIVED_DAYS: u64 = 90;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Rule {
     priority: u32,
     tags: TagSelection,
+    /// The storage class of the images the rule judges.
+    archived: bool,
     count: Count,
+    action: RuleAction,
+}
+
+/// What a rule does to the images it selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuleAction {
+    Expire,
+    /// Move to the archive storage class (ECR's only `targetStorageClass`).
+    Transition,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +79,9 @@ enum TagSelection {
 enum Count {
     MoreThan(u64),
     SincePushedDays(u64),
+    /// Since the last pull, or the restore or push when not pulled since.
+    SincePulledDays(u64),
+    SinceArchivedDays(u64),
 }
 
 /// What the evaluator needs to know about one image of the repository.
@@ -70,15 +94,27 @@ pub struct LifecycleImage {
     pub children: Vec<Digest>,
     /// The manifest this one refers to (OCI 1.1 `subject`).
     pub subject: Option<Digest>,
-    /// In the archive storage class: no rule selects it (rules select STANDARD images, ECR's
-    /// default `storageClass`), but it stays in the picture, so what it lists is kept.
+    pub last_pulled_at: Option<Millis>,
+    /// In the archive storage class: only rules with `"storageClass": "archive"` judge it, but
+    /// it stays in every rule's picture, so what it lists is kept.
     pub archived: bool,
+    pub last_archived_at: Option<Millis>,
+    /// When it was last restored from the archive.
+    pub last_activated_at: Option<Millis>,
 }
 
-/// One image the policy expires, and the priority of the rule that caused it (for an image
-/// that goes with its index or subject, the rule that expired that parent).
+impl LifecycleImage {
+    /// What `sinceImagePulled` counts from: the last pull, or the restore or push when the
+    /// image was not pulled since (ECR's documented fallbacks).
+    fn last_used_at(&self) -> Millis {
+        [self.last_pulled_at, self.last_activated_at].into_iter().flatten().fold(self.pushed_at, Millis::max)
+    }
+}
+
+/// One image a policy expires or archives, and the priority of the rule that caused it (for an
+/// image that goes with its index or subject, the rule that expired that parent).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expiry {
+pub struct Verdict {
     pub digest: Digest,
     pub rule_priority: u32,
 }
@@ -168,8 +204,7 @@ fn string_list(value: &Value, at: &str) -> Result<Vec<String>, PolicyError> {
 }
 
 impl LifecyclePolicy {
-    /// Parses and validates a policy text as ECR does (the classic grammar: `expire` actions,
-    /// `imageCountMoreThan` and `sinceImagePushed`).
+    /// Parses and validates a policy text as ECR does.
     pub fn parse(text: &str) -> Result<LifecyclePolicy, PolicyError> {
         let document: Value =
             serde_json::from_str(text).map_err(|e| PolicyError(format!("the policy is not valid JSON: {e}")))?;
@@ -198,16 +233,20 @@ impl LifecyclePolicy {
         if let Some(pair) = parsed.windows(2).find(|pair| pair[0].priority == pair[1].priority) {
             return fail(format!("rulePriority must be unique: {} is used by more than one rule", pair[0].priority));
         }
-        if parsed.iter().filter(|r| r.tags == TagSelection::Untagged).count() > 1 {
-            return fail("only one rule is allowed to select untagged images");
-        }
-        if let Some(any) = parsed.iter().position(|r| r.tags == TagSelection::Any)
-            && any != parsed.len() - 1
-        {
-            return fail(format!(
-                "the rule with tagStatus 'any' (rulePriority {}) must have the highest rulePriority",
-                parsed[any].priority
-            ));
+        for archived in [false, true] {
+            let class: Vec<&Rule> = parsed.iter().filter(|r| r.archived == archived).collect();
+            let of_class = if archived { " of storageClass 'archive'" } else { "" };
+            if class.iter().filter(|r| r.tags == TagSelection::Untagged).count() > 1 {
+                return fail(format!("only one rule{of_class} is allowed to select untagged images"));
+            }
+            if let Some(any) = class.iter().position(|r| r.tags == TagSelection::Any)
+                && any != class.len() - 1
+            {
+                return fail(format!(
+                    "the rule with tagStatus 'any' (rulePriority {}) must have the highest rulePriority{of_class}",
+                    class[any].priority
+                ));
+            }
         }
         Ok(LifecyclePolicy { rules: parsed })
     }
@@ -235,8 +274,17 @@ impl Rule {
         let Some(Value::Object(action)) = rule.get("action") else {
             return fail(format!("{action_at} is required and must be an object like {{\"type\": \"expire\"}}"));
         };
-        only_known(action, &action_at, &["type"])?;
-        one_of(action.get("type"), &format!("{action_at}/type"), &["expire"])?;
+        only_known(action, &action_at, &["type", "targetStorageClass"])?;
+        let action_type = one_of(action.get("type"), &format!("{action_at}/type"), &["expire", "transition"])?;
+        let action_kind = if action_type == "transition" {
+            one_of(action.get("targetStorageClass"), &format!("{action_at}/targetStorageClass"), &["archive"])?;
+            RuleAction::Transition
+        } else {
+            if action.contains_key("targetStorageClass") {
+                return fail(format!("{action_at}: targetStorageClass is only allowed with type 'transition'"));
+            }
+            RuleAction::Expire
+        };
 
         let selection_at = format!("{at}/selection");
         let Some(Value::Object(selection)) = rule.get("selection") else {
@@ -245,7 +293,7 @@ impl Rule {
         only_known(
             selection,
             &selection_at,
-            &["tagStatus", "tagPrefixList", "tagPatternList", "countType", "countUnit", "countNumber"],
+            &["tagStatus", "tagPrefixList", "tagPatternList", "storageClass", "countType", "countUnit", "countNumber"],
         )?;
         let status =
             one_of(selection.get("tagStatus"), &format!("{selection_at}/tagStatus"), &["any", "tagged", "untagged"])?;
@@ -296,24 +344,56 @@ impl Rule {
         let count_type = one_of(
             selection.get("countType"),
             &format!("{selection_at}/countType"),
-            &["imageCountMoreThan", "sinceImagePushed"],
+            &["imageCountMoreThan", "sinceImagePushed", "sinceImagePulled", "sinceImageTransitioned"],
         )?;
         let number = positive_integer(selection.get("countNumber"), &format!("{selection_at}/countNumber"))?;
-        let count = match count_type {
-            "sinceImagePushed" => {
-                one_of(selection.get("countUnit"), &format!("{selection_at}/countUnit"), &["days"])?;
-                Count::SincePushedDays(number)
+        let count = if count_type == "imageCountMoreThan" {
+            if selection.contains_key("countUnit") {
+                return fail(format!("{selection_at}: countUnit is only allowed with the countTypes 'since…'"));
             }
-            _ => {
-                if selection.contains_key("countUnit") {
-                    return fail(format!(
-                        "{selection_at}: countUnit is only allowed with countType 'sinceImagePushed'"
-                    ));
-                }
-                Count::MoreThan(number)
+            Count::MoreThan(number)
+        } else {
+            one_of(selection.get("countUnit"), &format!("{selection_at}/countUnit"), &["days"])?;
+            match count_type {
+                "sinceImagePushed" => Count::SincePushedDays(number),
+                "sinceImagePulled" => Count::SincePulledDays(number),
+                _ => Count::SinceArchivedDays(number),
             }
         };
-        Ok(Rule { priority, tags, count })
+        let archived = match selection.get("storageClass") {
+            None => false,
+            class => one_of(class, &format!("{selection_at}/storageClass"), &["standard", "archive"])? == "archive",
+        };
+        match count {
+            Count::SinceArchivedDays(_) if !archived => {
+                return fail(format!(
+                    "{selection_at}: countType 'sinceImageTransitioned' requires storageClass 'archive'"
+                ));
+            }
+            Count::SinceArchivedDays(_) if action_kind != RuleAction::Expire => {
+                return fail(format!(
+                    "{selection_at}: countType 'sinceImageTransitioned' is only allowed with the action 'expire'"
+                ));
+            }
+            Count::SinceArchivedDays(days) if days < MIN_ARCHIVED_DAYS => {
+                return fail(format!(
+                    "{selection_at}/countNumber: archived images can only expire after at least {MIN_ARCHIVED_DAYS} days in the archive, found {days}"
+                ));
+            }
+            Count::SinceArchivedDays(_) => {}
+            _ if archived => {
+                return fail(format!(
+                    "{selection_at}: storageClass 'archive' is only allowed with countType 'sinceImageTransitioned'"
+                ));
+            }
+            Count::SincePulledDays(_) if action_kind == RuleAction::Expire => {
+                return fail(format!(
+                    "{selection_at}: countType 'sinceImagePulled' is only allowed with the action 'transition'"
+                ));
+            }
+            _ => {}
+        }
+        Ok(Rule { priority, tags, archived, count, action: action_kind })
     }
 
     fn selects(&self, tags: &[String]) -> bool {
@@ -348,20 +428,23 @@ pub struct Kept {
     pub selected_by: Option<u32>,
 }
 
-/// Everything [`explain`] found: what expires (in deletion order) and why the rest stays.
+/// Everything [`explain`] found: what expires (in deletion order), what moves to the archive
+/// (an index before what it lists), and why the rest stays as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Evaluation {
-    pub expired: Vec<Expiry>,
+    pub expired: Vec<Verdict>,
+    pub transitioned: Vec<Verdict>,
     pub kept: Vec<Kept>,
 }
 
 /// The images `policy` expires among `images` (one repository) at `now`, in an order in which
 /// they can be deleted: an index before the manifests it lists.
-pub fn evaluate(policy: &LifecyclePolicy, images: &[LifecycleImage], now: Millis) -> Vec<Expiry> {
+pub fn evaluate(policy: &LifecyclePolicy, images: &[LifecycleImage], now: Millis) -> Vec<Verdict> {
     explain(policy, images, now).expired
 }
 
-/// [`evaluate`], plus the reason each other image stays: what the console draws on an image list.
+/// What `policy` does to every image of `images` at `now`: what the periodic run applies, the
+/// preview reports and the console draws on an image list.
 pub fn explain(policy: &LifecyclePolicy, images: &[LifecycleImage], now: Millis) -> Evaluation {
     let position: HashMap<&Digest, usize> = images.iter().enumerate().map(|(i, image)| (&image.digest, i)).collect();
     // Edges within the repository: parent -> dependants (index -> child, subject -> referrer).
@@ -381,12 +464,17 @@ pub fn explain(policy: &LifecyclePolicy, images: &[LifecycleImage], now: Millis)
         .map(|i| !(images[i].tags.is_empty() && (!listed_by[i].is_empty() || subject_of(i).is_some())))
         .collect();
 
-    let mut selected: HashMap<usize, u32> = HashMap::new();
+    let mut selected: HashMap<usize, (u32, RuleAction)> = HashMap::new();
     let mut claimed: HashSet<usize> = HashSet::new();
     for rule in &policy.rules {
-        let mut matching: Vec<usize> =
-            (0..images.len()).filter(|&i| judged[i] && !images[i].archived && rule.selects(&images[i].tags)).collect();
-        let expire: Vec<usize> = match rule.count {
+        let mut matching: Vec<usize> = (0..images.len())
+            .filter(|&i| judged[i] && images[i].archived == rule.archived && rule.selects(&images[i].tags))
+            .collect();
+        let older_than = |days: u64, at: &dyn Fn(&LifecycleImage) -> Millis| -> Vec<usize> {
+            let cutoff = now.saturating_sub(i64::try_from(days).unwrap_or(i64::MAX).saturating_mul(DAY_MILLIS));
+            matching.iter().filter(|&&i| at(&images[i]) < cutoff).copied().collect()
+        };
+        let acted_on: Vec<usize> = match rule.count {
             Count::MoreThan(keep) => {
                 // Newest first; equal push times in digest order, so the outcome is deterministic.
                 matching.sort_by(|&a, &b| {
@@ -394,14 +482,15 @@ pub fn explain(policy: &LifecyclePolicy, images: &[LifecycleImage], now: Millis)
                 });
                 matching.iter().skip(usize::try_from(keep).unwrap_or(usize::MAX)).copied().collect()
             }
-            Count::SincePushedDays(days) => {
-                let cutoff = now.saturating_sub(i64::try_from(days).unwrap_or(i64::MAX).saturating_mul(DAY_MILLIS));
-                matching.iter().filter(|&&i| images[i].pushed_at < cutoff).copied().collect()
+            Count::SincePushedDays(days) => older_than(days, &|image| image.pushed_at),
+            Count::SincePulledDays(days) => older_than(days, &LifecycleImage::last_used_at),
+            Count::SinceArchivedDays(days) => {
+                older_than(days, &|image| image.last_archived_at.unwrap_or(image.pushed_at))
             }
         };
-        for i in expire {
+        for i in acted_on {
             if !claimed.contains(&i) {
-                selected.insert(i, rule.priority);
+                selected.insert(i, (rule.priority, rule.action));
             }
         }
         claimed.extend(matching);
@@ -410,7 +499,9 @@ pub fn explain(policy: &LifecyclePolicy, images: &[LifecycleImage], now: Millis)
     // What survives: the judged images no rule selected, everything a survivor lists, and the
     // untagged referrers of a survivor. Judged referrers whose subject did not survive go too,
     // which can take more with them, so repeat until nothing changes.
-    let mut roots: Vec<usize> = (0..images.len()).filter(|&i| judged[i] && !selected.contains_key(&i)).collect();
+    let selected_for = |i: usize, action: RuleAction| selected.get(&i).is_some_and(|(_, a)| *a == action);
+    let mut roots: Vec<usize> =
+        (0..images.len()).filter(|&i| judged[i] && !selected_for(i, RuleAction::Expire)).collect();
     let survives = loop {
         let mut survives = vec![false; images.len()];
         let mut stack = roots.clone();
@@ -430,16 +521,79 @@ pub fn explain(policy: &LifecyclePolicy, images: &[LifecycleImage], now: Millis)
     };
 
     // Each expired image gets the rule of its own selection, or of a parent that expired.
-    let mut cause: HashMap<usize, u32> =
-        selected.iter().filter(|(i, _)| !survives[**i]).map(|(i, p)| (*i, *p)).collect();
-    let expired: Vec<usize> = (0..images.len()).filter(|&i| !survives[i]).collect();
+    let expiring: Vec<bool> = survives.iter().map(|s| !s).collect();
+    let expired = verdicts(images, &expiring, (&selected, RuleAction::Expire), &listed_by, subject_of);
+
+    // What moves to the archive: the survivors a transition selected, and the untagged children
+    // of an index that moves. A STANDARD survivor that stays keeps what it lists (the archive
+    // refuses to split an index), so what moves can let more move: repeat until nothing changes.
+    let holds = |p: usize, moving: &[bool]| survives[p] && !images[p].archived && !moving[p];
+    let mut moving = vec![false; images.len()];
     loop {
         let mut changed = false;
-        for &i in &expired {
+        for i in 0..images.len() {
+            if !survives[i] || images[i].archived || moving[i] {
+                continue;
+            }
+            let wants = if judged[i] {
+                selected_for(i, RuleAction::Transition)
+            } else {
+                listed_by[i].iter().any(|&p| moving[p])
+            };
+            if wants && !listed_by[i].iter().any(|&p| holds(p, &moving)) {
+                moving[i] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let transitioned = verdicts(images, &moving, (&selected, RuleAction::Transition), &listed_by, |_| None);
+
+    // A survivor is a root or was reached from a surviving parent: an index listing it, or the
+    // subject of an untagged referrer.
+    let mut is_root = vec![false; images.len()];
+    roots.iter().for_each(|&i| is_root[i] = true);
+    let kept = (0..images.len())
+        .filter(|&i| survives[i] && !moving[i])
+        .map(|i| {
+            let held_by = listed_by[i].iter().find(|&&p| holds(p, &moving));
+            let because = match (listed_by[i].iter().find(|&&p| survives[p]), subject_of(i)) {
+                _ if selected_for(i, RuleAction::Transition) && held_by.is_some() => {
+                    KeptBecause::ListedBy(images[*held_by.expect("checked")].digest.clone())
+                }
+                _ if is_root[i] => KeptBecause::NotSelected,
+                (Some(&index), _) => KeptBecause::ListedBy(images[index].digest.clone()),
+                (None, Some(subject)) => KeptBecause::ReferrerOf(images[subject].digest.clone()),
+                (None, None) => KeptBecause::NotSelected,
+            };
+            Kept { digest: images[i].digest.clone(), because, selected_by: selected.get(&i).map(|(p, _)| *p) }
+        })
+        .collect();
+    Evaluation { expired, transitioned, kept }
+}
+
+/// The images marked in `acted_on`, an index before what it lists, each with the rule that
+/// selected it for `action` or else the rule of a parent (an index listing it, or its
+/// `subject_of`) that is acted on too.
+fn verdicts(
+    images: &[LifecycleImage],
+    acted_on: &[bool],
+    (selected, action): (&HashMap<usize, (u32, RuleAction)>, RuleAction),
+    listed_by: &[Vec<usize>],
+    subject_of: impl Fn(usize) -> Option<usize>,
+) -> Vec<Verdict> {
+    let members: Vec<usize> = (0..images.len()).filter(|&i| acted_on[i]).collect();
+    let mut cause: HashMap<usize, u32> =
+        members.iter().filter_map(|&i| selected.get(&i).filter(|(_, a)| *a == action).map(|(p, _)| (i, *p))).collect();
+    loop {
+        let mut changed = false;
+        for &i in &members {
             if cause.contains_key(&i) {
                 continue;
             }
-            let parents = listed_by[i].iter().copied().chain(subject_of(i));
+            let parents = listed_by[i].iter().copied().chain(subject_of(i)).filter(|&p| acted_on[p]);
             if let Some(priority) = parents.filter_map(|p| cause.get(&p)).min().copied() {
                 cause.insert(i, priority);
                 changed = true;
@@ -450,50 +604,31 @@ pub fn explain(policy: &LifecyclePolicy, images: &[LifecycleImage], now: Millis)
         }
     }
 
-    // Deletion order: an image after every expired index that lists it.
-    let mut depth: HashMap<usize, usize> = HashMap::new();
-    fn depth_of(i: usize, listed_by: &[Vec<usize>], survives: &[bool], depth: &mut HashMap<usize, usize>) -> usize {
+    fn depth_of(i: usize, listed_by: &[Vec<usize>], acted_on: &[bool], depth: &mut HashMap<usize, usize>) -> usize {
         if let Some(&d) = depth.get(&i) {
             return d;
         }
         depth.insert(i, 0); // cycle guard; digests make cycles impossible
         let d = listed_by[i]
             .iter()
-            .filter(|&&p| !survives[p])
-            .map(|&p| depth_of(p, listed_by, survives, depth) + 1)
+            .filter(|&&p| acted_on[p])
+            .map(|&p| depth_of(p, listed_by, acted_on, depth) + 1)
             .max()
             .unwrap_or(0);
         depth.insert(i, d);
         d
     }
+    let mut depth: HashMap<usize, usize> = HashMap::new();
     let mut order: Vec<(usize, usize)> =
-        expired.iter().map(|&i| (depth_of(i, &listed_by, &survives, &mut depth), i)).collect();
+        members.iter().map(|&i| (depth_of(i, listed_by, acted_on, &mut depth), i)).collect();
     order.sort();
-    let expired = order
+    order
         .into_iter()
         .filter_map(|(_, i)| {
-            // Every expired image has a cause: it was selected, or all its parents expired.
-            cause.get(&i).map(|&rule_priority| Expiry { digest: images[i].digest.clone(), rule_priority })
+            // Every member has a cause: it was selected, or a parent acted on had one.
+            cause.get(&i).map(|&rule_priority| Verdict { digest: images[i].digest.clone(), rule_priority })
         })
-        .collect();
-
-    // A survivor is a root or was reached from a surviving parent: an index listing it, or the
-    // subject of an untagged referrer.
-    let mut is_root = vec![false; images.len()];
-    roots.iter().for_each(|&i| is_root[i] = true);
-    let kept = (0..images.len())
-        .filter(|&i| survives[i])
-        .map(|i| {
-            let because = match (listed_by[i].iter().find(|&&p| survives[p]), subject_of(i)) {
-                _ if is_root[i] => KeptBecause::NotSelected,
-                (Some(&index), _) => KeptBecause::ListedBy(images[index].digest.clone()),
-                (None, Some(subject)) => KeptBecause::ReferrerOf(images[subject].digest.clone()),
-                (None, None) => KeptBecause::NotSelected,
-            };
-            Kept { digest: images[i].digest.clone(), because, selected_by: selected.get(&i).copied() }
-        })
-        .collect();
-    Evaluation { expired, kept }
+        .collect()
 }
 
 #[cfg(test)]
@@ -514,7 +649,10 @@ mod tests {
             pushed_at: NOW - (age_days * DAY_MILLIS as f64) as i64,
             children: vec![],
             subject: None,
+            last_pulled_at: None,
             archived: false,
+            last_archived_at: None,
+            last_activated_at: None,
         }
     }
 
@@ -537,6 +675,15 @@ mod tests {
 
     /// (name, rule priority) of what `policy` expires among `images`, in deletion order.
     fn expired(policy: &LifecyclePolicy, images: &[LifecycleImage]) -> Vec<(String, u32)> {
+        named(images, evaluate(policy, images, NOW))
+    }
+
+    /// (name, rule priority) of what `policy` moves to the archive, in the order it moves.
+    fn transitioned(policy: &LifecyclePolicy, images: &[LifecycleImage]) -> Vec<(String, u32)> {
+        named(images, explain(policy, images, NOW).transitioned)
+    }
+
+    fn named(images: &[LifecycleImage], verdicts: Vec<Verdict>) -> Vec<(String, u32)> {
         let names: HashMap<Digest, String> = images
             .iter()
             .map(|i| {
@@ -553,7 +700,7 @@ mod tests {
                 (i.digest.clone(), name)
             })
             .collect();
-        evaluate(policy, images, NOW).into_iter().map(|e| (names[&e.digest].clone(), e.rule_priority)).collect()
+        verdicts.into_iter().map(|e| (names[&e.digest].clone(), e.rule_priority)).collect()
     }
 
     fn names(list: &[(&str, u32)]) -> Vec<(String, u32)> {
@@ -650,7 +797,7 @@ mod tests {
             ),
             (
                 serde_json::json!({"rules": [rule(1, serde_json::json!({"tagStatus": "untagged", "countType": "imageCountMoreThan", "countUnit": "days", "countNumber": 1}))]}),
-                "countUnit is only allowed with countType 'sinceImagePushed'",
+                "countUnit is only allowed with the countTypes 'since…'",
             ),
             (
                 serde_json::json!({"rules": [rule(1, serde_json::json!({"tagStatus": "untagged", "countType": "sinceImagePushed", "countNumber": 1}))]}),
@@ -662,7 +809,35 @@ mod tests {
             ),
             (
                 serde_json::json!({"rules": [rule(1, serde_json::json!({"tagStatus": "untagged", "countType": "sinceImagePulled", "countUnit": "days", "countNumber": 1}))]}),
-                "instance value (sinceImagePulled) not found in enum",
+                "'sinceImagePulled' is only allowed with the action 'transition'",
+            ),
+            (
+                serde_json::json!({"rules": [rule(1, serde_json::json!({"tagStatus": "untagged", "countType": "sinceImageTransitioned", "countUnit": "days", "countNumber": 100}))]}),
+                "'sinceImageTransitioned' requires storageClass 'archive'",
+            ),
+            (
+                serde_json::json!({"rules": [rule(1, serde_json::json!({"tagStatus": "untagged", "storageClass": "archive", "countType": "sinceImageTransitioned", "countUnit": "days", "countNumber": 89}))]}),
+                "at least 90 days in the archive, found 89",
+            ),
+            (
+                serde_json::json!({"rules": [rule(1, serde_json::json!({"tagStatus": "untagged", "storageClass": "archive", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 100}))]}),
+                "storageClass 'archive' is only allowed with countType 'sinceImageTransitioned'",
+            ),
+            (
+                serde_json::json!({"rules": [rule(1, serde_json::json!({"tagStatus": "untagged", "storageClass": "glacier", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 1}))]}),
+                "instance value (glacier) not found in enum",
+            ),
+            (
+                serde_json::json!({"rules": [{"rulePriority": 1, "selection": {"tagStatus": "untagged", "storageClass": "archive", "countType": "sinceImageTransitioned", "countUnit": "days", "countNumber": 90}, "action": {"type": "transition", "targetStorageClass": "archive"}}]}),
+                "'sinceImageTransitioned' is only allowed with the action 'expire'",
+            ),
+            (
+                serde_json::json!({"rules": [{"rulePriority": 1, "selection": untagged.clone(), "action": {"type": "expire", "targetStorageClass": "archive"}}]}),
+                "targetStorageClass is only allowed with type 'transition'",
+            ),
+            (
+                serde_json::json!({"rules": [{"rulePriority": 1, "selection": untagged.clone(), "action": {"type": "transition", "targetStorageClass": "standard"}}]}),
+                "instance value (standard) not found in enum",
             ),
             (
                 serde_json::json!({"rules": [rule(1, serde_json::json!({"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 0}))]}),
@@ -682,7 +857,11 @@ mod tests {
             ),
             (
                 serde_json::json!({"rules": [{"rulePriority": 1, "selection": untagged.clone(), "action": {"type": "transition"}}]}),
-                "instance value (transition) not found in enum",
+                "targetStorageClass is required",
+            ),
+            (
+                serde_json::json!({"rules": [{"rulePriority": 1, "selection": untagged.clone(), "action": {"type": "archive"}}]}),
+                "instance value (archive) not found in enum",
             ),
             (serde_json::json!({"rules": [{"rulePriority": 1, "selection": untagged.clone()}]}), "action is required"),
             (
@@ -870,7 +1049,7 @@ mod tests {
         ];
         let evaluation = explain(&p, &images, NOW);
         assert_eq!(evaluation.expired, evaluate(&p, &images, NOW), "evaluate is explain's expiries");
-        assert_eq!(evaluation.expired, vec![Expiry { digest: digest("a0"), rule_priority: 1 }]);
+        assert_eq!(evaluation.expired, vec![Verdict { digest: digest("a0"), rule_priority: 1 }]);
         let why = |name: &str| evaluation.kept.iter().find(|k| k.digest == digest(name)).cloned();
         assert_eq!(
             why("amd"),
@@ -985,7 +1164,7 @@ mod tests {
     }
 
     #[test]
-    fn archived_images_are_never_selected_but_keep_what_they_list() {
+    fn standard_rules_never_select_archived_images_which_keep_what_they_list() {
         let p = policy(serde_json::json!([rule(
             1,
             serde_json::json!({"tagStatus": "any", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 1})
@@ -1009,5 +1188,111 @@ mod tests {
         let images = [image("a0", &["v1"], 100.0), image("a1", &[], 100.0)];
         assert_eq!(expired(&p, &images), vec![]);
         assert_eq!(evaluate(&p, &[], NOW), vec![]);
+    }
+
+    fn archived(image: LifecycleImage, days_ago: f64) -> LifecycleImage {
+        LifecycleImage { archived: true, last_archived_at: Some(NOW - (days_ago * DAY_MILLIS as f64) as i64), ..image }
+    }
+
+    fn days_ago(days: f64) -> Option<Millis> {
+        Some(NOW - (days * DAY_MILLIS as f64) as i64)
+    }
+
+    /// ECR's documented pair: archive what is not pulled for 90 days, delete what has been in the
+    /// archive for a year. Two `any` rules parse because each judges its own storage class.
+    fn archive_then_expire() -> LifecyclePolicy {
+        policy(serde_json::json!([
+            {"rulePriority": 1, "selection": {"tagStatus": "any", "countType": "sinceImagePulled", "countUnit": "days", "countNumber": 90},
+             "action": {"type": "transition", "targetStorageClass": "archive"}},
+            {"rulePriority": 2, "selection": {"tagStatus": "any", "storageClass": "archive", "countType": "sinceImageTransitioned", "countUnit": "days", "countNumber": 365},
+             "action": {"type": "expire"}},
+        ]))
+    }
+
+    #[test]
+    fn constraints_on_tag_status_hold_per_storage_class() {
+        archive_then_expire();
+        let any_first = serde_json::json!({"rules": [
+            rule(1, serde_json::json!({"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 5})),
+            {"rulePriority": 2, "selection": {"tagStatus": "untagged", "countType": "sinceImagePulled", "countUnit": "days", "countNumber": 9},
+             "action": {"type": "transition", "targetStorageClass": "archive"}},
+        ]});
+        assert!(refused(any_first).contains("must have the highest rulePriority"));
+        let two_untagged_archive_rules = serde_json::json!({"rules": [
+            rule(1, serde_json::json!({"tagStatus": "untagged", "storageClass": "archive", "countType": "sinceImageTransitioned", "countUnit": "days", "countNumber": 90})),
+            rule(2, serde_json::json!({"tagStatus": "untagged", "storageClass": "archive", "countType": "sinceImageTransitioned", "countUnit": "days", "countNumber": 120})),
+        ]});
+        assert!(refused(two_untagged_archive_rules).contains("only one rule of storageClass 'archive'"));
+    }
+
+    #[test]
+    fn since_image_pulled_counts_from_the_last_pull_or_restore_or_push() {
+        let p = archive_then_expire();
+        let images = [
+            LifecycleImage { last_pulled_at: days_ago(100.0), ..image("a0", &["old-pull"], 200.0) },
+            LifecycleImage { last_pulled_at: days_ago(10.0), ..image("a1", &["fresh-pull"], 200.0) },
+            image("a2", &["never-pulled-old"], 91.0),
+            image("a3", &["never-pulled-new"], 89.0),
+            LifecycleImage {
+                last_pulled_at: days_ago(150.0),
+                last_activated_at: days_ago(5.0),
+                ..image("a4", &["restored"], 200.0)
+            },
+        ];
+        assert_eq!(sorted(transitioned(&p, &images)), names(&[("a0", 1), ("a2", 1)]));
+        assert_eq!(expired(&p, &images), vec![]);
+    }
+
+    #[test]
+    fn archive_rules_judge_archived_images_by_their_time_in_the_archive() {
+        let p = archive_then_expire();
+        let images = [
+            archived(image("a0", &["v1"], 900.0), 400.0),
+            archived(image("a1", &["v2"], 900.0), 300.0),
+            // Pushed long ago but restored: a STANDARD image, judged by the first rule only.
+            LifecycleImage { last_activated_at: days_ago(1.0), ..image("a2", &["v3"], 900.0) },
+        ];
+        assert_eq!(expired(&p, &images), names(&[("a0", 2)]));
+        assert_eq!(transitioned(&p, &images), vec![]);
+    }
+
+    #[test]
+    fn an_index_moves_with_its_untagged_children_and_keeps_a_tagged_child_it_shares() {
+        let p = policy(serde_json::json!([
+            {"rulePriority": 1, "selection": {"tagStatus": "tagged", "tagPrefixList": ["v"], "countType": "imageCountMoreThan", "countNumber": 1},
+             "action": {"type": "transition", "targetStorageClass": "archive"}},
+        ]));
+        let images = [
+            index("idx", &["v1"], 10.0, &["amd", "arm"]),
+            image("amd", &[], 10.0),
+            image("arm", &[], 10.0),
+            referrer("sig", &[], 10.0, "idx"),
+            index("idx2", &["v2"], 1.0, &["a0"]),
+            // Selected, but the kept index idx2 lists it: the archive will not split idx2.
+            image("a0", &["v0"], 20.0),
+        ];
+        let moved = transitioned(&p, &images);
+        assert_eq!(sorted(moved.clone()), names(&[("amd", 1), ("arm", 1), ("idx", 1)]));
+        assert_eq!(moved[0], ("idx".to_owned(), 1), "the index moves before its children: {moved:?}");
+        let evaluation = explain(&p, &images, NOW);
+        let kept = |name: &str| evaluation.kept.iter().find(|k| k.digest == digest(name)).cloned();
+        assert_eq!(
+            kept("a0").map(|k| (k.because, k.selected_by)),
+            Some((KeptBecause::ListedBy(digest("idx2")), Some(1)))
+        );
+        assert!(kept("sig").is_some(), "referrers keep their own class");
+        assert!(kept("idx").is_none() && evaluation.expired.is_empty());
+    }
+
+    #[test]
+    fn an_image_a_transition_claimed_is_not_expired_by_a_later_rule() {
+        let p = policy(serde_json::json!([
+            {"rulePriority": 1, "selection": {"tagStatus": "tagged", "tagPrefixList": ["v"], "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 30},
+             "action": {"type": "transition", "targetStorageClass": "archive"}},
+            rule(2, serde_json::json!({"tagStatus": "any", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 7})),
+        ]));
+        let images = [image("a0", &["v1"], 60.0), image("a1", &["v2"], 10.0), image("a2", &["dev"], 10.0)];
+        assert_eq!(transitioned(&p, &images), names(&[("a0", 1)]));
+        assert_eq!(expired(&p, &images), names(&[("a2", 2)]));
     }
 }

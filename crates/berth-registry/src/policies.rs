@@ -11,7 +11,7 @@ use berth_meta::{ImageRecord, MetaError, Millis, StorageClass};
 use berth_spec::{Digest, Manifest, ManifestKind, RepositoryName};
 
 use crate::error::PolicyKind;
-use crate::lifecycle::{self, LifecycleImage, LifecyclePolicy, PolicyError};
+use crate::lifecycle::{self, LifecycleImage, LifecyclePolicy, PolicyError, RuleAction};
 use crate::settings::LifecyclePreview;
 use crate::{Registry, RegistryError, RepositoryInfo, Result, images::SCAN_BATCH, now_millis};
 
@@ -22,16 +22,19 @@ pub struct LifecyclePolicyInfo {
     pub last_evaluated_at: Option<Millis>,
 }
 
-/// One image a lifecycle preview expires.
+/// One image a lifecycle preview expires or archives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreviewResult {
     pub digest: Digest,
     pub tags: Vec<String>,
     pub pushed_at: Millis,
+    /// The image's storage class now.
+    pub storage_class: StorageClass,
+    pub action: RuleAction,
     pub rule_priority: u32,
 }
 
-/// A preview's policy and every image it expires, sorted by digest.
+/// A preview's policy and every image it expires or archives, sorted by digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LifecyclePreviewOutcome {
     pub policy_text: String,
@@ -128,17 +131,19 @@ impl Registry {
     pub async fn lifecycle_preview(&self, repo: &RepositoryName) -> Result<LifecyclePreviewOutcome> {
         let (explanation, images) = self.preview_evaluation(repo).await?;
         let by_digest: HashMap<&Digest, &LifecycleImage> = images.iter().map(|i| (&i.digest, i)).collect();
-        let mut results: Vec<PreviewResult> = explanation
-            .evaluation
-            .expired
-            .into_iter()
-            .filter_map(|expiry| {
-                let image = by_digest.get(&expiry.digest)?;
+        let evaluation = explanation.evaluation;
+        let verdicts = (evaluation.expired.into_iter().map(|v| (v, RuleAction::Expire)))
+            .chain(evaluation.transitioned.into_iter().map(|v| (v, RuleAction::Transition)));
+        let mut results: Vec<PreviewResult> = verdicts
+            .filter_map(|(verdict, action)| {
+                let image = by_digest.get(&verdict.digest)?;
                 Some(PreviewResult {
-                    digest: expiry.digest,
+                    digest: verdict.digest,
                     tags: image.tags.clone(),
                     pushed_at: image.pushed_at,
-                    rule_priority: expiry.rule_priority,
+                    storage_class: if image.archived { StorageClass::Archive } else { StorageClass::Standard },
+                    action,
+                    rule_priority: verdict.rule_priority,
                 })
             })
             .collect();
@@ -213,7 +218,8 @@ impl Registry {
         self.status.record(|status| status.last_lifecycle_run = Some(crate::status::finished(&outcome)));
     }
 
-    /// Applies every repository's lifecycle policy now; returns how many images expired.
+    /// Applies every repository's lifecycle policy now; returns how many images it expired or
+    /// archived.
     pub async fn run_lifecycle_policies(&self) -> Result<usize> {
         let ctx = RequestContext::server("lifecycle", uuid::Uuid::new_v4().to_string());
         let mut expired = 0;
@@ -243,8 +249,9 @@ impl Registry {
         }
     }
 
-    /// Expires what `text` selects in `repo`, through the ordinary manifest delete (an index
-    /// before what it lists), and records the run. An image whose tags changed since it was
+    /// Expires what `text` selects in `repo` through the ordinary manifest delete (an index
+    /// before what it lists), then archives what it transitions as `UpdateImageStorageClass`
+    /// does, and records the run. An image whose tags or storage class changed since it was
     /// judged is left for the next run.
     async fn apply_lifecycle_policy(&self, ctx: &RequestContext, repo: &RepositoryName, text: &str) -> Result<usize> {
         let policy = LifecyclePolicy::parse(text).map_err(invalid(PolicyKind::Lifecycle))?;
@@ -252,19 +259,36 @@ impl Registry {
         let images = self.lifecycle_images(repo, None).await?;
         let by_digest: HashMap<&Digest, &LifecycleImage> = images.iter().map(|i| (&i.digest, i)).collect();
         let now = now_millis();
-        let mut expired = 0;
-        for expiry in lifecycle::evaluate(&policy, &images, now) {
-            let Some(judged) = by_digest.get(&expiry.digest) else { continue };
-            let Some(current) = self.meta.get_image(repo, &expiry.digest).await? else { continue };
+        let evaluation = lifecycle::explain(&policy, &images, now);
+        let verdicts = (evaluation.expired.into_iter().map(|v| (v, RuleAction::Expire)))
+            .chain(evaluation.transitioned.into_iter().map(|v| (v, RuleAction::Transition)));
+        let mut applied = 0;
+        for (verdict, action) in verdicts {
+            let Some(judged) = by_digest.get(&verdict.digest) else { continue };
+            let Some(current) = self.meta.get_image(repo, &verdict.digest).await? else { continue };
+            let archived_now = current.manifest.storage_class == StorageClass::Archive;
+            if action == RuleAction::Transition && archived_now {
+                continue; // an untagged child that went along with its index, counted there
+            }
             let tags = |list: &[String]| list.iter().cloned().collect::<HashSet<_>>();
-            if tags(&current.tags) != tags(&judged.tags) {
-                tracing::info!(repository = %repo, digest = %expiry.digest, "lifecycle: tags changed since evaluation; left for the next run");
+            if tags(&current.tags) != tags(&judged.tags) || archived_now != judged.archived {
+                tracing::info!(repository = %repo, digest = %verdict.digest, "lifecycle: image changed since evaluation; left for the next run");
                 continue;
             }
-            match self.meta.delete_manifest(&origin, repo, &expiry.digest).await {
-                Ok(()) => {
-                    expired += 1;
-                    tracing::info!(repository = %repo, digest = %expiry.digest, tags = ?judged.tags, rule = expiry.rule_priority, "lifecycle: image expired");
+            let outcome = match action {
+                RuleAction::Expire => self.meta.delete_manifest(&origin, repo, &verdict.digest).await.map(|()| 1),
+                // An index takes its untagged children along: they count too.
+                RuleAction::Transition => self
+                    .meta
+                    .update_storage_class(&origin, repo, &verdict.digest, StorageClass::Archive, now_millis())
+                    .await
+                    .map(|changes| changes.len()),
+            };
+            match outcome {
+                Ok(count) => {
+                    applied += count;
+                    let done = if action == RuleAction::Expire { "expired" } else { "archived" };
+                    tracing::info!(repository = %repo, digest = %verdict.digest, tags = ?judged.tags, rule = verdict.rule_priority, "lifecycle: image {done}");
                 }
                 // Deleted meanwhile, or an index listing it was pushed meanwhile: it stays.
                 Err(MetaError::ManifestUnknown(_) | MetaError::ManifestReferenced { .. }) => {}
@@ -282,7 +306,7 @@ impl Registry {
             Ok(())
         })
         .await?;
-        Ok(expired)
+        Ok(applied)
     }
 
     /// Sets the repository policy once it parses as an IAM resource policy Berth can evaluate
@@ -332,6 +356,9 @@ fn lifecycle_image(image: ImageRecord) -> LifecycleImage {
         pushed_at: manifest.pushed_at,
         children,
         subject: manifest.subject,
+        last_pulled_at: manifest.last_pulled_at,
         archived: manifest.storage_class == StorageClass::Archive,
+        last_archived_at: manifest.last_archived_at,
+        last_activated_at: manifest.last_activated_at,
     }
 }

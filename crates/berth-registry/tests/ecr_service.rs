@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use berth_meta::{AccessKeyStatus, CredentialStore, Origin, SettingsUpdate, SqliteStore, UserPolicy, UserRecord};
+use berth_registry::lifecycle::RuleAction;
 use berth_registry::settings::ResourceTag;
 use berth_registry::{
     ImageFilter, ImageId, ImageSelector, PutImage, Registry, RegistryConfig, RegistryError, RepositorySettings,
@@ -277,11 +278,61 @@ async fn archived_images_are_listed_but_refused_on_pull_until_restored() {
     assert!(listed(&registry, &repo, Some(StorageClass::Standard)).await.is_empty());
     assert_eq!(listed(&registry, &repo, None).await, both);
 
+    // Their layers do not pull by digest either, though the links stay for a restore.
+    for digest in [&config, &layer] {
+        let pulled = registry.get_blob(&repo, digest, None).await.map(drop);
+        assert!(matches!(&pulled, Err(RegistryError::LayerArchived(d)) if d == digest), "{pulled:?}");
+        assert_eq!(registry.blob_link(&repo, digest).await.unwrap().needed_by, Some(StorageClass::Archive));
+    }
+
     registry.update_image_storage_class(&ctx(), &repo, &tag, StorageClass::Standard).await.unwrap();
     for reference in [Reference::Tag("v1".parse().unwrap()), Reference::Digest(child.clone())] {
         registry.pull_manifest(&ctx(), &repo, &reference, true).await.expect("restored images pull");
     }
     assert_eq!(listed(&registry, &repo, Some(StorageClass::Standard)).await, both);
+    assert_eq!(registry.get_blob(&repo, &layer, None).await.unwrap().size, 5, "restored layers pull");
+}
+
+/// A lifecycle `transition` archives what it selects (an index with its untagged child) with the
+/// same effect as UpdateImageStorageClass; the preview reports it as a TRANSITION first.
+#[tokio::test]
+async fn lifecycle_transitions_archive_images_and_their_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
+    let repo = name("team/archive-by-policy");
+    registry.create_repository(&ctx(), &repo, &RepositorySettings::default()).await.unwrap();
+    let config = blob(&registry, &repo, b"{}").await;
+    let old_layer = blob(&registry, &repo, b"old!!").await;
+    let new_layer = blob(&registry, &repo, b"new!!").await;
+    let child_manifest = manifest(&config, &old_layer, 1);
+    let child = put(&registry, &repo, &child_manifest, None).await;
+    let old = put(&registry, &repo, &index_of(&child, &child_manifest), Some("v1")).await;
+    let new = put(&registry, &repo, &manifest(&config, &new_layer, 2), Some("v2")).await;
+
+    let policy = r#"{"rules":[{"rulePriority":1,"description":"archive all but the newest","selection":{"tagStatus":"tagged","tagPrefixList":["v"],"countType":"imageCountMoreThan","countNumber":1},"action":{"type":"transition","targetStorageClass":"archive"}}]}"#;
+    registry.start_lifecycle_preview(&ctx(), &repo, Some(policy)).await.unwrap();
+    let preview = registry.lifecycle_preview(&repo).await.unwrap();
+    let moving: Vec<_> = preview.results.iter().map(|r| r.digest.clone()).collect();
+    let mut expected = vec![old.clone(), child.clone()];
+    expected.sort();
+    assert_eq!(moving, expected, "the index and its untagged child move; v2 stays (results sorted by digest)");
+    assert!(
+        preview.results.iter().all(|r| r.action == RuleAction::Transition && r.storage_class == StorageClass::Standard)
+    );
+
+    registry.put_lifecycle_policy(&ctx(), &repo, policy).await.unwrap();
+    assert_eq!(registry.run_lifecycle_policies().await.unwrap(), 2, "the index and the child it took along");
+    let mut both = vec![old.clone(), child.clone()];
+    both.sort();
+    assert_eq!(listed(&registry, &repo, Some(StorageClass::Archive)).await, both);
+    assert_eq!(listed(&registry, &repo, Some(StorageClass::Standard)).await, vec![new.clone()]);
+    let pulled = registry.pull_manifest(&ctx(), &repo, &Reference::Tag("v1".parse().unwrap()), true).await;
+    assert!(matches!(pulled, Err(RegistryError::ImageArchived(_))), "{pulled:?}");
+    assert!(matches!(registry.get_blob(&repo, &old_layer, None).await, Err(RegistryError::LayerArchived(_))));
+    // The config is shared with v2, which is STANDARD: it still pulls.
+    assert_eq!(registry.get_blob(&repo, &config, None).await.unwrap().size, 2);
+    registry.pull_manifest(&ctx(), &repo, &Reference::Tag("v2".parse().unwrap()), true).await.unwrap();
+    assert_eq!(registry.run_lifecycle_policies().await.unwrap(), 0, "archived images are not judged again");
 }
 
 /// The digests `list_images` shows in one storage class (`None`: all).

@@ -242,7 +242,8 @@ pub async fn page(
                     Ok(view) => (Some(view), None),
                     Err(note) => (None, Some(note)),
                 },
-                Err(ConsoleError::NotFound(_)) => (None, Some("The config blob is not in this repository.".into())),
+                // Absent, or the image is archived: say which.
+                Err(ConsoleError::NotFound(why)) => (None, Some(format!("The config cannot be read: {why}."))),
                 Err(ConsoleError::BadRequest(note)) => (None, Some(note)),
                 Err(other) => return Err(other),
             }

@@ -72,6 +72,7 @@ struct PolicyView {
     evaluated_at: String,
     rows: Vec<Row>,
     expiring: usize,
+    archiving: usize,
 }
 
 #[derive(Deserialize, Default)]
@@ -112,10 +113,20 @@ fn rule_rows(text: &str) -> Vec<RuleRow> {
                 "any" => "all images".into(),
                 other => other.to_owned(),
             };
+            let selects = match selection.get("storageClass").and_then(Value::as_str) {
+                Some("archive") => format!("archived {selects}"),
+                _ => selects,
+            };
             let number = selection.get("countNumber").and_then(Value::as_u64).unwrap_or(0);
+            let act = match rule.pointer("/action/type").and_then(Value::as_str) {
+                Some("transition") => "archives",
+                _ => "expires",
+            };
             let count = match selection.get("countType").and_then(Value::as_str) {
-                Some("imageCountMoreThan") => format!("keeps the newest {number}, expires the rest"),
-                Some("sinceImagePushed") => format!("expires those pushed more than {number} days ago"),
+                Some("imageCountMoreThan") => format!("keeps the newest {number}, {act} the rest"),
+                Some("sinceImagePushed") => format!("{act} those pushed more than {number} days ago"),
+                Some("sinceImagePulled") => format!("{act} those not pulled for {number} days"),
+                Some("sinceImageTransitioned") => format!("{act} those archived more than {number} days ago"),
                 _ => String::new(),
             };
             RuleRow {
@@ -135,6 +146,10 @@ fn rows(inventory: &Inventory, repo: &RepositoryName, explanation: &LifecycleExp
     for expiry in &explanation.evaluation.expired {
         let rule = expiry.rule_priority.to_string();
         verdicts.insert(&expiry.digest, ("expire", format!("Expires by rule {rule}"), rule));
+    }
+    for transition in &explanation.evaluation.transitioned {
+        let rule = transition.rule_priority.to_string();
+        verdicts.insert(&transition.digest, ("archive", format!("Moves to the archive by rule {rule}"), rule));
     }
     for kept in &explanation.evaluation.kept {
         let selected = kept.selected_by.map(|p| p.to_string()).unwrap_or_default();
@@ -212,6 +227,7 @@ fn policy_view(
         evaluated_at: view::time(explanation.evaluated_at),
         rows: rows(inventory, repo, explanation),
         expiring: explanation.evaluation.expired.len(),
+        archiving: explanation.evaluation.transitioned.len(),
     }
 }
 
