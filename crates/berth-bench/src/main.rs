@@ -98,12 +98,17 @@ struct Cli {
     #[arg(long)]
     smoke: bool,
     /// Instead of comparing registries: how Berth's costs grow with its size (tags in one
-    /// repository, repositories, blob links under GC), each as a table with its log-log slope.
+    /// repository, repositories, blob links under GC, images under a lifecycle policy), each as
+    /// a table with its log-log slope.
     #[arg(long)]
     scale: bool,
     /// Timed runs per request and size in --scale (the median is reported).
     #[arg(long, default_value_t = 5)]
     scale_samples: usize,
+    /// Also run every --scale curve on PostgreSQL: a fresh schema per size on the server at this
+    /// URL (e.g. the $BERTH_TEST_POSTGRES_URL that scripts/postgres.sh prints).
+    #[arg(long, value_name = "URL", requires = "scale")]
+    scale_postgres: Option<String>,
 }
 
 /// Sizes after applying the smoke-mode defaults.
@@ -195,7 +200,10 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
         .with_context(|| format!("creating a work directory in {}", parent.display()))?;
     let binaries = Binaries { berth: cli.berth_bin.clone(), docker_registry: cli.docker_registry_bin.clone() };
     if cli.scale {
-        let curves = scale::run(&binaries, work.path(), &scale::ScaleSizes::new(cli.smoke, cli.scale_samples)).await?;
+        let mut backends = vec![scale::Backend::Sqlite];
+        backends.extend(cli.scale_postgres.iter().map(|url| scale::Backend::Postgres { url: url.clone() }));
+        let sizes = scale::ScaleSizes::new(cli.smoke, cli.scale_samples);
+        let curves = scale::run(&binaries, work.path(), &sizes, &backends).await?;
         for curve in &curves {
             curve.print();
         }
