@@ -109,6 +109,9 @@ struct Cli {
     /// URL (e.g. the $BERTH_TEST_POSTGRES_URL that scripts/postgres.sh prints).
     #[arg(long, value_name = "URL", requires = "scale")]
     scale_postgres: Option<String>,
+    /// Only these --scale curves (repeatable) [default: all].
+    #[arg(long, value_enum, requires = "scale")]
+    scale_curve: Vec<scale::CurveKind>,
 }
 
 /// Sizes after applying the smoke-mode defaults.
@@ -203,7 +206,7 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
         let mut backends = vec![scale::Backend::Sqlite];
         backends.extend(cli.scale_postgres.iter().map(|url| scale::Backend::Postgres { url: url.clone() }));
         let sizes = scale::ScaleSizes::new(cli.smoke, cli.scale_samples);
-        let curves = scale::run(&binaries, work.path(), &sizes, &backends).await?;
+        let curves = scale::run(&binaries, work.path(), &sizes, &backends, &cli.scale_curve).await?;
         for curve in &curves {
             curve.print();
         }

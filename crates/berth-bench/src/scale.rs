@@ -112,6 +112,15 @@ impl Curve {
     }
 }
 
+/// The curves `--scale` can draw (`--scale-curve` picks some; all by default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CurveKind {
+    Tags,
+    Repositories,
+    Gc,
+    Lifecycle,
+}
+
 /// Where a curve's metadata lives: a fresh SQLite file per point, or a fresh schema per point on
 /// the PostgreSQL server at `url`.
 pub enum Backend {
@@ -134,49 +143,59 @@ pub async fn run(
     work_dir: &Path,
     sizes: &ScaleSizes,
     backends: &[Backend],
+    kinds: &[CurveKind],
 ) -> anyhow::Result<Vec<Curve>> {
     let mut seeds = Seeds::from_os()?;
     let mut curves = Vec::new();
+    let wanted = |kind: CurveKind| kinds.is_empty() || kinds.contains(&kind);
     for backend in backends {
         let on = |title: &str| format!("{title} ({})", backend.label());
-        let mut tags = Curve::new(
-            on("tags in one repository"),
-            vec!["tags/list, every page", "tags/list?n=100", "page from the middle", "PUT one more tag"],
-            RSS_AFTER,
-        );
-        for &n in &sizes.tags {
-            tags.rows.push(tags_point(binaries, work_dir, backend, n, sizes.samples, &mut seeds).await?);
+        if wanted(CurveKind::Tags) {
+            let mut tags = Curve::new(
+                on("tags in one repository"),
+                vec!["tags/list, every page", "tags/list?n=100", "page from the middle", "PUT one more tag"],
+                RSS_AFTER,
+            );
+            for &n in &sizes.tags {
+                tags.rows.push(tags_point(binaries, work_dir, backend, n, sizes.samples, &mut seeds).await?);
+            }
+            curves.push(tags);
         }
-        let mut repositories = Curve::new(
-            on("repositories"),
-            vec![
-                "_catalog, every page",
-                "_catalog?n=100",
-                "DescribeRepositories, every page",
-                "DescribeRepositories first page",
-            ],
-            RSS_AFTER,
-        );
-        for &n in &sizes.repositories {
-            repositories.rows.push(repositories_point(binaries, work_dir, backend, n, sizes.samples).await?);
+        if wanted(CurveKind::Repositories) {
+            let mut repositories = Curve::new(
+                on("repositories"),
+                vec![
+                    "_catalog, every page",
+                    "_catalog?n=100",
+                    "DescribeRepositories, every page",
+                    "DescribeRepositories first page",
+                ],
+                RSS_AFTER,
+            );
+            for &n in &sizes.repositories {
+                repositories.rows.push(repositories_point(binaries, work_dir, backend, n, sizes.samples).await?);
+            }
+            curves.push(repositories);
         }
-        let mut blobs = Curve::new(
-            on("unreferenced blob links (GC)"),
-            vec!["berth gc --dry-run"],
-            "peak RSS of berth gc, MiB",
-        );
-        for &n in &sizes.blobs {
-            blobs.rows.push(gc_point(binaries, work_dir, backend, n).await?);
+        if wanted(CurveKind::Gc) {
+            let mut blobs =
+                Curve::new(on("unreferenced blob links (GC)"), vec!["berth gc --dry-run"], "peak RSS of berth gc, MiB");
+            for &n in &sizes.blobs {
+                blobs.rows.push(gc_point(binaries, work_dir, backend, n).await?);
+            }
+            curves.push(blobs);
         }
-        let mut lifecycle = Curve::new(
-            on("images under a lifecycle policy"),
-            vec!["preview: Start until COMPLETE", "preview: every page of results", "expiry run (server's timer)"],
-            "peak RSS of the server, MiB",
-        );
-        for &n in &sizes.lifecycle {
-            lifecycle.rows.push(lifecycle_point(binaries, work_dir, backend, n, sizes.samples).await?);
+        if wanted(CurveKind::Lifecycle) {
+            let mut lifecycle = Curve::new(
+                on("images under a lifecycle policy"),
+                vec!["preview: Start until COMPLETE", "preview: every page of results", "expiry run (server's timer)"],
+                "peak RSS of the server, MiB",
+            );
+            for &n in &sizes.lifecycle {
+                lifecycle.rows.push(lifecycle_point(binaries, work_dir, backend, n, sizes.samples).await?);
+            }
+            curves.push(lifecycle);
         }
-        curves.extend([tags, repositories, blobs, lifecycle]);
     }
     Ok(curves)
 }
@@ -215,10 +234,12 @@ impl Point {
                 // As berth-meta's own PostgreSQL tests do: a schema per point, reached via search_path.
                 let schema = format!("berth_bench_{}_{}", std::process::id(), name.replace('-', "_"));
                 let admin = sqlx::PgPool::connect(url).await.with_context(|| format!("connecting to {url}"))?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")))
-                    .execute(&admin)
-                    .await
-                    .context("creating the point's schema")?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+                )))
+                .execute(&admin)
+                .await
+                .context("creating the point's schema")?;
                 let separator = if url.contains('?') { '&' } else { '?' };
                 let database_url = format!("{url}{separator}options[search_path]={schema}");
                 let store = PostgresStore::connect(&database_url).await.context("opening the PostgreSQL store")?;
@@ -693,11 +714,22 @@ mod tests {
 
     #[test]
     fn slope_of_a_linear_and_a_constant_cost() {
-        let mut curve = Curve::new("t", vec!["linear", "constant"]);
+        let mut curve = Curve::new("t".into(), vec!["linear", "constant"], RSS_AFTER);
         for n in [10usize, 100, 1000] {
             curve.rows.push((n, vec![n as f64 * 0.5, 3.0], 0.0));
         }
         assert!((curve.slope(0).unwrap() - 1.0).abs() < 1e-9);
         assert!(curve.slope(1).unwrap().abs() < 1e-9);
+    }
+
+    #[test]
+    fn lifecycle_mix_expires_old_untagged_images_and_surplus_dev_builds() {
+        // 8 images, ages 0, 7, 15, 22, 30, ... days: of the untagged ones (0 and 4) only the
+        // 30-day-old expires; 4 dev builds are fewer than the 50 kept.
+        assert_eq!(lifecycle_expected(8), 1);
+        // 400 images, image i is floor(0.15 i) days (+6 h) old: untagged 96, 100, ..., 396 are
+        // past 14 days (76 of them), and 200 dev builds keep their newest 50.
+        assert_eq!(lifecycle_expected(400), 76 + 150);
+        assert_eq!(lifecycle_image(7, 8), (Some("v1.7".into()), 52 * DAY_MS + DAY_MS / 4 + 7));
     }
 }
