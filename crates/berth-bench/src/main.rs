@@ -109,6 +109,9 @@ struct Cli {
     /// URL (e.g. the $BERTH_TEST_POSTGRES_URL that scripts/postgres.sh prints).
     #[arg(long, value_name = "URL", requires = "scale")]
     scale_postgres: Option<String>,
+    /// Draw the --scale curves on PostgreSQL only, not on SQLite as well.
+    #[arg(long, requires = "scale_postgres")]
+    scale_postgres_only: bool,
     /// Only these --scale curves (repeatable) [default: all].
     #[arg(long, value_enum, requires = "scale")]
     scale_curve: Vec<scale::CurveKind>,
@@ -203,13 +206,10 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
         .with_context(|| format!("creating a work directory in {}", parent.display()))?;
     let binaries = Binaries { berth: cli.berth_bin.clone(), docker_registry: cli.docker_registry_bin.clone() };
     if cli.scale {
-        let mut backends = vec![scale::Backend::Sqlite];
+        let mut backends = if cli.scale_postgres_only { vec![] } else { vec![scale::Backend::Sqlite] };
         backends.extend(cli.scale_postgres.iter().map(|url| scale::Backend::Postgres { url: url.clone() }));
         let sizes = scale::ScaleSizes::new(cli.smoke, cli.scale_samples);
         let curves = scale::run(&binaries, work.path(), &sizes, &backends, &cli.scale_curve).await?;
-        for curve in &curves {
-            curve.print();
-        }
         if let Some(path) = &cli.json {
             let document = json!({ "scale": curves.iter().map(scale::Curve::to_json).collect::<Vec<_>>() });
             std::fs::write(path, serde_json::to_vec_pretty(&document)?)

@@ -68,6 +68,14 @@ impl Curve {
         Curve { title, columns, memory, rows: Vec::new() }
     }
 
+    /// Adds a row, and says it on stderr at once: a big point can take many minutes.
+    fn add(&mut self, row: (usize, Vec<f64>, f64)) {
+        let (size, times, memory) = &row;
+        let times: Vec<String> = times.iter().map(|t| format!("{t:.2}")).collect();
+        eprintln!("scale:   {size}: {} ms; {memory:.1} MiB", times.join(", "));
+        self.rows.push(row);
+    }
+
     /// Least-squares slope of ln(time) over ln(size) for column `i`.
     pub fn slope(&self, i: usize) -> Option<f64> {
         let points: Vec<(f64, f64)> = self
@@ -137,7 +145,8 @@ impl Backend {
     }
 }
 
-/// Runs every curve on every backend; `work_dir` gets one data dir per point.
+/// Runs every curve on every backend, printing each once drawn; `work_dir` gets one data dir
+/// per point.
 pub async fn run(
     binaries: &Binaries,
     work_dir: &Path,
@@ -157,8 +166,9 @@ pub async fn run(
                 RSS_AFTER,
             );
             for &n in &sizes.tags {
-                tags.rows.push(tags_point(binaries, work_dir, backend, n, sizes.samples, &mut seeds).await?);
+                tags.add(tags_point(binaries, work_dir, backend, n, sizes.samples, &mut seeds).await?);
             }
+            tags.print();
             curves.push(tags);
         }
         if wanted(CurveKind::Repositories) {
@@ -173,16 +183,18 @@ pub async fn run(
                 RSS_AFTER,
             );
             for &n in &sizes.repositories {
-                repositories.rows.push(repositories_point(binaries, work_dir, backend, n, sizes.samples).await?);
+                repositories.add(repositories_point(binaries, work_dir, backend, n, sizes.samples).await?);
             }
+            repositories.print();
             curves.push(repositories);
         }
         if wanted(CurveKind::Gc) {
             let mut blobs =
                 Curve::new(on("unreferenced blob links (GC)"), vec!["berth gc --dry-run"], "peak RSS of berth gc, MiB");
             for &n in &sizes.blobs {
-                blobs.rows.push(gc_point(binaries, work_dir, backend, n).await?);
+                blobs.add(gc_point(binaries, work_dir, backend, n).await?);
             }
+            blobs.print();
             curves.push(blobs);
         }
         if wanted(CurveKind::Lifecycle) {
@@ -192,8 +204,9 @@ pub async fn run(
                 "peak RSS of the server, MiB",
             );
             for &n in &sizes.lifecycle {
-                lifecycle.rows.push(lifecycle_point(binaries, work_dir, backend, n, sizes.samples).await?);
+                lifecycle.add(lifecycle_point(binaries, work_dir, backend, n, sizes.samples).await?);
             }
+            lifecycle.print();
             curves.push(lifecycle);
         }
     }
