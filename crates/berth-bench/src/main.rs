@@ -112,6 +112,9 @@ struct Cli {
     /// Draw the --scale curves on PostgreSQL only, not on SQLite as well.
     #[arg(long, requires = "scale_postgres")]
     scale_postgres_only: bool,
+    /// Leave out the --scale sizes above this (a quicker run of the lower end of each curve).
+    #[arg(long, value_name = "N", requires = "scale")]
+    scale_max_size: Option<usize>,
     /// Only these --scale curves (repeatable) [default: all].
     #[arg(long, value_enum, requires = "scale")]
     scale_curve: Vec<scale::CurveKind>,
@@ -208,7 +211,7 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
     if cli.scale {
         let mut backends = if cli.scale_postgres_only { vec![] } else { vec![scale::Backend::Sqlite] };
         backends.extend(cli.scale_postgres.iter().map(|url| scale::Backend::Postgres { url: url.clone() }));
-        let sizes = scale::ScaleSizes::new(cli.smoke, cli.scale_samples);
+        let sizes = scale::ScaleSizes::new(cli.smoke, cli.scale_samples, cli.scale_max_size);
         let curves = scale::run(&binaries, work.path(), &sizes, &backends, &cli.scale_curve).await?;
         if let Some(path) = &cli.json {
             let document = json!({ "scale": curves.iter().map(scale::Curve::to_json).collect::<Vec<_>>() });

@@ -30,7 +30,18 @@ pub struct ScaleSizes {
 }
 
 impl ScaleSizes {
-    pub fn new(smoke: bool, samples: usize) -> Self {
+    /// The full or smoke sizes, without those above `max` if given.
+    pub fn new(smoke: bool, samples: usize, max: Option<usize>) -> Self {
+        let mut sizes = Self::all(smoke, samples);
+        if let Some(max) = max {
+            for list in [&mut sizes.tags, &mut sizes.repositories, &mut sizes.blobs, &mut sizes.lifecycle] {
+                list.retain(|&n| n <= max);
+            }
+        }
+        sizes
+    }
+
+    fn all(smoke: bool, samples: usize) -> Self {
         if smoke {
             ScaleSizes {
                 tags: vec![10, 100],
