@@ -98,12 +98,26 @@ struct Cli {
     #[arg(long)]
     smoke: bool,
     /// Instead of comparing registries: how Berth's costs grow with its size (tags in one
-    /// repository, repositories, blob links under GC), each as a table with its log-log slope.
+    /// repository, repositories, blob links under GC, images under a lifecycle policy), each as
+    /// a table with its log-log slope.
     #[arg(long)]
     scale: bool,
     /// Timed runs per request and size in --scale (the median is reported).
     #[arg(long, default_value_t = 5)]
     scale_samples: usize,
+    /// Also run every --scale curve on PostgreSQL: a fresh schema per size on the server at this
+    /// URL (e.g. the $BERTH_TEST_POSTGRES_URL that scripts/postgres.sh prints).
+    #[arg(long, value_name = "URL", requires = "scale")]
+    scale_postgres: Option<String>,
+    /// Draw the --scale curves on PostgreSQL only, not on SQLite as well.
+    #[arg(long, requires = "scale_postgres")]
+    scale_postgres_only: bool,
+    /// Leave out the --scale sizes above this (a quicker run of the lower end of each curve).
+    #[arg(long, value_name = "N", requires = "scale")]
+    scale_max_size: Option<usize>,
+    /// Only these --scale curves (repeatable) [default: all].
+    #[arg(long, value_enum, requires = "scale")]
+    scale_curve: Vec<scale::CurveKind>,
 }
 
 /// Sizes after applying the smoke-mode defaults.
@@ -195,10 +209,10 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
         .with_context(|| format!("creating a work directory in {}", parent.display()))?;
     let binaries = Binaries { berth: cli.berth_bin.clone(), docker_registry: cli.docker_registry_bin.clone() };
     if cli.scale {
-        let curves = scale::run(&binaries, work.path(), &scale::ScaleSizes::new(cli.smoke, cli.scale_samples)).await?;
-        for curve in &curves {
-            curve.print();
-        }
+        let mut backends = if cli.scale_postgres_only { vec![] } else { vec![scale::Backend::Sqlite] };
+        backends.extend(cli.scale_postgres.iter().map(|url| scale::Backend::Postgres { url: url.clone() }));
+        let sizes = scale::ScaleSizes::new(cli.smoke, cli.scale_samples, cli.scale_max_size);
+        let curves = scale::run(&binaries, work.path(), &sizes, &backends, &cli.scale_curve).await?;
         if let Some(path) = &cli.json {
             let document = json!({ "scale": curves.iter().map(scale::Curve::to_json).collect::<Vec<_>>() });
             std::fs::write(path, serde_json::to_vec_pretty(&document)?)

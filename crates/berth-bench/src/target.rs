@@ -133,6 +133,18 @@ impl Target {
         binaries: &Binaries,
         work_dir: &Path,
     ) -> anyhow::Result<Self> {
+        Self::start_with_args(label, spec, pid, binaries, work_dir, &[]).await
+    }
+
+    /// [`Target::start`], with `berth_args` added to a started Berth's `serve` command line.
+    pub async fn start_with_args(
+        label: &'static str,
+        spec: &Spec,
+        pid: Option<u32>,
+        binaries: &Binaries,
+        work_dir: &Path,
+        berth_args: &[String],
+    ) -> anyhow::Result<Self> {
         let mut target = match spec {
             Spec::Url(url) => {
                 let authority = url.trim_start_matches("http://");
@@ -155,6 +167,7 @@ impl Target {
                 let port = free_port()?;
                 let mut command = Command::new(&binaries.berth);
                 command.arg("serve").arg("--listen").arg(format!("127.0.0.1:{port}")).arg("--data-dir").arg(&data);
+                command.args(berth_args);
                 match spec {
                     Spec::Berth => {
                         command.arg("--no-auth");

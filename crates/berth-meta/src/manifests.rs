@@ -425,8 +425,10 @@ where
         after: Option<&Digest>,
         limit: usize,
     ) -> Result<Vec<ImageRecord>> {
+        // Ordered as grouped and indexed, (repo, digest): by digest alone SQLite sorts every
+        // remaining image in a temporary B-tree before the LIMIT, so a full scan grew as n².
         let rows: Vec<ImageRow> =
-            sqlx::query_as(select_images!("WHERE m.repo = $1 AND m.digest > $2", "ORDER BY m.digest LIMIT $3"))
+            sqlx::query_as(select_images!("WHERE m.repo = $1 AND m.digest > $2", "ORDER BY m.repo, m.digest LIMIT $3"))
                 .bind(repo.as_str())
                 .bind(after.map_or("", Digest::as_str))
                 .bind(limit_param(limit))
