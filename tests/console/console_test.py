@@ -331,11 +331,14 @@ def check_lifecycle(driver):
     preview = load("preview.json")
     driver.get(BASE + f"/console/repositories/{LC}/-/lifecycle")
     rows = all_of(driver, "#preview tbody tr")
-    marked = sorted((r.get_attribute("data-digest"), int(r.get_attribute("data-rule")))
-                    for r in rows if r.get_attribute("data-verdict") == "expire")
-    wanted = sorted((p["imageDigest"], p["appliedRulePriority"]) for p in preview["previewResults"])
-    expect("the preview marks the same images (and rules) as aws ecr get-lifecycle-policy-preview", marked, wanted)
-    expect("the preview expires something (the test means something)", len(wanted) >= 2, True)
+    for verdict, action in (("expire", "EXPIRE"), ("archive", "TRANSITION")):
+        marked = sorted((r.get_attribute("data-digest"), int(r.get_attribute("data-rule")))
+                        for r in rows if r.get_attribute("data-verdict") == verdict)
+        wanted = sorted((p["imageDigest"], p["appliedRulePriority"]) for p in preview["previewResults"]
+                        if p["action"]["type"] == action)
+        expect(f"the preview marks the same images (and rules) to {verdict} as aws ecr get-lifecycle-policy-preview",
+               marked, wanted)
+        expect(f"the preview has images to {verdict} (the test means something)", len(wanted) >= 1, True)
     protected = [r.text for r in rows if r.get_attribute("data-verdict") == "protected"]
     expect("a child a rule selected is kept because its index still lists it",
            any("rule 1 selects it, but index" in t for t in protected), True)

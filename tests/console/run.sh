@@ -90,7 +90,7 @@ expect "PUT the index $LC:v4 -> 201" "$(curl -s -o /dev/null -w '%{http_code}' -
   -H 'Content-Type: application/vnd.oci.image.index.v1+json' --data-binary @"$T/lc-index.json" "http://$REG/v2/$LC/manifests/v4")" 201
 cat >"$T/policy.json" <<'JSON'
 {"rules":[
- {"rulePriority":1,"description":"keep the two newest v* releases","selection":{"tagStatus":"tagged","tagPrefixList":["v"],"countType":"imageCountMoreThan","countNumber":2},"action":{"type":"expire"}},
+ {"rulePriority":1,"description":"archive all but the two newest v* releases","selection":{"tagStatus":"tagged","tagPrefixList":["v"],"countType":"imageCountMoreThan","countNumber":2},"action":{"type":"transition","targetStorageClass":"archive"}},
  {"rulePriority":2,"description":"keep one untagged image","selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}
 JSON
 # A preview of the rules (ECR's "test rules"), not put: a policy in force would expire them at once.

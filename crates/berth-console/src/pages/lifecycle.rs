@@ -114,7 +114,7 @@ fn rule_rows(text: &str) -> Vec<RuleRow> {
                 other => other.to_owned(),
             };
             let selects = match selection.get("storageClass").and_then(Value::as_str) {
-                Some("archive") => format!("archived {selects}"),
+                Some("archive") => format!("{selects} in the archive"),
                 _ => selects,
             };
             let number = selection.get("countNumber").and_then(Value::as_u64).unwrap_or(0);
@@ -304,5 +304,20 @@ mod tests {
         assert_eq!(rows[1].selects, "untagged images");
         assert_eq!(rows[1].count, "expires those pushed more than 14 days ago");
         assert_eq!(rows[1].description, "old untagged");
+    }
+
+    #[test]
+    fn archive_rules_say_what_they_move_and_what_they_judge() {
+        let text = r#"{"rules":[
+            {"rulePriority":1,"selection":{"tagStatus":"any","countType":"sinceImagePulled","countUnit":"days","countNumber":30},"action":{"type":"transition","targetStorageClass":"archive"}},
+            {"rulePriority":2,"selection":{"tagStatus":"any","storageClass":"archive","countType":"sinceImageTransitioned","countUnit":"days","countNumber":90},"action":{"type":"expire"}}]}"#;
+        let rows = super::rule_rows(text);
+        assert_eq!(
+            rows.iter().map(|r| (r.selects.as_str(), r.count.as_str())).collect::<Vec<_>>(),
+            [
+                ("all images", "archives those not pulled for 30 days"),
+                ("all images in the archive", "expires those archived more than 90 days ago"),
+            ]
+        );
     }
 }
