@@ -277,7 +277,23 @@ impl Point {
         self.database_url.iter().flat_map(|url| ["--database-url".to_string(), url.clone()]).collect()
     }
 
+    /// Starts the server on the populated point. On PostgreSQL the point's tables are analyzed
+    /// first: a registry that grew by pushing has statistics (autovacuum analyzes a table once
+    /// a tenth of it changed), while a bulk load has none, and without them the planner sorts a
+    /// whole repository's tags for every page instead of walking the key.
     async fn start(&self, binaries: &Binaries) -> anyhow::Result<Target> {
+        if let Some((admin, schema)) = &self.schema {
+            let tables: Vec<String> = sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = $1")
+                .bind(schema)
+                .fetch_all(admin)
+                .await
+                .context("listing the point's tables")?;
+            let list = tables.iter().map(|table| format!("{schema}.{table}")).collect::<Vec<_>>().join(", ");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE {list}")))
+                .execute(admin)
+                .await
+                .context("analyzing the point's tables")?;
+        }
         Target::start_with_args("B", &Spec::Berth, None, binaries, &self.dir, &self.database_args()).await
     }
 

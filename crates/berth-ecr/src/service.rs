@@ -1248,24 +1248,25 @@ impl EcrBackend for RegistryBackend {
             })
         };
         let limit = request.page_size();
-        let mut page: Vec<PreviewResult> = preview
-            .results
-            .into_iter()
-            .filter(|r| after.as_ref().is_none_or(|after| &r.digest > after))
+        // The results are sorted by digest: a page starts right after the token's.
+        let start = after.as_ref().map_or(0, |after| preview.results.partition_point(|r| &r.digest <= after));
+        let mut page: Vec<PreviewResult> = preview.results[start..]
+            .iter()
             .filter(|r| match tag_status {
                 TagStatus::Tagged => !r.tags.is_empty(),
                 TagStatus::Untagged => r.tags.is_empty(),
                 TagStatus::Any | TagStatus::Unrecognized => true,
             })
-            .filter(named)
+            .filter(|r| named(r))
             .take(limit + 1)
+            .cloned()
             .collect();
         let more = page.len() > limit;
         page.truncate(limit);
         Ok(GetLifecyclePolicyPreviewResponse {
             registry_id: self.config.registry_id.clone(),
             repository_name: request.repository_name,
-            lifecycle_policy_text: preview.policy_text,
+            lifecycle_policy_text: preview.policy_text.clone(),
             status: LifecyclePolicyPreviewStatus::Complete,
             next_token: pager.next_token(more, &page, |last| vec![last.digest.to_string()]),
             preview_results: page

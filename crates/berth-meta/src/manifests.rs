@@ -425,10 +425,9 @@ where
         after: Option<&Digest>,
         limit: usize,
     ) -> Result<Vec<ImageRecord>> {
-        // Ordered as grouped and indexed, (repo, digest): by digest alone SQLite sorts every
-        // remaining image in a temporary B-tree before the LIMIT, so a full scan grew as n².
+        // Ordered as indexed, (repo, digest), so the LIMIT stops the walk along the key.
         let rows: Vec<ImageRow> =
-            sqlx::query_as(select_images!("WHERE m.repo = $1 AND m.digest > $2", "ORDER BY m.repo, m.digest LIMIT $3"))
+            sqlx::query_as(select_images!("WHERE m.repo = $1 AND m.digest > $2 ORDER BY m.repo, m.digest LIMIT $3"))
                 .bind(repo.as_str())
                 .bind(after.map_or("", Digest::as_str))
                 .bind(limit_param(limit))
@@ -438,7 +437,7 @@ where
     }
 
     async fn get_image(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<ImageRecord>> {
-        let row: Option<ImageRow> = sqlx::query_as(select_images!("WHERE m.repo = $1 AND m.digest = $2", ""))
+        let row: Option<ImageRow> = sqlx::query_as(select_images!("WHERE m.repo = $1 AND m.digest = $2"))
             .bind(repo.as_str())
             .bind(digest.as_str())
             .fetch_optional(&self.readers)

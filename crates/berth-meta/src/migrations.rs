@@ -1,6 +1,6 @@
 //! The schema's history: one ordered list of migrations, each with its SQLite and PostgreSQL
-//! script (`migrations/<dialect>/<version>-<name>.sql`) and an optional backfill, run in one loop
-//! in one transaction at every open. A database is at the version of the last migration it ran
+//! script (`migrations/<dialect>/<version>-<name>.sql`, or `migrations/shared/` when both run the
+//! same one) and an optional backfill, run in one loop in one transaction at every open. A database is at the version of the last migration it ran
 //! (`store_meta.schema_version`); one written by a newer build is refused.
 
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Pool, Type};
@@ -95,6 +95,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 12,
         sqlite: include_str!("../migrations/sqlite/12-consumer-claims.sql"),
         postgres: include_str!("../migrations/postgres/12-consumer-claims.sql"),
+        backfill: None,
+    },
+    Migration {
+        version: 13,
+        sqlite: include_str!("../migrations/shared/13-ordered-lookup-indexes.sql"),
+        postgres: include_str!("../migrations/shared/13-ordered-lookup-indexes.sql"),
         backfill: None,
     },
 ];

@@ -101,18 +101,19 @@ macro_rules! select_user {
 }
 pub(crate) use select_user;
 
-/// Images with their tags in one statement, so both come from one snapshot: `$filter` selects
-/// manifests `m`, `$tail` orders and limits the groups. Tags never contain a space.
+/// Images with their tags in one statement, so both come from one snapshot: `$rest` follows
+/// `FROM manifests m`. The tags are a correlated subquery, not a join with GROUP BY, so a
+/// `LIMIT` walks the manifests' (repo, digest) key and stops: grouped, PostgreSQL aggregated
+/// every remaining image of the repository per page and a full scan grew as n². Tags never
+/// contain a space.
 macro_rules! select_images {
-    ($filter:literal, $tail:literal) => {
+    ($rest:literal) => {
         concat!(
             "SELECT ",
             $crate::sql::manifest_columns!(),
-            ", string_agg(t.tag, ' ' ORDER BY t.tag) AS tags ",
-            "FROM manifests m LEFT JOIN tags t ON t.repo = m.repo AND t.digest = m.digest ",
-            $filter,
-            " GROUP BY m.repo, m.digest ",
-            $tail
+            ", (SELECT string_agg(t.tag, ' ' ORDER BY t.tag) FROM tags t \
+             WHERE t.repo = m.repo AND t.digest = m.digest) AS tags FROM manifests m ",
+            $rest
         )
     };
 }

@@ -123,6 +123,7 @@ pub struct Registry {
     /// Finished uploads whose session rows await deletion in one batch (see `maintain`).
     finished_uploads: Mutex<Vec<String>>,
     lifecycle: policies::LifecycleSchedule,
+    previews: policies::PreviewCache,
     /// Authorization decisions, with the repository policies they read.
     authorizer: access::Authorizer,
     /// The last GC pass and lifecycle run, for the console.
@@ -158,6 +159,7 @@ impl Registry {
             finished_uploads: Mutex::default(),
             settings_writes: tokio::sync::Mutex::default(),
             lifecycle: policies::LifecycleSchedule::default(),
+            previews: policies::PreviewCache::default(),
             status: status::StatusLog::default(),
             events_pruned_at: Mutex::default(),
             remote_client: std::sync::OnceLock::new(),

@@ -239,9 +239,19 @@ impl Registry {
         n: Option<usize>,
         last: Option<&str>,
     ) -> Result<(Vec<String>, bool)> {
-        let all = match self.manifests.tags(repo) {
-            Some(cached) => cached,
-            None => {
+        let all = match (self.manifests.tags(repo), n) {
+            (Some(cached), _) => cached,
+            // A page on a miss reads only itself (and one more tag, to tell whether more remain):
+            // where servers share the database nothing caches the full list, and reading it
+            // for every page made paging through n tags cost n²/page.
+            (None, Some(n)) => {
+                self.repository(repo).await?;
+                let mut page = self.meta.list_tags(repo, last, Some(n.saturating_add(1))).await?;
+                let more = page.len() > n;
+                page.truncate(n);
+                return Ok((page, more));
+            }
+            (None, None) => {
                 let generation = self.manifests.generation();
                 self.repository(repo).await?;
                 let all = Arc::new(self.meta.list_tags(repo, None, None).await?);

@@ -1,9 +1,9 @@
 //! ECR's per-repository policies as service operations: lifecycle policies (put, get, delete,
 //! preview, and their periodic execution) and repository policies (stored; enforced in `access.rs`).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use berth_iam::RequestContext;
@@ -55,6 +55,52 @@ pub struct LifecycleExplanation {
 pub(crate) struct LifecycleSchedule {
     pub(crate) requested: AtomicBool,
     last_run: Mutex<Option<Instant>>,
+}
+
+/// The results of the last previews read on this server, so each page of
+/// `GetLifecyclePolicyPreview` slices the evaluation its first read made instead of judging the
+/// whole repository again (n/100 pages × n images). As on ECR, a preview's results are then a
+/// snapshot of when it was first read; another Start (a new start time) judges afresh.
+#[derive(Debug, Default)]
+pub(crate) struct PreviewCache(Mutex<VecDeque<CachedPreview>>);
+
+#[derive(Debug)]
+struct CachedPreview {
+    repo: RepositoryName,
+    started_at: Millis,
+    outcome: Arc<LifecyclePreviewOutcome>,
+}
+
+/// Results kept across all cached previews (each about 250 bytes); the newest preview stays
+/// whatever its size.
+const PREVIEW_RESULTS_CACHED: usize = 100_000;
+
+impl PreviewCache {
+    fn get(&self, repo: &RepositoryName, preview: &LifecyclePreview) -> Option<Arc<LifecyclePreviewOutcome>> {
+        let cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        cached
+            .iter()
+            .find(|c| {
+                &c.repo == repo && c.started_at == preview.started_at && c.outcome.policy_text == preview.policy_text
+            })
+            .map(|c| c.outcome.clone())
+    }
+
+    /// Drops the repository's preview: a start within the same millisecond as the last one
+    /// must not find it (on other servers the start time alone tells them apart).
+    fn forget(&self, repo: &RepositoryName) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).retain(|c| &c.repo != repo);
+    }
+
+    fn put(&self, repo: &RepositoryName, started_at: Millis, outcome: Arc<LifecyclePreviewOutcome>) {
+        let mut cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        cached.retain(|c| &c.repo != repo);
+        cached.push_front(CachedPreview { repo: repo.clone(), started_at, outcome });
+        while cached.len() > 1 && cached.iter().map(|c| c.outcome.results.len()).sum::<usize>() > PREVIEW_RESULTS_CACHED
+        {
+            cached.pop_back();
+        }
+    }
 }
 
 fn invalid(kind: PolicyKind) -> impl Fn(PolicyError) -> RegistryError {
@@ -123,13 +169,19 @@ impl Registry {
             Ok(())
         })
         .await?;
+        self.previews.forget(repo);
         Ok(previewed)
     }
 
-    /// The last preview's policy and the images it expires: the images that were pushed when
-    /// it started and still exist, judged at its start time.
-    pub async fn lifecycle_preview(&self, repo: &RepositoryName) -> Result<LifecyclePreviewOutcome> {
-        let (explanation, images) = self.preview_evaluation(repo).await?;
+    /// The last preview's policy and the images it expires or archives: the images that were
+    /// pushed when it started and existed when it was first read, judged at its start time.
+    pub async fn lifecycle_preview(&self, repo: &RepositoryName) -> Result<Arc<LifecyclePreviewOutcome>> {
+        let preview = self.last_preview(repo).await?;
+        if let Some(outcome) = self.previews.get(repo, &preview) {
+            return Ok(outcome);
+        }
+        let started_at = preview.started_at;
+        let (explanation, images) = self.evaluate_preview(repo, preview).await?;
         let by_digest: HashMap<&Digest, &LifecycleImage> = images.iter().map(|i| (&i.digest, i)).collect();
         let evaluation = explanation.evaluation;
         let verdicts = (evaluation.expired.into_iter().map(|v| (v, RuleAction::Expire)))
@@ -148,22 +200,31 @@ impl Registry {
             })
             .collect();
         results.sort_by(|a, b| a.digest.cmp(&b.digest));
-        Ok(LifecyclePreviewOutcome { policy_text: explanation.policy.text, results })
+        let outcome = Arc::new(LifecyclePreviewOutcome { policy_text: explanation.policy.text, results });
+        self.previews.put(repo, started_at, outcome.clone());
+        Ok(outcome)
     }
 
     /// The last preview with the reason each image stays: what the console draws for
     /// `GetLifecyclePolicyPreview`, from the same evaluation.
     pub async fn explain_lifecycle_preview(&self, repo: &RepositoryName) -> Result<LifecycleExplanation> {
-        Ok(self.preview_evaluation(repo).await?.0)
+        let preview = self.last_preview(repo).await?;
+        Ok(self.evaluate_preview(repo, preview).await?.0)
     }
 
-    async fn preview_evaluation(&self, repo: &RepositoryName) -> Result<(LifecycleExplanation, Vec<LifecycleImage>)> {
-        let preview = self
-            .describe_repository(repo)
+    async fn last_preview(&self, repo: &RepositoryName) -> Result<LifecyclePreview> {
+        self.describe_repository(repo)
             .await?
             .settings
             .lifecycle_preview
-            .ok_or(RegistryError::PolicyNotFound(PolicyKind::LifecyclePreview))?;
+            .ok_or(RegistryError::PolicyNotFound(PolicyKind::LifecyclePreview))
+    }
+
+    async fn evaluate_preview(
+        &self,
+        repo: &RepositoryName,
+        preview: LifecyclePreview,
+    ) -> Result<(LifecycleExplanation, Vec<LifecycleImage>)> {
         let policy = LifecyclePolicy::parse(&preview.policy_text).map_err(invalid(PolicyKind::Lifecycle))?;
         let images = self.lifecycle_images(repo, Some(preview.started_at)).await?;
         let evaluation = lifecycle::explain(&policy, &images, preview.started_at);

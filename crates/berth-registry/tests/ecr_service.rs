@@ -468,3 +468,32 @@ async fn scan_on_push_is_stored_with_the_other_settings_and_survives_a_restart()
     registry.set_scan_on_push(&ctx(), &repo, false).await.unwrap();
     assert!(!registry.describe_repository(&repo).await.unwrap().settings.scan_on_push);
 }
+
+/// A preview is judged once per start: its pages slice that one evaluation (so reading n results
+/// page by page costs n, not n²), an image deleted afterwards stays in it as a snapshot, and the
+/// next start judges afresh.
+#[tokio::test]
+async fn a_lifecycle_preview_is_judged_once_per_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
+    let repo = name("team/preview-snapshot");
+    registry.create_repository(&ctx(), &repo, &RepositorySettings::default()).await.unwrap();
+    let config = blob(&registry, &repo, b"{}").await;
+    let layer = blob(&registry, &repo, b"layer").await;
+    for n in 1..=3 {
+        put(&registry, &repo, &manifest(&config, &layer, n), Some(&format!("v{n}"))).await;
+    }
+    let policy = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"tagged","tagPrefixList":["v"],"countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#;
+    registry.start_lifecycle_preview(&ctx(), &repo, Some(policy)).await.unwrap();
+    let first = registry.lifecycle_preview(&repo).await.unwrap();
+    assert_eq!(first.results.len(), 2, "all but the newest v* image expire");
+    let gone = first.results[0].digest.clone();
+    registry.delete_manifest(&ctx(), &repo, &Reference::Digest(gone.clone())).await.unwrap();
+    let again = registry.lifecycle_preview(&repo).await.unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "the second read slices the first evaluation");
+
+    registry.start_lifecycle_preview(&ctx(), &repo, Some(policy)).await.unwrap();
+    let fresh = registry.lifecycle_preview(&repo).await.unwrap();
+    assert_eq!(fresh.results.len(), 1, "a new start judges the two images left");
+    assert!(fresh.results.iter().all(|r| r.digest != gone));
+}
