@@ -176,12 +176,16 @@ def sign_out(driver):
 
 
 def confirm_dialog(driver, screenshot=None):
-    """Confirms the console's dialog; returns its message."""
+    """Confirms the console's dialog and waits until the page it was on is gone (the confirmed
+    form's answer has loaded); returns its message. Without that wait, a success notice still
+    shown from the previous action satisfies the next check before the POST has even run."""
     dialog = wait(driver, EC.visibility_of_element_located((By.CSS_SELECTOR, "dialog.confirm")))
     message = dialog.find_element(By.CSS_SELECTOR, ".confirm-message").text
     if screenshot:
         shot(driver, screenshot, full_page=False)
+    page = driver.find_element(By.TAG_NAME, "html")
     dialog.find_element(By.CSS_SELECTOR, ".confirm-ok").click()
+    wait(driver, EC.staleness_of(page))
     return message
 
 
