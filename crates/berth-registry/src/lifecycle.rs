@@ -437,6 +437,14 @@ pub struct Evaluation {
     pub kept: Vec<Kept>,
 }
 
+impl Evaluation {
+    /// What a run does, in the order it must: every expiry, then every transition.
+    pub fn into_actions(self) -> impl Iterator<Item = (Verdict, RuleAction)> {
+        (self.expired.into_iter().map(|v| (v, RuleAction::Expire)))
+            .chain(self.transitioned.into_iter().map(|v| (v, RuleAction::Transition)))
+    }
+}
+
 /// The images `policy` expires among `images` (one repository) at `now`, in an order in which
 /// they can be deleted: an index before the manifests it lists.
 pub fn evaluate(policy: &LifecyclePolicy, images: &[LifecycleImage], now: Millis) -> Vec<Verdict> {

@@ -183,10 +183,9 @@ impl Registry {
         let started_at = preview.started_at;
         let (explanation, images) = self.evaluate_preview(repo, preview).await?;
         let by_digest: HashMap<&Digest, &LifecycleImage> = images.iter().map(|i| (&i.digest, i)).collect();
-        let evaluation = explanation.evaluation;
-        let verdicts = (evaluation.expired.into_iter().map(|v| (v, RuleAction::Expire)))
-            .chain(evaluation.transitioned.into_iter().map(|v| (v, RuleAction::Transition)));
-        let mut results: Vec<PreviewResult> = verdicts
+        let mut results: Vec<PreviewResult> = explanation
+            .evaluation
+            .into_actions()
             .filter_map(|(verdict, action)| {
                 let image = by_digest.get(&verdict.digest)?;
                 Some(PreviewResult {
@@ -320,11 +319,8 @@ impl Registry {
         let images = self.lifecycle_images(repo, None).await?;
         let by_digest: HashMap<&Digest, &LifecycleImage> = images.iter().map(|i| (&i.digest, i)).collect();
         let now = now_millis();
-        let evaluation = lifecycle::explain(&policy, &images, now);
-        let verdicts = (evaluation.expired.into_iter().map(|v| (v, RuleAction::Expire)))
-            .chain(evaluation.transitioned.into_iter().map(|v| (v, RuleAction::Transition)));
         let mut applied = 0;
-        for (verdict, action) in verdicts {
+        for (verdict, action) in lifecycle::explain(&policy, &images, now).into_actions() {
             let Some(judged) = by_digest.get(&verdict.digest) else { continue };
             let Some(current) = self.meta.get_image(repo, &verdict.digest).await? else { continue };
             let archived_now = current.manifest.storage_class == StorageClass::Archive;
