@@ -44,7 +44,7 @@ pub trait Dialect: Database<Arguments: IntoArguments<Self>> {
 
     fn text_list(items: &[&str]) -> Self::TextList;
     fn id_list(ids: &[i64]) -> Self::IdList;
-    /// A table expression over list parameter `$param` with one column, `value`.
+    /// A table expression named `list` over list parameter `$param`, with one column, `value`.
     fn list(param: u8) -> String;
     /// The clause that ends a `SELECT` taking `lock` on its rows.
     fn row_lock(lock: RowLock) -> &'static str;

@@ -142,8 +142,12 @@ where
             return Ok(Vec::new());
         }
         let tags: Vec<&str> = put.tags.iter().map(|t| t.tag.as_str()).collect();
-        let sql =
-            format!("SELECT tag, digest FROM tags WHERE repo = $1 AND tag IN (SELECT value FROM {})", DB::list(2));
+        // Driven by the list (`CROSS JOIN` fixes SQLite's join order): `tag IN (list)` let SQLite,
+        // without statistics, walk the repository's every tag on its covering digest index.
+        let sql = format!(
+            "SELECT t.tag, t.digest FROM {} CROSS JOIN tags t WHERE t.repo = $1 AND t.tag = list.value",
+            DB::list(2)
+        );
         let current: Vec<(String, String)> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(put.repo.as_str())
             .bind(DB::text_list(&tags))

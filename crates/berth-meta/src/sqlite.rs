@@ -75,7 +75,7 @@ impl Dialect for Sqlite {
     }
 
     fn list(param: u8) -> String {
-        format!("json_each(${param})")
+        format!("json_each(${param}) AS list")
     }
 
     fn row_lock(_: RowLock) -> &'static str {
