@@ -265,7 +265,7 @@ where
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(inserted.is_some())
     }
 
@@ -275,6 +275,7 @@ where
             .bind(name)
             .fetch_optional(&self.writer)
             .await?;
+        self.durable().await?;
         Ok(deleted.is_some())
     }
 
@@ -312,7 +313,7 @@ where
             .fetch_all(&mut *tx)
             .await?;
         if repos.is_empty() {
-            tx.commit().await?;
+            self.commit(tx).await?;
             return Ok(Vec::new());
         }
         // Each claimed repository's run of due deliveries from its head on, oldest first.
@@ -360,7 +361,7 @@ where
         .bind(token)
         .fetch_all(&mut *tx)
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
@@ -376,6 +377,7 @@ where
             .bind(DB::id_list(ids))
             .fetch_all(&self.writer)
             .await?;
+        self.durable().await?;
         Ok(acked.len() as u64)
     }
 
@@ -392,6 +394,7 @@ where
             .bind(DB::id_list(ids))
             .fetch_all(&self.writer)
             .await?;
+        self.durable().await?;
         Ok(released.len() as u64)
     }
 
@@ -403,6 +406,7 @@ where
         .bind(before)
         .fetch_all(&self.writer)
         .await?;
+        self.durable().await?;
         Ok(pruned.len() as u64)
     }
 
@@ -435,6 +439,7 @@ where
         .bind(active_since)
         .fetch_optional(&self.writer)
         .await?;
+        self.durable().await?;
         if removed.is_some() {
             return Ok(ConsumerRemoval::Removed);
         }

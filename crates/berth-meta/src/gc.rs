@@ -89,10 +89,24 @@ where
     }
 
     /// With a new manifest, in its transaction.
+    /// One statement however many blobs: each statement is a round trip to the database.
     pub(crate) async fn record_manifest_blobs(conn: &mut DB::Connection, put: &PutManifest<'_>) -> Result<()> {
-        for (blob, _) in put.blobs {
-            Self::insert_manifest_blob(&mut *conn, put.repo.as_str(), put.digest.as_str(), blob.as_str()).await?;
+        if put.blobs.is_empty() {
+            return Ok(());
         }
+        let blobs: Vec<&str> = put.blobs.iter().map(|(digest, _)| digest.as_str()).collect();
+        // `WHERE true`: SQLite would read `ON CONFLICT` as a join constraint without it.
+        let sql = format!(
+            "INSERT INTO manifest_blobs (repo, manifest, digest) SELECT $1, $2, value FROM {} WHERE true \
+             ON CONFLICT (repo, manifest, digest) DO NOTHING",
+            DB::list(3)
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(put.repo.as_str())
+            .bind(put.digest.as_str())
+            .bind(DB::text_list(&blobs))
+            .execute(&mut *conn)
+            .await?;
         Ok(())
     }
 
@@ -192,7 +206,7 @@ where
                 .await?;
                 released += gone.len() as u64;
             }
-            tx.commit().await?;
+            self.commit(tx).await?;
         }
         Ok(released)
     }
@@ -218,6 +232,7 @@ where
                 DB::list(1)
             );
             sqlx::query(AssertSqlSafe(sql)).bind(DB::text_list(&sorted)).bind(now).execute(&self.writer).await?;
+            self.durable().await?;
         }
         Ok(unlinked)
     }
@@ -271,7 +286,7 @@ where
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(claimed)
     }
 
@@ -281,6 +296,7 @@ where
             .bind(started)
             .execute(&self.writer)
             .await?;
+        self.durable().await?;
         Ok(())
     }
 
@@ -298,7 +314,7 @@ where
             .execute(&mut *tx)
             .await?;
         let cancelled = Self::candidate_state(&mut *tx, digest).await?.is_none();
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(cancelled)
     }
 }

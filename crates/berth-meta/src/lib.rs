@@ -20,6 +20,7 @@
 //!   changed nothing or failed).
 
 mod dialect;
+mod durability;
 mod events;
 mod gc;
 mod manifests;
@@ -397,6 +398,9 @@ pub trait ManifestStore: Send + Sync {
     ) -> Result<Vec<StorageClassChange>>;
 }
 
+/// Upload sessions are not made durable before their write returns (no sync of their own): a
+/// session lost to a power failure is one whose staged bytes were not synced either, and the
+/// client starts the upload again when told it is unknown. Any later durable write syncs them.
 #[async_trait]
 pub trait UploadStore: Send + Sync {
     async fn create_upload(&self, session: &UploadSession) -> Result<()>;

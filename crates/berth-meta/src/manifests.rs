@@ -319,7 +319,7 @@ where
         let image_size = image_size(put.blobs, &child_sizes);
         let (manifest_created, restored) =
             Self::store_manifest(&mut tx, origin, &put, image_size, &previous_tag_targets).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(PutOutcome { manifest_created, previous_tag_targets, restored })
     }
 
@@ -366,7 +366,7 @@ where
             ..NewEvent::new(EventKind::ManifestDeleted, repo.as_str())
         };
         Self::record_event(&mut tx, origin, event).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -388,7 +388,7 @@ where
             ..NewEvent::new(EventKind::TagDeleted, repo.as_str())
         };
         Self::record_event(&mut tx, origin, event).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         parse_digest(&digest).map(Some)
     }
 
@@ -460,7 +460,8 @@ where
             return Ok(());
         }
         let latest: Vec<(&str, &str, Millis)> = latest.into_iter().map(|((r, d), at)| (r, d, at)).collect();
-        DB::record_pulls(&self.writer, &latest).await
+        DB::record_pulls(&self.writer, &latest).await?;
+        self.durable().await
     }
 
     async fn update_storage_class(
@@ -498,7 +499,7 @@ where
             }
         }
         let changes = Self::change_storage_class(&mut tx, origin, repo.as_str(), digest, class, now).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(changes)
     }
 }

@@ -10,6 +10,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Pool, Postgres};
 
 use crate::dialect::{Dialect, RowLock};
+use crate::durability::Durability;
 use crate::migrations::Migration;
 use crate::{MetaError, Millis, Result, SqlStore};
 
@@ -33,7 +34,7 @@ impl SqlStore<Postgres> {
             .await
             .map_err(|e| MetaError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
         Self::migrate(&pool).await?;
-        Ok(SqlStore { readers: pool.clone(), writer: pool })
+        Ok(SqlStore { readers: pool.clone(), writer: pool, durability: Durability::OnCommit })
     }
 }
 
@@ -173,7 +174,7 @@ mod tests {
 
     /// Another handle on the same server's pool, for a task of its own.
     fn same_server(store: &PostgresStore) -> PostgresStore {
-        SqlStore { readers: store.readers.clone(), writer: store.writer.clone() }
+        SqlStore { readers: store.readers.clone(), writer: store.writer.clone(), durability: Durability::OnCommit }
     }
 
     #[tokio::test]

@@ -41,6 +41,7 @@ where
         .bind(now)
         .fetch_optional(&self.writer)
         .await?;
+        self.durable().await?;
         Ok(row.map(document))
     }
 
@@ -60,6 +61,7 @@ where
         .bind(now)
         .fetch_optional(&self.writer)
         .await?;
+        self.durable().await?;
         Ok(row.map(document))
     }
 
@@ -70,6 +72,7 @@ where
                 .bind(prefix)
                 .fetch_optional(&self.writer)
                 .await?;
+        self.durable().await?;
         Ok(row.map(document))
     }
 

@@ -49,6 +49,7 @@ where
         .bind(now)
         .execute(&self.writer)
         .await?;
+        self.durable().await?;
         Ok(())
     }
 
@@ -67,6 +68,7 @@ where
         .bind(status.updated_at)
         .execute(&self.writer)
         .await?;
+        self.durable().await?;
         Ok(())
     }
 

@@ -22,6 +22,7 @@ use berth_spec::{Digest, RepositoryName};
 use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, Pool, Type};
 
 use crate::dialect::{Dialect, RowLock};
+use crate::durability::Durability;
 use crate::events::NewEvent;
 use crate::sql::{
     RepositoryRow, UploadRow, UserRow, limit_param, parse_digest, repository_gone, select_repository, select_user,
@@ -37,7 +38,24 @@ use crate::{
 /// [`crate::PostgresStore`] for how each is opened.
 pub struct SqlStore<DB: sqlx::Database> {
     pub(crate) readers: Pool<DB>,
+    /// Every write on it is followed by [`SqlStore::commit`] or [`SqlStore::durable`], except an
+    /// upload session's ([`crate::UploadStore`]).
     pub(crate) writer: Pool<DB>,
+    pub(crate) durability: Durability,
+}
+
+impl<DB: sqlx::Database> SqlStore<DB> {
+    /// Commits a write transaction and waits until it is durable.
+    pub(crate) async fn commit(&self, tx: sqlx::Transaction<'static, DB>) -> Result<()> {
+        tx.commit().await?;
+        self.durable().await
+    }
+
+    /// Waits until the autocommit writes this caller made are durable (group commit; see
+    /// `durability`).
+    pub(crate) async fn durable(&self) -> Result<()> {
+        self.durability.committed().await
+    }
 }
 
 impl<DB> SqlStore<DB>
@@ -174,7 +192,7 @@ where
         let mut tx = self.begin_write().await?;
         let created = Self::insert_repository(&mut tx, origin, name, settings, now).await?;
         let created = created.ok_or_else(|| MetaError::RepositoryExists(name.to_string()))?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(created)
     }
 
@@ -193,7 +211,7 @@ where
                 .await?
                 .ok_or_else(|| MetaError::RepositoryNotFound(name.to_string()))?,
         };
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(repository)
     }
 
@@ -226,7 +244,7 @@ where
         let changed = serde_json::json!({ "changed": update.changed }).to_string();
         let event = NewEvent { detail: Some(&changed), ..NewEvent::new(EventKind::SettingsChanged, name.as_str()) };
         Self::record_event(&mut tx, origin, event).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(version)
     }
 
@@ -260,7 +278,7 @@ where
         // Cascades to blob links, manifests (and so tags and child edges) and uploads.
         sqlx::query("DELETE FROM repositories WHERE name = $1").bind(name.as_str()).execute(&mut *tx).await?;
         Self::record_event(&mut tx, origin, NewEvent::new(EventKind::RepositoryDeleted, name.as_str())).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(repository)
     }
 }
@@ -295,6 +313,7 @@ where
         .execute(&self.writer)
         .await
         .map_err(repository_gone(repo.as_str()))?;
+        self.durable().await?;
         Ok(())
     }
 
@@ -328,7 +347,7 @@ where
         }
         let event = NewEvent { digest: Some(digest.as_str()), ..NewEvent::new(EventKind::BlobDeleted, repo.as_str()) };
         Self::record_event(&mut tx, origin, event).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(true)
     }
 
@@ -481,7 +500,7 @@ where
         for policy in policies {
             Self::upsert_user_policy(&mut tx, &user.name, policy).await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -490,7 +509,7 @@ where
         Self::bump_credentials_generation(&mut tx).await?;
         Self::require_user(&mut tx, user).await?;
         Self::upsert_user_policy(&mut tx, user, policy).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -510,7 +529,7 @@ where
             tx.rollback().await?;
             return Ok(false);
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(true)
     }
 
@@ -540,7 +559,7 @@ where
             tx.rollback().await?;
             return Ok(false);
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(true)
     }
 
@@ -577,7 +596,7 @@ where
             .bind(user)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(previous)
     }
 
@@ -673,7 +692,7 @@ where
                 sqlx::query("DELETE FROM registry_settings WHERE name = $1").bind(name).execute(&mut *tx).await?;
             }
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(previous)
     }
 

@@ -73,7 +73,7 @@ where
                 false,
             ),
         };
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(outcome)
     }
 }
@@ -98,6 +98,7 @@ where
         .bind(now)
         .fetch_optional(&self.writer)
         .await?;
+        self.durable().await?;
         created.ok_or_else(|| MetaError::ExclusionExists(principal_arn.to_owned()))
     }
 
@@ -108,6 +109,7 @@ where
         .bind(principal_arn)
         .fetch_optional(&self.writer)
         .await?;
+        self.durable().await?;
         removed.map(|_| ()).ok_or_else(|| MetaError::ExclusionNotFound(principal_arn.to_owned()))
     }
 
