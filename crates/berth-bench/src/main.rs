@@ -9,6 +9,7 @@ mod client;
 mod load;
 mod payload;
 mod phases;
+mod plot;
 mod progress;
 mod report;
 mod scale;
@@ -115,6 +116,9 @@ struct Cli {
     /// Leave out the --scale sizes above this (a quicker run of the lower end of each curve).
     #[arg(long, value_name = "N", requires = "scale")]
     scale_max_size: Option<usize>,
+    /// Also draw the --scale curves as an SVG (a log-log panel per curve) into this file.
+    #[arg(long, value_name = "FILE", requires = "scale")]
+    scale_plot: Option<PathBuf>,
     /// Only these --scale curves (repeatable) [default: all].
     #[arg(long, value_enum, requires = "scale")]
     scale_curve: Vec<scale::CurveKind>,
@@ -217,6 +221,9 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
             let document = json!({ "scale": curves.iter().map(scale::Curve::to_json).collect::<Vec<_>>() });
             std::fs::write(path, serde_json::to_vec_pretty(&document)?)
                 .with_context(|| format!("writing {}", path.display()))?;
+        }
+        if let Some(path) = &cli.scale_plot {
+            std::fs::write(path, plot::svg(&curves)).with_context(|| format!("writing {}", path.display()))?;
         }
         return Ok(true);
     }

@@ -75,7 +75,7 @@ pub struct Curve {
 }
 
 impl Curve {
-    fn new(title: String, columns: Vec<&'static str>, memory: &'static str) -> Self {
+    pub(crate) fn new(title: String, columns: Vec<&'static str>, memory: &'static str) -> Self {
         Curve { title, columns, memory, rows: Vec::new() }
     }
 
