@@ -105,8 +105,11 @@ fn sync_wal(path: &Path, held: Option<(u64, std::fs::File)>) -> (Option<(u64, st
         Err(e) if e.kind() == io::ErrorKind::NotFound => return (held, Ok(())),
         Err(e) => return (held, Err(e)),
     };
+    // Same inode number and still linked: the same file. (A WAL deleted and recreated may get the
+    // number of the old one back, whose open descriptor then syncs nothing that matters.)
+    let still_there = |file: &std::fs::File| file.metadata().is_ok_and(|meta| meta.nlink() > 0);
     let file = match held {
-        Some((held_inode, file)) if held_inode == inode => file,
+        Some((held_inode, file)) if held_inode == inode && still_there(&file) => file,
         _ => {
             let opened = std::fs::File::open(path).and_then(|file| {
                 // A new WAL file: its directory entry must be durable too.
@@ -140,6 +143,24 @@ mod tests {
         let state = wal.state.lock().await;
         assert_eq!(state.synced, 2, "the second commit was synced");
         assert!(state.file.is_some(), "the WAL stays open for the next sync");
+    }
+
+    #[tokio::test]
+    async fn a_recreated_wal_is_the_one_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db-wal");
+        std::fs::write(&path, b"old").unwrap();
+        let wal = WalSync::new(&dir.path().join("meta.db"));
+        wal.committed().await.unwrap();
+        // SQLite deletes the WAL when its last connection closes and creates it anew later,
+        // perhaps under the same inode number.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"new").unwrap();
+        wal.committed().await.unwrap();
+        let state = wal.state.lock().await;
+        let (_, held) = state.file.as_ref().unwrap();
+        assert!(held.metadata().unwrap().nlink() > 0, "the descriptor synced is the linked WAL");
+        assert_eq!(held.metadata().unwrap().ino(), std::fs::metadata(&path).unwrap().ino());
     }
 
     #[tokio::test]
