@@ -42,8 +42,9 @@ pub(crate) struct WalSync {
 struct SyncState {
     /// Every ticket up to this one is durable.
     synced: u64,
-    /// The WAL file as last synced, by inode: SQLite deletes and recreates it when its last
-    /// connection closes. Held open so a writeback error the kernel records is reported to us.
+    /// The WAL file as last synced, with its inode number: SQLite deletes it when its last
+    /// connection closes and creates it anew later (`sync_wal` reopens it then). Held open so a
+    /// writeback error the kernel records is reported to us.
     file: Option<(u64, std::fs::File)>,
     /// After a failed sync nothing says which commits reached the disk (a retried fsync may
     /// succeed over lost pages), so every later write fails until a restart.
