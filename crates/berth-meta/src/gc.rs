@@ -68,33 +68,22 @@ where
                         .await?
                 }
             };
-            for blob in blobs {
-                Self::insert_manifest_blob(&mut *conn, &m.repo, &m.digest, &blob).await?;
-            }
+            let blobs: Vec<&str> = blobs.iter().map(String::as_str).collect();
+            Self::insert_manifest_blobs(&mut *conn, &m.repo, &m.digest, &blobs).await?;
         }
         Ok(())
     }
 
-    async fn insert_manifest_blob(conn: &mut DB::Connection, repo: &str, manifest: &str, blob: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO manifest_blobs (repo, manifest, digest) VALUES ($1, $2, $3) \
-             ON CONFLICT (repo, manifest, digest) DO NOTHING",
-        )
-        .bind(repo)
-        .bind(manifest)
-        .bind(blob)
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
-    }
-
-    /// With a new manifest, in its transaction.
     /// One statement however many blobs: each statement is a round trip to the database.
-    pub(crate) async fn record_manifest_blobs(conn: &mut DB::Connection, put: &PutManifest<'_>) -> Result<()> {
-        if put.blobs.is_empty() {
+    async fn insert_manifest_blobs(
+        conn: &mut DB::Connection,
+        repo: &str,
+        manifest: &str,
+        blobs: &[&str],
+    ) -> Result<()> {
+        if blobs.is_empty() {
             return Ok(());
         }
-        let blobs: Vec<&str> = put.blobs.iter().map(|(digest, _)| digest.as_str()).collect();
         // `WHERE true`: SQLite would read `ON CONFLICT` as a join constraint without it.
         let sql = format!(
             "INSERT INTO manifest_blobs (repo, manifest, digest) SELECT $1, $2, value FROM {} WHERE true \
@@ -102,12 +91,18 @@ where
             DB::list(3)
         );
         sqlx::query(AssertSqlSafe(sql))
-            .bind(put.repo.as_str())
-            .bind(put.digest.as_str())
-            .bind(DB::text_list(&blobs))
+            .bind(repo)
+            .bind(manifest)
+            .bind(DB::text_list(blobs))
             .execute(&mut *conn)
             .await?;
         Ok(())
+    }
+
+    /// With a new manifest, in its transaction.
+    pub(crate) async fn record_manifest_blobs(conn: &mut DB::Connection, put: &PutManifest<'_>) -> Result<()> {
+        let blobs: Vec<&str> = put.blobs.iter().map(|(digest, _)| digest.as_str()).collect();
+        Self::insert_manifest_blobs(conn, put.repo.as_str(), put.digest.as_str(), &blobs).await
     }
 
     /// Before a manifest is deleted, in its transaction: its blobs' links restart their grace
