@@ -60,7 +60,7 @@ where
     }
 
     async fn add_cache_stats(&self, deltas: &[(String, CacheStatsDelta)]) -> Result<()> {
-        let mut tx = self.writer.begin_with(DB::BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         for (prefix, delta) in deltas {
             sqlx::query(
                 "INSERT INTO pull_through_cache_stats (prefix, hits, misses, bytes_from_cache, bytes_from_upstream) \
