@@ -31,12 +31,14 @@ pub(crate) struct UploadHashState {
 
 impl Default for UploadHashState {
     fn default() -> Self {
-        UploadHashState {
-            hasher: Digester::new(Algorithm::Sha256),
-            hashed_len: 0,
-            touched_at: 0,
-            parts: BTreeMap::new(),
-        }
+        UploadHashState::new(0)
+    }
+}
+
+impl UploadHashState {
+    /// A fresh state whose session row was written at `touched_at` (0: unknown, touch at once).
+    fn new(touched_at: Millis) -> Self {
+        UploadHashState { hasher: Digester::new(Algorithm::Sha256), hashed_len: 0, touched_at, parts: BTreeMap::new() }
     }
 }
 
@@ -164,6 +166,9 @@ impl Registry {
             .await?;
         self.blobs.create_upload(&id).await?;
         self.live_sessions().insert(id.clone(), repo.clone());
+        // The row was just written: the first append need not touch it again.
+        let started = UploadHandle { state: Arc::new(UploadHashState::new(now).into()), ..Default::default() };
+        self.uploads.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), started);
         Ok(UploadStatus { id, offset: 0 })
     }
 
@@ -304,6 +309,19 @@ impl Registry {
         self.session(repo, id).await?;
         let handle = self.upload_handle(id);
         let mut state = handle.state.lock().await;
+        let len = self.append_locked(id, &handle, &mut state, range, body).await?;
+        Ok(UploadStatus { id: id.to_owned(), offset: len })
+    }
+
+    /// The append itself, under the upload's lock (held by the caller); returns the new length.
+    async fn append_locked(
+        &self,
+        id: &str,
+        handle: &UploadHandle,
+        state: &mut UploadHashState,
+        range: Option<ChunkRange>,
+        body: ByteStream,
+    ) -> Result<u64> {
         if handle.cancelled.is_cancelled() {
             return Err(RegistryError::BlobUploadUnknown);
         }
@@ -338,7 +356,7 @@ impl Registry {
             self.meta.touch_upload(id, now).await?;
             state.touched_at = now;
         }
-        Ok(UploadStatus { id: id.to_owned(), offset: len })
+        Ok(len)
     }
 
     /// Completes an upload with an optional final chunk: verifies the digest, commits the data
@@ -368,14 +386,14 @@ impl Registry {
         range: Option<ChunkRange>,
         final_chunk: Option<ByteStream>,
     ) -> Result<Digest> {
-        if let Some(chunk) = final_chunk {
-            self.append_attached(repo, id, range, chunk).await?;
-        } else {
-            self.session(repo, id).await?;
-        }
-        let state = self.upload_state(id);
-        let state = state.lock().await;
-        let len = self.blobs.upload_len(id).await?.ok_or(RegistryError::BlobUploadUnknown)?;
+        self.session(repo, id).await?;
+        let handle = self.upload_handle(id);
+        // One hold of the lock from the last byte to the commit: nothing can append in between.
+        let mut state = handle.state.lock().await;
+        let len = match final_chunk {
+            Some(chunk) => self.append_locked(id, &handle, &mut state, range, chunk).await?,
+            None => self.blobs.upload_len(id).await?.ok_or(RegistryError::BlobUploadUnknown)?,
+        };
         let actual = if digest.algorithm() == Algorithm::Sha256 && state.hashed_len == len {
             state.hasher.clone().finish()
         } else {

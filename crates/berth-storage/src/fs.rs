@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use berth_spec::Digest;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use tokio::fs::{self, File};
+use tokio::fs;
 
 use crate::{BlobStore, ByteStream, ChunkObserver, StoreError};
 
@@ -203,9 +203,11 @@ fn commit_file(from: &Path, to: &Path) -> io::Result<()> {
 
 #[async_trait]
 impl BlobStore for FsBlobStore {
+    /// Creating and measuring a staged file are metadata calls on the hot `uploads/` directory;
+    /// they run on the request's thread, where a blocking task's two thread switches would
+    /// cost more than the call (small pushes make several per blob).
     async fn create_upload(&self, upload: &str) -> Result<(), StoreError> {
-        let path = self.upload_path(upload)?;
-        File::create(&path).await?;
+        std::fs::File::create(self.upload_path(upload)?)?;
         Ok(())
     }
 
@@ -217,24 +219,47 @@ impl BlobStore for FsBlobStore {
         observe: ChunkObserver<'_>,
     ) -> Result<u64, StoreError> {
         let path = self.upload_path(upload)?;
-        // Open, check the length and seek in one blocking task (one thread hand-off, not three).
-        let opened = tokio::task::spawn_blocking(move || -> io::Result<(std::fs::File, u64)> {
+        // The first batch is gathered before the file is opened, so that opening, checking the
+        // length and writing take one blocking task: a small body costs that one hand-off in all.
+        let mut first = Vec::new();
+        let mut first_len = 0;
+        let mut ended = false;
+        while first_len < WRITE_BATCH {
+            match data.next().await {
+                Some(Ok(chunk)) => {
+                    observe(&chunk);
+                    first_len += chunk.len();
+                    first.push(chunk);
+                }
+                Some(Err(e)) => return Err(StoreError::Body(e)),
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        let opened = tokio::task::spawn_blocking(move || -> io::Result<(std::fs::File, u64, io::Result<()>)> {
             let mut file = std::fs::OpenOptions::new().write(true).open(&path)?;
             let current = file.metadata()?.len();
+            if current != offset {
+                return Ok((file, current, Ok(())));
+            }
             std::io::Seek::seek(&mut file, SeekFrom::Start(offset))?;
-            Ok((file, current))
+            let written = first.iter().try_for_each(|chunk| std::io::Write::write_all(&mut file, chunk));
+            Ok((file, current, written))
         })
         .await
         .map_err(io::Error::other)?;
-        let (file, current) =
+        let (file, current, first_written) =
             not_found_as_none(opened)?.ok_or_else(|| StoreError::UploadNotFound(upload.to_owned()))?;
         if current != offset {
             return Err(StoreError::OffsetMismatch { current });
         }
         let mut writer = BatchWriter { file: Some(file), in_flight: None, batch: Vec::new(), batch_len: 0 };
-        let mut written = offset;
-        let mut received: Result<(), StoreError> = Ok(());
-        while let Some(chunk) = data.next().await {
+        let mut written = offset + first_len as u64;
+        let mut received: Result<(), StoreError> = first_written.map_err(StoreError::from);
+        while received.is_ok() && !ended {
+            let Some(chunk) = data.next().await else { break };
             let chunk = match chunk {
                 Ok(chunk) => chunk,
                 Err(e) => {
@@ -246,7 +271,6 @@ impl BlobStore for FsBlobStore {
             written += chunk.len() as u64;
             if let Err(e) = writer.push(chunk).await {
                 received = Err(e.into());
-                break;
             }
         }
         // Always wait for the write in flight: the file must be quiet before it is cut back.
@@ -261,8 +285,7 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn upload_len(&self, upload: &str) -> Result<Option<u64>, StoreError> {
-        let path = self.upload_path(upload)?;
-        Ok(not_found_as_none(fs::metadata(&path).await)?.map(|m| m.len()))
+        Ok(not_found_as_none(std::fs::metadata(self.upload_path(upload)?))?.map(|m| m.len()))
     }
 
     async fn read_upload(&self, upload: &str) -> Result<ByteStream, StoreError> {
