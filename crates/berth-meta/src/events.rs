@@ -134,6 +134,9 @@ pub struct ClaimedEvent {
     pub attempt: u32,
 }
 
+/// Rows per `INSERT INTO events`: 11 parameters each stays far below SQLite's limit.
+const EVENTS_PER_STATEMENT: usize = 500;
+
 /// An event as a store method records it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NewEvent<'a> {
@@ -216,23 +219,47 @@ where
 {
     /// Appends an event, in the transaction of the change it records.
     pub(crate) async fn record_event(conn: &mut DB::Connection, origin: &Origin, event: NewEvent<'_>) -> Result<()> {
-        sqlx::query(
+        Self::record_events(conn, origin, &[event]).await
+    }
+
+    /// Appends events in their order, a few hundred per statement (each statement is a round
+    /// trip; SQLite allows 32,766 parameters in one).
+    pub(crate) async fn record_events(conn: &mut DB::Connection, origin: &Origin, events: &[NewEvent<'_>]) -> Result<()> {
+        for batch in events.chunks(EVENTS_PER_STATEMENT) {
+            Self::insert_events(&mut *conn, origin, batch).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_events(conn: &mut DB::Connection, origin: &Origin, events: &[NewEvent<'_>]) -> Result<()> {
+        const COLUMNS: usize = 11;
+        let rows: Vec<String> = (0..events.len())
+            .map(|row| {
+                let params: Vec<String> = (1..=COLUMNS).map(|column| format!("${}", row * COLUMNS + column)).collect();
+                format!("({})", params.join(", "))
+            })
+            .collect();
+        let sql = format!(
             "INSERT INTO events (kind, repo, digest, tag, previous_digest, media_type, artifact_type, detail, \
-             actor, access_key_id, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(event.kind.as_str())
-        .bind(event.repo)
-        .bind(event.digest)
-        .bind(event.tag)
-        .bind(event.previous_digest)
-        .bind(event.media_type)
-        .bind(event.artifact_type)
-        .bind(event.detail)
-        .bind(origin.actor.as_str())
-        .bind(origin.access_key_id.as_deref())
-        .bind(origin.request_id.as_str())
-        .execute(conn)
-        .await?;
+             actor, access_key_id, request_id) VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for event in events {
+            query = query
+                .bind(event.kind.as_str())
+                .bind(event.repo)
+                .bind(event.digest)
+                .bind(event.tag)
+                .bind(event.previous_digest)
+                .bind(event.media_type)
+                .bind(event.artifact_type)
+                .bind(event.detail)
+                .bind(origin.actor.as_str())
+                .bind(origin.access_key_id.as_deref())
+                .bind(origin.request_id.as_str());
+        }
+        query.execute(conn).await?;
         Ok(())
     }
 }

@@ -218,29 +218,46 @@ where
                 }
             }
             // This manifest may be the absent child of sparse indexes pushed earlier: from now on
-            // it is their child like any other (it cannot be deleted while they list it).
-            sqlx::query(
-                "INSERT INTO manifest_children (repo, parent, child) \
-                 SELECT repo, parent, child FROM manifest_absent_children WHERE repo = $1 AND child = $2 \
-                 ON CONFLICT (repo, parent, child) DO NOTHING",
-            )
-            .bind(repo)
-            .bind(put.digest.as_str())
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query("DELETE FROM manifest_absent_children WHERE repo = $1 AND child = $2")
-                .bind(repo)
-                .bind(put.digest.as_str())
-                .execute(&mut *conn)
-                .await?;
+            // it is their child like any other (it cannot be deleted while they list it). Usually
+            // there are none, and the DELETE that finds out is the only statement.
+            let waiting: Vec<String> =
+                sqlx::query_scalar("DELETE FROM manifest_absent_children WHERE repo = $1 AND child = $2 RETURNING parent")
+                    .bind(repo)
+                    .bind(put.digest.as_str())
+                    .fetch_all(&mut *conn)
+                    .await?;
+            if !waiting.is_empty() {
+                let parents: Vec<&str> = waiting.iter().map(String::as_str).collect();
+                // `WHERE true`: SQLite would read `ON CONFLICT` as a join constraint without it.
+                let sql = format!(
+                    "INSERT INTO manifest_children (repo, parent, child) SELECT $1, value, $2 FROM {} WHERE true \
+                     ON CONFLICT (repo, parent, child) DO NOTHING",
+                    DB::list(3)
+                );
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(repo)
+                    .bind(put.digest.as_str())
+                    .bind(DB::text_list(&parents))
+                    .execute(&mut *conn)
+                    .await?;
+            }
             Self::record_manifest_blobs(&mut *conn, put).await?;
-            Self::record_event(&mut *conn, origin, pushed).await?;
         }
-        // Pushing an archived image (or an index listing archived ones) restores it, as on ECR.
-        let restored =
+        // Recorded together at the end, in order: push, restores, tag moves.
+        let mut events = Vec::new();
+        if created {
+            events.push(pushed);
+        }
+        // Pushing an archived image (or an index listing archived ones) restores it, as on ECR;
+        // a manifest inserted just now without children has nothing archived to restore.
+        let restored = if created && put.children.is_empty() {
+            false
+        } else {
+            Self::record_events(&mut *conn, origin, &std::mem::take(&mut events)).await?;
             !Self::change_storage_class(&mut *conn, origin, repo, put.digest, StorageClass::Standard, put.now)
                 .await?
-                .is_empty();
+                .is_empty()
+        };
         let mut set = Vec::new();
         for (wanted, previous) in put.tags.iter().zip(previous) {
             if previous.as_ref() == Some(put.digest) || set.contains(&wanted.tag) {
@@ -257,14 +274,14 @@ where
             .bind(put.now)
             .execute(&mut *conn)
             .await?;
-            let event = NewEvent {
+            events.push(NewEvent {
                 kind: EventKind::TagSet,
                 tag: Some(wanted.tag.as_str()),
                 previous_digest: previous.as_ref().map(Digest::as_str),
                 ..pushed
-            };
-            Self::record_event(&mut *conn, origin, event).await?;
+            });
         }
+        Self::record_events(&mut *conn, origin, &events).await?;
         Ok((created, restored))
     }
 
