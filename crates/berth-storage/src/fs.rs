@@ -17,6 +17,8 @@ use crate::{BlobStore, ByteStream, ChunkObserver, StoreError};
 
 /// Large reads keep syscalls and per-chunk overhead low on the pull path.
 const READ_CHUNK: usize = 256 * 1024;
+/// Mapped pieces are larger: fewer mmap/munmap calls, and they cost page tables, not copies.
+const MAP_CHUNK: usize = 1024 * 1024;
 
 pub struct FsBlobStore {
     root: PathBuf,
@@ -107,43 +109,58 @@ impl BatchWriter {
     }
 }
 
-/// Opens `path` (`None` if missing) positioned at `range`'s start, in one blocking task, with the
-/// length to read: the range's, the whole file's, or `Err(size)` if the range does not fit.
-async fn open_span(path: PathBuf, range: Option<Range<u64>>) -> io::Result<Option<(std::fs::File, Result<u64, u64>)>> {
-    let opened = tokio::task::spawn_blocking(move || -> io::Result<(std::fs::File, Result<u64, u64>)> {
-        let mut file = std::fs::File::open(&path)?;
+/// A blob or upload file opened for reading: where the wanted bytes start, and how many.
+struct Span {
+    file: std::fs::File,
+    start: u64,
+    len: u64,
+}
+
+/// Opens `path` (`None` if missing) in one blocking task with the span to read: `range`, or the
+/// whole file; `Err(size)` if the range does not fit.
+async fn open_span(path: PathBuf, range: Option<Range<u64>>) -> io::Result<Option<Result<Span, u64>>> {
+    let opened = tokio::task::spawn_blocking(move || -> io::Result<Result<Span, u64>> {
+        let file = std::fs::File::open(&path)?;
         let size = file.metadata()?.len();
-        let span = match range {
-            None => Ok(size),
+        Ok(match range {
+            None => Ok(Span { file, start: 0, len: size }),
             Some(r) if r.start > r.end || r.end > size => Err(size),
-            Some(r) => {
-                std::io::Seek::seek(&mut file, SeekFrom::Start(r.start))?;
-                Ok(r.end - r.start)
-            }
-        };
-        Ok((file, span))
+            Some(r) => Ok(Span { file, start: r.start, len: r.end - r.start }),
+        })
     })
     .await
     .map_err(io::Error::other)?;
     not_found_as_none(opened)
 }
 
-/// `len` bytes from `file`'s position, in `READ_CHUNK` pieces each read straight into the buffer
-/// that goes out (tokio's `File` would copy every byte once more through its own buffer). A piece
-/// the page cache holds is read right here; only one that needs the disk goes to a blocking
-/// thread (on a pull of cached data those hand-offs cost more CPU than the copies).
-fn file_chunks(file: std::fs::File, len: u64) -> ByteStream {
-    futures::stream::try_unfold((file, len), |(file, remaining)| async move {
+/// The span's bytes in `READ_CHUNK` pieces, none copied more than needed. A piece the page cache
+/// holds is served right here: from a committed blob (`mappable`) as a read-only mapping of the
+/// cached pages, which the socket write then copies once; otherwise read straight into the buffer
+/// that goes out (tokio's `File` would copy every byte once more through its own buffer). Only a
+/// piece that needs the disk goes to a blocking thread (on a pull of cached data those hand-offs
+/// cost more CPU than the copies).
+fn file_chunks(span: Span, mappable: bool) -> ByteStream {
+    futures::stream::try_unfold((span.file, span.start, span.len), move |(file, offset, remaining)| async move {
         if remaining == 0 {
             return Ok(None);
         }
         let want = remaining.min(READ_CHUNK as u64) as usize;
-        let (file, chunk) = match read_cached(&file, want)? {
+        let cached = match mappable
+            .then(|| map_cached(&file, offset, remaining.min(MAP_CHUNK as u64) as usize))
+            .transpose()?
+            .flatten()
+        {
+            Some(mapped) => Some(mapped),
+            None => read_cached(&file, offset, want)?.map(bytes::Bytes::from),
+        };
+        let (file, chunk) = match cached {
             Some(chunk) => (file, chunk),
-            None => tokio::task::spawn_blocking(move || -> io::Result<(std::fs::File, Vec<u8>)> {
+            None => tokio::task::spawn_blocking(move || -> io::Result<(std::fs::File, bytes::Bytes)> {
                 let mut chunk = Vec::with_capacity(want);
-                std::io::Read::read_to_end(&mut std::io::Read::take(&file, want as u64), &mut chunk)?;
-                Ok((file, chunk))
+                let mut reader = &file;
+                std::io::Seek::seek(&mut reader, SeekFrom::Start(offset))?;
+                std::io::Read::read_to_end(&mut std::io::Read::take(reader, want as u64), &mut chunk)?;
+                Ok((file, chunk.into()))
             })
             .await
             .map_err(io::Error::other)??,
@@ -152,22 +169,21 @@ fn file_chunks(file: std::fs::File, len: u64) -> ByteStream {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob file is shorter than its size"));
         }
         let read = chunk.len() as u64;
-        Ok(Some((bytes::Bytes::from(chunk), (file, remaining - read))))
+        Ok(Some((chunk, (file, offset + read, remaining - read))))
     })
     .boxed()
 }
 
-/// Up to `want` bytes from `file`'s position if the page cache holds them (`preadv2` with
-/// `RWF_NOWAIT`: possibly fewer, never waiting for the disk); `None` when it would have to wait,
-/// at the end of the file, or where the kernel cannot say.
+/// Up to `want` bytes at `offset` if the page cache holds them (`preadv2` with `RWF_NOWAIT`:
+/// possibly fewer, never waiting for the disk); `None` when it would have to wait, at the end of
+/// the file, or where the kernel cannot say.
 #[cfg(target_os = "linux")]
-fn read_cached(file: &std::fs::File, want: usize) -> io::Result<Option<Vec<u8>>> {
+fn read_cached(file: &std::fs::File, offset: u64, want: usize) -> io::Result<Option<Vec<u8>>> {
     use std::os::fd::AsRawFd;
     let mut chunk: Vec<u8> = Vec::with_capacity(want);
     let iov = libc::iovec { iov_base: chunk.as_mut_ptr().cast(), iov_len: want };
-    // SAFETY: the iovec points at `want` bytes of `chunk`'s spare capacity, which outlives the
-    // call; offset -1 reads at (and advances) the file's position, like read(2).
-    let read = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, -1, libc::RWF_NOWAIT) };
+    // SAFETY: the iovec points at `want` bytes of `chunk`'s spare capacity, which outlives the call.
+    let read = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, offset as libc::off_t, libc::RWF_NOWAIT) };
     if read < 0 {
         let error = io::Error::last_os_error();
         return match error.raw_os_error() {
@@ -183,8 +199,78 @@ fn read_cached(file: &std::fs::File, want: usize) -> io::Result<Option<Vec<u8>>>
     Ok(Some(chunk))
 }
 
+/// A read-only mapping of part of a committed blob, unmapped when the last `Bytes` into it drops.
+/// Safe to read for as long as it lives: a committed blob file is written whole before it is
+/// renamed into place, never written or truncated after, and only ever unlinked (which leaves a
+/// mapping intact), so no access can run past its end.
+#[cfg(target_os = "linux")]
+struct MappedPiece {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and owned by this value alone.
+#[cfg(target_os = "linux")]
+unsafe impl Send for MappedPiece {}
+#[cfg(target_os = "linux")]
+unsafe impl Sync for MappedPiece {}
+
+#[cfg(target_os = "linux")]
+impl AsRef<[u8]> for MappedPiece {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes of a file that never shrinks (see the type).
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for MappedPiece {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping this value owns, after its last reader.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
+/// `want` bytes at `offset` of a committed blob as a mapping of its cached pages, `None` unless
+/// every page is in the page cache (the socket write that copies them must not wait for the disk
+/// on the request's thread) or where the kernel cannot map the file.
+#[cfg(target_os = "linux")]
+fn map_cached(file: &std::fs::File, offset: u64, want: usize) -> io::Result<Option<bytes::Bytes>> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    let lead = (offset % page as u64) as usize;
+    let len = lead + want;
+    // SAFETY: a fresh read-only shared mapping of the file; the kernel picks the address.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            (offset - lead as u64) as libc::off_t,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Ok(None);
+    }
+    let mapped = MappedPiece { ptr, len };
+    let mut resident = vec![0u8; len.div_ceil(page)];
+    // SAFETY: `resident` has one byte per page of the mapping.
+    if unsafe { libc::mincore(ptr, len, resident.as_mut_ptr()) } != 0 || resident.iter().any(|p| p & 1 == 0) {
+        return Ok(None);
+    }
+    Ok(Some(bytes::Bytes::from_owner(mapped).slice(lead..)))
+}
+
 #[cfg(not(target_os = "linux"))]
-fn read_cached(_file: &std::fs::File, _want: usize) -> io::Result<Option<Vec<u8>>> {
+fn map_cached(_file: &std::fs::File, _offset: u64, _want: usize) -> io::Result<Option<bytes::Bytes>> {
+    Ok(None)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_cached(_file: &std::fs::File, _offset: u64, _want: usize) -> io::Result<Option<Vec<u8>>> {
     Ok(None)
 }
 
@@ -289,11 +375,12 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn read_upload(&self, upload: &str) -> Result<ByteStream, StoreError> {
-        let (file, span) = open_span(self.upload_path(upload)?, None)
+        let span = open_span(self.upload_path(upload)?, None)
             .await?
-            .ok_or_else(|| StoreError::UploadNotFound(upload.to_owned()))?;
-        let len = span.map_err(|size| StoreError::RangeNotSatisfiable { size })?;
-        Ok(file_chunks(file, len))
+            .ok_or_else(|| StoreError::UploadNotFound(upload.to_owned()))?
+            .map_err(|size| StoreError::RangeNotSatisfiable { size })?;
+        // Not mapped: a failed append truncates an upload file.
+        Ok(file_chunks(span, false))
     }
 
     async fn commit(&self, upload: &str, digest: &Digest) -> Result<(), StoreError> {
@@ -316,10 +403,11 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<ByteStream, StoreError> {
-        let (file, span) =
-            open_span(self.blob_path(digest), range).await?.ok_or_else(|| StoreError::BlobNotFound(digest.clone()))?;
-        let len = span.map_err(|size| StoreError::RangeNotSatisfiable { size })?;
-        Ok(file_chunks(file, len))
+        let span = open_span(self.blob_path(digest), range)
+            .await?
+            .ok_or_else(|| StoreError::BlobNotFound(digest.clone()))?
+            .map_err(|size| StoreError::RangeNotSatisfiable { size })?;
+        Ok(file_chunks(span, true))
     }
 
     async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
@@ -394,10 +482,24 @@ mod tests {
         let file = std::fs::File::open(&path).unwrap();
         let mut read = Vec::new();
         // Just written, so cached: every piece comes without a blocking read.
-        while let Some(piece) = super::read_cached(&file, 100_000).unwrap() {
+        while let Some(piece) = super::read_cached(&file, read.len() as u64, 100_000).unwrap() {
             assert!(piece.len() <= 100_000);
             read.extend(piece);
         }
         assert_eq!(read, content);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn mapped_pieces_hold_the_bytes_at_any_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let content: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        for (offset, want) in [(0, 300_000), (1, 4095), (4095, 2), (4096, 100_000), (299_999, 1)] {
+            let piece = super::map_cached(&file, offset as u64, want).unwrap().expect("just written, so cached");
+            assert_eq!(&piece[..], &content[offset..offset + want], "{want} bytes at {offset}");
+        }
     }
 }
