@@ -224,7 +224,11 @@ where
 
     /// Appends events in their order, a few hundred per statement (each statement is a round
     /// trip; SQLite allows 32,766 parameters in one).
-    pub(crate) async fn record_events(conn: &mut DB::Connection, origin: &Origin, events: &[NewEvent<'_>]) -> Result<()> {
+    pub(crate) async fn record_events(
+        conn: &mut DB::Connection,
+        origin: &Origin,
+        events: &[NewEvent<'_>],
+    ) -> Result<()> {
         for batch in events.chunks(EVENTS_PER_STATEMENT) {
             Self::insert_events(&mut *conn, origin, batch).await?;
         }

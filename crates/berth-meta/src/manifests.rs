@@ -220,12 +220,13 @@ where
             // This manifest may be the absent child of sparse indexes pushed earlier: from now on
             // it is their child like any other (it cannot be deleted while they list it). Usually
             // there are none, and the DELETE that finds out is the only statement.
-            let waiting: Vec<String> =
-                sqlx::query_scalar("DELETE FROM manifest_absent_children WHERE repo = $1 AND child = $2 RETURNING parent")
-                    .bind(repo)
-                    .bind(put.digest.as_str())
-                    .fetch_all(&mut *conn)
-                    .await?;
+            let waiting: Vec<String> = sqlx::query_scalar(
+                "DELETE FROM manifest_absent_children WHERE repo = $1 AND child = $2 RETURNING parent",
+            )
+            .bind(repo)
+            .bind(put.digest.as_str())
+            .fetch_all(&mut *conn)
+            .await?;
             if !waiting.is_empty() {
                 let parents: Vec<&str> = waiting.iter().map(String::as_str).collect();
                 // `WHERE true`: SQLite would read `ON CONFLICT` as a join constraint without it.
