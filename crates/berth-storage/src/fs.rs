@@ -232,8 +232,9 @@ impl Drop for MappedPiece {
 }
 
 /// `want` bytes at `offset` of a committed blob as a mapping of its cached pages, `None` unless
-/// every page is in the page cache (the socket write that copies them must not wait for the disk
-/// on the request's thread) or where the kernel cannot map the file.
+/// every page is in the page cache (the socket write that copies them should not wait for the
+/// disk on the request's thread; a page evicted between this check and that write costs one
+/// read there) or where the kernel cannot map the file.
 #[cfg(target_os = "linux")]
 fn map_cached(file: &std::fs::File, offset: u64, want: usize) -> io::Result<Option<bytes::Bytes>> {
     use std::os::fd::AsRawFd;
