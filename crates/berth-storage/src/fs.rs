@@ -3,9 +3,12 @@
 //! Commit = fsync the staged file, rename it into place, fsync the directory: after a crash a blob
 //! path either holds the whole verified content or does not exist.
 
+use std::collections::BTreeMap;
 use std::io::{self, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use berth_spec::Digest;
@@ -111,21 +114,27 @@ impl BatchWriter {
 
 /// A blob or upload file opened for reading: where the wanted bytes start, and how many.
 struct Span {
-    file: std::fs::File,
+    file: Arc<std::fs::File>,
     start: u64,
     len: u64,
+    /// Whether `mincore` tells the truth about this file's cached pages: since Linux 5.0 it
+    /// reports every page of a file mapping as cached unless the caller owns the file or may
+    /// write it, so a file of another user (a data directory restored by someone else) is read,
+    /// never mapped.
+    residency_known: bool,
 }
 
 /// Opens `path` (`None` if missing) in one blocking task with the span to read: `range`, or the
 /// whole file; `Err(size)` if the range does not fit.
 async fn open_span(path: PathBuf, range: Option<Range<u64>>) -> io::Result<Option<Result<Span, u64>>> {
     let opened = tokio::task::spawn_blocking(move || -> io::Result<Result<Span, u64>> {
-        let file = std::fs::File::open(&path)?;
-        let size = file.metadata()?.len();
+        let file = Arc::new(std::fs::File::open(&path)?);
+        let metadata = file.metadata()?;
+        let (size, residency_known) = (metadata.len(), owned_by_us(&metadata));
         Ok(match range {
-            None => Ok(Span { file, start: 0, len: size }),
+            None => Ok(Span { file, start: 0, len: size, residency_known }),
             Some(r) if r.start > r.end || r.end > size => Err(size),
-            Some(r) => Ok(Span { file, start: r.start, len: r.end - r.start }),
+            Some(r) => Ok(Span { file, start: r.start, len: r.end - r.start, residency_known }),
         })
     })
     .await
@@ -135,11 +144,13 @@ async fn open_span(path: PathBuf, range: Option<Range<u64>>) -> io::Result<Optio
 
 /// The span's bytes in `READ_CHUNK` pieces, none copied more than needed. A piece the page cache
 /// holds is served right here: from a committed blob (`mappable`) as a read-only mapping of the
-/// cached pages, which the socket write then copies once; otherwise read straight into the buffer
+/// cached pages (`MAP_CHUNK` long), which a plain-HTTP connection sends with `sendfile` (see
+/// [`mapped_region`]) and any other consumer copies once; otherwise read straight into the buffer
 /// that goes out (tokio's `File` would copy every byte once more through its own buffer). Only a
 /// piece that needs the disk goes to a blocking thread (on a pull of cached data those hand-offs
 /// cost more CPU than the copies).
 fn file_chunks(span: Span, mappable: bool) -> ByteStream {
+    let mappable = mappable && span.residency_known;
     futures::stream::try_unfold((span.file, span.start, span.len), move |(file, offset, remaining)| async move {
         if remaining == 0 {
             return Ok(None);
@@ -155,9 +166,9 @@ fn file_chunks(span: Span, mappable: bool) -> ByteStream {
         };
         let (file, chunk) = match cached {
             Some(chunk) => (file, chunk),
-            None => tokio::task::spawn_blocking(move || -> io::Result<(std::fs::File, bytes::Bytes)> {
+            None => tokio::task::spawn_blocking(move || -> io::Result<(Arc<std::fs::File>, bytes::Bytes)> {
                 let mut chunk = Vec::with_capacity(want);
-                let mut reader = &file;
+                let mut reader = &*file;
                 std::io::Seek::seek(&mut reader, SeekFrom::Start(offset))?;
                 std::io::Read::read_to_end(&mut std::io::Read::take(reader, want as u64), &mut chunk)?;
                 Ok((file, chunk.into()))
@@ -172,6 +183,20 @@ fn file_chunks(span: Span, mappable: bool) -> ByteStream {
         Ok(Some((chunk, (file, offset + read, remaining - read))))
     })
     .boxed()
+}
+
+/// The file's owner is this process's user, or the process is root's (which may write anything).
+#[cfg(unix)]
+fn owned_by_us(metadata: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let user = unsafe { libc::geteuid() };
+    user == 0 || metadata.uid() == user
+}
+
+#[cfg(not(unix))]
+fn owned_by_us(_metadata: &std::fs::Metadata) -> bool {
+    false
 }
 
 /// Up to `want` bytes at `offset` if the page cache holds them (`preadv2` with `RWF_NOWAIT`:
@@ -202,7 +227,8 @@ fn read_cached(file: &std::fs::File, offset: u64, want: usize) -> io::Result<Opt
 /// A read-only mapping of part of a committed blob, unmapped when the last `Bytes` into it drops.
 /// Safe to read for as long as it lives: a committed blob file is written whole before it is
 /// renamed into place, never written or truncated after, and only ever unlinked (which leaves a
-/// mapping intact), so no access can run past its end.
+/// mapping intact), so no access can run past its end. While it lives, [`mapped_region`] finds
+/// the file bytes behind any slice of it.
 #[cfg(target_os = "linux")]
 struct MappedPiece {
     ptr: *mut libc::c_void,
@@ -216,6 +242,16 @@ unsafe impl Send for MappedPiece {}
 unsafe impl Sync for MappedPiece {}
 
 #[cfg(target_os = "linux")]
+impl MappedPiece {
+    fn new(ptr: *mut libc::c_void, len: usize, file: &Arc<std::fs::File>, offset: u64) -> MappedPiece {
+        let mut live = live_mappings();
+        live.insert(ptr as usize, LiveMapping { len, file: file.clone(), offset });
+        LIVE_MAPPINGS.store(live.len(), Ordering::Relaxed);
+        MappedPiece { ptr, len }
+    }
+}
+
+#[cfg(target_os = "linux")]
 impl AsRef<[u8]> for MappedPiece {
     fn as_ref(&self) -> &[u8] {
         // SAFETY: `ptr` maps `len` readable bytes of a file that never shrinks (see the type).
@@ -226,9 +262,60 @@ impl AsRef<[u8]> for MappedPiece {
 #[cfg(target_os = "linux")]
 impl Drop for MappedPiece {
     fn drop(&mut self) {
+        // Forgotten before the address can be mapped again.
+        let mut live = live_mappings();
+        live.remove(&(self.ptr as usize));
+        LIVE_MAPPINGS.store(live.len(), Ordering::Relaxed);
+        drop(live);
         // SAFETY: unmaps exactly the mapping this value owns, after its last reader.
         unsafe { libc::munmap(self.ptr, self.len) };
     }
+}
+
+/// The file bytes behind a slice of a mapped blob piece: a plain-HTTP socket sends them with
+/// `sendfile` (the kernel passes the page-cache pages on) instead of copying them from the mapping.
+#[derive(Debug)]
+pub struct FileRegion {
+    pub file: Arc<std::fs::File>,
+    pub offset: u64,
+    pub len: usize,
+}
+
+struct LiveMapping {
+    len: usize,
+    file: Arc<std::fs::File>,
+    /// File offset of the mapping's first byte.
+    offset: u64,
+}
+
+/// Live mapped pieces by start address; `LIVE_MAPPINGS` counts them, so that writes while
+/// nothing is mapped skip the lock.
+static MAPPINGS: Mutex<BTreeMap<usize, LiveMapping>> = Mutex::new(BTreeMap::new());
+static LIVE_MAPPINGS: AtomicUsize = AtomicUsize::new(0);
+
+fn live_mappings() -> std::sync::MutexGuard<'static, BTreeMap<usize, LiveMapping>> {
+    MAPPINGS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Where `data` lies in a blob file if it is (the start of) a slice of a live mapped piece:
+/// its file, offset and the length of `data` inside the piece. Slices of anything else — and
+/// every slice while no piece is mapped — answer `None`.
+pub fn mapped_region(data: &[u8]) -> Option<FileRegion> {
+    region_at(data.as_ptr() as usize, data.len())
+}
+
+fn region_at(address: usize, len: usize) -> Option<FileRegion> {
+    if len == 0 || LIVE_MAPPINGS.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    let live = live_mappings();
+    let (&start, mapping) = live.range(..=address).next_back()?;
+    let within = address - start;
+    (within < mapping.len).then(|| FileRegion {
+        file: mapping.file.clone(),
+        offset: mapping.offset + within as u64,
+        len: len.min(mapping.len - within),
+    })
 }
 
 /// `want` bytes at `offset` of a committed blob as a mapping of its cached pages, `None` unless
@@ -236,7 +323,7 @@ impl Drop for MappedPiece {
 /// disk on the request's thread; a page evicted between this check and that write costs one
 /// read there) or where the kernel cannot map the file.
 #[cfg(target_os = "linux")]
-fn map_cached(file: &std::fs::File, offset: u64, want: usize) -> io::Result<Option<bytes::Bytes>> {
+fn map_cached(file: &Arc<std::fs::File>, offset: u64, want: usize) -> io::Result<Option<bytes::Bytes>> {
     use std::os::fd::AsRawFd;
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
@@ -256,7 +343,7 @@ fn map_cached(file: &std::fs::File, offset: u64, want: usize) -> io::Result<Opti
     if ptr == libc::MAP_FAILED {
         return Ok(None);
     }
-    let mapped = MappedPiece { ptr, len };
+    let mapped = MappedPiece::new(ptr, len, file, offset - lead as u64);
     let mut resident = vec![0u8; len.div_ceil(page)];
     // SAFETY: `resident` has one byte per page of the mapping.
     if unsafe { libc::mincore(ptr, len, resident.as_mut_ptr()) } != 0 || resident.iter().any(|p| p & 1 == 0) {
@@ -266,7 +353,7 @@ fn map_cached(file: &std::fs::File, offset: u64, want: usize) -> io::Result<Opti
 }
 
 #[cfg(not(target_os = "linux"))]
-fn map_cached(_file: &std::fs::File, _offset: u64, _want: usize) -> io::Result<Option<bytes::Bytes>> {
+fn map_cached(_file: &Arc<std::fs::File>, _offset: u64, _want: usize) -> io::Result<Option<bytes::Bytes>> {
     Ok(None)
 }
 
@@ -497,10 +584,30 @@ mod tests {
         let path = dir.path().join("blob");
         let content: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &content).unwrap();
-        let file = std::fs::File::open(&path).unwrap();
+        let file = std::sync::Arc::new(std::fs::File::open(&path).unwrap());
         for (offset, want) in [(0, 300_000), (1, 4095), (4095, 2), (4096, 100_000), (299_999, 1)] {
             let piece = super::map_cached(&file, offset as u64, want).unwrap().expect("just written, so cached");
             assert_eq!(&piece[..], &content[offset..offset + want], "{want} bytes at {offset}");
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_mapped_slice_names_its_file_bytes_until_the_piece_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        std::fs::write(&path, vec![7u8; 100_000]).unwrap();
+        let file = std::sync::Arc::new(std::fs::File::open(&path).unwrap());
+        let piece = super::map_cached(&file, 5_000, 50_000).unwrap().expect("just written, so cached");
+        let region = super::mapped_region(&piece[1_000..2_000]).expect("a slice of a live piece");
+        assert_eq!((region.offset, region.len), (6_000, 1_000));
+        let tail = super::mapped_region(&piece[49_000..]).unwrap();
+        assert_eq!((tail.offset, tail.len), (54_000, 1_000));
+        let address = piece[..].as_ptr() as usize;
+        assert!(super::mapped_region(&[1, 2, 3]).is_none(), "not mapped memory");
+        drop(piece);
+        // (Another test may have mapped its own piece at that address since.)
+        let after = super::region_at(address, 1);
+        assert!(after.is_none_or(|r| !std::sync::Arc::ptr_eq(&r.file, &file)), "the piece is unmapped");
     }
 }

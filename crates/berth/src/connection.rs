@@ -20,10 +20,12 @@ use std::time::Duration;
 
 use axum::Router;
 use berth_iam::ConnectionInfo;
+use berth_storage::{FileRegion, mapped_region};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::{Request, Response, Version};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
@@ -217,10 +219,60 @@ impl<T: AsyncRead + Unpin> AsyncRead for WatchedIo<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
+/// A transport that can send a blob file's bytes without copying them through user space.
+pub trait SendFile {
+    /// Sends up to `region.len` bytes of the file from `region.offset`; `None` where the transport
+    /// cannot (TLS encrypts every byte it sends).
+    fn poll_send_file(&self, cx: &mut Context<'_>, region: &FileRegion) -> Option<Poll<io::Result<usize>>>;
+}
+
+impl SendFile for TcpStream {
+    #[cfg(target_os = "linux")]
+    fn poll_send_file(&self, cx: &mut Context<'_>, region: &FileRegion) -> Option<Poll<io::Result<usize>>> {
+        Some(send_file(self, cx, region))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn poll_send_file(&self, _cx: &mut Context<'_>, _region: &FileRegion) -> Option<Poll<io::Result<usize>>> {
+        None
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn send_file(stream: &TcpStream, cx: &mut Context<'_>, region: &FileRegion) -> Poll<io::Result<usize>> {
+    use std::os::fd::AsRawFd;
+    loop {
+        ready!(stream.poll_write_ready(cx))?;
+        let sent = stream.try_io(tokio::io::Interest::WRITABLE, || {
+            let mut offset = region.offset as libc::off_t;
+            // SAFETY: both descriptors are open for the call and `offset` outlives it.
+            let sent = unsafe { libc::sendfile(stream.as_raw_fd(), region.file.as_raw_fd(), &mut offset, region.len) };
+            if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(sent as usize) }
+        });
+        match sent {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            sent => return Poll::Ready(sent),
+        }
+    }
+}
+
+impl<S> SendFile for tokio_rustls::server::TlsStream<S> {
+    fn poll_send_file(&self, _cx: &mut Context<'_>, _region: &FileRegion) -> Option<Poll<io::Result<usize>>> {
+        None
+    }
+}
+
+/// Writes hand the transport whatever hyper queued; a slice of a mapped blob piece (see
+/// `berth_storage::mapped_region`) at the front goes out by `sendfile` where the transport can,
+/// so the bytes of a pulled blob are not copied out of the page cache by the server at all.
+/// Slices are sent strictly in order: a write stops in front of a mapped slice that is not first.
+impl<T: AsyncWrite + SendFile + Unpin> AsyncWrite for WatchedIo<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_write(cx, data);
+        let result = match mapped_region(data).and_then(|region| this.inner.poll_send_file(cx, &region)) {
+            Some(sent) => sent,
+            None => Pin::new(&mut this.inner).poll_write(cx, data),
+        };
         this.progressed(result, cx)
     }
 
@@ -230,7 +282,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
         data: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, data);
+        let mapped = data.iter().enumerate().find_map(|(i, slice)| mapped_region(slice).map(|region| (i, region)));
+        let result = match mapped {
+            Some((0, region)) => match this.inner.poll_send_file(cx, &region) {
+                Some(sent) => sent,
+                None => Pin::new(&mut this.inner).poll_write_vectored(cx, data),
+            },
+            Some((first, _)) => Pin::new(&mut this.inner).poll_write_vectored(cx, &data[..first]),
+            None => Pin::new(&mut this.inner).poll_write_vectored(cx, data),
+        };
         this.progressed(result, cx)
     }
 

@@ -29,7 +29,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use crate::connection::{ConnectionService, Expiry, Watch, WatchedIo};
+use crate::connection::{ConnectionService, Expiry, SendFile, Watch, WatchedIo};
 
 const TLS_HANDSHAKE: u8 = 0x16;
 /// How an HTTP/2 client with prior knowledge starts a plain connection (RFC 9113, 3.4).
@@ -251,7 +251,7 @@ impl Listener {
         mut closing: watch::Receiver<bool>,
     ) -> anyhow::Result<()>
     where
-        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        I: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static,
     {
         let limits = &self.limits;
         let watch = Watch::new(http2);
@@ -312,7 +312,7 @@ enum Served<I> {
     Http2(Pin<Box<http2::Connection<Io<I>, ConnectionService, TokioExecutor>>>),
 }
 
-impl<I: AsyncRead + AsyncWrite + Unpin + Send + 'static> Served<I> {
+impl<I: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static> Served<I> {
     /// Finishes the requests in flight, takes no new ones (HTTP/2: GOAWAY), then closes.
     fn graceful_shutdown(&mut self) {
         match self {
@@ -322,7 +322,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin + Send + 'static> Served<I> {
     }
 }
 
-impl<I: AsyncRead + AsyncWrite + Unpin + Send + 'static> Future for Served<I> {
+impl<I: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static> Future for Served<I> {
     type Output = hyper::Result<()>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
