@@ -435,3 +435,62 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         })
     }
 }
+
+#[cfg(test)]
+mod send_file_tests {
+    use std::io::IoSlice;
+
+    use berth_storage::{BlobStore, FsBlobStore};
+    use futures::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Whatever mix of hyper's own bytes and mapped blob slices a write is handed, the peer reads
+    /// exactly those bytes in that order, the mapped ones sent from the file.
+    #[tokio::test]
+    async fn mapped_slices_go_out_in_order_between_plain_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).await.unwrap();
+        let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let digest = berth_spec::Digest::sha256_of(&content);
+        store.create_upload("u").await.unwrap();
+        let body = futures::stream::iter([Ok(Bytes::from(content.clone()))]).boxed();
+        store.append("u", 0, body, &mut |_| {}).await.unwrap();
+        store.commit("u", &digest).await.unwrap();
+        let pieces: Vec<Bytes> =
+            store.read(&digest, Some(1..2_999_999)).await.unwrap().map(|p| p.unwrap()).collect().await;
+        assert!(pieces.iter().all(|p| mapped_region(p).is_some()), "just written, so cached and mapped");
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let reader = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut received = Vec::new();
+            socket.read_to_end(&mut received).await.unwrap();
+            received
+        });
+        let stream = TcpStream::connect(address).await.unwrap();
+        let mut io = WatchedIo::new(stream, Bytes::new(), Watch::new(false), Duration::from_secs(10));
+        let mut expected = Vec::new();
+        let mut parts: Vec<Bytes> = Vec::new();
+        for (i, piece) in pieces.iter().enumerate() {
+            let head = Bytes::from(format!("<{i}>"));
+            expected.extend_from_slice(&head);
+            expected.extend_from_slice(piece);
+            parts.extend([head, piece.slice(..piece.len() / 2), piece.slice(piece.len() / 2..)]);
+        }
+        expected.extend_from_slice(b"end");
+        parts.push(Bytes::from_static(b"end"));
+        let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        let mut slices = &mut slices[..];
+        while !slices.is_empty() {
+            let written = io.write_vectored(slices).await.unwrap();
+            assert!(written > 0);
+            IoSlice::advance_slices(&mut slices, written);
+        }
+        io.shutdown().await.unwrap();
+        assert_eq!(expected[3..1_000_003], content[1..1_000_001]);
+        assert!(reader.await.unwrap() == expected, "the peer read other bytes than were written");
+    }
+}
