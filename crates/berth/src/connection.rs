@@ -221,44 +221,47 @@ impl<T: AsyncRead + Unpin> AsyncRead for WatchedIo<T> {
 
 /// A transport that can send a blob file's bytes without copying them through user space.
 pub trait SendFile {
-    /// Sends up to `region.len` bytes of the file from `region.offset`; `None` where the transport
-    /// cannot (TLS encrypts every byte it sends).
-    fn poll_send_file(&self, cx: &mut Context<'_>, region: &FileRegion) -> Option<Poll<io::Result<usize>>>;
+    /// Whether it can: TLS encrypts every byte it sends, and only Linux has `sendfile` here.
+    const SENDS_FILES: bool;
+
+    /// Sends up to `region.len` bytes of the file from `region.offset`; called only where
+    /// `SENDS_FILES`.
+    fn poll_send_file(&self, cx: &mut Context<'_>, region: &FileRegion) -> Poll<io::Result<usize>>;
 }
 
 impl SendFile for TcpStream {
+    const SENDS_FILES: bool = cfg!(target_os = "linux");
+
     #[cfg(target_os = "linux")]
-    fn poll_send_file(&self, cx: &mut Context<'_>, region: &FileRegion) -> Option<Poll<io::Result<usize>>> {
-        Some(send_file(self, cx, region))
+    fn poll_send_file(&self, cx: &mut Context<'_>, region: &FileRegion) -> Poll<io::Result<usize>> {
+        use std::os::fd::AsRawFd;
+        loop {
+            ready!(self.poll_write_ready(cx))?;
+            let sent = self.try_io(tokio::io::Interest::WRITABLE, || {
+                let mut offset = region.offset as libc::off_t;
+                // SAFETY: both descriptors are open for the call and `offset` outlives it.
+                let sent =
+                    unsafe { libc::sendfile(self.as_raw_fd(), region.file.as_raw_fd(), &mut offset, region.len) };
+                if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(sent as usize) }
+            });
+            match sent {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                sent => return Poll::Ready(sent),
+            }
+        }
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn poll_send_file(&self, _cx: &mut Context<'_>, _region: &FileRegion) -> Option<Poll<io::Result<usize>>> {
-        None
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn send_file(stream: &TcpStream, cx: &mut Context<'_>, region: &FileRegion) -> Poll<io::Result<usize>> {
-    use std::os::fd::AsRawFd;
-    loop {
-        ready!(stream.poll_write_ready(cx))?;
-        let sent = stream.try_io(tokio::io::Interest::WRITABLE, || {
-            let mut offset = region.offset as libc::off_t;
-            // SAFETY: both descriptors are open for the call and `offset` outlives it.
-            let sent = unsafe { libc::sendfile(stream.as_raw_fd(), region.file.as_raw_fd(), &mut offset, region.len) };
-            if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(sent as usize) }
-        });
-        match sent {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            sent => return Poll::Ready(sent),
-        }
+    fn poll_send_file(&self, _cx: &mut Context<'_>, _region: &FileRegion) -> Poll<io::Result<usize>> {
+        Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
     }
 }
 
 impl<S> SendFile for tokio_rustls::server::TlsStream<S> {
-    fn poll_send_file(&self, _cx: &mut Context<'_>, _region: &FileRegion) -> Option<Poll<io::Result<usize>>> {
-        None
+    const SENDS_FILES: bool = false;
+
+    fn poll_send_file(&self, _cx: &mut Context<'_>, _region: &FileRegion) -> Poll<io::Result<usize>> {
+        Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
     }
 }
 
@@ -269,8 +272,8 @@ impl<S> SendFile for tokio_rustls::server::TlsStream<S> {
 impl<T: AsyncWrite + SendFile + Unpin> AsyncWrite for WatchedIo<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let result = match mapped_region(data).and_then(|region| this.inner.poll_send_file(cx, &region)) {
-            Some(sent) => sent,
+        let result = match T::SENDS_FILES.then(|| mapped_region(data)).flatten() {
+            Some(region) => this.inner.poll_send_file(cx, &region),
             None => Pin::new(&mut this.inner).poll_write(cx, data),
         };
         this.progressed(result, cx)
@@ -282,12 +285,11 @@ impl<T: AsyncWrite + SendFile + Unpin> AsyncWrite for WatchedIo<T> {
         data: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let mapped = data.iter().enumerate().find_map(|(i, slice)| mapped_region(slice).map(|region| (i, region)));
+        let mapped = T::SENDS_FILES
+            .then(|| data.iter().enumerate().find_map(|(i, slice)| mapped_region(slice).map(|region| (i, region))))
+            .flatten();
         let result = match mapped {
-            Some((0, region)) => match this.inner.poll_send_file(cx, &region) {
-                Some(sent) => sent,
-                None => Pin::new(&mut this.inner).poll_write_vectored(cx, data),
-            },
+            Some((0, region)) => this.inner.poll_send_file(cx, &region),
             Some((first, _)) => Pin::new(&mut this.inner).poll_write_vectored(cx, &data[..first]),
             None => Pin::new(&mut this.inner).poll_write_vectored(cx, data),
         };
