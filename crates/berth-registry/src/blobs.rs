@@ -168,7 +168,7 @@ impl Registry {
         self.live_sessions().insert(id.clone(), repo.clone());
         // The row was just written: the first append need not touch it again.
         let started = UploadHandle { state: Arc::new(UploadHashState::new(now).into()), ..Default::default() };
-        self.uploads.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), started);
+        self.upload_handles().insert(id.clone(), started);
         Ok(UploadStatus { id, offset: 0 })
     }
 
@@ -259,9 +259,12 @@ impl Registry {
         self.live_sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn upload_handles(&self) -> std::sync::MutexGuard<'_, HashMap<String, UploadHandle>> {
+        self.uploads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn upload_handle(&self, id: &str) -> UploadHandle {
-        let mut map = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(id.to_owned()).or_default().clone()
+        self.upload_handles().entry(id.to_owned()).or_default().clone()
     }
 
     pub(crate) fn upload_state(&self, id: &str) -> Arc<tokio::sync::Mutex<UploadHashState>> {
@@ -269,7 +272,7 @@ impl Registry {
     }
 
     fn forget_upload_state(&self, id: &str) {
-        self.uploads.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.upload_handles().remove(id);
         self.live_sessions().remove(id);
     }
 
