@@ -58,6 +58,11 @@ fn not_found_as_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
     }
 }
 
+/// Writes `chunks` in order at the file's position, on a blocking thread.
+fn write_chunks(file: &mut std::fs::File, chunks: &[bytes::Bytes]) -> io::Result<()> {
+    chunks.iter().try_for_each(|chunk| std::io::Write::write_all(file, chunk))
+}
+
 /// Bytes gathered per blocking write: few thread hand-offs per GB, little memory per upload.
 const WRITE_BATCH: usize = 256 * 1024;
 
@@ -85,7 +90,7 @@ impl BatchWriter {
         let batch = std::mem::take(&mut self.batch);
         self.batch_len = 0;
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
-            let result = batch.iter().try_for_each(|chunk| std::io::Write::write_all(&mut file, chunk));
+            let result = write_chunks(&mut file, &batch);
             (file, result)
         }));
         Ok(())
@@ -419,7 +424,7 @@ impl BlobStore for FsBlobStore {
                 return Ok((file, current, Ok(())));
             }
             std::io::Seek::seek(&mut file, SeekFrom::Start(offset))?;
-            let written = first.iter().try_for_each(|chunk| std::io::Write::write_all(&mut file, chunk));
+            let written = write_chunks(&mut file, &first);
             Ok((file, current, written))
         })
         .await
