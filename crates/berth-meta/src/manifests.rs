@@ -302,13 +302,19 @@ where
         let mut changed: Vec<(String, String)> =
             sqlx::query_as(sql).bind(repo).bind(digest.as_str()).bind(now).fetch_all(&mut *conn).await?;
         changed.sort();
-        let mut changes = Vec::with_capacity(changed.len());
-        for (digest, media_type) in changed {
-            let event = NewEvent { digest: Some(&digest), media_type: Some(&media_type), ..NewEvent::new(kind, repo) };
-            Self::record_event(&mut *conn, origin, event).await?;
-            changes.push(StorageClassChange { digest: parse_digest(&digest)?, media_type });
-        }
-        Ok(changes)
+        let events: Vec<NewEvent> = changed
+            .iter()
+            .map(|(digest, media_type)| NewEvent {
+                digest: Some(digest),
+                media_type: Some(media_type),
+                ..NewEvent::new(kind, repo)
+            })
+            .collect();
+        Self::record_events(&mut *conn, origin, &events).await?;
+        changed
+            .into_iter()
+            .map(|(digest, media_type)| Ok(StorageClassChange { digest: parse_digest(&digest)?, media_type }))
+            .collect()
     }
 }
 
