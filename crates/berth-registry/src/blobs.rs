@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use berth_iam::RequestContext;
-use berth_meta::{BlobLink, Millis, UploadSession};
+use berth_meta::{BlobLink, MetaError, Millis, UploadSession};
 use berth_spec::{Algorithm, ByteRange, ChunkRange, Digest, Digester, RepositoryName};
 use berth_storage::ByteStream;
 use futures::StreamExt;
@@ -158,12 +158,19 @@ impl Registry {
     }
 
     pub async fn start_upload(&self, ctx: &RequestContext, repo: &RepositoryName) -> Result<UploadStatus> {
-        self.push_target(ctx, repo).await?;
+        self.refuse_push_into_cache(repo).await?;
         let id = uuid::Uuid::new_v4().to_string();
         let now = now_millis();
-        self.meta
-            .create_upload(&UploadSession { id: id.clone(), repo: repo.to_string(), created_at: now, updated_at: now })
-            .await?;
+        let session = UploadSession { id: id.clone(), repo: repo.to_string(), created_at: now, updated_at: now };
+        // The session row's foreign key says whether the repository exists, so the usual case
+        // (it does) needs no read first; only a missing one goes through create-on-push.
+        match self.meta.create_upload(&session).await {
+            Err(MetaError::RepositoryNotFound(_)) => {
+                self.push_target(ctx, repo).await?;
+                self.meta.create_upload(&session).await?;
+            }
+            other => other?,
+        }
         self.blobs.create_upload(&id).await?;
         self.live_sessions().insert(id.clone(), repo.clone());
         // The row was just written: the first append need not touch it again.
