@@ -66,9 +66,11 @@ fn write_chunks(file: &mut std::fs::File, chunks: &[bytes::Bytes]) -> io::Result
 /// Bytes gathered per blocking write: few thread hand-offs per GB, little memory per upload.
 const WRITE_BATCH: usize = 256 * 1024;
 
-/// A whole body up to this size is written on the request's thread: copying it into the page
-/// cache costs less than a blocking task's two thread switches (small pushes make one per blob).
-const INLINE_WRITE_MAX: usize = 64 * 1024;
+/// A whole body up to this size (an image config, a tiny layer) is written on the request's
+/// thread: copying it into the page cache costs less than a blocking task's two thread switches.
+/// Kept small because the kernel may pause a writing thread while dirty pages are over its limit
+/// (big uploads outrunning the disk), and this thread serves other requests too.
+const INLINE_WRITE_MAX: usize = 16 * 1024;
 
 /// Writes an upload's chunks as they arrive, without copying them: chunks gather into a batch
 /// that one blocking task writes while the next batch is received (and hashed) meanwhile.
