@@ -23,9 +23,10 @@ const MAX_CONNECTIONS: usize = 1_000_000;
 
 #[derive(clap::Args, Debug, Default)]
 pub struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:5000]
-    #[arg(long, env = "BERTH_LISTEN")]
-    listen: Option<SocketAddr>,
+    /// Address to listen on; repeat (or separate with commas) for several, e.g. ports 443 and 80
+    /// [default: 127.0.0.1:5000]
+    #[arg(long, env = "BERTH_LISTEN", value_delimiter = ',')]
+    listen: Vec<SocketAddr>,
     /// Directory for metadata and blobs [default: ./berth-data]
     #[arg(long, env = "BERTH_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -92,14 +93,18 @@ pub struct ServeArgs {
     /// hours ago), and than clock skew between servers [default: 86400]
     #[arg(long, env = "BERTH_GC_GRACE_SECS")]
     gc_grace_secs: Option<u64>,
-    /// The 12-digit account id the ECR API answers as (ARNs, registryId) [default: 000000000000]
+    /// The 12-digit account id the ECR API answers as (ARNs, registryId) [default: the account
+    /// of an ECR registry name (ACCOUNT.dkr.ecr.REGION.amazonaws.com) in --tls-cert, else
+    /// 000000000000]
     #[arg(long, env = "BERTH_REGISTRY_ID")]
     registry_id: Option<String>,
-    /// The region in repository ARNs [default: us-east-1]
+    /// The region in repository ARNs [default: the region of an ECR registry name in --tls-cert,
+    /// else us-east-1]
     #[arg(long, env = "BERTH_REGION")]
     region: Option<String>,
     /// URL clients reach this server at: repository URIs, the docker login endpoint, layer
-    /// download URLs [default: http://<listen address> (https:// when serving TLS only)]
+    /// download URLs [default: https://ACCOUNT.dkr.ecr.REGION.amazonaws.com[:port] when --tls-cert
+    /// names it, else http://<listen address> (https:// when serving TLS only)]
     #[arg(long, env = "BERTH_PUBLIC_URL")]
     public_url: Option<String>,
     /// A reverse proxy (address or CIDR block) whose X-Forwarded-For names the client; repeat for
@@ -194,7 +199,7 @@ fn parse_cidr(text: &str) -> Result<IpNet, String> {
 #[derive(Deserialize, Default, Debug)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
-    listen: Option<SocketAddr>,
+    listen: Option<OneOrMore<SocketAddr>>,
     data_dir: Option<PathBuf>,
     create_on_push: Option<bool>,
     upload_expiry_hours: Option<f64>,
@@ -326,13 +331,16 @@ fn webhook(i: usize, file: WebhookFile) -> anyhow::Result<berth_registry::webhoo
     })
 }
 
-fn is_region(region: &str) -> bool {
+pub(crate) fn is_region(region: &str) -> bool {
     !region.is_empty() && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-fn is_registry_id(id: &str) -> bool {
+pub(crate) fn is_registry_id(id: &str) -> bool {
     id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
 }
+
+/// ECR's placeholder account id, when neither a flag nor the TLS certificate names one.
+pub(crate) const DEFAULT_REGISTRY_ID: &str = "000000000000";
 
 #[derive(Debug, Clone)]
 pub enum Tls {
@@ -341,11 +349,19 @@ pub enum Tls {
     SelfSigned,
 }
 
+/// A TOML value that may be one item or a list of them.
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum OneOrMore<T> {
+    One(T),
+    More(Vec<T>),
+}
+
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub tls: Tls,
-    /// Plain HTTP is served: always on loopback, elsewhere only with --insecure-http.
-    pub plain_http: bool,
+    /// Plain HTTP is served on non-loopback addresses too (see [`ServeConfig::plain_http`]).
+    pub insecure_http: bool,
     pub no_auth: bool,
     pub anonymous_pull: bool,
     pub token_lifetime: Duration,
@@ -353,13 +369,16 @@ pub struct ServeConfig {
     pub database_url: Option<String>,
     /// `None`: blobs on the filesystem under the data directory.
     pub s3: Option<berth_storage::S3Config>,
-    pub listen: SocketAddr,
+    /// At least one address, none twice; the first one stands for the server in URLs.
+    pub listen: Vec<SocketAddr>,
     pub data_dir: PathBuf,
     pub create_on_push: bool,
     pub registry_id: String,
     pub region: String,
-    /// `None`: derived from the address actually bound.
+    /// `None`: `ecr_host`'s, else derived from the address actually bound.
     pub public_url: Option<String>,
+    /// The ECR registry name the TLS certificate holds for `registry_id` in `region`, if any.
+    pub ecr_host: Option<String>,
     pub upload_expiry: Duration,
     pub lifecycle_interval: Duration,
     /// How long a cached tag is served before the upstream is asked whether it moved.
@@ -389,6 +408,14 @@ pub struct ServeConfig {
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+impl ServeConfig {
+    /// Whether `addr` serves plain HTTP besides TLS: loopback always (the docker CLI speaks plain
+    /// HTTP to loopback registries), elsewhere only with --insecure-http.
+    pub fn plain_http(&self, addr: SocketAddr) -> bool {
+        addr.ip().is_loopback() || self.insecure_http
+    }
 }
 
 impl ServeArgs {
@@ -443,27 +470,53 @@ impl ServeArgs {
         let gc_grace_secs = self.gc_grace_secs.or(file.gc_grace_secs).unwrap_or(24 * 3600);
         // A push relies on the grace period between ending a blob's candidacy and linking it.
         anyhow::ensure!(gc_grace_secs > 0, "the GC grace period must be at least 1 second");
-        let listen = self.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:5000".parse().expect("valid"));
-        let loopback = listen.ip().is_loopback();
-        anyhow::ensure!(
-            !self.no_auth || loopback,
-            "--no-auth is only allowed when listening on a loopback address, not {listen}"
-        );
+        let listen = match (self.listen, file.listen) {
+            (flags, _) if !flags.is_empty() => flags,
+            (_, Some(OneOrMore::One(addr))) => vec![addr],
+            (_, Some(OneOrMore::More(addrs))) => addrs,
+            (_, None) => vec!["127.0.0.1:5000".parse().expect("valid")],
+        };
+        anyhow::ensure!(!listen.is_empty(), "the listen list is empty");
+        for (i, addr) in listen.iter().enumerate() {
+            anyhow::ensure!(!listen[..i].contains(addr), "{addr} is listed twice to listen on");
+        }
+        let exposed = listen.iter().find(|addr| !addr.ip().is_loopback());
+        if let Some(addr) = exposed {
+            anyhow::ensure!(
+                !self.no_auth,
+                "--no-auth is only allowed when listening on loopback addresses, not {addr}"
+            );
+        }
         let tls = match (self.tls_cert, self.tls_key, self.tls_self_signed) {
             (Some(cert), Some(key), _) => Tls::Files { cert, key },
             (_, _, true) => Tls::SelfSigned,
             _ => Tls::Off,
         };
-        anyhow::ensure!(
-            loopback || self.insecure_http || !matches!(tls, Tls::Off),
-            "refusing plain HTTP on {listen}: configure TLS (--tls-cert/--tls-key or --tls-self-signed) or pass --insecure-http"
-        );
-        let registry_id = self.registry_id.or(file.registry_id).unwrap_or_else(|| "000000000000".into());
+        if let Some(addr) = exposed.filter(|_| !self.insecure_http && matches!(tls, Tls::Off)) {
+            anyhow::bail!(
+                "refusing plain HTTP on {addr}: configure TLS (--tls-cert/--tls-key or --tls-self-signed) or pass --insecure-http"
+            );
+        }
+        let (registry_id, region) = (self.registry_id.or(file.registry_id), self.region.or(file.region));
+        // A certificate for an ECR registry name stands for its account and region.
+        let ecr_identity = match &tls {
+            Tls::Files { cert, .. } => crate::ecr_names::identity(
+                crate::ecr_names::certificate_dns_names(cert)?.iter().map(String::as_str),
+                registry_id.as_deref(),
+                region.as_deref(),
+            ),
+            _ => None,
+        };
+        let registry_id = registry_id
+            .or_else(|| ecr_identity.as_ref().map(|found| found.registry_id.clone()))
+            .unwrap_or_else(|| DEFAULT_REGISTRY_ID.into());
         anyhow::ensure!(
             is_registry_id(&registry_id),
             "the registry id must be 12 digits (an AWS account id), not {registry_id:?}"
         );
-        let region = self.region.or(file.region).unwrap_or_else(|| "us-east-1".into());
+        let region = region
+            .or_else(|| ecr_identity.as_ref().map(|found| found.region.clone()))
+            .unwrap_or_else(|| "us-east-1".into());
         anyhow::ensure!(
             is_region(&region),
             "the region must be lowercase letters, digits and '-' (like us-east-1), not {region:?}"
@@ -548,7 +601,7 @@ impl ServeArgs {
             trusted_proxies,
             limits,
             tls,
-            plain_http: loopback || self.insecure_http,
+            insecure_http: self.insecure_http,
             no_auth: self.no_auth,
             anonymous_pull: self.anonymous_pull || file.anonymous_pull.unwrap_or(false),
             database_url: self.database_url.or(file.database_url),
@@ -569,6 +622,7 @@ impl ServeArgs {
             registry_id,
             region,
             public_url,
+            ecr_host: ecr_identity.map(|found| found.host),
         })
     }
 }
@@ -621,5 +675,48 @@ mod tests {
         std::fs::write(&file, "trusted_proxies = [\"proxy.internal\"]\n").unwrap();
         let err = resolve(&["--config", config]).err().unwrap().to_string();
         assert!(err.contains("\"proxy.internal\""), "{err}");
+    }
+
+    #[test]
+    fn several_listen_addresses_each_serve_plain_http_only_on_loopback() {
+        let addrs = |list: &[&str]| list.iter().map(|a| a.parse().unwrap()).collect::<Vec<SocketAddr>>();
+        let config = resolve(&["--listen", "127.0.0.1:443", "--listen", "[::1]:80", "--tls-self-signed"]).unwrap();
+        assert_eq!(config.listen, addrs(&["127.0.0.1:443", "[::1]:80"]));
+        let config = resolve(&["--listen", "127.0.0.1:443,0.0.0.0:8443", "--tls-self-signed"]).unwrap();
+        assert_eq!(config.listen, addrs(&["127.0.0.1:443", "0.0.0.0:8443"]));
+        assert!(config.plain_http(config.listen[0]) && !config.plain_http(config.listen[1]));
+        let err = |args: &[&str]| resolve(args).err().unwrap().to_string();
+        assert!(err(&["--listen", "127.0.0.1:80,127.0.0.1:80"]).contains("listed twice"));
+        assert!(err(&["--listen", "127.0.0.1:80,0.0.0.0:80"]).contains("refusing plain HTTP on 0.0.0.0:80"));
+        let no_auth = err(&["--listen", "127.0.0.1:80,0.0.0.0:443", "--tls-self-signed", "--no-auth"]);
+        assert!(no_auth.contains("--no-auth is only allowed"), "{no_auth}");
+        // The file takes one address or a list.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.toml");
+        let path = file.to_str().unwrap();
+        std::fs::write(&file, "listen = [\"127.0.0.1:5001\", \"127.0.0.1:5002\"]\n").unwrap();
+        assert_eq!(resolve(&["--config", path]).unwrap().listen, addrs(&["127.0.0.1:5001", "127.0.0.1:5002"]));
+        std::fs::write(&file, "listen = \"127.0.0.1:5001\"\n").unwrap();
+        assert_eq!(resolve(&["--config", path]).unwrap().listen, addrs(&["127.0.0.1:5001"]));
+        assert_eq!(resolve(&[]).unwrap().listen, addrs(&["127.0.0.1:5000"]));
+    }
+
+    #[test]
+    fn a_certificate_for_an_ecr_registry_name_sets_account_region_and_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+        let generated = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, generated.cert.pem()).unwrap();
+        std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+        let tls = ["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
+        let config = resolve(&tls).unwrap();
+        assert_eq!((config.registry_id.as_str(), config.region.as_str()), ("123456789012", "eu-west-1"));
+        assert_eq!(config.ecr_host.as_deref(), Some(name));
+        // A flag that disagrees wins, and the name then says nothing.
+        let config = resolve(&[&tls[..], &["--registry-id", "111111111111"]].concat()).unwrap();
+        assert_eq!((config.registry_id.as_str(), config.region.as_str()), ("111111111111", "us-east-1"));
+        assert_eq!(config.ecr_host, None);
+        assert_eq!(resolve(&["--tls-self-signed"]).unwrap().ecr_host, None);
     }
 }

@@ -1,4 +1,5 @@
-//! The accept loop: one port serves plain HTTP and, when configured, TLS.
+//! The accept loop: each listen address serves TLS when configured and, on loopback (or with
+//! `--insecure-http`), plain HTTP on the same port.
 //!
 //! The first byte of a connection tells them apart (0x16 starts a TLS handshake). This is what the
 //! docker CLI needs: it speaks plain HTTP to loopback registries, and elsewhere tries HTTPS first,
@@ -85,9 +86,21 @@ impl Default for Limits {
 
 pub struct Listener {
     pub tls: Option<TlsAcceptor>,
+    pub limits: Limits,
+}
+
+/// One bound listen address.
+pub struct Port {
+    pub tcp: TcpListener,
     /// Whether plain-HTTP connections are served (loopback, or `--insecure-http`).
     pub plain_http: bool,
-    pub limits: Limits,
+}
+
+/// The next connection on any of `ports`, with whether its port serves plain HTTP. Cancel-safe,
+/// as each `accept` is.
+async fn accept_any(ports: &[Port]) -> (std::io::Result<(TcpStream, SocketAddr)>, bool) {
+    let accepts = ports.iter().map(|port| Box::pin(async move { (port.tcp.accept().await, port.plain_http) }));
+    futures::future::select_all(accepts).await.0
 }
 
 /// Loads a PEM certificate chain and private key.
@@ -128,13 +141,9 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 impl Listener {
-    /// Serves `app` until `shutdown` resolves, then drains in-flight connections.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        app: Router,
-        shutdown: impl Future<Output = ()>,
-    ) -> anyhow::Result<()> {
+    /// Serves `app` on `ports` until `shutdown` resolves, then drains in-flight connections; the
+    /// connection limit counts all ports together.
+    pub async fn serve(self, ports: Vec<Port>, app: Router, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let max_connections = self.limits.max_connections;
         let slots = Arc::new(Semaphore::new(max_connections));
         let (closing, closing_rx) = watch::channel(false);
@@ -154,11 +163,11 @@ impl Listener {
                 slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
                 () = &mut shutdown => break,
             };
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => {
+            let (stream, peer, plain_http) = tokio::select! {
+                (accepted, plain_http) = accept_any(&ports) => match accepted {
+                    Ok((stream, peer)) => {
                         accept_errors.succeeded();
-                        accepted
+                        (stream, peer, plain_http)
                     }
                     Err(e) => {
                         accept_errors.failed(&e).await;
@@ -169,13 +178,13 @@ impl Listener {
             };
             let (this, app, http, closing) = (this.clone(), app.clone(), http.clone(), closing_rx.clone());
             tokio::spawn(async move {
-                if let Err(e) = this.connection(stream, peer, app, &http, closing).await {
+                if let Err(e) = this.connection(stream, peer, plain_http, app, &http, closing).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
                 drop(slot);
             });
         }
-        drop(listener);
+        drop(ports);
         closing.send_replace(true);
         // Every connection holds a slot until it ends: all slots back means all connections done.
         tokio::select! {
@@ -189,6 +198,7 @@ impl Listener {
         &self,
         stream: TcpStream,
         peer: SocketAddr,
+        plain_http: bool,
         app: Router,
         http: &Http,
         closing: watch::Receiver<bool>,
@@ -213,7 +223,7 @@ impl Listener {
                 let info = ConnectionInfo { peer, tls: true };
                 self.serve_http(tls, Bytes::new(), info, http2, app, http, closing).await
             }
-            (_, _) if self.plain_http => {
+            (_, _) if plain_http => {
                 let mut stream = stream;
                 let (http2, read) =
                     tokio::time::timeout(limits.handshake_timeout, sniff_http2(&mut stream))

@@ -5,6 +5,7 @@ mod audit;
 mod config;
 mod connection;
 mod ecr_auth;
+mod ecr_names;
 mod edge;
 mod gc;
 mod health;

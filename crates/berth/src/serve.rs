@@ -1,4 +1,4 @@
-//! `berth serve`: opens the stores, builds the service and serves both APIs on one listener.
+//! `berth serve`: opens the stores, builds the service and serves both APIs on every listen address.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,16 +95,19 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         Tls::Files { cert, key } => Some(listener::load_tls(cert, key)?),
         Tls::SelfSigned => {
             let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-            if !config.listen.ip().is_unspecified() {
-                hosts.push(config.listen.ip().to_string());
+            for addr in config.listen.iter().filter(|addr| !addr.ip().is_unspecified()) {
+                let ip = addr.ip().to_string();
+                if !hosts.contains(&ip) {
+                    hosts.push(ip);
+                }
             }
             let (cert, key) = listener::self_signed(&config.data_dir.join("tls"), hosts)?;
             println!("berth: self-signed TLS certificate at {} (trust it with --cacert / --cert-dir)", cert.display());
             Some(listener::load_tls(&cert, &key)?)
         }
     };
-    if config.plain_http && !config.listen.ip().is_loopback() {
-        tracing::warn!(listen = %config.listen, "serving plain HTTP on a non-loopback address (--insecure-http)");
+    for addr in config.listen.iter().filter(|addr| !addr.ip().is_loopback() && config.plain_http(**addr)) {
+        tracing::warn!(listen = %addr, "serving plain HTTP on a non-loopback address (--insecure-http)");
     }
 
     // Before the ready line: once it is printed, the server is as it will serve.
@@ -112,17 +115,24 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         max_connections: listener::connection_cap(config.limits.max_connections),
         ..config.limits.clone()
     };
-    let tcp = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
-    let local = tcp.local_addr()?;
-    tracing::info!(data_dir = %config.data_dir.display(), tls = tls.is_some(), plain_http = config.plain_http, "serving");
+    let mut ports = Vec::with_capacity(config.listen.len());
+    for &addr in &config.listen {
+        let tcp = TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+        ports.push(listener::Port { plain_http: config.plain_http(addr), tcp });
+    }
+    let local = ports[0].tcp.local_addr()?;
+    tracing::info!(data_dir = %config.data_dir.display(), tls = tls.is_some(), "serving");
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        if config.plain_http {
-            writeln!(out, "berth listening on http://{local}")?;
-        }
-        if tls.is_some() {
-            writeln!(out, "berth listening on https://{local}")?;
+        for port in &ports {
+            let local = port.tcp.local_addr()?;
+            if port.plain_http {
+                writeln!(out, "berth listening on http://{local}")?;
+            }
+            if tls.is_some() {
+                writeln!(out, "berth listening on https://{local}")?;
+            }
         }
         out.flush()?;
     }
@@ -130,7 +140,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let ecr_config = berth_ecr::EcrConfig {
         registry_id: config.registry_id.clone(),
         region: config.region.clone(),
-        public_url: config.public_url.clone().unwrap_or_else(|| default_public_url(local, config.plain_http)),
+        public_url: config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| default_public_url(local, ports[0].plain_http, config.ecr_host.as_deref())),
     };
     let (authentication, tokens): (berth_ecr::Authentication, Arc<dyn berth_ecr::TokenIssuer>) = if config.no_auth {
         (berth_ecr::Authentication::Disabled, Arc::new(berth_ecr::AuthDisabledTokens))
@@ -217,8 +230,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let mut consumers = start_replication(&registry, &config, stop_consumers.clone()).await?;
     consumers.extend(start_webhooks(&registry, &config, stop_consumers.clone()).await?);
 
-    let server = listener::Listener { tls, plain_http: config.plain_http, limits };
-    server.serve(tcp, app, shutdown_signal()).await?;
+    let server = listener::Listener { tls, limits };
+    server.serve(ports, app, shutdown_signal()).await?;
     // Replicators and webhook senders give back what they claimed, so the next start (or another server) resumes
     // at once rather than after the lease.
     stop_consumers.cancel();
@@ -375,9 +388,16 @@ fn oci_error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], berth_oci::error_body(code, message)).into_response()
 }
 
-/// Where clients reach this server unless `--public-url` says: the bound address, with a
-/// loopback address standing in for "all interfaces" so the URL works from this machine.
-fn default_public_url(local: std::net::SocketAddr, plain_http: bool) -> String {
+/// Where clients reach this server unless `--public-url` says: the ECR registry name the
+/// certificate holds, else the bound address, with a loopback address standing in for "all
+/// interfaces" so the URL works from this machine.
+fn default_public_url(local: std::net::SocketAddr, plain_http: bool, ecr_host: Option<&str>) -> String {
+    if let Some(host) = ecr_host {
+        return match local.port() {
+            443 => format!("https://{host}"),
+            port => format!("https://{host}:{port}"),
+        };
+    }
     let mut addr = local;
     if addr.ip().is_unspecified() {
         addr.set_ip(if addr.is_ipv4() {

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# A drop-in under ECR's own host names. In private mount and network namespaces (only loopback
+# exists, so nothing can reach the real AWS; a private /etc/hosts maps the names to 127.0.0.1) a
+# throwaway CA signs a certificate for ACCOUNT.dkr.ecr.REGION.amazonaws.com and
+# api.ecr.REGION.amazonaws.com, and `berth serve --listen 127.0.0.1:443,127.0.0.1:80` takes its
+# account and region from it. The aws CLI then runs without --endpoint-url, `aws ecr
+# get-login-password | docker login` works the documented way, and the shared multi-arch flow
+# runs with certificate verification on. Port 80: the docker CLI counts a name that resolves to
+# loopback as an insecure registry, and `docker manifest push` then speaks plain HTTP to it.
+set -Eeuo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+SHARED=${BERTH_SHARED_DIR:-$ROOT/../shared}
+source "$ROOT/scripts/lib.sh"
+ACCOUNT=123456789012 REGION=eu-central-1
+REGHOST=$ACCOUNT.dkr.ecr.$REGION.amazonaws.com API=api.ecr.$REGION.amazonaws.com
+
+if [[ ${BERTH_IN_NAMESPACE:-} != 1 ]]; then
+  T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=Berth test CA" \
+    -keyout "$T/ca.key" -out "$T/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=$REGHOST" -keyout "$T/server.key" -out "$T/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:%s,DNS:%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+    "$REGHOST" "$API" >"$T/ext"
+  openssl x509 -req -days 2 -in "$T/server.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
+    -extfile "$T/ext" -out "$T/server.pem" 2>/dev/null
+  cat /etc/ssl/certs/ca-certificates.crt "$T/ca.pem" >"$T/trusted.pem"
+  { cat /etc/hosts; echo "127.0.0.1 $REGHOST $API"; } >"$T/hosts"
+  # As root the namespaces need nothing more; elsewhere an unprivileged user namespace maps root.
+  as_root=(); [[ $(id -u) -eq 0 ]] || as_root=(--map-root-user)
+  unshare --mount --net "${as_root[@]}" env BERTH_IN_NAMESPACE=1 T="$T" bash "${BASH_SOURCE[0]}"
+  exit
+fi
+
+ip link set lo up
+mount --bind "$T/hosts" /etc/hosts
+source "$ROOT/tests/clients/lib/common.bash"
+export BERTH_ROOT_ACCESS_KEY_ID=AKIADROPINHOSTNAMES1 BERTH_ROOT_SECRET_ACCESS_KEY=drop-in-secret-0123456789abcdefghijkl
+"$BERTH_BIN" serve --listen 127.0.0.1:443,127.0.0.1:80 --data-dir "$T/data" \
+  --tls-cert "$T/server.pem" --tls-key "$T/server.key" >"$T/stdout" 2>"$T/server.log" &
+BERTH_PID=$!
+trap 'kill "$BERTH_PID" 2>/dev/null; wait "$BERTH_PID" 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do grep -q 'http://127.0.0.1:80' "$T/stdout" 2>/dev/null && break; sleep 0.1; done
+expect "serving https on 443" "$(grep -c 'listening on https://127.0.0.1:443' "$T/stdout")" 1
+expect "and plain http on loopback port 80" "$(grep -c 'listening on http://127.0.0.1:80' "$T/stdout")" 1
+
+# The aws CLI as on a workstation: default endpoint resolution, the CA the way AWS documents it.
+export AWS_ACCESS_KEY_ID=$BERTH_ROOT_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$BERTH_ROOT_SECRET_ACCESS_KEY
+export AWS_DEFAULT_REGION=$REGION AWS_CA_BUNDLE=$T/trusted.pem AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+unset AWS_ENDPOINT_URL AWS_ENDPOINT_URL_ECR
+# Go clients (docker, skopeo) and Python's ssl read the trusted roots from here.
+export SSL_CERT_FILE=$T/trusted.pem DOCKER_CONFIG=$T/docker NO_PROXY='*'
+
+section "aws CLI at https://$API (no --endpoint-url)"
+aws ecr create-repository --repository-name my-web-app --output json >"$T/repo.json" 2>"$T/aws.err" || true
+expect "repositoryUri is the ECR registry name" "$(jq -r .repository.repositoryUri "$T/repo.json")" "$REGHOST/my-web-app"
+expect "repositoryArn has the certificate's account and region" "$(jq -r .repository.repositoryArn "$T/repo.json")" \
+  "arn:aws:ecr:$REGION:$ACCOUNT:repository/my-web-app"
+aws ecr get-authorization-token --output json >"$T/token.json" 2>>"$T/aws.err" || true
+expect "proxyEndpoint is https://$REGHOST" "$(jq -r '.authorizationData[0].proxyEndpoint' "$T/token.json")" "https://$REGHOST"
+expect "describe-registry answers as the account" "$(aws ecr describe-registry --query registryId --output text 2>>"$T/aws.err")" "$ACCOUNT"
+[[ -s $T/aws.err ]] && sed 's/^/    | /' "$T/aws.err" | tail -5
+
+section "docker login the documented way"
+rc=0; env -u SSL_CERT_FILE curl -s -o /dev/null "https://$REGHOST/v2/" || rc=$?
+expect "the certificate is checked: curl without the CA fails (exit 60)" "$rc" 60
+check "aws ecr get-login-password | docker login --username AWS --password-stdin $REGHOST" \
+  sh -c "aws ecr get-login-password --region $REGION | docker login --username AWS --password-stdin $REGHOST"
+
+section "the multi-arch flow under $REGHOST, certificates verified"
+PASSWORD=$(aws ecr get-login-password)
+if INSECURE=0 ECR_ENDPOINT="https://$API" REPO=my-web-app CROSS_REPO=1 OCI=1 \
+  bash "$SHARED/e2e/multiarch-flow.sh" "$REGHOST" AWS "$PASSWORD" >"$T/flow.out" 2>&1; then
+  ok "multiarch-flow.sh: $(tail -1 "$T/flow.out")"
+else
+  bad "multiarch-flow.sh: $(tail -1 "$T/flow.out")"; grep -A3 '^FAIL' "$T/flow.out" | head -20 | sed 's/^/    | /'
+fi
+if grep -q 'panicked' "$T/server.log"; then bad "the server log has a panic"; else ok "no panic in the server log"; fi
+summary ecr-hostnames
