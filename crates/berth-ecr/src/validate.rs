@@ -217,14 +217,27 @@ fn resource_tags(member: &str, tags: &[Tag]) -> Result<(), EcrError> {
     }
     for (i, tag) in tags.iter().enumerate() {
         tag_key(&element(member, i, "Key"), &tag.key)?;
+        let value_member = element(member, i, "Value");
         if tag.value.chars().count() > MAX_TAG_VALUE_LEN {
             return Err(EcrError::InvalidTagParameter(format!(
-                "Invalid parameter at '{}' failed to satisfy constraint: 'Member must have length less than or equal to {MAX_TAG_VALUE_LEN}'",
-                element(member, i, "Value")
+                "Invalid parameter at '{value_member}' failed to satisfy constraint: 'Member must have length less than or equal to {MAX_TAG_VALUE_LEN}'"
             )));
         }
+        tag_characters(&value_member, &tag.value)?;
     }
     Ok(())
+}
+
+/// AWS's tagging rule for keys and values: letters, digits and spaces in any script, and
+/// `_ . : / = + - @` — no control characters.
+fn tag_characters(member: &str, text: &str) -> Result<(), EcrError> {
+    let allowed = |c: char| c.is_alphanumeric() || (c.is_whitespace() && !c.is_control()) || "_.:/=+-@".contains(c);
+    if text.chars().all(allowed) {
+        return Ok(());
+    }
+    Err(EcrError::InvalidTagParameter(format!(
+        "Invalid parameter at '{member}' failed to satisfy constraint: 'Member must satisfy regular expression pattern: ^([\\p{{L}}\\p{{Z}}\\p{{N}}_.:/=+\\-@]*)$'"
+    )))
 }
 
 fn tag_key(member: &str, key: &str) -> Result<(), EcrError> {
@@ -234,12 +247,13 @@ fn tag_key(member: &str, key: &str) -> Result<(), EcrError> {
             "Invalid parameter at '{member}' failed to satisfy constraint: 'Member must have length between 1 and {MAX_TAG_KEY_LEN}'"
         )));
     }
-    if key.starts_with("aws:") {
+    // In any letter case, as AWS's tagging rules say.
+    if key.get(..4).is_some_and(|prefix| prefix.eq_ignore_ascii_case("aws:")) {
         return Err(EcrError::InvalidTagParameter(format!(
             "Invalid parameter at '{member}' failed to satisfy constraint: 'Tag keys starting with aws: are reserved for AWS use'"
         )));
     }
-    Ok(())
+    tag_characters(member, key)
 }
 
 /// A repository ARN, `arn:<partition>:ecr:<region>:<registryId>:repository/<name>`, the only
@@ -897,6 +911,24 @@ fn template_prefix(member: &str, prefix: &str) -> Result<(), EcrError> {
 }
 
 /// The members Create and Update share; `applied_for` is checked by the caller.
+/// `arn:aws[-partition]:kms:REGION:ACCOUNT:key/ID`, the key ARN a creation template may name.
+fn is_kms_key_arn(key: &str) -> bool {
+    let lower_word =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let Some((partition, rest)) = key.strip_prefix("arn:aws").and_then(|rest| rest.split_once(":kms:")) else {
+        return false;
+    };
+    let mut fields = rest.splitn(3, ':');
+    let (Some(region), Some(account), Some(resource)) = (fields.next(), fields.next(), fields.next()) else {
+        return false;
+    };
+    (partition.is_empty() || lower_word(partition))
+        && lower_word(region)
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && resource.strip_prefix("key/").is_some_and(lower_word)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn template_members(members: &TemplateMembers) -> Result<(), EcrError> {
     let TemplateMembers {
@@ -922,6 +954,11 @@ fn template_members(members: &TemplateMembers) -> Result<(), EcrError> {
         )?;
         if let Some(key) = &encryption.kms_key {
             length("encryptionConfiguration.kmsKey", key, 0, 2048)?;
+            pattern(
+                "encryptionConfiguration.kmsKey",
+                key.is_empty() || is_kms_key_arn(key),
+                "^$|arn:aws[a-z0-9-]*:kms:[a-z0-9-]+:[0-9]{12}:key\\/[a-z0-9-]+",
+            )?;
         }
     }
     if let Some(tags) = tags {
@@ -1359,9 +1396,41 @@ mod tests {
             check::<UntagResourceRequest>(json!({"resourceArn": arn, "tagKeys": ["aws:cloudformation:stack-name"]}))
                 .unwrap_err();
         assert_eq!(wire_type, "InvalidTagParameterException");
+        for (key, value) in [("AWS:x", "v"), ("Aws:x", "v"), ("k\u{1}", "v"), ("k", "tab\there"), ("k#", "v")] {
+            let (wire_type, message) =
+                check::<TagResourceRequest>(json!({"resourceArn": arn, "tags": [tag(key, value)]})).unwrap_err();
+            assert_eq!(wire_type, "InvalidTagParameterException", "{key:?}={value:?}: {message}");
+        }
+        let worldwide = [tag("Équipe/ベルト", "a b\u{a0}c"), tag("x_y.z:w=+-@", "")];
+        assert_eq!(check::<TagResourceRequest>(json!({"resourceArn": arn, "tags": worldwide})), Ok(()));
         let many: Vec<Value> = (0..51).map(|i| tag(&format!("k{i}"), "v")).collect();
         let (wire_type, _) =
             check::<CreateRepositoryRequest>(json!({"repositoryName": "app", "tags": many})).unwrap_err();
         assert_eq!(wire_type, "TooManyTagsException");
+    }
+
+    #[test]
+    fn a_templates_kms_key_is_empty_or_a_key_arn() {
+        let template = |key: &str| {
+            json!({"prefix": "team", "appliedFor": ["CREATE_ON_PUSH"],
+                   "encryptionConfiguration": {"encryptionType": "KMS", "kmsKey": key}})
+        };
+        for ok in [
+            "",
+            "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws-cn:kms:cn-north-1:123456789012:key/k1",
+        ] {
+            assert_eq!(check::<CreateRepositoryCreationTemplateRequest>(template(ok)), Ok(()), "{ok}");
+        }
+        for bad in [
+            "garbage",
+            "arn:aws:kms:us-east-1:123456789012:alias/mine",
+            "arn:aws:kms:us-east-1:1234:key/k",
+            "arn:aws:kms:us-east-1:123456789012:key/",
+            "arn:aws:s3:us-east-1:123456789012:key/k",
+        ] {
+            let message = rejected::<CreateRepositoryCreationTemplateRequest>(template(bad));
+            assert!(message.contains("'encryptionConfiguration.kmsKey'"), "{bad}: {message}");
+        }
     }
 }
