@@ -31,8 +31,10 @@ impl FsBlobStore {
     /// Opens (creating if needed) a store rooted at `root`.
     pub async fn open(root: impl Into<PathBuf>) -> io::Result<FsBlobStore> {
         let root = root.into();
-        fs::create_dir_all(root.join("uploads")).await?;
-        fs::create_dir_all(root.join("blobs")).await?;
+        let (uploads, blobs) = (root.join("uploads"), root.join("blobs"));
+        tokio::task::spawn_blocking(move || create_dir_durably(&uploads).and_then(|()| create_dir_durably(&blobs)))
+            .await
+            .map_err(io::Error::other)??;
         Ok(FsBlobStore { root })
     }
 
@@ -381,9 +383,26 @@ fn commit_file(from: &Path, to: &Path) -> io::Result<()> {
     }
     std::fs::File::open(from)?.sync_all()?;
     let dir = to.parent().expect("blob path has a parent");
-    std::fs::create_dir_all(dir)?;
+    create_dir_durably(dir)?;
     std::fs::rename(from, to)?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and its missing parents, syncing the directory each one is made in: a blob's
+/// fan-out directory must outlast a crash as its renamed file does. A directory found made by a
+/// concurrent commit is synced into its parent again, as its maker may not have done so yet.
+fn create_dir_durably(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    create_dir_durably(parent)?;
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::File::open(parent)?.sync_all()
 }
 
 /// Opens an upload file and, if it holds exactly `offset` bytes, writes `first` there; returns
@@ -581,6 +600,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = super::FsBlobStore::open(dir.path()).await.unwrap();
         crate::testsuite::run_all(&store).await;
+    }
+
+    #[test]
+    fn directories_are_made_once_with_their_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("blobs/sha256/ab");
+        super::create_dir_durably(&nested).unwrap();
+        assert!(nested.is_dir());
+        super::create_dir_durably(&nested).unwrap();
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        assert!(super::create_dir_durably(&dir.path().join("file/sub")).is_err(), "a file in the way is an error");
     }
 
     #[cfg(target_os = "linux")]
