@@ -34,8 +34,9 @@ apt_install() {
 install_test_tools() {
   # apache2-utils: htpasswd, for the docker-registry with Basic auth that berth-remote's tests pull from.
   apt_install skopeo jq curl ca-certificates podman buildah containerd docker-registry apache2-utils
-  # ecr-hostnames.sh: a CA and certificate (openssl), loopback in its own network namespace (ip).
-  apt_install openssl iproute2
+  # ecr-hostnames.sh: a CA and certificate (openssl), loopback in its own network namespace (ip),
+  # Amazon's docker credential helper.
+  apt_install openssl iproute2 amazon-ecr-credential-helper
   have docker || apt_install docker.io
   python3 -c 'import boto3, awscli' 2>/dev/null || pip install -q awscli boto3
   have moto_server || pip install -q 'moto[server]'

@@ -4,9 +4,10 @@
 # throwaway CA signs a certificate for ACCOUNT.dkr.ecr.REGION.amazonaws.com and
 # api.ecr.REGION.amazonaws.com, and `berth serve --listen 127.0.0.1:443,127.0.0.1:80` takes its
 # account and region from it. The aws CLI then runs without --endpoint-url, `aws ecr
-# get-login-password | docker login` works the documented way, and the shared multi-arch flow
-# runs with certificate verification on. Port 80: the docker CLI counts a name that resolves to
-# loopback as an insecure registry, and `docker manifest push` then speaks plain HTTP to it.
+# get-login-password | docker login` works the documented way, the shared multi-arch flow runs
+# with certificate verification on, and docker reads through Amazon's credential helper. Port 80:
+# the docker CLI counts a name that resolves to loopback as an insecure registry, and `docker
+# manifest push` then speaks plain HTTP to it.
 set -Eeuo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SHARED=${BERTH_SHARED_DIR:-$ROOT/../shared}
@@ -74,5 +75,14 @@ if INSECURE=0 ECR_ENDPOINT="https://$API" REPO=my-web-app CROSS_REPO=1 OCI=1 \
 else
   bad "multiarch-flow.sh: $(tail -1 "$T/flow.out")"; grep -A3 '^FAIL' "$T/flow.out" | head -20 | sed 's/^/    | /'
 fi
+section "docker with Amazon's credential helper (docker-credential-ecr-login) instead of a login"
+export AWS_ECR_DISABLE_CACHE=true
+expect "the helper gets AWS credentials from GetAuthorizationToken" \
+  "$(echo "$REGHOST" | docker-credential-ecr-login get 2>"$T/helper.err" | jq -r .Username)" AWS
+mkdir -p "$T/helper" && printf '{"credHelpers":{"%s":"ecr-login"}}' "$REGHOST" >"$T/helper/config.json"
+expect "docker manifest inspect through the helper reads the pushed list" \
+  "$(DOCKER_CONFIG=$T/helper docker manifest inspect "$REGHOST/my-web-app:latest" 2>>"$T/helper.err" | jq -r .mediaType)" \
+  application/vnd.docker.distribution.manifest.list.v2+json
+[[ -s $T/helper.err ]] && sed 's/^/    | /' "$T/helper.err" | tail -5
 if grep -q 'panicked' "$T/server.log"; then bad "the server log has a panic"; else ok "no panic in the server log"; fi
 summary ecr-hostnames
