@@ -96,10 +96,12 @@ pub struct Port {
     pub plain_http: bool,
 }
 
-/// The next connection on any of `ports`, with whether its port serves plain HTTP. Cancel-safe,
-/// as each `accept` is.
-async fn accept_any(ports: &[Port]) -> (std::io::Result<(TcpStream, SocketAddr)>, bool) {
-    let accepts = ports.iter().map(|port| Box::pin(async move { (port.tcp.accept().await, port.plain_http) }));
+/// The next connection on any of `ports`, with whether its port serves plain HTTP; the ports
+/// are asked in turn from `first`, so a flooded one cannot starve the others. Cancel-safe, as
+/// each `accept` is.
+async fn accept_any(ports: &[Port], first: usize) -> (std::io::Result<(TcpStream, SocketAddr)>, bool) {
+    let in_turn = ports.iter().cycle().skip(first % ports.len()).take(ports.len());
+    let accepts = in_turn.map(|port| Box::pin(async move { (port.tcp.accept().await, port.plain_http) }));
     futures::future::select_all(accepts).await.0
 }
 
@@ -152,6 +154,7 @@ impl Listener {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut at_cap = Throttled::default();
         let mut accept_errors = AcceptBackoff::default();
+        let mut accepts = 0usize;
         loop {
             if slots.available_permits() == 0 {
                 at_cap.warn(|suppressed| {
@@ -163,8 +166,9 @@ impl Listener {
                 slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
                 () = &mut shutdown => break,
             };
+            accepts = accepts.wrapping_add(1);
             let (stream, peer, plain_http) = tokio::select! {
-                (accepted, plain_http) = accept_any(&ports) => match accepted {
+                (accepted, plain_http) = accept_any(&ports, accepts) => match accepted {
                     Ok((stream, peer)) => {
                         accept_errors.succeeded();
                         (stream, peer, plain_http)
@@ -446,5 +450,32 @@ impl AcceptBackoff {
         if self.delay.take().is_some() {
             tracing::debug!("accepting connections again");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ports_are_asked_in_turn() {
+        let mut ports = Vec::new();
+        for plain_http in [true, false] {
+            ports.push(Port { tcp: TcpListener::bind("127.0.0.1:0").await.unwrap(), plain_http });
+        }
+        // Two connections waiting on each port: whichever port is asked first answers first.
+        let mut clients = Vec::new();
+        for port in &ports {
+            for _ in 0..2 {
+                clients.push(TcpStream::connect(port.tcp.local_addr().unwrap()).await.unwrap());
+            }
+        }
+        let mut served = Vec::new();
+        for turn in 0..4 {
+            let (accepted, plain_http) = accept_any(&ports, turn).await;
+            accepted.unwrap();
+            served.push(plain_http);
+        }
+        assert_eq!(served, [true, false, true, false]);
     }
 }
