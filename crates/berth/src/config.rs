@@ -498,10 +498,11 @@ impl ServeArgs {
             );
         }
         let (registry_id, region) = (self.registry_id.or(file.registry_id), self.region.or(file.region));
-        // A certificate for an ECR registry name stands for its account and region.
+        // A certificate for an ECR registry name stands for its account and region. One whose
+        // names cannot be read names nothing here: loading it for TLS reports what is wrong.
         let ecr_identity = match &tls {
             Tls::Files { cert, .. } => crate::ecr_names::identity(
-                crate::ecr_names::certificate_dns_names(cert)?.iter().map(String::as_str),
+                crate::ecr_names::certificate_dns_names(cert).unwrap_or_default().iter().map(String::as_str),
                 registry_id.as_deref(),
                 region.as_deref(),
             ),
