@@ -186,11 +186,13 @@ fn covering_rule(rules: &[CacheRule], name: &RepositoryName) -> Option<CachedRep
 /// The upstream a URL names, if Berth may use it: https, or http only on loopback.
 pub fn upstream_endpoint(url: &str) -> Result<Endpoint> {
     let unsupported = |reason: String| PullThroughError::UpstreamUnsupported(reason);
-    let endpoint = Endpoint::parse(url)
-        .map_err(|e| unsupported(format!("The upstream registry URL '{url}' is not valid: {e}")))?;
+    // The errors quote the URL with any `user:password@` redacted, never the raw input: error
+    // messages reach the audit trail and the log.
+    let endpoint =
+        Endpoint::parse(url).map_err(|e| unsupported(format!("The upstream registry URL is not valid: {e}")))?;
     endpoint
         .require_tls_unless_loopback()
-        .map_err(|e| unsupported(format!("The upstream registry URL '{url}': {e}")))?;
+        .map_err(|e| unsupported(format!("The upstream registry URL {endpoint}: {e}")))?;
     Ok(endpoint)
 }
 
@@ -417,5 +419,9 @@ mod tests {
         assert!(upstream_endpoint("http://127.0.0.1:5001").is_ok());
         let err = upstream_endpoint("http://registry.example.com").unwrap_err();
         assert!(matches!(err, RegistryError::PullThrough(PullThroughError::UpstreamUnsupported(_))), "{err}");
+        for url in ["https://bob:S3cret@registry.example.com", "bob:S3cret@registry.example.com"] {
+            let err = upstream_endpoint(url).unwrap_err().to_string();
+            assert!(!err.contains("S3cret"), "{err}");
+        }
     }
 }
