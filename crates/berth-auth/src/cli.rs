@@ -98,6 +98,9 @@ pub async fn policy_attach(
     policy: &str,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
+    if user == ROOT_USER {
+        return Err(Error::RootUnchangeable("is allowed everything: policies do not apply to it"));
+    }
     let policy = resolve_policy(policy)?;
     store.attach_user_policy(user, &policy).await.map_err(unknown_user)?;
     policy_list(store, user, out).await
@@ -174,8 +177,15 @@ pub async fn key_status(
     )
 }
 
-/// `berth user remove NAME`: fails with [`Error::UserNotFound`] if there is no such user.
+/// `berth user remove NAME`: fails with [`Error::UserNotFound`] if there is no such user. The
+/// root user stays, as the console keeps it: removing it would lock its automation out and a
+/// restart would make it anew with other keys.
 pub async fn user_remove(store: Arc<dyn MetadataStore>, name: &str) -> Result<(), Error> {
+    if name == ROOT_USER {
+        return Err(Error::RootUnchangeable(
+            "cannot be removed (to stop its key: berth user key deactivate root, undone by activate)",
+        ));
+    }
     if store.delete_user(name).await? { Ok(()) } else { Err(Error::UserNotFound(name.to_owned())) }
 }
 

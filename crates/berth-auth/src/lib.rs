@@ -56,6 +56,9 @@ pub enum Error {
     PolicyNotAttached { user: String, policy: String },
     #[error("invalid root credentials: {0}")]
     InvalidRootKeys(String),
+    /// What the root user refuses: it is allowed everything, and it is the way back in.
+    #[error("the root user {0}")]
+    RootUnchangeable(&'static str),
 }
 
 impl Error {

@@ -348,6 +348,14 @@ async fn removed_user_is_locked_out_and_new_user_let_in_within_5_seconds() {
     let again = srv.cli_output(&["user", "remove", "bob"]);
     assert!(!again.status.success(), "removing a missing user must fail");
     assert!(String::from_utf8_lossy(&again.stderr).contains("bob"), "{again:?}");
+    // The root user is kept, and policies do not apply to it.
+    for refused in
+        [&["user", "remove", "root"][..], &["user", "policy", "attach", "root", "AmazonEC2ContainerRegistryReadOnly"]]
+    {
+        let out = srv.cli_output(refused);
+        assert!(!out.status.success(), "{refused:?} must fail");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("the root user"), "{out:?}");
+    }
 
     // The same name added again is a new identity: the old token and key stay dead.
     let bob2: Value =
