@@ -99,6 +99,18 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// Why presented credentials were refused, as metrics and the audit trail label it (`None`:
+    /// none were presented, or the store failed).
+    pub fn failure_reason(&self) -> Option<&'static str> {
+        match self {
+            AuthError::CredentialsRequired | AuthError::Unavailable(_) => None,
+            AuthError::MalformedHeader(_) => Some("malformed_header"),
+            AuthError::UnsupportedScheme => Some("unsupported_scheme"),
+            AuthError::InvalidCredentials => Some("invalid_credentials"),
+            AuthError::TokenExpired => Some("token_expired"),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -30,7 +30,7 @@ use berth_registry::Registry;
 use serde::de::DeserializeOwned;
 
 pub use error::ConsoleError;
-pub use paths::ConsolePath;
+pub use paths::{ConsolePath, SIGN_IN as SIGN_IN_PATH};
 
 use crate::session::{CsrfBinding, SESSION_COOKIE, Session, SessionKeys};
 use crate::view::Layout;

@@ -7,6 +7,8 @@
 use berth_spec::{Digest, RepositoryName};
 
 pub const ROOT: &str = "/console";
+/// Where the sign-in form posts credentials (the edge throttles it like an `Authorization` header).
+pub const SIGN_IN: &str = "/console/sign-in";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RepositoryAction {

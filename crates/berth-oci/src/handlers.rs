@@ -91,17 +91,6 @@ fn request_context(request: &mut Request) -> RequestContext {
     }
 }
 
-/// Why presented credentials were refused (`None`: none were presented, or the store failed).
-fn auth_failure(refused: &AuthError) -> Option<&'static str> {
-    match refused {
-        AuthError::CredentialsRequired | AuthError::Unavailable(_) => None,
-        AuthError::MalformedHeader(_) => Some("malformed_header"),
-        AuthError::UnsupportedScheme => Some("unsupported_scheme"),
-        AuthError::InvalidCredentials => Some("invalid_credentials"),
-        AuthError::TokenExpired => Some("token_expired"),
-    }
-}
-
 async fn authorize_and_dispatch(
     state: &AppState,
     ctx: &mut RequestContext,
@@ -112,7 +101,7 @@ async fn authorize_and_dispatch(
     ctx.identity = match state.auth.authenticate(request.headers()).await {
         Ok(identity) => identity,
         Err(refused) => {
-            served.auth_failure = auth_failure(&refused);
+            served.auth_failure = refused.failure_reason();
             served.error = Some(("UNAUTHORIZED", refused.to_string()));
             return Ok(refused.into_response());
         }

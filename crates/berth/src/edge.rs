@@ -48,10 +48,12 @@ impl Edge {
     }
 
     /// How long the client must wait when it has spent its failed sign-ins and presents
-    /// credentials again.
-    fn throttled(&self, client: Option<IpAddr>, headers: &HeaderMap, now: Instant) -> Option<std::time::Duration> {
+    /// credentials again: in an `Authorization` header, or to the console's sign-in form.
+    fn throttled(&self, client: Option<IpAddr>, request: &Request, now: Instant) -> Option<std::time::Duration> {
         let (throttle, client) = (self.throttle.as_ref()?, client?);
-        if !headers.contains_key(header::AUTHORIZATION) {
+        let signs_in =
+            request.method() == axum::http::Method::POST && request.uri().path() == berth_console::SIGN_IN_PATH;
+        if !signs_in && !request.headers().contains_key(header::AUTHORIZATION) {
             return None;
         }
         throttle.refused(client, now)
@@ -112,7 +114,7 @@ pub async fn serve_request(State(edge): State<Arc<Edge>>, mut request: Request, 
         request = request.map(|body| Body::new(Counted { inner: body, counter: received }));
     }
     request.extensions_mut().insert(ctx.clone());
-    let throttled = edge.throttled(ctx.source_ip, request.headers(), started);
+    let throttled = edge.throttled(ctx.source_ip, &request, started);
     let mut response = match throttled {
         Some(retry_after) => {
             metrics::counter!("berth_auth_failures_total", "plane" => plane, "reason" => "throttled").increment(1);
@@ -245,21 +247,23 @@ fn internal_error(path: &str, request_id: &str) -> Response {
 fn too_many_failures(plane: &str, retry_after: std::time::Duration) -> Response {
     let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
     let message = format!("too many failed sign-ins from this address; retry in {seconds} s");
-    let (status, content_type, body) = if plane == "ecr" {
-        (
+    let (status, content_type, body) = match plane {
+        "ecr" => (
             StatusCode::BAD_REQUEST,
             "application/x-amz-json-1.1",
-            serde_json::json!({"__type": "ThrottlingException", "message": message}),
-        )
-    } else {
-        (
+            serde_json::json!({"__type": "ThrottlingException", "message": message}).to_string(),
+        ),
+        // A browser shows the sentence as it is.
+        "console" => (StatusCode::TOO_MANY_REQUESTS, "text/plain; charset=utf-8", message),
+        _ => (
             StatusCode::TOO_MANY_REQUESTS,
             "application/json",
-            serde_json::json!({"errors": [{"code": "TOOMANYREQUESTS", "message": message, "detail": null}]}),
-        )
+            serde_json::json!({"errors": [{"code": "TOOMANYREQUESTS", "message": message, "detail": null}]})
+                .to_string(),
+        ),
     };
     let headers = [(header::CONTENT_TYPE, content_type.to_owned()), (header::RETRY_AFTER, seconds.to_string())];
-    (status, headers, body.to_string()).into_response()
+    (status, headers, body).into_response()
 }
 
 /// The process's panic hook: one error line through the log, with the request id when a

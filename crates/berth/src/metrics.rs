@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_auth::{AuthError, Authenticator};
-use berth_iam::{Identity, RequestContext};
+use berth_iam::{Identity, RequestContext, Served};
 use berth_meta::MetadataStore;
 use berth_registry::{Registry, Resource};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -154,8 +154,15 @@ async fn authorized(
     let Some(axum::Extension(mut ctx)) = ctx else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
+    // Refusals reach the edge like the planes' own: counted, audited and throttled per address.
+    let mut served = Served::new("GetMetrics", "GetMetrics", false);
+    served.event_source = "berth";
     let mut response = match route.auth.authenticate(&headers).await {
-        Err(refused) => refused.into_response(),
+        Err(refused) => {
+            served.auth_failure = refused.failure_reason();
+            served.error = Some(("UNAUTHORIZED", refused.to_string()));
+            refused.into_response()
+        }
         Ok(Identity::Anonymous) if !route.auth.mode().admits_anonymous() => {
             AuthError::CredentialsRequired.into_response()
         }
@@ -169,6 +176,8 @@ async fn authorized(
             match allowed {
                 Ok(()) => scrape(&route.metrics),
                 Err(denied) => {
+                    served.auth_failure = Some("access_denied");
+                    served.error = Some(("DENIED", denied.to_string()));
                     let body = berth_oci::error_body("DENIED", &denied.to_string());
                     (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "application/json")], body).into_response()
                 }
@@ -176,6 +185,7 @@ async fn authorized(
         }
     };
     response.extensions_mut().insert(ctx);
+    response.extensions_mut().insert(served);
     response
 }
 

@@ -52,6 +52,14 @@ fn csrf_of(page: &str) -> String {
 
 impl Browser {
     async fn sign_in(srv: &Server, access_key_id: &str, secret: &str) -> Browser {
+        let (http, signed_in) = Browser::attempt(srv, access_key_id, secret).await;
+        assert_eq!(signed_in.status(), 303, "sign-in as {access_key_id}");
+        let cookie = cookie_of(&signed_in, "berth_console").expect("a session cookie");
+        Browser { http, base: srv.base().to_owned(), cookie }
+    }
+
+    /// Posts the sign-in form as a browser does (its nonce cookie and token); the answer.
+    async fn attempt(srv: &Server, access_key_id: &str, secret: &str) -> (reqwest::Client, reqwest::Response) {
         let http = reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         let base = srv.base().to_owned();
         let page = http.get(format!("{base}/console/sign-in")).send().await.unwrap();
@@ -71,9 +79,7 @@ impl Browser {
             .send()
             .await
             .unwrap();
-        assert_eq!(signed_in.status(), 303, "sign-in as {access_key_id}");
-        let cookie = cookie_of(&signed_in, "berth_console").expect("a session cookie");
-        Browser { http, base, cookie }
+        (http, signed_in)
     }
 
     async fn csrf(&self) -> String {
@@ -204,4 +210,47 @@ async fn console_changes_are_audited_as_the_api_calls_they_equal() {
     assert_eq!(record_of(&audit, &gone).await["eventName"], "DeleteUser");
     let text = std::fs::read_to_string(&audit).unwrap();
     assert!(!text.contains(ROOT_SECRET) && !text.contains("berth_console="), "no secret or session in the audit log");
+}
+
+/// A console sign-in is CloudTrail's `ConsoleLogin`: refused ones are audited, counted and spend
+/// the address's failed sign-ins as a refused `docker login` does; so do refused scrapes of
+/// `/metrics`.
+#[tokio::test]
+async fn console_and_metrics_sign_ins_are_audited_counted_and_throttled() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let args = ["--audit-log", audit.to_str().unwrap(), "--auth-failures-per-minute", "4"];
+    let srv = Launch::new().root_keys(ROOT_KEY_ID, ROOT_SECRET).args(&args).start();
+    let wrong = "a-guessed-secret-0123456789abcdefghijklmn";
+    Browser::sign_in(&srv, ROOT_KEY_ID, ROOT_SECRET).await;
+    let (_, refused) = Browser::attempt(&srv, ROOT_KEY_ID, wrong).await;
+    assert_eq!(refused.status(), 401);
+    let refused_id = refused.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let guess = http_client(Some(&basic(ROOT_KEY_ID, wrong)));
+    let scrape = send(guess.get(srv.url("/metrics"))).await;
+    scrape.expect_status(401);
+    let record = record_of(&audit, scrape.must_header("x-request-id")).await;
+    assert_eq!(
+        (record["eventName"].as_str(), record["errorCode"].as_str()),
+        (Some("GetMetrics"), Some("UNAUTHORIZED"))
+    );
+    let record = record_of(&audit, &refused_id).await;
+    assert_eq!(record["eventSource"], "signin.amazonaws.com");
+    assert_eq!(
+        (record["eventName"].as_str(), record["errorCode"].as_str()),
+        (Some("ConsoleLogin"), Some("InvalidCredentials"))
+    );
+    assert!(!std::fs::read_to_string(&audit).unwrap().contains(wrong), "no secret in the audit log");
+    // The successful sign-in is recorded too, as the root user.
+    let signed_in =
+        audit_records(&audit).into_iter().find(|r| r["eventName"] == "ConsoleLogin" && r["errorCode"].is_null());
+    assert_eq!(signed_in.expect("the sign-in is audited")["userIdentity"]["type"], "Root");
+    // Two more failures spend the budget of four: then even the right secret waits.
+    Browser::attempt(&srv, ROOT_KEY_ID, wrong).await;
+    send(guess.get(srv.url("/metrics"))).await.expect_status(401);
+    let (_, throttled) = Browser::attempt(&srv, ROOT_KEY_ID, ROOT_SECRET).await;
+    assert_eq!(throttled.status(), 429);
+    assert!(throttled.headers().contains_key("retry-after"));
+    let good = http_client(Some(&basic(ROOT_KEY_ID, ROOT_SECRET)));
+    send(good.get(srv.url("/v2/"))).await.expect_status(429);
 }

@@ -10,7 +10,7 @@ use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use berth_auth::{AuthError, TOKEN_USER};
-use berth_iam::{CredentialKind, Identity};
+use berth_iam::{CredentialKind, Identity, RequestContext, Served};
 use serde::Deserialize;
 
 use super::{redirect, render};
@@ -126,8 +126,21 @@ fn sign_in_page(
 }
 
 /// Checks the form came from this site's sign-in page, then the credentials.
+/// What the edge learns of a sign-in: CloudTrail's `ConsoleLogin`, a refusal counted like a
+/// refused `docker login` (metrics, audit trail, the per-address throttle), a success audited.
+fn sign_in_served(outcome: Result<(), (&'static str, &'static str)>) -> Served {
+    let mut served = Served::new("ConsoleSignIn", "ConsoleLogin", outcome.is_ok());
+    served.event_source = "signin.amazonaws.com";
+    if let Err((reason, message)) = outcome {
+        served.auth_failure = Some(reason);
+        served.error = Some(("InvalidCredentials", message.to_owned()));
+    }
+    served
+}
+
 pub async fn submit(console: &Console, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    let ctx = parts.extensions.get::<RequestContext>().cloned();
     let tls = tls(&parts);
     let origin = crate::request_origin(&parts, tls);
     let nonce = parts
@@ -183,48 +196,48 @@ pub async fn submit(console: &Console, request: Request) -> Response {
         return page;
     };
     headers.insert(header::AUTHORIZATION, value);
-    let failed = |status: StatusCode, message: &'static str| {
+    const NOT_VALID: &str = "The access key, secret or token is not valid.";
+    const UNAVAILABLE: &str = "The registry cannot check credentials right now; try again shortly.";
+    // `reason`: why the credentials were refused, for the edge; `None` when they were not judged.
+    let failed = |status: StatusCode, message: &'static str, reason: Option<&'static str>| {
         let mut page = sign_in_page(console, &nonce, form.next.clone(), form.access_key_id.clone(), Some(message));
         *page.status_mut() = status;
+        if let Some(reason) = reason {
+            page.extensions_mut().insert(sign_in_served(Err((reason, message))));
+        }
         page
     };
-    let (name, via) = match console.auth.authenticate(&headers).await {
+    let (identity, name, via) = match console.auth.authenticate(&headers).await {
         Ok(identity @ (Identity::User { via, .. } | Identity::Root { via, .. })) => {
-            (identity.user_name().unwrap_or_default().to_owned(), via)
+            let name = identity.user_name().unwrap_or_default().to_owned();
+            (identity, name, via)
         }
-        Ok(Identity::Anonymous | Identity::Server { .. })
-        | Err(AuthError::InvalidCredentials | AuthError::MalformedHeader(_)) => {
-            return failed(StatusCode::UNAUTHORIZED, "The access key, secret or token is not valid.");
+        Ok(Identity::Anonymous | Identity::Server { .. }) => {
+            return failed(StatusCode::UNAUTHORIZED, NOT_VALID, Some("invalid_credentials"));
         }
-        Err(AuthError::TokenExpired) => {
-            return failed(StatusCode::UNAUTHORIZED, "The token has expired; get a new one.");
+        Err(AuthError::Unavailable(_)) => return failed(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE, None),
+        Err(refused @ AuthError::TokenExpired) => {
+            return failed(StatusCode::UNAUTHORIZED, "The token has expired; get a new one.", refused.failure_reason());
         }
-        Err(AuthError::Unavailable(_)) => {
-            return failed(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The registry cannot check credentials right now; try again shortly.",
-            );
-        }
-        Err(AuthError::CredentialsRequired | AuthError::UnsupportedScheme) => {
-            return failed(StatusCode::UNAUTHORIZED, "The access key, secret or token is not valid.");
-        }
+        Err(refused) => return failed(StatusCode::UNAUTHORIZED, NOT_VALID, refused.failure_reason()),
     };
     let user = match console.auth.identities().user(&name).await {
         Ok(Some(user)) => user,
-        Ok(None) => return failed(StatusCode::UNAUTHORIZED, "The access key, secret or token is not valid."),
-        Err(_) => {
-            return failed(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The registry cannot check credentials right now; try again shortly.",
-            );
-        }
+        Ok(None) => return failed(StatusCode::UNAUTHORIZED, NOT_VALID, Some("invalid_credentials")),
+        Err(_) => return failed(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE, None),
     };
     let via = match via {
         CredentialKind::Token => SignedInWith::Token,
         _ => SignedInWith::AccessKey,
     };
     tracing::info!(user = %user.name, ?via, "console sign-in");
-    start_session(console, Some(&user), via, &form.next, tls)
+    let mut response = start_session(console, Some(&user), via, &form.next, tls);
+    response.extensions_mut().insert(sign_in_served(Ok(())));
+    if let Some(mut ctx) = ctx {
+        ctx.identity = identity;
+        response.extensions_mut().insert(ctx);
+    }
+    response
 }
 
 /// Ends the session in this browser. Sessions are stateless: a copied cookie stays valid until
