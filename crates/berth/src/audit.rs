@@ -145,7 +145,9 @@ impl Sink {
 }
 
 fn open_append(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    use std::os::unix::fs::OpenOptionsExt;
+    // Who did what from where is for the operator only, like the keys beside it.
+    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
 }
 
 /// `PATH.<KEEP-1>` → `PATH.<KEEP>`, …, `PATH` → `PATH.1` (the oldest is overwritten).

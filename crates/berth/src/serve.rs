@@ -110,7 +110,6 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         tracing::warn!(listen = %addr, "serving plain HTTP on a non-loopback address (--insecure-http)");
     }
 
-    // Before the ready line: once it is printed, the server is as it will serve.
     let limits = listener::Limits {
         max_connections: listener::connection_cap(config.limits.max_connections),
         ..config.limits.clone()
@@ -121,21 +120,6 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         ports.push(listener::Port { plain_http: config.plain_http(addr), tcp });
     }
     let local = ports[0].tcp.local_addr()?;
-    tracing::info!(data_dir = %config.data_dir.display(), tls = tls.is_some(), "serving");
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        for port in &ports {
-            let local = port.tcp.local_addr()?;
-            if port.plain_http {
-                writeln!(out, "berth listening on http://{local}")?;
-            }
-            if tls.is_some() {
-                writeln!(out, "berth listening on https://{local}")?;
-            }
-        }
-        out.flush()?;
-    }
 
     let ecr_config = berth_ecr::EcrConfig {
         registry_id: config.registry_id.clone(),
@@ -168,10 +152,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     // The edge is the outermost layer: every request gets its context (and id) there, and a
     // panic anywhere inside is answered and logged with that id.
     let audit = match &config.audit {
-        Some(target) => Some(
-            AuditLog::open(target.clone(), config.registry_id.clone(), config.region.clone())
-                .context("opening the audit log")?,
-        ),
+        Some(target) => {
+            Some(AuditLog::open(target.clone(), config.registry_id.clone(), config.region.clone()).with_context(
+                || match target {
+                    crate::audit::AuditTarget::File { path, .. } => format!("opening the audit log {}", path.display()),
+                    crate::audit::AuditTarget::Stdout => "opening the audit log on stdout".to_owned(),
+                },
+            )?)
+        }
         None => None,
     };
     let throttle = crate::throttle::LoginThrottle::new(config.auth_failures_per_minute);
@@ -230,6 +218,22 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let mut consumers = start_replication(&registry, &config, stop_consumers.clone()).await?;
     consumers.extend(start_webhooks(&registry, &config, stop_consumers.clone()).await?);
 
+    // The ready line comes last: every setting that can fail has been applied.
+    tracing::info!(data_dir = %config.data_dir.display(), tls = tls.is_some(), "serving");
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for port in &ports {
+            let local = port.tcp.local_addr()?;
+            if port.plain_http {
+                writeln!(out, "berth listening on http://{local}")?;
+            }
+            if tls.is_some() {
+                writeln!(out, "berth listening on https://{local}")?;
+            }
+        }
+        out.flush()?;
+    }
     let server = listener::Listener { tls, limits };
     server.serve(ports, app, shutdown_signal()).await?;
     // Replicators and webhook senders give back what they claimed, so the next start (or another server) resumes

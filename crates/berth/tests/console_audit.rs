@@ -241,6 +241,9 @@ async fn console_and_metrics_sign_ins_are_audited_counted_and_throttled() {
         (Some("ConsoleLogin"), Some("InvalidCredentials"))
     );
     assert!(!std::fs::read_to_string(&audit).unwrap().contains(wrong), "no secret in the audit log");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&audit).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the audit log is for the operator only");
     // The successful sign-in is recorded too, as the root user.
     let signed_in =
         audit_records(&audit).into_iter().find(|r| r["eventName"] == "ConsoleLogin" && r["errorCode"].is_null());

@@ -152,3 +152,22 @@ async fn probes_metrics_and_the_audit_trail() {
     // Probes stay out of the info-level access log.
     assert!(!srv.log().contains("path=\"/healthz\""), "probes are logged at debug only");
 }
+
+/// A setting that cannot be applied stops `berth serve` before it says it is listening (a
+/// supervisor waiting for that line must not see it), naming what failed.
+#[tokio::test]
+async fn a_failing_setting_stops_serve_before_the_ready_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir/audit.log");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    for (args, reason) in [
+        (vec!["--audit-log", missing.to_str().unwrap()], missing.to_str().unwrap().to_owned()),
+        (vec!["--metrics-listen", &taken_addr], taken_addr.clone()),
+    ] {
+        let out = Launch::new().no_auth().args(&args).start_refused(dir.path());
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success() && stderr.contains(&reason), "{args:?}: {stderr}");
+        assert!(!stdout.contains("listening on"), "{args:?} announced itself first: {stdout}");
+    }
+}
