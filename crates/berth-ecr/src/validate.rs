@@ -977,8 +977,24 @@ fn template_members(members: &TemplateMembers) -> Result<(), EcrError> {
     }
     if let Some(role) = role {
         length("customRoleArn", role, 0, 2048)?;
+        pattern("customRoleArn", role.is_empty() || is_role_arn(role), ROLE_ARN_PATTERN)?;
     }
     Ok(())
+}
+
+/// A creation template's `customRoleArn`: an IAM role of some account.
+const ROLE_ARN_PATTERN: &str = r"^arn:aws[-a-z0-9]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,-.@_]*$";
+
+/// `ROLE_ARN_PATTERN`, spelled out.
+fn is_role_arn(arn: &str) -> bool {
+    let Some((partition, rest)) = arn.strip_prefix("arn:aws").and_then(|rest| rest.split_once(":iam::")) else {
+        return false;
+    };
+    let Some((account, name)) = rest.split_once(":role/") else { return false };
+    partition.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,-.@_".contains(&b))
 }
 
 fn applied_for(values: &[RctAppliedFor]) -> Result<(), EcrError> {
@@ -1410,7 +1426,7 @@ mod tests {
     }
 
     #[test]
-    fn a_templates_kms_key_is_empty_or_a_key_arn() {
+    fn a_templates_kms_key_and_role_are_arns_of_their_kind() {
         let template = |key: &str| {
             json!({"prefix": "team", "appliedFor": ["CREATE_ON_PUSH"],
                    "encryptionConfiguration": {"encryptionType": "KMS", "kmsKey": key}})
@@ -1421,6 +1437,21 @@ mod tests {
             "arn:aws-cn:kms:cn-north-1:123456789012:key/k1",
         ] {
             assert_eq!(check::<CreateRepositoryCreationTemplateRequest>(template(ok)), Ok(()), "{ok}");
+        }
+        let role = |arn: &str| json!({"prefix": "team", "appliedFor": ["CREATE_ON_PUSH"], "customRoleArn": arn});
+        for ok in
+            ["", "arn:aws:iam::123456789012:role/ecr-templates", "arn:aws-cn:iam::123456789012:role/a+b=c,d.e@f_g-h"]
+        {
+            assert_eq!(check::<CreateRepositoryCreationTemplateRequest>(role(ok)), Ok(()), "{ok}");
+        }
+        for bad in [
+            "notanarn",
+            "arn:aws:iam::123456789012:user/ci",
+            "arn:aws:iam::1234:role/r",
+            "arn:aws:iam::123456789012:role/path/r",
+        ] {
+            let message = rejected::<CreateRepositoryCreationTemplateRequest>(role(bad));
+            assert!(message.contains("'customRoleArn'"), "{bad}: {message}");
         }
         for bad in [
             "garbage",
