@@ -2,7 +2,7 @@
 //! directory, safe to run while a server uses it (SQLite serialises the writers; the server
 //! notices within a second), and IAM's policy simulator over the same store, offline.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -134,10 +134,34 @@ pub struct TokenArgs {
     dir: DataDir,
 }
 
+/// Whether a command may start a new, empty store: only those that set one up (`user add`,
+/// `secret put`, as before a first `berth serve`); the others refuse a data dir without one, so
+/// a mistyped path is an error rather than an empty registry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Store {
+    CreateIfMissing,
+    Existing,
+}
+
+/// Fails unless `data_dir` holds a metadata database (`berth serve`'s, on SQLite).
+pub fn require_existing(data_dir: &Path) -> anyhow::Result<()> {
+    let database = data_dir.join("metadata.db");
+    anyhow::ensure!(
+        database.is_file(),
+        "no Berth data in {}: {} does not exist (give the --data-dir, or --database-url, that `berth serve` uses)",
+        data_dir.display(),
+        database.display()
+    );
+    Ok(())
+}
+
 /// The same metadata store `berth serve` uses for these flags.
-async fn open(dir: &DataDir) -> anyhow::Result<Arc<dyn MetadataStore>> {
+async fn open(dir: &DataDir, store: Store) -> anyhow::Result<Arc<dyn MetadataStore>> {
     if let Some(url) = &dir.database_url {
         return Ok(Arc::new(PostgresStore::connect(url).await.context("connecting to PostgreSQL")?));
+    }
+    if store == Store::Existing {
+        require_existing(&dir.data_dir)?;
     }
     std::fs::create_dir_all(&dir.data_dir).with_context(|| format!("creating {}", dir.data_dir.display()))?;
     let store = SqliteStore::open(&dir.data_dir.join("metadata.db")).await.context("opening the metadata database")?;
@@ -149,11 +173,13 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
     use berth_auth::cli;
     let mut out = std::io::stdout().lock();
     let store = match &command {
-        UserCommand::Add { dir, .. }
-        | UserCommand::List { dir }
+        UserCommand::Add { dir, .. } => open(dir, Store::CreateIfMissing).await?,
+        UserCommand::List { dir }
         | UserCommand::Remove { dir, .. }
         | UserCommand::Key(UserKeyCommand::Activate { dir, .. } | UserKeyCommand::Deactivate { dir, .. })
-        | UserCommand::Policy(Attach { dir, .. } | Detach { dir, .. } | List { dir, .. }) => open(dir).await?,
+        | UserCommand::Policy(Attach { dir, .. } | Detach { dir, .. } | List { dir, .. }) => {
+            open(dir, Store::Existing).await?
+        }
     };
     let result = match &command {
         UserCommand::Add { name, policies, dir } => {
@@ -188,7 +214,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
 /// `berth policy simulate`: the server's own authorizer over the store, for one request.
 pub async fn policy(command: PolicyCommand) -> anyhow::Result<()> {
     let PolicyCommand::Simulate(args) = command;
-    let store = open(&args.dir).await?;
+    let store = open(&args.dir, Store::Existing).await?;
     let result = simulate(store.clone(), &args).await;
     store.close().await;
     let text = result?;
@@ -238,7 +264,7 @@ async fn simulate(store: Arc<dyn MetadataStore>, args: &SimulateArgs) -> anyhow:
 }
 
 pub async fn token(args: TokenArgs) -> anyhow::Result<()> {
-    let store = open(&args.dir).await?;
+    let store = open(&args.dir, Store::Existing).await?;
     let result =
         berth_auth::cli::token(store.clone(), &args.dir.data_dir, args.user.as_deref(), &mut std::io::stdout().lock())
             .await;
@@ -278,7 +304,7 @@ pub async fn secret(command: SecretCommand) -> anyhow::Result<()> {
     let password = password.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&password);
     anyhow::ensure!(!password.is_empty(), "the password on standard input is empty");
     let master_key = berth_auth::cli::master_key(&dir.data_dir)?;
-    let store = open(&dir).await?;
+    let store = open(&dir, Store::CreateIfMissing).await?;
     let login = berth_auth::UpstreamLogin { username, password: password.to_owned() };
     let result =
         berth_auth::upstream::put_secret(store.clone(), &master_key, &name, &login, &region, &registry_id).await;
@@ -300,7 +326,7 @@ pub enum CacheCommand {
 
 pub async fn cache(command: CacheCommand) -> anyhow::Result<()> {
     let CacheCommand::Status { dir } = command;
-    let store = open(&dir).await?;
+    let store = open(&dir, Store::Existing).await?;
     let result = berth_registry::cache_stats::cache_status(&*store).await;
     store.close().await;
     let rules: Vec<serde_json::Value> = result?
@@ -354,7 +380,7 @@ pub async fn outbox(command: OutboxCommand) -> anyhow::Result<()> {
     use berth_registry::events::{ConsumerRemoval, EventLog};
     match command {
         OutboxCommand::Consumers { dir } => {
-            let store = open(&dir).await?;
+            let store = open(&dir, Store::Existing).await?;
             let result = EventLog::new(store.clone()).consumers().await;
             store.close().await;
             let consumers: Vec<serde_json::Value> = result?
@@ -372,7 +398,7 @@ pub async fn outbox(command: OutboxCommand) -> anyhow::Result<()> {
             Ok(())
         }
         OutboxCommand::RemoveConsumer { name, idle_secs, dir } => {
-            let store = open(&dir).await?;
+            let store = open(&dir, Store::Existing).await?;
             let idle = std::time::Duration::from_secs(idle_secs);
             let result = EventLog::new(store.clone()).remove_idle(&name, idle).await;
             store.close().await;

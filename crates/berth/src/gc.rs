@@ -18,6 +18,9 @@ pub struct GcArgs {
 
 pub async fn run(args: GcArgs) -> anyhow::Result<()> {
     let config = args.server.resolve()?;
+    if config.database_url.is_none() {
+        crate::admin::require_existing(&config.data_dir)?;
+    }
     let (meta, blobs) = serve::open_stores(&config).await?;
     let registry = Registry::new(blobs, meta.clone(), RegistryConfig::default());
     let result = registry.collect_garbage(config.gc_grace, args.dry_run).await;

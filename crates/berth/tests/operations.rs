@@ -94,7 +94,10 @@ async fn probes_metrics_and_the_audit_trail() {
     let received = sample(&after, "berth_http_received_bytes_total", &["plane=\"oci\""]);
     assert!(received >= (image.layers[0].len() + image.manifest.len()) as f64, "{received}");
     assert!(sample(&after, "berth_http_sent_bytes_total", &["plane=\"oci\""]) >= image.layers[0].len() as f64);
-    assert_eq!(sample(&after, "berth_auth_failures_total", &["reason=\"invalid_credentials\""]), 1.0);
+    // The wrong secret on /v2/ and the one on /metrics, each on its plane.
+    for plane in ["plane=\"oci\"", "plane=\"metrics\""] {
+        assert_eq!(sample(&after, "berth_auth_failures_total", &[plane, "reason=\"invalid_credentials\""]), 1.0);
+    }
     assert!(sample(&after, "process_resident_memory_bytes", &[]) > 0.0, "process metrics are exported");
     for pool in ["readers", "writer"] {
         let label = format!("pool=\"{pool}\"");
@@ -106,8 +109,8 @@ async fn probes_metrics_and_the_audit_trail() {
             && !after.contains("operation=\"none\",method=\"GET\",status=\"2xx\",plane=\"other\"")
     );
 
-    // A user without berth:GetMetrics is refused on the registry port (and not audited: only
-    // the planes' requests are).
+    // A user without berth:GetMetrics is refused on the registry port (and audited, as every
+    // refusal is).
     let user: Value = serde_json::from_str(&srv.cli(&["user", "add", "ci"])).unwrap();
     let (ci_key, ci_secret) = (user["accessKeyId"].as_str().unwrap(), user["secretAccessKey"].as_str().unwrap());
     let ci = http_client(Some(&basic(ci_key, ci_secret)));
@@ -137,7 +140,16 @@ async fn probes_metrics_and_the_audit_trail() {
     assert_eq!(put["requestParameters"]["imageTag"], "v1");
     assert_eq!(put["sourceIPAddress"], "127.0.0.1");
     assert!(put.get("errorCode").is_none());
-    let refused: Vec<&Value> = records.iter().filter(|r| r.get("errorCode").is_some()).collect();
+    // Scrapes refused for a wrong secret (the one above, and the new user's while it was not
+    // known yet) and for a missing permission.
+    let scrapes: Vec<&str> = records
+        .iter()
+        .filter(|r| r["eventName"] == "GetMetrics")
+        .map(|r| r["errorCode"].as_str().unwrap_or("none"))
+        .collect();
+    assert!(scrapes.contains(&"UNAUTHORIZED") && scrapes.ends_with(&["DENIED"]), "{scrapes:?}");
+    let refused: Vec<&Value> =
+        records.iter().filter(|r| r.get("errorCode").is_some() && r["eventName"] != "GetMetrics").collect();
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert_eq!(refused[0]["errorCode"], "UNAUTHORIZED");
     assert_eq!(refused[0]["eventName"], "ListImages");
@@ -170,4 +182,32 @@ async fn a_failing_setting_stops_serve_before_the_ready_line() {
         assert!(!out.status.success() && stderr.contains(&reason), "{args:?}: {stderr}");
         assert!(!stdout.contains("listening on"), "{args:?} announced itself first: {stdout}");
     }
+}
+
+/// Commands that read or change an existing registry refuse a data dir without one (a mistyped
+/// path), creating nothing; `user add` still sets up a new one, as before a first `berth serve`.
+#[test]
+fn commands_on_a_missing_data_dir_refuse_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo");
+    let berth = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&missing)
+            .env_remove("BERTH_DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    for args in
+        [&["user", "list"][..], &["gc", "--dry-run"], &["cache", "status"], &["outbox", "consumers"], &["token"]]
+    {
+        let out = berth(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains("no Berth data in"), "{args:?}: {stderr}");
+        assert!(!missing.exists(), "{args:?} created {}", missing.display());
+    }
+    let out = berth(&["user", "add", "ci", "--policy", "AmazonEC2ContainerRegistryReadOnly"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(missing.join("metadata.db").is_file());
 }
