@@ -107,6 +107,16 @@ fn describe() {
         "Metadata connections of this process, by pool and state (every 15 s)"
     );
     describe_gauge!("berth_metadata_pool_max_connections", "The most connections each metadata pool opens");
+    describe_counter!(
+        "berth_pull_through_requests_total",
+        "Pulls served under pull-through cache rules, by rule and served_from (cache, upstream)"
+    );
+    describe_counter!(
+        "berth_pull_through_bytes_total",
+        Unit::Bytes,
+        "Blob bytes of those pulls, by rule and served_from (manifests are not counted)"
+    );
+    describe_counter!("berth_pull_through_upstream_errors_total", "Failed upstream fetches, by rule");
 }
 
 /// The status class label: `2xx` … `5xx`.
