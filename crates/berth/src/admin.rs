@@ -228,9 +228,11 @@ async fn simulate(store: Arc<dyn MetadataStore>, args: &SimulateArgs) -> anyhow:
 
     let mut config = RegistryConfig::default();
     if let Some(id) = &args.registry_id {
+        anyhow::ensure!(crate::config::is_registry_id(id), "--registry-id must be 12 digits, not {id:?}");
         config.account_id.clone_from(id);
     }
     if let Some(region) = &args.region {
+        anyhow::ensure!(crate::config::is_region(region), "--region must be like us-east-1, not {region:?}");
         config.region.clone_from(region);
     }
     let user = store.user_by_name(&args.user).await?.with_context(|| format!("user {} does not exist", args.user))?;
@@ -246,12 +248,27 @@ async fn simulate(store: Arc<dyn MetadataStore>, args: &SimulateArgs) -> anyhow:
         identity,
         ..RequestContext::server("simulate", "simulate".into())
     };
-    let action = match args.action.split_once(':') {
-        Some((service, name)) if service.eq_ignore_ascii_case("ecr") => format!("ecr:{name}"),
-        _ => anyhow::bail!("--action must be an ECR action such as ecr:PutImage, not {:?}", args.action),
+    // The actions the server checks: ECR's (service prefix in any case, as IAM reads it) and
+    // berth:GetMetrics.
+    let known = berth_iam::actions::ALL_ECR.iter().chain([&berth_iam::actions::GET_METRICS]);
+    let Some(action) = known.copied().find(|known| {
+        let (service, name) = known.split_once(':').expect("actions name their service");
+        args.action.split_once(':').is_some_and(|(s, n)| s.eq_ignore_ascii_case(service) && n == name)
+    }) else {
+        anyhow::bail!(
+            "--action must be an action Berth checks, such as ecr:PutImage or berth:GetMetrics, not {:?}",
+            args.action
+        );
     };
-    let resource = match &args.repository {
-        Some(repository) => Resource::Repository(repository),
+    let repository = match &args.repository {
+        Some(name) => Some(
+            name.parse::<berth_spec::RepositoryName>()
+                .map_err(|e| anyhow::anyhow!("--repository {name:?} is not a repository name: {e}"))?,
+        ),
+        None => None,
+    };
+    let resource = match &repository {
+        Some(repository) => Resource::Repository(repository.as_str()),
         None => Resource::Registry,
     };
     let authorizer = Authorizer::new(store, &config);

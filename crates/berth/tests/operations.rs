@@ -211,3 +211,34 @@ fn commands_on_a_missing_data_dir_refuse_and_create_nothing() {
     assert!(out.status.success(), "{out:?}");
     assert!(missing.join("metadata.db").is_file());
 }
+
+/// `berth policy simulate` takes the actions the server checks and refuses what no request
+/// could name.
+#[test]
+fn policy_simulate_checks_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let berth = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env_remove("BERTH_DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    assert!(berth(&["user", "add", "ci", "--policy", "AmazonEC2ContainerRegistryReadOnly"]).status.success());
+    let simulate = |extra: &[&str]| berth(&[&["policy", "simulate", "--user", "ci"][..], extra].concat());
+    let allowed = simulate(&["--action", "ECR:BatchGetImage", "--repository", "team/app"]);
+    assert!(String::from_utf8_lossy(&allowed.stdout).contains("allowed"), "{allowed:?}");
+    let metrics = simulate(&["--action", "berth:GetMetrics"]);
+    assert!(String::from_utf8_lossy(&metrics.stdout).contains("implicit deny"), "{metrics:?}");
+    for bad in [
+        &["--action", "ecr:NoSuchAction"][..],
+        &["--action", "s3:GetObject"],
+        &["--action", "ecr:PutImage", "--repository", "Not A Repo"],
+        &["--action", "ecr:PutImage", "--registry-id", "12"],
+    ] {
+        let out = simulate(bad);
+        assert!(!out.status.success() && !out.stderr.is_empty(), "{bad:?}: {out:?}");
+    }
+}
