@@ -272,7 +272,7 @@ async fn simulate(store: Arc<dyn MetadataStore>, args: &SimulateArgs) -> anyhow:
         None => Resource::Registry,
     };
     let authorizer = Authorizer::new(store, &config);
-    let explanation = authorizer.explain(&ctx, &action, resource).await?;
+    let explanation = authorizer.explain(&ctx, action, resource).await?;
     let mut text = format!("{}\n{action} on {}\n{}", args.user, authorizer.arn(resource), explanation.decision);
     if let Some(message) = explanation.message {
         text.push_str(&format!("\nthe API answers: {message}"));
