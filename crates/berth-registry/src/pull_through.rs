@@ -419,7 +419,12 @@ mod tests {
         assert!(upstream_endpoint("http://127.0.0.1:5001").is_ok());
         let err = upstream_endpoint("http://registry.example.com").unwrap_err();
         assert!(matches!(err, RegistryError::PullThrough(PullThroughError::UpstreamUnsupported(_))), "{err}");
-        for url in ["https://bob:S3cret@registry.example.com", "bob:S3cret@registry.example.com"] {
+        for url in [
+            "https://bob:S3cret@registry.example.com",
+            "bob:S3cret@registry.example.com",
+            "ftp://bob:S3cret@registry.example.com",
+            "https://bob:S3cret@registry.example.com:99999",
+        ] {
             let err = upstream_endpoint(url).unwrap_err().to_string();
             assert!(!err.contains("S3cret"), "{err}");
         }

@@ -37,9 +37,9 @@ impl Endpoint {
     pub fn parse(text: &str) -> Result<Endpoint, EndpointError> {
         let text = text.trim();
         let with_scheme = if text.contains("://") { text.to_owned() } else { format!("https://{text}") };
-        let mut url = Url::parse(&with_scheme).map_err(|_| EndpointError::Malformed(text.to_owned()))?;
+        let mut url = Url::parse(&with_scheme).map_err(|_| EndpointError::Malformed(redact(text)))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-            return Err(EndpointError::Malformed(text.to_owned()));
+            return Err(EndpointError::Malformed(redact(text)));
         }
         let bare = url.username().is_empty()
             && url.password().is_none()
@@ -54,7 +54,7 @@ impl Endpoint {
                 .host_str()
                 .is_some_and(|host| DOCKER_HUB_ALIASES.iter().any(|alias| host.eq_ignore_ascii_case(alias)));
         if docker_hub {
-            url.set_host(Some(DOCKER_HUB_API_HOST)).map_err(|_| EndpointError::Malformed(text.to_owned()))?;
+            url.set_host(Some(DOCKER_HUB_API_HOST)).map_err(|_| EndpointError::Malformed(redact(text)))?;
         }
         Ok(Endpoint { base: url, docker_hub })
     }
