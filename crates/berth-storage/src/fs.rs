@@ -25,17 +25,41 @@ const MAP_CHUNK: usize = 1024 * 1024;
 
 pub struct FsBlobStore {
     root: PathBuf,
+    durable_dirs: Arc<DurableDirs>,
+}
+
+/// Directories known to be synced into their parents (or given: the store's root), so a blob is
+/// renamed only into a directory whose entry outlasts a crash — including one another commit
+/// is making right now, whose parent it may not have synced yet.
+#[derive(Default)]
+struct DurableDirs(Mutex<std::collections::HashSet<PathBuf>>);
+
+impl DurableDirs {
+    fn contains(&self, dir: &Path) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).contains(dir)
+    }
+
+    fn insert(&self, dir: &Path) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(dir.to_owned());
+    }
 }
 
 impl FsBlobStore {
     /// Opens (creating if needed) a store rooted at `root`.
     pub async fn open(root: impl Into<PathBuf>) -> io::Result<FsBlobStore> {
         let root = root.into();
-        let (uploads, blobs) = (root.join("uploads"), root.join("blobs"));
-        tokio::task::spawn_blocking(move || create_dir_durably(&uploads).and_then(|()| create_dir_durably(&blobs)))
-            .await
-            .map_err(io::Error::other)??;
-        Ok(FsBlobStore { root })
+        let durable_dirs = Arc::new(DurableDirs::default());
+        let (dirs, made) = (durable_dirs.clone(), root.clone());
+        tokio::task::spawn_blocking(move || {
+            // The root is the operator's; what the store makes in it is synced into it.
+            std::fs::create_dir_all(&made)?;
+            dirs.insert(&made);
+            create_dir_durably(&made.join("uploads"), &dirs)?;
+            create_dir_durably(&made.join("blobs"), &dirs)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(FsBlobStore { root, durable_dirs })
     }
 
     fn upload_path(&self, upload: &str) -> Result<PathBuf, StoreError> {
@@ -376,33 +400,41 @@ fn read_cached(_file: &std::fs::File, _offset: u64, _want: usize) -> io::Result<
 }
 
 /// fsync(file) → rename → fsync(dir); an existing blob makes the staged copy redundant.
-fn commit_file(from: &Path, to: &Path) -> io::Result<()> {
+fn commit_file(from: &Path, to: &Path, durable_dirs: &DurableDirs) -> io::Result<()> {
     if to.try_exists()? {
         std::fs::remove_file(from).ok();
         return Ok(());
     }
     std::fs::File::open(from)?.sync_all()?;
     let dir = to.parent().expect("blob path has a parent");
-    create_dir_durably(dir)?;
+    create_dir_durably(dir, durable_dirs)?;
     std::fs::rename(from, to)?;
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Creates `dir` and its missing parents, syncing the directory each one is made in: a blob's
-/// fan-out directory must outlast a crash as its renamed file does. A directory found made by a
-/// concurrent commit is synced into its parent again, as its maker may not have done so yet.
-fn create_dir_durably(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
+/// Creates `dir` and its missing parents up to a directory in `durable`, syncing each into its
+/// parent: a blob's fan-out directory must outlast a crash as its renamed file does. One found
+/// already there (made by a concurrent commit, or before a restart) is synced into its parent
+/// once too, as its maker may not have done so yet.
+fn create_dir_durably(dir: &Path, durable: &DurableDirs) -> io::Result<()> {
+    if durable.contains(dir) {
         return Ok(());
     }
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    create_dir_durably(parent)?;
+    let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        // Above every directory the store makes: nothing to sync into.
+        std::fs::create_dir_all(dir)?;
+        durable.insert(dir);
+        return Ok(());
+    };
+    create_dir_durably(parent, durable)?;
     match std::fs::create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
         Err(e) => return Err(e),
     }
-    std::fs::File::open(parent)?.sync_all()
+    std::fs::File::open(parent)?.sync_all()?;
+    durable.insert(dir);
+    Ok(())
 }
 
 /// Opens an upload file and, if it holds exactly `offset` bytes, writes `first` there; returns
@@ -518,7 +550,10 @@ impl BlobStore for FsBlobStore {
         let to = self.blob_path(digest);
         // One blocking task for the whole sequence: each tokio::fs call is a thread hand-off, and
         // small pushes are dominated by such per-call costs, not by the bytes.
-        let committed = tokio::task::spawn_blocking(move || commit_file(&from, &to)).await.map_err(io::Error::other)?;
+        let durable_dirs = self.durable_dirs.clone();
+        let committed = tokio::task::spawn_blocking(move || commit_file(&from, &to, &durable_dirs))
+            .await
+            .map_err(io::Error::other)?;
         not_found_as_none(committed)?.ok_or_else(|| StoreError::UploadNotFound(upload.to_owned()))
     }
 
@@ -605,12 +640,19 @@ mod tests {
     #[test]
     fn directories_are_made_once_with_their_parents() {
         let dir = tempfile::tempdir().unwrap();
+        let durable = super::DurableDirs::default();
+        durable.insert(dir.path());
         let nested = dir.path().join("blobs/sha256/ab");
-        super::create_dir_durably(&nested).unwrap();
+        super::create_dir_durably(&nested, &durable).unwrap();
         assert!(nested.is_dir());
-        super::create_dir_durably(&nested).unwrap();
+        assert!(durable.contains(&dir.path().join("blobs/sha256")) && durable.contains(&nested));
+        // Made by someone else meanwhile: synced into its parent all the same, then known.
+        std::fs::create_dir(dir.path().join("blobs/sha256/cd")).unwrap();
+        super::create_dir_durably(&dir.path().join("blobs/sha256/cd"), &durable).unwrap();
+        assert!(durable.contains(&dir.path().join("blobs/sha256/cd")));
         std::fs::write(dir.path().join("file"), b"x").unwrap();
-        assert!(super::create_dir_durably(&dir.path().join("file/sub")).is_err(), "a file in the way is an error");
+        let blocked = dir.path().join("file/sub");
+        assert!(super::create_dir_durably(&blocked, &durable).is_err(), "a file in the way is an error");
     }
 
     #[cfg(target_os = "linux")]
