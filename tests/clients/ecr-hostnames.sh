@@ -28,12 +28,14 @@ if [[ ${BERTH_IN_NAMESPACE:-} != 1 ]]; then
   { cat /etc/hosts; echo "127.0.0.1 $REGHOST $API"; } >"$T/hosts"
   # As root the namespaces need nothing more; elsewhere an unprivileged user namespace maps root.
   as_root=(); [[ $(id -u) -eq 0 ]] || as_root=(--map-root-user)
-  if ! unshare --mount --net "${as_root[@]}" true 2>"$T/unshare.err"; then
+  # Private propagation: the /etc/hosts bind mount must not reach the host's mount namespace.
+  ns=(unshare --mount --propagation private --net "${as_root[@]}")
+  if ! "${ns[@]}" true 2>"$T/unshare.err"; then
     echo "SKIP: this machine refuses private mount and network namespaces: $(cat "$T/unshare.err")"
     echo; echo "ecr-hostnames: 0 passed, 0 failed, 1 skipped"
     exit 0
   fi
-  unshare --mount --net "${as_root[@]}" env BERTH_IN_NAMESPACE=1 T="$T" bash "${BASH_SOURCE[0]}"
+  "${ns[@]}" env BERTH_IN_NAMESPACE=1 T="$T" bash "${BASH_SOURCE[0]}"
   exit
 fi
 
@@ -41,7 +43,7 @@ ip link set lo up
 mount --bind "$T/hosts" /etc/hosts
 source "$ROOT/tests/clients/lib/common.bash"
 export BERTH_ROOT_ACCESS_KEY_ID=AKIADROPINHOSTNAMES1 BERTH_ROOT_SECRET_ACCESS_KEY=drop-in-secret-0123456789abcdefghijkl
-"$BERTH_BIN" serve --listen 127.0.0.1:443,127.0.0.1:80 --data-dir "$T/data" \
+"$BERTH_BIN" serve --listen 127.0.0.1:80,127.0.0.1:443 --data-dir "$T/data" \
   --tls-cert "$T/server.pem" --tls-key "$T/server.key" >"$T/stdout" 2>"$T/server.log" &
 BERTH_PID=$!
 trap 'kill "$BERTH_PID" 2>/dev/null; wait "$BERTH_PID" 2>/dev/null || true' EXIT
@@ -55,6 +57,9 @@ export AWS_DEFAULT_REGION=$REGION AWS_CA_BUNDLE=$T/trusted.pem AWS_CONFIG_FILE=/
 unset AWS_ENDPOINT_URL AWS_ENDPOINT_URL_ECR
 # Go clients (docker, skopeo) and Python's ssl read the trusted roots from here.
 export SSL_CERT_FILE=$T/trusted.pem DOCKER_CONFIG=$T/docker NO_PROXY='*'
+# No docker daemon: one on the host would resolve the names outside this namespace and log in
+# to the real AWS; without one the CLI logs in itself, here.
+export DOCKER_HOST=unix://$T/no-docker-daemon.sock
 
 section "aws CLI at https://$API (no --endpoint-url)"
 aws ecr create-repository --repository-name my-web-app --output json >"$T/repo.json" 2>"$T/aws.err" || true

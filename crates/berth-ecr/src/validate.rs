@@ -241,19 +241,33 @@ fn tag_characters(member: &str, text: &str) -> Result<(), EcrError> {
 }
 
 fn tag_key(member: &str, key: &str) -> Result<(), EcrError> {
+    removable_tag_key(member, key)?;
+    // In any letter case, as AWS's tagging rules say.
+    if key.get(..4).is_some_and(|prefix| prefix.eq_ignore_ascii_case("aws:")) {
+        return Err(reserved_tag_key(member));
+    }
+    tag_characters(member, key)
+}
+
+/// What UntagResource checks: lighter than a new key's rules, so keys stored before they were
+/// enforced (`AWS:x`, `a#b`) can still be removed.
+fn removable_tag_key(member: &str, key: &str) -> Result<(), EcrError> {
     let len = key.chars().count();
     if len == 0 || len > MAX_TAG_KEY_LEN {
         return Err(EcrError::InvalidTagParameter(format!(
             "Invalid parameter at '{member}' failed to satisfy constraint: 'Member must have length between 1 and {MAX_TAG_KEY_LEN}'"
         )));
     }
-    // In any letter case, as AWS's tagging rules say.
-    if key.get(..4).is_some_and(|prefix| prefix.eq_ignore_ascii_case("aws:")) {
-        return Err(EcrError::InvalidTagParameter(format!(
-            "Invalid parameter at '{member}' failed to satisfy constraint: 'Tag keys starting with aws: are reserved for AWS use'"
-        )));
+    if key.starts_with("aws:") {
+        return Err(reserved_tag_key(member));
     }
-    tag_characters(member, key)
+    Ok(())
+}
+
+fn reserved_tag_key(member: &str) -> EcrError {
+    EcrError::InvalidTagParameter(format!(
+        "Invalid parameter at '{member}' failed to satisfy constraint: 'Tag keys starting with aws: are reserved for AWS use'"
+    ))
 }
 
 /// A repository ARN, `arn:<partition>:ecr:<region>:<registryId>:repository/<name>`, the only
@@ -540,7 +554,7 @@ impl Validate for UntagResourceRequest {
     fn validate(&self) -> Result<(), EcrError> {
         RepositoryArn::from_str(&self.resource_arn)?;
         for (i, key) in self.tag_keys.iter().enumerate() {
-            tag_key(&element("tagKeys", i, ""), key)?;
+            removable_tag_key(&element("tagKeys", i, ""), key)?;
         }
         Ok(())
     }
@@ -1417,6 +1431,8 @@ mod tests {
                 check::<TagResourceRequest>(json!({"resourceArn": arn, "tags": [tag(key, value)]})).unwrap_err();
             assert_eq!(wire_type, "InvalidTagParameterException", "{key:?}={value:?}: {message}");
         }
+        // Keys stored before these rules can still be removed.
+        assert_eq!(check::<UntagResourceRequest>(json!({"resourceArn": arn, "tagKeys": ["AWS:x", "a#b"]})), Ok(()));
         let worldwide = [tag("Équipe/ベルト", "a b\u{a0}c"), tag("x_y.z:w=+-@", "")];
         assert_eq!(check::<TagResourceRequest>(json!({"resourceArn": arn, "tags": worldwide})), Ok(()));
         let many: Vec<Value> = (0..51).map(|i| tag(&format!("k{i}"), "v")).collect();

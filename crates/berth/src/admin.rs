@@ -253,7 +253,10 @@ async fn simulate(store: Arc<dyn MetadataStore>, args: &SimulateArgs) -> anyhow:
     let known = berth_iam::actions::ALL_ECR.iter().chain([&berth_iam::actions::GET_METRICS]);
     let Some(action) = known.copied().find(|known| {
         let (service, name) = known.split_once(':').expect("actions name their service");
-        args.action.split_once(':').is_some_and(|(s, n)| s.eq_ignore_ascii_case(service) && n == name)
+        // IAM reads action names in any case.
+        args.action
+            .split_once(':')
+            .is_some_and(|(s, n)| s.eq_ignore_ascii_case(service) && n.eq_ignore_ascii_case(name))
     }) else {
         anyhow::bail!(
             "--action must be an action Berth checks, such as ecr:PutImage or berth:GetMetrics, not {:?}",

@@ -119,7 +119,15 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         let tcp = TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
         ports.push(listener::Port { plain_http: config.plain_http(addr), tcp });
     }
-    let local = ports[0].tcp.local_addr()?;
+    let locals = ports.iter().map(|port| port.tcp.local_addr()).collect::<Result<Vec<_>, _>>()?;
+    if let Some(host) = &config.ecr_host {
+        tracing::info!(
+            host,
+            registry_id = config.registry_id,
+            region = config.region,
+            "the TLS certificate names this ECR registry"
+        );
+    }
 
     let ecr_config = berth_ecr::EcrConfig {
         registry_id: config.registry_id.clone(),
@@ -127,7 +135,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         public_url: config
             .public_url
             .clone()
-            .unwrap_or_else(|| default_public_url(local, ports[0].plain_http, config.ecr_host.as_deref())),
+            .unwrap_or_else(|| default_public_url(&locals, ports[0].plain_http, config.ecr_host.as_deref())),
     };
     let (authentication, tokens): (berth_ecr::Authentication, Arc<dyn berth_ecr::TokenIssuer>) = if config.no_auth {
         (berth_ecr::Authentication::Disabled, Arc::new(berth_ecr::AuthDisabledTokens))
@@ -393,16 +401,18 @@ fn oci_error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// Where clients reach this server unless `--public-url` says: the ECR registry name the
-/// certificate holds, else the bound address, with a loopback address standing in for "all
-/// interfaces" so the URL works from this machine.
-fn default_public_url(local: std::net::SocketAddr, plain_http: bool, ecr_host: Option<&str>) -> String {
+/// certificate holds, else the first bound address, with a loopback address standing in for
+/// "all interfaces" so the URL works from this machine.
+fn default_public_url(locals: &[std::net::SocketAddr], plain_http: bool, ecr_host: Option<&str>) -> String {
     if let Some(host) = ecr_host {
-        return match local.port() {
-            443 => format!("https://{host}"),
-            port => format!("https://{host}:{port}"),
+        // HTTPS's own port if Berth listens on it, so the URL reads as ECR's.
+        return if locals.iter().any(|local| local.port() == 443) {
+            format!("https://{host}")
+        } else {
+            format!("https://{host}:{}", locals[0].port())
         };
     }
-    let mut addr = local;
+    let mut addr = locals[0];
     if addr.ip().is_unspecified() {
         addr.set_ip(if addr.is_ipv4() {
             std::net::Ipv4Addr::LOCALHOST.into()
