@@ -97,8 +97,13 @@ fn enum_value(member: &str, unrecognized: bool, values: &[&str]) -> Result<(), E
     }
 }
 
+/// An AWS account id: 12 digits (registry ids, and the account in every ARN).
+fn is_account_id(id: &str) -> bool {
+    id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
+}
+
 fn registry_id(member: &str, id: &str) -> Result<(), EcrError> {
-    pattern(member, id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()), REGISTRY_ID_PATTERN)
+    pattern(member, is_account_id(id), REGISTRY_ID_PATTERN)
 }
 
 fn optional_registry_id(id: &Option<String>) -> Result<(), EcrError> {
@@ -938,8 +943,7 @@ fn is_kms_key_arn(key: &str) -> bool {
     };
     (partition.is_empty() || lower_word(partition))
         && lower_word(region)
-        && account.len() == 12
-        && account.bytes().all(|b| b.is_ascii_digit())
+        && is_account_id(account)
         && resource.strip_prefix("key/").is_some_and(lower_word)
 }
 
@@ -1006,8 +1010,7 @@ fn is_role_arn(arn: &str) -> bool {
     };
     let Some((account, name)) = rest.split_once(":role/") else { return false };
     partition.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && account.len() == 12
-        && account.bytes().all(|b| b.is_ascii_digit())
+        && is_account_id(account)
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,-.@_".contains(&b))
 }
 
@@ -1061,10 +1064,7 @@ fn is_principal_arn(arn: &str) -> bool {
     let Some((account, path)) = rest.split_once(':') else { return false };
     let Some(path) = path.strip_prefix("user/").or_else(|| path.strip_prefix("role/")) else { return false };
     let word = |b: u8| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b);
-    partition_ok
-        && account.len() == 12
-        && account.bytes().all(|b| b.is_ascii_digit())
-        && path.split('/').all(|part| !part.is_empty() && part.bytes().all(word))
+    partition_ok && is_account_id(account) && path.split('/').all(|part| !part.is_empty() && part.bytes().all(word))
 }
 
 impl Validate for PullTimeUpdateExclusionRequest {
