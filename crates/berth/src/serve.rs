@@ -231,8 +231,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        for port in &ports {
-            let local = port.tcp.local_addr()?;
+        for (port, local) in ports.iter().zip(&locals) {
             if port.plain_http {
                 writeln!(out, "berth listening on http://{local}")?;
             }
