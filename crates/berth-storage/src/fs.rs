@@ -16,7 +16,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::fs;
 
-use crate::{BlobStore, ByteStream, ChunkObserver, StoreError};
+use crate::{BlobStore, ByteStream, ChunkObserver, StoreError, direct};
 
 /// Large reads keep syscalls and per-chunk overhead low on the pull path.
 const READ_CHUNK: usize = 256 * 1024;
@@ -26,6 +26,37 @@ const MAP_CHUNK: usize = 1024 * 1024;
 pub struct FsBlobStore {
     root: PathBuf,
     durable_dirs: Arc<DurableDirs>,
+    read_lately: ReadLately,
+}
+
+/// A blob at least this large is read directly (see [`direct`]) where the page cache lacks it,
+/// unless it was read a moment ago.
+const DIRECT_READ_MIN: u64 = direct::CHUNK as u64;
+
+/// Blobs read lately, so that the second read of a large blob in a while goes through the page
+/// cache and leaves it there: a layer many clients pull is served from memory, one pulled once
+/// never displaces anything.
+#[derive(Default)]
+struct ReadLately(Mutex<std::collections::HashMap<Digest, std::time::Instant>>);
+
+/// How long a read counts as lately.
+const READ_LATELY: std::time::Duration = std::time::Duration::from_secs(600);
+/// Blobs remembered at most; older ones are forgotten first.
+const READ_LATELY_MAX: usize = 4096;
+
+impl ReadLately {
+    /// Notes a read of `digest`; whether it is the first in a while.
+    fn first_in_a_while(&self, digest: &Digest) -> bool {
+        let now = std::time::Instant::now();
+        let mut reads = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if reads.len() >= READ_LATELY_MAX {
+            reads.retain(|_, at| now.duration_since(*at) < READ_LATELY);
+            if reads.len() >= READ_LATELY_MAX {
+                reads.clear();
+            }
+        }
+        reads.insert(digest.clone(), now).is_none_or(|before| now.duration_since(before) >= READ_LATELY)
+    }
 }
 
 /// Directories known to be synced into their parents (or given: the store's root), so a blob is
@@ -59,7 +90,7 @@ impl FsBlobStore {
         })
         .await
         .map_err(io::Error::other)??;
-        Ok(FsBlobStore { root, durable_dirs })
+        Ok(FsBlobStore { root, durable_dirs, read_lately: ReadLately::default() })
     }
 
     fn upload_path(&self, upload: &str) -> Result<PathBuf, StoreError> {
@@ -149,6 +180,108 @@ impl BatchWriter {
     }
 }
 
+/// How the rest of an upload's body after its first batch is written.
+enum UploadWriter {
+    Batched(BatchWriter),
+    Direct(DirectWriter),
+}
+
+impl UploadWriter {
+    async fn push(&mut self, chunk: bytes::Bytes) -> io::Result<()> {
+        match self {
+            UploadWriter::Batched(writer) => writer.push(chunk).await,
+            UploadWriter::Direct(writer) => writer.push(&chunk).await,
+        }
+    }
+
+    /// Writes what is left when `complete` and waits for every write; returns the file.
+    async fn finish(self, complete: bool) -> (Option<std::fs::File>, io::Result<()>) {
+        match self {
+            UploadWriter::Batched(writer) => writer.finish(complete).await,
+            UploadWriter::Direct(writer) => writer.finish(complete).await,
+        }
+    }
+}
+
+/// The two descriptors a direct upload writes through (see [`direct::write_at`]).
+struct DirectFiles {
+    buffered: std::fs::File,
+    direct: Option<std::fs::File>,
+}
+
+/// Writes a large body directly (see [`direct`]): its chunks are copied into an aligned buffer
+/// that one blocking task writes while the next buffer fills.
+struct DirectWriter {
+    /// The descriptors, when no write is in flight.
+    files: Option<DirectFiles>,
+    in_flight: Option<tokio::task::JoinHandle<(DirectFiles, direct::AlignedBuffer, io::Result<()>)>>,
+    filling: direct::AlignedBuffer,
+    /// The buffer back from the last write, for the next.
+    spare: Option<direct::AlignedBuffer>,
+    /// File offset of `filling`'s first byte, a multiple of `direct::ALIGN`.
+    position: u64,
+}
+
+impl DirectWriter {
+    fn new(buffered: std::fs::File, direct: std::fs::File, position: u64) -> DirectWriter {
+        DirectWriter {
+            files: Some(DirectFiles { buffered, direct: Some(direct) }),
+            in_flight: None,
+            filling: direct::AlignedBuffer::new(),
+            spare: None,
+            position,
+        }
+    }
+
+    async fn push(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            data = &data[self.filling.fill_from(data)..];
+            if self.filling.is_full() {
+                self.start_write().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the write in flight, then hands the filled buffer to a new one.
+    async fn start_write(&mut self) -> io::Result<()> {
+        self.settle().await?;
+        let Some(files) = self.files.take() else { return Err(io::Error::other("upload file lost")) };
+        let next = self.spare.take().unwrap_or_else(direct::AlignedBuffer::new);
+        let buffer = std::mem::replace(&mut self.filling, next);
+        let position = self.position;
+        self.position += buffer.filled().len() as u64;
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            let DirectFiles { buffered, direct } = files;
+            match direct::write_at(direct, &buffered, buffer.filled(), position) {
+                Ok(direct) => (DirectFiles { buffered, direct }, buffer, Ok(())),
+                Err(e) => (DirectFiles { buffered, direct: None }, buffer, Err(e)),
+            }
+        }));
+        Ok(())
+    }
+
+    async fn settle(&mut self) -> io::Result<()> {
+        let Some(task) = self.in_flight.take() else { return Ok(()) };
+        let (files, mut buffer, result) = task.await.map_err(io::Error::other)?;
+        self.files = Some(files);
+        buffer.clear();
+        self.spare = Some(buffer);
+        result
+    }
+
+    async fn finish(mut self, complete: bool) -> (Option<std::fs::File>, io::Result<()>) {
+        let mut result = self.settle().await;
+        if complete && result.is_ok() && !self.filling.is_empty() {
+            result = self.start_write().await;
+            if result.is_ok() {
+                result = self.settle().await;
+            }
+        }
+        (self.files.map(|files| files.buffered), result)
+    }
+}
+
 /// A blob or upload file opened for reading: where the wanted bytes start, and how many.
 struct Span {
     file: Arc<std::fs::File>,
@@ -185,41 +318,123 @@ async fn open_span(path: PathBuf, range: Option<Range<u64>>) -> io::Result<Optio
 /// [`mapped_region`]) and any other consumer copies once; otherwise read straight into the buffer
 /// that goes out (tokio's `File` would copy every byte once more through its own buffer). Only a
 /// piece that needs the disk goes to a blocking thread (on a pull of cached data those hand-offs
-/// cost more CPU than the copies).
-fn file_chunks(span: Span, mappable: bool) -> ByteStream {
-    let mappable = mappable && span.residency_known;
-    futures::stream::try_unfold((span.file, span.start, span.len), move |(file, offset, remaining)| async move {
-        if remaining == 0 {
+/// cost more CPU than the copies); given `direct` (the file's path), from the first such piece on
+/// the rest is read directly (see [`direct`]), each piece while the one before goes out.
+fn file_chunks(span: Span, mappable: bool, direct: Option<PathBuf>) -> ByteStream {
+    let reader = SpanReader {
+        file: span.file,
+        offset: span.start,
+        remaining: span.len,
+        mappable: mappable && span.residency_known,
+        uncached: direct.map_or(Uncached::Buffered, Uncached::MayGoDirect),
+    };
+    futures::stream::try_unfold(reader, |mut reader| async move {
+        if reader.remaining == 0 {
             return Ok(None);
         }
-        let want = remaining.min(READ_CHUNK as u64) as usize;
-        let cached = match mappable
-            .then(|| map_cached(&file, offset, remaining.min(MAP_CHUNK as u64) as usize))
-            .transpose()?
-            .flatten()
-        {
-            Some(mapped) => Some(mapped),
-            None => read_cached(&file, offset, want)?.map(bytes::Bytes::from),
-        };
-        let (file, chunk) = match cached {
-            Some(chunk) => (file, chunk),
-            None => tokio::task::spawn_blocking(move || -> io::Result<(Arc<std::fs::File>, bytes::Bytes)> {
-                let mut chunk = Vec::with_capacity(want);
-                let mut reader = &*file;
-                std::io::Seek::seek(&mut reader, SeekFrom::Start(offset))?;
-                std::io::Read::read_to_end(&mut std::io::Read::take(reader, want as u64), &mut chunk)?;
-                Ok((file, chunk.into()))
-            })
-            .await
-            .map_err(io::Error::other)??,
-        };
+        let chunk = reader.next_piece().await?;
         if chunk.is_empty() {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob file is shorter than its size"));
         }
         let read = chunk.len() as u64;
-        Ok(Some((chunk, (file, offset + read, remaining - read))))
+        reader.offset += read;
+        reader.remaining -= read;
+        Ok(Some((chunk, reader)))
     })
     .boxed()
+}
+
+struct SpanReader {
+    file: Arc<std::fs::File>,
+    offset: u64,
+    remaining: u64,
+    mappable: bool,
+    uncached: Uncached,
+}
+
+/// How a [`SpanReader`] reads what the page cache does not hold.
+enum Uncached {
+    /// Through the page cache, on a blocking thread.
+    Buffered,
+    /// Directly, from the first such piece on, once this path is opened for it.
+    MayGoDirect(PathBuf),
+    /// Directly, through `file`; the piece at the offset given may be on its way already.
+    Direct { file: Arc<std::fs::File>, next: Option<(u64, DirectRead)> },
+}
+
+type DirectRead = tokio::task::JoinHandle<io::Result<Option<direct::AlignedBuffer>>>;
+
+impl SpanReader {
+    async fn next_piece(&mut self) -> io::Result<bytes::Bytes> {
+        if matches!(self.uncached, Uncached::Direct { .. })
+            && let Some(piece) = self.direct_piece().await?
+        {
+            return Ok(piece);
+        }
+        let want = self.remaining.min(READ_CHUNK as u64) as usize;
+        let (file, offset) = (&self.file, self.offset);
+        let mapped = self.mappable.then(|| map_cached(file, offset, self.remaining.min(MAP_CHUNK as u64) as usize));
+        if let Some(mapped) = mapped.transpose()?.flatten() {
+            return Ok(mapped);
+        }
+        if let Some(read) = read_cached(file, offset, want)? {
+            return Ok(read.into());
+        }
+        if let Uncached::MayGoDirect(path) = &self.uncached {
+            let path = path.clone();
+            let opened = tokio::task::spawn_blocking(move || direct::open(&path, false))
+                .await
+                .map_err(io::Error::other)??;
+            self.uncached = match opened {
+                Some(file) => Uncached::Direct { file: Arc::new(file), next: None },
+                None => Uncached::Buffered,
+            };
+            if let Some(piece) = self.direct_piece().await? {
+                return Ok(piece);
+            }
+        }
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || -> io::Result<bytes::Bytes> {
+            let mut chunk = Vec::with_capacity(want);
+            let mut reader = &*file;
+            std::io::Seek::seek(&mut reader, SeekFrom::Start(offset))?;
+            std::io::Read::read_to_end(&mut std::io::Read::take(reader, want as u64), &mut chunk)?;
+            Ok(chunk.into())
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    /// The next piece read directly, with a read of the one after started; `None` (and reading
+    /// through the page cache from now on) if the filesystem refuses.
+    async fn direct_piece(&mut self) -> io::Result<Option<bytes::Bytes>> {
+        let Uncached::Direct { file, next } = &mut self.uncached else { return Ok(None) };
+        let aligned = self.offset / direct::ALIGN as u64 * direct::ALIGN as u64;
+        let read = match next.take() {
+            Some((at, read)) if at == aligned => read,
+            _ => read_directly(file, aligned),
+        };
+        let Some(buffer) = read.await.map_err(io::Error::other)?? else {
+            self.uncached = Uncached::Buffered;
+            return Ok(None);
+        };
+        let (lead, filled) = ((self.offset - aligned) as usize, buffer.filled().len());
+        if lead >= filled {
+            // The file ends before the span does.
+            return Ok(Some(bytes::Bytes::new()));
+        }
+        let taken = (filled - lead).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        if buffer.is_full() && (taken as u64) < self.remaining {
+            let following = aligned + filled as u64;
+            *next = Some((following, read_directly(file, following)));
+        }
+        Ok(Some(bytes::Bytes::from_owner(buffer).slice(lead..lead + taken)))
+    }
+}
+
+fn read_directly(file: &Arc<std::fs::File>, offset: u64) -> DirectRead {
+    let file = file.clone();
+    tokio::task::spawn_blocking(move || direct::read_at(&file, offset))
 }
 
 /// The file's owner is this process's user, or the process is root's (which may write anything).
@@ -437,21 +652,48 @@ fn create_dir_durably(dir: &Path, durable: &DurableDirs) -> io::Result<()> {
     Ok(())
 }
 
-/// Opens an upload file and, if it holds exactly `offset` bytes, writes `first` there; returns
-/// the file, its length before the write and the write's outcome.
-fn write_first_batch(
-    path: &Path,
-    offset: u64,
-    first: &[bytes::Bytes],
-) -> io::Result<(std::fs::File, u64, io::Result<()>)> {
+/// What [`write_first_batch`] opened and did.
+struct FirstBatch {
+    file: std::fs::File,
+    /// A second descriptor for direct writes, if asked for and the filesystem takes them.
+    direct: Option<std::fs::File>,
+    /// The file's length before the write.
+    current: u64,
+    written: io::Result<()>,
+}
+
+/// Opens an upload file (and, if `direct`, a descriptor for direct writes) and, if it holds
+/// exactly `offset` bytes, writes `first` there.
+fn write_first_batch(path: &Path, offset: u64, first: &[bytes::Bytes], direct: bool) -> io::Result<FirstBatch> {
     let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
     let current = file.metadata()?.len();
     if current != offset {
-        return Ok((file, current, Ok(())));
+        return Ok(FirstBatch { file, direct: None, current, written: Ok(()) });
     }
+    let direct = if direct { direct::open(path, true)? } else { None };
     std::io::Seek::seek(&mut file, SeekFrom::Start(offset))?;
     let written = write_chunks(&mut file, first);
-    Ok((file, current, written))
+    Ok(FirstBatch { file, direct, current, written })
+}
+
+/// Takes the bytes past the last [`direct::ALIGN`]ed offset off the end of `first`, which ends
+/// at file offset `end`, and returns them in order (the first batch then ends where direct
+/// writes can start).
+fn split_off_unaligned(first: &mut Vec<bytes::Bytes>, end: u64) -> Vec<bytes::Bytes> {
+    let mut excess = (end % direct::ALIGN as u64) as usize;
+    let mut carry = Vec::new();
+    while excess > 0 {
+        let Some(mut last) = first.pop() else { break };
+        if last.len() > excess {
+            carry.push(last.split_off(last.len() - excess));
+            first.push(last);
+            break;
+        }
+        excess -= last.len();
+        carry.push(last);
+    }
+    carry.reverse();
+    carry
 }
 
 #[async_trait]
@@ -491,21 +733,40 @@ impl BlobStore for FsBlobStore {
                 }
             }
         }
+        // A large body goes on directly from the first aligned offset after the first batch
+        // (see `direct`): what passes it waits in `carry`.
+        let carry = if ended { Vec::new() } else { split_off_unaligned(&mut first, offset + first_len as u64) };
+        let first_end = offset + (first_len - carry.iter().map(bytes::Bytes::len).sum::<usize>()) as u64;
         let opened = if ended && first_len <= INLINE_WRITE_MAX {
-            write_first_batch(&path, offset, &first)
+            write_first_batch(&path, offset, &first, false)
         } else {
-            tokio::task::spawn_blocking(move || write_first_batch(&path, offset, &first))
+            tokio::task::spawn_blocking(move || write_first_batch(&path, offset, &first, !ended))
                 .await
                 .map_err(io::Error::other)?
         };
-        let (file, current, first_written) =
+        let FirstBatch { file, direct, current, written: first_written } =
             not_found_as_none(opened)?.ok_or_else(|| StoreError::UploadNotFound(upload.to_owned()))?;
         if current != offset {
             return Err(StoreError::OffsetMismatch { current });
         }
-        let mut writer = BatchWriter { file: Some(file), in_flight: None, batch: Vec::new(), batch_len: 0 };
+        let mut writer = match direct {
+            Some(direct) => UploadWriter::Direct(DirectWriter::new(file, direct, first_end)),
+            None => UploadWriter::Batched(BatchWriter {
+                file: Some(file),
+                in_flight: None,
+                batch: Vec::new(),
+                batch_len: 0,
+            }),
+        };
         let mut written = offset + first_len as u64;
         let mut received: Result<(), StoreError> = first_written.map_err(StoreError::from);
+        for chunk in carry {
+            if received.is_ok()
+                && let Err(e) = writer.push(chunk).await
+            {
+                received = Err(e.into());
+            }
+        }
         while received.is_ok() && !ended {
             let Some(chunk) = data.next().await else { break };
             let chunk = match chunk {
@@ -542,7 +803,7 @@ impl BlobStore for FsBlobStore {
             .ok_or_else(|| StoreError::UploadNotFound(upload.to_owned()))?
             .map_err(|size| StoreError::RangeNotSatisfiable { size })?;
         // Not mapped: a failed append truncates an upload file.
-        Ok(file_chunks(span, false))
+        Ok(file_chunks(span, false, None))
     }
 
     async fn commit(&self, upload: &str, digest: &Digest) -> Result<(), StoreError> {
@@ -572,7 +833,9 @@ impl BlobStore for FsBlobStore {
             .await?
             .ok_or_else(|| StoreError::BlobNotFound(digest.clone()))?
             .map_err(|size| StoreError::RangeNotSatisfiable { size })?;
-        Ok(file_chunks(span, true))
+        let direct = (span.len >= DIRECT_READ_MIN && self.read_lately.first_in_a_while(digest))
+            .then(|| self.blob_path(digest));
+        Ok(file_chunks(span, true, direct))
     }
 
     async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
@@ -653,6 +916,44 @@ mod tests {
         std::fs::write(dir.path().join("file"), b"x").unwrap();
         let blocked = dir.path().join("file/sub");
         assert!(super::create_dir_durably(&blocked, &durable).is_err(), "a file in the way is an error");
+    }
+
+    #[test]
+    fn the_first_batch_ends_where_direct_writes_can_start() {
+        let chunks = |lens: &[usize]| lens.iter().map(|&n| bytes::Bytes::from(vec![n as u8; n])).collect::<Vec<_>>();
+        let mut first = chunks(&[4000, 300, 10]);
+        // The batch started at offset 4000, so it ends at 8310: 118 bytes past 8192.
+        let carry = super::split_off_unaligned(&mut first, 8310);
+        assert_eq!(first.iter().map(|c| c.len()).collect::<Vec<_>>(), [4000, 192]);
+        assert_eq!(carry.iter().map(|c| c.len()).collect::<Vec<_>>(), [108, 10]);
+        assert_eq!(carry[0][0], 44, "the tail of the 300-byte chunk");
+        let mut aligned = chunks(&[4096]);
+        assert!(super::split_off_unaligned(&mut aligned, 8192).is_empty());
+        assert_eq!(aligned.len(), 1);
+    }
+
+    /// Spans of a blob read directly (where the filesystem takes `O_DIRECT`) come out as read
+    /// through the page cache, wherever they start and end.
+    #[tokio::test]
+    async fn direct_reads_give_the_bytes_of_any_span() {
+        use futures::TryStreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let content: Vec<u8> = (0..3 * 1_048_576 + 777u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let len = content.len() as u64;
+        for (start, end) in [(0, len), (1, len), (4095, 1_048_577), (1_048_576, 2 * 1_048_576), (len - 5, len)] {
+            let file = std::sync::Arc::new(std::fs::File::open(&path).unwrap());
+            let span = super::Span { file, start, len: end - start, residency_known: false };
+            let read: Vec<u8> = super::file_chunks(span, false, Some(path.clone()))
+                .try_fold(Vec::new(), |mut all, piece| async move {
+                    all.extend_from_slice(&piece);
+                    Ok(all)
+                })
+                .await
+                .unwrap();
+            assert!(read == content[start as usize..end as usize], "{start}..{end}");
+        }
     }
 
     #[cfg(target_os = "linux")]

@@ -8,6 +8,7 @@
 //! Invariant: a blob is readable under a digest only after `commit` was called with that digest,
 //! and the caller only commits after it verified the data hashes to that digest.
 
+mod direct;
 pub mod fs;
 pub mod s3;
 pub mod testsuite;
