@@ -98,7 +98,7 @@ fn enum_value(member: &str, unrecognized: bool, values: &[&str]) -> Result<(), E
 }
 
 /// An AWS account id: 12 digits (registry ids, and the account in every ARN).
-fn is_account_id(id: &str) -> bool {
+pub fn is_account_id(id: &str) -> bool {
     id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
 }
 

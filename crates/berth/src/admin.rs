@@ -228,7 +228,7 @@ async fn simulate(store: Arc<dyn MetadataStore>, args: &SimulateArgs) -> anyhow:
 
     let mut config = RegistryConfig::default();
     if let Some(id) = &args.registry_id {
-        anyhow::ensure!(crate::config::is_registry_id(id), "--registry-id must be 12 digits, not {id:?}");
+        anyhow::ensure!(berth_ecr::validate::is_account_id(id), "--registry-id must be 12 digits, not {id:?}");
         config.account_id.clone_from(id);
     }
     if let Some(region) = &args.region {

@@ -335,10 +335,6 @@ pub(crate) fn is_region(region: &str) -> bool {
     !region.is_empty() && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-pub(crate) fn is_registry_id(id: &str) -> bool {
-    id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
-}
-
 /// ECR's placeholder account id, when neither a flag nor the TLS certificate names one.
 pub(crate) const DEFAULT_REGISTRY_ID: &str = "000000000000";
 
@@ -512,7 +508,7 @@ impl ServeArgs {
             .or_else(|| ecr_identity.as_ref().map(|found| found.registry_id.clone()))
             .unwrap_or_else(|| DEFAULT_REGISTRY_ID.into());
         anyhow::ensure!(
-            is_registry_id(&registry_id),
+            berth_ecr::validate::is_account_id(&registry_id),
             "the registry id must be 12 digits (an AWS account id), not {registry_id:?}"
         );
         let region = region
@@ -568,7 +564,7 @@ impl ServeArgs {
                 d.region
             );
             anyhow::ensure!(
-                is_registry_id(&d.registry_id),
+                berth_ecr::validate::is_account_id(&d.registry_id),
                 "replication destination {i}: the registry id must be 12 digits, not {:?}",
                 d.registry_id
             );

@@ -9,7 +9,9 @@ use anyhow::Context;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use crate::config::{is_region, is_registry_id};
+use berth_ecr::validate::is_account_id;
+
+use crate::config::is_region;
 
 /// Who this server is under ECR's names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +38,7 @@ pub fn identity<'a>(
         }
         let account = match account {
             "*" => registry_id.unwrap_or(crate::config::DEFAULT_REGISTRY_ID),
-            id if is_registry_id(id) && registry_id.is_none_or(|given| given == id) => id,
+            id if is_account_id(id) && registry_id.is_none_or(|given| given == id) => id,
             _ => return None,
         };
         if region.is_some_and(|given| given != name_region) {
