@@ -127,7 +127,7 @@ impl From<RegistryError> for ConsoleError {
             | RegistryError::PullThrough(_)
             | RegistryError::Template(_)
             | RegistryError::PullExclusion(_) => ConsoleError::BadRequest(message),
-            RegistryError::Internal(_) => ConsoleError::Internal(message),
+            RegistryError::StorageFull | RegistryError::Internal(_) => ConsoleError::Internal(message),
         }
     }
 }

@@ -144,6 +144,7 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
                 ExclusionError::NotFound(_) => EcrError::ExclusionNotFound(message),
             }
         }
+        e @ StorageFull => EcrError::Server(e.to_string()),
         Internal(reason) => EcrError::Server(reason),
     }
 }

@@ -105,8 +105,16 @@ impl OciError {
             // settings refuse pushes; template management itself is on the ECR plane only.
             Template(TemplateError::Unusable(_)) => (StatusCode::FORBIDDEN, "DENIED"),
             Template(_) | PullExclusion(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
+            // Said as it is: the client can do nothing but retry later, the operator must act.
+            StorageFull => (StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         }
+    }
+
+    /// A server-side failure whose message may carry a store's or backend's detail: logged, and
+    /// sent only as a request id to quote.
+    fn detail_withheld(&self) -> bool {
+        self.status_and_code().0.is_server_error() && !matches!(self, OciError::Registry(RegistryError::StorageFull))
     }
 }
 
@@ -119,7 +127,7 @@ impl OciError {
     /// The response to request `request_id`. A server-side failure's detail (a store's or
     /// backend's error) is logged with the id and never sent: the client gets the id to quote.
     pub fn into_response_with_id(self, request_id: &str) -> Response {
-        if self.status_and_code().0.is_server_error() {
+        if self.detail_withheld() {
             tracing::error!(request_id, error = %self, "request failed");
             return self.internal(&format!("internal server error; request id {request_id}"));
         }
@@ -137,7 +145,7 @@ impl OciError {
 impl IntoResponse for OciError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if status.is_server_error() {
+        if self.detail_withheld() {
             tracing::error!(error = %self, "request failed");
             return self.internal("internal server error");
         }
@@ -151,5 +159,20 @@ impl IntoResponse for OciError {
             headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_store_is_said_as_such_and_other_server_failures_are_not_detailed() {
+        let full = OciError::Registry(RegistryError::StorageFull);
+        assert_eq!(full.status_and_code(), (StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN"));
+        assert!(!full.detail_withheld(), "the message says what to do and reveals nothing");
+        let internal = OciError::Registry(RegistryError::Internal("storage: /data/blobs: EIO".into()));
+        assert!(internal.detail_withheld());
+        assert_eq!(full.into_response_with_id("r1").status(), StatusCode::INSUFFICIENT_STORAGE);
     }
 }

@@ -1,6 +1,8 @@
 //! The service's one error type. Each HTTP plane maps it to its wire format exactly once
 //! (OCI error codes on /v2/, `__type` names on the ECR plane).
 
+use std::io::ErrorKind;
+
 use berth_meta::MetaError;
 use berth_spec::{Digest, DigestError, ManifestError, NameError};
 use berth_storage::StoreError;
@@ -112,6 +114,10 @@ pub enum RegistryError {
     Template(#[from] crate::templates::TemplateError),
     #[error(transparent)]
     PullExclusion(#[from] crate::pulls::ExclusionError),
+    /// The blob store's filesystem (or the user's quota on it) is full; the failed write was
+    /// rolled back.
+    #[error("the registry's storage is full: nothing of this request was kept; retry once space is freed")]
+    StorageFull,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -174,6 +180,10 @@ impl From<StoreError> for RegistryError {
             StoreError::BlobNotFound(d) => RegistryError::BlobUnknown(d),
             StoreError::RangeNotSatisfiable { size } => RegistryError::RangeInvalid { size },
             StoreError::Body(e) => RegistryError::BlobUploadInvalid(format!("request body ended early: {e}")),
+            StoreError::Io(e) if matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded) => {
+                tracing::error!("blob storage: {e}");
+                RegistryError::StorageFull
+            }
             StoreError::Io(e) => RegistryError::Internal(format!("storage: {e}")),
         }
     }
@@ -202,5 +212,20 @@ impl From<ManifestError> for RegistryError {
             }
             other => RegistryError::ManifestInvalid(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_filesystem_or_quota_is_storage_full_and_other_io_failures_internal() {
+        for errno in [28, 122] {
+            let error = RegistryError::from(StoreError::Io(std::io::Error::from_raw_os_error(errno)));
+            assert!(matches!(error, RegistryError::StorageFull), "errno {errno}: {error:?}");
+        }
+        let error = RegistryError::from(StoreError::Io(std::io::Error::from_raw_os_error(5)));
+        assert!(matches!(error, RegistryError::Internal(_)), "EIO: {error:?}");
     }
 }

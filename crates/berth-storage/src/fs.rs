@@ -382,9 +382,8 @@ impl SpanReader {
         }
         if let Uncached::MayGoDirect(path) = &self.uncached {
             let path = path.clone();
-            let opened = tokio::task::spawn_blocking(move || direct::open(&path, false))
-                .await
-                .map_err(io::Error::other)??;
+            let opened =
+                tokio::task::spawn_blocking(move || direct::open(&path, false)).await.map_err(io::Error::other)??;
             self.uncached = match opened {
                 Some(file) => Uncached::Direct { file: Arc::new(file), next: None },
                 None => Uncached::Buffered,
@@ -833,8 +832,8 @@ impl BlobStore for FsBlobStore {
             .await?
             .ok_or_else(|| StoreError::BlobNotFound(digest.clone()))?
             .map_err(|size| StoreError::RangeNotSatisfiable { size })?;
-        let direct = (span.len >= DIRECT_READ_MIN && self.read_lately.first_in_a_while(digest))
-            .then(|| self.blob_path(digest));
+        let direct =
+            (span.len >= DIRECT_READ_MIN && self.read_lately.first_in_a_while(digest)).then(|| self.blob_path(digest));
         Ok(file_chunks(span, true, direct))
     }
 
