@@ -9,7 +9,7 @@
 //! page cache afterwards; `FsBlobStore` reads a large blob through the cache from its second read
 //! in a while, so a hot layer still ends up cached.
 //!
-//! Direct transfers need their file offset, length and buffer address aligned ([`ALIGN`]); the
+//! Direct transfers need their file offset, length and buffer address aligned ([`align`]); the
 //! unaligned ends of an upload go through the page cache. Where a filesystem refuses `O_DIRECT`
 //! (EINVAL at open or at a transfer) the same bytes go through the page cache instead.
 
@@ -19,13 +19,18 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
 
-/// Alignment of direct transfers: the largest logical block size of common disks, and the page
-/// size, so it suits every filesystem that takes `O_DIRECT` at all.
-pub(crate) const ALIGN: usize = 4096;
+/// Alignment of direct transfers and of where they start in a file: the page size, and at least
+/// 4 KiB, the largest logical block size of common disks. Page-sized, so a page of a file is
+/// written either directly or through the page cache, never both (ZFS also asks for it).
+pub(crate) fn align() -> usize {
+    static ALIGN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    // SAFETY: sysconf has no preconditions.
+    *ALIGN.get_or_init(|| (unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize).max(4096))
+}
 /// Bytes per direct transfer: few syscalls per GB, one such buffer per transfer in flight.
 pub(crate) const CHUNK: usize = 1024 * 1024;
 
-/// A [`CHUNK`]-sized buffer at an [`ALIGN`]ed address, filled from its start.
+/// A [`CHUNK`]-sized buffer at an [`align`]ed address, filled from its start.
 pub(crate) struct AlignedBuffer {
     raw: Vec<u8>,
     start: usize,
@@ -46,8 +51,8 @@ impl AlignedBuffer {
     /// An empty buffer, reusing a dropped one's memory if there is any.
     pub(crate) fn new() -> AlignedBuffer {
         let (raw, start) = spare().pop().unwrap_or_else(|| {
-            let raw = vec![0u8; CHUNK + ALIGN];
-            let start = raw.as_ptr().align_offset(ALIGN);
+            let raw = vec![0u8; CHUNK + align()];
+            let start = raw.as_ptr().align_offset(align());
             (raw, start)
         });
         AlignedBuffer { raw, start, len: 0 }
@@ -101,7 +106,7 @@ pub(crate) fn open(path: &Path, write: bool) -> io::Result<Option<File>> {
     let opened = std::fs::OpenOptions::new().read(!write).write(write).custom_flags(libc::O_DIRECT).open(path);
     match opened {
         Ok(file) => Ok(Some(file)),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+        Err(e) if refused(&e) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -111,16 +116,31 @@ pub(crate) fn open(_path: &Path, _write: bool) -> io::Result<Option<File>> {
     Ok(None)
 }
 
-fn refused(error: &io::Error) -> bool {
-    error.raw_os_error() == Some(libc::EINVAL)
+/// The file behind `file` opened again for direct reads — the same inode, even if it was
+/// unlinked since (a blob deleted mid-pull) — or `None` where that cannot be done (no `/proc`,
+/// no `O_DIRECT`): the caller then reads through the page cache.
+#[cfg(target_os = "linux")]
+pub(crate) fn reopen_for_reading(file: &File) -> Option<File> {
+    use std::os::fd::AsRawFd;
+    open(Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd())), false).ok().flatten()
 }
 
-/// Writes `data` at `offset` (a multiple of [`ALIGN`]): its aligned part through `direct` when
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn reopen_for_reading(_file: &File) -> Option<File> {
+    None
+}
+
+/// How filesystems without direct I/O (or with stricter alignment) answer it.
+fn refused(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP))
+}
+
+/// Writes `data` at `offset` (a multiple of [`align`]): its aligned part through `direct` when
 /// given, the rest — and all of it where direct writes are refused — through `buffered`, a
 /// descriptor of the same file. Returns `direct` unless it was refused, for the next write.
 pub(crate) fn write_at(direct: Option<File>, buffered: &File, data: &[u8], offset: u64) -> io::Result<Option<File>> {
-    debug_assert_eq!(offset % ALIGN as u64, 0);
-    let aligned = data.len() / ALIGN * ALIGN;
+    debug_assert_eq!(offset % align() as u64, 0);
+    let aligned = data.len() / align() * align();
     let direct = match direct {
         Some(file) if aligned > 0 => match file.write_all_at(&data[..aligned], offset) {
             Ok(()) => Some(file),
@@ -140,9 +160,9 @@ pub(crate) fn write_at(direct: Option<File>, buffered: &File, data: &[u8], offse
 }
 
 /// Up to [`CHUNK`] bytes of `file` (opened by [`open`] for reading) from `offset`, a multiple of
-/// [`ALIGN`]; fewer only at the end of the file. `None` if the filesystem refuses.
+/// [`align`]; fewer only at the end of the file. `None` if the filesystem refuses.
 pub(crate) fn read_at(file: &File, offset: u64) -> io::Result<Option<AlignedBuffer>> {
-    debug_assert_eq!(offset % ALIGN as u64, 0);
+    debug_assert_eq!(offset % align() as u64, 0);
     let mut buffer = AlignedBuffer::new();
     while !buffer.is_full() {
         let at = buffer.start + buffer.len;
@@ -152,7 +172,7 @@ pub(crate) fn read_at(file: &File, offset: u64) -> io::Result<Option<AlignedBuff
             Ok(read) => {
                 buffer.len += read;
                 // A transfer that stops short of a block stopped at the end of the file.
-                if read % ALIGN != 0 {
+                if read % align() != 0 {
                     break;
                 }
             }
@@ -175,7 +195,7 @@ mod tests {
     #[test]
     fn buffers_are_aligned_and_fill_to_their_size() {
         let mut buffer = AlignedBuffer::new();
-        assert_eq!(buffer.filled().as_ptr() as usize % ALIGN, 0);
+        assert_eq!(buffer.filled().as_ptr() as usize % align(), 0);
         let data = content(CHUNK + 10);
         assert_eq!(buffer.fill_from(&data[..10]), 10);
         assert_eq!(buffer.fill_from(&data[10..]), CHUNK - 10, "only what fits");

@@ -29,8 +29,8 @@ pub struct FsBlobStore {
     read_lately: ReadLately,
 }
 
-/// A blob at least this large is read directly (see [`direct`]) where the page cache lacks it,
-/// unless it was read a moment ago.
+/// A read of at least this much of a blob is direct (see [`direct`]) where the page cache lacks
+/// the bytes, unless the blob was read a moment ago.
 const DIRECT_READ_MIN: u64 = direct::CHUNK as u64;
 
 /// Blobs read lately, so that the second read of a large blob in a while goes through the page
@@ -218,7 +218,7 @@ struct DirectWriter {
     filling: direct::AlignedBuffer,
     /// The buffer back from the last write, for the next.
     spare: Option<direct::AlignedBuffer>,
-    /// File offset of `filling`'s first byte, a multiple of `direct::ALIGN`.
+    /// File offset of `filling`'s first byte, a multiple of `direct::align()`.
     position: u64,
 }
 
@@ -320,13 +320,13 @@ async fn open_span(path: PathBuf, range: Option<Range<u64>>) -> io::Result<Optio
 /// piece that needs the disk goes to a blocking thread (on a pull of cached data those hand-offs
 /// cost more CPU than the copies); given `direct` (the file's path), from the first such piece on
 /// the rest is read directly (see [`direct`]), each piece while the one before goes out.
-fn file_chunks(span: Span, mappable: bool, direct: Option<PathBuf>) -> ByteStream {
+fn file_chunks(span: Span, mappable: bool, direct: bool) -> ByteStream {
     let reader = SpanReader {
         file: span.file,
         offset: span.start,
         remaining: span.len,
         mappable: mappable && span.residency_known,
-        uncached: direct.map_or(Uncached::Buffered, Uncached::MayGoDirect),
+        uncached: if direct { Uncached::MayGoDirect } else { Uncached::Buffered },
     };
     futures::stream::try_unfold(reader, |mut reader| async move {
         if reader.remaining == 0 {
@@ -356,8 +356,8 @@ struct SpanReader {
 enum Uncached {
     /// Through the page cache, on a blocking thread.
     Buffered,
-    /// Directly, from the first such piece on, once this path is opened for it.
-    MayGoDirect(PathBuf),
+    /// Directly, from the first such piece on, once the file is opened again for it.
+    MayGoDirect,
     /// Directly, through `file`; the piece at the offset given may be on its way already.
     Direct { file: Arc<std::fs::File>, next: Option<(u64, DirectRead)> },
 }
@@ -380,11 +380,12 @@ impl SpanReader {
         if let Some(read) = read_cached(file, offset, want)? {
             return Ok(read.into());
         }
-        if let Uncached::MayGoDirect(path) = &self.uncached {
-            let path = path.clone();
-            let opened =
-                tokio::task::spawn_blocking(move || direct::open(&path, false)).await.map_err(io::Error::other)??;
-            self.uncached = match opened {
+        if let Uncached::MayGoDirect = self.uncached {
+            let file = self.file.clone();
+            let reopened = tokio::task::spawn_blocking(move || direct::reopen_for_reading(&file))
+                .await
+                .map_err(io::Error::other)?;
+            self.uncached = match reopened {
                 Some(file) => Uncached::Direct { file: Arc::new(file), next: None },
                 None => Uncached::Buffered,
             };
@@ -408,7 +409,8 @@ impl SpanReader {
     /// through the page cache from now on) if the filesystem refuses.
     async fn direct_piece(&mut self) -> io::Result<Option<bytes::Bytes>> {
         let Uncached::Direct { file, next } = &mut self.uncached else { return Ok(None) };
-        let aligned = self.offset / direct::ALIGN as u64 * direct::ALIGN as u64;
+        let align = direct::align() as u64;
+        let aligned = self.offset / align * align;
         let read = match next.take() {
             Some((at, read)) if at == aligned => read,
             _ => read_directly(file, aligned),
@@ -675,11 +677,11 @@ fn write_first_batch(path: &Path, offset: u64, first: &[bytes::Bytes], direct: b
     Ok(FirstBatch { file, direct, current, written })
 }
 
-/// Takes the bytes past the last [`direct::ALIGN`]ed offset off the end of `first`, which ends
+/// Takes the bytes past the last [`direct::align`]ed offset off the end of `first`, which ends
 /// at file offset `end`, and returns them in order (the first batch then ends where direct
 /// writes can start).
 fn split_off_unaligned(first: &mut Vec<bytes::Bytes>, end: u64) -> Vec<bytes::Bytes> {
-    let mut excess = (end % direct::ALIGN as u64) as usize;
+    let mut excess = (end % direct::align() as u64) as usize;
     let mut carry = Vec::new();
     while excess > 0 {
         let Some(mut last) = first.pop() else { break };
@@ -784,9 +786,13 @@ impl BlobStore for FsBlobStore {
         // Always wait for the write in flight: the file must be quiet before it is cut back.
         let (file, stored) = writer.finish(received.is_ok()).await;
         if let Err(e) = received.and(stored.map_err(StoreError::from)) {
-            if let Some(file) = file {
-                tokio::task::spawn_blocking(move || file.set_len(offset)).await.map_err(io::Error::other)??;
-            }
+            // A write task that died took its descriptor along: cut back through a new one.
+            let path = self.upload_path(upload)?;
+            let cut = move || match file {
+                Some(file) => file.set_len(offset),
+                None => std::fs::OpenOptions::new().write(true).open(path)?.set_len(offset),
+            };
+            tokio::task::spawn_blocking(cut).await.map_err(io::Error::other)??;
             return Err(e);
         }
         Ok(written)
@@ -802,7 +808,7 @@ impl BlobStore for FsBlobStore {
             .ok_or_else(|| StoreError::UploadNotFound(upload.to_owned()))?
             .map_err(|size| StoreError::RangeNotSatisfiable { size })?;
         // Not mapped: a failed append truncates an upload file.
-        Ok(file_chunks(span, false, None))
+        Ok(file_chunks(span, false, false))
     }
 
     async fn commit(&self, upload: &str, digest: &Digest) -> Result<(), StoreError> {
@@ -832,8 +838,7 @@ impl BlobStore for FsBlobStore {
             .await?
             .ok_or_else(|| StoreError::BlobNotFound(digest.clone()))?
             .map_err(|size| StoreError::RangeNotSatisfiable { size })?;
-        let direct =
-            (span.len >= DIRECT_READ_MIN && self.read_lately.first_in_a_while(digest)).then(|| self.blob_path(digest));
+        let direct = span.len >= DIRECT_READ_MIN && self.read_lately.first_in_a_while(digest);
         Ok(file_chunks(span, true, direct))
     }
 
@@ -919,16 +924,46 @@ mod tests {
 
     #[test]
     fn the_first_batch_ends_where_direct_writes_can_start() {
+        let a = super::direct::align();
         let chunks = |lens: &[usize]| lens.iter().map(|&n| bytes::Bytes::from(vec![n as u8; n])).collect::<Vec<_>>();
-        let mut first = chunks(&[4000, 300, 10]);
-        // The batch started at offset 4000, so it ends at 8310: 118 bytes past 8192.
-        let carry = super::split_off_unaligned(&mut first, 8310);
-        assert_eq!(first.iter().map(|c| c.len()).collect::<Vec<_>>(), [4000, 192]);
-        assert_eq!(carry.iter().map(|c| c.len()).collect::<Vec<_>>(), [108, 10]);
-        assert_eq!(carry[0][0], 44, "the tail of the 300-byte chunk");
-        let mut aligned = chunks(&[4096]);
-        assert!(super::split_off_unaligned(&mut aligned, 8192).is_empty());
+        // Ends 310 bytes past a boundary: the last two chunks wait.
+        let mut first = chunks(&[a, 200, 110]);
+        let carry = super::split_off_unaligned(&mut first, (a + 310) as u64);
+        assert_eq!(first.iter().map(|c| c.len()).collect::<Vec<_>>(), [a]);
+        assert_eq!(carry.iter().map(|c| c.len()).collect::<Vec<_>>(), [200, 110]);
+        // A batch that started 100 bytes before a boundary and ends 200 past it: a chunk is cut.
+        let mut first = chunks(&[a - 100, 300]);
+        let carry = super::split_off_unaligned(&mut first, (2 * a + 200) as u64);
+        assert_eq!(first.iter().map(|c| c.len()).collect::<Vec<_>>(), [a - 100, 100]);
+        assert_eq!(carry.iter().map(|c| c.len()).collect::<Vec<_>>(), [200]);
+        let mut aligned = chunks(&[a]);
+        assert!(super::split_off_unaligned(&mut aligned, 2 * a as u64).is_empty());
         assert_eq!(aligned.len(), 1);
+    }
+
+    /// A blob deleted while a first read streams it (GC, a DELETE) still reads whole: the
+    /// direct reads go to the file already open, not to its path.
+    #[tokio::test]
+    async fn a_blob_deleted_mid_read_still_reads_whole() {
+        use crate::BlobStore;
+        use futures::{StreamExt, TryStreamExt};
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::FsBlobStore::open(dir.path()).await.unwrap();
+        let content: Vec<u8> = (0..3 * 1_048_576 + 5u32).map(|i| (i % 241) as u8).collect();
+        let digest = berth_spec::Digest::sha256_of(&content);
+        store.create_upload("up").await.unwrap();
+        let chunks: Vec<std::io::Result<bytes::Bytes>> =
+            content.chunks(50_000).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
+        store.append("up", 0, futures::stream::iter(chunks).boxed(), &mut |_| {}).await.unwrap();
+        store.commit("up", &digest).await.unwrap();
+        let mut stream = store.read(&digest, None).await.unwrap();
+        let mut read = stream.next().await.unwrap().unwrap().to_vec();
+        store.delete(&digest).await.unwrap();
+        assert_eq!(store.stat(&digest).await.unwrap(), None, "gone from its path");
+        while let Some(piece) = stream.try_next().await.unwrap() {
+            read.extend_from_slice(&piece);
+        }
+        assert!(read == content, "every byte of the deleted blob, in order");
     }
 
     /// Spans of a blob read directly (where the filesystem takes `O_DIRECT`) come out as read
@@ -944,7 +979,7 @@ mod tests {
         for (start, end) in [(0, len), (1, len), (4095, 1_048_577), (1_048_576, 2 * 1_048_576), (len - 5, len)] {
             let file = std::sync::Arc::new(std::fs::File::open(&path).unwrap());
             let span = super::Span { file, start, len: end - start, residency_known: false };
-            let read: Vec<u8> = super::file_chunks(span, false, Some(path.clone()))
+            let read: Vec<u8> = super::file_chunks(span, false, true)
                 .try_fold(Vec::new(), |mut all, piece| async move {
                     all.extend_from_slice(&piece);
                     Ok(all)
