@@ -98,6 +98,9 @@ pub enum MetaError {
     ExclusionExists(String),
     #[error("there is no pull-time update exclusion for {0}")]
     ExclusionNotFound(String),
+    /// The database's disk (or quota) is full; the write was rolled back.
+    #[error("the metadata database's storage is full")]
+    StorageFull,
     #[error("metadata backend error: {0}")]
     Backend(String),
 }

@@ -9,9 +9,18 @@ use crate::{
 
 /// Every sqlx failure (I/O, constraint, pool closed) is a backend error to the caller; the
 /// expected conditions are checked explicitly and reported with their own variants.
+/// SQLite's `SQLITE_FULL` and PostgreSQL's `disk_full`.
+const STORAGE_FULL_CODES: [&str; 2] = ["13", "53100"];
+
 impl From<sqlx::Error> for MetaError {
     fn from(e: sqlx::Error) -> Self {
-        MetaError::Backend(e.to_string())
+        match &e {
+            sqlx::Error::Database(db) if db.code().is_some_and(|code| STORAGE_FULL_CODES.contains(&&*code)) => {
+                tracing::error!("metadata database: {e}");
+                MetaError::StorageFull
+            }
+            _ => MetaError::Backend(e.to_string()),
+        }
     }
 }
 

@@ -170,6 +170,35 @@ mod tests {
         store.close().await;
     }
 
+    /// A database that cannot grow (here `max_page_count`; on a full disk SQLite says the same)
+    /// refuses the write as `StorageFull` and keeps what it had.
+    #[tokio::test]
+    async fn a_full_database_is_storage_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("meta.db")).await.unwrap();
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count").fetch_one(&store.writer).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PRAGMA max_page_count = {}", pages + 2)))
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let settings = "x".repeat(3000);
+        let mut created = 0;
+        let refused = loop {
+            match store.create_repository(&origin(), &name(&format!("r{created}")), &settings, 1).await {
+                Ok(_) => created += 1,
+                Err(e) => break e,
+            }
+            assert!(created < 100, "the database never filled up");
+        };
+        assert!(matches!(refused, crate::MetaError::StorageFull), "{refused:?}");
+        assert_eq!(
+            store.list_repositories(None, 1000).await.unwrap().len(),
+            created,
+            "nothing lost, nothing half-made"
+        );
+        store.close().await;
+    }
+
     const CRASH_DB: &str = "BERTH_META_CRASH_DB";
 
     /// The test binary runs this test again in a child that acknowledges writes and aborts (no

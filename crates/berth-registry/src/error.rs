@@ -114,8 +114,8 @@ pub enum RegistryError {
     Template(#[from] crate::templates::TemplateError),
     #[error(transparent)]
     PullExclusion(#[from] crate::pulls::ExclusionError),
-    /// The blob store's filesystem (or the user's quota on it) is full; the failed write was
-    /// rolled back.
+    /// The blob store's filesystem or the metadata database's disk (or a quota on either) is
+    /// full; the failed write was rolled back.
     #[error("the registry's storage is full: nothing of this request was kept; retry once space is freed")]
     StorageFull,
     #[error("internal error: {0}")]
@@ -157,6 +157,7 @@ impl From<MetaError> for RegistryError {
                 RegistryError::ManifestInvalid(e.to_string())
             }
             MetaError::BlobInUse { digest, manifest } => RegistryError::BlobInUse { digest, manifest },
+            MetaError::StorageFull => RegistryError::StorageFull,
             e @ (MetaError::UserExists(_)
             | MetaError::UserUnknown(_)
             | MetaError::SettingsConflict(_)
