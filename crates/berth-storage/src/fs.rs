@@ -318,8 +318,8 @@ async fn open_span(path: PathBuf, range: Option<Range<u64>>) -> io::Result<Optio
 /// [`mapped_region`]) and any other consumer copies once; otherwise read straight into the buffer
 /// that goes out (tokio's `File` would copy every byte once more through its own buffer). Only a
 /// piece that needs the disk goes to a blocking thread (on a pull of cached data those hand-offs
-/// cost more CPU than the copies); given `direct` (the file's path), from the first such piece on
-/// the rest is read directly (see [`direct`]), each piece while the one before goes out.
+/// cost more CPU than the copies); with `direct`, from the first such piece on the rest is read
+/// directly (see [`direct`]), each piece while the one before goes out.
 fn file_chunks(span: Span, mappable: bool, direct: bool) -> ByteStream {
     let reader = SpanReader {
         file: span.file,
