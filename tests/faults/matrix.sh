@@ -108,7 +108,8 @@ refused_retryably() {
   local desc=$1 n
   n=$(wc -l <"$T/refused" 2>/dev/null || echo 0)
   if [[ $n -eq 0 ]]; then ok "$desc: no push failed"; return; fi
-  if grep -qE "\b(500|502|503|504)\b|internal|unavailable|retry|reset|EOF|timeout" "$T/refused"; then
+  # A 5xx of any kind (507: the storage is full) says the fault is the server's, not the request's.
+  if grep -qE "\b(500|502|503|504|507)\b|internal|unavailable|retry|reset|EOF|timeout" "$T/refused"; then
     ok "$desc: the $n failed pushes failed with server errors a client retries"
   else
     bad "$desc: failed pushes got non-retryable answers:"; sed 's/^/    | /' "$T/refused" | head -5
@@ -173,6 +174,8 @@ push_all full "$IMAGES" $((2 << 20))
 [[ -s $T/refused ]] && ok "pushes were refused once the disk was full ($(wc -l <"$T/refused") of $IMAGES)" ||
   bad "the disk never filled up"
 refused_retryably "disk full"
+grep -q '\b507\b' "$T/refused" && ok "disk full: refused with 507 Insufficient Storage, which says so" ||
+  bad "disk full: no refusal was a 507"
 verify_acked "disk full"
 no_broken_tags "disk full"
 rm -f "$T/small/filler"
