@@ -11,7 +11,8 @@
 //!
 //! Direct transfers need their file offset, length and buffer address aligned ([`align`]); the
 //! unaligned ends of an upload go through the page cache. Where a filesystem refuses `O_DIRECT`
-//! (EINVAL at open or at a transfer) the same bytes go through the page cache instead.
+//! (EINVAL or EOPNOTSUPP at open or at a transfer) the same bytes go through the page cache
+//! instead.
 
 use std::fs::File;
 use std::io;
@@ -27,6 +28,7 @@ pub(crate) fn align() -> usize {
     // SAFETY: sysconf has no preconditions.
     *ALIGN.get_or_init(|| (unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize).max(4096))
 }
+
 /// Bytes per direct transfer: few syscalls per GB, one such buffer per transfer in flight.
 pub(crate) const CHUNK: usize = 1024 * 1024;
 
