@@ -7,11 +7,12 @@ use crate::{
     UploadSession, UserRecord,
 };
 
-/// Every sqlx failure (I/O, constraint, pool closed) is a backend error to the caller; the
-/// expected conditions are checked explicitly and reported with their own variants.
 /// SQLite's `SQLITE_FULL` and PostgreSQL's `disk_full`.
 const STORAGE_FULL_CODES: [&str; 2] = ["13", "53100"];
 
+/// Every sqlx failure (I/O, constraint, pool closed) is a backend error to the caller, except a
+/// full disk, which the caller answers differently; the expected conditions are checked
+/// explicitly and reported with their own variants.
 impl From<sqlx::Error> for MetaError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
