@@ -13,11 +13,6 @@ use serde_json::{Value, json};
 const ROOT_KEY_ID: &str = "AKIACONSOLEAUDIT0001";
 const ROOT_SECRET: &str = "console-audit-root-secret-0123456789abcdefg";
 
-fn audit_records(path: &std::path::Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines().map(|line| serde_json::from_str(line).expect("each audit line is one JSON object")).collect()
-}
-
 /// Waits until the writer thread wrote a record with `request_id`.
 async fn record_of(path: &std::path::Path, request_id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -22,11 +22,6 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
-fn audit_records(path: &std::path::Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines().map(|line| serde_json::from_str(line).expect("each audit line is one JSON object")).collect()
-}
-
 /// Waits for the writer thread to catch up with `count` records.
 async fn audit_with(path: &std::path::Path, count: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(5);
