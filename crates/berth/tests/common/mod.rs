@@ -690,9 +690,13 @@ pub async fn raw_status(srv: &Server, method: &str, target: &str) -> u16 {
 /// appending (a record that crosses a page can be seen half-written) is left for the next read,
 /// as `tail -f` would.
 pub fn audit_records(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-    complete.lines().map(|line| serde_json::from_str(line).expect("each audit line is one JSON object")).collect()
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(&[][..], |end| &bytes[..end]);
+    complete
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| serde_json::from_slice(line).expect("each audit line is one JSON object"))
+        .collect()
 }
 
 pub fn sha256_digest(data: &[u8]) -> String {
