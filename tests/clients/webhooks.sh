@@ -62,7 +62,8 @@ check "aws ecr batch-delete-image hooks/app@index" \
 
 section "the receiver's events"
 for _ in $(seq 1 100); do
-  grep -q '\\"DELETE\\"' "$T/events.jsonl" 2>/dev/null && break
+  # The receiver may be mid-line: wait for the DELETE's line to be whole.
+  grep -q '\\"DELETE\\"' "$T/events.jsonl" 2>/dev/null && [[ $(tail -c 1 "$T/events.jsonl") == "" ]] && break
   sleep 0.2
 done
 verdict=$(SECRET=$SECRET INDEX=$INDEX CHILDREN=$CHILDREN python3 - "$T/events.jsonl" <<'PY'
