@@ -947,6 +947,7 @@ def governed_images(images, repo):
                 (("amd1", "amd64"), ("amd2", "amd64"), ("arm", "arm64"))}
     made.update({name: child[0] for name, child in children.items()})
     for index, amd in (("multi1", "amd1"), ("multi2", "amd2")):
+        time.sleep(0.01)  # push order is push time in milliseconds: no two in the same one
         made[index] = images.put(repo, Images.index([(children[amd][0], children[amd][1], "amd64"),
                                                      (children["arm"][0], children["arm"][1], "arm64")]), index)
     for orphan in ("u1", "u2"):

@@ -307,6 +307,8 @@ async fn lifecycle_transitions_archive_images_and_their_layers() {
     let child_manifest = manifest(&config, &old_layer, 1);
     let child = put(&registry, &repo, &child_manifest, None).await;
     let old = put(&registry, &repo, &index_of(&child, &child_manifest), Some("v1")).await;
+    // "Newest" is by push time in milliseconds: two puts in one would tie.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let new = put(&registry, &repo, &manifest(&config, &new_layer, 2), Some("v2")).await;
 
     let policy = r#"{"rules":[{"rulePriority":1,"description":"archive all but the newest","selection":{"tagStatus":"tagged","tagPrefixList":["v"],"countType":"imageCountMoreThan","countNumber":1},"action":{"type":"transition","targetStorageClass":"archive"}}]}"#;
