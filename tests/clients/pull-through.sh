@@ -54,8 +54,9 @@ PRIVATE=$UPSTREAM
 start_upstream public
 PUBLIC=$UPSTREAM
 
-# Cached tags are checked upstream after 5 s instead of ECR's 24 h.
-start_berth "$T/data" --no-auth --cache-tag-recheck-secs 5
+# Cached tags are checked upstream after 10 s instead of ECR's 24 h (room for a skopeo copy and
+# inspect within it on a busy machine).
+start_berth "$T/data" --no-auth --cache-tag-recheck-secs 10
 REG=$BERTH_ADDR
 # aws CLI v1 would otherwise fetch a parameter that is an http(s) URL and send its content.
 printf '[default]\ncli_follow_urlparam = false\n' >"$T/aws-config"
@@ -250,7 +251,7 @@ first=$("${SK[@]}" inspect --tls-verify=false --raw "docker://$REG/cache/moving:
 "${SK[@]}" copy -q --dest-tls-verify=false "dir:$T/arm64" "docker://${IMAGES#http://}/library/moving:v1"
 now=$("${SK[@]}" inspect --tls-verify=false --raw "docker://$REG/cache/moving:v1" | sha256sum | cut -c1-64)
 expect "within the interval the cached tag is served" "$now" "$first"
-sleep 6
+sleep 11
 now=$("${SK[@]}" inspect --tls-verify=false --raw "docker://$REG/cache/moving:v1" | sha256sum | cut -c1-64)
 expect "after the interval the moved tag is followed" "sha256:$now" "$(jq -r .digest "$T/arm64.json")"
 
@@ -282,7 +283,7 @@ code=$(curl -s -o "$T/out.json" -w '%{http_code}' -X POST "http://$REG/v2/cache/
 expect "POST an upload into the cache namespace -> 403" "$code" 403
 grep -q "'cache'" "$T/out.json" && ok "the refusal names the rule" || bad "refusal: $(cat "$T/out.json")"
 kill "${UPSTREAM_PIDS[2]}"; wait "${UPSTREAM_PIDS[2]}" 2>/dev/null || true
-sleep 6
+sleep 11
 rm -rf "$T/pull-arm64"
 if "${SK[@]}" --override-arch arm64 --override-variant v8 copy -q --src-tls-verify=false "docker://$REG/cache/app:multi" "dir:$T/pull-arm64" 2>"$T/err"; then
   ok "upstream down: the cached platform still pulls (tag served from the cache)"

@@ -119,15 +119,16 @@ async fn silent_sockets(srv: &Server, n: usize) -> Vec<TcpStream> {
 
 #[tokio::test]
 async fn silent_connections_are_closed_while_other_clients_are_served() {
-    let srv = Server::start_with(&["--handshake-timeout-secs", "1"]);
+    // Served long before the silent ones time out, with room for a busy machine in between.
+    let srv = Server::start_with(&["--handshake-timeout-secs", "10"]);
     let mut silent = silent_sockets(&srv, 250).await;
     assert_eq!(silent.len(), 250);
     let started = Instant::now();
-    let r = timeout(Duration::from_secs(5), send(srv.get("/v2/"))).await.expect("a client waited behind silent ones");
+    let r = timeout(Duration::from_secs(15), send(srv.get("/v2/"))).await.expect("a client waited behind silent ones");
     r.expect_status(200);
-    assert!(started.elapsed() < Duration::from_secs(1), "served only after {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(3), "served only after {:?}", started.elapsed());
     for (i, socket) in silent.iter_mut().enumerate() {
-        assert!(closed_within(socket, Duration::from_secs(5)).await, "silent connection {i} is still open");
+        assert!(closed_within(socket, Duration::from_secs(15)).await, "silent connection {i} is still open");
     }
 }
 
@@ -185,7 +186,7 @@ async fn a_header_sent_slowly_is_cut_off() {
 
 #[tokio::test]
 async fn idle_keep_alive_outlasts_the_header_timeout_and_then_closes() {
-    let srv = Server::start_with(&["--header-timeout-secs", "1", "--idle-timeout-secs", "3"]);
+    let srv = Server::start_with(&["--header-timeout-secs", "1", "--idle-timeout-secs", "6"]);
     let mut stream = connect(&srv).await;
     send_head(&mut stream, &srv, "GET /v2/ HTTP/1.1", &[]).await;
     assert_eq!(read_response(&mut stream, Duration::from_secs(5)).await.status, 200);
@@ -194,9 +195,10 @@ async fn idle_keep_alive_outlasts_the_header_timeout_and_then_closes() {
     send_head(&mut stream, &srv, "GET /v2/ HTTP/1.1", &[]).await;
     assert_eq!(read_response(&mut stream, Duration::from_secs(5)).await.status, 200);
     let idle_since = Instant::now();
-    assert!(closed_within(&mut stream, Duration::from_secs(6)).await, "an idle connection stayed open");
+    assert!(closed_within(&mut stream, Duration::from_secs(12)).await, "an idle connection stayed open");
     let idle = idle_since.elapsed();
-    assert!(idle >= Duration::from_millis(2500), "closed after {idle:?} idle, before the idle timeout");
+    // The idle time counts from the answer's last byte, a moment before the client read it.
+    assert!(idle >= Duration::from_secs(4), "closed after {idle:?} idle, before the idle timeout");
 }
 
 #[tokio::test]

@@ -205,24 +205,25 @@ async fn tags_follow_the_upstream_after_the_interval_and_the_cache_serves_while_
     let mut upstream = Server::start();
     let first = push_image(&upstream, "lib/app", Some("v1")).await;
     let uncached = push_image(&upstream, "lib/app", Some("other")).await;
-    let srv = caching_server(&upstream, 4).await;
+    let srv = caching_server(&upstream, 8).await;
 
     let r = get_manifest(&srv, "hub/app", "v1").await;
     assert_eq!(r.header("docker-content-digest"), Some(first.digest.as_str()), "{}", r.describe());
     expect_blob(&srv, "hub/app", &sha256_digest(&first.layers[0]), &first.layers[0]).await;
-    // The tag moves upstream: within the interval the cache answers what it has...
+    // The tag moves upstream: within the interval (long enough for the requests between on a
+    // busy machine) the cache answers what it has...
     let second = push_image(&upstream, "lib/app", Some("v1")).await;
     let r = get_manifest(&srv, "hub/app", "v1").await;
     assert_eq!(r.header("docker-content-digest"), Some(first.digest.as_str()), "{}", r.describe());
     // ...and after it, follows.
-    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(9)).await;
     let r = get_manifest(&srv, "hub/app", "v1").await;
     assert_eq!(r.header("docker-content-digest"), Some(second.digest.as_str()), "{}", r.describe());
     expect_blob(&srv, "hub/app", &sha256_digest(&second.layers[0]), &second.layers[0]).await;
 
     // Upstream gone: cached content is still served (the tag's check fails and is logged)...
     upstream.stop();
-    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(9)).await;
     let r = get_manifest(&srv, "hub/app", "v1").await;
     assert_eq!(
         (r.status(), r.header("docker-content-digest")),
