@@ -403,7 +403,11 @@ def check_admin(driver):
         [os.environ["BERTH_BIN"], "user", "list", "--data-dir", os.environ["DATA_DIR"]], capture_output=True, text=True
     ).stdout.count('"status":"Inactive"'), 1)
 
+    # Activating asks nothing: wait for the answer's page, as confirm_dialog does, since the
+    # deactivation's success notice is still shown until then.
+    page = driver.find_element(By.TAG_NAME, "html")
     one(driver, row + " button.key-toggle").click()
+    wait(driver, EC.staleness_of(page))
     wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".notice.success")))
     expect("activated again, the key is shown Active", one(driver, row + " .key-status").text, "Active")
     expect("and works on /v2/ again", http("GET", "/v2/", headers={"Authorization": f"Basic {auth}"})[0], 200)
