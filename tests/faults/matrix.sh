@@ -213,9 +213,14 @@ no_broken_tags "kill -9 of the server during its GC pass"
 "$BERTH_BIN" gc --data-dir "$T/gc" --gc-grace-secs 1 >"$T/gc.out" 2>&1 && ok "the next GC pass completes" ||
   { bad "the next GC pass failed"; sed 's/^/    | /' "$T/gc.out"; }
 verify_acked "after the next GC pass"
-# GC is two-phase: a pass marks what no manifest needs, a pass after the grace period deletes it.
-sleep 1.2
-"$BERTH_BIN" gc --data-dir "$T/gc" --gc-grace-secs 1 >"$T/gc.out" 2>&1 || { bad "the deleting GC pass failed"; sed 's/^/    | /' "$T/gc.out"; }
+# A blob goes in three passes a grace period apart: its link is stamped unreferenced, then
+# released (the blob noted), then the blob deleted. The killed passes above may have done none of
+# that, so three full passes follow the one above.
+for round in 2 3; do
+  sleep 1.2
+  "$BERTH_BIN" gc --data-dir "$T/gc" --gc-grace-secs 1 >"$T/gc.out" 2>&1 ||
+    { bad "GC pass $round failed"; sed 's/^/    | /' "$T/gc.out"; }
+done
 left=$(find "$T/gc/blobs" -type f -size +40k | wc -l)
 expect "the deleted images' layers are gone, the kept ones stay" "$left" $((IMAGES - IMAGES / 2))
 stop_berth
@@ -277,8 +282,10 @@ wait "$WATCHER"; wait "$BERTH_PID" 2>/dev/null || true; BERTH_PID=
 left=$(sqlite3 "$T/lc/metadata.db" "SELECT count(*) FROM manifests WHERE repo = 'faults/lc'")
 logged=$(grep -c 'lifecycle: image expired' "$T/lc.log" || true)
 echo "    killed with $left of $LC_IMAGES images left ($((LC_IMAGES - LC_KEEP)) to expire; $logged expiries logged)"
-[[ $left -lt $LC_IMAGES && $left -gt $LC_KEEP ]] && ok "the kill came in the middle of expiry" ||
-  bad "the kill did not come mid-expiry ($left of $LC_IMAGES left, $LC_KEEP to keep)"
+if [[ $left -lt $LC_IMAGES && $left -gt $LC_KEEP ]]; then ok "the kill came in the middle of expiry"
+# A watcher kept off the CPU for the whole expiry kills too late: nothing of this case to check.
+elif [[ $left -eq $LC_KEEP ]]; then skip "the kill came after expiry had finished (the watcher was not scheduled in time)"
+else bad "the kill did not come mid-expiry ($left of $LC_IMAGES left, $LC_KEEP to keep)"; fi
 dangling=$(sqlite3 "$T/lc/metadata.db" "SELECT count(*) FROM tags t WHERE repo = 'faults/lc' AND NOT EXISTS
   (SELECT 1 FROM manifests m WHERE m.repo = t.repo AND m.digest = t.digest)")
 expect "no tag outlives its image in what the kill left" "$dangling" 0
