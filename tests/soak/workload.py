@@ -158,11 +158,15 @@ def proc(pid):
 samples = []
 
 
+def take_sample():
+    now = time.monotonic() - started
+    samples.append({"t": round(now, 1), **{f"{name}_{k}": v for name, (_, pid) in SERVERS.items()
+                                              for k, v in zip(("rss_mib", "fds"), proc(pid))}})
+
+
 def sampler():
     while True:
-        now = time.monotonic() - started
-        samples.append({"t": round(now, 1), **{f"{name}_{k}": v for name, (_, pid) in SERVERS.items()
-                                                  for k, v in zip(("rss_mib", "fds"), proc(pid))}})
+        take_sample()
         if stop.wait(1.0):
             break
 
@@ -208,6 +212,11 @@ for (minute, operation), values in sorted(latencies.items()):
     values.sort()
     p99.setdefault(operation, []).append(round(values[int(len(values) * 0.99) - 1 if len(values) > 1 else 0] * 1000, 1))
 settled = max([HOSTILE_END, *attack_over]) + SETTLE
+# An attack that ended late (its sockets time out after 30 s) leaves the after window short: sample
+# on until it holds a few seconds.
+while time.monotonic() - started < settled + 5:
+    take_sample()
+    time.sleep(1.0)
 windows = {
     "baseline": [s for s in samples if WARM_UP <= s["t"] < HOSTILE_START],
     "attack": [s for s in samples if HOSTILE_START <= s["t"] < settled],
