@@ -3,11 +3,9 @@
 //! Commit = fsync the staged file, rename it into place, fsync the directory: after a crash a blob
 //! path either holds the whole verified content or does not exist.
 
-use std::collections::BTreeMap;
 use std::io::{self, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -314,8 +312,8 @@ async fn open_span(path: PathBuf, range: Option<Range<u64>>) -> io::Result<Optio
 
 /// The span's bytes in `READ_CHUNK` pieces, none copied more than needed. A piece the page cache
 /// holds is served right here: from a committed blob (`mappable`) as a read-only mapping of the
-/// cached pages (`MAP_CHUNK` long), which a plain-HTTP connection sends with `sendfile` (see
-/// [`mapped_region`]) and any other consumer copies once; otherwise read straight into the buffer
+/// cached pages (`MAP_CHUNK` long), which the socket write copies once (`sendfile` cost twice as
+/// much CPU per GB on loopback, see `connection.rs`); otherwise read straight into the buffer
 /// that goes out (tokio's `File` would copy every byte once more through its own buffer). Only a
 /// piece that needs the disk goes to a blocking thread (on a pull of cached data those hand-offs
 /// cost more CPU than the copies); with `direct`, from the first such piece on the rest is read
@@ -480,8 +478,7 @@ fn read_cached(file: &std::fs::File, offset: u64, want: usize) -> io::Result<Opt
 /// A read-only mapping of part of a committed blob, unmapped when the last `Bytes` into it drops.
 /// Safe to read for as long as it lives: a committed blob file is written whole before it is
 /// renamed into place, never written or truncated after, and only ever unlinked (which leaves a
-/// mapping intact), so no access can run past its end. While it lives, [`mapped_region`] finds
-/// the file bytes behind any slice of it.
+/// mapping intact), so no access can run past its end.
 #[cfg(target_os = "linux")]
 struct MappedPiece {
     ptr: *mut libc::c_void,
@@ -495,16 +492,6 @@ unsafe impl Send for MappedPiece {}
 unsafe impl Sync for MappedPiece {}
 
 #[cfg(target_os = "linux")]
-impl MappedPiece {
-    fn new(ptr: *mut libc::c_void, len: usize, file: &Arc<std::fs::File>, offset: u64) -> MappedPiece {
-        let mut live = live_mappings();
-        live.insert(ptr as usize, LiveMapping { len, file: file.clone(), offset });
-        LIVE_MAPPINGS.store(live.len(), Ordering::Relaxed);
-        MappedPiece { ptr, len }
-    }
-}
-
-#[cfg(target_os = "linux")]
 impl AsRef<[u8]> for MappedPiece {
     fn as_ref(&self) -> &[u8] {
         // SAFETY: `ptr` maps `len` readable bytes of a file that never shrinks (see the type).
@@ -515,60 +502,9 @@ impl AsRef<[u8]> for MappedPiece {
 #[cfg(target_os = "linux")]
 impl Drop for MappedPiece {
     fn drop(&mut self) {
-        // Forgotten before the address can be mapped again.
-        let mut live = live_mappings();
-        live.remove(&(self.ptr as usize));
-        LIVE_MAPPINGS.store(live.len(), Ordering::Relaxed);
-        drop(live);
         // SAFETY: unmaps exactly the mapping this value owns, after its last reader.
         unsafe { libc::munmap(self.ptr, self.len) };
     }
-}
-
-/// The file bytes behind a slice of a mapped blob piece: a plain-HTTP socket sends them with
-/// `sendfile` (the kernel passes the page-cache pages on) instead of copying them from the mapping.
-#[derive(Debug)]
-pub struct FileRegion {
-    pub file: Arc<std::fs::File>,
-    pub offset: u64,
-    pub len: usize,
-}
-
-struct LiveMapping {
-    len: usize,
-    file: Arc<std::fs::File>,
-    /// File offset of the mapping's first byte.
-    offset: u64,
-}
-
-/// Live mapped pieces by start address; `LIVE_MAPPINGS` counts them, so that writes while
-/// nothing is mapped skip the lock.
-static MAPPINGS: Mutex<BTreeMap<usize, LiveMapping>> = Mutex::new(BTreeMap::new());
-static LIVE_MAPPINGS: AtomicUsize = AtomicUsize::new(0);
-
-fn live_mappings() -> std::sync::MutexGuard<'static, BTreeMap<usize, LiveMapping>> {
-    MAPPINGS.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Where `data` lies in a blob file if it is (the start of) a slice of a live mapped piece:
-/// its file, offset and the length of `data` inside the piece. Slices of anything else — and
-/// every slice while no piece is mapped — answer `None`.
-pub fn mapped_region(data: &[u8]) -> Option<FileRegion> {
-    region_at(data.as_ptr() as usize, data.len())
-}
-
-fn region_at(address: usize, len: usize) -> Option<FileRegion> {
-    if len == 0 || LIVE_MAPPINGS.load(Ordering::Relaxed) == 0 {
-        return None;
-    }
-    let live = live_mappings();
-    let (&start, mapping) = live.range(..=address).next_back()?;
-    let within = address - start;
-    (within < mapping.len).then(|| FileRegion {
-        file: mapping.file.clone(),
-        offset: mapping.offset + within as u64,
-        len: len.min(mapping.len - within),
-    })
 }
 
 /// `want` bytes at `offset` of a committed blob as a mapping of its cached pages, `None` unless
@@ -596,7 +532,7 @@ fn map_cached(file: &Arc<std::fs::File>, offset: u64, want: usize) -> io::Result
     if ptr == libc::MAP_FAILED {
         return Ok(None);
     }
-    let mapped = MappedPiece::new(ptr, len, file, offset - lead as u64);
+    let mapped = MappedPiece { ptr, len };
     let mut resident = vec![0u8; len.div_ceil(page)];
     // SAFETY: `resident` has one byte per page of the mapping.
     if unsafe { libc::mincore(ptr, len, resident.as_mut_ptr()) } != 0 || resident.iter().any(|p| p & 1 == 0) {
@@ -1019,25 +955,5 @@ mod tests {
             let piece = super::map_cached(&file, offset as u64, want).unwrap().expect("just written, so cached");
             assert_eq!(&piece[..], &content[offset..offset + want], "{want} bytes at {offset}");
         }
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn a_mapped_slice_names_its_file_bytes_until_the_piece_is_gone() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("blob");
-        std::fs::write(&path, vec![7u8; 100_000]).unwrap();
-        let file = std::sync::Arc::new(std::fs::File::open(&path).unwrap());
-        let piece = super::map_cached(&file, 5_000, 50_000).unwrap().expect("just written, so cached");
-        let region = super::mapped_region(&piece[1_000..2_000]).expect("a slice of a live piece");
-        assert_eq!((region.offset, region.len), (6_000, 1_000));
-        let tail = super::mapped_region(&piece[49_000..]).unwrap();
-        assert_eq!((tail.offset, tail.len), (54_000, 1_000));
-        let address = piece[..].as_ptr() as usize;
-        assert!(super::mapped_region(&[1, 2, 3]).is_none(), "not mapped memory");
-        drop(piece);
-        // (Another test may have mapped its own piece at that address since.)
-        let after = super::region_at(address, 1);
-        assert!(after.is_none_or(|r| !std::sync::Arc::ptr_eq(&r.file, &file)), "the piece is unmapped");
     }
 }

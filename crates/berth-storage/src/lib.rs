@@ -21,7 +21,7 @@ use berth_spec::Digest;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
-pub use fs::{FileRegion, FsBlobStore, mapped_region};
+pub use fs::FsBlobStore;
 pub use s3::{S3BlobStore, S3Config};
 
 /// A stream of blob bytes, as received from a client or as served to one.

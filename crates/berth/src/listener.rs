@@ -30,7 +30,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use crate::connection::{ConnectionService, Expiry, SendFile, Watch, WatchedIo};
+use crate::connection::{ConnectionService, Expiry, Watch, WatchedIo};
 
 const TLS_HANDSHAKE: u8 = 0x16;
 /// How an HTTP/2 client with prior knowledge starts a plain connection (RFC 9113, 3.4).
@@ -265,7 +265,7 @@ impl Listener {
         mut closing: watch::Receiver<bool>,
     ) -> anyhow::Result<()>
     where
-        I: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static,
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let limits = &self.limits;
         let watch = Watch::new(http2);
@@ -326,7 +326,7 @@ enum Served<I> {
     Http2(Pin<Box<http2::Connection<Io<I>, ConnectionService, TokioExecutor>>>),
 }
 
-impl<I: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static> Served<I> {
+impl<I: AsyncRead + AsyncWrite + Unpin + Send + 'static> Served<I> {
     /// Finishes the requests in flight, takes no new ones (HTTP/2: GOAWAY), then closes.
     fn graceful_shutdown(&mut self) {
         match self {
@@ -336,7 +336,7 @@ impl<I: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static> Served<I> {
     }
 }
 
-impl<I: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static> Future for Served<I> {
+impl<I: AsyncRead + AsyncWrite + Unpin + Send + 'static> Future for Served<I> {
     type Output = hyper::Result<()>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
