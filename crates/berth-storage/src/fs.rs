@@ -312,9 +312,10 @@ async fn open_span(path: PathBuf, range: Option<Range<u64>>) -> io::Result<Optio
 
 /// The span's bytes in `READ_CHUNK` pieces, none copied more than needed. A piece the page cache
 /// holds is served right here: from a committed blob (`mappable`) as a read-only mapping of the
-/// cached pages (`MAP_CHUNK` long), which the socket write copies once (`sendfile` cost twice as
-/// much CPU per GB on loopback, see `connection.rs`); otherwise read straight into the buffer
-/// that goes out (tokio's `File` would copy every byte once more through its own buffer). Only a
+/// cached pages (`MAP_CHUNK` long), which a plain-HTTP socket write copies once (`sendfile`
+/// cost twice as much CPU per GiB on loopback, see `connection.rs`); otherwise read straight into
+/// the buffer that goes out (tokio's `File` would copy every byte once more through its own
+/// buffer). Only a
 /// piece that needs the disk goes to a blocking thread (on a pull of cached data those hand-offs
 /// cost more CPU than the copies); with `direct`, from the first such piece on the rest is read
 /// directly (see [`direct`]), each piece while the one before goes out.
