@@ -5,24 +5,16 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
 use serde_json::{Value, json};
 
 const ROOT_KEY_ID: &str = "AKIACONSOLEAUDIT0001";
 const ROOT_SECRET: &str = "console-audit-root-secret-0123456789abcdefg";
 
-/// Waits until the writer thread wrote a record with `request_id`.
+/// The audit record of request `request_id`, once the writer thread wrote it.
 async fn record_of(path: &std::path::Path, request_id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(record) = audit_records(path).into_iter().find(|r| r["requestID"] == request_id) {
-            return record;
-        }
-        assert!(Instant::now() < deadline, "no audit record for request {request_id}: {:?}", audit_records(path));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let of_request = |r: &Value| r["requestID"] == request_id;
+    audit_until(path, of_request).await.into_iter().find(of_request).unwrap()
 }
 
 /// A browser-like console client: keeps the session cookie, posts forms with the page's token.

@@ -699,6 +699,20 @@ pub fn audit_records(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Waits until the audit log's writer thread has written a record `wanted` matches (it writes
+/// after the answer went out); returns every record written by then. Fails after 10 s.
+pub async fn audit_until(path: &Path, wanted: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let records = audit_records(path);
+        if records.iter().any(&wanted) {
+            return records;
+        }
+        assert!(Instant::now() < deadline, "the awaited audit record never came: {records:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn sha256_digest(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
