@@ -315,10 +315,9 @@ async fn open_span(path: PathBuf, range: Option<Range<u64>>) -> io::Result<Optio
 /// cached pages (`MAP_CHUNK` long), which a plain-HTTP socket write copies once (`sendfile`
 /// cost twice as much CPU per GiB on loopback, see `connection.rs`); otherwise read straight into
 /// the buffer that goes out (tokio's `File` would copy every byte once more through its own
-/// buffer). Only a
-/// piece that needs the disk goes to a blocking thread (on a pull of cached data those hand-offs
-/// cost more CPU than the copies); with `direct`, from the first such piece on the rest is read
-/// directly (see [`direct`]), each piece while the one before goes out.
+/// buffer). Only a piece that needs the disk goes to a blocking thread (on a pull of cached data
+/// those hand-offs cost more CPU than the copies); with `direct`, from the first such piece on the
+/// rest is read directly (see [`direct`]), each piece while the one before goes out.
 fn file_chunks(span: Span, mappable: bool, direct: bool) -> ByteStream {
     let reader = SpanReader {
         file: span.file,
@@ -513,7 +512,7 @@ impl Drop for MappedPiece {
 /// disk on the request's thread; a page evicted between this check and that write costs one
 /// read there) or where the kernel cannot map the file.
 #[cfg(target_os = "linux")]
-fn map_cached(file: &Arc<std::fs::File>, offset: u64, want: usize) -> io::Result<Option<bytes::Bytes>> {
+fn map_cached(file: &std::fs::File, offset: u64, want: usize) -> io::Result<Option<bytes::Bytes>> {
     use std::os::fd::AsRawFd;
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
@@ -543,7 +542,7 @@ fn map_cached(file: &Arc<std::fs::File>, offset: u64, want: usize) -> io::Result
 }
 
 #[cfg(not(target_os = "linux"))]
-fn map_cached(_file: &Arc<std::fs::File>, _offset: u64, _want: usize) -> io::Result<Option<bytes::Bytes>> {
+fn map_cached(_file: &std::fs::File, _offset: u64, _want: usize) -> io::Result<Option<bytes::Bytes>> {
     Ok(None)
 }
 
