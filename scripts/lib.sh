@@ -46,6 +46,17 @@ install_test_tools() {
   python3 -c 'import prometheus_client' 2>/dev/null || pip install -q prometheus_client
 }
 
+# check_link_order: fails when fewer than half of the functions crates/berth/link-order.txt
+# names are in the shipped binary: the file is stale and an idle server maps most of the code
+# again (scripts/link-order regenerates it).
+check_link_order() {
+  local order=$ROOT/crates/berth/link-order.txt listed found
+  listed=$(wc -l <"$order") || return 1
+  found=$(nm --defined-only "$BERTH_BIN" | awk '$2 ~ /^[tT]$/ {print $3}' | LC_ALL=C sort -u | LC_ALL=C comm -12 - "$order" | wc -l)
+  echo "$found of the $listed functions in crates/berth/link-order.txt are in $BERTH_BIN"
+  ((found * 2 >= listed))
+}
+
 # start_berth DATA_DIR [ARGS...]: starts `berth serve` on a free loopback port in the background;
 # sets BERTH_PID and BERTH_ADDR (host:port). Logs go to DATA_DIR.log.
 start_berth() {

@@ -1,0 +1,20 @@
+//! Hands `link-order.txt` (written by `scripts/link-order`) to the linker, so the code that
+//! start-up and an idle server run sits together and an idle `berth serve` maps less of the
+//! binary. Only where rustc links with its own lld, the default on x86_64 Linux (GNU ld does not
+//! know the flag); `BERTH_LINK_ORDER=off` leaves it out for a build with another linker.
+
+fn main() {
+    println!("cargo:rerun-if-changed=link-order.txt");
+    println!("cargo:rerun-if-env-changed=BERTH_LINK_ORDER");
+    let target = std::env::var("TARGET").unwrap_or_default();
+    if target != "x86_64-unknown-linux-gnu" || std::env::var("BERTH_LINK_ORDER").as_deref() == Ok("off") {
+        return;
+    }
+    let order = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("link-order.txt");
+    if !order.is_file() {
+        return;
+    }
+    println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
+    // Names a build lacks (code changed since the file was made) are expected: they are skipped.
+    println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+}
