@@ -46,23 +46,27 @@ install_test_tools() {
   python3 -c 'import prometheus_client' 2>/dev/null || pip install -q prometheus_client
 }
 
+# text_symbols BIN: BIN's function names as the linker sees them (mangled), sorted for `comm`.
+text_symbols() { nm --defined-only "$1" | awk '$2 ~ /^[tT]$/ {print $3}' | LC_ALL=C sort -u; }
+
 # check_link_order: fails when fewer than half of the functions crates/berth/link-order.txt
 # names are in the shipped binary: the file is stale and an idle server maps most of the code
 # again (scripts/link-order regenerates it).
 check_link_order() {
   local order=$ROOT/crates/berth/link-order.txt listed found
   listed=$(wc -l <"$order") || return 1
-  found=$(nm --defined-only "$BERTH_BIN" | awk '$2 ~ /^[tT]$/ {print $3}' | LC_ALL=C sort -u | LC_ALL=C comm -12 - "$order" | wc -l)
+  found=$(text_symbols "$BERTH_BIN" | LC_ALL=C comm -12 - "$order" | wc -l)
   echo "$found of the $listed functions in crates/berth/link-order.txt are in $BERTH_BIN"
   ((found * 2 >= listed))
 }
 
 # start_berth DATA_DIR [ARGS...]: starts `berth serve` on a free loopback port in the background;
-# sets BERTH_PID and BERTH_ADDR (host:port). Logs go to DATA_DIR.log.
+# sets BERTH_PID and BERTH_ADDR (host:port). Logs go to DATA_DIR.log. A BERTH_LAUNCHER array
+# (a command and its arguments, e.g. valgrind's) runs berth under it.
 start_berth() {
   local data=$1; shift
   local out; out=$(mktemp)
-  "$BERTH_BIN" serve --listen 127.0.0.1:0 --data-dir "$data" "$@" >"$out" 2>"$data.log" &
+  ${BERTH_LAUNCHER[@]+"${BERTH_LAUNCHER[@]}"} "$BERTH_BIN" serve --listen 127.0.0.1:0 --data-dir "$data" "$@" >"$out" 2>"$data.log" &
   BERTH_PID=$!
   for _ in $(seq 1 300); do
     if grep -q 'listening on http://' "$out" 2>/dev/null; then
