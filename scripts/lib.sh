@@ -49,6 +49,10 @@ install_test_tools() {
 # text_symbols BIN: BIN's function names as the linker sees them (mangled), sorted for `comm`.
 text_symbols() { nm --defined-only "$1" | awk '$2 ~ /^[tT]$/ {print $3}' | LC_ALL=C sort -u; }
 
+# free_port: prints a loopback TCP port free right now (for servers that cannot take port 0 and
+# say which port they got).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
 # check_link_order: fails when fewer than half of the functions crates/berth/link-order.txt
 # names are in the shipped binary: the file is stale and a server maps most of the code again
 # (scripts/link-order regenerates it). The file is in layout order, not sorted.

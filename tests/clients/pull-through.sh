@@ -24,7 +24,7 @@ source "$ROOT/tests/clients/lib/common.bash"
 start_upstream() {
   local dir=$T/$1 port auth=""
   mkdir -p "$dir"
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   if [[ $# -eq 3 ]]; then
     htpasswd -Bbn "$2" "$3" >"$dir/htpasswd"
     auth=$'auth:\n  htpasswd:\n    realm: berth-test\n    path: '"$dir/htpasswd"

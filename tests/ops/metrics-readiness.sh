@@ -17,7 +17,6 @@ ok() { pass=$((pass + 1)); echo "PASS: $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
 expect() { if [[ "$2" == "$3" ]]; then ok "$1"; else bad "$1 (got '$2', want '$3')"; fi; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 METRICS=127.0.0.1:$(free_port)
 start_berth "$T/data" --no-auth --metrics-listen "$METRICS" --audit-log "$T/audit.log"
 REG=$BERTH_ADDR
