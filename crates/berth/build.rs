@@ -1,7 +1,8 @@
 //! Hands `link-order.txt` (written by `scripts/link-order`) to the linker, so the code that
 //! start-up and an idle server run sits together, followed by the code serving runs, and
-//! `berth serve` maps less of the binary, idle or busy. Only where rustc links with its own lld, the default on x86_64 Linux (GNU ld does not
-//! know the flag); `BERTH_LINK_ORDER=off` leaves it out for a build with another linker.
+//! `berth serve` maps less of the binary, idle or busy. Only where rustc links with its own lld,
+//! the default on x86_64 Linux (GNU ld does not know the flag); `BERTH_LINK_ORDER=off` leaves it
+//! out for a build with another linker.
 
 fn main() {
     println!("cargo:rerun-if-changed=link-order.txt");
