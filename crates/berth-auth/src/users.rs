@@ -301,7 +301,7 @@ impl Identities {
         Ok(RootBootstrap::FromEnvironment { changed: true })
     }
 
-    /// Stores a new user (the root is given no policies: it is always allowed).
+    /// Stores a new user (the root is given no policies: it needs no allow).
     async fn insert(&self, credentials: &Credentials, policies: &[UserPolicy]) -> Result<(), Error> {
         let record = UserRecord {
             name: credentials.user_name.clone(),

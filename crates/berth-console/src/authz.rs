@@ -79,7 +79,7 @@ pub async fn allowed(
 pub struct Verdict {
     pub allowed: bool,
     /// For a denial, the service's denial text and the statements that denied; else the
-    /// statements that allowed (or that the root is always allowed).
+    /// statements that allowed (or that the root needs none).
     pub why: String,
 }
 

@@ -32,7 +32,7 @@ pub enum CredentialKind {
 pub enum Identity {
     /// No credentials (anonymous pulls, `--no-auth`).
     Anonymous,
-    /// The account's root user: always allowed.
+    /// The account's root user: allowed unless a resource policy denies it (see `evaluate`).
     Root { access_key_id: String, via: CredentialKind },
     /// An IAM user of the registry's account.
     User { name: String, access_key_id: String, via: CredentialKind },
@@ -62,7 +62,7 @@ impl Identity {
         }
     }
 
-    /// The root user, or the server itself: never denied.
+    /// The root user, or the server itself: the registry's administrators.
     pub fn is_root(&self) -> bool {
         matches!(self, Identity::Root { .. } | Identity::Server { .. })
     }

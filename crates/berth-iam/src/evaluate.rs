@@ -1,12 +1,16 @@
 //! The one authorization decision, IAM's rules for a request within one account:
 //!
-//! 1. The account root, and the server itself, are always allowed.
-//! 2. Otherwise an explicit `Deny` in any policy in force wins.
+//! 1. The server itself is always allowed; so is the account root for the actions that repair
+//!    policies ([`ROOT_REPAIRS`]), so no policy can lock it out.
+//! 2. Otherwise an explicit `Deny` in any policy in force wins — for the root only a `Deny` in a
+//!    resource policy as written binds (it has no identity policies, and a fail-closed stand-in
+//!    for an unreadable policy does not bind it), as IAM's resource policies bind an account's root.
 //! 3. Otherwise the request is allowed if an identity policy of the caller allows it, or a
 //!    resource policy (the repository's, or the registry's, whose statements cover every
 //!    repository) allows it with a `Principal` that names the caller — within one account either
 //!    side suffices.
-//! 4. Otherwise it is implicitly denied.
+//! 4. Otherwise the root is allowed (IAM never denies it implicitly); anyone else is implicitly
+//!    denied.
 //!
 //! Pure and allocation-free on the common path: the statements that decided are kept inline in
 //! the [`Decision`] (policy names are shared `Arc<str>`s).
@@ -16,6 +20,8 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
+use crate::actions;
+use crate::context::Identity;
 use crate::keys::ConditionKeys;
 use crate::policy::{Effect, Policy};
 
@@ -36,13 +42,33 @@ pub struct AuthzRequest<'a> {
 pub struct NamedPolicy {
     pub name: Arc<str>,
     pub policy: Arc<Policy>,
+    /// False for a deny-all that stands in for a stored policy that cannot be read: the root
+    /// must stay able to repair what fails closed.
+    binds_root: bool,
 }
 
 impl NamedPolicy {
     pub fn new(name: &str, policy: Arc<Policy>) -> NamedPolicy {
-        NamedPolicy { name: Arc::from(name), policy }
+        NamedPolicy { name: Arc::from(name), policy, binds_root: true }
+    }
+
+    /// `policy` enforced in place of a stored one that cannot be read (it binds everyone but
+    /// the root).
+    pub fn fail_closed(name: &str, policy: Arc<Policy>) -> NamedPolicy {
+        NamedPolicy { binds_root: false, ..NamedPolicy::new(name, policy) }
     }
 }
+
+/// What the account root may always do, whatever a policy denies: read, replace and remove the
+/// repository and registry policies (as S3 keeps a bucket's policy within its root's reach).
+const ROOT_REPAIRS: [&str; 6] = [
+    actions::GET_REPOSITORY_POLICY,
+    actions::SET_REPOSITORY_POLICY,
+    actions::DELETE_REPOSITORY_POLICY,
+    actions::GET_REGISTRY_POLICY,
+    actions::PUT_REGISTRY_POLICY,
+    actions::DELETE_REGISTRY_POLICY,
+];
 
 /// The policies in force for one request.
 #[derive(Debug, Clone, Copy, Default)]
@@ -166,7 +192,9 @@ impl Decision {
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match (self.outcome, self.statements.is_empty()) {
-            (Outcome::Allowed, true) => return f.write_str("allowed: the root user is always allowed"),
+            (Outcome::Allowed, true) => {
+                return f.write_str("allowed: the root user, denied by no resource policy");
+            }
             (Outcome::Allowed, false) => f.write_str("allowed")?,
             (Outcome::ExplicitDeny, _) => f.write_str("explicit deny")?,
             (Outcome::ImplicitDeny, _) => return f.write_str("implicit deny: no statement allows the request"),
@@ -180,15 +208,24 @@ impl fmt::Display for Decision {
 
 /// IAM's decision on `request` under `policies`.
 pub fn evaluate(request: &AuthzRequest, policies: &PolicySet) -> Decision {
-    if request.keys.identity().is_root() {
-        return Decision { outcome: Outcome::Allowed, statements: SmallVec::new() };
-    }
+    let allowed = || Decision { outcome: Outcome::Allowed, statements: SmallVec::new() };
+    let root = match request.keys.identity() {
+        Identity::Server { .. } => return allowed(),
+        Identity::Root { .. } if ROOT_REPAIRS.iter().any(|a| a.eq_ignore_ascii_case(request.action)) => {
+            return allowed();
+        }
+        identity => matches!(identity, Identity::Root { .. }),
+    };
     let mut denies = SmallVec::new();
     let mut allows = SmallVec::new();
     for (source, named) in policies.iter() {
+        if root && (source == PolicySource::Identity || !named.binds_root) {
+            continue;
+        }
         for (index, statement) in named.policy.statements().iter().enumerate() {
-            // Once something denies, allows no longer matter: skip their evaluation.
-            if statement.effect == Effect::Allow && !denies.is_empty() {
+            // Once something denies, allows no longer matter: skip their evaluation. The root
+            // needs no allow.
+            if statement.effect == Effect::Allow && (root || !denies.is_empty()) {
                 continue;
             }
             let truth = statement.truth(request.action, request.resource, request.keys);
@@ -212,6 +249,8 @@ pub fn evaluate(request: &AuthzRequest, policies: &PolicySet) -> Decision {
         Decision { outcome: Outcome::ExplicitDeny, statements: denies }
     } else if !allows.is_empty() {
         Decision { outcome: Outcome::Allowed, statements: allows }
+    } else if root {
+        allowed()
     } else {
         Decision { outcome: Outcome::ImplicitDeny, statements: SmallVec::new() }
     }

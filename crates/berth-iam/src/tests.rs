@@ -731,10 +731,26 @@ fn deny_precedence_across_identity_repository_and_registry_policies() {
         assert_eq!(decision.outcome, *outcome, "{name}");
         let found: Vec<&str> = decision.statements().iter().filter_map(|s| s.sid.as_deref()).collect();
         assert_eq!(found, *sids, "{name}");
-        // Root is allowed whatever is in force, including repairing the repository policy.
-        for action in
-            ["ecr:PutImage", "ecr:SetRepositoryPolicy", "ecr:DeleteRepositoryPolicy", "ecr:GetRepositoryPolicy"]
-        {
+        // The root: never denied by identity policies or for want of an allow, bound by a
+        // resource policy's Deny — and always able to repair the policies.
+        let root_push = decide(&root(), "ecr:PutImage", &resource, &set);
+        let resource_denies: Vec<&str> =
+            sids.iter().copied().filter(|sid| ["Freeze", "RegFreeze"].contains(sid)).collect();
+        if resource_denies.is_empty() {
+            assert!(root_push.is_allowed() && root_push.statements().is_empty(), "{name}: root {root_push}");
+        } else {
+            assert_eq!(root_push.outcome, Outcome::ExplicitDeny, "{name}: root");
+            let found: Vec<&str> = root_push.statements().iter().filter_map(|s| s.sid.as_deref()).collect();
+            assert_eq!(found, resource_denies, "{name}: root");
+        }
+        for action in [
+            "ecr:SetRepositoryPolicy",
+            "ecr:DeleteRepositoryPolicy",
+            "ecr:GetRepositoryPolicy",
+            "ECR:putregistrypolicy",
+            "ecr:DeleteRegistryPolicy",
+            "ecr:GetRegistryPolicy",
+        ] {
             let decision = decide(&root(), action, &resource, &set);
             assert!(decision.is_allowed() && decision.statements().is_empty(), "{name}: root {action}");
         }
@@ -968,6 +984,15 @@ fn access_denied_messages_use_iams_wording() {
     let set = PolicySet { registry: Some(&repo_deny), ..PolicySet::default() };
     assert!(request_message(&user("ci"), &set).unwrap().ends_with("with an explicit deny in a resource-based policy"));
     assert!(request_message(&Identity::Anonymous, &set).unwrap().starts_with("User: anonymous is not authorized"));
+    assert_eq!(
+        request_message(&root(), &set).unwrap(),
+        "User: arn:aws:iam::123456789012:root is not authorized to perform: ecr:PutImage on resource: \
+         arn:aws:ecr:us-east-1:123456789012:repository/team-a/app with an explicit deny in a resource-based policy"
+    );
+    // A deny-all standing in for a policy that cannot be read binds everyone but the root.
+    let fail_closed = NamedPolicy::fail_closed("registry", repo_deny.policy.clone());
+    let set = PolicySet { registry: Some(&fail_closed), ..PolicySet::default() };
+    assert!(request_message(&user("ci"), &set).is_some());
     assert_eq!(request_message(&root(), &set), None);
 }
 

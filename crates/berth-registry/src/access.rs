@@ -272,15 +272,22 @@ pub struct Explanation {
     pub message: Option<String>,
 }
 
-/// The root and the server's own work are always allowed.
+/// The server's own work (GC, lifecycle, replication, fills) is always allowed.
 fn is_always_allowed(ctx: &RequestContext) -> bool {
-    matches!(ctx.identity, Identity::Root { .. } | Identity::Server { .. })
+    matches!(ctx.identity, Identity::Server { .. })
 }
 
-/// Whose decisions a cache entry holds: a user's name, `""` for anonymous callers.
+/// What a resource policy that cannot be read is enforced as (see [`NamedPolicy::fail_closed`]).
+fn deny_all_but_the_root(limit: SizeLimit) -> Arc<Policy> {
+    Arc::new(Policy::parse_resource(UNREADABLE_POLICY, limit).expect("the fallback policy parses"))
+}
+
+/// Whose decisions a cache entry holds: a user's name, `":root"` for the root (no user name has
+/// a colon), `""` for anonymous callers.
 fn caller_key(ctx: &RequestContext) -> &str {
     match &ctx.identity {
         Identity::User { name, .. } => name,
+        Identity::Root { .. } => ":root",
         _ => "",
     }
 }
@@ -339,14 +346,14 @@ impl AccessSnapshot {
         }
         let users = users.into_iter().map(|(user, policies)| (user, policies.into_boxed_slice())).collect();
         let settings = RegistrySettings::from_store(meta.registry_settings().await?);
-        let registry_policy = settings.policy.as_deref().map(|text| {
-            let policy = Policy::parse_resource(text, SizeLimit::REGISTRY_POLICY).unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "the stored registry policy does not parse; denying all but the root");
-                Policy::parse_resource(UNREADABLE_POLICY, SizeLimit::REGISTRY_POLICY)
-                    .expect("the fallback policy parses")
+        let registry_policy =
+            settings.policy.as_deref().map(|text| match Policy::parse_resource(text, SizeLimit::REGISTRY_POLICY) {
+                Ok(policy) => NamedPolicy::new("registry", Arc::new(policy)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the stored registry policy does not parse; denying all but the root");
+                    NamedPolicy::fail_closed("registry", deny_all_but_the_root(SizeLimit::REGISTRY_POLICY))
+                }
             });
-            NamedPolicy::new("registry", Arc::new(policy))
-        });
         Ok(AccessSnapshot {
             generation: Some(generation),
             users,
@@ -408,7 +415,7 @@ struct RepositoryAccess {
     policy: Option<NamedPolicy>,
     /// Its resource tags (`ecr:ResourceTag/<key>`).
     tags: Vec<(String, String)>,
-    /// The actions each caller (user name; `""` for anonymous callers) was allowed under the
+    /// The actions each caller (user name; `":root"` for the root, `""` for anonymous callers) was allowed under the
     /// users' policies of one generation, while no policy in force reads per-request keys.
     allowed: Mutex<AllowedActions>,
 }
@@ -419,12 +426,15 @@ type AllowedActions = HashMap<String, (Option<(i64, i64)>, Vec<&'static str>)>;
 
 impl RepositoryAccess {
     fn new(repo: &RepositoryName, settings: &RepositorySettings) -> RepositoryAccess {
+        let name = format!("repository/{repo}");
         let policy = settings.repository_policy.as_deref().map(|text| {
-            let policy = Policy::parse_resource(text, SizeLimit::REPOSITORY_POLICY).unwrap_or_else(|e| {
-                tracing::warn!(repository = %repo, error = %e, "stored repository policy does not parse; denying all but the root");
-                Policy::parse_resource(UNREADABLE_POLICY, SizeLimit::REPOSITORY_POLICY).expect("the fallback policy parses")
-            });
-            NamedPolicy::new(&format!("repository/{repo}"), Arc::new(policy))
+            match Policy::parse_resource(text, SizeLimit::REPOSITORY_POLICY) {
+                Ok(policy) => NamedPolicy::new(&name, Arc::new(policy)),
+                Err(e) => {
+                    tracing::warn!(repository = %repo, error = %e, "stored repository policy does not parse; denying all but the root");
+                    NamedPolicy::fail_closed(&name, deny_all_but_the_root(SizeLimit::REPOSITORY_POLICY))
+                }
+            }
         });
         let tags = settings.resource_tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
         RepositoryAccess { policy, tags, allowed: Mutex::default() }
@@ -433,9 +443,10 @@ impl RepositoryAccess {
     /// A repository whose settings document cannot be read: fail closed, as for a policy that
     /// does not parse.
     fn unreadable(repo: &RepositoryName) -> RepositoryAccess {
-        let policy = Policy::parse_resource(UNREADABLE_POLICY, SizeLimit::REPOSITORY_POLICY)
-            .expect("the fallback policy parses");
-        let policy = NamedPolicy::new(&format!("repository/{repo}"), Arc::new(policy));
+        let policy = NamedPolicy::fail_closed(
+            &format!("repository/{repo}"),
+            deny_all_but_the_root(SizeLimit::REPOSITORY_POLICY),
+        );
         RepositoryAccess { policy: Some(policy), tags: Vec::new(), allowed: Mutex::default() }
     }
 

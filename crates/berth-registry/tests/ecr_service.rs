@@ -436,8 +436,8 @@ async fn repository_policies_take_effect_at_once_and_go_with_their_repository() 
     let over_tls = RequestContext { secure_transport: true, ..ci.clone() };
     registry.authorize(&over_tls, &repo, &["ecr:PutImage"]).await.unwrap();
 
-    // A stored policy that no longer parses denies everything to everyone but the root, who
-    // may always repair it (and is never denied).
+    // A stored policy that no longer parses denies everything to everyone but the root (the
+    // deny-all standing in for it does not bind the root), who may always repair it.
     let unparsable = r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"ecr:PutImage","Condition":{"NoSuchOperator":{"aws:username":"x"}}}]}"#;
     let settings = RepositorySettings { repository_policy: Some(unparsable.into()), ..RepositorySettings::default() };
     write_settings(&registry, &repo, &settings.to_json()).await;

@@ -100,7 +100,7 @@ pub enum PolicyCommand {
 
 #[derive(clap::Args)]
 pub struct SimulateArgs {
-    /// The user making the request (`root` is always allowed).
+    /// The user making the request (`root` is refused only by a resource policy's Deny).
     #[arg(long)]
     user: String,
     /// The ECR action, e.g. ecr:PutImage.

@@ -1027,8 +1027,9 @@ async fn repository_policy_guards_mount_sources_and_never_locks_out_the_root() {
     }
     send(srv.head(&format!("/v2/ci/own/blobs/{layer}"))).await.expect_4xx();
 
-    // Deny everything to everyone: users are locked out, the root is never denied (IAM's rule),
-    // so it reads, replaces and deletes the policy.
+    // Deny everything to everyone: users are locked out, and so is the root (a resource policy's
+    // Deny binds an account's root in IAM) — except from reading, replacing and deleting the
+    // policy, which it may always do.
     let lockout = serde_json::json!({"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "ecr:*"}]});
     set_policy(&srv, "policy/secret", &lockout).await;
     send(srv.get("/v2/policy/secret/manifests/v1")).await.expect_error(403, "DENIED");
@@ -1044,7 +1045,16 @@ async fn repository_policy_guards_mount_sources_and_never_locks_out_the_root() {
         400,
         Some("AccessDeniedException"),
     );
-    ecr_json(&ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "DescribeRepositories", describe).await, 200, None);
+    let root_denied = ecr_json(
+        &ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "DescribeRepositories", describe).await,
+        400,
+        Some("AccessDeniedException"),
+    );
+    let message = root_denied["message"].as_str().unwrap();
+    assert!(message.starts_with("User: arn:aws:iam::") && message.contains(":root is not authorized"), "{message}");
+    assert!(message.ends_with("with an explicit deny in a resource-based policy"), "{message}");
+    let as_root = client_with(&basic(ROOT_KEY_ID, ROOT_SECRET));
+    send(as_root.get(srv.url("/v2/policy/secret/manifests/v1"))).await.expect_error(403, "DENIED");
     ecr_json(&ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "GetRepositoryPolicy", repo).await, 200, None);
     set_policy(&srv, "policy/secret", &lockout).await;
     ecr_json(&ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "DeleteRepositoryPolicy", repo).await, 200, None);

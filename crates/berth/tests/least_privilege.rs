@@ -246,7 +246,10 @@ async fn custom_wildcard_policies_and_deny_precedence_across_identity_and_reposi
     assert!(explained.contains(r#"(Sid "TeamA")"#), "{explained}");
     let explained = simulate("ci", "ecr:BatchGetImage", "team-b/app");
     assert!(explained.contains("implicit deny"), "{explained}");
-    assert!(simulate("root", "ecr:DeleteRepository", "team-a/prod").contains("the root user is always allowed"));
+    assert!(
+        simulate("root", "ecr:DeleteRepository", "team-a/prod")
+            .contains("allowed: the root user, denied by no resource policy")
+    );
 }
 
 #[tokio::test]
