@@ -210,12 +210,24 @@ impl Registry {
     /// The repository a push goes to, created if missing, create-on-push is on and the caller
     /// may `ecr:CreateRepository` it (as on ECR). Never one a pull-through cache rule covers.
     async fn push_target(&self, ctx: &RequestContext, name: &RepositoryName) -> Result<Repository> {
+        self.push_target_if(ctx, name, || Ok(())).await
+    }
+
+    /// [`Registry::push_target`], but a repository it would create must first pass `creatable`,
+    /// so that a push bound to fail is refused before it leaves a new, empty repository behind.
+    async fn push_target_if(
+        &self,
+        ctx: &RequestContext,
+        name: &RepositoryName,
+        creatable: impl FnOnce() -> Result<()>,
+    ) -> Result<Repository> {
         self.refuse_push_into_cache(name).await?;
         // A read first: the repository almost always exists, and a read never waits for the writer.
         if let Some(repository) = self.meta.get_repository(name).await? {
             return Ok(repository);
         }
         if self.config.create_on_push {
+            creatable()?;
             // Another Berth's replication (it says so) needs `ecr:ReplicateImage` too, as ECR's
             // destination registry policy grants it, and gets the REPLICATION template; the
             // claim only ever adds a permission to check.

@@ -77,7 +77,14 @@ impl Registry {
         let mut tags: Vec<Tag> = tag.into_iter().chain(extra_tags).cloned().collect();
         tags.sort();
         tags.dedup();
-        let settings = RepositoryInfo::try_from(self.push_target(ctx, repo).await?)?.settings;
+        // A repository that does not exist yet has no blobs linked (but the empty JSON, which
+        // pushes link on demand), so a manifest needing any other is refused before creating it.
+        let empty = Digest::sha256_of(media::EMPTY_JSON);
+        let needs_nothing_linked = || match manifest.required_blobs().find(|d| d.digest != empty) {
+            Some(missing) => Err(RegistryError::ManifestBlobUnknown(missing.digest.clone())),
+            None => Ok(()),
+        };
+        let settings = RepositoryInfo::try_from(self.push_target_if(ctx, repo, needs_nothing_linked).await?)?.settings;
         let pushed = PushedManifest { parsed: &manifest, content, digest: &digest };
         let outcome = self.store_manifest(ctx, repo, &settings, pushed, &tags).await?;
         Ok(PutManifestOutcome {

@@ -446,6 +446,13 @@ async fn missing_blob_is_manifest_blob_unknown() {
         send(srv.post(&format!("/v2/missing/blobs/uploads/?mount={}&from=other", sha256_digest(&other_config)))).await;
     r.expect_status(201);
     push_manifest(&srv, "missing", "v1", OCI_MANIFEST, &manifest).await;
+
+    // Into a repository that does not exist yet: refused without creating it (create-on-push).
+    put_manifest(&srv, "never/made", "v1", OCI_MANIFEST, &manifest).await.expect_error(400, "MANIFEST_BLOB_UNKNOWN");
+    send(srv.get("/v2/never/made/tags/list")).await.expect_error(404, "NAME_UNKNOWN");
+    let catalog = send(srv.get("/v2/_catalog")).await;
+    catalog.expect_status(200);
+    assert!(!catalog.text().contains("never/made"), "{}", catalog.describe());
 }
 
 /// A descriptor must state the size of the blob it names: a manifest claiming 0 bytes for a
