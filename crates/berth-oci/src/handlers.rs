@@ -38,7 +38,13 @@ pub(crate) async fn handle(state: AppState, request: Request) -> Response {
     };
     response.headers_mut().insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
     if method == Method::HEAD {
-        // Keep Content-Length (the size of what GET would send), drop the body.
+        // Content-Length stays the size of what GET would send (RFC 9110): as the handler set
+        // it, else the body's own size, which would read 0 once the body is gone.
+        if !response.headers().contains_key(header::CONTENT_LENGTH)
+            && let Some(len) = axum::body::HttpBody::size_hint(response.body()).exact()
+        {
+            response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
         *response.body_mut() = Body::empty();
     }
     response
@@ -497,8 +503,11 @@ async fn finish_upload(
         Err(reason) => return range_not_satisfiable(registry, &repo, id, Some(reason)).await,
     };
     let chunk = (!has_empty_body(request.headers())).then(|| request_body(request));
-    let digest = registry.finish_upload(&repo, id, &digest, range, chunk).await?;
-    Ok(blob_created(&repo, &digest))
+    match registry.finish_upload(&repo, id, &digest, range, chunk).await {
+        Ok(digest) => Ok(blob_created(&repo, &digest)),
+        Err(RegistryError::RangeInvalid { .. }) => range_not_satisfiable(registry, &repo, id, None).await,
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn referrers(registry: &Registry, name: &str, digest: &str, query: &QueryParams) -> HandlerResult {

@@ -319,11 +319,12 @@ impl Registry {
         self.session(repo, id).await?;
         let handle = self.upload_handle(id);
         let mut state = handle.state.lock().await;
-        let len = self.append_locked(id, &handle, &mut state, range, body).await?;
+        let (_, len) = self.append_locked(id, &handle, &mut state, range, body).await?;
         Ok(UploadStatus { id: id.to_owned(), offset: len })
     }
 
-    /// The append itself, under the upload's lock (held by the caller); returns the new length.
+    /// The append itself, under the upload's lock (held by the caller); returns the lengths
+    /// before and after.
     async fn append_locked(
         &self,
         id: &str,
@@ -331,7 +332,7 @@ impl Registry {
         state: &mut UploadHashState,
         range: Option<ChunkRange>,
         body: ByteStream,
-    ) -> Result<u64> {
+    ) -> Result<(u64, u64)> {
         if handle.cancelled.is_cancelled() {
             return Err(RegistryError::BlobUploadUnknown);
         }
@@ -366,11 +367,12 @@ impl Registry {
             self.meta.touch_upload(id, now).await?;
             state.touched_at = now;
         }
-        Ok(len)
+        Ok((offset, len))
     }
 
     /// Completes an upload with an optional final chunk: verifies the digest, commits the data
-    /// under it and links it into the repository. On a digest mismatch nothing becomes visible.
+    /// under it and links it into the repository. On a digest mismatch nothing becomes visible,
+    /// and an upload the final chunk added to ends (`DigestInvalid` says so).
     /// Runs on a task of its own, like an append, so a disconnect cannot stop it between commit
     /// and link.
     pub async fn finish_upload(
@@ -400,9 +402,12 @@ impl Registry {
         let handle = self.upload_handle(id);
         // One hold of the lock from the last byte to the commit: nothing can append in between.
         let mut state = handle.state.lock().await;
-        let len = match final_chunk {
-            Some(chunk) => self.append_locked(id, &handle, &mut state, range, chunk).await?,
-            None => self.blobs.upload_len(id).await?.ok_or(RegistryError::BlobUploadUnknown)?,
+        let (len, appended) = match final_chunk {
+            Some(chunk) => {
+                let (before, len) = self.append_locked(id, &handle, &mut state, range, chunk).await?;
+                (len, len != before)
+            }
+            None => (self.blobs.upload_len(id).await?.ok_or(RegistryError::BlobUploadUnknown)?, false),
         };
         let actual = if digest.algorithm() == Algorithm::Sha256 && state.hashed_len == len {
             state.hasher.clone().finish()
@@ -415,9 +420,17 @@ impl Registry {
             hasher.finish()
         };
         if &actual != digest {
-            return Err(RegistryError::DigestInvalid(format!(
-                "uploaded content has digest {actual}, not the {digest} given"
-            )));
+            let mut message = format!("uploaded content has digest {actual}, not the {digest} given");
+            if appended {
+                // The final chunk is stored and cannot be taken back: the upload ends, as
+                // distribution's does, rather than keep bytes that cannot make `digest`.
+                handle.cancelled.cancel();
+                self.discard_upload(id).await?;
+                drop(state);
+                self.forget_upload_state(id);
+                message.push_str("; the upload is cancelled, start a new one");
+            }
+            return Err(RegistryError::DigestInvalid(message));
         }
         self.keep_from_collection(digest).await?;
         self.blobs.commit(id, digest).await?;
@@ -462,10 +475,17 @@ impl Registry {
         if self.blobs.upload_len(id).await?.is_none() {
             return Err(RegistryError::BlobUploadUnknown);
         }
-        self.meta.delete_upload(id).await?;
-        self.blobs.abort(id).await?;
+        self.discard_upload(id).await?;
         drop(state);
         self.forget_upload_state(id);
+        Ok(())
+    }
+
+    /// Removes an upload's session row and staged data; the caller holds its lock and then
+    /// forgets its state.
+    async fn discard_upload(&self, id: &str) -> Result<()> {
+        self.meta.delete_upload(id).await?;
+        self.blobs.abort(id).await?;
         Ok(())
     }
 

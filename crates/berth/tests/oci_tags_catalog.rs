@@ -196,3 +196,15 @@ async fn repeated_query_parameters_are_refused() {
     let r = send(srv.get("/v2/twice/tags/list?n=1")).await;
     assert_eq!(r.json()["tags"], json!(["a"]));
 }
+
+#[tokio::test]
+async fn head_answers_say_how_long_the_get_would_be() {
+    let srv = Server::start();
+    push_image(&srv, "headlen/app", Some("v1")).await;
+    for path in ["/v2/", "/v2/headlen/app/tags/list", "/v2/_catalog", "/v2/headlen/app/manifests/missing"] {
+        let (get, head) = (send(srv.get(path)).await, send(srv.head(path)).await);
+        assert_eq!(head.status(), get.status(), "{path}");
+        let length = get.text().len().to_string();
+        assert_eq!(head.header("content-length"), Some(length.as_str()), "{path}: {}", head.describe());
+    }
+}

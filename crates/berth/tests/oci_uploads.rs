@@ -179,6 +179,18 @@ async fn out_of_order_patch_is_416_and_the_session_survives() {
     )
     .await;
     r.expect_status(416);
+    // A final PUT out of order: the same 416, saying where the upload stands.
+    let r = send(
+        srv.client
+            .put(with_query(&upload, "digest", &digest))
+            .header("content-range", "20000-29999")
+            .header("content-length", "10000")
+            .body(data[20_000..].to_vec()),
+    )
+    .await;
+    r.expect_status(416);
+    assert_eq!(r.header("range"), Some("0-9999"), "{}", r.describe());
+    assert!(r.header("location").is_some() && r.header("docker-upload-uuid").is_some(), "{}", r.describe());
 
     // Recover like the conformance suite: GET the status, then continue where it says.
     let status = send(srv.client.get(upload.clone())).await;
@@ -295,8 +307,13 @@ async fn wrong_digest_at_put_is_rejected_and_nothing_becomes_visible() {
     let upload = start_upload(&srv, "wrongdigest").await;
     let r = send(srv.client.patch(upload).body(data.clone())).await;
     r.expect_status(202);
-    let r = send(srv.client.put(with_query(&r.location(&srv), "digest", &claimed))).await;
+    let location = r.location(&srv);
+    let r = send(srv.client.put(with_query(&location, "digest", &claimed))).await;
     r.expect_error(400, "DIGEST_INVALID");
+    // No bytes came with the refused PUT: the session is as it was.
+    let status = send(srv.client.get(location.clone())).await;
+    status.expect_status(204);
+    assert_eq!(status.header("range"), Some("0-4999"), "{}", status.describe());
 
     for d in [&claimed, &real] {
         send(srv.head(&format!("/v2/wrongdigest/blobs/{d}"))).await.expect_status(404);
@@ -313,9 +330,12 @@ async fn monolithic_put_with_wrong_digest() {
     let data = random_bytes(5000);
     let claimed = sha256_digest(b"not the data");
     let upload = start_upload(&srv, "wrongdigest").await;
-    send(srv.client.put(with_query(&upload, "digest", &claimed)).body(data.clone()))
-        .await
-        .expect_error(400, "DIGEST_INVALID");
+    let r = send(srv.client.put(with_query(&upload, "digest", &claimed)).body(data.clone())).await;
+    r.expect_error(400, "DIGEST_INVALID");
+    // The bytes it brought cannot be taken back: the upload ends, as distribution's does,
+    // instead of holding bytes a retry would have to skip.
+    assert!(r.text().contains("the upload is cancelled"), "{}", r.describe());
+    send(srv.client.get(upload.clone())).await.expect_error(404, "BLOB_UPLOAD_UNKNOWN");
     send(srv.head(&format!("/v2/wrongdigest/blobs/{claimed}"))).await.expect_status(404);
     send(srv.head(&format!("/v2/wrongdigest/blobs/{}", sha256_digest(&data)))).await.expect_status(404);
 }
