@@ -210,37 +210,38 @@ impl Registry {
     /// The repository a push goes to, created if missing, create-on-push is on and the caller
     /// may `ecr:CreateRepository` it (as on ECR). Never one a pull-through cache rule covers.
     async fn push_target(&self, ctx: &RequestContext, name: &RepositoryName) -> Result<Repository> {
-        self.push_target_if(ctx, name, || Ok(())).await
+        self.push_target_if(ctx, name, |_| Ok(())).await
     }
 
-    /// [`Registry::push_target`], but a repository it would create must first pass `creatable`,
-    /// so that a push bound to fail is refused before it leaves a new, empty repository behind.
+    /// [`Registry::push_target`], but a repository it would create must first pass `creatable`
+    /// with the settings its creation template would give it, so that a push bound to fail is
+    /// refused before it leaves a new, empty repository behind.
     async fn push_target_if(
         &self,
         ctx: &RequestContext,
         name: &RepositoryName,
-        creatable: impl FnOnce() -> Result<()>,
+        creatable: impl FnOnce(&RepositorySettings) -> Result<()>,
     ) -> Result<Repository> {
         self.refuse_push_into_cache(name).await?;
         // A read first: the repository almost always exists, and a read never waits for the writer.
         if let Some(repository) = self.meta.get_repository(name).await? {
             return Ok(repository);
         }
-        if self.config.create_on_push {
-            creatable()?;
-            // Another Berth's replication (it says so) needs `ecr:ReplicateImage` too, as ECR's
-            // destination registry policy grants it, and gets the REPLICATION template; the
-            // claim only ever adds a permission to check.
-            if replication::is_replication(ctx) {
-                let actions = [berth_iam::actions::CREATE_REPOSITORY, berth_iam::actions::REPLICATE_IMAGE];
-                self.authorize(ctx, name, &actions).await?;
-                return self.create_implicitly(ctx, name, templates::AppliedFor::Replication).await;
-            }
-            self.authorize(ctx, name, &[berth_iam::actions::CREATE_REPOSITORY]).await?;
-            self.create_implicitly(ctx, name, templates::AppliedFor::CreateOnPush).await
-        } else {
-            Err(RegistryError::NameUnknown(name.to_string()))
+        if !self.config.create_on_push {
+            return Err(RegistryError::NameUnknown(name.to_string()));
         }
+        // Another Berth's replication (it says so) needs `ecr:ReplicateImage` too, as ECR's
+        // destination registry policy grants it, and gets the REPLICATION template; the claim
+        // only ever adds a permission to check.
+        let (purpose, actions): (_, &[&'static str]) = if replication::is_replication(ctx) {
+            let actions = &[berth_iam::actions::CREATE_REPOSITORY, berth_iam::actions::REPLICATE_IMAGE];
+            (templates::AppliedFor::Replication, actions)
+        } else {
+            (templates::AppliedFor::CreateOnPush, &[berth_iam::actions::CREATE_REPOSITORY])
+        };
+        self.authorize(ctx, name, actions).await?;
+        creatable(&self.settings_for_new(name, purpose).await?)?;
+        self.create_implicitly(ctx, name, purpose).await
     }
 
     /// The names of the repositories the caller may describe, sorted, after `last`, at most `n`

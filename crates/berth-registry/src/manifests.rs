@@ -78,11 +78,17 @@ impl Registry {
         tags.sort();
         tags.dedup();
         // A repository that does not exist yet has no blobs linked (but the empty JSON, which
-        // pushes link on demand), so a manifest needing any other is refused before creating it.
+        // pushes link on demand), so a manifest needing any other is refused before creating it
+        // — unless the new repository will take sparse manifests.
         let empty = Digest::sha256_of(media::EMPTY_JSON);
-        let needs_nothing_linked = || match manifest.required_blobs().find(|d| d.digest != empty) {
-            Some(missing) => Err(RegistryError::ManifestBlobUnknown(missing.digest.clone())),
-            None => Ok(()),
+        let needs_nothing_linked = |settings: &RepositorySettings| {
+            if settings.allows_sparse_indexes(self.config.sparse_indexes) {
+                return Ok(());
+            }
+            match manifest.required_blobs().find(|d| d.digest != empty) {
+                Some(missing) => Err(RegistryError::ManifestBlobUnknown(missing.digest.clone())),
+                None => Ok(()),
+            }
         };
         let settings = RepositoryInfo::try_from(self.push_target_if(ctx, repo, needs_nothing_linked).await?)?.settings;
         let pushed = PushedManifest { parsed: &manifest, content, digest: &digest };

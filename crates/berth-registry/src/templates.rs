@@ -206,6 +206,17 @@ impl Registry {
         Ok(repository)
     }
 
+    /// The settings [`Registry::create_implicitly`] would give `name` now.
+    pub(crate) async fn settings_for_new(
+        &self,
+        name: &RepositoryName,
+        purpose: AppliedFor,
+    ) -> Result<RepositorySettings> {
+        let records = self.meta.templates().await.map_err(meta_error)?;
+        let document = settings_from(&records, name.as_str(), purpose).map_err(RegistryError::Internal)?;
+        RepositorySettings::from_json(&document).map_err(|e| RegistryError::Internal(e.to_string()))
+    }
+
     /// `CreateRepositoryCreationTemplate`.
     pub async fn create_template(&self, prefix: &str, settings: TemplateSettings) -> Result<CreationTemplate> {
         settings.check()?;
