@@ -1264,3 +1264,25 @@ def test_pull_time_update_exclusions_round_trip(ecr):
     assert deregistered["principalArn"] == principal
     raises(ecr, "ExclusionNotFoundException", ecr.deregister_pull_time_update_exclusion, principalArn=principal)
     assert principal not in ecr.list_pull_time_update_exclusions()["pullTimeUpdateExclusions"]
+
+
+# ---- replication
+
+
+def test_replication_to_a_destination_the_server_cannot_reach_is_accepted_and_reads_failed(ecr, http):
+    config = {"rules": [{"destinations": [{"region": "us-west-2", "registryId": REGISTRY_ID}],
+                         "repositoryFilters": [{"filter": "pytest/repl/", "filterType": "PREFIX_MATCH"}]}]}
+    try:
+        assert ecr.put_replication_configuration(replicationConfiguration=config)["replicationConfiguration"] == config
+        assert ecr.describe_registry()["replicationConfiguration"] == config
+        _v2_push(http, "pytest/repl/app", "v1")
+        out = ecr.describe_image_replication_status(repositoryName="pytest/repl/app", imageId={"imageTag": "v1"})
+        [status] = out["replicationStatuses"]
+        assert (status["region"], status["registryId"], status["status"]) == ("us-west-2", REGISTRY_ID, "FAILED")
+        assert status["failureCode"].startswith("DESTINATION_NOT_CONFIGURED: "), status
+        # Its own region and registry is no destination.
+        to_self = {"rules": [{"destinations": [{"region": REGION, "registryId": REGISTRY_ID}]}]}
+        raises(ecr, "InvalidParameterException", ecr.put_replication_configuration, replicationConfiguration=to_self)
+    finally:
+        ecr.put_replication_configuration(replicationConfiguration={"rules": []})
+        ecr.delete_repository(repositoryName="pytest/repl/app", force=True)

@@ -3,8 +3,9 @@
 //! The registry's replication configuration (ECR's rules: destinations by region and registry id,
 //! repository filters by prefix) is one document in the metadata store. The server's
 //! configuration file maps each destination to a registry URL and an access key
-//! ([`Destination`]); a configuration naming an unmapped destination is refused, because Berth
-//! could never deliver to it.
+//! ([`Destination`]). A configuration may name a destination the server has no mapping for, as
+//! ECR accepts any region and registry (infrastructure code applies the same rules everywhere);
+//! nothing is sent there, and every image a rule sends there reads FAILED for it, saying why.
 //!
 //! The work comes from the event log: each destination is a consumer of its own
 //! (`replication/<region>/<registry id>`), so a destination that is down or refuses holds up only
@@ -109,8 +110,8 @@ impl ReplicationConfiguration {
 
     /// ECR's rules beyond the model's member constraints: at most 10 rules, 100 destinations per
     /// rule and 25 unique destinations, 1 to 100 filters when given, no destination that is this
-    /// registry itself; and Berth's own: every destination must be one `known` maps to a registry.
-    fn validate(&self, this: &DestinationId, known: &[DestinationId]) -> Result<()> {
+    /// registry itself.
+    fn validate(&self, this: &DestinationId) -> Result<()> {
         let invalid = |reason: String| Err(RegistryError::ReplicationConfigurationInvalid(reason));
         if self.rules.len() > MAX_RULES {
             return invalid(format!("a replication configuration has at most {MAX_RULES} rules"));
@@ -128,12 +129,6 @@ impl ReplicationConfiguration {
                     return invalid(format!(
                         "destination {destination} is this registry itself: replication needs another region or \
                          registry"
-                    ));
-                }
-                if !known.contains(destination) {
-                    return invalid(format!(
-                        "destination {destination} has no registry URL and credentials in this server's \
-                         [[replication.destinations]] configuration"
                     ));
                 }
                 unique.insert(destination);
@@ -182,20 +177,55 @@ impl Registry {
         configuration: ReplicationConfiguration,
     ) -> Result<ReplicationConfiguration> {
         let this = DestinationId { region: self.config.region.clone(), registry_id: self.config.account_id.clone() };
-        configuration.validate(&this, &self.config.replication_destinations)?;
+        configuration.validate(&this)?;
+        for unknown in self.unconfigured_destinations(&configuration) {
+            tracing::warn!(
+                destination = %unknown,
+                "the replication configuration names a destination this server has no [[replication.destinations]] \
+                 entry for: nothing is sent there"
+            );
+        }
         let document = serde_json::to_string(&configuration)
             .map_err(|e| RegistryError::Internal(format!("encoding the replication configuration: {e}")))?;
         self.meta.put_replication_configuration(&document, now_millis()).await?;
         Ok(configuration)
     }
 
-    /// Where `digest` of `repository` stands at each destination it was sent to.
+    /// Where `digest` of `repository` stands at each destination it was sent to, and FAILED at
+    /// each destination a rule sends it to that this server cannot reach.
     pub async fn replication_statuses(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<Vec<ReplicationStatusRecord>> {
-        Ok(self.meta.replication_statuses(repository.as_str(), digest.as_str()).await?)
+        let mut statuses = self.meta.replication_statuses(repository.as_str(), digest.as_str()).await?;
+        let configuration = self.replication_configuration().await?;
+        let unreachable: Vec<&DestinationId> = self.unconfigured_destinations(&configuration).collect();
+        for destination in configuration.destinations_for(repository.as_str()) {
+            if unreachable.contains(&destination) {
+                statuses.push(ReplicationStatusRecord {
+                    region: destination.region.clone(),
+                    registry_id: destination.registry_id.clone(),
+                    status: ReplicationState::Failed.as_str().to_owned(),
+                    failure_code: Some(format!(
+                        "DESTINATION_NOT_CONFIGURED: this server has no registry URL and credentials for \
+                         {destination} (a [[replication.destinations]] entry in its configuration file)"
+                    )),
+                    updated_at: now_millis(),
+                });
+            }
+        }
+        Ok(statuses)
+    }
+
+    /// The destinations of `configuration` the server's configuration file maps to no registry.
+    fn unconfigured_destinations<'c>(
+        &self,
+        configuration: &'c ReplicationConfiguration,
+    ) -> impl Iterator<Item = &'c DestinationId> {
+        let known = &self.config.replication_destinations;
+        let all: BTreeSet<&DestinationId> = configuration.rules.iter().flat_map(|r| &r.destinations).collect();
+        all.into_iter().filter(move |d| !known.contains(d))
     }
 }
 
@@ -529,25 +559,21 @@ mod tests {
     }
 
     #[test]
-    fn validation_follows_ecr_and_the_configured_destinations() {
+    fn validation_follows_ecr() {
         let this = dest("us-east-1", "000000000000");
         let b = dest("eu-west-1", "111111111111");
-        let known = vec![b.clone()];
         let ok = ReplicationConfiguration { rules: vec![rule(std::slice::from_ref(&b), &["prod"])] };
-        assert!(ok.validate(&this, &known).is_ok());
-        assert!(ReplicationConfiguration::default().validate(&this, &known).is_ok());
+        assert!(ok.validate(&this).is_ok());
+        assert!(ReplicationConfiguration::default().validate(&this).is_ok());
+        // Another region of this registry is a destination like any other.
+        let other_region = ReplicationConfiguration { rules: vec![rule(&[dest("us-west-2", "000000000000")], &[])] };
+        assert!(other_region.validate(&this).is_ok());
         let to_self = ReplicationConfiguration { rules: vec![rule(std::slice::from_ref(&this), &[])] };
-        let unknown = ReplicationConfiguration { rules: vec![rule(&[dest("ap-south-1", "333333333333")], &[])] };
         let too_many_rules = ReplicationConfiguration { rules: vec![rule(std::slice::from_ref(&b), &[]); 11] };
         let many: Vec<DestinationId> = (0..26).map(|i| dest("eu-west-1", &format!("{i:012}"))).collect();
         let too_many_destinations = ReplicationConfiguration { rules: vec![rule(&many, &[])] };
-        for (bad, known) in [
-            (to_self, known.clone()),
-            (unknown, known.clone()),
-            (too_many_rules, known.clone()),
-            (too_many_destinations, many.clone()),
-        ] {
-            let err = bad.validate(&this, &known).unwrap_err();
+        for bad in [to_self, too_many_rules, too_many_destinations] {
+            let err = bad.validate(&this).unwrap_err();
             assert!(matches!(err, RegistryError::ReplicationConfigurationInvalid(_)), "{err:?}");
         }
     }

@@ -189,18 +189,28 @@ async fn replicates_prod_images_to_two_registries_across_outages_and_bad_keys() 
     on_b("CreateRepositoryCreationTemplate", template("prod", "REPLICATION", "replication")).await;
     on_b("CreateRepositoryCreationTemplate", template("ROOT", "CREATE_ON_PUSH", "push")).await;
 
-    // The configuration: validated as ECR does, plus "only destinations this server can reach".
-    let rule = |destinations: Value| {
+    // The configuration: validated as ECR does.
+    let rule_for = |prefix: &str, destinations: Value| {
         json!({"replicationConfiguration": {"rules": [{
             "destinations": destinations,
-            "repositoryFilters": [{"filter": "prod/", "filterType": "PREFIX_MATCH"}],
+            "repositoryFilters": [{"filter": prefix, "filterType": "PREFIX_MATCH"}],
         }]}})
     };
-    let unknown = rule(json!([{"region": "ap-south-1", "registryId": "333333333333"}]));
-    let r = ecr_call(&a, A_KEY, A_SECRET, "PutReplicationConfiguration", &unknown.to_string()).await;
-    r.expect_status(400);
-    assert_eq!(r.json()["__type"], "InvalidParameterException", "{}", r.describe());
-    assert!(r.text().contains("[[replication.destinations]]"), "{}", r.describe());
+    let rule = |destinations: Value| rule_for("prod/", destinations);
+    // A destination this server maps to no registry is accepted, as ECR accepts any; the images
+    // its rule covers read FAILED there, saying why.
+    let unknown = rule_for("elsewhere/", json!([{"region": "ap-south-1", "registryId": "333333333333"}]));
+    assert_eq!(ecr(&a, "PutReplicationConfiguration", unknown.clone()).await, unknown);
+    let stray = push_image(&a, "elsewhere/app", Some("v1")).await;
+    let found = statuses(&a, "elsewhere/app", &stray.digest).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let (region, status, code) = &found[0];
+    assert_eq!((region.as_str(), status.as_str()), ("ap-south-1", "FAILED"), "{found:?}");
+    let code = code.as_deref().unwrap_or_default();
+    assert!(
+        code.starts_with("DESTINATION_NOT_CONFIGURED: ") && code.contains("[[replication.destinations]]"),
+        "{code}"
+    );
     let to_self = rule(json!([{"region": "us-east-1", "registryId": "000000000000"}]));
     ecr_call(&a, A_KEY, A_SECRET, "PutReplicationConfiguration", &to_self.to_string()).await.expect_status(400);
     let bad_filter = json!({"replicationConfiguration": {"rules": [{
