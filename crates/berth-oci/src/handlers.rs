@@ -183,7 +183,7 @@ async fn dispatch(
         Operation::StartUpload { name } => start_upload(registry, ctx, &name, &query, request).await,
         Operation::UploadStatus { name, id } => {
             let name = Registry::parse_name(&name)?;
-            let status = registry.upload_status(&name, &id).await?;
+            let status = registry.upload_progress(&name, &id).await?;
             Ok(upload_response(StatusCode::NO_CONTENT, &name, &status))
         }
         Operation::PatchUpload { name, id } => patch_upload(registry, &name, &id, request).await,
@@ -458,7 +458,7 @@ async fn range_not_satisfiable(
     id: &str,
     reason: Option<String>,
 ) -> HandlerResult {
-    let status = registry.upload_status(repo, id).await?;
+    let status = registry.upload_progress(repo, id).await?;
     let error = match reason {
         Some(reason) => OciError::ChunkRangeInvalid { reason, offset: status.offset },
         None => RegistryError::RangeInvalid { size: status.offset }.into(),

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use berth_iam::RequestContext;
 use berth_meta::{BlobLink, MetaError, Millis, UploadSession};
@@ -43,11 +44,26 @@ impl UploadHashState {
 }
 
 /// One upload's in-memory side: the hash state behind the lock every append and finish holds,
-/// and the cancellation a `DELETE` signals without waiting for that lock.
-#[derive(Clone, Default)]
+/// and what a `DELETE` or a status request needs without waiting for that lock.
+#[derive(Clone)]
 pub(crate) struct UploadHandle {
     pub(crate) state: Arc<tokio::sync::Mutex<UploadHashState>>,
     cancelled: CancellationToken,
+    /// The bytes stored but for an append in flight ([`UNKNOWN_LENGTH`] until this process
+    /// has seen one), so a status request need not wait for that append to end.
+    stored: Arc<AtomicU64>,
+}
+
+const UNKNOWN_LENGTH: u64 = u64::MAX;
+
+impl Default for UploadHandle {
+    fn default() -> Self {
+        UploadHandle {
+            state: Arc::default(),
+            cancelled: CancellationToken::default(),
+            stored: Arc::new(AtomicU64::new(UNKNOWN_LENGTH)),
+        }
+    }
 }
 
 /// Session rows are touched at most this often (milliseconds).
@@ -174,7 +190,11 @@ impl Registry {
         self.blobs.create_upload(&id).await?;
         self.live_sessions().insert(id.clone(), repo.clone());
         // The row was just written: the first append need not touch it again.
-        let started = UploadHandle { state: Arc::new(UploadHashState::new(now).into()), ..Default::default() };
+        let started = UploadHandle {
+            state: Arc::new(UploadHashState::new(now).into()),
+            stored: Arc::new(AtomicU64::new(0)),
+            ..Default::default()
+        };
         self.upload_handles().insert(id.clone(), started);
         Ok(UploadStatus { id, offset: 0 })
     }
@@ -283,6 +303,19 @@ impl Registry {
         self.live_sessions().remove(id);
     }
 
+    /// Where an upload stands, for a client asking: while an append is in flight, the bytes
+    /// stored before it (it may still roll back), without waiting for it to end — a client that
+    /// resumes after a stalled connection asks while its old request still holds the upload.
+    pub async fn upload_progress(&self, repo: &RepositoryName, id: &str) -> Result<UploadStatus> {
+        self.session(repo, id).await?;
+        let handle = self.upload_handle(id);
+        let stored = handle.stored.load(Ordering::Acquire);
+        if stored != UNKNOWN_LENGTH && handle.state.try_lock().is_err() {
+            return Ok(UploadStatus { id: id.to_owned(), offset: stored });
+        }
+        self.upload_status(repo, id).await
+    }
+
     /// Bytes received so far. Waits for an append in progress, so it never reports bytes an
     /// append may still roll back.
     pub async fn upload_status(&self, repo: &RepositoryName, id: &str) -> Result<UploadStatus> {
@@ -337,6 +370,7 @@ impl Registry {
             return Err(RegistryError::BlobUploadUnknown);
         }
         let offset = self.blobs.upload_len(id).await?.ok_or(RegistryError::BlobUploadUnknown)?;
+        handle.stored.store(offset, Ordering::Release);
         let body = match range {
             Some(r) if r.start != offset => return Err(RegistryError::RangeInvalid { size: offset }),
             Some(r) => exact_length(body, r.len),
@@ -358,6 +392,7 @@ impl Registry {
             return Err(RegistryError::BlobUploadUnknown);
         }
         let len = appended?;
+        handle.stored.store(len, Ordering::Release);
         if hashing {
             state.hasher = hasher;
             state.hashed_len = len;

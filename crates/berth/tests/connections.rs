@@ -535,3 +535,35 @@ async fn an_http2_monolithic_post_cancelled_mid_body_is_cleaned_up_at_once() {
     }
     send(srv.head(&format!("/v2/h2mono/blobs/{}", sha256_digest(&data)))).await.expect_status(404);
 }
+
+/// A client resuming after a stalled connection asks where its upload stands while the stalled
+/// PATCH still holds the upload: the answer comes at once, with the bytes stored before it.
+#[tokio::test]
+async fn upload_status_answers_while_a_patch_is_stalled() {
+    let srv = Server::start();
+    let upload = start_upload(&srv, "stalled/app").await;
+    let first = send(srv.client.patch(upload).body(vec![7u8; 100])).await;
+    first.expect_status(202);
+    let location = first.location(&srv);
+    let target = match location.query() {
+        Some(query) => format!("{}?{query}", location.path()),
+        None => location.path().to_owned(),
+    };
+    let mut stalled = connect(&srv).await;
+    let head = format!(
+        "PATCH {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 100\r\n\r\nabc"
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    // A moment for the server to take the upload for the stalled PATCH.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = timeout(Duration::from_secs(5), send(srv.client.get(location.clone())))
+        .await
+        .expect("the status request waited for the stalled PATCH");
+    status.expect_status(204);
+    assert_eq!(status.header("range"), Some("0-99"), "{}", status.describe());
+    drop(stalled);
+    // The stalled PATCH is rolled back; the upload goes on from byte 100.
+    let rest = send(srv.client.patch(location).header("content-range", "100-199").body(vec![8u8; 100])).await;
+    rest.expect_status(202);
+    assert_eq!(rest.header("range"), Some("0-199"), "{}", rest.describe());
+}
