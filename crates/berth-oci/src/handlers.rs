@@ -313,7 +313,7 @@ async fn put_manifest(
         .all("tag")
         .map(|t| t.parse::<Tag>().map_err(|_| RegistryError::ManifestInvalid(format!("invalid tag {t:?} in ?tag="))))
         .collect::<Result<Vec<_>, _>>()?;
-    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let content_type = manifest_content_type(request.headers())?;
     let limited = http_body_util::Limited::new(request.into_body(), MAX_MANIFEST_BYTES);
     let content = match limited.collect().await {
         Ok(c) => c.to_bytes(),
@@ -508,6 +508,22 @@ async fn finish_upload(
         Err(RegistryError::RangeInvalid { .. }) => range_not_satisfiable(registry, &repo, id, None).await,
         Err(e) => Err(e.into()),
     }
+}
+
+/// A manifest PUT's `Content-Type`, if it sent one: refused when there are several or it is not
+/// text (which one would name the manifest's type?), rather than taken as absent.
+fn manifest_content_type(headers: &HeaderMap) -> Result<Option<String>, OciError> {
+    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return match headers.contains_key(header::CONTENT_TYPE) {
+            true => Err(RegistryError::ManifestInvalid("more than one Content-Type header".into()).into()),
+            false => Ok(None),
+        };
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| RegistryError::ManifestInvalid("the Content-Type header is not ASCII text".into()))?;
+    Ok(Some(text.to_owned()))
 }
 
 async fn referrers(registry: &Registry, name: &str, digest: &str, query: &QueryParams) -> HandlerResult {

@@ -420,6 +420,18 @@ async fn content_type_and_media_type_mismatch() {
     for ct in [OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST] {
         put_manifest(&srv, "mismatch", "bad", ct, &img.manifest).await.expect_error(400, "MANIFEST_INVALID");
     }
+    // Two Content-Type headers, or one that is not text, name no type: refused, not ignored.
+    let twice = srv
+        .request(reqwest::Method::PUT, "/v2/mismatch/manifests/bad")
+        .header("content-type", OCI_MANIFEST)
+        .header("content-type", "text/plain")
+        .body(img.manifest.clone());
+    send(twice).await.expect_error(400, "MANIFEST_INVALID");
+    let mut not_text = OCI_MANIFEST.as_bytes().to_vec();
+    not_text.push(0xff);
+    let not_text = reqwest::header::HeaderValue::from_bytes(&not_text).unwrap();
+    let put = srv.request(reqwest::Method::PUT, "/v2/mismatch/manifests/bad").header("content-type", not_text);
+    send(put.body(img.manifest.clone())).await.expect_error(400, "MANIFEST_INVALID");
     send(srv.get("/v2/mismatch/manifests/bad")).await.expect_error(404, "MANIFEST_UNKNOWN");
 }
 
