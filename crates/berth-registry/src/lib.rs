@@ -210,7 +210,7 @@ impl Registry {
     /// The repository a push goes to, created if missing, create-on-push is on and the caller
     /// may `ecr:CreateRepository` it (as on ECR). Never one a pull-through cache rule covers.
     async fn push_target(&self, ctx: &RequestContext, name: &RepositoryName) -> Result<Repository> {
-        self.push_target_if(ctx, name, |_| Ok(())).await
+        self.push_target_if(ctx, name, None).await
     }
 
     /// [`Registry::push_target`], but a repository it would create must first pass `creatable`
@@ -220,7 +220,7 @@ impl Registry {
         &self,
         ctx: &RequestContext,
         name: &RepositoryName,
-        creatable: impl FnOnce(&RepositorySettings) -> Result<()>,
+        creatable: Option<&(dyn Fn(&RepositorySettings) -> Result<()> + Sync)>,
     ) -> Result<Repository> {
         self.refuse_push_into_cache(name).await?;
         // A read first: the repository almost always exists, and a read never waits for the writer.
@@ -240,7 +240,9 @@ impl Registry {
             (templates::AppliedFor::CreateOnPush, &[berth_iam::actions::CREATE_REPOSITORY])
         };
         self.authorize(ctx, name, actions).await?;
-        creatable(&self.settings_for_new(name, purpose).await?)?;
+        if let Some(creatable) = creatable {
+            creatable(&self.settings_for_new(name, purpose).await?)?;
+        }
         self.create_implicitly(ctx, name, purpose).await
     }
 

@@ -90,7 +90,8 @@ impl Registry {
                 None => Ok(()),
             }
         };
-        let settings = RepositoryInfo::try_from(self.push_target_if(ctx, repo, needs_nothing_linked).await?)?.settings;
+        let settings =
+            RepositoryInfo::try_from(self.push_target_if(ctx, repo, Some(&needs_nothing_linked)).await?)?.settings;
         let pushed = PushedManifest { parsed: &manifest, content, digest: &digest };
         let outcome = self.store_manifest(ctx, repo, &settings, pushed, &tags).await?;
         Ok(PutManifestOutcome {
