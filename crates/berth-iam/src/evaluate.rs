@@ -1,7 +1,7 @@
 //! The one authorization decision, IAM's rules for a request within one account:
 //!
 //! 1. The server itself is always allowed; so is the account root for the actions that repair
-//!    policies ([`ROOT_REPAIRS`]), so no policy can lock it out.
+//!    policies (`ROOT_REPAIRS`), so no policy can lock it out.
 //! 2. Otherwise an explicit `Deny` in any policy in force wins — for the root only a `Deny` in a
 //!    resource policy as written binds (it has no identity policies, and a fail-closed stand-in
 //!    for an unreadable policy does not bind it), as IAM's resource policies bind an account's root.

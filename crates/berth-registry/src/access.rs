@@ -415,8 +415,9 @@ struct RepositoryAccess {
     policy: Option<NamedPolicy>,
     /// Its resource tags (`ecr:ResourceTag/<key>`).
     tags: Vec<(String, String)>,
-    /// The actions each caller (user name; `":root"` for the root, `""` for anonymous callers) was allowed under the
-    /// users' policies of one generation, while no policy in force reads per-request keys.
+    /// The actions each caller (user name; `":root"` for the root, `""` for anonymous callers)
+    /// was allowed under the users' policies of one generation, while no policy in force reads
+    /// per-request keys.
     allowed: Mutex<AllowedActions>,
 }
 
