@@ -193,7 +193,9 @@ impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match (self.outcome, self.statements.is_empty()) {
             (Outcome::Allowed, true) => {
-                return f.write_str("allowed: the root user, denied by no resource policy");
+                return f.write_str(
+                    "allowed: the root user (refused only by a resource policy's Deny, never the policy actions)",
+                );
             }
             (Outcome::Allowed, false) => f.write_str("allowed")?,
             (Outcome::ExplicitDeny, _) => f.write_str("explicit deny")?,

@@ -77,13 +77,16 @@ impl Registry {
         let mut tags: Vec<Tag> = tag.into_iter().chain(extra_tags).cloned().collect();
         tags.sort();
         tags.dedup();
-        // A repository that does not exist yet has no blobs linked (but the empty JSON, which
-        // pushes link on demand), so a manifest needing any other is refused before creating it
-        // — unless the new repository will take sparse manifests.
+        // A repository that does not exist yet holds no manifests and no blobs (but the empty
+        // JSON, which pushes link on demand), so a manifest needing any is refused before
+        // creating it — unless the new repository will take sparse manifests.
         let empty = Digest::sha256_of(media::EMPTY_JSON);
-        let needs_nothing_linked = |settings: &RepositorySettings| {
+        let needs_nothing_held = |settings: &RepositorySettings| {
             if settings.allows_sparse_indexes(self.config.sparse_indexes) {
                 return Ok(());
+            }
+            if let Some(child) = manifest.manifests.first() {
+                return Err(RegistryError::ManifestChildUnknown(child.digest.clone()));
             }
             match manifest.required_blobs().find(|d| d.digest != empty) {
                 Some(missing) => Err(RegistryError::ManifestBlobUnknown(missing.digest.clone())),
@@ -91,7 +94,7 @@ impl Registry {
             }
         };
         let settings =
-            RepositoryInfo::try_from(self.push_target_if(ctx, repo, Some(&needs_nothing_linked)).await?)?.settings;
+            RepositoryInfo::try_from(self.push_target_if(ctx, repo, Some(&needs_nothing_held)).await?)?.settings;
         let pushed = PushedManifest { parsed: &manifest, content, digest: &digest };
         let outcome = self.store_manifest(ctx, repo, &settings, pushed, &tags).await?;
         Ok(PutManifestOutcome {

@@ -133,9 +133,10 @@ pub struct ServeArgs {
     /// TOOMANYREQUESTS / ThrottlingException until one is regained. 0 turns throttling off [default: 30]
     #[arg(long, env = "BERTH_AUTH_FAILURES_PER_MINUTE")]
     auth_failures_per_minute: Option<u32>,
-    /// Accept indexes whose children the repository does not hold (mirroring a subset of
-    /// platforms under the original digest); a repository's `berth:sparse-indexes` tag
-    /// overrides it. Off by default, as on ECR.
+    /// Accept manifests the repository does not hold everything of: indexes without some
+    /// children (mirroring a subset of platforms under the original digest), image manifests
+    /// without their blobs; a repository's `berth:sparse-indexes` tag overrides it. Off by
+    /// default, as on ECR.
     #[arg(long, env = "BERTH_SPARSE_INDEXES")]
     sparse_indexes: bool,
     /// A 32-byte key file every server sharing one database uses to seal access keys and sign

@@ -248,7 +248,7 @@ async fn custom_wildcard_policies_and_deny_precedence_across_identity_and_reposi
     assert!(explained.contains("implicit deny"), "{explained}");
     assert!(
         simulate("root", "ecr:DeleteRepository", "team-a/prod")
-            .contains("allowed: the root user, denied by no resource policy")
+            .contains("allowed: the root user (refused only by a resource policy's Deny")
     );
 }
 

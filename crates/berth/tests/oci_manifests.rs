@@ -461,6 +461,9 @@ async fn missing_blob_is_manifest_blob_unknown() {
 
     // Into a repository that does not exist yet: refused without creating it (create-on-push).
     put_manifest(&srv, "never/made", "v1", OCI_MANIFEST, &manifest).await.expect_error(400, "MANIFEST_BLOB_UNKNOWN");
+    // So is an index whose child is only in another repository.
+    let index = index_json(OCI_INDEX, &[platform_entry(OCI_MANIFEST, &manifest, "amd64")]);
+    put_manifest(&srv, "never/made", "v1", OCI_INDEX, &index).await.expect_error(400, "MANIFEST_UNKNOWN");
     send(srv.get("/v2/never/made/tags/list")).await.expect_error(404, "NAME_UNKNOWN");
     let catalog = send(srv.get("/v2/_catalog")).await;
     catalog.expect_status(200);
