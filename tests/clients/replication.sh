@@ -46,14 +46,18 @@ A_CREDS="$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"
 ecr() { aws --endpoint-url "http://$A" --output json ecr "$@"; }
 
 section "put-replication-configuration"
+# A destination A's config file does not map is accepted, as ECR accepts any (nothing goes there).
+check "an unmapped destination is accepted" ecr put-replication-configuration --replication-configuration \
+  '{"rules":[{"destinations":[{"region":"ap-south-1","registryId":"333333333333"}]}]}'
+OWN=$(ecr describe-registry | jq -r .registryId)
+rc=0; ecr put-replication-configuration --replication-configuration \
+  "{\"rules\":[{\"destinations\":[{\"region\":\"us-east-1\",\"registryId\":\"$OWN\"}]}]}" >/dev/null 2>"$T/err" || rc=$?
+if [[ $rc -eq 255 ]] && grep -q InvalidParameterException "$T/err"; then ok "A itself as the destination -> InvalidParameterException"
+else bad "A itself as the destination (exit $rc: $(head -c 300 "$T/err"))"; fi
 RULES='{"rules":[{"destinations":[{"region":"eu-west-1","registryId":"111111111111"}],"repositoryFilters":[{"filter":"prod/","filterType":"PREFIX_MATCH"}]}]}'
 check "put-replication-configuration (prod/ to eu-west-1/111111111111)" \
   ecr put-replication-configuration --replication-configuration "$RULES"
 expect "describe-registry shows the rule" "$(ecr describe-registry | jq -c .replicationConfiguration)" "$(jq -c . <<<"$RULES")"
-rc=0; ecr put-replication-configuration --replication-configuration \
-  '{"rules":[{"destinations":[{"region":"ap-south-1","registryId":"333333333333"}]}]}' >/dev/null 2>"$T/err" || rc=$?
-if [[ $rc -eq 255 ]] && grep -q InvalidParameterException "$T/err"; then ok "an unmapped destination -> InvalidParameterException"
-else bad "an unmapped destination (exit $rc: $(head -c 300 "$T/err"))"; fi
 
 section "a multi-arch push to A reaches B"
 bash "$MKIMG" --mkimg "$T/amd64" amd64 oci "$nonce" >"$T/amd64.json"
