@@ -80,7 +80,6 @@ impl Registry {
         // A repository that does not exist yet holds no manifests and no blobs (but the empty
         // JSON, which pushes link on demand), so a manifest needing any is refused before
         // creating it — unless the new repository will take sparse manifests.
-        let empty = Digest::sha256_of(media::EMPTY_JSON);
         let needs_nothing_held = |settings: &RepositorySettings| {
             if settings.allows_sparse_indexes(self.config.sparse_indexes) {
                 return Ok(());
@@ -88,6 +87,7 @@ impl Registry {
             if let Some(child) = manifest.manifests.first() {
                 return Err(RegistryError::ManifestChildUnknown(child.digest.clone()));
             }
+            let empty = Digest::sha256_of(media::EMPTY_JSON);
             match manifest.required_blobs().find(|d| d.digest != empty) {
                 Some(missing) => Err(RegistryError::ManifestBlobUnknown(missing.digest.clone())),
                 None => Ok(()),

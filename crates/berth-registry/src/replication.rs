@@ -178,7 +178,8 @@ impl Registry {
     ) -> Result<ReplicationConfiguration> {
         let this = DestinationId { region: self.config.region.clone(), registry_id: self.config.account_id.clone() };
         configuration.validate(&this)?;
-        for unknown in self.unconfigured_destinations(&configuration) {
+        let named: BTreeSet<&DestinationId> = configuration.rules.iter().flat_map(|r| &r.destinations).collect();
+        for unknown in named.into_iter().filter(|d| !self.maps(d)) {
             tracing::warn!(
                 destination = %unknown,
                 "the replication configuration names a destination this server has no [[replication.destinations]] \
@@ -200,32 +201,25 @@ impl Registry {
     ) -> Result<Vec<ReplicationStatusRecord>> {
         let mut statuses = self.meta.replication_statuses(repository.as_str(), digest.as_str()).await?;
         let configuration = self.replication_configuration().await?;
-        let unreachable: Vec<&DestinationId> = self.unconfigured_destinations(&configuration).collect();
-        for destination in configuration.destinations_for(repository.as_str()) {
-            if unreachable.contains(&destination) {
-                statuses.push(ReplicationStatusRecord {
-                    region: destination.region.clone(),
-                    registry_id: destination.registry_id.clone(),
-                    status: ReplicationState::Failed.as_str().to_owned(),
-                    failure_code: Some(format!(
-                        "DESTINATION_NOT_CONFIGURED: this server has no registry URL and credentials for \
-                         {destination} (a [[replication.destinations]] entry in its configuration file)"
-                    )),
-                    updated_at: now_millis(),
-                });
-            }
+        let destinations = configuration.destinations_for(repository.as_str());
+        for destination in destinations.into_iter().filter(|d| !self.maps(d)) {
+            statuses.push(ReplicationStatusRecord {
+                region: destination.region.clone(),
+                registry_id: destination.registry_id.clone(),
+                status: ReplicationState::Failed.as_str().to_owned(),
+                failure_code: Some(format!(
+                    "DESTINATION_NOT_CONFIGURED: this server has no registry URL and credentials for \
+                     {destination} (a [[replication.destinations]] entry in its configuration file)"
+                )),
+                updated_at: now_millis(),
+            });
         }
         Ok(statuses)
     }
 
-    /// The destinations of `configuration` the server's configuration file maps to no registry.
-    fn unconfigured_destinations<'c>(
-        &self,
-        configuration: &'c ReplicationConfiguration,
-    ) -> impl Iterator<Item = &'c DestinationId> {
-        let known = &self.config.replication_destinations;
-        let all: BTreeSet<&DestinationId> = configuration.rules.iter().flat_map(|r| &r.destinations).collect();
-        all.into_iter().filter(move |d| !known.contains(d))
+    /// Whether the server's configuration file maps `destination` to a registry.
+    fn maps(&self, destination: &DestinationId) -> bool {
+        self.config.replication_destinations.contains(destination)
     }
 }
 
