@@ -143,6 +143,9 @@ pub fn now_millis() -> Millis {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
 }
 
+/// What a push asks of a repository create-on-push would make, given the settings it would get.
+type CreatableCheck<'a> = &'a (dyn Fn(&RepositorySettings) -> Result<()> + Sync);
+
 impl Registry {
     pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetadataStore>, config: RegistryConfig) -> Arc<Registry> {
         let authorizer = access::Authorizer::new(meta.clone(), &config);
@@ -220,7 +223,7 @@ impl Registry {
         &self,
         ctx: &RequestContext,
         name: &RepositoryName,
-        creatable: Option<&(dyn Fn(&RepositorySettings) -> Result<()> + Sync)>,
+        creatable: Option<CreatableCheck<'_>>,
     ) -> Result<Repository> {
         self.refuse_push_into_cache(name).await?;
         // A read first: the repository almost always exists, and a read never waits for the writer.
