@@ -164,7 +164,9 @@ async fn dispatch(
         Operation::Ping => Ok(json_response(StatusCode::OK, "{}".into())),
         Operation::Catalog => catalog(registry, ctx, &query).await,
         Operation::ListTags { name } => tags(registry, &name, &query).await,
-        Operation::GetManifest { name, reference, body } => get_manifest(registry, ctx, &name, &reference, body).await,
+        Operation::GetManifest { name, reference, body } => {
+            get_manifest(registry, ctx, &name, &reference, body, request.headers()).await
+        }
         Operation::PutManifest { name, reference } => {
             put_manifest(registry, ctx, &name, &reference, &query, request).await
         }
@@ -174,7 +176,7 @@ async fn dispatch(
             registry.delete_manifest(ctx, &name, &reference).await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
-        Operation::HeadBlob { name, digest } => head_blob(registry, ctx, &name, &digest).await,
+        Operation::HeadBlob { name, digest } => head_blob(registry, ctx, &name, &digest, request.headers()).await,
         Operation::GetBlob { name, digest } => get_blob(registry, ctx, &name, &digest, request.headers()).await,
         Operation::DeleteBlob { name, digest } => {
             registry.delete_blob(ctx, &Registry::parse_name(&name)?, &parse_digest(&digest)?).await?;
@@ -286,17 +288,44 @@ async fn get_manifest(
     name: &str,
     reference: &str,
     is_get: bool,
+    request: &HeaderMap,
 ) -> HandlerResult {
     let repo = Registry::parse_name(name)?;
     let reference = existing_reference(registry, &repo, reference).await?;
     let manifest = registry.pull_manifest(ctx, &repo, &reference, is_get).await?;
+    if none_match(request, &manifest.digest) {
+        return Ok(not_modified(&manifest.digest));
+    }
     let headers = [
         (header::CONTENT_TYPE, header_value(&manifest.media_type)),
         (CONTENT_DIGEST, header_value(manifest.digest.as_str())),
-        (header::ETAG, header_value(&format!("\"{}\"", manifest.digest))),
+        (header::ETAG, etag(&manifest.digest)),
         (header::CONTENT_LENGTH, HeaderValue::from(manifest.content.len())),
     ];
     Ok((StatusCode::OK, headers, manifest.content.clone()).into_response())
+}
+
+/// Manifests and blobs are named by their digest, so it is their strong entity tag, as in
+/// distribution.
+fn etag(digest: &Digest) -> HeaderValue {
+    header_value(&format!("\"{digest}\""))
+}
+
+/// Whether `If-None-Match` names `digest` (or is `*`): the client has the content already and
+/// gets a 304 (RFC 9110 13.1.2, weak comparison).
+fn none_match(request: &HeaderMap, digest: &Digest) -> bool {
+    request.get_all(header::IF_NONE_MATCH).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
+        |tag| {
+            let tag = tag.trim();
+            tag == "*" || tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"') == digest.as_str()
+        },
+    )
+}
+
+/// A 304 carries the validators a 200 would, and no body.
+fn not_modified(digest: &Digest) -> Response {
+    let headers = [(CONTENT_DIGEST, header_value(digest.as_str())), (header::ETAG, etag(digest))];
+    (StatusCode::NOT_MODIFIED, headers).into_response()
 }
 
 async fn put_manifest(
@@ -340,10 +369,19 @@ async fn put_manifest(
     Ok(response)
 }
 
-async fn head_blob(registry: &Registry, ctx: &RequestContext, name: &str, digest: &str) -> HandlerResult {
+async fn head_blob(
+    registry: &Registry,
+    ctx: &RequestContext,
+    name: &str,
+    digest: &str,
+    headers: &HeaderMap,
+) -> HandlerResult {
     let repo = Registry::parse_name(name)?;
     let digest = parse_digest(digest)?;
     let size = registry.pull_blob_size(ctx, &repo, &digest).await?;
+    if none_match(headers, &digest) {
+        return Ok(not_modified(&digest));
+    }
     Ok(blob_response(StatusCode::OK, &digest, size, Body::empty()))
 }
 
@@ -353,6 +391,7 @@ fn blob_response(status: StatusCode, digest: &Digest, length: u64, body: Body) -
         (CONTENT_DIGEST, header_value(digest.as_str())),
         (header::CONTENT_LENGTH, HeaderValue::from(length)),
         (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+        (header::ETAG, etag(digest)),
     ];
     (status, headers, body).into_response()
 }
@@ -366,8 +405,18 @@ async fn get_blob(
 ) -> HandlerResult {
     let repo = Registry::parse_name(name)?;
     let digest = parse_digest(digest)?;
+    if none_match(headers, &digest) {
+        registry.pull_blob_size(ctx, &repo, &digest).await?;
+        return Ok(not_modified(&digest));
+    }
     // An unparsable Range is ignored, as RFC 9110 says; a parsable but unsatisfiable one is a 416.
-    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(ByteRange::parse);
+    // So is one under an `If-Range` that is not this blob's entity tag (a date never matches:
+    // blobs carry no Last-Modified): the client's partial copy is of something else.
+    let range = headers
+        .get(header::RANGE)
+        .filter(|_| headers.get(header::IF_RANGE).is_none_or(|tag| tag.as_bytes() == etag(&digest).as_bytes()))
+        .and_then(|v| v.to_str().ok())
+        .and_then(ByteRange::parse);
     let blob = registry.pull_blob(ctx, &repo, &digest, range).await?;
     let body = Body::from_stream(blob.stream);
     Ok(match blob.range {

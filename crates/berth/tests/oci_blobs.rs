@@ -64,6 +64,56 @@ async fn range_requests() {
     }
 }
 
+/// Blobs and manifests carry their digest as a strong `ETag`: `If-None-Match` naming it answers
+/// 304 without a body, and a `Range` under an `If-Range` that is not it (another tag, a date) is
+/// ignored, so the client gets the whole blob rather than a piece of something else.
+#[tokio::test]
+async fn conditional_requests() {
+    let srv = Server::start();
+    let data = random_bytes(1000);
+    let digest = push_blob(&srv, "conditional", &data).await;
+    let path = format!("/v2/conditional/blobs/{digest}");
+    let etag = format!("\"{digest}\"");
+
+    let g = send(srv.get(&path)).await;
+    g.expect_status(200);
+    assert_eq!(g.header("etag"), Some(etag.as_str()));
+    for matching in [etag.clone(), format!("W/{etag}"), format!("\"sha256:{}\", {etag}", "0".repeat(64)), "*".into()] {
+        for request in [srv.get(&path), srv.head(&path)] {
+            let r = send(request.header("if-none-match", &matching)).await;
+            r.expect_status(304);
+            assert!(r.body.is_empty(), "{matching}");
+            assert_eq!(r.header("etag"), Some(etag.as_str()), "{matching}");
+        }
+    }
+    let other = format!("\"sha256:{}\"", "0".repeat(64));
+    let r = send(srv.get(&path).header("if-none-match", &other)).await;
+    r.expect_status(200);
+    assert!(r.body == data);
+
+    let r = send(srv.get(&path).header("range", "bytes=0-9").header("if-range", &etag)).await;
+    r.expect_status(206);
+    assert!(r.body == data[..10]);
+    for stale in [other.as_str(), "Wed, 21 Oct 2015 07:28:00 GMT", "W/\"x\""] {
+        let r = send(srv.get(&path).header("range", "bytes=0-9").header("if-range", stale)).await;
+        r.expect_status(200);
+        assert!(r.header("content-range").is_none() && r.body == data, "{stale}: {}", r.describe());
+    }
+
+    let image = push_image(&srv, "conditional", Some("v1")).await;
+    let manifest = "/v2/conditional/manifests/v1";
+    let etag = format!("\"{}\"", image.digest);
+    let r = send(srv.get(manifest).header("if-none-match", &etag)).await;
+    r.expect_status(304);
+    assert!(r.body.is_empty());
+    let r = send(srv.get(manifest).header("if-none-match", &other)).await;
+    r.expect_status(200);
+    assert_eq!(r.header("etag"), Some(etag.as_str()));
+    // A missing blob is still a 404, whatever the client holds.
+    let missing = format!("/v2/conditional/blobs/sha256:{}", "1".repeat(64));
+    send(srv.get(&missing).header("if-none-match", "*")).await.expect_error(404, "BLOB_UNKNOWN");
+}
+
 /// `Range` numbers are digits only and never overflow: one past `u64::MAX` means "to the end"
 /// as RFC 9110's clamping says (it used to fail to parse, so the whole blob came back), and a
 /// first position that large is unsatisfiable. A malformed header (spaces, signs, several
