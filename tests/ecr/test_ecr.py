@@ -1225,6 +1225,15 @@ def test_creation_templates_apply_the_most_specific_on_push(ecr, http):
         assert updated["repositoryCreationTemplate"]["resourceTags"] == [{"Key": "level", "Value": "outer"}]
         raises(ecr, "TemplateNotFoundException", ecr.update_repository_creation_template, prefix=f"{base}/none",
                description="x")
+        # An empty policy (as Terraform sends to remove one) leaves the template without it.
+        cleared = ecr.update_repository_creation_template(prefix=f"{base}/team", lifecyclePolicy="",
+                                                          repositoryPolicy="")["repositoryCreationTemplate"]
+        assert "lifecyclePolicy" not in cleared and "repositoryPolicy" not in cleared, cleared
+        assert cleared["customRoleArn"] == "arn:aws:iam::000000000000:role/ecr", "the rest is kept"
+        _v2_push(http, f"{base}/team/bare", "v1")
+        raises(ecr, "LifecyclePolicyNotFoundException", ecr.get_lifecycle_policy, repositoryName=f"{base}/team/bare")
+        raises(ecr, "RepositoryPolicyNotFoundException", ecr.get_repository_policy,
+               repositoryName=f"{base}/team/bare")
         named = ecr.describe_repository_creation_templates(prefixes=[f"{base}/team", f"{base}/none"])
         assert [t["prefix"] for t in named["repositoryCreationTemplates"]] == [f"{base}/team"]
         paged = ecr.get_paginator("describe_repository_creation_templates").paginate(
@@ -1234,7 +1243,7 @@ def test_creation_templates_apply_the_most_specific_on_push(ecr, http):
     finally:
         for prefix in (f"{base}/team", base):
             ecr.delete_repository_creation_template(prefix=prefix)
-        for name in (f"{base}/team/app", f"{base}/other"):
+        for name in (f"{base}/team/app", f"{base}/team/bare", f"{base}/other"):
             try:
                 ecr.delete_repository(repositoryName=name, force=True)
             except ClientError:

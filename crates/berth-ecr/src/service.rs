@@ -65,8 +65,7 @@ pub struct RegistryBackend {
 }
 
 /// Why the scanning operations cannot do what they ask.
-const NO_SCANNER: &str = "Berth has no vulnerability scanner: images are not scanned (BASIC scanning without rules is \
-                          the only configuration it accepts)";
+const NO_SCANNER: &str = "Berth has no vulnerability scanner: images are not scanned";
 /// Why managed signing is refused.
 const NO_SIGNER: &str = "Berth has no managed signing (AWS Signer): sign images with cosign or notation and push the \
                          signature as a referrer; DescribeImageSigningStatus reports it";
@@ -805,7 +804,9 @@ impl EcrBackend for RegistryBackend {
         request: PutRegistryScanningConfigurationRequest,
     ) -> Result<PutRegistryScanningConfigurationResponse, EcrError> {
         if matches!(request.scan_type, Some(ScanTypeInput::Enhanced)) || request.rules.is_some_and(|r| !r.is_empty()) {
-            return Err(EcrError::Validation(NO_SCANNER.into()));
+            return Err(EcrError::Validation(format!(
+                "{NO_SCANNER} (BASIC scanning without rules is the only registry scanning configuration it accepts)"
+            )));
         }
         Ok(PutRegistryScanningConfigurationResponse {
             registry_scanning_configuration: RegistryScanningConfiguration {
@@ -847,7 +848,7 @@ impl EcrBackend for RegistryBackend {
 
     async fn start_image_scan(&self, _: &RequestContext, request: ImageRequest) -> Result<Refused, EcrError> {
         self.image_digest(&request).await?;
-        Err(EcrError::Validation(NO_SCANNER.into()))
+        Err(EcrError::Validation(format!("{NO_SCANNER}, so StartImageScan cannot start one")))
     }
 
     /// No scan ever ran, so there are no findings: `ScanNotFoundException`, as ECR answers for an

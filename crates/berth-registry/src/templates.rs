@@ -218,7 +218,11 @@ impl Registry {
     }
 
     /// `CreateRepositoryCreationTemplate`.
-    pub async fn create_template(&self, prefix: &str, settings: TemplateSettings) -> Result<CreationTemplate> {
+    pub async fn create_template(&self, prefix: &str, mut settings: TemplateSettings) -> Result<CreationTemplate> {
+        for text in [&mut settings.description, &mut settings.repository_policy, &mut settings.lifecycle_policy] {
+            *text = replaced(text.take(), None);
+        }
+        settings.custom_role_arn = replaced(settings.custom_role_arn.take(), None);
         settings.check()?;
         let document = serde_json::to_string(&settings).expect("template serializes");
         let record =
@@ -251,17 +255,17 @@ impl Registry {
             applied_for,
             custom_role_arn,
         } = update;
-        settings.description = description.or(settings.description.take());
+        settings.description = replaced(description, settings.description.take());
         settings.encryption = encryption.unwrap_or(settings.encryption.clone());
         settings.resource_tags = resource_tags.unwrap_or(std::mem::take(&mut settings.resource_tags));
         if let Some((mode, filters)) = image_tag_mutability {
             settings.image_tag_mutability = mode;
             settings.image_tag_mutability_exclusion_filters = filters;
         }
-        settings.repository_policy = repository_policy.or(settings.repository_policy.take());
-        settings.lifecycle_policy = lifecycle_policy.or(settings.lifecycle_policy.take());
+        settings.repository_policy = replaced(repository_policy, settings.repository_policy.take());
+        settings.lifecycle_policy = replaced(lifecycle_policy, settings.lifecycle_policy.take());
         settings.applied_for = applied_for.unwrap_or(std::mem::take(&mut settings.applied_for));
-        settings.custom_role_arn = custom_role_arn.or(settings.custom_role_arn.take());
+        settings.custom_role_arn = replaced(custom_role_arn, settings.custom_role_arn.take());
         settings.check()?;
         let document = serde_json::to_string(settings).expect("template serializes");
         template_from_record(self.meta.update_template(prefix, &document, now_millis()).await.map_err(meta_error)?)
@@ -270,6 +274,16 @@ impl Registry {
     /// `DeleteRepositoryCreationTemplate`: repositories created from it keep their settings.
     pub async fn delete_template(&self, prefix: &str) -> Result<CreationTemplate> {
         template_from_record(self.meta.delete_template(normalize_prefix(prefix)).await.map_err(meta_error)?)
+    }
+}
+
+/// A text member of a template request: absent keeps what was there; empty (which ECR's model
+/// allows, and Terraform sends to remove a policy) leaves none.
+fn replaced(given: Option<String>, kept: Option<String>) -> Option<String> {
+    match given {
+        Some(text) if text.is_empty() => None,
+        Some(text) => Some(text),
+        None => kept,
     }
 }
 
