@@ -24,6 +24,17 @@ pub enum Resources<'a> {
 /// Implemented by every request shape the router dispatches.
 pub trait Scoped {
     fn resources(&self) -> Resources<'_>;
+
+    /// The tags the request sets, which policies see as `aws:RequestTag/<key>` and `aws:TagKeys`
+    /// (CreateRepository and TagResource; UntagResource names keys only, so their values are
+    /// empty). `None` where the request sets none: the keys are absent.
+    fn request_tags(&self) -> Option<Vec<(&str, &str)>> {
+        None
+    }
+}
+
+fn tag_pairs(tags: &[Tag]) -> Vec<(&str, &str)> {
+    tags.iter().map(|t| (t.key.as_str(), t.value.as_str())).collect()
 }
 
 macro_rules! scoped {
@@ -76,7 +87,6 @@ scoped!(registry:
 );
 
 scoped!(repository:
-    CreateRepositoryRequest,
     DeleteRepositoryRequest,
     DescribeImagesRequest,
     ListImagesRequest,
@@ -101,7 +111,37 @@ scoped!(repository:
     RepositoryPolicyRequest,
 );
 
-scoped!(arn: TagResourceRequest, UntagResourceRequest, ListTagsForResourceRequest);
+scoped!(arn: ListTagsForResourceRequest);
+
+impl Scoped for CreateRepositoryRequest {
+    fn resources(&self) -> Resources<'_> {
+        Resources::Repository { registry_id: self.registry_id.as_deref(), name: &self.repository_name }
+    }
+
+    fn request_tags(&self) -> Option<Vec<(&str, &str)>> {
+        self.tags.as_deref().map(tag_pairs)
+    }
+}
+
+impl Scoped for TagResourceRequest {
+    fn resources(&self) -> Resources<'_> {
+        Resources::RepositoryArn(&self.resource_arn)
+    }
+
+    fn request_tags(&self) -> Option<Vec<(&str, &str)>> {
+        Some(tag_pairs(&self.tags))
+    }
+}
+
+impl Scoped for UntagResourceRequest {
+    fn resources(&self) -> Resources<'_> {
+        Resources::RepositoryArn(&self.resource_arn)
+    }
+
+    fn request_tags(&self) -> Option<Vec<(&str, &str)>> {
+        Some(self.tag_keys.iter().map(|key| (key.as_str(), "")).collect())
+    }
+}
 
 impl Scoped for DescribeRepositoriesRequest {
     fn resources(&self) -> Resources<'_> {

@@ -8,18 +8,20 @@ use async_trait::async_trait;
 use crate::authorization::Resources;
 use crate::error::EcrError;
 use crate::shapes::*;
-use berth_iam::RequestContext;
+use berth_iam::{RequestContext, Tags};
 
 #[async_trait]
 pub trait EcrBackend: Send + Sync + 'static {
     /// `AccessDeniedException` unless the caller may perform `action` on `resources`; the router
     /// asks before every operation. Also the errors an operation gives for resources that cannot
     /// be this registry's (another `registryId`, a malformed name or ARN), as it would give them.
+    /// `request_tags` are the tags the request sets ([`crate::authorization::Scoped::request_tags`]).
     async fn authorize(
         &self,
         ctx: &RequestContext,
         action: &'static str,
         resources: Resources<'_>,
+        request_tags: Option<&(dyn Tags + Sync)>,
     ) -> Result<(), EcrError>;
 
     async fn get_authorization_token(

@@ -26,7 +26,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use berth_iam::{ConnectionInfo, Identity, RequestContext, Served};
+use berth_iam::{ConnectionInfo, Identity, RequestContext, Served, Tags};
 
 use crate::authorization::Scoped;
 use crate::backend::EcrBackend;
@@ -295,7 +295,9 @@ where
 {
     let request: Req = decode(body)?;
     request.validate()?;
-    backend.authorize(ctx, endpoint.action(), request.resources()).await?;
+    let request_tags = request.request_tags();
+    let request_tags = request_tags.as_ref().map(|tags| tags as &(dyn Tags + Sync));
+    backend.authorize(ctx, endpoint.action(), request.resources(), request_tags).await?;
     let response = run(request).await?;
     serde_json::to_vec(&response).map_err(|e| EcrError::Server(format!("Could not encode the response: {e}")))
 }

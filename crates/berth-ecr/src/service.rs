@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use berth_iam::RequestContext;
+use berth_iam::{RequestContext, Tags};
 use berth_registry::lifecycle::RuleAction;
 use berth_registry::pull_through::{CacheRule, PullThroughError, ROOT_PREFIX, UpstreamSettings, normalize_prefix};
 use berth_registry::replication;
@@ -334,35 +334,36 @@ impl EcrBackend for RegistryBackend {
         ctx: &RequestContext,
         action: &'static str,
         resources: Resources<'_>,
+        request_tags: Option<&(dyn Tags + Sync)>,
     ) -> Result<(), EcrError> {
         let authorizer = self.registry.authorizer();
         let actions = [action];
         match resources {
-            Resources::Registry => authorizer.authorize(ctx, &actions, Resource::Registry).await.map_err(self.fail("")),
+            Resources::Registry => authorizer.authorize_with(ctx, &actions, Resource::Registry, request_tags).await.map_err(self.fail("")),
             Resources::AllRepositories { registry_id } => {
                 if let Some(id) = registry_id.filter(|id| *id != self.config.registry_id) {
                     return Err(EcrError::registry_not_found(id));
                 }
-                authorizer.authorize(ctx, &actions, Resource::AllRepositories).await.map_err(self.fail(""))
+                authorizer.authorize_with(ctx, &actions, Resource::AllRepositories, request_tags).await.map_err(self.fail(""))
             }
             Resources::Repository { registry_id, name } => {
                 let repo = self.repository(&registry_id.map(str::to_owned), name)?;
                 let resource = Resource::Repository(repo.as_str());
-                authorizer.authorize(ctx, &actions, resource).await.map_err(self.fail(name))
+                authorizer.authorize_with(ctx, &actions, resource, request_tags).await.map_err(self.fail(name))
             }
             Resources::Repositories { registry_id, names } => {
                 let registry_id = registry_id.map(str::to_owned);
                 for name in names {
                     let repo = self.repository(&registry_id, name)?;
                     let resource = Resource::Repository(repo.as_str());
-                    authorizer.authorize(ctx, &actions, resource).await.map_err(self.fail(name))?;
+                    authorizer.authorize_with(ctx, &actions, resource, request_tags).await.map_err(self.fail(name))?;
                 }
                 Ok(())
             }
             Resources::RepositoryArn(arn) => {
                 let repo = self.repository_of_arn(arn)?;
                 let resource = Resource::Repository(repo.as_str());
-                authorizer.authorize(ctx, &actions, resource).await.map_err(self.fail(repo.as_str()))
+                authorizer.authorize_with(ctx, &actions, resource, request_tags).await.map_err(self.fail(repo.as_str()))
             }
         }
     }

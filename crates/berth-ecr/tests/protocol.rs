@@ -17,7 +17,7 @@ use berth_ecr::shapes::*;
 use berth_ecr::{
     Authentication, EcrBackend, EcrError, EcrService, Resources, SecretLookup, SigningKey, handle, router,
 };
-use berth_iam::{CredentialKind, Identity, RequestContext};
+use berth_iam::{CredentialKind, Identity, RequestContext, Tags};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
@@ -90,6 +90,7 @@ protocol_backend! {{
         _: &RequestContext,
         action: &'static str,
         resources: Resources<'_>,
+        _: Option<&(dyn Tags + Sync)>,
     ) -> Result<(), EcrError> {
         self.authorizations.lock().unwrap().push(format!("{action} on {resources:?}"));
         if self.denied_action == Some(action) {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use berth_iam::{
     AuthzRequest, ConditionKeys, Decision, Identity, NamedPolicy, Outcome, Policy, PolicySet, RequestContext,
-    SizeLimit, arn, evaluate, managed,
+    SizeLimit, Tags, arn, evaluate, managed,
 };
 use berth_meta::MetadataStore;
 use berth_spec::RepositoryName;
@@ -118,13 +118,26 @@ impl Authorizer {
         actions: &[&'static str],
         resource: Resource<'_>,
     ) -> Result<()> {
+        self.authorize_with(ctx, actions, resource, None).await
+    }
+
+    /// [`Authorizer::authorize`] for a request that sets tags (`CreateRepository`,
+    /// `TagResource`, `UntagResource`): policies see them as `aws:RequestTag/<key>` and
+    /// `aws:TagKeys`.
+    pub async fn authorize_with(
+        &self,
+        ctx: &RequestContext,
+        actions: &[&'static str],
+        resource: Resource<'_>,
+        request_tags: Option<&(dyn Tags + Sync)>,
+    ) -> Result<()> {
         if is_always_allowed(ctx) {
             return Ok(());
         }
         let users = self.users.snapshot(&*self.meta).await?;
         let repository = self.repository_of(resource).await?;
         for action in actions {
-            self.decide(ctx, &users, action, resource, repository.as_deref())?;
+            self.decide(ctx, &users, action, resource, repository.as_deref(), request_tags)?;
         }
         Ok(())
     }
@@ -135,7 +148,7 @@ impl Authorizer {
     pub async fn explain(&self, ctx: &RequestContext, action: &str, resource: Resource<'_>) -> Result<Explanation> {
         let users = self.users.snapshot(&*self.meta).await?;
         let repository = self.repository_of(resource).await?;
-        let (decision, message, _) = self.evaluate(ctx, &users, action, resource, repository.as_deref());
+        let (decision, message, _) = self.evaluate(ctx, &users, action, resource, repository.as_deref(), None);
         Ok(Explanation { decision, message })
     }
 
@@ -149,7 +162,7 @@ impl Authorizer {
         let Ok(users) = self.users.snapshot(&*self.meta).await else { return false };
         match self.repository(&name, Some(&listed.settings)).await {
             Ok(repository) => {
-                self.decide(ctx, &users, action, Resource::Repository(&listed.name), Some(&repository)).is_ok()
+                self.decide(ctx, &users, action, Resource::Repository(&listed.name), Some(&repository), None).is_ok()
             }
             Err(_) => false,
         }
@@ -172,12 +185,13 @@ impl Authorizer {
         action: &'static str,
         resource: Resource<'_>,
         repository: Option<&RepositoryAccess>,
+        request_tags: Option<&(dyn Tags + Sync)>,
     ) -> Result<()> {
         let caller = caller_key(ctx);
         if repository.is_some_and(|r| r.allowed(caller, users.generation, action)) {
             return Ok(());
         }
-        let (decision, message, varies) = self.evaluate(ctx, users, action, resource, repository);
+        let (decision, message, varies) = self.evaluate(ctx, users, action, resource, repository, request_tags);
         if decision.is_allowed() {
             if let Some(repository) = repository.filter(|_| !varies) {
                 repository.remember(caller, users.generation, action);
@@ -197,6 +211,7 @@ impl Authorizer {
         action: &str,
         resource: Resource<'_>,
         repository: Option<&RepositoryAccess>,
+        request_tags: Option<&(dyn Tags + Sync)>,
     ) -> (Decision, Option<String>, bool) {
         let identity: &[NamedPolicy] = match &ctx.identity {
             Identity::Anonymous => &self.anonymous,
@@ -212,6 +227,9 @@ impl Authorizer {
         let mut keys = ConditionKeys::new(ctx, &self.account).requested_region(&self.region);
         if let Some(tags) = repository.map(|r| &r.tags).filter(|tags| !tags.is_empty()) {
             keys = keys.resource_tags(tags);
+        }
+        if let Some(tags) = request_tags {
+            keys = keys.request_tags(tags);
         }
         let request = AuthzRequest { action, resource: &resource_arn, keys: &keys };
         let decision = evaluate(&request, &policies);

@@ -252,6 +252,53 @@ async fn custom_wildcard_policies_and_deny_precedence_across_identity_and_reposi
     );
 }
 
+/// Tag-based access control as ECR's guide shows it: the tags a request sets are
+/// `aws:RequestTag/<key>` and `aws:TagKeys` on CreateRepository, TagResource and UntagResource
+/// (whose keys are named without values), so an Allow can demand a tag and a Deny can protect one.
+#[tokio::test]
+async fn request_tags_reach_the_policy_conditions() {
+    let srv = launch().start();
+    let document = json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "OwnTeamOnly", "Effect": "Allow", "Action": ["ecr:CreateRepository", "ecr:TagResource"],
+         "Resource": "*", "Condition": {"StringEquals": {"aws:RequestTag/team": "web"}}},
+        {"Sid": "Untag", "Effect": "Allow", "Action": "ecr:UntagResource", "Resource": "*"},
+        {"Sid": "KeepOwner", "Effect": "Deny", "Action": ["ecr:TagResource", "ecr:UntagResource"],
+         "Resource": "*", "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": ["owner"]}}},
+    ]});
+    let file = srv.data_dir().join("tagged.json");
+    std::fs::write(&file, document.to_string()).unwrap();
+    let ci = add_user(&srv, "tagger", &[file.to_str().unwrap()]).await;
+    let create = |tags: Value| json!({"repositoryName": "web/app", "tags": tags});
+
+    for tags in [json!([]), json!([{"Key": "team", "Value": "api"}])] {
+        let refused = ci.ecr(&srv, "CreateRepository", &create(tags.clone())).await;
+        assert!(denied(&refused), "{tags}: {}", refused.describe());
+    }
+    let refused = ci.ecr(&srv, "CreateRepository", &json!({"repositoryName": "web/app"})).await;
+    assert!(denied(&refused), "no tags: the key is absent, {}", refused.describe());
+    ci.ecr(&srv, "CreateRepository", &create(json!([{"Key": "team", "Value": "web"}]))).await.expect_status(200);
+
+    let arn = format!("arn:aws:ecr:us-east-1:{ACCOUNT}:repository/web/app");
+    let tag = |tags: Value| json!({"resourceArn": arn, "tags": tags});
+    ci.ecr(&srv, "TagResource", &tag(json!([{"Key": "team", "Value": "web"}, {"Key": "env", "Value": "dev"}])))
+        .await
+        .expect_status(200);
+    let refused = ci.ecr(&srv, "TagResource", &tag(json!([{"Key": "team", "Value": "api"}]))).await;
+    assert!(denied(&refused), "{}", refused.describe());
+    root(&srv, "TagResource", &tag(json!([{"Key": "owner", "Value": "ops"}]))).await.expect_status(200);
+    let refused =
+        ci.ecr(&srv, "TagResource", &tag(json!([{"Key": "team", "Value": "web"}, {"Key": "owner", "Value": "me"}])))
+            .await;
+    assert!(refused.json()["message"].as_str().unwrap().ends_with("with an explicit deny in an identity-based policy"));
+    let untag = |keys: Value| json!({"resourceArn": arn, "tagKeys": keys});
+    let refused = ci.ecr(&srv, "UntagResource", &untag(json!(["env", "owner"]))).await;
+    assert!(denied(&refused), "{}", refused.describe());
+    ci.ecr(&srv, "UntagResource", &untag(json!(["env"]))).await.expect_status(200);
+
+    let listed = root(&srv, "ListTagsForResource", &json!({"resourceArn": arn})).await.json();
+    assert_eq!(listed["tags"], json!([{"Key": "team", "Value": "web"}, {"Key": "owner", "Value": "ops"}]));
+}
+
 #[tokio::test]
 async fn policy_changes_on_a_running_server_take_effect_at_once() {
     let srv = launch().start();
