@@ -452,7 +452,7 @@ impl Statement {
             return Truth::False;
         }
         if let Some(principals) = &self.principals
-            && !principals.matches(keys.identity(), keys.account())
+            && !principals.matches(keys.identity(), keys.account(), self.effect)
         {
             return Truth::False;
         }
@@ -565,30 +565,35 @@ impl Resources {
 }
 
 impl Principals {
-    fn matches(&self, identity: &Identity, account: &str) -> bool {
-        self.listed.iter().any(|p| p.matches(identity, account)) != self.negated
+    /// An account (its id or root ARN) in a `Deny`'s `Principal` covers every principal of the
+    /// account. In an `Allow` IAM reads it as delegation — the account's users still need their
+    /// own identity policy's Allow — so there it grants the root alone; in a `NotPrincipal` list
+    /// it exempts the root alone, as AWS documents for `Deny` with `NotPrincipal`.
+    fn matches(&self, identity: &Identity, account: &str, effect: Effect) -> bool {
+        let whole_account = effect == Effect::Deny && !self.negated;
+        self.listed.iter().any(|p| p.matches(identity, account, whole_account)) != self.negated
     }
 }
 
 impl PrincipalPattern {
-    /// An account id or the account's root ARN stands for every principal of the account (that
-    /// is how IAM reads them in a resource policy), a user ARN for that user; anonymous callers
-    /// are of no account.
-    fn matches(&self, identity: &Identity, account: &str) -> bool {
+    /// A user ARN names that user and `*` everyone; an account names its root, or every
+    /// principal of it when `whole_account`; anonymous callers are of no account.
+    fn matches(&self, identity: &Identity, account: &str, whole_account: bool) -> bool {
         if *self == PrincipalPattern::Everyone {
             return true;
         }
         if *identity == Identity::Anonymous {
             return false;
         }
+        let the_account = whole_account || matches!(identity, Identity::Root { .. });
         match self {
-            PrincipalPattern::Account(id) => **id == *account,
+            PrincipalPattern::Account(id) => **id == *account && the_account,
             PrincipalPattern::Arn(arn) => {
                 let Some(rest) = arn.strip_prefix("arn:aws:iam::").and_then(|r| r.strip_prefix(account)) else {
                     return false;
                 };
                 match (rest, identity) {
-                    (":root", _) => true,
+                    (":root", _) => the_account,
                     (rest, Identity::User { name, .. }) => rest.strip_prefix(":user/") == Some(name),
                     _ => false,
                 }

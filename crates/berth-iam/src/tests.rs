@@ -590,9 +590,10 @@ fn principals_and_not_principals() {
         (r#""*""#, &ci, true),
         (r#""*""#, &anonymous, true),
         (r#"{"AWS":"*"}"#, &anonymous, true),
-        (r#"{"AWS":"123456789012"}"#, &ci, true),
+        // An account in an Allow delegates to its identity policies: it grants no user by itself.
+        (r#"{"AWS":"123456789012"}"#, &ci, false),
         (r#"{"AWS":"123456789012"}"#, &anonymous, false),
-        (r#"{"AWS":"arn:aws:iam::123456789012:root"}"#, &alice, true),
+        (r#"{"AWS":"arn:aws:iam::123456789012:root"}"#, &alice, false),
         (r#"{"AWS":"arn:aws:iam::123456789012:root"}"#, &anonymous, false),
         (r#"{"AWS":"arn:aws:iam::123456789012:user/ci"}"#, &ci, true),
         (r#"{"AWS":"arn:aws:iam::123456789012:user/ci"}"#, &alice, false),
@@ -613,8 +614,25 @@ fn principals_and_not_principals() {
         let set = PolicySet { repository: Some(&policy), ..PolicySet::default() };
         assert_eq!(allowed(who, "ecr:PutImage", &resource, &set), expected, "{principal} {who:?}");
     }
-    // NotPrincipal with Deny: everyone but ci, anonymous callers included.
+    // An account in a Deny covers every principal of it; in NotPrincipal only its root.
     let full = [managed(managed::FULL_ACCESS)];
+    for principal in [r#""Principal":{"AWS":"123456789012"}"#, r#""Principal":{"AWS":"arn:aws:iam::123456789012:root"}"#] {
+        let policy = resource_policy(
+            "repo",
+            &format!(r#"{{"Statement":{{"Effect":"Deny",{principal},"Action":"ecr:PutImage"}}}}"#),
+        );
+        let set = PolicySet { identity: &full, repository: Some(&policy), registry: None };
+        assert!(!allowed(&ci, "ecr:PutImage", &resource, &set), "{principal}");
+        assert!(!allowed(&root(), "ecr:PutImage", &resource, &set), "{principal}");
+    }
+    let all_but_root = resource_policy(
+        "repo",
+        r#"{"Statement":{"Effect":"Deny","NotPrincipal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"ecr:PutImage"}}"#,
+    );
+    let set = PolicySet { identity: &full, repository: Some(&all_but_root), registry: None };
+    assert!(!allowed(&ci, "ecr:PutImage", &resource, &set));
+    assert!(allowed(&root(), "ecr:PutImage", &resource, &set));
+    // NotPrincipal with Deny: everyone but ci, anonymous callers included.
     let all_but_ci = resource_policy(
         "repo",
         r#"{"Statement":{"Effect":"Deny","NotPrincipal":{"AWS":"arn:aws:iam::123456789012:user/ci"},"Action":"ecr:PutImage"}}"#,
@@ -655,7 +673,7 @@ fn deny_precedence_across_identity_repository_and_registry_policies() {
     );
     let registry_allow = resource_policy(
         "registry",
-        r#"{"Statement":{"Sid":"Reg","Effect":"Allow","Principal":{"AWS":"123456789012"},"Action":"ecr:PutImage","Resource":"arn:aws:ecr:*:*:repository/team-a/*"}}"#,
+        r#"{"Statement":{"Sid":"Reg","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/ci"},"Action":"ecr:PutImage","Resource":"arn:aws:ecr:*:*:repository/team-a/*"}}"#,
     );
     let registry_deny = resource_policy(
         "registry",
