@@ -43,12 +43,13 @@ allowed() {
 }
 creds() { printf '%s:%s' "$(jq -r .accessKeyId "$T/$1.json")" "$(jq -r .secretAccessKey "$T/$1.json")"; }
 # user_add NAME [--policy P]...: keys to $T/NAME.json, stderr to $T/NAME.err; waits until the
-# running server accepts the key.
+# running server knows the key (403 for a user whose policies do not allow
+# ecr:GetAuthorizationToken, which /v2/ needs of access keys as of tokens).
 user_add() {
   local name=$1; shift
   "$BERTH_BIN" user add "$name" "$@" --data-dir "$T/data" >"$T/$name.json" 2>"$T/$name.err"
   for _ in $(seq 1 50); do
-    [[ $(curl -s -o /dev/null -w '%{http_code}' -u "$(creds "$name")" "http://$REG/v2/") == 200 ]] && return 0; sleep 0.1
+    [[ $(curl -s -o /dev/null -w '%{http_code}' -u "$(creds "$name")" "http://$REG/v2/") =~ ^(200|403)$ ]] && return 0; sleep 0.1
   done
   bad "user $name was not let in"
 }
@@ -119,6 +120,8 @@ allowed "describe-images team-a/web as teama" teama describe-images --repository
 expect "teama sees its image" "$(jq '.imageDetails | length' "$T/out.json")" 1
 denied "describe-images lp/app as teama" teama describe-images --repository-name lp/app
 denied "get-login-password as nobody (no policy)" nobody get-authorization-token
+expect "nor can nobody use its keys on /v2/ instead (403)" \
+  "$(curl -s -o /dev/null -w '%{http_code}' -u "$(creds nobody)" "http://$REG/v2/lp/app/manifests/v1")" 403
 
 section "policy changes on the running server apply at once"
 "$BERTH_BIN" user policy attach nobody AmazonEC2ContainerRegistryReadOnly --data-dir "$T/data" >"$T/attach.json"

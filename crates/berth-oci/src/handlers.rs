@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use berth_registry::{ByteRange, ChunkRange, MountOutcome, Registry, RegistryError, UploadStatus};
+use berth_registry::{ByteRange, ChunkRange, MountOutcome, Registry, RegistryError, Resource, UploadStatus};
 use berth_spec::manifest::MAX_MANIFEST_BYTES;
 use berth_spec::{Digest, NameError, Reference, RepositoryName, Tag, media};
 use berth_storage::ByteStream;
@@ -18,7 +18,7 @@ use crate::endpoint::{Access, Endpoint, Operation, UploadKind};
 use crate::error::{OciError, error_body};
 use crate::query::QueryParams;
 use berth_auth::AuthError;
-use berth_iam::{ConnectionInfo, Identity, RequestContext, Served};
+use berth_iam::{ConnectionInfo, CredentialKind, Identity, RequestContext, Served, actions};
 
 type HandlerResult = Result<Response, OciError>;
 
@@ -118,6 +118,11 @@ async fn authorize_and_dispatch(
     let log_in = || Ok(AuthError::CredentialsRequired.into_response());
     if anonymous && !mode.admits_anonymous() {
         return log_in();
+    }
+    // A key id and secret stand in for the token GetAuthorizationToken would have given, so a
+    // policy denying that action (or allowing it only from some addresses) gates them too.
+    if let Identity::User { via: CredentialKind::AccessKey, .. } = ctx.identity {
+        state.registry.authorizer().authorize(ctx, &[actions::GET_AUTHORIZATION_TOKEN], Resource::Registry).await?;
     }
     let Some(operation) = operation else {
         if anonymous && mode.reads_credentials() {

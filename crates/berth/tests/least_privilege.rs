@@ -46,7 +46,7 @@ impl User {
     }
 }
 
-/// `berth user add NAME --policy P...`, once the server accepts the key.
+/// `berth user add NAME --policy P...`, once the server knows the key.
 async fn add_user(srv: &Server, name: &str, policies: &[&str]) -> User {
     let mut args = vec!["user", "add", name];
     for policy in policies {
@@ -61,12 +61,24 @@ async fn add_user(srv: &Server, name: &str, policies: &[&str]) -> User {
     let secret = created["secretAccessKey"].as_str().unwrap().to_owned();
     let v2 = http_client(Some(&basic(&key, &secret)));
     for _ in 0..100 {
-        if send(v2.get(srv.url("/v2/"))).await.status() == 200 {
+        // 403 once the key is known but its policies do not allow ecr:GetAuthorizationToken
+        // (401 before; 429 while the unknown key's tries have spent the address's budget).
+        if matches!(send(v2.get(srv.url("/v2/"))).await.status(), 200 | 403) {
             return User { name: name.to_owned(), key, secret, v2 };
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("user {name} was not let in");
+}
+
+/// A policy file allowing only ecr:GetAuthorizationToken, which a user needs on `/v2/` even
+/// where a resource policy grants the rest (as on ECR, where docker logs in with its token).
+fn login_only(srv: &Server) -> String {
+    let file = srv.data_dir().join("login-only.json");
+    let document = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}]});
+    std::fs::write(&file, document.to_string()).unwrap();
+    file.to_str().unwrap().to_owned()
 }
 
 /// Polls `check` until it returns true, for at most 3 s (changes by the CLI apply within 1 s).
@@ -214,7 +226,7 @@ async fn custom_wildcard_policies_and_deny_precedence_across_identity_and_reposi
     .await;
     put.expect_error(403, "DENIED");
     assert_eq!(ci.pull(&srv, "team-a/app", "v3").await, 404, "the denied push changed nothing");
-    let outsider = add_user(&srv, "outsider", &[]).await;
+    let outsider = add_user(&srv, "outsider", &[&login_only(&srv)]).await;
     assert_eq!(outsider.pull(&srv, "team-a/app", "v2").await, 200);
     assert_eq!(outsider.pull(&srv, "team-a/prod", "v1").await, 403);
 
@@ -261,7 +273,7 @@ async fn request_tags_reach_the_policy_conditions() {
     let document = json!({"Version": "2012-10-17", "Statement": [
         {"Sid": "OwnTeamOnly", "Effect": "Allow", "Action": ["ecr:CreateRepository", "ecr:TagResource"],
          "Resource": "*", "Condition": {"StringEquals": {"aws:RequestTag/team": "web"}}},
-        {"Sid": "Untag", "Effect": "Allow", "Action": "ecr:UntagResource", "Resource": "*"},
+        {"Sid": "Untag", "Effect": "Allow", "Action": ["ecr:UntagResource", "ecr:GetAuthorizationToken"], "Resource": "*"},
         {"Sid": "KeepOwner", "Effect": "Deny", "Action": ["ecr:TagResource", "ecr:UntagResource"],
          "Resource": "*", "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": ["owner"]}}},
     ]});
@@ -297,6 +309,46 @@ async fn request_tags_reach_the_policy_conditions() {
 
     let listed = root(&srv, "ListTagsForResource", &json!({"resourceArn": arn})).await.json();
     assert_eq!(listed["tags"], json!([{"Key": "team", "Value": "web"}, {"Key": "owner", "Value": "ops"}]));
+}
+
+/// On ECR `/v2/` takes only the token GetAuthorizationToken gives; Berth also takes a key id and
+/// secret, so a policy that denies that action (or allows it only from elsewhere) gates them too.
+#[tokio::test]
+async fn access_keys_on_v2_need_what_a_token_would() {
+    let srv = launch().start();
+    push_image(&srv, "gated", Some("v1")).await;
+    let pull = json!({"Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], "Resource": "*"});
+    let cases = [
+        ("no-login", json!([pull])),
+        ("denied-login", json!([pull, {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+                                  {"Effect": "Deny", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}])),
+        ("elsewhere", json!([pull, {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*",
+                                    "Condition": {"IpAddress": {"aws:SourceIp": "192.0.2.0/24"}}}])),
+    ];
+    for (name, statements) in cases {
+        let file = srv.data_dir().join(format!("{name}.json"));
+        std::fs::write(&file, json!({"Version": "2012-10-17", "Statement": statements}).to_string()).unwrap();
+        let output = srv.cli_output(&["user", "add", name, "--policy", file.to_str().unwrap()]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let created: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let client = http_client(Some(&basic(
+            created["accessKeyId"].as_str().unwrap(),
+            created["secretAccessKey"].as_str().unwrap(),
+        )));
+        let mut refused = send(client.get(srv.url("/v2/"))).await;
+        for _ in 0..100 {
+            if !matches!(refused.status(), 401 | 429) {
+                break;
+            }
+            // The server has not seen the new key yet (or throttles the tries meanwhile).
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            refused = send(client.get(srv.url("/v2/"))).await;
+        }
+        refused.expect_error(403, "DENIED");
+        assert!(refused.text().contains("ecr:GetAuthorizationToken"), "{name}: {}", refused.describe());
+        let manifest = send(client.get(srv.url("/v2/gated/manifests/v1")).header("accept", ALL_MANIFEST_TYPES)).await;
+        manifest.expect_error(403, "DENIED");
+    }
 }
 
 #[tokio::test]
@@ -354,7 +406,7 @@ async fn the_registry_policy_governs_every_repository_under_its_scope() {
         push_image(&srv, repo, Some("v1")).await;
     }
     let ci = add_user(&srv, "ci", &[FULL]).await;
-    let guest = add_user(&srv, "guest", &[]).await;
+    let guest = add_user(&srv, "guest", &[&login_only(&srv)]).await;
 
     let missing = root(&srv, "GetRegistryPolicy", &json!({})).await;
     missing.expect_status(400);
