@@ -299,7 +299,7 @@ async fn get_manifest(
     let reference = existing_reference(registry, &repo, reference).await?;
     let manifest = registry.pull_manifest(ctx, &repo, &reference, is_get).await?;
     if none_match(request, &manifest.digest) {
-        return Ok(not_modified(&manifest.digest));
+        return Ok(not_modified(&manifest.digest, manifest.content.len() as u64));
     }
     let headers = [
         (header::CONTENT_TYPE, header_value(&manifest.media_type)),
@@ -327,9 +327,14 @@ fn none_match(request: &HeaderMap, digest: &Digest) -> bool {
     )
 }
 
-/// A 304 carries the validators a 200 would, and no body.
-fn not_modified(digest: &Digest) -> Response {
-    let headers = [(CONTENT_DIGEST, header_value(digest.as_str())), (header::ETAG, etag(digest))];
+/// A 304 carries the validators a 200 would, and no body; a Content-Length, where one is sent,
+/// must be the 200's (RFC 9110 8.6).
+fn not_modified(digest: &Digest, length: u64) -> Response {
+    let headers = [
+        (CONTENT_DIGEST, header_value(digest.as_str())),
+        (header::ETAG, etag(digest)),
+        (header::CONTENT_LENGTH, HeaderValue::from(length)),
+    ];
     (StatusCode::NOT_MODIFIED, headers).into_response()
 }
 
@@ -385,7 +390,7 @@ async fn head_blob(
     let digest = parse_digest(digest)?;
     let size = registry.pull_blob_size(ctx, &repo, &digest).await?;
     if none_match(headers, &digest) {
-        return Ok(not_modified(&digest));
+        return Ok(not_modified(&digest, size));
     }
     Ok(blob_response(StatusCode::OK, &digest, size, Body::empty()))
 }
@@ -411,8 +416,8 @@ async fn get_blob(
     let repo = Registry::parse_name(name)?;
     let digest = parse_digest(digest)?;
     if none_match(headers, &digest) {
-        registry.pull_blob_size(ctx, &repo, &digest).await?;
-        return Ok(not_modified(&digest));
+        let size = registry.pull_blob_size(ctx, &repo, &digest).await?;
+        return Ok(not_modified(&digest, size));
     }
     // An unparsable Range is ignored, as RFC 9110 says; a parsable but unsatisfiable one is a 416.
     // So is one under an `If-Range` that is not this blob's entity tag (a date never matches:
