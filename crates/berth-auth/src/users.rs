@@ -5,7 +5,8 @@
 //! asks the store for `credentials_generation()` — a counter every user change bumps, whichever
 //! process made it — and reloads the snapshot when it moved. So `berth user add/remove` run
 //! against the data dir of a running server takes effect within about a second (well inside the
-//! promised five); changes made through the same [`Identities`] take effect at once.
+//! promised five); changes made through the same [`Identities`] take effect at once, and so does a
+//! key added elsewhere: a lookup that misses asks the store again.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -234,7 +235,14 @@ impl Identities {
 
     /// The plaintext secret behind an active access key id (HTTP Basic, SigV4).
     pub async fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, Error> {
-        Ok(self.snapshot().await?.access_keys.get(access_key_id).cloned())
+        let asked_at = Instant::now();
+        if let Some(key) = self.snapshot().await?.access_keys.get(access_key_id) {
+            return Ok(Some(key.clone()));
+        }
+        // A key another process just added (`berth user add`) is accepted on its first use, not
+        // up to a second later: a miss asks the store whether anything changed. Failed sign-ins
+        // are throttled per address, so unknown keys cannot turn this into a flood of queries.
+        Ok(self.revalidated(|checked| checked > asked_at).await?.access_keys.get(access_key_id).cloned())
     }
 
     /// Mints a token for an existing user (`GetAuthorizationToken`, `berth token`).
@@ -326,9 +334,18 @@ impl Identities {
         if let Some(snapshot) = self.fresh_snapshot() {
             return Ok(snapshot);
         }
+        self.revalidated(|checked| checked.elapsed() < REVALIDATE_INTERVAL).await
+    }
+
+    /// The snapshot, checked against the store now unless the last check (perhaps by another
+    /// caller that held the refresh lock meanwhile) is `recent_enough`.
+    async fn revalidated(&self, recent_enough: impl Fn(Instant) -> bool) -> Result<Arc<Snapshot>, Error> {
         let _refreshing = self.refresh.lock().await;
-        if let Some(snapshot) = self.fresh_snapshot() {
-            return Ok(snapshot);
+        {
+            let cache = self.read_cache();
+            if cache.checked_at.is_some_and(&recent_enough) {
+                return Ok(cache.snapshot.clone());
+            }
         }
         let generation = self.store.credentials_generation().await?;
         let current = self.read_cache().snapshot.clone();

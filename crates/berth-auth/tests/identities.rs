@@ -165,7 +165,7 @@ async fn within(limit: Duration, what: &str, mut condition: impl AsyncFnMut() ->
 }
 
 #[tokio::test]
-async fn changes_through_another_store_show_up_within_the_cache_window() {
+async fn changes_through_another_store_show_up_at_once_or_within_the_cache_window() {
     let dir = tempfile::tempdir().unwrap();
     let (_store, auth) = server(dir.path(), AuthMode::Required, DEFAULT_TOKEN_LIFETIME).await;
     // `berth user add/remove` in another process: its own connection pool and Identities.
@@ -176,9 +176,13 @@ async fn changes_through_another_store_show_up_within_the_cache_window() {
     assert!(auth.identities().user("bob").await.unwrap().is_none());
     let bob = cli_identities.create_user("bob", &[]).await.unwrap();
     let login = access_key_login(&bob);
-    let took =
-        within(Duration::from_secs(5), "new user visible", async || auth.authenticate(&login).await.is_ok()).await;
-    assert!(took <= berth_auth::REVALIDATE_INTERVAL + Duration::from_millis(1500), "took {took:?}");
+    // A new access key is accepted on its first use, though the cached list is fresh: a miss
+    // asks the store (several users added in a row each work at once).
+    auth.authenticate(&login).await.expect("bob's key at once");
+    for name in ["carol", "dave"] {
+        let added = cli_identities.create_user(name, &[]).await.unwrap();
+        auth.authenticate(&access_key_login(&added)).await.expect("a key added right after another");
+    }
 
     let token = auth.issue_token("bob").await.unwrap();
     let token_login = basic("AWS", &token.token);
