@@ -15,7 +15,7 @@
 //! seconds), and allowed decisions are kept in it per caller, users' generation and action unless
 //! a policy in force reads per-request keys, so a repeated request costs a few map lookups.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -134,7 +134,7 @@ impl Authorizer {
         if is_always_allowed(ctx) {
             return Ok(());
         }
-        let users = self.users.snapshot(&*self.meta).await?;
+        let users = self.users.snapshot_for(&*self.meta, &ctx.identity).await?;
         let repository = self.repository_of(resource).await?;
         for action in actions {
             self.decide(ctx, &users, action, resource, repository.as_deref(), request_tags)?;
@@ -146,7 +146,7 @@ impl Authorizer {
     /// would enforce it, uncached: what `berth policy simulate` and the console's permissions page
     /// show.
     pub async fn explain(&self, ctx: &RequestContext, action: &str, resource: Resource<'_>) -> Result<Explanation> {
-        let users = self.users.snapshot(&*self.meta).await?;
+        let users = self.users.snapshot_for(&*self.meta, &ctx.identity).await?;
         let repository = self.repository_of(resource).await?;
         let (decision, message, _) = self.evaluate(ctx, &users, action, resource, repository.as_deref(), None);
         Ok(Explanation { decision, message })
@@ -159,7 +159,7 @@ impl Authorizer {
             return true;
         }
         let Ok(name) = listed.name.parse::<RepositoryName>() else { return false };
-        let Ok(users) = self.users.snapshot(&*self.meta).await else { return false };
+        let Ok(users) = self.users.snapshot_for(&*self.meta, &ctx.identity).await else { return false };
         match self.repository(&name, Some(&listed.settings)).await {
             Ok(repository) => {
                 self.decide(ctx, &users, action, Resource::Repository(&listed.name), Some(&repository), None).is_ok()
@@ -318,6 +318,8 @@ struct AccessSnapshot {
     /// The store's (credentials, registry settings) generations they were read at (`None`: never).
     generation: Option<(i64, i64)>,
     users: HashMap<String, Box<[NamedPolicy]>>,
+    /// Every user's name, with policies or without: a caller not among them was added since.
+    known_users: HashSet<String>,
     /// The registry policy, as a resource policy.
     registry_policy: Option<NamedPolicy>,
     /// `REGISTRY_POLICY_SCOPE` is V2 (the registry policy governs every action), not V1
@@ -372,9 +374,11 @@ impl AccessSnapshot {
                     NamedPolicy::fail_closed("registry", deny_all_but_the_root(SizeLimit::REGISTRY_POLICY))
                 }
             });
+        let known_users = meta.list_users().await?.into_iter().map(|user| user.name).collect();
         Ok(AccessSnapshot {
             generation: Some(generation),
             users,
+            known_users,
             registry_policy,
             registry_policy_everywhere: settings.value(AccountSetting::RegistryPolicyScope) == "V2",
             blob_mounting: settings.value(AccountSetting::BlobMounting) == "ENABLED",
@@ -401,9 +405,36 @@ impl SnapshotCache {
         if let Some(snapshot) = self.fresh() {
             return Ok(snapshot);
         }
+        self.revalidated(meta, |checked| checked.elapsed() < USER_POLICIES_REVALIDATE).await
+    }
+
+    /// The snapshot for `identity`'s request. A user the snapshot does not know was added since
+    /// (by another process: `berth user add`, whose key authentication accepts at once), so its
+    /// policies are read at once too rather than up to a second later.
+    async fn snapshot_for(&self, meta: &dyn MetadataStore, identity: &Identity) -> Result<Arc<AccessSnapshot>> {
+        let asked_at = Instant::now();
+        let snapshot = self.snapshot(meta).await?;
+        match identity {
+            Identity::User { name, .. } if !snapshot.known_users.contains(name) => {
+                self.revalidated(meta, |checked| checked > asked_at).await
+            }
+            _ => Ok(snapshot),
+        }
+    }
+
+    /// The snapshot, compared with the store's generations now unless the last comparison (perhaps
+    /// by another caller that held the refresh lock meanwhile) is `recent_enough`.
+    async fn revalidated(
+        &self,
+        meta: &dyn MetadataStore,
+        recent_enough: impl Fn(Instant) -> bool,
+    ) -> Result<Arc<AccessSnapshot>> {
         let _refreshing = self.refresh.lock().await;
-        if let Some(snapshot) = self.fresh() {
-            return Ok(snapshot);
+        {
+            let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+            if current.1.is_some_and(&recent_enough) {
+                return Ok(current.0.clone());
+            }
         }
         // The generations are read before the policies, so a change in between is seen again on
         // the next check, never missed.
