@@ -378,6 +378,22 @@ def test_batch_get_image_and_the_retag_idiom(ecr, repo, images):
            imageIds=[{"imageTag": "v1"}])
 
 
+def test_batch_get_image_answers_an_id_once_and_bounds_its_answer(ecr, repo, images):
+    _, manifest, _, _ = images.image(repo, "v1")
+    got = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "v1"}] * 3)
+    assert [i["imageId"]["imageTag"] for i in got["images"]] == ["v1"], "an id asked for twice is answered once"
+    # Five tags of a 3.5 MiB manifest: more than the 16 MiB one answer carries.
+    big = json.loads(manifest)
+    big["annotations"] = {"pad": "x" * (3_500_000)}
+    text = json.dumps(big)
+    for i in range(5):
+        ecr.put_image(repositoryName=repo, imageManifest=text, imageTag=f"big{i}")
+    four = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": f"big{i}"} for i in range(4)])
+    assert len(four["images"]) == 4
+    raises(ecr, "LimitExceededException", ecr.batch_get_image, repositoryName=repo,
+           imageIds=[{"imageTag": f"big{i}"} for i in range(5)])
+
+
 def test_describe_images_by_id_fails_whole_call_on_a_missing_one(ecr, repo, images):
     digest, _, _, _ = images.image(repo, "v1")
     found = ecr.describe_images(repositoryName=repo, imageIds=[{"imageTag": "v1"}, {"imageDigest": digest}])

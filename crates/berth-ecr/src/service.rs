@@ -64,6 +64,11 @@ pub struct RegistryBackend {
     tokens: Arc<dyn TokenIssuer>,
 }
 
+/// Manifest bytes one BatchGetImage answer carries at most: 100 ids of 4 MiB manifests would make
+/// a 400 MiB answer (twice over while it is encoded), which any reader could ask for many times
+/// at once. Four of the largest manifests fit; retagging and pulls ask for one.
+const BATCH_GET_IMAGE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Why the scanning operations cannot do what they ask.
 const NO_SCANNER: &str = "Berth has no vulnerability scanner: images are not scanned";
 /// Why managed signing is refused.
@@ -550,20 +555,31 @@ impl EcrBackend for RegistryBackend {
     async fn batch_get_image(
         &self,
         ctx: &RequestContext,
-        request: BatchGetImageRequest,
+        mut request: BatchGetImageRequest,
     ) -> Result<BatchGetImageResponse, EcrError> {
         let name = self.repository(&request.registry_id, &request.repository_name)?;
         let repo = name.as_str();
+        // An id asked for twice is answered once: each answer holds the whole manifest.
+        let mut asked = HashSet::new();
+        request.image_ids.retain(|id| asked.insert((id.image_digest.clone(), id.image_tag.clone())));
         let (selectors, failures) = selectors(&request.image_ids);
         // acceptedMediaTypes is not a filter: Berth never converts between formats and returns
         // the exact bytes pushed, which is what retagging with PutImage needs.
         let found = self.registry.resolve_images(&name, &selectors, Some(ctx)).await.map_err(self.fail(repo))?;
         let mut response = BatchGetImageResponse { images: vec![], failures: vec![] };
+        let mut answered_bytes = 0;
         for (id, outcome) in request.image_ids.into_iter().zip(outcomes(failures, found)) {
             match outcome {
                 Err(failure) => response.failures.push(failure),
                 Ok(Ok(image)) => {
                     let manifest = image.manifest;
+                    answered_bytes += manifest.content.len();
+                    if answered_bytes > BATCH_GET_IMAGE_BYTES {
+                        return Err(EcrError::LimitExceeded(format!(
+                            "the images asked for hold more than {} MiB of manifests; ask for fewer at a time",
+                            BATCH_GET_IMAGE_BYTES >> 20
+                        )));
+                    }
                     response.images.push(Image {
                         registry_id: self.config.registry_id.clone(),
                         repository_name: repo.into(),
@@ -586,9 +602,16 @@ impl EcrBackend for RegistryBackend {
         let repo = name.as_str();
         // ECR's own checks, before the manifest grammar: JSON at all, and a media type from the
         // manifest or the request (the /v2/ plane would infer one from the shape instead).
-        let json: serde_json::Value = serde_json::from_str(&request.image_manifest)
+        // Typed, so nothing but `mediaType` is kept: a tree of every value would take ~70 times
+        // a 4 MiB manifest of small numbers.
+        #[derive(serde::Deserialize)]
+        struct Probe {
+            #[serde(rename = "mediaType")]
+            media_type: Option<serde::de::IgnoredAny>,
+        }
+        let probe: Probe = serde_json::from_str(&request.image_manifest)
             .map_err(|_| EcrError::invalid_parameter("ImageManifest", "Invalid JSON syntax"))?;
-        if json.get("mediaType").is_none() && request.image_manifest_media_type.is_none() {
+        if probe.media_type.is_none() && request.image_manifest_media_type.is_none() {
             return Err(EcrError::invalid_parameter(
                 "imageManifestMediaType",
                 "If you push an image manifest that does not contain the mediaType field, you must specify the imageManifestMediaType in the request",
