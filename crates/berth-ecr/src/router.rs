@@ -11,7 +11,9 @@
 //! key id (which is no secret) but not its secret can make the server read one. Such bodies share
 //! [`UNVERIFIED_BODY_BUDGET`] server-wide, so together they can never exhaust memory.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use axum::Router;
@@ -47,18 +49,88 @@ pub enum Authentication {
 /// across all requests; past it such requests get `ThrottlingException` (SDKs retry it). Room for
 /// two of the largest (`UploadLayerPart`, about 26.7 MiB).
 pub const UNVERIFIED_BODY_BUDGET: usize = 64 << 20;
+/// The part of [`UNVERIFIED_BODY_BUDGET`] one client address may hold: one of the largest bodies,
+/// so a client that stalls its bodies (whoever knows a key id gets that far) leaves the other
+/// half to everyone else.
+pub const UNVERIFIED_BODY_ADDRESS_SHARE: usize = 32 << 20;
 
 #[derive(Clone)]
 pub struct EcrService {
     backend: Arc<dyn EcrBackend>,
     authentication: Authentication,
-    /// One permit per byte of [`UNVERIFIED_BODY_BUDGET`].
-    unverified_bodies: Arc<Semaphore>,
+    unverified_bodies: UnverifiedBudget,
 }
 
 impl EcrService {
     pub fn new(backend: Arc<dyn EcrBackend>, authentication: Authentication) -> Self {
-        EcrService { backend, authentication, unverified_bodies: Arc::new(Semaphore::new(UNVERIFIED_BODY_BUDGET)) }
+        let unverified_bodies = UnverifiedBudget::new(UNVERIFIED_BODY_BUDGET, UNVERIFIED_BODY_ADDRESS_SHARE);
+        EcrService { backend, authentication, unverified_bodies }
+    }
+}
+
+/// Bytes held per client address.
+type ByAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// Bytes of unverified bodies held: by all requests together, and by each client address.
+#[derive(Clone)]
+struct UnverifiedBudget {
+    /// One permit per byte.
+    total: Arc<Semaphore>,
+    by_address: ByAddress,
+    address_share: usize,
+}
+
+/// What one request holds of an [`UnverifiedBudget`], given back when dropped.
+#[derive(Debug, Default)]
+struct Held {
+    permit: Option<OwnedSemaphorePermit>,
+    /// The address charged, and with how many bytes.
+    address: Option<(ByAddress, IpAddr, usize)>,
+}
+
+impl UnverifiedBudget {
+    fn new(total: usize, address_share: usize) -> Self {
+        UnverifiedBudget { total: Arc::new(Semaphore::new(total)), by_address: Arc::default(), address_share }
+    }
+
+    /// Adds `bytes` to what `held` holds for a request from `address`, if both the address's
+    /// share and the total allow it.
+    fn take(&self, held: &mut Held, address: Option<IpAddr>, bytes: usize) -> Result<(), EcrError> {
+        let refused = || EcrError::Throttling("Too many request bytes await signature verification; retry later".into());
+        if let Some(address) = address {
+            let mut by_address = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+            let charged = by_address.entry(address).or_default();
+            if *charged + bytes > self.address_share {
+                if *charged == 0 {
+                    by_address.remove(&address);
+                }
+                return Err(refused());
+            }
+            *charged += bytes;
+            let (_, _, mine) = held.address.get_or_insert_with(|| (self.by_address.clone(), address, 0));
+            *mine += bytes;
+        }
+        let permit =
+            u32::try_from(bytes).ok().and_then(|n| self.total.clone().try_acquire_many_owned(n).ok()).ok_or_else(refused)?;
+        match &mut held.permit {
+            Some(held) => held.merge(permit),
+            None => held.permit = Some(permit),
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some((by_address, address, bytes)) = self.address.take() {
+            let mut by_address = by_address.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(charged) = by_address.get_mut(&address) {
+                *charged = charged.saturating_sub(bytes);
+                if *charged == 0 {
+                    by_address.remove(&address);
+                }
+            }
+        }
     }
 }
 
@@ -222,7 +294,8 @@ async fn serve(
         Authentication::SigV4(secrets) => {
             let head = RequestHead { method: &parts.method, uri: &parts.uri, headers: &parts.headers };
             let pending = sigv4::authenticate(head, SystemTime::now(), secrets.as_ref()).await?;
-            let (body, held) = read_body(&parts.headers, body, limit, Some(&service.unverified_bodies)).await?;
+            let budget = (&service.unverified_bodies, ctx.source_ip);
+            let (body, held) = read_body(&parts.headers, body, limit, Some(budget)).await?;
             ctx.identity = pending.verify(&body)?;
             drop(held);
             body
@@ -236,14 +309,15 @@ async fn serve(
 }
 
 /// At most `limit` bytes of body; a larger declared length is refused before any is read. With a
-/// `budget`, every byte read takes a permit from it first, held until the caller drops the
-/// returned permit (once the signature is checked); an exhausted budget refuses the request.
+/// `budget` (and the client's address), every byte read is charged to it first, held until the
+/// caller drops the returned [`Held`] (once the signature is checked); an exhausted budget, or
+/// the address's exhausted share of it, refuses the request.
 async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
-    budget: Option<&Arc<Semaphore>>,
-) -> Result<(Bytes, Option<OwnedSemaphorePermit>), EcrError> {
+    budget: Option<(&UnverifiedBudget, Option<IpAddr>)>,
+) -> Result<(Bytes, Held), EcrError> {
     let too_large = || EcrError::RequestTooLarge(format!("Request body is larger than {limit} bytes"));
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
@@ -252,7 +326,7 @@ async fn read_body(
     }
     // Reserved, not touched: a length that lies costs address space, not memory.
     let mut content = BytesMut::with_capacity(declared.map_or(0, |len| len as usize));
-    let mut held: Option<OwnedSemaphorePermit> = None;
+    let mut held = Held::default();
     let mut body = Limited::new(body, limit);
     while let Some(frame) = body.frame().await {
         let data = match frame {
@@ -263,17 +337,8 @@ async fn read_body(
             Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
             Err(err) => return Err(EcrError::Serialization(format!("Could not read the request body: {err}"))),
         };
-        if let Some(budget) = budget {
-            let permit = u32::try_from(data.len())
-                .ok()
-                .and_then(|bytes| budget.clone().try_acquire_many_owned(bytes).ok())
-                .ok_or_else(|| {
-                    EcrError::Throttling("Too many request bytes await signature verification; retry later".into())
-                })?;
-            match &mut held {
-                Some(held) => held.merge(permit),
-                None => held = Some(permit),
-            }
+        if let Some((budget, address)) = budget {
+            budget.take(&mut held, address, data.len())?;
         }
         content.extend_from_slice(&data);
     }
@@ -398,24 +463,32 @@ mod tests {
     use super::*;
 
     /// Bodies awaiting their signature share one budget: what one holds, another cannot take,
-    /// and it comes back when the holder lets go.
+    /// and it comes back when the holder lets go. One address holds at most its share.
     #[tokio::test]
     async fn unverified_bodies_share_one_budget() {
-        let budget = Arc::new(Semaphore::new(100));
+        let budget = UnverifiedBudget::new(100, 70);
         let headers = HeaderMap::new();
-        let read = |len: usize| read_body(&headers, Body::from(vec![7u8; len]), 1000, Some(&budget));
-        let (first, held) = read(60).await.unwrap();
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let read = |len: usize, from: IpAddr| {
+            read_body(&headers, Body::from(vec![7u8; len]), 1000, Some((&budget, Some(from))))
+        };
+        let (first, held) = read(60, a).await.unwrap();
         assert_eq!(first.len(), 60);
-        assert_eq!(budget.available_permits(), 40);
-        let refused = read(60).await.unwrap_err();
-        assert_eq!(refused.wire_type(), "ThrottlingException");
-        assert_eq!(budget.available_permits(), 40, "a refused body keeps nothing");
-        drop(held);
-        let (second, _held) = read(60).await.unwrap();
+        assert_eq!(budget.total.available_permits(), 40);
+        let refused = read(20, a).await.unwrap_err();
+        assert_eq!(refused.wire_type(), "ThrottlingException", "past the address's share");
+        let (_, other) = read(40, b).await.unwrap();
+        let refused = read(10, b).await.unwrap_err();
+        assert_eq!(refused.wire_type(), "ThrottlingException", "past the whole budget");
+        assert_eq!(budget.total.available_permits(), 0, "a refused body keeps nothing");
+        drop((held, other));
+        assert_eq!(budget.total.available_permits(), 100);
+        assert!(budget.by_address.lock().unwrap().is_empty(), "nothing stays charged");
+        let (second, _held) = read(60, a).await.unwrap();
         assert_eq!(second, vec![7u8; 60]);
         // Without a budget (signatures off) only the operation's limit applies.
         let (unbudgeted, none) = read_body(&headers, Body::from(vec![1u8; 500]), 1000, None).await.unwrap();
-        assert!(unbudgeted.len() == 500 && none.is_none());
+        assert!(unbudgeted.len() == 500 && none.permit.is_none());
         let too_large = read_body(&headers, Body::from(vec![1u8; 1001]), 1000, None).await.unwrap_err();
         assert_eq!(too_large.wire_type(), "RequestEntityTooLargeException");
     }
