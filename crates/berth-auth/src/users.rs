@@ -347,13 +347,15 @@ impl Identities {
                 return Ok(cache.snapshot.clone());
             }
         }
+        // Stamped before the store is asked: what it answers is at least this recent.
+        let checked_at = Instant::now();
         let generation = self.store.credentials_generation().await?;
         let current = self.read_cache().snapshot.clone();
         // Reading the generation before the users means a change in between is seen again on the
         // next check, never missed.
         let snapshot =
             if current.generation == Some(generation) { current } else { Arc::new(self.load(generation).await?) };
-        *self.write_cache() = Cache { snapshot: snapshot.clone(), checked_at: Some(Instant::now()) };
+        *self.write_cache() = Cache { snapshot: snapshot.clone(), checked_at: Some(checked_at) };
         Ok(snapshot)
     }
 

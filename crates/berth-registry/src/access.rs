@@ -438,6 +438,8 @@ impl SnapshotCache {
         }
         // The generations are read before the policies, so a change in between is seen again on
         // the next check, never missed.
+        // Stamped before the store is asked: what it answers is at least this recent.
+        let checked_at = Instant::now();
         let generation = (meta.credentials_generation().await?, meta.registry_settings_generation().await?);
         let current = self.current.read().unwrap_or_else(|e| e.into_inner()).0.clone();
         let snapshot = if current.generation == Some(generation) {
@@ -445,7 +447,7 @@ impl SnapshotCache {
         } else {
             Arc::new(AccessSnapshot::load(meta, generation).await?)
         };
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = (snapshot.clone(), Some(Instant::now()));
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = (snapshot.clone(), Some(checked_at));
         Ok(snapshot)
     }
 
