@@ -96,7 +96,8 @@ impl UnverifiedBudget {
     /// Adds `bytes` to what `held` holds for a request from `address`, if both the address's
     /// share and the total allow it.
     fn take(&self, held: &mut Held, address: Option<IpAddr>, bytes: usize) -> Result<(), EcrError> {
-        let refused = || EcrError::Throttling("Too many request bytes await signature verification; retry later".into());
+        let refused =
+            || EcrError::Throttling("Too many request bytes await signature verification; retry later".into());
         if let Some(address) = address {
             let mut by_address = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
             let charged = by_address.entry(address).or_default();
@@ -110,8 +111,10 @@ impl UnverifiedBudget {
             let (_, _, mine) = held.address.get_or_insert_with(|| (self.by_address.clone(), address, 0));
             *mine += bytes;
         }
-        let permit =
-            u32::try_from(bytes).ok().and_then(|n| self.total.clone().try_acquire_many_owned(n).ok()).ok_or_else(refused)?;
+        let permit = u32::try_from(bytes)
+            .ok()
+            .and_then(|n| self.total.clone().try_acquire_many_owned(n).ok())
+            .ok_or_else(refused)?;
         match &mut held.permit {
             Some(held) => held.merge(permit),
             None => held.permit = Some(permit),

@@ -344,12 +344,17 @@ impl EcrBackend for RegistryBackend {
         let authorizer = self.registry.authorizer();
         let actions = [action];
         match resources {
-            Resources::Registry => authorizer.authorize_with(ctx, &actions, Resource::Registry, request_tags).await.map_err(self.fail("")),
+            Resources::Registry => {
+                authorizer.authorize_with(ctx, &actions, Resource::Registry, request_tags).await.map_err(self.fail(""))
+            }
             Resources::AllRepositories { registry_id } => {
                 if let Some(id) = registry_id.filter(|id| *id != self.config.registry_id) {
                     return Err(EcrError::registry_not_found(id));
                 }
-                authorizer.authorize_with(ctx, &actions, Resource::AllRepositories, request_tags).await.map_err(self.fail(""))
+                authorizer
+                    .authorize_with(ctx, &actions, Resource::AllRepositories, request_tags)
+                    .await
+                    .map_err(self.fail(""))
             }
             Resources::Repository { registry_id, name } => {
                 let repo = self.repository(&registry_id.map(str::to_owned), name)?;

@@ -616,7 +616,9 @@ fn principals_and_not_principals() {
     }
     // An account in a Deny covers every principal of it; in NotPrincipal only its root.
     let full = [managed(managed::FULL_ACCESS)];
-    for principal in [r#""Principal":{"AWS":"123456789012"}"#, r#""Principal":{"AWS":"arn:aws:iam::123456789012:root"}"#] {
+    for principal in
+        [r#""Principal":{"AWS":"123456789012"}"#, r#""Principal":{"AWS":"arn:aws:iam::123456789012:root"}"#]
+    {
         let policy = resource_policy(
             "repo",
             &format!(r#"{{"Statement":{{"Effect":"Deny",{principal},"Action":"ecr:PutImage"}}}}"#),

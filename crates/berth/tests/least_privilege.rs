@@ -298,9 +298,9 @@ async fn request_tags_reach_the_policy_conditions() {
     let refused = ci.ecr(&srv, "TagResource", &tag(json!([{"Key": "team", "Value": "api"}]))).await;
     assert!(denied(&refused), "{}", refused.describe());
     root(&srv, "TagResource", &tag(json!([{"Key": "owner", "Value": "ops"}]))).await.expect_status(200);
-    let refused =
-        ci.ecr(&srv, "TagResource", &tag(json!([{"Key": "team", "Value": "web"}, {"Key": "owner", "Value": "me"}])))
-            .await;
+    let refused = ci
+        .ecr(&srv, "TagResource", &tag(json!([{"Key": "team", "Value": "web"}, {"Key": "owner", "Value": "me"}])))
+        .await;
     assert!(refused.json()["message"].as_str().unwrap().ends_with("with an explicit deny in an identity-based policy"));
     let untag = |keys: Value| json!({"resourceArn": arn, "tagKeys": keys});
     let refused = ci.ecr(&srv, "UntagResource", &untag(json!(["env", "owner"]))).await;
@@ -317,13 +317,20 @@ async fn request_tags_reach_the_policy_conditions() {
 async fn access_keys_on_v2_need_what_a_token_would() {
     let srv = launch().start();
     push_image(&srv, "gated", Some("v1")).await;
-    let pull = json!({"Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], "Resource": "*"});
+    let pull =
+        json!({"Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], "Resource": "*"});
     let cases = [
         ("no-login", json!([pull])),
-        ("denied-login", json!([pull, {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
-                                  {"Effect": "Deny", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}])),
-        ("elsewhere", json!([pull, {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*",
-                                    "Condition": {"IpAddress": {"aws:SourceIp": "192.0.2.0/24"}}}])),
+        (
+            "denied-login",
+            json!([pull, {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+                                  {"Effect": "Deny", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}]),
+        ),
+        (
+            "elsewhere",
+            json!([pull, {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*",
+                                    "Condition": {"IpAddress": {"aws:SourceIp": "192.0.2.0/24"}}}]),
+        ),
     ];
     for (name, statements) in cases {
         let file = srv.data_dir().join(format!("{name}.json"));
