@@ -388,11 +388,22 @@ async fn head_blob(
 ) -> HandlerResult {
     let repo = Registry::parse_name(name)?;
     let digest = parse_digest(digest)?;
-    let size = registry.pull_blob_size(ctx, &repo, &digest).await?;
-    if none_match(headers, &digest) {
-        return Ok(not_modified(&digest, size));
+    blob_without_body(registry, ctx, &repo, &digest, headers).await
+}
+
+/// A blob's answer without its bytes: HEAD's, and GET's when `If-None-Match` names it (304).
+async fn blob_without_body(
+    registry: &Registry,
+    ctx: &RequestContext,
+    repo: &RepositoryName,
+    digest: &Digest,
+    headers: &HeaderMap,
+) -> HandlerResult {
+    let size = registry.pull_blob_size(ctx, repo, digest).await?;
+    if none_match(headers, digest) {
+        return Ok(not_modified(digest, size));
     }
-    Ok(blob_response(StatusCode::OK, &digest, size, Body::empty()))
+    Ok(blob_response(StatusCode::OK, digest, size, Body::empty()))
 }
 
 fn blob_response(status: StatusCode, digest: &Digest, length: u64, body: Body) -> Response {
@@ -416,8 +427,7 @@ async fn get_blob(
     let repo = Registry::parse_name(name)?;
     let digest = parse_digest(digest)?;
     if none_match(headers, &digest) {
-        let size = registry.pull_blob_size(ctx, &repo, &digest).await?;
-        return Ok(not_modified(&digest, size));
+        return blob_without_body(registry, ctx, &repo, &digest, headers).await;
     }
     // An unparsable Range is ignored, as RFC 9110 says; a parsable but unsatisfiable one is a 416.
     // So is one under an `If-Range` that is not this blob's entity tag (a date never matches:

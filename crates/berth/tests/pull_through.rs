@@ -50,9 +50,14 @@ fn error_type(r: &Resp) -> String {
 #[tokio::test]
 async fn rules_validate_against_an_upstream_berth_with_stored_credentials() {
     let upstream = Launch::new().start();
-    let user: Value =
-        serde_json::from_str(&upstream.cli(&["user", "add", "puller", "--policy", "AmazonEC2ContainerRegistryPullOnly"]))
-            .unwrap();
+    let user: Value = serde_json::from_str(&upstream.cli(&[
+        "user",
+        "add",
+        "puller",
+        "--policy",
+        "AmazonEC2ContainerRegistryPullOnly",
+    ]))
+    .unwrap();
     let (key, secret) = (user["accessKeyId"].as_str().unwrap(), user["secretAccessKey"].as_str().unwrap());
 
     let mut srv = Launch::new().root_keys(ROOT_KEY, ROOT_SECRET).start();
