@@ -19,7 +19,7 @@ import urllib.parse
 import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -147,6 +147,26 @@ def one(driver, css):
     return driver.find_element(By.CSS_SELECTOR, css)
 
 
+def settled(driver, page):
+    """Waits until `page` (the old document's root) is gone and the new document has finished
+    loading, so elements found next belong to the document that stays."""
+    wait(driver, EC.staleness_of(page))
+    wait(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def click(locate, attempts=3):
+    """Clicks what `locate()` finds, locating it again if the document it was found in was
+    replaced before the click landed (ChromeDriver: a stale element, or "Node with given id does
+    not belong to the document"); a click that keeps failing raises."""
+    for attempt in range(attempts):
+        try:
+            return locate().click()
+        except (StaleElementReferenceException, WebDriverException) as error:
+            replaced = isinstance(error, StaleElementReferenceException) or "does not belong to the document" in str(error)
+            if not replaced or attempt == attempts - 1:
+                raise
+
+
 def all_of(driver, css):
     return driver.find_elements(By.CSS_SELECTOR, css)
 
@@ -185,7 +205,7 @@ def confirm_dialog(driver, screenshot=None):
         shot(driver, screenshot, full_page=False)
     page = driver.find_element(By.TAG_NAME, "html")
     dialog.find_element(By.CSS_SELECTOR, ".confirm-ok").click()
-    wait(driver, EC.staleness_of(page))
+    settled(driver, page)
     return message
 
 
@@ -390,7 +410,7 @@ def check_admin(driver):
     row = f'#users tr[data-user="temp-user"]'
     expect("the new key is shown Active", one(driver, row + " .key-status").text, "Active")
 
-    one(driver, row + " button.key-toggle").click()
+    click(lambda: one(driver, row + " button.key-toggle"))
     message = confirm_dialog(driver, screenshot="07-admin-deactivate")
     expect("deactivating a key asks first", message.startswith("Deactivate the access key of temp-user?"), True)
     wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".notice.success")))
@@ -406,14 +426,14 @@ def check_admin(driver):
     # Activating asks nothing: wait for the answer's page, as confirm_dialog does, since the
     # deactivation's success notice is still shown until then.
     page = driver.find_element(By.TAG_NAME, "html")
-    one(driver, row + " button.key-toggle").click()
-    wait(driver, EC.staleness_of(page))
+    click(lambda: one(driver, row + " button.key-toggle"))
+    settled(driver, page)
     wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".notice.success")))
     expect("activated again, the key is shown Active", one(driver, row + " .key-status").text, "Active")
     expect("and works on /v2/ again", http("GET", "/v2/", headers={"Authorization": f"Basic {auth}"})[0], 200)
     expect("and with the aws CLI", subprocess.run(describe, env=ecr_env, capture_output=True).returncode, 0)
 
-    one(driver, row + " button.delete-user").click()
+    click(lambda: one(driver, row + " button.delete-user"))
     message = confirm_dialog(driver)
     expect("deleting a user asks first", message.startswith("Delete user temp-user?"), True)
     wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".notice.success")))
@@ -441,19 +461,19 @@ def check_actions(driver):
     expect("add tag: the chip appears", tags, ["latest", "stable"])
     expect("add tag: /v2/ lists it", "stable" in (v2_tags(WEB) or []), True)
 
-    card(driver, web["index"]).find_element(By.CSS_SELECTOR, '.tag[data-tag="stable"] button').click()
+    click(lambda: card(driver, web["index"]).find_element(By.CSS_SELECTOR, '.tag[data-tag="stable"] button'))
     message = confirm_dialog(driver)
     expect("remove tag asks first and says the image stays", "The image stays" in message, True)
     wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".notice.success")))
     expect("remove tag: /v2/ no longer lists it", "stable" in (v2_tags(WEB) or []), False)
     expect("remove tag: the image stays", registry_has(WEB, web["index"]), True)
 
-    one(driver, "#toggle-mutability").click()
+    click(lambda: one(driver, "#toggle-mutability"))
     confirm_dialog(driver)
     wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".notice.success")))
     expect("tag immutability on: the badge shows", "immutable tags" in one(driver, ".page-head").text, True)
     expect("and the tags carry a lock", len(card(driver, web["index"]).find_elements(By.CSS_SELECTOR, ".lock")), 1)
-    one(driver, "#toggle-mutability").click()
+    click(lambda: one(driver, "#toggle-mutability"))
     confirm_dialog(driver)
     wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".notice.success")))
     expect("tag immutability off again", "immutable tags" in one(driver, ".page-head").text, False)
@@ -481,7 +501,7 @@ def check_actions(driver):
 
     lc = load("lc.json")
     driver.get(BASE + f"/console/repositories/{LC}")
-    card(driver, lc["u1"]).find_element(By.CSS_SELECTOR, "button.delete-image").click()
+    click(lambda: card(driver, lc["u1"]).find_element(By.CSS_SELECTOR, "button.delete-image"))
     confirm_dialog(driver)
     wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".notice.success")))
     expect("delete image with confirmation: /v2/ no longer serves it", registry_has(LC, lc["u1"]), False)
