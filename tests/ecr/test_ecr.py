@@ -1159,7 +1159,12 @@ def test_repository_policy(ecr, repo):
     assert ecr.set_repository_policy(repositoryName=repo, policyText=deny, force=True)["policyText"] == deny
     for bad, says in (("{not json", "not valid JSON"), ('{"Statement": []}', "must not be empty"),
                       ('{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*"}]}',
-                       "Principal")):
+                       "Principal"),
+                      # ECR refuses a Resource in a repository policy (the repository is the resource).
+                      ('{"Statement": {"Effect": "Allow", "Principal": "*", "Action": "ecr:BatchGetImage",'
+                       ' "Resource": "*"}}', "Statement: a repository policy names no Resource or NotResource"),
+                      ('{"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "ecr:*"}, {"Effect": "Deny",'
+                       ' "Principal": "*", "Action": "ecr:*", "NotResource": "*"}]}', "Statement[1]: a repository")):
         message = raises(ecr, "InvalidParameterException", ecr.set_repository_policy, repositoryName=repo,
                          policyText=bad)
         assert message.startswith("Invalid parameter at 'PolicyText' failed to satisfy constraint: "

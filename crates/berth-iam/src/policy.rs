@@ -213,6 +213,22 @@ impl Policy {
         Policy::parse(text, PolicyKind::Resource, limit)
     }
 
+    /// Parses a repository policy being set, as ECR accepts one: a resource policy whose
+    /// statements name no `Resource` or `NotResource` (the repository is the resource; ECR
+    /// answers "Invalid repository policy provided" to one that does). Policies stored before
+    /// this check are still evaluated, through [`Policy::parse_resource`].
+    pub fn parse_repository(text: &str) -> Result<Policy, PolicyError> {
+        let policy = Policy::parse_resource(text, SizeLimit::REPOSITORY_POLICY)?;
+        if let Some(i) = policy.statements.iter().position(|s| s.resources.is_some()) {
+            let at = if policy.statements.len() == 1 { "Statement".to_owned() } else { format!("Statement[{i}]") };
+            return Err(PolicyError::new(
+                &at,
+                "a repository policy names no Resource or NotResource: the repository it is set on is its resource",
+            ));
+        }
+        Ok(policy)
+    }
+
     pub fn parse(text: &str, kind: PolicyKind, limit: SizeLimit) -> Result<Policy, PolicyError> {
         limit.check(text)?;
         if kind == PolicyKind::Identity

@@ -1063,6 +1063,25 @@ fn statement_with(extra: &str) -> String {
 }
 
 #[test]
+fn repository_policies_name_no_resource() {
+    let allow = r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"ecr:BatchGetImage"}}"#;
+    assert!(Policy::parse_repository(allow).is_ok());
+    let with = |element: &str| {
+        format!(
+            r#"{{"Statement":[{{"Effect":"Allow","Principal":"*","Action":"ecr:*"}},{{"Effect":"Deny","Principal":"*","Action":"ecr:*","{element}":"*"}}]}}"#
+        )
+    };
+    for element in ["Resource", "NotResource"] {
+        let text = with(element);
+        assert_eq!(
+            Policy::parse_repository(&text).expect_err(&text).to_string(),
+            "Statement[1]: a repository policy names no Resource or NotResource: the repository it is set on is its resource"
+        );
+        assert!(Policy::parse_resource(&text, SizeLimit::REPOSITORY_POLICY).is_ok(), "a stored one still evaluates");
+    }
+}
+
+#[test]
 fn error_size_limits() {
     let padded = |n: usize| {
         format!(r#"{{"Statement":{{"Effect":"Allow","Principal":"*","Action":"ecr:*","Sid":"{}"}}}}"#, "a".repeat(n))

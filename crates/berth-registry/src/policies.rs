@@ -367,9 +367,9 @@ impl Registry {
     }
 
     /// Sets the repository policy once it parses as an IAM resource policy Berth can evaluate
-    /// (conditions included).
+    /// (conditions included) and names no `Resource`, as ECR requires.
     pub async fn set_repository_policy(&self, ctx: &RequestContext, repo: &RepositoryName, text: &str) -> Result<()> {
-        berth_iam::Policy::parse_resource(text, berth_iam::SizeLimit::REPOSITORY_POLICY)
+        berth_iam::Policy::parse_repository(text)
             .map_err(|e| RegistryError::PolicyInvalid { kind: PolicyKind::Repository, reason: e.to_string() })?;
         self.update_settings(ctx, repo, |settings| {
             settings.repository_policy = Some(text.to_owned());

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::Ordering;
 
-use berth_iam::{RequestContext, SizeLimit};
+use berth_iam::RequestContext;
 use berth_meta::{MetaError, Millis, Repository, TemplateRecord};
 use berth_spec::RepositoryName;
 use serde::{Deserialize, Serialize};
@@ -95,7 +95,7 @@ impl TemplateSettings {
                 .map_err(|e| RegistryError::PolicyInvalid { kind: PolicyKind::Lifecycle, reason: e.to_string() })?;
         }
         if let Some(text) = &self.repository_policy {
-            berth_iam::Policy::parse_resource(text, SizeLimit::REPOSITORY_POLICY)
+            berth_iam::Policy::parse_repository(text)
                 .map_err(|e| RegistryError::PolicyInvalid { kind: PolicyKind::Repository, reason: e.to_string() })?;
         }
         if self.resource_tags.len() > MAX_RESOURCE_TAGS {
