@@ -61,7 +61,7 @@ impl Registry {
         content_type: Option<&str>,
         content: &[u8],
     ) -> Result<PutManifestOutcome> {
-        let manifest = Manifest::parse(content, content_type)?;
+        let manifest = Manifest::parse_pushed(content, content_type)?;
         let (digest, tag) = match reference {
             Reference::Digest(expected) => {
                 let actual = Digest::of(expected.algorithm(), content);

@@ -45,6 +45,10 @@ pub enum ManifestError {
     MissingMediaType,
     #[error("{media_type} manifest lacks required field {field:?}")]
     MissingField { media_type: String, field: &'static str },
+    #[error(
+        "{media_type} manifest has the field {field:?}, which only {belongs_to} have; a manifest is one kind or the other"
+    )]
+    AmbiguousField { media_type: String, field: &'static str, belongs_to: &'static str },
     #[error("manifest is larger than {MAX_MANIFEST_BYTES} bytes")]
     TooLarge,
     #[error("manifest JSON has the key {key:?} twice in the object at {at:?}; each key may appear once")]
@@ -131,12 +135,28 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Parses `bytes` pushed with Content-Type `content_type` (if any).
+    /// Parses a manifest being pushed with Content-Type `content_type` (if any): as
+    /// [`Manifest::parse`], and a document with the fields of both kinds (an image manifest
+    /// listing `manifests`, an index with `config` or `layers`) is refused, since the same bytes
+    /// would be an image in one repository and an index in another (CVE-2021-41190;
+    /// distribution and containers/image refuse them too).
+    pub fn parse_pushed(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, ManifestError> {
+        Manifest::parse_as(bytes, content_type, true)
+    }
+
+    /// Parses `bytes` stored (or pushed) with media type `content_type` (if any). Lenient about
+    /// fields of the other kind, which manifests stored before that check may have.
     pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, ManifestError> {
+        Manifest::parse_as(bytes, content_type, false)
+    }
+
+    fn parse_as(bytes: &[u8], content_type: Option<&str>, unambiguous: bool) -> Result<Manifest, ManifestError> {
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(ManifestError::TooLarge);
         }
-        let header = content_type.map(media::essence).filter(|s| !s.is_empty());
+        // Media types are case-insensitive (RFC 9110 8.3.1); the registered ones are lower case.
+        let header = content_type.map(media::essence).filter(|s| !s.is_empty()).map(str::to_ascii_lowercase);
+        let header = header.as_deref();
         if header.is_some_and(is_schema1) {
             return Err(ManifestError::Schema1);
         }
@@ -149,7 +169,7 @@ impl Manifest {
             return Err(ManifestError::SchemaVersion);
         }
         let media_type = match (&raw.media_type, header) {
-            (Some(body), Some(header)) if body != header => {
+            (Some(body), Some(header)) if !body.eq_ignore_ascii_case(header) => {
                 return Err(ManifestError::MediaTypeMismatch { header: header.to_owned(), body: body.clone() });
             }
             (Some(body), _) => body.clone(),
@@ -165,6 +185,17 @@ impl Manifest {
             other => return Err(ManifestError::UnsupportedMediaType(other.to_owned())),
         };
         let missing = |field| ManifestError::MissingField { media_type: media_type.clone(), field };
+        if unambiguous {
+            let foreign = match kind {
+                ManifestKind::Image => raw.manifests.is_some().then_some(("manifests", "indexes")),
+                ManifestKind::Index => [("config", raw.config.is_some()), ("layers", raw.layers.is_some())]
+                    .into_iter()
+                    .find_map(|(field, present)| present.then_some((field, "image manifests"))),
+            };
+            if let Some((field, belongs_to)) = foreign {
+                return Err(ManifestError::AmbiguousField { media_type: media_type.clone(), field, belongs_to });
+            }
+        }
         // The image spec requires `layers` (an artifact may list none, `[]`, but must say so);
         // Docker's schema 2 has it in every manifest its clients write.
         let (config, layers, manifests) = match kind {
@@ -408,6 +439,35 @@ mod tests {
         );
         assert_eq!(Manifest::parse(no_mt.as_bytes(), None).unwrap().media_type, media::OCI_INDEX);
         assert_eq!(Manifest::parse(no_mt.as_bytes(), Some(media::DOCKER_LIST)).unwrap().media_type, media::DOCKER_LIST);
+        // Media types compare case-insensitively; one taken from the header is stored in lower case.
+        let mixed = "Application/Vnd.OCI.Image.Manifest.v1+JSON";
+        assert_eq!(Manifest::parse(body.as_bytes(), Some(mixed)).unwrap().media_type, media::OCI_MANIFEST);
+        assert_eq!(
+            Manifest::parse(no_mt.as_bytes(), Some("Application/Vnd.OCI.Image.Index.v1+json")).unwrap().media_type,
+            media::OCI_INDEX
+        );
+    }
+
+    #[test]
+    fn pushed_manifests_are_one_kind() {
+        let config =
+            format!(r#""config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{}","size":2}}"#, d('a'));
+        let manifests =
+            format!(r#""manifests":[{{"mediaType":"{}","digest":"{}","size":1}}]"#, media::OCI_MANIFEST, d('b'));
+        let both = format!(r#"{{"schemaVersion":2,{config},"layers":[],{manifests}}}"#);
+        let as_image = Manifest::parse_pushed(both.as_bytes(), Some(media::OCI_MANIFEST));
+        assert!(matches!(&as_image, Err(ManifestError::AmbiguousField { field: "manifests", .. })), "{as_image:?}");
+        let as_index = Manifest::parse_pushed(both.as_bytes(), Some(media::OCI_INDEX));
+        assert!(matches!(&as_index, Err(ManifestError::AmbiguousField { field: "config", .. })), "{as_index:?}");
+        let index_with_layers =
+            format!(r#"{{"schemaVersion":2,"mediaType":"{}","layers":[],{manifests}}}"#, media::OCI_INDEX);
+        assert!(matches!(
+            Manifest::parse_pushed(index_with_layers.as_bytes(), None),
+            Err(ManifestError::AmbiguousField { field: "layers", .. })
+        ));
+        // Stored manifests are read leniently, as they were accepted before the check.
+        assert_eq!(Manifest::parse(both.as_bytes(), Some(media::OCI_INDEX)).unwrap().kind, ManifestKind::Index);
+        assert!(Manifest::parse_pushed(image(media::OCI_MANIFEST).as_bytes(), None).is_ok());
     }
 
     #[test]
