@@ -70,6 +70,19 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// The methods the endpoint serves, as a 405's `Allow` header lists them (RFC 9110 15.5.6).
+    pub fn allowed_methods(&self) -> &'static str {
+        match self {
+            Endpoint::Base | Endpoint::Catalog | Endpoint::Tags { .. } | Endpoint::Referrers { .. } => "GET, HEAD",
+            Endpoint::Manifest { .. } => "GET, HEAD, PUT, DELETE",
+            Endpoint::Blob { .. } => "GET, HEAD, DELETE",
+            Endpoint::UploadStart { .. } => "POST",
+            Endpoint::Upload { .. } => "GET, PATCH, PUT, DELETE",
+        }
+    }
+}
+
 /// A request the `/v2/` plane serves: an endpoint and a method. Names and references are
 /// still unvalidated text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,6 +304,31 @@ mod tests {
         assert_eq!(p("/v2/a/blobs/uploads/"), Some(UploadStart { name: "a".into() }));
         assert_eq!(p("/v2/a/b/blobs/uploads/123"), Some(Upload { name: "a/b".into(), id: "123".into() }));
         assert_eq!(p("/v2/a/referrers/sha256:x"), Some(Referrers { name: "a".into(), digest: "sha256:x".into() }));
+    }
+
+    /// A 405's `Allow` lists exactly the methods that make an operation of the endpoint.
+    #[test]
+    fn allowed_methods_are_the_served_ones() {
+        let methods = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"];
+        for path in [
+            "/v2/",
+            "/v2/_catalog",
+            "/v2/a/tags/list",
+            "/v2/a/manifests/v1",
+            "/v2/a/blobs/d",
+            "/v2/a/blobs/uploads/",
+            "/v2/a/blobs/uploads/1",
+            "/v2/a/referrers/d",
+        ] {
+            let endpoint = p(path).unwrap();
+            let served: Vec<&str> = methods
+                .into_iter()
+                .filter(|m| Operation::new(endpoint.clone(), &Method::from_bytes(m.as_bytes()).unwrap()).is_some())
+                .collect();
+            let mut allowed: Vec<&str> = endpoint.allowed_methods().split(", ").collect();
+            allowed.sort_by_key(|m| methods.iter().position(|x| x == m));
+            assert_eq!(allowed, served, "{path}");
+        }
     }
 
     #[test]

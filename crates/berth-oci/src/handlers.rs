@@ -59,6 +59,7 @@ fn plain_error(status: StatusCode, code: &str, message: &str) -> Response {
 /// log, metrics and audit trail.
 async fn route(state: AppState, endpoint: Endpoint, mut request: Request) -> Response {
     let mut ctx = request_context(&mut request);
+    let allowed_methods = endpoint.allowed_methods();
     let operation = Operation::new(endpoint, request.method());
     let mut served = match &operation {
         Some(operation) => operation.served(),
@@ -75,6 +76,9 @@ async fn route(state: AppState, endpoint: Endpoint, mut request: Request) -> Res
         served.error = Some((code, message));
         err.into_response_with_id(&ctx.request_id)
     });
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allowed_methods));
+    }
     response.extensions_mut().insert(ctx);
     response.extensions_mut().insert(served);
     response
@@ -353,6 +357,11 @@ async fn put_manifest(
         .map(|t| t.parse::<Tag>().map_err(|_| RegistryError::ManifestInvalid(format!("invalid tag {t:?} in ?tag="))))
         .collect::<Result<Vec<_>, _>>()?;
     let content_type = manifest_content_type(request.headers())?;
+    // A declared length over the limit is refused before any of the body is read.
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_MANIFEST_BYTES as u64) {
+        return Err(RegistryError::ManifestTooLarge { limit: MAX_MANIFEST_BYTES }.into());
+    }
     let limited = http_body_util::Limited::new(request.into_body(), MAX_MANIFEST_BYTES);
     let content = match limited.collect().await {
         Ok(c) => c.to_bytes(),

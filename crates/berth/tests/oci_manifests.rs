@@ -435,6 +435,74 @@ async fn content_type_and_media_type_mismatch() {
     send(srv.get("/v2/mismatch/manifests/bad")).await.expect_error(404, "MANIFEST_UNKNOWN");
 }
 
+/// Media types are case-insensitive (RFC 9110 8.3.1): a Content-Type in another case is the same
+/// type, and one taken from the header alone is served in lower case.
+#[tokio::test]
+async fn content_type_case_is_ignored() {
+    let srv = Server::start();
+    let img = push_image(&srv, "ctcase", None).await;
+    put_manifest(&srv, "ctcase", "v1", "Application/Vnd.OCI.Image.Manifest.v1+JSON", &img.manifest)
+        .await
+        .expect_status(201);
+    let child = img.descriptor();
+    let index = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [child]})).unwrap();
+    put_manifest(&srv, "ctcase", "list", "APPLICATION/VND.OCI.IMAGE.INDEX.V1+JSON", &index).await.expect_status(201);
+    let g = send(srv.get("/v2/ctcase/manifests/list")).await;
+    g.expect_status(200);
+    assert_eq!(g.header("content-type"), Some(OCI_INDEX), "{}", g.describe());
+}
+
+/// A document with the fields of both kinds would be an image in one repository and an index in
+/// another (CVE-2021-41190): refused whichever type it is pushed as, and nothing is stored.
+#[tokio::test]
+async fn ambiguous_manifests_are_refused() {
+    let srv = Server::start();
+    let img = push_image(&srv, "ambiguous", Some("base")).await;
+    let mut both: Value = serde_json::from_slice(&img.manifest).unwrap();
+    both.as_object_mut().unwrap().remove("mediaType");
+    both["manifests"] = json!([img.descriptor()]);
+    let both = serde_json::to_vec(&both).unwrap();
+    for ct in [OCI_MANIFEST, OCI_INDEX] {
+        let r = put_manifest(&srv, "ambiguous", "both", ct, &both).await;
+        r.expect_error(400, "MANIFEST_INVALID");
+        assert!(r.text().contains("a manifest is one kind or the other"), "{}", r.describe());
+    }
+    send(srv.get("/v2/ambiguous/manifests/both")).await.expect_error(404, "MANIFEST_UNKNOWN");
+}
+
+/// A declared Content-Length over the manifest limit is answered at once, before any body.
+#[tokio::test]
+async fn oversized_manifest_length_is_refused_before_the_body() {
+    use std::io::{Read, Write};
+    let srv = Server::start();
+    let mut stream = std::net::TcpStream::connect(srv.base().trim_start_matches("http://")).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "PUT /v2/big/app/manifests/v1 HTTP/1.1\r\nHost: x\r\nContent-Type: {OCI_MANIFEST}\r\nContent-Length: 99999999999\r\n\r\n{{}}"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = stream.read(&mut answer).expect("an answer without waiting for the body");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("SIZE_INVALID"), "{answer}");
+}
+
+/// A 405 lists what the endpoint serves (RFC 9110 15.5.6).
+#[tokio::test]
+async fn method_not_allowed_lists_the_allowed() {
+    let srv = Server::start();
+    for (method, path, allowed) in [
+        (reqwest::Method::PATCH, "/v2/a/b/manifests/v1", "GET, HEAD, PUT, DELETE"),
+        (reqwest::Method::PUT, "/v2/_catalog", "GET, HEAD"),
+        (reqwest::Method::GET, "/v2/a/b/blobs/uploads/", "POST"),
+    ] {
+        let r = send(srv.request(method, path)).await;
+        r.expect_error(405, "UNSUPPORTED");
+        assert_eq!(r.header("allow"), Some(allowed), "{}", r.describe());
+    }
+}
+
 #[tokio::test]
 async fn missing_blob_is_manifest_blob_unknown() {
     let srv = Server::start();
