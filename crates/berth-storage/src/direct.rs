@@ -19,6 +19,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Alignment of direct transfers and of where they start in a file: the page size, and at least
 /// 4 KiB, the largest logical block size of common disks. Page-sized, so a page of a file is
@@ -98,6 +99,31 @@ impl Drop for AlignedBuffer {
 impl AsRef<[u8]> for AlignedBuffer {
     fn as_ref(&self) -> &[u8] {
         self.filled()
+    }
+}
+
+/// Direct uploads under way at most. Each holds up to three [`CHUNK`] buffers (one filling
+/// while its client sends, one being written, one spare), so a crowd of clients stalling in mid
+/// body would otherwise pin a megabyte each; past this, uploads go through the page cache.
+const WRITERS_MAX: usize = 16;
+static WRITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// One of the [`WRITERS_MAX`] places for a direct upload, given back when dropped.
+pub(crate) struct WriterSlot(());
+
+impl WriterSlot {
+    /// A free place, or `None` when [`WRITERS_MAX`] direct uploads are under way.
+    pub(crate) fn take() -> Option<WriterSlot> {
+        WRITERS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < WRITERS_MAX).then_some(n + 1))
+            .ok()
+            .map(|_| WriterSlot(()))
+    }
+}
+
+impl Drop for WriterSlot {
+    fn drop(&mut self) {
+        WRITERS.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -127,6 +127,10 @@ const WRITE_BATCH: usize = 256 * 1024;
 /// (big uploads outrunning the disk), and this thread serves other requests too.
 const INLINE_WRITE_MAX: usize = 16 * 1024;
 
+/// How long received bytes of an upload may wait in memory for more before they are written:
+/// a client that stalls in mid body then holds no more than one socket read of the server's.
+const IDLE_FLUSH: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Writes an upload's chunks as they arrive, without copying them: chunks gather into a batch
 /// that one blocking task writes while the next batch is received (and hashed) meanwhile.
 struct BatchWriter {
@@ -185,6 +189,21 @@ enum UploadWriter {
 }
 
 impl UploadWriter {
+    /// Whether received bytes wait in memory that [`UploadWriter::flush`] would write out: a
+    /// batch does; a direct upload's partly filled buffer cannot be written until it is full
+    /// (alignment), and [`direct::WriterSlot`] bounds how many of those there are.
+    fn holds_unwritten(&self) -> bool {
+        matches!(self, UploadWriter::Batched(writer) if writer.batch_len > 0)
+    }
+
+    /// Starts writing what a batch holds (see [`UploadWriter::holds_unwritten`]).
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            UploadWriter::Batched(writer) if writer.batch_len > 0 => writer.start_write().await,
+            _ => Ok(()),
+        }
+    }
+
     async fn push(&mut self, chunk: bytes::Bytes) -> io::Result<()> {
         match self {
             UploadWriter::Batched(writer) => writer.push(chunk).await,
@@ -218,16 +237,18 @@ struct DirectWriter {
     spare: Option<direct::AlignedBuffer>,
     /// File offset of `filling`'s first byte, a multiple of `direct::align()`.
     position: u64,
+    _slot: direct::WriterSlot,
 }
 
 impl DirectWriter {
-    fn new(buffered: std::fs::File, direct: std::fs::File, position: u64) -> DirectWriter {
+    fn new(buffered: std::fs::File, direct: std::fs::File, position: u64, slot: direct::WriterSlot) -> DirectWriter {
         DirectWriter {
             files: Some(DirectFiles { buffered, direct: Some(direct) }),
             in_flight: None,
             filling: direct::AlignedBuffer::new(),
             spare: None,
             position,
+            _slot: slot,
         }
     }
 
@@ -657,7 +678,16 @@ impl BlobStore for FsBlobStore {
         let mut first_len = 0;
         let mut ended = false;
         while first_len < WRITE_BATCH {
-            match data.next().await {
+            // A client that pauses gets what it sent written rather than held.
+            let next = if first_len == 0 {
+                data.next().await
+            } else {
+                match tokio::time::timeout(IDLE_FLUSH, data.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                }
+            };
+            match next {
                 Some(Ok(chunk)) => {
                     observe(&chunk);
                     first_len += chunk.len();
@@ -672,12 +702,17 @@ impl BlobStore for FsBlobStore {
         }
         // A large body goes on directly from the first aligned offset after the first batch
         // (see `direct`): what passes it waits in `carry`.
-        let carry = if ended { Vec::new() } else { split_off_unaligned(&mut first, offset + first_len as u64) };
+        let slot = if ended { None } else { direct::WriterSlot::take() };
+        let carry = match slot {
+            Some(_) => split_off_unaligned(&mut first, offset + first_len as u64),
+            None => Vec::new(),
+        };
         let first_end = offset + (first_len - carry.iter().map(bytes::Bytes::len).sum::<usize>()) as u64;
         let opened = if ended && first_len <= INLINE_WRITE_MAX {
             write_first_batch(&path, offset, &first, false)
         } else {
-            tokio::task::spawn_blocking(move || write_first_batch(&path, offset, &first, !ended))
+            let direct = slot.is_some();
+            tokio::task::spawn_blocking(move || write_first_batch(&path, offset, &first, direct))
                 .await
                 .map_err(io::Error::other)?
         };
@@ -686,8 +721,8 @@ impl BlobStore for FsBlobStore {
         if current != offset {
             return Err(StoreError::OffsetMismatch { current });
         }
-        let mut writer = match direct {
-            Some(direct) => UploadWriter::Direct(DirectWriter::new(file, direct, first_end)),
+        let mut writer = match direct.zip(slot) {
+            Some((direct, slot)) => UploadWriter::Direct(DirectWriter::new(file, direct, first_end, slot)),
             None => UploadWriter::Batched(BatchWriter {
                 file: Some(file),
                 in_flight: None,
@@ -705,7 +740,20 @@ impl BlobStore for FsBlobStore {
             }
         }
         while received.is_ok() && !ended {
-            let Some(chunk) = data.next().await else { break };
+            let next = if writer.holds_unwritten() {
+                match tokio::time::timeout(IDLE_FLUSH, data.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        if let Err(e) = writer.flush().await {
+                            received = Err(e.into());
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                data.next().await
+            };
+            let Some(chunk) = next else { break };
             let chunk = match chunk {
                 Ok(chunk) => chunk,
                 Err(e) => {
@@ -900,6 +948,41 @@ mod tests {
             read.extend_from_slice(&piece);
         }
         assert!(read == content, "every byte of the deleted blob, in order");
+    }
+
+    /// A client that stalls in mid body has what it sent written, not held in memory: in the
+    /// first batch, and in a later one (all uploads beyond the direct ones go batched).
+    #[tokio::test]
+    async fn a_stalled_body_is_written_while_it_waits() {
+        use crate::BlobStore;
+        use futures::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(super::FsBlobStore::open(dir.path()).await.unwrap());
+        // Hold every direct place, so the upload goes batched past its first batch.
+        let _held: Vec<_> = std::iter::from_fn(super::direct::WriterSlot::take).collect();
+        store.create_upload("up").await.unwrap();
+        let (sender, receiver) = futures::channel::mpsc::unbounded::<std::io::Result<bytes::Bytes>>();
+        let appending = {
+            let store = store.clone();
+            tokio::spawn(async move { store.append("up", 0, receiver.boxed(), &mut |_| {}).await })
+        };
+        let length = || std::fs::metadata(dir.path().join("uploads/up")).map(|m| m.len()).unwrap_or(0);
+        let waits_for = |want: u64| async move {
+            for _ in 0..100 {
+                if length() == want {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            false
+        };
+        sender.unbounded_send(Ok(bytes::Bytes::from(vec![1u8; 100_000]))).unwrap();
+        assert!(waits_for(100_000).await, "the first batch's bytes are written while the body stalls");
+        sender.unbounded_send(Ok(bytes::Bytes::from(vec![2u8; 300_000]))).unwrap();
+        sender.unbounded_send(Ok(bytes::Bytes::from(vec![3u8; 50_000]))).unwrap();
+        assert!(waits_for(450_000).await, "so are a later batch's");
+        drop(sender);
+        assert_eq!(appending.await.unwrap().unwrap(), 450_000);
     }
 
     /// Spans of a blob read directly (where the filesystem takes `O_DIRECT`) come out as read
