@@ -930,13 +930,21 @@ impl EcrBackend for RegistryBackend {
     ) -> Result<DescribeImageSigningStatusResponse, EcrError> {
         let digest = self.image_digest(&request).await?;
         let name = self.repository(&request.registry_id, &request.repository_name)?;
-        let referrers =
-            self.registry.referrers(&name, &digest, None).await.map_err(self.fail(&request.repository_name))?;
-        let signing_statuses = referrers
-            .iter()
-            .filter(|r| r.artifact_type.as_deref().is_some_and(|t| SIGNATURE_TYPES.contains(&t)))
-            .map(|_| ImageSigningStatus { status: SigningStatus::Complete })
-            .collect();
+        let (mut signatures, mut after) = (0, None);
+        loop {
+            let page = self
+                .registry
+                .referrers(&name, &digest, SIGNATURE_TYPES, after.as_ref(), usize::MAX)
+                .await
+                .map_err(self.fail(&request.repository_name))?;
+            signatures += page.referrers.len();
+            match page.referrers.last() {
+                Some(last) if page.more => after = Some(last.digest.clone()),
+                _ => break,
+            }
+        }
+        let signing_statuses =
+            (0..signatures).map(|_| ImageSigningStatus { status: SigningStatus::Complete }).collect();
         Ok(DescribeImageSigningStatusResponse {
             repository_name: request.repository_name,
             image_id: ImageIdentifier { image_digest: Some(digest.to_string()), image_tag: request.image_id.image_tag },
@@ -1146,20 +1154,13 @@ impl EcrBackend for RegistryBackend {
         let pager = Pager::new(Endpoint::ListImageReferrers, &scope);
         let after = pager.resume(request.next_token.as_deref())?.map(|key| token_digest(&key[0])).transpose()?;
         let limit = request.page_size();
-        let mut referrers: Vec<_> = self
-            .registry
-            .referrers(&name, &subject, None)
-            .await
-            .map_err(self.fail(repo))?
-            .into_iter()
-            .filter(|r| after.as_ref().is_none_or(|after| &r.digest > after))
-            .filter(|r| types.is_empty() || r.artifact_type.as_ref().is_some_and(|t| types.contains(t)))
-            .take(limit + 1)
-            .collect();
-        let more = referrers.len() > limit;
-        referrers.truncate(limit);
-        let next_token = pager.next_token(more, &referrers, |last| vec![last.digest.to_string()]);
-        let referrers = referrers
+        let types: Vec<&str> = types.iter().map(String::as_str).collect();
+        // A page also ends early when its annotations reach `REFERRERS_PAGE_BYTES`.
+        let page =
+            self.registry.referrers(&name, &subject, &types, after.as_ref(), limit).await.map_err(self.fail(repo))?;
+        let next_token = pager.next_token(page.more, &page.referrers, |last| vec![last.digest.to_string()]);
+        let referrers = page
+            .referrers
             .into_iter()
             .map(|r| ImageReferrer {
                 digest: r.digest.to_string(),

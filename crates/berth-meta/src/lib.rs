@@ -187,6 +187,23 @@ impl StorageClass {
 }
 
 /// An image an `update_storage_class` moved (the image named, or a child that went with its index).
+/// A manifest as a referrers listing describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferrerRecord {
+    pub digest: Digest,
+    pub media_type: String,
+    pub artifact_type: Option<String>,
+    /// The manifest's length in bytes.
+    pub size: u64,
+    /// Its `annotations` JSON object when it has one of at most [`INLINE_ANNOTATIONS`] characters.
+    pub annotations: Option<String>,
+    /// Characters of its `annotations` JSON, 0 without: a listing budgets its pages by it.
+    pub annotations_len: u64,
+}
+
+/// Annotations longer than this are left out of [`ManifestStore::referrers`]' records.
+pub const INLINE_ANNOTATIONS: u64 = 64 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageClassChange {
     pub digest: Digest,
@@ -370,8 +387,20 @@ pub trait ManifestStore: Send + Sync {
     async fn delete_tag(&self, origin: &Origin, repo: &RepositoryName, tag: &Tag) -> Result<Option<Digest>>;
     /// Tags sorted byte-wise, strictly after `last`, at most `limit`.
     async fn list_tags(&self, repo: &RepositoryName, last: Option<&str>, limit: Option<usize>) -> Result<Vec<String>>;
-    /// Manifests in `repo` whose `subject` is `subject`, sorted by digest.
-    async fn referrers(&self, repo: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>>;
+    /// Manifests in `repo` whose `subject` is `subject`, sorted by digest, after `after`, at most
+    /// `limit`: what a referrers listing says of each, without the manifest's bytes, and with
+    /// its annotations only up to [`INLINE_ANNOTATIONS`] characters (a manifest's may be
+    /// megabytes; [`ManifestStore::annotations`] reads longer ones).
+    async fn referrers(
+        &self,
+        repo: &RepositoryName,
+        subject: &Digest,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<ReferrerRecord>>;
+    /// The `annotations` JSON object of manifest `digest` in `repo`, `None` if it has none (or
+    /// the manifest is gone).
+    async fn annotations(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<String>>;
     /// Digests of indexes in `repo` that list `child`, sorted.
     async fn parents(&self, repo: &RepositoryName, child: &Digest) -> Result<Vec<Digest>>;
     /// Images sorted by digest, strictly after `after`, at most `limit`.

@@ -13,8 +13,8 @@ use crate::sql::{
     size_param, stored_size,
 };
 use crate::{
-    EventKind, ImageRecord, ManifestRecord, ManifestStore, MetaError, Millis, Origin, PutManifest, PutOutcome, Result,
-    SqlStore, StorageClass, StorageClassChange,
+    EventKind, INLINE_ANNOTATIONS, ImageRecord, ManifestRecord, ManifestStore, MetaError, Millis, Origin, PutManifest,
+    PutOutcome, ReferrerRecord, Result, SqlStore, StorageClass, StorageClassChange,
 };
 
 /// Restores `$2` and every manifest it lists from the archive, as of `$3`.
@@ -427,14 +427,48 @@ where
             .await?)
     }
 
-    async fn referrers(&self, repo: &RepositoryName, subject: &Digest) -> Result<Vec<ManifestRecord>> {
-        let rows: Vec<ManifestRow> =
-            sqlx::query_as(select_manifest!("WHERE m.repo = $1 AND m.subject = $2 ORDER BY m.digest"))
+    async fn referrers(
+        &self,
+        repo: &RepositoryName,
+        subject: &Digest,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<ReferrerRecord>> {
+        let rows: Vec<(String, String, Option<String>, i64, Option<String>, i64)> = sqlx::query_as(
+            "SELECT digest, media_type, artifact_type, CAST(LENGTH(content) AS BIGINT), \
+             CASE WHEN LENGTH(annotations) <= $5 THEN annotations END, \
+             CAST(COALESCE(LENGTH(annotations), 0) AS BIGINT) FROM manifests \
+             WHERE repo = $1 AND subject = $2 AND digest > $3 ORDER BY digest LIMIT $4",
+        )
+        .bind(repo.as_str())
+        .bind(subject.as_str())
+        .bind(after.map_or("", Digest::as_str))
+        .bind(limit_param(limit))
+        .bind(INLINE_ANNOTATIONS as i64)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter()
+            .map(|(digest, media_type, artifact_type, size, annotations, annotations_len)| {
+                Ok(ReferrerRecord {
+                    digest: parse_digest(&digest)?,
+                    media_type,
+                    artifact_type,
+                    size: stored_size(size)?,
+                    annotations,
+                    annotations_len: stored_size(annotations_len)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn annotations(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<String>> {
+        let found: Option<Option<String>> =
+            sqlx::query_scalar("SELECT annotations FROM manifests WHERE repo = $1 AND digest = $2")
                 .bind(repo.as_str())
-                .bind(subject.as_str())
-                .fetch_all(&self.readers)
+                .bind(digest.as_str())
+                .fetch_optional(&self.readers)
                 .await?;
-        rows.into_iter().map(TryInto::try_into).collect()
+        Ok(found.flatten())
     }
 
     async fn parents(&self, repo: &RepositoryName, child: &Digest) -> Result<Vec<Digest>> {

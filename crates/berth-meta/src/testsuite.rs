@@ -636,6 +636,14 @@ async fn manifest_deletion(store: &dyn MetadataStore) {
     assert!(store.get_manifest(&repo, &by_digest(&keeper)).await.unwrap().is_some());
 }
 
+async fn all_referrers(
+    store: &dyn MetadataStore,
+    repo: &RepositoryName,
+    subject: &Digest,
+) -> Vec<crate::ReferrerRecord> {
+    store.referrers(repo, subject, None, 100).await.unwrap()
+}
+
 async fn referrers_and_subjects(store: &dyn MetadataStore) {
     let repo = new_repo(store, "referrers").await;
     let subject = push_image(store, &repo, &unique("subject"), 1, Some(&tag("app"))).await;
@@ -657,13 +665,25 @@ async fn referrers_and_subjects(store: &dyn MetadataStore) {
         pushed.push((digest, artifact_type));
     }
     pushed.sort();
-    let found = store.referrers(&repo, &subject).await.unwrap();
-    let found: Vec<_> =
-        found.iter().map(|m| (m.digest.clone(), m.artifact_type.as_deref().unwrap(), m.subject.as_ref())).collect();
-    let expected: Vec<_> = pushed.iter().map(|(d, t)| (d.clone(), *t, Some(&subject))).collect();
-    assert_eq!(found, expected, "sorted by digest");
-    assert!(store.referrers(&repo, &other_subject).await.unwrap().is_empty());
-    assert!(store.referrers(&new_repo(store, "referrers-other").await, &subject).await.unwrap().is_empty());
+    let found = all_referrers(store, &repo, &subject).await;
+    let listed: Vec<_> = found.iter().map(|m| (m.digest.clone(), m.artifact_type.as_deref().unwrap())).collect();
+    let expected: Vec<_> = pushed.iter().map(|(d, t)| (d.clone(), *t)).collect();
+    assert_eq!(listed, expected, "sorted by digest");
+    let stored = store.get_manifest(&repo, &by_digest(&pushed[0].0)).await.unwrap().unwrap();
+    assert_eq!(
+        (found[0].size, found[0].media_type.as_str()),
+        (stored.content.len() as u64, stored.media_type.as_str())
+    );
+    assert_eq!(found[0].annotations_len, r#"{"kind":"referrer"}"#.len() as u64);
+    assert_eq!(found[0].annotations.as_deref(), Some(r#"{"kind":"referrer"}"#), "short ones come along");
+    assert_eq!(store.annotations(&repo, &pushed[0].0).await.unwrap().as_deref(), Some(r#"{"kind":"referrer"}"#));
+    // Pages: after a digest, at most so many.
+    let page = store.referrers(&repo, &subject, Some(&pushed[0].0), 1).await.unwrap();
+    assert_eq!(page.iter().map(|m| &m.digest).collect::<Vec<_>>(), [&pushed[1].0]);
+    assert!(store.referrers(&repo, &subject, Some(&pushed[2].0), 10).await.unwrap().is_empty());
+    assert!(all_referrers(store, &repo, &other_subject).await.is_empty());
+    let elsewhere = new_repo(store, "referrers-other").await;
+    assert!(store.referrers(&elsewhere, &subject, None, 10).await.unwrap().is_empty());
 
     // A referrer may come before its subject, and a subject may go before its referrers.
     let unborn = manifest_bytes(&unique("later-subject")).1;
@@ -675,9 +695,24 @@ async fn referrers_and_subjects(store: &dyn MetadataStore) {
         )
         .await
         .unwrap();
-    assert_eq!(store.referrers(&repo, &unborn).await.unwrap().len(), 1);
+    let referrer = all_referrers(store, &repo, &unborn).await;
+    assert_eq!((referrer.len(), referrer[0].annotations_len), (1, 0), "one, without annotations");
+    assert_eq!(store.annotations(&repo, &early).await.unwrap(), None);
+    // Long annotations stay out of the listing's records, and are read one manifest at a time.
+    let long = format!(r#"{{"note":"{}"}}"#, "x".repeat(crate::INLINE_ANNOTATIONS as usize));
+    let (content, wordy) = manifest_bytes(&unique("wordy-referrer"));
+    let put = PutManifest {
+        subject: Some(&unborn),
+        annotations: Some(&long),
+        ..image_put(&repo, &wordy, &content, &[], None, 10)
+    };
+    store.put_manifest(&ORIGIN, put).await.unwrap();
+    let listed = all_referrers(store, &repo, &unborn).await;
+    let record = listed.iter().find(|r| r.digest == wordy).unwrap();
+    assert_eq!((record.annotations.as_deref(), record.annotations_len), (None, long.len() as u64));
+    assert_eq!(store.annotations(&repo, &wordy).await.unwrap(), Some(long));
     store.delete_manifest(&ORIGIN, &repo, &subject).await.unwrap();
-    assert_eq!(store.referrers(&repo, &subject).await.unwrap().len(), 3);
+    assert_eq!(all_referrers(store, &repo, &subject).await.len(), 3);
 }
 
 async fn tag_listing(store: &dyn MetadataStore) {

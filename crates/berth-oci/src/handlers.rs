@@ -608,8 +608,12 @@ async fn referrers(registry: &Registry, name: &str, digest: &str, query: &QueryP
     let repo = Registry::parse_name(name)?;
     let subject = parse_digest(digest)?;
     let filter = query.single("artifactType")?;
-    let referrers = registry.referrers(&repo, &subject, filter).await?;
-    let manifests: Vec<serde_json::Value> = referrers
+    // A page past the first: `last` is the digest the page before ended with (the `Link` below).
+    let after = query.single("last")?.map(parse_digest).transpose()?;
+    let page = registry.referrers(&repo, &subject, filter.as_slice(), after.as_ref(), usize::MAX).await?;
+    let next = page.more.then(|| page.referrers.last().map(|r| r.digest.clone())).flatten();
+    let manifests: Vec<serde_json::Value> = page
+        .referrers
         .into_iter()
         .map(|r| {
             let mut d = serde_json::json!({ "mediaType": r.media_type, "digest": r.digest, "size": r.size });
@@ -626,6 +630,17 @@ async fn referrers(registry: &Registry, name: &str, digest: &str, query: &QueryP
     let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, media::OCI_INDEX)], body.to_string()).into_response();
     if filter.is_some() {
         response.headers_mut().insert(OCI_FILTERS_APPLIED, HeaderValue::from_static("artifactType"));
+    }
+    // The referrers of one page carry at most `REFERRERS_PAGE_BYTES` of annotations; the rest
+    // follow, as the distribution spec lets a registry paginate them.
+    if let Some(last) = next {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("last", last.as_str());
+        if let Some(filter) = filter {
+            query.append_pair("artifactType", filter);
+        }
+        let link = format!("</v2/{repo}/referrers/{subject}?{}>; rel=\"next\"", query.finish());
+        response.headers_mut().insert(header::LINK, header_value(&link));
     }
     Ok(response)
 }

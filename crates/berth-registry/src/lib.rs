@@ -46,7 +46,7 @@ pub use error::RegistryError;
 pub use gc::GcReport;
 pub use images::{DeletedImage, ImageFilter, ImageId, ImageSelector, PutImage, TagStatus};
 pub use layers::MIN_LAYER_PART_BYTES;
-pub use manifests::{PutManifestOutcome, Referrer};
+pub use manifests::{PutManifestOutcome, REFERRERS_PAGE_BYTES, Referrer, ReferrersPage};
 pub use policies::{LifecycleExplanation, LifecyclePolicyInfo, LifecyclePreviewOutcome, PreviewResult};
 pub use registry_settings::AccountSetting;
 pub use repositories::RepositoryInfo;

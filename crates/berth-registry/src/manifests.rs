@@ -29,6 +29,20 @@ pub struct Referrer {
     pub annotations: Option<BTreeMap<String, String>>,
 }
 
+/// A page of [`Registry::referrers`]; `more` when referrers past its last remain.
+#[derive(Debug, Clone)]
+pub struct ReferrersPage {
+    pub referrers: Vec<Referrer>,
+    pub more: bool,
+}
+
+/// Annotations one page of referrers carries at most, as much as one manifest may hold.
+pub const REFERRERS_PAGE_BYTES: u64 = berth_spec::manifest::MAX_MANIFEST_BYTES as u64;
+/// What a descriptor costs a page besides its annotations (digest, types, JSON punctuation).
+const DESCRIPTOR_BYTES: u64 = 256;
+/// Referrers read from the store at a time while a page fills.
+const REFERRERS_BATCH: usize = 64;
+
 /// Manifest bytes as pushed, parsed, with the digest they were checked to have.
 #[derive(Clone, Copy)]
 pub(crate) struct PushedManifest<'a> {
@@ -281,26 +295,54 @@ impl Registry {
         Ok((all[start..end].to_vec(), end < all.len()))
     }
 
-    /// Manifests whose subject is `subject`, optionally only those of `artifact_type`. A repository
-    /// or subject that does not exist simply has no referrers.
+    /// One page of the manifests whose subject is `subject`, by digest after `after`: at most
+    /// `limit` of them, and their annotations at most [`REFERRERS_PAGE_BYTES`] in all (at least
+    /// one referrer per page), since each manifest's may be megabytes and a subject may have any
+    /// number of referrers. `artifact_types`, if not empty, keeps only referrers of those types.
+    /// A repository or subject that does not exist simply has no referrers.
     pub async fn referrers(
         &self,
         repo: &RepositoryName,
         subject: &Digest,
-        artifact_type: Option<&str>,
-    ) -> Result<Vec<Referrer>> {
-        let records = self.meta.referrers(repo, subject).await?;
-        Ok(records
-            .into_iter()
-            .filter(|m| artifact_type.is_none_or(|t| m.artifact_type.as_deref() == Some(t)))
-            .map(|m| Referrer {
-                size: m.content.len() as u64,
-                annotations: m.annotations.as_deref().and_then(|a| serde_json::from_str(a).ok()),
-                media_type: m.media_type,
-                digest: m.digest,
-                artifact_type: m.artifact_type,
-            })
-            .collect())
+        artifact_types: &[&str],
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<ReferrersPage> {
+        let mut referrers = Vec::new();
+        let mut budget_used = 0u64;
+        let mut cursor = after.cloned();
+        loop {
+            let batch = self.meta.referrers(repo, subject, cursor.as_ref(), REFERRERS_BATCH).await?;
+            let exhausted = batch.len() < REFERRERS_BATCH;
+            for record in batch {
+                cursor = Some(record.digest.clone());
+                let wanted = artifact_types.is_empty()
+                    || record.artifact_type.as_deref().is_some_and(|t| artifact_types.contains(&t));
+                if !wanted {
+                    continue;
+                }
+                let cost = record.annotations_len + DESCRIPTOR_BYTES;
+                if referrers.len() == limit || (!referrers.is_empty() && budget_used + cost > REFERRERS_PAGE_BYTES) {
+                    return Ok(ReferrersPage { referrers, more: true });
+                }
+                budget_used += cost;
+                let annotations = match record.annotations {
+                    Some(text) => Some(text),
+                    None if record.annotations_len > 0 => self.meta.annotations(repo, &record.digest).await?,
+                    None => None,
+                };
+                referrers.push(Referrer {
+                    size: record.size,
+                    annotations: annotations.as_deref().and_then(|a| serde_json::from_str(a).ok()),
+                    media_type: record.media_type,
+                    digest: record.digest,
+                    artifact_type: record.artifact_type,
+                });
+            }
+            if exhausted {
+                return Ok(ReferrersPage { referrers, more: false });
+            }
+        }
     }
 
     /// Parses a `<name>` from a URL or request into a repository name.

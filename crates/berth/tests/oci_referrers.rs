@@ -251,3 +251,56 @@ async fn referrers_survive_the_subject_being_deleted() {
     assert_eq!(list["manifests"].as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list["manifests"][0]["digest"], d);
 }
+
+/// Referrers whose annotations are megabytes come a page at a time (at most 4 MiB of
+/// annotations each, at least one referrer), the `Link` header naming the next page, the
+/// artifactType filter kept; following the links lists each referrer once, annotations whole.
+#[tokio::test]
+async fn referrers_with_large_annotations_are_paginated() {
+    let srv = Server::start();
+    let repo = "refpages/app";
+    let subject = push_image(&srv, repo, Some("v1")).await;
+    let mut pushed = Vec::new();
+    for i in 0..3 {
+        let note = format!("{i}{}", "x".repeat(1_500_000));
+        let annotations = json!({"org.example.note": note});
+        let (_, digest) =
+            push_artifact(&srv, repo, &subject.descriptor(), Some(SBOM), OCI_EMPTY, Some(annotations), None).await;
+        pushed.push((digest, note));
+    }
+    push_artifact(&srv, repo, &subject.descriptor(), Some(SIGNATURE), OCI_EMPTY, None, None).await;
+    pushed.sort();
+
+    let mut listed = Vec::new();
+    let mut path = format!("/v2/{repo}/referrers/{}?artifactType={}", subject.digest, SBOM.replace('+', "%2B"));
+    for page in 1.. {
+        assert!(page <= 3, "more pages than referrers");
+        let r = send(srv.get(&path)).await;
+        r.expect_status(200);
+        assert_eq!(r.header("oci-filters-applied"), Some("artifactType"), "{}", r.describe());
+        let manifests = r.json()["manifests"].as_array().unwrap().clone();
+        assert!(
+            !manifests.is_empty() && r.text().len() < 4 * 1024 * 1024 + 4096,
+            "page {page}: {} bytes",
+            r.text().len()
+        );
+        for m in manifests {
+            assert_eq!(m["artifactType"], SBOM);
+            listed.push((
+                m["digest"].as_str().unwrap().to_owned(),
+                m["annotations"]["org.example.note"].as_str().unwrap().to_owned(),
+            ));
+        }
+        let Some(link) = r.header("link") else { break };
+        let next = link.strip_prefix('<').and_then(|l| l.split_once(">; rel=\"next\"")).map(|(url, _)| url.to_owned());
+        path = next.unwrap_or_else(|| panic!("Link {link:?}"));
+        assert!(path.contains("artifactType="), "the filter stays: {path}");
+    }
+    assert_eq!(listed, pushed, "every referrer once, in digest order, annotations whole");
+
+    // A small page needs no link; a malformed `last` is refused.
+    let unfiltered = referrers(&srv, repo, &subject.digest, Some(SIGNATURE)).await;
+    assert_eq!((unfiltered.header("link"), unfiltered.json()["manifests"].as_array().unwrap().len()), (None, 1));
+    let bad = send(srv.get(&format!("/v2/{repo}/referrers/{}?last=nonsense", subject.digest))).await;
+    bad.expect_error(400, "DIGEST_INVALID");
+}
