@@ -341,6 +341,24 @@ impl Registry {
         self.detached(move |registry| async move { registry.append_attached(&repo, &id, range, body).await }).await
     }
 
+    /// Upload `id`'s lock for an append or a finish, or `RangeInvalid` with the bytes stored so
+    /// far when another request holds it past [`UPLOAD_BUSY_WAIT`] (a 416 naming where the upload
+    /// stands, which the client can resume from once that request ends).
+    async fn lock_for_writing<'h>(
+        &self,
+        id: &str,
+        handle: &'h UploadHandle,
+    ) -> Result<tokio::sync::MutexGuard<'h, UploadHashState>> {
+        if let Ok(state) = tokio::time::timeout(UPLOAD_BUSY_WAIT, handle.state.lock()).await {
+            return Ok(state);
+        }
+        let size = match handle.stored.load(Ordering::Acquire) {
+            UNKNOWN_LENGTH => self.blobs.upload_len(id).await?.ok_or(RegistryError::BlobUploadUnknown)?,
+            stored => stored,
+        };
+        Err(RegistryError::RangeInvalid { size })
+    }
+
     /// [`Registry::append_upload`] on the caller's task: only for work already detached.
     async fn append_attached(
         &self,
@@ -351,7 +369,7 @@ impl Registry {
     ) -> Result<UploadStatus> {
         self.session(repo, id).await?;
         let handle = self.upload_handle(id);
-        let mut state = handle.state.lock().await;
+        let mut state = self.lock_for_writing(id, &handle).await?;
         let (_, len) = self.append_locked(id, &handle, &mut state, range, body).await?;
         Ok(UploadStatus { id: id.to_owned(), offset: len })
     }
@@ -436,7 +454,7 @@ impl Registry {
         self.session(repo, id).await?;
         let handle = self.upload_handle(id);
         // One hold of the lock from the last byte to the commit: nothing can append in between.
-        let mut state = handle.state.lock().await;
+        let mut state = self.lock_for_writing(id, &handle).await?;
         let (len, appended) = match final_chunk {
             Some(chunk) => {
                 let (before, len) = self.append_locked(id, &handle, &mut state, range, chunk).await?;
@@ -553,3 +571,8 @@ impl Registry {
         Ok(expired)
     }
 }
+
+/// How long a write to an upload waits for another request's write to end before it is
+/// refused. Clients write an upload one request after another; two at once means one is a retry
+/// while the other still trickles in (it may, for up to the body timeout at a time).
+const UPLOAD_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(3);

@@ -537,9 +537,10 @@ async fn an_http2_monolithic_post_cancelled_mid_body_is_cleaned_up_at_once() {
 }
 
 /// A client resuming after a stalled connection asks where its upload stands while the stalled
-/// PATCH still holds the upload: the answer comes at once, with the bytes stored before it.
+/// PATCH still holds the upload: the answer comes at once, with the bytes stored before it; a
+/// write instead gets a 416 with the same, after a short wait.
 #[tokio::test]
-async fn upload_status_answers_while_a_patch_is_stalled() {
+async fn upload_status_and_writes_answer_while_a_patch_is_stalled() {
     let srv = Server::start();
     let upload = start_upload(&srv, "stalled/app").await;
     let first = send(srv.client.patch(upload).body(vec![7u8; 100])).await;
@@ -561,6 +562,16 @@ async fn upload_status_answers_while_a_patch_is_stalled() {
         .expect("the status request waited for the stalled PATCH");
     status.expect_status(204);
     assert_eq!(status.header("range"), Some("0-99"), "{}", status.describe());
+    // A second write while the stalled PATCH holds the upload is refused after a short wait,
+    // with where the upload stands (it waited for the stalled body's timeout, minutes).
+    let busy = timeout(
+        Duration::from_secs(10),
+        send(srv.client.patch(location.clone()).header("content-range", "100-199").body(vec![9u8; 100])),
+    )
+    .await
+    .expect("the second PATCH waited for the stalled one");
+    busy.expect_error(416, "RANGE_INVALID");
+    assert_eq!(busy.header("range"), Some("0-99"), "{}", busy.describe());
     drop(stalled);
     // The stalled PATCH is rolled back; the upload goes on from byte 100.
     let rest = send(srv.client.patch(location).header("content-range", "100-199").body(vec![8u8; 100])).await;
