@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -154,17 +155,24 @@ def settled(driver, page):
     wait(driver, lambda d: d.execute_script("return document.readyState") == "complete")
 
 
-def click(locate, attempts=3):
-    """Clicks what `locate()` finds, locating it again if the document it was found in was
-    replaced before the click landed (ChromeDriver: a stale element, or "Node with given id does
-    not belong to the document"); a click that keeps failing raises."""
+def retry(action, attempts=3):
+    """Runs `action` (which locates the elements it uses) again if ChromeDriver lost the
+    document they were found in before it was done: a stale element, or "Node with given id does
+    not belong to the document", which ChromeDriver raises now and then on a page that has just
+    loaded; any other error, or the third such one, raises."""
     for attempt in range(attempts):
         try:
-            return locate().click()
+            return action()
         except (StaleElementReferenceException, WebDriverException) as error:
             replaced = isinstance(error, StaleElementReferenceException) or "does not belong to the document" in str(error)
             if not replaced or attempt == attempts - 1:
                 raise
+            time.sleep(0.2)
+
+
+def click(locate):
+    """Clicks what `locate()` finds (see `retry`)."""
+    return retry(lambda: locate().click())
 
 
 def all_of(driver, css):
@@ -199,12 +207,12 @@ def confirm_dialog(driver, screenshot=None):
     """Confirms the console's dialog and waits until the page it was on is gone (the confirmed
     form's answer has loaded); returns its message. Without that wait, a success notice still
     shown from the previous action satisfies the next check before the POST has even run."""
-    dialog = wait(driver, EC.visibility_of_element_located((By.CSS_SELECTOR, "dialog.confirm")))
-    message = dialog.find_element(By.CSS_SELECTOR, ".confirm-message").text
+    wait(driver, EC.visibility_of_element_located((By.CSS_SELECTOR, "dialog.confirm")))
+    message = retry(lambda: one(driver, "dialog.confirm .confirm-message").text)
     if screenshot:
         shot(driver, screenshot, full_page=False)
     page = driver.find_element(By.TAG_NAME, "html")
-    dialog.find_element(By.CSS_SELECTOR, ".confirm-ok").click()
+    click(lambda: one(driver, "dialog.confirm .confirm-ok"))
     settled(driver, page)
     return message
 
@@ -451,13 +459,21 @@ def check_actions(driver):
     child = index["manifests"][0]["digest"]
     page = f"/console/repositories/{WEB}"
     driver.get(BASE + page)
-    form = card(driver, web["index"]).find_element(By.CSS_SELECTOR, "form.add-tag")
-    form.find_element(By.NAME, "tag").send_keys("stable")
-    form.find_element(By.CSS_SELECTOR, "button").click()
+
+    def add_stable():
+        form = card(driver, web["index"]).find_element(By.CSS_SELECTOR, "form.add-tag")
+        field = form.find_element(By.NAME, "tag")
+        field.clear()
+        field.send_keys("stable")
+        form.find_element(By.CSS_SELECTOR, "button").click()
+
+    retry(add_stable)
     message = confirm_dialog(driver, screenshot="08-confirm")
     expect("the dialog names the tag being added", message.startswith("Add tag stable to sha256:"), True)
     wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".notice.success")))
-    tags = [t.get_attribute("data-tag") for t in card(driver, web["index"]).find_elements(By.CSS_SELECTOR, ".tag[data-tag]")]
+    tags = retry(lambda: [
+        t.get_attribute("data-tag") for t in card(driver, web["index"]).find_elements(By.CSS_SELECTOR, ".tag[data-tag]")
+    ])
     expect("add tag: the chip appears", tags, ["latest", "stable"])
     expect("add tag: /v2/ lists it", "stable" in (v2_tags(WEB) or []), True)
 
