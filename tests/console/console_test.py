@@ -175,6 +175,18 @@ def click(locate):
     return retry(lambda: locate().click())
 
 
+def fill(driver, fields):
+    """Types each value into the field its CSS selector names, cleared first (see `retry`)."""
+
+    def type_all():
+        for css, value in fields.items():
+            field = one(driver, css)
+            field.clear()
+            field.send_keys(value)
+
+    retry(type_all)
+
+
 def all_of(driver, css):
     return driver.find_elements(By.CSS_SELECTOR, css)
 
@@ -182,12 +194,8 @@ def all_of(driver, css):
 def sign_in(driver, key=None, secret=None, token=None):
     driver.get(BASE + "/console/")
     wait(driver, EC.presence_of_element_located((By.ID, "access_key_id")))
-    if token:
-        one(driver, "#token").send_keys(token)
-    else:
-        one(driver, "#access_key_id").send_keys(key)
-        one(driver, "#secret_access_key").send_keys(secret)
-    one(driver, ".sign-in button[type=submit]").click()
+    fill(driver, {"#token": token} if token else {"#access_key_id": key, "#secret_access_key": secret})
+    click(lambda: one(driver, ".sign-in button[type=submit]"))
 
 
 def signed_in_as(driver, name):
@@ -324,7 +332,7 @@ def check_platform_matrix(driver):
     expect("referrers are grouped under their subject by artifact type",
            {t: label.split()[0] for t, label in groups.items()},
            {"application/vnd.dev.cosign.artifact.sig.v1+json": "Signatures", "application/spdx+json": "SBOMs"})
-    one(driver, f'article.image-card[data-digest="{web["index"]}"] details.pull summary').click()
+    click(lambda: one(driver, f'article.image-card[data-digest="{web["index"]}"] details.pull summary'))
     commands = [c.text for c in image.find_elements(By.CSS_SELECTOR, ".pull code")]
     expect("pull commands by tag and by digest name the registry host",
            commands, [f"docker pull {REG}/{WEB}:latest", f"docker pull {REG}/{WEB}@{web['index']}"])
@@ -407,8 +415,8 @@ def check_admin(driver):
     driver.get(BASE + "/console/admin")
     users = [r.get_attribute("data-user") for r in all_of(driver, "#users tbody tr")]
     expect("the admin page lists the users", sorted(users), ["reader", "root"])
-    one(driver, "#new-user").send_keys("temp-user")
-    one(driver, ".inline-form button").click()
+    fill(driver, {"#new-user": "temp-user"})
+    click(lambda: one(driver, ".inline-form button"))
     created = wait(driver, EC.presence_of_element_located((By.ID, "created-user")))
     key, secret = [c.text for c in created.find_elements(By.CSS_SELECTOR, ".copy-line code")]
     auth = base64.b64encode(f"{key}:{secret}".encode()).decode()
