@@ -186,7 +186,6 @@ impl StorageClass {
     }
 }
 
-/// An image an `update_storage_class` moved (the image named, or a child that went with its index).
 /// A manifest as a referrers listing describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReferrerRecord {
@@ -204,6 +203,7 @@ pub struct ReferrerRecord {
 /// Annotations longer than this are left out of [`ManifestStore::referrers`]' records.
 pub const INLINE_ANNOTATIONS: u64 = 64 * 1024;
 
+/// An image an `update_storage_class` moved (the image named, or a child that went with its index).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageClassChange {
     pub digest: Digest,

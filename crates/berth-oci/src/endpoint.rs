@@ -68,9 +68,7 @@ impl Endpoint {
             _ => None,
         }
     }
-}
 
-impl Endpoint {
     /// The methods the endpoint serves, as a 405's `Allow` header lists them (RFC 9110 15.5.6).
     pub fn allowed_methods(&self) -> &'static str {
         match self {

@@ -220,7 +220,7 @@ impl Listener {
             (Some(acceptor), true) => {
                 let tls = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream))
                     .await
-                    .map_err(|_| ConnectionError::TimedOut("a TLS handshake", limits.handshake_timeout))?
+                    .map_err(|_| ConnectionError::TimedOut("finished TLS handshake", limits.handshake_timeout))?
                     .map_err(ConnectionError::Tls)?;
                 // HTTP/2 over TLS is negotiated by ALPN (RFC 9113, 3.2).
                 let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -232,7 +232,7 @@ impl Listener {
                 let (http2, read) =
                     tokio::time::timeout(limits.handshake_timeout, sniff_http2(&mut stream))
                         .await
-                        .map_err(|_| ConnectionError::TimedOut("a request start", limits.handshake_timeout))??;
+                        .map_err(|_| ConnectionError::TimedOut("request start", limits.handshake_timeout))??;
                 let info = ConnectionInfo { peer, tls: false };
                 self.serve_http(stream, read, info, http2, app, http, closing).await
             }
