@@ -1153,10 +1153,17 @@ def test_repository_policy(ecr, repo):
         "Sid": "pull", "Effect": "Allow", "Principal": {"AWS": [f"arn:aws:iam::{REGISTRY_ID}:user/ci"]},
         "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]}]}, indent=2)
     out = ecr.set_repository_policy(repositoryName=repo, policyText=policy)
-    assert (out["registryId"], out["repositoryName"], out["policyText"]) == (REGISTRY_ID, repo, policy)
-    assert ecr.get_repository_policy(repositoryName=repo)["policyText"] == policy
+    assert (out["registryId"], out["repositoryName"]) == (REGISTRY_ID, repo)
+    # ECR answers the policy re-serialized by Jackson's pretty printer, as in AWS's examples.
+    expected = ('{\n  "Version" : "2012-10-17",\n  "Statement" : [ {\n    "Sid" : "pull",\n    "Effect" : "Allow",\n'
+                '    "Principal" : {\n      "AWS" : [ "arn:aws:iam::%s:user/ci" ]\n    },\n'
+                '    "Action" : [ "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer" ]\n  } ]\n}' % REGISTRY_ID)
+    assert out["policyText"] == expected
+    assert ecr.get_repository_policy(repositoryName=repo)["policyText"] == expected
     deny = json.dumps({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "ecr:DeleteRepository"}})
-    assert ecr.set_repository_policy(repositoryName=repo, policyText=deny, force=True)["policyText"] == deny
+    deny_text = '{\n  "Statement" : {\n    "Effect" : "Deny",\n    "Principal" : "*",\n' \
+                '    "Action" : "ecr:DeleteRepository"\n  }\n}'
+    assert ecr.set_repository_policy(repositoryName=repo, policyText=deny, force=True)["policyText"] == deny_text
     for bad, says in (("{not json", "not valid JSON"), ('{"Statement": []}', "must not be empty"),
                       ('{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*"}]}',
                        "Principal"),
@@ -1173,8 +1180,8 @@ def test_repository_policy(ecr, repo):
     message = raises(ecr, "InvalidParameterException", ecr.set_repository_policy, repositoryName=repo,
                      policyText=json.dumps({"Statement": [], "Sid": "x" * 10240}))
     assert "Member must have length less than or equal to 10240" in message
-    assert ecr.get_repository_policy(repositoryName=repo)["policyText"] == deny, "refused sets change nothing"
-    assert ecr.delete_repository_policy(repositoryName=repo)["policyText"] == deny
+    assert ecr.get_repository_policy(repositoryName=repo)["policyText"] == deny_text, "refused sets change nothing"
+    assert ecr.delete_repository_policy(repositoryName=repo)["policyText"] == deny_text
     raises(ecr, "RepositoryPolicyNotFoundException", ecr.get_repository_policy, repositoryName=repo)
     raises(ecr, "RepositoryNotFoundException", ecr.set_repository_policy, repositoryName="pytest/none",
            policyText=policy)
@@ -1232,7 +1239,8 @@ def test_creation_templates_apply_the_most_specific_on_push(ecr, http):
         assert repository["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
         assert repository["imageTagMutabilityExclusionFilters"] == [{"filterType": "WILDCARD", "filter": "latest"}]
         assert ecr.get_lifecycle_policy(repositoryName=f"{base}/team/app")["lifecyclePolicyText"] == lifecycle
-        assert ecr.get_repository_policy(repositoryName=f"{base}/team/app")["policyText"] == policy
+        assert json.loads(ecr.get_repository_policy(repositoryName=f"{base}/team/app")["policyText"]) == \
+            json.loads(policy)
         tags = ecr.list_tags_for_resource(resourceArn=repository["repositoryArn"])["tags"]
         assert tags == [{"Key": "level", "Value": "inner"}]
         _v2_push(http, f"{base}/other", "v1")

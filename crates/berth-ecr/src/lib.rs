@@ -16,6 +16,7 @@ pub mod endpoint;
 pub mod error;
 mod mapping;
 pub mod pagination;
+mod policy_text;
 pub mod router;
 pub mod service;
 pub mod shapes;

@@ -30,6 +30,7 @@ use crate::endpoint::Endpoint;
 use crate::error::EcrError;
 use crate::mapping::{Scope, ecr_error, image_failure, image_selector, scanning_failure};
 use crate::pagination::{Pager, invalid_token};
+use crate::policy_text::as_ecr_returns;
 use crate::shapes::*;
 use crate::tokens::TokenIssuer;
 use crate::validate::{DEFAULT_PAGE_SIZE, RepositoryArn};
@@ -161,7 +162,11 @@ impl RegistryBackend {
     }
 
     fn repository_policy_shape(&self, repository_name: String, policy_text: String) -> RepositoryPolicyResponse {
-        RepositoryPolicyResponse { registry_id: self.config.registry_id.clone(), repository_name, policy_text }
+        RepositoryPolicyResponse {
+            registry_id: self.config.registry_id.clone(),
+            repository_name,
+            policy_text: as_ecr_returns(&policy_text),
+        }
     }
 
     fn image_detail(&self, repository: &str, image: ImageRecord) -> ImageDetail {
@@ -1068,7 +1073,10 @@ impl EcrBackend for RegistryBackend {
         request: PutRegistryPolicyRequest,
     ) -> Result<RegistryPolicyResponse, EcrError> {
         let policy_text = self.registry.put_registry_policy(&request.policy_text).await.map_err(self.fail(""))?;
-        Ok(RegistryPolicyResponse { registry_id: self.config.registry_id.clone(), policy_text })
+        Ok(RegistryPolicyResponse {
+            registry_id: self.config.registry_id.clone(),
+            policy_text: as_ecr_returns(&policy_text),
+        })
     }
 
     async fn get_registry_policy(
@@ -1077,7 +1085,10 @@ impl EcrBackend for RegistryBackend {
         _: GetRegistryPolicyRequest,
     ) -> Result<RegistryPolicyResponse, EcrError> {
         let policy_text = self.registry.registry_policy().await.map_err(self.fail(""))?;
-        Ok(RegistryPolicyResponse { registry_id: self.config.registry_id.clone(), policy_text })
+        Ok(RegistryPolicyResponse {
+            registry_id: self.config.registry_id.clone(),
+            policy_text: as_ecr_returns(&policy_text),
+        })
     }
 
     async fn delete_registry_policy(
@@ -1086,7 +1097,10 @@ impl EcrBackend for RegistryBackend {
         _: DeleteRegistryPolicyRequest,
     ) -> Result<RegistryPolicyResponse, EcrError> {
         let policy_text = self.registry.delete_registry_policy().await.map_err(self.fail(""))?;
-        Ok(RegistryPolicyResponse { registry_id: self.config.registry_id.clone(), policy_text })
+        Ok(RegistryPolicyResponse {
+            registry_id: self.config.registry_id.clone(),
+            policy_text: as_ecr_returns(&policy_text),
+        })
     }
 
     async fn get_account_setting(
