@@ -123,6 +123,12 @@ impl Scoped for CreateRepositoryRequest {
     }
 }
 
+impl Scoped for DescribeImageScanFindingsRequest {
+    fn resources(&self) -> Resources<'_> {
+        self.image.resources()
+    }
+}
+
 impl Scoped for TagResourceRequest {
     fn resources(&self) -> Resources<'_> {
         Resources::RepositoryArn(&self.resource_arn)

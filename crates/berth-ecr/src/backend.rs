@@ -151,7 +151,7 @@ pub trait EcrBackend: Send + Sync + 'static {
     async fn describe_image_scan_findings(
         &self,
         ctx: &RequestContext,
-        request: ImageRequest,
+        request: DescribeImageScanFindingsRequest,
     ) -> Result<Refused, EcrError>;
 
     async fn put_signing_configuration(

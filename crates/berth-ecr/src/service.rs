@@ -890,8 +890,9 @@ impl EcrBackend for RegistryBackend {
     async fn describe_image_scan_findings(
         &self,
         _: &RequestContext,
-        request: ImageRequest,
+        request: DescribeImageScanFindingsRequest,
     ) -> Result<Refused, EcrError> {
+        let request = request.image;
         let digest = self.image_digest(&request).await?;
         Err(EcrError::ScanNotFound(format!(
             "Image scan does not exist for the image with '{{imageDigest:'{digest}', imageTag:'{}'}}' in the repository \

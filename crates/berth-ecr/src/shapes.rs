@@ -631,15 +631,23 @@ pub struct DescribeRegistryRequest {}
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct GetRegistryScanningConfigurationRequest {}
 
-/// StartImageScan, DescribeImageScanFindings, DescribeImageSigningStatus and
-/// DescribeImageReplicationStatus: one image.
-/// (DescribeImageScanFindings' `nextToken`/`maxResults` are not read: it never has findings.)
+/// StartImageScan, DescribeImageSigningStatus and DescribeImageReplicationStatus: one image.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageRequest {
     pub registry_id: Option<String>,
     pub repository_name: String,
     pub image_id: ImageIdentifier,
+}
+
+/// One image; `maxResults` is checked, then neither it nor `nextToken` is needed: there are
+/// never findings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeImageScanFindingsRequest {
+    #[serde(flatten)]
+    pub image: ImageRequest,
+    pub max_results: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

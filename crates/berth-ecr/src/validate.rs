@@ -592,18 +592,18 @@ impl Validate for PutReplicationConfigurationRequest {
         list_length("replicationConfiguration.rules", rules, 0, 10)?;
         for (i, rule) in rules.iter().enumerate() {
             let at = |member: &str| element("replicationConfiguration.rules", i, member);
-            list_length(&at(".destinations"), &rule.destinations, 0, 100)?;
+            list_length(&at("destinations"), &rule.destinations, 0, 100)?;
             for (j, destination) in rule.destinations.iter().enumerate() {
-                let member = format!("{}.region", element(&at(".destinations"), j, ""));
+                let member = format!("{}.region", element(&at("destinations"), j, ""));
                 length(&member, &destination.region, 2, 25)?;
                 let ok = destination.region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
                 pattern(&member, ok, "[0-9a-z-]{2,25}")?;
-                registry_id(&format!("{}.registryId", element(&at(".destinations"), j, "")), &destination.registry_id)?;
+                registry_id(&format!("{}.registryId", element(&at("destinations"), j, "")), &destination.registry_id)?;
             }
             if let Some(filters) = &rule.repository_filters {
-                list_length(&at(".repositoryFilters"), filters, 1, 100)?;
+                list_length(&at("repositoryFilters"), filters, 1, 100)?;
                 for (j, filter) in filters.iter().enumerate() {
-                    let base = element(&at(".repositoryFilters"), j, "");
+                    let base = element(&at("repositoryFilters"), j, "");
                     length(&format!("{base}.filter"), &filter.filter, 2, 256)?;
                     pattern(
                         &format!("{base}.filter"),
@@ -640,6 +640,13 @@ impl Validate for ImageRequest {
         optional_registry_id(&self.registry_id)?;
         repository_name("repositoryName", &self.repository_name)?;
         image_ids(std::slice::from_ref(&self.image_id))
+    }
+}
+
+impl Validate for DescribeImageScanFindingsRequest {
+    fn validate(&self) -> Result<(), EcrError> {
+        self.image.validate()?;
+        max_results(self.max_results, MAX_RESULTS)
     }
 }
 
@@ -878,6 +885,13 @@ impl Validate for CreatePullThroughCacheRuleRequest {
         custom_role_arn(&self.custom_role_arn)?;
         if let Some(prefix) = &self.upstream_repository_prefix {
             cache_prefix("upstreamRepositoryPrefix", prefix)?;
+            // ECR's user guide: an upstream prefix only goes with a non-ROOT ECR prefix.
+            if self.ecr_repository_prefix == "ROOT" && prefix != "ROOT" {
+                return Err(invalid(
+                    "upstreamRepositoryPrefix",
+                    "an upstream repository prefix other than ROOT needs an ecrRepositoryPrefix other than ROOT",
+                ));
+            }
         }
         if self.upstream_registry_url.is_empty() {
             return Err(invalid("upstreamRegistryUrl", "Member must not be empty"));
@@ -1128,6 +1142,22 @@ mod tests {
         let ok = |prefix: &str| cache_prefix("ecrRepositoryPrefix", prefix).is_ok();
         assert!(ok("ROOT") && ok("docker-hub") && ok("quay/") && ok("a/b"));
         assert!(!ok("a") && !ok("Hub") && !ok("/hub") && !ok(&"a".repeat(31)));
+
+        let rule = |ecr: &str, upstream: &str| json!({"ecrRepositoryPrefix": ecr, "upstreamRegistryUrl": "quay.io", "upstreamRepositoryPrefix": upstream});
+        assert_eq!(check::<CreatePullThroughCacheRuleRequest>(rule("quay", "team")), Ok(()));
+        assert_eq!(check::<CreatePullThroughCacheRuleRequest>(rule("ROOT", "ROOT")), Ok(()));
+        let message = rejected::<CreatePullThroughCacheRuleRequest>(rule("ROOT", "team"));
+        assert!(message.contains("needs an ecrRepositoryPrefix other than ROOT"), "{message}");
+    }
+
+    #[test]
+    fn replication_members_are_addressed_like_aws_does() {
+        let message = rejected::<PutReplicationConfigurationRequest>(json!({"replicationConfiguration": {"rules": [
+            {"destinations": [{"region": "us-west-2", "registryId": "000000000000"}], "repositoryFilters": []}]}}));
+        assert!(
+            message.starts_with("Invalid parameter at 'replicationConfiguration.rules.1.member.repositoryFilters'"),
+            "{message}"
+        );
     }
 
     fn check<T: DeserializeOwned + Validate>(request: Value) -> Result<(), (String, String)> {
@@ -1219,6 +1249,10 @@ mod tests {
         let referrers = |max: i64| json!({"repositoryName": "app", "subjectId": {"imageDigest": format!("sha256:{}", "a".repeat(64))}, "maxResults": max});
         assert_eq!(check::<ListImageReferrersRequest>(referrers(50)), Ok(()));
         rejected::<ListImageReferrersRequest>(referrers(51));
+        let findings = |max: i64| json!({"repositoryName": "app", "imageId": {"imageTag": "v1"}, "maxResults": max});
+        assert_eq!(check::<DescribeImageScanFindingsRequest>(findings(1000)), Ok(()));
+        rejected::<DescribeImageScanFindingsRequest>(findings(0));
+        rejected::<DescribeImageScanFindingsRequest>(findings(1001));
 
         let request: ListImageReferrersRequest = serde_json::from_value(referrers(7)).unwrap();
         assert_eq!(request.page_size(), 7);

@@ -50,6 +50,8 @@ shapes![
     GetLifecyclePolicyPreviewRequest,
     SetRepositoryPolicyRequest,
     RepositoryPolicyRequest,
+    ImageRequest,
+    DescribeImageScanFindingsRequest,
 ];
 
 /// The first byte picks the operation's input shape (every one Berth serves), the rest is the
