@@ -13,6 +13,8 @@ use crate::error::ConsoleError;
 #[derive(Debug, Clone, Copy)]
 pub enum Scope<'a> {
     Repository(&'a RepositoryName),
+    /// Registry-wide settings such as the pull-through cache rules.
+    Registry,
     /// Users and their keys, and the server's maintenance: the account root's alone until IAM
     /// identity policies give `iam:*` actions a meaning in Berth.
     Administration,
@@ -27,8 +29,9 @@ pub const READ_IMAGE: &[&str] = &[actions::BATCH_GET_IMAGE, actions::GET_DOWNLOA
 pub const READ_LIFECYCLE: &[&str] = &[actions::GET_LIFECYCLE_POLICY, actions::GET_LIFECYCLE_POLICY_PREVIEW];
 pub const READ_REPOSITORY_POLICY: &[&str] = &[actions::GET_REPOSITORY_POLICY];
 pub const DELETE_IMAGE: &[&str] = &[actions::BATCH_DELETE_IMAGE];
-/// Adding a tag puts the image's manifest again under the new tag, as ECR's PutImage does.
-pub const ADD_TAG: &[&str] = &[actions::PUT_IMAGE];
+/// Adding a tag puts the image's manifest again under the new tag, as ECR's PutImage does; the
+/// console reads that manifest for the caller, so the caller must be allowed to read it too.
+pub const ADD_TAG: &[&str] = &[actions::BATCH_GET_IMAGE, actions::PUT_IMAGE];
 pub const REMOVE_TAG: &[&str] = &[actions::BATCH_DELETE_IMAGE];
 pub const SET_TAG_MUTABILITY: &[&str] = &[actions::PUT_IMAGE_TAG_MUTABILITY];
 /// What `docker pull` performs on the `/v2/` plane.
@@ -41,6 +44,8 @@ pub const PUSH: &[&str] = &[
     actions::COMPLETE_LAYER_UPLOAD,
     actions::PUT_IMAGE,
 ];
+/// Reading which upstream a pull-through cache rule names.
+pub const READ_CACHE_RULES: &[&str] = &[actions::DESCRIBE_PULL_THROUGH_CACHE_RULES];
 /// Changing the repository's policies and settings.
 pub const MANAGE: &[&str] =
     &[actions::SET_REPOSITORY_POLICY, actions::PUT_LIFECYCLE_POLICY, actions::PUT_IMAGE_TAG_MUTABILITY];
@@ -54,6 +59,7 @@ pub async fn authorize(
 ) -> Result<(), ConsoleError> {
     match scope {
         Scope::Repository(repo) => registry.authorize(ctx, repo, actions).await.map_err(ConsoleError::from),
+        Scope::Registry => registry.authorizer().authorize(ctx, actions, Resource::Registry).await.map_err(Into::into),
         Scope::Administration if ctx.identity.is_root() => Ok(()),
         Scope::Administration => Err(ConsoleError::Denied(
             "Only the root user may manage users and see the server's maintenance status.".into(),
@@ -78,8 +84,8 @@ pub async fn allowed(
 /// A decision on a page's actions, with why: what the permissions page shows in a cell.
 pub struct Verdict {
     pub allowed: bool,
-    /// For a denial, the service's denial text and the statements that denied; else the
-    /// statements that allowed (or that the root needs none).
+    /// For a denial, the service's denial text, and with [`Detail::Statements`] the statements
+    /// that denied; else the statements that allowed (or that the root needs none).
     pub why: String,
 }
 
@@ -90,18 +96,33 @@ pub async fn explain(
     ctx: &RequestContext,
     repo: &RepositoryName,
     actions: &[&'static str],
+    detail: Detail,
 ) -> Result<Verdict, ConsoleError> {
     let mut reasons: Vec<String> = Vec::new();
     for action in actions {
         let explanation = registry.authorizer().explain(ctx, action, Resource::Repository(repo.as_str())).await?;
-        let statements = explanation.decision.to_string();
+        let statements = match detail {
+            Detail::Statements => one_line(&explanation.decision.to_string()),
+            Detail::Outcome => String::new(),
+        };
         if let Some(message) = explanation.message {
-            return Ok(Verdict { allowed: false, why: format!("{message}. {}", one_line(&statements)) });
+            return Ok(Verdict { allowed: false, why: format!("{message}. {statements}").trim_end().to_owned() });
         }
-        let reason = format!("{action}: {}", one_line(&statements));
-        reasons.push(reason);
+        reasons.push(match detail {
+            Detail::Statements => format!("{action}: {statements}"),
+            Detail::Outcome => format!("{action}: allowed"),
+        });
     }
     Ok(Verdict { allowed: true, why: reasons.join("; ") })
+}
+
+/// How much of a decision [`explain`] tells: the statements that made it name the policies'
+/// `Sid`s and indexes, which only a caller who may read those policies should see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    Statements,
+    /// What the service's own answer says, and no more.
+    Outcome,
 }
 
 /// A decision's lines (outcome, then one per statement) as one sentence.

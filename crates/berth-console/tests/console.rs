@@ -12,6 +12,7 @@ use berth_auth::{AuthMode, Authenticator, Credentials, Identities, MasterKey, Ro
 use berth_console::{ConsoleConfig, router};
 use berth_iam::{ConnectionInfo, CredentialKind, Identity, RequestContext};
 use berth_meta::{SqliteStore, UserPolicy};
+use berth_registry::pull_through::UpstreamSettings;
 use berth_registry::{Registry, RegistryConfig};
 use berth_spec::{Digest, Reference, RepositoryName};
 use berth_storage::FsBlobStore;
@@ -410,11 +411,54 @@ async fn a_denied_action_has_no_button_and_a_forged_post_changes_nothing() {
     let settings = server.registry.describe_repository(&repo).await.unwrap().settings;
     assert!(!settings.tag_is_immutable("v1"), "mutability unchanged");
 
+    // Adding a tag re-puts the manifest the console reads for the caller: without BatchGetImage
+    // a caller who may PutImage could otherwise point tags at images it may not read.
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Sid":"NoReads","Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:user/reader"},"Action":["ecr:BatchGetImage","ecr:GetRepositoryPolicy"]}]}"#;
+    server.registry.set_repository_policy(&root_ctx(), &repo, policy).await.unwrap();
+    let page = send(&server.app, get("/console/repositories/app", &cookie)).await;
+    assert!(!page.body.contains("add-tag"), "no add-tag form without BatchGetImage");
+    let fields = [("csrf", csrf.as_str()), ("digest", digest_text.as_str()), ("tag", "hijack"), ("confirmed", "yes")];
+    let reply = submit(&server.app, "/console/repositories/app/-/add-tag", &cookie, &fields).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(server.registry.list_tags(&repo, None, None).await.unwrap().0, ["v1"], "no tag added");
+    // Who may not read the policy learns from the permissions page what the API would say, not
+    // which statement denied.
+    let page = send(&server.app, get("/console/repositories/app/-/permissions", &cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("explicit deny"), "{}", page.body);
+    assert!(!page.body.contains("NoReads") && !page.body.contains("Statement[0]"), "{}", page.body);
+
     let admin = send(&server.app, get("/console/admin", &cookie)).await;
     assert_eq!(admin.status, StatusCode::FORBIDDEN, "only the root administers");
     let create = submit(&server.app, "/console/admin/users", &cookie, &[("csrf", &csrf), ("name", "mallory")]).await;
     assert_eq!(create.status, StatusCode::FORBIDDEN);
     assert!(server.auth.identities().user("mallory").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_cache_rules_upstream_shows_only_to_who_may_describe_the_rules() {
+    let server = server().await;
+    let repo: RepositoryName = "hub/app".parse().unwrap();
+    push_image(&server.registry, &repo, "v1").await;
+    let upstream = UpstreamSettings {
+        upstream_registry_url: "http://127.0.0.1:9".into(),
+        upstream_registry: None,
+        upstream_repository_prefix: "ROOT".into(),
+        credential_arn: None,
+        custom_role_arn: None,
+    };
+    server.registry.create_cache_rule("hub", upstream).await.unwrap();
+    let viewer = UserPolicy { name: berth_iam::managed::READ_ONLY.into(), document: None };
+    let viewer = server.auth.identities().create_user("viewer", &[viewer]).await.unwrap();
+    let viewer = sign_in(&server.app, &viewer.access_key_id, &viewer.secret_access_key).await.unwrap();
+    let root = sign_in(&server.app, ROOT_KEY, ROOT_SECRET).await.unwrap();
+    for path in ["/console/repositories", "/console/repositories/hub/app"] {
+        let page = send(&server.app, get(path, &viewer)).await;
+        assert!(page.body.contains("pull-through cache"), "{path}: {}", page.body);
+        assert!(!page.body.contains("127.0.0.1:9"), "{path}: ReadOnly has no DescribePullThroughCacheRules");
+        let page = send(&server.app, get(path, &root)).await;
+        assert!(page.body.contains("cache: http://127.0.0.1:9"), "{path}: {}", page.body);
+    }
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::render;
 use super::repository::Tabs;
-use crate::authz::{self, Scope};
+use crate::authz::{self, Detail, Scope};
 use crate::view::Layout;
 use crate::{Console, ConsoleError, Visitor, paths};
 
@@ -127,17 +127,18 @@ pub async fn page(console: &Console, visitor: &Visitor, repo: &RepositoryName) -
     } else {
         vec![(visitor.session.user_name.clone().unwrap_or_else(|| "anonymous".into()), visitor.ctx.clone())]
     };
+    let may_read_policy =
+        authz::allowed(registry, &visitor.ctx, Scope::Repository(repo), authz::READ_REPOSITORY_POLICY).await?;
+    let detail = if may_read_policy { Detail::Statements } else { Detail::Outcome };
     let mut rows = Vec::with_capacity(subjects.len());
     for (user, ctx) in subjects {
         let mut cells = Vec::with_capacity(COLUMNS.len());
         for (_, actions) in COLUMNS {
-            let verdict = authz::explain(registry, &ctx, repo, actions).await?;
+            let verdict = authz::explain(registry, &ctx, repo, actions, detail).await?;
             cells.push(Cell { allowed: verdict.allowed, why: verdict.why });
         }
         rows.push(UserRow { user, cells });
     }
-    let may_read_policy =
-        authz::allowed(registry, &visitor.ctx, Scope::Repository(repo), authz::READ_REPOSITORY_POLICY).await?;
     let (statements, raw_policy) = if may_read_policy {
         match registry.repository_policy(repo).await {
             Ok(text) => (Some(statements(&text)), text),

@@ -34,8 +34,9 @@ pub struct Badge {
     pub title: String,
 }
 
-/// A repository's settings as badges, and the pull-through cache rule it is under (of `rules`).
-pub fn badges(info: &RepositoryInfo, rules: &[CacheRule]) -> Vec<Badge> {
+/// A repository's settings as badges, and the pull-through cache rule it is under (of `rules`;
+/// its upstream only with `show_upstream`, as ECR shows it only to DescribePullThroughCacheRules).
+pub fn badges(info: &RepositoryInfo, rules: &[CacheRule], show_upstream: bool) -> Vec<Badge> {
     let settings = &info.settings;
     let mut badges = Vec::new();
     let filters = || {
@@ -74,11 +75,20 @@ pub fn badges(info: &RepositoryInfo, rules: &[CacheRule]) -> Vec<Badge> {
         });
     }
     if let Some(rule) = pull_through::rule_for(rules, info.name.as_str()) {
-        let upstream = &rule.upstream.upstream_registry_url;
-        badges.push(Badge {
-            label: format!("cache: {upstream}"),
-            class: "cache",
-            title: format!("Pull-through cache rule {}: images come from {upstream}", rule.ecr_repository_prefix),
+        let prefix = &rule.ecr_repository_prefix;
+        badges.push(if show_upstream {
+            let upstream = &rule.upstream.upstream_registry_url;
+            Badge {
+                label: format!("cache: {upstream}"),
+                class: "cache",
+                title: format!("Pull-through cache rule {prefix}: images come from {upstream}"),
+            }
+        } else {
+            Badge {
+                label: "pull-through cache".into(),
+                class: "cache",
+                title: format!("Pull-through cache rule {prefix}: images come from an upstream registry"),
+            }
         });
     }
     badges
@@ -133,6 +143,7 @@ pub async fn page(console: &Console, visitor: &Visitor, uri: &Uri) -> Result<Res
         }
     }
     let rules = registry.cache_rules().await?;
+    let show_upstream = authz::allowed(registry, &visitor.ctx, Scope::Registry, authz::READ_CACHE_RULES).await?;
     let mut rows = Vec::with_capacity(shown.len());
     for info in &shown {
         let listed = authz::allowed(registry, &visitor.ctx, Scope::Repository(&info.name), authz::LIST_IMAGES).await?;
@@ -151,7 +162,7 @@ pub async fn page(console: &Console, visitor: &Visitor, uri: &Uri) -> Result<Res
                 format!("{} bytes of configs and layers, each counted once", i.stored_bytes())
             }),
             last_push: inventory.as_ref().map_or_else(not_allowed, |i| view::time_or_never(i.last_push())),
-            badges: badges(info, &rules),
+            badges: badges(info, &rules, show_upstream),
         });
     }
     let next = more_after_page.then(|| {

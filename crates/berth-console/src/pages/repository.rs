@@ -327,12 +327,15 @@ pub async fn page(
     } else {
         (vec![], 0)
     };
+    let show_upstream =
+        authz::allowed(&console.registry, &visitor.ctx, Scope::Registry, authz::READ_CACHE_RULES).await?;
+    let badges = badges(&info, &console.registry.cache_rules().await?, show_upstream);
     let settings = &info.settings;
     Ok(render(&RepositoryPage {
         layout: visitor.layout(),
         name: repo.to_string(),
         uri: format!("{}/{repo}", console.registry_host),
-        badges: badges(&info, &console.registry.cache_rules().await?),
+        badges,
         tabs: Tabs::new(repo, "images"),
         caps,
         actions: ActionLinks::new(repo),
