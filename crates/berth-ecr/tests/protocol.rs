@@ -177,7 +177,7 @@ protocol_backend! {{
         update_image_storage_class(UpdateImageStorageClassRequest) -> UpdateImageStorageClassResponse;
         put_registry_scanning_configuration(PutRegistryScanningConfigurationRequest) -> PutRegistryScanningConfigurationResponse;
         start_image_scan(ImageRequest) -> Refused;
-        describe_image_scan_findings(ImageRequest) -> Refused;
+        describe_image_scan_findings(DescribeImageScanFindingsRequest) -> Refused;
         put_signing_configuration(PutSigningConfigurationRequest) -> Refused;
         get_signing_configuration(SigningConfigurationRequest) -> Refused;
         delete_signing_configuration(SigningConfigurationRequest) -> Refused;
