@@ -52,6 +52,11 @@ impl NamedPolicy {
         NamedPolicy { name: Arc::from(name), policy, binds_root: true }
     }
 
+    /// This policy with no principal naming `user` of `account` ([`Policy::forgetting_user`]).
+    pub fn forgetting_user(&self, account: &str, user: &str) -> NamedPolicy {
+        NamedPolicy { policy: Arc::new(self.policy.forgetting_user(account, user)), ..self.clone() }
+    }
+
     /// `policy` enforced in place of a stored one that cannot be read (it binds everyone but
     /// the root).
     pub fn fail_closed(name: &str, policy: Arc<Policy>) -> NamedPolicy {

@@ -308,6 +308,34 @@ impl Policy {
         self.varies_per_request
     }
 
+    /// The users of `account` its principals name by ARN (`arn:aws:iam::<account>:user/<name>`),
+    /// each once.
+    pub fn named_users(&self, account: &str) -> Vec<&str> {
+        let mut users: Vec<&str> = self
+            .statements
+            .iter()
+            .filter_map(|s| s.principals.as_ref())
+            .flat_map(|p| p.listed.iter())
+            .filter_map(|p| p.user_of(account))
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        users
+    }
+
+    /// The policy with every principal naming `user` of `account` turned into one that names
+    /// nobody: what IAM does when the user a principal was bound to is deleted (the ARN becomes
+    /// the old user's unique ID), so a new user of the same name is not that principal.
+    pub fn forgetting_user(&self, account: &str, user: &str) -> Policy {
+        let mut policy = self.clone();
+        for principals in policy.statements.iter_mut().filter_map(|s| s.principals.as_mut()) {
+            for pattern in principals.listed.iter_mut().filter(|p| p.user_of(account) == Some(user)) {
+                *pattern = PrincipalPattern::Other;
+            }
+        }
+        policy
+    }
+
     pub(crate) fn statements(&self) -> &[Statement] {
         &self.statements
     }
@@ -592,6 +620,16 @@ impl Principals {
 }
 
 impl PrincipalPattern {
+    /// The user of `account` this pattern names by ARN.
+    fn user_of(&self, account: &str) -> Option<&str> {
+        match self {
+            PrincipalPattern::Arn(arn) => {
+                arn.strip_prefix("arn:aws:iam::")?.strip_prefix(account)?.strip_prefix(":user/")
+            }
+            _ => None,
+        }
+    }
+
     /// A user ARN names that user and `*` everyone; an account names its root, or every
     /// principal of it when `whole_account`; anonymous callers are of no account.
     fn matches(&self, identity: &Identity, account: &str, whole_account: bool) -> bool {

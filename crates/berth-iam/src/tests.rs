@@ -1580,3 +1580,32 @@ fn parsing_and_evaluating_arbitrary_input_never_panics() {
     }
     assert!(parsed > 100, "the generator reaches valid policies too ({parsed})");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Principals bound to users
+
+#[test]
+fn a_forgotten_user_is_named_by_no_principal() {
+    let text = format!(
+        r#"{{"Version":"2012-10-17","Statement":[
+            {{"Effect":"Allow","Principal":{{"AWS":["arn:aws:iam::{ACCOUNT}:user/ghost","arn:aws:iam::{ACCOUNT}:user/ci"]}},"Action":"ecr:BatchGetImage"}},
+            {{"Effect":"Deny","NotPrincipal":{{"AWS":"arn:aws:iam::{ACCOUNT}:user/ghost"}},"Action":"ecr:PutImage"}},
+            {{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::999999999999:user/other"}},"Action":"ecr:*"}}]}}"#
+    );
+    let policy = Policy::parse_resource(&text, SizeLimit::REPOSITORY_POLICY).unwrap();
+    assert_eq!(policy.named_users(ACCOUNT), ["ci", "ghost"], "users of this account, each once");
+    let push_everyone = allow(r#""ecr:PutImage""#, r#""*""#);
+    let decide_for = |who: &str, action: &str, policy: &Policy| {
+        let named = NamedPolicy::new("repository/app", Arc::new(policy.clone()));
+        let identity = [push_everyone.clone()];
+        let set = PolicySet { identity: &identity, repository: Some(&named), registry: None };
+        decide(&user(who), action, &repo("app"), &set).is_allowed()
+    };
+    assert!(decide_for("ghost", "ecr:BatchGetImage", &policy));
+    assert!(decide_for("ghost", "ecr:PutImage", &policy), "NotPrincipal exempts ghost from the Deny");
+    let forgotten = policy.forgetting_user(ACCOUNT, "ghost");
+    assert!(!decide_for("ghost", "ecr:BatchGetImage", &forgotten), "the grant named the old ghost");
+    assert!(!decide_for("ghost", "ecr:PutImage", &forgotten), "nor is the new ghost exempt from the Deny");
+    assert!(decide_for("ci", "ecr:BatchGetImage", &forgotten), "other principals are untouched");
+    assert_eq!(forgotten.named_users(ACCOUNT), ["ci"]);
+}

@@ -15,7 +15,7 @@
 //! seconds), and allowed decisions are kept in it per caller, users' generation and action unless
 //! a policy in force reads per-request keys, so a repeated request costs a few map lookups.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -23,11 +23,12 @@ use berth_iam::{
     AuthzRequest, ConditionKeys, Decision, Identity, NamedPolicy, Outcome, Policy, PolicySet, RequestContext,
     SizeLimit, Tags, arn, evaluate, managed,
 };
-use berth_meta::MetadataStore;
+use berth_meta::{MetadataStore, Millis};
 use berth_spec::RepositoryName;
 
 use berth_meta::Repository;
 
+use crate::principals::{self, PrincipalBindings};
 use crate::registry_settings::{self, AccountSetting, RegistrySettings};
 use crate::{Registry, RegistryConfig, RegistryError, RepositorySettings, Result};
 
@@ -218,10 +219,19 @@ impl Authorizer {
             Identity::User { name, .. } => users.of(name),
             Identity::Root { .. } | Identity::Server { .. } => &[],
         };
+        let repository_policy = repository.and_then(|r| Some((r.policy.as_ref()?, &r.policy_principals)));
+        let registry_policy = users.registry_policy_for(action).map(|p| (p, &users.registry_policy_principals));
+        // A principal bound to an earlier user of the caller's name names nobody (`principals`).
+        let for_caller = |policy: Option<(&NamedPolicy, &PrincipalBindings)>| {
+            let Identity::User { name, .. } = &ctx.identity else { return None };
+            let (policy, bindings) = policy?;
+            principals::for_caller(policy, bindings, &self.account, name, users.created(name))
+        };
+        let (repository_now, registry_now) = (for_caller(repository_policy), for_caller(registry_policy));
         let policies = PolicySet {
             identity,
-            repository: repository.and_then(|r| r.policy.as_ref()),
-            registry: users.registry_policy_for(action),
+            repository: repository_now.as_ref().or(repository_policy.map(|(p, _)| p)),
+            registry: registry_now.as_ref().or(registry_policy.map(|(p, _)| p)),
         };
         let resource_arn = self.arn(resource);
         let mut keys = ConditionKeys::new(ctx, &self.account).requested_region(&self.region);
@@ -318,10 +328,12 @@ struct AccessSnapshot {
     /// The store's (credentials, registry settings) generations they were read at (`None`: never).
     generation: Option<(i64, i64)>,
     users: HashMap<String, Box<[NamedPolicy]>>,
-    /// Every user's name, with policies or without: a caller not among them was added since.
-    known_users: HashSet<String>,
+    /// Every user's name, with policies or without, and when it was created: a caller not
+    /// among them was added since.
+    known_users: HashMap<String, Millis>,
     /// The registry policy, as a resource policy.
     registry_policy: Option<NamedPolicy>,
+    registry_policy_principals: PrincipalBindings,
     /// `REGISTRY_POLICY_SCOPE` is V2 (the registry policy governs every action), not V1
     /// (replication and pull-through-cache actions only).
     registry_policy_everywhere: bool,
@@ -332,6 +344,11 @@ struct AccessSnapshot {
 impl AccessSnapshot {
     fn of(&self, user: &str) -> &[NamedPolicy] {
         self.users.get(user).map_or(&[], |policies| policies)
+    }
+
+    /// When the user now named `user` was created; `None` if there is none.
+    fn created(&self, user: &str) -> Option<Millis> {
+        self.known_users.get(user).copied()
     }
 
     /// Whether the registry policy takes part in decisions on `action`.
@@ -374,7 +391,7 @@ impl AccessSnapshot {
                     NamedPolicy::fail_closed("registry", deny_all_but_the_root(SizeLimit::REGISTRY_POLICY))
                 }
             });
-        let known_users = meta.list_users().await?.into_iter().map(|user| user.name).collect();
+        let known_users = meta.list_users().await?.into_iter().map(|user| (user.name, user.created_at)).collect();
         Ok(AccessSnapshot {
             generation: Some(generation),
             users,
@@ -382,6 +399,7 @@ impl AccessSnapshot {
             registry_policy,
             registry_policy_everywhere: settings.value(AccountSetting::RegistryPolicyScope) == "V2",
             blob_mounting: settings.value(AccountSetting::BlobMounting) == "ENABLED",
+            registry_policy_principals: settings.policy_principals,
         })
     }
 }
@@ -415,7 +433,7 @@ impl SnapshotCache {
         let asked_at = Instant::now();
         let snapshot = self.snapshot(meta).await?;
         match identity {
-            Identity::User { name, .. } if !snapshot.known_users.contains(name) => {
+            Identity::User { name, .. } if !snapshot.known_users.contains_key(name) => {
                 self.revalidated(meta, |checked| checked > asked_at).await
             }
             _ => Ok(snapshot),
@@ -464,6 +482,7 @@ impl SnapshotCache {
 struct RepositoryAccess {
     /// Its policy, the resource policy of requests about it.
     policy: Option<NamedPolicy>,
+    policy_principals: PrincipalBindings,
     /// Its resource tags (`ecr:ResourceTag/<key>`).
     tags: Vec<(String, String)>,
     /// The actions each caller (user name; `":root"` for the root, `""` for anonymous callers)
@@ -489,7 +508,8 @@ impl RepositoryAccess {
             }
         });
         let tags = settings.resource_tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
-        RepositoryAccess { policy, tags, allowed: Mutex::default() }
+        let policy_principals = settings.repository_policy_principals.clone();
+        RepositoryAccess { policy, policy_principals, tags, allowed: Mutex::default() }
     }
 
     /// A repository whose settings document cannot be read: fail closed, as for a policy that
@@ -499,7 +519,7 @@ impl RepositoryAccess {
             &format!("repository/{repo}"),
             deny_all_but_the_root(SizeLimit::REPOSITORY_POLICY),
         );
-        RepositoryAccess { policy: Some(policy), tags: Vec::new(), allowed: Mutex::default() }
+        RepositoryAccess { policy: Some(policy), ..RepositoryAccess::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, AllowedActions> {

@@ -17,6 +17,7 @@ mod layers;
 pub mod lifecycle;
 mod manifests;
 mod policies;
+mod principals;
 pub mod pull_through;
 pub mod pulls;
 mod registry_settings;

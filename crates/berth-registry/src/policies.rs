@@ -369,10 +369,12 @@ impl Registry {
     /// Sets the repository policy once it parses as an IAM resource policy Berth can evaluate
     /// (conditions included) and names no `Resource`, as ECR requires.
     pub async fn set_repository_policy(&self, ctx: &RequestContext, repo: &RepositoryName, text: &str) -> Result<()> {
-        berth_iam::Policy::parse_repository(text)
+        let policy = berth_iam::Policy::parse_repository(text)
             .map_err(|e| RegistryError::PolicyInvalid { kind: PolicyKind::Repository, reason: e.to_string() })?;
+        let principals = self.principal_bindings(&policy).await?;
         self.update_settings(ctx, repo, |settings| {
             settings.repository_policy = Some(text.to_owned());
+            settings.repository_policy_principals = principals.clone();
             Ok(())
         })
         .await
@@ -393,6 +395,7 @@ impl Registry {
         self.update_settings(ctx, repo, |settings| {
             removed =
                 Some(settings.repository_policy.take().ok_or(RegistryError::PolicyNotFound(PolicyKind::Repository))?);
+            settings.repository_policy_principals.clear();
             Ok(())
         })
         .await?;

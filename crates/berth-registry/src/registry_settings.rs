@@ -5,10 +5,13 @@
 
 use berth_iam::{Policy, SizeLimit, actions};
 
+use crate::principals::PrincipalBindings;
 use crate::{PolicyKind, Registry, RegistryError, Result};
 
 /// The registry policy's name in the store.
 const REGISTRY_POLICY: &str = "registryPolicy";
+/// The registry policy's [`PrincipalBindings`], as JSON; written before the policy it belongs to.
+const REGISTRY_POLICY_PRINCIPALS: &str = "registryPolicyPrincipals";
 
 /// What a V1-scoped registry policy governs (ECR: replication and pull through cache); a V2 one
 /// governs every action.
@@ -67,13 +70,22 @@ impl AccountSetting {
 /// The settings as stored, with the defaults for what was never set.
 pub(crate) struct RegistrySettings {
     pub(crate) policy: Option<String>,
+    pub(crate) policy_principals: PrincipalBindings,
     stored: Vec<(String, String)>,
 }
 
 impl RegistrySettings {
     pub(crate) fn from_store(mut stored: Vec<(String, String)>) -> RegistrySettings {
-        let policy = stored.iter().position(|(name, _)| name == REGISTRY_POLICY).map(|i| stored.remove(i).1);
-        RegistrySettings { policy, stored }
+        let mut take = |key: &str| stored.iter().position(|(name, _)| name == key).map(|i| stored.remove(i).1);
+        let policy = take(REGISTRY_POLICY);
+        let policy_principals = take(REGISTRY_POLICY_PRINCIPALS)
+            .and_then(|json| {
+                serde_json::from_str(&json)
+                    .inspect_err(|e| tracing::warn!(error = %e, "the registry policy's principal bindings do not parse; its principals are matched by name"))
+                    .ok()
+            })
+            .unwrap_or_default();
+        RegistrySettings { policy, policy_principals, stored }
     }
 
     pub(crate) fn value(&self, setting: AccountSetting) -> &str {
@@ -89,8 +101,10 @@ impl Registry {
     /// characters), stores it and returns it. It applies at once on this server, within a second
     /// on others.
     pub async fn put_registry_policy(&self, text: &str) -> Result<String> {
-        Policy::parse_resource(text, SizeLimit::REGISTRY_POLICY)
+        let policy = Policy::parse_resource(text, SizeLimit::REGISTRY_POLICY)
             .map_err(|e| RegistryError::PolicyInvalid { kind: PolicyKind::Registry, reason: e.to_string() })?;
+        let principals = serde_json::to_string(&self.principal_bindings(&policy).await?).expect("bindings serialize");
+        self.meta.put_registry_setting(REGISTRY_POLICY_PRINCIPALS, Some(&principals)).await?;
         self.meta.put_registry_setting(REGISTRY_POLICY, Some(text)).await?;
         self.authorizer.invalidate_registry().await;
         Ok(text.to_owned())
@@ -105,6 +119,7 @@ impl Registry {
     /// `DeleteRegistryPolicy`: the deleted text, or `PolicyNotFound`.
     pub async fn delete_registry_policy(&self) -> Result<String> {
         let deleted = self.meta.put_registry_setting(REGISTRY_POLICY, None).await?;
+        self.meta.put_registry_setting(REGISTRY_POLICY_PRINCIPALS, None).await?;
         self.authorizer.invalidate_registry().await;
         deleted.ok_or(RegistryError::PolicyNotFound(PolicyKind::Registry))
     }

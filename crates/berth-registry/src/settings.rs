@@ -7,6 +7,8 @@ use berth_meta::Millis;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::principals::PrincipalBindings;
+
 /// ECR's resource-tag limit per repository.
 pub const MAX_RESOURCE_TAGS: usize = 50;
 
@@ -81,6 +83,10 @@ pub struct RepositorySettings {
     /// The repository policy text exactly as set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repository_policy: Option<String>,
+    /// The users the repository policy named when it was set, each with its creation time
+    /// (see `principals`).
+    #[serde(default, skip_serializing_if = "PrincipalBindings::is_empty")]
+    pub repository_policy_principals: PrincipalBindings,
     /// Fields this version does not know (a newer version wrote them), kept as they are so a
     /// write here does not drop them.
     #[serde(flatten)]

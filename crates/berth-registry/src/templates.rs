@@ -214,7 +214,15 @@ impl Registry {
     ) -> Result<RepositorySettings> {
         let records = self.meta.templates().await.map_err(meta_error)?;
         let document = settings_from(&records, name.as_str(), purpose).map_err(RegistryError::Internal)?;
-        RepositorySettings::from_json(&document).map_err(|e| RegistryError::Internal(e.to_string()))
+        let mut settings =
+            RepositorySettings::from_json(&document).map_err(|e| RegistryError::Internal(e.to_string()))?;
+        // The template's policy is set on this repository now: its principals are the users of now.
+        if let Some(text) = &settings.repository_policy
+            && let Ok(policy) = berth_iam::Policy::parse_repository(text)
+        {
+            settings.repository_policy_principals = self.principal_bindings(&policy).await?;
+        }
+        Ok(settings)
     }
 
     /// `CreateRepositoryCreationTemplate`.

@@ -517,3 +517,48 @@ async fn account_settings_are_stored_and_blob_mounting_is_honoured_on_v2() {
     assert_eq!(bad_name.json()["__type"], "InvalidParameterException");
     assert_eq!(get("BLOB_MOUNTING").await["value"], "ENABLED", "refused writes changed nothing");
 }
+
+/// IAM binds a resource policy's user principal to the user, not its name: a user removed and
+/// created again under the same name is not the principal (its old grants do not come back).
+#[tokio::test]
+async fn a_user_created_again_under_an_old_name_gets_none_of_the_old_users_grants() {
+    let srv = launch().start();
+    for repo in ["granted/app", "open/app", "later/app"] {
+        push_image(&srv, repo, Some("v1")).await;
+    }
+    let login = login_only(&srv);
+    let pulls_for = |user: &str, resource: Option<&str>| {
+        let mut statement = json!({"Sid": "Pulls", "Effect": "Allow",
+            "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:user/{user}")},
+            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]});
+        if let Some(resource) = resource {
+            statement["Resource"] = json!(resource);
+        }
+        json!({"Version": "2012-10-17", "Statement": [statement]}).to_string()
+    };
+    let ghost = add_user(&srv, "ghost", &[&login]).await;
+    let grant = json!({"repositoryName": "granted/app", "policyText": pulls_for("ghost", None)});
+    root(&srv, "SetRepositoryPolicy", &grant).await.expect_status(200);
+    let open = format!("arn:aws:ecr:us-east-1:{ACCOUNT}:repository/open/*");
+    let registry = json!({"policyText": pulls_for("ghost", Some(&open))});
+    root(&srv, "PutRegistryPolicy", &registry).await.expect_status(200);
+    assert_eq!(ghost.pull(&srv, "granted/app", "v1").await, 200, "the repository policy grants ghost");
+    assert_eq!(ghost.pull(&srv, "open/app", "v1").await, 200, "so does the registry policy");
+
+    srv.cli(&["user", "remove", "ghost"]);
+    let ghost = add_user(&srv, "ghost", &[&login]).await;
+    for repo in ["granted/app", "open/app"] {
+        eventually(&format!("the new ghost is refused {repo}"), async || ghost.pull(&srv, repo, "v1").await == 403)
+            .await;
+    }
+    // Setting a policy again binds its names to the users of now.
+    root(&srv, "SetRepositoryPolicy", &grant).await.expect_status(200);
+    assert_eq!(ghost.pull(&srv, "granted/app", "v1").await, 200);
+    assert_eq!(ghost.pull(&srv, "open/app", "v1").await, 403, "the registry policy still names the old ghost");
+
+    // A name no user had when the policy was set names the user created later.
+    let later = json!({"repositoryName": "later/app", "policyText": pulls_for("newcomer", None)});
+    root(&srv, "SetRepositoryPolicy", &later).await.expect_status(200);
+    let newcomer = add_user(&srv, "newcomer", &[&login]).await;
+    assert_eq!(newcomer.pull(&srv, "later/app", "v1").await, 200);
+}

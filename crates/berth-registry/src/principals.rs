@@ -1,0 +1,44 @@
+//! IAM binds a resource policy's user principal to the user, not to its name: when the policy
+//! is saved, `arn:aws:iam::<account>:user/<name>` is tied to that user's unique ID, so a user
+//! deleted and created again under the same name is not the principal any more (IAM's guard
+//! against regaining rights by re-creating a user). Berth stores, with each repository and
+//! registry policy, the creation time of every user the policy names as it is set, and
+//! authorization forgets a principal whose user has since been re-created or removed. A name
+//! no user had when the policy was set stays a plain name: it names the user created later.
+
+use std::collections::BTreeMap;
+
+use berth_iam::{NamedPolicy, Policy};
+use berth_meta::Millis;
+
+use crate::{Registry, Result};
+
+/// User name → creation time of the user the name meant when the policy was set.
+pub type PrincipalBindings = BTreeMap<String, Millis>;
+
+impl Registry {
+    /// The users `policy` names that exist now, bound to their creation times.
+    pub(crate) async fn principal_bindings(&self, policy: &Policy) -> Result<PrincipalBindings> {
+        let mut bindings = PrincipalBindings::new();
+        for name in policy.named_users(&self.config.account_id) {
+            if let Some(user) = self.meta.user_by_name(name).await? {
+                bindings.insert(name.to_owned(), user.created_at);
+            }
+        }
+        Ok(bindings)
+    }
+}
+
+/// `policy` as it applies to a request of `user`, whose current record was created at
+/// `created` (`None`: no such user now): without the principals that named an earlier user of
+/// that name. `None` when the policy applies as written.
+pub(crate) fn for_caller(
+    policy: &NamedPolicy,
+    bindings: &PrincipalBindings,
+    account: &str,
+    user: &str,
+    created: Option<Millis>,
+) -> Option<NamedPolicy> {
+    let bound = bindings.get(user)?;
+    (created != Some(*bound)).then(|| policy.forgetting_user(account, user))
+}
