@@ -17,8 +17,10 @@
 //! manifest by digest and finally the tag. Everything is keyed by digest, so a repeated delivery
 //! (after a crash or an expired lease) changes nothing at the destination. A failed event is
 //! released with the later events of its repository and retried with exponential backoff; the
-//! image's status at the destination reads FAILED with the reason until a retry succeeds.
-//! Deletes are not replicated, as on ECR.
+//! image's status at the destination reads FAILED with the reason until a retry succeeds. One
+//! the destination keeps refusing for what it is (an immutable tag there, a manifest it does not
+//! accept) is given up after [`REFUSED_ATTEMPTS`]: it stays FAILED, as on ECR, and the later
+//! events of its repository go on. Deletes are not replicated, as on ECR.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -265,12 +267,27 @@ pub struct Replicator {
     log: EventLog,
 }
 
-/// Why an attempt failed: a short code and the detail, as `failureCode` shows them.
-struct Failure(String);
+/// Attempts at an event the destination refuses for what it is before it is given up. Only such
+/// refusals end: a destination that is down, throttles or turns the credentials away holds its
+/// events until it takes them, and so does an error here.
+const REFUSED_ATTEMPTS: u32 = 5;
+
+/// Why an attempt failed: a short code and the detail, as `failureCode` shows them, and whether
+/// the destination refused the content itself (`DESTINATION_REFUSED`, see [`REFUSED_ATTEMPTS`]).
+struct Failure {
+    reason: String,
+    refused: bool,
+}
+
+impl Failure {
+    fn source(detail: impl std::fmt::Display) -> Failure {
+        Failure { reason: format!("SOURCE_ERROR: {detail}"), refused: false }
+    }
+}
 
 impl From<RegistryError> for Failure {
     fn from(e: RegistryError) -> Self {
-        Failure(format!("SOURCE_ERROR: {e}"))
+        Failure::source(e)
     }
 }
 
@@ -284,7 +301,7 @@ impl From<berth_remote::Error> for Failure {
             e if e.is_unavailable() => "DESTINATION_UNAVAILABLE",
             _ => "DESTINATION_REFUSED",
         };
-        Failure(format!("{code}: {e}"))
+        Failure { reason: format!("{code}: {e}"), refused: code == "DESTINATION_REFUSED" }
     }
 }
 
@@ -369,7 +386,12 @@ impl Replicator {
             };
             match outcome {
                 Some(Ok(())) => delivered.push(event.id),
-                Some(Err(Failure(reason))) => {
+                Some(Err(Failure { reason, refused: true })) if claimed.attempt >= REFUSED_ATTEMPTS => {
+                    tracing::warn!(destination = %destination.id, repository = %event.repository, event = event.id,
+                        attempt = claimed.attempt, %reason, "replication refused again; the image stays FAILED there");
+                    delivered.push(event.id);
+                }
+                Some(Err(Failure { reason, .. })) => {
                     tracing::info!(destination = %destination.id, repository = %event.repository, event = event.id,
                         attempt = claimed.attempt, %reason, "replication failed; will retry");
                     stopped.insert(event.repository.clone());
@@ -397,7 +419,7 @@ impl Replicator {
         let outcome = self.send(destination, &target.repository, &target.digest, target.tag.as_ref()).await;
         match &outcome {
             Ok(()) => self.set_status(target, &destination.id, ReplicationState::Complete, None).await,
-            Err(Failure(reason)) => {
+            Err(Failure { reason, .. }) => {
                 self.set_status(target, &destination.id, ReplicationState::Failed, Some(reason)).await
             }
         }
@@ -445,10 +467,10 @@ impl Replicator {
                 return Ok(Some((bytes, media_type)));
             }
             if depth > MAX_DEPTH {
-                return Err(Failure(format!("SOURCE_ERROR: manifests nest deeper than {MAX_DEPTH} levels")));
+                return Err(Failure::source(format!("manifests nest deeper than {MAX_DEPTH} levels")));
             }
             let manifest = Manifest::parse(&record.content, Some(&record.media_type))
-                .map_err(|e| Failure(format!("SOURCE_ERROR: stored manifest {digest} does not parse: {e}")))?;
+                .map_err(|e| Failure::source(format!("stored manifest {digest} does not parse: {e}")))?;
             if let Some(subject) = &manifest.subject {
                 // A referrer after its subject (which may have been deleted here: then it goes alone).
                 self.push_manifest(destination, repository, &subject.digest, depth + 1).await?;

@@ -278,3 +278,36 @@ async fn replicates_prod_images_to_two_registries_across_outages_and_bad_keys() 
         ]
     );
 }
+
+/// An event the destination refuses for what it is (here: moving a tag that is immutable there)
+/// is given up after a few attempts and reads FAILED, as on ECR; it does not hold up the later
+/// pushes of its repository.
+#[tokio::test]
+async fn an_image_the_destination_refuses_stays_failed_and_later_pushes_go_on() {
+    let (b_port, _) = free_ports();
+    let b = destination_server(b_port, B_KEY, B_SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("a.toml");
+    let text = format!(
+        "[[replication.destinations]]\nregion = \"eu-west-1\"\nregistry_id = \"{B_ID}\"\n\
+         url = \"http://127.0.0.1:{b_port}\"\naccess_key_id = \"{B_KEY}\"\nsecret_access_key = \"{B_SECRET}\"\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    let a = source_launch(&config).start();
+    let immutable = json!({"repositoryName": "prod/app", "imageTagMutability": "IMMUTABLE"});
+    ecr_call(&b, B_KEY, B_SECRET, "CreateRepository", &immutable.to_string()).await.expect_status(200);
+    let rule = json!({"replicationConfiguration": {"rules": [{
+        "destinations": [{"region": "eu-west-1", "registryId": B_ID}],
+        "repositoryFilters": [{"filter": "prod/", "filterType": "PREFIX_MATCH"}]}]}});
+    ecr(&a, "PutReplicationConfiguration", rule).await;
+
+    let first = push_image(&a, "prod/app", Some("v1")).await;
+    wait_for_status(&a, "prod/app", &first.digest, "eu-west-1", "COMPLETE").await;
+    let moved = push_image(&a, "prod/app", Some("v1")).await;
+    let later = push_image(&a, "prod/app", Some("v2")).await;
+    assert_eq!(wait_for_manifest(&b, "prod/app", "v2").await, later.digest, "the later push arrives");
+    wait_for_status(&a, "prod/app", &later.digest, "eu-west-1", "COMPLETE").await;
+    let failure = wait_for_status(&a, "prod/app", &moved.digest, "eu-west-1", "FAILED").await.unwrap();
+    assert!(failure.starts_with("DESTINATION_REFUSED") && failure.contains("immutable"), "{failure}");
+    assert_eq!(wait_for_manifest(&b, "prod/app", "v1").await, first.digest, "B's immutable v1 is unchanged");
+}
