@@ -118,6 +118,7 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
             match e {
                 PullThroughError::RuleExists(_) => EcrError::PullThroughCacheRuleAlreadyExists(message),
                 PullThroughError::RuleNotFound(_) => EcrError::PullThroughCacheRuleNotFound(message),
+                PullThroughError::TooManyRules => EcrError::LimitExceeded(message),
                 PullThroughError::SecretNotFound(_) => EcrError::SecretNotFound(message),
                 PullThroughError::SecretInaccessible(_) => EcrError::UnableToAccessSecret(message),
                 PullThroughError::SecretUndecryptable(_) => EcrError::UnableToDecryptSecretValue(message),

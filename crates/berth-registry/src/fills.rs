@@ -42,6 +42,9 @@ const TEE_STALL: Duration = Duration::from_secs(30);
 const TEE_BUFFER: usize = 16;
 /// After a failed upstream check of a cached tag, the next is tried no sooner than this.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+/// How long a cached tag's re-check waits for the upstream before the cached manifest is
+/// served: a pull must not take the client's whole timeout because the upstream hangs.
+const RECHECK_WAIT: Duration = Duration::from_secs(5);
 
 type ManifestKey = (String, String);
 
@@ -326,12 +329,22 @@ impl Registry {
         };
         let target = match reference {
             Reference::Digest(digest) => digest.clone(),
-            Reference::Tag(_) => match upstream.head_manifest(&cached.upstream_name, reference).await {
-                Ok(head) => head.digest,
-                Err(e) => {
-                    return self.manifest_upstream_failed(cached, repo, reference, stored, UpstreamFailure::Remote(e));
+            Reference::Tag(_) => {
+                let head = upstream.head_manifest(&cached.upstream_name, reference);
+                let answer = match &stored {
+                    Some(_) => tokio::time::timeout(RECHECK_WAIT, head).await.unwrap_or_else(|_| {
+                        Err(berth_remote::Error::Transport(format!("no answer within {} s", RECHECK_WAIT.as_secs())))
+                    }),
+                    None => head.await,
+                };
+                match answer {
+                    Ok(head) => head.digest,
+                    Err(e) => {
+                        let failure = UpstreamFailure::Remote(e);
+                        return self.manifest_upstream_failed(cached, repo, reference, stored, failure);
+                    }
                 }
-            },
+            }
         };
         if let Some(stored) = stored.as_ref().filter(|s| s.digest == target) {
             self.pull_through.fills.checked(key, self.config.cache_tag_recheck);

@@ -53,6 +53,11 @@ pub enum PullThroughError {
     RuleExists(String),
     #[error("The pull through cache rule with the ecrRepositoryPrefix '{0}' does not exist")]
     RuleNotFound(String),
+    #[error(
+        "The number of pull through cache rules in the registry would exceed the limit of {MAX_RULES}; \
+         delete one first"
+    )]
+    TooManyRules,
     #[error("The secret {0} does not exist; store it with `berth secret put`")]
     SecretNotFound(String),
     #[error("{0}")]
@@ -147,16 +152,26 @@ fn meta_error(e: MetaError) -> RegistryError {
     }
 }
 
+/// ECR's quota of pull through cache rules per registry (not adjustable).
+pub const MAX_RULES: usize = 50;
+
 /// How long the rules read from the store are used before they are read again (other servers
 /// may have changed them; this process drops them at once when it changes one).
 const RULES_TTL: Duration = Duration::from_secs(2);
+
+/// A rule's upstream client and what it was made from: the rule's version and its sealed secret.
+struct RuleRemote {
+    rule_updated_at: Millis,
+    sealed_secret: Option<Vec<u8>>,
+    remote: berth_remote::Remote,
+}
 
 /// The cache's in-memory side: the rules, a client per upstream (it keeps that upstream's
 /// tokens), fills in progress, when each cached tag was last checked upstream, and counters.
 #[derive(Default)]
 pub(crate) struct CacheState {
     rules: Mutex<Option<(Instant, Arc<Vec<CacheRule>>)>>,
-    remotes: Mutex<HashMap<String, (Millis, berth_remote::Remote)>>,
+    remotes: Mutex<HashMap<String, RuleRemote>>,
     pub(crate) fills: crate::fills::Fills,
     pub(crate) stats: crate::cache_stats::CacheStats,
 }
@@ -212,14 +227,18 @@ impl Registry {
         })
     }
 
+    /// The sealed secret a `credentialArn` names.
+    async fn sealed_secret(&self, arn: &str) -> Result<Vec<u8>> {
+        let name = self.secret_name(arn)?;
+        Ok(self.meta.upstream_secret(name).await?.ok_or_else(|| PullThroughError::SecretNotFound(arn.to_owned()))?)
+    }
+
     /// The credentials a rule's `credentialArn` names (anonymous without one).
     async fn upstream_credentials(&self, credential_arn: Option<&str>) -> Result<Credentials> {
         let Some(arn) = credential_arn else {
             return Ok(Credentials::Anonymous);
         };
-        let name = self.secret_name(arn)?;
-        let sealed =
-            self.meta.upstream_secret(name).await?.ok_or_else(|| PullThroughError::SecretNotFound(arn.to_owned()))?;
+        let (name, sealed) = (self.secret_name(arn)?, self.sealed_secret(arn).await?);
         let opener =
             self.config.secrets.0.as_ref().ok_or_else(|| PullThroughError::SecretUndecryptable(arn.to_owned()))?;
         let login = opener.open(name, &sealed).ok_or_else(|| PullThroughError::SecretUndecryptable(arn.to_owned()))?;
@@ -231,6 +250,10 @@ impl Registry {
     pub async fn create_cache_rule(&self, prefix: &str, upstream: UpstreamSettings) -> Result<CacheRule> {
         upstream_endpoint(&upstream.upstream_registry_url)?;
         self.upstream_credentials(upstream.credential_arn.as_deref()).await?;
+        // Counted before the insert: two creations racing at the limit may both pass it.
+        if self.meta.cache_rules().await?.len() >= MAX_RULES {
+            return Err(PullThroughError::TooManyRules.into());
+        }
         let document = serde_json::to_string(&upstream).expect("settings serialize");
         let record =
             self.meta.create_cache_rule(normalize_prefix(prefix), &document, now_millis()).await.map_err(meta_error);
@@ -326,20 +349,24 @@ impl Registry {
         }
     }
 
-    /// The client of a rule's upstream, kept per rule (with its tokens) until the rule changes.
+    /// The client of a rule's upstream, kept per rule (with its tokens) until the rule or its
+    /// secret changes. The secret is read on every use: `berth secret put` (another process, or
+    /// another server) rotates it without touching the rule, as Secrets Manager does on AWS.
     pub(crate) async fn rule_remote(&self, rule: &CacheRule) -> Result<berth_remote::Remote> {
         let key = &rule.ecr_repository_prefix;
-        if let Some((updated_at, remote)) = self.pull_through.remotes.lock().unwrap_or_else(|e| e.into_inner()).get(key)
-            && *updated_at == rule.updated_at
+        let sealed_secret = match &rule.upstream.credential_arn {
+            Some(arn) => Some(self.sealed_secret(arn).await?),
+            None => None,
+        };
+        if let Some(kept) = self.pull_through.remotes.lock().unwrap_or_else(|e| e.into_inner()).get(key)
+            && kept.rule_updated_at == rule.updated_at
+            && kept.sealed_secret == sealed_secret
         {
-            return Ok(remote.clone());
+            return Ok(kept.remote.clone());
         }
         let remote = self.upstream_remote(&rule.upstream).await?;
-        self.pull_through
-            .remotes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), (rule.updated_at, remote.clone()));
+        let kept = RuleRemote { rule_updated_at: rule.updated_at, sealed_secret, remote: remote.clone() };
+        self.pull_through.remotes.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), kept);
         Ok(remote)
     }
 

@@ -124,6 +124,16 @@ async fn rule_requests_are_validated_before_anything_is_stored() {
     }
     let r = call(&srv, "DescribePullThroughCacheRules", json!({})).await;
     assert_eq!(r.json()["pullThroughCacheRules"], json!([]), "nothing was stored: {}", r.describe());
+
+    // ECR's quota: 50 rules per registry.
+    let rule = |i: usize| json!({"ecrRepositoryPrefix": format!("cache{i:02}"), "upstreamRegistryUrl": "quay.io"});
+    for i in 0..50 {
+        call(&srv, "CreatePullThroughCacheRule", rule(i)).await.expect_status(200);
+    }
+    let r = call(&srv, "CreatePullThroughCacheRule", rule(50)).await;
+    assert_eq!((r.status(), error_type(&r)), (400, "LimitExceededException".to_owned()), "{}", r.describe());
+    call(&srv, "DeletePullThroughCacheRule", json!({"ecrRepositoryPrefix": "cache00"})).await.expect_status(200);
+    call(&srv, "CreatePullThroughCacheRule", rule(50)).await.expect_status(200);
 }
 
 /// A server caching `hub/…` from `upstream` (anonymous), tags re-checked after `recheck_secs`.
@@ -227,6 +237,20 @@ async fn tags_follow_the_upstream_after_the_interval_and_the_cache_serves_while_
     let r = get_manifest(&srv, "hub/app", "v1").await;
     assert_eq!(r.header("docker-content-digest"), Some(second.digest.as_str()), "{}", r.describe());
     expect_blob(&srv, "hub/app", &sha256_digest(&second.layers[0]), &second.layers[0]).await;
+
+    // Upstream hanging (stopped, its socket still open): the tag's re-check gives up after a few
+    // seconds and the cached manifest is served, not after the client's whole timeout.
+    let signal = |name: &str| {
+        let sent = std::process::Command::new("kill").args([name, &upstream.pid().to_string()]).status().unwrap();
+        assert!(sent.success(), "kill {name}");
+    };
+    signal("-STOP");
+    tokio::time::sleep(std::time::Duration::from_secs(9)).await;
+    let asked = std::time::Instant::now();
+    let r = get_manifest(&srv, "hub/app", "v1").await;
+    assert_eq!(r.header("docker-content-digest"), Some(second.digest.as_str()), "{}", r.describe());
+    assert!(asked.elapsed() < std::time::Duration::from_secs(15), "answered after {:?}", asked.elapsed());
+    signal("-CONT");
 
     // Upstream gone: cached content is still served (the tag's check fails and is logged)...
     upstream.stop();
@@ -399,13 +423,20 @@ async fn a_wrong_secret_is_reported_by_validation_and_caches_nothing() {
     let r = call(&srv, "DescribeRepositories", json!({"repositoryNames": ["up/app"]})).await;
     assert_eq!(error_type(&r), "RepositoryNotFoundException", "nothing cached: {}", r.describe());
 
-    // The right secret (Basic auth at the upstream Berth): the image is pulled through.
-    let good = secret_put(&srv, "good", key, user["secretAccessKey"].as_str().unwrap());
+    // The secret rotated in place (`berth secret put` of the same name, the rule untouched):
+    // the next pull uses it (Basic auth at the upstream Berth) and the image is pulled through.
+    let right = user["secretAccessKey"].as_str().unwrap();
+    assert_eq!(secret_put(&srv, "wrong", key, right), wrong);
+    expect_manifest(&srv, "up/app", "v1", OCI_MANIFEST, &image.manifest, &image.digest).await;
+    expect_blob(&srv, "up/app", &sha256_digest(&image.layers[0]), &image.layers[0]).await;
+
+    // Another secret, named by the rule through UpdatePullThroughCacheRule.
+    let later = push_image(&upstream, "lib/app", Some("v2")).await;
+    let good = secret_put(&srv, "good", key, right);
     call(&srv, "UpdatePullThroughCacheRule", json!({"ecrRepositoryPrefix": "up", "credentialArn": good}))
         .await
         .expect_status(200);
-    expect_manifest(&srv, "up/app", "v1", OCI_MANIFEST, &image.manifest, &image.digest).await;
-    expect_blob(&srv, "up/app", &sha256_digest(&image.layers[0]), &image.layers[0]).await;
+    expect_manifest(&srv, "up/app", "v2", OCI_MANIFEST, &later.manifest, &later.digest).await;
 }
 
 #[tokio::test]
