@@ -364,6 +364,13 @@ ecr_ok "create-repository strict/app" create-repository --repository-name strict
 ecr_ok "describe-images" describe-images --repository-name strict/app
 expect "the pushed image is listed" "$(j -c '[.imageDetails[].imageTags]')" '[["v1"]]'
 ecr_err "initiate-layer-upload never creates a repository" RepositoryNotFoundException initiate-layer-upload --repository-name strict/other
+# As on ECR: a CREATE_ON_PUSH creation template makes pushes under its prefix create repositories.
+ecr_ok "create-repository-creation-template auto (CREATE_ON_PUSH)" create-repository-creation-template \
+  --prefix auto --applied-for CREATE_ON_PUSH --image-tag-mutability IMMUTABLE
+"${SK[@]}" copy -q --dest-tls-verify=false "dir:$T/amd64" "docker://$REG/auto/app:v1" && ok "a push under the template's prefix creates auto/app" || bad "push auto/app"
+ecr_ok "describe-repositories auto/app" describe-repositories --repository-names auto/app
+expect "with the template's settings" "$(j -r '.repositories[0].imageTagMutability')" IMMUTABLE
+"${SK[@]}" copy -q --dest-tls-verify=false "dir:$T/amd64" "docker://$REG/autox/app:v1" 2>/dev/null && bad "autox/app is not under auto/" || ok "a name outside the prefix is still refused"
 
 section "lifecycle policies: preview, expiry (--lifecycle-interval-secs 5), multi-arch kept whole; repository policies"
 stop_berth

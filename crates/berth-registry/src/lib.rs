@@ -58,7 +58,8 @@ pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
-    /// A push to a repository that does not exist creates it (ECR's create-on-push).
+    /// A push to a repository that does not exist creates it. Off, only where a creation
+    /// template for that kind of push covers the name (ECR's create-on-push).
     pub create_on_push: bool,
     /// Upload sessions untouched for this long are removed with their data.
     pub upload_expiry: Duration,
@@ -231,9 +232,6 @@ impl Registry {
         if let Some(repository) = self.meta.get_repository(name).await? {
             return Ok(repository);
         }
-        if !self.config.create_on_push {
-            return Err(RegistryError::NameUnknown(name.to_string()));
-        }
         // Another Berth's replication (it says so) needs `ecr:ReplicateImage` too, as ECR's
         // destination registry policy grants it, and gets the REPLICATION template; the claim
         // only ever adds a permission to check.
@@ -243,6 +241,11 @@ impl Registry {
         } else {
             (templates::AppliedFor::CreateOnPush, &[berth_iam::actions::CREATE_REPOSITORY])
         };
+        // Without create-on-push, as on ECR: only where a creation template for this kind of
+        // push covers the name.
+        if !self.config.create_on_push && !self.template_covers(name, purpose).await? {
+            return Err(RegistryError::NameUnknown(name.to_string()));
+        }
         self.authorize(ctx, name, actions).await?;
         if let Some(creatable) = creatable {
             creatable(&self.settings_for_new(name, purpose).await?)?;

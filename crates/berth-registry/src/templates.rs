@@ -149,15 +149,22 @@ fn most_specific<'t>(
         .max_by_key(|t| if t.prefix == ROOT_PREFIX { 0 } else { t.prefix.len() })
 }
 
+/// The templates among `records` that cover `name`. One that does not parse refuses the creation.
+fn covering(records: &[TemplateRecord], name: &str) -> std::result::Result<Vec<CreationTemplate>, String> {
+    let covering = records.iter().filter(|r| prefix_matches(&r.prefix, name)).cloned();
+    covering.map(template_from_record).collect::<Result<_>>().map_err(|e| e.to_string())
+}
+
 /// The settings of a repository created implicitly: the most specific template's, or the
 /// defaults when none applies. A template that does not parse refuses the creation.
-fn settings_from(records: &[TemplateRecord], name: &str, purpose: AppliedFor) -> std::result::Result<String, String> {
-    let covering: Vec<TemplateRecord> = records.iter().filter(|r| prefix_matches(&r.prefix, name)).cloned().collect();
-    let templates: Vec<CreationTemplate> =
-        covering.into_iter().map(template_from_record).collect::<Result<_>>().map_err(|e| e.to_string())?;
-    let settings = most_specific(&templates, name, purpose)
-        .map_or_else(RepositorySettings::default, |t| t.settings.repository_settings());
-    Ok(settings.to_json())
+fn settings_from(
+    records: &[TemplateRecord],
+    name: &str,
+    purpose: AppliedFor,
+) -> std::result::Result<RepositorySettings, String> {
+    let templates = covering(records, name)?;
+    Ok(most_specific(&templates, name, purpose)
+        .map_or_else(RepositorySettings::default, |t| t.settings.repository_settings()))
 }
 
 fn template_from_record(record: TemplateRecord) -> Result<CreationTemplate> {
@@ -191,7 +198,16 @@ impl Registry {
         name: &RepositoryName,
         purpose: AppliedFor,
     ) -> Result<Repository> {
-        let choose = |records: &[TemplateRecord]| settings_from(records, name.as_str(), purpose);
+        // The template's policy is set on this repository now: its principals are bound to the
+        // users of now (`principals`), looked up before the transaction that chooses the template.
+        let expected = self.settings_for_new(name, purpose).await?;
+        let choose = |records: &[TemplateRecord]| {
+            let mut settings = settings_from(records, name.as_str(), purpose)?;
+            if settings.repository_policy == expected.repository_policy {
+                settings.repository_policy_principals = expected.repository_policy_principals.clone();
+            }
+            Ok(settings.to_json())
+        };
         let (repository, created) = self
             .meta
             .ensure_repository_from_templates(&self.origin(ctx), name, &choose, now_millis())
@@ -206,6 +222,13 @@ impl Registry {
         Ok(repository)
     }
 
+    /// Whether a template for `purpose` covers `name`.
+    pub(crate) async fn template_covers(&self, name: &RepositoryName, purpose: AppliedFor) -> Result<bool> {
+        let records = self.meta.templates().await.map_err(meta_error)?;
+        let templates = covering(&records, name.as_str()).map_err(TemplateError::Unusable)?;
+        Ok(most_specific(&templates, name.as_str(), purpose).is_some())
+    }
+
     /// The settings [`Registry::create_implicitly`] would give `name` now.
     pub(crate) async fn settings_for_new(
         &self,
@@ -213,10 +236,7 @@ impl Registry {
         purpose: AppliedFor,
     ) -> Result<RepositorySettings> {
         let records = self.meta.templates().await.map_err(meta_error)?;
-        let document = settings_from(&records, name.as_str(), purpose).map_err(RegistryError::Internal)?;
-        let mut settings =
-            RepositorySettings::from_json(&document).map_err(|e| RegistryError::Internal(e.to_string()))?;
-        // The template's policy is set on this repository now: its principals are the users of now.
+        let mut settings = settings_from(&records, name.as_str(), purpose).map_err(TemplateError::Unusable)?;
         if let Some(text) = &settings.repository_policy
             && let Ok(policy) = berth_iam::Policy::parse_repository(text)
         {

@@ -72,7 +72,8 @@ pub struct ServeArgs {
     /// Lifetime of registry tokens (docker login passwords) in seconds [default: 43200, ECR's 12 hours]
     #[arg(long, env = "BERTH_TOKEN_LIFETIME_SECS")]
     token_lifetime_secs: Option<u64>,
-    /// Refuse pushes to repositories that do not exist yet (create them through the ECR API).
+    /// Refuse pushes to repositories that do not exist yet (create them through the ECR API),
+    /// except where a CREATE_ON_PUSH creation template covers the name, as on ECR.
     #[arg(long)]
     no_create_on_push: bool,
     /// Hours after which an untouched upload session is removed [default: 24]

@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use serde_json::json;
 
 #[tokio::test]
 async fn base_endpoint() {
@@ -216,4 +217,25 @@ async fn pushes_to_new_repositories_can_be_refused() {
     r.expect_error_code_in(&["NAME_UNKNOWN", "DENIED"]);
     let r = send(srv.get("/v2/_catalog")).await;
     assert!(r.json()["repositories"].as_array().is_none_or(|a| a.is_empty()), "{}", r.describe());
+
+    // As on ECR, a CREATE_ON_PUSH creation template lets pushes under its prefix create the
+    // repository; a template for other kinds of creation does not.
+    let template = |prefix: &str, applied_for: &str| {
+        json!({"prefix": prefix, "appliedFor": [applied_for], "imageTagMutability": "IMMUTABLE"}).to_string()
+    };
+    ecr_call(&srv, "AKIAANY", "any", "CreateRepositoryCreationTemplate", &template("team", "CREATE_ON_PUSH"))
+        .await
+        .expect_status(200);
+    ecr_call(&srv, "AKIAANY", "any", "CreateRepositoryCreationTemplate", &template("cache", "PULL_THROUGH_CACHE"))
+        .await
+        .expect_status(200);
+    push_image(&srv, "team/app", Some("v1")).await;
+    let r =
+        ecr_call(&srv, "AKIAANY", "any", "DescribeRepositories", &json!({"repositoryNames": ["team/app"]}).to_string())
+            .await;
+    assert_eq!(r.json()["repositories"][0]["imageTagMutability"], "IMMUTABLE", "{}", r.describe());
+    for refused in ["cache/app", "teamx/app"] {
+        let r = send(srv.post(&format!("/v2/{refused}/blobs/uploads/"))).await;
+        r.expect_error_code_in(&["NAME_UNKNOWN"]);
+    }
 }
