@@ -561,4 +561,14 @@ async fn a_user_created_again_under_an_old_name_gets_none_of_the_old_users_grant
     root(&srv, "SetRepositoryPolicy", &later).await.expect_status(200);
     let newcomer = add_user(&srv, "newcomer", &[&login]).await;
     assert_eq!(newcomer.pull(&srv, "later/app", "v1").await, 200);
+
+    // A creation template's policy is bound to the users of when it creates a repository.
+    let template =
+        json!({"prefix": "tpl", "appliedFor": ["CREATE_ON_PUSH"], "repositoryPolicy": pulls_for("ghost", None)});
+    root(&srv, "CreateRepositoryCreationTemplate", &template).await.expect_status(200);
+    push_image(&srv, "tpl/app", Some("v1")).await;
+    assert_eq!(ghost.pull(&srv, "tpl/app", "v1").await, 200, "the template's policy grants this ghost");
+    srv.cli(&["user", "remove", "ghost"]);
+    let ghost = add_user(&srv, "ghost", &[&login]).await;
+    eventually("a third ghost is refused tpl/app", async || ghost.pull(&srv, "tpl/app", "v1").await == 403).await;
 }
