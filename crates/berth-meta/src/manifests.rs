@@ -241,6 +241,18 @@ where
                     .bind(DB::text_list(&parents))
                     .execute(&mut *conn)
                     .await?;
+                // An index is as large as its largest child (`image_size`): now it knows this one.
+                let sql = format!(
+                    "UPDATE manifests SET image_size = $2 WHERE repo = $1 AND image_size < $2 \
+                     AND digest IN (SELECT value FROM {})",
+                    DB::list(3)
+                );
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(repo)
+                    .bind(size_param(image_size)?)
+                    .bind(DB::text_list(&parents))
+                    .execute(&mut *conn)
+                    .await?;
             }
             Self::record_manifest_blobs(&mut *conn, put).await?;
         }

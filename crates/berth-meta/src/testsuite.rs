@@ -571,10 +571,14 @@ async fn sparse_indexes(store: &dyn MetadataStore) {
     assert_eq!(record.image_size, 3010, "absent children count nothing");
     assert_eq!(store.parents(&repo, &present).await.unwrap(), vec![index.clone()]);
 
-    // The absent child arrives: from now on the index protects it.
-    let pushed = push_image(store, &repo, &later_label, 10, None).await;
+    // The absent child arrives: from now on the index protects it, and the index is as large as
+    // this child, its largest now.
+    let pushed = push_image(store, &repo, &later_label, 5000, None).await;
     assert_eq!(pushed, later);
     assert_eq!(store.parents(&repo, &later).await.unwrap(), vec![index.clone()]);
+    let child_size = store.get_manifest(&repo, &by_digest(&later)).await.unwrap().unwrap().image_size;
+    assert!(child_size > 3010, "{child_size}");
+    assert_eq!(store.get_manifest(&repo, &by_digest(&index)).await.unwrap().unwrap().image_size, child_size);
     let err = store.delete_manifest(&ORIGIN, &repo, &later).await.unwrap_err();
     assert!(matches!(&err, MetaError::ManifestReferenced { index: i } if *i == index), "{err:?}");
 
