@@ -19,7 +19,11 @@
 //! - nothing a surviving index lists is ever expired, even if a rule selected it;
 //! - when an index expires, its children go with it unless another surviving index lists them
 //!   (or they carry tags of their own that no rule expired);
-//! - referrers go with their subject, tagged or not.
+//! - referrers go with their subject, tagged or not;
+//! - except what a rule keeps: a tagged referrer a rule matches is judged by that rule alone, and
+//!   the untagged images an expiry leaves behind are judged again as the untagged images they
+//!   become; one a rule matches and does not expire stays (ECR: "an image that matches the
+//!   tagging requirements of a rule cannot be expired by a rule with a lower priority").
 
 use std::collections::{HashMap, HashSet};
 
@@ -472,61 +476,37 @@ pub fn explain(policy: &LifecyclePolicy, images: &[LifecycleImage], now: Millis)
         .map(|i| !(images[i].tags.is_empty() && (!listed_by[i].is_empty() || subject_of(i).is_some())))
         .collect();
 
-    let mut selected: HashMap<usize, (u32, RuleAction)> = HashMap::new();
-    let mut claimed: HashSet<usize> = HashSet::new();
-    for rule in &policy.rules {
-        let mut matching: Vec<usize> = (0..images.len())
-            .filter(|&i| judged[i] && images[i].archived == rule.archived && rule.selects(&images[i].tags))
-            .collect();
-        let older_than = |days: u64, at: &dyn Fn(&LifecycleImage) -> Millis| -> Vec<usize> {
-            let cutoff = now.saturating_sub(i64::try_from(days).unwrap_or(i64::MAX).saturating_mul(DAY_MILLIS));
-            matching.iter().filter(|&&i| at(&images[i]) < cutoff).copied().collect()
-        };
-        let acted_on: Vec<usize> = match rule.count {
-            Count::MoreThan(keep) => {
-                // Newest first; equal push times in digest order, so the outcome is deterministic.
-                matching.sort_by(|&a, &b| {
-                    images[b].pushed_at.cmp(&images[a].pushed_at).then_with(|| images[a].digest.cmp(&images[b].digest))
-                });
-                matching.iter().skip(usize::try_from(keep).unwrap_or(usize::MAX)).copied().collect()
-            }
-            Count::SincePushedDays(days) => older_than(days, &|image| image.pushed_at),
-            Count::SincePulledDays(days) => older_than(days, &LifecycleImage::last_used_at),
-            Count::SinceArchivedDays(days) => {
-                older_than(days, &|image| image.last_archived_at.unwrap_or(image.pushed_at))
-            }
-        };
-        for i in acted_on {
-            if !claimed.contains(&i) {
-                selected.insert(i, (rule.priority, rule.action));
-            }
-        }
-        claimed.extend(matching);
-    }
-
-    // What survives: the judged images no rule selected, everything a survivor lists, and the
-    // untagged referrers of a survivor. Judged referrers whose subject did not survive go too,
-    // which can take more with them, so repeat until nothing changes.
-    let selected_for = |i: usize, action: RuleAction| selected.get(&i).is_some_and(|(_, a)| *a == action);
-    let mut roots: Vec<usize> =
-        (0..images.len()).filter(|&i| judged[i] && !selected_for(i, RuleAction::Expire)).collect();
-    let survives = loop {
-        let mut survives = vec![false; images.len()];
-        let mut stack = roots.clone();
-        while let Some(i) = stack.pop() {
-            if std::mem::replace(&mut survives[i], true) {
-                continue;
-            }
-            let children = images[i].children.iter().filter_map(|d| position.get(d)).copied();
-            let untagged_referrers = referrers[i].iter().copied().filter(|&r| !judged[r]);
-            stack.extend(children.chain(untagged_referrers));
-        }
-        let before = roots.len();
-        roots.retain(|&i| subject_of(i).is_none_or(|s| survives[s]));
-        if roots.len() == before {
-            break survives;
-        }
+    let mut judged = judged;
+    let (mut selected, mut claimed) = select(policy, images, &judged, now);
+    let is_selected = |selected: &HashMap<usize, (u32, RuleAction)>, i: usize, action: RuleAction| {
+        selected.get(&i).is_some_and(|(_, a)| *a == action)
     };
+    let mut roots: Vec<usize> =
+        (0..images.len()).filter(|&i| judged[i] && !is_selected(&selected, i, RuleAction::Expire)).collect();
+    let mut survives = surviving(images, &position, &referrers, &judged, &claimed, &mut roots);
+    // Untagged images left behind by what expires (the children of an expired index, the
+    // referrers of an expired subject) become what ECR sees in them, untagged images: judged so
+    // (ranked among every image the rules match), one that a rule matches and does not expire
+    // stays. The rest go with their parent. Nothing judged before changes its fate.
+    let left_behind: Vec<usize> =
+        (0..images.len()).filter(|&i| !judged[i] && !survives[i] && images[i].tags.is_empty()).collect();
+    if !left_behind.is_empty() {
+        let mut as_orphans = judged.clone();
+        left_behind.iter().for_each(|&i| as_orphans[i] = true);
+        let (orphan_selected, orphan_claimed) = select(policy, images, &as_orphans, now);
+        for &i in left_behind.iter().filter(|i| orphan_claimed.contains(i)) {
+            if let Some(selection) = orphan_selected.get(&i) {
+                selected.insert(i, *selection);
+            }
+            if !is_selected(&selected, i, RuleAction::Expire) {
+                judged[i] = true;
+                claimed.insert(i);
+                roots.push(i);
+            }
+        }
+        survives = surviving(images, &position, &referrers, &judged, &claimed, &mut roots);
+    }
+    let selected_for = |i: usize, action: RuleAction| is_selected(&selected, i, action);
 
     // Each expired image gets the rule of its own selection, or of a parent that expired.
     let expiring: Vec<bool> = survives.iter().map(|s| !s).collect();
@@ -580,6 +560,81 @@ pub fn explain(policy: &LifecyclePolicy, images: &[LifecycleImage], now: Millis)
         })
         .collect();
     Evaluation { expired, transitioned, kept }
+}
+
+/// One pass of the rules over the `judged` images, in priority order: the images each rule acts
+/// on (an image matched by an earlier rule is not acted on by a later one, but still counts
+/// towards `imageCountMoreThan`), and every image some rule matched.
+fn select(
+    policy: &LifecyclePolicy,
+    images: &[LifecycleImage],
+    judged: &[bool],
+    now: Millis,
+) -> (HashMap<usize, (u32, RuleAction)>, HashSet<usize>) {
+    let mut selected: HashMap<usize, (u32, RuleAction)> = HashMap::new();
+    let mut claimed: HashSet<usize> = HashSet::new();
+    for rule in &policy.rules {
+        let mut matching: Vec<usize> = (0..images.len())
+            .filter(|&i| judged[i] && images[i].archived == rule.archived && rule.selects(&images[i].tags))
+            .collect();
+        let older_than = |days: u64, at: &dyn Fn(&LifecycleImage) -> Millis| -> Vec<usize> {
+            let cutoff = now.saturating_sub(i64::try_from(days).unwrap_or(i64::MAX).saturating_mul(DAY_MILLIS));
+            matching.iter().filter(|&&i| at(&images[i]) < cutoff).copied().collect()
+        };
+        let acted_on: Vec<usize> = match rule.count {
+            Count::MoreThan(keep) => {
+                // Newest first; equal push times in digest order, so the outcome is deterministic.
+                matching.sort_by(|&a, &b| {
+                    images[b].pushed_at.cmp(&images[a].pushed_at).then_with(|| images[a].digest.cmp(&images[b].digest))
+                });
+                matching.iter().skip(usize::try_from(keep).unwrap_or(usize::MAX)).copied().collect()
+            }
+            Count::SincePushedDays(days) => older_than(days, &|image| image.pushed_at),
+            Count::SincePulledDays(days) => older_than(days, &LifecycleImage::last_used_at),
+            Count::SinceArchivedDays(days) => {
+                older_than(days, &|image| image.last_archived_at.unwrap_or(image.pushed_at))
+            }
+        };
+        for i in acted_on {
+            if !claimed.contains(&i) {
+                selected.insert(i, (rule.priority, rule.action));
+            }
+        }
+        claimed.extend(matching);
+    }
+    (selected, claimed)
+}
+
+/// What survives: the `roots` (judged images no rule expires), everything a survivor lists, and
+/// the untagged referrers of a survivor. A root that is a referrer whose subject did not survive
+/// goes too unless a rule matched it (a rule that keeps an image keeps it), which can take more
+/// with it: `roots` loses those, repeated until nothing changes.
+fn surviving(
+    images: &[LifecycleImage],
+    position: &HashMap<&Digest, usize>,
+    referrers: &[Vec<usize>],
+    judged: &[bool],
+    claimed: &HashSet<usize>,
+    roots: &mut Vec<usize>,
+) -> Vec<bool> {
+    let subject_of = |i: usize| images[i].subject.as_ref().and_then(|d| position.get(d)).copied();
+    loop {
+        let mut survives = vec![false; images.len()];
+        let mut stack = roots.clone();
+        while let Some(i) = stack.pop() {
+            if std::mem::replace(&mut survives[i], true) {
+                continue;
+            }
+            let children = images[i].children.iter().filter_map(|d| position.get(d)).copied();
+            let untagged_referrers = referrers[i].iter().copied().filter(|&r| !judged[r]);
+            stack.extend(children.chain(untagged_referrers));
+        }
+        let before = roots.len();
+        roots.retain(|&i| claimed.contains(&i) || subject_of(i).is_none_or(|s| survives[s]));
+        if roots.len() == before {
+            return survives;
+        }
+    }
 }
 
 /// The images marked in `acted_on`, an index before what it lists, each with the rule that
@@ -1137,8 +1192,66 @@ mod tests {
             referrer("b0", &[], 9.0, "a1"),
         ];
         // The signature of a kept image stays although it is old and untagged; everything that
-        // refers (directly or not) to the expired image goes, with that image's rule.
-        assert_eq!(sorted(expired(&p, &images)), names(&[("a0", 1), ("att", 1), ("sbom", 1), ("sig", 1)]));
+        // refers (directly or not) to the expired image goes: the tagged SBOM no rule matches
+        // with that image's rule, the untagged ones left behind by the untagged rule.
+        assert_eq!(sorted(expired(&p, &images)), names(&[("a0", 1), ("att", 2), ("sbom", 1), ("sig", 2)]));
+    }
+
+    #[test]
+    fn a_referrer_a_rule_keeps_stays_when_its_subject_expires() {
+        // ECR: "An image that matches the tagging requirements of a rule cannot be expired by a
+        // rule with a lower priority." The SBOM matches rule 1, which keeps it.
+        let p = policy(serde_json::json!([
+            rule(
+                1,
+                serde_json::json!({"tagStatus": "tagged", "tagPatternList": ["release*"], "countType": "imageCountMoreThan", "countNumber": 100})
+            ),
+            rule(
+                2,
+                serde_json::json!({"tagStatus": "tagged", "tagPatternList": ["v*"], "countType": "imageCountMoreThan", "countNumber": 1})
+            ),
+        ]));
+        let images = [
+            image("s1", &["v1"], 10.0),
+            referrer("sbom", &["release-sbom-1"], 9.0, "s1"),
+            referrer("sig", &[], 9.0, "sbom"),
+            image("s2", &["v2"], 2.0),
+        ];
+        assert_eq!(sorted(expired(&p, &images)), names(&[("s1", 2)]), "the SBOM and its own signature stay");
+    }
+
+    #[test]
+    fn children_an_untagged_rule_keeps_stay_when_their_index_expires() {
+        let p = policy(serde_json::json!([
+            rule(1, serde_json::json!({"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 10})),
+            rule(
+                2,
+                serde_json::json!({"tagStatus": "tagged", "tagPatternList": ["v*"], "countType": "imageCountMoreThan", "countNumber": 1})
+            ),
+        ]));
+        let images = [
+            index("i0", &["v1"], 10.0, &["c1", "c2"]),
+            image("c1", &[], 10.0),
+            image("c2", &[], 10.0),
+            index("i2", &["v2"], 1.0, &["c3"]),
+            image("c3", &[], 1.0),
+        ];
+        assert_eq!(sorted(expired(&p, &images)), names(&[("i0", 2)]), "rule 1 keeps the children it is left with");
+        // Ranked among the untagged images: with room for one, the older child goes by rule 1.
+        let p = policy(serde_json::json!([
+            rule(1, serde_json::json!({"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 1})),
+            rule(
+                2,
+                serde_json::json!({"tagStatus": "tagged", "tagPatternList": ["v*"], "countType": "imageCountMoreThan", "countNumber": 1})
+            ),
+        ]));
+        let images = [
+            index("i0", &["v1"], 10.0, &["c1"]),
+            image("c1", &[], 10.0),
+            index("i2", &["v2"], 1.0, &[]),
+            image("t0", &[], 5.0),
+        ];
+        assert_eq!(sorted(expired(&p, &images)), names(&[("c1", 1), ("i0", 2)]));
     }
 
     #[test]

@@ -359,7 +359,7 @@ mod tests {
         assert!(settings_from(&records, "prod/app", AppliedFor::CreateOnPush).is_err());
         // One that does not cover the name is not read.
         assert_eq!(
-            settings_from(&records, "dev/app", AppliedFor::CreateOnPush).unwrap(),
+            settings_from(&records, "dev/app", AppliedFor::CreateOnPush).unwrap().to_json(),
             RepositorySettings::default().to_json()
         );
     }
