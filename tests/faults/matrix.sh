@@ -181,6 +181,28 @@ no_broken_tags "disk full"
 rm -f "$T/small/filler"
 reset_ledger; push_all full-after 2 $((1 << 20))
 expect "with room again, pushes work without a restart" "$(wc -l <"$T/acked")" 2
+# Now the metadata database itself meets the full disk (a tag is metadata only): its commits
+# fail, and once there is room they work again without a restart (SQLite rolls back on its own
+# after SQLITE_FULL; the writer connection must not stay stuck in a transaction it no longer has).
+read -r repo digest <"$T/acked"
+ct=$(curl -s -D - -o "$T/full-manifest" -H "Accept: $ALL_MANIFEST_TYPES" "http://$BERTH_ADDR/v2/$repo/manifests/$digest" |
+  tr -d '\r' | awk 'tolower($1) == "content-type:" {print $2}')
+put_tag() {
+  curl -s -o /dev/null -w '%{http_code}' -X PUT -H "Content-Type: $ct" --data-binary @"$T/full-manifest" \
+    "http://$BERTH_ADDR/v2/$repo/manifests/$1"
+}
+dd if=/dev/zero of="$T/small/filler" bs=64k 2>/dev/null; dd if=/dev/zero of="$T/small/filler2" bs=4k 2>/dev/null
+long=$(printf 'x%.0s' {1..100})
+refused=""
+for i in $(seq 1 2000); do
+  code=$(put_tag "full-$i-$long")
+  [[ $code == 201 ]] || { refused=$code; break; }
+done
+[[ -n $refused ]] && ok "tagging was refused once the database could not grow ($refused after $((i - 1)) tags)" ||
+  bad "the database never met the full disk"
+rm -f "$T/small/filler" "$T/small/filler2"
+expect "with room again, the database takes writes without a restart" "$(put_tag after-full)" 201
+ready && ok "/readyz says ready" || bad "/readyz is not ready after the disk has room again"
 kill -0 "$BERTH_PID" && ok "the server stayed up throughout" || bad "the server died"
 stop_berth
 umount "$T/small"

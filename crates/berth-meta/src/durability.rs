@@ -22,6 +22,14 @@ pub(crate) enum Durability {
 }
 
 impl Durability {
+    /// Why writes fail until a restart (a failed WAL sync), if they do.
+    pub(crate) async fn failure(&self) -> Option<String> {
+        match self {
+            Durability::OnCommit => None,
+            Durability::WalSync(wal) => wal.state.lock().await.failed.clone(),
+        }
+    }
+
     /// Waits until every commit this caller finished is durable. Call after each committed write.
     pub(crate) async fn committed(&self) -> Result<()> {
         match self {
@@ -178,5 +186,7 @@ mod tests {
         std::fs::write(&wal_path, b"frames").unwrap();
         let later = wal.committed().await.unwrap_err();
         assert_eq!(later.to_string(), first.to_string(), "a sync that works now does not vouch for the lost one");
+        let failure = Durability::WalSync(wal).failure().await.expect("readiness hears of it");
+        assert!(failure.contains("restart berth"), "{failure}");
     }
 }

@@ -664,7 +664,8 @@ pub struct StoreTotals {
 /// Readiness and totals for health probes and metrics.
 #[async_trait]
 pub trait Health: Send + Sync {
-    /// One round trip to the database: an error when it cannot be reached.
+    /// One round trip to the database: an error when it cannot be reached, or when writes fail
+    /// until a restart.
     async fn ping(&self) -> Result<()>;
     /// Counts over the whole store: one scan of the blob links' digest index, so callers run it
     /// periodically, not per request.

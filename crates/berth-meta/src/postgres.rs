@@ -12,6 +12,7 @@ use sqlx::{Pool, Postgres};
 use crate::dialect::{Dialect, RowLock};
 use crate::durability::Durability;
 use crate::migrations::Migration;
+use crate::store::usable;
 use crate::{MetaError, Millis, Result, SqlStore};
 
 /// Connections per server; the servers share the database's `max_connections` (100 by default).
@@ -30,6 +31,7 @@ impl SqlStore<Postgres> {
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .before_acquire(usable::<Postgres>)
             .connect(url)
             .await
             .map_err(|e| MetaError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;

@@ -16,6 +16,7 @@ use sqlx::{Pool, Sqlite};
 use crate::dialect::{Dialect, RowLock};
 use crate::durability::{Durability, WalSync};
 use crate::migrations::Migration;
+use crate::store::usable;
 use crate::{Millis, Result, SqlStore};
 
 /// How long a statement waits for another process's write lock before failing.
@@ -51,7 +52,7 @@ fn options(path: &Path) -> SqliteConnectOptions {
 
 async fn writer_pool(path: &Path) -> Result<Pool<Sqlite>> {
     let options = options(path).create_if_missing(true).journal_mode(SqliteJournalMode::Wal);
-    Ok(SqlitePoolOptions::new().max_connections(1).connect_with(options).await?)
+    Ok(SqlitePoolOptions::new().max_connections(1).before_acquire(usable::<Sqlite>).connect_with(options).await?)
 }
 
 /// Opened after the writer, so the file exists and is already in WAL mode (a persistent setting

@@ -44,6 +44,23 @@ pub struct SqlStore<DB: sqlx::Database> {
     pub(crate) durability: Durability,
 }
 
+/// A pool's `before_acquire` check: sqlx counts a connection's open transactions itself, and when
+/// a COMMIT fails and the ROLLBACK after it fails too (SQLite has rolled back on its own after
+/// `SQLITE_FULL` or an I/O error), the count never returns to zero and every later `begin` on
+/// that connection fails ("non-zero transaction depth") until a restart. Such a connection is
+/// closed instead of used, and the pool opens a fresh one: writes work again once the fault is
+/// gone. (sqlx pings a released connection first, which runs a pending rollback.)
+pub(crate) fn usable<DB: sqlx::Database>(
+    conn: &mut DB::Connection,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'_, std::result::Result<bool, sqlx::Error>> {
+    let in_transaction = sqlx::Connection::is_in_transaction(conn);
+    if in_transaction {
+        tracing::warn!("a metadata connection came back with a transaction open; replacing it");
+    }
+    Box::pin(std::future::ready(Ok(!in_transaction)))
+}
+
 impl<DB: sqlx::Database> SqlStore<DB> {
     /// Commits a write transaction and waits until it is durable.
     pub(crate) async fn commit(&self, tx: sqlx::Transaction<'static, DB>) -> Result<()> {
@@ -615,9 +632,10 @@ where
     for<'r> i64: Decode<'r, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
+    /// Reads answer, and writes are not failing until a restart (see `durability`).
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
-        Ok(())
+        self.durability.failure().await.map_or(Ok(()), |failure| Err(MetaError::Backend(failure)))
     }
 
     async fn totals(&self) -> Result<StoreTotals> {
