@@ -460,7 +460,11 @@ impl ServeArgs {
         };
         let limits = self.limits(&file)?;
         let hours = self.upload_expiry_hours.or(file.upload_expiry_hours).unwrap_or(24.0);
-        anyhow::ensure!(hours.is_finite() && hours > 0.0, "upload expiry must be a positive number of hours");
+        // At most ten years: more would overflow the timers that count it.
+        anyhow::ensure!(
+            hours.is_finite() && hours > 0.0 && hours <= 87_600.0,
+            "upload expiry must be a positive number of hours, at most 87600 (ten years)"
+        );
         let lifecycle_interval_secs = self.lifecycle_interval_secs.or(file.lifecycle_interval_secs).unwrap_or(3600);
         anyhow::ensure!(lifecycle_interval_secs > 0, "the lifecycle interval must be at least 1 second");
         let cache_tag_recheck_secs = self.cache_tag_recheck_secs.or(file.cache_tag_recheck_secs).unwrap_or(24 * 3600);
@@ -674,6 +678,15 @@ mod tests {
         std::fs::write(&file, "trusted_proxies = [\"proxy.internal\"]\n").unwrap();
         let err = resolve(&["--config", config]).err().unwrap().to_string();
         assert!(err.contains("\"proxy.internal\""), "{err}");
+    }
+
+    #[test]
+    fn the_upload_expiry_is_bounded() {
+        assert_eq!(resolve(&["--upload-expiry-hours", "87600"]).unwrap().upload_expiry.as_secs(), 87_600 * 3600);
+        for bad in ["0", "87601", "18446744073709551615", "NaN", "inf"] {
+            let err = resolve(&["--upload-expiry-hours", bad]).err().unwrap().to_string();
+            assert!(err.contains("upload expiry must be"), "{bad}: {err}");
+        }
     }
 
     #[test]

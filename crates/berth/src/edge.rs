@@ -128,6 +128,9 @@ pub async fn serve_request(State(edge): State<Arc<Edge>>, mut request: Request, 
     if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, id);
     }
+    // Blobs are whatever was pushed and share an origin with the console: a browser must never
+    // read one as a script or a page whatever it contains (the console's CSP allows 'self').
+    response.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     let status = response.status();
     let elapsed = started.elapsed();
     // The plane returns the context with the caller it authenticated, and what it served.

@@ -22,6 +22,8 @@ async fn head_and_get() {
     assert_eq!(g.header("content-length"), Some("12345"));
     assert_eq!(g.header("docker-content-digest"), Some(digest.as_str()));
     assert_eq!(sha256_digest(&g.body), digest);
+    // Pushed bytes share the console's origin: a browser must not run them as a script.
+    assert_eq!(g.header("x-content-type-options"), Some("nosniff"));
 }
 
 async fn get_range(srv: &Server, path: &str, range: &str) -> Resp {

@@ -204,7 +204,7 @@ pub async fn create_user(
         other => return Err(ConsoleError::BadRequest(format!("{other} is not a managed policy."))),
     };
     let credentials = identities.create_user(name, &policies).await?;
-    tracing::info!(user = %credentials.user_name, by = ?visitor.session.user_name, "console: user created");
+    tracing::info!(user = %credentials.user_name, by = visitor.session.user_name.as_deref().unwrap_or("anonymous"), "console: user created");
     let created = CreatedUser {
         name: credentials.user_name.clone(),
         access_key_id: credentials.access_key_id.clone(),
@@ -244,7 +244,7 @@ pub async fn delete_user(
         }));
     }
     console.auth.identities().remove_user(&name).await?;
-    tracing::info!(user = %name, by = ?visitor.session.user_name, "console: user deleted");
+    tracing::info!(user = %name, by = visitor.session.user_name.as_deref().unwrap_or("anonymous"), "console: user deleted");
     Ok(redirect(&format!("{}/admin?done=user-deleted", paths::ROOT)))
 }
 
@@ -291,7 +291,7 @@ pub async fn update_access_key(
         }));
     }
     identities.set_access_key_status(&name, status).await?;
-    tracing::info!(user = %name, status = status.as_str(), by = ?visitor.session.user_name, "console: access key status set");
+    tracing::info!(user = %name, status = status.as_str(), by = visitor.session.user_name.as_deref().unwrap_or("anonymous"), "console: access key status set");
     let done = match status {
         AccessKeyStatus::Active => "key-activated",
         AccessKeyStatus::Inactive => "key-deactivated",

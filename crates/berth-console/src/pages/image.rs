@@ -21,6 +21,28 @@ use crate::{Console, ConsoleError, Visitor, paths};
 
 /// Configs larger than this are not shown (real ones are a few KiB).
 const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+/// Rows a list on the page shows, and characters of raw JSON: a pushed document may hold tens of
+/// thousands of labels or annotations, which no one reads on a page and a browser chokes on.
+const MAX_ROWS: usize = 500;
+const MAX_RAW_CHARS: usize = 256 * 1024;
+
+/// The first [`MAX_ROWS`] of a list, and how many more there are.
+struct Rows<T> {
+    shown: Vec<T>,
+    hidden: usize,
+}
+
+impl<T> Rows<T> {
+    fn new(mut all: Vec<T>) -> Rows<T> {
+        let hidden = all.len().saturating_sub(MAX_ROWS);
+        all.truncate(MAX_ROWS);
+        Rows { shown: all, hidden }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.shown.is_empty()
+    }
+}
 
 const IMAGE_CONFIG_TYPES: [&str; 2] =
     ["application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"];
@@ -92,9 +114,9 @@ struct ConfigView {
     user: Option<String>,
     exposed_ports: String,
     stop_signal: String,
-    env: Vec<EnvRow>,
-    labels: Vec<(String, String)>,
-    history: Vec<HistoryRow>,
+    env: Rows<EnvRow>,
+    labels: Rows<(String, String)>,
+    history: Rows<HistoryRow>,
     raw: String,
 }
 
@@ -107,10 +129,10 @@ struct ImagePage {
     tabs: Tabs,
     card: ImageCard,
     config_descriptor: Option<LayerRow>,
-    layers: Vec<LayerRow>,
+    layers: Rows<LayerRow>,
     config: Option<ConfigView>,
     config_note: Option<String>,
-    annotations: Vec<(String, String)>,
+    annotations: Rows<(String, String)>,
     subject_href: Option<String>,
     raw_manifest: String,
     parents: Vec<(String, String)>,
@@ -133,11 +155,17 @@ fn command_line(words: &[String]) -> String {
         .join(" ")
 }
 
+/// `bytes` formatted for reading, at most [`MAX_RAW_CHARS`] of it.
 fn pretty(bytes: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(bytes)
+    let mut text = serde_json::from_slice::<serde_json::Value>(bytes)
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned())
+        .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned());
+    if let Some((cut, _)) = text.char_indices().nth(MAX_RAW_CHARS) {
+        text.truncate(cut);
+        text.push_str("\n… (cut here: pull the document to read it all)");
+    }
+    text
 }
 
 fn config_view(bytes: &[u8]) -> Result<ConfigView, String> {
@@ -160,26 +188,30 @@ fn config_view(bytes: &[u8]) -> Result<ConfigView, String> {
         user: container.user.filter(|s| !s.is_empty()),
         exposed_ports: or_dash(container.exposed_ports.map(|p| p.into_keys().collect::<Vec<_>>().join(", "))),
         stop_signal: or_dash(container.stop_signal),
-        env: container
-            .env
-            .unwrap_or_default()
-            .into_iter()
-            .map(|pair| match pair.split_once('=') {
-                Some((name, value)) => EnvRow { name: name.into(), value: value.into() },
-                None => EnvRow { name: pair, value: String::new() },
-            })
-            .collect(),
-        labels: container.labels.unwrap_or_default().into_iter().collect(),
-        history: config
-            .history
-            .into_iter()
-            .map(|h| HistoryRow {
-                created: h.created.unwrap_or_default(),
-                created_by: h.created_by.unwrap_or_default(),
-                comment: h.comment.unwrap_or_default(),
-                empty_layer: h.empty_layer,
-            })
-            .collect(),
+        env: Rows::new(
+            container
+                .env
+                .unwrap_or_default()
+                .into_iter()
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, value)) => EnvRow { name: name.into(), value: value.into() },
+                    None => EnvRow { name: pair, value: String::new() },
+                })
+                .collect(),
+        ),
+        labels: Rows::new(container.labels.unwrap_or_default().into_iter().collect()),
+        history: Rows::new(
+            config
+                .history
+                .into_iter()
+                .map(|h| HistoryRow {
+                    created: h.created.unwrap_or_default(),
+                    created_by: h.created_by.unwrap_or_default(),
+                    comment: h.comment.unwrap_or_default(),
+                    empty_layer: h.empty_layer,
+                })
+                .collect(),
+        ),
         raw: pretty(bytes),
     })
 }
@@ -265,10 +297,10 @@ pub async fn page(
         repository_href: paths::href_repository(repo),
         tabs: Tabs::new(repo, "images"),
         config_descriptor: config_descriptor.map(layer_row),
-        layers: manifest.map(|m| m.layers.iter().map(layer_row).collect()).unwrap_or_default(),
+        layers: Rows::new(manifest.map(|m| m.layers.iter().map(layer_row).collect()).unwrap_or_default()),
         config,
         config_note,
-        annotations: manifest.map(|m| m.annotations.clone().into_iter().collect()).unwrap_or_default(),
+        annotations: Rows::new(manifest.map(|m| m.annotations.clone().into_iter().collect()).unwrap_or_default()),
         subject_href: entry.record.manifest.subject.as_ref().map(|s| paths::href_image(repo, s)),
         raw_manifest: pretty(&entry.record.manifest.content),
         parents,
@@ -295,16 +327,29 @@ mod tests {
         assert_eq!(view.platform, "linux/arm64/v8");
         assert_eq!((view.entrypoint.as_deref(), view.cmd.as_deref()), (Some("/app"), Some("--port 80")));
         assert_eq!(
-            view.env.iter().map(|e| (e.name.as_str(), e.value.as_str())).collect::<Vec<_>>(),
+            view.env.shown.iter().map(|e| (e.name.as_str(), e.value.as_str())).collect::<Vec<_>>(),
             [("PATH", "/bin"), ("EMPTY", "")]
         );
-        assert_eq!(view.labels, [("org.opencontainers.image.source".to_owned(), "https://example.com".to_owned())]);
+        assert_eq!(
+            view.labels.shown,
+            [("org.opencontainers.image.source".to_owned(), "https://example.com".to_owned())]
+        );
         assert_eq!(view.exposed_ports, "80/tcp");
         assert_eq!(view.working_dir, None);
-        assert_eq!(view.history.len(), 2);
-        assert!(view.history[1].empty_layer);
+        assert_eq!((view.history.shown.len(), view.history.hidden), (2, 0));
+        assert!(view.history.shown[1].empty_layer);
         assert!(config_view(b"not json").is_err());
         // Every field is optional: an almost empty config still shows.
         assert_eq!(config_view(b"{}").unwrap().platform, "—");
+    }
+
+    #[test]
+    fn a_huge_config_shows_its_first_rows_and_the_start_of_its_json() {
+        let env: Vec<String> = (0..20_000).map(|i| format!("VAR{i}={}", "x".repeat(20))).collect();
+        let config = serde_json::to_vec(&serde_json::json!({"config": {"Env": env}})).unwrap();
+        let view = config_view(&config).unwrap();
+        assert_eq!((view.env.shown.len(), view.env.hidden), (MAX_ROWS, 20_000 - MAX_ROWS));
+        assert!(view.raw.chars().count() < MAX_RAW_CHARS + 100, "{}", view.raw.len());
+        assert!(view.raw.ends_with("(cut here: pull the document to read it all)"));
     }
 }
