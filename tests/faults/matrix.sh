@@ -191,7 +191,8 @@ put_tag() {
   curl -s -o /dev/null -w '%{http_code}' -X PUT -H "Content-Type: $ct" --data-binary @"$T/full-manifest" \
     "http://$BERTH_ADDR/v2/$repo/manifests/$1"
 }
-dd if=/dev/zero of="$T/small/filler" bs=64k 2>/dev/null; dd if=/dev/zero of="$T/small/filler2" bs=4k 2>/dev/null
+dd if=/dev/zero of="$T/small/filler" bs=64k 2>/dev/null || true  # until the disk is full
+dd if=/dev/zero of="$T/small/filler2" bs=4k 2>/dev/null || true
 long=$(printf 'x%.0s' {1..100})
 refused=""
 for i in $(seq 1 2000); do
