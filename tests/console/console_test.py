@@ -283,7 +283,9 @@ def check_repositories(driver):
     rows = {r.get_attribute("data-repository"): r for r in all_of(driver, "#repositories tbody tr")}
     expect("both repositories are listed", sorted(rows), sorted([LC, WEB]))
     web = rows[WEB].text
-    expect(f"{WEB} counts one image (the index; platforms and referrers hang below it)", rows[WEB].find_elements(By.TAG_NAME, "td")[0].text.split()[0], "1")
+    # The index, and the two per-platform images docker manifest create combined, which keep their
+    # own tags (image_one_tag, image_two); the referrers hang below the index.
+    expect(f"{WEB} counts three images (the index and its two tagged platform images)", rows[WEB].find_elements(By.TAG_NAME, "td")[0].text.split()[0], "3")
     expect(f"{WEB} has the repository-policy badge", "repository policy" in web, True)
     expect(f"{WEB} has the lifecycle-policy badge", "lifecycle policy" in web, True)
     badges = lambda row: [b.text for b in row.find_elements(By.CSS_SELECTOR, ".badge")]
@@ -539,7 +541,7 @@ def check_read_only(driver):
     expect("reader sees no Admin link", [a.text for a in all_of(driver, ".topbar nav a")], ["Repositories"])
     page = f"/console/repositories/{WEB}"
     driver.get(BASE + page)
-    expect("reader sees the images", len(all_of(driver, "article.image-card")), 1)
+    expect("reader sees the images (the index and its two tagged platform images)", len(all_of(driver, "article.image-card")), 3)
     expect("reader (denied ecr:BatchDeleteImage) sees no delete button", len(all_of(driver, "button.delete-image")), 0)
     expect("nor tag-remove buttons", len(all_of(driver, ".chip-remove")), 0)
     shot(driver, "09-read-only")

@@ -26,6 +26,11 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// No index here lists it and it refers to nothing here.
+    fn is_root(&self) -> bool {
+        self.parents.is_empty() && self.subject.is_none()
+    }
+
     pub fn digest(&self) -> &Digest {
         &self.record.manifest.digest
     }
@@ -87,17 +92,25 @@ impl Inventory {
         self.position.get(digest).copied()
     }
 
-    /// What a person calls the repository's images: manifests no index lists and that refer to
-    /// nothing here, newest push first.
+    /// What a person calls the repository's images: the manifests no index lists and that refer
+    /// to nothing here (the roots of the tree), and every tagged one besides (the per-platform
+    /// images `docker manifest create` combines keep their own tags), newest push first.
     pub fn top_level(&self) -> Vec<usize> {
-        let mut top: Vec<usize> = (0..self.entries.len())
-            .filter(|&i| self.entries[i].parents.is_empty() && self.entries[i].subject.is_none())
-            .collect();
-        top.sort_by(|&a, &b| {
+        self.newest_first(|entry| entry.is_root() || !entry.record.tags.is_empty())
+    }
+
+    /// The roots of the tree of indexes and referrers, newest push first.
+    pub fn roots(&self) -> Vec<usize> {
+        self.newest_first(Entry::is_root)
+    }
+
+    fn newest_first(&self, pick: impl Fn(&Entry) -> bool) -> Vec<usize> {
+        let mut picked: Vec<usize> = (0..self.entries.len()).filter(|&i| pick(&self.entries[i])).collect();
+        picked.sort_by(|&a, &b| {
             let (a, b) = (&self.entries[a].record.manifest, &self.entries[b].record.manifest);
             b.pushed_at.cmp(&a.pushed_at).then_with(|| a.digest.cmp(&b.digest))
         });
-        top
+        picked
     }
 
     /// Bytes of the configs and layers the repository's image manifests need, each blob once.
@@ -187,6 +200,16 @@ mod tests {
         assert_eq!(inventory.entries[sig].subject, Some(idx));
         let lone_at = at(&Digest::sha256_of(lone.as_bytes()));
         assert_eq!(inventory.top_level(), vec![idx, lone_at], "newest first; children and referrers hang below");
+        assert_eq!(inventory.roots(), inventory.top_level());
+        // A tagged child is an image of its own too (as `docker manifest create` leaves them).
+        let tagged_child = Inventory::from_records(vec![
+            record(&amd, MANIFEST, &["image_one_tag"], 1),
+            record(&arm, MANIFEST, &[], 1),
+            record(&index, "application/vnd.oci.image.index.v1+json", &["v1"], 2),
+        ]);
+        let (idx, amd_at) = (tagged_child.get(&index_digest).unwrap(), tagged_child.get(&amd_digest).unwrap());
+        assert_eq!(tagged_child.top_level(), vec![idx, amd_at]);
+        assert_eq!(tagged_child.roots(), vec![idx]);
         // Config (10, shared) + 100 + 200 + 50 + the empty config (2): each blob once.
         assert_eq!(inventory.stored_bytes(), 10 + 100 + 200 + 50 + 2);
         assert_eq!(inventory.last_push(), Some(3));

@@ -185,7 +185,7 @@ fn rows(inventory: &Inventory, repo: &RepositoryName, explanation: &LifecycleExp
             rule,
         });
     };
-    for top in inventory.top_level() {
+    for top in inventory.roots() {
         let entry = &inventory.entries[top];
         visit(top, 0, kind_of(entry).0.to_owned());
         if let Some(manifest) = &entry.manifest {
