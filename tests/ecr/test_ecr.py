@@ -944,8 +944,10 @@ def lifecycle_text(*rules):
 GOVERNED = lifecycle_text(("tagged", {"tagPrefixList": ["v"]}, "imageCountMoreThan", 1),
                           ("tagged", {"tagPatternList": ["multi*"]}, "imageCountMoreThan", 1),
                           ("untagged", {}, "imageCountMoreThan", 1))
-# What GOVERNED expires in the repository `governed_images` builds, with the rule that does it.
-GOVERNED_EXPIRES = {"v1": 1, "v2": 1, "sig-of-v1": 1, "multi1": 2, "amd1": 2, "u1": 3}
+# What GOVERNED expires in the repository `governed_images` builds, with the rule that does it:
+# the signature and the child that expired images leave behind are judged as the untagged images
+# they become, and the untagged rule (keep the newest one, u2) takes them.
+GOVERNED_EXPIRES = {"v1": 1, "v2": 1, "sig-of-v1": 3, "multi1": 2, "amd1": 3, "u1": 3}
 
 
 def governed_images(images, repo):
