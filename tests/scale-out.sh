@@ -93,10 +93,22 @@ expect "the blob reads back whole through server one" "$got" "$digest"
 got=$(curl -s -u "$CREDS" -H 'Range: bytes=1000000-1000009' "http://$ONE/v2/$REPO/blobs/$digest" | od -An -tx1 | tr -d ' \n')
 expect "a range of it too" "$got" "$(tail -c +1000001 "$T/blob" | head -c 10 | od -An -tx1 | tr -d ' \n')"
 
-# The data went to the bucket, not to either server's disk (moto answers unsigned listings).
+# A third server shares only the master key (--master-key-file), not a copy of the keys
+# directory: a layer download URL server one hands out works there too.
+start_berth "$T/three" --master-key-file "$T/one/keys/master.key"
+THREE=$BERTH_ADDR; PIDS+=("$BERTH_PID")
+layer=$(jq -r .layer_digest "$T/amd64.json")
+url=$(AWS_ACCESS_KEY_ID=$BERTH_ROOT_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$BERTH_ROOT_SECRET_ACCESS_KEY \
+  aws --endpoint-url "http://$ONE" --region us-east-1 ecr get-download-url-for-layer \
+  --repository-name "$REPO" --layer-digest "$layer" --query downloadUrl --output text)
+path=/${url#http*://*/}
+got=sha256:$(curl -s "http://$THREE$path" | sha256sum | cut -c1-64)
+expect "server one's download URL works on a server sharing its master key file" "$got" "$layer"
+
+# The data went to the bucket, not to any server's disk (moto answers unsigned listings).
 keys=$(curl -s "$BERTH_S3_ENDPOINT/$BERTH_S3_BUCKET?list-type=2&prefix=$BERTH_S3_PREFIX/blobs/" | grep -o '<Key>[^<]*</Key>' | wc -l)
 expect "blobs are objects in the bucket (config + layer per image, the chunked one)" "$keys" 5
-expect "no blob data on the servers' disks" "$(find "$T/one" "$T/two" -path '*blobs*' | wc -l)" 0
+expect "no blob data on the servers' disks" "$(find "$T/one" "$T/two" "$T/three" -path '*blobs*' | wc -l)" 0
 
 echo; echo "scale-out: $pass passed, $fail failed"
 [[ $fail -eq 0 ]]

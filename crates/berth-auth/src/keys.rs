@@ -37,6 +37,7 @@ const SECRET_ENCRYPTION_LABEL: &[u8] = b"berth/v1/access-key-secret-encryption";
 const TOKEN_SIGNING_LABEL: &[u8] = b"berth/v1/registry-token-signing";
 const CONSOLE_SESSION_LABEL: &[u8] = b"berth/v1/console-session";
 const UPSTREAM_SECRET_LABEL: &[u8] = b"berth/v1/upstream-secret-encryption";
+const URL_SIGNING_LABEL: &[u8] = b"berth/v1/layer-download-url-signing";
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 
@@ -127,6 +128,12 @@ impl MasterKey {
     /// sharing the master key accepts the same sessions, and they survive restarts.
     pub fn console_session_key(&self) -> [u8; KEY_LEN] {
         self.derive(CONSOLE_SESSION_LABEL)
+    }
+
+    /// The key layer download URLs (`GetDownloadUrlForLayer`) are signed with: a URL one server
+    /// hands out works on every server sharing the master key.
+    pub fn url_signing_key(&self) -> [u8; KEY_LEN] {
+        self.derive(URL_SIGNING_LABEL)
     }
 }
 

@@ -34,7 +34,7 @@ use crate::{Registry, RegistryConfig, RegistryError, RepositorySettings, Result}
 
 /// With shared metadata another server may change a policy unseen: its entries are re-read
 /// after this long, so a change there takes effect here within this time.
-const SHARED_POLICY_TTL: Duration = Duration::from_secs(5);
+const SHARED_POLICY_TTL: Duration = Duration::from_secs(1);
 
 /// What a stored policy that no longer parses, or a settings document that cannot be read, is
 /// enforced as: everything denied to everyone but the root.

@@ -3,10 +3,6 @@
 //! the credential: whoever holds it may read that one blob until it expires, and nothing else.
 
 use std::fmt;
-use std::fs::{DirBuilder, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
 
 use berth_spec::{Digest, RepositoryName};
 use hmac::{Hmac, KeyInit, Mac};
@@ -16,8 +12,8 @@ use crate::{BlobBody, ByteRange, Registry, RegistryError, Result, now_millis};
 
 const KEY_LEN: usize = 32;
 
-/// The key download URLs are signed with. Every server answering a URL must hold the same key,
-/// so servers sharing a data directory share it through [`UrlSigningKey::load_or_create`].
+/// The key download URLs are signed with. Every server answering a URL must hold the same key:
+/// the server derives it from the master key they share.
 #[derive(Clone)]
 pub struct UrlSigningKey([u8; KEY_LEN]);
 
@@ -27,50 +23,17 @@ impl fmt::Debug for UrlSigningKey {
     }
 }
 
+impl From<[u8; KEY_LEN]> for UrlSigningKey {
+    fn from(key: [u8; KEY_LEN]) -> Self {
+        UrlSigningKey(key)
+    }
+}
+
 impl UrlSigningKey {
     pub fn random() -> Self {
         let mut key = [0; KEY_LEN];
         getrandom::fill(&mut key).expect("the operating system's random number generator failed");
         UrlSigningKey(key)
-    }
-
-    /// Reads the key at `path`, creating it (random, mode 0600, its directory 0700) on first
-    /// use. The file appears complete or not at all, so servers starting together agree.
-    pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
-        if let Some(key) = Self::read(path)? {
-            return Ok(key);
-        }
-        if let Some(dir) = path.parent() {
-            DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-        }
-        let key = Self::random();
-        let temporary = path.with_extension(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
-        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
-        file.write_all(&key.0)?;
-        file.sync_all()?;
-        let linked = std::fs::hard_link(&temporary, path);
-        std::fs::remove_file(&temporary)?;
-        match linked {
-            Ok(()) => Ok(key),
-            // Another server created it first: use theirs.
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Self::read(path)?.ok_or(e),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn read(path: &Path) -> std::io::Result<Option<Self>> {
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let key = bytes.try_into().map_err(|_| {
-            std::io::Error::new(
-                ErrorKind::InvalidData,
-                format!("{} does not hold a {KEY_LEN}-byte key", path.display()),
-            )
-        })?;
-        Ok(Some(UrlSigningKey(key)))
     }
 
     fn mac(&self, repo: &RepositoryName, digest: &Digest, expires_at: i64) -> Hmac<Sha256> {

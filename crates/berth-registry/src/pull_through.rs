@@ -157,7 +157,7 @@ pub const MAX_RULES: usize = 50;
 
 /// How long the rules read from the store are used before they are read again (other servers
 /// may have changed them; this process drops them at once when it changes one).
-const RULES_TTL: Duration = Duration::from_secs(2);
+const RULES_TTL: Duration = Duration::from_secs(1);
 
 /// A rule's upstream client and what it was made from: the rule's version and its sealed secret.
 struct RuleRemote {

@@ -100,9 +100,8 @@ fn now_secs() -> i64 {
 #[tokio::test]
 async fn signed_downloads_expire_and_verify_on_any_server_with_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let key_path = dir.path().join("keys").join("url-signing.key");
-    let key = UrlSigningKey::load_or_create(&key_path).unwrap();
-    let registry = open_registry(dir.path(), key).await;
+    let key = [7; 32];
+    let registry = open_registry(dir.path(), UrlSigningKey::from(key)).await;
     let repo = name("team/app");
     registry.create_repository(&ctx(), &repo, &RepositorySettings::default()).await.unwrap();
     let config = blob(&registry, &repo, b"{}").await;
@@ -128,10 +127,9 @@ async fn signed_downloads_expire_and_verify_on_any_server_with_the_key() {
         Err(RegistryError::Denied(_))
     ));
 
-    // A second server (over the same stores) reading the same key file accepts the URL; one
-    // with another key does not.
-    let shared = UrlSigningKey::load_or_create(&key_path).unwrap();
-    let second = open_registry(dir.path(), shared).await;
+    // A second server (over the same stores) with the same key accepts the URL; one with
+    // another key does not.
+    let second = open_registry(dir.path(), UrlSigningKey::from(key)).await;
     assert!(second.open_signed_layer(&repo, &layer, expires, &signature, None).await.is_ok());
     let stranger = open_registry(dir.path(), UrlSigningKey::random()).await;
     assert!(matches!(

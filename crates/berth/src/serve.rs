@@ -64,8 +64,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let health = health::router(meta.clone(), blobs.clone());
     let master_key =
         MasterKey::load(&config.data_dir, config.master_key_file.as_deref()).context("loading the master key")?;
-    let url_signing_key = UrlSigningKey::load_or_create(&config.data_dir.join("keys").join("url-signing.key"))
-        .context("loading the download-URL signing key")?;
+    let url_signing_key = UrlSigningKey::from(master_key.url_signing_key());
     let registry = Registry::new(
         blobs,
         meta.clone(),
