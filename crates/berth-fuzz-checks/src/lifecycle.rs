@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use berth_registry::lifecycle::{LifecycleImage, LifecyclePolicy, explain};
+use berth_registry::lifecycle::{Kept, KeptBecause, LifecycleImage, LifecyclePolicy, explain};
 use berth_spec::Digest;
 
 const DAY: i64 = 24 * 3600 * 1000;
@@ -59,8 +59,8 @@ fn repository() -> Vec<LifecycleImage> {
 
 /// The input as a policy text. Of a policy that parses, the expiries over a sample repository
 /// are distinct images of it, keep images whole as documented (nothing a surviving index lists
-/// expires; a referrer goes with its subject) and come in a deletable order (an index before
-/// what it lists). What moves to the archive is STANDARD, survives, never splits an index that
+/// expires; a referrer goes with its subject unless a rule of its own keeps it) and come in a
+/// deletable order (an index before what it lists). What moves to the archive is STANDARD, survives, never splits an index that
 /// stays STANDARD, and moves an index before what it lists.
 pub fn lifecycle(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
@@ -85,8 +85,12 @@ pub fn lifecycle(data: &[u8]) {
         }
         if let Some(subject) = &image.subject
             && order.contains_key(subject)
+            && expired.is_none()
         {
-            assert!(expired.is_some(), "{} outlived its subject {subject}", image.digest);
+            let own = |k: &&Kept| k.digest == image.digest && k.because == KeptBecause::NotSelected;
+            let kept_by_a_rule = evaluation.kept.iter().any(|k| own(&k))
+                || evaluation.transitioned.iter().any(|v| v.digest == image.digest);
+            assert!(kept_by_a_rule, "{} outlived its subject {subject} with no rule keeping it", image.digest);
         }
     }
 
