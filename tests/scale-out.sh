@@ -27,11 +27,13 @@ export BERTH_S3_ALLOW_HTTP=true BERTH_S3_PREFIX=scale-out-$nonce
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-berth-test} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-berth-test}
 export BERTH_ROOT_ACCESS_KEY_ID=AKIASCALEOUTTEST0001 BERTH_ROOT_SECRET_ACCESS_KEY=scale-out-secret-0123456789abcdefghijklm
 
-# Server one creates the keys; server two gets a copy, as every server of a deployment must
-# (secrets in the database are encrypted under the master key, download URLs signed with another).
+# Every server of a deployment needs the same master key (secrets in the database are encrypted
+# under it; token, session and download-URL keys derive from it). Server one creates it, unless
+# BERTH_MASTER_KEY_FILE names one for every server already (as scripts/test does); server two
+# gets a copy of server one's keys directory.
 start_berth "$T/one"
 ONE=$BERTH_ADDR; PIDS+=("$BERTH_PID")
-mkdir -p "$T/two" && cp -a "$T/one/keys" "$T/two/keys"
+[[ -n ${BERTH_MASTER_KEY_FILE:-} ]] || { mkdir -p "$T/two" && cp -a "$T/one/keys" "$T/two/keys"; }
 start_berth "$T/two"
 TWO=$BERTH_ADDR; PIDS+=("$BERTH_PID")
 ok "two servers on one bucket and one database ($ONE, $TWO)"
@@ -95,7 +97,7 @@ expect "a range of it too" "$got" "$(tail -c +1000001 "$T/blob" | head -c 10 | o
 
 # A third server shares only the master key (--master-key-file), not a copy of the keys
 # directory: a layer download URL server one hands out works there too.
-start_berth "$T/three" --master-key-file "$T/one/keys/master.key"
+start_berth "$T/three" --master-key-file "${BERTH_MASTER_KEY_FILE:-$T/one/keys/master.key}"
 THREE=$BERTH_ADDR; PIDS+=("$BERTH_PID")
 layer=$(jq -r .layer_digest "$T/amd64.json")
 url=$(AWS_ACCESS_KEY_ID=$BERTH_ROOT_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$BERTH_ROOT_SECRET_ACCESS_KEY \
