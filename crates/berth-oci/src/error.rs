@@ -71,7 +71,9 @@ impl OciError {
             ManifestUnknown(_) => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
             // ECR answers a pull of an archived image 404; the message says it is archived.
             ImageArchived(_) => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
-            ManifestChildUnknown(_) => (StatusCode::BAD_REQUEST, "MANIFEST_UNKNOWN"),
+            // The spec: a manifest refused for a descriptor naming what does not exist "MUST
+            // result in one or more MANIFEST_BLOB_UNKNOWN errors" — an index's child included.
+            ManifestChildUnknown(_) => (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
             ManifestBlobUnknown(_) => (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
             ManifestReferenced { .. } => (StatusCode::CONFLICT, "DENIED"),
             // Raised only by UpdateImageStorageClass (ECR plane).

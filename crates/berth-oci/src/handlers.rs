@@ -60,7 +60,8 @@ fn plain_error(status: StatusCode, code: &str, message: &str) -> Response {
 async fn route(state: AppState, endpoint: Endpoint, mut request: Request) -> Response {
     let mut ctx = request_context(&mut request);
     let allowed_methods = endpoint.allowed_methods();
-    let operation = Operation::new(endpoint, request.method());
+    let method = request.method().clone();
+    let operation = Operation::new(endpoint, &method);
     let mut served = match &operation {
         Some(operation) => operation.served(),
         None => Served::new("Unsupported", "Unsupported", false),
@@ -77,7 +78,11 @@ async fn route(state: AppState, endpoint: Endpoint, mut request: Request) -> Res
         err.into_response_with_id(&ctx.request_id)
     });
     if response.status() == StatusCode::METHOD_NOT_ALLOWED {
-        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allowed_methods));
+        // A method the endpoint has but refused here (a blob a manifest needs) is not allowed now.
+        let allow: Vec<&str> = allowed_methods.split(", ").filter(|m| *m != method.as_str()).collect();
+        if let Ok(allow) = HeaderValue::from_str(&allow.join(", ")) {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
     }
     response.extensions_mut().insert(ctx);
     response.extensions_mut().insert(served);

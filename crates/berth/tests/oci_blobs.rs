@@ -212,8 +212,8 @@ async fn delete_blob() {
 }
 
 /// Deleting a layer an image of the repository needs would leave the image unpullable (and GC
-/// would then delete the data for good): refused with 405 UNSUPPORTED naming the manifest, and
-/// nothing changes. Once the image is gone the blob can go.
+/// would then delete the data for good): refused with 405 UNSUPPORTED naming the manifest, its
+/// `Allow` leaving DELETE out (RFC 9110: the methods the resource supports now), and nothing changes. Once the image is gone the blob can go.
 #[tokio::test]
 async fn delete_blob_a_manifest_needs() {
     let srv = Server::start();
@@ -224,6 +224,7 @@ async fn delete_blob_a_manifest_needs() {
         let r = send(srv.delete(&format!("/v2/del/image/blobs/{needed}"))).await;
         r.expect_error(405, "UNSUPPORTED");
         assert!(r.text().contains(&image.digest), "the message names the manifest: {}", r.describe());
+        assert_eq!(r.header("allow"), Some("GET, HEAD"), "{}", r.describe());
     }
     expect_blob(&srv, "del/image", &layer, &image.layers[0]).await;
     expect_manifest(&srv, "del/image", "v1", OCI_MANIFEST, &image.manifest, &image.digest).await;

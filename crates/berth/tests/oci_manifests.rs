@@ -113,7 +113,7 @@ async fn sparse_indexes_only_when_allowed() {
         );
         if !allowed {
             let r = put_manifest(&srv, "sparse", "latest", OCI_INDEX, &index).await;
-            r.expect_error(400, "MANIFEST_UNKNOWN");
+            r.expect_error(400, "MANIFEST_BLOB_UNKNOWN");
             send(srv.get("/v2/sparse/manifests/latest")).await.expect_status(404);
             continue;
         }
@@ -513,7 +513,7 @@ async fn missing_blob_is_manifest_blob_unknown() {
     put_manifest(&srv, "never/made", "v1", OCI_MANIFEST, &manifest).await.expect_error(400, "MANIFEST_BLOB_UNKNOWN");
     // So is an index whose child is only in another repository.
     let index = index_json(OCI_INDEX, &[platform_entry(OCI_MANIFEST, &manifest, "amd64")]);
-    put_manifest(&srv, "never/made", "v1", OCI_INDEX, &index).await.expect_error(400, "MANIFEST_UNKNOWN");
+    put_manifest(&srv, "never/made", "v1", OCI_INDEX, &index).await.expect_error(400, "MANIFEST_BLOB_UNKNOWN");
     send(srv.get("/v2/never/made/tags/list")).await.expect_error(404, "NAME_UNKNOWN");
     let catalog = send(srv.get("/v2/_catalog")).await;
     catalog.expect_status(200);
@@ -541,7 +541,7 @@ async fn descriptor_size_must_be_the_blob_size() {
 }
 
 #[tokio::test]
-async fn missing_child_is_manifest_unknown_naming_the_digest() {
+async fn missing_child_is_manifest_blob_unknown_naming_the_digest() {
     let srv = Server::start();
     let present = push_image(&srv, "children", None).await;
     // A manifest that exists only in another repository.
@@ -554,7 +554,7 @@ async fn missing_child_is_manifest_unknown_naming_the_digest() {
         ],
     );
     let r = put_manifest(&srv, "children", "latest", OCI_INDEX, &index).await;
-    r.expect_error(400, "MANIFEST_UNKNOWN");
+    r.expect_error(400, "MANIFEST_BLOB_UNKNOWN");
     assert!(r.text().contains(&elsewhere.digest), "error does not name {}:\n{}", elsewhere.digest, r.describe());
     send(srv.get("/v2/children/manifests/latest")).await.expect_error(404, "MANIFEST_UNKNOWN");
 }
