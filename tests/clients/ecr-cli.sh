@@ -320,7 +320,7 @@ ecr_ok "describe-repositories tpl/app" describe-repositories --repository-names 
 expect "tag mutability from the template" "$(j -c '.repositories[0] | [.imageTagMutability, .imageTagMutabilityExclusionFilters]')" \
   '["IMMUTABLE_WITH_EXCLUSION",[{"filterType":"WILDCARD","filter":"latest"}]]'
 ecr_ok "get-lifecycle-policy tpl/app" get-lifecycle-policy --repository-name tpl/app
-expect "lifecycle policy from the template" "$(j -r .lifecyclePolicyText)" "$(cat "$T/tpl-life.json")"
+expect "lifecycle policy from the template (compact, as ECR answers)" "$(j -r .lifecyclePolicyText)" "$(jq -c . "$T/tpl-life.json")"
 ecr_ok "get-repository-policy tpl/app" get-repository-policy --repository-name tpl/app
 expect "repository policy from the template" "$(j -r .policyText | jq -cS .)" "$(jq -cS . "$T/tpl-policy.json")"
 ecr_ok "list-tags-for-resource tpl/app" list-tags-for-resource --resource-arn arn:aws:ecr:us-east-1:000000000000:repository/tpl/app

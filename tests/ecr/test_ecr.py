@@ -978,14 +978,20 @@ def test_lifecycle_policy_put_get_delete(ecr, repo):
     message = raises(ecr, "LifecyclePolicyNotFoundException", ecr.delete_lifecycle_policy, repositoryName=repo)
     assert message == f"Lifecycle policy does not exist for the repository with name '{repo}' in the registry " \
                       f"with id '{REGISTRY_ID}'"
+    # ECR answers the text without whitespace (its examples put a pretty-printed file), members
+    # in the order sent, and lastEvaluatedAt 0 until the policy has run.
+    compact = lambda text: json.dumps(json.loads(text), separators=(",", ":"))
+    assert compact(GOVERNED) != GOVERNED
     put = ecr.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=GOVERNED)
-    assert (put["registryId"], put["repositoryName"], put["lifecyclePolicyText"]) == (REGISTRY_ID, repo, GOVERNED)
+    assert (put["registryId"], put["repositoryName"], put["lifecyclePolicyText"]) == \
+        (REGISTRY_ID, repo, compact(GOVERNED))
     got = ecr.get_lifecycle_policy(repositoryName=repo)
-    assert got["lifecyclePolicyText"] == GOVERNED and got["repositoryName"] == repo
+    assert got["lifecyclePolicyText"] == compact(GOVERNED) and got["repositoryName"] == repo
+    assert got["lastEvaluatedAt"].timestamp() == 0
     other = lifecycle_text(("any", {}, "sinceImagePushed", 365))
     ecr.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=other)
     deleted = ecr.delete_lifecycle_policy(repositoryName=repo)
-    assert deleted["lifecyclePolicyText"] == other
+    assert deleted["lifecyclePolicyText"] == compact(other) and deleted["lastEvaluatedAt"].timestamp() == 0
     raises(ecr, "LifecyclePolicyNotFoundException", ecr.get_lifecycle_policy, repositoryName=repo)
     raises(ecr, "RepositoryNotFoundException", ecr.put_lifecycle_policy, repositoryName="pytest/none",
            lifecyclePolicyText=GOVERNED)

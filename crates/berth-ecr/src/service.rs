@@ -30,7 +30,7 @@ use crate::endpoint::Endpoint;
 use crate::error::EcrError;
 use crate::mapping::{Scope, ecr_error, image_failure, image_selector, scanning_failure};
 use crate::pagination::{Pager, invalid_token};
-use crate::policy_text::as_ecr_returns;
+use crate::policy_text::{as_ecr_returns, lifecycle_as_ecr_returns};
 use crate::shapes::*;
 use crate::tokens::TokenIssuer;
 use crate::validate::{DEFAULT_PAGE_SIZE, RepositoryArn};
@@ -156,8 +156,9 @@ impl RegistryBackend {
         LifecyclePolicyResponse {
             registry_id: self.config.registry_id.clone(),
             repository_name,
-            lifecycle_policy_text: policy.text,
-            last_evaluated_at: policy.last_evaluated_at.map(Timestamp::from_millis),
+            lifecycle_policy_text: lifecycle_as_ecr_returns(&policy.text),
+            // ECR answers 0 for a policy not evaluated yet (its DeleteLifecyclePolicy example).
+            last_evaluated_at: Timestamp::from_millis(policy.last_evaluated_at.unwrap_or(0)),
         }
     }
 
@@ -1227,7 +1228,7 @@ impl EcrBackend for RegistryBackend {
         Ok(PutLifecyclePolicyResponse {
             registry_id: self.config.registry_id.clone(),
             repository_name: request.repository_name,
-            lifecycle_policy_text: request.lifecycle_policy_text,
+            lifecycle_policy_text: lifecycle_as_ecr_returns(&request.lifecycle_policy_text),
         })
     }
 
@@ -1390,9 +1391,12 @@ impl EcrBackend for RegistryBackend {
         request: CreatePullThroughCacheRuleRequest,
     ) -> Result<CreatePullThroughCacheRuleResponse, EcrError> {
         self.own_registry(&request.registry_id)?;
+        // ECR names the upstream from its URL when the request does not.
+        let upstream_registry =
+            request.upstream_registry.or_else(|| UpstreamRegistry::of_url(&request.upstream_registry_url));
         let upstream = UpstreamSettings {
             upstream_registry_url: request.upstream_registry_url,
-            upstream_registry: request.upstream_registry.map(|r| r.as_str().to_owned()),
+            upstream_registry: upstream_registry.map(|r| r.as_str().to_owned()),
             upstream_repository_prefix: request
                 .upstream_repository_prefix
                 .map_or_else(|| ROOT_PREFIX.to_owned(), |p| normalize_prefix(&p).to_owned()),
@@ -1665,6 +1669,10 @@ impl RegistryBackend {
 
     fn cache_rule_shape(&self, rule: CacheRule) -> PullThroughCacheRule {
         let upstream = rule.upstream;
+        // Rules created before Berth filled it in from the URL.
+        let upstream_registry = upstream
+            .upstream_registry
+            .or_else(|| UpstreamRegistry::of_url(&upstream.upstream_registry_url).map(|r| r.as_str().to_owned()));
         PullThroughCacheRule {
             ecr_repository_prefix: rule.ecr_repository_prefix,
             upstream_registry_url: upstream.upstream_registry_url,
@@ -1673,7 +1681,7 @@ impl RegistryBackend {
             credential_arn: upstream.credential_arn,
             custom_role_arn: upstream.custom_role_arn,
             upstream_repository_prefix: upstream.upstream_repository_prefix,
-            upstream_registry: upstream.upstream_registry,
+            upstream_registry,
             updated_at: Timestamp::from_millis(rule.updated_at),
         }
     }

@@ -193,6 +193,30 @@ request_enum!(UpstreamRegistry {
     Chainguard = "chainguard",
 });
 
+impl UpstreamRegistry {
+    /// The upstream ECR recognises by the URL's host (it fills in `upstreamRegistry` from the
+    /// URL when a request leaves it out); `None` for any other host, a self-hosted registry.
+    pub fn of_url(url: &str) -> Option<UpstreamRegistry> {
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host).to_ascii_lowercase();
+        let ecr_private =
+            host.contains(".dkr.ecr.") && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"));
+        Some(match host.as_str() {
+            _ if ecr_private => UpstreamRegistry::Ecr,
+            "public.ecr.aws" => UpstreamRegistry::EcrPublic,
+            "registry-1.docker.io" | "docker.io" | "index.docker.io" => UpstreamRegistry::DockerHub,
+            "quay.io" => UpstreamRegistry::Quay,
+            "registry.k8s.io" => UpstreamRegistry::K8s,
+            "ghcr.io" => UpstreamRegistry::GithubContainerRegistry,
+            "registry.gitlab.com" => UpstreamRegistry::GitlabContainerRegistry,
+            "cgr.dev" => UpstreamRegistry::Chainguard,
+            _ if host.ends_with(".azurecr.io") => UpstreamRegistry::AzureContainerRegistry,
+            _ => return None,
+        })
+    }
+}
+
 // ---- structures shared by several operations
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -1225,8 +1249,7 @@ pub struct LifecyclePolicyResponse {
     pub registry_id: String,
     pub repository_name: String,
     pub lifecycle_policy_text: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_evaluated_at: Option<Timestamp>,
+    pub last_evaluated_at: Timestamp,
 }
 
 pub type GetLifecyclePolicyResponse = LifecyclePolicyResponse;

@@ -896,6 +896,41 @@ impl Validate for CreatePullThroughCacheRuleRequest {
         if self.upstream_registry_url.is_empty() {
             return Err(invalid("upstreamRegistryUrl", "Member must not be empty"));
         }
+        let known = UpstreamRegistry::of_url(&self.upstream_registry_url);
+        if let (Some(given), Some(known)) = (self.upstream_registry, known)
+            && given != known
+        {
+            return Err(invalid(
+                "upstreamRegistry",
+                &format!(
+                    "'{}' is not the registry at {} ('{}')",
+                    given.as_str(),
+                    self.upstream_registry_url,
+                    known.as_str()
+                ),
+            ));
+        }
+        // The ROOT prefix and upstream prefixes are for ECR to ECR rules ("Customizing repository
+        // prefixes for ECR to ECR pull through cache"); a ROOT rule for a public registry would
+        // also put every repository of this registry under the cache, refusing their pushes.
+        // A host ECR does not know (a self-hosted registry) may use both.
+        if let Some(public) = self.upstream_registry.or(known).filter(|r| *r != UpstreamRegistry::Ecr) {
+            let upstream_prefix = self.upstream_repository_prefix.as_deref().unwrap_or("ROOT");
+            if self.ecr_repository_prefix == "ROOT" || upstream_prefix != "ROOT" {
+                let member = if self.ecr_repository_prefix == "ROOT" {
+                    "ecrRepositoryPrefix"
+                } else {
+                    "upstreamRepositoryPrefix"
+                };
+                return Err(invalid(
+                    member,
+                    &format!(
+                        "ROOT and upstream repository prefixes are for ECR to ECR pull through cache rules, not '{}'",
+                        public.as_str()
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -1143,11 +1178,54 @@ mod tests {
         assert!(ok("ROOT") && ok("docker-hub") && ok("quay/") && ok("a/b"));
         assert!(!ok("a") && !ok("Hub") && !ok("/hub") && !ok(&"a".repeat(31)));
 
-        let rule = |ecr: &str, upstream: &str| json!({"ecrRepositoryPrefix": ecr, "upstreamRegistryUrl": "quay.io", "upstreamRepositoryPrefix": upstream});
-        assert_eq!(check::<CreatePullThroughCacheRuleRequest>(rule("quay", "team")), Ok(()));
+        // A self-hosted upstream (a host ECR does not know) may use ROOT and upstream prefixes.
+        let rule = |ecr: &str, upstream: &str| json!({"ecrRepositoryPrefix": ecr, "upstreamRegistryUrl": "registry.internal:5000", "upstreamRepositoryPrefix": upstream});
+        assert_eq!(check::<CreatePullThroughCacheRuleRequest>(rule("mirror", "team")), Ok(()));
         assert_eq!(check::<CreatePullThroughCacheRuleRequest>(rule("ROOT", "ROOT")), Ok(()));
         let message = rejected::<CreatePullThroughCacheRuleRequest>(rule("ROOT", "team"));
         assert!(message.contains("needs an ecrRepositoryPrefix other than ROOT"), "{message}");
+    }
+
+    #[test]
+    fn cache_rules_know_the_public_upstreams_by_url() {
+        use UpstreamRegistry as U;
+        for (url, registry) in [
+            ("public.ecr.aws", Some(U::EcrPublic)),
+            ("https://registry-1.docker.io", Some(U::DockerHub)),
+            ("ghcr.io/", Some(U::GithubContainerRegistry)),
+            ("REGISTRY.K8S.IO", Some(U::K8s)),
+            ("myteam.azurecr.io", Some(U::AzureContainerRegistry)),
+            ("123456789012.dkr.ecr.eu-west-1.amazonaws.com", Some(U::Ecr)),
+            ("127.0.0.1:5000", None),
+            ("quay.io.example.com", None),
+        ] {
+            assert_eq!(U::of_url(url), registry, "{url}");
+        }
+        let rule = |request: Value| check::<CreatePullThroughCacheRuleRequest>(request);
+        let message = rejected::<CreatePullThroughCacheRuleRequest>(
+            json!({"ecrRepositoryPrefix": "ROOT", "upstreamRegistryUrl": "ghcr.io"}),
+        );
+        assert!(
+            message.contains("for ECR to ECR pull through cache rules, not 'github-container-registry'"),
+            "{message}"
+        );
+        let message = rejected::<CreatePullThroughCacheRuleRequest>(
+            json!({"ecrRepositoryPrefix": "k8s", "upstreamRegistryUrl": "registry.k8s.io", "upstreamRepositoryPrefix": "foo"}),
+        );
+        assert!(message.contains("upstreamRepositoryPrefix"), "{message}");
+        let message = rejected::<CreatePullThroughCacheRuleRequest>(
+            json!({"ecrRepositoryPrefix": "hub", "upstreamRegistryUrl": "ghcr.io", "upstreamRegistry": "docker-hub"}),
+        );
+        assert!(message.contains("'docker-hub' is not the registry at ghcr.io"), "{message}");
+        assert_eq!(rule(json!({"ecrRepositoryPrefix": "k8s", "upstreamRegistryUrl": "registry.k8s.io"})), Ok(()));
+        let ecr = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+        assert_eq!(rule(json!({"ecrRepositoryPrefix": "ROOT", "upstreamRegistryUrl": ecr})), Ok(()));
+        assert_eq!(
+            rule(
+                json!({"ecrRepositoryPrefix": "mirror", "upstreamRegistryUrl": ecr, "upstreamRepositoryPrefix": "team"})
+            ),
+            Ok(())
+        );
     }
 
     #[test]

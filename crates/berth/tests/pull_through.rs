@@ -118,6 +118,12 @@ async fn rule_requests_are_validated_before_anything_is_stored() {
             "SecretNotFoundException",
         ),
         (json!({"ecrRepositoryPrefix": "ok"}), "InvalidParameterException"),
+        // ROOT is for ECR to ECR rules: for a public registry it would refuse every push here.
+        (json!({"ecrRepositoryPrefix": "ROOT", "upstreamRegistryUrl": "ghcr.io"}), "InvalidParameterException"),
+        (
+            json!({"ecrRepositoryPrefix": "ok", "upstreamRegistryUrl": "ghcr.io", "upstreamRegistry": "quay"}),
+            "InvalidParameterException",
+        ),
     ] {
         let r = call(&srv, "CreatePullThroughCacheRule", body.clone()).await;
         assert_eq!((r.status(), error_type(&r)), (400, want.to_owned()), "{body}: {}", r.describe());
@@ -134,6 +140,9 @@ async fn rule_requests_are_validated_before_anything_is_stored() {
     assert_eq!((r.status(), error_type(&r)), (400, "LimitExceededException".to_owned()), "{}", r.describe());
     call(&srv, "DeletePullThroughCacheRule", json!({"ecrRepositoryPrefix": "cache00"})).await.expect_status(200);
     call(&srv, "CreatePullThroughCacheRule", rule(50)).await.expect_status(200);
+    // The upstream's name comes from its URL when the request leaves it out, as on ECR.
+    let r = call(&srv, "DescribePullThroughCacheRules", json!({"ecrRepositoryPrefixes": ["cache50"]})).await;
+    assert_eq!(r.json()["pullThroughCacheRules"][0]["upstreamRegistry"], "quay", "{}", r.describe());
 }
 
 /// A server caching `hub/…` from `upstream` (anonymous), tags re-checked after `recheck_secs`.
