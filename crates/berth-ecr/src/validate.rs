@@ -902,7 +902,7 @@ impl Validate for CreatePullThroughCacheRuleRequest {
         {
             return Err(invalid(
                 "upstreamRegistry",
-                &format!(
+                format!(
                     "'{}' is not the registry at {} ('{}')",
                     given.as_str(),
                     self.upstream_registry_url,
@@ -924,7 +924,7 @@ impl Validate for CreatePullThroughCacheRuleRequest {
                 };
                 return Err(invalid(
                     member,
-                    &format!(
+                    format!(
                         "ROOT and upstream repository prefixes are for ECR to ECR pull through cache rules, not '{}'",
                         public.as_str()
                     ),
