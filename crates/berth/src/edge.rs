@@ -115,12 +115,13 @@ pub async fn serve_request(State(edge): State<Arc<Edge>>, mut request: Request, 
     }
     request.extensions_mut().insert(ctx.clone());
     let throttled = edge.throttled(ctx.source_ip, &request, started);
-    let mut response = match throttled {
-        Some(retry_after) => {
+    let mut response = match (malformed(&request), throttled) {
+        (Some((status, message)), _) => refused(&path, status, message),
+        (None, Some(retry_after)) => {
             metrics::counter!("berth_auth_failures_total", "plane" => plane, "reason" => "throttled").increment(1);
             too_many_failures(plane, retry_after)
         }
-        None => catch_panic(ctx.request_id.clone(), next.run(request)).await.unwrap_or_else(|()| {
+        (None, None) => catch_panic(ctx.request_id.clone(), next.run(request)).await.unwrap_or_else(|()| {
             // The panic hook logged what happened, with the request id; the client gets only the id.
             internal_error(&path, &ctx.request_id)
         }),
@@ -231,6 +232,30 @@ fn plane(method: &axum::http::Method, path: &str) -> &'static str {
 /// Runs `handler` with its request id visible to the panic hook; `Err` if it panicked.
 async fn catch_panic(request_id: String, handler: impl Future<Output = Response>) -> Result<Response, ()> {
     REQUEST_ID.scope(request_id, AssertUnwindSafe(handler).catch_unwind()).await.map_err(|_| ())
+}
+
+/// What HTTP/1.1 (RFC 9112) makes a server refuse and hyper lets through: a request without
+/// exactly one `Host` (§3.2: 400), and a transfer coding other than `chunked` (§6.1: 501), whose
+/// body would otherwise be read with the coding left in.
+fn malformed(request: &Request) -> Option<(StatusCode, &'static str)> {
+    let headers = request.headers();
+    if request.version() == axum::http::Version::HTTP_11 && headers.get_all(header::HOST).iter().count() != 1 {
+        return Some((StatusCode::BAD_REQUEST, "an HTTP/1.1 request needs exactly one Host header"));
+    }
+    let codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    let only_chunked = codings
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .all(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+    (!only_chunked).then_some((StatusCode::NOT_IMPLEMENTED, "no transfer coding but chunked is supported"))
+}
+
+/// A refusal before any plane saw the request, in the shape of the plane the path belongs to.
+fn refused(path: &str, status: StatusCode, message: &str) -> Response {
+    if path.starts_with("/v2") {
+        let body = serde_json::json!({"errors": [{"code": "UNSUPPORTED", "message": message, "detail": null}]});
+        return (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+    }
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message.to_owned()).into_response()
 }
 
 /// A 500 in the shape of the plane the path belongs to, naming the request id and nothing else.

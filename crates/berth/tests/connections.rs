@@ -578,3 +578,36 @@ async fn upload_status_and_writes_answer_while_a_patch_is_stalled() {
     rest.expect_status(202);
     assert_eq!(rest.header("range"), Some("0-199"), "{}", rest.describe());
 }
+
+/// RFC 9112 §3.2 and §6.1: an HTTP/1.1 request without exactly one `Host` is 400, a transfer
+/// coding other than `chunked` 501 — refused before any plane, so nothing is stored from it.
+#[tokio::test]
+async fn requests_http_1_1_forbids_are_refused() {
+    let srv = Server::start();
+    for head in [
+        "GET /v2/ HTTP/1.1\r\nConnection: close\r\n\r\n".to_owned(),
+        format!("GET /v2/ HTTP/1.1\r\nHost: {0}\r\nHost: {0}\r\nConnection: close\r\n\r\n", addr(&srv)),
+    ] {
+        let mut stream = connect(&srv).await;
+        stream.write_all(head.as_bytes()).await.unwrap();
+        read_response(&mut stream, Duration::from_secs(5)).await.expect_oci_error(400, "UNSUPPORTED");
+    }
+    // HTTP/1.0 has no Host requirement.
+    let mut stream = connect(&srv).await;
+    stream.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n").await.unwrap();
+    assert_eq!(read_response(&mut stream, Duration::from_secs(5)).await.status, 200);
+
+    let data = b"abc";
+    let digest = sha256_digest(data);
+    let mut stream = connect(&srv).await;
+    let target = format!("POST /v2/coded/blobs/uploads/?digest={digest} HTTP/1.1");
+    send_head(&mut stream, &srv, &target, &["Transfer-Encoding: gzip, chunked", "Connection: close"]).await;
+    stream.write_all(b"3\r\nabc\r\n0\r\n\r\n").await.unwrap();
+    read_response(&mut stream, Duration::from_secs(5)).await.expect_oci_error(501, "UNSUPPORTED");
+    send(srv.get("/v2/coded/tags/list")).await.expect_error(404, "NAME_UNKNOWN");
+    // Plain chunked bodies are fine.
+    let mut stream = connect(&srv).await;
+    send_head(&mut stream, &srv, &target, &["Transfer-Encoding: chunked", "Connection: close"]).await;
+    stream.write_all(b"3\r\nabc\r\n0\r\n\r\n").await.unwrap();
+    assert_eq!(read_response(&mut stream, Duration::from_secs(5)).await.status, 201);
+}
