@@ -382,6 +382,7 @@ async fn tags_point(
             children: &[],
             sparse: true,
             tags: batch.iter().map(|tag| PutTag { tag, immutable: false }).collect(),
+            settings_version: None,
             now: now(),
         };
         store.put_manifest(&origin(), put).await?;
@@ -619,6 +620,7 @@ async fn lifecycle_point(
                 children: &[],
                 sparse: true,
                 tags: tag.iter().map(|tag| PutTag { tag, immutable: false }).collect(),
+                settings_version: None,
                 now: pushed_before - age,
             };
             store.put_manifest(&origin(), put).await.map(drop).map_err(Into::into)

@@ -248,6 +248,11 @@ pub struct PutManifest<'a> {
     pub sparse: bool,
     /// Tags moved to the manifest with it, all or none.
     pub tags: Vec<PutTag<'a>>,
+    /// The repository's settings version `tags` were judged by (their immutability): a
+    /// different one when the write holds the repository is `SettingsConflict`, so a push in
+    /// flight cannot move a tag after immutability was switched on. `None`: not checked (tools
+    /// populating a store).
+    pub settings_version: Option<i64>,
     pub now: Millis,
 }
 

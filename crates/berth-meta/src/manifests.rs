@@ -347,8 +347,13 @@ where
 {
     async fn put_manifest(&self, origin: &Origin, put: PutManifest<'_>) -> Result<PutOutcome> {
         let mut tx = self.begin_write().await?;
-        if !Self::lock_repository(&mut tx, put.repo.as_str(), RowLock::ChangeContent).await? {
+        let version = Self::lock_repository_settings(&mut tx, put.repo.as_str(), RowLock::ChangeContent).await?;
+        let Some(version) = version else {
             return Err(MetaError::RepositoryNotFound(put.repo.to_string()));
+        };
+        // The tags' immutability was judged by older settings: the caller judges again.
+        if put.settings_version.is_some_and(|judged_by| judged_by != version) {
+            return Err(MetaError::SettingsConflict(put.repo.to_string()));
         }
         let child_sizes = Self::checked_references(&mut tx, &put).await?;
         let previous_tag_targets = Self::current_tag_targets(&mut tx, &put).await?;

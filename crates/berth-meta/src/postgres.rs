@@ -263,6 +263,7 @@ mod tests {
             children: &[],
             sparse: false,
             tags: tag.map(|tag| PutTag { tag, immutable: false }).into_iter().collect(),
+            settings_version: None,
             now: 1,
         }
     }

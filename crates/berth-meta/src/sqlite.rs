@@ -226,6 +226,7 @@ mod tests {
                 children: &[],
                 sparse: false,
                 tags: vec![PutTag { tag: &latest, immutable: false }],
+                settings_version: None,
                 now: 2,
             };
             store.put_manifest(&origin(), put).await.unwrap();

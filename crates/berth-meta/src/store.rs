@@ -96,9 +96,18 @@ where
     /// Takes `lock` on the repository's row (see the module doc); false if there is no such
     /// repository.
     pub(crate) async fn lock_repository(conn: &mut DB::Connection, name: &str, lock: RowLock) -> Result<bool> {
-        let sql = format!("SELECT name FROM repositories WHERE name = $1{}", DB::row_lock(lock));
-        let found: Option<String> = sqlx::query_scalar(AssertSqlSafe(sql)).bind(name).fetch_optional(conn).await?;
-        Ok(found.is_some())
+        Ok(Self::lock_repository_settings(conn, name, lock).await?.is_some())
+    }
+
+    /// [`Self::lock_repository`], returning the repository's settings version: settings change
+    /// under the same lock, so it stays the version until the transaction ends.
+    pub(crate) async fn lock_repository_settings(
+        conn: &mut DB::Connection,
+        name: &str,
+        lock: RowLock,
+    ) -> Result<Option<i64>> {
+        let sql = format!("SELECT settings_version FROM repositories WHERE name = $1{}", DB::row_lock(lock));
+        Ok(sqlx::query_scalar(AssertSqlSafe(sql)).bind(name).fetch_optional(conn).await?)
     }
 
     pub(crate) async fn repository<'c>(db: impl Executor<'c, Database = DB>, name: &str) -> Result<Option<Repository>> {

@@ -122,6 +122,7 @@ fn image_put<'a>(
         children: &[],
         sparse: false,
         tags: tag.map(|tag| PutTag { tag, immutable: false }).into_iter().collect(),
+        settings_version: None,
         now,
     }
 }
@@ -471,9 +472,20 @@ async fn tag_immutability(store: &dyn MetadataStore) {
         PutOutcome { manifest_created: false, previous_tag_targets: vec![Some(first.clone())], restored: false }
     );
 
+    // A push whose tags were judged by settings changed since stores nothing: the caller judges
+    // them again (a push in flight must not move a tag made immutable meanwhile).
+    let version = store.get_repository(&repo).await.unwrap().unwrap().settings_version;
+    let update = SettingsUpdate { settings: "{}", expected_version: version, changed: &["imageTagMutability"] };
+    store.set_repository_settings(&ORIGIN, &repo, update).await.unwrap();
+    let stale =
+        PutManifest { settings_version: Some(version), ..image_put(&repo, &second, &content, &[], Some(&release), 65) };
+    let err = store.put_manifest(&ORIGIN, stale.clone()).await.unwrap_err();
+    assert!(matches!(&err, MetaError::SettingsConflict(n) if n == repo.as_str()), "{err:?}");
+    assert_eq!(store.get_manifest(&repo, &by_tag("release")).await.unwrap().unwrap().digest, first);
+
     // Mutable pushes may move it.
-    let outcome =
-        store.put_manifest(&ORIGIN, image_put(&repo, &second, &content, &[], Some(&release), 70)).await.unwrap();
+    let current = PutManifest { settings_version: Some(version + 1), ..stale };
+    let outcome = store.put_manifest(&ORIGIN, current).await.unwrap();
     assert_eq!(outcome.previous_tag_targets, vec![Some(first)]);
 }
 

@@ -473,11 +473,11 @@ impl Registry {
                 fetched.digest
             ))
         })?;
-        let settings = self.cache_target(ctx, repo).await?.settings;
+        let repository = self.cache_target(ctx, repo).await?;
         let blobs: Vec<(Digest, u64)> = manifest.required_blobs().map(|d| (d.digest.clone(), d.size)).collect();
         let pushed = PushedManifest { parsed: &manifest, content: &fetched.bytes, digest: &fetched.digest };
         let tags: Vec<Tag> = tag.cloned().into_iter().collect();
-        self.commit_manifest(ctx, repo, &settings, pushed, &blobs, true, &tags).await?;
+        self.commit_manifest(ctx, &repository, pushed, &blobs, true, &tags).await?;
         Ok(())
     }
 

@@ -305,7 +305,7 @@ impl Registry {
         };
         let pushed = PushedManifest { parsed: &manifest, content: put.content, digest: &digest };
         let tags = put.tag.map(std::slice::from_ref).unwrap_or_default();
-        let outcome = self.store_manifest(ctx, repo, &repository.settings, pushed, tags).await?;
+        let outcome = self.store_manifest(ctx, &repository, pushed, tags).await?;
         if let Some(tag) = put.tag
             && !outcome.manifest_created
             && !outcome.restored

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use berth_iam::RequestContext;
-use berth_meta::{ManifestRecord, PutManifest, PutOutcome, PutTag};
+use berth_meta::{ManifestRecord, MetaError, PutManifest, PutOutcome, PutTag};
 use berth_spec::{Digest, Manifest, ManifestKind, Reference, RepositoryName, Tag, media};
 
 use crate::{Registry, RegistryError, RepositoryInfo, RepositorySettings, Result, now_millis};
@@ -42,6 +42,10 @@ pub const REFERRERS_PAGE_BYTES: u64 = berth_spec::manifest::MAX_MANIFEST_BYTES a
 const DESCRIPTOR_BYTES: u64 = 256;
 /// Referrers read from the store at a time while a page fills.
 const REFERRERS_BATCH: usize = 64;
+
+/// How often a push judges its tags again because the repository's settings changed meanwhile
+/// (each time a settings change committed between its read and its write).
+const MAX_SETTINGS_RACES: u32 = 8;
 
 /// Manifest bytes as pushed, parsed, with the digest they were checked to have.
 #[derive(Clone, Copy)]
@@ -107,10 +111,9 @@ impl Registry {
                 None => Ok(()),
             }
         };
-        let settings =
-            RepositoryInfo::try_from(self.push_target_if(ctx, repo, Some(&needs_nothing_held)).await?)?.settings;
+        let repository = RepositoryInfo::try_from(self.push_target_if(ctx, repo, Some(&needs_nothing_held)).await?)?;
         let pushed = PushedManifest { parsed: &manifest, content, digest: &digest };
-        let outcome = self.store_manifest(ctx, repo, &settings, pushed, &tags).await?;
+        let outcome = self.store_manifest(ctx, &repository, pushed, &tags).await?;
         Ok(PutManifestOutcome {
             digest,
             subject: manifest.subject.map(|s| s.digest),
@@ -119,62 +122,72 @@ impl Registry {
         })
     }
 
-    /// Stores a pushed manifest (and moves `tags` to it, all or none) in `repo`, applying its
-    /// tag-mutability `settings`; shared by both planes' pushes.
+    /// Stores a pushed manifest (and moves `tags` to it, all or none) in `repository`, applying
+    /// its tag-mutability settings; shared by both planes' pushes.
     pub(crate) async fn store_manifest(
         &self,
         ctx: &RequestContext,
-        repo: &RepositoryName,
-        settings: &RepositorySettings,
+        repository: &RepositoryInfo,
         pushed: PushedManifest<'_>,
         tags: &[Tag],
     ) -> Result<PutOutcome> {
-        let blobs = self.required_blobs(ctx, repo, pushed.parsed).await?;
-        let sparse = settings.allows_sparse_indexes(self.config.sparse_indexes);
-        self.commit_manifest(ctx, repo, settings, pushed, &blobs, sparse, tags).await
+        let blobs = self.required_blobs(ctx, &repository.name, pushed.parsed).await?;
+        let sparse = repository.settings.allows_sparse_indexes(self.config.sparse_indexes);
+        self.commit_manifest(ctx, repository, pushed, &blobs, sparse, tags).await
     }
 
     /// Writes a parsed manifest needing `blobs` (invariant 4; absent ones allowed if `sparse`)
-    /// and moves `tags` to it, all or none: the one write of pushes and cache fills alike.
-    #[allow(clippy::too_many_arguments)]
+    /// and moves `tags` to it, all or none: the one write of pushes and cache fills alike. Each
+    /// tag's immutability is judged by the settings the write finds current (invariant 28).
     pub(crate) async fn commit_manifest(
         &self,
         ctx: &RequestContext,
-        repo: &RepositoryName,
-        settings: &RepositorySettings,
+        repository: &RepositoryInfo,
         pushed: PushedManifest<'_>,
         blobs: &[(Digest, u64)],
         sparse: bool,
         tags: &[Tag],
     ) -> Result<PutOutcome> {
         let PushedManifest { parsed: manifest, content, digest } = pushed;
+        let repo = &repository.name;
         let children: Vec<(Digest, u64)> = match manifest.kind {
             ManifestKind::Index => manifest.manifests.iter().map(|d| (d.digest.clone(), d.size)).collect(),
             ManifestKind::Image => vec![],
         };
         let annotations = (!manifest.annotations.is_empty())
             .then(|| serde_json::to_string(&manifest.annotations).expect("annotations serialize"));
-        let tags = tags.iter().map(|tag| PutTag { tag, immutable: settings.tag_is_immutable(tag.as_str()) }).collect();
-        let outcome = self
-            .meta
-            .put_manifest(
-                &self.origin(ctx),
-                PutManifest {
-                    repo,
-                    digest,
-                    media_type: &manifest.media_type,
-                    content,
-                    artifact_type: manifest.effective_artifact_type(),
-                    annotations: annotations.as_deref(),
-                    subject: manifest.subject.as_ref().map(|s| &s.digest),
-                    blobs,
-                    children: &children,
-                    sparse,
-                    tags,
-                    now: now_millis(),
-                },
-            )
-            .await;
+        let mut judged_by = None;
+        let mut attempts = 0;
+        let outcome = loop {
+            attempts += 1;
+            let current = judged_by.as_ref().unwrap_or(repository);
+            let settings = &current.settings;
+            let put_tags =
+                tags.iter().map(|tag| PutTag { tag, immutable: settings.tag_is_immutable(tag.as_str()) }).collect();
+            let put = PutManifest {
+                repo,
+                digest,
+                media_type: &manifest.media_type,
+                content,
+                artifact_type: manifest.effective_artifact_type(),
+                annotations: annotations.as_deref(),
+                subject: manifest.subject.as_ref().map(|s| &s.digest),
+                blobs,
+                children: &children,
+                sparse,
+                tags: put_tags,
+                settings_version: (!tags.is_empty()).then_some(current.settings_version),
+                now: now_millis(),
+            };
+            match self.meta.put_manifest(&self.origin(ctx), put).await {
+                // The settings changed since they were read: judge the tags by the new ones.
+                Err(MetaError::SettingsConflict(_)) if attempts < MAX_SETTINGS_RACES => {
+                    let fresh = self.meta.get_repository(repo).await?;
+                    judged_by = Some(fresh.ok_or_else(|| RegistryError::NameUnknown(repo.to_string()))?.try_into()?);
+                }
+                outcome => break outcome,
+            }
+        };
         self.manifests.invalidate_repo(repo);
         Ok(outcome?)
     }

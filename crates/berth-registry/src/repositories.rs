@@ -18,6 +18,8 @@ pub struct RepositoryInfo {
     pub name: RepositoryName,
     pub created_at: Millis,
     pub settings: RepositorySettings,
+    /// The version of `settings`, which a push's write checks is still current.
+    pub settings_version: i64,
 }
 
 impl TryFrom<Repository> for RepositoryInfo {
@@ -31,7 +33,12 @@ impl TryFrom<Repository> for RepositoryInfo {
         let settings = RepositorySettings::from_json(&repository.settings).map_err(|e| {
             RegistryError::SettingsUnreadable { repository: repository.name.clone(), reason: e.to_string() }
         })?;
-        Ok(RepositoryInfo { name, created_at: repository.created_at, settings })
+        Ok(RepositoryInfo {
+            name,
+            created_at: repository.created_at,
+            settings,
+            settings_version: repository.settings_version,
+        })
     }
 }
 

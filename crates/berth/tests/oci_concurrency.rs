@@ -5,6 +5,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
+use serde_json::{Value, json};
 use tokio::sync::Barrier;
 
 const TASKS: usize = 16;
@@ -120,4 +121,55 @@ async fn deleting_while_pushing_never_fails_the_server() {
         let tag = tag.as_str().unwrap();
         expect_manifest(&srv, "churn", tag, OCI_MANIFEST, &img.manifest, &img.digest).await;
     }
+}
+
+/// Once `PutImageTagMutability IMMUTABLE` is answered, no push moves a tag — not even one that
+/// read the old setting before the change and writes after it (its write finds the settings
+/// changed and judges the tag again). Pushers keep moving `v1` while the setting flips; a digest
+/// read after the answer must still be the tag's when the pushers have stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_tag_moves_after_immutability_is_answered() {
+    let srv = Arc::new(Server::start());
+    for round in 0..6 {
+        let repo = format!("race/immutable{round}");
+        push_manifest(&srv, &repo, "v1", OCI_MANIFEST, &artifact(round, 0)).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut pushers = Vec::new();
+        for pusher in 0..4 {
+            let (srv, stop, repo) = (srv.clone(), stop.clone(), repo.clone());
+            pushers.push(tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let manifest = artifact(round, pusher * 100_000 + n);
+                    let r = put_manifest(&srv, &repo, "v1", OCI_MANIFEST, &manifest).await;
+                    assert!(r.status == 201 || r.status == 400, "{}", r.describe());
+                }
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let body = json!({"repositoryName": repo, "imageTagMutability": "IMMUTABLE"}).to_string();
+        ecr_call(&srv, "AKIDANY", "any", "PutImageTagMutability", &body).await.expect_status(200);
+        let seen = tag_digest(&srv, &repo).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for p in pushers {
+            p.await.expect("pusher");
+        }
+        assert_eq!(tag_digest(&srv, &repo).await, seen, "round {round}: v1 moved after IMMUTABLE was answered");
+    }
+}
+
+/// A distinct artifact manifest (the empty config, no layers) per `(round, n)`.
+fn artifact(round: usize, n: usize) -> Vec<u8> {
+    let empty = descriptor("application/vnd.oci.empty.v1+json", b"{}");
+    let mut manifest: Value = serde_json::from_slice(&oci_manifest(&empty, &[])).unwrap();
+    manifest["annotations"] = json!({"n": format!("{round}-{n}")});
+    serde_json::to_vec(&manifest).unwrap()
+}
+
+async fn tag_digest(srv: &Server, repo: &str) -> String {
+    let r = send(srv.head(&format!("/v2/{repo}/manifests/v1")).header("accept", OCI_MANIFEST)).await;
+    r.expect_status(200);
+    r.header("docker-content-digest").expect("digest header").to_owned()
 }
