@@ -79,7 +79,7 @@ pub struct ServeArgs {
     /// Hours after which an untouched upload session is removed [default: 24]
     #[arg(long, env = "BERTH_UPLOAD_EXPIRY_HOURS")]
     upload_expiry_hours: Option<f64>,
-    /// Seconds between lifecycle-policy runs; they also run right after a policy is put [default: 3600]
+    /// Seconds between lifecycle-policy runs, checked at the 10-second maintenance tick (so at least 10); they also run right after a policy is put [default: 3600]
     #[arg(long, env = "BERTH_LIFECYCLE_INTERVAL_SECS")]
     lifecycle_interval_secs: Option<u64>,
     /// Seconds a pull-through cache serves a cached tag before checking the upstream (a HEAD)
