@@ -32,9 +32,12 @@ const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-app
 
 pub(crate) async fn handle(state: AppState, request: Request) -> Response {
     let method = request.method().clone();
-    let mut response = match Endpoint::parse(request.uri().path()) {
-        Some(endpoint) => route(state, endpoint, request).await,
-        None => plain_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "no such registry endpoint"),
+    // Routed on the decoded path, as distribution does: `sha256%3A…` is `sha256:…`.
+    let path = percent_encoding::percent_decode_str(request.uri().path()).decode_utf8();
+    let mut response = match path.as_deref().map(Endpoint::parse) {
+        Ok(Some(endpoint)) => route(state, endpoint, request).await,
+        Ok(None) => plain_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "no such registry endpoint"),
+        Err(_) => plain_error(StatusCode::BAD_REQUEST, "NAME_INVALID", "the path is not UTF-8 once percent-decoded"),
     };
     response.headers_mut().insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
     if method == Method::HEAD {

@@ -365,7 +365,7 @@ fn corpus(image: &Image, blob: &str, upload: &str) -> Corpus {
         c.oci("upload", method, unknown, expect(404, &["BLOB_UPLOAD_UNKNOWN"]));
     }
     c.oci("upload", Method::PUT, format!("{unknown}?digest={blob}"), expect(404, &["BLOB_UPLOAD_UNKNOWN"]));
-    for session in ["not-a-uuid", "..%2F..%2Fetc", "%00", &"a".repeat(300)] {
+    for session in ["not-a-uuid", "%00", &"a".repeat(300)] {
         c.oci(
             "upload",
             Method::PATCH,
@@ -373,6 +373,8 @@ fn corpus(image: &Image, blob: &str, upload: &str) -> Corpus {
             expect(404, &["BLOB_UPLOAD_UNKNOWN"]),
         );
     }
+    // Decoded, as paths are routed, this is no upload endpoint at all.
+    c.oci("upload", Method::PATCH, "/v2/bad/app/blobs/uploads/..%2F..%2Fetc", expect(404, &["NAME_UNKNOWN"]));
     c.oci_with(
         "upload",
         Method::POST,

@@ -915,3 +915,20 @@ async fn an_invalid_reference_names_an_unknown_manifest() {
     send(srv.get("/v2/refs/manifests/sha256:zz")).await.expect_error(400, "DIGEST_INVALID");
     expect_manifest(&srv, "refs", "v1", OCI_MANIFEST, &img.manifest, &img.digest).await;
 }
+
+/// Paths are routed once percent-decoded, as distribution (Go) routes them: `sha256%3A…` names
+/// the digest and `%74` is `t` (RFC 3986 6.2.2.2); a path that decodes to no UTF-8 is NAME_INVALID.
+#[tokio::test]
+async fn percent_encoded_paths_name_what_they_decode_to() {
+    let srv = Server::start();
+    let image = push_image(&srv, "enc/app", Some("t00")).await;
+    let encoded = image.digest.replace(':', "%3A");
+    let r = send(srv.get(&format!("/v2/enc/app/manifests/{encoded}")).header("accept", OCI_MANIFEST)).await;
+    r.expect_status(200);
+    assert_eq!(r.header("docker-content-digest"), Some(image.digest.as_str()));
+    send(srv.head("/v2/enc/app/manifests/%74%30%30").header("accept", OCI_MANIFEST)).await.expect_status(200);
+    send(srv.get("/v2/enc/%61pp/tags/list")).await.expect_status(200);
+    let config = sha256_digest(&image.config).replace(':', "%3A");
+    send(srv.get(&format!("/v2/enc/app/blobs/{config}"))).await.expect_status(200);
+    send(srv.get("/v2/enc/app/manifests/%FF")).await.expect_error(400, "NAME_INVALID");
+}
