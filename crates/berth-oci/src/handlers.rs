@@ -365,6 +365,11 @@ async fn put_manifest(
         .map(|t| t.parse::<Tag>().map_err(|_| RegistryError::ManifestInvalid(format!("invalid tag {t:?} in ?tag="))))
         .collect::<Result<Vec<_>, _>>()?;
     let content_type = manifest_content_type(request.headers())?;
+    // Refused before a byte is read (and so before `100 Continue`) when it says it is too large.
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_MANIFEST_BYTES as u64) {
+        return Err(RegistryError::ManifestTooLarge { limit: MAX_MANIFEST_BYTES }.into());
+    }
     let limited = http_body_util::Limited::new(request.into_body(), MAX_MANIFEST_BYTES);
     let content = match limited.collect().await {
         Ok(c) => c.to_bytes(),

@@ -611,3 +611,18 @@ async fn requests_http_1_1_forbids_are_refused() {
     stream.write_all(b"3\r\nabc\r\n0\r\n\r\n").await.unwrap();
     assert_eq!(read_response(&mut stream, Duration::from_secs(5)).await.status, 201);
 }
+
+/// A manifest PUT whose `Content-Length` is over the limit is refused at once: with
+/// `Expect: 100-continue` the client gets the 413 instead of an invitation to send 100 MB.
+#[tokio::test]
+async fn an_oversized_manifest_is_refused_before_its_body() {
+    let srv = Server::start();
+    let mut stream = connect(&srv).await;
+    let headers = [
+        "Content-Type: application/vnd.oci.image.manifest.v1+json",
+        "Content-Length: 100000000",
+        "Expect: 100-continue",
+    ];
+    send_head(&mut stream, &srv, "PUT /v2/big/app/manifests/v1 HTTP/1.1", &headers).await;
+    read_response(&mut stream, Duration::from_secs(5)).await.expect_oci_error(413, "SIZE_INVALID");
+}
