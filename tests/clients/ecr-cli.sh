@@ -427,7 +427,7 @@ ecr_err "put-lifecycle-policy of an invalid policy" InvalidParameterException pu
 grep -q "Lifecycle policy validation failure: .*requires tagPrefixList or tagPatternList" "$T/err" && ok "the message says why" || bad "message: $(cat "$T/err")"
 ecr_ok "put-lifecycle-policy" put-lifecycle-policy --repository-name "$L" --lifecycle-policy-text "file://$T/lp.json"
 ecr_ok "get-lifecycle-policy" get-lifecycle-policy --repository-name "$L"
-expect "the text as put" "$(j -r .lifecyclePolicyText)" "$(cat "$T/lp.json")"
+expect "the text as put, compact as ECR answers it" "$(j -r .lifecyclePolicyText)" "$(jq -c . "$T/lp.json")"
 survivors() { ecr describe-images --repository-name "$L" | jq -r '.imageDetails[].imageDigest'; }
 for _ in $(seq 1 40); do [[ $(names_of $(survivors)) == "amd64,arm64,multi,o2,v3" ]] && break; sleep 1; done
 expect "describe-images after the run: v1, v2, o1 expired; the index and both children kept" "$(names_of $(survivors))" "amd64,arm64,multi,o2,v3"
@@ -438,7 +438,7 @@ LD[v4]=$(life_push v4 v4)
 for _ in $(seq 1 40); do [[ $(names_of $(survivors)) == "amd64,arm64,multi,o2,v4" ]] && break; sleep 1; done
 expect "the next periodic run (no new put) expires v3 after v4 arrives" "$(names_of $(survivors))" "amd64,arm64,multi,o2,v4"
 ecr_ok "delete-lifecycle-policy" delete-lifecycle-policy --repository-name "$L"
-expect "returns the deleted text" "$(j -r .lifecyclePolicyText)" "$(cat "$T/lp.json")"
+expect "returns the deleted text (compact)" "$(j -r .lifecyclePolicyText)" "$(jq -c . "$T/lp.json")"
 ecr_err "get-lifecycle-policy after the delete" LifecyclePolicyNotFoundException get-lifecycle-policy --repository-name "$L"
 ecr_err "put-lifecycle-policy to a missing repository" RepositoryNotFoundException put-lifecycle-policy --repository-name cli/none --lifecycle-policy-text "file://$T/lp.json"
 
@@ -478,6 +478,7 @@ expect "ARCHIVED with lastArchivedAt" "$(j '.imageDetails[0] | .imageStatus + " 
 V4_LAYER=$(jq -r .layer_digest "$T/life-v4.json"); V5_LAYER=$(jq -r .layer_digest "$T/life-v5.json")
 ecr_ok "batch-check-layer-availability of v4's and v5's layers" batch-check-layer-availability --repository-name "$L" --layer-digests "$V4_LAYER" "$V5_LAYER"
 expect "v4's layer ARCHIVED, v5's AVAILABLE" "$(j -r --arg a "$V4_LAYER" '[.layers[] | (if .layerDigest == $a then "v4" else "v5" end) + "=" + .layerAvailability] | sort | join(" ")')" "v4=ARCHIVED v5=AVAILABLE"
+expect "each with the media type its image's manifest gives it" "$(j -r '[.layers[].mediaType | test("^application/vnd\\.")] | all')" true
 expect "/v2/ GET of v4's layer: 404" "$(curl -s -o "$T/out.json" -w '%{http_code}' "http://$REG/v2/$L/blobs/$V4_LAYER")" 404
 expect "... BLOB_UNKNOWN saying archived" "$(j -r '.errors[0].code + " " + (.errors[0].message | test("archived") | tostring)')" "BLOB_UNKNOWN true"
 ecr_err "get-download-url-for-layer of v4's layer" LayerInaccessibleException get-download-url-for-layer --repository-name "$L" --layer-digest "$V4_LAYER"

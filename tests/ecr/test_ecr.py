@@ -697,6 +697,12 @@ def test_batch_check_layer_availability(ecr, repo, images):
         (missing, "MissingLayerDigest"), ("nope", "InvalidLayerDigest")]
     raises(ecr, "RepositoryNotFoundException", ecr.batch_check_layer_availability,
            repositoryName=f"{repo}-absent", layerDigests=[missing])
+    # Once an image needs them, each has the media type its descriptor gives it (AWS's example:
+    # "mediaType": "application/vnd.docker.container.image.v1+json" for a config).
+    images.put(repo, images.manifest(config, layer), "with-types")
+    out = ecr.batch_check_layer_availability(repositoryName=repo, layerDigests=[layer["digest"], config["digest"]])
+    assert [(entry["layerDigest"], entry.get("mediaType")) for entry in out["layers"]] == [
+        (layer["digest"], layer["mediaType"]), (config["digest"], config["mediaType"])]
 
 
 def test_download_url_for_layer(ecr, repo, images, http, addr):
@@ -1246,7 +1252,8 @@ def test_creation_templates_apply_the_most_specific_on_push(ecr, http):
         [repository] = ecr.describe_repositories(repositoryNames=[f"{base}/team/app"])["repositories"]
         assert repository["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
         assert repository["imageTagMutabilityExclusionFilters"] == [{"filterType": "WILDCARD", "filter": "latest"}]
-        assert ecr.get_lifecycle_policy(repositoryName=f"{base}/team/app")["lifecyclePolicyText"] == lifecycle
+        assert ecr.get_lifecycle_policy(repositoryName=f"{base}/team/app")["lifecyclePolicyText"] == \
+            json.dumps(json.loads(lifecycle), separators=(",", ":"))
         assert json.loads(ecr.get_repository_policy(repositoryName=f"{base}/team/app")["policyText"]) == \
             json.loads(policy)
         tags = ecr.list_tags_for_resource(resourceArn=repository["repositoryArn"])["tags"]

@@ -708,7 +708,10 @@ impl EcrBackend for RegistryBackend {
                         Some(StorageClass::Standard) | None => LayerAvailability::Available,
                     },
                     layer_size: Some(link.size),
-                    media_type: None,
+                    media_type: match link.needed_by {
+                        Some(_) => self.registry.blob_media_type(&name, &digest).await.map_err(self.fail(repo))?,
+                        None => None,
+                    },
                 }),
                 Err(RegistryError::BlobUnknown(_)) => response.failures.push(LayerFailure {
                     failure_reason: format!("Layer digest '{layer_digest}' could not be found"),

@@ -367,6 +367,9 @@ pub trait BlobLinkStore: Send + Sync {
     /// The blob's link in `repo` and whether its manifests are archived: what a pull needs to
     /// know (ECR refuses the layers of archived images).
     async fn blob_link(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<BlobLink>>;
+    /// A manifest of `repo` that needs the blob (the smallest digest), to describe the blob as
+    /// that manifest's descriptor does.
+    async fn manifest_needing(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<Digest>>;
 }
 
 /// A blob linked in a repository.

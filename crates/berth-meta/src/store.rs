@@ -384,6 +384,10 @@ where
             .await?)
     }
 
+    async fn manifest_needing(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<Digest>> {
+        Self::manifest_needing_blob(&self.readers, repo, digest).await
+    }
+
     async fn blob_link(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<BlobLink>> {
         // The first EXISTS stops at the first STANDARD manifest, so a base layer that thousands
         // of images share costs one index probe, not a scan of them all.

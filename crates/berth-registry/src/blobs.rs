@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use berth_iam::RequestContext;
 use berth_meta::{BlobLink, MetaError, Millis, UploadSession};
-use berth_spec::{Algorithm, ByteRange, ChunkRange, Digest, Digester, RepositoryName};
+use berth_spec::manifest::Manifest;
+use berth_spec::{Algorithm, ByteRange, ChunkRange, Digest, Digester, Reference, RepositoryName};
 use berth_storage::ByteStream;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -151,6 +152,21 @@ impl Registry {
     /// The blob's link in `repo`, archived or not (`BlobUnknown` if it has none).
     pub async fn blob_link(&self, repo: &RepositoryName, digest: &Digest) -> Result<BlobLink> {
         self.meta.blob_link(repo, digest).await?.ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+    }
+
+    /// The media type a manifest of `repo` gives the blob (as config or layer), as ECR's
+    /// `BatchCheckLayerAvailability` reports it; `None` while no manifest needs the blob.
+    pub async fn blob_media_type(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<String>> {
+        let Some(manifest) = self.meta.manifest_needing(repo, digest).await? else {
+            return Ok(None);
+        };
+        let Some(record) = self.meta.get_manifest(repo, &Reference::Digest(manifest)).await? else {
+            return Ok(None);
+        };
+        let Ok(parsed) = Manifest::parse(&record.content, Some(&record.media_type)) else {
+            return Ok(None);
+        };
+        Ok(parsed.required_blobs().find(|d| &d.digest == digest).map(|d| d.media_type.clone()))
     }
 
     pub async fn get_blob(&self, repo: &RepositoryName, digest: &Digest, range: Option<ByteRange>) -> Result<BlobBody> {
