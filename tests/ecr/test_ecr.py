@@ -11,7 +11,7 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import (DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, REGION,
+from conftest import (DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, REGION,
                       REGISTRY_ID, Images, digest_of, error_code)
 
 MIB = 1024 * 1024
@@ -282,6 +282,11 @@ def test_put_image_errors(ecr, repo, images):
     message = raises(ecr, "LayersNotFoundException", ecr.put_image, repositoryName=repo,
                      imageManifest=images.manifest(missing, layer), imageTag="broken")
     assert missing["digest"] in message
+    # Every missing blob is named at once, so a client copying them by hand needs one round.
+    missing_layer = {"mediaType": OCI_LAYER, "digest": digest_of(b"never uploaded either"), "size": 21}
+    message = raises(ecr, "LayersNotFoundException", ecr.put_image, repositoryName=repo,
+                     imageManifest=images.manifest(missing, missing_layer), imageTag="broken")
+    assert f"Layers with digests '[{missing['digest']}, {missing_layer['digest']}]'" in message
     message = raises(ecr, "InvalidParameterException", ecr.put_image, repositoryName=repo,
                      imageManifest="{not json", imageTag="bad")
     assert message == "Invalid parameter at 'ImageManifest' failed to satisfy constraint: 'Invalid JSON syntax'"

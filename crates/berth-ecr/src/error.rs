@@ -8,6 +8,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
+use berth_spec::Digest;
+
 use crate::shapes::ImageIdentifier;
 
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -278,9 +280,11 @@ impl EcrError {
         EcrError::RepositoryNotFound(format!("The registry with id '{registry_id}' does not exist"))
     }
 
-    pub fn layers_not_found(digest: &str, name: &str, registry_id: &str) -> Self {
+    pub fn layers_not_found(digests: &[Digest], name: &str, registry_id: &str) -> Self {
+        let digests: Vec<&str> = digests.iter().map(Digest::as_str).collect();
         EcrError::LayersNotFound(format!(
-            "Layers with digests '[{digest}]' required for pushing image into repository with name '{name}' in the registry with id '{registry_id}' do not exist"
+            "Layers with digests '[{}]' required for pushing image into repository with name '{name}' in the registry with id '{registry_id}' do not exist",
+            digests.join(", ")
         ))
     }
 

@@ -31,7 +31,7 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
         RepositoryNotEmpty(name) => EcrError::repository_not_empty(&name, registry_id),
         BlobUploadUnknown => EcrError::upload_not_found(upload_id.unwrap_or_default(), repository, registry_id),
         BlobUnknown(digest) => EcrError::layer_not_found(digest.as_str(), repository, registry_id),
-        ManifestBlobUnknown(digest) => EcrError::layers_not_found(digest.as_str(), repository, registry_id),
+        ManifestBlobUnknown(digests) => EcrError::layers_not_found(&digests, repository, registry_id),
         ManifestChildUnknown(digest) => EcrError::referenced_images_not_found(digest.as_str(), repository),
         ManifestUnknown(reference) => {
             let id = match reference.parse::<Digest>() {

@@ -56,9 +56,9 @@ pub enum MetaError {
     RepositoryExists(String),
     #[error("repository {0} still contains images")]
     RepositoryNotEmpty(String),
-    /// A blob a manifest needs is not linked in the repository.
-    #[error("blob {0} is not in the repository")]
-    BlobUnknown(Digest),
+    /// Blobs a manifest needs that are not linked in the repository, in the manifest's order.
+    #[error("blobs {0:?} are not in the repository")]
+    BlobsUnknown(Vec<Digest>),
     /// A manifest's descriptor states another size than the linked blob has.
     #[error("the manifest says blob {digest} has {declared} bytes, but it has {stored}")]
     BlobSizeMismatch { digest: Digest, declared: u64, stored: u64 },

@@ -88,13 +88,18 @@ where
                 .into_iter()
                 .collect()
         };
+        // A sparse manifest's absent blobs: their declared sizes stand until they are pushed.
+        let absent: Vec<Digest> = put
+            .blobs
+            .iter()
+            .filter(|(digest, _)| !linked.contains_key(digest.as_str()))
+            .map(|(d, _)| d.clone())
+            .collect();
+        if !absent.is_empty() && !put.sparse {
+            return Err(MetaError::BlobsUnknown(absent));
+        }
         for (digest, declared) in put.blobs {
-            let stored = match linked.get(digest.as_str()) {
-                Some(stored) => stored,
-                // A sparse manifest's absent blob: its declared size stands until it is pushed.
-                None if put.sparse => continue,
-                None => return Err(MetaError::BlobUnknown(digest.clone())),
-            };
+            let Some(stored) = linked.get(digest.as_str()) else { continue };
             let stored = stored_size(*stored)?;
             if stored != *declared {
                 return Err(MetaError::BlobSizeMismatch { digest: digest.clone(), declared: *declared, stored });

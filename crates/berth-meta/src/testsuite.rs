@@ -425,11 +425,11 @@ async fn failed_puts_change_nothing(store: &dyn MetadataStore) {
     store.link_blob(&repo, &present, 10, 1).await.unwrap();
     let foreign = new_repo(store, "failing-foreign").await;
     store.link_blob(&foreign, &absent1, 10, 1).await.unwrap();
-    let blobs = [(present.clone(), 10), (absent1.clone(), 20), (absent2, 30)];
+    let blobs = [(present.clone(), 10), (absent1.clone(), 20), (absent2.clone(), 30)];
     let err = store.put_manifest(&ORIGIN, image_put(&repo, &digest, &content, &blobs, Some(&t), 1)).await.unwrap_err();
     assert!(
-        matches!(&err, MetaError::BlobUnknown(d) if *d == absent1),
-        "first missing blob, even if linked elsewhere: {err:?}"
+        matches!(&err, MetaError::BlobsUnknown(d) if *d == [absent1.clone(), absent2]),
+        "every missing blob, even one linked elsewhere: {err:?}"
     );
     assert_eq!(store.get_manifest(&repo, &by_digest(&digest)).await.unwrap(), None);
     assert!(store.list_tags(&repo, None, None).await.unwrap().is_empty(), "no tag from a failed put");
@@ -602,7 +602,7 @@ async fn sparse_indexes(store: &dyn MetadataStore) {
     let absent = [(blob(&unique("absent-layer")), 1234)];
     let put = image_put(&repo, &image, &content, &absent, None, 350);
     let err = store.put_manifest(&ORIGIN, put.clone()).await.unwrap_err();
-    assert!(matches!(&err, MetaError::BlobUnknown(d) if *d == absent[0].0), "not sparse: {err:?}");
+    assert!(matches!(&err, MetaError::BlobsUnknown(d) if *d == [absent[0].0.clone()]), "not sparse: {err:?}");
     store.put_manifest(&ORIGIN, PutManifest { sparse: true, ..put }).await.unwrap();
     assert_eq!(store.get_manifest(&repo, &by_digest(&image)).await.unwrap().unwrap().image_size, 1234);
 

@@ -7,6 +7,12 @@ use berth_meta::MetaError;
 use berth_spec::{Digest, DigestError, ManifestError, NameError};
 use berth_storage::StoreError;
 
+/// "blob d" or "blobs d1, d2", as an error message names them.
+fn blob_list(digests: &[Digest]) -> String {
+    let names: Vec<&str> = digests.iter().map(Digest::as_str).collect();
+    format!("{} {}", if names.len() == 1 { "blob" } else { "blobs" }, names.join(", "))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("{0}")]
@@ -35,8 +41,9 @@ pub enum RegistryError {
     /// An index being pushed lists a child that is not in the repository.
     #[error("manifest references manifest {0}, which is not in this repository")]
     ManifestChildUnknown(Digest),
-    #[error("manifest references blob {0}, which is not in this repository")]
-    ManifestBlobUnknown(Digest),
+    /// Blobs a manifest being pushed needs that the repository does not hold (all of them).
+    #[error("manifest references {}, which {} not in this repository", blob_list(.0), if .0.len() == 1 { "is" } else { "are" })]
+    ManifestBlobUnknown(Vec<Digest>),
     /// A blob delete refused: the manifest needs the blob (ECR offers no blob delete at all).
     #[error("blob {digest} is needed by manifest {manifest} in this repository; delete the manifest first")]
     BlobInUse { digest: Digest, manifest: Digest },
@@ -149,7 +156,7 @@ impl From<MetaError> for RegistryError {
             MetaError::RepositoryNotFound(n) => RegistryError::NameUnknown(n),
             MetaError::RepositoryExists(n) => RegistryError::RepositoryExists(n),
             MetaError::RepositoryNotEmpty(n) => RegistryError::RepositoryNotEmpty(n),
-            MetaError::BlobUnknown(d) => RegistryError::ManifestBlobUnknown(d),
+            MetaError::BlobsUnknown(d) => RegistryError::ManifestBlobUnknown(d),
             MetaError::ManifestUnknown(d) => RegistryError::ManifestChildUnknown(d),
             MetaError::ManifestReferenced { index } => RegistryError::ManifestReferenced { index },
             MetaError::TagImmutable { tag, current } => RegistryError::TagImmutable { tag, current },

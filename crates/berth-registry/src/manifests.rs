@@ -106,10 +106,9 @@ impl Registry {
                 return Err(RegistryError::ManifestChildUnknown(child.digest.clone()));
             }
             let empty = Digest::sha256_of(media::EMPTY_JSON);
-            match manifest.required_blobs().find(|d| d.digest != empty) {
-                Some(missing) => Err(RegistryError::ManifestBlobUnknown(missing.digest.clone())),
-                None => Ok(()),
-            }
+            let missing: Vec<Digest> =
+                manifest.required_blobs().filter(|d| d.digest != empty).map(|d| d.digest.clone()).collect();
+            if missing.is_empty() { Ok(()) } else { Err(RegistryError::ManifestBlobUnknown(missing)) }
         };
         let repository = RepositoryInfo::try_from(self.push_target_if(ctx, repo, Some(&needs_nothing_held)).await?)?;
         let pushed = PushedManifest { parsed: &manifest, content, digest: &digest };
