@@ -94,6 +94,10 @@ got=sha256:$(curl -s -u "$CREDS" "http://$ONE/v2/$REPO/blobs/$digest" | sha256su
 expect "the blob reads back whole through server one" "$got" "$digest"
 got=$(curl -s -u "$CREDS" -H 'Range: bytes=1000000-1000009' "http://$ONE/v2/$REPO/blobs/$digest" | od -An -tx1 | tr -d ' \n')
 expect "a range of it too" "$got" "$(tail -c +1000001 "$T/blob" | head -c 10 | od -An -tx1 | tr -d ' \n')"
+# What PostgreSQL refuses to hold (a NUL, once the path or query is decoded) is a 4xx, not a 500.
+expect "an upload id holding a NUL -> 404" "$(curl -s -o /dev/null -w '%{http_code}' -u "$CREDS" "http://$ONE/v2/$REPO/blobs/uploads/%00")" 404
+expect "tags/list?last= holding a NUL -> 200" "$(curl -s -o /dev/null -w '%{http_code}' -u "$CREDS" "http://$ONE/v2/$REPO/tags/list?last=a%00b")" 200
+expect "_catalog?last= holding a NUL -> 200" "$(curl -s -o /dev/null -w '%{http_code}' -u "$CREDS" "http://$ONE/v2/_catalog?last=%00")" 200
 
 # A third server shares only the master key (--master-key-file), not a copy of the keys
 # directory: a layer download URL server one hands out works there too.

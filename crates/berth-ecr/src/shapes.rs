@@ -199,7 +199,9 @@ impl UpstreamRegistry {
     pub fn of_url(url: &str) -> Option<UpstreamRegistry> {
         let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
         let authority = rest.split('/').next().unwrap_or_default();
-        let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host).to_ascii_lowercase();
+        let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host);
+        // `ghcr.io.` is the same host as `ghcr.io` (a fully qualified name).
+        let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
         let ecr_private =
             host.contains(".dkr.ecr.") && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"));
         Some(match host.as_str() {

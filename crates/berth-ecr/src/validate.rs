@@ -1194,6 +1194,7 @@ mod tests {
             ("https://registry-1.docker.io", Some(U::DockerHub)),
             ("ghcr.io/", Some(U::GithubContainerRegistry)),
             ("REGISTRY.K8S.IO", Some(U::K8s)),
+            ("GHCR.IO.", Some(U::GithubContainerRegistry)),
             ("myteam.azurecr.io", Some(U::AzureContainerRegistry)),
             ("123456789012.dkr.ecr.eu-west-1.amazonaws.com", Some(U::Ecr)),
             ("127.0.0.1:5000", None),

@@ -1,8 +1,9 @@
 //! Parsing `/v2/...` paths into typed endpoints, and what each served operation needs to be
 //! allowed.
 //!
-//! The raw (still percent-encoded) path is used: an encoded `/` or `.` in a name is not
-//! decoded into something the grammar would then accept.
+//! The router hands it the percent-decoded path, as distribution routes (`sha256%3A…` is a
+//! digest, `mine%2Fx` the name `mine/x`); names, references and upload ids are validated after
+//! decoding, and authorization sees the same decoded name that is served.
 //!
 //! Every [`Operation`] declares the ECR actions it performs and the resource it touches
 //! ([`Operation::access`]), as AWS documents for ECR's Docker Registry API; the router checks that

@@ -266,6 +266,11 @@ impl Registry {
     /// Checks that upload `id` exists and belongs to `repo`. Sessions this process created or
     /// already confirmed are known in memory; others (after a restart) are read from the database.
     async fn session(&self, repo: &RepositoryName, id: &str) -> Result<()> {
+        // Ids are UUIDs this registry made; anything else (a decoded NUL, which PostgreSQL
+        // refuses outright) is unknown without asking the store.
+        if uuid::Uuid::try_parse(id).is_err() {
+            return Err(RegistryError::BlobUploadUnknown);
+        }
         let known = self.live_sessions().get(id).map(|owner| owner == repo);
         match known {
             Some(true) => Ok(()),

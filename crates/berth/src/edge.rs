@@ -116,7 +116,7 @@ pub async fn serve_request(State(edge): State<Arc<Edge>>, mut request: Request, 
     request.extensions_mut().insert(ctx.clone());
     let throttled = edge.throttled(ctx.source_ip, &request, started);
     let mut response = match (malformed(&request), throttled) {
-        (Some((status, message)), _) => refused(&path, status, message),
+        (Some((status, message)), _) => refused(plane, status, message),
         (None, Some(retry_after)) => {
             metrics::counter!("berth_auth_failures_total", "plane" => plane, "reason" => "throttled").increment(1);
             too_many_failures(plane, retry_after)
@@ -249,13 +249,20 @@ fn malformed(request: &Request) -> Option<(StatusCode, &'static str)> {
     (!only_chunked).then_some((StatusCode::NOT_IMPLEMENTED, "no transfer coding but chunked is supported"))
 }
 
-/// A refusal before any plane saw the request, in the shape of the plane the path belongs to.
-fn refused(path: &str, status: StatusCode, message: &str) -> Response {
-    if path.starts_with("/v2") {
-        let body = serde_json::json!({"errors": [{"code": "UNSUPPORTED", "message": message, "detail": null}]});
-        return (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
-    }
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message.to_owned()).into_response()
+/// A refusal before any plane saw the request, in the shape of the plane it was for.
+fn refused(plane: &str, status: StatusCode, message: &str) -> Response {
+    let (content_type, body) = match plane {
+        "oci" => (
+            "application/json",
+            serde_json::json!({"errors": [{"code": "UNSUPPORTED", "message": message, "detail": null}]}).to_string(),
+        ),
+        "ecr" => (
+            "application/x-amz-json-1.1",
+            serde_json::json!({"__type": "ValidationException", "message": message}).to_string(),
+        ),
+        _ => ("text/plain; charset=utf-8", message.to_owned()),
+    };
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 /// A 500 in the shape of the plane the path belongs to, naming the request id and nothing else.
