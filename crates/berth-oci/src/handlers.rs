@@ -368,9 +368,13 @@ async fn put_manifest(
         .map(|t| t.parse::<Tag>().map_err(|_| RegistryError::ManifestInvalid(format!("invalid tag {t:?} in ?tag="))))
         .collect::<Result<Vec<_>, _>>()?;
     let content_type = manifest_content_type(request.headers())?;
-    // Refused before a byte is read (and so before `100 Continue`) when it says it is too large.
-    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > MAX_MANIFEST_BYTES as u64) {
+    // A client waiting for `100 Continue` before a body it says is too large is refused at once.
+    // One already sending it is read up to the limit first: answering mid-upload would close
+    // the connection under it, and it would see a reset instead of the 413.
+    let headers = request.headers();
+    let waits = headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if waits && declared.is_some_and(|length| length > MAX_MANIFEST_BYTES as u64) {
         return Err(RegistryError::ManifestTooLarge { limit: MAX_MANIFEST_BYTES }.into());
     }
     let limited = http_body_util::Limited::new(request.into_body(), MAX_MANIFEST_BYTES);

@@ -406,7 +406,7 @@ mod tests {
             .route("/v2/", axum::routing::get(|| async { "{}" }))
             .layer(axum::middleware::from_fn_with_state(Arc::new(edge(&[])), serve_request));
         let request = |path: &str| {
-            let mut request = Request::get(path).body(Body::empty()).unwrap();
+            let mut request = Request::get(path).header("host", "registry.test").body(Body::empty()).unwrap();
             let peer: SocketAddr = "192.0.2.10:5555".parse().unwrap();
             request.extensions_mut().insert(ConnectionInfo { peer, tls: false });
             request
