@@ -1394,12 +1394,9 @@ impl EcrBackend for RegistryBackend {
         request: CreatePullThroughCacheRuleRequest,
     ) -> Result<CreatePullThroughCacheRuleResponse, EcrError> {
         self.own_registry(&request.registry_id)?;
-        // ECR names the upstream from its URL when the request does not.
-        let upstream_registry =
-            request.upstream_registry.or_else(|| UpstreamRegistry::of_url(&request.upstream_registry_url));
         let upstream = UpstreamSettings {
             upstream_registry_url: request.upstream_registry_url,
-            upstream_registry: upstream_registry.map(|r| r.as_str().to_owned()),
+            upstream_registry: request.upstream_registry.map(|r| r.as_str().to_owned()),
             upstream_repository_prefix: request
                 .upstream_repository_prefix
                 .map_or_else(|| ROOT_PREFIX.to_owned(), |p| normalize_prefix(&p).to_owned()),
@@ -1672,7 +1669,7 @@ impl RegistryBackend {
 
     fn cache_rule_shape(&self, rule: CacheRule) -> PullThroughCacheRule {
         let upstream = rule.upstream;
-        // Rules created before Berth filled it in from the URL.
+        // ECR names the upstream from its URL when the rule was created without the name.
         let upstream_registry = upstream
             .upstream_registry
             .or_else(|| UpstreamRegistry::of_url(&upstream.upstream_registry_url).map(|r| r.as_str().to_owned()));

@@ -160,8 +160,11 @@ impl Registry {
         let Some(manifest) = self.meta.manifest_needing(repo, digest).await? else {
             return Ok(None);
         };
-        let Some(record) = self.meta.get_manifest(repo, &Reference::Digest(manifest)).await? else {
-            return Ok(None);
+        // Deleted since it was found: the blob is described by no manifest now.
+        let record = match self.get_manifest(repo, &Reference::Digest(manifest), None).await {
+            Ok(record) => record,
+            Err(RegistryError::ManifestUnknown(_) | RegistryError::NameUnknown(_)) => return Ok(None),
+            Err(e) => return Err(e),
         };
         let Ok(parsed) = Manifest::parse(&record.content, Some(&record.media_type)) else {
             return Ok(None);
