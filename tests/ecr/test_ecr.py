@@ -340,6 +340,22 @@ def test_docker_v2_manifest_by_ecr_api(ecr, repo, images):
     [detail] = ecr.describe_images(repositoryName=repo)["imageDetails"]
     assert detail["imageManifestMediaType"] == DOCKER_MANIFEST
     assert detail["artifactMediaType"] == DOCKER_CONFIG
+    # ECR's manifest conversion: by tag, a client accepting only OCI gets the image as OCI (same
+    # blobs, the image's own digest); by digest, or accepting Docker schema 2, the bytes pushed.
+    digest = detail["imageDigest"]
+    [converted] = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "docker"}],
+                                      acceptedMediaTypes=[OCI_MANIFEST])["images"]
+    assert converted["imageManifestMediaType"] == OCI_MANIFEST
+    assert converted["imageId"] == {"imageDigest": digest, "imageTag": "docker"}
+    oci = json.loads(converted["imageManifest"])
+    assert oci["mediaType"] == OCI_MANIFEST
+    assert oci["config"] == {"mediaType": "application/vnd.oci.image.config.v1+json", "size": len(config),
+                             "digest": config_digest}
+    assert oci["layers"] == [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": len(layer),
+                              "digest": layer_digest}]
+    for ids, accepted in [([{"imageDigest": digest}], [OCI_MANIFEST]), ([{"imageTag": "docker"}], [DOCKER_MANIFEST])]:
+        [image] = ecr.batch_get_image(repositoryName=repo, imageIds=ids, acceptedMediaTypes=accepted)["images"]
+        assert (image["imageManifest"], image["imageManifestMediaType"]) == (manifest, DOCKER_MANIFEST), ids
 
 
 def test_batch_get_image_and_the_retag_idiom(ecr, repo, images):

@@ -21,7 +21,7 @@ use berth_registry::{
     ImageFilter, ImageId, ImageRecord, ImageSelector, LifecyclePolicyInfo, PreviewResult, PutImage, Registry,
     RegistryError, RepositoryInfo, RepositorySettings, Resource, StorageClass, TagStatus as Status,
 };
-use berth_spec::{Digest, RepositoryName, Tag as OciTag};
+use berth_spec::{Digest, RepositoryName, Tag as OciTag, convert};
 
 use crate::authorization::Resources;
 use crate::backend::EcrBackend;
@@ -574,8 +574,10 @@ impl EcrBackend for RegistryBackend {
         let mut asked = HashSet::new();
         request.image_ids.retain(|id| asked.insert((id.image_digest.clone(), id.image_tag.clone())));
         let (selectors, failures) = selectors(&request.image_ids);
-        // acceptedMediaTypes is not a filter: Berth never converts between formats and returns
-        // the exact bytes pushed, which is what retagging with PutImage needs.
+        // acceptedMediaTypes is not a filter: asked for by tag, an image manifest in a format it
+        // leaves out is converted to one it names (as ECR does); otherwise, and by digest, the
+        // exact bytes pushed, which is what retagging with PutImage needs.
+        let accepted: Vec<&str> = request.accepted_media_types.iter().flatten().map(String::as_str).collect();
         let found = self.registry.resolve_images(&name, &selectors, Some(ctx)).await.map_err(self.fail(repo))?;
         let mut response = BatchGetImageResponse { images: vec![], failures: vec![] };
         let mut answered_bytes = 0;
@@ -584,7 +586,16 @@ impl EcrBackend for RegistryBackend {
                 Err(failure) => response.failures.push(failure),
                 Ok(Ok(image)) => {
                     let manifest = image.manifest;
-                    answered_bytes += manifest.content.len();
+                    let converted = match id.image_digest {
+                        None => convert::for_client(&manifest.media_type, &manifest.content, &accepted),
+                        Some(_) => None,
+                    };
+                    // The image keeps its digest: the converted bytes are not stored.
+                    let (media_type, content) = match converted {
+                        Some((media_type, content)) => (media_type.to_owned(), content),
+                        None => (manifest.media_type, manifest.content),
+                    };
+                    answered_bytes += content.len();
                     if answered_bytes > BATCH_GET_IMAGE_BYTES {
                         return Err(EcrError::LimitExceeded(format!(
                             "the images asked for hold more than {} MiB of manifests; ask for fewer at a time",
@@ -598,8 +609,8 @@ impl EcrBackend for RegistryBackend {
                             image_digest: Some(manifest.digest.to_string()),
                             image_tag: id.image_tag,
                         },
-                        image_manifest: String::from_utf8_lossy(&manifest.content).into_owned(),
-                        image_manifest_media_type: Some(manifest.media_type),
+                        image_manifest: String::from_utf8_lossy(&content).into_owned(),
+                        image_manifest_media_type: Some(media_type),
                     });
                 }
                 Ok(Err(err)) => response.failures.push(image_failure(id, err, &self.scope(repo))?),

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use berth_registry::{ByteRange, ChunkRange, MountOutcome, Registry, RegistryError, Resource, UploadStatus};
 use berth_spec::manifest::MAX_MANIFEST_BYTES;
-use berth_spec::{Digest, NameError, Reference, RepositoryName, Tag, media};
+use berth_spec::{Digest, NameError, Reference, RepositoryName, Tag, convert, media};
 use berth_storage::ByteStream;
 use futures::{StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
@@ -313,16 +313,50 @@ async fn get_manifest(
     let repo = Registry::parse_name(name)?;
     let reference = existing_reference(registry, &repo, reference).await?;
     let manifest = registry.pull_manifest(ctx, &repo, &reference, is_get).await?;
-    if none_match(request, &manifest.digest) {
-        return Ok(not_modified(&manifest.digest, manifest.content.len() as u64));
+    // By tag, a client that does not accept the stored format gets it converted, as from ECR;
+    // the digest then names the bytes sent.
+    let converted = match reference {
+        Reference::Tag(_) => convert::for_client(&manifest.media_type, &manifest.content, &accepted(request)),
+        Reference::Digest(_) => None,
+    };
+    let (media_type, content, digest) = match converted {
+        Some((media_type, content)) => {
+            let digest = Digest::of(manifest.digest.algorithm(), &content);
+            (media_type, content, digest)
+        }
+        None => (manifest.media_type.as_str(), manifest.content.clone(), manifest.digest.clone()),
+    };
+    if none_match(request, &digest) {
+        return Ok(not_modified(&digest, content.len() as u64));
     }
     let headers = [
-        (header::CONTENT_TYPE, header_value(&manifest.media_type)),
-        (CONTENT_DIGEST, header_value(manifest.digest.as_str())),
-        (header::ETAG, etag(&manifest.digest)),
-        (header::CONTENT_LENGTH, HeaderValue::from(manifest.content.len())),
+        (header::CONTENT_TYPE, header_value(media_type)),
+        (CONTENT_DIGEST, header_value(digest.as_str())),
+        (header::ETAG, etag(&digest)),
+        (header::CONTENT_LENGTH, HeaderValue::from(content.len())),
     ];
-    Ok((StatusCode::OK, headers, manifest.content.clone()).into_response())
+    Ok((StatusCode::OK, headers, content).into_response())
+}
+
+/// The media types the `Accept` headers name, without parameters; those refused with `q=0` left
+/// out.
+fn accepted(request: &HeaderMap) -> Vec<&str> {
+    let refused = |params: &str| {
+        params.split(';').filter_map(|p| p.split_once('=')).any(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("q") && value.trim().parse::<f32>().is_ok_and(|q| q == 0.0)
+        })
+    };
+    request
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|range| match range.split_once(';') {
+            Some((media_type, params)) => (!refused(params)).then_some(media_type.trim()),
+            None => Some(range.trim()),
+        })
+        .filter(|media_type| !media_type.is_empty())
+        .collect()
 }
 
 /// Manifests and blobs are named by their digest, so it is their strong entity tag, as in

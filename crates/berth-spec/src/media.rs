@@ -1,5 +1,6 @@
 //! Media types the registry understands. Manifests are served with exactly the type they were
-//! pushed with; these constants only drive parsing and reference extraction.
+//! pushed with, except an image manifest pulled by tag by a client that does not accept it
+//! ([`crate::convert`]).
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";

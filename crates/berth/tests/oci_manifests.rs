@@ -197,6 +197,61 @@ async fn docker_v2_manifest_and_manifest_list() {
     expect_manifest(&srv, "docker/img", "latest", DOCKER_LIST, &list, &digest).await;
 }
 
+/// As from ECR: by tag, a client that accepts only the other image format gets the manifest
+/// converted (same blobs, the digest of the bytes sent); by digest, the stored bytes.
+#[tokio::test]
+async fn pulls_by_tag_convert_for_a_client_that_takes_only_the_other_format() {
+    let srv = Server::start();
+    let stored = push_docker_image(&srv, "convert", "amd64").await;
+    let stored_digest = sha256_digest(&stored);
+    put_manifest(&srv, "convert", "v1", DOCKER_MANIFEST, &stored).await.expect_status(201);
+    let accept = format!("{OCI_MANIFEST}, {DOCKER_MANIFEST};q=0");
+    let r = send(srv.get("/v2/convert/manifests/v1").header("accept", &accept)).await;
+    r.expect_status(200);
+    assert_eq!(r.header("content-type"), Some(OCI_MANIFEST));
+    let digest = sha256_digest(&r.body);
+    assert_eq!(r.header("docker-content-digest"), Some(digest.as_str()), "the digest names the bytes sent");
+    assert_ne!(digest, stored_digest);
+    let (oci, docker): (Value, Value) = (r.json(), serde_json::from_slice(&stored).unwrap());
+    assert_eq!(oci["mediaType"], OCI_MANIFEST);
+    assert_eq!(oci["config"]["mediaType"], OCI_CONFIG);
+    assert_eq!(oci["layers"][0]["mediaType"], OCI_LAYER);
+    for field in ["digest", "size"] {
+        assert_eq!(oci["config"][field], docker["config"][field]);
+        assert_eq!(oci["layers"][0][field], docker["layers"][0][field]);
+    }
+    let h = send(srv.head("/v2/convert/manifests/v1").header("accept", OCI_MANIFEST)).await;
+    h.expect_status(200);
+    assert_eq!(h.header("docker-content-digest"), Some(digest.as_str()), "HEAD agrees with GET");
+    assert_eq!(h.header("content-length"), Some(r.body.len().to_string().as_str()));
+    let cached = send(
+        srv.get("/v2/convert/manifests/v1")
+            .header("accept", OCI_MANIFEST)
+            .header("if-none-match", format!("\"{digest}\"")),
+    )
+    .await;
+    cached.expect_status(304);
+
+    // By digest, or for a client taking the stored format, or anything: the bytes pushed.
+    for (reference, accept) in [(stored_digest.as_str(), OCI_MANIFEST), ("v1", ALL_MANIFEST_TYPES), ("v1", "*/*")] {
+        let r = send(srv.get(&format!("/v2/convert/manifests/{reference}")).header("accept", accept)).await;
+        r.expect_status(200);
+        assert!(r.body == stored, "{reference} with Accept {accept}: {}", r.describe());
+        assert_eq!(r.header("docker-content-digest"), Some(stored_digest.as_str()));
+    }
+
+    // The reverse: an OCI image for a client that takes only Docker schema 2.
+    let img = push_image(&srv, "convert", Some("oci")).await;
+    let r = send(srv.get("/v2/convert/manifests/oci").header("accept", DOCKER_MANIFEST)).await;
+    r.expect_status(200);
+    assert_eq!(r.header("content-type"), Some(DOCKER_MANIFEST));
+    let docker: Value = r.json();
+    assert_eq!(docker["config"]["mediaType"], DOCKER_CONFIG);
+    assert_eq!(docker["layers"][0]["mediaType"], DOCKER_LAYER);
+    let oci: Value = serde_json::from_slice(&img.manifest).unwrap();
+    assert_eq!(docker["layers"][0]["digest"], oci["layers"][0]["digest"]);
+}
+
 #[tokio::test]
 async fn mixed_indexes() {
     let srv = Server::start();
