@@ -197,14 +197,18 @@ impl UpstreamRegistry {
     /// The upstream ECR recognises by the URL's host (it fills in `upstreamRegistry` from the
     /// URL when a request leaves it out); `None` for any other host, a self-hosted registry.
     pub fn of_url(url: &str) -> Option<UpstreamRegistry> {
-        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-        let authority = rest.split('/').next().unwrap_or_default();
-        let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host);
+        // ECR's examples give a bare host (`public.ecr.aws`); the URL parser then finds the host
+        // past any `user:password@` and port, lower-cased.
+        let parsed = match url.contains("://") {
+            true => url::Url::parse(url),
+            false => url::Url::parse(&format!("https://{url}")),
+        };
+        let host = parsed.ok()?.host_str()?.to_owned();
         // `ghcr.io.` is the same host as `ghcr.io` (a fully qualified name).
-        let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+        let host = host.strip_suffix('.').unwrap_or(&host);
         let ecr_private =
             host.contains(".dkr.ecr.") && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"));
-        Some(match host.as_str() {
+        Some(match host {
             _ if ecr_private => UpstreamRegistry::Ecr,
             "public.ecr.aws" => UpstreamRegistry::EcrPublic,
             "registry-1.docker.io" | "docker.io" | "index.docker.io" => UpstreamRegistry::DockerHub,

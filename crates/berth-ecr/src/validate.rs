@@ -1197,6 +1197,8 @@ mod tests {
             ("GHCR.IO.", Some(U::GithubContainerRegistry)),
             ("myteam.azurecr.io", Some(U::AzureContainerRegistry)),
             ("123456789012.dkr.ecr.eu-west-1.amazonaws.com", Some(U::Ecr)),
+            ("https://user:secret@GHCR.io:443/v2/", Some(U::GithubContainerRegistry)),
+            ("ghcr.io@127.0.0.1:5000", None),
             ("127.0.0.1:5000", None),
             ("quay.io.example.com", None),
         ] {
