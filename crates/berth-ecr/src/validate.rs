@@ -230,6 +230,16 @@ fn resource_tags(member: &str, tags: &[Tag]) -> Result<(), EcrError> {
         }
         tag_characters(&value_member, &tag.value)?;
     }
+    // Keys are unique in a request (AWS's tagging rules): with two values for one, a policy's
+    // `aws:RequestTag` condition could judge one while the other is stored.
+    let mut keys: Vec<&str> = tags.iter().map(|tag| tag.key.as_str()).collect();
+    keys.sort_unstable();
+    if let Some(pair) = keys.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(EcrError::InvalidTagParameter(format!(
+            "Invalid parameter at '{member}' failed to satisfy constraint: 'Tag keys must be unique; '{}' is given more than once'",
+            pair[0]
+        )));
+    }
     Ok(())
 }
 
@@ -1550,6 +1560,19 @@ mod tests {
         assert_eq!(check::<UntagResourceRequest>(json!({"resourceArn": arn, "tagKeys": ["AWS:x", "a#b"]})), Ok(()));
         let worldwide = [tag("Équipe/ベルト", "a b\u{a0}c"), tag("x_y.z:w=+-@", "")];
         assert_eq!(check::<TagResourceRequest>(json!({"resourceArn": arn, "tags": worldwide})), Ok(()));
+        // One key twice: a policy could judge one value while the other is stored.
+        for request in [
+            json!({"resourceArn": arn, "tags": [tag("team", "a"), tag("x", ""), tag("team", "b")]}),
+            json!({"repositoryName": "app", "tags": [tag("team", "a"), tag("team", "a")]}),
+        ] {
+            let refused = match request.get("resourceArn") {
+                Some(_) => check::<TagResourceRequest>(request),
+                None => check::<CreateRepositoryRequest>(request),
+            };
+            let (wire_type, message) = refused.unwrap_err();
+            assert_eq!(wire_type, "InvalidTagParameterException");
+            assert!(message.contains("'team' is given more than once"), "{message}");
+        }
         let many: Vec<Value> = (0..51).map(|i| tag(&format!("k{i}"), "v")).collect();
         let (wire_type, _) =
             check::<CreateRepositoryRequest>(json!({"repositoryName": "app", "tags": many})).unwrap_err();
