@@ -539,7 +539,7 @@ fn principals(json: &Json, at: &str) -> Result<Box<[PrincipalPattern]>, PolicyEr
                 "AWS" if name.len() == 12 && name.bytes().all(|b| b.is_ascii_digit()) => {
                     PrincipalPattern::Account(name.into())
                 }
-                "AWS" if name.starts_with("arn:") => PrincipalPattern::Arn(name.into()),
+                "AWS" if name.starts_with("arn:") => PrincipalPattern::Arn(principal_arn(name, &at)?.into()),
                 "AWS" => {
                     return Err(PolicyError::new(
                         &at,
@@ -551,6 +551,29 @@ fn principals(json: &Json, at: &str) -> Result<Box<[PrincipalPattern]>, PolicyEr
         }
     }
     Ok(listed.into_boxed_slice())
+}
+
+/// An IAM ARN as a principal names one principal exactly: IAM refuses a wildcard in part of it
+/// (`user/*`, an account `*`), which a policy would otherwise seem to cover and never match.
+fn principal_arn<'a>(arn: &'a str, at: &str) -> Result<&'a str, PolicyError> {
+    let invalid = |why: &str| PolicyError::new(at, format!("Invalid principal in policy: {arn:?}: {why}"));
+    if arn.contains(['*', '?']) {
+        return Err(invalid(
+            "a principal ARN takes no wildcard; use \"*\" for everyone, or a Condition on aws:PrincipalArn",
+        ));
+    }
+    if let Some(rest) = arn.strip_prefix("arn:aws:iam::") {
+        let (account, resource) = rest.split_once(':').unwrap_or((rest, ""));
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid("the account must be a 12-digit id"));
+        }
+        if resource.is_empty()
+            || resource.strip_prefix("user/").is_some_and(|name| name.is_empty() || name.ends_with('/'))
+        {
+            return Err(invalid("name the account's root (:root) or a user (:user/NAME)"));
+        }
+    }
+    Ok(arn)
 }
 
 /// `*`, or `service:Action` with IAM's wildcards in the action part.
