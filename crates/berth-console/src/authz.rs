@@ -44,6 +44,8 @@ pub const PUSH: &[&str] = &[
     actions::COMPLETE_LAYER_UPLOAD,
     actions::PUT_IMAGE,
 ];
+/// Signing in with an access key: the token `docker login` would have been given.
+pub const SIGN_IN_WITH_KEY: &[&str] = &[actions::GET_AUTHORIZATION_TOKEN];
 /// Reading which upstream a pull-through cache rule names.
 pub const READ_CACHE_RULES: &[&str] = &[actions::DESCRIBE_PULL_THROUGH_CACHE_RULES];
 /// Changing the repository's policies and settings.

@@ -244,3 +244,32 @@ async fn console_and_metrics_sign_ins_are_audited_counted_and_throttled() {
     let good = http_client(Some(&basic(ROOT_KEY_ID, ROOT_SECRET)));
     send(good.get(srv.url("/v2/"))).await.expect_status(429);
 }
+
+/// Signing in to the console with an access key needs what `docker login` with it needs:
+/// ecr:GetAuthorizationToken. A user allowed everything on repositories but not that is refused.
+#[tokio::test]
+async fn a_console_sign_in_with_a_key_needs_get_authorization_token() {
+    let srv = Launch::new().root_keys(ROOT_KEY_ID, ROOT_SECRET).start();
+    let repositories_only = srv.data_dir().join("repositories-only.json");
+    let document = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "ecr:*", "Resource": "arn:aws:ecr:*:*:repository/*"}]});
+    std::fs::write(&repositories_only, document.to_string()).unwrap();
+    for (name, policy, expected) in
+        [("repos", repositories_only.to_str().unwrap(), 403), ("reader", "AmazonEC2ContainerRegistryReadOnly", 303)]
+    {
+        let output = srv.cli_output(&["user", "add", name, "--policy", policy]);
+        assert!(output.status.success(), "user add: {}", String::from_utf8_lossy(&output.stderr));
+        let created: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let (key, secret) = (created["accessKeyId"].as_str().unwrap(), created["secretAccessKey"].as_str().unwrap());
+        let mut status = 0;
+        // 401 until the server knows the new key.
+        for _ in 0..100 {
+            status = Browser::attempt(&srv, key, secret).await.1.status().as_u16();
+            if status != 401 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(status, expected, "{name}");
+    }
+}

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::{redirect, render};
 use crate::session::{self, CsrfBinding, SESSION_COOKIE, SIGN_IN_COOKIE, SIGN_IN_LIFETIME, SignedInWith};
 use crate::view::{self, Layout};
-use crate::{Console, ConsoleError, HasCsrf, Visitor, now_millis, paths};
+use crate::{Console, ConsoleError, HasCsrf, Visitor, authz, now_millis, paths};
 
 #[derive(Template)]
 #[template(path = "sign_in.html")]
@@ -230,11 +230,35 @@ pub async fn submit(console: &Console, request: Request) -> Response {
         CredentialKind::Token => SignedInWith::Token,
         _ => SignedInWith::AccessKey,
     };
+    // An access key stands in for the token GetAuthorizationToken gives, as at `docker login`:
+    // a user whose policies deny that action (or allow it only from elsewhere) is refused here too.
+    let mut ctx = ctx;
+    if let Some(ctx) = &mut ctx {
+        ctx.identity = identity.clone();
+    }
+    if let (Identity::User { .. }, SignedInWith::AccessKey) = (&identity, via) {
+        let allowed = match &ctx {
+            Some(ctx) => {
+                authz::authorize(&console.registry, ctx, authz::Scope::Registry, authz::SIGN_IN_WITH_KEY).await
+            }
+            None => Err(ConsoleError::Denied(String::new())),
+        };
+        match allowed {
+            Ok(()) => {}
+            Err(ConsoleError::Denied(_)) => {
+                return failed(
+                    StatusCode::FORBIDDEN,
+                    "This user's policies do not allow ecr:GetAuthorizationToken here, which signing in with an access key needs.",
+                    None,
+                );
+            }
+            Err(_) => return failed(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE, None),
+        }
+    }
     tracing::info!(user = %user.name, ?via, "console sign-in");
     let mut response = start_session(console, Some(&user), via, &form.next, tls);
     response.extensions_mut().insert(sign_in_served(Ok(())));
-    if let Some(mut ctx) = ctx {
-        ctx.identity = identity;
+    if let Some(ctx) = ctx {
         response.extensions_mut().insert(ctx);
     }
     response
