@@ -79,7 +79,7 @@ pub enum MetaError {
     /// A compare-and-set of the repository's settings found another version than expected.
     #[error("the settings of repository {0} changed meanwhile")]
     SettingsConflict(String),
-    #[error("user {0} already exists")]
+    #[error("user {0} already exists (user names are not case-sensitive)")]
     UserExists(String),
     #[error("user {0} does not exist")]
     UserUnknown(String),
@@ -487,7 +487,7 @@ pub trait GcStore: Send + Sync {
 #[async_trait]
 pub trait CredentialStore: Send + Sync {
     /// Creates the user with its identity policies, in one transaction. Fails with `UserExists`
-    /// (same name or same access key id).
+    /// (the same name in any letter case, or the same access key id).
     async fn create_user(&self, user: &UserRecord, policies: &[UserPolicy]) -> Result<()>;
     /// Users sorted by name.
     async fn list_users(&self) -> Result<Vec<UserRecord>>;

@@ -508,11 +508,14 @@ where
         // First: every other server's change has committed or waits now, so the clash check
         // below sees them all.
         Self::bump_credentials_generation(&mut tx).await?;
-        let clash: Option<String> = sqlx::query_scalar("SELECT name FROM users WHERE name = $1 OR access_key_id = $2")
-            .bind(user.name.as_str())
-            .bind(user.access_key_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+        // Names are not distinguished by case, as in IAM: a Deny naming `user/tok` must bind
+        // whoever could call themselves `tok`. (IAM's names are ASCII, which `lower` folds.)
+        let clash: Option<String> =
+            sqlx::query_scalar("SELECT name FROM users WHERE lower(name) = lower($1) OR access_key_id = $2")
+                .bind(user.name.as_str())
+                .bind(user.access_key_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
         if clash.is_some() {
             return Err(MetaError::UserExists(user.name.clone()));
         }

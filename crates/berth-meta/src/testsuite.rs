@@ -991,7 +991,10 @@ async fn users(store: &dyn MetadataStore) {
     let after_second = store.credentials_generation().await.unwrap();
     assert_ne!(after_second, after_create);
 
-    for clash in [user(&zed, &unique("AKOTHER")), user(&unique("other"), &amy_key)] {
+    let zed_upper = zed.to_ascii_uppercase();
+    for clash in
+        [user(&zed, &unique("AKOTHER")), user(&zed_upper, &unique("AKUPPER")), user(&unique("other"), &amy_key)]
+    {
         let err = store.create_user(&clash, &[managed("P")]).await.unwrap_err();
         assert!(matches!(&err, MetaError::UserExists(n) if *n == clash.name), "{err:?}");
         assert_eq!(
