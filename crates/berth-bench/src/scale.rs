@@ -227,7 +227,7 @@ pub async fn run(
 const RSS_AFTER: &str = "RSS of the server afterwards, MiB";
 
 fn origin() -> Origin {
-    Origin { actor: "berth:bench".into(), access_key_id: None, request_id: "bench".into() }
+    Origin { actor: "berth:bench".into(), access_key_id: None, request_id: "bench".into(), by_replication: false }
 }
 
 fn now() -> i64 {

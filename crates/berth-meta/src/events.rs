@@ -97,6 +97,8 @@ pub struct Event {
     pub actor: String,
     pub access_key_id: Option<String>,
     pub request_id: String,
+    /// See [`crate::Origin::by_replication`].
+    pub by_replication: bool,
 }
 
 /// A registered consumer of the event log.
@@ -134,7 +136,7 @@ pub struct ClaimedEvent {
     pub attempt: u32,
 }
 
-/// Rows per `INSERT INTO events`: 11 parameters each stays far below SQLite's limit.
+/// Rows per `INSERT INTO events`: 12 parameters each stays far below SQLite's limit.
 const EVENTS_PER_STATEMENT: usize = 500;
 
 /// An event as a store method records it.
@@ -180,6 +182,7 @@ struct EventRow {
     actor: String,
     access_key_id: Option<String>,
     request_id: String,
+    by_replication: i64,
     attempts: i64,
 }
 
@@ -201,6 +204,7 @@ impl TryFrom<EventRow> for ClaimedEvent {
             actor: r.actor,
             access_key_id: r.access_key_id,
             request_id: r.request_id,
+            by_replication: r.by_replication != 0,
         };
         Ok(ClaimedEvent { event, attempt: u32::try_from(r.attempts).unwrap_or(u32::MAX) })
     }
@@ -236,7 +240,7 @@ where
     }
 
     async fn insert_events(conn: &mut DB::Connection, origin: &Origin, events: &[NewEvent<'_>]) -> Result<()> {
-        const COLUMNS: usize = 11;
+        const COLUMNS: usize = 12;
         let rows: Vec<String> = (0..events.len())
             .map(|row| {
                 let params: Vec<String> = (1..=COLUMNS).map(|column| format!("${}", row * COLUMNS + column)).collect();
@@ -245,7 +249,7 @@ where
             .collect();
         let sql = format!(
             "INSERT INTO events (kind, repo, digest, tag, previous_digest, media_type, artifact_type, detail, \
-             actor, access_key_id, request_id) VALUES {}",
+             actor, access_key_id, request_id, by_replication) VALUES {}",
             rows.join(", ")
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -261,7 +265,8 @@ where
                 .bind(event.detail)
                 .bind(origin.actor.as_str())
                 .bind(origin.access_key_id.as_deref())
-                .bind(origin.request_id.as_str());
+                .bind(origin.request_id.as_str())
+                .bind(i64::from(origin.by_replication));
         }
         query.execute(conn).await?;
         Ok(())
@@ -384,7 +389,7 @@ where
             .await?;
         let rows: Vec<EventRow> = sqlx::query_as(
             "SELECT e.id, e.occurred_at, e.kind, e.repo, e.digest, e.tag, e.previous_digest, e.media_type, \
-             e.artifact_type, e.detail, e.actor, e.access_key_id, e.request_id, d.attempts \
+             e.artifact_type, e.detail, e.actor, e.access_key_id, e.request_id, e.by_replication, d.attempts \
              FROM event_deliveries d JOIN events e ON e.id = d.event_id \
              WHERE d.consumer = $1 AND d.lease_token = $2 ORDER BY e.id",
         )

@@ -115,6 +115,8 @@ pub struct Origin {
     pub actor: String,
     pub access_key_id: Option<String>,
     pub request_id: String,
+    /// The change came from another registry's replication push: it is not replicated again.
+    pub by_replication: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -103,6 +103,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/shared/13-ordered-lookup-indexes.sql"),
         backfill: None,
     },
+    Migration {
+        version: 14,
+        sqlite: include_str!("../migrations/shared/14-events-by-replication.sql"),
+        postgres: include_str!("../migrations/shared/14-events-by-replication.sql"),
+        backfill: None,
+    },
 ];
 
 /// The version this build writes.
@@ -274,7 +280,12 @@ pub(crate) mod fixtures {
         assert!(store.linked_blob(&repo, &config).await.unwrap().is_some());
         assert!(store.linked_blob(&repo, &layer).await.unwrap().is_some());
 
-        let origin = Origin { actor: "upgrade".into(), access_key_id: None, request_id: "upgrade".into() };
+        let origin = Origin {
+            actor: "upgrade".into(),
+            access_key_id: None,
+            request_id: "upgrade".into(),
+            by_replication: false,
+        };
         let update = SettingsUpdate { settings: "{}", expected_version: 0, changed: &["imageTagMutability"] };
         assert_eq!(store.set_repository_settings(&origin, &repo, update).await.unwrap(), 1);
         assert!(store.register_consumer("upgrade-check", 1).await.unwrap());

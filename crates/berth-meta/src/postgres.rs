@@ -247,8 +247,12 @@ mod tests {
         (content, digest)
     }
 
-    static ORIGIN: std::sync::LazyLock<Origin> =
-        std::sync::LazyLock::new(|| Origin { actor: "test".into(), access_key_id: None, request_id: "test".into() });
+    static ORIGIN: std::sync::LazyLock<Origin> = std::sync::LazyLock::new(|| Origin {
+        actor: "test".into(),
+        access_key_id: None,
+        request_id: "test".into(),
+        by_replication: false,
+    });
 
     fn put<'a>(repo: &'a RepositoryName, (content, digest): &'a Manifest, tag: Option<&'a Tag>) -> PutManifest<'a> {
         PutManifest {

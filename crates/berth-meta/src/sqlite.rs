@@ -136,7 +136,7 @@ mod tests {
     }
 
     fn origin() -> Origin {
-        Origin { actor: "test".into(), access_key_id: None, request_id: "test".into() }
+        Origin { actor: "test".into(), access_key_id: None, request_id: "test".into(), by_replication: false }
     }
 
     #[tokio::test]

@@ -138,6 +138,7 @@ static ORIGIN: LazyLock<Origin> = LazyLock::new(|| Origin {
     actor: "arn:aws:iam::000000000000:user/suite".into(),
     access_key_id: Some("AKIASUITE".into()),
     request_id: "suite-request".into(),
+    by_replication: false,
 });
 
 /// Links two blobs and pushes an image made of them, returning its digest.
@@ -1511,7 +1512,9 @@ async fn event_claims(store: &dyn MetadataStore) {
     let (r1, r2) = (repo_name(&unique("claims-a")), repo_name(&unique("claims-b")));
     let settings = |n: i64| SettingsUpdate { settings: "{}", expected_version: n, changed: &["n"] };
     store.create_repository(&ORIGIN, &r1, "{}", 1).await.unwrap();
-    store.create_repository(&ORIGIN, &r2, "{}", 1).await.unwrap();
+    // Made by another registry's replication push: its event says so, for the replicators.
+    let replicated = Origin { by_replication: true, ..ORIGIN.clone() };
+    store.create_repository(&replicated, &r2, "{}", 1).await.unwrap();
     for n in 0..2 {
         store.set_repository_settings(&ORIGIN, &r1, settings(n)).await.unwrap();
         store.set_repository_settings(&ORIGIN, &r2, settings(n)).await.unwrap();
@@ -1529,6 +1532,8 @@ async fn event_claims(store: &dyn MetadataStore) {
     let b = store.claim_events(&consumer, "b", 100, 10, 20).await.unwrap();
     assert_eq!(repos(&b), vec![r2.to_string()], "r1 is leased to a");
     assert_eq!(b.len(), 3, "r2's events, all of them: {b:?}");
+    let by_replication: Vec<bool> = b.iter().map(|c| c.event.by_replication).collect();
+    assert_eq!(by_replication, [true, false, false], "only the creation came by replication");
     assert!(store.claim_events(&consumer, "c", 100, 10, 20).await.unwrap().is_empty(), "everything is leased");
 
     assert_eq!(store.ack_events(&consumer, "b", &ids(&a)).await.unwrap(), 0, "not b's");

@@ -57,7 +57,7 @@ async fn a_batch_of_blobs_is_noted_with_one_read_and_one_write() {
     tracing::subscriber::set_global_default(statements.clone()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("meta.db")).await.unwrap();
-    let origin = Origin { actor: "test".into(), access_key_id: None, request_id: "test".into() };
+    let origin = Origin { actor: "test".into(), access_key_id: None, request_id: "test".into(), by_replication: false };
     let repo = "gc/batch".parse().unwrap();
     store.create_repository(&origin, &repo, "{}", 1).await.unwrap();
     let blobs: Vec<Digest> = (0..256).map(|i| Digest::sha256_of(format!("blob {i}").as_bytes())).collect();

@@ -23,7 +23,12 @@ pub(crate) fn origin(ctx: &RequestContext, account: &str) -> Origin {
         Identity::Server { task } => format!("berth:{task}"),
         identity => identity.arn(account),
     };
-    Origin { actor, access_key_id: ctx.identity.access_key_id().map(str::to_owned), request_id: ctx.request_id.clone() }
+    Origin {
+        actor,
+        access_key_id: ctx.identity.access_key_id().map(str::to_owned),
+        request_id: ctx.request_id.clone(),
+        by_replication: crate::replication::is_replication(ctx),
+    }
 }
 
 fn millis(d: Duration) -> Millis {

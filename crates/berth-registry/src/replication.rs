@@ -17,9 +17,10 @@
 //! manifest by digest and finally the tag. Everything is keyed by digest, so a repeated delivery
 //! (after a crash or an expired lease) changes nothing at the destination. A failed event is
 //! released with the later events of its repository and retried with exponential backoff; the
-//! image's status at the destination reads FAILED with the reason until a retry succeeds. One
-//! the destination keeps refusing for what it is (an immutable tag there, a manifest it does not
-//! accept) is given up after [`REFUSED_ATTEMPTS`]: it stays FAILED, as on ECR, and the later
+//! image's status at the destination reads FAILED with the reason until a retry succeeds. A tag
+//! the destination holds immutable on another image is left out, as on ECR: the image is
+//! replicated without it (COMPLETE). One the destination keeps refusing for what it is (a
+//! manifest it does not accept) is given up after [`REFUSED_ATTEMPTS`]: it stays FAILED, as on ECR, and the later
 //! events of its repository go on. Deletes are not replicated, as on ECR.
 
 use std::collections::{BTreeSet, HashSet};
@@ -249,6 +250,10 @@ impl Target {
         claimed: &ClaimedEvent,
     ) -> Option<Target> {
         let event = &claimed.event;
+        // An image arrives by replication once per push, never onward (as on ECR).
+        if event.by_replication {
+            return None;
+        }
         let tag = match event.kind {
             EventKind::ManifestPushed | EventKind::ImageRestored => None,
             EventKind::TagSet => Some(event.tag.as_deref()?.parse::<Tag>().ok()?),
@@ -439,7 +444,20 @@ impl Replicator {
         };
         if let Some(tag) = tag {
             // Where the tag pointed then; if it moved on since, its later event follows.
-            destination.remote.put_manifest(repository, &Reference::Tag(tag.clone()), &media_type, bytes).await?;
+            let reference = Reference::Tag(tag.clone());
+            match destination.remote.put_manifest(repository, &reference, &media_type, bytes).await {
+                // An immutable tag there names another image: as on ECR, the image is replicated
+                // without the duplicated tag (it is there by digest already).
+                Err(berth_remote::Error::Upstream { status: 400, code: Some(code), message })
+                    if code == "TAG_INVALID" =>
+                {
+                    tracing::info!(destination = %destination.id, %repository, %tag, %message,
+                        "replicated without the tag, which the destination holds immutable");
+                }
+                tagged => {
+                    tagged?;
+                }
+            }
         }
         Ok(())
     }

@@ -399,6 +399,7 @@ mod tests {
             actor: "arn".into(),
             access_key_id: None,
             request_id: request.into(),
+            by_replication: false,
         }
     }
 

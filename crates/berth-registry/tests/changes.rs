@@ -141,7 +141,7 @@ fn unreadable_error<T>(result: Result<T, RegistryError>) -> bool {
 async fn write_settings(registry: &Registry, repo: &RepositoryName, document: &str) {
     let store = registry.metadata();
     let expected_version = store.get_repository(repo).await.unwrap().unwrap().settings_version;
-    let origin = Origin { actor: "test".into(), access_key_id: None, request_id: "test".into() };
+    let origin = Origin { actor: "test".into(), access_key_id: None, request_id: "test".into(), by_replication: false };
     let update = SettingsUpdate { settings: document, expected_version, changed: &["test"] };
     store.set_repository_settings(&origin, repo, update).await.unwrap();
 }

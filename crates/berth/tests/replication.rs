@@ -279,11 +279,12 @@ async fn replicates_prod_images_to_two_registries_across_outages_and_bad_keys() 
     );
 }
 
-/// An event the destination refuses for what it is (here: moving a tag that is immutable there)
-/// is given up after a few attempts and reads FAILED, as on ECR; it does not hold up the later
-/// pushes of its repository.
+/// As on ECR, a tag the destination holds immutable on another image is left out: the image is
+/// replicated without it (COMPLETE). An event the destination refuses for what it is (here: an
+/// index whose child A lacks, which A's `--sparse-indexes` took and B does not) is given up after
+/// a few attempts and reads FAILED; it does not hold up the later pushes of its repository.
 #[tokio::test]
-async fn an_image_the_destination_refuses_stays_failed_and_later_pushes_go_on() {
+async fn a_refused_image_stays_failed_an_immutable_tag_is_left_out_and_later_pushes_go_on() {
     let (b_port, _) = free_ports();
     let b = destination_server(b_port, B_KEY, B_SECRET);
     let dir = tempfile::tempdir().unwrap();
@@ -293,7 +294,7 @@ async fn an_image_the_destination_refuses_stays_failed_and_later_pushes_go_on() 
          url = \"http://127.0.0.1:{b_port}\"\naccess_key_id = \"{B_KEY}\"\nsecret_access_key = \"{B_SECRET}\"\n"
     );
     std::fs::write(&config, text).unwrap();
-    let a = source_launch(&config).start();
+    let a = source_launch(&config).args(&["--sparse-indexes"]).start();
     let immutable = json!({"repositoryName": "prod/app", "imageTagMutability": "IMMUTABLE"});
     ecr_call(&b, B_KEY, B_SECRET, "CreateRepository", &immutable.to_string()).await.expect_status(200);
     let rule = json!({"replicationConfiguration": {"rules": [{
@@ -304,10 +305,62 @@ async fn an_image_the_destination_refuses_stays_failed_and_later_pushes_go_on() 
     let first = push_image(&a, "prod/app", Some("v1")).await;
     wait_for_status(&a, "prod/app", &first.digest, "eu-west-1", "COMPLETE").await;
     let moved = push_image(&a, "prod/app", Some("v1")).await;
+    wait_for_status(&a, "prod/app", &moved.digest, "eu-west-1", "COMPLETE").await;
+    assert_eq!(wait_for_manifest(&b, "prod/app", &moved.digest).await, moved.digest, "the image is there");
+    assert_eq!(wait_for_manifest(&b, "prod/app", "v1").await, first.digest, "B's immutable v1 is unchanged");
+
+    let absent_child = serde_json::to_vec(&json!({"schemaVersion": 2, "note": "never pushed"})).unwrap();
+    let sparse = index_json(OCI_INDEX, &[platform_entry(OCI_MANIFEST, &absent_child, "amd64")]);
+    let sparse_digest = push_manifest(&a, "prod/app", "sparse", OCI_INDEX, &sparse).await;
     let later = push_image(&a, "prod/app", Some("v2")).await;
     assert_eq!(wait_for_manifest(&b, "prod/app", "v2").await, later.digest, "the later push arrives");
     wait_for_status(&a, "prod/app", &later.digest, "eu-west-1", "COMPLETE").await;
-    let failure = wait_for_status(&a, "prod/app", &moved.digest, "eu-west-1", "FAILED").await.unwrap();
-    assert!(failure.starts_with("DESTINATION_REFUSED") && failure.contains("immutable"), "{failure}");
-    assert_eq!(wait_for_manifest(&b, "prod/app", "v1").await, first.digest, "B's immutable v1 is unchanged");
+    let failure = wait_for_status(&a, "prod/app", &sparse_digest, "eu-west-1", "FAILED").await.unwrap();
+    assert!(failure.starts_with("DESTINATION_REFUSED") && failure.contains("MANIFEST_BLOB_UNKNOWN"), "{failure}");
+}
+
+/// As on ECR, an image is replicated once per push, never onward: A replicates to B and B to C;
+/// what B receives from A goes no further, while what is pushed to B itself reaches C.
+#[tokio::test]
+async fn an_image_is_replicated_once_per_push_never_onward() {
+    let (b_port, c_port) = free_ports();
+    let c = destination_server(c_port, C_KEY, C_SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let destination = |region: &str, id: &str, port: u16, key: &str, secret: &str| {
+        format!(
+            "[[replication.destinations]]\nregion = \"{region}\"\nregistry_id = \"{id}\"\n\
+             url = \"http://127.0.0.1:{port}\"\naccess_key_id = \"{key}\"\nsecret_access_key = \"{secret}\"\n"
+        )
+    };
+    let (a_config, b_config) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
+    std::fs::write(&a_config, destination("eu-west-1", B_ID, b_port, B_KEY, B_SECRET)).unwrap();
+    std::fs::write(&b_config, destination("eu-west-2", C_ID, c_port, C_KEY, C_SECRET)).unwrap();
+    let b = Launch::new()
+        .listen(&format!("127.0.0.1:{b_port}"))
+        .root_keys(B_KEY, B_SECRET)
+        .args(&["--config", b_config.to_str().unwrap()])
+        .start();
+    let a = source_launch(&a_config).start();
+    let rule = |region: &str, id: &str| {
+        json!({"replicationConfiguration": {"rules": [{"destinations": [{"region": region, "registryId": id}]}]}})
+            .to_string()
+    };
+    ecr(&a, "PutReplicationConfiguration", serde_json::from_str(&rule("eu-west-1", B_ID)).unwrap()).await;
+    ecr_call(&b, B_KEY, B_SECRET, "PutReplicationConfiguration", &rule("eu-west-2", C_ID)).await.expect_status(200);
+
+    let from_a = push_image(&a, "prod/app", Some("from-a")).await;
+    wait_for_status(&a, "prod/app", &from_a.digest, "eu-west-1", "COMPLETE").await;
+    assert_eq!(wait_for_manifest(&b, "prod/app", "from-a").await, from_a.digest);
+    // Pushed to B after A's image arrived: B's events of the repository go out in order, so once
+    // this one is at C, A's image was passed over.
+    let on_b = push_image(&b, "prod/app", Some("on-b")).await;
+    assert_eq!(wait_for_manifest(&c, "prod/app", "on-b").await, on_b.digest, "B's own push reaches C");
+    for reference in [from_a.digest.as_str(), "from-a"] {
+        let r = send(c.get(&format!("/v2/prod/app/manifests/{reference}")).header("accept", ALL_MANIFEST_TYPES)).await;
+        r.expect_status(404);
+    }
+    let body = json!({"repositoryName": "prod/app", "imageId": {"imageDigest": from_a.digest}}).to_string();
+    let status = ecr_call(&b, B_KEY, B_SECRET, "DescribeImageReplicationStatus", &body).await;
+    status.expect_status(200);
+    assert_eq!(status.json()["replicationStatuses"], json!([]), "B sends A's image nowhere");
 }
