@@ -255,7 +255,10 @@ impl Registry {
         Ok(manifest)
     }
 
-    async fn pull_manifest_of_any_class(
+    /// [`Registry::pull_manifest`] without the archive check or a recorded pull: what the
+    /// replicator reads, so a cache repository's image goes out whole (children it never served
+    /// fetched now, as ECR holds an index's every image).
+    pub(crate) async fn pull_manifest_of_any_class(
         &self,
         ctx: &RequestContext,
         repo: &RepositoryName,

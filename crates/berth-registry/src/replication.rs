@@ -316,6 +316,11 @@ impl Replicator {
         Replicator { registry, log }
     }
 
+    /// The replicator reads as the server: through the pull-through cache, unrestricted.
+    fn ctx(&self) -> berth_iam::RequestContext {
+        berth_iam::RequestContext::server("replication", uuid::Uuid::new_v4().to_string())
+    }
+
     /// The event-log consumer that feeds `destination`.
     pub fn consumer(destination: &DestinationId) -> String {
         format!("replication/{}/{}", destination.region, destination.registry_id)
@@ -472,14 +477,14 @@ impl Replicator {
         depth: usize,
     ) -> BoxFuture<'a, Result<Option<(Bytes, String)>, Failure>> {
         async move {
-            let record = match self.registry.get_manifest(repository, &Reference::Digest(digest.clone()), None).await {
+            let reference = Reference::Digest(digest.clone());
+            let record = match self.registry.pull_manifest_of_any_class(&self.ctx(), repository, &reference).await {
                 Ok(record) => record,
                 Err(RegistryError::ManifestUnknown(_) | RegistryError::NameUnknown(_)) => return Ok(None),
                 Err(e) => return Err(e.into()),
             };
             let bytes = Bytes::copy_from_slice(&record.content);
             let media_type = record.media_type.clone();
-            let reference = Reference::Digest(digest.clone());
             // Present there: by the destination's own invariants, so is everything it needs.
             if destination.remote.head_manifest(repository, &reference).await.is_ok() {
                 return Ok(Some((bytes, media_type)));
@@ -530,7 +535,8 @@ impl Replicator {
                 berth_remote::Mount::Upload(opened) => session = Some(opened),
             }
         }
-        let body = self.registry.get_blob(repository, &blob.digest, None).await?;
+        // Through the cache, like the manifests: a blob a cache repository never served is fetched.
+        let body = self.registry.pull_blob(&self.ctx(), repository, &blob.digest, None).await?;
         remote.push_blob(repository, &blob.digest, body.size, body.stream, session).await?;
         Ok(())
     }

@@ -364,3 +364,47 @@ async fn an_image_is_replicated_once_per_push_never_onward() {
     status.expect_status(200);
     assert_eq!(status.json()["replicationStatuses"], json!([]), "B sends A's image nowhere");
 }
+
+/// A multi-arch image in a pull-through cache repository replicates whole, as ECR (which caches
+/// an index's every image) would send it: the platforms no client pulled yet are fetched from the
+/// upstream for the destination.
+#[tokio::test]
+async fn a_cached_multi_arch_image_replicates_whole() {
+    let upstream = Server::start();
+    let amd = push_image_arch(&upstream, "lib/multi", None, "amd64").await;
+    let arm = push_image_arch(&upstream, "lib/multi", None, "arm64").await;
+    let index = index_json(
+        OCI_INDEX,
+        &[platform_entry(OCI_MANIFEST, &amd.manifest, "amd64"), platform_entry(OCI_MANIFEST, &arm.manifest, "arm64")],
+    );
+    let index_digest = push_manifest(&upstream, "lib/multi", "v1", OCI_INDEX, &index).await;
+    let (b_port, _) = free_ports();
+    let b = destination_server(b_port, B_KEY, B_SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("a.toml");
+    let text = format!(
+        "[[replication.destinations]]\nregion = \"eu-west-1\"\nregistry_id = \"{B_ID}\"\n\
+         url = \"http://127.0.0.1:{b_port}\"\naccess_key_id = \"{B_KEY}\"\nsecret_access_key = \"{B_SECRET}\"\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    let a = source_launch(&config).start();
+    let rule = json!({"ecrRepositoryPrefix": "hub", "upstreamRegistryUrl": upstream.base(), "upstreamRepositoryPrefix": "lib"});
+    ecr(&a, "CreatePullThroughCacheRule", rule).await;
+    let replication = json!({"replicationConfiguration": {"rules": [{
+        "destinations": [{"region": "eu-west-1", "registryId": B_ID}],
+        "repositoryFilters": [{"filter": "hub/", "filterType": "PREFIX_MATCH"}]}]}});
+    ecr(&a, "PutReplicationConfiguration", replication).await;
+
+    // A client pulls the index by tag and one platform.
+    let accept = format!("{OCI_MANIFEST}, {OCI_INDEX}");
+    let r = send(a.get("/v2/hub/multi/manifests/v1").header("accept", &accept)).await;
+    r.expect_status(200);
+    expect_manifest(&a, "hub/multi", &amd.digest, OCI_MANIFEST, &amd.manifest, &amd.digest).await;
+
+    assert_eq!(wait_for_manifest(&b, "hub/multi", "v1").await, index_digest);
+    wait_for_status(&a, "hub/multi", &index_digest, "eu-west-1", "COMPLETE").await;
+    for image in [&amd, &arm] {
+        expect_manifest(&b, "hub/multi", &image.digest, OCI_MANIFEST, &image.manifest, &image.digest).await;
+        expect_blob(&b, "hub/multi", &sha256_digest(&image.layers[0]), &image.layers[0]).await;
+    }
+}
