@@ -219,19 +219,8 @@ impl Console {
                 }
             }
         };
-        let connection = request.extensions.get::<ConnectionInfo>().copied();
-        let tls = connection.is_some_and(|c| c.tls);
-        // The edge's request id and client address (trusted proxies applied), so the access log,
-        // the audit trail and the events of a change agree.
-        let edge = request.extensions.get::<RequestContext>();
-        let ctx = RequestContext {
-            request_id: edge.map_or_else(|| uuid::Uuid::new_v4().to_string(), |e| e.request_id.clone()),
-            received_at: SystemTime::now(),
-            source_ip: edge.and_then(|e| e.source_ip).or(connection.map(|c| c.peer.ip())),
-            secure_transport: tls,
-            user_agent: header_text(&request.headers, header::USER_AGENT),
-            identity,
-        };
+        let ctx = request_context(request, identity);
+        let tls = ctx.secure_transport;
         let csrf = self.keys.csrf_token(CsrfBinding::Session(&session.id));
         let user = session.user_name.clone().or_else(|| Some("anonymous".into()));
         let layout = Layout::new(user, ctx.identity.is_root(), csrf, &self.registry_host);
@@ -304,6 +293,21 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> 
 
 /// This server's origin as the browser reached it: the scheme of the connection and the `Host`
 /// (or HTTP/2 `:authority`) it asked for.
+/// The context `identity`'s request is judged in: the edge's request id and client address
+/// (trusted proxies applied), so the access log, the audit trail and the events of a change agree.
+fn request_context(request: &Parts, identity: Identity) -> RequestContext {
+    let connection = request.extensions.get::<ConnectionInfo>().copied();
+    let edge = request.extensions.get::<RequestContext>();
+    RequestContext {
+        request_id: edge.map_or_else(|| uuid::Uuid::new_v4().to_string(), |e| e.request_id.clone()),
+        received_at: SystemTime::now(),
+        source_ip: edge.and_then(|e| e.source_ip).or(connection.map(|c| c.peer.ip())),
+        secure_transport: connection.is_some_and(|c| c.tls),
+        user_agent: header_text(&request.headers, header::USER_AGENT),
+        identity,
+    }
+}
+
 fn request_origin(request: &Parts, tls: bool) -> Option<String> {
     let host =
         request.uri.authority().map(|a| a.to_string()).or_else(|| header_text(&request.headers, header::HOST))?;

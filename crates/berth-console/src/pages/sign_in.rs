@@ -10,7 +10,7 @@ use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use berth_auth::{AuthError, TOKEN_USER};
-use berth_iam::{CredentialKind, Identity, RequestContext, Served};
+use berth_iam::{CredentialKind, Identity, Served};
 use serde::Deserialize;
 
 use super::{redirect, render};
@@ -140,7 +140,8 @@ fn sign_in_served(outcome: Result<(), (&'static str, &'static str)>) -> Served {
 
 pub async fn submit(console: &Console, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let ctx = parts.extensions.get::<RequestContext>().cloned();
+    // Judged as anonymous until the credentials are.
+    let mut ctx = crate::request_context(&parts, Identity::Anonymous);
     let tls = tls(&parts);
     let origin = crate::request_origin(&parts, tls);
     let nonce = parts
@@ -232,18 +233,9 @@ pub async fn submit(console: &Console, request: Request) -> Response {
     };
     // An access key stands in for the token GetAuthorizationToken gives, as at `docker login`:
     // a user whose policies deny that action (or allow it only from elsewhere) is refused here too.
-    let mut ctx = ctx;
-    if let Some(ctx) = &mut ctx {
-        ctx.identity = identity.clone();
-    }
-    if let (Identity::User { .. }, SignedInWith::AccessKey) = (&identity, via) {
-        let allowed = match &ctx {
-            Some(ctx) => {
-                authz::authorize(&console.registry, ctx, authz::Scope::Registry, authz::SIGN_IN_WITH_KEY).await
-            }
-            None => Err(ConsoleError::Denied(String::new())),
-        };
-        match allowed {
+    ctx.identity = identity;
+    if let (Identity::User { .. }, SignedInWith::AccessKey) = (&ctx.identity, via) {
+        match authz::authorize(&console.registry, &ctx, authz::Scope::Registry, authz::SIGN_IN_WITH_KEY).await {
             Ok(()) => {}
             Err(ConsoleError::Denied(_)) => {
                 return failed(
@@ -258,9 +250,7 @@ pub async fn submit(console: &Console, request: Request) -> Response {
     tracing::info!(user = %user.name, ?via, "console sign-in");
     let mut response = start_session(console, Some(&user), via, &form.next, tls);
     response.extensions_mut().insert(sign_in_served(Ok(())));
-    if let Some(ctx) = ctx {
-        response.extensions_mut().insert(ctx);
-    }
+    response.extensions_mut().insert(ctx);
     response
 }
 
