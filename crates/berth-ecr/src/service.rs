@@ -21,7 +21,7 @@ use berth_registry::{
     ImageFilter, ImageId, ImageRecord, ImageSelector, LifecyclePolicyInfo, PreviewResult, PutImage, Registry,
     RegistryError, RepositoryInfo, RepositorySettings, Resource, StorageClass, TagStatus as Status,
 };
-use berth_spec::{Digest, RepositoryName, Tag as OciTag, convert};
+use berth_spec::{Digest, RepositoryName, Tag as OciTag};
 
 use crate::authorization::Resources;
 use crate::backend::EcrBackend;
@@ -587,7 +587,7 @@ impl EcrBackend for RegistryBackend {
                 Ok(Ok(image)) => {
                     let manifest = image.manifest;
                     let converted = match id.image_digest {
-                        None => convert::for_client(&manifest.media_type, &manifest.content, &accepted),
+                        None => Registry::converted_for(&manifest, &accepted).await,
                         Some(_) => None,
                     };
                     // The image keeps its digest: the converted bytes are not stored.

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use berth_registry::{ByteRange, ChunkRange, MountOutcome, Registry, RegistryError, Resource, UploadStatus};
 use berth_spec::manifest::MAX_MANIFEST_BYTES;
-use berth_spec::{Digest, NameError, Reference, RepositoryName, Tag, convert, media};
+use berth_spec::{Digest, NameError, Reference, RepositoryName, Tag, media};
 use berth_storage::ByteStream;
 use futures::{StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
@@ -316,7 +316,7 @@ async fn get_manifest(
     // By tag, a client that does not accept the stored format gets it converted, as from ECR;
     // the digest then names the bytes sent.
     let converted = match reference {
-        Reference::Tag(_) => convert::for_client(&manifest.media_type, &manifest.content, &accepted(request)),
+        Reference::Tag(_) => Registry::converted_for(&manifest, &accepted(request)).await,
         Reference::Digest(_) => None,
     };
     let (media_type, content, digest) = match converted {

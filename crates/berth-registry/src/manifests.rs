@@ -210,6 +210,21 @@ impl Registry {
         Ok(blobs)
     }
 
+    /// ECR's conversion of a manifest pulled by tag for a client that takes only the other image
+    /// format (`berth_spec::convert`): its media type and bytes, or `None` for the stored ones.
+    /// A large one is rewritten on a blocking thread (a 4 MiB manifest takes tens of ms).
+    pub async fn converted_for(manifest: &ManifestRecord, accepted: &[&str]) -> Option<(&'static str, Vec<u8>)> {
+        const INLINE_BYTES: usize = 64 * 1024;
+        let target = berth_spec::convert::target_for(&manifest.media_type, accepted)?;
+        let converted = if manifest.content.len() <= INLINE_BYTES {
+            berth_spec::convert::convert(&manifest.content, target)
+        } else {
+            let content = manifest.content.clone();
+            tokio::task::spawn_blocking(move || berth_spec::convert::convert(&content, target)).await.ok()?
+        };
+        Some((target, converted?))
+    }
+
     /// Resolves a manifest, `NameUnknown`/`ManifestUnknown` when absent. `pulled_by` marks it
     /// pulled by that caller for ECR's `lastRecordedPullTime` (GET, not HEAD).
     pub async fn get_manifest(

@@ -8,6 +8,7 @@
 
 use serde_json::Value;
 
+use crate::manifest::MAX_MANIFEST_BYTES;
 use crate::media::{DOCKER_MANIFEST, OCI_MANIFEST};
 
 /// Config and layer media types, Docker schema 2 ↔ OCI image spec.
@@ -28,22 +29,29 @@ const DESCRIPTOR_TYPES: [(&str, &str); 6] = [
 /// stored bytes are what it gets — it accepts them (or anything, or said nothing), or no
 /// conversion gives it a format it names.
 pub fn for_client(stored_type: &str, content: &[u8], accepted: &[&str]) -> Option<(&'static str, Vec<u8>)> {
+    let target = target_for(stored_type, accepted)?;
+    Some((target, convert(content, target)?))
+}
+
+/// The format to convert a manifest stored as `stored_type` to for a client accepting
+/// `accepted`, if any: the cheap half of [`for_client`], which reads no manifest.
+pub fn target_for(stored_type: &str, accepted: &[&str]) -> Option<&'static str> {
     let takes = |wanted: &str| accepted.iter().any(|a| a.eq_ignore_ascii_case(wanted));
     if accepted.is_empty() || takes(stored_type) || takes("*/*") || takes("application/*") {
         return None;
     }
-    let target = match stored_type {
-        DOCKER_MANIFEST if takes(OCI_MANIFEST) => OCI_MANIFEST,
-        OCI_MANIFEST if takes(DOCKER_MANIFEST) => DOCKER_MANIFEST,
-        _ => return None,
-    };
-    Some((target, convert(content, target)?))
+    match stored_type {
+        DOCKER_MANIFEST if takes(OCI_MANIFEST) => Some(OCI_MANIFEST),
+        OCI_MANIFEST if takes(DOCKER_MANIFEST) => Some(DOCKER_MANIFEST),
+        _ => None,
+    }
 }
 
 /// `content`, an image manifest in the other format, rewritten as `target` (`DOCKER_MANIFEST` or
-/// `OCI_MANIFEST`); `None` when some part has no counterpart there (an artifact, a `subject`, a
-/// layer type Docker does not know).
-fn convert(content: &[u8], target: &str) -> Option<Vec<u8>> {
+/// `OCI_MANIFEST`, from [`target_for`]); `None` when some part has no counterpart there (an
+/// artifact, a `subject`, a layer type Docker does not know) or the result would be larger than a
+/// manifest may be.
+pub fn convert(content: &[u8], target: &str) -> Option<Vec<u8>> {
     let to_oci = target == OCI_MANIFEST;
     let mut manifest: Value = serde_json::from_slice(content).ok()?;
     let object = manifest.as_object_mut()?;
@@ -65,7 +73,9 @@ fn convert(content: &[u8], target: &str) -> Option<Vec<u8>> {
     for layer in object.get_mut("layers")?.as_array_mut()? {
         retype(layer)?;
     }
-    serde_json::to_vec_pretty(&manifest).ok()
+    // Compact, and never more than a registry takes (clients cap what they read at 4 MiB too).
+    let converted = serde_json::to_vec(&manifest).ok()?;
+    (converted.len() <= MAX_MANIFEST_BYTES).then_some(converted)
 }
 
 #[cfg(test)]
@@ -140,5 +150,20 @@ mod tests {
         let helm = DOCKER.replace("application/vnd.docker.container.image.v1+json", "application/vnd.cncf.helm.config");
         assert_eq!(for_client(DOCKER_MANIFEST, helm.as_bytes(), &[OCI_MANIFEST]), None);
         assert_eq!(for_client(DOCKER_MANIFEST, b"not json", &[OCI_MANIFEST]), None);
+        // Docker's longer layer type makes an OCI manifest just under the limit go over it.
+        let (_, oci) = for_client(DOCKER_MANIFEST, DOCKER.as_bytes(), &[OCI_MANIFEST]).unwrap();
+        let with_layers = |n: usize| {
+            let mut manifest: serde_json::Value = serde_json::from_slice(&oci).unwrap();
+            let layer = manifest["layers"][0].clone();
+            manifest["layers"] = serde_json::Value::Array(vec![layer; n]);
+            serde_json::to_vec(&manifest).unwrap()
+        };
+        let layer_bytes = with_layers(2).len() - with_layers(1).len();
+        let most = (MAX_MANIFEST_BYTES - 1000) / layer_bytes;
+        assert!(with_layers(most).len() <= MAX_MANIFEST_BYTES);
+        assert_eq!(for_client(OCI_MANIFEST, &with_layers(most), &[DOCKER_MANIFEST]), None);
+        // The output is compact: one with a tenth fewer layers converts, within the limit.
+        let (_, fits) = for_client(OCI_MANIFEST, &with_layers(most * 9 / 10), &[DOCKER_MANIFEST]).unwrap();
+        assert!(fits.len() <= MAX_MANIFEST_BYTES);
     }
 }
