@@ -291,8 +291,6 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> 
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
-/// This server's origin as the browser reached it: the scheme of the connection and the `Host`
-/// (or HTTP/2 `:authority`) it asked for.
 /// The context `identity`'s request is judged in: the edge's request id and client address
 /// (trusted proxies applied), so the access log, the audit trail and the events of a change agree.
 fn request_context(request: &Parts, identity: Identity) -> RequestContext {
@@ -308,6 +306,8 @@ fn request_context(request: &Parts, identity: Identity) -> RequestContext {
     }
 }
 
+/// This server's origin as the browser reached it: the scheme of the connection and the `Host`
+/// (or HTTP/2 `:authority`) it asked for.
 fn request_origin(request: &Parts, tls: bool) -> Option<String> {
     let host =
         request.uri.authority().map(|a| a.to_string()).or_else(|| header_text(&request.headers, header::HOST))?;

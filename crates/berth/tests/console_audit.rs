@@ -249,7 +249,9 @@ async fn console_and_metrics_sign_ins_are_audited_counted_and_throttled() {
 /// ecr:GetAuthorizationToken. A user allowed everything on repositories but not that is refused.
 #[tokio::test]
 async fn a_console_sign_in_with_a_key_needs_get_authorization_token() {
-    let srv = Launch::new().root_keys(ROOT_KEY_ID, ROOT_SECRET).start();
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let srv = Launch::new().root_keys(ROOT_KEY_ID, ROOT_SECRET).args(&["--audit-log", audit.to_str().unwrap()]).start();
     let repositories_only = srv.data_dir().join("repositories-only.json");
     let document = json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "ecr:*", "Resource": "arn:aws:ecr:*:*:repository/*"}]});
@@ -261,15 +263,21 @@ async fn a_console_sign_in_with_a_key_needs_get_authorization_token() {
         assert!(output.status.success(), "user add: {}", String::from_utf8_lossy(&output.stderr));
         let created: Value = serde_json::from_slice(&output.stdout).unwrap();
         let (key, secret) = (created["accessKeyId"].as_str().unwrap(), created["secretAccessKey"].as_str().unwrap());
-        let mut status = 0;
         // 401 until the server knows the new key.
+        let mut answer = Browser::attempt(&srv, key, secret).await.1;
         for _ in 0..100 {
-            status = Browser::attempt(&srv, key, secret).await.1.status().as_u16();
-            if status != 401 {
+            if answer.status() != 401 {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            answer = Browser::attempt(&srv, key, secret).await.1;
         }
-        assert_eq!(status, expected, "{name}");
+        assert_eq!(answer.status().as_u16(), expected, "{name}");
+        // Audited as the user's ConsoleLogin, refused or not.
+        let record = record_of(&audit, answer.headers()["x-request-id"].to_str().unwrap()).await;
+        assert_eq!(record["eventName"], "ConsoleLogin");
+        assert_eq!(record["userIdentity"]["userName"], name, "{record}");
+        let refused = (expected == 403).then_some("AccessDenied");
+        assert_eq!(record["errorCode"].as_str(), refused, "{record}");
     }
 }

@@ -238,11 +238,15 @@ pub async fn submit(console: &Console, request: Request) -> Response {
         match authz::authorize(&console.registry, &ctx, authz::Scope::Registry, authz::SIGN_IN_WITH_KEY).await {
             Ok(()) => {}
             Err(ConsoleError::Denied(_)) => {
-                return failed(
-                    StatusCode::FORBIDDEN,
-                    "This user's policies do not allow ecr:GetAuthorizationToken here, which signing in with an access key needs.",
-                    None,
-                );
+                const DENIED: &str = "This user's policies do not allow ecr:GetAuthorizationToken here, which signing in with an access key needs.";
+                // Audited as the user's refused ConsoleLogin (as `/v2/` records its DENIED); not
+                // a failed sign-in: the credentials were right.
+                let mut page = failed(StatusCode::FORBIDDEN, DENIED, None);
+                let mut served = sign_in_served(Err(("access_denied", DENIED)));
+                served.error = Some(("AccessDenied", DENIED.to_owned()));
+                page.extensions_mut().insert(served);
+                page.extensions_mut().insert(ctx);
+                return page;
             }
             Err(_) => return failed(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE, None),
         }
