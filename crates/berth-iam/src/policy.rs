@@ -219,6 +219,7 @@ impl Policy {
     /// this check are still evaluated, through [`Policy::parse_resource`].
     pub fn parse_repository(text: &str) -> Result<Policy, PolicyError> {
         let policy = Policy::parse_resource(text, SizeLimit::REPOSITORY_POLICY)?;
+        policy.check_principals()?;
         if let Some(i) = policy.statements.iter().position(|s| s.resources.is_some()) {
             let at = if policy.statements.len() == 1 { "Statement".to_owned() } else { format!("Statement[{i}]") };
             return Err(PolicyError::new(
@@ -227,6 +228,35 @@ impl Policy {
             ));
         }
         Ok(policy)
+    }
+
+    /// Parses a registry policy being set: a resource policy whose principals IAM would take.
+    pub fn parse_registry(text: &str) -> Result<Policy, PolicyError> {
+        let policy = Policy::parse_resource(text, SizeLimit::REGISTRY_POLICY)?;
+        policy.check_principals()?;
+        Ok(policy)
+    }
+
+    /// A policy being set names only principals IAM would take (see [`invalid_principal_arn`]).
+    /// A stored one that names others still evaluates, through [`Policy::parse_resource`]: those
+    /// principals match no caller, as they always did.
+    fn check_principals(&self) -> Result<(), PolicyError> {
+        for (i, statement) in self.statements.iter().enumerate() {
+            let Some(principals) = &statement.principals else { continue };
+            for pattern in principals.listed.iter() {
+                let PrincipalPattern::Arn(arn) = pattern else { continue };
+                if let Some(why) = invalid_principal_arn(arn) {
+                    let statement =
+                        if self.statements.len() == 1 { "Statement".to_owned() } else { format!("Statement[{i}]") };
+                    let element = if principals.negated { "NotPrincipal" } else { "Principal" };
+                    return Err(PolicyError::new(
+                        &format!("{statement}.{element}.AWS"),
+                        format!("Invalid principal in policy: {arn:?}: {why}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn parse(text: &str, kind: PolicyKind, limit: SizeLimit) -> Result<Policy, PolicyError> {
@@ -539,7 +569,7 @@ fn principals(json: &Json, at: &str) -> Result<Box<[PrincipalPattern]>, PolicyEr
                 "AWS" if name.len() == 12 && name.bytes().all(|b| b.is_ascii_digit()) => {
                     PrincipalPattern::Account(name.into())
                 }
-                "AWS" if name.starts_with("arn:") => PrincipalPattern::Arn(principal_arn(name, &at)?.into()),
+                "AWS" if name.starts_with("arn:") => PrincipalPattern::Arn(name.into()),
                 "AWS" => {
                     return Err(PolicyError::new(
                         &at,
@@ -553,27 +583,39 @@ fn principals(json: &Json, at: &str) -> Result<Box<[PrincipalPattern]>, PolicyEr
     Ok(listed.into_boxed_slice())
 }
 
-/// An IAM ARN as a principal names one principal exactly: IAM refuses a wildcard in part of it
-/// (`user/*`, an account `*`), which a policy would otherwise seem to cover and never match.
-fn principal_arn<'a>(arn: &'a str, at: &str) -> Result<&'a str, PolicyError> {
-    let invalid = |why: &str| PolicyError::new(at, format!("Invalid principal in policy: {arn:?}: {why}"));
+/// Why `arn` cannot be a principal, if it cannot: IAM takes an account's root, a user, a role or
+/// an STS session, each named exactly — a wildcard in part of one (`user/*`), a group or a regional
+/// IAM ARN is refused there ("Invalid principal in policy"), where it would seem to cover callers
+/// and match none.
+fn invalid_principal_arn(arn: &str) -> Option<&'static str> {
     if arn.contains(['*', '?']) {
-        return Err(invalid(
-            "a principal ARN takes no wildcard; use \"*\" for everyone, or a Condition on aws:PrincipalArn",
-        ));
+        return Some("a principal ARN takes no wildcard; use \"*\" for everyone, or a Condition on aws:PrincipalArn");
     }
-    if let Some(rest) = arn.strip_prefix("arn:aws:iam::") {
-        let (account, resource) = rest.split_once(':').unwrap_or((rest, ""));
-        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(invalid("the account must be a 12-digit id"));
-        }
-        if resource.is_empty()
-            || resource.strip_prefix("user/").is_some_and(|name| name.is_empty() || name.ends_with('/'))
-        {
-            return Err(invalid("name the account's root (:root) or a user (:user/NAME)"));
-        }
+    let (service, rest) = match (arn.strip_prefix("arn:aws:iam::"), arn.strip_prefix("arn:aws:sts::")) {
+        (Some(rest), _) => ("iam", rest),
+        (_, Some(rest)) => ("sts", rest),
+        _ => return Some("name a principal as arn:aws:iam::ACCOUNT:root or arn:aws:iam::ACCOUNT:user/NAME"),
+    };
+    let (account, resource) = rest.split_once(':').unwrap_or((rest, ""));
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return Some("the account must be a 12-digit id");
     }
-    Ok(arn)
+    // IAM's name characters; a path's segments between slashes.
+    let named = |names: &str, segments: usize| {
+        let parts: Vec<&str> = names.split('/').collect();
+        parts.len() >= segments
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b)))
+    };
+    let valid = match (service, resource.split_once('/')) {
+        ("iam", None) => resource == "root",
+        ("iam", Some(("user" | "role", names))) => named(names, 1),
+        ("sts", Some(("assumed-role", names))) => named(names, 2),
+        ("sts", Some(("federated-user", names))) => named(names, 1),
+        _ => false,
+    };
+    (!valid).then_some("name the account's root (:root), a user (:user/NAME), a role or an STS session")
 }
 
 /// `*`, or `service:Action` with IAM's wildcards in the action part.

@@ -599,6 +599,7 @@ fn principals_and_not_principals() {
         (r#"{"AWS":"arn:aws:iam::123456789012:user/ci"}"#, &alice, false),
         (r#"{"AWS":"arn:aws:iam::123456789012:user/ci"}"#, &anonymous, false),
         (r#"{"AWS":"arn:aws:iam::123456789012:user/CI"}"#, &ci, false),
+        (r#"{"AWS":"arn:aws:iam::123456789012:user/c*"}"#, &ci, false),
         (r#"{"AWS":"arn:aws:iam::111111111111:root"}"#, &ci, false),
         (r#"{"AWS":"111111111111"}"#, &ci, false),
         (r#"{"AWS":"arn:aws:iam::111111111111:user/ci"}"#, &ci, false),
@@ -1257,23 +1258,45 @@ fn error_principals() {
         resource_error(r#"{"Statement":{"Effect":"Allow","Principal":{"AWS":[]},"Action":"*"}}"#),
         "Statement.Principal.AWS: must be a string or a non-empty array of strings, not an array"
     );
-    // A wildcard in part of a principal ARN matches nothing in IAM, so it is refused, not kept.
+    // A principal IAM would refuse (a wildcard in part of an ARN, a group, a regional IAM ARN, no
+    // name) is refused in a policy being set; a stored one still evaluates, matching no one.
     for (arn, why) in [
         ("arn:aws:iam::000000000000:user/*", "takes no wildcard"),
         ("arn:aws:iam::000000000000:user/r?", "takes no wildcard"),
         ("arn:aws:iam::*:user/ro", "takes no wildcard"),
         ("arn:aws:iam::000000000000:user/", "name the account's root"),
+        ("arn:aws:iam::000000000000:user", "name the account's root"),
+        ("arn:aws:iam::000000000000:root ", "name the account's root"),
+        ("arn:aws:iam::000000000000:group/x", "name the account's root"),
         ("arn:aws:iam::000000000000:", "name the account's root"),
+        ("arn:aws:iam:us-east-1:000000000000:root", "name a principal as"),
+        ("arn:", "name a principal as"),
         ("arn:aws:iam::0000:user/ro", "12-digit id"),
     ] {
-        let error = resource_error(&format!(
+        let text = format!(
             r#"{{"Statement":{{"Effect":"Deny","Principal":{{"AWS":["arn:aws:iam::000000000000:user/ci","{arn}"]}},"Action":"*"}}}}"#
-        ));
-        assert!(
-            error.starts_with(&format!("Statement.Principal.AWS: Invalid principal in policy: {arn:?}")),
-            "{error}"
         );
-        assert!(error.contains(why), "{error}");
+        for error in [
+            Policy::parse_repository(&text).expect_err(&text).to_string(),
+            Policy::parse_registry(&text).expect_err(&text).to_string(),
+        ] {
+            assert!(
+                error.starts_with(&format!("Statement.Principal.AWS: Invalid principal in policy: {arn:?}")),
+                "{error}"
+            );
+            assert!(error.contains(why), "{error}");
+        }
+        assert!(Policy::parse_resource(&text, SizeLimit::REPOSITORY_POLICY).is_ok(), "a stored one still evaluates");
+    }
+    for arn in [
+        "arn:aws:iam::000000000000:root",
+        "arn:aws:iam::000000000000:user/ci",
+        "arn:aws:iam::000000000000:user/team/ci.bot@x",
+        "arn:aws:iam::000000000000:role/deploy",
+        "arn:aws:sts::000000000000:assumed-role/deploy/session",
+    ] {
+        let text = format!(r#"{{"Statement":{{"Effect":"Deny","NotPrincipal":{{"AWS":"{arn}"}},"Action":"*"}}}}"#);
+        assert!(Policy::parse_repository(&text).is_ok(), "{arn}");
     }
     assert_eq!(
         resource_error(r#"{"Statement":{"Effect":"Allow","Principal":{},"Action":"*"}}"#),

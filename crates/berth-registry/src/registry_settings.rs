@@ -3,7 +3,7 @@
 //! `REGISTRY_POLICY_SCOPE`, `BLOB_MOUNTING` and `BASIC_SCAN_TYPE_VERSION`. They live in the
 //! metadata store by name; the authorizer reads them with the users' policies (`access.rs`).
 
-use berth_iam::{Policy, SizeLimit, actions};
+use berth_iam::{Policy, actions};
 
 use crate::principals::PrincipalBindings;
 use crate::{PolicyKind, Registry, RegistryError, Result};
@@ -101,7 +101,7 @@ impl Registry {
     /// characters), stores it and returns it. It applies at once on this server, within a second
     /// on others.
     pub async fn put_registry_policy(&self, text: &str) -> Result<String> {
-        let policy = Policy::parse_resource(text, SizeLimit::REGISTRY_POLICY)
+        let policy = Policy::parse_registry(text)
             .map_err(|e| RegistryError::PolicyInvalid { kind: PolicyKind::Registry, reason: e.to_string() })?;
         let principals = serde_json::to_string(&self.principal_bindings(&policy).await?).expect("bindings serialize");
         self.meta.put_registry_setting(REGISTRY_POLICY_PRINCIPALS, Some(&principals)).await?;
