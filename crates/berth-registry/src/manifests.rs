@@ -149,6 +149,12 @@ impl Registry {
     ) -> Result<PutOutcome> {
         let PushedManifest { parsed: manifest, content, digest } = pushed;
         let repo = &repository.name;
+        // A push that says it is another registry's replication is not replicated onward
+        // (`Origin::by_replication`): the claim needs `ecr:ReplicateImage`, so only a caller
+        // trusted to replicate can keep a push from its rules.
+        if crate::replication::is_replication(ctx) {
+            self.authorize(ctx, repo, &[berth_iam::actions::REPLICATE_IMAGE]).await?;
+        }
         let children: Vec<(Digest, u64)> = match manifest.kind {
             ManifestKind::Index => manifest.manifests.iter().map(|d| (d.digest.clone(), d.size)).collect(),
             ManifestKind::Image => vec![],

@@ -572,3 +572,36 @@ async fn a_user_created_again_under_an_old_name_gets_none_of_the_old_users_grant
     let ghost = add_user(&srv, "ghost", &[&login]).await;
     eventually("a third ghost is refused tpl/app", async || ghost.pull(&srv, "tpl/app", "v1").await == 403).await;
 }
+
+/// A push that says it is another registry's replication (Berth's replicator's user agent) is
+/// not replicated onward, so the claim needs ecr:ReplicateImage: a PowerUser may push the same
+/// manifest plainly, not as replication, until a policy allows ReplicateImage too.
+#[tokio::test]
+async fn a_push_claiming_replication_needs_replicate_image() {
+    let srv = launch().start();
+    let image = push_image(&srv, "rep/app", None).await;
+    let pusher = add_user(&srv, "pusher", &[POWER]).await;
+    let put = |user_agent: Option<&'static str>| {
+        let mut request = pusher
+            .v2
+            .put(srv.url("/v2/rep/app/manifests/v1"))
+            .header("content-type", OCI_MANIFEST)
+            .body(image.manifest.clone());
+        if let Some(agent) = user_agent {
+            request = request.header("user-agent", agent);
+        }
+        send(request)
+    };
+    let claimed = put(Some("berth-replication/0.1")).await;
+    claimed.expect_status(403);
+    assert_eq!(claimed.json()["errors"][0]["code"], "DENIED");
+    assert!(claimed.text().contains("ecr:ReplicateImage"), "{}", claimed.describe());
+    put(None).await.expect_status(201);
+    let replicator = srv.data_dir().join("replicate.json");
+    let document = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "ecr:ReplicateImage", "Resource": "*"}]});
+    std::fs::write(&replicator, document.to_string()).unwrap();
+    srv.cli(&["user", "policy", "attach", "pusher", replicator.to_str().unwrap()]);
+    eventually("the replication claim is allowed", async || put(Some("berth-replication/0.1")).await.status() == 201)
+        .await;
+}
