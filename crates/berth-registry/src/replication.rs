@@ -20,8 +20,8 @@
 //! image's status at the destination reads FAILED with the reason until a retry succeeds. A tag
 //! the destination holds immutable on another image is left out, as on ECR: the image is
 //! replicated without it (COMPLETE). One the destination keeps refusing for what it is (a
-//! manifest it does not accept) is given up after [`REFUSED_ATTEMPTS`]: it stays FAILED, as on ECR, and the later
-//! events of its repository go on. Deletes are not replicated, as on ECR.
+//! manifest it does not accept) is given up after [`REFUSED_ATTEMPTS`]: it stays FAILED, as on
+//! ECR, and the later events of its repository go on. Deletes are not replicated, as on ECR.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
