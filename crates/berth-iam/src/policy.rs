@@ -221,9 +221,8 @@ impl Policy {
         let policy = Policy::parse_resource(text, SizeLimit::REPOSITORY_POLICY)?;
         policy.check_principals()?;
         if let Some(i) = policy.statements.iter().position(|s| s.resources.is_some()) {
-            let at = if policy.statements.len() == 1 { "Statement".to_owned() } else { format!("Statement[{i}]") };
             return Err(PolicyError::new(
-                &at,
+                &policy.statement_location(i),
                 "a repository policy names no Resource or NotResource: the repository it is set on is its resource",
             ));
         }
@@ -237,6 +236,11 @@ impl Policy {
         Ok(policy)
     }
 
+    /// Where statement `i` is, as errors name it: `Statement` when it is the only one.
+    fn statement_location(&self, i: usize) -> String {
+        if self.statements.len() == 1 { "Statement".to_owned() } else { format!("Statement[{i}]") }
+    }
+
     /// A policy being set names only principals IAM would take (see [`invalid_principal_arn`]).
     /// A stored one that names others still evaluates, through [`Policy::parse_resource`]: those
     /// principals match no caller, as they always did.
@@ -246,8 +250,7 @@ impl Policy {
             for pattern in principals.listed.iter() {
                 let PrincipalPattern::Arn(arn) = pattern else { continue };
                 if let Some(why) = invalid_principal_arn(arn) {
-                    let statement =
-                        if self.statements.len() == 1 { "Statement".to_owned() } else { format!("Statement[{i}]") };
+                    let statement = self.statement_location(i);
                     let element = if principals.negated { "NotPrincipal" } else { "Principal" };
                     return Err(PolicyError::new(
                         &format!("{statement}.{element}.AWS"),

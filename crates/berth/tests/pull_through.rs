@@ -178,13 +178,7 @@ async fn get_manifest(srv: &Server, repo: &str, reference: &str) -> Resp {
 #[tokio::test]
 async fn a_multi_arch_index_is_cached_whole_and_each_platform_fills_when_pulled() {
     let upstream = Server::start();
-    let amd = push_image_arch(&upstream, "lib/multi", None, "amd64").await;
-    let arm = push_image_arch(&upstream, "lib/multi", None, "arm64").await;
-    let index = index_json(
-        OCI_INDEX,
-        &[platform_entry(OCI_MANIFEST, &amd.manifest, "amd64"), platform_entry(OCI_MANIFEST, &arm.manifest, "arm64")],
-    );
-    let index_digest = push_manifest(&upstream, "lib/multi", "v1", OCI_INDEX, &index).await;
+    let (amd, arm, index, index_digest) = push_two_platform_index(&upstream, "lib/multi", "v1").await;
     let index_path = format!("/v2/lib/multi/manifests/{index_digest}");
     let index_gets_before = upstream_gets(&upstream, &index_path); // the push checked its Location
     let srv = caching_server(&upstream, 3600).await;

@@ -57,6 +57,14 @@ secret_access_key = "{c_secret}"
     std::fs::write(path, text).unwrap();
 }
 
+/// One `[[replication.destinations]]` entry of a config file: a Berth on loopback `port`.
+fn destination_entry(region: &str, id: &str, port: u16, key: &str, secret: &str) -> String {
+    format!(
+        "[[replication.destinations]]\nregion = \"{region}\"\nregistry_id = \"{id}\"\n\
+         url = \"http://127.0.0.1:{port}\"\naccess_key_id = \"{key}\"\nsecret_access_key = \"{secret}\"\n"
+    )
+}
+
 fn source_launch(config: &Path) -> Launch {
     Launch::new().root_keys(A_KEY, A_SECRET).args(&["--config", config.to_str().unwrap()])
 }
@@ -289,11 +297,7 @@ async fn a_refused_image_stays_failed_an_immutable_tag_is_left_out_and_later_pus
     let b = destination_server(b_port, B_KEY, B_SECRET);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("a.toml");
-    let text = format!(
-        "[[replication.destinations]]\nregion = \"eu-west-1\"\nregistry_id = \"{B_ID}\"\n\
-         url = \"http://127.0.0.1:{b_port}\"\naccess_key_id = \"{B_KEY}\"\nsecret_access_key = \"{B_SECRET}\"\n"
-    );
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(&config, destination_entry("eu-west-1", B_ID, b_port, B_KEY, B_SECRET)).unwrap();
     let a = source_launch(&config).args(&["--sparse-indexes"]).start();
     let immutable = json!({"repositoryName": "prod/app", "imageTagMutability": "IMMUTABLE"});
     ecr_call(&b, B_KEY, B_SECRET, "CreateRepository", &immutable.to_string()).await.expect_status(200);
@@ -326,15 +330,9 @@ async fn an_image_is_replicated_once_per_push_never_onward() {
     let (b_port, c_port) = free_ports();
     let c = destination_server(c_port, C_KEY, C_SECRET);
     let dir = tempfile::tempdir().unwrap();
-    let destination = |region: &str, id: &str, port: u16, key: &str, secret: &str| {
-        format!(
-            "[[replication.destinations]]\nregion = \"{region}\"\nregistry_id = \"{id}\"\n\
-             url = \"http://127.0.0.1:{port}\"\naccess_key_id = \"{key}\"\nsecret_access_key = \"{secret}\"\n"
-        )
-    };
     let (a_config, b_config) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
-    std::fs::write(&a_config, destination("eu-west-1", B_ID, b_port, B_KEY, B_SECRET)).unwrap();
-    std::fs::write(&b_config, destination("eu-west-2", C_ID, c_port, C_KEY, C_SECRET)).unwrap();
+    std::fs::write(&a_config, destination_entry("eu-west-1", B_ID, b_port, B_KEY, B_SECRET)).unwrap();
+    std::fs::write(&b_config, destination_entry("eu-west-2", C_ID, c_port, C_KEY, C_SECRET)).unwrap();
     let b = Launch::new()
         .listen(&format!("127.0.0.1:{b_port}"))
         .root_keys(B_KEY, B_SECRET)
@@ -371,22 +369,12 @@ async fn an_image_is_replicated_once_per_push_never_onward() {
 #[tokio::test]
 async fn a_cached_multi_arch_image_replicates_whole() {
     let upstream = Server::start();
-    let amd = push_image_arch(&upstream, "lib/multi", None, "amd64").await;
-    let arm = push_image_arch(&upstream, "lib/multi", None, "arm64").await;
-    let index = index_json(
-        OCI_INDEX,
-        &[platform_entry(OCI_MANIFEST, &amd.manifest, "amd64"), platform_entry(OCI_MANIFEST, &arm.manifest, "arm64")],
-    );
-    let index_digest = push_manifest(&upstream, "lib/multi", "v1", OCI_INDEX, &index).await;
+    let (amd, arm, _, index_digest) = push_two_platform_index(&upstream, "lib/multi", "v1").await;
     let (b_port, _) = free_ports();
     let b = destination_server(b_port, B_KEY, B_SECRET);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("a.toml");
-    let text = format!(
-        "[[replication.destinations]]\nregion = \"eu-west-1\"\nregistry_id = \"{B_ID}\"\n\
-         url = \"http://127.0.0.1:{b_port}\"\naccess_key_id = \"{B_KEY}\"\nsecret_access_key = \"{B_SECRET}\"\n"
-    );
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(&config, destination_entry("eu-west-1", B_ID, b_port, B_KEY, B_SECRET)).unwrap();
     let a = source_launch(&config).start();
     let rule = json!({"ecrRepositoryPrefix": "hub", "upstreamRegistryUrl": upstream.base(), "upstreamRepositoryPrefix": "lib"});
     ecr(&a, "CreatePullThroughCacheRule", rule).await;

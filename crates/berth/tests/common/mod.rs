@@ -884,6 +884,19 @@ pub async fn expect_manifest(srv: &Server, repo: &str, reference: &str, media_ty
     assert_eq!(h.header("docker-content-digest"), Some(digest), "HEAD {path}");
 }
 
+/// Pushes an amd64 and an arm64 image by digest and an OCI index of both under `tag`: the two
+/// images, the index's bytes and its digest.
+pub async fn push_two_platform_index(srv: &Server, repo: &str, tag: &str) -> (Image, Image, Vec<u8>, String) {
+    let amd = push_image_arch(srv, repo, None, "amd64").await;
+    let arm = push_image_arch(srv, repo, None, "arm64").await;
+    let index = index_json(
+        OCI_INDEX,
+        &[platform_entry(OCI_MANIFEST, &amd.manifest, "amd64"), platform_entry(OCI_MANIFEST, &arm.manifest, "arm64")],
+    );
+    let digest = push_manifest(srv, repo, tag, OCI_INDEX, &index).await;
+    (amd, arm, index, digest)
+}
+
 /// An image pushed to a repository: its blobs and manifest.
 pub struct Image {
     pub config: Vec<u8>,
