@@ -10,7 +10,23 @@ step() {
   local desc=$1; shift
   local start=$SECONDS
   if "$@"; then PASS_N=$((PASS_N + 1)); echo "STEP PASS: $desc ($((SECONDS - start)) s)"
-  else FAIL_N=$((FAIL_N + 1)); echo "STEP FAIL: $desc ($((SECONDS - start)) s)"; fi
+  else FAIL_N=$((FAIL_N + 1)); echo "STEP FAIL: $desc ($((SECONDS - start)) s)"; disk_report; fi
+}
+
+# Free space where tests write, so a failure from a full disk reads as one in the log.
+disk_report() {
+  df -h "${TMPDIR:-/tmp}" "${ROOT:-.}" /dev/shm 2>/dev/null | sed 's/^/disk: /'
+}
+
+# A scratch directory with at least $1 GiB free: /dev/shm when it has the room, else TMPDIR.
+roomy_tmpdir() {
+  local need_kib=$(($1 * 1024 * 1024)) shm_free
+  shm_free=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')
+  if [[ -n $shm_free && $shm_free -ge $need_kib ]] && mkdir -p /dev/shm/berth-tests; then
+    echo /dev/shm/berth-tests
+  else
+    echo "${TMPDIR:-/tmp}"
+  fi
 }
 
 finish() {

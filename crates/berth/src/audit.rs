@@ -4,7 +4,8 @@
 //! references, never bodies, secrets, tokens or `Authorization` values.
 //!
 //! Lines go through a channel to a writer thread, so a slow disk never holds a request; the file
-//! rotates by size (`PATH` → `PATH.1` → … → `PATH.<KEEP>`).
+//! rotates by size (`PATH` → `PATH.1` → … → `PATH.<KEEP>`), and is reopened at its path on
+//! SIGHUP, so an outside rotator (logrotate) that moves it away loses no line.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -25,8 +26,15 @@ pub enum AuditTarget {
     File { path: PathBuf, max_bytes: u64 },
 }
 
+/// What the writer thread is sent.
+enum Message {
+    Line(String),
+    Reopen,
+}
+
+#[derive(Clone)]
 pub struct AuditLog {
-    lines: mpsc::Sender<String>,
+    lines: mpsc::Sender<Message>,
     account: String,
     region: String,
 }
@@ -34,12 +42,23 @@ pub struct AuditLog {
 impl AuditLog {
     /// Opens the target (a file is created, appended to) and starts its writer thread.
     pub fn open(target: AuditTarget, account: String, region: String) -> anyhow::Result<AuditLog> {
-        let (lines, received) = mpsc::channel::<String>();
+        let (lines, received) = mpsc::channel::<Message>();
         let mut sink = Sink::open(target)?;
         std::thread::Builder::new().name("berth-audit".into()).spawn(move || {
-            for line in received {
-                if let Err(e) = sink.write(&line) {
-                    tracing::error!(error = %e, "writing the audit log failed");
+            for message in received {
+                match message {
+                    Message::Line(line) => {
+                        if let Err(e) = sink.write(&line) {
+                            tracing::error!(error = %e, "writing the audit log failed");
+                        }
+                    }
+                    Message::Reopen => match sink.reopen() {
+                        Ok(()) => tracing::info!("reopened the audit log"),
+                        // The old file stays open: lines keep going somewhere rather than nowhere.
+                        Err(e) => {
+                            tracing::error!(error = %e, "reopening the audit log failed; still writing the old file")
+                        }
+                    },
                 }
             }
         })?;
@@ -54,7 +73,12 @@ impl AuditLog {
         }
         let record = self.record_of(ctx, served, status, SystemTime::now());
         // The writer thread lives as long as the process.
-        let _ = self.lines.send(record.to_string());
+        let _ = self.lines.send(Message::Line(record.to_string()));
+    }
+
+    /// Has the file opened again at its path after the lines already sent (on SIGHUP).
+    pub fn reopen(&self) {
+        let _ = self.lines.send(Message::Reopen);
     }
 
     fn record_of(&self, ctx: &RequestContext, served: &Served, status: StatusCode, now: SystemTime) -> Value {
@@ -119,6 +143,14 @@ impl Sink {
                 Sink::File { path, max_bytes, file, size }
             }
         })
+    }
+
+    fn reopen(&mut self) -> std::io::Result<()> {
+        if let Sink::File { path, file, size, .. } = self {
+            *file = open_append(path)?;
+            *size = file.metadata()?.len();
+        }
+        Ok(())
     }
 
     fn write(&mut self, line: &str) -> std::io::Result<()> {

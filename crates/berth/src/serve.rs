@@ -169,6 +169,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // Installed before the ready line, so no SIGHUP after it finds the default action (exit).
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    let hangup = tokio::spawn(reopen_on_hangup(hangups, audit.clone()));
     let throttle = crate::throttle::LoginThrottle::new(config.auth_failures_per_minute);
     let edge = Arc::new(Edge::new(config.trusted_proxies.clone(), audit, throttle));
     let metrics_route =
@@ -253,6 +257,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
     }
     maintenance.abort();
+    hangup.abort();
     trim.abort();
     totals.abort();
     if let Some(listener) = metrics_listener {
@@ -432,6 +437,18 @@ async fn shutdown_signal() {
         _ = term.recv() => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// SIGHUP, which would otherwise end the process, reopens the audit log at its path (after an
+/// outside rotator moved it) and is otherwise only logged: a hangup of the terminal or a reload
+/// reflex must not take the registry down.
+async fn reopen_on_hangup(mut hangups: tokio::signal::unix::Signal, audit: Option<AuditLog>) {
+    while hangups.recv().await.is_some() {
+        match &audit {
+            Some(audit) => audit.reopen(),
+            None => tracing::info!("SIGHUP: no audit log to reopen; nothing else is reloaded"),
+        }
+    }
 }
 
 /// How often memory the C allocator holds freed is given back to the system.

@@ -149,6 +149,36 @@ async fn probes_metrics_and_the_audit_trail() {
     assert!(!srv.log().contains("path=\"/healthz\""), "probes are logged at debug only");
 }
 
+/// SIGHUP reopens the audit log at its path, so logrotate's move-then-signal loses no line, and
+/// does not end the server (its default action would).
+#[tokio::test]
+async fn sighup_reopens_the_audit_log_and_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let srv = Launch::new().no_auth().args(&["--audit-log", audit.to_str().unwrap()]).start();
+    push_image(&srv, "ops/before", Some("v1")).await;
+    audit_until(&audit, |r| r["eventName"] == "PutImage").await;
+    let moved = dir.path().join("audit.log.1");
+    std::fs::rename(&audit, &moved).unwrap();
+
+    let hup = std::process::Command::new("kill").args(["-HUP", &srv.pid().to_string()]).status().unwrap();
+    assert!(hup.success());
+    // The reopen is queued behind the signal: push until a record lands in the new file.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 0;
+    while audit_records(&audit).is_empty() {
+        assert!(Instant::now() < deadline, "no record reached the reopened {}", audit.display());
+        n += 1;
+        push_image(&srv, "ops/after", Some(&format!("v{n}"))).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    send(srv.get("/v2/")).await.expect_status(200);
+    let old: Vec<Value> = audit_records(&moved);
+    assert!(old.iter().any(|r| r["requestParameters"]["repositoryName"] == "ops/before"), "{old:?}");
+    let new = audit_until(&audit, |r| r["eventName"] == "PutImage").await;
+    assert!(new.iter().all(|r| r["requestParameters"]["repositoryName"] != "ops/before"), "{new:?}");
+}
+
 /// A setting that cannot be applied stops `berth serve` before it says it is listening (a
 /// supervisor waiting for that line must not see it), naming what failed.
 #[tokio::test]
