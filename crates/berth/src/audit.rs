@@ -237,7 +237,7 @@ mod tests {
         put.parameters.insert("repositoryName".into(), "app".into());
         put.error = Some(("TAG_INVALID", "tag v1 is immutable".into()));
         log.record(&ctx, &put, StatusCode::BAD_REQUEST);
-        let line = received.try_recv().unwrap();
+        let Message::Line(line) = received.try_recv().unwrap() else { panic!("a record was expected") };
         assert!(received.try_recv().is_err(), "a successful read is not audited");
         let record: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(record["eventName"], "PutImage");
