@@ -457,6 +457,20 @@ fn read_directly(file: &Arc<std::fs::File>, offset: u64) -> DirectRead {
     tokio::task::spawn_blocking(move || direct::read_at(&file, offset))
 }
 
+/// `access(W_OK)`: the kernel's answer, which also says no for a read-only mount (even to root).
+#[cfg(unix)]
+fn writable(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    unsafe { libc::access(path.as_ptr(), libc::W_OK) == 0 }
+}
+
+#[cfg(not(unix))]
+fn writable(_path: &Path) -> bool {
+    true
+}
+
 /// The file's owner is this process's user, or the process is root's (which may write anything).
 #[cfg(unix)]
 fn owned_by_us(metadata: &std::fs::Metadata) -> bool {
@@ -828,6 +842,23 @@ impl BlobStore for FsBlobStore {
 
     async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
         not_found_as_none(fs::remove_file(self.blob_path(digest)).await)?;
+        Ok(())
+    }
+
+    /// The staging and blob directories are there and writable: a data dir moved away or
+    /// remounted read-only makes every push fail, which the empty blob's absence would not show.
+    async fn probe(&self) -> Result<(), StoreError> {
+        for dir in [self.root.join("uploads"), self.root.join("blobs")] {
+            let unusable = |why: &str| StoreError::Io(io::Error::other(format!("{}: {why}", dir.display())));
+            match std::fs::metadata(&dir) {
+                Ok(metadata) if metadata.is_dir() => {}
+                Ok(_) => return Err(unusable("not a directory")),
+                Err(e) => return Err(unusable(&e.to_string())),
+            }
+            if !writable(&dir) {
+                return Err(unusable(&io::Error::last_os_error().to_string()));
+            }
+        }
         Ok(())
     }
 

@@ -92,4 +92,12 @@ pub trait BlobStore: Send + Sync + 'static {
     /// just before a crash, never linked). Blobs committed or deleted while it runs may or may
     /// not appear.
     fn list_blobs(&self) -> BoxStream<'static, Result<(Digest, u64), StoreError>>;
+
+    /// Readiness (`/readyz`): an error when the store could not take a push now. By default a
+    /// lookup of the empty blob, which costs one request whether or not it exists.
+    async fn probe(&self) -> Result<(), StoreError> {
+        let empty: Digest =
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse().expect("a valid digest");
+        self.stat(&empty).await.map(|_| ())
+    }
 }

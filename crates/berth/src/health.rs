@@ -1,6 +1,7 @@
 //! Probes for load balancers and orchestrators, anonymous and cheap: `/healthz` (the process
-//! answers) and `/readyz` (the metadata store answers a query and the blob store a lookup). The
-//! edge logs them at debug level only and keeps them out of the request metrics.
+//! answers) and `/readyz` (the metadata store answers a query and the blob store could take a
+//! push: its directories are there and writable, or the bucket answers a lookup). The edge logs
+//! them at debug level only and keeps them out of the request metrics.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,15 +11,11 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_meta::MetadataStore;
-use berth_spec::Digest;
 use berth_storage::BlobStore;
 
 /// A probe waits at most this long for each store (a pool waiting for a dead database would
 /// otherwise hold the probe past any orchestrator's timeout).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// The digest the blob store is asked about: the empty blob's, a lookup that costs one stat or
-/// one HEAD whether or not it exists.
-const PROBE_DIGEST: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 pub const PATHS: [&str; 2] = ["/healthz", "/readyz"];
 
@@ -35,10 +32,9 @@ pub fn router(meta: Arc<dyn MetadataStore>, blobs: Arc<dyn BlobStore>) -> Router
 }
 
 async fn ready(State(stores): State<Arc<Stores>>) -> Response {
-    let digest: Digest = PROBE_DIGEST.parse().expect("a valid digest");
     let (meta, blobs) = tokio::join!(
         tokio::time::timeout(PROBE_TIMEOUT, stores.meta.ping()),
-        tokio::time::timeout(PROBE_TIMEOUT, stores.blobs.stat(&digest)),
+        tokio::time::timeout(PROBE_TIMEOUT, stores.blobs.probe()),
     );
     let mut reasons = Vec::new();
     match meta {

@@ -149,6 +149,25 @@ async fn probes_metrics_and_the_audit_trail() {
     assert!(!srv.log().contains("path=\"/healthz\""), "probes are logged at debug only");
 }
 
+/// `/readyz` says no while the blob directory is gone (a data dir moved or unmounted under a
+/// running server, where every push fails), and yes again once it is back.
+#[tokio::test]
+async fn readiness_follows_the_blob_directory() {
+    let srv = Server::start();
+    let anonymous = http_client(None);
+    send(anonymous.get(srv.url("/readyz"))).await.expect_status(200);
+    let (blobs, away) = (srv.data_dir().join("blobs"), srv.data_dir().join("blobs.away"));
+    std::fs::rename(&blobs, &away).unwrap();
+    // `send` fails a test on any 5xx: this one is the answer wanted.
+    let refused = anonymous.get(srv.url("/readyz")).send().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    let reasons = refused.json::<Value>().await.unwrap()["reasons"].to_string();
+    assert!(reasons.contains("blob store") && reasons.contains("blobs"), "{reasons}");
+    std::fs::rename(&away, &blobs).unwrap();
+    send(anonymous.get(srv.url("/readyz"))).await.expect_status(200);
+    push_image(&srv, "ops/ready", Some("v1")).await;
+}
+
 /// SIGHUP reopens the audit log at its path, so logrotate's move-then-signal loses no line, and
 /// does not end the server (its default action would).
 #[tokio::test]
