@@ -164,13 +164,19 @@ impl From<MetaError> for RegistryError {
                 RegistryError::ManifestInvalid(e.to_string())
             }
             MetaError::BlobInUse { digest, manifest } => RegistryError::BlobInUse { digest, manifest },
-            MetaError::StorageFull => RegistryError::StorageFull,
+            MetaError::StorageFull => {
+                store_failed("metadata");
+                RegistryError::StorageFull
+            }
+            e @ MetaError::Backend(_) => {
+                store_failed("metadata");
+                RegistryError::Internal(e.to_string())
+            }
             e @ (MetaError::UserExists(_)
             | MetaError::UserUnknown(_)
             | MetaError::SettingsConflict(_)
             | MetaError::CacheRuleExists(_)
-            | MetaError::CacheRuleNotFound(_)
-            | MetaError::Backend(_)) => RegistryError::Internal(e.to_string()),
+            | MetaError::CacheRuleNotFound(_)) => RegistryError::Internal(e.to_string()),
             MetaError::TemplateExists(p) => crate::templates::TemplateError::Exists(p).into(),
             MetaError::TemplateNotFound(p) => crate::templates::TemplateError::NotFound(p).into(),
             MetaError::TemplateUnusable(reason) => crate::templates::TemplateError::Unusable(reason).into(),
@@ -190,11 +196,21 @@ impl From<StoreError> for RegistryError {
             StoreError::Body(e) => RegistryError::BlobUploadInvalid(format!("request body ended early: {e}")),
             StoreError::Io(e) if matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded) => {
                 tracing::error!("blob storage: {e}");
+                store_failed("blobs");
                 RegistryError::StorageFull
             }
-            StoreError::Io(e) => RegistryError::Internal(format!("storage: {e}")),
+            StoreError::Io(e) => {
+                store_failed("blobs");
+                RegistryError::Internal(format!("storage: {e}"))
+            }
         }
     }
+}
+
+/// Counts a store's own failure (I/O, backend, full storage; not a missing object), on requests
+/// and background work alike: what an operator alerts on before users report 5xx.
+pub(crate) fn store_failed(store: &'static str) {
+    metrics::counter!("berth_store_errors_total", "store" => store).increment(1);
 }
 
 impl From<NameError> for RegistryError {

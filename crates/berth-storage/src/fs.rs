@@ -587,16 +587,23 @@ fn read_cached(_file: &std::fs::File, _offset: u64, _want: usize) -> io::Result<
 }
 
 /// fsync(file) → rename → fsync(dir); an existing blob makes the staged copy redundant.
-fn commit_file(from: &Path, to: &Path, durable_dirs: &DurableDirs) -> io::Result<()> {
+/// `None` when the upload is not there (never made, or committed by a concurrent retry); a
+/// missing blob directory is an error of its own, not the client's unknown upload.
+fn commit_file(from: &Path, to: &Path, durable_dirs: &DurableDirs) -> io::Result<Option<()>> {
     if to.try_exists()? {
         std::fs::remove_file(from).ok();
-        return Ok(());
+        return Ok(Some(()));
     }
-    std::fs::File::open(from)?.sync_all()?;
+    let Some(staged) = not_found_as_none(std::fs::File::open(from))? else { return Ok(None) };
+    staged.sync_all()?;
     let dir = to.parent().expect("blob path has a parent");
     create_dir_durably(dir, durable_dirs)?;
-    std::fs::rename(from, to)?;
-    std::fs::File::open(dir)?.sync_all()
+    match std::fs::rename(from, to) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !from.try_exists()? => return Ok(None),
+        renamed => renamed?,
+    }
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(Some(()))
 }
 
 /// Creates `dir` and its missing parents up to a directory in `durable`, syncing each into its
@@ -818,7 +825,7 @@ impl BlobStore for FsBlobStore {
         let committed = tokio::task::spawn_blocking(move || commit_file(&from, &to, &durable_dirs))
             .await
             .map_err(io::Error::other)?;
-        not_found_as_none(committed)?.ok_or_else(|| StoreError::UploadNotFound(upload.to_owned()))
+        committed?.ok_or_else(|| StoreError::UploadNotFound(upload.to_owned()))
     }
 
     async fn abort(&self, upload: &str) -> Result<(), StoreError> {
@@ -917,6 +924,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = super::FsBlobStore::open(dir.path()).await.unwrap();
         crate::testsuite::run_all(&store).await;
+    }
+
+    /// A blob directory gone under a running store (data dir moved, unmounted) is the store's
+    /// failure, which readiness reports too; the upload is not "unknown" to the client.
+    #[tokio::test]
+    async fn a_missing_blob_directory_fails_the_commit_and_the_probe() {
+        use crate::{BlobStore, StoreError};
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::FsBlobStore::open(dir.path()).await.unwrap();
+        store.probe().await.unwrap();
+        store.create_upload("u1").await.unwrap();
+        let digest: berth_spec::Digest =
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse().unwrap();
+        std::fs::rename(dir.path().join("blobs"), dir.path().join("away")).unwrap();
+        assert!(matches!(store.probe().await, Err(StoreError::Io(_))));
+        assert!(matches!(store.commit("u1", &digest).await, Err(StoreError::Io(_))));
+        assert!(matches!(store.commit("never-made", &digest).await, Err(StoreError::UploadNotFound(_))));
+        std::fs::rename(dir.path().join("away"), dir.path().join("blobs")).unwrap();
+        store.commit("u1", &digest).await.unwrap();
+        assert_eq!(store.stat(&digest).await.unwrap(), Some(0));
     }
 
     #[test]

@@ -88,6 +88,7 @@ impl Metrics {
                     metrics::gauge!("berth_uploads_in_progress").set(totals.uploads as f64);
                 }
                 Err(e) => {
+                    // Read from the store directly, not through the registry's error mapping.
                     metrics::counter!("berth_store_errors_total", "store" => "metadata").increment(1);
                     tracing::warn!(error = %e, "counting store totals failed");
                 }
@@ -116,7 +117,10 @@ fn describe() {
         "berth_maintenance_items_total",
         "What maintenance removed: expired uploads, expired images, deleted blobs"
     );
-    describe_counter!("berth_store_errors_total", "Failed store calls outside requests, by store");
+    describe_counter!(
+        "berth_store_errors_total",
+        "Failed store calls (I/O, backend, full storage), by store: metadata, blobs"
+    );
     describe_gauge!(
         "berth_metadata_pool_connections",
         "Metadata connections of this process, by pool and state (every 15 s)"

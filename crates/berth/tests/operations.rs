@@ -150,7 +150,8 @@ async fn probes_metrics_and_the_audit_trail() {
 }
 
 /// `/readyz` says no while the blob directory is gone (a data dir moved or unmounted under a
-/// running server, where every push fails), and yes again once it is back.
+/// running server, where every push fails), `berth_store_errors_total` counts the failed
+/// commits, and both recover once it is back.
 #[tokio::test]
 async fn readiness_follows_the_blob_directory() {
     let srv = Server::start();
@@ -163,6 +164,13 @@ async fn readiness_follows_the_blob_directory() {
     assert_eq!(refused.status(), 503);
     let reasons = refused.json::<Value>().await.unwrap()["reasons"].to_string();
     assert!(reasons.contains("blob store") && reasons.contains("blobs"), "{reasons}");
+    // A push meanwhile fails as the store's fault (not "upload unknown"), and is counted.
+    let body = b"readiness".to_vec();
+    let url = srv.url(&format!("/v2/ops/ready/blobs/uploads/?digest={}", sha256_digest(&body)));
+    let failed = anonymous.post(url).header("content-type", OCTET_STREAM).body(body).send().await.unwrap();
+    assert_eq!(failed.status(), 500);
+    let metrics = send(anonymous.get(srv.url("/metrics"))).await.text();
+    assert!(sample(&metrics, "berth_store_errors_total", &[r#"store="blobs""#]) >= 1.0, "{metrics}");
     std::fs::rename(&away, &blobs).unwrap();
     send(anonymous.get(srv.url("/readyz"))).await.expect_status(200);
     push_image(&srv, "ops/ready", Some("v1")).await;
