@@ -233,6 +233,21 @@ fn loggable(untrusted: &str) -> &str {
     }
 }
 
+/// The access key id a request presents (HTTP Basic's user, or a SigV4 `Credential=` scope),
+/// whether or not it checks out: for the audit record of a refusal, which keeps it only if it is
+/// shaped like a key id.
+pub fn presented_access_key_id(header: &HeaderValue) -> Option<String> {
+    match parse_authorization(header) {
+        Ok(Presented::Basic { user, .. }) if user != TOKEN_USER => Some(user),
+        Ok(_) => None,
+        Err(_) => {
+            let value = header.to_str().ok()?.trim();
+            let scope = value.strip_prefix("AWS4-HMAC-SHA256")?.split("Credential=").nth(1)?;
+            Some(scope.split('/').next()?.to_owned())
+        }
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Presented {
     /// `Basic` with an empty user and password, which some clients (containers/image) send when
@@ -284,6 +299,17 @@ mod tests {
 
     fn basic(user_and_password: &str) -> String {
         format!("Basic {}", STANDARD.encode(user_and_password))
+    }
+
+    #[test]
+    fn the_presented_key_id_is_read_from_basic_or_sigv4() {
+        let presented = |value: &str| presented_access_key_id(&HeaderValue::from_str(value).unwrap());
+        assert_eq!(presented(&basic("AKIAEXAMPLE00001:secret")).as_deref(), Some("AKIAEXAMPLE00001"));
+        let sigv4 = "AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE00002/20261206/us-east-1/ecr/aws4_request, \
+                     SignedHeaders=host, Signature=abc";
+        assert_eq!(presented(sigv4).as_deref(), Some("AKIAEXAMPLE00002"));
+        assert_eq!(presented(&basic("AWS:token")), None);
+        assert_eq!(presented("Bearer AKIAEXAMPLE00003"), None);
     }
 
     #[test]

@@ -130,6 +130,9 @@ pub struct Served {
     /// Why the caller was refused, when credentials were rejected (`invalid_credentials`,
     /// `invalid_signature`, …) or a policy denied the request (`access_denied`).
     pub auth_failure: Option<&'static str>,
+    /// The access key id a refused caller presented outside the `Authorization` header (the
+    /// console's sign-in form), for the audit record; the edge reads the header's itself.
+    pub presented_access_key_id: Option<String>,
 }
 
 impl Served {
@@ -142,6 +145,7 @@ impl Served {
             parameters: serde_json::Map::new(),
             error: None,
             auth_failure: None,
+            presented_access_key_id: None,
         }
     }
 }

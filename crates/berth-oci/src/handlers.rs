@@ -126,8 +126,13 @@ async fn authorize_and_dispatch(
     };
     let mode = state.auth.mode();
     let anonymous = ctx.identity == Identity::Anonymous;
-    // A caller who could log in but did not is asked to, rather than refused.
-    let log_in = || Ok(AuthError::CredentialsRequired.into_response());
+    // A caller who could log in but did not is asked to, rather than refused: not an
+    // authentication failure (docker's first ping is one), but the audit record of a refused
+    // push still says why it did not happen.
+    let mut log_in = || {
+        served.error = Some(("UNAUTHORIZED", AuthError::CredentialsRequired.to_string()));
+        Ok(AuthError::CredentialsRequired.into_response())
+    };
     if anonymous && !mode.admits_anonymous() {
         return log_in();
     }

@@ -67,11 +67,19 @@ impl AuditLog {
 
     /// Records the request if it changed something or was refused for its credentials or by a
     /// policy.
-    pub fn record(&self, ctx: &RequestContext, served: &Served, status: StatusCode) {
+    /// `presented_key`: the access key id the request's `Authorization` header named, which a
+    /// refused caller's record carries.
+    pub fn record(&self, ctx: &RequestContext, served: &Served, status: StatusCode, presented_key: Option<String>) {
         if !served.mutating && served.auth_failure.is_none() {
             return;
         }
-        let record = self.record_of(ctx, served, status, SystemTime::now());
+        let mut record = self.record_of(ctx, served, status, SystemTime::now());
+        if ctx.identity == Identity::Anonymous
+            && let Some(key) = served.presented_access_key_id.clone().or(presented_key).filter(|k| key_id_shaped(k))
+        {
+            // CloudTrail's record of a call whose key did not check out: who, unknown; which key.
+            record["userIdentity"] = json!({"type": "Unknown", "accessKeyId": key});
+        }
         // The writer thread lives as long as the process.
         let _ = self.lines.send(Message::Line(record.to_string()));
     }
@@ -125,6 +133,12 @@ impl AuditLog {
             Identity::Server { task } => json!({"type": "AWSService", "invokedBy": format!("berth.{task}")}),
         }
     }
+}
+
+/// Whether a presented key id is written down: only what is shaped like one (16–128 capital
+/// letters and digits), so a secret typed into the wrong field never reaches the trail.
+fn key_id_shaped(key: &str) -> bool {
+    (16..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 /// Where lines are written; a file rotates when a line would take it past `max_bytes`.
@@ -232,11 +246,11 @@ mod tests {
             via: berth_iam::CredentialKind::AccessKey,
         };
         ctx.source_ip = Some("192.0.2.1".parse().unwrap());
-        log.record(&ctx, &Served::new("GetManifest", "BatchGetImage", false), StatusCode::OK);
+        log.record(&ctx, &Served::new("GetManifest", "BatchGetImage", false), StatusCode::OK, None);
         let mut put = Served::new("PutManifest", "PutImage", true);
         put.parameters.insert("repositoryName".into(), "app".into());
         put.error = Some(("TAG_INVALID", "tag v1 is immutable".into()));
-        log.record(&ctx, &put, StatusCode::BAD_REQUEST);
+        log.record(&ctx, &put, StatusCode::BAD_REQUEST, None);
         let Message::Line(line) = received.try_recv().unwrap() else { panic!("a record was expected") };
         assert!(received.try_recv().is_err(), "a successful read is not audited");
         let record: Value = serde_json::from_str(&line).unwrap();

@@ -114,6 +114,8 @@ pub async fn serve_request(State(edge): State<Arc<Edge>>, mut request: Request, 
         request = request.map(|body| Body::new(Counted { inner: body, counter: received }));
     }
     request.extensions_mut().insert(ctx.clone());
+    // Kept (a cheap clone) only for the audit record of a refusal: which key was tried.
+    let authorization = edge.audit.as_ref().and_then(|_| request.headers().get(header::AUTHORIZATION).cloned());
     let throttled = edge.throttled(ctx.source_ip, &request, started);
     let mut response = match (malformed(&request), throttled) {
         (Some((status, message)), _) => refused(plane, status, message),
@@ -172,7 +174,9 @@ pub async fn serve_request(State(edge): State<Arc<Edge>>, mut request: Request, 
             }
         }
         if let Some(audit) = &edge.audit {
-            audit.record(served, operation, status);
+            let presented =
+                operation.auth_failure.and(authorization.as_ref()).and_then(berth_auth::presented_access_key_id);
+            audit.record(served, operation, status, presented);
         }
     }
     let sent = metrics::counter!("berth_http_sent_bytes_total", "plane" => plane);

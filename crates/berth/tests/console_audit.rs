@@ -221,12 +221,14 @@ async fn console_and_metrics_sign_ins_are_audited_counted_and_throttled() {
         (record["eventName"].as_str(), record["errorCode"].as_str()),
         (Some("GetMetrics"), Some("UNAUTHORIZED"))
     );
+    assert_eq!(record["userIdentity"]["accessKeyId"], ROOT_KEY_ID, "the key a refused caller tried");
     let record = record_of(&audit, &refused_id).await;
     assert_eq!(record["eventSource"], "signin.amazonaws.com");
     assert_eq!(
         (record["eventName"].as_str(), record["errorCode"].as_str()),
         (Some("ConsoleLogin"), Some("InvalidCredentials"))
     );
+    assert_eq!(record["userIdentity"]["accessKeyId"], ROOT_KEY_ID, "the key typed into the form");
     assert!(!std::fs::read_to_string(&audit).unwrap().contains(wrong), "no secret in the audit log");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&audit).unwrap().permissions().mode() & 0o777;

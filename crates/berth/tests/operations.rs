@@ -137,7 +137,8 @@ async fn probes_metrics_and_the_audit_trail() {
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert_eq!(refused[0]["errorCode"], "UNAUTHORIZED");
     assert_eq!(refused[0]["eventName"], "ListImages");
-    assert_eq!(refused[0]["userIdentity"]["type"], "Anonymous");
+    // Who is unknown, the key tried is not: CloudTrail's record of a key that did not check out.
+    assert_eq!(refused[0]["userIdentity"], serde_json::json!({"type": "Unknown", "accessKeyId": ROOT_KEY_ID}));
     let text = std::fs::read_to_string(&audit).unwrap();
     for secret in [ROOT_SECRET, ci_secret, "wrong-secret", "Basic ", "Bearer "] {
         assert!(!text.contains(secret), "the audit log holds {secret:?}");
@@ -147,6 +148,22 @@ async fn probes_metrics_and_the_audit_trail() {
 
     // Probes stay out of the info-level access log.
     assert!(!srv.log().contains("path=\"/healthz\""), "probes are logged at debug only");
+}
+
+/// A push without credentials is asked to log in (not counted as a failed login, as docker's
+/// first ping is not), and its audit record still says why nothing happened.
+#[tokio::test]
+async fn an_anonymous_push_is_audited_with_its_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let srv = Launch::new().root_keys(ROOT_KEY_ID, ROOT_SECRET).args(&["--audit-log", audit.to_str().unwrap()]).start();
+    let refused = send(http_client(None).post(srv.url("/v2/ops/anonymous/blobs/uploads/"))).await;
+    refused.expect_status(401);
+    let records = audit_until(&audit, |r| r["eventName"] == "InitiateLayerUpload").await;
+    assert_eq!(records[0]["errorCode"], "UNAUTHORIZED", "{records:?}");
+    assert_eq!(records[0]["userIdentity"]["type"], "Anonymous");
+    let metrics = send(srv.client.get(srv.url("/metrics"))).await.text();
+    assert_eq!(sample(&metrics, "berth_auth_failures_total", &[]), 0.0, "{metrics}");
 }
 
 /// `/readyz` says no while the blob directory is gone (a data dir moved or unmounted under a

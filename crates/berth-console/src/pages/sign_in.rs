@@ -204,7 +204,9 @@ pub async fn submit(console: &Console, request: Request) -> Response {
         let mut page = sign_in_page(console, &nonce, form.next.clone(), form.access_key_id.clone(), Some(message));
         *page.status_mut() = status;
         if let Some(reason) = reason {
-            page.extensions_mut().insert(sign_in_served(Err((reason, message))));
+            let mut served = sign_in_served(Err((reason, message)));
+            served.presented_access_key_id = Some(form.access_key_id.trim().to_owned()).filter(|k| !k.is_empty());
+            page.extensions_mut().insert(served);
         }
         page
     };
