@@ -52,13 +52,12 @@ impl AuditLog {
                             tracing::error!(error = %e, "writing the audit log failed");
                         }
                     }
-                    Message::Reopen => match sink.reopen() {
-                        Ok(()) => tracing::info!("reopened the audit log"),
-                        // The old file stays open: lines keep going somewhere rather than nowhere.
-                        Err(e) => {
-                            tracing::error!(error = %e, "reopening the audit log failed; still writing the old file")
+                    // The old file stays open on failure: lines keep going somewhere rather than nowhere.
+                    Message::Reopen => {
+                        if let Err(e) = sink.reopen() {
+                            tracing::error!(error = %e, "reopening the audit log failed; still writing the old file");
                         }
-                    },
+                    }
                 }
             }
         })?;
@@ -163,6 +162,7 @@ impl Sink {
         if let Sink::File { path, file, size, .. } = self {
             *file = open_append(path)?;
             *size = file.metadata()?.len();
+            tracing::info!(path = %path.display(), "reopened the audit log");
         }
         Ok(())
     }
