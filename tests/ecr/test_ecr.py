@@ -461,6 +461,17 @@ def test_index_children_sizes_and_protection(ecr, repo, images):
     [failure] = refused["failures"]
     assert failure["failureCode"] == "ImageReferencedByManifestList"
     assert index_digest in failure["failureReason"]
+    # Removing an image's last tag deletes the image (ECR's documented rule): so a child's last
+    # tag is refused like the child, and stays; a second tag can go.
+    images.put(repo, amd[1], "amd-only")
+    refused = ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": "amd-only"}])
+    assert [f["failureCode"] for f in refused["failures"]] == ["ImageReferencedByManifestList"], refused
+    assert refused["failures"][0]["imageId"] == {"imageTag": "amd-only"}
+    images.put(repo, amd[1], "amd-too")
+    deleted = ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": "amd-too"}])
+    assert deleted["imageIds"] == [{"imageDigest": amd[0], "imageTag": "amd-too"}] and deleted["failures"] == []
+    [kept] = ecr.describe_images(repositoryName=repo, imageIds=[{"imageDigest": amd[0]}])["imageDetails"]
+    assert kept["imageTags"] == ["amd-only"]
     # Deleting the index's last tag deletes the index; then the children can go.
     deleted = ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": "multi"}])
     assert deleted == {"imageIds": [{"imageDigest": index_digest, "imageTag": "multi"}], "failures": [],

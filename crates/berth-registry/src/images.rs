@@ -216,8 +216,8 @@ impl Registry {
 
     /// ECR's BatchDeleteImage, one result per selector. By digest: the image and all its tags
     /// (refused while an index in the repository lists it). By tag, or tag and digest: the tag,
-    /// and the image with it when that was its last tag and no index lists it — so the
-    /// identifiers ListImages returns can be deleted pair by pair.
+    /// and the image with it when that was its last tag — as ECR documents, so a last tag of an
+    /// image an index lists is refused like the image (`ImageReferencedByManifestList`).
     pub async fn delete_images(
         &self,
         ctx: &RequestContext,
@@ -253,7 +253,7 @@ impl Registry {
 
     /// Removes `tag` (which must be on `expected`, if given). Tag and image are two writes: a
     /// push that re-tags the image in between can lose that tag (the store has no conditional
-    /// delete).
+    /// delete); an index that lists the image arriving in between leaves it untagged.
     async fn untag_image(
         &self,
         ctx: &RequestContext,
@@ -267,6 +267,10 @@ impl Registry {
             && expected != &current
         {
             return Err(RegistryError::TagDigestMismatch { tag: tag.to_string(), digest: expected.clone() });
+        }
+        let last_tag = self.meta.get_image(repo, &current).await?.is_some_and(|image| image.tags.len() == 1);
+        if last_tag && let Some(index) = self.meta.parents(repo, &current).await?.into_iter().next() {
+            return Err(RegistryError::ManifestReferenced { index });
         }
         let origin = self.origin(ctx);
         let digest = self.meta.delete_tag(&origin, repo, tag).await?.ok_or_else(unknown)?;

@@ -206,7 +206,7 @@ async fn filtered_listings_scan_past_the_store_batch() {
 }
 
 #[tokio::test]
-async fn the_last_tag_takes_the_image_unless_an_index_lists_it() {
+async fn the_last_tag_takes_the_image_and_is_refused_while_an_index_lists_it() {
     let dir = tempfile::tempdir().unwrap();
     let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
     let repo = name("multi");
@@ -220,20 +220,25 @@ async fn the_last_tag_takes_the_image_unless_an_index_lists_it() {
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{child}","size":{}}}]}}"#,
         child_manifest.len()
     );
-    put(&registry, &repo, &index, Some("multi")).await;
+    let index_digest = put(&registry, &repo, &index, Some("multi")).await;
 
     let by_tag = |t: &str| ImageSelector::Tag(t.parse().unwrap());
     let results = registry.delete_images(&ctx(), &repo, &[by_tag("child"), by_tag("alone")]).await.unwrap();
-    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert!(matches!(&results[0], Err(RegistryError::ManifestReferenced { index }) if index == &index_digest));
+    assert!(results[1].is_ok(), "{results:?}");
     let found = registry
         .resolve_images(&repo, &[ImageSelector::Digest(child.clone()), ImageSelector::Digest(alone)], None)
         .await
         .unwrap();
-    let child_image = found[0].as_ref().expect("the child stays, untagged, while the index lists it");
-    assert!(child_image.tags.is_empty());
+    let child_image = found[0].as_ref().expect("the child stays while the index lists it");
+    assert_eq!(child_image.tags, ["child"], "a refused delete changes nothing");
     assert!(matches!(found[1], Err(RegistryError::ManifestUnknown(_))), "the lone image went with its tag");
-    let refused = registry.delete_images(&ctx(), &repo, &[ImageSelector::Digest(child)]).await.unwrap();
+    let refused = registry.delete_images(&ctx(), &repo, &[ImageSelector::Digest(child.clone())]).await.unwrap();
     assert!(matches!(refused[0], Err(RegistryError::ManifestReferenced { .. })));
+    // A second tag can go: the image keeps the other.
+    put(&registry, &repo, &child_manifest, Some("child-2")).await;
+    let results = registry.delete_images(&ctx(), &repo, &[by_tag("child-2")]).await.unwrap();
+    assert!(results[0].is_ok(), "{results:?}");
 }
 
 /// Archiving an index archives it with its child; both are refused on pull (by tag and digest,
