@@ -133,20 +133,32 @@ def test_create_repository_settings_and_kms(ecr):
         imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
         imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": "dev-*"}],
         imageScanningConfiguration={"scanOnPush": True},
-        encryptionConfiguration={"encryptionType": "KMS", "kmsKey": key},
+        encryptionConfiguration={"encryptionType": "AES256"},
     )["repository"]
     try:
         assert repo["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
         assert repo["imageTagMutabilityExclusionFilters"] == [{"filterType": "WILDCARD", "filter": "dev-*"}]
         assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
-        # KMS is recorded and echoed (infrastructure code sees no drift); Berth has no KMS.
-        assert repo["encryptionConfiguration"] == {"encryptionType": "KMS", "kmsKey": key}
+        assert repo["encryptionConfiguration"] == {"encryptionType": "AES256"}
         assert ecr.describe_repositories(repositoryNames=[name])["repositories"][0] == repo
     finally:
         ecr.delete_repository(repositoryName=name)
     message = raises(ecr, "InvalidParameterException", ecr.create_repository, repositoryName=f"{name}-x",
                      encryptionConfiguration={"encryptionType": "AES256", "kmsKey": key})
     assert "kmsKey" in message
+    # Berth has no KMS: asking for it is refused with the modeled KmsException, saying so, and
+    # nothing is created (for repositories and for the templates that would create them).
+    for encryption in ({"encryptionType": "KMS", "kmsKey": key}, {"encryptionType": "KMS"},
+                       {"encryptionType": "KMS_DSSE"}):
+        message = raises(ecr, "KmsException", ecr.create_repository, repositoryName=f"{name}-kms",
+                         encryptionConfiguration=encryption)
+        assert "Berth has no KMS" in message, message
+        message = raises(ecr, "KmsException", ecr.create_repository_creation_template, prefix=f"{name}-kms",
+                         appliedFor=["CREATE_ON_PUSH"], encryptionConfiguration=encryption)
+        assert "Berth has no KMS" in message, message
+    raises(ecr, "RepositoryNotFoundException", ecr.describe_repositories, repositoryNames=[f"{name}-kms"])
+    templates = ecr.describe_repository_creation_templates()["repositoryCreationTemplates"]
+    assert all(t["prefix"] != f"{name}-kms" for t in templates)
 
 
 def test_create_repository_rejects_bad_input(ecr):

@@ -107,6 +107,9 @@ pub enum EcrError {
     ExclusionNotFound(String),
     #[error("{0}")]
     ImageStorageClassUpdateNotSupported(String),
+    /// KMS encryption asked for: Berth has no KMS, and says so rather than record a promise.
+    #[error("{0}")]
+    Kms(String),
     /// An explicit deny in a repository policy (AWS's common front-end error, HTTP 400).
     #[error("{0}")]
     AccessDenied(String),
@@ -168,6 +171,7 @@ impl EcrError {
             EcrError::ExclusionAlreadyExists(_) => "ExclusionAlreadyExistsException",
             EcrError::ExclusionNotFound(_) => "ExclusionNotFoundException",
             EcrError::ImageStorageClassUpdateNotSupported(_) => "ImageStorageClassUpdateNotSupportedException",
+            EcrError::Kms(_) => "KmsException",
             EcrError::LayerPartTooSmall(_) => "LayerPartTooSmallException",
             EcrError::InvalidLayerPart { .. } => "InvalidLayerPartException",
             EcrError::UploadNotFound(_) => "UploadNotFoundException",

@@ -219,21 +219,27 @@ fn wire_mutability(mutability: TagMutability) -> ImageTagMutability {
     }
 }
 
-/// An encryption configuration as stored (Berth records KMS settings and has no KMS; see
-/// CreateRepository); a `kmsKey` with AES256 is refused as ECR refuses it.
+/// Berth has no KMS: a repository (or a template for them) that asks for KMS encryption is
+/// refused with the modeled `KmsException` rather than recorded as a promise nothing keeps. A
+/// `kmsKey` with AES256 is refused as ECR refuses it.
 fn stored_encryption(config: EncryptionConfiguration) -> Result<Encryption, EcrError> {
-    let encryption_type = match config.encryption_type {
-        EncryptionType::Kms => StoredEncryption::Kms,
-        EncryptionType::KmsDsse => StoredEncryption::KmsDsse,
-        EncryptionType::Aes256 | EncryptionType::Unrecognized => StoredEncryption::Aes256,
+    let requested = match config.encryption_type {
+        EncryptionType::Kms => "KMS",
+        EncryptionType::KmsDsse => "KMS_DSSE",
+        EncryptionType::Aes256 | EncryptionType::Unrecognized => {
+            if config.kms_key.as_deref().is_some_and(|k| !k.is_empty()) {
+                return Err(EcrError::invalid_parameter(
+                    "encryptionConfiguration.kmsKey",
+                    "kmsKey can only be specified when encryptionType is KMS or KMS_DSSE",
+                ));
+            }
+            return Ok(Encryption { encryption_type: StoredEncryption::Aes256, kms_key: None });
+        }
     };
-    if encryption_type == StoredEncryption::Aes256 && config.kms_key.as_deref().is_some_and(|k| !k.is_empty()) {
-        return Err(EcrError::invalid_parameter(
-            "encryptionConfiguration.kmsKey",
-            "kmsKey can only be specified when encryptionType is KMS or KMS_DSSE",
-        ));
-    }
-    Ok(Encryption { encryption_type, kms_key: config.kms_key.filter(|k| !k.is_empty()) })
+    Err(EcrError::Kms(format!(
+        "encryptionType {requested} cannot be honoured: Berth has no KMS. Omit encryptionConfiguration or use \
+         AES256; data at rest is protected by the storage backend (the disk's or the S3 bucket's encryption)."
+    )))
 }
 
 fn wire_encryption(encryption: &Encryption) -> EncryptionConfiguration {
@@ -408,15 +414,7 @@ impl EcrBackend for RegistryBackend {
         let name = self.repository(&request.registry_id, &request.repository_name)?;
         let encryption = match request.encryption_configuration {
             None => Encryption::default(),
-            Some(config) => {
-                let encryption = stored_encryption(config)?;
-                if encryption.encryption_type != StoredEncryption::Aes256 {
-                    // Accepted and echoed so infrastructure code written for ECR applies without
-                    // drift; the data is protected by the storage backend's encryption, not KMS.
-                    tracing::warn!(repository = %name, kms_key = encryption.kms_key, "KMS encryption requested: recorded, but Berth has no KMS; data at rest is encrypted (or not) by its storage backend");
-                }
-                encryption
-            }
+            Some(config) => stored_encryption(config)?,
         };
         let mut settings = RepositorySettings {
             image_tag_mutability: stored_mutability(

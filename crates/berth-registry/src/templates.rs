@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lifecycle::LifecyclePolicy;
 use crate::pull_through::{ROOT_PREFIX, normalize_prefix};
-use crate::settings::{Encryption, EncryptionType, MAX_RESOURCE_TAGS, ResourceTag, TagMutability, TagMutabilityFilter};
+use crate::settings::{Encryption, MAX_RESOURCE_TAGS, ResourceTag, TagMutability, TagMutabilityFilter};
 use crate::{PolicyKind, Registry, RegistryError, RepositorySettings, Result, now_millis};
 
 /// Why Berth creates a repository implicitly: the template's `appliedFor` values.
@@ -34,7 +34,7 @@ pub enum AppliedFor {
 pub struct TemplateSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// Recorded and applied as `CreateRepository` records it (Berth has no KMS).
+    /// Applied as `CreateRepository` applies it (the ECR API refuses KMS: Berth has none).
     pub encryption: Encryption,
     pub resource_tags: Vec<ResourceTag>,
     pub image_tag_mutability: TagMutability,
@@ -106,12 +106,6 @@ impl TemplateSettings {
                 member: "appliedFor",
                 reason: "a template applies to at least one of REPLICATION, PULL_THROUGH_CACHE, CREATE_ON_PUSH".into(),
             });
-        }
-        if self.encryption.encryption_type != EncryptionType::Aes256 {
-            tracing::warn!(
-                kms_key = self.encryption.kms_key,
-                "KMS encryption in a repository creation template: recorded, but Berth has no KMS; data at rest is encrypted (or not) by its storage backend"
-            );
         }
         Ok(())
     }
