@@ -18,14 +18,20 @@ disk_report() {
   df -h "${TMPDIR:-/tmp}" "${ROOT:-.}" /dev/shm 2>/dev/null | sed 's/^/disk: /'
 }
 
-# A scratch directory with at least $1 GiB free: /dev/shm when it has the room, else TMPDIR.
+# KiB free on the filesystem holding $1 (empty if df cannot tell).
+free_kib() { df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'; }
+
+# A scratch directory with at least $1 GiB free: TMPDIR when its disk has the room (the disk is
+# what the direct-I/O write path is for), else RAM-backed /dev/shm when it has, else TMPDIR.
 roomy_tmpdir() {
-  local need_kib=$(($1 * 1024 * 1024)) shm_free
-  shm_free=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')
-  if [[ -n $shm_free && $shm_free -ge $need_kib ]] && mkdir -p /dev/shm/berth-tests; then
+  local need_kib=$(($1 * 1024 * 1024)) tmp=${TMPDIR:-/tmp} free
+  free=$(free_kib "$tmp")
+  if [[ -n $free && $free -ge $need_kib ]]; then echo "$tmp"; return; fi
+  free=$(free_kib /dev/shm)
+  if [[ -n $free && $free -ge $need_kib ]] && mkdir -p /dev/shm/berth-tests; then
     echo /dev/shm/berth-tests
   else
-    echo "${TMPDIR:-/tmp}"
+    echo "$tmp"
   fi
 }
 
