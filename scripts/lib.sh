@@ -10,7 +10,7 @@ step() {
   local desc=$1; shift
   local start=$SECONDS
   if "$@"; then PASS_N=$((PASS_N + 1)); echo "STEP PASS: $desc ($((SECONDS - start)) s)"
-  else FAIL_N=$((FAIL_N + 1)); echo "STEP FAIL: $desc ($((SECONDS - start)) s)"; disk_report; fi
+  else FAIL_N=$((FAIL_N + 1)); echo "STEP FAIL: $desc ($((SECONDS - start)) s)"; disk_report || true; fi
 }
 
 # Free space where tests write, so a failure from a full disk reads as one in the log.

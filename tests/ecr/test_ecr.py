@@ -146,15 +146,16 @@ def test_create_repository_settings_and_kms(ecr):
     message = raises(ecr, "InvalidParameterException", ecr.create_repository, repositoryName=f"{name}-x",
                      encryptionConfiguration={"encryptionType": "AES256", "kmsKey": key})
     assert "kmsKey" in message
-    # Berth has no KMS: asking for it is refused with the modeled KmsException, saying so, and
-    # nothing is created (for repositories and for the templates that would create them).
+    # Berth has no KMS: asking for it is refused (CreateRepository's modeled KmsException),
+    # saying so, and nothing is created (for repositories and the templates that would create them).
     for encryption in ({"encryptionType": "KMS", "kmsKey": key}, {"encryptionType": "KMS"},
                        {"encryptionType": "KMS_DSSE"}):
         message = raises(ecr, "KmsException", ecr.create_repository, repositoryName=f"{name}-kms",
                          encryptionConfiguration=encryption)
         assert "Berth has no KMS" in message, message
-        message = raises(ecr, "KmsException", ecr.create_repository_creation_template, prefix=f"{name}-kms",
-                         appliedFor=["CREATE_ON_PUSH"], encryptionConfiguration=encryption)
+        # The template operations model no KmsException.
+        message = raises(ecr, "InvalidParameterException", ecr.create_repository_creation_template,
+                         prefix=f"{name}-kms", appliedFor=["CREATE_ON_PUSH"], encryptionConfiguration=encryption)
         assert "Berth has no KMS" in message, message
     raises(ecr, "RepositoryNotFoundException", ecr.describe_repositories, repositoryNames=[f"{name}-kms"])
     templates = ecr.describe_repository_creation_templates()["repositoryCreationTemplates"]

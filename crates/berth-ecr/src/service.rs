@@ -242,6 +242,15 @@ fn stored_encryption(config: EncryptionConfiguration) -> Result<Encryption, EcrE
     )))
 }
 
+/// As [`stored_encryption`], but the template operations model no `KmsException`: the same
+/// refusal comes as `InvalidParameterException`.
+fn template_encryption(config: EncryptionConfiguration) -> Result<Encryption, EcrError> {
+    stored_encryption(config).map_err(|e| match e {
+        EcrError::Kms(message) => EcrError::InvalidParameter(message),
+        other => other,
+    })
+}
+
 fn wire_encryption(encryption: &Encryption) -> EncryptionConfiguration {
     EncryptionConfiguration {
         encryption_type: match encryption.encryption_type {
@@ -1512,7 +1521,7 @@ impl EcrBackend for RegistryBackend {
         let members = request.members;
         let settings = TemplateSettings {
             description: members.description,
-            encryption: members.encryption_configuration.map(stored_encryption).transpose()?.unwrap_or_default(),
+            encryption: members.encryption_configuration.map(template_encryption).transpose()?.unwrap_or_default(),
             resource_tags: resource_tags(members.resource_tags.as_deref().unwrap_or_default()),
             image_tag_mutability: stored_mutability(
                 members.image_tag_mutability.unwrap_or(ImageTagMutability::Mutable),
@@ -1570,7 +1579,7 @@ impl EcrBackend for RegistryBackend {
         };
         let update = TemplateUpdate {
             description: members.description,
-            encryption: members.encryption_configuration.map(stored_encryption).transpose()?,
+            encryption: members.encryption_configuration.map(template_encryption).transpose()?,
             resource_tags: members.resource_tags.as_deref().map(resource_tags),
             image_tag_mutability: mutability,
             repository_policy: members.repository_policy,

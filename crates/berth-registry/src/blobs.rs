@@ -492,7 +492,10 @@ impl Registry {
             let mut hasher = Digester::new(digest.algorithm());
             let mut data = self.blobs.read_upload(id).await?;
             while let Some(chunk) = data.next().await {
-                hasher.update(&chunk.map_err(|e| RegistryError::Internal(format!("reading upload: {e}")))?);
+                hasher.update(&chunk.map_err(|e| {
+                    crate::error::store_failed("blobs");
+                    RegistryError::Internal(format!("reading upload: {e}"))
+                })?);
             }
             hasher.finish()
         };

@@ -41,8 +41,9 @@ pub enum EncryptionType {
     KmsDsse,
 }
 
-/// The encryption configuration a repository was created with. Berth records and echoes it;
-/// encryption at rest is the storage backend's (disk or object store), there is no KMS.
+/// The encryption configuration a repository was created with. The ECR API takes only AES256
+/// (Berth has no KMS; encryption at rest is the storage backend's); KMS values an earlier
+/// Berth recorded are still read and echoed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Encryption {

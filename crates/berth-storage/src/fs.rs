@@ -459,16 +459,16 @@ fn read_directly(file: &Arc<std::fs::File>, offset: u64) -> DirectRead {
 
 /// `access(W_OK)`: the kernel's answer, which also says no for a read-only mount (even to root).
 #[cfg(unix)]
-fn writable(path: &Path) -> bool {
+fn writable(path: &Path) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
-    let Ok(path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
     // SAFETY: `path` is a NUL-terminated string that outlives the call.
-    unsafe { libc::access(path.as_ptr(), libc::W_OK) == 0 }
+    if unsafe { libc::access(path.as_ptr(), libc::W_OK) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 #[cfg(not(unix))]
-fn writable(_path: &Path) -> bool {
-    true
+fn writable(_path: &Path) -> io::Result<()> {
+    Ok(())
 }
 
 /// The file's owner is this process's user, or the process is root's (which may write anything).
@@ -854,19 +854,25 @@ impl BlobStore for FsBlobStore {
 
     /// The staging and blob directories are there and writable: a data dir moved away or
     /// remounted read-only makes every push fail, which the empty blob's absence would not show.
+    /// On a blocking thread: a hung mount must stall this probe (which the caller times out),
+    /// not a runtime worker.
     async fn probe(&self) -> Result<(), StoreError> {
-        for dir in [self.root.join("uploads"), self.root.join("blobs")] {
-            let unusable = |why: &str| StoreError::Io(io::Error::other(format!("{}: {why}", dir.display())));
-            match std::fs::metadata(&dir) {
-                Ok(metadata) if metadata.is_dir() => {}
-                Ok(_) => return Err(unusable("not a directory")),
-                Err(e) => return Err(unusable(&e.to_string())),
+        let root = self.root.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            for name in ["uploads", "blobs"] {
+                // Named relative to the data dir: the answer goes to anonymous probes.
+                let unusable = |why: String| io::Error::other(format!("{name}/: {why}"));
+                let dir = root.join(name);
+                match std::fs::metadata(&dir) {
+                    Ok(metadata) if metadata.is_dir() => {}
+                    Ok(_) => return Err(unusable("not a directory".into())),
+                    Err(e) => return Err(unusable(e.to_string())),
+                }
+                writable(&dir).map_err(|e| unusable(e.to_string()))?;
             }
-            if !writable(&dir) {
-                return Err(unusable(&io::Error::last_os_error().to_string()));
-            }
-        }
-        Ok(())
+            Ok(())
+        });
+        Ok(checked.await.map_err(io::Error::other)??)
     }
 
     fn list_blobs(&self) -> BoxStream<'static, Result<(Digest, u64), StoreError>> {

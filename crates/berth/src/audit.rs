@@ -134,10 +134,13 @@ impl AuditLog {
     }
 }
 
-/// Whether a presented key id is written down: only what is shaped like one (16–128 capital
-/// letters and digits), so a secret typed into the wrong field never reaches the trail.
+/// Whether a presented key id is written down: only what has AWS's key-id form (`AKIA` or
+/// `ASIA`, then capital letters and digits, 16–128 in all; Berth's own keys have it), so a
+/// secret typed into the user field never reaches the trail.
 fn key_id_shaped(key: &str) -> bool {
-    (16..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    (16..=128).contains(&key.len())
+        && (key.starts_with("AKIA") || key.starts_with("ASIA"))
+        && key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 /// Where lines are written; a file rotates when a line would take it past `max_bytes`.
@@ -196,8 +199,13 @@ fn open_append(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).mode(0o600).open(path)
 }
 
-/// `PATH.<KEEP-1>` → `PATH.<KEEP>`, …, `PATH` → `PATH.1` (the oldest is overwritten).
+/// `PATH.<KEEP-1>` → `PATH.<KEEP>`, …, `PATH` → `PATH.1` (the oldest is overwritten). When
+/// `PATH` is gone (an outside rotator moved it and its SIGHUP is still on the way) nothing is
+/// shifted: the caller just opens `PATH` afresh.
 fn rotate(path: &Path) -> std::io::Result<()> {
+    if !path.try_exists()? {
+        return Ok(());
+    }
     let numbered = |n: usize| {
         let mut name = path.as_os_str().to_owned();
         name.push(format!(".{n}"));
@@ -233,6 +241,40 @@ mod tests {
             assert!(rotated.lines().all(|l| l == line));
         }
         assert!(!dir.path().join("audit.log.4").exists());
+    }
+
+    #[test]
+    fn only_key_id_shaped_values_are_written_down() {
+        for kept in ["AKIAIOSFODNN7EXAMPLE", "ASIAXYZ0123456789ABC", "AKIAOPSTESTROOT00001"] {
+            assert!(super::key_id_shaped(kept), "{kept}");
+        }
+        for dropped in [
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", // a secret in the user field
+            "SECRETINCAPITALS0123456789",               // capitals, but not a key id's form
+            "AKIAshort",
+            "akiaiosfodnn7example",
+            "AKIA-IOSFODNN7-EXAMPLE",
+            "",
+        ] {
+            assert!(!super::key_id_shaped(dropped), "{dropped}");
+        }
+    }
+
+    #[test]
+    fn a_moved_file_is_not_renumbered_before_it_is_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        std::fs::write(dir.path().join("audit.log.1"), "older\n").unwrap();
+        // An outside rotator moved PATH away; the size limit is reached before its SIGHUP.
+        let mut sink = Sink::open(AuditTarget::File { path: path.clone(), max_bytes: 4096 }).unwrap();
+        std::fs::rename(&path, dir.path().join("audit.log-20261207")).unwrap();
+        if let Sink::File { size, .. } = &mut sink {
+            *size = 4096;
+        }
+        sink.write("after").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "after\n");
+        assert_eq!(std::fs::read_to_string(dir.path().join("audit.log.1")).unwrap(), "older\n");
+        assert!(!dir.path().join("audit.log.2").exists());
     }
 
     #[test]
