@@ -1,6 +1,7 @@
 # Helpers shared by scripts/test and tests/clients/*.sh (sourced, not run).
 
 PASS_N=${PASS_N:-0}; FAIL_N=${FAIL_N:-0}
+[[ -v FAILED_STEPS ]] || FAILED_STEPS=()
 BERTH_BIN=${BERTH_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/berth}
 
 section() { printf '\n=== %s\n' "$*"; }
@@ -10,7 +11,10 @@ step() {
   local desc=$1; shift
   local start=$SECONDS
   if "$@"; then PASS_N=$((PASS_N + 1)); echo "STEP PASS: $desc ($((SECONDS - start)) s)"
-  else FAIL_N=$((FAIL_N + 1)); echo "STEP FAIL: $desc ($((SECONDS - start)) s)"; disk_report || true; fi
+  else
+    FAIL_N=$((FAIL_N + 1)); FAILED_STEPS+=("$desc")
+    echo "STEP FAIL: $desc ($((SECONDS - start)) s)"; disk_report || true
+  fi
 }
 
 # Free space where tests write, so a failure from a full disk reads as one in the log.
@@ -37,6 +41,9 @@ roomy_tmpdir() {
 
 finish() {
   echo
+  # Named again at the end, where a log cut to its tail still shows them.
+  local failed
+  for failed in ${FAILED_STEPS[@]+"${FAILED_STEPS[@]}"}; do echo "failed: $failed"; done
   echo "$PASS_N passed, $FAIL_N failed"
   [[ $FAIL_N -eq 0 ]]
   exit $?
