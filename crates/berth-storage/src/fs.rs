@@ -71,6 +71,10 @@ impl DurableDirs {
     fn insert(&self, dir: &Path) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(dir.to_owned());
     }
+
+    fn forget(&self, dir: &Path) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(dir);
+    }
 }
 
 impl FsBlobStore {
@@ -600,6 +604,15 @@ fn commit_file(from: &Path, to: &Path, durable_dirs: &DurableDirs) -> io::Result
     create_dir_durably(dir, durable_dirs)?;
     match std::fs::rename(from, to) {
         Err(e) if e.kind() == io::ErrorKind::NotFound && !from.try_exists()? => return Ok(None),
+        // The fan-out directories known made are gone (`blobs/` emptied or replaced under the
+        // running server): make them again, once.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let algorithm_dir = dir.parent().expect("a blob's fan-out directory has a parent");
+            durable_dirs.forget(dir);
+            durable_dirs.forget(algorithm_dir);
+            create_dir_durably(dir, durable_dirs)?;
+            std::fs::rename(from, to)?;
+        }
         renamed => renamed?,
     }
     std::fs::File::open(dir)?.sync_all()?;
@@ -933,9 +946,10 @@ mod tests {
     }
 
     /// A blob directory gone under a running store (data dir moved, unmounted) is the store's
-    /// failure, which readiness reports too; the upload is not "unknown" to the client.
+    /// failure, which readiness reports too; the upload is not "unknown" to the client. One
+    /// replaced by an empty directory takes commits again.
     #[tokio::test]
-    async fn a_missing_blob_directory_fails_the_commit_and_the_probe() {
+    async fn a_missing_blob_directory_fails_the_commit_and_the_probe_and_an_empty_one_works() {
         use crate::{BlobStore, StoreError};
         let dir = tempfile::tempdir().unwrap();
         let store = super::FsBlobStore::open(dir.path()).await.unwrap();
@@ -949,6 +963,14 @@ mod tests {
         assert!(matches!(store.commit("never-made", &digest).await, Err(StoreError::UploadNotFound(_))));
         std::fs::rename(dir.path().join("away"), dir.path().join("blobs")).unwrap();
         store.commit("u1", &digest).await.unwrap();
+        assert_eq!(store.stat(&digest).await.unwrap(), Some(0));
+
+        // `blobs/` replaced by an empty directory: the fan-out directories are made again.
+        std::fs::rename(dir.path().join("blobs"), dir.path().join("old-blobs")).unwrap();
+        std::fs::create_dir(dir.path().join("blobs")).unwrap();
+        store.probe().await.unwrap();
+        store.create_upload("u2").await.unwrap();
+        store.commit("u2", &digest).await.unwrap();
         assert_eq!(store.stat(&digest).await.unwrap(), Some(0));
     }
 
