@@ -253,7 +253,8 @@ impl Registry {
 
     /// Removes `tag` (which must be on `expected`, if given). Tag and image are two writes: a
     /// push that re-tags the image in between can lose that tag (the store has no conditional
-    /// delete); an index that lists the image arriving in between leaves it untagged.
+    /// delete); an index that lists the image arriving in between, or two requests removing its
+    /// last two tags at once, leave it untagged (the last-tag check is not in the delete's transaction).
     async fn untag_image(
         &self,
         ctx: &RequestContext,
