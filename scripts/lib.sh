@@ -82,15 +82,17 @@ text_symbols() { nm --defined-only "$1" | awk '$2 ~ /^[tT]$/ {print $3}' | LC_AL
 # say which port they got).
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# check_link_order: fails when fewer than half of the functions crates/berth/link-order.txt
-# names are in the shipped binary: the file is stale and a server maps most of the code again
-# (scripts/link-order regenerates it). The file is in layout order, not sorted.
+# check_link_order: fails when fewer than 90 % of the functions crates/berth/link-order.txt
+# names are in the shipped binary: the file is stale and a server maps more of the code again
+# (at 75 % left, idle RSS was 11.7 MiB instead of 8.9; scripts/link-order regenerates it). Any
+# change to the binary's crates can renumber the local symbols it lists. The file is in layout
+# order, not sorted.
 check_link_order() {
   local order=$ROOT/crates/berth/link-order.txt listed found
   listed=$(wc -l <"$order") || return 1
   found=$(text_symbols "$BERTH_BIN" | LC_ALL=C comm -12 - <(LC_ALL=C sort "$order") | wc -l)
   echo "$found of the $listed functions in crates/berth/link-order.txt are in $BERTH_BIN"
-  ((found * 2 >= listed))
+  ((found * 10 >= listed * 9))
 }
 
 # start_berth DATA_DIR [ARGS...]: starts `berth serve` on a free loopback port in the background;
