@@ -13,7 +13,7 @@ use berth_iam::RequestContext;
 use berth_meta::{BlobLink, MetaError, Millis, UploadSession};
 use berth_spec::manifest::Manifest;
 use berth_spec::{Algorithm, ByteRange, ChunkRange, Digest, Digester, Reference, RepositoryName};
-use berth_storage::ByteStream;
+use berth_storage::{ByteStream, StoreError};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -492,10 +492,7 @@ impl Registry {
             let mut hasher = Digester::new(digest.algorithm());
             let mut data = self.blobs.read_upload(id).await?;
             while let Some(chunk) = data.next().await {
-                hasher.update(&chunk.map_err(|e| {
-                    crate::error::store_failed("blobs");
-                    RegistryError::Internal(format!("reading upload: {e}"))
-                })?);
+                hasher.update(&chunk.map_err(StoreError::Io)?);
             }
             hasher.finish()
         };

@@ -209,7 +209,7 @@ impl From<StoreError> for RegistryError {
 
 /// Counts a store's own failure (I/O, backend, full storage; not a missing object), on requests
 /// and background work alike: what an operator alerts on before users report 5xx.
-pub(crate) fn store_failed(store: &'static str) {
+fn store_failed(store: &'static str) {
     metrics::counter!("berth_store_errors_total", "store" => store).increment(1);
 }
 

@@ -24,17 +24,10 @@ const DESCRIPTOR_TYPES: [(&str, &str); 6] = [
     ("application/vnd.docker.image.rootfs.foreign.diff.tar", "application/vnd.oci.image.layer.nondistributable.v1.tar"),
 ];
 
-/// The manifest a client accepting `accepted` (media types, as in an `Accept` header) gets
-/// instead of `content`, stored as `stored_type`: its media type and bytes, or `None` when the
-/// stored bytes are what it gets — it accepts them (or anything, or said nothing), or no
-/// conversion gives it a format it names.
-pub fn for_client(stored_type: &str, content: &[u8], accepted: &[&str]) -> Option<(&'static str, Vec<u8>)> {
-    let target = target_for(stored_type, accepted)?;
-    Some((target, convert(content, target)?))
-}
-
 /// The format to convert a manifest stored as `stored_type` to for a client accepting
-/// `accepted`, if any: the cheap half of [`for_client`], which reads no manifest.
+/// `accepted` (media types, as in an `Accept` header), if any: `None` when the stored bytes are
+/// what it gets — it accepts them (or anything, or said nothing), or no conversion gives it a
+/// format it names. Reads no manifest; [`convert`] then does the rewriting.
 pub fn target_for(stored_type: &str, accepted: &[&str]) -> Option<&'static str> {
     let takes = |wanted: &str| accepted.iter().any(|a| a.eq_ignore_ascii_case(wanted));
     if accepted.is_empty() || takes(stored_type) || takes("*/*") || takes("application/*") {
@@ -82,6 +75,12 @@ pub fn convert(content: &[u8], target: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::{Manifest, ManifestKind};
+
+    /// What a client accepting `accepted` gets instead of `content`, as the registry composes it.
+    fn for_client(stored_type: &str, content: &[u8], accepted: &[&str]) -> Option<(&'static str, Vec<u8>)> {
+        let target = target_for(stored_type, accepted)?;
+        Some((target, convert(content, target)?))
+    }
 
     const DOCKER: &str = r#"{
    "schemaVersion": 2,
