@@ -240,11 +240,15 @@ async fn catch_panic(request_id: String, handler: impl Future<Output = Response>
 
 /// What HTTP/1.1 (RFC 9112) makes a server refuse and hyper lets through: a request without
 /// exactly one `Host` (§3.2: 400), and a transfer coding other than `chunked` (§6.1: 501), whose
-/// body would otherwise be read with the coding left in.
+/// body would otherwise be read with the coding left in. Also two `Authorization` headers (a
+/// singleton field): which one counts would be up to whoever reads it first.
 fn malformed(request: &Request) -> Option<(StatusCode, &'static str)> {
     let headers = request.headers();
     if request.version() == axum::http::Version::HTTP_11 && headers.get_all(header::HOST).iter().count() != 1 {
         return Some((StatusCode::BAD_REQUEST, "an HTTP/1.1 request needs exactly one Host header"));
+    }
+    if headers.get_all(header::AUTHORIZATION).iter().nth(1).is_some() {
+        return Some((StatusCode::BAD_REQUEST, "a request may carry one Authorization header"));
     }
     let codings = headers.get_all(header::TRANSFER_ENCODING).iter();
     let only_chunked = codings

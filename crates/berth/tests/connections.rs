@@ -579,14 +579,21 @@ async fn upload_status_and_writes_answer_while_a_patch_is_stalled() {
     assert_eq!(rest.header("range"), Some("0-199"), "{}", rest.describe());
 }
 
-/// RFC 9112 §3.2 and §6.1: an HTTP/1.1 request without exactly one `Host` is 400, a transfer
-/// coding other than `chunked` 501 — refused before any plane, so nothing is stored from it.
+/// RFC 9112 §3.2 and §6.1: an HTTP/1.1 request without exactly one `Host` is 400 (as is one
+/// with two `Authorization` headers), a transfer coding other than `chunked` 501 — refused
+/// before any plane, so nothing is stored from it.
 #[tokio::test]
 async fn requests_http_1_1_forbids_are_refused() {
     let srv = Server::start();
     for head in [
         "GET /v2/ HTTP/1.1\r\nConnection: close\r\n\r\n".to_owned(),
         format!("GET /v2/ HTTP/1.1\r\nHost: {0}\r\nHost: {0}\r\nConnection: close\r\n\r\n", addr(&srv)),
+        // Two credentials: neither is taken.
+        format!(
+            "GET /v2/ HTTP/1.1\r\nHost: {0}\r\nAuthorization: Basic YTpi\r\nAuthorization: Bearer x\r\n\
+             Connection: close\r\n\r\n",
+            addr(&srv)
+        ),
     ] {
         let mut stream = connect(&srv).await;
         stream.write_all(head.as_bytes()).await.unwrap();
