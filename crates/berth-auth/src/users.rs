@@ -222,6 +222,17 @@ impl Identities {
         Ok(self.user(name).await?.filter(|user| user.created_at == created_at && user.is_active()))
     }
 
+    /// Ends console session `id` on every server (a signed cookie would otherwise stay valid
+    /// until `expires_at`, in any copy of it).
+    pub async fn sign_out_console_session(&self, id: &str, expires_at: Millis, now: Millis) -> Result<(), Error> {
+        Ok(self.store.sign_out_console_session(id, expires_at, now).await?)
+    }
+
+    /// Whether console session `id` was signed out.
+    pub async fn console_session_signed_out(&self, id: &str) -> Result<bool, Error> {
+        Ok(self.store.console_session_signed_out(id).await?)
+    }
+
     /// Every user, sorted by name.
     pub async fn users(&self) -> Result<Vec<User>, Error> {
         let mut users: Vec<User> = self.snapshot().await?.users.values().cloned().collect();

@@ -196,6 +196,10 @@ impl Console {
                 return Err(next());
             }
         };
+        let signed_out = self.auth.identities().console_session_signed_out(&session.id).await;
+        if signed_out.map_err(|_| ConsoleError::Unavailable)? {
+            return Err(next());
+        }
         let identity = match &session.user_name {
             None if self.config.auth_disabled => Identity::Anonymous,
             None => return Err(next()),

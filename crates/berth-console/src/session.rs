@@ -1,6 +1,6 @@
-//! Console sessions and CSRF tokens, both stateless: a session is a signed cookie, a CSRF token
-//! is a MAC of the session's id, so any server holding the same master key accepts them and a
-//! restart loses none.
+//! Console sessions and CSRF tokens: a session is a signed cookie, a CSRF token is a MAC of the
+//! session's id, so any server holding the same master key accepts them and a restart loses
+//! none. The only state is the ids of sessions signed out before they expired, in the store.
 //!
 //! - Cookie value: `v1.` base64url(JSON claims) `.` base64url(HMAC-SHA256(cookie key, "v1." claims)).
 //!   Claims: the user's name and creation time (the caller checks the user still exists with that

@@ -454,6 +454,8 @@ pub trait UploadStore: Send + Sync {
     async fn delete_uploads(&self, ids: &[String]) -> Result<()>;
     /// Sessions not updated since `before`.
     async fn stale_uploads(&self, before: Millis) -> Result<Vec<UploadSession>>;
+    /// The sessions of repository `repo`, oldest first.
+    async fn repository_uploads(&self, repo: &str) -> Result<Vec<UploadSession>>;
 }
 
 /// The bookkeeping of online garbage collection (ARCHITECTURE.md, "Garbage collection").
@@ -509,6 +511,11 @@ pub trait CredentialStore: Send + Sync {
     /// A counter that changes whenever users or their policies change, so caches in other
     /// processes can notice.
     async fn credentials_generation(&self) -> Result<i64>;
+    /// Records console session `id` as signed out until it would have expired (`expires_at`);
+    /// records past their expiry as of `now` are dropped.
+    async fn sign_out_console_session(&self, id: &str, expires_at: Millis, now: Millis) -> Result<()>;
+    /// Whether console session `id` was signed out.
+    async fn console_session_signed_out(&self, id: &str) -> Result<bool>;
 }
 
 /// The registry's own settings by name (the registry policy, ECR's account settings).

@@ -109,6 +109,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/shared/14-events-by-replication.sql"),
         backfill: None,
     },
+    Migration {
+        version: 15,
+        sqlite: include_str!("../migrations/shared/15-console-sign-outs.sql"),
+        postgres: include_str!("../migrations/shared/15-console-sign-outs.sql"),
+        backfill: None,
+    },
 ];
 
 /// The version this build writes.

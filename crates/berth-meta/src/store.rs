@@ -486,6 +486,16 @@ where
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
+
+    async fn repository_uploads(&self, repo: &str) -> Result<Vec<UploadSession>> {
+        let rows: Vec<UploadRow> = sqlx::query_as(
+            "SELECT id, repo, created_at, updated_at FROM uploads WHERE repo = $1 ORDER BY created_at, id",
+        )
+        .bind(repo)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
 }
 
 #[async_trait]
@@ -637,6 +647,28 @@ where
         Ok(sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'credentials_generation'")
             .fetch_one(&self.readers)
             .await?)
+    }
+
+    async fn sign_out_console_session(&self, id: &str, expires_at: Millis, now: Millis) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM console_sign_outs WHERE expires_at < $1").bind(now).execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO console_sign_outs (session_id, expires_at) VALUES ($1, $2) ON CONFLICT (session_id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        self.commit(tx).await
+    }
+
+    async fn console_session_signed_out(&self, id: &str) -> Result<bool> {
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT session_id FROM console_sign_outs WHERE session_id = $1")
+                .bind(id)
+                .fetch_optional(&self.readers)
+                .await?;
+        Ok(found.is_some())
     }
 }
 

@@ -33,6 +33,7 @@ pub async fn run_all(store: &dyn MetadataStore) {
     storage_classes(store).await;
     upload_sessions(store).await;
     users(store).await;
+    console_sign_outs(store).await;
     user_policies(store).await;
     registry_settings(store).await;
     concurrent_pushes_of_one_tag(store).await;
@@ -917,6 +918,19 @@ async fn storage_classes(store: &dyn MetadataStore) {
     watcher.finish().await;
 }
 
+async fn console_sign_outs(store: &dyn MetadataStore) {
+    let (gone, kept) = (unique("session-gone"), unique("session-kept"));
+    assert!(!store.console_session_signed_out(&gone).await.unwrap());
+    store.sign_out_console_session(&gone, 2_000, 1_000).await.unwrap();
+    store.sign_out_console_session(&gone, 2_000, 1_000).await.unwrap();
+    assert!(store.console_session_signed_out(&gone).await.unwrap(), "signing out twice is once");
+    assert!(!store.console_session_signed_out(&kept).await.unwrap(), "only that session");
+    // Once past its expiry the record may go: the session's cookie is refused as expired anyway.
+    store.sign_out_console_session(&kept, 10_000, 3_000).await.unwrap();
+    assert!(!store.console_session_signed_out(&gone).await.unwrap(), "dropped after its expiry");
+    assert!(store.console_session_signed_out(&kept).await.unwrap());
+}
+
 async fn upload_sessions(store: &dyn MetadataStore) {
     let repo = new_repo(store, "uploads").await;
     let session =
@@ -949,6 +963,11 @@ async fn upload_sessions(store: &dyn MetadataStore) {
         "touching keeps a session fresh"
     );
     assert_eq!(ours(store.stale_uploads(6_000).await.unwrap()).len(), 2);
+    let of_repo = store.repository_uploads(repo.as_str()).await.unwrap();
+    let mut both = vec![old.as_str(), young.as_str()];
+    both.sort();
+    assert_eq!(of_repo.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), both, "same age: by id");
+    assert!(store.repository_uploads("uploads-elsewhere").await.unwrap().is_empty());
 
     assert!(store.delete_upload(&old).await.unwrap());
     assert!(!store.delete_upload(&old).await.unwrap());

@@ -558,6 +558,22 @@ impl Registry {
         Ok(())
     }
 
+    /// Ends uploads whose rows are gone (their repository was deleted): an append in progress
+    /// here is stopped and rolled back, the staged data removed, and later requests find no
+    /// session. A server that already knew a session finds its data gone on the next write.
+    pub(crate) async fn end_uploads(&self, ids: impl Iterator<Item = &str>) {
+        for id in ids {
+            let handle = self.upload_handle(id);
+            handle.cancelled.cancel();
+            let state = handle.state.lock().await;
+            if let Err(e) = self.blobs.abort(id).await {
+                tracing::warn!(upload = id, error = %e, "removing the staged data of a deleted repository's upload failed");
+            }
+            drop(state);
+            self.forget_upload_state(id);
+        }
+    }
+
     /// Removes an upload's session row and staged data; the caller holds its lock and then
     /// forgets its state.
     async fn discard_upload(&self, id: &str) -> Result<()> {

@@ -77,10 +77,14 @@ impl Registry {
         // Read first: the answer describes the repository, and settings that cannot be read
         // refuse the deletion before anything changed.
         self.describe_repository(name).await?;
+        // Its upload sessions go with it (their rows by cascade): listed first, ended after.
+        let uploads = self.meta.repository_uploads(name.as_str()).await?;
         let deleted = self.meta.delete_repository(&self.origin(ctx), name, force).await;
         self.manifests.invalidate_repo(name);
         self.authorizer.invalidate(name);
-        deleted?.try_into()
+        let deleted = deleted?;
+        self.end_uploads(uploads.iter().map(|session| session.id.as_str())).await;
+        deleted.try_into()
     }
 
     /// Sets the tag mutability mode (and its exclusion filters); it applies to pushes on both planes.

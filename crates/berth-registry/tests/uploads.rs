@@ -24,6 +24,7 @@ const PIECES_BEFORE_DROP: usize = 10;
 struct Store {
     name: &'static str,
     registry: Arc<Registry>,
+    blobs: Arc<dyn BlobStore>,
     dir: tempfile::TempDir,
 }
 
@@ -32,7 +33,7 @@ async fn stores() -> Vec<Store> {
     let mut stores = Vec::new();
     let dir = tempfile::tempdir().unwrap();
     let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path()).await.unwrap());
-    stores.push(Store { name: "filesystem", registry: registry(dir.path(), blobs).await, dir });
+    stores.push(Store { name: "filesystem", registry: registry(dir.path(), blobs.clone()).await, blobs, dir });
     match std::env::var("BERTH_TEST_S3_ENDPOINT") {
         Ok(endpoint) => {
             let dir = tempfile::tempdir().unwrap();
@@ -47,7 +48,7 @@ async fn stores() -> Vec<Store> {
                 secret_access_key: Some("berth-test".into()),
             };
             let blobs: Arc<dyn BlobStore> = Arc::new(S3BlobStore::open(config).await.unwrap());
-            stores.push(Store { name: "S3", registry: registry(dir.path(), blobs).await, dir });
+            stores.push(Store { name: "S3", registry: registry(dir.path(), blobs.clone()).await, blobs, dir });
         }
         Err(_) => {
             let _ =
@@ -206,4 +207,44 @@ async fn a_monolithic_upload_whose_client_disconnects_leaves_nothing_behind() {
 
 fn fed_body_of(data: &'static [u8]) -> ByteStream {
     futures::stream::once(async move { Ok(Bytes::from_static(data)) }).boxed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_repository_ends_its_uploads_and_removes_their_data() {
+    for store in stores().await {
+        let registry = &store.registry;
+        let idle = registry.start_upload(&ctx(), &name()).await.unwrap();
+        registry.append_upload(&name(), &idle.id, None, fed_body_of(b"abc")).await.unwrap();
+        let busy = registry.start_upload(&ctx(), &name()).await.unwrap();
+        let (tx, body) = fed_body();
+        let append = tokio::spawn({
+            let (registry, id) = (registry.clone(), busy.id.clone());
+            async move { registry.append_upload(&name(), &id, None, body).await }
+        });
+        feed(&tx, 0..PIECES_BEFORE_DROP).await;
+
+        // The client of the busy upload stalls mid-body; the deletion must not wait for it.
+        tokio::time::timeout(Duration::from_secs(30), registry.delete_repository(&ctx(), &name(), true))
+            .await
+            .expect("the deletion waited for a stalled body")
+            .unwrap();
+        let appended = tokio::time::timeout(Duration::from_secs(30), append).await.expect("the append kept waiting");
+        assert!(matches!(appended.unwrap(), Err(RegistryError::BlobUploadUnknown)), "{}", store.name);
+        drop(tx);
+
+        // A session from before cannot go on, not even into a repository of the same name.
+        fn unknown<T>(result: Result<T, RegistryError>) -> bool {
+            matches!(result, Err(RegistryError::BlobUploadUnknown))
+        }
+        assert!(unknown(registry.upload_status(&name(), &idle.id).await), "{}", store.name);
+        assert!(unknown(registry.append_upload(&name(), &idle.id, None, fed_body_of(b"def")).await));
+        registry.create_repository(&ctx(), &name(), &Default::default()).await.unwrap();
+        let digest = Digest::sha256_of(b"abc");
+        assert!(unknown(registry.finish_upload(&name(), &idle.id, &digest, None, None).await), "{}", store.name);
+        assert!(registry.stat_blob(&name(), &digest).await.is_err(), "{}: nothing was linked", store.name);
+        for id in [&idle.id, &busy.id] {
+            assert_eq!(store.blobs.upload_len(id).await.unwrap(), None, "{}: staged data left", store.name);
+        }
+        registry.delete_repository(&ctx(), &name(), true).await.unwrap();
+    }
 }

@@ -260,10 +260,17 @@ pub async fn submit(console: &Console, request: Request) -> Response {
     response
 }
 
-/// Ends the session in this browser. Sessions are stateless: a copied cookie stays valid until
-/// it expires or its user is removed.
+/// Ends the session: its cookie is cleared in this browser, and its id is recorded so that no
+/// server accepts a copy of the cookie either.
 pub async fn sign_out(console: &Console, visitor: &Visitor, request: Request) -> Result<Response, ConsoleError> {
     console.form::<CsrfOnly>(visitor, request).await?;
+    let session = &visitor.session;
+    console
+        .auth
+        .identities()
+        .sign_out_console_session(&session.id, session.expires_at, crate::now_millis())
+        .await
+        .map_err(|_| ConsoleError::Unavailable)?;
     let mut response = redirect(&format!("{}/sign-in", paths::ROOT));
     append_cookie(&mut response, session::set_cookie(SESSION_COOKIE, "", std::time::Duration::ZERO, visitor.tls));
     Ok(response)
