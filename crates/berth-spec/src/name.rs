@@ -5,8 +5,11 @@ use std::str::FromStr;
 
 use crate::digest::{Digest, DigestError};
 
-/// ECR's limit; the distribution spec leaves the bound to the registry.
+/// ECR's limits; the distribution spec leaves the bounds to the registry.
 pub const MAX_NAME_LEN: usize = 256;
+/// Shorter names are valid references (a repository created by an older Berth stays reachable)
+/// but no repository of such a name is created: ECR's API could neither describe nor delete it.
+pub const MIN_NEW_NAME_LEN: usize = 2;
 pub const MAX_TAG_LEN: usize = 128;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -134,26 +134,26 @@ async fn long_names_are_rejected() {
 #[tokio::test]
 async fn path_tricks_never_reach_outside_a_repository() {
     let srv = Server::start();
-    push_image(&srv, "b", Some("x")).await;
-    push_image(&srv, "a", Some("x")).await;
+    push_image(&srv, "bb", Some("x")).await;
+    push_image(&srv, "aa", Some("x")).await;
     let d = sha256_digest(b"x");
     let targets = [
-        "/v2/a/../b/manifests/x".to_string(),
-        "/v2/a/%2e%2e/b/manifests/x".to_string(),
-        "/v2/a/%2E%2E/b/manifests/x".to_string(),
+        "/v2/aa/../bb/manifests/x".to_string(),
+        "/v2/aa/%2e%2e/bb/manifests/x".to_string(),
+        "/v2/aa/%2E%2E/bb/manifests/x".to_string(),
         "/v2/%2e%2e/manifests/x".to_string(),
-        "/v2/../v2/b/manifests/x".to_string(),
-        "/v2/a%2f..%2fb/manifests/x".to_string(),
-        "/v2/./b/manifests/x".to_string(),
-        "/v2/a/b%00/manifests/x".to_string(),
-        "/v2/a/blobs/..%2f..%2f..%2fetc%2fpasswd".to_string(),
-        format!("/v2/a/blobs/sha256:..%2f{}", &d[7..70]),
-        "/v2/a/blobs/uploads/..%2f..%2fsecret".to_string(),
-        "/v2/a/blobs/uploads/../../b/manifests/x".to_string(),
-        "/v2/a/manifests/..".to_string(),
-        "/v2/a/manifests/%2e%2e".to_string(),
+        "/v2/../v2/bb/manifests/x".to_string(),
+        "/v2/aa%2f..%2fbb/manifests/x".to_string(),
+        "/v2/./bb/manifests/x".to_string(),
+        "/v2/aa/b%00/manifests/x".to_string(),
+        "/v2/aa/blobs/..%2f..%2f..%2fetc%2fpasswd".to_string(),
+        format!("/v2/aa/blobs/sha256:..%2f{}", &d[7..70]),
+        "/v2/aa/blobs/uploads/..%2f..%2fsecret".to_string(),
+        "/v2/aa/blobs/uploads/../../bb/manifests/x".to_string(),
+        "/v2/aa/manifests/..".to_string(),
+        "/v2/aa/manifests/%2e%2e".to_string(),
         format!("/v2/{}/manifests/x", "a/".repeat(200) + "a"),
-        "/v2//b/manifests/x".to_string(),
+        "/v2//bb/manifests/x".to_string(),
     ];
     for target in &targets {
         for method in ["GET", "HEAD", "DELETE", "PUT", "PATCH"] {
@@ -162,20 +162,20 @@ async fn path_tricks_never_reach_outside_a_repository() {
         }
     }
     // Both repositories are intact.
-    send(srv.get("/v2/a/manifests/x")).await.expect_status(200);
-    send(srv.get("/v2/b/manifests/x")).await.expect_status(200);
+    send(srv.get("/v2/aa/manifests/x")).await.expect_status(200);
+    send(srv.get("/v2/bb/manifests/x")).await.expect_status(200);
 }
 
 #[tokio::test]
 async fn unknown_routes_and_methods_are_4xx() {
     let srv = Server::start();
-    push_image(&srv, "r", Some("x")).await;
+    push_image(&srv, "rr", Some("x")).await;
     for (method, path) in [
-        ("GET", "/v2/r/unknown/thing"),
-        ("POST", "/v2/r/manifests/x"),
-        ("PATCH", "/v2/r/manifests/x"),
-        ("POST", "/v2/r/tags/list"),
-        ("PUT", "/v2/r/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000"),
+        ("GET", "/v2/rr/unknown/thing"),
+        ("POST", "/v2/rr/manifests/x"),
+        ("PATCH", "/v2/rr/manifests/x"),
+        ("POST", "/v2/rr/tags/list"),
+        ("PUT", "/v2/rr/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000"),
         ("GET", "/v3/"),
         ("GET", "/"),
     ] {
