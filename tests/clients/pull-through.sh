@@ -118,6 +118,8 @@ ecr_err "a prefix that is no repository name" InvalidParameterException create-p
   --ecr-repository-prefix Upper --upstream-registry-url "$PUBLIC"
 ecr_err "an upstreamRegistry outside the model" InvalidParameterException create-pull-through-cache-rule \
   --ecr-repository-prefix other --upstream-registry-url "$PUBLIC" --upstream-registry dockerhub
+ecr_err "a customRoleArn of another account" InvalidParameterException create-pull-through-cache-rule \
+  --ecr-repository-prefix other --upstream-registry-url "$PUBLIC" --custom-role-arn arn:aws:iam::111111111111:role/x
 
 section "DescribePullThroughCacheRules"
 ecr_ok "describe all" describe-pull-through-cache-rules
@@ -129,6 +131,11 @@ ecr_err "describe a missing prefix" PullThroughCacheRuleNotFoundException descri
 ecr_ok "describe one per page" describe-pull-through-cache-rules --max-items 1
 expect "page through with the CLI's paginator" "$(j '.pullThroughCacheRules | length')" 1
 [[ $(j .NextToken) != null ]] && ok "a next token" || bad "no next token"
+ecr_ok "named prefixes, one per page" describe-pull-through-cache-rules --ecr-repository-prefixes public private \
+  --page-size 1
+expect "every page's rules, in order" "$(j '[.pullThroughCacheRules[].ecrRepositoryPrefix] | join(",")')" "private,public"
+ecr_err "update: a customRoleArn of another account" InvalidParameterException update-pull-through-cache-rule \
+  --ecr-repository-prefix private --custom-role-arn arn:aws:iam::111111111111:role/x
 
 section "ValidatePullThroughCacheRule"
 ecr_ok "validate the private rule" validate-pull-through-cache-rule --ecr-repository-prefix private

@@ -804,6 +804,26 @@ def test_resource_tags(ecr, repo):
            tags=[{"Key": "a", "Value": "b"}])
     raises(ecr, "InvalidTagParameterException", ecr.tag_resource, resourceArn=resource,
            tags=[{"Key": "k" * 129, "Value": "v"}])
+    # Berth's ARNs are in the `aws` partition: another partition's ARN names none of its repositories.
+    for partition in ["aws-cn", "aws-us-gov"]:
+        message = raises(ecr, "InvalidParameterException", ecr.tag_resource,
+                         resourceArn=resource.replace("arn:aws:", f"arn:{partition}:"), tags=[{"Key": "p", "Value": "1"}])
+        assert "Invalid ARN" in message
+    assert {"Key": "p", "Value": "1"} not in ecr.list_tags_for_resource(resourceArn=resource)["tags"]
+
+
+def test_a_repository_name_ecr_could_not_manage_is_not_created_on_push(ecr, http):
+    config = http.push_blob("pytest-z", b"{}")  # a blob upload creates nothing either
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                           "config": {"mediaType": OCI_CONFIG, "digest": config, "size": 2}, "layers": []})
+    status, _, body = http.put_manifest("z", "v1", manifest.encode(), OCI_MANIFEST)
+    error = json.loads(body)["errors"][0]
+    assert (status, error["code"]) == (400, "NAME_INVALID") and "shorter than 2" in error["message"], body
+    status, _, _ = http.request("POST", "/v2/z/blobs/uploads/")
+    assert status == 400
+    names = [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]]
+    assert "z" not in names
+    ecr.delete_repository(repositoryName="pytest-z", force=True)
 
 
 # ---- tag mutability, enforced on both planes
@@ -1039,6 +1059,9 @@ def test_lifecycle_policy_put_get_delete(ecr, repo):
     got = ecr.get_lifecycle_policy(repositoryName=repo)
     assert got["lifecyclePolicyText"] == compact(GOVERNED) and got["repositoryName"] == repo
     assert got["lastEvaluatedAt"].timestamp() == 0
+    # A preview of the stored policy answers it as GetLifecyclePolicy does (one given is echoed).
+    assert ecr.start_lifecycle_policy_preview(repositoryName=repo)["lifecyclePolicyText"] == compact(GOVERNED)
+    assert ecr.get_lifecycle_policy_preview(repositoryName=repo)["lifecyclePolicyText"] == compact(GOVERNED)
     other = lifecycle_text(("any", {}, "sinceImagePushed", 365))
     ecr.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=other)
     deleted = ecr.delete_lifecycle_policy(repositoryName=repo)
@@ -1289,6 +1312,12 @@ def test_creation_templates_apply_the_most_specific_on_push(ecr, http):
                appliedFor=["CREATE_ON_PUSH"], lifecyclePolicy='{"rules": []}')
         raises(ecr, "InvalidParameterException", ecr.create_repository_creation_template, prefix=f"{base}/x",
                appliedFor=["CREATE_ON_PUSH"], imageTagMutability="IMMUTABLE_WITH_EXCLUSION")
+        message = raises(ecr, "InvalidParameterException", ecr.create_repository_creation_template,
+                         prefix=f"{base}/x", appliedFor=["CREATE_ON_PUSH"],
+                         customRoleArn="arn:aws:iam::111111111111:role/ecr")
+        assert "this registry's account" in message
+        raises(ecr, "InvalidParameterException", ecr.update_repository_creation_template, prefix=f"{base}/team",
+               customRoleArn="arn:aws:iam::111111111111:role/ecr")
         assert not [t for t in ecr.describe_repository_creation_templates()["repositoryCreationTemplates"]
                     if t["prefix"] == f"{base}/x"], "a refused template is not stored"
 

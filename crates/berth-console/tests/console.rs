@@ -285,6 +285,29 @@ async fn sessions_survive_a_restart_and_end_with_their_user() {
 }
 
 #[tokio::test]
+async fn signing_out_ends_the_session_on_every_server_and_in_every_copy_of_its_cookie() {
+    let server = server().await;
+    let (reader, secret) = (&server.reader.access_key_id, &server.reader.secret_access_key);
+    let cookie = sign_in(&server.app, reader, secret).await.unwrap();
+    let other = sign_in(&server.app, reader, secret).await.unwrap();
+    let page = send(&server.app, get("/console/repositories", &cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let reply = submit(&server.app, "/console/sign-out", &cookie, &[("csrf", &page.csrf())]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert!(reply.set_cookie("berth_console").is_some_and(|c| c.contains("Max-Age=0")), "{reply:?}");
+
+    // A copy of the cookie kept from before, on this server or another.
+    let (_, _, another_server) = app(server.dir.path(), false).await;
+    for app in [&server.app, &another_server] {
+        let page = send(app, get("/console/repositories", &cookie)).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER);
+        assert!(page.location().starts_with("/console/sign-in"));
+    }
+    // The user's other sessions go on.
+    assert_eq!(send(&server.app, get("/console/repositories", &other)).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn a_deactivated_key_ends_its_sessions_until_the_root_activates_it_again() {
     let server = server().await;
     let reader = &server.reader;
@@ -384,7 +407,7 @@ async fn a_denied_action_has_no_button_and_a_forged_post_changes_nothing() {
     let repo: RepositoryName = "app".parse().unwrap();
     let digest = push_image(&server.registry, &repo, "v1").await;
     let policy = r#"{"Version":"2012-10-17","Statement":[{"Sid":"NoDeletes","Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:user/reader"},"Action":["ecr:BatchDeleteImage","ecr:PutImageTagMutability"]}]}"#;
-    server.registry.set_repository_policy(&root_ctx(), &repo, policy).await.unwrap();
+    server.registry.set_repository_policy(&root_ctx(), &repo, policy, false).await.unwrap();
     let cookie = sign_in(&server.app, &server.reader.access_key_id, &server.reader.secret_access_key).await.unwrap();
 
     let page = send(&server.app, get("/console/repositories/app", &cookie)).await;
@@ -414,7 +437,7 @@ async fn a_denied_action_has_no_button_and_a_forged_post_changes_nothing() {
     // Adding a tag re-puts the manifest the console reads for the caller: without BatchGetImage
     // a caller who may PutImage could otherwise point tags at images it may not read.
     let policy = r#"{"Version":"2012-10-17","Statement":[{"Sid":"NoReads","Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:user/reader"},"Action":["ecr:BatchGetImage","ecr:GetRepositoryPolicy"]}]}"#;
-    server.registry.set_repository_policy(&root_ctx(), &repo, policy).await.unwrap();
+    server.registry.set_repository_policy(&root_ctx(), &repo, policy, false).await.unwrap();
     let page = send(&server.app, get("/console/repositories/app", &cookie)).await;
     assert!(!page.body.contains("add-tag"), "no add-tag form without BatchGetImage");
     let fields = [("csrf", csrf.as_str()), ("digest", digest_text.as_str()), ("tag", "hijack"), ("confirmed", "yes")];
@@ -458,6 +481,46 @@ async fn a_cache_rules_upstream_shows_only_to_who_may_describe_the_rules() {
         assert!(!page.body.contains("127.0.0.1:9"), "{path}: ReadOnly has no DescribePullThroughCacheRules");
         let page = send(&server.app, get(path, &root)).await;
         assert!(page.body.contains("cache: http://127.0.0.1:9"), "{path}: {}", page.body);
+    }
+}
+
+/// The console shows a user what the API would answer them: a pull reads an image by digest but
+/// not its tags or push time (`DescribeImages`), and describing repositories does not tell
+/// which have a lifecycle or repository policy.
+#[tokio::test]
+async fn pages_show_only_what_the_api_would_answer_the_visitor() {
+    let server = server().await;
+    let repo: RepositoryName = "app".parse().unwrap();
+    let digest = push_image(&server.registry, &repo, "release-7").await;
+    let lifecycle = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":5},"action":{"type":"expire"}}]}"#;
+    server.registry.put_lifecycle_policy(&root_ctx(), &repo, lifecycle).await.unwrap();
+    let policy = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:user/reader"},"Action":"ecr:BatchGetImage"}]}"#;
+    server.registry.set_repository_policy(&root_ctx(), &repo, policy, false).await.unwrap();
+    let image_path = format!("/console/repositories/app/-/images/{digest}");
+
+    let puller = UserPolicy { name: berth_iam::managed::PULL_ONLY.into(), document: None };
+    let puller = server.auth.identities().create_user("puller", &[puller]).await.unwrap();
+    let puller = sign_in(&server.app, &puller.access_key_id, &puller.secret_access_key).await.unwrap();
+    let page = send(&server.app, get(&image_path, &puller)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains(&digest.to_string()));
+    assert!(!page.body.contains("release-7"), "no tags without DescribeImages: {}", page.body);
+    assert!(!page.body.contains("Pushed") && !page.body.contains("Last pulled"), "{}", page.body);
+    let reader = sign_in(&server.app, &server.reader.access_key_id, &server.reader.secret_access_key).await.unwrap();
+    let page = send(&server.app, get(&image_path, &reader)).await;
+    assert!(page.body.contains("release-7") && page.body.contains("Pushed"), "{}", page.body);
+
+    let lister = r#"{"Statement":[{"Effect":"Allow","Action":["ecr:GetAuthorizationToken","ecr:DescribeRepositories"],"Resource":"*"}]}"#;
+    let lister = UserPolicy { name: "lister".into(), document: Some(lister.into()) };
+    let lister = server.auth.identities().create_user("lister", &[lister]).await.unwrap();
+    let lister = sign_in(&server.app, &lister.access_key_id, &lister.secret_access_key).await.unwrap();
+    for path in ["/console/repositories", "/console/repositories/app"] {
+        let page = send(&server.app, get(path, &lister)).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+        assert!(!page.body.contains("lifecycle policy"), "{path}: {}", page.body);
+        assert!(!page.body.contains("repository policy"), "{path}: {}", page.body);
+        let page = send(&server.app, get(path, &reader)).await;
+        assert!(page.body.contains("lifecycle policy") && page.body.contains("repository policy"), "{path}");
     }
 }
 

@@ -1279,15 +1279,20 @@ impl EcrBackend for RegistryBackend {
         request: StartLifecyclePolicyPreviewRequest,
     ) -> Result<StartLifecyclePolicyPreviewResponse, EcrError> {
         let name = self.repository(&request.registry_id, &request.repository_name)?;
-        let text = self
-            .registry
-            .start_lifecycle_preview(ctx, &name, request.lifecycle_policy_text.as_deref())
-            .await
-            .map_err(self.fail(name.as_str()))?;
+        // A policy given is previewed and echoed as sent; the stored one as GetLifecyclePolicy
+        // answers it.
+        let given = match request.lifecycle_policy_text {
+            Some(text) => text,
+            None => {
+                let stored = self.registry.lifecycle_policy(&name).await.map_err(self.fail(name.as_str()))?;
+                lifecycle_as_ecr_returns(&stored.text)
+            }
+        };
+        self.registry.start_lifecycle_preview(ctx, &name, &given).await.map_err(self.fail(name.as_str()))?;
         Ok(StartLifecyclePolicyPreviewResponse {
             registry_id: self.config.registry_id.clone(),
             repository_name: request.repository_name,
-            lifecycle_policy_text: text,
+            lifecycle_policy_text: given,
             status: LifecyclePolicyPreviewStatus::Complete,
         })
     }
@@ -1380,7 +1385,7 @@ impl EcrBackend for RegistryBackend {
     ) -> Result<SetRepositoryPolicyResponse, EcrError> {
         let name = self.repository(&request.registry_id, &request.repository_name)?;
         self.registry
-            .set_repository_policy(ctx, &name, &request.policy_text)
+            .set_repository_policy(ctx, &name, &request.policy_text, request.force)
             .await
             .map_err(self.fail(name.as_str()))?;
         Ok(self.repository_policy_shape(request.repository_name, request.policy_text))
@@ -1412,6 +1417,7 @@ impl EcrBackend for RegistryBackend {
         request: CreatePullThroughCacheRuleRequest,
     ) -> Result<CreatePullThroughCacheRuleResponse, EcrError> {
         self.own_registry(&request.registry_id)?;
+        self.own_role(request.custom_role_arn.as_deref())?;
         let upstream = UpstreamSettings {
             upstream_registry_url: request.upstream_registry_url,
             upstream_registry: request.upstream_registry.map(|r| r.as_str().to_owned()),
@@ -1432,13 +1438,13 @@ impl EcrBackend for RegistryBackend {
         request: DescribePullThroughCacheRulesRequest,
     ) -> Result<DescribePullThroughCacheRulesResponse, EcrError> {
         self.own_registry(&request.registry_id)?;
-        let rules = self.registry.cache_rules().await.map_err(self.fail(""))?;
+        let mut rules = self.registry.cache_rules().await.map_err(self.fail(""))?;
         if let Some(named) = &request.ecr_repository_prefixes {
             let mut found = Vec::with_capacity(named.len());
             for prefix in named {
                 let prefix = normalize_prefix(prefix);
                 match rules.iter().find(|r| r.ecr_repository_prefix == prefix) {
-                    Some(rule) => found.push(self.cache_rule_shape(rule.clone())),
+                    Some(rule) => found.push(rule.clone()),
                     None => {
                         return Err(ecr_error(
                             PullThroughError::RuleNotFound(prefix.to_owned()).into(),
@@ -1447,7 +1453,10 @@ impl EcrBackend for RegistryBackend {
                     }
                 }
             }
-            return Ok(DescribePullThroughCacheRulesResponse { pull_through_cache_rules: found, next_token: None });
+            // In the order of all rules, which the page token follows.
+            found.sort_by(|a, b| a.ecr_repository_prefix.cmp(&b.ecr_repository_prefix));
+            found.dedup_by(|a, b| a.ecr_repository_prefix == b.ecr_repository_prefix);
+            rules = found;
         }
         let pager = Pager::new(Endpoint::DescribePullThroughCacheRules, &self.config.registry_id);
         let after = pager.resume(request.next_token.as_deref())?.and_then(|mut key| key.pop());
@@ -1468,6 +1477,7 @@ impl EcrBackend for RegistryBackend {
         request: UpdatePullThroughCacheRuleRequest,
     ) -> Result<UpdatePullThroughCacheRuleResponse, EcrError> {
         self.own_registry(&request.registry_id)?;
+        self.own_role(request.custom_role_arn.as_deref())?;
         let rule = self
             .registry
             .update_cache_rule(&request.ecr_repository_prefix, request.credential_arn, request.custom_role_arn)
@@ -1519,6 +1529,7 @@ impl EcrBackend for RegistryBackend {
         request: CreateRepositoryCreationTemplateRequest,
     ) -> Result<RepositoryCreationTemplateResponse, EcrError> {
         let members = request.members;
+        self.own_role(members.custom_role_arn.as_deref())?;
         let settings = TemplateSettings {
             description: members.description,
             encryption: members.encryption_configuration.map(template_encryption).transpose()?.unwrap_or_default(),
@@ -1571,6 +1582,7 @@ impl EcrBackend for RegistryBackend {
         request: UpdateRepositoryCreationTemplateRequest,
     ) -> Result<RepositoryCreationTemplateResponse, EcrError> {
         let members = request.members;
+        self.own_role(members.custom_role_arn.as_deref())?;
         let mutability = match (members.image_tag_mutability, members.image_tag_mutability_exclusion_filters) {
             (None, None) => None,
             (mode, filters) => {
@@ -1681,6 +1693,20 @@ impl RegistryBackend {
                 "Invalid parameter: registryId '{id}' is not this registry ({})",
                 self.config.registry_id
             ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// A `customRoleArn` (cache rule or creation template) names a role of this registry's
+    /// account, as ECR requires; empty clears it on an update.
+    fn own_role(&self, arn: Option<&str>) -> Result<(), EcrError> {
+        match arn {
+            Some(arn) if !arn.is_empty() && arn.split(':').nth(4) != Some(self.config.registry_id.as_str()) => {
+                Err(EcrError::invalid_parameter(
+                    "customRoleArn",
+                    &format!("the role must be in this registry's account ({})", self.config.registry_id),
+                ))
+            }
             _ => Ok(()),
         }
     }

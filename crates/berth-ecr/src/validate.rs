@@ -285,11 +285,10 @@ fn reserved_tag_key(member: &str) -> EcrError {
     ))
 }
 
-/// A repository ARN, `arn:<partition>:ecr:<region>:<registryId>:repository/<name>`, the only
+/// A repository ARN, `arn:aws:ecr:<region>:<registryId>:repository/<name>`, the only
 /// resource the tagging operations take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepositoryArn {
-    pub partition: String,
     pub region: String,
     pub registry_id: String,
     pub repository_name: String,
@@ -298,7 +297,6 @@ pub struct RepositoryArn {
 impl RepositoryArn {
     pub fn new(region: &str, registry_id: &str, repository_name: &str) -> Self {
         RepositoryArn {
-            partition: "aws".into(),
             region: region.into(),
             registry_id: registry_id.into(),
             repository_name: repository_name.into(),
@@ -320,22 +318,18 @@ impl FromStr for RepositoryArn {
         let name = resource.strip_prefix("repository/").ok_or_else(bad)?;
         let region_ok =
             !region.is_empty() && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !partition.starts_with("aws") || !region_ok || registry_id("resourceArn", account).is_err() {
+        // Berth's ARNs are all in the `aws` partition (`RepositoryArn::new`).
+        if partition != "aws" || !region_ok || registry_id("resourceArn", account).is_err() {
             return Err(bad());
         }
         repository_name("resourceArn", name).map_err(|_| bad())?;
-        Ok(RepositoryArn {
-            partition: partition.into(),
-            region: region.into(),
-            registry_id: account.into(),
-            repository_name: name.into(),
-        })
+        Ok(RepositoryArn { region: region.into(), registry_id: account.into(), repository_name: name.into() })
     }
 }
 
 impl fmt::Display for RepositoryArn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "arn:{}:ecr:{}:{}:repository/{}", self.partition, self.region, self.registry_id, self.repository_name)
+        write!(f, "arn:aws:ecr:{}:{}:repository/{}", self.region, self.registry_id, self.repository_name)
     }
 }
 
@@ -954,12 +948,7 @@ impl Validate for DescribePullThroughCacheRulesRequest {
                 cache_prefix(&element("ecrRepositoryPrefixes", i, ""), prefix)?;
             }
         }
-        no_paging_with(
-            "ecrRepositoryPrefixes",
-            self.ecr_repository_prefixes.is_some(),
-            &self.next_token,
-            self.max_results,
-        )?;
+        // Unlike DescribeRepositories' names, the prefixes may be paged through (not refused).
         max_results(self.max_results, MAX_RESULTS)
     }
 }

@@ -169,6 +169,24 @@ impl Authorizer {
         }
     }
 
+    /// Whether the caller could perform `action` on `repo` were its settings `proposed` rather
+    /// than the stored ones: `SetRepositoryPolicy`'s lock-out check.
+    pub(crate) async fn allows_with_settings(
+        &self,
+        ctx: &RequestContext,
+        action: &'static str,
+        repo: &RepositoryName,
+        proposed: &RepositorySettings,
+    ) -> Result<bool> {
+        if is_always_allowed(ctx) {
+            return Ok(true);
+        }
+        let users = self.users.snapshot_for(&*self.meta, &ctx.identity).await?;
+        let access = RepositoryAccess::new(repo, proposed);
+        let resource = Resource::Repository(repo.as_str());
+        Ok(self.evaluate(ctx, &users, action, resource, Some(&access), None).0.is_allowed())
+    }
+
     async fn repository_of(&self, resource: Resource<'_>) -> Result<Option<Arc<RepositoryAccess>>> {
         Ok(match resource {
             Resource::Repository(name) => match name.parse::<RepositoryName>() {

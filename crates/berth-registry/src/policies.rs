@@ -145,32 +145,18 @@ impl Registry {
         removed.ok_or_else(|| RegistryError::Internal("the removed lifecycle policy went missing".into()))
     }
 
-    /// Starts a preview of `text`, or of the repository's policy; returns the text previewed.
-    /// The preview is complete at once: its results are evaluated when read.
-    pub async fn start_lifecycle_preview(
-        &self,
-        ctx: &RequestContext,
-        repo: &RepositoryName,
-        text: Option<&str>,
-    ) -> Result<String> {
-        if let Some(text) = text {
-            LifecyclePolicy::parse(text).map_err(invalid(PolicyKind::Lifecycle))?;
-        }
-        let mut previewed = String::new();
+    /// Starts a preview of lifecycle policy `text` on the repository (the caller passes the
+    /// stored policy to preview that). Complete at once: its results are evaluated when read.
+    pub async fn start_lifecycle_preview(&self, ctx: &RequestContext, repo: &RepositoryName, text: &str) -> Result<()> {
+        LifecyclePolicy::parse(text).map_err(invalid(PolicyKind::Lifecycle))?;
         self.update_settings(ctx, repo, |settings| {
-            previewed = match text {
-                Some(text) => text.to_owned(),
-                None => {
-                    settings.lifecycle_policy.clone().ok_or(RegistryError::PolicyNotFound(PolicyKind::Lifecycle))?
-                }
-            };
             settings.lifecycle_preview =
-                Some(LifecyclePreview { policy_text: previewed.clone(), started_at: now_millis() });
+                Some(LifecyclePreview { policy_text: text.to_owned(), started_at: now_millis() });
             Ok(())
         })
         .await?;
         self.previews.forget(repo);
-        Ok(previewed)
+        Ok(())
     }
 
     /// The last preview's policy and the images it expires or archives: the images that were
@@ -368,10 +354,33 @@ impl Registry {
 
     /// Sets the repository policy once it parses as an IAM resource policy Berth can evaluate
     /// (conditions included) and names no `Resource`, as ECR requires.
-    pub async fn set_repository_policy(&self, ctx: &RequestContext, repo: &RepositoryName, text: &str) -> Result<()> {
+    /// Sets the repository policy. Unless `force`, one that would deny the caller
+    /// `ecr:SetRepositoryPolicy` on the repository is refused, as ECR refuses a lock-out.
+    pub async fn set_repository_policy(
+        &self,
+        ctx: &RequestContext,
+        repo: &RepositoryName,
+        text: &str,
+        force: bool,
+    ) -> Result<()> {
         let policy = berth_iam::Policy::parse_repository(text)
             .map_err(|e| RegistryError::PolicyInvalid { kind: PolicyKind::Repository, reason: e.to_string() })?;
+        self.refuse_miscased_users(&policy, PolicyKind::Repository).await?;
         let principals = self.principal_bindings(&policy).await?;
+        if !force {
+            let mut proposed = self.describe_repository(repo).await?.settings;
+            proposed.repository_policy = Some(text.to_owned());
+            proposed.repository_policy_principals = principals.clone();
+            let action = berth_iam::actions::SET_REPOSITORY_POLICY;
+            if !self.authorizer.allows_with_settings(ctx, action, repo, &proposed).await? {
+                return Err(RegistryError::PolicyInvalid {
+                    kind: PolicyKind::Repository,
+                    reason: "it would deny you ecr:SetRepositoryPolicy on this repository, so you could not \
+                             change it again; set force to set it anyway"
+                        .into(),
+                });
+            }
+        }
         self.update_settings(ctx, repo, |settings| {
             settings.repository_policy = Some(text.to_owned());
             settings.repository_policy_principals = principals.clone();

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use berth_iam::{NamedPolicy, Policy};
 use berth_meta::Millis;
 
-use crate::{Registry, Result};
+use crate::error::PolicyKind;
+use crate::{Registry, RegistryError, Result};
 
 /// User name → creation time of the user the name meant when the policy was set.
 pub type PrincipalBindings = BTreeMap<String, Millis>;
@@ -26,6 +27,33 @@ impl Registry {
             }
         }
         Ok(bindings)
+    }
+
+    /// Refuses a policy being set that names `user/FA` while the user is `fa`: ARNs name users
+    /// exactly and names are unique whatever their case, so such a principal could never match
+    /// anyone — a Deny that silently never applies.
+    pub(crate) async fn refuse_miscased_users(&self, policy: &Policy, kind: PolicyKind) -> Result<()> {
+        let named = policy.named_users(&self.config.account_id);
+        if named.is_empty() {
+            return Ok(());
+        }
+        let users = self.meta.list_users().await?;
+        for name in named {
+            if users.iter().any(|u| u.name == name) {
+                continue;
+            }
+            if let Some(user) = users.iter().find(|u| u.name.eq_ignore_ascii_case(name)) {
+                return Err(RegistryError::PolicyInvalid {
+                    kind,
+                    reason: format!(
+                        "Invalid principal in policy: user/{name} matches no user; the user is named {:?} \
+                         (ARNs name users exactly)",
+                        user.name
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

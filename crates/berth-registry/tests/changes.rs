@@ -91,7 +91,7 @@ async fn changes_record_their_events_with_the_caller_and_the_request() {
     let first = push(&registry, &alice, &repo, &manifest(&config, &layer, 5, 1), "v1").await;
     tokio::time::sleep(Duration::from_millis(5)).await;
     let second = push(&registry, &alice, &repo, &manifest(&config, &layer, 5, 2), "v1").await;
-    registry.set_repository_policy(&root(), &repo, ALLOW_ALL).await.unwrap();
+    registry.set_repository_policy(&root(), &repo, ALLOW_ALL, false).await.unwrap();
     let keep_newest = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#;
     registry.put_lifecycle_policy(&root(), &repo, keep_newest).await.unwrap();
     assert_eq!(registry.run_lifecycle_policies().await.unwrap(), 1);
@@ -181,7 +181,7 @@ async fn unreadable_settings_are_neither_relied_on_nor_overwritten() {
     // No write replaces the document, lifecycle's included.
     let tags = [ResourceTag { key: "team".into(), value: "web".into() }];
     assert!(unreadable_error(restarted.tag_repository(&root(), &repo, &tags).await));
-    assert!(unreadable_error(restarted.set_repository_policy(&root(), &repo, ALLOW_ALL).await));
+    assert!(unreadable_error(restarted.set_repository_policy(&root(), &repo, ALLOW_ALL, false).await));
     assert!(unreadable_error(restarted.delete_repository(&root(), &repo, true).await));
     assert_eq!(restarted.run_lifecycle_policies().await.unwrap(), 0);
     let stored = restarted.metadata().get_repository(&repo).await.unwrap().unwrap();
@@ -261,7 +261,7 @@ async fn settings_updates_on_two_servers_are_never_lost() {
             b.tag_repository(&root(), repo, &[tag(1, n)]).await.unwrap();
             if n == ROUNDS / 2 {
                 let policy = r#"{"Statement":[{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:user/mallory"},"Action":"ecr:*"}]}"#;
-                b.set_repository_policy(&root(), repo, policy).await.unwrap();
+                b.set_repository_policy(&root(), repo, policy, false).await.unwrap();
                 b.set_scan_on_push(&root(), repo, true).await.unwrap();
             }
         }

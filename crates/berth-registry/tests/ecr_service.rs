@@ -315,7 +315,7 @@ async fn lifecycle_transitions_archive_images_and_their_layers() {
     let new = put(&registry, &repo, &manifest(&config, &new_layer, 2), Some("v2")).await;
 
     let policy = r#"{"rules":[{"rulePriority":1,"description":"archive all but the newest","selection":{"tagStatus":"tagged","tagPrefixList":["v"],"countType":"imageCountMoreThan","countNumber":1},"action":{"type":"transition","targetStorageClass":"archive"}}]}"#;
-    registry.start_lifecycle_preview(&ctx(), &repo, Some(policy)).await.unwrap();
+    registry.start_lifecycle_preview(&ctx(), &repo, policy).await.unwrap();
     let preview = registry.lifecycle_preview(&repo).await.unwrap();
     let moving: Vec<_> = preview.results.iter().map(|r| r.digest.clone()).collect();
     let mut expected = vec![old.clone(), child.clone()];
@@ -385,7 +385,7 @@ async fn lifecycle_runs_delete_nested_indexes_outermost_first_and_record_the_run
 
     let policy = r#"{"rules":[{"rulePriority":1,"description":"keep the newest release","selection":{"tagStatus":"tagged","tagPrefixList":["release"],"countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#;
     assert!(matches!(registry.run_lifecycle_policies().await, Ok(0)), "no policy, nothing expires");
-    registry.start_lifecycle_preview(&ctx(), &repo, Some(policy)).await.unwrap();
+    registry.start_lifecycle_preview(&ctx(), &repo, policy).await.unwrap();
     let preview = registry.lifecycle_preview(&repo).await.unwrap();
     assert_eq!(preview.results.len(), 3, "the release-1 index, the index it lists and that one's child");
     assert!(preview.results.iter().all(|r| r.rule_priority == 1));
@@ -414,7 +414,7 @@ async fn repository_policies_take_effect_at_once_and_go_with_their_repository() 
     registry.authorize(&ci, &repo, &push).await.expect("no policy yet (and now cached as such)");
 
     let deny_ci = r#"{"Statement":[{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:user/ci"},"Action":"ecr:PutImage"}]}"#;
-    registry.set_repository_policy(&ctx(), &repo, deny_ci).await.unwrap();
+    registry.set_repository_policy(&ctx(), &repo, deny_ci, false).await.unwrap();
     let err = registry.authorize(&ci, &repo, &push).await.unwrap_err();
     let RegistryError::AccessDenied { message, explicit: true } = &err else { panic!("{err:?}") };
     assert_eq!(
@@ -433,7 +433,7 @@ async fn repository_policies_take_effect_at_once_and_go_with_their_repository() 
     // Conditions are evaluated against the request's context: a Deny of plain-HTTP pushes
     // applies to a request without TLS only.
     let conditional = r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"ecr:PutImage","Condition":{"Bool":{"aws:SecureTransport":"false"}}}]}"#;
-    registry.set_repository_policy(&ctx(), &repo, conditional).await.unwrap();
+    registry.set_repository_policy(&ctx(), &repo, conditional, false).await.unwrap();
     let err = registry.authorize(&ci, &repo, &["ecr:PutImage"]).await.unwrap_err();
     assert!(matches!(err, RegistryError::AccessDenied { explicit: true, .. }), "{err:?}");
     let over_tls = RequestContext { secure_transport: true, ..ci.clone() };
@@ -450,6 +450,60 @@ async fn repository_policies_take_effect_at_once_and_go_with_their_repository() 
     restarted.authorize(&ctx(), &repo, &["ecr:BatchGetImage", "ecr:DeleteRepositoryPolicy"]).await.unwrap();
     restarted.delete_repository_policy(&ctx(), &repo).await.unwrap();
     restarted.authorize(&ci, &repo, &["ecr:BatchGetImage"]).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_repository_policy_that_locks_its_setter_out_needs_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
+    let repo = name("policy/locked");
+    registry.create_repository(&ctx(), &repo, &RepositorySettings::default()).await.unwrap();
+    let ops = as_ctx(user("ops"));
+    let allow_ops = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:user/ops"},"Action":"ecr:*"}]}"#;
+    registry.set_repository_policy(&ctx(), &repo, allow_ops, false).await.unwrap();
+
+    // Explicitly denied, or no longer allowed: either way ops could not set a policy again.
+    let deny_setting = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:user/ops"},"Action":"ecr:*"},{"Effect":"Deny","Principal":"*","Action":"ecr:SetRepositoryPolicy"}]}"#;
+    let pull_only = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:user/ops"},"Action":"ecr:BatchGetImage"}]}"#;
+    for locking in [deny_setting, pull_only] {
+        let err = registry.set_repository_policy(&ops, &repo, locking, false).await.unwrap_err();
+        let RegistryError::PolicyInvalid { reason, .. } = &err else { panic!("{err:?}") };
+        assert!(reason.contains("set force"), "{reason}");
+        assert_eq!(registry.repository_policy(&repo).await.unwrap(), allow_ops, "nothing changed");
+    }
+    // A policy that keeps ops in needs no force; the root is never locked out.
+    let keeps_ops = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:user/ops"},"Action":["ecr:SetRepositoryPolicy","ecr:BatchGetImage"]}]}"#;
+    registry.set_repository_policy(&ops, &repo, keeps_ops, false).await.unwrap();
+    registry.set_repository_policy(&ctx(), &repo, deny_setting, false).await.unwrap();
+    registry.set_repository_policy(&ctx(), &repo, keeps_ops, false).await.unwrap();
+
+    registry.set_repository_policy(&ops, &repo, deny_setting, true).await.unwrap();
+    assert_eq!(registry.repository_policy(&repo).await.unwrap(), deny_setting);
+    let err = registry.authorize(&ops, &repo, &["ecr:SetRepositoryPolicy"]).await.unwrap_err();
+    assert!(matches!(err, RegistryError::AccessDenied { explicit: true, .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_principal_naming_a_user_in_another_case_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
+    let repo = name("policy/case");
+    registry.create_repository(&ctx(), &repo, &RepositorySettings::default()).await.unwrap();
+    let deny = |user: &str| {
+        format!(
+            r#"{{"Statement":[{{"Effect":"Deny","Principal":{{"AWS":"arn:aws:iam::000000000000:user/{user}"}},"Action":"ecr:*"}}]}}"#
+        )
+    };
+    // `CI` could never match: the user is `ci`, and no `CI` can be created beside it.
+    let err = registry.set_repository_policy(&ctx(), &repo, &deny("CI"), false).await.unwrap_err();
+    let RegistryError::PolicyInvalid { reason, .. } = &err else { panic!("{err:?}") };
+    assert!(reason.contains("user/CI") && reason.contains(r#""ci""#), "{reason}");
+    assert!(registry.repository_policy(&repo).await.is_err(), "nothing set");
+    assert!(registry.put_registry_policy(&deny("Alice")).await.is_err());
+    assert!(registry.registry_policy().await.is_err(), "nothing set");
+    // The exact name, and a name no user has yet (it names the user created later), are taken.
+    registry.set_repository_policy(&ctx(), &repo, &deny("ci"), false).await.unwrap();
+    registry.put_registry_policy(&deny("later")).await.unwrap();
 }
 
 #[tokio::test]
@@ -489,7 +543,7 @@ async fn a_lifecycle_preview_is_judged_once_per_start() {
         put(&registry, &repo, &manifest(&config, &layer, n), Some(&format!("v{n}"))).await;
     }
     let policy = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"tagged","tagPrefixList":["v"],"countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#;
-    registry.start_lifecycle_preview(&ctx(), &repo, Some(policy)).await.unwrap();
+    registry.start_lifecycle_preview(&ctx(), &repo, policy).await.unwrap();
     let first = registry.lifecycle_preview(&repo).await.unwrap();
     assert_eq!(first.results.len(), 2, "all but the newest v* image expire");
     let gone = first.results[0].digest.clone();
@@ -497,7 +551,7 @@ async fn a_lifecycle_preview_is_judged_once_per_start() {
     let again = registry.lifecycle_preview(&repo).await.unwrap();
     assert!(Arc::ptr_eq(&first, &again), "the second read slices the first evaluation");
 
-    registry.start_lifecycle_preview(&ctx(), &repo, Some(policy)).await.unwrap();
+    registry.start_lifecycle_preview(&ctx(), &repo, policy).await.unwrap();
     let fresh = registry.lifecycle_preview(&repo).await.unwrap();
     assert_eq!(fresh.results.len(), 1, "a new start judges the two images left");
     assert!(fresh.results.iter().all(|r| r.digest != gone));

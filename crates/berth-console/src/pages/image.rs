@@ -136,6 +136,9 @@ struct ImagePage {
     subject_href: Option<String>,
     raw_manifest: String,
     parents: Vec<(String, String)>,
+    /// Whether the visitor may describe images: tags and push and pull times are what
+    /// `DescribeImages` answers, not what a pull (`BatchGetImage` by digest) reads.
+    described: bool,
     may_delete: bool,
     delete_action: String,
 }
@@ -249,11 +252,9 @@ pub async fn page(
     let found = registry.resolve_images(repo, &[ImageSelector::Digest(digest.clone())], None).await?;
     let record = found.into_iter().next().ok_or_else(|| ConsoleError::NotFound(format!("no image {digest}")))??;
     // Children and referrers need the rest of the repository; listing it needs its own permission.
-    let inventory = if authz::allowed(registry, &visitor.ctx, Scope::Repository(repo), authz::LIST_IMAGES).await? {
-        Inventory::load(registry, repo).await?
-    } else {
-        Inventory::from_records(vec![record.clone()])
-    };
+    let described = authz::allowed(registry, &visitor.ctx, Scope::Repository(repo), authz::LIST_IMAGES).await?;
+    let inventory =
+        if described { Inventory::load(registry, repo).await? } else { Inventory::from_records(vec![record.clone()]) };
     let entry_at = inventory.get(digest);
     let single;
     let entry = match entry_at {
@@ -264,7 +265,11 @@ pub async fn page(
             &single.entries[0]
         }
     };
-    let card = image_card(&inventory, &info, &console.registry_host, entry);
+    let mut card = image_card(&inventory, &info, &console.registry_host, entry);
+    if !described {
+        card.tags.clear();
+        card.pull_by_tag.clear();
+    }
     let manifest = entry.manifest.as_ref();
     let config_descriptor = manifest.and_then(|m| m.config.as_ref());
     let (config, config_note) = match config_descriptor {
@@ -304,6 +309,7 @@ pub async fn page(
         subject_href: entry.record.manifest.subject.as_ref().map(|s| paths::href_image(repo, s)),
         raw_manifest: pretty(&entry.record.manifest.content),
         parents,
+        described,
         may_delete: authz::allowed(registry, &visitor.ctx, Scope::Repository(repo), authz::DELETE_IMAGE).await?,
         delete_action: paths::href_action(repo, RepositoryAction::DeleteImage),
         card,

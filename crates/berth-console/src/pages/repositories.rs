@@ -4,9 +4,11 @@
 use askama::Template;
 use axum::http::Uri;
 use axum::response::Response;
-use berth_registry::RepositoryInfo;
+use berth_iam::RequestContext;
 use berth_registry::pull_through::{self, CacheRule};
 use berth_registry::settings::TagMutability;
+use berth_registry::{Registry, RepositoryInfo};
+use berth_spec::RepositoryName;
 use serde::Deserialize;
 
 use super::render;
@@ -34,9 +36,33 @@ pub struct Badge {
     pub title: String,
 }
 
-/// A repository's settings as badges, and the pull-through cache rule it is under (of `rules`;
-/// its upstream only with `show_upstream`, as ECR shows it only to DescribePullThroughCacheRules).
-pub fn badges(info: &RepositoryInfo, rules: &[CacheRule], show_upstream: bool) -> Vec<Badge> {
+/// Which badges a visitor may see beyond what `DescribeRepositories` answers (tag mutability).
+pub struct BadgeAccess {
+    /// A cache rule's upstream, which ECR shows only to `DescribePullThroughCacheRules`.
+    pub upstream: bool,
+    pub lifecycle: bool,
+    pub repository_policy: bool,
+}
+
+impl BadgeAccess {
+    pub async fn of(
+        registry: &Registry,
+        ctx: &RequestContext,
+        repo: &RepositoryName,
+        upstream: bool,
+    ) -> Result<BadgeAccess, ConsoleError> {
+        let may = |actions| authz::allowed(registry, ctx, Scope::Repository(repo), actions);
+        Ok(BadgeAccess {
+            upstream,
+            lifecycle: may(authz::READ_LIFECYCLE).await?,
+            repository_policy: may(authz::READ_REPOSITORY_POLICY).await?,
+        })
+    }
+}
+
+/// A repository's settings as badges, and the pull-through cache rule it is under (of `rules`),
+/// as far as `access` lets the visitor see them.
+pub fn badges(info: &RepositoryInfo, rules: &[CacheRule], access: &BadgeAccess) -> Vec<Badge> {
     let settings = &info.settings;
     let mut badges = Vec::new();
     let filters = || {
@@ -60,14 +86,14 @@ pub fn badges(info: &RepositoryInfo, rules: &[CacheRule], show_upstream: bool) -
             title: format!("Tags matching these filters cannot be moved: {}", filters()),
         }),
     }
-    if settings.lifecycle_policy.is_some() {
+    if access.lifecycle && settings.lifecycle_policy.is_some() {
         badges.push(Badge {
             label: "lifecycle policy".into(),
             class: "lifecycle",
             title: "Old images expire by rule.".into(),
         });
     }
-    if settings.repository_policy.is_some() {
+    if access.repository_policy && settings.repository_policy.is_some() {
         badges.push(Badge {
             label: "repository policy".into(),
             class: "policy",
@@ -76,7 +102,7 @@ pub fn badges(info: &RepositoryInfo, rules: &[CacheRule], show_upstream: bool) -
     }
     if let Some(rule) = pull_through::rule_for(rules, info.name.as_str()) {
         let prefix = &rule.ecr_repository_prefix;
-        badges.push(if show_upstream {
+        badges.push(if access.upstream {
             let upstream = &rule.upstream.upstream_registry_url;
             Badge {
                 label: format!("cache: {upstream}"),
@@ -162,7 +188,7 @@ pub async fn page(console: &Console, visitor: &Visitor, uri: &Uri) -> Result<Res
                 format!("{} bytes of configs and layers, each counted once", i.stored_bytes())
             }),
             last_push: inventory.as_ref().map_or_else(not_allowed, |i| view::time_or_never(i.last_push())),
-            badges: badges(info, &rules, show_upstream),
+            badges: badges(info, &rules, &BadgeAccess::of(registry, &visitor.ctx, &info.name, show_upstream).await?),
         });
     }
     let next = more_after_page.then(|| {

@@ -11,7 +11,7 @@ use berth_spec::{Descriptor, RepositoryName};
 use serde::Deserialize;
 
 use super::render;
-use super::repositories::{Badge, badges};
+use super::repositories::{Badge, BadgeAccess, badges};
 use crate::authz::{self, Capabilities, Scope};
 use crate::inventory::{Entry, Inventory};
 use crate::paths::{self, RepositoryAction};
@@ -329,7 +329,8 @@ pub async fn page(
     };
     let show_upstream =
         authz::allowed(&console.registry, &visitor.ctx, Scope::Registry, authz::READ_CACHE_RULES).await?;
-    let badges = badges(&info, &console.registry.cache_rules().await?, show_upstream);
+    let access = BadgeAccess::of(&console.registry, &visitor.ctx, repo, show_upstream).await?;
+    let badges = badges(&info, &console.registry.cache_rules().await?, &access);
     let settings = &info.settings;
     Ok(render(&RepositoryPage {
         layout: visitor.layout(),
