@@ -1153,10 +1153,11 @@ def test_lifecycle_preview_keeps_multi_arch_images_whole(ecr, repo, images):
     assert sorted(name_of[r["imageDigest"]] for r in named["previewResults"]) == ["u1", "v2"]
     raises(ecr, "InvalidParameterException", ecr.get_lifecycle_policy_preview, repositoryName=repo, maxResults=101)
 
-    # Without a text, the preview tries the repository's policy.
+    # Without a text, the preview tries the repository's policy (answered as GetLifecyclePolicy does).
     keep_all = lifecycle_text(("any", {}, "imageCountMoreThan", 1000))
     ecr.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=keep_all)
-    assert ecr.start_lifecycle_policy_preview(repositoryName=repo)["lifecyclePolicyText"] == keep_all
+    assert ecr.start_lifecycle_policy_preview(repositoryName=repo)["lifecyclePolicyText"] == \
+        ecr.get_lifecycle_policy(repositoryName=repo)["lifecyclePolicyText"]
     preview = ecr.get_lifecycle_policy_preview(repositoryName=repo)
     assert preview["previewResults"] == [] and preview["summary"]["expiringImageTotalCount"] == 0
 
