@@ -1317,6 +1317,9 @@ def test_creation_templates_apply_the_most_specific_on_push(ecr, http):
                          prefix=f"{base}/x", appliedFor=["CREATE_ON_PUSH"],
                          customRoleArn="arn:aws:iam::111111111111:role/ecr")
         assert "this registry's account" in message
+        for not_a_role in ["arn:aws:iam::000000000000:user/ecr", "arn:aws-cn:iam::000000000000:role/ecr"]:
+            raises(ecr, "InvalidParameterException", ecr.create_repository_creation_template, prefix=f"{base}/x",
+                   appliedFor=["CREATE_ON_PUSH"], customRoleArn=not_a_role)
         raises(ecr, "InvalidParameterException", ecr.update_repository_creation_template, prefix=f"{base}/team",
                customRoleArn="arn:aws:iam::111111111111:role/ecr")
         assert not [t for t in ecr.describe_repository_creation_templates()["repositoryCreationTemplates"]

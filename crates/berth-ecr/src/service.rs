@@ -1697,17 +1697,18 @@ impl RegistryBackend {
         }
     }
 
-    /// A `customRoleArn` (cache rule or creation template) names a role of this registry's
-    /// account, as ECR requires; empty clears it on an update.
+    /// A `customRoleArn` (cache rule or creation template) names an IAM role of this registry's
+    /// account (`arn:aws:iam::<registry id>:role/<name>`), as ECR requires; empty clears it on an
+    /// update.
     fn own_role(&self, arn: Option<&str>) -> Result<(), EcrError> {
-        match arn {
-            Some(arn) if !arn.is_empty() && arn.split(':').nth(4) != Some(self.config.registry_id.as_str()) => {
-                Err(EcrError::invalid_parameter(
-                    "customRoleArn",
-                    &format!("the role must be in this registry's account ({})", self.config.registry_id),
-                ))
-            }
-            _ => Ok(()),
+        let Some(arn) = arn.filter(|arn| !arn.is_empty()) else { return Ok(()) };
+        let own = format!("arn:aws:iam::{}:role/", self.config.registry_id);
+        match arn.strip_prefix(&own) {
+            Some(name) if !name.is_empty() => Ok(()),
+            _ => Err(EcrError::invalid_parameter(
+                "customRoleArn",
+                &format!("the role must be an IAM role of this registry's account: {own}<name>"),
+            )),
         }
     }
 

@@ -241,13 +241,6 @@ impl Registry {
         } else {
             (templates::AppliedFor::CreateOnPush, &[berth_iam::actions::CREATE_REPOSITORY])
         };
-        if name.as_str().len() < berth_spec::name::MIN_NEW_NAME_LEN {
-            return Err(RegistryError::NameInvalid(format!(
-                "repository name {:?} is shorter than {} characters, ECR's minimum",
-                name.as_str(),
-                berth_spec::name::MIN_NEW_NAME_LEN
-            )));
-        }
         // Without create-on-push, as on ECR: only where a creation template for this kind of
         // push covers the name.
         if !self.config.create_on_push && !self.template_covers(name, purpose).await? {

@@ -192,6 +192,13 @@ impl Registry {
         name: &RepositoryName,
         purpose: AppliedFor,
     ) -> Result<Repository> {
+        if name.as_str().len() < berth_spec::name::MIN_NEW_NAME_LEN {
+            return Err(RegistryError::NameInvalid(format!(
+                "repository name {:?} is shorter than {} characters, ECR's minimum",
+                name.as_str(),
+                berth_spec::name::MIN_NEW_NAME_LEN
+            )));
+        }
         // The template's policy is set on this repository now: its principals are bound to the
         // users of now (`principals`), looked up before the transaction that chooses the template.
         let expected = self.settings_for_new(name, purpose).await?;
@@ -246,6 +253,7 @@ impl Registry {
         }
         settings.custom_role_arn = replaced(settings.custom_role_arn.take(), None);
         settings.check()?;
+        self.check_template_principals(&settings).await?;
         let document = serde_json::to_string(&settings).expect("template serializes");
         let record =
             self.meta.create_template(normalize_prefix(prefix), &document, now_millis()).await.map_err(meta_error)?;
@@ -289,8 +297,19 @@ impl Registry {
         settings.applied_for = applied_for.unwrap_or(std::mem::take(&mut settings.applied_for));
         settings.custom_role_arn = replaced(custom_role_arn, settings.custom_role_arn.take());
         settings.check()?;
+        self.check_template_principals(settings).await?;
         let document = serde_json::to_string(settings).expect("template serializes");
         template_from_record(self.meta.update_template(prefix, &document, now_millis()).await.map_err(meta_error)?)
+    }
+
+    /// What `SetRepositoryPolicy` refuses of principals, for the policy a template would set.
+    async fn check_template_principals(&self, settings: &TemplateSettings) -> Result<()> {
+        if let Some(text) = &settings.repository_policy
+            && let Ok(policy) = berth_iam::Policy::parse_repository(text)
+        {
+            self.refuse_miscased_users(&policy, PolicyKind::Repository).await?;
+        }
+        Ok(())
     }
 
     /// `DeleteRepositoryCreationTemplate`: repositories created from it keep their settings.

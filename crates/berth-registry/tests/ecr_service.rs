@@ -11,6 +11,7 @@ use std::sync::Arc;
 use berth_meta::{AccessKeyStatus, CredentialStore, Origin, SettingsUpdate, SqliteStore, UserPolicy, UserRecord};
 use berth_registry::lifecycle::RuleAction;
 use berth_registry::settings::ResourceTag;
+use berth_registry::templates::{AppliedFor, TemplateSettings};
 use berth_registry::{
     ImageFilter, ImageId, ImageSelector, PutImage, Registry, RegistryConfig, RegistryError, RepositorySettings,
     StorageClass, TagStatus, UrlSigningKey,
@@ -483,6 +484,20 @@ async fn a_repository_policy_that_locks_its_setter_out_needs_force() {
     assert!(matches!(err, RegistryError::AccessDenied { explicit: true, .. }), "{err:?}");
 }
 
+/// Every implicit creation (a push, a pull-through fill, a replication) refuses a name ECR's API
+/// could not manage; only a ROOT cache rule or a push could ask for one.
+#[tokio::test]
+async fn no_repository_is_created_implicitly_under_two_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
+    for purpose in [AppliedFor::CreateOnPush, AppliedFor::PullThroughCache, AppliedFor::Replication] {
+        let err = registry.create_implicitly(&ctx(), &name("z"), purpose).await.unwrap_err();
+        assert!(matches!(&err, RegistryError::NameInvalid(m) if m.contains("shorter than 2")), "{err:?}");
+    }
+    assert!(registry.list_repositories(None, 10).await.unwrap().0.is_empty());
+    registry.create_implicitly(&ctx(), &name("zz"), AppliedFor::PullThroughCache).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_principal_naming_a_user_in_another_case_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -501,9 +516,21 @@ async fn a_principal_naming_a_user_in_another_case_is_refused() {
     assert!(registry.repository_policy(&repo).await.is_err(), "nothing set");
     assert!(registry.put_registry_policy(&deny("Alice")).await.is_err());
     assert!(registry.registry_policy().await.is_err(), "nothing set");
+    // A creation template would set the policy on the repositories it makes: checked alike.
+    let template = TemplateSettings {
+        repository_policy: Some(deny("CI")),
+        applied_for: vec![AppliedFor::CreateOnPush],
+        ..TemplateSettings::default()
+    };
+    let err = registry.create_template("case", template.clone()).await.unwrap_err();
+    assert!(matches!(err, RegistryError::PolicyInvalid { .. }), "{err:?}");
     // The exact name, and a name no user has yet (it names the user created later), are taken.
     registry.set_repository_policy(&ctx(), &repo, &deny("ci"), false).await.unwrap();
     registry.put_registry_policy(&deny("later")).await.unwrap();
+    registry
+        .create_template("case", TemplateSettings { repository_policy: Some(deny("ci")), ..template })
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
