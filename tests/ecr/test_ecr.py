@@ -813,17 +813,19 @@ def test_resource_tags(ecr, repo):
 
 
 def test_a_repository_name_ecr_could_not_manage_is_not_created_on_push(ecr, http):
-    config = http.push_blob("pytest-z", b"{}")  # a blob upload creates nothing either
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                           "config": {"mediaType": OCI_CONFIG, "digest": config, "size": 2}, "layers": []})
-    status, _, body = http.put_manifest("z", "v1", manifest.encode(), OCI_MANIFEST)
-    error = json.loads(body)["errors"][0]
-    assert (status, error["code"]) == (400, "NAME_INVALID") and "shorter than 2" in error["message"], body
-    status, _, _ = http.request("POST", "/v2/z/blobs/uploads/")
-    assert status == 400
-    names = [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]]
-    assert "z" not in names
-    ecr.delete_repository(repositoryName="pytest-z", force=True)
+    try:
+        config = http.push_blob("pytest-z", b"{}")
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                               "config": {"mediaType": OCI_CONFIG, "digest": config, "size": 2}, "layers": []})
+        status, _, body = http.put_manifest("z", "v1", manifest.encode(), OCI_MANIFEST)
+        error = json.loads(body)["errors"][0]
+        assert (status, error["code"]) == (400, "NAME_INVALID") and "shorter than 2" in error["message"], body
+        status, _, _ = http.request("POST", "/v2/z/blobs/uploads/")
+        assert status == 400, "a blob upload creates nothing either"
+        names = [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]]
+        assert "z" not in names
+    finally:
+        ecr.delete_repository(repositoryName="pytest-z", force=True)
 
 
 # ---- tag mutability, enforced on both planes

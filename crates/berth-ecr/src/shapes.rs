@@ -847,7 +847,7 @@ pub struct SetRepositoryPolicyRequest {
     pub registry_id: Option<String>,
     pub repository_name: String,
     pub policy_text: String,
-    /// Overrides ECR's lock-out check; Berth does not enforce policies, so it has nothing to override.
+    /// Sets a policy that would deny the caller `ecr:SetRepositoryPolicy` (refused without it).
     #[serde(default)]
     pub force: bool,
 }

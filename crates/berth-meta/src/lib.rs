@@ -512,7 +512,7 @@ pub trait CredentialStore: Send + Sync {
     /// processes can notice.
     async fn credentials_generation(&self) -> Result<i64>;
     /// Records console session `id` as signed out until it would have expired (`expires_at`);
-    /// records past their expiry as of `now` are dropped.
+    /// records an hour past their expiry as of `now` are dropped.
     async fn sign_out_console_session(&self, id: &str, expires_at: Millis, now: Millis) -> Result<()>;
     /// Whether console session `id` was signed out.
     async fn console_session_signed_out(&self, id: &str) -> Result<bool>;

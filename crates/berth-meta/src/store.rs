@@ -193,6 +193,9 @@ where
     }
 }
 
+/// How long a signed-out console session's record outlives the session's expiry.
+const SIGN_OUT_MARGIN_MILLIS: Millis = 3_600_000;
+
 #[async_trait]
 impl<DB> RepositoryStore for SqlStore<DB>
 where
@@ -651,7 +654,11 @@ where
 
     async fn sign_out_console_session(&self, id: &str, expires_at: Millis, now: Millis) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM console_sign_outs WHERE expires_at < $1").bind(now).execute(&mut *tx).await?;
+        // An hour past expiry: a server whose clock is behind still refuses the session.
+        sqlx::query("DELETE FROM console_sign_outs WHERE expires_at < $1")
+            .bind(now - SIGN_OUT_MARGIN_MILLIS)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO console_sign_outs (session_id, expires_at) VALUES ($1, $2) ON CONFLICT (session_id) DO NOTHING",
         )

@@ -492,6 +492,9 @@ impl Registry {
             let mut hasher = Digester::new(digest.algorithm());
             let mut data = self.blobs.read_upload(id).await?;
             while let Some(chunk) = data.next().await {
+                if handle.cancelled.is_cancelled() {
+                    return Err(RegistryError::BlobUploadUnknown);
+                }
                 hasher.update(&chunk.map_err(StoreError::Io)?);
             }
             hasher.finish()
@@ -508,6 +511,10 @@ impl Registry {
                 message.push_str("; the upload is cancelled, start a new one");
             }
             return Err(RegistryError::DigestInvalid(message));
+        }
+        // Ended meanwhile (its repository deleted): nothing is committed.
+        if handle.cancelled.is_cancelled() {
+            return Err(RegistryError::BlobUploadUnknown);
         }
         self.keep_from_collection(digest).await?;
         self.blobs.commit(id, digest).await?;
@@ -558,20 +565,31 @@ impl Registry {
         Ok(())
     }
 
-    /// Ends uploads whose rows are gone (their repository was deleted): an append in progress
-    /// here is stopped and rolled back, the staged data removed, and later requests find no
-    /// session. A server that already knew a session finds its data gone on the next write.
-    pub(crate) async fn end_uploads(&self, ids: impl Iterator<Item = &str>) {
-        for id in ids {
-            let handle = self.upload_handle(id);
-            handle.cancelled.cancel();
-            let state = handle.state.lock().await;
-            if let Err(e) = self.blobs.abort(id).await {
-                tracing::warn!(upload = id, error = %e, "removing the staged data of a deleted repository's upload failed");
-            }
-            drop(state);
-            self.forget_upload_state(id);
+    /// Ends the uploads of a repository just deleted (their rows went with it): `listed` (read
+    /// before the delete) and this server's sessions of the repository, which also covers one
+    /// started after the listing. At once, none answers any more and an append in progress
+    /// stops; their staged data goes on a task of its own, since a finish in progress (which
+    /// stops at its next check) may hold an upload a while, and the delete's client may leave.
+    /// A server that knew a session without this one finds its data gone at its next write.
+    pub(crate) fn end_uploads(&self, repo: &RepositoryName, listed: Vec<String>) {
+        let mut ids: std::collections::BTreeSet<String> = listed.into_iter().collect();
+        ids.extend(self.live_sessions().iter().filter(|(_, owner)| *owner == repo).map(|(id, _)| id.clone()));
+        for id in &ids {
+            self.live_sessions().remove(id);
+            self.upload_handle(id).cancelled.cancel();
         }
+        let this = self.me.upgrade().expect("a Registry lives in the Arc that Registry::new returned");
+        tokio::spawn(async move {
+            for id in ids {
+                let handle = this.upload_handle(&id);
+                let state = handle.state.lock().await;
+                if let Err(e) = this.blobs.abort(&id).await {
+                    tracing::warn!(upload = %id, error = %e, "removing the staged data of a deleted repository's upload failed");
+                }
+                drop(state);
+                this.forget_upload_state(&id);
+            }
+        });
     }
 
     /// Removes an upload's session row and staged data; the caller holds its lock and then

@@ -353,9 +353,9 @@ impl Registry {
     }
 
     /// Sets the repository policy once it parses as an IAM resource policy Berth can evaluate
-    /// (conditions included) and names no `Resource`, as ECR requires.
-    /// Sets the repository policy. Unless `force`, one that would deny the caller
-    /// `ecr:SetRepositoryPolicy` on the repository is refused, as ECR refuses a lock-out.
+    /// (conditions included) and names no `Resource`, as ECR requires. Unless `force`, one that
+    /// would deny the caller `ecr:SetRepositoryPolicy` on the repository is refused, as ECR
+    /// refuses a lock-out.
     pub async fn set_repository_policy(
         &self,
         ctx: &RequestContext,
@@ -373,10 +373,12 @@ impl Registry {
             proposed.repository_policy_principals = principals.clone();
             let action = berth_iam::actions::SET_REPOSITORY_POLICY;
             if !self.authorizer.allows_with_settings(ctx, action, repo, &proposed).await? {
-                return Err(RegistryError::PolicyInvalid {
-                    kind: PolicyKind::Repository,
-                    reason: "it would deny you ecr:SetRepositoryPolicy on this repository, so you could not \
-                             change it again; set force to set it anyway"
+                // Not `PolicyInvalid`: tools retry "Invalid repository policy provided" for a
+                // while (IAM propagation), and this answer will not change.
+                return Err(RegistryError::SettingInvalid {
+                    member: "force",
+                    reason: "the policy would deny you ecr:SetRepositoryPolicy on this repository, so you could \
+                             not change it again; set force to set it anyway"
                         .into(),
                 });
             }

@@ -184,8 +184,13 @@ pub(crate) struct CachedRepository {
 }
 
 /// The rule with the longest prefix covering `name` (`ROOT` covers all), and `name` upstream:
-/// the rule's prefix replaced by its upstream prefix (dropped for `ROOT`).
+/// the rule's prefix replaced by its upstream prefix (dropped for `ROOT`). None for a name no
+/// repository is created under (`MIN_NEW_NAME_LEN`, which only `ROOT` could cover): it is not
+/// asked of the upstream at all.
 fn covering_rule(rules: &[CacheRule], name: &RepositoryName) -> Option<CachedRepository> {
+    if name.as_str().len() < berth_spec::name::MIN_NEW_NAME_LEN {
+        return None;
+    }
     let rule = rule_for(rules, name.as_str())?;
     let path = match rule.ecr_repository_prefix.as_str() {
         ROOT_PREFIX => name.as_str().to_owned(),
@@ -415,6 +420,7 @@ mod tests {
         assert_eq!(covered("hub/team/app"), Some(("hub/team".into(), "app".into())));
         assert_eq!(covered("hubx/app"), Some(("ROOT".into(), "hubx/app".into())));
         assert_eq!(covered("hub"), Some(("ROOT".into(), "hub".into())));
+        assert_eq!(covered("h"), None, "no repository can be made under a 1-character name");
         assert_eq!(covering_rule(&rules[1..], &"hub".parse().unwrap()).map(|c| c.upstream_name), None);
     }
 

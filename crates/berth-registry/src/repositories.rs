@@ -83,7 +83,7 @@ impl Registry {
         self.manifests.invalidate_repo(name);
         self.authorizer.invalidate(name);
         let deleted = deleted?;
-        self.end_uploads(uploads.iter().map(|session| session.id.as_str())).await;
+        self.end_uploads(name, uploads.into_iter().map(|session| session.id).collect());
         deleted.try_into()
     }
 

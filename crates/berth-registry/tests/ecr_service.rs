@@ -468,7 +468,7 @@ async fn a_repository_policy_that_locks_its_setter_out_needs_force() {
     let pull_only = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:user/ops"},"Action":"ecr:BatchGetImage"}]}"#;
     for locking in [deny_setting, pull_only] {
         let err = registry.set_repository_policy(&ops, &repo, locking, false).await.unwrap_err();
-        let RegistryError::PolicyInvalid { reason, .. } = &err else { panic!("{err:?}") };
+        let RegistryError::SettingInvalid { member: "force", reason } = &err else { panic!("{err:?}") };
         assert!(reason.contains("set force"), "{reason}");
         assert_eq!(registry.repository_policy(&repo).await.unwrap(), allow_ops, "nothing changed");
     }
@@ -514,7 +514,8 @@ async fn a_principal_naming_a_user_in_another_case_is_refused() {
     let RegistryError::PolicyInvalid { reason, .. } = &err else { panic!("{err:?}") };
     assert!(reason.contains("user/CI") && reason.contains(r#""ci""#), "{reason}");
     assert!(registry.repository_policy(&repo).await.is_err(), "nothing set");
-    assert!(registry.put_registry_policy(&deny("Alice")).await.is_err());
+    let err = registry.put_registry_policy(&deny("Alice")).await.unwrap_err();
+    assert!(matches!(err, RegistryError::PolicyInvalid { .. }), "{err:?}");
     assert!(registry.registry_policy().await.is_err(), "nothing set");
     // A creation template would set the policy on the repositories it makes: checked alike.
     let template = TemplateSettings {
