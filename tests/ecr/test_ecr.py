@@ -1354,6 +1354,21 @@ def test_creation_templates_apply_the_most_specific_on_push(ecr, http):
                                                           repositoryPolicy="")["repositoryCreationTemplate"]
         assert "lifecyclePolicy" not in cleared and "repositoryPolicy" not in cleared, cleared
         assert cleared["customRoleArn"] == "arn:aws:iam::000000000000:role/ecr", "the rest is kept"
+        # Exclusion filters alone join the stored mode; a mode without exclusions refuses them.
+        refiltered = ecr.update_repository_creation_template(
+            prefix=f"{base}/team", imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": "rel-*"}],
+        )["repositoryCreationTemplate"]
+        assert refiltered["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION", refiltered
+        assert refiltered["imageTagMutabilityExclusionFilters"] == [{"filterType": "WILDCARD", "filter": "rel-*"}]
+        message = raises(ecr, "InvalidParameterException", ecr.update_repository_creation_template, prefix=base,
+                         imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": "rel-*"}])
+        assert "not MUTABLE" in message, message
+        # The template operations model no tag exceptions: bad tags are invalid parameters.
+        for bad in ([{"Key": "k" * 129, "Value": "v"}], [{"Key": f"k{i}", "Value": "v"} for i in range(51)]):
+            raises(ecr, "InvalidParameterException", ecr.update_repository_creation_template, prefix=base,
+                   resourceTags=bad)
+        assert ecr.describe_repository_creation_templates(prefixes=[base])["repositoryCreationTemplates"][0][
+            "resourceTags"] == [{"Key": "level", "Value": "outer"}], "a refused update changes nothing"
         _v2_push(http, f"{base}/team/bare", "v1")
         raises(ecr, "LifecyclePolicyNotFoundException", ecr.get_lifecycle_policy, repositoryName=f"{base}/team/bare")
         raises(ecr, "RepositoryPolicyNotFoundException", ecr.get_repository_policy,

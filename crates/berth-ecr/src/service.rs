@@ -1025,8 +1025,8 @@ impl EcrBackend for RegistryBackend {
         Ok(PutReplicationConfigurationResponse { replication_configuration: replication_to_wire(stored) })
     }
 
-    /// Statuses of the destinations the image was sent to (none before the first attempt, and
-    /// none for an image no rule sends anywhere).
+    /// Statuses of the destinations a rule sends the image to (none for an image pushed before
+    /// the rules, and none for an image no rule sends anywhere).
     async fn describe_image_replication_status(
         &self,
         _: &RequestContext,
@@ -1583,17 +1583,13 @@ impl EcrBackend for RegistryBackend {
     ) -> Result<RepositoryCreationTemplateResponse, EcrError> {
         let members = request.members;
         self.own_role(members.custom_role_arn.as_deref())?;
-        let mutability = match (members.image_tag_mutability, members.image_tag_mutability_exclusion_filters) {
-            (None, None) => None,
-            (mode, filters) => {
-                Some((stored_mutability(mode.unwrap_or(ImageTagMutability::Mutable)), stored_filters(filters)))
-            }
-        };
+        let filters = members.image_tag_mutability_exclusion_filters.map(|filters| stored_filters(Some(filters)));
         let update = TemplateUpdate {
             description: members.description,
             encryption: members.encryption_configuration.map(template_encryption).transpose()?,
             resource_tags: members.resource_tags.as_deref().map(resource_tags),
-            image_tag_mutability: mutability,
+            image_tag_mutability: members.image_tag_mutability.map(stored_mutability),
+            image_tag_mutability_exclusion_filters: filters,
             repository_policy: members.repository_policy,
             lifecycle_policy: members.lifecycle_policy,
             applied_for: request.applied_for.as_deref().map(stored_applied_for),

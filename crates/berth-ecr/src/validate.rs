@@ -198,22 +198,25 @@ fn mutability(
             ),
         )),
         None => Ok(()),
-        Some(filters) => {
-            list_length(MEMBER, filters, 1, 5)?;
-            for (i, f) in filters.iter().enumerate() {
-                enum_value(
-                    &element(MEMBER, i, "filterType"),
-                    f.filter_type == ImageTagMutabilityExclusionFilterType::Unrecognized,
-                    ImageTagMutabilityExclusionFilterType::VALUES,
-                )?;
-                let member = element(MEMBER, i, "filter");
-                length(&member, &f.filter, 1, 128)?;
-                let ok = f.filter.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'*' | b'-'));
-                pattern(&member, ok, EXCLUSION_FILTER_PATTERN)?;
-            }
-            Ok(())
-        }
+        Some(filters) => exclusion_filters(filters),
     }
+}
+
+fn exclusion_filters(filters: &[ImageTagMutabilityExclusionFilter]) -> Result<(), EcrError> {
+    const MEMBER: &str = "imageTagMutabilityExclusionFilters";
+    list_length(MEMBER, filters, 1, 5)?;
+    for (i, f) in filters.iter().enumerate() {
+        enum_value(
+            &element(MEMBER, i, "filterType"),
+            f.filter_type == ImageTagMutabilityExclusionFilterType::Unrecognized,
+            ImageTagMutabilityExclusionFilterType::VALUES,
+        )?;
+        let member = element(MEMBER, i, "filter");
+        length(&member, &f.filter, 1, 128)?;
+        let ok = f.filter.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'*' | b'-'));
+        pattern(&member, ok, EXCLUSION_FILTER_PATTERN)?;
+    }
+    Ok(())
 }
 
 fn resource_tags(member: &str, tags: &[Tag]) -> Result<(), EcrError> {
@@ -900,6 +903,10 @@ impl Validate for CreatePullThroughCacheRuleRequest {
         if self.upstream_registry_url.is_empty() {
             return Err(invalid("upstreamRegistryUrl", "Member must not be empty"));
         }
+        // Stored and echoed as given, so nothing the URL parser would trim or drop.
+        if self.upstream_registry_url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(invalid("upstreamRegistryUrl", "Member must not contain spaces or control characters"));
+        }
         let known = UpstreamRegistry::of_url(&self.upstream_registry_url);
         if let (Some(given), Some(known)) = (self.upstream_registry, known)
             && given != known
@@ -995,8 +1002,9 @@ fn is_kms_key_arn(key: &str) -> bool {
         && resource.strip_prefix("key/").is_some_and(lower_word)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn template_members(members: &TemplateMembers) -> Result<(), EcrError> {
+/// A template's members; `update` lets exclusion filters come without a mode (they join the
+/// stored one, which the registry checks).
+fn template_members(members: &TemplateMembers, update: bool) -> Result<(), EcrError> {
     let TemplateMembers {
         prefix,
         description,
@@ -1028,12 +1036,20 @@ fn template_members(members: &TemplateMembers) -> Result<(), EcrError> {
         }
     }
     if let Some(tags) = tags {
-        resource_tags("resourceTags", tags)?;
+        // ECR's template operations have no tag exceptions: their tag checks answer
+        // InvalidParameterException.
+        resource_tags("resourceTags", tags).map_err(|e| match e {
+            EcrError::InvalidTagParameter(message) | EcrError::TooManyTags(message) => {
+                EcrError::InvalidParameter(message)
+            }
+            other => other,
+        })?;
     }
-    match *mutability_value {
-        Some(value) => mutability(value, filters)?,
-        None if filters.is_some() => mutability(ImageTagMutability::Mutable, filters)?,
-        None => {}
+    match (*mutability_value, filters) {
+        (Some(value), _) => mutability(value, filters)?,
+        (None, Some(filters)) if update => exclusion_filters(filters)?,
+        (None, Some(_)) => mutability(ImageTagMutability::Mutable, filters)?,
+        (None, None) => {}
     }
     if let Some(text) = repository_policy {
         length("repositoryPolicy", text, 0, berth_iam::SizeLimit::REPOSITORY_POLICY.max())?;
@@ -1071,14 +1087,14 @@ fn applied_for(values: &[RctAppliedFor]) -> Result<(), EcrError> {
 
 impl Validate for CreateRepositoryCreationTemplateRequest {
     fn validate(&self) -> Result<(), EcrError> {
-        template_members(&self.members)?;
+        template_members(&self.members, false)?;
         applied_for(&self.applied_for)
     }
 }
 
 impl Validate for UpdateRepositoryCreationTemplateRequest {
     fn validate(&self) -> Result<(), EcrError> {
-        template_members(&self.members)?;
+        template_members(&self.members, true)?;
         self.applied_for.as_deref().map_or(Ok(()), applied_for)
     }
 }
@@ -1202,6 +1218,12 @@ mod tests {
             ("quay.io.example.com", None),
         ] {
             assert_eq!(U::of_url(url), registry, "{url}");
+        }
+        for bad in [" ghcr.io", "quay.io\n", "quay.io\u{0}", "http://127.0.0.1:5000\t", "quay .io"] {
+            let message = rejected::<CreatePullThroughCacheRuleRequest>(
+                json!({"ecrRepositoryPrefix": "team", "upstreamRegistryUrl": bad}),
+            );
+            assert!(message.contains("'upstreamRegistryUrl'"), "{bad:?}: {message}");
         }
         let rule = |request: Value| check::<CreatePullThroughCacheRuleRequest>(request);
         let message = rejected::<CreatePullThroughCacheRuleRequest>(
@@ -1606,5 +1628,34 @@ mod tests {
             let message = rejected::<CreateRepositoryCreationTemplateRequest>(template(bad));
             assert!(message.contains("'encryptionConfiguration.kmsKey'"), "{bad}: {message}");
         }
+    }
+
+    #[test]
+    fn template_tag_errors_are_the_operations_own_exceptions() {
+        let tags = |tags: Value| json!({"prefix": "team", "appliedFor": ["CREATE_ON_PUSH"], "resourceTags": tags});
+        let many: Vec<Value> = (0..51).map(|i| json!({"Key": format!("k{i}"), "Value": "v"})).collect();
+        for bad in [
+            json!([{"Key": "k".repeat(129), "Value": "v"}]),
+            json!([{"Key": "aws:owner", "Value": "v"}]),
+            json!([{"Key": "k", "Value": "a"}, {"Key": "k", "Value": "b"}]),
+            Value::Array(many),
+        ] {
+            let message = rejected::<CreateRepositoryCreationTemplateRequest>(tags(bad.clone()));
+            assert!(message.to_lowercase().contains("tag"), "{bad}: {message}");
+            rejected::<UpdateRepositoryCreationTemplateRequest>(tags(bad));
+        }
+        // Filters alone are checked against the stored mode (by the registry), not MUTABLE.
+        let filters = json!({"prefix": "team", "imageTagMutabilityExclusionFilters":
+                             [{"filterType": "WILDCARD", "filter": "rel-*"}]});
+        assert_eq!(check::<UpdateRepositoryCreationTemplateRequest>(filters.clone()), Ok(()));
+        let message = rejected::<CreateRepositoryCreationTemplateRequest>(
+            json!({"appliedFor": ["CREATE_ON_PUSH"], "prefix": "team", "imageTagMutabilityExclusionFilters":
+                   [{"filterType": "WILDCARD", "filter": "rel-*"}]}),
+        );
+        assert!(message.contains("not MUTABLE"), "{message}");
+        let message = rejected::<UpdateRepositoryCreationTemplateRequest>(
+            json!({"prefix": "team", "imageTagMutabilityExclusionFilters": [{"filterType": "WILDCARD", "filter": "a b"}]}),
+        );
+        assert!(message.contains("filter"), "{message}");
     }
 }

@@ -23,6 +23,22 @@ pub enum TagMutability {
     MutableWithExclusion,
 }
 
+impl TagMutability {
+    pub fn has_exclusions(self) -> bool {
+        matches!(self, TagMutability::ImmutableWithExclusion | TagMutability::MutableWithExclusion)
+    }
+
+    /// ECR's spelling, for messages.
+    pub fn as_wire(self) -> &'static str {
+        match self {
+            TagMutability::Mutable => "MUTABLE",
+            TagMutability::Immutable => "IMMUTABLE",
+            TagMutability::ImmutableWithExclusion => "IMMUTABLE_WITH_EXCLUSION",
+            TagMutability::MutableWithExclusion => "MUTABLE_WITH_EXCLUSION",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TagMutabilityFilter {

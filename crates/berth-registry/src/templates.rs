@@ -55,8 +55,10 @@ pub struct TemplateUpdate {
     pub description: Option<String>,
     pub encryption: Option<Encryption>,
     pub resource_tags: Option<Vec<ResourceTag>>,
-    /// The mode with its exclusion filters (none unless the mode has them).
-    pub image_tag_mutability: Option<(TagMutability, Vec<TagMutabilityFilter>)>,
+    /// A new mode clears the stored exclusion filters unless filters come with it.
+    pub image_tag_mutability: Option<TagMutability>,
+    /// Filters alone replace the stored ones of a mode that has them.
+    pub image_tag_mutability_exclusion_filters: Option<Vec<TagMutabilityFilter>>,
     pub repository_policy: Option<String>,
     pub lifecycle_policy: Option<String>,
     pub applied_for: Option<Vec<AppliedFor>>,
@@ -280,6 +282,7 @@ impl Registry {
             encryption,
             resource_tags,
             image_tag_mutability,
+            image_tag_mutability_exclusion_filters: filters,
             repository_policy,
             lifecycle_policy,
             applied_for,
@@ -288,9 +291,23 @@ impl Registry {
         settings.description = replaced(description, settings.description.take());
         settings.encryption = encryption.unwrap_or(settings.encryption.clone());
         settings.resource_tags = resource_tags.unwrap_or(std::mem::take(&mut settings.resource_tags));
-        if let Some((mode, filters)) = image_tag_mutability {
-            settings.image_tag_mutability = mode;
-            settings.image_tag_mutability_exclusion_filters = filters;
+        match (image_tag_mutability, filters) {
+            (Some(mode), filters) => {
+                settings.image_tag_mutability = mode;
+                settings.image_tag_mutability_exclusion_filters = filters.unwrap_or_default();
+            }
+            (None, Some(_)) if !settings.image_tag_mutability.has_exclusions() => {
+                return Err(RegistryError::SettingInvalid {
+                    member: "imageTagMutabilityExclusionFilters",
+                    reason: format!(
+                        "ImageTagMutabilityExclusionFilters can only be set when imageTagMutability is \
+                         IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION, not {}",
+                        settings.image_tag_mutability.as_wire()
+                    ),
+                });
+            }
+            (None, Some(filters)) => settings.image_tag_mutability_exclusion_filters = filters,
+            (None, None) => {}
         }
         settings.repository_policy = replaced(repository_policy, settings.repository_policy.take());
         settings.lifecycle_policy = replaced(lifecycle_policy, settings.lifecycle_policy.take());

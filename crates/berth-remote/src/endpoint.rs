@@ -36,9 +36,19 @@ pub struct Endpoint {
 impl Endpoint {
     pub fn parse(text: &str) -> Result<Endpoint, EndpointError> {
         let text = text.trim();
+        // The URL parser drops tabs and newlines anywhere and C0 controls at either end: what
+        // it would silently repair is refused instead.
+        if text.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(EndpointError::Malformed(redact(text)));
+        }
         let with_scheme = if text.contains("://") { text.to_owned() } else { format!("https://{text}") };
         let mut url = Url::parse(&with_scheme).map_err(|_| EndpointError::Malformed(redact(text)))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        let host_ok = match url.host() {
+            Some(url::Host::Domain(name)) => is_dns_name(name),
+            Some(_) => true,
+            None => false,
+        };
+        if !matches!(url.scheme(), "http" | "https") || !host_ok {
             return Err(EndpointError::Malformed(redact(text)));
         }
         let bare = url.username().is_empty()
@@ -118,6 +128,18 @@ impl Endpoint {
 }
 
 /// The input may have held `user:password@`: keep only what is safe to echo.
+/// A host name a registry can have (RFC 1123): dot-separated labels of letters, digits and
+/// hyphens, none at a label's ends, at most 63 characters each and 253 in all.
+fn is_dns_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 fn redact(text: &str) -> String {
     match text.rsplit_once('@') {
         Some((_, rest)) => format!("<redacted>@{rest}"),
@@ -194,7 +216,23 @@ mod tests {
 
     #[test]
     fn anything_but_a_registry_root_is_refused() {
-        for bad in ["", "ftp://host", "https://", "http://:80", "not a url", "https://host:99999"] {
+        let long_label = format!("{}.example", "a".repeat(64));
+        let long_name = format!("{}example", "abcdefghi.".repeat(25));
+        for bad in [
+            "",
+            "ftp://host",
+            "https://",
+            "http://:80",
+            "not a url",
+            "https://host:99999",
+            "quay.io\0",
+            "quay\n.io",
+            "-bad-.example.com",
+            "exa_mple.com",
+            "a..b",
+            &long_label,
+            &long_name,
+        ] {
             assert!(matches!(Endpoint::parse(bad), Err(EndpointError::Malformed(_))), "{bad:?}");
         }
         for bad in ["https://host/v2/", "host/path", "https://host?x=1", "https://host/#f"] {
