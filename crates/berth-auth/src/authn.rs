@@ -91,7 +91,8 @@ pub enum AuthError {
     UnsupportedScheme,
     #[error("invalid username or password")]
     InvalidCredentials,
-    #[error("the authorization token has expired; log in again")]
+    /// ECR's answer, a 403 `DENIED`: clients (soci-snapshotter, for one) log in again on it.
+    #[error("Your authorization token has expired. Reauthenticate and try again.")]
     TokenExpired,
     /// The credential store failed; not the client's fault, so a 503 rather than a 401.
     #[error("authentication is temporarily unavailable")]
@@ -114,20 +115,24 @@ impl AuthError {
     pub fn status(&self) -> StatusCode {
         match self {
             AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AuthError::TokenExpired => StatusCode::FORBIDDEN,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
 }
 
-/// A 401 with the Basic challenge and an OCI error body (`UNAUTHORIZED`), or a 503 `UNAVAILABLE`.
+/// A 401 with the Basic challenge and an OCI error body (`UNAUTHORIZED`), a 403 `DENIED` for an
+/// expired token (as ECR answers), or a 503 `UNAVAILABLE`.
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let code = if let AuthError::Unavailable(cause) = &self {
-            tracing::error!(error = %cause, "credential lookup failed");
-            "UNAVAILABLE"
-        } else {
-            "UNAUTHORIZED"
+        let code = match &self {
+            AuthError::Unavailable(cause) => {
+                tracing::error!(error = %cause, "credential lookup failed");
+                "UNAVAILABLE"
+            }
+            AuthError::TokenExpired => "DENIED",
+            _ => "UNAUTHORIZED",
         };
         let body = serde_json::json!({"errors": [{"code": code, "message": self.to_string(), "detail": null}]});
         let mut response = (status, [(CONTENT_TYPE, "application/json")], body.to_string()).into_response();

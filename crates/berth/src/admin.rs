@@ -285,11 +285,45 @@ async fn simulate(store: Arc<dyn MetadataStore>, args: &SimulateArgs) -> anyhow:
 
 pub async fn token(args: TokenArgs) -> anyhow::Result<()> {
     let store = open(&args.dir, Store::Existing).await?;
-    let result =
-        berth_auth::cli::token(store.clone(), &args.dir.data_dir, args.user.as_deref(), &mut std::io::stdout().lock())
-            .await;
+    let result = match may_get_token(store.clone(), args.user.as_deref()).await {
+        Ok(()) => berth_auth::cli::token(
+            store.clone(),
+            &args.dir.data_dir,
+            args.user.as_deref(),
+            &mut std::io::stdout().lock(),
+        )
+        .await
+        .map_err(Into::into),
+        Err(refused) => Err(refused),
+    };
     store.close().await;
-    Ok(result?)
+    result
+}
+
+/// A token stands for `ecr:GetAuthorizationToken`, so the CLI mints one only for a user whose
+/// policies allow that action from anywhere: `aws ecr get-login-password` would be refused
+/// otherwise, and the token would get past a policy gating it by address.
+async fn may_get_token(store: Arc<dyn MetadataStore>, user: Option<&str>) -> anyhow::Result<()> {
+    use berth_iam::{CredentialKind, Identity, RequestContext};
+    use berth_registry::{Authorizer, RegistryConfig, Resource};
+
+    let Some(name) = user.filter(|name| *name != berth_auth::ROOT_USER) else { return Ok(()) };
+    let Some(user) = store.user_by_name(name).await? else {
+        return Ok(()); // the token command says the user does not exist
+    };
+    let identity =
+        Identity::User { name: user.name, access_key_id: user.access_key_id, via: CredentialKind::AccessKey };
+    let ctx = RequestContext { identity, ..RequestContext::server("token", "token".into()) };
+    let authorizer = Authorizer::new(store, &RegistryConfig::default());
+    let action = berth_iam::actions::GET_AUTHORIZATION_TOKEN;
+    let explanation = authorizer.explain(&ctx, action, Resource::Registry).await?;
+    anyhow::ensure!(
+        explanation.decision.is_allowed(),
+        "user {name} may not get a token: its policies do not allow {action} from any address ({}); \
+         `berth policy simulate --user {name} --action {action}` explains the decision",
+        explanation.decision
+    );
+    Ok(())
 }
 
 #[derive(clap::Subcommand)]

@@ -27,6 +27,7 @@ use crate::throttle::LoginThrottle;
 /// Every response carries its request's id (the ECR API also as `x-amzn-RequestId`).
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const OCI_API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 
 tokio::task_local! {
     /// The id of the request being served, for the panic hook.
@@ -129,7 +130,19 @@ pub async fn serve_request(State(edge): State<Arc<Edge>>, mut request: Request, 
         }),
     };
     if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, id);
+        // What the edge answers itself (a malformed request, a throttled client, a panic)
+        // carries its plane's headers as the plane's own answers do.
+        let headers = response.headers_mut();
+        match plane {
+            "ecr" if !headers.contains_key(berth_ecr::error::REQUEST_ID_HEADER) => {
+                headers.insert(berth_ecr::error::REQUEST_ID_HEADER, id.clone());
+            }
+            "oci" if !headers.contains_key(OCI_API_VERSION) => {
+                headers.insert(OCI_API_VERSION, HeaderValue::from_static("registry/2.0"));
+            }
+            _ => {}
+        }
+        headers.insert(REQUEST_ID_HEADER, id);
     }
     // Blobs are whatever was pushed and share an origin with the console: a browser must never
     // read one as a script or a page whatever it contains (the console's CSP allows 'self').

@@ -1,6 +1,7 @@
 //! Authentication and TLS against the real `berth serve`: who gets in (registry tokens from
 //! `berth token` and from ECR's GetAuthorizationToken, access keys), who does not (no, wrong,
-//! garbled, expired or revoked credentials: always a 401 with the Basic challenge, never a 500,
+//! garbled or revoked credentials: always a 401 with the Basic challenge, never a 500; an expired
+//! token a 403, as ECR answers it,
 //! and nothing changes), anonymous pulls, the startup refusals that keep the defaults safe, and
 //! HTTPS checked with curl trusting only the server's certificate.
 
@@ -437,7 +438,7 @@ async fn deactivated_access_key_is_refused_on_both_planes_until_activated() {
 }
 
 #[tokio::test]
-async fn expired_token_gets_401() {
+async fn expired_token_gets_ecrs_403() {
     const LIFETIME_SECS: u64 = 3; // covers issuing it and the first GET on a busy machine
     let srv = Launch::new()
         .root_keys(ROOT_KEY_ID, ROOT_SECRET)
@@ -462,9 +463,9 @@ async fn expired_token_gets_401() {
         format!("/v2/auth/expiry/blobs/{}", sha256_digest(&image.config)),
     ] {
         let r = send(client.get(srv.url(&path))).await;
-        expect_unauthorized(&r);
+        r.expect_error(403, "DENIED");
         let message = r.json()["errors"][0]["message"].as_str().unwrap().to_string();
-        assert!(message.contains("expired"), "the 401 should say the token expired: {message}");
+        assert_eq!(message, "Your authorization token has expired. Reauthenticate and try again.");
     }
     let r = send(
         client
@@ -473,7 +474,7 @@ async fn expired_token_gets_401() {
             .body(image.manifest.clone()),
     )
     .await;
-    expect_unauthorized(&r);
+    r.expect_error(403, "DENIED");
     send(srv.get("/v2/auth/expiry/manifests/v2")).await.expect_status(404);
     // A fresh token from the same server works again.
     let fresh = get_authorization_token(&srv, ROOT_KEY_ID, ROOT_SECRET).await;
@@ -1116,10 +1117,12 @@ async fn failed_sign_ins_are_throttled_per_address_on_both_planes() {
         r.expect_error_code_in(&["TOOMANYREQUESTS"]);
         let retry_after: u64 = r.header("retry-after").expect("Retry-After").parse().expect("seconds");
         assert!((1..=10).contains(&retry_after), "one failure is regained every 10 s, not {retry_after}");
+        assert_eq!(r.header("docker-distribution-api-version"), Some("registry/2.0"), "{}", r.describe());
     }
     let r = ecr_call(&srv, ROOT_KEY_ID, ROOT_SECRET, "DescribeRepositories", "{}").await;
     r.expect_status(400);
     assert_eq!(r.json()["__type"], "ThrottlingException", "{}", r.describe());
+    assert!(r.header("x-amzn-requestid").is_some_and(|id| Some(id) == r.header("x-request-id")), "{}", r.describe());
     // A request without credentials cannot guess, so it is answered as usual.
     expect_unauthorized(&send(anonymous().get(srv.url("/v2/"))).await);
     // One failure comes back after 60/6 s: the right key works again and the refusals were counted.
@@ -1135,4 +1138,32 @@ async fn failed_sign_ins_are_throttled_per_address_on_both_planes() {
     // A new guess spends the regained failure again.
     expect_unauthorized(&send(guess.get(srv.url("/v2/"))).await);
     send(good.get(srv.url("/v2/"))).await.expect_status(429);
+}
+
+#[tokio::test]
+async fn the_token_command_refuses_users_who_may_not_get_a_token() {
+    let srv = Launch::new().root_keys(ROOT_KEY_ID, ROOT_SECRET).start();
+    // No policy at all, and one allowing GetAuthorizationToken only from elsewhere.
+    srv.cli(&["user", "add", "nopolicy"]);
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("elsewhere.json");
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*",
+         "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}},
+        {"Effect": "Allow", "Action": "ecr:BatchGetImage", "Resource": "*"}]});
+    std::fs::write(&elsewhere, policy.to_string()).unwrap();
+    srv.cli(&["user", "add", "gated", "--policy", elsewhere.to_str().unwrap()]);
+    for user in ["nopolicy", "gated"] {
+        let refused = srv.cli_output(&["token", "--user", user]);
+        assert!(!refused.status.success(), "{user}: {refused:?}");
+        assert!(refused.stdout.is_empty(), "{user}: no token is printed");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("may not get a token") && stderr.contains("ecr:GetAuthorizationToken"), "{stderr}");
+    }
+    // A user who may, and root, get one that works.
+    srv.cli(&["user", "add", "reader", "--policy", "AmazonEC2ContainerRegistryReadOnly"]);
+    for token in [srv.cli(&["token", "--user", "reader"]), srv.cli(&["token"])] {
+        let client = client_with(&basic("AWS", token.trim()));
+        send(client.get(srv.url("/v2/"))).await.expect_status(200);
+    }
 }
