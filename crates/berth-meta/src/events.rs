@@ -492,6 +492,19 @@ where
         })
     }
 
+    async fn awaits_delivery(&self, consumer: &str, repo: &str, digest: &str) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT d.event_id FROM event_deliveries d JOIN events e ON e.id = d.event_id \
+             WHERE d.consumer = $1 AND d.repo = $2 AND e.digest = $3 AND e.by_replication = 0 LIMIT 1",
+        )
+        .bind(consumer)
+        .bind(repo)
+        .bind(digest)
+        .fetch_optional(&self.readers)
+        .await?;
+        Ok(found.is_some())
+    }
+
     async fn pending_events(&self, consumer: &str) -> Result<u64> {
         let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM event_deliveries WHERE consumer = $1")
             .bind(consumer)

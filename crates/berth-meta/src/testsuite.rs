@@ -44,6 +44,7 @@ pub async fn run_all(store: &dyn MetadataStore) {
     every_change_records_its_events(store).await;
     failed_changes_record_nothing(store).await;
     event_claims(store).await;
+    awaited_deliveries(store).await;
     consumer_removal(store).await;
     pull_through_configuration(store).await;
     creation_templates(store).await;
@@ -1523,6 +1524,39 @@ async fn failed_changes_record_nothing(store: &dyn MetadataStore) {
     store.delete_manifest(&ORIGIN, &repo, &index).await.unwrap();
     assert_eq!(watcher.take(&[&repo]).await.len(), 1);
     watcher.finish().await;
+}
+
+/// A pushed manifest awaits a consumer's delivery until acknowledged (a release leaves it due);
+/// one a replication push made never does.
+async fn awaited_deliveries(store: &dyn MetadataStore) {
+    let consumer = unique("awaited");
+    store.register_consumer(&consumer, 1).await.unwrap();
+    let (r1, r2) = (repo_name(&unique("awaited-a")), repo_name(&unique("awaited-b")));
+    let replicated = Origin { by_replication: true, ..ORIGIN.clone() };
+    store.create_repository(&ORIGIN, &r1, "{}", 1).await.unwrap();
+    store.create_repository(&ORIGIN, &r2, "{}", 1).await.unwrap();
+    let ((content, digest), (other_content, other)) = (manifest_bytes(&unique("a")), manifest_bytes(&unique("b")));
+    store.put_manifest(&ORIGIN, image_put(&r1, &digest, &content, &[], None, 10)).await.unwrap();
+    store.put_manifest(&replicated, image_put(&r2, &other, &other_content, &[], None, 10)).await.unwrap();
+    let awaits = |repo: &RepositoryName, digest: &Digest| {
+        let (consumer, repo, digest) = (consumer.clone(), repo.to_string(), digest.to_string());
+        async move { store.awaits_delivery(&consumer, &repo, &digest).await.unwrap() }
+    };
+    assert!(awaits(&r1, &digest).await);
+    assert!(!awaits(&r2, &other).await, "made by replication");
+    assert!(!awaits(&r2, &digest).await, "another repository");
+    assert!(!store.awaits_delivery(&unique("nobody"), r1.as_str(), digest.as_str()).await.unwrap());
+    let claimed = store.claim_events(&consumer, "t", 100, 1, 2).await.unwrap();
+    let ids: Vec<i64> = claimed.iter().map(|c| c.event.id).collect();
+    store.release_events(&consumer, "t", &ids, 0).await.unwrap();
+    assert!(awaits(&r1, &digest).await, "released, still due");
+    let claimed = store.claim_events(&consumer, "u", 100, 1, 2).await.unwrap();
+    let ids: Vec<i64> = claimed.iter().map(|c| c.event.id).collect();
+    assert_eq!(store.ack_events(&consumer, "u", &ids).await.unwrap(), ids.len() as u64);
+    assert!(!awaits(&r1, &digest).await, "acknowledged");
+    assert!(store.unregister_consumer(&consumer).await.unwrap());
+    store.delete_repository(&ORIGIN, &r1, true).await.unwrap();
+    store.delete_repository(&ORIGIN, &r2, true).await.unwrap();
 }
 
 /// Claims lease a consumer's events to one claimer at a time per repository, in order; an

@@ -195,28 +195,44 @@ impl Registry {
         Ok(configuration)
     }
 
-    /// Where `digest` of `repository` stands at each destination it was sent to, and FAILED at
-    /// each destination a rule sends it to that this server cannot reach.
+    /// Where `digest` of `repository` stands at each destination it was sent to, IN_PROGRESS at
+    /// each one whose replicator has yet to take its push (from the outbox), and FAILED at each
+    /// destination a rule sends it to that this server cannot reach.
     pub async fn replication_statuses(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<Vec<ReplicationStatusRecord>> {
-        let mut statuses = self.meta.replication_statuses(repository.as_str(), digest.as_str()).await?;
+        let (repo, digest) = (repository.as_str(), digest.as_str());
+        let mut statuses = self.meta.replication_statuses(repo, digest).await?;
         let configuration = self.replication_configuration().await?;
-        let destinations = configuration.destinations_for(repository.as_str());
-        for destination in destinations.into_iter().filter(|d| !self.maps(d)) {
+        let destinations = configuration.destinations_for(repo);
+        let reported = |d: &DestinationId, statuses: &[ReplicationStatusRecord]| {
+            statuses.iter().any(|s| s.region == d.region && s.registry_id == d.registry_id)
+        };
+        for destination in destinations {
+            let (status, failure_code) = if !self.maps(destination) {
+                let failure = format!(
+                    "DESTINATION_NOT_CONFIGURED: this server has no registry URL and credentials for \
+                     {destination} (a [[replication.destinations]] entry in its configuration file)"
+                );
+                (ReplicationState::Failed, Some(failure))
+            } else if !reported(destination, &statuses)
+                && self.meta.awaits_delivery(&Replicator::consumer(destination), repo, digest).await?
+            {
+                (ReplicationState::InProgress, None)
+            } else {
+                continue;
+            };
             statuses.push(ReplicationStatusRecord {
                 region: destination.region.clone(),
                 registry_id: destination.registry_id.clone(),
-                status: ReplicationState::Failed.as_str().to_owned(),
-                failure_code: Some(format!(
-                    "DESTINATION_NOT_CONFIGURED: this server has no registry URL and credentials for \
-                     {destination} (a [[replication.destinations]] entry in its configuration file)"
-                )),
+                status: status.as_str().to_owned(),
+                failure_code,
                 updated_at: now_millis(),
             });
         }
+        statuses.sort_by(|a, b| (&a.region, &a.registry_id).cmp(&(&b.region, &b.registry_id)));
         Ok(statuses)
     }
 

@@ -267,6 +267,10 @@ async fn replicates_prod_images_to_two_registries_across_outages_and_bad_keys() 
     write_config(&config, b_port, c_port, "not-the-secret-0123456789abcdefghijklmn");
     a.restart_with(source_launch(&config));
     let v2 = push_image(&a, "prod/app", Some("v2")).await;
+    // Reported at once for each destination (IN_PROGRESS until its replicator takes the push).
+    let right_after = statuses(&a, "prod/app", &v2.digest).await;
+    let regions: Vec<&str> = right_after.iter().map(|(region, _, _)| region.as_str()).collect();
+    assert_eq!(regions, ["eu-west-1", "eu-west-2"], "{right_after:?}");
     assert_eq!(wait_for_manifest(&b, "prod/app", "v2").await, v2.digest);
     let failure = wait_for_status(&a, "prod/app", &v2.digest, "eu-west-2", "FAILED").await;
     assert!(failure.as_deref().is_some_and(|f| f.starts_with("DESTINATION_UNAUTHORIZED")), "{failure:?}");
