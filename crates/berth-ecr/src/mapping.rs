@@ -2,7 +2,7 @@
 //! exception a whole call fails with, or to the `failures[]` entry of a batch item; and ECR's
 //! image identifiers into the service's selectors.
 
-use berth_registry::pull_through::PullThroughError;
+use berth_registry::pull_through::{PullThroughError, UpstreamTrouble};
 use berth_registry::pulls::ExclusionError;
 use berth_registry::templates::TemplateError;
 use berth_registry::{ImageSelector, PolicyKind, RegistryError};
@@ -124,7 +124,7 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
                 PullThroughError::SecretUndecryptable(_) => EcrError::UnableToDecryptSecretValue(message),
                 PullThroughError::UpstreamUnsupported(_) => EcrError::UnsupportedUpstreamRegistry(message),
                 PullThroughError::PushIntoCache { .. } => EcrError::InvalidParameter(message),
-                PullThroughError::ManifestNotCached(_) => EcrError::ImageNotFound(message),
+                PullThroughError::ManifestNotCached { .. } => EcrError::ImageNotFound(message),
                 PullThroughError::BlobNotCached(_) => EcrError::LayerInaccessible(message),
             }
         }
@@ -171,6 +171,14 @@ pub(crate) fn image_failure(
             ImageFailureCode::ImageReferencedByManifestList,
             format!("Requested image referenced by manifest list: [{index}]"),
         ),
+        RegistryError::PullThrough(PullThroughError::ManifestNotCached { trouble, message }) => {
+            let code = match trouble {
+                UpstreamTrouble::AccessDenied => ImageFailureCode::UpstreamAccessDenied,
+                UpstreamTrouble::TooManyRequests => ImageFailureCode::UpstreamTooManyRequests,
+                UpstreamTrouble::Unavailable => ImageFailureCode::UpstreamUnavailable,
+            };
+            (code, message)
+        }
         other => return Err(ecr_error(other, scope)),
     };
     Ok(ImageFailure { image_id, failure_code, failure_reason })

@@ -98,7 +98,7 @@ impl OciError {
             Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             // What is neither cached nor obtainable upstream is unknown, as distribution's proxy
             // answers; the message says why (never a 5xx: the upstream's trouble is not ours).
-            PullThrough(PullThroughError::ManifestNotCached(_)) => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+            PullThrough(PullThroughError::ManifestNotCached { .. }) => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
             PullThrough(PullThroughError::BlobNotCached(_)) => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
             PullThrough(PullThroughError::PushIntoCache { .. }) => (StatusCode::FORBIDDEN, "DENIED"),
             // Pull-through cache rule management is on the ECR plane only.

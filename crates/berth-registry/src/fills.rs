@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, watch};
 use crate::blobs::BlobBody;
 use crate::cache_stats::Served;
 use crate::manifests::PushedManifest;
-use crate::pull_through::{CachedRepository, PullThroughError};
+use crate::pull_through::{CachedRepository, PullThroughError, UpstreamTrouble};
 use crate::templates::AppliedFor;
 use crate::{Registry, RegistryError, RepositoryInfo, Result, now_millis};
 
@@ -410,6 +410,14 @@ impl Registry {
             };
         }
         let message = self.record_upstream_failure(cached, repo, &failure);
+        let trouble = match failure {
+            UpstreamFailure::Rule(_)
+            | UpstreamFailure::Remote(berth_remote::Error::Unauthorized { .. } | berth_remote::Error::Denied { .. }) => {
+                UpstreamTrouble::AccessDenied
+            }
+            UpstreamFailure::Remote(berth_remote::Error::TooManyRequests { .. }) => UpstreamTrouble::TooManyRequests,
+            UpstreamFailure::Remote(_) => UpstreamTrouble::Unavailable,
+        };
         match stored {
             Some(stored) => {
                 self.pull_through
@@ -418,9 +426,10 @@ impl Registry {
                 self.pull_through.stats.served(prefix, Served::Cache { bytes: 0 });
                 Ok(stored)
             }
-            None => Err(PullThroughError::ManifestNotCached(format!(
-                "manifest {reference} of {repo} is not cached, and {message}"
-            ))
+            None => Err(PullThroughError::ManifestNotCached {
+                trouble,
+                message: format!("manifest {reference} of {repo} is not cached, and {message}"),
+            }
             .into()),
         }
     }
@@ -471,10 +480,10 @@ impl Registry {
         tag: Option<&Tag>,
     ) -> Result<()> {
         let manifest = Manifest::parse(&fetched.bytes, Some(&fetched.media_type)).map_err(|e| {
-            PullThroughError::ManifestNotCached(format!(
-                "the upstream's manifest {} cannot be cached: {e}",
-                fetched.digest
-            ))
+            PullThroughError::ManifestNotCached {
+                trouble: UpstreamTrouble::Unavailable,
+                message: format!("the upstream's manifest {} cannot be cached: {e}", fetched.digest),
+            }
         })?;
         let repository = self.cache_target(ctx, repo).await?;
         let blobs: Vec<(Digest, u64)> = manifest.required_blobs().map(|d| (d.digest.clone(), d.size)).collect();

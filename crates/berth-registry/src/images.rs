@@ -164,16 +164,37 @@ impl Registry {
 
     /// Looks each selector up, one result per selector (ECR's BatchGetImage and DescribeImages
     /// with `imageIds`). `pulled_by` makes it a pull: archived images are refused
-    /// (`ImageArchived`), the others counted as pulled by that caller.
+    /// (`ImageArchived`), the others counted as pulled by that caller, and in a repository a
+    /// cache rule covers each is first pulled as `/v2/` would (from the upstream when not cached
+    /// or due for a check, creating the repository), as ECR's BatchGetImage does.
     pub async fn resolve_images(
         &self,
         repo: &RepositoryName,
         selectors: &[ImageSelector],
         pulled_by: Option<&RequestContext>,
     ) -> Result<Vec<Result<ImageRecord>>> {
+        let mut filled = match pulled_by {
+            Some(ctx) if self.cached_repository(repo).await?.is_some() => {
+                let mut filled = Vec::with_capacity(selectors.len());
+                for selector in selectors {
+                    let reference = match selector {
+                        ImageSelector::Tag(tag) | ImageSelector::TagAndDigest(tag, _) => Reference::Tag(tag.clone()),
+                        ImageSelector::Digest(digest) => Reference::Digest(digest.clone()),
+                    };
+                    filled.push(self.pull_manifest_of_any_class(ctx, repo, &reference).await.map(|_| ()));
+                }
+                Some(filled.into_iter())
+            }
+            _ => None,
+        };
         self.repository(repo).await?;
         let mut results = Vec::with_capacity(selectors.len());
         for selector in selectors {
+            // What the upstream could not provide is this image's failure.
+            if let Some(Err(failure)) = filled.as_mut().and_then(Iterator::next) {
+                results.push(Err(failure));
+                continue;
+            }
             let mut result = self.resolve_image(repo, selector).await;
             if let (Ok(image), Some(_)) = (&result, pulled_by) {
                 let digest = image.manifest.digest.to_string();

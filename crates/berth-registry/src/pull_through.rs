@@ -73,11 +73,21 @@ pub enum PullThroughError {
     )]
     PushIntoCache { repository: String, prefix: String },
     /// A manifest neither cached nor obtainable from the upstream now (down, refusing, absent).
-    #[error("{0}")]
-    ManifestNotCached(String),
+    #[error("{message}")]
+    ManifestNotCached { trouble: UpstreamTrouble, message: String },
     /// A blob neither cached nor obtainable from the upstream now.
     #[error("{0}")]
     BlobNotCached(String),
+}
+
+/// Why the upstream could not provide an image, as ECR's image failure codes name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamTrouble {
+    /// The rule's credentials are missing, unusable or refused.
+    AccessDenied,
+    TooManyRequests,
+    /// Unreachable, failing, or answering what cannot be cached.
+    Unavailable,
 }
 
 /// A rule as the API shows it.

@@ -220,6 +220,41 @@ async fn a_multi_arch_index_is_cached_whole_and_each_platform_fills_when_pulled(
     assert_eq!(upstream_gets(&upstream, &index_path), index_gets_before + 1);
 }
 
+/// ECR's BatchGetImage pulls through the cache as `/v2/` does: what is not cached comes from the
+/// upstream (the repository created on the way); what the upstream cannot give is a failure
+/// naming why (ECR's `Upstream…` failure codes), and nothing is created for it.
+#[tokio::test]
+async fn batch_get_image_fills_from_the_upstream_and_names_its_failures() {
+    let mut upstream = Server::start();
+    let image = push_image(&upstream, "lib/api", Some("v1")).await;
+    let other = push_image(&upstream, "lib/api", Some("v2")).await;
+    let srv = caching_server(&upstream, 3600).await;
+    let batch = |repo: &str, ids: Value| json!({"repositoryName": repo, "imageIds": ids});
+
+    let r = call(&srv, "BatchGetImage", batch("hub/api", json!([{"imageTag": "v1"}, {"imageTag": "absent"}]))).await;
+    r.expect_status(200);
+    let out = r.json();
+    assert_eq!(out["images"][0]["imageId"]["imageDigest"], image.digest.as_str(), "{out}");
+    assert_eq!(out["images"][0]["imageManifest"].as_str().unwrap().as_bytes(), image.manifest.as_slice());
+    assert_eq!(out["failures"][0]["failureCode"], "ImageNotFound", "{out}");
+    // The repository and the image are there now, as after a docker pull.
+    let described = call(&srv, "DescribeImages", json!({"repositoryName": "hub/api"})).await;
+    assert_eq!(described.json()["imageDetails"][0]["imageTags"], json!(["v1"]), "{}", described.describe());
+    // Nothing upstream: the repository is not created.
+    let r = call(&srv, "BatchGetImage", batch("hub/none", json!([{"imageTag": "v1"}]))).await;
+    assert_eq!(error_type(&r), "RepositoryNotFoundException", "{}", r.describe());
+
+    // The upstream down: what is cached is still answered, the rest fails as UpstreamUnavailable.
+    upstream.stop();
+    let ids = json!([{"imageDigest": image.digest}, {"imageDigest": other.digest}]);
+    let r = call(&srv, "BatchGetImage", batch("hub/api", ids)).await;
+    r.expect_status(200);
+    let out = r.json();
+    assert_eq!(out["images"].as_array().map(Vec::len), Some(1), "{out}");
+    assert_eq!(out["failures"][0]["imageId"]["imageDigest"], other.digest.as_str(), "{out}");
+    assert_eq!(out["failures"][0]["failureCode"], "UpstreamUnavailable", "{out}");
+}
+
 #[tokio::test]
 async fn tags_follow_the_upstream_after_the_interval_and_the_cache_serves_while_it_is_down() {
     let mut upstream = Server::start();
