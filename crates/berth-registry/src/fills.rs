@@ -13,8 +13,9 @@
 //!   store; the last piece is released only after the digest matched and the blob was committed
 //!   and linked. A lying upstream ends every tee with an error before its last byte and stores
 //!   nothing. Clients that join later, or ask for a range, get the stored blob once committed.
-//! - **Indexes are stored whole** (sparse: children and blobs may be absent); each child fills
-//!   when a client pulls it by digest, and then becomes a protected child of the index.
+//! - **Indexes are stored whole** (sparse: children and blobs may be absent); each child is
+//!   fetched in the background at once (as ECR caches an index's every image), or fills when a
+//!   client pulls it first, and then becomes a protected child of the index.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -373,10 +374,13 @@ impl Registry {
             Reference::Tag(tag) => Some(tag),
             Reference::Digest(_) => None,
         };
-        if let Err(e) = self.store_cached_manifest(ctx, repo, &fetched, tag).await {
-            let Some(stored) = stored else { return Err(e) };
-            tracing::warn!(repository = %repo, %reference, error = %e, "storing the upstream's manifest failed; serving the cached one");
-            return Ok(stored);
+        match self.store_cached_manifest(ctx, repo, &fetched, tag).await {
+            Ok(children) => self.prefetch_children(repo, children),
+            Err(e) => {
+                let Some(stored) = stored else { return Err(e) };
+                tracing::warn!(repository = %repo, %reference, error = %e, "storing the upstream's manifest failed; serving the cached one");
+                return Ok(stored);
+            }
         }
         if tag.is_some() {
             self.pull_through.fills.checked(key, self.config.cache_tag_recheck);
@@ -471,14 +475,14 @@ impl Registry {
     }
 
     /// Stores the upstream's exact bytes (verified by berth-remote against their digest) as a
-    /// sparse manifest: its blobs and an index's children fill when pulled.
+    /// sparse manifest: its blobs fill when pulled. Returns an index's children.
     async fn store_cached_manifest(
         &self,
         ctx: &RequestContext,
         repo: &RepositoryName,
         fetched: &FetchedManifest,
         tag: Option<&Tag>,
-    ) -> Result<()> {
+    ) -> Result<Vec<Digest>> {
         let manifest = Manifest::parse(&fetched.bytes, Some(&fetched.media_type)).map_err(|e| {
             PullThroughError::ManifestNotCached {
                 trouble: UpstreamTrouble::Unavailable,
@@ -490,6 +494,38 @@ impl Registry {
         let pushed = PushedManifest { parsed: &manifest, content: &fetched.bytes, digest: &fetched.digest };
         let tags: Vec<Tag> = tag.cloned().into_iter().collect();
         self.commit_manifest(ctx, &repository, pushed, &blobs, true, &tags).await?;
+        Ok(manifest.manifests.iter().map(|child| child.digest.clone()).collect())
+    }
+
+    /// ECR caches an index's every image: once one is stored, its platforms (manifests and
+    /// blobs) are fetched on a task of their own, one after the other, so each pulls later even
+    /// while the upstream is down. What fails here fills when pulled, as before.
+    fn prefetch_children(&self, repo: &RepositoryName, children: Vec<Digest>) {
+        if children.is_empty() {
+            return;
+        }
+        let (this, repo) = (self.me.upgrade().expect("a Registry lives in its Arc"), repo.clone());
+        tokio::spawn(async move {
+            let ctx = RequestContext::server("pull-through", uuid::Uuid::new_v4().to_string());
+            for child in children {
+                if let Err(e) = this.prefetch_image(&ctx, &repo, &child).await {
+                    tracing::info!(repository = %repo, digest = %child, error = %e,
+                        "prefetching a platform of a cached index failed; it fills when pulled");
+                }
+            }
+        });
+    }
+
+    async fn prefetch_image(&self, ctx: &RequestContext, repo: &RepositoryName, digest: &Digest) -> Result<()> {
+        let manifest = self.pull_manifest_of_any_class(ctx, repo, &Reference::Digest(digest.clone())).await?;
+        let parsed = Manifest::parse(&manifest.content, Some(&manifest.media_type))
+            .map_err(|e| RegistryError::Internal(format!("the cached manifest {digest} does not parse: {e}")))?;
+        for blob in parsed.required_blobs() {
+            let mut body = self.pull_blob(ctx, repo, &blob.digest, None).await?;
+            while let Some(piece) = body.stream.next().await {
+                piece.map_err(|e| RegistryError::Internal(format!("prefetching blob {}: {e}", blob.digest)))?;
+            }
+        }
         Ok(())
     }
 

@@ -176,8 +176,8 @@ async fn get_manifest(srv: &Server, repo: &str, reference: &str) -> Resp {
 }
 
 #[tokio::test]
-async fn a_multi_arch_index_is_cached_whole_and_each_platform_fills_when_pulled() {
-    let upstream = Server::start();
+async fn a_multi_arch_index_is_cached_with_every_platform_which_pulls_while_the_upstream_is_down() {
+    let mut upstream = Server::start();
     let (amd, arm, index, index_digest) = push_two_platform_index(&upstream, "lib/multi", "v1").await;
     let index_path = format!("/v2/lib/multi/manifests/{index_digest}");
     let index_gets_before = upstream_gets(&upstream, &index_path); // the push checked its Location
@@ -188,10 +188,17 @@ async fn a_multi_arch_index_is_cached_whole_and_each_platform_fills_when_pulled(
     r.expect_status(200);
     assert_eq!(r.header("docker-content-digest"), Some(index_digest.as_str()), "{}", r.describe());
     assert!(r.body == index, "the index is served byte for byte");
-    // One platform pulled: its manifest, config and layer fill; the other stays upstream.
+    // One platform pulled at once, racing the background fetch of both: one fill each.
     expect_manifest(&srv, "hub/multi", &amd.digest, OCI_MANIFEST, &amd.manifest, &amd.digest).await;
     expect_blob(&srv, "hub/multi", &sha256_digest(&amd.config), &amd.config).await;
     expect_blob(&srv, "hub/multi", &sha256_digest(&amd.layers[0]), &amd.layers[0]).await;
+    // Every platform is cached (as on ECR), the one never pulled too.
+    let arm_layer = format!("/v2/lib/multi/blobs/{}", sha256_digest(&arm.layers[0]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while upstream_gets(&upstream, &arm_layer) == 0 || !srv.log().contains(&sha256_digest(&arm.layers[0])) {
+        assert!(std::time::Instant::now() < deadline, "the other platform was never fetched:\n{}", srv.log());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let r = call(&srv, "DescribeImages", json!({"repositoryName": "hub/multi"})).await;
     let mut digests: Vec<String> = r.json()["imageDetails"]
         .as_array()
@@ -200,12 +207,20 @@ async fn a_multi_arch_index_is_cached_whole_and_each_platform_fills_when_pulled(
         .map(|i| i["imageDigest"].as_str().unwrap().into())
         .collect();
     digests.sort();
-    let mut want = vec![index_digest.clone(), amd.digest.clone()];
+    let mut want = vec![index_digest.clone(), amd.digest.clone(), arm.digest.clone()];
     want.sort();
-    assert_eq!(digests, want, "the index whole and the one platform pulled: {}", r.describe());
-    // The other platform later: it fills too, and both are children the index protects.
+    assert_eq!(digests, want, "the index and both platforms: {}", r.describe());
+    // Each piece was fetched upstream once.
+    assert_eq!(upstream_gets(&upstream, &format!("/v2/lib/multi/blobs/{}", sha256_digest(&amd.layers[0]))), 1);
+    assert_eq!(upstream_gets(&upstream, &arm_layer), 1);
+    assert_eq!(upstream_gets(&upstream, &index_path), index_gets_before + 1);
+
+    // The upstream down: the platform no client pulled before pulls whole from the cache.
+    upstream.stop();
     expect_manifest(&srv, "hub/multi", &arm.digest, OCI_MANIFEST, &arm.manifest, &arm.digest).await;
+    expect_blob(&srv, "hub/multi", &sha256_digest(&arm.config), &arm.config).await;
     expect_blob(&srv, "hub/multi", &sha256_digest(&arm.layers[0]), &arm.layers[0]).await;
+    // Both are children the index protects.
     let r = call(
         &srv,
         "BatchDeleteImage",
@@ -213,11 +228,6 @@ async fn a_multi_arch_index_is_cached_whole_and_each_platform_fills_when_pulled(
     )
     .await;
     assert_eq!(r.json()["failures"].as_array().map(Vec::len), Some(1), "a child of the index: {}", r.describe());
-    // Each piece was fetched upstream once.
-    let _ = get_manifest(&srv, "hub/multi", "v1").await;
-    expect_blob(&srv, "hub/multi", &sha256_digest(&amd.layers[0]), &amd.layers[0]).await;
-    assert_eq!(upstream_gets(&upstream, &format!("/v2/lib/multi/blobs/{}", sha256_digest(&amd.layers[0]))), 1);
-    assert_eq!(upstream_gets(&upstream, &index_path), index_gets_before + 1);
 }
 
 /// ECR's BatchGetImage pulls through the cache as `/v2/` does: what is not cached comes from the
