@@ -285,17 +285,13 @@ async fn simulate(store: Arc<dyn MetadataStore>, args: &SimulateArgs) -> anyhow:
 
 pub async fn token(args: TokenArgs) -> anyhow::Result<()> {
     let store = open(&args.dir, Store::Existing).await?;
-    let result = match may_get_token(store.clone(), args.user.as_deref()).await {
-        Ok(()) => berth_auth::cli::token(
-            store.clone(),
-            &args.dir.data_dir,
-            args.user.as_deref(),
-            &mut std::io::stdout().lock(),
-        )
-        .await
-        .map_err(Into::into),
-        Err(refused) => Err(refused),
-    };
+    let user = args.user.as_deref();
+    let result = async {
+        may_get_token(store.clone(), user).await?;
+        let mut out = std::io::stdout().lock();
+        anyhow::Ok(berth_auth::cli::token(store.clone(), &args.dir.data_dir, user, &mut out).await?)
+    }
+    .await;
     store.close().await;
     result
 }
