@@ -54,7 +54,7 @@ def test_describe_registry(ecr):
     assert registry["replicationConfiguration"] == {"rules": []}
 
 
-def test_registry_scanning_configuration_is_basic_without_rules(ecr):
+def test_registry_scanning_configuration_is_basic_without_rules_until_some_are_put(ecr):
     out = ecr.get_registry_scanning_configuration()
     assert out["registryId"] == REGISTRY_ID
     assert out["scanningConfiguration"] == {"scanType": "BASIC", "rules": []}
@@ -101,6 +101,38 @@ def test_batch_get_repository_scanning_configuration(ecr, repo):
     message = raises(ecr, "InvalidParameterException", ecr.batch_get_repository_scanning_configuration,
                      repositoryNames=[repo, "Not/Lower"])
     assert message.startswith("Invalid parameter at 'repositoryNames.2.member'"), message
+
+
+def test_basic_registry_scanning_rules_are_kept_and_decide_each_repository(ecr):
+    base = f"pytest/rules-{uuid.uuid4().hex[:8]}"
+    prod, dev = f"{base}/prod-api", f"{base}/dev-api"
+    for name in (prod, dev):
+        ecr.create_repository(repositoryName=name, imageScanningConfiguration={"scanOnPush": name == dev})
+    # What Terraform's aws_ecr_registry_scanning_configuration sends for basic scan-on-push.
+    rules = [{"scanFrequency": "SCAN_ON_PUSH", "repositoryFilters": [{"filter": f"{base}/prod-*", "filterType": "WILDCARD"}]},
+             {"scanFrequency": "MANUAL", "repositoryFilters": [{"filter": "*", "filterType": "WILDCARD"}]}]
+    try:
+        put = ecr.put_registry_scanning_configuration(scanType="BASIC", rules=rules)
+        assert put["registryScanningConfiguration"] == {"scanType": "BASIC", "rules": rules}
+        assert ecr.get_registry_scanning_configuration()["scanningConfiguration"] == {"scanType": "BASIC", "rules": rules}
+        configs = ecr.batch_get_repository_scanning_configuration(repositoryNames=[prod, dev])["scanningConfigurations"]
+        assert [(c["repositoryName"], c["scanOnPush"], c["scanFrequency"], c["appliedScanFilters"]) for c in configs] == [
+            (prod, True, "SCAN_ON_PUSH", rules[0]["repositoryFilters"]),
+            (dev, False, "MANUAL", rules[1]["repositoryFilters"]),
+        ], "the registry's rules decide, not the repositories' own scanOnPush"
+        # ENHANCED (Inspector) and its CONTINUOUS_SCAN are refused, and change nothing.
+        raises(ecr, "ValidationException", ecr.put_registry_scanning_configuration, scanType="ENHANCED", rules=rules)
+        continuous = [{**rules[0], "scanFrequency": "CONTINUOUS_SCAN"}]
+        raises(ecr, "ValidationException", ecr.put_registry_scanning_configuration, scanType="BASIC", rules=continuous)
+        bad_filter = [{**rules[0], "repositoryFilters": [{"filter": "Prod/API", "filterType": "WILDCARD"}]}]
+        raises(ecr, "InvalidParameterException", ecr.put_registry_scanning_configuration, scanType="BASIC",
+               rules=bad_filter)
+        assert ecr.get_registry_scanning_configuration()["scanningConfiguration"]["rules"] == rules
+    finally:
+        ecr.put_registry_scanning_configuration(scanType="BASIC", rules=[])
+        for name in (prod, dev):
+            ecr.delete_repository(repositoryName=name)
+    assert ecr.get_registry_scanning_configuration()["scanningConfiguration"] == {"scanType": "BASIC", "rules": []}
 
 
 # ---- repositories

@@ -19,7 +19,7 @@ use berth_registry::settings::{
 use berth_registry::templates::{AppliedFor, CreationTemplate, TemplateSettings, TemplateUpdate};
 use berth_registry::{
     ImageFilter, ImageId, ImageRecord, ImageSelector, LifecyclePolicyInfo, PreviewResult, PutImage, Registry,
-    RegistryError, RepositoryInfo, RepositorySettings, Resource, StorageClass, TagStatus as Status,
+    RegistryError, RepositoryInfo, RepositorySettings, Resource, ScanningRule, StorageClass, TagStatus as Status,
 };
 use berth_spec::{Digest, RepositoryName, Tag as OciTag};
 
@@ -286,6 +286,28 @@ fn wire_applied_for(purpose: AppliedFor) -> RctAppliedFor {
 }
 
 /// Validation let only the model's values through.
+/// The registry's scanning configuration as ECR answers it: BASIC (Berth refuses ENHANCED).
+fn scanning_configuration(rules: Vec<ScanningRule>) -> RegistryScanningConfiguration {
+    let rules = rules
+        .into_iter()
+        .map(|rule| RegistryScanningRule {
+            scan_frequency: if rule.scan_on_push { ScanFrequency::ScanOnPush } else { ScanFrequency::Manual },
+            repository_filters: scanning_filters(&rule.filters),
+        })
+        .collect();
+    RegistryScanningConfiguration { scan_type: ScanType::Basic, rules }
+}
+
+fn scanning_filters(filters: &[String]) -> Vec<ScanningRepositoryFilter> {
+    filters
+        .iter()
+        .map(|filter| ScanningRepositoryFilter {
+            filter: filter.clone(),
+            filter_type: ScanningRepositoryFilterType::Wildcard,
+        })
+        .collect()
+}
+
 fn stored_mutability(mutability: ImageTagMutability) -> TagMutability {
     match mutability {
         ImageTagMutability::Immutable => TagMutability::Immutable,
@@ -859,17 +881,28 @@ impl EcrBackend for RegistryBackend {
         _: &RequestContext,
         request: PutRegistryScanningConfigurationRequest,
     ) -> Result<PutRegistryScanningConfigurationResponse, EcrError> {
-        if matches!(request.scan_type, Some(ScanTypeInput::Enhanced)) || request.rules.is_some_and(|r| !r.is_empty()) {
+        let rules = request.rules.unwrap_or_default();
+        if matches!(request.scan_type, Some(ScanTypeInput::Enhanced)) {
             return Err(EcrError::Validation(format!(
-                "{NO_SCANNER} (BASIC scanning without rules is the only registry scanning configuration it accepts)"
+                "{NO_SCANNER} (ENHANCED scanning, Amazon Inspector's, is not available; BASIC rules are stored \
+                 and reported as ECR reports them)"
             )));
         }
-        Ok(PutRegistryScanningConfigurationResponse {
-            registry_scanning_configuration: RegistryScanningConfiguration {
-                scan_type: ScanType::Basic,
-                rules: vec![],
-            },
-        })
+        if rules.iter().any(|rule| rule.scan_frequency == ScanFrequency::ContinuousScan) {
+            return Err(EcrError::Validation(
+                "CONTINUOUS_SCAN is a frequency of ENHANCED scanning; BASIC scanning rules are SCAN_ON_PUSH or MANUAL"
+                    .into(),
+            ));
+        }
+        let stored = rules
+            .into_iter()
+            .map(|rule| ScanningRule {
+                scan_on_push: rule.scan_frequency == ScanFrequency::ScanOnPush,
+                filters: rule.repository_filters.into_iter().map(|f| f.filter).collect(),
+            })
+            .collect();
+        let stored = self.registry.put_scanning_rules(stored).await.map_err(self.fail(""))?;
+        Ok(PutRegistryScanningConfigurationResponse { registry_scanning_configuration: scanning_configuration(stored) })
     }
 
     /// Archives or restores at once (Berth keeps the blobs in place): the answer is ARCHIVED or
@@ -1084,9 +1117,10 @@ impl EcrBackend for RegistryBackend {
         _: &RequestContext,
         _: GetRegistryScanningConfigurationRequest,
     ) -> Result<GetRegistryScanningConfigurationResponse, EcrError> {
+        let rules = self.registry.scanning_rules().await.map_err(self.fail(""))?;
         Ok(GetRegistryScanningConfigurationResponse {
             registry_id: self.config.registry_id.clone(),
-            scanning_configuration: RegistryScanningConfiguration { scan_type: ScanType::Basic, rules: vec![] },
+            scanning_configuration: scanning_configuration(rules),
         })
     }
 
@@ -1153,18 +1187,25 @@ impl EcrBackend for RegistryBackend {
         let mut seen = HashSet::new();
         let mut scanning_configurations = Vec::new();
         let mut failures = Vec::new();
+        let rules = self.registry.scanning_rules().await.map_err(self.fail(""))?;
         for name in request.repository_names.iter().filter(|name| seen.insert(name.as_str())) {
             let repo = self.repository(&None, name)?;
             match self.registry.describe_repository(&repo).await {
                 Ok(info) => {
-                    let scan_on_push = info.settings.scan_on_push;
+                    // Once the registry has rules they decide, as on ECR; before, the
+                    // repository's own (deprecated) scanOnPush does.
+                    let (scan_on_push, filters) = match ScanningRule::applying(&rules, name) {
+                        _ if rules.is_empty() => (info.settings.scan_on_push, vec![]),
+                        Some(rule) => (rule.scan_on_push, scanning_filters(&rule.filters)),
+                        None => (false, vec![]),
+                    };
                     scanning_configurations.push(RepositoryScanningConfiguration {
                         repository_arn: RepositoryArn::new(&self.config.region, &self.config.registry_id, name)
                             .to_string(),
                         repository_name: name.clone(),
                         scan_on_push,
                         scan_frequency: if scan_on_push { ScanFrequency::ScanOnPush } else { ScanFrequency::Manual },
-                        applied_scan_filters: vec![],
+                        applied_scan_filters: filters,
                     });
                 }
                 Err(err) => failures.push(scanning_failure(err, &self.scope(name))?),

@@ -172,12 +172,13 @@ response_enum!(
     ScanType { Basic = "BASIC" }
 );
 
-response_enum!(
-    /// A repository's effective frequency: SCAN_ON_PUSH when its `scanOnPush` is set, else MANUAL.
-    ScanFrequency { ScanOnPush = "SCAN_ON_PUSH", Manual = "MANUAL" }
+request_enum!(
+    /// A registry scanning rule's frequency (CONTINUOUS_SCAN is ENHANCED scanning's, which
+    /// Berth refuses) and a repository's effective one.
+    ScanFrequency { ScanOnPush = "SCAN_ON_PUSH", ContinuousScan = "CONTINUOUS_SCAN", Manual = "MANUAL" }
 );
 
-response_enum!(ScanningRepositoryFilterType { Wildcard = "WILDCARD" });
+request_enum!(ScanningRepositoryFilterType { Wildcard = "WILDCARD" });
 
 response_enum!(ScanningConfigurationFailureCode { RepositoryNotFound = "REPOSITORY_NOT_FOUND" });
 
@@ -400,14 +401,14 @@ pub struct RegistryScanningConfiguration {
     pub rules: Vec<RegistryScanningRule>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistryScanningRule {
     pub scan_frequency: ScanFrequency,
     pub repository_filters: Vec<ScanningRepositoryFilter>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScanningRepositoryFilter {
     pub filter: String,
@@ -702,8 +703,7 @@ pub struct UpdateImageStorageClassResponse {
 #[serde(rename_all = "camelCase")]
 pub struct PutRegistryScanningConfigurationRequest {
     pub scan_type: Option<ScanTypeInput>,
-    /// Only their number is checked: Berth refuses any rule (it does not scan).
-    pub rules: Option<Vec<serde_json::Value>>,
+    pub rules: Option<Vec<RegistryScanningRule>>,
 }
 
 request_enum!(ScanTypeInput { Basic = "BASIC", Enhanced = "ENHANCED" });

@@ -675,8 +675,42 @@ impl Validate for PutRegistryScanningConfigurationRequest {
         if let Some(scan_type) = self.scan_type {
             enum_value("scanType", scan_type == ScanTypeInput::Unrecognized, ScanTypeInput::VALUES)?;
         }
-        list_length("rules", self.rules.as_deref().unwrap_or_default(), 0, 2)
+        let rules = self.rules.as_deref().unwrap_or_default();
+        list_length("rules", rules, 0, 2)?;
+        for (i, rule) in rules.iter().enumerate() {
+            let member = |name: &str| format!("rules.{}.member.{name}", i + 1);
+            let frequency = &member("scanFrequency");
+            enum_value(frequency, rule.scan_frequency == ScanFrequency::Unrecognized, ScanFrequency::VALUES)?;
+            let filters = &member("repositoryFilters");
+            list_length(filters, &rule.repository_filters, 1, 100)?;
+            for (j, f) in rule.repository_filters.iter().enumerate() {
+                let kind = element(filters, j, "filterType");
+                let unknown = f.filter_type == ScanningRepositoryFilterType::Unrecognized;
+                enum_value(&kind, unknown, ScanningRepositoryFilterType::VALUES)?;
+                let filter = element(filters, j, "filter");
+                length(&filter, &f.filter, 1, 256)?;
+                pattern(&filter, is_scanning_filter(&f.filter), SCANNING_FILTER_PATTERN)?;
+            }
+        }
+        Ok(())
     }
+}
+
+/// A registry scanning rule's repository filter: a repository name that may hold `*`.
+const SCANNING_FILTER_PATTERN: &str = "^[a-z0-9*](?:[._-]?[a-z0-9*]+)*(?:/[a-z0-9*]+(?:[._-][a-z0-9*]+)*)*$";
+
+/// `SCANNING_FILTER_PATTERN`: each `/`-separated part starts and ends with a letter, digit or
+/// `*`, with single `.`, `_` or `-` between them.
+fn is_scanning_filter(filter: &str) -> bool {
+    let word = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'*';
+    filter.split('/').all(|part| {
+        let bytes = part.as_bytes();
+        !bytes.is_empty()
+            && word(bytes[0])
+            && word(bytes[bytes.len() - 1])
+            && bytes.windows(2).all(|w| word(w[0]) || word(w[1]))
+            && bytes.iter().all(|&b| word(b) || matches!(b, b'.' | b'_' | b'-'))
+    })
 }
 
 impl Validate for PutSigningConfigurationRequest {
@@ -1628,6 +1662,25 @@ mod tests {
             let message = rejected::<CreateRepositoryCreationTemplateRequest>(template(bad));
             assert!(message.contains("'encryptionConfiguration.kmsKey'"), "{bad}: {message}");
         }
+    }
+
+    #[test]
+    fn scanning_rule_filters_follow_the_model_pattern() {
+        let rules = |filter: &str, frequency: &str| {
+            json!({"scanType": "BASIC", "rules": [{"scanFrequency": frequency,
+                   "repositoryFilters": [{"filter": filter, "filterType": "WILDCARD"}]}]})
+        };
+        for ok in ["*", "prod/*", "team-a/app_1.x", "a*b/c-*"] {
+            assert_eq!(check::<PutRegistryScanningConfigurationRequest>(rules(ok, "SCAN_ON_PUSH")), Ok(()), "{ok}");
+        }
+        for bad in ["", "Prod", "a//b", "-a", "a-", "a--b", "a/", "a b"] {
+            let message = rejected::<PutRegistryScanningConfigurationRequest>(rules(bad, "MANUAL"));
+            assert!(message.contains("repositoryFilters"), "{bad:?}: {message}");
+        }
+        let message = rejected::<PutRegistryScanningConfigurationRequest>(rules("*", "HOURLY"));
+        assert!(message.contains("scanFrequency"), "{message}");
+        let none = json!({"scanType": "BASIC", "rules": [{"scanFrequency": "MANUAL", "repositoryFilters": []}]});
+        assert!(rejected::<PutRegistryScanningConfigurationRequest>(none).contains("repositoryFilters"));
     }
 
     #[test]

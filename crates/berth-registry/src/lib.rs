@@ -49,7 +49,7 @@ pub use images::{DeletedImage, ImageFilter, ImageId, ImageSelector, PutImage, Ta
 pub use layers::MIN_LAYER_PART_BYTES;
 pub use manifests::{PutManifestOutcome, REFERRERS_PAGE_BYTES, Referrer, ReferrersPage};
 pub use policies::{LifecycleExplanation, LifecyclePolicyInfo, LifecyclePreviewOutcome, PreviewResult};
-pub use registry_settings::AccountSetting;
+pub use registry_settings::{AccountSetting, ScanningRule};
 pub use repositories::RepositoryInfo;
 pub use settings::{RepositorySettings, SPARSE_INDEXES_TAG};
 pub use status::{Finished, MaintenanceStatus};

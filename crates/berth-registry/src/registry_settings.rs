@@ -12,6 +12,30 @@ use crate::{PolicyKind, Registry, RegistryError, Result};
 const REGISTRY_POLICY: &str = "registryPolicy";
 /// The registry policy's [`PrincipalBindings`], as JSON; written before the policy it belongs to.
 const REGISTRY_POLICY_PRINCIPALS: &str = "registryPolicyPrincipals";
+/// The BASIC scanning rules (`PutRegistryScanningConfiguration`), as JSON.
+const SCANNING_RULES: &str = "registryScanningRules";
+
+/// A BASIC registry scanning rule: which repositories (wildcard filters on their names) scan on
+/// push or manually. Stored and reported as ECR does; Berth itself scans nothing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanningRule {
+    /// SCAN_ON_PUSH; else MANUAL.
+    pub scan_on_push: bool,
+    pub filters: Vec<String>,
+}
+
+impl ScanningRule {
+    /// The rule that decides `repository`'s frequency once any rule is set: a matching
+    /// SCAN_ON_PUSH rule before a matching MANUAL one; `None`: MANUAL without filters.
+    pub fn applying<'a>(rules: &'a [ScanningRule], repository: &str) -> Option<&'a ScanningRule> {
+        let matches =
+            |rule: &&ScanningRule| rule.filters.iter().any(|f| crate::settings::wildcard_match(f, repository));
+        let mut matching: Vec<&ScanningRule> = rules.iter().filter(matches).collect();
+        matching.sort_by_key(|rule| !rule.scan_on_push);
+        matching.into_iter().next()
+    }
+}
 
 /// What a V1-scoped registry policy governs (ECR: replication and pull through cache); a V2 one
 /// governs every action.
@@ -125,6 +149,21 @@ impl Registry {
         deleted.ok_or(RegistryError::PolicyNotFound(PolicyKind::Registry))
     }
 
+    /// The registry's BASIC scanning rules (none until put).
+    pub async fn scanning_rules(&self) -> Result<Vec<ScanningRule>> {
+        let stored = self.meta.registry_settings().await?;
+        let Some((_, json)) = stored.iter().find(|(name, _)| name == SCANNING_RULES) else { return Ok(vec![]) };
+        serde_json::from_str(json)
+            .map_err(|e| RegistryError::Internal(format!("the stored registry scanning rules do not parse: {e}")))
+    }
+
+    /// `PutRegistryScanningConfiguration` with BASIC scanning: replaces the rules (none removes them).
+    pub async fn put_scanning_rules(&self, rules: Vec<ScanningRule>) -> Result<Vec<ScanningRule>> {
+        let json = serde_json::to_string(&rules).expect("rules serialize");
+        self.meta.put_registry_setting(SCANNING_RULES, (!rules.is_empty()).then_some(json.as_str())).await?;
+        Ok(rules)
+    }
+
     /// `GetAccountSetting`: the setting's value (its default if never set).
     pub async fn account_setting(&self, name: &str) -> Result<(AccountSetting, String)> {
         let setting = AccountSetting::parse(name)?;
@@ -165,5 +204,18 @@ mod tests {
             AccountSetting::parse("PULL_THROUGH"),
             Err(RegistryError::SettingInvalid { member: "name", .. })
         ));
+    }
+
+    #[test]
+    fn a_scan_on_push_rule_applies_before_a_manual_one() {
+        let rule = |scan_on_push: bool, filters: &[&str]| ScanningRule {
+            scan_on_push,
+            filters: filters.iter().map(|f| f.to_string()).collect(),
+        };
+        let rules = [rule(false, &["*"]), rule(true, &["prod/*", "web"])];
+        assert_eq!(ScanningRule::applying(&rules, "prod/api"), Some(&rules[1]));
+        assert_eq!(ScanningRule::applying(&rules, "web"), Some(&rules[1]));
+        assert_eq!(ScanningRule::applying(&rules, "dev/api"), Some(&rules[0]));
+        assert_eq!(ScanningRule::applying(&rules[1..], "dev/api"), None);
     }
 }
