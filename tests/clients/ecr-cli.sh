@@ -410,7 +410,7 @@ ecr_err "delete-lifecycle-policy without one" LifecyclePolicyNotFoundException d
 ecr_err "get-lifecycle-policy-preview before any" LifecyclePolicyPreviewNotFoundException get-lifecycle-policy-preview --repository-name "$L"
 ecr_err "start-lifecycle-policy-preview without text or policy" LifecyclePolicyNotFoundException start-lifecycle-policy-preview --repository-name "$L"
 ecr_ok "start-lifecycle-policy-preview --lifecycle-policy-text" start-lifecycle-policy-preview --repository-name "$L" --lifecycle-policy-text "file://$T/lp.json"
-expect "preview status" "$(j .status)" COMPLETE
+expect "preview status: IN_PROGRESS as ECR answers a start" "$(j .status)" IN_PROGRESS
 ecr wait lifecycle-policy-preview-complete --repository-name "$L" && ok "aws ecr wait lifecycle-policy-preview-complete" || bad "wait lifecycle-policy-preview-complete"
 ecr_ok "get-lifecycle-policy-preview" get-lifecycle-policy-preview --repository-name "$L"
 expect "preview expires v1 v2 by rule 1 and the older orphan by rule 2; the index and its untagged children stay" \

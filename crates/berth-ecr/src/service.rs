@@ -1334,7 +1334,8 @@ impl EcrBackend for RegistryBackend {
             registry_id: self.config.registry_id.clone(),
             repository_name: request.repository_name,
             lifecycle_policy_text: given,
-            status: LifecyclePolicyPreviewStatus::Complete,
+            // As ECR answers a start; the preview is ready for GetLifecyclePolicyPreview at once.
+            status: LifecyclePolicyPreviewStatus::InProgress,
         })
     }
 

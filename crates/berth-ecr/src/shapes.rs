@@ -154,8 +154,9 @@ response_enum!(
 response_enum!(ReplicationStatus { InProgress = "IN_PROGRESS", Complete = "COMPLETE", Failed = "FAILED" });
 
 response_enum!(
-    /// Previews finish within the call that starts them, so COMPLETE is the only status Berth sends.
-    LifecyclePolicyPreviewStatus { Complete = "COMPLETE" }
+    /// Previews finish within the call that starts them: the start answers IN_PROGRESS, as ECR's
+    /// does, and every read of the preview COMPLETE.
+    LifecyclePolicyPreviewStatus { InProgress = "IN_PROGRESS", Complete = "COMPLETE" }
 );
 
 response_enum!(ImageActionType { Expire = "EXPIRE", Transition = "TRANSITION" });
