@@ -61,6 +61,10 @@ pub enum Error {
     /// What the root user refuses: it is allowed everything, and it is the way back in.
     #[error("the root user {0}")]
     RootUnchangeable(&'static str),
+    /// The credential check failed a moment ago: later lookups fail at once instead of each
+    /// waiting out the store's timeout in turn.
+    #[error("the credential store failed under a second ago: {0}")]
+    StoreRecentlyFailed(String),
 }
 
 impl Error {

@@ -171,6 +171,8 @@ struct Cache {
     snapshot: Arc<Snapshot>,
     /// When the generation was last compared; `None` forces a check on the next lookup.
     checked_at: Option<Instant>,
+    /// When the last check failed, and why; cleared by the next that succeeds.
+    failed: Option<(Instant, String)>,
 }
 
 #[derive(Default)]
@@ -186,7 +188,7 @@ impl Identities {
         Identities {
             store,
             cipher: master_key.secret_cipher(),
-            cache: RwLock::new(Cache { snapshot: Arc::default(), checked_at: None }),
+            cache: RwLock::new(Cache { snapshot: Arc::default(), checked_at: None, failed: None }),
             refresh: tokio::sync::Mutex::new(()),
         }
     }
@@ -357,16 +359,33 @@ impl Identities {
             if cache.checked_at.is_some_and(&recent_enough) {
                 return Ok(cache.snapshot.clone());
             }
+            // Callers that queued behind a check that failed are answered with its failure, not
+            // each after another timeout of their own (a store outage would stack them up).
+            if let Some((at, why)) = &cache.failed
+                && at.elapsed() < REVALIDATE_INTERVAL
+            {
+                return Err(Error::StoreRecentlyFailed(why.clone()));
+            }
         }
         // Stamped before the store is asked: what it answers is at least this recent.
         let checked_at = Instant::now();
+        match self.check(checked_at).await {
+            Ok(snapshot) => Ok(snapshot),
+            Err(e) => {
+                self.write_cache().failed = Some((Instant::now(), e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    async fn check(&self, checked_at: Instant) -> Result<Arc<Snapshot>, Error> {
         let generation = self.store.credentials_generation().await?;
         let current = self.read_cache().snapshot.clone();
         // Reading the generation before the users means a change in between is seen again on the
         // next check, never missed.
         let snapshot =
             if current.generation == Some(generation) { current } else { Arc::new(self.load(generation).await?) };
-        *self.write_cache() = Cache { snapshot: snapshot.clone(), checked_at: Some(checked_at) };
+        *self.write_cache() = Cache { snapshot: snapshot.clone(), checked_at: Some(checked_at), failed: None };
         Ok(snapshot)
     }
 

@@ -307,3 +307,25 @@ async fn cli_helpers() {
     cli::user_list(store, &mut out).await.unwrap();
     assert_eq!(String::from_utf8(out).unwrap(), "[]\n");
 }
+
+/// A credential check that failed is the answer for a second to the lookups queued behind it:
+/// with the store down, each would otherwise wait out the store's timeout in turn.
+#[tokio::test]
+async fn lookups_right_after_a_failed_check_fail_at_once_without_asking_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, auth) = server(dir.path(), AuthMode::Required, DEFAULT_TOKEN_LIFETIME).await;
+    let alice = auth.identities().create_user("alice", &[]).await.unwrap();
+    assert!(auth.identities().access_key(&alice.access_key_id).await.unwrap().is_some());
+    store.close().await;
+    tokio::time::sleep(berth_auth::REVALIDATE_INTERVAL + Duration::from_millis(100)).await;
+    let first = auth.identities().access_key(&alice.access_key_id).await;
+    assert!(matches!(first, Err(Error::Meta(_))), "the store was asked: {first:?}");
+    for _ in 0..3 {
+        let next = auth.identities().access_key(&alice.access_key_id).await;
+        assert!(matches!(next, Err(Error::StoreRecentlyFailed(_))), "{next:?}");
+        assert!(matches!(auth.authenticate(&access_key_login(&alice)).await, Err(AuthError::Unavailable(_))));
+    }
+    // A second later the store is asked again.
+    tokio::time::sleep(berth_auth::REVALIDATE_INTERVAL + Duration::from_millis(100)).await;
+    assert!(matches!(auth.identities().access_key(&alice.access_key_id).await, Err(Error::Meta(_))));
+}

@@ -77,6 +77,10 @@ pub enum EcrError {
     /// The model's only server fault; SDKs retry it, so never use it for a client mistake.
     #[error("{0}")]
     Server(String),
+    /// AWS's common 503 (SDKs retry it): what the caller's credentials are cannot be told now
+    /// (the credential store is down), which is not the caller's fault.
+    #[error("{0}")]
+    ServiceUnavailable(String),
     #[error("{0}")]
     Validation(String),
     #[error("{0}")]
@@ -140,6 +144,7 @@ impl EcrError {
     pub fn status(&self) -> StatusCode {
         match self {
             EcrError::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            EcrError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             // 413 is outside every SDK's retry list, unlike 500/502/503/504.
             EcrError::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,
@@ -187,6 +192,7 @@ impl EcrError {
             EcrError::InvalidTagParameter(_) => "InvalidTagParameterException",
             EcrError::LimitExceeded(_) => "LimitExceededException",
             EcrError::Server(_) => "ServerException",
+            EcrError::ServiceUnavailable(_) => "ServiceUnavailable",
             EcrError::Validation(_) => "ValidationException",
             EcrError::UnsupportedImageType(_) => "UnsupportedImageTypeException",
             EcrError::ScanNotFound(_) => "ScanNotFoundException",

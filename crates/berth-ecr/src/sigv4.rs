@@ -46,10 +46,11 @@ pub struct SigningKey {
 }
 
 /// Finds the plaintext secret (and owner) of an access key id, keeping the verifier apart from
-/// the user store. Any `Fn(&str) -> Option<SigningKey>` closure is one.
+/// the user store: `None` for an unknown key, an error (`ServiceUnavailable`) when the store
+/// cannot say. Any `Fn(&str) -> Option<SigningKey>` closure is one.
 #[async_trait]
 pub trait SecretLookup: Send + Sync {
-    async fn secret_for(&self, access_key_id: &str) -> Option<SigningKey>;
+    async fn secret_for(&self, access_key_id: &str) -> Result<Option<SigningKey>, EcrError>;
 }
 
 #[async_trait]
@@ -57,8 +58,8 @@ impl<F> SecretLookup for F
 where
     F: Fn(&str) -> Option<SigningKey> + Send + Sync,
 {
-    async fn secret_for(&self, access_key_id: &str) -> Option<SigningKey> {
-        self(access_key_id)
+    async fn secret_for(&self, access_key_id: &str) -> Result<Option<SigningKey>, EcrError> {
+        Ok(self(access_key_id))
     }
 }
 
@@ -90,7 +91,7 @@ pub async fn authenticate<'a>(
     check_signed_headers(&head, &auth.signed_headers)?;
     let key = secrets
         .secret_for(auth.access_key_id)
-        .await
+        .await?
         .ok_or_else(|| EcrError::UnrecognizedClient("The security token included in the request is invalid.".into()))?;
     check_clock_skew(request_time, unix_seconds(now))?;
     Ok(PendingSignature { head, auth, key })
@@ -662,6 +663,17 @@ mod tests {
         let err = verify(original, now, &nobody).await.unwrap_err();
         assert_eq!(err.wire_type(), "UnrecognizedClientException");
         assert_eq!(err.to_string(), "The security token included in the request is invalid.");
+
+        // A store that cannot say is not a bad key: a 503 the SDKs retry.
+        struct StoreDown;
+        #[async_trait]
+        impl SecretLookup for StoreDown {
+            async fn secret_for(&self, _: &str) -> Result<Option<SigningKey>, EcrError> {
+                Err(EcrError::ServiceUnavailable("the credential store is unavailable".into()))
+            }
+        }
+        let err = verify(original, now, &StoreDown).await.unwrap_err();
+        assert_eq!((err.wire_type(), err.status().as_u16()), ("ServiceUnavailable", 503));
 
         let mut unsigned = clone(original);
         unsigned.headers.remove(header::AUTHORIZATION);

@@ -13,15 +13,15 @@ pub struct EcrIdentities(pub Arc<Authenticator>);
 
 #[async_trait]
 impl SecretLookup for EcrIdentities {
-    async fn secret_for(&self, access_key_id: &str) -> Option<SigningKey> {
+    async fn secret_for(&self, access_key_id: &str) -> Result<Option<SigningKey>, EcrError> {
         match self.0.identities().access_key(access_key_id).await {
-            Ok(key) => key.map(|key| SigningKey {
+            Ok(key) => Ok(key.map(|key| SigningKey {
                 identity: identity_of(&key.user_name, &key.access_key_id, CredentialKind::SigV4),
                 secret: key.secret_access_key,
-            }),
+            })),
             Err(e) => {
                 tracing::error!(error = %e, "looking up an access key failed");
-                None
+                Err(EcrError::ServiceUnavailable("the credential store is unavailable; retry shortly".into()))
             }
         }
     }
