@@ -340,7 +340,9 @@ impl Identities {
     /// the users before this process's own change.
     async fn invalidate(&self) {
         let _refreshing = self.refresh.lock().await;
-        self.write_cache().checked_at = None;
+        let mut cache = self.write_cache();
+        cache.checked_at = None;
+        cache.failed = None;
     }
 
     async fn snapshot(&self) -> Result<Arc<Snapshot>, Error> {

@@ -285,7 +285,6 @@ fn wire_applied_for(purpose: AppliedFor) -> RctAppliedFor {
     }
 }
 
-/// Validation let only the model's values through.
 /// The registry's scanning configuration as ECR answers it: BASIC (Berth refuses ENHANCED).
 fn scanning_configuration(rules: Vec<ScanningRule>) -> RegistryScanningConfiguration {
     let rules = rules
@@ -308,6 +307,7 @@ fn scanning_filters(filters: &[String]) -> Vec<ScanningRepositoryFilter> {
         .collect()
 }
 
+/// Validation let only the model's values through.
 fn stored_mutability(mutability: ImageTagMutability) -> TagMutability {
     match mutability {
         ImageTagMutability::Immutable => TagMutability::Immutable,

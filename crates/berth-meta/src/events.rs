@@ -495,7 +495,8 @@ where
     async fn awaits_delivery(&self, consumer: &str, repo: &str, digest: &str) -> Result<bool> {
         let found: Option<i64> = sqlx::query_scalar(
             "SELECT d.event_id FROM event_deliveries d JOIN events e ON e.id = d.event_id \
-             WHERE d.consumer = $1 AND d.repo = $2 AND e.digest = $3 AND e.by_replication = 0 LIMIT 1",
+             WHERE d.consumer = $1 AND d.repo = $2 AND e.digest = $3 AND e.by_replication = 0 \
+             AND e.kind IN ('manifest.pushed', 'tag.set', 'image.restored') LIMIT 1",
         )
         .bind(consumer)
         .bind(repo)

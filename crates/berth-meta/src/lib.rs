@@ -647,8 +647,8 @@ pub trait EventStore: Send + Sync {
     async fn prune_events(&self, before: Millis) -> Result<u64>;
     /// How many events `consumer` has not acknowledged yet (leased or not).
     async fn pending_events(&self, consumer: &str) -> Result<u64>;
-    /// Whether `consumer` has yet to acknowledge an event about `digest` in `repo` that no
-    /// replication push made (what replication would still send).
+    /// Whether `consumer` has yet to acknowledge a push, tag or restore of `digest` in `repo`
+    /// that no replication push made (what replication would still send).
     async fn awaits_delivery(&self, consumer: &str, repo: &str, digest: &str) -> Result<bool>;
     /// Every registered consumer with its backlog, by name.
     async fn list_consumers(&self) -> Result<Vec<ConsumerRecord>>;

@@ -36,6 +36,12 @@ use crate::pull_through::{CachedRepository, PullThroughError, UpstreamTrouble};
 use crate::templates::AppliedFor;
 use crate::{Registry, RegistryError, RepositoryInfo, Result, now_millis};
 
+/// The task name of a prefetch's requests (`RequestContext::server`).
+const PREFETCH_TASK: &str = "pull-through-prefetch";
+/// How long after an index is stored its platforms are prefetched (see `prefetch_children`).
+const PREFETCH_DELAY: Duration = Duration::from_secs(5);
+/// The most images one index's prefetch fetches (a platform each; real indexes have a dozen).
+const PREFETCH_CHILDREN: usize = 64;
 /// A tee whose client takes no piece for this long is dropped, so one stalled client cannot
 /// hold up the fill everyone else waits on.
 const TEE_STALL: Duration = Duration::from_secs(30);
@@ -290,7 +296,7 @@ impl Registry {
         Ok(manifest)
     }
 
-    async fn stored_manifest(
+    pub(crate) async fn stored_manifest(
         &self,
         repo: &RepositoryName,
         reference: &Reference,
@@ -375,7 +381,9 @@ impl Registry {
             Reference::Digest(_) => None,
         };
         match self.store_cached_manifest(ctx, repo, &fetched, tag).await {
-            Ok(children) => self.prefetch_children(repo, children),
+            // An index a prefetch stored (an index's child) has its own children left to pulls.
+            Ok(children) if !is_prefetch(ctx) => self.prefetch_children(repo, children),
+            Ok(_) => {}
             Err(e) => {
                 let Some(stored) = stored else { return Err(e) };
                 tracing::warn!(repository = %repo, %reference, error = %e, "storing the upstream's manifest failed; serving the cached one");
@@ -415,10 +423,15 @@ impl Registry {
         }
         let message = self.record_upstream_failure(cached, repo, &failure);
         let trouble = match failure {
-            UpstreamFailure::Rule(_)
+            UpstreamFailure::Rule(RegistryError::PullThrough(
+                PullThroughError::SecretNotFound(_)
+                | PullThroughError::SecretInaccessible(_)
+                | PullThroughError::SecretUndecryptable(_),
+            ))
             | UpstreamFailure::Remote(berth_remote::Error::Unauthorized { .. } | berth_remote::Error::Denied { .. }) => {
                 UpstreamTrouble::AccessDenied
             }
+            UpstreamFailure::Rule(_) => UpstreamTrouble::Unavailable,
             UpstreamFailure::Remote(berth_remote::Error::TooManyRequests { .. }) => UpstreamTrouble::TooManyRequests,
             UpstreamFailure::Remote(_) => UpstreamTrouble::Unavailable,
         };
@@ -499,15 +512,29 @@ impl Registry {
 
     /// ECR caches an index's every image: once one is stored, its platforms (manifests and
     /// blobs) are fetched on a task of their own, one after the other, so each pulls later even
-    /// while the upstream is down. What fails here fills when pulled, as before.
-    fn prefetch_children(&self, repo: &RepositoryName, children: Vec<Digest>) {
+    /// while the upstream is down. It starts after [`PREFETCH_DELAY`], so the client that asked
+    /// for the index has begun the fills of its own platform (a client joining a fill late waits
+    /// for the whole blob), takes what is stored already as it is, stops if the repository goes,
+    /// and fetches at most [`PREFETCH_CHILDREN`] images, none of them an index's children again.
+    /// What fails here fills when pulled, as before.
+    fn prefetch_children(&self, repo: &RepositoryName, mut children: Vec<Digest>) {
+        children.truncate(PREFETCH_CHILDREN);
         if children.is_empty() {
             return;
         }
         let (this, repo) = (self.me.upgrade().expect("a Registry lives in its Arc"), repo.clone());
         tokio::spawn(async move {
-            let ctx = RequestContext::server("pull-through", uuid::Uuid::new_v4().to_string());
+            tokio::time::sleep(PREFETCH_DELAY).await;
+            let ctx = RequestContext::server(PREFETCH_TASK, uuid::Uuid::new_v4().to_string());
             for child in children {
+                match this.meta.get_repository(&repo).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::info!(repository = %repo, error = %e, "prefetching a cached index's platforms stopped");
+                        return;
+                    }
+                }
                 if let Err(e) = this.prefetch_image(&ctx, &repo, &child).await {
                     tracing::info!(repository = %repo, digest = %child, error = %e,
                         "prefetching a platform of a cached index failed; it fills when pulled");
@@ -517,10 +544,17 @@ impl Registry {
     }
 
     async fn prefetch_image(&self, ctx: &RequestContext, repo: &RepositoryName, digest: &Digest) -> Result<()> {
-        let manifest = self.pull_manifest_of_any_class(ctx, repo, &Reference::Digest(digest.clone())).await?;
+        let reference = Reference::Digest(digest.clone());
+        if self.stored_manifest(repo, &reference).await?.is_some() {
+            return Ok(()); // a client pulled it (and its blobs fill as it goes on)
+        }
+        let manifest = self.pull_manifest_of_any_class(ctx, repo, &reference).await?;
         let parsed = Manifest::parse(&manifest.content, Some(&manifest.media_type))
             .map_err(|e| RegistryError::Internal(format!("the cached manifest {digest} does not parse: {e}")))?;
         for blob in parsed.required_blobs() {
+            if self.meta.linked_blob(repo, &blob.digest).await?.is_some() {
+                continue;
+            }
             let mut body = self.pull_blob(ctx, repo, &blob.digest, None).await?;
             while let Some(piece) = body.stream.next().await {
                 piece.map_err(|e| RegistryError::Internal(format!("prefetching blob {}: {e}", blob.digest)))?;
@@ -557,7 +591,12 @@ impl Registry {
         let (fill, new) = self.pull_through.fills.blob_fill(digest);
         let mut tee = if range.is_none() { fill.join_at_start() } else { None };
         let mut phase = fill.phase.subscribe();
-        if new {
+        // A fill that ended between the miss above and this one's start stored the blob: no
+        // second download.
+        if new && self.blobs.stat(digest).await?.is_some() {
+            self.pull_through.fills.blob_fill_done(digest);
+            fill.phase.send_replace(Phase::Done(Ok(())));
+        } else if new {
             let (this, fill, ctx, repo, digest) =
                 (self.me.upgrade().expect("in its Arc"), fill.clone(), ctx.clone(), repo.clone(), digest.clone());
             tokio::spawn(async move { this.run_blob_fill(fill, &ctx, &cached, &repo, &digest).await });
@@ -693,6 +732,11 @@ impl Registry {
             }
         }
     }
+}
+
+/// Whether `ctx` is a prefetch's (see `prefetch_children`).
+fn is_prefetch(ctx: &RequestContext) -> bool {
+    matches!(&ctx.identity, berth_iam::Identity::Server { task, .. } if task == PREFETCH_TASK)
 }
 
 /// What stopped the cache from asking its upstream.

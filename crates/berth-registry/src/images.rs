@@ -9,6 +9,7 @@ use berth_meta::{ImageRecord, ManifestRecord, MetaError, StorageClass};
 use berth_spec::{Digest, Manifest, Reference, RepositoryName, Tag};
 
 use crate::manifests::PushedManifest;
+use crate::pull_through::{PullThroughError, UpstreamTrouble};
 use crate::{Registry, RegistryError, Result};
 
 /// How a request names an image.
@@ -175,15 +176,7 @@ impl Registry {
     ) -> Result<Vec<Result<ImageRecord>>> {
         let mut filled = match pulled_by {
             Some(ctx) if self.cached_repository(repo).await?.is_some() => {
-                let mut filled = Vec::with_capacity(selectors.len());
-                for selector in selectors {
-                    let reference = match selector {
-                        ImageSelector::Tag(tag) | ImageSelector::TagAndDigest(tag, _) => Reference::Tag(tag.clone()),
-                        ImageSelector::Digest(digest) => Reference::Digest(digest.clone()),
-                    };
-                    filled.push(self.pull_manifest_of_any_class(ctx, repo, &reference).await.map(|_| ()));
-                }
-                Some(filled.into_iter())
+                Some(self.fill_images(ctx, repo, selectors).await.into_iter())
             }
             _ => None,
         };
@@ -211,6 +204,46 @@ impl Registry {
             results.push(result);
         }
         Ok(results)
+    }
+
+    /// Pulls each selector through the cache; what the upstream could not give is that image's
+    /// failure. A caller who may not import just gets what is cached, and once the upstream
+    /// failed as a whole (down, rate-limiting, refusing the rule's credentials) the ids after
+    /// are not asked for: a batch of 100 must not wait out 100 timeouts.
+    async fn fill_images(
+        &self,
+        ctx: &RequestContext,
+        repo: &RepositoryName,
+        selectors: &[ImageSelector],
+    ) -> Vec<Result<()>> {
+        let mut filled = Vec::with_capacity(selectors.len());
+        let mut upstream_failed: Option<(UpstreamTrouble, String)> = None;
+        for selector in selectors {
+            let reference = match selector {
+                ImageSelector::Tag(tag) | ImageSelector::TagAndDigest(tag, _) => Reference::Tag(tag.clone()),
+                ImageSelector::Digest(digest) => Reference::Digest(digest.clone()),
+            };
+            if let Some((trouble, message)) = &upstream_failed {
+                let missing = self.stored_manifest(repo, &reference).await.map(|stored| stored.is_none());
+                filled.push(match missing {
+                    Ok(true) => {
+                        Err(PullThroughError::ManifestNotCached { trouble: *trouble, message: message.clone() }.into())
+                    }
+                    Ok(false) => Ok(()),
+                    Err(e) => Err(e),
+                });
+                continue;
+            }
+            filled.push(match self.pull_manifest_of_any_class(ctx, repo, &reference).await {
+                Ok(_) | Err(RegistryError::AccessDenied { .. }) => Ok(()),
+                Err(RegistryError::PullThrough(PullThroughError::ManifestNotCached { trouble, message })) => {
+                    upstream_failed = Some((trouble, message.clone()));
+                    Err(PullThroughError::ManifestNotCached { trouble, message }.into())
+                }
+                Err(e) => Err(e),
+            });
+        }
+        filled
     }
 
     pub(crate) async fn resolve_image(&self, repo: &RepositoryName, selector: &ImageSelector) -> Result<ImageRecord> {

@@ -127,19 +127,21 @@ impl Endpoint {
     }
 }
 
-/// The input may have held `user:password@`: keep only what is safe to echo.
-/// A host name a registry can have (RFC 1123): dot-separated labels of letters, digits and
-/// hyphens, none at a label's ends, at most 63 characters each and 253 in all.
+/// A host name a registry can have: dot-separated labels of letters, digits, hyphens (none at a
+/// label's ends) and underscores (Compose service names), at most 63 characters each and 253 in
+/// all, with an optional final dot.
 fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
     name.len() <= 253
         && name.split('.').all(|label| {
             (1..=63).contains(&label.len())
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 
+/// The input may have held `user:password@`: keep only what is safe to echo.
 fn redact(text: &str) -> String {
     match text.rsplit_once('@') {
         Some((_, rest)) => format!("<redacted>@{rest}"),
@@ -174,6 +176,12 @@ mod tests {
 
     fn endpoint(text: &str) -> Endpoint {
         Endpoint::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn compose_names_and_a_final_dot_are_hosts() {
+        assert_eq!(endpoint("http://my_registry:5000").to_string(), "http://my_registry:5000");
+        assert_eq!(endpoint("registry.example.").to_string(), "https://registry.example.");
     }
 
     #[test]
@@ -228,7 +236,6 @@ mod tests {
             "quay.io\0",
             "quay\n.io",
             "-bad-.example.com",
-            "exa_mple.com",
             "a..b",
             &long_label,
             &long_name,

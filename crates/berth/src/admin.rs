@@ -309,7 +309,8 @@ async fn may_get_token(store: Arc<dyn MetadataStore>, user: Option<&str>) -> any
     };
     let identity =
         Identity::User { name: user.name, access_key_id: user.access_key_id, via: CredentialKind::AccessKey };
-    let ctx = RequestContext { identity, ..RequestContext::server("token", "token".into()) };
+    // No address; over TLS, as a careful client would ask.
+    let ctx = RequestContext { identity, secure_transport: true, ..RequestContext::server("token", "token".into()) };
     let authorizer = Authorizer::new(store, &RegistryConfig::default());
     let action = berth_iam::actions::GET_AUTHORIZATION_TOKEN;
     let explanation = authorizer.explain(&ctx, action, Resource::Registry).await?;
