@@ -30,6 +30,11 @@ const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
 const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
 const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
 
+/// The distribution API's version header, which every `/v2/` answer carries.
+pub fn set_api_version(headers: &mut axum::http::HeaderMap) {
+    headers.insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+}
+
 pub(crate) async fn handle(state: AppState, request: Request) -> Response {
     let method = request.method().clone();
     // Routed on the decoded path, as distribution does: `sha256%3A…` is `sha256:…`.
@@ -39,7 +44,7 @@ pub(crate) async fn handle(state: AppState, request: Request) -> Response {
         Ok(None) => plain_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "no such registry endpoint"),
         Err(_) => plain_error(StatusCode::BAD_REQUEST, "NAME_INVALID", "the path is not UTF-8 once percent-decoded"),
     };
-    response.headers_mut().insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+    set_api_version(response.headers_mut());
     if method == Method::HEAD {
         // Content-Length stays the size of what GET would send (RFC 9110): as the handler set
         // it, else the body's own size, which would read 0 once the body is gone.

@@ -20,6 +20,7 @@ use berth_registry::Registry;
 
 pub use endpoint::Endpoint;
 pub use error::{OciError, error_body};
+pub use handlers::set_api_version;
 
 #[derive(Clone)]
 pub(crate) struct AppState {

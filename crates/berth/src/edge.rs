@@ -27,7 +27,6 @@ use crate::throttle::LoginThrottle;
 /// Every response carries its request's id (the ECR API also as `x-amzn-RequestId`).
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const OCI_API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 
 tokio::task_local! {
     /// The id of the request being served, for the panic hook.
@@ -118,31 +117,20 @@ pub async fn serve_request(State(edge): State<Arc<Edge>>, mut request: Request, 
     // Kept (a cheap clone) only for the audit record of a refusal: which key was tried.
     let authorization = edge.audit.as_ref().and_then(|_| request.headers().get(header::AUTHORIZATION).cloned());
     let throttled = edge.throttled(ctx.source_ip, &request, started);
+    let edge_made = |response| with_plane_headers(plane, &ctx.request_id, response);
     let mut response = match (malformed(&request), throttled) {
-        (Some((status, message)), _) => refused(plane, status, message),
+        (Some((status, message)), _) => edge_made(refused(plane, status, message)),
         (None, Some(retry_after)) => {
             metrics::counter!("berth_auth_failures_total", "plane" => plane, "reason" => "throttled").increment(1);
-            too_many_failures(plane, retry_after)
+            edge_made(too_many_failures(plane, retry_after))
         }
         (None, None) => catch_panic(ctx.request_id.clone(), next.run(request)).await.unwrap_or_else(|()| {
             // The panic hook logged what happened, with the request id; the client gets only the id.
-            internal_error(&path, &ctx.request_id)
+            edge_made(internal_error(&path, &ctx.request_id))
         }),
     };
     if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
-        // What the edge answers itself (a malformed request, a throttled client, a panic)
-        // carries its plane's headers as the plane's own answers do.
-        let headers = response.headers_mut();
-        match plane {
-            "ecr" if !headers.contains_key(berth_ecr::error::REQUEST_ID_HEADER) => {
-                headers.insert(berth_ecr::error::REQUEST_ID_HEADER, id.clone());
-            }
-            "oci" if !headers.contains_key(OCI_API_VERSION) => {
-                headers.insert(OCI_API_VERSION, HeaderValue::from_static("registry/2.0"));
-            }
-            _ => {}
-        }
-        headers.insert(REQUEST_ID_HEADER, id);
+        response.headers_mut().insert(REQUEST_ID_HEADER, id);
     }
     // Blobs are whatever was pushed and share an origin with the console: a browser must never
     // read one as a script or a page whatever it contains (the console's CSP allows 'self').
@@ -284,6 +272,21 @@ fn refused(plane: &str, status: StatusCode, message: &str) -> Response {
         _ => ("text/plain; charset=utf-8", message.to_owned()),
     };
     (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// What the edge answers itself (a malformed request, a throttled client, a panic) carries its
+/// plane's headers, as the plane's own answers do.
+fn with_plane_headers(plane: &str, request_id: &str, mut response: Response) -> Response {
+    match plane {
+        "ecr" => {
+            if let Ok(id) = HeaderValue::from_str(request_id) {
+                response.headers_mut().insert(berth_ecr::error::REQUEST_ID_HEADER, id);
+            }
+        }
+        "oci" => berth_oci::set_api_version(response.headers_mut()),
+        _ => {}
+    }
+    response
 }
 
 /// A 500 in the shape of the plane the path belongs to, naming the request id and nothing else.
