@@ -223,7 +223,7 @@ pub async fn policy(command: PolicyCommand) -> anyhow::Result<()> {
 }
 
 async fn simulate(store: Arc<dyn MetadataStore>, args: &SimulateArgs) -> anyhow::Result<String> {
-    use berth_iam::{CredentialKind, Identity, RequestContext};
+    use berth_iam::{CredentialKind, RequestContext};
     use berth_registry::{Authorizer, RegistryConfig, Resource};
 
     let mut config = RegistryConfig::default();
@@ -236,12 +236,7 @@ async fn simulate(store: Arc<dyn MetadataStore>, args: &SimulateArgs) -> anyhow:
         config.region.clone_from(region);
     }
     let user = store.user_by_name(&args.user).await?.with_context(|| format!("user {} does not exist", args.user))?;
-    let (access_key_id, via) = (user.access_key_id, CredentialKind::AccessKey);
-    let identity = if user.name == berth_auth::ROOT_USER {
-        Identity::Root { access_key_id, via }
-    } else {
-        Identity::User { name: user.name, access_key_id, via }
-    };
+    let identity = berth_auth::identity_of(&user.name, &user.access_key_id, CredentialKind::AccessKey);
     let ctx = RequestContext {
         source_ip: args.source_ip,
         secure_transport: args.secure_transport,
@@ -300,15 +295,14 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<()> {
 /// policies allow that action from anywhere: `aws ecr get-login-password` would be refused
 /// otherwise, and the token would get past a policy gating it by address.
 async fn may_get_token(store: Arc<dyn MetadataStore>, user: Option<&str>) -> anyhow::Result<()> {
-    use berth_iam::{CredentialKind, Identity, RequestContext};
+    use berth_iam::{CredentialKind, RequestContext};
     use berth_registry::{Authorizer, RegistryConfig, Resource};
 
     let Some(name) = user.filter(|name| *name != berth_auth::ROOT_USER) else { return Ok(()) };
     let Some(user) = store.user_by_name(name).await? else {
         return Ok(()); // the token command says the user does not exist
     };
-    let identity =
-        Identity::User { name: user.name, access_key_id: user.access_key_id, via: CredentialKind::AccessKey };
+    let identity = berth_auth::identity_of(&user.name, &user.access_key_id, CredentialKind::AccessKey);
     // No address; over TLS, as a careful client would ask.
     let ctx = RequestContext { identity, secure_transport: true, ..RequestContext::server("token", "token".into()) };
     let authorizer = Authorizer::new(store, &RegistryConfig::default());
