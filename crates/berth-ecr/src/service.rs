@@ -1194,10 +1194,11 @@ impl EcrBackend for RegistryBackend {
                 Ok(info) => {
                     // Once the registry has rules they decide, as on ECR; before, the
                     // repository's own (deprecated) scanOnPush does.
-                    let (scan_on_push, filters) = match ScanningRule::applying(&rules, name) {
-                        _ if rules.is_empty() => (info.settings.scan_on_push, vec![]),
-                        Some(rule) => (rule.scan_on_push, scanning_filters(&rule.filters)),
-                        None => (false, vec![]),
+                    let (scan_on_push, filters) = if rules.is_empty() {
+                        (info.settings.scan_on_push, vec![])
+                    } else {
+                        ScanningRule::applying(&rules, name)
+                            .map_or((false, vec![]), |rule| (rule.scan_on_push, scanning_filters(&rule.filters)))
                     };
                     scanning_configurations.push(RepositoryScanningConfiguration {
                         repository_arn: RepositoryArn::new(&self.config.region, &self.config.registry_id, name)

@@ -422,19 +422,6 @@ impl Registry {
             };
         }
         let message = self.record_upstream_failure(cached, repo, &failure);
-        let trouble = match failure {
-            UpstreamFailure::Rule(RegistryError::PullThrough(
-                PullThroughError::SecretNotFound(_)
-                | PullThroughError::SecretInaccessible(_)
-                | PullThroughError::SecretUndecryptable(_),
-            ))
-            | UpstreamFailure::Remote(berth_remote::Error::Unauthorized { .. } | berth_remote::Error::Denied { .. }) => {
-                UpstreamTrouble::AccessDenied
-            }
-            UpstreamFailure::Rule(_) => UpstreamTrouble::Unavailable,
-            UpstreamFailure::Remote(berth_remote::Error::TooManyRequests { .. }) => UpstreamTrouble::TooManyRequests,
-            UpstreamFailure::Remote(_) => UpstreamTrouble::Unavailable,
-        };
         match stored {
             Some(stored) => {
                 self.pull_through
@@ -444,7 +431,7 @@ impl Registry {
                 Ok(stored)
             }
             None => Err(PullThroughError::ManifestNotCached {
-                trouble,
+                trouble: failure.trouble(),
                 message: format!("manifest {reference} of {repo} is not cached, and {message}"),
             }
             .into()),
@@ -744,6 +731,26 @@ enum UpstreamFailure {
     /// The rule's credentials or URL cannot be used.
     Rule(RegistryError),
     Remote(berth_remote::Error),
+}
+
+impl UpstreamFailure {
+    /// ECR's name for it in an image failure: an unusable secret or refused credentials deny
+    /// access; everything else leaves the upstream unavailable.
+    fn trouble(&self) -> UpstreamTrouble {
+        use berth_remote::Error as Remote;
+        match self {
+            UpstreamFailure::Rule(RegistryError::PullThrough(
+                PullThroughError::SecretNotFound(_)
+                | PullThroughError::SecretInaccessible(_)
+                | PullThroughError::SecretUndecryptable(_),
+            ))
+            | UpstreamFailure::Remote(Remote::Unauthorized { .. } | Remote::Denied { .. }) => {
+                UpstreamTrouble::AccessDenied
+            }
+            UpstreamFailure::Remote(Remote::TooManyRequests { .. }) => UpstreamTrouble::TooManyRequests,
+            UpstreamFailure::Rule(_) | UpstreamFailure::Remote(_) => UpstreamTrouble::Unavailable,
+        }
+    }
 }
 
 fn tokio_stream_from(receiver: mpsc::Receiver<std::io::Result<Bytes>>) -> berth_storage::ByteStream {

@@ -31,9 +31,7 @@ impl ScanningRule {
     pub fn applying<'a>(rules: &'a [ScanningRule], repository: &str) -> Option<&'a ScanningRule> {
         let matches =
             |rule: &&ScanningRule| rule.filters.iter().any(|f| crate::settings::wildcard_match(f, repository));
-        let mut matching: Vec<&ScanningRule> = rules.iter().filter(matches).collect();
-        matching.sort_by_key(|rule| !rule.scan_on_push);
-        matching.into_iter().next()
+        rules.iter().filter(matches).min_by_key(|rule| !rule.scan_on_push)
     }
 }
 
