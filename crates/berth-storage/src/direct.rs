@@ -20,6 +20,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// Alignment of direct transfers and of where they start in a file: the page size, and at least
 /// 4 KiB, the largest logical block size of common disks. Page-sized, so a page of a file is
@@ -40,20 +41,43 @@ pub(crate) struct AlignedBuffer {
     len: usize,
 }
 
-/// Memory of dropped buffers (with each one's aligned start), for the next: a fresh megabyte
-/// costs 256 page faults and zeroing, on the bench VM more than the transfer into it.
-static SPARE: Mutex<Vec<(Vec<u8>, usize)>> = Mutex::new(Vec::new());
+/// Memory of dropped buffers (with each one's aligned start), for the next: a fresh buffer
+/// costs a page fault and zeroing per page, on the bench VM more than the transfer into it.
+/// Kept only while transfers go on: [`release_idle_buffers`] frees them after [`SPARE_IDLE`].
+static SPARE: Mutex<Spares> = Mutex::new(Spares { buffers: Vec::new(), last_used: None });
 /// Spare buffers kept at most: a pull's piece in flight, the next being read, one being written.
 const SPARE_MAX: usize = 4;
+/// How long spare buffers outlive the last transfer that used one.
+const SPARE_IDLE: Duration = Duration::from_secs(1);
 
-fn spare() -> std::sync::MutexGuard<'static, Vec<(Vec<u8>, usize)>> {
+struct Spares {
+    buffers: Vec<(Vec<u8>, usize)>,
+    last_used: Option<Instant>,
+}
+
+fn spare() -> std::sync::MutexGuard<'static, Spares> {
     SPARE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Frees the spare buffers when no transfer has taken or returned one for [`SPARE_IDLE`]: held
+/// for good they kept 4 MiB in a server's RSS after its last large transfer.
+pub fn release_idle_buffers() {
+    let mut spares = spare();
+    if spares.last_used.is_some_and(|used| used.elapsed() >= SPARE_IDLE) {
+        spares.buffers = Vec::new();
+        spares.last_used = None;
+    }
 }
 
 impl AlignedBuffer {
     /// An empty buffer, reusing a dropped one's memory if there is any.
     pub(crate) fn new() -> AlignedBuffer {
-        let (raw, start) = spare().pop().unwrap_or_else(|| {
+        let reused = {
+            let mut spares = spare();
+            spares.last_used = Some(Instant::now());
+            spares.buffers.pop()
+        };
+        let (raw, start) = reused.unwrap_or_else(|| {
             let raw = vec![0u8; CHUNK + align()];
             let start = raw.as_ptr().align_offset(align());
             (raw, start)
@@ -89,9 +113,10 @@ impl AlignedBuffer {
 
 impl Drop for AlignedBuffer {
     fn drop(&mut self) {
-        let mut spare = spare();
-        if spare.len() < SPARE_MAX {
-            spare.push((std::mem::take(&mut self.raw), self.start));
+        let mut spares = spare();
+        if spares.buffers.len() < SPARE_MAX {
+            spares.buffers.push((std::mem::take(&mut self.raw), self.start));
+            spares.last_used = Some(Instant::now());
         }
     }
 }

@@ -21,6 +21,7 @@ use berth_spec::Digest;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
+pub use direct::release_idle_buffers;
 pub use fs::FsBlobStore;
 pub use s3::{S3BlobStore, S3Config};
 

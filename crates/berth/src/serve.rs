@@ -453,17 +453,26 @@ async fn reopen_on_hangup(mut hangups: tokio::signal::unix::Signal, audit: Optio
 
 /// How often memory the C allocator holds freed is given back to the system.
 const TRIM_INTERVAL: Duration = Duration::from_secs(10);
+/// How often idle transfer buffers are looked at (`berth_storage::release_idle_buffers`).
+const BUFFER_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Gives memory that was freed back to the system every [`TRIM_INTERVAL`]. glibc returns only
 /// the free top of each arena by itself; a burst (hundreds of uploads stalled at once, then
 /// gone) left its freed pages in the middle of the arenas counted in the RSS for good.
 /// `malloc_trim` releases those pages too, off the hot path: setting a lower trim threshold
-/// instead costs every `free` (20 % more CPU per metadata request, measured).
+/// instead costs every `free` (20 % more CPU per metadata request, measured). Spare direct-I/O
+/// buffers go a second after the last transfer.
 async fn return_freed_memory() {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TRIM_INTERVAL, TRIM_INTERVAL);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + BUFFER_CHECK_INTERVAL, BUFFER_CHECK_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_trim = tokio::time::Instant::now();
     loop {
         tick.tick().await;
+        berth_storage::release_idle_buffers();
+        if last_trim.elapsed() < TRIM_INTERVAL {
+            continue;
+        }
+        last_trim = tokio::time::Instant::now();
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         // SAFETY: malloc_trim has no preconditions; it only walks the allocator's own state.
         let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
