@@ -8,6 +8,8 @@ python3 -c 'import pytest' 2>/dev/null || pip install -q pytest
 T=$(mktemp -d); trap 'stop_berth; rm -rf "$T"' EXIT
 
 start_berth "$T/data" --no-auth
+# test_ecr.py's repository policies name user ci; a policy naming no existing user is refused.
+"$BERTH_BIN" user add ci --policy AmazonEC2ContainerRegistryFullAccess --data-dir "$T/data" >/dev/null
 rc=0
 BERTH_ADDR=$BERTH_ADDR python3 -m pytest -q -p no:cacheprovider "$ROOT/tests/ecr" "$@" || rc=$?
 # Exit 5 means pytest collected nothing: a suite that ran no test has not passed.

@@ -489,6 +489,8 @@ ecr_ok "describe-images of v4 after the push" describe-images --repository-name 
 expect "pushing an archived image restores it" "$(j '.imageDetails[0].imageStatus')" ACTIVE
 expect "... and its layer pulls again" "$(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/$L/blobs/$V4_LAYER")" 200
 
+# The policy names user ci: a policy naming no existing user is refused (ECR: "Principal not found").
+"$BERTH_BIN" user add ci --policy AmazonEC2ContainerRegistryFullAccess --data-dir "$T/life" >/dev/null
 cat >"$T/policy.json" <<'EOF_POLICY'
 {"Version": "2012-10-17", "Statement": [{"Sid": "ci-pull", "Effect": "Allow",
   "Principal": {"AWS": ["arn:aws:iam::000000000000:user/ci"]}, "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]}]}

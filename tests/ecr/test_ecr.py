@@ -872,11 +872,14 @@ def test_tag_mutability_modes_on_both_planes(ecr, repo, images, http):
     images.put(repo, one, "v1")
     message = raises(ecr, "ImageTagAlreadyExistsException", ecr.put_image, repositoryName=repo, imageManifest=two,
                      imageTag="v1")
-    assert "'v1'" in message
+    # ECR's words on both planes: kaniko's --push-ignore-immutable-tag-errors looks for them.
+    ecr_words = f"The image tag 'v1' already exists in the '{repo}' repository and cannot be overwritten " \
+                "because the tag is immutable."
+    assert message == ecr_words
     raises(ecr, "ImageAlreadyExistsException", ecr.put_image, repositoryName=repo, imageManifest=one, imageTag="v1")
     status, _, body = http.put_manifest(repo, "v1", two.encode(), OCI_MANIFEST)
     error = json.loads(body)["errors"][0]
-    assert 400 <= status < 500 and error["code"] == "TAG_INVALID" and "v1" in error["message"]
+    assert 400 <= status < 500 and error["code"] == "TAG_INVALID" and error["message"] == ecr_words
     assert http.put_manifest(repo, "v1", one.encode(), OCI_MANIFEST)[0] == 201, "same digest is not a move"
 
     ecr.put_image_tag_mutability(repositoryName=repo, imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
@@ -1277,6 +1280,13 @@ def test_repository_policy(ecr, repo):
                 '    "Action" : [ "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer" ]\n  } ]\n}' % REGISTRY_ID)
     assert out["policyText"] == expected
     assert ecr.get_repository_policy(repositoryName=repo)["policyText"] == expected
+    # IAM ties a principal to an existing user: a name no user has is refused, as by ECR.
+    ghost = json.dumps({"Statement": [{"Effect": "Allow", "Action": "ecr:BatchGetImage",
+                                       "Principal": {"AWS": f"arn:aws:iam::{REGISTRY_ID}:user/ghost"}}]})
+    message = raises(ecr, "InvalidParameterException", ecr.set_repository_policy, repositoryName=repo,
+                     policyText=ghost)
+    assert message == "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Principal not found'"
+    assert ecr.get_repository_policy(repositoryName=repo)["policyText"] == expected, "nothing changed"
     deny = json.dumps({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "ecr:DeleteRepository"}})
     deny_text = '{\n  "Statement" : {\n    "Effect" : "Deny",\n    "Principal" : "*",\n' \
                 '    "Action" : "ecr:DeleteRepository"\n  }\n}'

@@ -16,6 +16,9 @@ pub enum ConsoleError {
     Forged(&'static str),
     #[error("{0}")]
     BadRequest(String),
+    /// A method the page does not take (405); `allow` lists those it takes.
+    #[error("This page accepts {allow} only.")]
+    MethodNotAllowed { allow: &'static str },
     /// The request conflicts with the registry's state (an index still lists the image, an
     /// immutable tag, a tag that moved): nothing changed.
     #[error("{0}")]
@@ -37,6 +40,7 @@ impl ConsoleError {
             ConsoleError::NotFound(_) => StatusCode::NOT_FOUND,
             ConsoleError::Denied(_) | ConsoleError::Forged(_) => StatusCode::FORBIDDEN,
             ConsoleError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ConsoleError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ConsoleError::Conflict(_) => StatusCode::CONFLICT,
             ConsoleError::SignInRequired { .. } => StatusCode::SEE_OTHER,
             ConsoleError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -51,6 +55,7 @@ impl ConsoleError {
             ConsoleError::Denied(_) => "AccessDeniedException",
             ConsoleError::Forged(_) => "ForgedRequest",
             ConsoleError::BadRequest(_) => "InvalidParameterException",
+            ConsoleError::MethodNotAllowed { .. } => "MethodNotAllowed",
             ConsoleError::Conflict(_) => "ConflictException",
             ConsoleError::SignInRequired { .. } => "SignInRequired",
             ConsoleError::Unavailable => "ServiceUnavailableException",
@@ -64,7 +69,7 @@ impl ConsoleError {
             ConsoleError::NotFound(_) => "Not found",
             ConsoleError::Denied(_) => "Not allowed",
             ConsoleError::Forged(_) => "Form refused",
-            ConsoleError::BadRequest(_) => "Not accepted",
+            ConsoleError::BadRequest(_) | ConsoleError::MethodNotAllowed { .. } => "Not accepted",
             ConsoleError::Conflict(_) => "Refused",
             ConsoleError::SignInRequired { .. } => "Sign in",
             ConsoleError::Unavailable => "Temporarily unavailable",
@@ -121,6 +126,7 @@ impl From<RegistryError> for ConsoleError {
             | RegistryError::LayerInaccessible(_)
             | RegistryError::TooManyTags { .. }
             | RegistryError::PolicyInvalid { .. }
+            | RegistryError::PrincipalNotFound { .. }
             | RegistryError::ReplicationConfigurationInvalid(_)
             | RegistryError::SettingInvalid { .. }
             | RegistryError::Unsupported(_)
@@ -139,6 +145,8 @@ impl From<berth_auth::Error> for ConsoleError {
                 ConsoleError::BadRequest(error.to_string())
             }
             berth_auth::Error::UserNotFound(_) => ConsoleError::NotFound(error.to_string()),
+            // A name taken in another case (names are unique whatever their case).
+            taken if taken.is_user_exists() => ConsoleError::Conflict(format!("The name is taken: {taken}.")),
             other => ConsoleError::Internal(other.to_string()),
         }
     }

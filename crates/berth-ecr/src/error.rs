@@ -275,7 +275,7 @@ impl EcrError {
     /// The same text ECR puts in the `/v2/` `TAG_INVALID` error for an immutable tag.
     pub fn image_tag_already_exists(tag: &str, name: &str) -> Self {
         EcrError::ImageTagAlreadyExists(format!(
-            "The image tag '{tag}' already exists in the '{name}' repository and cannot be overwritten because the repository is immutable."
+            "The image tag '{tag}' already exists in the '{name}' repository and cannot be overwritten because the tag is immutable."
         ))
     }
 

@@ -88,6 +88,7 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
         PolicyInvalid { kind: PolicyKind::Registry, reason } => {
             EcrError::invalid_parameter("PolicyText", &format!("Invalid registry policy provided: {reason}"))
         }
+        PrincipalNotFound { .. } => EcrError::invalid_parameter("PolicyText", "Principal not found"),
         PolicyNotFound(PolicyKind::Registry) => EcrError::registry_policy_not_found(registry_id),
         SettingInvalid { member, reason } => EcrError::invalid_parameter(member, &reason),
         PolicyInvalid { kind: PolicyKind::Repository, reason } => {

@@ -74,8 +74,8 @@ pub enum MetaError {
     #[error("manifest is referenced by index {index}")]
     ManifestReferenced { index: Digest },
     /// The tag is immutable and already points at `current`.
-    #[error("tag {tag} is immutable and already points at {current}")]
-    TagImmutable { tag: String, current: Digest },
+    #[error("tag {tag} of {repository} is immutable and already points at {current}")]
+    TagImmutable { repository: String, tag: String, current: Digest },
     /// A compare-and-set of the repository's settings found another version than expected.
     #[error("the settings of repository {0} changed meanwhile")]
     SettingsConflict(String),

@@ -71,7 +71,11 @@ pub(crate) fn checked_tag_moves(put: &PutManifest<'_>, current: &[(String, Strin
             };
             let digest = parse_digest(digest)?;
             if wanted.immutable && &digest != put.digest {
-                return Err(MetaError::TagImmutable { tag: wanted.tag.to_string(), current: digest });
+                return Err(MetaError::TagImmutable {
+                    repository: put.repo.to_string(),
+                    tag: wanted.tag.to_string(),
+                    current: digest,
+                });
             }
             Ok(Some(digest))
         })

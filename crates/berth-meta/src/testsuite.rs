@@ -451,7 +451,7 @@ async fn tag_immutability(store: &dyn MetadataStore) {
 
     let err = store.put_manifest(&ORIGIN, immutable(&second, Some(&release))).await.unwrap_err();
     match &err {
-        MetaError::TagImmutable { tag, current } => assert_eq!((tag.as_str(), current), ("release", &first)),
+        MetaError::TagImmutable { tag, current, .. } => assert_eq!((tag.as_str(), current), ("release", &first)),
         other => panic!("expected TagImmutable, got {other:?}"),
     }
     assert_eq!(
@@ -1352,7 +1352,7 @@ async fn tags_move_together(store: &dyn MetadataStore) {
         ..image_put(&repo, &second, &second_content, &[], None, 3)
     };
     let err = store.put_manifest(&ORIGIN, refused).await.unwrap_err();
-    assert!(matches!(&err, MetaError::TagImmutable { tag, current } if tag == "b" && *current == first), "{err:?}");
+    assert!(matches!(&err, MetaError::TagImmutable { tag, current, .. } if tag == "b" && *current == first), "{err:?}");
     assert_eq!(store.get_manifest(&repo, &by_tag("a")).await.unwrap().unwrap().digest, first, "a did not move");
     assert_eq!(store.get_manifest(&repo, &by_digest(&second)).await.unwrap(), None);
 

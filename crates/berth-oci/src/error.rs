@@ -92,9 +92,11 @@ impl OciError {
             // Unreadable settings deny all but the root's repair, as an unreadable policy does.
             Denied(_) | AccessDenied { .. } | SettingsUnreadable { .. } => (StatusCode::FORBIDDEN, "DENIED"),
             // ECR-plane operations only; never raised on /v2/.
-            PolicyInvalid { .. } | PolicyNotFound(_) | ReplicationConfigurationInvalid(_) | SettingInvalid { .. } => {
-                (StatusCode::BAD_REQUEST, "UNSUPPORTED")
-            }
+            PolicyInvalid { .. }
+            | PrincipalNotFound { .. }
+            | PolicyNotFound(_)
+            | ReplicationConfigurationInvalid(_)
+            | SettingInvalid { .. } => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             // What is neither cached nor obtainable upstream is unknown, as distribution's proxy
             // answers; the message says why (never a 5xx: the upstream's trouble is not ours).

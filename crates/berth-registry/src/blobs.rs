@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use berth_iam::RequestContext;
-use berth_meta::{BlobLink, MetaError, Millis, UploadSession};
+use berth_meta::{BlobLink, MetaError, Millis, StorageClass, UploadSession};
 use berth_spec::manifest::Manifest;
 use berth_spec::{Algorithm, ByteRange, ChunkRange, Digest, Digester, Reference, RepositoryName};
 use berth_storage::{ByteStream, StoreError};
@@ -233,15 +233,17 @@ impl Registry {
             return Ok(MountOutcome::Upload(self.start_upload(ctx, repo).await?));
         }
         let source_size = match from {
-            Some(from) if self.may_read_layers(ctx, from).await? => self.meta.linked_blob(from, digest).await?,
+            Some(from) if self.may_read_layers(ctx, from).await? => self.servable_size(from, digest).await?,
             Some(_) => None,
             None => {
                 let mut size = None;
                 for candidate in self.meta.repositories_with_blob(digest).await? {
                     let Ok(name) = candidate.parse::<RepositoryName>() else { continue };
                     if self.may_read_layers(ctx, &name).await? {
-                        size = self.meta.linked_blob(&name, digest).await?;
-                        break;
+                        size = self.servable_size(&name, digest).await?;
+                        if size.is_some() {
+                            break;
+                        }
                     }
                 }
                 size
@@ -256,6 +258,13 @@ impl Registry {
             }
             None => Ok(MountOutcome::Upload(self.start_upload(ctx, repo).await?)),
         }
+    }
+
+    /// The blob's size where `source` would serve it to a pull, for a mount: not where only
+    /// archived images need it (a mount must not read what a pull may not).
+    async fn servable_size(&self, source: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
+        let link = self.meta.blob_link(source, digest).await?;
+        Ok(link.filter(|link| !matches!(link.needed_by, Some(StorageClass::Archive))).map(|link| link.size))
     }
 
     async fn may_read_layers(&self, ctx: &RequestContext, source: &RepositoryName) -> Result<bool> {

@@ -57,8 +57,11 @@ pub enum RegistryError {
     ArchiveRefused { index: Digest },
     #[error("manifest is larger than the {limit} bytes this registry accepts")]
     ManifestTooLarge { limit: usize },
-    #[error("tag {tag} is immutable and already points at {current}")]
-    TagImmutable { tag: String, current: Digest },
+    /// ECR's words: kaniko's `--push-ignore-immutable-tag-errors` looks for them.
+    #[error(
+        "The image tag '{tag}' already exists in the '{repository}' repository and cannot be overwritten because the tag is immutable."
+    )]
+    TagImmutable { repository: String, tag: String },
     #[error("{0}")]
     PaginationInvalid(String),
     /// PutImage changed nothing: this digest already carries this tag (ECR refuses the no-op).
@@ -97,6 +100,10 @@ pub enum RegistryError {
     /// A lifecycle or repository policy text that does not pass validation.
     #[error("invalid {kind} policy: {reason}")]
     PolicyInvalid { kind: PolicyKind, reason: String },
+    /// A repository or registry policy naming a user of this registry that does not exist
+    /// (IAM ties a principal to an existing user; ECR answers "Principal not found").
+    #[error("invalid {kind} policy: principal user/{user} not found")]
+    PrincipalNotFound { kind: PolicyKind, user: String },
     #[error("the repository has no {0}")]
     PolicyNotFound(PolicyKind),
     /// A registry setting's name or value that ECR does not know; `member` names the field.
@@ -159,7 +166,7 @@ impl From<MetaError> for RegistryError {
             MetaError::BlobsUnknown(d) => RegistryError::ManifestBlobUnknown(d),
             MetaError::ManifestUnknown(d) => RegistryError::ManifestChildUnknown(d),
             MetaError::ManifestReferenced { index } => RegistryError::ManifestReferenced { index },
-            MetaError::TagImmutable { tag, current } => RegistryError::TagImmutable { tag, current },
+            MetaError::TagImmutable { repository, tag, .. } => RegistryError::TagImmutable { repository, tag },
             e @ (MetaError::BlobSizeMismatch { .. } | MetaError::ChildSizeMismatch { .. }) => {
                 RegistryError::ManifestInvalid(e.to_string())
             }

@@ -365,7 +365,7 @@ impl Registry {
     ) -> Result<()> {
         let policy = berth_iam::Policy::parse_repository(text)
             .map_err(|e| RegistryError::PolicyInvalid { kind: PolicyKind::Repository, reason: e.to_string() })?;
-        self.refuse_miscased_users(&policy, PolicyKind::Repository).await?;
+        self.refuse_unknown_users(&policy, PolicyKind::Repository).await?;
         let principals = self.principal_bindings(&policy).await?;
         if !force {
             let mut proposed = self.describe_repository(repo).await?.settings;

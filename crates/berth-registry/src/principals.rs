@@ -3,8 +3,10 @@
 //! deleted and created again under the same name is not the principal any more (IAM's guard
 //! against regaining rights by re-creating a user). Berth stores, with each repository and
 //! registry policy, the creation time of every user the policy names as it is set, and
-//! authorization forgets a principal whose user has since been re-created or removed. A name
-//! no user had when the policy was set stays a plain name: it names the user created later.
+//! authorization forgets a principal whose user has since been re-created or removed. A
+//! repository or registry policy naming no existing user is refused, as IAM refuses it
+//! ("Principal not found"); a creation template's policy may name a user created later, since
+//! it applies only to repositories created later.
 
 use std::collections::BTreeMap;
 
@@ -29,10 +31,20 @@ impl Registry {
         Ok(bindings)
     }
 
+    /// Refuses a repository or registry policy being set that names a user of this registry
+    /// who does not exist (see the module's doc).
+    pub(crate) async fn refuse_unknown_users(&self, policy: &Policy, kind: PolicyKind) -> Result<()> {
+        self.refuse_named_users(policy, kind, true).await
+    }
+
     /// Refuses a policy being set that names `user/FA` while the user is `fa`: ARNs name users
     /// exactly and names are unique whatever their case, so such a principal could never match
     /// anyone — a Deny that silently never applies.
     pub(crate) async fn refuse_miscased_users(&self, policy: &Policy, kind: PolicyKind) -> Result<()> {
+        self.refuse_named_users(policy, kind, false).await
+    }
+
+    async fn refuse_named_users(&self, policy: &Policy, kind: PolicyKind, unknown_too: bool) -> Result<()> {
         let named = policy.named_users(&self.config.account_id);
         if named.is_empty() {
             return Ok(());
@@ -51,6 +63,9 @@ impl Registry {
                         user.name
                     ),
                 });
+            }
+            if unknown_too {
+                return Err(RegistryError::PrincipalNotFound { kind, user: name.to_owned() });
             }
         }
         Ok(())

@@ -125,7 +125,7 @@ impl Registry {
     pub async fn put_registry_policy(&self, text: &str) -> Result<String> {
         let policy = Policy::parse_registry(text)
             .map_err(|e| RegistryError::PolicyInvalid { kind: PolicyKind::Registry, reason: e.to_string() })?;
-        self.refuse_miscased_users(&policy, PolicyKind::Registry).await?;
+        self.refuse_unknown_users(&policy, PolicyKind::Registry).await?;
         let principals = serde_json::to_string(&self.principal_bindings(&policy).await?).expect("bindings serialize");
         self.meta.put_registry_setting(REGISTRY_POLICY_PRINCIPALS, Some(&principals)).await?;
         self.meta.put_registry_setting(REGISTRY_POLICY, Some(text)).await?;

@@ -13,8 +13,8 @@ use berth_registry::lifecycle::RuleAction;
 use berth_registry::settings::ResourceTag;
 use berth_registry::templates::{AppliedFor, TemplateSettings};
 use berth_registry::{
-    ImageFilter, ImageId, ImageSelector, PutImage, Registry, RegistryConfig, RegistryError, RepositorySettings,
-    StorageClass, TagStatus, UrlSigningKey,
+    ImageFilter, ImageId, ImageSelector, MountOutcome, PutImage, Registry, RegistryConfig, RegistryError,
+    RepositorySettings, StorageClass, TagStatus, UrlSigningKey,
 };
 use berth_spec::{Digest, Reference, RepositoryName, Tag};
 use berth_storage::FsBlobStore;
@@ -40,10 +40,11 @@ fn root() -> Identity {
 
 use berth_iam::{CredentialKind, Identity, RequestContext};
 
-/// A registry whose users `ci` and `alice` hold AmazonEC2ContainerRegistryFullAccess.
+/// A registry whose users `ci` and `alice` hold AmazonEC2ContainerRegistryFullAccess, and whose
+/// user `ops` holds no policy (only repository policies grant it anything).
 async fn open_registry(dir: &std::path::Path, url_signing_key: UrlSigningKey) -> Arc<Registry> {
     let meta = SqliteStore::open(&dir.join("metadata.db")).await.unwrap();
-    for user in ["ci", "alice"] {
+    for user in ["ci", "alice", "ops"] {
         if meta.user_by_name(user).await.unwrap().is_none() {
             let access_key_id = format!("AKIA{user}");
             let record = UserRecord {
@@ -54,7 +55,8 @@ async fn open_registry(dir: &std::path::Path, url_signing_key: UrlSigningKey) ->
                 key_status: AccessKeyStatus::Active,
             };
             let full_access = UserPolicy { name: berth_iam::managed::FULL_ACCESS.into(), document: None };
-            meta.create_user(&record, &[full_access]).await.unwrap();
+            let policies = if user == "ops" { vec![] } else { vec![full_access] };
+            meta.create_user(&record, &policies).await.unwrap();
         }
     }
     let blobs = FsBlobStore::open(dir).await.unwrap();
@@ -288,6 +290,13 @@ async fn archived_images_are_listed_but_refused_on_pull_until_restored() {
         assert!(matches!(&pulled, Err(RegistryError::LayerArchived(d)) if d == digest), "{pulled:?}");
         assert_eq!(registry.blob_link(&repo, digest).await.unwrap().needed_by, Some(StorageClass::Archive));
     }
+    // Nor does a mount read them into another repository, named as its source or not.
+    let other = name("archive-other");
+    for from in [Some(&repo), None] {
+        let mounted = registry.mount_blob(&ctx(), &other, &layer, from).await.unwrap();
+        assert!(matches!(mounted, MountOutcome::Upload(_)), "from {from:?}: an upload instead");
+        assert!(matches!(registry.stat_blob(&other, &layer).await, Err(RegistryError::BlobUnknown(_))));
+    }
 
     registry.update_image_storage_class(&ctx(), &repo, &tag, StorageClass::Standard).await.unwrap();
     for reference in [Reference::Tag("v1".parse().unwrap()), Reference::Digest(child.clone())] {
@@ -499,7 +508,7 @@ async fn no_repository_is_created_implicitly_under_two_characters() {
 }
 
 #[tokio::test]
-async fn a_principal_naming_a_user_in_another_case_is_refused() {
+async fn a_principal_naming_no_user_or_a_user_in_another_case_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
     let repo = name("policy/case");
@@ -525,9 +534,20 @@ async fn a_principal_naming_a_user_in_another_case_is_refused() {
     };
     let err = registry.create_template("case", template.clone()).await.unwrap_err();
     assert!(matches!(err, RegistryError::PolicyInvalid { .. }), "{err:?}");
-    // The exact name, and a name no user has yet (it names the user created later), are taken.
+    // A name no user has is refused too (ECR: "Principal not found"), but by a template only
+    // where it differs in case: a template's policy may name a user created later.
+    let err = registry.set_repository_policy(&ctx(), &repo, &deny("later"), false).await.unwrap_err();
+    assert!(matches!(&err, RegistryError::PrincipalNotFound { user, .. } if user == "later"), "{err:?}");
+    let err = registry.put_registry_policy(&deny("later")).await.unwrap_err();
+    assert!(matches!(&err, RegistryError::PrincipalNotFound { user, .. } if user == "later"), "{err:?}");
+    assert!(registry.registry_policy().await.is_err(), "nothing set");
+    registry
+        .create_template("later", TemplateSettings { repository_policy: Some(deny("later")), ..template.clone() })
+        .await
+        .unwrap();
+    // The exact name is taken.
     registry.set_repository_policy(&ctx(), &repo, &deny("ci"), false).await.unwrap();
-    registry.put_registry_policy(&deny("later")).await.unwrap();
+    registry.put_registry_policy(&deny("alice")).await.unwrap();
     registry
         .create_template("case", TemplateSettings { repository_policy: Some(deny("ci")), ..template })
         .await

@@ -99,10 +99,11 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
-    /// True when the registry must hold this layer's blob: foreign/non-distributable layers are
-    /// fetched by clients from their `urls`.
+    /// True when the registry must hold this layer's blob: only a foreign/non-distributable
+    /// layer that lists `urls` is fetched by clients from elsewhere (as distribution checks). Any
+    /// other layer with `urls` must be here too, or its image is stored but cannot be pulled.
     pub fn requires_blob(&self) -> bool {
-        !media::is_non_distributable(&self.media_type) && self.urls.is_empty()
+        !media::is_non_distributable(&self.media_type) || self.urls.is_empty()
     }
 }
 
@@ -420,6 +421,27 @@ mod tests {
         let req: Vec<_> = m.required_blobs().map(|x| x.digest.to_string()).collect();
         assert_eq!(req, vec![d('a'), d('b')]);
         assert_eq!(m.effective_artifact_type(), Some("application/vnd.oci.image.config.v1+json"));
+    }
+
+    #[test]
+    fn only_foreign_layers_with_urls_may_be_elsewhere() {
+        let layer = |media_type: &str, urls: &[&str]| Descriptor {
+            media_type: media_type.to_owned(),
+            digest: d('f').parse().unwrap(),
+            size: 1,
+            artifact_type: None,
+            annotations: BTreeMap::new(),
+            platform: None,
+            urls: urls.iter().map(|u| u.to_string()).collect(),
+        };
+        let foreign = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+        assert!(!layer(foreign, &["https://example.com/l"]).requires_blob());
+        assert!(layer(foreign, &[]).requires_blob(), "no URL to fetch it from");
+        assert!(
+            layer("application/vnd.oci.image.layer.v1.tar+gzip", &["file:///etc/passwd"]).requires_blob(),
+            "a distributable layer"
+        );
+        assert!(layer("application/vnd.oci.image.layer.v1.tar+gzip", &[]).requires_blob());
     }
 
     #[test]

@@ -209,6 +209,7 @@ async fn custom_wildcard_policies_and_deny_precedence_across_identity_and_reposi
 
     // A repository policy's Deny beats an identity Allow; its Allow grants a user that has no
     // identity policy for the repository.
+    let outsider = add_user(&srv, "outsider", &[&login_only(&srv)]).await;
     let repository_policy = json!({"Version": "2012-10-17", "Statement": [
         {"Sid": "NoPushByCi", "Effect": "Deny", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:user/ci")}, "Action": "ecr:PutImage"},
         {"Sid": "ReaderPulls", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:user/outsider")},
@@ -226,7 +227,6 @@ async fn custom_wildcard_policies_and_deny_precedence_across_identity_and_reposi
     .await;
     put.expect_error(403, "DENIED");
     assert_eq!(ci.pull(&srv, "team-a/app", "v3").await, 404, "the denied push changed nothing");
-    let outsider = add_user(&srv, "outsider", &[&login_only(&srv)]).await;
     assert_eq!(outsider.pull(&srv, "team-a/app", "v2").await, 200);
     assert_eq!(outsider.pull(&srv, "team-a/prod", "v1").await, 403);
 
@@ -556,10 +556,16 @@ async fn a_user_created_again_under_an_old_name_gets_none_of_the_old_users_grant
     assert_eq!(ghost.pull(&srv, "granted/app", "v1").await, 200);
     assert_eq!(ghost.pull(&srv, "open/app", "v1").await, 403, "the registry policy still names the old ghost");
 
-    // A name no user had when the policy was set names the user created later.
+    // A name no user has is refused, as IAM refuses it; once the user exists it is taken.
     let later = json!({"repositoryName": "later/app", "policyText": pulls_for("newcomer", None)});
-    root(&srv, "SetRepositoryPolicy", &later).await.expect_status(200);
+    let refused = root(&srv, "SetRepositoryPolicy", &later).await;
+    refused.expect_status(400);
+    assert_eq!(
+        refused.json()["message"],
+        "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Principal not found'"
+    );
     let newcomer = add_user(&srv, "newcomer", &[&login]).await;
+    root(&srv, "SetRepositoryPolicy", &later).await.expect_status(200);
     assert_eq!(newcomer.pull(&srv, "later/app", "v1").await, 200);
 
     // A creation template's policy is bound to the users of when it creates a repository.

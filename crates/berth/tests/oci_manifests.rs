@@ -549,6 +549,15 @@ async fn missing_blob_is_manifest_blob_unknown() {
     // Layer missing.
     let manifest = oci_manifest(&descriptor(OCI_CONFIG, &config), &[descriptor(OCI_LAYER, &layer)]);
     put_manifest(&srv, "missing", "v1", OCI_MANIFEST, &manifest).await.expect_error(400, "MANIFEST_BLOB_UNKNOWN");
+    // `urls` excuse only a foreign (non-distributable) layer.
+    let mut elsewhere = descriptor(OCI_LAYER, &layer);
+    elsewhere["urls"] = json!(["https://example.com/layer"]);
+    let manifest = oci_manifest(&descriptor(OCI_CONFIG, &config), std::slice::from_ref(&elsewhere));
+    put_manifest(&srv, "missing", "v1", OCI_MANIFEST, &manifest).await.expect_error(400, "MANIFEST_BLOB_UNKNOWN");
+    elsewhere["mediaType"] = json!("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip");
+    let manifest = oci_manifest(&descriptor(OCI_CONFIG, &config), &[elsewhere]);
+    let foreign = push_manifest(&srv, "missing", "foreign", OCI_MANIFEST, &manifest).await;
+    send(srv.delete(&format!("/v2/missing/manifests/{foreign}"))).await.expect_status(202);
     // Config missing.
     let other_config = config_json("arm64");
     push_blob(&srv, "missing", &layer).await;
