@@ -19,6 +19,7 @@ use base64::Engine;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use berth_iam::{CredentialKind, Identity};
+use berth_meta::Millis;
 use subtle::ConstantTimeEq;
 
 use crate::Error;
@@ -162,6 +163,11 @@ impl Authenticator {
     /// A registry token for an existing user, with this authenticator's lifetime.
     pub async fn issue_token(&self, user_name: &str) -> Result<IssuedToken, Error> {
         self.identities.issue_token(&self.tokens, user_name).await
+    }
+
+    /// When a registry token that checks out expires (`None` for one that does not).
+    pub fn token_expiry(&self, token: &str) -> Option<Millis> {
+        self.tokens.verify(token).ok().map(|verified| verified.expires_at)
     }
 
     pub fn mode(&self) -> AuthMode {

@@ -68,6 +68,13 @@ pub enum Error {
 }
 
 impl Error {
+    /// A user of that name exists already (names are unique whatever their case).
+    pub fn is_user_exists(&self) -> bool {
+        matches!(self, Error::Meta(MetaError::UserExists(_)))
+    }
+}
+
+impl Error {
     pub(crate) fn io(context: String, error: std::io::Error) -> Self {
         Error::Io { context, error }
     }

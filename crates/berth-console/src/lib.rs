@@ -99,12 +99,19 @@ async fn dispatch(State(console): State<Arc<Console>>, request: Request) -> Resp
 async fn handle(console: &Console, request: Request) -> Response {
     // Handlers borrow the request head across awaits; a body is not `Sync`, so it travels apart.
     let (parts, body) = request.into_parts();
-    let method = parts.method.clone();
+    // A HEAD is answered as the GET (RFC 9110); the server sends no body for it.
+    let method = if parts.method == Method::HEAD { Method::GET } else { parts.method.clone() };
     let Some(path) = ConsolePath::parse(parts.uri.path()) else {
         return console.error_page(ConsoleError::NotFound("There is no such console page.".into()), None);
     };
+    let allow = path.methods();
+    if !allow.split(", ").any(|allowed| allowed == method.as_str()) {
+        let mut response = console.error_page(ConsoleError::MethodNotAllowed { allow }, None);
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        return response;
+    }
     match (&path, &method) {
-        (ConsolePath::Asset(name), &Method::GET | &Method::HEAD) => return pages::asset(name),
+        (ConsolePath::Asset(name), &Method::GET) => return pages::asset(name),
         (ConsolePath::SignIn, &Method::GET) => return pages::sign_in::form(console, &parts).await,
         (ConsolePath::SignIn, &Method::POST) => {
             return pages::sign_in::submit(console, Request::from_parts(parts, body)).await;
@@ -144,7 +151,7 @@ async fn handle(console: &Console, request: Request) -> Response {
             let served = audited.insert(pages::admin::served("UpdateAccessKey"));
             pages::admin::update_access_key(console, &visitor, posted(), served).await
         }
-        (_, _) => Err(ConsoleError::BadRequest("This page does not accept that method.".into())),
+        (_, _) => Err(ConsoleError::MethodNotAllowed { allow }),
     };
     if let (Some(served), Err(error)) = (&mut audited, &outcome) {
         served.error = Some((error.code(), error.message()));

@@ -58,6 +58,26 @@ pub enum ConsolePath {
 pub const ASSETS: [&str; 2] = ["console.css", "console.js"];
 
 impl ConsolePath {
+    /// The methods the page takes, as an `Allow` header lists them (HEAD wherever GET).
+    pub fn methods(&self) -> &'static str {
+        match self {
+            ConsolePath::SignIn => "GET, HEAD, POST",
+            ConsolePath::Home
+            | ConsolePath::Asset(_)
+            | ConsolePath::Repositories
+            | ConsolePath::Repository(_)
+            | ConsolePath::Image(..)
+            | ConsolePath::Lifecycle(_)
+            | ConsolePath::Permissions(_)
+            | ConsolePath::Admin => "GET, HEAD",
+            ConsolePath::SignOut
+            | ConsolePath::Action(..)
+            | ConsolePath::CreateUser
+            | ConsolePath::DeleteUser
+            | ConsolePath::UpdateAccessKey => "POST",
+        }
+    }
+
     /// `None` for anything that is not a console page (a 404).
     pub fn parse(path: &str) -> Option<ConsolePath> {
         let rest = path.strip_prefix(ROOT)?;
@@ -129,14 +149,20 @@ pub fn href_asset(name: &str) -> String {
     format!("{ROOT}/assets/{name}?v={}", env!("CARGO_PKG_VERSION"))
 }
 
-/// Where to go after signing in: only a console path of this server, never an open redirect.
+/// Where to go after signing in: only a console path of this server, never an open redirect,
+/// and no dot segment that a browser would resolve to outside the console.
 pub fn safe_next(next: Option<&str>) -> String {
+    let within_console = |next: &str| {
+        let path = next.split(['?', '#']).next().unwrap_or_default();
+        !path.split('/').any(|segment| segment == "." || segment == "..") && !path.to_ascii_lowercase().contains("%2e")
+    };
     match next {
         Some(next)
             if next.starts_with(&format!("{ROOT}/"))
                 && !next.contains("//")
                 && !next.contains('\\')
-                && next.bytes().all(|b| b.is_ascii_graphic()) =>
+                && next.bytes().all(|b| b.is_ascii_graphic())
+                && within_console(next) =>
         {
             next.to_owned()
         }
@@ -200,6 +226,7 @@ mod tests {
     #[test]
     fn only_console_paths_are_followed_after_sign_in() {
         assert_eq!(safe_next(Some("/console/repositories/app")), "/console/repositories/app");
+        assert_eq!(safe_next(Some("/console/repositories?q=..")), "/console/repositories?q=..", "a query is no path");
         for hostile in [
             None,
             Some("https://evil.example/"),
@@ -208,6 +235,9 @@ mod tests {
             Some("/console/\\evil"),
             Some("/v2/"),
             Some("/console/a b"),
+            Some("/console/../v2/_catalog"),
+            Some("/console/%2e%2e/v2/_catalog"),
+            Some("/console/repositories/./../../metrics"),
         ] {
             assert_eq!(safe_next(hostile), "/console/repositories", "{hostile:?}");
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use berth_auth::{AuthMode, Authenticator, Credentials, Identities, MasterKey, RootKeys, TokenIssuer};
 use berth_console::{ConsoleConfig, router};
 use berth_iam::{ConnectionInfo, CredentialKind, Identity, RequestContext};
@@ -220,16 +220,46 @@ async fn sign_in_starts_a_strict_http_only_session() {
     let unknown = sign_in(&server.app, "AKIAUNKNOWNUNKNOWN00", ROOT_SECRET).await.unwrap_err();
     assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
 
-    // A registry token signs in too.
+    // A registry token signs in too, for as long as the token lasts (an hour here), not for a
+    // session's 12 hours.
     let token = server.auth.issue_token("reader").await.unwrap().token;
     let page = send(&server.app, get("/console/sign-in", "")).await;
     let nonce = page.cookie("berth_console_sign_in").unwrap();
     let reply = submit(&server.app, "/console/sign-in", &nonce, &[("csrf", &page.csrf()), ("token", &token)]).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
     let session = reply.set_cookie("berth_console").unwrap();
-    assert!(session.contains("Max-Age=43200") && session.contains("Path=/console"), "{session}");
+    let max_age: u64 = session.split("Max-Age=").nth(1).and_then(|v| v.split(';').next()).unwrap().parse().unwrap();
+    assert!((3590..=3600).contains(&max_age) && session.contains("Path=/console"), "{session}");
     let page = send(&server.app, get("/console/repositories", session.split(';').next().unwrap())).await;
     assert!(page.body.contains("Signed in as <strong>reader</strong>"));
+}
+
+#[tokio::test]
+async fn head_is_answered_as_get_and_a_method_a_page_does_not_take_gets_405() {
+    let server = server().await;
+    let cookie = sign_in(&server.app, ROOT_KEY, ROOT_SECRET).await.unwrap();
+    let with = |method: Method, path: &str, cookie: &str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, "registry.test")
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let head = send(&server.app, with(Method::HEAD, "/console/repositories", &cookie)).await;
+    assert_eq!(head.status, StatusCode::OK, "{}", head.body);
+    let sign_in_page = send(&server.app, with(Method::HEAD, "/console/sign-in", "")).await;
+    assert_eq!(sign_in_page.status, StatusCode::OK, "the sign-in page, not a redirect to itself");
+    for (method, path, allow) in [
+        (Method::DELETE, "/console/repositories", "GET, HEAD"),
+        (Method::PUT, "/console/sign-in", "GET, HEAD, POST"),
+        (Method::GET, "/console/admin/users", "POST"),
+    ] {
+        let reply = send(&server.app, with(method.clone(), path, &cookie)).await;
+        assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(reply.headers[header::ALLOW], allow, "{method} {path}");
+    }
 }
 
 #[tokio::test]
@@ -328,6 +358,10 @@ async fn a_deactivated_key_ends_its_sessions_until_the_root_activates_it_again()
     let odd = [("csrf", csrf.as_str()), ("name", "reader"), ("status", "Paused"), ("confirmed", "yes")];
     assert_eq!(submit(&server.app, path, &root_cookie, &odd).await.status, StatusCode::BAD_REQUEST);
     assert!(server.auth.identities().user("reader").await.unwrap().unwrap().is_active());
+    // A user named as one that exists, in another case, is a conflict like the same name.
+    let twin = submit(&server.app, "/console/admin/users", &root_cookie, &[("csrf", &csrf), ("name", "READER")]).await;
+    assert_eq!(twin.status, StatusCode::CONFLICT, "{}", twin.body);
+    assert!(twin.body.contains("already exists"), "{}", twin.body);
 
     // Deactivating asks first; confirmed, the reader's session and sign-in stop.
     let ask = [("csrf", csrf.as_str()), ("name", "reader"), ("status", "Inactive")];

@@ -14,7 +14,7 @@ use berth_iam::{CredentialKind, Identity, Served};
 use serde::Deserialize;
 
 use super::{redirect, render};
-use crate::session::{self, CsrfBinding, SESSION_COOKIE, SIGN_IN_COOKIE, SIGN_IN_LIFETIME, SignedInWith};
+use crate::session::{self, CsrfBinding, Millis, SESSION_COOKIE, SIGN_IN_COOKIE, SIGN_IN_LIFETIME, SignedInWith};
 use crate::view::{self, Layout};
 use crate::{Console, ConsoleError, HasCsrf, Visitor, authz, now_millis, paths};
 
@@ -73,20 +73,23 @@ fn append_cookie(response: &mut Response, cookie: String) {
     }
 }
 
-/// Signs `user` in: the session cookie, the sign-in nonce dropped, and on to `next`.
+/// Signs `user` in: the session cookie, the sign-in nonce dropped, and on to `next`. A session
+/// opened with a registry token ends with the token (`not_after`): signing in must not stretch
+/// a token about to expire into a fresh session.
 fn start_session(
     console: &Console,
     user: Option<&berth_auth::User>,
     via: SignedInWith,
+    not_after: Option<Millis>,
     next: &str,
     tls: bool,
 ) -> Response {
-    let session = console.keys.start(user.map(|u| (u.name.as_str(), u.created_at)), via, now_millis());
+    let now = now_millis();
+    let mut session = console.keys.start(user.map(|u| (u.name.as_str(), u.created_at)), via, now);
+    session.expires_at = session.expires_at.min(not_after.unwrap_or(Millis::MAX));
+    let max_age = std::time::Duration::from_millis(u64::try_from(session.expires_at - now).unwrap_or(0));
     let mut response = redirect(&paths::safe_next(Some(next)));
-    append_cookie(
-        &mut response,
-        session::set_cookie(SESSION_COOKIE, &console.keys.seal(&session), console.keys.lifetime(), tls),
-    );
+    append_cookie(&mut response, session::set_cookie(SESSION_COOKIE, &console.keys.seal(&session), max_age, tls));
     append_cookie(&mut response, session::set_cookie(SIGN_IN_COOKIE, "", std::time::Duration::ZERO, tls));
     response
 }
@@ -97,7 +100,7 @@ pub async fn form(console: &Console, request: &Parts) -> Response {
     let query = axum::extract::Query::<NextQuery>::try_from_uri(&request.uri).map(|q| q.0).unwrap_or_default();
     let next = paths::safe_next(query.next.as_deref());
     if console.config.auth_disabled {
-        return start_session(console, None, SignedInWith::Nothing, &next, tls(request));
+        return start_session(console, None, SignedInWith::Nothing, None, &next, tls(request));
     }
     if console.visitor(request).await.is_ok() {
         return redirect(&next);
@@ -254,7 +257,11 @@ pub async fn submit(console: &Console, request: Request) -> Response {
         }
     }
     tracing::info!(user = %user.name, ?via, "console sign-in");
-    let mut response = start_session(console, Some(&user), via, &form.next, tls);
+    let not_after = match via {
+        SignedInWith::Token => console.auth.token_expiry(password),
+        _ => None,
+    };
+    let mut response = start_session(console, Some(&user), via, not_after, &form.next, tls);
     response.extensions_mut().insert(sign_in_served(Ok(())));
     response.extensions_mut().insert(ctx);
     response
