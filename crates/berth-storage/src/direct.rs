@@ -62,10 +62,15 @@ fn spare() -> std::sync::MutexGuard<'static, Spares> {
 /// Frees the spare buffers when no transfer has taken or returned one for [`SPARE_IDLE`]: held
 /// for good they kept 4 MiB in a server's RSS after its last large transfer.
 pub fn release_idle_buffers() {
-    let mut spares = spare();
-    if spares.last_used.is_some_and(|used| used.elapsed() >= SPARE_IDLE) {
-        spares.buffers = Vec::new();
-        spares.last_used = None;
+    spare().release_if_idle(Instant::now());
+}
+
+impl Spares {
+    fn release_if_idle(&mut self, now: Instant) {
+        if self.last_used.is_some_and(|used| now.saturating_duration_since(used) >= SPARE_IDLE) {
+            self.buffers = Vec::new();
+            self.last_used = None;
+        }
     }
 }
 
@@ -240,6 +245,16 @@ pub(crate) fn read_at(file: &File, offset: u64) -> io::Result<Option<AlignedBuff
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spare_buffers_go_only_after_a_second_unused() {
+        let used = Instant::now();
+        let mut spares = Spares { buffers: vec![(vec![0; 8], 0)], last_used: Some(used) };
+        spares.release_if_idle(used + Duration::from_millis(900));
+        assert_eq!(spares.buffers.len(), 1, "still in use a moment ago");
+        spares.release_if_idle(used + SPARE_IDLE);
+        assert!(spares.buffers.is_empty() && spares.last_used.is_none());
+    }
 
     fn content(len: usize) -> Vec<u8> {
         (0..len as u32).map(|i| (i % 251) as u8).collect()
