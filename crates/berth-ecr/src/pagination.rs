@@ -28,7 +28,13 @@ pub fn decode_token(token: &str, endpoint: Endpoint, scope: &str) -> Result<Vec<
     let fields: Vec<String> = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
     match fields.as_slice() {
         [version, op, token_scope, key @ ..]
-            if version == VERSION && op == endpoint.name() && token_scope == scope && !key.is_empty() =>
+            if version == VERSION
+                && op == endpoint.name()
+                && token_scope == scope
+                && !key.is_empty()
+                // Keys are names, tags and digests: a forged control character (a NUL, which
+                // PostgreSQL's text refuses) is no key.
+                && !key.iter().any(|k| k.chars().any(char::is_control)) =>
         {
             Ok(key.to_vec())
         }
@@ -93,7 +99,8 @@ mod tests {
 
     #[test]
     fn garbage_tokens_are_invalid_parameters() {
-        for garbage in ["", "!!!", "bm90IGpzb24", "WyJiMSJd", "WyJiMSIsIkxpc3RJbWFnZXMiLCJ4Il0"] {
+        let nul = encode_token(Endpoint::ListImages, "x", &["a\0b"]);
+        for garbage in ["", "!!!", "bm90IGpzb24", "WyJiMSJd", "WyJiMSIsIkxpc3RJbWFnZXMiLCJ4Il0", &nul] {
             let err = decode_token(garbage, Endpoint::ListImages, "x").unwrap_err();
             assert_eq!(err.wire_type(), "InvalidParameterException", "{garbage:?}");
             assert!(err.to_string().starts_with("Invalid parameter at 'nextToken'"));

@@ -305,6 +305,7 @@ async fn serve(
         }
         Authentication::Disabled => read_body(&parts.headers, body, limit, None).await?.0,
     };
+    require_json_object(&body)?;
     if audit.mutating {
         audit.parameters = audited_parameters(&body);
     }
@@ -368,6 +369,22 @@ where
     backend.authorize(ctx, endpoint.action(), request.resources(), request_tags).await?;
     let response = run(request).await?;
     serde_json::to_vec(&response).map_err(|e| EcrError::Server(format!("Could not encode the response: {e}")))
+}
+
+/// The body is one JSON object, well-formed throughout (awsJson 1.1), empty standing for `{}`:
+/// checked whole, since an operation skips members it does not know without reading them, and
+/// one carrying what JSON forbids (invalid UTF-8, a lone surrogate, nesting past serde_json's
+/// limit) left the audit trail without the call's parameters while the call ran. A JSON array
+/// in place of the object is refused too (serde would read it member by member, in order).
+fn require_json_object(body: &[u8]) -> Result<(), EcrError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(_) => Err(EcrError::Serialization("The request body must be a JSON object.".into())),
+        Err(err) => Err(EcrError::Serialization(format!("The request body is not valid JSON: {err}"))),
+    }
 }
 
 /// A malformed body is `SerializationException`, as AWS answers; a missing required member is

@@ -49,12 +49,23 @@ impl Serialize for Timestamp {
 macro_rules! request_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $wire:literal),* $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
         pub enum $name {
             $(#[serde(rename = $wire)] $variant,)*
             /// Not a value of the model; never passes validation.
-            #[serde(other)]
+            #[serde(skip)]
             Unrecognized,
+        }
+
+        /// From a JSON string only: serde's derived form would also take `{"VALUE": null}`.
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let wire = String::deserialize(deserializer)?;
+                Ok(match wire.as_str() {
+                    $($wire => $name::$variant,)*
+                    _ => $name::Unrecognized,
+                })
+            }
         }
 
         impl $name {

@@ -302,7 +302,7 @@ async fn protocol_boto3_round_trips_signatures_errors_and_shapes() {
     assert_error(&results, "wrong_secret", "InvalidSignatureException", 400);
     let message = assert_error(&results, "unknown_key", "UnrecognizedClientException", 400);
     assert_eq!(message, "The security token included in the request is invalid.");
-    let message = assert_error(&results, "unsigned", "MissingAuthenticationTokenException", 400);
+    let message = assert_error(&results, "unsigned", "MissingAuthenticationTokenException", 403);
     assert_eq!(message, "Missing Authentication Token");
 
     // Bodies boto3 cannot produce.
@@ -311,6 +311,9 @@ async fn protocol_boto3_round_trips_signatures_errors_and_shapes() {
     };
     assert_eq!(raw("raw_malformed_json"), (400, "SerializationException".into()));
     assert_eq!(raw("raw_wrong_type"), (400, "SerializationException".into()));
+    for case in ["raw_array", "raw_enum_object", "raw_lone_surrogate"] {
+        assert_eq!(raw(case), (400, "SerializationException".into()), "{case}");
+    }
     assert_eq!(raw("raw_missing_member"), (400, "InvalidParameterException".into()));
     assert_eq!(
         results["raw_missing_member"]["body"]["message"],

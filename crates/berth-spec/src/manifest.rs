@@ -61,6 +61,8 @@ pub enum ManifestError {
     SizeTooLarge { at: String, size: u64 },
     #[error("the descriptors of the manifest total more than 2^63-1 bytes")]
     TotalSizeTooLarge,
+    #[error("{at} holds a control character; media and artifact types are printable text (RFC 6838)")]
+    ControlCharacter { at: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,7 +210,7 @@ impl Manifest {
             ManifestKind::Index => (None, vec![], raw.manifests.ok_or_else(|| missing("manifests"))?),
         };
         check_sizes(config.as_ref(), &layers, &manifests, raw.subject.as_ref())?;
-        Ok(Manifest {
+        let manifest = Manifest {
             media_type,
             kind,
             config,
@@ -217,7 +219,33 @@ impl Manifest {
             subject: raw.subject,
             artifact_type: raw.artifact_type,
             annotations: raw.annotations,
-        })
+        };
+        manifest.check_type_names()?;
+        Ok(manifest)
+    }
+
+    /// Media and artifact types are RFC 6838 names, printable text: one with a control character
+    /// is refused (a NUL is also what PostgreSQL's text columns cannot hold).
+    fn check_type_names(&self) -> Result<(), ManifestError> {
+        let printable = |at: &dyn Fn() -> String, name: Option<&str>| match name {
+            Some(name) if name.chars().any(char::is_control) => Err(ManifestError::ControlCharacter { at: at() }),
+            _ => Ok(()),
+        };
+        printable(&|| "artifactType".to_owned(), self.artifact_type.as_deref())?;
+        let named = [("config", self.config.as_slice()), ("layers", &self.layers), ("manifests", &self.manifests)];
+        let listed = named.into_iter().flat_map(|(field, list)| {
+            list.iter().enumerate().map(move |(i, d)| (field, (field != "config").then_some(i), d))
+        });
+        let subject = self.subject.iter().map(|d| ("subject", None, d));
+        for (field, index, descriptor) in listed.chain(subject) {
+            let at = |member: &str| match index {
+                Some(i) => format!("{field}[{i}].{member}"),
+                None => format!("{field}.{member}"),
+            };
+            printable(&|| at("mediaType"), Some(&descriptor.media_type))?;
+            printable(&|| at("artifactType"), descriptor.artifact_type.as_deref())?;
+        }
+        Ok(())
     }
 
     /// Blobs that must already be in the repository for this manifest to be accepted.
@@ -421,6 +449,19 @@ mod tests {
         let req: Vec<_> = m.required_blobs().map(|x| x.digest.to_string()).collect();
         assert_eq!(req, vec![d('a'), d('b')]);
         assert_eq!(m.effective_artifact_type(), Some("application/vnd.oci.image.config.v1+json"));
+    }
+
+    #[test]
+    fn a_control_character_in_a_type_name_is_refused_where_it_is() {
+        let body = image(media::OCI_MANIFEST);
+        let with_nul = body.replacen("application/vnd.oci.image.layer.v1.tar", "application/x\\u0000y", 1);
+        match Manifest::parse(with_nul.as_bytes(), None) {
+            Err(ManifestError::ControlCharacter { at }) => assert_eq!(at, "layers[0].mediaType"),
+            other => panic!("{:?}", other.map(|m| m.media_type)),
+        }
+        let artifact = body.replacen(r#""extra""#, r#""artifactType":"a/b\u0007","extra""#, 1);
+        assert!(matches!(Manifest::parse(artifact.as_bytes(), None), Err(ManifestError::ControlCharacter { .. })));
+        assert!(Manifest::parse(body.as_bytes(), None).is_ok());
     }
 
     #[test]

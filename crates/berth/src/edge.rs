@@ -119,7 +119,7 @@ pub async fn serve_request(State(edge): State<Arc<Edge>>, mut request: Request, 
     let throttled = edge.throttled(ctx.source_ip, &request, started);
     let edge_made = |response| with_plane_headers(plane, &ctx.request_id, response);
     let mut response = match (malformed(&request), throttled) {
-        (Some((status, message)), _) => edge_made(refused(plane, status, message)),
+        (Some(bad), _) => edge_made(refused(plane, bad.status, bad.message, bad.ecr_type)),
         (None, Some(retry_after)) => {
             metrics::counter!("berth_auth_failures_total", "plane" => plane, "reason" => "throttled").increment(1);
             edge_made(too_many_failures(plane, retry_after))
@@ -239,36 +239,58 @@ async fn catch_panic(request_id: String, handler: impl Future<Output = Response>
     REQUEST_ID.scope(request_id, AssertUnwindSafe(handler).catch_unwind()).await.map_err(|_| ())
 }
 
+/// A request the edge refuses before any plane sees it.
+struct Malformed {
+    status: StatusCode,
+    message: &'static str,
+    /// The ECR API's error type for it.
+    ecr_type: &'static str,
+}
+
+/// Headers a signature covers that a request may carry once: which copy counts would be up to
+/// whoever reads it first (a proxy filtering on the last `X-Amz-Target` would see another call).
+const SINGLETONS: [&str; 4] = ["authorization", "x-amz-target", "x-amz-date", "x-amz-content-sha256"];
+
 /// What HTTP/1.1 (RFC 9112) makes a server refuse and hyper lets through: a request without
 /// exactly one `Host` (§3.2: 400), and a transfer coding other than `chunked` (§6.1: 501), whose
-/// body would otherwise be read with the coding left in. Also two `Authorization` headers (a
-/// singleton field): which one counts would be up to whoever reads it first.
-fn malformed(request: &Request) -> Option<(StatusCode, &'static str)> {
+/// body would otherwise be read with the coding left in. Also two of a [`SINGLETONS`] header.
+fn malformed(request: &Request) -> Option<Malformed> {
     let headers = request.headers();
+    let refuse = |status, message, ecr_type| Some(Malformed { status, message, ecr_type });
     if request.version() == axum::http::Version::HTTP_11 && headers.get_all(header::HOST).iter().count() != 1 {
-        return Some((StatusCode::BAD_REQUEST, "an HTTP/1.1 request needs exactly one Host header"));
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "an HTTP/1.1 request needs exactly one Host header",
+            "ValidationException",
+        );
     }
-    if headers.get_all(header::AUTHORIZATION).iter().nth(1).is_some() {
-        return Some((StatusCode::BAD_REQUEST, "a request may carry one Authorization header"));
+    if SINGLETONS.iter().any(|name| headers.get_all(*name).iter().nth(1).is_some()) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "a request may carry one each of Authorization, X-Amz-Target, X-Amz-Date and X-Amz-Content-Sha256",
+            "IncompleteSignatureException",
+        );
     }
     let codings = headers.get_all(header::TRANSFER_ENCODING).iter();
     let only_chunked = codings
         .flat_map(|v| v.as_bytes().split(|b| *b == b','))
         .all(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-    (!only_chunked).then_some((StatusCode::NOT_IMPLEMENTED, "no transfer coding but chunked is supported"))
+    if only_chunked {
+        return None;
+    }
+    refuse(StatusCode::NOT_IMPLEMENTED, "no transfer coding but chunked is supported", "ValidationException")
 }
 
 /// A refusal before any plane saw the request, in the shape of the plane it was for.
-fn refused(plane: &str, status: StatusCode, message: &str) -> Response {
+fn refused(plane: &str, status: StatusCode, message: &str, ecr_type: &str) -> Response {
     let (content_type, body) = match plane {
         "oci" => (
             "application/json",
             serde_json::json!({"errors": [{"code": "UNSUPPORTED", "message": message, "detail": null}]}).to_string(),
         ),
-        "ecr" => (
-            "application/x-amz-json-1.1",
-            serde_json::json!({"__type": "ValidationException", "message": message}).to_string(),
-        ),
+        "ecr" => {
+            ("application/x-amz-json-1.1", serde_json::json!({"__type": ecr_type, "message": message}).to_string())
+        }
         _ => ("text/plain; charset=utf-8", message.to_owned()),
     };
     (status, [(header::CONTENT_TYPE, content_type)], body).into_response()

@@ -580,7 +580,7 @@ async fn upload_status_and_writes_answer_while_a_patch_is_stalled() {
 }
 
 /// RFC 9112 §3.2 and §6.1: an HTTP/1.1 request without exactly one `Host` is 400 (as is one
-/// with two `Authorization` headers), a transfer coding other than `chunked` 501 — refused
+/// with two `Authorization` or `X-Amz-Target` headers), a transfer coding other than `chunked` 501 — refused
 /// before any plane, so nothing is stored from it.
 #[tokio::test]
 async fn requests_http_1_1_forbids_are_refused() {
@@ -599,6 +599,18 @@ async fn requests_http_1_1_forbids_are_refused() {
         stream.write_all(head.as_bytes()).await.unwrap();
         read_response(&mut stream, Duration::from_secs(5)).await.expect_oci_error(400, "UNSUPPORTED");
     }
+    // Nor two X-Amz-Target headers on the ECR API: which call it is would be up to the reader.
+    let target = "X-Amz-Target: AmazonEC2ContainerRegistry_V20150921";
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {0}\r\n{target}.DescribeRegistry\r\n{target}.DeleteRegistryPolicy\r\n\
+         Content-Type: application/x-amz-json-1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
+        addr(&srv)
+    );
+    let mut stream = connect(&srv).await;
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let refused = read_response(&mut stream, Duration::from_secs(5)).await;
+    let body: serde_json::Value = serde_json::from_slice(&refused.body).unwrap();
+    assert_eq!((refused.status, body["__type"].as_str()), (400, Some("IncompleteSignatureException")), "{body}");
     // HTTP/1.0 has no Host requirement.
     let mut stream = connect(&srv).await;
     stream.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n").await.unwrap();

@@ -107,6 +107,11 @@ results = {
     "raw_malformed_json": raw("DescribeRepositories", '{"repositoryNames": '),
     "raw_wrong_type": raw("DeleteRepository", '{"repositoryName": 5}'),
     "raw_missing_member": raw("CreateRepository", "{}"),
+    # What serde alone would take: an array for the object, an enum as a one-key object, a
+    # member the operation ignores holding a lone surrogate (once the audit trail lost the call).
+    "raw_array": raw("DeleteRepository", '[null, "app"]'),
+    "raw_enum_object": raw("PutImageTagMutability", '{"repositoryName": "app", "imageTagMutability": {"IMMUTABLE": null}}'),
+    "raw_lone_surrogate": raw("DeleteRepository", '{"repositoryName": "app", "x": "\\udc00"}'),
     "raw_unknown_operation": raw("DescribeEverything", "{}"),
 }
 json.dump(results, sys.stdout)
