@@ -234,6 +234,29 @@ async fn sign_in_starts_a_strict_http_only_session() {
     assert!(page.body.contains("Signed in as <strong>reader</strong>"));
 }
 
+/// A repository's images come 50 to a page, so a large repository's page stays small.
+#[tokio::test]
+async fn a_repositorys_images_are_paged() {
+    let server = server().await;
+    let repo: RepositoryName = "many/app".parse().unwrap();
+    for i in 0..53 {
+        push_image(&server.registry, &repo, &format!("v{i}")).await;
+    }
+    let cookie = sign_in(&server.app, ROOT_KEY, ROOT_SECRET).await.unwrap();
+    let cards = |page: &Reply| page.body.matches("class=\"card image-card\"").count();
+    let first = send(&server.app, get("/console/repositories/many/app", &cookie)).await;
+    assert_eq!(cards(&first), 50);
+    assert!(first.body.contains("53 images") && first.body.contains("1–50 shown"), "{}", first.body);
+    assert!(first.body.contains(r#"href="/console/repositories/many/app?page=2">Next page"#), "{}", first.body);
+    assert!(!first.body.contains("Previous page"));
+    let second = send(&server.app, get("/console/repositories/many/app?page=2", &cookie)).await;
+    assert_eq!(cards(&second), 3);
+    assert!(second.body.contains("51–53 shown") && second.body.contains("?page=1\">Previous page"), "{}", second.body);
+    assert!(!second.body.contains("Next page"));
+    let past = send(&server.app, get("/console/repositories/many/app?page=99", &cookie)).await;
+    assert_eq!(cards(&past), 3, "a page past the last shows the last");
+}
+
 #[tokio::test]
 async fn head_is_answered_as_get_and_a_method_a_page_does_not_take_gets_405() {
     let server = server().await;

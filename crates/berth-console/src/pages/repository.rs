@@ -285,12 +285,23 @@ struct RepositoryPage {
     exclusion_filters: String,
     cards: Vec<ImageCard>,
     manifests: usize,
+    /// Images in the repository (the cards are one page of them).
+    images: usize,
+    /// The first card's place among them, from 1.
+    first: usize,
+    previous: Option<String>,
+    next: Option<String>,
 }
+
+/// Image cards per page: a card holds up to three forms, and a thousand made a 3.9 MB page.
+const IMAGES_PER_PAGE: usize = 50;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Query {
     done: String,
+    /// The page of images, from 1.
+    page: usize,
 }
 
 /// What an action that redirected here did (only fixed texts: nothing from the URL is shown).
@@ -316,17 +327,22 @@ pub async fn page(
     let info = registry.describe_repository(repo).await?;
     let caps = Capabilities::of(registry, &visitor.ctx, repo).await?;
     let query = axum::extract::Query::<Query>::try_from_uri(uri).map(|q| q.0).unwrap_or_default();
-    let (cards, manifests) = if caps.list_images {
+    let (mut cards, mut manifests, mut images) = (vec![], 0, 0);
+    let pages_of = |count: usize| count.div_ceil(IMAGES_PER_PAGE).max(1);
+    let page = query.page.max(1);
+    if caps.list_images {
         let inventory = Inventory::load(registry, repo).await?;
-        let cards = inventory
-            .top_level()
+        let top = inventory.top_level();
+        (manifests, images) = (inventory.entries.len(), top.len());
+        cards = top
             .into_iter()
+            .skip((page.min(pages_of(images)) - 1) * IMAGES_PER_PAGE)
+            .take(IMAGES_PER_PAGE)
             .map(|i| image_card(&inventory, &info, &console.registry_host, &inventory.entries[i]))
             .collect();
-        (cards, inventory.entries.len())
-    } else {
-        (vec![], 0)
-    };
+    }
+    let page = page.min(pages_of(images));
+    let page_link = |page: usize| format!("{}?page={page}", paths::href_repository(repo));
     let show_upstream =
         authz::allowed(&console.registry, &visitor.ctx, Scope::Registry, authz::READ_CACHE_RULES).await?;
     let access = BadgeAccess::of(&console.registry, &visitor.ctx, repo, show_upstream).await?;
@@ -359,5 +375,9 @@ pub async fn page(
             .join(", "),
         cards,
         manifests,
+        images,
+        first: (page - 1) * IMAGES_PER_PAGE + 1,
+        previous: (page > 1).then(|| page_link(page - 1)),
+        next: (page < pages_of(images)).then(|| page_link(page + 1)),
     }))
 }
