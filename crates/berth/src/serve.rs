@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::http::{Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use berth_auth::{
     AuthMode, Authenticator, Identities, MasterKey, RootBootstrap, RootKeys, TokenIssuer, UpstreamSecrets,
@@ -378,7 +378,16 @@ async fn authentication(
 }
 
 /// A path no API serves: an OCI error (the plane that answers any path but `POST /`).
-async fn not_found() -> Response {
+/// No route: an ECR call (its `X-Amz-Target`) sent to another path — an `--endpoint-url` with a
+/// path — gets an ECR error the aws CLI prints, where an OCI body left it an empty message.
+async fn not_found(headers: HeaderMap) -> Response {
+    if headers.contains_key(berth_ecr::endpoint::TARGET_HEADER) {
+        let error = berth_ecr::EcrError::UnknownOperation(
+            "the ECR API is served at / on this port: give --endpoint-url without a path".into(),
+        );
+        let content_type = [(header::CONTENT_TYPE, berth_ecr::error::CONTENT_TYPE)];
+        return (StatusCode::NOT_FOUND, content_type, error.body().to_string()).into_response();
+    }
     oci_error(
         StatusCode::NOT_FOUND,
         "UNSUPPORTED",

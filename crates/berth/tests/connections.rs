@@ -611,6 +611,18 @@ async fn requests_http_1_1_forbids_are_refused() {
     let refused = read_response(&mut stream, Duration::from_secs(5)).await;
     let body: serde_json::Value = serde_json::from_slice(&refused.body).unwrap();
     assert_eq!((refused.status, body["__type"].as_str()), (400, Some("IncompleteSignatureException")), "{body}");
+    // An ECR call sent to another path (an --endpoint-url with a path) is told where the API is.
+    let head = format!(
+        "POST /prefix HTTP/1.1\r\nHost: {0}\r\n{target}.DescribeRegistry\r\nContent-Length: 2\r\n\
+         Connection: close\r\n\r\n{{}}",
+        addr(&srv)
+    );
+    let mut stream = connect(&srv).await;
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let lost = read_response(&mut stream, Duration::from_secs(5)).await;
+    let body: serde_json::Value = serde_json::from_slice(&lost.body).unwrap();
+    assert_eq!((lost.status, body["__type"].as_str()), (404, Some("UnknownOperationException")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("without a path"), "{body}");
     // HTTP/1.0 has no Host requirement.
     let mut stream = connect(&srv).await;
     stream.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n").await.unwrap();
