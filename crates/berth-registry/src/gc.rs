@@ -110,24 +110,39 @@ impl Registry {
         Ok(report)
     }
 
-    /// Deletes a due candidate's data; its size if this pass deleted it.
+    /// Deletes a due candidate's data; its size if this pass deleted it. From the mark to its
+    /// removal on a task of its own ([`Registry::finish_blob_deletions`] waits for it): a pass
+    /// stopped half-way (a server stopping, `berth gc` interrupted) left the blob marked, and
+    /// every push of it waited 30 s and failed until the mark was presumed stalled, 15 min later.
     async fn delete_candidate(&self, digest: &Digest, before: Millis, stalled_before: Millis) -> Result<Option<u64>> {
-        let started = now_millis();
-        if !self.meta.begin_blob_deletion(digest, before, stalled_before, started).await? {
-            return Ok(None);
-        }
-        let deleted = async {
-            let size = self.blobs.stat(digest).await?;
-            self.blobs.delete(digest).await?;
-            Ok::<_, RegistryError>(size)
-        }
-        .await;
-        // Even after a failed delete: the blob is still unlinked, so a later pass finds it again,
-        // and pushes waiting for this deletion can go on.
-        self.meta.finish_blob_deletion(digest, started).await?;
-        let size = deleted?;
-        tracing::info!(%digest, size, "garbage-collected blob");
-        Ok(Some(size.unwrap_or(0)))
+        let this = self.me.upgrade().expect("a Registry lives in the Arc that Registry::new returned");
+        let digest = digest.clone();
+        let deletion = self.blob_deletions.spawn(async move {
+            let started = now_millis();
+            if !this.meta.begin_blob_deletion(&digest, before, stalled_before, started).await? {
+                return Ok(None);
+            }
+            let deleted = async {
+                let size = this.blobs.stat(&digest).await?;
+                this.blobs.delete(&digest).await?;
+                Ok::<_, RegistryError>(size)
+            }
+            .await;
+            // Even after a failed delete: the blob is still unlinked, so a later pass finds it
+            // again, and pushes waiting for this deletion can go on.
+            this.meta.finish_blob_deletion(&digest, started).await?;
+            let size = deleted?;
+            tracing::info!(%digest, size, "garbage-collected blob");
+            Ok(Some(size.unwrap_or(0)))
+        });
+        deletion.await.map_err(|e| RegistryError::Internal(format!("blob deletion task failed: {e}")))?
+    }
+
+    /// Waits for the blob deletions under way to end: for a stopping process, after its passes
+    /// were stopped, so it leaves no blob marked as being deleted.
+    pub async fn finish_blob_deletions(&self) {
+        self.blob_deletions.close();
+        self.blob_deletions.wait().await;
     }
 
     /// Called by a push right before it commits or links `digest`: ends the blob's candidacy, so

@@ -136,6 +136,8 @@ pub struct Registry {
     remote_client: std::sync::OnceLock<berth_remote::Client>,
     /// The pull-through cache's rules, fills in progress and counters.
     pull_through: pull_through::CacheState,
+    /// Blob deletions GC has begun, each on a task of its own (see `gc.rs`).
+    blob_deletions: tokio_util::task::TaskTracker,
 }
 
 /// How often maintenance prunes the event log.
@@ -169,6 +171,7 @@ impl Registry {
             events_pruned_at: Mutex::default(),
             remote_client: std::sync::OnceLock::new(),
             pull_through: pull_through::CacheState::default(),
+            blob_deletions: tokio_util::task::TaskTracker::new(),
         })
     }
 

@@ -23,10 +23,42 @@ pub async fn run(args: GcArgs) -> anyhow::Result<()> {
     }
     let (meta, blobs) = serve::open_stores(&config).await?;
     let registry = Registry::new(blobs, meta.clone(), RegistryConfig::default());
-    let result = registry.collect_garbage(config.gc_grace, args.dry_run).await;
+    // Interrupted (Ctrl-C, SIGTERM), the pass stops but the deletions it began end first.
+    let result = tokio::select! {
+        result = registry.collect_garbage(config.gc_grace, args.dry_run) => Some(result),
+        () = interrupted() => None,
+    };
+    registry.finish_blob_deletions().await;
     meta.close().await;
-    println!("{}", summary(&result?, args.dry_run));
+    match result {
+        Some(result) => println!("{}", summary(&result?, args.dry_run)),
+        None => {
+            anyhow::bail!("interrupted: the blob deletions under way were finished; run berth gc again for the rest")
+        }
+    }
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM; never, where neither can be listened for.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
 }
 
 fn summary(report: &GcReport, dry_run: bool) -> String {

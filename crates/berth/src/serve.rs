@@ -265,6 +265,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     }
     if let Some(gc) = gc {
         gc.abort();
+        if tokio::time::timeout(Duration::from_secs(30), registry.finish_blob_deletions()).await.is_err() {
+            tracing::warn!(
+                "a blob deletion did not end within 30 s; pushes of that blob wait until it is presumed stalled"
+            );
+        }
     }
     registry.flush_pulls().await;
     registry.flush_cache_stats().await;
