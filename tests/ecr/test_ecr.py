@@ -872,7 +872,7 @@ def test_tag_mutability_modes_on_both_planes(ecr, repo, images, http):
     images.put(repo, one, "v1")
     message = raises(ecr, "ImageTagAlreadyExistsException", ecr.put_image, repositoryName=repo, imageManifest=two,
                      imageTag="v1")
-    # ECR's words on both planes: kaniko's --push-ignore-immutable-tag-errors looks for them.
+    # ECR's words on both planes (since its tag-level immutability).
     ecr_words = f"The image tag 'v1' already exists in the '{repo}' repository and cannot be overwritten " \
                 "because the tag is immutable."
     assert message == ecr_words

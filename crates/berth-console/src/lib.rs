@@ -106,9 +106,7 @@ async fn handle(console: &Console, request: Request) -> Response {
     };
     let allow = path.methods();
     if !allow.split(", ").any(|allowed| allowed == method.as_str()) {
-        let mut response = console.error_page(ConsoleError::MethodNotAllowed { allow }, None);
-        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
-        return response;
+        return console.error_page(ConsoleError::MethodNotAllowed { allow }, None);
     }
     match (&path, &method) {
         (ConsolePath::Asset(name), &Method::GET) => return pages::asset(name),
@@ -289,6 +287,9 @@ impl Console {
         };
         let mut response = pages::render(&pages::ErrorPage { layout, title: error.title(), message: error.message() });
         *response.status_mut() = error.status();
+        if let ConsoleError::MethodNotAllowed { allow } = error {
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
         response
     }
 }

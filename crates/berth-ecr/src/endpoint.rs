@@ -131,7 +131,8 @@ impl Endpoint {
 
     /// Parses `X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.<Operation>`. A missing header,
     /// another service's prefix or an operation the model lacks is `UnknownOperationException`
-    /// (HTTP 400), which is how AWS's JSON front end answers an unroutable target.
+    /// (HTTP 400), which is how AWS's JSON front end answers an unroutable target (a call sent
+    /// to another path than `/` gets it as 404: `serve.rs`'s `not_found`).
     pub fn from_headers(headers: &HeaderMap) -> Result<Endpoint, EcrError> {
         let Some(value) = headers.get(TARGET_HEADER) else {
             return Err(EcrError::UnknownOperation("Missing X-Amz-Target header".into()));

@@ -147,8 +147,6 @@ impl EcrError {
             EcrError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             // 413 is outside every SDK's retry list, unlike 500/502/503/504.
             EcrError::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            // AWS's common errors: the one authentication error that is 403.
-            EcrError::MissingAuthenticationToken(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -418,9 +416,10 @@ mod tests {
     #[tokio::test]
     async fn only_server_exception_is_a_500() {
         assert_eq!(parts(EcrError::Server("disk gone".into())).await.0, StatusCode::INTERNAL_SERVER_ERROR);
-        let unsigned = EcrError::MissingAuthenticationToken("Missing Authentication Token".into());
-        assert_eq!(unsigned.status(), StatusCode::FORBIDDEN, "as AWS's common errors list it");
         for err in [
+            // ECR answers it 400 (the AWS SDK for Java logs "Status Code: 400"), not the 403 of
+            // AWS's common-errors page.
+            EcrError::MissingAuthenticationToken("Missing Authentication Token".into()),
             EcrError::InvalidSignature("x".into()),
             EcrError::LimitExceeded("x".into()),
             EcrError::Serialization("x".into()),

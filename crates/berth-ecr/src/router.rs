@@ -377,13 +377,66 @@ where
 /// limit) left the audit trail without the call's parameters while the call ran. A JSON array
 /// in place of the object is refused too (serde would read it member by member, in order).
 fn require_json_object(body: &[u8]) -> Result<(), EcrError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(());
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Ok(()),
+        Some(b'{') => {}
+        Some(_) => return Err(EcrError::Serialization("The request body must be a JSON object.".into())),
     }
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Object(_)) => Ok(()),
-        Ok(_) => Err(EcrError::Serialization("The request body must be a JSON object.".into())),
-        Err(err) => Err(EcrError::Serialization(format!("The request body is not valid JSON: {err}"))),
+    serde_json::from_slice::<WellFormed>(body)
+        .map(|_| ())
+        .map_err(|err| EcrError::Serialization(format!("The request body is not valid JSON: {err}")))
+}
+
+/// Any JSON value, read only to check that it is well formed: strings are looked at where they
+/// lie (serde_json checks their UTF-8 and escapes), not copied — an `UploadLayerPart` body is
+/// one string of up to ~27 MiB.
+struct WellFormed;
+
+impl<'de> serde::Deserialize<'de> for WellFormed {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(WellFormed)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for WellFormed {
+    type Value = WellFormed;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<WellFormed, E> {
+        Ok(WellFormed)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<WellFormed, E> {
+        Ok(WellFormed)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<WellFormed, E> {
+        Ok(WellFormed)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<WellFormed, E> {
+        Ok(WellFormed)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<WellFormed, E> {
+        Ok(WellFormed)
+    }
+
+    fn visit_unit<E>(self) -> Result<WellFormed, E> {
+        Ok(WellFormed)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<WellFormed, A::Error> {
+        while seq.next_element::<WellFormed>()?.is_some() {}
+        Ok(WellFormed)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<WellFormed, A::Error> {
+        while map.next_entry::<WellFormed, WellFormed>()?.is_some() {}
+        Ok(WellFormed)
     }
 }
 

@@ -302,7 +302,7 @@ async fn protocol_boto3_round_trips_signatures_errors_and_shapes() {
     assert_error(&results, "wrong_secret", "InvalidSignatureException", 400);
     let message = assert_error(&results, "unknown_key", "UnrecognizedClientException", 400);
     assert_eq!(message, "The security token included in the request is invalid.");
-    let message = assert_error(&results, "unsigned", "MissingAuthenticationTokenException", 403);
+    let message = assert_error(&results, "unsigned", "MissingAuthenticationTokenException", 400);
     assert_eq!(message, "Missing Authentication Token");
 
     // Bodies boto3 cannot produce.

@@ -57,7 +57,8 @@ pub enum RegistryError {
     ArchiveRefused { index: Digest },
     #[error("manifest is larger than the {limit} bytes this registry accepts")]
     ManifestTooLarge { limit: usize },
-    /// ECR's words: kaniko's `--push-ignore-immutable-tag-errors` looks for them.
+    /// ECR's words since its tag-level immutability (before: "…because the repository is
+    /// immutable."); tools that tell this refusal apart match on "immutable".
     #[error(
         "The image tag '{tag}' already exists in the '{repository}' repository and cannot be overwritten because the tag is immutable."
     )]

@@ -483,12 +483,12 @@ impl Registry {
         fetched: &FetchedManifest,
         tag: Option<&Tag>,
     ) -> Result<Vec<Digest>> {
-        let manifest = Manifest::parse(&fetched.bytes, Some(&fetched.media_type)).map_err(|e| {
-            PullThroughError::ManifestNotCached {
+        let parsed = Manifest::parse(&fetched.bytes, Some(&fetched.media_type));
+        let manifest =
+            parsed.and_then(|m| m.check_type_names().map(|()| m)).map_err(|e| PullThroughError::ManifestNotCached {
                 trouble: UpstreamTrouble::Unavailable,
                 message: format!("the upstream's manifest {} cannot be cached: {e}", fetched.digest),
-            }
-        })?;
+            })?;
         let repository = self.cache_target(ctx, repo).await?;
         let blobs: Vec<(Digest, u64)> = manifest.required_blobs().map(|d| (d.digest.clone(), d.size)).collect();
         let pushed = PushedManifest { parsed: &manifest, content: &fetched.bytes, digest: &fetched.digest };

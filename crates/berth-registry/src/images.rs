@@ -352,6 +352,7 @@ impl Registry {
         self.refuse_push_into_cache(repo).await?;
         let repository = self.describe_repository(repo).await?;
         let manifest = Manifest::parse(put.content, put.media_type)?;
+        manifest.check_type_names()?;
         let digest = match put.digest {
             Some(expected) => {
                 let actual = Digest::of(expected.algorithm(), put.content);

@@ -154,14 +154,16 @@ async fn the_last_pass_that_could_delete_is_reported_for_the_console() {
 
 /// A pass stopped half-way (a server stopping, `berth gc` interrupted) leaves no blob marked as
 /// being deleted once the deletions it began have ended: a mark left behind made every push of
-/// that blob wait 30 s and fail, until presumed stalled 15 minutes later.
+/// that blob wait 30 s and fail, until presumed stalled 15 minutes later. Passes are stopped
+/// after longer and longer times until one is stopped with some but not all blobs deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pass_stopped_half_way_leaves_no_blob_marked() {
+    const BLOBS: usize = 300;
     let dir = tempfile::tempdir().unwrap();
-    let (registry, _) = open(dir.path()).await;
+    let (registry, blobs) = open(dir.path()).await;
     let repo: RepositoryName = "stopped".parse().unwrap();
     let mut digests = Vec::new();
-    for i in 0..300 {
+    for i in 0..BLOBS {
         let data: &'static [u8] = format!("unlinked blob {i}").into_bytes().leak();
         let digest = upload(&registry, &repo, data).await.unwrap();
         registry.delete_blob(&ctx(), &repo, &digest).await.unwrap();
@@ -169,9 +171,21 @@ async fn a_pass_stopped_half_way_leaves_no_blob_marked() {
     }
     registry.collect_garbage(GRACE, false).await.unwrap();
     after_grace().await;
-    let stopped = tokio::time::timeout(Duration::from_millis(20), registry.collect_garbage(GRACE, false)).await;
-    assert!(stopped.is_err(), "the pass was stopped while deleting");
-    registry.finish_blob_deletions().await;
+    let mut stopped_while_deleting = false;
+    for millis in [5, 10, 20, 40, 80, 160] {
+        let pass = registry.collect_garbage(GRACE, false);
+        let stopped = tokio::time::timeout(Duration::from_millis(millis), pass).await.is_err();
+        registry.finish_blob_deletions().await;
+        let mut deleted = 0;
+        for digest in &digests {
+            deleted += usize::from(blobs.stat(digest).await.unwrap().is_none());
+        }
+        if stopped && deleted > 0 && deleted < BLOBS {
+            stopped_while_deleting = true;
+            break;
+        }
+    }
+    assert!(stopped_while_deleting, "no pass was stopped in the middle of its deletions");
     let meta = registry.metadata();
     for digest in &digests {
         assert!(meta.cancel_blob_collection(digest).await.unwrap(), "{digest} is still marked as being deleted");

@@ -142,9 +142,12 @@ impl Manifest {
     /// [`Manifest::parse`], and a document with the fields of both kinds (an image manifest
     /// listing `manifests`, an index with `config` or `layers`) is refused, since the same bytes
     /// would be an image in one repository and an index in another (CVE-2021-41190;
-    /// distribution and containers/image refuse them too).
+    /// distribution and containers/image refuse them too), as is a type name that is not
+    /// printable ([`Manifest::check_type_names`]).
     pub fn parse_pushed(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, ManifestError> {
-        Manifest::parse_as(bytes, content_type, true)
+        let manifest = Manifest::parse_as(bytes, content_type, true)?;
+        manifest.check_type_names()?;
+        Ok(manifest)
     }
 
     /// Parses `bytes` stored (or pushed) with media type `content_type` (if any). Lenient about
@@ -210,7 +213,7 @@ impl Manifest {
             ManifestKind::Index => (None, vec![], raw.manifests.ok_or_else(|| missing("manifests"))?),
         };
         check_sizes(config.as_ref(), &layers, &manifests, raw.subject.as_ref())?;
-        let manifest = Manifest {
+        Ok(Manifest {
             media_type,
             kind,
             config,
@@ -219,14 +222,13 @@ impl Manifest {
             subject: raw.subject,
             artifact_type: raw.artifact_type,
             annotations: raw.annotations,
-        };
-        manifest.check_type_names()?;
-        Ok(manifest)
+        })
     }
 
     /// Media and artifact types are RFC 6838 names, printable text: one with a control character
-    /// is refused (a NUL is also what PostgreSQL's text columns cannot hold).
-    fn check_type_names(&self) -> Result<(), ManifestError> {
+    /// is refused before it is stored (a NUL is also what PostgreSQL's text columns cannot hold).
+    /// Checked where manifests come in, not on every read of a stored one.
+    pub fn check_type_names(&self) -> Result<(), ManifestError> {
         let printable = |at: &dyn Fn() -> String, name: Option<&str>| match name {
             Some(name) if name.chars().any(char::is_control) => Err(ManifestError::ControlCharacter { at: at() }),
             _ => Ok(()),
@@ -455,13 +457,17 @@ mod tests {
     fn a_control_character_in_a_type_name_is_refused_where_it_is() {
         let body = image(media::OCI_MANIFEST);
         let with_nul = body.replacen("application/vnd.oci.image.layer.v1.tar", "application/x\\u0000y", 1);
-        match Manifest::parse(with_nul.as_bytes(), None) {
+        match Manifest::parse_pushed(with_nul.as_bytes(), None) {
             Err(ManifestError::ControlCharacter { at }) => assert_eq!(at, "layers[0].mediaType"),
             other => panic!("{:?}", other.map(|m| m.media_type)),
         }
         let artifact = body.replacen(r#""extra""#, r#""artifactType":"a/b\u0007","extra""#, 1);
-        assert!(matches!(Manifest::parse(artifact.as_bytes(), None), Err(ManifestError::ControlCharacter { .. })));
-        assert!(Manifest::parse(body.as_bytes(), None).is_ok());
+        assert!(matches!(
+            Manifest::parse_pushed(artifact.as_bytes(), None),
+            Err(ManifestError::ControlCharacter { .. })
+        ));
+        assert!(Manifest::parse(artifact.as_bytes(), None).is_ok(), "a stored one still reads");
+        assert!(Manifest::parse_pushed(body.as_bytes(), None).is_ok());
     }
 
     #[test]

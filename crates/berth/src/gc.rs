@@ -28,7 +28,10 @@ pub async fn run(args: GcArgs) -> anyhow::Result<()> {
         result = registry.collect_garbage(config.gc_grace, args.dry_run) => Some(result),
         () = interrupted() => None,
     };
-    registry.finish_blob_deletions().await;
+    // Bounded: a second Ctrl-C no longer ends the process once the handlers are installed.
+    if tokio::time::timeout(std::time::Duration::from_secs(30), registry.finish_blob_deletions()).await.is_err() {
+        eprintln!("a blob deletion did not end within 30 s; pushes of that blob wait until it is presumed stalled");
+    }
     meta.close().await;
     match result {
         Some(result) => println!("{}", summary(&result?, args.dry_run)),

@@ -265,6 +265,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     }
     if let Some(gc) = gc {
         gc.abort();
+        // Ended before the wait below, so the pass cannot begin a deletion after it.
+        let _ = gc.await;
         if tokio::time::timeout(Duration::from_secs(30), registry.finish_blob_deletions()).await.is_err() {
             tracing::warn!(
                 "a blob deletion did not end within 30 s; pushes of that blob wait until it is presumed stalled"

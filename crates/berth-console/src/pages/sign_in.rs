@@ -257,8 +257,9 @@ pub async fn submit(console: &Console, request: Request) -> Response {
         }
     }
     tracing::info!(user = %user.name, ?via, "console sign-in");
+    // A token that expired since it was checked gives a session that has ended already.
     let not_after = match via {
-        SignedInWith::Token => console.auth.token_expiry(password),
+        SignedInWith::Token => Some(console.auth.token_expiry(password).unwrap_or(0)),
         _ => None,
     };
     let mut response = start_session(console, Some(&user), via, not_after, &form.next, tls);
