@@ -101,11 +101,11 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
-    /// True when the registry must hold this layer's blob: only a foreign/non-distributable
-    /// layer that lists `urls` is fetched by clients from elsewhere (as distribution checks). Any
-    /// other layer with `urls` must be here too, or its image is stored but cannot be pulled.
+    /// True when the registry must hold this layer's blob: a foreign/non-distributable layer is
+    /// fetched by clients from elsewhere (its `urls`, or known to them). A distributable layer
+    /// must be here, `urls` or not, or its image is stored but cannot be pulled.
     pub fn requires_blob(&self) -> bool {
-        !media::is_non_distributable(&self.media_type) || self.urls.is_empty()
+        !media::is_non_distributable(&self.media_type)
     }
 }
 
@@ -471,7 +471,7 @@ mod tests {
     }
 
     #[test]
-    fn only_foreign_layers_with_urls_may_be_elsewhere() {
+    fn only_foreign_layers_may_be_elsewhere() {
         let layer = |media_type: &str, urls: &[&str]| Descriptor {
             media_type: media_type.to_owned(),
             digest: d('f').parse().unwrap(),
@@ -483,7 +483,7 @@ mod tests {
         };
         let foreign = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
         assert!(!layer(foreign, &["https://example.com/l"]).requires_blob());
-        assert!(layer(foreign, &[]).requires_blob(), "no URL to fetch it from");
+        assert!(!layer(foreign, &[]).requires_blob(), "known to its clients");
         assert!(
             layer("application/vnd.oci.image.layer.v1.tar+gzip", &["file:///etc/passwd"]).requires_blob(),
             "a distributable layer"

@@ -549,7 +549,7 @@ async fn missing_blob_is_manifest_blob_unknown() {
     // Layer missing.
     let manifest = oci_manifest(&descriptor(OCI_CONFIG, &config), &[descriptor(OCI_LAYER, &layer)]);
     put_manifest(&srv, "missing", "v1", OCI_MANIFEST, &manifest).await.expect_error(400, "MANIFEST_BLOB_UNKNOWN");
-    // `urls` excuse only a foreign (non-distributable) layer.
+    // `urls` do not excuse a distributable layer; a foreign (non-distributable) one needs none.
     let mut elsewhere = descriptor(OCI_LAYER, &layer);
     elsewhere["urls"] = json!(["https://example.com/layer"]);
     let manifest = oci_manifest(&descriptor(OCI_CONFIG, &config), std::slice::from_ref(&elsewhere));
