@@ -587,7 +587,7 @@ impl Registry {
             self.live_sessions().remove(id);
             self.upload_handle(id).cancelled.cancel();
         }
-        let this = self.me.upgrade().expect("a Registry lives in the Arc that Registry::new returned");
+        let this = self.arc();
         tokio::spawn(async move {
             for id in ids {
                 let handle = this.upload_handle(&id);

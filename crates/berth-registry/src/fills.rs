@@ -509,7 +509,7 @@ impl Registry {
         if children.is_empty() {
             return;
         }
-        let (this, repo) = (self.me.upgrade().expect("a Registry lives in its Arc"), repo.clone());
+        let (this, repo) = (self.arc(), repo.clone());
         tokio::spawn(async move {
             tokio::time::sleep(PREFETCH_DELAY).await;
             let ctx = RequestContext::server(PREFETCH_TASK, uuid::Uuid::new_v4().to_string());
@@ -584,8 +584,7 @@ impl Registry {
             self.pull_through.fills.blob_fill_done(digest);
             fill.phase.send_replace(Phase::Done(Ok(())));
         } else if new {
-            let (this, fill, ctx, repo, digest) =
-                (self.me.upgrade().expect("in its Arc"), fill.clone(), ctx.clone(), repo.clone(), digest.clone());
+            let (this, fill, ctx, repo, digest) = (self.arc(), fill.clone(), ctx.clone(), repo.clone(), digest.clone());
             tokio::spawn(async move { this.run_blob_fill(fill, &ctx, &cached, &repo, &digest).await });
         }
         loop {

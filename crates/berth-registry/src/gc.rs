@@ -115,7 +115,7 @@ impl Registry {
     /// stopped half-way (a server stopping, `berth gc` interrupted) left the blob marked, and
     /// every push of it waited 30 s and failed until the mark was presumed stalled, 15 min later.
     async fn delete_candidate(&self, digest: &Digest, before: Millis, stalled_before: Millis) -> Result<Option<u64>> {
-        let this = self.me.upgrade().expect("a Registry lives in the Arc that Registry::new returned");
+        let this = self.arc();
         let digest = digest.clone();
         let deletion = self.blob_deletions.spawn(async move {
             let started = now_millis();

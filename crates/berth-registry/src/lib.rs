@@ -175,6 +175,11 @@ impl Registry {
         })
     }
 
+    /// This registry's own `Arc`, for a task that outlives the call that spawns it.
+    fn arc(&self) -> Arc<Registry> {
+        self.me.upgrade().expect("a Registry lives in the Arc that Registry::new returned")
+    }
+
     /// Runs `work` on a task of its own and waits for it. A request's future is dropped when its
     /// client disconnects; work that must not stop half-way (an append, an upload's finish) runs
     /// here, so it completes, or fails and cleans up, either way.
@@ -183,8 +188,7 @@ impl Registry {
         T: Send + 'static,
         F: Future<Output = Result<T>> + Send + 'static,
     {
-        let this = self.me.upgrade().expect("a Registry lives in the Arc that Registry::new returned");
-        tokio::spawn(work(this)).await.map_err(|e| RegistryError::Internal(format!("upload task failed: {e}")))?
+        tokio::spawn(work(self.arc())).await.map_err(|e| RegistryError::Internal(format!("upload task failed: {e}")))?
     }
 
     /// The client for other registries (pull-through cache upstreams).
