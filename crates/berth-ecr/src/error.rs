@@ -272,13 +272,6 @@ impl EcrError {
         ))
     }
 
-    /// The same text ECR puts in the `/v2/` `TAG_INVALID` error for an immutable tag.
-    pub fn image_tag_already_exists(tag: &str, name: &str) -> Self {
-        EcrError::ImageTagAlreadyExists(format!(
-            "The image tag '{tag}' already exists in the '{name}' repository and cannot be overwritten because the tag is immutable."
-        ))
-    }
-
     pub fn upload_not_found(upload_id: &str, name: &str, registry_id: &str) -> Self {
         EcrError::UploadNotFound(format!(
             "Upload with id '{upload_id}' could not be found for the repository with name '{name}' in the registry with id '{registry_id}'"

@@ -55,7 +55,8 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
         ImageAlreadyExists { digest, tag } => {
             EcrError::image_already_exists(digest.as_str(), &tag, repository, registry_id)
         }
-        TagImmutable { tag, .. } => EcrError::image_tag_already_exists(&tag, repository),
+        // The registry's message is ECR's own text, which `/v2/` sends too.
+        e @ TagImmutable { .. } => EcrError::ImageTagAlreadyExists(e.to_string()),
         ImageDigestMismatch { expected, actual } => {
             EcrError::image_digest_does_not_match(expected.as_str(), actual.as_str())
         }
