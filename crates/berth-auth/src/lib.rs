@@ -72,9 +72,7 @@ impl Error {
     pub fn is_user_exists(&self) -> bool {
         matches!(self, Error::Meta(MetaError::UserExists(_)))
     }
-}
 
-impl Error {
     pub(crate) fn io(context: String, error: std::io::Error) -> Self {
         Error::Io { context, error }
     }
