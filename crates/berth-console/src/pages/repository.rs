@@ -327,21 +327,20 @@ pub async fn page(
     let info = registry.describe_repository(repo).await?;
     let caps = Capabilities::of(registry, &visitor.ctx, repo).await?;
     let query = axum::extract::Query::<Query>::try_from_uri(uri).map(|q| q.0).unwrap_or_default();
-    let (mut cards, mut manifests, mut images) = (vec![], 0, 0);
-    let pages_of = |count: usize| count.div_ceil(IMAGES_PER_PAGE).max(1);
-    let page = query.page.max(1);
-    if caps.list_images {
-        let inventory = Inventory::load(registry, repo).await?;
-        let top = inventory.top_level();
-        (manifests, images) = (inventory.entries.len(), top.len());
-        cards = top
+    let inventory = if caps.list_images { Some(Inventory::load(registry, repo).await?) } else { None };
+    let top = inventory.as_ref().map(Inventory::top_level).unwrap_or_default();
+    let (manifests, images) = (inventory.as_ref().map_or(0, |i| i.entries.len()), top.len());
+    let pages = images.div_ceil(IMAGES_PER_PAGE).max(1);
+    let page = query.page.clamp(1, pages);
+    let cards = match &inventory {
+        Some(inventory) => top
             .into_iter()
-            .skip((page.min(pages_of(images)) - 1) * IMAGES_PER_PAGE)
+            .skip((page - 1) * IMAGES_PER_PAGE)
             .take(IMAGES_PER_PAGE)
-            .map(|i| image_card(&inventory, &info, &console.registry_host, &inventory.entries[i]))
-            .collect();
-    }
-    let page = page.min(pages_of(images));
+            .map(|i| image_card(inventory, &info, &console.registry_host, &inventory.entries[i]))
+            .collect(),
+        None => vec![],
+    };
     let page_link = |page: usize| format!("{}?page={page}", paths::href_repository(repo));
     let show_upstream =
         authz::allowed(&console.registry, &visitor.ctx, Scope::Registry, authz::READ_CACHE_RULES).await?;
@@ -378,6 +377,6 @@ pub async fn page(
         images,
         first: (page - 1) * IMAGES_PER_PAGE + 1,
         previous: (page > 1).then(|| page_link(page - 1)),
-        next: (page < pages_of(images)).then(|| page_link(page + 1)),
+        next: (page < pages).then(|| page_link(page + 1)),
     }))
 }
