@@ -26,7 +26,7 @@ pub async fn run(args: GcArgs) -> anyhow::Result<()> {
     // Interrupted (Ctrl-C, SIGTERM), the pass stops but the deletions it began end first.
     let result = tokio::select! {
         result = registry.collect_garbage(config.gc_grace, args.dry_run) => Some(result),
-        () = interrupted() => None,
+        () = serve::interrupted() => None,
     };
     // Bounded: a second Ctrl-C no longer ends the process once the handlers are installed.
     if tokio::time::timeout(std::time::Duration::from_secs(30), registry.finish_blob_deletions()).await.is_err() {
@@ -40,28 +40,6 @@ pub async fn run(args: GcArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM; never, where neither can be listened for.
-async fn interrupted() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }
 
 fn summary(report: &GcReport, dry_run: bool) -> String {

@@ -446,13 +446,31 @@ fn default_public_url(locals: &[std::net::SocketAddr], plain_http: bool, ecr_hos
 }
 
 async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
+    interrupted().await;
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Ctrl-C or SIGTERM (a server stopping, `berth gc` interrupted); never, where neither can be
+/// listened for.
+pub(crate) async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
 }
 
 /// SIGHUP, which would otherwise end the process, reopens the audit log at its path (after an
