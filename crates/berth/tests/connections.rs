@@ -310,6 +310,14 @@ async fn requests_no_route_serves_get_json_errors_in_their_planes_shape() {
         assert_eq!(r.json()["__type"], "UnknownOperationException", "{r:?}");
         assert!(r.json()["message"].is_string(), "{r:?}");
     }
+    // An ECR call sent to another path (an --endpoint-url with a path) is told where the API is.
+    let mut stream = connect(&srv).await;
+    let target = ["X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.DescribeRegistry", "Content-Length: 2"];
+    send_head(&mut stream, &srv, "POST /prefix HTTP/1.1", &target).await;
+    stream.write_all(b"{}").await.unwrap();
+    let r = read_response(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!((r.status, r.json()["__type"].as_str()), (404, Some("UnknownOperationException")), "{r:?}");
+    assert!(r.json()["message"].as_str().unwrap().contains("without a path"), "{r:?}");
     let digest = sha256_digest(b"x");
     let mut stream = connect(&srv).await;
     send_head(&mut stream, &srv, &format!("DELETE /_berth/layer/r/{digest} HTTP/1.1"), &["Content-Length: 0"]).await;
@@ -600,29 +608,16 @@ async fn requests_http_1_1_forbids_are_refused() {
         read_response(&mut stream, Duration::from_secs(5)).await.expect_oci_error(400, "UNSUPPORTED");
     }
     // Nor two X-Amz-Target headers on the ECR API: which call it is would be up to the reader.
-    let target = "X-Amz-Target: AmazonEC2ContainerRegistry_V20150921";
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: {0}\r\n{target}.DescribeRegistry\r\n{target}.DeleteRegistryPolicy\r\n\
-         Content-Type: application/x-amz-json-1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
-        addr(&srv)
-    );
     let mut stream = connect(&srv).await;
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let refused = read_response(&mut stream, Duration::from_secs(5)).await;
-    let body: serde_json::Value = serde_json::from_slice(&refused.body).unwrap();
-    assert_eq!((refused.status, body["__type"].as_str()), (400, Some("IncompleteSignatureException")), "{body}");
-    // An ECR call sent to another path (an --endpoint-url with a path) is told where the API is.
-    let head = format!(
-        "POST /prefix HTTP/1.1\r\nHost: {0}\r\n{target}.DescribeRegistry\r\nContent-Length: 2\r\n\
-         Connection: close\r\n\r\n{{}}",
-        addr(&srv)
-    );
-    let mut stream = connect(&srv).await;
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let lost = read_response(&mut stream, Duration::from_secs(5)).await;
-    let body: serde_json::Value = serde_json::from_slice(&lost.body).unwrap();
-    assert_eq!((lost.status, body["__type"].as_str()), (404, Some("UnknownOperationException")), "{body}");
-    assert!(body["message"].as_str().unwrap().contains("without a path"), "{body}");
+    let targets = [
+        "X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.DescribeRegistry",
+        "X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.DeleteRegistryPolicy",
+        "Content-Length: 2",
+    ];
+    send_head(&mut stream, &srv, "POST / HTTP/1.1", &targets).await;
+    stream.write_all(b"{}").await.unwrap();
+    let r = read_response(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!((r.status, r.json()["__type"].as_str()), (400, Some("IncompleteSignatureException")), "{r:?}");
     // HTTP/1.0 has no Host requirement.
     let mut stream = connect(&srv).await;
     stream.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n").await.unwrap();
