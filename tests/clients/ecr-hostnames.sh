@@ -14,6 +14,9 @@ SHARED=${BERTH_SHARED_DIR:-$ROOT/../shared}
 source "$ROOT/scripts/lib.sh"
 ACCOUNT=123456789012 REGION=eu-central-1
 REGHOST=$ACCOUNT.dkr.ecr.$REGION.amazonaws.com API=api.ecr.$REGION.amazonaws.com
+# Another account's registry name, pointed at the same server by mistake.
+OTHER_ACCOUNT=210987654321
+OTHERHOST=$OTHER_ACCOUNT.dkr.ecr.$REGION.amazonaws.com
 
 if [[ ${BERTH_IN_NAMESPACE:-} != 1 ]]; then
   T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -25,7 +28,7 @@ if [[ ${BERTH_IN_NAMESPACE:-} != 1 ]]; then
   openssl x509 -req -days 2 -in "$T/server.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
     -extfile "$T/ext" -out "$T/server.pem" 2>/dev/null
   cat /etc/ssl/certs/ca-certificates.crt "$T/ca.pem" >"$T/trusted.pem"
-  { cat /etc/hosts; echo "127.0.0.1 $REGHOST $API"; } >"$T/hosts"
+  { cat /etc/hosts; echo "127.0.0.1 $REGHOST $API $OTHERHOST"; } >"$T/hosts"
   # As root the namespaces need nothing more; elsewhere an unprivileged user namespace maps root.
   as_root=(); [[ $(id -u) -eq 0 ]] || as_root=(--map-root-user)
   # Private propagation: the /etc/hosts bind mount must not reach the host's mount namespace.
@@ -94,5 +97,20 @@ expect "docker manifest inspect through the helper reads the pushed list" \
   "$(DOCKER_CONFIG=$T/helper docker manifest inspect "$REGHOST/my-web-app:latest" 2>>"$T/helper.err" | jq -r .mediaType)" \
   application/vnd.docker.distribution.manifest.list.v2+json
 [[ -s $T/helper.err ]] && sed 's/^/    | /' "$T/helper.err" | tail -5
+
+section "another account's registry name ($OTHERHOST) pointed here"
+aws ecr get-authorization-token --registry-ids "$OTHER_ACCOUNT" "$ACCOUNT" --output json >"$T/tokens.json" 2>"$T/aws.err" || true
+expect "a token per registry id asked for, each naming that account's registry" \
+  "$(jq -c '[.authorizationData[].proxyEndpoint]' "$T/tokens.json")" "[\"https://$OTHERHOST\",\"https://$REGHOST\"]"
+# Plain HTTP on port 80: the certificate does not name the other account's registry.
+code() { curl -s -o "$T/other.json" -w '%{http_code}' -u "AWS:$PASSWORD" "$@"; }
+expect "its /v2/ answers, as ECR's does for any registry" "$(code "http://$OTHERHOST/v2/")" 200
+expect "its repositories are not this account's: 404" "$(code "http://$OTHERHOST/v2/my-web-app/tags/list")" 404
+expect "as NAME_UNKNOWN naming the account" "$(jq -r '.errors[0].code + " " + .errors[0].message' "$T/other.json")" \
+  "NAME_UNKNOWN $OTHERHOST is the registry of account $OTHER_ACCOUNT, which this server does not hold"
+expect "nor can it be pushed to" \
+  "$(code -X POST "http://$OTHERHOST/v2/my-web-app/blobs/uploads/")" 404
+expect "this account's name on the same port still reads the repository" \
+  "$(code "http://$REGHOST/v2/my-web-app/tags/list")" 200
 if grep -q 'panicked' "$T/server.log"; then bad "the server log has a panic"; else ok "no panic in the server log"; fi
 summary ecr-hostnames

@@ -57,6 +57,17 @@ impl EcrConfig {
     pub fn registry_host(&self) -> &str {
         self.public_url.split_once("://").map_or(&self.public_url, |(_, host)| host)
     }
+
+    /// Where a token for `registry_id`'s registry is used: under ECR's names, that account's
+    /// registry name, as ECR answers (this server refuses another account's repositories there,
+    /// as it does on this API); otherwise this server's URL.
+    pub fn proxy_endpoint(&self, registry_id: Option<&str>) -> String {
+        let own_name = format!("://{}.dkr", self.registry_id);
+        match (registry_id, self.public_url.split_once(&own_name)) {
+            (Some(id), Some((scheme, rest))) if id != self.registry_id => format!("{scheme}://{id}.dkr{rest}"),
+            _ => self.public_url.clone(),
+        }
+    }
 }
 
 pub struct RegistryBackend {
@@ -427,14 +438,17 @@ impl EcrBackend for RegistryBackend {
         request: GetAuthorizationTokenRequest,
     ) -> Result<GetAuthorizationTokenResponse, EcrError> {
         let token = self.tokens.issue(&ctx.identity).await?;
-        let data = AuthorizationData {
+        let data = |registry_id: Option<&str>| AuthorizationData {
             authorization_token: BASE64.encode(format!("AWS:{}", token.password)),
             expires_at: token.expires_at.into(),
-            proxy_endpoint: self.config.public_url.clone(),
+            proxy_endpoint: self.config.proxy_endpoint(registry_id),
         };
         // registryIds is deprecated: one token serves every registry, one entry per id asked for.
-        let entries = request.registry_ids.map_or(1, |ids| ids.len());
-        Ok(GetAuthorizationTokenResponse { authorization_data: vec![data; entries] })
+        let authorization_data = match request.registry_ids {
+            None => vec![data(None)],
+            Some(ids) => ids.iter().map(|id| data(Some(id))).collect(),
+        };
+        Ok(GetAuthorizationTokenResponse { authorization_data })
     }
 
     async fn create_repository(

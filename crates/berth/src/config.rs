@@ -372,6 +372,9 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub create_on_push: bool,
     pub registry_id: String,
+    /// The registry id was given (flag or file) or read from the certificate's registry name,
+    /// not ECR's placeholder: a registry name of another account in `Host` is then refused.
+    pub registry_id_stated: bool,
     pub region: String,
     /// `None`: `ecr_host`'s, else derived from the address actually bound.
     pub public_url: Option<String>,
@@ -510,6 +513,8 @@ impl ServeArgs {
             ),
             _ => None,
         };
+        let registry_id_stated =
+            registry_id.is_some() || ecr_identity.as_ref().is_some_and(|found| found.named_account);
         let registry_id = registry_id
             .or_else(|| ecr_identity.as_ref().map(|found| found.registry_id.clone()))
             .unwrap_or_else(|| DEFAULT_REGISTRY_ID.into());
@@ -623,6 +628,7 @@ impl ServeArgs {
             gc_interval: (gc_interval_secs > 0).then(|| Duration::from_secs(gc_interval_secs)),
             gc_grace: Duration::from_secs(gc_grace_secs),
             registry_id,
+            registry_id_stated,
             region,
             public_url,
             ecr_host: ecr_identity.map(|found| found.host),

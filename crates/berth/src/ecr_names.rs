@@ -18,8 +18,45 @@ use crate::config::is_region;
 pub struct EcrIdentity {
     pub registry_id: String,
     pub region: String,
-    /// `ACCOUNT.dkr.ecr.REGION.amazonaws.com`, the host of the default public URL.
+    /// `ACCOUNT.dkr.ecr.REGION.amazonaws.com` (or its FIPS or dual-stack form), the host of the
+    /// default public URL.
     pub host: String,
+    /// The certificate's name held the account, rather than a wildcard.
+    pub named_account: bool,
+}
+
+/// An ECR registry host name taken apart.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RegistryName<'a> {
+    /// The account, or `*` in a wildcard certificate name.
+    pub account: &'a str,
+    pub region: &'a str,
+}
+
+/// `name` as one of ECR's registry host names, without a port: `ACCOUNT.dkr.ecr.REGION.amazonaws.com`
+/// (`.com.cn` in China), its FIPS form `ACCOUNT.dkr.ecr-fips.REGION.amazonaws.com`, and the
+/// dual-stack `ACCOUNT.dkr-ecr.REGION.on.aws` (and `dkr-ecr-fips`).
+pub fn registry_name(name: &str) -> Option<RegistryName<'_>> {
+    let (account, rest) = name.split_once('.')?;
+    let (region, suffix) = ["dkr.ecr.", "dkr.ecr-fips.", "dkr-ecr.", "dkr-ecr-fips."]
+        .iter()
+        .find_map(|service| rest.strip_prefix(service))?
+        .split_once('.')?;
+    let dual_stack = rest.starts_with("dkr-ecr");
+    let suffix_fits =
+        if dual_stack { suffix == "on.aws" } else { matches!(suffix, "amazonaws.com" | "amazonaws.com.cn") };
+    (suffix_fits && is_region(region) && (account == "*" || is_account_id(account)))
+        .then_some(RegistryName { account, region })
+}
+
+/// The account an ECR registry name in a request's `Host` (with or without a port) names, if
+/// it is one.
+pub fn host_account(host: &str) -> Option<&str> {
+    let name = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(name, _)| name);
+    registry_name(name).map(|found| found.account).filter(|account| *account != "*")
 }
 
 /// The first registry name among `names` that agrees with the account and region given, if any;
@@ -31,23 +68,20 @@ pub fn identity<'a>(
     region: Option<&str>,
 ) -> Option<EcrIdentity> {
     names.into_iter().find_map(|name| {
-        let (account, rest) = name.split_once(".dkr.ecr.")?;
-        let (name_region, suffix) = rest.split_once('.')?;
-        if !matches!(suffix, "amazonaws.com" | "amazonaws.com.cn") || !is_region(name_region) {
-            return None;
-        }
-        let account = match account {
+        let found = registry_name(name)?;
+        let account = match found.account {
             "*" => registry_id.unwrap_or(crate::config::DEFAULT_REGISTRY_ID),
-            id if is_account_id(id) && registry_id.is_none_or(|given| given == id) => id,
+            id if registry_id.is_none_or(|given| given == id) => id,
             _ => return None,
         };
-        if region.is_some_and(|given| given != name_region) {
+        if region.is_some_and(|given| given != found.region) {
             return None;
         }
         Some(EcrIdentity {
             registry_id: account.to_owned(),
-            region: name_region.to_owned(),
-            host: format!("{account}.dkr.ecr.{name_region}.{suffix}"),
+            region: found.region.to_owned(),
+            host: format!("{account}{}", &name[found.account.len()..]),
+            named_account: found.account != "*",
         })
     })
 }
@@ -97,6 +131,37 @@ mod tests {
         let names = ["*.dkr.ecr.us-east-1.amazonaws.com"];
         assert_eq!(host(&names, Some(ID), None).as_deref(), Some("123456789012.dkr.ecr.us-east-1.amazonaws.com"));
         assert_eq!(host(&names, None, None).as_deref(), Some("000000000000.dkr.ecr.us-east-1.amazonaws.com"));
+    }
+
+    #[test]
+    fn fips_and_dual_stack_names_are_registry_names() {
+        for name in [
+            "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com",
+            "123456789012.dkr-ecr.us-east-1.on.aws",
+            "123456789012.dkr-ecr-fips.us-east-1.on.aws",
+        ] {
+            let found = identity([name], None, None).unwrap();
+            assert_eq!(
+                (found.registry_id.as_str(), found.region.as_str(), found.host.as_str()),
+                (ID, "us-east-1", name)
+            );
+        }
+        assert_eq!(
+            host(&["*.dkr-ecr.eu-west-1.on.aws"], Some(ID), None).as_deref(),
+            Some("123456789012.dkr-ecr.eu-west-1.on.aws")
+        );
+        assert_eq!(host(&["123456789012.dkr-ecr.us-east-1.amazonaws.com"], None, None), None);
+        assert_eq!(host(&["123456789012.dkr.ecr.us-east-1.on.aws"], None, None), None);
+    }
+
+    #[test]
+    fn a_host_names_its_account_with_or_without_a_port() {
+        assert_eq!(host_account("210987654321.dkr.ecr.us-east-1.amazonaws.com"), Some("210987654321"));
+        assert_eq!(host_account("210987654321.dkr.ecr.eu-west-1.amazonaws.com:443"), Some("210987654321"));
+        assert_eq!(host_account("210987654321.dkr-ecr.us-east-1.on.aws:5000"), Some("210987654321"));
+        for host in ["127.0.0.1:5000", "[::1]:5000", "registry.example.com", "*.dkr.ecr.us-east-1.amazonaws.com", ""] {
+            assert_eq!(host_account(host), None, "{host}");
+        }
     }
 
     #[test]

@@ -40,11 +40,38 @@ pub struct Edge {
     audit: Option<AuditLog>,
     /// Failed sign-ins per client address (`--auth-failures-per-minute`); `None`: off.
     throttle: Option<LoginThrottle>,
+    /// The account whose registry this is, when stated (`ServeConfig::registry_id_stated`).
+    account: Option<String>,
 }
 
 impl Edge {
-    pub fn new(trusted_proxies: Vec<IpNet>, audit: Option<AuditLog>, throttle: Option<LoginThrottle>) -> Edge {
-        Edge { trusted_proxies, audit, throttle }
+    pub fn new(
+        trusted_proxies: Vec<IpNet>,
+        audit: Option<AuditLog>,
+        throttle: Option<LoginThrottle>,
+        account: Option<String>,
+    ) -> Edge {
+        Edge { trusted_proxies, audit, throttle, account }
+    }
+
+    /// Why a `/v2/` request is refused as another account's, if it is: its `Host` is the ECR
+    /// registry name of an account other than this server's. One server holds one account's
+    /// registry; answering for any other (a team pointing its dev and prod accounts' names here)
+    /// would merge them, while the ECR API already says another account's repositories do not
+    /// exist. `/v2/` itself still answers, as ECR's does for any registry. Regions are not
+    /// checked: the ECR API answers every region as this server's too (README).
+    fn foreign_registry(&self, request: &Request, path: &str) -> Option<String> {
+        let own = self.account.as_deref()?;
+        if !path.starts_with("/v2/") || path == "/v2/" {
+            return None;
+        }
+        let host = match request.uri().authority() {
+            Some(authority) => authority.as_str(),
+            None => request.headers().get(header::HOST)?.to_str().ok()?,
+        };
+        let account = crate::ecr_names::host_account(host)?;
+        (account != own)
+            .then(|| format!("{host} is the registry of account {account}, which this server does not hold"))
     }
 
     /// How long the client must wait when it has spent its failed sign-ins and presents
@@ -118,8 +145,13 @@ pub async fn serve_request(State(edge): State<Arc<Edge>>, mut request: Request, 
     let authorization = edge.audit.as_ref().and_then(|_| request.headers().get(header::AUTHORIZATION).cloned());
     let throttled = edge.throttled(ctx.source_ip, &request, started);
     let edge_made = |response| with_plane_headers(plane, &ctx.request_id, response);
+    let foreign = edge.foreign_registry(&request, &path);
     let mut response = match (malformed(&request), throttled) {
         (Some(bad), _) => edge_made(refused(plane, bad.status, bad.message, bad.ecr_type)),
+        (None, _) if let Some(foreign) = foreign => {
+            let body = berth_oci::error_body("NAME_UNKNOWN", &foreign);
+            edge_made((StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+        }
         (None, Some(retry_after)) => {
             metrics::counter!("berth_auth_failures_total", "plane" => plane, "reason" => "throttled").increment(1);
             edge_made(too_many_failures(plane, retry_after))
@@ -374,7 +406,7 @@ mod tests {
     use super::*;
 
     fn edge(trusted: &[&str]) -> Edge {
-        Edge::new(trusted.iter().map(|net| net.parse().unwrap()).collect(), None, None)
+        Edge::new(trusted.iter().map(|net| net.parse().unwrap()).collect(), None, None, None)
     }
 
     fn forwarded(values: &[&str]) -> HeaderMap {
@@ -414,7 +446,7 @@ mod tests {
         let behind_trusted = forwarded(&["6.6.6.6, garbage", "10.2.2.2"]);
         assert_eq!(edge.client_address(ip("10.1.1.1"), &behind_trusted), ip("10.2.2.2"));
         // Nobody trusted: the peer, always.
-        assert_eq!(super::Edge::new(vec![], None, None).client_address(ip("10.1.1.1"), &spoofed), ip("10.1.1.1"));
+        assert_eq!(super::Edge::new(vec![], None, None, None).client_address(ip("10.1.1.1"), &spoofed), ip("10.1.1.1"));
     }
 
     /// Collects what the fmt subscriber writes.

@@ -174,7 +174,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .context("installing the SIGHUP handler")?;
     let hangup = tokio::spawn(reopen_on_hangup(hangups, audit.clone()));
     let throttle = crate::throttle::LoginThrottle::new(config.auth_failures_per_minute);
-    let edge = Arc::new(Edge::new(config.trusted_proxies.clone(), audit, throttle));
+    let account = config.registry_id_stated.then(|| config.registry_id.clone());
+    let edge = Arc::new(Edge::new(config.trusted_proxies.clone(), audit, throttle, account));
     let metrics_route =
         metrics::MetricsRoute { metrics: metrics.clone(), registry: registry.clone(), auth: auth.clone() };
     let app = berth_oci::router(registry.clone(), auth.clone())
