@@ -267,7 +267,9 @@ impl Authorizer {
 
     /// What is known about `repo`'s access, from the cache or its settings: `listed` if the
     /// caller just read them, else the store's. A repository that does not exist has no policy:
-    /// the operation itself then reports it missing (or creates it on push).
+    /// the operation itself then reports it missing (or creates it on push). Only the store's
+    /// settings, read after the cache's generation was, fill the cache: a listing read before
+    /// it may hold settings a write has replaced since, and would keep a revoked grant cached.
     async fn repository(&self, repo: &RepositoryName, listed: Option<&str>) -> Result<Arc<RepositoryAccess>> {
         let (cached, generation) = self.repositories.get(repo);
         if let Some(access) = cached {
@@ -289,7 +291,9 @@ impl Authorizer {
                 RepositoryAccess::unreadable(repo)
             }
         });
-        self.repositories.fill(repo, access.clone(), generation);
+        if listed.is_none() {
+            self.repositories.fill(repo, access.clone(), generation);
+        }
         Ok(access)
     }
 
@@ -655,5 +659,58 @@ impl Registry {
         let more = visible.len() > limit;
         visible.truncate(limit);
         Ok((visible, more))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_iam::CredentialKind;
+    use berth_meta::{AccessKeyStatus, CredentialStore, SqliteStore, UserRecord};
+    use berth_storage::FsBlobStore;
+
+    use super::*;
+
+    /// A listing read before a policy write is judged by the settings it read, but must not plant
+    /// them in the cache afterwards: the write's revocation would then not hold until the next.
+    #[tokio::test]
+    async fn a_listing_older_than_a_policy_write_is_not_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SqliteStore::open(&dir.path().join("metadata.db")).await.unwrap();
+        let record = UserRecord {
+            name: "eve".into(),
+            access_key_id: "AKIAEVE".into(),
+            secret_ciphertext: vec![],
+            created_at: 1,
+            key_status: AccessKeyStatus::Active,
+        };
+        meta.create_user(&record, &[]).await.unwrap();
+        let blobs = FsBlobStore::open(dir.path()).await.unwrap();
+        let registry = Registry::new(Arc::new(blobs), Arc::new(meta), RegistryConfig::default());
+        let root = RequestContext {
+            identity: Identity::Root { access_key_id: "AKIAROOT".into(), via: CredentialKind::SigV4 },
+            ..RequestContext::server("test", "test-request".into())
+        };
+        let eve = RequestContext {
+            identity: Identity::User {
+                name: "eve".into(),
+                access_key_id: "AKIAEVE".into(),
+                via: CredentialKind::SigV4,
+            },
+            ..root.clone()
+        };
+        let repo: RepositoryName = "team-b/app".parse().unwrap();
+        registry.create_repository(&root, &repo, &RepositorySettings::default()).await.unwrap();
+        let grant = |effect: &str| {
+            format!(
+                r#"{{"Statement":[{{"Effect":"{effect}","Principal":{{"AWS":"arn:aws:iam::000000000000:user/eve"}},"Action":"ecr:BatchGetImage"}}]}}"#
+            )
+        };
+        registry.set_repository_policy(&root, &repo, &grant("Allow"), false).await.unwrap();
+        let listed = registry.metadata().list_repositories(None, 10).await.unwrap().remove(0);
+        registry.set_repository_policy(&root, &repo, &grant("Deny"), false).await.unwrap();
+
+        assert!(registry.authorizer().allows_listed(&eve, "ecr:BatchGetImage", &listed).await, "judged as listed");
+        let err = registry.authorize(&eve, &repo, &["ecr:BatchGetImage"]).await.unwrap_err();
+        assert!(matches!(err, RegistryError::AccessDenied { explicit: true, .. }), "{err:?}");
     }
 }
