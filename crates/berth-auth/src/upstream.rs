@@ -24,6 +24,10 @@ pub struct UpstreamLogin {
     pub username: String,
     #[serde(rename = "accessToken")]
     pub password: String,
+    /// The upstream registry URL the login is for (`berth secret put --upstream`): a rule for
+    /// another upstream cannot use it. Sealed with the rest, so it cannot be changed apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 }
 
 impl std::fmt::Debug for UpstreamLogin {
@@ -90,7 +94,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = MasterKey::load_or_create(dir.path()).unwrap();
         let secrets = UpstreamSecrets::new(&key);
-        let login = UpstreamLogin { username: "u".into(), password: "p@ss".into() };
+        let login = UpstreamLogin { username: "u".into(), password: "p@ss".into(), upstream: Some("ghcr.io".into()) };
         let sealed = secrets.seal("hub", &login);
         assert_eq!(secrets.open("hub", &sealed), Some(login.clone()));
         assert_eq!(secrets.open("other", &sealed), None);

@@ -527,7 +527,8 @@ async fn a_cache_rules_upstream_shows_only_to_who_may_describe_the_rules() {
         credential_arn: None,
         custom_role_arn: None,
     };
-    server.registry.create_cache_rule("hub", upstream).await.unwrap();
+    let ctx = berth_iam::RequestContext::server("test", "test".into());
+    server.registry.create_cache_rule(&ctx, "hub", upstream).await.unwrap();
     let viewer = UserPolicy { name: berth_iam::managed::READ_ONLY.into(), document: None };
     let viewer = server.auth.identities().create_user("viewer", &[viewer]).await.unwrap();
     let viewer = sign_in(&server.app, &viewer.access_key_id, &viewer.secret_access_key).await.unwrap();

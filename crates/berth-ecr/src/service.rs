@@ -1470,7 +1470,7 @@ impl EcrBackend for RegistryBackend {
 
     async fn create_pull_through_cache_rule(
         &self,
-        _: &RequestContext,
+        ctx: &RequestContext,
         request: CreatePullThroughCacheRuleRequest,
     ) -> Result<CreatePullThroughCacheRuleResponse, EcrError> {
         self.own_registry(&request.registry_id)?;
@@ -1484,8 +1484,11 @@ impl EcrBackend for RegistryBackend {
             credential_arn: request.credential_arn,
             custom_role_arn: request.custom_role_arn,
         };
-        let rule =
-            self.registry.create_cache_rule(&request.ecr_repository_prefix, upstream).await.map_err(self.fail(""))?;
+        let rule = self
+            .registry
+            .create_cache_rule(ctx, &request.ecr_repository_prefix, upstream)
+            .await
+            .map_err(self.fail(""))?;
         Ok(self.cache_rule_shape(rule))
     }
 
@@ -1530,14 +1533,14 @@ impl EcrBackend for RegistryBackend {
 
     async fn update_pull_through_cache_rule(
         &self,
-        _: &RequestContext,
+        ctx: &RequestContext,
         request: UpdatePullThroughCacheRuleRequest,
     ) -> Result<UpdatePullThroughCacheRuleResponse, EcrError> {
         self.own_registry(&request.registry_id)?;
         self.own_role(request.custom_role_arn.as_deref())?;
         let rule = self
             .registry
-            .update_cache_rule(&request.ecr_repository_prefix, request.credential_arn, request.custom_role_arn)
+            .update_cache_rule(ctx, &request.ecr_repository_prefix, request.credential_arn, request.custom_role_arn)
             .await
             .map_err(self.fail(""))?;
         Ok(UpdatePullThroughCacheRuleResponse {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_iam::RequestContext;
+use berth_iam::{Identity, RequestContext};
 use berth_meta::{CacheRuleRecord, MetaError, Millis};
 use berth_remote::{Credentials, Endpoint};
 use berth_spec::RepositoryName;
@@ -34,6 +34,8 @@ pub trait SecretOpener: Send + Sync {
 pub struct UpstreamLogin {
     pub username: String,
     pub password: String,
+    /// The upstream registry URL the login was stored for; `None`: stored without one.
+    pub upstream: Option<String>,
 }
 
 /// The registry's [`SecretOpener`], if the server has a master key.
@@ -248,23 +250,71 @@ impl Registry {
         Ok(self.meta.upstream_secret(name).await?.ok_or_else(|| PullThroughError::SecretNotFound(arn.to_owned()))?)
     }
 
-    /// The credentials a rule's `credentialArn` names (anonymous without one).
-    async fn upstream_credentials(&self, credential_arn: Option<&str>) -> Result<Credentials> {
+    /// The login a rule's `credentialArn` names (`None` without one) for a rule of the upstream
+    /// `endpoint`. A login stored for another upstream is refused: its password goes only to
+    /// the registry it was stored for.
+    async fn upstream_login(&self, credential_arn: Option<&str>, endpoint: &Endpoint) -> Result<Option<UpstreamLogin>> {
         let Some(arn) = credential_arn else {
-            return Ok(Credentials::Anonymous);
+            return Ok(None);
         };
         let (name, sealed) = (self.secret_name(arn)?, self.sealed_secret(arn).await?);
         let opener =
             self.config.secrets.0.as_ref().ok_or_else(|| PullThroughError::SecretUndecryptable(arn.to_owned()))?;
         let login = opener.open(name, &sealed).ok_or_else(|| PullThroughError::SecretUndecryptable(arn.to_owned()))?;
-        Ok(Credentials::basic(login.username, login.password))
+        if let Some(stored_for) = &login.upstream
+            && !upstream_endpoint(stored_for).is_ok_and(|stored| stored.same_registry(endpoint))
+        {
+            return Err(PullThroughError::SecretInaccessible(format!(
+                "Unable to access the secret {arn}: it is stored for the upstream registry {stored_for}, not {endpoint}"
+            ))
+            .into());
+        }
+        Ok(Some(login))
     }
 
-    /// `CreatePullThroughCacheRule`: the upstream URL must be usable and the secret must exist
-    /// and open; the upstream itself is not contacted (`ValidatePullThroughCacheRule` does).
-    pub async fn create_cache_rule(&self, prefix: &str, upstream: UpstreamSettings) -> Result<CacheRule> {
-        upstream_endpoint(&upstream.upstream_registry_url)?;
-        self.upstream_credentials(upstream.credential_arn.as_deref()).await?;
+    /// The credentials a rule's `credentialArn` names for its upstream (anonymous without one).
+    async fn upstream_credentials(&self, credential_arn: Option<&str>, endpoint: &Endpoint) -> Result<Credentials> {
+        Ok(match self.upstream_login(credential_arn, endpoint).await? {
+            Some(login) => Credentials::basic(login.username, login.password),
+            None => Credentials::Anonymous,
+        })
+    }
+
+    /// Whether `ctx` may give a rule of the upstream `upstream_url` the secret `credential_arn`
+    /// names. A secret stored without `--upstream` goes to whichever upstream a rule names, so
+    /// only the root (or, under `--no-auth`, anyone) may name it: otherwise a user allowed
+    /// `ecr:CreatePullThroughCacheRule` could send it to a server of their own and read it.
+    async fn check_rule_credentials(
+        &self,
+        ctx: &RequestContext,
+        upstream_url: &str,
+        credential_arn: Option<&str>,
+    ) -> Result<()> {
+        let endpoint = upstream_endpoint(upstream_url)?;
+        let login = self.upstream_login(credential_arn, &endpoint).await?;
+        let trusted = matches!(ctx.identity, Identity::Root { .. } | Identity::Anonymous | Identity::Server { .. });
+        match (login, credential_arn) {
+            (Some(login), Some(arn)) if login.upstream.is_none() && !trusted => {
+                Err(PullThroughError::SecretInaccessible(format!(
+                    "Unable to access the secret {arn}: it was stored without an upstream registry, so only the root \
+                     user may name it in a rule; store it again with `berth secret put --upstream {endpoint}`"
+                ))
+                .into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `CreatePullThroughCacheRule`: the upstream URL must be usable and the secret must exist,
+    /// open and be the caller's to give to that upstream; the upstream itself is not contacted
+    /// (`ValidatePullThroughCacheRule` does).
+    pub async fn create_cache_rule(
+        &self,
+        ctx: &RequestContext,
+        prefix: &str,
+        upstream: UpstreamSettings,
+    ) -> Result<CacheRule> {
+        self.check_rule_credentials(ctx, &upstream.upstream_registry_url, upstream.credential_arn.as_deref()).await?;
         // Counted before the insert: two creations racing at the limit may both pass it.
         if self.meta.cache_rules().await?.len() >= MAX_RULES {
             return Err(PullThroughError::TooManyRules.into());
@@ -291,15 +341,17 @@ impl Registry {
             .ok_or_else(|| PullThroughError::RuleNotFound(prefix.to_owned()).into())
     }
 
-    /// `UpdatePullThroughCacheRule`: replaces the credentials (and role) of a rule.
+    /// `UpdatePullThroughCacheRule`: replaces the credentials (and role) of a rule, checked as
+    /// on creation.
     pub async fn update_cache_rule(
         &self,
+        ctx: &RequestContext,
         prefix: &str,
         credential_arn: Option<String>,
         custom_role_arn: Option<String>,
     ) -> Result<CacheRule> {
         let mut rule = self.cache_rule(prefix).await?;
-        self.upstream_credentials(credential_arn.as_deref()).await?;
+        self.check_rule_credentials(ctx, &rule.upstream.upstream_registry_url, credential_arn.as_deref()).await?;
         rule.upstream.credential_arn = credential_arn;
         rule.upstream.custom_role_arn = custom_role_arn;
         let document = serde_json::to_string(&rule.upstream).expect("settings serialize");
@@ -388,7 +440,7 @@ impl Registry {
     /// A client of the rule's upstream with the rule's credentials.
     async fn upstream_remote(&self, upstream: &UpstreamSettings) -> Result<berth_remote::Remote> {
         let endpoint = upstream_endpoint(&upstream.upstream_registry_url)?;
-        let credentials = self.upstream_credentials(upstream.credential_arn.as_deref()).await?;
+        let credentials = self.upstream_credentials(upstream.credential_arn.as_deref(), &endpoint).await?;
         Ok(self.remote_client()?.remote(endpoint, credentials))
     }
 }

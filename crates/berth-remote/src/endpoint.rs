@@ -69,6 +69,11 @@ impl Endpoint {
         Ok(Endpoint { base: url, docker_hub })
     }
 
+    /// Whether both name one registry: the same scheme, host and port.
+    pub fn same_registry(&self, other: &Endpoint) -> bool {
+        self.base.origin() == other.base.origin()
+    }
+
     pub fn is_docker_hub(&self) -> bool {
         self.docker_hub
     }

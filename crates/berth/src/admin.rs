@@ -327,6 +327,11 @@ pub enum SecretCommand {
         /// The user name at the upstream registry.
         #[arg(long)]
         username: String,
+        /// The upstream registry URL the credentials are for (`https://ghcr.io`, `docker.io`):
+        /// only rules of that upstream may use them, and any user allowed to create rules may
+        /// name them; without it, only the root user's rules may.
+        #[arg(long)]
+        upstream: Option<String>,
         /// Read the password (or access token) from standard input; required, so it never shows
         /// in the process list or shell history.
         #[arg(long, required = true)]
@@ -343,14 +348,17 @@ pub enum SecretCommand {
 }
 
 pub async fn secret(command: SecretCommand) -> anyhow::Result<()> {
-    let SecretCommand::Put { name, username, password_stdin: _, registry_id, region, dir } = command;
+    let SecretCommand::Put { name, username, upstream, password_stdin: _, registry_id, region, dir } = command;
+    if let Some(url) = &upstream {
+        berth_registry::pull_through::upstream_endpoint(url)?;
+    }
     let mut password = String::new();
     std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut password).context("reading the password")?;
     let password = password.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&password);
     anyhow::ensure!(!password.is_empty(), "the password on standard input is empty");
     let master_key = berth_auth::cli::master_key(&dir.data_dir)?;
     let store = open(&dir, Store::CreateIfMissing).await?;
-    let login = berth_auth::UpstreamLogin { username, password: password.to_owned() };
+    let login = berth_auth::UpstreamLogin { username, password: password.to_owned(), upstream };
     let result =
         berth_auth::upstream::put_secret(store.clone(), &master_key, &name, &login, &region, &registry_id).await;
     store.close().await;

@@ -353,7 +353,7 @@ struct SealedUpstreamSecrets(UpstreamSecrets);
 impl SecretOpener for SealedUpstreamSecrets {
     fn open(&self, name: &str, sealed: &[u8]) -> Option<UpstreamLogin> {
         let login = self.0.open(name, sealed)?;
-        Some(UpstreamLogin { username: login.username, password: login.password })
+        Some(UpstreamLogin { username: login.username, password: login.password, upstream: login.upstream })
     }
 }
 

@@ -24,9 +24,15 @@ const ROOT_SECRET: &str = "pull-through-root-secret-0000000000000000";
 
 /// `berth secret put NAME --username USER --password-stdin` on `srv`'s data directory.
 fn secret_put(srv: &Server, name: &str, username: &str, password: &str) -> String {
+    secret_put_for(srv, name, username, password, None)
+}
+
+/// [`secret_put`] with `--upstream URL` when given.
+fn secret_put_for(srv: &Server, name: &str, username: &str, password: &str, upstream: Option<&str>) -> String {
     let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(["secret", "put", name, "--username", username, "--password-stdin", "--data-dir"])
         .arg(srv.data_dir())
+        .args(upstream.map(|url| ["--upstream", url]).into_iter().flatten())
         .env_remove("BERTH_DATA_DIR")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -97,6 +103,45 @@ async fn rules_validate_against_an_upstream_berth_with_stored_credentials() {
     assert_eq!(r.json()["ecrRepositoryPrefix"], "up", "{}", r.describe());
     let r = call(&srv, "DeletePullThroughCacheRule", json!({"ecrRepositoryPrefix": "up"})).await;
     assert_eq!(error_type(&r), "PullThroughCacheRuleNotFoundException", "{}", r.describe());
+}
+
+/// A user allowed to create rules must not be able to send a stored password to a server of
+/// their own: a secret stored for an upstream serves rules of that upstream only, and one stored
+/// without an upstream serves the root's rules only.
+#[tokio::test]
+async fn a_user_names_only_secrets_stored_for_the_rules_upstream() {
+    let upstream = Launch::new().start();
+    let srv = Launch::new().root_keys(ROOT_KEY, ROOT_SECRET).start();
+    let user: Value =
+        serde_json::from_str(&srv.cli(&["user", "add", "ptc", "--policy", "AmazonEC2ContainerRegistryFullAccess"]))
+            .unwrap();
+    let (key, secret) = (user["accessKeyId"].as_str().unwrap(), user["secretAccessKey"].as_str().unwrap());
+    let srv_ref = &srv;
+    let as_user = |operation: &'static str, body: Value| async move {
+        ecr_call(srv_ref, key, secret, operation, &body.to_string()).await
+    };
+    let loose = secret_put(&srv, "loose", "alice", "loose-password");
+    let bound = secret_put_for(&srv, "bound", "alice", "bound-password", Some(&upstream.base()));
+    let elsewhere = "http://127.0.0.1:9";
+
+    for (prefix, url, arn) in [("pa", upstream.base(), &loose), ("pb", elsewhere, &bound)] {
+        let body = json!({"ecrRepositoryPrefix": prefix, "upstreamRegistryUrl": url, "credentialArn": arn});
+        let r = as_user("CreatePullThroughCacheRule", body).await;
+        assert_eq!((r.status(), error_type(&r)), (400, "UnableToAccessSecretException".into()), "{}", r.describe());
+    }
+    let body = json!({"ecrRepositoryPrefix": "pc", "upstreamRegistryUrl": upstream.base(), "credentialArn": bound});
+    as_user("CreatePullThroughCacheRule", body).await.expect_status(200);
+    let r = as_user("UpdatePullThroughCacheRule", json!({"ecrRepositoryPrefix": "pc", "credentialArn": loose})).await;
+    assert_eq!(error_type(&r), "UnableToAccessSecretException", "{}", r.describe());
+    assert!(r.json()["message"].as_str().unwrap().contains("berth secret put --upstream"), "{}", r.describe());
+
+    // The root may name a secret stored without an upstream, as before `--upstream` existed.
+    let body = json!({"ecrRepositoryPrefix": "pd", "upstreamRegistryUrl": elsewhere, "credentialArn": loose});
+    call(&srv, "CreatePullThroughCacheRule", body).await.expect_status(200);
+    // Nor may the root send a secret stored for one upstream to another.
+    let body = json!({"ecrRepositoryPrefix": "pe", "upstreamRegistryUrl": elsewhere, "credentialArn": bound});
+    let r = call(&srv, "CreatePullThroughCacheRule", body).await;
+    assert_eq!(error_type(&r), "UnableToAccessSecretException", "{}", r.describe());
 }
 
 #[tokio::test]
