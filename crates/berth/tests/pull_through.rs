@@ -121,7 +121,7 @@ async fn a_user_names_only_secrets_stored_for_the_rules_upstream() {
         ecr_call(srv_ref, key, secret, operation, &body.to_string()).await
     };
     let loose = secret_put(&srv, "loose", "alice", "loose-password");
-    let bound = secret_put_for(&srv, "bound", "alice", "bound-password", Some(&upstream.base()));
+    let bound = secret_put_for(&srv, "bound", "alice", "bound-password", Some(upstream.base()));
     let elsewhere = "http://127.0.0.1:9";
 
     for (prefix, url, arn) in [("pa", upstream.base(), &loose), ("pb", elsewhere, &bound)] {
