@@ -260,7 +260,11 @@ impl Authorizer {
             keys = keys.request_tags(tags);
         }
         let request = AuthzRequest { action, resource: &resource_arn, keys: &keys };
-        let decision = evaluate(&request, &policies);
+        let mut decision = evaluate(&request, &policies);
+        let identity_only = registry_settings::IDENTITY_POLICY_ACTIONS.iter().any(|a| a.eq_ignore_ascii_case(action));
+        if identity_only && decision.is_allowed() && matches!(ctx.identity, Identity::User { .. }) {
+            decision = evaluate(&request, &PolicySet { identity, repository: None, registry: None });
+        }
         let message = decision.denial_message(&request);
         (decision, message, policies.varies_per_request())
     }

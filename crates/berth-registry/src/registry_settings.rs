@@ -40,6 +40,11 @@ impl ScanningRule {
 pub(crate) const V1_SCOPE_ACTIONS: &[&str] =
     &[actions::CREATE_REPOSITORY, actions::REPLICATE_IMAGE, actions::BATCH_IMPORT_UPSTREAM_IMAGE];
 
+/// Actions only a user's own (identity) policies grant, as AWS documents them: no repository or
+/// registry policy's Allow is enough (their Deny still binds).
+pub(crate) const IDENTITY_POLICY_ACTIONS: &[&str] =
+    &[actions::GET_AUTHORIZATION_TOKEN, actions::CREATE_PULL_THROUGH_CACHE_RULE];
+
 /// ECR's account settings that Berth keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountSetting {

@@ -604,3 +604,30 @@ async fn a_lifecycle_preview_is_judged_once_per_start() {
     assert_eq!(fresh.results.len(), 1, "a new start judges the two images left");
     assert!(fresh.results.iter().all(|r| r.digest != gone));
 }
+
+/// AWS grants `GetAuthorizationToken` and `CreatePullThroughCacheRule` through identity
+/// policies only: a registry policy's Allow gives a user without one neither (its Deny binds),
+/// while the repository actions it allows are granted (the V2 scope).
+#[tokio::test]
+async fn a_registry_policy_grants_no_token_and_no_cache_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
+    let repo = name("team/app");
+    registry.create_repository(&ctx(), &repo, &RepositorySettings::default()).await.unwrap();
+    let allow_ops = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:user/ops"},"Action":["ecr:GetAuthorizationToken","ecr:CreatePullThroughCacheRule","ecr:BatchGetImage"],"Resource":"*"}]}"#;
+    registry.put_registry_policy(allow_ops).await.unwrap();
+    let ops = as_ctx(user("ops"));
+    let authorizer = registry.authorizer();
+    for action in ["ecr:GetAuthorizationToken", "ecr:CreatePullThroughCacheRule"] {
+        let err = authorizer.authorize(&ops, &[action], berth_registry::Resource::Registry).await.unwrap_err();
+        assert!(matches!(err, RegistryError::AccessDenied { explicit: false, .. }), "{action}: {err:?}");
+    }
+    registry.authorize(&ops, &repo, &["ecr:BatchGetImage"]).await.expect("a repository action the policy allows");
+
+    let ci = as_ctx(user("ci"));
+    authorizer.authorize(&ci, &["ecr:GetAuthorizationToken"], berth_registry::Resource::Registry).await.unwrap();
+    let deny_ci = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:user/ci"},"Action":"ecr:GetAuthorizationToken","Resource":"*"}]}"#;
+    registry.put_registry_policy(deny_ci).await.unwrap();
+    let err = authorizer.authorize(&ci, &["ecr:GetAuthorizationToken"], berth_registry::Resource::Registry).await;
+    assert!(matches!(err, Err(RegistryError::AccessDenied { explicit: true, .. })), "{err:?}");
+}
