@@ -28,6 +28,7 @@ pub const LIST_IMAGES: &[&str] = &[actions::DESCRIBE_IMAGES, actions::LIST_IMAGE
 pub const READ_IMAGE: &[&str] = &[actions::BATCH_GET_IMAGE, actions::GET_DOWNLOAD_URL_FOR_LAYER];
 pub const READ_LIFECYCLE: &[&str] = &[actions::GET_LIFECYCLE_POLICY, actions::GET_LIFECYCLE_POLICY_PREVIEW];
 pub const READ_REPOSITORY_POLICY: &[&str] = &[actions::GET_REPOSITORY_POLICY];
+pub const READ_REGISTRY_POLICY: &[&str] = &[actions::GET_REGISTRY_POLICY];
 pub const DELETE_IMAGE: &[&str] = &[actions::BATCH_DELETE_IMAGE];
 /// Adding a tag puts the image's manifest again under the new tag, as ECR's PutImage does; the
 /// console reads that manifest for the caller, so the caller must be allowed to read it too.

@@ -515,6 +515,27 @@ async fn a_denied_action_has_no_button_and_a_forged_post_changes_nothing() {
     assert!(server.auth.identities().user("mallory").await.unwrap().is_none());
 }
 
+/// The permissions page names a deciding statement only to whom may read every policy it could
+/// come from: ReadOnly reads repository policies but not the registry's.
+#[tokio::test]
+async fn registry_policy_statements_show_only_to_who_may_read_the_registry_policy() {
+    let server = server().await;
+    let repo: RepositoryName = "team/app".parse().unwrap();
+    push_image(&server.registry, &repo, "v1").await;
+    let reader = UserPolicy { name: berth_iam::managed::READ_ONLY.into(), document: None };
+    let reader = server.auth.identities().create_user("ro", &[reader]).await.unwrap();
+    let deny = r#"{"Version":"2012-10-17","Statement":[{"Sid":"HiddenRegistryDeny","Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:user/ro"},"Action":"ecr:BatchGetImage","Resource":"*"}]}"#;
+    server.registry.put_registry_policy(deny).await.unwrap();
+    let cookie = sign_in(&server.app, &reader.access_key_id, &reader.secret_access_key).await.unwrap();
+    let page = send(&server.app, get("/console/repositories/team/app/-/permissions", &cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("explicit deny"), "{}", page.body);
+    assert!(!page.body.contains("HiddenRegistryDeny") && !page.body.contains("registry policy"), "{}", page.body);
+    let root = sign_in(&server.app, ROOT_KEY, ROOT_SECRET).await.unwrap();
+    let page = send(&server.app, get("/console/repositories/team/app/-/permissions", &root)).await;
+    assert!(page.body.contains("HiddenRegistryDeny"), "the root reads every policy: {}", page.body);
+}
+
 #[tokio::test]
 async fn a_cache_rules_upstream_shows_only_to_who_may_describe_the_rules() {
     let server = server().await;

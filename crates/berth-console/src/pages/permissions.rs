@@ -129,7 +129,10 @@ pub async fn page(console: &Console, visitor: &Visitor, repo: &RepositoryName) -
     };
     let may_read_policy =
         authz::allowed(registry, &visitor.ctx, Scope::Repository(repo), authz::READ_REPOSITORY_POLICY).await?;
-    let detail = if may_read_policy { Detail::Statements } else { Detail::Outcome };
+    // A decision's statements may come from the registry policy too.
+    let may_read_policies =
+        may_read_policy && authz::allowed(registry, &visitor.ctx, Scope::Registry, authz::READ_REGISTRY_POLICY).await?;
+    let detail = if may_read_policies { Detail::Statements } else { Detail::Outcome };
     let mut rows = Vec::with_capacity(subjects.len());
     for (user, ctx) in subjects {
         let mut cells = Vec::with_capacity(COLUMNS.len());
