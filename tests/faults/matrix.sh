@@ -201,6 +201,13 @@ for i in $(seq 1 2000); do
 done
 [[ -n $refused ]] && ok "tagging was refused once the database could not grow ($refused after $((i - 1)) tags)" ||
   bad "the database never met the full disk"
+# The ECR API says so too (a ServerException, which SDKs retry), rather than an opaque error.
+rc=0; AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x AWS_DEFAULT_REGION=us-east-1 AWS_MAX_ATTEMPTS=1 \
+  aws --endpoint-url "http://$BERTH_ADDR" ecr create-repository --repository-name faults/full-ecr \
+  >/dev/null 2>"$T/ecr-full.err" || rc=$?
+grep -q "ServerException.*storage is full" "$T/ecr-full.err" &&
+  ok "the ECR API's refusal says the storage is full" ||
+  bad "the ECR API's refusal (exit $rc): $(head -c 300 "$T/ecr-full.err")"
 rm -f "$T/small/filler" "$T/small/filler2"
 expect "with room again, the database takes writes without a restart" "$(put_tag after-full)" 201
 ready && ok "/readyz says ready" || bad "/readyz is not ready after the disk has room again"

@@ -74,9 +74,14 @@ pub enum EcrError {
     InvalidTagParameter(String),
     #[error("{0}")]
     LimitExceeded(String),
-    /// The model's only server fault; SDKs retry it, so never use it for a client mistake.
+    /// The model's only server fault; SDKs retry it, so never use it for a client mistake. Its
+    /// detail (a store's or backend's error) is logged, not sent.
     #[error("{0}")]
     Server(String),
+    /// A `ServerException` whose message the caller is told: the registry's storage is full,
+    /// which an operator must fix and the client may retry after, as `/v2/`'s 507 says.
+    #[error("{0}")]
+    StorageFull(String),
     /// AWS's common 503 (SDKs retry it): what the caller's credentials are cannot be told now
     /// (the credential store is down), which is not the caller's fault.
     #[error("{0}")]
@@ -143,7 +148,7 @@ pub enum EcrError {
 impl EcrError {
     pub fn status(&self) -> StatusCode {
         match self {
-            EcrError::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            EcrError::Server(_) | EcrError::StorageFull(_) => StatusCode::INTERNAL_SERVER_ERROR,
             EcrError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             // 413 is outside every SDK's retry list, unlike 500/502/503/504.
             EcrError::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -191,7 +196,7 @@ impl EcrError {
             EcrError::TooManyTags(_) => "TooManyTagsException",
             EcrError::InvalidTagParameter(_) => "InvalidTagParameterException",
             EcrError::LimitExceeded(_) => "LimitExceededException",
-            EcrError::Server(_) => "ServerException",
+            EcrError::Server(_) | EcrError::StorageFull(_) => "ServerException",
             EcrError::ServiceUnavailable(_) => "ServiceUnavailable",
             EcrError::Validation(_) => "ValidationException",
             EcrError::UnsupportedImageType(_) => "UnsupportedImageTypeException",

@@ -147,7 +147,7 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
                 ExclusionError::NotFound(_) => EcrError::ExclusionNotFound(message),
             }
         }
-        e @ StorageFull => EcrError::Server(e.to_string()),
+        e @ StorageFull => EcrError::StorageFull(e.to_string()),
         Internal(reason) => EcrError::Server(reason),
     }
 }
