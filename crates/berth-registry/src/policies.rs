@@ -265,10 +265,13 @@ impl Registry {
     }
 
     /// Applies every repository's lifecycle policy now; returns how many images it expired or
-    /// archived.
+    /// archived. A repository whose run fails does not stop the others, but the run as a whole
+    /// then fails with the first such error (each is logged), so the run's metrics and status
+    /// say it failed.
     pub async fn run_lifecycle_policies(&self) -> Result<usize> {
         let ctx = RequestContext::server("lifecycle", uuid::Uuid::new_v4().to_string());
         let mut expired = 0;
+        let mut first_failure = None;
         let mut after: Option<String> = None;
         loop {
             let page = self.meta.list_repositories(after.as_deref(), SCAN_BATCH).await?;
@@ -285,12 +288,15 @@ impl Registry {
                 let Some(text) = &info.settings.lifecycle_policy else { continue };
                 match self.apply_lifecycle_policy(&ctx, &info.name, text).await {
                     Ok(n) => expired += n,
-                    Err(e) => tracing::warn!(repository = name, error = %e, "lifecycle policy run failed"),
+                    Err(e) => {
+                        tracing::warn!(repository = name, error = %e, "lifecycle policy run failed");
+                        first_failure.get_or_insert(e);
+                    }
                 }
             }
             match page.last() {
                 Some(last) if page.len() == SCAN_BATCH => after = Some(last.name.clone()),
-                _ => return Ok(expired),
+                _ => return first_failure.map_or(Ok(expired), Err),
             }
         }
     }

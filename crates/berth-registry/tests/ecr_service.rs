@@ -631,3 +631,30 @@ async fn a_registry_policy_grants_no_token_and_no_cache_rules() {
     let err = authorizer.authorize(&ci, &["ecr:GetAuthorizationToken"], berth_registry::Resource::Registry).await;
     assert!(matches!(err, Err(RegistryError::AccessDenied { explicit: true, .. })), "{err:?}");
 }
+
+/// One repository whose lifecycle run fails (here a stored policy that no longer parses) does
+/// not stop the others, and the run reports the failure instead of success.
+#[tokio::test]
+async fn a_failed_repository_fails_the_lifecycle_run_after_the_others_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open_registry(dir.path(), UrlSigningKey::random()).await;
+    let (broken, fine) = (name("a/broken"), name("b/fine"));
+    for repo in [&broken, &fine] {
+        registry.create_repository(&ctx(), repo, &RepositorySettings::default()).await.unwrap();
+    }
+    let config = blob(&registry, &fine, b"{}").await;
+    let layer = blob(&registry, &fine, b"hello").await;
+    put(&registry, &fine, &manifest(&config, &layer, 1), None).await;
+    put(&registry, &fine, &manifest(&config, &layer, 2), None).await;
+    let expire_untagged = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#;
+    registry.put_lifecycle_policy(&ctx(), &fine, expire_untagged).await.unwrap();
+    let unparsable =
+        RepositorySettings { lifecycle_policy: Some("{\"rules\":[]}".into()), ..RepositorySettings::default() };
+    write_settings(&registry, &broken, &unparsable.to_json()).await;
+
+    let err = registry.run_lifecycle_policies().await.unwrap_err();
+    assert!(matches!(err, RegistryError::PolicyInvalid { .. }), "{err:?}");
+    let (left, _) =
+        registry.list_images(&fine, None, 10, ImageFilter { tags: TagStatus::Any, class: None }).await.unwrap();
+    assert_eq!(left.len(), 1, "the other repository's policy ran: {left:?}");
+}
