@@ -167,7 +167,7 @@ psql "$BERTH_TEST_POSTGRES_URL" -qc "DROP DATABASE faults_$$" >/dev/null || true
 section "the data dir's filesystem fills up, then has room again"
 mkdir -p "$T/small"
 mount -t tmpfs -o size=48m tmpfs "$T/small"
-start_berth "$T/small/data" --no-auth
+start_berth "$T/small/data" --no-auth --audit-log "$T/small/audit.log"
 head -c $((34 << 20)) /dev/urandom >"$T/small/filler"
 reset_ledger
 push_all full "$IMAGES" $((2 << 20))
@@ -211,6 +211,17 @@ grep -q "ServerException.*storage is full" "$T/ecr-full.err" &&
 rm -f "$T/small/filler" "$T/small/filler2"
 expect "with room again, the database takes writes without a restart" "$(put_tag after-full)" 201
 ready && ok "/readyz says ready" || bad "/readyz is not ready after the disk has room again"
+# Records the full disk cut short were taken back: every line of the audit log is one record.
+bad_lines=$(python3 -c '
+import json, sys
+bad = 0
+for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    try:
+        bad += not isinstance(json.loads(line), dict)
+    except ValueError:
+        bad += 1
+print(bad)' "$T/small/audit.log")
+expect "every audit log line is whole JSON after the disk was full ($(wc -l <"$T/small/audit.log") lines)" "$bad_lines" 0
 kill -0 "$BERTH_PID" && ok "the server stayed up throughout" || bad "the server died"
 stop_berth
 umount "$T/small"

@@ -185,7 +185,12 @@ impl Sink {
                     *file = open_append(path)?;
                     *size = 0;
                 }
-                file.write_all(format!("{line}\n").as_bytes())?;
+                if let Err(e) = file.write_all(format!("{line}\n").as_bytes()) {
+                    // A record cut short (the disk filled up) would run into the next one and
+                    // spoil both lines: take its part back.
+                    let _ = file.set_len(*size);
+                    return Err(e);
+                }
                 *size += len;
                 Ok(())
             }
