@@ -27,6 +27,35 @@ use crate::{health, listener};
 /// How often abandoned uploads are expired and buffered pull times written.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(10);
 
+/// With its metadata in the data directory's SQLite file, one server holds the directory: a
+/// second `berth serve` there is refused, since upload sessions, group commit and GC's marks are
+/// one process's (several servers share PostgreSQL instead). The lock is the kernel's, so a
+/// killed server leaves none behind; the CLI commands beside a server take none.
+fn lock_sqlite_data_dir(config: &ServeConfig) -> anyhow::Result<Option<std::fs::File>> {
+    use std::os::fd::AsRawFd;
+    if config.database_url.is_some() {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let path = config.data_dir.join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock only takes a lock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        anyhow::bail!(
+            "another berth serve is using the data directory {} (its metadata is SQLite, one server's alone; \
+             several servers share a --database-url)",
+            config.data_dir.display()
+        );
+    }
+    Ok(Some(file))
+}
+
 /// The metadata and blob stores `config` names; `berth gc` opens them the same way.
 pub async fn open_stores(config: &ServeConfig) -> anyhow::Result<(Arc<dyn MetadataStore>, Arc<dyn BlobStore>)> {
     std::fs::create_dir_all(&config.data_dir)
@@ -60,6 +89,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     std::panic::set_hook(Box::new(edge::log_panic));
     let metrics = Metrics::install()?;
 
+    let _only_server = lock_sqlite_data_dir(&config)?;
     let (meta, blobs) = open_stores(&config).await?;
     let health = health::router(meta.clone(), blobs.clone());
     let master_key =

@@ -300,3 +300,18 @@ fn policy_simulate_checks_its_input() {
         assert!(!out.status.success() && !out.stderr.is_empty(), "{bad:?}: {out:?}");
     }
 }
+
+/// A second `berth serve` on a data directory whose SQLite metadata a running server holds is
+/// refused at start, saying why; the CLI beside the server still works, and once the first
+/// server is gone the directory serves again.
+#[tokio::test]
+async fn a_second_server_on_a_sqlite_data_dir_is_refused() {
+    let mut srv = Launch::new().start();
+    let second = Launch::new().start_refused(srv.data_dir());
+    assert!(!second.status.success(), "the second server started");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("another berth serve is using the data directory"), "{stderr}");
+    srv.cli(&["user", "add", "beside", "--policy", "AmazonEC2ContainerRegistryReadOnly"]);
+    srv.restart();
+    send(srv.get("/v2/")).await.expect_status(200);
+}
