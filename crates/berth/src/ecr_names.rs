@@ -49,14 +49,15 @@ pub fn registry_name(name: &str) -> Option<RegistryName<'_>> {
         .then_some(RegistryName { account, region })
 }
 
-/// The account an ECR registry name in a request's `Host` (with or without a port) names, if
-/// it is one.
-pub fn host_account(host: &str) -> Option<&str> {
+/// The account an ECR registry name in a request's `Host` (with or without a port, in any case,
+/// with or without the root's trailing dot) names, if it is one.
+pub fn host_account(host: &str) -> Option<String> {
     let name = host
         .rsplit_once(':')
         .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
         .map_or(host, |(name, _)| name);
-    registry_name(name).map(|found| found.account).filter(|account| *account != "*")
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    registry_name(&name).map(|found| found.account.to_owned()).filter(|account| account != "*")
 }
 
 /// The first registry name among `names` that agrees with the account and region given, if any;
@@ -156,9 +157,15 @@ mod tests {
 
     #[test]
     fn a_host_names_its_account_with_or_without_a_port() {
-        assert_eq!(host_account("210987654321.dkr.ecr.us-east-1.amazonaws.com"), Some("210987654321"));
-        assert_eq!(host_account("210987654321.dkr.ecr.eu-west-1.amazonaws.com:443"), Some("210987654321"));
-        assert_eq!(host_account("210987654321.dkr-ecr.us-east-1.on.aws:5000"), Some("210987654321"));
+        for host in [
+            "210987654321.dkr.ecr.us-east-1.amazonaws.com",
+            "210987654321.dkr.ecr.eu-west-1.amazonaws.com:443",
+            "210987654321.dkr-ecr.us-east-1.on.aws:5000",
+            "210987654321.DKR.ECR.US-EAST-1.AMAZONAWS.COM",
+            "210987654321.dkr.ecr.us-east-1.amazonaws.com.:443",
+        ] {
+            assert_eq!(host_account(host).as_deref(), Some("210987654321"), "{host}");
+        }
         for host in ["127.0.0.1:5000", "[::1]:5000", "registry.example.com", "*.dkr.ecr.us-east-1.amazonaws.com", ""] {
             assert_eq!(host_account(host), None, "{host}");
         }
