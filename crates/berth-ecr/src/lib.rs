@@ -15,6 +15,7 @@ pub mod download;
 pub mod endpoint;
 pub mod error;
 mod mapping;
+pub mod names;
 pub mod pagination;
 mod policy_text;
 pub mod router;

@@ -58,14 +58,15 @@ impl EcrConfig {
         self.public_url.split_once("://").map_or(&self.public_url, |(_, host)| host)
     }
 
-    /// Where a token for `registry_id`'s registry is used: under ECR's names, that account's
-    /// registry name, as ECR answers (this server refuses another account's repositories there,
-    /// as it does on this API); otherwise this server's URL.
+    /// Where a token for `registry_id`'s registry is used: when this server's URL is an ECR
+    /// registry name, that account's registry name, as ECR answers (this server refuses another
+    /// account's repositories there, as it does on this API); otherwise this server's URL.
     pub fn proxy_endpoint(&self, registry_id: Option<&str>) -> String {
-        let own_name = format!("://{}.dkr", self.registry_id);
-        match (registry_id, self.public_url.split_once(&own_name)) {
-            (Some(id), Some((scheme, rest))) if id != self.registry_id => format!("{scheme}://{id}.dkr{rest}"),
-            _ => self.public_url.clone(),
+        let other = registry_id.filter(|id| *id != self.registry_id);
+        let scheme = self.public_url.split_once("://").map_or("https", |(scheme, _)| scheme);
+        match other.and_then(|id| crate::names::with_account(self.registry_host(), id)) {
+            Some(host) => format!("{scheme}://{host}"),
+            None => self.public_url.clone(),
         }
     }
 }
@@ -443,7 +444,8 @@ impl EcrBackend for RegistryBackend {
             expires_at: token.expires_at.into(),
             proxy_endpoint: self.config.proxy_endpoint(registry_id),
         };
-        // registryIds is deprecated: one token serves every registry, one entry per id asked for.
+        // registryIds is deprecated: one token, one entry per id asked for (each naming that
+        // account's registry, see `proxy_endpoint`).
         let authorization_data = match request.registry_ids {
             None => vec![data(None)],
             Some(ids) => ids.iter().map(|id| data(Some(id))).collect(),

@@ -266,8 +266,8 @@ impl Registry {
 
     /// Applies every repository's lifecycle policy now; returns how many images it expired or
     /// archived. A repository whose run fails does not stop the others, but the run as a whole
-    /// then fails with the first such error (each is logged), so the run's metrics and status
-    /// say it failed.
+    /// then fails naming the first such repository (each is logged), so the run's metrics and
+    /// status say it failed. A repository deleted meanwhile is no failure.
     pub async fn run_lifecycle_policies(&self) -> Result<usize> {
         let ctx = RequestContext::server("lifecycle", uuid::Uuid::new_v4().to_string());
         let mut expired = 0;
@@ -288,9 +288,12 @@ impl Registry {
                 let Some(text) = &info.settings.lifecycle_policy else { continue };
                 match self.apply_lifecycle_policy(&ctx, &info.name, text).await {
                     Ok(n) => expired += n,
+                    Err(RegistryError::NameUnknown(_)) => {}
                     Err(e) => {
                         tracing::warn!(repository = name, error = %e, "lifecycle policy run failed");
-                        first_failure.get_or_insert(e);
+                        first_failure.get_or_insert_with(|| {
+                            RegistryError::Internal(format!("the lifecycle policy of {name} failed: {e}"))
+                        });
                     }
                 }
             }

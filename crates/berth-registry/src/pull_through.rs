@@ -284,17 +284,19 @@ impl Registry {
     /// names. A secret stored without `--upstream` goes to whichever upstream a rule names, so
     /// only the root (or, under `--no-auth`, anyone) may name it: otherwise a user allowed
     /// `ecr:CreatePullThroughCacheRule` could send it to a server of their own and read it.
+    /// `kept`: the rule names it already (an update of its role only), its maker's choice.
     async fn check_rule_credentials(
         &self,
         ctx: &RequestContext,
         upstream_url: &str,
         credential_arn: Option<&str>,
+        kept: bool,
     ) -> Result<()> {
         let endpoint = upstream_endpoint(upstream_url)?;
         let login = self.upstream_login(credential_arn, &endpoint).await?;
         let trusted = matches!(ctx.identity, Identity::Root { .. } | Identity::Anonymous | Identity::Server { .. });
         match (login, credential_arn) {
-            (Some(login), Some(arn)) if login.upstream.is_none() && !trusted => {
+            (Some(login), Some(arn)) if login.upstream.is_none() && !trusted && !kept => {
                 Err(PullThroughError::SecretInaccessible(format!(
                     "Unable to access the secret {arn}: it was stored without an upstream registry, so only the root \
                      user may name it in a rule; store it again with `berth secret put --upstream {endpoint}`"
@@ -314,7 +316,8 @@ impl Registry {
         prefix: &str,
         upstream: UpstreamSettings,
     ) -> Result<CacheRule> {
-        self.check_rule_credentials(ctx, &upstream.upstream_registry_url, upstream.credential_arn.as_deref()).await?;
+        self.check_rule_credentials(ctx, &upstream.upstream_registry_url, upstream.credential_arn.as_deref(), false)
+            .await?;
         // Counted before the insert: two creations racing at the limit may both pass it.
         if self.meta.cache_rules().await?.len() >= MAX_RULES {
             return Err(PullThroughError::TooManyRules.into());
@@ -351,7 +354,8 @@ impl Registry {
         custom_role_arn: Option<String>,
     ) -> Result<CacheRule> {
         let mut rule = self.cache_rule(prefix).await?;
-        self.check_rule_credentials(ctx, &rule.upstream.upstream_registry_url, credential_arn.as_deref()).await?;
+        let kept = credential_arn == rule.upstream.credential_arn;
+        self.check_rule_credentials(ctx, &rule.upstream.upstream_registry_url, credential_arn.as_deref(), kept).await?;
         rule.upstream.credential_arn = credential_arn;
         rule.upstream.custom_role_arn = custom_role_arn;
         let document = serde_json::to_string(&rule.upstream).expect("settings serialize");

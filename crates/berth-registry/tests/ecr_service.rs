@@ -652,8 +652,8 @@ async fn a_failed_repository_fails_the_lifecycle_run_after_the_others_ran() {
         RepositorySettings { lifecycle_policy: Some("{\"rules\":[]}".into()), ..RepositorySettings::default() };
     write_settings(&registry, &broken, &unparsable.to_json()).await;
 
-    let err = registry.run_lifecycle_policies().await.unwrap_err();
-    assert!(matches!(err, RegistryError::PolicyInvalid { .. }), "{err:?}");
+    let err = registry.run_lifecycle_policies().await.unwrap_err().to_string();
+    assert!(err.contains("the lifecycle policy of a/broken failed"), "{err}");
     let (left, _) =
         registry.list_images(&fine, None, 10, ImageFilter { tags: TagStatus::Any, class: None }).await.unwrap();
     assert_eq!(left.len(), 1, "the other repository's policy ran: {left:?}");

@@ -232,7 +232,7 @@ async fn simulate(store: Arc<dyn MetadataStore>, args: &SimulateArgs) -> anyhow:
         config.account_id.clone_from(id);
     }
     if let Some(region) = &args.region {
-        anyhow::ensure!(crate::config::is_region(region), "--region must be like us-east-1, not {region:?}");
+        anyhow::ensure!(berth_ecr::names::is_region(region), "--region must be like us-east-1, not {region:?}");
         config.region.clone_from(region);
     }
     let user = store.user_by_name(&args.user).await?.with_context(|| format!("user {} does not exist", args.user))?;

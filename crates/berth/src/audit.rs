@@ -187,8 +187,11 @@ impl Sink {
                 }
                 if let Err(e) = file.write_all(format!("{line}\n").as_bytes()) {
                     // A record cut short (the disk filled up) would run into the next one and
-                    // spoil both lines: take its part back.
-                    let _ = file.set_len(*size);
+                    // spoil both lines: take its part back. Only ever shrinking: a file cut
+                    // from outside (`copytruncate`) is shorter than `size` and stays as it is.
+                    if file.metadata().is_ok_and(|m| m.len() > *size) {
+                        let _ = file.set_len(*size);
+                    }
                     return Err(e);
                 }
                 *size += len;

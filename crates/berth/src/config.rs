@@ -333,10 +333,6 @@ fn webhook(i: usize, file: WebhookFile) -> anyhow::Result<berth_registry::webhoo
     })
 }
 
-pub(crate) fn is_region(region: &str) -> bool {
-    !region.is_empty() && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
 /// ECR's placeholder account id, when neither a flag nor the TLS certificate names one.
 pub(crate) const DEFAULT_REGISTRY_ID: &str = "000000000000";
 
@@ -372,9 +368,11 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub create_on_push: bool,
     pub registry_id: String,
-    /// The registry id was given (flag or file) or read from the certificate's registry name,
-    /// not ECR's placeholder: a registry name of another account in `Host` is then refused.
-    pub registry_id_stated: bool,
+    /// The accounts whose ECR registry names reach this server: when the registry id was given
+    /// (flag or file) or read from the certificate's registry name, it and those the
+    /// certificate or the public URL names; a `Host` naming another account's registry is then
+    /// refused. Empty (nothing refused) while the account is ECR's placeholder.
+    pub ecr_accounts: Vec<String>,
     pub region: String,
     /// `None`: `ecr_host`'s, else derived from the address actually bound.
     pub public_url: Option<String>,
@@ -505,14 +503,15 @@ impl ServeArgs {
         let (registry_id, region) = (self.registry_id.or(file.registry_id), self.region.or(file.region));
         // A certificate for an ECR registry name stands for its account and region. One whose
         // names cannot be read names nothing here: loading it for TLS reports what is wrong.
-        let ecr_identity = match &tls {
-            Tls::Files { cert, .. } => crate::ecr_names::identity(
-                crate::ecr_names::certificate_dns_names(cert).unwrap_or_default().iter().map(String::as_str),
-                registry_id.as_deref(),
-                region.as_deref(),
-            ),
-            _ => None,
+        let certificate_names = match &tls {
+            Tls::Files { cert, .. } => crate::ecr_names::certificate_dns_names(cert).unwrap_or_default(),
+            _ => Vec::new(),
         };
+        let ecr_identity = crate::ecr_names::identity(
+            certificate_names.iter().map(String::as_str),
+            registry_id.as_deref(),
+            region.as_deref(),
+        );
         let registry_id_stated =
             registry_id.is_some() || ecr_identity.as_ref().is_some_and(|found| found.named_account);
         let registry_id = registry_id
@@ -526,10 +525,22 @@ impl ServeArgs {
             .or_else(|| ecr_identity.as_ref().map(|found| found.region.clone()))
             .unwrap_or_else(|| "us-east-1".into());
         anyhow::ensure!(
-            is_region(&region),
+            berth_ecr::names::is_region(&region),
             "the region must be lowercase letters, digits and '-' (like us-east-1), not {region:?}"
         );
         let public_url = self.public_url.or(file.public_url).map(|url| normalise_public_url(&url)).transpose()?;
+        // Once the account is stated, the registry names this server answers to: its own, and
+        // any the certificate or the public URL holds (flags that disagree with those win for
+        // ARNs, but the names still reach this server).
+        let mut ecr_accounts = Vec::new();
+        if registry_id_stated {
+            let public_host = public_url.as_deref().and_then(|url| url.split_once("://")).map(|(_, host)| host);
+            let named = certificate_names.iter().map(String::as_str).chain(public_host);
+            ecr_accounts =
+                std::iter::once(registry_id.clone()).chain(named.filter_map(berth_ecr::names::host_account)).collect();
+            ecr_accounts.sort();
+            ecr_accounts.dedup();
+        }
         let audit = match self.audit_log.or(file.audit_log) {
             None => None,
             Some(path) if path.as_os_str() == "-" => Some(crate::audit::AuditTarget::Stdout),
@@ -570,7 +581,7 @@ impl ServeArgs {
         let replication_destinations = file.replication.map(|r| r.destinations).unwrap_or_default();
         for (i, d) in replication_destinations.iter().enumerate() {
             anyhow::ensure!(
-                is_region(&d.region),
+                berth_ecr::names::is_region(&d.region),
                 "replication destination {i}: the region {:?} is not like us-east-1",
                 d.region
             );
@@ -628,7 +639,7 @@ impl ServeArgs {
             gc_interval: (gc_interval_secs > 0).then(|| Duration::from_secs(gc_interval_secs)),
             gc_grace: Duration::from_secs(gc_grace_secs),
             registry_id,
-            registry_id_stated,
+            ecr_accounts,
             region,
             public_url,
             ecr_host: ecr_identity.map(|found| found.host),
@@ -731,10 +742,21 @@ mod tests {
         let config = resolve(&tls).unwrap();
         assert_eq!((config.registry_id.as_str(), config.region.as_str()), ("123456789012", "eu-west-1"));
         assert_eq!(config.ecr_host.as_deref(), Some(name));
-        // A flag that disagrees wins, and the name then says nothing.
+        assert_eq!(config.ecr_accounts, ["123456789012"]);
+        // A flag that disagrees wins, and the name then says nothing — but still reaches here.
         let config = resolve(&[&tls[..], &["--registry-id", "111111111111"]].concat()).unwrap();
         assert_eq!((config.registry_id.as_str(), config.region.as_str()), ("111111111111", "us-east-1"));
         assert_eq!(config.ecr_host, None);
+        assert_eq!(config.ecr_accounts, ["111111111111", "123456789012"]);
         assert_eq!(resolve(&["--tls-self-signed"]).unwrap().ecr_host, None);
+    }
+
+    #[test]
+    fn foreign_registry_names_are_refused_only_once_the_account_is_stated() {
+        assert!(resolve(&[]).unwrap().ecr_accounts.is_empty(), "ECR's placeholder account refuses nothing");
+        let public = "--public-url=https://222222222222.dkr.ecr.us-east-1.amazonaws.com";
+        assert!(resolve(&[public]).unwrap().ecr_accounts.is_empty());
+        let config = resolve(&["--registry-id", "111111111111", public]).unwrap();
+        assert_eq!(config.ecr_accounts, ["111111111111", "222222222222"], "the public URL's name reaches here");
     }
 }

@@ -9,9 +9,7 @@ use anyhow::Context;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use berth_ecr::validate::is_account_id;
-
-use crate::config::is_region;
+use berth_ecr::names::registry_name;
 
 /// Who this server is under ECR's names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,41 +21,6 @@ pub struct EcrIdentity {
     pub host: String,
     /// The certificate's name held the account, rather than a wildcard.
     pub named_account: bool,
-}
-
-/// An ECR registry host name taken apart.
-#[derive(Debug, PartialEq, Eq)]
-pub struct RegistryName<'a> {
-    /// The account, or `*` in a wildcard certificate name.
-    pub account: &'a str,
-    pub region: &'a str,
-}
-
-/// `name` as one of ECR's registry host names, without a port: `ACCOUNT.dkr.ecr.REGION.amazonaws.com`
-/// (`.com.cn` in China), its FIPS form `ACCOUNT.dkr.ecr-fips.REGION.amazonaws.com`, and the
-/// dual-stack `ACCOUNT.dkr-ecr.REGION.on.aws` (and `dkr-ecr-fips`).
-pub fn registry_name(name: &str) -> Option<RegistryName<'_>> {
-    let (account, rest) = name.split_once('.')?;
-    let (region, suffix) = ["dkr.ecr.", "dkr.ecr-fips.", "dkr-ecr.", "dkr-ecr-fips."]
-        .iter()
-        .find_map(|service| rest.strip_prefix(service))?
-        .split_once('.')?;
-    let dual_stack = rest.starts_with("dkr-ecr");
-    let suffix_fits =
-        if dual_stack { suffix == "on.aws" } else { matches!(suffix, "amazonaws.com" | "amazonaws.com.cn") };
-    (suffix_fits && is_region(region) && (account == "*" || is_account_id(account)))
-        .then_some(RegistryName { account, region })
-}
-
-/// The account an ECR registry name in a request's `Host` (with or without a port, in any case,
-/// with or without the root's trailing dot) names, if it is one.
-pub fn host_account(host: &str) -> Option<String> {
-    let name = host
-        .rsplit_once(':')
-        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(host, |(name, _)| name);
-    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
-    registry_name(&name).map(|found| found.account.to_owned()).filter(|account| account != "*")
 }
 
 /// The first registry name among `names` that agrees with the account and region given, if any;
@@ -153,36 +116,6 @@ mod tests {
         );
         assert_eq!(host(&["123456789012.dkr-ecr.us-east-1.amazonaws.com"], None, None), None);
         assert_eq!(host(&["123456789012.dkr.ecr.us-east-1.on.aws"], None, None), None);
-    }
-
-    #[test]
-    fn a_host_names_its_account_with_or_without_a_port() {
-        for host in [
-            "210987654321.dkr.ecr.us-east-1.amazonaws.com",
-            "210987654321.dkr.ecr.eu-west-1.amazonaws.com:443",
-            "210987654321.dkr-ecr.us-east-1.on.aws:5000",
-            "210987654321.DKR.ECR.US-EAST-1.AMAZONAWS.COM",
-            "210987654321.dkr.ecr.us-east-1.amazonaws.com.:443",
-        ] {
-            assert_eq!(host_account(host).as_deref(), Some("210987654321"), "{host}");
-        }
-        for host in ["127.0.0.1:5000", "[::1]:5000", "registry.example.com", "*.dkr.ecr.us-east-1.amazonaws.com", ""] {
-            assert_eq!(host_account(host), None, "{host}");
-        }
-    }
-
-    #[test]
-    fn other_names_are_not_registry_names() {
-        for name in [
-            "registry.example.com",
-            "12345.dkr.ecr.us-east-1.amazonaws.com",
-            "123456789012.dkr.ecr.us-east-1.example.com",
-            "123456789012.dkr.ecr.US-EAST-1.amazonaws.com",
-            "123456789012.dkr.ecr.amazonaws.com",
-            "x.123456789012.dkr.ecr.us-east-1.amazonaws.com",
-        ] {
-            assert_eq!(host(&[name], None, None), None, "{name}");
-        }
     }
 
     #[test]

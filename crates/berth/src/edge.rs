@@ -40,8 +40,9 @@ pub struct Edge {
     audit: Option<AuditLog>,
     /// Failed sign-ins per client address (`--auth-failures-per-minute`); `None`: off.
     throttle: Option<LoginThrottle>,
-    /// The account whose registry this is, when stated (`ServeConfig::registry_id_stated`).
-    account: Option<String>,
+    /// The accounts whose ECR registry names reach this server (`ServeConfig::ecr_accounts`);
+    /// empty: no `Host` is refused.
+    accounts: Vec<String>,
 }
 
 impl Edge {
@@ -49,9 +50,9 @@ impl Edge {
         trusted_proxies: Vec<IpNet>,
         audit: Option<AuditLog>,
         throttle: Option<LoginThrottle>,
-        account: Option<String>,
+        accounts: Vec<String>,
     ) -> Edge {
-        Edge { trusted_proxies, audit, throttle, account }
+        Edge { trusted_proxies, audit, throttle, accounts }
     }
 
     /// Why a `/v2/` request is refused as another account's, if it is: its `Host` is the ECR
@@ -61,16 +62,15 @@ impl Edge {
     /// exist. `/v2/` itself still answers, as ECR's does for any registry. Regions are not
     /// checked: the ECR API answers every region as this server's too (README).
     fn foreign_registry(&self, request: &Request, path: &str) -> Option<String> {
-        let own = self.account.as_deref()?;
-        if !path.starts_with("/v2/") || path == "/v2/" {
+        if self.accounts.is_empty() || !path.starts_with("/v2/") || path == "/v2/" {
             return None;
         }
         let host = match request.uri().authority() {
-            Some(authority) => authority.as_str(),
+            Some(authority) => authority.host(),
             None => request.headers().get(header::HOST)?.to_str().ok()?,
         };
-        let account = crate::ecr_names::host_account(host)?;
-        (account != own)
+        let account = berth_ecr::names::host_account(host)?;
+        (!self.accounts.contains(&account))
             .then(|| format!("{host} is the registry of account {account}, which this server does not hold"))
     }
 
@@ -406,7 +406,36 @@ mod tests {
     use super::*;
 
     fn edge(trusted: &[&str]) -> Edge {
-        Edge::new(trusted.iter().map(|net| net.parse().unwrap()).collect(), None, None, None)
+        Edge::new(trusted.iter().map(|net| net.parse().unwrap()).collect(), None, None, vec![])
+    }
+
+    #[test]
+    fn repository_requests_for_another_accounts_registry_name_are_refused() {
+        let own = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+        let other = "210987654321.dkr.ecr.us-east-1.amazonaws.com";
+        let request =
+            |uri: &str, host: &str| Request::builder().uri(uri).header(header::HOST, host).body(Body::empty()).unwrap();
+        let refused = |edge: &Edge, uri: &str, host: &str| {
+            let request = request(uri, host);
+            edge.foreign_registry(&request, request.uri().path()).is_some()
+        };
+        let stated = Edge::new(vec![], None, None, vec!["123456789012".into(), "333333333333".into()]);
+        assert!(refused(&stated, "/v2/app/tags/list", other));
+        assert!(refused(&stated, "/v2/_catalog", &format!("{}:443", other.to_uppercase())));
+        assert!(
+            refused(&stated, &format!("http://user@{other}/v2/app/manifests/v1"), own),
+            "the URI's authority counts"
+        );
+        for (uri, host) in [
+            ("/v2/app/tags/list", own),
+            ("/v2/app/tags/list", "333333333333.dkr.ecr.eu-west-1.amazonaws.com"),
+            ("/v2/app/tags/list", "127.0.0.1:5000"),
+            ("/v2/", other),
+            ("/console", other),
+        ] {
+            assert!(!refused(&stated, uri, host), "{uri} at {host}");
+        }
+        assert!(!refused(&edge(&[]), "/v2/app/tags/list", other), "no account stated: nothing refused");
     }
 
     fn forwarded(values: &[&str]) -> HeaderMap {
@@ -446,7 +475,10 @@ mod tests {
         let behind_trusted = forwarded(&["6.6.6.6, garbage", "10.2.2.2"]);
         assert_eq!(edge.client_address(ip("10.1.1.1"), &behind_trusted), ip("10.2.2.2"));
         // Nobody trusted: the peer, always.
-        assert_eq!(super::Edge::new(vec![], None, None, None).client_address(ip("10.1.1.1"), &spoofed), ip("10.1.1.1"));
+        assert_eq!(
+            super::Edge::new(vec![], None, None, vec![]).client_address(ip("10.1.1.1"), &spoofed),
+            ip("10.1.1.1")
+        );
     }
 
     /// Collects what the fmt subscriber writes.

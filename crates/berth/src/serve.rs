@@ -28,11 +28,11 @@ use crate::{health, listener};
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// With its metadata in the data directory's SQLite file, one server holds the directory: a
-/// second `berth serve` there is refused, since upload sessions, group commit and GC's marks are
-/// one process's (several servers share PostgreSQL instead). The lock is the kernel's, so a
-/// killed server leaves none behind; the CLI commands beside a server take none.
+/// second `berth serve` there is refused, since upload sessions (their locks and hashing state)
+/// and group commit are one process's (several servers share PostgreSQL instead). The lock is
+/// the kernel's, so a killed server leaves none behind; the CLI commands beside a server
+/// (`berth user`, `secret`, `policy`, `gc`) take none.
 fn lock_sqlite_data_dir(config: &ServeConfig) -> anyhow::Result<Option<std::fs::File>> {
-    use std::os::fd::AsRawFd;
     if config.database_url.is_some() {
         return Ok(None);
     }
@@ -45,15 +45,18 @@ fn lock_sqlite_data_dir(config: &ServeConfig) -> anyhow::Result<Option<std::fs::
         .write(true)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
-    // SAFETY: flock only takes a lock on a descriptor this function owns.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        anyhow::bail!(
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
             "another berth serve is using the data directory {} (its metadata is SQLite, one server's alone; \
              several servers share a --database-url)",
             config.data_dir.display()
-        );
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot lock the data directory; a second server on it would not be refused");
+            Ok(None)
+        }
     }
-    Ok(Some(file))
 }
 
 /// The metadata and blob stores `config` names; `berth gc` opens them the same way.
@@ -204,8 +207,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .context("installing the SIGHUP handler")?;
     let hangup = tokio::spawn(reopen_on_hangup(hangups, audit.clone()));
     let throttle = crate::throttle::LoginThrottle::new(config.auth_failures_per_minute);
-    let account = config.registry_id_stated.then(|| config.registry_id.clone());
-    let edge = Arc::new(Edge::new(config.trusted_proxies.clone(), audit, throttle, account));
+    let edge = Arc::new(Edge::new(config.trusted_proxies.clone(), audit, throttle, config.ecr_accounts.clone()));
     let metrics_route =
         metrics::MetricsRoute { metrics: metrics.clone(), registry: registry.clone(), auth: auth.clone() };
     let app = berth_oci::router(registry.clone(), auth.clone())
