@@ -387,6 +387,11 @@ impl Registry {
             Err(e) => {
                 let Some(stored) = stored else { return Err(e) };
                 tracing::warn!(repository = %repo, %reference, error = %e, "storing the upstream's manifest failed; serving the cached one");
+                // Asked again after the recheck interval, not on every pull (an immutable tag
+                // keeps refusing the move; each ask counts against the upstream's rate limit).
+                if tag.is_some() {
+                    self.pull_through.fills.checked(key, self.config.cache_tag_recheck);
+                }
                 return Ok(stored);
             }
         }
@@ -585,6 +590,7 @@ impl Registry {
             fill.phase.send_replace(Phase::Done(Ok(())));
         } else if new {
             let (this, fill, ctx, repo, digest) = (self.arc(), fill.clone(), ctx.clone(), repo.clone(), digest.clone());
+            let cached = cached.clone();
             tokio::spawn(async move { this.run_blob_fill(fill, &ctx, &cached, &repo, &digest).await });
         }
         loop {
@@ -606,8 +612,11 @@ impl Registry {
                 return Err(RegistryError::Internal(format!("the fill of blob {digest} ended without an outcome")));
             }
         }
-        // Filled, maybe for another repository (another rule with the same content): link it here.
+        // Stored for another repository (before, or by another rule's fill this one joined): linked
+        // here only once this rule's upstream says it has the blob under this name, so a cache
+        // repository never serves what its upstream would not (another repository's layers).
         if self.meta.linked_blob(repo, digest).await?.is_none() {
+            self.upstream_blob_size(&cached, repo, digest).await?;
             let size = self.blobs.stat(digest).await?.ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
             self.cache_target(ctx, repo).await?;
             self.keep_from_collection(digest).await?;
@@ -630,6 +639,17 @@ impl Registry {
             return Err(RegistryError::BlobUnknown(digest.clone()));
         };
         self.authorize_import(ctx, repo).await?;
+        self.upstream_blob_size(&cached, repo, digest).await
+    }
+
+    /// The size the rule's upstream gives the blob under the repository's upstream name
+    /// (`BlobUnknown` if it has none there).
+    async fn upstream_blob_size(
+        &self,
+        cached: &CachedRepository,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<u64> {
         let failure = match self.rule_remote(&cached.rule).await {
             Err(e) => UpstreamFailure::Rule(e),
             Ok(remote) => match remote.head_blob(&cached.upstream_name, digest).await {
@@ -638,7 +658,7 @@ impl Registry {
                 Err(e) => UpstreamFailure::Remote(e),
             },
         };
-        let message = self.record_upstream_failure(&cached, repo, &failure);
+        let message = self.record_upstream_failure(cached, repo, &failure);
         Err(PullThroughError::BlobNotCached(format!("blob {digest} is not cached, and {message}")).into())
     }
 

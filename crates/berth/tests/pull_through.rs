@@ -423,6 +423,26 @@ async fn concurrent_pulls_of_a_cold_layer_make_one_upstream_fetch_and_stream_bef
     assert!(srv.log().contains("cached a blob"));
 }
 
+/// A cache repository serves only what its upstream has under its name: a blob of a private
+/// repository of the caching server is not served (nor linked) through a cache path naming its
+/// digest; once the upstream has it there, it is.
+#[tokio::test]
+async fn a_cache_repository_serves_no_blob_its_upstream_lacks() {
+    let upstream = Server::start();
+    let srv = caching_server(&upstream, 3600).await;
+    let private = b"db_password=hunter2".to_vec();
+    let digest = push_blob(&srv, "team-b/payroll", &private).await;
+    let path = format!("/v2/hub/app/blobs/{digest}");
+    send(srv.get(&path)).await.expect_status(404);
+    send(srv.head(&path)).await.expect_status(404);
+    send(srv.get(&path)).await.expect_status(404);
+
+    push_blob(&upstream, "lib/app", &private).await;
+    let r = send(srv.get(&path)).await;
+    r.expect_status(200);
+    assert_eq!(r.body, private);
+}
+
 #[tokio::test]
 async fn a_client_that_disconnects_does_not_abort_the_fill() {
     let upstream = Server::start();
