@@ -180,7 +180,20 @@ impl Registry {
             }
             _ => None,
         };
-        self.repository(repo).await?;
+        if let Err(missing) = self.repository(repo).await {
+            // A cache repository the upstream could not fill (down, rate-limiting, refusing the
+            // rule's credentials): each image's failure says so, as once the repository exists,
+            // rather than the repository being unknown. One the upstream lacks stays unknown.
+            let failures: Vec<Result<()>> = filled.map(Iterator::collect).unwrap_or_default();
+            let upstream_failed = failures.iter().any(|failure| {
+                matches!(failure, Err(RegistryError::PullThrough(PullThroughError::ManifestNotCached { .. })))
+            });
+            if !matches!(missing, RegistryError::NameUnknown(_)) || !upstream_failed {
+                return Err(missing);
+            }
+            let unknown = || RegistryError::NameUnknown(repo.to_string());
+            return Ok(failures.into_iter().map(|failure| Err(failure.err().unwrap_or_else(unknown))).collect());
+        }
         let mut results = Vec::with_capacity(selectors.len());
         for selector in selectors {
             // What the upstream could not provide is this image's failure.

@@ -308,6 +308,11 @@ async fn batch_get_image_fills_from_the_upstream_and_names_its_failures() {
     assert_eq!(out["images"].as_array().map(Vec::len), Some(1), "{out}");
     assert_eq!(out["failures"][0]["imageId"]["imageDigest"], other.digest.as_str(), "{out}");
     assert_eq!(out["failures"][0]["failureCode"], "UpstreamUnavailable", "{out}");
+    // Nor is a repository the upstream could not fill unknown: its images fail the same way.
+    let r = call(&srv, "BatchGetImage", batch("hub/new", json!([{"imageTag": "v1"}, {"imageTag": "v2"}]))).await;
+    r.expect_status(200);
+    let codes: Vec<_> = r.json()["failures"].as_array().unwrap().iter().map(|f| f["failureCode"].clone()).collect();
+    assert_eq!(codes, [json!("UpstreamUnavailable"), json!("UpstreamUnavailable")], "{}", r.describe());
 }
 
 #[tokio::test]
