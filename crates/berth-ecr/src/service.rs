@@ -1047,6 +1047,15 @@ impl EcrBackend for RegistryBackend {
         _: &RequestContext,
         request: PutReplicationConfigurationRequest,
     ) -> Result<PutReplicationConfigurationResponse, EcrError> {
+        let rules = &request.replication_configuration.rules;
+        if rules.iter().any(|rule| rule.delete_replication.as_ref().is_some_and(|d| d.enabled)) {
+            // Refused rather than stored as a promise nothing keeps (as KMS encryption is).
+            return Err(EcrError::InvalidParameter(
+                "deleteReplication cannot be enabled: Berth replicates pushes and tag moves, not image deletions \
+                 or tag removals. Omit deleteReplication or set enabled to false."
+                    .into(),
+            ));
+        }
         let rules = request
             .replication_configuration
             .rules
@@ -1807,6 +1816,7 @@ fn replication_to_wire(stored: replication::ReplicationConfiguration) -> Replica
                     .map(|filter| RepositoryFilter { filter, filter_type: RepositoryFilterType::PrefixMatch })
                     .collect()
             }),
+            delete_replication: None,
         })
         .collect();
     ReplicationConfiguration { rules }

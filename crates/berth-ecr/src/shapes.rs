@@ -390,6 +390,15 @@ pub struct ReplicationRule {
     pub destinations: Vec<ReplicationDestination>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repository_filters: Option<Vec<RepositoryFilter>>,
+    /// Only `enabled: false` is taken: Berth does not replicate deletions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_replication: Option<DeleteReplication>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteReplication {
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

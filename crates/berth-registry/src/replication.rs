@@ -319,6 +319,9 @@ impl From<berth_remote::Error> for Failure {
             Unauthorized { .. } => "DESTINATION_UNAUTHORIZED",
             Denied { .. } => "DESTINATION_ACCESS_DENIED",
             TooManyRequests { .. } => "DESTINATION_THROTTLED",
+            // The destination has no such repository and creates none on push: its setup to
+            // mend (a creation template, create-on-push), like its keys, so retried meanwhile.
+            NotFound { code: Some(code), .. } if code == "NAME_UNKNOWN" => "DESTINATION_REPOSITORY_NOT_FOUND",
             e if e.is_unavailable() => "DESTINATION_UNAVAILABLE",
             _ => "DESTINATION_REFUSED",
         };
@@ -589,6 +592,25 @@ fn retry_delay(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only what the destination refuses for the content itself ends the retries: a repository
+    /// it lacks is its setup to mend, as its keys are.
+    #[test]
+    fn a_missing_destination_repository_is_retried_a_refused_manifest_is_not() {
+        let missing = berth_remote::Error::NotFound { code: Some("NAME_UNKNOWN".into()), message: "no repo".into() };
+        let failure = Failure::from(missing);
+        assert!(
+            failure.reason.starts_with("DESTINATION_REPOSITORY_NOT_FOUND: ") && !failure.refused,
+            "{}",
+            failure.reason
+        );
+        let refused = berth_remote::Error::Upstream {
+            status: 400,
+            code: Some("MANIFEST_BLOB_UNKNOWN".into()),
+            message: "blob unknown".into(),
+        };
+        assert!(Failure::from(refused).refused);
+    }
 
     fn dest(region: &str, id: &str) -> DestinationId {
         DestinationId { region: region.into(), registry_id: id.into() }

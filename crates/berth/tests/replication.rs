@@ -400,3 +400,24 @@ async fn a_cached_multi_arch_image_replicates_whole() {
         expect_blob(&b, "hub/multi", &sha256_digest(&image.layers[0]), &image.layers[0]).await;
     }
 }
+
+/// ECR's `deleteReplication` is taken only off: Berth does not replicate deletions, and says so
+/// rather than store a promise nothing keeps.
+#[tokio::test]
+async fn delete_replication_is_refused_when_enabled() {
+    let srv = Launch::new().root_keys(A_KEY, A_SECRET).start();
+    let rule = |enabled: bool| {
+        json!({"replicationConfiguration": {"rules": [{
+            "destinations": [{"region": "eu-west-1", "registryId": "111111111111"}],
+            "deleteReplication": {"enabled": enabled}}]}})
+    };
+    let r = ecr_call(&srv, A_KEY, A_SECRET, "PutReplicationConfiguration", &rule(true).to_string()).await;
+    assert_eq!(r.status(), 400, "{}", r.describe());
+    assert_eq!(r.json()["__type"], "InvalidParameterException");
+    assert!(r.json()["message"].as_str().unwrap().contains("not image deletions"), "{}", r.describe());
+    let described = ecr(&srv, "DescribeRegistry", json!({})).await;
+    assert_eq!(described["replicationConfiguration"]["rules"], json!([]), "nothing stored: {described}");
+
+    let stored = ecr(&srv, "PutReplicationConfiguration", rule(false)).await;
+    assert_eq!(stored["replicationConfiguration"]["rules"][0]["destinations"][0]["region"], "eu-west-1");
+}
