@@ -36,6 +36,14 @@ impl UrlSigningKey {
         UrlSigningKey(key)
     }
 
+    /// A keyed hash of `text` under this installation's key: the same on every server of one
+    /// deployment (they share the master key it derives from), different across deployments.
+    pub(crate) fn keyed_hash(&self, text: &str) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(text.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     fn mac(&self, repo: &RepositoryName, digest: &Digest, expires_at: i64) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(format!("berth-layer-download\n{repo}\n{digest}\n{expires_at}").as_bytes());

@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Claim, ClaimedEvent, Event, EventKind, EventLog};
-use crate::{Registry, Result};
+use crate::{Registry, Result, UrlSigningKey};
 
 /// Events claimed at once per webhook, and how long a claim may take before another server
 /// presumes this one dead and sends them again (receivers see at least once, never less).
@@ -164,8 +164,15 @@ fn event_time(millis: i64) -> String {
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
 }
 
-/// The EventBridge `ECR Image Action` event for `event`.
-pub fn image_event(account: &str, region: &str, event: &Event, action: ImageAction, tag: Option<&str>) -> Value {
+/// The EventBridge `ECR Image Action` event for `event`, with the id [`event_id`] made.
+pub fn image_event(
+    account: &str,
+    region: &str,
+    id: &str,
+    event: &Event,
+    action: ImageAction,
+    tag: Option<&str>,
+) -> Value {
     let mut detail = Map::new();
     detail.insert("result".into(), json!("SUCCESS"));
     detail.insert("repository-name".into(), json!(event.repository));
@@ -184,7 +191,7 @@ pub fn image_event(account: &str, region: &str, event: &Event, action: ImageActi
     }
     json!({
         "version": "0",
-        "id": event_id(account, region, event.id),
+        "id": id,
         "detail-type": "ECR Image Action",
         "source": "aws.ecr",
         "account": account,
@@ -195,11 +202,11 @@ pub fn image_event(account: &str, region: &str, event: &Event, action: ImageActi
     })
 }
 
-/// A UUID derived from the registry and the event's number: the same on every attempt and for
-/// every webhook, different across registries.
-fn event_id(account: &str, region: &str, id: i64) -> String {
-    use sha2::Digest;
-    let hash = sha2::Sha256::digest(format!("berth-event:{account}:{region}:{id}"));
+/// A UUID derived from the registry and the event's number: the same on every attempt, for
+/// every webhook and from every server of the deployment, different across registries — keyed
+/// by the installation's key, since fresh registries share an account and region by default.
+pub fn event_id(key: &UrlSigningKey, account: &str, region: &str, id: i64) -> String {
+    let hash = key.keyed_hash(&format!("berth-event:{account}:{region}:{id}"));
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&hash[..16]);
     uuid::Builder::from_custom_bytes(bytes).into_uuid().to_string()
@@ -319,9 +326,10 @@ impl WebhookSender {
                 retry.push(event.id);
                 continue;
             }
-            let body = image_event(account, region, event, action, tag.as_deref()).to_string();
+            let id = event_id(&self.registry.config.url_signing_key, account, region, event.id);
+            let body = image_event(account, region, &id, event, action, tag.as_deref()).to_string();
             let outcome = tokio::select! {
-                outcome = self.post(webhook, &body, event) => Some(outcome),
+                outcome = self.post(webhook, &body, &id) => Some(outcome),
                 _ = stop.cancelled() => None,
             };
             match outcome {
@@ -345,14 +353,14 @@ impl WebhookSender {
     }
 
     /// One `POST`; anything but a 2xx answer within the webhook's timeout is a failure.
-    async fn post(&self, webhook: &Webhook, body: &str, event: &Event) -> Result<(), String> {
+    async fn post(&self, webhook: &Webhook, body: &str, id: &str) -> Result<(), String> {
         let answer = self
             .http
             .post(webhook.url.clone())
             .timeout(webhook.timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(SIGNATURE_HEADER, signature(&webhook.secret, body.as_bytes()))
-            .header(EVENT_ID_HEADER, event_id(&self.registry.config.account_id, &self.registry.config.region, event.id))
+            .header(EVENT_ID_HEADER, id)
             .body(body.to_owned())
             .send()
             .await
@@ -406,7 +414,10 @@ mod tests {
     #[test]
     fn events_have_ecr_image_action_shape() {
         let pushed = event(EventKind::TagSet, Some("latest"), "r1");
-        let body = image_event("123456789012", "us-west-2", &pushed, ImageAction::Push, Some("latest"));
+        let key = UrlSigningKey::random();
+        let id = |account: &str| event_id(&key, account, "us-west-2", pushed.id);
+        let body =
+            image_event("123456789012", "us-west-2", &id("123456789012"), &pushed, ImageAction::Push, Some("latest"));
         assert_eq!(body["detail-type"], "ECR Image Action");
         assert_eq!(body["source"], "aws.ecr");
         assert_eq!(body["time"], "2019-11-16T01:54:34Z");
@@ -417,8 +428,10 @@ mod tests {
                 "action-type": "PUSH", "image-tag": "latest",
                 "manifest-media-type": "application/vnd.oci.image.manifest.v1+json"})
         );
-        assert_eq!(body["id"], image_event("123456789012", "us-west-2", &pushed, ImageAction::Push, None)["id"]);
-        assert_ne!(body["id"], image_event("111111111111", "us-west-2", &pushed, ImageAction::Push, None)["id"]);
+        assert_eq!(body["id"], id("123456789012"), "the same on every attempt");
+        assert_ne!(body["id"], id("111111111111"));
+        let elsewhere = event_id(&UrlSigningKey::random(), "123456789012", "us-west-2", pushed.id);
+        assert_ne!(body["id"], elsewhere, "another installation with the same account and region");
     }
 
     #[test]
