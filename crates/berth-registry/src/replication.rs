@@ -466,9 +466,16 @@ impl Replicator {
             // Deleted here since: nothing left to send (deletes are not replicated).
             return Ok(());
         };
-        if let Some(tag) = tag {
-            // Where the tag pointed then; if it moved on since, its later event follows.
-            let reference = Reference::Tag(tag.clone());
+        let reference = tag.map(|tag| Reference::Tag(tag.clone()));
+        // Where the tag pointed then, unless it has moved on since here: its later event sets it
+        // (an event sent again after a crash must not move the destination's tag back).
+        let moved_on = match &reference {
+            Some(reference) => {
+                self.registry.stored_manifest(repository, reference).await?.is_some_and(|now| now.digest != *digest)
+            }
+            None => false,
+        };
+        if let (Some(tag), Some(reference), false) = (tag, reference, moved_on) {
             match destination.remote.put_manifest(repository, &reference, &media_type, bytes).await {
                 // An immutable tag there names another image: as on ECR, the image is replicated
                 // without the duplicated tag (it is there by digest already).
