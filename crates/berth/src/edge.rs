@@ -1,7 +1,9 @@
 //! The edge every request passes first: it makes the request's [`RequestContext`] (request id,
 //! client address — through trusted proxies only —, transport, user agent), returns the id as
 //! `X-Request-Id`, answers a handler's panic with a 500 naming that id, and writes the access
-//! log line, attributed to whoever the plane authenticated.
+//! log line, attributed to whoever the plane authenticated. It refuses, before any plane, what
+//! no plane should see: malformed requests, throttled clients, and `/v2/` requests for another
+//! account's ECR registry name.
 
 use std::future::Future;
 use std::net::IpAddr;

@@ -1,7 +1,8 @@
 //! The permissions page: who may pull, push, delete and manage this repository, and why. Every
-//! cell is the service's own decision for that user (its identity policies and the repository
-//! policy), with the statements that made it, so the page shows what the APIs would answer, not
-//! a second reading of the policies. The repository policy's statements are listed beside it.
+//! cell is the service's own decision for that user (its identity policies, the repository's
+//! and the registry's policy), with the statements that made it — to a visitor who may read
+//! those policies — so the page shows what the APIs would answer, not a second reading of the
+//! policies. The repository policy's statements are listed beside it.
 
 use askama::Template;
 use axum::response::Response;
