@@ -155,6 +155,18 @@ fn tagged_by_same_push(event: &Event, later: &[ClaimedEvent]) -> bool {
             .any(|e| e.kind == EventKind::TagSet && e.digest == event.digest && e.repository == event.repository)
 }
 
+/// Whether `event` (a manifest's deletion) follows in `earlier` its last tag's removal by the
+/// same request: a delete by that tag, already reported as one DELETE naming it.
+fn deleted_after_its_tag(event: &Event, earlier: &[ClaimedEvent]) -> bool {
+    event.kind == EventKind::ManifestDeleted
+        && earlier
+            .iter()
+            .rev()
+            .map(|c| &c.event)
+            .take_while(|e| e.request_id == event.request_id)
+            .any(|e| e.kind == EventKind::TagDeleted && e.digest == event.digest && e.repository == event.repository)
+}
+
 /// RFC 3339 UTC to the second, as EventBridge's `time`.
 fn event_time(millis: i64) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
@@ -317,7 +329,7 @@ impl WebhookSender {
                 delivered.push(event.id);
                 continue;
             };
-            if tagged_by_same_push(event, &claim.events[i + 1..]) {
+            if tagged_by_same_push(event, &claim.events[i + 1..]) || deleted_after_its_tag(event, &claim.events[..i]) {
                 delivered.push(event.id);
                 continue;
             }
@@ -441,6 +453,15 @@ mod tests {
         assert!(tagged_by_same_push(&manifest, &[claimed(event(EventKind::TagSet, Some("v1"), "r1"))]));
         assert!(!tagged_by_same_push(&manifest, &[claimed(event(EventKind::TagSet, Some("v1"), "r2"))]));
         assert!(!tagged_by_same_push(&manifest, &[]), "a push by digest");
+    }
+
+    #[test]
+    fn a_delete_by_the_last_tag_is_one_event() {
+        let deleted = event(EventKind::ManifestDeleted, None, "r1");
+        let claimed = |e: Event| ClaimedEvent { event: e, attempt: 1 };
+        assert!(deleted_after_its_tag(&deleted, &[claimed(event(EventKind::TagDeleted, Some("v1"), "r1"))]));
+        assert!(!deleted_after_its_tag(&deleted, &[claimed(event(EventKind::TagDeleted, Some("v1"), "r0"))]));
+        assert!(!deleted_after_its_tag(&deleted, &[]), "a delete by digest");
     }
 
     #[test]
