@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Claim, ClaimedEvent, Event, EventKind, EventLog};
-use crate::{Registry, Result, UrlSigningKey};
+use crate::{Registry, Result, UrlSigningKey, now_millis};
 
 /// Events claimed at once per webhook, and how long a claim may take before another server
 /// presumes this one dead and sends them again (receivers see at least once, never less).
@@ -156,15 +156,28 @@ fn tagged_by_same_push(event: &Event, later: &[ClaimedEvent]) -> bool {
 }
 
 /// Whether `event` (a manifest's deletion) follows in `earlier` its last tag's removal by the
-/// same request: a delete by that tag, already reported as one DELETE naming it.
+/// same request: a delete by that tag, already reported as one DELETE naming it. The two are
+/// separate commits, so other requests' events may come between.
 fn deleted_after_its_tag(event: &Event, earlier: &[ClaimedEvent]) -> bool {
     event.kind == EventKind::ManifestDeleted
-        && earlier
-            .iter()
-            .rev()
-            .map(|c| &c.event)
-            .take_while(|e| e.request_id == event.request_id)
-            .any(|e| e.kind == EventKind::TagDeleted && e.digest == event.digest && e.repository == event.repository)
+        && earlier.iter().map(|c| &c.event).any(|e| {
+            e.request_id == event.request_id
+                && e.kind == EventKind::TagDeleted
+                && e.digest == event.digest
+                && e.repository == event.repository
+        })
+}
+
+/// How long an event that may have a follower waits for it (see [`awaits_follower`]).
+const FOLLOWER_WAIT: Duration = Duration::from_millis(200);
+
+/// Whether `event` is a fresh manifest push or tag removal with nothing of its request after it
+/// in this batch: a push by tag or a delete by the last tag writes a second event a moment
+/// later, which [`tagged_by_same_push`] and [`deleted_after_its_tag`] fold into one.
+fn awaits_follower(event: &Event, later: &[ClaimedEvent], now: i64) -> bool {
+    matches!(event.kind, EventKind::ManifestPushed | EventKind::TagDeleted)
+        && now.saturating_sub(event.occurred_at) < 1_000
+        && !later.iter().any(|c| c.event.request_id == event.request_id)
 }
 
 /// RFC 3339 UTC to the second, as EventBridge's `time`.
@@ -329,6 +342,14 @@ impl WebhookSender {
                 delivered.push(event.id);
                 continue;
             };
+            // A request's second event may not have been committed when this batch was claimed:
+            // one that may have a follower waits for it once, so the pair still makes one event.
+            if claimed.attempt == 1 && awaits_follower(event, &claim.events[i + 1..], now_millis()) {
+                stopped.insert(&event.repository);
+                retry.push(event.id);
+                backoff = backoff.max(FOLLOWER_WAIT);
+                continue;
+            }
             if tagged_by_same_push(event, &claim.events[i + 1..]) || deleted_after_its_tag(event, &claim.events[..i]) {
                 delivered.push(event.id);
                 continue;
@@ -456,12 +477,27 @@ mod tests {
     }
 
     #[test]
+    fn a_fresh_event_of_a_request_that_may_write_another_waits_for_it_once() {
+        let claimed = |e: Event| ClaimedEvent { event: e, attempt: 1 };
+        let pushed = event(EventKind::ManifestPushed, None, "r1");
+        let now = pushed.occurred_at + 10;
+        assert!(awaits_follower(&pushed, &[], now));
+        assert!(!awaits_follower(&pushed, &[claimed(event(EventKind::TagSet, Some("v1"), "r1"))], now));
+        assert!(!awaits_follower(&pushed, &[], pushed.occurred_at + 5_000), "an old event goes as it is");
+        assert!(awaits_follower(&event(EventKind::TagDeleted, Some("v1"), "r1"), &[], now));
+        assert!(!awaits_follower(&event(EventKind::TagSet, Some("v1"), "r1"), &[], now));
+    }
+
+    #[test]
     fn a_delete_by_the_last_tag_is_one_event() {
         let deleted = event(EventKind::ManifestDeleted, None, "r1");
         let claimed = |e: Event| ClaimedEvent { event: e, attempt: 1 };
         assert!(deleted_after_its_tag(&deleted, &[claimed(event(EventKind::TagDeleted, Some("v1"), "r1"))]));
         assert!(!deleted_after_its_tag(&deleted, &[claimed(event(EventKind::TagDeleted, Some("v1"), "r0"))]));
         assert!(!deleted_after_its_tag(&deleted, &[]), "a delete by digest");
+        let between =
+            [claimed(event(EventKind::TagDeleted, Some("v1"), "r1")), claimed(event(EventKind::TagSet, None, "r9"))];
+        assert!(deleted_after_its_tag(&deleted, &between), "another request's event in between");
     }
 
     #[test]
