@@ -211,15 +211,17 @@ impl Registry {
             statuses.iter().any(|s| s.region == d.region && s.registry_id == d.registry_id)
         };
         for destination in destinations {
+            // What the destination's replicator recorded stands, mapped or not any more.
+            if reported(destination, &statuses) {
+                continue;
+            }
             let (status, failure_code) = if !self.maps(destination) {
                 let failure = format!(
                     "DESTINATION_NOT_CONFIGURED: this server has no registry URL and credentials for \
                      {destination} (a [[replication.destinations]] entry in its configuration file)"
                 );
                 (ReplicationState::Failed, Some(failure))
-            } else if !reported(destination, &statuses)
-                && self.meta.awaits_delivery(&Replicator::consumer(destination), repo, digest).await?
-            {
+            } else if self.meta.awaits_delivery(&Replicator::consumer(destination), repo, digest).await? {
                 (ReplicationState::InProgress, None)
             } else {
                 continue;

@@ -282,13 +282,16 @@ async fn replicates_prod_images_to_two_registries_across_outages_and_bad_keys() 
     assert_eq!(wait_for_manifest(&c, "prod/app", "v2").await, v2.digest);
     expect_manifest(&c, "prod/app", "v2", OCI_MANIFEST, &v2.manifest, &v2.digest).await;
     wait_for_status(&a, "prod/app", &v2.digest, "eu-west-2", "COMPLETE").await;
-    assert_eq!(
-        statuses(&a, "prod/app", &v2.digest).await,
-        vec![
-            ("eu-west-1".to_owned(), "COMPLETE".to_owned(), None),
-            ("eu-west-2".to_owned(), "COMPLETE".to_owned(), None)
-        ]
-    );
+    let both_complete = vec![
+        ("eu-west-1".to_owned(), "COMPLETE".to_owned(), None),
+        ("eu-west-2".to_owned(), "COMPLETE".to_owned(), None),
+    ];
+    assert_eq!(statuses(&a, "prod/app", &v2.digest).await, both_complete);
+
+    // C's entry leaves A's configuration file: what C received stays its status, once.
+    std::fs::write(&config, destination_entry("eu-west-1", B_ID, b_port, B_KEY, B_SECRET)).unwrap();
+    a.restart_with(source_launch(&config));
+    assert_eq!(statuses(&a, "prod/app", &v2.digest).await, both_complete);
 }
 
 /// As on ECR, a tag the destination holds immutable on another image is left out: the image is
