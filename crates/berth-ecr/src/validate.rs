@@ -319,10 +319,8 @@ impl FromStr for RepositoryArn {
             return Err(bad());
         };
         let name = resource.strip_prefix("repository/").ok_or_else(bad)?;
-        let region_ok =
-            !region.is_empty() && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         // Berth's ARNs are all in the `aws` partition (`RepositoryArn::new`).
-        if partition != "aws" || !region_ok || registry_id("resourceArn", account).is_err() {
+        if partition != "aws" || !crate::names::is_region(region) || registry_id("resourceArn", account).is_err() {
             return Err(bad());
         }
         repository_name("resourceArn", name).map_err(|_| bad())?;
@@ -603,8 +601,7 @@ impl Validate for PutReplicationConfigurationRequest {
             for (j, destination) in rule.destinations.iter().enumerate() {
                 let member = format!("{}.region", element(&at("destinations"), j, ""));
                 length(&member, &destination.region, 2, 25)?;
-                let ok = destination.region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-                pattern(&member, ok, "[0-9a-z-]{2,25}")?;
+                pattern(&member, crate::names::is_region(&destination.region), "[0-9a-z-]{2,25}")?;
                 registry_id(&format!("{}.registryId", element(&at("destinations"), j, "")), &destination.registry_id)?;
             }
             if let Some(filters) = &rule.repository_filters {
