@@ -425,6 +425,11 @@ mod tests {
     use super::*;
     use berth_spec::Digest;
 
+    /// `event` as claimed for its first attempt.
+    fn claimed(event: Event) -> ClaimedEvent {
+        ClaimedEvent { event, attempt: 1 }
+    }
+
     fn event(kind: EventKind, tag: Option<&str>, request: &str) -> Event {
         Event {
             id: 7,
@@ -470,7 +475,6 @@ mod tests {
     #[test]
     fn a_push_by_tag_is_one_event() {
         let manifest = event(EventKind::ManifestPushed, None, "r1");
-        let claimed = |e: Event| ClaimedEvent { event: e, attempt: 1 };
         assert!(tagged_by_same_push(&manifest, &[claimed(event(EventKind::TagSet, Some("v1"), "r1"))]));
         assert!(!tagged_by_same_push(&manifest, &[claimed(event(EventKind::TagSet, Some("v1"), "r2"))]));
         assert!(!tagged_by_same_push(&manifest, &[]), "a push by digest");
@@ -478,7 +482,6 @@ mod tests {
 
     #[test]
     fn a_fresh_event_of_a_request_that_may_write_another_waits_for_it_once() {
-        let claimed = |e: Event| ClaimedEvent { event: e, attempt: 1 };
         let pushed = event(EventKind::ManifestPushed, None, "r1");
         let now = pushed.occurred_at + 10;
         assert!(awaits_follower(&pushed, &[], now));
@@ -491,7 +494,6 @@ mod tests {
     #[test]
     fn a_delete_by_the_last_tag_is_one_event() {
         let deleted = event(EventKind::ManifestDeleted, None, "r1");
-        let claimed = |e: Event| ClaimedEvent { event: e, attempt: 1 };
         assert!(deleted_after_its_tag(&deleted, &[claimed(event(EventKind::TagDeleted, Some("v1"), "r1"))]));
         assert!(!deleted_after_its_tag(&deleted, &[claimed(event(EventKind::TagDeleted, Some("v1"), "r0"))]));
         assert!(!deleted_after_its_tag(&deleted, &[]), "a delete by digest");
