@@ -13,6 +13,30 @@ pub use berth_meta::{ClaimedEvent, ConsumerRecord, ConsumerRemoval, Event, Event
 
 use crate::{Result, now_millis};
 
+/// Whether `event` (a manifest's arrival) is followed in `later` by a tag set on it by the same
+/// request: a push by tag, which ECR reports as one PUSH naming the tag.
+pub(crate) fn tagged_by_same_push(event: &Event, later: &[ClaimedEvent]) -> bool {
+    event.kind == EventKind::ManifestPushed
+        && later
+            .iter()
+            .map(|c| &c.event)
+            .take_while(|e| e.request_id == event.request_id)
+            .any(|e| e.kind == EventKind::TagSet && e.digest == event.digest && e.repository == event.repository)
+}
+
+/// How long an event that may have a follower waits for it (see [`awaits_follower`]).
+pub(crate) const FOLLOWER_WAIT: Duration = Duration::from_millis(200);
+
+/// Whether `event` is a fresh manifest push or tag removal with nothing of its request after it
+/// in this batch: a push by tag or a delete by the last tag writes a second event a moment
+/// later, which consumers fold into one (a push by tag is one image push; webhooks also
+/// fold a delete by the last tag into one DELETE).
+pub(crate) fn awaits_follower(event: &Event, later: &[ClaimedEvent], now: i64) -> bool {
+    matches!(event.kind, EventKind::ManifestPushed | EventKind::TagDeleted)
+        && now.saturating_sub(event.occurred_at) < 1_000
+        && !later.iter().any(|c| c.event.request_id == event.request_id)
+}
+
 /// Delivered events are kept this long (for audit reads) before maintenance prunes them.
 pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 

@@ -14,7 +14,8 @@
 //! a repository a rule sends there, pushes the image in a pullable order: a referrer's subject
 //! first, an index's children first, a manifest's blobs first (skipped when the destination has
 //! them: HEAD, else a cross-repository mount from a repository replicated there too), then the
-//! manifest by digest and finally the tag. Everything is keyed by digest, so a repeated delivery
+//! manifest itself, by its tag if the event sets one (one push at the destination, as ECR's
+//! replicas record), else by digest. Everything is keyed by digest, so a repeated delivery
 //! (after a crash or an expired lease) changes nothing at the destination. A failed event is
 //! released with the later events of its repository and retried with exponential backoff; the
 //! image's status at the destination reads FAILED with the reason until a retry succeeds. A tag
@@ -35,7 +36,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{ClaimedEvent, EventKind, EventLog};
+use crate::events::{ClaimedEvent, EventKind, EventLog, FOLLOWER_WAIT, awaits_follower, tagged_by_same_push};
 use crate::{Registry, RegistryError, Result, now_millis};
 
 /// The `User-Agent` of replication pushes. A destination Berth treats a push that sends it as
@@ -397,14 +398,26 @@ impl Replicator {
         let mut retry = Vec::new();
         let mut stopped: HashSet<String> = HashSet::new();
         let mut backoff = Duration::ZERO;
-        for claimed in &claim.events {
+        for (i, claimed) in claim.events.iter().enumerate() {
             let event = &claimed.event;
             let Some(target) = Target::of(&configuration, destination, claimed) else {
                 delivered.push(event.id);
                 continue;
             };
+            // A push by tag is sent once, with its tag: its manifest's arrival goes with the tag
+            // event that follows it (waited for once, as it may not have been committed yet).
+            let later = &claim.events[i + 1..];
+            let awaits_tag = claimed.attempt == 1 && awaits_follower(event, later, now_millis());
+            if tagged_by_same_push(event, later) && !stopped.contains(&event.repository) {
+                delivered.push(event.id);
+                continue;
+            }
             // A repository's later events wait behind its failed one, in order.
-            if stopped.contains(&event.repository) || stop.is_cancelled() {
+            if awaits_tag || stopped.contains(&event.repository) || stop.is_cancelled() {
+                if awaits_tag {
+                    stopped.insert(event.repository.clone());
+                    backoff = backoff.max(FOLLOWER_WAIT);
+                }
                 if claimed.attempt == 1 {
                     self.set_status(&target, &destination.id, ReplicationState::InProgress, None).await;
                 }
@@ -464,58 +477,46 @@ impl Replicator {
         digest: &Digest,
         tag: Option<&Tag>,
     ) -> Result<(), Failure> {
-        let Some((bytes, media_type)) = self.push_manifest(destination, repository, digest, 0).await? else {
-            // Deleted here since: nothing left to send (deletes are not replicated).
-            return Ok(());
-        };
-        let reference = tag.map(|tag| Reference::Tag(tag.clone()));
         // Where the tag pointed then, unless it has moved on since here: its later event sets it
         // (an event sent again after a crash must not move the destination's tag back).
-        let moved_on = match &reference {
-            Some(reference) => {
-                self.registry.stored_manifest(repository, reference).await?.is_some_and(|now| now.digest != *digest)
+        let tag = match tag {
+            Some(tag) => {
+                let now = self.registry.stored_manifest(repository, &Reference::Tag(tag.clone())).await?;
+                now.is_none_or(|now| now.digest == *digest).then_some(tag)
             }
-            None => false,
+            None => None,
         };
-        if let (Some(tag), Some(reference), false) = (tag, reference, moved_on) {
-            match destination.remote.put_manifest(repository, &reference, &media_type, bytes).await {
-                // An immutable tag there names another image: as on ECR, the image is replicated
-                // without the duplicated tag (it is there by digest already).
-                Err(berth_remote::Error::Upstream { status: 400, code: Some(code), message })
-                    if code == "TAG_INVALID" =>
-                {
-                    tracing::info!(destination = %destination.id, %repository, %tag, %message,
-                        "replicated without the tag, which the destination holds immutable");
-                }
-                tagged => {
-                    tagged?;
-                }
-            }
-        }
+        // Deleted here since (`false`): nothing left to send, as deletes are not replicated.
+        self.push_manifest(destination, repository, digest, tag, 0).await?;
         Ok(())
     }
 
-    /// Makes `digest` (with everything it needs) exist at the destination; returns its bytes and
-    /// media type, or `None` if this registry no longer has it.
+    /// Makes `digest` (with everything it needs) exist at the destination, under `tag` too if
+    /// given; `false` if this registry no longer has it. A new tagged image arrives in one
+    /// manifest push, by tag, so the destination records one push of it (as ECR's replicas do).
     fn push_manifest<'a>(
         &'a self,
         destination: &'a Destination,
         repository: &'a RepositoryName,
         digest: &'a Digest,
+        tag: Option<&'a Tag>,
         depth: usize,
-    ) -> BoxFuture<'a, Result<Option<(Bytes, String)>, Failure>> {
+    ) -> BoxFuture<'a, Result<bool, Failure>> {
         async move {
             let reference = Reference::Digest(digest.clone());
             let record = match self.registry.pull_manifest_of_any_class(&self.ctx(), repository, &reference).await {
                 Ok(record) => record,
-                Err(RegistryError::ManifestUnknown(_) | RegistryError::NameUnknown(_)) => return Ok(None),
+                Err(RegistryError::ManifestUnknown(_) | RegistryError::NameUnknown(_)) => return Ok(false),
                 Err(e) => return Err(e.into()),
             };
             let bytes = Bytes::copy_from_slice(&record.content);
-            let media_type = record.media_type.clone();
+            let media_type = record.media_type.as_str();
             // Present there: by the destination's own invariants, so is everything it needs.
             if destination.remote.head_manifest(repository, &reference).await.is_ok() {
-                return Ok(Some((bytes, media_type)));
+                if let Some(tag) = tag {
+                    self.put_tagged(destination, repository, tag, media_type, bytes, None).await?;
+                }
+                return Ok(true);
             }
             if depth > MAX_DEPTH {
                 return Err(Failure::source(format!("manifests nest deeper than {MAX_DEPTH} levels")));
@@ -524,18 +525,50 @@ impl Replicator {
                 .map_err(|e| Failure::source(format!("stored manifest {digest} does not parse: {e}")))?;
             if let Some(subject) = &manifest.subject {
                 // A referrer after its subject (which may have been deleted here: then it goes alone).
-                self.push_manifest(destination, repository, &subject.digest, depth + 1).await?;
+                self.push_manifest(destination, repository, &subject.digest, None, depth + 1).await?;
             }
             for child in &manifest.manifests {
-                self.push_manifest(destination, repository, &child.digest, depth + 1).await?;
+                self.push_manifest(destination, repository, &child.digest, None, depth + 1).await?;
             }
             for blob in manifest.required_blobs() {
                 self.push_blob(destination, repository, blob).await?;
             }
-            destination.remote.put_manifest(repository, &reference, &media_type, bytes.clone()).await?;
-            Ok(Some((bytes, media_type)))
+            match tag {
+                Some(tag) => self.put_tagged(destination, repository, tag, media_type, bytes, Some(digest)).await?,
+                None => {
+                    destination.remote.put_manifest(repository, &reference, media_type, bytes).await?;
+                }
+            }
+            Ok(true)
         }
         .boxed()
+    }
+
+    /// Puts the manifest at the destination by `tag`. Where an immutable tag there names another
+    /// image, the image is replicated without it, as on ECR: by digest (`or_by_digest`, when it is
+    /// not there yet).
+    async fn put_tagged(
+        &self,
+        destination: &Destination,
+        repository: &RepositoryName,
+        tag: &Tag,
+        media_type: &str,
+        bytes: Bytes,
+        or_by_digest: Option<&Digest>,
+    ) -> Result<(), Failure> {
+        let by_tag = Reference::Tag(tag.clone());
+        match destination.remote.put_manifest(repository, &by_tag, media_type, bytes.clone()).await {
+            Err(berth_remote::Error::Upstream { status: 400, code: Some(code), message }) if code == "TAG_INVALID" => {
+                tracing::info!(destination = %destination.id, %repository, %tag, %message,
+                    "replicated without the tag, which the destination holds immutable");
+                if let Some(digest) = or_by_digest {
+                    let by_digest = Reference::Digest(digest.clone());
+                    destination.remote.put_manifest(repository, &by_digest, media_type, bytes).await?;
+                }
+                Ok(())
+            }
+            tagged => tagged.map(drop).map_err(Failure::from),
+        }
     }
 
     /// Makes the blob exist in `repository` at the destination: already there, mounted from

@@ -22,7 +22,9 @@ use hmac::{KeyInit, Mac};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{Claim, ClaimedEvent, Event, EventKind, EventLog};
+use crate::events::{
+    Claim, ClaimedEvent, Event, EventKind, EventLog, FOLLOWER_WAIT, awaits_follower, tagged_by_same_push,
+};
 use crate::{Registry, Result, UrlSigningKey, now_millis};
 
 /// Events claimed at once per webhook, and how long a claim may take before another server
@@ -144,17 +146,6 @@ fn image_action(event: &Event) -> Option<(ImageAction, Option<String>)> {
     }
 }
 
-/// Whether `event` (a manifest's arrival) is followed in `later` by a tag set on it by the same
-/// request: a push by tag, which ECR reports as one PUSH naming the tag.
-fn tagged_by_same_push(event: &Event, later: &[ClaimedEvent]) -> bool {
-    event.kind == EventKind::ManifestPushed
-        && later
-            .iter()
-            .map(|c| &c.event)
-            .take_while(|e| e.request_id == event.request_id)
-            .any(|e| e.kind == EventKind::TagSet && e.digest == event.digest && e.repository == event.repository)
-}
-
 /// Whether `event` (a manifest's deletion) follows in `earlier` its last tag's removal by the
 /// same request: a delete by that tag, already reported as one DELETE naming it. The two are
 /// separate commits, so other requests' events may come between.
@@ -166,18 +157,6 @@ fn deleted_after_its_tag(event: &Event, earlier: &[ClaimedEvent]) -> bool {
                 && e.digest == event.digest
                 && e.repository == event.repository
         })
-}
-
-/// How long an event that may have a follower waits for it (see [`awaits_follower`]).
-const FOLLOWER_WAIT: Duration = Duration::from_millis(200);
-
-/// Whether `event` is a fresh manifest push or tag removal with nothing of its request after it
-/// in this batch: a push by tag or a delete by the last tag writes a second event a moment
-/// later, which [`tagged_by_same_push`] and [`deleted_after_its_tag`] fold into one.
-fn awaits_follower(event: &Event, later: &[ClaimedEvent], now: i64) -> bool {
-    matches!(event.kind, EventKind::ManifestPushed | EventKind::TagDeleted)
-        && now.saturating_sub(event.occurred_at) < 1_000
-        && !later.iter().any(|c| c.event.request_id == event.request_id)
 }
 
 /// RFC 3339 UTC to the second, as EventBridge's `time`.

@@ -330,6 +330,46 @@ async fn a_refused_image_stays_failed_an_immutable_tag_is_left_out_and_later_pus
     assert!(failure.starts_with("DESTINATION_REFUSED") && failure.contains("MANIFEST_BLOB_UNKNOWN"), "{failure}");
 }
 
+/// A tagged image arrives at the destination in one manifest push, by its tag, so the
+/// destination's audit trail (and its webhooks) record one push of it, as ECR's replicas do.
+#[tokio::test]
+async fn a_tagged_image_arrives_in_one_manifest_push() {
+    let (b_port, _) = free_ports();
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("b-audit.jsonl");
+    let b = Launch::new()
+        .listen(&format!("127.0.0.1:{b_port}"))
+        .root_keys(B_KEY, B_SECRET)
+        .args(&["--audit-log", audit.to_str().unwrap()])
+        .start();
+    let config = dir.path().join("a.toml");
+    std::fs::write(&config, destination_entry("eu-west-1", B_ID, b_port, B_KEY, B_SECRET)).unwrap();
+    let a = source_launch(&config).start();
+    let rule = json!({"replicationConfiguration": {"rules": [{
+        "destinations": [{"region": "eu-west-1", "registryId": B_ID}]}]}});
+    ecr(&a, "PutReplicationConfiguration", rule).await;
+
+    let image = push_image(&a, "prod/app", Some("v1")).await;
+    wait_for_status(&a, "prod/app", &image.digest, "eu-west-1", "COMPLETE").await;
+    assert_eq!(wait_for_manifest(&b, "prod/app", "v1").await, image.digest);
+    let manifest_puts = || {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        text.lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .filter(|record| record["eventName"] == "PutImage")
+            .map(|record| record["requestParameters"].clone())
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + WAIT;
+    while manifest_puts().is_empty() {
+        assert!(Instant::now() < deadline, "B's audit trail never recorded the push");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let puts = manifest_puts();
+    assert_eq!(puts.len(), 1, "one manifest push at B: {puts:?}");
+    assert_eq!(puts[0]["imageTag"], "v1", "{puts:?}");
+}
+
 /// As on ECR, an image is replicated once per push, never onward: A replicates to B and B to C;
 /// what B receives from A goes no further, while what is pushed to B itself reaches C.
 #[tokio::test]
