@@ -223,7 +223,15 @@ impl Authenticator {
 
     async fn with_access_key(&self, access_key_id: &str, secret: &str) -> Result<Identity, AuthError> {
         let Some(key) = self.identities.access_key(access_key_id).await.map_err(AuthError::Unavailable)? else {
-            tracing::warn!(access_key_id = ?loggable(access_key_id), "login failed: unknown or inactive access key id");
+            if key_id_shaped(access_key_id) {
+                tracing::warn!(access_key_id, "login failed: unknown or inactive access key id");
+            } else {
+                // Not a key id: often the secret, or a token, typed into the user field.
+                tracing::warn!(
+                    length = access_key_id.len(),
+                    "login failed: the user name is not shaped like an access key id (not logged)"
+                );
+            }
             return Err(AuthError::InvalidCredentials);
         };
         if bool::from(key.secret_access_key.as_bytes().ct_eq(secret.as_bytes())) {
@@ -235,13 +243,13 @@ impl Authenticator {
     }
 }
 
-/// Unknown ids come from the client: bounded, and logged with `Debug` so control characters are
-/// escaped.
-fn loggable(untrusted: &str) -> &str {
-    match untrusted.char_indices().nth(128) {
-        Some((end, _)) => &untrusted[..end],
-        None => untrusted,
-    }
+/// Whether a presented key id may be written down (log, audit trail): only what has AWS's
+/// key-id form (`AKIA` or `ASIA`, then capital letters and digits, 16–128 in all; Berth's own
+/// keys have it), so a secret or token typed into the user field never reaches either.
+pub fn key_id_shaped(key: &str) -> bool {
+    (16..=128).contains(&key.len())
+        && (key.starts_with("AKIA") || key.starts_with("ASIA"))
+        && key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 /// The access key id a request presents (HTTP Basic's user, or a SigV4 `Credential=` scope),
@@ -423,8 +431,19 @@ mod tests {
     }
 
     #[test]
-    fn long_untrusted_ids_are_cut_for_logs() {
-        assert_eq!(loggable("AKIA"), "AKIA");
-        assert_eq!(loggable(&"é".repeat(200)).chars().count(), 128);
+    fn only_key_id_shaped_values_are_written_down() {
+        for kept in ["AKIAIOSFODNN7EXAMPLE", "ASIAXYZ0123456789ABC", "AKIAOPSTESTROOT00001"] {
+            assert!(key_id_shaped(kept), "{kept}");
+        }
+        for dropped in [
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", // a secret in the user field
+            "SECRETINCAPITALS0123456789",               // capitals, but not a key id's form
+            "AKIAshort",
+            "akiaiosfodnn7example",
+            "AKIA-IOSFODNN7-EXAMPLE",
+            "",
+        ] {
+            assert!(!key_id_shaped(dropped), "{dropped}");
+        }
     }
 }

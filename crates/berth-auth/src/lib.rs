@@ -18,7 +18,8 @@ use std::path::PathBuf;
 use berth_meta::{MetaError, Millis};
 
 pub use authn::{
-    AuthError, AuthMode, Authenticator, CHALLENGE, REALM, TOKEN_USER, identity_of, presented_access_key_id,
+    AuthError, AuthMode, Authenticator, CHALLENGE, REALM, TOKEN_USER, identity_of, key_id_shaped,
+    presented_access_key_id,
 };
 /// The identity policies users hold, and their keys' states, are stored with them.
 pub use berth_meta::{AccessKeyStatus, UserPolicy};

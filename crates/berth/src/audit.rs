@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use std::time::SystemTime;
 
 use axum::http::StatusCode;
+use berth_auth::key_id_shaped;
 use berth_iam::{Identity, RequestContext, Served};
 use serde_json::{Value, json};
 
@@ -134,15 +135,6 @@ impl AuditLog {
     }
 }
 
-/// Whether a presented key id is written down: only what has AWS's key-id form (`AKIA` or
-/// `ASIA`, then capital letters and digits, 16–128 in all; Berth's own keys have it), so a
-/// secret typed into the user field never reaches the trail.
-fn key_id_shaped(key: &str) -> bool {
-    (16..=128).contains(&key.len())
-        && (key.starts_with("AKIA") || key.starts_with("ASIA"))
-        && key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-}
-
 /// Where lines are written; a file rotates when a line would take it past `max_bytes`.
 enum Sink {
     Stdout,
@@ -249,23 +241,6 @@ mod tests {
             assert!(rotated.lines().all(|l| l == line));
         }
         assert!(!dir.path().join("audit.log.4").exists());
-    }
-
-    #[test]
-    fn only_key_id_shaped_values_are_written_down() {
-        for kept in ["AKIAIOSFODNN7EXAMPLE", "ASIAXYZ0123456789ABC", "AKIAOPSTESTROOT00001"] {
-            assert!(super::key_id_shaped(kept), "{kept}");
-        }
-        for dropped in [
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", // a secret in the user field
-            "SECRETINCAPITALS0123456789",               // capitals, but not a key id's form
-            "AKIAshort",
-            "akiaiosfodnn7example",
-            "AKIA-IOSFODNN7-EXAMPLE",
-            "",
-        ] {
-            assert!(!super::key_id_shaped(dropped), "{dropped}");
-        }
     }
 
     #[test]

@@ -195,6 +195,9 @@ async fn wrong_credentials_get_401_and_change_nothing() {
         ("secret with a character appended", basic(ROOT_KEY_ID, &format!("{ROOT_SECRET}x"))),
         ("unknown access key id", basic("AKIAUNKNOWNKEY000000", ROOT_SECRET)),
         ("token under a user name other than AWS", basic("root", &token)),
+        // `docker login -u <secret> -p <key id>`: the secret arrives where the key id belongs.
+        ("key id and secret swapped", basic(ROOT_SECRET, ROOT_KEY_ID)),
+        ("token in the user field", basic(&token, "x")),
     ];
     for (label, authorization) in &wrong {
         let r = send(client_with(authorization).get(srv.url("/v2/"))).await;
