@@ -266,19 +266,16 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 
     // The ready line comes last: every setting that can fail has been applied.
     tracing::info!(data_dir = %config.data_dir.display(), tls = tls.is_some(), "serving");
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        for (port, local) in ports.iter().zip(&locals) {
-            if port.plain_http {
-                writeln!(out, "berth listening on http://{local}")?;
-            }
-            if tls.is_some() {
-                writeln!(out, "berth listening on https://{local}")?;
-            }
+    let mut ready_lines = String::new();
+    for (port, local) in ports.iter().zip(&locals) {
+        if port.plain_http {
+            ready_lines.push_str(&format!("berth listening on http://{local}\n"));
         }
-        out.flush()?;
+        if tls.is_some() {
+            ready_lines.push_str(&format!("berth listening on https://{local}\n"));
+        }
     }
+    announce(&config, &ready_lines)?;
     let server = listener::Listener { tls, limits };
     server.serve(ports, app, shutdown_signal()).await?;
     // Replicators and webhook senders give back what they claimed, so the next start (or another server) resumes
@@ -389,6 +386,21 @@ impl SecretOpener for SealedUpstreamSecrets {
     }
 }
 
+/// Writes lines meant for the operator (ready lines, generated credentials) to stdout, or to
+/// stderr when the audit trail takes stdout (`--audit-log -`), which then holds its JSON only.
+fn announce(config: &ServeConfig, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    if matches!(config.audit, Some(crate::audit::AuditTarget::Stdout)) {
+        let mut err = std::io::stderr().lock();
+        err.write_all(text.as_bytes())?;
+        err.flush()
+    } else {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        out.flush()
+    }
+}
+
 async fn authentication(
     config: &ServeConfig,
     meta: Arc<dyn MetadataStore>,
@@ -400,11 +412,12 @@ async fn authentication(
     if let RootBootstrap::Generated { credentials, file } =
         identities.bootstrap_root(&config.data_dir, root_keys).await.context("setting up the root user")?
     {
-        println!(
-            "berth: generated root credentials (shown once; also in {}): {}",
+        let line = format!(
+            "berth: generated root credentials (shown once; also in {}): {}\n",
             file.display(),
             serde_json::to_string(&credentials)?
         );
+        announce(config, &line)?;
     }
     let mode = if config.no_auth {
         tracing::warn!("authentication is off (--no-auth): anyone who can reach this port can push and delete");

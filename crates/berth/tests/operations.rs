@@ -315,3 +315,46 @@ async fn a_second_server_on_a_sqlite_data_dir_is_refused() {
     srv.restart();
     send(srv.get("/v2/")).await.expect_status(200);
 }
+
+/// `--audit-log -` makes stdout the audit trail: JSON records only. The ready line and the root
+/// credentials a first start generates go to stderr instead.
+#[test]
+fn an_audit_trail_on_stdout_holds_only_its_records() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--audit-log", "-", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env_remove("BERTH_ROOT_ACCESS_KEY_ID")
+        .env_remove("BERTH_ROOT_SECRET_ACCESS_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut told = Vec::new();
+    while !told.iter().any(|l: &String| l.starts_with("berth listening on http://")) {
+        told.push(stderr.next().expect("berth exited before its ready line").unwrap());
+    }
+    assert!(told.iter().any(|l| l.contains("generated root credentials")), "{told:?}");
+    // A refused push: one audit record.
+    let refused = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut stream| {
+        use std::io::{Read, Write};
+        stream.write_all(
+            b"POST /v2/ops/app/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    });
+    assert!(refused.unwrap().starts_with("HTTP/1.1 401"));
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill has no memory-safety preconditions; the child is ours and still running.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let records: Vec<Value> = stdout.lines().map(|line| serde_json::from_str(line).expect(line)).collect();
+    assert!(records.iter().any(|r| r["eventName"] == "InitiateLayerUpload"), "{stdout}");
+}
