@@ -611,3 +611,68 @@ async fn a_push_claiming_replication_needs_replicate_image() {
     eventually("the replication claim is allowed", async || put(Some("berth-replication/0.1")).await.status() == 201)
         .await;
 }
+
+/// A creation template acts later for whoever pushes, so making one needs what it would do: as
+/// AWS documents, `ecr:CreateRepository`, plus `ecr:PutLifecyclePolicy` / `ecr:SetRepositoryPolicy`
+/// for the policies it carries, on the repositories its prefix covers. A user allowed only the
+/// template actions cannot plant a policy granting themself every repository pushed later.
+#[tokio::test]
+async fn a_creation_template_needs_the_permissions_it_would_exercise() {
+    let srv = launch().start();
+    let file = srv.data_dir().join("templates-only.json");
+    let templates_only = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": [
+        "ecr:CreateRepositoryCreationTemplate", "ecr:UpdateRepositoryCreationTemplate",
+        "ecr:DescribeRepositoryCreationTemplates", "ecr:DeleteRepositoryCreationTemplate"], "Resource": "*"}]});
+    std::fs::write(&file, templates_only.to_string()).unwrap();
+    let planter = add_user(&srv, "planter", &[file.to_str().unwrap()]).await;
+    let grab = json!({"Version": "2012-10-17", "Statement": [{"Sid": "grab", "Effect": "Allow",
+        "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:user/planter")}, "Action": "ecr:*"}]})
+    .to_string();
+    let lifecycle = json!({"rules": [{"rulePriority": 1, "description": "keep one",
+        "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1},
+        "action": {"type": "expire"}}]})
+    .to_string();
+    let template = |prefix: &str, policy: Option<&str>, lifecycle: Option<&str>| {
+        let mut body = json!({"prefix": prefix, "appliedFor": ["CREATE_ON_PUSH"]});
+        if let Some(policy) = policy {
+            body["repositoryPolicy"] = json!(policy);
+        }
+        if let Some(lifecycle) = lifecycle {
+            body["lifecyclePolicy"] = json!(lifecycle);
+        }
+        body
+    };
+    for (body, missing) in [
+        (template("ROOT", Some(&grab), None), "ecr:CreateRepository"),
+        (template("team", None, Some(&lifecycle)), "ecr:CreateRepository"),
+        (template("team", None, None), "ecr:CreateRepository"),
+    ] {
+        let refused = planter.ecr(&srv, "CreateRepositoryCreationTemplate", &body).await;
+        assert!(denied(&refused), "{}", refused.describe());
+        assert!(refused.json()["message"].as_str().unwrap().contains(missing), "{}", refused.describe());
+    }
+    root(&srv, "CreateRepositoryCreationTemplate", &template("team", None, None)).await.expect_status(200);
+    let update = json!({"prefix": "team", "repositoryPolicy": grab});
+    assert!(denied(&planter.ecr(&srv, "UpdateRepositoryCreationTemplate", &update).await));
+
+    // With CreateRepository on team/* (and nothing else) a plain template is allowed; one
+    // carrying a repository policy also needs SetRepositoryPolicy there.
+    let creator = srv.data_dir().join("team-creator.json");
+    let document = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "ecr:CreateRepository", "Resource": format!("arn:aws:ecr:us-east-1:{ACCOUNT}:repository/team/*")}]});
+    std::fs::write(&creator, document.to_string()).unwrap();
+    srv.cli(&["user", "policy", "attach", "planter", creator.to_str().unwrap()]);
+    eventually("the plain template update is allowed", async || {
+        let plain = json!({"prefix": "team", "description": "team repositories"});
+        planter.ecr(&srv, "UpdateRepositoryCreationTemplate", &plain).await.status() == 200
+    })
+    .await;
+    let refused = planter.ecr(&srv, "UpdateRepositoryCreationTemplate", &update).await;
+    assert!(denied(&refused) && refused.text().contains("ecr:SetRepositoryPolicy"), "{}", refused.describe());
+    let elsewhere = planter.ecr(&srv, "CreateRepositoryCreationTemplate", &template("ops", None, None)).await;
+    assert!(denied(&elsewhere), "team/* does not cover ops/*: {}", elsewhere.describe());
+    let described = root(&srv, "DescribeRepositoryCreationTemplates", &json!({})).await;
+    let templates = described.json()["repositoryCreationTemplates"].clone();
+    assert_eq!(templates.as_array().unwrap().len(), 1, "{templates}");
+    assert!(templates[0].get("repositoryPolicy").is_none_or(|p| p.as_str() == Some("")), "{templates}");
+}
