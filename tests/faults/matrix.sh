@@ -208,6 +208,9 @@ rc=0; AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x AWS_DEFAULT_REGION=us-east-1 A
 grep -q "ServerException.*storage is full" "$T/ecr-full.err" &&
   ok "the ECR API's refusal says the storage is full" ||
   bad "the ECR API's refusal (exit $rc): $(head -c 300 "$T/ecr-full.err")"
+code=$(curl -s -o "$T/readyz-full" -w '%{http_code}' "http://$BERTH_ADDR/readyz")
+[[ $code == 503 ]] && grep -q "full" "$T/readyz-full" && ok "/readyz is not ready while the disk is full" ||
+  bad "/readyz on a full disk: $code $(head -c 300 "$T/readyz-full")"
 rm -f "$T/small/filler" "$T/small/filler2"
 expect "with room again, the database takes writes without a restart" "$(put_tag after-full)" 201
 ready && ok "/readyz says ready" || bad "/readyz is not ready after the disk has room again"

@@ -475,6 +475,39 @@ fn writable(_path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Free space below which the probe reports the blob store unable to take a push.
+const MIN_FREE_BYTES: u64 = 1024 * 1024;
+
+/// Whether the filesystem holding `dir` has room for a push: [`MIN_FREE_BYTES`] (counting the
+/// blocks reserved for root when running as root, which may use them) and a free inode where
+/// the filesystem counts them.
+#[cfg(unix)]
+fn room_for_a_push(dir: &Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: `path` is NUL-terminated and outlives the call; `stats` is a plain C struct that
+    // statvfs fills.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
+        return Err(io::Error::last_os_error().to_string());
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let blocks = if unsafe { libc::geteuid() } == 0 { stats.f_bfree } else { stats.f_bavail };
+    let free = (blocks as u64).saturating_mul(stats.f_frsize as u64);
+    if free < MIN_FREE_BYTES {
+        return Err(format!("the filesystem is full ({free} bytes free)"));
+    }
+    if stats.f_files > 0 && stats.f_ffree == 0 {
+        return Err("the filesystem has no free inodes".to_owned());
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn room_for_a_push(_dir: &Path) -> Result<(), String> {
+    Ok(())
+}
+
 /// The file's owner is this process's user, or the process is root's (which may write anything).
 #[cfg(unix)]
 fn owned_by_us(metadata: &std::fs::Metadata) -> bool {
@@ -883,7 +916,8 @@ impl BlobStore for FsBlobStore {
                 }
                 writable(&dir).map_err(|e| unusable(e.to_string()))?;
             }
-            Ok(())
+            // Permission is not room: a full disk refuses every push (507) with the mode bits fine.
+            room_for_a_push(&root.join("uploads")).map_err(|why| io::Error::other(format!("uploads/: {why}")))
         });
         Ok(checked.await.map_err(io::Error::other)??)
     }
