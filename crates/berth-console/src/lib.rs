@@ -191,7 +191,13 @@ pub(crate) fn now_millis() -> session::Millis {
 impl Console {
     /// The visitor a request's session cookie names; `SignInRequired` without a valid session.
     async fn visitor(&self, request: &Parts) -> Result<Visitor, ConsoleError> {
-        let next = || ConsoleError::SignInRequired { next: request.uri.to_string() };
+        // A GET comes back to itself with its query; a form's POST to the page it was on.
+        let resume_at = match ConsolePath::parse(request.uri.path()) {
+            Some(_) if request.method == Method::GET || request.method == Method::HEAD => request.uri.to_string(),
+            Some(path) => path.page_to_resume(),
+            None => paths::href_repositories(),
+        };
+        let next = || ConsoleError::SignInRequired { next: resume_at.clone() };
         let cookie = request.headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let Some(value) = session::cookie(cookie, SESSION_COOKIE) else { return Err(next()) };
         let session = match self.keys.open(value, now_millis()) {

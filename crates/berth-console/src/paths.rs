@@ -78,6 +78,25 @@ impl ConsolePath {
         }
     }
 
+    /// The page to come back to after signing in: the page itself where it answers GET, else
+    /// the page whose form posts here (a POST target cannot be shown, and a form that met an
+    /// expired session did nothing).
+    pub fn page_to_resume(&self) -> String {
+        match self {
+            ConsolePath::Action(name, _) => href_repository(name),
+            ConsolePath::CreateUser | ConsolePath::DeleteUser | ConsolePath::UpdateAccessKey => href_admin(),
+            ConsolePath::SignOut | ConsolePath::SignIn | ConsolePath::Asset(_) | ConsolePath::Home => {
+                href_repositories()
+            }
+            ConsolePath::Repositories => href_repositories(),
+            ConsolePath::Repository(name) => href_repository(name),
+            ConsolePath::Image(name, digest) => href_image(name, digest),
+            ConsolePath::Lifecycle(name) => href_lifecycle(name),
+            ConsolePath::Permissions(name) => href_permissions(name),
+            ConsolePath::Admin => href_admin(),
+        }
+    }
+
     /// `None` for anything that is not a console page (a 404).
     pub fn parse(path: &str) -> Option<ConsolePath> {
         let rest = path.strip_prefix(ROOT)?;
@@ -142,6 +161,10 @@ pub fn href_permissions(name: &RepositoryName) -> String {
 
 pub fn href_action(name: &RepositoryName, action: RepositoryAction) -> String {
     format!("{ROOT}/repositories/{name}/-/{}", action.segment())
+}
+
+pub fn href_admin() -> String {
+    format!("{ROOT}/admin")
 }
 
 pub fn href_asset(name: &str) -> String {

@@ -111,6 +111,11 @@ pub fn random_id() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Whether `value` has the form [`random_id`] gives (a cookie may hold anything).
+pub fn is_random_id(value: &str) -> bool {
+    URL_SAFE_NO_PAD.decode(value).is_ok_and(|bytes| bytes.len() == 16)
+}
+
 impl SessionKeys {
     /// `console_key` is the master key's console subkey; sessions last `lifetime`.
     pub fn new(console_key: [u8; 32], lifetime: Duration) -> SessionKeys {

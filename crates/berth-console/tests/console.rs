@@ -650,3 +650,47 @@ async fn with_authentication_off_visitors_browse_anonymously() {
     assert!(page.body.contains("Signed in as <strong>anonymous</strong>"));
     assert_eq!(send(&app, get("/console/admin", &cookie)).await.status, StatusCode::FORBIDDEN);
 }
+
+/// A form posted after its session ended (expired while the page was open, or signed out in
+/// another tab) sends the visitor to sign in and then back to the page the form was on: the
+/// form's target answers POST only.
+#[tokio::test]
+async fn a_form_posted_without_a_session_resumes_at_its_page() {
+    let server = server().await;
+    for (path, page) in [
+        ("/console/repositories/team/app/-/add-tag", "/console/repositories/team/app"),
+        ("/console/admin/users/delete", "/console/admin"),
+        ("/console/sign-out", "/console/repositories"),
+    ] {
+        let reply = submit(&server.app, path, "", &[("tag", "v2")]).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(reply.location(), format!("/console/sign-in?next={page}"), "{path}");
+    }
+    let page = send(&server.app, get("/console/repositories?after=x", "")).await;
+    assert_eq!(page.location(), "/console/sign-in?next=/console/repositories%3Fafter%3Dx", "a GET keeps its query");
+}
+
+/// Several tabs on the sign-in page (each sent there when the session ended) all sign in: a
+/// second sign-in page keeps the browser's nonce, and a form whose nonce a sign-in in another
+/// tab used up goes on to its page once that session exists.
+#[tokio::test]
+async fn sign_in_forms_open_in_several_tabs_all_work() {
+    let server = server().await;
+    let first = send(&server.app, get("/console/sign-in", "")).await;
+    let nonce = first.cookie("berth_console_sign_in").unwrap();
+    let second = send(&server.app, get("/console/sign-in?next=/console/admin", &nonce)).await;
+    assert_eq!(second.cookie("berth_console_sign_in").unwrap(), nonce, "the second page keeps the nonce");
+    fn fields(csrf: &str) -> [(&str, &str); 4] {
+        [("csrf", csrf), ("next", "/console/admin"), ("access_key_id", ROOT_KEY), ("secret_access_key", ROOT_SECRET)]
+    }
+    let (first_csrf, second_csrf) = (first.csrf(), second.csrf());
+    let (first_fields, second_fields) = (fields(&first_csrf), fields(&second_csrf));
+    let signed_in = submit(&server.app, "/console/sign-in", &nonce, &first_fields).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER, "the first tab's form still works: {}", signed_in.body);
+    let session = signed_in.cookie("berth_console").unwrap();
+    // The browser now sends the session and no sign-in nonce (the sign-in cleared it).
+    let again = submit(&server.app, "/console/sign-in", &session, &second_fields).await;
+    assert_eq!((again.status, again.location()), (StatusCode::SEE_OTHER, "/console/admin"));
+    let stranger = submit(&server.app, "/console/sign-in", "", &second_fields).await;
+    assert_eq!(stranger.status, StatusCode::FORBIDDEN, "without a session the used-up form is still refused");
+}

@@ -240,7 +240,7 @@ pub async fn delete_user(
             fields: vec![("name", name)],
             button: "Delete user",
             danger: true,
-            cancel: format!("{}/admin", paths::ROOT),
+            cancel: paths::href_admin(),
         }));
     }
     console.auth.identities().remove_user(&name).await?;
@@ -287,7 +287,7 @@ pub async fn update_access_key(
             fields: vec![("name", name), ("status", status.as_str().to_owned())],
             button: "Deactivate key",
             danger: true,
-            cancel: format!("{}/admin", paths::ROOT),
+            cancel: paths::href_admin(),
         }));
     }
     identities.set_access_key_status(&name, status).await?;

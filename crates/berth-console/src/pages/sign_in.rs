@@ -96,6 +96,11 @@ fn start_session(
 
 /// The sign-in form, with a fresh nonce cookie its CSRF token is bound to. With authentication
 /// off there is nobody to be: an anonymous session starts at once.
+fn sign_in_nonce(request: &Parts) -> Option<&str> {
+    let cookies = request.headers.get(header::COOKIE)?.to_str().ok()?;
+    session::cookie(cookies, SIGN_IN_COOKIE)
+}
+
 pub async fn form(console: &Console, request: &Parts) -> Response {
     let query = axum::extract::Query::<NextQuery>::try_from_uri(&request.uri).map(|q| q.0).unwrap_or_default();
     let next = paths::safe_next(query.next.as_deref());
@@ -105,7 +110,10 @@ pub async fn form(console: &Console, request: &Parts) -> Response {
     if console.visitor(request).await.is_ok() {
         return redirect(&next);
     }
-    let nonce = session::random_id();
+    // The nonce of a sign-in page open in another tab stays good: a second sign-in page (a tab
+    // sent here when its session ended) must not void the first one's form.
+    let nonce =
+        sign_in_nonce(request).filter(|n| session::is_random_id(n)).map_or_else(session::random_id, str::to_owned);
     let mut response = sign_in_page(console, &nonce, next, String::new(), None);
     append_cookie(&mut response, session::set_cookie(SIGN_IN_COOKIE, &nonce, SIGN_IN_LIFETIME, tls(request)));
     response
@@ -147,16 +155,12 @@ pub async fn submit(console: &Console, request: Request) -> Response {
     let mut ctx = crate::request_context(&parts, Identity::Anonymous);
     let tls = tls(&parts);
     let origin = crate::request_origin(&parts, tls);
-    let nonce = parts
-        .headers
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|c| session::cookie(c, SIGN_IN_COOKIE))
-        .unwrap_or("")
-        .to_owned();
+    let nonce = sign_in_nonce(&parts).unwrap_or("").to_owned();
     if let Err(error) = console.same_origin(&parts.headers, origin.as_deref()) {
         return console.error_page(error, None);
     }
+    // Signed in meanwhile in another tab (which ends the sign-in nonce): on to the page.
+    let signed_in = console.visitor(&parts).await.is_ok();
     let form = match axum::Form::<SignInForm>::from_request(Request::from_parts(parts, body), &()).await {
         Ok(axum::Form(form)) => form,
         Err(rejection) => {
@@ -165,6 +169,9 @@ pub async fn submit(console: &Console, request: Request) -> Response {
         }
     };
     if nonce.is_empty() || !console.keys.csrf_valid(CsrfBinding::SignIn(&nonce), form.csrf()) {
+        if signed_in {
+            return redirect(&paths::safe_next(Some(&form.next)));
+        }
         return console.error_page(
             ConsoleError::Forged("The sign-in form expired or came from another site. Open the sign-in page again."),
             None,
