@@ -585,6 +585,17 @@ async fn pages_show_only_what_the_api_would_answer_the_visitor() {
     assert!(page.body.contains(&digest.to_string()));
     assert!(!page.body.contains("release-7"), "no tags without DescribeImages: {}", page.body);
     assert!(!page.body.contains("Pushed") && !page.body.contains("Last pulled"), "{}", page.body);
+    // An index's platforms: the puller may pull them, so they show (not "not in this repository").
+    let child = server.registry.get_manifest(&repo, &Reference::Digest(digest.clone()), None).await.unwrap();
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{digest}","size":{},"platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#,
+        child.content.len()
+    );
+    let multi = Reference::Tag("multi".parse().unwrap());
+    let index = server.registry.put_manifest(&root_ctx(), &repo, &multi, None, index.as_bytes()).await.unwrap().digest;
+    let page = send(&server.app, get(&format!("/console/repositories/app/-/images/{index}"), &puller)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("amd64") && !page.body.contains("not in this repository"), "{}", page.body);
     let reader = sign_in(&server.app, &server.reader.access_key_id, &server.reader.secret_access_key).await.unwrap();
     let page = send(&server.app, get(&image_path, &reader)).await;
     assert!(page.body.contains("release-7") && page.body.contains("Pushed"), "{}", page.body);
@@ -693,4 +704,26 @@ async fn sign_in_forms_open_in_several_tabs_all_work() {
     assert_eq!((again.status, again.location()), (StatusCode::SEE_OTHER, "/console/admin"));
     let stranger = submit(&server.app, "/console/sign-in", "", &second_fields).await;
     assert_eq!(stranger.status, StatusCode::FORBIDDEN, "without a session the used-up form is still refused");
+}
+
+/// No tab or link leads to a "Not allowed" page: a visitor who may list and delete images but
+/// neither pull them nor read lifecycle policies sees digests as text and no Lifecycle tab.
+#[tokio::test]
+async fn tabs_and_links_lead_only_to_pages_the_visitor_may_open() {
+    let server = server().await;
+    let repo: RepositoryName = "app".parse().unwrap();
+    let digest = push_image(&server.registry, &repo, "v1").await;
+    let document = r#"{"Statement":[{"Effect":"Allow","Action":["ecr:GetAuthorizationToken","ecr:DescribeRepositories","ecr:DescribeImages","ecr:ListImages","ecr:BatchDeleteImage"],"Resource":"*"}]}"#;
+    let cleaner = UserPolicy { name: "cleaner".into(), document: Some(document.into()) };
+    let cleaner = server.auth.identities().create_user("cleaner", &[cleaner]).await.unwrap();
+    let cleaner = sign_in(&server.app, &cleaner.access_key_id, &cleaner.secret_access_key).await.unwrap();
+    let page = send(&server.app, get("/console/repositories/app", &cleaner)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains(&digest.to_string()), "{}", page.body);
+    assert!(!page.body.contains("/-/images/"), "no link to an image page it may not open: {}", page.body);
+    assert!(!page.body.contains("/-/lifecycle"), "no Lifecycle tab: {}", page.body);
+    assert!(page.body.contains("/-/permissions"), "{}", page.body);
+    let root = sign_in(&server.app, ROOT_KEY, ROOT_SECRET).await.unwrap();
+    let page = send(&server.app, get("/console/repositories/app", &root)).await;
+    assert!(page.body.contains("/-/images/") && page.body.contains("/-/lifecycle"), "{}", page.body);
 }

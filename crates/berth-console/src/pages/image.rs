@@ -253,8 +253,23 @@ pub async fn page(
     let record = found.into_iter().next().ok_or_else(|| ConsoleError::NotFound(format!("no image {digest}")))??;
     // Children and referrers need the rest of the repository; listing it needs its own permission.
     let described = authz::allowed(registry, &visitor.ctx, Scope::Repository(repo), authz::LIST_IMAGES).await?;
-    let inventory =
-        if described { Inventory::load(registry, repo).await? } else { Inventory::from_records(vec![record.clone()]) };
+    let inventory = if described {
+        Inventory::load(registry, repo).await?
+    } else {
+        // Without the listing, an index's children still show: the visitor may pull them.
+        let alone = Inventory::from_records(vec![record.clone()]);
+        let children: Vec<ImageSelector> = alone.entries[0]
+            .manifest
+            .iter()
+            .flat_map(|m| &m.manifests)
+            .map(|child| ImageSelector::Digest(child.digest.clone()))
+            .collect();
+        let mut records = vec![record.clone()];
+        if !children.is_empty() {
+            records.extend(registry.resolve_images(repo, &children, None).await?.into_iter().flatten());
+        }
+        Inventory::from_records(records)
+    };
     let entry_at = inventory.get(digest);
     let single;
     let entry = match entry_at {
@@ -300,7 +315,7 @@ pub async fn page(
         layout: visitor.layout(),
         name: repo.to_string(),
         repository_href: paths::href_repository(repo),
-        tabs: Tabs::new(repo, "images"),
+        tabs: Tabs::new(console, visitor, repo, "images").await?,
         config_descriptor: config_descriptor.map(layer_row),
         layers: Rows::new(manifest.map(|m| m.layers.iter().map(layer_row).collect()).unwrap_or_default()),
         config,

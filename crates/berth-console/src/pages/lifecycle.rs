@@ -284,7 +284,7 @@ pub async fn page(
         layout: visitor.layout(),
         name: repo.to_string(),
         repository_href: paths::href_repository(repo),
-        tabs: Tabs::new(repo, "lifecycle"),
+        tabs: Tabs::new(console, visitor, repo, "lifecycle").await?,
         switch,
         shown,
     }))

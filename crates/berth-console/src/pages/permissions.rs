@@ -156,7 +156,7 @@ pub async fn page(console: &Console, visitor: &Visitor, repo: &RepositoryName) -
         layout: visitor.layout(),
         name: repo.to_string(),
         repository_href: paths::href_repository(repo),
-        tabs: Tabs::new(repo, "permissions"),
+        tabs: Tabs::new(console, visitor, repo, "permissions").await?,
         columns: COLUMNS.iter().map(|(label, _)| *label).collect(),
         rows,
         everyone,

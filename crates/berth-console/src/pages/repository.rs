@@ -20,20 +20,31 @@ use crate::{Console, ConsoleError, Visitor};
 
 /// The tabs every repository page shows.
 pub struct Tabs {
-    pub images: String,
-    pub lifecycle: String,
-    pub permissions: String,
+    /// `None` where the visitor may not open the page (no tab leads to "Not allowed").
+    pub images: Option<String>,
+    pub lifecycle: Option<String>,
+    pub permissions: Option<String>,
     pub current: &'static str,
 }
 
 impl Tabs {
-    pub fn new(repo: &RepositoryName, current: &'static str) -> Tabs {
-        Tabs {
-            images: paths::href_repository(repo),
-            lifecycle: paths::href_lifecycle(repo),
-            permissions: paths::href_permissions(repo),
+    pub async fn new(
+        console: &Console,
+        visitor: &Visitor,
+        repo: &RepositoryName,
+        current: &'static str,
+    ) -> Result<Tabs, ConsoleError> {
+        let may = async |actions: &[&'static str]| {
+            authz::allowed(&console.registry, &visitor.ctx, Scope::Repository(repo), actions).await
+        };
+        let listed = may(authz::LIST_REPOSITORY).await?;
+        let lifecycle = may(authz::READ_LIFECYCLE).await? && may(authz::LIST_IMAGES).await?;
+        Ok(Tabs {
+            images: listed.then(|| paths::href_repository(repo)),
+            lifecycle: lifecycle.then(|| paths::href_lifecycle(repo)),
+            permissions: listed.then(|| paths::href_permissions(repo)),
             current,
-        }
+        })
     }
 }
 
@@ -352,7 +363,7 @@ pub async fn page(
         name: repo.to_string(),
         uri: format!("{}/{repo}", console.registry_host),
         badges,
-        tabs: Tabs::new(repo, "images"),
+        tabs: Tabs::new(console, visitor, repo, "images").await?,
         caps,
         actions: ActionLinks::new(repo),
         notice: notice(&query.done),
