@@ -50,7 +50,8 @@ impl AuditLog {
                 match message {
                     Message::Line(line) => {
                         if let Err(e) = sink.write(&line) {
-                            tracing::error!(error = %e, "writing the audit log failed");
+                            metrics::counter!("berth_audit_records_dropped_total").increment(1);
+                            tracing::error!(error = %e, "writing the audit log failed; the record is lost");
                         }
                     }
                     // The old file stays open on failure: lines keep going somewhere rather than nowhere.
@@ -173,9 +174,15 @@ impl Sink {
             Sink::File { path, max_bytes, file, size } => {
                 let len = line.len() as u64 + 1;
                 if *size > 0 && *size + len > *max_bytes {
-                    rotate(path)?;
-                    *file = open_append(path)?;
-                    *size = 0;
+                    match rotate(path).and_then(|()| open_append(path)) {
+                        Ok(rotated) => {
+                            *file = rotated;
+                            *size = 0;
+                        }
+                        // The record goes to the file already open, past the size limit, rather
+                        // than nowhere (its directory moved away, say); the next one tries again.
+                        Err(e) => tracing::warn!(path = %path.display(), error = %e, "rotating the audit log failed"),
+                    }
                 }
                 if let Err(e) = file.write_all(format!("{line}\n").as_bytes()) {
                     // A record cut short (the disk filled up) would run into the next one and
@@ -241,6 +248,22 @@ mod tests {
             assert!(rotated.lines().all(|l| l == line));
         }
         assert!(!dir.path().join("audit.log.4").exists());
+    }
+
+    #[test]
+    fn a_rotation_that_fails_keeps_the_record_in_the_open_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let mut sink = Sink::open(AuditTarget::File { path: logs.join("audit.log"), max_bytes: 4096 }).unwrap();
+        // The directory moved away (its reopen on SIGHUP failed): rotation cannot open a new file.
+        let moved = dir.path().join("moved");
+        std::fs::rename(&logs, &moved).unwrap();
+        if let Sink::File { size, .. } = &mut sink {
+            *size = 4096;
+        }
+        sink.write("kept").unwrap();
+        assert_eq!(std::fs::read_to_string(moved.join("audit.log")).unwrap(), "kept\n");
     }
 
     #[test]

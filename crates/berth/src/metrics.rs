@@ -136,6 +136,15 @@ fn describe() {
         "Blob bytes of those pulls, by rule and served_from (manifests are not counted)"
     );
     describe_counter!("berth_pull_through_upstream_errors_total", "Failed upstream fetches, by rule");
+    describe_counter!(
+        "berth_webhook_deliveries_total",
+        "Webhook deliveries, by webhook and outcome (success, failure)"
+    );
+    describe_gauge!("berth_webhook_backlog_events", "Events a webhook has yet to deliver, by webhook");
+    describe_counter!(
+        "berth_audit_records_dropped_total",
+        "Audit records that could not be written (the audit log's file or disk failed)"
+    );
 }
 
 /// The status class label: `2xx` … `5xx`.
