@@ -84,6 +84,7 @@ pub enum UserPolicyCommand {
         #[command(flatten)]
         dir: DataDir,
     },
+    /// Print the user's policies as JSON.
     List {
         name: String,
         #[command(flatten)]
@@ -183,13 +184,14 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
     };
     let result = match &command {
         UserCommand::Add { name, policies, dir } => {
-            if policies.is_empty() {
+            let added = cli::user_add(store.clone(), &dir.data_dir, name, policies, &mut out).await;
+            if added.is_ok() && policies.is_empty() {
                 eprintln!(
                     "warning: user {name} has no policy and may do nothing; attach one with \
                      `berth user policy attach {name} AmazonEC2ContainerRegistryReadOnly` (or another)"
                 );
             }
-            cli::user_add(store.clone(), &dir.data_dir, name, policies, &mut out).await
+            added
         }
         UserCommand::List { .. } => cli::user_list(store.clone(), &mut out).await,
         UserCommand::Remove { name, .. } => cli::user_remove(store.clone(), name).await,
