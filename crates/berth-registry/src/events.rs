@@ -16,21 +16,23 @@ use crate::{Result, now_millis};
 /// Whether `event` (a manifest's arrival) is followed in `later` by a tag set on it by the same
 /// request: a push by tag, which ECR reports as one PUSH naming the tag.
 pub(crate) fn tagged_by_same_push(event: &Event, later: &[ClaimedEvent]) -> bool {
+    // Other repositories' events may come between (ids are not handed out in commit order).
     event.kind == EventKind::ManifestPushed
         && later
             .iter()
             .map(|c| &c.event)
+            .filter(|e| e.repository == event.repository)
             .take_while(|e| e.request_id == event.request_id)
-            .any(|e| e.kind == EventKind::TagSet && e.digest == event.digest && e.repository == event.repository)
+            .any(|e| e.kind == EventKind::TagSet && e.digest == event.digest)
 }
 
 /// How long an event that may have a follower waits for it (see [`awaits_follower`]).
 pub(crate) const FOLLOWER_WAIT: Duration = Duration::from_millis(200);
 
 /// Whether `event` is a fresh manifest push or tag removal with nothing of its request after it
-/// in this batch: a push by tag or a delete by the last tag writes a second event a moment
-/// later, which consumers fold into one (a push by tag is one image push; webhooks also
-/// fold a delete by the last tag into one DELETE).
+/// in this batch: its pair may come in the next claim (a push by tag writes both events in one
+/// commit, and a batch may end between them) or not be committed yet (a delete by the last tag
+/// writes its second event in a second commit). Webhooks fold each pair into one event.
 pub(crate) fn awaits_follower(event: &Event, later: &[ClaimedEvent], now: i64) -> bool {
     matches!(event.kind, EventKind::ManifestPushed | EventKind::TagDeleted)
         && now.saturating_sub(event.occurred_at) < 1_000

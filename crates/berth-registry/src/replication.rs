@@ -36,7 +36,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{ClaimedEvent, EventKind, EventLog, FOLLOWER_WAIT, awaits_follower, tagged_by_same_push};
+use crate::events::{ClaimedEvent, EventKind, EventLog, tagged_by_same_push};
 use crate::{Registry, RegistryError, Result, now_millis};
 
 /// The `User-Agent` of replication pushes. A destination Berth treats a push that sends it as
@@ -404,20 +404,18 @@ impl Replicator {
                 delivered.push(event.id);
                 continue;
             };
-            // A push by tag is sent once, with its tag: its manifest's arrival goes with the tag
-            // event that follows it (waited for once, as it may not have been committed yet).
+            // A push by tag is sent once, with its tag: its manifest's arrival (committed with
+            // the tag event, just before it) goes with that event. One that ends a full claim
+            // goes back once, to come first in the next claim beside its tag event.
             let later = &claim.events[i + 1..];
-            let awaits_tag = claimed.attempt == 1 && awaits_follower(event, later, now_millis());
+            let ends_full_claim = later.is_empty() && claim.events.len() == CLAIM_BATCH;
+            let awaits_tag = claimed.attempt == 1 && event.kind == EventKind::ManifestPushed && ends_full_claim;
             if tagged_by_same_push(event, later) && !stopped.contains(&event.repository) {
                 delivered.push(event.id);
                 continue;
             }
             // A repository's later events wait behind its failed one, in order.
             if awaits_tag || stopped.contains(&event.repository) || stop.is_cancelled() {
-                if awaits_tag {
-                    stopped.insert(event.repository.clone());
-                    backoff = backoff.max(FOLLOWER_WAIT);
-                }
                 if claimed.attempt == 1 {
                     self.set_status(&target, &destination.id, ReplicationState::InProgress, None).await;
                 }
@@ -546,7 +544,7 @@ impl Replicator {
 
     /// Puts the manifest at the destination by `tag`. Where an immutable tag there names another
     /// image, the image is replicated without it, as on ECR: by digest (`or_by_digest`, when it is
-    /// not there yet).
+    /// not there yet); a tag refused otherwise still leaves the image there by digest, and fails.
     async fn put_tagged(
         &self,
         destination: &Destination,
@@ -557,18 +555,23 @@ impl Replicator {
         or_by_digest: Option<&Digest>,
     ) -> Result<(), Failure> {
         let by_tag = Reference::Tag(tag.clone());
-        match destination.remote.put_manifest(repository, &by_tag, media_type, bytes.clone()).await {
+        let refused = match destination.remote.put_manifest(repository, &by_tag, media_type, bytes.clone()).await {
+            Ok(_) => return Ok(()),
             Err(berth_remote::Error::Upstream { status: 400, code: Some(code), message }) if code == "TAG_INVALID" => {
                 tracing::info!(destination = %destination.id, %repository, %tag, %message,
                     "replicated without the tag, which the destination holds immutable");
-                if let Some(digest) = or_by_digest {
-                    let by_digest = Reference::Digest(digest.clone());
-                    destination.remote.put_manifest(repository, &by_digest, media_type, bytes).await?;
-                }
-                Ok(())
+                None
             }
-            tagged => tagged.map(drop).map_err(Failure::from),
+            // Refused for the tag or otherwise: the image itself still goes by digest (as it
+            // did before the tag), and the event fails on the tag's refusal, to be retried.
+            Err(e @ berth_remote::Error::Upstream { status: 400..=499, .. }) => Some(e),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(digest) = or_by_digest {
+            let by_digest = Reference::Digest(digest.clone());
+            destination.remote.put_manifest(repository, &by_digest, media_type, bytes).await?;
         }
+        refused.map_or(Ok(()), |e| Err(e.into()))
     }
 
     /// Makes the blob exist in `repository` at the destination: already there, mounted from

@@ -457,6 +457,11 @@ mod tests {
         assert!(tagged_by_same_push(&manifest, &[claimed(event(EventKind::TagSet, Some("v1"), "r1"))]));
         assert!(!tagged_by_same_push(&manifest, &[claimed(event(EventKind::TagSet, Some("v1"), "r2"))]));
         assert!(!tagged_by_same_push(&manifest, &[]), "a push by digest");
+        let elsewhere = Event { repository: "team/other".into(), ..event(EventKind::ManifestPushed, None, "r9") };
+        let between = [claimed(elsewhere), claimed(event(EventKind::TagSet, Some("v1"), "r1"))];
+        assert!(tagged_by_same_push(&manifest, &between), "another repository's event in between");
+        let same_repo = [claimed(event(EventKind::ManifestPushed, None, "r9")), between[1].clone()];
+        assert!(!tagged_by_same_push(&manifest, &same_repo), "its repository's next event is another request's");
     }
 
     #[test]
