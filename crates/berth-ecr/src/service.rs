@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use berth_iam::{RequestContext, Tags, actions};
+use berth_iam::{RequestContext, Tags};
 use berth_registry::lifecycle::RuleAction;
 use berth_registry::pull_through::{CacheRule, PullThroughError, ROOT_PREFIX, UpstreamSettings, normalize_prefix};
 use berth_registry::replication;
@@ -1601,7 +1601,6 @@ impl EcrBackend for RegistryBackend {
     ) -> Result<RepositoryCreationTemplateResponse, EcrError> {
         let members = request.members;
         self.own_role(members.custom_role_arn.as_deref())?;
-        self.authorize_template_contents(ctx, &members).await?;
         let settings = TemplateSettings {
             description: members.description,
             encryption: members.encryption_configuration.map(template_encryption).transpose()?.unwrap_or_default(),
@@ -1615,7 +1614,7 @@ impl EcrBackend for RegistryBackend {
             applied_for: stored_applied_for(&request.applied_for),
             custom_role_arn: members.custom_role_arn,
         };
-        let template = self.registry.create_template(&members.prefix, settings).await.map_err(self.fail(""))?;
+        let template = self.registry.create_template(ctx, &members.prefix, settings).await.map_err(self.fail(""))?;
         Ok(self.template_response(template))
     }
 
@@ -1655,7 +1654,6 @@ impl EcrBackend for RegistryBackend {
     ) -> Result<RepositoryCreationTemplateResponse, EcrError> {
         let members = request.members;
         self.own_role(members.custom_role_arn.as_deref())?;
-        self.authorize_template_contents(ctx, &members).await?;
         let filters = members.image_tag_mutability_exclusion_filters.map(|filters| stored_filters(Some(filters)));
         let update = TemplateUpdate {
             description: members.description,
@@ -1668,7 +1666,7 @@ impl EcrBackend for RegistryBackend {
             applied_for: request.applied_for.as_deref().map(stored_applied_for),
             custom_role_arn: members.custom_role_arn,
         };
-        let template = self.registry.update_template(&members.prefix, update).await.map_err(self.fail(""))?;
+        let template = self.registry.update_template(ctx, &members.prefix, update).await.map_err(self.fail(""))?;
         Ok(self.template_response(template))
     }
 
@@ -1723,32 +1721,6 @@ impl EcrBackend for RegistryBackend {
 }
 
 /// A template in ECR's shape.
-impl RegistryBackend {
-    /// A template acts later for whoever pushes: what it would do to the repositories it creates
-    /// the caller must be allowed to do now (as AWS documents for Create/Update): create them,
-    /// and put the lifecycle and repository policies it carries. Checked on the repositories the
-    /// prefix covers (`repository/<prefix>/*`, or `repository/*` for ROOT), so a user with only
-    /// the template actions cannot grant themself other people's future repositories.
-    async fn authorize_template_contents(
-        &self,
-        ctx: &RequestContext,
-        members: &TemplateMembers,
-    ) -> Result<(), EcrError> {
-        let mut needed = vec![actions::CREATE_REPOSITORY];
-        let given = |policy: &Option<String>| policy.as_deref().is_some_and(|p| !p.trim().is_empty());
-        if given(&members.lifecycle_policy) {
-            needed.push(actions::PUT_LIFECYCLE_POLICY);
-        }
-        if given(&members.repository_policy) {
-            needed.push(actions::SET_REPOSITORY_POLICY);
-        }
-        let prefix = normalize_prefix(&members.prefix);
-        let covered = format!("{prefix}/*");
-        let resource = if prefix == ROOT_PREFIX { Resource::AllRepositories } else { Resource::Repository(&covered) };
-        self.registry.authorizer().authorize(ctx, &needed, resource).await.map_err(self.fail(""))
-    }
-}
-
 fn template_shape(template: CreationTemplate) -> RepositoryCreationTemplate {
     let settings = template.settings;
     let filters = &settings.image_tag_mutability_exclusion_filters;

@@ -75,6 +75,16 @@ pub struct ResourceTag {
     pub value: String,
 }
 
+/// What policies see of it (`aws:RequestTag/<key>`, `aws:ResourceTag/<key>`).
+impl berth_iam::Tag for ResourceTag {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn value(&self) -> &str {
+        &self.value
+    }
+}
+
 /// The resource tag that turns sparse indexes on (`true`) or off (`false`) for one repository,
 /// settable with `aws ecr tag-resource` or at `create-repository`, overriding `--sparse-indexes`.
 pub const SPARSE_INDEXES_TAG: &str = "berth:sparse-indexes";

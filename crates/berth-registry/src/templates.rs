@@ -9,7 +9,7 @@
 
 use std::sync::atomic::Ordering;
 
-use berth_iam::RequestContext;
+use berth_iam::{RequestContext, Tags, actions};
 use berth_meta::{MetaError, Millis, Repository, TemplateRecord};
 use berth_spec::RepositoryName;
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::lifecycle::LifecyclePolicy;
 use crate::pull_through::{ROOT_PREFIX, normalize_prefix};
 use crate::settings::{Encryption, MAX_RESOURCE_TAGS, ResourceTag, TagMutability, TagMutabilityFilter};
-use crate::{PolicyKind, Registry, RegistryError, RepositorySettings, Result, now_millis};
+use crate::{PolicyKind, Registry, RegistryError, RepositorySettings, Resource, Result, now_millis};
 
 /// Why Berth creates a repository implicitly: the template's `appliedFor` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -249,12 +249,18 @@ impl Registry {
     }
 
     /// `CreateRepositoryCreationTemplate`.
-    pub async fn create_template(&self, prefix: &str, mut settings: TemplateSettings) -> Result<CreationTemplate> {
+    pub async fn create_template(
+        &self,
+        ctx: &RequestContext,
+        prefix: &str,
+        mut settings: TemplateSettings,
+    ) -> Result<CreationTemplate> {
         for text in [&mut settings.description, &mut settings.repository_policy, &mut settings.lifecycle_policy] {
             *text = replaced(text.take(), None);
         }
         settings.custom_role_arn = replaced(settings.custom_role_arn.take(), None);
         settings.check()?;
+        self.authorize_template(ctx, normalize_prefix(prefix), &settings).await?;
         self.check_template_principals(&settings).await?;
         let document = serde_json::to_string(&settings).expect("template serializes");
         let record =
@@ -268,7 +274,12 @@ impl Registry {
     }
 
     /// `UpdateRepositoryCreationTemplate`: the members given replace the stored ones.
-    pub async fn update_template(&self, prefix: &str, update: TemplateUpdate) -> Result<CreationTemplate> {
+    pub async fn update_template(
+        &self,
+        ctx: &RequestContext,
+        prefix: &str,
+        update: TemplateUpdate,
+    ) -> Result<CreationTemplate> {
         let prefix = normalize_prefix(prefix);
         let mut template = self
             .templates()
@@ -314,9 +325,31 @@ impl Registry {
         settings.applied_for = applied_for.unwrap_or(std::mem::take(&mut settings.applied_for));
         settings.custom_role_arn = replaced(custom_role_arn, settings.custom_role_arn.take());
         settings.check()?;
+        // The template as it will stand, whatever members this update names.
+        self.authorize_template(ctx, prefix, settings).await?;
         self.check_template_principals(settings).await?;
         let document = serde_json::to_string(settings).expect("template serializes");
         template_from_record(self.meta.update_template(prefix, &document, now_millis()).await.map_err(meta_error)?)
+    }
+
+    /// A template acts later, for whoever pushes: making one needs what it would do, as AWS
+    /// documents — `ecr:CreateRepository` (with the tags it sets, as `aws:RequestTag`), and
+    /// `ecr:PutLifecyclePolicy` / `ecr:SetRepositoryPolicy` for the policies it carries — on the
+    /// repositories its prefix covers (`repository/<prefix>/*`; `repository/*` for ROOT). So a
+    /// user allowed only the template actions cannot plant a policy on repositories others create.
+    async fn authorize_template(&self, ctx: &RequestContext, prefix: &str, settings: &TemplateSettings) -> Result<()> {
+        let mut needed = vec![actions::CREATE_REPOSITORY];
+        if settings.lifecycle_policy.is_some() {
+            needed.push(actions::PUT_LIFECYCLE_POLICY);
+        }
+        if settings.repository_policy.is_some() {
+            needed.push(actions::SET_REPOSITORY_POLICY);
+        }
+        let covered = format!("{prefix}/*");
+        let resource = if prefix == ROOT_PREFIX { Resource::AllRepositories } else { Resource::Repository(&covered) };
+        let tags = &settings.resource_tags;
+        let request_tags = (!tags.is_empty()).then_some(tags as &(dyn Tags + Sync));
+        self.authorizer.authorize_with(ctx, &needed, resource, request_tags).await
     }
 
     /// What `SetRepositoryPolicy` refuses of principals, for the policy a template would set.

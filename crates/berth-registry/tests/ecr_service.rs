@@ -532,7 +532,7 @@ async fn a_principal_naming_no_user_or_a_user_in_another_case_is_refused() {
         applied_for: vec![AppliedFor::CreateOnPush],
         ..TemplateSettings::default()
     };
-    let err = registry.create_template("case", template.clone()).await.unwrap_err();
+    let err = registry.create_template(&ctx(), "case", template.clone()).await.unwrap_err();
     assert!(matches!(err, RegistryError::PolicyInvalid { .. }), "{err:?}");
     // A name no user has is refused too (ECR: "Principal not found"), but by a template only
     // where it differs in case: a template's policy may name a user created later.
@@ -542,14 +542,18 @@ async fn a_principal_naming_no_user_or_a_user_in_another_case_is_refused() {
     assert!(matches!(&err, RegistryError::PrincipalNotFound { user, .. } if user == "later"), "{err:?}");
     assert!(registry.registry_policy().await.is_err(), "nothing set");
     registry
-        .create_template("later", TemplateSettings { repository_policy: Some(deny("later")), ..template.clone() })
+        .create_template(
+            &ctx(),
+            "later",
+            TemplateSettings { repository_policy: Some(deny("later")), ..template.clone() },
+        )
         .await
         .unwrap();
     // The exact name is taken.
     registry.set_repository_policy(&ctx(), &repo, &deny("ci"), false).await.unwrap();
     registry.put_registry_policy(&deny("alice")).await.unwrap();
     registry
-        .create_template("case", TemplateSettings { repository_policy: Some(deny("ci")), ..template })
+        .create_template(&ctx(), "case", TemplateSettings { repository_policy: Some(deny("ci")), ..template })
         .await
         .unwrap();
 }

@@ -671,8 +671,29 @@ async fn a_creation_template_needs_the_permissions_it_would_exercise() {
     assert!(denied(&refused) && refused.text().contains("ecr:SetRepositoryPolicy"), "{}", refused.describe());
     let elsewhere = planter.ecr(&srv, "CreateRepositoryCreationTemplate", &template("ops", None, None)).await;
     assert!(denied(&elsewhere), "team/* does not cover ops/*: {}", elsewhere.describe());
+
+    // The tags a template would set count as CreateRepository's request tags.
+    let no_owner_tags = srv.data_dir().join("no-owner-tags.json");
+    let document = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "ecr:CreateRepository",
+        "Resource": "*", "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": ["owner"]}}}]});
+    std::fs::write(&no_owner_tags, document.to_string()).unwrap();
+    srv.cli(&["user", "policy", "attach", "planter", no_owner_tags.to_str().unwrap()]);
+    let tagged = |key: &str| json!({"prefix": "team", "resourceTags": [{"Key": key, "Value": "me"}]});
+    eventually("a template tagging owner is refused", async || {
+        denied(&planter.ecr(&srv, "UpdateRepositoryCreationTemplate", &tagged("owner")).await)
+    })
+    .await;
+    planter.ecr(&srv, "UpdateRepositoryCreationTemplate", &tagged("team")).await.expect_status(200);
+    // Judged as the template will stand: once it carries a repository policy (the root's), any
+    // update of it (here: more purposes for that policy) needs SetRepositoryPolicy too.
+    let admin_policy = json!({"prefix": "team", "repositoryPolicy": grab});
+    root(&srv, "UpdateRepositoryCreationTemplate", &admin_policy).await.expect_status(200);
+    let widen = json!({"prefix": "team", "appliedFor": ["CREATE_ON_PUSH", "REPLICATION"]});
+    let refused = planter.ecr(&srv, "UpdateRepositoryCreationTemplate", &widen).await;
+    assert!(denied(&refused) && refused.text().contains("ecr:SetRepositoryPolicy"), "{}", refused.describe());
     let described = root(&srv, "DescribeRepositoryCreationTemplates", &json!({})).await;
     let templates = described.json()["repositoryCreationTemplates"].clone();
     assert_eq!(templates.as_array().unwrap().len(), 1, "{templates}");
-    assert!(templates[0].get("repositoryPolicy").is_none_or(|p| p.as_str() == Some("")), "{templates}");
+    assert_eq!(templates[0]["appliedFor"], json!(["CREATE_ON_PUSH"]), "{templates}");
+    assert_eq!(templates[0]["resourceTags"], json!([{"Key": "team", "Value": "me"}]), "{templates}");
 }
