@@ -478,9 +478,9 @@ fn writable(_path: &Path) -> io::Result<()> {
 /// Free space below which the probe reports the blob store unable to take a push.
 const MIN_FREE_BYTES: u64 = 1024 * 1024;
 
-/// Whether the filesystem holding `dir` has room for a push: [`MIN_FREE_BYTES`] (counting the
-/// blocks reserved for root when running as root, which may use them) and a free inode where
-/// the filesystem counts them.
+/// Whether the filesystem holding `dir` has room for a push: [`MIN_FREE_BYTES`] available to
+/// unprivileged writers (root's reserved blocks need `CAP_SYS_RESOURCE`, which containers lack),
+/// and a free inode, where the filesystem counts blocks and inodes at all.
 #[cfg(unix)]
 fn room_for_a_push(dir: &Path) -> Result<(), String> {
     use std::os::unix::ffi::OsStrExt;
@@ -491,10 +491,8 @@ fn room_for_a_push(dir: &Path) -> Result<(), String> {
     if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
         return Err(io::Error::last_os_error().to_string());
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let blocks = if unsafe { libc::geteuid() } == 0 { stats.f_bfree } else { stats.f_bavail };
-    let free = (blocks as u64).saturating_mul(stats.f_frsize as u64);
-    if free < MIN_FREE_BYTES {
+    let free = (stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64);
+    if stats.f_blocks > 0 && free < MIN_FREE_BYTES {
         return Err(format!("the filesystem is full ({free} bytes free)"));
     }
     if stats.f_files > 0 && stats.f_ffree == 0 {
@@ -972,6 +970,14 @@ impl BlobWalk {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_filesystem_with_room_takes_a_push() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(super::room_for_a_push(dir.path()), Ok(()));
+        let missing = super::room_for_a_push(&dir.path().join("gone")).unwrap_err();
+        assert!(missing.contains("No such file"), "{missing}");
+    }
+
     #[tokio::test]
     async fn conformance() {
         let dir = tempfile::tempdir().unwrap();
