@@ -139,7 +139,16 @@ impl AuditLog {
 /// Where lines are written; a file rotates when a line would take it past `max_bytes`.
 enum Sink {
     Stdout,
-    File { path: PathBuf, max_bytes: u64, file: File, size: u64 },
+    /// `rotating`: false after a rotation failed, until the file is reopened (SIGHUP): retried on
+    /// every record, a rotation that fails after shifting the numbered files would shift them
+    /// again each time, overwriting the oldest.
+    File {
+        path: PathBuf,
+        max_bytes: u64,
+        file: File,
+        size: u64,
+        rotating: bool,
+    },
 }
 
 impl Sink {
@@ -149,15 +158,16 @@ impl Sink {
             AuditTarget::File { path, max_bytes } => {
                 let file = open_append(&path)?;
                 let size = file.metadata()?.len();
-                Sink::File { path, max_bytes, file, size }
+                Sink::File { path, max_bytes, file, size, rotating: true }
             }
         })
     }
 
     fn reopen(&mut self) -> std::io::Result<()> {
-        if let Sink::File { path, file, size, .. } = self {
+        if let Sink::File { path, file, size, rotating, .. } = self {
             *file = open_append(path)?;
             *size = file.metadata()?.len();
+            *rotating = true;
             tracing::info!(path = %path.display(), "reopened the audit log");
         }
         Ok(())
@@ -171,17 +181,21 @@ impl Sink {
                 out.write_all(b"\n")?;
                 out.flush()
             }
-            Sink::File { path, max_bytes, file, size } => {
+            Sink::File { path, max_bytes, file, size, rotating } => {
                 let len = line.len() as u64 + 1;
-                if *size > 0 && *size + len > *max_bytes {
+                if *rotating && *size > 0 && *size + len > *max_bytes {
                     match rotate(path).and_then(|()| open_append(path)) {
                         Ok(rotated) => {
                             *file = rotated;
                             *size = 0;
                         }
-                        // The record goes to the file already open, past the size limit, rather
-                        // than nowhere (its directory moved away, say); the next one tries again.
-                        Err(e) => tracing::warn!(path = %path.display(), error = %e, "rotating the audit log failed"),
+                        // Records go on into the file already open, past the size limit, rather
+                        // than nowhere (its directory moved away, say), until a SIGHUP reopens it.
+                        Err(e) => {
+                            *rotating = false;
+                            tracing::error!(path = %path.display(), error = %e,
+                                "rotating the audit log failed; writing on past its size limit until SIGHUP reopens it");
+                        }
                     }
                 }
                 if let Err(e) = file.write_all(format!("{line}\n").as_bytes()) {
@@ -263,7 +277,9 @@ mod tests {
             *size = 4096;
         }
         sink.write("kept").unwrap();
-        assert_eq!(std::fs::read_to_string(moved.join("audit.log")).unwrap(), "kept\n");
+        sink.write("and the next").unwrap();
+        assert_eq!(std::fs::read_to_string(moved.join("audit.log")).unwrap(), "kept\nand the next\n");
+        assert!(!moved.join("audit.log.1").exists(), "no rotation is tried again before a reopen");
     }
 
     #[test]
