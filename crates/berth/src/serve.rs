@@ -134,7 +134,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
                 }
             }
             let (cert, key) = listener::self_signed(&config.data_dir.join("tls"), hosts)?;
-            println!("berth: self-signed TLS certificate at {} (trust it with --cacert / --cert-dir)", cert.display());
+            let line = format!(
+                "berth: self-signed TLS certificate at {} (trust it with --cacert / --cert-dir)\n",
+                cert.display()
+            );
+            announce(&config, &line)?;
             Some(listener::load_tls(&cert, &key)?)
         }
     };
