@@ -94,13 +94,14 @@ fn start_session(
     response
 }
 
-/// The sign-in form, with a fresh nonce cookie its CSRF token is bound to. With authentication
-/// off there is nobody to be: an anonymous session starts at once.
+/// The nonce cookie of the browser's sign-in form, if it sent one.
 fn sign_in_nonce(request: &Parts) -> Option<&str> {
     let cookies = request.headers.get(header::COOKIE)?.to_str().ok()?;
     session::cookie(cookies, SIGN_IN_COOKIE)
 }
 
+/// The sign-in form, with the nonce cookie its CSRF token is bound to. With authentication off
+/// there is nobody to be: an anonymous session starts at once.
 pub async fn form(console: &Console, request: &Parts) -> Response {
     let query = axum::extract::Query::<NextQuery>::try_from_uri(&request.uri).map(|q| q.0).unwrap_or_default();
     let next = paths::safe_next(query.next.as_deref());
@@ -110,10 +111,13 @@ pub async fn form(console: &Console, request: &Parts) -> Response {
     if console.visitor(request).await.is_ok() {
         return redirect(&next);
     }
-    // The nonce of a sign-in page open in another tab stays good: a second sign-in page (a tab
-    // sent here when its session ended) must not void the first one's form.
-    let nonce =
-        sign_in_nonce(request).filter(|n| session::is_random_id(n)).map_or_else(session::random_id, str::to_owned);
+    // The nonce of a sign-in page open in another tab stays good (a second sign-in page, for a
+    // tab sent here when its session ended, must not void the first one's form) until its
+    // cookie expires: that cookie is left as it is.
+    if let Some(nonce) = sign_in_nonce(request).filter(|n| session::is_random_id(n)) {
+        return sign_in_page(console, nonce, next, String::new(), None);
+    }
+    let nonce = session::random_id();
     let mut response = sign_in_page(console, &nonce, next, String::new(), None);
     append_cookie(&mut response, session::set_cookie(SIGN_IN_COOKIE, &nonce, SIGN_IN_LIFETIME, tls(request)));
     response
@@ -159,8 +163,10 @@ pub async fn submit(console: &Console, request: Request) -> Response {
     if let Err(error) = console.same_origin(&parts.headers, origin.as_deref()) {
         return console.error_page(error, None);
     }
-    // Signed in meanwhile in another tab (which ends the sign-in nonce): on to the page.
-    let signed_in = console.visitor(&parts).await.is_ok();
+    // Signed in meanwhile in another tab (which ends the sign-in nonce): on to the page, if as
+    // the user this form names.
+    let signed_in_as =
+        console.visitor(&parts).await.ok().and_then(|v| v.ctx.identity.access_key_id().map(str::to_owned));
     let form = match axum::Form::<SignInForm>::from_request(Request::from_parts(parts, body), &()).await {
         Ok(axum::Form(form)) => form,
         Err(rejection) => {
@@ -169,7 +175,7 @@ pub async fn submit(console: &Console, request: Request) -> Response {
         }
     };
     if nonce.is_empty() || !console.keys.csrf_valid(CsrfBinding::SignIn(&nonce), form.csrf()) {
-        if signed_in {
+        if signed_in_as.is_some_and(|key| key == form.access_key_id.trim()) {
             return redirect(&paths::safe_next(Some(&form.next)));
         }
         return console.error_page(
