@@ -86,10 +86,7 @@ const BATCH_GET_IMAGE_BYTES: usize = 16 * 1024 * 1024;
 const NO_SCANNER: &str = "Berth has no vulnerability scanner: images are not scanned";
 /// Why managed signing is refused.
 const NO_SIGNER: &str = "Berth has no managed signing (AWS Signer): sign images with cosign or notation and push the \
-                         signature as a referrer; DescribeImageSigningStatus reports it";
-/// Artifact types of signatures: cosign's and Notary Project's.
-const SIGNATURE_TYPES: &[&str] =
-    &["application/vnd.dev.cosign.artifact.sig.v1+json", "application/vnd.cncf.notary.signature"];
+                         signature as a referrer (ListImageReferrers lists it; Berth does not verify it)";
 
 impl RegistryBackend {
     /// The digest of the image a request names (`ImageNotFoundException` if it is not there).
@@ -1000,33 +997,21 @@ impl EcrBackend for RegistryBackend {
 
     /// One COMPLETE entry per signature (cosign or Notary v2) attached to the image through the
     /// referrers API; Berth does not verify them.
+    /// No signing statuses: they report ECR's managed signing under a signing configuration,
+    /// which Berth does not have (`PutSigningConfiguration` is refused). A cosign or Notary
+    /// Project signature pushed as a referrer is listed by `ListImageReferrers`, unverified: it
+    /// must not read as COMPLETE, which anyone who may push could then fake.
     async fn describe_image_signing_status(
         &self,
         _: &RequestContext,
         request: ImageRequest,
     ) -> Result<DescribeImageSigningStatusResponse, EcrError> {
         let digest = self.image_digest(&request).await?;
-        let name = self.repository(&request.registry_id, &request.repository_name)?;
-        let (mut signatures, mut after) = (0, None);
-        loop {
-            let page = self
-                .registry
-                .referrers(&name, &digest, SIGNATURE_TYPES, after.as_ref(), usize::MAX)
-                .await
-                .map_err(self.fail(&request.repository_name))?;
-            signatures += page.referrers.len();
-            match page.referrers.last() {
-                Some(last) if page.more => after = Some(last.digest.clone()),
-                _ => break,
-            }
-        }
-        let signing_statuses =
-            (0..signatures).map(|_| ImageSigningStatus { status: SigningStatus::Complete }).collect();
         Ok(DescribeImageSigningStatusResponse {
             repository_name: request.repository_name,
             image_id: ImageIdentifier { image_digest: Some(digest.to_string()), image_tag: request.image_id.image_tag },
             registry_id: self.config.registry_id.clone(),
-            signing_statuses,
+            signing_statuses: vec![],
         })
     }
 

@@ -685,7 +685,7 @@ impl Validate for PutRegistryScanningConfigurationRequest {
                 let unknown = f.filter_type == ScanningRepositoryFilterType::Unrecognized;
                 enum_value(&kind, unknown, ScanningRepositoryFilterType::VALUES)?;
                 let filter = element(filters, j, "filter");
-                length(&filter, &f.filter, 1, 256)?;
+                length(&filter, &f.filter, 1, 255)?;
                 pattern(&filter, is_scanning_filter(&f.filter), SCANNING_FILTER_PATTERN)?;
             }
         }
@@ -1667,10 +1667,12 @@ mod tests {
             json!({"scanType": "BASIC", "rules": [{"scanFrequency": frequency,
                    "repositoryFilters": [{"filter": filter, "filterType": "WILDCARD"}]}]})
         };
-        for ok in ["*", "prod/*", "team-a/app_1.x", "a*b/c-*"] {
+        let longest = "a".repeat(255);
+        for ok in ["*", "prod/*", "team-a/app_1.x", "a*b/c-*", &longest] {
             assert_eq!(check::<PutRegistryScanningConfigurationRequest>(rules(ok, "SCAN_ON_PUSH")), Ok(()), "{ok}");
         }
-        for bad in ["", "Prod", "a//b", "-a", "a-", "a--b", "a/", "a b"] {
+        let too_long = "a".repeat(256);
+        for bad in ["", "Prod", "a//b", "-a", "a-", "a--b", "a/", "a b", &too_long] {
             let message = rejected::<PutRegistryScanningConfigurationRequest>(rules(bad, "MANUAL"));
             assert!(message.contains("repositoryFilters"), "{bad:?}: {message}");
         }
