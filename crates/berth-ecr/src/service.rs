@@ -1062,7 +1062,7 @@ impl EcrBackend for RegistryBackend {
             .collect();
         let stored = self
             .registry
-            .put_replication_configuration(replication::ReplicationConfiguration { rules })
+            .put_replication_configuration(replication::ReplicationConfiguration { rules, superseded: vec![] })
             .await
             .map_err(self.fail(""))?;
         Ok(PutReplicationConfigurationResponse { replication_configuration: replication_to_wire(stored) })

@@ -28,7 +28,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_meta::ReplicationStatusRecord;
+use berth_meta::{Millis, ReplicationStatusRecord};
 use berth_spec::{Descriptor, Digest, Manifest, Reference, RepositoryName, Tag};
 use bytes::Bytes;
 use futures::FutureExt;
@@ -88,7 +88,25 @@ impl std::fmt::Display for DestinationId {
 #[serde(rename_all = "camelCase")]
 pub struct ReplicationConfiguration {
     pub rules: Vec<ReplicationRule>,
+    /// The rule sets this one replaced, oldest first (the last [`SUPERSEDED_MAX`]): an image is
+    /// replicated by the rules in force when it was pushed (ECR applies a configuration to pushes
+    /// after it), not by those in force when its event is sent — a destination may be down for
+    /// days meanwhile.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub superseded: Vec<SupersededRules>,
 }
+
+/// Rules a later configuration replaced, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupersededRules {
+    /// When these rules stopped applying (milliseconds since the epoch).
+    pub until: Millis,
+    pub rules: Vec<ReplicationRule>,
+}
+
+/// Rule sets kept besides the current one at most (older ones go first).
+const SUPERSEDED_MAX: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -109,7 +127,27 @@ impl ReplicationRule {
 impl ReplicationConfiguration {
     /// Where images of `repository` go: every destination of every rule that matches it.
     pub fn destinations_for(&self, repository: &str) -> BTreeSet<&DestinationId> {
-        self.rules.iter().filter(|r| r.matches(repository)).flat_map(|r| &r.destinations).collect()
+        Self::matching(&self.rules, repository)
+    }
+
+    /// Where an image of `repository` pushed at `at` goes: by the rules in force then.
+    pub fn destinations_at(&self, repository: &str, at: Millis) -> BTreeSet<&DestinationId> {
+        let rules = self.superseded.iter().find(|s| at < s.until).map_or(&self.rules, |s| &s.rules);
+        Self::matching(rules, repository)
+    }
+
+    fn matching<'a>(rules: &'a [ReplicationRule], repository: &str) -> BTreeSet<&'a DestinationId> {
+        rules.iter().filter(|r| r.matches(repository)).flat_map(|r| &r.destinations).collect()
+    }
+
+    /// `rules` in force from `now` on, after this configuration's, whose rules join the history.
+    /// (An event older than the oldest rule set kept is judged by that one.)
+    fn followed_by(self, rules: Vec<ReplicationRule>, now: Millis) -> ReplicationConfiguration {
+        let mut superseded = self.superseded;
+        superseded.push(SupersededRules { until: now, rules: self.rules });
+        let excess = superseded.len().saturating_sub(SUPERSEDED_MAX);
+        superseded.drain(..excess);
+        ReplicationConfiguration { rules, superseded }
     }
 
     /// ECR's rules beyond the model's member constraints: at most 10 rules, 100 destinations per
@@ -190,10 +228,12 @@ impl Registry {
                  entry for: nothing is sent there"
             );
         }
-        let document = serde_json::to_string(&configuration)
+        let now = now_millis();
+        let stored = self.replication_configuration().await?.followed_by(configuration.rules, now);
+        let document = serde_json::to_string(&stored)
             .map_err(|e| RegistryError::Internal(format!("encoding the replication configuration: {e}")))?;
-        self.meta.put_replication_configuration(&document, now_millis()).await?;
-        Ok(configuration)
+        self.meta.put_replication_configuration(&document, now).await?;
+        Ok(stored)
     }
 
     /// Where `digest` of `repository` stands at each destination it was sent to, IN_PROGRESS at
@@ -204,10 +244,13 @@ impl Registry {
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<Vec<ReplicationStatusRecord>> {
+        // By the rules in force when the image was pushed, as its event is judged.
+        let by_digest = Reference::Digest(digest.clone());
+        let pushed_at = self.meta.get_manifest(repository, &by_digest).await?.map_or_else(now_millis, |m| m.pushed_at);
         let (repo, digest) = (repository.as_str(), digest.as_str());
         let mut statuses = self.meta.replication_statuses(repo, digest).await?;
         let configuration = self.replication_configuration().await?;
-        let destinations = configuration.destinations_for(repo);
+        let destinations = configuration.destinations_at(repo, pushed_at);
         let reported = |d: &DestinationId, statuses: &[ReplicationStatusRecord]| {
             statuses.iter().any(|s| s.region == d.region && s.registry_id == d.registry_id)
         };
@@ -278,7 +321,7 @@ impl Target {
             EventKind::TagSet => Some(event.tag.as_deref()?.parse::<Tag>().ok()?),
             _ => return None,
         };
-        if !configuration.destinations_for(&event.repository).contains(&destination.id) {
+        if !configuration.destinations_at(&event.repository, event.occurred_at).contains(&destination.id) {
             return None;
         }
         Some(Target { repository: event.repository.parse().ok()?, digest: event.digest.clone()?, tag })
@@ -661,6 +704,10 @@ mod tests {
         DestinationId { region: region.into(), registry_id: id.into() }
     }
 
+    fn configuration(rules: Vec<ReplicationRule>) -> ReplicationConfiguration {
+        ReplicationConfiguration { rules, superseded: vec![] }
+    }
+
     fn rule(destinations: &[DestinationId], prefixes: &[&str]) -> ReplicationRule {
         ReplicationRule {
             destinations: destinations.to_vec(),
@@ -671,30 +718,52 @@ mod tests {
     #[test]
     fn prefix_filters_choose_destinations() {
         let (b, c) = (dest("eu-west-1", "111111111111"), dest("eu-west-2", "222222222222"));
-        let config = ReplicationConfiguration {
-            rules: vec![rule(std::slice::from_ref(&b), &["prod/"]), rule(&[b.clone(), c.clone()], &["prod/web"])],
-        };
+        let config = configuration(vec![
+            rule(std::slice::from_ref(&b), &["prod/"]),
+            rule(&[b.clone(), c.clone()], &["prod/web"]),
+        ]);
         assert_eq!(config.destinations_for("prod/api").into_iter().collect::<Vec<_>>(), vec![&b]);
         assert_eq!(config.destinations_for("prod/web").into_iter().collect::<Vec<_>>(), vec![&b, &c]);
         assert!(config.destinations_for("dev/web").is_empty());
-        let everything = ReplicationConfiguration { rules: vec![rule(std::slice::from_ref(&c), &[])] };
+        let everything = configuration(vec![rule(std::slice::from_ref(&c), &[])]);
         assert_eq!(everything.destinations_for("dev/web").len(), 1);
+    }
+
+    /// An image goes by the rules in force when it was pushed: none before the first
+    /// configuration, the old ones until a new one is put, the new ones after.
+    #[test]
+    fn events_are_judged_by_the_rules_of_their_time() {
+        let (b, c) = (dest("eu-west-1", "111111111111"), dest("eu-west-2", "222222222222"));
+        let first = ReplicationConfiguration::default().followed_by(vec![rule(std::slice::from_ref(&b), &[])], 1_000);
+        let second = first.followed_by(vec![rule(std::slice::from_ref(&c), &[])], 2_000);
+        let at = |t| second.destinations_at("prod/app", t).into_iter().cloned().collect::<Vec<_>>();
+        assert_eq!(at(999), vec![], "pushed before any configuration");
+        assert_eq!(at(1_000), vec![b.clone()]);
+        assert_eq!(at(1_999), vec![b.clone()], "pushed while the first applied, sent after it changed");
+        assert_eq!(at(2_000), vec![c.clone()]);
+        assert_eq!(second.destinations_for("prod/app").into_iter().collect::<Vec<_>>(), vec![&c]);
+        let mut many = ReplicationConfiguration::default();
+        for t in 0..100 {
+            many = many.followed_by(vec![], t);
+        }
+        assert_eq!(many.superseded.len(), SUPERSEDED_MAX);
+        assert_eq!(many.superseded[0].until, 100 - SUPERSEDED_MAX as Millis, "the oldest go first");
     }
 
     #[test]
     fn validation_follows_ecr() {
         let this = dest("us-east-1", "000000000000");
         let b = dest("eu-west-1", "111111111111");
-        let ok = ReplicationConfiguration { rules: vec![rule(std::slice::from_ref(&b), &["prod"])] };
+        let ok = configuration(vec![rule(std::slice::from_ref(&b), &["prod"])]);
         assert!(ok.validate(&this).is_ok());
         assert!(ReplicationConfiguration::default().validate(&this).is_ok());
         // Another region of this registry is a destination like any other.
-        let other_region = ReplicationConfiguration { rules: vec![rule(&[dest("us-west-2", "000000000000")], &[])] };
+        let other_region = configuration(vec![rule(&[dest("us-west-2", "000000000000")], &[])]);
         assert!(other_region.validate(&this).is_ok());
-        let to_self = ReplicationConfiguration { rules: vec![rule(std::slice::from_ref(&this), &[])] };
-        let too_many_rules = ReplicationConfiguration { rules: vec![rule(std::slice::from_ref(&b), &[]); 11] };
+        let to_self = configuration(vec![rule(std::slice::from_ref(&this), &[])]);
+        let too_many_rules = configuration(vec![rule(std::slice::from_ref(&b), &[]); 11]);
         let many: Vec<DestinationId> = (0..26).map(|i| dest("eu-west-1", &format!("{i:012}"))).collect();
-        let too_many_destinations = ReplicationConfiguration { rules: vec![rule(&many, &[])] };
+        let too_many_destinations = configuration(vec![rule(&many, &[])]);
         for bad in [to_self, too_many_rules, too_many_destinations] {
             let err = bad.validate(&this).unwrap_err();
             assert!(matches!(err, RegistryError::ReplicationConfigurationInvalid(_)), "{err:?}");

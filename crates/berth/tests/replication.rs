@@ -463,3 +463,34 @@ async fn delete_replication_is_refused_when_enabled() {
     let stored = ecr(&srv, "PutReplicationConfiguration", rule(false)).await;
     assert_eq!(stored["replicationConfiguration"]["rules"][0]["destinations"][0]["region"], "eu-west-1");
 }
+
+/// As on ECR, a configuration applies to the images pushed after it, and an image goes by the
+/// rules in force when it was pushed: one pushed before the rule stays home, and one pushed while
+/// the rule sent its repository there arrives once the destination is back, though the rule was
+/// removed meanwhile.
+#[tokio::test]
+async fn images_go_by_the_rules_in_force_when_they_were_pushed() {
+    let (b_port, _) = free_ports();
+    let mut b = destination_server(b_port, B_KEY, B_SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("a.toml");
+    std::fs::write(&config, destination_entry("eu-west-1", B_ID, b_port, B_KEY, B_SECRET)).unwrap();
+    let a = source_launch(&config).start();
+    let before = push_image(&a, "prod/app", Some("before")).await;
+    let rule = json!({"replicationConfiguration": {"rules": [{
+        "destinations": [{"region": "eu-west-1", "registryId": B_ID}]}]}});
+    ecr(&a, "PutReplicationConfiguration", rule).await;
+    let after = push_image(&a, "prod/app", Some("after")).await;
+    assert_eq!(wait_for_manifest(&b, "prod/app", "after").await, after.digest);
+    let r =
+        send(b.get(&format!("/v2/prod/app/manifests/{}", before.digest)).header("accept", ALL_MANIFEST_TYPES)).await;
+    r.expect_status(404);
+    assert_eq!(statuses(&a, "prod/app", &before.digest).await, vec![], "pushed before the configuration");
+
+    b.stop();
+    let during = push_image(&a, "prod/app", Some("during")).await;
+    ecr(&a, "PutReplicationConfiguration", json!({"replicationConfiguration": {"rules": []}})).await;
+    b.start_again();
+    assert_eq!(wait_for_manifest(&b, "prod/app", "during").await, during.digest, "sent by the rule of its push");
+    wait_for_status(&a, "prod/app", &during.digest, "eu-west-1", "COMPLETE").await;
+}
