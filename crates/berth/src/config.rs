@@ -125,8 +125,9 @@ pub struct ServeArgs {
     /// Seconds a connection with no request in flight stays open [default: 120]
     #[arg(long, env = "BERTH_IDLE_TIMEOUT_SECS")]
     idle_timeout_secs: Option<u64>,
-    /// Seconds in which a request body must bring at least 1 KiB, and after which a client that
-    /// reads none of a response is dropped [default: 60]
+    /// Seconds in which a request body must bring at least 1 KiB, and a response body send at
+    /// least 1 KiB (else its connection is closed: the client stopped reading, or gives an
+    /// HTTP/2 stream no window) [default: 60]
     #[arg(long, env = "BERTH_BODY_TIMEOUT_SECS")]
     body_timeout_secs: Option<u64>,
     /// Failed sign-ins (wrong key, secret, token or signature) a client address may make in a

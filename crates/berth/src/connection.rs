@@ -3,8 +3,11 @@
 //! A connection is always in one [`Phase`]: waiting for a request header, serving requests, or
 //! idle. [`Watch::expired`] resolves when a header or an idle spell lasts too long, and the
 //! listener then ends the connection. While requests are in flight only their bodies are
-//! limited: [`MinProgress`] fails a request body that stops arriving, and [`WatchedIo`] fails the
-//! connection when the client stops reading what is sent to it. A slow handler is not limited.
+//! limited: [`MinProgress`] fails a request body that stops arriving, [`WatchedIo`] fails the
+//! connection when the client stops reading what is sent to it, and [`Watch::stalled_response`]
+//! when a response body it was handed sends too little (on HTTP/2 a client can starve a stream
+//! of flow-control window, which no socket write ever waits on, and hold the blob file behind
+//! it). A slow handler is not limited.
 //!
 //! hyper's own `header_read_timeout` is not used: its clock starts when an HTTP/1 connection
 //! goes idle, so it would close keep-alive connections after the header timeout, which must be
@@ -13,8 +16,8 @@
 use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -59,6 +62,19 @@ pub struct Watch {
     /// HTTP/2 frames (pings, window updates) arrive while idle; they start no header.
     http2: AtomicBool,
     changed: Notify,
+    /// What the response bodies being sent have sent lately (dead entries are pruned).
+    responses: Mutex<Vec<Weak<ResponseProgress>>>,
+    responses_changed: Notify,
+    /// The zero of [`ResponseProgress`]'s clock.
+    epoch: Instant,
+}
+
+/// What one response body has sent since its current window began: at least
+/// [`MIN_BODY_PROGRESS`] per body timeout, as asked of request bodies.
+struct ResponseProgress {
+    /// Nanoseconds after the watch's `epoch`.
+    window_start: AtomicU64,
+    sent: AtomicUsize,
 }
 
 impl Watch {
@@ -68,7 +84,56 @@ impl Watch {
             awaiting_header: AtomicBool::new(false),
             http2: AtomicBool::new(http2),
             changed: Notify::new(),
+            responses: Mutex::new(Vec::new()),
+            responses_changed: Notify::new(),
+            epoch: Instant::now(),
         })
+    }
+
+    fn since_epoch(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn response_started(&self) -> Arc<ResponseProgress> {
+        let progress =
+            Arc::new(ResponseProgress { window_start: AtomicU64::new(self.since_epoch()), sent: AtomicUsize::new(0) });
+        let mut responses = self.responses.lock().unwrap_or_else(|p| p.into_inner());
+        responses.retain(|r| r.strong_count() > 0);
+        responses.push(Arc::downgrade(&progress));
+        drop(responses);
+        self.responses_changed.notify_one();
+        progress
+    }
+
+    fn response_sent(&self, progress: &ResponseProgress, bytes: usize) {
+        if progress.sent.fetch_add(bytes, Ordering::Relaxed) + bytes >= MIN_BODY_PROGRESS {
+            progress.sent.store(0, Ordering::Relaxed);
+            progress.window_start.store(self.since_epoch(), Ordering::Relaxed);
+        }
+    }
+
+    /// Resolves once a response body being sent has sent less than [`MIN_BODY_PROGRESS`] within
+    /// `body_timeout`: its client starves it (no HTTP/2 window) or stopped taking it.
+    pub async fn stalled_response(&self, body_timeout: Duration) {
+        loop {
+            let changed = self.responses_changed.notified();
+            let oldest = {
+                let responses = self.responses.lock().unwrap_or_else(|p| p.into_inner());
+                responses.iter().filter_map(Weak::upgrade).map(|r| r.window_start.load(Ordering::Relaxed)).min()
+            };
+            let Some(oldest) = oldest else {
+                changed.await;
+                continue;
+            };
+            let deadline = self.epoch + Duration::from_nanos(oldest) + body_timeout;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
     }
 
     fn phase(&self) -> MutexGuard<'_, Phase> {
@@ -324,18 +389,27 @@ where
     }
 }
 
-/// A response body that keeps its request counted as in flight until it is sent or dropped.
+/// A response body that keeps its request counted as in flight until it is sent or dropped,
+/// and reports what it sends to the [`Watch`].
 pub struct Tracked<B> {
     inner: B,
-    _request: RequestGuard,
+    progress: Arc<ResponseProgress>,
+    request: RequestGuard,
 }
 
-impl<B: Body + Unpin> Body for Tracked<B> {
+impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
     type Data = B::Data;
     type Error = B::Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            this.request.0.response_sent(&this.progress, data.len());
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -374,9 +448,11 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         request.extensions_mut().insert(self.info);
         let request = request.map(|body| MinProgress::new(body, self.body_timeout));
         let response = tower::ServiceExt::oneshot(self.app.clone(), request);
+        let watch = self.watch.clone();
         Box::pin(async move {
             let response = response.await?;
-            Ok(response.map(|inner| Tracked { inner, _request: guard }))
+            let progress = watch.response_started();
+            Ok(response.map(|inner| Tracked { inner, progress, request: guard }))
         })
     }
 }

@@ -292,6 +292,11 @@ impl Listener {
                         }
                     }
                 },
+                () = watch.stalled_response(limits.body_timeout) => {
+                    tracing::debug!(peer = %info.peer, timeout = ?limits.body_timeout,
+                        "a response sent too little in time (its client gives it no window or stopped reading); closing");
+                    return Ok(());
+                }
                 _ = closing.wait_for(|closing| *closing), if !closing_down => {
                     closing_down = true;
                     if !closing_idle {

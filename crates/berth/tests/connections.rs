@@ -652,3 +652,41 @@ async fn an_oversized_manifest_is_refused_before_its_body() {
     send_head(&mut stream, &srv, "PUT /v2/big/app/manifests/v1 HTTP/1.1", &headers).await;
     read_response(&mut stream, Duration::from_secs(5)).await.expect_oci_error(413, "SIZE_INVALID");
 }
+
+/// An HTTP/2 client that gives a response no flow-control window never blocks a socket write,
+/// yet would hold the stream and the blob file behind it: a response that sends too little
+/// within the body timeout ends the connection, pings answered or not.
+#[tokio::test]
+async fn an_http2_response_starved_of_window_ends_its_connection() {
+    let srv = Server::start_with(&["--body-timeout-secs", "1", "--idle-timeout-secs", "60"]);
+    let digest = push_blob(&srv, "starved", &random_bytes(256 * 1024)).await;
+    let mut stream = connect(&srv).await;
+    stream.write_all(h2::PREFACE).await.unwrap();
+    const INITIAL_WINDOW_SIZE: [u8; 6] = [0, 4, 0, 0, 0, 0];
+    stream.write_all(&h2::frame(h2::SETTINGS, 0, 0, &INITIAL_WINDOW_SIZE)).await.unwrap();
+    let (kind, _, _, _) = h2::read_frame(&mut stream, Duration::from_secs(5)).await.expect("server SETTINGS");
+    assert_eq!(kind, h2::SETTINGS);
+    stream.write_all(&h2::frame(h2::SETTINGS, 1, 0, &[])).await.unwrap();
+    let block = h2::get(&format!("/v2/starved/blobs/{digest}"), &addr(&srv));
+    stream.write_all(&h2::frame(h2::HEADERS, 0x4 | 0x1, 1, &block)).await.unwrap();
+    let started = Instant::now();
+    let (mut answered, mut data) = (false, 0);
+    loop {
+        let Some((kind, flags, id, payload)) = h2::read_frame(&mut stream, Duration::from_secs(10)).await else {
+            break;
+        };
+        match kind {
+            h2::HEADERS if id == 1 => answered = true,
+            h2::DATA => data += payload.len(),
+            h2::PING if flags & 0x1 == 0 => stream.write_all(&h2::frame(h2::PING, 0x1, 0, &payload)).await.unwrap(),
+            h2::GOAWAY => {}
+            _ => {}
+        }
+        assert!(started.elapsed() < Duration::from_secs(8), "the starved stream kept its connection open");
+    }
+    assert!(answered, "the response's header was sent");
+    assert_eq!(data, 0, "no window, no data");
+    assert!(started.elapsed() >= Duration::from_millis(900), "closed before the body timeout: {:?}", started.elapsed());
+    // The server is fine, and serves the blob to a client that takes it.
+    send(srv.client.get(srv.url(&format!("/v2/starved/blobs/{digest}")))).await.expect_status(200);
+}
