@@ -134,6 +134,8 @@ impl From<RegistryError> for ConsoleError {
             | RegistryError::Template(_)
             | RegistryError::PullExclusion(_) => ConsoleError::BadRequest(message),
             RegistryError::StorageFull | RegistryError::Internal(_) => ConsoleError::Internal(message),
+            // Raised only by /v2/ manifest uploads; a retry later is the answer anywhere.
+            RegistryError::Busy(_) => ConsoleError::Unavailable,
         }
     }
 }

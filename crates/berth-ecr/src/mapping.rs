@@ -148,6 +148,7 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
             }
         }
         e @ StorageFull => EcrError::StorageFull(e.to_string()),
+        Busy(message) => EcrError::Throttling(message),
         Internal(reason) => EcrError::Server(reason),
     }
 }

@@ -11,9 +11,8 @@
 //! key id (which is no secret) but not its secret can make the server read one. Such bodies share
 //! [`UNVERIFIED_BODY_BUDGET`] server-wide, so together they can never exhaust memory.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::Router;
@@ -26,9 +25,9 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use berth_iam::{ConnectionInfo, Identity, RequestContext, Served, Tags};
+use berth_registry::body_budget::{BodyBudget, Held};
 
 use crate::authorization::Scoped;
 use crate::backend::EcrBackend;
@@ -58,82 +57,13 @@ pub const UNVERIFIED_BODY_ADDRESS_SHARE: usize = 32 << 20;
 pub struct EcrService {
     backend: Arc<dyn EcrBackend>,
     authentication: Authentication,
-    unverified_bodies: UnverifiedBudget,
+    unverified_bodies: BodyBudget,
 }
 
 impl EcrService {
     pub fn new(backend: Arc<dyn EcrBackend>, authentication: Authentication) -> Self {
-        let unverified_bodies = UnverifiedBudget::new(UNVERIFIED_BODY_BUDGET, UNVERIFIED_BODY_ADDRESS_SHARE);
+        let unverified_bodies = BodyBudget::new(UNVERIFIED_BODY_BUDGET, UNVERIFIED_BODY_ADDRESS_SHARE);
         EcrService { backend, authentication, unverified_bodies }
-    }
-}
-
-/// Bytes held per client address.
-type ByAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
-
-/// Bytes of unverified bodies held: by all requests together, and by each client address.
-#[derive(Clone)]
-struct UnverifiedBudget {
-    /// One permit per byte.
-    total: Arc<Semaphore>,
-    by_address: ByAddress,
-    address_share: usize,
-}
-
-/// What one request holds of an [`UnverifiedBudget`], given back when dropped.
-#[derive(Debug, Default)]
-struct Held {
-    permit: Option<OwnedSemaphorePermit>,
-    /// The address charged, and with how many bytes.
-    address: Option<(ByAddress, IpAddr, usize)>,
-}
-
-impl UnverifiedBudget {
-    fn new(total: usize, address_share: usize) -> Self {
-        UnverifiedBudget { total: Arc::new(Semaphore::new(total)), by_address: Arc::default(), address_share }
-    }
-
-    /// Adds `bytes` to what `held` holds for a request from `address`, if both the address's
-    /// share and the total allow it.
-    fn take(&self, held: &mut Held, address: Option<IpAddr>, bytes: usize) -> Result<(), EcrError> {
-        let refused =
-            || EcrError::Throttling("Too many request bytes await signature verification; retry later".into());
-        if let Some(address) = address {
-            let mut by_address = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
-            let charged = by_address.entry(address).or_default();
-            if *charged + bytes > self.address_share {
-                if *charged == 0 {
-                    by_address.remove(&address);
-                }
-                return Err(refused());
-            }
-            *charged += bytes;
-            let (_, _, mine) = held.address.get_or_insert_with(|| (self.by_address.clone(), address, 0));
-            *mine += bytes;
-        }
-        let permit = u32::try_from(bytes)
-            .ok()
-            .and_then(|n| self.total.clone().try_acquire_many_owned(n).ok())
-            .ok_or_else(refused)?;
-        match &mut held.permit {
-            Some(held) => held.merge(permit),
-            None => held.permit = Some(permit),
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        if let Some((by_address, address, bytes)) = self.address.take() {
-            let mut by_address = by_address.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(charged) = by_address.get_mut(&address) {
-                *charged = charged.saturating_sub(bytes);
-                if *charged == 0 {
-                    by_address.remove(&address);
-                }
-            }
-        }
     }
 }
 
@@ -320,7 +250,7 @@ async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
-    budget: Option<(&UnverifiedBudget, Option<IpAddr>)>,
+    budget: Option<(&BodyBudget, Option<IpAddr>)>,
 ) -> Result<(Bytes, Held), EcrError> {
     let too_large = || EcrError::RequestTooLarge(format!("Request body is larger than {limit} bytes"));
     let declared =
@@ -342,7 +272,9 @@ async fn read_body(
             Err(err) => return Err(EcrError::Serialization(format!("Could not read the request body: {err}"))),
         };
         if let Some((budget, address)) = budget {
-            budget.take(&mut held, address, data.len())?;
+            budget.take(&mut held, address, data.len()).map_err(|_| {
+                EcrError::Throttling("Too many request bytes await signature verification; retry later".into())
+            })?;
         }
         content.extend_from_slice(&data);
     }
@@ -539,7 +471,7 @@ mod tests {
     /// and it comes back when the holder lets go. One address holds at most its share.
     #[tokio::test]
     async fn unverified_bodies_share_one_budget() {
-        let budget = UnverifiedBudget::new(100, 70);
+        let budget = BodyBudget::new(100, 70);
         let headers = HeaderMap::new();
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         let read = |len: usize, from: IpAddr| {
@@ -547,21 +479,21 @@ mod tests {
         };
         let (first, held) = read(60, a).await.unwrap();
         assert_eq!(first.len(), 60);
-        assert_eq!(budget.total.available_permits(), 40);
+        assert_eq!(budget.available(), 40);
         let refused = read(20, a).await.unwrap_err();
         assert_eq!(refused.wire_type(), "ThrottlingException", "past the address's share");
         let (_, other) = read(40, b).await.unwrap();
         let refused = read(10, b).await.unwrap_err();
         assert_eq!(refused.wire_type(), "ThrottlingException", "past the whole budget");
-        assert_eq!(budget.total.available_permits(), 0, "a refused body keeps nothing");
+        assert_eq!(budget.available(), 0, "a refused body keeps nothing");
         drop((held, other));
-        assert_eq!(budget.total.available_permits(), 100);
-        assert!(budget.by_address.lock().unwrap().is_empty(), "nothing stays charged");
+        assert_eq!(budget.available(), 100);
+        assert!(budget.no_address_charged(), "nothing stays charged");
         let (second, _held) = read(60, a).await.unwrap();
         assert_eq!(second, vec![7u8; 60]);
         // Without a budget (signatures off) only the operation's limit applies.
         let (unbudgeted, none) = read_body(&headers, Body::from(vec![1u8; 500]), 1000, None).await.unwrap();
-        assert!(unbudgeted.len() == 500 && none.permit.is_none());
+        assert!(unbudgeted.len() == 500 && !none.holds_any());
         let too_large = read_body(&headers, Body::from(vec![1u8; 1001]), 1000, None).await.unwrap_err();
         assert_eq!(too_large.wire_type(), "RequestEntityTooLargeException");
     }

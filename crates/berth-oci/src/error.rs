@@ -111,6 +111,7 @@ impl OciError {
             Template(_) | PullExclusion(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             // Said as it is: the client can do nothing but retry later, the operator must act.
             StorageFull => (StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN"),
+            Busy(_) => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         }
     }

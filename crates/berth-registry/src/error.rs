@@ -133,6 +133,9 @@ pub enum RegistryError {
     /// full; the failed write was rolled back.
     #[error("the registry's storage is full: nothing of this request was kept; retry once space is freed")]
     StorageFull,
+    /// The server holds as much of such requests as it may (see `body_budget`): retry later.
+    #[error("{0}")]
+    Busy(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -5,6 +5,7 @@
 mod access;
 mod archive;
 mod blobs;
+pub mod body_budget;
 mod cache;
 pub mod cache_stats;
 mod downloads;
@@ -138,7 +139,16 @@ pub struct Registry {
     pull_through: pull_through::CacheState,
     /// Blob deletions GC has begun, each on a task of its own (see `gc.rs`).
     blob_deletions: tokio_util::task::TaskTracker,
+    /// Manifest bodies being received, held whole until they can be parsed.
+    manifest_bodies: body_budget::BodyBudget,
 }
+
+/// Bytes of manifest bodies the server holds while they arrive, all together: sixteen of the
+/// largest (4 MiB). A push's manifests are kilobytes; only a client holding many large ones
+/// open at once (100 HTTP/2 streams of 4 MiB each would be 400 MiB) meets it.
+const MANIFEST_BODY_BUDGET: usize = 64 << 20;
+/// What one client address may hold of it: four of the largest.
+const MANIFEST_BODY_ADDRESS_SHARE: usize = 16 << 20;
 
 /// How often maintenance prunes the event log.
 const EVENT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -172,6 +182,7 @@ impl Registry {
             remote_client: std::sync::OnceLock::new(),
             pull_through: pull_through::CacheState::default(),
             blob_deletions: tokio_util::task::TaskTracker::new(),
+            manifest_bodies: body_budget::BodyBudget::new(MANIFEST_BODY_BUDGET, MANIFEST_BODY_ADDRESS_SHARE),
         })
     }
 
@@ -203,6 +214,11 @@ impl Registry {
 
     pub fn config(&self) -> &RegistryConfig {
         &self.config
+    }
+
+    /// What manifest bodies arriving on `/v2/` may hold of memory (see `body_budget`).
+    pub fn manifest_bodies(&self) -> &body_budget::BodyBudget {
+        &self.manifest_bodies
     }
 
     pub fn metadata(&self) -> &Arc<dyn MetadataStore> {

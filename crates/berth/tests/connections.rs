@@ -690,3 +690,40 @@ async fn an_http2_response_starved_of_window_ends_its_connection() {
     // The server is fine, and serves the blob to a client that takes it.
     send(srv.client.get(srv.url(&format!("/v2/starved/blobs/{digest}")))).await.expect_status(200);
 }
+
+/// Manifest bodies are held whole until they parse, so what they may hold together is bounded
+/// (and what one client address may hold, a quarter of it): past it a manifest PUT gets 429
+/// `TOOMANYREQUESTS`, and once the held bodies are gone pushes work again.
+#[tokio::test]
+async fn manifest_bodies_held_open_are_bounded() {
+    let srv = Server::start();
+    const LARGEST: usize = 4 << 20;
+    let mut holders = Vec::new();
+    for i in 0..4 {
+        let mut stream = connect(&srv).await;
+        let headers = ["Content-Type: application/vnd.oci.image.manifest.v1+json", "Content-Length: 4194304"];
+        send_head(&mut stream, &srv, &format!("PUT /v2/held/manifests/t{i} HTTP/1.1"), &headers).await;
+        stream.write_all(&vec![b' '; LARGEST - 1]).await.unwrap();
+        holders.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let image = push_image_parts(&srv, "held").await;
+    let refused =
+        send(srv.client.put(srv.url("/v2/held/manifests/v1")).header("content-type", OCI_MANIFEST).body(image.clone()))
+            .await;
+    refused.expect_error(429, "TOOMANYREQUESTS");
+    drop(holders);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stored =
+        send(srv.client.put(srv.url("/v2/held/manifests/v1")).header("content-type", OCI_MANIFEST).body(image)).await;
+    stored.expect_status(201);
+}
+
+/// A small image's blobs pushed to `repo`; returns its manifest's bytes.
+async fn push_image_parts(srv: &Server, repo: &str) -> Vec<u8> {
+    let config = config_json("amd64");
+    let layer = random_bytes(64);
+    push_blob(srv, repo, &config).await;
+    push_blob(srv, repo, &layer).await;
+    oci_manifest(&descriptor(OCI_CONFIG, &config), &[descriptor(OCI_LAYER, &layer)])
+}

@@ -1,0 +1,99 @@
+//! Bytes of request bodies the server holds in memory before it can act on them (an ECR body
+//! until its signature is checked, a manifest until it is whole): a budget for all requests
+//! together and a share of it per client address, so a client that stalls many such bodies
+//! (HTTP/2 allows 100 streams per connection) cannot take the server's memory or everyone's
+//! room. Past either, the request is refused and the client retries (each plane says so in its
+//! own words: `ThrottlingException`, 429 `TOOMANYREQUESTS`).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Bytes held per client address.
+type ByAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+#[derive(Clone)]
+pub struct BodyBudget {
+    /// One permit per byte.
+    total: Arc<Semaphore>,
+    by_address: ByAddress,
+    address_share: usize,
+}
+
+/// What one request holds of a [`BodyBudget`], given back when dropped.
+#[derive(Debug, Default)]
+pub struct Held {
+    permit: Option<OwnedSemaphorePermit>,
+    /// The address charged, and with how many bytes.
+    address: Option<(ByAddress, IpAddr, usize)>,
+}
+
+/// The budget, or the address's share of it, has no room for more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetExhausted;
+
+impl BodyBudget {
+    pub fn new(total: usize, address_share: usize) -> Self {
+        BodyBudget { total: Arc::new(Semaphore::new(total)), by_address: Arc::default(), address_share }
+    }
+
+    /// Adds `bytes` to what `held` holds for a request from `address`, if both the address's
+    /// share and the total allow it.
+    pub fn take(&self, held: &mut Held, address: Option<IpAddr>, bytes: usize) -> Result<(), BudgetExhausted> {
+        if let Some(address) = address {
+            let mut by_address = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+            let charged = by_address.entry(address).or_default();
+            if *charged + bytes > self.address_share {
+                if *charged == 0 {
+                    by_address.remove(&address);
+                }
+                return Err(BudgetExhausted);
+            }
+            *charged += bytes;
+            let (_, _, mine) = held.address.get_or_insert_with(|| (self.by_address.clone(), address, 0));
+            *mine += bytes;
+        }
+        let permit = u32::try_from(bytes)
+            .ok()
+            .and_then(|n| self.total.clone().try_acquire_many_owned(n).ok())
+            .ok_or(BudgetExhausted)?;
+        match &mut held.permit {
+            Some(held) => held.merge(permit),
+            None => held.permit = Some(permit),
+        }
+        Ok(())
+    }
+
+    /// Bytes nobody holds.
+    pub fn available(&self) -> usize {
+        self.total.available_permits()
+    }
+
+    /// Whether no address holds anything.
+    pub fn no_address_charged(&self) -> bool {
+        self.by_address.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+}
+
+impl Held {
+    /// Whether it holds any of the total (false for a request read without a budget).
+    pub fn holds_any(&self) -> bool {
+        self.permit.is_some()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some((by_address, address, bytes)) = self.address.take() {
+            let mut by_address = by_address.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(charged) = by_address.get_mut(&address) {
+                *charged = charged.saturating_sub(bytes);
+                if *charged == 0 {
+                    by_address.remove(&address);
+                }
+            }
+        }
+    }
+}
