@@ -94,7 +94,7 @@ pub struct Descriptor {
     pub artifact_type: Option<String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_or_null")]
     pub platform: Option<Platform>,
     #[serde(default)]
     pub urls: Vec<String>,
@@ -115,13 +115,49 @@ impl Descriptor {
 struct Raw {
     schema_version: Option<i64>,
     media_type: Option<String>,
+    #[serde(default, deserialize_with = "object_or_null")]
     config: Option<Descriptor>,
+    #[serde(default, deserialize_with = "objects_or_null")]
     layers: Option<Vec<Descriptor>>,
+    #[serde(default, deserialize_with = "objects_or_null")]
     manifests: Option<Vec<Descriptor>>,
+    #[serde(default, deserialize_with = "object_or_null")]
     subject: Option<Descriptor>,
     artifact_type: Option<String>,
     #[serde(default)]
     annotations: BTreeMap<String, String>,
+}
+
+/// A value that must be a JSON object: serde's derived structs also take an array of their
+/// fields in order, which the image spec does not allow for a manifest, descriptor or platform
+/// (and which other clients cannot read).
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData)).map(Object)
+    }
+}
+
+fn object_or_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
+    Ok(Option::<Object<T>>::deserialize(deserializer)?.map(|Object(value)| value))
+}
+
+fn objects_or_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<T>>, D::Error> {
+    let objects = Option::<Vec<Object<T>>>::deserialize(deserializer)?;
+    Ok(objects.map(|objects| objects.into_iter().map(|Object(value)| value).collect()))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +203,8 @@ impl Manifest {
             return Err(ManifestError::Schema1);
         }
         check_json(bytes)?;
-        let raw: Raw = serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
+        let Object(raw) =
+            serde_json::from_slice::<Object<Raw>>(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
         if raw.media_type.as_deref().is_some_and(is_schema1) || raw.schema_version == Some(1) {
             return Err(ManifestError::Schema1);
         }
@@ -451,6 +488,34 @@ mod tests {
         let req: Vec<_> = m.required_blobs().map(|x| x.digest.to_string()).collect();
         assert_eq!(req, vec![d('a'), d('b')]);
         assert_eq!(m.effective_artifact_type(), Some("application/vnd.oci.image.config.v1+json"));
+    }
+
+    /// A manifest, descriptor or platform written as a JSON array of its fields (which serde's
+    /// derived structs would take) is no manifest: other clients cannot read it.
+    #[test]
+    fn arrays_in_place_of_objects_are_refused() {
+        let config =
+            format!(r#"{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":2}}"#, d('a'));
+        let array_manifest = format!(r#"[2,"application/vnd.oci.image.manifest.v1+json",{config},[]]"#);
+        let array_descriptor = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":["application/vnd.oci.image.config.v1+json","{}",2],"layers":[]}}"#,
+            d('a')
+        );
+        let array_layer = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{config},"layers":[["application/vnd.oci.image.layer.v1.tar","{}",3]]}}"#,
+            d('b')
+        );
+        let array_platform = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":3,"platform":["amd64","linux"]}}]}}"#,
+            d('b')
+        );
+        for body in [array_manifest, array_descriptor, array_layer, array_platform] {
+            match Manifest::parse_pushed(body.as_bytes(), None) {
+                Err(ManifestError::Json(message)) => assert!(message.contains("a JSON object"), "{message}"),
+                other => panic!("{body}: {:?}", other.map(|m| m.media_type)),
+            }
+        }
+        assert!(Manifest::parse_pushed(image(media::OCI_MANIFEST).as_bytes(), None).is_ok());
     }
 
     #[test]
