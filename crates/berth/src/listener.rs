@@ -43,6 +43,9 @@ const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// HTTP/2 streams per connection (RFC 9113 asks for at least 100).
 const H2_MAX_STREAMS: u32 = 100;
+/// HTTP/1 header fields per request (hyper's default is 100, which a proxy adding its own can
+/// reach well within the byte limit; HTTP/2 is bounded by bytes only).
+const H1_MAX_HEADERS: usize = 256;
 /// HTTP/2 frame payloads the server accepts: the protocol's minimum.
 const H2_MAX_FRAME: u32 = 16 * 1024;
 /// File descriptors kept for everything but client sockets (database, listener, blocking I/O);
@@ -395,6 +398,7 @@ impl Http {
             // Timed by the connection's watch instead (see connection.rs).
             .header_read_timeout(None)
             .max_header_size(limits.max_header_bytes)
+            .max_headers(H1_MAX_HEADERS)
             // A client that shuts down its sending side after a request still gets the answer.
             .half_close(true);
         let mut h2 = http2::Builder::new(TokioExecutor::new());

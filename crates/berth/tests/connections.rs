@@ -338,6 +338,15 @@ async fn a_header_over_the_limit_is_refused_without_buffering_it() {
     let fits = format!("X-Big: {}", "a".repeat(7000));
     send_head(&mut stream, &srv, "GET /v2/ HTTP/1.1", &[&fits]).await;
     assert_eq!(read_response(&mut stream, Duration::from_secs(5)).await.status, 200);
+    // Many small fields within the byte limit are fine too (a proxy adds its own), up to 256.
+    let many: Vec<String> = (0..200).map(|i| format!("X-{i}: v")).collect();
+    let mut stream = connect(&srv).await;
+    send_head(&mut stream, &srv, "GET /v2/ HTTP/1.1", &many.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(read_response(&mut stream, Duration::from_secs(5)).await.status, 200);
+    let too_many: Vec<String> = (0..300).map(|i| format!("X-{i}: v")).collect();
+    let mut stream = connect(&srv).await;
+    send_head(&mut stream, &srv, "GET /v2/ HTTP/1.1", &too_many.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(read_response(&mut stream, Duration::from_secs(5)).await.status, 431);
 }
 
 /// HTTP/2 frames, written and read by hand (RFC 9113, 4.1).
