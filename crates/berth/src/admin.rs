@@ -10,8 +10,8 @@ use berth_meta::{AccessKeyStatus, MetadataStore, PostgresStore, SqliteStore};
 
 #[derive(clap::Args)]
 pub struct DataDir {
-    /// The server's data directory [default: ./berth-data]
-    #[arg(long, env = "BERTH_DATA_DIR", default_value = "berth-data")]
+    /// The server's data directory
+    #[arg(long, env = "BERTH_DATA_DIR", default_value = "./berth-data")]
     data_dir: PathBuf,
     /// The server's PostgreSQL URL, when it keeps metadata there.
     #[arg(long, env = "BERTH_DATABASE_URL", hide_env_values = true)]
@@ -423,7 +423,7 @@ pub enum OutboxCommand {
     RemoveConsumer {
         name: String,
         /// How long no server may have claimed for it; must outlast the longest delivery
-        /// (a webhook's timeout, a large blob replicated) [default: 600, at least 10].
+        /// (a webhook's timeout, a large blob replicated); at least 10.
         #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(10..))]
         idle_secs: u64,
         #[command(flatten)]

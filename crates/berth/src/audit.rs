@@ -45,6 +45,8 @@ impl AuditLog {
     pub fn open(target: AuditTarget, account: String, region: String) -> anyhow::Result<AuditLog> {
         let (lines, received) = mpsc::channel::<Message>();
         let mut sink = Sink::open(target)?;
+        // Scraped as 0 from the start: an alert can tell "none lost" from "not reported".
+        metrics::counter!("berth_audit_records_dropped_total").increment(0);
         std::thread::Builder::new().name("berth-audit".into()).spawn(move || {
             for message in received {
                 match message {
@@ -232,13 +234,23 @@ fn rotate(path: &Path) -> std::io::Result<()> {
         name.push(format!(".{n}"));
         PathBuf::from(name)
     };
+    // The file moves aside first: if it cannot (an append-only attribute, a read-only
+    // directory), the numbered files stay as they are rather than shift once per attempt.
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".rotating");
+    let aside = PathBuf::from(aside);
+    std::fs::rename(path, &aside)?;
     for n in (1..KEEP).rev() {
         match std::fs::rename(numbered(n), numbered(n + 1)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                // Back where it was, so the next attempt starts from the same state.
+                let _ = std::fs::rename(&aside, path);
+                return Err(e);
+            }
             _ => {}
         }
     }
-    std::fs::rename(path, numbered(1))
+    std::fs::rename(&aside, numbered(1))
 }
 
 #[cfg(test)]
@@ -280,6 +292,29 @@ mod tests {
         sink.write("and the next").unwrap();
         assert_eq!(std::fs::read_to_string(moved.join("audit.log")).unwrap(), "kept\nand the next\n");
         assert!(!moved.join("audit.log.1").exists(), "no rotation is tried again before a reopen");
+    }
+
+    #[test]
+    fn a_rotation_that_keeps_failing_leaves_the_numbered_files_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        std::fs::write(dir.path().join("audit.log.1"), "one\n").unwrap();
+        std::fs::write(dir.path().join("audit.log.2"), "two\n").unwrap();
+        // Nothing can be moved onto a directory that holds a file: the rotation fails at its start.
+        std::fs::create_dir(dir.path().join("audit.log.rotating")).unwrap();
+        std::fs::write(dir.path().join("audit.log.rotating/x"), "").unwrap();
+        let mut sink = Sink::open(AuditTarget::File { path: path.clone(), max_bytes: 4096 }).unwrap();
+        for attempt in ["first", "second"] {
+            if let Sink::File { size, .. } = &mut sink {
+                *size = 4096;
+            }
+            sink.write(attempt).unwrap();
+            sink.reopen().unwrap(); // as SIGHUP does: the next record tries to rotate again
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "first\nsecond\n", "records kept");
+        assert_eq!(std::fs::read_to_string(dir.path().join("audit.log.1")).unwrap(), "one\n");
+        assert_eq!(std::fs::read_to_string(dir.path().join("audit.log.2")).unwrap(), "two\n");
+        assert!(!dir.path().join("audit.log.3").exists(), "nothing shifted");
     }
 
     #[test]

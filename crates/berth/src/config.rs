@@ -544,7 +544,10 @@ impl ServeArgs {
         }
         let audit = match self.audit_log.or(file.audit_log) {
             None => None,
-            Some(path) if path.as_os_str() == "-" => Some(crate::audit::AuditTarget::Stdout),
+            // `/dev/stdout` too: a file of that name would rotate stdout away.
+            Some(path) if path.as_os_str() == "-" || path == Path::new("/dev/stdout") => {
+                Some(crate::audit::AuditTarget::Stdout)
+            }
             Some(path) => {
                 let max_bytes = self.audit_log_max_bytes.or(file.audit_log_max_bytes).unwrap_or(100 * 1024 * 1024);
                 anyhow::ensure!(max_bytes >= 4096, "the audit log size limit must be at least 4096 bytes");

@@ -49,6 +49,7 @@ async fn probes_metrics_and_the_audit_trail() {
     before.expect_status(200);
     assert!(before.header("content-type").unwrap().starts_with("text/plain"), "{}", before.describe());
     let before = before.text();
+    assert!(before.lines().any(|l| l == "berth_audit_records_dropped_total 0"), "reported from the start:\n{before}");
 
     let image = push_image(&srv, "ops/app", Some("v1")).await;
     let pulled = send(srv.client.get(srv.url(&format!("/v2/ops/app/blobs/{}", sha256_digest(&image.layers[0]))))).await;
