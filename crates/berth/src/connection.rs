@@ -5,9 +5,9 @@
 //! listener then ends the connection. While requests are in flight only their bodies are
 //! limited: [`MinProgress`] fails a request body that stops arriving, [`WatchedIo`] fails the
 //! connection when the client stops reading what is sent to it, and [`Watch::stalled_response`]
-//! when a response body it was handed sends too little (on HTTP/2 a client can starve a stream
-//! of flow-control window, which no socket write ever waits on, and hold the blob file behind
-//! it). A slow handler is not limited.
+//! when an HTTP/2 response body sends too little (a client can starve a stream of flow-control
+//! window, which no socket write ever waits on, and hold the blob file behind it). A slow
+//! handler is not limited.
 //!
 //! hyper's own `header_read_timeout` is not used: its clock starts when an HTTP/1 connection
 //! goes idle, so it would close keep-alive connections after the header timeout, which must be
@@ -389,13 +389,21 @@ where
     }
 }
 
-/// A response body that keeps its request counted as in flight until it is sent or dropped,
-/// and reports what it sends to the [`Watch`].
+/// A response body that keeps its request counted as in flight until it is sent or dropped. On
+/// HTTP/2 it also reports what it sends to the [`Watch`], in slices of at most [`H2_SLICE`]:
+/// hyper asks for the next piece only once the last one is sent (flow control permitting), so a
+/// poll is progress — a 1 MiB piece would take a slow but steady client longer than the body
+/// timeout. (HTTP/1 needs neither: `WatchedIo` times its blocked writes.)
 pub struct Tracked<B> {
     inner: B,
-    progress: Arc<ResponseProgress>,
+    progress: Option<Arc<ResponseProgress>>,
+    /// The rest of the piece being handed out in slices.
+    unsent: Bytes,
     request: RequestGuard,
 }
+
+/// The most an HTTP/2 response hands hyper at once: one frame of the protocol's default size.
+const H2_SLICE: usize = 16 * 1024;
 
 impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
     type Data = B::Data;
@@ -403,21 +411,33 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            this.request.0.response_sent(&this.progress, data.len());
+        let Some(progress) = &this.progress else { return Pin::new(&mut this.inner).poll_frame(cx) };
+        if this.unsent.is_empty() {
+            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => this.unsent = data,
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                other => return Poll::Ready(other),
+            }
         }
-        polled
+        let slice = this.unsent.split_to(this.unsent.len().min(H2_SLICE));
+        this.request.0.response_sent(progress, slice.len());
+        Poll::Ready(Some(Ok(Frame::data(slice))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.unsent.is_empty() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let mut hint = self.inner.size_hint();
+        let unsent = self.unsent.len() as u64;
+        hint.set_lower(hint.lower() + unsent);
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper + unsent);
+        }
+        hint
     }
 }
 
@@ -445,14 +465,15 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         let guard = self.watch.request_started(request.version());
+        let http2 = request.version() == Version::HTTP_2;
         request.extensions_mut().insert(self.info);
         let request = request.map(|body| MinProgress::new(body, self.body_timeout));
         let response = tower::ServiceExt::oneshot(self.app.clone(), request);
         let watch = self.watch.clone();
         Box::pin(async move {
             let response = response.await?;
-            let progress = watch.response_started();
-            Ok(response.map(|inner| Tracked { inner, progress, request: guard }))
+            let progress = http2.then(|| watch.response_started());
+            Ok(response.map(|inner| Tracked { inner, progress, unsent: Bytes::new(), request: guard }))
         })
     }
 }

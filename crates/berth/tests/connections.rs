@@ -736,3 +736,53 @@ async fn push_image_parts(srv: &Server, repo: &str) -> Vec<u8> {
     push_blob(srv, repo, &layer).await;
     oci_manifest(&descriptor(OCI_CONFIG, &config), &[descriptor(OCI_LAYER, &layer)])
 }
+
+/// A slow but steady HTTP/2 reader is not taken for a starving one: each 16 KiB slice the
+/// client's window lets through counts as progress, though the whole blob takes several body
+/// timeouts to arrive.
+#[tokio::test]
+async fn a_slow_http2_reader_gets_the_whole_blob() {
+    let srv = Server::start_with(&["--body-timeout-secs", "1"]);
+    let blob = random_bytes(512 * 1024);
+    let digest = push_blob(&srv, "slow", &blob).await;
+    // Read twice before: a blob read lately comes from the page cache in large pieces.
+    for _ in 0..2 {
+        send(srv.client.get(srv.url(&format!("/v2/slow/blobs/{digest}")))).await.expect_status(200);
+    }
+    let mut stream = connect(&srv).await;
+    stream.write_all(h2::PREFACE).await.unwrap();
+    const INITIAL_WINDOW_SIZE: [u8; 6] = [0, 4, 0, 0, 0, 0];
+    stream.write_all(&h2::frame(h2::SETTINGS, 0, 0, &INITIAL_WINDOW_SIZE)).await.unwrap();
+    let (kind, _, _, _) = h2::read_frame(&mut stream, Duration::from_secs(5)).await.expect("server SETTINGS");
+    assert_eq!(kind, h2::SETTINGS);
+    stream.write_all(&h2::frame(h2::SETTINGS, 1, 0, &[])).await.unwrap();
+    let block = h2::get(&format!("/v2/slow/blobs/{digest}"), &addr(&srv));
+    stream.write_all(&h2::frame(h2::HEADERS, 0x4 | 0x1, 1, &block)).await.unwrap();
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut ended = false;
+    while !ended {
+        // 32 KiB more every 250 ms: the 512 KiB take about 4 s, four body timeouts, and a piece
+        // of 256 KiB or more longer than one.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        for on in [0, 1] {
+            stream.write_all(&h2::frame(h2::WINDOW_UPDATE, 0, on, &32_768u32.to_be_bytes())).await.unwrap();
+        }
+        let goal = received.len() + 32_768;
+        while received.len() < goal && !ended {
+            let (kind, flags, id, payload) =
+                h2::read_frame(&mut stream, Duration::from_secs(5)).await.expect("the connection stayed open");
+            match kind {
+                h2::DATA if id == 1 => {
+                    received.extend_from_slice(&payload);
+                    ended = flags & 0x1 != 0;
+                }
+                h2::PING if flags & 0x1 == 0 => stream.write_all(&h2::frame(h2::PING, 0x1, 0, &payload)).await.unwrap(),
+                h2::GOAWAY | h2::RST_STREAM => panic!("the slow reader was cut off after {:?}", started.elapsed()),
+                _ => {}
+            }
+        }
+    }
+    assert!(started.elapsed() > Duration::from_secs(3), "it did take longer than the body timeout");
+    assert_eq!(received, blob);
+}
