@@ -426,13 +426,13 @@ def check_admin(driver):
     ecr_env = {**os.environ, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
     describe = ["aws", "--endpoint-url", f"http://{REG}", "ecr", "describe-repositories"]
     row = f'#users tr[data-user="temp-user"]'
-    expect("the new key is shown Active", one(driver, row + " .key-status").text, "Active")
+    expect("the new key is shown Active", retry(lambda: one(driver, row + " .key-status").text), "Active")
 
     click(lambda: one(driver, row + " button.key-toggle"))
     message = confirm_dialog(driver, screenshot="07-admin-deactivate")
     expect("deactivating a key asks first", message.startswith("Deactivate the access key of temp-user?"), True)
     wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".notice.success")))
-    expect("the key is shown Inactive", one(driver, row + " .key-status").text, "Inactive")
+    expect("the key is shown Inactive", retry(lambda: one(driver, row + " .key-status").text), "Inactive")
     expect("a deactivated key is refused on /v2/", http("GET", "/v2/", headers={"Authorization": f"Basic {auth}"})[0], 401)
     refused = subprocess.run(describe, env=ecr_env, capture_output=True, text=True)
     expect("and by the aws CLI (SigV4): UnrecognizedClientException",
@@ -447,7 +447,7 @@ def check_admin(driver):
     click(lambda: one(driver, row + " button.key-toggle"))
     settled(driver, page)
     wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".notice.success")))
-    expect("activated again, the key is shown Active", one(driver, row + " .key-status").text, "Active")
+    expect("activated again, the key is shown Active", retry(lambda: one(driver, row + " .key-status").text), "Active")
     expect("and works on /v2/ again", http("GET", "/v2/", headers={"Authorization": f"Basic {auth}"})[0], 200)
     expect("and with the aws CLI", subprocess.run(describe, env=ecr_env, capture_output=True).returncode, 0)
 
@@ -497,12 +497,12 @@ def check_actions(driver):
     click(lambda: one(driver, "#toggle-mutability"))
     confirm_dialog(driver)
     wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".notice.success")))
-    expect("tag immutability on: the badge shows", "immutable tags" in one(driver, ".page-head").text, True)
-    expect("and the tags carry a lock", len(card(driver, web["index"]).find_elements(By.CSS_SELECTOR, ".lock")), 1)
+    expect("tag immutability on: the badge shows", "immutable tags" in retry(lambda: one(driver, ".page-head").text), True)
+    expect("and the tags carry a lock", retry(lambda: len(card(driver, web["index"]).find_elements(By.CSS_SELECTOR, ".lock"))), 1)
     click(lambda: one(driver, "#toggle-mutability"))
     confirm_dialog(driver)
     wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".notice.success")))
-    expect("tag immutability off again", "immutable tags" in one(driver, ".page-head").text, False)
+    expect("tag immutability off again", "immutable tags" in retry(lambda: one(driver, ".page-head").text), False)
 
     token = csrf_of(driver)
     status, body = fetch_post(driver, page + "/-/delete-image", {"csrf": token, "digest": child, "confirmed": "yes"})
@@ -553,7 +553,7 @@ def check_read_only(driver):
         expect(f"reader's forged remove-tag POST {label} is refused (403)", status, 403)
     expect("nothing was deleted", registry_has(WEB, web["index"]) and "latest" in (v2_tags(WEB) or []), True)
     driver.get(BASE + "/console/admin")
-    expect("reader may not open the admin page", "Not allowed" in one(driver, "main h1").text, True)
+    expect("reader may not open the admin page", "Not allowed" in retry(lambda: one(driver, "main h1").text), True)
     sign_out(driver)
     driver.get(BASE + page)
     expect("after signing out the pages need a sign-in again", "/console/sign-in" in driver.current_url, True)
