@@ -415,8 +415,20 @@ mod h2 {
 
     /// A client connection: preface and settings exchanged.
     pub async fn handshake(stream: &mut TcpStream) -> Vec<(u16, u32)> {
+        handshake_with(stream, &[]).await
+    }
+
+    /// A client connection whose streams start with no flow-control window: the server sends
+    /// no response data until the client's WINDOW_UPDATEs allow it.
+    pub async fn handshake_without_window(stream: &mut TcpStream) -> Vec<(u16, u32)> {
+        const INITIAL_WINDOW_SIZE_ZERO: [u8; 6] = [0, 4, 0, 0, 0, 0];
+        handshake_with(stream, &INITIAL_WINDOW_SIZE_ZERO).await
+    }
+
+    /// As [`handshake`], the client's SETTINGS carrying `settings`; returns the server's.
+    async fn handshake_with(stream: &mut TcpStream, settings: &[u8]) -> Vec<(u16, u32)> {
         stream.write_all(PREFACE).await.unwrap();
-        stream.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+        stream.write_all(&frame(SETTINGS, 0, 0, settings)).await.unwrap();
         let (kind, _, _, payload) = read_frame(stream, Duration::from_secs(5)).await.expect("server SETTINGS");
         assert_eq!(kind, SETTINGS);
         stream.write_all(&frame(SETTINGS, 1, 0, &[])).await.unwrap();
@@ -670,12 +682,7 @@ async fn an_http2_response_starved_of_window_ends_its_connection() {
     let srv = Server::start_with(&["--body-timeout-secs", "1", "--idle-timeout-secs", "60"]);
     let digest = push_blob(&srv, "starved", &random_bytes(256 * 1024)).await;
     let mut stream = connect(&srv).await;
-    stream.write_all(h2::PREFACE).await.unwrap();
-    const INITIAL_WINDOW_SIZE: [u8; 6] = [0, 4, 0, 0, 0, 0];
-    stream.write_all(&h2::frame(h2::SETTINGS, 0, 0, &INITIAL_WINDOW_SIZE)).await.unwrap();
-    let (kind, _, _, _) = h2::read_frame(&mut stream, Duration::from_secs(5)).await.expect("server SETTINGS");
-    assert_eq!(kind, h2::SETTINGS);
-    stream.write_all(&h2::frame(h2::SETTINGS, 1, 0, &[])).await.unwrap();
+    h2::handshake_without_window(&mut stream).await;
     let block = h2::get(&format!("/v2/starved/blobs/{digest}"), &addr(&srv));
     stream.write_all(&h2::frame(h2::HEADERS, 0x4 | 0x1, 1, &block)).await.unwrap();
     let started = Instant::now();
@@ -750,12 +757,7 @@ async fn a_slow_http2_reader_gets_the_whole_blob() {
         send(srv.client.get(srv.url(&format!("/v2/slow/blobs/{digest}")))).await.expect_status(200);
     }
     let mut stream = connect(&srv).await;
-    stream.write_all(h2::PREFACE).await.unwrap();
-    const INITIAL_WINDOW_SIZE: [u8; 6] = [0, 4, 0, 0, 0, 0];
-    stream.write_all(&h2::frame(h2::SETTINGS, 0, 0, &INITIAL_WINDOW_SIZE)).await.unwrap();
-    let (kind, _, _, _) = h2::read_frame(&mut stream, Duration::from_secs(5)).await.expect("server SETTINGS");
-    assert_eq!(kind, h2::SETTINGS);
-    stream.write_all(&h2::frame(h2::SETTINGS, 1, 0, &[])).await.unwrap();
+    h2::handshake_without_window(&mut stream).await;
     let block = h2::get(&format!("/v2/slow/blobs/{digest}"), &addr(&srv));
     stream.write_all(&h2::frame(h2::HEADERS, 0x4 | 0x1, 1, &block)).await.unwrap();
     let started = Instant::now();
