@@ -25,9 +25,10 @@ use axum::Router;
 use berth_iam::ConnectionInfo;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::{Request, Response, Version};
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -400,6 +401,8 @@ pub struct Tracked<B> {
     /// The rest of the piece being handed out in slices.
     unsent: Bytes,
     request: RequestGuard,
+    /// HTTP/2: the connection slot this stream holds (see [`ConnectionService`]).
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 /// The most an HTTP/2 response hands hyper at once: one frame of the protocol's default size.
@@ -443,19 +446,39 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
 
 /// The app as one connection serves it: each request carries the connection's
 /// [`ConnectionInfo`], its body is held to [`MinProgress`], and it counts as in flight (for the
-/// [`Watch`]) until its response is done.
+/// [`Watch`]) until its response is done. An HTTP/2 request also holds one of the listener's
+/// connection slots until then: the connection cap leaves one file per slot, and each stream of
+/// a multiplexed connection may hold a file (a blob being sent or received) like a connection.
 #[derive(Clone)]
 pub struct ConnectionService {
     app: Router,
     info: ConnectionInfo,
     watch: Arc<Watch>,
     body_timeout: Duration,
+    slots: Arc<Semaphore>,
 }
 
 impl ConnectionService {
-    pub fn new(app: Router, info: ConnectionInfo, watch: Arc<Watch>, body_timeout: Duration) -> ConnectionService {
-        ConnectionService { app, info, watch, body_timeout }
+    pub fn new(
+        app: Router,
+        info: ConnectionInfo,
+        watch: Arc<Watch>,
+        body_timeout: Duration,
+        slots: Arc<Semaphore>,
+    ) -> ConnectionService {
+        ConnectionService { app, info, watch, body_timeout, slots }
     }
+}
+
+/// The answer to an HTTP/2 request that found no connection slot within the body timeout.
+fn no_slot_response(request: RequestGuard) -> Response<Tracked<axum::body::Body>> {
+    let body = berth_oci::error_body("UNAVAILABLE", "the server is at its connection limit; retry later");
+    let mut response = Response::new(axum::body::Body::from(body));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response.map(|inner| Tracked { inner, progress: None, unsent: Bytes::new(), request, _slot: None })
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
@@ -468,12 +491,22 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         let http2 = request.version() == Version::HTTP_2;
         request.extensions_mut().insert(self.info);
         let request = request.map(|body| MinProgress::new(body, self.body_timeout));
-        let response = tower::ServiceExt::oneshot(self.app.clone(), request);
-        let watch = self.watch.clone();
+        let (app, watch, slots, body_timeout) =
+            (self.app.clone(), self.watch.clone(), self.slots.clone(), self.body_timeout);
         Box::pin(async move {
-            let response = response.await?;
+            let slot = if http2 {
+                // Slots come free as responses finish or stalled connections are cut (both
+                // within a body timeout unless a transfer is making progress).
+                match tokio::time::timeout(body_timeout, slots.acquire_owned()).await {
+                    Ok(Ok(slot)) => Some(slot),
+                    _ => return Ok(no_slot_response(guard)),
+                }
+            } else {
+                None
+            };
+            let response = tower::ServiceExt::oneshot(app, request).await?;
             let progress = http2.then(|| watch.response_started());
-            Ok(response.map(|inner| Tracked { inner, progress, unsent: Bytes::new(), request: guard }))
+            Ok(response.map(|inner| Tracked { inner, progress, unsent: Bytes::new(), request: guard, _slot: slot }))
         })
     }
 }

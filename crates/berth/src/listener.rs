@@ -183,7 +183,8 @@ impl Listener {
                 },
                 () = &mut shutdown => break,
             };
-            let (this, app, http, closing) = (this.clone(), app.clone(), http.clone(), closing_rx.clone());
+            let app = App { router: app.clone(), slots: slots.clone() };
+            let (this, http, closing) = (this.clone(), http.clone(), closing_rx.clone());
             tokio::spawn(async move {
                 if let Err(e) = this.connection(stream, peer, plain_http, app, &http, closing).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -193,7 +194,8 @@ impl Listener {
         }
         drop(ports);
         closing.send_replace(true);
-        // Every connection holds a slot until it ends: all slots back means all connections done.
+        // Every connection (and HTTP/2 stream) holds a slot until it ends: all slots back means
+        // all connections done.
         tokio::select! {
             _ = slots.acquire_many(max_connections as u32) => {}
             () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("connections still open after the drain timeout"),
@@ -206,7 +208,7 @@ impl Listener {
         stream: TcpStream,
         peer: SocketAddr,
         plain_http: bool,
-        app: Router,
+        app: App,
         http: &Http,
         closing: watch::Receiver<bool>,
     ) -> Result<(), ConnectionError> {
@@ -263,7 +265,7 @@ impl Listener {
         read: Bytes,
         info: ConnectionInfo,
         http2: bool,
-        app: Router,
+        app: App,
         http: &Http,
         mut closing: watch::Receiver<bool>,
     ) -> Result<(), ConnectionError>
@@ -273,7 +275,7 @@ impl Listener {
         let limits = &self.limits;
         let watch = Watch::new(http2);
         let io = TokioIo::new(WatchedIo::new(io, read, watch.clone(), limits.body_timeout));
-        let service = ConnectionService::new(app, info, watch.clone(), limits.body_timeout);
+        let service = ConnectionService::new(app.router, info, watch.clone(), limits.body_timeout, app.slots);
         let mut connection = if http2 {
             Served::Http2(Box::pin(http.h2.serve_connection(io, service)))
         } else {
@@ -309,6 +311,12 @@ impl Listener {
             }
         }
     }
+}
+
+/// What each connection serves: the app, and the connection slots its HTTP/2 streams take too.
+struct App {
+    router: Router,
+    slots: Arc<Semaphore>,
 }
 
 /// Why a connection ended early: logged at debug level and otherwise dropped. Typed rather than

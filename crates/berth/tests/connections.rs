@@ -788,3 +788,47 @@ async fn a_slow_http2_reader_gets_the_whole_blob() {
     assert!(started.elapsed() > Duration::from_secs(3), "it did take longer than the body timeout");
     assert_eq!(received, blob);
 }
+
+/// Each HTTP/2 request in flight holds a connection slot, as a connection does: a client opening
+/// many streams it gives no window cannot make the server hold more blob files than the
+/// open-file limit leaves room for. The streams past the cap wait for a slot; the server serves
+/// everyone again once the stalled connection is cut.
+#[tokio::test]
+async fn http2_streams_take_connection_slots() {
+    // 128 files: 32 slots, one of them the HTTP/2 connection's own.
+    let srv = Launch::new()
+        .no_auth()
+        .open_file_limit(128)
+        .args(&["--body-timeout-secs", "2", "--idle-timeout-secs", "60"])
+        .start();
+    let digest = push_blob(&srv, "streams", &random_bytes(256 * 1024)).await;
+    let mut stream = connect(&srv).await;
+    h2::handshake_without_window(&mut stream).await;
+    let block = h2::get(&format!("/v2/streams/blobs/{digest}"), &addr(&srv));
+    for i in 0..100u32 {
+        stream.write_all(&h2::frame(h2::HEADERS, 0x4 | 0x1, 2 * i + 1, &block)).await.unwrap();
+    }
+    // Well within the body timeout: every stream that got a slot has its answer's header out.
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    let mut answered = 0;
+    while let Ok(Some((kind, flags, _, payload))) = timeout(
+        deadline.saturating_duration_since(Instant::now()),
+        h2::read_frame(&mut stream, Duration::from_secs(60)),
+    )
+    .await
+    {
+        match kind {
+            h2::HEADERS => answered += 1,
+            h2::PING if flags & 0x1 == 0 => stream.write_all(&h2::frame(h2::PING, 0x1, 0, &payload)).await.unwrap(),
+            _ => {}
+        }
+    }
+    assert!((1..=31).contains(&answered), "{answered} of 100 starved streams were answered with 31 slots free");
+    let files = std::fs::read_dir(format!("/proc/{}/fd", srv.pid())).unwrap().count();
+    assert!(files < 128 - 16, "the server holds {files} files of 128");
+    drop(stream);
+    let served = timeout(Duration::from_secs(10), send(srv.get(&format!("/v2/streams/blobs/{digest}"))))
+        .await
+        .expect("a later client was not served once the stalled streams were gone");
+    served.expect_status(200);
+}
