@@ -13,6 +13,19 @@ pub struct ConnectionInfo {
     pub tls: bool,
 }
 
+/// What per-client limits count as one client: an IPv4 address, or an IPv6 address's /64 (one
+/// host is routinely given a whole /64, so counting single IPv6 addresses would let it take as
+/// many shares as it likes). An IPv4 address written as IPv6 (`::ffff:a.b.c.d`) is that IPv4 one.
+pub fn client_network(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
+        },
+    }
+}
+
 /// How an identity proved itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialKind {
@@ -147,5 +160,19 @@ impl Served {
             auth_failure: None,
             presented_access_key_id: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_is_an_ipv4_address_or_an_ipv6_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(client_network(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(client_network(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
+        assert_eq!(client_network(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(client_network(ip("::1")), ip("::"));
     }
 }

@@ -44,7 +44,7 @@ mod truth;
 mod variables;
 pub mod wildcard;
 
-pub use context::{ConnectionInfo, CredentialKind, Identity, RequestContext, Served};
+pub use context::{ConnectionInfo, CredentialKind, Identity, RequestContext, Served, client_network};
 pub use evaluate::{AuthzRequest, Decision, MatchedStatement, NamedPolicy, Outcome, PolicySet, PolicySource, evaluate};
 pub use keys::{ConditionKeys, Tag, Tags};
 pub use policy::{Effect, Policy, PolicyError, PolicyKind, SizeLimit};

@@ -39,10 +39,10 @@ impl BodyBudget {
         BodyBudget { total: Arc::new(Semaphore::new(total)), by_address: Arc::default(), address_share }
     }
 
-    /// Adds `bytes` to what `held` holds for a request from `address`, if both the address's
-    /// share and the total allow it.
+    /// Adds `bytes` to what `held` holds for a request from `address`, if both the share of the
+    /// address's network ([`berth_iam::client_network`]) and the total allow it.
     pub fn take(&self, held: &mut Held, address: Option<IpAddr>, bytes: usize) -> Result<(), BudgetExhausted> {
-        if let Some(address) = address {
+        if let Some(address) = address.map(berth_iam::client_network) {
             let mut by_address = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
             let charged = by_address.entry(address).or_default();
             if *charged + bytes > self.address_share {
@@ -95,5 +95,26 @@ impl Drop for Held {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_are_per_network_and_come_back_when_dropped() {
+        let budget = BodyBudget::new(100, 40);
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let (mut first, mut second, mut other) = (Held::default(), Held::default(), Held::default());
+        budget.take(&mut first, ip("2001:db8:0:1::a"), 30).unwrap();
+        assert_eq!(budget.take(&mut second, ip("2001:db8:0:1::b"), 20), Err(BudgetExhausted), "same /64");
+        budget.take(&mut other, ip("2001:db8:0:2::a"), 40).unwrap();
+        assert_eq!(budget.available(), 30);
+        drop(first);
+        budget.take(&mut second, ip("2001:db8:0:1::b"), 20).unwrap();
+        drop((second, other));
+        assert!(budget.no_address_charged());
+        assert_eq!(budget.available(), 100);
     }
 }

@@ -1,6 +1,6 @@
-//! Throttling of failed sign-ins per client address, so credentials cannot be guessed at line
-//! rate. Each address has a budget of failures that refills over a minute (a token bucket); once
-//! it is spent, every request from that address that presents credentials is refused with the
+//! Throttling of failed sign-ins per client address (an IPv6 client's /64), so credentials cannot
+//! be guessed at line rate. Each address has a budget of failures that refills over a minute (a
+//! token bucket); once it is spent, every request from that address that presents credentials is refused with the
 //! plane's throttling error (`429 TOOMANYREQUESTS` on `/v2/`, `ThrottlingException` on the ECR
 //! API) until the budget refills — refused *before* the credentials are checked, so a guesser
 //! learns nothing more. Requests without credentials are never throttled here: they cannot guess.
@@ -41,6 +41,7 @@ impl LoginThrottle {
 
     /// How long `client` must wait before its credentials are looked at again; `None`: go ahead.
     pub fn refused(&self, client: IpAddr, now: Instant) -> Option<Duration> {
+        let client = berth_iam::client_network(client);
         let clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         let budget = self.refilled(*clients.get(&client)?, now);
         (budget.failures_left < 1.0)
@@ -48,6 +49,7 @@ impl LoginThrottle {
     }
 
     pub fn record_failure(&self, client: IpAddr, now: Instant) {
+        let client = berth_iam::client_network(client);
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if clients.len() >= MAX_TRACKED && !clients.contains_key(&client) {
             clients.retain(|_, budget| self.refilled(*budget, now).failures_left < self.per_minute);
@@ -91,6 +93,16 @@ mod tests {
         assert_eq!(throttle.refused(address(1), start + Duration::from_secs(20)), None);
         throttle.record_failure(address(1), start + Duration::from_secs(20));
         assert!(throttle.refused(address(1), start + Duration::from_secs(20)).is_some(), "one regained, one spent");
+    }
+
+    #[test]
+    fn an_ipv6_network_is_one_client() {
+        let throttle = LoginThrottle::new(1).unwrap();
+        let start = Instant::now();
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        throttle.record_failure(v6("2001:db8:1:2::1"), start);
+        assert!(throttle.refused(v6("2001:db8:1:2:ffff::7"), start).is_some(), "same /64, same budget");
+        assert_eq!(throttle.refused(v6("2001:db8:1:3::1"), start), None, "another /64 is another client");
     }
 
     #[test]
