@@ -1229,8 +1229,67 @@ pub struct PullThroughCacheRule {
     pub updated_at: Timestamp,
 }
 
-pub type CreatePullThroughCacheRuleResponse = PullThroughCacheRule;
-pub type DeletePullThroughCacheRuleResponse = PullThroughCacheRule;
+/// A created rule: as described, without `updatedAt` (not in this response's model).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatePullThroughCacheRuleResponse {
+    pub ecr_repository_prefix: String,
+    pub upstream_registry_url: String,
+    pub created_at: Timestamp,
+    pub registry_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_registry: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_role_arn: Option<String>,
+    pub upstream_repository_prefix: String,
+}
+
+impl From<PullThroughCacheRule> for CreatePullThroughCacheRuleResponse {
+    fn from(rule: PullThroughCacheRule) -> Self {
+        CreatePullThroughCacheRuleResponse {
+            ecr_repository_prefix: rule.ecr_repository_prefix,
+            upstream_registry_url: rule.upstream_registry_url,
+            created_at: rule.created_at,
+            registry_id: rule.registry_id,
+            upstream_registry: rule.upstream_registry,
+            credential_arn: rule.credential_arn,
+            custom_role_arn: rule.custom_role_arn,
+            upstream_repository_prefix: rule.upstream_repository_prefix,
+        }
+    }
+}
+
+/// A deleted rule: as described, without `updatedAt` and `upstreamRegistry` (not in this
+/// response's model).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletePullThroughCacheRuleResponse {
+    pub ecr_repository_prefix: String,
+    pub upstream_registry_url: String,
+    pub created_at: Timestamp,
+    pub registry_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_role_arn: Option<String>,
+    pub upstream_repository_prefix: String,
+}
+
+impl From<PullThroughCacheRule> for DeletePullThroughCacheRuleResponse {
+    fn from(rule: PullThroughCacheRule) -> Self {
+        DeletePullThroughCacheRuleResponse {
+            ecr_repository_prefix: rule.ecr_repository_prefix,
+            upstream_registry_url: rule.upstream_registry_url,
+            created_at: rule.created_at,
+            registry_id: rule.registry_id,
+            credential_arn: rule.credential_arn,
+            custom_role_arn: rule.custom_role_arn,
+            upstream_repository_prefix: rule.upstream_repository_prefix,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -80,6 +80,16 @@ async fn rules_validate_against_an_upstream_berth_with_stored_credentials() {
     r.expect_status(200);
     assert_eq!(r.json()["ecrRepositoryPrefix"], "up");
     assert_eq!(r.json()["upstreamRepositoryPrefix"], "ROOT");
+    // The members of CreatePullThroughCacheRuleResponse's model, no others.
+    let create_members = [
+        "createdAt",
+        "credentialArn",
+        "ecrRepositoryPrefix",
+        "registryId",
+        "upstreamRegistryUrl",
+        "upstreamRepositoryPrefix",
+    ];
+    assert_eq!(members(&r.json()), create_members, "{}", r.describe());
 
     let r = call(&srv, "ValidatePullThroughCacheRule", json!({"ecrRepositoryPrefix": "up"})).await;
     assert_eq!((r.status(), r.json()["isValid"].clone()), (200, json!(true)), "{}", r.describe());
@@ -101,8 +111,16 @@ async fn rules_validate_against_an_upstream_berth_with_stored_credentials() {
 
     let r = call(&srv, "DeletePullThroughCacheRule", json!({"ecrRepositoryPrefix": "up/"})).await;
     assert_eq!(r.json()["ecrRepositoryPrefix"], "up", "{}", r.describe());
+    assert_eq!(members(&r.json()), create_members, "DeletePullThroughCacheRuleResponse's: {}", r.describe());
     let r = call(&srv, "DeletePullThroughCacheRule", json!({"ecrRepositoryPrefix": "up"})).await;
     assert_eq!(error_type(&r), "PullThroughCacheRuleNotFoundException", "{}", r.describe());
+}
+
+/// The member names of a JSON object, sorted.
+fn members(object: &Value) -> Vec<&str> {
+    let mut names: Vec<&str> = object.as_object().expect("an object").keys().map(String::as_str).collect();
+    names.sort_unstable();
+    names
 }
 
 /// A user allowed to create rules must not be able to send a stored password to a server of
