@@ -21,13 +21,12 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use berth_iam::{ConnectionInfo, Identity, RequestContext, Served, Tags};
-use berth_registry::body_budget::{BodyBudget, Held};
+use berth_registry::body_budget::{self, BodyBudget, Held, ReadError};
 
 use crate::authorization::Scoped;
 use crate::backend::EcrBackend;
@@ -258,27 +257,14 @@ async fn read_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    // Reserved, not touched: a length that lies costs address space, not memory.
-    let mut content = BytesMut::with_capacity(declared.map_or(0, |len| len as usize));
-    let mut held = Held::default();
-    let mut body = Limited::new(body, limit);
-    while let Some(frame) = body.frame().await {
-        let data = match frame {
-            Ok(frame) => match frame.into_data() {
-                Ok(data) => data,
-                Err(_) => continue, // trailers
-            },
-            Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-            Err(err) => return Err(EcrError::Serialization(format!("Could not read the request body: {err}"))),
-        };
-        if let Some((budget, address)) = budget {
-            budget.take(&mut held, address, data.len()).map_err(|_| {
-                EcrError::Throttling("Too many request bytes await signature verification; retry later".into())
-            })?;
+    let expected = declared.map_or(0, |len| len as usize);
+    body_budget::read_whole(body.into_data_stream(), limit, expected, budget).await.map_err(|e| match e {
+        ReadError::TooLarge => too_large(),
+        ReadError::Exhausted => {
+            EcrError::Throttling("Too many request bytes await signature verification; retry later".into())
         }
-        content.extend_from_slice(&data);
-    }
-    Ok((content.freeze(), held))
+        ReadError::Body(err) => EcrError::Serialization(format!("Could not read the request body: {err}")),
+    })
 }
 
 /// Deserialises, validates, authorizes, runs and serialises one operation.

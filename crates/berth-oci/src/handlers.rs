@@ -6,13 +6,12 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use berth_registry::body_budget;
+use berth_registry::body_budget::{self, ReadError};
 use berth_registry::{ByteRange, ChunkRange, MountOutcome, Registry, RegistryError, Resource, UploadStatus};
 use berth_spec::manifest::MAX_MANIFEST_BYTES;
 use berth_spec::{Digest, NameError, Reference, RepositoryName, Tag, media};
 use berth_storage::ByteStream;
 use futures::{StreamExt, TryStreamExt};
-use http_body_util::BodyExt;
 
 use crate::AppState;
 use crate::endpoint::{Access, Endpoint, Operation, UploadKind};
@@ -424,25 +423,15 @@ async fn put_manifest(
     }
     // Held whole until it parses: every byte counts against the budget of such bodies (100
     // HTTP/2 streams of 4 MiB each would otherwise hold 400 MiB), given back once it is stored.
-    let mut limited = http_body_util::Limited::new(request.into_body(), MAX_MANIFEST_BYTES);
-    let (mut content, mut held) = (bytes::BytesMut::new(), body_budget::Held::default());
-    while let Some(frame) = limited.frame().await {
-        let data = match frame {
-            Ok(frame) => match frame.into_data() {
-                Ok(data) => data,
-                Err(_) => continue, // trailers
-            },
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return Err(RegistryError::ManifestTooLarge { limit: MAX_MANIFEST_BYTES }.into());
-            }
-            Err(e) => return Err(RegistryError::ManifestInvalid(format!("reading the manifest failed: {e}")).into()),
-        };
-        registry.manifest_bodies().take(&mut held, ctx.source_ip, data.len()).map_err(|_| {
+    let budget = Some((registry.manifest_bodies(), ctx.source_ip));
+    let read = body_budget::read_whole(request.into_body().into_data_stream(), MAX_MANIFEST_BYTES, 0, budget).await;
+    let (content, _held) = read.map_err(|e| match e {
+        ReadError::TooLarge => RegistryError::ManifestTooLarge { limit: MAX_MANIFEST_BYTES },
+        ReadError::Exhausted => {
             RegistryError::Busy("too many manifest bytes are arriving at once; retry the push shortly".into())
-        })?;
-        content.extend_from_slice(&data);
-    }
-    let content = content.freeze();
+        }
+        ReadError::Body(e) => RegistryError::ManifestInvalid(format!("reading the manifest failed: {e}")),
+    })?;
     let outcome =
         registry.put_manifest_with_tags(ctx, &repo, &reference, &extra_tags, content_type.as_deref(), &content).await?;
     let mut response = StatusCode::CREATED.into_response();

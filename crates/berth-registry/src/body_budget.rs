@@ -77,6 +77,43 @@ impl BodyBudget {
     }
 }
 
+/// Why [`read_whole`] stopped.
+#[derive(Debug)]
+pub enum ReadError<E> {
+    /// The body is longer than the limit.
+    TooLarge,
+    /// The budget, or the client's share of it, has no room for more.
+    Exhausted,
+    /// The body failed (the connection broke, a body timeout ran out).
+    Body(E),
+}
+
+/// Reads a request body whole, at most `limit` bytes, each chunk charged to `budget` (if any,
+/// with the client's address) before it is kept; what it holds comes back when the returned
+/// [`Held`] is dropped. `expected` bytes are reserved up front (a declared length, already
+/// checked against `limit`: reserved, not touched, a length that lies costs address space only).
+pub async fn read_whole<E>(
+    chunks: impl futures::Stream<Item = Result<bytes::Bytes, E>>,
+    limit: usize,
+    expected: usize,
+    budget: Option<(&BodyBudget, Option<IpAddr>)>,
+) -> Result<(bytes::Bytes, Held), ReadError<E>> {
+    use futures::StreamExt;
+    let mut chunks = std::pin::pin!(chunks);
+    let (mut content, mut held) = (bytes::BytesMut::with_capacity(expected.min(limit)), Held::default());
+    while let Some(chunk) = chunks.next().await {
+        let data = chunk.map_err(ReadError::Body)?;
+        if data.len() > limit - content.len() {
+            return Err(ReadError::TooLarge);
+        }
+        if let Some((budget, address)) = budget {
+            budget.take(&mut held, address, data.len()).map_err(|_| ReadError::Exhausted)?;
+        }
+        content.extend_from_slice(&data);
+    }
+    Ok((content.freeze(), held))
+}
+
 impl Held {
     /// Whether it holds any of the total (false for a request read without a budget).
     pub fn holds_any(&self) -> bool {
