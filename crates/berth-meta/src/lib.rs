@@ -196,9 +196,9 @@ pub struct ReferrerRecord {
     pub artifact_type: Option<String>,
     /// The manifest's length in bytes.
     pub size: u64,
-    /// Its `annotations` JSON object when it has one of at most [`INLINE_ANNOTATIONS`] characters.
+    /// Its `annotations` JSON object when it has one of at most [`INLINE_ANNOTATIONS`] bytes.
     pub annotations: Option<String>,
-    /// Characters of its `annotations` JSON, 0 without: a listing budgets its pages by it.
+    /// Bytes of its `annotations` JSON, 0 without: a listing budgets its pages by it.
     pub annotations_len: u64,
 }
 
@@ -399,7 +399,7 @@ pub trait ManifestStore: Send + Sync {
     async fn list_tags(&self, repo: &RepositoryName, last: Option<&str>, limit: Option<usize>) -> Result<Vec<String>>;
     /// Manifests in `repo` whose `subject` is `subject`, sorted by digest, after `after`, at most
     /// `limit`: what a referrers listing says of each, without the manifest's bytes, and with
-    /// its annotations only up to [`INLINE_ANNOTATIONS`] characters (a manifest's may be
+    /// its annotations only up to [`INLINE_ANNOTATIONS`] bytes (a manifest's may be
     /// megabytes; [`ManifestStore::annotations`] reads longer ones).
     async fn referrers(
         &self,

@@ -457,9 +457,11 @@ where
         limit: usize,
     ) -> Result<Vec<ReferrerRecord>> {
         let rows: Vec<(String, String, Option<String>, i64, Option<String>, i64)> = sqlx::query_as(
+            // OCTET_LENGTH: annotations are text, whose LENGTH counts characters (up to four
+            // bytes each), and pages are bounded in bytes.
             "SELECT digest, media_type, artifact_type, CAST(LENGTH(content) AS BIGINT), \
-             CASE WHEN LENGTH(annotations) <= $5 THEN annotations END, \
-             CAST(COALESCE(LENGTH(annotations), 0) AS BIGINT) FROM manifests \
+             CASE WHEN OCTET_LENGTH(annotations) <= $5 THEN annotations END, \
+             CAST(COALESCE(OCTET_LENGTH(annotations), 0) AS BIGINT) FROM manifests \
              WHERE repo = $1 AND subject = $2 AND digest > $3 ORDER BY digest LIMIT $4",
         )
         .bind(repo.as_str())

@@ -663,6 +663,9 @@ async fn all_referrers(
     store.referrers(repo, subject, None, 100).await.unwrap()
 }
 
+/// Not ASCII: what a referrers listing budgets is bytes.
+const REFERRER_ANNOTATIONS: &str = r#"{"kind":"référent ✓ 🚢"}"#;
+
 async fn referrers_and_subjects(store: &dyn MetadataStore) {
     let repo = new_repo(store, "referrers").await;
     let subject = push_image(store, &repo, &unique("subject"), 1, Some(&tag("app"))).await;
@@ -677,7 +680,7 @@ async fn referrers_and_subjects(store: &dyn MetadataStore) {
         let put = PutManifest {
             artifact_type: Some(artifact_type),
             subject: Some(&subject),
-            annotations: Some(r#"{"kind":"referrer"}"#),
+            annotations: Some(REFERRER_ANNOTATIONS),
             ..image_put(&repo, &digest, &content, &[], None, 10)
         };
         store.put_manifest(&ORIGIN, put).await.unwrap();
@@ -693,9 +696,9 @@ async fn referrers_and_subjects(store: &dyn MetadataStore) {
         (found[0].size, found[0].media_type.as_str()),
         (stored.content.len() as u64, stored.media_type.as_str())
     );
-    assert_eq!(found[0].annotations_len, r#"{"kind":"referrer"}"#.len() as u64);
-    assert_eq!(found[0].annotations.as_deref(), Some(r#"{"kind":"referrer"}"#), "short ones come along");
-    assert_eq!(store.annotations(&repo, &pushed[0].0).await.unwrap().as_deref(), Some(r#"{"kind":"referrer"}"#));
+    assert_eq!(found[0].annotations_len, REFERRER_ANNOTATIONS.len() as u64, "bytes, not characters");
+    assert_eq!(found[0].annotations.as_deref(), Some(REFERRER_ANNOTATIONS), "short ones come along");
+    assert_eq!(store.annotations(&repo, &pushed[0].0).await.unwrap().as_deref(), Some(REFERRER_ANNOTATIONS));
     // Pages: after a digest, at most so many.
     let page = store.referrers(&repo, &subject, Some(&pushed[0].0), 1).await.unwrap();
     assert_eq!(page.iter().map(|m| &m.digest).collect::<Vec<_>>(), [&pushed[1].0]);
