@@ -178,8 +178,9 @@ impl Manifest {
     /// [`Manifest::parse`], and a document with the fields of both kinds (an image manifest
     /// listing `manifests`, an index with `config` or `layers`) is refused, since the same bytes
     /// would be an image in one repository and an index in another (CVE-2021-41190;
-    /// distribution and containers/image refuse them too), as is a type name that is not
-    /// printable ([`Manifest::check_type_names`]).
+    /// distribution and containers/image refuse them too), as are a Docker image manifest
+    /// without its `mediaType` and a type name that is not printable
+    /// ([`Manifest::check_type_names`]).
     pub fn parse_pushed(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, ManifestError> {
         let manifest = Manifest::parse_as(bytes, content_type, true)?;
         manifest.check_type_names()?;
@@ -229,6 +230,11 @@ impl Manifest {
         };
         let missing = |field| ManifestError::MissingField { media_type: media_type.clone(), field };
         if unambiguous {
+            // Docker's schema 2 parsers (docker, containers/image) refuse an image manifest that
+            // does not name its type: stored, it could not be pulled.
+            if raw.media_type.is_none() && media_type == media::DOCKER_MANIFEST {
+                return Err(missing("mediaType"));
+            }
             let foreign = match kind {
                 ManifestKind::Image => raw.manifests.is_some().then_some(("manifests", "indexes")),
                 ManifestKind::Index => [("config", raw.config.is_some()), ("layers", raw.layers.is_some())]
@@ -602,6 +608,26 @@ mod tests {
         // Stored manifests are read leniently, as they were accepted before the check.
         assert_eq!(Manifest::parse(both.as_bytes(), Some(media::OCI_INDEX)).unwrap().kind, ManifestKind::Index);
         assert!(Manifest::parse_pushed(image(media::OCI_MANIFEST).as_bytes(), None).is_ok());
+    }
+
+    /// The same bytes must not be a Docker image in one repository and an OCI one in another: a
+    /// Docker image manifest names its type (Docker's parsers refuse it otherwise); an OCI one
+    /// may leave it out.
+    #[test]
+    fn a_docker_image_manifest_must_name_its_type() {
+        let untyped = r#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":1},"layers":[]}"#;
+        assert!(matches!(
+            Manifest::parse_pushed(untyped.as_bytes(), Some(media::DOCKER_MANIFEST)),
+            Err(ManifestError::MissingField { field: "mediaType", .. })
+        ));
+        assert_eq!(Manifest::parse_pushed(untyped.as_bytes(), None).unwrap().media_type, media::OCI_MANIFEST);
+        let as_oci = Manifest::parse_pushed(untyped.as_bytes(), Some(media::OCI_MANIFEST)).unwrap();
+        assert_eq!(as_oci.media_type, media::OCI_MANIFEST);
+        // Stored before the check: still read.
+        assert_eq!(
+            Manifest::parse(untyped.as_bytes(), Some(media::DOCKER_MANIFEST)).unwrap().kind,
+            ManifestKind::Image
+        );
     }
 
     #[test]
