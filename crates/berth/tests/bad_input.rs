@@ -317,9 +317,27 @@ fn corpus(image: &Image, blob: &str, upload: &str) -> Corpus {
             MANIFEST_INVALID,
         ),
         ("index with a config", with(&|m| m["mediaType"] = json!(OCI_INDEX)), MANIFEST_INVALID),
+        (
+            // An index to clients, an image to a lenient registry (CVE-2021-41190).
+            "untyped image that also lists manifests",
+            with(&|m| {
+                m.as_object_mut().unwrap().remove("mediaType");
+                m["manifests"] = json!([]);
+            }),
+            MANIFEST_INVALID,
+        ),
+        (
+            "docker image without its mediaType",
+            with(&|m| drop(m.as_object_mut().unwrap().remove("mediaType"))),
+            MANIFEST_INVALID,
+        ),
     ];
     for (what, body, expectation) in invalid_manifests {
-        let content_type = if what.starts_with("index") { OCI_INDEX } else { OCI_MANIFEST };
+        let content_type = match what {
+            _ if what.starts_with("index") => OCI_INDEX,
+            _ if what.starts_with("docker") => DOCKER_MANIFEST,
+            _ => OCI_MANIFEST,
+        };
         c.manifest("manifest", what, content_type, body.clone(), expectation);
         // ECR's PutImage refuses the same documents (as InvalidParameter or its specific errors).
         let text = String::from_utf8_lossy(&body).into_owned();
