@@ -450,14 +450,19 @@ def test_batch_get_image_answers_an_id_once_and_bounds_its_answer(ecr, repo, ima
     assert [i["imageId"]["imageTag"] for i in got["images"]] == ["v1"], "an id asked for twice is answered once"
     # Five tags of a 3.5 MiB manifest: more than the 16 MiB one answer carries.
     big = json.loads(manifest)
-    big["annotations"] = {"pad": "x" * (3_500_000)}
-    text = json.dumps(big)
     for i in range(5):
-        ecr.put_image(repositoryName=repo, imageManifest=text, imageTag=f"big{i}")
+        # Five images, so that each tag's pull time is its own.
+        big["annotations"] = {"pad": "x" * (3_500_000), "n": str(i)}
+        ecr.put_image(repositoryName=repo, imageManifest=json.dumps(big), imageTag=f"big{i}")
     four = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": f"big{i}"} for i in range(4)])
     assert len(four["images"]) == 4
     raises(ecr, "LimitExceededException", ecr.batch_get_image, repositoryName=repo,
            imageIds=[{"imageTag": f"big{i}"} for i in range(5)])
+    # The refused call pulled nothing: big4, asked for only there, has no pull time.
+    [detail] = ecr.describe_images(repositoryName=repo, imageIds=[{"imageTag": "big4"}])["imageDetails"]
+    assert "lastRecordedPullTime" not in detail, detail
+    [detail] = ecr.describe_images(repositoryName=repo, imageIds=[{"imageTag": "big3"}])["imageDetails"]
+    assert "lastRecordedPullTime" in detail, "the answered call pulled"
 
 
 def test_describe_images_by_id_fails_whole_call_on_a_missing_one(ecr, repo, images):

@@ -622,7 +622,7 @@ impl EcrBackend for RegistryBackend {
         let accepted: Vec<&str> = request.accepted_media_types.iter().flatten().map(String::as_str).collect();
         let found = self.registry.resolve_images(&name, &selectors, Some(ctx)).await.map_err(self.fail(repo))?;
         let mut response = BatchGetImageResponse { images: vec![], failures: vec![] };
-        let mut answered_bytes = 0;
+        let (mut answered_bytes, mut pulled) = (0, Vec::new());
         for (id, outcome) in request.image_ids.into_iter().zip(outcomes(failures, found)) {
             match outcome {
                 Err(failure) => response.failures.push(failure),
@@ -654,10 +654,13 @@ impl EcrBackend for RegistryBackend {
                         image_manifest: String::from_utf8_lossy(&content).into_owned(),
                         image_manifest_media_type: Some(media_type),
                     });
+                    pulled.push(manifest.digest);
                 }
                 Ok(Err(err)) => response.failures.push(image_failure(id, err, &self.scope(repo))?),
             }
         }
+        // Only an answer is a pull: a call refused for its size above pulled nothing.
+        self.registry.record_pulls(ctx, &name, &pulled);
         Ok(response)
     }
 

@@ -165,9 +165,10 @@ impl Registry {
 
     /// Looks each selector up, one result per selector (ECR's BatchGetImage and DescribeImages
     /// with `imageIds`). `pulled_by` makes it a pull: archived images are refused
-    /// (`ImageArchived`), the others counted as pulled by that caller, and in a repository a
-    /// cache rule covers each is first pulled as `/v2/` would (from the upstream when not cached
-    /// or due for a check, creating the repository), as ECR's BatchGetImage does.
+    /// (`ImageArchived`), and in a repository a cache rule covers each is first pulled as `/v2/`
+    /// would (from the upstream when not cached or due for a check, creating the repository),
+    /// as ECR's BatchGetImage does. The caller counts what it answers with as pulled
+    /// ([`Registry::record_pulls`]), once it knows it answers.
     pub async fn resolve_images(
         &self,
         repo: &RepositoryName,
@@ -209,9 +210,6 @@ impl Registry {
                 }
             }
             if let Ok(image) = &mut result {
-                if let Some(ctx) = pulled_by {
-                    self.record_pull(ctx, repo, &image.manifest.digest);
-                }
                 self.merge_pending_pull(repo, &mut image.manifest);
             }
             results.push(result);

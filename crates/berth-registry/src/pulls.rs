@@ -71,6 +71,14 @@ impl Registry {
         self.pulls.record(repo, digest, now_millis(), &principal);
     }
 
+    /// Marks the images answered to a BatchGetImage as pulled by the caller (see
+    /// [`Registry::resolve_images`]).
+    pub fn record_pulls<'a>(&self, ctx: &RequestContext, repo: &RepositoryName, digests: impl IntoIterator<Item = &'a Digest>) {
+        for digest in digests {
+            self.record_pull(ctx, repo, digest);
+        }
+    }
+
     /// Re-reads the exclusions (each flush, so other servers' changes apply here too).
     pub(crate) async fn refresh_pull_exclusions(&self) -> Result<()> {
         let exclusions = self.meta.pull_exclusions().await?;
