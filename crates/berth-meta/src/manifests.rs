@@ -9,8 +9,8 @@ use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, Type};
 use crate::dialect::{Dialect, RowLock};
 use crate::events::NewEvent;
 use crate::sql::{
-    ImageRow, ManifestRow, checked_tag_moves, image_size, limit_param, parse_digest, select_images, select_manifest,
-    size_param, stored_size,
+    ImageRow, ManifestRow, checked_tag_moves, image_size, limit_param, list_cursor, parse_digest, select_images,
+    select_manifest, size_param, stored_size,
 };
 use crate::{
     EventKind, INLINE_ANNOTATIONS, ImageRecord, ManifestRecord, ManifestStore, MetaError, Millis, Origin, PutManifest,
@@ -443,7 +443,7 @@ where
     async fn list_tags(&self, repo: &RepositoryName, last: Option<&str>, limit: Option<usize>) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar("SELECT tag FROM tags WHERE repo = $1 AND tag > $2 ORDER BY tag LIMIT $3")
             .bind(repo.as_str())
-            .bind(last.unwrap_or(""))
+            .bind(list_cursor(last))
             .bind(limit.map_or(i64::MAX, limit_param))
             .fetch_all(&self.readers)
             .await?)

@@ -34,6 +34,13 @@ pub(crate) fn repository_gone(repo: &str) -> impl FnOnce(sqlx::Error) -> MetaErr
     }
 }
 
+/// A listing's "after this one" bound as bound to SQL. No stored name or tag holds a NUL
+/// (PostgreSQL's text cannot), so what follows one changes nothing about which come after:
+/// cut there rather than hand the database a NUL it refuses.
+pub(crate) fn list_cursor(after: Option<&str>) -> &str {
+    after.map_or("", |after| after.split('\0').next().unwrap_or_default())
+}
+
 pub(crate) fn parse_digest(text: &str) -> Result<Digest> {
     text.parse().map_err(|e| MetaError::Backend(format!("stored digest {text:?} is invalid: {e}")))
 }
@@ -245,6 +252,14 @@ impl From<UserRow> for UserRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_cursors_end_at_a_nul() {
+        assert_eq!(list_cursor(None), "");
+        assert_eq!(list_cursor(Some("app/web")), "app/web");
+        assert_eq!(list_cursor(Some("a\0b")), "a");
+        assert_eq!(list_cursor(Some("\0")), "");
+    }
 
     #[test]
     fn image_size_sums_blobs_or_takes_the_largest_child() {

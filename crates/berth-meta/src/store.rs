@@ -25,8 +25,8 @@ use crate::dialect::{Dialect, RowLock};
 use crate::durability::Durability;
 use crate::events::NewEvent;
 use crate::sql::{
-    RepositoryRow, UploadRow, UserRow, limit_param, parse_digest, repository_gone, select_repository, select_user,
-    size_param, stored_size,
+    RepositoryRow, UploadRow, UserRow, limit_param, list_cursor, parse_digest, repository_gone, select_repository,
+    select_user, size_param, stored_size,
 };
 use crate::{
     AccessKeyStatus, BlobLink, BlobLinkStore, CredentialStore, EventKind, Health, MetaError, Millis, Origin,
@@ -280,7 +280,7 @@ where
     async fn list_repositories(&self, after: Option<&str>, limit: usize) -> Result<Vec<Repository>> {
         // Names are never empty, so "" sorts before all of them.
         let rows: Vec<RepositoryRow> = sqlx::query_as(select_repository!("WHERE name > $1 ORDER BY name LIMIT $2"))
-            .bind(after.unwrap_or(""))
+            .bind(list_cursor(after))
             .bind(limit_param(limit))
             .fetch_all(&self.readers)
             .await?;

@@ -247,6 +247,10 @@ async fn repository_listing(store: &dyn MetadataStore) {
     let after_last = listed(store.list_repositories(Some(&names[2]), 10).await.unwrap());
     assert!(after_last.iter().all(|n| n.as_str() > names[2].as_str() && !n.starts_with(&prefix)), "{after_last:?}");
     assert!(store.list_repositories(Some(&prefix), 0).await.unwrap().is_empty());
+    // A cursor with a NUL (PostgreSQL refuses one) lists what comes after its text before it.
+    let with_nul = format!("{}\0x", names[0]);
+    assert_eq!(listed(store.list_repositories(Some(&with_nul), 2).await.unwrap()), names[1..]);
+    assert_eq!(store.list_tags(&repo_name(&names[0]), Some("\0"), None).await.unwrap(), Vec::<String>::new());
 
     let all = listed(store.list_repositories(None, usize::MAX).await.unwrap());
     let ours: Vec<_> = all.iter().filter(|n| n.starts_with(&prefix)).cloned().collect();

@@ -276,10 +276,7 @@ fn pagination(query: &QueryParams) -> Result<(Option<usize>, Option<String>), Oc
             RegistryError::PaginationInvalid(format!("pagination parameter n={v:?} is not a non-negative number"))
         })?),
     };
-    // No name or tag holds a NUL (PostgreSQL text cannot), so what follows one changes nothing
-    // about which come after `last`: cut there rather than hand the database a NUL.
-    let last = query.single("last")?.map(|last| last.split('\0').next().unwrap_or_default().to_owned());
-    Ok((n, last))
+    Ok((n, query.single("last")?.map(str::to_owned)))
 }
 
 fn next_link(path: &str, n: usize, last: Option<&String>) -> HeaderValue {

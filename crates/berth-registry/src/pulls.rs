@@ -73,7 +73,12 @@ impl Registry {
 
     /// Marks the images answered to a BatchGetImage as pulled by the caller (see
     /// [`Registry::resolve_images`]).
-    pub fn record_pulls<'a>(&self, ctx: &RequestContext, repo: &RepositoryName, digests: impl IntoIterator<Item = &'a Digest>) {
+    pub fn record_pulls<'a>(
+        &self,
+        ctx: &RequestContext,
+        repo: &RepositoryName,
+        digests: impl IntoIterator<Item = &'a Digest>,
+    ) {
         for digest in digests {
             self.record_pull(ctx, repo, digest);
         }
