@@ -427,6 +427,8 @@ def test_batch_get_image_and_the_retag_idiom(ecr, repo, images):
         {"imageDigest": "sha256:nothex"},
         {"imageDigest": digest, "imageTag": "other"},
         {"imageDigest": "sha256:" + "a" * 64},
+        {"imageDigest": digest, "imageTag": "absent"},
+        {"imageDigest": "sha256:" + "a" * 64, "imageTag": "release"},
     ])
     assert [i["imageId"] for i in got["images"]] == [
         {"imageDigest": digest}, {"imageDigest": digest, "imageTag": "release"}]
@@ -437,6 +439,9 @@ def test_batch_get_image_and_the_retag_idiom(ecr, repo, images):
         ({"imageDigest": "sha256:nothex"}, "InvalidImageDigest"),
         ({"imageDigest": digest, "imageTag": "other"}, "ImageTagDoesNotMatchDigest"),
         ({"imageDigest": "sha256:" + "a" * 64}, "ImageNotFound"),
+        # One of the two missing: not found, as BatchDeleteImage says (below).
+        ({"imageDigest": digest, "imageTag": "absent"}, "ImageNotFound"),
+        ({"imageDigest": "sha256:" + "a" * 64, "imageTag": "release"}, "ImageNotFound"),
     ]
     assert all(f["failureReason"] for f in got["failures"])
     assert other_digest != digest
@@ -613,8 +618,11 @@ def test_batch_delete_untags_and_deletes(ecr, repo, images):
     images.put(repo, manifest, "y")
     other, _, _, _ = images.image(repo, "z")
     out = ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageDigest": digest, "imageTag": "z"},
+                                                                 {"imageDigest": digest, "imageTag": "absent"},
+                                                                 {"imageDigest": "sha256:" + "a" * 64, "imageTag": "z"},
                                                                  {"imageDigest": digest}])
-    assert out["failures"][0]["failureCode"] == "ImageTagDoesNotMatchDigest"
+    assert [f["failureCode"] for f in out["failures"]] == [
+        "ImageTagDoesNotMatchDigest", "ImageNotFound", "ImageNotFound"], out["failures"]
     assert out["imageIds"] == [{"imageDigest": digest, "imageTag": "x"}, {"imageDigest": digest, "imageTag": "y"}]
     assert [d["imageDigest"] for d in ecr.describe_images(repositoryName=repo)["imageDetails"]] == [other]
 

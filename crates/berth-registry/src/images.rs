@@ -274,9 +274,22 @@ impl Registry {
         if let Some(tag) = tag
             && !image.tags.iter().any(|t| t == tag.as_str())
         {
-            return Err(RegistryError::TagDigestMismatch { tag: tag.to_string(), digest });
+            return Err(self.tag_not_on(repo, tag, &digest).await?);
         }
         Ok(image)
+    }
+
+    /// Why `tag` does not name `digest`, as ECR's failure codes tell it, the same for every
+    /// operation taking both: one of them missing is `ImageNotFound` (`ManifestUnknown`), both
+    /// there is `ImageTagDoesNotMatchDigest`.
+    async fn tag_not_on(&self, repo: &RepositoryName, tag: &Tag, digest: &Digest) -> Result<RegistryError> {
+        if self.meta.get_manifest(repo, &Reference::Tag(tag.clone())).await?.is_none() {
+            return Ok(RegistryError::ManifestUnknown(tag.to_string()));
+        }
+        if self.meta.get_image(repo, digest).await?.is_none() {
+            return Ok(RegistryError::ManifestUnknown(digest.to_string()));
+        }
+        Ok(RegistryError::TagDigestMismatch { tag: tag.to_string(), digest: digest.clone() })
     }
 
     /// ECR's BatchDeleteImage, one result per selector. By digest: the image and all its tags
@@ -332,7 +345,7 @@ impl Registry {
         if let Some(expected) = expected
             && expected != &current
         {
-            return Err(RegistryError::TagDigestMismatch { tag: tag.to_string(), digest: expected.clone() });
+            return Err(self.tag_not_on(repo, tag, expected).await?);
         }
         let last_tag = self.meta.get_image(repo, &current).await?.is_some_and(|image| image.tags.len() == 1);
         if last_tag && let Some(index) = self.meta.parents(repo, &current).await?.into_iter().next() {
