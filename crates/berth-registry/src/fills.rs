@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use berth_iam::{RequestContext, actions};
 use berth_meta::{ManifestRecord, UploadSession};
 use berth_remote::FetchedManifest;
+use berth_spec::manifest::TypeNames;
 use berth_spec::{ByteRange, Digest, Manifest, Reference, RepositoryName, Tag};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -489,11 +490,12 @@ impl Registry {
         tag: Option<&Tag>,
     ) -> Result<Vec<Digest>> {
         let parsed = Manifest::parse(&fetched.bytes, Some(&fetched.media_type));
-        let manifest =
-            parsed.and_then(|m| m.check_type_names().map(|()| m)).map_err(|e| PullThroughError::ManifestNotCached {
+        let manifest = parsed.and_then(|m| m.check_type_names(TypeNames::Printable).map(|()| m)).map_err(|e| {
+            PullThroughError::ManifestNotCached {
                 trouble: UpstreamTrouble::Unavailable,
                 message: format!("the upstream's manifest {} cannot be cached: {e}", fetched.digest),
-            })?;
+            }
+        })?;
         let repository = self.cache_target(ctx, repo).await?;
         let blobs: Vec<(Digest, u64)> = manifest.required_blobs().map(|d| (d.digest.clone(), d.size)).collect();
         let pushed = PushedManifest { parsed: &manifest, content: &fetched.bytes, digest: &fetched.digest };

@@ -63,6 +63,17 @@ pub enum ManifestError {
     TotalSizeTooLarge,
     #[error("{at} holds a control character; media and artifact types are printable text (RFC 6838)")]
     ControlCharacter { at: String },
+    #[error("{at} is {value:?}, not a media type (type/subtype, RFC 6838)")]
+    NotAMediaType { at: String, value: String },
+}
+
+/// What [`Manifest::check_type_names`] asks of media and artifact types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeNames {
+    /// Printable text (what any stored manifest must be).
+    Printable,
+    /// Media types, as the image spec requires (what a push must name).
+    MediaTypes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +194,7 @@ impl Manifest {
     /// ([`Manifest::check_type_names`]).
     pub fn parse_pushed(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, ManifestError> {
         let manifest = Manifest::parse_as(bytes, content_type, true)?;
-        manifest.check_type_names()?;
+        manifest.check_type_names(TypeNames::MediaTypes)?;
         Ok(manifest)
     }
 
@@ -269,11 +280,17 @@ impl Manifest {
     }
 
     /// Media and artifact types are RFC 6838 names, printable text: one with a control character
-    /// is refused before it is stored (a NUL is also what PostgreSQL's text columns cannot hold).
-    /// Checked where manifests come in, not on every read of a stored one.
-    pub fn check_type_names(&self) -> Result<(), ManifestError> {
+    /// is refused before it is stored (a NUL is also what PostgreSQL's text columns cannot hold),
+    /// and a push must name a media type in every descriptor (as the image spec requires: a
+    /// runtime cannot unpack a layer of no type). Checked where manifests come in, not on every
+    /// read of a stored one.
+    pub fn check_type_names(&self, rule: TypeNames) -> Result<(), ManifestError> {
         let printable = |at: &dyn Fn() -> String, name: Option<&str>| match name {
             Some(name) if name.chars().any(char::is_control) => Err(ManifestError::ControlCharacter { at: at() }),
+            Some(name) if rule == TypeNames::MediaTypes && !media::is_media_type(name) => {
+                let value = name.chars().take(100).collect();
+                Err(ManifestError::NotAMediaType { at: at(), value })
+            }
             _ => Ok(()),
         };
         printable(&|| "artifactType".to_owned(), self.artifact_type.as_deref())?;
@@ -538,6 +555,25 @@ mod tests {
             Err(ManifestError::ControlCharacter { .. })
         ));
         assert!(Manifest::parse(artifact.as_bytes(), None).is_ok(), "a stored one still reads");
+        assert!(Manifest::parse_pushed(body.as_bytes(), None).is_ok());
+    }
+
+    #[test]
+    fn a_pushed_descriptor_names_a_media_type() {
+        let body = image(media::OCI_MANIFEST);
+        let layer_type = "application/vnd.oci.image.layer.v1.tar";
+        for (bad, at) in [
+            (body.replacen(&format!(r#""mediaType":"{layer_type}","#), "", 1), "layers[0].mediaType"),
+            (body.replacen(layer_type, "", 1), "layers[0].mediaType"),
+            (body.replacen(layer_type, "garbage", 1), "layers[0].mediaType"),
+            (body.replacen(r#""extra""#, r#""artifactType":"not a media type","extra""#, 1), "artifactType"),
+        ] {
+            match Manifest::parse_pushed(bad.as_bytes(), None) {
+                Err(ManifestError::NotAMediaType { at: found, .. }) => assert_eq!(found, at, "{bad}"),
+                other => panic!("{bad}: {:?}", other.map(|m| m.media_type)),
+            }
+            assert!(Manifest::parse(bad.as_bytes(), None).is_ok(), "a stored one still reads");
+        }
         assert!(Manifest::parse_pushed(body.as_bytes(), None).is_ok());
     }
 

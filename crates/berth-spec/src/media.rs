@@ -21,7 +21,36 @@ pub fn essence(content_type: &str) -> &str {
     content_type.split(';').next().unwrap_or("").trim()
 }
 
+/// Whether `name` is a media type as the image spec requires of descriptors (RFC 6838's
+/// restricted names: `type/subtype`, each 1–127 characters, starting alphanumeric), without
+/// parameters.
+pub fn is_media_type(name: &str) -> bool {
+    let restricted = |part: &str| {
+        let mut chars = part.chars();
+        part.len() <= 127
+            && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && chars.all(|c| c.is_ascii_alphanumeric() || "!#$&^_.+-".contains(c))
+    };
+    name.split_once('/').is_some_and(|(kind, subtype)| restricted(kind) && restricted(subtype))
+}
+
 /// Layers that clients fetch from elsewhere (`urls`); their blobs need not be in the registry.
 pub fn is_non_distributable(media_type: &str) -> bool {
     media_type.contains(".nondistributable.") || media_type.contains(".foreign.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types_are_rfc_6838_restricted_names() {
+        for good in [OCI_MANIFEST, "application/vnd.cncf.helm.chart.content.v1.tar+gzip", "a/b", "text/x-c!#$&^_.+-"] {
+            assert!(is_media_type(good), "{good}");
+        }
+        let long = format!("application/{}", "x".repeat(128));
+        for bad in ["", "garbage", "/b", "a/", "a/b/c", "a b/c", "-a/b", "a/.b", "a/b; charset=x", long.as_str()] {
+            assert!(!is_media_type(bad), "{bad}");
+        }
+    }
 }
