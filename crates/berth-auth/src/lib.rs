@@ -45,7 +45,9 @@ pub enum Error {
         users.join(", ")
     )]
     MasterKeyMismatch { users: Vec<String> },
-    #[error("invalid user name {0:?}: use 1 to 64 letters, digits or any of +=,.@_-")]
+    #[error(
+        "invalid user name {0:?}: use 1 to 64 letters, digits or any of +=,.@_- (and not \"anonymous\", the aws:userid of anonymous callers)"
+    )]
     InvalidUserName(String),
     #[error("invalid secret name {0:?}: use letters, digits or any of /_+=.@-")]
     InvalidSecretName(String),

@@ -456,11 +456,12 @@ fn user_from_record(record: UserRecord) -> User {
     }
 }
 
-/// IAM's rule for user names.
+/// IAM's rule for user names; and not `anonymous` in any case: a user's `aws:userid` is its
+/// name, and `anonymous` is an anonymous caller's, which policies name to single them out.
 fn validate_user_name(name: &str) -> Result<(), Error> {
     let valid =
         (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
-    if valid { Ok(()) } else { Err(Error::InvalidUserName(name.to_owned())) }
+    if valid && !name.eq_ignore_ascii_case("anonymous") { Ok(()) } else { Err(Error::InvalidUserName(name.to_owned())) }
 }
 
 /// `AKIA` and 16 base32 characters, like an AWS access key id (80 random bits).
@@ -509,7 +510,7 @@ mod tests {
         for good in ["alice", "ci-bot", "a.b@example.com", "x", &"n".repeat(64)] {
             assert!(validate_user_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "with space", "slash/", "colon:", "émile", &"n".repeat(65)] {
+        for bad in ["", "with space", "slash/", "colon:", "émile", &"n".repeat(65), "anonymous", "Anonymous"] {
             assert!(matches!(validate_user_name(bad), Err(Error::InvalidUserName(_))), "{bad}");
         }
     }

@@ -70,7 +70,7 @@ enum Override {
 /// | key | value |
 /// |---|---|
 /// | `aws:username` | the user's name (absent for the root and anonymous callers, as in IAM) |
-/// | `aws:userid` | the user's name (Berth users have no separate unique id), the account id for the root, `anonymous` |
+/// | `aws:userid` | the user's name (Berth users have no separate unique id; none may be named `anonymous`), the account id for the root, `anonymous` |
 /// | `aws:PrincipalArn` | `arn:aws:iam::<account>:user/<name>` or `…:root`; absent when anonymous |
 /// | `aws:PrincipalAccount` | the account id; absent when anonymous |
 /// | `aws:PrincipalType` | `User`, `Account` (root) or `Anonymous` |
