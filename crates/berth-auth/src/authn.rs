@@ -279,6 +279,13 @@ enum Presented {
     Bearer(String),
 }
 
+/// Whether an `Authorization` header presents credentials: all but the empty Basic pair that
+/// containers/image (skopeo, podman, buildah, CRI-O) sends for an anonymous pull. A malformed
+/// one counts: it is refused like a wrong one.
+pub fn presents_credentials(header: &HeaderValue) -> bool {
+    !matches!(parse_authorization(header), Ok(Presented::Nothing))
+}
+
 fn parse_authorization(header: &HeaderValue) -> Result<Presented, AuthError> {
     let value = header.to_str().map_err(|_| AuthError::MalformedHeader("not ASCII"))?.trim();
     let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));

@@ -19,7 +19,7 @@ use berth_meta::{MetaError, Millis};
 
 pub use authn::{
     AuthError, AuthMode, Authenticator, CHALLENGE, REALM, TOKEN_USER, identity_of, key_id_shaped,
-    presented_access_key_id,
+    presented_access_key_id, presents_credentials,
 };
 /// The identity policies users hold, and their keys' states, are stored with them.
 pub use berth_meta::{AccessKeyStatus, UserPolicy};

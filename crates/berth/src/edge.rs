@@ -77,12 +77,14 @@ impl Edge {
     }
 
     /// How long the client must wait when it has spent its failed sign-ins and presents
-    /// credentials again: in an `Authorization` header, or to the console's sign-in form.
+    /// credentials again: in an `Authorization` header (not the empty Basic pair anonymous
+    /// pulls send), or to the console's sign-in form.
     fn throttled(&self, client: Option<IpAddr>, request: &Request, now: Instant) -> Option<std::time::Duration> {
         let (throttle, client) = (self.throttle.as_ref()?, client?);
         let signs_in =
             request.method() == axum::http::Method::POST && request.uri().path() == berth_console::SIGN_IN_PATH;
-        if !signs_in && !request.headers().contains_key(header::AUTHORIZATION) {
+        let credentials = request.headers().get(header::AUTHORIZATION).is_some_and(berth_auth::presents_credentials);
+        if !signs_in && !credentials {
             return None;
         }
         throttle.refused(client, now)

@@ -61,7 +61,10 @@ impl LoginThrottle {
         let budget = clients
             .get(&client)
             .map_or(Budget { failures_left: self.per_minute, updated: now }, |b| self.refilled(*b, now));
-        clients.insert(client, Budget { failures_left: (budget.failures_left - 1.0).max(0.0), updated: now });
+        // Not floored at 0: guesses sent together are all checked before the first failure is
+        // recorded (an ECR signature or the console's form waits for a body the guesser paces),
+        // so each one still costs its wait, and guessing stays at `per_minute` however it is sent.
+        clients.insert(client, Budget { failures_left: budget.failures_left - 1.0, updated: now });
     }
 
     fn refilled(&self, budget: Budget, now: Instant) -> Budget {
@@ -93,6 +96,20 @@ mod tests {
         assert_eq!(throttle.refused(address(1), start + Duration::from_secs(20)), None);
         throttle.record_failure(address(1), start + Duration::from_secs(20));
         assert!(throttle.refused(address(1), start + Duration::from_secs(20)).is_some(), "one regained, one spent");
+    }
+
+    #[test]
+    fn failures_past_the_budget_each_cost_their_wait() {
+        let throttle = LoginThrottle::new(30).unwrap();
+        let start = Instant::now();
+        // 200 guesses checked together, recorded after: 170 past the budget.
+        for _ in 0..200 {
+            throttle.record_failure(address(1), start);
+        }
+        let wait = throttle.refused(address(1), start).expect("throttled");
+        assert_eq!(wait, Duration::from_secs(342), "171 failures to regain at 2 s each");
+        assert!(throttle.refused(address(1), start + Duration::from_secs(341)).is_some());
+        assert_eq!(throttle.refused(address(1), start + Duration::from_secs(342)), None);
     }
 
     #[test]

@@ -1126,8 +1126,10 @@ async fn failed_sign_ins_are_throttled_per_address_on_both_planes() {
     r.expect_status(400);
     assert_eq!(r.json()["__type"], "ThrottlingException", "{}", r.describe());
     assert!(r.header("x-amzn-requestid").is_some_and(|id| Some(id) == r.header("x-request-id")), "{}", r.describe());
-    // A request without credentials cannot guess, so it is answered as usual.
+    // A request without credentials cannot guess, so it is answered as usual; nor can the empty
+    // Basic pair containers/image sends for an anonymous pull.
     expect_unauthorized(&send(anonymous().get(srv.url("/v2/"))).await);
+    expect_unauthorized(&send(client_with("Basic Og==").get(srv.url("/v2/"))).await);
     // One failure comes back after 60/6 s: the right key works again and the refusals were counted.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let scrape = send(good.get(srv.url("/metrics"))).await;
