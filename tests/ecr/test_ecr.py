@@ -444,6 +444,8 @@ def test_batch_get_image_and_the_retag_idiom(ecr, repo, images):
         ({"imageDigest": "sha256:" + "a" * 64, "imageTag": "release"}, "ImageNotFound"),
     ]
     assert all(f["failureReason"] for f in got["failures"])
+    [invalid] = [f["failureReason"] for f in got["failures"] if f["failureCode"] == "InvalidImageDigest"]
+    assert "lowercase hex" in invalid, "the reason says why a value fitting ECR's regex is no digest"
     assert other_digest != digest
     raises(ecr, "RepositoryNotFoundException", ecr.batch_get_image, repositoryName=f"{repo}-absent",
            imageIds=[{"imageTag": "v1"}])

@@ -81,7 +81,7 @@ pub(crate) fn ecr_error(err: RegistryError, scope: &Scope) -> EcrError {
         ManifestInvalid(reason) => EcrError::invalid_parameter("imageManifest", &reason),
         ManifestTooLarge { limit } => EcrError::invalid_parameter(
             "imageManifest",
-            &format!("Member must have length less than or equal to {limit}"),
+            &format!("Member must have length less than or equal to {limit} (bytes, as UTF-8)"),
         ),
         ManifestReferenced { index } => EcrError::InvalidParameter(format!(
             "The image is referenced by the manifest list '{index}' in the repository with name '{repository}'"
@@ -215,11 +215,13 @@ pub(crate) fn image_selector(id: &ImageIdentifier) -> Result<ImageSelector, Imag
     };
     let digest = match &id.image_digest {
         None => None,
-        Some(digest) => Some(digest.parse::<Digest>().map_err(|_| {
-            failure(
-                ImageFailureCode::InvalidImageDigest,
-                "Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'",
-            )
+        // ECR's words, then why (a value can fit the regex and still be no digest: upper-case
+        // hex, a wrong length, an algorithm Berth does not hash).
+        Some(digest) => Some(digest.parse::<Digest>().map_err(|e| {
+            let reason = format!(
+                "Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+' ({e})"
+            );
+            failure(ImageFailureCode::InvalidImageDigest, &reason)
         })?),
     };
     let tag = match &id.image_tag {

@@ -467,10 +467,12 @@ impl Validate for PutImageRequest {
         if self.image_manifest.is_empty() {
             return Err(invalid("imageManifest", "Member must have length greater than or equal to 1"));
         }
+        // Bytes, as the /v2/ plane's limit counts: the model counts characters (up to four
+        // bytes each in UTF-8), so the message says which.
         if self.image_manifest.len() > MAX_MANIFEST_BYTES {
             return Err(invalid(
                 "imageManifest",
-                format!("Member must have length less than or equal to {MAX_MANIFEST_BYTES}"),
+                format!("Member must have length less than or equal to {MAX_MANIFEST_BYTES} (bytes, as UTF-8)"),
             ));
         }
         if let Some(tag) = &self.image_tag {

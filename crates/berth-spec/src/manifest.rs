@@ -37,11 +37,13 @@ pub enum ManifestError {
     Schema1,
     #[error("manifest schemaVersion must be 2")]
     SchemaVersion,
-    #[error("Content-Type {header:?} does not match the manifest's mediaType {body:?}")]
+    #[error(
+        "the media type the manifest was pushed as, {header:?} (Content-Type, or PutImage's imageManifestMediaType), does not match its mediaType {body:?}"
+    )]
     MediaTypeMismatch { header: String, body: String },
     #[error("manifest media type {0:?} is not supported")]
     UnsupportedMediaType(String),
-    #[error("manifest has no mediaType and no Content-Type was given")]
+    #[error("manifest has no mediaType and was not pushed as any media type (Content-Type, or imageManifestMediaType)")]
     MissingMediaType,
     #[error("{media_type} manifest lacks required field {field:?}")]
     MissingField { media_type: String, field: &'static str },
