@@ -22,6 +22,7 @@ pub mod router;
 pub mod service;
 pub mod shapes;
 pub mod sigv4;
+mod strict_json;
 pub mod tokens;
 pub mod validate;
 

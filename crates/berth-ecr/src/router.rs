@@ -358,11 +358,12 @@ impl<'de> serde::de::Visitor<'de> for WellFormed {
     }
 }
 
-/// A malformed body is `SerializationException`, as AWS answers; a missing required member is
-/// reported like the other constraint failures.
+/// A malformed body (a structure given as anything but a JSON object among it) is
+/// `SerializationException`, as AWS answers; a missing required member is reported like the
+/// other constraint failures.
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, EcrError> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
-    serde_json::from_slice(body).map_err(|err| {
+    crate::strict_json::from_slice(body).map_err(|err| {
         let message = err.to_string();
         match message.strip_prefix("missing field `").and_then(|rest| rest.split_once('`')) {
             Some((member, _)) => EcrError::invalid_parameter(member, "Member must not be null"),

@@ -513,6 +513,19 @@ fn corpus(image: &Image, blob: &str, upload: &str) -> Corpus {
     c.ecr("ecr body", "DescribeRepositories", "{\"repositoryNames\": [5]}", SERIALIZATION);
     c.ecr("ecr body", "TagResource", "{\"resourceArn\": 5, \"tags\": []}", SERIALIZATION);
     c.ecr("ecr body", "PutRegistryPolicy", "{\"policyText\": {\"Version\": \"2012-10-17\"}}", SERIALIZATION);
+    // A structure is a JSON object at any depth (serde would take a struct's array form; this
+    // one deleted the image tagged v1).
+    for (operation, body) in [
+        ("BatchDeleteImage", json!({"repositoryName": "bad/app", "imageIds": [[null, "v1"]]})),
+        ("BatchGetImage", json!({"repositoryName": "bad/app", "imageIds": [[null, "v1"]]})),
+        ("CreateRepository", json!({"repositoryName": "bad/new", "imageScanningConfiguration": [true]})),
+        (
+            "TagResource",
+            json!({"resourceArn": "arn:aws:ecr:us-east-1:000000000000:repository/bad/app", "tags": [["k", "v"]]}),
+        ),
+    ] {
+        c.ecr("ecr body", operation, body.to_string(), SERIALIZATION);
+    }
 
     // ECR: bounds.
     for max in [0, -1, 1001, 1_000_000] {
