@@ -300,6 +300,13 @@ fn malformed(request: &Request) -> Option<Malformed> {
             "ValidationException",
         );
     }
+    if headers.get(header::HOST).is_some_and(|host| !valid_host(host.as_bytes())) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "the Host header is not a host name or address with an optional port",
+            "ValidationException",
+        );
+    }
     if SINGLETONS.iter().any(|name| headers.get_all(*name).iter().nth(1).is_some()) {
         return refuse(
             StatusCode::BAD_REQUEST,
@@ -315,6 +322,24 @@ fn malformed(request: &Request) -> Option<Malformed> {
         return None;
     }
     refuse(StatusCode::NOT_IMPLEMENTED, "no transfer coding but chunked is supported", "ValidationException")
+}
+
+/// RFC 9112's Host: `uri-host [":" port]`, without user information (a server must refuse any
+/// other value with 400; read as this registry, `<other account's name>:abc` got past the
+/// other-account check).
+fn valid_host(value: &[u8]) -> bool {
+    let Ok(authority) = axum::http::uri::Authority::try_from(value) else { return false };
+    let port_ok = match authority.as_str().rsplit_once(':') {
+        // A bracketed IPv6 literal's colons are inside the brackets.
+        Some((_, port)) if !port.ends_with(']') => authority.port_u16().is_some(),
+        _ => true,
+    };
+    let host = authority.host();
+    let literal_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(inside) => inside.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => !host.contains(['[', ']']),
+    };
+    !authority.as_str().contains('@') && !host.is_empty() && port_ok && literal_ok
 }
 
 /// A refusal before any plane saw the request, in the shape of the plane it was for.
@@ -411,6 +436,26 @@ mod tests {
 
     fn edge(trusted: &[&str]) -> Edge {
         Edge::new(trusted.iter().map(|net| net.parse().unwrap()).collect(), None, None, vec![])
+    }
+
+    #[test]
+    fn host_headers_are_a_host_and_an_optional_port() {
+        for good in ["localhost", "127.0.0.1:5000", "[::1]:5000", "[::1]", "reg.example.com", "a.b:1"] {
+            assert!(valid_host(good.as_bytes()), "{good}");
+        }
+        let ecr = "210987654321.dkr.ecr.us-east-1.amazonaws.com";
+        for bad in [
+            format!("{ecr}:abc"),
+            format!("{ecr}:80:80"),
+            format!("u@{ecr}"),
+            format!("[{ecr}]"),
+            "a b<c>".into(),
+            "".into(),
+            ":80".into(),
+            "host:99999".into(),
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
     }
 
     #[test]

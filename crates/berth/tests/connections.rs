@@ -608,8 +608,8 @@ async fn upload_status_and_writes_answer_while_a_patch_is_stalled() {
     assert_eq!(rest.header("range"), Some("0-199"), "{}", rest.describe());
 }
 
-/// RFC 9112 §3.2 and §6.1: an HTTP/1.1 request without exactly one `Host` is 400 (as is one
-/// with two `Authorization` or `X-Amz-Target` headers), a transfer coding other than `chunked` 501 — refused
+/// RFC 9112 §3.2 and §6.1: an HTTP/1.1 request without exactly one valid `Host` is 400 (as is
+/// one with two `Authorization` or `X-Amz-Target` headers), a transfer coding other than `chunked` 501 — refused
 /// before any plane, so nothing is stored from it.
 #[tokio::test]
 async fn requests_http_1_1_forbids_are_refused() {
@@ -617,6 +617,10 @@ async fn requests_http_1_1_forbids_are_refused() {
     for head in [
         "GET /v2/ HTTP/1.1\r\nConnection: close\r\n\r\n".to_owned(),
         format!("GET /v2/ HTTP/1.1\r\nHost: {0}\r\nHost: {0}\r\nConnection: close\r\n\r\n", addr(&srv)),
+        // A Host that is not `host[:port]` (RFC 9112, 3.2).
+        "GET /v2/ HTTP/1.1\r\nHost: 210987654321.dkr.ecr.us-east-1.amazonaws.com:abc\r\nConnection: close\r\n\r\n"
+            .to_owned(),
+        "GET /v2/ HTTP/1.1\r\nHost: a b<c>\r\nConnection: close\r\n\r\n".to_owned(),
         // Two credentials: neither is taken.
         format!(
             "GET /v2/ HTTP/1.1\r\nHost: {0}\r\nAuthorization: Basic YTpi\r\nAuthorization: Bearer x\r\n\
