@@ -910,8 +910,12 @@ fn credential_arn(arn: &Option<String>) -> Result<(), EcrError> {
     pattern("credentialArn", is_credential_arn(arn), CREDENTIAL_ARN_PATTERN)
 }
 
+/// The model only bounds its length; an IAM role ARN is the only value that means anything (and
+/// this keeps control characters, which PostgreSQL's text cannot hold, out of the store).
 fn custom_role_arn(arn: &Option<String>) -> Result<(), EcrError> {
-    arn.as_deref().map_or(Ok(()), |arn| length("customRoleArn", arn, 0, 2048))
+    let Some(arn) = arn else { return Ok(()) };
+    length("customRoleArn", arn, 0, 2048)?;
+    pattern("customRoleArn", arn.is_empty() || is_role_arn(arn), ROLE_ARN_PATTERN)
 }
 
 impl Validate for CreatePullThroughCacheRuleRequest {
@@ -1090,14 +1094,10 @@ fn template_members(members: &TemplateMembers, update: bool) -> Result<(), EcrEr
     if let Some(text) = lifecycle_policy {
         length("lifecyclePolicy", text, 0, 30720)?;
     }
-    if let Some(role) = role {
-        length("customRoleArn", role, 0, 2048)?;
-        pattern("customRoleArn", role.is_empty() || is_role_arn(role), ROLE_ARN_PATTERN)?;
-    }
-    Ok(())
+    custom_role_arn(role)
 }
 
-/// A creation template's `customRoleArn`: an IAM role of some account.
+/// A `customRoleArn` (creation templates, pull-through cache rules): an IAM role of some account.
 const ROLE_ARN_PATTERN: &str = r"^arn:aws[-a-z0-9]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,-.@_]*$";
 
 /// `ROLE_ARN_PATTERN`, spelled out.

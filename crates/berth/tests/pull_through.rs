@@ -187,6 +187,11 @@ async fn rule_requests_are_validated_before_anything_is_stored() {
             json!({"ecrRepositoryPrefix": "ok", "upstreamRegistryUrl": "ghcr.io", "upstreamRegistry": "quay"}),
             "InvalidParameterException",
         ),
+        // A role ARN or nothing (a NUL was stored and echoed; PostgreSQL's text cannot hold one).
+        (
+            json!({"ecrRepositoryPrefix": "ok", "upstreamRegistryUrl": "quay.io", "customRoleArn": "role\u{0}x"}),
+            "InvalidParameterException",
+        ),
     ] {
         let r = call(&srv, "CreatePullThroughCacheRule", body.clone()).await;
         assert_eq!((r.status(), error_type(&r)), (400, want.to_owned()), "{body}: {}", r.describe());
