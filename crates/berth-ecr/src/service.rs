@@ -1488,7 +1488,7 @@ impl EcrBackend for RegistryBackend {
             .create_cache_rule(ctx, &request.ecr_repository_prefix, upstream)
             .await
             .map_err(self.fail(""))?;
-        Ok(self.cache_rule_shape(rule).into())
+        Ok(CreatePullThroughCacheRuleResponse::created(self.cache_rule_shape(rule)))
     }
 
     async fn describe_pull_through_cache_rules(
@@ -1559,7 +1559,7 @@ impl EcrBackend for RegistryBackend {
     ) -> Result<DeletePullThroughCacheRuleResponse, EcrError> {
         self.own_registry(&request.registry_id)?;
         let rule = self.registry.delete_cache_rule(&request.ecr_repository_prefix).await.map_err(self.fail(""))?;
-        Ok(self.cache_rule_shape(rule).into())
+        Ok(DeletePullThroughCacheRuleResponse::deleted(self.cache_rule_shape(rule)))
     }
 
     async fn validate_pull_through_cache_rule(

@@ -1229,7 +1229,7 @@ pub struct PullThroughCacheRule {
     pub updated_at: Timestamp,
 }
 
-/// A created rule: as described, without `updatedAt` (not in this response's model).
+/// A created or deleted rule: as described, without `updatedAt` (not in these responses' models).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatePullThroughCacheRuleResponse {
@@ -1237,6 +1237,7 @@ pub struct CreatePullThroughCacheRuleResponse {
     pub upstream_registry_url: String,
     pub created_at: Timestamp,
     pub registry_id: String,
+    /// Always `None` in a deletion's answer, whose model lacks it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_registry: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1246,8 +1247,10 @@ pub struct CreatePullThroughCacheRuleResponse {
     pub upstream_repository_prefix: String,
 }
 
-impl From<PullThroughCacheRule> for CreatePullThroughCacheRuleResponse {
-    fn from(rule: PullThroughCacheRule) -> Self {
+pub type DeletePullThroughCacheRuleResponse = CreatePullThroughCacheRuleResponse;
+
+impl CreatePullThroughCacheRuleResponse {
+    pub fn created(rule: PullThroughCacheRule) -> Self {
         CreatePullThroughCacheRuleResponse {
             ecr_repository_prefix: rule.ecr_repository_prefix,
             upstream_registry_url: rule.upstream_registry_url,
@@ -1259,35 +1262,9 @@ impl From<PullThroughCacheRule> for CreatePullThroughCacheRuleResponse {
             upstream_repository_prefix: rule.upstream_repository_prefix,
         }
     }
-}
 
-/// A deleted rule: as described, without `updatedAt` and `upstreamRegistry` (not in this
-/// response's model).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeletePullThroughCacheRuleResponse {
-    pub ecr_repository_prefix: String,
-    pub upstream_registry_url: String,
-    pub created_at: Timestamp,
-    pub registry_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub credential_arn: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub custom_role_arn: Option<String>,
-    pub upstream_repository_prefix: String,
-}
-
-impl From<PullThroughCacheRule> for DeletePullThroughCacheRuleResponse {
-    fn from(rule: PullThroughCacheRule) -> Self {
-        DeletePullThroughCacheRuleResponse {
-            ecr_repository_prefix: rule.ecr_repository_prefix,
-            upstream_registry_url: rule.upstream_registry_url,
-            created_at: rule.created_at,
-            registry_id: rule.registry_id,
-            credential_arn: rule.credential_arn,
-            custom_role_arn: rule.custom_role_arn,
-            upstream_repository_prefix: rule.upstream_repository_prefix,
-        }
+    pub fn deleted(rule: PullThroughCacheRule) -> Self {
+        CreatePullThroughCacheRuleResponse { upstream_registry: None, ..Self::created(rule) }
     }
 }
 
