@@ -401,8 +401,9 @@ pub struct Tracked<B> {
     /// The rest of the piece being handed out in slices.
     unsent: Bytes,
     request: RequestGuard,
-    /// HTTP/2: the connection slot this stream holds (see [`ConnectionService`]).
-    _slot: Option<OwnedSemaphorePermit>,
+    /// HTTP/2: the request's count among its connection's, and its slot (see
+    /// [`ConnectionService`]).
+    _stream: Option<Stream>,
 }
 
 /// The most an HTTP/2 response hands hyper at once: one frame of the protocol's default size.
@@ -446,9 +447,11 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
 
 /// The app as one connection serves it: each request carries the connection's
 /// [`ConnectionInfo`], its body is held to [`MinProgress`], and it counts as in flight (for the
-/// [`Watch`]) until its response is done. An HTTP/2 request also holds one of the listener's
-/// connection slots until then: the connection cap leaves one file per slot, and each stream of
-/// a multiplexed connection may hold a file (a blob being sent or received) like a connection.
+/// [`Watch`]) until its response is done. An HTTP/2 request that starts while another of its
+/// connection is in flight also holds one of the listener's connection slots until then: the
+/// connection cap leaves one file per slot, and each stream of a multiplexed connection may hold
+/// a file (a blob being sent or received) as a connection does. (The first one is covered by the
+/// connection's own slot, so a connection always gets one request served, as on HTTP/1.)
 #[derive(Clone)]
 pub struct ConnectionService {
     app: Router,
@@ -456,6 +459,8 @@ pub struct ConnectionService {
     watch: Arc<Watch>,
     body_timeout: Duration,
     slots: Arc<Semaphore>,
+    /// HTTP/2 requests of this connection in flight.
+    streams: Arc<AtomicUsize>,
 }
 
 impl ConnectionService {
@@ -466,7 +471,34 @@ impl ConnectionService {
         body_timeout: Duration,
         slots: Arc<Semaphore>,
     ) -> ConnectionService {
-        ConnectionService { app, info, watch, body_timeout, slots }
+        ConnectionService { app, info, watch, body_timeout, slots, streams: Arc::default() }
+    }
+}
+
+/// An HTTP/2 request in flight, and the connection slot it holds if it needed one.
+struct Stream {
+    streams: Arc<AtomicUsize>,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Stream {
+    /// Counts a request in; one that is not its connection's only request in flight waits up to
+    /// `timeout` for a slot (`None` if none came free).
+    async fn start(streams: Arc<AtomicUsize>, slots: Arc<Semaphore>, timeout: Duration) -> Option<Stream> {
+        let alone = streams.fetch_add(1, Ordering::Relaxed) == 0;
+        let mut stream = Stream { streams, _slot: None };
+        if !alone {
+            // Slots come free as responses finish or stalled connections are cut (both within a
+            // body timeout unless a transfer is making progress).
+            stream._slot = Some(tokio::time::timeout(timeout, slots.acquire_owned()).await.ok()?.ok()?);
+        }
+        Some(stream)
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.streams.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -478,7 +510,7 @@ fn no_slot_response(request: RequestGuard) -> Response<Tracked<axum::body::Body>
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response.map(|inner| Tracked { inner, progress: None, unsent: Bytes::new(), request, _slot: None })
+    response.map(|inner| Tracked { inner, progress: None, unsent: Bytes::new(), request, _stream: None })
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
@@ -491,22 +523,20 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         let http2 = request.version() == Version::HTTP_2;
         request.extensions_mut().insert(self.info);
         let request = request.map(|body| MinProgress::new(body, self.body_timeout));
-        let (app, watch, slots, body_timeout) =
-            (self.app.clone(), self.watch.clone(), self.slots.clone(), self.body_timeout);
+        let (app, watch, body_timeout) = (self.app.clone(), self.watch.clone(), self.body_timeout);
+        let (streams, slots) = (self.streams.clone(), self.slots.clone());
         Box::pin(async move {
-            let slot = if http2 {
-                // Slots come free as responses finish or stalled connections are cut (both
-                // within a body timeout unless a transfer is making progress).
-                match tokio::time::timeout(body_timeout, slots.acquire_owned()).await {
-                    Ok(Ok(slot)) => Some(slot),
-                    _ => return Ok(no_slot_response(guard)),
-                }
+            let stream = if http2 {
+                let Some(stream) = Stream::start(streams, slots, body_timeout).await else {
+                    return Ok(no_slot_response(guard));
+                };
+                Some(stream)
             } else {
                 None
             };
             let response = tower::ServiceExt::oneshot(app, request).await?;
             let progress = http2.then(|| watch.response_started());
-            Ok(response.map(|inner| Tracked { inner, progress, unsent: Bytes::new(), request: guard, _slot: slot }))
+            Ok(response.map(|inner| Tracked { inner, progress, unsent: Bytes::new(), request: guard, _stream: stream }))
         })
     }
 }

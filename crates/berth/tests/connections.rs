@@ -799,7 +799,7 @@ async fn a_slow_http2_reader_gets_the_whole_blob() {
 /// everyone again once the stalled connection is cut.
 #[tokio::test]
 async fn http2_streams_take_connection_slots() {
-    // 128 files: 32 slots, one of them the HTTP/2 connection's own.
+    // 128 files: 32 slots, one of them the HTTP/2 connection's (which covers its first stream).
     let srv = Launch::new()
         .no_auth()
         .open_file_limit(128)
@@ -827,7 +827,8 @@ async fn http2_streams_take_connection_slots() {
             _ => {}
         }
     }
-    assert!((1..=31).contains(&answered), "{answered} of 100 starved streams were answered with 31 slots free");
+    // The first stream is the connection's own; each other one takes a slot.
+    assert!((1..=32).contains(&answered), "{answered} of 100 starved streams were answered with 31 slots free");
     let files = std::fs::read_dir(format!("/proc/{}/fd", srv.pid())).unwrap().count();
     assert!(files < 128 - 16, "the server holds {files} files of 128");
     drop(stream);
@@ -835,4 +836,53 @@ async fn http2_streams_take_connection_slots() {
         .await
         .expect("a later client was not served once the stalled streams were gone");
     served.expect_status(200);
+}
+
+/// A connection always gets one request served, HTTP/2 too, however full the server is; a
+/// second stream finding no slot within the body timeout is answered 503 `UNAVAILABLE`.
+#[tokio::test]
+async fn an_http2_stream_without_a_slot_is_answered_unavailable() {
+    let srv = Server::start_with(&["--max-connections", "1", "--body-timeout-secs", "1"]);
+    let mut stream = connect(&srv).await;
+    h2::handshake(&mut stream).await;
+    // Alone on the server's one slot: served.
+    stream.write_all(&h2::frame(h2::HEADERS, 0x4 | 0x1, 1, &h2::get("/v2/", &addr(&srv)))).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let (kind, _, id, _) = h2::read_frame(&mut stream, Duration::from_secs(5)).await.expect("an answer");
+        if kind == h2::HEADERS && id == 1 {
+            break;
+        }
+    }
+    assert!(started.elapsed() < Duration::from_millis(900), "the connection's first stream waited for a slot");
+    // A manifest arriving slowly keeps stream 3 in flight; stream 5 then needs a slot of its own.
+    let block = h2::with_body("PUT", "/v2/slots/manifests/v1", &addr(&srv), 4096);
+    stream.write_all(&h2::frame(h2::HEADERS, 0x4, 3, &block)).await.unwrap();
+    stream.write_all(&h2::frame(h2::HEADERS, 0x4 | 0x1, 5, &h2::get("/v2/", &addr(&srv)))).await.unwrap();
+    let (mut body, mut sent, mut answered) = (Vec::new(), 0, false);
+    let started = Instant::now();
+    while !answered {
+        if sent < 4096 {
+            stream.write_all(&h2::frame(h2::DATA, 0, 3, &[b' '; 512])).await.unwrap();
+            sent += 512;
+        }
+        while let Ok(Some((kind, flags, id, payload))) =
+            timeout(Duration::from_millis(250), h2::read_frame(&mut stream, Duration::from_secs(60))).await
+        {
+            match (kind, id) {
+                (h2::DATA, 5) => {
+                    body.extend_from_slice(&payload);
+                    answered = flags & 0x1 != 0;
+                }
+                (h2::PING, _) if flags & 0x1 == 0 => {
+                    stream.write_all(&h2::frame(h2::PING, 0x1, 0, &payload)).await.unwrap()
+                }
+                _ => {}
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "stream 5 was never answered");
+    }
+    let body: Value = serde_json::from_slice(&body).expect("a JSON error body");
+    assert_eq!(body["errors"][0]["code"], "UNAVAILABLE", "{body}");
+    assert!(sent < 4096, "answered while stream 3 was still in flight ({sent} of its 4096 bytes sent)");
 }
