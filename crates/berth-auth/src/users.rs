@@ -269,9 +269,21 @@ impl Identities {
 
     /// Makes sure the `root` user exists. Keys from the environment win and replace root's keys
     /// whenever they differ, so changing the variables and restarting takes effect. Without them,
-    /// an existing root user is kept; on first start new keys are generated and written to
-    /// `<data_dir>/root-credentials.json` (0600) before the user is stored, so they cannot be lost.
+    /// an existing root user is kept; on first start new keys are generated, written to a file of
+    /// this process's own before the user is stored (so they cannot be lost), and to
+    /// `<data_dir>/root-credentials.json` (0600) once stored. Servers starting together on one
+    /// database race to store root: the losers find it stored and keep (and write) nothing.
     pub async fn bootstrap_root(&self, data_dir: &Path, from_env: Option<RootKeys>) -> Result<RootBootstrap, Error> {
+        let mut attempts = 0;
+        loop {
+            match self.try_bootstrap_root(data_dir, from_env.clone()).await {
+                Err(e) if e.is_user_exists() && attempts < 2 => attempts += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_bootstrap_root(&self, data_dir: &Path, from_env: Option<RootKeys>) -> Result<RootBootstrap, Error> {
         let existing = self.store.user_by_name(ROOT_USER).await?;
         let credentials_file = data_dir.join(ROOT_CREDENTIALS_FILE);
         let Some(keys) = from_env else {
@@ -281,8 +293,15 @@ impl Identities {
             let credentials = Credentials::generate(ROOT_USER);
             std::fs::create_dir_all(data_dir).map_err(|e| Error::io(format!("creating {}", data_dir.display()), e))?;
             let json = serde_json::to_vec_pretty(&credentials).expect("credentials serialize");
+            let pending = data_dir.join(format!("{ROOT_CREDENTIALS_FILE}.{}.pending", std::process::id()));
+            replace_private_file(&pending, &json)?;
+            if let Err(e) = self.insert(&credentials, &[]).await {
+                // Nobody's keys: another server stored root first (or the store failed).
+                let _ = std::fs::remove_file(&pending);
+                return Err(e);
+            }
             replace_private_file(&credentials_file, &json)?;
-            self.insert(&credentials, &[]).await?;
+            let _ = std::fs::remove_file(&pending);
             return Ok(RootBootstrap::Generated { credentials, file: credentials_file });
         };
 

@@ -250,6 +250,63 @@ async fn root_user_bootstrap() {
     assert!(auth.authenticate(&basic("AKIAROOTFROMENV", "rotated-root-secret")).await.is_ok());
 }
 
+/// `bootstrap_root` of every server at once, each on a task of its own.
+async fn bootstrap_together(
+    servers: &[Arc<Identities>],
+    data_dirs: &[std::path::PathBuf],
+    keys: Option<RootKeys>,
+) -> Vec<Result<RootBootstrap, Error>> {
+    let tasks: Vec<_> = servers
+        .iter()
+        .zip(data_dirs)
+        .map(|(identities, data_dir)| {
+            let (identities, data_dir, keys) = (identities.clone(), data_dir.clone(), keys.clone());
+            tokio::spawn(async move { identities.bootstrap_root(&data_dir, keys).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    outcomes
+}
+
+/// Servers starting together on one database race to store root: one stores its generated keys
+/// and writes them; the others find root stored and write no file (their keys would not work).
+/// With keys from the environment every one starts.
+#[tokio::test]
+async fn servers_starting_together_agree_on_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path()).await;
+    let key = MasterKey::load_or_create(dir.path()).unwrap();
+    let data_dirs: Vec<_> = (0..4).map(|i| dir.path().join(format!("server{i}"))).collect();
+    let servers: Vec<_> = data_dirs.iter().map(|_| Arc::new(Identities::new(store.clone(), &key))).collect();
+    let outcomes = bootstrap_together(&servers, &data_dirs, None).await;
+    let mut generated = Vec::new();
+    for (outcome, data_dir) in outcomes.into_iter().zip(&data_dirs) {
+        match outcome.unwrap() {
+            RootBootstrap::Generated { credentials, file } => generated.push((credentials, file)),
+            RootBootstrap::Existing => {
+                let left: Vec<_> = std::fs::read_dir(data_dir)
+                    .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                    .unwrap_or_default();
+                assert!(left.is_empty(), "a server that did not store root left {left:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let [(credentials, file)] = &generated[..] else { panic!("{} servers stored root", generated.len()) };
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    assert_eq!(written, serde_json::to_value(credentials).unwrap());
+    let auth =
+        Authenticator::new(servers[0].clone(), TokenIssuer::new(&key, DEFAULT_TOKEN_LIFETIME), AuthMode::Required);
+    assert!(auth.authenticate(&access_key_login(credentials)).await.is_ok(), "the written keys work");
+
+    let env_keys = RootKeys::new("AKIAROOTFROMENV", "root-secret-from-env").unwrap();
+    let outcomes = bootstrap_together(&servers, &data_dirs, Some(env_keys)).await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+}
+
 #[tokio::test]
 async fn cli_helpers() {
     let dir = tempfile::tempdir().unwrap();
