@@ -430,14 +430,30 @@ impl Registry {
         let body = until_cancelled(body, handle.cancelled.clone());
         let hashing = state.hashed_len == offset;
         let mut hasher = state.hasher.clone();
-        let appended = self
-            .blobs
-            .append(id, offset, body, &mut |chunk| {
-                if hashing {
-                    hasher.update(chunk)
+        let mut observe = |chunk: &[u8]| {
+            if hashing {
+                hasher.update(chunk)
+            }
+        };
+        let append = self.blobs.append(id, offset, body, &mut observe);
+        // Touched before and while bytes arrive, not only after: another server's expiry sweep
+        // sees only the row, and a long PATCH (docker sends a layer as one) is not abandoned.
+        if now_millis() - state.touched_at > TOUCH_INTERVAL {
+            self.meta.touch_upload(id, now_millis()).await?;
+        }
+        let heartbeat = async {
+            let every = (self.config.upload_expiry / 4).max(std::time::Duration::from_secs(1));
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = self.meta.touch_upload(id, now_millis()).await {
+                    tracing::warn!(upload = id, error = %e, "could not mark an upload receiving bytes as touched");
                 }
-            })
-            .await;
+            }
+        };
+        let appended = tokio::select! {
+            appended = append => appended,
+            never = heartbeat => never,
+        };
         // Cancelled while appending: whatever the store did, the upload is going away.
         if handle.cancelled.is_cancelled() {
             return Err(RegistryError::BlobUploadUnknown);

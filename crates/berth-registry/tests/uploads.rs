@@ -253,3 +253,36 @@ async fn deleting_a_repository_ends_its_uploads_and_removes_their_data() {
         registry.delete_repository(&ctx(), &name(), true).await.unwrap();
     }
 }
+
+/// Another server sharing the database sees only an upload's row: one receiving bytes for longer
+/// than the expiry (docker sends a layer as one PATCH) keeps its row touched meanwhile, so no
+/// server's expiry sweep takes it as abandoned.
+#[tokio::test]
+async fn an_upload_receiving_bytes_keeps_its_session_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path()).await.unwrap());
+    let meta = SqliteStore::open(&dir.path().join("metadata.db")).await.unwrap();
+    let expiry = Duration::from_secs(2);
+    let registry = Registry::new(blobs, Arc::new(meta), RegistryConfig { upload_expiry: expiry, ..Default::default() });
+    let upload = registry.start_upload(&ctx(), &name()).await.unwrap();
+    let (tx, body) = fed_body();
+    let append = tokio::spawn({
+        let (registry, id) = (registry.clone(), upload.id.clone());
+        async move { registry.append_upload(&name(), &id, None, body).await }
+    });
+    let started = std::time::Instant::now();
+    for i in 0.. {
+        tx.send(Ok(Bytes::from(vec![i as u8; 1024]))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now =
+            i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis())
+                .unwrap();
+        let stale = registry.metadata().stale_uploads(now - expiry.as_millis() as i64).await.unwrap();
+        assert!(stale.iter().all(|s| s.id != upload.id), "stale after {:?} of receiving bytes", started.elapsed());
+        if started.elapsed() > expiry * 3 {
+            break;
+        }
+    }
+    drop(tx);
+    append.await.unwrap().unwrap();
+}
