@@ -482,15 +482,26 @@ struct Stream {
 }
 
 impl Stream {
-    /// Counts a request in; one that is not its connection's only request in flight waits up to
-    /// `timeout` for a slot (`None` if none came free).
-    async fn start(streams: Arc<AtomicUsize>, slots: Arc<Semaphore>, timeout: Duration) -> Option<Stream> {
+    /// Counts a request in; one that is not its connection's only request in flight needs a
+    /// slot (`None` if none came free). One without a body waits up to `timeout` for it (slots
+    /// come free as responses finish or stalled connections are cut, both within a body timeout
+    /// unless a transfer is making progress); one with a body must find one at once: its unread
+    /// bytes would hold the connection's flow-control window, which the requests being served
+    /// need for theirs.
+    async fn start(
+        streams: Arc<AtomicUsize>,
+        slots: Arc<Semaphore>,
+        has_body: bool,
+        timeout: Duration,
+    ) -> Option<Stream> {
         let alone = streams.fetch_add(1, Ordering::Relaxed) == 0;
         let mut stream = Stream { streams, _slot: None };
         if !alone {
-            // Slots come free as responses finish or stalled connections are cut (both within a
-            // body timeout unless a transfer is making progress).
-            stream._slot = Some(tokio::time::timeout(timeout, slots.acquire_owned()).await.ok()?.ok()?);
+            stream._slot = Some(if has_body {
+                slots.try_acquire_owned().ok()?
+            } else {
+                tokio::time::timeout(timeout, slots.acquire_owned()).await.ok()?.ok()?
+            });
         }
         Some(stream)
     }
@@ -502,7 +513,7 @@ impl Drop for Stream {
     }
 }
 
-/// The answer to an HTTP/2 request that found no connection slot within the body timeout.
+/// The answer to an HTTP/2 request that found no connection slot (see [`Stream::start`]).
 fn no_slot_response(request: RequestGuard) -> Response<Tracked<axum::body::Body>> {
     let body = berth_oci::error_body("UNAVAILABLE", "the server is at its connection limit; retry later");
     let mut response = Response::new(axum::body::Body::from(body));
@@ -522,12 +533,13 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         let guard = self.watch.request_started(request.version());
         let http2 = request.version() == Version::HTTP_2;
         request.extensions_mut().insert(self.info);
+        let has_body = !request.body().is_end_stream();
         let request = request.map(|body| MinProgress::new(body, self.body_timeout));
         let (app, watch, body_timeout) = (self.app.clone(), self.watch.clone(), self.body_timeout);
         let (streams, slots) = (self.streams.clone(), self.slots.clone());
         Box::pin(async move {
             let stream = if http2 {
-                let Some(stream) = Stream::start(streams, slots, body_timeout).await else {
+                let Some(stream) = Stream::start(streams, slots, has_body, body_timeout).await else {
                     return Ok(no_slot_response(guard));
                 };
                 Some(stream)

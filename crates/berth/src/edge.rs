@@ -330,8 +330,11 @@ fn malformed(request: &Request) -> Option<Malformed> {
 fn valid_host(value: &[u8]) -> bool {
     let Ok(authority) = axum::http::uri::Authority::try_from(value) else { return false };
     let port_ok = match authority.as_str().rsplit_once(':') {
-        // A bracketed IPv6 literal's colons are inside the brackets.
-        Some((_, port)) if !port.ends_with(']') => authority.port_u16().is_some(),
+        // A bracketed IPv6 literal's colons are inside the brackets. A port is digits only
+        // (`u16` parsing would take `+443`).
+        Some((_, port)) if !port.ends_with(']') => {
+            port.bytes().all(|b| b.is_ascii_digit()) && (port.is_empty() || port.parse::<u16>().is_ok())
+        }
         _ => true,
     };
     let host = authority.host();
@@ -446,6 +449,7 @@ mod tests {
         let ecr = "210987654321.dkr.ecr.us-east-1.amazonaws.com";
         for bad in [
             format!("{ecr}:abc"),
+            format!("{ecr}:+443"),
             format!("{ecr}:80:80"),
             format!("u@{ecr}"),
             format!("[{ecr}]"),

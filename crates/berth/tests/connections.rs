@@ -839,7 +839,9 @@ async fn http2_streams_take_connection_slots() {
 }
 
 /// A connection always gets one request served, HTTP/2 too, however full the server is; a
-/// second stream finding no slot within the body timeout is answered 503 `UNAVAILABLE`.
+/// second stream finding no slot is answered 503 `UNAVAILABLE`: one without a body after waiting
+/// the body timeout for a slot, one with a body at once (its unread bytes would hold the
+/// connection's flow-control window from the stream being served).
 #[tokio::test]
 async fn an_http2_stream_without_a_slot_is_answered_unavailable() {
     let srv = Server::start_with(&["--max-connections", "1", "--body-timeout-secs", "1"]);
@@ -855,13 +857,17 @@ async fn an_http2_stream_without_a_slot_is_answered_unavailable() {
         }
     }
     assert!(started.elapsed() < Duration::from_millis(900), "the connection's first stream waited for a slot");
-    // A manifest arriving slowly keeps stream 3 in flight; stream 5 then needs a slot of its own.
+    // A manifest arriving slowly keeps stream 3 in flight; streams 5 (a GET) and 7 (a PUT with a
+    // body) then need slots of their own.
     let block = h2::with_body("PUT", "/v2/slots/manifests/v1", &addr(&srv), 4096);
     stream.write_all(&h2::frame(h2::HEADERS, 0x4, 3, &block)).await.unwrap();
     stream.write_all(&h2::frame(h2::HEADERS, 0x4 | 0x1, 5, &h2::get("/v2/", &addr(&srv)))).await.unwrap();
-    let (mut body, mut sent, mut answered) = (Vec::new(), 0, false);
     let started = Instant::now();
-    while !answered {
+    let block = h2::with_body("PUT", "/v2/slots/manifests/v2", &addr(&srv), 10);
+    stream.write_all(&h2::frame(h2::HEADERS, 0x4, 7, &block)).await.unwrap();
+    let mut bodies: std::collections::HashMap<u32, (Vec<u8>, Option<Duration>)> = Default::default();
+    let mut sent = 0;
+    while [5, 7].iter().any(|id| bodies.get(id).is_none_or(|(_, done)| done.is_none())) {
         if sent < 4096 {
             stream.write_all(&h2::frame(h2::DATA, 0, 3, &[b' '; 512])).await.unwrap();
             sent += 512;
@@ -869,20 +875,26 @@ async fn an_http2_stream_without_a_slot_is_answered_unavailable() {
         while let Ok(Some((kind, flags, id, payload))) =
             timeout(Duration::from_millis(250), h2::read_frame(&mut stream, Duration::from_secs(60))).await
         {
-            match (kind, id) {
-                (h2::DATA, 5) => {
+            match kind {
+                h2::DATA if id == 5 || id == 7 => {
+                    let (body, done) = bodies.entry(id).or_default();
                     body.extend_from_slice(&payload);
-                    answered = flags & 0x1 != 0;
+                    if flags & 0x1 != 0 {
+                        *done = Some(started.elapsed());
+                    }
                 }
-                (h2::PING, _) if flags & 0x1 == 0 => {
-                    stream.write_all(&h2::frame(h2::PING, 0x1, 0, &payload)).await.unwrap()
-                }
+                h2::PING if flags & 0x1 == 0 => stream.write_all(&h2::frame(h2::PING, 0x1, 0, &payload)).await.unwrap(),
                 _ => {}
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "stream 5 was never answered");
+        assert!(started.elapsed() < Duration::from_secs(5), "streams 5 and 7 were not both answered");
     }
-    let body: Value = serde_json::from_slice(&body).expect("a JSON error body");
-    assert_eq!(body["errors"][0]["code"], "UNAVAILABLE", "{body}");
+    for id in [5, 7] {
+        let body: Value = serde_json::from_slice(&bodies[&id].0).expect("a JSON error body");
+        assert_eq!(body["errors"][0]["code"], "UNAVAILABLE", "stream {id}: {body}");
+    }
+    let (waited, refused) = (bodies[&5].1.unwrap(), bodies[&7].1.unwrap());
+    assert!(waited >= Duration::from_millis(900), "the GET waited the body timeout for a slot: {waited:?}");
+    assert!(refused < Duration::from_millis(700), "the PUT was refused at once: {refused:?}");
     assert!(sent < 4096, "answered while stream 3 was still in flight ({sent} of its 4096 bytes sent)");
 }
