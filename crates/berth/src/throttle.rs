@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 /// Addresses tracked at once; beyond it, addresses whose budget has refilled are forgotten first.
 const MAX_TRACKED: usize = 65_536;
 
+/// The longest wait failures past the budget add up to.
+const MAX_LOCKOUT_MINUTES: f64 = 60.0;
+
 /// The `reason` labels of refusals that are guesses at a secret (not denials of a valid caller).
 const GUESSES: [&str; 3] = ["invalid_credentials", "unrecognized_client", "invalid_signature"];
 
@@ -61,10 +64,12 @@ impl LoginThrottle {
         let budget = clients
             .get(&client)
             .map_or(Budget { failures_left: self.per_minute, updated: now }, |b| self.refilled(*b, now));
-        // Not floored at 0: guesses sent together are all checked before the first failure is
-        // recorded (an ECR signature or the console's form waits for a body the guesser paces),
-        // so each one still costs its wait, and guessing stays at `per_minute` however it is sent.
-        clients.insert(client, Budget { failures_left: budget.failures_left - 1.0, updated: now });
+        // Below 0: guesses sent together are all checked before the first failure is recorded
+        // (an ECR signature or the console's form waits for a body the guesser paces), so each
+        // one still costs its wait — up to an hour's: a burst must not lock everyone behind the
+        // address (a NAT, an unlisted proxy) out for longer.
+        let failures_left = (budget.failures_left - 1.0).max(-self.per_minute * MAX_LOCKOUT_MINUTES);
+        clients.insert(client, Budget { failures_left, updated: now });
     }
 
     fn refilled(&self, budget: Budget, now: Instant) -> Budget {
@@ -110,6 +115,12 @@ mod tests {
         assert_eq!(wait, Duration::from_secs(342), "171 failures to regain at 2 s each");
         assert!(throttle.refused(address(1), start + Duration::from_secs(341)).is_some());
         assert_eq!(throttle.refused(address(1), start + Duration::from_secs(342)), None);
+        // A burst of thousands waits an hour at most.
+        for _ in 0..5000 {
+            throttle.record_failure(address(2), start);
+        }
+        let wait = throttle.refused(address(2), start).expect("throttled");
+        assert_eq!(wait, Duration::from_secs(3602), "an hour of failures and the one to regain");
     }
 
     #[test]
