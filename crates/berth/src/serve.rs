@@ -423,6 +423,13 @@ async fn authentication(
         );
         announce(config, &line)?;
     }
+    // Refused since; one made before keeps anonymous callers' aws:userid.
+    for user in identities.users().await?.iter().filter(|user| user.name.eq_ignore_ascii_case("anonymous")) {
+        tracing::warn!(
+            user = user.name,
+            "a user's aws:userid is its name, and \"anonymous\" is anonymous callers': policies naming it match this user too; recreate the user under another name"
+        );
+    }
     let mode = if config.no_auth {
         tracing::warn!("authentication is off (--no-auth): anyone who can reach this port can push and delete");
         AuthMode::Disabled
