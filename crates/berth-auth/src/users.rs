@@ -221,7 +221,21 @@ impl Identities {
     /// The user a token or console session names, if it may still act: the same user (not
     /// removed and re-created since `created_at`) with an active access key.
     pub async fn acting_user(&self, name: &str, created_at: Millis) -> Result<Option<User>, Error> {
-        Ok(self.user(name).await?.filter(|user| user.created_at == created_at && user.is_active()))
+        let asked_at = Instant::now();
+        let same = |user: &User| user.created_at == created_at;
+        let mut user = self.snapshot().await?.users.get(name).filter(|user| same(user)).cloned();
+        if user.is_none() {
+            // A user another process just added (`berth user add`, then `berth token`) acts on
+            // its first request, as a new access key does (see `access_key`).
+            user = self
+                .revalidated(|checked| checked > asked_at)
+                .await?
+                .users
+                .get(name)
+                .filter(|user| same(user))
+                .cloned();
+        }
+        Ok(user.filter(User::is_active))
     }
 
     /// Ends console session `id` on every server (a signed cookie would otherwise stay valid
