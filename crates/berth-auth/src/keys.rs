@@ -199,7 +199,7 @@ fn sync_dir(dir: &Path) -> Result<(), Error> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
 }
 
-fn hex_suffix() -> String {
+pub(crate) fn hex_suffix() -> String {
     random_bytes::<8>().iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -307,11 +307,15 @@ impl Identities {
             let credentials = Credentials::generate(ROOT_USER);
             std::fs::create_dir_all(data_dir).map_err(|e| Error::io(format!("creating {}", data_dir.display()), e))?;
             let json = serde_json::to_vec_pretty(&credentials).expect("credentials serialize");
-            let pending = data_dir.join(format!("{ROOT_CREDENTIALS_FILE}.{}.pending", std::process::id()));
+            // Random, not the pid: servers in containers sharing a data directory are all pid 1.
+            let pending = data_dir.join(format!("{ROOT_CREDENTIALS_FILE}.{}.pending", crate::keys::hex_suffix()));
             replace_private_file(&pending, &json)?;
             if let Err(e) = self.insert(&credentials, &[]).await {
-                // Nobody's keys: another server stored root first (or the store failed).
-                let _ = std::fs::remove_file(&pending);
+                // Nobody's keys when another server stored root first; after any other failure
+                // the insert may have committed all the same, so the keys stay where they are.
+                if e.is_user_exists() {
+                    let _ = std::fs::remove_file(&pending);
+                }
                 return Err(e);
             }
             replace_private_file(&credentials_file, &json)?;

@@ -438,8 +438,10 @@ impl Registry {
         let append = self.blobs.append(id, offset, body, &mut observe);
         // Touched before and while bytes arrive, not only after: another server's expiry sweep
         // sees only the row, and a long PATCH (docker sends a layer as one) is not abandoned.
-        if now_millis() - state.touched_at > TOUCH_INTERVAL {
-            self.meta.touch_upload(id, now_millis()).await?;
+        let now = now_millis();
+        if now - state.touched_at > TOUCH_INTERVAL {
+            self.meta.touch_upload(id, now).await?;
+            state.touched_at = now;
         }
         let heartbeat = async {
             let every = (self.config.upload_expiry / 4).max(std::time::Duration::from_secs(1));

@@ -401,9 +401,8 @@ pub struct Tracked<B> {
     /// The rest of the piece being handed out in slices.
     unsent: Bytes,
     request: RequestGuard,
-    /// HTTP/2: the request's count among its connection's, and its slot (see
-    /// [`ConnectionService`]).
-    _stream: Option<Stream>,
+    /// HTTP/2: the slot the request holds (see [`ConnectionService`]).
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 /// The most an HTTP/2 response hands hyper at once: one frame of the protocol's default size.
@@ -447,11 +446,11 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
 
 /// The app as one connection serves it: each request carries the connection's
 /// [`ConnectionInfo`], its body is held to [`MinProgress`], and it counts as in flight (for the
-/// [`Watch`]) until its response is done. An HTTP/2 request that starts while another of its
-/// connection is in flight also holds one of the listener's connection slots until then: the
-/// connection cap leaves one file per slot, and each stream of a multiplexed connection may hold
-/// a file (a blob being sent or received) as a connection does. (The first one is covered by the
-/// connection's own slot, so a connection always gets one request served, as on HTTP/1.)
+/// [`Watch`]) until its response is done. An HTTP/2 request also holds a slot until then: the
+/// connection's own (the listener's permit for the connection leaves room for one file), or one
+/// of the listener's connection slots: each stream of a multiplexed connection may hold a file (a
+/// blob being sent or received) as a connection does. So a connection always gets a request
+/// served, as on HTTP/1, and past the cap its requests take turns on its own slot.
 #[derive(Clone)]
 pub struct ConnectionService {
     app: Router,
@@ -459,8 +458,8 @@ pub struct ConnectionService {
     watch: Arc<Watch>,
     body_timeout: Duration,
     slots: Arc<Semaphore>,
-    /// HTTP/2 requests of this connection in flight.
-    streams: Arc<AtomicUsize>,
+    /// The connection's own slot, for one HTTP/2 request at a time.
+    own_slot: Arc<Semaphore>,
 }
 
 impl ConnectionService {
@@ -471,49 +470,38 @@ impl ConnectionService {
         body_timeout: Duration,
         slots: Arc<Semaphore>,
     ) -> ConnectionService {
-        ConnectionService { app, info, watch, body_timeout, slots, streams: Arc::default() }
+        ConnectionService { app, info, watch, body_timeout, slots, own_slot: Arc::new(Semaphore::new(1)) }
     }
 }
 
-/// An HTTP/2 request in flight, and the connection slot it holds if it needed one.
-struct Stream {
-    streams: Arc<AtomicUsize>,
-    _slot: Option<OwnedSemaphorePermit>,
-}
-
-impl Stream {
-    /// Counts a request in; one that is not its connection's only request in flight needs a
-    /// slot (`None` if none came free). One without a body waits up to `timeout` for it (slots
-    /// come free as responses finish or stalled connections are cut, both within a body timeout
-    /// unless a transfer is making progress); one with a body must find one at once: its unread
-    /// bytes would hold the connection's flow-control window, which the requests being served
-    /// need for theirs.
-    async fn start(
-        streams: Arc<AtomicUsize>,
-        slots: Arc<Semaphore>,
-        has_body: bool,
-        timeout: Duration,
-    ) -> Option<Stream> {
-        let alone = streams.fetch_add(1, Ordering::Relaxed) == 0;
-        let mut stream = Stream { streams, _slot: None };
-        if !alone {
-            stream._slot = Some(if has_body {
-                slots.try_acquire_owned().ok()?
-            } else {
-                tokio::time::timeout(timeout, slots.acquire_owned()).await.ok()?.ok()?
-            });
+/// A slot for an HTTP/2 request (`None` if none came free): the connection's own or a
+/// listener's, whichever is free. One without a body waits up to `timeout` for either (slots
+/// come free as responses finish or stalled connections are cut, both within a body timeout
+/// unless a transfer is making progress); one with a body must find one at once: its unread
+/// bytes would hold the connection's flow-control window, which the requests being served need
+/// for theirs.
+async fn stream_slot(
+    own: Arc<Semaphore>,
+    slots: Arc<Semaphore>,
+    has_body: bool,
+    timeout: Duration,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(slot) = own.clone().try_acquire_owned().or_else(|_| slots.clone().try_acquire_owned()) {
+        return Some(slot);
+    }
+    if has_body {
+        return None;
+    }
+    let either = async {
+        tokio::select! {
+            slot = own.acquire_owned() => slot,
+            slot = slots.acquire_owned() => slot,
         }
-        Some(stream)
-    }
+    };
+    tokio::time::timeout(timeout, either).await.ok()?.ok()
 }
 
-impl Drop for Stream {
-    fn drop(&mut self) {
-        self.streams.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// The answer to an HTTP/2 request that found no connection slot (see [`Stream::start`]).
+/// The answer to an HTTP/2 request that found no slot (see [`stream_slot`]).
 fn no_slot_response(request: RequestGuard) -> Response<Tracked<axum::body::Body>> {
     let body = berth_oci::error_body("UNAVAILABLE", "the server is at its connection limit; retry later");
     let mut response = Response::new(axum::body::Body::from(body));
@@ -521,7 +509,7 @@ fn no_slot_response(request: RequestGuard) -> Response<Tracked<axum::body::Body>
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response.map(|inner| Tracked { inner, progress: None, unsent: Bytes::new(), request, _stream: None })
+    response.map(|inner| Tracked { inner, progress: None, unsent: Bytes::new(), request, _slot: None })
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
@@ -536,19 +524,19 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         let has_body = !request.body().is_end_stream();
         let request = request.map(|body| MinProgress::new(body, self.body_timeout));
         let (app, watch, body_timeout) = (self.app.clone(), self.watch.clone(), self.body_timeout);
-        let (streams, slots) = (self.streams.clone(), self.slots.clone());
+        let (own_slot, slots) = (self.own_slot.clone(), self.slots.clone());
         Box::pin(async move {
-            let stream = if http2 {
-                let Some(stream) = Stream::start(streams, slots, has_body, body_timeout).await else {
+            let slot = if http2 {
+                let Some(slot) = stream_slot(own_slot, slots, has_body, body_timeout).await else {
                     return Ok(no_slot_response(guard));
                 };
-                Some(stream)
+                Some(slot)
             } else {
                 None
             };
             let response = tower::ServiceExt::oneshot(app, request).await?;
             let progress = http2.then(|| watch.response_started());
-            Ok(response.map(|inner| Tracked { inner, progress, unsent: Bytes::new(), request: guard, _stream: stream }))
+            Ok(response.map(|inner| Tracked { inner, progress, unsent: Bytes::new(), request: guard, _slot: slot }))
         })
     }
 }

@@ -300,7 +300,9 @@ fn malformed(request: &Request) -> Option<Malformed> {
             "ValidationException",
         );
     }
-    if headers.get(header::HOST).is_some_and(|host| !valid_host(host.as_bytes())) {
+    // HTTP/2's `:authority` (the URI's) too: the one-account check reads it first.
+    let authority = request.uri().authority().map(|authority| authority.as_str().as_bytes());
+    if headers.get(header::HOST).map(HeaderValue::as_bytes).into_iter().chain(authority).any(|host| !valid_host(host)) {
         return refuse(
             StatusCode::BAD_REQUEST,
             "the Host header is not a host name or address with an optional port",
@@ -342,7 +344,9 @@ fn valid_host(value: &[u8]) -> bool {
         Some(inside) => inside.parse::<std::net::Ipv6Addr>().is_ok(),
         None => !host.contains(['[', ']']),
     };
-    !authority.as_str().contains('@') && !host.is_empty() && port_ok && literal_ok
+    // No percent-encoding either: no client writes one, and `%2E` for `.` hid a name from the
+    // one-account check.
+    !authority.as_str().contains(['@', '%']) && !host.is_empty() && port_ok && literal_ok
 }
 
 /// A refusal before any plane saw the request, in the shape of the plane it was for.
@@ -450,6 +454,7 @@ mod tests {
         for bad in [
             format!("{ecr}:abc"),
             format!("{ecr}:+443"),
+            "210987654321.dkr.ecr.us-east-1.amazonaws%2Ecom".into(),
             format!("{ecr}:80:80"),
             format!("u@{ecr}"),
             format!("[{ecr}]"),

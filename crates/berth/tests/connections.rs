@@ -898,3 +898,52 @@ async fn an_http2_stream_without_a_slot_is_answered_unavailable() {
     assert!(refused < Duration::from_millis(700), "the PUT was refused at once: {refused:?}");
     assert!(sent < 4096, "answered while stream 3 was still in flight ({sent} of its 4096 bytes sent)");
 }
+
+/// At the cap, a connection's HTTP/2 requests take turns on its own slot: one sent while another
+/// is in flight is served once that one ends, not refused after waiting for a slot of the
+/// listener's.
+#[tokio::test]
+async fn http2_requests_at_the_cap_take_turns() {
+    let srv = Server::start_with(&["--max-connections", "1", "--body-timeout-secs", "5"]);
+    // The blob, over an HTTP/1 connection that closes (the server's only slot is needed next).
+    let blob = random_bytes(64 * 1024);
+    let digest = sha256_digest(&blob);
+    let mut upload = connect(&srv).await;
+    let target = format!("POST /v2/turns/blobs/uploads/?digest={digest} HTTP/1.1");
+    let length = format!("Content-Length: {}", blob.len());
+    send_head(&mut upload, &srv, &target, &[&length, "Connection: close"]).await;
+    upload.write_all(&blob).await.unwrap();
+    assert_eq!(read_response(&mut upload, Duration::from_secs(5)).await.status, 201);
+    drop(upload);
+
+    let mut stream = connect(&srv).await;
+    h2::handshake_without_window(&mut stream).await;
+    // Stream 1 holds the connection's slot while it has no window; stream 3 comes meanwhile.
+    let block = h2::get(&format!("/v2/turns/blobs/{digest}"), &addr(&srv));
+    stream.write_all(&h2::frame(h2::HEADERS, 0x4 | 0x1, 1, &block)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream.write_all(&h2::frame(h2::HEADERS, 0x4 | 0x1, 3, &h2::get("/v2/", &addr(&srv)))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let started = Instant::now();
+    for on in [0, 1, 3] {
+        stream.write_all(&h2::frame(h2::WINDOW_UPDATE, 0, on, &(1u32 << 20).to_be_bytes())).await.unwrap();
+    }
+    let mut third = Vec::new();
+    loop {
+        let (kind, flags, id, payload) = h2::read_frame(&mut stream, Duration::from_secs(10)).await.expect("answers");
+        match kind {
+            h2::DATA if id == 3 => third.extend_from_slice(&payload),
+            h2::PING if flags & 0x1 == 0 => stream.write_all(&h2::frame(h2::PING, 0x1, 0, &payload)).await.unwrap(),
+            _ => {}
+        }
+        if id == 3 && matches!(kind, h2::DATA | h2::HEADERS) && flags & 0x1 != 0 {
+            break;
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stream 3 waited out the body timeout: {:?}",
+        started.elapsed()
+    );
+    assert!(!String::from_utf8_lossy(&third).contains("UNAVAILABLE"), "stream 3 was refused");
+}
