@@ -221,20 +221,8 @@ impl Identities {
     /// The user a token or console session names, if it may still act: the same user (not
     /// removed and re-created since `created_at`) with an active access key.
     pub async fn acting_user(&self, name: &str, created_at: Millis) -> Result<Option<User>, Error> {
-        let asked_at = Instant::now();
-        let same = |user: &User| user.created_at == created_at;
-        let mut user = self.snapshot().await?.users.get(name).filter(|user| same(user)).cloned();
-        if user.is_none() {
-            // A user another process just added (`berth user add`, then `berth token`) acts on
-            // its first request, as a new access key does (see `access_key`).
-            user = self
-                .revalidated(|checked| checked > asked_at)
-                .await?
-                .users
-                .get(name)
-                .filter(|user| same(user))
-                .cloned();
-        }
+        let user =
+            self.find_fresh(|snapshot| snapshot.users.get(name).filter(|user| user.created_at == created_at)).await?;
         Ok(user.filter(User::is_active))
     }
 
@@ -262,14 +250,19 @@ impl Identities {
 
     /// The plaintext secret behind an active access key id (HTTP Basic, SigV4).
     pub async fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, Error> {
+        self.find_fresh(|snapshot| snapshot.access_keys.get(access_key_id)).await
+    }
+
+    /// Looks `find` up in the cached snapshot. A key or user another process just added (`berth
+    /// user add`, then `berth token`) works on its first use, not up to a second later: a miss
+    /// asks the store whether anything changed since this call. Failed sign-ins are throttled
+    /// per address, so unknown names cannot turn this into a flood of queries.
+    async fn find_fresh<T: Clone>(&self, find: impl Fn(&Snapshot) -> Option<&T>) -> Result<Option<T>, Error> {
         let asked_at = Instant::now();
-        if let Some(key) = self.snapshot().await?.access_keys.get(access_key_id) {
-            return Ok(Some(key.clone()));
+        if let Some(found) = find(&*self.snapshot().await?) {
+            return Ok(Some(found.clone()));
         }
-        // A key another process just added (`berth user add`) is accepted on its first use, not
-        // up to a second later: a miss asks the store whether anything changed. Failed sign-ins
-        // are throttled per address, so unknown keys cannot turn this into a flood of queries.
-        Ok(self.revalidated(|checked| checked > asked_at).await?.access_keys.get(access_key_id).cloned())
+        Ok(find(&*self.revalidated(|checked| checked > asked_at).await?).cloned())
     }
 
     /// Mints a token for an existing user (`GetAuthorizationToken`, `berth token`).

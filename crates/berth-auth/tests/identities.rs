@@ -183,6 +183,14 @@ async fn changes_through_another_store_show_up_at_once_or_within_the_cache_windo
         let added = cli_identities.create_user(name, &[]).await.unwrap();
         auth.authenticate(&access_key_login(&added)).await.expect("a key added right after another");
     }
+    // So is a token `berth token` mints for a user it has just added (`acting_user`'s re-read).
+    let cli_tokens = TokenIssuer::new(&MasterKey::load_or_create(dir.path()).unwrap(), DEFAULT_TOKEN_LIFETIME);
+    // A miss (an unknown key) makes the server's snapshot fresh, so only the re-read finds erin.
+    let unknown = basic("AKIAUNKNOWNKEY000000", "secret");
+    assert!(matches!(auth.authenticate(&unknown).await, Err(AuthError::InvalidCredentials)));
+    cli_identities.create_user("erin", &[]).await.unwrap();
+    let erin_token = cli_identities.issue_token(&cli_tokens, "erin").await.unwrap();
+    auth.authenticate(&basic("AWS", &erin_token.token)).await.expect("a new user's token at once");
 
     let token = auth.issue_token("bob").await.unwrap();
     let token_login = basic("AWS", &token.token);
