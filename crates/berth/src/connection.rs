@@ -25,8 +25,7 @@ use axum::Router;
 use berth_iam::ConnectionInfo;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::header::{self, HeaderValue};
-use hyper::{Request, Response, StatusCode, Version};
+use hyper::{Request, Response, Version};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
@@ -501,16 +500,10 @@ async fn stream_slot(
     tokio::time::timeout(timeout, either).await.ok()?.ok()
 }
 
-/// The answer to an HTTP/2 request that found no slot (see [`stream_slot`]).
-fn no_slot_response(request: RequestGuard) -> Response<Tracked<axum::body::Body>> {
-    let body = berth_oci::error_body("UNAVAILABLE", "the server is at its connection limit; retry later");
-    let mut response = Response::new(axum::body::Body::from(body));
-    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response.map(|inner| Tracked { inner, progress: None, unsent: Bytes::new(), request, _slot: None })
-}
+/// Marks an HTTP/2 request that found no slot (see [`stream_slot`]): the edge answers it
+/// `503` in its plane's shape, logged and counted like any other answer, without serving it.
+#[derive(Clone, Copy, Debug)]
+pub struct NoStreamSlot;
 
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     type Response = Response<Tracked<axum::body::Body>>;
@@ -526,11 +519,13 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         let (app, watch, body_timeout) = (self.app.clone(), self.watch.clone(), self.body_timeout);
         let (own_slot, slots) = (self.own_slot.clone(), self.slots.clone());
         Box::pin(async move {
+            let mut request = request;
             let slot = if http2 {
-                let Some(slot) = stream_slot(own_slot, slots, has_body, body_timeout).await else {
-                    return Ok(no_slot_response(guard));
-                };
-                Some(slot)
+                let slot = stream_slot(own_slot, slots, has_body, body_timeout).await;
+                if slot.is_none() {
+                    request.extensions_mut().insert(NoStreamSlot);
+                }
+                slot
             } else {
                 None
             };

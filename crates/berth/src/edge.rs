@@ -23,6 +23,7 @@ use hyper::body::Frame;
 use ipnet::IpNet;
 
 use crate::audit::AuditLog;
+use crate::connection::NoStreamSlot;
 use crate::health;
 use crate::throttle::LoginThrottle;
 
@@ -150,7 +151,9 @@ pub async fn serve_request(State(edge): State<Arc<Edge>>, mut request: Request, 
     let throttled = edge.throttled(ctx.source_ip, &request, started);
     let edge_made = |response| with_plane_headers(plane, &ctx.request_id, response);
     let foreign = edge.foreign_registry(&request, &path);
+    let no_slot = request.extensions().get::<NoStreamSlot>().is_some();
     let mut response = match (malformed(&request), throttled) {
+        _ if no_slot => edge_made(at_capacity(plane)),
         (Some(bad), _) => edge_made(refused(plane, bad.status, bad.message, bad.ecr_type)),
         (None, _) if let Some(foreign) = foreign => {
             let body = berth_oci::error_body("NAME_UNKNOWN", &foreign);
@@ -362,6 +365,23 @@ fn refused(plane: &str, status: StatusCode, message: &str, ecr_type: &str) -> Re
         _ => ("text/plain; charset=utf-8", message.to_owned()),
     };
     (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// The answer to an HTTP/2 request that found no connection slot ([`NoStreamSlot`]): `503`
+/// with `Retry-After`, which the OCI clients and AWS SDKs retry; ECR's `ServerException`, as
+/// every ECR operation models it.
+fn at_capacity(plane: &str) -> Response {
+    let message = "the server is at its connection limit; retry later";
+    let (content_type, body) = match plane {
+        "ecr" => (
+            "application/x-amz-json-1.1",
+            serde_json::json!({"__type": "ServerException", "message": message}).to_string(),
+        ),
+        "console" => ("text/plain; charset=utf-8", message.to_owned()),
+        _ => ("application/json", berth_oci::error_body("UNAVAILABLE", message)),
+    };
+    let headers = [(header::CONTENT_TYPE, content_type), (header::RETRY_AFTER, "1")];
+    (StatusCode::SERVICE_UNAVAILABLE, headers, body).into_response()
 }
 
 /// What the edge answers itself (a malformed request, a throttled client, a panic) carries its

@@ -159,16 +159,6 @@ impl Listener {
         let mut accept_errors = AcceptBackoff::default();
         let mut accepts = 0usize;
         loop {
-            if slots.available_permits() == 0 {
-                at_cap.warn(|suppressed| {
-                    tracing::warn!(max_connections, suppressed, "connection limit reached; new connections wait")
-                });
-            }
-            // Back-pressure: no slot, no accept; clients wait in the kernel's accept queue.
-            let slot = tokio::select! {
-                slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-                () = &mut shutdown => break,
-            };
             accepts = accepts.wrapping_add(1);
             let (stream, peer, plain_http) = tokio::select! {
                 (accepted, plain_http) = accept_any(&ports, accepts) => match accepted {
@@ -181,6 +171,18 @@ impl Listener {
                         continue;
                     }
                 },
+                () = &mut shutdown => break,
+            };
+            if slots.available_permits() == 0 {
+                at_cap.warn(|suppressed| {
+                    tracing::warn!(max_connections, suppressed, "connection limit reached; new connections wait")
+                });
+            }
+            // Back-pressure: the connection just accepted waits for a slot, and the next ones in
+            // the kernel's accept queue. Accepting first leaves every slot to the connections
+            // and HTTP/2 requests being served (the one waiting fits the open-file margin).
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
                 () = &mut shutdown => break,
             };
             let app = App { router: app.clone(), slots: slots.clone() };

@@ -865,9 +865,12 @@ async fn an_http2_stream_without_a_slot_is_answered_unavailable() {
     let started = Instant::now();
     let block = h2::with_body("PUT", "/v2/slots/manifests/v2", &addr(&srv), 10);
     stream.write_all(&h2::frame(h2::HEADERS, 0x4, 7, &block)).await.unwrap();
+    // Stream 9 is an ECR call: refused in ECR's shape.
+    let block = h2::with_body("POST", "/", &addr(&srv), 2);
+    stream.write_all(&h2::frame(h2::HEADERS, 0x4, 9, &block)).await.unwrap();
     let mut bodies: std::collections::HashMap<u32, (Vec<u8>, Option<Duration>)> = Default::default();
     let mut sent = 0;
-    while [5, 7].iter().any(|id| bodies.get(id).is_none_or(|(_, done)| done.is_none())) {
+    while [5, 7, 9].iter().any(|id| bodies.get(id).is_none_or(|(_, done)| done.is_none())) {
         if sent < 4096 {
             stream.write_all(&h2::frame(h2::DATA, 0, 3, &[b' '; 512])).await.unwrap();
             sent += 512;
@@ -876,7 +879,7 @@ async fn an_http2_stream_without_a_slot_is_answered_unavailable() {
             timeout(Duration::from_millis(250), h2::read_frame(&mut stream, Duration::from_secs(60))).await
         {
             match kind {
-                h2::DATA if id == 5 || id == 7 => {
+                h2::DATA if [5, 7, 9].contains(&id) => {
                     let (body, done) = bodies.entry(id).or_default();
                     body.extend_from_slice(&payload);
                     if flags & 0x1 != 0 {
@@ -887,12 +890,17 @@ async fn an_http2_stream_without_a_slot_is_answered_unavailable() {
                 _ => {}
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "streams 5 and 7 were not both answered");
+        assert!(started.elapsed() < Duration::from_secs(5), "streams 5, 7 and 9 were not all answered");
     }
     for id in [5, 7] {
         let body: Value = serde_json::from_slice(&bodies[&id].0).expect("a JSON error body");
         assert_eq!(body["errors"][0]["code"], "UNAVAILABLE", "stream {id}: {body}");
     }
+    let ecr: Value = serde_json::from_slice(&bodies[&9].0).expect("a JSON error body");
+    assert_eq!(ecr["__type"], "ServerException", "{ecr}");
+    // Refusals are answers like any other: each has its access-log line.
+    let refusals = srv.log().lines().filter(|l| l.contains("berth::access") && l.contains("status=503")).count();
+    assert_eq!(refusals, 3, "{}", srv.log_tail());
     let (waited, refused) = (bodies[&5].1.unwrap(), bodies[&7].1.unwrap());
     assert!(waited >= Duration::from_millis(900), "the GET waited the body timeout for a slot: {waited:?}");
     assert!(refused < Duration::from_millis(700), "the PUT was refused at once: {refused:?}");
@@ -946,4 +954,42 @@ async fn http2_requests_at_the_cap_take_turns() {
         started.elapsed()
     );
     assert!(!String::from_utf8_lossy(&third).contains("UNAVAILABLE"), "stream 3 was refused");
+}
+
+/// The cap counts what is served: at `--max-connections 4`, one HTTP/2 connection gets four
+/// requests in flight (its own slot and three more), none kept back for a connection not yet
+/// accepted.
+#[tokio::test]
+async fn http2_requests_get_every_slot_of_the_cap() {
+    let srv = Server::start_with(&["--max-connections", "4", "--body-timeout-secs", "5"]);
+    let mut stream = connect(&srv).await;
+    h2::handshake(&mut stream).await;
+    // Four manifests whose bodies come later: each stream holds a slot until answered.
+    let streams = [1u32, 3, 5, 7];
+    for id in streams {
+        let block = h2::with_body("PUT", &format!("/v2/every-slot/manifests/v{id}"), &addr(&srv), 512);
+        stream.write_all(&h2::frame(h2::HEADERS, 0x4, id, &block)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for id in streams {
+        stream.write_all(&h2::frame(h2::DATA, 0x1, id, &[b' '; 512])).await.unwrap();
+    }
+    let mut bodies: std::collections::HashMap<u32, (Vec<u8>, bool)> = Default::default();
+    while streams.iter().any(|id| bodies.get(id).is_none_or(|(_, done)| !done)) {
+        let (kind, flags, id, payload) = h2::read_frame(&mut stream, Duration::from_secs(10)).await.expect("answers");
+        match kind {
+            h2::DATA => {
+                let (body, done) = bodies.entry(id).or_default();
+                body.extend_from_slice(&payload);
+                *done |= flags & 0x1 != 0;
+            }
+            h2::PING if flags & 0x1 == 0 => stream.write_all(&h2::frame(h2::PING, 0x1, 0, &payload)).await.unwrap(),
+            _ => {}
+        }
+    }
+    for id in streams {
+        let body: Value = serde_json::from_slice(&bodies[&id].0).expect("a JSON error body");
+        // Spaces are no manifest: each was served, and refused for its content only.
+        assert_eq!(body["errors"][0]["code"], "MANIFEST_INVALID", "stream {id}: {body}");
+    }
 }
