@@ -101,6 +101,7 @@ scoped!(repository:
     PutImageScanningConfigurationRequest,
     ListImageReferrersRequest,
     ImageRequest,
+    DescribeImageScanFindingsRequest,
     UpdateImageStorageClassRequest,
     PutImageTagMutabilityRequest,
     PutLifecyclePolicyRequest,
@@ -120,12 +121,6 @@ impl Scoped for CreateRepositoryRequest {
 
     fn request_tags(&self) -> Option<Vec<(&str, &str)>> {
         self.tags.as_deref().map(tag_pairs)
-    }
-}
-
-impl Scoped for DescribeImageScanFindingsRequest {
-    fn resources(&self) -> Resources<'_> {
-        self.image.resources()
     }
 }
 

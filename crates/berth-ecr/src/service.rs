@@ -963,7 +963,7 @@ impl EcrBackend for RegistryBackend {
         _: &RequestContext,
         request: DescribeImageScanFindingsRequest,
     ) -> Result<Refused, EcrError> {
-        let request = request.image;
+        let request = request.image();
         let digest = self.image_digest(&request).await?;
         Err(EcrError::ScanNotFound(format!(
             "Image scan does not exist for the image with '{{imageDigest:'{digest}', imageTag:'{}'}}' in the repository \
@@ -1599,7 +1599,7 @@ impl EcrBackend for RegistryBackend {
             image_tag_mutability_exclusion_filters: stored_filters(members.image_tag_mutability_exclusion_filters),
             repository_policy: members.repository_policy,
             lifecycle_policy: members.lifecycle_policy,
-            applied_for: stored_applied_for(&request.applied_for),
+            applied_for: stored_applied_for(members.applied_for.as_deref().unwrap_or_default()),
             custom_role_arn: members.custom_role_arn,
         };
         let template = self.registry.create_template(ctx, &members.prefix, settings).await.map_err(self.fail(""))?;
@@ -1651,7 +1651,7 @@ impl EcrBackend for RegistryBackend {
             image_tag_mutability_exclusion_filters: filters,
             repository_policy: members.repository_policy,
             lifecycle_policy: members.lifecycle_policy,
-            applied_for: request.applied_for.as_deref().map(stored_applied_for),
+            applied_for: members.applied_for.as_deref().map(stored_applied_for),
             custom_role_arn: members.custom_role_arn,
         };
         let template = self.registry.update_template(ctx, &members.prefix, update).await.map_err(self.fail(""))?;

@@ -693,13 +693,21 @@ pub struct ImageRequest {
 }
 
 /// One image; `maxResults` is checked, then neither it nor `nextToken` is needed: there are
-/// never findings.
+/// never findings. (Members listed, not `#[serde(flatten)]`ed: a flattened member is read by
+/// serde itself, outside `strict_json`.)
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DescribeImageScanFindingsRequest {
-    #[serde(flatten)]
-    pub image: ImageRequest,
+    pub registry_id: Option<String>,
+    pub repository_name: String,
+    pub image_id: ImageIdentifier,
     pub max_results: Option<i64>,
+}
+
+impl DescribeImageScanFindingsRequest {
+    pub fn image(self) -> ImageRequest {
+        ImageRequest { registry_id: self.registry_id, repository_name: self.repository_name, image_id: self.image_id }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -930,8 +938,10 @@ request_enum!(RctAppliedFor {
     CreateOnPush = "CREATE_ON_PUSH",
 });
 
-/// The members CreateRepositoryCreationTemplate and UpdateRepositoryCreationTemplate share; of
-/// them only `prefix` is required.
+/// The members of CreateRepositoryCreationTemplate and UpdateRepositoryCreationTemplate; serde
+/// requires only `prefix`, and Create's validation `appliedFor`. (One structure each request
+/// wraps transparently, not `#[serde(flatten)]`: a flattened member is read by serde itself,
+/// outside `strict_json`.)
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateMembers {
@@ -944,24 +954,21 @@ pub struct TemplateMembers {
     pub repository_policy: Option<String>,
     pub lifecycle_policy: Option<String>,
     pub custom_role_arn: Option<String>,
+    pub applied_for: Option<Vec<RctAppliedFor>>,
 }
 
 /// CreateRepositoryCreationTemplate: `appliedFor` is required.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(transparent)]
 pub struct CreateRepositoryCreationTemplateRequest {
-    #[serde(flatten)]
     pub members: TemplateMembers,
-    pub applied_for: Vec<RctAppliedFor>,
 }
 
 /// UpdateRepositoryCreationTemplate: what is given replaces what the template holds.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(transparent)]
 pub struct UpdateRepositoryCreationTemplateRequest {
-    #[serde(flatten)]
     pub members: TemplateMembers,
-    pub applied_for: Option<Vec<RctAppliedFor>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

@@ -651,7 +651,9 @@ impl Validate for ImageRequest {
 
 impl Validate for DescribeImageScanFindingsRequest {
     fn validate(&self) -> Result<(), EcrError> {
-        self.image.validate()?;
+        optional_registry_id(&self.registry_id)?;
+        repository_name("repositoryName", &self.repository_name)?;
+        image_ids(std::slice::from_ref(&self.image_id))?;
         max_results(self.max_results, MAX_RESULTS)
     }
 }
@@ -1052,6 +1054,7 @@ fn template_members(members: &TemplateMembers, update: bool) -> Result<(), EcrEr
         repository_policy,
         lifecycle_policy,
         custom_role_arn: role,
+        applied_for: _,
     } = members;
     template_prefix("prefix", prefix)?;
     if let Some(description) = description {
@@ -1120,15 +1123,19 @@ fn applied_for(values: &[RctAppliedFor]) -> Result<(), EcrError> {
 
 impl Validate for CreateRepositoryCreationTemplateRequest {
     fn validate(&self) -> Result<(), EcrError> {
+        // Required, as a missing member serde reports (`router::decode`) would be: first.
+        let Some(values) = &self.members.applied_for else {
+            return Err(EcrError::invalid_parameter("appliedFor", "Member must not be null"));
+        };
         template_members(&self.members, false)?;
-        applied_for(&self.applied_for)
+        applied_for(values)
     }
 }
 
 impl Validate for UpdateRepositoryCreationTemplateRequest {
     fn validate(&self) -> Result<(), EcrError> {
         template_members(&self.members, true)?;
-        self.applied_for.as_deref().map_or(Ok(()), applied_for)
+        self.members.applied_for.as_deref().map_or(Ok(()), applied_for)
     }
 }
 
@@ -1651,6 +1658,11 @@ mod tests {
             let message = rejected::<CreateRepositoryCreationTemplateRequest>(role(bad));
             assert!(message.contains("'customRoleArn'"), "{bad}: {message}");
         }
+        // Create requires appliedFor (before any other member's check); Update does not.
+        let without = json!({"prefix": "team", "customRoleArn": "notanarn"});
+        let message = rejected::<CreateRepositoryCreationTemplateRequest>(without);
+        assert!(message.contains("'appliedFor'") && message.contains("must not be null"), "{message}");
+        assert_eq!(check::<UpdateRepositoryCreationTemplateRequest>(json!({"prefix": "team"})), Ok(()));
         for bad in [
             "garbage",
             "arn:aws:kms:us-east-1:123456789012:alias/mine",

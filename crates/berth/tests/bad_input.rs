@@ -523,6 +523,12 @@ fn corpus(image: &Image, blob: &str, upload: &str) -> Corpus {
             "TagResource",
             json!({"resourceArn": "arn:aws:ecr:us-east-1:000000000000:repository/bad/app", "tags": [["k", "v"]]}),
         ),
+        ("DescribeImageScanFindings", json!({"repositoryName": "bad/app", "imageId": [null, "v1"]})),
+        (
+            "CreateRepositoryCreationTemplate",
+            json!({"prefix": "bad-tpl", "appliedFor": ["CREATE_ON_PUSH"], "resourceTags": [["k", "v"]]}),
+        ),
+        ("UpdateRepositoryCreationTemplate", json!({"prefix": "bad-tpl", "encryptionConfiguration": ["AES256"]})),
     ] {
         c.ecr("ecr body", operation, body.to_string(), SERIALIZATION);
     }
