@@ -318,7 +318,7 @@ fn request_context(request: &Parts, identity: Identity) -> RequestContext {
         request_id: edge.map_or_else(|| uuid::Uuid::new_v4().to_string(), |e| e.request_id.clone()),
         received_at: SystemTime::now(),
         source_ip: edge.and_then(|e| e.source_ip).or(connection.map(|c| c.peer.ip())),
-        secure_transport: connection.is_some_and(|c| c.tls),
+        secure_transport: edge.map_or(connection.is_some_and(|c| c.tls), |e| e.secure_transport),
         user_agent: header_text(&request.headers, header::USER_AGENT),
         identity,
     }

@@ -310,6 +310,20 @@ async fn over_tls_the_cookies_are_secure() {
     request.extensions_mut().insert(ConnectionInfo { peer: "127.0.0.1:40000".parse().unwrap(), tls: true });
     let page = send(&server.app, request).await;
     assert!(page.set_cookie("berth_console_sign_in").unwrap().ends_with("; Secure"));
+    // Behind a TLS-terminating proxy the connection is plain, and the edge (trusting the
+    // proxy's `X-Forwarded-Proto`) says the browser used TLS.
+    let mut request = get("/console/sign-in", "");
+    request.extensions_mut().insert(ConnectionInfo { peer: "127.0.0.1:40000".parse().unwrap(), tls: false });
+    request.extensions_mut().insert(RequestContext {
+        request_id: "behind-a-proxy".into(),
+        received_at: std::time::SystemTime::now(),
+        source_ip: None,
+        secure_transport: true,
+        user_agent: None,
+        identity: Identity::Anonymous,
+    });
+    let page = send(&server.app, request).await;
+    assert!(page.set_cookie("berth_console_sign_in").unwrap().ends_with("; Secure"));
 }
 
 #[tokio::test]

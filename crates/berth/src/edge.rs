@@ -30,6 +30,7 @@ use crate::throttle::LoginThrottle;
 /// Every response carries its request's id (the ECR API also as `x-amzn-RequestId`).
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 tokio::task_local! {
     /// The id of the request being served, for the panic hook.
@@ -118,6 +119,21 @@ impl Edge {
     }
 }
 
+/// Whether the client reached this server over TLS: the connection is TLS, or a trusted proxy
+/// (a TLS-terminating one) says so in `X-Forwarded-Proto`. Every value there must be `https`: a
+/// proxy that appends to what the client sent leaves a claimed `https` beside its own `http`.
+fn secure_transport(edge: &Edge, connection: ConnectionInfo, headers: &HeaderMap) -> bool {
+    if connection.tls {
+        return true;
+    }
+    if !edge.trusts(connection.peer.ip().to_canonical()) {
+        return false;
+    }
+    let values = headers.get_all(FORWARDED_PROTO).iter().map(|v| v.to_str().unwrap_or(""));
+    let mut schemes = values.flat_map(|v| v.split(',')).map(str::trim).peekable();
+    schemes.peek().is_some() && schemes.all(|scheme| scheme.eq_ignore_ascii_case("https"))
+}
+
 /// An address in `X-Forwarded-For`: bare, or with a port as some proxies write it.
 fn parse_hop(hop: &str) -> Option<IpAddr> {
     let address = hop.parse::<IpAddr>().or_else(|_| hop.parse::<std::net::SocketAddr>().map(|a| a.ip())).ok()?;
@@ -133,7 +149,7 @@ pub async fn serve_request(State(edge): State<Arc<Edge>>, mut request: Request, 
         request_id: uuid::Uuid::new_v4().to_string(),
         received_at: SystemTime::now(),
         source_ip: connection.map(|c| edge.client_address(c.peer.ip(), headers)),
-        secure_transport: connection.is_some_and(|c| c.tls),
+        secure_transport: connection.is_some_and(|c| secure_transport(&edge, c, headers)),
         user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
         identity: Identity::Anonymous,
     };

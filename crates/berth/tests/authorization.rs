@@ -363,6 +363,16 @@ async fn request_ids_reach_responses_and_the_access_log_and_forwarded_addresses_
     let from = |address: &str| ci.get(&manifest).header("accept", OCI_MANIFEST).header("x-forwarded-for", address);
     send(from("203.0.113.5")).await.expect_error(403, "DENIED");
     assert_eq!(send(from("198.51.100.1")).await.expect_status(200).body, image.manifest);
+    // A trusted TLS-terminating proxy's `X-Forwarded-Proto: https` is aws:SecureTransport; one
+    // a client appended to (`https, http`) is not.
+    let policy = json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "ecr:BatchGetImage",
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}}}});
+    let secure_only = json!({"repositoryName": REPO, "policyText": policy.to_string()});
+    root_call(&srv, "SetRepositoryPolicy", &secure_only).await.expect_status(200);
+    let over = |proto: &str| ci.get(&manifest).header("accept", OCI_MANIFEST).header("x-forwarded-proto", proto);
+    assert_eq!(send(over("https")).await.expect_status(200).body, image.manifest);
+    send(over("https, http")).await.expect_error(403, "DENIED");
+    send(ci.get(&manifest).header("accept", OCI_MANIFEST)).await.expect_error(403, "DENIED");
     drop(srv);
     // Without a trusted proxy the same header is the client's own claim, and ignored.
     let mut srv = launch().start();
@@ -377,6 +387,13 @@ async fn request_ids_reach_responses_and_the_access_log_and_forwarded_addresses_
     )
     .await;
     assert_eq!(r.expect_status(200).body, image.manifest);
+    // Nor is its X-Forwarded-Proto.
+    root_call(&srv, "SetRepositoryPolicy", &secure_only).await.expect_status(200);
+    let claimed = srv
+        .get(&format!("/v2/{REPO}/manifests/v1"))
+        .header("accept", OCI_MANIFEST)
+        .header("x-forwarded-proto", "https");
+    send(claimed).await.expect_error(403, "DENIED");
 }
 
 #[tokio::test]

@@ -63,8 +63,13 @@ struct NextQuery {
     next: Option<String>,
 }
 
+/// Whether the browser reached the console over TLS (directly, or through a trusted
+/// TLS-terminating proxy, as the edge judged): cookies are `Secure` then.
 fn tls(request: &Parts) -> bool {
-    request.extensions.get::<berth_iam::ConnectionInfo>().is_some_and(|c| c.tls)
+    match request.extensions.get::<berth_iam::RequestContext>() {
+        Some(edge) => edge.secure_transport,
+        None => request.extensions.get::<berth_iam::ConnectionInfo>().is_some_and(|c| c.tls),
+    }
 }
 
 fn append_cookie(response: &mut Response, cookie: String) {
