@@ -257,6 +257,42 @@ async fn a_repositorys_images_are_paged() {
     assert_eq!(cards(&past), 3, "a page past the last shows the last");
 }
 
+/// An image under many tags shows 20 on its card (each a form and a pull command), and a
+/// lifecycle judgement of many images comes 100 rows to a page: pages stay small however large
+/// the repository.
+#[tokio::test]
+async fn many_tags_and_lifecycle_rows_are_cut_to_pages() {
+    let server = server().await;
+    let repo: RepositoryName = "big/app".parse().unwrap();
+    for i in 0..105 {
+        push_image(&server.registry, &repo, &format!("v{i}")).await;
+    }
+    let record = server.registry.get_manifest(&repo, &Reference::Tag("v0".parse().unwrap()), None).await.unwrap();
+    for i in 0..24 {
+        let tag = Reference::Tag(format!("extra{i:02}").parse().unwrap());
+        server.registry.put_manifest(&root_ctx(), &repo, &tag, None, &record.content).await.unwrap();
+    }
+    let cookie = sign_in(&server.app, ROOT_KEY, ROOT_SECRET).await.unwrap();
+    let page = send(&server.app, get("/console/repositories/big/app?page=3", &cookie)).await;
+    let chips = page.body.matches("class=\"tag\" data-tag=").count();
+    assert!(page.body.contains(">+5 more</a>"), "25 tags, 20 shown: {}", page.body);
+    assert_eq!(chips, 20 + 4, "the big card's 20 and the page's four other images' one each");
+    let image =
+        send(&server.app, get(&format!("/console/repositories/big/app/-/images/{}", record.digest), &cookie)).await;
+    assert!(image.body.contains("extra23") && !image.body.contains("more</span>"), "the image page names all 25");
+
+    let policy = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":100},"action":{"type":"expire"}}]}"#;
+    server.registry.put_lifecycle_policy(&root_ctx(), &repo, policy).await.unwrap();
+    let rows = |page: &Reply| page.body.matches("class=\"verdict-row").count();
+    let first = send(&server.app, get("/console/repositories/big/app/-/lifecycle", &cookie)).await;
+    assert_eq!(rows(&first), 100);
+    assert!(first.body.contains("of 105 manifests") && first.body.contains("Manifests 1–100 of 105"), "{}", first.body);
+    assert!(first.body.contains("lifecycle?view=policy&#38;page=2\">Next page"), "{}", first.body);
+    let second = send(&server.app, get("/console/repositories/big/app/-/lifecycle?view=policy&page=2", &cookie)).await;
+    assert_eq!(rows(&second), 5);
+    assert!(second.body.contains("Previous page") && !second.body.contains("Next page"), "{}", second.body);
+}
+
 #[tokio::test]
 async fn head_is_answered_as_get_and_a_method_a_page_does_not_take_gets_405() {
     let server = server().await;

@@ -25,6 +25,8 @@ const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 /// thousands of labels or annotations, which no one reads on a page and a browser chokes on.
 const MAX_ROWS: usize = 500;
 const MAX_RAW_CHARS: usize = 256 * 1024;
+/// Tags (and their pull commands) the page names; `aws ecr list-images` lists any more.
+const TAGS_ON_IMAGE_PAGE: usize = 200;
 
 /// The first [`MAX_ROWS`] of a list, and how many more there are.
 struct Rows<T> {
@@ -280,9 +282,10 @@ pub async fn page(
             &single.entries[0]
         }
     };
-    let mut card = image_card(&inventory, &info, &console.registry_host, entry);
+    let mut card = image_card(&inventory, &info, &console.registry_host, entry, TAGS_ON_IMAGE_PAGE);
     if !described {
         card.tags.clear();
+        card.more_tags = 0;
         card.pull_by_tag.clear();
     }
     let manifest = entry.manifest.as_ref();

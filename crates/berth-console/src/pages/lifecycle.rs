@@ -70,15 +70,24 @@ struct PolicyView {
     /// When the policy in force last ran (`None` for a preview).
     last_run: Option<String>,
     evaluated_at: String,
+    /// This page's rows, of `total`, the first numbered `first`.
     rows: Vec<Row>,
+    total: usize,
+    first: usize,
+    previous: Option<String>,
+    next: Option<String>,
     expiring: usize,
     archiving: usize,
 }
+
+/// Rows a page shows: a repository under a policy may hold tens of thousands of images.
+const ROWS_PER_PAGE: usize = 100;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Query {
     view: String,
+    page: usize,
 }
 
 fn strings(value: Option<&Value>) -> String {
@@ -215,7 +224,17 @@ fn policy_view(
     repo: &RepositoryName,
     which: Which,
     explanation: &LifecycleExplanation,
+    page: usize,
 ) -> PolicyView {
+    let all = rows(inventory, repo, explanation);
+    let total = all.len();
+    let pages = total.div_ceil(ROWS_PER_PAGE).max(1);
+    let page = page.clamp(1, pages);
+    let view = match which {
+        Which::InForce => "policy",
+        Which::Preview => "preview",
+    };
+    let page_link = |page: usize| format!("{}?view={view}&page={page}", paths::href_lifecycle(repo));
     PolicyView {
         which,
         rules: rule_rows(&explanation.policy.text),
@@ -225,7 +244,11 @@ fn policy_view(
             .unwrap_or_else(|| explanation.policy.text.clone()),
         last_run: (which == Which::InForce).then(|| view::time_or_never(explanation.policy.last_evaluated_at)),
         evaluated_at: view::time(explanation.evaluated_at),
-        rows: rows(inventory, repo, explanation),
+        rows: all.into_iter().skip((page - 1) * ROWS_PER_PAGE).take(ROWS_PER_PAGE).collect(),
+        total,
+        first: (page - 1) * ROWS_PER_PAGE + 1,
+        previous: (page > 1).then(|| page_link(page - 1)),
+        next: (page < pages).then(|| page_link(page + 1)),
         expiring: explanation.evaluation.expired.len(),
         archiving: explanation.evaluation.transitioned.len(),
     }
@@ -277,7 +300,7 @@ pub async fn page(
                 Which::InForce => in_force.as_ref(),
                 Which::Preview => preview.as_ref(),
             };
-            explanation.map(|e| policy_view(&inventory, repo, which, e))
+            explanation.map(|e| policy_view(&inventory, repo, which, e, query.page))
         }
     };
     Ok(render(&LifecyclePage {

@@ -89,6 +89,8 @@ pub struct ImageCard {
     pub short: String,
     pub href: String,
     pub tags: Vec<TagChip>,
+    /// Tags beyond those shown.
+    pub more_tags: usize,
     pub kind: &'static str,
     pub kind_class: &'static str,
     pub media_type: String,
@@ -218,10 +220,23 @@ pub fn referrer_groups(inventory: &Inventory, repo: &RepositoryName, entry: &Ent
     groups
 }
 
-pub fn image_card(inventory: &Inventory, info: &RepositoryInfo, host: &str, entry: &Entry) -> ImageCard {
+/// Tags shown on an image's card in the repository page, each a chip with its own form and pull
+/// command: an image under thousands of tags made a page of megabytes. The rest are counted,
+/// and the image's page shows more.
+pub const TAGS_ON_CARD: usize = 20;
+
+/// `tag_limit`: how many of the image's tags get a chip and a pull command.
+pub fn image_card(
+    inventory: &Inventory,
+    info: &RepositoryInfo,
+    host: &str,
+    entry: &Entry,
+    tag_limit: usize,
+) -> ImageCard {
     let repo = &info.name;
     let record = &entry.record.manifest;
     let (kind, kind_class) = kind_of(entry);
+    let shown_tags = &entry.record.tags[..entry.record.tags.len().min(tag_limit)];
     let blob_bytes: u64 = entry.manifest.as_ref().map_or(0, |m| m.required_blobs().map(|d| d.size).sum());
     let (size, size_title) = if entry.is_index() {
         (
@@ -235,12 +250,11 @@ pub fn image_card(inventory: &Inventory, info: &RepositoryInfo, host: &str, entr
         digest: record.digest.to_string(),
         short: view::short_digest(&record.digest),
         href: paths::href_image(repo, &record.digest),
-        tags: entry
-            .record
-            .tags
+        tags: shown_tags
             .iter()
             .map(|t| TagChip { name: t.clone(), immutable: info.settings.tag_is_immutable(t) })
             .collect(),
+        more_tags: entry.record.tags.len() - shown_tags.len(),
         kind,
         kind_class,
         media_type: record.media_type.clone(),
@@ -252,7 +266,7 @@ pub fn image_card(inventory: &Inventory, info: &RepositoryInfo, host: &str, entr
         pulled: view::time_or_never(record.last_pulled_at),
         platforms: if entry.is_index() { platform_rows(inventory, repo, entry) } else { vec![] },
         referrer_groups: referrer_groups(inventory, repo, entry),
-        pull_by_tag: entry.record.tags.iter().map(|t| format!("docker pull {host}/{repo}:{t}")).collect(),
+        pull_by_tag: shown_tags.iter().map(|t| format!("docker pull {host}/{repo}:{t}")).collect(),
         pull_by_digest: format!("docker pull {host}/{repo}@{}", record.digest),
         dangling_subject: match (&record.subject, entry.subject) {
             (Some(subject), None) => Some(subject.to_string()),
@@ -348,7 +362,7 @@ pub async fn page(
             .into_iter()
             .skip((page - 1) * IMAGES_PER_PAGE)
             .take(IMAGES_PER_PAGE)
-            .map(|i| image_card(inventory, &info, &console.registry_host, &inventory.entries[i]))
+            .map(|i| image_card(inventory, &info, &console.registry_host, &inventory.entries[i], TAGS_ON_CARD))
             .collect(),
         None => vec![],
     };
