@@ -148,6 +148,19 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// The IAM actions a call must be allowed: the operation's own, except where ECR documents
+    /// another (`ListImageReferrers` needs `ecr:BatchGetImage`), and `ecr:TagResource` besides
+    /// when `CreateRepository` tags what it creates (`tagging`), as ECR checks since 2022.
+    pub fn permissions(self, tagging: bool) -> Vec<&'static str> {
+        match self {
+            Endpoint::ListImageReferrers => vec![Endpoint::BatchGetImage.action()],
+            Endpoint::CreateRepository if tagging => vec![self.action(), Endpoint::TagResource.action()],
+            _ => vec![self.action()],
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +196,15 @@ mod tests {
         }
         let missing = Endpoint::from_headers(&HeaderMap::new()).unwrap_err();
         assert_eq!(missing.wire_type(), "UnknownOperationException");
+    }
+
+    #[test]
+    fn permissions_are_the_operations_own_except_where_ecr_documents_others() {
+        assert_eq!(Endpoint::PutImage.permissions(false), ["ecr:PutImage"]);
+        assert_eq!(Endpoint::ListImageReferrers.permissions(false), ["ecr:BatchGetImage"]);
+        assert_eq!(Endpoint::CreateRepository.permissions(false), ["ecr:CreateRepository"]);
+        assert_eq!(Endpoint::CreateRepository.permissions(true), ["ecr:CreateRepository", "ecr:TagResource"]);
+        assert_eq!(Endpoint::TagResource.permissions(true), ["ecr:TagResource"]);
     }
 
     #[test]

@@ -283,8 +283,11 @@ where
     let request: Req = decode(body)?;
     request.validate()?;
     let request_tags = request.request_tags();
+    let tagging = request_tags.as_ref().is_some_and(|tags| !tags.is_empty());
     let request_tags = request_tags.as_ref().map(|tags| tags as &(dyn Tags + Sync));
-    backend.authorize(ctx, endpoint.action(), request.resources(), request_tags).await?;
+    for action in endpoint.permissions(tagging) {
+        backend.authorize(ctx, action, request.resources(), request_tags).await?;
+    }
     let response = run(request).await?;
     serde_json::to_vec(&response).map_err(|e| EcrError::Server(format!("Could not encode the response: {e}")))
 }

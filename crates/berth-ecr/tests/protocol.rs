@@ -334,7 +334,7 @@ async fn protocol_boto3_round_trips_signatures_errors_and_shapes() {
     calls.sort();
     assert_eq!(calls, expected);
 
-    // Each of them was authorized first, with its operation's action on the resources its
+    // Each of them was authorized first, with its operation's permissions on the resources its
     // request names.
     let mut authorizations = backend.authorizations.lock().unwrap().clone();
     authorizations.sort();
@@ -344,7 +344,10 @@ async fn protocol_boto3_round_trips_signatures_errors_and_shapes() {
         authorizations.contains(&r#"ecr:UploadLayerPart on Repository { registry_id: None, name: "app" }"#.to_owned()),
         "{authorizations:?}"
     );
-    assert_eq!(authorizations.len(), calls.len(), "{authorizations:?}");
+    // CreateRepository's tags need ecr:TagResource besides.
+    let tagging = r#"ecr:TagResource on Repository { registry_id: None, name: "team/app" }"#;
+    assert!(authorizations.contains(&tagging.to_owned()), "{authorizations:?}");
+    assert_eq!(authorizations.len(), calls.len() + 1, "{authorizations:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

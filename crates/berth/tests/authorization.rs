@@ -236,9 +236,16 @@ async fn every_endpoint_of_both_planes_is_blocked_by_a_deny_of_its_declared_acti
         ),
         ("GetRepositoryPolicy", repository.clone()),
         ("DeleteRepositoryPolicy", repository.clone()),
+        // Tags given at creation need ecr:TagResource too, as ECR checks.
+        ("CreateRepository", with(json!({"tags": [{"Key": "team", "Value": "ci"}]}))),
     ];
-    for (operation, body) in &ecr {
-        let action = format!("ecr:{operation}");
+    for (i, (operation, body)) in ecr.iter().enumerate() {
+        // The permission each needs is its own, except where ECR documents another.
+        let action = match *operation {
+            "ListImageReferrers" => "ecr:BatchGetImage".to_owned(),
+            "CreateRepository" if i > 0 => "ecr:TagResource".to_owned(),
+            _ => format!("ecr:{operation}"),
+        };
         deny_ci(&srv, REPO, &[&action]).await;
         let r = ecr_call(&srv, &ci_id, &ci_secret, operation, &body.to_string()).await;
         assert_eq!(r.status(), 400, "{operation}:\n{}", r.describe());
