@@ -177,7 +177,10 @@ pub fn href_asset(name: &str) -> String {
 pub fn safe_next(next: Option<&str>) -> String {
     let within_console = |next: &str| {
         let path = next.split(['?', '#']).next().unwrap_or_default();
-        !path.split('/').any(|segment| segment == "." || segment == "..") && !path.to_ascii_lowercase().contains("%2e")
+        !path.split('/').any(|segment| segment == "." || segment == "..")
+            && !path.to_ascii_lowercase().contains("%2e")
+            // A page, not an action's target: a link cannot send a form there (it would be 405).
+            && ConsolePath::parse(path).is_some_and(|page| page.methods().starts_with("GET"))
     };
     match next {
         Some(next)
@@ -261,6 +264,9 @@ mod tests {
             Some("/console/../v2/_catalog"),
             Some("/console/%2e%2e/v2/_catalog"),
             Some("/console/repositories/./../../metrics"),
+            Some("/console/sign-out"),
+            Some("/console/repositories/app/-/add-tag"),
+            Some("/console/nowhere"),
         ] {
             assert_eq!(safe_next(hostile), "/console/repositories", "{hostile:?}");
         }
