@@ -50,15 +50,17 @@ where
     usize: ColumnIndex<DB::Row>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
-    /// Fills `manifest_blobs` for manifests stored before schema 2, in the migration's
-    /// transaction. Every stored manifest parsed when it was pushed; should one not parse now,
+    /// Fills `manifest_blobs` for manifests stored before schema 2, and their non-distributable
+    /// layers for those stored before schema 16, in the migration's transaction. Every stored manifest parsed when it was pushed; should one not parse now,
     /// every link of its repository counts as referenced by it, so nothing it needs is collected.
     pub(crate) async fn backfill_manifest_blobs(conn: &mut DB::Connection) -> Result<()> {
         let manifests: Vec<StoredManifest> =
             sqlx::query_as("SELECT repo, digest, media_type, content FROM manifests").fetch_all(&mut *conn).await?;
         for m in manifests {
             let blobs: Vec<String> = match Manifest::parse(&m.content, Some(&m.media_type)) {
-                Ok(parsed) => parsed.required_blobs().map(|d| d.digest.to_string()).collect(),
+                Ok(parsed) => {
+                    parsed.required_blobs().chain(parsed.foreign_layers()).map(|d| d.digest.to_string()).collect()
+                }
                 Err(e) => {
                     tracing::warn!(repo = m.repo, manifest = m.digest, error = %e,
                         "stored manifest does not parse; keeping every blob of its repository");
@@ -101,7 +103,8 @@ where
 
     /// With a new manifest, in its transaction.
     pub(crate) async fn record_manifest_blobs(conn: &mut DB::Connection, put: &PutManifest<'_>) -> Result<()> {
-        let blobs: Vec<&str> = put.blobs.iter().map(|(digest, _)| digest.as_str()).collect();
+        let listed = put.blobs.iter().map(|(digest, _)| digest).chain(put.foreign_blobs);
+        let blobs: Vec<&str> = listed.map(Digest::as_str).collect();
         Self::insert_manifest_blobs(conn, put.repo.as_str(), put.digest.as_str(), &blobs).await
     }
 

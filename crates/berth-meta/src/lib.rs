@@ -240,6 +240,10 @@ pub struct PutManifest<'a> {
     /// Blobs (config, distributable layers) that must be linked in `repo` with these sizes
     /// (unless `sparse`); their sizes add up to the image size.
     pub blobs: &'a [(Digest, u64)],
+    /// Blobs the manifest lists that the registry need not hold (non-distributable layers,
+    /// which clients may fetch from elsewhere): never required, but recorded as needed like
+    /// `blobs`, so one that was pushed is kept, not collected, while the manifest lists it.
+    pub foreign_blobs: &'a [Digest],
     /// Child manifests (of an index) that must exist in `repo` (unless `sparse`) with these
     /// sizes in bytes, as their descriptors state.
     pub children: &'a [(Digest, u64)],

@@ -115,6 +115,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/shared/15-console-sign-outs.sql"),
         backfill: None,
     },
+    Migration {
+        version: 16,
+        sqlite: include_str!("../migrations/shared/16-foreign-layers.sql"),
+        postgres: include_str!("../migrations/shared/16-foreign-layers.sql"),
+        backfill: Some(Backfill::ManifestBlobs),
+    },
 ];
 
 /// The version this build writes.
@@ -214,21 +220,23 @@ pub(crate) mod fixtures {
 
     const SETTINGS: &str = r#"{"imageTagMutability":"IMMUTABLE"}"#;
 
-    fn blobs() -> [Digest; 3] {
-        [b"config".as_slice(), b"layer", b"spare"].map(Digest::sha256_of)
+    fn blobs() -> [Digest; 4] {
+        [b"config".as_slice(), b"layer", b"spare", b"foreign"].map(Digest::sha256_of)
     }
 
     fn manifest() -> String {
-        let [config, layer, _] = blobs();
+        let [config, layer, _, foreign] = blobs();
         format!(
-            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":6}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":5}}]}}"#
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":6}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":5}},{{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar","digest":"{foreign}","size":7,"urls":["https://example.com/l"]}}]}}"#
         )
     }
 
-    /// A repository `old` with a tagged image, a link no manifest needs, and a user, as the build
-    /// of schema `version` (1 to 3) wrote them: statements, each with the bytes it binds as `$1`.
+    /// A repository `old` with a tagged image (with a pushed non-distributable layer, which
+    /// builds before schema 16 did not record as needed), a link no manifest needs, and a user,
+    /// as the build of schema `version` (1 to 3) wrote them: statements, each with the bytes it
+    /// binds as `$1`.
     pub(crate) fn old_data(version: i64) -> Vec<(AssertSqlSafe<String>, Option<Vec<u8>>)> {
-        let [config, layer, spare] = blobs();
+        let [config, layer, spare, foreign] = blobs();
         let manifest = manifest();
         let digest = Digest::sha256_of(manifest.as_bytes());
         let (touched, at) = if version >= 2 { (", touched_at", ", 1") } else { ("", "") };
@@ -237,7 +245,8 @@ pub(crate) mod fixtures {
             (
                 format!(
                     "INSERT INTO blob_links (repo, digest, size, created_at{touched}) VALUES \
-                     ('old', '{config}', 6, 1{at}), ('old', '{layer}', 5, 1{at}), ('old', '{spare}', 5, 1{at})"
+                     ('old', '{config}', 6, 1{at}), ('old', '{layer}', 5, 1{at}), ('old', '{spare}', 5, 1{at}), \
+                     ('old', '{foreign}', 7, 1{at})"
                 ),
                 None,
             ),
@@ -280,11 +289,12 @@ pub(crate) mod fixtures {
         let full_access = UserPolicy { name: "AmazonEC2ContainerRegistryFullAccess".into(), document: None };
         assert_eq!(store.list_user_policies().await.unwrap(), vec![("ops".to_owned(), full_access)]);
 
-        let [config, layer, spare] = blobs();
+        let [config, layer, spare, foreign] = blobs();
         assert_eq!(store.release_unreferenced_links(i64::MAX, 10, false).await.unwrap(), 1);
         assert_eq!(store.linked_blob(&repo, &spare).await.unwrap(), None);
-        assert!(store.linked_blob(&repo, &config).await.unwrap().is_some());
-        assert!(store.linked_blob(&repo, &layer).await.unwrap().is_some());
+        for needed in [&config, &layer, &foreign] {
+            assert!(store.linked_blob(&repo, needed).await.unwrap().is_some(), "{needed}");
+        }
 
         let origin = Origin {
             actor: "upgrade".into(),

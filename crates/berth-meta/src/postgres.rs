@@ -264,6 +264,7 @@ mod tests {
             annotations: None,
             subject: None,
             blobs: &[],
+            foreign_blobs: &[],
             children: &[],
             sparse: false,
             tags: tag.map(|tag| PutTag { tag, immutable: false }).into_iter().collect(),

@@ -223,6 +223,7 @@ mod tests {
                 annotations: None,
                 subject: None,
                 blobs: &[],
+                foreign_blobs: &[],
                 children: &[],
                 sparse: false,
                 tags: vec![PutTag { tag: &latest, immutable: false }],

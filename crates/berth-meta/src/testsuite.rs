@@ -121,6 +121,7 @@ fn image_put<'a>(
         annotations: None,
         subject: None,
         blobs,
+        foreign_blobs: &[],
         children: &[],
         sparse: false,
         tags: tag.map(|tag| PutTag { tag, immutable: false }).into_iter().collect(),

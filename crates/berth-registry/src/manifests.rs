@@ -159,6 +159,7 @@ impl Registry {
             ManifestKind::Index => manifest.manifests.iter().map(|d| (d.digest.clone(), d.size)).collect(),
             ManifestKind::Image => vec![],
         };
+        let foreign: Vec<Digest> = manifest.foreign_layers().map(|d| d.digest.clone()).collect();
         let annotations = (!manifest.annotations.is_empty())
             .then(|| serde_json::to_string(&manifest.annotations).expect("annotations serialize"));
         let mut judged_by = None;
@@ -178,6 +179,7 @@ impl Registry {
                 annotations: annotations.as_deref(),
                 subject: manifest.subject.as_ref().map(|s| &s.digest),
                 blobs,
+                foreign_blobs: &foreign,
                 children: &children,
                 sparse,
                 tags: put_tags,

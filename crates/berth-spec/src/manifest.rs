@@ -317,6 +317,11 @@ impl Manifest {
         self.config.iter().chain(self.layers.iter().filter(|l| l.requires_blob()))
     }
 
+    /// Non-distributable layers: not required, yet needed (kept from GC) when pushed.
+    pub fn foreign_layers(&self) -> impl Iterator<Item = &Descriptor> {
+        self.layers.iter().filter(|l| !l.requires_blob())
+    }
+
     /// What the referrers API reports as this manifest's artifact type: `artifactType`,
     /// falling back to the config's media type for image manifests.
     pub fn effective_artifact_type(&self) -> Option<&str> {

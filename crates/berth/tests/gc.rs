@@ -87,6 +87,32 @@ async fn gc_reclaims_what_only_deleted_images_used() {
     send(srv.get(&format!("/v2/gc/app/blobs/{}", sha256_digest(&gone)))).await.expect_error(404, "BLOB_UNKNOWN");
 }
 
+/// A non-distributable layer need not be pushed, but one that was (`docker push
+/// --allow-nondistributable-artifacts`, air-gapped mirrors) is kept like any other while an image
+/// lists it: GC does not collect it and its DELETE is refused.
+#[tokio::test]
+async fn pushed_non_distributable_layers_are_kept_while_listed() {
+    let srv = Server::start_with(&["--gc-interval-secs", "0"]);
+    let (config, foreign, absent) = (config_json("amd64"), random_bytes(4000), random_bytes(100));
+    for blob in [&config, &foreign] {
+        push_blob(&srv, "gc/win", blob).await;
+    }
+    const FOREIGN: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+    let mut elsewhere = descriptor(FOREIGN, &absent);
+    elsewhere["urls"] = serde_json::json!(["https://example.com/layer"]);
+    let manifest = oci_manifest(&descriptor(OCI_CONFIG, &config), &[descriptor(FOREIGN, &foreign), elsewhere]);
+    push_manifest(&srv, "gc/win", "v1", OCI_MANIFEST, &manifest).await;
+    let layer = sha256_digest(&foreign);
+    send(srv.delete(&format!("/v2/gc/win/blobs/{layer}"))).await.expect_error(405, "UNSUPPORTED");
+    for _ in 0..3 {
+        gc_pass(&srv, &[]);
+        after_grace();
+    }
+    assert_eq!(gc_pass(&srv, &[]), [0; 5], "nothing of the tagged image is collected");
+    let blob = send(srv.get(&format!("/v2/gc/win/blobs/{layer}"))).await;
+    assert_eq!(sha256_digest(&blob.expect_status(200).body), layer);
+}
+
 /// A random pause between `min_ms` and `max_ms` milliseconds.
 fn pause(min_ms: u64, max_ms: u64) -> Duration {
     let n = u64::from_le_bytes(random_bytes(8).try_into().unwrap());
