@@ -842,14 +842,17 @@ impl EcrBackend for RegistryBackend {
 
     async fn get_download_url_for_layer(
         &self,
-        _: &RequestContext,
+        ctx: &RequestContext,
         request: GetDownloadUrlForLayerRequest,
     ) -> Result<GetDownloadUrlForLayerResponse, EcrError> {
         let name = self.repository(&request.registry_id, &request.repository_name)?;
         let digest = parse_digest("layerDigest", &request.layer_digest)?;
         let expires_at = Timestamp::from(SystemTime::now() + DOWNLOAD_URL_LIFETIME).millis() / 1000;
-        let signature =
-            self.registry.sign_layer_download(&name, &digest, expires_at).await.map_err(self.fail(name.as_str()))?;
+        let signature = self
+            .registry
+            .sign_layer_download(ctx, &name, &digest, expires_at)
+            .await
+            .map_err(self.fail(name.as_str()))?;
         Ok(GetDownloadUrlForLayerResponse {
             download_url: download::url(&self.config.public_url, &name, &digest, expires_at, &signature),
             layer_digest: request.layer_digest,

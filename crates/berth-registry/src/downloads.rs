@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use berth_iam::RequestContext;
 use berth_spec::{Digest, RepositoryName};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -54,15 +55,33 @@ impl UrlSigningKey {
 impl Registry {
     /// Signs a download of `digest` from `repo` that is valid until `expires_at` (epoch
     /// seconds), returning the hex signature. ECR only hands out layers of images: `BlobUnknown`
-    /// if the repository lacks the blob, `LayerInaccessible` if no image in it references it.
-    pub async fn sign_layer_download(&self, repo: &RepositoryName, digest: &Digest, expires_at: i64) -> Result<String> {
+    /// if the repository lacks the blob, `LayerInaccessible` if no image in it references it. A
+    /// pull-through cache repository's layer not fetched yet is signed when a cached manifest
+    /// lists it and `ctx` may import it: the download fills it, as `/v2/` would.
+    pub async fn sign_layer_download(
+        &self,
+        ctx: &RequestContext,
+        repo: &RepositoryName,
+        digest: &Digest,
+        expires_at: i64,
+    ) -> Result<String> {
         self.repository(repo).await?;
         // Which images reference the layer comes from one indexed read of the references stored
         // with each manifest, not a parse of every manifest.
-        let link = self.blob_link(repo, digest).await?;
-        crate::archive::refuse_archived_layer(digest, link.needed_by)?;
-        if link.needed_by.is_none() {
-            return Err(RegistryError::LayerInaccessible(digest.clone()));
+        match self.blob_link(repo, digest).await {
+            Ok(link) => {
+                crate::archive::refuse_archived_layer(digest, link.needed_by)?;
+                if link.needed_by.is_none() {
+                    return Err(RegistryError::LayerInaccessible(digest.clone()));
+                }
+            }
+            Err(RegistryError::BlobUnknown(_))
+                if self.cached_repository(repo).await?.is_some()
+                    && self.meta.manifest_needing(repo, digest).await?.is_some() =>
+            {
+                self.authorize_import(ctx, repo).await?;
+            }
+            Err(e) => return Err(e),
         }
         Ok(hex::encode(self.config.url_signing_key.mac(repo, digest, expires_at).finalize().into_bytes()))
     }
@@ -85,6 +104,11 @@ impl Registry {
         if expires_at.saturating_mul(1000) < now_millis() {
             return Err(RegistryError::Denied("the download URL has expired".into()));
         }
-        self.get_blob(repo, digest, range).await
+        // The signer was allowed to import what the cache lacks (see `sign_layer_download`).
+        let signed = RequestContext::server(LAYER_DOWNLOAD, uuid::Uuid::new_v4().to_string());
+        self.pull_blob(&signed, repo, digest, range).await
     }
 }
+
+/// The task a signed download's pull-through fill runs as.
+const LAYER_DOWNLOAD: &str = "layer-download";

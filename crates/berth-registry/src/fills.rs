@@ -463,7 +463,7 @@ impl Registry {
 
     /// Pulling from the upstream into `repo` needs `ecr:BatchImportUpstreamImage`, and
     /// `ecr:CreateRepository` while the repository does not exist.
-    async fn authorize_import(&self, ctx: &RequestContext, repo: &RepositoryName) -> Result<()> {
+    pub(crate) async fn authorize_import(&self, ctx: &RequestContext, repo: &RepositoryName) -> Result<()> {
         if self.meta.get_repository(repo).await?.is_some() {
             self.authorize(ctx, repo, &[actions::BATCH_IMPORT_UPSTREAM_IMAGE]).await
         } else {

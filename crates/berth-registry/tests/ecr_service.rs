@@ -112,12 +112,12 @@ async fn signed_downloads_expire_and_verify_on_any_server_with_the_key() {
     put(&registry, &repo, &manifest(&config, &layer, 0), Some("v1")).await;
 
     let expires = now_secs() + 60;
-    let signature = registry.sign_layer_download(&repo, &layer, expires).await.unwrap();
+    let signature = registry.sign_layer_download(&ctx(), &repo, &layer, expires).await.unwrap();
     let body = registry.open_signed_layer(&repo, &layer, expires, &signature, None).await.unwrap();
     assert_eq!(body.size, 5);
 
     let expired = now_secs() - 1;
-    let old = registry.sign_layer_download(&repo, &layer, expired).await.unwrap();
+    let old = registry.sign_layer_download(&ctx(), &repo, &layer, expired).await.unwrap();
     let err = registry.open_signed_layer(&repo, &layer, expired, &old, None).await.err().unwrap();
     assert!(matches!(err, RegistryError::Denied(ref m) if m.contains("expired")), "{err}");
     let other = name("team/other");
@@ -143,11 +143,14 @@ async fn signed_downloads_expire_and_verify_on_any_server_with_the_key() {
     // Only layers of images are handed out.
     let orphan = blob(&registry, &repo, b"orphan").await;
     assert!(matches!(
-        registry.sign_layer_download(&repo, &orphan, expires).await,
+        registry.sign_layer_download(&ctx(), &repo, &orphan, expires).await,
         Err(RegistryError::LayerInaccessible(_))
     ));
     let absent = Digest::sha256_of(b"absent");
-    assert!(matches!(registry.sign_layer_download(&repo, &absent, expires).await, Err(RegistryError::BlobUnknown(_))));
+    assert!(matches!(
+        registry.sign_layer_download(&ctx(), &repo, &absent, expires).await,
+        Err(RegistryError::BlobUnknown(_))
+    ));
 }
 
 #[tokio::test]

@@ -318,6 +318,16 @@ async fn batch_get_image_fills_from_the_upstream_and_names_its_failures() {
     // The repository and the image are there now, as after a docker pull.
     let described = call(&srv, "DescribeImages", json!({"repositoryName": "hub/api"})).await;
     assert_eq!(described.json()["imageDetails"][0]["imageTags"], json!(["v1"]), "{}", described.describe());
+    // Its layers are not fetched yet, and a client pulling through the ECR API alone gets them
+    // with GetDownloadUrlForLayer: the download fills the cache.
+    let layer = sha256_digest(&image.layers[0]);
+    let r = call(&srv, "GetDownloadUrlForLayer", json!({"repositoryName": "hub/api", "layerDigest": layer})).await;
+    let url = r.expect_status(200).json()["downloadUrl"].as_str().unwrap().to_owned();
+    let download = send(http_client(None).get(&url)).await;
+    assert_eq!(sha256_digest(&download.expect_status(200).body), layer);
+    let r =
+        call(&srv, "BatchCheckLayerAvailability", json!({"repositoryName": "hub/api", "layerDigests": [layer]})).await;
+    assert_eq!(r.json()["layers"][0]["layerAvailability"], "AVAILABLE", "{}", r.describe());
     // Nothing upstream: the repository is not created.
     let r = call(&srv, "BatchGetImage", batch("hub/none", json!([{"imageTag": "v1"}]))).await;
     assert_eq!(error_type(&r), "RepositoryNotFoundException", "{}", r.describe());
