@@ -56,10 +56,47 @@ const RECHECK_WAIT: Duration = Duration::from_secs(5);
 
 type ManifestKey = (String, String);
 
+/// The lock a reference's resolutions take turns on, holding how the last one failed.
+type ManifestLock = Arc<tokio::sync::Mutex<Option<FailedResolution>>>;
+
+/// An upstream failure to resolve a reference, shared with the pulls that waited for it: each
+/// asking the upstream again in turn made the k-th of k concurrent pulls wait k timeouts.
+struct FailedResolution {
+    at: Instant,
+    /// `None`: the upstream has no such manifest.
+    not_cached: Option<(UpstreamTrouble, String)>,
+    reference: String,
+}
+
+impl FailedResolution {
+    /// What of `error` is the upstream's answer for every caller (a denial is the caller's own).
+    fn of(error: &RegistryError) -> Option<FailedResolution> {
+        let at = Instant::now();
+        match error {
+            RegistryError::ManifestUnknown(reference) => {
+                Some(FailedResolution { at, not_cached: None, reference: reference.clone() })
+            }
+            RegistryError::PullThrough(PullThroughError::ManifestNotCached { trouble, message }) => {
+                Some(FailedResolution { at, not_cached: Some((*trouble, message.clone())), reference: String::new() })
+            }
+            _ => None,
+        }
+    }
+
+    fn error(&self) -> RegistryError {
+        match &self.not_cached {
+            None => RegistryError::ManifestUnknown(self.reference.clone()),
+            Some((trouble, message)) => {
+                PullThroughError::ManifestNotCached { trouble: *trouble, message: message.clone() }.into()
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Fills {
     /// One lock per (repository, reference) being resolved upstream.
-    manifests: Mutex<HashMap<ManifestKey, Arc<tokio::sync::Mutex<()>>>>,
+    manifests: Mutex<HashMap<ManifestKey, ManifestLock>>,
     blobs: Mutex<HashMap<Digest, Arc<BlobFill>>>,
     /// When each cached tag is next checked upstream.
     tag_checks: Mutex<HashMap<ManifestKey, Instant>>,
@@ -70,11 +107,11 @@ fn key(repo: &RepositoryName, reference: &Reference) -> ManifestKey {
 }
 
 impl Fills {
-    fn manifest_lock(&self, key: &ManifestKey) -> Arc<tokio::sync::Mutex<()>> {
+    fn manifest_lock(&self, key: &ManifestKey) -> ManifestLock {
         self.manifests.lock().unwrap_or_else(|e| e.into_inner()).entry(key.clone()).or_default().clone()
     }
 
-    fn release_manifest_lock(&self, key: &ManifestKey, lock: &Arc<tokio::sync::Mutex<()>>) {
+    fn release_manifest_lock(&self, key: &ManifestKey, lock: &ManifestLock) {
         let mut locks = self.manifests.lock().unwrap_or_else(|e| e.into_inner());
         if locks.get(key).is_some_and(|held| Arc::ptr_eq(held, lock)) {
             locks.remove(key);
@@ -284,10 +321,19 @@ impl Registry {
             _ => {
                 let (ctx, repo, reference) = (ctx.clone(), repo.clone(), reference.clone());
                 self.detached(move |registry| async move {
+                    let asked_at = Instant::now();
                     let lock = registry.pull_through.fills.manifest_lock(&key);
-                    let held = lock.lock().await;
-                    let result = registry.resolve_manifest(&ctx, &cached, &repo, &reference).await;
-                    drop(held);
+                    let mut last_failure = lock.lock().await;
+                    // The upstream failed the resolution this pull waited for: its answer too.
+                    let result = match last_failure.as_ref().filter(|failed| failed.at >= asked_at) {
+                        Some(failed) => Err(failed.error()),
+                        None => {
+                            let result = registry.resolve_manifest(&ctx, &cached, &repo, &reference).await;
+                            *last_failure = result.as_ref().err().and_then(FailedResolution::of);
+                            result
+                        }
+                    };
+                    drop(last_failure);
                     registry.pull_through.fills.release_manifest_lock(&key, &lock);
                     result
                 })

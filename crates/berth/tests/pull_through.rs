@@ -15,6 +15,9 @@ fn install_tls_provider() {
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
@@ -415,6 +418,60 @@ async fn tags_follow_the_upstream_after_the_interval_and_the_cache_serves_while_
     assert_eq!(rule["bytesFromUpstream"].as_i64(), Some(layer_bytes), "{status}");
     assert_eq!(rule["bytesFromCache"].as_i64(), Some(first.layers[0].len() as i64), "{status}");
     assert!(rule["lastUpstreamError"]["message"].as_str().unwrap().contains("cannot reach"), "{status}");
+}
+
+/// An upstream that answers `GET /v2/` and fails every other request with 503 after `delay`;
+/// returns its URL and how many requests it failed.
+async fn failing_upstream(delay: Duration) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let failed = Arc::new(AtomicUsize::new(0));
+    let counter = failed.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && socket.read(&mut byte).await.is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                let answer: &[u8] = if head.starts_with(b"GET /v2/ ") {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+                } else {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                };
+                let _ = socket.write_all(answer).await;
+            });
+        }
+    });
+    (url, failed)
+}
+
+/// Pulls that wait for a resolution the upstream fails share its failure: each asking the
+/// upstream again in turn made the last of k concurrent pulls wait k upstream timeouts.
+#[tokio::test]
+async fn concurrent_pulls_share_the_upstreams_failure() {
+    let (url, failed) = failing_upstream(Duration::from_millis(600)).await;
+    let srv = Launch::new().root_keys(ROOT_KEY, ROOT_SECRET).start();
+    let rule = json!({"ecrRepositoryPrefix": "down", "upstreamRegistryUrl": url, "upstreamRepositoryPrefix": "lib"});
+    call(&srv, "CreatePullThroughCacheRule", rule).await.expect_status(200);
+    let started = Instant::now();
+    let pulls: Vec<_> = (0..8)
+        .map(|_| {
+            let request = srv.get("/v2/down/app/manifests/v1").header("accept", OCI_MANIFEST);
+            tokio::spawn(async move { request.send().await.unwrap().status() })
+        })
+        .collect();
+    for pull in pulls {
+        assert_eq!(pull.await.unwrap(), 404);
+    }
+    let (elapsed, asked) = (started.elapsed(), failed.load(Ordering::SeqCst));
+    assert!(asked <= 2, "the upstream was asked {asked} times for 8 pulls");
+    assert!(elapsed < Duration::from_millis(3000), "8 pulls took {elapsed:?}");
 }
 
 #[tokio::test]
