@@ -67,7 +67,8 @@ impl Default for UploadHandle {
     }
 }
 
-/// Session rows are touched at most this often (milliseconds).
+/// Session rows are touched at most this often (milliseconds), or a quarter of the upload
+/// expiry if that is shorter (see `touch_interval`).
 const TOUCH_INTERVAL: Millis = 60_000;
 
 pub struct BlobBody {
@@ -439,7 +440,7 @@ impl Registry {
         // Touched before and while bytes arrive, not only after: another server's expiry sweep
         // sees only the row, and a long PATCH (docker sends a layer as one) is not abandoned.
         let now = now_millis();
-        if now - state.touched_at > TOUCH_INTERVAL {
+        if now - state.touched_at > self.touch_interval() {
             self.meta.touch_upload(id, now).await?;
             state.touched_at = now;
         }
@@ -467,11 +468,17 @@ impl Registry {
             state.hashed_len = len;
         }
         let now = now_millis();
-        if now - state.touched_at > TOUCH_INTERVAL {
+        if now - state.touched_at > self.touch_interval() {
             self.meta.touch_upload(id, now).await?;
             state.touched_at = now;
         }
         Ok((offset, len))
+    }
+
+    /// How stale a session row may get between requests: well within the upload expiry, so a
+    /// session written to every few seconds never expires, however short the expiry is set.
+    fn touch_interval(&self) -> Millis {
+        TOUCH_INTERVAL.min(self.config.upload_expiry.as_millis() as Millis / 4)
     }
 
     /// Completes an upload with an optional final chunk: verifies the digest, commits the data

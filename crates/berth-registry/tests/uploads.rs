@@ -286,3 +286,25 @@ async fn an_upload_receiving_bytes_keeps_its_session_touched() {
     drop(tx);
     append.await.unwrap().unwrap();
 }
+
+/// Short PATCHes a few seconds apart keep a session however short the expiry: between requests
+/// its row is touched at least every quarter of the expiry, not once a minute.
+#[tokio::test]
+async fn chunks_sent_within_the_expiry_keep_their_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path()).await.unwrap());
+    let meta = SqliteStore::open(&dir.path().join("metadata.db")).await.unwrap();
+    let expiry = Duration::from_secs(2);
+    let registry = Registry::new(blobs, Arc::new(meta), RegistryConfig { upload_expiry: expiry, ..Default::default() });
+    let upload = registry.start_upload(&ctx(), &name()).await.unwrap();
+    for i in 0..6u8 {
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let chunk = futures::stream::once(async move { Ok(Bytes::from(vec![i; 16])) }).boxed();
+        registry.append_upload(&name(), &upload.id, None, chunk).await.unwrap();
+        let now =
+            i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis())
+                .unwrap();
+        let stale = registry.metadata().stale_uploads(now - expiry.as_millis() as i64 + 500).await.unwrap();
+        assert!(stale.iter().all(|s| s.id != upload.id), "the session looked abandoned after chunk {i}");
+    }
+}
