@@ -326,7 +326,11 @@ impl Registry {
                     let mut last_failure = lock.lock().await;
                     // The upstream failed the resolution this pull waited for: its answer too.
                     let result = match last_failure.as_ref().filter(|failed| failed.at >= asked_at) {
-                        Some(failed) => Err(failed.error()),
+                        Some(failed) => {
+                            let prefix = &cached.rule.ecr_repository_prefix;
+                            registry.pull_through.stats.served(prefix, Served::Upstream { bytes: 0 });
+                            Err(failed.error())
+                        }
                         None => {
                             let result = registry.resolve_manifest(&ctx, &cached, &repo, &reference).await;
                             *last_failure = result.as_ref().err().and_then(FailedResolution::of);
@@ -463,6 +467,9 @@ impl Registry {
         failure: UpstreamFailure,
     ) -> Result<Arc<ManifestRecord>> {
         let prefix = cached.rule.ecr_repository_prefix.as_str();
+        // Served from the cache or not, the pull counts: a miss is one the cache could not serve.
+        let served = if stored.is_some() { Served::Cache { bytes: 0 } } else { Served::Upstream { bytes: 0 } };
+        self.pull_through.stats.served(prefix, served);
         if let UpstreamFailure::Remote(berth_remote::Error::NotFound { .. }) = failure {
             return match stored {
                 // The tag is gone upstream; what was cached stays as it is, as on ECR.
@@ -479,7 +486,6 @@ impl Registry {
                 self.pull_through
                     .fills
                     .checked(key(repo, reference), RETRY_AFTER_FAILURE.min(self.config.cache_tag_recheck));
-                self.pull_through.stats.served(prefix, Served::Cache { bytes: 0 });
                 Ok(stored)
             }
             None => Err(PullThroughError::ManifestNotCached {

@@ -472,6 +472,11 @@ async fn concurrent_pulls_share_the_upstreams_failure() {
     let (elapsed, asked) = (started.elapsed(), failed.load(Ordering::SeqCst));
     assert!(asked <= 2, "the upstream was asked {asked} times for 8 pulls");
     assert!(elapsed < Duration::from_millis(3000), "8 pulls took {elapsed:?}");
+    // Each is a miss, counted once the counts are flushed (at shutdown).
+    let mut srv = srv;
+    srv.stop();
+    let status: Value = serde_json::from_str(&srv.cli(&["cache", "status"])).unwrap();
+    assert_eq!(status["rules"][0]["misses"], 8, "{status}");
 }
 
 #[tokio::test]
