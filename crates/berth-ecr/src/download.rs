@@ -17,16 +17,24 @@ use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use berth_iam::RequestContext;
-use berth_registry::{ByteRange, Registry, RegistryError};
+use berth_registry::{ByteRange, Registry, RegistryError, SignedDownload};
 use berth_spec::{Digest, RepositoryName};
 
 use crate::error::REQUEST_ID_HEADER;
 
 const PREFIX: &str = "/_berth/layer";
 
-/// The download URL of `digest` in `repo`.
-pub fn url(public_url: &str, repo: &RepositoryName, digest: &Digest, expires_at: i64, signature: &str) -> String {
-    format!("{public_url}{PREFIX}/{repo}/{digest}?expires={expires_at}&signature={signature}")
+/// The download URL of `digest` in `repo` (`&fill=1` when the download may fill a
+/// pull-through cache: the signature covers that too).
+pub fn url(
+    public_url: &str,
+    repo: &RepositoryName,
+    digest: &Digest,
+    expires_at: i64,
+    signed: &SignedDownload,
+) -> String {
+    let fill = if signed.fill { "&fill=1" } else { "" };
+    format!("{public_url}{PREFIX}/{repo}/{digest}?expires={expires_at}&signature={}{fill}", signed.signature)
 }
 
 /// The route serving [`url`]s.
@@ -67,10 +75,13 @@ async fn download(
     let Some(expires_at) = query.get("expires").and_then(|e| e.parse::<i64>().ok()) else {
         return forbidden("the download URL lacks its expiry");
     };
-    let signature = query.get("signature").map_or("", String::as_str);
+    let signed = SignedDownload {
+        signature: query.get("signature").cloned().unwrap_or_default(),
+        fill: query.get("fill").is_some_and(|f| f == "1"),
+    };
     // An unparsable Range is ignored, as RFC 9110 says.
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(ByteRange::parse);
-    let blob = match registry.open_signed_layer(&repo, &digest, expires_at, signature, range).await {
+    let blob = match registry.open_signed_layer(&repo, &digest, expires_at, &signed, range).await {
         Ok(blob) => blob,
         Err(err) => {
             let (status, wire_type) = match err {
@@ -78,6 +89,8 @@ async fn download(
                 RegistryError::NameUnknown(_) => (StatusCode::NOT_FOUND, "RepositoryNotFoundException"),
                 RegistryError::BlobUnknown(_) => (StatusCode::NOT_FOUND, "LayersNotFoundException"),
                 RegistryError::RangeInvalid { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "InvalidParameterException"),
+                // A fill the upstream could not serve now: worth retrying.
+                RegistryError::PullThrough(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServerException"),
                 RegistryError::Internal(_) => {
                     tracing::error!(request_id, error = %err, "layer download failed");
                     let message = format!("Internal server error; request id {request_id}");

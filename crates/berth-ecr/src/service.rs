@@ -848,13 +848,13 @@ impl EcrBackend for RegistryBackend {
         let name = self.repository(&request.registry_id, &request.repository_name)?;
         let digest = parse_digest("layerDigest", &request.layer_digest)?;
         let expires_at = Timestamp::from(SystemTime::now() + DOWNLOAD_URL_LIFETIME).millis() / 1000;
-        let signature = self
+        let signed = self
             .registry
             .sign_layer_download(ctx, &name, &digest, expires_at)
             .await
             .map_err(self.fail(name.as_str()))?;
         Ok(GetDownloadUrlForLayerResponse {
-            download_url: download::url(&self.config.public_url, &name, &digest, expires_at, &signature),
+            download_url: download::url(&self.config.public_url, &name, &digest, expires_at, &signed),
             layer_digest: request.layer_digest,
         })
     }

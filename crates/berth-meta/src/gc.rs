@@ -15,6 +15,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use berth_spec::{Digest, Manifest, RepositoryName};
+use futures::TryStreamExt;
 use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, Type};
 
 use crate::dialect::{Dialect, RowLock};
@@ -50,17 +51,15 @@ where
     usize: ColumnIndex<DB::Row>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
-    /// Fills `manifest_blobs` for manifests stored before schema 2, and their non-distributable
-    /// layers for those stored before schema 16, in the migration's transaction. Every stored manifest parsed when it was pushed; should one not parse now,
+    /// Fills `manifest_blobs` for manifests stored before schema 2, in the migration's
+    /// transaction. Every stored manifest parsed when it was pushed; should one not parse now,
     /// every link of its repository counts as referenced by it, so nothing it needs is collected.
     pub(crate) async fn backfill_manifest_blobs(conn: &mut DB::Connection) -> Result<()> {
         let manifests: Vec<StoredManifest> =
             sqlx::query_as("SELECT repo, digest, media_type, content FROM manifests").fetch_all(&mut *conn).await?;
         for m in manifests {
             let blobs: Vec<String> = match Manifest::parse(&m.content, Some(&m.media_type)) {
-                Ok(parsed) => {
-                    parsed.required_blobs().chain(parsed.foreign_layers()).map(|d| d.digest.to_string()).collect()
-                }
+                Ok(parsed) => parsed.required_blobs().map(|d| d.digest.to_string()).collect(),
                 Err(e) => {
                     tracing::warn!(repo = m.repo, manifest = m.digest, error = %e,
                         "stored manifest does not parse; keeping every blob of its repository");
@@ -98,6 +97,33 @@ where
             .bind(DB::text_list(blobs))
             .execute(&mut *conn)
             .await?;
+        Ok(())
+    }
+
+    /// Adds the non-distributable layers of manifests stored before schema 16 to
+    /// `manifest_blobs`, in the migration's transaction: the manifests are read one at a time
+    /// (a large registry's do not fit in memory together), and only those listing such layers
+    /// are written to, once the read is done.
+    pub(crate) async fn backfill_foreign_layers(conn: &mut DB::Connection) -> Result<()> {
+        let mut listing = Vec::new();
+        {
+            let mut manifests =
+                sqlx::query_as::<_, StoredManifest>("SELECT repo, digest, media_type, content FROM manifests")
+                    .fetch(&mut *conn);
+            while let Some(m) = manifests.try_next().await? {
+                // Every manifest parsed when it was pushed; one from before schema 2 that does
+                // not now had every link of its repository recorded by that backfill.
+                let Ok(parsed) = Manifest::parse(&m.content, Some(&m.media_type)) else { continue };
+                let foreign: Vec<String> = parsed.foreign_layers().map(|d| d.digest.to_string()).collect();
+                if !foreign.is_empty() {
+                    listing.push((m.repo, m.digest, foreign));
+                }
+            }
+        }
+        for (repo, manifest, foreign) in &listing {
+            let blobs: Vec<&str> = foreign.iter().map(String::as_str).collect();
+            Self::insert_manifest_blobs(&mut *conn, repo, manifest, &blobs).await?;
+        }
         Ok(())
     }
 

@@ -13,6 +13,8 @@ use crate::{MetaError, Result, SqlStore};
 pub(crate) enum Backfill {
     /// Which blobs each stored manifest needs (`manifest_blobs`), from its bytes.
     ManifestBlobs,
+    /// The non-distributable layers each stored manifest lists, added to `manifest_blobs`.
+    ForeignLayers,
 }
 
 /// One step of the schema's history.
@@ -119,7 +121,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 16,
         sqlite: include_str!("../migrations/shared/16-foreign-layers.sql"),
         postgres: include_str!("../migrations/shared/16-foreign-layers.sql"),
-        backfill: Some(Backfill::ManifestBlobs),
+        backfill: Some(Backfill::ForeignLayers),
     },
 ];
 
@@ -167,6 +169,7 @@ where
             sqlx::raw_sql(DB::migration_sql(migration)).execute(&mut *tx).await?;
             match migration.backfill {
                 Some(Backfill::ManifestBlobs) => Self::backfill_manifest_blobs(&mut tx).await?,
+                Some(Backfill::ForeignLayers) => Self::backfill_foreign_layers(&mut tx).await?,
                 None => {}
             }
             sqlx::query(

@@ -170,7 +170,8 @@ impl Registry {
         let Ok(parsed) = Manifest::parse(&record.content, Some(&record.media_type)) else {
             return Ok(None);
         };
-        Ok(parsed.required_blobs().find(|d| &d.digest == digest).map(|d| d.media_type.clone()))
+        let listed = parsed.required_blobs().chain(parsed.foreign_layers());
+        Ok(listed.into_iter().find(|d| &d.digest == digest).map(|d| d.media_type.clone()))
     }
 
     pub async fn get_blob(&self, repo: &RepositoryName, digest: &Digest, range: Option<ByteRange>) -> Result<BlobBody> {

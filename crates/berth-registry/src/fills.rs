@@ -111,9 +111,13 @@ impl Fills {
         self.manifests.lock().unwrap_or_else(|e| e.into_inner()).entry(key.clone()).or_default().clone()
     }
 
+    /// Forgets the reference's lock once no other pull holds or waits for it (their clones are
+    /// taken under the map's lock, so none can arrive in between): a pull arriving while others
+    /// wait queues with them, not on a new lock of its own that would ask the upstream at once.
     fn release_manifest_lock(&self, key: &ManifestKey, lock: &ManifestLock) {
         let mut locks = self.manifests.lock().unwrap_or_else(|e| e.into_inner());
-        if locks.get(key).is_some_and(|held| Arc::ptr_eq(held, lock)) {
+        // Two: the map's and the caller's.
+        if locks.get(key).is_some_and(|held| Arc::ptr_eq(held, lock)) && Arc::strong_count(lock) == 2 {
             locks.remove(key);
         }
     }
@@ -324,12 +328,18 @@ impl Registry {
                     let asked_at = Instant::now();
                     let lock = registry.pull_through.fills.manifest_lock(&key);
                     let mut last_failure = lock.lock().await;
-                    // The upstream failed the resolution this pull waited for: its answer too.
-                    let result = match last_failure.as_ref().filter(|failed| failed.at >= asked_at) {
-                        Some(failed) => {
+                    // The upstream failed the resolution this pull waited for: its answer too, for a
+                    // caller who may import (one who may not is told so by `resolve_manifest`).
+                    let shared = last_failure.as_ref().filter(|failed| failed.at >= asked_at).map(|f| f.error());
+                    let shared = match shared {
+                        Some(error) => registry.authorize_import(&ctx, &repo).await.ok().map(|()| error),
+                        None => None,
+                    };
+                    let result = match shared {
+                        Some(error) => {
                             let prefix = &cached.rule.ecr_repository_prefix;
                             registry.pull_through.stats.served(prefix, Served::Upstream { bytes: 0 });
-                            Err(failed.error())
+                            Err(error)
                         }
                         None => {
                             let result = registry.resolve_manifest(&ctx, &cached, &repo, &reference).await;

@@ -42,7 +42,7 @@ pub use access::{AnonymousAccess, Authorizer, Explanation, Resource};
 pub use berth_meta::{ImageRecord, ManifestRecord, StorageClass};
 pub use berth_spec::{ByteRange, ChunkRange};
 pub use blobs::{BlobBody, MountOutcome, UploadStatus};
-pub use downloads::UrlSigningKey;
+pub use downloads::{SignedDownload, UrlSigningKey};
 pub use error::PolicyKind;
 pub use error::RegistryError;
 pub use gc::GcReport;

@@ -574,6 +574,19 @@ impl Replicator {
             for blob in manifest.required_blobs() {
                 self.push_blob(destination, repository, blob).await?;
             }
+            // A non-distributable layer goes along if it was pushed here, as it would be kept here.
+            for layer in manifest.foreign_layers() {
+                if self
+                    .registry
+                    .meta
+                    .linked_blob(repository, &layer.digest)
+                    .await
+                    .map_err(RegistryError::from)?
+                    .is_some()
+                {
+                    self.push_blob(destination, repository, layer).await?;
+                }
+            }
             match tag {
                 Some(tag) => self.put_tagged(destination, repository, tag, media_type, bytes, Some(digest)).await?,
                 None => {

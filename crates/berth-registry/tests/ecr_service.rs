@@ -115,6 +115,13 @@ async fn signed_downloads_expire_and_verify_on_any_server_with_the_key() {
     let signature = registry.sign_layer_download(&ctx(), &repo, &layer, expires).await.unwrap();
     let body = registry.open_signed_layer(&repo, &layer, expires, &signature, None).await.unwrap();
     assert_eq!(body.size, 5);
+    // A stored layer's URL may not fill a cache, and that cannot be added to it.
+    assert!(!signature.fill);
+    let widened = berth_registry::SignedDownload { fill: true, ..signature.clone() };
+    assert!(matches!(
+        registry.open_signed_layer(&repo, &layer, expires, &widened, None).await,
+        Err(RegistryError::Denied(_))
+    ));
 
     let expired = now_secs() - 1;
     let old = registry.sign_layer_download(&ctx(), &repo, &layer, expired).await.unwrap();

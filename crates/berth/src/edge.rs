@@ -389,7 +389,8 @@ fn refused(plane: &str, status: StatusCode, message: &str, ecr_type: &str) -> Re
 fn at_capacity(plane: &str) -> Response {
     let message = "the server is at its connection limit; retry later";
     let (content_type, body) = match plane {
-        "ecr" => (
+        // Layer download URLs answer in the ECR plane's shape too.
+        "ecr" | "download" => (
             "application/x-amz-json-1.1",
             serde_json::json!({"__type": "ServerException", "message": message}).to_string(),
         ),

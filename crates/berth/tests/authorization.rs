@@ -239,11 +239,11 @@ async fn every_endpoint_of_both_planes_is_blocked_by_a_deny_of_its_declared_acti
         // Tags given at creation need ecr:TagResource too, as ECR checks.
         ("CreateRepository", with(json!({"tags": [{"Key": "team", "Value": "ci"}]}))),
     ];
-    for (i, (operation, body)) in ecr.iter().enumerate() {
+    for (operation, body) in &ecr {
         // The permission each needs is its own, except where ECR documents another.
         let action = match *operation {
             "ListImageReferrers" => "ecr:BatchGetImage".to_owned(),
-            "CreateRepository" if i > 0 => "ecr:TagResource".to_owned(),
+            "CreateRepository" if body.get("tags").is_some() => "ecr:TagResource".to_owned(),
             _ => format!("ecr:{operation}"),
         };
         deny_ci(&srv, REPO, &[&action]).await;
