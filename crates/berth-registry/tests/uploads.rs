@@ -59,8 +59,18 @@ async fn stores() -> Vec<Store> {
 }
 
 async fn registry(dir: &std::path::Path, blobs: Arc<dyn BlobStore>) -> Arc<Registry> {
+    registry_with(dir, blobs, RegistryConfig::default()).await
+}
+
+async fn registry_with(dir: &std::path::Path, blobs: Arc<dyn BlobStore>, config: RegistryConfig) -> Arc<Registry> {
     let meta = SqliteStore::open(&dir.join("metadata.db")).await.unwrap();
-    Registry::new(blobs, Arc::new(meta), RegistryConfig::default())
+    Registry::new(blobs, Arc::new(meta), config)
+}
+
+/// A registry on the filesystem whose uploads expire after `expiry`.
+async fn expiring_registry(dir: &std::path::Path, expiry: Duration) -> Arc<Registry> {
+    let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir).await.unwrap());
+    registry_with(dir, blobs, RegistryConfig { upload_expiry: expiry, ..Default::default() }).await
 }
 
 /// A request body the test feeds; one piece in flight at a time, so a completed send means the
@@ -260,10 +270,8 @@ async fn deleting_a_repository_ends_its_uploads_and_removes_their_data() {
 #[tokio::test]
 async fn an_upload_receiving_bytes_keeps_its_session_touched() {
     let dir = tempfile::tempdir().unwrap();
-    let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path()).await.unwrap());
-    let meta = SqliteStore::open(&dir.path().join("metadata.db")).await.unwrap();
     let expiry = Duration::from_secs(2);
-    let registry = Registry::new(blobs, Arc::new(meta), RegistryConfig { upload_expiry: expiry, ..Default::default() });
+    let registry = expiring_registry(dir.path(), expiry).await;
     let upload = registry.start_upload(&ctx(), &name()).await.unwrap();
     let (tx, body) = fed_body();
     let append = tokio::spawn({
@@ -274,9 +282,7 @@ async fn an_upload_receiving_bytes_keeps_its_session_touched() {
     for i in 0.. {
         tx.send(Ok(Bytes::from(vec![i as u8; 1024]))).await.unwrap();
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let now =
-            i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis())
-                .unwrap();
+        let now = berth_registry::now_millis();
         let stale = registry.metadata().stale_uploads(now - expiry.as_millis() as i64).await.unwrap();
         assert!(stale.iter().all(|s| s.id != upload.id), "stale after {:?} of receiving bytes", started.elapsed());
         if started.elapsed() > expiry * 3 {
@@ -292,18 +298,14 @@ async fn an_upload_receiving_bytes_keeps_its_session_touched() {
 #[tokio::test]
 async fn chunks_sent_within_the_expiry_keep_their_session() {
     let dir = tempfile::tempdir().unwrap();
-    let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path()).await.unwrap());
-    let meta = SqliteStore::open(&dir.path().join("metadata.db")).await.unwrap();
     let expiry = Duration::from_secs(2);
-    let registry = Registry::new(blobs, Arc::new(meta), RegistryConfig { upload_expiry: expiry, ..Default::default() });
+    let registry = expiring_registry(dir.path(), expiry).await;
     let upload = registry.start_upload(&ctx(), &name()).await.unwrap();
     for i in 0..6u8 {
         tokio::time::sleep(Duration::from_millis(900)).await;
         let chunk = futures::stream::once(async move { Ok(Bytes::from(vec![i; 16])) }).boxed();
         registry.append_upload(&name(), &upload.id, None, chunk).await.unwrap();
-        let now =
-            i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis())
-                .unwrap();
+        let now = berth_registry::now_millis();
         let stale = registry.metadata().stale_uploads(now - expiry.as_millis() as i64 + 500).await.unwrap();
         assert!(stale.iter().all(|s| s.id != upload.id), "the session looked abandoned after chunk {i}");
     }
